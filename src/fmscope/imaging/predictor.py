@@ -1,0 +1,196 @@
+"""Segmenter: set an image once, then answer box / point prompts from a cached embedding."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import fmscope
+from fmscope.errors import FmscopeError
+from fmscope.imaging import roi
+from fmscope.imaging.cache import CachedEmbedding, EmbeddingCache
+from fmscope.imaging.image_input import to_rgb_uint8, validate_image
+from fmscope.imaging.intensity import Intensity, resolve_intensity
+from fmscope.imaging.models import LoadedModel, load_model
+from fmscope.imaging.prompts import validate_box, validate_points
+
+Crop = tuple[int, int, int, int]  # y0, x0, y1, x1 in image pixels
+PRECISIONS = ("fp32", "fast")
+
+
+@dataclass
+class MaskResult:
+    """One object's mask at the image's resolution, the model's IoU estimate, and its logits."""
+
+    mask: np.ndarray  # bool (H, W)
+    score: float
+    low_res_logits: np.ndarray  # (256, 256) float32 in model space, for refinement
+    crop: Crop | None  # the ROI-zoom crop used, None for the whole image
+
+
+class Segmenter:
+    """Promptable segmentation with a MedSAM-family model.
+
+    ``model`` is a registry name (``litemedsam`` default, ``medsam_vit_b``, ``sam_vit_b|l|h``)
+    with ``checkpoint`` an optional path. ``roi_zoom``: ``"auto"`` (zoom on small prompts),
+    ``True`` or ``False``. ``precision``: ``"fp32"`` (exact, default) or ``"fast"``
+    (bfloat16 encoder where the CPU/GPU supports it, channels-last).
+    """
+
+    def __init__(self, model: str = "litemedsam", checkpoint: str | os.PathLike | None = None,
+                 device: str | torch.device | None = None, cache: EmbeddingCache | None = None,
+                 roi_zoom: bool | str = "auto", precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise FmscopeError(f"Unknown precision '{precision}'.", f"Use one of: {', '.join(PRECISIONS)}.")
+        self.model: LoadedModel = load_model(model, checkpoint, device)
+        self.cache = cache if cache is not None else EmbeddingCache()
+        self.roi_zoom = roi_zoom
+        self.precision = precision
+        self.encoder_calls = 0
+        self._rgb: np.ndarray | None = None
+        self._image_hash = ""
+        self.intensity: Intensity | None = None
+        if precision == "fast":
+            self.model.net.image_encoder.to(memory_format=torch.channels_last)
+
+    # -- image ---------------------------------------------------------------------------
+    def set_image(self, image: np.ndarray, window: str | tuple[float, float] | Intensity | None = None) -> None:
+        """Use ``image`` (2D grayscale, RGB, any numeric dtype, CT in HU) for the next prompts.
+
+        ``window``: a CT preset name (``"abdomen"``, ``"lung"``...), a (level, width) pair,
+        or an :class:`Intensity`; by default uint8 is used as is and anything else is scaled
+        by its 0.5-99.5 percentiles. The caller's array is not modified or kept.
+        """
+        validated = validate_image(image)
+        self.intensity = resolve_intensity(validated, window)
+        self._rgb = to_rgb_uint8(validated, self.intensity)
+        self._image_hash = hashlib.sha256(self._rgb.tobytes()).hexdigest()
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(H, W) of the current image."""
+        return self._require_image().shape[:2]
+
+    def _require_image(self) -> np.ndarray:
+        if self._rgb is None:
+            raise FmscopeError("No image is set.", "Call set_image(image) before predicting.")
+        return self._rgb
+
+    # -- embeddings ----------------------------------------------------------------------
+    def embed(self, crop: Crop | None = None) -> CachedEmbedding:
+        """The embedding of the image (or of ``crop``), from the cache when possible."""
+        rgb = self._require_image()
+        signature = {
+            "image_sha256": self._image_hash, "shape": list(rgb.shape), "crop": None if crop is None else list(crop),
+            "model": self.model.name, "weights_sha256": self.model.weights_sha256,
+            "transform": type(self.model.transform).__name__, "precision": self.precision,
+            "intensity": [self.intensity.low, self.intensity.high, self.intensity.name] if self.intensity else None,
+            "version": fmscope.__version__,
+        }
+        cached = self.cache.get(signature)
+        if cached is not None:
+            return cached
+        region = rgb if crop is None else rgb[crop[0]:crop[2], crop[1]:crop[3]]
+        tensor, geometry = self.model.transform.image(region)
+        batch = tensor[None].to(self.model.device)
+        with torch.inference_mode(), self._autocast():
+            if self.precision == "fast":
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            embedding = self.model.net.image_encoder(batch)[0].float().cpu().numpy()
+        self.encoder_calls += 1
+        entry = CachedEmbedding(embedding, geometry)
+        self.cache.put(signature, entry)
+        return entry
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision != "fast":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.model.device.type, dtype=torch.bfloat16)
+
+    def _crop_for(self, extent: np.ndarray, roi_zoom: bool | str | None) -> Crop | None:
+        zoom = self.roi_zoom if roi_zoom is None else roi_zoom
+        if zoom == "auto":
+            zoom = roi.wants_zoom(extent, self.image_shape, self.model.transform.size)
+        return roi.crop_for(extent, self.image_shape) if zoom else None
+
+    # -- prompts -------------------------------------------------------------------------
+    def predict(self, box: Sequence[float] | None = None, points: Sequence | None = None,
+                labels: Sequence[int] | None = None, roi_zoom: bool | str | None = None) -> MaskResult:
+        """Segment one object from a box, positive/negative points, or both."""
+        shape = self.image_shape
+        if box is None and (points is None or len(points) == 0):
+            raise FmscopeError("No prompt given.", "Give a box, at least one point, or both.")
+        box_array = None if box is None else validate_box(box, shape)
+        point_array, label_array = validate_points(points if points is not None else [], labels, shape)
+        extent_parts = ([box_array[:2], box_array[2:]] if box_array is not None else []) + list(point_array)
+        stacked = np.array(extent_parts)
+        extent = np.concatenate([stacked.min(axis=0), stacked.max(axis=0)])
+        crop = self._crop_for(extent, roi_zoom)
+        single_point = box_array is None and len(point_array) == 1
+        return self._decode(
+            self.embed(crop), crop,
+            boxes=None if box_array is None else box_array[None],
+            points=point_array[None] if len(point_array) else None,
+            labels=label_array[None] if len(point_array) else None,
+            multimask=single_point,
+        )[0]
+
+    def predict_many(self, boxes: Sequence[Sequence[float]] | np.ndarray, roi_zoom: bool | str | None = None,
+                     progress: bool = False) -> list[MaskResult]:
+        """Segment one object per box; boxes sharing an embedding are decoded in one batch."""
+        shape = self.image_shape
+        validated = [validate_box(b, shape) for b in boxes]
+        groups: dict[Crop | None, list[int]] = {}
+        for index, box in enumerate(validated):
+            groups.setdefault(self._crop_for(box, roi_zoom), []).append(index)
+        results: list[MaskResult | None] = [None] * len(validated)
+        for crop, indices in tqdm(groups.items(), desc="segmenting", unit="crop", disable=not progress, leave=False):
+            decoded = self._decode(self.embed(crop), crop, boxes=np.stack([validated[i] for i in indices]))
+            for index, result in zip(indices, decoded):
+                results[index] = result
+        return results  # type: ignore[return-value]
+
+    def _decode(self, entry: CachedEmbedding, crop: Crop | None, boxes: np.ndarray | None = None,
+                points: np.ndarray | None = None, labels: np.ndarray | None = None,
+                multimask: bool = False) -> list[MaskResult]:
+        net, transform, device = self.model.net, self.model.transform, self.model.device
+        offset = np.zeros(2) if crop is None else np.array([crop[1], crop[0]], dtype=np.float64)
+        geometry = entry.geometry
+        box_tensor = point_input = None
+        if boxes is not None:
+            local = boxes - np.concatenate([offset, offset])
+            box_tensor = torch.as_tensor(transform.boxes(local, geometry), device=device)[:, None, :]
+        if points is not None:
+            local_points = transform.points(points - offset, geometry)
+            point_input = (torch.as_tensor(local_points, device=device),
+                           torch.as_tensor(labels, dtype=torch.int64, device=device))
+        embedding = torch.from_numpy(entry.embedding)[None].to(device)
+        with torch.inference_mode():
+            sparse, dense = net.prompt_encoder(points=point_input, boxes=box_tensor, masks=None)
+            low_res, scores = net.mask_decoder(
+                image_embeddings=embedding, image_pe=net.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask,
+            )
+            if multimask:
+                best = scores.argmax(dim=1)
+                rows = torch.arange(len(best), device=device)
+                low_res, scores = low_res[rows, best][:, None], scores[rows, best][:, None]
+            local_logits = transform.masks(low_res, geometry)
+        masks = (local_logits > 0).cpu().numpy()
+        return [MaskResult(self._paste(mask, crop), float(score), logits[0].float().cpu().numpy(), crop)
+                for mask, score, logits in zip(masks, scores[:, 0].tolist(), low_res)]
+
+    def _paste(self, local_mask: np.ndarray, crop: Crop | None) -> np.ndarray:
+        if crop is None:
+            return local_mask
+        full = np.zeros(self.image_shape, dtype=bool)
+        full[crop[0]:crop[2], crop[1]:crop[3]] = local_mask
+        return full
+

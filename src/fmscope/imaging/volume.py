@@ -1,0 +1,116 @@
+"""3D: segment objects on a key slice, then propagate slice by slice in both directions.
+
+Each next box comes from the previous slice's mask (grown by a small margin), as in the
+official MedSAM/LiteMedSAM 3D inference; every slice is embedded once and all objects on
+it are decoded in one batch. An object stops when its mask vanishes, shrinks below a
+fraction of its key-slice area, or the model's confidence drops (:class:`StopRule`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from fmscope.errors import FmscopeError
+from fmscope.imaging.intensity import Intensity, resolve_intensity
+from fmscope.imaging.predictor import Segmenter
+from fmscope.imaging.prompts import box_from_mask, validate_box
+
+DIRECTIONS = ("both", "up", "down")
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """When propagation of one object ends."""
+
+    min_area_fraction: float = 0.1  # of the object's area on the key slice
+    min_score: float = 0.5  # the model's IoU estimate
+    box_margin: float = 2.0  # pixels added around the previous mask's box
+
+    def keeps(self, area: int, key_area: int, score: float) -> bool:
+        return area > 0 and area >= self.min_area_fraction * key_area and score >= self.min_score
+
+
+def _validate_volume(volume: np.ndarray) -> np.ndarray:
+    array = np.asarray(volume)
+    if array.ndim != 3:
+        raise FmscopeError(f"segment_volume needs a 3D (z, y, x) array, got shape {array.shape}.",
+                           "Use Segmenter for 2D images; select one channel / time point of 4D data.")
+    if array.shape[0] < 1 or min(array.shape[1:]) < 2:
+        raise FmscopeError(f"The volume is empty (shape {array.shape}).", "Pass a non-empty volume.")
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise FmscopeError("The volume contains NaN or infinite values.", "Replace them (np.nan_to_num) first.")
+    return array
+
+
+def segment_volume(volume: np.ndarray, key_slice: int,
+                   boxes: Sequence[float] | Mapping[int, Sequence[float]],
+                   segmenter: Segmenter | None = None, window: str | tuple[float, float] | Intensity | None = None,
+                   direction: str = "both", slice_range: tuple[int, int] | None = None,
+                   stop: StopRule = StopRule(), progress: bool = False) -> np.ndarray:
+    """Label volume (uint16, same shape as ``volume``) grown from boxes on ``key_slice``.
+
+    ``boxes``: one [x0, y0, x1, y1] box (label 1) or ``{label: box}`` for several objects.
+    ``direction``: ``"both"``, ``"up"`` (increasing z) or ``"down"``. ``slice_range``:
+    inclusive (first, last) z limits. The intensity mapping (``window`` or the volume's
+    percentiles) is computed once for the whole volume so slices stay comparable.
+    """
+    array = _validate_volume(volume)
+    depth = array.shape[0]
+    if not 0 <= key_slice < depth:
+        raise FmscopeError(f"Key slice {key_slice} is outside the volume's 0..{depth - 1}.",
+                           f"Give --slice between 0 and {depth - 1}.")
+    if direction not in DIRECTIONS:
+        raise FmscopeError(f"Unknown direction '{direction}'.", f"Use one of: {', '.join(DIRECTIONS)}.")
+    first, last = (0, depth - 1) if slice_range is None else (int(slice_range[0]), int(slice_range[1]))
+    if not 0 <= first <= key_slice <= last < depth:
+        raise FmscopeError(f"Slice range {first}..{last} must lie in 0..{depth - 1} and contain the key slice "
+                           f"{key_slice}.", "Adjust the range or the key slice.")
+    prompts = dict(boxes) if isinstance(boxes, Mapping) else {1: boxes}
+    if not prompts or any(int(label) < 1 for label in prompts):
+        raise FmscopeError("Give at least one box, with labels >= 1.", "Example: {1: [x0, y0, x1, y1]}.")
+    shape = array.shape[1:]
+    prompts = {int(label): validate_box(box, shape) for label, box in prompts.items()}
+
+    segmenter = segmenter if segmenter is not None else Segmenter()
+    intensity = resolve_intensity(array, window)
+    labels = np.zeros(array.shape, dtype=np.uint16)
+
+    def segment_slice(z: int, slice_boxes: dict[int, np.ndarray]) -> dict[int, tuple[np.ndarray, float]]:
+        segmenter.set_image(array[z], window=intensity)
+        results = segmenter.predict_many(list(slice_boxes.values()))
+        out = {}
+        for label, result in zip(slice_boxes, results):
+            out[label] = (result.mask & (labels[z] == 0), result.score)
+        return out
+
+    key_results = segment_slice(key_slice, prompts)
+    key_areas = {}
+    for label, (mask, _) in key_results.items():
+        labels[key_slice][mask] = label
+        key_areas[label] = int(mask.sum())
+
+    steps = {"up": [range(key_slice + 1, last + 1)], "down": [range(key_slice - 1, first - 1, -1)]}
+    sweeps = steps["up"] + steps["down"] if direction == "both" else steps[direction]
+    bar = tqdm(total=sum(len(s) for s in sweeps), desc="propagating", unit="slice", disable=not progress, leave=False)
+    for sweep in sweeps:
+        previous = {label: mask for label, (mask, _) in key_results.items() if key_areas[label] > 0}
+        for z in sweep:
+            boxes_here = {}
+            for label, mask in previous.items():
+                box = box_from_mask(mask, stop.box_margin)
+                if box is not None and box[2] > box[0] and box[3] > box[1]:
+                    boxes_here[label] = box
+            if not boxes_here:
+                break
+            previous = {}
+            for label, (mask, score) in segment_slice(z, boxes_here).items():
+                if stop.keeps(int(mask.sum()), key_areas[label], score):
+                    labels[z][mask] = label
+                    previous[label] = mask
+            bar.update(1)
+    bar.close()
+    return labels

@@ -1,0 +1,36 @@
+"""Segmentation metrics: Dice and normalised surface distance (NSD)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+
+def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Dice coefficient of two binary masks; 1.0 when both are empty."""
+    a, b = np.asarray(prediction, dtype=bool), np.asarray(truth, dtype=bool)
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+
+def nsd(prediction: np.ndarray, truth: np.ndarray, tolerance: float = 1.0,
+        spacing: Sequence[float] | None = None) -> float:
+    """Normalised surface Dice: share of both surfaces within ``tolerance`` (in spacing units)
+    of the other surface (Nikolov et al., 2021). 1.0 when both masks are empty."""
+    a, b = np.asarray(prediction, dtype=bool), np.asarray(truth, dtype=bool)
+    if not a.any() and not b.any():
+        return 1.0
+    if not a.any() or not b.any():
+        return 0.0
+    sampling = spacing if spacing is not None else [1.0] * a.ndim
+    surface_a, surface_b = _surface(a), _surface(b)
+    distance_to_b = ndimage.distance_transform_edt(~surface_b, sampling=sampling)
+    distance_to_a = ndimage.distance_transform_edt(~surface_a, sampling=sampling)
+    close = (distance_to_b[surface_a] <= tolerance).sum() + (distance_to_a[surface_b] <= tolerance).sum()
+    return float(close / (surface_a.sum() + surface_b.sum()))

@@ -1,0 +1,44 @@
+"""Shared fixtures: the real LiteMedSAM weights and the real sample data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # reference_litemedsam.py
+
+from fmscope import samples  # noqa: E402
+from fmscope.imaging import io  # noqa: E402
+from fmscope.imaging.predictor import Segmenter  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def segmenter() -> Segmenter:
+    """One LiteMedSAM segmenter (fp32, CPU) for the session; tests set their own image."""
+    return Segmenter("litemedsam", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def nuclei() -> tuple[np.ndarray, np.ndarray]:
+    case = samples.get_case("nuclei")
+    return io.read_image(case.image_path), io.read_image(case.labels_path)
+
+
+@pytest.fixture(scope="session")
+def nuclei_boxes(nuclei) -> dict[int, np.ndarray]:
+    return samples.boxes_from_labels(nuclei[1])
+
+
+@pytest.fixture(scope="session")
+def ct_slice() -> tuple[np.ndarray, np.ndarray]:
+    case = samples.get_case("ct_lung_slice")
+    return io.read_image(case.image_path), io.read_image(case.labels_path)
+
+
+@pytest.fixture(scope="session")
+def ct_volume() -> tuple[io.Volume, np.ndarray]:
+    case = samples.get_case("ct_lung_volume")
+    return io.read_volume(case.image_path), io.read_volume(case.labels_path).array

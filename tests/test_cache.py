@@ -1,0 +1,62 @@
+"""Embedding cache: hits skip the encoder; stale or corrupt disk entries are recomputed."""
+
+import time
+
+import numpy as np
+import zarr
+
+from fmscope.imaging.cache import EmbeddingCache
+from fmscope.imaging.predictor import Segmenter
+
+
+def test_cached_embedding_answers_new_prompt_without_encoding(segmenter, nuclei):
+    segmenter.set_image(nuclei[0])
+    segmenter.predict(box=[100, 100, 300, 300], roi_zoom=False)
+    calls = segmenter.encoder_calls
+    started = time.perf_counter()
+    segmenter.predict(box=[50, 60, 200, 210], roi_zoom=False)
+    elapsed = time.perf_counter() - started
+    assert segmenter.encoder_calls == calls
+    assert elapsed < 1.0, f"a cached prompt took {elapsed:.2f} s"
+
+
+def test_intensity_change_is_a_new_embedding(segmenter, ct_slice):
+    segmenter.set_image(ct_slice[0], window="lung")
+    segmenter.embed()
+    calls = segmenter.encoder_calls
+    segmenter.set_image(ct_slice[0], window="bone")
+    segmenter.embed()
+    assert segmenter.encoder_calls == calls + 1
+
+
+def test_disk_cache_survives_a_new_segmenter_and_rejects_corruption(tmp_path, nuclei):
+    image = nuclei[0][:200, :200]
+    first = Segmenter(device="cpu", cache=EmbeddingCache(directory=tmp_path))
+    first.set_image(image)
+    expected = first.embed().embedding
+    entries = list(tmp_path.glob("*.zarr"))
+    assert len(entries) == 1 and not list(tmp_path.glob(".tmp-*"))
+
+    second = Segmenter(device="cpu", cache=EmbeddingCache(directory=tmp_path))
+    second.set_image(image)
+    assert np.array_equal(second.embed().embedding, expected)
+    assert second.encoder_calls == 0
+
+    group = zarr.open_group(str(entries[0]), mode="r+")
+    group["embedding"][0, 0, 0] = 1234.5  # corrupt the stored data; the checksum no longer matches
+    third = Segmenter(device="cpu", cache=EmbeddingCache(directory=tmp_path))
+    third.set_image(image)
+    assert np.array_equal(third.embed().embedding, expected)
+    assert third.encoder_calls == 1
+
+
+def test_lru_evicts_oldest():
+    from fmscope.imaging.cache import CachedEmbedding
+    from fmscope.imaging.models.input_transforms import InputGeometry
+
+    cache = EmbeddingCache(max_items=2)
+    entry = CachedEmbedding(np.zeros((1, 2, 2), np.float32), InputGeometry((2, 2), (2, 2)))
+    for name in ("a", "b", "c"):
+        cache.put({"k": name}, entry)
+    assert cache.get({"k": "a"}) is None
+    assert cache.get({"k": "c"}) is entry

