@@ -152,10 +152,13 @@ def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], architect
     module.load_state_dict(state, strict=True)
 
 
-def verify_sha256(spec: CheckpointSpec, path: Path) -> str:
-    """Return the file's sha256; raise if the registry knows another one for the embedded weights."""
+def verify_sha256(spec: CheckpointSpec, path: Path, embedded: bool) -> str:
+    """Return the file's sha256; for ``embedded`` package weights, raise if it is not the known one.
+
+    A user-given file (fine-tuned weights, say) is hashed for the cache key but not judged.
+    """
     digest = file_sha256(path)
-    if spec.sha256 is not None and spec.package is not None and digest != spec.sha256:
+    if embedded and spec.sha256 is not None and digest != spec.sha256:
         raise FmscopeError(f"{path} has sha256 {digest}, expected {spec.sha256} for {spec.name}.",
                            f"Reinstall {spec.package.replace('_', '-')}; the file is damaged or replaced.")
     return digest

@@ -14,7 +14,7 @@ import numpy as np
 # Zoom when the prompt's longest side would span fewer model pixels than this.
 SMALL_OBJECT_MODEL_PX = 40.0
 # Crop side in multiples of the prompt's longest side (context around the object).
-CONTEXT_FACTOR = 4.0
+CONTEXT_FACTOR = 2.0
 MIN_CROP = 64
 
 

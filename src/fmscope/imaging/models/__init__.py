@@ -64,7 +64,7 @@ def load_model(name: str = "litemedsam", checkpoint: str | os.PathLike | None = 
     """Build model ``name`` and load its weights (strict, ``weights_only=True``)."""
     spec = checkpoints.get_spec(name)
     path = checkpoints.resolve(name, checkpoint)
-    digest = checkpoints.verify_sha256(spec, path)
+    digest = checkpoints.verify_sha256(spec, path, embedded=checkpoint is None and spec.package is not None)
     net, make_transform = ARCHITECTURES[spec.architecture](name)
     checkpoints.load_into(net, checkpoints.read_state_dict(path), spec.architecture, path)
     target = torch.device(device) if device is not None else default_device()
