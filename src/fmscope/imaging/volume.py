@@ -3,7 +3,9 @@
 Each next box comes from the previous slice's mask (grown by a small margin), as in the
 official MedSAM/LiteMedSAM 3D inference; every slice is embedded once and all objects on
 it are decoded in one batch. An object stops when its mask vanishes, shrinks below a
-fraction of its key-slice area, or the model's confidence drops (:class:`StopRule`).
+fraction of its key-slice area, the model's confidence drops, or the mask's mean intensity
+moves away from the key slice's (past the object's end the model tends to outline whatever
+lies in the box, e.g. lung air next to a tumour) (:class:`StopRule`).
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ class StopRule:
 
     min_area_fraction: float = 0.1  # of the object's area on the key slice
     min_score: float = 0.5  # the model's IoU estimate
+    max_intensity_shift: float = 0.25  # |mean - key-slice mean| as a fraction of the mapped 0..255 range
     box_margin: float = 2.0  # pixels added around the previous mask's box
 
-    def keeps(self, area: int, key_area: int, score: float) -> bool:
-        return area > 0 and area >= self.min_area_fraction * key_area and score >= self.min_score
+    def keeps(self, area: int, key_area: int, score: float, intensity_shift: float) -> bool:
+        """Whether a slice's mask still belongs to the object."""
+        return (area > 0 and area >= self.min_area_fraction * key_area and score >= self.min_score
+                and intensity_shift <= self.max_intensity_shift)
 
 
 def _validate_volume(volume: np.ndarray) -> np.ndarray:
@@ -79,25 +84,28 @@ def segment_volume(volume: np.ndarray, key_slice: int,
     intensity = resolve_intensity(array, window)
     labels = np.zeros(array.shape, dtype=np.uint16)
 
-    def segment_slice(z: int, slice_boxes: dict[int, np.ndarray]) -> dict[int, tuple[np.ndarray, float]]:
+    def segment_slice(z: int, slice_boxes: dict[int, np.ndarray]) -> dict[int, tuple[np.ndarray, float, float]]:
+        """{label: (mask, score, mean mapped intensity in the mask)} on slice z."""
         segmenter.set_image(array[z], window=intensity)
+        mapped = intensity.to_uint8(array[z])
         results = segmenter.predict_many(list(slice_boxes.values()))
         out = {}
         for label, result in zip(slice_boxes, results):
-            out[label] = (result.mask & (labels[z] == 0), result.score)
+            mask = result.mask & (labels[z] == 0)
+            out[label] = (mask, result.score, float(mapped[mask].mean()) if mask.any() else 0.0)
         return out
 
     key_results = segment_slice(key_slice, prompts)
-    key_areas = {}
-    for label, (mask, _) in key_results.items():
+    key_areas, key_means = {}, {}
+    for label, (mask, _, mean) in key_results.items():
         labels[key_slice][mask] = label
-        key_areas[label] = int(mask.sum())
+        key_areas[label], key_means[label] = int(mask.sum()), mean
 
     steps = {"up": [range(key_slice + 1, last + 1)], "down": [range(key_slice - 1, first - 1, -1)]}
     sweeps = steps["up"] + steps["down"] if direction == "both" else steps[direction]
     bar = tqdm(total=sum(len(s) for s in sweeps), desc="propagating", unit="slice", disable=not progress, leave=False)
     for sweep in sweeps:
-        previous = {label: mask for label, (mask, _) in key_results.items() if key_areas[label] > 0}
+        previous = {label: mask for label, (mask, _, _) in key_results.items() if key_areas[label] > 0}
         for z in sweep:
             boxes_here = {}
             for label, mask in previous.items():
@@ -107,8 +115,9 @@ def segment_volume(volume: np.ndarray, key_slice: int,
             if not boxes_here:
                 break
             previous = {}
-            for label, (mask, score) in segment_slice(z, boxes_here).items():
-                if stop.keeps(int(mask.sum()), key_areas[label], score):
+            for label, (mask, score, mean) in segment_slice(z, boxes_here).items():
+                shift = abs(mean - key_means[label]) / 255.0
+                if stop.keeps(int(mask.sum()), key_areas[label], score, shift):
                     labels[z][mask] = label
                     previous[label] = mask
             bar.update(1)

