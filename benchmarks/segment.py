@@ -67,7 +67,8 @@ def main() -> None:
 
     nuclei = samples.get_case("nuclei")
     image, truth = io.read_image(nuclei.image_path), io.read_image(nuclei.labels_path)
-    boxes = list(samples.boxes_from_labels(truth).values())
+    boxes_by_label = samples.boxes_from_labels(truth)
+    boxes, ids = list(boxes_by_label.values()), list(boxes_by_label)
 
     exact = Segmenter(device="cpu")
     fast = Segmenter(device="cpu", precision="fast")
@@ -104,12 +105,12 @@ def main() -> None:
 
     # Accuracy on the sample cases, boxes from ground truth.
     whole_exact = exact.predict_many(boxes, roi_zoom=False)
-    dice_whole = np.mean([metrics.dice(r.mask, truth == i + 1) for i, r in enumerate(whole_exact)])
+    dice_whole = np.mean([metrics.dice(r.mask, truth == i) for i, r in zip(ids, whole_exact)])
     reference.set_image(rgb)
     dice_vs_official = np.mean([metrics.dice(r.mask, reference.predict(b)) for r, b in zip(whole_exact, boxes)])
     fast.set_image(image)
     whole_fast = fast.predict_many(boxes, roi_zoom=False)
-    dice_fast = np.mean([metrics.dice(r.mask, truth == i + 1) for i, r in enumerate(whole_fast)])
+    dice_fast = np.mean([metrics.dice(r.mask, truth == i) for i, r in zip(ids, whole_fast)])
     print(f"nuclei ({len(boxes)}), whole image: dice {dice_whole:.3f} fp32, {dice_fast:.3f} fast; "
           f"fmscope vs official masks {dice_vs_official:.4f}; fast vs fp32 masks {mean_dice_vs(whole_fast, whole_exact):.4f}")
     if not args.quick:
@@ -118,7 +119,7 @@ def main() -> None:
             started = time.perf_counter()
             zoomed = segmenter.predict_many(boxes, roi_zoom="auto")
             seconds = time.perf_counter() - started
-            dice_zoom = np.mean([metrics.dice(r.mask, truth == i + 1) for i, r in enumerate(zoomed)])
+            dice_zoom = np.mean([metrics.dice(r.mask, truth == i) for i, r in zip(ids, zoomed)])
             print(f"nuclei ({len(boxes)}), ROI zoom {name}: dice {dice_zoom:.3f} "
                   f"({segmenter.encoder_calls} crops embedded, {seconds:.0f} s)")
 

@@ -54,6 +54,9 @@ class Segmenter:
         self.roi_zoom = roi_zoom
         self.precision = precision
         self.encoder_calls = 0
+        # On CPU the decoder is memory-bound: batches beyond two prompts get slower per prompt
+        # (measured in benchmarks/segment.py); a GPU takes large batches.
+        self.decode_batch = 2 if self.model.device.type == "cpu" else 64
         self._rgb: np.ndarray | None = None
         self._image_hash = ""
         self.intensity: Intensity | None = None
@@ -144,7 +147,8 @@ class Segmenter:
 
     def predict_many(self, boxes: Sequence[Sequence[float]] | np.ndarray, roi_zoom: bool | str | None = None,
                      progress: bool = False) -> list[MaskResult]:
-        """Segment one object per box; boxes sharing an embedding are decoded in one batch."""
+        """Segment one object per box; each image or crop is embedded once for all its boxes, and
+        the boxes are decoded in batches of ``decode_batch``."""
         shape = self.image_shape
         validated = [validate_box(b, shape) for b in boxes]
         groups: dict[Crop | None, list[int]] = {}
@@ -152,9 +156,12 @@ class Segmenter:
             groups.setdefault(self._crop_for(box, roi_zoom), []).append(index)
         results: list[MaskResult | None] = [None] * len(validated)
         for crop, indices in tqdm(groups.items(), desc="segmenting", unit="crop", disable=not progress, leave=False):
-            decoded = self._decode(self.embed(crop), crop, boxes=np.stack([validated[i] for i in indices]))
-            for index, result in zip(indices, decoded):
-                results[index] = result
+            entry = self.embed(crop)
+            for start in range(0, len(indices), self.decode_batch):
+                chunk = indices[start:start + self.decode_batch]
+                decoded = self._decode(entry, crop, boxes=np.stack([validated[i] for i in chunk]))
+                for index, result in zip(chunk, decoded):
+                    results[index] = result
         return results  # type: ignore[return-value]
 
     def _decode(self, entry: CachedEmbedding, crop: Crop | None, boxes: np.ndarray | None = None,
