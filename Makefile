@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := dev
+EXTRAS := dev,slicer
 
 .PHONY: demo test bench install clean
 

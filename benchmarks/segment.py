@@ -39,17 +39,22 @@ def timed(function, repeats: int) -> float:
     return float(np.median(times))
 
 
-def encoder_ms(segmenter: Segmenter, image: np.ndarray, repeats: int) -> float:
-    segmenter.set_image(image)
-    tensor, _ = segmenter.model.transform.image(to_rgb_uint8(image, auto_intensity(image)))
-    batch = tensor[None]
+def encoder_ms(encoder: torch.nn.Module, batch: torch.Tensor, repeats: int, bf16: bool = False,
+               channels_last: bool = False) -> tuple[float, torch.Tensor]:
+    """Median encoder time for one speed option, and its output (to compare with fp32)."""
+    if channels_last:
+        encoder = encoder.to(memory_format=torch.channels_last)
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
-    def run() -> None:
-        with torch.inference_mode(), segmenter._autocast():
-            x = batch.contiguous(memory_format=torch.channels_last) if segmenter.precision == "fast" else batch
-            segmenter.model.net.image_encoder(x)
+    def run() -> torch.Tensor:
+        with torch.inference_mode(), autocast:
+            return encoder(batch).float()
 
-    return timed(run, repeats)
+    milliseconds = timed(run, repeats)
+    output = run()
+    encoder.to(memory_format=torch.contiguous_format)
+    return milliseconds, output
 
 
 def mean_dice_vs(results_a, results_b) -> float:
@@ -59,6 +64,7 @@ def mean_dice_vs(results_a, results_b) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, skip the ROI-zoom accuracy run")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile)")
     args = parser.parse_args()
     repeats = 2 if args.quick else 5
     torch.manual_seed(0)
@@ -75,12 +81,22 @@ def main() -> None:
     reference = ReferenceLiteMedSAM()
     rgb = to_rgb_uint8(image, auto_intensity(image))
 
-    # Encoder: fmscope fp32 vs the official implementation, and the fast mode.
+    # Encoder: fmscope fp32 vs the official implementation, then each speed option vs fp32.
     ms_ref = timed(lambda: reference.set_image(rgb), repeats)
-    ms_fp32 = encoder_ms(exact, image, repeats)
-    ms_fast = encoder_ms(fast, image, repeats)
-    print(f"encoder ms: official {ms_ref:.0f}, fmscope fp32 {ms_fp32:.0f} ({ms_ref / ms_fp32:.2f}x), "
-          f"fmscope fast (bf16 + channels-last) {ms_fast:.0f} ({ms_fp32 / ms_fast:.2f}x vs fp32)")
+    batch = exact.model.transform.image(rgb)[0][None]
+    encoder = exact.model.net.image_encoder
+    ms_fp32, out_fp32 = encoder_ms(encoder, batch, repeats)
+    print(f"encoder ms: official {ms_ref:.0f}, fmscope fp32 {ms_fp32:.0f} ({ms_ref / ms_fp32:.2f}x)")
+    options = {"channels-last": dict(channels_last=True), "bf16 autocast": dict(bf16=True),
+               "bf16 + channels-last (--fast)": dict(bf16=True, channels_last=True)}
+    if args.compile:
+        options["torch.compile"] = dict()
+    for name, option in options.items():
+        module = torch.compile(encoder) if name == "torch.compile" else encoder
+        ms_option, out_option = encoder_ms(module, batch, repeats, **option)
+        cosine = torch.nn.functional.cosine_similarity(out_option.flatten(), out_fp32.flatten(), dim=0).item()
+        print(f"encoder option {name}: {ms_option:.0f} ms, {ms_fp32 / ms_option:.2f}x vs fp32, "
+              f"embedding cosine to fp32 {cosine:.5f}")
 
     # Decoder per prompt on a cached embedding, predict_many vs single calls, cache hit.
     exact.set_image(image)

@@ -14,3 +14,7 @@ class FmscopeError(Exception):
         self.problem = problem
         self.fix = fix
         super().__init__(problem if fix is None else f"{problem}\nFix: {fix}")
+
+
+class Cancelled(Exception):
+    """Raised from a progress callback to stop long work; nothing is written when it is."""

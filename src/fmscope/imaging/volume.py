@@ -10,7 +10,7 @@ lies in the box, e.g. lung air next to a tumour) (:class:`StopRule`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,13 +55,16 @@ def segment_volume(volume: np.ndarray, key_slice: int,
                    boxes: Sequence[float] | Mapping[int, Sequence[float]],
                    segmenter: Segmenter | None = None, window: str | tuple[float, float] | Intensity | None = None,
                    direction: str = "both", slice_range: tuple[int, int] | None = None,
-                   stop: StopRule = StopRule(), progress: bool = False) -> np.ndarray:
+                   stop: StopRule = StopRule(), progress: bool = False,
+                   on_slice: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Label volume (uint16, same shape as ``volume``) grown from boxes on ``key_slice``.
 
     ``boxes``: one [x0, y0, x1, y1] box (label 1) or ``{label: box}`` for several objects.
     ``direction``: ``"both"``, ``"up"`` (increasing z) or ``"down"``. ``slice_range``:
     inclusive (first, last) z limits. The intensity mapping (``window`` or the volume's
     percentiles) is computed once for the whole volume so slices stay comparable.
+    ``on_slice(done, total)`` is called after every slice; raising
+    :class:`fmscope.errors.Cancelled` from it stops the work.
     """
     array = _validate_volume(volume)
     depth = array.shape[0]
@@ -103,7 +106,11 @@ def segment_volume(volume: np.ndarray, key_slice: int,
 
     steps = {"up": [range(key_slice + 1, last + 1)], "down": [range(key_slice - 1, first - 1, -1)]}
     sweeps = steps["up"] + steps["down"] if direction == "both" else steps[direction]
-    bar = tqdm(total=sum(len(s) for s in sweeps), desc="propagating", unit="slice", disable=not progress, leave=False)
+    total = 1 + sum(len(s) for s in sweeps)
+    done = 1
+    if on_slice is not None:
+        on_slice(done, total)
+    bar = tqdm(total=total - 1, desc="propagating", unit="slice", disable=not progress, leave=False)
     for sweep in sweeps:
         previous = {label: mask for label, (mask, _, _) in key_results.items() if key_areas[label] > 0}
         for z in sweep:
@@ -121,5 +128,8 @@ def segment_volume(volume: np.ndarray, key_slice: int,
                     labels[z][mask] = label
                     previous[label] = mask
             bar.update(1)
+            done += 1
+            if on_slice is not None:
+                on_slice(done, total)
     bar.close()
     return labels
