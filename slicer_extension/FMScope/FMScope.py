@@ -1,0 +1,212 @@
+"""FMScope: segment CT/MR volumes from a box with the fmscope engine (3D Slicer scripted module).
+
+Kept short on purpose: behaviour lives in FMScopeLib/logic.py (tested headless with slicer-core);
+this file only binds the UI to it and runs the model off the GUI thread.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import qt
+import slicer
+import vtk
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+
+from FMScopeLib.install import ensure_fmscope
+
+MODELS = ["litemedsam", "medsam_vit_b", "sam_vit_b", "sam_vit_l", "sam_vit_h"]
+WINDOWS = ["auto", "abdomen", "soft_tissue", "lung", "bone", "brain", "liver"]
+
+
+class FMScope(ScriptedLoadableModule):
+    def __init__(self, parent):
+        super().__init__(parent)
+        self.parent.title = "FMScope"
+        self.parent.categories = ["Segmentation"]
+        self.parent.contributors = ["fmscope developers"]
+        self.parent.helpText = (
+            "Place a ROI (box) around a lesion or organ on one slice, choose the output segmentation and "
+            "press Run: the fmscope engine (LiteMedSAM by default) segments the key slice and propagates "
+            "through the volume. A ROI that spans several slices also limits the propagation."
+        )
+        self.parent.acknowledgementText = "LiteMedSAM and MedSAM: Ma et al., Nature Communications 2024 (bowang-lab)."
+
+
+class FMScopeWidget(ScriptedLoadableModuleWidget):
+    def setup(self):
+        super().setup()
+        widget = slicer.util.loadUI(self.resourcePath("UI/FMScope.ui"))
+        self.layout.addWidget(widget)
+        self.ui = slicer.util.childWidgetVariables(widget)
+        widget.setMRMLScene(slicer.mrmlScene)
+        self.ui.modelComboBox.addItems(MODELS)
+        self.ui.windowComboBox.addItems(WINDOWS)
+        self.ui.directionComboBox.addItems(["both", "up", "down"])
+        self.ui.runButton.clicked.connect(self.onRun)
+        self.ui.cancelButton.clicked.connect(self.onCancel)
+        self.ui.undoButton.clicked.connect(self.onUndo)
+        self.logic = FMScopeLogic()
+        self._job = None
+        self._timer = qt.QTimer()
+        self._timer.setInterval(100)
+        self._timer.timeout.connect(self._poll)
+        self._set_running(False)
+
+    def _set_running(self, running: bool) -> None:
+        self.ui.runButton.enabled = not running
+        self.ui.cancelButton.enabled = running
+        self.ui.progressBar.visible = running
+
+    def _options(self):
+        from FMScopeLib.logic import SegmentOptions
+
+        window = self.ui.windowComboBox.currentText
+        segment_id = self.ui.segmentSelector.currentSegmentID() if self.ui.overwriteCheckBox.checked else None
+        return SegmentOptions(
+            model=self.ui.modelComboBox.currentText, checkpoint=self.ui.checkpointPathLineEdit.currentPath or None,
+            window=None if window == "auto" else window, direction=self.ui.directionComboBox.currentText,
+            segment_name=self.ui.segmentNameLineEdit.text or "fmscope", segment_id=segment_id or None,
+        )
+
+    def onRun(self):
+        if not ensure_fmscope():
+            return
+        from FMScopeLib import geometry
+
+        from fmscope.errors import Cancelled, FmscopeError
+
+        volume = self.ui.volumeSelector.currentNode()
+        roi = self.ui.roiSelector.currentNode()
+        segmentation = self.ui.segmentationSelector.currentNode()
+        try:
+            if volume is None or roi is None or segmentation is None:
+                raise FmscopeError("Select a volume, a ROI and an output segmentation.")
+            box = geometry.slice_box_from_roi(volume, roi)
+        except FmscopeError as error:
+            slicer.util.errorDisplay(str(error))
+            return
+        options = self._options()
+        cancel = threading.Event()
+        job = {"progress": (0, 1), "result": None, "error": None, "cancel": cancel,
+               "volume": volume, "segmentation": segmentation, "options": options}
+
+        def on_slice(done, total):
+            job["progress"] = (done, total)
+            if cancel.is_set():
+                raise Cancelled()
+
+        def work():
+            try:
+                job["result"] = self.logic.core.compute(volume, box, options, on_slice)
+            except (FmscopeError, Cancelled) as error:
+                job["error"] = error
+            except Exception as error:  # a model failure is reported, never left on a thread
+                job["error"] = error
+
+        self._job = job
+        self._set_running(True)
+        self.ui.statusLabel.text = f"Segmenting from slice {box.index} ..."
+        job["thread"] = threading.Thread(target=work, daemon=True)
+        job["thread"].start()
+        self._timer.start()
+
+    def _poll(self):
+        job = self._job
+        done, total = job["progress"]
+        self.ui.progressBar.value = int(100 * done / max(total, 1))
+        if job["thread"].is_alive():
+            return
+        self._timer.stop()
+        self._set_running(False)
+        self._job = None
+        if job["error"] is not None:
+            self.ui.statusLabel.text = "Cancelled." if job["cancel"].is_set() else "Failed."
+            if not job["cancel"].is_set():
+                slicer.util.errorDisplay(str(job["error"]))
+            return
+        self._save_segment_editor_undo_state()
+        with slicer.util.tryWithErrorDisplay("Could not write the segment."):
+            segment_id = self.logic.core.write(job["segmentation"], job["volume"], job["result"], job["options"])
+            self.ui.statusLabel.text = f"Done: segment '{segment_id}'."
+
+    @staticmethod
+    def _save_segment_editor_undo_state():
+        """Let Ctrl+Z in the Segment Editor undo our write too, when that editor is open."""
+        try:
+            editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+            editor.saveStateForUndo()
+        except AttributeError:
+            pass
+
+    def onCancel(self):
+        if self._job is not None:
+            self._job["cancel"].set()
+
+    def onUndo(self):
+        if not self.logic.core.undo(slicer.mrmlScene, self.ui.volumeSelector.currentNode()):
+            self.ui.statusLabel.text = "Nothing to undo."
+
+
+class FMScopeLogic(ScriptedLoadableModuleLogic):
+    """Slicer's module logic; all behaviour is in FMScopeLib.logic.FMScopeLogic (``self.core``)."""
+
+    def __init__(self):
+        super().__init__()
+        self._core = None
+
+    @property
+    def core(self):
+        if self._core is None:
+            from FMScopeLib.logic import FMScopeLogic as CoreLogic
+
+            self._core = CoreLogic()
+        return self._core
+
+    def process(self, volume_node, segmentation_node, slice_box, options=None):
+        return self.core.process(volume_node, segmentation_node, slice_box, options)
+
+
+class FMScopeTest(ScriptedLoadableModuleTest):
+    """Runs inside Slicer: the sample lung CT, a ROI on the tumour, one segment written."""
+
+    def runTest(self):
+        slicer.mrmlScene.Clear()
+        self.test_sample_ct_tumour()
+
+    def test_sample_ct_tumour(self):
+        if not ensure_fmscope():
+            self.delayDisplay("fmscope is not installed; test not run")
+            return
+        import numpy as np
+        from FMScopeLib import geometry, mrml_arrays
+
+        from fmscope import metrics, samples
+
+        case = samples.get_case("ct_lung_volume")
+        volume = slicer.util.loadVolume(str(case.image_path))
+        truth_node = slicer.util.loadLabelVolume(str(case.labels_path))
+        truth = slicer.util.arrayFromVolume(truth_node) > 0
+        z = samples.key_slice(truth)
+        x0, y0, x1, y1 = samples.boxes_from_labels(truth[z])[1]
+        matrix = vtk.vtkMatrix4x4()
+        volume.GetIJKToRASMatrix(matrix)
+        ijk_to_ras = geometry.numpy_matrix(matrix)
+        low = (ijk_to_ras @ [x0, y0, z, 1])[:3]
+        high = (ijk_to_ras @ [x1, y1, z, 1])[:3]
+        roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+        roi.SetCenter(*((low + high) / 2))
+        roi.SetSize(*np.abs(high - low))
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        logic = FMScopeLogic()
+        segment_id = logic.process(volume, segmentation, geometry.slice_box_from_roi(volume, roi))
+        mask = mrml_arrays.read_segment(segmentation, segment_id, volume)
+        score = metrics.dice(mask, truth)
+        self.assertGreater(score, 0.7)
+        self.delayDisplay(f"FMScope test passed: tumour Dice {score:.3f}")
+
