@@ -3,9 +3,12 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := dev,slicer
+EXTRAS := dev,slicer,napari
+# Debian packages for Qt/napari under a virtual display (tests and screenshots).
+SYSTEM_PACKAGES := xvfb xauth libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 \
+	libxcb-render-util0 libxcb-xinerama0 libxcb-randr0 libxcb-shape0 libgl1 libegl1 libgl1-mesa-dri libfontconfig1 libdbus-1-3
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench screenshots install system-deps clean
 
 install: $(STAMP)
 
@@ -18,11 +21,22 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/fmscope demo -o demo_output
 
-test: $(STAMP)
+# Installs the missing display libraries with apt (needs root or sudo, as in CI).
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			--no-install-recommends $$missing; fi
+
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/segment.py
+
+screenshots: $(STAMP) system-deps
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) demo_output

@@ -94,7 +94,7 @@ def main() -> None:
     for name, option in options.items():
         module = torch.compile(encoder) if name == "torch.compile" else encoder
         ms_option, out_option = encoder_ms(module, batch, repeats, **option)
-        cosine = torch.nn.functional.cosine_similarity(out_option.flatten(), out_fp32.flatten(), dim=0).item()
+        cosine = torch.nn.functional.cosine_similarity(out_option.double().flatten(), out_fp32.double().flatten(), dim=0).item()
         print(f"encoder option {name}: {ms_option:.0f} ms, {ms_fp32 / ms_option:.2f}x vs fp32, "
               f"embedding cosine to fp32 {cosine:.5f}")
 

@@ -1,0 +1,1 @@
+"""napari front end: the only fmscope package that imports napari, Qt or magicgui."""

@@ -1,0 +1,37 @@
+"""napari sample data: every sample case as an image layer plus its ground-truth labels."""
+
+from __future__ import annotations
+
+from fmscope import samples
+from fmscope.imaging import io
+from fmscope.imaging.intensity import WINDOW_PRESETS
+
+
+def _case(name: str) -> list[tuple]:
+    case = samples.get_case(name)
+    meta = {"metadata": {"fmscope_window": case.window}}
+    if case.kind == "volume":
+        volume, truth = io.read_volume(case.image_path), io.read_volume(case.labels_path)
+        scale = {"scale": volume.spacing_zyx}
+        image, labels = volume.array, truth.array
+    else:
+        image, labels = io.read_image(case.image_path), io.read_image(case.labels_path)
+        scale = {}
+    contrast = {}
+    if case.window is not None:
+        level, width = WINDOW_PRESETS[case.window]
+        contrast = {"contrast_limits": (level - width / 2, level + width / 2)}
+    return [(image, {"name": case.name, **scale, **meta, **contrast}, "image"),
+            (labels, {"name": f"{case.name} ground truth", "opacity": 0.4, "visible": False, **scale}, "labels")]
+
+
+def nuclei() -> list[tuple]:
+    return _case("nuclei")
+
+
+def ct_lung_slice() -> list[tuple]:
+    return _case("ct_lung_slice")
+
+
+def ct_lung_volume() -> list[tuple]:
+    return _case("ct_lung_volume")

@@ -1,0 +1,379 @@
+"""The Segment widget: draw a box, click to refine, propagate through stacks and volumes.
+
+The widget only translates between napari layers and engine calls; every model call runs
+on the :class:`ModelWorker` thread and results are painted on the Qt thread through
+:class:`SegmentState` (exact undo, never overwrites other labels).
+
+Keys (in the viewer): ``n`` new object, ``a`` accept, ``u`` undo, ``c`` clear the current
+object, ``t`` toggle positive / negative clicks, ``p`` propagate the current object.
+"""
+
+from __future__ import annotations
+
+import time
+
+import napari
+import numpy as np
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from fmscope.errors import FmscopeError
+from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
+from fmscope.imaging.predictor import Segmenter
+from fmscope.imaging.prompts import box_from_mask
+from fmscope.imaging.volume import segment_volume
+from fmscope.napari.state import CurrentObject, SegmentState
+from fmscope.napari.worker import Job, ModelWorker
+
+MODELS = ("litemedsam", "medsam_vit_b", "sam_vit_b", "sam_vit_l", "sam_vit_h")
+BOXES, CLICKS, LABELS = "fmscope boxes", "fmscope clicks", "fmscope labels"
+
+
+class SegmentWidget(QWidget):
+    """Dock widget; created by napari through the npe2 manifest with the viewer."""
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = ModelWorker()
+        self.state = SegmentState()
+        self._segmenters: dict[tuple[str, str], Segmenter] = {}
+        self._intensities: dict[tuple, object] = {}
+        self._image_layer = None
+        self._negative = False
+        self.last_latency_ms: float | None = None  # Shapes event -> painted label, for benchmarks
+        self._build_ui()
+        self.worker.progress.connect(self._on_progress)
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self.viewer.dims.events.current_step.connect(self._on_slice_changed)
+        for key, action in (("n", self.new_object), ("a", self.accept), ("u", self.undo), ("c", self.clear_object),
+                            ("t", self.toggle_polarity), ("p", self.propagate)):
+            self.viewer.bind_key(key, lambda _viewer, action=action: action(), overwrite=True)
+        self._refresh_layers()
+
+    # -- UI ------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.image_combo = QComboBox()
+        self.image_combo.currentIndexChanged.connect(self._on_image_chosen)
+        self.model_combo = QComboBox()
+        self.model_combo.addItems(MODELS)
+        self.checkpoint_edit = QLineEdit()
+        self.checkpoint_edit.setPlaceholderText("weights file (MedSAM / SAM only)")
+        self.window_combo = QComboBox()
+        self.window_combo.addItems(["auto", *WINDOW_PRESETS])
+        self.negative_box = QCheckBox("negative clicks (t)")
+        self.negative_box.toggled.connect(self._set_negative)
+        self.first_spin, self.last_spin = QSpinBox(), QSpinBox()
+        form = QFormLayout()
+        form.addRow("image", self.image_combo)
+        form.addRow("model", self.model_combo)
+        form.addRow("checkpoint", self.checkpoint_edit)
+        form.addRow("window", self.window_combo)
+        form.addRow("", self.negative_box)
+        span = QHBoxLayout()
+        span.addWidget(self.first_spin)
+        span.addWidget(self.last_spin)
+        form.addRow("propagate slices", span)
+        buttons = QHBoxLayout()
+        for text, action in (("New (n)", self.new_object), ("Accept (a)", self.accept), ("Undo (u)", self.undo),
+                             ("Clear (c)", self.clear_object), ("Propagate (p)", self.propagate)):
+            button = QPushButton(text)
+            button.clicked.connect(action)
+            buttons.addWidget(button)
+        self.status = QLabel("Draw a box on the image.")
+        self.status.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch()
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.status.setText(text)
+        if error:
+            show_error(text)
+
+    def _on_progress(self, message: str, done: int, total: int) -> None:
+        self.progress.setVisible(done < total)
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(done)
+        if message:
+            self.status.setText(message)
+
+    # -- layers --------------------------------------------------------------------------
+    def _image_layers(self) -> list:
+        return [layer for layer in self.viewer.layers
+                if isinstance(layer, napari.layers.Image) and not layer.name.startswith("fmscope")]
+
+    def _refresh_layers(self, event=None) -> None:
+        names = [layer.name for layer in self._image_layers()]
+        current = self.image_combo.currentText()
+        self.image_combo.blockSignals(True)
+        self.image_combo.clear()
+        self.image_combo.addItems(names)
+        if current in names:
+            self.image_combo.setCurrentText(current)
+        self.image_combo.blockSignals(False)
+        self._on_image_chosen()
+
+    def _on_layer_removed(self, event) -> None:
+        removed = event.value
+        if removed is self._image_layer:
+            self.worker.cancel_all()
+            self._image_layer = None
+            self.state.current = None
+            self._say("The image layer was removed; choose another image.")
+        self._refresh_layers()
+
+    def _spatial_shape(self, layer) -> tuple[int, ...]:
+        return tuple(layer.data.shape[:-1]) if layer.rgb else tuple(layer.data.shape)
+
+    def _on_image_chosen(self, _index: int | None = None) -> None:
+        name = self.image_combo.currentText()
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        if layer is None or layer is self._image_layer:
+            return
+        shape = self._spatial_shape(layer)
+        if len(shape) not in (2, 3):
+            self._say(f"'{name}' has {len(shape)} spatial dimensions; fmscope segments 2D images and "
+                      "(z, y, x) stacks. Split channels / time points first.", error=True)
+            self._image_layer = None
+            return
+        self._image_layer = layer
+        if len(shape) == 3:
+            for spin in (self.first_spin, self.last_spin):
+                spin.setRange(0, shape[0] - 1)
+            self.last_spin.setValue(shape[0] - 1)
+        window = layer.metadata.get("fmscope_window")
+        if window in WINDOW_PRESETS:
+            self.window_combo.setCurrentText(window)
+        self._ensure_prompt_layers()
+        self._prefetch()
+
+    def _ensure_prompt_layers(self) -> None:
+        image = self._image_layer
+        shape = self._spatial_shape(image)
+        keep = {"scale": image.scale[-len(shape):], "translate": image.translate[-len(shape):]}
+        if LABELS not in self.viewer.layers or self.viewer.layers[LABELS].data.shape != shape:
+            if LABELS in self.viewer.layers:
+                self.viewer.layers.remove(LABELS)
+            self.viewer.add_labels(np.zeros(shape, dtype=np.uint16), name=LABELS, **keep)
+        if BOXES not in self.viewer.layers or self.viewer.layers[BOXES].ndim != len(shape):
+            if BOXES in self.viewer.layers:
+                self.viewer.layers.remove(BOXES)
+            boxes = self.viewer.add_shapes(name=BOXES, ndim=len(shape), edge_color="yellow", face_color="transparent",
+                                           edge_width=2, **keep)
+            boxes.events.data.connect(self._on_box_event)
+        if CLICKS not in self.viewer.layers or self.viewer.layers[CLICKS].ndim != len(shape):
+            if CLICKS in self.viewer.layers:
+                self.viewer.layers.remove(CLICKS)
+            clicks = self.viewer.add_points(name=CLICKS, ndim=len(shape), size=6, face_color="lime", **keep)
+            clicks.events.data.connect(self._on_click_event)
+        self.viewer.layers.selection.active = self.viewer.layers[BOXES]
+        self.viewer.layers[BOXES].mode = "add_rectangle"
+
+    # -- engine access ---------------------------------------------------------------------
+    def _engine_settings(self) -> tuple:
+        """What the next job needs from the UI, read on the Qt thread: (model, checkpoint, window, layer)."""
+        choice = self.window_combo.currentText()
+        return (self.model_combo.currentText(), self.checkpoint_edit.text().strip(),
+                None if choice == "auto" else choice, self._image_layer)
+
+    def _engine(self, settings: tuple) -> tuple[Segmenter, object]:
+        """(segmenter, intensity) for ``settings``; runs on the worker thread, both cached."""
+        model, checkpoint, window, layer = settings
+        if (model, checkpoint) not in self._segmenters:
+            self._segmenters[(model, checkpoint)] = Segmenter(model, checkpoint=checkpoint or None)
+        key = (id(layer.data), window)
+        if key not in self._intensities:  # one mapping per image so all slices are comparable
+            self._intensities[key] = resolve_intensity(np.asarray(layer.data), window)
+        return self._segmenters[(model, checkpoint)], self._intensities[key]
+
+    def _slice_array(self, z: int | None) -> np.ndarray:
+        data = self._image_layer.data
+        return np.asarray(data if z is None else data[z])
+
+    def _current_z(self) -> int | None:
+        if self._image_layer is None or len(self._spatial_shape(self._image_layer)) == 2:
+            return None
+        world = self.viewer.dims.point[-3]
+        return int(np.clip(round(self._image_layer.world_to_data([world, 0, 0])[0]), 0,
+                           self._image_layer.data.shape[0] - 1))
+
+    # -- events --------------------------------------------------------------------------
+    def _on_slice_changed(self, event=None) -> None:
+        self._prefetch()
+
+    def _prefetch(self) -> None:
+        """Embed the displayed slice ahead of the first prompt; changing slice cancels stale prefetches."""
+        if self._image_layer is None:
+            return
+        z = self._current_z()
+        image = self._slice_array(z)
+        settings = self._engine_settings()
+        self.worker.progress.emit("Computing the image embedding ...", 0, 1)
+
+        def embed(job: Job) -> None:
+            segmenter, intensity = self._engine(settings)
+            segmenter.set_image(image, window=intensity)
+            job.check()
+            segmenter.embed()
+            self.worker.progress.emit("Ready: draw a box.", 1, 1)
+        self.worker.submit(embed, key="prefetch", on_error=self._on_error)
+
+    def _on_box_event(self, event) -> None:
+        if getattr(event, "action", "added") != "added" or self._image_layer is None:
+            return
+        layer = self.viewer.layers[BOXES]
+        if not len(layer.data):
+            return
+        started = time.perf_counter()
+        vertices = np.asarray(layer.data[-1])
+        z = None if vertices.shape[1] == 2 else int(round(vertices[0, 0]))
+        ys, xs = vertices[:, -2], vertices[:, -1]
+        box = np.array([xs.min(), ys.min(), xs.max(), ys.max()])
+        labels = self.viewer.layers[LABELS].data
+        self.accept(clear_prompts=False)
+        self.state.current = CurrentObject(self.state.next_label(labels), z, box)
+        self._run_prompt(started)
+
+    def _on_click_event(self, event) -> None:
+        if getattr(event, "action", "added") != "added" or self._image_layer is None:
+            return
+        layer = self.viewer.layers[CLICKS]
+        current = self.state.current
+        if current is None or not len(layer.data):
+            self._say("Draw a box first; clicks refine the current object.")
+            return
+        point = np.asarray(layer.data[-1])
+        if current.z is not None and int(round(point[0])) != current.z:
+            self._say("Clicks refine the object on its own slice; go back to that slice or draw a new box.")
+            return
+        current.points.append((float(point[-1]), float(point[-2])))
+        current.polarities.append(0 if self._negative else 1)
+        self._run_prompt(time.perf_counter())
+
+    def _run_prompt(self, started: float) -> None:
+        current = self.state.current
+        image = self._slice_array(current.z)
+        settings = self._engine_settings()
+        box, points, polarities = current.box.copy(), list(current.points), list(current.polarities)
+
+        def predict(job: Job):
+            segmenter, intensity = self._engine(settings)
+            segmenter.set_image(image, window=intensity)
+            job.check()
+            return segmenter.predict(box=box, points=points or None, labels=polarities or None)
+
+        def paint(result) -> None:
+            if self.state.current is not current or LABELS not in self.viewer.layers:
+                return
+            layer = self.viewer.layers[LABELS]
+            if self.state.paint(layer.data, current.z, current.label, result.mask):
+                layer.refresh()
+            self.last_latency_ms = (time.perf_counter() - started) * 1000
+            self._say(f"Object {current.label}: {int(result.mask.sum())} px, score {result.score:.2f}.")
+        self.worker.submit(predict, key="prompt", on_done=paint, on_error=self._on_error)
+
+    def _on_error(self, error: BaseException) -> None:
+        message = str(error) if isinstance(error, FmscopeError) else f"Model failure: {error!r}"
+        self.status.setText(message)
+        self.progress.setVisible(False)
+        show_error(message)
+
+    # -- actions -------------------------------------------------------------------------
+    def _clear_prompts(self) -> None:
+        for name in (BOXES, CLICKS):
+            if name in self.viewer.layers:
+                layer = self.viewer.layers[name]
+                with layer.events.data.blocker():
+                    layer.data = []
+
+    def accept(self, clear_prompts: bool = True) -> None:
+        """Keep the current object as it is; the next box starts a new one."""
+        self.state.current = None
+        if clear_prompts:
+            self._clear_prompts()
+
+    def new_object(self) -> None:
+        """Finish the current object and wait for the next box."""
+        self.accept()
+        self._say("New object: draw a box.")
+
+    def undo(self) -> None:
+        """Restore the labels exactly as before the last model result, clear or propagation."""
+        if LABELS in self.viewer.layers and self.state.undo(self.viewer.layers[LABELS].data):
+            self.viewer.layers[LABELS].refresh()
+            self._say("Undone.")
+        else:
+            self._say("Nothing to undo.")
+
+    def clear_object(self) -> None:
+        """Remove the current object's label everywhere."""
+        current = self.state.current
+        if current is None or LABELS not in self.viewer.layers:
+            return
+        if self.state.erase(self.viewer.layers[LABELS].data, current.label):
+            self.viewer.layers[LABELS].refresh()
+        self.accept()
+
+    def toggle_polarity(self) -> None:
+        self.negative_box.setChecked(not self.negative_box.isChecked())
+
+    def _set_negative(self, negative: bool) -> None:
+        self._negative = negative
+        if CLICKS in self.viewer.layers:
+            self.viewer.layers[CLICKS].current_face_color = "red" if negative else "lime"
+
+    def propagate(self) -> None:
+        """Run the engine's volume propagation for the current object, both ways, within the slice range."""
+        current = self.state.current
+        if current is None or current.z is None:
+            self._say("Propagation needs a current object on a stack or volume.", error=True)
+            return
+        labels = self.viewer.layers[LABELS].data
+        key_mask = labels[current.z] == current.label
+        box = box_from_mask(key_mask) if key_mask.any() else current.box
+        volume = np.asarray(self._image_layer.data)
+        first, last = sorted((self.first_spin.value(), self.last_spin.value()))
+        first, last = min(first, current.z), max(last, current.z)
+        settings = self._engine_settings()
+
+        def run(job: Job):
+            def on_slice(done: int, total: int) -> None:
+                job.check()
+                self.worker.progress.emit(f"Propagating object {current.label} ...", done, total)
+            segmenter, intensity = self._engine(settings)
+            return segment_volume(volume, current.z, {current.label: box}, segmenter=segmenter,
+                                  window=intensity, slice_range=(first, last), on_slice=on_slice)
+
+        def paint(result: np.ndarray) -> None:
+            if LABELS not in self.viewer.layers:
+                return
+            layer = self.viewer.layers[LABELS]
+            masks = {z: result[z] == current.label for z in range(first, last + 1)}
+            if self.state.paint_slices(layer.data, current.label, masks):
+                layer.refresh()
+            found = [z for z, mask in masks.items() if mask.any()]
+            self._say(f"Object {current.label} on slices {found[0]}..{found[-1]}." if found else "Nothing found.")
+        self.worker.submit(run, key="propagate", on_done=paint, on_error=self._on_error)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        self.worker.shutdown()
+        super().closeEvent(event)

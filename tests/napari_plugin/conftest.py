@@ -1,0 +1,1 @@
+"""napari tests need a display: pytest-xvfb starts Xvfb (installed by `make test`)."""

@@ -1,0 +1,164 @@
+"""The napari Segment widget in a real viewer (pytest-qt, Xvfb) with the real LiteMedSAM weights."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from fmscope import samples
+from fmscope.imaging import io
+from fmscope.metrics import dice
+from fmscope.napari import sample_data
+from fmscope.napari.segment_widget import BOXES, CLICKS, LABELS, SegmentWidget
+
+pytestmark = pytest.mark.slow
+
+
+def rectangle(box, z=None):
+    x0, y0, x1, y1 = box
+    corners = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], dtype=float)
+    return corners if z is None else np.c_[np.full(4, z), corners]
+
+
+def wait_idle(qtbot, widget, timeout=120_000):
+    qtbot.waitUntil(lambda: widget.worker.idle, timeout=timeout)
+    qtbot.wait(20)
+
+
+@pytest.fixture
+def nuclei_viewer(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in sample_data.nuclei():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    wait_idle(qtbot, widget)
+    yield viewer, widget
+    widget.worker.shutdown()
+
+
+def test_box_segments_like_the_engine_then_click_and_undo(nuclei_viewer, qtbot, segmenter, nuclei, nuclei_boxes):
+    viewer, widget = nuclei_viewer
+    label, box = list(nuclei_boxes.items())[3]
+    viewer.layers[BOXES].add_rectangles(rectangle(box))
+    wait_idle(qtbot, widget)
+    painted = viewer.layers[LABELS].data.copy()
+    assert set(np.unique(painted)) == {0, 1}
+    segmenter.set_image(nuclei[0])
+    expected = segmenter.predict(box=box).mask
+    assert dice(painted == 1, expected) >= 0.999
+    assert dice(painted == 1, nuclei[1] == label) > 0.6
+
+    ys, xs = np.nonzero(painted == 1)
+    widget.toggle_polarity()
+    viewer.layers[CLICKS].add([ys.mean(), xs.mean()])
+    wait_idle(qtbot, widget)
+    shrunk = viewer.layers[LABELS].data
+    assert (shrunk == 1).sum() < (painted == 1).sum()
+
+    widget.undo()
+    assert np.array_equal(viewer.layers[LABELS].data, painted)
+    widget.undo()
+    assert not viewer.layers[LABELS].data.any()
+
+
+def test_model_never_overwrites_other_labels(nuclei_viewer, qtbot, nuclei_boxes):
+    viewer, widget = nuclei_viewer
+    box = list(nuclei_boxes.values())[3]
+    hand = viewer.layers[LABELS].data
+    x0, y0, x1, y1 = (int(v) for v in box)
+    hand[y0:y1, x0:x1] = 7  # the user painted this object by hand
+    before = hand.copy()
+    viewer.layers[BOXES].add_rectangles(rectangle(box))
+    wait_idle(qtbot, widget)
+    after = viewer.layers[LABELS].data
+    assert np.array_equal(after[before == 7], before[before == 7])
+
+
+def test_latency_with_cached_embedding(nuclei_viewer, qtbot):
+    """Boxes large enough to use the whole-image embedding, which the widget prefetched."""
+    viewer, widget = nuclei_viewer
+    latencies = []
+    for box in ([100, 100, 260, 240], [300, 280, 480, 430], [20, 300, 200, 480]):
+        widget.new_object()
+        viewer.layers[BOXES].add_rectangles(rectangle(box))
+        wait_idle(qtbot, widget)
+        latencies.append(widget.last_latency_ms)
+    print(f"\nShapes event -> painted label, cached embedding: {np.median(latencies):.0f} ms (median of 3)")
+    assert np.median(latencies) < 500
+
+
+def test_event_loop_keeps_running_during_embedding(make_napari_viewer, qtbot):
+    from qtpy.QtCore import QTimer
+
+    viewer = make_napari_viewer()
+    image, _ = io.read_image(samples.get_case("ct_lung_slice").image_path), None
+    viewer.add_image(image + 1, name="fresh image")  # a new image: the embedding is computed now
+    widget = SegmentWidget(viewer)
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    qtbot.waitUntil(lambda: not widget.worker.idle, timeout=5000)
+    wait_idle(qtbot, widget)
+    timer.stop()
+    gaps = np.diff(ticks) * 1000
+    print(f"\nlongest UI stall during an embedding: {gaps.max():.0f} ms over {len(ticks)} ticks")
+    assert len(ticks) > 20
+    assert gaps.max() < 100
+    widget.worker.shutdown()
+
+
+def test_widget_survives_layer_deleted_mid_run(nuclei_viewer, qtbot, nuclei_boxes):
+    viewer, widget = nuclei_viewer
+    viewer.layers[BOXES].add_rectangles(rectangle(list(nuclei_boxes.values())[0]))
+    viewer.layers.remove("nuclei")
+    wait_idle(qtbot, widget)
+    assert widget._image_layer is None
+    assert "removed" in widget.status.text()
+
+
+def test_box_outside_the_image_shows_message_and_changes_nothing(nuclei_viewer, qtbot):
+    viewer, widget = nuclei_viewer
+    before = viewer.layers[LABELS].data.copy()
+    viewer.layers[BOXES].add_rectangles(rectangle([700, 700, 760, 760]))
+    wait_idle(qtbot, widget)
+    assert "outside" in widget.status.text()
+    assert np.array_equal(viewer.layers[LABELS].data, before)
+
+
+def test_4d_data_is_refused_with_message(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((2, 3, 32, 32)), name="4d")
+    widget = SegmentWidget(viewer)
+    assert widget._image_layer is None
+    assert "spatial dimensions" in widget.status.text()
+    assert LABELS not in viewer.layers
+    widget.worker.shutdown()
+
+
+def test_propagate_fills_the_tumour_slices(make_napari_viewer, qtbot, ct_volume):
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in sample_data.ct_lung_volume():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    volume, truth = ct_volume
+    z = samples.key_slice(truth)
+    viewer.dims.set_point(0, z * volume.spacing_zyx[0])
+    wait_idle(qtbot, widget)
+    box = samples.boxes_from_labels(truth[z])[1]
+    viewer.layers[BOXES].add_rectangles(rectangle(box, z))
+    wait_idle(qtbot, widget)
+    assert viewer.layers[LABELS].data[z].any()
+    widget.propagate()
+    wait_idle(qtbot, widget)
+    labels = viewer.layers[LABELS].data
+    true_slices = set(np.nonzero(truth.any(axis=(1, 2)))[0].tolist())
+    assert true_slices <= set(np.nonzero(labels.any(axis=(1, 2)))[0].tolist())
+    assert dice(labels > 0, truth > 0) >= 0.7
+    viewer.layers["ct_lung_volume ground truth"].visible = True
+    widget.worker.shutdown()
