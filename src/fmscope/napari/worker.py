@@ -88,10 +88,12 @@ class ModelWorker(QObject):
         with self._lock:
             return not self._pending
 
-    def shutdown(self) -> None:
-        """Stop the thread after the running job (queued jobs are cancelled)."""
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop the thread after the running job (queued jobs are cancelled) and wait for it."""
         self.cancel_all()
         self._queue.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
