@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from fmscope.errors import FmscopeError
 
@@ -77,9 +78,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.point:
         if args.box and len(args.box) > 1:
             raise FmscopeError("Points refine one object; got several boxes.", "Give at most one --box with --point.")
-        results = [segmenter.predict(box=args.box[0] if args.box else None, points=args.point, labels=args.label)]
+        with tqdm(total=1, desc="segmenting", leave=False) as bar:
+            results = [segmenter.predict(box=args.box[0] if args.box else None, points=args.point, labels=args.label)]
+            bar.update(1)
     else:
-        results = segmenter.predict_many(args.box, progress=len(args.box) > 1)
+        results = segmenter.predict_many(args.box, progress=True)
     labels = np.zeros(segmenter.image_shape, dtype=_labels_dtype(len(results)))
     for label, result in enumerate(results, start=1):
         labels[result.mask & (labels == 0)] = label

@@ -162,3 +162,55 @@ def test_propagate_fills_the_tumour_slices(make_napari_viewer, qtbot, ct_volume)
     assert dice(labels > 0, truth > 0) >= 0.7
     viewer.layers["ct_lung_volume ground truth"].visible = True
     widget.worker.shutdown()
+
+
+def test_points_on_another_grid_are_refused(nuclei_viewer, qtbot, nuclei_boxes):
+    viewer, widget = nuclei_viewer
+    viewer.layers[BOXES].add_rectangles(rectangle(list(nuclei_boxes.values())[3]))
+    wait_idle(qtbot, widget)
+    before = viewer.layers[LABELS].data.copy()
+    viewer.layers[CLICKS].scale = (2.0, 2.0)  # now on another image's grid
+    viewer.layers[CLICKS].add([100.0, 100.0])
+    wait_idle(qtbot, widget)
+    assert "not on the grid" in widget.status.text()
+    assert np.array_equal(viewer.layers[LABELS].data, before)
+
+
+def test_model_failure_shows_message_and_changes_nothing(nuclei_viewer, qtbot, monkeypatch):
+    viewer, widget = nuclei_viewer
+    monkeypatch.delenv("FMSCOPE_CHECKPOINT_DIR", raising=False)
+    widget.model_combo.setCurrentText("medsam_vit_b")  # no checkpoint given: loading fails
+    before = viewer.layers[LABELS].data.copy()
+    viewer.layers[BOXES].add_rectangles(rectangle([100, 100, 260, 240]))
+    wait_idle(qtbot, widget)
+    assert "FMSCOPE_CHECKPOINT_DIR" in widget.status.text()
+    assert np.array_equal(viewer.layers[LABELS].data, before)
+
+
+def test_rgb_image(make_napari_viewer, qtbot, nuclei, nuclei_boxes, segmenter):
+    viewer = make_napari_viewer()
+    gray = (np.clip(nuclei[0] / np.percentile(nuclei[0], 99.5), 0, 1) * 255).astype(np.uint8)
+    rgb = np.stack([gray, gray // 2, gray], axis=-1)
+    viewer.add_image(rgb, name="rgb", rgb=True)
+    widget = SegmentWidget(viewer)
+    wait_idle(qtbot, widget)
+    assert viewer.layers[LABELS].data.shape == gray.shape
+    box = list(nuclei_boxes.values())[3]
+    viewer.layers[BOXES].add_rectangles(rectangle(box))
+    wait_idle(qtbot, widget)
+    segmenter.set_image(rgb)
+    assert dice(viewer.layers[LABELS].data == 1, segmenter.predict(box=box).mask) >= 0.999
+    widget.worker.shutdown()
+
+
+def test_plugin_is_discovered_and_manifest_valid():
+    import subprocess
+    import sys
+
+    from npe2 import PluginManager
+
+    manager = PluginManager.instance()
+    manager.discover()
+    assert "fmscope" in manager._manifests
+    result = subprocess.run([sys.executable, "-m", "npe2", "validate", "fmscope"], capture_output=True, text=True)
+    assert result.returncode == 0 and "valid" in result.stdout, result.stdout + result.stderr

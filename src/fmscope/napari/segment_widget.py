@@ -237,11 +237,21 @@ class SegmentWidget(QWidget):
             self.worker.progress.emit("Ready: draw a box.", 1, 1)
         self.worker.submit(embed, key="prefetch", on_error=self._on_error)
 
+    def _on_image_grid(self, layer) -> bool:
+        """Whether a prompt layer's pixel grid is the image's (same scale and offset); says why not."""
+        shape = self._spatial_shape(self._image_layer)
+        same = (np.allclose(layer.scale[-len(shape):], self._image_layer.scale[-len(shape):])
+                and np.allclose(layer.translate[-len(shape):], self._image_layer.translate[-len(shape):]))
+        if not same:
+            self._say(f"'{layer.name}' is not on the grid of '{self._image_layer.name}' (scale or translate "
+                      "differ); its prompt was ignored. Use the layers fmscope created for this image.", error=True)
+        return same
+
     def _on_box_event(self, event) -> None:
         if getattr(event, "action", "added") != "added" or self._image_layer is None:
             return
         layer = self.viewer.layers[BOXES]
-        if not len(layer.data):
+        if not len(layer.data) or not self._on_image_grid(layer):
             return
         started = time.perf_counter()
         vertices = np.asarray(layer.data[-1])
@@ -258,6 +268,8 @@ class SegmentWidget(QWidget):
             return
         layer = self.viewer.layers[CLICKS]
         current = self.state.current
+        if not self._on_image_grid(layer):
+            return
         if current is None or not len(layer.data):
             self._say("Draw a box first; clicks refine the current object.")
             return
