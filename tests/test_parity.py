@@ -1,6 +1,5 @@
 """fmscope's masks equal the official LiteMedSAM preprocessing + model path (Dice >= 0.999)."""
 
-import numpy as np
 import pytest
 from reference_litemedsam import ReferenceLiteMedSAM
 

@@ -104,9 +104,7 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         def work():
             try:
                 job["result"] = self.logic.core.compute(volume, box, options, on_slice)
-            except (FmscopeError, Cancelled) as error:
-                job["error"] = error
-            except Exception as error:  # a model failure is reported, never left on a thread
+            except Exception as error:  # FmscopeError, Cancelled, or a model failure: reported in _poll
                 job["error"] = error
 
         self._job = job

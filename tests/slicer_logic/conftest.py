@@ -6,11 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import slicer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "slicer_extension" / "FMScope"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import slicer  # noqa: E402
 
 from fmscope import samples  # noqa: E402
 from fmscope.imaging import io  # noqa: E402

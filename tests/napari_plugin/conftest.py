@@ -1,1 +1,0 @@
-"""napari tests need a display: pytest-xvfb starts Xvfb (installed by `make test`)."""
