@@ -140,6 +140,50 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed_slide(args: argparse.Namespace):
+    from fmscope.omics import embed, io
+
+    slide = io.read_slide(args.input)
+    if args.checkpoint:
+        from fmscope.omics.models.scgpt import load_scgpt
+
+        model, vocab, report = load_scgpt(args.checkpoint, device=args.device or "cpu")
+        print(f"scGPT checkpoint: {report.summary()}")
+        embedding = embed.scgpt_embedding(slide.adata, model, vocab, batch_size=args.batch_size, progress=True)
+        method = "scgpt"
+    else:
+        embedding = embed.baseline_embedding(slide.adata)
+        method = "baseline (normalised expression -> PCA)"
+    slide.adata.obsm[embed.EMBEDDING_KEY] = embedding
+    slide.adata.uns["fmscope"] = {**slide.adata.uns.get("fmscope", {}), "encoder": method}
+    return slide, embedding, method
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from fmscope.omics import io
+
+    slide, embedding, method = _embed_slide(args)
+    io.write_h5ad(slide.adata, args.output)
+    print(f"wrote {args.output}: {embedding.shape[0]} cells x {embedding.shape[1]} dims in obsm['X_fmscope'] ({method})")
+    return 0
+
+
+def cmd_domains(args: argparse.Namespace) -> int:
+    from fmscope.omics import io
+    from fmscope.omics.domains import DOMAIN_KEY, spatial_domains
+    from fmscope.omics.plot import save_domain_png
+
+    slide, embedding, method = _embed_slide(args)
+    resolution = spatial_domains(slide.adata, embedding, resolutions=args.resolution, n_domains=args.n_domains)
+    png = Path(args.png) if args.png else Path(args.output).with_suffix(".png")
+    save_domain_png(slide, DOMAIN_KEY, png, title=f"fmscope domains ({method}, resolution {resolution:g})")
+    io.write_h5ad(slide.adata, args.output)
+    counts = slide.adata.obs[DOMAIN_KEY].value_counts()
+    print(f"wrote {args.output} and {png}: {len(counts)} domains at resolution {resolution:g} "
+          f"over {slide.adata.n_obs} cells ({method})")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from fmscope.demo import run_demo
 
@@ -185,6 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--label", type=int, help="compare this label only (default: any nonzero)")
     evaluate.add_argument("--tolerance", type=float, default=1.0, help="NSD tolerance (mm for volumes, else px)")
     evaluate.set_defaults(run=cmd_eval)
+
+    for name, help_text, run in (("embed", "cell / spot embeddings of a slide", cmd_embed),
+                                 ("domains", "spatial domains of a slide, with a PNG on the tissue", cmd_domains)):
+        omics = commands.add_parser(name, help=help_text)
+        omics.add_argument("input", help="Visium output folder, .h5ad with obsm['spatial'], or SpatialData .zarr")
+        omics.add_argument("--checkpoint", help="official scGPT checkpoint folder (default: baseline PCA encoder)")
+        omics.add_argument("--batch-size", type=int, default=32)
+        omics.add_argument("--device", help="cpu or cuda (scGPT only)")
+        omics.add_argument("-o", "--output", required=True, help="result .h5ad (a new file; the input is not changed)")
+        if name == "domains":
+            omics.add_argument("--resolution", type=float, nargs="+", default=[0.2, 0.4, 0.6, 1.0],
+                               help="Leiden resolutions to compute (labels for each are kept)")
+            omics.add_argument("--n-domains", type=int, help="choose the resolution giving about this many domains")
+            omics.add_argument("--png", help="picture of the domains on the tissue (default: OUTPUT with .png)")
+        omics.set_defaults(run=run)
 
     demo = commands.add_parser("demo", help="run the default model on every sample case")
     demo.add_argument("-o", "--output", default="demo_output", help="folder for masks and overlays")

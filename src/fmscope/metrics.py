@@ -34,3 +34,17 @@ def nsd(prediction: np.ndarray, truth: np.ndarray, tolerance: float = 1.0,
     distance_to_a = ndimage.distance_transform_edt(~surface_a, sampling=sampling)
     close = (distance_to_b[surface_a] <= tolerance).sum() + (distance_to_a[surface_b] <= tolerance).sum()
     return float(close / (surface_a.sum() + surface_b.sum()))
+
+
+def ari(labels_a, labels_b) -> float:
+    """Adjusted Rand index of two labelings (scikit-learn)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    return float(adjusted_rand_score(labels_a, labels_b))
+
+
+def nmi(labels_a, labels_b) -> float:
+    """Normalised mutual information of two labelings (scikit-learn)."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    return float(normalized_mutual_info_score(labels_a, labels_b))

@@ -1,0 +1,95 @@
+"""Cell / spot embeddings: the baseline (normalised expression -> PCA) and scGPT.
+
+scGPT inputs are built as the official inference does (<cls> first with the pad value,
+nonzero genes, binned values) but deterministically: binning without random tie-breaking
+(:mod:`fmscope.omics.binning`) and, when a cell has more genes than ``max_length - 1``, the
+most expressed genes are kept (ties by vocabulary order) unless ``seed`` asks for the
+official-style random subsample. Cells are streamed in batches so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
+
+from fmscope.errors import FmscopeError
+from fmscope.omics.binning import bin_values
+from fmscope.omics.models.scgpt import ScGPT
+from fmscope.omics.vocab import match_genes
+
+EMBEDDING_KEY = "X_fmscope"
+
+
+def baseline_embedding(adata: ad.AnnData, n_comps: int = 30, seed: int = 0) -> np.ndarray:
+    """Normalised (total counts 1e4), log1p, PCA embedding; no checkpoint needed."""
+    import scanpy as sc
+
+    work = ad.AnnData(X=adata.X.astype(np.float32).copy())
+    sc.pp.normalize_total(work, target_sum=1e4)
+    sc.pp.log1p(work)
+    n_comps = min(n_comps, work.n_obs - 1, work.n_vars - 1)
+    sc.pp.pca(work, n_comps=n_comps, random_state=seed)
+    return np.asarray(work.obsm["X_pca"], dtype=np.float32)
+
+
+def _rows(matrix, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
+    for start in range(0, matrix.shape[0], batch_size):
+        block = matrix[start:start + batch_size]
+        yield start, np.asarray(block.toarray() if sp.issparse(block) else block, dtype=np.float64)
+
+
+def tokenize(counts: np.ndarray, gene_ids: np.ndarray, cls_id: int, pad_id: int, pad_value: float,
+             n_bins: int, max_length: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, ...]:
+    """(cells, genes) counts -> (gene ids, binned values, padding mask), each (cells, L)."""
+    rows = []
+    for row in counts:
+        nonzero = np.nonzero(row > 0)[0]
+        if len(nonzero) > max_length - 1:
+            if rng is None:
+                order = np.lexsort((gene_ids[nonzero], -row[nonzero]))
+                nonzero = np.sort(nonzero[order[: max_length - 1]])
+            else:
+                nonzero = np.sort(rng.choice(nonzero, max_length - 1, replace=False))
+        values = bin_values(row[nonzero], n_bins) if len(nonzero) else np.zeros(0)
+        rows.append((np.r_[cls_id, gene_ids[nonzero]], np.r_[pad_value, values]))
+    length = max(len(genes) for genes, _ in rows)
+    genes_out = np.full((len(rows), length), pad_id, dtype=np.int64)
+    values_out = np.full((len(rows), length), pad_value, dtype=np.float32)
+    for i, (genes, values) in enumerate(rows):
+        genes_out[i, : len(genes)] = genes
+        values_out[i, : len(values)] = values
+    return genes_out, values_out, genes_out == pad_id
+
+
+def scgpt_embedding(adata: ad.AnnData, model: ScGPT, vocab: dict[str, int], batch_size: int = 32,
+                    max_length: int | None = None, seed: int | None = None, progress: bool = False,
+                    device: str | torch.device | None = None) -> np.ndarray:
+    """L2-normalised <cls> embeddings of every cell, streamed in batches (CPU or GPU)."""
+    config = model.config
+    ensembl = adata.var["gene_ids"].tolist() if "gene_ids" in adata.var else None
+    match = match_genes(list(adata.var_names), vocab, ensembl)
+    if match.n_matched == 0:
+        raise FmscopeError(f"No gene of the slide is in the model's vocabulary ({match.report(show=5)}).",
+                           "Check the gene names (symbols expected) or use the baseline encoder.")
+    keep = match.ids >= 0
+    counts = adata.X[:, keep]
+    gene_ids = match.ids[keep]
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    rng = None if seed is None else np.random.default_rng(seed)
+    out = np.zeros((adata.n_obs, config.d_model), dtype=np.float32)
+    with torch.inference_mode():
+        for start, block in tqdm(_rows(counts, batch_size), total=-(-adata.n_obs // batch_size), desc="embedding cells",
+                                 disable=not progress, leave=False):
+            genes, values, padding = tokenize(block, gene_ids, vocab["<cls>"], vocab[config.pad_token],
+                                              config.pad_value, config.n_bins, max_length or config.max_seq_len, rng)
+            embedding = model.cell_embedding(torch.as_tensor(genes, device=device),
+                                             torch.as_tensor(values, device=device),
+                                             torch.as_tensor(padding, device=device)).float().cpu().numpy()
+            out[start:start + len(embedding)] = embedding
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.clip(norms, 1e-12, None)

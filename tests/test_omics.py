@@ -1,0 +1,124 @@
+"""Spatial omics engine end to end: real Visium slide, semi-synthetic tissue, scGPT path, errors."""
+
+import os
+import subprocess
+import sys
+
+import anndata as ad
+import numpy as np
+import pytest
+
+from fmscope import samples
+from fmscope.errors import FmscopeError
+from fmscope.metrics import ari, nmi
+from fmscope.omics import io
+from fmscope.omics.domains import spatial_domains
+from fmscope.omics.embed import baseline_embedding, scgpt_embedding, tokenize
+from fmscope.omics.models.scgpt import load_scgpt
+from fmscope.omics.synthetic import semi_synthetic_tissue
+from fmscope.omics.vocab import match_genes
+
+VISIUM = samples.sample_data_dir() / "visium_mouse_brain"
+SCGPT_FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "scgpt_tiny")
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=900)
+
+
+@pytest.fixture(scope="module")
+def tissue():
+    return semi_synthetic_tissue()
+
+
+def test_semi_synthetic_domains_reach_ari(tissue):
+    embedding = baseline_embedding(tissue)
+    spatial_domains(tissue, embedding, n_domains=4)
+    smoothed_ari = ari(tissue.obs["true_domain"], tissue.obs["fmscope_domain"])
+    spatial_domains(tissue, embedding, n_domains=4, smoothing=0.0)
+    plain_ari = ari(tissue.obs["true_domain"], tissue.obs["fmscope_domain"])
+    print(f"\nsemi-synthetic ARI: spatially smoothed {smoothed_ari:.3f}, expression only {plain_ari:.3f}")
+    assert smoothed_ari >= 0.6 and nmi(tissue.obs["true_domain"], tissue.obs["fmscope_domain"]) > 0
+    assert smoothed_ari > plain_ari
+
+
+def test_visium_reads_in_microns_with_image():
+    slide = io.read_slide(VISIUM)
+    assert slide.adata.n_obs == 2695 and slide.image is not None
+    xy = slide.adata.obsm["spatial"]
+    rows = slide.adata.obs["array_row"].to_numpy()
+    cols = slide.adata.obs["array_col"].to_numpy()
+    same_row = np.nonzero((rows == rows[0]) & (np.abs(cols - cols[0]) == 2))[0]
+    assert len(same_row)
+    pitch = np.linalg.norm(xy[same_row[0]] - xy[0])
+    assert 95 < pitch < 105, pitch  # Visium spots are 100 um apart centre to centre
+
+
+@pytest.mark.slow
+def test_domains_cli_on_visium_follows_tissue(tmp_path):
+    out = tmp_path / "domains.h5ad"
+    result = run("domains", VISIUM, "--n-domains", "8", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "domains.png").stat().st_size > 10_000
+    adata = ad.read_h5ad(out)
+    labels = adata.obs["fmscope_domain"].to_numpy()
+    assert 4 <= len(np.unique(labels)) <= 12
+    # domains are spatially coherent: most spots share the domain of their nearest neighbour
+    from scipy.spatial import cKDTree
+
+    _, nearest = cKDTree(adata.obsm["spatial"]).query(adata.obsm["spatial"], k=2)
+    agreement = (labels[nearest[:, 0]] == labels[nearest[:, 1]]).mean()
+    assert agreement > 0.8, agreement
+
+
+def test_scgpt_embedding_streams_and_normalises(tissue):
+    model, vocab, _ = load_scgpt(SCGPT_FIXTURE)
+    small = tissue[:50].copy()
+    small.var_names = [f"GENE{i % 40}" if i < 40 else name for i, name in enumerate(small.var_names)]
+    embedding = scgpt_embedding(small, model, vocab, batch_size=16)
+    assert embedding.shape == (50, 32)
+    assert np.allclose(np.linalg.norm(embedding, axis=1), 1, atol=1e-5)
+    again = scgpt_embedding(small, model, vocab, batch_size=7)
+    assert np.allclose(embedding, again, atol=1e-5)  # batching does not change results
+
+
+def test_tokenize_keeps_most_expressed_when_truncating():
+    counts = np.array([[0, 5, 1, 9, 3]], dtype=float)
+    genes, values, padding = tokenize(counts, np.array([10, 11, 12, 13, 14]), cls_id=1, pad_id=0, pad_value=-2,
+                                      n_bins=51, max_length=3)
+    assert genes.tolist() == [[1, 11, 13]] and values[0, 0] == -2 and not padding.any()
+
+
+def test_vocabulary_matching_report():
+    match = match_genes(["ACTB", "Gapdh", "Cd3e", "NOPE"], {"<pad>": 0, "ACTB": 1, "GAPDH": 2, "CD3E": 3})
+    assert match.ids.tolist() == [1, 2, 3, -1]
+    assert "3/4 panel genes" in match.report() and "NOPE" in match.report()
+    with pytest.warns(UserWarning, match="Low vocabulary coverage"):
+        match_genes(["A", "B", "C"], {"A": 1})
+
+
+def test_no_matching_genes_is_a_clear_error(tissue):
+    model, vocab, _ = load_scgpt(SCGPT_FIXTURE)
+    with pytest.raises(FmscopeError, match="No gene of the slide"):
+        scgpt_embedding(tissue[:20].copy(), model, {"<pad>": 0, "<cls>": 1, "XYZ": 2} | {}, batch_size=8)
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("no_coords", "no coordinates"), ("nan", "NaN"), ("missing", "No such file"), ("garbage", "Cannot read"),
+])
+def test_bad_slides_fail_without_partial_output(tmp_path, problem, message):
+    path = tmp_path / "slide.h5ad"
+    if problem in ("no_coords", "nan"):
+        adata = ad.AnnData(X=np.ones((20, 5), dtype=np.float32))
+        if problem == "nan":
+            adata.obsm["spatial"] = np.random.default_rng(0).random((20, 2))
+            adata.X[3, 2] = np.nan
+        adata.write_h5ad(path)
+    elif problem == "garbage":
+        path.write_bytes(b"not an h5ad")
+    out = tmp_path / "out.h5ad"
+    result = run("domains", path, "-o", out)
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists() and not out.with_suffix(".png").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
