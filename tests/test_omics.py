@@ -101,7 +101,7 @@ def test_vocabulary_matching_report():
 def test_no_matching_genes_is_a_clear_error(tissue):
     model, vocab, _ = load_scgpt(SCGPT_FIXTURE)
     with pytest.raises(FmscopeError, match="No gene of the slide"):
-        scgpt_embedding(tissue[:20].copy(), model, {"<pad>": 0, "<cls>": 1, "XYZ": 2} | {}, batch_size=8)
+        scgpt_embedding(tissue[:20].copy(), model, {"<pad>": 0, "<cls>": 1, "XYZ": 2}, batch_size=8)
 
 
 @pytest.mark.parametrize("problem, message", [
