@@ -25,7 +25,7 @@ def smooth_embedding(coords: np.ndarray, embedding: np.ndarray, n_neighbors: int
     import squidpy as sq
 
     graph_holder = ad.AnnData(X=np.zeros((len(coords), 1), dtype=np.float32), obsm={"spatial": coords})
-    sq.gr.spatial_neighbors(graph_holder, coord_type="generic", n_neighs=n_neighbors)
+    sq.gr.spatial_neighbors_knn(graph_holder, n_neighs=n_neighbors)
     adjacency = sp.csr_matrix(graph_holder.obsp["spatial_connectivities"], dtype=np.float32)
     degree = np.asarray(adjacency.sum(axis=1)).ravel()
     walk = sp.diags(1.0 / np.clip(degree, 1, None)) @ adjacency
