@@ -184,6 +184,47 @@ def cmd_domains(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reference(path: str):
+    import anndata as ad
+
+    if not Path(path).is_file():
+        raise FmscopeError(f"No such reference file: {path}", "Give a labelled single-cell .h5ad.")
+    try:
+        return ad.read_h5ad(path)
+    except Exception as error:
+        raise FmscopeError(f"Cannot read the reference {path} ({type(error).__name__}).",
+                           "Give a single-cell .h5ad.") from None
+
+
+def cmd_impute(args: argparse.Namespace) -> int:
+    from fmscope.omics import io
+    from fmscope.omics.impute import IMPUTED_KEY, impute_knn
+
+    slide = io.read_slide(args.input)
+    imputed = impute_knn(slide.adata, _reference(args.reference), genes=args.genes, k=args.k)
+    slide.adata.obsm[IMPUTED_KEY] = imputed
+    io.write_h5ad(slide.adata, args.output)
+    print(f"wrote {args.output}: {imputed.shape[1]} genes imputed for {imputed.shape[0]} cells in obsm['{IMPUTED_KEY}']")
+    return 0
+
+
+def cmd_deconvolve(args: argparse.Namespace) -> int:
+    from fmscope.omics import io
+    from fmscope.omics.deconvolve import PROPORTIONS_KEY, deconvolve_nnls
+    from fmscope.omics.plot import save_domain_png
+
+    slide = io.read_slide(args.input)
+    proportions = deconvolve_nnls(slide.adata, _reference(args.reference), args.label_key)
+    slide.adata.obsm[PROPORTIONS_KEY] = proportions
+    slide.adata.obs["fmscope_dominant_type"] = proportions.idxmax(axis=1).astype(str).to_numpy()
+    png = Path(args.png) if args.png else Path(args.output).with_suffix(".png")
+    save_domain_png(slide, "fmscope_dominant_type", png, title="dominant cell type per spot (NNLS on markers)")
+    io.write_h5ad(slide.adata, args.output)
+    print(f"wrote {args.output} and {png}: proportions of {proportions.shape[1]} cell types for "
+          f"{proportions.shape[0]} spots in obsm['{PROPORTIONS_KEY}']")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from fmscope.demo import run_demo
 
@@ -244,6 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
             omics.add_argument("--n-domains", type=int, help="choose the resolution giving about this many domains")
             omics.add_argument("--png", help="picture of the domains on the tissue (default: OUTPUT with .png)")
         omics.set_defaults(run=run)
+
+    impute = commands.add_parser("impute", help="impute unmeasured genes from a single-cell reference (kNN)")
+    impute.add_argument("input", help="slide (Visium folder, .h5ad with obsm['spatial'], SpatialData .zarr)")
+    impute.add_argument("--reference", required=True, help="single-cell reference .h5ad")
+    impute.add_argument("--genes", nargs="+", help="genes to impute (default: all the slide lacks)")
+    impute.add_argument("--k", type=int, default=15, help="reference neighbours per cell")
+    impute.add_argument("-o", "--output", required=True, help="result .h5ad")
+    impute.set_defaults(run=cmd_impute)
+
+    deconvolve = commands.add_parser("deconvolve", help="cell-type proportions per spot (NNLS on marker profiles)")
+    deconvolve.add_argument("input", help="spot-based slide (e.g. a Visium folder)")
+    deconvolve.add_argument("--reference", required=True, help="labelled single-cell reference .h5ad")
+    deconvolve.add_argument("--label-key", required=True, help="reference obs column with cell types")
+    deconvolve.add_argument("-o", "--output", required=True, help="result .h5ad")
+    deconvolve.add_argument("--png", help="picture of the dominant type per spot (default: OUTPUT with .png)")
+    deconvolve.set_defaults(run=cmd_deconvolve)
 
     demo = commands.add_parser("demo", help="run the default model on every sample case")
     demo.add_argument("-o", "--output", default="demo_output", help="folder for masks and overlays")
