@@ -122,3 +122,24 @@ def test_bad_slides_fail_without_partial_output(tmp_path, problem, message):
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists() and not out.with_suffix(".png").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_xenium_crop_counts_transcripts_per_cell():
+    """bento's Xenium breast crop has transcripts and cell boundaries but no table: fmscope builds it."""
+    slide = io.read_slide(samples.sample_data_dir() / "xenium_breast_crop.zarr")
+    adata = slide.adata
+    assert adata.shape == (27, 541)
+    assert 0 < adata.X.sum() <= 11_773  # transcripts inside a cell boundary, out of all transcripts
+    import spatialdata
+
+    shapes = spatialdata.read_zarr(samples.sample_data_dir() / "xenium_breast_crop.zarr").shapes["cell_boundaries"]
+    for cell, (x, y) in zip(adata.obs_names[:5], adata.obsm["spatial"][:5]):
+        polygon = shapes.geometry.loc[int(cell) if shapes.index.dtype.kind == "i" else cell]
+        assert polygon.bounds[0] <= x <= polygon.bounds[2] and polygon.bounds[1] <= y <= polygon.bounds[3]
+
+
+def test_domains_cli_on_xenium_crop(tmp_path):
+    out = tmp_path / "xenium.h5ad"
+    result = run("domains", samples.sample_data_dir() / "xenium_breast_crop.zarr", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert ad.read_h5ad(out).obs["fmscope_domain"].nunique() >= 1

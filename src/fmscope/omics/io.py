@@ -96,13 +96,43 @@ def _read_visium(folder: Path) -> Slide:
     return Slide(adata, image, per_px, VISIUM_SPOT_DIAMETER_UM, str(folder))
 
 
+GENE_COLUMNS = ("feature_name", "gene", "target", "genes")
+CELL_SHAPES = ("cell_boundaries", "cell_circles", "cells")
+
+
+def _aggregate_transcripts(sdata, path: Path) -> ad.AnnData:
+    """Counts per cell from transcripts (points) inside cell boundaries (shapes), with centroids."""
+    import spatialdata
+
+    points = next(((name, element) for name, element in sdata.points.items()
+                   if any(c in element.columns for c in GENE_COLUMNS)), None)
+    shapes_name = next((name for name in CELL_SHAPES if name in sdata.shapes), None)
+    if points is None or shapes_name is None:
+        raise FmscopeError(f"{path} has no table, and no transcripts + cell boundaries to build one from.",
+                           "Give a SpatialData zarr with a cells table, or with points (gene per transcript) "
+                           "and cell shapes.")
+    gene_column = next(c for c in GENE_COLUMNS if c in points[1].columns)
+    shapes = sdata.shapes[shapes_name]
+    system = next(iter(spatialdata.transformations.get_transformation(shapes, get_all=True)))
+    table = spatialdata.aggregate(values=points[1], by=shapes, value_key=gene_column, agg_func="count",
+                                  target_coordinate_system=system).tables["table"]
+    centroids = shapes.geometry.centroid.loc[table.obs["instance_id"].to_numpy()]
+    adata = ad.AnnData(X=sp.csr_matrix(table.X, dtype=np.float32), var=pd.DataFrame(index=table.var_names))
+    adata.obs_names = [str(i) for i in table.obs["instance_id"]]
+    adata.obsm["spatial"] = np.c_[centroids.x.to_numpy(), centroids.y.to_numpy()]
+    adata.uns["fmscope"] = {"built_from": f"{points[0]} counted in {shapes_name}",
+                            "coordinate_units": "intrinsic units of the shapes (Xenium: microns)"}
+    return adata
+
+
 def _read_spatialdata(path: Path) -> Slide:
     import spatialdata
 
     sdata = spatialdata.read_zarr(path)
-    if not sdata.tables:
-        raise FmscopeError(f"{path} holds no table.", "Give a SpatialData zarr with a cells/spots table.")
-    adata = next(iter(sdata.tables.values())).copy()
+    if sdata.tables:
+        adata = next(iter(sdata.tables.values())).copy()
+    else:
+        adata = _aggregate_transcripts(sdata, path)
     return Slide(adata, source=str(path))
 
 
