@@ -132,6 +132,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
+def first_keys(keys: list[str], shown: int = 3) -> str:
+    """The first few keys of a list for an error message, with how many more there are."""
+    if not keys:
+        return "none"
+    return ", ".join(keys[:shown]) + (f" (+{len(keys) - shown} more)" if len(keys) > shown else "")
+
+
 def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], architecture: str, path: Path) -> None:
     """Load ``state`` into ``module`` with strict key and shape matching, or explain the mismatch."""
     expected = module.state_dict()
@@ -140,12 +147,10 @@ def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], architect
     mismatched = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
                   for k, v in expected.items() if k in state and state[k].shape != v.shape]
     if missing or unexpected or mismatched:
-        def first(items: list[str]) -> str:
-            return ", ".join(items[:3]) + (f" (+{len(items) - 3} more)" if len(items) > 3 else "") if items else "none"
         raise FmscopeError(
             f"{path} does not match the {architecture} architecture: {len(missing)} missing keys "
-            f"[{first(missing)}], {len(unexpected)} unexpected keys [{first(unexpected)}], "
-            f"{len(mismatched)} shape mismatches [{first(mismatched)}].",
+            f"[{first_keys(missing)}], {len(unexpected)} unexpected keys [{first_keys(unexpected)}], "
+            f"{len(mismatched)} shape mismatches [{first_keys(mismatched)}].",
             f"Use a checkpoint made for {architecture}, or choose the model that matches this file "
             f"(--model; known: {', '.join(sorted(CHECKPOINTS))}).",
         )

@@ -7,8 +7,6 @@ failed or interrupted write never leaves a half-written file under the user's na
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 import tifffile
 
+from fmscope.atomic import atomic_write, file_suffix
 from fmscope.errors import FmscopeError
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -37,11 +36,6 @@ class Volume:
         return self.spacing[2], self.spacing[1], self.spacing[0]
 
 
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
-
-
 def _require_file(path: Path) -> None:
     if not path.exists():
         raise FmscopeError(f"No such file: {path}", "Check the path.")
@@ -51,7 +45,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read a 2D image (TIFF, PNG, JPEG, single-slice NIfTI/NRRD, DICOM) as a numpy array."""
     path = Path(path)
     _require_file(path)
-    suffix = _suffix(path)
+    suffix = file_suffix(path)
     try:
         if suffix in TIFF_SUFFIXES:
             array = tifffile.imread(path)
@@ -90,22 +84,6 @@ def read_volume(path: str | os.PathLike) -> Volume:
     return Volume(sitk.GetArrayFromImage(image), image.GetSpacing(), image.GetOrigin(), image.GetDirection())
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = _suffix(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except Exception as error:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, FmscopeError):
-            raise
-        raise FmscopeError(f"Cannot write {path} ({type(error).__name__}: {str(error)[:200]}).",
-                           "Check the folder exists and is writable, and the file extension.") from None
-
-
 def write_volume(labels: np.ndarray, like: Volume, path: str | os.PathLike) -> None:
     """Write a (z, y, x) label volume on the grid and geometry of ``like`` (atomic)."""
     if labels.shape != like.array.shape:
@@ -118,13 +96,13 @@ def write_volume(labels: np.ndarray, like: Volume, path: str | os.PathLike) -> N
         image.SetDirection(like.direction)
         sitk.WriteImage(image, str(target), useCompression=True)
 
-    _atomic_write(Path(path), write)
+    atomic_write(Path(path), write)
 
 
 def write_image(array: np.ndarray, path: str | os.PathLike) -> None:
     """Write a 2D mask / label image or an RGB picture (TIFF, PNG, NIfTI/NRRD...), atomically."""
     path = Path(path)
-    suffix = _suffix(path)
+    suffix = file_suffix(path)
 
     def write(target: Path) -> None:
         if suffix in TIFF_SUFFIXES:
@@ -134,4 +112,4 @@ def write_image(array: np.ndarray, path: str | os.PathLike) -> None:
         else:
             iio.imwrite(target, array, extension=suffix)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from fmscope.atomic import atomic_write
 from fmscope.errors import FmscopeError
 
 VISIUM_SPOT_DIAMETER_UM = 55.0
@@ -166,13 +166,4 @@ def read_slide(path: str | os.PathLike) -> Slide:
 
 def write_h5ad(adata: ad.AnnData, path: str | os.PathLike) -> None:
     """Write ``adata`` to ``path`` atomically (a failed write leaves nothing under that name)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".h5ad", dir=path.parent)
-    os.close(handle)
-    try:
-        adata.write_h5ad(temporary)
-        os.replace(temporary, path)
-    except Exception as error:
-        Path(temporary).unlink(missing_ok=True)
-        raise FmscopeError(f"Cannot write {path} ({error}).", "Check the folder is writable.") from None
+    atomic_write(path, lambda temporary: adata.write_h5ad(temporary))

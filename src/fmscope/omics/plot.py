@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
+from fmscope.atomic import atomic_write
 from fmscope.omics.io import Slide
 
 
@@ -40,13 +39,7 @@ def save_domain_png(slide: Slide, column: str, path: str | os.PathLike, title: s
     axes.set_title(title or column)
     axes.legend(markerscale=2, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(handle)
     try:
-        figure.savefig(temporary)
-        os.replace(temporary, path)
+        atomic_write(path, lambda temporary: figure.savefig(temporary, format="png"))
     finally:
-        Path(temporary).unlink(missing_ok=True)
         plt.close(figure)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fmscope.checkpoints import first_keys, read_state_dict
 from fmscope.errors import FmscopeError
 
 FLASH_RENAMES = {"self_attn.Wqkv.weight": "self_attn.in_proj_weight", "self_attn.Wqkv.bias": "self_attn.in_proj_bias"}
@@ -236,12 +237,10 @@ def load_state(model: ScGPT, state: dict[str, torch.Tensor], source: Path) -> Lo
             report.loaded.append(key)
     report.missing = [key for key in expected if key not in renamed_state]
     if report.missing or report.unexpected or report.mismatched:
-        def first(items: list[str]) -> str:
-            return ", ".join(items[:3]) + (f" (+{len(items) - 3} more)" if len(items) > 3 else "") if items else "none"
         raise FmscopeError(
             f"{source} does not match the scGPT architecture in its args.json: {report.summary()}; "
-            f"missing [{first(report.missing)}], unexpected [{first(report.unexpected)}], "
-            f"mismatched [{first(report.mismatched)}].",
+            f"missing [{first_keys(report.missing)}], unexpected [{first_keys(report.unexpected)}], "
+            f"mismatched [{first_keys(report.mismatched)}].",
             "Use the args.json, vocab.json and best_model.pt saved together by the official release.",
         )
     model.load_state_dict({k: v for k, v in renamed_state.items() if k in expected}, strict=True)
@@ -263,8 +262,6 @@ def load_scgpt(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
         raise FmscopeError(f"Cannot read the JSON files in {folder} ({error}).", "Restore the official files.") from None
     if args.get("pad_token", "<pad>") not in vocab or "<cls>" not in vocab:
         raise FmscopeError(f"{files['vocab.json']} lacks the <pad> or <cls> token.", "Use the vocab.json of the release.")
-    from fmscope.checkpoints import read_state_dict
-
     model = ScGPT(ScGPTConfig.from_args(args, n_tokens=max(vocab.values()) + 1))
     report = load_state(model, read_state_dict(files["best_model.pt"]), files["best_model.pt"])
     return model.to(device).eval(), vocab, report
