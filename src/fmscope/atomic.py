@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,13 +20,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     """Call ``write(temporary_path)`` (same folder and extension as ``path``), then rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=file_suffix(path), dir=path.parent)
-    os.close(handle)
+    # A fresh name the writer creates itself, so the file gets the user's usual permissions.
+    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}{file_suffix(path)}"
     try:
-        write(Path(temporary))
+        write(temporary)
         os.replace(temporary, path)
     except Exception as error:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         if isinstance(error, FmscopeError):
             raise
         raise FmscopeError(f"Cannot write {path} ({type(error).__name__}: {str(error)[:200]}).",
