@@ -63,7 +63,6 @@ def _labels_dtype(count: int) -> type:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from fmscope.imaging import io
-    from fmscope.imaging.image_input import to_rgb_uint8
     from fmscope.imaging.overlay import draw_overlay
 
     if not args.box and not args.point:
@@ -88,8 +87,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         labels[result.mask & (labels == 0)] = label
     io.write_image(labels, args.output)
     if args.overlay:
-        rgb = to_rgb_uint8(np.asarray(image)[..., :3] if np.ndim(image) == 3 else image, segmenter.intensity)
-        io.write_image(draw_overlay(rgb, labels, [np.asarray(b, float) for b in args.box or []]), args.overlay)
+        boxes = [np.asarray(b, float) for b in args.box or []]
+        io.write_image(draw_overlay(segmenter.mapped_image, labels, boxes), args.overlay)
     scores = ", ".join(f"{r.score:.3f}" for r in results)
     print(f"wrote {args.output}: {len(results)} object(s), {int((labels > 0).sum())} pixels, "
           f"model score {scores} ({time.perf_counter() - started:.2f} s)")
@@ -141,21 +140,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _embed_slide(args: argparse.Namespace):
-    from fmscope.omics import embed, io
+    from fmscope.omics import io
+    from fmscope.omics.embed import embed_cells
 
     slide = io.read_slide(args.input)
-    if args.checkpoint:
-        from fmscope.omics.models.scgpt import load_scgpt
-
-        model, vocab, report = load_scgpt(args.checkpoint, device=args.device or "cpu")
-        print(f"scGPT checkpoint: {report.summary()}")
-        embedding = embed.scgpt_embedding(slide.adata, model, vocab, batch_size=args.batch_size, progress=True)
-        method = "scgpt"
-    else:
-        embedding = embed.baseline_embedding(slide.adata)
-        method = "baseline (normalised expression -> PCA)"
-    slide.adata.obsm[embed.EMBEDDING_KEY] = embedding
-    slide.adata.uns["fmscope"] = {**slide.adata.uns.get("fmscope", {}), "encoder": method}
+    embedding, method = embed_cells(slide.adata, args.checkpoint, batch_size=args.batch_size, device=args.device,
+                                    progress=True)
     return slide, embedding, method
 
 

@@ -25,8 +25,8 @@ def _demo_image(case: samples.SampleCase, segmenter: Segmenter, output: Path) ->
     for label, result in zip(boxes, results):
         labels[result.mask & (labels == 0)] = label
     io.write_image(labels, output / f"{case.name}_labels.tif")
-    rgb = to_rgb_uint8(image, segmenter.intensity)
-    io.write_image(draw_overlay(rgb, labels, boxes.values()), output / f"{case.name}_overlay.png")
+    overlay = draw_overlay(segmenter.mapped_image, labels, boxes.values())
+    io.write_image(overlay, output / f"{case.name}_overlay.png")
     return float(np.mean([metrics.dice(r.mask, truth == label) for label, r in zip(boxes, results)]))
 
 
@@ -36,8 +36,7 @@ def _demo_volume(case: samples.SampleCase, segmenter: Segmenter, output: Path) -
     boxes = samples.boxes_from_labels(truth[z])
     labels = segment_volume(volume.array, z, boxes, segmenter=segmenter, window=case.window, progress=True)
     io.write_volume(labels, volume, output / f"{case.name}_labels.nii.gz")
-    intensity = resolve_intensity(volume.array, case.window)
-    rgb = to_rgb_uint8(volume.array[z], intensity)
+    rgb = to_rgb_uint8(volume.array[z], resolve_intensity(volume.array, case.window))
     io.write_image(draw_overlay(rgb, labels[z], boxes.values()), output / f"{case.name}_overlay.png")
     return metrics.dice(labels > 0, truth > 0)
 

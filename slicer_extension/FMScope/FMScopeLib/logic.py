@@ -43,6 +43,11 @@ class ComputedMask:
     volume_id: str
 
 
+def _require_segmentation(segmentation_node) -> None:
+    if segmentation_node is None:
+        raise FmscopeError("No segmentation is selected.", "Choose or create an output segmentation.")
+
+
 @dataclass
 class _UndoStep:
     segmentation_id: str
@@ -80,8 +85,7 @@ class FMScopeLogic:
 
     def write(self, segmentation_node, volume_node, computed: ComputedMask, options: SegmentOptions) -> str:
         """Put the mask into ``segmentation_node`` (new segment, or ``options.segment_id``); returns its id."""
-        if segmentation_node is None:
-            raise FmscopeError("No segmentation is selected.", "Choose or create an output segmentation.")
+        _require_segmentation(segmentation_node)
         if computed.volume_id != volume_node.GetID():
             raise FmscopeError("The result belongs to another volume.", "Run again on the selected volume.")
         mrml_arrays.ensure_segmentation_converters()
@@ -110,8 +114,7 @@ class FMScopeLogic:
                 on_slice: Callable[[int, int], None] | None = None) -> str:
         """compute + write: segment ``volume_node`` from ``slice_box`` into ``segmentation_node``."""
         options = options or SegmentOptions()
-        if segmentation_node is None:
-            raise FmscopeError("No segmentation is selected.", "Choose or create an output segmentation.")
+        _require_segmentation(segmentation_node)  # before the model runs, not after
         return self.write(segmentation_node, volume_node, self.compute(volume_node, slice_box, options, on_slice),
                           options)
 

@@ -77,6 +77,13 @@ class Segmenter:
         self._image_hash = hashlib.sha256(self._rgb.tobytes()).hexdigest()
 
     @property
+    def mapped_image(self) -> np.ndarray:
+        """The current image as the model sees it: (H, W, 3) uint8 after the intensity mapping (read-only)."""
+        view = self._require_image().view()
+        view.flags.writeable = False
+        return view
+
+    @property
     def image_shape(self) -> tuple[int, int]:
         """(H, W) of the current image."""
         return self._require_image().shape[:2]

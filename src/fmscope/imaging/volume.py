@@ -90,7 +90,7 @@ def segment_volume(volume: np.ndarray, key_slice: int,
     def segment_slice(z: int, slice_boxes: dict[int, np.ndarray]) -> dict[int, tuple[np.ndarray, float, float]]:
         """{label: (mask, score, mean mapped intensity in the mask)} on slice z."""
         segmenter.set_image(array[z], window=intensity)
-        mapped = intensity.to_uint8(array[z])
+        mapped = segmenter.mapped_image[..., 0]  # grayscale slices: every channel holds the mapping
         results = segmenter.predict_many(list(slice_boxes.values()))
         out = {}
         for label, result in zip(slice_boxes, results):

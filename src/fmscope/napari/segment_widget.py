@@ -134,6 +134,7 @@ class SegmentWidget(QWidget):
 
     def _on_layer_removed(self, event) -> None:
         removed = event.value
+        self._intensities = {key: value for key, value in self._intensities.items() if key[0] != id(removed)}
         if removed is self._image_layer:
             self.worker.cancel_all()
             self._image_layer = None
@@ -200,7 +201,7 @@ class SegmentWidget(QWidget):
         model, checkpoint, window, layer = settings
         if (model, checkpoint) not in self._segmenters:
             self._segmenters[(model, checkpoint)] = Segmenter(model, checkpoint=checkpoint or None)
-        key = (id(layer.data), window)
+        key = (id(layer), id(layer.data), window)  # entries of removed layers are dropped in _on_layer_removed
         if key not in self._intensities:  # one mapping per image so all slices are comparable
             self._intensities[key] = resolve_intensity(np.asarray(layer.data), window)
         return self._segmenters[(model, checkpoint)], self._intensities[key]

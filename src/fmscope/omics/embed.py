@@ -9,6 +9,7 @@ official-style random subsample. Cells are streamed in batches so memory stays b
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import anndata as ad
@@ -93,3 +94,21 @@ def scgpt_embedding(adata: ad.AnnData, model: ScGPT, vocab: dict[str, int], batc
             out[start:start + len(embedding)] = embedding
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return out / np.clip(norms, 1e-12, None)
+
+
+def embed_cells(adata: ad.AnnData, checkpoint: str | os.PathLike | None = None, batch_size: int = 32,
+                device: str | None = None, progress: bool = False) -> tuple[np.ndarray, str]:
+    """Embed every cell with scGPT (``checkpoint`` folder) or the baseline; store it in
+    ``adata.obsm["X_fmscope"]`` and the encoder's name in ``adata.uns["fmscope"]["encoder"]``."""
+    if checkpoint is not None:
+        from fmscope.omics.models.scgpt import load_scgpt
+
+        model, vocab, report = load_scgpt(checkpoint, device=device or "cpu")
+        embedding = scgpt_embedding(adata, model, vocab, batch_size=batch_size, progress=progress)
+        method = f"scgpt ({report.summary()})"
+    else:
+        embedding = baseline_embedding(adata)
+        method = "baseline (normalised expression -> PCA)"
+    adata.obsm[EMBEDDING_KEY] = embedding
+    adata.uns["fmscope"] = {**adata.uns.get("fmscope", {}), "encoder": method}
+    return embedding, method
