@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import anndata as ad
 import numpy as np
@@ -26,16 +27,64 @@ from fmscope.omics.vocab import match_genes
 EMBEDDING_KEY = "X_fmscope"
 
 
-def baseline_embedding(adata: ad.AnnData, n_comps: int = 30, seed: int = 0) -> np.ndarray:
-    """Normalised (total counts 1e4), log1p, PCA embedding; no checkpoint needed."""
+@dataclass
+class BaselineEncoder:
+    """Normalise (total counts 1e4), log1p, project on fitted principal components.
+
+    Fitted on one slide, it embeds another slide in the same space (genes matched by name,
+    absent genes count as zero), which is what lets a fine-tuned head move between slides.
+    """
+
+    genes: list[str]
+    mean: np.ndarray  # (genes,)
+    components: np.ndarray  # (genes, dims)
+
+    @classmethod
+    def fit(cls, adata: ad.AnnData, n_comps: int = 30, seed: int = 0) -> "BaselineEncoder":
+        """PCA (scanpy) of the normalised expression of ``adata``."""
+        import scanpy as sc
+
+        work = ad.AnnData(X=_normalised(adata))
+        n_comps = min(n_comps, work.n_obs - 1, work.n_vars - 1)
+        sc.pp.pca(work, n_comps=n_comps, random_state=seed)
+        return cls(list(map(str, adata.var_names)), np.asarray(work.X.mean(axis=0), dtype=np.float64).ravel(),
+                   np.asarray(work.varm["PCs"], dtype=np.float64))
+
+    def transform(self, adata: ad.AnnData) -> np.ndarray:
+        """(cells, dims) embedding of ``adata`` in this encoder's space."""
+        index = {name: i for i, name in enumerate(map(str, adata.var_names))}
+        present = [g for g in self.genes if g in index]
+        if len(present) < max(2, len(self.genes) // 2):
+            raise FmscopeError(f"The slide has {len(present)} of the encoder's {len(self.genes)} genes.",
+                               "Apply the head to a slide measured with the same gene panel.")
+        normalised = _normalised(adata)
+        aligned = np.zeros((adata.n_obs, len(self.genes)), dtype=np.float64)
+        columns = [index[g] for g in present]
+        rows = [i for i, g in enumerate(self.genes) if g in index]
+        aligned[:, rows] = normalised[:, columns]
+        return ((aligned - self.mean) @ self.components).astype(np.float32)
+
+    def state(self) -> dict:
+        """Plain tensors and lists (savable with ``torch.save``, loadable with ``weights_only=True``)."""
+        return {"genes": self.genes, "mean": torch.as_tensor(self.mean), "components": torch.as_tensor(self.components)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "BaselineEncoder":
+        return cls(list(state["genes"]), state["mean"].numpy(), state["components"].numpy())
+
+
+def _normalised(adata: ad.AnnData) -> np.ndarray:
     import scanpy as sc
 
     work = ad.AnnData(X=adata.X.astype(np.float32).copy())
     sc.pp.normalize_total(work, target_sum=1e4)
     sc.pp.log1p(work)
-    n_comps = min(n_comps, work.n_obs - 1, work.n_vars - 1)
-    sc.pp.pca(work, n_comps=n_comps, random_state=seed)
-    return np.asarray(work.obsm["X_pca"], dtype=np.float32)
+    return work.X.toarray() if sp.issparse(work.X) else np.asarray(work.X)
+
+
+def baseline_embedding(adata: ad.AnnData, n_comps: int = 30, seed: int = 0) -> np.ndarray:
+    """Normalised (total counts 1e4), log1p, PCA embedding; no checkpoint needed."""
+    return BaselineEncoder.fit(adata, n_comps, seed).transform(adata)
 
 
 def _rows(matrix, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
