@@ -106,15 +106,21 @@ def test_no_matching_genes_is_a_clear_error(tissue):
 
 @pytest.mark.parametrize("problem, message", [
     ("no_coords", "no coordinates"), ("nan", "NaN"), ("missing", "No such file"), ("garbage", "Cannot read"),
+    ("no_units", "have no units"), ("not_a_slide", "not a slide"),
 ])
 def test_bad_slides_fail_without_partial_output(tmp_path, problem, message):
     path = tmp_path / "slide.h5ad"
-    if problem in ("no_coords", "nan"):
+    if problem in ("no_coords", "nan", "no_units"):
         adata = ad.AnnData(X=np.ones((20, 5), dtype=np.float32))
-        if problem == "nan":
+        if problem in ("nan", "no_units"):
             adata.obsm["spatial"] = np.random.default_rng(0).random((20, 2))
+        if problem == "nan":
             adata.X[3, 2] = np.nan
         adata.write_h5ad(path)
+    elif problem == "not_a_slide":
+        path = tmp_path / "folder"
+        path.mkdir()
+        (path / "notes.txt").write_text("hello")
     elif problem == "garbage":
         path.write_bytes(b"not an h5ad")
     out = tmp_path / "out.h5ad"
@@ -143,3 +149,29 @@ def test_domains_cli_on_xenium_crop(tmp_path):
     result = run("domains", samples.sample_data_dir() / "xenium_breast_crop.zarr", "-o", out)
     assert result.returncode == 0, result.stderr
     assert ad.read_h5ad(out).obs["fmscope_domain"].nunique() >= 1
+
+
+def test_results_go_back_into_spatialdata_and_reopen(tmp_path):
+    from fmscope.omics.store import write_result
+
+    slide = io.read_slide(VISIUM)
+    slide.adata.obs["fmscope_domain"] = (np.arange(slide.adata.n_obs) % 4).astype(str)
+    write_result(slide, tmp_path / "visium.zarr")
+    again = io.read_slide(tmp_path / "visium.zarr")
+    assert np.array_equal(again.adata.obs["fmscope_domain"].to_numpy(), slide.adata.obs["fmscope_domain"].to_numpy())
+    assert np.allclose(again.adata.obsm["spatial"], slide.adata.obsm["spatial"])
+    assert again.spot_diameter_um == 55.0
+    assert abs(again.image_microns_per_pixel - slide.image_microns_per_pixel) < 1e-9
+    assert np.array_equal(np.asarray(again.image), slide.image)
+
+    xenium = io.read_slide(samples.sample_data_dir() / "xenium_breast_crop.zarr")
+    xenium.adata.obs["fmscope_domain"] = "1"
+    write_result(xenium, tmp_path / "xenium.zarr")
+    import spatialdata
+
+    written = spatialdata.read_zarr(tmp_path / "xenium.zarr")
+    assert {"cell_boundaries", "cell_circles", "nucleus_boundaries"} <= set(written.shapes)  # the user's elements
+    assert "transcripts" in written.points and "fmscope_table" in written.tables
+    assert io.read_slide(tmp_path / "xenium.zarr").adata.obs["fmscope_domain"].tolist() == ["1"] * 27
+    with pytest.raises(FmscopeError, match="never writes over"):
+        write_result(io.read_slide(tmp_path / "xenium.zarr"), tmp_path / "xenium.zarr")

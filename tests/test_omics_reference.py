@@ -94,7 +94,7 @@ def test_deconvolve_cli_writes_proportions_and_png(tmp_path, halves):
     reference.write_h5ad(tmp_path / "reference.h5ad")
     out = tmp_path / "props.h5ad"
     result = _cli("deconvolve", tmp_path / "spots.h5ad", "--reference", tmp_path / "reference.h5ad",
-                  "--label-key", "bulk_labels", "-o", out)
+                  "--label-key", "bulk_labels", "--microns-per-unit", "1", "-o", out)
     assert result.returncode == 0, result.stderr
     adata = ad.read_h5ad(out)
     assert list(adata.obsm["fmscope_proportions"].columns) == types

@@ -83,7 +83,7 @@ class SlideEncoder:
         return smooth_embedding(coords, probabilities, weight=0.5, hops=self.output_hops)
 
     def state(self) -> dict:
-        state = {"kind": self.kind, "smoothing": self.smoothing, "hops": self.hops, "output_hops": self.output_hops,
+        state = {"kind": self.kind, "smoothing": float(self.smoothing), "hops": int(self.hops), "output_hops": int(self.output_hops),
                  "scgpt_folder": self.scgpt_folder or ""}
         if self.baseline is not None:
             state["baseline"] = self.baseline.state()
@@ -178,7 +178,7 @@ def _save(path: Path, head: DomainHead, optimiser: torch.optim.Optimizer, epoch:
     payload = {"format": HEAD_FORMAT, "epoch": epoch, "classes": classes, "hidden": hidden,
                "state_dict": head.state_dict(), "optimiser": optimiser.state_dict(),
                "feature_mean": torch.as_tensor(mean), "feature_std": torch.as_tensor(std),
-               "encoder": encoder.state()}
+               "encoder": encoder.state(), "rng_state": torch.get_rng_state()}
     atomic_write(path, lambda temporary: torch.save(payload, temporary))
 
 
@@ -212,7 +212,7 @@ def finetune_head(adata: ad.AnnData, labels: np.ndarray, head_path: str | os.Pat
     train, held = holdout_split(labels, holdout, seed)
     head_path = Path(head_path)
     start_epoch = 0
-    classes = sorted(set(labels[labels != ""]))
+    classes = sorted({str(name) for name in labels[labels != ""]})
     if resume and head_path.is_file():
         saved = read_head(head_path)
         if list(saved["classes"]) != classes:
@@ -234,6 +234,7 @@ def finetune_head(adata: ad.AnnData, labels: np.ndarray, head_path: str | os.Pat
     if resume and head_path.is_file():
         head.load_state_dict(saved["state_dict"])
         optimiser.load_state_dict(saved["optimiser"])
+        torch.set_rng_state(saved["rng_state"])  # dropout continues as in an uninterrupted run
         start_epoch = int(saved["epoch"])
     counts = torch.bincount(y[train], minlength=len(classes)).float()
     loss_fn = nn.CrossEntropyLoss(weight=counts.sum() / (len(classes) * counts.clamp(min=1)))

@@ -2,9 +2,11 @@
 
 A :class:`Slide` is an AnnData of raw counts (cells or spots x genes) with coordinates in
 microns in ``obsm["spatial"]``, plus the tissue image and its pixel size when present.
-Readers: AnnData ``.h5ad`` with ``obsm["spatial"]`` (and ``uns["fmscope"]["microns_per_unit"]``
-when the coordinates are not microns), 10x Visium output folders (read directly:
-``filtered_feature_bc_matrix.h5`` + ``spatial/``), and SpatialData zarr (first table).
+Readers: AnnData ``.h5ad`` with ``obsm["spatial"]`` and its units (``uns["fmscope"]
+["microns_per_unit"]``, or ``microns_per_unit=`` / ``--microns-per-unit``), 10x Visium output
+folders (read directly: ``filtered_feature_bc_matrix.h5`` + ``spatial/``), Xenium and MERSCOPE
+output folders (through spatialdata-io), and SpatialData zarr (its table, fmscope's own first,
+with the image and its microns per pixel).
 """
 
 from __future__ import annotations
@@ -28,13 +30,21 @@ VISIUM_PITCH_UM = 100.0  # centre-to-centre distance of neighbouring spots (arra
 
 @dataclass
 class Slide:
-    """Counts + coordinates (microns) + optional image (H, W[, 3]) with its microns per pixel."""
+    """Counts + coordinates (microns) + optional image (H, W[, 3]) with its microns per pixel.
+
+    ``image_levels`` holds the image pyramid (finest first, lazy dask arrays for SpatialData
+    images) when there is one; ``sdata`` and ``table_name`` the SpatialData the slide came from,
+    so results can be written back beside the user's elements.
+    """
 
     adata: ad.AnnData
     image: np.ndarray | None = None
     image_microns_per_pixel: float | None = None
     spot_diameter_um: float | None = None
     source: str = ""
+    image_levels: list | None = None
+    sdata: object | None = None
+    table_name: str | None = None
 
 
 def _validate(adata: ad.AnnData, source: str) -> ad.AnnData:
@@ -125,42 +135,127 @@ def _aggregate_transcripts(sdata, path: Path) -> ad.AnnData:
     return adata
 
 
+def _image_levels(element) -> list:
+    """(y, x[, c]) arrays of an image element, finest first (RGB kept, else the first channel)."""
+    if hasattr(element, "children") and element.children:  # multiscale DataTree
+        arrays = [element[name]["image"] for name in sorted(element.children, key=lambda n: int(n.lstrip("scale")))]
+    else:
+        arrays = [element]
+    levels = []
+    for array in arrays:
+        data = array.transpose("c", "y", "x").data
+        levels.append(data[:3].transpose(1, 2, 0) if data.shape[0] in (3, 4) else data[0])
+    return levels
+
+
+def _xy_scale(element, system: str) -> float:
+    from spatialdata.transformations import get_transformation
+
+    matrix = get_transformation(element, to_coordinate_system=system).to_affine_matrix(
+        input_axes=("x", "y"), output_axes=("x", "y"))
+    return float(np.sqrt(abs(np.linalg.det(matrix[:2, :2]))))
+
+
+def _spatialdata_image(sdata) -> tuple[list | None, float | None]:
+    """The first image's levels and microns per pixel, from a coordinate system it shares with
+    shapes or points (whose intrinsic units are microns in Xenium, MERSCOPE and fmscope stores)."""
+    from spatialdata.transformations import get_transformation
+
+    for element in sdata.images.values():
+        systems = get_transformation(element, get_all=True)
+        if "microns" in systems:
+            return _image_levels(element), _xy_scale(element, "microns")
+        for other in [*sdata.shapes.values(), *sdata.points.values()]:
+            shared = set(systems) & set(get_transformation(other, get_all=True))
+            if shared:
+                system = sorted(shared)[0]
+                return _image_levels(element), _xy_scale(element, system) / _xy_scale(other, system)
+    return None, None
+
+
+def _spot_diameter(sdata, adata: ad.AnnData) -> float | None:
+    """Diameter (microns) of the circles the table annotates, when it annotates circles."""
+    region = adata.uns.get("spatialdata_attrs", {}).get("region")
+    region = region[0] if isinstance(region, list) and len(region) == 1 else region
+    shapes = sdata.shapes.get(region) if isinstance(region, str) else None
+    if shapes is not None and "radius" in shapes.columns:
+        return float(2 * np.median(shapes["radius"]))
+    return None
+
+
 def _read_spatialdata(path: Path) -> Slide:
     import spatialdata
 
-    sdata = spatialdata.read_zarr(path)
+    return _from_spatialdata(spatialdata.read_zarr(path), path)
+
+
+def _from_spatialdata(sdata, path: Path) -> Slide:
+    table_name = None
     if sdata.tables:
-        adata = next(iter(sdata.tables.values())).copy()
+        table_name = "fmscope_table" if "fmscope_table" in sdata.tables else next(iter(sdata.tables))
+        adata = sdata.tables[table_name].copy()
+        if "spatial" not in adata.obsm and {"x", "y"} <= set(adata.obs.columns):
+            adata.obsm["spatial"] = adata.obs[["x", "y"]].to_numpy(float)
     else:
         adata = _aggregate_transcripts(sdata, path)
-    return Slide(adata, source=str(path))
+    levels, microns_per_pixel = _spatialdata_image(sdata)
+    return Slide(adata, levels[0] if levels else None, microns_per_pixel, _spot_diameter(sdata, adata), str(path),
+                 levels, sdata, table_name)
 
 
-def read_slide(path: str | os.PathLike) -> Slide:
-    """Read a slide (h5ad, Visium folder, SpatialData zarr) into a validated :class:`Slide`."""
+def _read_with_spatialdata_io(path: Path, technology: str) -> Slide:
+    import spatialdata_io
+
+    if technology == "xenium":
+        sdata = spatialdata_io.xenium(path, cells_labels=False, nucleus_labels=False, morphology_mip=False,
+                                      aligned_images=False)
+    else:
+        sdata = spatialdata_io.merscope(path)
+    return _from_spatialdata(sdata, path)
+
+
+def read_slide(path: str | os.PathLike, microns_per_unit: float | None = None) -> Slide:
+    """Read a slide (h5ad, Visium / Xenium / MERSCOPE folder, SpatialData zarr) into a validated :class:`Slide`.
+
+    ``microns_per_unit`` gives the units of an .h5ad's ``obsm["spatial"]`` when the file does not
+    (``uns["fmscope"]["microns_per_unit"]``); coordinates without units are refused.
+    """
     path = Path(path).expanduser()
+    units = None
     if not path.exists():
         raise FmscopeError(f"No such file or folder: {path}", "Check the path.")
     try:
         if path.is_dir() and (path / "filtered_feature_bc_matrix.h5").is_file():
             slide = _read_visium(path)
+        elif path.is_dir() and (path / "experiment.xenium").is_file():
+            slide = _read_with_spatialdata_io(path, "xenium")
+        elif path.is_dir() and (path / "cell_by_gene.csv").is_file():
+            slide = _read_with_spatialdata_io(path, "merscope")
         elif path.suffix == ".zarr" or (path / ".zgroup").exists() or (path / "zarr.json").exists():
             slide = _read_spatialdata(path)
         elif path.suffix == ".h5ad":
-            adata = ad.read_h5ad(path)
-            factor = float(adata.uns.get("fmscope", {}).get("microns_per_unit", 1.0))
-            if "spatial" in adata.obsm:
-                adata.obsm["spatial"] = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2] * factor
-            slide = Slide(adata, source=str(path))
+            slide = Slide(ad.read_h5ad(path), source=str(path))
+            units = microns_per_unit
+            if units is None:
+                units = slide.adata.uns.get("fmscope", {}).get("microns_per_unit")
+                units = None if units is None else float(units)
         else:
             raise FmscopeError(f"{path} is not a slide fmscope can read.",
-                               "Give an .h5ad with obsm['spatial'], a Visium output folder, or a SpatialData .zarr.")
+                               "Give an .h5ad with obsm['spatial'], a Visium, Xenium or MERSCOPE output folder, "
+                               "or a SpatialData .zarr.")
     except FmscopeError:
         raise
     except Exception as error:
         raise FmscopeError(f"Cannot read {path} ({type(error).__name__}: {str(error)[:200]}).",
                            "Check the file is complete and of a supported kind.") from None
     slide.adata = _validate(slide.adata, str(path))
+    if path.suffix == ".h5ad":
+        if units is None or not units > 0:
+            raise FmscopeError(f"{path}: the coordinates in obsm['spatial'] have no units.",
+                               "Say how many microns one unit is: --microns-per-unit 1 if they are microns "
+                               "(or set uns['fmscope']['microns_per_unit'] in the file).")
+        slide.adata.obsm["spatial"] = np.asarray(slide.adata.obsm["spatial"], dtype=float)[:, :2] * units
+        slide.adata.uns.setdefault("fmscope", {})["microns_per_unit"] = 1.0  # coordinates are microns from here on
     return slide
 
 

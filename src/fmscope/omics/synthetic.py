@@ -43,4 +43,21 @@ def semi_synthetic_tissue(side: int = 40, purity: float = 0.8, spacing_um: float
     tissue.obs["true_domain"] = domain.ravel().astype(str)
     tissue.obs["cell_type"] = cell_types
     tissue.obsm["spatial"] = np.c_[xs.ravel(), ys.ravel()].astype(float) * spacing_um
+    tissue.uns["fmscope"] = {"microns_per_unit": 1.0}
     return tissue
+
+
+def annotate_blocks(tissue: ad.AnnData, block: int = 5, spacing_um: float = 20.0) -> np.ndarray:
+    """What a user would paint: two ``block`` x ``block`` squares inside each quadrant domain,
+    named by the true domain; '' elsewhere (the rest of the slide is not annotated)."""
+    grid = np.round(np.asarray(tissue.obsm["spatial"]) / spacing_um).astype(int)
+    side = int(grid.max()) + 1
+    truth = tissue.obs["true_domain"].astype(str).to_numpy()
+    labels = np.full(tissue.n_obs, "", dtype=object)
+    for centre_x in (side // 4, 3 * side // 4):
+        for centre_y in (side // 4, 3 * side // 4):
+            for offset_x, offset_y in ((-block - 1, -block - 1), (1, 1)):
+                x0, y0 = centre_x + offset_x, centre_y + offset_y
+                inside = (grid[:, 0] >= x0) & (grid[:, 0] < x0 + block) & (grid[:, 1] >= y0) & (grid[:, 1] < y0 + block)
+                labels[inside] = truth[inside]
+    return labels.astype(str)

@@ -1,15 +1,9 @@
-"""The ``fmscope`` command line: segment, volume, eval, demo.
-
-Exit codes: 0 success, 1 a problem with the input or set-up (message on stderr, no
-traceback), 2 wrong usage (argparse), 130 interrupted.
-"""
+"""``fmscope segment | volume | eval | demo``: the MedSAM-family imaging commands."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -139,82 +133,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _embed_slide(args: argparse.Namespace):
-    from fmscope.omics import io
-    from fmscope.omics.embed import embed_cells
-
-    slide = io.read_slide(args.input)
-    embedding, method = embed_cells(slide.adata, args.checkpoint, batch_size=args.batch_size, device=args.device,
-                                    progress=True)
-    return slide, embedding, method
-
-
-def cmd_embed(args: argparse.Namespace) -> int:
-    from fmscope.omics import io
-
-    slide, embedding, method = _embed_slide(args)
-    io.write_h5ad(slide.adata, args.output)
-    print(f"wrote {args.output}: {embedding.shape[0]} cells x {embedding.shape[1]} dims in obsm['X_fmscope'] ({method})")
-    return 0
-
-
-def cmd_domains(args: argparse.Namespace) -> int:
-    from fmscope.omics import io
-    from fmscope.omics.domains import DOMAIN_KEY, spatial_domains
-    from fmscope.omics.plot import save_domain_png
-
-    slide, embedding, method = _embed_slide(args)
-    resolution = spatial_domains(slide.adata, embedding, resolutions=args.resolution, n_domains=args.n_domains)
-    png = Path(args.png) if args.png else Path(args.output).with_suffix(".png")
-    save_domain_png(slide, DOMAIN_KEY, png, title=f"fmscope domains ({method}, resolution {resolution:g})")
-    io.write_h5ad(slide.adata, args.output)
-    counts = slide.adata.obs[DOMAIN_KEY].value_counts()
-    print(f"wrote {args.output} and {png}: {len(counts)} domains at resolution {resolution:g} "
-          f"over {slide.adata.n_obs} cells ({method})")
-    return 0
-
-
-def _reference(path: str):
-    import anndata as ad
-
-    if not Path(path).is_file():
-        raise FmscopeError(f"No such reference file: {path}", "Give a labelled single-cell .h5ad.")
-    try:
-        return ad.read_h5ad(path)
-    except Exception as error:
-        raise FmscopeError(f"Cannot read the reference {path} ({type(error).__name__}).",
-                           "Give a single-cell .h5ad.") from None
-
-
-def cmd_impute(args: argparse.Namespace) -> int:
-    from fmscope.omics import io
-    from fmscope.omics.impute import IMPUTED_KEY, impute_knn
-
-    slide = io.read_slide(args.input)
-    imputed = impute_knn(slide.adata, _reference(args.reference), genes=args.genes, k=args.k)
-    slide.adata.obsm[IMPUTED_KEY] = imputed
-    io.write_h5ad(slide.adata, args.output)
-    print(f"wrote {args.output}: {imputed.shape[1]} genes imputed for {imputed.shape[0]} cells in obsm['{IMPUTED_KEY}']")
-    return 0
-
-
-def cmd_deconvolve(args: argparse.Namespace) -> int:
-    from fmscope.omics import io
-    from fmscope.omics.deconvolve import PROPORTIONS_KEY, deconvolve_nnls
-    from fmscope.omics.plot import save_domain_png
-
-    slide = io.read_slide(args.input)
-    proportions = deconvolve_nnls(slide.adata, _reference(args.reference), args.label_key)
-    slide.adata.obsm[PROPORTIONS_KEY] = proportions
-    slide.adata.obs["fmscope_dominant_type"] = proportions.idxmax(axis=1).astype(str).to_numpy()
-    png = Path(args.png) if args.png else Path(args.output).with_suffix(".png")
-    save_domain_png(slide, "fmscope_dominant_type", png, title="dominant cell type per spot (NNLS on markers)")
-    io.write_h5ad(slide.adata, args.output)
-    print(f"wrote {args.output} and {png}: proportions of {proportions.shape[1]} cell types for "
-          f"{proportions.shape[0]} spots in obsm['{PROPORTIONS_KEY}']")
-    return 0
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from fmscope.demo import run_demo
 
@@ -222,14 +140,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for ``fmscope``."""
-    from fmscope import __version__
-
-    parser = argparse.ArgumentParser(prog="fmscope", description="Biomedical foundation models from the shell.")
-    parser.add_argument("--version", action="version", version=f"fmscope {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register the imaging commands."""
     segment = commands.add_parser("segment", help="segment objects in a 2D image from boxes / points")
     segment.add_argument("image", help="TIFF, PNG, JPEG, DICOM, or 2D NIfTI/NRRD")
     segment.add_argument("--box", nargs=4, type=float, action="append", metavar=("X0", "Y0", "X1", "Y1"),
@@ -261,56 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tolerance", type=float, default=1.0, help="NSD tolerance (mm for volumes, else px)")
     evaluate.set_defaults(run=cmd_eval)
 
-    for name, help_text, run in (("embed", "cell / spot embeddings of a slide", cmd_embed),
-                                 ("domains", "spatial domains of a slide, with a PNG on the tissue", cmd_domains)):
-        omics = commands.add_parser(name, help=help_text)
-        omics.add_argument("input", help="Visium output folder, .h5ad with obsm['spatial'], or SpatialData .zarr")
-        omics.add_argument("--checkpoint", help="official scGPT checkpoint folder (default: baseline PCA encoder)")
-        omics.add_argument("--batch-size", type=int, default=32)
-        omics.add_argument("--device", help="cpu or cuda (scGPT only)")
-        omics.add_argument("-o", "--output", required=True, help="result .h5ad (a new file; the input is not changed)")
-        if name == "domains":
-            omics.add_argument("--resolution", type=float, nargs="+", default=[0.2, 0.4, 0.6, 1.0],
-                               help="Leiden resolutions to compute (labels for each are kept)")
-            omics.add_argument("--n-domains", type=int, help="choose the resolution giving about this many domains")
-            omics.add_argument("--png", help="picture of the domains on the tissue (default: OUTPUT with .png)")
-        omics.set_defaults(run=run)
-
-    impute = commands.add_parser("impute", help="impute unmeasured genes from a single-cell reference (kNN)")
-    impute.add_argument("input", help="slide (Visium folder, .h5ad with obsm['spatial'], SpatialData .zarr)")
-    impute.add_argument("--reference", required=True, help="single-cell reference .h5ad")
-    impute.add_argument("--genes", nargs="+", help="genes to impute (default: all the slide lacks)")
-    impute.add_argument("--k", type=int, default=15, help="reference neighbours per cell")
-    impute.add_argument("-o", "--output", required=True, help="result .h5ad")
-    impute.set_defaults(run=cmd_impute)
-
-    deconvolve = commands.add_parser("deconvolve", help="cell-type proportions per spot (NNLS on marker profiles)")
-    deconvolve.add_argument("input", help="spot-based slide (e.g. a Visium folder)")
-    deconvolve.add_argument("--reference", required=True, help="labelled single-cell reference .h5ad")
-    deconvolve.add_argument("--label-key", required=True, help="reference obs column with cell types")
-    deconvolve.add_argument("-o", "--output", required=True, help="result .h5ad")
-    deconvolve.add_argument("--png", help="picture of the dominant type per spot (default: OUTPUT with .png)")
-    deconvolve.set_defaults(run=cmd_deconvolve)
-
     demo = commands.add_parser("demo", help="run the default model on every sample case")
     demo.add_argument("-o", "--output", default="demo_output", help="folder for masks and overlays")
     demo.add_argument("--fast", action="store_true", help="bfloat16 encoder")
     demo.set_defaults(run=cmd_demo)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except FmscopeError as error:
-        print(f"fmscope: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("fmscope: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

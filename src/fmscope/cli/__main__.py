@@ -1,0 +1,7 @@
+"""``python -m fmscope.cli``."""
+
+import sys
+
+from fmscope.cli import main
+
+sys.exit(main())

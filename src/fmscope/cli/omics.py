@@ -1,0 +1,213 @@
+"""``fmscope embed | domains | impute | deconvolve | finetune | classify``: the spatial-omics commands.
+
+Every command reads any supported slide and writes a new SpatialData ``.zarr`` (the slide's
+elements + the annotated table) or an ``.h5ad``, plus a PNG of the result on the tissue where
+there is one to draw. The input is never changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fmscope.errors import FmscopeError
+
+SLIDE_HELP = "Visium / Xenium / MERSCOPE output folder, SpatialData .zarr, or .h5ad with obsm['spatial']"
+OUTPUT_HELP = "result: a new SpatialData .zarr (the slide's elements + results) or an .h5ad"
+
+
+def _read(args: argparse.Namespace):
+    from fmscope.omics import io
+
+    return io.read_slide(args.input, microns_per_unit=args.microns_per_unit)
+
+
+def _write(slide, args: argparse.Namespace, column: str | None = None, title: str = "") -> str:
+    """Write the result (and the PNG of ``column``); a failed result write leaves no new PNG behind."""
+    from fmscope.omics.plot import save_domain_png
+    from fmscope.omics.store import write_result
+
+    written = [args.output]
+    png = None
+    if column is not None:
+        png = Path(args.png) if getattr(args, "png", None) else Path(args.output).with_suffix(".png")
+        save_domain_png(slide, column, png, title=title)
+        written.append(str(png))
+    try:
+        write_result(slide, args.output)
+    except BaseException:
+        if png is not None:
+            png.unlink(missing_ok=True)
+        raise
+    return " and ".join(map(str, written))
+
+
+def _embed(slide, args: argparse.Namespace):
+    from fmscope.omics.embed import embed_cells
+
+    return embed_cells(slide.adata, args.checkpoint, batch_size=args.batch_size, device=args.device, progress=True)
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    slide = _read(args)
+    embedding, method = _embed(slide, args)
+    written = _write(slide, args)
+    print(f"wrote {written}: {embedding.shape[0]} cells x {embedding.shape[1]} dims in obsm['X_fmscope'] ({method})")
+    return 0
+
+
+def cmd_domains(args: argparse.Namespace) -> int:
+    from fmscope.omics.domains import DOMAIN_KEY, spatial_domains
+
+    slide = _read(args)
+    embedding, method = _embed(slide, args)
+    resolution = spatial_domains(slide.adata, embedding, resolutions=args.resolution, n_domains=args.n_domains)
+    written = _write(slide, args, DOMAIN_KEY, f"fmscope domains ({method}, resolution {resolution:g})")
+    print(f"wrote {written}: {slide.adata.obs[DOMAIN_KEY].nunique()} domains at resolution {resolution:g} "
+          f"over {slide.adata.n_obs} cells ({method})")
+    return 0
+
+
+def _reference(path: str):
+    import anndata as ad
+
+    if not Path(path).is_file():
+        raise FmscopeError(f"No such reference file: {path}", "Give a labelled single-cell .h5ad.")
+    try:
+        return ad.read_h5ad(path)
+    except Exception as error:
+        raise FmscopeError(f"Cannot read the reference {path} ({type(error).__name__}).",
+                           "Give a single-cell .h5ad.") from None
+
+
+def cmd_impute(args: argparse.Namespace) -> int:
+    from fmscope.omics.impute import IMPUTED_KEY, impute_knn
+
+    slide = _read(args)
+    imputed = impute_knn(slide.adata, _reference(args.reference), genes=args.genes, k=args.k)
+    slide.adata.obsm[IMPUTED_KEY] = imputed
+    written = _write(slide, args)
+    print(f"wrote {written}: {imputed.shape[1]} genes imputed for {imputed.shape[0]} cells in obsm['{IMPUTED_KEY}']")
+    return 0
+
+
+def cmd_deconvolve(args: argparse.Namespace) -> int:
+    from fmscope.omics.deconvolve import PROPORTIONS_KEY, deconvolve_nnls
+
+    slide = _read(args)
+    proportions = deconvolve_nnls(slide.adata, _reference(args.reference), args.label_key)
+    slide.adata.obsm[PROPORTIONS_KEY] = proportions
+    slide.adata.obs["fmscope_dominant_type"] = proportions.idxmax(axis=1).astype(str).to_numpy()
+    written = _write(slide, args, "fmscope_dominant_type", "dominant cell type per spot (NNLS on markers)")
+    print(f"wrote {written}: proportions of {proportions.shape[1]} cell types for "
+          f"{proportions.shape[0]} spots in obsm['{PROPORTIONS_KEY}']")
+    return 0
+
+
+def _annotation(slide, spec: str):
+    """Annotation per cell from an obs column name or a CSV of (cell id, domain)."""
+    import numpy as np
+    import pandas as pd
+
+    from fmscope.omics.finetune import annotation_from_column
+
+    if not spec.lower().endswith(".csv"):
+        return annotation_from_column(slide.adata, spec)
+    if not Path(spec).is_file():
+        raise FmscopeError(f"No such annotation file: {spec}", "Give a CSV with columns cell, domain.")
+    table = pd.read_csv(spec, dtype=str)
+    if table.shape[1] < 2:
+        raise FmscopeError(f"{spec} needs two columns (cell id, domain).", "Write one annotated cell per line.")
+    named = dict(zip(table.iloc[:, 0], table.iloc[:, 1]))
+    unknown = [cell for cell in named if cell not in set(slide.adata.obs_names)]
+    if len(unknown) == len(named):
+        raise FmscopeError(f"None of the cells in {spec} is on the slide (e.g. {unknown[0]}).",
+                           "Use the slide's cell ids (obs names) in the first column.")
+    return np.array([named.get(cell, "") for cell in slide.adata.obs_names], dtype=str)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from fmscope.omics.domains import DOMAIN_KEY
+    from fmscope.omics.finetune import PREDICTED_KEY, finetune_head, slide_encoder, store_predictions
+
+    slide = _read(args)
+    labels = _annotation(slide, args.annotations)
+    domains = slide.adata.obs[DOMAIN_KEY].astype(str).to_numpy() if DOMAIN_KEY in slide.adata.obs else None
+    from tqdm.auto import tqdm
+
+    with tqdm(total=args.epochs, desc="training head", leave=False) as bar:
+        result = finetune_head(slide.adata, labels, args.head, slide_encoder(slide.adata, args.checkpoint),
+                               epochs=args.epochs, holdout=args.holdout, resume=args.resume,
+                               domains=domains, on_epoch=lambda done, _total: bar.update(done - bar.n))
+    store_predictions(slide.adata, result.classes, result.probabilities)
+    written = _write(slide, args, PREDICTED_KEY, f"fine-tuned domains ({result.summary()})")
+    print(f"wrote {args.head} and {written}: {result.summary()}")
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from fmscope.omics.finetune import PREDICTED_KEY, apply_head, store_predictions
+
+    slide = _read(args)
+    classes, probabilities = apply_head(args.head, slide.adata, args.checkpoint)
+    store_predictions(slide.adata, classes, probabilities)
+    written = _write(slide, args, PREDICTED_KEY, f"domains from the head {Path(args.head).name}")
+    counts = slide.adata.obs[PREDICTED_KEY].value_counts()
+    print(f"wrote {written}: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
+    return 0
+
+
+def _slide_arguments(parser: argparse.ArgumentParser, png: bool = False) -> None:
+    parser.add_argument("input", help=SLIDE_HELP)
+    parser.add_argument("--microns-per-unit", type=float,
+                        help="units of an .h5ad's obsm['spatial'] (1 if microns) when the file does not say")
+    parser.add_argument("-o", "--output", required=True, help=OUTPUT_HELP)
+    if png:
+        parser.add_argument("--png", help="picture of the result on the tissue (default: OUTPUT with .png)")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register the spatial-omics commands."""
+    for name, help_text, run in (("embed", "cell / spot embeddings of a slide", cmd_embed),
+                                 ("domains", "spatial domains of a slide, with a PNG on the tissue", cmd_domains)):
+        command = commands.add_parser(name, help=help_text)
+        _slide_arguments(command, png=name == "domains")
+        command.add_argument("--checkpoint", help="official scGPT checkpoint folder (default: baseline PCA encoder)")
+        command.add_argument("--batch-size", type=int, default=32)
+        command.add_argument("--device", help="cpu or cuda (scGPT only)")
+        if name == "domains":
+            command.add_argument("--resolution", type=float, nargs="+", default=[0.2, 0.4, 0.6, 1.0],
+                                 help="Leiden resolutions to compute (labels for each are kept)")
+            command.add_argument("--n-domains", type=int, help="choose the resolution giving about this many domains")
+        command.set_defaults(run=run)
+
+    impute = commands.add_parser("impute", help="impute unmeasured genes from a single-cell reference (kNN)")
+    _slide_arguments(impute)
+    impute.add_argument("--reference", required=True, help="single-cell reference .h5ad")
+    impute.add_argument("--genes", nargs="+", help="genes to impute (default: all the slide lacks)")
+    impute.add_argument("--k", type=int, default=15, help="reference neighbours per cell")
+    impute.set_defaults(run=cmd_impute)
+
+    deconvolve = commands.add_parser("deconvolve", help="cell-type proportions per spot (NNLS on marker profiles)")
+    _slide_arguments(deconvolve, png=True)
+    deconvolve.add_argument("--reference", required=True, help="labelled single-cell reference .h5ad")
+    deconvolve.add_argument("--label-key", required=True, help="reference obs column with cell types")
+    deconvolve.set_defaults(run=cmd_deconvolve)
+
+    finetune = commands.add_parser("finetune", help="train a domain head on annotated cells; predict the slide")
+    _slide_arguments(finetune, png=True)
+    finetune.add_argument("--annotations", required=True,
+                          help="obs column with a domain name per annotated cell (empty: not annotated), "
+                               "or a CSV of cell id, domain")
+    finetune.add_argument("--head", required=True, help="head checkpoint to write (and to resume from)")
+    finetune.add_argument("--resume", action="store_true", help="continue training from --head")
+    finetune.add_argument("--epochs", type=int, default=300)
+    finetune.add_argument("--holdout", type=float, default=0.3, help="fraction of each class held out (accuracy)")
+    finetune.add_argument("--checkpoint", help="scGPT checkpoint folder for the embeddings (default: baseline)")
+    finetune.set_defaults(run=cmd_finetune)
+
+    classify = commands.add_parser("classify", help="apply a trained domain head to a slide")
+    _slide_arguments(classify, png=True)
+    classify.add_argument("--head", required=True, help="head checkpoint from `fmscope finetune`")
+    classify.add_argument("--checkpoint", help="the scGPT folder, when the head was trained on scGPT embeddings")
+    classify.set_defaults(run=cmd_classify)

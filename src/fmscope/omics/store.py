@@ -1,0 +1,103 @@
+"""Results back into SpatialData: a new zarr store holding the user's elements and fmscope's table.
+
+A slide read from SpatialData keeps every element it had (images, shapes, points, labels, other
+tables); its table is written again with fmscope's columns added (``obs`` / ``obsm``). A slide
+from a Visium folder or an .h5ad becomes a SpatialData with, in the coordinate system
+``microns``: the tissue image (scaled to microns, a pyramid when large), the cells or spots as
+circles of their true size, and the table annotating them. The store is written beside the
+target and renamed into place (:func:`fmscope.atomic.atomic_write`); writing over the input is
+refused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fmscope.atomic import atomic_write
+from fmscope.errors import FmscopeError
+from fmscope.omics.io import Slide, write_h5ad
+
+MICRONS = "microns"
+SPOTS = "fmscope_spots"
+TABLE = "fmscope_table"
+DEFAULT_CELL_DIAMETER_UM = 10.0
+PYRAMID_ABOVE_PX = 4096
+
+
+def _built_spatialdata(slide: Slide):
+    """A new SpatialData for a slide that did not come from one."""
+    import spatialdata
+    from spatialdata.models import Image2DModel, ShapesModel, TableModel
+    from spatialdata.transformations import Identity, Scale
+
+    adata = slide.adata.copy()
+    xy = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
+    diameter = slide.spot_diameter_um or DEFAULT_CELL_DIAMETER_UM
+    shapes = ShapesModel.parse(xy, geometry=0, radius=np.full(len(xy), diameter / 2),
+                               index=pd.RangeIndex(len(xy)), transformations={MICRONS: Identity()})
+    adata.obs["fmscope_region"] = pd.Categorical([SPOTS] * adata.n_obs)
+    adata.obs["fmscope_instance"] = np.arange(adata.n_obs)
+    table = TableModel.parse(adata, region=SPOTS, region_key="fmscope_region", instance_key="fmscope_instance")
+    images = {}
+    if slide.image is not None and slide.image_microns_per_pixel:
+        image = np.asarray(slide.image)
+        cyx = image.transpose(2, 0, 1) if image.ndim == 3 else image[None]
+        pyramid = [2, 2, 2] if max(cyx.shape[1:]) > PYRAMID_ABOVE_PX else None
+        scale = Scale([slide.image_microns_per_pixel] * 2, axes=("y", "x"))
+        images["tissue"] = Image2DModel.parse(cyx, dims=("c", "y", "x"), scale_factors=pyramid,
+                                              transformations={MICRONS: scale})
+    return spatialdata.SpatialData(images=images, shapes={SPOTS: shapes}, tables={TABLE: table})
+
+
+def _updated_spatialdata(slide: Slide):
+    """The slide's own SpatialData with its table replaced by the annotated one (or fmscope's table added)."""
+    import spatialdata
+    from spatialdata.models import TableModel
+
+    source = slide.sdata
+    tables = dict(source.tables)
+    if slide.table_name is not None:
+        tables[slide.table_name] = slide.adata
+    else:  # built from transcripts in cell shapes: annotate those shapes
+        adata = slide.adata.copy()
+        region = adata.uns["fmscope"]["built_from"].split(" counted in ")[-1]
+        index = source.shapes[region].index
+        adata.obs["fmscope_region"] = pd.Categorical([region] * adata.n_obs)
+        adata.obs["fmscope_instance"] = np.asarray(adata.obs_names).astype(index.dtype)
+        tables[TABLE] = TableModel.parse(adata, region=region, region_key="fmscope_region",
+                                         instance_key="fmscope_instance")
+    return spatialdata.SpatialData(images=dict(source.images), labels=dict(source.labels),
+                                   points=dict(source.points), shapes=dict(source.shapes), tables=tables)
+
+
+def to_spatialdata(slide: Slide):
+    """The SpatialData object fmscope writes for ``slide`` (its elements + the annotated table)."""
+    return _updated_spatialdata(slide) if slide.sdata is not None else _built_spatialdata(slide)
+
+
+def write_result(slide: Slide, path: str | os.PathLike) -> None:
+    """Write the slide with its results: a SpatialData ``.zarr`` store, or an ``.h5ad`` of the table."""
+    path = Path(path)
+    if slide.source and Path(slide.source).resolve() == path.resolve():
+        raise FmscopeError(f"{path} is the input slide; fmscope never writes over the user's data.",
+                           "Give a new output path.")
+    if path.suffix == ".h5ad":
+        write_h5ad(slide.adata, path)
+        return
+    if path.suffix != ".zarr":
+        raise FmscopeError(f"Cannot write a slide to {path.name}.", "Use an output ending in .zarr or .h5ad.")
+    sdata = to_spatialdata(slide)
+    _make_writable(sdata)
+    atomic_write(path, lambda temporary: sdata.write(temporary))
+
+
+def _make_writable(sdata) -> None:
+    """anndata cannot write object columns mixing types; make such obs columns strings."""
+    for table in sdata.tables.values():
+        for column in table.obs.columns:
+            if table.obs[column].dtype == object:
+                table.obs[column] = table.obs[column].astype(str)

@@ -1,0 +1,100 @@
+"""The small local trainer on the semi-synthetic tissue: accuracy vs unsupervised domains,
+atomic checkpoints, exact resume, applying the head to another slide, bad annotations."""
+
+import subprocess
+import sys
+
+import anndata as ad
+import numpy as np
+import pytest
+
+from fmscope.errors import Cancelled, FmscopeError
+from fmscope.omics.domains import spatial_domains
+from fmscope.omics.embed import baseline_embedding
+from fmscope.omics.finetune import apply_head, finetune_head, read_head, slide_encoder
+from fmscope.omics.synthetic import annotate_blocks, semi_synthetic_tissue
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tissue():
+    tissue = semi_synthetic_tissue(purity=0.6)
+    spatial_domains(tissue, baseline_embedding(tissue), n_domains=4)
+    return tissue
+
+
+def test_head_beats_unsupervised_domains(tissue, tmp_path):
+    labels = annotate_blocks(tissue)
+    truth = tissue.obs["true_domain"].to_numpy()
+    result = finetune_head(tissue, labels, tmp_path / "head.pt", slide_encoder(tissue),
+                           domains=tissue.obs["fmscope_domain"].to_numpy())
+    whole_slide = np.mean(result.predicted == truth)
+    print(f"\n{result.summary()}; whole-slide accuracy {whole_slide:.3f}")
+    assert result.holdout_accuracy > result.domains_holdout_accuracy
+    assert whole_slide > 0.9
+    assert set(result.classes) == set(truth)
+    assert np.all((result.uncertainty >= 0) & (result.uncertainty < 1))
+
+
+def test_resume_continues_exactly(tissue, tmp_path):
+    labels = annotate_blocks(tissue)
+    encoder = slide_encoder(tissue)
+    straight = finetune_head(tissue, labels, tmp_path / "straight.pt", encoder, epochs=120, save_every=40)
+
+    def stop_at_100(done, _total):
+        if done == 100:
+            raise Cancelled()
+    with pytest.raises(Cancelled):
+        finetune_head(tissue, labels, tmp_path / "resumed.pt", encoder, epochs=120, save_every=40,
+                      on_epoch=stop_at_100)
+    assert read_head(tmp_path / "resumed.pt")["epoch"] == 80  # the last checkpoint written before the stop
+    resumed = finetune_head(tissue, labels, tmp_path / "resumed.pt", encoder, epochs=120, save_every=40, resume=True)
+    assert np.allclose(straight.probabilities, resumed.probabilities, atol=1e-6)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_head_applies_to_another_slide(tissue, tmp_path):
+    finetune_head(tissue, annotate_blocks(tissue), tmp_path / "head.pt", slide_encoder(tissue))
+    other = semi_synthetic_tissue(purity=0.6, seed=7)
+    classes, probabilities = apply_head(tmp_path / "head.pt", other)
+    accuracy = np.mean(np.asarray(classes)[probabilities.argmax(axis=1)] == other.obs["true_domain"].to_numpy())
+    print(f"\nhead applied to a new tissue: accuracy {accuracy:.3f}")
+    assert accuracy > 0.85
+
+
+@pytest.mark.parametrize("labels, message", [("one_class", "at least two"), ("one_cell", "at least 2 cells")])
+def test_bad_annotations_are_refused(tissue, tmp_path, labels, message):
+    annotation = np.full(tissue.n_obs, "", dtype=object)
+    annotation[:30] = "cortex"
+    if labels == "one_cell":
+        annotation[40] = "white matter"
+    with pytest.raises(FmscopeError, match=message):
+        finetune_head(tissue, annotation.astype(str), tmp_path / "head.pt", slide_encoder(tissue))
+    assert not (tmp_path / "head.pt").exists()
+
+
+@pytest.mark.slow
+def test_finetune_and_classify_cli(tissue, tmp_path):
+    slide = tissue.copy()
+    slide.obs["annotation"] = annotate_blocks(slide)
+    slide.write_h5ad(tmp_path / "tissue.h5ad")
+    result = run("finetune", tmp_path / "tissue.h5ad", "--annotations", "annotation", "--head", tmp_path / "head.pt",
+                 "-o", tmp_path / "tuned.zarr")
+    assert result.returncode == 0, result.stderr
+    assert "held-out accuracy" in result.stdout and "unsupervised domains" in result.stdout
+    assert (tmp_path / "tuned.png").stat().st_size > 10_000
+    from fmscope.omics import io
+
+    tuned = io.read_slide(tmp_path / "tuned.zarr")
+    assert np.mean(tuned.adata.obs["fmscope_predicted_domain"].to_numpy() == slide.obs["true_domain"].to_numpy()) > 0.9
+    other = semi_synthetic_tissue(purity=0.6, seed=3)
+    other.write_h5ad(tmp_path / "other.h5ad")
+    result = run("classify", tmp_path / "other.h5ad", "--head", tmp_path / "head.pt", "-o", tmp_path / "other.h5ad")
+    assert result.returncode == 1 and "never writes over" in result.stderr
+    result = run("classify", tmp_path / "other.h5ad", "--head", tmp_path / "head.pt", "-o", tmp_path / "classified.h5ad")
+    assert result.returncode == 0, result.stderr
+    assert "fmscope_uncertainty" in ad.read_h5ad(tmp_path / "classified.h5ad").obs
