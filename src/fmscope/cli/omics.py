@@ -68,23 +68,12 @@ def cmd_domains(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reference(path: str):
-    import anndata as ad
-
-    if not Path(path).is_file():
-        raise FmscopeError(f"No such reference file: {path}", "Give a labelled single-cell .h5ad.")
-    try:
-        return ad.read_h5ad(path)
-    except Exception as error:
-        raise FmscopeError(f"Cannot read the reference {path} ({type(error).__name__}).",
-                           "Give a single-cell .h5ad.") from None
-
-
 def cmd_impute(args: argparse.Namespace) -> int:
     from fmscope.omics.impute import IMPUTED_KEY, impute_knn
+    from fmscope.omics.reference import read_reference
 
     slide = _read(args)
-    imputed = impute_knn(slide.adata, _reference(args.reference), genes=args.genes, k=args.k)
+    imputed = impute_knn(slide.adata, read_reference(args.reference), genes=args.genes, k=args.k)
     slide.adata.obsm[IMPUTED_KEY] = imputed
     written = _write(slide, args)
     print(f"wrote {written}: {imputed.shape[1]} genes imputed for {imputed.shape[0]} cells in obsm['{IMPUTED_KEY}']")
@@ -93,9 +82,10 @@ def cmd_impute(args: argparse.Namespace) -> int:
 
 def cmd_deconvolve(args: argparse.Namespace) -> int:
     from fmscope.omics.deconvolve import PROPORTIONS_KEY, deconvolve_nnls
+    from fmscope.omics.reference import read_reference
 
     slide = _read(args)
-    proportions = deconvolve_nnls(slide.adata, _reference(args.reference), args.label_key)
+    proportions = deconvolve_nnls(slide.adata, read_reference(args.reference), args.label_key)
     slide.adata.obsm[PROPORTIONS_KEY] = proportions
     slide.adata.obs["fmscope_dominant_type"] = proportions.idxmax(axis=1).astype(str).to_numpy()
     written = _write(slide, args, "fmscope_dominant_type", "dominant cell type per spot (NNLS on markers)")

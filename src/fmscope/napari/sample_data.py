@@ -35,3 +35,20 @@ def ct_lung_slice() -> list[tuple]:
 
 def ct_lung_volume() -> list[tuple]:
     return _case("ct_lung_volume")
+
+
+def visium_mouse_brain() -> list[tuple]:
+    """The Visium mouse-brain slide: H&E and spots, in microns."""
+    from fmscope.napari.slide_layers import slide_layers
+    from fmscope.omics.io import read_slide
+
+    return slide_layers(read_slide(samples.sample_data_dir() / "visium_mouse_brain"))
+
+
+def semi_synthetic_tissue() -> list[tuple]:
+    """Real PBMC profiles in four known domains (truth in the cells' table, obs['true_domain'])."""
+    from fmscope.napari.slide_layers import slide_layers
+    from fmscope.omics.io import Slide
+    from fmscope.omics.synthetic import semi_synthetic_tissue as tissue
+
+    return slide_layers(Slide(tissue(purity=0.6), source="semi_synthetic_tissue"))

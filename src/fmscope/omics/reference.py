@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import scipy.sparse as sp
@@ -39,3 +42,24 @@ def columns(names: list[str], wanted: list[str]) -> np.ndarray:
     """Column indices of ``wanted`` genes in ``names`` (case-insensitive)."""
     index = {g.lower(): i for i, g in enumerate(names)}
     return np.array([index[g.lower()] for g in wanted])
+
+
+def read_reference(path: str | os.PathLike) -> ad.AnnData:
+    """A single-cell reference .h5ad, with a clear error when it is missing or unreadable."""
+    if not Path(path).is_file():
+        raise FmscopeError(f"No such reference file: {path}", "Give a labelled single-cell .h5ad.")
+    try:
+        return ad.read_h5ad(path)
+    except Exception as error:
+        raise FmscopeError(f"Cannot read the reference {path} ({type(error).__name__}).",
+                           "Give a single-cell .h5ad.") from None
+
+
+def gene_expression(adata: ad.AnnData, gene: str) -> np.ndarray:
+    """One gene's log1p(counts per 10,000) per cell, normalised by each cell's total over all genes."""
+    if gene not in adata.var_names:
+        raise FmscopeError(f"The slide has no gene '{gene}'.", "Pick a gene the slide measured.")
+    totals = np.asarray(adata.X.sum(axis=1), dtype=np.float64).ravel()
+    column = adata[:, gene].X
+    counts = np.asarray(column.toarray() if sp.issparse(column) else column, dtype=np.float64).ravel()
+    return np.log1p(counts / np.clip(totals, 1e-12, None) * 1e4)

@@ -1,0 +1,135 @@
+"""A spatial-omics slide as napari layer data, all in one coordinate system: microns.
+
+The tissue image gets its microns per pixel as scale (a pyramid when it has levels); cells or
+spots become Points of their true diameter at their (y, x) in microns. Above
+``POINTS_LIMIT`` cells, per-cell colours go to a raster (a Labels layer for categories, an
+Image for values) of about one pixel per cell (:class:`fmscope.omics.raster.CellGrid`), which
+napari draws as one texture. Layer tuples are ``(data, kwargs, layer_type)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fmscope.omics.io import Slide
+from fmscope.omics.raster import CellGrid
+
+POINTS_LIMIT = 100_000
+DEFAULT_CELL_DIAMETER_UM = 10.0
+UNITS = ("um", "um")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
+           "#dbdb8d", "#9edae5")
+
+
+def yx_um(slide: Slide) -> np.ndarray:
+    """(cells, 2) y, x positions in microns (napari's axis order)."""
+    return np.asarray(slide.adata.obsm["spatial"], dtype=float)[:, 1::-1].copy()
+
+
+def is_large(slide: Slide) -> bool:
+    return slide.adata.n_obs > POINTS_LIMIT
+
+
+def cell_diameter_um(slide: Slide) -> float:
+    return slide.spot_diameter_um or DEFAULT_CELL_DIAMETER_UM
+
+
+def slide_name(slide: Slide) -> str:
+    return (Path(slide.source).name.split(".")[0] or "slide") if slide.source else "slide"
+
+
+def sorted_names(values: np.ndarray) -> list[str]:
+    """Category names in natural order ('2' before '10')."""
+    return sorted({str(v) for v in values}, key=lambda v: (len(v), v) if v.isdigit() else (1_000, v))
+
+
+def category_colours(names: list[str]) -> dict[str, str]:
+    """A fixed colour per category (the legend and the layer use the same)."""
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+
+
+def image_layer(slide: Slide) -> tuple | None:
+    """The tissue image in microns, or None when the slide has none."""
+    if slide.image is None or not slide.image_microns_per_pixel:
+        return None
+    levels = slide.image_levels or [slide.image]
+    first = levels[0]
+    rgb = first.ndim == 3 and first.shape[-1] in (3, 4)
+    data = levels if len(levels) > 1 else levels[0]
+    pixel = slide.image_microns_per_pixel
+    return data, {"name": f"{slide_name(slide)} tissue", "rgb": rgb, "multiscale": len(levels) > 1,
+                  "scale": (pixel, pixel), "units": UNITS, "metadata": {"fmscope_slide": slide}}, "image"
+
+
+def categorical_layer(slide: Slide, values: np.ndarray, name: str, grid: CellGrid | None = None
+                      ) -> tuple[tuple, dict[str, str]]:
+    """Cells coloured by category (Points, or a Labels raster for large slides) and the colours used."""
+    values = np.asarray(values).astype(str)
+    names = sorted_names(values)
+    colours = category_colours(names)
+    metadata = {"fmscope_slide": slide, "fmscope_categories": colours}
+    if is_large(slide):
+        grid = grid or CellGrid.for_cells(slide.adata.obsm["spatial"])
+        lookup = {n: i + 1 for i, n in enumerate(names)}
+        unique, inverse = np.unique(values, return_inverse=True)
+        codes = np.array([lookup[u] for u in unique])[inverse]
+        from napari.utils.colormaps import DirectLabelColormap
+
+        colormap = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0),
+                                                   **{lookup[n]: colours[n] for n in names}})
+        half = grid.pixel_um / 2
+        return (grid.labels(codes), {"name": name, "scale": (grid.pixel_um,) * 2, "units": UNITS,
+                                     "translate": (grid.origin_um[0] + half, grid.origin_um[1] + half),
+                                     "colormap": colormap, "opacity": 0.8, "metadata": metadata}, "labels"), colours
+    face = np.array([colours[v] for v in values])
+    return (yx_um(slide), {"name": name, "size": cell_diameter_um(slide), "face_color": face, "border_width": 0,
+                           "features": {"category": values}, "units": UNITS, "opacity": 0.85,
+                           "metadata": metadata}, "points"), colours
+
+
+def continuous_layer(slide: Slide, values: np.ndarray, name: str, colormap: str = "viridis",
+                     grid: CellGrid | None = None) -> tuple:
+    """Cells coloured by a value (Points with a colour map, or an Image raster for large slides)."""
+    values = np.asarray(values, dtype=np.float32)
+    finite = values[np.isfinite(values)]
+    limits = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    limits = limits if limits[1] > limits[0] else (limits[0], limits[0] + 1.0)
+    metadata = {"fmscope_slide": slide}
+    if is_large(slide):
+        grid = grid or CellGrid.for_cells(slide.adata.obsm["spatial"])
+        half = grid.pixel_um / 2
+        return grid.values(values), {"name": name, "scale": (grid.pixel_um,) * 2, "units": UNITS,
+                                     "translate": (grid.origin_um[0] + half, grid.origin_um[1] + half),
+                                     "colormap": colormap, "contrast_limits": limits, "metadata": metadata}, "image"
+    return yx_um(slide), {"name": name, "size": cell_diameter_um(slide), "features": {"value": values},
+                          "face_color": "value", "face_colormap": colormap, "face_contrast_limits": limits,
+                          "border_width": 0, "units": UNITS, "metadata": metadata}, "points"
+
+
+def cells_layer(slide: Slide, grid: CellGrid | None = None) -> tuple:
+    """Where the cells / spots are (plain colour; a raster of cell counts for large slides)."""
+    name = f"{slide_name(slide)} {'spots' if slide.spot_diameter_um and slide.spot_diameter_um > 30 else 'cells'}"
+    if is_large(slide):
+        grid = grid or CellGrid.for_cells(slide.adata.obsm["spatial"])
+        counts = np.bincount(grid.flat_index, minlength=grid.shape[0] * grid.shape[1]).reshape(grid.shape)
+        half = grid.pixel_um / 2
+        return counts.astype(np.float32), {"name": name, "scale": (grid.pixel_um,) * 2, "units": UNITS,
+                                           "translate": (grid.origin_um[0] + half, grid.origin_um[1] + half),
+                                           "colormap": "gray", "metadata": {"fmscope_slide": slide}}, "image"
+    return yx_um(slide), {"name": name, "size": cell_diameter_um(slide), "face_color": "#ffffff55",
+                          "border_color": "#ffffffaa", "border_width": 0.05, "units": UNITS,
+                          "metadata": {"fmscope_slide": slide}}, "points"
+
+
+def slide_layers(slide: Slide) -> list[tuple]:
+    """The tissue image (if any) and the cells / spots, aligned in microns."""
+    grid = CellGrid.for_cells(slide.adata.obsm["spatial"]) if is_large(slide) else None
+    layers = [layer for layer in (image_layer(slide), cells_layer(slide, grid)) if layer is not None]
+    from fmscope.omics.domains import DOMAIN_KEY
+
+    if DOMAIN_KEY in slide.adata.obs:  # a saved result: show its domains too
+        layers.append(categorical_layer(slide, slide.adata.obs[DOMAIN_KEY].to_numpy(), "fmscope domains", grid)[0])
+    return layers
