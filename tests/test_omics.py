@@ -175,3 +175,16 @@ def test_results_go_back_into_spatialdata_and_reopen(tmp_path):
     assert io.read_slide(tmp_path / "xenium.zarr").adata.obs["fmscope_domain"].tolist() == ["1"] * 27
     with pytest.raises(FmscopeError, match="never writes over"):
         write_result(io.read_slide(tmp_path / "xenium.zarr"), tmp_path / "xenium.zarr")
+
+
+def test_merscope_folder_reads_through_spatialdata_io(tmp_path):
+    """Real MERFISH cells in the MERSCOPE layout (sample_data/merfish_u2os_merscope) -> domains -> zarr."""
+    folder = samples.sample_data_dir() / "merfish_u2os_merscope"
+    slide = io.read_slide(folder)
+    assert slide.adata.shape == (15, 135) and slide.sdata is not None
+    metadata = __import__("pandas").read_csv(folder / "cell_metadata.csv", index_col=0)
+    assert np.allclose(slide.adata.obsm["spatial"], metadata[["center_x", "center_y"]].to_numpy())
+    result = run("domains", folder, "-o", tmp_path / "merscope.zarr")
+    assert result.returncode == 0, result.stderr
+    again = io.read_slide(tmp_path / "merscope.zarr")
+    assert "fmscope_domain" in again.adata.obs and len(again.sdata.points) == 1  # transcripts kept

@@ -177,3 +177,16 @@ def test_a_million_cells_open_and_show_domains(viewer_widget, qtbot, tmp_path):
         frames.append(time.perf_counter() - started)
     print(f"\n1M cells: opened in {opened:.1f} s, pan frame median {np.median(frames) * 1000:.0f} ms")
     assert np.median(frames) < 0.5
+
+
+@pytest.mark.parametrize("name", ["merfish_u2os_merscope", "xenium_breast_crop.zarr"])
+def test_reader_opens_merscope_and_spatialdata(make_napari_viewer, name):
+    viewer = make_napari_viewer()
+    path = str(samples.sample_data_dir() / name)
+    reader = get_slide_reader(path)
+    for data, kwargs, kind in reader(path):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    cells = viewer.layers[-1]
+    slide = cells.metadata["fmscope_slide"]
+    assert np.allclose(cells.data, slide.adata.obsm["spatial"][:, ::-1])  # (y, x) in microns
+    assert get_slide_reader(str(samples.sample_data_dir())) is None  # a folder that is not a slide
