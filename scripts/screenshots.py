@@ -1,11 +1,15 @@
 """Render the napari plugin in a real window and save screenshots to docs/ (run: make screenshots).
 
-Drives the Segment widget as a user would (boxes into its Shapes layer, Propagate), waiting
-for the model thread, then saves viewer screenshots with the widget docked.
+Drives the Segment widget as a user would (boxes into its Shapes layer, Propagate) and the
+Spatial widget (open the Visium slide, compute domains; paint regions, train the head), waiting
+for the worker thread, then saves viewer screenshots with the widget docked.
+``python scripts/screenshots.py [nuclei|ct_volume|visium|finetune ...]`` renders only those.
 """
 
 from __future__ import annotations
 
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,11 +20,13 @@ from qtpy.QtWidgets import QApplication
 from fmscope import samples
 from fmscope.napari import sample_data
 from fmscope.napari.segment_widget import BOXES, SegmentWidget
+from fmscope.napari.spatial_widget import ANNOTATIONS, SpatialWidget
+from fmscope.omics.synthetic import annotate_blocks
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
-def wait(widget: SegmentWidget, timeout: float = 300) -> None:
+def wait(widget: SegmentWidget | SpatialWidget, timeout: float = 300) -> None:
     deadline = time.time() + timeout
     while not widget.worker.idle and time.time() < deadline:
         QApplication.processEvents()
@@ -79,8 +85,65 @@ def ct_volume() -> None:
     viewer.close()
 
 
+def open_spatial(layers=()) -> tuple[napari.Viewer, SpatialWidget]:
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1500, 1000)
+    for data, kwargs, kind in layers:
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    widget = SpatialWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="fmscope: Spatial omics")
+    return viewer, widget
+
+
+def spatial_visium() -> None:
+    viewer, widget = open_spatial()
+    widget.open_slide(str(samples.sample_data_dir() / "visium_mouse_brain"))
+    wait(widget)
+    widget.n_domains_spin.setValue(8)
+    widget.compute_domains()
+    wait(widget)
+    viewer.layers[-2].visible = False  # the plain spots layer under the domains
+    viewer.screenshot(str(DOCS / "napari_visium_domains.png"), canvas_only=False)
+    widget.worker.shutdown()
+    viewer.close()
+
+
+def spatial_finetune() -> None:
+    viewer, widget = open_spatial(sample_data.semi_synthetic_tissue())
+    slide = widget.slide
+    widget.n_domains_spin.setValue(4)
+    widget.compute_domains()
+    wait(widget)
+    layer = widget.add_annotation_layer()
+    labels = annotate_blocks(slide.adata)
+    yx = slide.adata.obsm["spatial"][:, ::-1]
+    names = {}
+    for code, name in enumerate(sorted(set(labels) - {""}), start=1):
+        names[code] = f"domain {name}"
+        members = yx[labels == name]
+        for part in (members[members[:, 1] < np.median(members[:, 1])], members[members[:, 1] >= np.median(members[:, 1])]):
+            low = np.floor((part.min(axis=0) - layer.translate) / layer.scale).astype(int)
+            high = np.ceil((part.max(axis=0) - layer.translate) / layer.scale).astype(int)
+            layer.data[low[0]:high[0] + 1, low[1]:high[1] + 1] = code
+    layer.refresh()
+    widget.names_edit.setText(", ".join(f"{code}: {name}" for code, name in names.items()))
+    widget.head_edit.setText(str(Path(tempfile.mkdtemp()) / "head.pt"))
+    widget.train_head()
+    wait(widget)
+    for name in ("semi_synthetic_tissue cells", "fmscope domains", "fmscope uncertainty"):
+        viewer.layers[name].visible = False
+    viewer.layers[ANNOTATIONS].opacity = 0.6
+    viewer.layers.move(viewer.layers.index(ANNOTATIONS), len(viewer.layers))
+    viewer.reset_view()
+    viewer.screenshot(str(DOCS / "napari_finetune.png"), canvas_only=False)
+    widget.worker.shutdown()
+    viewer.close()
+
+
+SHOTS = {"nuclei": nuclei, "ct_volume": ct_volume, "visium": spatial_visium, "finetune": spatial_finetune}
+
 if __name__ == "__main__":
     DOCS.mkdir(exist_ok=True)
-    nuclei()
-    ct_volume()
+    for name in sys.argv[1:] or SHOTS:
+        SHOTS[name]()
     print(f"screenshots written to {DOCS}")

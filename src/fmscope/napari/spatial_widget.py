@@ -252,9 +252,12 @@ class SpatialWidget(QWidget):
                 genes += [f"{g} (imputed)" for g in imputed.columns]
             self.gene_combo.addItems(genes)
             resolutions = sorted(c[len(DOMAIN_KEY) + 2:] for c in slide.adata.obs if c.startswith(DOMAIN_KEY + "_r"))
+            current = self.resolution_combo.currentText()
             self.resolution_combo.blockSignals(True)
             self.resolution_combo.clear()
             self.resolution_combo.addItems(resolutions)
+            if current in resolutions:
+                self.resolution_combo.setCurrentText(current)
             self.resolution_combo.blockSignals(False)
 
     def _grid(self, slide: Slide) -> CellGrid:
@@ -283,6 +286,7 @@ class SpatialWidget(QWidget):
 
         def add(slide: Slide) -> None:
             layers = [self._put_layer(layer) for layer in slide_layers(slide)]
+            self.viewer.reset_view()
             self.slide_combo.setCurrentText(layers[-1].name if len(layers) == 1 else layers[1].name)
             self.status.setText(f"Opened {Path(path).name}: {slide.adata.n_obs} cells / spots x "
                                 f"{slide.adata.n_vars} genes.")
