@@ -75,3 +75,68 @@ def test_binning_matches_official_without_ties_and_is_deterministic(expected):
     counts = np.array([0, 1, 1, 1, 2, 2, 5, 0, 9, 1], dtype=float)  # many ties: official would be random
     assert np.array_equal(bin_values(counts, 51), bin_values(counts.copy(), 51))
     assert bin_values(counts, 51)[0] == 0 and bin_values(counts, 51).max() <= 50
+
+
+SPATIAL = Path(__file__).parent / "fixtures" / "scgpt_spatial_tiny"
+
+
+@pytest.fixture(scope="module")
+def spatial():
+    model, vocab, report = load_scgpt(SPATIAL)
+    return model, vocab, report, np.load(SPATIAL / "expected.npz")
+
+
+def test_scgpt_spatial_heads_match_official(spatial):
+    model, vocab, report, expected = spatial
+    assert model.config.expression_decoder == "moe" and model.config.imputation_head
+    assert report.ignored == ["flag_encoder.weight"] and not report.missing
+    genes, values, padding = (torch.as_tensor(expected[k]) for k in ("gene_ids", "values", "padding"))
+    keep = ~expected["padding"]
+    with torch.no_grad():
+        outputs = model.encode(genes, values.float(), padding)
+        cls = outputs[:, 0]
+        assert _cosine(cls.numpy(), expected["cell_emb"]).min() >= 0.9999
+        assert np.allclose(model.expression(outputs).numpy()[keep], expected["mlm_output"][keep], atol=1e-5)
+        assert np.allclose(model.mvc_decoder(cls, model.encoder(genes)).numpy()[keep], expected["mvc_output"][keep],
+                           atol=1e-5)
+        imputed = model.neighbour_imputation(cls, torch.as_tensor(expected["coordinates"]), genes,
+                                             k=int(expected["knn_k"]))
+        assert np.allclose(imputed.numpy()[keep], expected["impute_pred"][keep], atol=1e-5)
+
+
+def test_scgpt_spatial_embeddings_of_a_slide_match_official(spatial):
+    """Slide-mean and gene-mean scaling (all_dict_mean_std.csv), binning, <cls>: the official pipeline's output."""
+    import anndata as ad
+
+    from fmscope.omics.embed import scgpt_embedding
+
+    model, vocab, _, expected = spatial
+    assert len(model.gene_means) == 27
+    slide = ad.AnnData(X=expected["slide_counts"])
+    slide.var_names = list(expected["slide_genes"])
+    cosine = _cosine(scgpt_embedding(slide, model, vocab, batch_size=5), expected["slide_cell_emb"])
+    assert cosine.min() >= 0.9999, cosine
+
+
+def test_scgpt_spatial_imputation_cli(tmp_path, spatial):
+    import subprocess
+    import sys
+
+    import anndata as ad
+
+    _, _, _, expected = spatial
+    slide = ad.AnnData(X=expected["slide_counts"])
+    slide.var_names = list(expected["slide_genes"])
+    slide.obsm["spatial"] = np.random.default_rng(0).uniform(0, 500, (slide.n_obs, 2))
+    slide.uns["fmscope"] = {"microns_per_unit": 1.0}
+    slide.write_h5ad(tmp_path / "slide.h5ad")
+    result = subprocess.run([sys.executable, "-m", "fmscope.cli", "impute", str(tmp_path / "slide.h5ad"),
+                             "--checkpoint", str(SPATIAL), "--genes", "GENE30", "GENE31", "-o",
+                             str(tmp_path / "imputed.h5ad")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    imputed = ad.read_h5ad(tmp_path / "imputed.h5ad").obsm["fmscope_imputed_scgpt_spatial"]
+    assert list(imputed.columns) == ["GENE30", "GENE31"] and np.isfinite(imputed.to_numpy()).all()
+    result = subprocess.run([sys.executable, "-m", "fmscope.cli", "impute", str(tmp_path / "slide.h5ad"),
+                             "--checkpoint", str(FIXTURE), "--genes", "GENE30", "-o", str(tmp_path / "no.h5ad")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "no neighbour imputation head" in result.stderr

@@ -69,14 +69,26 @@ def cmd_domains(args: argparse.Namespace) -> int:
 
 
 def cmd_impute(args: argparse.Namespace) -> int:
-    from fmscope.omics.impute import IMPUTED_KEY, impute_knn
-    from fmscope.omics.reference import read_reference
+    from fmscope.omics.impute import IMPUTED_KEY, SPATIAL_IMPUTED_KEY, impute_knn, impute_scgpt_spatial
 
+    if (args.reference is None) == (args.checkpoint is None):
+        raise FmscopeError("Give exactly one of --reference (kNN from single cells) and --checkpoint (scGPT-spatial).",
+                           "Add --reference CELLS.h5ad, or --checkpoint SCGPT_SPATIAL_DIR --genes ...")
     slide = _read(args)
-    imputed = impute_knn(slide.adata, read_reference(args.reference), genes=args.genes, k=args.k)
-    slide.adata.obsm[IMPUTED_KEY] = imputed
+    if args.checkpoint is not None:
+        from fmscope.omics.models.scgpt import load_scgpt
+
+        model, vocab, _ = load_scgpt(args.checkpoint, device=args.device or "cpu")
+        imputed = impute_scgpt_spatial(slide.adata, model, vocab, args.genes or [], k=args.k, progress=True)
+        key = SPATIAL_IMPUTED_KEY
+    else:
+        from fmscope.omics.reference import read_reference
+
+        imputed = impute_knn(slide.adata, read_reference(args.reference), genes=args.genes, k=args.k or 15)
+        key = IMPUTED_KEY
+    slide.adata.obsm[key] = imputed
     written = _write(slide, args)
-    print(f"wrote {written}: {imputed.shape[1]} genes imputed for {imputed.shape[0]} cells in obsm['{IMPUTED_KEY}']")
+    print(f"wrote {written}: {imputed.shape[1]} genes imputed for {imputed.shape[0]} cells in obsm['{key}']")
     return 0
 
 
@@ -171,11 +183,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
             command.add_argument("--n-domains", type=int, help="choose the resolution giving about this many domains")
         command.set_defaults(run=run)
 
-    impute = commands.add_parser("impute", help="impute unmeasured genes from a single-cell reference (kNN)")
+    impute = commands.add_parser("impute", help="impute unmeasured genes: kNN from a single-cell reference, or the "
+                                                "scGPT-spatial neighbour imputation head")
     _slide_arguments(impute)
-    impute.add_argument("--reference", required=True, help="single-cell reference .h5ad")
-    impute.add_argument("--genes", nargs="+", help="genes to impute (default: all the slide lacks)")
-    impute.add_argument("--k", type=int, default=15, help="reference neighbours per cell")
+    impute.add_argument("--reference", help="single-cell reference .h5ad (kNN imputation)")
+    impute.add_argument("--checkpoint", help="scGPT-spatial checkpoint folder (its neighbour imputation head)")
+    impute.add_argument("--genes", nargs="+", help="genes to impute (reference default: all the slide lacks)")
+    impute.add_argument("--k", type=int, help="neighbours: reference cells (default 15) or spatial neighbours "
+                                               "(default: the checkpoint's, else 6)")
+    impute.add_argument("--device", help="cpu or cuda (scGPT-spatial only)")
     impute.set_defaults(run=cmd_impute)
 
     deconvolve = commands.add_parser("deconvolve", help="cell-type proportions per spot (NNLS on marker profiles)")

@@ -1,7 +1,8 @@
 """Cell / spot embeddings: the baseline (normalised expression -> PCA) and scGPT.
 
 scGPT inputs are built as the official inference does (<cls> first with the pad value,
-nonzero genes, binned values) but deterministically: binning without random tie-breaking
+nonzero genes, binned values; for scGPT-spatial checkpoints, values first divided by the
+slide mean and the release's per-gene means) but deterministically: binning without random tie-breaking
 (:mod:`fmscope.omics.binning`) and, when a cell has more genes than ``max_length - 1``, the
 most expressed genes are kept (ties by vocabulary order) unless ``seed`` asks for the
 official-style random subsample. Cells are streamed in batches so memory stays bounded.
@@ -116,10 +117,29 @@ def tokenize(counts: np.ndarray, gene_ids: np.ndarray, cls_id: int, pad_id: int,
     return genes_out, values_out, genes_out == pad_id
 
 
+def spatial_divisors(counts, gene_ids: np.ndarray, gene_means: dict[int, float]) -> np.ndarray:
+    """scGPT-spatial's value scaling, as one divisor per gene column: the slide mean (mean of the
+    nonzero counts) times the gene's mean from the release's table; genes the table lacks take
+    the mean of their nonzero slide-scaled values here (as the official preprocessing does)."""
+    nonzero = counts.data if sp.issparse(counts) else np.asarray(counts)[np.asarray(counts) != 0]
+    if len(nonzero) == 0:
+        raise FmscopeError("The slide has no nonzero count in the model's genes.", "Check the counts matrix.")
+    slide_mean = float(np.mean(nonzero))
+    columns = sp.csc_matrix(counts) if sp.issparse(counts) else np.asarray(counts)
+    divisors = np.empty(len(gene_ids))
+    for j, gene in enumerate(gene_ids):
+        if int(gene) in gene_means:
+            divisors[j] = slide_mean * gene_means[int(gene)]
+        else:
+            column = columns[:, j].data if sp.issparse(columns) else columns[:, j][columns[:, j] != 0]
+            divisors[j] = float(np.mean(column)) if len(column) else slide_mean  # = slide mean x mean of scaled values
+    return divisors
+
+
 def scgpt_embedding(adata: ad.AnnData, model: ScGPT, vocab: dict[str, int], batch_size: int = 32,
                     max_length: int | None = None, seed: int | None = None, progress: bool = False,
-                    device: str | torch.device | None = None) -> np.ndarray:
-    """L2-normalised <cls> embeddings of every cell, streamed in batches (CPU or GPU)."""
+                    device: str | torch.device | None = None, normalise: bool = True) -> np.ndarray:
+    """L2-normalised (``normalise=False``: raw) <cls> embeddings of every cell, streamed in batches (CPU or GPU)."""
     config = model.config
     ensembl = adata.var["gene_ids"].tolist() if "gene_ids" in adata.var else None
     match = match_genes(list(adata.var_names), vocab, ensembl)
@@ -129,18 +149,23 @@ def scgpt_embedding(adata: ad.AnnData, model: ScGPT, vocab: dict[str, int], batc
     keep = match.ids >= 0
     counts = adata.X[:, keep]
     gene_ids = match.ids[keep]
+    divisors = spatial_divisors(counts, gene_ids, model.gene_means) if model.gene_means is not None else None
     device = torch.device(device) if device is not None else next(model.parameters()).device
     rng = None if seed is None else np.random.default_rng(seed)
     out = np.zeros((adata.n_obs, config.d_model), dtype=np.float32)
     with torch.inference_mode():
         for start, block in tqdm(_rows(counts, batch_size), total=-(-adata.n_obs // batch_size), desc="embedding cells",
                                  disable=not progress, leave=False):
+            if divisors is not None:
+                block = block / divisors
             genes, values, padding = tokenize(block, gene_ids, vocab["<cls>"], vocab[config.pad_token],
                                               config.pad_value, config.n_bins, max_length or config.max_seq_len, rng)
             embedding = model.cell_embedding(torch.as_tensor(genes, device=device),
                                              torch.as_tensor(values, device=device),
                                              torch.as_tensor(padding, device=device)).float().cpu().numpy()
             out[start:start + len(embedding)] = embedding
+    if not normalise:
+        return out
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return out / np.clip(norms, 1e-12, None)
 

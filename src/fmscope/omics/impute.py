@@ -1,6 +1,7 @@
-"""Impute unmeasured genes from a single-cell reference by nearest neighbours.
+"""Impute unmeasured genes: from a single-cell reference by nearest neighbours, or with the
+neighbour imputation head of an scGPT-spatial checkpoint.
 
-Both datasets are log-normalised and projected onto the reference's principal components
+Reference kNN: both datasets are log-normalised and projected onto the reference's principal components
 over the genes they share; each slide cell takes the mean reference expression of its
 ``k`` nearest reference cells for the genes the panel did not measure (design after the
 kNN imputation baselines of spatial-omics benchmarks, e.g. Tangram's and SpaGE's papers).
@@ -19,6 +20,7 @@ from fmscope.errors import FmscopeError
 from fmscope.omics.reference import columns, expression, shared_genes
 
 IMPUTED_KEY = "fmscope_imputed"
+SPATIAL_IMPUTED_KEY = "fmscope_imputed_scgpt_spatial"
 
 
 def impute_knn(slide: ad.AnnData, reference: ad.AnnData, genes: Sequence[str] | None = None, k: int = 15,
@@ -40,3 +42,43 @@ def impute_knn(slide: ad.AnnData, reference: ad.AnnData, genes: Sequence[str] | 
     _, neighbours = NearestNeighbors(n_neighbors=min(k, reference.n_obs)).fit(reference_space).kneighbors(slide_space)
     values = reference_matrix[:, columns(reference_names, wanted)][neighbours].mean(axis=1)
     return pd.DataFrame(values, index=slide.obs_names, columns=wanted)
+
+
+def impute_scgpt_spatial(adata: ad.AnnData, model, vocab: dict[str, int], genes: Sequence[str], k: int | None = None,
+                         batch_size: int = 32, progress: bool = False) -> pd.DataFrame:
+    """(cells x genes) values predicted by scGPT-spatial's imputation head (the model's binned value
+    scale, 0-50) from the mean <cls> output of each cell's ``k`` nearest spatial neighbours."""
+    import numpy as np
+    import torch
+    from scipy.spatial import cKDTree
+
+    from fmscope.omics.embed import scgpt_embedding
+    from fmscope.omics.vocab import match_genes
+
+    if not model.config.imputation_head:
+        raise FmscopeError("This checkpoint has no neighbour imputation head (impute_mvc_decoder).",
+                           "Use an scGPT-spatial checkpoint, or --reference for kNN imputation.")
+    if not genes:
+        raise FmscopeError("No genes to impute were named.", "Name them with --genes.")
+    match = match_genes(list(genes), vocab, warn=False)
+    unknown = [g for g, i in zip(genes, match.ids) if i < 0]
+    if unknown:
+        raise FmscopeError(f"The model's vocabulary lacks {', '.join(unknown[:5])}.", "Ask for genes the model knows.")
+    k = k or model.config.imputation_k
+    if adata.n_obs <= k:
+        raise FmscopeError(f"{adata.n_obs} cells cannot have {k} neighbours each.", "Use more cells or a smaller k.")
+    cls_outputs = scgpt_embedding(adata, model, vocab, batch_size=batch_size, progress=progress, normalise=False)
+    coords = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
+    _, nearest = cKDTree(coords).query(coords, k=k + 1)
+    own = nearest == np.arange(len(coords))[:, None]
+    own[~own.any(axis=1), -1] = True  # a cell sharing its position with k others: drop the farthest instead
+    neighbours = nearest[~own].reshape(len(coords), k)
+    device = next(model.parameters()).device
+    gene_ids = torch.as_tensor(match.ids, device=device)
+    out = np.zeros((adata.n_obs, len(genes)), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, adata.n_obs, batch_size):
+            mean = torch.as_tensor(cls_outputs[neighbours[start:start + batch_size]].mean(axis=1), device=device)
+            values = model.impute_genes(mean, gene_ids.expand(len(mean), -1))
+            out[start:start + len(mean)] = values.float().cpu().numpy()
+    return pd.DataFrame(out, index=adata.obs_names, columns=list(genes))

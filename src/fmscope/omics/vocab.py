@@ -43,8 +43,9 @@ class VocabMatch:
                 + (f" (+{len(unmatched) - show} more)" if len(unmatched) > show else ""))
 
 
-def match_genes(genes: Sequence[str], vocab: dict[str, int], ensembl_ids: Sequence[str] | None = None) -> VocabMatch:
-    """Match panel ``genes`` to ``vocab``; warns when coverage is below 50 %."""
+def match_genes(genes: Sequence[str], vocab: dict[str, int], ensembl_ids: Sequence[str] | None = None,
+                warn: bool = True) -> VocabMatch:
+    """Match panel ``genes`` to ``vocab``; warns (``warn``) when coverage is below 50 %."""
     lower = {}
     for token, index in vocab.items():
         lower.setdefault(token.lower(), index)
@@ -59,6 +60,6 @@ def match_genes(genes: Sequence[str], vocab: dict[str, int], ensembl_ids: Sequen
             used.add(index)
         how.append(kind)
     match = VocabMatch(ids, how, [str(g) for g in genes])
-    if match.coverage < LOW_COVERAGE:
+    if warn and match.coverage < LOW_COVERAGE:
         warnings.warn(f"Low vocabulary coverage: {match.report(show=10)}", stacklevel=2)
     return match

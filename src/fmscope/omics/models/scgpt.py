@@ -7,12 +7,20 @@ with strict matching. Attention is ``scaled_dot_product_attention`` (no flash-at
 flash-attn layout (``self_attn.Wqkv.*``) is renamed to the torch one (``in_proj_*``), which
 packs q, k, v in the same order. Post-norm layers with ReLU, continuous value encoder
 (values clipped at 512), cell embedding = output at the ``<cls>`` position.
+
+scGPT-spatial (Wang et al., bioRxiv 2025; bowang-lab/scGPT-spatial) shares this trunk and adds
+heads fmscope builds when the checkpoint has them: a mixture-of-experts expression decoder
+(4 experts, softmax gate, top-2 renormalised) in place of the MLP one, and a neighbour
+imputation decoder (the MVC decoder applied to the mean <cls> output of each cell's k nearest
+spatial neighbours). Its release adds ``all_dict_mean_std.csv`` (per-gene means by vocabulary
+id), by which values are divided before binning (:mod:`fmscope.omics.embed`). Which heads exist
+is read from the checkpoint's keys, so every tensor of the file is loaded or the load fails.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -25,6 +33,7 @@ from fmscope.errors import FmscopeError
 FLASH_RENAMES = {"self_attn.Wqkv.weight": "self_attn.in_proj_weight", "self_attn.Wqkv.bias": "self_attn.in_proj_bias"}
 # Keys some official versions save for heads fmscope does not build; they are reported, never silently dropped.
 OPTIONAL_PREFIXES = ("flag_encoder.", "grad_reverse_discriminator.", "dsbn.", "batch_encoder.")
+GENE_MEANS_FILE = "all_dict_mean_std.csv"  # scGPT-spatial's per-gene means
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,12 @@ class ScGPTConfig:
     n_bins: int = 51
     max_seq_len: int = 1200
     fast_transformer: bool = True
+    expression_decoder: str = "mlp"  # "mlp" (scGPT) or "moe" (scGPT-spatial)
+    n_experts: int = 4
+    cls_head: bool = True
+    mvc_head: bool = True
+    imputation_head: bool = False  # scGPT-spatial's neighbour imputation decoder
+    imputation_k: int = 6
 
     @classmethod
     def from_args(cls, args: dict, n_tokens: int) -> "ScGPTConfig":
@@ -53,7 +68,17 @@ class ScGPTConfig:
                    n_layers=args["nlayers"], n_layers_cls=args.get("n_layers_cls", 3),
                    pad_token=args.get("pad_token", "<pad>"), pad_value=float(args.get("pad_value", -2)),
                    n_bins=args.get("n_bins", 51), max_seq_len=args.get("max_seq_len", 1200),
-                   fast_transformer=bool(args.get("fast_transformer", True)))
+                   fast_transformer=bool(args.get("fast_transformer", True)),
+                   imputation_k=int(args.get("impute_MVC_knn_k") or 6))
+
+    def with_heads_of(self, state: dict[str, torch.Tensor]) -> "ScGPTConfig":
+        """The heads the checkpoint's keys show (MoE or MLP decoder, class, MVC, imputation)."""
+        keys = [_rename_flash(k) for k in state]
+        experts = {k.split(".")[3] for k in keys if k.startswith("decoder.moe.experts.")}
+        return replace(self, expression_decoder="moe" if experts else "mlp", n_experts=len(experts) or self.n_experts,
+                       cls_head=any(k.startswith("cls_decoder.") for k in keys),
+                       mvc_head=any(k.startswith("mvc_decoder.") for k in keys),
+                       imputation_head=any(k.startswith("impute_mvc_decoder.") for k in keys))
 
 
 class GeneEncoder(nn.Module):
@@ -140,6 +165,48 @@ class ExprDecoder(nn.Module):
         return self.fc(x).squeeze(-1)
 
 
+class Expert(nn.Module):
+    """One expert of the MoE decoder: the same three-layer MLP as the scGPT expression decoder."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(d_model, d_model), nn.LeakyReLU(), nn.Linear(d_model, d_model),
+                                nn.LeakyReLU(), nn.Linear(d_model, 1))
+
+
+class Gate(nn.Module):
+    def __init__(self, d_model: int, n_experts: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(d_model, n_experts)
+
+
+class MixtureOfExperts(nn.Module):
+    def __init__(self, d_model: int, n_experts: int) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(Expert(d_model) for _ in range(n_experts))
+        self.gate = Gate(d_model, n_experts)
+
+    def forward(self, x: torch.Tensor, top: int = 2) -> torch.Tensor:
+        """(B, L, d) -> (B, L, 1): the top-``top`` experts by gate weight, weights renormalised to sum 1."""
+        weights = torch.softmax(self.gate.gate(x), dim=-1)
+        kept, chosen = weights.topk(top, dim=-1)
+        weights = torch.zeros_like(weights).scatter(-1, chosen, kept)
+        weights = weights / weights.sum(dim=-1, keepdim=True).clamp(min=1e-12)
+        outputs = torch.stack([expert.fc(x) for expert in self.experts], dim=-2)  # (B, L, E, 1)
+        return (weights.unsqueeze(-1) * outputs).sum(dim=-2)
+
+
+class MoEDecoder(nn.Module):
+    """scGPT-spatial's per-gene expression head (mixture of experts)."""
+
+    def __init__(self, d_model: int, n_experts: int) -> None:
+        super().__init__()
+        self.moe = MixtureOfExperts(d_model, n_experts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.moe(x).squeeze(-1)
+
+
 class ClsDecoder(nn.Module):
     """Cell-class head of the official model (unused for embeddings; loaded for completeness)."""
 
@@ -179,9 +246,15 @@ class ScGPT(nn.Module):
         self.encoder = GeneEncoder(config.n_tokens, config.d_model)
         self.value_encoder = ContinuousValueEncoder(config.d_model)
         self.transformer_encoder = TransformerEncoder(config)
-        self.decoder = ExprDecoder(config.d_model)
-        self.cls_decoder = ClsDecoder(config.d_model, config.n_layers_cls)
-        self.mvc_decoder = MVCDecoder(config.d_model)
+        self.decoder = (MoEDecoder(config.d_model, config.n_experts) if config.expression_decoder == "moe"
+                        else ExprDecoder(config.d_model))
+        if config.cls_head:
+            self.cls_decoder = ClsDecoder(config.d_model, config.n_layers_cls)
+        if config.mvc_head:
+            self.mvc_decoder = MVCDecoder(config.d_model)
+        if config.imputation_head:
+            self.impute_mvc_decoder = MVCDecoder(config.d_model)
+        self.gene_means: dict[int, float] | None = None  # scGPT-spatial: per-gene means by vocabulary id
 
     def encode(self, genes: torch.Tensor, values: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) gene ids and values, (B, L) True at padding -> (B, L, d_model) token outputs."""
@@ -192,6 +265,30 @@ class ScGPT(nn.Module):
                        padding: torch.Tensor | None = None) -> torch.Tensor:
         """(B, d_model): the output at the <cls> position (first token)."""
         return self.encode(genes, values, padding)[:, 0, :]
+
+    def expression(self, outputs: torch.Tensor) -> torch.Tensor:
+        """(B, L, d_model) token outputs -> (B, L) predicted values (MLP or MoE decoder)."""
+        return self.decoder(outputs)
+
+    def neighbour_imputation(self, cls_outputs: torch.Tensor, coordinates: torch.Tensor, genes: torch.Tensor,
+                             k: int | None = None) -> torch.Tensor:
+        """scGPT-spatial's imputation head: values of ``genes`` ((N, G) ids) for each of N cells from the
+        mean <cls> output (not normalised) of its ``k`` nearest neighbours in ``coordinates`` (N, 2)."""
+        if not self.config.imputation_head:
+            raise FmscopeError("This checkpoint has no neighbour imputation head (impute_mvc_decoder).",
+                               "Use an scGPT-spatial checkpoint, or the kNN imputation from a reference.")
+        k = k or self.config.imputation_k
+        if len(cls_outputs) <= k:
+            raise FmscopeError(f"{len(cls_outputs)} cells cannot have {k} neighbours each.", "Use more cells or a smaller k.")
+        nearest = torch.topk(torch.cdist(coordinates, coordinates), k=k + 1, dim=-1, largest=False, sorted=True)[1]
+        return self.impute_genes(cls_outputs[nearest[:, 1:]].mean(dim=1), genes)  # the nearest is the cell itself
+
+    def impute_genes(self, neighbour_mean: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
+        """The imputation decoder on (N, d) neighbourhood means for (N, G) gene ids -> (N, G) values."""
+        if not self.config.imputation_head:
+            raise FmscopeError("This checkpoint has no neighbour imputation head (impute_mvc_decoder).",
+                               "Use an scGPT-spatial checkpoint, or the kNN imputation from a reference.")
+        return self.impute_mvc_decoder(neighbour_mean, self.encoder(genes))
 
 
 @dataclass
@@ -262,6 +359,25 @@ def load_scgpt(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
         raise FmscopeError(f"Cannot read the JSON files in {folder} ({error}).", "Restore the official files.") from None
     if args.get("pad_token", "<pad>") not in vocab or "<cls>" not in vocab:
         raise FmscopeError(f"{files['vocab.json']} lacks the <pad> or <cls> token.", "Use the vocab.json of the release.")
-    model = ScGPT(ScGPTConfig.from_args(args, n_tokens=max(vocab.values()) + 1))
-    report = load_state(model, read_state_dict(files["best_model.pt"]), files["best_model.pt"])
+    state = read_state_dict(files["best_model.pt"])
+    model = ScGPT(ScGPTConfig.from_args(args, n_tokens=max(vocab.values()) + 1).with_heads_of(state))
+    report = load_state(model, state, files["best_model.pt"])
+    if (folder / GENE_MEANS_FILE).is_file():
+        model.gene_means = read_gene_means(folder / GENE_MEANS_FILE)
     return model.to(device).eval(), vocab, report
+
+
+def read_gene_means(path: Path) -> dict[int, float]:
+    """scGPT-spatial's ``all_dict_mean_std.csv``: vocabulary id -> mean (column 'mean')."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, index_col=0)
+        means = {int(index): float(value) for index, value in table["mean"].items()}
+    except (ValueError, KeyError) as error:
+        raise FmscopeError(f"Cannot read {path} ({type(error).__name__}: {error}).",
+                           "Use the all_dict_mean_std.csv of the scGPT-spatial release (index: gene id, column: mean).") \
+            from None
+    if not all(value > 0 for value in means.values()):
+        raise FmscopeError(f"{path} has non-positive gene means.", "Use the file of the release.")
+    return means
