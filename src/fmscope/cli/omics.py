@@ -97,10 +97,18 @@ def cmd_deconvolve(args: argparse.Namespace) -> int:
     from fmscope.omics.reference import read_reference
 
     slide = _read(args)
-    proportions = deconvolve_nnls(slide.adata, read_reference(args.reference), args.label_key)
+    reference = read_reference(args.reference)
+    if args.method == "nnls":
+        proportions = deconvolve_nnls(slide.adata, reference, args.label_key)
+        title = "NNLS on markers"
+    else:
+        from fmscope.omics.deconvolve_embedding import deconvolve_embedding
+
+        proportions = deconvolve_embedding(slide.adata, reference, args.label_key, scgpt_folder=args.checkpoint)
+        title = f"pseudo-spots in {'scGPT' if args.checkpoint else 'baseline'} embedding space"
     slide.adata.obsm[PROPORTIONS_KEY] = proportions
     slide.adata.obs["fmscope_dominant_type"] = proportions.idxmax(axis=1).astype(str).to_numpy()
-    written = _write(slide, args, "fmscope_dominant_type", "dominant cell type per spot (NNLS on markers)")
+    written = _write(slide, args, "fmscope_dominant_type", f"dominant cell type per spot ({title})")
     print(f"wrote {written}: proportions of {proportions.shape[1]} cell types for "
           f"{proportions.shape[0]} spots in obsm['{PROPORTIONS_KEY}']")
     return 0
@@ -194,10 +202,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     impute.add_argument("--device", help="cpu or cuda (scGPT-spatial only)")
     impute.set_defaults(run=cmd_impute)
 
-    deconvolve = commands.add_parser("deconvolve", help="cell-type proportions per spot (NNLS on marker profiles)")
+    deconvolve = commands.add_parser("deconvolve", help="cell-type proportions per spot from a labelled reference")
     _slide_arguments(deconvolve, png=True)
     deconvolve.add_argument("--reference", required=True, help="labelled single-cell reference .h5ad")
     deconvolve.add_argument("--label-key", required=True, help="reference obs column with cell types")
+    deconvolve.add_argument("--method", choices=("embedding", "nnls"), default="embedding",
+                            help="pseudo-spot regression in embedding space (default) or NNLS on marker profiles")
+    deconvolve.add_argument("--checkpoint", help="scGPT checkpoint folder for the embedding method (default: baseline)")
     deconvolve.set_defaults(run=cmd_deconvolve)
 
     finetune = commands.add_parser("finetune", help="train a domain head on annotated cells; predict the slide")

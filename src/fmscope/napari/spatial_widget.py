@@ -366,20 +366,21 @@ class SpatialWidget(QWidget):
         self.status.setText(f"Showing {gene}.")
 
     def deconvolve(self) -> None:
-        """Cell-type proportions per spot from the reference (NNLS on marker profiles)."""
+        """Cell-type proportions per spot from the reference (pseudo-spots in the chosen encoder's space)."""
         try:
             slide = self._require_slide()
             reference = read_reference(self.reference_edit.text().strip())
             label_key = self.label_key_edit.text().strip()
+            checkpoint = self._checkpoint()
         except FmscopeError as error:
             self._fail(error)
             return
         light = light_table(slide.adata)
 
         def compute(job: Job):
-            from fmscope.omics.deconvolve import deconvolve_nnls
+            from fmscope.omics.deconvolve_embedding import deconvolve_embedding
 
-            return deconvolve_nnls(light, reference, label_key)
+            return deconvolve_embedding(light, reference, label_key, scgpt_folder=checkpoint)
 
         def show(proportions: pd.DataFrame) -> None:
             slide.adata.obsm["fmscope_proportions"] = proportions

@@ -26,6 +26,9 @@ from fmscope.omics.models.scgpt import ScGPT
 from fmscope.omics.vocab import match_genes
 
 EMBEDDING_KEY = "X_fmscope"
+LENGTH_BUCKET_BATCHES = 16  # cells are sorted by length within chunks of this many batches
+MAX_FIT_CELLS = 50_000  # the baseline PCA is fitted on at most this many cells (seeded sample)
+TRANSFORM_CHUNK = 10_000  # cells normalised and projected at a time
 
 
 @dataclass
@@ -42,10 +45,14 @@ class BaselineEncoder:
 
     @classmethod
     def fit(cls, adata: ad.AnnData, n_comps: int = 30, seed: int = 0) -> "BaselineEncoder":
-        """PCA (scanpy) of the normalised expression of ``adata``."""
+        """PCA (scanpy) of the normalised expression of ``adata`` (of a seeded sample of
+        ``MAX_FIT_CELLS`` cells when the slide is larger, so memory stays bounded)."""
         import scanpy as sc
 
-        work = ad.AnnData(X=_normalised(adata))
+        if adata.n_obs > MAX_FIT_CELLS:
+            rows = np.sort(np.random.default_rng(seed).choice(adata.n_obs, MAX_FIT_CELLS, replace=False))
+            adata = adata[rows]
+        work = ad.AnnData(X=_normalised(adata.X))
         n_comps = min(n_comps, work.n_obs - 1, work.n_vars - 1)
         sc.pp.pca(work, n_comps=n_comps, random_state=seed)
         return cls(list(map(str, adata.var_names)), np.asarray(work.X.mean(axis=0), dtype=np.float64).ravel(),
@@ -58,12 +65,15 @@ class BaselineEncoder:
         if len(present) < max(2, len(self.genes) // 2):
             raise FmscopeError(f"The slide has {len(present)} of the encoder's {len(self.genes)} genes.",
                                "Apply the head to a slide measured with the same gene panel.")
-        normalised = _normalised(adata)
-        aligned = np.zeros((adata.n_obs, len(self.genes)), dtype=np.float64)
         columns = [index[g] for g in present]
         rows = [i for i, g in enumerate(self.genes) if g in index]
-        aligned[:, rows] = normalised[:, columns]
-        return ((aligned - self.mean) @ self.components).astype(np.float32)
+        out = np.empty((adata.n_obs, self.components.shape[1]), dtype=np.float32)
+        for start in range(0, adata.n_obs, TRANSFORM_CHUNK):  # per-cell normalisation: chunks give the same result
+            normalised = _normalised(adata.X[start:start + TRANSFORM_CHUNK])
+            aligned = np.zeros((len(normalised), len(self.genes)), dtype=np.float64)
+            aligned[:, rows] = normalised[:, columns]
+            out[start:start + len(aligned)] = (aligned - self.mean) @ self.components
+        return out
 
     def state(self) -> dict:
         """Plain tensors and lists (savable with ``torch.save``, loadable with ``weights_only=True``)."""
@@ -74,10 +84,11 @@ class BaselineEncoder:
         return cls(list(state["genes"]), state["mean"].numpy(), state["components"].numpy())
 
 
-def _normalised(adata: ad.AnnData) -> np.ndarray:
+def _normalised(matrix) -> np.ndarray:
+    """Dense log1p(counts per 10,000) of a (cells, genes) block."""
     import scanpy as sc
 
-    work = ad.AnnData(X=adata.X.astype(np.float32).copy())
+    work = ad.AnnData(X=matrix.astype(np.float32).copy())
     sc.pp.normalize_total(work, target_sum=1e4)
     sc.pp.log1p(work)
     return work.X.toarray() if sp.issparse(work.X) else np.asarray(work.X)
@@ -153,17 +164,23 @@ def scgpt_embedding(adata: ad.AnnData, model: ScGPT, vocab: dict[str, int], batc
     device = torch.device(device) if device is not None else next(model.parameters()).device
     rng = None if seed is None else np.random.default_rng(seed)
     out = np.zeros((adata.n_obs, config.d_model), dtype=np.float32)
-    with torch.inference_mode():
-        for start, block in tqdm(_rows(counts, batch_size), total=-(-adata.n_obs // batch_size), desc="embedding cells",
-                                 disable=not progress, leave=False):
+    chunk = batch_size * LENGTH_BUCKET_BATCHES
+    with torch.inference_mode(), tqdm(total=adata.n_obs, desc="embedding cells", disable=not progress,
+                                      leave=False) as bar:
+        for start, block in _rows(counts, chunk):
             if divisors is not None:
                 block = block / divisors
-            genes, values, padding = tokenize(block, gene_ids, vocab["<cls>"], vocab[config.pad_token],
-                                              config.pad_value, config.n_bins, max_length or config.max_seq_len, rng)
-            embedding = model.cell_embedding(torch.as_tensor(genes, device=device),
-                                             torch.as_tensor(values, device=device),
-                                             torch.as_tensor(padding, device=device)).float().cpu().numpy()
-            out[start:start + len(embedding)] = embedding
+            # cells of similar length share a batch: less padding, same results
+            order = np.argsort(np.count_nonzero(block > 0, axis=1), kind="stable")
+            for first in range(0, len(order), batch_size):
+                rows = order[first:first + batch_size]
+                genes, values, padding = tokenize(block[rows], gene_ids, vocab["<cls>"], vocab[config.pad_token],
+                                                  config.pad_value, config.n_bins, max_length or config.max_seq_len, rng)
+                embedding = model.cell_embedding(torch.as_tensor(genes, device=device),
+                                                 torch.as_tensor(values, device=device),
+                                                 torch.as_tensor(padding, device=device)).float().cpu().numpy()
+                out[start + rows] = embedding
+                bar.update(len(rows))
     if not normalise:
         return out
     norms = np.linalg.norm(out, axis=1, keepdims=True)
