@@ -94,6 +94,9 @@ def test_vocabulary_matching_report():
     match = match_genes(["ACTB", "Gapdh", "Cd3e", "NOPE"], {"<pad>": 0, "ACTB": 1, "GAPDH": 2, "CD3E": 3})
     assert match.ids.tolist() == [1, 2, 3, -1]
     assert "3/4 panel genes" in match.report() and "NOPE" in match.report()
+    renamed = match_genes(["SEPTIN7", "March1", "Xist"], {"SEPT7": 5, "MARCHF1": 6, "XIST_ALIAS": 7},
+                          aliases={"Xist": "XIST_ALIAS"})
+    assert renamed.ids.tolist() == [5, 6, 7] and "3 by alias" in renamed.report()
     with pytest.warns(UserWarning, match="Low vocabulary coverage"):
         match_genes(["A", "B", "C"], {"A": 1})
 
@@ -142,6 +145,13 @@ def test_xenium_crop_counts_transcripts_per_cell():
     for cell, (x, y) in zip(adata.obs_names[:5], adata.obsm["spatial"][:5]):
         polygon = shapes.geometry.loc[int(cell) if shapes.index.dtype.kind == "i" else cell]
         assert polygon.bounds[0] <= x <= polygon.bounds[2] and polygon.bounds[1] <= y <= polygon.bounds[3]
+
+
+def test_embed_cli_writes_zarr_and_png(tmp_path):
+    result = run("embed", samples.sample_data_dir() / "xenium_breast_crop.zarr", "-o", tmp_path / "embedded.zarr")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "embedded.png").stat().st_size > 5_000
+    assert io.read_slide(tmp_path / "embedded.zarr").adata.obsm["X_fmscope"].shape[0] == 27
 
 
 def test_domains_cli_on_xenium_crop(tmp_path):

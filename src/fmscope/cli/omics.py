@@ -1,8 +1,9 @@
 """``fmscope embed | domains | impute | deconvolve | finetune | classify``: the spatial-omics commands.
 
 Every command reads any supported slide and writes a new SpatialData ``.zarr`` (the slide's
-elements + the annotated table) or an ``.h5ad``, plus a PNG of the result on the tissue where
-there is one to draw. The input is never changed.
+elements + the annotated table) or an ``.h5ad``, plus a PNG of the result on the tissue
+(domains, cell types, an imputed gene, or the embedding's first three components as colours).
+The input is never changed.
 """
 
 from __future__ import annotations
@@ -22,16 +23,15 @@ def _read(args: argparse.Namespace):
     return io.read_slide(args.input, microns_per_unit=args.microns_per_unit)
 
 
-def _write(slide, args: argparse.Namespace, column: str | None = None, title: str = "") -> str:
-    """Write the result (and the PNG of ``column``); a failed result write leaves no new PNG behind."""
-    from fmscope.omics.plot import save_domain_png
+def _write(slide, args: argparse.Namespace, draw=None) -> str:
+    """Write the result and, with ``draw(png_path)``, its PNG; a failed result write leaves no new PNG."""
     from fmscope.omics.store import write_result
 
     written = [args.output]
     png = None
-    if column is not None:
+    if draw is not None:
         png = Path(args.png) if getattr(args, "png", None) else Path(args.output).with_suffix(".png")
-        save_domain_png(slide, column, png, title=title)
+        draw(png)
         written.append(str(png))
     try:
         write_result(slide, args.output)
@@ -42,6 +42,12 @@ def _write(slide, args: argparse.Namespace, column: str | None = None, title: st
     return " and ".join(map(str, written))
 
 
+def _domains_png(slide, column: str, title: str):
+    from fmscope.omics.plot import save_domain_png
+
+    return lambda png: save_domain_png(slide, column, png, title=title)
+
+
 def _embed(slide, args: argparse.Namespace):
     from fmscope.omics.embed import embed_cells
 
@@ -49,9 +55,12 @@ def _embed(slide, args: argparse.Namespace):
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    from fmscope.omics.plot import embedding_colours, save_values_png
+
     slide = _read(args)
     embedding, method = _embed(slide, args)
-    written = _write(slide, args)
+    written = _write(slide, args, lambda png: save_values_png(
+        slide, embedding_colours(embedding), png, title="embedding: first 3 components as RGB"))
     print(f"wrote {written}: {embedding.shape[0]} cells x {embedding.shape[1]} dims in obsm['X_fmscope'] ({method})")
     return 0
 
@@ -62,7 +71,7 @@ def cmd_domains(args: argparse.Namespace) -> int:
     slide = _read(args)
     embedding, method = _embed(slide, args)
     resolution = spatial_domains(slide.adata, embedding, resolutions=args.resolution, n_domains=args.n_domains)
-    written = _write(slide, args, DOMAIN_KEY, f"fmscope domains ({method}, resolution {resolution:g})")
+    written = _write(slide, args, _domains_png(slide, DOMAIN_KEY, f"fmscope domains ({method}, resolution {resolution:g})"))
     print(f"wrote {written}: {slide.adata.obs[DOMAIN_KEY].nunique()} domains at resolution {resolution:g} "
           f"over {slide.adata.n_obs} cells ({method})")
     return 0
@@ -86,8 +95,12 @@ def cmd_impute(args: argparse.Namespace) -> int:
 
         imputed = impute_knn(slide.adata, read_reference(args.reference), genes=args.genes, k=args.k or 15)
         key = IMPUTED_KEY
+    from fmscope.omics.plot import save_values_png
+
     slide.adata.obsm[key] = imputed
-    written = _write(slide, args)
+    gene = str(imputed.columns[0])
+    written = _write(slide, args, lambda png: save_values_png(slide, imputed[gene].to_numpy(), png,
+                                                             title=f"imputed {gene} ({key})"))
     print(f"wrote {written}: {imputed.shape[1]} genes imputed for {imputed.shape[0]} cells in obsm['{key}']")
     return 0
 
@@ -108,7 +121,7 @@ def cmd_deconvolve(args: argparse.Namespace) -> int:
         title = f"pseudo-spots in {'scGPT' if args.checkpoint else 'baseline'} embedding space"
     slide.adata.obsm[PROPORTIONS_KEY] = proportions
     slide.adata.obs["fmscope_dominant_type"] = proportions.idxmax(axis=1).astype(str).to_numpy()
-    written = _write(slide, args, "fmscope_dominant_type", f"dominant cell type per spot ({title})")
+    written = _write(slide, args, _domains_png(slide, "fmscope_dominant_type", f"dominant cell type per spot ({title})"))
     print(f"wrote {written}: proportions of {proportions.shape[1]} cell types for "
           f"{proportions.shape[0]} spots in obsm['{PROPORTIONS_KEY}']")
     return 0
@@ -150,7 +163,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                                epochs=args.epochs, holdout=args.holdout, resume=args.resume,
                                domains=domains, on_epoch=lambda done, _total: bar.update(done - bar.n))
     store_predictions(slide.adata, result.classes, result.probabilities)
-    written = _write(slide, args, PREDICTED_KEY, f"fine-tuned domains ({result.summary()})")
+    written = _write(slide, args, _domains_png(slide, PREDICTED_KEY, f"fine-tuned domains ({result.summary()})"))
     print(f"wrote {args.head} and {written}: {result.summary()}")
     return 0
 
@@ -161,19 +174,18 @@ def cmd_classify(args: argparse.Namespace) -> int:
     slide = _read(args)
     classes, probabilities = apply_head(args.head, slide.adata, args.checkpoint)
     store_predictions(slide.adata, classes, probabilities)
-    written = _write(slide, args, PREDICTED_KEY, f"domains from the head {Path(args.head).name}")
+    written = _write(slide, args, _domains_png(slide, PREDICTED_KEY, f"domains from the head {Path(args.head).name}"))
     counts = slide.adata.obs[PREDICTED_KEY].value_counts()
     print(f"wrote {written}: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
     return 0
 
 
-def _slide_arguments(parser: argparse.ArgumentParser, png: bool = False) -> None:
+def _slide_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help=SLIDE_HELP)
     parser.add_argument("--microns-per-unit", type=float,
                         help="units of an .h5ad's obsm['spatial'] (1 if microns) when the file does not say")
     parser.add_argument("-o", "--output", required=True, help=OUTPUT_HELP)
-    if png:
-        parser.add_argument("--png", help="picture of the result on the tissue (default: OUTPUT with .png)")
+    parser.add_argument("--png", help="picture of the result on the tissue (default: OUTPUT with .png)")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -181,7 +193,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     for name, help_text, run in (("embed", "cell / spot embeddings of a slide", cmd_embed),
                                  ("domains", "spatial domains of a slide, with a PNG on the tissue", cmd_domains)):
         command = commands.add_parser(name, help=help_text)
-        _slide_arguments(command, png=name == "domains")
+        _slide_arguments(command)
         command.add_argument("--checkpoint", help="official scGPT checkpoint folder (default: baseline PCA encoder)")
         command.add_argument("--batch-size", type=int, default=32)
         command.add_argument("--device", help="cpu or cuda (scGPT only)")
@@ -203,7 +215,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     impute.set_defaults(run=cmd_impute)
 
     deconvolve = commands.add_parser("deconvolve", help="cell-type proportions per spot from a labelled reference")
-    _slide_arguments(deconvolve, png=True)
+    _slide_arguments(deconvolve)
     deconvolve.add_argument("--reference", required=True, help="labelled single-cell reference .h5ad")
     deconvolve.add_argument("--label-key", required=True, help="reference obs column with cell types")
     deconvolve.add_argument("--method", choices=("embedding", "nnls"), default="embedding",
@@ -212,7 +224,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     deconvolve.set_defaults(run=cmd_deconvolve)
 
     finetune = commands.add_parser("finetune", help="train a domain head on annotated cells; predict the slide")
-    _slide_arguments(finetune, png=True)
+    _slide_arguments(finetune)
     finetune.add_argument("--annotations", required=True,
                           help="obs column with a domain name per annotated cell (empty: not annotated), "
                                "or a CSV of cell id, domain")
@@ -224,7 +236,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     finetune.set_defaults(run=cmd_finetune)
 
     classify = commands.add_parser("classify", help="apply a trained domain head to a slide")
-    _slide_arguments(classify, png=True)
+    _slide_arguments(classify)
     classify.add_argument("--head", required=True, help="head checkpoint from `fmscope finetune`")
     classify.add_argument("--checkpoint", help="the scGPT folder, when the head was trained on scGPT embeddings")
     classify.set_defaults(run=cmd_classify)
