@@ -190,3 +190,21 @@ def test_reader_opens_merscope_and_spatialdata(make_napari_viewer, name):
     slide = cells.metadata["fmscope_slide"]
     assert np.allclose(cells.data, slide.adata.obsm["spatial"][:, ::-1])  # (y, x) in microns
     assert get_slide_reader(str(samples.sample_data_dir())) is None  # a folder that is not a slide
+
+
+def test_deconvolution_proportions_layer(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    for data, kwargs, kind in sample_data.semi_synthetic_tissue():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    widget.reference_edit.setText(str(samples.sample_data_dir() / "pbmc68k_reduced.h5ad"))
+    widget.label_key_edit.setText("bulk_labels")
+    widget.deconvolve()
+    wait_idle(qtbot, widget)
+    proportions = widget.slide.adata.obsm["fmscope_proportions"]
+    assert widget.type_combo.count() == 10 and np.allclose(proportions.sum(axis=1), 1)
+    layer = viewer.layers[f"fmscope proportion {proportions.columns[0]}"]
+    assert np.allclose(layer.features["value"].to_numpy(), proportions.iloc[:, 0].to_numpy())
+    # each semi-synthetic "spot" is one real PBMC: its own type should get the largest share most of the time
+    agreement = np.mean(proportions.idxmax(axis=1).to_numpy() == widget.slide.adata.obs["cell_type"].to_numpy())
+    print(f"\ndominant type = the cell's own type for {agreement:.0%} of cells")
+    assert agreement > 0.5
