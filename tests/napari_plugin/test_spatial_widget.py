@@ -186,9 +186,17 @@ def test_reader_opens_merscope_and_spatialdata(make_napari_viewer, name):
     reader = get_slide_reader(path)
     for data, kwargs, kind in reader(path):
         getattr(viewer, f"add_{kind}")(data, **kwargs)
-    cells = viewer.layers[-1]
+    cells = next(layer for layer in viewer.layers if layer.name.endswith("cells"))
     slide = cells.metadata["fmscope_slide"]
     assert np.allclose(cells.data, slide.adata.obsm["spatial"][:, ::-1])  # (y, x) in microns
+    transcripts = next(layer for layer in viewer.layers if layer.name.endswith("transcripts"))
+    assert not transcripts.visible and len(transcripts.data) == {"merfish_u2os_merscope": 20_000,
+                                                                  "xenium_breast_crop.zarr": 11_773}[name]
+    # transcripts and cells share units: most cells have transcripts within 20 um of their centre
+    from scipy.spatial import cKDTree
+
+    distance, _ = cKDTree(transcripts.data).query(cells.data)
+    assert np.median(distance) < 20, np.median(distance)
     assert get_slide_reader(str(samples.sample_data_dir())) is None  # a folder that is not a slide
 
 

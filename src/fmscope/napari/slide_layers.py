@@ -17,6 +17,7 @@ from fmscope.omics.io import Slide
 from fmscope.omics.raster import CellGrid
 
 POINTS_LIMIT = 100_000
+TRANSCRIPTS_LIMIT = 500_000  # larger transcript sets are not drawn (they stay in the SpatialData store)
 DEFAULT_CELL_DIAMETER_UM = 10.0
 UNITS = ("um", "um")
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -124,10 +125,33 @@ def cells_layer(slide: Slide, grid: CellGrid | None = None) -> tuple:
                           "metadata": {"fmscope_slide": slide}}, "points"
 
 
+def transcripts_layer(slide: Slide) -> tuple | None:
+    """The slide's transcripts (hidden; coloured by gene), when it has up to ``TRANSCRIPTS_LIMIT``.
+
+    Transcript coordinates are the points element's own units, microns in Xenium, MERSCOPE and
+    fmscope stores, like the cells'.
+    """
+    from fmscope.omics.io import GENE_COLUMNS
+
+    if slide.sdata is None:
+        return None
+    for element in slide.sdata.points.values():
+        gene_column = next((c for c in GENE_COLUMNS if c in element.columns), None)
+        if gene_column is None or len(element) > TRANSCRIPTS_LIMIT:
+            continue
+        frame = element[["x", "y", gene_column]].compute()
+        return frame[["y", "x"]].to_numpy(float), {
+            "name": f"{slide_name(slide)} transcripts", "size": 1.5, "visible": False, "border_width": 0,
+            "features": {"gene": frame[gene_column].astype(str).to_numpy()}, "face_color": "gene", "units": UNITS,
+            "metadata": {"fmscope_slide": slide}}, "points"
+    return None
+
+
 def slide_layers(slide: Slide) -> list[tuple]:
-    """The tissue image (if any) and the cells / spots, aligned in microns."""
+    """The tissue image (if any), the cells / spots and the transcripts (hidden), aligned in microns."""
     grid = CellGrid.for_cells(slide.adata.obsm["spatial"]) if is_large(slide) else None
-    layers = [layer for layer in (image_layer(slide), cells_layer(slide, grid)) if layer is not None]
+    layers = [layer for layer in (image_layer(slide), cells_layer(slide, grid), transcripts_layer(slide))
+              if layer is not None]
     from fmscope.omics.domains import DOMAIN_KEY
 
     if DOMAIN_KEY in slide.adata.obs:  # a saved result: show its domains too
