@@ -41,13 +41,14 @@ def rectangle(box, z=None) -> np.ndarray:
     return corners if z is None else np.c_[np.full(4, z), corners]
 
 
-def open_viewer(case_layers) -> tuple[napari.Viewer, SegmentWidget]:
+def open_viewer(layers, widget_class=SegmentWidget, title: str = "fmscope: Segment", height: int = 950):
+    """A shown viewer of 1500 x ``height`` with ``layers`` and the widget docked (idle)."""
     viewer = napari.Viewer(show=True)
-    viewer.window.resize(1500, 950)
-    for data, kwargs, kind in case_layers:
+    viewer.window.resize(1500, height)
+    for data, kwargs, kind in layers:
         getattr(viewer, f"add_{kind}")(data, **kwargs)
-    widget = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="fmscope: Segment")
+    widget = widget_class(viewer)
+    viewer.window.add_dock_widget(widget, name=title)
     wait(widget)
     return viewer, widget
 
@@ -85,18 +86,8 @@ def ct_volume() -> None:
     viewer.close()
 
 
-def open_spatial(layers=()) -> tuple[napari.Viewer, SpatialWidget]:
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(1500, 1000)
-    for data, kwargs, kind in layers:
-        getattr(viewer, f"add_{kind}")(data, **kwargs)
-    widget = SpatialWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="fmscope: Spatial omics")
-    return viewer, widget
-
-
 def spatial_visium() -> None:
-    viewer, widget = open_spatial()
+    viewer, widget = open_viewer((), SpatialWidget, "fmscope: Spatial omics", 1000)
     widget.open_slide(str(samples.sample_data_dir() / "visium_mouse_brain"))
     wait(widget)
     widget.n_domains_spin.setValue(8)
@@ -109,7 +100,7 @@ def spatial_visium() -> None:
 
 
 def spatial_finetune() -> None:
-    viewer, widget = open_spatial(sample_data.semi_synthetic_tissue())
+    viewer, widget = open_viewer(sample_data.semi_synthetic_tissue(), SpatialWidget, "fmscope: Spatial omics", 1000)
     slide = widget.slide
     widget.n_domains_spin.setValue(4)
     widget.compute_domains()

@@ -95,6 +95,7 @@ def test_finetune_and_classify_cli(tissue, tmp_path):
     other.write_h5ad(tmp_path / "other.h5ad")
     result = run("classify", tmp_path / "other.h5ad", "--head", tmp_path / "head.pt", "-o", tmp_path / "other.h5ad")
     assert result.returncode == 1 and "never writes over" in result.stderr
-    result = run("classify", tmp_path / "other.h5ad", "--head", tmp_path / "head.pt", "-o", tmp_path / "classified.h5ad")
+    result = run("classify", tmp_path / "other.h5ad", "--head", tmp_path / "head.pt",
+                 "-o", tmp_path / "classified.h5ad")
     assert result.returncode == 0, result.stderr
     assert "fmscope_uncertainty" in ad.read_h5ad(tmp_path / "classified.h5ad").obs

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from napari_helpers import wait_idle
 
 from fmscope import samples
 from fmscope.imaging import io
@@ -20,11 +21,6 @@ def rectangle(box, z=None):
     x0, y0, x1, y1 = box
     corners = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], dtype=float)
     return corners if z is None else np.c_[np.full(4, z), corners]
-
-
-def wait_idle(qtbot, widget, timeout=120_000):
-    qtbot.waitUntil(lambda: widget.worker.idle, timeout=timeout)
-    qtbot.wait(20)
 
 
 @pytest.fixture

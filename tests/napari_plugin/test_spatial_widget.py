@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from napari_helpers import wait_idle
 
 from fmscope import samples
 from fmscope.napari import sample_data
@@ -19,11 +20,6 @@ from fmscope.omics.synthetic import annotate_blocks, large_synthetic_slide
 
 pytestmark = pytest.mark.slow
 VISIUM = samples.sample_data_dir() / "visium_mouse_brain"
-
-
-def wait_idle(qtbot, widget, timeout=300_000):
-    qtbot.waitUntil(lambda: widget.worker.idle, timeout=timeout)
-    qtbot.wait(20)
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 import slicer
-from mrml_helpers import add_roi, add_volume, ijk_to_ras_from_volume
 from FMScopeLib import geometry, mrml_arrays
 from FMScopeLib.logic import SegmentOptions
+from mrml_helpers import add_roi, add_volume, ijk_to_ras_from_volume
 
 from fmscope import samples
 from fmscope.errors import FmscopeError

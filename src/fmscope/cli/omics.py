@@ -71,7 +71,8 @@ def cmd_domains(args: argparse.Namespace) -> int:
     slide = _read(args)
     embedding, method = _embed(slide, args)
     resolution = spatial_domains(slide.adata, embedding, resolutions=args.resolution, n_domains=args.n_domains)
-    written = _write(slide, args, _domains_png(slide, DOMAIN_KEY, f"fmscope domains ({method}, resolution {resolution:g})"))
+    title = f"fmscope domains ({method}, resolution {resolution:g})"
+    written = _write(slide, args, _domains_png(slide, DOMAIN_KEY, title))
     print(f"wrote {written}: {slide.adata.obs[DOMAIN_KEY].nunique()} domains at resolution {resolution:g} "
           f"over {slide.adata.n_obs} cells ({method})")
     return 0
@@ -121,7 +122,8 @@ def cmd_deconvolve(args: argparse.Namespace) -> int:
         title = f"pseudo-spots in {'scGPT' if args.checkpoint else 'baseline'} embedding space"
     slide.adata.obsm[PROPORTIONS_KEY] = proportions
     slide.adata.obs["fmscope_dominant_type"] = proportions.idxmax(axis=1).astype(str).to_numpy()
-    written = _write(slide, args, _domains_png(slide, "fmscope_dominant_type", f"dominant cell type per spot ({title})"))
+    written = _write(slide, args, _domains_png(
+        slide, "fmscope_dominant_type", f"dominant cell type per spot ({title})"))
     print(f"wrote {written}: proportions of {proportions.shape[1]} cell types for "
           f"{proportions.shape[0]} spots in obsm['{PROPORTIONS_KEY}']")
     return 0

@@ -20,21 +20,19 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from fmscope.errors import FmscopeError
 from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
 from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.volume import segment_volume
 from fmscope.napari.state import CurrentObject, SegmentState
+from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.worker import Job, ModelWorker
 
 MODELS = ("litemedsam", "medsam_vit_b", "sam_vit_b", "sam_vit_l", "sam_vit_h")
@@ -55,7 +53,7 @@ class SegmentWidget(QWidget):
         self._negative = False
         self.last_latency_ms: float | None = None  # Shapes event -> painted label, for benchmarks
         self._build_ui()
-        self.worker.progress.connect(self._on_progress)
+        self.worker.progress.connect(self.panel.on_progress)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.viewer.dims.events.current_step.connect(self._on_slice_changed)
@@ -93,28 +91,18 @@ class SegmentWidget(QWidget):
             button = QPushButton(text)
             button.clicked.connect(action)
             buttons.addWidget(button)
-        self.status = QLabel("Draw a box on the image.")
-        self.status.setWordWrap(True)
-        self.progress = QProgressBar()
-        self.progress.setVisible(False)
+        self.panel = StatusPanel("Draw a box on the image.")
+        self.status, self.progress = self.panel.status, self.panel.progress
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
+        layout.addWidget(self.panel)
         layout.addStretch()
 
     def _say(self, text: str, error: bool = False) -> None:
         self.status.setText(text)
         if error:
             show_error(text)
-
-    def _on_progress(self, message: str, done: int, total: int) -> None:
-        self.progress.setVisible(done < total)
-        self.progress.setMaximum(max(total, 1))
-        self.progress.setValue(done)
-        if message:
-            self.status.setText(message)
 
     # -- layers --------------------------------------------------------------------------
     def _image_layers(self) -> list:
@@ -305,10 +293,7 @@ class SegmentWidget(QWidget):
         self.worker.submit(predict, key="prompt", on_done=paint, on_error=self._on_error)
 
     def _on_error(self, error: BaseException) -> None:
-        message = str(error) if isinstance(error, FmscopeError) else f"Model failure: {error!r}"
-        self.status.setText(message)
-        self.progress.setVisible(False)
-        show_error(message)
+        self.panel.fail(error, "Model failure")
 
     # -- actions -------------------------------------------------------------------------
     def _clear_prompts(self) -> None:

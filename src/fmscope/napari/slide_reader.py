@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fmscope.errors import FmscopeError
-from fmscope.omics.io import read_slide
 from fmscope.napari.slide_layers import slide_layers
+from fmscope.omics.io import read_slide
 
 SLIDE_MARKERS = ("filtered_feature_bc_matrix.h5", "experiment.xenium", "cell_by_gene.csv")
 

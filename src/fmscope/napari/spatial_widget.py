@@ -16,7 +16,6 @@ import napari
 import numpy as np
 import pandas as pd
 from napari.layers import Layer
-from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -26,7 +25,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -41,6 +39,7 @@ from fmscope.napari.slide_layers import (
     slide_layers,
     yx_um,
 )
+from fmscope.napari.status_panel import StatusPanel, refill
 from fmscope.napari.worker import Job, ModelWorker
 from fmscope.omics.domains import DOMAIN_KEY
 from fmscope.omics.io import Slide, read_slide
@@ -82,7 +81,7 @@ class SpatialWidget(QWidget):
         self._grids: dict[int, CellGrid] = {}
         self.last_result = None  # FinetuneResult of the last training, for tests and benchmarks
         self._build_ui()
-        self.worker.progress.connect(self._on_progress)
+        self.worker.progress.connect(self.panel.on_progress)
         self.viewer.layers.events.inserted.connect(self._refresh_slides)
         self.viewer.layers.events.removed.connect(self._refresh_slides)
         self._refresh_slides()
@@ -181,29 +180,15 @@ class SpatialWidget(QWidget):
         row.addWidget(self.save_edit)
         row.addWidget(self._button("Save", lambda: self.save(self.save_edit.text())))
 
-        self.progress = QProgressBar()
-        self.progress.setVisible(False)
-        self.status = QLabel("Open a slide.")
-        self.status.setWordWrap(True)
+        self.panel = StatusPanel("Open a slide.")
+        self.status, self.progress = self.panel.status, self.panel.progress
         layout = QVBoxLayout(self)
-        for box in (open_box, domains_box, show_box, tune_box, save_box):
+        for box in (open_box, domains_box, show_box, tune_box, save_box, self.panel):
             layout.addWidget(box)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
         layout.addStretch()
 
-    def _on_progress(self, message: str, done: int, total: int) -> None:
-        self.progress.setVisible(done < total)
-        self.progress.setMaximum(max(total, 1))
-        self.progress.setValue(done)
-        if message:
-            self.status.setText(message)
-
     def _fail(self, error: BaseException) -> None:
-        message = str(error) if isinstance(error, FmscopeError) else f"Failed: {error!r}"
-        self.status.setText(message)
-        self.progress.setVisible(False)
-        show_error(message)
+        self.panel.fail(error)
 
     def _run(self, message: str, fn, on_done, key: str | None = None) -> Job:
         self.worker.progress.emit(message, 0, 1)
@@ -223,14 +208,7 @@ class SpatialWidget(QWidget):
         return found
 
     def _refresh_slides(self, event=None) -> None:
-        current = self.slide_combo.currentText()
-        names = list(self._slides())
-        self.slide_combo.blockSignals(True)
-        self.slide_combo.clear()
-        self.slide_combo.addItems(names)
-        if current in names:
-            self.slide_combo.setCurrentText(current)
-        self.slide_combo.blockSignals(False)
+        refill(self.slide_combo, list(self._slides()))
         self._on_slide_chosen()
 
     @property
@@ -251,14 +229,8 @@ class SpatialWidget(QWidget):
             if isinstance(imputed, pd.DataFrame):
                 genes += [f"{g} (imputed)" for g in imputed.columns]
             self.gene_combo.addItems(genes)
-            resolutions = sorted(c[len(DOMAIN_KEY) + 2:] for c in slide.adata.obs if c.startswith(DOMAIN_KEY + "_r"))
-            current = self.resolution_combo.currentText()
-            self.resolution_combo.blockSignals(True)
-            self.resolution_combo.clear()
-            self.resolution_combo.addItems(resolutions)
-            if current in resolutions:
-                self.resolution_combo.setCurrentText(current)
-            self.resolution_combo.blockSignals(False)
+            refill(self.resolution_combo,
+                   sorted(c[len(DOMAIN_KEY) + 2:] for c in slide.adata.obs if c.startswith(DOMAIN_KEY + "_r")))
 
     def _grid(self, slide: Slide) -> CellGrid:
         if id(slide) not in self._grids:

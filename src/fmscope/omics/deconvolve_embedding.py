@@ -79,7 +79,8 @@ def deconvolve_embedding(spots: ad.AnnData, reference: ad.AnnData, label_key: st
 
         model, vocab, _ = load_scgpt(scgpt_folder)
         pseudo_space, spot_space = scgpt_embedding(pseudo, model, vocab), scgpt_embedding(observed, model, vocab)
-    distances, nearest = NearestNeighbors(n_neighbors=min(k, len(pseudo_space))).fit(pseudo_space).kneighbors(spot_space)
+    search = NearestNeighbors(n_neighbors=min(k, len(pseudo_space))).fit(pseudo_space)
+    distances, nearest = search.kneighbors(spot_space)
     weights = 1.0 / np.clip(distances, 1e-9, None)
     proportions = (truth[nearest] * weights[..., None]).sum(axis=1) / weights.sum(axis=1, keepdims=True)
     return pd.DataFrame(proportions, index=spots.obs_names, columns=types)

@@ -83,7 +83,8 @@ class SlideEncoder:
         return smooth_embedding(coords, probabilities, weight=0.5, hops=self.output_hops)
 
     def state(self) -> dict:
-        state = {"kind": self.kind, "smoothing": float(self.smoothing), "hops": int(self.hops), "output_hops": int(self.output_hops),
+        state = {"kind": self.kind, "smoothing": float(self.smoothing), "hops": int(self.hops),
+                 "output_hops": int(self.output_hops),
                  "scgpt_folder": self.scgpt_folder or ""}
         if self.baseline is not None:
             state["baseline"] = self.baseline.state()
@@ -193,7 +194,8 @@ def read_head(path: str | os.PathLike) -> dict:
         raise FmscopeError(f"{path} is not a head checkpoint ({type(error).__name__}).",
                            "Give the file `fmscope finetune` wrote.") from None
     if not isinstance(payload, dict) or payload.get("format") != HEAD_FORMAT:
-        raise FmscopeError(f"{path} is not an fmscope domain-head checkpoint.", "Give the file `fmscope finetune` wrote.")
+        raise FmscopeError(f"{path} is not an fmscope domain-head checkpoint.",
+                           "Give the file `fmscope finetune` wrote.")
     return payload
 
 

@@ -279,7 +279,8 @@ class ScGPT(nn.Module):
                                "Use an scGPT-spatial checkpoint, or the kNN imputation from a reference.")
         k = k or self.config.imputation_k
         if len(cls_outputs) <= k:
-            raise FmscopeError(f"{len(cls_outputs)} cells cannot have {k} neighbours each.", "Use more cells or a smaller k.")
+            raise FmscopeError(f"{len(cls_outputs)} cells cannot have {k} neighbours each.",
+                               "Use more cells or a smaller k.")
         nearest = torch.topk(torch.cdist(coordinates, coordinates), k=k + 1, dim=-1, largest=False, sorted=True)[1]
         return self.impute_genes(cls_outputs[nearest[:, 1:]].mean(dim=1), genes)  # the nearest is the cell itself
 
@@ -376,7 +377,7 @@ def read_gene_means(path: Path) -> dict[int, float]:
         means = {int(index): float(value) for index, value in table["mean"].items()}
     except (ValueError, KeyError) as error:
         raise FmscopeError(f"Cannot read {path} ({type(error).__name__}: {error}).",
-                           "Use the all_dict_mean_std.csv of the scGPT-spatial release (index: gene id, column: mean).") \
+                           "Use the scGPT-spatial release's all_dict_mean_std.csv (index: gene id, column: mean).") \
             from None
     if not all(value > 0 for value in means.values()):
         raise FmscopeError(f"{path} has non-positive gene means.", "Use the file of the release.")
