@@ -193,6 +193,13 @@ def test_reader_opens_merscope_and_spatialdata(make_napari_viewer, name):
 
     distance, _ = cKDTree(transcripts.data).query(cells.data)
     assert np.median(distance) < 20, np.median(distance)
+    if name == "xenium_breast_crop.zarr":  # each cell's point lies inside its drawn outline
+        outlines = next(layer for layer in viewer.layers if layer.name.endswith("cell boundaries"))
+        assert len(outlines.data) == 27
+        from matplotlib.path import Path as Outline
+
+        inside = [any(Outline(polygon).contains_point(point) for polygon in outlines.data) for point in cells.data]
+        assert np.mean(inside) > 0.9
     assert get_slide_reader(str(samples.sample_data_dir())) is None  # a folder that is not a slide
 
 

@@ -18,6 +18,7 @@ from fmscope.omics.raster import CellGrid
 
 POINTS_LIMIT = 100_000
 TRANSCRIPTS_LIMIT = 500_000  # larger transcript sets are not drawn (they stay in the SpatialData store)
+BOUNDARIES_LIMIT = 20_000  # cell outlines drawn as Shapes up to this many cells
 DEFAULT_CELL_DIAMETER_UM = 10.0
 UNITS = ("um", "um")
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -147,11 +148,30 @@ def transcripts_layer(slide: Slide) -> tuple | None:
     return None
 
 
+def boundaries_layer(slide: Slide) -> tuple | None:
+    """Cell outlines (polygons of the store's cell boundaries, in microns), when there are not too many."""
+    from fmscope.omics.io import CELL_SHAPES
+
+    if slide.sdata is None:
+        return None
+    for name in CELL_SHAPES:
+        shapes = slide.sdata.shapes.get(name)
+        if shapes is None or len(shapes) > BOUNDARIES_LIMIT:
+            continue
+        polygons = [np.asarray(geometry.exterior.coords)[:, ::-1] for geometry in shapes.geometry
+                    if geometry is not None and geometry.geom_type == "Polygon"]
+        if polygons:
+            return polygons, {"name": f"{slide_name(slide)} cell boundaries", "shape_type": "polygon",
+                              "edge_color": "#ffd700", "face_color": "#00000000", "edge_width": 0.5,
+                              "units": UNITS, "metadata": {"fmscope_slide": slide}}, "shapes"
+    return None
+
+
 def slide_layers(slide: Slide) -> list[tuple]:
-    """The tissue image (if any), the cells / spots and the transcripts (hidden), aligned in microns."""
+    """The tissue image (if any), cell boundaries, the cells / spots and the transcripts (hidden), in microns."""
     grid = CellGrid.for_cells(slide.adata.obsm["spatial"]) if is_large(slide) else None
-    layers = [layer for layer in (image_layer(slide), cells_layer(slide, grid), transcripts_layer(slide))
-              if layer is not None]
+    candidates = (image_layer(slide), boundaries_layer(slide), cells_layer(slide, grid), transcripts_layer(slide))
+    layers = [layer for layer in candidates if layer is not None]
     from fmscope.omics.domains import DOMAIN_KEY
 
     if DOMAIN_KEY in slide.adata.obs:  # a saved result: show its domains too
