@@ -198,3 +198,15 @@ def test_merscope_folder_reads_through_spatialdata_io(tmp_path):
     assert result.returncode == 0, result.stderr
     again = io.read_slide(tmp_path / "merscope.zarr")
     assert "fmscope_domain" in again.adata.obs and len(again.sdata.points) == 1  # transcripts kept
+
+
+@pytest.mark.slow
+def test_domains_on_a_slide_of_20000_cells():
+    """Above 4,096 cells scanpy's own kNN path fails with scipy 1.17; fmscope's must not, and must find the rings."""
+    from fmscope.omics.synthetic import large_synthetic_slide
+
+    slide = large_synthetic_slide(20_000)
+    spatial_domains(slide, baseline_embedding(slide), n_domains=6)
+    score = ari(slide.obs["true_domain"], slide.obs["fmscope_domain"])
+    print(f"\n20,000-cell ring slide: ARI {score:.3f}")
+    assert score > 0.8

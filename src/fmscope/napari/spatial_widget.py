@@ -50,6 +50,7 @@ DOMAINS, PREDICTED, UNCERTAINTY, ANNOTATIONS = ("fmscope domains", "fmscope pred
                                                  "fmscope uncertainty", "fmscope annotations")
 BASELINE, SCGPT = "baseline (expression PCA)", "scGPT checkpoint folder"
 RESOLUTIONS = (0.2, 0.4, 0.6, 1.0)
+IMPUTED_SOURCES = {"fmscope_imputed": "imputed", "fmscope_imputed_scgpt_spatial": "imputed, scGPT-spatial"}
 ANNOTATION_MAX_SIDE = 4096
 
 
@@ -225,9 +226,10 @@ class SpatialWidget(QWidget):
         self.gene_combo.clear()
         if slide is not None:
             genes = list(map(str, slide.adata.var_names))
-            imputed = slide.adata.obsm.get("fmscope_imputed")
-            if isinstance(imputed, pd.DataFrame):
-                genes += [f"{g} (imputed)" for g in imputed.columns]
+            for key, suffix in IMPUTED_SOURCES.items():
+                imputed = slide.adata.obsm.get(key)
+                if isinstance(imputed, pd.DataFrame):
+                    genes += [f"{g} ({suffix})" for g in imputed.columns]
             self.gene_combo.addItems(genes)
             refill(self.resolution_combo,
                    sorted(c[len(DOMAIN_KEY) + 2:] for c in slide.adata.obs if c.startswith(DOMAIN_KEY + "_r")))
@@ -327,8 +329,9 @@ class SpatialWidget(QWidget):
         try:
             slide = self._require_slide()
             adata = slide.adata
-            if gene.endswith(" (imputed)"):
-                values = adata.obsm["fmscope_imputed"][gene.removesuffix(" (imputed)")].to_numpy()
+            source = next((key for key, suffix in IMPUTED_SOURCES.items() if gene.endswith(f" ({suffix})")), None)
+            if source is not None:
+                values = adata.obsm[source][gene.rsplit(" (", 1)[0]].to_numpy()
             else:
                 values = gene_expression(adata, gene)
         except FmscopeError as error:

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from fmscope.errors import FmscopeError
 
 DOMAIN_KEY = "fmscope_domain"
+SCANPY_EXACT_LIMIT = 4096  # scanpy computes exact neighbours itself below this many cells
 
 
 def smooth_embedding(coords: np.ndarray, embedding: np.ndarray, n_neighbors: int = 6, weight: float = 0.5,
@@ -35,13 +36,34 @@ def smooth_embedding(coords: np.ndarray, embedding: np.ndarray, n_neighbors: int
     return smoothed
 
 
+def _exact_knn(n_neighbors: int):
+    """sklearn's exact kNN graph, returned as a scipy ``csr_matrix``.
+
+    Above 4,096 cells scanpy 1.11 builds the graph with pynndescent and reads it with
+    ``csr_array.getnnz``, which scipy 1.17 removed (the call fails); this transformer keeps
+    scanpy on a path that works, with exact neighbours.
+    """
+    from sklearn.neighbors import KNeighborsTransformer
+
+    class ExactKNN(KNeighborsTransformer):
+        def fit_transform(self, X, y=None):
+            return sp.csr_matrix(super().fit_transform(X))
+
+        def transform(self, X):
+            return sp.csr_matrix(super().transform(X))
+
+    return ExactKNN(n_neighbors=n_neighbors, mode="distance")
+
+
 def cluster(embedding: np.ndarray, resolutions: Sequence[float], n_neighbors: int = 15,
             seed: int = 0) -> dict[float, np.ndarray]:
     """Leiden labels of ``embedding`` at each resolution."""
     import scanpy as sc
 
     work = ad.AnnData(X=np.zeros((len(embedding), 1), dtype=np.float32), obsm={"X_use": embedding})
-    sc.pp.neighbors(work, use_rep="X_use", n_neighbors=min(n_neighbors, len(embedding) - 1), random_state=seed)
+    n_neighbors = min(n_neighbors, len(embedding) - 1)
+    transformer = _exact_knn(n_neighbors) if len(embedding) >= SCANPY_EXACT_LIMIT else None
+    sc.pp.neighbors(work, use_rep="X_use", n_neighbors=n_neighbors, random_state=seed, transformer=transformer)
     labels = {}
     for resolution in resolutions:
         sc.tl.leiden(work, resolution=resolution, key_added="leiden", random_state=seed, flavor="igraph",
