@@ -187,6 +187,37 @@ def test_results_go_back_into_spatialdata_and_reopen(tmp_path):
         write_result(io.read_slide(tmp_path / "xenium.zarr"), tmp_path / "xenium.zarr")
 
 
+def test_xenium_folder_reads_through_spatialdata_io(tmp_path):
+    """The Xenium crop in the XOA 1.0 output layout (sample_data/xenium_breast_outs) -> domains -> zarr;
+    the user's folder is left as it was."""
+    import hashlib
+
+    import pandas as pd
+
+    folder = samples.sample_data_dir() / "xenium_breast_outs"
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    slide = io.read_slide(folder)
+    assert slide.adata.shape == (27, 313) and slide.sdata is not None  # genes only: 228 control features dropped
+    cells = pd.read_parquet(folder / "cells.parquet").set_index("cell_id")
+    assert np.allclose(slide.adata.obsm["spatial"], cells.loc[slide.adata.obs_names.astype(int),
+                                                              ["x_centroid", "y_centroid"]].to_numpy())
+    transcripts = pd.read_parquet(folder / "transcripts.parquet")
+    counted = transcripts[(transcripts["cell_id"] >= 0) & (transcripts["qv"] >= 20)]
+    expected = pd.crosstab(counted["cell_id"].astype(str), counted["feature_name"])
+    genes = [g for g in slide.adata.var_names if g in expected.columns]
+    assert np.array_equal(slide.adata[expected.index, genes].X.toarray(), expected[genes].to_numpy())
+    boundaries = slide.sdata.shapes["cell_boundaries"]
+    outline = dict(zip(boundaries.index.astype(str), boundaries.geometry))  # XOA 1.0: integer cell ids
+    assert all(outline[cell].contains(__import__("shapely").Point(x, y))
+               for cell, (x, y) in zip(slide.adata.obs_names, slide.adata.obsm["spatial"]))
+    result = run("domains", folder, "-o", tmp_path / "xenium.zarr")
+    assert result.returncode == 0, result.stderr
+    again = io.read_slide(tmp_path / "xenium.zarr")
+    assert "fmscope_domain" in again.adata.obs and "transcripts" in again.sdata.points
+    assert {"cell_boundaries", "nucleus_boundaries"} <= set(again.sdata.shapes)
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()} == before
+
+
 def test_merscope_folder_reads_through_spatialdata_io(tmp_path):
     """Real MERFISH cells in the MERSCOPE layout (sample_data/merfish_u2os_merscope) -> domains -> zarr."""
     folder = samples.sample_data_dir() / "merfish_u2os_merscope"

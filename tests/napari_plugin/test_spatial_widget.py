@@ -175,7 +175,7 @@ def test_a_million_cells_open_and_show_domains(viewer_widget, qtbot, tmp_path):
     assert np.median(frames) < 0.5
 
 
-@pytest.mark.parametrize("name", ["merfish_u2os_merscope", "xenium_breast_crop.zarr"])
+@pytest.mark.parametrize("name", ["merfish_u2os_merscope", "xenium_breast_crop.zarr", "xenium_breast_outs"])
 def test_reader_opens_merscope_and_spatialdata(make_napari_viewer, name):
     viewer = make_napari_viewer()
     path = str(samples.sample_data_dir() / name)
@@ -187,13 +187,14 @@ def test_reader_opens_merscope_and_spatialdata(make_napari_viewer, name):
     assert np.allclose(cells.data, slide.adata.obsm["spatial"][:, ::-1])  # (y, x) in microns
     transcripts = next(layer for layer in viewer.layers if layer.name.endswith("transcripts"))
     assert not transcripts.visible and len(transcripts.data) == {"merfish_u2os_merscope": 20_000,
-                                                                  "xenium_breast_crop.zarr": 11_773}[name]
+                                                                  "xenium_breast_crop.zarr": 11_773,
+                                                                  "xenium_breast_outs": 11_773}[name]
     # transcripts and cells share units: most cells have transcripts within 20 um of their centre
     from scipy.spatial import cKDTree
 
     distance, _ = cKDTree(transcripts.data).query(cells.data)
     assert np.median(distance) < 20, np.median(distance)
-    if name == "xenium_breast_crop.zarr":  # each cell's point lies inside its drawn outline
+    if name.startswith("xenium"):  # each cell's point lies inside its drawn outline
         outlines = next(layer for layer in viewer.layers if layer.name.endswith("cell boundaries"))
         assert len(outlines.data) == 27
         from matplotlib.path import Path as Outline
@@ -201,6 +202,18 @@ def test_reader_opens_merscope_and_spatialdata(make_napari_viewer, name):
         inside = [any(Outline(polygon).contains_point(point) for polygon in outlines.data) for point in cells.data]
         assert np.mean(inside) > 0.9
     assert get_slide_reader(str(samples.sample_data_dir())) is None  # a folder that is not a slide
+
+
+def test_xenium_sample_opens_from_the_menu_and_runs_domains(viewer_widget, qtbot):
+    """File > Open Sample > fmscope > Xenium breast crop, then domains on its cells."""
+    viewer, widget = viewer_widget
+    viewer.open_sample("fmscope", "xenium_breast")
+    assert [layer.name for layer in viewer.layers] == [
+        "xenium_breast_outs cell boundaries", "xenium_breast_outs cells", "xenium_breast_outs transcripts"]
+    widget.compute_domains()
+    wait_idle(qtbot, widget)
+    assert len(viewer.layers[DOMAINS].data) == 27
+    assert widget.slide.adata.n_obs == 27 and "fmscope_domain" in widget.slide.adata.obs
 
 
 def test_deconvolution_proportions_layer(viewer_widget, qtbot):

@@ -45,6 +45,14 @@ def visium_mouse_brain() -> list[tuple]:
     return slide_layers(read_slide(samples.sample_data_dir() / "visium_mouse_brain"))
 
 
+def xenium_breast() -> list[tuple]:
+    """The Xenium breast crop (Xenium output folder): cell outlines, cells, transcripts, in microns."""
+    from fmscope.napari.slide_layers import slide_layers
+    from fmscope.omics.io import read_slide
+
+    return slide_layers(read_slide(samples.sample_data_dir() / "xenium_breast_outs"))
+
+
 def semi_synthetic_tissue() -> list[tuple]:
     """Real PBMC profiles in four known domains (truth in the cells' table, obs['true_domain'])."""
     from fmscope.napari.slide_layers import slide_layers

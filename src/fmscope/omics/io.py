@@ -207,8 +207,11 @@ def _read_with_spatialdata_io(path: Path, technology: str) -> Slide:
     import spatialdata_io
 
     if technology == "xenium":
+        # Segmentation rasters are not needed (boundaries are read as polygons); the morphology
+        # image is read when the folder has it (XOA 1.x: one OME-TIFF, 2.0+: a folder of them).
+        focus = (path / "morphology_focus.ome.tif").is_file() or (path / "morphology_focus").is_dir()
         sdata = spatialdata_io.xenium(path, cells_labels=False, nucleus_labels=False, morphology_mip=False,
-                                      aligned_images=False)
+                                      morphology_focus=focus, aligned_images=False)
     else:
         sdata = spatialdata_io.merscope(path)
     return _from_spatialdata(sdata, path)
