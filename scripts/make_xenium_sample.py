@@ -6,8 +6,9 @@ output folder, the layout spatialdata-io's ``xenium`` reader expects:
 
 - ``experiment.xenium`` (pixel size, ``analysis_sw_version`` xenium-1.0.2),
 - ``cells.parquet`` and ``cell_feature_matrix.h5`` (10x HDF5, features x cells) for the 27 cells
-  whose whole boundary lies in the crop, over the whole panel (541 features: 313 genes, 228 controls); counts are their transcripts with qv >= 20 (the 10x rule),
-  controls typed as in Xenium panels (``Negative Control Probe`` / ``Codeword``, ``Blank Codeword``),
+  whose whole boundary lies in the crop, over the whole panel (541 features: 313 genes, 228
+  controls); counts are their transcripts with qv >= 20 (the 10x rule); controls typed as in
+  Xenium panels (``Negative Control Probe`` incl. ``antisense_*``, ``... Codeword``, ``Blank Codeword``),
 - ``cells.zarr.zip`` with ``cell_id`` and ``cell_summary`` (no segmentation masks: the crop has none),
 - ``cell_boundaries.parquet`` / ``nucleus_boundaries.parquet`` (vertices per cell, rows contiguous),
 - ``transcripts.parquet`` (all 11,773; those of cells cut by the crop get cell_id -1, unassigned;
