@@ -151,6 +151,11 @@ def test_wrong_inputs_leave_everything_as_it_was(viewer_widget, qtbot, tmp_path)
     wait_idle(qtbot, widget)
     assert "at least two" in widget.status.text()
     assert PREDICTED not in viewer.layers and "fmscope_predicted_domain" not in widget.slide.adata.obs
+    widget.tune_layers_spin.setValue(1)  # layer tuning asked for, with the baseline encoder
+    widget.train_head()
+    wait_idle(qtbot, widget)
+    assert "needs an scGPT checkpoint" in widget.status.text()
+    assert PREDICTED not in viewer.layers and "fmscope_predicted_domain" not in widget.slide.adata.obs
 
 
 def test_a_million_cells_open_and_show_domains(viewer_widget, qtbot, tmp_path):

@@ -161,9 +161,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     with tqdm(total=args.epochs, desc="training head", leave=False) as bar:
+        def on_epoch(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
         result = finetune_head(slide.adata, labels, args.head, slide_encoder(slide.adata, args.checkpoint),
                                epochs=args.epochs, holdout=args.holdout, resume=args.resume,
-                               domains=domains, on_epoch=lambda done, _total: bar.update(done - bar.n))
+                               domains=domains, on_epoch=on_epoch, tune_layers=args.tune_layers,
+                               tune_epochs=args.tune_epochs)
     store_predictions(slide.adata, result.classes, result.probabilities)
     written = _write(slide, args, _domains_png(slide, PREDICTED_KEY, f"fine-tuned domains ({result.summary()})"))
     print(f"wrote {args.head} and {written}: {result.summary()}")
@@ -235,6 +239,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     finetune.add_argument("--epochs", type=int, default=300)
     finetune.add_argument("--holdout", type=float, default=0.3, help="fraction of each class held out (accuracy)")
     finetune.add_argument("--checkpoint", help="scGPT checkpoint folder for the embeddings (default: baseline)")
+    finetune.add_argument("--tune-layers", type=int, default=0, metavar="K",
+                          help="with --checkpoint: first fine-tune scGPT's last K layers on the annotation")
+    finetune.add_argument("--tune-epochs", type=int, default=10, help="epochs of layer fine-tuning")
     finetune.set_defaults(run=cmd_finetune)
 
     classify = commands.add_parser("classify", help="apply a trained domain head to a slide")

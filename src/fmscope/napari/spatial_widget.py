@@ -158,6 +158,9 @@ class SpatialWidget(QWidget):
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(10, 100_000)
         self.epochs_spin.setValue(300)
+        self.tune_layers_spin = QSpinBox()
+        self.tune_layers_spin.setRange(0, 12)
+        self.tune_layers_spin.setToolTip("scGPT only: fine-tune this many last layers before the head (0: head only)")
         self.resume_box = QCheckBox("resume from the head file")
         self.result_label = QLabel()
         self.result_label.setWordWrap(True)
@@ -167,6 +170,7 @@ class SpatialWidget(QWidget):
         form.addRow("label names", self.names_edit)
         form.addRow("head file", self.head_edit)
         form.addRow("epochs", self.epochs_spin)
+        form.addRow("tune scGPT layers", self.tune_layers_spin)
         form.addRow(self.resume_box)
         row = QHBoxLayout()
         row.addWidget(self._button("Train head", self.train_head))
@@ -416,8 +420,12 @@ class SpatialWidget(QWidget):
             labels = self.cell_annotations(slide)
             from fmscope.omics.finetune import holdout_split
 
-            holdout_split(labels, 0.3)  # refuses one-class / one-cell annotations before any work
             checkpoint = self._checkpoint()
+            tune_layers = self.tune_layers_spin.value()
+            if tune_layers and checkpoint is None:
+                raise FmscopeError("Tuning scGPT layers needs an scGPT checkpoint.",
+                                   "Give the checkpoint folder, or set 'tune scGPT layers' to 0.")
+            holdout_split(labels, 0.3)  # refuses one-class / one-cell annotations before any work
         except FmscopeError as error:
             self._fail(error)
             return
@@ -431,9 +439,9 @@ class SpatialWidget(QWidget):
             def on_epoch(done: int, total: int) -> None:
                 job.check()
                 if done % 10 == 0 or done == total:
-                    self.worker.progress.emit(f"Training the head: epoch {done}/{total}", done, total)
+                    self.worker.progress.emit(f"Training: epoch {done}/{total}", done, total)
             return finetune_head(light, labels, head_path, slide_encoder(light, checkpoint), epochs=epochs,
-                                 resume=resume, domains=domains, on_epoch=on_epoch)
+                                 resume=resume, domains=domains, on_epoch=on_epoch, tune_layers=tune_layers)
 
         def show(result) -> None:
             self.last_result = result

@@ -99,12 +99,6 @@ def baseline_embedding(adata: ad.AnnData, n_comps: int = 30, seed: int = 0) -> n
     return BaselineEncoder.fit(adata, n_comps, seed).transform(adata)
 
 
-def _rows(matrix, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
-    for start in range(0, matrix.shape[0], batch_size):
-        block = matrix[start:start + batch_size]
-        yield start, np.asarray(block.toarray() if sp.issparse(block) else block, dtype=np.float64)
-
-
 def tokenize(counts: np.ndarray, gene_ids: np.ndarray, cls_id: int, pad_id: int, pad_value: float,
              n_bins: int, max_length: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, ...]:
     """(cells, genes) counts -> (gene ids, binned values, padding mask), each (cells, L)."""
@@ -147,10 +141,11 @@ def spatial_divisors(counts, gene_ids: np.ndarray, gene_means: dict[int, float])
     return divisors
 
 
-def scgpt_embedding(adata: ad.AnnData, model: ScGPT, vocab: dict[str, int], batch_size: int = 32,
-                    max_length: int | None = None, seed: int | None = None, progress: bool = False,
-                    device: str | torch.device | None = None, normalise: bool = True) -> np.ndarray:
-    """L2-normalised (``normalise=False``: raw) <cls> embeddings of every cell, streamed in batches (CPU or GPU)."""
+def scgpt_inputs(adata: ad.AnnData, model: ScGPT, vocab: dict[str, int], batch_size: int = 32,
+                 max_length: int | None = None, seed: int | None = None,
+                 cells: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Batches (cell indices, gene ids, binned values, padding mask) of the slide's cells (or of
+    ``cells``), streamed; cells of similar length share a batch (less padding, same results)."""
     config = model.config
     ensembl = adata.var["gene_ids"].tolist() if "gene_ids" in adata.var else None
     match = match_genes(list(adata.var_names), vocab, ensembl)
@@ -161,26 +156,36 @@ def scgpt_embedding(adata: ad.AnnData, model: ScGPT, vocab: dict[str, int], batc
     counts = adata.X[:, keep]
     gene_ids = match.ids[keep]
     divisors = spatial_divisors(counts, gene_ids, model.gene_means) if model.gene_means is not None else None
-    device = torch.device(device) if device is not None else next(model.parameters()).device
     rng = None if seed is None else np.random.default_rng(seed)
-    out = np.zeros((adata.n_obs, config.d_model), dtype=np.float32)
+    selected = np.arange(adata.n_obs) if cells is None else np.asarray(cells, dtype=int)
     chunk = batch_size * LENGTH_BUCKET_BATCHES
+    for start in range(0, len(selected), chunk):
+        indices = selected[start:start + chunk]
+        block = counts[start:start + chunk] if cells is None else counts[indices]
+        block = np.asarray(block.toarray() if sp.issparse(block) else block, dtype=np.float64)
+        if divisors is not None:
+            block = block / divisors
+        order = np.argsort(np.count_nonzero(block > 0, axis=1), kind="stable")
+        for first in range(0, len(order), batch_size):
+            rows = order[first:first + batch_size]
+            genes, values, padding = tokenize(block[rows], gene_ids, vocab["<cls>"], vocab[config.pad_token],
+                                              config.pad_value, config.n_bins, max_length or config.max_seq_len, rng)
+            yield indices[rows], genes, values, padding
+
+
+def scgpt_embedding(adata: ad.AnnData, model: ScGPT, vocab: dict[str, int], batch_size: int = 32,
+                    max_length: int | None = None, seed: int | None = None, progress: bool = False,
+                    device: str | torch.device | None = None, normalise: bool = True) -> np.ndarray:
+    """L2-normalised (``normalise=False``: raw) <cls> embeddings of every cell, streamed in batches (CPU or GPU)."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    out = np.zeros((adata.n_obs, model.config.d_model), dtype=np.float32)
     with torch.inference_mode(), tqdm(total=adata.n_obs, desc="embedding cells", disable=not progress,
                                       leave=False) as bar:
-        for start, block in _rows(counts, chunk):
-            if divisors is not None:
-                block = block / divisors
-            # cells of similar length share a batch: less padding, same results
-            order = np.argsort(np.count_nonzero(block > 0, axis=1), kind="stable")
-            for first in range(0, len(order), batch_size):
-                rows = order[first:first + batch_size]
-                genes, values, padding = tokenize(block[rows], gene_ids, vocab["<cls>"], vocab[config.pad_token],
-                                                  config.pad_value, config.n_bins, max_length or config.max_seq_len, rng)
-                embedding = model.cell_embedding(torch.as_tensor(genes, device=device),
-                                                 torch.as_tensor(values, device=device),
-                                                 torch.as_tensor(padding, device=device)).float().cpu().numpy()
-                out[start + rows] = embedding
-                bar.update(len(rows))
+        for cells, genes, values, padding in scgpt_inputs(adata, model, vocab, batch_size, max_length, seed):
+            out[cells] = model.cell_embedding(torch.as_tensor(genes, device=device),
+                                              torch.as_tensor(values, device=device),
+                                              torch.as_tensor(padding, device=device)).float().cpu().numpy()
+            bar.update(len(cells))
     if not normalise:
         return out
     norms = np.linalg.norm(out, axis=1, keepdims=True)

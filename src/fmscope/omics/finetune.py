@@ -12,7 +12,8 @@ cells), so the user sees whether the head helps.
 Checkpoints (``torch.save`` of tensors, numbers, strings; read back with ``weights_only=True``)
 are written atomically every ``save_every`` epochs and at the end; ``resume=True`` continues
 from the last one. The checkpoint carries the encoder (baseline PCA basis, or the name of
-the scGPT folder) and the smoothing settings, so the head applies to another slide.
+the scGPT folder and its fine-tuned last layers when ``tune_layers`` was asked) and the
+smoothing settings, so the head applies to another slide.
 """
 
 from __future__ import annotations
@@ -59,19 +60,39 @@ class SlideEncoder:
     smoothing: float = 0.5
     hops: int = 2
     output_hops: int = 8  # class probabilities are smoothed over the same spatial graph
+    tuned_layers: dict[str, torch.Tensor] | None = None  # scGPT's last layers, fine-tuned on the annotation
+
+    def scgpt_model(self) -> tuple:
+        """(model, vocab) from ``scgpt_folder``, with the tuned layers in place when there are some."""
+        from fmscope.omics.layer_tuning import apply_tuned_layers
+        from fmscope.omics.models.scgpt import load_scgpt
+
+        if not self.scgpt_folder or not Path(self.scgpt_folder).is_dir():
+            raise FmscopeError(f"This head was trained on scGPT embeddings from {self.scgpt_folder!r}, "
+                               "which is not a folder here.", "Give that checkpoint folder with --checkpoint.")
+        model, vocab, _ = load_scgpt(self.scgpt_folder)
+        if self.tuned_layers:
+            apply_tuned_layers(model, self.tuned_layers)
+        return model, vocab
+
+    def tune(self, adata: ad.AnnData, labels: np.ndarray, train: np.ndarray, n_layers: int, epochs: int,
+             on_epoch: Callable[[int, int], None] | None = None) -> None:
+        """Fine-tune scGPT's last ``n_layers`` layers on the ``train`` cells (see :mod:`layer_tuning`)."""
+        from fmscope.omics.layer_tuning import tune_last_layers
+
+        if self.kind != "scgpt":
+            raise FmscopeError("Layer fine-tuning needs an scGPT model.",
+                               "Give an scGPT checkpoint folder, or train the head alone.")
+        model, vocab = self.scgpt_model()
+        self.tuned_layers = tune_last_layers(model, vocab, adata, labels, train, n_layers, epochs,
+                                             on_epoch=on_epoch)
 
     def features(self, adata: ad.AnnData) -> np.ndarray:
         """(cells, dims) smoothed embedding of ``adata``."""
         if self.kind == "baseline":
             embedding = self.baseline.transform(adata)
         else:
-            from fmscope.omics.models.scgpt import load_scgpt
-
-            if not self.scgpt_folder or not Path(self.scgpt_folder).is_dir():
-                raise FmscopeError(f"This head was trained on scGPT embeddings from {self.scgpt_folder!r}, "
-                                   "which is not a folder here.", "Give that checkpoint folder with --checkpoint.")
-            model, vocab, _ = load_scgpt(self.scgpt_folder)
-            embedding = scgpt_embedding(adata, model, vocab)
+            embedding = scgpt_embedding(adata, *self.scgpt_model())
         coords = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
         return smooth_embedding(coords, embedding, weight=self.smoothing, hops=self.hops)
 
@@ -88,13 +109,15 @@ class SlideEncoder:
                  "scgpt_folder": self.scgpt_folder or ""}
         if self.baseline is not None:
             state["baseline"] = self.baseline.state()
+        if self.tuned_layers:
+            state["tuned_layers"] = dict(self.tuned_layers)
         return state
 
     @classmethod
     def from_state(cls, state: dict) -> "SlideEncoder":
         baseline = BaselineEncoder.from_state(state["baseline"]) if "baseline" in state else None
         return cls(state["kind"], baseline, state["scgpt_folder"] or None, float(state["smoothing"]),
-                   int(state["hops"]), int(state["output_hops"]))
+                   int(state["hops"]), int(state["output_hops"]), state.get("tuned_layers"))
 
 
 def slide_encoder(adata: ad.AnnData, scgpt_folder: str | os.PathLike | None = None,
@@ -202,11 +225,15 @@ def read_head(path: str | os.PathLike) -> dict:
 def finetune_head(adata: ad.AnnData, labels: np.ndarray, head_path: str | os.PathLike, encoder: SlideEncoder,
                   epochs: int = 300, holdout: float = 0.3, resume: bool = False, seed: int = 0,
                   hidden: int = 64, weight_decay: float = 1e-2, save_every: int = 50, domains: np.ndarray | None = None,
-                  on_epoch: Callable[[int, int], None] | None = None) -> FinetuneResult:
+                  on_epoch: Callable[[int, int], None] | None = None, tune_layers: int = 0,
+                  tune_epochs: int = 10) -> FinetuneResult:
     """Train a head on the annotated cells of ``adata`` (``labels[i] == ''``: not annotated).
 
+    ``tune_layers`` > 0 (scGPT encoders) first fine-tunes that many last transformer layers on
+    the training cells for ``tune_epochs`` (:mod:`fmscope.omics.layer_tuning`); the head is then
+    trained on the tuned model's embedding, and the tuned layers are saved with the head.
     ``on_epoch(done, total)`` is called after every epoch and may raise :class:`Cancelled`;
-    the last checkpoint stays and ``resume=True`` continues from it.
+    the last checkpoint stays and ``resume=True`` continues from it (without tuning again).
     """
     labels = np.asarray(labels, dtype=str)
     if len(labels) != adata.n_obs:
@@ -222,6 +249,8 @@ def finetune_head(adata: ad.AnnData, labels: np.ndarray, head_path: str | os.Pat
                                "Resume with the same annotation, or start a new head file.")
         encoder = SlideEncoder.from_state(saved["encoder"])
         hidden = int(saved["hidden"])
+    elif tune_layers:
+        encoder.tune(adata, labels, train, tune_layers, tune_epochs, on_epoch)
     features = encoder.features(adata)
     if resume and head_path.is_file():
         mean, std = saved["feature_mean"].numpy(), saved["feature_std"].numpy()
