@@ -18,7 +18,7 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-from fmscope.napari.slide_layers import category_colours, cell_diameter_um, sorted_names, yx_um
+from fmscope.napari.slide_layers import category_colours, sorted_names, yx_um
 from fmscope.napari.spatial_widget import DOMAINS, SpatialWidget
 from fmscope.omics.synthetic import large_synthetic_slide
 
@@ -71,7 +71,7 @@ def main() -> None:
         values = slide.adata.obs["fmscope_domain"].astype(str).to_numpy()
         colours = category_colours(sorted_names(values))
         started = time.perf_counter()
-        viewer.add_points(yx_um(slide), size=cell_diameter_um(slide), border_width=0,
+        viewer.add_points(yx_um(slide), size=slide.cell_diameter_um, border_width=0,
                           face_color=np.array([colours[v] for v in values]))
         QApplication.processEvents()
         added = time.perf_counter() - started

@@ -144,7 +144,8 @@ def _annotation(slide, spec: str):
     if table.shape[1] < 2:
         raise FmscopeError(f"{spec} needs two columns (cell id, domain).", "Write one annotated cell per line.")
     named = dict(zip(table.iloc[:, 0], table.iloc[:, 1]))
-    unknown = [cell for cell in named if cell not in set(slide.adata.obs_names)]
+    on_slide = set(slide.adata.obs_names)
+    unknown = [cell for cell in named if cell not in on_slide]
     if len(unknown) == len(named):
         raise FmscopeError(f"None of the cells in {spec} is on the slide (e.g. {unknown[0]}).",
                            "Use the slide's cell ids (obs names) in the first column.")

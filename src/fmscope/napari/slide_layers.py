@@ -14,12 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from fmscope.omics.io import Slide
-from fmscope.omics.raster import CellGrid
 
 POINTS_LIMIT = 100_000
 TRANSCRIPTS_LIMIT = 500_000  # larger transcript sets are not drawn (they stay in the SpatialData store)
 BOUNDARIES_LIMIT = 20_000  # cell outlines drawn as Shapes up to this many cells
-DEFAULT_CELL_DIAMETER_UM = 10.0
 UNITS = ("um", "um")
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
@@ -33,10 +31,6 @@ def yx_um(slide: Slide) -> np.ndarray:
 
 def is_large(slide: Slide) -> bool:
     return slide.adata.n_obs > POINTS_LIMIT
-
-
-def cell_diameter_um(slide: Slide) -> float:
-    return slide.spot_diameter_um or DEFAULT_CELL_DIAMETER_UM
 
 
 def slide_name(slide: Slide) -> str:
@@ -66,15 +60,21 @@ def image_layer(slide: Slide) -> tuple | None:
                   "scale": (pixel, pixel), "units": UNITS, "metadata": {"fmscope_slide": slide}}, "image"
 
 
-def categorical_layer(slide: Slide, values: np.ndarray, name: str, grid: CellGrid | None = None
-                      ) -> tuple[tuple, dict[str, str]]:
+def raster_placement(slide: Slide) -> dict:
+    """Scale, translate and units that put the slide's cell grid on the cells (pixel centres)."""
+    grid = slide.cell_grid()
+    half = grid.pixel_um / 2
+    return {"scale": (grid.pixel_um,) * 2, "translate": (grid.origin_um[0] + half, grid.origin_um[1] + half),
+            "units": UNITS}
+
+
+def categorical_layer(slide: Slide, values: np.ndarray, name: str) -> tuple[tuple, dict[str, str]]:
     """Cells coloured by category (Points, or a Labels raster for large slides) and the colours used."""
     values = np.asarray(values).astype(str)
     names = sorted_names(values)
     colours = category_colours(names)
     metadata = {"fmscope_slide": slide, "fmscope_categories": colours}
     if is_large(slide):
-        grid = grid or CellGrid.for_cells(slide.adata.obsm["spatial"])
         lookup = {n: i + 1 for i, n in enumerate(names)}
         unique, inverse = np.unique(values, return_inverse=True)
         codes = np.array([lookup[u] for u in unique])[inverse]
@@ -82,18 +82,15 @@ def categorical_layer(slide: Slide, values: np.ndarray, name: str, grid: CellGri
 
         colormap = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0),
                                                    **{lookup[n]: colours[n] for n in names}})
-        half = grid.pixel_um / 2
-        return (grid.labels(codes), {"name": name, "scale": (grid.pixel_um,) * 2, "units": UNITS,
-                                     "translate": (grid.origin_um[0] + half, grid.origin_um[1] + half),
-                                     "colormap": colormap, "opacity": 0.8, "metadata": metadata}, "labels"), colours
+        return (slide.cell_grid().labels(codes), {"name": name, **raster_placement(slide), "colormap": colormap,
+                                                  "opacity": 0.8, "metadata": metadata}, "labels"), colours
     face = np.array([colours[v] for v in values])
-    return (yx_um(slide), {"name": name, "size": cell_diameter_um(slide), "face_color": face, "border_width": 0,
+    return (yx_um(slide), {"name": name, "size": slide.cell_diameter_um, "face_color": face, "border_width": 0,
                            "features": {"category": values}, "units": UNITS, "opacity": 0.85,
                            "metadata": metadata}, "points"), colours
 
 
-def continuous_layer(slide: Slide, values: np.ndarray, name: str, colormap: str = "viridis",
-                     grid: CellGrid | None = None) -> tuple:
+def continuous_layer(slide: Slide, values: np.ndarray, name: str, colormap: str = "viridis") -> tuple:
     """Cells coloured by a value (Points with a colour map, or an Image raster for large slides)."""
     values = np.asarray(values, dtype=np.float32)
     finite = values[np.isfinite(values)]
@@ -101,27 +98,22 @@ def continuous_layer(slide: Slide, values: np.ndarray, name: str, colormap: str 
     limits = limits if limits[1] > limits[0] else (limits[0], limits[0] + 1.0)
     metadata = {"fmscope_slide": slide}
     if is_large(slide):
-        grid = grid or CellGrid.for_cells(slide.adata.obsm["spatial"])
-        half = grid.pixel_um / 2
-        return grid.values(values), {"name": name, "scale": (grid.pixel_um,) * 2, "units": UNITS,
-                                     "translate": (grid.origin_um[0] + half, grid.origin_um[1] + half),
-                                     "colormap": colormap, "contrast_limits": limits, "metadata": metadata}, "image"
-    return yx_um(slide), {"name": name, "size": cell_diameter_um(slide), "features": {"value": values},
+        return slide.cell_grid().values(values), {"name": name, **raster_placement(slide), "colormap": colormap,
+                                                  "contrast_limits": limits, "metadata": metadata}, "image"
+    return yx_um(slide), {"name": name, "size": slide.cell_diameter_um, "features": {"value": values},
                           "face_color": "value", "face_colormap": colormap, "face_contrast_limits": limits,
                           "border_width": 0, "units": UNITS, "metadata": metadata}, "points"
 
 
-def cells_layer(slide: Slide, grid: CellGrid | None = None) -> tuple:
+def cells_layer(slide: Slide) -> tuple:
     """Where the cells / spots are (plain colour; a raster of cell counts for large slides)."""
     name = f"{slide_name(slide)} {'spots' if slide.spot_diameter_um and slide.spot_diameter_um > 30 else 'cells'}"
     if is_large(slide):
-        grid = grid or CellGrid.for_cells(slide.adata.obsm["spatial"])
+        grid = slide.cell_grid()
         counts = np.bincount(grid.flat_index, minlength=grid.shape[0] * grid.shape[1]).reshape(grid.shape)
-        half = grid.pixel_um / 2
-        return counts.astype(np.float32), {"name": name, "scale": (grid.pixel_um,) * 2, "units": UNITS,
-                                           "translate": (grid.origin_um[0] + half, grid.origin_um[1] + half),
-                                           "colormap": "gray", "metadata": {"fmscope_slide": slide}}, "image"
-    return yx_um(slide), {"name": name, "size": cell_diameter_um(slide), "face_color": "#ffffff55",
+        return counts.astype(np.float32), {"name": name, **raster_placement(slide), "colormap": "gray",
+                                           "metadata": {"fmscope_slide": slide}}, "image"
+    return yx_um(slide), {"name": name, "size": slide.cell_diameter_um, "face_color": "#ffffff55",
                           "border_color": "#ffffffaa", "border_width": 0.05, "units": UNITS,
                           "metadata": {"fmscope_slide": slide}}, "points"
 
@@ -169,11 +161,10 @@ def boundaries_layer(slide: Slide) -> tuple | None:
 
 def slide_layers(slide: Slide) -> list[tuple]:
     """The tissue image (if any), cell boundaries, the cells / spots and the transcripts (hidden), in microns."""
-    grid = CellGrid.for_cells(slide.adata.obsm["spatial"]) if is_large(slide) else None
-    candidates = (image_layer(slide), boundaries_layer(slide), cells_layer(slide, grid), transcripts_layer(slide))
+    candidates = (image_layer(slide), boundaries_layer(slide), cells_layer(slide), transcripts_layer(slide))
     layers = [layer for layer in candidates if layer is not None]
     from fmscope.omics.domains import DOMAIN_KEY
 
     if DOMAIN_KEY in slide.adata.obs:  # a saved result: show its domains too
-        layers.append(categorical_layer(slide, slide.adata.obs[DOMAIN_KEY].to_numpy(), "fmscope domains", grid)[0])
+        layers.append(categorical_layer(slide, slide.adata.obs[DOMAIN_KEY].to_numpy(), "fmscope domains")[0])
     return layers

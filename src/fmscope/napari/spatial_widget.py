@@ -34,7 +34,6 @@ from qtpy.QtWidgets import (
 from fmscope.errors import FmscopeError
 from fmscope.napari.slide_layers import (
     categorical_layer,
-    cell_diameter_um,
     continuous_layer,
     slide_layers,
     yx_um,
@@ -43,7 +42,6 @@ from fmscope.napari.status_panel import StatusPanel, refill
 from fmscope.napari.worker import Job, ModelWorker
 from fmscope.omics.domains import DOMAIN_KEY
 from fmscope.omics.io import Slide, read_slide
-from fmscope.omics.raster import CellGrid
 from fmscope.omics.reference import gene_expression, read_reference
 
 DOMAINS, PREDICTED, UNCERTAINTY, ANNOTATIONS = ("fmscope domains", "fmscope predicted domains",
@@ -79,7 +77,6 @@ class SpatialWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.worker = ModelWorker()
-        self._grids: dict[int, CellGrid] = {}
         self.last_result = None  # FinetuneResult of the last training, for tests and benchmarks
         self._build_ui()
         self.worker.progress.connect(self.panel.on_progress)
@@ -238,11 +235,6 @@ class SpatialWidget(QWidget):
             refill(self.resolution_combo,
                    sorted(c[len(DOMAIN_KEY) + 2:] for c in slide.adata.obs if c.startswith(DOMAIN_KEY + "_r")))
 
-    def _grid(self, slide: Slide) -> CellGrid:
-        if id(slide) not in self._grids:
-            self._grids[id(slide)] = CellGrid.for_cells(slide.adata.obsm["spatial"])
-        return self._grids[id(slide)]
-
     def _put_layer(self, layer_tuple: tuple) -> Layer:
         """Add a layer, replacing one of the same name in place (same position in the layer list)."""
         data, meta, layer_type = layer_tuple
@@ -321,7 +313,7 @@ class SpatialWidget(QWidget):
 
     def _show_domains(self, slide: Slide, column: str = DOMAIN_KEY, name: str = DOMAINS) -> None:
         values = slide.adata.obs[column].astype(str).to_numpy()
-        layer, colours = categorical_layer(slide, values, name, self._grid(slide))
+        layer, colours = categorical_layer(slide, values, name)
         self._put_layer(layer)
         counts = pd.Series(values).value_counts()
         self.legend.setText(" ".join(f'<span style="color:{colour}">■</span>&nbsp;{category}&nbsp;({counts[category]})'
@@ -341,7 +333,7 @@ class SpatialWidget(QWidget):
         except FmscopeError as error:
             self._fail(error)
             return
-        self._put_layer(continuous_layer(slide, values, f"fmscope gene {gene}", grid=self._grid(slide)))
+        self._put_layer(continuous_layer(slide, values, f"fmscope gene {gene}"))
         self.status.setText(f"Showing {gene}.")
 
     def deconvolve(self) -> None:
@@ -375,7 +367,7 @@ class SpatialWidget(QWidget):
             self._fail(FmscopeError(f"No proportions for '{cell_type}'.", "Run Deconvolve spots first."))
             return
         self._put_layer(continuous_layer(slide, proportions[cell_type].to_numpy(), f"fmscope proportion {cell_type}",
-                                         colormap="magma", grid=self._grid(slide)))
+                                         colormap="magma"))
 
     # -- fine-tuning ---------------------------------------------------------------------
     def add_annotation_layer(self) -> Layer | None:
@@ -387,7 +379,7 @@ class SpatialWidget(QWidget):
             return None
         yx = yx_um(slide)
         low, high = yx.min(axis=0), yx.max(axis=0)
-        pixel = max(cell_diameter_um(slide) / 2, float((high - low).max()) / ANNOTATION_MAX_SIDE)
+        pixel = max(slide.cell_diameter_um / 2, float((high - low).max()) / ANNOTATION_MAX_SIDE)
         shape = tuple(int(v) for v in np.floor((high - low) / pixel) + 1)
         layer = self._put_layer((np.zeros(shape, dtype=np.uint8), {
             "name": ANNOTATIONS, "scale": (pixel, pixel), "translate": tuple(low), "units": ("um", "um"),
@@ -476,7 +468,7 @@ class SpatialWidget(QWidget):
         store_predictions(slide.adata, classes, probabilities)
         self._show_domains(slide, PREDICTED_KEY, PREDICTED)
         self._put_layer(continuous_layer(slide, slide.adata.obs[UNCERTAINTY_KEY].to_numpy(), UNCERTAINTY,
-                                         colormap="magma", grid=self._grid(slide)))
+                                         colormap="magma"))
 
     # -- saving --------------------------------------------------------------------------
     def save(self, path: str) -> None:

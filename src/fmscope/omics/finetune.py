@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anndata as ad
@@ -61,19 +61,22 @@ class SlideEncoder:
     hops: int = 2
     output_hops: int = 8  # class probabilities are smoothed over the same spatial graph
     tuned_layers: dict[str, torch.Tensor] | None = None  # scGPT's last layers, fine-tuned on the annotation
+    _loaded: tuple | None = field(default=None, init=False, repr=False, compare=False)  # (model, vocab)
 
     def scgpt_model(self) -> tuple:
-        """(model, vocab) from ``scgpt_folder``, with the tuned layers in place when there are some."""
+        """(model, vocab) from ``scgpt_folder`` (loaded once), with the tuned layers in place when there are some."""
         from fmscope.omics.layer_tuning import apply_tuned_layers
         from fmscope.omics.models.scgpt import load_scgpt
 
-        if not self.scgpt_folder or not Path(self.scgpt_folder).is_dir():
-            raise FmscopeError(f"This head was trained on scGPT embeddings from {self.scgpt_folder!r}, "
-                               "which is not a folder here.", "Give that checkpoint folder with --checkpoint.")
-        model, vocab, _ = load_scgpt(self.scgpt_folder)
-        if self.tuned_layers:
-            apply_tuned_layers(model, self.tuned_layers)
-        return model, vocab
+        if self._loaded is None:
+            if not self.scgpt_folder or not Path(self.scgpt_folder).is_dir():
+                raise FmscopeError(f"This head was trained on scGPT embeddings from {self.scgpt_folder!r}, "
+                                   "which is not a folder here.", "Give that checkpoint folder with --checkpoint.")
+            model, vocab, _ = load_scgpt(self.scgpt_folder)
+            if self.tuned_layers:
+                apply_tuned_layers(model, self.tuned_layers)
+            self._loaded = model, vocab
+        return self._loaded
 
     def tune(self, adata: ad.AnnData, labels: np.ndarray, train: np.ndarray, n_layers: int, epochs: int,
              on_epoch: Callable[[int, int], None] | None = None) -> None:

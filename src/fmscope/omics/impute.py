@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import anndata as ad
+import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
@@ -31,7 +33,8 @@ def impute_knn(slide: ad.AnnData, reference: ad.AnnData, genes: Sequence[str] | 
     shared = shared_genes(slide_names, reference_names)
     measured = {g.lower() for g in slide_names}
     wanted = list(genes) if genes is not None else [g for g in reference_names if g.lower() not in measured]
-    unknown = [g for g in wanted if g.lower() not in {n.lower() for n in reference_names}]
+    available = {n.lower() for n in reference_names}
+    unknown = [g for g in wanted if g.lower() not in available]
     if unknown:
         raise FmscopeError(f"The reference lacks {', '.join(unknown[:5])}.", "Ask only for genes the reference has.")
     if not wanted:
@@ -44,14 +47,38 @@ def impute_knn(slide: ad.AnnData, reference: ad.AnnData, genes: Sequence[str] | 
     return pd.DataFrame(values, index=slide.obs_names, columns=wanted)
 
 
+def spatial_neighbours(coords: np.ndarray, k: int) -> np.ndarray:
+    """(cells, k) indices of each cell's ``k`` nearest other cells (the cell itself excluded)."""
+    coords = np.asarray(coords, dtype=float)[:, :2]
+    if len(coords) <= k:
+        raise FmscopeError(f"{len(coords)} cells cannot have {k} neighbours each.", "Use more cells or a smaller k.")
+    _, nearest = cKDTree(coords).query(coords, k=k + 1)
+    own = nearest == np.arange(len(coords))[:, None]
+    own[~own.any(axis=1), -1] = True  # a cell sharing its position with k others: drop the farthest instead
+    return nearest[~own].reshape(len(coords), k)
+
+
+def impute_from_cls(model, cls_outputs: np.ndarray, neighbours: np.ndarray, gene_ids: np.ndarray,
+                    batch_size: int = 32) -> np.ndarray:
+    """scGPT-spatial's imputation head on the mean <cls> output (not normalised) of each cell's
+    ``neighbours`` (cells, k); ``gene_ids``: (G,) for every cell or (cells, G). -> (cells, G) values."""
+    import torch
+
+    device = next(model.parameters()).device
+    ids = torch.as_tensor(np.broadcast_to(gene_ids, (len(cls_outputs), np.shape(gene_ids)[-1])), device=device)
+    out = np.zeros(ids.shape, dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(cls_outputs), batch_size):
+            mean = torch.as_tensor(cls_outputs[neighbours[start:start + batch_size]].mean(axis=1), device=device)
+            values = model.impute_genes(mean, ids[start:start + len(mean)])
+            out[start:start + len(mean)] = values.float().cpu().numpy()
+    return out
+
+
 def impute_scgpt_spatial(adata: ad.AnnData, model, vocab: dict[str, int], genes: Sequence[str], k: int | None = None,
                          batch_size: int = 32, progress: bool = False) -> pd.DataFrame:
     """(cells x genes) values predicted by scGPT-spatial's imputation head (the model's binned value
     scale, 0-50) from the mean <cls> output of each cell's ``k`` nearest spatial neighbours."""
-    import numpy as np
-    import torch
-    from scipy.spatial import cKDTree
-
     from fmscope.omics.embed import scgpt_embedding
     from fmscope.omics.vocab import match_genes
 
@@ -64,21 +91,7 @@ def impute_scgpt_spatial(adata: ad.AnnData, model, vocab: dict[str, int], genes:
     unknown = [g for g, i in zip(genes, match.ids) if i < 0]
     if unknown:
         raise FmscopeError(f"The model's vocabulary lacks {', '.join(unknown[:5])}.", "Ask for genes the model knows.")
-    k = k or model.config.imputation_k
-    if adata.n_obs <= k:
-        raise FmscopeError(f"{adata.n_obs} cells cannot have {k} neighbours each.", "Use more cells or a smaller k.")
+    neighbours = spatial_neighbours(adata.obsm["spatial"], k or model.config.imputation_k)
     cls_outputs = scgpt_embedding(adata, model, vocab, batch_size=batch_size, progress=progress, normalise=False)
-    coords = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
-    _, nearest = cKDTree(coords).query(coords, k=k + 1)
-    own = nearest == np.arange(len(coords))[:, None]
-    own[~own.any(axis=1), -1] = True  # a cell sharing its position with k others: drop the farthest instead
-    neighbours = nearest[~own].reshape(len(coords), k)
-    device = next(model.parameters()).device
-    gene_ids = torch.as_tensor(match.ids, device=device)
-    out = np.zeros((adata.n_obs, len(genes)), dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, adata.n_obs, batch_size):
-            mean = torch.as_tensor(cls_outputs[neighbours[start:start + batch_size]].mean(axis=1), device=device)
-            values = model.impute_genes(mean, gene_ids.expand(len(mean), -1))
-            out[start:start + len(mean)] = values.float().cpu().numpy()
-    return pd.DataFrame(out, index=adata.obs_names, columns=list(genes))
+    values = impute_from_cls(model, cls_outputs, neighbours, match.ids, batch_size)
+    return pd.DataFrame(values, index=adata.obs_names, columns=list(genes))

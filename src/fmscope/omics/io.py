@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anndata as ad
@@ -23,8 +23,10 @@ import scipy.sparse as sp
 
 from fmscope.atomic import atomic_write
 from fmscope.errors import FmscopeError
+from fmscope.omics.raster import CellGrid
 
 VISIUM_SPOT_DIAMETER_UM = 55.0
+DEFAULT_CELL_DIAMETER_UM = 10.0  # drawn size of cells when the slide does not give one
 VISIUM_PITCH_UM = 100.0  # centre-to-centre distance of neighbouring spots (array columns differ by 2)
 
 
@@ -45,6 +47,18 @@ class Slide:
     image_levels: list | None = None
     sdata: object | None = None
     table_name: str | None = None
+    _cell_grid: CellGrid | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def cell_diameter_um(self) -> float:
+        """The spots' diameter, or a typical cell's when the slide does not give one."""
+        return self.spot_diameter_um or DEFAULT_CELL_DIAMETER_UM
+
+    def cell_grid(self) -> CellGrid:
+        """The cells' raster grid for drawing large slides (built once: a slide's cells do not move)."""
+        if self._cell_grid is None:
+            self._cell_grid = CellGrid.for_cells(self.adata.obsm["spatial"])
+        return self._cell_grid
 
 
 def _validate(adata: ad.AnnData, source: str) -> ad.AnnData:

@@ -24,7 +24,6 @@ from fmscope.omics.io import Slide, write_h5ad
 MICRONS = "microns"
 SPOTS = "fmscope_spots"
 TABLE = "fmscope_table"
-DEFAULT_CELL_DIAMETER_UM = 10.0
 PYRAMID_ABOVE_PX = 4096
 
 
@@ -36,7 +35,7 @@ def _built_spatialdata(slide: Slide):
 
     adata = slide.adata.copy()
     xy = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
-    diameter = slide.spot_diameter_um or DEFAULT_CELL_DIAMETER_UM
+    diameter = slide.cell_diameter_um
     shapes = ShapesModel.parse(xy, geometry=0, radius=np.full(len(xy), diameter / 2),
                                index=pd.RangeIndex(len(xy)), transformations={MICRONS: Identity()})
     adata.obs["fmscope_region"] = pd.Categorical([SPOTS] * adata.n_obs)

@@ -270,20 +270,6 @@ class ScGPT(nn.Module):
         """(B, L, d_model) token outputs -> (B, L) predicted values (MLP or MoE decoder)."""
         return self.decoder(outputs)
 
-    def neighbour_imputation(self, cls_outputs: torch.Tensor, coordinates: torch.Tensor, genes: torch.Tensor,
-                             k: int | None = None) -> torch.Tensor:
-        """scGPT-spatial's imputation head: values of ``genes`` ((N, G) ids) for each of N cells from the
-        mean <cls> output (not normalised) of its ``k`` nearest neighbours in ``coordinates`` (N, 2)."""
-        if not self.config.imputation_head:
-            raise FmscopeError("This checkpoint has no neighbour imputation head (impute_mvc_decoder).",
-                               "Use an scGPT-spatial checkpoint, or the kNN imputation from a reference.")
-        k = k or self.config.imputation_k
-        if len(cls_outputs) <= k:
-            raise FmscopeError(f"{len(cls_outputs)} cells cannot have {k} neighbours each.",
-                               "Use more cells or a smaller k.")
-        nearest = torch.topk(torch.cdist(coordinates, coordinates), k=k + 1, dim=-1, largest=False, sorted=True)[1]
-        return self.impute_genes(cls_outputs[nearest[:, 1:]].mean(dim=1), genes)  # the nearest is the cell itself
-
     def impute_genes(self, neighbour_mean: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
         """The imputation decoder on (N, d) neighbourhood means for (N, G) gene ids -> (N, G) values."""
         if not self.config.imputation_head:
