@@ -74,7 +74,8 @@ def write_matrix(path: Path, counts: sp.csr_matrix, barcodes: list[str], feature
 
 
 def write_cells_zarr(path: Path, cells: pd.DataFrame) -> None:
-    """cells.zarr.zip of XOA 1.0: integer cell ids and the per-cell summary."""
+    """cells.zarr.zip of XOA 1.0: integer cell ids and the per-cell summary (bento keeps no nucleus
+    centroids: the cell's stand in; z_level 0)."""
     summary = cells[["x_centroid", "y_centroid", "cell_area", "x_centroid", "y_centroid", "nucleus_area"]].to_numpy()
     summary = np.c_[summary, np.zeros(len(cells))]
     with tempfile.TemporaryDirectory() as folder:
