@@ -10,19 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fmscope.errors import FmscopeError
-
-
-def _window(text: str | None) -> str | tuple[float, float] | None:
-    if text is None or text == "auto":
-        return None
-    if "," in text:
-        try:
-            level, width = (float(v) for v in text.split(","))
-        except ValueError:
-            raise FmscopeError(f"Cannot read window '{text}'.", "Give a preset name or LEVEL,WIDTH, e.g. 40,400.") \
-                from None
-        return level, width
-    return text
+from fmscope.imaging.intensity import parse_window
 
 
 def _roi_zoom(text: str) -> bool | str:
@@ -66,7 +54,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                            "Give one --label (1 or 0) per --point, or none (all positive).")
     image = io.read_image(args.image)
     segmenter = _segmenter(args)
-    segmenter.set_image(image, window=_window(args.window))
+    segmenter.set_image(image, window=parse_window(args.window))
     started = time.perf_counter()
     if args.point:
         if args.box and len(args.box) > 1:
@@ -96,7 +84,7 @@ def cmd_volume(args: argparse.Namespace) -> int:
     volume = io.read_volume(args.volume)
     boxes = {label: box for label, box in enumerate(args.box, start=1)}
     segmenter = _segmenter(args)
-    labels = segment_volume(volume.array, args.slice, boxes, segmenter=segmenter, window=_window(args.window),
+    labels = segment_volume(volume.array, args.slice, boxes, segmenter=segmenter, window=parse_window(args.window),
                             direction=args.direction, slice_range=tuple(args.range) if args.range else None,
                             progress=True)
     io.write_volume(labels, volume, args.output)

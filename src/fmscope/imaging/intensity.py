@@ -54,6 +54,20 @@ def window(spec: str | tuple[float, float]) -> Intensity:
     return Intensity(level - width / 2, level + width / 2, name)
 
 
+def parse_window(text: str | None) -> str | tuple[float, float] | None:
+    """A window as written by a user: ``None`` or ``"auto"`` (automatic), a preset name, or ``"LEVEL,WIDTH"``."""
+    if text is None or text == "auto":
+        return None
+    if "," in text:
+        try:
+            level, width = (float(v) for v in text.split(","))
+        except ValueError:
+            raise FmscopeError(f"Cannot read window '{text}'.", "Give a preset name or LEVEL,WIDTH, e.g. 40,400.") \
+                from None
+        return level, width
+    return text
+
+
 def auto_intensity(array: np.ndarray) -> Intensity:
     """uint8 data is used as is; anything else maps its 0.5-99.5 percentile range (as MedSAM does)."""
     if array.dtype == np.uint8:
