@@ -10,6 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fmscope.errors import FmscopeError
+from fmscope.outputs import FOLDER, LABEL_IMAGE_SUFFIXES, OVERLAY_SUFFIXES, VOLUME_SUFFIXES, Output, check_outputs
 
 
 def _window(text: str | None) -> str | tuple[float, float] | None:
@@ -59,6 +60,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from fmscope.imaging import io
     from fmscope.imaging.overlay import draw_overlay
 
+    check_outputs([Output("-o", args.output, LABEL_IMAGE_SUFFIXES), Output("--overlay", args.overlay, OVERLAY_SUFFIXES)],
+                  [args.image])
     if not args.box and not args.point:
         raise FmscopeError("No prompt given.", "Add --box X0 Y0 X1 Y1 and/or --point X Y.")
     if args.label and len(args.label) != len(args.point or []):
@@ -93,6 +96,7 @@ def cmd_volume(args: argparse.Namespace) -> int:
     from fmscope.imaging import io
     from fmscope.imaging.volume import segment_volume
 
+    check_outputs([Output("-o", args.output, VOLUME_SUFFIXES)], [args.volume])
     volume = io.read_volume(args.volume)
     boxes = {label: box for label, box in enumerate(args.box, start=1)}
     segmenter = _segmenter(args)
@@ -136,6 +140,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from fmscope.demo import run_demo
 
+    check_outputs([Output("-o", args.output, FOLDER)])
     run_demo(Path(args.output), fast=args.fast)
     return 0
 

@@ -3,24 +3,53 @@
 Every command reads any supported slide and writes a new SpatialData ``.zarr`` (the slide's
 elements + the annotated table) or an ``.h5ad``, plus a PNG of the result on the tissue
 (domains, cell types, an imputed gene, or the embedding's first three components as colours).
-The input is never changed.
+The input is never changed, and every output is checked before any work
+(:func:`fmscope.outputs.check_outputs`); so is the slide's size (:mod:`fmscope.omics.minimums`).
+What fmscope assumed about the file (where the counts were, bin sizes, gene names) is printed
+as ``fmscope: note:`` lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from fmscope.errors import FmscopeError
+from fmscope.outputs import HEAD_SUFFIXES, PICTURE_SUFFIXES, SLIDE_SUFFIXES, Output, check_outputs
 
 SLIDE_HELP = "Visium / Xenium / MERSCOPE output folder, SpatialData .zarr, or .h5ad with obsm['spatial']"
 OUTPUT_HELP = "result: a new SpatialData .zarr (the slide's elements + results) or an .h5ad"
 
 
-def _read(args: argparse.Namespace):
-    from fmscope.omics import io
+def _png_path(args: argparse.Namespace) -> Path:
+    return Path(args.png) if getattr(args, "png", None) else Path(args.output).with_suffix(".png")
 
-    return io.read_slide(args.input, microns_per_unit=args.microns_per_unit)
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, outputs that cannot be written or would touch an input."""
+    outputs = [Output("-o", args.output, SLIDE_SUFFIXES), Output("--png", _png_path(args), PICTURE_SUFFIXES)]
+    inputs = [args.input, getattr(args, "reference", None), getattr(args, "checkpoint", None)]
+    if args.command == "finetune":
+        outputs.append(Output("--head", args.head, HEAD_SUFFIXES))
+        if args.annotations.lower().endswith(".csv"):
+            inputs.append(args.annotations)
+    elif args.command == "classify":
+        inputs.append(args.head)
+    check_outputs(outputs, inputs)
+
+
+def _read(args: argparse.Namespace, step: str | None = None):
+    """Check the outputs, read the slide (printing what was assumed), check it is large enough for ``step``."""
+    _check_outputs(args)
+    from fmscope.omics import io
+    from fmscope.omics.minimums import require_cells
+
+    slide = io.read_slide(args.input, microns_per_unit=args.microns_per_unit, layer=args.layer)
+    for notice in slide.notices:
+        print(f"fmscope: note: {notice}", file=sys.stderr)
+    require_cells(slide.adata.n_obs, step or args.command, str(args.input))
+    return slide
 
 
 def _write(slide, args: argparse.Namespace, draw=None) -> str:
@@ -30,7 +59,7 @@ def _write(slide, args: argparse.Namespace, draw=None) -> str:
     written = [args.output]
     png = None
     if draw is not None:
-        png = Path(args.png) if getattr(args, "png", None) else Path(args.output).with_suffix(".png")
+        png = _png_path(args)
         draw(png)
         written.append(str(png))
     try:
@@ -57,7 +86,7 @@ def _embed(slide, args: argparse.Namespace):
 def cmd_embed(args: argparse.Namespace) -> int:
     from fmscope.omics.plot import embedding_colours, save_values_png
 
-    slide = _read(args)
+    slide = _read(args, "embed_scgpt" if args.checkpoint else "embed")
     embedding, method = _embed(slide, args)
     written = _write(slide, args, lambda png: save_values_png(
         slide, embedding_colours(embedding), png, title="embedding: first 3 components as RGB"))
@@ -193,6 +222,8 @@ def _slide_arguments(parser: argparse.ArgumentParser) -> None:
                         help="units of an .h5ad's obsm['spatial'] (1 if microns) when the file does not say")
     parser.add_argument("-o", "--output", required=True, help=OUTPUT_HELP)
     parser.add_argument("--png", help="picture of the result on the tissue (default: OUTPUT with .png)")
+    parser.add_argument("--layer", help="where the raw counts are: a layer name, 'raw' (.raw) or 'X' "
+                                        "(default: found; log-normalised values are used without normalising again)")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

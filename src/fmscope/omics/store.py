@@ -4,7 +4,9 @@ A slide read from SpatialData keeps every element it had (images, shapes, points
 tables); its table is written again with fmscope's columns added (``obs`` / ``obsm``). A slide
 from a Visium folder or an .h5ad becomes a SpatialData with, in the coordinate system
 ``microns``: the tissue image (scaled to microns, a pyramid when large), the cells or spots as
-circles of their true size, and the table annotating them. The store is written beside the
+circles of their true size (Visium HD bins as squares of their true side), and the table
+annotating them. The table written is the user's (its X, genes and layers) with fmscope's
+columns, even when fmscope computed on counts taken from a layer. The store is written beside the
 target and renamed into place (:func:`fmscope.atomic.atomic_write`); writing over the input is
 refused.
 """
@@ -18,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from fmscope.atomic import atomic_write
-from fmscope.errors import FmscopeError
 from fmscope.omics.io import Slide, write_h5ad
+from fmscope.outputs import SLIDE_SUFFIXES, Output, check_outputs
 
 MICRONS = "microns"
 SPOTS = "fmscope_spots"
@@ -33,11 +35,19 @@ def _built_spatialdata(slide: Slide):
     from spatialdata.models import Image2DModel, ShapesModel, TableModel
     from spatialdata.transformations import Identity, Scale
 
-    adata = slide.adata.copy()
+    adata = slide.result_table().copy()
     xy = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
-    diameter = slide.cell_diameter_um
-    shapes = ShapesModel.parse(xy, geometry=0, radius=np.full(len(xy), diameter / 2),
-                               index=pd.RangeIndex(len(xy)), transformations={MICRONS: Identity()})
+    size = slide.cell_diameter_um
+    if slide.spot_shape == "square":
+        import geopandas
+        import shapely
+
+        squares = shapely.box(xy[:, 0] - size / 2, xy[:, 1] - size / 2, xy[:, 0] + size / 2, xy[:, 1] + size / 2)
+        shapes = ShapesModel.parse(geopandas.GeoDataFrame(geometry=squares, index=pd.RangeIndex(len(xy))),
+                                   transformations={MICRONS: Identity()})
+    else:
+        shapes = ShapesModel.parse(xy, geometry=0, radius=np.full(len(xy), size / 2),
+                                   index=pd.RangeIndex(len(xy)), transformations={MICRONS: Identity()})
     adata.obs["fmscope_region"] = pd.Categorical([SPOTS] * adata.n_obs)
     adata.obs["fmscope_instance"] = np.arange(adata.n_obs)
     table = TableModel.parse(adata, region=SPOTS, region_key="fmscope_region", instance_key="fmscope_instance")
@@ -60,9 +70,9 @@ def _updated_spatialdata(slide: Slide):
     source = slide.sdata
     tables = dict(source.tables)
     if slide.table_name is not None:
-        tables[slide.table_name] = slide.adata
+        tables[slide.table_name] = slide.result_table()
     else:  # built from transcripts in cell shapes: annotate those shapes
-        adata = slide.adata.copy()
+        adata = slide.result_table().copy()
         region = adata.uns["fmscope"]["built_from"].split(" counted in ")[-1]
         index = source.shapes[region].index
         adata.obs["fmscope_region"] = pd.Categorical([region] * adata.n_obs)
@@ -81,14 +91,10 @@ def to_spatialdata(slide: Slide):
 def write_result(slide: Slide, path: str | os.PathLike) -> None:
     """Write the slide with its results: a SpatialData ``.zarr`` store, or an ``.h5ad`` of the table."""
     path = Path(path)
-    if slide.source and Path(slide.source).resolve() == path.resolve():
-        raise FmscopeError(f"{path} is the input slide; fmscope never writes over the user's data.",
-                           "Give a new output path.")
+    check_outputs([Output("output", path, SLIDE_SUFFIXES)], [slide.source or None])
     if path.suffix == ".h5ad":
-        write_h5ad(slide.adata, path)
+        write_h5ad(slide.result_table(), path)
         return
-    if path.suffix != ".zarr":
-        raise FmscopeError(f"Cannot write a slide to {path.name}.", "Use an output ending in .zarr or .h5ad.")
     sdata = to_spatialdata(slide)
     _make_writable(sdata)
     atomic_write(path, lambda temporary: sdata.write(temporary))
