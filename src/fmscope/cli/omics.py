@@ -46,8 +46,7 @@ def _read(args: argparse.Namespace, step: str | None = None):
     from fmscope.omics.minimums import require_cells
 
     slide = io.read_slide(args.input, microns_per_unit=args.microns_per_unit, layer=args.layer)
-    for notice in slide.notices:
-        print(f"fmscope: note: {notice}", file=sys.stderr)
+    _note(slide.notices)
     require_cells(slide.adata.n_obs, step or args.command, str(args.input))
     return slide
 
@@ -80,7 +79,15 @@ def _domains_png(slide, column: str, title: str):
 def _embed(slide, args: argparse.Namespace):
     from fmscope.omics.embed import embed_cells
 
-    return embed_cells(slide.adata, args.checkpoint, batch_size=args.batch_size, device=args.device, progress=True)
+    embedding, method = embed_cells(slide.adata, args.checkpoint, batch_size=args.batch_size, device=args.device,
+                                    progress=True)
+    _note(slide.adata.uns["fmscope"].get("skipped_weights", []))
+    return embedding, method
+
+
+def _note(lines) -> None:
+    for line in lines:
+        print(f"fmscope: note: {line}", file=sys.stderr)
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -117,7 +124,8 @@ def cmd_impute(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         from fmscope.omics.models.scgpt import load_scgpt
 
-        model, vocab, _ = load_scgpt(args.checkpoint, device=args.device or "cpu")
+        model, vocab, report = load_scgpt(args.checkpoint, device=args.device or "cpu")
+        _note(report.explanations())
         imputed = impute_scgpt_spatial(slide.adata, model, vocab, args.genes or [], k=args.k, progress=True)
         key = SPATIAL_IMPUTED_KEY
     else:
