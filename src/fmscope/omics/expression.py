@@ -191,13 +191,14 @@ def counts_view(adata: ad.AnnData, layer: str | None = None, name: str = "the sl
     var = adata.raw.var if where == RAW else adata.var
     names, ids, name_notices = _gene_names(var)
     notices += name_notices
+    same = where == "X" and kind != LOG_NORMALISED and not name_notices
     base = (adata.uns.get("log1p") or {}).get("base") if where in ("X", RAW) else None
     matrix = _counts_like(matrix, kind, base)
     matrix, names, ids, duplicate_notice = _merge_duplicates(matrix, names, ids)
     if duplicate_notice:
         notices.append(duplicate_notice)
-    if where == "X" and kind == COUNTS and not notices:
-        return CountsView(adata, where, kind)
+    if same and not duplicate_notice:
+        return CountsView(adata, where, kind, notices)
     new_var = pd.DataFrame(index=pd.Index(names, name=None))
     if ids is not None:
         new_var["gene_ids"] = ids

@@ -29,28 +29,43 @@ TABLE = "fmscope_table"
 PYRAMID_ABOVE_PX = 4096
 
 
-def _built_spatialdata(slide: Slide):
-    """A new SpatialData for a slide that did not come from one."""
-    import spatialdata
-    from spatialdata.models import Image2DModel, ShapesModel, TableModel
-    from spatialdata.transformations import Identity, Scale
+def _spot_shapes(slide: Slide, transformations: dict):
+    """The slide's cells / spots at ``obsm["spatial"]`` (microns): circles of their diameter, or
+    squares of their side (Visium HD bins), indexed 0..n-1."""
+    from spatialdata.models import ShapesModel
 
-    adata = slide.result_table().copy()
-    xy = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
+    xy = np.asarray(slide.adata.obsm["spatial"], dtype=float)[:, :2]
     size = slide.cell_diameter_um
+    index = pd.RangeIndex(len(xy))
     if slide.spot_shape == "square":
         import geopandas
         import shapely
 
         squares = shapely.box(xy[:, 0] - size / 2, xy[:, 1] - size / 2, xy[:, 0] + size / 2, xy[:, 1] + size / 2)
-        shapes = ShapesModel.parse(geopandas.GeoDataFrame(geometry=squares, index=pd.RangeIndex(len(xy))),
-                                   transformations={MICRONS: Identity()})
-    else:
-        shapes = ShapesModel.parse(xy, geometry=0, radius=np.full(len(xy), size / 2),
-                                   index=pd.RangeIndex(len(xy)), transformations={MICRONS: Identity()})
-    adata.obs["fmscope_region"] = pd.Categorical([SPOTS] * adata.n_obs)
+        return ShapesModel.parse(geopandas.GeoDataFrame(geometry=squares, index=index), transformations=transformations)
+    return ShapesModel.parse(xy, geometry=0, radius=np.full(len(xy), size / 2), index=index,
+                             transformations=transformations)
+
+
+def _annotate_spots(adata, region: str = SPOTS):
+    """``adata`` as a table annotating the ``region`` shapes made by :func:`_spot_shapes` (row i: shape i)."""
+    from spatialdata.models import TableModel
+
+    adata.obs["fmscope_region"] = pd.Categorical([region] * adata.n_obs)
     adata.obs["fmscope_instance"] = np.arange(adata.n_obs)
-    table = TableModel.parse(adata, region=SPOTS, region_key="fmscope_region", instance_key="fmscope_instance")
+    adata.uns.pop("spatialdata_attrs", None)
+    return TableModel.parse(adata, region=region, region_key="fmscope_region", instance_key="fmscope_instance")
+
+
+def _built_spatialdata(slide: Slide):
+    """A new SpatialData for a slide that did not come from one."""
+    import spatialdata
+    from spatialdata.models import Image2DModel
+    from spatialdata.transformations import Identity, Scale
+
+    adata = slide.result_table().copy()
+    shapes = _spot_shapes(slide, {MICRONS: Identity()})
+    table = _annotate_spots(adata)
     images = {}
     if slide.image is not None and slide.image_microns_per_pixel:
         image = np.asarray(slide.image)
@@ -68,9 +83,16 @@ def _updated_spatialdata(slide: Slide):
     from spatialdata.models import TableModel
 
     source = slide.sdata
-    tables = dict(source.tables)
+    tables, shapes = dict(source.tables), dict(source.shapes)
     if slide.table_name is not None:
-        tables[slide.table_name] = slide.result_table()
+        table = slide.result_table()
+        region = table.uns.get("spatialdata_attrs", {}).get("region")
+        regions = [region] if isinstance(region, str) else list(region or [])
+        present = set(source.shapes) | set(source.labels) | set(source.points)
+        if not regions or not set(regions) <= present:  # e.g. MERSCOPE read without its boundaries
+            shapes[SPOTS] = _spot_shapes(slide, _transformations_of(source))
+            table = _annotate_spots(table.copy())
+        tables[slide.table_name] = table
     else:  # built from transcripts in cell shapes: annotate those shapes
         adata = slide.result_table().copy()
         region = adata.uns["fmscope"]["built_from"].split(" counted in ")[-1]
@@ -80,7 +102,16 @@ def _updated_spatialdata(slide: Slide):
         tables[TABLE] = TableModel.parse(adata, region=region, region_key="fmscope_region",
                                          instance_key="fmscope_instance")
     return spatialdata.SpatialData(images=dict(source.images), labels=dict(source.labels),
-                                   points=dict(source.points), shapes=dict(source.shapes), tables=tables)
+                                   points=dict(source.points), shapes=shapes, tables=tables)
+
+
+def _transformations_of(sdata) -> dict:
+    """The transformations of the store's first points or shapes element (intrinsic units: microns), else microns."""
+    from spatialdata.transformations import Identity, get_transformation
+
+    for element in [*sdata.points.values(), *sdata.shapes.values()]:
+        return dict(get_transformation(element, get_all=True))
+    return {MICRONS: Identity()}
 
 
 def to_spatialdata(slide: Slide):
@@ -101,8 +132,11 @@ def write_result(slide: Slide, path: str | os.PathLike) -> None:
 
 
 def _make_writable(sdata) -> None:
-    """anndata cannot write object columns mixing types; make such obs columns strings."""
+    """anndata cannot write object columns mixing types; make such obs columns strings. An obs index
+    named like a column (MERSCOPE's EntityID) is unnamed, or spatialdata's joins (get_values) fail."""
     for table in sdata.tables.values():
+        if table.obs.index.name in table.obs.columns:
+            table.obs.index.name = None
         for column in table.obs.columns:
             if table.obs[column].dtype == object:
                 table.obs[column] = table.obs[column].astype(str)
