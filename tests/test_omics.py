@@ -36,11 +36,12 @@ def test_semi_synthetic_domains_reach_ari(tissue):
     embedding = baseline_embedding(tissue)
     spatial_domains(tissue, embedding, n_domains=4)
     smoothed_ari = ari(tissue.obs["true_domain"], tissue.obs["fmscope_domain"])
+    smoothed_nmi = nmi(tissue.obs["true_domain"], tissue.obs["fmscope_domain"])
     spatial_domains(tissue, embedding, n_domains=4, smoothing=0.0)
     plain_ari = ari(tissue.obs["true_domain"], tissue.obs["fmscope_domain"])
     print(f"\nsemi-synthetic ARI: spatially smoothed {smoothed_ari:.3f}, expression only {plain_ari:.3f}")
-    assert smoothed_ari >= 0.9 and nmi(tissue.obs["true_domain"], tissue.obs["fmscope_domain"]) >= 0.9  # 0.977, 0.965
-    assert smoothed_ari > plain_ari
+    assert smoothed_ari >= 0.9 and smoothed_nmi >= 0.9  # README: ARI 0.98 (NMI 0.97) vs 0.41 without smoothing
+    assert smoothed_ari > plain_ari + 0.3
 
 
 def test_visium_reads_in_microns_with_image():
