@@ -60,8 +60,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from fmscope.imaging import io
     from fmscope.imaging.overlay import draw_overlay
 
-    check_outputs([Output("-o", args.output, LABEL_IMAGE_SUFFIXES), Output("--overlay", args.overlay, OVERLAY_SUFFIXES)],
-                  [args.image])
+    check_outputs([Output("-o", args.output, LABEL_IMAGE_SUFFIXES), Output("--overlay", args.overlay, OVERLAY_SUFFIXES),
+                   Output("--cache-dir", args.cache_dir, FOLDER)], [args.image])
     if not args.box and not args.point:
         raise FmscopeError("No prompt given.", "Add --box X0 Y0 X1 Y1 and/or --point X Y.")
     if args.label and len(args.label) != len(args.point or []):
@@ -96,7 +96,8 @@ def cmd_volume(args: argparse.Namespace) -> int:
     from fmscope.imaging import io
     from fmscope.imaging.volume import segment_volume
 
-    check_outputs([Output("-o", args.output, VOLUME_SUFFIXES)], [args.volume])
+    check_outputs([Output("-o", args.output, VOLUME_SUFFIXES), Output("--cache-dir", args.cache_dir, FOLDER)],
+                  [args.volume])
     volume = io.read_volume(args.volume)
     boxes = {label: box for label, box in enumerate(args.box, start=1)}
     segmenter = _segmenter(args)
