@@ -52,22 +52,25 @@ def _read(args: argparse.Namespace, step: str | None = None):
 
 
 def _write(slide, args: argparse.Namespace, draw=None) -> str:
-    """Write the result and, with ``draw(png_path)``, its PNG; a failed result write leaves no new PNG."""
+    """Write the result and, with ``draw(png_path)``, its PNG: the PNG is drawn beside its target and
+    put in place only once the result is written, so a failed run leaves an earlier PNG as it was."""
+    import os
+    import uuid
+
     from fmscope.omics.store import write_result
 
-    written = [args.output]
-    png = None
-    if draw is not None:
-        png = _png_path(args)
-        draw(png)
-        written.append(str(png))
-    try:
+    if draw is None:
         write_result(slide, args.output)
-    except BaseException:
-        if png is not None:
-            png.unlink(missing_ok=True)
-        raise
-    return " and ".join(map(str, written))
+        return str(args.output)
+    png = _png_path(args)
+    drawn = png.parent / f".{png.name}.{uuid.uuid4().hex[:12]}.png"
+    try:
+        draw(drawn)
+        write_result(slide, args.output)
+        os.replace(drawn, png)
+    finally:
+        drawn.unlink(missing_ok=True)
+    return f"{args.output} and {png}"
 
 
 def _domains_png(slide, column: str, title: str):
