@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from fmscope.errors import FmscopeError
 from fmscope.imaging.intensity import parse_window
+from fmscope.outputs import FOLDER, LABEL_IMAGE_SUFFIXES, OVERLAY_SUFFIXES, VOLUME_SUFFIXES, Output, check_outputs
 
 
 def _roi_zoom(text: str) -> bool | str:
@@ -47,6 +48,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from fmscope.imaging import io
     from fmscope.imaging.overlay import draw_overlay
 
+    check_outputs([Output("-o", args.output, LABEL_IMAGE_SUFFIXES), Output("--overlay", args.overlay, OVERLAY_SUFFIXES),
+                   Output("--cache-dir", args.cache_dir, FOLDER)], [args.image])
     if not args.box and not args.point:
         raise FmscopeError("No prompt given.", "Add --box X0 Y0 X1 Y1 and/or --point X Y.")
     if args.label and len(args.label) != len(args.point or []):
@@ -81,6 +84,8 @@ def cmd_volume(args: argparse.Namespace) -> int:
     from fmscope.imaging import io
     from fmscope.imaging.volume import segment_volume
 
+    check_outputs([Output("-o", args.output, VOLUME_SUFFIXES), Output("--cache-dir", args.cache_dir, FOLDER)],
+                  [args.volume])
     volume = io.read_volume(args.volume)
     boxes = {label: box for label, box in enumerate(args.box, start=1)}
     segmenter = _segmenter(args)
@@ -124,6 +129,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from fmscope.demo import run_demo
 
+    check_outputs([Output("-o", args.output, FOLDER)])
     run_demo(Path(args.output), fast=args.fast)
     return 0
 
