@@ -10,6 +10,8 @@ from napari_helpers import wait_idle
 
 from fmscope import samples
 from fmscope.imaging import io
+from fmscope.imaging.prompts import box_from_mask
+from fmscope.imaging.volume import segment_volume
 from fmscope.metrics import dice
 from fmscope.napari import sample_data
 from fmscope.napari.segment_widget import BOXES, CLICKS, LABELS, SegmentWidget
@@ -58,6 +60,29 @@ def test_box_segments_like_the_engine_then_click_and_undo(nuclei_viewer, qtbot, 
     assert np.array_equal(viewer.layers[LABELS].data, painted)
     widget.undo()
     assert not viewer.layers[LABELS].data.any()
+
+
+def test_undo_of_a_model_result_keeps_painting_done_after_it(nuclei_viewer, qtbot, nuclei_boxes):
+    viewer, widget = nuclei_viewer
+    layer = viewer.layers[LABELS]
+    viewer.layers[BOXES].add_rectangles(rectangle(list(nuclei_boxes.values())[3]))
+    wait_idle(qtbot, widget)
+    ys, xs = np.nonzero(layer.data == 1)
+    assert len(ys) > 50
+    layer.brush_size = 7
+    layer.paint((ys.mean(), xs.mean()), 5)  # by hand, over the model's object
+    layer.paint((20, 20), 5)  # and elsewhere
+    painted = layer.data.copy()
+    assert (painted == 1).any() and (painted == 5).sum() > 40
+    widget.undo()  # undoes the model result only
+    assert np.array_equal(layer.data, np.where(painted == 5, 5, 0))
+
+    x0, y0, x1, y1 = xs.min(), ys.min(), xs.max(), ys.max()
+    viewer.layers[BOXES].add_rectangles(rectangle([x0, y0, x1, y1]))  # a model result over the hand painting
+    wait_idle(qtbot, widget)
+    assert (layer.data == 6).any() and np.array_equal(layer.data == 5, painted == 5)
+    widget.undo()
+    assert np.array_equal(layer.data, np.where(painted == 5, 5, 0))
 
 
 def test_model_never_overwrites_other_labels(nuclei_viewer, qtbot, nuclei_boxes):
@@ -157,6 +182,49 @@ def test_propagate_fills_the_tumour_slices(make_napari_viewer, qtbot, ct_volume)
     assert true_slices <= set(np.nonzero(labels.any(axis=(1, 2)))[0].tolist())
     assert dice(labels > 0, truth > 0) >= 0.7
     viewer.layers["ct_lung_volume ground truth"].visible = True
+    widget.worker.shutdown()
+
+
+def test_propagate_keeps_the_refined_key_slice_and_undo_keeps_later_painting(make_napari_viewer, qtbot, ct_volume,
+                                                                             segmenter):
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in sample_data.ct_lung_volume():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    widget = SegmentWidget(viewer)
+    volume, truth = ct_volume
+    z = samples.key_slice(truth)
+    viewer.dims.set_point(0, z * volume.spacing_zyx[0])
+    wait_idle(qtbot, widget)
+    layer = viewer.layers[LABELS]
+    box = samples.boxes_from_labels(truth[z])[1]
+    viewer.layers[BOXES].add_rectangles(rectangle(box, z))
+    wait_idle(qtbot, widget)
+    from_box = layer.data[z] == 1
+    ys, xs = np.nonzero(from_box)
+    widget.toggle_polarity()
+    viewer.layers[CLICKS].add([z, ys.mean(), xs.min() + 1])  # a negative click on the tumour's left edge
+    wait_idle(qtbot, widget)
+    layer.brush_size = 3
+    layer.paint((z, ys.max() + 2, xs.mean()), 1)  # and a touch by hand below it
+    refined = layer.data[z].copy()
+    assert (refined == 1).sum() > 100 and not np.array_equal(refined == 1, from_box)
+    before = layer.data.copy()
+
+    widget.propagate()
+    wait_idle(qtbot, widget)
+    propagated = layer.data.copy()
+    assert np.array_equal(propagated[z], refined)  # the clicks and the painting survive
+    expected = segment_volume(volume.array, z, {1: box_from_mask(refined == 1)}, segmenter=segmenter, window="lung",
+                              key_masks={1: refined == 1})  # propagated from the refined object
+    assert np.array_equal(propagated, expected)
+    true_slices = set(np.nonzero(truth.any(axis=(1, 2)))[0].tolist())
+    assert true_slices <= set(np.nonzero(propagated.any(axis=(1, 2)))[0].tolist())
+
+    ys, xs = np.nonzero(propagated[z + 1] == 1)
+    layer.paint((z + 1, ys.mean(), xs.mean()), 9)  # hand painting after the propagation, over its result
+    painted = layer.data.copy()
+    widget.undo()
+    assert np.array_equal(layer.data, np.where(painted == 9, 9, before))
     widget.worker.shutdown()
 
 
