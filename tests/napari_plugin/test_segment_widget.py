@@ -98,8 +98,9 @@ def test_model_never_overwrites_other_labels(nuclei_viewer, qtbot, nuclei_boxes)
     assert np.array_equal(after[before == 7], before[before == 7])
 
 
-def test_latency_with_cached_embedding(nuclei_viewer, qtbot):
-    """Boxes large enough to use the whole-image embedding, which the widget prefetched."""
+def test_latency_with_cached_embedding(nuclei_viewer, qtbot, nuclei):
+    """Boxes large enough to use the whole-image embedding, which the widget prefetched: a prompt
+    costs a fraction of one embedding (timed in the same run)."""
     viewer, widget = nuclei_viewer
     latencies = []
     for box in ([100, 100, 260, 240], [300, 280, 480, 430], [20, 300, 200, 480]):
@@ -107,8 +108,16 @@ def test_latency_with_cached_embedding(nuclei_viewer, qtbot):
         viewer.layers[BOXES].add_rectangles(rectangle(box))
         wait_idle(qtbot, widget)
         latencies.append(widget.last_latency_ms)
-    print(f"\nShapes event -> painted label, cached embedding: {np.median(latencies):.0f} ms (median of 3)")
-    assert np.median(latencies) < 500
+    segmenter = widget._segmenters[("litemedsam", "")]
+    calls = segmenter.encoder_calls
+    segmenter.set_image(nuclei[0] + 1)  # a new image: one encoder run
+    started = time.perf_counter()
+    segmenter.embed()
+    embedding_ms = (time.perf_counter() - started) * 1000
+    assert segmenter.encoder_calls == calls + 1
+    print(f"\nShapes event -> painted label, cached embedding: {np.median(latencies):.0f} ms (median of 3); "
+          f"one embedding {embedding_ms:.0f} ms")
+    assert np.median(latencies) < 0.5 * embedding_ms  # README: 143 ms vs ~1000 ms
 
 
 def test_event_loop_keeps_running_during_embedding(make_napari_viewer, qtbot):
@@ -124,12 +133,15 @@ def test_event_loop_keeps_running_during_embedding(make_napari_viewer, qtbot):
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start()
     qtbot.waitUntil(lambda: not widget.worker.idle, timeout=5000)
+    started = time.perf_counter()
     wait_idle(qtbot, widget)
+    busy_ms = (time.perf_counter() - started) * 1000
     timer.stop()
     gaps = np.diff(ticks) * 1000
-    print(f"\nlongest UI stall during an embedding: {gaps.max():.0f} ms over {len(ticks)} ticks")
+    print(f"\nlongest UI stall during an embedding: {gaps.max():.0f} ms over {len(ticks)} ticks "
+          f"(embedding job {busy_ms:.0f} ms)")
     assert len(ticks) > 20
-    assert gaps.max() < 100
+    assert gaps.max() < 0.2 * busy_ms  # README: 18 ms during a ~1 s embedding; a UI-thread model stalls it all
     widget.worker.shutdown()
 
 

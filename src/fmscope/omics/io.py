@@ -36,7 +36,8 @@ class Slide:
 
     ``image_levels`` holds the image pyramid (finest first, lazy dask arrays for SpatialData
     images) when there is one; ``sdata`` and ``table_name`` the SpatialData the slide came from,
-    so results can be written back beside the user's elements.
+    so results can be written back beside the user's elements. ``image_affine_um``: the image's
+    full placement (offset, rotation, scale) when it has one (see :meth:`image_to_microns`).
     """
 
     adata: ad.AnnData
@@ -47,12 +48,21 @@ class Slide:
     image_levels: list | None = None
     sdata: object | None = None
     table_name: str | None = None
+    image_affine_um: np.ndarray | None = None
     _cell_grid: CellGrid | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def cell_diameter_um(self) -> float:
         """The spots' diameter, or a typical cell's when the slide does not give one."""
         return self.spot_diameter_um or DEFAULT_CELL_DIAMETER_UM
+
+    def image_to_microns(self) -> np.ndarray | None:
+        """3x3 matrix taking image pixel (y, x, 1) (finest level) to microns (y, x, 1); None without an image."""
+        if self.image is None or not self.image_microns_per_pixel:
+            return None
+        if self.image_affine_um is not None:
+            return self.image_affine_um
+        return np.diag([self.image_microns_per_pixel, self.image_microns_per_pixel, 1.0])
 
     def cell_grid(self) -> CellGrid:
         """The cells' raster grid for drawing large slides (built once: a slide's cells do not move)."""
@@ -162,28 +172,29 @@ def _image_levels(element) -> list:
     return levels
 
 
-def _xy_scale(element, system: str) -> float:
+def _yx_affine(element, system: str) -> np.ndarray:
+    """3x3 matrix from the element's intrinsic (y, x, 1) to ``system``'s (y, x, 1)."""
     from spatialdata.transformations import get_transformation
 
-    matrix = get_transformation(element, to_coordinate_system=system).to_affine_matrix(
-        input_axes=("x", "y"), output_axes=("x", "y"))
-    return float(np.sqrt(abs(np.linalg.det(matrix[:2, :2]))))
+    return get_transformation(element, to_coordinate_system=system).to_affine_matrix(
+        input_axes=("y", "x"), output_axes=("y", "x"))
 
 
-def _spatialdata_image(sdata) -> tuple[list | None, float | None]:
-    """The first image's levels and microns per pixel, from a coordinate system it shares with
-    shapes or points (whose intrinsic units are microns in Xenium, MERSCOPE and fmscope stores)."""
+def _spatialdata_image(sdata) -> tuple[list | None, np.ndarray | None]:
+    """The first image's levels and its pixel -> microns affine (y, x), from the ``microns`` system or one
+    it shares with shapes or points (whose intrinsic units are microns in Xenium, MERSCOPE and fmscope
+    stores): offset, rotation and scale all kept."""
     from spatialdata.transformations import get_transformation
 
     for element in sdata.images.values():
         systems = get_transformation(element, get_all=True)
         if "microns" in systems:
-            return _image_levels(element), _xy_scale(element, "microns")
+            return _image_levels(element), _yx_affine(element, "microns")
         for other in [*sdata.shapes.values(), *sdata.points.values()]:
             shared = set(systems) & set(get_transformation(other, get_all=True))
             if shared:
                 system = sorted(shared)[0]
-                return _image_levels(element), _xy_scale(element, system) / _xy_scale(other, system)
+                return _image_levels(element), np.linalg.inv(_yx_affine(other, system)) @ _yx_affine(element, system)
     return None, None
 
 
@@ -212,9 +223,10 @@ def _from_spatialdata(sdata, path: Path) -> Slide:
             adata.obsm["spatial"] = adata.obs[["x", "y"]].to_numpy(float)
     else:
         adata = _aggregate_transcripts(sdata, path)
-    levels, microns_per_pixel = _spatialdata_image(sdata)
+    levels, affine = _spatialdata_image(sdata)
+    microns_per_pixel = None if affine is None else float(np.sqrt(abs(np.linalg.det(affine[:2, :2]))))
     return Slide(adata, levels[0] if levels else None, microns_per_pixel, _spot_diameter(sdata, adata), str(path),
-                 levels, sdata, table_name)
+                 levels, sdata, table_name, affine)
 
 
 def _read_with_spatialdata_io(path: Path, technology: str) -> Slide:
