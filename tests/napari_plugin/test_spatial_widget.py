@@ -181,14 +181,15 @@ def test_a_million_cells_open_and_show_domains(viewer_widget, qtbot, tmp_path):
             frames.append(time.perf_counter() - started)
         return frames
     raster = np.median(pan_frames(20))
-    cells = widget.slide.adata.obsm["spatial"][:, ::-1]
+    cells = widget.slide.adata.obsm["spatial"][:200_000, ::-1]
     for layer in list(viewer.layers):
         layer.visible = False
     viewer.add_points(cells, size=widget.slide.cell_diameter_um, border_width=0)  # what the raster replaces
-    points = np.median(pan_frames(5))
+    points = np.median(pan_frames(3))
     print(f"\n1M cells: opened in {opened:.1f} s, pan frame median {raster * 1000:.0f} ms "
-          f"(as one Points layer: {points * 1000:.0f} ms, {points / raster:.0f}x)")
-    assert raster < points / 5  # README: 7 ms vs 326 ms (44x) on an idle machine
+          f"(a fifth of them as one Points layer: {points * 1000:.0f} ms, {points / raster:.0f}x)")
+    # README: all 1M as Points pan at 326 ms vs 7 ms raster (44x); even a fifth of them stays > 5x slower
+    assert raster < points / 5
 
 
 @pytest.mark.parametrize("name", ["merfish_u2os_merscope", "xenium_breast_crop.zarr", "xenium_breast_outs"])
