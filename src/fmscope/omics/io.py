@@ -46,7 +46,8 @@ class Slide:
     spot's diameter, a bin's side (``spot_shape == "square"``) or a typical cell's diameter
     from its outlines. ``user_table`` is the user's AnnData when ``adata`` is a counts view of
     it (counts from a layer, gene names merged): results are written back onto it.
-    ``notices`` say what fmscope assumed about the file.
+    ``notices`` say what fmscope assumed about the file. ``image_affine_um``: the image's
+    full placement (offset, rotation, scale) when it has one (see :meth:`image_to_microns`).
     """
 
     adata: ad.AnnData
@@ -60,6 +61,7 @@ class Slide:
     spot_shape: str = "circle"  # "circle" (spots, cells) or "square" (Visium HD bins)
     user_table: ad.AnnData | None = None
     notices: list[str] = field(default_factory=list)
+    image_affine_um: np.ndarray | None = None
     _cell_grid: CellGrid | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -79,6 +81,14 @@ class Slide:
             table.obsp[key] = value
         table.uns = dict(self.adata.uns)
         return table
+
+    def image_to_microns(self) -> np.ndarray | None:
+        """3x3 matrix taking image pixel (y, x, 1) (finest level) to microns (y, x, 1); None without an image."""
+        if self.image is None or not self.image_microns_per_pixel:
+            return None
+        if self.image_affine_um is not None:
+            return self.image_affine_um
+        return np.diag([self.image_microns_per_pixel, self.image_microns_per_pixel, 1.0])
 
     def cell_grid(self) -> CellGrid:
         """The cells' raster grid for drawing large slides (built once: a slide's cells do not move)."""
@@ -259,28 +269,29 @@ def _image_levels(element) -> list:
     return levels
 
 
-def _xy_scale(element, system: str) -> float:
+def _yx_affine(element, system: str) -> np.ndarray:
+    """3x3 matrix from the element's intrinsic (y, x, 1) to ``system``'s (y, x, 1)."""
     from spatialdata.transformations import get_transformation
 
-    matrix = get_transformation(element, to_coordinate_system=system).to_affine_matrix(
-        input_axes=("x", "y"), output_axes=("x", "y"))
-    return float(np.sqrt(abs(np.linalg.det(matrix[:2, :2]))))
+    return get_transformation(element, to_coordinate_system=system).to_affine_matrix(
+        input_axes=("y", "x"), output_axes=("y", "x"))
 
 
-def _spatialdata_image(sdata) -> tuple[list | None, float | None]:
-    """The first image's levels and microns per pixel, from a coordinate system it shares with
-    shapes or points (whose intrinsic units are microns in Xenium, MERSCOPE and fmscope stores)."""
+def _spatialdata_image(sdata) -> tuple[list | None, np.ndarray | None]:
+    """The first image's levels and its pixel -> microns affine (y, x), from the ``microns`` system or one
+    it shares with shapes or points (whose intrinsic units are microns in Xenium, MERSCOPE and fmscope
+    stores): offset, rotation and scale all kept."""
     from spatialdata.transformations import get_transformation
 
     for element in sdata.images.values():
         systems = get_transformation(element, get_all=True)
         if "microns" in systems:
-            return _image_levels(element), _xy_scale(element, "microns")
+            return _image_levels(element), _yx_affine(element, "microns")
         for other in [*sdata.shapes.values(), *sdata.points.values()]:
             shared = set(systems) & set(get_transformation(other, get_all=True))
             if shared:
                 system = sorted(shared)[0]
-                return _image_levels(element), _xy_scale(element, system) / _xy_scale(other, system)
+                return _image_levels(element), np.linalg.inv(_yx_affine(other, system)) @ _yx_affine(element, system)
     return None, None
 
 
@@ -363,10 +374,11 @@ def _from_spatialdata(sdata, path: Path) -> Slide:
     else:
         adata = _aggregate_transcripts(sdata, path)
         shapes = sdata.shapes[adata.uns["fmscope"]["built_from"].split(" counted in ")[-1]]
-    levels, microns_per_pixel = _spatialdata_image(sdata)
+    levels, affine = _spatialdata_image(sdata)
+    microns_per_pixel = None if affine is None else float(np.sqrt(abs(np.linalg.det(affine[:2, :2]))))
     size, shape = _cell_size(shapes)
     slide = Slide(adata, levels[0] if levels else None, microns_per_pixel, size, str(path),
-                  levels, sdata, table_name, spot_shape=shape)
+                  levels, sdata, table_name, spot_shape=shape, image_affine_um=affine)
     slide.notices += notices
     return slide
 
