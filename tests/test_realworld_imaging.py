@@ -302,6 +302,25 @@ def test_two_reconstructions_are_listed_and_series_picks_one(tmp_path, capsys):
         io.read_volume(tmp_path, series="7")
 
 
+def test_mixed_orientations_in_one_series_are_separate_stacks(tmp_path):
+    """One series holding an axial stack and sagittal reformats: each read on its own true grid."""
+    sagittal = [(float(x), 0.0, 40.0) for x in (30, 32, 34, 36)]
+    write_series(tmp_path, CT_UID, 2, "axial + reformats",
+                 axial(range(0, 15, 3)) + sagittal, ["1\\0\\0\\0\\1\\0"] * 5 + [THREE_PLANES[2]] * 4)
+    with pytest.raises(FmscopeError, match="holds 2 volumetric series") as refused:
+        io.read_volume(tmp_path)
+    assert "axial" in str(refused.value) and "sagittal" in str(refused.value)
+    with pytest.raises(FmscopeError, match="names 2 stacks"):
+        io.read_volume(tmp_path, series=CT_UID)
+    stacks = {s.plane: s for s in dicom_series.list_stacks(tmp_path)}
+    side = io.read_volume(tmp_path, series=str(stacks["sagittal"].number))
+    assert side.array.shape == (4, SIZE, SIZE) and np.isclose(side.spacing[2], 2.0)
+    direction = np.reshape(side.direction, (3, 3))  # columns: row, column, slice normal
+    assert np.allclose(direction[:, 0], (0, 1, 0)) and np.allclose(direction[:, 1], (0, 0, -1))
+    assert np.allclose(direction[:, 2], (-1, 0, 0)) and np.allclose(side.origin, (36, 0, 40))
+    assert io.read_volume(tmp_path, series=str(stacks["axial"].number)).array.shape == (5, SIZE, SIZE)
+
+
 def test_folder_without_images_names_its_subfolders(tmp_path):
     write_series(tmp_path / "DICOM" / "S0001", CT_UID, 2, "axial", axial([0, 3, 6]))
     with pytest.raises(FmscopeError, match="(?s)No DICOM images.*subfolders \\(DICOM\\)"):
@@ -318,7 +337,7 @@ def test_series_chosen_from_a_folder_segments_on_its_true_grid(tmp_path, capsys)
     code, stdout, err = cli(capsys, "volume", tmp_path, "--series", 3, "--slice", 8, "--box", 46, 42, 82, 78,
                             "--window", "abdomen", "-o", out)
     assert code == 0, err
-    assert "reading DICOM series [3] series 2 'axial 3mm'" in stdout
+    assert "DICOM series read: [3] series 2 'axial 3mm'" in stdout
     labels = sitk.ReadImage(str(out))
     assert np.allclose(labels.GetSpacing(), (PIXEL, PIXEL, 3.0)) and np.allclose(labels.GetOrigin(), 0)
     k, j, i = np.mgrid[:14, :SIZE, :SIZE]

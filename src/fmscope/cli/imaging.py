@@ -130,7 +130,7 @@ def cmd_volume(args: argparse.Namespace) -> int:
     _check_output(args.output, VOLUME_LABEL_SUFFIXES, args.volume)
     volume = io.read_volume(args.volume, series=args.series)
     if volume.source:
-        print(f"reading DICOM series {volume.source}")
+        print(f"DICOM series read: {volume.source}")
     boxes = {label: box for label, box in enumerate(args.box, start=1)}
     segmenter = _segmenter(args)
     labels = segment_volume(volume.array, args.slice, boxes, segmenter=segmenter, window=args.window,
