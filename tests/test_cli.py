@@ -72,19 +72,20 @@ def test_volume_keeps_geometry_and_eval_reports(tmp_path, ct_volume):
      "FMSCOPE_CHECKPOINT_DIR"),
     (["segment", "{image}", "--box", "1", "1", "9", "9", "--checkpoint", "{garbage}", "-o", "{out}"],
      "not a PyTorch weights file"),
-    (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out}"], "not a single-channel 3D"),
+    (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out_volume}"],
+     "not a single-channel 3D"),
 ])
 def test_bad_input_exits_1_with_message_and_no_output(tmp_path, args, message):
     garbage = tmp_path / "garbage.tif"
     garbage.write_bytes(b"\x00junk")
     values = dict(image=samples.get_case("nuclei").image_path, missing=tmp_path / "nope.tif",
-                  garbage=garbage, out=tmp_path / "out.tif")
+                  garbage=garbage, out=tmp_path / "out.tif", out_volume=tmp_path / "out.nii.gz")
     env = {"FMSCOPE_CHECKPOINT_DIR": str(tmp_path / "empty")}
     result = run(*[a.format(**values) for a in args], env=env)
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert message in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "out.tif").exists()
+    assert not (tmp_path / "out.tif").exists() and not (tmp_path / "out.nii.gz").exists()
 
 
 def test_usage_error_exits_2(tmp_path):
