@@ -321,6 +321,18 @@ def test_mixed_orientations_in_one_series_are_separate_stacks(tmp_path):
     assert io.read_volume(tmp_path, series=str(stacks["axial"].number)).array.shape == (5, SIZE, SIZE)
 
 
+def test_one_multi_frame_file_is_a_volume(tmp_path):
+    """An enhanced (multi-frame) export: one file holding the whole series."""
+    image = sitk.GetImageFromArray(np.random.default_rng(0).integers(0, 100, (5, 32, 32)).astype(np.int16))
+    image.SetSpacing((0.5, 0.5, 2.0))
+    for key, value in [("0008|0060", "CT"), ("0020|000d", STUDY), ("0020|000e", CT_UID)]:
+        image.SetMetaData(key, value)
+    sitk.WriteImage(image, str(tmp_path / "enhanced.dcm"))
+    volume = io.read_volume(tmp_path)
+    assert volume.array.shape == (5, 32, 32) and np.allclose(volume.spacing, (0.5, 0.5, 2.0))
+    assert np.array_equal(volume.array, sitk.GetArrayFromImage(image))
+
+
 def test_folder_without_images_names_its_subfolders(tmp_path):
     write_series(tmp_path / "DICOM" / "S0001", CT_UID, 2, "axial", axial([0, 3, 6]))
     with pytest.raises(FmscopeError, match="(?s)No DICOM images.*subfolders \\(DICOM\\)"):

@@ -23,8 +23,7 @@ from fmscope.errors import FmscopeError
 # Slices are evenly spaced when every gap is within this fraction of the median gap.
 SPACING_TOLERANCE = 0.01
 _TAGS = {"uid": "0020|000e", "number": "0020|0011", "description": "0008|103e", "modality": "0008|0060",
-         "image_type": "0008|0008", "position": "0020|0032", "orientation": "0020|0037", "rows": "0028|0010",
-         "columns": "0028|0011", "frames": "0028|0008", "pixel": "0028|0030"}
+         "image_type": "0008|0008", "position": "0020|0032", "orientation": "0020|0037", "pixel": "0028|0030"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,8 @@ class Stack:
         """One line for listings: number, series, slices, size, spacing, plane."""
         slices = self.frames if self.frames > 1 else len(self.files)
         kind = f"{self.modality} {'localizer' if self.localizer else ''}".strip()
-        text = (f"[{self.number}] series {self.series_number or '?'} '{self.description}' {kind}: "
+        described = f"'{self.description}' " if self.description else ""
+        text = (f"[{self.number}] series {self.series_number or '?'} {described}{kind}: "
                 f"{slices} slice{'s' if slices != 1 else ''} {self.size[0]} x {self.size[1]}")
         if self.pixel_mm:
             text += f", {self.pixel_mm} mm pixels"
@@ -124,6 +124,8 @@ def _header(path: Path) -> dict[str, str] | None:
         return None
     values = {name: reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else ""
               for name, tag in _TAGS.items()}
+    size = reader.GetSize()  # columns, rows[, frames]
+    values.update(rows=str(size[1]), columns=str(size[0]), frames=str(size[2] if len(size) == 3 else 1))
     return values if values["uid"] else None
 
 
@@ -162,10 +164,10 @@ def list_stacks(folder: Path) -> list[Stack]:
             return (where is None or normal is None, 0.0 if where is None or normal is None
                     else float(np.dot(where, normal)), item[0])
         placed = sorted(members, key=along)
-        frames = int(_numbers(first["frames"])[0]) if _numbers(first["frames"]) and len(members) == 1 else 1
+        frames = int(first["frames"]) if len(members) == 1 else 1
         pixel = _numbers(first["pixel"])
         stacks.append(Stack(0, uid, first["number"], first["description"], first["modality"], first["image_type"],
-                            (int(_numbers(first["rows"])[0]), int(_numbers(first["columns"])[0])),
+                            (int(first["rows"]), int(first["columns"])),
                             " x ".join(f"{v:.4g}" for v in pixel) if pixel else "", normal,
                             tuple(f for f, _ in placed), tuple(point(h) for _, h in placed), frames))
 
