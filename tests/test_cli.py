@@ -80,6 +80,8 @@ def test_volume_keeps_geometry_and_eval_reports(tmp_path, ct_volume):
     (["segment", "{image}", "-o", "{out}"], "No prompt"),
     (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out_volume}"], "not a single-channel 3D"),
     (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out}"], "cannot write a '.tif'"),
+    (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out_volume}"],
+     "not a single-channel 3D"),
 ])
 def test_bad_input_exits_1_with_message_and_no_output(tmp_path, args, message):
     garbage = tmp_path / "garbage.tif"
@@ -94,9 +96,11 @@ def test_bad_input_exits_1_with_message_and_no_output(tmp_path, args, message):
     assert not (tmp_path / "out.tif").exists() and not (tmp_path / "out.nii.gz").exists()
 
 
-def test_usage_error_exits_2():
+def test_usage_error_exits_2(tmp_path):
     result = run("segment")
     assert result.returncode == 2
+    no_prompt = run("segment", samples.get_case("nuclei").image_path, "-o", tmp_path / "out.tif")
+    assert no_prompt.returncode == 2 and "No prompt" in no_prompt.stderr and "Traceback" not in no_prompt.stderr
 
 
 def test_eval_shape_mismatch(tmp_path):

@@ -2,7 +2,7 @@
 
 | job | outputs (in ``OUTDIR/items/<id>/``) | same as |
 |---|---|---|
-| segment | ``labels.tif`` (uint8, uint16 above 255 objects) | ``fmscope segment IMAGE --box ... -o labels.tif`` |
+| segment | ``labels.tif`` (uint8, uint16 above 255 objects; ``labels.nii.gz`` with the input's geometry for DICOM / NIfTI / NRRD inputs) | ``fmscope segment IMAGE --box ... -o labels.tif`` |
 | volume | ``labels.nii.gz`` (input geometry) | ``fmscope volume VOLUME --slice Z --box ... -o labels.nii.gz`` |
 | domains | ``result.zarr`` + ``result.png`` | ``fmscope domains SLIDE -o result.zarr`` |
 | embed | ``result.zarr`` + ``result.png`` | ``fmscope embed SLIDE -o result.zarr`` |
@@ -42,13 +42,14 @@ def segment(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
     from fmscope.imaging import io
     from fmscope.imaging.intensity import parse_window
 
-    image = io.read_image(item.input)
+    image = io.load_image(item.input)
     _, boxes = item_prompts(item)
     segmenter = pool.segmenter(item.model, item.checkpoint)
-    segmenter.set_image(image, window=parse_window(item.window))
+    segmenter.set_image(image.array, window=parse_window(item.window))
     labels = _labels(segmenter.predict_many(list(boxes.values())), segmenter.image_shape)
-    io.write_image(labels, folder / "labels.tif")
-    return {"outputs": ["labels.tif"], "objects": len(boxes), "area_px": int((labels > 0).sum()),
+    name = "labels.tif" if image.geometry is None else "labels.nii.gz"  # medical images keep their geometry
+    io.write_image(labels, folder / name, geometry=image.geometry)
+    return {"outputs": [name], "objects": len(boxes), "area_px": int((labels > 0).sum()),
             **_scores(labels, item, io.read_image)}
 
 
@@ -57,7 +58,7 @@ def volume(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
     from fmscope.imaging.intensity import parse_window
     from fmscope.imaging.volume import segment_volume
 
-    source = io.read_volume(item.input)
+    source = io.read_volume(item.input, series=item.series)
     key, boxes = item_prompts(item)
     labels = segment_volume(source.array, key, boxes, segmenter=pool.segmenter(item.model, item.checkpoint),
                             window=parse_window(item.window))

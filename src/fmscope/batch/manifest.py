@@ -5,6 +5,7 @@ Columns (header names; only ``job`` and ``input`` are required):
 - ``id``: names the item's output folder (default: row number and input name); unique.
 - ``job``: ``segment`` (2D image), ``volume`` (3D), ``domains`` or ``embed`` (a slide).
 - ``input``: the file or folder; relative paths are relative to the manifest's folder.
+- ``series``: for a DICOM folder holding several series, which one (as ``fmscope volume --series``).
 - ``box``: ``x0 y0 x1 y1`` in pixels, several boxes separated by ``;`` (objects 1, 2, ...).
 - ``slice``: the key slice (z, 0-based) of a ``volume`` item's boxes.
 - ``prompt_file``: instead of ``box``: a label image / volume (one box per label, on the slice
@@ -27,8 +28,8 @@ from fmscope.errors import FmscopeError
 
 JOBS = ("segment", "volume", "domains", "embed")
 IMAGING_JOBS = ("segment", "volume")
-COLUMNS = ("id", "job", "input", "box", "slice", "prompt_file", "model", "checkpoint", "window", "resolution",
-           "truth")
+COLUMNS = ("id", "job", "input", "series", "box", "slice", "prompt_file", "model", "checkpoint", "window",
+           "resolution", "truth")
 TEMPLATE_ROWS = (
     {"id": "nuclei", "job": "segment", "input": "sample_data/nuclei_image.tif",
      "prompt_file": "sample_data/nuclei_labels.tif", "truth": "sample_data/nuclei_labels.tif"},
@@ -47,6 +48,7 @@ class BatchItem:
     id: str
     job: str
     input: Path
+    series: str | None = None
     boxes: tuple[tuple[float, float, float, float], ...] = ()
     slice: int | None = None
     prompt_file: Path | None = None
@@ -59,8 +61,9 @@ class BatchItem:
 
     def options_record(self) -> dict:
         """The row's settings as plain values (part of the item's signature)."""
-        return {"job": self.job, "boxes": [list(b) for b in self.boxes], "slice": self.slice, "model": self.model,
-                "checkpoint": self.checkpoint, "window": self.window, "resolutions": list(self.resolutions)}
+        return {"job": self.job, "series": self.series, "boxes": [list(b) for b in self.boxes], "slice": self.slice,
+                "model": self.model, "checkpoint": self.checkpoint, "window": self.window,
+                "resolutions": list(self.resolutions)}
 
 
 def _boxes(text: str, row: int) -> tuple[tuple[float, float, float, float], ...]:
@@ -98,7 +101,8 @@ def _item(values: dict[str, str], row: int, base: Path) -> BatchItem:
     if not item_id.replace("-", "").replace("_", "").replace(".", "").isalnum() or item_id.startswith("."):
         raise FmscopeError(f"Row {row}: id '{item_id}' cannot name a folder.", "Use letters, digits, '-', '_', '.'.")
     return BatchItem(
-        id=item_id, job=get["job"], input=_path(get["input"], base), boxes=_boxes(get["box"], row), slice=key,
+        id=item_id, job=get["job"], input=_path(get["input"], base), series=get["series"] or None,
+        boxes=_boxes(get["box"], row), slice=key,
         prompt_file=_path(get["prompt_file"], base) if get["prompt_file"] else None,
         model=get["model"] or "litemedsam", checkpoint=str(_path(get["checkpoint"], base)) if get["checkpoint"] else None,
         window=get["window"] or None, resolutions=resolutions,
@@ -189,6 +193,7 @@ def validate_items(items: list[BatchItem]) -> list[tuple[BatchItem, str | None]]
 
     Returns ``[(item, problem or None)]``; reads image headers and prompt files, runs no model.
     """
+    from fmscope.imaging.intensity import parse_window
     from fmscope.imaging.prompts import validate_box
 
     checked = []
@@ -198,6 +203,7 @@ def validate_items(items: list[BatchItem]) -> list[tuple[BatchItem, str | None]]
                 if path is not None and not path.exists():
                     raise FmscopeError(f"Row {item.row} ({item.id}): no such {label}: {path}", "Check the path.")
             if item.job in IMAGING_JOBS:
+                parse_window(item.window)
                 shape = _image_shape(item)
                 key, boxes = item_prompts(item)
                 if item.job == "volume":
@@ -224,7 +230,7 @@ def _image_shape(item: BatchItem) -> tuple[int, ...]:
     if item.job == "segment":
         return io.read_image(item.input).shape[:2]
     if item.input.is_dir():
-        return io.read_volume(item.input).array.shape
+        return io.read_volume(item.input, series=item.series).array.shape
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(item.input))
     try:

@@ -46,8 +46,9 @@ def _validate_volume(volume: np.ndarray) -> np.ndarray:
                            "Use Segmenter for 2D images; select one channel / time point of 4D data.")
     if array.shape[0] < 1 or min(array.shape[1:]) < 2:
         raise FmscopeError(f"The volume is empty (shape {array.shape}).", "Pass a non-empty volume.")
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-        raise FmscopeError("The volume contains NaN or infinite values.", "Replace them (np.nan_to_num) first.")
+    if array.dtype.kind == "f" and not np.isfinite(array).any():
+        raise FmscopeError("The volume holds no finite values (all NaN or infinite).",
+                           "Check that the right volume was loaded.")
     return array
 
 
