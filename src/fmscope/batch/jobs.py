@@ -2,10 +2,12 @@
 
 | job | outputs (in ``OUTDIR/items/<id>/``) | same as |
 |---|---|---|
-| segment | ``labels.tif`` (uint8, uint16 above 255 objects; ``labels.nii.gz`` with the input's geometry for DICOM / NIfTI / NRRD inputs) | ``fmscope segment IMAGE --box ... -o labels.tif`` |
+| segment | ``labels.tif`` (uint8; uint16 above 255 objects) | ``fmscope segment IMAGE --box ... -o labels.tif`` |
 | volume | ``labels.nii.gz`` (input geometry) | ``fmscope volume VOLUME --slice Z --box ... -o labels.nii.gz`` |
 | domains | ``result.zarr`` + ``result.png`` | ``fmscope domains SLIDE -o result.zarr`` |
 | embed | ``result.zarr`` + ``result.png`` | ``fmscope embed SLIDE -o result.zarr`` |
+
+A 2D DICOM / NIfTI / NRRD input writes ``labels.nii.gz`` instead, with the input's geometry.
 """
 
 from __future__ import annotations

@@ -104,7 +104,8 @@ def _item(values: dict[str, str], row: int, base: Path) -> BatchItem:
         id=item_id, job=get["job"], input=_path(get["input"], base), series=get["series"] or None,
         boxes=_boxes(get["box"], row), slice=key,
         prompt_file=_path(get["prompt_file"], base) if get["prompt_file"] else None,
-        model=get["model"] or "litemedsam", checkpoint=str(_path(get["checkpoint"], base)) if get["checkpoint"] else None,
+        model=get["model"] or "litemedsam",
+        checkpoint=str(_path(get["checkpoint"], base)) if get["checkpoint"] else None,
         window=get["window"] or None, resolutions=resolutions,
         truth=_path(get["truth"], base) if get["truth"] else None, row=row)
 
