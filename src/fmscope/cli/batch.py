@@ -10,14 +10,17 @@ from fmscope.errors import FmscopeError
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from fmscope.batch import read_manifest, run_batch, validate_items, write_template
+    from fmscope.outputs import FOLDER, Output, check_outputs
 
     if args.template:
+        check_outputs([Output("MANIFEST", args.manifest, (".csv",))])
         write_template(args.manifest)
         print(f"wrote {args.manifest}: a template with the sample cases; edit it, then run fmscope batch on it")
         return 0
     if args.output is None:
         raise FmscopeError("No output folder.", "Add -o OUTDIR.")
     items = read_manifest(args.manifest)
+    check_outputs([Output("-o", args.output, FOLDER)], [args.manifest, *(item.input for item in items)])
     if args.dry_run:
         problems = [(item, problem) for item, problem in validate_items(items) if problem]
         for item, problem in problems:
