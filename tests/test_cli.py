@@ -77,7 +77,6 @@ def test_volume_keeps_geometry_and_eval_reports(tmp_path, ct_volume):
      "FMSCOPE_CHECKPOINT_DIR"),
     (["segment", "{image}", "--box", "1", "1", "9", "9", "--checkpoint", "{garbage}", "-o", "{out}"],
      "not a PyTorch weights file"),
-    (["segment", "{image}", "-o", "{out}"], "No prompt"),
     (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out_volume}"], "not a single-channel 3D"),
     (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out}"], "cannot write a '.tif'"),
     (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out_volume}"],
