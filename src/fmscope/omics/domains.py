@@ -1,14 +1,16 @@
 """Spatial domains: neighbour graph from coordinates, embedding smoothing, Leiden clustering.
 
-Each cell's embedding is mixed with the mean of its spatial neighbours (squidpy graph),
-then clustered with Leiden on a kNN graph of the smoothed embeddings (scanpy) at several
-resolutions. Labels go to ``obs["fmscope_domain_r<res>"]`` and the chosen one to
-``obs["fmscope_domain"]``; nothing else in the AnnData is changed.
+Each cell's embedding is mixed with the mean of its spatial neighbours, then clustered with
+Leiden (igraph) at several resolutions on one UMAP-weighted kNN graph of the smoothed embeddings
+(the graph scanpy's ``pp.neighbors`` builds, made once for all resolutions). Labels go to
+``obs["fmscope_domain_r<res>"]`` and the chosen one to ``obs["fmscope_domain"]``; nothing else in
+the AnnData is changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections.abc import Iterator, Sequence
 
 import anndata as ad
 import numpy as np
@@ -17,59 +19,121 @@ import scipy.sparse as sp
 from fmscope.errors import FmscopeError
 
 DOMAIN_KEY = "fmscope_domain"
-SCANPY_EXACT_LIMIT = 4096  # scanpy computes exact neighbours itself below this many cells
+# Exact (brute-force) neighbours cost ~cells^2; NN-descent costs ~cells plus a fixed ~30 s of numba
+# compilation per process. On this project's 2-core machine they break even near 130,000 cells.
+EXACT_KNN_LIMIT = 150_000
+
+
+def spatial_mean_operator(coords: np.ndarray, n_neighbors: int = 6) -> sp.csr_matrix:
+    """(cells, cells) float32 matrix averaging each cell's ``n_neighbors`` nearest other cells.
+
+    ``coords`` is (cells, 2) in any unit; the graph is the directed kNN graph squidpy's
+    ``spatial_neighbors_knn`` builds (self excluded), each row normalised to sum 1.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    n_neighbors = min(n_neighbors, len(coords) - 1)
+    neighbours = NearestNeighbors(n_neighbors=n_neighbors, metric="euclidean").fit(coords).kneighbors(
+        return_distance=False)
+    n_cells = len(coords)
+    weights = np.full(neighbours.size, 1.0 / n_neighbors, dtype=np.float32)
+    return sp.csr_matrix((weights, neighbours.ravel(), np.arange(0, neighbours.size + 1, n_neighbors)),
+                         shape=(n_cells, n_cells))
 
 
 def smooth_embedding(coords: np.ndarray, embedding: np.ndarray, n_neighbors: int = 6, weight: float = 0.5,
                      hops: int = 2) -> np.ndarray:
-    """(1 - weight) * own + weight * neighbour mean, repeated ``hops`` times, on a spatial kNN graph."""
-    import squidpy as sq
+    """(1 - weight) * own + weight * neighbour mean, repeated ``hops`` times, on a spatial kNN graph.
 
-    graph_holder = ad.AnnData(X=np.zeros((len(coords), 1), dtype=np.float32), obsm={"spatial": coords})
-    sq.gr.spatial_neighbors_knn(graph_holder, n_neighs=n_neighbors)
-    adjacency = sp.csr_matrix(graph_holder.obsp["spatial_connectivities"], dtype=np.float32)
-    degree = np.asarray(adjacency.sum(axis=1)).ravel()
-    walk = sp.diags(1.0 / np.clip(degree, 1, None)) @ adjacency
-    smoothed = embedding.astype(np.float32)
+    ``coords`` (cells, 2), ``embedding`` (cells, dims); returns float32 (cells, dims).
+    """
+    smoothed = np.array(embedding, dtype=np.float32)
+    if weight == 0 or hops == 0:
+        return smoothed
+    mean = spatial_mean_operator(coords, n_neighbors)
     for _ in range(hops):
-        smoothed = (1 - weight) * smoothed + weight * (walk @ smoothed)
+        neighbour_mean = mean @ smoothed
+        smoothed *= 1 - weight
+        neighbour_mean *= weight
+        smoothed += neighbour_mean
     return smoothed
 
 
-def _exact_knn(n_neighbors: int):
-    """sklearn's exact kNN graph, returned as a scipy ``csr_matrix``.
+def nearest_neighbours(embedding: np.ndarray, n_neighbors: int = 15, seed: int = 0,
+                       approximate: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, distances), each (cells, n_neighbors), nearest first; each cell counts as its own first neighbour.
 
-    Above 4,096 cells scanpy 1.11 builds the graph with pynndescent and reads it with
-    ``csr_array.getnnz``, which scipy 1.17 removed (the call fails); this transformer keeps
-    scanpy on a path that works, with exact neighbours.
+    Exact (sklearn brute force) below ``EXACT_KNN_LIMIT`` cells, NN-descent (pynndescent, the
+    approximate search scanpy uses at this size) above; ``approximate`` forces one or the other.
     """
-    from sklearn.neighbors import KNeighborsTransformer
+    embedding = np.ascontiguousarray(embedding, dtype=np.float32)
+    if approximate is None:
+        approximate = len(embedding) >= EXACT_KNN_LIMIT
+    if approximate:
+        from pynndescent import NNDescent
 
-    class ExactKNN(KNeighborsTransformer):
-        def fit_transform(self, X, y=None):
-            return sp.csr_matrix(super().fit_transform(X))
+        return NNDescent(embedding, n_neighbors=n_neighbors, metric="euclidean", random_state=seed).neighbor_graph
+    from sklearn.neighbors import NearestNeighbors
 
-        def transform(self, X):
-            return sp.csr_matrix(super().transform(X))
+    distances, indices = NearestNeighbors(n_neighbors=n_neighbors, metric="euclidean").fit(embedding).kneighbors(
+        embedding)
+    # sklearn's expanded formula leaves ~1e-7 of rounding on a cell's distance to itself; UMAP's weights
+    # would take that as the nearest neighbour's distance (scanpy zeroes it too on its small-data path)
+    distances[indices == np.arange(len(indices))[:, None]] = 0
+    return indices, distances
 
-    return ExactKNN(n_neighbors=n_neighbors, mode="distance")
+
+def neighbour_graph(embedding: np.ndarray, n_neighbors: int = 15, seed: int = 0,
+                    approximate: bool | None = None) -> sp.csr_matrix:
+    """Symmetric (cells, cells) UMAP connectivities (``umap.fuzzy_simplicial_set``) of the kNN graph.
+
+    The same weights scanpy's ``pp.neighbors(method="umap")`` writes to ``obsp["connectivities"]``;
+    ``n_neighbors`` counts the cell itself, as in scanpy.
+    """
+    from umap.umap_ import fuzzy_simplicial_set
+
+    n_neighbors = min(n_neighbors, len(embedding) - 1)
+    indices, distances = nearest_neighbours(embedding, n_neighbors, seed, approximate)
+    graph, _, _ = fuzzy_simplicial_set(sp.coo_matrix((len(embedding), 1)), n_neighbors, None, None,
+                                       knn_indices=indices, knn_dists=distances)
+    return sp.csr_matrix(graph, dtype=np.float32)
+
+
+def _edge_pairs(sources: np.ndarray, targets: np.ndarray, chunk: int = 1 << 18) -> Iterator[tuple[int, int]]:
+    """(source, target) Python ints for igraph, a chunk at a time (a list of all pairs would cost ~100 B each)."""
+    for start in range(0, len(sources), chunk):
+        yield from zip(sources[start:start + chunk].tolist(), targets[start:start + chunk].tolist())
+
+
+def leiden_labels(graph: sp.spmatrix, resolutions: Sequence[float], seed: int = 0) -> dict[float, np.ndarray]:
+    """igraph Leiden (modularity, 2 iterations) of a symmetric weighted graph at each resolution.
+
+    The igraph graph is built once (one edge per cell pair) and reused; each resolution starts
+    from the same seeded random state, so its labels do not depend on the other resolutions.
+    Returns {resolution: (cells,) int labels}.
+    """
+    import igraph as ig
+
+    upper = sp.triu(graph, k=1, format="coo")
+    network = ig.Graph(n=graph.shape[0], edges=_edge_pairs(upper.row, upper.col), directed=False)
+    network.es["weight"] = upper.data.astype(np.float64)
+    del upper
+    labels = {}
+    try:
+        for resolution in resolutions:
+            ig.set_random_number_generator(random.Random(seed))
+            partition = network.community_leiden(objective_function="modularity", weights="weight",
+                                                 resolution=resolution, n_iterations=2)
+            labels[resolution] = np.asarray(partition.membership)
+    finally:
+        ig.set_random_number_generator(random)
+    return labels
 
 
 def cluster(embedding: np.ndarray, resolutions: Sequence[float], n_neighbors: int = 15,
             seed: int = 0) -> dict[float, np.ndarray]:
-    """Leiden labels of ``embedding`` at each resolution."""
-    import scanpy as sc
-
-    work = ad.AnnData(X=np.zeros((len(embedding), 1), dtype=np.float32), obsm={"X_use": embedding})
-    n_neighbors = min(n_neighbors, len(embedding) - 1)
-    transformer = _exact_knn(n_neighbors) if len(embedding) >= SCANPY_EXACT_LIMIT else None
-    sc.pp.neighbors(work, use_rep="X_use", n_neighbors=n_neighbors, random_state=seed, transformer=transformer)
-    labels = {}
-    for resolution in resolutions:
-        sc.tl.leiden(work, resolution=resolution, key_added="leiden", random_state=seed, flavor="igraph",
-                     n_iterations=2, directed=False)
-        labels[resolution] = work.obs["leiden"].astype(int).to_numpy()
-    return labels
+    """Leiden labels of ``embedding`` (cells, dims) at each resolution, on one kNN graph."""
+    return leiden_labels(neighbour_graph(embedding, n_neighbors, seed), resolutions, seed)
 
 
 def spatial_domains(adata: ad.AnnData, embedding: np.ndarray, resolutions: Sequence[float] = (0.2, 0.4, 0.6, 1.0),
