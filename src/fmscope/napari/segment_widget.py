@@ -50,7 +50,6 @@ class SegmentWidget(QWidget):
         self.state = SegmentState()
         self._segmenters: dict[tuple[str, str], object] = {}  # (model, checkpoint) -> Segmenter
         self._zoom_hint: np.ndarray | None = None  # the last small-object box: its crops are prepared
-        self._prepare_job: Job | None = None
         self.prepare_radius = PREPARE_RADIUS
         self._intensities: dict[tuple, object] = {}
         self._image_layer = None
@@ -235,7 +234,7 @@ class SegmentWidget(QWidget):
 
     def _prepare_zoom_crops(self, image: np.ndarray, settings: tuple) -> None:
         """In the background, embed the zoom crops around the last small-object box on ``image``
-        (nearest first), so that small boxes nearby are decodes; a prompt or a slice change cancels it."""
+        (nearest first), so that small boxes nearby are decodes; any other model job cancels it."""
         hint, radius = self._zoom_hint, self.prepare_radius
         if hint is None:
             return
@@ -244,7 +243,7 @@ class SegmentWidget(QWidget):
             segmenter, intensity = self._engine(settings)
             segmenter.set_image(image, window=intensity)
             segmenter.prepare(segmenter.zoom_crops_near(hint, radius), check=job.check)
-        self._prepare_job = self.worker.submit(prepare, key="prepare", background=True, on_error=self._on_error)
+        self.worker.submit(prepare, key="prepare", background=True, on_error=self._on_error)
 
     def _on_image_grid(self, layer) -> bool:
         """Whether a prompt layer's pixel grid is the image's (same scale and offset); says why not."""
@@ -301,9 +300,6 @@ class SegmentWidget(QWidget):
             segmenter.set_image(image, window=intensity)
             job.check()
             return segmenter.predict(box=box, points=points or None, labels=polarities or None)
-
-        if self._prepare_job is not None:  # the prompt goes first; preparation resumes after it
-            self._prepare_job.cancel()
 
         def paint(result) -> None:
             if self.state.current is not current or LABELS not in self.viewer.layers:
