@@ -130,14 +130,14 @@ class Segmenter:
 
     def zoom_crops_near(self, box: Sequence[float], radius_factor: float) -> list[Crop]:
         """The zoom crops a prompt of ``box``'s size can use whose centre lies within
-        ``radius_factor`` x the crop side of the box's centre, nearest first (empty when
-        such a prompt does not zoom)."""
+        ``radius_factor`` x the crop side of the centre of ``box``'s own crop (0: that crop
+        alone), nearest first; empty when such a prompt does not zoom."""
         extent = validate_box(box, self.image_shape)
-        side = roi.crop_side(extent)
-        if side >= max(self.image_shape) or self.roi_zoom is False:
+        own = roi.crop_for(extent, self.image_shape)
+        if own is None or self.roi_zoom is False:
             return []
-        centre = ((extent[0] + extent[2]) / 2, (extent[1] + extent[3]) / 2)
-        return roi.lattice(side, self.image_shape, near=centre, radius=radius_factor * side)
+        centre = ((own[1] + own[3]) / 2, (own[0] + own[2]) / 2)
+        return roi.lattice(roi.crop_side(extent), self.image_shape, near=centre, radius=radius_factor * roi.crop_side(extent))
 
     def _encode(self, crops: Sequence[Crop | None]) -> list[CachedEmbedding]:
         """Run the encoder on ``crops`` (one batch) and cache the embeddings."""
