@@ -87,7 +87,8 @@ class ThreadPolicy:
 
         self._torch = torch
         self.fixed = requested_threads(threads)
-        self.cores = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.cores = cores or usable
         self.ceiling = ceiling or torch.get_num_threads()
         self._last: CpuSample | None = None
         self.threads = self.fixed or self.ceiling

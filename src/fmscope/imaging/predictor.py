@@ -136,8 +136,9 @@ class Segmenter:
         own = roi.crop_for(extent, self.image_shape)
         if own is None or self.roi_zoom is False:
             return []
+        side = roi.crop_side(extent)
         centre = ((own[1] + own[3]) / 2, (own[0] + own[2]) / 2)
-        return roi.lattice(roi.crop_side(extent), self.image_shape, near=centre, radius=radius_factor * roi.crop_side(extent))
+        return roi.lattice(side, self.image_shape, near=centre, radius=radius_factor * side)
 
     def _encode(self, crops: Sequence[Crop | None]) -> list[CachedEmbedding]:
         """Run the encoder on ``crops`` (one batch) and cache the embeddings."""
