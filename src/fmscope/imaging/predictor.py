@@ -62,8 +62,9 @@ class Segmenter:
         # On CPU the decoder is memory-bound: batches beyond two prompts get slower per prompt
         # (measured in benchmarks/segment.py); a GPU takes large batches.
         self.decode_batch = 2 if self.model.device.type == "cpu" else 64
-        # Encoder batches: on this project's CPU a batch of 4 crops took longer than 4 single
-        # passes (benchmarks/speed.py), so crops go one by one there; a GPU takes batches.
+        # Encoder batches: on this project's shared CPU a batch of 4 crops ran 0.75x and 1.45x the
+        # speed of 4 single passes in two runs (benchmarks/speed.py; same output), so crops go one
+        # by one there, which also keeps work prepared ahead cancellable per crop; a GPU takes batches.
         self.encode_batch = 1 if self.model.device.type == "cpu" else 8
         self._rgb: np.ndarray | None = None
         self._image_hash = ""
