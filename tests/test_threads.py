@@ -52,3 +52,13 @@ def test_policy_sets_torch_threads(monkeypatch):
         assert chosen == threads_for(policy.free_cores, 2)
     finally:
         torch.set_num_threads(original)
+
+
+def test_cli_threads_option(capsys):
+    from fmscope.cli import build_parser
+
+    args = build_parser().parse_args(["segment", "in.tif", "--box", "1", "2", "3", "4", "-o", "out.tif", "--threads", "1"])
+    assert args.threads == 1
+    with pytest.raises(SystemExit) as usage:
+        build_parser().parse_args(["segment", "in.tif", "--box", "1", "2", "3", "4", "-o", "out.tif", "--threads", "0"])
+    assert usage.value.code == 2 and "--threads" in capsys.readouterr().err
