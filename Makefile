@@ -34,6 +34,7 @@ test: $(STAMP) system-deps
 
 bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/segment.py
+	$(BIN)/python benchmarks/speed.py
 	xvfb-run -a $(BIN)/python benchmarks/napari_latency.py
 	$(BIN)/python benchmarks/omics.py
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python benchmarks/napari_spatial.py

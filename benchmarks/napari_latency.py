@@ -1,8 +1,10 @@
 """napari: time from a box added to the Shapes layer to the label painted, with a cached embedding.
 
 Run under a display: ``xvfb-run -a .venv/bin/python benchmarks/napari_latency.py`` (``make bench``).
-The image embedding is computed first (the widget prefetches the displayed slice); boxes are
-large enough to use the whole-image embedding, as a user's organ or cell-cluster box does.
+The image embedding is computed first (the widget prefetches the displayed slice); the first
+boxes are large enough to use the whole-image embedding, as a user's organ or cell-cluster box
+does. Then nucleus-sized boxes near a first small box, once the widget has prepared the zoom
+crops around it in the background. Also: the time to open the widget (module import included).
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ import numpy as np
 from qtpy.QtWidgets import QApplication
 
 from fmscope.napari import sample_data
-from fmscope.napari.segment_widget import BOXES, SegmentWidget
 
 
-def wait(widget: SegmentWidget) -> None:
-    while not widget.worker.idle:
+def wait(widget, drained: bool = False) -> None:
+    while not (widget.worker.drained if drained else widget.worker.idle):
         QApplication.processEvents()
         time.sleep(0.001)
     QApplication.processEvents()
@@ -28,7 +29,12 @@ def main() -> None:
     viewer = napari.Viewer(show=True)
     for data, kwargs, kind in sample_data.nuclei():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
+    started = time.perf_counter()
+    from fmscope.napari.segment_widget import BOXES, SegmentWidget
+
     widget = SegmentWidget(viewer)
+    print(f"napari: open the Segment widget (import + build; the model loads on its thread) "
+          f"{(time.perf_counter() - started) * 1000:.0f} ms")
     wait(widget)
     rng = np.random.default_rng(0)
     latencies = []
@@ -42,6 +48,23 @@ def main() -> None:
         latencies.append(widget.last_latency_ms)
     print(f"napari Shapes event -> painted label (cached embedding, 512x512): median {np.median(latencies):.0f} ms, "
           f"max {np.max(latencies):.0f} ms over {len(latencies)} boxes")
+
+    def add_box(x0: float, y0: float, size: float = 24) -> None:
+        widget.new_object()
+        viewer.layers[BOXES].add_rectangles(np.array([[y0, x0], [y0, x0 + size], [y0 + size, x0 + size],
+                                                      [y0 + size, x0]], dtype=float))
+    widget.prepare_radius = 0.5  # crops within 2 lattice steps: enough for the boxes below, a shorter run
+    add_box(200, 200)  # a first small box: the widget prepares the zoom crops around it
+    wait(widget, drained=True)
+    small = []
+    for dx, dy in ((16, 0), (0, 16), (-16, 0), (16, 16), (-16, -16), (32, 0)):  # nucleus-sized, nearby
+        add_box(200 + dx, 200 + dy)
+        wait(widget)
+        small.append(widget.last_latency_ms)
+        wait(widget, drained=True)
+    print(f"napari Shapes event -> painted label, 24 px boxes near a prepared small box (ROI zoom): median "
+          f"{np.median(small):.0f} ms = {np.median(small) / np.median(latencies):.2f}x the whole-image boxes, "
+          f"max {np.max(small):.0f} ms over {len(small)} boxes")
     widget.worker.shutdown()
     viewer.close()
 

@@ -26,6 +26,12 @@ def _roi_zoom(text: str) -> bool | str:
     return {"auto": "auto", "on": True, "off": False}[text]
 
 
+def _threads(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"needs a whole number >= 1, got '{text}'")
+    return int(text)
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="litemedsam",
                         help="litemedsam (default, embedded), medsam_vit_b, sam_vit_b, sam_vit_l, sam_vit_h")
@@ -33,7 +39,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=_window, help="CT/MR window: preset (abdomen, lung, bone, brain, liver, "
                                                        "soft_tissue) or LEVEL,WIDTH; default: automatic")
     parser.add_argument("--roi-zoom", choices=("auto", "on", "off"), default="auto",
-                        help="embed a crop around small objects (default auto)")
+                        help="embed a crop around small objects (default auto; on = auto)")
+    parser.add_argument("--threads", type=_threads,
+                        help="torch threads (default: $FMSCOPE_THREADS, else the cores other programs leave free)")
     parser.add_argument("--fast", action="store_true", help="bfloat16 encoder (faster, not bit-exact)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--cache-dir", help="keep image embeddings on disk here (zarr) for reuse")
@@ -45,7 +53,8 @@ def _segmenter(args: argparse.Namespace):
 
     cache = EmbeddingCache(directory=args.cache_dir) if args.cache_dir else None
     return Segmenter(args.model, checkpoint=args.checkpoint, device=args.device, cache=cache,
-                     roi_zoom=_roi_zoom(args.roi_zoom), precision="fast" if args.fast else "fp32")
+                     roi_zoom=_roi_zoom(args.roi_zoom), precision="fast" if args.fast else "fp32",
+                     threads=args.threads)
 
 
 def _labels_dtype(count: int) -> type:

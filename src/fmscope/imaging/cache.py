@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from fmscope.imaging.models.input_transforms import InputGeometry
 
@@ -65,6 +64,11 @@ class EmbeddingCache:
         self._remember(key, entry)
         return entry
 
+    def contains(self, signature: dict) -> bool:
+        """Whether ``signature`` is cached (in memory, or on disk unchecked); counts no hit or miss."""
+        key = signature_key(signature)
+        return key in self._memory or (self.directory is not None and self._path(key).exists())
+
     def put(self, signature: dict, entry: CachedEmbedding) -> None:
         """Store ``entry`` in memory and, when a directory is set, on disk."""
         key = signature_key(signature)
@@ -89,6 +93,8 @@ class EmbeddingCache:
     def _read_disk(self, key: str, signature: dict) -> CachedEmbedding | None:
         if self.directory is None or not self._path(key).exists():
             return None
+        import zarr  # only for the disk store
+
         try:
             group = zarr.open_group(str(self._path(key)), mode="r")
             attrs = dict(group.attrs)
@@ -102,6 +108,8 @@ class EmbeddingCache:
         return CachedEmbedding(embedding, geometry)
 
     def _write_disk(self, key: str, signature: dict, entry: CachedEmbedding) -> None:
+        import zarr
+
         self.directory.mkdir(parents=True, exist_ok=True)
         temporary = self.directory / f".tmp-{uuid.uuid4().hex}.zarr"
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,8 +20,9 @@ from fmscope.imaging.image_input import to_rgb_uint8, validate_image
 from fmscope.imaging.intensity import Intensity, resolve_intensity
 from fmscope.imaging.models import LoadedModel, load_model
 from fmscope.imaging.prompts import validate_box, validate_points
+from fmscope.imaging.roi import Crop
+from fmscope.threads import ThreadPolicy
 
-Crop = tuple[int, int, int, int]  # y0, x0, y1, x1 in image pixels
 PRECISIONS = ("fp32", "fast")
 # The embedded image or crop must span at least this many model input pixels across its short
 # side (two cells of LiteMedSAM's 64 x 64 embedding): thinner strips vanish in the resize.
@@ -43,15 +44,19 @@ class Segmenter:
 
     ``model`` is a registry name (``litemedsam`` default, ``medsam_vit_b``, ``sam_vit_b|l|h``)
     with ``checkpoint`` an optional path. ``roi_zoom``: ``"auto"`` (zoom on small prompts),
-    ``True`` or ``False``. ``precision``: ``"fp32"`` (exact, default) or ``"fast"``
-    (bfloat16 encoder where the CPU/GPU supports it, channels-last).
+    ``True`` (both: zoom whenever the crop of :mod:`fmscope.imaging.roi` is smaller than the
+    image) or ``False``. ``precision``: ``"fp32"`` (exact, default) or ``"fast"``
+    (bfloat16 encoder where the CPU/GPU supports it, channels-last). ``threads``: torch
+    threads; default ``FMSCOPE_THREADS`` or the cores other programs leave free
+    (:mod:`fmscope.threads`, re-checked before each encoder call).
     """
 
     def __init__(self, model: str = "litemedsam", checkpoint: str | os.PathLike | None = None,
                  device: str | torch.device | None = None, cache: EmbeddingCache | None = None,
-                 roi_zoom: bool | str = "auto", precision: str = "fp32") -> None:
+                 roi_zoom: bool | str = "auto", precision: str = "fp32", threads: int | None = None) -> None:
         if precision not in PRECISIONS:
             raise FmscopeError(f"Unknown precision '{precision}'.", f"Use one of: {', '.join(PRECISIONS)}.")
+        self.thread_policy = ThreadPolicy(threads)
         self.model: LoadedModel = load_model(model, checkpoint, device)
         self.cache = cache if cache is not None else EmbeddingCache()
         self.roi_zoom = roi_zoom
@@ -60,6 +65,10 @@ class Segmenter:
         # On CPU the decoder is memory-bound: batches beyond two prompts get slower per prompt
         # (measured in benchmarks/segment.py); a GPU takes large batches.
         self.decode_batch = 2 if self.model.device.type == "cpu" else 64
+        # Encoder batches: on this project's shared CPU a batch of 4 crops ran 0.75x and 1.45x the
+        # speed of 4 single passes in two runs (benchmarks/speed.py; same output), so crops go one
+        # by one there, which also keeps work prepared ahead cancellable per crop; a GPU takes batches.
+        self.encode_batch = 1 if self.model.device.type == "cpu" else 8
         self._rgb: np.ndarray | None = None
         self._image_hash = ""
         self.intensity: Intensity | None = None
@@ -97,31 +106,64 @@ class Segmenter:
         return self._rgb
 
     # -- embeddings ----------------------------------------------------------------------
-    def embed(self, crop: Crop | None = None) -> CachedEmbedding:
-        """The embedding of the image (or of ``crop``), from the cache when possible."""
+    def _signature(self, crop: Crop | None) -> dict:
         rgb = self._require_image()
-        signature = {
+        return {
             "image_sha256": self._image_hash, "shape": list(rgb.shape), "crop": None if crop is None else list(crop),
             "model": self.model.name, "weights_sha256": self.model.weights_sha256,
             "transform": type(self.model.transform).__name__, "precision": self.precision,
             "intensity": [self.intensity.low, self.intensity.high, self.intensity.name] if self.intensity else None,
             "version": fmscope.__version__,
         }
-        cached = self.cache.get(signature)
-        if cached is not None:
-            return cached
-        region = rgb if crop is None else rgb[crop[0]:crop[2], crop[1]:crop[3]]
-        self._check_shape(region.shape[:2], crop)
-        tensor, geometry = self.model.transform.image(region)
-        batch = tensor[None].to(self.model.device)
+
+    def embed(self, crop: Crop | None = None) -> CachedEmbedding:
+        """The embedding of the image (or of ``crop``), from the cache when possible."""
+        cached = self.cache.get(self._signature(crop))
+        return cached if cached is not None else self._encode([crop])[0]
+
+    def prepare(self, crops: Sequence[Crop | None], check: Callable[[], None] | None = None) -> int:
+        """Embed every crop (None = the whole image) not cached yet, in encoder batches of
+        ``encode_batch``; ``check()`` runs before each batch and may raise to stop.
+        Returns the number of crops embedded."""
+        missing = list(dict.fromkeys(crop for crop in crops if not self.cache.contains(self._signature(crop))))
+        for start in range(0, len(missing), self.encode_batch):
+            if check is not None:
+                check()
+            self._encode(missing[start:start + self.encode_batch])
+        return len(missing)
+
+    def zoom_crops_near(self, box: Sequence[float], radius_factor: float) -> list[Crop]:
+        """The zoom crops a prompt of ``box``'s size can use whose centre lies within
+        ``radius_factor`` x the crop side of the centre of ``box``'s own crop (0: that crop
+        alone), nearest first; empty when such a prompt does not zoom."""
+        extent = validate_box(box, self.image_shape)
+        own = roi.crop_for(extent, self.image_shape)
+        if own is None or self.roi_zoom is False:
+            return []
+        side = roi.crop_side(extent)
+        centre = ((own[1] + own[3]) / 2, (own[0] + own[2]) / 2)
+        return roi.lattice(side, self.image_shape, near=centre, radius=radius_factor * side)
+
+    def _encode(self, crops: Sequence[Crop | None]) -> list[CachedEmbedding]:
+        """Run the encoder on ``crops`` (one batch) and cache the embeddings."""
+        rgb = self._require_image()
+        regions = [rgb if crop is None else rgb[crop[0]:crop[2], crop[1]:crop[3]] for crop in crops]
+        for region, crop in zip(regions, crops):
+            self._check_shape(region.shape[:2], crop)
+        tensors, geometries = zip(*(self.model.transform.image(region) for region in regions))
+        batch = torch.stack(tensors).to(self.model.device)
+        self.thread_policy.apply()
         with torch.inference_mode(), self._autocast():
             if self.precision == "fast":
                 batch = batch.contiguous(memory_format=torch.channels_last)
-            embedding = self.model.net.image_encoder(batch)[0].float().cpu().numpy()
+            embeddings = self.model.net.image_encoder(batch).float().cpu().numpy()
         self.encoder_calls += 1
-        entry = CachedEmbedding(embedding, geometry)
-        self.cache.put(signature, entry)
-        return entry
+        entries = []
+        for crop, embedding, geometry in zip(crops, embeddings, geometries):
+            entry = CachedEmbedding(embedding, geometry)
+            self.cache.put(self._signature(crop), entry)
+            entries.append(entry)
+        return entries
 
     def _check_shape(self, shape: tuple[int, int], crop: Crop | None) -> None:
         """Refuse regions too elongated for the model's square input (e.g. a 6 x 4000 strip)."""
@@ -145,8 +187,6 @@ class Segmenter:
 
     def _crop_for(self, extent: np.ndarray, roi_zoom: bool | str | None) -> Crop | None:
         zoom = self.roi_zoom if roi_zoom is None else roi_zoom
-        if zoom == "auto":
-            zoom = roi.wants_zoom(extent, self.image_shape, self.model.transform.size)
         return roi.crop_for(extent, self.image_shape) if zoom else None
 
     # -- prompts -------------------------------------------------------------------------
@@ -173,13 +213,16 @@ class Segmenter:
 
     def predict_many(self, boxes: Sequence[Sequence[float]] | np.ndarray, roi_zoom: bool | str | None = None,
                      progress: bool = False) -> list[MaskResult]:
-        """Segment one object per box; each image or crop is embedded once for all its boxes, and
-        the boxes are decoded in batches of ``decode_batch``."""
+        """Segment one object per box; each image or crop is embedded once for all its boxes (in
+        encoder batches of ``encode_batch``), and the boxes are decoded in batches of
+        ``decode_batch``. Each result is the one :meth:`predict` gives for its box."""
         shape = self.image_shape
         validated = [validate_box(b, shape) for b in boxes]
         groups: dict[Crop | None, list[int]] = {}
         for index, box in enumerate(validated):
             groups.setdefault(self._crop_for(box, roi_zoom), []).append(index)
+        if self.encode_batch > 1:
+            self.prepare(list(groups))
         results: list[MaskResult | None] = [None] * len(validated)
         for crop, indices in tqdm(groups.items(), desc="segmenting", unit="crop", disable=not progress, leave=False):
             entry = self.embed(crop)

@@ -28,15 +28,16 @@ from qtpy.QtWidgets import (
 )
 
 from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
-from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.prompts import box_from_mask
-from fmscope.imaging.volume import segment_volume
 from fmscope.napari.state import CurrentObject, SegmentState
 from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.worker import Job, ModelWorker
 
 MODELS = ("litemedsam", "medsam_vit_b", "sam_vit_b", "sam_vit_l", "sam_vit_h")
 BOXES, CLICKS, LABELS = "fmscope boxes", "fmscope clicks", "fmscope labels"
+# After a small-object prompt, the zoom crops within this many crop sides of it are embedded in
+# the background (on every slice shown), so the next small box nearby is a decode.
+PREPARE_RADIUS = 0.75
 
 
 class SegmentWidget(QWidget):
@@ -47,7 +48,9 @@ class SegmentWidget(QWidget):
         self.viewer = napari_viewer
         self.worker = ModelWorker()
         self.state = SegmentState()
-        self._segmenters: dict[tuple[str, str], Segmenter] = {}
+        self._segmenters: dict[tuple[str, str], object] = {}  # (model, checkpoint) -> Segmenter
+        self._zoom_hint: np.ndarray | None = None  # the last small-object box: its crops are prepared
+        self.prepare_radius = PREPARE_RADIUS
         self._intensities: dict[tuple, object] = {}
         self._image_layer = None
         self._negative = False
@@ -184,8 +187,10 @@ class SegmentWidget(QWidget):
         return (self.model_combo.currentText(), self.checkpoint_edit.text().strip(),
                 None if choice == "auto" else choice, self._image_layer)
 
-    def _engine(self, settings: tuple) -> tuple[Segmenter, object]:
-        """(segmenter, intensity) for ``settings``; runs on the worker thread, both cached."""
+    def _engine(self, settings: tuple) -> tuple:
+        """(Segmenter, intensity) for ``settings``; runs on the worker thread, both cached."""
+        from fmscope.imaging.predictor import Segmenter  # torch loads on the worker, not when the widget opens
+
         model, checkpoint, window, layer = settings
         if (model, checkpoint) not in self._segmenters:
             self._segmenters[(model, checkpoint)] = Segmenter(model, checkpoint=checkpoint or None)
@@ -225,6 +230,20 @@ class SegmentWidget(QWidget):
             segmenter.embed()
             self.worker.progress.emit("Ready: draw a box.", 1, 1)
         self.worker.submit(embed, key="prefetch", on_error=self._on_error)
+        self._prepare_zoom_crops(image, settings)
+
+    def _prepare_zoom_crops(self, image: np.ndarray, settings: tuple) -> None:
+        """In the background, embed the zoom crops around the last small-object box on ``image``
+        (nearest first), so that small boxes nearby are decodes; any other model job cancels it."""
+        hint, radius = self._zoom_hint, self.prepare_radius
+        if hint is None:
+            return
+
+        def prepare(job: Job) -> None:
+            segmenter, intensity = self._engine(settings)
+            segmenter.set_image(image, window=intensity)
+            segmenter.prepare(segmenter.zoom_crops_near(hint, radius), check=job.check)
+        self.worker.submit(prepare, key="prepare", background=True, on_error=self._on_error)
 
     def _on_image_grid(self, layer) -> bool:
         """Whether a prompt layer's pixel grid is the image's (same scale and offset); says why not."""
@@ -290,6 +309,9 @@ class SegmentWidget(QWidget):
                 layer.refresh()
             self.last_latency_ms = (time.perf_counter() - started) * 1000
             self._say(f"Object {current.label}: {int(result.mask.sum())} px, score {result.score:.2f}.")
+            if result.crop is not None:
+                self._zoom_hint = box
+            self._prepare_zoom_crops(image, settings)
         self.worker.submit(predict, key="prompt", on_done=paint, on_error=self._on_error)
 
     def _on_error(self, error: BaseException) -> None:
@@ -359,6 +381,8 @@ class SegmentWidget(QWidget):
         settings = self._engine_settings()
 
         def run(job: Job):
+            from fmscope.imaging.volume import segment_volume
+
             def on_slice(done: int, total: int) -> None:
                 job.check()
                 self.worker.progress.emit(f"Propagating object {current.label} ...", done, total)

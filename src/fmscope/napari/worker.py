@@ -3,7 +3,9 @@
 Jobs run one at a time in submission order. A job submitted with a ``key`` supersedes the
 queued and running jobs with the same key: they are marked cancelled, queued ones never
 start, and a running one's result is dropped. Results and errors come back on the Qt main
-thread through queued signals.
+thread through queued signals. Background jobs (work done ahead, such as preparing zoom crops)
+give way: submitting any other job cancels them (the submitter queues them again when it wants),
+and they do not count in :attr:`ModelWorker.idle`; :attr:`ModelWorker.drained` waits for them too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Job:
     on_done: Callable[[Any], None] | None = None
     on_error: Callable[[BaseException], None] | None = None
     job_id: int = 0
+    background: bool = False
     _cancelled: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -65,14 +68,14 @@ class ModelWorker(QObject):
 
     def submit(self, fn: Callable[[Job], Any], key: str | None = None,
                on_done: Callable[[Any], None] | None = None,
-               on_error: Callable[[BaseException], None] | None = None) -> Job:
-        """Queue ``fn``; with a ``key``, earlier jobs with that key are cancelled."""
-        job = Job(fn, key, on_done, on_error, next(self._ids))
+               on_error: Callable[[BaseException], None] | None = None, background: bool = False) -> Job:
+        """Queue ``fn``; with a ``key``, earlier jobs with that key are cancelled, and a foreground
+        job cancels every background one."""
+        job = Job(fn, key, on_done, on_error, next(self._ids), background=background)
         with self._lock:
-            if key is not None:
-                for other in self._pending:
-                    if other.key == key:
-                        other.cancel()
+            for other in self._pending:
+                if (key is not None and other.key == key) or (other.background and not background):
+                    other.cancel()
             self._pending.append(job)
         self._queue.put(job)
         return job
@@ -85,6 +88,13 @@ class ModelWorker(QObject):
 
     @property
     def idle(self) -> bool:
+        """No foreground job queued or running (background preparation may still run)."""
+        with self._lock:
+            return not any(not job.background for job in self._pending)
+
+    @property
+    def drained(self) -> bool:
+        """No job at all queued or running, background ones included."""
         with self._lock:
             return not self._pending
 

@@ -17,7 +17,6 @@ from fmscope.imaging.models.input_transforms import (
     SamTransform,
 )
 from fmscope.imaging.models.litemedsam import LiteMedSAM
-from fmscope.imaging.models.medsam import build_sam
 
 
 @dataclass
@@ -38,6 +37,8 @@ def _litemedsam(_: str) -> tuple[nn.Module, Callable[[nn.Module], InputTransform
 
 def _sam(kind: str) -> Callable[[str], tuple[nn.Module, Callable[[nn.Module], InputTransform]]]:
     def build(name: str) -> tuple[nn.Module, Callable[[nn.Module], InputTransform]]:
+        from fmscope.imaging.models.medsam import build_sam  # segment-anything's builder: imported for SAM only
+
         # MedSAM uses SAM's architecture with its own (square, min-max) preprocessing.
         transform = (lambda net: MedSAMTransform()) if name.startswith("medsam") else SamTransform
         return build_sam(kind), transform

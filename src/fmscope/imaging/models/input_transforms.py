@@ -17,15 +17,15 @@ bowang-lab/MedSAM and facebookresearch/segment-anything; written anew here):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from segment_anything.modeling import Sam
-from segment_anything.utils.transforms import ResizeLongestSide
-from skimage.transform import resize as skimage_resize
+
+if TYPE_CHECKING:
+    from segment_anything.modeling import Sam
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,8 @@ class MedSAMTransform:
     size = 1024
 
     def image(self, rgb: np.ndarray) -> tuple[torch.Tensor, InputGeometry]:
+        from skimage.transform import resize as skimage_resize  # only MedSAM needs scikit-image's resize
+
         h, w = rgb.shape[:2]
         resized = skimage_resize(rgb, (self.size, self.size), order=3, preserve_range=True,
                                  mode="constant", anti_aliasing=True)
@@ -120,6 +122,9 @@ class SamTransform:
     size = 1024
 
     def __init__(self, sam: Sam) -> None:
+        # segment-anything's resize helper imports torchvision; only the SAM models need it.
+        from segment_anything.utils.transforms import ResizeLongestSide
+
         self._sam = sam
         self._resize = ResizeLongestSide(sam.image_encoder.img_size)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 from torch import nn
 
+from fmscope.imaging.models.sam_parts import sam_modeling
 from fmscope.imaging.models.tiny_vit import TinyViT, TinyViTConfig
 
 
@@ -13,13 +13,14 @@ class LiteMedSAM(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        modeling = sam_modeling()
         self.image_encoder = TinyViT(TinyViTConfig())
-        self.prompt_encoder = PromptEncoder(
+        self.prompt_encoder = modeling.PromptEncoder(
             embed_dim=256, image_embedding_size=(64, 64), input_image_size=(256, 256), mask_in_chans=16
         )
-        self.mask_decoder = MaskDecoder(
+        self.mask_decoder = modeling.MaskDecoder(
             num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+            transformer=modeling.TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
             transformer_dim=256,
             iou_head_depth=3,
             iou_head_hidden_dim=256,

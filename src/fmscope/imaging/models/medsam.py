@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from segment_anything import sam_model_registry
+import segment_anything
 from segment_anything.modeling import Sam
+
+from fmscope.imaging.models.sam_parts import MODELING, sam_modeling
+
+if not hasattr(segment_anything, "modeling"):  # loaded on its own first (sam_parts): attach it to its package
+    segment_anything.modeling = sam_modeling()
+    assert segment_anything.modeling.__name__ == MODELING
 
 
 def build_sam(kind: str) -> Sam:
     """An untrained SAM of ``kind`` ('vit_b', 'vit_l', 'vit_h'); weights are loaded afterwards."""
-    return sam_model_registry[kind](checkpoint=None)
+    return segment_anything.sam_model_registry[kind](checkpoint=None)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from segment_anything.modeling.common import LayerNorm2d
 from torch import nn
+
+from fmscope.imaging.models.sam_parts import sam_modeling
 
 
 @dataclass(frozen=True)
@@ -213,9 +214,9 @@ class TinyViT(nn.Module):
         self.layers = nn.ModuleList(stages)
         self.neck = nn.Sequential(
             nn.Conv2d(dims[-1], config.out_chans, 1, bias=False),
-            LayerNorm2d(config.out_chans),
+            sam_modeling().common.LayerNorm2d(config.out_chans),
             nn.Conv2d(config.out_chans, config.out_chans, 3, padding=1, bias=False),
-            LayerNorm2d(config.out_chans),
+            sam_modeling().common.LayerNorm2d(config.out_chans),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
