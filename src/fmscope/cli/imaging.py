@@ -11,46 +11,15 @@ from tqdm.auto import tqdm
 
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError, UsageError
-
-LABEL_SUFFIXES = (".tif", ".tiff", ".png", ".nii", ".nii.gz", ".nrrd", ".mha")
-VOLUME_LABEL_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-
+from fmscope.imaging.intensity import parse_window
+from fmscope.outputs import FOLDER, LABEL_IMAGE_SUFFIXES, OVERLAY_SUFFIXES, VOLUME_SUFFIXES, Output, check_outputs
 
 def _window(text: str) -> str | tuple[float, float] | None:
     """argparse type for --window: 'auto', a preset name, or LEVEL,WIDTH (a bad value exits 2)."""
-    from fmscope.imaging.intensity import WINDOW_PRESETS
-
-    if text == "auto":
-        return None
-    if "," in text:
-        try:
-            level, width = (float(v) for v in text.split(","))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"cannot read '{text}': give a preset name or LEVEL,WIDTH, "
-                                             "e.g. 40,400") from None
-        if not width > 0:
-            raise argparse.ArgumentTypeError(f"the width in '{text}' must be positive")
-        return level, width
-    if text not in WINDOW_PRESETS:
-        raise argparse.ArgumentTypeError(f"unknown preset '{text}': use one of {', '.join(WINDOW_PRESETS)}, "
-                                         "or LEVEL,WIDTH")
-    return text
-
-
-def _check_output(output: str, suffixes: tuple[str, ...], *inputs: str | None) -> None:
-    """Refuse, before any work, an output with a suffix fmscope cannot write there or one that
-    would replace an input (a DICOM folder's files included)."""
-    path = Path(output)
-    if file_suffix(path) not in suffixes:
-        raise FmscopeError(f"Cannot write '{output}': unknown output type '{file_suffix(path) or '(none)'}'.",
-                           f"End the output name with one of: {', '.join(suffixes)}.")
-    target = path.resolve()
-    for given in filter(None, inputs):
-        source = Path(given).resolve()
-        if target == source or source in target.parents:
-            raise FmscopeError(f"The output {output} would write over the input {given}.",
-                               "Give an output path outside the input.")
+    try:
+        return parse_window(text)
+    except FmscopeError as error:
+        raise argparse.ArgumentTypeError(f"{error.problem} {error.fix}") from None
 
 
 def _roi_zoom(text: str) -> bool | str:
@@ -87,6 +56,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from fmscope.imaging import io
     from fmscope.imaging.overlay import draw_overlay
 
+    check_outputs([Output("-o", args.output, LABEL_IMAGE_SUFFIXES), Output("--overlay", args.overlay, OVERLAY_SUFFIXES),
+                   Output("--cache-dir", args.cache_dir, FOLDER)], [args.image])
     if not args.box and not args.point:
         raise UsageError("No prompt given.", "Add --box X0 Y0 X1 Y1 and/or --point X Y.")
     if args.label and len(args.label) != len(args.point or []):
@@ -94,9 +65,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
                          "Give one --label (1 or 0) per --point, or none (all positive).")
     if args.point and args.box and len(args.box) > 1:
         raise UsageError("Points refine one object; got several boxes.", "Give at most one --box with --point.")
-    _check_output(args.output, LABEL_SUFFIXES, args.image)
-    if args.overlay:
-        _check_output(args.overlay, PICTURE_SUFFIXES, args.image, args.output)
     image = io.load_image(args.image)
     segmenter = _segmenter(args)
     segmenter.set_image(image.array, window=args.window)
@@ -127,7 +95,8 @@ def cmd_volume(args: argparse.Namespace) -> int:
     from fmscope.imaging import io
     from fmscope.imaging.volume import segment_volume
 
-    _check_output(args.output, VOLUME_LABEL_SUFFIXES, args.volume)
+    check_outputs([Output("-o", args.output, VOLUME_SUFFIXES), Output("--cache-dir", args.cache_dir, FOLDER)],
+                  [args.volume])
     volume = io.read_volume(args.volume, series=args.series)
     if volume.source:
         print(f"DICOM series read: {volume.source}")
@@ -177,6 +146,7 @@ def _describe(grid) -> str:
 def cmd_demo(args: argparse.Namespace) -> int:
     from fmscope.demo import run_demo
 
+    check_outputs([Output("-o", args.output, FOLDER)])
     run_demo(Path(args.output), fast=args.fast)
     return 0
 

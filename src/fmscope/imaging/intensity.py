@@ -55,6 +55,23 @@ def window(spec: str | tuple[float, float]) -> Intensity:
     return Intensity(level - width / 2, level + width / 2, name)
 
 
+def parse_window(text: str | None) -> str | tuple[float, float] | None:
+    """A window as a user writes it: ``None`` or ``"auto"`` (automatic), a preset name, or
+    ``"LEVEL,WIDTH"`` (HU, width > 0); raises FmscopeError for anything else."""
+    if text is None or text == "auto":
+        return None
+    if "," in text:
+        try:
+            level, width = (float(v) for v in text.split(","))
+        except ValueError:
+            raise FmscopeError(f"Cannot read window '{text}'.", "Give a preset name or LEVEL,WIDTH, e.g. 40,400.") \
+                from None
+        window((level, width))  # checks the width
+        return level, width
+    window(text)  # checks the preset name
+    return text
+
+
 def finite_values(array: np.ndarray) -> np.ndarray:
     """The array itself for integer / bool data, else its finite values (1D)."""
     array = np.asarray(array)
