@@ -19,7 +19,7 @@ from fmscope.omics.image_expression import (
     load_model_file,
     train_model,
 )
-from fmscope.omics.image_expression_eval import blocked_holdout, pearson_per_gene
+from fmscope.omics.image_expression_eval import blocked_folds, pearson_per_gene
 from fmscope.omics.image_expression_slide import slide_tissue, train_on_slide
 from fmscope.omics.image_patches import PatchEncoder, TissueImage, colour_statistics, tissue_grid
 from fmscope.omics.io import read_slide
@@ -55,20 +55,22 @@ def test_pearson_per_gene_matches_numpy():
     assert np.isnan(r[2])
 
 
-def test_blocked_holdout_holds_out_whole_blocks_with_a_buffer(visium):
+def test_blocked_folds_hold_out_every_block_once_with_a_buffer(visium):
     xy = visium.adata.obsm["spatial"]
-    split = blocked_holdout(xy, 4, patch_um=200, seed=3)
-    assert len(split.blocks) == 4 and split.test.sum() > 100
-    assert not np.any(split.train & split.test)
-    # every training spot's 200 µm patch stays clear of every held-out spot's patch
-    gap = np.abs(xy[split.train][:, None, :] - xy[split.test][None, :, :]).max(axis=2).min()
-    assert gap >= 200
+    folds = blocked_folds(xy, 4, patch_um=200, seed=3)
+    assert len(folds) >= 4 and all(len(fold.blocks) >= 4 for fold in folds)
+    assert np.array_equal(np.sum([fold.test for fold in folds], axis=0), np.ones(len(xy)))  # each spot once
     low = xy.min(axis=0)
-    cells = {tuple(c) for c in np.floor((xy[split.test] - low) / split.block_um).astype(int)}
-    assert cells == set(split.blocks)  # held-out spots are exactly those of the chosen blocks
-    assert np.array_equal(blocked_holdout(xy, 4, 200, seed=3).test, split.test)  # seeded
+    for fold in folds:
+        assert not np.any(fold.train & fold.test)
+        # every training spot's 200 µm patch stays clear of every held-out spot's patch
+        gap = np.abs(xy[fold.train][:, None, :] - xy[fold.test][None, :, :]).max(axis=2).min()
+        assert gap >= 200
+        cells = {tuple(c) for c in np.floor((xy[fold.test] - low) / fold.block_um).astype(int)}
+        assert cells == set(fold.blocks)  # held-out spots are exactly those of the fold's blocks
+    assert np.array_equal(blocked_folds(xy, 4, 200, seed=3)[0].test, folds[0].test)  # seeded
     with pytest.raises(FmscopeError, match="hold-out blocks"):
-        blocked_holdout(xy, 40, 200)
+        blocked_folds(xy, 40, 200)
 
 
 def _synthetic(n=400, genes=6, seed=0):

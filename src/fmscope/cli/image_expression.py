@@ -117,8 +117,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--n-genes", type=int, default=50, help="most variable genes to learn without --genes")
     train.add_argument("--patch-um", type=float, help="patch side in microns (default 200)")
     train.add_argument("--holdout-blocks", type=int, default=4, help="spatial blocks held out for the r table")
-    train.add_argument("--epochs", type=int, default=60)
-    train.add_argument("--k", type=int, default=25, help="reference spots averaged per prediction")
+    train.add_argument("--epochs", type=int, default=15)
+    train.add_argument("--k", type=int, default=100, help="reference spots averaged per prediction")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--encoder-um-per-px", type=float,
                        help="microns per encoder input pixel; the image is resampled to it (default 8)")

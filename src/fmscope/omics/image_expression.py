@@ -6,8 +6,8 @@ standardised log-normalised expression into one space. Training uses BLEEP's con
 (Xie et al., NeurIPS 2023): the image-to-spot similarity logits are pulled towards soft
 targets, the softmax of the mean of the image-image and spot-spot similarities, in both
 directions; here the embeddings are L2-normalised and divided by a temperature. A patch's
-expression is predicted as the similarity-weighted mean expression of the ``k`` reference spots
-whose expression embeddings are nearest to its image embedding.
+expression is predicted as the mean expression of the ``k`` reference spots whose expression
+embeddings are nearest (cosine) to its image embedding (BLEEP's "average" prediction).
 
 The model file (``torch.save`` of tensors, numbers and strings, read back with
 ``weights_only=True``) carries the gene list, the patch size in microns, the encoder's scale
@@ -89,7 +89,7 @@ class ImageExpressionModel:
     expression: Standardiser
     reference_embedding: torch.Tensor  # (spots, D) L2-normalised expression embeddings of the reference spots
     reference_expression: np.ndarray  # (spots, genes) log1p(counts per 10,000)
-    k: int = 25
+    k: int = 100
     temperature: float = 0.1
     seed: int = 0
 
@@ -100,7 +100,7 @@ class ImageExpressionModel:
             return F.normalize(self.image_head(self.features(features)), dim=1)
 
     def predict(self, features: np.ndarray, genes: list[str] | None = None, chunk: int = 4096) -> np.ndarray:
-        """(N, len(genes)) predicted expression: the k nearest reference spots, weighted by similarity.
+        """(N, len(genes)) predicted expression: the mean over the k nearest reference spots in the joint space.
 
         ``genes`` defaults to all the model's genes; a gene it was not trained on is refused.
         """
@@ -110,9 +110,8 @@ class ImageExpressionModel:
         out = np.zeros((len(features), len(columns)), dtype=np.float32)
         for start in range(0, len(features), chunk):
             similarity = self.image_embedding(features[start:start + chunk]) @ self.reference_embedding.T
-            top, index = similarity.topk(k, dim=1)
-            weights = torch.softmax(top / self.temperature, dim=1).numpy()
-            out[start:start + chunk] = np.einsum("nk,nkg->ng", weights, reference[index.numpy()])
+            index = similarity.topk(k, dim=1).indices.numpy()
+            out[start:start + chunk] = reference[index].mean(axis=1)
         return out
 
     def gene_columns(self, genes: list[str] | None) -> np.ndarray:
@@ -176,8 +175,8 @@ def check_spot_count(n_spots: int, what: str = "The slide") -> None:
 
 
 def train_model(features: np.ndarray, expression: np.ndarray, genes: list[str], *, patch_um: float,
-                encoder_um_per_px: float, encoder_sha256: str, epochs: int = 60, batch_size: int = 256,
-                k: int = 25, temperature: float = 0.1, seed: int = 0,
+                encoder_um_per_px: float, encoder_sha256: str, epochs: int = 15, batch_size: int = 256,
+                k: int = 100, temperature: float = 0.1, seed: int = 0,
                 on_epoch: EpochCallback | None = None) -> ImageExpressionModel:
     """Train both heads on (N, F) patch features and (N, G) log-normalised expression of the same spots.
 

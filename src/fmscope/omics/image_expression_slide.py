@@ -1,7 +1,7 @@
 """Image-to-expression on a slide: train with the blocked hold-out report, predict anywhere on tissue.
 
-``train_on_slide`` computes the patch features of every spot once, trains a model on the
-training blocks and reports held-out r against the baselines
+``train_on_slide`` computes the patch features of every spot once, trains one model per
+spatially blocked fold and reports held-out r against the baselines
 (:mod:`fmscope.omics.image_expression_eval`), then trains the model it returns on all spots
 (the held-out report describes how well that recipe generalises to unseen tissue).
 ``predict_on_tissue`` predicts expression at any patch centres (a grid over the tissue, the
@@ -22,8 +22,9 @@ from fmscope.errors import FmscopeError
 from fmscope.omics.image_expression import ImageExpressionModel, check_spot_count, train_model
 from fmscope.omics.image_expression_eval import (
     INTERPOLATION_K,
+    METHODS,
     HoldoutReport,
-    blocked_holdout,
+    blocked_folds,
     nearest_mean,
     pearson_per_gene,
 )
@@ -83,7 +84,7 @@ class TrainResult:
 
 def train_on_slide(slide: Slide, encoder: PatchEncoder | None = None, genes: list[str] | None = None,
                    n_genes: int = 50, patch_um: float = DEFAULT_PATCH_UM, holdout_blocks: int = 4,
-                   epochs: int = 60, k: int = 25, seed: int = 0, progress: Progress | None = None) -> TrainResult:
+                   epochs: int = 15, k: int = 100, seed: int = 0, progress: Progress | None = None) -> TrainResult:
     """Train image-to-expression on ``slide``'s spots; returns the model and the held-out report.
 
     Refuses (before any computation) a slide without an image or its pixel size, unknown
@@ -93,8 +94,9 @@ def train_on_slide(slide: Slide, encoder: PatchEncoder | None = None, genes: lis
     check_spot_count(slide.adata.n_obs)
     values, names = slide_expression(slide, genes, n_genes)
     xy = np.asarray(slide.adata.obsm["spatial"], dtype=float)[:, :2]
-    split = blocked_holdout(xy, holdout_blocks, patch_um, seed)
-    check_spot_count(int(split.train.sum()), "After holding out blocks, the training set")
+    folds = blocked_folds(xy, holdout_blocks, patch_um, seed)
+    for fold in folds:
+        check_spot_count(int(fold.train.sum()), "After holding out blocks, the training set")
     encoder = encoder if encoder is not None else PatchEncoder(DEFAULT_ENCODER_UM_PER_PX)
     tissue = slide_tissue(slide, encoder.encoder_um_per_px)
 
@@ -105,20 +107,22 @@ def train_on_slide(slide: Slide, encoder: PatchEncoder | None = None, genes: lis
     features = encoder.features(tissue, xy, patch_um, progress=report("Encoding image tiles"))
     settings = dict(patch_um=patch_um, encoder_um_per_px=encoder.encoder_um_per_px,
                     encoder_sha256=encoder.weights_sha256, epochs=epochs, k=k, seed=seed)
-    held_out = train_model(features[split.train], values[split.train], names,
-                           on_epoch=report("Training (held-out blocks)"), **settings)
     colours = colour_statistics(tissue, xy, patch_um)
-    colour_mean, colour_std = colours[split.train].mean(0), colours[split.train].std(0) + 1e-6
-    truth = values[split.test]
-    predictions = {
-        "image": held_out.predict(features[split.test]),
-        "colour": nearest_mean((colours[split.train] - colour_mean) / colour_std, values[split.train],
-                               (colours[split.test] - colour_mean) / colour_std, k),
-        "interpolation": nearest_mean(xy[split.train], values[split.train], xy[split.test], INTERPOLATION_K,
-                                      inverse_distance=True),
-    }
-    holdout_report = HoldoutReport(names, {m: pearson_per_gene(truth, p) for m, p in predictions.items()},
-                                   int(split.train.sum()), int(split.test.sum()), len(split.blocks), split.block_um)
+    predictions = {method: np.zeros_like(values) for method in METHODS}
+    for number, fold in enumerate(folds, 1):
+        train, test = fold.train, fold.test
+        held_out = train_model(features[train], values[train], names,
+                               on_epoch=report(f"Training, held-out fold {number}/{len(folds)}"), **settings)
+        colour_mean, colour_std = colours[train].mean(0), colours[train].std(0) + 1e-6
+        colour_train, colour_test = (colours[train] - colour_mean) / colour_std, (colours[test] - colour_mean) / colour_std
+        predictions["image"][test] = held_out.predict(features[test])
+        predictions["colour"][test] = nearest_mean(colour_train, values[train], colour_test, 1)
+        predictions["colour_knn"][test] = nearest_mean(colour_train, values[train], colour_test, k)
+        predictions["interpolation"][test] = nearest_mean(xy[train], values[train], xy[test], INTERPOLATION_K,
+                                                          inverse_distance=True)
+    holdout_report = HoldoutReport(names, {m: pearson_per_gene(values, p) for m, p in predictions.items()},
+                                   int(np.mean([f.train.sum() for f in folds])), len(values), holdout_blocks,
+                                   len(folds), folds[0].block_um)
     model = train_model(features, values, names, on_epoch=report("Training (all spots)"), **settings)
     return TrainResult(model, holdout_report, encoder.tiles_encoded - before)
 
