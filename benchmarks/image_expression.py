@@ -43,7 +43,7 @@ def main() -> None:
         result = train_on_slide(slide, encoder, seed=seed)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         report = result.report
-        print(f"seed {seed}: {report.n_blocks} blocks held out ({report.n_test} spots), "
+        print(f"seed {seed}: {report.n_folds} folds of >= {report.n_blocks} blocks held out ({report.n_test} spots), "
               + ", ".join(f"{m} {report.mean(m, 20):.3f}" for m in METHODS)
               + f" (mean r, top 20 genes); image - colour {report.mean('image', 20) - report.mean('colour', 20):+.3f}; "
               f"{result.tiles_encoded} tiles encoded, {wall:.0f} s wall, {cpu:.0f} s CPU")
