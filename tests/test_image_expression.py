@@ -118,6 +118,7 @@ def test_refusals_before_any_work(visium, encoder):
         encoder.features(slide_tissue(visium), np.zeros((1, 2)), patch_um=5000)
 
 
+@pytest.mark.slow
 def test_patch_features_are_cached_and_scale_invariant(visium, encoder):
     """The same tissue scanned at half the resolution gives nearly the same features (real TinyViT weights)."""
     tissue = slide_tissue(visium)
