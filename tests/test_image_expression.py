@@ -20,7 +20,7 @@ from fmscope.omics.image_expression import (
     train_model,
 )
 from fmscope.omics.image_expression_eval import blocked_folds, pearson_per_gene
-from fmscope.omics.image_expression_slide import slide_tissue, train_on_slide
+from fmscope.omics.image_expression_slide import check_encoder, slide_tissue, train_on_slide
 from fmscope.omics.image_patches import PatchEncoder, TissueImage, colour_statistics, tissue_grid
 from fmscope.omics.io import read_slide
 
@@ -116,6 +116,11 @@ def test_refusals_before_any_work(visium, encoder):
         TissueImage.from_array(visium.image, None)
     with pytest.raises(FmscopeError, match="does not fit"):
         encoder.features(slide_tissue(visium), np.zeros((1, 2)), patch_um=5000)
+    features, expression, genes = _synthetic()
+    other = train_model(features, expression, genes, patch_um=200.0, encoder_um_per_px=8.0,
+                        encoder_sha256="ab" * 32, epochs=1)
+    with pytest.raises(FmscopeError, match="trained on encoder weights abababababab"):
+        check_encoder(other, encoder)
 
 
 @pytest.mark.slow

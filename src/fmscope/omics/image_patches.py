@@ -65,7 +65,7 @@ class PatchEncoder:
     def __init__(self, encoder_um_per_px: float = 8.0, cache: EmbeddingCache | None = None,
                  model: LoadedModel | None = None) -> None:
         self.encoder_um_per_px = float(encoder_um_per_px)
-        self.model = model if model is not None else load_model(ENCODER, device="cpu")
+        self.model = model if model is not None else load_model(ENCODER)
         self.cache = cache if cache is not None else EmbeddingCache(max_items=64)
         self.tiles_encoded = 0
 
@@ -111,10 +111,9 @@ class PatchEncoder:
 
     def _tile_maps(self, image: np.ndarray, tiles: list[tuple[int, int]], progress: Progress | None) -> list[np.ndarray]:
         """Encoder maps (256, 64, 64) of the tiles (tx, ty), from the cache or encoded in batches."""
-        padded_origin = -HALO
         pixels, signatures, maps = [], [], []
         for tx, ty in tiles:
-            tile = _crop(image, tx * CORE + padded_origin, ty * CORE + padded_origin)
+            tile = _crop(image, tx * CORE - HALO, ty * CORE - HALO)  # the core plus its halo
             pixels.append(tile)
             signatures.append({"purpose": "image_expression_tile", "tile_sha256": hashlib.sha256(tile.tobytes()).hexdigest(),
                                "model": self.model.name, "weights_sha256": self.model.weights_sha256,
