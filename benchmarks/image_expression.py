@@ -33,7 +33,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--figures", type=Path, help="folder for the README figures")
-    parser.add_argument("--cache-dir", type=Path, help="tile-embedding cache (default none: the first seed is timed cold)")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="tile-embedding cache (default none: the first seed is timed cold)")
     args = parser.parse_args()
     slide = read_slide(VISIUM)
     encoder = PatchEncoder(cache=EmbeddingCache(directory=args.cache_dir))

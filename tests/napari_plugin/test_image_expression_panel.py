@@ -34,7 +34,7 @@ def test_train_show_reapply_and_save(make_napari_viewer, qtbot, tmp_path):
         assert not (tmp_path / "brain.pt").exists()
 
         panel.train()
-        wait_idle(qtbot, widget, timeout=900_000)  # ~1 min on an idle 2-core CPU; cold TinyViT tiles on a busy one: minutes
+        wait_idle(qtbot, widget, timeout=900_000)  # ~1 min on an idle 2-core CPU, minutes on a busy one
         assert "held-out r over the 20 most variable genes: image" in panel.result_label.text()
         assert (tmp_path / "brain.pt").is_file()
         gene = panel.gene_combo.itemText(0)

@@ -116,7 +116,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--genes", nargs="+", help="genes to learn (default: the --n-genes most variable)")
     train.add_argument("--n-genes", type=int, default=50, help="most variable genes to learn without --genes")
     train.add_argument("--patch-um", type=float, help="patch side in microns (default 200)")
-    train.add_argument("--holdout-blocks", type=int, default=4, help="whole blocks per held-out fold (every block is held out once; default 4)")
+    train.add_argument("--holdout-blocks", type=int, default=4,
+                       help="whole blocks per held-out fold (every block is held out once)")
     train.add_argument("--epochs", type=int, default=15)
     train.add_argument("--k", type=int, default=100, help="reference spots averaged per prediction")
     train.add_argument("--seed", type=int, default=0)

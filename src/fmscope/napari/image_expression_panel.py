@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+)
 
 from fmscope.errors import FmscopeError
 from fmscope.napari.slide_layers import continuous_layer

@@ -157,7 +157,8 @@ def load_model_file(path: str | os.PathLike) -> ImageExpressionModel:
         spot_head.load_state_dict(state["spot_head"])
     except Exception as error:
         raise FmscopeError(f"{path} is not an fmscope image-expression model ({type(error).__name__}: "
-                           f"{str(error)[:120]}).", "Give a file written by `fmscope image-expression train`.") from None
+                           f"{str(error)[:120]}).",
+                           "Give a file written by `fmscope image-expression train`.") from None
     return ImageExpressionModel(
         list(state["genes"]), float(state["patch_um"]), float(state["encoder_um_per_px"]), state["encoder_sha256"],
         image_head.eval(), spot_head.eval(),

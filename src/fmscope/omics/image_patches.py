@@ -109,13 +109,15 @@ class PatchEncoder:
                                f"Use a patch between {self.encoder_um_per_px * FEATURE_STRIDE:g} and {largest:g} µm.")
         return max(half, 0)
 
-    def _tile_maps(self, image: np.ndarray, tiles: list[tuple[int, int]], progress: Progress | None) -> list[np.ndarray]:
+    def _tile_maps(self, image: np.ndarray, tiles: list[tuple[int, int]],
+                   progress: Progress | None) -> list[np.ndarray]:
         """Encoder maps (256, 64, 64) of the tiles (tx, ty), from the cache or encoded in batches."""
         pixels, signatures, maps = [], [], []
         for tx, ty in tiles:
             tile = _crop(image, tx * CORE - HALO, ty * CORE - HALO)  # the core plus its halo
             pixels.append(tile)
-            signatures.append({"purpose": "image_expression_tile", "tile_sha256": hashlib.sha256(tile.tobytes()).hexdigest(),
+            signatures.append({"purpose": "image_expression_tile",
+                               "tile_sha256": hashlib.sha256(tile.tobytes()).hexdigest(),
                                "model": self.model.name, "weights_sha256": self.model.weights_sha256,
                                "version": fmscope.__version__})
             cached = self.cache.get(signatures[-1])
