@@ -131,7 +131,21 @@ def spatial_finetune() -> None:
     viewer.close()
 
 
-SHOTS = {"nuclei": nuclei, "ct_volume": ct_volume, "visium": spatial_visium, "finetune": spatial_finetune}
+def image_expression() -> None:
+    viewer, widget = open_viewer((), SpatialWidget, "fmscope: Spatial omics", 1000)
+    widget.open_slide(str(samples.sample_data_dir() / "visium_mouse_brain"))
+    wait(widget)
+    widget.image_expression.model_edit.setText(str(Path(tempfile.mkdtemp()) / "brain.pt"))
+    widget.image_expression.train()
+    wait(widget, timeout=900)
+    viewer.layers[1].visible = False  # the plain spots layer under the predicted grid
+    viewer.screenshot(str(DOCS / "napari_image_expression.png"), canvas_only=False)
+    widget.worker.shutdown()
+    viewer.close()
+
+
+SHOTS = {"nuclei": nuclei, "ct_volume": ct_volume, "visium": spatial_visium, "finetune": spatial_finetune,
+         "image_expression": image_expression}
 
 if __name__ == "__main__":
     DOCS.mkdir(exist_ok=True)

@@ -20,7 +20,7 @@ from fmscope.errors import FmscopeError, UsageError
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for ``fmscope``."""
     from fmscope import __version__
-    from fmscope.cli import batch, imaging, omics
+    from fmscope.cli import batch, image_expression, imaging, omics
 
     parser = argparse.ArgumentParser(prog="fmscope", description="Biomedical foundation models from the shell.")
     parser.add_argument("--version", action="version", version=f"fmscope {__version__}")
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     imaging.add_commands(commands)
     omics.add_commands(commands)
     batch.add_commands(commands)
+    image_expression.add_commands(commands)
     return parser
 
 

@@ -43,13 +43,15 @@ from fmscope.napari.spatial_state import ANNOTATION_KEY, SpatialState
 from fmscope.napari.status_panel import StatusPanel, refill
 from fmscope.napari.worker import Job, ModelWorker
 from fmscope.omics.domains import DOMAIN_KEY
+from fmscope.omics.image_expression_slide import PREDICTED_KEY as IMAGE_EXPRESSION_KEY
 from fmscope.omics.io import Slide, read_slide
 from fmscope.omics.reference import gene_expression, read_reference
 
 DOMAINS, PREDICTED, UNCERTAINTY = "fmscope domains", "fmscope predicted domains", "fmscope uncertainty"
 BASELINE, SCGPT = "baseline (expression PCA)", "scGPT checkpoint folder"
 RESOLUTIONS = (0.2, 0.4, 0.6, 1.0)
-IMPUTED_SOURCES = {"fmscope_imputed": "imputed", "fmscope_imputed_scgpt_spatial": "imputed, scGPT-spatial"}
+IMPUTED_SOURCES = {"fmscope_imputed": "imputed", "fmscope_imputed_scgpt_spatial": "imputed, scGPT-spatial",
+                   IMAGE_EXPRESSION_KEY: "from image"}
 ANNOTATION_MAX_SIDE = 4096
 
 
@@ -184,10 +186,13 @@ class SpatialWidget(QWidget):
         row.addWidget(self.save_edit)
         row.addWidget(self._button("Save", lambda: self.save(self.save_edit.text())))
 
+        from fmscope.napari.image_expression_panel import ImageExpressionPanel
+
+        self.image_expression = ImageExpressionPanel(self)  # "Predict expression from image"
         self.panel = StatusPanel("Open a slide.")
         self.status, self.progress = self.panel.status, self.panel.progress
         layout = QVBoxLayout(self)
-        for box in (open_box, domains_box, show_box, tune_box, save_box, self.panel):
+        for box in (open_box, domains_box, show_box, tune_box, self.image_expression, save_box, self.panel):
             layout.addWidget(box)
         layout.addStretch()
 

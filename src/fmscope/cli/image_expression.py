@@ -1,0 +1,141 @@
+"""``fmscope image-expression train | predict``: expression from the H&E image, BLEEP-style.
+
+``train`` fits the model on a slide's spots and prints the spatially blocked hold-out table
+(image model vs colour and interpolation baselines); ``predict`` writes predicted genes at a
+grid of points over the tissue of a slide or a plain image (with its microns per pixel) to a new
+SpatialData ``.zarr`` (or ``.h5ad``), plus a PNG of one gene on the tissue.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fmscope.errors import FmscopeError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def _encoder(scale: float, cache_dir: str | None):
+    from fmscope.imaging.cache import EmbeddingCache
+    from fmscope.omics.image_patches import PatchEncoder
+
+    return PatchEncoder(scale, cache=EmbeddingCache(directory=cache_dir))
+
+
+def _progress():
+    from tqdm.auto import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def update(message: str, done: int, total: int) -> None:
+        bar = bars.get(message)
+        if bar is None:
+            bar = bars[message] = tqdm(total=total, desc=message, leave=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+    return update
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fmscope.omics.image_expression_slide import DEFAULT_ENCODER_UM_PER_PX, train_on_slide
+    from fmscope.omics.io import read_slide
+
+    if Path(args.output).suffix != ".pt":
+        raise FmscopeError(f"The model file {args.output} should end in .pt.", "Give -o MODEL.pt.")
+    slide = read_slide(args.input, microns_per_unit=args.microns_per_unit)
+    options = {"patch_um": args.patch_um} if args.patch_um is not None else {}
+    result = train_on_slide(slide, _encoder(args.encoder_um_per_px or DEFAULT_ENCODER_UM_PER_PX, args.cache_dir),
+                            genes=args.genes, n_genes=args.n_genes, holdout_blocks=args.holdout_blocks,
+                            epochs=args.epochs, k=args.k, seed=args.seed, progress=_progress(), **options)
+    result.model.save(args.output)
+    print(result.report.table(50))
+    print(f"wrote {args.output}: {len(result.model.genes)} genes, {result.model.patch_um:g} µm patches, "
+          f"{len(result.model.reference_expression)} reference spots; {result.report.summary()}")
+    return 0
+
+
+def _tissue(args: argparse.Namespace, encoder_um_per_px: float):
+    from fmscope.imaging.io import read_image
+    from fmscope.omics.image_patches import TissueImage
+    from fmscope.omics.image_expression_slide import slide_tissue
+    from fmscope.omics.io import read_slide
+
+    path = Path(args.input)
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        return TissueImage.from_array(read_image(path), args.microns_per_pixel, str(path))
+    slide = read_slide(path, microns_per_unit=args.microns_per_unit)
+    if args.microns_per_pixel is not None:
+        slide.image_microns_per_pixel = args.microns_per_pixel
+    return slide_tissue(slide, encoder_um_per_px)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from fmscope.omics.image_expression import load_model_file
+    from fmscope.omics.image_expression_slide import predict_on_tissue, prediction_slide
+    from fmscope.omics.image_patches import tissue_grid
+    from fmscope.omics.plot import save_values_png
+    from fmscope.omics.store import write_result
+
+    model = load_model_file(args.model)
+    model.gene_columns(args.genes)  # unknown genes are refused before any image work
+    png_gene = args.png_gene or (args.genes or model.genes)[0]
+    model.gene_columns([png_gene])
+    if Path(args.input).resolve() == Path(args.output).resolve():
+        raise FmscopeError(f"{args.output} is the input; fmscope never writes over the user's data.",
+                           "Give a new output path.")
+    tissue = _tissue(args, model.encoder_um_per_px)
+    centres = tissue_grid(tissue, args.grid_um)
+    if len(centres) == 0:
+        raise FmscopeError("No tissue was found in the image.", "Check the image is the H&E of the tissue.")
+    predicted = predict_on_tissue(model, tissue, centres, _encoder(model.encoder_um_per_px, args.cache_dir),
+                                  args.genes, progress=_progress())
+    result = prediction_slide(tissue, centres, predicted, args.grid_um, args.model, str(args.input))
+    png = Path(args.png) if args.png else Path(args.output).with_suffix(".png")
+    save_values_png(result, predicted[model.genes[model.gene_columns([png_gene])[0]]].to_numpy(), png,
+                    title=f"{png_gene} predicted from the image ({Path(args.model).name})")
+    try:
+        write_result(result, args.output)
+    except BaseException:
+        png.unlink(missing_ok=True)
+        raise
+    print(f"wrote {args.output} and {png}: {predicted.shape[1]} genes predicted at {len(centres)} points "
+          f"every {args.grid_um:g} µm over the tissue")
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register ``fmscope image-expression train | predict``."""
+    group = commands.add_parser("image-expression", help="predict expression from the H&E image (BLEEP-style; "
+                                                         "LiteMedSAM's TinyViT as frozen image encoder)")
+    actions = group.add_subparsers(dest="action", required=True)
+    train = actions.add_parser("train", help="train on a slide's spots; print the blocked hold-out table")
+    train.add_argument("input", help="slide with spots and its tissue image (Visium folder, SpatialData .zarr)")
+    train.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
+    train.add_argument("--genes", nargs="+", help="genes to learn (default: the --n-genes most variable)")
+    train.add_argument("--n-genes", type=int, default=50, help="most variable genes to learn without --genes")
+    train.add_argument("--patch-um", type=float, help="patch side in microns (default 200)")
+    train.add_argument("--holdout-blocks", type=int, default=4,
+                       help="whole blocks per held-out fold (every block is held out once)")
+    train.add_argument("--epochs", type=int, default=15)
+    train.add_argument("--k", type=int, default=100, help="reference spots averaged per prediction")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--encoder-um-per-px", type=float,
+                       help="microns per encoder input pixel; the image is resampled to it (default 8)")
+    train.add_argument("--microns-per-unit", type=float, help="units of an .h5ad's obsm['spatial']")
+    train.add_argument("--cache-dir", help="folder caching the encoder's tile embeddings between runs")
+    train.set_defaults(run=cmd_train)
+
+    predict = actions.add_parser("predict", help="predict genes on a grid over the tissue of a slide or an image")
+    predict.add_argument("input", help="slide (Visium folder, SpatialData .zarr) or image (.png / .tif / .jpg)")
+    predict.add_argument("--model", required=True, help="model file from `fmscope image-expression train`")
+    predict.add_argument("-o", "--output", required=True, help="new SpatialData .zarr (or .h5ad) of predicted points")
+    predict.add_argument("--grid-um", type=float, default=100.0, help="grid step in microns")
+    predict.add_argument("--genes", nargs="+", help="genes to predict (default: all the model's)")
+    predict.add_argument("--png", help="picture of one gene on the tissue (default: OUTPUT with .png)")
+    predict.add_argument("--png-gene", help="gene drawn in the PNG (default: the most variable)")
+    predict.add_argument("--microns-per-pixel", type=float, help="pixel size of a plain image (required for one)")
+    predict.add_argument("--microns-per-unit", type=float, help="units of an .h5ad's obsm['spatial']")
+    predict.add_argument("--cache-dir", help="folder caching the encoder's tile embeddings between runs")
+    predict.set_defaults(run=cmd_predict)
