@@ -17,12 +17,14 @@ def test_negative_click_removes_area(segmenter, nuclei, nuclei_boxes):
 
 
 def test_box_and_positive_click_keep_the_object(segmenter, nuclei, nuclei_boxes):
+    # On the whole image: in a ROI-zoom crop LiteMedSAM (trained on boxes) loses part of a small
+    # object to a centre click (README, "Clicks"), so this checks the prompt handling itself.
     segmenter.set_image(nuclei[0])
     label, box = next(iter(nuclei_boxes.items()))
     centre = [[(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]]
-    result = segmenter.predict(box=box, points=centre, labels=[1])
+    result = segmenter.predict(box=box, points=centre, labels=[1], roi_zoom=False)
     truth = nuclei[1] == label
-    assert (result.mask & truth).sum() > 0.6 * truth.sum()
+    assert (result.mask & truth).sum() > 0.9 * truth.sum()
 
 
 def test_box_from_mask_margin_and_empty():
