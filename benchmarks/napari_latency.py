@@ -53,7 +53,7 @@ def main() -> None:
         widget.new_object()
         viewer.layers[BOXES].add_rectangles(np.array([[y0, x0], [y0, x0 + size], [y0 + size, x0 + size],
                                                       [y0 + size, x0]], dtype=float))
-    widget.prepare_radius = 0.5  # crops within 2 lattice steps: enough for the boxes below, a shorter run
+    widget.prepare_radius = 1.0  # crops within 2 lattice steps: enough for the boxes below
     add_box(200, 200)  # a first small box: the widget prepares the zoom crops around it
     wait(widget, drained=True)
     small = []

@@ -5,7 +5,7 @@ Sections: start-up (fresh interpreters), torch threads with one core taken by an
 a small-object prompt after its zoom crops were prepared vs a decode from the whole-image
 embedding, ROI-zoom accuracy on thin objects (synthetic rods, benchmarks/thin_objects.py) and on
 the nuclei sample for the crop scheme before this change (grid of step side/2, zoom when the
-object spans < 40 model px), the current one (lattice of step side/4, fmscope.imaging.roi) and
+object spans < 40 model px), the current one (fmscope.imaging.roi), a finer lattice (step side/4) and
 crops centred on each object with 3x its long side (the reference), and the nuclei demo path
 (``predict_many`` on all boxes) before vs now. On a shared machine absolute times vary; the
 ratios are taken within one run. The load average is printed with each section.
@@ -212,6 +212,7 @@ def centred_crop(extent: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, 
 
 def zoom_accuracy(segmenter, name: str, image, truth, boxes: dict[int, np.ndarray], schemes: list[str]) -> dict:
     from fmscope import metrics
+    from fmscope.imaging import roi
     from fmscope.imaging.cache import EmbeddingCache
 
     crops = {"before": before_crop, "centred 3x": centred_crop}
@@ -222,9 +223,12 @@ def zoom_accuracy(segmenter, name: str, image, truth, boxes: dict[int, np.ndarra
         calls = segmenter.encoder_calls
         if scheme in crops:
             segmenter._crop_for = lambda extent, zoom, rule=crops[scheme]: rule(extent, segmenter.image_shape)
+        kept_divisor = roi.LATTICE_DIVISOR
+        roi.LATTICE_DIVISOR = 4 if scheme == "step side/4" else kept_divisor
         started = time.perf_counter()
         results = segmenter.predict_many(list(boxes.values()))
         seconds = time.perf_counter() - started
+        roi.LATTICE_DIVISOR = kept_divisor
         vars(segmenter).pop("_crop_for", None)
         dice = float(np.mean([metrics.dice(r.mask, truth == label) for label, r in zip(boxes, results)]))
         figures[scheme] = (dice, seconds, segmenter.encoder_calls - calls)
@@ -259,10 +263,10 @@ def main() -> None:
     rods_image, rods_truth = thin_objects.rods()
     print(f"== ROI zoom accuracy ({load()})", flush=True)
     rods = zoom_accuracy(segmenter, "thin rods", rods_image, rods_truth, samples.boxes_from_labels(rods_truth),
-                         ["before", "now", "centred 3x"])
+                         ["before", "now", "step side/4", "centred 3x"])
     print(f"thin rods: now - centred 3x = {rods['now'][0] - rods['centred 3x'][0]:+.3f} Dice "
           f"(before: {rods['before'][0] - rods['centred 3x'][0]:+.3f})", flush=True)
-    nuclei = zoom_accuracy(segmenter, "nuclei", image, truth, subset, ["before", "now"])
+    nuclei = zoom_accuracy(segmenter, "nuclei", image, truth, subset, ["before", "now", "step side/4"])
     print(f"nuclei demo path (predict_many): now / before time = {nuclei['now'][1] / nuclei['before'][1]:.2f}, "
           f"crops {nuclei['now'][2]} vs {nuclei['before'][2]}", flush=True)
 

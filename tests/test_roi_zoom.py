@@ -33,7 +33,7 @@ def test_object_sits_near_the_crop_centre_and_every_crop_is_on_the_lattice():
         for axis, (start, end) in enumerate(((crop[1], crop[3]), (crop[0], crop[2]))):
             length = shape[1 - axis]
             if 0 < start and end < length:  # not moved inside the image at its border
-                assert abs((start + end) / 2 - centre[axis]) <= side / 8 + 0.5
+                assert abs((start + end) / 2 - centre[axis]) <= side / (2 * roi.LATTICE_DIVISOR) + 0.5
             assert end - start == min(side, length)
         # the object is inside its crop with room around it
         assert crop[1] <= extent[0] and extent[2] <= crop[3] and crop[0] <= extent[1] and extent[3] <= crop[2]
@@ -66,7 +66,7 @@ def test_zoom_decision_and_crop_do_not_change_in_a_crop_of_the_image():
 def test_same_mask_for_a_nucleus_seen_in_a_crop_of_the_image(segmenter, nuclei, nuclei_boxes):
     image = nuclei[0]
     intensity = resolve_intensity(image, None)  # one mapping for both, as for slices of one volume
-    oy, ox = 96, 64  # on the lattice of every crop side up to 256
+    oy, ox = 128, 128  # on the lattice of every crop side up to 256
     inside = [np.asarray(b, float) for b in nuclei_boxes.values()
               if b[0] > ox + 64 and b[2] < ox + 384 - 64 and b[1] > oy + 64 and b[3] < oy + 320 - 64]
     box = inside[len(inside) // 2]
@@ -95,7 +95,7 @@ def test_single_batched_and_prepared_results_are_identical(segmenter, nuclei, nu
 
         segmenter.cache = EmbeddingCache()
         assert segmenter.zoom_crops_near(boxes[0], radius_factor=0.0) == [single[0].crop]
-        nearby = segmenter.zoom_crops_near(boxes[0], radius_factor=0.3)
+        nearby = segmenter.zoom_crops_near(boxes[0], radius_factor=0.6)  # the crop and its 4 lattice neighbours
         assert nearby[0] == single[0].crop and len(nearby) == 5
         assert segmenter.prepare(nearby) == len(nearby)
         assert segmenter.prepare(nearby) == 0  # all cached now

@@ -24,7 +24,7 @@ def test_prepared_small_box_is_a_decode(make_napari_viewer, qtbot, nuclei, nucle
     for data, kwargs, kind in sample_data.nuclei():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     widget = SegmentWidget(viewer)
-    widget.prepare_radius = 0.3  # the crop of the box and its 4 lattice neighbours, to keep the test short
+    widget.prepare_radius = 0.6  # the crop of the box and its 4 lattice neighbours, to keep the test short
     qtbot.waitUntil(lambda: widget.worker.idle, timeout=300_000)
     first = np.asarray(list(nuclei_boxes.values())[40], dtype=float)
     viewer.layers[BOXES].add_rectangles(rectangle(first))
@@ -32,8 +32,8 @@ def test_prepared_small_box_is_a_decode(make_napari_viewer, qtbot, nuclei, nucle
     engine = next(iter(widget._segmenters.values()))
     calls = engine.encoder_calls
 
-    side = roi.crop_side(first)  # a nucleus-sized box one lattice step (side / 4) to the left
-    second = first - np.array([side / 4, 0, side / 4, 0])
+    step = roi.crop_side(first) / roi.LATTICE_DIVISOR  # a nucleus-sized box one lattice step to the left
+    second = first - np.array([step, 0, step, 0])
     assert roi.crop_for(second, nuclei[0].shape) != roi.crop_for(first, nuclei[0].shape)
     widget.new_object()
     viewer.layers[BOXES].add_rectangles(rectangle(second))

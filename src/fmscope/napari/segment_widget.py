@@ -37,7 +37,7 @@ MODELS = ("litemedsam", "medsam_vit_b", "sam_vit_b", "sam_vit_l", "sam_vit_h")
 BOXES, CLICKS, LABELS = "fmscope boxes", "fmscope clicks", "fmscope labels"
 # After a small-object prompt, the zoom crops within this many crop sides of it are embedded in
 # the background (on every slice shown), so the next small box nearby is a decode.
-PREPARE_RADIUS = 0.75
+PREPARE_RADIUS = 1.0
 
 
 class SegmentWidget(QWidget):
