@@ -1,5 +1,5 @@
-"""The ``fmscope`` command line: imaging (segment, volume, eval, demo) and spatial omics
-(embed, domains, impute, deconvolve, finetune, classify).
+"""The ``fmscope`` command line: imaging (segment, volume, eval, demo), spatial omics
+(embed, domains, impute, deconvolve, finetune, classify) and train-segmenter.
 
 Exit codes: 0 success, 1 a problem with the input or set-up (message on stderr, no
 traceback), 2 wrong usage (argparse), 130 interrupted.
@@ -17,13 +17,14 @@ from fmscope.errors import FmscopeError
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for ``fmscope``."""
     from fmscope import __version__
-    from fmscope.cli import imaging, omics
+    from fmscope.cli import imaging, omics, train
 
     parser = argparse.ArgumentParser(prog="fmscope", description="Biomedical foundation models from the shell.")
     parser.add_argument("--version", action="version", version=f"fmscope {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     imaging.add_commands(commands)
     omics.add_commands(commands)
+    train.add_commands(commands)
     return parser
 
 

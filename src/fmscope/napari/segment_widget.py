@@ -33,6 +33,7 @@ from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.volume import segment_volume
 from fmscope.napari.state import CurrentObject, SegmentState
 from fmscope.napari.status_panel import StatusPanel
+from fmscope.napari.train_panel import TrainPanel
 from fmscope.napari.worker import Job, ModelWorker
 
 MODELS = ("litemedsam", "medsam_vit_b", "sam_vit_b", "sam_vit_l", "sam_vit_h")
@@ -97,6 +98,8 @@ class SegmentWidget(QWidget):
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.panel)
+        self.train_panel = TrainPanel(self)
+        layout.addWidget(self.train_panel)
         layout.addStretch()
 
     def _say(self, text: str, error: bool = False) -> None:
@@ -118,6 +121,7 @@ class SegmentWidget(QWidget):
         if current in names:
             self.image_combo.setCurrentText(current)
         self.image_combo.blockSignals(False)
+        self.train_panel.refresh_layers()
         self._on_image_chosen()
 
     def _on_layer_removed(self, event) -> None:

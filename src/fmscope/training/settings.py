@@ -1,0 +1,20 @@
+"""Segmenter training settings (no heavy imports, so the CLI can show the defaults quickly)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainSettings:
+    """How to train; the defaults are the ones measured in benchmarks/finetune.py."""
+
+    epochs: int = 20
+    holdout: float = 0.2  # fraction of images (or, for one image, of its objects) held out for validation
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    seed: int = 0
+    batch: int = 4  # prompts per optimiser step, all from one view
+    jitter: float = 0.1  # box edges grow outwards by up to this fraction of the box side
+    max_crops: int = 16  # ROI-zoom crops per image, for training and for validation
+    patience: int = 5  # epochs without a better validation Dice before stopping
