@@ -20,10 +20,12 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from fmscope.errors import FmscopeError
+from fmscope.imaging.intensity import resolve_intensity
 from fmscope.training.checkpoint import read_checkpoint, write_checkpoint
 
 MODEL_FILE_FORMAT = "fmscope-segmenter-1"
@@ -52,6 +54,22 @@ class TunedModel:
                 f"{self.val_dice_after:.3f}")
 
 
+def foreign_image_warning(tuned: TunedModel, image: np.ndarray, window) -> str | None:
+    """A warning when ``image`` looks unlike the tuned model's training images (dtype or intensity mapping).
+
+    A tuned decoder is adapted to its own kind of image; on other kinds it may do worse than its base.
+    ``window`` is what :meth:`Segmenter.set_image` takes.
+    """
+    dtypes = tuned.data.get("dtypes", [])
+    trained = tuned.data.get("window")
+    given = resolve_intensity(image, window).name
+    if str(image.dtype) in dtypes and given == trained:
+        return None
+    return (f"this model was tuned on {', '.join(dtypes) or 'other'} images mapped by '{trained}'; this image is "
+            f"{image.dtype} mapped by '{given}'. A tuned model is for its own kind of image: on others it can do "
+            f"worse than its base ({tuned.base_name}).")
+
+
 def looks_like_model_file(name: str | os.PathLike) -> bool:
     """Whether a model choice is a path (an existing file, or a name with a folder or a .pt suffix)."""
     text = str(name)
@@ -77,9 +95,9 @@ def read_model_file(path: str | os.PathLike) -> TunedModel:
 
 
 def trained_state(net: nn.Module, parts: list[str]) -> dict[str, torch.Tensor]:
-    """The tensors (parameters and buffers) of ``net``'s ``parts``, under the network's key names."""
+    """Copies of the tensors (parameters and buffers) of ``net``'s ``parts``, under the network's key names."""
     prefixes = tuple(f"{part}." for part in parts)
-    return {key: value for key, value in net.state_dict().items() if key.startswith(prefixes)}
+    return {key: value.detach().clone() for key, value in net.state_dict().items() if key.startswith(prefixes)}
 
 
 def apply_tuned(net: nn.Module, tuned: TunedModel, path: str | os.PathLike) -> None:

@@ -69,6 +69,7 @@ class SegmentWidget(QWidget):
         self.image_combo.currentIndexChanged.connect(self._on_image_chosen)
         self.model_combo = QComboBox()
         self.model_combo.addItems(MODELS)
+        self.model_combo.setEditable(True)  # or the path of an fmscope model file
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setPlaceholderText("weights file (MedSAM / SAM only)")
         self.window_combo = QComboBox()

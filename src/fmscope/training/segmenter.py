@@ -143,8 +143,9 @@ def _object_boxes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_views(segmenter: Segmenter, item: LabelledImage, window: str | tuple | Intensity | None,
-               max_crops: int | None, rng: np.random.Generator | None = None, zoom_all: bool = False) -> list[View]:
-    """The whole-image view with every object, then ROI-zoom views.
+               max_crops: int | None, rng: np.random.Generator | None = None, zoom_all: bool = False,
+               max_objects: int | None = None) -> list[View]:
+    """The whole-image view with every object (at most ``max_objects``, chosen with ``rng``), then ROI-zoom views.
 
     Zoom views are the grid crops of the objects ``roi_zoom="auto"`` zooms on (every object with
     ``zoom_all``, as ``roi_zoom=True``); at most ``max_crops`` crops (chosen with ``rng``), each with
@@ -152,7 +153,11 @@ def make_views(segmenter: Segmenter, item: LabelledImage, window: str | tuple | 
     """
     segmenter.set_image(item.image, window=window)
     shape = segmenter.image_shape
+    rng = rng or np.random.default_rng(0)
     ids, boxes = _object_boxes(item.labels)
+    if max_objects is not None and len(ids) > max_objects:
+        kept = np.sort(rng.choice(len(ids), size=max_objects, replace=False))
+        ids, boxes = ids[kept], boxes[kept]
     whole = segmenter.embed()
     views = [View(torch.from_numpy(whole.embedding)[None], whole.geometry, item.labels, ids, boxes, False)]
     size = segmenter.model.transform.size
@@ -163,7 +168,7 @@ def make_views(segmenter: Segmenter, item: LabelledImage, window: str | tuple | 
             crops.setdefault(crop, []).append(index)
     chosen = list(crops)
     if max_crops is not None and len(chosen) > max_crops:
-        picked = (rng or np.random.default_rng(0)).choice(len(chosen), size=max_crops, replace=False)
+        picked = rng.choice(len(chosen), size=max_crops, replace=False)
         chosen = [chosen[i] for i in sorted(picked)]
     for crop in chosen:
         y0, x0, y1, x1 = crop
@@ -223,11 +228,13 @@ def _loss(logits: torch.Tensor, iou: torch.Tensor, target: torch.Tensor) -> torc
     return (soft_dice + bce).mean() + F.mse_loss(iou, true_iou.float())
 
 
-def _batches(views: Sequence[View], size: int, generator: torch.Generator) -> list[tuple[int, np.ndarray]]:
-    """(view index, object indices) chunks of at most ``size``, shuffled within and across views."""
+def _batches(views: Sequence[View], size: int, per_view: int,
+             generator: torch.Generator) -> list[tuple[int, np.ndarray]]:
+    """(view index, object indices) chunks of at most ``size``: ``per_view`` random objects of each view,
+    shuffled within and across views."""
     chunks = []
     for index, view in enumerate(views):
-        order = torch.randperm(len(view.objects), generator=generator).numpy()
+        order = torch.randperm(len(view.objects), generator=generator).numpy()[:per_view]
         chunks += [(index, order[start:start + size]) for start in range(0, len(order), size)]
     return [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
 
@@ -266,7 +273,7 @@ def _data_summary(train: list[LabelledImage], val: list[LabelledImage], window, 
         "box_side_px": [float(np.min(sides)), float(np.median(sides)), float(np.max(sides))],
         "image_shapes": sorted({str(tuple(i.image.shape)) for i in train + val}),
         "dtypes": sorted({str(i.image.dtype) for i in train + val}),
-        "window": window if isinstance(window, str) or window is None else str(window),
+        "window": resolve_intensity(train[0].image, window).name,  # compared by foreign_image_warning
         "mapped_mean": float(np.mean(mapped)),
     }
 
@@ -325,8 +332,10 @@ def train_segmenter(items: list[LabelledImage], output: str | os.PathLike, model
     val_views: list[View] = []
     for done, item in enumerate(train + val):
         report(f"Embedding {item.name} ({done + 1}/{len(train) + len(val)}) ...", done, len(train) + len(val))
-        (train_views if done < len(train) else val_views).extend(
-            make_views(segmenter, item, window, settings.max_crops, rng))
+        held_out = done >= len(train)
+        (val_views if held_out else train_views).extend(make_views(
+            segmenter, item, window, settings.max_crops, rng,
+            max_objects=settings.max_val_objects if held_out else None))
     embedding_seconds = time.perf_counter() - started
 
     net, transform = segmenter.model.net, segmenter.model.transform
@@ -337,6 +346,7 @@ def train_segmenter(items: list[LabelledImage], output: str | os.PathLike, model
     generator = torch.Generator().manual_seed(settings.seed)
     if saved is None:
         before = evaluate(net, transform, val_views) if val_views else ViewDice(float("nan"), float("nan"))
+        report(f"Held-out Dice of the base model: {before.mean:.3f}", 0, settings.epochs)
         state = {"epoch": 0, "best_epoch": 0, "best_val": before.mean, "stale": 0,
                  "before": asdict(before), "best": asdict(before), "best_state": trained_state(net, TRAINED_PARTS)}
     else:
@@ -367,8 +377,8 @@ def train_segmenter(items: list[LabelledImage], output: str | os.PathLike, model
             "settings": asdict(settings), "state": trained_state(net, TRAINED_PARTS),
             "optimiser": optimiser.state_dict(), "generator": generator.get_state(), **state})
         epoch_seconds.append(time.perf_counter() - tick)
-        report(f"Epoch {epoch + 1}/{settings.epochs}: held-out Dice {state['best_val']:.3f} (best)", epoch + 1,
-               settings.epochs)
+        report(f"Epoch {epoch + 1}/{settings.epochs}: best held-out Dice {state['best_val']:.3f} "
+               f"(base {ViewDice(**state['before']).mean:.3f})", epoch + 1, settings.epochs)
 
     before, after = ViewDice(**state["before"]), ViewDice(**state["best"])
     tuned = TunedModel(base_name, segmenter.model.architecture, base_sha, list(TRAINED_PARTS),
@@ -381,7 +391,7 @@ def train_segmenter(items: list[LabelledImage], output: str | os.PathLike, model
 
 def _train_epoch(net: torch.nn.Module, transform, views: list[View], optimiser: torch.optim.Optimizer,
                  generator: torch.Generator, settings: TrainSettings) -> None:
-    for index, chosen in _batches(views, settings.batch, generator):
+    for index, chosen in _batches(views, settings.batch, settings.max_prompts, generator):
         view = views[index]
         boxes = _jittered(view.boxes[chosen], view.labels.shape, settings.jitter, generator)
         target = torch.from_numpy(view.labels[None] == view.objects[chosen][:, None, None]).float()
