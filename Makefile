@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := dev,slicer,napari,spatial
+EXTRAS := dev,slicer,napari,spatial,batch
 # Debian packages for Qt/napari under a virtual display (tests and screenshots).
 SYSTEM_PACKAGES := xvfb xauth libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 \
 	libxcb-render-util0 libxcb-xinerama0 libxcb-randr0 libxcb-shape0 libgl1 libegl1 libgl1-mesa-dri libfontconfig1 libdbus-1-3

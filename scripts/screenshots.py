@@ -20,7 +20,7 @@ from qtpy.QtWidgets import QApplication
 from fmscope import samples
 from fmscope.napari import sample_data
 from fmscope.napari.segment_widget import BOXES, SegmentWidget
-from fmscope.napari.spatial_widget import ANNOTATIONS, SpatialWidget
+from fmscope.napari.spatial_widget import SpatialWidget
 from fmscope.omics.synthetic import annotate_blocks
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -123,8 +123,8 @@ def spatial_finetune() -> None:
     wait(widget)
     for name in ("semi_synthetic_tissue cells", "fmscope domains", "fmscope uncertainty"):
         viewer.layers[name].visible = False
-    viewer.layers[ANNOTATIONS].opacity = 0.6
-    viewer.layers.move(viewer.layers.index(ANNOTATIONS), len(viewer.layers))
+    layer.opacity = 0.6
+    viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
     viewer.reset_view()
     viewer.screenshot(str(DOCS / "napari_finetune.png"), canvas_only=False)
     widget.worker.shutdown()

@@ -10,14 +10,20 @@ from fmscope.imaging.predictor import Segmenter
 
 
 def test_cached_embedding_answers_new_prompt_without_encoding(segmenter, nuclei):
-    segmenter.set_image(nuclei[0])
-    segmenter.predict(box=[100, 100, 300, 300], roi_zoom=False)
+    image = nuclei[0][::-1].copy()  # an image no other test embeds: the first prompt runs the encoder
+    segmenter.set_image(image)
     calls = segmenter.encoder_calls
     started = time.perf_counter()
-    segmenter.predict(box=[50, 60, 200, 210], roi_zoom=False)
-    elapsed = time.perf_counter() - started
-    assert segmenter.encoder_calls == calls
-    assert elapsed < 1.0, f"a cached prompt took {elapsed:.2f} s"
+    first = segmenter.predict(box=[100, 100, 300, 300], roi_zoom=False)
+    uncached = time.perf_counter() - started
+    assert segmenter.encoder_calls == calls + 1
+    started = time.perf_counter()
+    again = segmenter.predict(box=[100, 100, 300, 300], roi_zoom=False)
+    cached = time.perf_counter() - started
+    assert segmenter.encoder_calls == calls + 1
+    assert np.array_equal(again.mask, first.mask)
+    # README: 1043 ms first prompt vs 64 ms next; a cache that re-encoded would make these equal
+    assert cached < 0.3 * uncached, f"cached prompt {cached:.2f} s vs first prompt {uncached:.2f} s"
 
 
 def test_intensity_change_is_a_new_embedding(segmenter, ct_slice):
@@ -50,13 +56,20 @@ def test_disk_cache_survives_a_new_segmenter_and_rejects_corruption(tmp_path, nu
     assert third.encoder_calls == 1
 
 
-def test_lru_evicts_oldest():
+def test_lru_evicts_the_least_recently_used():
     from fmscope.imaging.cache import CachedEmbedding
     from fmscope.imaging.models.input_transforms import InputGeometry
 
     cache = EmbeddingCache(max_items=2)
-    entry = CachedEmbedding(np.zeros((1, 2, 2), np.float32), InputGeometry((2, 2), (2, 2)))
-    for name in ("a", "b", "c"):
-        cache.put({"k": name}, entry)
+    entries = {name: CachedEmbedding(np.full((1, 2, 2), i, np.float32), InputGeometry((2, 2), (2, 2)))
+               for i, name in enumerate("abcd")}
+    cache.put({"k": "a"}, entries["a"])
+    cache.put({"k": "b"}, entries["b"])
+    assert cache.get({"k": "a"}) is entries["a"]  # a used last: b is now the least recent
+    cache.put({"k": "c"}, entries["c"])
+    assert cache.get({"k": "b"}) is None  # a FIFO would have dropped a instead
+    assert cache.get({"k": "a"}) is entries["a"] and cache.get({"k": "c"}) is entries["c"]
+    cache.put({"k": "d"}, entries["d"])  # c was read after a: a goes
     assert cache.get({"k": "a"}) is None
-    assert cache.get({"k": "c"}) is entry
+    assert cache.get({"k": "c"}) is entries["c"] and cache.get({"k": "d"}) is entries["d"]
+    assert (cache.hits, cache.misses) == (5, 2)

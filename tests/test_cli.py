@@ -33,14 +33,19 @@ def test_segment_writes_label_image_and_overlay(tmp_path, nuclei_boxes, nuclei):
 
 
 @pytest.mark.slow
-def test_segment_with_points_refines(tmp_path, nuclei_boxes):
+def test_segment_with_points_refines(tmp_path, nuclei_boxes, nuclei, segmenter):
     case = samples.get_case("nuclei")
-    x0, y0, x1, y1 = list(nuclei_boxes.values())[5]
+    label, (x0, y0, x1, y1) = list(nuclei_boxes.items())[5]
     out = tmp_path / "p.tif"
     result = run("segment", case.image_path, "--box", x0, y0, x1, y1, "--point", (x0 + x1) / 2, (y0 + y1) / 2,
                  "--label", 1, "-o", out)
     assert result.returncode == 0, result.stderr
-    assert io.read_image(out).any()
+    refined, truth = io.read_image(out) > 0, nuclei[1] == label
+    segmenter.set_image(nuclei[0])
+    box_only = segmenter.predict(box=[x0, y0, x1, y1]).mask
+    with_point = segmenter.predict(box=[x0, y0, x1, y1], points=[[(x0 + x1) / 2, (y0 + y1) / 2]], labels=[1]).mask
+    assert dice(refined, with_point) >= 0.99  # the CLI used the point as the engine does
+    assert dice(refined, truth) > dice(box_only, truth) + 0.05  # and it refines: 0.61 -> 0.69 measured
 
 
 @pytest.mark.slow
@@ -72,25 +77,29 @@ def test_volume_keeps_geometry_and_eval_reports(tmp_path, ct_volume):
      "FMSCOPE_CHECKPOINT_DIR"),
     (["segment", "{image}", "--box", "1", "1", "9", "9", "--checkpoint", "{garbage}", "-o", "{out}"],
      "not a PyTorch weights file"),
-    (["segment", "{image}", "-o", "{out}"], "No prompt"),
-    (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out}"], "not a single-channel 3D"),
+    (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out_volume}"], "not a single-channel 3D"),
+    (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out}"], "cannot write a '.tif'"),
+    (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out_volume}"],
+     "not a single-channel 3D"),
 ])
 def test_bad_input_exits_1_with_message_and_no_output(tmp_path, args, message):
     garbage = tmp_path / "garbage.tif"
     garbage.write_bytes(b"\x00junk")
     values = dict(image=samples.get_case("nuclei").image_path, missing=tmp_path / "nope.tif",
-                  garbage=garbage, out=tmp_path / "out.tif")
+                  garbage=garbage, out=tmp_path / "out.tif", out_volume=tmp_path / "out.nii.gz")
     env = {"FMSCOPE_CHECKPOINT_DIR": str(tmp_path / "empty")}
     result = run(*[a.format(**values) for a in args], env=env)
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert message in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "out.tif").exists()
+    assert not (tmp_path / "out.tif").exists() and not (tmp_path / "out.nii.gz").exists()
 
 
-def test_usage_error_exits_2():
+def test_usage_error_exits_2(tmp_path):
     result = run("segment")
     assert result.returncode == 2
+    no_prompt = run("segment", samples.get_case("nuclei").image_path, "-o", tmp_path / "out.tif")
+    assert no_prompt.returncode == 2 and "No prompt" in no_prompt.stderr and "Traceback" not in no_prompt.stderr
 
 
 def test_eval_shape_mismatch(tmp_path):

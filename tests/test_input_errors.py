@@ -9,7 +9,10 @@ from fmscope.errors import FmscopeError
 @pytest.mark.parametrize("image, message", [
     (np.zeros((0, 5)), "empty"),
     (np.full((32, 32), 7.0), "constant"),
-    (np.where(np.eye(32) > 0, np.nan, 1.0), "NaN"),
+    (np.where(np.eye(32) > 0, np.nan, np.inf), "no finite values"),
+    (np.where(np.eye(32) > 0, np.nan, 1.0), "constant"),
+    (np.zeros((32, 32, 2)), "grey \\+ alpha"),
+    (np.arange(64.0).reshape(1, 64), "too small or thin"),
     (np.zeros((2, 3, 32, 32)), "4D"),
     (np.zeros((5, 32, 32)), "segment_volume"),
     (np.ones((32, 32), dtype=complex), "real numbers"),

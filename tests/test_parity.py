@@ -1,4 +1,4 @@
-"""fmscope's masks equal the official LiteMedSAM preprocessing + model path (Dice >= 0.999)."""
+"""fmscope's masks equal the official LiteMedSAM preprocessing + model path (README: Dice 1.0000)."""
 
 import pytest
 from reference_litemedsam import ReferenceLiteMedSAM
@@ -25,7 +25,7 @@ def test_masks_match_official_pipeline(case, segmenter, reference, nuclei, nucle
     ours = segmenter.predict_many(boxes, roi_zoom=False)
     reference.set_image(to_rgb_uint8(image, resolve_intensity(image, window)))
     scores = [dice(result.mask, reference.predict(box)) for result, box in zip(ours, boxes)]
-    assert min(scores) >= 0.999, scores
+    assert min(scores) >= 0.99995, scores  # rounds to the published 1.0000 (measured: identical masks)
 
 
 def test_single_and_batched_prompts_agree(segmenter, nuclei, nuclei_boxes):

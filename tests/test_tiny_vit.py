@@ -16,7 +16,8 @@ def test_encoder_matches_official_architecture(segmenter, nuclei):
         expected = reference.image_encoder(tensor[None])
         got = segmenter.model.net.image_encoder(tensor[None])
     assert got.shape == (1, 256, 64, 64)
-    assert torch.allclose(got, expected, atol=1e-4), float((got - expected).abs().max())
+    # docs/architecture.md: "matches the official module to 3e-6" (measured 2.4e-6 on the nuclei image)
+    assert torch.allclose(got, expected, rtol=0, atol=3e-6), float((got - expected).abs().max())
 
 
 def test_attention_bias_index_is_offset_table():

@@ -39,8 +39,32 @@ def test_several_objects_keep_their_labels(segmenter, ct_volume):
     volume, _ = ct_volume
     boxes = {1: [20, 20, 60, 60], 2: [120, 120, 170, 170]}
     labels = segment_volume(volume.array, 10, boxes, segmenter=segmenter, window="lung", slice_range=(10, 10))
-    assert set(np.unique(labels[10])) <= {0, 1, 2}
-    assert (labels[10] == 1)[:, 100:].sum() == 0  # object 1 stays on its side
+    assert set(np.unique(labels)) == {0, 1, 2}
+    for label, (x0, y0, x1, y1) in boxes.items():
+        mask = labels[10] == label
+        inside = np.zeros_like(mask)
+        inside[y0:y1 + 1, x0:x1 + 1] = True
+        assert mask.sum() > 300 and not (mask & ~inside).any()  # found (437 and 1057 px), within its own box
+        alone = segment_volume(volume.array, 10, {label: boxes[label]}, segmenter=segmenter, window="lung",
+                               slice_range=(10, 10))
+        assert dice(mask, alone[10] == label) >= 0.999  # one batch for both = each on its own
+
+
+@pytest.mark.slow
+def test_key_masks_are_kept_and_propagated_from(segmenter, ct_volume):
+    volume, truth = ct_volume
+    z = samples.key_slice(truth)
+    key = truth[z] > 0  # an object the user already outlined exactly on the key slice
+    box = samples.boxes_from_labels(truth[z])[1]
+    labels = segment_volume(volume.array, z, {4: box}, segmenter=segmenter, window="lung", key_masks={4: key})
+    assert np.array_equal(labels[z] == 4, key) and set(np.unique(labels)) == {0, 4}
+    true_slices = set(np.nonzero(truth.any(axis=(1, 2)))[0])
+    assert true_slices <= set(np.nonzero(labels.any(axis=(1, 2)))[0])
+    assert dice(labels > 0, truth > 0) >= 0.7
+    with pytest.raises(FmscopeError, match="key_masks"):
+        segment_volume(volume.array, z, {4: box}, segmenter=segmenter, key_masks={4: key[:-1]})
+    with pytest.raises(FmscopeError, match="key_masks"):
+        segment_volume(volume.array, z, {4: box}, segmenter=segmenter, key_masks={5: key})
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -16,5 +16,9 @@ class FmscopeError(Exception):
         super().__init__(problem if fix is None else f"{problem}\nFix: {fix}")
 
 
+class UsageError(FmscopeError):
+    """The command line was used wrongly (options that do not fit together); the CLI exits 2."""
+
+
 class Cancelled(Exception):
     """Raised from a progress callback to stop long work; nothing is written when it is."""

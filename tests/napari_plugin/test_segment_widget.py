@@ -10,6 +10,8 @@ from napari_helpers import wait_idle
 
 from fmscope import samples
 from fmscope.imaging import io
+from fmscope.imaging.prompts import box_from_mask
+from fmscope.imaging.volume import segment_volume
 from fmscope.metrics import dice
 from fmscope.napari import sample_data
 from fmscope.napari.segment_widget import BOXES, CLICKS, LABELS, SegmentWidget
@@ -53,11 +55,36 @@ def test_box_segments_like_the_engine_then_click_and_undo(nuclei_viewer, qtbot, 
     wait_idle(qtbot, widget)
     shrunk = viewer.layers[LABELS].data
     assert (shrunk == 1).sum() < (painted == 1).sum()
+    refined = segmenter.predict(box=box, points=[[xs.mean(), ys.mean()]], labels=[0]).mask
+    assert dice(shrunk == 1, refined) >= 0.999  # the click refined the object as the engine does
 
     widget.undo()
     assert np.array_equal(viewer.layers[LABELS].data, painted)
     widget.undo()
     assert not viewer.layers[LABELS].data.any()
+
+
+def test_undo_of_a_model_result_keeps_painting_done_after_it(nuclei_viewer, qtbot, nuclei_boxes):
+    viewer, widget = nuclei_viewer
+    layer = viewer.layers[LABELS]
+    viewer.layers[BOXES].add_rectangles(rectangle(list(nuclei_boxes.values())[3]))
+    wait_idle(qtbot, widget)
+    ys, xs = np.nonzero(layer.data == 1)
+    assert len(ys) > 50
+    layer.brush_size = 7
+    layer.paint((ys.mean(), xs.mean()), 5)  # by hand, over the model's object
+    layer.paint((20, 20), 5)  # and elsewhere
+    painted = layer.data.copy()
+    assert (painted == 1).any() and (painted == 5).sum() > 40
+    widget.undo()  # undoes the model result only
+    assert np.array_equal(layer.data, np.where(painted == 5, 5, 0))
+
+    x0, y0, x1, y1 = xs.min(), ys.min(), xs.max(), ys.max()
+    viewer.layers[BOXES].add_rectangles(rectangle([x0, y0, x1, y1]))  # a model result over the hand painting
+    wait_idle(qtbot, widget)
+    assert (layer.data == 6).any() and np.array_equal(layer.data == 5, painted == 5)
+    widget.undo()
+    assert np.array_equal(layer.data, np.where(painted == 5, 5, 0))
 
 
 def test_model_never_overwrites_other_labels(nuclei_viewer, qtbot, nuclei_boxes):
@@ -73,8 +100,9 @@ def test_model_never_overwrites_other_labels(nuclei_viewer, qtbot, nuclei_boxes)
     assert np.array_equal(after[before == 7], before[before == 7])
 
 
-def test_latency_with_cached_embedding(nuclei_viewer, qtbot):
-    """Boxes large enough to use the whole-image embedding, which the widget prefetched."""
+def test_latency_with_cached_embedding(nuclei_viewer, qtbot, nuclei):
+    """Boxes large enough to use the whole-image embedding, which the widget prefetched: a prompt
+    costs a fraction of one embedding (timed in the same run)."""
     viewer, widget = nuclei_viewer
     latencies = []
     for box in ([100, 100, 260, 240], [300, 280, 480, 430], [20, 300, 200, 480]):
@@ -82,8 +110,16 @@ def test_latency_with_cached_embedding(nuclei_viewer, qtbot):
         viewer.layers[BOXES].add_rectangles(rectangle(box))
         wait_idle(qtbot, widget)
         latencies.append(widget.last_latency_ms)
-    print(f"\nShapes event -> painted label, cached embedding: {np.median(latencies):.0f} ms (median of 3)")
-    assert np.median(latencies) < 500
+    segmenter = widget._segmenters[("litemedsam", "")]
+    calls = segmenter.encoder_calls
+    segmenter.set_image(nuclei[0] + 1)  # a new image: one encoder run
+    started = time.perf_counter()
+    segmenter.embed()
+    embedding_ms = (time.perf_counter() - started) * 1000
+    assert segmenter.encoder_calls == calls + 1
+    print(f"\nShapes event -> painted label, cached embedding: {np.median(latencies):.0f} ms (median of 3); "
+          f"one embedding {embedding_ms:.0f} ms")
+    assert np.median(latencies) < 0.5 * embedding_ms  # README: 143 ms vs ~1000 ms
 
 
 def test_event_loop_keeps_running_during_embedding(make_napari_viewer, qtbot):
@@ -99,12 +135,15 @@ def test_event_loop_keeps_running_during_embedding(make_napari_viewer, qtbot):
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start()
     qtbot.waitUntil(lambda: not widget.worker.idle, timeout=5000)
+    started = time.perf_counter()
     wait_idle(qtbot, widget)
+    busy_ms = (time.perf_counter() - started) * 1000
     timer.stop()
     gaps = np.diff(ticks) * 1000
-    print(f"\nlongest UI stall during an embedding: {gaps.max():.0f} ms over {len(ticks)} ticks")
+    print(f"\nlongest UI stall during an embedding: {gaps.max():.0f} ms over {len(ticks)} ticks "
+          f"(embedding job {busy_ms:.0f} ms)")
     assert len(ticks) > 20
-    assert gaps.max() < 100
+    assert gaps.max() < 0.2 * busy_ms  # README: 18 ms during a ~1 s embedding; a UI-thread model stalls it all
     widget.worker.shutdown()
 
 
@@ -157,6 +196,49 @@ def test_propagate_fills_the_tumour_slices(make_napari_viewer, qtbot, ct_volume)
     assert true_slices <= set(np.nonzero(labels.any(axis=(1, 2)))[0].tolist())
     assert dice(labels > 0, truth > 0) >= 0.7
     viewer.layers["ct_lung_volume ground truth"].visible = True
+    widget.worker.shutdown()
+
+
+def test_propagate_keeps_the_refined_key_slice_and_undo_keeps_later_painting(make_napari_viewer, qtbot, ct_volume,
+                                                                             segmenter):
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in sample_data.ct_lung_volume():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    widget = SegmentWidget(viewer)
+    volume, truth = ct_volume
+    z = samples.key_slice(truth)
+    viewer.dims.set_point(0, z * volume.spacing_zyx[0])
+    wait_idle(qtbot, widget)
+    layer = viewer.layers[LABELS]
+    box = samples.boxes_from_labels(truth[z])[1]
+    viewer.layers[BOXES].add_rectangles(rectangle(box, z))
+    wait_idle(qtbot, widget)
+    from_box = layer.data[z] == 1
+    ys, xs = np.nonzero(from_box)
+    widget.toggle_polarity()
+    viewer.layers[CLICKS].add([z, ys.mean(), xs.min() + 1])  # a negative click on the tumour's left edge
+    wait_idle(qtbot, widget)
+    layer.brush_size = 3
+    layer.paint((z, ys.max() + 2, xs.mean()), 1)  # and a touch by hand below it
+    refined = layer.data[z].copy()
+    assert (refined == 1).sum() > 100 and not np.array_equal(refined == 1, from_box)
+    before = layer.data.copy()
+
+    widget.propagate()
+    wait_idle(qtbot, widget)
+    propagated = layer.data.copy()
+    assert np.array_equal(propagated[z], refined)  # the clicks and the painting survive
+    expected = segment_volume(volume.array, z, {1: box_from_mask(refined == 1)}, segmenter=segmenter, window="lung",
+                              key_masks={1: refined == 1})  # propagated from the refined object
+    assert np.array_equal(propagated, expected)
+    true_slices = set(np.nonzero(truth.any(axis=(1, 2)))[0].tolist())
+    assert true_slices <= set(np.nonzero(propagated.any(axis=(1, 2)))[0].tolist())
+
+    ys, xs = np.nonzero(propagated[z + 1] == 1)
+    layer.paint((z + 1, ys.mean(), xs.mean()), 9)  # hand painting after the propagation, over its result
+    painted = layer.data.copy()
+    widget.undo()
+    assert np.array_equal(layer.data, np.where(painted == 9, 9, before))
     widget.worker.shutdown()
 
 

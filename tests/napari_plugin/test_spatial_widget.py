@@ -14,7 +14,8 @@ from napari_helpers import wait_idle
 from fmscope import samples
 from fmscope.napari import sample_data
 from fmscope.napari.slide_reader import get_slide_reader
-from fmscope.napari.spatial_widget import ANNOTATIONS, DOMAINS, PREDICTED, UNCERTAINTY, SpatialWidget
+from fmscope.napari.spatial_state import ANNOTATIONS
+from fmscope.napari.spatial_widget import DOMAINS, PREDICTED, UNCERTAINTY, SpatialWidget
 from fmscope.omics.io import read_slide
 from fmscope.omics.synthetic import annotate_blocks, large_synthetic_slide
 
@@ -94,7 +95,7 @@ def test_annotate_finetune_save_and_reopen(viewer_widget, qtbot, tmp_path):
     widget.compute_domains()
     wait_idle(qtbot, widget)
     layer = widget.add_annotation_layer()
-    assert layer.name == ANNOTATIONS
+    assert layer.name == f"{ANNOTATIONS} (semi_synthetic_tissue)"
     labels = annotate_blocks(slide.adata)
     names = {int(name) + 1: name for name in sorted(set(labels) - {""})}
     # two separate blocks per domain: paint each block on its own
@@ -169,15 +170,26 @@ def test_a_million_cells_open_and_show_domains(viewer_widget, qtbot, tmp_path):
     assert domains._type_string == "labels"  # rasterised, not a million points
     assert 6 <= len(np.unique(domains.data)) <= 7  # six domains (+ empty pixels)
     canvas = viewer.window._qt_viewer.canvas._scene_canvas
-    canvas.render()
-    frames = []
-    for step in range(20):
-        viewer.camera.center = (0, 2000 + 200 * step, 2000 + 200 * step)
-        started = time.perf_counter()
+
+    def pan_frames(count: int) -> list[float]:
         canvas.render()
-        frames.append(time.perf_counter() - started)
-    print(f"\n1M cells: opened in {opened:.1f} s, pan frame median {np.median(frames) * 1000:.0f} ms")
-    assert np.median(frames) < 0.5
+        frames = []
+        for step in range(count):
+            viewer.camera.center = (0, 2000 + 200 * step, 2000 + 200 * step)
+            started = time.perf_counter()
+            canvas.render()
+            frames.append(time.perf_counter() - started)
+        return frames
+    raster = np.median(pan_frames(20))
+    cells = widget.slide.adata.obsm["spatial"][:200_000, ::-1]
+    for layer in list(viewer.layers):
+        layer.visible = False
+    viewer.add_points(cells, size=widget.slide.cell_diameter_um, border_width=0)  # what the raster replaces
+    points = np.median(pan_frames(3))
+    print(f"\n1M cells: opened in {opened:.1f} s, pan frame median {raster * 1000:.0f} ms "
+          f"(a fifth of them as one Points layer: {points * 1000:.0f} ms, {points / raster:.0f}x)")
+    # README: all 1M as Points pan at 326 ms vs 7 ms raster (44x); even a fifth of them stays > 5x slower
+    assert raster < points / 5
 
 
 @pytest.mark.parametrize("name", ["merfish_u2os_merscope", "xenium_breast_crop.zarr", "xenium_breast_outs"])

@@ -2,28 +2,32 @@
 (embed, domains, impute, deconvolve, finetune, classify) and train-segmenter.
 
 Exit codes: 0 success, 1 a problem with the input or set-up (message on stderr, no
-traceback), 2 wrong usage (argparse), 130 interrupted.
+traceback), 2 wrong usage (argparse, or options that do not fit together: UsageError),
+130 interrupted. An unexpected error is reported in one message too (exit 1);
+FMSCOPE_DEBUG=1 shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from fmscope.errors import FmscopeError
+from fmscope.errors import FmscopeError, UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for ``fmscope``."""
     from fmscope import __version__
-    from fmscope.cli import imaging, omics, train
+    from fmscope.cli import batch, imaging, omics, train
 
     parser = argparse.ArgumentParser(prog="fmscope", description="Biomedical foundation models from the shell.")
     parser.add_argument("--version", action="version", version=f"fmscope {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     imaging.add_commands(commands)
     omics.add_commands(commands)
+    batch.add_commands(commands)
     train.add_commands(commands)
     return parser
 
@@ -33,9 +37,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except UsageError as error:
+        print(f"fmscope {args.command}: error: {error}\n(see 'fmscope {args.command} --help')", file=sys.stderr)
+        return 2
     except FmscopeError as error:
         print(f"fmscope: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("fmscope: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a bug in fmscope: still one message, not a traceback
+        if os.environ.get("FMSCOPE_DEBUG"):
+            raise
+        print(f"fmscope: error: unexpected {type(error).__name__}: {str(error)[:300]}\n"
+              "This is a bug in fmscope; rerun with FMSCOPE_DEBUG=1 for the traceback and report it.",
+              file=sys.stderr)
+        return 1

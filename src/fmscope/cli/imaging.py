@@ -10,20 +10,17 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from fmscope.errors import FmscopeError
+from fmscope.atomic import file_suffix
+from fmscope.errors import FmscopeError, UsageError
+from fmscope.imaging.intensity import parse_window
+from fmscope.outputs import FOLDER, LABEL_IMAGE_SUFFIXES, OVERLAY_SUFFIXES, VOLUME_SUFFIXES, Output, check_outputs
 
-
-def _window(text: str | None) -> str | tuple[float, float] | None:
-    if text is None or text == "auto":
-        return None
-    if "," in text:
-        try:
-            level, width = (float(v) for v in text.split(","))
-        except ValueError:
-            raise FmscopeError(f"Cannot read window '{text}'.", "Give a preset name or LEVEL,WIDTH, e.g. 40,400.") \
-                from None
-        return level, width
-    return text
+def _window(text: str) -> str | tuple[float, float] | None:
+    """argparse type for --window: 'auto', a preset name, or LEVEL,WIDTH (a bad value exits 2)."""
+    try:
+        return parse_window(text)
+    except FmscopeError as error:
+        raise argparse.ArgumentTypeError(f"{error.problem} {error.fix}") from None
 
 
 def _roi_zoom(text: str) -> bool | str:
@@ -35,8 +32,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="litemedsam (default, embedded), medsam_vit_b, sam_vit_b, sam_vit_l, sam_vit_h, or an "
                              "fmscope model file from train-segmenter")
     parser.add_argument("--checkpoint", help="weights file or folder (else $FMSCOPE_CHECKPOINT_DIR)")
-    parser.add_argument("--window", help="CT/MR window: preset (abdomen, lung, bone, brain, liver, soft_tissue) "
-                                         "or LEVEL,WIDTH; default: automatic")
+    parser.add_argument("--window", type=_window, help="CT/MR window: preset (abdomen, lung, bone, brain, liver, "
+                                                       "soft_tissue) or LEVEL,WIDTH; default: automatic")
     parser.add_argument("--roi-zoom", choices=("auto", "on", "off"), default="auto",
                         help="embed a crop around small objects (default auto)")
     parser.add_argument("--fast", action="store_true", help="bfloat16 encoder (faster, not bit-exact)")
@@ -71,19 +68,21 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from fmscope.imaging import io
     from fmscope.imaging.overlay import draw_overlay
 
+    check_outputs([Output("-o", args.output, LABEL_IMAGE_SUFFIXES), Output("--overlay", args.overlay, OVERLAY_SUFFIXES),
+                   Output("--cache-dir", args.cache_dir, FOLDER)], [args.image])
     if not args.box and not args.point:
-        raise FmscopeError("No prompt given.", "Add --box X0 Y0 X1 Y1 and/or --point X Y.")
+        raise UsageError("No prompt given.", "Add --box X0 Y0 X1 Y1 and/or --point X Y.")
     if args.label and len(args.label) != len(args.point or []):
-        raise FmscopeError(f"{len(args.point or [])} --point but {len(args.label)} --label.",
-                           "Give one --label (1 or 0) per --point, or none (all positive).")
-    image = io.read_image(args.image)
+        raise UsageError(f"{len(args.point or [])} --point but {len(args.label)} --label.",
+                         "Give one --label (1 or 0) per --point, or none (all positive).")
+    if args.point and args.box and len(args.box) > 1:
+        raise UsageError("Points refine one object; got several boxes.", "Give at most one --box with --point.")
+    image = io.load_image(args.image)
     segmenter = _segmenter(args)
-    _warn_if_foreign(segmenter, image, _window(args.window))
-    segmenter.set_image(image, window=_window(args.window))
+    _warn_if_foreign(segmenter, image.array, args.window)
+    segmenter.set_image(image.array, window=args.window)
     started = time.perf_counter()
     if args.point:
-        if args.box and len(args.box) > 1:
-            raise FmscopeError("Points refine one object; got several boxes.", "Give at most one --box with --point.")
         with tqdm(total=1, desc="segmenting", leave=False) as bar:
             results = [segmenter.predict(box=args.box[0] if args.box else None, points=args.point, labels=args.label)]
             bar.update(1)
@@ -92,13 +91,16 @@ def cmd_segment(args: argparse.Namespace) -> int:
     labels = np.zeros(segmenter.image_shape, dtype=_labels_dtype(len(results)))
     for label, result in enumerate(results, start=1):
         labels[result.mask & (labels == 0)] = label
-    io.write_image(labels, args.output)
+    io.write_image(labels, args.output, geometry=image.geometry)
     if args.overlay:
         boxes = [np.asarray(b, float) for b in args.box or []]
         io.write_image(draw_overlay(segmenter.mapped_image, labels, boxes), args.overlay)
     scores = ", ".join(f"{r.score:.3f}" for r in results)
     print(f"wrote {args.output}: {len(results)} object(s), {int((labels > 0).sum())} pixels, "
           f"model score {scores} ({time.perf_counter() - started:.2f} s)")
+    if image.geometry is not None and file_suffix(Path(args.output)) not in io.VOLUME_SUFFIXES:
+        print(f"note: {Path(args.output).suffix} keeps no pixel size or position; write .nii.gz to keep the "
+              "input's geometry")
     return 0
 
 
@@ -106,11 +108,15 @@ def cmd_volume(args: argparse.Namespace) -> int:
     from fmscope.imaging import io
     from fmscope.imaging.volume import segment_volume
 
-    volume = io.read_volume(args.volume)
+    check_outputs([Output("-o", args.output, VOLUME_SUFFIXES), Output("--cache-dir", args.cache_dir, FOLDER)],
+                  [args.volume])
+    volume = io.read_volume(args.volume, series=args.series)
+    if volume.source:
+        print(f"DICOM series read: {volume.source}")
     boxes = {label: box for label, box in enumerate(args.box, start=1)}
     segmenter = _segmenter(args)
-    _warn_if_foreign(segmenter, volume.array, _window(args.window))
-    labels = segment_volume(volume.array, args.slice, boxes, segmenter=segmenter, window=_window(args.window),
+    _warn_if_foreign(segmenter, volume.array, args.window)
+    labels = segment_volume(volume.array, args.slice, boxes, segmenter=segmenter, window=args.window,
                             direction=args.direction, slice_range=tuple(args.range) if args.range else None,
                             progress=True)
     io.write_volume(labels, volume, args.output)
@@ -124,32 +130,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from fmscope import metrics
     from fmscope.imaging import io
 
-    def read(path: str) -> tuple[np.ndarray, tuple[float, ...] | None]:
-        suffix = Path(path).name.lower()
-        if suffix.endswith((".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")):
-            try:
-                volume = io.read_volume(path)
-                return volume.array, volume.spacing_zyx
-            except FmscopeError:
-                pass
-        return io.read_image(path), None
-
-    prediction, spacing = read(args.prediction)
-    truth, _ = read(args.truth)
+    prediction, predicted_grid = io.read_grid(args.prediction)
+    truth, true_grid = io.read_grid(args.truth)
     if prediction.shape != truth.shape:
         raise FmscopeError(f"Shapes differ: prediction {prediction.shape}, truth {truth.shape}.",
                            "Compare masks on the same grid.")
+    if predicted_grid is not None and true_grid is not None and not predicted_grid.matches(true_grid):
+        raise FmscopeError(f"The prediction and the truth lie on different grids in patient space (prediction: "
+                           f"{_describe(predicted_grid)}; truth: {_describe(true_grid)}).",
+                           "Compare masks written on the same image's grid (fmscope writes masks on its input's).")
+    grid = predicted_grid or true_grid
+    spacing = None
+    if grid is not None:
+        spacing = tuple(reversed(grid.spacing)) if prediction.ndim == 3 else grid.spacing_yx
     pred_mask = prediction > 0 if args.label is None else prediction == args.label
     true_mask = truth > 0 if args.label is None else truth == args.label
     score_dice = metrics.dice(pred_mask, true_mask)
     score_nsd = metrics.nsd(pred_mask, true_mask, tolerance=args.tolerance, spacing=spacing)
-    print(f"dice {score_dice:.4f}  nsd@{args.tolerance:g} {score_nsd:.4f}")
+    unit = "mm" if spacing is not None else "px"
+    print(f"dice {score_dice:.4f}  nsd@{args.tolerance:g}{unit} {score_nsd:.4f}")
     return 0
+
+
+def _describe(grid) -> str:
+    return (f"spacing {tuple(round(v, 4) for v in grid.spacing)}, origin {tuple(round(v, 3) for v in grid.origin)}, "
+            f"direction {tuple(round(v, 3) for v in grid.direction)}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from fmscope.demo import run_demo
 
+    check_outputs([Output("-o", args.output, FOLDER)])
     run_demo(Path(args.output), fast=args.fast)
     return 0
 
@@ -157,26 +168,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register the imaging commands."""
     segment = commands.add_parser("segment", help="segment objects in a 2D image from boxes / points")
-    segment.add_argument("image", help="TIFF, PNG, JPEG, DICOM, or 2D NIfTI/NRRD")
+    segment.add_argument("image", help="TIFF, PNG, JPEG (grey, RGB, alpha ignored; 1 to 16 bits or float), one DICOM "
+                                       "file, or a 2D / one-slice NIfTI, NRRD, MHA (geometry kept in .nii.gz output)")
     segment.add_argument("--box", nargs=4, type=float, action="append", metavar=("X0", "Y0", "X1", "Y1"),
                          help="object box in pixels; repeat for several objects (labels 1, 2, ...)")
     segment.add_argument("--point", nargs=2, type=float, action="append", metavar=("X", "Y"),
                          help="click in pixels; repeat for several")
     segment.add_argument("--label", type=int, action="append", choices=(0, 1),
                          help="1 = object, 0 = background; one per --point (default 1)")
-    segment.add_argument("-o", "--output", required=True, help="label image to write (.tif, .png, .nii.gz)")
+    segment.add_argument("-o", "--output", required=True,
+                         help="label image to write (.tif, .png, or .nii.gz / .nrrd / .mha with the input's geometry)")
     segment.add_argument("--overlay", help="also write an overlay picture (.png)")
     _add_model_options(segment)
     segment.set_defaults(run=cmd_segment)
 
     volume = commands.add_parser("volume", help="segment through a 3D volume from a box on one slice")
-    volume.add_argument("volume", help="NIfTI, NRRD, MHA, or a DICOM series folder")
+    volume.add_argument("volume", help="NIfTI, NRRD, MHA, or a DICOM folder")
+    volume.add_argument("--series", help="in a DICOM folder holding several series: the number fmscope lists "
+                                         "(or the Series Instance UID) of the one to read")
     volume.add_argument("--slice", type=int, required=True, help="key slice index (z, 0-based)")
     volume.add_argument("--box", nargs=4, type=float, action="append", required=True,
                         metavar=("X0", "Y0", "X1", "Y1"), help="box on the key slice; repeat for several objects")
     volume.add_argument("--range", nargs=2, type=int, metavar=("FIRST", "LAST"), help="limit to these slices")
     volume.add_argument("--direction", choices=("both", "up", "down"), default="both")
-    volume.add_argument("-o", "--output", required=True, help="label volume to write (same geometry)")
+    volume.add_argument("-o", "--output", required=True,
+                        help="label volume to write, same geometry (.nii.gz, .nii, .nrrd, .mha)")
     _add_model_options(volume)
     volume.set_defaults(run=cmd_volume)
 
@@ -184,7 +200,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("prediction")
     evaluate.add_argument("truth")
     evaluate.add_argument("--label", type=int, help="compare this label only (default: any nonzero)")
-    evaluate.add_argument("--tolerance", type=float, default=1.0, help="NSD tolerance (mm for volumes, else px)")
+    evaluate.add_argument("--tolerance", type=float, default=1.0,
+                          help="NSD tolerance: mm when the files carry a pixel size (NIfTI, NRRD, DICOM), else px")
     evaluate.set_defaults(run=cmd_eval)
 
     demo = commands.add_parser("demo", help="run the default model on every sample case")

@@ -3,43 +3,74 @@
 Every command reads any supported slide and writes a new SpatialData ``.zarr`` (the slide's
 elements + the annotated table) or an ``.h5ad``, plus a PNG of the result on the tissue
 (domains, cell types, an imputed gene, or the embedding's first three components as colours).
-The input is never changed.
+The input is never changed, and every output is checked before any work
+(:func:`fmscope.outputs.check_outputs`); so is the slide's size (:mod:`fmscope.omics.minimums`).
+What fmscope assumed about the file (where the counts were, bin sizes, gene names) is printed
+as ``fmscope: note:`` lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from fmscope.errors import FmscopeError
+from fmscope.outputs import HEAD_SUFFIXES, PICTURE_SUFFIXES, SLIDE_SUFFIXES, Output, check_outputs
 
 SLIDE_HELP = "Visium / Xenium / MERSCOPE output folder, SpatialData .zarr, or .h5ad with obsm['spatial']"
 OUTPUT_HELP = "result: a new SpatialData .zarr (the slide's elements + results) or an .h5ad"
 
 
-def _read(args: argparse.Namespace):
-    from fmscope.omics import io
+def _png_path(args: argparse.Namespace) -> Path:
+    return Path(args.png) if getattr(args, "png", None) else Path(args.output).with_suffix(".png")
 
-    return io.read_slide(args.input, microns_per_unit=args.microns_per_unit)
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, outputs that cannot be written or would touch an input."""
+    outputs = [Output("-o", args.output, SLIDE_SUFFIXES), Output("--png", _png_path(args), PICTURE_SUFFIXES)]
+    inputs = [args.input, getattr(args, "reference", None), getattr(args, "checkpoint", None)]
+    if args.command == "finetune":
+        outputs.append(Output("--head", args.head, HEAD_SUFFIXES))
+        if args.annotations.lower().endswith(".csv"):
+            inputs.append(args.annotations)
+    elif args.command == "classify":
+        inputs.append(args.head)
+    check_outputs(outputs, inputs)
+
+
+def _read(args: argparse.Namespace, step: str | None = None):
+    """Check the outputs, read the slide (printing what was assumed), check it is large enough for ``step``."""
+    _check_outputs(args)
+    from fmscope.omics import io
+    from fmscope.omics.minimums import require_cells
+
+    slide = io.read_slide(args.input, microns_per_unit=args.microns_per_unit, layer=args.layer)
+    _note(slide.notices)
+    require_cells(slide.adata.n_obs, step or args.command, str(args.input))
+    return slide
 
 
 def _write(slide, args: argparse.Namespace, draw=None) -> str:
-    """Write the result and, with ``draw(png_path)``, its PNG; a failed result write leaves no new PNG."""
+    """Write the result and, with ``draw(png_path)``, its PNG: the PNG is drawn beside its target and
+    put in place only once the result is written, so a failed run leaves an earlier PNG as it was."""
+    import os
+    import uuid
+
     from fmscope.omics.store import write_result
 
-    written = [args.output]
-    png = None
-    if draw is not None:
-        png = Path(args.png) if getattr(args, "png", None) else Path(args.output).with_suffix(".png")
-        draw(png)
-        written.append(str(png))
-    try:
+    if draw is None:
         write_result(slide, args.output)
-    except BaseException:
-        if png is not None:
-            png.unlink(missing_ok=True)
-        raise
-    return " and ".join(map(str, written))
+        return str(args.output)
+    png = _png_path(args)
+    drawn = png.parent / f".{png.name}.{uuid.uuid4().hex[:12]}.png"
+    try:
+        draw(drawn)
+        write_result(slide, args.output)
+        os.replace(drawn, png)
+    finally:
+        drawn.unlink(missing_ok=True)
+    return f"{args.output} and {png}"
 
 
 def _domains_png(slide, column: str, title: str):
@@ -51,13 +82,21 @@ def _domains_png(slide, column: str, title: str):
 def _embed(slide, args: argparse.Namespace):
     from fmscope.omics.embed import embed_cells
 
-    return embed_cells(slide.adata, args.checkpoint, batch_size=args.batch_size, device=args.device, progress=True)
+    embedding, method = embed_cells(slide.adata, args.checkpoint, batch_size=args.batch_size, device=args.device,
+                                    progress=True)
+    _note(slide.adata.uns["fmscope"].get("skipped_weights", []))
+    return embedding, method
+
+
+def _note(lines) -> None:
+    for line in lines:
+        print(f"fmscope: note: {line}", file=sys.stderr)
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from fmscope.omics.plot import embedding_colours, save_values_png
 
-    slide = _read(args)
+    slide = _read(args, "embed_scgpt" if args.checkpoint else "embed")
     embedding, method = _embed(slide, args)
     written = _write(slide, args, lambda png: save_values_png(
         slide, embedding_colours(embedding), png, title="embedding: first 3 components as RGB"))
@@ -88,7 +127,8 @@ def cmd_impute(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         from fmscope.omics.models.scgpt import load_scgpt
 
-        model, vocab, _ = load_scgpt(args.checkpoint, device=args.device or "cpu")
+        model, vocab, report = load_scgpt(args.checkpoint, device=args.device or "cpu")
+        _note(report.explanations())
         imputed = impute_scgpt_spatial(slide.adata, model, vocab, args.genes or [], k=args.k, progress=True)
         key = SPATIAL_IMPUTED_KEY
     else:
@@ -193,6 +233,8 @@ def _slide_arguments(parser: argparse.ArgumentParser) -> None:
                         help="units of an .h5ad's obsm['spatial'] (1 if microns) when the file does not say")
     parser.add_argument("-o", "--output", required=True, help=OUTPUT_HELP)
     parser.add_argument("--png", help="picture of the result on the tissue (default: OUTPUT with .png)")
+    parser.add_argument("--layer", help="where the raw counts are: a layer name, 'raw' (.raw) or 'X' "
+                                        "(default: found; log-normalised values are used without normalising again)")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

@@ -17,13 +17,16 @@ def _read(path: str):
 
 
 def cmd_train_segmenter(args: argparse.Namespace) -> int:
-    from fmscope.cli.imaging import _window
+    from fmscope.outputs import HEAD_SUFFIXES, Output, check_outputs
     from fmscope.training.segmenter import checkpoint_path, labelled_images, train_segmenter
     from fmscope.training.settings import TrainSettings
 
     if len(args.images) != len(args.labels):
         raise FmscopeError(f"{len(args.images)} images but {len(args.labels)} label files.",
                            "Give one --labels file per image, in the same order.")
+    check_outputs([Output("-o", args.output, HEAD_SUFFIXES),
+                   Output("-o (its checkpoint)", checkpoint_path(args.output), HEAD_SUFFIXES)],
+                  [*args.images, *args.labels, args.checkpoint])
     items = []
     for image_path, labels_path in zip(args.images, args.labels):
         items += labelled_images(_read(image_path), _read(labels_path), Path(image_path).name)
@@ -35,7 +38,7 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
             bar.total, bar.n = total, done
             bar.refresh()
         report = train_segmenter(items, args.output, model=args.model, checkpoint=args.checkpoint,
-                                 window=_window(args.window), settings=settings, resume=args.resume,
+                                 window=args.window, settings=settings, resume=args.resume,
                                  device=args.device, cache_dir=args.cache_dir, on_progress=on_progress)
     print(report.summary())
     print(f"wrote {args.output} (use it with --model {args.output}); resumable checkpoint "
@@ -45,6 +48,7 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``train-segmenter``."""
+    from fmscope.cli.imaging import _window
     from fmscope.training.settings import TrainSettings
 
     defaults = TrainSettings()
@@ -58,7 +62,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--model", default="litemedsam",
                        help="base model: litemedsam (default), medsam_vit_b, sam_vit_b/l/h, or a model file")
     train.add_argument("--checkpoint", help="base weights file or folder (MedSAM / SAM; else $FMSCOPE_CHECKPOINT_DIR)")
-    train.add_argument("--window", help="CT/MR window preset or LEVEL,WIDTH (default: automatic)")
+    train.add_argument("--window", type=_window, help="CT/MR window preset or LEVEL,WIDTH (default: automatic)")
     train.add_argument("--epochs", type=int, default=defaults.epochs)
     train.add_argument("--holdout", type=float, default=defaults.holdout,
                        help="fraction of images (one image: of its objects, on the right) held out to score")

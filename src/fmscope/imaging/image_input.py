@@ -5,34 +5,44 @@ from __future__ import annotations
 import numpy as np
 
 from fmscope.errors import FmscopeError
-from fmscope.imaging.intensity import Intensity
+from fmscope.imaging.intensity import Intensity, finite_values
 
 
 def validate_image(image: np.ndarray) -> np.ndarray:
     """Return a read-only view of a 2D grayscale or (H, W, 3|4) colour image, or raise.
 
-    Rejects empty, NaN/inf, constant, complex, 3D-volume and 4D+ arrays with a message
-    saying what to do instead. The caller's array is never modified.
+    Any real dtype (bool, integers, floats) is accepted; NaN and infinite pixels are allowed
+    (the intensity mapping puts them at the ends of its range) as long as the finite ones vary.
+    Rejects empty, constant, complex, 3D-volume and 4D+ arrays with a message saying what to
+    do instead. The caller's array is never modified.
     """
     array = np.asarray(image)
     if array.dtype == object or np.iscomplexobj(array):
         raise FmscopeError(f"Images must hold real numbers, got dtype {array.dtype}.", "Convert to a numeric array.")
     if array.ndim == 3 and array.shape[-1] in (3, 4):
         array = array[..., :3]
+    elif array.ndim == 3 and array.shape[-1] == 2:
+        raise FmscopeError(f"Got an array of shape {array.shape}: grey + alpha, or a stack of 2D images?",
+                           "Pass image[..., 0] for a grey + alpha picture (or read the file with "
+                           "fmscope.imaging.io.read_image, which does); for a volume, put z first.")
     elif array.ndim == 3:
         raise FmscopeError(f"Got a 3D array of shape {array.shape}; the 2D segmenter takes one image.",
                            "Pass a single slice (volume[z]), or use segment_volume / 'fmscope volume' for volumes.")
     elif array.ndim != 2:
         raise FmscopeError(f"Got a {array.ndim}D array of shape {array.shape}; expected (H, W) or (H, W, 3).",
                            "Select one channel / time point / slice before segmenting.")
-    if array.size == 0 or min(array.shape[:2]) < 2:
+    if array.size == 0:
         raise FmscopeError(f"The image is empty (shape {array.shape}).", "Pass an image with at least 2x2 pixels.")
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-        raise FmscopeError("The image contains NaN or infinite values.",
-                           "Replace them first, e.g. np.nan_to_num(image, nan=image[np.isfinite(image)].min()).")
-    if array.min() == array.max():
-        raise FmscopeError(f"The image is constant (every pixel is {array.flat[0]}); there is nothing to segment.",
+    if min(array.shape[:2]) < 2:
+        raise FmscopeError(f"The image is too small or thin to segment (shape {array.shape}).",
+                           "Pass an image with at least 2 pixels along each side.")
+    finite = finite_values(array)
+    if finite.size == 0:
+        raise FmscopeError("The image holds no finite values (all NaN or infinite).",
                            "Check that the right image or channel was loaded.")
+    if finite.min() == finite.max():
+        raise FmscopeError(f"The image is constant (every finite pixel is {finite.flat[0]}); there is nothing "
+                           "to segment.", "Check that the right image or channel was loaded.")
     view = array.view()
     view.flags.writeable = False
     return view

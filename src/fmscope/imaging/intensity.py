@@ -31,10 +31,11 @@ class Intensity:
     name: str
 
     def to_uint8(self, array: np.ndarray) -> np.ndarray:
-        """A new uint8 array with ``array`` mapped through this window."""
+        """A new uint8 array with ``array`` mapped through this window (+inf -> 255; NaN, -inf -> 0)."""
         if self.name == "uint8":
             return np.array(array, dtype=np.uint8, copy=True)
         scaled = (np.asarray(array, dtype=np.float32) - self.low) * (255.0 / (self.high - self.low))
+        scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
         return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
@@ -54,11 +55,40 @@ def window(spec: str | tuple[float, float]) -> Intensity:
     return Intensity(level - width / 2, level + width / 2, name)
 
 
+def parse_window(text: str | None) -> str | tuple[float, float] | None:
+    """A window as a user writes it: ``None`` or ``"auto"`` (automatic), a preset name, or
+    ``"LEVEL,WIDTH"`` (HU, width > 0); raises FmscopeError for anything else."""
+    if text is None or text == "auto":
+        return None
+    if "," in text:
+        try:
+            level, width = (float(v) for v in text.split(","))
+        except ValueError:
+            raise FmscopeError(f"Cannot read window '{text}'.", "Give a preset name or LEVEL,WIDTH, e.g. 40,400.") \
+                from None
+        window((level, width))  # checks the width
+        return level, width
+    window(text)  # checks the preset name
+    return text
+
+
+def finite_values(array: np.ndarray) -> np.ndarray:
+    """The array itself for integer / bool data, else its finite values (1D)."""
+    array = np.asarray(array)
+    return array[np.isfinite(array)] if array.dtype.kind == "f" else array
+
+
 def auto_intensity(array: np.ndarray) -> Intensity:
-    """uint8 data is used as is; anything else maps its 0.5-99.5 percentile range (as MedSAM does)."""
+    """uint8 data is used as is, 1-bit (bool) as 0 / 255; anything else maps the 0.5-99.5
+    percentile range of its finite values (as MedSAM does)."""
     if array.dtype == np.uint8:
         return Intensity(0.0, 255.0, "uint8")
-    values = np.asarray(array)
+    if array.dtype == bool:
+        return Intensity(0.0, 1.0, "1-bit")
+    values = finite_values(array)
+    if values.size == 0:
+        raise FmscopeError("The image holds no finite values (all NaN or infinite).",
+                           "Check that the right image or channel was loaded.")
     low, high = (float(v) for v in np.percentile(values, [0.5, 99.5]))
     if high <= low:  # very sparse images: fall back to the full range
         low, high = float(values.min()), float(values.max())

@@ -1,4 +1,9 @@
-"""Reading and writing images and volumes; volumes keep their geometry (SimpleITK).
+"""Reading and writing images and volumes; medical files keep their geometry (SimpleITK).
+
+Pictures are read as files carry them and handed on as grey (H, W) or RGB (H, W, 3): an alpha
+channel is dropped (grey + alpha -> grey, RGBA -> RGB), palettes are expanded, 1-bit pictures
+become 0 / 255, 16-bit colour stays 16-bit. Only a real third axis (z, time, channels of a
+TIFF stack) makes an array that is not one image.
 
 Every write goes to a temporary file beside the target that is renamed into place, so a
 failed or interrupted write never leaves a half-written file under the user's name.
@@ -10,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import imageio.v3 as iio
 import numpy as np
 import SimpleITK as sitk
@@ -20,6 +26,44 @@ from fmscope.errors import FmscopeError
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 TIFF_SUFFIXES = (".tif", ".tiff")
+TIFF_AXES = {"Z": "z slices", "T": "time points", "C": "channels", "I": "pages", "Q": "planes", "R": "tiles"}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a pixel grid lies in patient space (SimpleITK conventions: x first, LPS, mm).
+
+    ``spacing`` and ``origin`` have one number per axis of the file (2 or 3), ``direction``
+    the square of that, row-major. A one-slice volume or a DICOM slice keeps all three axes.
+    """
+
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> Geometry:
+        return cls(tuple(image.GetSpacing()), tuple(image.GetOrigin()), tuple(image.GetDirection()))
+
+    @property
+    def spacing_yx(self) -> tuple[float, float]:
+        """In-plane pixel size (row, column) in mm."""
+        return self.spacing[1], self.spacing[0]
+
+    def apply_to(self, image: sitk.Image) -> sitk.Image:
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction)
+        return image
+
+    def matches(self, other: Geometry, tolerance_mm: float = 1e-3) -> bool:
+        """Same grid in patient space (a 2D geometry is compared with a 3D one's first two axes)."""
+        n = min(len(self.spacing), len(other.spacing))
+
+        def plane(g: Geometry) -> np.ndarray:
+            d = np.asarray(g.direction).reshape(len(g.spacing), len(g.spacing))[:n, :n]
+            return np.concatenate([np.asarray(g.spacing[:n]), np.asarray(g.origin[:n]), d.ravel()])
+        return bool(np.abs(plane(self) - plane(other)).max() <= tolerance_mm)
 
 
 @dataclass(frozen=True)
@@ -30,10 +74,27 @@ class Volume:
     spacing: tuple[float, float, float]  # x, y, z in mm
     origin: tuple[float, float, float]
     direction: tuple[float, ...]  # 9 numbers, row-major
+    source: str = ""  # what was read, when a folder held a choice (a DICOM series)
 
     @property
     def spacing_zyx(self) -> tuple[float, float, float]:
         return self.spacing[2], self.spacing[1], self.spacing[0]
+
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry(tuple(self.spacing), tuple(self.origin), tuple(self.direction))
+
+
+@dataclass(frozen=True)
+class Image2D:
+    """One 2D image as fmscope segments it: grey (H, W) or RGB (H, W, 3), in the file's dtype.
+
+    ``geometry`` is the file's own (2D, or 3D for a one-slice volume or DICOM slice) for
+    medical formats, None for pictures (TIFF, PNG, JPEG...), which carry none.
+    """
+
+    array: np.ndarray
+    geometry: Geometry | None
 
 
 def _require_file(path: Path) -> None:
@@ -41,47 +102,150 @@ def _require_file(path: Path) -> None:
         raise FmscopeError(f"No such file: {path}", "Check the path.")
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a 2D image (TIFF, PNG, JPEG, single-slice NIfTI/NRRD, DICOM) as a numpy array."""
+def _grey_or_rgb(array: np.ndarray, path: Path, bgr: bool = False) -> np.ndarray:
+    """(H, W) or (H, W, 3) from a decoded picture whose last axis, if any, holds its samples."""
+    if array.dtype == bool:  # 1-bit pictures: black and white as 0 and 255
+        array = array.astype(np.uint8) * 255
+    if array.ndim == 3 and array.shape[-1] in (1, 2):  # grey, grey + alpha
+        return array[..., 0]
+    if array.ndim == 3 and array.shape[-1] in (3, 4):  # RGB, RGBA
+        return array[..., 2::-1] if bgr else array[..., :3]
+    if array.ndim == 2:
+        return array
+    raise FmscopeError(f"{path} holds an array of shape {array.shape}, not one 2D picture.",
+                       "Save one grey or colour image per file.")
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """A TIFF's first series, with its samples axis (RGB, grey + alpha) last; other axes refused."""
+    with tifffile.TiffFile(path) as tiff:
+        series = tiff.series[0]
+        array, axes = series.asarray(), series.axes
+    if "S" in axes:
+        array, axes = np.moveaxis(array, axes.index("S"), -1), axes.replace("S", "") + "S"
+    extra = [(axis, size) for axis, size in zip(axes, array.shape) if axis not in "YXS" and size > 1]
+    if extra:
+        what = ", ".join(f"{size} {TIFF_AXES.get(axis, f'{axis!r} planes')}" for axis, size in extra)
+        raise FmscopeError(f"{path} holds a stack ({what}; axes {axes}, shape {array.shape}), not one 2D image.",
+                           "Save the plane or channel to segment as its own file; for a z-stack with voxel "
+                           "sizes use 'fmscope volume' on a NIfTI / NRRD.")
+    return _grey_or_rgb(array.reshape([size for axis, size in zip(axes, array.shape) if axis in "YXS"]), path)
+
+
+def _read_picture(path: Path) -> np.ndarray:
+    """PNG, JPEG, BMP... via OpenCV (keeps 16-bit colour), else imageio (GIF and the rest)."""
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if array is not None:
+        return _grey_or_rgb(array, path, bgr=True)
+    return _grey_or_rgb(np.asarray(iio.imread(path, index=0)), path)
+
+
+def is_dicom(path: Path) -> bool:
+    """A DICOM Part 10 file (the 'DICM' marker after the 128-byte preamble), whatever its name."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def _read_medical(path: Path) -> Image2D:
+    """A 2D NIfTI / NRRD / MHA, a one-slice volume, or one DICOM file, with its geometry."""
+    image = sitk.ReadImage(str(path))
+    array = sitk.GetArrayFromImage(image)
+    components = image.GetNumberOfComponentsPerPixel()
+    if image.GetDimension() == 3:
+        if image.GetSize()[2] != 1:
+            raise FmscopeError(f"{path} is a volume of {image.GetSize()[2]} slices, not one 2D image.",
+                               "Use 'fmscope volume' for volumes, or save the slice to segment on its own.")
+        array = array[0]
+    if image.GetDimension() not in (2, 3) or (components > 1 and array.ndim != 3):
+        raise FmscopeError(f"{path} is a {image.GetDimension()}D image with {components} components per pixel.",
+                           "Give a 2D image or a single slice.")
+    if components > 1:
+        array = _grey_or_rgb(array, path)
+    return Image2D(array, Geometry.of(image))
+
+
+def load_image(path: str | os.PathLike) -> Image2D:
+    """Read one 2D image with its geometry: TIFF, PNG, JPEG, BMP, GIF (no geometry), 2D or one-slice
+    NIfTI / NRRD / MHA, or one DICOM file (geometry kept). Raises FmscopeError for unreadable
+    files and for stacks (a TIFF with z / time / channel planes, a volume of several slices)."""
     path = Path(path)
     _require_file(path)
+    if path.is_dir():
+        raise FmscopeError(f"{path} is a folder, not an image file.",
+                           "Give one image file; for a DICOM series folder use 'fmscope volume'.")
     suffix = file_suffix(path)
     try:
         if suffix in TIFF_SUFFIXES:
-            array = tifffile.imread(path)
-        elif suffix in VOLUME_SUFFIXES or suffix in (".dcm", ""):
-            array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-        else:
-            array = iio.imread(path)
+            return Image2D(_read_tiff(path), None)
+        if suffix in VOLUME_SUFFIXES or suffix == ".dcm" or is_dicom(path):
+            return _read_medical(path)
+        return Image2D(_read_picture(path), None)
+    except FmscopeError:
+        raise
     except Exception as error:  # the libraries raise many types for unreadable files
         raise FmscopeError(f"Cannot read {path} as an image ({type(error).__name__}: {str(error)[:200]}).",
                            "Give a TIFF, PNG, JPEG, NIfTI, NRRD or DICOM file.") from None
-    array = np.asarray(array)
-    return array[0] if array.ndim == 3 and array.shape[0] == 1 else array
 
 
-def read_volume(path: str | os.PathLike) -> Volume:
-    """Read a 3D volume (NIfTI, NRRD, MHA, or a DICOM series folder) with its geometry."""
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """The pixels of :func:`load_image` alone: grey (H, W) or RGB (H, W, 3)."""
+    return load_image(path).array
+
+
+def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
+    """Read a 3D volume (NIfTI, NRRD, MHA, or a DICOM folder) with its geometry.
+
+    For a DICOM folder, ``series`` picks one of the series it lists (see
+    :mod:`fmscope.imaging.dicom_series`); without it the one volumetric series is read, and
+    a folder with several, or a series with unevenly spaced slices, is refused with a list.
+    """
+    from fmscope.imaging import dicom_series
+
     path = Path(path)
     _require_file(path)
-    try:
-        if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            files = reader.GetGDCMSeriesFileNames(str(path))
-            if not files:
-                raise ValueError("no DICOM series in this folder")
-            reader.SetFileNames(files)
-            image = reader.Execute()
-        else:
+    source = ""
+    if path.is_dir():
+        stack = dicom_series.choose(dicom_series.list_stacks(path), series, path)
+        image, source = dicom_series.read_stack(stack), stack.summary()
+    else:
+        if series is not None:
+            raise FmscopeError(f"--series picks a series in a DICOM folder, but {path} is a file.",
+                               "Leave out --series, or give the folder.")
+        try:
             image = sitk.ReadImage(str(path))
-    except Exception as error:
-        raise FmscopeError(f"Cannot read {path} as a volume ({type(error).__name__}: {str(error)[:200]}).",
-                           "Give a NIfTI (.nii/.nii.gz), NRRD, MHA file or a DICOM series folder.") from None
+        except Exception as error:
+            raise FmscopeError(f"Cannot read {path} as a volume ({type(error).__name__}: {str(error)[:200]}).",
+                               "Give a NIfTI (.nii/.nii.gz), NRRD, MHA file or a DICOM series folder.") from None
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise FmscopeError(f"{path} is not a single-channel 3D volume (dimension {image.GetDimension()}, "
                            f"{image.GetNumberOfComponentsPerPixel()} components).",
                            "Use 'fmscope segment' for 2D images; split multi-channel volumes first.")
-    return Volume(sitk.GetArrayFromImage(image), image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    return Volume(sitk.GetArrayFromImage(image), image.GetSpacing(), image.GetOrigin(), image.GetDirection(), source)
+
+
+def _slice_count(path: Path) -> int:
+    """Slices of a 3D medical file from its header (1 for 2D files, 0 when unreadable)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return 0
+    return reader.GetSize()[2] if reader.GetDimension() == 3 else 1
+
+
+def read_grid(path: str | os.PathLike) -> tuple[np.ndarray, Geometry | None]:
+    """Any image, mask or volume fmscope reads, with its geometry (None for pictures): a volume
+    (file or DICOM folder) as (z, y, x), a 2D image or one-slice volume as (H, W)."""
+    path = Path(path)
+    if path.is_dir() or (file_suffix(path) in VOLUME_SUFFIXES and path.exists() and _slice_count(path) > 1):
+        volume = read_volume(path)
+        return volume.array, volume.geometry
+    image = load_image(path)
+    return image.array, image.geometry
 
 
 def write_volume(labels: np.ndarray, like: Volume, path: str | os.PathLike) -> None:
@@ -90,17 +254,18 @@ def write_volume(labels: np.ndarray, like: Volume, path: str | os.PathLike) -> N
         raise FmscopeError(f"Label shape {labels.shape} differs from the volume's {like.array.shape}.")
 
     def write(target: Path) -> None:
-        image = sitk.GetImageFromArray(labels)
-        image.SetSpacing(like.spacing)
-        image.SetOrigin(like.origin)
-        image.SetDirection(like.direction)
-        sitk.WriteImage(image, str(target), useCompression=True)
+        sitk.WriteImage(like.geometry.apply_to(sitk.GetImageFromArray(labels)), str(target), useCompression=True)
 
     atomic_write(Path(path), write)
 
 
-def write_image(array: np.ndarray, path: str | os.PathLike) -> None:
-    """Write a 2D mask / label image or an RGB picture (TIFF, PNG, NIfTI/NRRD...), atomically."""
+def write_image(array: np.ndarray, path: str | os.PathLike, geometry: Geometry | None = None) -> None:
+    """Write a 2D mask / label image or an RGB picture (TIFF, PNG, NIfTI/NRRD...), atomically.
+
+    NIfTI / NRRD / MHA outputs take ``geometry`` (the input's, from :func:`load_image`): same
+    dimension (a one-slice volume stays 3D), pixel size, origin and direction. Pictures
+    cannot hold geometry and ignore it.
+    """
     path = Path(path)
     suffix = file_suffix(path)
 
@@ -108,7 +273,10 @@ def write_image(array: np.ndarray, path: str | os.PathLike) -> None:
         if suffix in TIFF_SUFFIXES:
             tifffile.imwrite(target, array, compression="zlib")
         elif suffix in VOLUME_SUFFIXES:
-            sitk.WriteImage(sitk.GetImageFromArray(array), str(target), useCompression=True)
+            three_d = geometry is not None and len(geometry.spacing) == 3
+            image = sitk.GetImageFromArray(array[None] if three_d else array, isVector=array.ndim == 3)
+            sitk.WriteImage(image if geometry is None else geometry.apply_to(image), str(target),
+                            useCompression=True)
         else:
             iio.imwrite(target, array, extension=suffix)
 

@@ -23,6 +23,9 @@ from fmscope.imaging.prompts import validate_box, validate_points
 
 Crop = tuple[int, int, int, int]  # y0, x0, y1, x1 in image pixels
 PRECISIONS = ("fp32", "fast")
+# The embedded image or crop must span at least this many model input pixels across its short
+# side (two cells of LiteMedSAM's 64 x 64 embedding): thinner strips vanish in the resize.
+MIN_SHORT_SIDE_MODEL_PX = 8
 
 
 @dataclass
@@ -108,6 +111,7 @@ class Segmenter:
         if cached is not None:
             return cached
         region = rgb if crop is None else rgb[crop[0]:crop[2], crop[1]:crop[3]]
+        self._check_shape(region.shape[:2], crop)
         tensor, geometry = self.model.transform.image(region)
         batch = tensor[None].to(self.model.device)
         with torch.inference_mode(), self._autocast():
@@ -118,6 +122,21 @@ class Segmenter:
         entry = CachedEmbedding(embedding, geometry)
         self.cache.put(signature, entry)
         return entry
+
+    def _check_shape(self, shape: tuple[int, int], crop: Crop | None) -> None:
+        """Refuse regions too elongated for the model's square input (e.g. a 6 x 4000 strip)."""
+        size = self.model.transform.size
+        short, long = min(shape), max(shape)
+        if short * size / long >= MIN_SHORT_SIDE_MODEL_PX:
+            return
+        what = "image" if crop is None else "crop around the prompt"
+        ratio = size // MIN_SHORT_SIDE_MODEL_PX
+        raise FmscopeError(
+            f"The {what} is {shape[0]} x {shape[1]} pixels, too elongated for {self.model.name}: scaled to its "
+            f"{size}-pixel input, the short side would span {short * size / long:.1f} pixels "
+            f"(at least {MIN_SHORT_SIDE_MODEL_PX} needed, an aspect ratio up to {ratio}:1).",
+            f"Crop the image around the object to at most {ratio}:1 (e.g. {short} x {short * ratio} pixels), "
+            "or cut the strip into tiles and segment them one by one.")
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision != "fast":

@@ -46,8 +46,9 @@ def _validate_volume(volume: np.ndarray) -> np.ndarray:
                            "Use Segmenter for 2D images; select one channel / time point of 4D data.")
     if array.shape[0] < 1 or min(array.shape[1:]) < 2:
         raise FmscopeError(f"The volume is empty (shape {array.shape}).", "Pass a non-empty volume.")
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-        raise FmscopeError("The volume contains NaN or infinite values.", "Replace them (np.nan_to_num) first.")
+    if array.dtype.kind == "f" and not np.isfinite(array).any():
+        raise FmscopeError("The volume holds no finite values (all NaN or infinite).",
+                           "Check that the right volume was loaded.")
     return array
 
 
@@ -56,7 +57,8 @@ def segment_volume(volume: np.ndarray, key_slice: int,
                    segmenter: Segmenter | None = None, window: str | tuple[float, float] | Intensity | None = None,
                    direction: str = "both", slice_range: tuple[int, int] | None = None,
                    stop: StopRule = StopRule(), progress: bool = False,
-                   on_slice: Callable[[int, int], None] | None = None) -> np.ndarray:
+                   on_slice: Callable[[int, int], None] | None = None,
+                   key_masks: Mapping[int, np.ndarray] | None = None) -> np.ndarray:
     """Label volume (uint16, same shape as ``volume``) grown from boxes on ``key_slice``.
 
     ``boxes``: one [x0, y0, x1, y1] box (label 1) or ``{label: box}`` for several objects.
@@ -64,7 +66,10 @@ def segment_volume(volume: np.ndarray, key_slice: int,
     inclusive (first, last) z limits. The intensity mapping (``window`` or the volume's
     percentiles) is computed once for the whole volume so slices stay comparable.
     ``on_slice(done, total)`` is called after every slice; raising
-    :class:`fmscope.errors.Cancelled` from it stops the work.
+    :class:`fmscope.errors.Cancelled` from it stops the work. ``key_masks``: ``{label: (H, W)
+    bool mask}`` for objects already outlined on the key slice (e.g. refined with clicks); those
+    are kept as they are on the key slice and propagated from, instead of re-segmented from
+    their box (each needs an entry in ``boxes`` too).
     """
     array = _validate_volume(volume)
     depth = array.shape[0]
@@ -82,6 +87,10 @@ def segment_volume(volume: np.ndarray, key_slice: int,
         raise FmscopeError("Give at least one box, with labels >= 1.", "Example: {1: [x0, y0, x1, y1]}.")
     shape = array.shape[1:]
     prompts = {int(label): validate_box(box, shape) for label, box in prompts.items()}
+    given = {int(label): np.asarray(mask, dtype=bool) for label, mask in (key_masks or {}).items()}
+    if any(label not in prompts or mask.shape != shape for label, mask in given.items()):
+        raise FmscopeError(f"key_masks must be (H, W) = {shape} masks of labels that have a box.",
+                           "Give each key mask with its label's box, on the key slice's grid.")
 
     segmenter = segmenter if segmenter is not None else Segmenter()
     intensity = resolve_intensity(array, window)
@@ -98,7 +107,13 @@ def segment_volume(volume: np.ndarray, key_slice: int,
             out[label] = (mask, result.score, float(mapped[mask].mean()) if mask.any() else 0.0)
         return out
 
-    key_results = segment_slice(key_slice, prompts)
+    to_segment = {label: box for label, box in prompts.items() if label not in given}
+    key_results = segment_slice(key_slice, to_segment) if to_segment else {}
+    if given:
+        segmenter.set_image(array[key_slice], window=intensity)
+        mapped = segmenter.mapped_image[..., 0]
+        for label, mask in given.items():
+            key_results[label] = (mask, 1.0, float(mapped[mask].mean()) if mask.any() else 0.0)
     key_areas, key_means = {}, {}
     for label, (mask, _, mean) in key_results.items():
         labels[key_slice][mask] = label

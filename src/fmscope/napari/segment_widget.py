@@ -345,14 +345,19 @@ class SegmentWidget(QWidget):
             self.viewer.layers[CLICKS].current_face_color = "red" if negative else "lime"
 
     def propagate(self) -> None:
-        """Run the engine's volume propagation for the current object, both ways, within the slice range."""
+        """Run the engine's volume propagation for the current object, both ways, within the slice range.
+
+        The object as it is on its key slice (clicks and hand painting included) is kept there and
+        propagated from; only the other slices are painted.
+        """
         current = self.state.current
         if current is None or current.z is None:
             self._say("Propagation needs a current object on a stack or volume.", error=True)
             return
         labels = self.viewer.layers[LABELS].data
         key_mask = labels[current.z] == current.label
-        box = box_from_mask(key_mask) if key_mask.any() else current.box
+        kept = {current.label: key_mask} if key_mask.any() else {}
+        box = box_from_mask(key_mask) if kept else current.box
         volume = np.asarray(self._image_layer.data)
         first, last = sorted((self.first_spin.value(), self.last_spin.value()))
         first, last = min(first, current.z), max(last, current.z)
@@ -364,16 +369,16 @@ class SegmentWidget(QWidget):
                 self.worker.progress.emit(f"Propagating object {current.label} ...", done, total)
             segmenter, intensity = self._engine(settings)
             return segment_volume(volume, current.z, {current.label: box}, segmenter=segmenter,
-                                  window=intensity, slice_range=(first, last), on_slice=on_slice)
+                                  window=intensity, slice_range=(first, last), on_slice=on_slice, key_masks=kept)
 
         def paint(result: np.ndarray) -> None:
             if LABELS not in self.viewer.layers:
                 return
             layer = self.viewer.layers[LABELS]
-            masks = {z: result[z] == current.label for z in range(first, last + 1)}
+            masks = {z: result[z] == current.label for z in range(first, last + 1) if not (kept and z == current.z)}
             if self.state.paint_slices(layer.data, current.label, masks):
                 layer.refresh()
-            found = [z for z, mask in masks.items() if mask.any()]
+            found = [z for z in range(first, last + 1) if (layer.data[z] == current.label).any()]
             self._say(f"Object {current.label} on slices {found[0]}..{found[-1]}." if found else "Nothing found.")
         self.worker.submit(run, key="propagate", on_done=paint, on_error=self._on_error)
 

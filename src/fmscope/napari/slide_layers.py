@@ -1,7 +1,7 @@
 """A spatial-omics slide as napari layer data, all in one coordinate system: microns.
 
-The tissue image gets its microns per pixel as scale (a pyramid when it has levels); cells or
-spots become Points of their true diameter at their (y, x) in microns. Above
+The tissue image is placed by its full pixel -> microns transformation (offset, rotation,
+scale; a pyramid when it has levels); cells or spots become Points of their true diameter at their (y, x) in microns. Above
 ``POINTS_LIMIT`` cells, per-cell colours go to a raster (a Labels layer for categories, an
 Image for values) of about one pixel per cell (:class:`fmscope.omics.raster.CellGrid`), which
 napari draws as one texture. Layer tuples are ``(data, kwargs, layer_type)``.
@@ -15,6 +15,7 @@ import numpy as np
 
 from fmscope.omics.io import Slide
 
+SLIDE_KEY = "fmscope_slide"  # layer metadata: the Slide a layer shows
 POINTS_LIMIT = 100_000
 TRANSCRIPTS_LIMIT = 500_000  # larger transcript sets are not drawn (they stay in the SpatialData store)
 BOUNDARIES_LIMIT = 20_000  # cell outlines drawn as Shapes up to this many cells
@@ -47,17 +48,26 @@ def category_colours(names: list[str]) -> dict[str, str]:
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
 
 
+def placement(matrix: np.ndarray) -> dict:
+    """napari layer arguments for a 3x3 (y, x) pixel -> microns affine: scale and translate when the
+    pixel axes stay on the microns axes, else the whole affine (rotation, shear, flips kept)."""
+    linear = matrix[:2, :2]
+    if np.allclose(linear, np.diag(np.diag(linear))) and np.all(np.diag(linear) > 0):
+        return {"scale": tuple(np.diag(linear)), "translate": tuple(matrix[:2, 2])}
+    return {"affine": matrix}
+
+
 def image_layer(slide: Slide) -> tuple | None:
-    """The tissue image in microns, or None when the slide has none."""
-    if slide.image is None or not slide.image_microns_per_pixel:
+    """The tissue image placed in microns by its full transformation, or None when the slide has none."""
+    matrix = slide.image_to_microns()
+    if matrix is None:
         return None
     levels = slide.image_levels or [slide.image]
     first = levels[0]
     rgb = first.ndim == 3 and first.shape[-1] in (3, 4)
     data = levels if len(levels) > 1 else levels[0]
-    pixel = slide.image_microns_per_pixel
     return data, {"name": f"{slide_name(slide)} tissue", "rgb": rgb, "multiscale": len(levels) > 1,
-                  "scale": (pixel, pixel), "units": UNITS, "metadata": {"fmscope_slide": slide}}, "image"
+                  **placement(matrix), "units": UNITS, "metadata": {SLIDE_KEY: slide}}, "image"
 
 
 def raster_placement(slide: Slide) -> dict:
@@ -73,7 +83,7 @@ def categorical_layer(slide: Slide, values: np.ndarray, name: str) -> tuple[tupl
     values = np.asarray(values).astype(str)
     names = sorted_names(values)
     colours = category_colours(names)
-    metadata = {"fmscope_slide": slide, "fmscope_categories": colours}
+    metadata = {SLIDE_KEY: slide, "fmscope_categories": colours}
     if is_large(slide):
         lookup = {n: i + 1 for i, n in enumerate(names)}
         unique, inverse = np.unique(values, return_inverse=True)
@@ -96,7 +106,7 @@ def continuous_layer(slide: Slide, values: np.ndarray, name: str, colormap: str 
     finite = values[np.isfinite(values)]
     limits = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
     limits = limits if limits[1] > limits[0] else (limits[0], limits[0] + 1.0)
-    metadata = {"fmscope_slide": slide}
+    metadata = {SLIDE_KEY: slide}
     if is_large(slide):
         return slide.cell_grid().values(values), {"name": name, **raster_placement(slide), "colormap": colormap,
                                                   "contrast_limits": limits, "metadata": metadata}, "image"
@@ -112,10 +122,10 @@ def cells_layer(slide: Slide) -> tuple:
         grid = slide.cell_grid()
         counts = np.bincount(grid.flat_index, minlength=grid.shape[0] * grid.shape[1]).reshape(grid.shape)
         return counts.astype(np.float32), {"name": name, **raster_placement(slide), "colormap": "gray",
-                                           "metadata": {"fmscope_slide": slide}}, "image"
+                                           "metadata": {SLIDE_KEY: slide}}, "image"
     return yx_um(slide), {"name": name, "size": slide.cell_diameter_um, "face_color": "#ffffff55",
                           "border_color": "#ffffffaa", "border_width": 0.05, "units": UNITS,
-                          "metadata": {"fmscope_slide": slide}}, "points"
+                          "metadata": {SLIDE_KEY: slide}}, "points"
 
 
 def transcripts_layer(slide: Slide) -> tuple | None:
@@ -136,7 +146,7 @@ def transcripts_layer(slide: Slide) -> tuple | None:
         return frame[["y", "x"]].to_numpy(float), {
             "name": f"{slide_name(slide)} transcripts", "size": 1.5, "visible": False, "border_width": 0,
             "features": {"gene": frame[gene_column].astype(str).to_numpy()}, "face_color": "gene", "units": UNITS,
-            "metadata": {"fmscope_slide": slide}}, "points"
+            "metadata": {SLIDE_KEY: slide}}, "points"
     return None
 
 
@@ -155,7 +165,7 @@ def boundaries_layer(slide: Slide) -> tuple | None:
         if polygons:
             return polygons, {"name": f"{slide_name(slide)} cell boundaries", "shape_type": "polygon",
                               "edge_color": "#ffd700", "face_color": "#00000000", "edge_width": 0.5,
-                              "units": UNITS, "metadata": {"fmscope_slide": slide}}, "shapes"
+                              "units": UNITS, "metadata": {SLIDE_KEY: slide}}, "shapes"
     return None
 
 

@@ -9,6 +9,7 @@ step shows a message and changes no layer and no data.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import anndata as ad
@@ -38,14 +39,14 @@ from fmscope.napari.slide_layers import (
     slide_layers,
     yx_um,
 )
+from fmscope.napari.spatial_state import ANNOTATION_KEY, SpatialState
 from fmscope.napari.status_panel import StatusPanel, refill
 from fmscope.napari.worker import Job, ModelWorker
 from fmscope.omics.domains import DOMAIN_KEY
 from fmscope.omics.io import Slide, read_slide
 from fmscope.omics.reference import gene_expression, read_reference
 
-DOMAINS, PREDICTED, UNCERTAINTY, ANNOTATIONS = ("fmscope domains", "fmscope predicted domains",
-                                                 "fmscope uncertainty", "fmscope annotations")
+DOMAINS, PREDICTED, UNCERTAINTY = "fmscope domains", "fmscope predicted domains", "fmscope uncertainty"
 BASELINE, SCGPT = "baseline (expression PCA)", "scGPT checkpoint folder"
 RESOLUTIONS = (0.2, 0.4, 0.6, 1.0)
 IMPUTED_SOURCES = {"fmscope_imputed": "imputed", "fmscope_imputed_scgpt_spatial": "imputed, scGPT-spatial"}
@@ -77,6 +78,7 @@ class SpatialWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.worker = ModelWorker()
+        self.state = SpatialState()
         self.last_result = None  # FinetuneResult of the last training, for tests and benchmarks
         self._build_ui()
         self.worker.progress.connect(self.panel.on_progress)
@@ -201,21 +203,17 @@ class SpatialWidget(QWidget):
         return self.worker.submit(fn, key=key, on_done=done, on_error=self._fail)
 
     # -- slides --------------------------------------------------------------------------
-    def _slides(self) -> dict[str, Slide]:
-        found = {}
-        for layer in self.viewer.layers:
-            slide = layer.metadata.get("fmscope_slide")
-            if slide is not None and all(other is not slide for other in found.values()):
-                found[layer.name] = slide
-        return found
-
     def _refresh_slides(self, event=None) -> None:
-        refill(self.slide_combo, list(self._slides()))
-        self._on_slide_chosen()
+        refill(self.slide_combo, self.state.update(self.viewer.layers))
+        self.slide_combo.blockSignals(True)
+        self.slide_combo.setCurrentText(self.state.name_of(self.state.current) or "")
+        self.slide_combo.blockSignals(False)
+        self._show_slide()
 
     @property
     def slide(self) -> Slide | None:
-        return self._slides().get(self.slide_combo.currentText())
+        """The slide the widget works on (chosen in the slide box)."""
+        return self.state.current
 
     def _require_slide(self) -> Slide:
         if self.slide is None:
@@ -223,6 +221,11 @@ class SpatialWidget(QWidget):
         return self.slide
 
     def _on_slide_chosen(self, index: int = -1) -> None:
+        self.state.choose(self.slide_combo.currentText())
+        self._show_slide()
+
+    def _show_slide(self) -> None:
+        """Fill the gene and resolution boxes for the current slide."""
         slide = self.slide
         self.gene_combo.clear()
         if slide is not None:
@@ -255,9 +258,11 @@ class SpatialWidget(QWidget):
         units = self.units_spin.value() or None
 
         def add(slide: Slide) -> None:
-            layers = [self._put_layer(layer) for layer in slide_layers(slide)]
+            for layer in slide_layers(slide):
+                self._put_layer(layer)
             self.viewer.reset_view()
-            self.slide_combo.setCurrentText(layers[-1].name if len(layers) == 1 else layers[1].name)
+            self.state.current = slide
+            self._refresh_slides()
             self.status.setText(f"Opened {Path(path).name}: {slide.adata.n_obs} cells / spots x "
                                 f"{slide.adata.n_vars} genes.")
         self._run(f"Reading {Path(path).name} ...", lambda job: read_slide(path, microns_per_unit=units), add)
@@ -298,7 +303,7 @@ class SpatialWidget(QWidget):
             for key in ("X_fmscope", "X_fmscope_smoothed"):
                 slide.adata.obsm[key] = light.obsm[key]
             slide.adata.uns.setdefault("fmscope", {})["encoder"] = method
-            self._on_slide_chosen()
+            self._show_slide()
             self.resolution_combo.setCurrentText(f"{chosen:g}")
             self._show_domains(slide)
             self.status.setText(f"{slide.adata.obs[DOMAIN_KEY].nunique()} domains at resolution {chosen:g} ({method}).")
@@ -371,29 +376,39 @@ class SpatialWidget(QWidget):
 
     # -- fine-tuning ---------------------------------------------------------------------
     def add_annotation_layer(self) -> Layer | None:
-        """An empty Labels layer over the slide (microns) to paint regions: label k = a domain."""
+        """An empty Labels layer over the current slide (microns) to paint regions: label k = a domain.
+
+        The layer belongs to that slide only; when the slide has one already, it is selected, not replaced.
+        """
         try:
             slide = self._require_slide()
         except FmscopeError as error:
             self._fail(error)
             return None
+        existing = self.state.annotation_layer(slide, self.viewer.layers)
+        if existing is not None:
+            self.viewer.layers.selection.active = existing
+            self.status.setText(f"'{existing.name}' is this slide's annotation layer: paint on it.")
+            return existing
         yx = yx_um(slide)
         low, high = yx.min(axis=0), yx.max(axis=0)
         pixel = max(slide.cell_diameter_um / 2, float((high - low).max()) / ANNOTATION_MAX_SIDE)
         shape = tuple(int(v) for v in np.floor((high - low) / pixel) + 1)
-        layer = self._put_layer((np.zeros(shape, dtype=np.uint8), {
-            "name": ANNOTATIONS, "scale": (pixel, pixel), "translate": tuple(low), "units": ("um", "um"),
-            "metadata": {"fmscope_annotation_of": id(slide)}}, "labels"))
+        layer = self.viewer.add_labels(np.zeros(shape, dtype=np.uint8), name=self.state.annotation_name(slide),
+                                       scale=(pixel, pixel), translate=tuple(low), units=("um", "um"),
+                                       metadata={ANNOTATION_KEY: slide})
         layer.mode = "paint"
         self.viewer.layers.selection.active = layer
         self.status.setText("Paint regions (label 1, 2, ...), name them (1: cortex, ...), then Train head.")
         return layer
 
     def cell_annotations(self, slide: Slide) -> np.ndarray:
-        """The painted domain name under each cell ('' where unpainted)."""
-        if ANNOTATIONS not in self.viewer.layers:
-            raise FmscopeError("There is no annotation layer.", "Click Add annotation layer and paint regions.")
-        layer = self.viewer.layers[ANNOTATIONS]
+        """The domain name painted under each cell of ``slide`` on its own annotation layer ('' where unpainted)."""
+        layer = self.state.annotation_layer(slide, self.viewer.layers)
+        if layer is None:
+            name = self.state.name_of(slide) or "this slide"
+            raise FmscopeError(f"Slide '{name}' has no annotation layer (layers painted for other slides are not "
+                               "used for it).", "Choose the slide, click Add annotation layer and paint regions.")
         if not np.allclose(layer.affine.affine_matrix, np.eye(3)) or layer.rotate is not None and \
                 not np.allclose(layer.rotate, np.eye(2)):
             raise FmscopeError("The annotation layer is rotated or sheared.", "Add a new annotation layer.")
@@ -480,8 +495,7 @@ class SpatialWidget(QWidget):
         except FmscopeError as error:
             self._fail(error)
             return
-        snapshot = Slide(slide.adata.copy(), slide.image, slide.image_microns_per_pixel, slide.spot_diameter_um,
-                         slide.source, slide.image_levels, slide.sdata, slide.table_name)
+        snapshot = dataclasses.replace(slide, adata=slide.adata.copy())
 
         def write(job: Job) -> None:
             from fmscope.omics.store import write_result

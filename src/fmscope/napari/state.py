@@ -2,6 +2,9 @@
 
 Painting rule: a model result only changes pixels that are background or already belong to
 the current object, so labels painted by hand or other objects are never overwritten.
+Undo rule: an edit remembers only the pixels it changed (old and new value); undo restores
+those that still hold the edit's value, so painting done after the edit, on the same slice
+or over the edited pixels, survives.
 Design after micro-sam's annotator state object (one small object the UI reads and writes).
 """
 
@@ -24,8 +27,17 @@ class CurrentObject:
 
 
 @dataclass
+class _Change:
+    """The pixels one edit changed on one slice: flat indices, values before and after."""
+
+    index: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+
+
+@dataclass
 class _Edit:
-    slices: dict  # slice key (z or None) -> previous 2D labels of that slice
+    slices: dict[int | None, _Change]  # slice key (z, or None for a 2D image) -> what changed there
 
 
 class SegmentState:
@@ -54,18 +66,19 @@ class SegmentState:
 
     def paint_slices(self, labels: np.ndarray, label: int, masks: dict[int | None, np.ndarray]) -> bool:
         """:meth:`paint` on several slices (``None`` = the whole 2D image) as one undo step."""
-        previous = {}
+        changes = {}
         for z, mask in masks.items():
             plane = self._plane(labels, z)
             updated = plane.copy()
             updated[(plane == label) & ~mask] = 0
             updated[mask & ((plane == 0) | (plane == label))] = label
-            if not np.array_equal(updated, plane):
-                previous[z] = plane.copy()
+            index = np.flatnonzero(updated != plane)
+            if index.size:
+                changes[z] = _Change(index, plane.flat[index], updated.flat[index])
                 plane[...] = updated
-        if previous:
-            self._push(previous)
-        return bool(previous)
+        if changes:
+            self._push(changes)
+        return bool(changes)
 
     def erase(self, labels: np.ndarray, label: int) -> bool:
         """Remove ``label`` everywhere (one undo step)."""
@@ -74,7 +87,7 @@ class SegmentState:
         return self.paint_slices(labels, label, {int(z): np.zeros(labels.shape[1:], bool)
                                                  for z in np.nonzero((labels == label).any(axis=(1, 2)))[0]})
 
-    def _push(self, slices: dict) -> None:
+    def _push(self, slices: dict[int | None, _Change]) -> None:
         self._undo.append(_Edit(slices))
         del self._undo[:-self.max_undo]
 
@@ -83,9 +96,14 @@ class SegmentState:
         return bool(self._undo)
 
     def undo(self, labels: np.ndarray) -> bool:
-        """Restore the labels exactly as before the last edit."""
+        """Undo the last edit: its pixels that still hold the value it wrote get their old value back.
+
+        Pixels painted since (by hand or by a later edit that was not undone) keep their value.
+        """
         if not self._undo:
             return False
-        for z, plane in self._undo.pop().slices.items():
-            self._plane(labels, z)[...] = plane
+        for z, change in self._undo.pop().slices.items():
+            plane = self._plane(labels, z)
+            unchanged = plane.flat[change.index] == change.after
+            plane.flat[change.index[unchanged]] = change.before[unchanged]
         return True

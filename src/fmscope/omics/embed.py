@@ -195,16 +195,19 @@ def scgpt_embedding(adata: ad.AnnData, model: ScGPT, vocab: dict[str, int], batc
 def embed_cells(adata: ad.AnnData, checkpoint: str | os.PathLike | None = None, batch_size: int = 32,
                 device: str | None = None, progress: bool = False) -> tuple[np.ndarray, str]:
     """Embed every cell with scGPT (``checkpoint`` folder) or the baseline; store it in
-    ``adata.obsm["X_fmscope"]`` and the encoder's name in ``adata.uns["fmscope"]["encoder"]``."""
+    ``adata.obsm["X_fmscope"]``, the encoder's name in ``adata.uns["fmscope"]["encoder"]`` and, for
+    checkpoints with parts fmscope skips, why each is skipped in ``adata.uns["fmscope"]["skipped_weights"]``."""
+    skipped: list[str] = []
     if checkpoint is not None:
         from fmscope.omics.models.scgpt import load_scgpt
 
         model, vocab, report = load_scgpt(checkpoint, device=device or "cpu")
         embedding = scgpt_embedding(adata, model, vocab, batch_size=batch_size, progress=progress)
         method = f"scgpt ({report.summary()})"
+        skipped = report.explanations()
     else:
         embedding = baseline_embedding(adata)
         method = "baseline (normalised expression -> PCA)"
     adata.obsm[EMBEDDING_KEY] = embedding
-    adata.uns["fmscope"] = {**adata.uns.get("fmscope", {}), "encoder": method}
+    adata.uns["fmscope"] = {**adata.uns.get("fmscope", {}), "encoder": method, "skipped_weights": skipped}
     return embedding, method

@@ -38,7 +38,8 @@ def _save(plt, figure, path: str | os.PathLike) -> None:
 
 
 def _size(slide: Slide) -> float:
-    return 18 if slide.spot_diameter_um else 8
+    """Marker area: large for Visium spots (55 um), small for cells and HD bins (their size is known too now)."""
+    return 18 if (slide.spot_diameter_um or 0) > 30 else 8
 
 
 def save_domain_png(slide: Slide, column: str, path: str | os.PathLike, title: str = "") -> None:

@@ -37,18 +37,19 @@ class CellGrid:
         return cls(pixel_um, (float(low[1]), float(low[0])), (int(rows), int(columns)), row * columns + col)
 
     def labels(self, codes: np.ndarray) -> np.ndarray:
-        """(rows, columns) uint16/uint32 image of per-cell integer codes >= 1 (0: no cell); ties -> lower code."""
+        """(rows, columns) uint16/uint32 image of per-cell integer codes >= 1 (0: no cell): each pixel
+        takes the most frequent code among its cells (ties: the lower code), for any number of codes."""
         codes = np.asarray(codes, dtype=np.int64)
         n_codes = int(codes.max()) + 1 if len(codes) else 1
-        size = self.shape[0] * self.shape[1]
-        counts = np.zeros((n_codes, size), dtype=np.int32) if n_codes * size <= 2**25 else None
-        if counts is not None:
-            np.add.at(counts, (codes, self.flat_index), 1)
-            counts[0] = 0
-            image = np.where(counts.max(axis=0) > 0, counts.argmax(axis=0), 0)
-        else:  # many codes: the last cell's code per pixel
-            image = np.zeros(size, dtype=np.int64)
-            image[self.flat_index] = codes
+        image = np.zeros(self.shape[0] * self.shape[1], dtype=np.int64)
+        painted = codes > 0
+        pixels, values = self.flat_index[painted], codes[painted]
+        if len(values):
+            runs, run_length = np.unique(pixels * n_codes + values, return_counts=True)  # (pixel, code) pairs
+            run_pixel, run_code = np.divmod(runs, n_codes)
+            best = np.lexsort((run_code, -run_length, run_pixel))  # per pixel: most cells, then the lower code
+            first = best[np.r_[True, run_pixel[best][1:] != run_pixel[best][:-1]]]
+            image[run_pixel[first]] = run_code[first]
         dtype = np.uint16 if n_codes < 2**16 else np.uint32
         return image.reshape(self.shape).astype(dtype)
 

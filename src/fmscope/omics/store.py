@@ -4,7 +4,9 @@ A slide read from SpatialData keeps every element it had (images, shapes, points
 tables); its table is written again with fmscope's columns added (``obs`` / ``obsm``). A slide
 from a Visium folder or an .h5ad becomes a SpatialData with, in the coordinate system
 ``microns``: the tissue image (scaled to microns, a pyramid when large), the cells or spots as
-circles of their true size, and the table annotating them. The store is written beside the
+circles of their true size (Visium HD bins as squares of their true side), and the table
+annotating them. The table written is the user's (its X, genes and layers) with fmscope's
+columns, even when fmscope computed on counts taken from a layer. The store is written beside the
 target and renamed into place (:func:`fmscope.atomic.atomic_write`); writing over the input is
 refused.
 """
@@ -18,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from fmscope.atomic import atomic_write
-from fmscope.errors import FmscopeError
 from fmscope.omics.io import Slide, write_h5ad
+from fmscope.outputs import SLIDE_SUFFIXES, Output, check_outputs
 
 MICRONS = "microns"
 SPOTS = "fmscope_spots"
@@ -27,20 +29,43 @@ TABLE = "fmscope_table"
 PYRAMID_ABOVE_PX = 4096
 
 
+def _spot_shapes(slide: Slide, transformations: dict):
+    """The slide's cells / spots at ``obsm["spatial"]`` (microns): circles of their diameter, or
+    squares of their side (Visium HD bins), indexed 0..n-1."""
+    from spatialdata.models import ShapesModel
+
+    xy = np.asarray(slide.adata.obsm["spatial"], dtype=float)[:, :2]
+    size = slide.cell_diameter_um
+    index = pd.RangeIndex(len(xy))
+    if slide.spot_shape == "square":
+        import geopandas
+        import shapely
+
+        squares = shapely.box(xy[:, 0] - size / 2, xy[:, 1] - size / 2, xy[:, 0] + size / 2, xy[:, 1] + size / 2)
+        return ShapesModel.parse(geopandas.GeoDataFrame(geometry=squares, index=index), transformations=transformations)
+    return ShapesModel.parse(xy, geometry=0, radius=np.full(len(xy), size / 2), index=index,
+                             transformations=transformations)
+
+
+def _annotate_spots(adata, region: str = SPOTS):
+    """``adata`` as a table annotating the ``region`` shapes made by :func:`_spot_shapes` (row i: shape i)."""
+    from spatialdata.models import TableModel
+
+    adata.obs["fmscope_region"] = pd.Categorical([region] * adata.n_obs)
+    adata.obs["fmscope_instance"] = np.arange(adata.n_obs)
+    adata.uns.pop("spatialdata_attrs", None)
+    return TableModel.parse(adata, region=region, region_key="fmscope_region", instance_key="fmscope_instance")
+
+
 def _built_spatialdata(slide: Slide):
     """A new SpatialData for a slide that did not come from one."""
     import spatialdata
-    from spatialdata.models import Image2DModel, ShapesModel, TableModel
+    from spatialdata.models import Image2DModel
     from spatialdata.transformations import Identity, Scale
 
-    adata = slide.adata.copy()
-    xy = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
-    diameter = slide.cell_diameter_um
-    shapes = ShapesModel.parse(xy, geometry=0, radius=np.full(len(xy), diameter / 2),
-                               index=pd.RangeIndex(len(xy)), transformations={MICRONS: Identity()})
-    adata.obs["fmscope_region"] = pd.Categorical([SPOTS] * adata.n_obs)
-    adata.obs["fmscope_instance"] = np.arange(adata.n_obs)
-    table = TableModel.parse(adata, region=SPOTS, region_key="fmscope_region", instance_key="fmscope_instance")
+    adata = slide.result_table().copy()
+    shapes = _spot_shapes(slide, {MICRONS: Identity()})
+    table = _annotate_spots(adata)
     images = {}
     if slide.image is not None and slide.image_microns_per_pixel:
         image = np.asarray(slide.image)
@@ -58,11 +83,18 @@ def _updated_spatialdata(slide: Slide):
     from spatialdata.models import TableModel
 
     source = slide.sdata
-    tables = dict(source.tables)
+    tables, shapes = dict(source.tables), dict(source.shapes)
     if slide.table_name is not None:
-        tables[slide.table_name] = slide.adata
+        table = slide.result_table()
+        region = table.uns.get("spatialdata_attrs", {}).get("region")
+        regions = [region] if isinstance(region, str) else list(region or [])
+        present = set(source.shapes) | set(source.labels) | set(source.points)
+        if not regions or not set(regions) <= present:  # e.g. MERSCOPE read without its boundaries
+            shapes[SPOTS] = _spot_shapes(slide, _transformations_of(source))
+            table = _annotate_spots(table.copy())
+        tables[slide.table_name] = table
     else:  # built from transcripts in cell shapes: annotate those shapes
-        adata = slide.adata.copy()
+        adata = slide.result_table().copy()
         region = adata.uns["fmscope"]["built_from"].split(" counted in ")[-1]
         index = source.shapes[region].index
         adata.obs["fmscope_region"] = pd.Categorical([region] * adata.n_obs)
@@ -70,7 +102,16 @@ def _updated_spatialdata(slide: Slide):
         tables[TABLE] = TableModel.parse(adata, region=region, region_key="fmscope_region",
                                          instance_key="fmscope_instance")
     return spatialdata.SpatialData(images=dict(source.images), labels=dict(source.labels),
-                                   points=dict(source.points), shapes=dict(source.shapes), tables=tables)
+                                   points=dict(source.points), shapes=shapes, tables=tables)
+
+
+def _transformations_of(sdata) -> dict:
+    """The transformations of the store's first points or shapes element (intrinsic units: microns), else microns."""
+    from spatialdata.transformations import Identity, get_transformation
+
+    for element in [*sdata.points.values(), *sdata.shapes.values()]:
+        return dict(get_transformation(element, get_all=True))
+    return {MICRONS: Identity()}
 
 
 def to_spatialdata(slide: Slide):
@@ -81,22 +122,21 @@ def to_spatialdata(slide: Slide):
 def write_result(slide: Slide, path: str | os.PathLike) -> None:
     """Write the slide with its results: a SpatialData ``.zarr`` store, or an ``.h5ad`` of the table."""
     path = Path(path)
-    if slide.source and Path(slide.source).resolve() == path.resolve():
-        raise FmscopeError(f"{path} is the input slide; fmscope never writes over the user's data.",
-                           "Give a new output path.")
+    check_outputs([Output("output", path, SLIDE_SUFFIXES)], [slide.source or None])
     if path.suffix == ".h5ad":
-        write_h5ad(slide.adata, path)
+        write_h5ad(slide.result_table(), path)
         return
-    if path.suffix != ".zarr":
-        raise FmscopeError(f"Cannot write a slide to {path.name}.", "Use an output ending in .zarr or .h5ad.")
     sdata = to_spatialdata(slide)
     _make_writable(sdata)
     atomic_write(path, lambda temporary: sdata.write(temporary))
 
 
 def _make_writable(sdata) -> None:
-    """anndata cannot write object columns mixing types; make such obs columns strings."""
+    """anndata cannot write object columns mixing types; make such obs columns strings. An obs index
+    named like a column (MERSCOPE's EntityID) is unnamed, or spatialdata's joins (get_values) fail."""
     for table in sdata.tables.values():
+        if table.obs.index.name in table.obs.columns:
+            table.obs.index.name = None
         for column in table.obs.columns:
             if table.obs[column].dtype == object:
                 table.obs[column] = table.obs[column].astype(str)

@@ -31,8 +31,19 @@ from fmscope.checkpoints import first_keys, read_state_dict
 from fmscope.errors import FmscopeError
 
 FLASH_RENAMES = {"self_attn.Wqkv.weight": "self_attn.in_proj_weight", "self_attn.Wqkv.bias": "self_attn.in_proj_bias"}
-# Keys some official versions save for heads fmscope does not build; they are reported, never silently dropped.
-OPTIONAL_PREFIXES = ("flag_encoder.", "grad_reverse_discriminator.", "dsbn.", "batch_encoder.")
+# Keys some official versions save for parts fmscope does not build: listed in the load report with
+# why each is skipped, never dropped silently.
+SKIPPED_PARTS = {
+    "flag_encoder.": "the flag embedding of TransformerModel.generate (expression generation); "
+                     "cell embeddings do not use it",
+    "batch_encoder.": "the batch-label embedding the official decoders append to the transformer output when "
+                      "fine-tuned with batch labels; the <cls> cell embedding does not use it",
+    "grad_reverse_discriminator.": "the adversarial batch classifier (DAB), a training loss only",
+    "dsbn.": "domain-specific batch norm of the input embeddings, which the official model applies per batch "
+             "label before the transformer; fmscope has no batch labels and does not apply it, so embeddings "
+             "from this checkpoint differ from the official ones computed with a batch label",
+}
+OPTIONAL_PREFIXES = tuple(SKIPPED_PARTS)
 GENE_MEANS_FILE = "all_dict_mean_std.csv"  # scGPT-spatial's per-gene means
 
 
@@ -290,9 +301,22 @@ class LoadReport:
     mismatched: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        skipped = ", ".join(f"{prefix}* ({len(keys)})" for prefix, keys in self.skipped_parts().items())
         return (f"{len(self.loaded)} loaded ({len(self.renamed)} renamed from flash-attn), {len(self.missing)} missing, "
                 f"{len(self.unexpected)} unexpected, {len(self.mismatched)} shape-mismatched, "
-                f"{len(self.ignored)} ignored optional")
+                f"{len(self.ignored)} skipped" + (f": {skipped}" if skipped else ""))
+
+    def skipped_parts(self) -> dict[str, list[str]]:
+        """Skipped keys grouped by the part they belong to (a prefix of ``SKIPPED_PARTS``)."""
+        parts: dict[str, list[str]] = {}
+        for key in self.ignored:
+            parts.setdefault(next(p for p in SKIPPED_PARTS if key.startswith(p)), []).append(key)
+        return parts
+
+    def explanations(self) -> list[str]:
+        """One line per skipped part: its keys (the first few) and why fmscope does not need it."""
+        return [f"skipped {len(keys)} key(s) {prefix}* ({first_keys(keys)}): {SKIPPED_PARTS[prefix]}."
+                for prefix, keys in self.skipped_parts().items()]
 
 
 def _rename_flash(key: str) -> str:

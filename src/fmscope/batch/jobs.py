@@ -1,0 +1,100 @@
+"""What each job does to one item: the same engine calls as the single commands, outputs in one folder.
+
+| job | outputs (in ``OUTDIR/items/<id>/``) | same as |
+|---|---|---|
+| segment | ``labels.tif`` (uint8; uint16 above 255 objects) | ``fmscope segment IMAGE --box ... -o labels.tif`` |
+| volume | ``labels.nii.gz`` (input geometry) | ``fmscope volume VOLUME --slice Z --box ... -o labels.nii.gz`` |
+| domains | ``result.zarr`` + ``result.png`` | ``fmscope domains SLIDE -o result.zarr`` |
+| embed | ``result.zarr`` + ``result.png`` | ``fmscope embed SLIDE -o result.zarr`` |
+
+A 2D DICOM / NIfTI / NRRD input writes ``labels.nii.gz`` instead, with the input's geometry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from fmscope import metrics
+from fmscope.batch.manifest import BatchItem, item_prompts
+from fmscope.batch.models import ModelPool
+
+
+def _labels(results, shape: tuple[int, int]) -> np.ndarray:
+    """Label image of several masks: object k wins the pixels no earlier object took (as `fmscope segment`)."""
+    labels = np.zeros(shape, dtype=np.uint8 if len(results) < 256 else np.uint16)
+    for label, result in enumerate(results, start=1):
+        labels[result.mask & (labels == 0)] = label
+    return labels
+
+
+def _scores(labels: np.ndarray, item: BatchItem, read_truth: Callable, spacing=None) -> dict:
+    if item.truth is None:
+        return {}
+    truth = read_truth(item.truth)
+    if truth.shape != labels.shape:
+        return {"message": f"truth shape {truth.shape} differs from the output's {labels.shape}: not scored"}
+    return {"dice": metrics.dice(labels > 0, truth > 0),
+            "nsd": metrics.nsd(labels > 0, truth > 0, tolerance=1.0, spacing=spacing)}
+
+
+def segment(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
+    from fmscope.imaging import io
+    from fmscope.imaging.intensity import parse_window
+
+    image = io.load_image(item.input)
+    _, boxes = item_prompts(item)
+    segmenter = pool.segmenter(item.model, item.checkpoint)
+    segmenter.set_image(image.array, window=parse_window(item.window))
+    labels = _labels(segmenter.predict_many(list(boxes.values())), segmenter.image_shape)
+    name = "labels.tif" if image.geometry is None else "labels.nii.gz"  # medical images keep their geometry
+    io.write_image(labels, folder / name, geometry=image.geometry)
+    return {"outputs": [name], "objects": len(boxes), "area_px": int((labels > 0).sum()),
+            **_scores(labels, item, io.read_image)}
+
+
+def volume(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
+    from fmscope.imaging import io
+    from fmscope.imaging.intensity import parse_window
+    from fmscope.imaging.volume import segment_volume
+
+    source = io.read_volume(item.input, series=item.series)
+    key, boxes = item_prompts(item)
+    labels = segment_volume(source.array, key, boxes, segmenter=pool.segmenter(item.model, item.checkpoint),
+                            window=parse_window(item.window))
+    io.write_volume(labels, source, folder / "labels.nii.gz")
+    voxel_ml = float(np.prod(source.spacing)) / 1000.0
+    return {"outputs": ["labels.nii.gz"], "objects": len(boxes), "volume_ml": float((labels > 0).sum()) * voxel_ml,
+            **_scores(labels, item, lambda p: io.read_volume(p).array, spacing=source.spacing_zyx)}
+
+
+def _slide_job(item: BatchItem, folder: Path, domains: bool) -> dict:
+    from fmscope.omics import io
+    from fmscope.omics.domains import DOMAIN_KEY, spatial_domains
+    from fmscope.omics.embed import embed_cells
+    from fmscope.omics.plot import embedding_colours, save_domain_png, save_values_png
+    from fmscope.omics.store import write_result
+
+    slide = io.read_slide(item.input)
+    embedding, method = embed_cells(slide.adata, item.checkpoint)
+    row = {"outputs": ["result.zarr", "result.png"], "objects": int(slide.adata.n_obs)}
+    if domains:
+        resolution = spatial_domains(slide.adata, embedding, resolutions=item.resolutions)
+        save_domain_png(slide, DOMAIN_KEY, folder / "result.png",
+                        title=f"fmscope domains ({method}, resolution {resolution:g})")
+        row["domains"] = int(slide.adata.obs[DOMAIN_KEY].nunique())
+    else:
+        save_values_png(slide, embedding_colours(embedding), folder / "result.png",
+                        title="embedding: first 3 components as RGB")
+    write_result(slide, folder / "result.zarr")
+    return row
+
+
+JOBS: dict[str, Callable[[BatchItem, ModelPool, Path], dict]] = {
+    "segment": segment,
+    "volume": volume,
+    "domains": lambda item, pool, folder: _slide_job(item, folder, domains=True),
+    "embed": lambda item, pool, folder: _slide_job(item, folder, domains=False),
+}

@@ -1,0 +1,242 @@
+"""The batch manifest: a CSV with one row per item (input, job, prompts, options, truth).
+
+Columns (header names; only ``job`` and ``input`` are required):
+
+- ``id``: names the item's output folder (default: row number and input name); unique.
+- ``job``: ``segment`` (2D image), ``volume`` (3D), ``domains`` or ``embed`` (a slide).
+- ``input``: the file or folder; relative paths are relative to the manifest's folder.
+- ``series``: for a DICOM folder holding several series, which one (as ``fmscope volume --series``).
+- ``box``: ``x0 y0 x1 y1`` in pixels, several boxes separated by ``;`` (objects 1, 2, ...).
+- ``slice``: the key slice (z, 0-based) of a ``volume`` item's boxes.
+- ``prompt_file``: instead of ``box``: a label image / volume (one box per label, on the slice
+  where the labels cover most voxels when ``slice`` is empty) or a CSV with columns x0, y0, x1, y1.
+- ``model``, ``checkpoint``, ``window``: as the single commands' options (default ``litemedsam``).
+- ``resolution``: Leiden resolutions for ``domains``, separated by spaces (default 0.2 0.4 0.6 1.0).
+- ``truth``: a label file on the input's grid: Dice and NSD are added to the results table.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fmscope.errors import FmscopeError
+
+JOBS = ("segment", "volume", "domains", "embed")
+IMAGING_JOBS = ("segment", "volume")
+COLUMNS = ("id", "job", "input", "series", "box", "slice", "prompt_file", "model", "checkpoint", "window",
+           "resolution", "truth")
+TEMPLATE_ROWS = (
+    {"id": "nuclei", "job": "segment", "input": "sample_data/nuclei_image.tif",
+     "prompt_file": "sample_data/nuclei_labels.tif", "truth": "sample_data/nuclei_labels.tif"},
+    {"id": "ct_slice", "job": "segment", "input": "sample_data/ct_lung_slice.tif", "box": "204 345 231 370",
+     "window": "lung", "truth": "sample_data/ct_lung_slice_labels.tif"},
+    {"id": "ct_volume", "job": "volume", "input": "sample_data/ct_lung_volume.nrrd", "box": "82 81 109 106",
+     "slice": "9", "window": "lung", "truth": "sample_data/ct_lung_volume_labels.nrrd"},
+    {"id": "visium", "job": "domains", "input": "sample_data/visium_mouse_brain", "resolution": "0.4 0.8"},
+)
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One manifest row, paths resolved; ``boxes`` are [x0, y0, x1, y1] in pixels."""
+
+    id: str
+    job: str
+    input: Path
+    series: str | None = None
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
+    slice: int | None = None
+    prompt_file: Path | None = None
+    model: str = "litemedsam"
+    checkpoint: str | None = None
+    window: str | None = None
+    resolutions: tuple[float, ...] = (0.2, 0.4, 0.6, 1.0)
+    truth: Path | None = None
+    row: int = 0  # 1-based data row in the manifest, for messages
+
+    def options_record(self) -> dict:
+        """The row's settings as plain values (part of the item's signature)."""
+        return {"job": self.job, "series": self.series, "boxes": [list(b) for b in self.boxes], "slice": self.slice,
+                "model": self.model, "checkpoint": self.checkpoint, "window": self.window,
+                "resolutions": list(self.resolutions)}
+
+
+def _boxes(text: str, row: int) -> tuple[tuple[float, float, float, float], ...]:
+    boxes = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        try:
+            values = tuple(float(v) for v in part.replace(",", " ").split())
+        except ValueError:
+            values = ()
+        if len(values) != 4:
+            raise FmscopeError(f"Row {row}: cannot read box '{part}'.", "Write a box as 'x0 y0 x1 y1'; separate "
+                                                                       "several boxes with ';'.")
+        boxes.append(values)
+    return tuple(boxes)
+
+
+def _path(text: str, base: Path) -> Path:
+    path = Path(os.path.expanduser(text))
+    return path if path.is_absolute() else base / path
+
+
+def _item(values: dict[str, str], row: int, base: Path) -> BatchItem:
+    get = {k: (values.get(k) or "").strip() for k in COLUMNS}
+    if get["job"] not in JOBS:
+        raise FmscopeError(f"Row {row}: unknown job '{get['job']}'.", f"Use one of: {', '.join(JOBS)}.")
+    if not get["input"]:
+        raise FmscopeError(f"Row {row}: no input.", "Give the input file or folder in the 'input' column.")
+    try:
+        key = int(get["slice"]) if get["slice"] else None
+        resolutions = tuple(float(v) for v in get["resolution"].split()) or BatchItem.resolutions
+    except ValueError:
+        raise FmscopeError(f"Row {row}: slice '{get['slice']}' or resolution '{get['resolution']}' is not a number.",
+                           "Give the key slice as an integer and resolutions as numbers separated by spaces.") from None
+    item_id = get["id"] or f"{row:04d}_{Path(get['input']).name.split('.')[0]}"
+    if not item_id.replace("-", "").replace("_", "").replace(".", "").isalnum() or item_id.startswith("."):
+        raise FmscopeError(f"Row {row}: id '{item_id}' cannot name a folder.", "Use letters, digits, '-', '_', '.'.")
+    return BatchItem(
+        id=item_id, job=get["job"], input=_path(get["input"], base), series=get["series"] or None,
+        boxes=_boxes(get["box"], row), slice=key,
+        prompt_file=_path(get["prompt_file"], base) if get["prompt_file"] else None,
+        model=get["model"] or "litemedsam",
+        checkpoint=str(_path(get["checkpoint"], base)) if get["checkpoint"] else None,
+        window=get["window"] or None, resolutions=resolutions,
+        truth=_path(get["truth"], base) if get["truth"] else None, row=row)
+
+
+def read_manifest(path: str | os.PathLike) -> list[BatchItem]:
+    """The items of a manifest CSV (see the module docstring); raises FmscopeError naming the row."""
+    path = Path(path)
+    if not path.is_file():
+        raise FmscopeError(f"No such manifest: {path}", "Write one with `fmscope batch --template MANIFEST.csv`.")
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"job", "input"} - set(reader.fieldnames or ())
+        if missing:
+            raise FmscopeError(f"{path} has no column {', '.join(sorted(missing))}.",
+                               f"The header needs job and input; optional: {', '.join(COLUMNS)}.")
+        unknown = set(reader.fieldnames or ()) - set(COLUMNS)
+        if unknown:
+            raise FmscopeError(f"{path}: unknown column(s) {', '.join(sorted(unknown))}.",
+                               f"Use the columns {', '.join(COLUMNS)}.")
+        items = [_item(values, row, path.parent) for row, values in enumerate(reader, start=1)]
+    if not items:
+        raise FmscopeError(f"{path} has no rows.", "Add one row per item below the header.")
+    seen: dict[str, int] = {}
+    for item in items:
+        if item.id in seen:
+            raise FmscopeError(f"Rows {seen[item.id]} and {item.row} have the same id '{item.id}'.",
+                               "Give every row its own id.")
+        seen[item.id] = item.row
+    return items
+
+
+def write_template(path: str | os.PathLike) -> None:
+    """Write an example manifest (the sample cases, paths relative to the checkout) to ``path``."""
+    from fmscope.atomic import atomic_write
+
+    path = Path(path)
+    if path.exists():
+        raise FmscopeError(f"{path} exists; the template never replaces a file.", "Give a new file name.")
+
+    def write(target: Path) -> None:
+        with open(target, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(TEMPLATE_ROWS)
+
+    atomic_write(path, write)
+
+
+def item_prompts(item: BatchItem) -> tuple[int | None, dict[int, np.ndarray]]:
+    """(key slice or None, {object label: box}) of an imaging item, from ``box`` or ``prompt_file``."""
+    from fmscope import samples
+    from fmscope.imaging import io
+
+    if item.boxes:
+        return item.slice, {k: np.asarray(b, float) for k, b in enumerate(item.boxes, start=1)}
+    if item.prompt_file is None:
+        raise FmscopeError(f"Row {item.row} ({item.id}): no prompt.", "Give a 'box' or a 'prompt_file'.")
+    if not item.prompt_file.exists():
+        raise FmscopeError(f"Row {item.row} ({item.id}): no such prompt file: {item.prompt_file}", "Check the path.")
+    if item.prompt_file.suffix.lower() == ".csv":
+        with open(item.prompt_file, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+        try:
+            boxes = [tuple(float(r[k]) for k in ("x0", "y0", "x1", "y1")) for r in rows]
+        except (KeyError, ValueError):
+            raise FmscopeError(f"Row {item.row} ({item.id}): {item.prompt_file.name} needs numeric columns "
+                               "x0, y0, x1, y1.", "Write one box per line under that header.") from None
+        return item.slice, {k: np.asarray(b) for k, b in enumerate(boxes, start=1)}
+    labels = io.read_volume(item.prompt_file).array if item.job == "volume" else io.read_image(item.prompt_file)
+    key = item.slice
+    if item.job == "volume":
+        key = samples.key_slice(labels) if key is None else key
+        if not 0 <= key < labels.shape[0]:
+            raise FmscopeError(f"Row {item.row} ({item.id}): slice {key} is outside the prompt volume.",
+                               f"Give a slice between 0 and {labels.shape[0] - 1}.")
+        labels = labels[key]
+    boxes = {k: b for k, b in samples.boxes_from_labels(labels).items() if b is not None}
+    if not boxes:
+        raise FmscopeError(f"Row {item.row} ({item.id}): {item.prompt_file.name} has no labels"
+                           + (f" on slice {key}" if key is not None else "") + ".", "Give a mask with objects.")
+    return key, boxes
+
+
+def validate_items(items: list[BatchItem]) -> list[tuple[BatchItem, str | None]]:
+    """Check every item before anything runs: files exist, prompts readable and inside the image.
+
+    Returns ``[(item, problem or None)]``; reads image headers and prompt files, runs no model.
+    """
+    from fmscope.imaging.intensity import parse_window
+    from fmscope.imaging.prompts import validate_box
+
+    checked = []
+    for item in items:
+        try:
+            for label, path in (("input", item.input), ("truth", item.truth)):
+                if path is not None and not path.exists():
+                    raise FmscopeError(f"Row {item.row} ({item.id}): no such {label}: {path}", "Check the path.")
+            if item.job in IMAGING_JOBS:
+                parse_window(item.window)
+                shape = _image_shape(item)
+                key, boxes = item_prompts(item)
+                if item.job == "volume":
+                    if key is None:
+                        raise FmscopeError(f"Row {item.row} ({item.id}): a volume item needs its key 'slice'.",
+                                           "Give the slice (z, 0-based) the boxes are drawn on.")
+                    if not 0 <= key < shape[0]:
+                        raise FmscopeError(f"Row {item.row} ({item.id}): slice {key} is outside the volume's "
+                                           f"0..{shape[0] - 1}.", "Give a slice inside the volume.")
+                for box in boxes.values():
+                    validate_box(box, shape[-2:])
+            checked.append((item, None))
+        except FmscopeError as error:
+            checked.append((item, str(error)))
+    return checked
+
+
+def _image_shape(item: BatchItem) -> tuple[int, ...]:
+    """(z, y, x) of a volume or (y, x) of an image, from the file's header where the reader allows."""
+    import SimpleITK as sitk
+
+    from fmscope.imaging import io
+
+    if item.job == "segment":
+        return io.read_image(item.input).shape[:2]
+    if item.input.is_dir():
+        return io.read_volume(item.input, series=item.series).array.shape
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(item.input))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise FmscopeError(f"Row {item.row} ({item.id}): cannot read {item.input} as a volume.",
+                           "Give a NIfTI, NRRD, MHA file or a DICOM series folder.") from None
+    return tuple(int(v) for v in reversed(reader.GetSize()))

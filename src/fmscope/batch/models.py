@@ -1,0 +1,49 @@
+"""Models loaded once per Dask worker: a worker plugin holding each worker's segmenters.
+
+The plugin is registered on the client (``client.register_plugin(ModelPool(...))``); every worker
+process gets its own copy, whose ``setup`` fixes torch's threads, and every item on that worker
+takes its model from it (:func:`worker_pool`), so a model is loaded once per worker, not per item.
+"""
+
+from __future__ import annotations
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+
+class ModelPool(WorkerPlugin):
+    """Segmenters by (model, checkpoint), built on first use; ``loads`` counts the models built."""
+
+    name = "fmscope-models"
+
+    def __init__(self, torch_threads: int | None = None) -> None:
+        self.torch_threads = torch_threads
+        self.segmenters: dict = {}
+        self.loads = 0
+
+    def setup(self, worker=None) -> None:
+        if self.torch_threads:
+            import torch
+
+            torch.set_num_threads(self.torch_threads)
+
+    def segmenter(self, model: str, checkpoint: str | None):
+        """The worker's Segmenter for this model and checkpoint (loaded on first use)."""
+        from fmscope.imaging.predictor import Segmenter
+
+        key = (model, checkpoint)
+        if key not in self.segmenters:
+            self.segmenters[key] = Segmenter(model, checkpoint=checkpoint)
+            self.loads += 1
+        return self.segmenters[key]
+
+    @property
+    def encoder_calls(self) -> int:
+        """Image-encoder passes run by this worker's segmenters (the model calls)."""
+        return sum(s.encoder_calls for s in self.segmenters.values())
+
+
+def worker_pool() -> ModelPool:
+    """The ModelPool of the Dask worker running the current task."""
+    from distributed import get_worker
+
+    return get_worker().plugins[ModelPool.name]

@@ -1,0 +1,235 @@
+"""DICOM folders as exports lay them out: list what a folder holds, pick the volume, check its slices.
+
+A PACS or CD export often puts several series in one folder (localizers / scouts, other
+reconstructions) and a series may mix orientations (a three-plane localizer) or lose a file.
+Here a folder becomes a list of *stacks*: the files of one series that share an orientation
+and image size, sorted along the slice normal. One volumetric stack is read as is; with
+several, the user picks one (``--series``, by its number in the list or its Series Instance
+UID). A stack whose slices are not evenly spaced (a missing file, uneven reconstruction
+gaps), that repeats positions (echoes, phases) or is sheared (gantry tilt) is refused with
+what is wrong: reading it as a regular grid would place slices where they were not scanned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from fmscope.errors import FmscopeError
+
+# Slices are evenly spaced when every gap is within this fraction of the median gap.
+SPACING_TOLERANCE = 0.01
+_TAGS = {"uid": "0020|000e", "number": "0020|0011", "description": "0008|103e", "modality": "0008|0060",
+         "image_type": "0008|0008", "position": "0020|0032", "orientation": "0020|0037", "pixel": "0028|0030"}
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The files of one series sharing an orientation and image size, sorted along the slice normal."""
+
+    number: int  # 1-based place in the folder's listing: what --series takes
+    series_uid: str
+    series_number: str
+    description: str
+    modality: str
+    image_type: str
+    size: tuple[int, int]  # rows, columns
+    pixel_mm: str  # "row x column" as the files give it, "" when absent
+    normal: tuple[float, float, float] | None  # None when the files carry no orientation
+    files: tuple[str, ...]
+    points: tuple[tuple[float, float, float] | None, ...]  # each file's position (mm, LPS); None when absent
+    frames: int  # frames of a single multi-frame file, else 1
+
+    @property
+    def positions(self) -> tuple[float | None, ...]:
+        """Each file's position along the slice normal in mm (None when unknown)."""
+        return tuple(None if self.normal is None or p is None else float(np.dot(p, self.normal)) for p in self.points)
+
+    @property
+    def localizer(self) -> bool:
+        return "LOCALIZER" in self.image_type.upper()
+
+    @property
+    def volumetric(self) -> bool:
+        """More than one slice in one orientation, and not a localizer / scout."""
+        return not self.localizer and (len(self.files) > 1 or self.frames > 1)
+
+    @property
+    def plane(self) -> str:
+        if self.normal is None:
+            return "orientation unknown"
+        axis = int(np.argmax(np.abs(self.normal)))
+        return ("sagittal", "coronal", "axial")[axis] if abs(self.normal[axis]) > 0.9 else "oblique"
+
+    def summary(self) -> str:
+        """One line for listings: number, series, slices, size, spacing, plane."""
+        slices = self.frames if self.frames > 1 else len(self.files)
+        kind = f"{self.modality} {'localizer' if self.localizer else ''}".strip()
+        described = f"'{self.description}' " if self.description else ""
+        text = (f"[{self.number}] series {self.series_number or '?'} {described}{kind}: "
+                f"{slices} slice{'s' if slices != 1 else ''} {self.size[0]} x {self.size[1]}")
+        if self.pixel_mm:
+            text += f", {self.pixel_mm} mm pixels"
+        steps = self.steps()
+        if len(steps):
+            median = float(np.median(steps))
+            text += f", {median:.4g} mm apart" + ("" if self.spacing_problem() is None else " (UNEVEN)")
+        return f"{text}, {self.plane} (UID {self.series_uid})"
+
+    def steps(self) -> np.ndarray:
+        """Gaps between neighbouring slices in mm (empty when positions are missing)."""
+        if len(self.files) < 2 or any(p is None for p in self.positions):
+            return np.zeros(0)
+        return np.diff(np.asarray(self.positions, dtype=np.float64))
+
+    def spacing_problem(self) -> str | None:
+        """Why these slices do not form a regular grid, or None when they do."""
+        if len(self.files) < 2:
+            return None
+        if self.normal is None or any(p is None for p in self.positions):
+            return "its files carry no slice position or orientation (0020,0032 / 0020,0037)"
+        steps = self.steps()
+        median = float(np.median(steps))
+        if steps.min() < 1e-3:
+            distinct = len(np.unique(np.round(self.positions, 3)))
+            return (f"its {len(self.files)} files share {distinct} slice positions: the series holds several "
+                    "images per position (echoes, phases or time points)")
+        uneven = np.nonzero(np.abs(steps - median) > SPACING_TOLERANCE * median)[0]
+        if not len(uneven):
+            return None
+        gaps = []
+        for i in uneven[:3]:
+            gap = f"{steps[i]:.4g} mm between slices at {self.positions[i]:.4g} and {self.positions[i + 1]:.4g} mm"
+            missing = round(steps[i] / median) - 1
+            if missing >= 1 and abs(steps[i] - (missing + 1) * median) <= SPACING_TOLERANCE * median:
+                gap += f" ({missing} file{'s' if missing > 1 else ''} missing?)"
+            gaps.append(gap)
+        more = f" and {len(uneven) - 3} more" if len(uneven) > 3 else ""
+        return (f"its slices are unevenly spaced: {median:.4g} mm apart except " + "; ".join(gaps) + more
+                + f". Read as a regular grid they would be spread {float(np.mean(steps)):.4g} mm apart, "
+                "away from where they were scanned")
+
+
+def _header(path: Path) -> dict[str, str] | None:
+    """The tags fmscope needs from one file, or None when it is not a DICOM image."""
+    reader = sitk.ImageFileReader()
+    reader.SetImageIO("GDCMImageIO")
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    values = {name: reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else ""
+              for name, tag in _TAGS.items()}
+    size = reader.GetSize()  # columns, rows[, frames]
+    values.update(rows=str(size[1]), columns=str(size[0]), frames=str(size[2] if len(size) == 3 else 1))
+    return values if values["uid"] else None
+
+
+def _numbers(text: str) -> list[float] | None:
+    try:
+        return [float(v) for v in text.split("\\")] if text else None
+    except ValueError:
+        return None
+
+
+def list_stacks(folder: Path) -> list[Stack]:
+    """Every stack of DICOM images directly in ``folder`` (not its subfolders), numbered from 1."""
+    groups: dict[tuple, list[tuple[str, dict[str, str]]]] = {}
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        header = _header(path)
+        if header is None:
+            continue
+        orientation = _numbers(header["orientation"])
+        key_orientation = tuple(np.round(orientation, 3)) if orientation and len(orientation) == 6 else None
+        key = (header["uid"], key_orientation, header["rows"], header["columns"])
+        groups.setdefault(key, []).append((str(path), header))
+    stacks = []
+    for (uid, orientation, _, _), members in groups.items():
+        first = members[0][1]
+        normal = None
+        if orientation is not None:
+            cross = np.cross(orientation[:3], orientation[3:])
+            normal = tuple(float(v) for v in cross / max(np.linalg.norm(cross), 1e-12))
+
+        def point(header: dict[str, str]) -> tuple[float, float, float] | None:
+            position = _numbers(header["position"])
+            return tuple(position) if position and len(position) == 3 else None
+
+        def along(item: tuple[str, dict[str, str]]) -> tuple:
+            where = point(item[1])
+            return (where is None or normal is None, 0.0 if where is None or normal is None
+                    else float(np.dot(where, normal)), item[0])
+        placed = sorted(members, key=along)
+        frames = int(first["frames"]) if len(members) == 1 else 1
+        pixel = _numbers(first["pixel"])
+        stacks.append(Stack(0, uid, first["number"], first["description"], first["modality"], first["image_type"],
+                            (int(first["rows"]), int(first["columns"])),
+                            " x ".join(f"{v:.4g}" for v in pixel) if pixel else "", normal,
+                            tuple(f for f, _ in placed), tuple(point(h) for _, h in placed), frames))
+
+    def order(stack: Stack) -> tuple:
+        number = _numbers(stack.series_number)
+        return (number[0] if number else float("inf"), stack.series_uid, stack.normal or ())
+    return [replace(stack, number=i) for i, stack in enumerate(sorted(stacks, key=order), start=1)]
+
+
+def _listing(stacks: list[Stack]) -> str:
+    return "\n".join("  " + stack.summary() for stack in stacks)
+
+
+def choose(stacks: list[Stack], series: str | None, folder: Path) -> Stack:
+    """The stack the user means: ``series`` (its number in the listing or a Series Instance UID),
+    else the folder's one volumetric stack. Raises FmscopeError listing the stacks otherwise."""
+    if not stacks:
+        subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        hint = (f"It has subfolders ({', '.join(subfolders[:5])}{', ...' if len(subfolders) > 5 else ''}): "
+                "give the one holding the series." if subfolders else "Give the folder holding the .dcm files.")
+        raise FmscopeError(f"No DICOM images in {folder}.", hint)
+    if series is not None:
+        chosen = [s for s in stacks if str(s.number) == series.strip() or s.series_uid == series.strip()]
+        if len(chosen) == 1:
+            return chosen[0]
+        problem = (f"--series {series} names {len(chosen)} stacks (one series in several orientations)"
+                   if chosen else f"{folder} has no series '{series}'")
+        raise FmscopeError(f"{problem}. It holds:\n{_listing(stacks)}",
+                           "Give --series with the number in [brackets] of the volume to read.")
+    volumes = [s for s in stacks if s.volumetric]
+    if len(volumes) == 1:
+        return volumes[0]
+    problem = (f"{folder} holds {len(volumes)} volumetric series" if volumes
+               else f"{folder} holds no volumetric series (none with more than one slice in one orientation)")
+    raise FmscopeError(f"{problem}:\n{_listing(stacks)}",
+                       "Choose one with --series N (the number in [brackets]) or its Series Instance UID."
+                       if volumes else "Give a folder with a CT / MR series, or choose a stack with --series N.")
+
+
+def read_stack(stack: Stack) -> sitk.Image:
+    """The stack as one 3D image on its true grid; raises FmscopeError when its slices do not
+    form a regular grid (uneven or repeated positions, shear)."""
+    problem = stack.spacing_problem()
+    if problem is not None:
+        raise FmscopeError(f"Series {stack.summary()}: {problem}.",
+                           "Restore the missing files from the source, choose another series with --series, or "
+                           "resample the series to an even grid in a tool that does so (e.g. 3D Slicer) and give "
+                           "the NIfTI it writes.")
+    if len(stack.files) > 1:
+        travel = np.subtract(stack.points[-1], stack.points[0])
+        sideways = np.linalg.norm(travel - np.dot(travel, stack.normal) * np.asarray(stack.normal))
+        if sideways > SPACING_TOLERANCE * abs(np.dot(travel, stack.normal)):
+            raise FmscopeError(f"Series {stack.summary()}: its slices are sheared ({sideways:.3g} mm sideways "
+                               "from first to last; gantry tilt?), which a regular volume grid cannot hold.",
+                               "Resample the series in a tool that corrects gantry tilt (e.g. 3D Slicer or "
+                               "dcm2niix) and give the NIfTI it writes.")
+    try:
+        if len(stack.files) == 1:
+            return sitk.ReadImage(stack.files[0])
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(list(stack.files))
+        return reader.Execute()
+    except RuntimeError as error:
+        raise FmscopeError(f"Cannot read series {stack.summary()} ({str(error).strip()[:200]}).",
+                           "Check the files are complete DICOM images.") from None

@@ -1,0 +1,96 @@
+"""Every output a command will write, checked before the command does any work.
+
+A run that is refused only after minutes of work, or that has already replaced a file when
+it fails, costs the user time or data. :func:`check_outputs` is called first by every CLI
+command (imaging and omics alike) and refuses, with one message naming the problem and the
+fix: an output that is an input (or inside one, or holding one), an output suffix the command
+cannot write, two outputs with the same path, an output whose folder cannot be created or
+written to, and an output path taken by a folder (or a file where a ``.zarr`` folder goes).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fmscope.atomic import file_suffix
+from fmscope.errors import FmscopeError
+
+SLIDE_SUFFIXES = (".zarr", ".h5ad")
+PICTURE_SUFFIXES = (".png",)
+HEAD_SUFFIXES = (".pt",)
+LABEL_IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".nii", ".nii.gz", ".nrrd", ".mha")  # lossless, one file
+OVERLAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")  # one file each (.mhd / .nhdr write a second file)
+FOLDER = ()  # a folder output (no suffix required)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One path a command writes: the option that names it, the path, the suffixes it may have
+    (``FOLDER`` for a folder of results)."""
+
+    option: str
+    path: str | os.PathLike | None
+    suffixes: Sequence[str]
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _writable_folder(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is a folder fmscope may create files in, else None."""
+    ancestor = path.parent
+    while not ancestor.exists():
+        if ancestor.parent == ancestor:
+            return None
+        ancestor = ancestor.parent
+    if ancestor.is_dir() and os.access(ancestor, os.W_OK | os.X_OK):
+        return ancestor
+    return None
+
+
+def check_outputs(outputs: Iterable[Output], inputs: Iterable[str | os.PathLike | None] = ()) -> None:
+    """Raise :class:`FmscopeError` unless every output can be written without touching an input.
+
+    ``outputs``: the paths the command will write (``path=None``: the option was not given).
+    ``inputs``: the files and folders it reads (``None`` entries are skipped). Nothing is
+    created or changed on disk.
+    """
+    given = [output for output in outputs if output.path is not None]
+    sources = [Path(p).expanduser().resolve() for p in inputs if p is not None]
+    seen: dict[Path, str] = {}
+    for output in given:
+        path = Path(output.path).expanduser()
+        resolved = path.resolve()
+        name = f"{output.option} {path}"
+        for source in sources:
+            if _inside(resolved, source) or _inside(source, resolved):
+                relation = "is the input" if resolved == source else (
+                    "is inside the input" if _inside(resolved, source) else "holds the input")
+                raise FmscopeError(f"{name} {relation} {source}; fmscope never writes over or into the user's data.",
+                                   f"Give {output.option} a new path outside the input.")
+        if resolved in seen:
+            raise FmscopeError(f"{name} is also the path of {seen[resolved]}.",
+                               f"Give {output.option} a path of its own.")
+        seen[resolved] = output.option
+        suffix = file_suffix(path)
+        if output.suffixes and suffix not in output.suffixes:
+            raise FmscopeError(f"{name}: fmscope cannot write a '{suffix or 'no suffix'}' file here.",
+                               f"Use a name ending in {', '.join(output.suffixes)}.")
+        if path.exists():
+            wants_folder = not output.suffixes or suffix == ".zarr"
+            if path.is_dir() and not wants_folder:
+                raise FmscopeError(f"{name} is an existing folder.", f"Give {output.option} a file name.")
+            if wants_folder and not path.is_dir():
+                raise FmscopeError(f"{name} is an existing file, not a folder fmscope wrote.",
+                                   f"Give {output.option} a new name.")
+            if suffix == ".zarr" and not ((path / ".zgroup").exists() or (path / "zarr.json").exists()):
+                raise FmscopeError(f"{name} is an existing folder that is not a zarr store.",
+                                   f"Give {output.option} a new name (fmscope replaces only its own stores).")
+        if _writable_folder(path) is None:
+            raise FmscopeError(f"{name}: cannot write in {path.parent} (no such folder can be made, or no "
+                               "permission).", f"Give {output.option} a path in a folder you can write to.")

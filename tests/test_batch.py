@@ -1,0 +1,200 @@
+"""fmscope batch: manifests, dry runs, and a real local Dask cluster of 2 worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from fmscope import samples
+from fmscope.batch import read_manifest, run_batch, validate_items, write_template
+from fmscope.batch.models import ModelPool
+from fmscope.cli import main
+from fmscope.errors import FmscopeError
+from fmscope.imaging import io
+
+CT_SLICE_BOX = "204 345 231 370"
+CT_VOLUME_BOX = "82 81 109 106"
+
+
+def write_manifest(path: Path, rows: list[dict]) -> Path:
+    columns = sorted({k for row in rows for k in row})
+    lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_template_lists_the_sample_cases_and_validates(tmp_path):
+    template = tmp_path / "manifest.csv"
+    write_template(template)
+    with pytest.raises(FmscopeError, match="never replaces"):
+        write_template(template)
+    text = template.read_text().replace("sample_data/", f"{samples.sample_data_dir()}/")
+    template.write_text(text)
+    items = read_manifest(template)
+    assert [i.job for i in items] == ["segment", "segment", "volume", "domains"]
+    assert [problem for _, problem in validate_items(items)] == [None] * 4
+    _, boxes = __import__("fmscope.batch.manifest", fromlist=["item_prompts"]).item_prompts(items[0])
+    assert len(boxes) == 125  # one box per nucleus of the prompt mask
+
+
+def test_dry_run_names_each_bad_row_and_runs_nothing(tmp_path, capsys):
+    image = samples.get_case("ct_lung_slice").image_path
+    manifest = write_manifest(tmp_path / "m.csv", [
+        {"id": "good", "job": "segment", "input": image, "box": CT_SLICE_BOX},
+        {"id": "missing", "job": "segment", "input": tmp_path / "nope.tif", "box": CT_SLICE_BOX},
+        {"id": "outside", "job": "segment", "input": image, "box": "600 600 700 700"},
+        {"id": "noslice", "job": "volume", "input": samples.get_case("ct_lung_volume").image_path,
+         "box": CT_VOLUME_BOX},
+    ])
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "out"), "--dry-run"]) == 1
+    printed = capsys.readouterr().out
+    assert "row 2 (missing): Row 2 (missing): no such input" in printed
+    assert "row 3 (outside)" in printed and "lies outside the 512x512 image" in printed
+    assert "row 4 (noslice)" in printed and "needs its key 'slice'" in printed
+    assert "1 of 4 rows ready" in printed
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("job,input\nsegmentation,a.tif\n", "unknown job 'segmentation'"),
+    ("job,input,box\nsegment,a.tif,1 2 3\n", "cannot read box '1 2 3'"),
+    ("job,input,colour\nsegment,a.tif,red\n", "unknown column"),
+    ("id,job,input\na,segment,a.tif\na,segment,b.tif\n", "same id 'a'"),
+    ("job\nsegment\n", "no column input"),
+])
+def test_manifest_errors_name_the_row_and_the_fix(tmp_path, text, message):
+    path = tmp_path / "m.csv"
+    path.write_text(text)
+    with pytest.raises(FmscopeError, match=message):
+        read_manifest(path)
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with Client(cluster) as dask_client:
+        yield dask_client
+    cluster.close()
+
+
+def pool_counts(client) -> tuple[int, int]:
+    """(models loaded, encoder calls) summed over the workers."""
+    def counts(dask_worker):
+        pool = dask_worker.plugins.get(ModelPool.name)
+        return (pool.loads, pool.encoder_calls) if pool else (0, 0)
+    values = client.run(counts).values()
+    return sum(v[0] for v in values), sum(v[1] for v in values)
+
+
+@pytest.mark.slow
+def test_cohort_equals_single_commands_skips_finished_and_redoes_edited(tmp_path, client):
+    slice_copy = tmp_path / "ct_slice.tif"
+    shutil.copy(samples.get_case("ct_lung_slice").image_path, slice_copy)
+    volume = samples.get_case("ct_lung_volume")
+    manifest = write_manifest(tmp_path / "m.csv", [
+        {"id": "slice", "job": "segment", "input": slice_copy, "box": CT_SLICE_BOX, "window": "lung",
+         "truth": samples.get_case("ct_lung_slice").labels_path},
+        {"id": "volume", "job": "volume", "input": volume.image_path, "box": CT_VOLUME_BOX, "slice": 9,
+         "window": "lung", "truth": volume.labels_path},
+        {"id": "slide", "job": "domains", "input": samples.sample_data_dir() / "visium_mouse_brain",
+         "resolution": "0.4"},
+        {"id": "missing", "job": "segment", "input": tmp_path / "nope.tif", "box": CT_SLICE_BOX},
+        {"id": "outside", "job": "segment", "input": slice_copy, "box": "600 600 700 700"},
+    ])
+    out = tmp_path / "out"
+    report = run_batch(read_manifest(manifest), out, client=client)
+    table = report.table.set_index("id")
+    assert list(table["status"]) == ["done", "done", "done", "failed", "failed"]
+    assert "no such file" in table.loc["missing", "message"].lower()
+    assert "lies outside the 512x512 image" in table.loc["outside", "message"]
+    assert table.loc["slice", "dice"] > 0.85 and table.loc["volume", "dice"] > 0.75
+    assert table.loc["volume", "volume_ml"] > 0
+    assert (out / "results.csv").is_file() and (out / "results.parquet").is_file()
+    loads, calls = pool_counts(client)
+    assert 1 <= loads <= 2  # LiteMedSAM once per worker, not once per item
+
+    # the single commands give the same files
+    assert main(["segment", str(slice_copy), "--box", *CT_SLICE_BOX.split(), "--window", "lung",
+                 "-o", str(tmp_path / "single.tif")]) == 0
+    batch_labels = tifffile.imread(out / "items/slice/labels.tif")
+    single_labels = tifffile.imread(tmp_path / "single.tif")
+    assert batch_labels.dtype == single_labels.dtype and np.array_equal(batch_labels, single_labels)
+    assert main(["volume", str(volume.image_path), "--slice", "9", "--box", *CT_VOLUME_BOX.split(),
+                 "--window", "lung", "-o", str(tmp_path / "single.nii.gz")]) == 0
+    batch_volume, single_volume = io.read_volume(out / "items/volume/labels.nii.gz"), io.read_volume(
+        tmp_path / "single.nii.gz")
+    assert np.array_equal(batch_volume.array, single_volume.array)
+    assert np.allclose(batch_volume.spacing, single_volume.spacing)
+    assert main(["domains", str(samples.sample_data_dir() / "visium_mouse_brain"), "--resolution", "0.4",
+                 "-o", str(tmp_path / "single.zarr")]) == 0
+    import spatialdata
+
+    domains = [spatialdata.read_zarr(p).tables["fmscope_table"].obs["fmscope_domain"].to_numpy()
+               for p in (out / "items/slide/result.zarr", tmp_path / "single.zarr")]
+    assert np.array_equal(*domains)
+
+    # again: nothing finished is run, no model call
+    again = run_batch(read_manifest(manifest), out, client=client)
+    assert again.submitted == 2  # only the two failed rows are tried again
+    assert list(again.table["status"]) == ["skipped", "skipped", "skipped", "failed", "failed"]
+    assert pool_counts(client)[1] == calls
+
+    # an edited input redoes that item only
+    edited = tifffile.imread(slice_copy)
+    edited[:10, :10] += 1
+    tifffile.imwrite(slice_copy, edited)
+    third = run_batch(read_manifest(manifest), out, client=client)
+    assert list(third.table["status"]) == ["done", "skipped", "skipped", "failed", "failed"]
+    assert json.loads((out / "items/slice/record.json").read_text())["row"]["status"] == "done"
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_no_item_and_leaves_no_half_output(tmp_path, client):
+    import threading
+
+    case = samples.get_case("ct_lung_slice")
+    image = tifffile.imread(case.image_path)
+    rows = []
+    for k in range(6):  # six different images, so every item runs the encoder
+        copy = image.copy()
+        copy[0, k] += 1
+        tifffile.imwrite(tmp_path / f"slice{k}.tif", copy)
+        rows.append({"id": f"item{k}", "job": "segment", "input": tmp_path / f"slice{k}.tif", "box": CT_SLICE_BOX,
+                     "window": "lung", "truth": case.labels_path})
+    items = read_manifest(write_manifest(tmp_path / "m.csv", rows))
+    out = tmp_path / "out"
+    pids = client.run(os.getpid)
+    killed = []
+
+    def kill_a_busy_worker_after_the_first_item() -> None:
+        deadline = time.time() + 600
+        while time.time() < deadline and not killed:
+            finished = (out / "items").is_dir() and any(not p.name.startswith(".") for p in (out / "items").iterdir())
+            busy = [address for address, keys in client.processing().items() if keys and address in pids]
+            if finished and busy:
+                os.kill(pids[busy[0]], signal.SIGKILL)
+                killed.append(busy[0])
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_a_busy_worker_after_the_first_item)
+    killer.start()
+    report = run_batch(items, out, client=client)
+    killer.join()
+    assert killed, "no worker was busy after the first item"
+    assert list(report.table["status"]) == ["done"] * 6, report.table["message"].tolist()
+    assert sorted(p.name for p in (out / "items").iterdir()) == [f"item{k}" for k in range(6)]  # none hidden/twice
+    assert (report.table["dice"] > 0.85).all()
+    for k in range(6):
+        labels = tifffile.imread(out / f"items/item{k}/labels.tif")
+        assert labels.shape == (512, 512) and labels.any()
+    assert killed[0] not in client.run(os.getpid)  # the killed worker was replaced
