@@ -13,6 +13,7 @@ from fmscope.napari.segment_widget import BOXES, LABELS, SegmentWidget
 from fmscope.training.segmenter import checkpoint_path
 
 pytestmark = pytest.mark.slow
+TRAINING_MS = 1_200_000  # a few epochs on three small frames: well under a minute on an idle 2-core CPU
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_train_switches_the_widget_to_the_tuned_model(hela_viewer, qtbot, tmp_pa
     panel.output_edit.setText(str(tmp_path / "tuned.pt"))
     panel.train_button.click()
     assert not panel.train_button.isEnabled() and panel.cancel_button.isEnabled()
-    wait_idle(qtbot, widget)
+    wait_idle(qtbot, widget, timeout=TRAINING_MS)
     assert panel.train_button.isEnabled() and not panel.cancel_button.isEnabled()
     assert read_model_file(tmp_path / "tuned.pt").data["images"] == 3
     assert widget.model_combo.currentText() == str(tmp_path / "tuned.pt")
@@ -61,10 +62,10 @@ def test_cancel_stops_training_and_writes_no_model(hela_viewer, qtbot, tmp_path)
     panel.epochs_spin.setValue(50)
     panel.output_edit.setText(str(tmp_path / "cancelled.pt"))
     panel.train_button.click()
-    qtbot.waitUntil(lambda: "Epoch 1/50" in widget.status.text(), timeout=600_000)
+    qtbot.waitUntil(lambda: "Epoch 1/50" in widget.status.text(), timeout=TRAINING_MS)
     panel.cancel_button.click()
     assert panel.train_button.isEnabled() and "cancelled" in widget.status.text()
-    wait_idle(qtbot, widget)
+    wait_idle(qtbot, widget, timeout=TRAINING_MS)
     assert not (tmp_path / "cancelled.pt").exists()
     assert checkpoint_path(tmp_path / "cancelled.pt").exists()  # `--resume` can continue it
     assert widget.model_combo.currentText() == "litemedsam"
