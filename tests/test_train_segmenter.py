@@ -30,6 +30,7 @@ from fmscope.training.segmenter import (
 )
 from fmscope.training.settings import TrainSettings
 
+pytestmark = pytest.mark.slow  # each test loads LiteMedSAM and embeds real frames (seconds to a minute idle)
 CROP = (slice(0, 128), slice(0, 128))  # a few whole nuclei per frame: enough for identity tests, fast
 TINY = TrainSettings(epochs=2, max_crops=2, max_prompts=4, patience=10)
 
@@ -138,7 +139,6 @@ def test_bad_inputs_are_refused_before_anything_is_written(crops, tmp_path, iden
     assert (checkpoint_path(output).read_bytes(), output.read_bytes()) == before
 
 
-@pytest.mark.slow
 def test_cli_trains_refuses_bad_input_and_segments_with_the_file(crops, tmp_path, identity_model):
     for i, item in enumerate(crops):
         tifffile.imwrite(tmp_path / f"image{i}.tif", item.image)
@@ -175,7 +175,6 @@ def test_cli_trains_refuses_bad_input_and_segments_with_the_file(crops, tmp_path
     assert not (tmp_path / "other.tif").exists()
 
 
-@pytest.mark.slow
 def test_kill_while_writing_leaves_the_previous_checkpoint(crops, tmp_path):
     """SIGKILL the trainer while it writes an epoch checkpoint: the previous one still loads and resumes."""
     for i, item in enumerate(crops):
