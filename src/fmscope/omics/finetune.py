@@ -211,7 +211,7 @@ def _save(path: Path, head: DomainHead, optimiser: torch.optim.Optimizer, epoch:
 
 def read_head(path: str | os.PathLike) -> dict:
     """A head checkpoint's contents (``weights_only=True``), with a clear error for anything else."""
-    payload = read_checkpoint(path, "head checkpoint", "`fmscope finetune` (--head)")
+    payload = read_checkpoint(path, "head checkpoint", "`fmscope finetune --head`")
     if payload.get("format") != HEAD_FORMAT:
         raise FmscopeError(f"{path} is not an fmscope domain-head checkpoint.",
                            "Give the file `fmscope finetune` wrote.")
