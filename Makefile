@@ -38,6 +38,7 @@ bench: $(STAMP) system-deps
 	xvfb-run -a $(BIN)/python benchmarks/napari_latency.py
 	$(BIN)/python benchmarks/omics.py
 	$(BIN)/python benchmarks/image_expression.py
+	$(BIN)/python benchmarks/finetune.py
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python benchmarks/napari_spatial.py
 
 screenshots: $(STAMP) system-deps

@@ -51,6 +51,7 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         self.ui.runButton.clicked.connect(self.onRun)
         self.ui.cancelButton.clicked.connect(self.onCancel)
         self.ui.undoButton.clicked.connect(self.onUndo)
+        self.ui.modelFilePathLineEdit.currentPathChanged.connect(self.onModelFileChanged)
         self.logic = FMScopeLogic()
         self._job = None
         self._timer = qt.QTimer()
@@ -69,7 +70,8 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         window = self.ui.windowComboBox.currentText
         segment_id = self.ui.segmentSelector.currentSegmentID() if self.ui.overwriteCheckBox.checked else None
         return SegmentOptions(
-            model=self.ui.modelComboBox.currentText, checkpoint=self.ui.checkpointPathLineEdit.currentPath or None,
+            model=self.ui.modelFilePathLineEdit.currentPath or self.ui.modelComboBox.currentText,
+            checkpoint=self.ui.checkpointPathLineEdit.currentPath or None,
             window=None if window == "auto" else window, direction=self.ui.directionComboBox.currentText,
             segment_name=self.ui.segmentNameLineEdit.text or "fmscope", segment_id=segment_id or None,
         )
@@ -141,6 +143,13 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
             editor.saveStateForUndo()
         except AttributeError:
             pass
+
+    def onModelFileChanged(self, path):
+        if not path or not ensure_fmscope():
+            return
+        with slicer.util.tryWithErrorDisplay("Cannot use this model file."):
+            self.ui.statusLabel.text = self.logic.core.describe_model(path, self.ui.checkpointPathLineEdit.currentPath
+                                                                      or None)
 
     def onCancel(self):
         if self._job is not None:

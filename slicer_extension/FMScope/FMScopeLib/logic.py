@@ -24,8 +24,8 @@ from FMScopeLib import geometry, mrml_arrays
 class SegmentOptions:
     """What to run and where to put the result."""
 
-    model: str = "litemedsam"
-    checkpoint: str | None = None
+    model: str = "litemedsam"  # a registry name, or the path of an fmscope model file (fmscope train-segmenter)
+    checkpoint: str | None = None  # MedSAM / SAM weights (for a model file: the base weights it was tuned from)
     window: str | tuple[float, float] | None = None
     direction: str = "both"
     slice_range: tuple[int, int] | None = None  # along the slice axis; default: the box's own span, else all
@@ -69,6 +69,11 @@ class FMScopeLogic:
         if key not in self._segmenters:
             self._segmenters[key] = Segmenter(model, checkpoint=checkpoint, device=self.device)
         return self._segmenters[key]
+
+    def describe_model(self, model: str, checkpoint: str | None) -> str:
+        """One line about a model choice for the UI: its name, or what a model file was tuned from and on."""
+        loaded = self.segmenter(model, checkpoint).model
+        return loaded.name if loaded.tuned is None else loaded.tuned.describe()
 
     def compute(self, volume_node, slice_box: geometry.SliceBox, options: SegmentOptions,
                 on_slice: Callable[[int, int], None] | None = None) -> ComputedMask:

@@ -1,5 +1,5 @@
-"""The ``fmscope`` command line: imaging (segment, volume, eval, demo) and spatial omics
-(embed, domains, impute, deconvolve, finetune, classify).
+"""The ``fmscope`` command line: imaging (segment, volume, eval, demo), spatial omics
+(embed, domains, impute, deconvolve, finetune, classify) and train-segmenter.
 
 Exit codes: 0 success, 1 a problem with the input or set-up (message on stderr, no
 traceback), 2 wrong usage (argparse, or options that do not fit together: UsageError),
@@ -20,7 +20,7 @@ from fmscope.errors import FmscopeError, UsageError
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for ``fmscope``."""
     from fmscope import __version__
-    from fmscope.cli import batch, image_expression, imaging, omics
+    from fmscope.cli import batch, image_expression, imaging, omics, train
 
     parser = argparse.ArgumentParser(prog="fmscope", description="Biomedical foundation models from the shell.")
     parser.add_argument("--version", action="version", version=f"fmscope {__version__}")
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     omics.add_commands(commands)
     batch.add_commands(commands)
     image_expression.add_commands(commands)
+    train.add_commands(commands)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def _threads(text: str) -> int:
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="litemedsam",
-                        help="litemedsam (default, embedded), medsam_vit_b, sam_vit_b, sam_vit_l, sam_vit_h")
+                        help="litemedsam (default, embedded), medsam_vit_b, sam_vit_b, sam_vit_l, sam_vit_h, or an "
+                             "fmscope model file from train-segmenter")
     parser.add_argument("--checkpoint", help="weights file or folder (else $FMSCOPE_CHECKPOINT_DIR)")
     parser.add_argument("--window", type=_window, help="CT/MR window: preset (abdomen, lung, bone, brain, liver, "
                                                        "soft_tissue) or LEVEL,WIDTH; default: automatic")
@@ -57,6 +59,16 @@ def _segmenter(args: argparse.Namespace):
                      threads=args.threads)
 
 
+def _warn_if_foreign(segmenter, image: np.ndarray, window) -> None:
+    """A tuned model used on another kind of image than it was trained on: say so (stderr), go on."""
+    from fmscope.imaging.model_file import foreign_image_warning
+
+    tuned = segmenter.model.tuned
+    warning = None if tuned is None else foreign_image_warning(tuned, image, window)
+    if warning:
+        print(f"fmscope: warning: {warning}", file=sys.stderr)
+
+
 def _labels_dtype(count: int) -> type:
     return np.uint8 if count < 256 else np.uint16
 
@@ -76,6 +88,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         raise UsageError("Points refine one object; got several boxes.", "Give at most one --box with --point.")
     image = io.load_image(args.image)
     segmenter = _segmenter(args)
+    _warn_if_foreign(segmenter, image.array, args.window)
     segmenter.set_image(image.array, window=args.window)
     started = time.perf_counter()
     if args.point:
@@ -111,6 +124,7 @@ def cmd_volume(args: argparse.Namespace) -> int:
         print(f"DICOM series read: {volume.source}")
     boxes = {label: box for label, box in enumerate(args.box, start=1)}
     segmenter = _segmenter(args)
+    _warn_if_foreign(segmenter, volume.array, args.window)
     labels = segment_volume(volume.array, args.slice, boxes, segmenter=segmenter, window=args.window,
                             direction=args.direction, slice_range=tuple(args.range) if args.range else None,
                             progress=True)

@@ -31,6 +31,7 @@ from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.napari.state import CurrentObject, SegmentState
 from fmscope.napari.status_panel import StatusPanel
+from fmscope.napari.train_panel import TrainPanel
 from fmscope.napari.worker import Job, ModelWorker
 
 MODELS = ("litemedsam", "medsam_vit_b", "sam_vit_b", "sam_vit_l", "sam_vit_h")
@@ -71,6 +72,7 @@ class SegmentWidget(QWidget):
         self.image_combo.currentIndexChanged.connect(self._on_image_chosen)
         self.model_combo = QComboBox()
         self.model_combo.addItems(MODELS)
+        self.model_combo.setEditable(True)  # or the path of an fmscope model file
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setPlaceholderText("weights file (MedSAM / SAM only)")
         self.window_combo = QComboBox()
@@ -100,6 +102,8 @@ class SegmentWidget(QWidget):
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.panel)
+        self.train_panel = TrainPanel(self)
+        layout.addWidget(self.train_panel)
         layout.addStretch()
 
     def _say(self, text: str, error: bool = False) -> None:
@@ -121,6 +125,7 @@ class SegmentWidget(QWidget):
         if current in names:
             self.image_combo.setCurrentText(current)
         self.image_combo.blockSignals(False)
+        self.train_panel.refresh_layers()
         self._on_image_chosen()
 
     def _on_layer_removed(self, event) -> None:

@@ -9,11 +9,11 @@ class is held out to report accuracy, next to the accuracy of the unsupervised d
 mapped to the annotation (each domain takes the majority annotated class of its training
 cells), so the user sees whether the head helps.
 
-Checkpoints (``torch.save`` of tensors, numbers, strings; read back with ``weights_only=True``)
-are written atomically every ``save_every`` epochs and at the end; ``resume=True`` continues
-from the last one. The checkpoint carries the encoder (baseline PCA basis, or the name of
-the scGPT folder and its fine-tuned last layers when ``tune_layers`` was asked) and the
-smoothing settings, so the head applies to another slide.
+Checkpoints (:mod:`fmscope.training.checkpoint`: tensors, numbers, strings, read back with
+``weights_only=True``) are written atomically every ``save_every`` epochs and at the end;
+``resume=True`` continues from the last one. The checkpoint carries the encoder (baseline PCA
+basis, or the name of the scGPT folder and its fine-tuned last layers when ``tune_layers`` was
+asked) and the smoothing settings, so the head applies to another slide.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from fmscope.atomic import atomic_write
 from fmscope.errors import FmscopeError
 from fmscope.omics.domains import smooth_embedding
 from fmscope.omics.embed import BaselineEncoder, scgpt_embedding
+from fmscope.training.checkpoint import read_checkpoint, write_checkpoint
 
 PREDICTED_KEY = "fmscope_predicted_domain"
 UNCERTAINTY_KEY = "fmscope_uncertainty"
@@ -206,20 +206,13 @@ def _save(path: Path, head: DomainHead, optimiser: torch.optim.Optimizer, epoch:
                "state_dict": head.state_dict(), "optimiser": optimiser.state_dict(),
                "feature_mean": torch.as_tensor(mean), "feature_std": torch.as_tensor(std),
                "encoder": encoder.state(), "rng_state": torch.get_rng_state()}
-    atomic_write(path, lambda temporary: torch.save(payload, temporary))
+    write_checkpoint(path, payload)
 
 
 def read_head(path: str | os.PathLike) -> dict:
     """A head checkpoint's contents (``weights_only=True``), with a clear error for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise FmscopeError(f"No head checkpoint at {path}.", "Give the file `fmscope finetune` wrote (--head).")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise FmscopeError(f"{path} is not a head checkpoint ({type(error).__name__}).",
-                           "Give the file `fmscope finetune` wrote.") from None
-    if not isinstance(payload, dict) or payload.get("format") != HEAD_FORMAT:
+    payload = read_checkpoint(path, "head checkpoint", "`fmscope finetune --head`")
+    if payload.get("format") != HEAD_FORMAT:
         raise FmscopeError(f"{path} is not an fmscope domain-head checkpoint.",
                            "Give the file `fmscope finetune` wrote.")
     return payload

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
 from fmscope import checkpoints
+from fmscope.errors import FmscopeError
+from fmscope.imaging.model_file import (
+    TunedModel,
+    apply_tuned,
+    check_base,
+    looks_like_model_file,
+    read_model_file,
+)
 from fmscope.imaging.models.input_transforms import (
     InputTransform,
     LiteMedSAMTransform,
@@ -27,8 +37,9 @@ class LoadedModel:
     architecture: str
     net: nn.Module  # has .image_encoder, .prompt_encoder, .mask_decoder
     transform: InputTransform
-    weights_sha256: str
+    weights_sha256: str  # of the base weights, combined with the model file's for a tuned model
     device: torch.device
+    tuned: TunedModel | None = None  # set when loaded from an fmscope model file
 
 
 def _litemedsam(_: str) -> tuple[nn.Module, Callable[[nn.Module], InputTransform]]:
@@ -60,14 +71,38 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_model(name: str = "litemedsam", checkpoint: str | os.PathLike | None = None,
+def load_model(name: str | os.PathLike = "litemedsam", checkpoint: str | os.PathLike | None = None,
                device: str | torch.device | None = None) -> LoadedModel:
-    """Build model ``name`` and load its weights (strict, ``weights_only=True``)."""
-    spec = checkpoints.get_spec(name)
-    path = checkpoints.resolve(name, checkpoint)
+    """Build model ``name`` and load its weights (strict, ``weights_only=True``).
+
+    ``name`` is a registry name (``checkpoint``: its weights file, when not embedded) or the path of
+    an fmscope model file (``checkpoint``: the base weights it was tuned from, for MedSAM / SAM).
+    This is the one place model choices are resolved: every front end goes through it.
+    """
+    if str(name) not in checkpoints.CHECKPOINTS and looks_like_model_file(name):
+        return _load_tuned(Path(name), checkpoint, device)
+    spec = checkpoints.get_spec(str(name))
+    path = checkpoints.resolve(spec.name, checkpoint)
     digest = checkpoints.verify_sha256(spec, path, embedded=checkpoint is None and spec.package is not None)
-    net, make_transform = ARCHITECTURES[spec.architecture](name)
+    net, make_transform = ARCHITECTURES[spec.architecture](spec.name)
     checkpoints.load_into(net, checkpoints.read_state_dict(path), spec.architecture, path)
     target = torch.device(device) if device is not None else default_device()
     net = net.to(target).eval()
-    return LoadedModel(name, spec.architecture, net, make_transform(net), digest, target)
+    return LoadedModel(spec.name, spec.architecture, net, make_transform(net), digest, target)
+
+
+def _load_tuned(path: Path, checkpoint: str | os.PathLike | None, device: str | torch.device | None) -> LoadedModel:
+    if not path.is_file():
+        raise FmscopeError(f"No model file at {path}.",
+                           f"Give a file written by `fmscope train-segmenter`, or a model name: "
+                           f"{', '.join(sorted(checkpoints.CHECKPOINTS))}.")
+    tuned = read_model_file(path)
+    if tuned.base_name not in checkpoints.CHECKPOINTS:
+        raise FmscopeError(f"{path} was tuned from '{tuned.base_name}', which this fmscope does not know.",
+                           "Use the fmscope version that wrote it.")
+    base = load_model(tuned.base_name, checkpoint, device)
+    check_base(tuned, path, base.name, base.weights_sha256)
+    apply_tuned(base.net, tuned, path)
+    base.net.eval()
+    combined = hashlib.sha256(f"{base.weights_sha256}+{checkpoints.file_sha256(path)}".encode()).hexdigest()
+    return LoadedModel(base.name, base.architecture, base.net, base.transform, combined, base.device, tuned)

@@ -1,0 +1,1 @@
+"""Light fine-tuning: shared checkpoint machinery and the segmentation trainer."""

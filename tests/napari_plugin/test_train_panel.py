@@ -1,0 +1,82 @@
+"""'Train on my objects' in the Segment widget: a real viewer, real LiteMedSAM, real HeLa frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from napari_helpers import wait_idle
+
+from fmscope import samples
+from fmscope.imaging.model_file import read_model_file
+from fmscope.napari.segment_widget import BOXES, LABELS, SegmentWidget
+from fmscope.training.segmenter import checkpoint_path
+
+pytestmark = pytest.mark.slow
+TRAINING_MS = 1_200_000  # a few epochs on three small frames: well under a minute on an idle 2-core CPU
+
+
+@pytest.fixture
+def hela_viewer(make_napari_viewer, qtbot):
+    folder = samples.sample_data_dir() / "hela_timelapse"
+    images, masks = tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "masks.tif")
+    viewer = make_napari_viewer()
+    viewer.add_image(images[[0, 1, 10], :128, :128], name="hela")
+    viewer.add_labels(masks[[0, 1, 10], :128, :128], name="my nuclei")
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    wait_idle(qtbot, widget)
+    yield viewer, widget
+    widget.worker.shutdown()
+
+
+def test_train_switches_the_widget_to_the_tuned_model(hela_viewer, qtbot, tmp_path):
+    viewer, widget = hela_viewer
+    panel = widget.train_panel
+    assert [panel.labels_combo.itemText(i) for i in range(panel.labels_combo.count())] == [LABELS, "my nuclei"]
+    panel.labels_combo.setCurrentText("my nuclei")
+    panel.epochs_spin.setValue(1)
+    panel.output_edit.setText(str(tmp_path / "tuned.pt"))
+    panel.train_button.click()
+    assert not panel.train_button.isEnabled() and panel.cancel_button.isEnabled()
+    wait_idle(qtbot, widget, timeout=TRAINING_MS)
+    assert panel.train_button.isEnabled() and not panel.cancel_button.isEnabled()
+    assert read_model_file(tmp_path / "tuned.pt").data["images"] == 3
+    assert widget.model_combo.currentText() == str(tmp_path / "tuned.pt")
+    assert "held-out Dice" in widget.status.text() and "tuned.pt" in widget.status.text()
+
+    # The next box is segmented by the tuned model, with embeddings keyed by its own weights.
+    viewer.dims.set_current_step(0, 0)
+    viewer.layers[BOXES].add_rectangles(np.array([[0, 20, 20], [0, 20, 70], [0, 70, 70], [0, 70, 20]], float))
+    wait_idle(qtbot, widget)
+    tuned = widget._segmenters[(str(tmp_path / "tuned.pt"), "")]
+    base = widget._segmenters[("litemedsam", "")]
+    assert tuned.model.tuned is not None and tuned.model.weights_sha256 != base.model.weights_sha256
+    assert tuned.encoder_calls >= 1 and viewer.layers[LABELS].data[0].any()
+
+
+def test_cancel_stops_training_and_writes_no_model(hela_viewer, qtbot, tmp_path):
+    viewer, widget = hela_viewer
+    panel = widget.train_panel
+    panel.labels_combo.setCurrentText("my nuclei")
+    panel.epochs_spin.setValue(50)
+    panel.output_edit.setText(str(tmp_path / "cancelled.pt"))
+    panel.train_button.click()
+    qtbot.waitUntil(lambda: "Epoch 1/50" in widget.status.text(), timeout=TRAINING_MS)
+    panel.cancel_button.click()
+    assert panel.train_button.isEnabled() and "cancelled" in widget.status.text()
+    wait_idle(qtbot, widget, timeout=TRAINING_MS)
+    assert not (tmp_path / "cancelled.pt").exists()
+    assert checkpoint_path(tmp_path / "cancelled.pt").exists()  # `--resume` can continue it
+    assert widget.model_combo.currentText() == "litemedsam"
+
+
+def test_no_objects_is_reported_not_raised(hela_viewer, qtbot, tmp_path):
+    viewer, widget = hela_viewer
+    panel = widget.train_panel
+    panel.labels_combo.setCurrentText(LABELS)  # the widget's own labels: nothing accepted yet
+    panel.output_edit.setText(str(tmp_path / "none.pt"))
+    panel.train_button.click()
+    wait_idle(qtbot, widget)
+    assert "hold no objects" in widget.status.text() and panel.train_button.isEnabled()
+    assert not list(tmp_path.iterdir())

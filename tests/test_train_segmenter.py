@@ -1,0 +1,206 @@
+"""Fine-tuning LiteMedSAM on the HeLa time-lapse (real weights, real frames): the model file,
+its loading everywhere through load_model, exact resume, checkpoints that survive a kill,
+and bad inputs refused without writing anything."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from fmscope import checkpoints, samples
+from fmscope.errors import Cancelled, FmscopeError
+from fmscope.imaging.model_file import TunedModel, read_model_file, trained_state, write_model_file
+from fmscope.imaging.predictor import Segmenter
+from fmscope.metrics import dice
+from fmscope.training.checkpoint import read_checkpoint
+from fmscope.training.segmenter import (
+    TRAINED_PARTS,
+    LabelledImage,
+    checkpoint_path,
+    labelled_images,
+    train_segmenter,
+)
+from fmscope.training.settings import TrainSettings
+
+pytestmark = pytest.mark.slow  # each test loads LiteMedSAM and embeds real frames (seconds to a minute idle)
+CROP = (slice(0, 128), slice(0, 128))  # a few whole nuclei per frame: enough for identity tests, fast
+TINY = TrainSettings(epochs=2, max_crops=2, max_prompts=4, patience=10)
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=900)
+
+
+@pytest.fixture(scope="module")
+def hela():
+    folder = samples.sample_data_dir() / "hela_timelapse"
+    return tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "masks.tif")
+
+
+@pytest.fixture(scope="module")
+def crops(hela):
+    images, masks = hela
+    return [LabelledImage(images[t][CROP], masks[t][CROP], f"frame {t}") for t in (0, 1, 10)]
+
+
+@pytest.fixture(scope="module")
+def identity_model(tmp_path_factory, segmenter):
+    """A model file whose trained parts are the base weights themselves."""
+    path = tmp_path_factory.mktemp("identity") / "identity.pt"
+    net = segmenter.model.net
+    write_model_file(path, TunedModel("litemedsam", "litemedsam", segmenter.model.weights_sha256, TRAINED_PARTS,
+                                      trained_state(net, TRAINED_PARTS)))
+    return path
+
+
+def test_model_file_loads_like_its_weights_with_its_own_cache_key(identity_model, segmenter, crops):
+    image, masks = crops[0].image, crops[0].labels
+    boxes = list(samples.boxes_from_labels(masks).values())[:4]
+    tuned = Segmenter(str(identity_model), device="cpu")
+    assert tuned.model.tuned is not None and tuned.model.weights_sha256 != segmenter.model.weights_sha256
+    segmenter.set_image(image)
+    tuned.set_image(image)
+    for ours, theirs in zip(tuned.predict_many(boxes), segmenter.predict_many(boxes)):
+        assert np.array_equal(ours.mask, theirs.mask)
+
+
+def test_model_file_of_another_base_is_refused(tmp_path, identity_model):
+    other = read_model_file(identity_model)
+    other.base_sha256 = "0" * 64
+    write_model_file(tmp_path / "other.pt", other)
+    with pytest.raises(FmscopeError, match="was tuned from litemedsam .*000000000000"):
+        Segmenter(str(tmp_path / "other.pt"), device="cpu")
+    with pytest.raises(FmscopeError, match="not a readable fmscope model file"):
+        Segmenter(str(samples.get_case("nuclei").image_path), device="cpu")
+    with pytest.raises(FmscopeError, match="(?s)not an fmscope model file.*--checkpoint"):
+        Segmenter(str(checkpoints.resolve("litemedsam")), device="cpu")  # official weights are not a model file
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(crops, tmp_path):
+    straight = train_segmenter(crops[:2], tmp_path / "straight.pt", val_items=crops[2:], settings=TINY, device="cpu")
+
+    def stop_after_epoch_1(message, done, total):
+        if message.startswith("Epoch 1/"):
+            raise Cancelled()
+    with pytest.raises(Cancelled):
+        train_segmenter(crops[:2], tmp_path / "resumed.pt", val_items=crops[2:], settings=TINY, device="cpu",
+                        on_progress=stop_after_epoch_1)
+    assert not (tmp_path / "resumed.pt").exists()
+    assert read_checkpoint(checkpoint_path(tmp_path / "resumed.pt"), "checkpoint", "test")["epoch"] == 1
+    resumed = train_segmenter(crops[:2], tmp_path / "resumed.pt", val_items=crops[2:], settings=TINY,
+                              device="cpu", resume=True)
+    a, b = read_model_file(straight.output), read_model_file(resumed.output)
+    assert a.state_dict.keys() == b.state_dict.keys()
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    assert (a.val_dice_before, a.val_dice_after) == (b.val_dice_before, b.val_dice_after)
+    assert len(resumed.epoch_seconds) == 1  # only the second epoch ran again
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+    # The trainer's held-out figure is what the Segmenter gives with the file, box for box.
+    held = crops[2]
+    tuned = Segmenter(str(straight.output), device="cpu", roi_zoom=False)
+    tuned.set_image(held.image)
+    boxes = samples.boxes_from_labels(held.labels)
+    masks = tuned.predict_many(list(boxes.values()))
+    assert np.mean([dice(r.mask, held.labels == i) for r, i in zip(masks, boxes)]) == pytest.approx(
+        straight.after.whole, abs=1e-3)
+    assert a.data["train_images"] == 2 and a.data["val_objects"] == len(boxes)
+
+
+def test_bad_inputs_are_refused_before_anything_is_written(crops, tmp_path, identity_model):
+    image, labels = crops[0].image, crops[0].labels
+    with pytest.raises(FmscopeError, match="shape"):
+        labelled_images(image, labels[:-1], "a")
+    with pytest.raises(FmscopeError, match="hold no objects"):
+        labelled_images(image, np.zeros_like(labels), "a")
+    with pytest.raises(FmscopeError, match="hold no objects"):
+        labelled_images(np.stack([image, image]), np.zeros((2, *labels.shape), labels.dtype), "stack")
+
+    # A checkpoint left by training another base model is not resumed from, and not overwritten.
+    output = tmp_path / "model.pt"
+    train_segmenter(crops[:2], output, val_items=crops[2:],
+                    settings=TrainSettings(epochs=1, max_crops=1, max_prompts=2), device="cpu")
+    payload = read_checkpoint(checkpoint_path(output), "checkpoint", "test")
+    payload["base_sha256"] = "f" * 64
+    torch.save(payload, checkpoint_path(output))
+    before = checkpoint_path(output).read_bytes(), output.read_bytes()
+    with pytest.raises(FmscopeError, match="was training litemedsam .*ffffffffffff"):
+        train_segmenter(crops[:2], output, val_items=crops[2:], settings=TrainSettings(epochs=2), resume=True,
+                        device="cpu")
+    assert (checkpoint_path(output).read_bytes(), output.read_bytes()) == before
+
+
+def test_cli_trains_refuses_bad_input_and_segments_with_the_file(crops, tmp_path, identity_model):
+    for i, item in enumerate(crops):
+        tifffile.imwrite(tmp_path / f"image{i}.tif", item.image)
+        tifffile.imwrite(tmp_path / f"labels{i}.tif", item.labels)
+    tifffile.imwrite(tmp_path / "wrong.tif", crops[0].labels[:64])
+    tifffile.imwrite(tmp_path / "empty.tif", np.zeros_like(crops[0].labels))
+    output = tmp_path / "model.pt"
+    output.write_bytes(b"the user's file")
+    for labels, message in (("wrong.tif", "shape"), ("empty.tif", "hold no objects")):
+        result = run("train-segmenter", tmp_path / "image0.tif", "--labels", tmp_path / labels, "-o", output)
+        assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert output.read_bytes() == b"the user's file"
+
+    result = run("train-segmenter", *(tmp_path / f"image{i}.tif" for i in range(3)), "--labels",
+                 *(tmp_path / f"labels{i}.tif" for i in range(3)), "-o", output, "--epochs", 1, "--holdout", 0.34)
+    assert result.returncode == 0, result.stderr
+    assert "held-out Dice" in result.stdout and "base" in result.stdout and "tuned" in result.stdout
+    assert read_model_file(output).trained_parts == TRAINED_PARTS
+
+    x0, y0, x1, y1 = samples.boxes_from_labels(crops[2].labels)[int(np.unique(crops[2].labels)[1])]
+    result = run("segment", tmp_path / "image2.tif", "--box", x0, y0, x1, y1, "--model", output,
+                 "-o", tmp_path / "out.tif")
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+    ct = samples.get_case("ct_lung_slice")  # another kind of image: segmented, with a warning
+    result = run("segment", ct.image_path, "--box", 200, 200, 260, 260, "--window", "lung", "--model", output,
+                 "-o", tmp_path / "ct.tif")
+    assert result.returncode == 0 and "A tuned model is for its own kind of image" in result.stderr
+    other = read_model_file(identity_model)
+    other.base_sha256 = "0" * 64
+    write_model_file(tmp_path / "other.pt", other)
+    result = run("segment", tmp_path / "image2.tif", "--box", x0, y0, x1, y1, "--model", tmp_path / "other.pt",
+                 "-o", tmp_path / "other.tif")
+    assert result.returncode == 1 and "was tuned from litemedsam" in result.stderr
+    assert not (tmp_path / "other.tif").exists()
+
+
+def test_kill_while_writing_leaves_the_previous_checkpoint(crops, tmp_path):
+    """SIGKILL the trainer while it writes an epoch checkpoint: the previous one still loads and resumes."""
+    for i, item in enumerate(crops):
+        tifffile.imwrite(tmp_path / f"image{i}.tif", item.image)
+        tifffile.imwrite(tmp_path / f"labels{i}.tif", item.labels)
+    output = tmp_path / "model.pt"
+    checkpoint = checkpoint_path(output)
+    args = ["train-segmenter", *(tmp_path / f"image{i}.tif" for i in range(3)), "--labels",
+            *(tmp_path / f"labels{i}.tif" for i in range(3)), "-o", output, "--holdout", 0.34, "--patience", 100]
+    process = subprocess.Popen([sys.executable, "-m", "fmscope.cli", *map(str, args), "--epochs", 200],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    caught = False
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if checkpoint.exists() and any(p.name.startswith(f".{checkpoint.name}") for p in tmp_path.iterdir()):
+                os.kill(process.pid, signal.SIGKILL)  # a temporary beside a checkpoint: the next one is being written
+                caught = True
+                break
+            time.sleep(0.002)
+    finally:
+        process.kill()
+        process.wait()
+    assert caught, "the trainer was never seen writing a second checkpoint"
+    epoch = read_checkpoint(checkpoint, "checkpoint", "test")["epoch"]
+    assert epoch >= 1 and not output.exists()
+    result = run(*args, "--epochs", epoch + 1, "--resume")
+    assert result.returncode == 0, result.stderr
+    assert read_checkpoint(checkpoint, "checkpoint", "test")["epoch"] == epoch + 1
