@@ -12,7 +12,7 @@ from napari_helpers import wait_idle
 from fmscope.errors import FmscopeError
 from fmscope.napari import sample_data
 from fmscope.napari.spatial_state import ANNOTATIONS
-from fmscope.napari.spatial_widget import PREDICTED, SpatialWidget
+from fmscope.napari.spatial_widget import PREDICTED
 
 PIXELS_YX = np.array([[10, 12], [40, 70], [55, 5], [25, 33], [3, 77]])  # where the cells are in the image
 
@@ -48,15 +48,6 @@ def write_store(path, system: str, cells_to_system, angle_deg: float) -> np.ndar
     table = TableModel.parse(table, region="cells", region_key="region", instance_key="instance")
     spatialdata.SpatialData(images=images, shapes={"cells": shapes}, tables={"table": table}).write(path)
     return microns_yx
-
-
-@pytest.fixture
-def viewer_widget(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
-    widget = SpatialWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    yield viewer, widget
-    widget.worker.shutdown()
 
 
 @pytest.mark.parametrize("system, cells_scale, angle", [("global", 3.0, 30.0), ("microns", 1.0, -90.0),

@@ -15,21 +15,12 @@ from fmscope import samples
 from fmscope.napari import sample_data
 from fmscope.napari.slide_reader import get_slide_reader
 from fmscope.napari.spatial_state import ANNOTATIONS
-from fmscope.napari.spatial_widget import DOMAINS, PREDICTED, UNCERTAINTY, SpatialWidget
+from fmscope.napari.spatial_widget import DOMAINS, PREDICTED, UNCERTAINTY
 from fmscope.omics.io import read_slide
 from fmscope.omics.synthetic import annotate_blocks, large_synthetic_slide
 
 pytestmark = pytest.mark.slow
 VISIUM = samples.sample_data_dir() / "visium_mouse_brain"
-
-
-@pytest.fixture
-def viewer_widget(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
-    widget = SpatialWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    yield viewer, widget
-    widget.worker.shutdown()
 
 
 def test_visium_spots_sit_on_their_place_in_the_he(viewer_widget, qtbot):
