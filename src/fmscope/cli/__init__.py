@@ -17,13 +17,14 @@ from fmscope.errors import FmscopeError
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for ``fmscope``."""
     from fmscope import __version__
-    from fmscope.cli import imaging, omics
+    from fmscope.cli import imaging, omics, tracking
 
     parser = argparse.ArgumentParser(prog="fmscope", description="Biomedical foundation models from the shell.")
     parser.add_argument("--version", action="version", version=f"fmscope {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     imaging.add_commands(commands)
     omics.add_commands(commands)
+    tracking.add_commands(commands)
     return parser
 
 

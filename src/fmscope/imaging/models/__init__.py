@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from fmscope import checkpoints
+from fmscope.errors import FmscopeError
 from fmscope.imaging.models.input_transforms import (
     InputTransform,
     LiteMedSAMTransform,
@@ -63,6 +64,10 @@ def load_model(name: str = "litemedsam", checkpoint: str | os.PathLike | None = 
                device: str | torch.device | None = None) -> LoadedModel:
     """Build model ``name`` and load its weights (strict, ``weights_only=True``)."""
     spec = checkpoints.get_spec(name)
+    if spec.architecture not in ARCHITECTURES:
+        raise FmscopeError(f"'{name}' is a video tracking model, not an image segmenter.",
+                           f"Use it with 'fmscope track' / 'fmscope volume --model {name}' "
+                           "(fmscope.imaging.tracking).")
     path = checkpoints.resolve(name, checkpoint)
     digest = checkpoints.verify_sha256(spec, path, embedded=checkpoint is None and spec.package is not None)
     net, make_transform = ARCHITECTURES[spec.architecture](name)
