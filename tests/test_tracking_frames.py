@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
-from pydicom.data import get_testdata_file
 
 from fmscope.errors import FmscopeError
 from fmscope.imaging.io import read_volume
@@ -15,7 +14,7 @@ from fmscope.imaging.tracking import open_frames
 from fmscope.imaging.tracking.frames import VideoFrames
 from fmscope.samples import sample_data_dir
 
-ECHO = get_testdata_file("examples_ybr_color.dcm")  # pydicom's echocardiogram clip (30 frames, 30 fps)
+ECHO = sample_data_dir() / "echo_a4c_cine.dcm"  # echocardiogram cine loop (30 frames, 30 fps)
 
 
 def gradient_frames(n: int = 12, shape=(48, 64)) -> np.ndarray:
