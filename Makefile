@@ -41,6 +41,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/segment.py
 	xvfb-run -a $(BIN)/python benchmarks/napari_latency.py
 	$(BIN)/python benchmarks/omics.py
+	$(BIN)/python benchmarks/tracking.py
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python benchmarks/napari_spatial.py
 
 screenshots: $(STAMP) system-deps
