@@ -1,7 +1,7 @@
 """The embedded default tracker: LiteMedSAM on every frame, prompted from a motion prior.
 
 **It has no temporal memory**: each frame is segmented on its own by LiteMedSAM (the weights
-shipped with fmscope), from a box and a point taken from a *prior*, the object's previous mask
+shipped with fmscope), from a box taken from a *prior*, the object's previous mask
 moved by the estimated motion. Motion is the frame's global shift (phase correlation, which
 follows stage drift and camera motion) refined by a local phase correlation around each object
 (its own movement). A mask is kept while the volume :class:`~fmscope.imaging.volume.StopRule`
@@ -9,6 +9,8 @@ holds (area against the prompted area, the model's score, mean intensity); other
 twice as wide around the prior tries to re-find the object, and an object not found for
 ``lost_frames`` frames stops. A user prompt on a frame is an anchor: the object restarts from it.
 Objects on a frame share its embeddings (the ROI-zoom grid crops are cached).
+No point is added to the box: LiteMedSAM was trained on boxes, and a positive click at the
+prior's centre lowered a HeLa nucleus's Dice from 0.97 to 0.35-0.76 (measured).
 ``motion_prior=False`` is the naive tracker used as the benchmark baseline: the box from the
 previous mask, nothing else.
 """
@@ -19,7 +21,6 @@ import os
 from collections.abc import Iterator
 
 import numpy as np
-from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
 from fmscope.imaging.intensity import Intensity, resolve_intensity
@@ -170,12 +171,8 @@ class LiteMedSAMTracker:
         box = box_from_mask(prior, self.stop.box_margin)
         if box is None or box[2] <= box[0] or box[3] <= box[1]:
             return None
-        centre = np.array(ndimage.center_of_mass(prior))
-        ys, xs = np.nonzero(prior)
-        nearest = np.argmin((ys - centre[0]) ** 2 + (xs - centre[1]) ** 2)  # a point inside the prior
-        point = [[float(xs[nearest]), float(ys[nearest])]]
         for search in (box, self._wider(box, image.shape)):
-            predicted = self.segmenter.predict(box=search, points=point, labels=[1])
+            predicted = self.segmenter.predict(box=search)
             if self._keeps(obj, predicted.mask, predicted.score, image):
                 return ObjectMask(predicted.mask, predicted.score)
         return None
