@@ -48,11 +48,12 @@ def shift_mask(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 
 def estimate_shift(previous: np.ndarray, current: np.ndarray) -> tuple[int, int]:
-    """(dy, dx) by which the content of ``previous`` moved to reach ``current`` (phase correlation)."""
+    """(dy, dx) by which the content of ``previous`` moved to reach ``current`` (cross-correlation peak;
+    the phase-normalised peak jumped 29 px on HeLa frames whose cells moved 2 px)."""
     if previous.shape != current.shape or min(previous.shape) < 8 or previous.std() == 0 or current.std() == 0:
         return 0, 0
     shift, _, _ = phase_cross_correlation(current.astype(np.float32), previous.astype(np.float32),
-                                          normalization="phase")
+                                          normalization=None)
     return int(round(shift[0])), int(round(shift[1]))
 
 
