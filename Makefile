@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		-c constraints.txt -e ".[$(EXTRAS)]"
+	# sam2 (MedSAM2 tracking) builds against the installed torch: no build isolation, no CUDA extension.
+	SAM2_BUILD_CUDA=0 PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/python -m pip install --quiet \
+		--disable-pip-version-check -c constraints.txt setuptools
+	SAM2_BUILD_CUDA=0 PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/python -m pip install --quiet \
+		--disable-pip-version-check --no-build-isolation -c constraints.txt sam2==1.1.0
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -39,6 +44,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/omics.py
 	$(BIN)/python benchmarks/image_expression.py
 	$(BIN)/python benchmarks/finetune.py
+	$(BIN)/python benchmarks/tracking.py
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python benchmarks/napari_spatial.py
 
 screenshots: $(STAMP) system-deps

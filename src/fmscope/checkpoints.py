@@ -49,6 +49,16 @@ CHECKPOINTS: dict[str, CheckpointSpec] = {
         CheckpointSpec("sam_vit_b", "sam_vit_b", "sam_vit_b_01ec64.pth", "Segment Anything release, ViT-B"),
         CheckpointSpec("sam_vit_l", "sam_vit_l", "sam_vit_l_0b3195.pth", "Segment Anything release, ViT-L"),
         CheckpointSpec("sam_vit_h", "sam_vit_h", "sam_vit_h_4b8939.pth", "Segment Anything release, ViT-H"),
+        # Video trackers (sam2 package): fmscope.imaging.tracking.sam2_model builds them.
+        CheckpointSpec("medsam2", "medsam2", "MedSAM2_latest.pt",
+                       "MedSAM2 release (bowang-lab/MedSAM2, 2025; SAM2.1 Hiera-T at 512 px), file MedSAM2_latest.pt"),
+        CheckpointSpec("sam2.1_hiera_tiny", "sam2.1_hiera_tiny", "sam2.1_hiera_tiny.pt", "SAM 2.1 release, Hiera-T"),
+        CheckpointSpec("sam2.1_hiera_small", "sam2.1_hiera_small", "sam2.1_hiera_small.pt",
+                       "SAM 2.1 release, Hiera-S"),
+        CheckpointSpec("sam2.1_hiera_base_plus", "sam2.1_hiera_base_plus", "sam2.1_hiera_base_plus.pt",
+                       "SAM 2.1 release, Hiera-B+"),
+        CheckpointSpec("sam2.1_hiera_large", "sam2.1_hiera_large", "sam2.1_hiera_large.pt",
+                       "SAM 2.1 release, Hiera-L"),
     )
 }
 

@@ -117,6 +117,9 @@ def cmd_volume(args: argparse.Namespace) -> int:
     from fmscope.imaging import io
     from fmscope.imaging.volume import segment_volume
 
+    if args.model.startswith(("medsam2", "sam2")):  # MedSAM2's 3D flow (fmscope.cli.tracking)
+        from fmscope.cli.tracking import cmd_volume_tracker
+        return cmd_volume_tracker(args)
     check_outputs([Output("-o", args.output, VOLUME_SUFFIXES), Output("--cache-dir", args.cache_dir, FOLDER)],
                   [args.volume])
     volume = io.read_volume(args.volume, series=args.series)

@@ -15,11 +15,15 @@ def label_colours(count: int) -> np.ndarray:
 
 
 def draw_overlay(rgb: np.ndarray, labels: np.ndarray, boxes: Iterable[np.ndarray] = (),
-                 alpha: float = 0.45) -> np.ndarray:
-    """A new RGB image: ``labels`` blended over ``rgb`` in colour, ``boxes`` outlined in yellow."""
+                 alpha: float = 0.45, by_id: bool = False) -> np.ndarray:
+    """A new RGB image: ``labels`` blended over ``rgb`` in colour, ``boxes`` outlined in yellow.
+
+    ``by_id``: label k always gets colour k (stable through the frames of a video); else the
+    labels present get the first colours in order.
+    """
     out = rgb.astype(np.float32).copy()
     ids = np.unique(labels[labels > 0])
-    colours = label_colours(len(ids))
+    colours = label_colours(int(ids.max()) if len(ids) else 0)[ids - 1] if by_id else label_colours(len(ids))
     for colour, label in zip(colours, ids):
         region = labels == label
         out[region] = (1 - alpha) * out[region] + alpha * colour

@@ -82,6 +82,10 @@ def load_model(name: str | os.PathLike = "litemedsam", checkpoint: str | os.Path
     if str(name) not in checkpoints.CHECKPOINTS and looks_like_model_file(name):
         return _load_tuned(Path(name), checkpoint, device)
     spec = checkpoints.get_spec(str(name))
+    if spec.architecture not in ARCHITECTURES:
+        raise FmscopeError(f"'{name}' is a video tracking model, not an image segmenter.",
+                           f"Use it with 'fmscope track' / 'fmscope volume --model {name}' "
+                           "(fmscope.imaging.tracking).")
     path = checkpoints.resolve(spec.name, checkpoint)
     digest = checkpoints.verify_sha256(spec, path, embedded=checkpoint is None and spec.package is not None)
     net, make_transform = ARCHITECTURES[spec.architecture](spec.name)

@@ -1,0 +1,199 @@
+"""Tracking speed, memory and accuracy.
+
+Run: ``.venv/bin/python benchmarks/tracking.py [--frames 20] [--memory 100 500 2000] [--hela-frames 20]``.
+Prints one figure per line:
+
+* MedSAM2 (random weights in MedSAM2's layout, 512 px; speed does not depend on the weights):
+  ms per frame of fmscope's path (frames from memory) and of sam2's predictor fed the official
+  way (a JPEG folder), same frames, one process; fmscope's time split into image encoder,
+  memory attention, memory encoder and mask decoder.
+* Peak memory (RSS, MB) after tracking N frames, fmscope vs the official predictor, each in
+  its own process (``--memory``).
+* The default tracker on the HeLa time-lapse: mean Dice inside the ground-truth tracks and ms
+  per frame, next to the naive tracker (box from the previous mask) and with a 100 px drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fmscope.imaging.tracking.frames import FrameSource
+
+IMAGE_SIZE = 512
+
+
+def synthetic_frame(t: int, side: int = IMAGE_SIZE) -> np.ndarray:
+    """(side, side, 3) uint8: two discs drifting over a noisy background, frame ``t``."""
+    rng = np.random.default_rng(t)
+    yy, xx = np.mgrid[:side, :side]
+    picture = 40 + rng.integers(0, 25, (side, side))
+    for cy, cx, r in ((side * 0.3, side * 0.3, side * 0.1), (side * 0.65, side * 0.6, side * 0.12)):
+        picture[(yy - cy) ** 2 + (xx - cx - (t % 100)) ** 2 < r * r] = 190
+    return np.repeat(picture.astype(np.uint8)[..., None], 3, axis=-1)
+
+
+class SyntheticVideo(FrameSource):
+    """A video whose frames are made when read, so fmscope's memory is measured, not the input's."""
+
+    def __init__(self, n_frames: int) -> None:
+        self.n_frames, self.kind, self.name = n_frames, "video", "synthetic video"
+        self._set_geometry(synthetic_frame(0))
+
+    def _read(self, index: int) -> np.ndarray:
+        return synthetic_frame(index)
+
+
+def random_checkpoint(path: Path) -> None:
+    """SAM2.1 Hiera-T at 512 px with random weights, saved as MedSAM2 saves its files."""
+    from sam2.build_sam import build_sam2
+
+    from fmscope.imaging.tracking.sam2_model import sam2_overrides
+
+    torch.manual_seed(0)
+    model = build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu",
+                       hydra_overrides_extra=sam2_overrides(IMAGE_SIZE))
+    torch.save({"model": model.state_dict()}, path)
+
+
+def timed_parts(predictor) -> dict[str, float]:
+    """Accumulated seconds per model part while tracking (forward hooks)."""
+    totals: dict[str, float] = defaultdict(float)
+    parts = {"image encoder": predictor.image_encoder, "memory attention": predictor.memory_attention,
+             "memory encoder": predictor.memory_encoder, "mask decoder": predictor.sam_mask_decoder}
+    for name, module in parts.items():
+        starts: list[float] = []
+        module.register_forward_pre_hook(lambda *_, s=starts: s.append(time.perf_counter()))
+        module.register_forward_hook(lambda *_, s=starts, n=name: totals.__setitem__(
+            n, totals[n] + time.perf_counter() - s.pop()))
+    return totals
+
+
+BOXES = {1: [100, 100, 210, 210], 2: [230, 270, 390, 400]}
+
+
+def fmscope_run(frames: FrameSource, checkpoint: Path) -> tuple[float, dict[str, float]]:
+    from fmscope.imaging.tracking import TrackingSession
+
+    session = TrackingSession(frames, model="medsam2", checkpoint=checkpoint, device="cpu")
+    totals = timed_parts(session.backend.predictor)
+    started = time.perf_counter()
+    for obj, box in BOXES.items():
+        session.add_box(0, obj, box)
+    for _ in session.propagate("forward"):
+        pass
+    return time.perf_counter() - started, dict(totals)
+
+
+def official_run(frames: FrameSource, checkpoint: Path, folder: Path) -> float:
+    from sam2.build_sam import build_sam2_video_predictor
+
+    from fmscope.imaging.tracking.sam2_model import sam2_overrides
+
+    folder.mkdir(exist_ok=True)
+    for t in range(frames.n_frames):
+        Image.fromarray(frames[t]).save(folder / f"{t:05d}.jpg", quality=95)
+    predictor = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", str(checkpoint), device="cpu",
+                                           hydra_overrides_extra=sam2_overrides(IMAGE_SIZE))
+    started = time.perf_counter()
+    with torch.inference_mode():
+        state = predictor.init_state(str(folder))
+        for obj, box in BOXES.items():
+            predictor.add_new_points_or_box(state, 0, obj, box=box)
+        for _ in predictor.propagate_in_video(state):
+            pass
+    return time.perf_counter() - started
+
+
+def memory_child(which: str, n_frames: int, checkpoint: str) -> None:
+    """Run one tracker on n_frames frames (streamed for fmscope) and print the peak RSS in MB."""
+    frames = SyntheticVideo(n_frames)
+    with tempfile.TemporaryDirectory() as folder:
+        if which == "fmscope":
+            fmscope_run(frames, Path(checkpoint))
+        else:
+            official_run(frames, Path(checkpoint), Path(folder) / "jpg")
+    print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def hela_figures(n_frames: int) -> None:
+    from fmscope import samples
+    from fmscope.imaging import io
+    from fmscope.imaging.predictor import Segmenter
+    from fmscope.imaging.tracking import TrackingSession, open_frames
+    from fmscope.imaging.tracking.evaluation import score_tracker
+    from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
+
+    case = samples.get_case("hela_timelapse")
+    images, tracks = io.read_image(case.image_path)[:n_frames], io.read_image(case.labels_path)[:n_frames]
+    segmenter = Segmenter("litemedsam", device="cpu")
+
+    def run(label: str, frames: np.ndarray, truth: np.ndarray, motion: bool) -> None:
+        source = open_frames(frames)
+        session = TrackingSession(source, backend=LiteMedSAMTracker(source, motion_prior=motion, segmenter=segmenter))
+        started = time.perf_counter()
+        score, count = score_tracker(session, truth)
+        seconds = time.perf_counter() - started
+        print(f"default tracker, HeLa {frames.shape[0]}x{frames.shape[1]}x{frames.shape[2]}, {label}: mean Dice "
+              f"{score:.3f} over {count} object-frames, {seconds / len(frames) * 1000:.0f} ms per frame "
+              f"({len(np.unique(truth)) - 1} tracks)", flush=True)
+
+    run("motion prior", images, tracks, True)
+    run("naive (box from previous mask)", images, tracks, False)
+    drift = 100
+    wide = np.full((*images.shape[:2], images.shape[2] + drift), np.median(images), images.dtype)
+    wide_tracks = np.zeros(wide.shape, tracks.dtype)
+    for t in range(len(images)):
+        offset = drift * (t % 2)
+        wide[t, :, offset:offset + images.shape[2]], wide_tracks[t, :, offset:offset + images.shape[2]] = \
+            images[t], tracks[t]
+    run(f"motion prior, {drift} px drift between frames", wide, wide_tracks, True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=20, help="frames for the MedSAM2 speed comparison")
+    parser.add_argument("--memory", type=int, nargs="*", default=[100, 500, 2000], help="frame counts for peak memory")
+    parser.add_argument("--hela-frames", type=int, default=20)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        memory_child(args.child[0], int(args.child[1]), args.child[2])
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = Path(tmp) / "MedSAM2_random.pt"
+        random_checkpoint(checkpoint)
+        if args.frames:
+            frames = SyntheticVideo(args.frames)
+            ours, parts = fmscope_run(frames, checkpoint)
+            theirs = official_run(frames, checkpoint, Path(tmp) / "jpg")
+            per = {name: seconds / args.frames * 1000 for name, seconds in parts.items()}
+            print(f"MedSAM2 512 px, 2 objects, {args.frames} frames: fmscope {ours / args.frames * 1000:.0f} ms/frame "
+                  f"(" + ", ".join(f"{k} {v:.0f}" for k, v in per.items()) + f"); official predictor on a JPEG "
+                  f"folder {theirs / args.frames * 1000:.0f} ms/frame", flush=True)
+        for n in args.memory:
+            peaks = {}
+            for which in ("fmscope", "official"):
+                out = subprocess.run([sys.executable, __file__, "--child", which, str(n), str(checkpoint)],
+                                     capture_output=True, text=True, check=True).stdout
+                peaks[which] = json.loads(out.strip().splitlines()[-1])["peak_mb"]
+            print(f"peak memory, MedSAM2 512 px, {n} frames: fmscope {peaks['fmscope']:.0f} MB, "
+                  f"official {peaks['official']:.0f} MB", flush=True)
+    if args.hela_frames:
+        hela_figures(args.hela_frames)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""``fmscope track``: follow objects through a video, time-lapse, cine DICOM or volume.
+
+Also runs ``fmscope volume --model medsam2`` (MedSAM2's 3D flow) for cli/imaging.py.
+Nothing is written before tracking has finished; every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from fmscope.atomic import atomic_write, file_suffix
+from fmscope.errors import FmscopeError
+
+LABEL_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz", ".nrrd", ".mha")
+TRACKING_MODELS = ("litemedsam", "medsam2", "sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus",
+                   "sam2.1_hiera_large")
+SAM2_MODELS = TRACKING_MODELS[1:]
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unusable output names before any work."""
+    if file_suffix(Path(args.output)) not in LABEL_SUFFIXES:
+        raise FmscopeError(f"Cannot write labels to '{args.output}'.",
+                           f"Use one of: {', '.join(LABEL_SUFFIXES)} (e.g. -o labels.tif).")
+    if getattr(args, "overlay", None) and file_suffix(Path(args.overlay)) != ".mp4":
+        raise FmscopeError(f"The overlay must be an .mp4 file, got '{args.overlay}'.", "Use --overlay out.mp4.")
+    if getattr(args, "table", None) and file_suffix(Path(args.table)) != ".csv":
+        raise FmscopeError(f"The table must be a .csv file, got '{args.table}'.", "Use --table out.csv.")
+
+
+def _point_prompts(args: argparse.Namespace) -> dict[int, tuple[list, list]]:
+    """{object: (points, labels)} from --point / --label / --object."""
+    points = args.point or []
+    labels = args.label or [1] * len(points)
+    objects = args.object or [1] * len(points)
+    if len(labels) != len(points):
+        raise FmscopeError(f"{len(points)} --point but {len(labels)} --label.", "Give one --label per --point.")
+    if len(objects) == 1 and len(points) > 1:
+        objects = objects * len(points)
+    if len(objects) != len(points):
+        raise FmscopeError(f"{len(points)} --point but {len(objects)} --object.",
+                           "Give one --object per --point, or one for all of them.")
+    prompts: dict[int, tuple[list, list]] = {}
+    for point, label, obj in zip(points, labels, objects):
+        prompts.setdefault(obj, ([], []))
+        prompts[obj][0].append(point)
+        prompts[obj][1].append(label)
+    return prompts
+
+
+def run_tracking(session, direction: str, frame_range) -> float:
+    """Propagate with a progress bar; returns seconds spent."""
+    started = time.perf_counter()
+    bar = tqdm(desc="tracking", unit="frame", leave=False)
+    for result in session.propagate(direction, frame_range):
+        bar.total = result.total
+        bar.update(1)
+    bar.close()
+    return time.perf_counter() - started
+
+
+def write_labels(session, path: str) -> None:
+    """The (T, H, W) uint16 label stack; volumes keep their geometry."""
+    from fmscope.imaging import io
+
+    labels = session.labels()
+    if session.frames.volume is not None:
+        io.write_volume(labels, session.frames.volume, path)
+    else:
+        io.write_image(labels, path)
+
+
+def write_table(session, path: str) -> int:
+    """One row per object and frame: area (px), centroid (x, y px), mean intensity, score. Returns rows."""
+    from scipy import ndimage
+
+    rows = []
+    for index in range(session.frames.n_frames):
+        scores = session.store.scores.get(index)
+        if not scores:
+            continue
+        labels = session.frame_labels(index)
+        frame = np.asarray(session.frames[index], dtype=np.float64)
+        grey = frame.mean(axis=-1) if frame.ndim == 3 else frame
+        ids = sorted(scores)
+        areas = ndimage.sum_labels(np.ones_like(grey), labels, ids)
+        means = ndimage.mean(grey, labels, ids)
+        centres = ndimage.center_of_mass(np.ones_like(grey), labels, ids)
+        for obj, area, mean, (cy, cx) in zip(ids, areas, means, centres):
+            rows.append([obj, index, int(area), f"{cx:.2f}", f"{cy:.2f}", f"{mean:.3f}", f"{scores[obj]:.4f}"])
+    rows.sort(key=lambda row: (row[0], row[1]))
+
+    def write(target: Path) -> None:
+        with open(target, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["object", "frame", "area_px", "centroid_x", "centroid_y", "mean_intensity", "score"])
+            writer.writerows(rows)
+
+    atomic_write(Path(path), write)
+    return len(rows)
+
+
+def write_overlay_video(session, path: str, window) -> None:
+    """An mp4 of the frames (mapped to 8 bits) with the labels in stable colours per object."""
+    import av
+
+    from fmscope.imaging.overlay import draw_overlay
+    from fmscope.imaging.tracking.preprocess import intensity_for
+
+    frames = session.frames
+    to_uint8 = intensity_for(frames, window)
+    rate = int(round(frames.fps)) if frames.fps else 10
+
+    def write(target: Path) -> None:
+        with av.open(str(target), "w") as container:
+            stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=rate)
+            stream.width, stream.height = frames.width // 2 * 2, frames.height // 2 * 2
+            stream.pix_fmt = "yuv420p"
+            for index in range(frames.n_frames):
+                image = to_uint8(frames[index])
+                rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1)
+                picture = draw_overlay(rgb, session.frame_labels(index), by_id=True)[:stream.height, :stream.width]
+                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+
+    atomic_write(Path(path), write)
+
+
+def _session(args: argparse.Namespace, frames):
+    from fmscope.imaging.tracking import TrackingSession
+
+    if args.model not in TRACKING_MODELS:
+        raise FmscopeError(f"'{args.model}' cannot track.", f"Use --model with one of: {', '.join(TRACKING_MODELS)}.")
+    return TrackingSession(frames, model=args.model, checkpoint=args.checkpoint, window=_window(args.window),
+                           device=args.device)
+
+
+def _window(text):
+    from fmscope.cli.imaging import _window as parse_window
+
+    return parse_window(text)
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    from fmscope.imaging.tracking import open_frames
+
+    _check_outputs(args)
+    if not args.box and not args.point:
+        raise FmscopeError("No prompt given.", "Add --box X0 Y0 X1 Y1 (object k = the k-th box) and/or --point X Y.")
+    frames = open_frames(args.input)
+    session = _session(args, frames)
+    for obj, box in enumerate(args.box or [], start=1):
+        session.add_box(args.frame, obj, box)
+    for obj, (points, labels) in _point_prompts(args).items():
+        session.add_points(args.frame, obj, points, labels)
+    seconds = run_tracking(session, args.direction, tuple(args.range) if args.range else None)
+    write_labels(session, args.output)
+    if args.table:
+        rows = write_table(session, args.table)
+        print(f"wrote {args.table}: {rows} rows")
+    if args.overlay:
+        write_overlay_video(session, args.overlay, _window(args.window))
+        print(f"wrote {args.overlay}")
+    objects = sorted(session.prompts)
+    spans = ", ".join(f"{obj}: {len(session.object_frames(obj))} frames" for obj in objects)
+    print(f"wrote {args.output}: {len(objects)} object(s) through {frames.n_frames} frames ({spans}); "
+          f"{seconds / max(frames.n_frames, 1) * 1000:.0f} ms per frame with {args.model}")
+    return 0
+
+
+def cmd_volume_tracker(args: argparse.Namespace) -> int:
+    """``fmscope volume --model medsam2|sam2.1_*``: MedSAM2's 3D flow (box on the key slice, both ways)."""
+    from fmscope.imaging import io
+    from fmscope.imaging.tracking import volume_frames
+
+    _check_outputs(args)
+    volume = io.read_volume(args.volume)
+    session = _session(args, volume_frames(volume, name=str(args.volume)))
+    for obj, box in enumerate(args.box, start=1):
+        session.add_box(args.slice, obj, box)
+    direction = {"both": "both", "up": "forward", "down": "backward"}[args.direction]
+    run_tracking(session, direction, tuple(args.range) if args.range else None)
+    labels = session.labels()
+    io.write_volume(labels, volume, args.output)
+    slices = np.nonzero(labels.reshape(labels.shape[0], -1).any(axis=1))[0]
+    extent = f"slices {slices.min()}..{slices.max()}" if len(slices) else "no slices"
+    print(f"wrote {args.output}: {len(args.box)} object(s), {int((labels > 0).sum())} voxels, {extent}")
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register ``fmscope track``."""
+    track = commands.add_parser("track", help="track objects through a video, time-lapse, cine DICOM or volume")
+    track.add_argument("input", help="mp4/avi/mov, multi-frame DICOM, TIFF stack (T,Y,X), folder of frames, "
+                                     "NIfTI/NRRD volume or DICOM series folder (z = frame axis)")
+    track.add_argument("--frame", type=int, required=True, help="frame of the prompts (0-based)")
+    track.add_argument("--box", nargs=4, type=float, action="append", metavar=("X0", "Y0", "X1", "Y1"),
+                       help="object box on --frame; object k is the k-th box")
+    track.add_argument("--point", nargs=2, type=float, action="append", metavar=("X", "Y"),
+                       help="click on --frame; repeat for several")
+    track.add_argument("--label", type=int, action="append", choices=(0, 1),
+                       help="1 = object, 0 = background; one per --point (default 1)")
+    track.add_argument("--object", type=int, action="append",
+                       help="object id of each --point (one per point, or one for all; default 1)")
+    track.add_argument("--model", default="litemedsam", help=f"{', '.join(TRACKING_MODELS)} (default litemedsam, "
+                                                            "embedded; the others need --checkpoint)")
+    track.add_argument("--checkpoint", help="weights file or folder (else $FMSCOPE_CHECKPOINT_DIR)")
+    track.add_argument("--direction", choices=("both", "forward", "backward"), default="both")
+    track.add_argument("--range", nargs=2, type=int, metavar=("FIRST", "LAST"), help="track only these frames")
+    track.add_argument("--window", help="CT/MR window: preset or LEVEL,WIDTH; default automatic")
+    track.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
+    track.add_argument("-o", "--output", required=True, help="label stack to write (.tif, .nii.gz, .nrrd)")
+    track.add_argument("--overlay", help="also write an overlay video (.mp4)")
+    track.add_argument("--table", help="also write a table (.csv): object, frame, area, centroid, intensity, score")
+    track.set_defaults(run=cmd_track)

@@ -1,0 +1,49 @@
+"""Tracking accuracy against ground-truth tracks (a label stack where one id is one track).
+
+Protocol (demo, tests and benchmarks/tracking.py): each track gets a box from its ground-truth
+mask on its first frame, all objects are tracked forward in one session, and the score is the
+mean Dice over the object-frames inside the ground-truth tracks, the prompted frames excluded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fmscope.imaging.prompts import box_from_mask
+from fmscope.imaging.tracking.session import TrackingSession
+from fmscope.metrics import dice
+
+
+def first_frames(tracks: np.ndarray) -> dict[int, int]:
+    """{track id: first frame where it has pixels} for a (T, H, W) track label stack."""
+    present = {}
+    for index, frame in enumerate(tracks):
+        for track in np.unique(frame[frame > 0]).tolist():
+            present.setdefault(int(track), index)
+    return present
+
+
+def prompt_tracks(session: TrackingSession, tracks: np.ndarray) -> dict[int, int]:
+    """Give every track a box on its first frame (object id = track id); returns {id: first frame}."""
+    starts = first_frames(tracks)
+    for track, index in starts.items():
+        session.add_box(index, track, box_from_mask(tracks[index] == track))
+    return starts
+
+
+def mean_track_dice(labels: np.ndarray, tracks: np.ndarray, starts: dict[int, int]) -> tuple[float, int]:
+    """(mean Dice, object-frames) over the frames of each ground-truth track after its first."""
+    scores = []
+    for index, (ours, truth) in enumerate(zip(labels, tracks)):
+        for track in np.unique(truth[truth > 0]).tolist():
+            if starts[track] != index:
+                scores.append(dice(ours == track, truth == track))
+    return (float(np.mean(scores)) if scores else float("nan")), len(scores)
+
+
+def score_tracker(session: TrackingSession, tracks: np.ndarray) -> tuple[float, int]:
+    """Prompt every track on its first frame, track forward, return (mean Dice, object-frames)."""
+    starts = prompt_tracks(session, tracks)
+    for _ in session.propagate("forward"):
+        pass
+    return mean_track_dice(session.labels(), tracks, starts)

@@ -1,0 +1,308 @@
+"""Frame sources: one interface over arrays, TIFF stacks, image folders, videos, cine DICOM and volumes.
+
+A :class:`FrameSource` hands out one frame at a time as a numpy array, (H, W) for grey or
+(H, W, 3) for colour, in the file's own dtype (uint8 video, uint16 microscopy, HU for CT).
+Videos and multi-frame DICOM are decoded lazily, so a long video is never held in memory;
+volumes use z as the frame axis and keep their geometry (``volume``) for writing labels back.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from fmscope.atomic import file_suffix
+from fmscope.errors import FmscopeError
+from fmscope.imaging.io import TIFF_SUFFIXES, VOLUME_SUFFIXES, Volume, read_image, read_volume
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+class FrameSource:
+    """Frames of one sequence. Subclasses set the attributes and implement :meth:`_read`.
+
+    Attributes: ``n_frames``; ``height``, ``width`` (pixels); ``rgb`` (frames are (H, W, 3));
+    ``dtype``; ``fps`` (frames per second, None when unknown); ``spacing`` ((y, x) pixel size,
+    None when unknown); ``kind`` (``"video"``, ``"volume"`` or ``"stack"``); ``volume`` (the
+    :class:`Volume` a volume source came from, else None); ``name`` (for messages).
+    """
+
+    n_frames: int
+    height: int
+    width: int
+    rgb: bool
+    dtype: np.dtype
+    fps: float | None = None
+    spacing: tuple[float, float] | None = None
+    kind: str = "stack"
+    volume: Volume | None = None
+    name: str = "frames"
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        index = int(index)
+        if not 0 <= index < self.n_frames:
+            raise FmscopeError(f"Frame {index} is outside {self.name}'s frames 0..{self.n_frames - 1}.",
+                               f"Give a frame between 0 and {self.n_frames - 1}.")
+        return self._read(index)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for index in range(self.n_frames):
+            yield self._read(index)
+
+    def _read(self, index: int) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of every frame."""
+        return self.height, self.width
+
+    def _set_geometry(self, first: np.ndarray) -> None:
+        self.height, self.width = int(first.shape[0]), int(first.shape[1])
+        self.rgb = first.ndim == 3
+        self.dtype = first.dtype
+        if self.height < 2 or self.width < 2:
+            raise FmscopeError(f"{self.name} has frames of {self.width}x{self.height} pixels.",
+                               "Give frames of at least 2x2 pixels.")
+
+
+def _as_frame(array: np.ndarray, name: str) -> np.ndarray:
+    """A (H, W) or (H, W, 3) frame: alpha dropped, single-channel squeezed."""
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        return array[..., :3]
+    if array.ndim == 3 and array.shape[-1] == 1:
+        return array[..., 0]
+    if array.ndim != 2:
+        raise FmscopeError(f"{name}: a frame has shape {array.shape}; frames must be (H, W) or (H, W, 3).",
+                           "Select one channel or z plane per frame first.")
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise FmscopeError(f"{name} contains NaN or infinite values.", "Replace them (np.nan_to_num) first.")
+    return array
+
+
+class ArrayFrames(FrameSource):
+    """Frames of an in-memory array (T, H, W) or (T, H, W, 3|4); ``kind`` says what the axis 0 is."""
+
+    def __init__(self, array: np.ndarray, *, kind: str = "stack", fps: float | None = None,
+                 spacing: tuple[float, float] | None = None, volume: Volume | None = None,
+                 name: str = "the array") -> None:
+        array = np.asarray(array)
+        self.name = name
+        if array.ndim == 4 and array.shape[-1] not in (1, 3, 4):
+            raise FmscopeError(f"{name} is a 4D stack {array.shape} without a named time axis.",
+                               "Give a (T, H, W) or (T, H, W, 3) sequence; select one z plane or channel, "
+                               "or name the axes (TIFF 'axes' metadata such as TYX / TYXS).")
+        if array.ndim not in (3, 4) or array.shape[0] < 1 or array.size == 0:
+            raise FmscopeError(f"{name} has shape {array.shape}; a frame sequence is (T, H, W) or (T, H, W, 3).",
+                               "For a single 2D image use 'fmscope segment'.")
+        self.array = array
+        self.n_frames = int(array.shape[0])
+        self.kind, self.fps, self.spacing, self.volume = kind, fps, spacing, volume
+        self._set_geometry(_as_frame(array[0], name))
+
+    def _read(self, index: int) -> np.ndarray:
+        return _as_frame(self.array[index], self.name)
+
+
+def _tiff_frames(path: Path) -> ArrayFrames:
+    """A TIFF stack, memory-mapped when stored uncompressed; axes from its metadata."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes = series.axes.upper()
+        try:
+            array = tifffile.memmap(path, mode="r")
+        except (ValueError, tifffile.TiffFileError):
+            array = tifffile.imread(path)
+    except Exception as error:
+        raise FmscopeError(f"Cannot read {path} as a TIFF stack ({type(error).__name__}: {str(error)[:200]}).",
+                           "Give a multi-page TIFF of frames (T, Y, X) or (T, Y, X, S).") from None
+    array = np.asarray(array) if not isinstance(array, np.memmap) else array
+    if array.ndim == 4 and "T" in axes and "Z" in axes:
+        raise FmscopeError(f"{path} is a {axes} stack {array.shape}: time and z together.",
+                           "Save one z plane (or a projection) per time point, then track that.")
+    if array.ndim == 2:
+        raise FmscopeError(f"{path} holds a single 2D image {array.shape}.", "Use 'fmscope segment' for one image.")
+    return ArrayFrames(array, kind="volume" if axes.startswith("Z") else "stack", name=str(path))
+
+
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+class ImageFolderFrames(FrameSource):
+    """A folder of images, one frame per file in natural order (frame2 before frame10)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.name = str(folder)
+        self.files = sorted((p for p in folder.iterdir() if file_suffix(p) in IMAGE_SUFFIXES and
+                             not p.name.startswith(".")), key=lambda p: _natural_key(p.name))
+        if not self.files:
+            raise FmscopeError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}).",
+                               "Give a folder of PNG / JPEG / TIFF frames, a video file, or a TIFF stack.")
+        self.n_frames = len(self.files)
+        self._set_geometry(self._read(0))
+
+    def _read(self, index: int) -> np.ndarray:
+        frame = _as_frame(read_image(self.files[index]), str(self.files[index]))
+        if index and frame.shape[:2] != self.shape:
+            raise FmscopeError(f"{self.files[index]} is {frame.shape[1]}x{frame.shape[0]}, the first frame "
+                               f"{self.width}x{self.height}.", "Give frames of one size.")
+        return frame
+
+
+class VideoFrames(FrameSource):
+    """A video file decoded lazily with PyAV: sequential reads decode forward, jumps seek to a keyframe.
+
+    Only a few decoded frames are kept (``cache_frames``), so memory does not grow with the video.
+    """
+
+    def __init__(self, path: Path, cache_frames: int = 4) -> None:
+        import av
+
+        self.name, self.path, self.kind = str(path), path, "video"
+        try:
+            self._container = av.open(str(path))
+            stream = self._container.streams.video[0]
+            # Frame timestamps from the packets (no decoding), in presentation order.
+            self._pts = sorted(p.pts for p in self._container.demux(stream) if p.pts is not None and p.size)
+        except (IndexError, av.error.FFmpegError, OSError, ValueError) as error:
+            raise FmscopeError(f"Cannot read {path} as a video ({type(error).__name__}: {str(error)[:200]}).",
+                               "Give an mp4 / avi / mov file that plays, a TIFF stack or a folder of frames.") \
+                from None
+        if not self._pts:
+            raise FmscopeError(f"{path} holds no video frames.", "Give a video that plays, with at least one frame.")
+        self._stream = stream
+        self.n_frames = len(self._pts)
+        self.fps = float(stream.average_rate) if stream.average_rate else None
+        self._index_of_pts = {pts: i for i, pts in enumerate(self._pts)}
+        self._decoder: Iterator | None = None
+        self._next_index = -1
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache_frames = cache_frames
+        self._set_geometry(self._read(0))
+
+    def _decode_from(self, index: int) -> None:
+        self._container.seek(self._pts[index], stream=self._stream, backward=True, any_frame=False)
+        self._decoder = self._container.decode(self._stream)
+        self._next_index = -1  # unknown until the first decoded frame
+
+    def _read(self, index: int) -> np.ndarray:
+        import av
+
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        if self._decoder is None or not (0 <= self._next_index <= index):
+            self._decode_from(index)
+        try:
+            for frame in self._decoder:
+                current = self._index_of_pts.get(frame.pts, self._next_index)
+                self._next_index = current + 1
+                if current < index:
+                    continue
+                picture = frame.to_ndarray(format="rgb24")
+                self._cache[current] = picture
+                while len(self._cache) > self._cache_frames:
+                    self._cache.popitem(last=False)
+                if current == index:
+                    return picture
+                break
+        except av.error.FFmpegError as error:
+            raise FmscopeError(f"{self.path} is corrupt at frame {index} ({str(error)[:200]}).",
+                               "Re-encode the video (ffmpeg -i in.mp4 out.mp4) or track the frames before it.") \
+                from None
+        raise FmscopeError(f"{self.path}: frame {index} could not be decoded.",
+                           "Re-encode the video (ffmpeg -i in.mp4 out.mp4).")
+
+
+class DicomFrames(FrameSource):
+    """A multi-frame DICOM (cine MR, ultrasound, angiography), read one frame at a time with pydicom."""
+
+    def __init__(self, path: Path, dataset) -> None:
+        self.name, self.path, self.kind = str(path), path, "video"
+        self.n_frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
+        frame_time = getattr(dataset, "FrameTime", None)  # ms between frames
+        rate = getattr(dataset, "CineRate", None) or getattr(dataset, "RecommendedDisplayFrameRate", None)
+        self.fps = 1000.0 / float(frame_time) if frame_time else (float(rate) if rate else None)
+        spacing = getattr(dataset, "PixelSpacing", None)
+        self.spacing = (float(spacing[0]), float(spacing[1])) if spacing else None
+        self._set_geometry(self._read(0))
+
+    def _read(self, index: int) -> np.ndarray:
+        from pydicom.pixels import pixel_array
+
+        try:
+            frame = pixel_array(str(self.path), index=index)
+        except Exception as error:  # pydicom / codec errors come in many types
+            raise FmscopeError(f"Cannot decode frame {index} of {self.path} ({type(error).__name__}: "
+                               f"{str(error)[:200]}).", "Check the file is a complete DICOM with pixel data.") \
+                from None
+        return _as_frame(np.asarray(frame), self.name)
+
+
+def _dicom_dataset(path: Path):
+    """The pydicom dataset (header only) when ``path`` is a DICOM file, else None."""
+    import pydicom
+
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=True)
+    except Exception:  # not DICOM
+        return None
+
+
+def open_frames(source: str | os.PathLike | np.ndarray | FrameSource, *, kind: str = "stack") -> FrameSource:
+    """A :class:`FrameSource` for an array, a file or a folder.
+
+    Arrays: (T, H, W) or (T, H, W, 3), axis 0 is time (``kind="stack"``/``"video"``) or z
+    (``kind="volume"``). Files: mp4 / avi / mov (PyAV), multi-frame DICOM (pydicom), TIFF stacks,
+    NIfTI / NRRD / MHA volumes and DICOM series folders (z = frame axis, geometry kept), and
+    folders of PNG / JPEG / TIFF frames. Raises :class:`FmscopeError` for anything else.
+    """
+    if isinstance(source, FrameSource):
+        return source
+    if isinstance(source, np.ndarray):
+        return ArrayFrames(source, kind=kind)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise FmscopeError(f"No such file or folder: {path}", "Check the path.")
+    suffix = file_suffix(path)
+    if path.is_dir():
+        if any(file_suffix(p) in IMAGE_SUFFIXES for p in path.iterdir()):
+            return ImageFolderFrames(path)
+        return volume_frames(read_volume(path), name=str(path))
+    if suffix in VIDEO_SUFFIXES:
+        return VideoFrames(path)
+    if suffix in TIFF_SUFFIXES:
+        return _tiff_frames(path)
+    if suffix in VOLUME_SUFFIXES:
+        return volume_frames(read_volume(path), name=str(path))
+    if path.stat().st_size == 0:
+        raise FmscopeError(f"{path} is empty.", "Give a video, DICOM, TIFF stack or volume file.")
+    dataset = _dicom_dataset(path)
+    if dataset is not None:
+        if int(getattr(dataset, "NumberOfFrames", 1) or 1) > 1:
+            return DicomFrames(path, dataset)
+        raise FmscopeError(f"{path} is a single-frame DICOM.",
+                           "Give the folder of its series (a volume) or a multi-frame (cine) DICOM.")
+    raise FmscopeError(f"Cannot tell what {path} holds (extension '{suffix}').",
+                       "Give a video (mp4 / avi / mov), multi-frame DICOM, TIFF stack, NIfTI / NRRD volume, "
+                       "a DICOM series folder or a folder of frames.")
+
+
+def volume_frames(volume: Volume, name: str = "the volume") -> ArrayFrames:
+    """Frames of a 3D volume: z is the frame axis; the geometry stays on ``.volume``."""
+    if volume.array.ndim != 3:
+        raise FmscopeError(f"{name} is not a 3D volume (shape {volume.array.shape}).", "Give a 3D volume.")
+    return ArrayFrames(volume.array, kind="volume", spacing=(volume.spacing[1], volume.spacing[0]),
+                       volume=volume, name=name)

@@ -1,0 +1,195 @@
+"""The embedded default tracker: LiteMedSAM on every frame, prompted from a motion prior.
+
+**It has no temporal memory**: each frame is segmented on its own by LiteMedSAM (the weights
+shipped with fmscope), from a box taken from a *prior*, the object's previous mask
+moved by the estimated motion. Motion is the frame's global shift (phase correlation, which
+follows stage drift and camera motion) refined by a local phase correlation around each object
+(its own movement). A mask is kept while the volume :class:`~fmscope.imaging.volume.StopRule`
+holds (area against the prompted area, the model's score, mean intensity); otherwise a box
+twice as wide around the prior tries to re-find the object, and an object not found for
+``lost_frames`` frames stops. A user prompt on a frame is an anchor: the object restarts from it.
+Objects on a frame share its embeddings (the ROI-zoom grid crops are cached).
+No point is added to the box: LiteMedSAM was trained on boxes, and a positive click at the
+prior's centre lowered a HeLa nucleus's Dice from 0.97 to 0.35-0.76 (measured).
+``motion_prior=False`` is the naive tracker used as the benchmark baseline: the box from the
+previous mask, nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+from skimage.registration import phase_cross_correlation
+
+from fmscope.imaging.intensity import Intensity, resolve_intensity
+from fmscope.imaging.predictor import Segmenter
+from fmscope.imaging.prompts import box_from_mask
+from fmscope.imaging.tracking.frames import FrameSource
+from fmscope.imaging.tracking.preprocess import SAMPLE_FRAMES
+from fmscope.imaging.tracking.results import LabelStore, ObjectMask
+from fmscope.imaging.tracking.session import Prompt
+from fmscope.imaging.volume import StopRule
+
+GLOBAL_MOTION_SIDE = 256  # frames are block-averaged to about this size for the global shift
+SEARCH_GROWTH = 2.0  # re-find box: this many times the prior's box, same centre
+
+
+def shift_mask(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``mask`` moved by (dy, dx) pixels; what leaves the frame is lost, what enters is empty."""
+    out = np.zeros_like(mask)
+    h, w = mask.shape
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    if h - abs(dy) > 0 and w - abs(dx) > 0:
+        out[yd, xd] = mask[ys, xs]
+    return out
+
+
+def estimate_shift(previous: np.ndarray, current: np.ndarray) -> tuple[int, int]:
+    """(dy, dx) by which the content of ``previous`` moved to reach ``current`` (cross-correlation peak;
+    the phase-normalised peak jumped 29 px on HeLa frames whose cells moved 2 px)."""
+    if previous.shape != current.shape or min(previous.shape) < 8 or previous.std() == 0 or current.std() == 0:
+        return 0, 0
+    shift, _, _ = phase_cross_correlation(current.astype(np.float32), previous.astype(np.float32),
+                                          normalization=None)
+    return int(round(shift[0])), int(round(shift[1]))
+
+
+def global_shift(previous: np.ndarray, current: np.ndarray) -> tuple[int, int]:
+    """Whole-frame shift on block-averaged frames (about 256 px), scaled back to pixels."""
+    factor = max(1, int(np.ceil(max(previous.shape) / GLOBAL_MOTION_SIDE)))
+    if factor > 1:
+        h, w = (s // factor * factor for s in previous.shape)
+        small = [f[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+                 for f in (previous, current)]
+    else:
+        small = [previous, current]
+    dy, dx = estimate_shift(*small)
+    return dy * factor, dx * factor
+
+
+def _patch(image: np.ndarray, centre: tuple[float, float], half: int) -> np.ndarray | None:
+    cy, cx = int(round(centre[0])), int(round(centre[1]))
+    y0, x0 = cy - half, cx - half
+    if y0 < 0 or x0 < 0 or y0 + 2 * half > image.shape[0] or x0 + 2 * half > image.shape[1]:
+        return None
+    return image[y0:y0 + 2 * half, x0:x0 + 2 * half]
+
+
+class LiteMedSAMTracker:
+    """Default tracking backend (see module docstring)."""
+
+    def __init__(self, frames: FrameSource, checkpoint: str | os.PathLike | None = None,
+                 window: str | tuple[float, float] | None = None, device: str | None = None,
+                 motion_prior: bool = True, stop: StopRule = StopRule(), lost_frames: int = 3,
+                 segmenter: Segmenter | None = None) -> None:
+        self.frames, self.motion_prior, self.stop, self.lost_frames = frames, motion_prior, stop, lost_frames
+        self.segmenter = segmenter if segmenter is not None else Segmenter("litemedsam", checkpoint, device)
+        self.intensity: Intensity = resolve_intensity(self._intensity_sample(), window)
+        self.anchors: dict[int, dict[int, ObjectMask]] = {}  # object -> frame -> prompted mask
+        self.reference: dict[int, tuple[int, float]] = {}  # object -> (prompted area, mean mapped intensity)
+        self.prompts: dict[tuple[int, int], Prompt] = {}  # (object, frame) -> the prompt given there
+
+    def _intensity_sample(self) -> np.ndarray:
+        if self.frames.volume is not None:
+            return self.frames.volume.array
+        picks = np.unique(np.linspace(0, self.frames.n_frames - 1, min(SAMPLE_FRAMES, self.frames.n_frames)))
+        return np.stack([self.frames[int(i)] for i in picks])
+
+    def _set_frame(self, index: int) -> np.ndarray:
+        """Embed frame ``index``; returns its mapped grey image (H, W) uint8."""
+        self.segmenter.set_image(self.frames[index], window=self.intensity)
+        return self.segmenter.mapped_image.mean(axis=-1) if self.frames.rgb else self.segmenter.mapped_image[..., 0]
+
+    def add_prompt(self, frame: int, obj: int, prompt: Prompt, reverse: bool | None,
+                   append: bool) -> dict[int, ObjectMask]:
+        """Segment ``obj`` on ``frame`` from the prompt; it becomes the object's anchor there."""
+        mapped = self._set_frame(frame)
+        if prompt.mask is not None:
+            result = ObjectMask(prompt.mask.copy(), 1.0)
+        else:
+            earlier = self.prompts.get((obj, frame)) if append else None
+            if earlier is not None:  # new clicks join the frame's earlier box and clicks
+                prompt = Prompt(earlier.box, *(np.concatenate([a, b]) if a is not None else b for a, b in
+                                               ((earlier.points, prompt.points), (earlier.labels, prompt.labels))))
+            predicted = self.segmenter.predict(box=prompt.box, points=prompt.points, labels=prompt.labels)
+            result = ObjectMask(predicted.mask, predicted.score)
+        self.prompts[(obj, frame)] = prompt
+        self.anchors.setdefault(obj, {})[frame] = result
+        area = int(result.mask.sum())
+        self.reference[obj] = (area, float(mapped[result.mask].mean()) if area else 0.0)
+        return {obj: result}
+
+    def propagate(self, start: int, stop: int, reverse: bool) -> Iterator[tuple[int, dict[int, ObjectMask]]]:
+        """Frames ``start`` .. ``stop``; objects anchored on ``start`` (and those anchored on the
+        frames reached) are followed."""
+        step = -1 if reverse else 1
+        previous: dict[int, np.ndarray] = {}  # object -> last mask found
+        missing: dict[int, int] = {}  # object -> frames since last found
+        last_image: np.ndarray | None = None
+        for index in range(start, stop + step, step):
+            image = self._set_frame(index)
+            found: dict[int, ObjectMask] = {}
+            if previous and last_image is not None:
+                drift = global_shift(last_image, image) if self.motion_prior else (0, 0)
+                for obj, mask in list(previous.items()):
+                    result = self._follow(obj, mask, last_image, image, drift)
+                    if result is not None:
+                        found[obj] = result
+                        previous[obj], missing[obj] = result.mask, 0
+                    else:
+                        missing[obj] = missing.get(obj, 0) + 1
+                        if not self.motion_prior or missing[obj] >= self.lost_frames:
+                            del previous[obj]
+                        else:
+                            previous[obj] = shift_mask(mask, *drift)
+            for obj, anchors in self.anchors.items():
+                if index in anchors:
+                    found[obj] = anchors[index]
+                    previous[obj], missing[obj] = anchors[index].mask, 0
+            last_image = image
+            yield index, found
+
+    def _follow(self, obj: int, mask: np.ndarray, last_image: np.ndarray, image: np.ndarray,
+                drift: tuple[int, int]) -> ObjectMask | None:
+        """The object's mask on the current frame from its previous mask, or None if not found."""
+        if not self.motion_prior:
+            box = box_from_mask(mask, self.stop.box_margin)
+            if box is None or box[2] <= box[0] or box[3] <= box[1]:
+                return None
+            predicted = self.segmenter.predict(box=box)
+            return ObjectMask(predicted.mask, predicted.score) if predicted.mask.any() else None
+        prior = shift_mask(mask, *drift)
+        if prior.any():
+            ys, xs = np.nonzero(prior)
+            half = max(16, int(max(np.ptp(ys), np.ptp(xs)) + 1))
+            before = _patch(last_image, ((ys.mean() - drift[0]), (xs.mean() - drift[1])), half)
+            after = _patch(image, (ys.mean(), xs.mean()), half)
+            if before is not None and after is not None:
+                prior = shift_mask(prior, *estimate_shift(before, after))
+        box = box_from_mask(prior, self.stop.box_margin)
+        if box is None or box[2] <= box[0] or box[3] <= box[1]:
+            return None
+        for search in (box, self._wider(box, image.shape)):
+            predicted = self.segmenter.predict(box=search)
+            if self._keeps(obj, predicted.mask, predicted.score, image):
+                return ObjectMask(predicted.mask, predicted.score)
+        return None
+
+    @staticmethod
+    def _wider(box: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2 * SEARCH_GROWTH
+        h, w = shape
+        return np.array([max(centre[0] - half[0], 0), max(centre[1] - half[1], 0),
+                         min(centre[0] + half[0], w - 1), min(centre[1] + half[1], h - 1)])
+
+    def _keeps(self, obj: int, mask: np.ndarray, score: float, image: np.ndarray) -> bool:
+        area = int(mask.sum())
+        key_area, key_mean = self.reference[obj]
+        shift = abs(float(image[mask].mean()) - key_mean) / 255.0 if area else 1.0
+        return self.stop.keeps(area, key_area, score, shift) and area <= key_area / self.stop.min_area_fraction
+
+    def finish(self, store: LabelStore) -> None:
+        """Nothing to do: every frame's result is final."""

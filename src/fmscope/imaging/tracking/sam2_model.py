@@ -1,0 +1,172 @@
+"""Build MedSAM2 / SAM2.1 video predictors from the official ``sam2`` package and load weights safely.
+
+The model classes and the predictor are sam2's own (``sam2==1.1.0``); fmscope only picks the
+config (MedSAM2 is ``sam2.1_hiera_t.yaml`` at 512 px with RoPE ``feat_sizes`` 32x32), loads the
+checkpoint with ``weights_only=True`` and strict keys, and fills small mask holes on the CPU
+(:class:`Sam2Predictor`), which sam2 skips when its CUDA extension is absent: CPU and GPU agree.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from fmscope import checkpoints
+from fmscope.errors import FmscopeError
+
+# registry name -> (sam2 config, image size, Hiera trunk (embed dim, block count))
+SAM2_CONFIGS: dict[str, tuple[str, int, tuple[int, int]]] = {
+    "medsam2": ("configs/sam2.1/sam2.1_hiera_t.yaml", 512, (96, 12)),
+    "sam2.1_hiera_tiny": ("configs/sam2.1/sam2.1_hiera_t.yaml", 1024, (96, 12)),
+    "sam2.1_hiera_small": ("configs/sam2.1/sam2.1_hiera_s.yaml", 1024, (96, 16)),
+    "sam2.1_hiera_base_plus": ("configs/sam2.1/sam2.1_hiera_b+.yaml", 1024, (112, 24)),
+    "sam2.1_hiera_large": ("configs/sam2.1/sam2.1_hiera_l.yaml", 1024, (144, 48)),
+}
+HIERA_SIZES = {(96, 12): "Hiera-T", (96, 16): "Hiera-S", (112, 24): "Hiera-B+", (144, 48): "Hiera-L"}
+FILL_HOLE_AREA = 8  # sam2's video-predictor setting: background specks up to 8 low-res pixels become mask
+
+
+def fill_holes(logits: torch.Tensor, max_area: int = FILL_HOLE_AREA) -> torch.Tensor:
+    """sam2's hole filling on the CPU: background components (logit <= 0, 8-connected) of at most
+    ``max_area`` pixels get the logit 0.1. ``logits``: (N, 1, H, W); returns a new tensor."""
+    background = (logits <= 0).cpu().numpy()
+    holes = np.zeros_like(background)
+    for index in np.ndindex(background.shape[:2]):
+        components, count = ndimage.label(background[index], structure=np.ones((3, 3), dtype=bool))
+        if count:
+            areas = np.bincount(components.ravel())
+            small = areas <= max_area
+            small[0] = False
+            holes[index] = small[components]
+    if not holes.any():
+        return logits
+    return torch.where(torch.from_numpy(holes).to(logits.device), torch.tensor(0.1, dtype=logits.dtype,
+                                                                            device=logits.device), logits)
+
+
+@lru_cache(maxsize=1)
+def _predictor_class():
+    from sam2.sam2_video_predictor import SAM2VideoPredictor
+
+    class Sam2Predictor(SAM2VideoPredictor):
+        """sam2's video predictor, with its hole filling done on the CPU (same rule, same place)."""
+
+        def __init__(self, fill_hole_area: int = 0, **kwargs) -> None:
+            super().__init__(fill_hole_area=0, **kwargs)
+            self.cpu_fill_hole_area = fill_hole_area
+
+        def _run_single_frame_inference(self, *args, **kwargs):
+            compact, masks = super()._run_single_frame_inference(*args, **kwargs)
+            if self.cpu_fill_hole_area > 0:
+                masks = fill_holes(masks, self.cpu_fill_hole_area)
+                compact["pred_masks"] = masks.to(compact["pred_masks"].device)
+            return compact, masks
+
+    return Sam2Predictor
+
+
+@dataclass
+class LoadedSam2:
+    """A ready predictor with where its weights came from."""
+
+    name: str
+    predictor: torch.nn.Module  # Sam2Predictor (a sam2 SAM2VideoPredictor)
+    image_size: int
+    weights_sha256: str
+    path: str
+
+
+def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
+    """What a checkpoint's keys look like: 'SAM2.1 Hiera-T', 'SAM (ViT-B)', 'LiteMedSAM (TinyViT)', ..."""
+    keys = set(state)
+    if "image_encoder.trunk.pos_embed_window" in keys:
+        embed = state["image_encoder.trunk.patch_embed.proj.weight"].shape[0]
+        blocks = len({k.split(".")[3] for k in keys if k.startswith("image_encoder.trunk.blocks.")})
+        size = HIERA_SIZES.get((embed, blocks), f"Hiera ({embed} channels, {blocks} blocks)")
+        version = "SAM2.1" if "no_obj_embed_spatial" in keys else "SAM 2 (2024, not 2.1)"
+        return f"{version} {size}"
+    if any(k.startswith("memory_attention.") for k in keys):
+        return "a video tracker with a non-Hiera image encoder (EfficientTAM / EfficientMedSAM2 style)"
+    if any(k.startswith("image_encoder.layers.") for k in keys):
+        return "LiteMedSAM (TinyViT image encoder, no video memory)"
+    if any(k.startswith("image_encoder.blocks.") for k in keys):
+        blocks = len({k.split(".")[2] for k in keys if k.startswith("image_encoder.blocks.")})
+        kind = {12: "ViT-B", 24: "ViT-L", 32: "ViT-H"}.get(blocks, f"ViT, {blocks} blocks")
+        return f"SAM / MedSAM ({kind}, no video memory)"
+    return f"an unknown model (first keys: {checkpoints.first_keys(sorted(keys))})"
+
+
+def load_sam2(name: str = "medsam2", checkpoint: str | os.PathLike | None = None,
+              device: str | torch.device | None = None) -> LoadedSam2:
+    """Build sam2's video predictor for registry entry ``name`` and load its weights.
+
+    Weights: ``checkpoint`` (file or folder), else ``$FMSCOPE_CHECKPOINT_DIR``. Loaded with
+    ``weights_only=True`` and strict keys; a file of another architecture is refused with
+    what it looks like. Building the model does not touch the global random state.
+    """
+    if name not in SAM2_CONFIGS:
+        raise FmscopeError(f"'{name}' is not a tracking model.",
+                           f"Use one of: litemedsam, {', '.join(SAM2_CONFIGS)}.")
+    config, image_size, trunk = SAM2_CONFIGS[name]
+    path = checkpoints.resolve(name, checkpoint)
+    state = checkpoints.read_state_dict(path)
+    looks_like = describe_state_dict(state)
+    expected = f"SAM2.1 {HIERA_SIZES[trunk]}"
+    if looks_like != expected:
+        raise FmscopeError(f"{path} looks like {looks_like}, not {expected} ('{name}').",
+                           f"Pass the {checkpoints.get_spec(name).filename} file ({checkpoints.get_spec(name).source}),"
+                           f" or choose --model to match the file (litemedsam, {', '.join(SAM2_CONFIGS)}).")
+    predictor = _build(config, image_size)
+    checkpoints.load_into(predictor, state, name, path)
+    target = torch.device(device) if device is not None else _default_device()
+    return LoadedSam2(name, predictor.to(target).eval(), image_size, checkpoints.file_sha256(path), str(path))
+
+
+def _default_device() -> torch.device:
+    from fmscope.imaging.models import default_device
+
+    return default_device()
+
+
+def _build(config: str, image_size: int) -> torch.nn.Module:
+    """sam2's predictor from its config with sam2's own video settings, random weights (to be loaded)."""
+    from hydra import compose
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    import sam2  # noqa: F401  (registers sam2's config module with hydra)
+
+    overrides = [
+        f"++model._target_={__name__}._predictor_class_target",
+        # the settings sam2.build_sam.build_sam2_video_predictor applies
+        "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
+        "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
+        "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
+        "++model.binarize_mask_from_pts_for_mem_enc=true",
+        f"++model.fill_hole_area={FILL_HOLE_AREA}",
+        # a correction click makes its frame a conditioning frame (as sam2's own training configs), so
+        # it is kept when propagation passes through that frame again
+        "++model.add_all_frames_to_correct_as_cond=true",
+    ] + sam2_overrides(image_size)
+    cfg = compose(config_name=config, overrides=overrides)
+    OmegaConf.resolve(cfg)
+    with torch.random.fork_rng(devices=[]):
+        return instantiate(cfg.model, _recursive_=True)
+
+
+def _predictor_class_target(**kwargs):
+    """Hydra target: the predictor class is made lazily so importing fmscope never imports sam2."""
+    return _predictor_class()(**kwargs)
+
+
+def sam2_overrides(image_size: int) -> list[str]:
+    """The hydra overrides that turn sam2's stock config into this image size (for references and tests)."""
+    feat = image_size // 16
+    return [f"++model.image_size={image_size}",
+            f"++model.memory_attention.layer.self_attention.feat_sizes=[{feat},{feat}]",
+            f"++model.memory_attention.layer.cross_attention.feat_sizes=[{feat},{feat}]"]

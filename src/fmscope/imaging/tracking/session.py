@@ -1,0 +1,215 @@
+"""A tracking session: prompts for objects on frames, propagation as a generator, labels out.
+
+One API for every model (``litemedsam``, ``medsam2``, ``sam2.1_hiera_*``)::
+
+    session = TrackingSession(open_frames("cine.dcm"), model="medsam2", checkpoint="MedSAM2_latest.pt")
+    session.add_box(frame=0, obj=1, box=[x0, y0, x1, y1])
+    for result in session.propagate("both"):      # one FrameResult per frame, as soon as it is ready
+        show(result.frame, result.labels, result.done, result.total)
+    labels = session.labels()                      # uint16 (T, H, W); objects never overlap
+
+A prompt on a frame the object was already tracked on is a *correction*: the next
+``propagate()`` re-runs that object's direction from the corrected frame only up to the
+object's next prompted frame. Propagation stops after the current frame when ``cancel`` (a
+callable or ``threading.Event``) is set, or when the caller stops iterating; frames done so
+far are kept. Overlaps: see :mod:`fmscope.imaging.tracking.results`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from fmscope.errors import FmscopeError
+from fmscope.imaging.prompts import validate_box, validate_points
+from fmscope.imaging.tracking.frames import FrameSource, open_frames
+from fmscope.imaging.tracking.results import LabelStore, ObjectMask
+
+DIRECTIONS = ("both", "forward", "backward")
+MAX_OBJECT_ID = 65535  # labels are uint16
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What the user gave for one object on one frame: a box, points (x, y) with labels 1/0, or a mask."""
+
+    box: np.ndarray | None = None
+    points: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+
+@dataclass
+class FrameResult:
+    """One frame's labels after an update, the updated objects' scores, and progress (done of total)."""
+
+    frame: int
+    labels: np.ndarray  # uint16 (H, W)
+    scores: dict[int, float]
+    done: int
+    total: int
+
+
+class TrackerBackend(Protocol):
+    """What a model provides to the session (MedSAM2 / SAM2.1: Sam2Tracker; default: LiteMedSAMTracker)."""
+
+    def add_prompt(self, frame: int, obj: int, prompt: Prompt, reverse: bool | None,
+                   append: bool) -> dict[int, ObjectMask]: ...
+
+    def propagate(self, start: int, stop: int, reverse: bool) -> Iterator[tuple[int, dict[int, ObjectMask]]]: ...
+
+    def finish(self, store: LabelStore) -> None: ...
+
+
+def make_backend(frames: FrameSource, model: str, checkpoint: str | os.PathLike | None,
+                 window: str | tuple[float, float] | None, device: str | None) -> TrackerBackend:
+    """The tracking backend for registry name ``model``."""
+    if model == "litemedsam":
+        from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
+
+        return LiteMedSAMTracker(frames, checkpoint=checkpoint, window=window, device=device)
+    from fmscope.imaging.tracking.medsam2 import Sam2Tracker
+
+    return Sam2Tracker(frames, model=model, checkpoint=checkpoint, window=window, device=device)
+
+
+class TrackingSession:
+    """Track objects through ``frames`` (a :class:`FrameSource`, path or (T, H, W[, 3]) array)."""
+
+    def __init__(self, frames: FrameSource | str | os.PathLike | np.ndarray, model: str = "litemedsam",
+                 checkpoint: str | os.PathLike | None = None, window: str | tuple[float, float] | None = None,
+                 device: str | None = None, backend: TrackerBackend | None = None) -> None:
+        self.frames = open_frames(frames)
+        self.model = model
+        self.backend = backend if backend is not None else make_backend(self.frames, model, checkpoint, window, device)
+        self.store = LabelStore(self.frames.n_frames, self.frames.shape)
+        self.prompts: dict[int, dict[int, Prompt]] = {}  # object -> frame -> prompt
+        self.tracked: dict[int, dict[int, bool]] = {}  # object -> frame -> tracked in reverse
+        self._corrections: list[tuple[int, int]] = []  # (object, frame) awaiting re-propagation
+
+    # prompts -------------------------------------------------------------------------------------
+    def add_box(self, frame: int, obj: int, box) -> FrameResult:
+        """Box [x0, y0, x1, y1] (pixels) for object ``obj`` on ``frame``; replaces that frame's prompt."""
+        self._check(frame, obj)
+        return self._prompt(frame, obj, Prompt(box=validate_box(box, self.frames.shape)), append=False)
+
+    def add_points(self, frame: int, obj: int, points, labels=None) -> FrameResult:
+        """Clicks (x, y) with labels 1 (object) / 0 (background); added to the frame's earlier clicks."""
+        self._check(frame, obj)
+        coords, flags = validate_points(points, labels, self.frames.shape)
+        if len(coords) == 0:
+            raise FmscopeError("No points given.", "Give at least one point X Y.")
+        return self._prompt(frame, obj, Prompt(points=coords, labels=flags), append=True)
+
+    def add_mask(self, frame: int, obj: int, mask: np.ndarray) -> FrameResult:
+        """A bool (H, W) mask for ``obj`` on ``frame``."""
+        self._check(frame, obj)
+        mask = np.asarray(mask).astype(bool)
+        if mask.shape != self.frames.shape or not mask.any():
+            raise FmscopeError(f"The mask has shape {mask.shape} with {int(mask.sum())} pixels set; the frames "
+                               f"are {self.frames.shape}.", "Give a non-empty mask of the frame's size.")
+        return self._prompt(frame, obj, Prompt(mask=mask), append=False)
+
+    def _check(self, frame: int, obj: int) -> None:
+        n = self.frames.n_frames
+        if not 0 <= int(frame) < n:
+            raise FmscopeError(f"Frame {frame} is outside {self.frames.name} (frames 0..{n - 1}).",
+                               f"Give a frame between 0 and {n - 1}.")
+        if not 1 <= int(obj) <= MAX_OBJECT_ID:
+            raise FmscopeError(f"Object id {obj} is not in 1..{MAX_OBJECT_ID}.", "Number objects from 1.")
+
+    def _prompt(self, frame: int, obj: int, prompt: Prompt, append: bool) -> FrameResult:
+        frame, obj = int(frame), int(obj)
+        reverse = self.tracked.get(obj, {}).get(frame)
+        existing = self.prompts.get(obj, {}).get(frame)
+        append = append and existing is not None and existing.mask is None
+        objects = self.backend.add_prompt(frame, obj, prompt, reverse, append)
+        if append:
+            prompt = Prompt(existing.box, np.concatenate([existing.points, prompt.points]) if existing.points is not None
+                            else prompt.points,
+                            np.concatenate([existing.labels, prompt.labels]) if existing.labels is not None
+                            else prompt.labels)
+        self.prompts.setdefault(obj, {})[frame] = prompt
+        if reverse is not None:
+            self._corrections.append((obj, frame))
+        labels = self.store.update(frame, objects)
+        return FrameResult(frame, labels, {k: v.score for k, v in objects.items()}, 1, 1)
+
+    # propagation ---------------------------------------------------------------------------------
+    def propagate(self, direction: str = "both", frame_range: tuple[int, int] | None = None,
+                  cancel: Callable[[], bool] | threading.Event | None = None) -> Iterator[FrameResult]:
+        """Yield a :class:`FrameResult` per frame as it is tracked.
+
+        Objects never propagated yet: ``forward`` from the first prompted frame to the range's
+        end, ``backward`` from there to the range's start, ``both`` one then the other. Pending
+        corrections: from each corrected frame to the object's next prompted frame (in the
+        direction that frame was tracked). ``frame_range``: inclusive (first, last).
+        """
+        if direction not in DIRECTIONS:
+            raise FmscopeError(f"Unknown direction '{direction}'.", f"Use one of: {', '.join(DIRECTIONS)}.")
+        if not self.prompts:
+            raise FmscopeError("No prompts yet.", "Add a box, points or a mask on a frame first.")
+        n = self.frames.n_frames
+        first, last = (0, n - 1) if frame_range is None else (int(frame_range[0]), int(frame_range[1]))
+        if not 0 <= first <= last < n:
+            raise FmscopeError(f"Frame range {first}..{last} is not within 0..{n - 1}.",
+                               f"Give FIRST <= LAST between 0 and {n - 1}.")
+        passes = self._plan(direction, first, last)
+        total = sum(abs(stop - start) + 1 for start, stop, _ in passes)
+        stop_now = cancel.is_set if isinstance(cancel, threading.Event) else cancel
+        done = 0
+        for start, stop, reverse in passes:
+            for frame, objects in self.backend.propagate(start, stop, reverse):
+                for obj in objects:
+                    self.tracked.setdefault(obj, {})[frame] = reverse
+                labels = self.store.update(frame, objects)
+                done += 1
+                yield FrameResult(frame, labels, {k: v.score for k, v in objects.items()}, done, total)
+                if stop_now is not None and stop_now():
+                    return
+        self._corrections.clear()
+        self.backend.finish(self.store)
+
+    def _plan(self, direction: str, first: int, last: int) -> list[tuple[int, int, bool]]:
+        """(start, stop, reverse) passes for this propagate() call."""
+        fresh = [obj for obj in self.prompts if obj not in self.tracked]
+        if fresh or not self._corrections:
+            prompted = [f for obj in self.prompts for f in self.prompts[obj] if first <= f <= last]
+            if not prompted:
+                raise FmscopeError(f"No prompt lies in the frame range {first}..{last}.",
+                                   "Widen the range or prompt a frame inside it.")
+            start = min(prompted)
+            passes = []
+            if direction in ("both", "forward"):
+                passes.append((start, last, False))
+            if direction in ("both", "backward") and start > first:
+                passes.append((start, first, True))
+            return passes
+        passes = []
+        for obj, frame in self._corrections:
+            reverse = self.tracked[obj][frame]
+            later = [f for f in self.prompts[obj] if (f < frame if reverse else f > frame)]
+            if reverse:
+                stop = max([first] + [f + 1 for f in later])
+            else:
+                stop = min([last] + [f - 1 for f in later])
+            passes.append((frame, max(min(stop, last), first), reverse))
+        return passes
+
+    # results -------------------------------------------------------------------------------------
+    def labels(self) -> np.ndarray:
+        """uint16 (T, H, W) labels (0 background, object ids otherwise)."""
+        return self.store.stack()
+
+    def frame_labels(self, frame: int) -> np.ndarray:
+        """uint16 (H, W) labels of one frame."""
+        return self.store.frame(int(frame))
+
+    def object_frames(self, obj: int) -> dict[int, float]:
+        """{frame: score} where object ``obj`` has pixels."""
+        return self.store.object_frames(int(obj))

@@ -1,0 +1,97 @@
+"""`fmscope track` end to end with the embedded LiteMedSAM tracker, and its bad-input exits."""
+
+from __future__ import annotations
+
+import csv
+
+import av
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from fmscope.cli import main
+from fmscope.imaging.prompts import box_from_mask
+from fmscope.metrics import dice
+from fmscope.samples import sample_data_dir
+
+
+@pytest.fixture(scope="module")
+def hela_crop(tmp_path_factory):
+    """4 frames of the HeLa sample, 128 x 128, with its linked track labels."""
+    folder = sample_data_dir() / "hela_timelapse"
+    images = tifffile.imread(folder / "images.tif")[:4, 64:192, 96:224]
+    tracks = tifffile.imread(folder / "tracks.tif")[:4, 64:192, 96:224]
+    path = tmp_path_factory.mktemp("hela") / "hela.tif"
+    tifffile.imwrite(path, images, metadata={"axes": "TYX"})
+    return path, images, tracks
+
+
+def largest_tracks(tracks: np.ndarray, count: int) -> list[int]:
+    ids, areas = np.unique(tracks[0][tracks[0] > 0], return_counts=True)
+    whole = [k for k in ids[np.argsort(-areas)] if (tracks == k).any(axis=(1, 2)).all()]
+    return whole[:count]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="issue 11 open: the default tracker loses HeLa object 2 (Dice 0.61 < 0.7 on 16:28 run)")
+def test_track_writes_labels_table_and_overlay(hela_crop, tmp_path, capsys):
+    path, images, tracks = hela_crop
+    chosen = largest_tracks(tracks, 2)
+    boxes = [box_from_mask(tracks[0] == k) for k in chosen]
+    out, table, overlay = tmp_path / "labels.tif", tmp_path / "cells.csv", tmp_path / "overlay.mp4"
+    argv = ["track", str(path), "--frame", "0", "-o", str(out), "--table", str(table), "--overlay", str(overlay),
+            "--direction", "forward", "--device", "cpu"]
+    for box in boxes:
+        argv += ["--box", *map(str, box)]
+    assert main(argv) == 0
+    labels = tifffile.imread(out)
+    assert labels.shape == images.shape and labels.dtype == np.uint16
+    for obj, k in enumerate(chosen, start=1):
+        assert dice(labels == obj, tracks == k) > 0.7
+    rows = list(csv.DictReader(open(table)))
+    assert {(int(r["object"]), int(r["frame"])) for r in rows} == {(o, t) for o in (1, 2) for t in range(4)}
+    first = next(r for r in rows if r["object"] == "1" and r["frame"] == "0")
+    assert int(first["area_px"]) == int((labels[0] == 1).sum())
+    assert float(first["mean_intensity"]) == pytest.approx(images[0][labels[0] == 1].mean(), rel=1e-4)
+    with av.open(str(overlay)) as video:
+        assert video.streams.video[0].frames == 4
+    assert "2 object(s) through 4 frames" in capsys.readouterr().out
+
+
+def test_bad_input_exits_1_and_writes_nothing(hela_crop, tmp_path, capsys):
+    path, _, _ = hela_crop
+    out = tmp_path / "labels.tif"
+    box = ["--box", "10", "10", "40", "40"]
+    cases = {
+        "frame outside": (["track", str(path), "--frame", "9", *box], "Frame 9 is outside"),
+        "corrupt video": (["track", str(tmp_path / "bad.mp4"), "--frame", "0", *box], "as a video"),
+        "4D stack": (["track", str(tmp_path / "4d.tif"), "--frame", "0", *box], "without a named time axis"),
+        "other architecture": (["track", str(path), "--frame", "0", *box, "--model", "medsam2", "--checkpoint",
+                                str(tmp_path / "lite.pt")], "looks like LiteMedSAM"),
+        "non-weights pickle": (["track", str(path), "--frame", "0", *box, "--model", "medsam2", "--checkpoint",
+                                str(tmp_path / "pickle.pt")], "weights_only"),
+        "bad output": (["track", str(path), "--frame", "0", *box, "-o", str(tmp_path / "labels.png")],
+                       "Cannot write labels"),
+    }
+    (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(300))
+    tifffile.imwrite(tmp_path / "4d.tif", np.zeros((2, 3, 16, 16), np.uint16))
+    torch.save({"image_encoder.layers.0.conv.weight": torch.zeros(1)}, tmp_path / "lite.pt")
+    torch.save({"model": object()}, tmp_path / "pickle.pt")
+    for name, (argv, message) in cases.items():
+        if "-o" not in argv:
+            argv = argv + ["-o", str(out)]
+        assert main(argv) == 1, name
+        error = capsys.readouterr().err
+        assert message in error and "Traceback" not in error, name
+        assert not out.exists() and not (tmp_path / "labels.png").exists(), name
+
+
+def test_usage_mistakes_exit_2(hela_crop, tmp_path):
+    path, _, _ = hela_crop
+    with pytest.raises(SystemExit) as exit_info:
+        main(["track", str(path), "--box", "1", "2", "3", "4", "-o", str(tmp_path / "x.tif")])  # no --frame
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["track", str(path), "--frame", "0", "--box", "1", "2", "3", "-o", str(tmp_path / "x.tif")])
+    assert exit_info.value.code == 2

@@ -1,0 +1,100 @@
+"""The default tracker (LiteMedSAM from a motion prior) on the real HeLa time-lapse, and the session API."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import tifffile
+
+from fmscope.imaging.predictor import Segmenter
+from fmscope.imaging.tracking import TrackingSession, open_frames, paint_labels
+from fmscope.imaging.tracking.evaluation import score_tracker
+from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker, estimate_shift, shift_mask
+from fmscope.imaging.tracking.results import ObjectMask
+from fmscope.samples import sample_data_dir
+
+FRAMES, SIDE = 8, 192  # a corner of the HeLa sample: about 15 tracks
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> Segmenter:
+    return Segmenter("litemedsam", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def hela():
+    folder = sample_data_dir() / "hela_timelapse"
+    images = tifffile.imread(folder / "images.tif")[:FRAMES, :SIDE, :SIDE]
+    tracks = tifffile.imread(folder / "tracks.tif")[:FRAMES, :SIDE, :SIDE]
+    return images, tracks
+
+
+def session_for(frames: np.ndarray, segmenter: Segmenter, motion_prior: bool = True) -> TrackingSession:
+    source = open_frames(frames)
+    return TrackingSession(source, backend=LiteMedSAMTracker(source, motion_prior=motion_prior, segmenter=segmenter))
+
+
+def drifted(images: np.ndarray, tracks: np.ndarray, drift: int):
+    """Frames alternately shifted right by ``drift`` px (a jump of ``drift`` px between frames)."""
+    offsets = [drift * (t % 2) for t in range(len(images))]
+    wide_images = np.full((*images.shape[:2], images.shape[2] + drift), np.median(images), images.dtype)
+    wide_tracks = np.zeros(wide_images.shape, tracks.dtype)
+    for t, offset in enumerate(offsets):
+        wide_images[t, :, offset:offset + images.shape[2]] = images[t]
+        wide_tracks[t, :, offset:offset + images.shape[2]] = tracks[t]
+    return wide_images, wide_tracks
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="issue 11 open: not yet verified after the cross-correlation fix (machine overloaded)")
+def test_motion_prior_beats_naive_tracker_and_follows_a_100px_drift(hela, segmenter):
+    images, tracks = hela
+    ours, count = score_tracker(session_for(images, segmenter), tracks)
+    naive, _ = score_tracker(session_for(images, segmenter, motion_prior=False), tracks)
+    wide_images, wide_tracks = drifted(images, tracks, 100)
+    drift, _ = score_tracker(session_for(wide_images, segmenter), wide_tracks)
+    assert count > 50
+    assert ours >= naive + 0.10, (ours, naive)
+    assert abs(drift - ours) <= 0.02, (drift, ours)
+
+
+def test_shift_estimate_and_mask_shift():
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(64, 80))
+    moved = np.roll(image, (5, -7), axis=(0, 1))
+    assert estimate_shift(image, moved) == (5, -7)
+    mask = np.zeros((10, 10), bool)
+    mask[2:4, 2:4] = True
+    assert shift_mask(mask, 3, -2)[5:7, 0:2].all() and shift_mask(mask, 3, -2).sum() == 4
+    assert not shift_mask(mask, 20, 0).any()
+
+
+def test_overlaps_go_to_the_more_confident_object():
+    a, b = np.zeros((4, 4), bool), np.zeros((4, 4), bool)
+    a[:, :3], b[:, 1:] = True, True
+    labels = paint_labels({1: ObjectMask(a, 0.9), 2: ObjectMask(b, 0.6)}, (4, 4))
+    assert (labels[:, 0] == 1).all() and (labels[:, 1:3] == 1).all() and (labels[:, 3] == 2).all()
+    tie = paint_labels({1: ObjectMask(a, 0.5), 2: ObjectMask(b, 0.5)}, (4, 4))
+    assert (tie[:, 1:3] == 1).all()  # ties: the lower id
+
+
+def test_generator_progress_cancel_and_correction_range(hela, segmenter):
+    images, tracks = hela
+    small = images[:6, :96, :96]
+    session = session_for(small, segmenter)
+    session.add_box(0, 1, [20, 20, 60, 60])
+    session.add_box(4, 1, [20, 20, 60, 60])
+    stop = threading.Event()
+    seen = []
+    for result in session.propagate("forward", cancel=stop):
+        seen.append((result.frame, result.done, result.total))
+        if result.frame == 1:
+            stop.set()
+    assert seen == [(0, 1, 6), (1, 2, 6)]  # stopped after the frame it was asked on
+    results = list(session.propagate("forward"))
+    assert [r.frame for r in results] == list(range(6)) and results[-1].labels.dtype == np.uint16
+    session.add_points(2, 1, [[40, 40]], [1])  # a correction: re-runs frames 2..3, up to the next prompt (4)
+    assert [r.frame for r in session.propagate()] == [2, 3]
+    assert session.labels().shape == (6, 96, 96) and set(session.object_frames(1)) <= set(range(6))
