@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from fmscope.errors import FmscopeError
 from fmscope.imaging.io import Volume
-from fmscope.imaging.tracking import TrackingSession, open_frames, paint_labels, volume_frames
+from fmscope.imaging.tracking import TrackingSession, paint_labels, volume_frames
 from fmscope.imaging.tracking.medsam2 import largest_component, new_inference_state
 from fmscope.imaging.tracking.results import ObjectMask
 from fmscope.imaging.tracking.sam2_model import fill_holes, sam2_overrides
