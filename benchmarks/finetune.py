@@ -51,7 +51,7 @@ def test_dice(base: Segmenter, tuned_net: torch.nn.Module, images, masks,
     scores: dict[str, list[float]] = {}
     for t in TEST:
         item = LabelledImage(images[t], masks[t], f"frame {t}")
-        views = make_views(base, item, None, max_crops=None, zoom_all=True, max_objects=max_objects,
+        views = make_views(base, item, None, max_crops=None, max_objects=max_objects,
                            rng=np.random.default_rng(t))
         count = {False: len(views[0].objects), True: sum(len(v.objects) for v in views[1:])}
         for name, net in (("base", base.model.net), ("tuned", tuned_net)):

@@ -184,7 +184,7 @@ def test_kill_while_writing_leaves_the_previous_checkpoint(crops, tmp_path):
     checkpoint = checkpoint_path(output)
     args = ["train-segmenter", *(tmp_path / f"image{i}.tif" for i in range(3)), "--labels",
             *(tmp_path / f"labels{i}.tif" for i in range(3)), "-o", output, "--holdout", 0.34, "--patience", 100]
-    process = subprocess.Popen([sys.executable, "-m", "fmscope.cli", *map(str, args), "--epochs", 200],
+    process = subprocess.Popen([sys.executable, "-m", "fmscope.cli", *map(str, args), "--epochs", "200"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     caught = False
     deadline = time.monotonic() + 600

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
 from fmscope import metrics, samples
 from fmscope.imaging import io
@@ -51,8 +52,8 @@ def _demo_tracking(segmenter: Segmenter, output: Path) -> float:
     from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 
     case = samples.get_case("hela_timelapse")
-    images = io.read_image(case.image_path)[:TRACK_DEMO_FRAMES, :TRACK_DEMO_SIDE, :TRACK_DEMO_SIDE]
-    tracks = io.read_image(case.labels_path)[:TRACK_DEMO_FRAMES, :TRACK_DEMO_SIDE, :TRACK_DEMO_SIDE]
+    images = tifffile.imread(case.image_path)[:TRACK_DEMO_FRAMES, :TRACK_DEMO_SIDE, :TRACK_DEMO_SIDE]
+    tracks = tifffile.imread(case.labels_path)[:TRACK_DEMO_FRAMES, :TRACK_DEMO_SIDE, :TRACK_DEMO_SIDE]
     frames = open_frames(images)
     session = TrackingSession(frames, backend=LiteMedSAMTracker(frames, segmenter=segmenter))
     score, _ = score_tracker(session, tracks)

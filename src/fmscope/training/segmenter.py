@@ -143,12 +143,12 @@ def _object_boxes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_views(segmenter: Segmenter, item: LabelledImage, window: str | tuple | Intensity | None,
-               max_crops: int | None, rng: np.random.Generator | None = None, zoom_all: bool = False,
+               max_crops: int | None, rng: np.random.Generator | None = None,
                max_objects: int | None = None) -> list[View]:
     """The whole-image view with every object (at most ``max_objects``, chosen with ``rng``), then ROI-zoom views.
 
-    Zoom views are the grid crops of the objects ``roi_zoom="auto"`` zooms on (every object with
-    ``zoom_all``, as ``roi_zoom=True``); at most ``max_crops`` crops (chosen with ``rng``), each with
+    Zoom views are the ROI-zoom crops of the objects (those whose crop is smaller than the image,
+    as ``Segmenter`` zooms); at most ``max_crops`` crops (chosen with ``rng``), each with
     the objects whose own crop it is. Embeddings come from ``segmenter.embed``.
     """
     segmenter.set_image(item.image, window=window)
@@ -160,10 +160,9 @@ def make_views(segmenter: Segmenter, item: LabelledImage, window: str | tuple | 
         ids, boxes = ids[kept], boxes[kept]
     whole = segmenter.embed()
     views = [View(torch.from_numpy(whole.embedding)[None], whole.geometry, item.labels, ids, boxes, False)]
-    size = segmenter.model.transform.size
     crops: dict[tuple[int, int, int, int], list[int]] = {}
     for index, box in enumerate(boxes):
-        crop = roi.crop_for(box, shape) if zoom_all or roi.wants_zoom(box, shape, size) else None
+        crop = roi.crop_for(box, shape)
         if crop is not None:
             crops.setdefault(crop, []).append(index)
     chosen = list(crops)
