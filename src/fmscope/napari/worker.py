@@ -106,6 +106,7 @@ class ModelWorker(QObject):
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        _keep_triton_out()
         while True:
             job = self._queue.get()
             if job is None:
@@ -138,3 +139,19 @@ class ModelWorker(QObject):
             return
         if job.on_error is not None:
             job.on_error(error)
+
+
+def _keep_triton_out() -> None:
+    """Without a GPU, make ``import triton`` fail in this process, so torch treats it as absent.
+
+    torch's optimisers import torch._dynamo on first use, which imports triton when installed;
+    loading triton's library inside a running napari (Qt with Mesa's OpenGL, as under Xvfb)
+    crashes the process, on any thread (seen with torch 2.14.1, napari 0.9.2). fmscope never
+    compiles with triton, and on a CPU nothing can: the CUDA case is left untouched.
+    """
+    import sys
+
+    import torch
+
+    if "triton" not in sys.modules and not torch.cuda.is_available():
+        sys.modules["triton"] = None
