@@ -3,6 +3,8 @@
 Protocol (demo, tests and benchmarks/tracking.py): each track gets a box from its ground-truth
 mask on its first frame, all objects are tracked forward in one session, and the score is the
 mean Dice over the object-frames inside the ground-truth tracks, the prompted frames excluded.
+A track whose first mask is a sliver (a box of zero width or height, e.g. cut by a crop's edge)
+cannot be prompted with a box and is left out.
 """
 
 from __future__ import annotations
@@ -24,19 +26,23 @@ def first_frames(tracks: np.ndarray) -> dict[int, int]:
 
 
 def prompt_tracks(session: TrackingSession, tracks: np.ndarray) -> dict[int, int]:
-    """Give every track a box on its first frame (object id = track id); returns {id: first frame}."""
-    starts = first_frames(tracks)
-    for track, index in starts.items():
-        session.add_box(index, track, box_from_mask(tracks[index] == track))
+    """Give every track a box on its first frame (object id = track id); returns {id: first frame}
+    of the tracks prompted (slivers are left out)."""
+    starts = {}
+    for track, index in first_frames(tracks).items():
+        box = box_from_mask(tracks[index] == track)
+        if box is not None and box[2] > box[0] and box[3] > box[1]:
+            session.add_box(index, track, box)
+            starts[track] = index
     return starts
 
 
 def mean_track_dice(labels: np.ndarray, tracks: np.ndarray, starts: dict[int, int]) -> tuple[float, int]:
-    """(mean Dice, object-frames) over the frames of each ground-truth track after its first."""
+    """(mean Dice, object-frames) over the frames of each prompted ground-truth track after its first."""
     scores = []
     for index, (ours, truth) in enumerate(zip(labels, tracks)):
         for track in np.unique(truth[truth > 0]).tolist():
-            if starts[track] != index:
+            if track in starts and starts[track] != index:
                 scores.append(dice(ours == track, truth == track))
     return (float(np.mean(scores)) if scores else float("nan")), len(scores)
 
