@@ -117,20 +117,21 @@ def cmd_volume(args: argparse.Namespace) -> int:
     from fmscope.imaging import io
     from fmscope.imaging.volume import segment_volume
 
-    if args.model.startswith(("medsam2", "sam2")):  # MedSAM2's 3D flow (fmscope.cli.tracking)
-        from fmscope.cli.tracking import cmd_volume_tracker
-        return cmd_volume_tracker(args)
     check_outputs([Output("-o", args.output, VOLUME_SUFFIXES), Output("--cache-dir", args.cache_dir, FOLDER)],
                   [args.volume])
     volume = io.read_volume(args.volume, series=args.series)
     if volume.source:
         print(f"DICOM series read: {volume.source}")
     boxes = {label: box for label, box in enumerate(args.box, start=1)}
-    segmenter = _segmenter(args)
-    _warn_if_foreign(segmenter, volume.array, args.window)
-    labels = segment_volume(volume.array, args.slice, boxes, segmenter=segmenter, window=args.window,
-                            direction=args.direction, slice_range=tuple(args.range) if args.range else None,
-                            progress=True)
+    if args.model.startswith(("medsam2", "sam2")):  # MedSAM2's 3D flow (fmscope.cli.tracking)
+        from fmscope.cli.tracking import volume_labels_by_tracking
+        labels = volume_labels_by_tracking(args, volume)
+    else:
+        segmenter = _segmenter(args)
+        _warn_if_foreign(segmenter, volume.array, args.window)
+        labels = segment_volume(volume.array, args.slice, boxes, segmenter=segmenter, window=args.window,
+                                direction=args.direction, slice_range=tuple(args.range) if args.range else None,
+                                progress=True)
     io.write_volume(labels, volume, args.output)
     slices = np.nonzero(labels.reshape(labels.shape[0], -1).any(axis=1))[0]
     extent = f"slices {slices.min()}..{slices.max()}" if len(slices) else "no slices"

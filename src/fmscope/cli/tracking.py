@@ -176,24 +176,17 @@ def cmd_track(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_volume_tracker(args: argparse.Namespace) -> int:
-    """``fmscope volume --model medsam2|sam2.1_*``: MedSAM2's 3D flow (box on the key slice, both ways)."""
-    from fmscope.imaging import io
+def volume_labels_by_tracking(args: argparse.Namespace, volume) -> np.ndarray:
+    """MedSAM2's 3D flow for ``fmscope volume --model medsam2|sam2.1_*`` (box on the key slice, both ways):
+    the (z, y, x) label volume; cli/imaging.py checks the outputs, reads the volume and writes the result."""
     from fmscope.imaging.tracking import volume_frames
 
-    _check_outputs(args)
-    volume = io.read_volume(args.volume)
     session = _session(args, volume_frames(volume, name=str(args.volume)))
     for obj, box in enumerate(args.box, start=1):
         session.add_box(args.slice, obj, box)
     direction = {"both": "both", "up": "forward", "down": "backward"}[args.direction]
     run_tracking(session, direction, tuple(args.range) if args.range else None)
-    labels = session.labels()
-    io.write_volume(labels, volume, args.output)
-    slices = np.nonzero(labels.reshape(labels.shape[0], -1).any(axis=1))[0]
-    extent = f"slices {slices.min()}..{slices.max()}" if len(slices) else "no slices"
-    print(f"wrote {args.output}: {len(args.box)} object(s), {int((labels > 0).sum())} voxels, {extent}")
-    return 0
+    return session.labels()
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
