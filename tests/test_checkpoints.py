@@ -114,3 +114,13 @@ def test_medsam_vit_b_loads_from_official_layout_checkpoint(tmp_path, monkeypatc
     result = segmenter.predict(box=[10, 10, 60, 60], roi_zoom=False)
     assert result.mask.shape == (128, 128) and result.mask.dtype == bool
     assert Path(checkpoints.resolve("medsam_vit_b")).parent == tmp_path
+
+
+def test_a_few_bytes_of_text_are_refused_as_not_weights(tmp_path):
+    """torch.load raises KeyError on some non-checkpoint files; the user still gets one message."""
+    from fmscope.checkpoints import read_state_dict
+
+    junk = tmp_path / "junk.pt"
+    junk.write_text("junk\n")
+    with pytest.raises(FmscopeError, match="not a PyTorch weights file"):
+        read_state_dict(junk)

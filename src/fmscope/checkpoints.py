@@ -126,7 +126,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, OSError) as error:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, OSError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise FmscopeError(
             f"{path} is not a PyTorch weights file that can be loaded safely ({first_line}).",
