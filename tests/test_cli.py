@@ -14,7 +14,7 @@ from fmscope.metrics import dice
 
 
 def run(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True, encoding="utf-8", errors="replace",
                           env={**os.environ, **(env or {})}, timeout=900)
 
 

@@ -49,7 +49,7 @@ def test_segment_matches_truth_and_cli(scene, logic, lung, tmp_path):
     out = tmp_path / "cli.nii.gz"
     result = subprocess.run([sys.executable, "-m", "fmscope.cli", "volume", str(case.image_path), "--slice", str(z),
                              "--box", *map(str, (x0, y0, x1, y1)), "--window", "lung", "-o", str(out)],
-                            capture_output=True, text=True)
+                            capture_output=True, encoding="utf-8", errors="replace")
     assert result.returncode == 0, result.stderr
     assert np.array_equal(io.read_volume(out).array > 0, mask), "the CLI and the Slicer Logic must agree"
 

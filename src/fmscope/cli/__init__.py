@@ -34,8 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tolerate_ascii_terminals() -> None:
+    """Under an ASCII locale (LANG=C), print µm, progress bars and arrows as escapes instead of failing."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and "utf" not in (stream.encoding or "").lower():
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
+    _tolerate_ascii_terminals()
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
