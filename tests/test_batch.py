@@ -101,11 +101,16 @@ def test_cohort_equals_single_commands_skips_finished_and_redoes_edited(tmp_path
     slice_copy = tmp_path / "ct_slice.tif"
     shutil.copy(samples.get_case("ct_lung_slice").image_path, slice_copy)
     volume = samples.get_case("ct_lung_volume")
+    hela = samples.get_case("hela_timelapse")  # 4 frames, two nuclei that stay inside the crop
+    tifffile.imwrite(tmp_path / "hela.tif", tifffile.imread(hela.image_path)[:4, 32:128, 256:352])
+    tifffile.imwrite(tmp_path / "hela_tracks.tif", tifffile.imread(hela.labels_path)[:4, 32:128, 256:352])
     manifest = write_manifest(tmp_path / "m.csv", [
         {"id": "slice", "job": "segment", "input": slice_copy, "box": CT_SLICE_BOX, "window": "lung",
          "truth": samples.get_case("ct_lung_slice").labels_path},
         {"id": "volume", "job": "volume", "input": volume.image_path, "box": CT_VOLUME_BOX, "slice": 9,
          "window": "lung", "truth": volume.labels_path},
+        {"id": "track", "job": "track", "input": tmp_path / "hela.tif", "prompt_file": tmp_path / "hela_tracks.tif",
+         "truth": tmp_path / "hela_tracks.tif"},
         {"id": "slide", "job": "domains", "input": samples.sample_data_dir() / "visium_mouse_brain",
          "resolution": "0.4"},
         {"id": "missing", "job": "segment", "input": tmp_path / "nope.tif", "box": CT_SLICE_BOX},
@@ -114,11 +119,12 @@ def test_cohort_equals_single_commands_skips_finished_and_redoes_edited(tmp_path
     out = tmp_path / "out"
     report = run_batch(read_manifest(manifest), out, client=client)
     table = report.table.set_index("id")
-    assert list(table["status"]) == ["done", "done", "done", "failed", "failed"]
+    assert list(table["status"]) == ["done", "done", "done", "done", "failed", "failed"]
     assert "no such file" in table.loc["missing", "message"].lower()
     assert "lies outside the 512x512 image" in table.loc["outside", "message"]
     assert table.loc["slice", "dice"] > 0.85 and table.loc["volume", "dice"] > 0.75
-    assert table.loc["volume", "volume_ml"] > 0
+    assert table.loc["volume", "volume_ml"] > 0 and table.loc["track", "objects"] == 2
+    assert table.loc["track", "dice"] > 0.7
     assert (out / "results.csv").is_file() and (out / "results.parquet").is_file()
     loads, calls = pool_counts(client)
     assert 1 <= loads <= 2  # LiteMedSAM once per worker, not once per item
@@ -135,6 +141,12 @@ def test_cohort_equals_single_commands_skips_finished_and_redoes_edited(tmp_path
         tmp_path / "single.nii.gz")
     assert np.array_equal(batch_volume.array, single_volume.array)
     assert np.allclose(batch_volume.spacing, single_volume.spacing)
+    boxes = samples.boxes_from_labels(tifffile.imread(tmp_path / "hela_tracks.tif")[0])
+    assert main(["track", str(tmp_path / "hela.tif"), "--frame", "0",
+                 *(v for box in boxes.values() for v in ("--box", *map(str, box))),
+                 "-o", str(tmp_path / "single_track.tif"), "--table", str(tmp_path / "single_track.csv")]) == 0
+    assert np.array_equal(tifffile.imread(out / "items/track/labels.tif"), tifffile.imread(tmp_path / "single_track.tif"))
+    assert (out / "items/track/tracks.csv").read_text() == (tmp_path / "single_track.csv").read_text()
     assert main(["domains", str(samples.sample_data_dir() / "visium_mouse_brain"), "--resolution", "0.4",
                  "-o", str(tmp_path / "single.zarr")]) == 0
     import spatialdata
@@ -146,7 +158,7 @@ def test_cohort_equals_single_commands_skips_finished_and_redoes_edited(tmp_path
     # again: nothing finished is run, no model call
     again = run_batch(read_manifest(manifest), out, client=client)
     assert again.submitted == 2  # only the two failed rows are tried again
-    assert list(again.table["status"]) == ["skipped", "skipped", "skipped", "failed", "failed"]
+    assert list(again.table["status"]) == ["skipped", "skipped", "skipped", "skipped", "failed", "failed"]
     assert pool_counts(client)[1] == calls
 
     # an edited input redoes that item only
@@ -154,7 +166,7 @@ def test_cohort_equals_single_commands_skips_finished_and_redoes_edited(tmp_path
     edited[:10, :10] += 1
     tifffile.imwrite(slice_copy, edited)
     third = run_batch(read_manifest(manifest), out, client=client)
-    assert list(third.table["status"]) == ["done", "skipped", "skipped", "failed", "failed"]
+    assert list(third.table["status"]) == ["done", "skipped", "skipped", "skipped", "failed", "failed"]
     assert json.loads((out / "items/slice/record.json").read_text())["row"]["status"] == "done"
 
 

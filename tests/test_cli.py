@@ -111,7 +111,7 @@ def test_eval_shape_mismatch(tmp_path):
 
 @pytest.mark.slow
 def test_demo_prints_dice_per_case_and_writes_overlays(tmp_path):
-    result = run("demo", "-o", tmp_path)
+    result = run("demo", "-o", tmp_path, timeout=1800)
     assert result.returncode == 0, result.stderr
     for case in samples.CASES:
         line = next(line for line in result.stdout.splitlines() if line.strip().startswith(case.name))

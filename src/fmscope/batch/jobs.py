@@ -4,6 +4,7 @@
 |---|---|---|
 | segment | ``labels.tif`` (uint8; uint16 above 255 objects) | ``fmscope segment IMAGE --box ... -o labels.tif`` |
 | volume | ``labels.nii.gz`` (input geometry) | ``fmscope volume VOLUME --slice Z --box ... -o labels.nii.gz`` |
+| track | ``labels.tif`` (T, H, W) uint16, ``tracks.csv`` | ``fmscope track FRAMES --frame F --box ... -o labels.tif --table tracks.csv`` |
 | domains | ``result.zarr`` + ``result.png`` | ``fmscope domains SLIDE -o result.zarr`` |
 | embed | ``result.zarr`` + ``result.png`` | ``fmscope embed SLIDE -o result.zarr`` |
 
@@ -70,6 +71,35 @@ def volume(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
             **_scores(labels, item, lambda p: io.read_volume(p).array, spacing=source.spacing_zyx)}
 
 
+def track(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
+    from fmscope.cli.tracking import write_labels, write_table
+    from fmscope.imaging.intensity import parse_window
+    from fmscope.imaging.tracking import TrackingSession, open_frames
+
+    frames = open_frames(item.input)
+    key, boxes = item_prompts(item)
+    backend = pool.tracker(frames, item.model, item.checkpoint, parse_window(item.window))
+    session = TrackingSession(frames, model=item.model, backend=backend)
+    for obj, box in enumerate(boxes.values(), start=1):  # objects 1..n, as `fmscope track`'s boxes
+        session.add_box(key, obj, box)
+    for _ in session.propagate("both"):
+        pass
+    name = "labels.tif" if frames.volume is None else "labels.nii.gz"
+    write_labels(session, str(folder / name))
+    write_table(session, str(folder / "tracks.csv"))
+    labels = session.labels()
+    return {"outputs": [name, "tracks.csv"], "objects": len(boxes), "area_px": int((labels > 0).sum()),
+            **_scores(labels, item, _read_stack)}
+
+
+def _read_stack(path: Path) -> np.ndarray:
+    import tifffile
+
+    from fmscope.imaging import io
+
+    return tifffile.imread(path) if path.suffix.lower() in (".tif", ".tiff") else io.read_volume(path).array
+
+
 def _slide_job(item: BatchItem, folder: Path, domains: bool) -> dict:
     from fmscope.omics import io
     from fmscope.omics.domains import DOMAIN_KEY, spatial_domains
@@ -95,6 +125,7 @@ def _slide_job(item: BatchItem, folder: Path, domains: bool) -> dict:
 JOBS: dict[str, Callable[[BatchItem, ModelPool, Path], dict]] = {
     "segment": segment,
     "volume": volume,
+    "track": track,
     "domains": lambda item, pool, folder: _slide_job(item, folder, domains=True),
     "embed": lambda item, pool, folder: _slide_job(item, folder, domains=False),
 }

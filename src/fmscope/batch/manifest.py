@@ -3,13 +3,16 @@
 Columns (header names; only ``job`` and ``input`` are required):
 
 - ``id``: names the item's output folder (default: row number and input name); unique.
-- ``job``: ``segment`` (2D image), ``volume`` (3D), ``domains`` or ``embed`` (a slide).
+- ``job``: ``segment`` (2D image), ``volume`` (3D), ``track`` (video, time-lapse, cine DICOM or
+  volume, as ``fmscope track``), ``domains`` or ``embed`` (a slide).
 - ``input``: the file or folder; relative paths are relative to the manifest's folder.
 - ``series``: for a DICOM folder holding several series, which one (as ``fmscope volume --series``).
 - ``box``: ``x0 y0 x1 y1`` in pixels, several boxes separated by ``;`` (objects 1, 2, ...).
-- ``slice``: the key slice (z, 0-based) of a ``volume`` item's boxes.
+- ``slice``: the key slice (z, 0-based) of a ``volume`` item's boxes; the frame of a ``track`` item's.
 - ``prompt_file``: instead of ``box``: a label image / volume (one box per label, on the slice
-  where the labels cover most voxels when ``slice`` is empty) or a CSV with columns x0, y0, x1, y1.
+  where the labels cover most voxels when ``slice`` is empty; for ``track`` a 2D label image of the
+  frame or a (T, H, W) label stack, boxes on its first frame holding objects when ``slice`` is empty)
+  or a CSV with columns x0, y0, x1, y1.
 - ``model``, ``checkpoint``, ``window``: as the single commands' options (default ``litemedsam``).
 - ``resolution``: Leiden resolutions for ``domains``, separated by spaces (default 0.2 0.4 0.6 1.0).
 - ``truth``: a label file on the input's grid: Dice and NSD are added to the results table.
@@ -26,8 +29,8 @@ import numpy as np
 
 from fmscope.errors import FmscopeError
 
-JOBS = ("segment", "volume", "domains", "embed")
-IMAGING_JOBS = ("segment", "volume")
+JOBS = ("segment", "volume", "track", "domains", "embed")
+IMAGING_JOBS = ("segment", "volume", "track")
 COLUMNS = ("id", "job", "input", "series", "box", "slice", "prompt_file", "model", "checkpoint", "window",
            "resolution", "truth")
 TEMPLATE_ROWS = (
@@ -174,9 +177,11 @@ def item_prompts(item: BatchItem) -> tuple[int | None, dict[int, np.ndarray]]:
             raise FmscopeError(f"Row {item.row} ({item.id}): {item.prompt_file.name} needs numeric columns "
                                "x0, y0, x1, y1.", "Write one box per line under that header.") from None
         return item.slice, {k: np.asarray(b) for k, b in enumerate(boxes, start=1)}
-    labels = io.read_volume(item.prompt_file).array if item.job == "volume" else io.read_image(item.prompt_file)
+    labels = _prompt_labels(item)
     key = item.slice
-    if item.job == "volume":
+    if item.job == "track" and labels.ndim == 3:
+        key = _first_labelled_frame(labels) if key is None else key
+    if labels.ndim == 3:
         key = samples.key_slice(labels) if key is None else key
         if not 0 <= key < labels.shape[0]:
             raise FmscopeError(f"Row {item.row} ({item.id}): slice {key} is outside the prompt volume.",
@@ -187,6 +192,29 @@ def item_prompts(item: BatchItem) -> tuple[int | None, dict[int, np.ndarray]]:
         raise FmscopeError(f"Row {item.row} ({item.id}): {item.prompt_file.name} has no labels"
                            + (f" on slice {key}" if key is not None else "") + ".", "Give a mask with objects.")
     return key, boxes
+
+
+def _prompt_labels(item: BatchItem) -> np.ndarray:
+    """The prompt file's labels: (Z, H, W) for volume items, (H, W) or (T, H, W) for tracking."""
+    from fmscope.imaging import io
+
+    if item.job == "volume":
+        return io.read_volume(item.prompt_file).array
+    if item.job == "track" and item.prompt_file.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        labels = tifffile.imread(item.prompt_file)
+        if labels.ndim not in (2, 3):
+            raise FmscopeError(f"Row {item.row} ({item.id}): {item.prompt_file.name} has shape {labels.shape}.",
+                               "Give a (H, W) label image of the prompted frame or a (T, H, W) label stack.")
+        return labels
+    return io.read_image(item.prompt_file)
+
+
+def _first_labelled_frame(labels: np.ndarray) -> int:
+    """The first frame of a (T, H, W) label stack holding any object."""
+    frames = np.flatnonzero(labels.reshape(len(labels), -1).any(axis=1))
+    return int(frames[0]) if len(frames) else 0
 
 
 def validate_items(items: list[BatchItem]) -> list[tuple[BatchItem, str | None]]:
@@ -207,10 +235,11 @@ def validate_items(items: list[BatchItem]) -> list[tuple[BatchItem, str | None]]
                 parse_window(item.window)
                 shape = _image_shape(item)
                 key, boxes = item_prompts(item)
-                if item.job == "volume":
+                if item.job in ("volume", "track"):
+                    what = "slice (z" if item.job == "volume" else "frame (t"
                     if key is None:
-                        raise FmscopeError(f"Row {item.row} ({item.id}): a volume item needs its key 'slice'.",
-                                           "Give the slice (z, 0-based) the boxes are drawn on.")
+                        raise FmscopeError(f"Row {item.row} ({item.id}): a {item.job} item needs its key 'slice'.",
+                                           f"Give the {what}, 0-based) the boxes are drawn on.")
                     if not 0 <= key < shape[0]:
                         raise FmscopeError(f"Row {item.row} ({item.id}): slice {key} is outside the volume's "
                                            f"0..{shape[0] - 1}.", "Give a slice inside the volume.")
@@ -230,6 +259,11 @@ def _image_shape(item: BatchItem) -> tuple[int, ...]:
 
     if item.job == "segment":
         return io.read_image(item.input).shape[:2]
+    if item.job == "track":
+        from fmscope.imaging.tracking import open_frames
+
+        frames = open_frames(item.input)
+        return (frames.n_frames, *frames.shape)
     if item.input.is_dir():
         return io.read_volume(item.input, series=item.series).array.shape
     reader = sitk.ImageFileReader()

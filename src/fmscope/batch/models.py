@@ -1,4 +1,4 @@
-"""Models loaded once per Dask worker: a worker plugin holding each worker's segmenters.
+"""Models loaded once per Dask worker: a worker plugin holding each worker's segmenters and trackers' weights.
 
 The plugin is registered on the client (``client.register_plugin(ModelPool(...))``); every worker
 process gets its own copy, whose ``setup`` fixes torch's threads, and every item on that worker
@@ -18,6 +18,7 @@ class ModelPool(WorkerPlugin):
     def __init__(self, torch_threads: int | None = None) -> None:
         self.torch_threads = torch_threads
         self.segmenters: dict = {}
+        self.sam2_models: dict = {}
         self.loads = 0
 
     def setup(self, worker=None) -> None:
@@ -35,6 +36,21 @@ class ModelPool(WorkerPlugin):
             self.segmenters[key] = Segmenter(model, checkpoint=checkpoint)
             self.loads += 1
         return self.segmenters[key]
+
+    def tracker(self, frames, model: str, checkpoint: str | None, window):
+        """A tracking backend for ``frames`` whose model weights are the worker's (loaded on first use)."""
+        if model == "litemedsam":
+            from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
+
+            return LiteMedSAMTracker(frames, window=window, segmenter=self.segmenter(model, checkpoint))
+        from fmscope.imaging.tracking.medsam2 import Sam2Tracker
+        from fmscope.imaging.tracking.sam2_model import load_sam2
+
+        key = (model, checkpoint)
+        if key not in self.sam2_models:
+            self.sam2_models[key] = load_sam2(model, checkpoint)
+            self.loads += 1
+        return Sam2Tracker(frames, model=model, window=window, loaded=self.sam2_models[key])
 
     @property
     def encoder_calls(self) -> int:
