@@ -85,21 +85,30 @@ def test_model_file_of_another_base_is_refused(tmp_path, identity_model):
         Segmenter(str(checkpoints.resolve("litemedsam")), device="cpu")  # official weights are not a model file
 
 
-def test_resume_gives_the_weights_of_an_uninterrupted_run(crops, tmp_path):
-    straight = train_segmenter(crops[:2], tmp_path / "straight.pt", val_items=crops[2:], settings=TINY, device="cpu")
+@pytest.mark.parametrize("train_encoder", ["none", "lora"])
+def test_resume_gives_the_weights_of_an_uninterrupted_run(crops, tmp_path, train_encoder):
+    settings = TrainSettings(**{**TINY.__dict__, "train_encoder": train_encoder})
+    straight = train_segmenter(crops[:2], tmp_path / "straight.pt", val_items=crops[2:], settings=settings,
+                               device="cpu")
 
     def stop_after_epoch_1(message, done, total):
         if message.startswith("Epoch 1/"):
             raise Cancelled()
     with pytest.raises(Cancelled):
-        train_segmenter(crops[:2], tmp_path / "resumed.pt", val_items=crops[2:], settings=TINY, device="cpu",
+        train_segmenter(crops[:2], tmp_path / "resumed.pt", val_items=crops[2:], settings=settings, device="cpu",
                         on_progress=stop_after_epoch_1)
     assert not (tmp_path / "resumed.pt").exists()
     assert read_checkpoint(checkpoint_path(tmp_path / "resumed.pt"), "checkpoint", "test")["epoch"] == 1
-    resumed = train_segmenter(crops[:2], tmp_path / "resumed.pt", val_items=crops[2:], settings=TINY,
+    with pytest.raises(FmscopeError, match="--train-encoder"):  # another mode does not resume this run
+        other = "last-stage" if train_encoder == "none" else "none"
+        train_segmenter(crops[:2], tmp_path / "resumed.pt", val_items=crops[2:], device="cpu", resume=True,
+                        settings=TrainSettings(**{**settings.__dict__, "train_encoder": other}))
+    resumed = train_segmenter(crops[:2], tmp_path / "resumed.pt", val_items=crops[2:], settings=settings,
                               device="cpu", resume=True)
     a, b = read_model_file(straight.output), read_model_file(resumed.output)
     assert a.state_dict.keys() == b.state_dict.keys()
+    assert not [k for k in a.state_dict if "parametrizations" in k]  # adapters merged: plain weights
+    assert ("image_encoder.layers.3.blocks.0.attn.qkv.weight" in a.state_dict) == (train_encoder == "lora")
     assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
     assert (a.val_dice_before, a.val_dice_after) == (b.val_dice_before, b.val_dice_after)
     assert len(resumed.epoch_seconds) == 1  # only the second epoch ran again
@@ -153,10 +162,14 @@ def test_cli_trains_refuses_bad_input_and_segments_with_the_file(crops, tmp_path
     assert output.read_bytes() == b"the user's file"
 
     result = run("train-segmenter", *(tmp_path / f"image{i}.tif" for i in range(3)), "--labels",
-                 *(tmp_path / f"labels{i}.tif" for i in range(3)), "-o", output, "--epochs", 1, "--holdout", 0.34)
+                 *(tmp_path / f"labels{i}.tif" for i in range(3)), "-o", output, "--epochs", 1, "--holdout", 0.34,
+                 "--train-encoder", "last-stage")
     assert result.returncode == 0, result.stderr
     assert "held-out Dice" in result.stdout and "base" in result.stdout and "tuned" in result.stdout
-    assert read_model_file(output).trained_parts == TRAINED_PARTS
+    tuned = read_model_file(output)
+    assert tuned.trained_parts == [*TRAINED_PARTS, "image_encoder.layers.3", "image_encoder.neck"]
+    base = Segmenter("litemedsam", device="cpu").model.net.state_dict()
+    assert not torch.equal(tuned.state_dict["image_encoder.neck.0.weight"], base["image_encoder.neck.0.weight"])
 
     x0, y0, x1, y1 = samples.boxes_from_labels(crops[2].labels)[int(np.unique(crops[2].labels)[1])]
     result = run("segment", tmp_path / "image2.tif", "--box", x0, y0, x1, y1, "--model", output,

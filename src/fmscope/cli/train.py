@@ -31,7 +31,7 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
     for image_path, labels_path in zip(args.images, args.labels):
         items += labelled_images(_read(image_path), _read(labels_path), Path(image_path).name)
     settings = TrainSettings(epochs=args.epochs, holdout=args.holdout, lr=args.lr, seed=args.seed,
-                             patience=args.patience)
+                             patience=args.patience, train_encoder=args.train_encoder)
     with tqdm(total=1, desc="training", leave=False) as bar:
         def on_progress(message: str, done: int, total: int) -> None:
             bar.set_description(message.split(" (")[0].split(":")[0])
@@ -70,8 +70,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help="stop after this many epochs without a better held-out Dice")
     train.add_argument("--lr", type=float, default=defaults.lr)
     train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--train-encoder", choices=("none",), default="none",
-                       help="image encoder part to train too; none (the encoder stays frozen) is the only choice")
+    train.add_argument("--train-encoder", choices=("none", "last-stage", "lora"), default=defaults.train_encoder,
+                       help="also train the image encoder's last stage: in full (last-stage) or low-rank adapters "
+                            "on it (lora); default none (the encoder stays frozen, fastest)")
     train.add_argument("--resume", action="store_true", help="continue from MODEL.training.pt beside -o")
     train.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
     train.add_argument("--cache-dir", help="keep image embeddings on disk here (zarr) for reuse")

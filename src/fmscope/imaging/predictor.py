@@ -19,6 +19,7 @@ from fmscope.imaging.cache import CachedEmbedding, EmbeddingCache
 from fmscope.imaging.image_input import to_rgb_uint8, validate_image
 from fmscope.imaging.intensity import Intensity, resolve_intensity
 from fmscope.imaging.models import LoadedModel, load_model
+from fmscope.imaging.models.input_transforms import InputGeometry
 from fmscope.imaging.prompts import validate_box, validate_points
 from fmscope.imaging.roi import Crop
 from fmscope.threads import ThreadPolicy
@@ -144,13 +145,16 @@ class Segmenter:
         centre = ((own[1] + own[3]) / 2, (own[0] + own[2]) / 2)
         return roi.lattice(side, self.image_shape, near=centre, radius=radius_factor * side)
 
+    def model_input(self, crop: Crop | None = None) -> tuple[torch.Tensor, InputGeometry]:
+        """The encoder's input (3, S, S) for the image (or ``crop`` of it) and its geometry."""
+        rgb = self._require_image()
+        region = rgb if crop is None else rgb[crop[0]:crop[2], crop[1]:crop[3]]
+        self._check_shape(region.shape[:2], crop)
+        return self.model.transform.image(region)
+
     def _encode(self, crops: Sequence[Crop | None]) -> list[CachedEmbedding]:
         """Run the encoder on ``crops`` (one batch) and cache the embeddings."""
-        rgb = self._require_image()
-        regions = [rgb if crop is None else rgb[crop[0]:crop[2], crop[1]:crop[3]] for crop in crops]
-        for region, crop in zip(regions, crops):
-            self._check_shape(region.shape[:2], crop)
-        tensors, geometries = zip(*(self.model.transform.image(region) for region in regions))
+        tensors, geometries = zip(*(self.model_input(crop) for crop in crops))
         batch = torch.stack(tensors).to(self.model.device)
         self.thread_policy.apply()
         with torch.inference_mode(), self._autocast():

@@ -1,7 +1,9 @@
 """Fine-tune a MedSAM-family segmenter on a user's (image, instance labels) pairs, on a CPU.
 
-The image encoder stays frozen, so every view is embedded once before the first epoch and
-an epoch costs mask-decoder time only. The views are the ones fmscope segments at
+By default the image encoder stays frozen, so every view is embedded once before the first epoch
+and an epoch costs mask-decoder time only; ``train_encoder="last-stage"`` or ``"lora"`` also trains
+the encoder's last stage (in full, or low-rank adapters on it), whose input features are then
+computed once instead (:mod:`fmscope.training.encoder_tail`). The views are the ones fmscope segments at
 inference: the whole image, and the ROI-zoom crops (:mod:`fmscope.imaging.roi`) of the
 objects that ``roi_zoom="auto"`` zooms on; the embeddings come from :meth:`Segmenter.embed`,
 so training and use see the same pixels. Prompts are boxes from the instance masks, grown
@@ -41,6 +43,7 @@ from fmscope.imaging.models.input_transforms import InputGeometry
 from fmscope.imaging.predictor import Segmenter
 from fmscope.metrics import dice
 from fmscope.training.checkpoint import read_checkpoint, write_checkpoint
+from fmscope.training.encoder_tail import ENCODER_MODES, EncoderSplit, add_lora, plain_state, split_encoder
 from fmscope.training.settings import TrainSettings
 
 TRAINED_PARTS = ["mask_decoder", "prompt_encoder"]
@@ -95,6 +98,11 @@ class View:
     objects: np.ndarray  # (N,) label ids
     boxes: np.ndarray  # (N, 4) tight x0 y0 x1 y1 in view pixels
     zoom: bool
+    features: torch.Tensor | None = None  # the encoder's last-stage input, when the encoder is trained
+
+    def image_embedding(self, split: EncoderSplit | None) -> torch.Tensor:
+        """The view's embedding: cached, or the trained encoder tail run on its features."""
+        return self.embedding if split is None else split.tail(self.features)
 
 
 @dataclass
@@ -144,12 +152,13 @@ def _object_boxes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def make_views(segmenter: Segmenter, item: LabelledImage, window: str | tuple | Intensity | None,
                max_crops: int | None, rng: np.random.Generator | None = None,
-               max_objects: int | None = None) -> list[View]:
+               max_objects: int | None = None, split: EncoderSplit | None = None) -> list[View]:
     """The whole-image view with every object (at most ``max_objects``, chosen with ``rng``), then ROI-zoom views.
 
     Zoom views are the ROI-zoom crops of the objects (those whose crop is smaller than the image,
     as ``Segmenter`` zooms); at most ``max_crops`` crops (chosen with ``rng``), each with
-    the objects whose own crop it is. Embeddings come from ``segmenter.embed``.
+    the objects whose own crop it is. Embeddings come from ``segmenter.embed``; with ``split``,
+    each view also keeps the features entering the encoder's last stage.
     """
     segmenter.set_image(item.image, window=window)
     shape = segmenter.image_shape
@@ -158,8 +167,8 @@ def make_views(segmenter: Segmenter, item: LabelledImage, window: str | tuple | 
     if max_objects is not None and len(ids) > max_objects:
         kept = np.sort(rng.choice(len(ids), size=max_objects, replace=False))
         ids, boxes = ids[kept], boxes[kept]
-    whole = segmenter.embed()
-    views = [View(torch.from_numpy(whole.embedding)[None], whole.geometry, item.labels, ids, boxes, False)]
+    embedding, geometry, features = _embedded(segmenter, None, split)
+    views = [View(embedding, geometry, item.labels, ids, boxes, False, features)]
     crops: dict[tuple[int, int, int, int], list[int]] = {}
     for index, box in enumerate(boxes):
         crop = roi.crop_for(box, shape)
@@ -172,34 +181,49 @@ def make_views(segmenter: Segmenter, item: LabelledImage, window: str | tuple | 
     for crop in chosen:
         y0, x0, y1, x1 = crop
         members = crops[crop]
-        entry = segmenter.embed(crop)
-        views.append(View(torch.from_numpy(entry.embedding)[None], entry.geometry, item.labels[y0:y1, x0:x1],
-                          ids[members], boxes[members] - np.array([x0, y0, x0, y0]), True))
+        embedding, geometry, features = _embedded(segmenter, crop, split)
+        views.append(View(embedding, geometry, item.labels[y0:y1, x0:x1], ids[members],
+                          boxes[members] - np.array([x0, y0, x0, y0]), True, features))
     return views
 
 
-def decode(net: torch.nn.Module, transform, view: View, boxes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def _embedded(segmenter: Segmenter, crop, split: EncoderSplit | None) -> tuple:
+    """(embedding (1, C, h, w), geometry, last-stage features or None) of the image or ``crop``."""
+    if split is None:
+        entry = segmenter.embed(crop)
+        return torch.from_numpy(entry.embedding)[None], entry.geometry, None
+    tensor, geometry = segmenter.model_input(crop)
+    with torch.no_grad():  # not inference_mode: the tail's backward pass reads the features
+        features = split.head(tensor[None].to(segmenter.model.device))
+        return split.tail(features), geometry, features
+
+
+def decode(net: torch.nn.Module, transform, view: View, boxes: np.ndarray,
+           embedding: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(mask logits (N, H, W) at the view's resolution, IoU estimates (N,)) for ``boxes`` in view pixels.
 
     The same steps as :meth:`Segmenter.predict_many` (one box per object, single mask output),
-    differentiable.
+    differentiable. ``embedding``: the view's (default: its cached one).
     """
-    device = view.embedding.device
+    embedding = view.embedding if embedding is None else embedding
+    device = embedding.device
     box_tensor = torch.as_tensor(transform.boxes(boxes, view.geometry), device=device)[:, None, :]
     sparse, dense = net.prompt_encoder(points=None, boxes=box_tensor, masks=None)
-    low_res, iou = net.mask_decoder(image_embeddings=view.embedding, image_pe=net.prompt_encoder.get_dense_pe(),
+    low_res, iou = net.mask_decoder(image_embeddings=embedding, image_pe=net.prompt_encoder.get_dense_pe(),
                                     sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
                                     multimask_output=False)
     return transform.masks(low_res, view.geometry), iou[:, 0]
 
 
-def evaluate(net: torch.nn.Module, transform, views: Sequence[View], batch: int = 8) -> ViewDice:
+def evaluate(net: torch.nn.Module, transform, views: Sequence[View], batch: int = 8,
+             split: EncoderSplit | None = None) -> ViewDice:
     """Mean Dice of the decoded masks (tight boxes) against the labels, per kind of view."""
     scores: dict[bool, list[float]] = {False: [], True: []}
     with torch.inference_mode():
         for view in views:
+            embedding = view.image_embedding(split)
             for start in range(0, len(view.objects), batch):
-                logits, _ = decode(net, transform, view, view.boxes[start:start + batch])
+                logits, _ = decode(net, transform, view, view.boxes[start:start + batch], embedding)
                 masks = (logits > 0).cpu().numpy()
                 for mask, label in zip(masks, view.objects[start:start + batch]):
                     scores[view.zoom].append(dice(mask, view.labels == label))
@@ -316,6 +340,8 @@ def train_segmenter(items: list[LabelledImage], output: str | os.PathLike, model
         raise FmscopeError("No images to train on.", "Give at least one image with its labels.")
     if settings.epochs < 1:
         raise FmscopeError(f"epochs is {settings.epochs}.", "Train for at least one epoch.")
+    if settings.train_encoder not in ENCODER_MODES:
+        raise FmscopeError(f"Unknown encoder training '{settings.train_encoder}'.", f"Use one of {ENCODER_MODES}.")
     report = on_progress or (lambda message, done, total: None)
     train, val = (items, val_items) if val_items is not None else split_holdout(items, settings.holdout,
                                                                                 settings.seed)
@@ -323,7 +349,10 @@ def train_segmenter(items: list[LabelledImage], output: str | os.PathLike, model
                           cache=EmbeddingCache(max_items=1, directory=cache_dir), roi_zoom="auto")
     base_name, base_sha = _base_identity(segmenter)
     data_key = _data_key(train + val)
-    saved = _read_resume(checkpoint_path(output), base_name, base_sha, data_key) if resume else None
+    saved = _read_resume(checkpoint_path(output), base_name, base_sha, data_key, settings) if resume else None
+    net, transform = segmenter.model.net, segmenter.model.transform
+    split = split_encoder(net) if settings.train_encoder != "none" else None
+    parts = TRAINED_PARTS + (split.parts if split is not None else [])
 
     started = time.perf_counter()
     rng = np.random.default_rng(settings.seed)
@@ -334,20 +363,22 @@ def train_segmenter(items: list[LabelledImage], output: str | os.PathLike, model
         held_out = done >= len(train)
         (val_views if held_out else train_views).extend(make_views(
             segmenter, item, window, settings.max_crops, rng,
-            max_objects=settings.max_val_objects if held_out else None))
+            max_objects=settings.max_val_objects if held_out else None, split=split))
     embedding_seconds = time.perf_counter() - started
 
-    net, transform = segmenter.model.net, segmenter.model.transform
+    fully_trained = tuple(f"{part}." for part in (parts if settings.train_encoder == "last-stage" else TRAINED_PARTS))
     for name, parameter in net.named_parameters():
-        parameter.requires_grad_(name.split(".")[0] in TRAINED_PARTS)
+        parameter.requires_grad_(name.startswith(fully_trained))
+    if settings.train_encoder == "lora":
+        add_lora(split, settings.lora_rank, settings.lora_alpha, settings.seed)  # new parameters, trained
     parameters = [p for p in net.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
     if saved is None:
-        before = evaluate(net, transform, val_views) if val_views else ViewDice(float("nan"), float("nan"))
+        before = evaluate(net, transform, val_views, split=split) if val_views else ViewDice(float("nan"), float("nan"))
         report(f"Held-out Dice of the base model: {before.mean:.3f}", 0, settings.epochs)
         state = {"epoch": 0, "best_epoch": 0, "best_val": before.mean, "stale": 0,
-                 "before": asdict(before), "best": asdict(before), "best_state": trained_state(net, TRAINED_PARTS)}
+                 "before": asdict(before), "best": asdict(before), "best_state": plain_state(net, parts)}
     else:
         net.load_state_dict(saved["state"], strict=False)
         optimiser.load_state_dict(saved["optimiser"])
@@ -360,27 +391,27 @@ def train_segmenter(items: list[LabelledImage], output: str | os.PathLike, model
         if val_views and state["stale"] >= settings.patience:
             break
         tick = time.perf_counter()
-        _train_epoch(net, transform, train_views, optimiser, generator, settings)
+        _train_epoch(net, transform, train_views, optimiser, generator, settings, split)
         state["epoch"] = epoch + 1
         if val_views:
-            score = evaluate(net, transform, val_views)
+            score = evaluate(net, transform, val_views, split=split)
             improved = not score.mean <= state["best_val"] + 1e-4  # nan before: any score improves
             state["stale"] = 0 if improved else state["stale"] + 1
             if improved:
                 state.update(best_epoch=epoch + 1, best_val=score.mean, best=asdict(score),
-                             best_state=trained_state(net, TRAINED_PARTS))
+                             best_state=plain_state(net, parts))
         else:
-            state.update(best_epoch=epoch + 1, best_state=trained_state(net, TRAINED_PARTS))
+            state.update(best_epoch=epoch + 1, best_state=plain_state(net, parts))
         write_checkpoint(checkpoint_path(output), {
             "format": CHECKPOINT_FORMAT, "base_name": base_name, "base_sha256": base_sha, "data_key": data_key,
-            "settings": asdict(settings), "state": trained_state(net, TRAINED_PARTS),
+            "settings": asdict(settings), "state": trained_state(net, parts),
             "optimiser": optimiser.state_dict(), "generator": generator.get_state(), **state})
         epoch_seconds.append(time.perf_counter() - tick)
         report(f"Epoch {epoch + 1}/{settings.epochs}: best held-out Dice {state['best_val']:.3f} "
                f"(base {ViewDice(**state['before']).mean:.3f})", epoch + 1, settings.epochs)
 
     before, after = ViewDice(**state["before"]), ViewDice(**state["best"])
-    tuned = TunedModel(base_name, segmenter.model.architecture, base_sha, list(TRAINED_PARTS),
+    tuned = TunedModel(base_name, segmenter.model.architecture, base_sha, list(parts),
                        state["best_state"], _data_summary(train, val, window, segmenter),
                        before.mean, after.mean, asdict(settings))
     write_model_file(output, tuned)
@@ -389,19 +420,19 @@ def train_segmenter(items: list[LabelledImage], output: str | os.PathLike, model
 
 
 def _train_epoch(net: torch.nn.Module, transform, views: list[View], optimiser: torch.optim.Optimizer,
-                 generator: torch.Generator, settings: TrainSettings) -> None:
+                 generator: torch.Generator, settings: TrainSettings, split: EncoderSplit | None) -> None:
     for index, chosen in _batches(views, settings.batch, settings.max_prompts, generator):
         view = views[index]
         boxes = _jittered(view.boxes[chosen], view.labels.shape, settings.jitter, generator)
         target = torch.from_numpy(view.labels[None] == view.objects[chosen][:, None, None]).float()
-        logits, iou = decode(net, transform, view, boxes)
+        logits, iou = decode(net, transform, view, boxes, view.image_embedding(split))
         loss = _loss(logits, iou, target.to(logits.device))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
 
 
-def _read_resume(path: Path, base_name: str, base_sha: str, data_key: str) -> dict | None:
+def _read_resume(path: Path, base_name: str, base_sha: str, data_key: str, settings: TrainSettings) -> dict | None:
     """The checkpoint to resume from (None when there is none yet), refused when it is another run's."""
     if not path.is_file():
         return None
@@ -413,6 +444,10 @@ def _read_resume(path: Path, base_name: str, base_sha: str, data_key: str) -> di
         raise FmscopeError(f"{path} was training {saved['base_name']} (weights sha256 {saved['base_sha256'][:12]}"
                            f"...), not {base_name} (sha256 {base_sha[:12]}...).",
                            f"Resume with --model {saved['base_name']} and its weights, or write a new model (-o).")
+    trained_encoder = saved.get("settings", {}).get("train_encoder", "none")
+    if trained_encoder != settings.train_encoder:
+        raise FmscopeError(f"{path} was training with --train-encoder {trained_encoder}, not {settings.train_encoder}.",
+                           f"Resume with --train-encoder {trained_encoder}, or write a new model (-o).")
     if saved["data_key"] != data_key:
         raise FmscopeError(f"{path} was trained on other images or labels.",
                            "Resume with the same images, labels and holdout, or write a new model (-o).")

@@ -20,3 +20,6 @@ class TrainSettings:
     jitter: float = 0.1  # box edges grow outwards by up to this fraction of the box side
     max_crops: int = 8  # ROI-zoom crops per image, for training and for validation
     patience: int = 3  # epochs without a better validation Dice before stopping
+    train_encoder: str = "none"  # also train the encoder's last stage: "last-stage" (all of it) or "lora" (adapters)
+    lora_rank: int = 4  # rank of the low-rank adapters (train_encoder="lora")
+    lora_alpha: float = 4.0  # adapter scale alpha / rank
