@@ -73,7 +73,8 @@ def test_bad_input_exits_1_and_writes_nothing(hela_crop, tmp_path, capsys):
         "non-weights pickle": (["track", str(path), "--frame", "0", *box, "--model", "medsam2", "--checkpoint",
                                 str(tmp_path / "pickle.pt")], "weights_only"),
         "bad output": (["track", str(path), "--frame", "0", *box, "-o", str(tmp_path / "labels.png")],
-                       "Cannot write labels"),
+                       "cannot write a '.png' file"),
+        "output over the input": (["track", str(path), "--frame", "0", *box, "-o", str(path)], "is the input"),
     }
     (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(300))
     tifffile.imwrite(tmp_path / "4d.tif", np.zeros((2, 3, 16, 16), np.uint16))

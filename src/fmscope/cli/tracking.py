@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from fmscope.atomic import atomic_write, file_suffix
+from fmscope.atomic import atomic_write
 from fmscope.errors import FmscopeError
 
 LABEL_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz", ".nrrd", ".mha")
@@ -24,14 +24,11 @@ SAM2_MODELS = TRACKING_MODELS[1:]
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Refuse unusable output names before any work."""
-    if file_suffix(Path(args.output)) not in LABEL_SUFFIXES:
-        raise FmscopeError(f"Cannot write labels to '{args.output}'.",
-                           f"Use one of: {', '.join(LABEL_SUFFIXES)} (e.g. -o labels.tif).")
-    if getattr(args, "overlay", None) and file_suffix(Path(args.overlay)) != ".mp4":
-        raise FmscopeError(f"The overlay must be an .mp4 file, got '{args.overlay}'.", "Use --overlay out.mp4.")
-    if getattr(args, "table", None) and file_suffix(Path(args.table)) != ".csv":
-        raise FmscopeError(f"The table must be a .csv file, got '{args.table}'.", "Use --table out.csv.")
+    """Refuse unusable or clashing output names before any work (:func:`fmscope.outputs.check_outputs`)."""
+    from fmscope.outputs import Output, check_outputs
+
+    check_outputs([Output("-o", args.output, LABEL_SUFFIXES), Output("--overlay", args.overlay, (".mp4",)),
+                   Output("--table", args.table, (".csv",))], [args.input, args.checkpoint])
 
 
 def _point_prompts(args: argparse.Namespace) -> dict[int, tuple[list, list]]:
