@@ -212,6 +212,9 @@ class FMScopeLogic:
         direction = {"both": "both", "up": "forward", "down": "backward"}[_direction(options.direction)]
         require_checkpoint(options.model, options.checkpoint)
         frames = mrml_arrays.sequence_frames(sequence_node)
+        if not 0 <= int(frame_index) < len(frames):
+            raise FmscopeError(f"Frame {frame_index} is outside '{sequence_node.GetName()}' (frames 0..{len(frames) - 1}).",
+                               "Draw the box on a frame of the selected sequence.")
         session = TrackingSession(frames, model=options.model, checkpoint=options.checkpoint,
                                   window=options.window, device=self.device)
         session.add_box(frame_index, 1, list(box))
