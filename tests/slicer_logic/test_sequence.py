@@ -71,3 +71,14 @@ def test_bad_sequences_are_refused_and_scene_unchanged(scene, logic):
             logic.process_sequence(scene, node, frame, (1, 1, 5, 5))
         assert "Fix:" in str(error.value)
         assert scene.GetNumberOfNodes() == before
+
+
+def test_roi_on_a_frame_gives_its_pixel_box(scene):
+    from FMScopeLib import geometry
+    from mrml_helpers import add_roi, volume_node
+
+    frame = volume_node(np.zeros((1, 240, 320), np.uint8), FRAME_TO_RAS, vtk_type=3)  # VTK_UNSIGNED_CHAR
+    roi = add_roi(scene, FRAME_TO_RAS, (130, 70, 0), (190, 140, 0))
+    assert np.allclose(geometry.frame_box_from_roi(frame, roi), BOX, atol=1e-6)
+    point = FRAME_TO_RAS @ [10, 10, 0, 1]
+    assert geometry.slice_at(frame, point[:3], [0, 0, 1]) == (2, 0)

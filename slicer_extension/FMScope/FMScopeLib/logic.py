@@ -39,7 +39,8 @@ class SegmentOptions:
 
     # a registry name, "medsam2" (MedSAM2's 3D flow; also sam2.1_hiera_*), or the path of an fmscope model file
     model: str = "litemedsam"
-    # MedSAM2 / MedSAM / SAM weights (for a model file: the base weights it was tuned from); else $FMSCOPE_CHECKPOINT_DIR
+    # MedSAM2 / MedSAM / SAM weights (for a model file: the base weights it was tuned from);
+    # else $FMSCOPE_CHECKPOINT_DIR
     checkpoint: str | None = None
     window: str | tuple[float, float] | None = None
     direction: str = "both"  # both, up (increasing index), down; for sequences up = forward in time
@@ -213,7 +214,8 @@ class FMScopeLogic:
         require_checkpoint(options.model, options.checkpoint)
         frames = mrml_arrays.sequence_frames(sequence_node)
         if not 0 <= int(frame_index) < len(frames):
-            raise FmscopeError(f"Frame {frame_index} is outside '{sequence_node.GetName()}' (frames 0..{len(frames) - 1}).",
+            raise FmscopeError(f"Frame {frame_index} is outside '{sequence_node.GetName()}' "
+                               f"(frames 0..{len(frames) - 1}).",
                                "Draw the box on a frame of the selected sequence.")
         session = TrackingSession(frames, model=options.model, checkpoint=options.checkpoint,
                                   window=options.window, device=self.device)
