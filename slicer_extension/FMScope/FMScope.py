@@ -275,6 +275,12 @@ class FMScopeLogic(ScriptedLoadableModuleLogic):
     def process(self, volume_node, segmentation_node, slice_box, options=None):
         return self.core.process(volume_node, segmentation_node, slice_box, options)
 
+    def repropagate(self, volume_node, segmentation_node, segment_id, axis, index, options=None):
+        return self.core.repropagate(volume_node, segmentation_node, segment_id, axis, index, options)
+
+    def process_sequence(self, sequence_node, frame_index, box, options=None):
+        return self.core.process_sequence(slicer.mrmlScene, sequence_node, frame_index, box, options)
+
 
 class FMScopeTest(ScriptedLoadableModuleTest):
     """Runs inside Slicer: the sample lung CT, a ROI on the tumour, one segment written."""
