@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import slicer
 from FMScopeLib import mrml_arrays
 from FMScopeLib.logic import SegmentOptions
 from mrml_helpers import add_frame_sequence, add_volume, labelmap_ijk_to_ras
@@ -36,9 +37,13 @@ def _engine_labels(frames: np.ndarray) -> np.ndarray:
 def test_sequence_of_frames_gives_a_segmentation_sequence_with_the_engines_masks(scene, logic, echo, colour):
     frames = echo[..., 0] if colour == "grey" else echo
     sequence = add_frame_sequence(scene, frames, FRAME_TO_RAS)
+    scene.RegisterNodeClass(slicer.vtkMRMLSequenceBrowserNode())  # the Sequences module does this in Slicer
+    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode")
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
     nodes_before = scene.GetNumberOfNodes()
     output = logic.process_sequence(scene, sequence, KEY, BOX, SegmentOptions(segment_name="chamber"))
     assert scene.GetNumberOfNodes() == nodes_before + 1 and output.GetScene() is scene
+    assert browser.IsSynchronizedSequenceNodeID(output.GetID())  # plays along with the frames
     assert output.GetNumberOfDataNodes() == N_FRAMES
     assert output.GetDataNodeClassName() == "vtkMRMLSegmentationNode"
     assert [output.GetNthIndexValue(i) for i in range(N_FRAMES)] == [sequence.GetNthIndexValue(i)
@@ -55,8 +60,6 @@ def test_sequence_of_frames_gives_a_segmentation_sequence_with_the_engines_masks
 
 
 def test_bad_sequences_are_refused_and_scene_unchanged(scene, logic):
-    import slicer
-
     volume = add_volume(scene, np.zeros((3, 8, 8)), np.eye(4))  # a 3D volume is not a cine frame
     sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode")
     sequence.SetDataNodeAtValue(volume, "0")
