@@ -120,3 +120,24 @@ def test_medsam2_without_checkpoint_is_refused_and_scene_unchanged(scene, logic,
         assert ("No checkpoint is chosen" if checkpoint is None else "does not exist") in message
         assert _scene_state(scene) == before, name
     assert np.array_equal(mrml_arrays.read_segment(segmentation, painted, node), mask)
+
+
+@pytest.mark.slow
+def test_medsam2_cine_sequence_equals_tracking_session(scene, logic, checkpoint):
+    from fmscope.imaging.tracking import TrackingSession, open_frames
+    from fmscope.samples import sample_data_dir
+
+    clip = open_frames(sample_data_dir() / "echo_a4c_cine.dcm")
+    frames = np.stack([clip[i] for i in range(3)])
+    box = (130.0, 70.0, 190.0, 140.0)
+    sequence = add_frame_sequence(scene, frames, np.eye(4))
+    output = logic.process_sequence(scene, sequence, 0, box, SegmentOptions(model="medsam2", checkpoint=checkpoint,
+                                                                            segment_name="chamber"))
+    session = TrackingSession(frames, model="medsam2", checkpoint=checkpoint, device="cpu")
+    session.add_box(0, 1, box)
+    list(session.propagate("both"))
+    expected = session.labels()
+    assert output.GetNumberOfDataNodes() == 3 and expected.any()
+    for index in range(3):
+        mask = mrml_arrays.read_segment(output.GetNthDataNode(index), "chamber", sequence.GetNthDataNode(index))
+        assert np.array_equal(mask[0], expected[index] == 1), index
