@@ -85,3 +85,10 @@ def test_roi_on_a_frame_gives_its_pixel_box(scene):
     assert np.allclose(geometry.frame_box_from_roi(frame, roi), BOX, atol=1e-6)
     point = FRAME_TO_RAS @ [10, 10, 0, 1]
     assert geometry.slice_at(frame, point[:3], [0, 0, 1]) == (2, 0)
+    # a volume stored sagittally (I = the old K axis, 5 mm): a view normal to I shows slice i
+    swap = np.array([[0, 0, 0.7, 3.0], [0, 0.7, 0, -2.0], [5.0, 0, 0, 10.0], [0, 0, 0, 1]])
+    volume = volume_node(np.zeros((8, 9, 6)), swap)
+    point = swap @ [3.2, 4, 5, 1]
+    assert geometry.slice_at(volume, point[:3], [0, 0, -1]) == (0, 3)
+    with pytest.raises(FmscopeError, match="outside the volume"):
+        geometry.slice_at(volume, (swap @ [9, 4, 5, 1])[:3], [0, 0, 1])
