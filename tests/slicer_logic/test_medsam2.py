@@ -54,6 +54,7 @@ def test_medsam2_3d_flow_writes_what_the_cli_writes(scene, logic, lung, checkpoi
     # ... and in space: the segment lies on the CLI output's grid
     assert np.allclose(labelmap_ijk_to_ras(segmentation, segment_id), ijk_to_ras_from_volume(written), atol=1e-6)
     assert np.allclose(ijk_to_ras_from_volume(written), matrix, atol=1e-6)
+    assert logic.sam2("medsam2", checkpoint) is logic.sam2("medsam2", checkpoint)  # loaded once, kept between runs
 
 
 @pytest.mark.slow

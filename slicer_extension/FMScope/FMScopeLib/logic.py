@@ -106,6 +106,7 @@ class FMScopeLogic:
 
     device: str | None = None
     _segmenters: dict = field(default_factory=dict)
+    _sam2: dict = field(default_factory=dict)
     _undo: list = field(default_factory=list)
 
     def segmenter(self, model: str, checkpoint: str | None) -> Segmenter:
@@ -114,6 +115,15 @@ class FMScopeLogic:
         if key not in self._segmenters:
             self._segmenters[key] = Segmenter(model, checkpoint=checkpoint, device=self.device)
         return self._segmenters[key]
+
+    def sam2(self, model: str, checkpoint: str | None):
+        """The (cached) MedSAM2 / SAM2.1 model for the tracking flows; loading errors surface as FmscopeError."""
+        from fmscope.imaging.tracking.sam2_model import load_sam2
+
+        key = (model, checkpoint)
+        if key not in self._sam2:
+            self._sam2[key] = load_sam2(model, checkpoint, self.device)
+        return self._sam2[key]
 
     def describe_model(self, model: str, checkpoint: str | None) -> str:
         """One line about a model choice for the UI: its name, or what a model file was tuned from and on."""
@@ -131,7 +141,7 @@ class FMScopeLogic:
             labels = track_volume(along_axis, slice_box.index, {1: list(slice_box.box)}, model=options.model,
                                   checkpoint=options.checkpoint, window=options.window, device=self.device,
                                   direction=options.direction, slice_range=slice_range, on_slice=on_slice,
-                                  name=volume_node.GetName())
+                                  name=volume_node.GetName(), loaded=self.sam2(options.model, options.checkpoint))
         else:
             labels = segment_volume(
                 along_axis, slice_box.index, {1: list(slice_box.box)},
@@ -177,7 +187,7 @@ class FMScopeLogic:
             labels = track_volume(along_axis, index, key_masks={1: key_mask}, model=options.model,
                                   checkpoint=options.checkpoint, window=options.window, device=self.device,
                                   direction=direction, slice_range=(first, last), on_slice=on_slice,
-                                  name=volume_node.GetName())
+                                  name=volume_node.GetName(), loaded=self.sam2(options.model, options.checkpoint))
         else:
             labels = segment_volume(along_axis, index, {1: box}, key_masks={1: key_mask},
                                     segmenter=self.segmenter(options.model, options.checkpoint),
@@ -208,7 +218,7 @@ class FMScopeLogic:
         nothing in the scene. ``options.direction``: both, up (forward in the sequence) or down;
         ``options.slice_range``: the frames to track (inclusive)."""
         from fmscope.errors import Cancelled
-        from fmscope.imaging.tracking import TrackingSession
+        from fmscope.imaging.tracking import TrackingSession, open_frames
 
         direction = {"both": "both", "up": "forward", "down": "backward"}[_direction(options.direction)]
         require_checkpoint(options.model, options.checkpoint)
@@ -217,8 +227,15 @@ class FMScopeLogic:
             raise FmscopeError(f"Frame {frame_index} is outside '{sequence_node.GetName()}' "
                                f"(frames 0..{len(frames) - 1}).",
                                "Draw the box on a frame of the selected sequence.")
+        frames = open_frames(frames)
+        backend = None
+        if options.model in SAM2_MODELS:
+            from fmscope.imaging.tracking.medsam2 import Sam2Tracker
+
+            backend = Sam2Tracker(frames, model=options.model, window=options.window, device=self.device,
+                                  loaded=self.sam2(options.model, options.checkpoint))
         session = TrackingSession(frames, model=options.model, checkpoint=options.checkpoint,
-                                  window=options.window, device=self.device)
+                                  window=options.window, device=self.device, backend=backend)
         session.add_box(frame_index, 1, list(box))
         for result in session.propagate(direction, options.slice_range):
             if on_frame is not None:

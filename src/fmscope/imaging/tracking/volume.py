@@ -35,7 +35,7 @@ def track_volume(volume: Volume | np.ndarray, key_slice: int,
                  key_masks: Mapping[int, np.ndarray] | None = None, progress: bool = False,
                  on_slice: Callable[[int, int], None] | None = None,
                  cancel: Callable[[], bool] | threading.Event | None = None,
-                 name: str = "the volume") -> np.ndarray:
+                 name: str = "the volume", loaded=None) -> np.ndarray:
     """uint16 (z, y, x) labels tracked from prompts on ``key_slice`` with a MedSAM2 / SAM2.1 model.
 
     ``boxes``: one [x0, y0, x1, y1] box (object 1) or ``{object: box}``; ``key_masks``:
@@ -44,7 +44,9 @@ def track_volume(volume: Volume | np.ndarray, key_slice: int,
     ``slice_range``: inclusive (first, last) z limits. ``on_slice(done, total)`` after every
     slice (raising :class:`fmscope.errors.Cancelled` from it stops the work, as does ``cancel``;
     then Cancelled is raised and nothing is returned). A plain array is taken as a volume of
-    unit spacing (the geometry does not change the masks).
+    unit spacing (the geometry does not change the masks). ``loaded``: a model already loaded with
+    :func:`fmscope.imaging.tracking.sam2_model.load_sam2` (a front end keeps one between runs);
+    else ``checkpoint`` is loaded.
     """
     if model not in SAM2_MODELS:
         raise FmscopeError(f"'{model}' has no 3D tracking flow.", f"Use one of: {', '.join(SAM2_MODELS)}.")
@@ -58,7 +60,13 @@ def track_volume(volume: Volume | np.ndarray, key_slice: int,
     if not prompts and not masks:
         raise FmscopeError("No prompt given.", "Give a box (or a mask) on the key slice.")
     frames = volume_frames(volume, name=name)
-    session = TrackingSession(frames, model=model, checkpoint=checkpoint, window=window, device=device)
+    backend = None
+    if loaded is not None:
+        from fmscope.imaging.tracking.medsam2 import Sam2Tracker
+
+        backend = Sam2Tracker(frames, model=model, window=window, device=device, loaded=loaded)
+    session = TrackingSession(frames, model=model, checkpoint=checkpoint, window=window, device=device,
+                              backend=backend)
     for obj, box in prompts.items():
         if obj not in masks:
             session.add_box(key_slice, obj, box)
