@@ -23,23 +23,12 @@ from fmscope.metrics import dice
 
 sam2 = pytest.importorskip("sam2", reason="sam2 is installed by make test (Makefile step)")
 
-CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
-DECODER_SEED = 1020  # re-drawn decoder whose masks follow the test images (checked below)
+from sam2_checkpoint import CONFIG, write_random_medsam2_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> str:
-    from sam2.build_sam import build_sam2
-
-    torch.manual_seed(0)
-    model = build_sam2(CONFIG, None, device="cpu", hydra_overrides_extra=sam2_overrides(512))
-    torch.manual_seed(DECODER_SEED)
-    for module in list(model.sam_mask_decoder.modules())[1:] + list(model.sam_prompt_encoder.modules()):
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-    path = tmp_path_factory.mktemp("medsam2") / "MedSAM2_latest.pt"
-    torch.save({"model": model.state_dict()}, path)
-    return str(path)
+    return write_random_medsam2_checkpoint(tmp_path_factory.mktemp("medsam2") / "MedSAM2_latest.pt")
 
 
 def cpu_connected_components(mask: torch.Tensor):

@@ -20,8 +20,10 @@ from slicer.ScriptedLoadableModule import (
 
 from FMScopeLib.install import ensure_fmscope
 
-MODELS = ["litemedsam", "medsam_vit_b", "sam_vit_b", "sam_vit_l", "sam_vit_h"]
+MODELS = ["litemedsam", "medsam2", "medsam_vit_b", "sam_vit_b", "sam_vit_l", "sam_vit_h"]
 WINDOWS = ["auto", "abdomen", "soft_tissue", "lung", "bone", "brain", "liver"]
+SLICE_VIEWS = ["Red", "Yellow", "Green"]
+CHECKPOINT_SETTING = "FMScope/checkpoint/{model}"  # the weights file chosen once per model, remembered
 
 
 class FMScope(ScriptedLoadableModule):
@@ -33,7 +35,11 @@ class FMScope(ScriptedLoadableModule):
         self.parent.helpText = (
             "Place a ROI (box) around a lesion or organ on one slice, choose the output segmentation and "
             "press Run: the fmscope engine (LiteMedSAM by default) segments the key slice and propagates "
-            "through the volume. A ROI that spans several slices also limits the propagation."
+            "through the volume. A ROI that spans several slices also limits the propagation. "
+            "Model medsam2 runs MedSAM2's 3D flow (choose MedSAM2_latest.pt once as Checkpoint). "
+            "Correct: edit the segment on a slice with Segment Editor, show that slice, press "
+            "'Re-propagate from this slice'. Cine: choose a Sequence of 2D frames, draw the ROI on the "
+            "frame shown, press 'Track through frames' to get a Sequence of segmentations."
         )
         self.parent.acknowledgementText = "LiteMedSAM and MedSAM: Ma et al., Nature Communications 2024 (bowang-lab)."
 
@@ -48,7 +54,13 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         self.ui.modelComboBox.addItems(MODELS)
         self.ui.windowComboBox.addItems(WINDOWS)
         self.ui.directionComboBox.addItems(["both", "up", "down"])
+        self.ui.sliceViewComboBox.addItems(SLICE_VIEWS)
+        self.ui.modelComboBox.currentTextChanged.connect(self.onModelChanged)
+        self.ui.checkpointPathLineEdit.currentPathChanged.connect(self.onCheckpointChanged)
+        self.onModelChanged(self.ui.modelComboBox.currentText)
         self.ui.runButton.clicked.connect(self.onRun)
+        self.ui.repropagateButton.clicked.connect(self.onRepropagate)
+        self.ui.trackSequenceButton.clicked.connect(self.onTrackSequence)
         self.ui.cancelButton.clicked.connect(self.onCancel)
         self.ui.undoButton.clicked.connect(self.onUndo)
         self.ui.modelFilePathLineEdit.currentPathChanged.connect(self.onModelFileChanged)
@@ -61,6 +73,8 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
 
     def _set_running(self, running: bool) -> None:
         self.ui.runButton.enabled = not running
+        self.ui.repropagateButton.enabled = not running
+        self.ui.trackSequenceButton.enabled = not running
         self.ui.cancelButton.enabled = running
         self.ui.progressBar.visible = running
 
@@ -76,42 +90,126 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
             segment_name=self.ui.segmentNameLineEdit.text or "fmscope", segment_id=segment_id or None,
         )
 
+    def onModelChanged(self, model):
+        """Show the checkpoint remembered for this model (chosen once, kept in Slicer's settings)."""
+        remembered = slicer.app.userSettings().value(CHECKPOINT_SETTING.format(model=model), "")
+        self.ui.checkpointPathLineEdit.currentPath = remembered or ""
+
+    def onCheckpointChanged(self, path):
+        slicer.app.userSettings().setValue(CHECKPOINT_SETTING.format(model=self.ui.modelComboBox.currentText),
+                                           path or "")
+
     def onRun(self):
         if not ensure_fmscope():
             return
         from FMScopeLib import geometry
 
-        from fmscope.errors import Cancelled, FmscopeError
+        from fmscope.errors import FmscopeError
 
         volume = self.ui.volumeSelector.currentNode()
         roi = self.ui.roiSelector.currentNode()
         segmentation = self.ui.segmentationSelector.currentNode()
+        options = self._options()
         try:
             if volume is None or roi is None or segmentation is None:
                 raise FmscopeError("Select a volume, a ROI and an output segmentation.")
             box = geometry.slice_box_from_roi(volume, roi)
+            self._check_checkpoint(options)
         except FmscopeError as error:
             slicer.util.errorDisplay(str(error))
             return
-        options = self._options()
-        cancel = threading.Event()
-        job = {"progress": (0, 1), "result": None, "error": None, "cancel": cancel,
-               "volume": volume, "segmentation": segmentation, "options": options}
+        self._start(f"Segmenting from slice {box.index} ...",
+                    lambda on_step: self.logic.core.compute(volume, box, options, on_step),
+                    lambda result: f"Done: segment '{self.logic.core.write(segmentation, volume, result, options)}'.")
 
-        def on_slice(done, total):
+    def onRepropagate(self):
+        if not ensure_fmscope():
+            return
+        from FMScopeLib import geometry
+
+        from fmscope.errors import FmscopeError
+
+        volume = self.ui.volumeSelector.currentNode()
+        segmentation = self.ui.segmentationSelector.currentNode()
+        segment_id = self.ui.segmentSelector.currentSegmentID()
+        options = self._options()
+        try:
+            if volume is None or segmentation is None or not segment_id:
+                raise FmscopeError("Select the volume, the segmentation and (Overwrite segment) the segment you "
+                                   "corrected.")
+            slice_to_ras = slicer.mrmlScene.GetNodeByID(
+                f"vtkMRMLSliceNode{self.ui.sliceViewComboBox.currentText}").GetSliceToRAS()
+            axis, index = geometry.slice_at(volume, [slice_to_ras.GetElement(r, 3) for r in range(3)],
+                                            [slice_to_ras.GetElement(r, 2) for r in range(3)])
+            self._check_checkpoint(options)
+        except FmscopeError as error:
+            slicer.util.errorDisplay(str(error))
+            return
+        options.segment_id = segment_id
+        self._start(f"Re-propagating '{segment_id}' from slice {index} ({options.direction}) ...",
+                    lambda on_step: self.logic.core.compute_repropagation(volume, segmentation, segment_id, axis,
+                                                                          index, options, on_step),
+                    lambda result: f"Done: segment '{self.logic.core.write(segmentation, volume, result, options)}' "
+                                   f"re-propagated from slice {index}.")
+
+    def onTrackSequence(self):
+        if not ensure_fmscope():
+            return
+        from FMScopeLib import geometry
+
+        from fmscope.errors import FmscopeError
+
+        sequence = self.ui.sequenceSelector.currentNode()
+        roi = self.ui.roiSelector.currentNode()
+        options = self._options()
+        try:
+            if sequence is None or roi is None:
+                raise FmscopeError("Select the frames (a Sequence) and a ROI drawn on one frame.")
+            browser = slicer.modules.sequences.logic().GetFirstBrowserNodeForSequenceNode(sequence)
+            frame = browser.GetSelectedItemNumber() if browser is not None else 0
+            frame_node = sequence.GetNthDataNode(max(frame, 0))
+            if frame_node is None or not frame_node.IsA("vtkMRMLVolumeNode"):
+                raise FmscopeError(f"'{sequence.GetName()}' holds no image frames.",
+                                   "Choose a Sequence of 2D frames.")
+            box = geometry.frame_box_from_roi(frame_node, roi)
+            self._check_checkpoint(options)
+        except FmscopeError as error:
+            slicer.util.errorDisplay(str(error))
+            return
+
+        def write(result):
+            output = self.logic.core.write_sequence(slicer.mrmlScene, sequence, result, options)
+            return f"Done: '{output.GetName()}', {output.GetNumberOfDataNodes()} frames."
+
+        self._start(f"Tracking from frame {frame} ...",
+                    lambda on_step: self.logic.core.compute_sequence(sequence, frame, box, options, on_step), write)
+
+    def _check_checkpoint(self, options):
+        from FMScopeLib.logic import require_checkpoint
+
+        require_checkpoint(options.model, options.checkpoint)
+
+    def _start(self, status: str, compute, write):
+        """Run ``compute(on_step)`` off the GUI thread; ``write(result)`` (scene changes) back on it, in _poll."""
+        from fmscope.errors import Cancelled
+
+        cancel = threading.Event()
+        job = {"progress": (0, 1), "result": None, "error": None, "cancel": cancel, "write": write}
+
+        def on_step(done, total):
             job["progress"] = (done, total)
             if cancel.is_set():
                 raise Cancelled()
 
         def work():
             try:
-                job["result"] = self.logic.core.compute(volume, box, options, on_slice)
+                job["result"] = compute(on_step)
             except Exception as error:  # FmscopeError, Cancelled, or a model failure: reported in _poll
                 job["error"] = error
 
         self._job = job
         self._set_running(True)
-        self.ui.statusLabel.text = f"Segmenting from slice {box.index} ..."
+        self.ui.statusLabel.text = status
         job["thread"] = threading.Thread(target=work, daemon=True)
         job["thread"].start()
         self._timer.start()
@@ -131,9 +229,8 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
                 slicer.util.errorDisplay(str(job["error"]))
             return
         self._save_segment_editor_undo_state()
-        with slicer.util.tryWithErrorDisplay("Could not write the segment."):
-            segment_id = self.logic.core.write(job["segmentation"], job["volume"], job["result"], job["options"])
-            self.ui.statusLabel.text = f"Done: segment '{segment_id}'."
+        with slicer.util.tryWithErrorDisplay("Could not write the result."):
+            self.ui.statusLabel.text = job["write"](job["result"])
 
     @staticmethod
     def _save_segment_editor_undo_state():
@@ -177,6 +274,12 @@ class FMScopeLogic(ScriptedLoadableModuleLogic):
 
     def process(self, volume_node, segmentation_node, slice_box, options=None):
         return self.core.process(volume_node, segmentation_node, slice_box, options)
+
+    def repropagate(self, volume_node, segmentation_node, segment_id, axis, index, options=None):
+        return self.core.repropagate(volume_node, segmentation_node, segment_id, axis, index, options)
+
+    def process_sequence(self, sequence_node, frame_index, box, options=None):
+        return self.core.process_sequence(slicer.mrmlScene, sequence_node, frame_index, box, options)
 
 
 class FMScopeTest(ScriptedLoadableModuleTest):

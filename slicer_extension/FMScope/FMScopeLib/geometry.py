@@ -110,3 +110,25 @@ def slice_box_from_corners(volume_node, corner_a_ras, corner_b_ras, slice_normal
     ijk_min, ijk_max = corners_ijk.min(axis=0), corners_ijk.max(axis=0)
     ijk_min[axis] = ijk_max[axis] = index
     return _slice_box(ijk_min, ijk_max, axis, dims, index)
+
+
+def slice_at(volume_node, point_ras, normal_ras) -> tuple[int, int]:
+    """(IJK axis, slice index) of the volume slice through ``point_ras`` with normal ``normal_ras``: where a
+    slice view shows the volume (its SliceToRAS: normal = 3rd column, point = 4th)."""
+    normal_ijk = ras_to_ijk_matrix(volume_node)[:3, :3] @ np.asarray(normal_ras, dtype=float)
+    axis = int(np.argmax(np.abs(normal_ijk)))
+    index = int(np.floor(to_ijk(volume_node, np.array([point_ras]))[0, axis] + 0.5))
+    dims = volume_node.GetImageData().GetDimensions()
+    if not 0 <= index < dims[axis]:
+        raise FmscopeError(f"The slice view shows slice {index}, outside the volume (0..{dims[axis] - 1}).",
+                           "Scroll the slice view to the corrected slice of the selected volume.")
+    return axis, index
+
+
+def frame_box_from_roi(frame_node, roi_node) -> tuple[float, float, float, float]:
+    """[i0, j0, i1, j1] of a markups ROI drawn on a 2D (one-slice) frame of a cine Sequence."""
+    box = slice_box_from_roi(frame_node, roi_node)
+    if box.axis != 2:
+        raise FmscopeError("The ROI is not drawn in the frames' plane.",
+                           "Draw the box in the slice view that shows the cine frames.")
+    return box.box

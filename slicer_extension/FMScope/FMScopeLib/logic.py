@@ -4,17 +4,30 @@ All behaviour lives here; the widget only binds controls to it. ``compute`` need
 writes and can run off the GUI thread; ``write`` changes the scene and runs on the GUI
 thread; ``process`` does both. Design after SlicerTotalSegmentator's
 ``TotalSegmentatorLogic.process`` (Logic usable without its widget).
+
+Three flows, each as compute (no MRML writes) + write (scene changes):
+
+* a volume from a box on one slice: LiteMedSAM / MedSAM / SAM slice by slice
+  (:func:`fmscope.imaging.volume.segment_volume`), or MedSAM2's 3D flow with ``model="medsam2"``
+  (:func:`fmscope.imaging.tracking.volume.track_volume`, what ``fmscope volume --model medsam2`` runs);
+* re-propagation of a segment the user corrected on one slice (``compute_repropagation``):
+  that slice's mask is the new prompt, only the slices beyond it in the chosen direction change;
+* a Sequence of 2D frames (cine) tracked from a box on one frame (``compute_sequence``) into a
+  Sequence of segmentation nodes (``write_sequence``) with :class:`fmscope.imaging.tracking.TrackingSession`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from fmscope import checkpoints
 from fmscope.errors import FmscopeError
 from fmscope.imaging.predictor import Segmenter
+from fmscope.imaging.prompts import box_from_mask
+from fmscope.imaging.tracking.volume import SAM2_MODELS, track_volume
 from fmscope.imaging.volume import segment_volume
 
 from FMScopeLib import geometry, mrml_arrays
@@ -24,10 +37,13 @@ from FMScopeLib import geometry, mrml_arrays
 class SegmentOptions:
     """What to run and where to put the result."""
 
-    model: str = "litemedsam"  # a registry name, or the path of an fmscope model file (fmscope train-segmenter)
-    checkpoint: str | None = None  # MedSAM / SAM weights (for a model file: the base weights it was tuned from)
+    # a registry name, "medsam2" (MedSAM2's 3D flow; also sam2.1_hiera_*), or the path of an fmscope model file
+    model: str = "litemedsam"
+    # MedSAM2 / MedSAM / SAM weights (for a model file: the base weights it was tuned from);
+    # else $FMSCOPE_CHECKPOINT_DIR
+    checkpoint: str | None = None
     window: str | tuple[float, float] | None = None
-    direction: str = "both"
+    direction: str = "both"  # both, up (increasing index), down; for sequences up = forward in time
     slice_range: tuple[int, int] | None = None  # along the slice axis; default: the box's own span, else all
     segment_name: str = "fmscope"
     color: tuple[float, float, float] = (0.95, 0.35, 0.25)
@@ -43,9 +59,38 @@ class ComputedMask:
     volume_id: str
 
 
+@dataclass
+class ComputedSequence:
+    """Tracked labels of a Sequence of 2D frames, before they are written to the scene."""
+
+    labels: np.ndarray  # uint16 (T, H, W); object 1 = the box's
+    sequence_id: str
+
+
 def _require_segmentation(segmentation_node) -> None:
     if segmentation_node is None:
         raise FmscopeError("No segmentation is selected.", "Choose or create an output segmentation.")
+
+
+def require_checkpoint(model: str, checkpoint: str | None) -> None:
+    """MedSAM2 / SAM2.1 weights must be chosen (or in $FMSCOPE_CHECKPOINT_DIR) and exist: say so before any work."""
+    if model not in SAM2_MODELS:
+        return
+    spec = checkpoints.get_spec(model)
+    try:
+        checkpoints.resolve(model, checkpoint)
+    except FmscopeError as error:
+        chosen = "No checkpoint is chosen" if checkpoint is None else f"The checkpoint '{checkpoint}' does not exist"
+        raise FmscopeError(f"{chosen} for {model}; fmscope never downloads weights ({error.problem})",
+                           f"Choose the {spec.filename} file ({spec.source}) under 'Checkpoint' in the FMScope "
+                           "module (it is remembered), or put it in the folder $FMSCOPE_CHECKPOINT_DIR names.") \
+            from None
+
+
+def _direction(direction: str, allowed: tuple[str, ...] = ("both", "up", "down")) -> str:
+    if direction not in allowed:
+        raise FmscopeError(f"Unknown direction '{direction}'.", f"Use one of: {', '.join(allowed)}.")
+    return direction
 
 
 @dataclass
@@ -61,6 +106,7 @@ class FMScopeLogic:
 
     device: str | None = None
     _segmenters: dict = field(default_factory=dict)
+    _sam2: dict = field(default_factory=dict)
     _undo: list = field(default_factory=list)
 
     def segmenter(self, model: str, checkpoint: str | None) -> Segmenter:
@@ -70,6 +116,15 @@ class FMScopeLogic:
             self._segmenters[key] = Segmenter(model, checkpoint=checkpoint, device=self.device)
         return self._segmenters[key]
 
+    def sam2(self, model: str, checkpoint: str | None):
+        """The (cached) MedSAM2 / SAM2.1 model for the tracking flows; loading errors surface as FmscopeError."""
+        from fmscope.imaging.tracking.sam2_model import load_sam2
+
+        key = (model, checkpoint)
+        if key not in self._sam2:
+            self._sam2[key] = load_sam2(model, checkpoint, self.device)
+        return self._sam2[key]
+
     def describe_model(self, model: str, checkpoint: str | None) -> str:
         """One line about a model choice for the UI: its name, or what a model file was tuned from and on."""
         loaded = self.segmenter(model, checkpoint).model
@@ -78,15 +133,148 @@ class FMScopeLogic:
     def compute(self, volume_node, slice_box: geometry.SliceBox, options: SegmentOptions,
                 on_slice: Callable[[int, int], None] | None = None) -> ComputedMask:
         """Segment through the volume from ``slice_box``; touches nothing in the scene."""
+        require_checkpoint(options.model, options.checkpoint)
         voxels = mrml_arrays.volume_array(volume_node)
         along_axis = geometry.permute_to_axis(voxels, slice_box.axis)
-        labels = segment_volume(
-            along_axis, slice_box.index, {1: list(slice_box.box)},
-            segmenter=self.segmenter(options.model, options.checkpoint), window=options.window,
-            direction=options.direction, slice_range=options.slice_range or slice_box.slice_range,
-            on_slice=on_slice,
-        )
+        slice_range = options.slice_range or slice_box.slice_range
+        if options.model in SAM2_MODELS:  # MedSAM2's 3D flow, as fmscope volume --model medsam2
+            labels = track_volume(along_axis, slice_box.index, {1: list(slice_box.box)}, model=options.model,
+                                  checkpoint=options.checkpoint, window=options.window, device=self.device,
+                                  direction=options.direction, slice_range=slice_range, on_slice=on_slice,
+                                  name=volume_node.GetName(), loaded=self.sam2(options.model, options.checkpoint))
+        else:
+            labels = segment_volume(
+                along_axis, slice_box.index, {1: list(slice_box.box)},
+                segmenter=self.segmenter(options.model, options.checkpoint), window=options.window,
+                direction=options.direction, slice_range=slice_range, on_slice=on_slice,
+            )
         return ComputedMask(geometry.permute_back(labels > 0, slice_box.axis), slice_box, volume_node.GetID())
+
+    def compute_repropagation(self, volume_node, segmentation_node, segment_id: str, axis: int, index: int,
+                              options: SegmentOptions,
+                              on_slice: Callable[[int, int], None] | None = None) -> ComputedMask:
+        """The segment after re-propagating from slice ``index`` (normal to IJK ``axis``), where the user
+        corrected it: that slice's mask is the prompt; slices beyond it in ``options.direction`` (up:
+        increasing index, down, or both) within ``options.slice_range`` are recomputed, every other
+        slice (``index`` itself included) keeps its content. Touches nothing in the scene."""
+        _require_segmentation(segmentation_node)
+        direction = _direction(options.direction)
+        require_checkpoint(options.model, options.checkpoint)
+        if segment_id is None or segmentation_node.GetSegmentation().GetSegment(segment_id) is None:
+            raise FmscopeError(f"Segment '{segment_id}' does not exist.", "Pick the segment you corrected.")
+        if axis not in (0, 1, 2):
+            raise FmscopeError(f"Slice axis {axis} is not 0 (I), 1 (J) or 2 (K).", "Give the axis of the slice view.")
+        voxels = mrml_arrays.volume_array(volume_node)
+        current = geometry.permute_to_axis(mrml_arrays.read_segment(segmentation_node, segment_id, volume_node), axis)
+        along_axis = geometry.permute_to_axis(voxels, axis)
+        depth = along_axis.shape[0]
+        if not 0 <= index < depth:
+            raise FmscopeError(f"Slice {index} is outside the volume (0..{depth - 1}).",
+                               "Show the corrected slice in the slice view.")
+        key_mask = current[index]
+        box = box_from_mask(key_mask)
+        if box is None:
+            raise FmscopeError(f"Segment '{segment_id}' is empty on slice {index}.",
+                               "Paint the object on this slice with Segment Editor, or go to a slice that shows it.")
+        if box[2] <= box[0] or box[3] <= box[1]:  # a one-pixel-wide line: give its box some width
+            h, w = key_mask.shape
+            box = np.array([max(box[0] - 1, 0), max(box[1] - 1, 0), min(box[2] + 1, w - 1), min(box[3] + 1, h - 1)])
+        first, last = options.slice_range or (0, depth - 1)
+        if not 0 <= first <= index <= last < depth:
+            raise FmscopeError(f"Slice range {first}..{last} must lie in 0..{depth - 1} and contain slice {index}.",
+                               "Adjust the range.")
+        if options.model in SAM2_MODELS:
+            labels = track_volume(along_axis, index, key_masks={1: key_mask}, model=options.model,
+                                  checkpoint=options.checkpoint, window=options.window, device=self.device,
+                                  direction=direction, slice_range=(first, last), on_slice=on_slice,
+                                  name=volume_node.GetName(), loaded=self.sam2(options.model, options.checkpoint))
+        else:
+            labels = segment_volume(along_axis, index, {1: box}, key_masks={1: key_mask},
+                                    segmenter=self.segmenter(options.model, options.checkpoint),
+                                    window=options.window, direction=direction, slice_range=(first, last),
+                                    on_slice=on_slice)
+        result = current.copy()
+        sides = {"up": [slice(index + 1, last + 1)], "down": [slice(first, index)]}
+        for side in sides["up"] + sides["down"] if direction == "both" else sides[direction]:
+            result[side] = labels[side] > 0
+        return ComputedMask(geometry.permute_back(result, axis), geometry.SliceBox(axis, index, tuple(box)),
+                            volume_node.GetID())
+
+    def repropagate(self, volume_node, segmentation_node, segment_id: str, axis: int, index: int,
+                    options: SegmentOptions | None = None,
+                    on_slice: Callable[[int, int], None] | None = None) -> str:
+        """compute_repropagation + write into the same segment (undoable); other segments are not touched."""
+        options = replace(options or SegmentOptions(), segment_id=segment_id)
+        computed = self.compute_repropagation(volume_node, segmentation_node, segment_id, axis, index, options,
+                                              on_slice)
+        return self.write(segmentation_node, volume_node, computed, options)
+
+    # Sequences (cine) ------------------------------------------------------------------------------
+    def compute_sequence(self, sequence_node, frame_index: int, box, options: SegmentOptions,
+                         on_frame: Callable[[int, int], None] | None = None,
+                         cancel: Callable[[], bool] | None = None) -> ComputedSequence:
+        """Track the object in ``box`` ([i0, j0, i1, j1] pixels on frame ``frame_index``) through a Sequence
+        of 2D frames (one-slice scalar or RGB volume nodes) with the engine's TrackingSession; touches
+        nothing in the scene. ``options.direction``: both, up (forward in the sequence) or down;
+        ``options.slice_range``: the frames to track (inclusive)."""
+        from fmscope.errors import Cancelled
+        from fmscope.imaging.tracking import TrackingSession, open_frames
+
+        direction = {"both": "both", "up": "forward", "down": "backward"}[_direction(options.direction)]
+        require_checkpoint(options.model, options.checkpoint)
+        frames = mrml_arrays.sequence_frames(sequence_node)
+        if not 0 <= int(frame_index) < len(frames):
+            raise FmscopeError(f"Frame {frame_index} is outside '{sequence_node.GetName()}' "
+                               f"(frames 0..{len(frames) - 1}).",
+                               "Draw the box on a frame of the selected sequence.")
+        frames = open_frames(frames)
+        backend = None
+        if options.model in SAM2_MODELS:
+            from fmscope.imaging.tracking.medsam2 import Sam2Tracker
+
+            backend = Sam2Tracker(frames, model=options.model, window=options.window, device=self.device,
+                                  loaded=self.sam2(options.model, options.checkpoint))
+        session = TrackingSession(frames, model=options.model, checkpoint=options.checkpoint,
+                                  window=options.window, device=self.device, backend=backend)
+        session.add_box(frame_index, 1, list(box))
+        for result in session.propagate(direction, options.slice_range):
+            if on_frame is not None:
+                on_frame(result.done, result.total)
+            if cancel is not None and cancel():
+                raise Cancelled("Tracking was cancelled.")
+        return ComputedSequence(session.labels(), sequence_node.GetID())
+
+    def write_sequence(self, scene, sequence_node, computed: ComputedSequence, options: SegmentOptions):
+        """A new Sequence of segmentation nodes (one per frame, same index values, each on its frame's grid,
+        one segment ``options.segment_name``), added to ``scene`` and to the browsers that play the input."""
+        if sequence_node is None or computed.sequence_id != sequence_node.GetID():
+            raise FmscopeError("The result belongs to another sequence.", "Run again on the selected sequence.")
+        n = sequence_node.GetNumberOfDataNodes()
+        if n != len(computed.labels):
+            raise FmscopeError(f"The sequence now has {n} frames, the result {len(computed.labels)}.",
+                               "Run again on the sequence as it is.")
+        mrml_arrays.ensure_segmentation_converters()
+        output = mrml_arrays.new_sequence_like(sequence_node, f"{sequence_node.GetName()} {options.segment_name}")
+        try:
+            for index in range(n):
+                frame_node = sequence_node.GetNthDataNode(index)
+                segmentation = mrml_arrays.segmentation_for_frame(
+                    frame_node, computed.labels[index] == 1, options.segment_name, options.color)
+                output.SetDataNodeAtValue(segmentation, sequence_node.GetNthIndexValue(index))
+            scene.AddNode(output)
+        except Exception:
+            if output.GetScene() is not None:
+                scene.RemoveNode(output)
+            raise
+        mrml_arrays.add_to_browsers(scene, sequence_node, output)
+        return output
+
+    def process_sequence(self, scene, sequence_node, frame_index: int, box, options: SegmentOptions | None = None,
+                         on_frame: Callable[[int, int], None] | None = None):
+        """compute_sequence + write_sequence; returns the new segmentation Sequence node."""
+        options = options or SegmentOptions()
+        return self.write_sequence(scene, sequence_node,
+                                   self.compute_sequence(sequence_node, frame_index, box, options, on_frame), options)
 
     def write(self, segmentation_node, volume_node, computed: ComputedMask, options: SegmentOptions) -> str:
         """Put the mask into ``segmentation_node`` (new segment, or ``options.segment_id``); returns its id."""
@@ -120,6 +308,7 @@ class FMScopeLogic:
         """compute + write: segment ``volume_node`` from ``slice_box`` into ``segmentation_node``."""
         options = options or SegmentOptions()
         _require_segmentation(segmentation_node)  # before the model runs, not after
+        require_checkpoint(options.model, options.checkpoint)
         return self.write(segmentation_node, volume_node, self.compute(volume_node, slice_box, options, on_slice),
                           options)
 

@@ -175,15 +175,16 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 def volume_labels_by_tracking(args: argparse.Namespace, volume) -> np.ndarray:
     """MedSAM2's 3D flow for ``fmscope volume --model medsam2|sam2.1_*`` (box on the key slice, both ways):
-    the (z, y, x) label volume; cli/imaging.py checks the outputs, reads the volume and writes the result."""
-    from fmscope.imaging.tracking import volume_frames
+    the (z, y, x) label volume; cli/imaging.py checks the outputs, reads the volume and writes the result.
+    The flow itself is the engine's :func:`fmscope.imaging.tracking.volume.track_volume` (also used by 3D Slicer)."""
+    from fmscope.imaging.tracking.volume import track_volume
 
-    session = _session(args, volume_frames(volume, name=str(args.volume)))
-    for obj, box in enumerate(args.box, start=1):
-        session.add_box(args.slice, obj, box)
-    direction = {"both": "both", "up": "forward", "down": "backward"}[args.direction]
-    run_tracking(session, direction, tuple(args.range) if args.range else None)
-    return session.labels()
+    if args.model not in TRACKING_MODELS:
+        raise FmscopeError(f"'{args.model}' cannot track.", f"Use --model with one of: {', '.join(TRACKING_MODELS)}.")
+    return track_volume(volume, args.slice, dict(enumerate(args.box, start=1)), model=args.model,
+                        checkpoint=args.checkpoint, window=_window(args.window), device=args.device,
+                        direction=args.direction, slice_range=tuple(args.range) if args.range else None,
+                        progress=True, name=str(args.volume))
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
