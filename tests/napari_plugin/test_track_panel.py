@@ -1,0 +1,200 @@
+"""The napari Track panel in a real viewer (pytest-qt, Xvfb) with the real LiteMedSAM weights,
+on a corner of the HeLa time-lapse, compared with the tracking engine run directly."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import tifffile
+from napari_helpers import wait_idle
+
+from fmscope.imaging.prompts import box_from_mask
+from fmscope.imaging.tracking import TrackingSession, open_frames
+from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
+from fmscope.napari.track_panel import BOXES, CLICKS, LABELS, TRACKS, TrackPanel
+from fmscope.samples import get_case
+
+FRAMES, SIDE = 4, 96
+NUCLEUS, NEIGHBOUR = 12, 9  # ground-truth track ids of two nuclei in the crop, both on frame 0
+
+
+@pytest.fixture(scope="module")
+def hela():
+    case = get_case("hela_timelapse")
+    images = tifffile.imread(case.image_path)[:FRAMES, :SIDE, :SIDE]
+    tracks = tifffile.imread(case.labels_path)[:FRAMES, :SIDE, :SIDE]
+    return images, tracks
+
+
+def gt_box(tracks, frame, track):
+    return box_from_mask(tracks[frame] == track).astype(float)
+
+
+def rectangle(box, frame):
+    x0, y0, x1, y1 = box
+    return np.c_[np.full(4, frame), [[y0, x0], [y0, x1], [y1, x1], [y1, x0]]].astype(float)
+
+
+def engine(images, segmenter) -> TrackingSession:
+    source = open_frames(images)
+    return TrackingSession(source, backend=LiteMedSAMTracker(source, segmenter=segmenter))
+
+
+def make_panel(make_napari_viewer, qtbot, images):
+    viewer = make_napari_viewer()
+    viewer.add_image(images, name="hela")
+    panel = TrackPanel(viewer)
+    viewer.window.add_dock_widget(panel)
+    return viewer, panel
+
+
+@pytest.fixture
+def hela_panel(make_napari_viewer, qtbot, hela):
+    viewer, panel = make_panel(make_napari_viewer, qtbot, hela[0])
+    yield viewer, panel
+    panel.worker.shutdown()
+
+
+@pytest.mark.slow
+def test_box_propagate_correct_undo_and_export(hela_panel, qtbot, hela, segmenter, tmp_path):
+    viewer, panel = hela_panel
+    images, tracks = hela
+    layer = viewer.layers[LABELS]
+    box = gt_box(tracks, 1, NUCLEUS)
+    viewer.layers[BOXES].add_rectangles(rectangle(box, 1))  # a box on frame 1
+    wait_idle(qtbot, panel)
+    reference = engine(images, segmenter)
+    prompted = reference.add_box(1, 1, box)
+    assert np.array_equal(layer.data[1], prompted.labels) and (layer.data == 1).sum() > 100
+    assert not layer.data[[0, 2, 3]].any()
+    after_prompt = layer.data.copy()
+
+    panel.propagate()
+    wait_idle(qtbot, panel)
+    list(reference.propagate("both", (0, FRAMES - 1)))
+    expected = reference.labels()
+    assert np.array_equal(layer.data, expected)  # voxel for voxel what the engine gives
+    assert all(expected[f].any() for f in range(FRAMES))
+    assert panel.object_rows() == [(1, f"0..{FRAMES - 1}", "1")]
+    assert np.array_equal(viewer.layers[TRACKS].data[:, 1], np.arange(FRAMES))
+    propagated = layer.data.copy()
+
+    correction = box + [3, 3, 3, 3]  # the selected object, corrected on frame 2
+    viewer.layers[BOXES].add_rectangles(rectangle(correction, 2))
+    wait_idle(qtbot, panel)
+    reference.add_box(2, 1, correction)
+    panel.propagate()
+    wait_idle(qtbot, panel)
+    assert [r.frame for r in reference.propagate("both", (0, FRAMES - 1))] == [2, 3]
+    corrected = layer.data.copy()
+    assert np.array_equal(corrected, reference.labels())
+    assert np.array_equal(corrected[:2], propagated[:2])  # only frames from the correction on changed
+    assert not np.array_equal(corrected[2], propagated[2])
+    assert panel.object_rows()[0][2] == "1, 2"
+
+    panel.undo()  # the re-propagation
+    panel.undo()  # the correction prompt
+    assert np.array_equal(layer.data, propagated)
+    panel.undo()  # the first propagation
+    assert np.array_equal(layer.data, after_prompt)
+    wait_idle(qtbot, panel)
+    assert np.array_equal(panel.session.labels(), after_prompt)  # the engine's labels follow
+
+    panel.undo()
+    panel.undo()
+    assert not layer.data.any()
+    assert "Nothing to undo" in panel.status.text()
+
+
+@pytest.mark.slow
+def test_two_objects_hand_painting_cancel_and_export(hela_panel, qtbot, hela, tmp_path):
+    viewer, panel = hela_panel
+    images, tracks = hela
+    layer = viewer.layers[LABELS]
+    hand = np.zeros(layer.data.shape, bool)
+    x0, y0, x1, y1 = gt_box(tracks, 0, NEIGHBOUR).astype(int)
+    hand[:, y0:y0 + 8, x0:x1 + 1] = True  # the top of the neighbour, painted by hand as 50
+    layer.data[hand] = 50
+    viewer.layers[BOXES].add_rectangles(rectangle(gt_box(tracks, 0, NUCLEUS), 0))
+    wait_idle(qtbot, panel)
+    panel.new_object()
+    viewer.layers[BOXES].add_rectangles(rectangle(gt_box(tracks, 0, NEIGHBOUR), 0))
+    wait_idle(qtbot, panel)
+    assert sorted(panel.state.objects) == [51, 52]  # new ids, never the hand-painted one
+    assert (layer.data[0] == 51).any() and (layer.data[0] == 52).any()
+
+    seen = []
+
+    def cancel_on_first(token, result):
+        if not isinstance(result, dict):
+            seen.append(result.done)
+            panel.cancel()
+    panel.frame_ready.connect(cancel_on_first)
+    panel.direction_combo.setCurrentText("forward")
+    panel.propagate()
+    wait_idle(qtbot, panel)
+    panel.frame_ready.disconnect(cancel_on_first)
+    assert 1 <= max(seen) <= 2 < FRAMES  # stopped within one frame of the Cancel
+    assert "cancelled" in panel.status.text()
+    engine_labels = panel.session.labels()
+    for frame in range(FRAMES):  # what was painted is the engine's, except the hand-painted pixels
+        ours = np.where(hand[frame], 0, layer.data[frame])
+        assert np.array_equal(ours, np.where(hand[frame], 0, engine_labels[frame]))
+    assert not engine_labels[max(seen):].any()
+    assert np.array_equal(layer.data[hand], np.full(hand.sum(), 50))
+
+    panel.propagate()
+    wait_idle(qtbot, panel)
+    engine_labels = panel.session.labels()
+    assert (engine_labels[FRAMES - 1] == 51).any()
+    assert np.array_equal(np.where(hand, 0, layer.data), np.where(hand, 0, engine_labels))
+    assert np.array_equal(layer.data[hand], np.full(hand.sum(), 50))  # hand painting never overwritten
+    for obj in (51, 52):  # objects never overwrite each other: each is exactly its engine pixels
+        assert np.array_equal(layer.data == obj, (engine_labels == obj) & ~hand)
+
+    written = panel.export(tmp_path)
+    assert [p.name for p in written] == ["hela_labels.tif", "hela_objects.csv", "hela_ctc"]
+    exported = tifffile.imread(written[0])
+    assert np.array_equal(exported, np.where(hand, 0, layer.data))  # tracked objects only
+    with open(written[1], newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {(int(r["frame"]), int(r["object"])) for r in rows} == {
+        (f, o) for f in range(FRAMES) for o in (51, 52) if (exported[f] == o).any()}
+    track_rows = (written[2] / "man_track.txt").read_text().split("\n")
+    assert track_rows[0].split()[:2] == ["51", "0"]
+    assert np.array_equal(tifffile.imread(written[2] / "mask003.tif"), exported[3])
+
+
+def test_bad_input_gives_a_message_and_changes_nothing(make_napari_viewer, qtbot, hela):
+    images, _ = hela
+    viewer = make_napari_viewer()
+    viewer.add_image(images[0], name="one frame")
+    panel = TrackPanel(viewer)
+    try:
+        assert "spatial dimensions" in panel.status.text()  # a 2D image
+        assert [layer.name for layer in viewer.layers] == ["one frame"]
+
+        viewer.add_image(images, name="hela")
+        panel.image_combo.setCurrentText("hela")
+        layer = viewer.layers[LABELS]
+        panel.model_combo.setCurrentText("medsam2")  # no checkpoint
+        viewer.layers[BOXES].add_rectangles(rectangle([10, 10, 40, 40], 0))
+        assert "needs its checkpoint" in panel.status.text()
+        panel.checkpoint_edit.setText("/nonexistent/MedSAM2_latest.pt")
+        viewer.layers[CLICKS].add([0, 20, 20])
+        assert "not found" in panel.status.text()
+        panel.propagate()
+        assert panel.worker.idle and not layer.data.any() and not panel.state.objects
+
+        panel.model_combo.setCurrentText("litemedsam")
+        viewer.layers[BOXES].scale = (1, 2, 2)  # a box on another grid
+        viewer.layers[BOXES].add_rectangles(rectangle([10, 10, 40, 40], 0))
+        assert "not on the grid" in panel.status.text()
+        assert panel.worker.idle and not layer.data.any() and not panel.state.objects
+        panel.undo()
+        assert "Nothing to undo" in panel.status.text()
+        assert panel.export("/tmp") == [] and "Nothing to export" in panel.status.text()
+    finally:
+        panel.worker.shutdown()
