@@ -16,7 +16,7 @@ from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 from fmscope.napari.track_panel import BOXES, CLICKS, LABELS, TRACKS, TrackPanel
 from fmscope.samples import get_case
 
-FRAMES, SIDE = 4, 96
+FRAMES, SIDE = 4, 128
 NUCLEUS, NEIGHBOUR = 12, 9  # ground-truth track ids of two nuclei in the crop, both on frame 0
 
 
