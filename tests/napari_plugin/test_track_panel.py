@@ -142,13 +142,14 @@ def test_two_objects_hand_painting_cancel_and_export(hela_panel, qtbot, hela, tm
     for frame in range(FRAMES):  # what was painted is the engine's, except the hand-painted pixels
         ours = np.where(hand[frame], 0, layer.data[frame])
         assert np.array_equal(ours, np.where(hand[frame], 0, engine_labels[frame]))
-    assert not engine_labels[max(seen):].any()
+    cut = max(seen)
+    assert not engine_labels[cut:].any()
     assert np.array_equal(layer.data[hand], np.full(hand.sum(), 50))
 
     panel.propagate()
     wait_idle(qtbot, panel)
     engine_labels = panel.session.labels()
-    assert (engine_labels[FRAMES - 1] == 51).any()
+    assert engine_labels[cut:].any()  # the second run tracked the frames the Cancel left
     assert np.array_equal(np.where(hand, 0, layer.data), np.where(hand, 0, engine_labels))
     assert np.array_equal(layer.data[hand], np.full(hand.sum(), 50))  # hand painting never overwritten
     for obj in (51, 52):  # objects never overwrite each other: each is exactly its engine pixels
