@@ -102,9 +102,11 @@ def test_box_propagate_correct_undo_and_export(hela_panel, qtbot, hela, segmente
     wait_idle(qtbot, panel)
     assert np.array_equal(panel.session.labels(), after_prompt)  # the engine's labels follow
 
+    panel.undo()  # the box that started the object: the engine forgets it too
+    wait_idle(qtbot, panel)
+    assert not layer.data.any() and not panel.state.objects and not panel.session.prompts
+    assert not panel.session.labels().any() and TRACKS not in viewer.layers
     panel.undo()
-    panel.undo()
-    assert not layer.data.any()
     assert "Nothing to undo" in panel.status.text()
 
 

@@ -311,8 +311,10 @@ class TrackPanel(QWidget):
             labels_layer = self._labels()
             if labels_layer is None or self._session_key != settings:
                 return
+            edit = self.state.begin(labels_layer.data, snapshot)
+            if obj not in self.state.objects:
+                edit.created = obj
             self.state.objects.setdefault(obj, set()).add(frame)
-            self.state.begin(labels_layer.data, snapshot)
             self.state.paint(labels_layer.data, frame, result.labels)
             self.state.end(labels_layer.data)
             labels_layer.refresh()
@@ -422,14 +424,19 @@ class TrackPanel(QWidget):
             self._say("Nothing to undo.")
             return
         layer.refresh()
-        if edit.store:
-            snapshot = edit.store
+        if edit.store or edit.created is not None:
+            snapshot, created = edit.store, edit.created
 
-            def restore(job: Job) -> None:
+            def restore(job: Job) -> None:  # the engine follows: the object created is forgotten
                 if self._session is not None:
+                    if created is not None:
+                        self._session[1].remove_object(created)
                     self._session[1].store.restore(snapshot)
-            self.worker.submit(restore)
+            self.worker.submit(restore, on_error=self._on_error)
         self._after_change(f"Undone: frames {sorted(edit.frames) or 'none'} restored.")
+
+    def _on_error(self, error: BaseException) -> None:
+        self.panel.fail(error, "Model failure")
 
     def _on_row_selected(self) -> None:
         rows = self.objects_table.selectionModel().selectedRows()

@@ -30,6 +30,7 @@ class TrackEdit:
 
     frames: dict[int, _Change] = field(default_factory=dict)
     store: dict = field(default_factory=dict)  # LabelStore.snapshot() taken before the action
+    created: int | None = None  # the object this action created (a first prompt): undo forgets it
     _before: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> plane before (while open)
 
 
@@ -117,6 +118,10 @@ class TrackState:
         if not self._undo:
             return None
         edit = self._undo.pop()
+        if edit.created is not None:
+            self.objects.pop(edit.created, None)
+            if self.selected == edit.created:
+                self.selected = None
         for frame, change in edit.frames.items():
             plane = labels[frame]
             unchanged = plane.flat[change.index] == change.after
