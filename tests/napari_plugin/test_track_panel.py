@@ -4,11 +4,13 @@ on a corner of the HeLa time-lapse, compared with the tracking engine run direct
 from __future__ import annotations
 
 import csv
+import time
 
 import numpy as np
 import pytest
 import tifffile
 from napari_helpers import wait_idle
+from qtpy.QtCore import QTimer
 
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.tracking import TrackingSession, open_frames
@@ -71,8 +73,16 @@ def test_box_propagate_correct_undo_and_export(hela_panel, qtbot, hela, segmente
     assert not layer.data[[0, 2, 3]].any()
     after_prompt = layer.data.copy()
 
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(10)
     panel.propagate()
     wait_idle(qtbot, panel)
+    timer.stop()
+    stall_ms = np.diff(ticks).max() * 1000
+    print(f"\nlongest UI stall while propagating {FRAMES} frames: {stall_ms:.0f} ms")
+    assert len(ticks) > 20 and stall_ms < 100  # the Qt thread never waited on the model
     list(reference.propagate("both", (0, FRAMES - 1)))
     expected = reference.labels()
     assert np.array_equal(layer.data, expected)  # voxel for voxel what the engine gives
