@@ -44,9 +44,9 @@ def engine(images, segmenter) -> TrackingSession:
     return TrackingSession(source, backend=LiteMedSAMTracker(source, segmenter=segmenter))
 
 
-def make_panel(make_napari_viewer, qtbot, images):
+def make_panel(make_napari_viewer, qtbot, images, name="hela"):
     viewer = make_napari_viewer()
-    viewer.add_image(images, name="hela")
+    viewer.add_image(images, name=name)
     panel = TrackPanel(viewer)
     viewer.window.add_dock_widget(panel)
     return viewer, panel
@@ -209,5 +209,33 @@ def test_bad_input_gives_a_message_and_changes_nothing(make_napari_viewer, qtbot
         panel.undo()
         assert "Nothing to undo" in panel.status.text()
         assert panel.export("/tmp") == [] and "Nothing to export" in panel.status.text()
+    finally:
+        panel.worker.shutdown()
+
+
+@pytest.mark.slow
+def test_volume_slices_are_tracked_like_the_engine(make_napari_viewer, qtbot, segmenter, tmp_path):
+    from fmscope.imaging import io
+
+    case = get_case("ct_lung_volume")
+    volume = io.read_volume(case.image_path).array[7:12, 40:168, 40:168]  # (Z, Y, X) around the tumour
+    tumour = io.read_volume(case.labels_path).array[7:12, 40:168, 40:168] > 0
+    viewer, panel = make_panel(make_napari_viewer, qtbot, volume, "volume")
+    try:
+        panel.axis_combo.setCurrentText("z")
+        box = box_from_mask(tumour[2]).astype(float)
+        viewer.layers[BOXES].add_rectangles(rectangle(box, 2))
+        wait_idle(qtbot, panel)
+        panel.propagate()
+        wait_idle(qtbot, panel)
+        source = open_frames(volume, kind="volume")
+        reference = TrackingSession(source, backend=LiteMedSAMTracker(source, segmenter=segmenter))
+        reference.add_box(2, 1, box)
+        list(reference.propagate("both"))
+        layer = viewer.layers[LABELS]
+        assert np.array_equal(layer.data, reference.labels()) and (layer.data[2] == 1).sum() > 50
+        written = panel.export(tmp_path)
+        assert [p.name for p in written] == ["volume_labels.tif", "volume_objects.csv"]  # no CTC for slices
+        assert np.array_equal(tifffile.imread(written[0]), layer.data)
     finally:
         panel.worker.shutdown()

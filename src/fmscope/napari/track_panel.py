@@ -63,6 +63,7 @@ class TrackPanel(QWidget):
         self.state = TrackState()
         self._session = None  # the TrackingSession (made and used on the worker thread only)
         self._session_key: tuple | None = None  # what the session was made for (read on the Qt thread)
+        self._generation = 0
         self._image_layer = None
         self._cancel = threading.Event()
         self._token = 0  # the running propagation (frames of an older one are still painted)
@@ -216,11 +217,12 @@ class TrackPanel(QWidget):
     def _forget_session(self) -> None:
         """A new image or model: objects become plain labels (never overwritten), undo is cleared."""
         self._session_key = None
+        self._generation += 1  # the next prompt makes a fresh engine session
         self.state.reset()
         self._refresh_objects()
 
     def _settings(self) -> tuple | None:
-        """(model, checkpoint, axis, image layer) for the next job, or None with a message why not."""
+        """(model, checkpoint, axis, image layer, generation) for the next job, or None with a message why not."""
         if self._image_layer is None:
             self._say("Choose a time-lapse, video or volume: (T, Y, X[, C]) or (Z, Y, X).", error=True)
             return None
@@ -233,7 +235,7 @@ class TrackPanel(QWidget):
             if checkpoint and not Path(checkpoint).expanduser().exists():
                 self._say(f"Checkpoint not found: {checkpoint}. Nothing was changed.", error=True)
                 return None
-        key = (model, checkpoint, self.axis_combo.currentText(), self._image_layer)
+        key = (model, checkpoint, self.axis_combo.currentText(), self._image_layer, self._generation)
         if self._session_key is not None and self._session_key != key:
             self._forget_session()  # the old objects stay as plain labels
         self._session_key = key
@@ -243,7 +245,7 @@ class TrackPanel(QWidget):
         """The TrackingSession for ``settings``; runs on the worker thread (the model loads there)."""
         from fmscope.imaging.tracking import TrackingSession, open_frames
 
-        model, checkpoint, axis, layer = settings
+        model, checkpoint, axis, layer, _ = settings
         if self._session is None or self._session[0] != settings:
             frames = open_frames(np.asarray(layer.data), kind="volume" if axis == "z" else "stack")
             self._session = (settings, TrackingSession(frames, model=model, checkpoint=checkpoint or None))
@@ -348,13 +350,21 @@ class TrackPanel(QWidget):
         worker = self.worker
 
         def run(job: Job):
+            from fmscope.imaging.tracking import FrameResult
+
             session = self._session_for(settings)
             snapshot = session.store.snapshot(range(first, last + 1))
-            self.frame_ready.emit(token, snapshot)  # the engine frames as they were, for undo
             for result in session.propagate(direction, (first, last), cancel=lambda: cancel.is_set() or job.cancelled):
+                if snapshot is not None:  # the engine frames as they were, for undo
+                    self.frame_ready.emit(token, snapshot)
+                    snapshot = None
                 self.frame_ready.emit(token, result)
                 worker.progress.emit(f"Propagating: frame {result.frame} ({result.done} of {result.total}) ...",
                                      result.done, result.total)
+            if session.frames.kind == "volume" and not cancel.is_set():
+                # MedSAM2's 3D flow ends by keeping each object's largest 3D component: repaint
+                for frame in range(first, last + 1):
+                    self.frame_ready.emit(token, FrameResult(frame, session.frame_labels(frame), {}, 1, 1))
             return cancel.is_set()
 
         self._set_running(True)
