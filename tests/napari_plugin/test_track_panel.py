@@ -239,3 +239,22 @@ def test_volume_slices_are_tracked_like_the_engine(make_napari_viewer, qtbot, se
         assert np.array_equal(tifffile.imread(written[0]), layer.data)
     finally:
         panel.worker.shutdown()
+
+
+def test_samples_open_with_their_frame_axis(make_napari_viewer, qtbot):
+    from fmscope.napari import sample_data
+
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in sample_data.hela_timelapse():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    panel = TrackPanel(viewer)
+    try:
+        assert panel.image_combo.currentText() == "hela_timelapse" and panel.axis_combo.currentText() == "time"
+        assert viewer.layers[LABELS].data.shape == (20, 512, 512) and panel.last_spin.value() == 19
+        for data, kwargs, kind in sample_data.ct_lung_volume():
+            getattr(viewer, f"add_{kind}")(data, **kwargs)
+        panel.image_combo.setCurrentText("ct_lung_volume")
+        assert panel.axis_combo.currentText() == "z" and viewer.layers[LABELS].data.shape == (20, 192, 192)
+        assert np.allclose(viewer.layers[BOXES].scale, viewer.layers["ct_lung_volume"].scale)
+    finally:
+        panel.worker.shutdown()

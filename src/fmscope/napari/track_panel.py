@@ -188,16 +188,23 @@ class TrackPanel(QWidget):
         image, n = self._image_layer, 3
         return {"scale": image.scale[-n:], "translate": image.translate[-n:]}
 
+    def _fits(self, layer) -> bool:
+        """Whether one of the panel's layers has the image's grid (ndim, scale and offset)."""
+        grid = self._grid()
+        return (layer.ndim == 3 and np.allclose(layer.scale, grid["scale"])
+                and np.allclose(layer.translate, grid["translate"]))
+
     def _ensure_layers(self) -> None:
+        """The panel's labels, boxes and clicks layers on the image's grid (replaced when they are not)."""
         shape, grid = self._spatial_shape(self._image_layer), self._grid()
-        if LABELS in self.viewer.layers and self.viewer.layers[LABELS].data.shape != shape:
-            self.viewer.layers.remove(LABELS)
+        for name in (LABELS, BOXES, CLICKS, TRACKS):
+            if name in self.viewer.layers and (not self._fits(self.viewer.layers[name]) or (
+                    name == LABELS and self.viewer.layers[name].data.shape != shape)):
+                self.viewer.layers.remove(name)
         if LABELS not in self.viewer.layers:
             self.viewer.add_labels(np.zeros(shape, dtype=np.uint16), name=LABELS, **grid)
         for name, add, handler in ((BOXES, self._add_boxes, self._on_box_event),
                                    (CLICKS, self._add_clicks, self._on_click_event)):
-            if name in self.viewer.layers and self.viewer.layers[name].ndim != 3:
-                self.viewer.layers.remove(name)
             if name not in self.viewer.layers:
                 add(grid).events.data.connect(handler)
         self.viewer.layers.selection.active = self.viewer.layers[BOXES]
