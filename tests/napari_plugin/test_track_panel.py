@@ -14,6 +14,7 @@ from qtpy.QtCore import QTimer
 
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.tracking import TrackingSession, open_frames
+from fmscope.imaging.tracking.export import tracks_data
 from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 from fmscope.napari.track_panel import BOXES, CLICKS, LABELS, TRACKS, TrackPanel
 from fmscope.samples import get_case
@@ -136,6 +137,15 @@ def test_two_objects_hand_painting_cancel_and_export(hela_panel, qtbot, hela, tm
     wait_idle(qtbot, panel)
     assert sorted(panel.state.objects) == [51, 52]  # new ids, never the hand-painted one
     assert (layer.data[0] == 51).any() and (layer.data[0] == 52).any()
+    panel.objects_table.selectRow(0)  # object 51 selected in the list: a click refines it
+    assert panel.state.selected == 51
+    ys, xs = np.nonzero(layer.data[0] == 51)
+    viewer.layers[CLICKS].add([0, ys.mean(), xs.mean()])
+    wait_idle(qtbot, panel)
+    refined = panel.session.prompts[51][0]
+    assert refined.box is not None and refined.points.tolist() == [[xs.mean(), ys.mean()]]
+    assert sorted(panel.state.objects) == [51, 52]
+    assert np.array_equal(np.where(hand[0], 0, layer.data[0]), np.where(hand[0], 0, panel.session.frame_labels(0)))
 
     seen = []
 
@@ -167,6 +177,7 @@ def test_two_objects_hand_painting_cancel_and_export(hela_panel, qtbot, hela, tm
     for obj in (51, 52):  # objects never overwrite each other: each is exactly its engine pixels
         assert np.array_equal(layer.data == obj, (engine_labels == obj) & ~hand)
 
+    assert np.allclose(viewer.layers[TRACKS].data, tracks_data(np.where(hand, 0, layer.data)))
     written = panel.export(tmp_path)
     assert [p.name for p in written] == ["hela_labels.tif", "hela_objects.csv", "hela_ctc"]
     exported = tifffile.imread(written[0])
