@@ -375,8 +375,6 @@ class TrackPanel(QWidget):
             return cancel.is_set()
 
         self._set_running(True)
-        labels = self._labels()
-        self.state.begin(labels.data)
         worker.progress.emit("Propagating ...", 0, 1)
         worker.submit(run, key="propagate", on_done=lambda cancelled: self._propagated(token, cancelled),
                       on_error=lambda error: self._propagated(token, False, error))
@@ -386,8 +384,8 @@ class TrackPanel(QWidget):
         layer = self._labels()
         if layer is None or token != self._token:
             return
-        if isinstance(result, dict):
-            self.state.add_store_snapshot(result)
+        if isinstance(result, dict):  # sent before the first frame: the propagation's undo step opens
+            self.state.begin(layer.data, result)
             return
         if self.state.paint(layer.data, result.frame, result.labels):
             layer.refresh()

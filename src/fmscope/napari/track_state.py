@@ -86,12 +86,6 @@ class TrackState:
         edit._before.setdefault(frame, before)
         return True
 
-    def add_store_snapshot(self, snapshot: dict) -> None:
-        """Engine frames as they were before the open action (the first snapshot of a frame wins)."""
-        if self._open is not None:
-            for frame, value in snapshot.items():
-                self._open.store.setdefault(frame, value)
-
     def end(self, labels: np.ndarray) -> TrackEdit | None:
         """Close the open action: record what it changed on each frame; it joins the undo stack."""
         edit, self._open = self._open, None
