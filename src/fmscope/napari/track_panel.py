@@ -243,8 +243,12 @@ class TrackPanel(QWidget):
                 self._say(f"Checkpoint not found: {checkpoint}. Nothing was changed.", error=True)
                 return None
         key = (model, checkpoint, self.axis_combo.currentText(), self._image_layer, self._generation)
-        if self._session_key is not None and self._session_key != key:
+        if self._session_key is not None and self._session_key[:4] != key[:4]:
+            had_objects = bool(self.state.objects)
             self._forget_session()  # the old objects stay as plain labels
+            if had_objects:
+                self._say("A new tracking session (model or axis changed); earlier objects stay as plain labels.")
+            key = key[:4] + (self._generation,)
         self._session_key = key
         return key
 
