@@ -39,3 +39,4 @@ def test_litemedsam_loads_without_torchvision_and_sam_still_builds():
 def test_napari_widget_module_does_not_import_torch():
     loaded = modules_after("import fmscope.napari.segment_widget")
     assert "torch" not in loaded
+    assert "torch" not in modules_after("import fmscope.napari.track_panel")  # torch loads on the model thread

@@ -73,3 +73,19 @@ def test_generator_progress_cancel_and_correction_range(hela, segmenter):
     session.add_points(2, 1, [[40, 40]], [1])  # a correction: re-runs frames 2..3, up to the next prompt (4)
     assert [r.frame for r in session.propagate()] == [2, 3]
     assert session.labels().shape == (6, 96, 96) and set(session.object_frames(1)) <= set(range(6))
+
+
+def test_removed_object_leaves_the_session_as_if_never_prompted(hela, segmenter):
+    images, tracks = hela
+    small = images[:3, :128, :128]
+    boxes = {1: [12, 49, 35, 75], 2: [50, 27, 71, 57]}
+    session = session_for(small, segmenter)
+    for obj, box in boxes.items():
+        session.add_box(0, obj, box)
+    assert session.remove_object(2) == [0]
+    assert 2 not in session.prompts and set(np.unique(session.labels())) == {0, 1}
+    alone = session_for(small, segmenter)
+    alone.add_box(0, 1, boxes[1])
+    list(session.propagate("forward"))
+    list(alone.propagate("forward"))
+    assert np.array_equal(session.labels(), alone.labels()) and (session.labels() == 1).any()

@@ -228,3 +228,18 @@ def test_bounded_memory_gives_the_unbounded_official_masks_on_60_frames(checkpoi
     window = session.backend.memory_window
     assert len(kept) <= 2 * window and max(kept) == 59  # only what the model can still attend to
     assert_same(session, reference, [1])
+
+
+@pytest.mark.slow
+def test_removed_object_is_gone_from_the_sam2_state(checkpoint):
+    frames = moving_discs(3, [(22, 22, 11), (50, 50, 12)], step=3)
+    boxes = {1: [8, 8, 36, 36], 2: [35, 35, 66, 66]}
+    session = TrackingSession(frames, model="medsam2", checkpoint=checkpoint, device="cpu")
+    for obj, box in boxes.items():
+        session.add_box(0, obj, box)
+    session.remove_object(2)
+    alone = TrackingSession(frames, model="medsam2", checkpoint=checkpoint, device="cpu")
+    alone.add_box(0, 1, boxes[1])
+    list(session.propagate("forward"))
+    list(alone.propagate("forward"))
+    assert (alone.labels() == 1).any() and np.array_equal(session.labels(), alone.labels())

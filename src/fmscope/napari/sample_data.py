@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tifffile
+
 from fmscope import samples
 from fmscope.imaging import io
 from fmscope.imaging.intensity import WINDOW_PRESETS
@@ -9,8 +11,12 @@ from fmscope.imaging.intensity import WINDOW_PRESETS
 
 def _case(name: str) -> list[tuple]:
     case = samples.get_case(name)
-    meta = {"metadata": {"fmscope_window": case.window}}
-    if case.kind == "volume":
+    axis = {"volume": "z", "timelapse": "time"}.get(case.kind)  # what axis 0 is, for the Track panel
+    meta = {"metadata": {"fmscope_window": case.window, **({"fmscope_axis": axis} if axis else {})}}
+    if case.kind == "timelapse":
+        image, labels = tifffile.imread(case.image_path), tifffile.imread(case.labels_path)
+        scale = {}
+    elif case.kind == "volume":
         volume, truth = io.read_volume(case.image_path), io.read_volume(case.labels_path)
         scale = {"scale": volume.spacing_zyx}
         image, labels = volume.array, truth.array
@@ -35,6 +41,11 @@ def ct_lung_slice() -> list[tuple]:
 
 def ct_lung_volume() -> list[tuple]:
     return _case("ct_lung_volume")
+
+
+def hela_timelapse() -> list[tuple]:
+    """HeLa nuclei time-lapse (T, Y, X) with its ground-truth tracks (one id per track)."""
+    return _case("hela_timelapse")
 
 
 def visium_mouse_brain() -> list[tuple]:

@@ -193,3 +193,9 @@ class LiteMedSAMTracker:
 
     def finish(self, store: LabelStore) -> None:
         """Nothing to do: every frame's result is final."""
+
+    def remove_object(self, obj: int) -> None:
+        """Forget ``obj``'s anchors and prompts."""
+        self.anchors.pop(obj, None)
+        self.reference.pop(obj, None)
+        self.prompts = {key: prompt for key, prompt in self.prompts.items() if key[0] != obj}

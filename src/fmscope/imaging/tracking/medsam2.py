@@ -117,6 +117,12 @@ class Sam2Tracker:
         for index in range(store.n_frames):
             store.set_frame(index, labels[index], store.scores.get(index, {}))
 
+    def remove_object(self, obj: int) -> None:
+        """Forget ``obj`` in every state (sam2's own ``remove_object``)."""
+        with torch.inference_mode():
+            for state in self.states:
+                self.predictor.remove_object(state, obj, need_output=False)
+
     @staticmethod
     def _score(state: dict, index: int, frame: int) -> float:
         outputs = state["output_dict_per_obj"][index]

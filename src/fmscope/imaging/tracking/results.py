@@ -66,6 +66,20 @@ class LabelStore:
             self._frames.pop(index, None)
             self.scores.pop(index, None)
 
+    def snapshot(self, frames) -> dict[int, tuple[bytes | None, dict[int, float] | None]]:
+        """What ``frames`` hold now (compressed labels and scores), for :meth:`restore` (undo)."""
+        return {int(i): (self._frames.get(int(i)), dict(self.scores[int(i)]) if int(i) in self.scores else None)
+                for i in frames}
+
+    def restore(self, snapshot: dict[int, tuple[bytes | None, dict[int, float] | None]]) -> None:
+        """Put back the frames of a :meth:`snapshot` exactly as they were."""
+        for index, (packed, scores) in snapshot.items():
+            if packed is None:
+                self._frames.pop(index, None)
+                self.scores.pop(index, None)
+            else:
+                self._frames[index], self.scores[index] = packed, dict(scores)
+
     def stack(self) -> np.ndarray:
         """uint16 (T, H, W) labels of every frame."""
         out = np.zeros((self.n_frames, *self.shape), dtype=np.uint16)

@@ -65,6 +65,8 @@ class TrackerBackend(Protocol):
 
     def finish(self, store: LabelStore) -> None: ...
 
+    def remove_object(self, obj: int) -> None: ...
+
 
 def make_backend(frames: FrameSource, model: str, checkpoint: str | os.PathLike | None,
                  window: str | tuple[float, float] | None, device: str | None) -> TrackerBackend:
@@ -200,6 +202,20 @@ class TrackingSession:
                 stop = min([last] + [f - 1 for f in later])
             passes.append((frame, max(min(stop, last), first), reverse))
         return passes
+
+    def remove_object(self, obj: int) -> list[int]:
+        """Forget object ``obj``: its prompts, its tracking and its pixels; returns the frames it was on."""
+        obj = int(obj)
+        self.backend.remove_object(obj)
+        frames = sorted(self.store.object_frames(obj))
+        for index in frames:
+            labels = self.store.frame(index)
+            labels[labels == obj] = 0
+            self.store.set_frame(index, labels, self.store.scores.get(index, {}))
+        self.prompts.pop(obj, None)
+        self.tracked.pop(obj, None)
+        self._corrections = [(o, f) for o, f in self._corrections if o != obj]
+        return frames
 
     # results -------------------------------------------------------------------------------------
     def labels(self) -> np.ndarray:

@@ -1,0 +1,114 @@
+"""Writing tracked label stacks: the stack (TIFF), a per-object per-frame table (CSV) and the
+Cell Tracking Challenge format (``man_track.txt`` + ``mask###.tif``). No Qt; every write is atomic.
+
+Labels are a uint16 (T, H, W) stack: 0 background, one id per object (the same id on every frame).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from scipy import ndimage
+
+from fmscope.atomic import atomic_write
+from fmscope.errors import FmscopeError
+
+TABLE_COLUMNS = ("frame", "object", "area_px", "centroid_y", "centroid_x")
+
+
+@dataclass(frozen=True)
+class ObjectFrame:
+    """One object on one frame: pixel count and centroid (y, x) in pixels."""
+
+    frame: int
+    obj: int
+    area: int
+    y: float
+    x: float
+
+
+def _stack(labels: np.ndarray) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise FmscopeError(f"The labels have shape {labels.shape}; a tracked stack is (T, H, W).",
+                           "Give the label stack of a time-lapse, video or volume.")
+    if labels.dtype.kind not in "ui" or (labels.size and (labels.min() < 0 or labels.max() > 65535)):
+        raise FmscopeError(f"The labels are {labels.dtype} with values outside 0..65535.",
+                           "Give integer labels (0 background, ids 1..65535).")
+    return labels.astype(np.uint16, copy=False)
+
+
+def object_table(labels: np.ndarray, objects=None) -> list[ObjectFrame]:
+    """Every (frame, object) with pixels, sorted by object then frame; ``objects``: only these ids."""
+    labels = _stack(labels)
+    rows = []
+    for index, frame in enumerate(labels):
+        ids = [int(i) for i in np.unique(frame) if i and (objects is None or int(i) in objects)]
+        if not ids:
+            continue
+        areas = ndimage.sum_labels(np.ones(frame.shape), frame, ids)
+        centres = ndimage.center_of_mass(np.ones(frame.shape), frame, ids)
+        rows += [ObjectFrame(index, obj, int(area), float(cy), float(cx))
+                 for obj, area, (cy, cx) in zip(ids, areas, centres)]
+    return sorted(rows, key=lambda row: (row.obj, row.frame))
+
+
+def tracks_data(labels: np.ndarray, objects=None) -> np.ndarray:
+    """napari Tracks data: float (N, 4) rows [object id, frame, centroid y, centroid x]."""
+    rows = [[row.obj, row.frame, row.y, row.x] for row in object_table(labels, objects)]
+    return np.array(rows, dtype=float).reshape(-1, 4)
+
+
+def write_label_stack(labels: np.ndarray, path: str | os.PathLike) -> None:
+    """The (T, H, W) labels as one uint16 TIFF."""
+    labels = _stack(labels)
+    atomic_write(Path(path), lambda target: tifffile.imwrite(target, labels, compression="zlib"))
+
+
+def write_table(labels: np.ndarray, path: str | os.PathLike, objects=None) -> int:
+    """CSV with columns frame, object, area_px, centroid_y, centroid_x; returns the number of rows."""
+    rows = object_table(labels, objects)
+
+    def write(target: Path) -> None:
+        with open(target, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(TABLE_COLUMNS)
+            writer.writerows([row.frame, row.obj, row.area, f"{row.y:.3f}", f"{row.x:.3f}"] for row in rows)
+
+    atomic_write(Path(path), write)
+    return len(rows)
+
+
+def ctc_tracks(labels: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """``man_track.txt`` rows (L, B, E, P): label, first and last frame with pixels, parent (0: none).
+
+    An object missing on frames between B and E keeps its label (a gap, as the CTC format allows)."""
+    labels = _stack(labels)
+    spans: dict[int, list[int]] = {}
+    for index, frame in enumerate(labels):
+        for obj in np.unique(frame).tolist():
+            if obj:
+                spans.setdefault(int(obj), [index, index])[1] = index
+    return [(obj, first, last, 0) for obj, (first, last) in sorted(spans.items())]
+
+
+def write_ctc(labels: np.ndarray, folder: str | os.PathLike) -> int:
+    """A Cell Tracking Challenge result folder: ``man_track.txt`` and ``mask000.tif`` ... (uint16,
+    3 digits, 4 from 1,000 frames); the folder is replaced as a whole. Returns the number of tracks."""
+    labels = _stack(labels)
+    rows = ctc_tracks(labels)
+    digits = max(3, len(str(len(labels) - 1)))
+
+    def write(target: Path) -> None:
+        target.mkdir()
+        (target / "man_track.txt").write_text("".join(f"{l} {b} {e} {p}\n" for l, b, e, p in rows))
+        for index, frame in enumerate(labels):
+            tifffile.imwrite(target / f"mask{index:0{digits}d}.tif", frame)
+
+    atomic_write(Path(folder), write)
+    return len(rows)

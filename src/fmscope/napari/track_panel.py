@@ -1,0 +1,544 @@
+"""The Track panel: track objects through (T, Y, X[, C]) time-lapses / videos and (Z, Y, X) volumes.
+
+The panel only translates between napari layers and a :class:`~fmscope.imaging.tracking.TrackingSession`:
+every engine call runs on one persistent :class:`ModelWorker` thread, and frames are painted on the
+Qt thread as they arrive through :class:`TrackState` (exact undo; labels painted by hand are never
+overwritten; the engine never lets two objects overlap).
+
+A box (``fmscope track boxes``) or a click (``fmscope track clicks``) on the displayed frame starts a
+new object, or refines the selected one (a correction when that frame was tracked: the next
+Propagate re-runs the object from there only). Keys: ``Shift-N`` new object, ``Shift-P`` propagate,
+``Shift-U`` undo, ``Shift-C`` cancel the propagation.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import napari
+import numpy as np
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Signal
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from fmscope.errors import FmscopeError
+from fmscope.imaging.tracking.export import tracks_data, write_ctc, write_label_stack, write_table
+from fmscope.napari.status_panel import StatusPanel, refill
+from fmscope.napari.track_state import TrackState
+from fmscope.napari.worker import Job, ModelWorker
+
+MODELS = ("litemedsam", "medsam2", "sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus",
+          "sam2.1_hiera_large")
+AXES = ("time", "z")  # what axis 0 of the image is: time-lapse / video frames, or volume slices
+DIRECTIONS = ("both", "forward", "backward")
+LABELS, BOXES, CLICKS, TRACKS = "fmscope track labels", "fmscope track boxes", "fmscope track clicks", "fmscope tracks"
+CHECKPOINT_DIR_ENV = "FMSCOPE_CHECKPOINT_DIR"
+
+
+class TrackPanel(QWidget):
+    """Dock widget; created by napari through the npe2 manifest with the viewer."""
+
+    frame_ready = Signal(object, object)  # (propagation token, FrameResult), emitted on the worker thread
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = ModelWorker()
+        self.state = TrackState()
+        self._session = None  # the TrackingSession (made and used on the worker thread only)
+        self._session_key: tuple | None = None  # what the session was made for (read on the Qt thread)
+        self._generation = 0
+        self._image_layer = None
+        self._cancel = threading.Event()
+        self._token = 0  # the running propagation (frames of an older one are still painted)
+        self.propagating = False
+        self.frame_ready.connect(self._on_frame)
+        self._build_ui()
+        self.worker.progress.connect(self.panel.on_progress)
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        for key, action in (("Shift-N", self.new_object), ("Shift-P", self.propagate), ("Shift-U", self.undo),
+                            ("Shift-C", self.cancel)):
+            self.viewer.bind_key(key, lambda _viewer, action=action: action(), overwrite=True)
+        self._refresh_layers()
+
+    # -- UI ------------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.image_combo = QComboBox()
+        self.image_combo.currentIndexChanged.connect(self._on_image_chosen)
+        self.axis_combo = QComboBox()
+        self.axis_combo.addItems(AXES)
+        self.model_combo = QComboBox()
+        self.model_combo.addItems(MODELS)
+        self.checkpoint_edit = QLineEdit()
+        self.checkpoint_edit.setPlaceholderText("weights file (MedSAM2 / SAM2.1 only)")
+        self.negative_box = QCheckBox("negative clicks")
+        self.direction_combo = QComboBox()
+        self.direction_combo.addItems(DIRECTIONS)
+        self.first_spin, self.last_spin = QSpinBox(), QSpinBox()
+        self.export_edit = QLineEdit()
+        self.export_edit.setPlaceholderText("folder for the exports")
+        form = QFormLayout()
+        form.addRow("image", self.image_combo)
+        form.addRow("axis 0 is", self.axis_combo)
+        form.addRow("model", self.model_combo)
+        form.addRow("checkpoint", self.checkpoint_edit)
+        form.addRow("", self.negative_box)
+        form.addRow("direction", self.direction_combo)
+        span = QHBoxLayout()
+        span.addWidget(self.first_spin)
+        span.addWidget(self.last_spin)
+        form.addRow("frames", span)
+        self.objects_table = QTableWidget(0, 4)
+        self.objects_table.setHorizontalHeaderLabels(["id", "colour", "frames", "prompted"])
+        self.objects_table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.objects_table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.objects_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.objects_table.itemSelectionChanged.connect(self._on_row_selected)
+        buttons = QHBoxLayout()
+        self.buttons = {}
+        for text, action in (("New (Shift-N)", self.new_object), ("Propagate (Shift-P)", self.propagate),
+                             ("Cancel (Shift-C)", self.cancel), ("Undo (Shift-U)", self.undo)):
+            button = QPushButton(text)
+            button.clicked.connect(action)
+            buttons.addWidget(button)
+            self.buttons[text.split()[0].lower()] = button
+        self.buttons["cancel"].setEnabled(False)
+        export = QHBoxLayout()
+        export.addWidget(self.export_edit)
+        export_button = QPushButton("Export")
+        export_button.clicked.connect(lambda: self.export())
+        export.addWidget(export_button)
+        self.panel = StatusPanel("Choose a time-lapse, video or volume, then draw a box on a frame.")
+        self.status = self.panel.status
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.objects_table)
+        layout.addLayout(buttons)
+        layout.addLayout(export)
+        layout.addWidget(self.panel)
+        layout.addStretch()
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.status.setText(text)
+        if error:
+            show_error(text)
+
+    # -- layers --------------------------------------------------------------------------------
+    def _image_layers(self) -> list:
+        return [layer for layer in self.viewer.layers
+                if isinstance(layer, napari.layers.Image) and not layer.name.startswith("fmscope")]
+
+    def _refresh_layers(self, event=None) -> None:
+        refill(self.image_combo, [layer.name for layer in self._image_layers()])
+        self._on_image_chosen()
+
+    def _on_layer_removed(self, event) -> None:
+        if event.value is self._image_layer:
+            self._cancel.set()
+            self.worker.cancel_all()
+            self._image_layer = None
+            self._forget_session()
+            self._say("The image layer was removed; choose another image.")
+        self._refresh_layers()
+
+    @staticmethod
+    def _spatial_shape(layer) -> tuple[int, ...]:
+        return tuple(layer.data.shape[:-1]) if layer.rgb else tuple(layer.data.shape)
+
+    def _on_image_chosen(self, _index: int | None = None) -> None:
+        name = self.image_combo.currentText()
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        if layer is None or layer is self._image_layer:
+            return
+        shape = self._spatial_shape(layer)
+        if len(shape) != 3:
+            self._say(f"'{name}' has {len(shape)} spatial dimensions; tracking needs frames: (T, Y, X[, C]) "
+                      "or (Z, Y, X).", error=True)
+            self._image_layer = None
+            return
+        self._image_layer = layer
+        self._forget_session()
+        for spin in (self.first_spin, self.last_spin):
+            spin.setRange(0, shape[0] - 1)
+        self.first_spin.setValue(0)
+        self.last_spin.setValue(shape[0] - 1)
+        kind = layer.metadata.get("fmscope_axis")
+        if kind in AXES:
+            self.axis_combo.setCurrentText(kind)
+        self._ensure_layers()
+
+    def _grid(self) -> dict:
+        image, n = self._image_layer, 3
+        return {"scale": image.scale[-n:], "translate": image.translate[-n:]}
+
+    def _fits(self, layer) -> bool:
+        """Whether one of the panel's layers has the image's grid (ndim, scale and offset)."""
+        grid = self._grid()
+        return (layer.ndim == 3 and np.allclose(layer.scale, grid["scale"])
+                and np.allclose(layer.translate, grid["translate"]))
+
+    def _ensure_layers(self) -> None:
+        """The panel's labels, boxes and clicks layers on the image's grid (replaced when they are not)."""
+        shape, grid = self._spatial_shape(self._image_layer), self._grid()
+        for name in (LABELS, BOXES, CLICKS, TRACKS):
+            if name in self.viewer.layers and (not self._fits(self.viewer.layers[name]) or (
+                    name == LABELS and self.viewer.layers[name].data.shape != shape)):
+                self.viewer.layers.remove(name)
+        if LABELS not in self.viewer.layers:
+            self.viewer.add_labels(np.zeros(shape, dtype=np.uint16), name=LABELS, **grid)
+        for name, add, handler in ((BOXES, self._add_boxes, self._on_box_event),
+                                   (CLICKS, self._add_clicks, self._on_click_event)):
+            if name not in self.viewer.layers:
+                add(grid).events.data.connect(handler)
+        self.viewer.layers.selection.active = self.viewer.layers[BOXES]
+        self.viewer.layers[BOXES].mode = "add_rectangle"
+
+    def _add_boxes(self, grid: dict):
+        return self.viewer.add_shapes(name=BOXES, ndim=3, edge_color="yellow", face_color="transparent",
+                                      edge_width=2, **grid)
+
+    def _add_clicks(self, grid: dict):
+        return self.viewer.add_points(name=CLICKS, ndim=3, size=6, face_color="lime", **grid)
+
+    def _labels(self):
+        return self.viewer.layers[LABELS] if LABELS in self.viewer.layers else None
+
+    # -- engine access -------------------------------------------------------------------------
+    def _forget_session(self) -> None:
+        """A new image or model: objects become plain labels (never overwritten), undo is cleared."""
+        self._session_key = None
+        self._generation += 1  # the next prompt makes a fresh engine session
+        self.state.reset()
+        self._refresh_objects()
+
+    def _settings(self) -> tuple | None:
+        """(model, checkpoint, axis, image layer, generation) for the next job, or None with a message why not."""
+        if self._image_layer is None:
+            self._say("Choose a time-lapse, video or volume: (T, Y, X[, C]) or (Z, Y, X).", error=True)
+            return None
+        model, checkpoint = self.model_combo.currentText(), self.checkpoint_edit.text().strip()
+        if model != "litemedsam":
+            if not checkpoint and not os.environ.get(CHECKPOINT_DIR_ENV):
+                self._say(f"{model} needs its checkpoint: give the weights file in 'checkpoint' "
+                          f"(fmscope never downloads weights). Nothing was changed.", error=True)
+                return None
+            if checkpoint and not Path(checkpoint).expanduser().exists():
+                self._say(f"Checkpoint not found: {checkpoint}. Nothing was changed.", error=True)
+                return None
+        key = (model, checkpoint, self.axis_combo.currentText(), self._image_layer, self._generation)
+        if self._session_key is not None and self._session_key[:4] != key[:4]:
+            had_objects = bool(self.state.objects)
+            self._forget_session()  # the old objects stay as plain labels
+            if had_objects:
+                self._say("A new tracking session (model or axis changed); earlier objects stay as plain labels.")
+            key = key[:4] + (self._generation,)
+        self._session_key = key
+        return key
+
+    def _session_for(self, settings: tuple):
+        """The TrackingSession for ``settings``; runs on the worker thread (the model loads there)."""
+        from fmscope.imaging.tracking import TrackingSession, open_frames
+
+        model, checkpoint, axis, layer, _ = settings
+        if self._session is None or self._session[0] != settings:
+            frames = open_frames(np.asarray(layer.data), kind="volume" if axis == "z" else "stack")
+            self._session = (settings, TrackingSession(frames, model=model, checkpoint=checkpoint or None))
+        return self._session[1]
+
+    @property
+    def session(self):
+        """The current TrackingSession (None before the first prompt); read it only while the worker is idle."""
+        return self._session[1] if self._session is not None and self._session[0] == self._session_key else None
+
+    # -- prompts -------------------------------------------------------------------------------
+    def _on_image_grid(self, layer) -> bool:
+        """Whether a prompt layer's pixel grid is the image's (same scale and offset); says why not."""
+        grid = self._grid()
+        same = np.allclose(layer.scale[-3:], grid["scale"]) and np.allclose(layer.translate[-3:], grid["translate"])
+        if not same:
+            self._say(f"'{layer.name}' is not on the grid of '{self._image_layer.name}' (scale or translate "
+                      "differ); its prompt was ignored and nothing changed.", error=True)
+        return same
+
+    def _on_box_event(self, event) -> None:
+        if getattr(event, "action", "added") != "added" or self._image_layer is None:
+            return
+        layer = self.viewer.layers[BOXES]
+        if not len(layer.data) or not self._on_image_grid(layer):
+            return
+        vertices = np.asarray(layer.data[-1])
+        ys, xs = vertices[:, 1], vertices[:, 2]
+        self.prompt(int(round(vertices[0, 0])), box=[xs.min(), ys.min(), xs.max(), ys.max()])
+
+    def _on_click_event(self, event) -> None:
+        if getattr(event, "action", "added") != "added" or self._image_layer is None:
+            return
+        layer = self.viewer.layers[CLICKS]
+        if not len(layer.data) or not self._on_image_grid(layer):
+            return
+        point = np.asarray(layer.data[-1])
+        self.prompt(int(round(point[0])), points=[[point[2], point[1]]], labels=[0 if self.negative_box.isChecked()
+                                                                                 else 1])
+
+    def prompt(self, frame: int, box=None, points=None, labels=None) -> None:
+        """A box [x0, y0, x1, y1] or clicks (x, y) on ``frame`` for the selected object (a new one when
+        none is selected); the frame is painted when the engine answers."""
+        settings = self._settings()
+        layer = self._labels()
+        if settings is None or layer is None:
+            return
+        if not 0 <= frame < layer.data.shape[0]:
+            self._say(f"Frame {frame} is outside the image (0..{layer.data.shape[0] - 1}).", error=True)
+            return
+        obj = self.state.selected if self.state.selected is not None else self.state.new_id(layer.data)
+        self.state.selected = obj
+
+        def run(job: Job):
+            session = self._session_for(settings)
+            snapshot = session.store.snapshot([frame])
+            if box is not None:
+                result = session.add_box(frame, obj, box)
+            else:
+                result = session.add_points(frame, obj, points, labels)
+            return snapshot, result
+
+        def paint(answer) -> None:
+            snapshot, result = answer
+            labels_layer = self._labels()
+            if labels_layer is None or self._session_key != settings:
+                return
+            edit = self.state.begin(labels_layer.data, snapshot)
+            if obj not in self.state.objects:
+                edit.created = obj
+            self.state.objects.setdefault(obj, set()).add(frame)
+            self.state.paint(labels_layer.data, frame, result.labels)
+            self.state.end(labels_layer.data)
+            labels_layer.refresh()
+            self._after_change(f"Object {obj} on frame {frame}: {int((result.labels == obj).sum())} px, "
+                               f"score {result.scores.get(obj, 0.0):.2f}. Propagate (Shift-P) to track it.")
+
+        def failed(error: BaseException) -> None:
+            if self.state.selected == obj and obj not in self.state.objects:
+                self.state.selected = None
+            self.panel.fail(error, "Model failure")
+        self.worker.submit(run, on_done=paint, on_error=failed)
+
+    # -- propagation ---------------------------------------------------------------------------
+    def propagate(self) -> None:
+        """Track every object (new ones from their prompted frame, corrected ones from the corrected
+        frame only) in the chosen direction within the frame range, painting frames as they arrive."""
+        if self.propagating:
+            self._say("A propagation is running; Cancel it first.")
+            return
+        settings = self._settings()
+        if settings is None:
+            return
+        if not self.state.objects:
+            self._say("No objects yet: draw a box on a frame first.", error=True)
+            return
+        direction = self.direction_combo.currentText()
+        first, last = sorted((self.first_spin.value(), self.last_spin.value()))
+        self._token += 1
+        token, cancel = self._token, threading.Event()
+        self._cancel = cancel
+        worker = self.worker
+
+        def run(job: Job):
+            from fmscope.imaging.tracking import FrameResult
+
+            session = self._session_for(settings)
+            snapshot = session.store.snapshot(range(first, last + 1))
+            for result in session.propagate(direction, (first, last), cancel=lambda: cancel.is_set() or job.cancelled):
+                if snapshot is not None:  # the engine frames as they were, for undo
+                    self.frame_ready.emit(token, snapshot)
+                    snapshot = None
+                self.frame_ready.emit(token, result)
+                worker.progress.emit(f"Propagating: frame {result.frame} ({result.done} of {result.total}) ...",
+                                     result.done, result.total)
+            if session.frames.kind == "volume" and not cancel.is_set():
+                # MedSAM2's 3D flow ends by keeping each object's largest 3D component: repaint
+                for frame in range(first, last + 1):
+                    self.frame_ready.emit(token, FrameResult(frame, session.frame_labels(frame), {}, 1, 1))
+            return cancel.is_set()
+
+        self._set_running(True)
+        worker.progress.emit("Propagating ...", 0, 1)
+        worker.submit(run, key="propagate", on_done=lambda cancelled: self._propagated(token, cancelled),
+                      on_error=lambda error: self._propagated(token, False, error))
+
+    def _on_frame(self, token: int, result) -> None:
+        """Qt thread: paint one propagated frame (or take the store snapshot sent first)."""
+        layer = self._labels()
+        if layer is None or token != self._token:
+            return
+        if isinstance(result, dict):  # sent before the first frame: the propagation's undo step opens
+            self.state.begin(layer.data, result)
+            return
+        if self.state.paint(layer.data, result.frame, result.labels):
+            layer.refresh()
+
+    def _propagated(self, token: int, cancelled: bool, error: BaseException | None = None) -> None:
+        if token != self._token:
+            return
+        self._set_running(False)
+        layer = self._labels()
+        if layer is not None:
+            self.state.end(layer.data)
+        if error is not None:
+            self.panel.fail(error, "Propagation failed")
+            self._after_change(None)
+            return
+        self._after_change("Propagation cancelled; the frames painted so far are kept (Undo removes them)."
+                           if cancelled else "Propagated.")
+        self.panel.on_progress("", 1, 1)
+
+    def cancel(self) -> None:
+        """Stop the propagation after the frame being tracked; painted frames stay consistent."""
+        if self.propagating:
+            self._cancel.set()
+            self._say("Cancelling after the current frame ...")
+
+    def _set_running(self, running: bool) -> None:
+        self.propagating = running
+        self.buttons["propagate"].setEnabled(not running)
+        self.buttons["cancel"].setEnabled(running)
+
+    # -- actions -------------------------------------------------------------------------------
+    def new_object(self) -> None:
+        """The next box or click starts a new object."""
+        self.state.selected = None
+        self.objects_table.clearSelection()
+        for name in (BOXES, CLICKS):
+            if name in self.viewer.layers:
+                layer = self.viewer.layers[name]
+                with layer.events.data.blocker():
+                    layer.data = []
+        self._say("New object: draw a box on a frame.")
+
+    def undo(self) -> None:
+        """Restore exactly the frames the last prompt or propagation changed (and the engine's labels there)."""
+        layer = self._labels()
+        if self.propagating:
+            self._say("Cancel the propagation before undoing.")
+            return
+        edit = self.state.undo(layer.data) if layer is not None else None
+        if edit is None:
+            self._say("Nothing to undo.")
+            return
+        layer.refresh()
+        if edit.store or edit.created is not None:
+            snapshot, created = edit.store, edit.created
+
+            def restore(job: Job) -> None:  # the engine follows: the object created is forgotten
+                if self._session is not None:
+                    if created is not None:
+                        self._session[1].remove_object(created)
+                    self._session[1].store.restore(snapshot)
+            self.worker.submit(restore, on_error=self._on_error)
+        self._after_change(f"Undone: frames {sorted(edit.frames) or 'none'} restored.")
+
+    def _on_error(self, error: BaseException) -> None:
+        self.panel.fail(error, "Model failure")
+
+    def _on_row_selected(self) -> None:
+        rows = self.objects_table.selectionModel().selectedRows()
+        if rows:
+            self.state.selected = int(self.objects_table.item(rows[0].row(), 0).text())
+            self._say(f"Object {self.state.selected} selected: a box or click refines it.")
+
+    def _after_change(self, message: str | None) -> None:
+        self._refresh_objects()
+        self._refresh_tracks()
+        if message:
+            self._say(message)
+
+    def object_rows(self) -> list[tuple[int, str, str]]:
+        """(id, frames spanned 'a..b' or '-', prompted frames) per object, as the table shows them."""
+        layer = self._labels()
+        rows = []
+        for obj in sorted(self.state.objects):
+            present = np.nonzero((layer.data == obj).any(axis=(1, 2)))[0] if layer is not None else []
+            span = f"{present[0]}..{present[-1]}" if len(present) else "-"
+            rows.append((obj, span, ", ".join(str(f) for f in sorted(self.state.objects[obj]))))
+        return rows
+
+    def _refresh_objects(self) -> None:
+        table, layer = self.objects_table, self._labels()
+        rows = self.object_rows()
+        table.blockSignals(True)
+        table.setRowCount(len(rows))
+        for index, (obj, span, prompted) in enumerate(rows):
+            colour = QTableWidgetItem("")
+            if layer is not None:
+                colour.setBackground(QColor.fromRgbF(*np.clip(layer.get_color(obj), 0, 1)))
+            for column, item in enumerate((QTableWidgetItem(str(obj)), colour, QTableWidgetItem(span),
+                                           QTableWidgetItem(prompted))):
+                table.setItem(index, column, item)
+            if obj == self.state.selected:
+                table.selectRow(index)
+        table.blockSignals(False)
+
+    def _refresh_tracks(self) -> None:
+        """The Tracks layer: each object's centroid on every frame where it has pixels."""
+        layer = self._labels()
+        data = tracks_data(layer.data, self.state.tracked) if layer is not None and self.state.objects else None
+        if data is None or not len(data):
+            if TRACKS in self.viewer.layers:
+                self.viewer.layers.remove(TRACKS)
+            return
+        if TRACKS in self.viewer.layers:
+            self.viewer.layers[TRACKS].data = data
+        else:
+            self.viewer.add_tracks(data, name=TRACKS, tail_length=10, **self._grid())
+            self.viewer.layers.selection.active = self.viewer.layers[BOXES]
+
+    # -- export --------------------------------------------------------------------------------
+    def export(self, folder: str | os.PathLike | None = None) -> list[Path]:
+        """Write the tracked labels to ``folder`` (default: the export field): ``<image>_labels.tif``
+        (T, Y, X) uint16, ``<image>_objects.csv`` (frame, object, area_px, centroid_y, centroid_x) and,
+        for time-lapses, the Cell Tracking Challenge folder ``<image>_ctc/`` (man_track.txt + mask###.tif).
+        Only the tracked objects are written. Returns the paths written."""
+        layer = self._labels()
+        text = str(folder) if folder is not None else self.export_edit.text().strip()
+        if layer is None or self._image_layer is None or not self.state.objects:
+            self._say("Nothing to export: track an object first.", error=True)
+            return []
+        if not text:
+            self._say("Give a folder for the exports.", error=True)
+            return []
+        labels = np.where(np.isin(layer.data, list(self.state.tracked)), layer.data, 0).astype(np.uint16)
+        base = Path(text).expanduser() / self._image_layer.name
+        written = [base.with_name(base.name + "_labels.tif"), base.with_name(base.name + "_objects.csv")]
+        try:
+            write_label_stack(labels, written[0])
+            write_table(labels, written[1])
+            if self.axis_combo.currentText() == "time":
+                written.append(base.with_name(base.name + "_ctc"))
+                write_ctc(labels, written[2])
+        except FmscopeError as error:
+            self.panel.fail(error)
+            return []
+        self._say("Exported " + ", ".join(p.name for p in written) + f" to {base.parent}.")
+        return written
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        self._cancel.set()
+        self.worker.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,271 @@
+"""The napari Track panel in a real viewer (pytest-qt, Xvfb) with the real LiteMedSAM weights,
+on a corner of the HeLa time-lapse, compared with the tracking engine run directly."""
+
+from __future__ import annotations
+
+import csv
+import time
+
+import numpy as np
+import pytest
+import tifffile
+from napari_helpers import wait_idle
+from qtpy.QtCore import QTimer
+
+from fmscope.imaging.prompts import box_from_mask
+from fmscope.imaging.tracking import TrackingSession, open_frames
+from fmscope.imaging.tracking.export import tracks_data
+from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
+from fmscope.napari.track_panel import BOXES, CLICKS, LABELS, TRACKS, TrackPanel
+from fmscope.samples import get_case
+
+FRAMES, SIDE = 4, 128
+NUCLEUS, NEIGHBOUR = 12, 9  # ground-truth track ids of two nuclei in the crop, both on frame 0
+
+
+@pytest.fixture(scope="module")
+def hela():
+    case = get_case("hela_timelapse")
+    images = tifffile.imread(case.image_path)[:FRAMES, :SIDE, :SIDE]
+    tracks = tifffile.imread(case.labels_path)[:FRAMES, :SIDE, :SIDE]
+    return images, tracks
+
+
+def gt_box(tracks, frame, track):
+    return box_from_mask(tracks[frame] == track).astype(float)
+
+
+def rectangle(box, frame):
+    x0, y0, x1, y1 = box
+    return np.c_[np.full(4, frame), [[y0, x0], [y0, x1], [y1, x1], [y1, x0]]].astype(float)
+
+
+def engine(images, segmenter) -> TrackingSession:
+    source = open_frames(images)
+    return TrackingSession(source, backend=LiteMedSAMTracker(source, segmenter=segmenter))
+
+
+def make_panel(make_napari_viewer, qtbot, images, name="hela"):
+    viewer = make_napari_viewer()
+    viewer.add_image(images, name=name)
+    panel = TrackPanel(viewer)
+    viewer.window.add_dock_widget(panel)
+    return viewer, panel
+
+
+@pytest.fixture
+def hela_panel(make_napari_viewer, qtbot, hela):
+    viewer, panel = make_panel(make_napari_viewer, qtbot, hela[0])
+    yield viewer, panel
+    panel.worker.shutdown()
+
+
+@pytest.mark.slow
+def test_box_propagate_correct_undo_and_export(hela_panel, qtbot, hela, segmenter, tmp_path):
+    viewer, panel = hela_panel
+    images, tracks = hela
+    layer = viewer.layers[LABELS]
+    box = gt_box(tracks, 1, NUCLEUS)
+    viewer.layers[BOXES].add_rectangles(rectangle(box, 1))  # a box on frame 1
+    wait_idle(qtbot, panel)
+    reference = engine(images, segmenter)
+    prompted = reference.add_box(1, 1, box)
+    assert np.array_equal(layer.data[1], prompted.labels) and (layer.data == 1).sum() > 100
+    assert not layer.data[[0, 2, 3]].any()
+    after_prompt = layer.data.copy()
+
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(10)
+    panel.propagate()
+    wait_idle(qtbot, panel)
+    timer.stop()
+    stall_ms = np.diff(ticks).max() * 1000
+    print(f"\nlongest UI stall while propagating {FRAMES} frames: {stall_ms:.0f} ms")
+    assert len(ticks) > 20 and stall_ms < 100  # the Qt thread never waited on the model
+    list(reference.propagate("both", (0, FRAMES - 1)))
+    expected = reference.labels()
+    assert np.array_equal(layer.data, expected)  # voxel for voxel what the engine gives
+    assert all(expected[f].any() for f in range(FRAMES))
+    assert panel.object_rows() == [(1, f"0..{FRAMES - 1}", "1")]
+    assert np.array_equal(viewer.layers[TRACKS].data[:, 1], np.arange(FRAMES))
+    propagated = layer.data.copy()
+
+    correction = box + [3, 3, 3, 3]  # the selected object, corrected on frame 2
+    viewer.layers[BOXES].add_rectangles(rectangle(correction, 2))
+    wait_idle(qtbot, panel)
+    reference.add_box(2, 1, correction)
+    panel.propagate()
+    wait_idle(qtbot, panel)
+    assert [r.frame for r in reference.propagate("both", (0, FRAMES - 1))] == [2, 3]
+    corrected = layer.data.copy()
+    assert np.array_equal(corrected, reference.labels())
+    assert np.array_equal(corrected[:2], propagated[:2])  # only frames from the correction on changed
+    assert not np.array_equal(corrected[2], propagated[2])
+    assert panel.object_rows()[0][2] == "1, 2"
+
+    panel.undo()  # the re-propagation
+    panel.undo()  # the correction prompt
+    assert np.array_equal(layer.data, propagated)
+    panel.undo()  # the first propagation
+    assert np.array_equal(layer.data, after_prompt)
+    wait_idle(qtbot, panel)
+    assert np.array_equal(panel.session.labels(), after_prompt)  # the engine's labels follow
+
+    panel.undo()  # the box that started the object: the engine forgets it too
+    wait_idle(qtbot, panel)
+    assert not layer.data.any() and not panel.state.objects and not panel.session.prompts
+    assert not panel.session.labels().any() and TRACKS not in viewer.layers
+    panel.undo()
+    assert "Nothing to undo" in panel.status.text()
+
+
+@pytest.mark.slow
+def test_two_objects_hand_painting_cancel_and_export(hela_panel, qtbot, hela, tmp_path):
+    viewer, panel = hela_panel
+    images, tracks = hela
+    layer = viewer.layers[LABELS]
+    hand = np.zeros(layer.data.shape, bool)
+    x0, y0, x1, y1 = gt_box(tracks, 0, NEIGHBOUR).astype(int)
+    hand[:, y0:y0 + 8, x0:x1 + 1] = True  # the top of the neighbour, painted by hand as 50
+    layer.data[hand] = 50
+    viewer.layers[BOXES].add_rectangles(rectangle(gt_box(tracks, 0, NUCLEUS), 0))
+    wait_idle(qtbot, panel)
+    panel.new_object()
+    viewer.layers[BOXES].add_rectangles(rectangle(gt_box(tracks, 0, NEIGHBOUR), 0))
+    wait_idle(qtbot, panel)
+    assert sorted(panel.state.objects) == [51, 52]  # new ids, never the hand-painted one
+    assert (layer.data[0] == 51).any() and (layer.data[0] == 52).any()
+    panel.objects_table.selectRow(0)  # object 51 selected in the list: a click refines it
+    assert panel.state.selected == 51
+    ys, xs = np.nonzero(layer.data[0] == 51)
+    viewer.layers[CLICKS].add([0, ys.mean(), xs.mean()])
+    wait_idle(qtbot, panel)
+    refined = panel.session.prompts[51][0]
+    assert refined.box is not None and refined.points.tolist() == [[xs.mean(), ys.mean()]]
+    assert sorted(panel.state.objects) == [51, 52]
+    assert np.array_equal(np.where(hand[0], 0, layer.data[0]), np.where(hand[0], 0, panel.session.frame_labels(0)))
+
+    seen = []
+
+    def cancel_on_first(token, result):
+        if not isinstance(result, dict):
+            seen.append(result.done)
+            panel.cancel()
+    panel.frame_ready.connect(cancel_on_first)
+    panel.direction_combo.setCurrentText("forward")
+    panel.propagate()
+    wait_idle(qtbot, panel)
+    panel.frame_ready.disconnect(cancel_on_first)
+    assert 1 <= max(seen) <= 2 < FRAMES  # stopped within one frame of the Cancel
+    assert "cancelled" in panel.status.text()
+    engine_labels = panel.session.labels()
+    for frame in range(FRAMES):  # what was painted is the engine's, except the hand-painted pixels
+        ours = np.where(hand[frame], 0, layer.data[frame])
+        assert np.array_equal(ours, np.where(hand[frame], 0, engine_labels[frame]))
+    cut = max(seen)
+    assert not engine_labels[cut:].any()
+    assert np.array_equal(layer.data[hand], np.full(hand.sum(), 50))
+
+    panel.propagate()
+    wait_idle(qtbot, panel)
+    engine_labels = panel.session.labels()
+    assert engine_labels[cut:].any()  # the second run tracked the frames the Cancel left
+    assert np.array_equal(np.where(hand, 0, layer.data), np.where(hand, 0, engine_labels))
+    assert np.array_equal(layer.data[hand], np.full(hand.sum(), 50))  # hand painting never overwritten
+    for obj in (51, 52):  # objects never overwrite each other: each is exactly its engine pixels
+        assert np.array_equal(layer.data == obj, (engine_labels == obj) & ~hand)
+
+    assert np.allclose(viewer.layers[TRACKS].data, tracks_data(np.where(hand, 0, layer.data)))
+    written = panel.export(tmp_path)
+    assert [p.name for p in written] == ["hela_labels.tif", "hela_objects.csv", "hela_ctc"]
+    exported = tifffile.imread(written[0])
+    assert np.array_equal(exported, np.where(hand, 0, layer.data))  # tracked objects only
+    with open(written[1], newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {(int(r["frame"]), int(r["object"])) for r in rows} == {
+        (f, o) for f in range(FRAMES) for o in (51, 52) if (exported[f] == o).any()}
+    track_rows = (written[2] / "man_track.txt").read_text().split("\n")
+    assert track_rows[0].split()[:2] == ["51", "0"]
+    assert np.array_equal(tifffile.imread(written[2] / "mask003.tif"), exported[3])
+
+
+def test_bad_input_gives_a_message_and_changes_nothing(make_napari_viewer, qtbot, hela):
+    images, _ = hela
+    viewer = make_napari_viewer()
+    viewer.add_image(images[0], name="one frame")
+    panel = TrackPanel(viewer)
+    try:
+        assert "spatial dimensions" in panel.status.text()  # a 2D image
+        assert [layer.name for layer in viewer.layers] == ["one frame"]
+
+        viewer.add_image(images, name="hela")
+        panel.image_combo.setCurrentText("hela")
+        layer = viewer.layers[LABELS]
+        panel.model_combo.setCurrentText("medsam2")  # no checkpoint
+        viewer.layers[BOXES].add_rectangles(rectangle([10, 10, 40, 40], 0))
+        assert "needs its checkpoint" in panel.status.text()
+        panel.checkpoint_edit.setText("/nonexistent/MedSAM2_latest.pt")
+        viewer.layers[CLICKS].add([0, 20, 20])
+        assert "not found" in panel.status.text()
+        panel.propagate()
+        assert panel.worker.idle and not layer.data.any() and not panel.state.objects
+
+        panel.model_combo.setCurrentText("litemedsam")
+        viewer.layers[BOXES].scale = (1, 2, 2)  # a box on another grid
+        viewer.layers[BOXES].add_rectangles(rectangle([10, 10, 40, 40], 0))
+        assert "not on the grid" in panel.status.text()
+        assert panel.worker.idle and not layer.data.any() and not panel.state.objects
+        panel.undo()
+        assert "Nothing to undo" in panel.status.text()
+        assert panel.export("/tmp") == [] and "Nothing to export" in panel.status.text()
+    finally:
+        panel.worker.shutdown()
+
+
+@pytest.mark.slow
+def test_volume_slices_are_tracked_like_the_engine(make_napari_viewer, qtbot, segmenter, tmp_path):
+    from fmscope.imaging import io
+
+    case = get_case("ct_lung_volume")
+    volume = io.read_volume(case.image_path).array[7:12, 40:168, 40:168]  # (Z, Y, X) around the tumour
+    tumour = io.read_volume(case.labels_path).array[7:12, 40:168, 40:168] > 0
+    viewer, panel = make_panel(make_napari_viewer, qtbot, volume, "volume")
+    try:
+        panel.axis_combo.setCurrentText("z")
+        box = box_from_mask(tumour[2]).astype(float)
+        viewer.layers[BOXES].add_rectangles(rectangle(box, 2))
+        wait_idle(qtbot, panel)
+        panel.propagate()
+        wait_idle(qtbot, panel)
+        source = open_frames(volume, kind="volume")
+        reference = TrackingSession(source, backend=LiteMedSAMTracker(source, segmenter=segmenter))
+        reference.add_box(2, 1, box)
+        list(reference.propagate("both"))
+        layer = viewer.layers[LABELS]
+        assert np.array_equal(layer.data, reference.labels()) and (layer.data[2] == 1).sum() > 50
+        written = panel.export(tmp_path)
+        assert [p.name for p in written] == ["volume_labels.tif", "volume_objects.csv"]  # no CTC for slices
+        assert np.array_equal(tifffile.imread(written[0]), layer.data)
+    finally:
+        panel.worker.shutdown()
+
+
+def test_samples_open_with_their_frame_axis(make_napari_viewer, qtbot):
+    from fmscope.napari import sample_data
+
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in sample_data.hela_timelapse():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    panel = TrackPanel(viewer)
+    try:
+        assert panel.image_combo.currentText() == "hela_timelapse" and panel.axis_combo.currentText() == "time"
+        assert viewer.layers[LABELS].data.shape == (20, 512, 512) and panel.last_spin.value() == 19
+        for data, kwargs, kind in sample_data.ct_lung_volume():
+            getattr(viewer, f"add_{kind}")(data, **kwargs)
+        panel.image_combo.setCurrentText("ct_lung_volume")
+        assert panel.axis_combo.currentText() == "z" and viewer.layers[LABELS].data.shape == (20, 192, 192)
+        assert np.allclose(viewer.layers[BOXES].scale, viewer.layers["ct_lung_volume"].scale)
+    finally:
+        panel.worker.shutdown()

@@ -1,0 +1,82 @@
+"""Export of tracked label stacks: TIFF, per-object per-frame CSV, Cell Tracking Challenge folder."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import tifffile
+from scipy import ndimage
+
+from fmscope.errors import FmscopeError
+from fmscope.imaging.tracking.export import (
+    ctc_tracks,
+    object_table,
+    tracks_data,
+    write_ctc,
+    write_label_stack,
+    write_table,
+)
+from fmscope.samples import get_case
+
+
+@pytest.fixture(scope="module")
+def tracks() -> np.ndarray:
+    """Ground-truth tracks of a HeLa corner: (6, 128, 128) uint16, cells enter, leave and divide."""
+    return tifffile.imread(get_case("hela_timelapse").labels_path)[:6, :128, :128].astype(np.uint16)
+
+
+def test_table_rows_are_areas_and_centroids(tracks):
+    rows = object_table(tracks)
+    assert len(rows) == sum(len(np.unique(frame)) - 1 for frame in tracks)
+    assert [(r.obj, r.frame) for r in rows] == sorted((r.obj, r.frame) for r in rows)
+    for row in rows[::7]:
+        mask = tracks[row.frame] == row.obj
+        assert row.area == mask.sum()
+        assert np.allclose((row.y, row.x), ndimage.center_of_mass(mask))
+    data = tracks_data(tracks, objects={rows[0].obj})
+    assert data.shape[1] == 4 and set(data[:, 0]) == {rows[0].obj}
+
+
+def test_tiff_and_csv_round_trip(tracks, tmp_path):
+    write_label_stack(tracks, tmp_path / "labels.tif")
+    back = tifffile.imread(tmp_path / "labels.tif")
+    assert back.dtype == np.uint16 and np.array_equal(back, tracks)
+    count = write_table(tracks, tmp_path / "objects.csv")
+    with open(tmp_path / "objects.csv", newline="") as handle:
+        read = list(csv.DictReader(handle))
+    assert len(read) == count == len(object_table(tracks))
+    for line in read[::5]:
+        mask = tracks[int(line["frame"])] == int(line["object"])
+        assert int(line["area_px"]) == mask.sum()
+        cy, cx = ndimage.center_of_mass(mask)
+        assert abs(float(line["centroid_y"]) - cy) < 1e-3 and abs(float(line["centroid_x"]) - cx) < 1e-3
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_ctc_folder_round_trip_and_gaps(tracks, tmp_path):
+    labels = tracks.copy()
+    obj = int(np.unique(labels[0])[1])
+    labels[2][labels[2] == obj] = 0  # a gap on frame 2
+    folder = tmp_path / "ctc"
+    folder.mkdir()
+    (folder / "stale.txt").write_text("replaced as a whole")
+    count = write_ctc(labels, folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["man_track.txt"] + [f"mask{i:03d}.tif" for i in range(6)]
+    rows = [tuple(int(v) for v in line.split()) for line in (folder / "man_track.txt").read_text().splitlines()]
+    assert len(rows) == count and rows == ctc_tracks(labels)
+    for label, first, last, parent in rows:
+        present = [i for i in range(6) if (labels[i] == label).any()]
+        assert (first, last, parent) == (present[0], present[-1], 0)
+    assert (obj, 0, max(i for i in range(6) if (labels[i] == obj).any()), 0) in rows
+    back = np.stack([tifffile.imread(folder / f"mask{i:03d}.tif") for i in range(6)])
+    assert back.dtype == np.uint16 and np.array_equal(back, labels)
+
+
+def test_bad_stacks_are_refused_and_nothing_is_written(tmp_path):
+    with pytest.raises(FmscopeError):
+        write_label_stack(np.zeros((4, 4), np.uint16), tmp_path / "a.tif")
+    with pytest.raises(FmscopeError):
+        write_ctc(np.full((2, 4, 4), -1, np.int32), tmp_path / "ctc")
+    assert not list(tmp_path.iterdir())
