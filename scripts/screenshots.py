@@ -3,7 +3,7 @@
 Drives the Segment widget as a user would (boxes into its Shapes layer, Propagate) and the
 Spatial widget (open the Visium slide, compute domains; paint regions, train the head), waiting
 for the worker thread, then saves viewer screenshots with the widget docked.
-``python scripts/screenshots.py [nuclei|ct_volume|visium|finetune ...]`` renders only those.
+``python scripts/screenshots.py [nuclei|ct_volume|hela_tracking|visium|finetune ...]`` renders only those.
 """
 
 from __future__ import annotations
@@ -86,6 +86,35 @@ def ct_volume() -> None:
     viewer.close()
 
 
+def hela_tracking() -> None:
+    """The Track panel on the first 10 frames of the HeLa time-lapse: 4 nuclei boxed on frame 0, propagated."""
+    import tifffile
+
+    from fmscope.napari.track_panel import BOXES as TRACK_BOXES
+    from fmscope.napari.track_panel import TrackPanel
+
+    case = samples.get_case("hela_timelapse")
+    frames = 10
+    images, tracks = (tifffile.imread(path)[:frames, :256, :256] for path in (case.image_path, case.labels_path))
+    viewer, panel = open_viewer([(images, {"name": "hela", "contrast_limits": (np.percentile(images, 1),
+                                                                               np.percentile(images, 99.8))}, "image")],
+                                TrackPanel, "fmscope: Track")
+    ids = [i for i in np.unique(tracks[0]) if i and all((tracks[t] == i).any() for t in range(frames))]
+    for track in ids[:4]:
+        panel.new_object()
+        viewer.layers[TRACK_BOXES].add_rectangles(rectangle(samples.boxes_from_labels(tracks[0] == track)[1], 0))
+        wait(panel)
+    panel.propagate()
+    wait(panel, timeout=1800)
+    viewer.dims.set_point(0, frames - 1)
+    viewer.reset_view()
+    for _ in range(20):
+        QApplication.processEvents()
+    viewer.screenshot(str(DOCS / "napari_hela_tracking.png"), canvas_only=False)
+    panel.worker.shutdown()
+    viewer.close()
+
+
 def spatial_visium() -> None:
     viewer, widget = open_viewer((), SpatialWidget, "fmscope: Spatial omics", 1000)
     widget.open_slide(str(samples.sample_data_dir() / "visium_mouse_brain"))
@@ -144,7 +173,7 @@ def image_expression() -> None:
     viewer.close()
 
 
-SHOTS = {"nuclei": nuclei, "ct_volume": ct_volume, "visium": spatial_visium, "finetune": spatial_finetune,
+SHOTS = {"nuclei": nuclei, "ct_volume": ct_volume, "hela_tracking": hela_tracking, "visium": spatial_visium, "finetune": spatial_finetune,
          "image_expression": image_expression}
 
 if __name__ == "__main__":
