@@ -27,11 +27,15 @@ class LazyFrames:
 
     Indexing decodes only the frames selected on axis 0 (``data[k]``, ``data[k, y0:y1]``,
     ``data[a:b]``); ``np.asarray(data)`` decodes everything (avoid it on long videos).
-    Reads are serialised with a lock (PyAV decoders are not thread-safe).
+    Reads are serialised with a lock (PyAV decoders are not thread-safe). A frame that cannot be
+    decoded reads as zeros and is reported once through ``on_error`` (the reader shows it in
+    napari), so the viewer never stops on a traceback; ``error`` keeps the first one.
     """
 
-    def __init__(self, source: FrameSource) -> None:
+    def __init__(self, source: FrameSource, on_error: Callable[[FmscopeError], None] | None = None) -> None:
         self.source = source
+        self.on_error = on_error
+        self.error: FmscopeError | None = None
         frame_shape = (source.height, source.width) + ((3,) if source.rgb else ())
         self.shape = (source.n_frames,) + frame_shape
         self.dtype = np.dtype(source.dtype)
@@ -48,7 +52,14 @@ class LazyFrames:
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` (H, W[, 3]), decoded on demand."""
         with self._lock:
-            return np.asarray(self.source[index], dtype=self.dtype)
+            try:
+                return np.asarray(self.source[index], dtype=self.dtype)
+            except FmscopeError as error:
+                if self.error is None:
+                    self.error = error
+                    if self.on_error is not None:
+                        self.on_error(error)
+                return np.zeros(self.shape[1:], self.dtype)
 
     def __getitem__(self, key) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
@@ -97,7 +108,7 @@ def video_layer_data(path: str | Path, name: str | None = None) -> list[tuple]:
     source = open_frames(path)
     if source.kind != "video":
         raise FmscopeError(f"{path} is not a video or cine DICOM.", "Open it with napari's own readers.")
-    data = LazyFrames(source)
+    data = LazyFrames(source, on_error=_show_error)
     first = data.frame(0)
     if data.dtype == np.uint8:
         limits = (0, 255)
@@ -110,6 +121,12 @@ def video_layer_data(path: str | Path, name: str | None = None) -> list[tuple]:
     return [(data, kwargs, "image")]
 
 
+def _show_error(error: FmscopeError) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(str(error))
+
+
 def get_video_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | None:
     """npe2 reader hook: a reader for videos and cine DICOM, else None (other readers are tried)."""
     if isinstance(path, list) or not is_video_path(path):
@@ -119,8 +136,6 @@ def get_video_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | No
         try:
             return video_layer_data(target)
         except FmscopeError as error:
-            from napari.utils.notifications import show_error
-
-            show_error(str(error))
+            _show_error(error)
             return [(None,)]  # napari's "read, nothing to show": no other reader, no traceback
     return read
