@@ -14,9 +14,11 @@ import SimpleITK as sitk
 from napari.utils.notifications import notification_manager
 from napari_helpers import wait_idle
 
+from fmscope.errors import FmscopeError
 from fmscope.imaging import io
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.tracking import TrackingSession, open_frames
+from fmscope.imaging.tracking.frames import FrameSource
 from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 from fmscope.napari import sample_data
 from fmscope.napari.track_panel import BOXES, LABELS, TrackPanel
@@ -111,6 +113,31 @@ def test_a_corrupt_video_gives_a_message_not_a_traceback(make_napari_viewer, qtb
         notification_manager.notification_ready.disconnect(record)
     assert not len(viewer.layers)
     assert any("Cannot read" in m and "noise.mp4" in m and "Fix:" in m for m in messages), messages
+
+
+class BrokenAfter(FrameSource):
+    """Grey 8x8 frames of value ``index``; frames from ``bad`` on cannot be decoded."""
+
+    def __init__(self, n: int, bad: int) -> None:
+        self.name, self.n_frames, self.bad, self.kind = "broken", n, bad, "video"
+        self._set_geometry(self._read(0))
+
+    def _read(self, index):
+        if index >= self.bad:
+            raise FmscopeError(f"broken is corrupt at frame {index}.", "Re-encode it.")
+        return np.full((8, 8), index, np.uint8)
+
+
+def test_indexing_and_an_undecodable_frame():
+    errors = []
+    data = LazyFrames(BrokenAfter(6, bad=4), on_error=errors.append)
+    assert data.shape == (6, 8, 8) and data.ndim == 3 and data.dtype == np.uint8 and len(data) == 6
+    assert data[2, 1:3].shape == (2, 8) and data[-3][0, 0] == 3 and data[..., 0].shape == (6, 8)
+    assert [int(f[0, 0]) for f in data[1:4]] == [1, 2, 3] and data[::-2].shape == (3, 8, 8)
+    with pytest.raises(IndexError):
+        data[6]
+    assert not data[4].any() and not data[5].any()  # shown as zeros, reported once
+    assert len(errors) == 1 and "corrupt at frame 4" in str(errors[0]) and data.error is errors[0]
 
 
 @pytest.mark.slow

@@ -50,7 +50,9 @@ class LazyFrames:
         return f"LazyFrames({self.source.name!r}, shape={self.shape}, dtype={self.dtype})"
 
     def frame(self, index: int) -> np.ndarray:
-        """Frame ``index`` (H, W[, 3]), decoded on demand."""
+        """Frame ``index`` (H, W[, 3]), decoded on demand; IndexError outside 0..T-1."""
+        if not 0 <= index < self.shape[0]:
+            raise IndexError(f"frame {index} is outside 0..{self.shape[0] - 1}")
         with self._lock:
             try:
                 return np.asarray(self.source[index], dtype=self.dtype)
