@@ -525,7 +525,8 @@ class TrackPanel(QWidget):
         """Write the tracked labels to ``folder`` (default: the export field): ``<image>_labels.tif``
         (T, Y, X) uint16 or, with the NIfTI format, ``<image>_labels.nii.gz`` (Z, Y, X) with the
         geometry of the volume the image was read from, ``<image>_objects.csv`` (frame, object,
-        area_px, centroid_y, centroid_x) and, for time-lapses, the Cell Tracking Challenge folder ``<image>_ctc/`` (man_track.txt + mask###.tif).
+        area_px, centroid_y, centroid_x) and, for time-lapses, the Cell Tracking Challenge folder
+        ``<image>_ctc/`` (man_track.txt + mask###.tif).
         Only the tracked objects are written. Returns the paths written."""
         layer = self._labels()
         text = str(folder) if folder is not None else self.export_edit.text().strip()
