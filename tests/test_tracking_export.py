@@ -80,3 +80,30 @@ def test_bad_stacks_are_refused_and_nothing_is_written(tmp_path):
     with pytest.raises(FmscopeError):
         write_ctc(np.full((2, 4, 4), -1, np.int32), tmp_path / "ctc")
     assert not list(tmp_path.iterdir())
+
+
+def test_nifti_label_volume_keeps_the_geometry(tmp_path):
+    import SimpleITK as sitk
+
+    from fmscope.imaging.io import read_volume
+    from fmscope.imaging.tracking.export import write_label_volume
+
+    image = sitk.GetImageFromArray(np.zeros((4, 20, 30), np.int16))
+    c, s = np.cos(0.4), np.sin(0.4)
+    image.SetSpacing((0.6, 0.9, 3.0))
+    image.SetOrigin((5.5, -40.0, 12.25))
+    image.SetDirection((1, 0, 0, 0, c, -s, 0, s, c))
+    sitk.WriteImage(image, str(tmp_path / "image.nii.gz"))
+    volume = read_volume(tmp_path / "image.nii.gz")
+    labels = np.zeros((4, 20, 30), np.int32)
+    labels[1:3, 5:9, 10:20] = 3
+    labels[3, 0:2, 0:2] = 700
+    for name in ("labels.nii.gz", "labels.nrrd"):
+        write_label_volume(labels, volume, tmp_path / name)
+        back = read_volume(tmp_path / name)
+        assert back.array.dtype == np.uint16 and np.array_equal(back.array, labels)
+        assert np.allclose(back.spacing, volume.spacing) and np.allclose(back.origin, volume.origin)
+        assert np.allclose(back.direction, volume.direction, atol=1e-6)
+    with pytest.raises(FmscopeError, match="not on the volume's grid"):
+        write_label_volume(labels[:2], volume, tmp_path / "short.nii.gz")
+    assert not (tmp_path / "short.nii.gz").exists()

@@ -12,11 +12,12 @@ LayerData = list[tuple]
 
 
 def volume_layer_data(path: str) -> LayerData:
-    """[(array, {name, scale, translate, metadata}, 'image')] for one volume file (z, y, x order)."""
+    """[(array, {name, scale, translate, metadata}, 'image')] for one volume file (z, y, x order);
+    the metadata keeps the :class:`~fmscope.imaging.io.Volume` (geometry) and axis 0 = z."""
     volume = io.read_volume(path)
     origin_zyx = tuple(reversed(volume.origin))
     return [(volume.array, {"name": Path(path).name.split(".")[0], "scale": volume.spacing_zyx,
-                            "translate": origin_zyx, "metadata": {"fmscope_volume": volume}}, "image")]
+                            "translate": origin_zyx, "metadata": {"fmscope_volume": volume, "fmscope_axis": "z"}}, "image")]
 
 
 def get_reader(path: str | list[str]) -> Callable[[str], LayerData] | None:

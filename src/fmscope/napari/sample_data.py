@@ -20,6 +20,7 @@ def _case(name: str) -> list[tuple]:
         volume, truth = io.read_volume(case.image_path), io.read_volume(case.labels_path)
         scale = {"scale": volume.spacing_zyx}
         image, labels = volume.array, truth.array
+        meta["metadata"]["fmscope_volume"] = volume  # geometry, for the Track panel's NIfTI export
     else:
         image, labels = io.read_image(case.image_path), io.read_image(case.labels_path)
         scale = {}
@@ -46,6 +47,14 @@ def ct_lung_volume() -> list[tuple]:
 def hela_timelapse() -> list[tuple]:
     """HeLa nuclei time-lapse (T, Y, X) with its ground-truth tracks (one id per track)."""
     return _case("hela_timelapse")
+
+
+def echo_cine() -> list[tuple]:
+    """The echocardiogram cine clip (30, 240, 320, 3) uint8, opened lazily by the video reader
+    (frames decoded as they are shown); axis 0 is time for the Track panel."""
+    from fmscope.napari.video_reader import video_layer_data
+
+    return video_layer_data(samples.sample_data_dir() / "echo_a4c_cine.dcm", name="echo_a4c_cine")
 
 
 def visium_mouse_brain() -> list[tuple]:

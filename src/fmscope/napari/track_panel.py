@@ -38,9 +38,10 @@ from qtpy.QtWidgets import (
 )
 
 from fmscope.errors import FmscopeError
-from fmscope.imaging.tracking.export import tracks_data, write_ctc, write_label_stack, write_table
+from fmscope.imaging.tracking.export import tracks_data, write_ctc, write_label_stack, write_label_volume, write_table
 from fmscope.napari.status_panel import StatusPanel, refill
 from fmscope.napari.track_state import TrackState
+from fmscope.napari.video_reader import LazyFrames
 from fmscope.napari.worker import Job, ModelWorker
 
 MODELS = ("litemedsam", "medsam2", "sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus",
@@ -49,6 +50,7 @@ AXES = ("time", "z")  # what axis 0 of the image is: time-lapse / video frames, 
 DIRECTIONS = ("both", "forward", "backward")
 LABELS, BOXES, CLICKS, TRACKS = "fmscope track labels", "fmscope track boxes", "fmscope track clicks", "fmscope tracks"
 CHECKPOINT_DIR_ENV = "FMSCOPE_CHECKPOINT_DIR"
+EXPORT_FORMATS = ("TIFF", "NIfTI")  # the label stack; NIfTI keeps a volume's geometry (spacing, origin, direction)
 
 
 class TrackPanel(QWidget):
@@ -122,6 +124,11 @@ class TrackPanel(QWidget):
         self.buttons["cancel"].setEnabled(False)
         export = QHBoxLayout()
         export.addWidget(self.export_edit)
+        self.format_combo = QComboBox()
+        self.format_combo.addItems(EXPORT_FORMATS)
+        self.format_combo.setToolTip("labels as TIFF, or NIfTI with the geometry of a volume read from "
+                                     "NIfTI / NRRD")
+        export.addWidget(self.format_combo)
         export_button = QPushButton("Export")
         export_button.clicked.connect(lambda: self.export())
         export.addWidget(export_button)
@@ -258,7 +265,11 @@ class TrackPanel(QWidget):
 
         model, checkpoint, axis, layer, _ = settings
         if self._session is None or self._session[0] != settings:
-            frames = open_frames(np.asarray(layer.data), kind="volume" if axis == "z" else "stack")
+            path = layer.metadata.get("fmscope_source")
+            if path and isinstance(layer.data, LazyFrames):  # a lazy video layer: this thread's own decoder
+                frames = open_frames(path)
+            else:
+                frames = open_frames(np.asarray(layer.data), kind="volume" if axis == "z" else "stack")
             self._session = (settings, TrackingSession(frames, model=model, checkpoint=checkpoint or None))
         return self._session[1]
 
@@ -512,8 +523,10 @@ class TrackPanel(QWidget):
     # -- export --------------------------------------------------------------------------------
     def export(self, folder: str | os.PathLike | None = None) -> list[Path]:
         """Write the tracked labels to ``folder`` (default: the export field): ``<image>_labels.tif``
-        (T, Y, X) uint16, ``<image>_objects.csv`` (frame, object, area_px, centroid_y, centroid_x) and,
-        for time-lapses, the Cell Tracking Challenge folder ``<image>_ctc/`` (man_track.txt + mask###.tif).
+        (T, Y, X) uint16 or, with the NIfTI format, ``<image>_labels.nii.gz`` (Z, Y, X) with the
+        geometry of the volume the image was read from, ``<image>_objects.csv`` (frame, object,
+        area_px, centroid_y, centroid_x) and, for time-lapses, the Cell Tracking Challenge folder
+        ``<image>_ctc/`` (man_track.txt + mask###.tif).
         Only the tracked objects are written. Returns the paths written."""
         layer = self._labels()
         text = str(folder) if folder is not None else self.export_edit.text().strip()
@@ -523,11 +536,22 @@ class TrackPanel(QWidget):
         if not text:
             self._say("Give a folder for the exports.", error=True)
             return []
+        volume = self._image_layer.metadata.get("fmscope_volume")
+        nifti = self.format_combo.currentText() == "NIfTI"
+        if nifti and (volume is None or self.axis_combo.currentText() != "z" or
+                      tuple(volume.array.shape) != tuple(layer.data.shape)):
+            self._say(f"NIfTI export needs a (Z, Y, X) volume read from NIfTI / NRRD (its geometry) with axis 0 "
+                      f"= z; '{self._image_layer.name}' has none. Choose TIFF. Nothing was written.", error=True)
+            return []
         labels = np.where(np.isin(layer.data, list(self.state.tracked)), layer.data, 0).astype(np.uint16)
         base = Path(text).expanduser() / self._image_layer.name
-        written = [base.with_name(base.name + "_labels.tif"), base.with_name(base.name + "_objects.csv")]
+        written = [base.with_name(base.name + ("_labels.nii.gz" if nifti else "_labels.tif")),
+                   base.with_name(base.name + "_objects.csv")]
         try:
-            write_label_stack(labels, written[0])
+            if nifti:
+                write_label_volume(labels, volume, written[0])
+            else:
+                write_label_stack(labels, written[0])
             write_table(labels, written[1])
             if self.axis_combo.currentText() == "time":
                 written.append(base.with_name(base.name + "_ctc"))

@@ -1,5 +1,6 @@
-"""Writing tracked label stacks: the stack (TIFF), a per-object per-frame table (CSV) and the
-Cell Tracking Challenge format (``man_track.txt`` + ``mask###.tif``). No Qt; every write is atomic.
+"""Writing tracked label stacks: the stack (TIFF, or NIfTI / NRRD with a volume's geometry), a
+per-object per-frame table (CSV) and the Cell Tracking Challenge format (``man_track.txt`` +
+``mask###.tif``). No Qt; every write is atomic.
 
 Labels are a uint16 (T, H, W) stack: 0 background, one id per object (the same id on every frame).
 """
@@ -17,6 +18,7 @@ from scipy import ndimage
 
 from fmscope.atomic import atomic_write
 from fmscope.errors import FmscopeError
+from fmscope.imaging.io import Volume, write_volume
 
 TABLE_COLUMNS = ("frame", "object", "area_px", "centroid_y", "centroid_x")
 
@@ -68,6 +70,16 @@ def write_label_stack(labels: np.ndarray, path: str | os.PathLike) -> None:
     """The (T, H, W) labels as one uint16 TIFF."""
     labels = _stack(labels)
     atomic_write(Path(path), lambda target: tifffile.imwrite(target, labels, compression="zlib"))
+
+
+def write_label_volume(labels: np.ndarray, volume: Volume, path: str | os.PathLike) -> None:
+    """The (Z, Y, X) labels as a uint16 NIfTI / NRRD / MHA (by the extension of ``path``) with the
+    spacing, origin and direction of ``volume`` (the image they were tracked on)."""
+    labels = _stack(labels)
+    if labels.shape != volume.array.shape:
+        raise FmscopeError(f"The labels {labels.shape} are not on the volume's grid {volume.array.shape}.",
+                           "Export the labels tracked on that volume.")
+    write_volume(labels, volume, path)
 
 
 def write_table(labels: np.ndarray, path: str | os.PathLike, objects=None) -> int:
