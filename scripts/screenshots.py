@@ -3,7 +3,7 @@
 Drives the Segment widget as a user would (boxes into its Shapes layer, Propagate) and the
 Spatial widget (open the Visium slide, compute domains; paint regions, train the head), waiting
 for the worker thread, then saves viewer screenshots with the widget docked.
-``python scripts/screenshots.py [nuclei|ct_volume|hela_tracking|visium|finetune ...]`` renders only those.
+``python scripts/screenshots.py [nuclei|ct_volume|hela_tracking|echo_tracking|visium|finetune ...]`` renders only those.
 """
 
 from __future__ import annotations
@@ -115,6 +115,27 @@ def hela_tracking() -> None:
     viewer.close()
 
 
+def echo_tracking() -> None:
+    """The Track panel on the echo cine clip (read lazily): the left ventricle boxed on frame 0, propagated."""
+    from fmscope.napari.track_panel import BOXES as TRACK_BOXES
+    from fmscope.napari.track_panel import TrackPanel
+
+    viewer, panel = open_viewer(sample_data.echo_cine(), TrackPanel, "fmscope: Track")
+    viewer.dims.set_point(0, 0)
+    wait(panel)
+    viewer.layers[TRACK_BOXES].add_rectangles(rectangle((150, 55, 205, 130), 0))
+    wait(panel)
+    panel.propagate()
+    wait(panel, timeout=1800)
+    viewer.dims.set_point(0, 12)
+    viewer.reset_view()
+    for _ in range(20):
+        QApplication.processEvents()
+    viewer.screenshot(str(DOCS / "napari_echo_tracking.png"), canvas_only=False)
+    panel.worker.shutdown()
+    viewer.close()
+
+
 def spatial_visium() -> None:
     viewer, widget = open_viewer((), SpatialWidget, "fmscope: Spatial omics", 1000)
     widget.open_slide(str(samples.sample_data_dir() / "visium_mouse_brain"))
@@ -173,7 +194,7 @@ def image_expression() -> None:
     viewer.close()
 
 
-SHOTS = {"nuclei": nuclei, "ct_volume": ct_volume, "hela_tracking": hela_tracking, "visium": spatial_visium, "finetune": spatial_finetune,
+SHOTS = {"nuclei": nuclei, "ct_volume": ct_volume, "hela_tracking": hela_tracking, "echo_tracking": echo_tracking, "visium": spatial_visium, "finetune": spatial_finetune,
          "image_expression": image_expression}
 
 if __name__ == "__main__":
