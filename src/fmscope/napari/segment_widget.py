@@ -14,7 +14,6 @@ import time
 
 import napari
 import numpy as np
-from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -30,6 +29,7 @@ from qtpy.QtWidgets import (
 from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.napari.state import CurrentObject, SegmentState
+from fmscope.napari.layer_choice import user_image_layers
 from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.train_panel import TrainPanel
 from fmscope.napari.worker import Job, ModelWorker
@@ -107,14 +107,11 @@ class SegmentWidget(QWidget):
         layout.addStretch()
 
     def _say(self, text: str, error: bool = False) -> None:
-        self.status.setText(text)
-        if error:
-            show_error(text)
+        self.panel.say(text, error)
 
     # -- layers --------------------------------------------------------------------------
     def _image_layers(self) -> list:
-        return [layer for layer in self.viewer.layers
-                if isinstance(layer, napari.layers.Image) and not layer.name.startswith("fmscope")]
+        return user_image_layers(self.viewer)
 
     def _refresh_layers(self, event=None) -> None:
         names = [layer.name for layer in self._image_layers()]

@@ -40,7 +40,8 @@ from fmscope.napari.slide_layers import (
     yx_um,
 )
 from fmscope.napari.spatial_state import ANNOTATION_KEY, SpatialState
-from fmscope.napari.status_panel import StatusPanel, refill
+from fmscope.napari.layer_choice import refill
+from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.worker import Job, ModelWorker
 from fmscope.omics.domains import DOMAIN_KEY
 from fmscope.omics.image_expression_slide import PREDICTED_KEY as IMAGE_EXPRESSION_KEY

@@ -27,7 +27,7 @@ class CurrentObject:
 
 
 @dataclass
-class _Change:
+class PixelChange:
     """The pixels one edit changed on one slice: flat indices, values before and after."""
 
     index: np.ndarray
@@ -37,7 +37,7 @@ class _Change:
 
 @dataclass
 class _Edit:
-    slices: dict[int | None, _Change]  # slice key (z, or None for a 2D image) -> what changed there
+    slices: dict[int | None, PixelChange]  # slice key (z, or None for a 2D image) -> what changed there
 
 
 class SegmentState:
@@ -74,7 +74,7 @@ class SegmentState:
             updated[mask & ((plane == 0) | (plane == label))] = label
             index = np.flatnonzero(updated != plane)
             if index.size:
-                changes[z] = _Change(index, plane.flat[index], updated.flat[index])
+                changes[z] = PixelChange(index, plane.flat[index], updated.flat[index])
                 plane[...] = updated
         if changes:
             self._push(changes)
@@ -87,7 +87,7 @@ class SegmentState:
         return self.paint_slices(labels, label, {int(z): np.zeros(labels.shape[1:], bool)
                                                  for z in np.nonzero((labels == label).any(axis=(1, 2)))[0]})
 
-    def _push(self, slices: dict[int | None, _Change]) -> None:
+    def _push(self, slices: dict[int | None, PixelChange]) -> None:
         self._undo.append(_Edit(slices))
         del self._undo[:-self.max_undo]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import QComboBox, QLabel, QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from fmscope.errors import FmscopeError
 
@@ -30,20 +30,15 @@ class StatusPanel(QWidget):
         if message:
             self.status.setText(message)
 
+    def say(self, text: str, error: bool = False) -> None:
+        """Show ``text`` in the status line (and as a napari error notification when ``error``)."""
+        self.status.setText(text)
+        if error:
+            show_error(text)
+
     def fail(self, error: BaseException, unexpected: str = "Failed") -> None:
         """Show an error in the panel and as a napari notification (FmscopeError: its own words)."""
         message = str(error) if isinstance(error, FmscopeError) else f"{unexpected}: {error!r}"
         self.status.setText(message)
         self.progress.setVisible(False)
         show_error(message)
-
-
-def refill(combo: QComboBox, items: list[str]) -> None:
-    """Replace a combo box's items without emitting signals, keeping the current item when it remains."""
-    current = combo.currentText()
-    combo.blockSignals(True)
-    combo.clear()
-    combo.addItems(items)
-    if current in items:
-        combo.setCurrentText(current)
-    combo.blockSignals(False)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from napari.utils.notifications import show_error
 from qtpy.QtCore import Signal
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
@@ -39,7 +38,8 @@ from qtpy.QtWidgets import (
 
 from fmscope.errors import FmscopeError
 from fmscope.imaging.tracking.export import tracks_data, write_ctc, write_label_stack, write_label_volume, write_table
-from fmscope.napari.status_panel import StatusPanel, refill
+from fmscope.napari.layer_choice import refill, user_image_layers
+from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.track_state import TrackState
 from fmscope.napari.video_reader import LazyFrames
 from fmscope.napari.worker import Job, ModelWorker
@@ -143,14 +143,11 @@ class TrackPanel(QWidget):
         layout.addStretch()
 
     def _say(self, text: str, error: bool = False) -> None:
-        self.status.setText(text)
-        if error:
-            show_error(text)
+        self.panel.say(text, error)
 
     # -- layers --------------------------------------------------------------------------------
     def _image_layers(self) -> list:
-        return [layer for layer in self.viewer.layers
-                if isinstance(layer, napari.layers.Image) and not layer.name.startswith("fmscope")]
+        return user_image_layers(self.viewer)
 
     def _refresh_layers(self, event=None) -> None:
         refill(self.image_combo, [layer.name for layer in self._image_layers()])

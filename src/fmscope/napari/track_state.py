@@ -14,21 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-@dataclass
-class _Change:
-    """The pixels one action changed on one frame: flat indices, values before and after."""
-
-    index: np.ndarray
-    before: np.ndarray
-    after: np.ndarray
+from fmscope.napari.state import PixelChange
 
 
 @dataclass
 class TrackEdit:
     """One action: the layer frames it changed and the engine store's frames before it."""
 
-    frames: dict[int, _Change] = field(default_factory=dict)
+    frames: dict[int, PixelChange] = field(default_factory=dict)
     store: dict = field(default_factory=dict)  # LabelStore.snapshot() taken before the action
     created: int | None = None  # the object this action created (a first prompt): undo forgets it
     _before: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> plane before (while open)
@@ -94,7 +87,7 @@ class TrackState:
         for frame, before in edit._before.items():
             plane = labels[frame]
             index = np.flatnonzero(plane != before)
-            edit.frames[frame] = _Change(index, before.flat[index], plane.flat[index])
+            edit.frames[frame] = PixelChange(index, before.flat[index], plane.flat[index])
         edit._before = {}
         if edit.frames or edit.store:
             self._undo.append(edit)

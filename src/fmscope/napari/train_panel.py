@@ -16,7 +16,7 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLineEdit, QPush
 
 from fmscope.errors import FmscopeError
 from fmscope.imaging.intensity import resolve_intensity
-from fmscope.napari.status_panel import refill
+from fmscope.napari.layer_choice import refill
 from fmscope.napari.worker import Job
 from fmscope.training.settings import TrainSettings
 
