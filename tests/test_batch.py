@@ -145,7 +145,8 @@ def test_cohort_equals_single_commands_skips_finished_and_redoes_edited(tmp_path
     assert main(["track", str(tmp_path / "hela.tif"), "--frame", "0",
                  *(v for box in boxes.values() for v in ("--box", *map(str, box))),
                  "-o", str(tmp_path / "single_track.tif"), "--table", str(tmp_path / "single_track.csv")]) == 0
-    assert np.array_equal(tifffile.imread(out / "items/track/labels.tif"), tifffile.imread(tmp_path / "single_track.tif"))
+    assert np.array_equal(tifffile.imread(out / "items/track/labels.tif"),
+                          tifffile.imread(tmp_path / "single_track.tif"))
     assert (out / "items/track/tracks.csv").read_text() == (tmp_path / "single_track.csv").read_text()
     assert main(["domains", str(samples.sample_data_dir() / "visium_mouse_brain"), "--resolution", "0.4",
                  "-o", str(tmp_path / "single.zarr")]) == 0

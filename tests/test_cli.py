@@ -13,9 +13,9 @@ from fmscope.imaging import io
 from fmscope.metrics import dice
 
 
-def run(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True, encoding="utf-8", errors="replace",
-                          env={**os.environ, **(env or {})}, timeout=900)
+def run(*args, env=None, timeout=900):
+    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True,
+                          encoding="utf-8", errors="replace", env={**os.environ, **(env or {})}, timeout=timeout)
 
 
 @pytest.mark.slow

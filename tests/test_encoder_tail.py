@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from fmscope.imaging.models.sam_parts import sam_modeling
@@ -53,7 +52,8 @@ def test_lora_trains_adapters_only_and_merges_into_plain_weights():
     assert not torch.allclose(adapted, untouched)
     state = plain_state(net, split.parts)
     assert not [k for k in state if "parametrizations" in k]
-    assert not torch.equal(state["image_encoder.blocks.4.attn.qkv.weight"], base["image_encoder.blocks.4.attn.qkv.weight"])
+    qkv = "image_encoder.blocks.4.attn.qkv.weight"
+    assert not torch.equal(state[qkv], base[qkv])
     assert torch.equal(state["image_encoder.blocks.4.norm1.weight"], base["image_encoder.blocks.4.norm1.weight"])
 
     remove_lora(net)  # back to the base weights

@@ -17,7 +17,8 @@ from fmscope.omics.synthetic import annotate_blocks, semi_synthetic_tissue
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True, encoding="utf-8", errors="replace",
+    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True,
+                          encoding="utf-8", errors="replace",
                           timeout=600)
 
 

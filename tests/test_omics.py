@@ -23,7 +23,8 @@ SCGPT_FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "scgpt_tiny"
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True, encoding="utf-8", errors="replace",
+    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True,
+                          encoding="utf-8", errors="replace",
                           timeout=900)
 
 

@@ -81,7 +81,8 @@ def test_errors_are_clear(halves):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True, encoding="utf-8", errors="replace",
+    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True,
+                          encoding="utf-8", errors="replace",
                           timeout=600)
 
 

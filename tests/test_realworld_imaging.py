@@ -479,7 +479,8 @@ def test_unexpected_errors_are_one_message_not_a_traceback(capsys, monkeypatch, 
 def test_exit_codes_of_the_process():
     """The installed entry point: wrong usage exits 2, a missing input 1, each without a traceback."""
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "fmscope.cli", *args], capture_output=True, encoding="utf-8", errors="replace",
+        return subprocess.run([sys.executable, "-m", "fmscope.cli", *args], capture_output=True,
+                              encoding="utf-8", errors="replace",
                               env=os.environ, timeout=300)
     usage = run("eval", "only-one.tif")
     assert usage.returncode == 2 and "Traceback" not in usage.stderr

@@ -156,7 +156,8 @@ def test_scgpt_spatial_imputation_cli(tmp_path, spatial):
     slide.write_h5ad(tmp_path / "slide.h5ad")
     result = subprocess.run([sys.executable, "-m", "fmscope.cli", "impute", str(tmp_path / "slide.h5ad"),
                              "--checkpoint", str(SPATIAL), "--genes", "GENE30", "GENE31", "-o",
-                             str(tmp_path / "imputed.h5ad")], capture_output=True, encoding="utf-8", errors="replace", timeout=300)
+                             str(tmp_path / "imputed.h5ad")], capture_output=True, encoding="utf-8", errors="replace",
+                            timeout=300)
     assert result.returncode == 0, result.stderr
     imputed = ad.read_h5ad(tmp_path / "imputed.h5ad").obsm["fmscope_imputed_scgpt_spatial"]
     assert list(imputed.columns) == ["GENE30", "GENE31"] and np.isfinite(imputed.to_numpy()).all()

@@ -13,7 +13,8 @@ HEAVY_FOR_RESIZING = ("torchvision", "torch._dynamo")
 def modules_after(code: str) -> set[str]:
     """Module names loaded in a fresh interpreter after running ``code``."""
     probe = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, encoding="utf-8", errors="replace", check=True, timeout=600)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                         encoding="utf-8", errors="replace", check=True, timeout=600)
     return set(out.stdout.split())
 
 

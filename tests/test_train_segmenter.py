@@ -36,7 +36,8 @@ TINY = TrainSettings(epochs=2, max_crops=2, max_prompts=4, patience=10)
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True, encoding="utf-8", errors="replace",
+    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True,
+                          encoding="utf-8", errors="replace",
                           timeout=900)
 
 

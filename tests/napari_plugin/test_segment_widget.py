@@ -290,5 +290,6 @@ def test_plugin_is_discovered_and_manifest_valid():
     manager = PluginManager.instance()
     manager.discover()
     assert "fmscope" in manager._manifests
-    result = subprocess.run([sys.executable, "-m", "npe2", "validate", "fmscope"], capture_output=True, encoding="utf-8", errors="replace")
+    result = subprocess.run([sys.executable, "-m", "npe2", "validate", "fmscope"], capture_output=True,
+                            encoding="utf-8", errors="replace")
     assert result.returncode == 0 and "valid" in result.stdout, result.stdout + result.stderr
