@@ -160,7 +160,6 @@ def write_template(path: str | os.PathLike) -> None:
 def item_prompts(item: BatchItem) -> tuple[int | None, dict[int, np.ndarray]]:
     """(key slice or None, {object label: box}) of an imaging item, from ``box`` or ``prompt_file``."""
     from fmscope import samples
-    from fmscope.imaging import io
 
     if item.boxes:
         return item.slice, {k: np.asarray(b, float) for k, b in enumerate(item.boxes, start=1)}
