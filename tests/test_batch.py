@@ -53,13 +53,16 @@ def test_dry_run_names_each_bad_row_and_runs_nothing(tmp_path, capsys):
         {"id": "outside", "job": "segment", "input": image, "box": "600 600 700 700"},
         {"id": "noslice", "job": "volume", "input": samples.get_case("ct_lung_volume").image_path,
          "box": CT_VOLUME_BOX},
+        {"id": "noframe", "job": "track", "input": samples.get_case("hela_timelapse").image_path,
+         "box": "10 10 40 40"},
     ])
     assert main(["batch", str(manifest), "-o", str(tmp_path / "out"), "--dry-run"]) == 1
     printed = capsys.readouterr().out
-    assert "row 2 (missing): Row 2 (missing): no such input" in printed
-    assert "row 3 (outside)" in printed and "lies outside the 512x512 image" in printed
-    assert "row 4 (noslice)" in printed and "needs its key 'slice'" in printed
-    assert "1 of 4 rows ready" in printed
+    assert "Row 2 (missing): no such input" in printed and "Row 2 (missing): Row" not in printed
+    assert "Row 3 (outside): The box" in printed and "lies outside the 512x512 image" in printed
+    assert "Row 4 (noslice): a volume item needs its key 'slice'" in printed
+    assert "Row 5 (noframe): a track item needs its key 'slice'" in printed and "frame (t, 0-based)" in printed
+    assert "1 of 5 rows ready" in printed
     assert not (tmp_path / "out").exists()
 
 
@@ -120,7 +123,7 @@ def test_cohort_equals_single_commands_skips_finished_and_redoes_edited(tmp_path
     report = run_batch(read_manifest(manifest), out, client=client)
     table = report.table.set_index("id")
     assert list(table["status"]) == ["done", "done", "done", "done", "failed", "failed"]
-    assert "no such file" in table.loc["missing", "message"].lower()
+    assert "Row 5 (missing): no such input" in table.loc["missing", "message"]  # as --dry-run says it
     assert "lies outside the 512x512 image" in table.loc["outside", "message"]
     assert table.loc["slice", "dice"] > 0.85 and table.loc["volume", "dice"] > 0.75
     assert table.loc["volume", "volume_ml"] > 0 and table.loc["track", "objects"] == 2
@@ -211,3 +214,16 @@ def test_a_killed_worker_loses_no_item_and_leaves_no_half_output(tmp_path, clien
         labels = tifffile.imread(out / f"items/item{k}/labels.tif")
         assert labels.shape == (512, 512) and labels.any()
     assert killed[0] not in client.run(os.getpid)  # the killed worker was replaced
+
+
+def test_a_run_refuses_what_the_dry_run_refuses_with_its_message(tmp_path):
+    from fmscope.batch.records import signature
+    from fmscope.batch.runner import run_item
+
+    manifest = write_manifest(tmp_path / "m.csv", [
+        {"id": "noframe", "job": "track", "input": samples.get_case("hela_timelapse").image_path,
+         "box": "10 10 40 40"}])
+    item = read_manifest(manifest)[0]
+    row = run_item(item, signature(item), str(tmp_path / "out"), pool=ModelPool())
+    assert row["status"] == "failed" and row["message"].startswith("Row 1 (noframe): a track item needs its key")
+    assert not (tmp_path / "out" / "items" / "noframe").exists()

@@ -97,3 +97,14 @@ def test_usage_mistakes_exit_2(hela_crop, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["track", str(path), "--frame", "0", "--box", "1", "2", "3", "-o", str(tmp_path / "x.tif")])
     assert exit_info.value.code == 2
+
+
+def test_an_object_found_on_no_frame_is_warned_about(hela_crop, tmp_path, capsys):
+    path, _, tracks = hela_crop
+    box = [str(v) for v in box_from_mask(tracks[0] == largest_tracks(tracks, 1)[0])]
+    argv = ["track", str(path), "--frame", "0", "--range", "0", "0", "--box", *box, "--box", *box,
+            "-o", str(tmp_path / "labels.tif"), "--device", "cpu"]
+    assert main(argv) == 0  # the same box twice: the first object takes the pixels
+    captured = capsys.readouterr()
+    assert "1: 1 frames, 2: 0 frames" in captured.out
+    assert "warning: object 2 was found on no frame" in captured.err and "object 1 was" not in captured.err

@@ -101,3 +101,15 @@ def test_volume_keeps_geometry():
     assert frames.kind == "volume" and frames.n_frames == volume.array.shape[0]
     assert frames.volume.spacing == volume.spacing and frames.spacing == (volume.spacing[1], volume.spacing[0])
     assert np.array_equal(frames[3], volume.array[3])
+
+
+def test_a_colour_picture_and_a_picture_renamed_mp4_are_not_frames(tmp_path):
+    tifffile.imwrite(tmp_path / "picture.tif", np.zeros((96, 96, 3), np.uint8), photometric="rgb")
+    with pytest.raises(FmscopeError, match=r"single 2D image \(96, 96, 3\) \(axes YXS\)"):
+        open_frames(tmp_path / "picture.tif")
+    stack = np.arange(3 * 32 * 32, dtype=np.uint16).reshape(3, 32, 32)
+    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    assert open_frames(tmp_path / "stack.tif").n_frames == 3  # written without axes: still 3 frames
+    (tmp_path / "stack.mp4").write_bytes((tmp_path / "stack.tif").read_bytes())
+    with pytest.raises(FmscopeError, match="is not a video: it holds a TIFF image"):
+        open_frames(tmp_path / "stack.mp4")

@@ -219,7 +219,8 @@ def _first_labelled_frame(labels: np.ndarray) -> int:
 def validate_items(items: list[BatchItem]) -> list[tuple[BatchItem, str | None]]:
     """Check every item before anything runs: files exist, prompts readable and inside the image.
 
-    Returns ``[(item, problem or None)]``; reads image headers and prompt files, runs no model.
+    Returns ``[(item, problem or None)]``, each problem starting with "Row N (id): "; reads image
+    headers and prompt files, runs no model.
     """
     from fmscope.imaging.intensity import parse_window
     from fmscope.imaging.prompts import validate_box
@@ -246,7 +247,8 @@ def validate_items(items: list[BatchItem]) -> list[tuple[BatchItem, str | None]]
                     validate_box(box, shape[-2:])
             checked.append((item, None))
         except FmscopeError as error:
-            checked.append((item, str(error)))
+            prefix = f"Row {item.row} ({item.id}): "
+            checked.append((item, str(error) if str(error).startswith("Row ") else prefix + str(error)))
     return checked
 
 

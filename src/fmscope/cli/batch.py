@@ -22,9 +22,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     items = read_manifest(args.manifest)
     check_outputs([Output("-o", args.output, FOLDER)], [args.manifest, *(item.input for item in items)])
     if args.dry_run:
-        problems = [(item, problem) for item, problem in validate_items(items) if problem]
-        for item, problem in problems:
-            print(f"row {item.row} ({item.id}): {problem}")
+        problems = [problem for _, problem in validate_items(items) if problem]
+        for problem in problems:
+            print(problem)
         print(f"{len(items) - len(problems)} of {len(items)} rows ready; nothing was run")
         return 1 if problems else 0
     client = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import time
 from pathlib import Path
 
@@ -168,6 +169,10 @@ def cmd_track(args: argparse.Namespace) -> int:
         print(f"wrote {args.overlay}")
     objects = sorted(session.prompts)
     spans = ", ".join(f"{obj}: {len(session.object_frames(obj))} frames" for obj in objects)
+    for obj in objects:
+        if not session.object_frames(obj):
+            print(f"fmscope track: warning: object {obj} was found on no frame (its prompt gave an empty mask, or "
+                  "an earlier object took its pixels); check its box or point", file=sys.stderr)
     print(f"wrote {args.output}: {len(objects)} object(s) through {frames.n_frames} frames ({spans}); "
           f"{seconds / max(frames.n_frames, 1) * 1000:.0f} ms per frame with {args.model}")
     return 0

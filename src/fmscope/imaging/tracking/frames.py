@@ -131,8 +131,9 @@ def _tiff_frames(path: Path) -> ArrayFrames:
     if array.ndim == 4 and "T" in axes and "Z" in axes:
         raise FmscopeError(f"{path} is a {axes} stack {array.shape}: time and z together.",
                            "Save one z plane (or a projection) per time point, then track that.")
-    if array.ndim == 2:
-        raise FmscopeError(f"{path} holds a single 2D image {array.shape}.", "Use 'fmscope segment' for one image.")
+    if array.ndim == 2 or (array.ndim == 3 and axes == "YXS"):  # one grey or one colour picture (RGB interleaved)
+        raise FmscopeError(f"{path} holds a single 2D image {array.shape} (axes {axes}).",
+                           "Use 'fmscope segment' for one image; a time-lapse is a multi-page TIFF (T, Y, X).")
     return ArrayFrames(array, kind="volume" if axes.startswith("Z") else "stack", name=str(path))
 
 
@@ -161,6 +162,10 @@ class ImageFolderFrames(FrameSource):
         return frame
 
 
+# Codecs ffmpeg uses to read a still picture as a one-frame "video" (a TIFF or PNG renamed .mp4).
+STILL_IMAGE_CODECS = ("tiff", "png", "bmp", "gif", "webp", "jpeg2000", "sgi", "pam", "pgm", "ppm", "targa")
+
+
 class VideoFrames(FrameSource):
     """A video file decoded lazily with PyAV: sequential reads decode forward, jumps seek to a keyframe.
 
@@ -182,6 +187,10 @@ class VideoFrames(FrameSource):
                 from None
         if not self._pts:
             raise FmscopeError(f"{path} holds no video frames.", "Give a video that plays, with at least one frame.")
+        if stream.codec_context.name in STILL_IMAGE_CODECS:
+            raise FmscopeError(f"{path} is not a video: it holds a {stream.codec_context.name.upper()} image.",
+                               "Give the file its own suffix (.tif, .png, ...): TIFF stacks and folders of frames "
+                               "are read as time-lapses.")
         self._stream = stream
         self.n_frames = len(self._pts)
         self.fps = float(stream.average_rate) if stream.average_rate else None
