@@ -34,7 +34,7 @@ def make_items(folder: Path, count: int):
     lines = ["id,job,input,box,slice,window"]
     for k in range(count):
         copy = array.copy()
-        copy[0, 0, k] += 1
+        copy[:, 0, k] += 1  # every slice differs, so no item reuses another item's embeddings
         image = sitk.GetImageFromArray(copy)
         image.CopyInformation(volume)
         sitk.WriteImage(image, str(folder / f"ct{k}.nrrd"))
