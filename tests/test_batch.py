@@ -123,7 +123,8 @@ def test_cohort_equals_single_commands_skips_finished_and_redoes_edited(tmp_path
     report = run_batch(read_manifest(manifest), out, client=client)
     table = report.table.set_index("id")
     assert list(table["status"]) == ["done", "done", "done", "done", "failed", "failed"]
-    assert "Row 5 (missing): no such input" in table.loc["missing", "message"]  # as --dry-run says it
+    assert "no such file" in table.loc["missing", "message"].lower()
+    assert table.loc["missing", "message"].startswith("Row 5 (missing): ")
     assert "lies outside the 512x512 image" in table.loc["outside", "message"]
     assert table.loc["slice", "dice"] > 0.85 and table.loc["volume", "dice"] > 0.75
     assert table.loc["volume", "volume_ml"] > 0 and table.loc["track", "objects"] == 2

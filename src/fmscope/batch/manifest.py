@@ -158,7 +158,23 @@ def write_template(path: str | os.PathLike) -> None:
 
 
 def item_prompts(item: BatchItem) -> tuple[int | None, dict[int, np.ndarray]]:
-    """(key slice or None, {object label: box}) of an imaging item, from ``box`` or ``prompt_file``."""
+    """(key slice or None, {object label: box}) of an imaging item, from ``box`` or ``prompt_file``;
+    a volume or track item without a key slice / frame is refused (FmscopeError)."""
+    key, boxes = _prompts(item)
+    if key is None and item.job in ("volume", "track"):
+        what = "slice (z" if item.job == "volume" else "frame (t"
+        raise FmscopeError(f"Row {item.row} ({item.id}): a {item.job} item needs its key 'slice'.",
+                           f"Give the {what}, 0-based) the boxes are drawn on.")
+    return key, boxes
+
+
+def row_message(item: BatchItem, error: FmscopeError) -> str:
+    """The error's text, starting with "Row N (id): " (once)."""
+    text = str(error)
+    return text if text.startswith("Row ") else f"Row {item.row} ({item.id}): {text}"
+
+
+def _prompts(item: BatchItem) -> tuple[int | None, dict[int, np.ndarray]]:
     from fmscope import samples
 
     if item.boxes:
@@ -236,10 +252,6 @@ def validate_items(items: list[BatchItem]) -> list[tuple[BatchItem, str | None]]
                 shape = _image_shape(item)
                 key, boxes = item_prompts(item)
                 if item.job in ("volume", "track"):
-                    what = "slice (z" if item.job == "volume" else "frame (t"
-                    if key is None:
-                        raise FmscopeError(f"Row {item.row} ({item.id}): a {item.job} item needs its key 'slice'.",
-                                           f"Give the {what}, 0-based) the boxes are drawn on.")
                     if not 0 <= key < shape[0]:
                         raise FmscopeError(f"Row {item.row} ({item.id}): slice {key} is outside the volume's "
                                            f"0..{shape[0] - 1}.", "Give a slice inside the volume.")
@@ -247,8 +259,7 @@ def validate_items(items: list[BatchItem]) -> list[tuple[BatchItem, str | None]]
                     validate_box(box, shape[-2:])
             checked.append((item, None))
         except FmscopeError as error:
-            prefix = f"Row {item.row} ({item.id}): "
-            checked.append((item, str(error) if str(error).startswith("Row ") else prefix + str(error)))
+            checked.append((item, row_message(item, error)))
     return checked
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 from fmscope.atomic import atomic_write
 from fmscope.batch import records
 from fmscope.batch.jobs import JOBS
-from fmscope.batch.manifest import BatchItem, validate_items
+from fmscope.batch.manifest import BatchItem, row_message
 from fmscope.batch.models import ModelPool, worker_pool
 from fmscope.errors import FmscopeError
 
@@ -55,12 +55,10 @@ def run_item(item: BatchItem, item_signature: str, outdir: str, pool: ModelPool 
         records.write_record(temporary, item_signature, done)
 
     try:
-        problem = validate_items([item])[0][1]  # the same checks and messages as --dry-run
-        if problem is not None:
-            raise FmscopeError(problem)
         atomic_write(folder, build)
     except FmscopeError as error:
-        return {**row, "status": "failed", "message": str(error), "seconds": round(time.perf_counter() - started, 3)}
+        return {**row, "status": "failed", "message": row_message(item, error),
+                "seconds": round(time.perf_counter() - started, 3)}
     return records.finished_row(Path(outdir), item, item_signature)
 
 
