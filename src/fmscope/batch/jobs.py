@@ -72,9 +72,9 @@ def volume(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
 
 
 def track(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
-    from fmscope.cli.tracking import write_labels, write_table
     from fmscope.imaging.intensity import parse_window
     from fmscope.imaging.tracking import TrackingSession, open_frames
+    from fmscope.imaging.tracking.export import write_session_labels, write_session_table
 
     frames = open_frames(item.input)
     key, boxes = item_prompts(item)
@@ -85,8 +85,8 @@ def track(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
     for _ in session.propagate("both"):
         pass
     name = "labels.tif" if frames.volume is None else "labels.nii.gz"
-    write_labels(session, str(folder / name))
-    write_table(session, str(folder / "tracks.csv"))
+    write_session_labels(session, folder / name)
+    write_session_table(session, folder / "tracks.csv")
     labels = session.labels()
     return {"outputs": [name, "tracks.csv"], "objects": len(boxes), "area_px": int((labels > 0).sum()),
             **_scores(labels, item, _read_stack)}

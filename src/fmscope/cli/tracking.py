@@ -7,7 +7,6 @@ Nothing is written before tracking has finished; every file is written atomicall
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -63,47 +62,6 @@ def run_tracking(session, direction: str, frame_range) -> float:
     return time.perf_counter() - started
 
 
-def write_labels(session, path: str) -> None:
-    """The (T, H, W) uint16 label stack; volumes keep their geometry."""
-    from fmscope.imaging import io
-
-    labels = session.labels()
-    if session.frames.volume is not None:
-        io.write_volume(labels, session.frames.volume, path)
-    else:
-        io.write_image(labels, path)
-
-
-def write_table(session, path: str) -> int:
-    """One row per object and frame: area (px), centroid (x, y px), mean intensity, score. Returns rows."""
-    from scipy import ndimage
-
-    rows = []
-    for index in range(session.frames.n_frames):
-        scores = session.store.scores.get(index)
-        if not scores:
-            continue
-        labels = session.frame_labels(index)
-        frame = np.asarray(session.frames[index], dtype=np.float64)
-        grey = frame.mean(axis=-1) if frame.ndim == 3 else frame
-        ids = sorted(scores)
-        areas = ndimage.sum_labels(np.ones_like(grey), labels, ids)
-        means = ndimage.mean(grey, labels, ids)
-        centres = ndimage.center_of_mass(np.ones_like(grey), labels, ids)
-        for obj, area, mean, (cy, cx) in zip(ids, areas, means, centres):
-            rows.append([obj, index, int(area), f"{cx:.2f}", f"{cy:.2f}", f"{mean:.3f}", f"{scores[obj]:.4f}"])
-    rows.sort(key=lambda row: (row[0], row[1]))
-
-    def write(target: Path) -> None:
-        with open(target, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["object", "frame", "area_px", "centroid_x", "centroid_y", "mean_intensity", "score"])
-            writer.writerows(rows)
-
-    atomic_write(Path(path), write)
-    return len(rows)
-
-
 def write_overlay_video(session, path: str, window) -> None:
     """An mp4 of the frames (mapped to 8 bits) with the labels in stable colours per object."""
     import av
@@ -149,6 +107,7 @@ def _window(text):
 
 def cmd_track(args: argparse.Namespace) -> int:
     from fmscope.imaging.tracking import open_frames
+    from fmscope.imaging.tracking.export import write_session_labels, write_session_table
 
     _check_outputs(args)
     if not args.box and not args.point:
@@ -160,9 +119,9 @@ def cmd_track(args: argparse.Namespace) -> int:
     for obj, (points, labels) in _point_prompts(args).items():
         session.add_points(args.frame, obj, points, labels)
     seconds = run_tracking(session, args.direction, tuple(args.range) if args.range else None)
-    write_labels(session, args.output)
+    write_session_labels(session, args.output)
     if args.table:
-        rows = write_table(session, args.table)
+        rows = write_session_table(session, args.table)
         print(f"wrote {args.table}: {rows} rows")
     if args.overlay:
         write_overlay_video(session, args.overlay, _window(args.window))

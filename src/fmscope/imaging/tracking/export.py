@@ -1,6 +1,7 @@
 """Writing tracked label stacks: the stack (TIFF, or NIfTI / NRRD with a volume's geometry), a
 per-object per-frame table (CSV) and the Cell Tracking Challenge format (``man_track.txt`` +
-``mask###.tif``). No Qt; every write is atomic.
+``mask###.tif``); ``write_session_*`` write a TrackingSession's (``fmscope track``, batch
+``track`` items). No Qt; every write is atomic.
 
 Labels are a uint16 (T, H, W) stack: 0 background, one id per object (the same id on every frame).
 """
@@ -18,9 +19,10 @@ from scipy import ndimage
 
 from fmscope.atomic import atomic_write
 from fmscope.errors import FmscopeError
-from fmscope.imaging.io import Volume, write_volume
+from fmscope.imaging.io import Volume, write_image, write_volume
 
 TABLE_COLUMNS = ("frame", "object", "area_px", "centroid_y", "centroid_x")
+SESSION_TABLE_COLUMNS = ("object", "frame", "area_px", "centroid_x", "centroid_y", "mean_intensity", "score")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,12 @@ def _stack(labels: np.ndarray) -> np.ndarray:
     return labels.astype(np.uint16, copy=False)
 
 
+def _measures(frame: np.ndarray, ids: list[int]) -> tuple[np.ndarray, list]:
+    """(pixel counts, centroids (y, x)) of objects ``ids`` on one (H, W) label frame."""
+    ones = np.ones(frame.shape)
+    return ndimage.sum_labels(ones, frame, ids), ndimage.center_of_mass(ones, frame, ids)
+
+
 def object_table(labels: np.ndarray, objects=None) -> list[ObjectFrame]:
     """Every (frame, object) with pixels, sorted by object then frame; ``objects``: only these ids."""
     labels = _stack(labels)
@@ -53,8 +61,7 @@ def object_table(labels: np.ndarray, objects=None) -> list[ObjectFrame]:
         ids = [int(i) for i in np.unique(frame) if i and (objects is None or int(i) in objects)]
         if not ids:
             continue
-        areas = ndimage.sum_labels(np.ones(frame.shape), frame, ids)
-        centres = ndimage.center_of_mass(np.ones(frame.shape), frame, ids)
+        areas, centres = _measures(frame, ids)
         rows += [ObjectFrame(index, obj, int(area), float(cy), float(cx))
                  for obj, area, (cy, cx) in zip(ids, areas, centres)]
     return sorted(rows, key=lambda row: (row.obj, row.frame))
@@ -123,4 +130,43 @@ def write_ctc(labels: np.ndarray, folder: str | os.PathLike) -> int:
             tifffile.imwrite(target / f"mask{index:0{digits}d}.tif", frame)
 
     atomic_write(Path(folder), write)
+    return len(rows)
+
+
+def write_session_labels(session, path: str | os.PathLike) -> None:
+    """A TrackingSession's uint16 (T, H, W) labels at ``path`` (format by its suffix, as
+    :func:`fmscope.imaging.io.write_image`); labels tracked on a volume keep its geometry."""
+    labels = session.labels()
+    if session.frames.volume is not None:
+        write_label_volume(labels, session.frames.volume, path)
+    else:
+        write_image(labels, path)
+
+
+def write_session_table(session, path: str | os.PathLike) -> int:
+    """CSV, one row per object and frame the session found it on: object, frame, area_px,
+    centroid_x, centroid_y (pixels), mean_intensity (of the frame's grey values), score (the
+    model's). Returns the number of rows."""
+    rows = []
+    for index in range(session.frames.n_frames):
+        scores = session.store.scores.get(index)
+        if not scores:
+            continue
+        labels = session.frame_labels(index)
+        frame = np.asarray(session.frames[index], dtype=np.float64)
+        grey = frame.mean(axis=-1) if frame.ndim == 3 else frame
+        ids = sorted(scores)
+        areas, centres = _measures(labels, ids)
+        means = ndimage.mean(grey, labels, ids)
+        for obj, area, mean, (cy, cx) in zip(ids, areas, means, centres):
+            rows.append([obj, index, int(area), f"{cx:.2f}", f"{cy:.2f}", f"{mean:.3f}", f"{scores[obj]:.4f}"])
+    rows.sort(key=lambda row: (row[0], row[1]))
+
+    def write(target: Path) -> None:
+        with open(target, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(SESSION_TABLE_COLUMNS)
+            writer.writerows(rows)
+
+    atomic_write(Path(path), write)
     return len(rows)
