@@ -86,6 +86,19 @@ def ct_volume() -> None:
     viewer.close()
 
 
+def propagate_and_shoot(viewer, panel, frame: int, name: str) -> None:
+    """Propagate the Track panel's objects, show ``frame`` whole, save docs/``name``, close."""
+    panel.propagate()
+    wait(panel, timeout=1800)
+    viewer.dims.set_point(0, frame)
+    viewer.reset_view()
+    for _ in range(20):
+        QApplication.processEvents()
+    viewer.screenshot(str(DOCS / name), canvas_only=False)
+    panel.worker.shutdown()
+    viewer.close()
+
+
 def hela_tracking() -> None:
     """The Track panel on the first 10 frames of the HeLa time-lapse: 4 nuclei boxed on frame 0, propagated."""
     import tifffile
@@ -104,15 +117,7 @@ def hela_tracking() -> None:
         panel.new_object()
         viewer.layers[TRACK_BOXES].add_rectangles(rectangle(samples.boxes_from_labels(tracks[0] == track)[1], 0))
         wait(panel)
-    panel.propagate()
-    wait(panel, timeout=1800)
-    viewer.dims.set_point(0, frames - 1)
-    viewer.reset_view()
-    for _ in range(20):
-        QApplication.processEvents()
-    viewer.screenshot(str(DOCS / "napari_hela_tracking.png"), canvas_only=False)
-    panel.worker.shutdown()
-    viewer.close()
+    propagate_and_shoot(viewer, panel, frames - 1, "napari_hela_tracking.png")
 
 
 def echo_tracking() -> None:
@@ -125,15 +130,7 @@ def echo_tracking() -> None:
     wait(panel)
     viewer.layers[TRACK_BOXES].add_rectangles(rectangle((150, 55, 205, 130), 0))
     wait(panel)
-    panel.propagate()
-    wait(panel, timeout=1800)
-    viewer.dims.set_point(0, 12)
-    viewer.reset_view()
-    for _ in range(20):
-        QApplication.processEvents()
-    viewer.screenshot(str(DOCS / "napari_echo_tracking.png"), canvas_only=False)
-    panel.worker.shutdown()
-    viewer.close()
+    propagate_and_shoot(viewer, panel, 12, "napari_echo_tracking.png")
 
 
 def spatial_visium() -> None:

@@ -126,13 +126,13 @@ def cmd_track(args: argparse.Namespace) -> int:
     if args.overlay:
         write_overlay_video(session, args.overlay, _window(args.window))
         print(f"wrote {args.overlay}")
-    objects = sorted(session.prompts)
-    spans = ", ".join(f"{obj}: {len(session.object_frames(obj))} frames" for obj in objects)
-    for obj in objects:
-        if not session.object_frames(obj):
+    found_on = {obj: len(session.object_frames(obj)) for obj in sorted(session.prompts)}
+    spans = ", ".join(f"{obj}: {count} frames" for obj, count in found_on.items())
+    for obj, count in found_on.items():
+        if not count:
             print(f"fmscope track: warning: object {obj} was found on no frame (its prompt gave an empty mask, or "
                   "an earlier object took its pixels); check its box or point", file=sys.stderr)
-    print(f"wrote {args.output}: {len(objects)} object(s) through {frames.n_frames} frames ({spans}); "
+    print(f"wrote {args.output}: {len(found_on)} object(s) through {frames.n_frames} frames ({spans}); "
           f"{seconds / max(frames.n_frames, 1) * 1000:.0f} ms per frame with {args.model}")
     return 0
 

@@ -92,7 +92,7 @@ def labelled_images(image: np.ndarray, labels: np.ndarray, name: str) -> list[La
 class View:
     """An embedded view (the whole image or one ROI-zoom crop) and the objects decoded on it."""
 
-    embedding: torch.Tensor  # (1, C, h, w)
+    embedding: torch.Tensor | None  # (1, C, h, w); None when the encoder is trained (see features)
     geometry: InputGeometry
     labels: np.ndarray  # the view's pixels of the label image
     objects: np.ndarray  # (N,) label ids
@@ -188,14 +188,14 @@ def make_views(segmenter: Segmenter, item: LabelledImage, window: str | tuple | 
 
 
 def _embedded(segmenter: Segmenter, crop, split: EncoderSplit | None) -> tuple:
-    """(embedding (1, C, h, w), geometry, last-stage features or None) of the image or ``crop``."""
+    """(embedding (1, C, h, w), geometry, None) of the image or ``crop``; with ``split``
+    (None, geometry, the features entering the encoder's last stage)."""
     if split is None:
         entry = segmenter.embed(crop)
         return torch.from_numpy(entry.embedding)[None], entry.geometry, None
     tensor, geometry = segmenter.model_input(crop)
     with torch.no_grad():  # not inference_mode: the tail's backward pass reads the features
-        features = split.head(tensor[None].to(segmenter.model.device))
-        return split.tail(features), geometry, features
+        return None, geometry, split.head(tensor[None].to(segmenter.model.device))
 
 
 def decode(net: torch.nn.Module, transform, view: View, boxes: np.ndarray,
