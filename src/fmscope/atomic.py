@@ -21,10 +21,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     """Call ``write(temporary_path)`` (same folder and extension as ``path``), then rename it to ``path``.
 
     The writer may create a file or a folder (a zarr store). An existing folder at ``path`` is
-    moved aside first and deleted only after the new one is in place.
+    moved aside first and deleted only after the new one is in place. The folder holding ``path``
+    must exist (fmscope never creates the user's folders). An :class:`OSError` (disk, permission,
+    missing folder) becomes a :class:`FmscopeError` naming ``path``; any other exception is a
+    fault of the writer and propagates unchanged. Either way the temporary is removed and an
+    earlier file at ``path`` is left untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise FmscopeError(f"Cannot write {path}: the folder {path.parent} does not exist.",
+                           f"Create it first (mkdir -p {path.parent}) or give a path in an existing folder.")
     # A fresh name the writer creates itself, so the file gets the user's usual permissions.
     temporary = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}{file_suffix(path)}"
     try:
@@ -32,16 +38,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
         if temporary.is_dir() and path.exists():
             aside = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.old"
             os.replace(path, aside)
-            os.replace(temporary, path)
+            try:
+                os.replace(temporary, path)
+            except OSError:
+                os.replace(aside, path)  # the user's folder back in place
+                raise
             _remove(aside)
         else:
             os.replace(temporary, path)
-    except Exception as error:
+    except OSError as error:
         _remove(temporary)
-        if isinstance(error, FmscopeError):
-            raise
         raise FmscopeError(f"Cannot write {path} ({type(error).__name__}: {str(error)[:200]}).",
-                           "Check the folder exists and is writable, and the file extension.") from None
+                           "Check the folder is writable and has free space.") from None
+    except BaseException:
+        _remove(temporary)
+        raise
 
 
 def _remove(path: Path) -> None:

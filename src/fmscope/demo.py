@@ -63,7 +63,7 @@ def _demo_tracking(segmenter: Segmenter, output: Path) -> float:
 
 def run_demo(output: Path, fast: bool = False) -> dict[str, float]:
     """Segment every sample case, write labels + overlay PNGs to ``output``, print Dice per case."""
-    output.mkdir(parents=True, exist_ok=True)
+    output.mkdir(exist_ok=True)
     segmenter = Segmenter("litemedsam", precision="fast" if fast else "fp32")
     scores = {}
     print(f"fmscope demo: LiteMedSAM ({segmenter.precision}) on {segmenter.model.device}, boxes from ground truth")

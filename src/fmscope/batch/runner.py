@@ -107,7 +107,8 @@ def run_batch(items: list[BatchItem], outdir: str | os.PathLike, client=None, wo
     closed. ``threads_per_worker``: torch threads in each worker.
     """
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir.mkdir(exist_ok=True)  # its parent exists (the CLI checks -o first)
+    (outdir / "items").mkdir(exist_ok=True)
     records.remove_partial_folders(outdir)
     signatures = {item.id: records.signature(item) for item in items}
     rows = {item.id: records.finished_row(outdir, item, signatures[item.id]) for item in items}

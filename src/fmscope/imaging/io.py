@@ -248,13 +248,21 @@ def read_grid(path: str | os.PathLike) -> tuple[np.ndarray, Geometry | None]:
     return image.array, image.geometry
 
 
+def _write_sitk(image: sitk.Image, target: Path) -> None:
+    """``sitk.WriteImage`` (compressed), its file errors (a RuntimeError in SimpleITK) raised as :class:`OSError`."""
+    try:
+        sitk.WriteImage(image, str(target), useCompression=True)
+    except RuntimeError as error:
+        raise OSError(f"SimpleITK could not write the file: {str(error).strip().splitlines()[-1][:200]}") from error
+
+
 def write_volume(labels: np.ndarray, like: Volume, path: str | os.PathLike) -> None:
     """Write a (z, y, x) label volume on the grid and geometry of ``like`` (atomic)."""
     if labels.shape != like.array.shape:
         raise FmscopeError(f"Label shape {labels.shape} differs from the volume's {like.array.shape}.")
 
     def write(target: Path) -> None:
-        sitk.WriteImage(like.geometry.apply_to(sitk.GetImageFromArray(labels)), str(target), useCompression=True)
+        _write_sitk(like.geometry.apply_to(sitk.GetImageFromArray(labels)), target)
 
     atomic_write(Path(path), write)
 
@@ -275,8 +283,7 @@ def write_image(array: np.ndarray, path: str | os.PathLike, geometry: Geometry |
         elif suffix in VOLUME_SUFFIXES:
             three_d = geometry is not None and len(geometry.spacing) == 3
             image = sitk.GetImageFromArray(array[None] if three_d else array, isVector=array.ndim == 3)
-            sitk.WriteImage(image if geometry is None else geometry.apply_to(image), str(target),
-                            useCompression=True)
+            _write_sitk(image if geometry is None else geometry.apply_to(image), target)
         else:
             iio.imwrite(target, array, extension=suffix)
 

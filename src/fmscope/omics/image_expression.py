@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import fmscope
-from fmscope.atomic import atomic_write
 from fmscope.errors import FmscopeError
+from fmscope.training.checkpoint import write_checkpoint
 
 MIN_SPOTS = 100  # fewer reference spots cannot train the heads nor be a useful reference
 EMBEDDING_DIM = 128
@@ -140,7 +140,7 @@ class ImageExpressionModel:
             "reference_embedding": self.reference_embedding,
             "reference_expression": torch.as_tensor(self.reference_expression),
         }
-        atomic_write(path, lambda temporary: torch.save(state, temporary))
+        write_checkpoint(path, state)
 
 
 def load_model_file(path: str | os.PathLike) -> ImageExpressionModel:

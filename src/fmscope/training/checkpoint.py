@@ -18,7 +18,15 @@ from fmscope.errors import FmscopeError
 
 def write_checkpoint(path: str | os.PathLike, payload: dict) -> None:
     """``torch.save(payload)`` to ``path`` atomically."""
-    atomic_write(path, lambda temporary: torch.save(payload, temporary))
+    atomic_write(path, lambda temporary: _save(payload, temporary))
+
+
+def _save(payload: dict, target: Path) -> None:
+    """``torch.save``, its file errors (a RuntimeError in torch) raised as :class:`OSError`."""
+    try:
+        torch.save(payload, target)
+    except RuntimeError as error:
+        raise OSError(f"torch could not write the file: {str(error)[:200]}") from error
 
 
 def read_checkpoint(path: str | os.PathLike, what: str, made_by: str) -> dict:
