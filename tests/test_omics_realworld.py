@@ -377,8 +377,8 @@ def test_every_command_checks_its_outputs_first(tmp_path, capsys):
         assert snapshot(tmp_path) == before and out == ""
 
 
-def test_check_outputs_allows_a_new_folder_and_an_earlier_result(tmp_path):
-    check_outputs([Output("-o", tmp_path / "new" / "deeper" / "out.zarr", SLIDE_SUFFIXES)], [tmp_path / "in.h5ad"])
+def test_check_outputs_allows_a_new_store_and_an_earlier_result(tmp_path):
+    check_outputs([Output("-o", tmp_path / "out.zarr", SLIDE_SUFFIXES)], [tmp_path / "in.h5ad"])
     (tmp_path / "earlier.zarr").mkdir()
     (tmp_path / "earlier.zarr" / "zarr.json").write_text("{}")
     check_outputs([Output("-o", tmp_path / "earlier.zarr", SLIDE_SUFFIXES), Output("-o", tmp_path / "demo", FOLDER)])

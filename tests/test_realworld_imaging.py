@@ -251,10 +251,10 @@ def test_missing_slice_is_refused_with_the_gap_cli(tmp_path, capsys):
     write_series(tmp_path / "series", CT_UID, 2, "axial 3mm", axial(z for z in range(0, 42, 3) if z != 9))
     before = md5s(tmp_path)
     code, _, err = cli(capsys, "volume", tmp_path / "series", "--slice", 7, "--box", 46, 42, 82, 78,
-                       "--window", "abdomen", "-o", tmp_path / "out" / "labels.nii.gz")
+                       "--window", "abdomen", "-o", tmp_path / "labels.nii.gz")
     assert code == 1 and "Traceback" not in err
     assert "unevenly spaced" in err and "6 mm between slices at 6 and 12 mm (1 file missing?)" in err
-    assert md5s(tmp_path) == before and not (tmp_path / "out").exists()
+    assert md5s(tmp_path) == before and not (tmp_path / "labels.nii.gz").exists()
 
 
 def test_uneven_reconstruction_gaps_are_refused(tmp_path):

@@ -4,8 +4,10 @@ A run that is refused only after minutes of work, or that has already replaced a
 it fails, costs the user time or data. :func:`check_outputs` is called first by every CLI
 command (imaging and omics alike) and refuses, with one message naming the problem and the
 fix: an output that is an input (or inside one, or holding one), an output suffix the command
-cannot write, two outputs with the same path, an output whose folder cannot be created or
-written to, and an output path taken by a folder (or a file where a ``.zarr`` folder goes).
+cannot write, two outputs with the same path, an output whose folder does not exist (fmscope
+never creates the user's folders: a typo would silently start a new tree) or cannot be written
+to, and an output path taken by a folder (or a file where a ``.zarr`` folder goes). A folder
+output (``FOLDER``, a ``.zarr``) may be new; the folder holding it must exist.
 """
 
 from __future__ import annotations
@@ -39,18 +41,6 @@ class Output:
 
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
-
-
-def _writable_folder(path: Path) -> Path | None:
-    """The nearest existing ancestor of ``path`` when it is a folder fmscope may create files in, else None."""
-    ancestor = path.parent
-    while not ancestor.exists():
-        if ancestor.parent == ancestor:
-            return None
-        ancestor = ancestor.parent
-    if ancestor.is_dir() and os.access(ancestor, os.W_OK | os.X_OK):
-        return ancestor
-    return None
 
 
 def check_outputs(outputs: Iterable[Output], inputs: Iterable[str | os.PathLike | None] = ()) -> None:
@@ -91,6 +81,11 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[str | os.PathLike 
             if suffix == ".zarr" and not ((path / ".zgroup").exists() or (path / "zarr.json").exists()):
                 raise FmscopeError(f"{name} is an existing folder that is not a zarr store.",
                                    f"Give {output.option} a new name (fmscope replaces only its own stores).")
-        if _writable_folder(path) is None:
-            raise FmscopeError(f"{name}: cannot write in {path.parent} (no such folder can be made, or no "
-                               "permission).", f"Give {output.option} a path in a folder you can write to.")
+        folder = path.parent
+        if not folder.exists():
+            raise FmscopeError(f"{name}: the folder {folder} does not exist.",
+                               f"Create it first (mkdir -p {folder}) or give {output.option} a path in an "
+                               "existing folder.")
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise FmscopeError(f"{name}: cannot write in {folder} (not a folder, or no permission).",
+                               f"Give {output.option} a path in a folder you can write to.")

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from fmscope.errors import FmscopeError
+from fmscope.outputs import FOLDER, HEAD_SUFFIXES, PICTURE_SUFFIXES, SLIDE_SUFFIXES, Output, check_outputs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -42,8 +43,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fmscope.omics.image_expression_slide import DEFAULT_ENCODER_UM_PER_PX, train_on_slide
     from fmscope.omics.io import read_slide
 
-    if Path(args.output).suffix != ".pt":
-        raise FmscopeError(f"The model file {args.output} should end in .pt.", "Give -o MODEL.pt.")
+    check_outputs([Output("-o", args.output, HEAD_SUFFIXES), Output("--cache-dir", args.cache_dir, FOLDER)],
+                  [args.input])
     slide = read_slide(args.input, microns_per_unit=args.microns_per_unit)
     options = {"patch_um": args.patch_um} if args.patch_um is not None else {}
     result = train_on_slide(slide, _encoder(args.encoder_um_per_px or DEFAULT_ENCODER_UM_PER_PX, args.cache_dir),
@@ -78,13 +79,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from fmscope.omics.plot import save_values_png
     from fmscope.omics.store import write_result
 
+    png = Path(args.png) if args.png else Path(args.output).with_suffix(".png")
+    check_outputs([Output("-o", args.output, SLIDE_SUFFIXES), Output("--png", png, PICTURE_SUFFIXES),
+                   Output("--cache-dir", args.cache_dir, FOLDER)], [args.input, args.model])
     model = load_model_file(args.model)
     model.gene_columns(args.genes)  # unknown genes are refused before any image work
     png_gene = args.png_gene or (args.genes or model.genes)[0]
     model.gene_columns([png_gene])
-    if Path(args.input).resolve() == Path(args.output).resolve():
-        raise FmscopeError(f"{args.output} is the input; fmscope never writes over the user's data.",
-                           "Give a new output path.")
     tissue = _tissue(args, model.encoder_um_per_px)
     centres = tissue_grid(tissue, args.grid_um)
     if len(centres) == 0:
@@ -92,7 +93,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predicted = predict_on_tissue(model, tissue, centres, _encoder(model.encoder_um_per_px, args.cache_dir),
                                   args.genes, progress=_progress())
     result = prediction_slide(tissue, centres, predicted, args.grid_um, args.model, str(args.input))
-    png = Path(args.png) if args.png else Path(args.output).with_suffix(".png")
     save_values_png(result, predicted[model.genes[model.gene_columns([png_gene])[0]]].to_numpy(), png,
                     title=f"{png_gene} predicted from the image ({Path(args.model).name})")
     try:

@@ -30,6 +30,7 @@ from fmscope.errors import FmscopeError
 from fmscope.napari.slide_layers import continuous_layer
 from fmscope.omics.image_expression_slide import DEFAULT_PATCH_UM, PREDICTED_KEY
 from fmscope.omics.io import Slide
+from fmscope.outputs import HEAD_SUFFIXES, Output, check_outputs
 
 if TYPE_CHECKING:
     from fmscope.napari.spatial_widget import SpatialWidget
@@ -129,7 +130,6 @@ class ImageExpressionPanel(QGroupBox):
                 self.owner.worker.progress.emit(message, done, total)
             result = train_on_slide(light, self._encoder(DEFAULT_ENCODER_UM_PER_PX), patch_um=patch_um,
                                     progress=progress)
-            Path(model_path).parent.mkdir(parents=True, exist_ok=True)
             result.model.save(model_path)
             return result.report, *self._predict_all(job, result.model, light, grid_um, model_path)
 
@@ -172,6 +172,8 @@ class ImageExpressionPanel(QGroupBox):
             raise FmscopeError("No model file given.", "Type a path for the model (.pt).")
         if must_exist and not Path(path).is_file():
             raise FmscopeError(f"No such model file: {path}", "Train on a slide first, or give an existing model.")
+        if not must_exist:  # refused before training, not after it
+            check_outputs([Output("The model file", path, HEAD_SUFFIXES)])
         return path
 
     # -- results on the Qt thread --------------------------------------------------------

@@ -43,6 +43,7 @@ from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.track_state import TrackState
 from fmscope.napari.video_reader import LazyFrames
 from fmscope.napari.worker import Job, ModelWorker
+from fmscope.outputs import FOLDER, Output, check_outputs
 
 MODELS = ("litemedsam", "medsam2", "sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus",
           "sam2.1_hiera_large")
@@ -540,6 +541,12 @@ class TrackPanel(QWidget):
             self._say(f"NIfTI export needs a (Z, Y, X) volume read from NIfTI / NRRD (its geometry) with axis 0 "
                       f"= z; '{self._image_layer.name}' has none. Choose TIFF. Nothing was written.", error=True)
             return []
+        try:  # the export folder may be new; the folder holding it must exist
+            check_outputs([Output("The export folder", text, FOLDER)])
+        except FmscopeError as error:
+            self.panel.fail(error)
+            return []
+        Path(text).expanduser().mkdir(exist_ok=True)
         labels = np.where(np.isin(layer.data, list(self.state.tracked)), layer.data, 0).astype(np.uint16)
         base = Path(text).expanduser() / self._image_layer.name
         written = [base.with_name(base.name + ("_labels.nii.gz" if nifti else "_labels.tif")),
