@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from fmscope.errors import FmscopeError
+from fmscope.names import display_name
 
 JOBS = ("segment", "volume", "track", "domains", "embed")
 IMAGING_JOBS = ("segment", "volume", "track")
@@ -100,7 +101,7 @@ def _item(values: dict[str, str], row: int, base: Path) -> BatchItem:
     except ValueError:
         raise FmscopeError(f"Row {row}: slice '{get['slice']}' or resolution '{get['resolution']}' is not a number.",
                            "Give the key slice as an integer and resolutions as numbers separated by spaces.") from None
-    item_id = get["id"] or f"{row:04d}_{Path(get['input']).name.split('.')[0]}"
+    item_id = get["id"] or f"{row:04d}_{display_name(get['input'])}"
     if not item_id.replace("-", "").replace("_", "").replace(".", "").isalnum() or item_id.startswith("."):
         raise FmscopeError(f"Row {row}: id '{item_id}' cannot name a folder.", "Use letters, digits, '-', '_', '.'.")
     return BatchItem(

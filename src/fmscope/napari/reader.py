@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from fmscope.errors import FmscopeError
 from fmscope.imaging import io
+from fmscope.names import display_name
 
 LayerData = list[tuple]
 
@@ -16,7 +16,7 @@ def volume_layer_data(path: str) -> LayerData:
     the metadata keeps the :class:`~fmscope.imaging.io.Volume` (geometry) and axis 0 = z."""
     volume = io.read_volume(path)
     origin_zyx = tuple(reversed(volume.origin))
-    return [(volume.array, {"name": Path(path).name.split(".")[0], "scale": volume.spacing_zyx,
+    return [(volume.array, {"name": display_name(path), "scale": volume.spacing_zyx,
                             "translate": origin_zyx, "metadata": {"fmscope_volume": volume, "fmscope_axis": "z"}}, "image")]
 
 

@@ -9,10 +9,10 @@ napari draws as one texture. Layer tuples are ``(data, kwargs, layer_type)``.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
+from fmscope.names import display_name
 from fmscope.omics.io import Slide
 
 SLIDE_KEY = "fmscope_slide"  # layer metadata: the Slide a layer shows
@@ -35,7 +35,7 @@ def is_large(slide: Slide) -> bool:
 
 
 def slide_name(slide: Slide) -> str:
-    return (Path(slide.source).name.split(".")[0] or "slide") if slide.source else "slide"
+    return display_name(slide.source, "slide") if slide.source else "slide"
 
 
 def sorted_names(values: np.ndarray) -> list[str]:

@@ -18,6 +18,7 @@ import numpy as np
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
 from fmscope.imaging.tracking.frames import VIDEO_SUFFIXES, FrameSource, open_frames
+from fmscope.names import display_name
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 
@@ -118,7 +119,7 @@ def video_layer_data(path: str | Path, name: str | None = None) -> list[tuple]:
         low, high = float(first.min()), float(first.max())
         limits = (low, high if high > low else low + 1)
     metadata = {"fmscope_source": str(path), "fmscope_axis": "time", "fmscope_fps": source.fps}
-    kwargs = {"name": name or path.name.split(".")[0], "rgb": source.rgb, "contrast_limits": limits,
+    kwargs = {"name": name or display_name(path), "rgb": source.rgb, "contrast_limits": limits,
               "metadata": metadata}
     return [(data, kwargs, "image")]
 
