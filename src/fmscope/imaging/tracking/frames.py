@@ -19,7 +19,8 @@ import tifffile
 
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
-from fmscope.imaging.io import TIFF_SUFFIXES, VOLUME_SUFFIXES, Volume, read_image, read_volume
+from fmscope.imaging.dicom_pixels import check_pixel_data
+from fmscope.imaging.io import TIFF_SUFFIXES, VOLUME_SUFFIXES, Volume, is_dicom, read_image, read_volume
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -261,13 +262,19 @@ class DicomFrames(FrameSource):
 
 
 def _dicom_dataset(path: Path):
-    """The pydicom dataset (header only) when ``path`` is a DICOM file, else None."""
+    """The pydicom dataset (header only) when ``path`` is a DICOM file, else None; a DICOM file whose
+    header or pixel data is cut short is refused as truncated (never taken for a single frame)."""
     import pydicom
 
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=True)
-    except Exception:  # not DICOM
+        dataset = pydicom.dcmread(str(path), stop_before_pixels=True)
+    except Exception as error:  # not DICOM, or a DICOM cut short inside an element
+        if is_dicom(path):
+            raise FmscopeError(f"{path} is a truncated or damaged DICOM file ({type(error).__name__}: "
+                               f"{str(error)[:200]}).", "Copy or export the file again from its source.") from None
         return None
+    check_pixel_data(path)
+    return dataset
 
 
 def open_frames(source: str | os.PathLike | np.ndarray | FrameSource, *, kind: str = "stack") -> FrameSource:
