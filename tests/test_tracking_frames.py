@@ -113,3 +113,32 @@ def test_a_colour_picture_and_a_picture_renamed_mp4_are_not_frames(tmp_path):
     (tmp_path / "stack.mp4").write_bytes((tmp_path / "stack.tif").read_bytes())
     with pytest.raises(FmscopeError, match="is not a video: it holds a TIFF image"):
         open_frames(tmp_path / "stack.mp4")
+
+
+def test_a_video_damaged_mid_stream_names_each_bad_frame_never_blank(tmp_path):
+    """Bytes zeroed in the middle of the mp4's data: the frames they held raise an error naming the
+    frame and the file; the frames before and after the damage (from the next keyframe) decode."""
+    frames = np.random.default_rng(0).integers(0, 256, (24, 48, 64), dtype=np.uint8)
+    path = tmp_path / "damaged.mp4"
+    write_video(path, frames)
+    data = bytearray(path.read_bytes())
+    start, end = data.index(b"mdat") + 4, data.index(b"moov")  # the frames' data, then the index
+    middle = start + (end - start) * 2 // 5
+    data[middle:middle + (end - start) // 5] = bytes((end - start) // 5)
+    path.write_bytes(bytes(data))
+    video = open_frames(path)
+    assert video.n_frames == 24
+    bad = []
+    for index in range(video.n_frames):
+        try:
+            frame = video[index]
+        except FmscopeError as error:
+            assert f"{path}" in str(error) and f"frame {index}" in str(error)
+            bad.append(index)
+            continue
+        grey = frame.astype(int).mean(axis=-1)
+        assert np.abs(grey - frames[index]).mean() < 10, index  # the right picture, never a blank one
+    assert bad and bad[0] > 0 and bad[-1] < 23, bad
+    assert bad == list(range(bad[0], bad[-1] + 1))  # only the damaged stretch
+    video = open_frames(path)
+    assert np.abs(video[23].astype(int).mean(axis=-1) - frames[23]).mean() < 10  # a jump past the damage

@@ -132,12 +132,18 @@ def test_indexing_and_an_undecodable_frame():
     errors = []
     data = LazyFrames(BrokenAfter(6, bad=4), on_error=errors.append)
     assert data.shape == (6, 8, 8) and data.ndim == 3 and data.dtype == np.uint8 and len(data) == 6
-    assert data[2, 1:3].shape == (2, 8) and data[-3][0, 0] == 3 and data[..., 0].shape == (6, 8)
-    assert [int(f[0, 0]) for f in data[1:4]] == [1, 2, 3] and data[::-2].shape == (3, 8, 8)
+    assert data[2, 1:3].shape == (2, 8) and data[-3][0, 0] == 3 and data[:4, ..., 0].shape == (4, 8)
+    assert [int(f[0, 0]) for f in data[1:4]] == [1, 2, 3] and data[3::-2].shape == (2, 8, 8)
     with pytest.raises(IndexError):
         data[6]
-    assert not data[4].any() and not data[5].any()  # shown as zeros, reported once
-    assert len(errors) == 1 and "corrupt at frame 4" in str(errors[0]) and data.error is errors[0]
+    assert not data[4].any() and not data[5].any() and not data[4].any()  # shown blank, each one reported once
+    assert [str(e).split(".")[0] for e in errors] == ["broken is corrupt at frame 4", "broken is corrupt at frame 5"]
+    assert data.errors == {4: errors[0], 5: errors[1]}
+    for bulk in (lambda: data[3:6], lambda: np.asarray(data), lambda: data.frame(5)):  # data, not display: raise
+        with pytest.raises(FmscopeError, match="corrupt at frame 4|corrupt at frame 5"):
+            bulk()
+    with pytest.raises(FmscopeError, match="corrupt at frame 4"):  # no handler: the error itself
+        LazyFrames(BrokenAfter(6, bad=4))[4]
 
 
 @pytest.mark.slow

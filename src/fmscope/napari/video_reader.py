@@ -29,14 +29,16 @@ class LazyFrames:
     Indexing decodes only the frames selected on axis 0 (``data[k]``, ``data[k, y0:y1]``,
     ``data[a:b]``); ``np.asarray(data)`` decodes everything (avoid it on long videos).
     Reads are serialised with a lock (PyAV decoders are not thread-safe). A frame that cannot be
-    decoded reads as zeros and is reported once through ``on_error`` (the reader shows it in
-    napari), so the viewer never stops on a traceback; ``error`` keeps the first one.
+    decoded raises :class:`FmscopeError` naming it and the file, except where napari shows one
+    frame (``data[k]``) with an ``on_error`` handler: there the frame is blank and each such frame
+    is reported through ``on_error`` (the reader shows it in napari), so the viewer keeps going and
+    never shows a damaged frame unannounced; ``errors`` maps each frame index to its error.
     """
 
     def __init__(self, source: FrameSource, on_error: Callable[[FmscopeError], None] | None = None) -> None:
         self.source = source
         self.on_error = on_error
-        self.error: FmscopeError | None = None
+        self.errors: dict[int, FmscopeError] = {}
         frame_shape = (source.height, source.width) + ((3,) if source.rgb else ())
         self.shape = (source.n_frames,) + frame_shape
         self.dtype = np.dtype(source.dtype)
@@ -51,18 +53,25 @@ class LazyFrames:
         return f"LazyFrames({self.source.name!r}, shape={self.shape}, dtype={self.dtype})"
 
     def frame(self, index: int) -> np.ndarray:
-        """Frame ``index`` (H, W[, 3]), decoded on demand; IndexError outside 0..T-1."""
+        """Frame ``index`` (H, W[, 3]), decoded on demand; IndexError outside 0..T-1, FmscopeError
+        for a frame that cannot be decoded."""
         if not 0 <= index < self.shape[0]:
             raise IndexError(f"frame {index} is outside 0..{self.shape[0] - 1}")
         with self._lock:
-            try:
-                return np.asarray(self.source[index], dtype=self.dtype)
-            except FmscopeError as error:
-                if self.error is None:
-                    self.error = error
-                    if self.on_error is not None:
-                        self.on_error(error)
-                return np.zeros(self.shape[1:], self.dtype)
+            return np.asarray(self.source[index], dtype=self.dtype)
+
+    def shown_frame(self, index: int) -> np.ndarray:
+        """Frame ``index`` for display: with ``on_error``, an undecodable frame is reported (once per
+        frame) and shown blank; without it, it raises as :meth:`frame`."""
+        try:
+            return self.frame(index)
+        except FmscopeError as error:
+            if self.on_error is None:
+                raise
+            if index not in self.errors:
+                self.errors[index] = error
+                self.on_error(error)
+            return np.zeros(self.shape[1:], self.dtype)
 
     def __getitem__(self, key) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
@@ -73,7 +82,7 @@ class LazyFrames:
         first, rest = (key[0], key[1:]) if key else (slice(None), ())
         if isinstance(first, (int, np.integer)):
             index = int(first) + (self.shape[0] if first < 0 else 0)
-            return self.frame(index)[rest]
+            return self.shown_frame(index)[rest]
         indices = np.arange(self.shape[0])[first]
         if not indices.size:
             return np.zeros((0,) + self.shape[1:], self.dtype)[(slice(None),) + rest]

@@ -163,6 +163,8 @@ class ImageFolderFrames(FrameSource):
         return frame
 
 
+REENCODE = "Re-encode the video (ffmpeg -i in.mp4 out.mp4) or track the frames before the damage."
+
 # Codecs ffmpeg uses to read a still picture as a one-frame "video" (a TIFF or PNG renamed .mp4).
 STILL_IMAGE_CODECS = ("tiff", "png", "bmp", "gif", "webp", "jpeg2000", "sgi", "pam", "pgm", "ppm", "targa")
 
@@ -208,32 +210,50 @@ class VideoFrames(FrameSource):
         self._next_index = -1  # unknown until the first decoded frame
 
     def _read(self, index: int) -> np.ndarray:
+        """Frame ``index``; a frame the decoder fails on, drops or flags corrupt raises a
+        :class:`FmscopeError` naming it (never a blank frame), and the next read seeks afresh. A
+        forward decode that fails on damage before ``index`` is retried from a seek to ``index``."""
         import av
 
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]
-        if self._decoder is None or not (0 <= self._next_index <= index):
-            self._decode_from(index)
-        try:
-            for frame in self._decoder:
-                current = self._index_of_pts.get(frame.pts, self._next_index)
-                self._next_index = current + 1
-                if current < index:
-                    continue
-                picture = frame.to_ndarray(format="rgb24")
-                self._cache[current] = picture
-                while len(self._cache) > self._cache_frames:
-                    self._cache.popitem(last=False)
-                if current == index:
-                    return picture
+        seek = self._decoder is None or not (0 <= self._next_index <= index)
+        while True:
+            if seek:
+                self._decode_from(index)
+            try:
+                picture, error = self._decode_until(index), None
+            except av.error.FFmpegError as failure:
+                picture, error = None, failure
+            if picture is not None:
+                return picture
+            self._decoder = None
+            if seek:
                 break
-        except av.error.FFmpegError as error:
-            raise FmscopeError(f"{self.path} is corrupt at frame {index} ({str(error)[:200]}).",
-                               "Re-encode the video (ffmpeg -i in.mp4 out.mp4) or track the frames before it.") \
-                from None
-        raise FmscopeError(f"{self.path}: frame {index} could not be decoded.",
-                           "Re-encode the video (ffmpeg -i in.mp4 out.mp4).")
+            seek = True
+        if error is not None:
+            raise FmscopeError(f"{self.path} is corrupt at frame {index} ({str(error)[:200]}).", REENCODE)
+        raise FmscopeError(f"{self.path}: frame {index} could not be decoded (the video is damaged there).",
+                           REENCODE)
+
+    def _decode_until(self, index: int) -> np.ndarray | None:
+        """Decode forward to frame ``index``: its picture, or None when the decoder skips or damages it."""
+        for frame in self._decoder:
+            current = self._index_of_pts.get(frame.pts, self._next_index)
+            if current < 0:  # a frame without a known timestamp right after a seek: its index is unknown
+                return None
+            self._next_index = current + 1
+            if current < index:
+                continue
+            if current > index or frame.is_corrupt:
+                return None
+            picture = frame.to_ndarray(format="rgb24")
+            self._cache[current] = picture
+            while len(self._cache) > self._cache_frames:
+                self._cache.popitem(last=False)
+            return picture
+        return None
 
 
 class DicomFrames(FrameSource):
