@@ -242,3 +242,20 @@ def test_a_run_refuses_what_the_dry_run_refuses_with_its_message(tmp_path):
     row = run_item(item, signature(item), str(tmp_path / "out"), pool=ModelPool())
     assert row["status"] == "failed" and row["message"].startswith("Row 1 (noframe): a track item needs its key")
     assert not (tmp_path / "out" / "items" / "noframe").exists()
+
+
+def test_local_workers_keep_this_process_malloc_settings_and_one_torch_thread():
+    """Dask's MALLOC_TRIM_THRESHOLD_=65536 made each volume item ~50 % slower in a worker (benchmarks/batch.py)."""
+    import torch
+
+    from fmscope.batch.runner import local_client
+
+    client = local_client(1, threads_per_worker=1)
+    try:
+        settings = list(client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), torch.get_num_threads(),
+                                            os.environ.get("OMP_NUM_THREADS"))).values())
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+    assert settings == [(os.environ.get("MALLOC_TRIM_THRESHOLD_"), 1, "1")]
