@@ -31,18 +31,32 @@ def write_manifest(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def test_template_lists_the_sample_cases_and_validates(tmp_path):
+def test_template_lists_the_sample_cases_and_validates(tmp_path, capsys):
+    from fmscope.batch.manifest import JOBS, item_prompts
+
     template = tmp_path / "manifest.csv"
-    write_template(template)
+    assert main(["batch", str(template), "--template"]) == 0
     with pytest.raises(FmscopeError, match="never replaces"):
         write_template(template)
     text = template.read_text().replace("sample_data/", f"{samples.sample_data_dir()}/")
     template.write_text(text)
     items = read_manifest(template)
-    assert [i.job for i in items] == ["segment", "segment", "volume", "domains"]
-    assert [problem for _, problem in validate_items(items)] == [None] * 4
-    _, boxes = __import__("fmscope.batch.manifest", fromlist=["item_prompts"]).item_prompts(items[0])
+    assert [i.job for i in items] == ["segment", "segment", "volume", "track", "domains", "embed"]
+    assert set(JOBS) == {i.job for i in items}  # every job kind has an example row
+    assert [problem for _, problem in validate_items(items)] == [None] * 6
+    capsys.readouterr()
+    assert main(["batch", str(template), "-o", str(tmp_path / "out"), "--dry-run"]) == 0
+    assert "6 of 6 rows ready; nothing was run" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+    _, boxes = item_prompts(items[0])
     assert len(boxes) == 125  # one box per nucleus of the prompt mask
+    track = items[3]
+    assert track.input.name == "images.tif" and track.input.parent.name == "hela_timelapse"
+    frame, boxes = item_prompts(track)
+    assert frame == 0 and [list(b) for b in boxes.values()] == [[263, 309, 295, 338]]
+    truth = tifffile.imread(samples.get_case("hela_timelapse").labels_path)
+    assert set(np.unique(truth[0, 309:338, 263:295])) == {0, 40}  # the box holds one nucleus (track 40)
+    assert (truth == 40).any(axis=(1, 2)).all()  # which is on all 20 frames
 
 
 def test_dry_run_names_each_bad_row_and_runs_nothing(tmp_path, capsys):
@@ -228,3 +242,20 @@ def test_a_run_refuses_what_the_dry_run_refuses_with_its_message(tmp_path):
     row = run_item(item, signature(item), str(tmp_path / "out"), pool=ModelPool())
     assert row["status"] == "failed" and row["message"].startswith("Row 1 (noframe): a track item needs its key")
     assert not (tmp_path / "out" / "items" / "noframe").exists()
+
+
+def test_local_workers_keep_this_process_malloc_settings_and_one_torch_thread():
+    """Dask's MALLOC_TRIM_THRESHOLD_=65536 made each volume item ~50 % slower in a worker (benchmarks/batch.py)."""
+    import torch
+
+    from fmscope.batch.runner import local_client
+
+    client = local_client(1, threads_per_worker=1)
+    try:
+        settings = list(client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), torch.get_num_threads(),
+                                            os.environ.get("OMP_NUM_THREADS"))).values())
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+    assert settings == [(os.environ.get("MALLOC_TRIM_THRESHOLD_"), 1, "1")]

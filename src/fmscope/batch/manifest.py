@@ -41,7 +41,10 @@ TEMPLATE_ROWS = (
      "window": "lung", "truth": "sample_data/ct_lung_slice_labels.tif"},
     {"id": "ct_volume", "job": "volume", "input": "sample_data/ct_lung_volume.nrrd", "box": "82 81 109 106",
      "slice": "9", "window": "lung", "truth": "sample_data/ct_lung_volume_labels.nrrd"},
+    {"id": "hela_nucleus", "job": "track", "input": "sample_data/hela_timelapse/images.tif",
+     "box": "263 309 295 338", "slice": "0"},  # one nucleus on frame 0, followed through the 20 frames
     {"id": "visium", "job": "domains", "input": "sample_data/visium_mouse_brain", "resolution": "0.4 0.8"},
+    {"id": "xenium", "job": "embed", "input": "sample_data/xenium_breast_outs"},
 )
 
 

@@ -23,6 +23,10 @@ from fmscope.batch.manifest import BatchItem, row_message
 from fmscope.batch.models import ModelPool, worker_pool
 from fmscope.errors import FmscopeError
 
+# Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also turns off glibc's adaptive mmap
+# threshold: every torch buffer over 128 KiB is then mapped and unmapped anew (page faults), which
+# made each volume item ~50 % slower than the same call in one process (benchmarks/batch.py).
+WORKER_MALLOC_SETTING = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 TABLE_COLUMNS = ("id", "job", "input", "status", "message", "seconds", "outputs", "objects", "area_px", "volume_ml",
                  "domains", "dice", "nsd", "worker")
 
@@ -78,10 +82,12 @@ def default_workers() -> int:
 
 def local_client(workers: int | None = None, threads_per_worker: int = 1):
     """A Dask client on a new local cluster of worker processes (one item at a time per worker)."""
+    import dask
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
-                           dashboard_address=":0" if _has_dashboard() else None)
+    with dask.config.set({WORKER_MALLOC_SETTING: None}):  # glibc's defaults, as in the single commands
+        cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
+                               dashboard_address=":0" if _has_dashboard() else None)
     client = Client(cluster)
     client.register_plugin(ModelPool(torch_threads=threads_per_worker))
     return client

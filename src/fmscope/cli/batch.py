@@ -1,4 +1,4 @@
-"""``fmscope batch``: a manifest of items (segment, volume, domains, embed) on Dask distributed."""
+"""``fmscope batch``: a manifest of items (segment, volume, track, domains, embed) on Dask distributed."""
 
 from __future__ import annotations
 
