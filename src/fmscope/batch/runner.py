@@ -59,6 +59,7 @@ def run_item(item: BatchItem, item_signature: str, outdir: str, pool: ModelPool 
         records.write_record(temporary, item_signature, done)
 
     try:
+        folder.parent.mkdir(parents=True, exist_ok=True)  # OUTDIR/items: the batch's own folders
         atomic_write(folder, build)
     except FmscopeError as error:
         return {**row, "status": "failed", "message": row_message(item, error),
