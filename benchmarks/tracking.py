@@ -26,6 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import tifffile
 import torch
 from PIL import Image
 
@@ -129,14 +130,13 @@ def memory_child(which: str, n_frames: int, checkpoint: str) -> None:
 
 def hela_figures(n_frames: int) -> None:
     from fmscope import samples
-    from fmscope.imaging import io
     from fmscope.imaging.predictor import Segmenter
     from fmscope.imaging.tracking import TrackingSession, open_frames
     from fmscope.imaging.tracking.evaluation import score_tracker
     from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 
     case = samples.get_case("hela_timelapse")
-    images, tracks = io.read_image(case.image_path)[:n_frames], io.read_image(case.labels_path)[:n_frames]
+    images, tracks = tifffile.imread(case.image_path)[:n_frames], tifffile.imread(case.labels_path)[:n_frames]
     segmenter = Segmenter("litemedsam", device="cpu")
 
     def run(label: str, frames: np.ndarray, truth: np.ndarray, motion: bool) -> None:

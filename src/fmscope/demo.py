@@ -42,7 +42,7 @@ def _demo_volume(case: samples.SampleCase, segmenter: Segmenter, output: Path) -
     return metrics.dice(labels > 0, truth > 0)
 
 
-TRACK_DEMO_FRAMES, TRACK_DEMO_SIDE = 6, 160
+TRACK_DEMO_FRAMES, TRACK_DEMO_SIDE = 5, 256  # as tests/test_tracking_litemedsam.py: 89 object-frames
 
 
 def _demo_tracking(segmenter: Segmenter, output: Path) -> float:
