@@ -78,12 +78,15 @@ def test_box_propagate_correct_undo_and_export(hela_panel, qtbot, hela, segmente
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start(10)
+    started = time.perf_counter()
     panel.propagate()
     wait_idle(qtbot, panel)
+    frame_ms = (time.perf_counter() - started) * 1000 / FRAMES
     timer.stop()
     stall_ms = np.diff(ticks).max() * 1000
-    print(f"\nlongest UI stall while propagating {FRAMES} frames: {stall_ms:.0f} ms")
-    assert len(ticks) > 20 and stall_ms < 100  # the Qt thread never waited on the model
+    print(f"\nlongest UI stall while propagating {FRAMES} frames: {stall_ms:.0f} ms ({frame_ms:.0f} ms per frame)")
+    # the Qt thread never waited on the model: a model call on it would stall it for a whole frame
+    assert len(ticks) > 20 and stall_ms < 0.25 * frame_ms
     list(reference.propagate("both", (0, FRAMES - 1)))
     expected = reference.labels()
     assert np.array_equal(layer.data, expected)  # voxel for voxel what the engine gives
