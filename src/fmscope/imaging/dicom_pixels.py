@@ -21,9 +21,10 @@ ITEM, SEQUENCE_END = 0xFFFEE000, 0xFFFEE0DD
 UNDEFINED = 0xFFFFFFFF
 
 
-def check_pixel_data(path: str | os.PathLike) -> None:
-    """Raise :class:`FmscopeError` when the DICOM file at ``path`` holds fewer frames of pixel data than
-    its NumberOfFrames (1 when absent) says, naming what it holds."""
+def check_pixel_data(path: str | os.PathLike) -> pydicom.Dataset:
+    """The header (pydicom dataset without pixels) of the DICOM file at ``path``; raises
+    :class:`FmscopeError` when it holds fewer frames of pixel data than its NumberOfFrames (1 when
+    absent) says, naming what it holds. A file that is not DICOM raises pydicom's error."""
     path = Path(path)
     with open(path, "rb") as handle:
         header = pydicom.dcmread(handle, stop_before_pixels=True)  # leaves the file at the pixel data
@@ -33,7 +34,7 @@ def check_pixel_data(path: str | os.PathLike) -> None:
             int(getattr(header, "BitsAllocated", 8) or 8)
         syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", None)
         if syntax and syntax.is_deflated:  # the dataset is a zlib stream: no byte positions to check
-            return
+            return header
         endian = ">" if syntax and not syntax.is_little_endian else "<"
         length = _pixel_data_length(handle, bool(syntax and syntax.is_implicit_VR), endian)
         if length is None:
@@ -50,6 +51,7 @@ def check_pixel_data(path: str | os.PathLike) -> None:
                            f"{held_bytes:,} bytes ({held_frames} whole frame{'' if held_frames == 1 else 's'}).",
                            "Copy or export the file again from its source (PACS, scanner, archive); "
                            "fmscope reads only complete files.")
+    return header
 
 
 def _pixel_data_length(handle: BinaryIO, implicit: bool, endian: str) -> int | None:

@@ -284,17 +284,15 @@ class DicomFrames(FrameSource):
 def _dicom_dataset(path: Path):
     """The pydicom dataset (header only) when ``path`` is a DICOM file, else None; a DICOM file whose
     header or pixel data is cut short is refused as truncated (never taken for a single frame)."""
-    import pydicom
-
     try:
-        dataset = pydicom.dcmread(str(path), stop_before_pixels=True)
+        return check_pixel_data(path)  # one header read: the dataset, its pixel data checked
+    except FmscopeError:
+        raise
     except Exception as error:  # not DICOM, or a DICOM cut short inside an element
         if is_dicom(path):
             raise FmscopeError(f"{path} is a truncated or damaged DICOM file ({type(error).__name__}: "
                                f"{str(error)[:200]}).", "Copy or export the file again from its source.") from None
         return None
-    check_pixel_data(path)
-    return dataset
 
 
 def open_frames(source: str | os.PathLike | np.ndarray | FrameSource, *, kind: str = "stack") -> FrameSource:
