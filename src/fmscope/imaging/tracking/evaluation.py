@@ -3,6 +3,7 @@
 Protocol (demo, tests and benchmarks/tracking.py): each track gets a box from its ground-truth
 mask on its first frame, all objects are tracked forward in one session, and the score is the
 mean Dice over the object-frames inside the ground-truth tracks, the prompted frames excluded.
+The drift check shifts the frames ``drift`` px right on every other frame (:func:`drifted`).
 A track whose first mask is a sliver (a box of zero width or height, e.g. cut by a crop's edge)
 cannot be prompted with a box and is left out.
 """
@@ -53,3 +54,15 @@ def score_tracker(session: TrackingSession, tracks: np.ndarray) -> tuple[float, 
     for _ in session.propagate("forward"):
         pass
     return mean_track_dice(session.labels(), tracks, starts)
+
+
+def drifted(images: np.ndarray, tracks: np.ndarray, drift: int) -> tuple[np.ndarray, np.ndarray]:
+    """(T, H, W) frames and their track stack on a canvas ``drift`` px wider (median grey, empty
+    labels), shifted right by ``drift`` px on odd frames: a stage jump between every two frames."""
+    wide = np.full((*images.shape[:2], images.shape[2] + drift), np.median(images), images.dtype)
+    wide_tracks = np.zeros(wide.shape, tracks.dtype)
+    for index in range(len(images)):
+        offset = drift * (index % 2)
+        wide[index, :, offset:offset + images.shape[2]] = images[index]
+        wide_tracks[index, :, offset:offset + images.shape[2]] = tracks[index]
+    return wide, wide_tracks

@@ -7,7 +7,11 @@ block-averaged frames, which follows stage drift and camera motion) refined per 
 template matching: the object's box on the previous frame is matched (normalised
 cross-correlation, :func:`skimage.feature.match_template`) within one object size of where the
 drift puts it, and the best match is weighted by a Gaussian of the distance (sigma 0.8 object
-sizes) so a similar neighbour further away does not win. On the HeLa sample this puts the box
+sizes) so a similar neighbour further away does not win, and by the fraction of the object that
+would not land where another object is expected (the others' previous masks moved by the drift,
+and the masks prompted on this frame), so an object does not jump onto a neighbour it resembles
+(a dividing nucleus onto its daughter). The template is cut to what the drift leaves inside the
+frame, so an object at the edge is still matched after a jump. On the HeLa sample this puts the box
 within 5 px of the nucleus's true move for 97 % of object-frames (74 % for "no move"). A mask is kept while the volume :class:`~fmscope.imaging.volume.StopRule`
 holds (area against the prompted area, the model's score, mean intensity); otherwise a box
 twice as wide around the prior tries to re-find the object, and an object not found for
@@ -26,6 +30,7 @@ from collections.abc import Iterator
 
 import numpy as np
 from skimage.feature import match_template
+from scipy.signal import correlate
 from skimage.registration import phase_cross_correlation
 
 from fmscope.imaging.intensity import Intensity, resolve_intensity
@@ -79,18 +84,22 @@ def global_shift(previous: np.ndarray, current: np.ndarray) -> tuple[int, int]:
     return dy * factor, dx * factor
 
 
-def match_object(previous: np.ndarray, current: np.ndarray, mask: np.ndarray,
-                 drift: tuple[int, int]) -> tuple[int, int]:
+def match_object(previous: np.ndarray, current: np.ndarray, mask: np.ndarray, drift: tuple[int, int],
+                 occupied: np.ndarray | None = None) -> tuple[int, int]:
     """(dy, dx) by which the object ``mask`` (bool, on ``previous``) moved to reach ``current``:
-    its box on ``previous`` (plus a margin) matched on ``current`` by normalised
-    cross-correlation around the position the global ``drift`` predicts, weighted by a
-    Gaussian of the distance from it. Returns ``drift`` when there is nothing to match."""
+    its box on ``previous`` (plus a margin, less what the drift takes out of the frame) matched
+    on ``current`` by normalised cross-correlation around the position the global ``drift``
+    predicts, weighted by a Gaussian of the distance from it and, where ``occupied`` (bool, on
+    ``current``: where other objects are) is given, by the fraction of the object that would not
+    land on another object. Returns ``drift`` when there is nothing to match."""
     ys, xs = np.nonzero(mask)
     if ys.size == 0:
         return drift
     h, w = previous.shape
-    y0, y1 = max(0, ys.min() - TEMPLATE_MARGIN), min(h, ys.max() + 1 + TEMPLATE_MARGIN)
-    x0, x1 = max(0, xs.min() - TEMPLATE_MARGIN), min(w, xs.max() + 1 + TEMPLATE_MARGIN)
+    y0, y1 = max(0, ys.min() - TEMPLATE_MARGIN, -drift[0]), min(h, ys.max() + 1 + TEMPLATE_MARGIN, h - drift[0])
+    x0, x1 = max(0, xs.min() - TEMPLATE_MARGIN, -drift[1]), min(w, xs.max() + 1 + TEMPLATE_MARGIN, w - drift[1])
+    if y1 - y0 < 2 or x1 - x0 < 2:
+        return drift
     template = previous[y0:y1, x0:x1].astype(np.float32)
     size = max(ys.max() - ys.min(), xs.max() - xs.min()) + 1
     radius = max(MIN_MATCH_RADIUS, int(MATCH_RADIUS * size))
@@ -104,6 +113,11 @@ def match_object(previous: np.ndarray, current: np.ndarray, mask: np.ndarray,
     dy, dx = sy0 + gy - y0, sx0 + gx - x0  # the object's move for each placement
     sigma = max(4.0, MATCH_SIGMA * size)
     weighted = similarity * np.exp(-((dy - drift[0]) ** 2 + (dx - drift[1]) ** 2) / (2 * sigma ** 2))
+    if occupied is not None and occupied[sy0:sy1, sx0:sx1].any():
+        own = mask[y0:y1, x0:x1].astype(np.float32)
+        if own.sum() > 0:
+            landed = correlate(occupied[sy0:sy1, sx0:sx1].astype(np.float32), own, mode="valid", method="fft")
+            weighted = weighted * (1 - np.clip(landed / own.sum(), 0, 1))
     best = np.unravel_index(np.argmax(weighted), weighted.shape)
     return int(dy[best]), int(dx[best])
 
@@ -164,8 +178,12 @@ class LiteMedSAMTracker:
             found: dict[int, ObjectMask] = {}
             if previous and last_image is not None:
                 drift = global_shift(last_image, image) if self.motion_prior else (0, 0)
+                expected = {obj: shift_mask(mask, *drift) for obj, mask in previous.items()}
+                expected.update({obj: anchors[index].mask for obj, anchors in self.anchors.items() if index in anchors})
+                crowd = np.sum(list(expected.values()), axis=0, dtype=np.uint16)  # objects expected per pixel
                 for obj, mask in list(previous.items()):
-                    result = self._follow(obj, mask, last_image, image, drift)
+                    occupied = crowd > expected[obj]  # where other objects are expected
+                    result = self._follow(obj, mask, last_image, image, drift, occupied)
                     if result is not None:
                         found[obj] = result
                         previous[obj], missing[obj] = result.mask, 0
@@ -183,7 +201,7 @@ class LiteMedSAMTracker:
             yield index, found
 
     def _follow(self, obj: int, mask: np.ndarray, last_image: np.ndarray, image: np.ndarray,
-                drift: tuple[int, int]) -> ObjectMask | None:
+                drift: tuple[int, int], occupied: np.ndarray | None = None) -> ObjectMask | None:
         """The object's mask on the current frame from its previous mask, or None if not found."""
         if not self.motion_prior:
             box = box_from_mask(mask, self.stop.box_margin)
@@ -191,7 +209,7 @@ class LiteMedSAMTracker:
                 return None
             predicted = self.segmenter.predict(box=box)
             return ObjectMask(predicted.mask, predicted.score) if predicted.mask.any() else None
-        prior = shift_mask(mask, *match_object(last_image, image, mask, drift))
+        prior = shift_mask(mask, *match_object(last_image, image, mask, drift, occupied))
         box = box_from_mask(prior, self.stop.box_margin)
         if box is None or box[2] <= box[0] or box[3] <= box[1]:
             return None
