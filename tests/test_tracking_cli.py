@@ -11,9 +11,12 @@ import tifffile
 import torch
 
 from fmscope.cli import main
+from fmscope.imaging.model_file import TunedModel, trained_state, write_model_file
+from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.metrics import dice
 from fmscope.samples import sample_data_dir
+from fmscope.training.segmenter import TRAINED_PARTS
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +111,29 @@ def test_an_object_found_on_no_frame_is_warned_about(hela_crop, tmp_path, capsys
     captured = capsys.readouterr()
     assert "1: 1 frames, 2: 0 frames" in captured.out
     assert "warning: object 2 was found on no frame" in captured.err and "object 1 was" not in captured.err
+
+
+@pytest.mark.slow
+def test_a_fine_tuned_model_file_tracks_like_its_weights(hela_crop, tmp_path, capsys):
+    """`--model tuned.pt` (a file from train-segmenter) tracks with the tuned segmenter; a file
+    holding the base weights gives the embedded model's labels, one of another base is refused."""
+    path, images, tracks = hela_crop
+    segmenter = Segmenter("litemedsam", device="cpu")
+    tuned = TunedModel("litemedsam", "litemedsam", segmenter.model.weights_sha256, TRAINED_PARTS,
+                       trained_state(segmenter.model.net, TRAINED_PARTS))
+    write_model_file(tmp_path / "tuned.pt", tuned)
+    box = box_from_mask(tracks[0] == largest_tracks(tracks, 1)[0])
+    labels = []
+    for model in ("litemedsam", str(tmp_path / "tuned.pt")):
+        out = tmp_path / f"labels_{len(labels)}.tif"
+        assert main(["track", str(path), "--frame", "0", "--box", *map(str, box), "--model", model, "-o", str(out),
+                     "--direction", "forward", "--range", "0", "2", "--device", "cpu"]) == 0
+        labels.append(tifffile.imread(out))
+    assert labels[0][1:3].any() and np.array_equal(labels[0], labels[1])
+    tuned.base_sha256 = "0" * 64
+    write_model_file(tmp_path / "other.pt", tuned)
+    capsys.readouterr()
+    out = tmp_path / "other.tif"
+    assert main(["track", str(path), "--frame", "0", "--box", *map(str, box), "--model", str(tmp_path / "other.pt"),
+                 "-o", str(out), "--device", "cpu"]) == 1
+    assert "other.pt" in capsys.readouterr().err and not out.exists()

@@ -12,12 +12,14 @@ import tifffile
 from napari_helpers import wait_idle
 from qtpy.QtCore import QTimer
 
+from fmscope.imaging.model_file import TunedModel, trained_state, write_model_file
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.tracking import TrackingSession, open_frames
 from fmscope.imaging.tracking.export import tracks_data
 from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 from fmscope.napari.track_panel import BOXES, CLICKS, LABELS, TRACKS, TrackPanel
 from fmscope.samples import get_case
+from fmscope.training.segmenter import TRAINED_PARTS
 
 FRAMES, SIDE = 4, 128
 NUCLEUS, NEIGHBOUR = 12, 9  # ground-truth track ids of two nuclei in the crop, both on frame 0
@@ -215,6 +217,11 @@ def test_bad_input_gives_a_message_and_changes_nothing(make_napari_viewer, qtbot
         panel.propagate()
         assert panel.worker.idle and not layer.data.any() and not panel.state.objects
 
+        panel.model_combo.setCurrentText("/nonexistent/tuned.pt")
+        viewer.layers[CLICKS].add([0, 22, 22])
+        assert "nor a model file" in panel.status.text()
+        assert panel.worker.idle and not layer.data.any() and not panel.state.objects
+
         panel.model_combo.setCurrentText("litemedsam")
         viewer.layers[BOXES].scale = (1, 2, 2)  # a box on another grid
         viewer.layers[BOXES].add_rectangles(rectangle([10, 10, 40, 40], 0))
@@ -272,3 +279,21 @@ def test_samples_open_with_their_frame_axis(make_napari_viewer, qtbot):
         assert np.allclose(viewer.layers[BOXES].scale, viewer.layers["ct_lung_volume"].scale)
     finally:
         panel.worker.shutdown()
+
+
+@pytest.mark.slow
+def test_a_model_file_is_a_model_choice(hela_panel, qtbot, hela, segmenter, tmp_path):
+    """A file from train-segmenter typed in 'model' tracks with that segmenter (here the base
+    weights, so the labels are the embedded model's)."""
+    viewer, panel = hela_panel
+    images, tracks = hela
+    path = tmp_path / "tuned.pt"
+    write_model_file(path, TunedModel("litemedsam", "litemedsam", segmenter.model.weights_sha256, TRAINED_PARTS,
+                                      trained_state(segmenter.model.net, TRAINED_PARTS)))
+    panel.model_combo.setCurrentText(str(path))
+    box = gt_box(tracks, 0, NUCLEUS)
+    viewer.layers[BOXES].add_rectangles(rectangle(box, 0))
+    wait_idle(qtbot, panel)
+    session = panel._session[1]
+    assert session.backend.segmenter.model.tuned is not None
+    assert np.array_equal(viewer.layers[LABELS].data[0], engine(images, segmenter).add_box(0, 1, box).labels)

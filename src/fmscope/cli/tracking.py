@@ -28,7 +28,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
     from fmscope.outputs import Output, check_outputs
 
     check_outputs([Output("-o", args.output, LABEL_SUFFIXES), Output("--overlay", args.overlay, (".mp4",)),
-                   Output("--table", args.table, (".csv",))], [args.input, args.checkpoint])
+                   Output("--table", args.table, (".csv",))], [args.input, args.checkpoint, args.model])
 
 
 def _point_prompts(args: argparse.Namespace) -> dict[int, tuple[list, list]]:
@@ -91,10 +91,12 @@ def write_overlay_video(session, path: str, window) -> None:
 
 
 def _session(args: argparse.Namespace, frames):
+    from fmscope.imaging.model_file import looks_like_model_file
     from fmscope.imaging.tracking import TrackingSession
 
-    if args.model not in TRACKING_MODELS:
-        raise FmscopeError(f"'{args.model}' cannot track.", f"Use --model with one of: {', '.join(TRACKING_MODELS)}.")
+    if args.model not in TRACKING_MODELS and not looks_like_model_file(args.model):
+        raise FmscopeError(f"'{args.model}' cannot track.", f"Use --model with one of: {', '.join(TRACKING_MODELS)}, "
+                           "or the path of a model file from 'fmscope train-segmenter'.")
     return TrackingSession(frames, model=args.model, checkpoint=args.checkpoint, window=_window(args.window),
                            device=args.device)
 
@@ -166,7 +168,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     track.add_argument("--object", type=int, action="append",
                        help="object id of each --point (one per point, or one for all; default 1)")
     track.add_argument("--model", default="litemedsam", help=f"{', '.join(TRACKING_MODELS)} (default litemedsam, "
-                                                            "embedded; the others need --checkpoint)")
+                                                            "embedded; the others need --checkpoint), or a model "
+                                                            "file from 'fmscope train-segmenter' (tracks as litemedsam)")
     track.add_argument("--checkpoint", help="weights file or folder (else $FMSCOPE_CHECKPOINT_DIR)")
     track.add_argument("--direction", choices=("both", "forward", "backward"), default="both")
     track.add_argument("--range", nargs=2, type=int, metavar=("FIRST", "LAST"), help="track only these frames")

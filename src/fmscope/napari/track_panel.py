@@ -89,6 +89,7 @@ class TrackPanel(QWidget):
         self.axis_combo.addItems(AXES)
         self.model_combo = QComboBox()
         self.model_combo.addItems(MODELS)
+        self.model_combo.setEditable(True)  # or the path of an fmscope model file (tracks as litemedsam)
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setPlaceholderText("weights file (MedSAM2 / SAM2.1 only)")
         self.negative_box = QCheckBox("negative clicks")
@@ -238,8 +239,15 @@ class TrackPanel(QWidget):
         if self._image_layer is None:
             self._say("Choose a time-lapse, video or volume: (T, Y, X[, C]) or (Z, Y, X).", error=True)
             return None
-        model, checkpoint = self.model_combo.currentText(), self.checkpoint_edit.text().strip()
-        if model != "litemedsam":
+        model, checkpoint = self.model_combo.currentText().strip(), self.checkpoint_edit.text().strip()
+        if model not in MODELS:
+            if not Path(model).expanduser().is_file():
+                self._say(f"'{model}' is neither a tracking model ({', '.join(MODELS)}) nor a model file: "
+                          "choose one or give the path of a file from 'fmscope train-segmenter'. Nothing was changed.",
+                          error=True)
+                return None
+            model = str(Path(model).expanduser())
+        elif model != "litemedsam":
             if not checkpoint and not os.environ.get(CHECKPOINT_DIR_ENV):
                 self._say(f"{model} needs its checkpoint: give the weights file in 'checkpoint' "
                           f"(fmscope never downloads weights). Nothing was changed.", error=True)

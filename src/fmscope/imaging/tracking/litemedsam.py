@@ -12,9 +12,9 @@ would not land where another object is expected (the others' previous masks move
 and the masks prompted on this frame), so an object does not jump onto a neighbour it resembles
 (a dividing nucleus onto its daughter). The template is cut to what the drift leaves inside the
 frame, so an object at the edge is still matched after a jump. On the HeLa sample this puts the box
-within 5 px of the nucleus's true move for 97 % of object-frames (74 % for "no move"). A mask is kept while the volume :class:`~fmscope.imaging.volume.StopRule`
-holds (area against the prompted area, the model's score, mean intensity); otherwise a box
-twice as wide around the prior tries to re-find the object, and an object not found for
+within 5 px of the nucleus's true move for 97 % of object-frames (74 % for "no move").
+A mask is kept while the volume :class:`~fmscope.imaging.volume.StopRule` holds (area against
+the prompted area, the model's score, mean intensity); otherwise a box twice as wide around the prior tries to re-find the object, and an object not found for
 ``lost_frames`` frames stops. A user prompt on a frame is an anchor: the object restarts from it.
 Objects on a frame share its embeddings (the ROI-zoom grid crops are cached).
 No point is added to the box: LiteMedSAM was trained on boxes, and a positive click at the
@@ -128,9 +128,11 @@ class LiteMedSAMTracker:
     def __init__(self, frames: FrameSource, checkpoint: str | os.PathLike | None = None,
                  window: str | tuple[float, float] | None = None, device: str | None = None,
                  motion_prior: bool = True, stop: StopRule = StopRule(), lost_frames: int = 3,
-                 segmenter: Segmenter | None = None) -> None:
+                 segmenter: Segmenter | None = None, model: str | os.PathLike = "litemedsam") -> None:
+        """``model``: ``litemedsam`` or an fmscope model file (a fine-tuned segmenter; ``checkpoint``:
+        its base weights where they are not embedded)."""
         self.frames, self.motion_prior, self.stop, self.lost_frames = frames, motion_prior, stop, lost_frames
-        self.segmenter = segmenter if segmenter is not None else Segmenter("litemedsam", checkpoint, device)
+        self.segmenter = segmenter if segmenter is not None else Segmenter(model, checkpoint, device)
         self.intensity: Intensity = resolve_intensity(self._intensity_sample(), window)
         self.anchors: dict[int, dict[int, ObjectMask]] = {}  # object -> frame -> prompted mask
         self.reference: dict[int, tuple[int, float]] = {}  # object -> (prompted area, mean mapped intensity)

@@ -70,11 +70,14 @@ class TrackerBackend(Protocol):
 
 def make_backend(frames: FrameSource, model: str, checkpoint: str | os.PathLike | None,
                  window: str | tuple[float, float] | None, device: str | None) -> TrackerBackend:
-    """The tracking backend for registry name ``model``."""
-    if model == "litemedsam":
+    """The tracking backend for registry name ``model``, or for an fmscope model file (a segmenter
+    fine-tuned by ``fmscope train-segmenter``: it tracks as the default tracker does, per frame)."""
+    from fmscope.imaging.model_file import looks_like_model_file
+
+    if model == "litemedsam" or looks_like_model_file(model):
         from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 
-        return LiteMedSAMTracker(frames, checkpoint=checkpoint, window=window, device=device)
+        return LiteMedSAMTracker(frames, model=model, checkpoint=checkpoint, window=window, device=device)
     from fmscope.imaging.tracking.medsam2 import Sam2Tracker
 
     return Sam2Tracker(frames, model=model, checkpoint=checkpoint, window=window, device=device)
