@@ -160,11 +160,20 @@ def memory_child(which: str, n_frames: int, checkpoint: str, device: str) -> Non
                       "seconds": seconds}))
 
 
+def timed_score(session, truth: np.ndarray) -> tuple[float, int, float]:
+    """(mean Dice, object-frames, seconds) of the ground-truth protocol (evaluation.score_tracker)."""
+    from fmscope.imaging.tracking.evaluation import score_tracker
+
+    started = time.perf_counter()
+    score, count = score_tracker(session, truth)
+    return score, count, time.perf_counter() - started
+
+
 def hela_figures(n_frames: int) -> None:
     from fmscope import samples
     from fmscope.imaging.predictor import Segmenter
     from fmscope.imaging.tracking import TrackingSession, open_frames
-    from fmscope.imaging.tracking.evaluation import drifted, score_tracker
+    from fmscope.imaging.tracking.evaluation import drifted
     from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 
     case = samples.get_case("hela_timelapse")
@@ -174,9 +183,7 @@ def hela_figures(n_frames: int) -> None:
     def run(label: str, frames: np.ndarray, truth: np.ndarray, motion: bool) -> None:
         source = open_frames(frames)
         session = TrackingSession(source, backend=LiteMedSAMTracker(source, motion_prior=motion, segmenter=segmenter))
-        started = time.perf_counter()
-        score, count = score_tracker(session, truth)
-        seconds = time.perf_counter() - started
+        score, count, seconds = timed_score(session, truth)
         print(f"default tracker, HeLa {frames.shape[0]}x{frames.shape[1]}x{frames.shape[2]}, {label}: mean Dice "
               f"{score:.3f} over {count} object-frames, {seconds / len(frames) * 1000:.0f} ms per frame "
               f"({len(np.unique(truth)) - 1} tracks)", flush=True)
@@ -193,7 +200,6 @@ def many_objects(wheel: Path, n_objects: int, n_frames: int) -> None:
     import importlib.util
 
     from fmscope.imaging.tracking import TrackingSession, open_frames
-    from fmscope.imaging.tracking.evaluation import score_tracker
 
     spec = importlib.util.spec_from_file_location("make_hela_sample", Path(__file__).parents[1] / "scripts" /
                                                   "make_hela_sample.py")
@@ -206,10 +212,7 @@ def many_objects(wheel: Path, n_objects: int, n_frames: int) -> None:
     whole = [int(k) for k in np.unique(tracks[0]) if k and all((frame == k).any() for frame in tracks)]
     chosen = np.random.default_rng(0).choice(whole, size=min(n_objects, len(whole)), replace=False)
     truth = np.where(np.isin(tracks, chosen), tracks, 0)
-    session = TrackingSession(open_frames(images), model="litemedsam", device="cpu")
-    started = time.perf_counter()
-    score, count = score_tracker(session, truth)
-    seconds = time.perf_counter() - started
+    score, count, seconds = timed_score(TrackingSession(open_frames(images), model="litemedsam", device="cpu"), truth)
     print(f"default tracker, {len(chosen)} HeLa nuclei through {n_frames} frames of {images.shape[1]}x"
           f"{images.shape[2]} px: {seconds:.0f} s ({seconds / 60:.1f} min, {seconds / n_frames:.1f} s per frame), "
           f"mean Dice {score:.3f} over {count} object-frames", flush=True)
