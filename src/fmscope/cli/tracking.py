@@ -98,7 +98,7 @@ def _session(args: argparse.Namespace, frames):
         raise FmscopeError(f"'{args.model}' cannot track.", f"Use --model with one of: {', '.join(TRACKING_MODELS)}, "
                            "or the path of a model file from 'fmscope train-segmenter'.")
     return TrackingSession(frames, model=args.model, checkpoint=args.checkpoint, window=_window(args.window),
-                           device=args.device)
+                           device=args.device, precision="fast" if args.fast else "fp32")
 
 
 def _window(text):
@@ -147,6 +147,9 @@ def volume_labels_by_tracking(args: argparse.Namespace, volume) -> np.ndarray:
 
     if args.model not in TRACKING_MODELS:
         raise FmscopeError(f"'{args.model}' cannot track.", f"Use --model with one of: {', '.join(TRACKING_MODELS)}.")
+    if args.fast:
+        raise FmscopeError(f"--fast is for the LiteMedSAM / MedSAM encoder; {args.model} runs as sam2 runs it.",
+                           "Leave out --fast.")
     return track_volume(volume, args.slice, dict(enumerate(args.box, start=1)), model=args.model,
                         checkpoint=args.checkpoint, window=_window(args.window), device=args.device,
                         direction=args.direction, slice_range=tuple(args.range) if args.range else None,
@@ -171,6 +174,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                                             "embedded; the others need --checkpoint), or a model "
                                                             "file from 'fmscope train-segmenter' (tracks as litemedsam)")
     track.add_argument("--checkpoint", help="weights file or folder (else $FMSCOPE_CHECKPOINT_DIR)")
+    track.add_argument("--fast", action="store_true", help="bfloat16 encoder for litemedsam (faster, not bit-exact)")
     track.add_argument("--direction", choices=("both", "forward", "backward"), default="both")
     track.add_argument("--range", nargs=2, type=int, metavar=("FIRST", "LAST"), help="track only these frames")
     track.add_argument("--window", help="CT/MR window: preset or LEVEL,WIDTH; default automatic")

@@ -128,11 +128,14 @@ class LiteMedSAMTracker:
     def __init__(self, frames: FrameSource, checkpoint: str | os.PathLike | None = None,
                  window: str | tuple[float, float] | None = None, device: str | None = None,
                  motion_prior: bool = True, stop: StopRule = StopRule(), lost_frames: int = 3,
-                 segmenter: Segmenter | None = None, model: str | os.PathLike = "litemedsam") -> None:
+                 segmenter: Segmenter | None = None, model: str | os.PathLike = "litemedsam",
+                 precision: str = "fp32") -> None:
         """``model``: ``litemedsam`` or an fmscope model file (a fine-tuned segmenter; ``checkpoint``:
-        its base weights where they are not embedded)."""
+        its base weights where they are not embedded). ``precision``: the segmenter's (``"fast"``:
+        bfloat16 encoder, about 2x faster on CPUs with AMX / AVX-512 BF16)."""
         self.frames, self.motion_prior, self.stop, self.lost_frames = frames, motion_prior, stop, lost_frames
-        self.segmenter = segmenter if segmenter is not None else Segmenter(model, checkpoint, device)
+        self.segmenter = (segmenter if segmenter is not None
+                          else Segmenter(model, checkpoint, device, precision=precision))
         self.intensity: Intensity = resolve_intensity(self._intensity_sample(), window)
         self.anchors: dict[int, dict[int, ObjectMask]] = {}  # object -> frame -> prompted mask
         self.reference: dict[int, tuple[int, float]] = {}  # object -> (prompted area, mean mapped intensity)

@@ -69,15 +69,21 @@ class TrackerBackend(Protocol):
 
 
 def make_backend(frames: FrameSource, model: str, checkpoint: str | os.PathLike | None,
-                 window: str | tuple[float, float] | None, device: str | None) -> TrackerBackend:
+                 window: str | tuple[float, float] | None, device: str | None,
+                 precision: str = "fp32") -> TrackerBackend:
     """The tracking backend for registry name ``model``, or for an fmscope model file (a segmenter
-    fine-tuned by ``fmscope train-segmenter``: it tracks as the default tracker does, per frame)."""
+    fine-tuned by ``fmscope train-segmenter``: it tracks as the default tracker does, per frame).
+    ``precision``: the segmenter's (``"fast"``: bfloat16 encoder), for those per-frame trackers only."""
     from fmscope.imaging.model_file import looks_like_model_file
 
     if model == "litemedsam" or looks_like_model_file(model):
         from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 
-        return LiteMedSAMTracker(frames, model=model, checkpoint=checkpoint, window=window, device=device)
+        return LiteMedSAMTracker(frames, model=model, checkpoint=checkpoint, window=window, device=device,
+                                 precision=precision)
+    if precision != "fp32":
+        raise FmscopeError(f"Precision '{precision}' is for the LiteMedSAM tracker; {model} runs as sam2 runs it.",
+                           "Leave out --fast, or track with --model litemedsam.")
     from fmscope.imaging.tracking.medsam2 import Sam2Tracker
 
     return Sam2Tracker(frames, model=model, checkpoint=checkpoint, window=window, device=device)
@@ -88,10 +94,11 @@ class TrackingSession:
 
     def __init__(self, frames: FrameSource | str | os.PathLike | np.ndarray, model: str = "litemedsam",
                  checkpoint: str | os.PathLike | None = None, window: str | tuple[float, float] | None = None,
-                 device: str | None = None, backend: TrackerBackend | None = None) -> None:
+                 device: str | None = None, backend: TrackerBackend | None = None, precision: str = "fp32") -> None:
         self.frames = open_frames(frames)
         self.model = model
-        self.backend = backend if backend is not None else make_backend(self.frames, model, checkpoint, window, device)
+        self.backend = backend if backend is not None else make_backend(self.frames, model, checkpoint, window, device,
+                                                                        precision)
         self.store = LabelStore(self.frames.n_frames, self.frames.shape)
         self.prompts: dict[int, dict[int, Prompt]] = {}  # object -> frame -> prompt
         self.tracked: dict[int, dict[int, bool]] = {}  # object -> frame -> tracked in reverse
