@@ -16,7 +16,8 @@ within 5 px of the nucleus's true move for 97 % of object-frames (74 % for "no m
 A mask is kept while the volume :class:`~fmscope.imaging.volume.StopRule` holds (area against
 the prompted area, the model's score, mean intensity); otherwise a box twice as wide around the
 prior tries to re-find the object, and an object not found for ``lost_frames`` frames stops.
-A user prompt on a frame is an anchor: the object restarts from it. Objects on a frame share its embeddings (the ROI-zoom grid crops are cached).
+A user prompt on a frame is an anchor: the object restarts from it. Objects on a frame share
+its embeddings (the ROI-zoom grid crops are cached).
 No point is added to the box: LiteMedSAM was trained on boxes, and a positive click at the
 prior's centre lowered a HeLa nucleus's Dice from 0.97 to 0.35-0.76 (measured).
 ``motion_prior=False`` is the naive tracker used as the benchmark baseline: the box from the
