@@ -111,9 +111,16 @@ def test_eval_shape_mismatch(tmp_path):
 
 @pytest.mark.slow
 def test_demo_prints_dice_per_case_and_writes_overlays(tmp_path):
-    result = run("demo", "-o", tmp_path, timeout=1800)
+    """A subset of the demo's cases (the full demo's figures are in the README, from `make demo`; nuclei and
+    tracking accuracy are guarded by tests/test_accuracy.py and the motion-prior tracking test)."""
+    chosen = ("ct_lung_slice", "ct_lung_volume")
+    result = run("demo", "-o", tmp_path, "--cases", *chosen, timeout=1800)
     assert result.returncode == 0, result.stderr
     for case in samples.CASES:
-        line = next(line for line in result.stdout.splitlines() if line.strip().startswith(case.name))
-        assert float(line.split("dice")[1].split()[0]) > 0.5, line
+        lines = [line for line in result.stdout.splitlines() if line.strip().startswith(case.name)]
+        if case.name not in chosen:
+            assert not lines and not (tmp_path / f"{case.name}_overlay.png").exists()
+            continue
+        assert float(lines[0].split("dice")[1].split()[0]) > 0.5, lines[0]
         assert (tmp_path / f"{case.name}_overlay.png").is_file()
+    assert "slice" in result.stderr and "%" in result.stderr  # the volume's progress bar

@@ -56,23 +56,32 @@ def _demo_tracking(segmenter: Segmenter, output: Path) -> float:
     tracks = tifffile.imread(case.labels_path)[:TRACK_DEMO_FRAMES, :TRACK_DEMO_SIDE, :TRACK_DEMO_SIDE]
     frames = open_frames(images)
     session = TrackingSession(frames, backend=LiteMedSAMTracker(frames, segmenter=segmenter))
-    score, _ = score_tracker(session, tracks)
+    score, _ = score_tracker(session, tracks, progress=True)
     io.write_image(session.labels(), output / "hela_timelapse_tracks.tif")
     return score
 
 
-def run_demo(output: Path, fast: bool = False) -> dict[str, float]:
-    """Segment every sample case, write labels + overlay PNGs to ``output``, print Dice per case."""
+DEMO_CASES: tuple[str, ...] = tuple(case.name for case in samples.CASES + samples.TIMELAPSES)
+
+
+def run_demo(output: Path, fast: bool = False, cases: tuple[str, ...] = DEMO_CASES) -> dict[str, float]:
+    """Segment the sample ``cases`` (default: all of :data:`DEMO_CASES`), write labels + overlay PNGs to
+    ``output``, print Dice per case. Every step longer than a few seconds shows a progress bar on stderr."""
     output.mkdir(exist_ok=True)
     segmenter = Segmenter("litemedsam", precision="fast" if fast else "fp32")
     scores = {}
     print(f"fmscope demo: LiteMedSAM ({segmenter.precision}) on {segmenter.model.device}, boxes from ground truth")
     for case in samples.CASES:
+        if case.name not in cases:
+            continue
         started = time.perf_counter()
         run = _demo_image if case.kind == "image" else _demo_volume
         scores[case.name] = run(case, segmenter, output)
         print(f"  {case.name:<16} dice {scores[case.name]:.3f}  ({time.perf_counter() - started:.1f} s)  "
               f"{case.description}")
+    if "hela_timelapse" not in cases:
+        print(f"masks and overlays in {output.resolve()}")
+        return scores
     started = time.perf_counter()
     scores["hela_timelapse"] = _demo_tracking(segmenter, output)
     print(f"  {'hela_timelapse':<16} dice {scores['hela_timelapse']:.3f}  ({time.perf_counter() - started:.1f} s)  "

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from fmscope import samples
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError, UsageError
 from fmscope.imaging.intensity import parse_window
@@ -174,7 +175,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from fmscope.demo import run_demo
 
     check_outputs([Output("-o", args.output, FOLDER)])
-    run_demo(Path(args.output), fast=args.fast)
+    run_demo(Path(args.output), fast=args.fast, cases=tuple(args.cases))
     return 0
 
 
@@ -220,4 +221,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run the default model on every sample case")
     demo.add_argument("-o", "--output", default="demo_output", help="folder for masks and overlays")
     demo.add_argument("--fast", action="store_true", help="bfloat16 encoder")
+    demo_cases = [case.name for case in samples.CASES + samples.TIMELAPSES]
+    demo.add_argument("--cases", nargs="+", choices=demo_cases, default=demo_cases, metavar="CASE",
+                      help=f"run only these sample cases (default: all: {', '.join(demo_cases)})")
     demo.set_defaults(run=cmd_demo)

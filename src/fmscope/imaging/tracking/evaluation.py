@@ -11,6 +11,7 @@ cannot be prompted with a box and is left out.
 from __future__ import annotations
 
 import numpy as np
+from tqdm import tqdm
 
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.tracking.session import TrackingSession
@@ -48,11 +49,15 @@ def mean_track_dice(labels: np.ndarray, tracks: np.ndarray, starts: dict[int, in
     return (float(np.mean(scores)) if scores else float("nan")), len(scores)
 
 
-def score_tracker(session: TrackingSession, tracks: np.ndarray) -> tuple[float, int]:
-    """Prompt every track on its first frame, track forward, return (mean Dice, object-frames)."""
+def score_tracker(session: TrackingSession, tracks: np.ndarray, progress: bool = False) -> tuple[float, int]:
+    """Prompt every track on its first frame, track forward, return (mean Dice, object-frames).
+    ``progress``: a tqdm bar of frames tracked (on stderr)."""
     starts = prompt_tracks(session, tracks)
-    for _ in session.propagate("forward"):
-        pass
+    with tqdm(total=session.frames.n_frames, desc="tracking frames", unit="frame", disable=not progress) as bar:
+        for result in session.propagate("forward"):
+            bar.total = result.total
+            bar.n = result.done
+            bar.refresh()
     return mean_track_dice(session.labels(), tracks, starts)
 
 
