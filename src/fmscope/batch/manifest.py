@@ -27,10 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+from fmscope import models
 from fmscope.errors import FmscopeError
 from fmscope.names import display_name
 
 JOBS = ("segment", "volume", "track", "domains", "embed")
+IMAGING_CAPABILITIES = {"segment": models.SEGMENT, "volume": models.VOLUME, "track": models.TRACK}  # job -> model needs
 IMAGING_JOBS = ("segment", "volume", "track")
 COLUMNS = ("id", "job", "input", "series", "box", "slice", "prompt_file", "model", "checkpoint", "window",
            "resolution", "truth")
@@ -59,7 +61,7 @@ class BatchItem:
     boxes: tuple[tuple[float, float, float, float], ...] = ()
     slice: int | None = None
     prompt_file: Path | None = None
-    model: str = "litemedsam"
+    model: str = models.DEFAULT_SEGMENTER
     checkpoint: str | None = None
     window: str | None = None
     resolutions: tuple[float, ...] = (0.2, 0.4, 0.6, 1.0)
@@ -107,11 +109,16 @@ def _item(values: dict[str, str], row: int, base: Path) -> BatchItem:
     item_id = get["id"] or f"{row:04d}_{display_name(get['input'])}"
     if not item_id.replace("-", "").replace("_", "").replace(".", "").isalnum() or item_id.startswith("."):
         raise FmscopeError(f"Row {row}: id '{item_id}' cannot name a folder.", "Use letters, digits, '-', '_', '.'.")
+    model = get["model"] or models.DEFAULT_SEGMENTER
+    capability = IMAGING_CAPABILITIES.get(get["job"])
+    if capability is not None and not models.can(model, capability):
+        raise FmscopeError(f"Row {row}: model '{model}' cannot {get['job']}.",
+                           f"For a {get['job']} row use one of: {models.choices_text(capability)}.")
     return BatchItem(
         id=item_id, job=get["job"], input=_path(get["input"], base), series=get["series"] or None,
         boxes=_boxes(get["box"], row), slice=key,
         prompt_file=_path(get["prompt_file"], base) if get["prompt_file"] else None,
-        model=get["model"] or "litemedsam",
+        model=model,
         checkpoint=str(_path(get["checkpoint"], base)) if get["checkpoint"] else None,
         window=get["window"] or None, resolutions=resolutions,
         truth=_path(get["truth"], base) if get["truth"] else None, row=row)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from fmscope import models
+
 
 class ModelPool(WorkerPlugin):
     """Segmenters by (model, checkpoint), built on first use; ``loads`` counts the models built."""
@@ -37,20 +39,27 @@ class ModelPool(WorkerPlugin):
             self.loads += 1
         return self.segmenters[key]
 
-    def tracker(self, frames, model: str, checkpoint: str | None, window):
-        """A tracking backend for ``frames`` whose model weights are the worker's (loaded on first use)."""
-        if model == "litemedsam":
-            from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
-
-            return LiteMedSAMTracker(frames, window=window, segmenter=self.segmenter(model, checkpoint))
-        from fmscope.imaging.tracking.medsam2 import Sam2Tracker
+    def sam2(self, model: str, checkpoint: str | None):
+        """The worker's MedSAM2 / SAM2.1 model (:func:`fmscope.imaging.tracking.sam2_model.load_sam2`)."""
         from fmscope.imaging.tracking.sam2_model import load_sam2
 
         key = (model, checkpoint)
         if key not in self.sam2_models:
             self.sam2_models[key] = load_sam2(model, checkpoint)
             self.loads += 1
-        return Sam2Tracker(frames, model=model, window=window, loaded=self.sam2_models[key])
+        return self.sam2_models[key]
+
+    def tracker(self, frames, model: str, checkpoint: str | None, window):
+        """A tracking backend for ``frames`` whose model weights are the worker's (loaded on first use): the sam2
+        family's own tracker, else the default per-frame tracker (LiteMedSAM and fmscope model files), as
+        :func:`fmscope.imaging.tracking.session.make_backend` chooses for ``fmscope track``."""
+        if models.volume_flow(model) == "tracking":
+            from fmscope.imaging.tracking.medsam2 import Sam2Tracker
+
+            return Sam2Tracker(frames, model=model, window=window, loaded=self.sam2(model, checkpoint))
+        from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
+
+        return LiteMedSAMTracker(frames, model=model, window=window, segmenter=self.segmenter(model, checkpoint))
 
     @property
     def encoder_calls(self) -> int:

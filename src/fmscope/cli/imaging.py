@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from fmscope import samples
+from fmscope import models, samples
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError, UsageError
 from fmscope.imaging.intensity import parse_window
@@ -34,10 +34,9 @@ def _threads(text: str) -> int:
     return int(text)
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="litemedsam",
-                        help="litemedsam (default, embedded), medsam_vit_b, sam_vit_b, sam_vit_l, sam_vit_h, or an "
-                             "fmscope model file from train-segmenter")
+def _add_model_options(parser: argparse.ArgumentParser, capability: str) -> None:
+    parser.add_argument("--model", default=models.DEFAULT_SEGMENTER,
+                        help=f"{models.choices_text(capability)} (default {models.DEFAULT_SEGMENTER}, embedded)")
     parser.add_argument("--checkpoint", help="weights file or folder (else $FMSCOPE_CHECKPOINT_DIR)")
     parser.add_argument("--window", type=_window, help="CT/MR window: preset (abdomen, lung, bone, brain, liver, "
                                                        "soft_tissue) or LEVEL,WIDTH; default: automatic")
@@ -124,7 +123,7 @@ def cmd_volume(args: argparse.Namespace) -> int:
     if volume.source:
         print(f"DICOM series read: {volume.source}")
     boxes = {label: box for label, box in enumerate(args.box, start=1)}
-    if args.model.startswith(("medsam2", "sam2")):  # MedSAM2's 3D flow (fmscope.cli.tracking)
+    if models.volume_flow(args.model) == "tracking":  # MedSAM2's 3D flow (fmscope.cli.tracking)
         from fmscope.cli.tracking import volume_labels_by_tracking
         labels = volume_labels_by_tracking(args, volume)
     else:
@@ -193,7 +192,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     segment.add_argument("-o", "--output", required=True,
                          help="label image to write (.tif, .png, or .nii.gz / .nrrd / .mha with the input's geometry)")
     segment.add_argument("--overlay", help="also write an overlay picture (.png)")
-    _add_model_options(segment)
+    _add_model_options(segment, models.SEGMENT)
     segment.set_defaults(run=cmd_segment)
 
     volume = commands.add_parser("volume", help="segment through a 3D volume from a box on one slice")
@@ -207,7 +206,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     volume.add_argument("--direction", choices=("both", "up", "down"), default="both")
     volume.add_argument("-o", "--output", required=True,
                         help="label volume to write, same geometry (.nii.gz, .nii, .nrrd, .mha)")
-    _add_model_options(volume)
+    _add_model_options(volume, models.VOLUME)
     volume.set_defaults(run=cmd_volume)
 
     evaluate = commands.add_parser("eval", help="Dice and NSD of a predicted mask against ground truth")

@@ -15,12 +15,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fmscope.atomic import atomic_write
+from fmscope import models
 from fmscope.errors import FmscopeError
 
 LABEL_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz", ".nrrd", ".mha")
-TRACKING_MODELS = ("litemedsam", "medsam2", "sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus",
-                   "sam2.1_hiera_large")
-SAM2_MODELS = TRACKING_MODELS[1:]
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -91,12 +89,10 @@ def write_overlay_video(session, path: str, window) -> None:
 
 
 def _session(args: argparse.Namespace, frames):
-    from fmscope.imaging.model_file import looks_like_model_file
     from fmscope.imaging.tracking import TrackingSession
 
-    if args.model not in TRACKING_MODELS and not looks_like_model_file(args.model):
-        raise FmscopeError(f"'{args.model}' cannot track.", f"Use --model with one of: {', '.join(TRACKING_MODELS)}, "
-                           "or the path of a model file from 'fmscope train-segmenter'.")
+    if not models.can(args.model, models.TRACK):
+        raise FmscopeError(f"'{args.model}' cannot track.", f"Use --model with one of: {models.choices_text(models.TRACK)}.")
     return TrackingSession(frames, model=args.model, checkpoint=args.checkpoint, window=_window(args.window),
                            device=args.device, precision="fast" if args.fast else "fp32")
 
@@ -145,8 +141,9 @@ def volume_labels_by_tracking(args: argparse.Namespace, volume) -> np.ndarray:
     The flow itself is the engine's :func:`fmscope.imaging.tracking.volume.track_volume` (also used by 3D Slicer)."""
     from fmscope.imaging.tracking.volume import track_volume
 
-    if args.model not in TRACKING_MODELS:
-        raise FmscopeError(f"'{args.model}' cannot track.", f"Use --model with one of: {', '.join(TRACKING_MODELS)}.")
+    if models.volume_flow(args.model) != "tracking":
+        raise FmscopeError(f"'{args.model}' has no 3D tracking flow.",
+                           f"Use --model with one of: {', '.join(models.names(models.TRACK, family='sam2'))}.")
     if args.fast:
         raise FmscopeError(f"--fast is for the LiteMedSAM / MedSAM encoder; {args.model} runs as sam2 runs it.",
                            "Leave out --fast.")
@@ -170,9 +167,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help="1 = object, 0 = background; one per --point (default 1)")
     track.add_argument("--object", type=int, action="append",
                        help="object id of each --point (one per point, or one for all; default 1)")
-    track.add_argument("--model", default="litemedsam", help=f"{', '.join(TRACKING_MODELS)} (default litemedsam, "
-                                                            "embedded; the others need --checkpoint), or a model "
-                                                            "file from 'fmscope train-segmenter' (tracks as litemedsam)")
+    track.add_argument("--model", default=models.DEFAULT_SEGMENTER,
+                       help=f"{models.choices_text(models.TRACK)} (default {models.DEFAULT_SEGMENTER}, embedded; the "
+                            "others need --checkpoint; a model file tracks as the default tracker does)")
     track.add_argument("--checkpoint", help="weights file or folder (else $FMSCOPE_CHECKPOINT_DIR)")
     track.add_argument("--fast", action="store_true", help="bfloat16 encoder for litemedsam (faster, not bit-exact)")
     track.add_argument("--direction", choices=("both", "forward", "backward"), default="both")

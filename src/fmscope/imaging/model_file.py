@@ -71,9 +71,10 @@ def foreign_image_warning(tuned: TunedModel, image: np.ndarray, window) -> str |
 
 
 def looks_like_model_file(name: str | os.PathLike) -> bool:
-    """Whether a model choice is a path (an existing file, or a name with a folder or a .pt suffix)."""
-    text = str(name)
-    return Path(text).is_file() or os.sep in text or text.endswith((".pt", ".pth"))
+    """Whether a model choice is a path (:func:`fmscope.models.is_model_file`)."""
+    from fmscope.models import is_model_file
+
+    return is_model_file(name)
 
 
 def write_model_file(path: str | os.PathLike, tuned: TunedModel) -> None:

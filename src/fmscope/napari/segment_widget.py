@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from fmscope import models
 from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.napari.state import CurrentObject, SegmentState
@@ -34,7 +35,7 @@ from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.train_panel import TrainPanel
 from fmscope.napari.worker import Job, ModelWorker
 
-MODELS = ("litemedsam", "medsam_vit_b", "sam_vit_b", "sam_vit_l", "sam_vit_h")
+MODELS = models.names(models.SEGMENT)
 BOXES, CLICKS, LABELS = "fmscope boxes", "fmscope clicks", "fmscope labels"
 # After a small-object prompt, the zoom crops within this many crop sides of it are embedded in
 # the background (on every slice shown), so the next small box nearby is a decode.

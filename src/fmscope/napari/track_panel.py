@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from fmscope import models
 from fmscope.errors import FmscopeError
 from fmscope.imaging.tracking.export import tracks_data, write_ctc, write_label_stack, write_label_volume, write_table
 from fmscope.napari.layer_choice import refill, user_image_layers
@@ -45,8 +46,7 @@ from fmscope.napari.video_reader import LazyFrames
 from fmscope.napari.worker import Job, ModelWorker
 from fmscope.outputs import FOLDER, Output, check_outputs
 
-MODELS = ("litemedsam", "medsam2", "sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus",
-          "sam2.1_hiera_large")
+MODELS = models.names(models.TRACK)
 AXES = ("time", "z")  # what axis 0 of the image is: time-lapse / video frames, or volume slices
 DIRECTIONS = ("both", "forward", "backward")
 LABELS, BOXES, CLICKS, TRACKS = "fmscope track labels", "fmscope track boxes", "fmscope track clicks", "fmscope tracks"
@@ -247,7 +247,7 @@ class TrackPanel(QWidget):
                           error=True)
                 return None
             model = str(Path(model).expanduser())
-        elif model != "litemedsam":
+        elif models.BY_NAME[model].package is None:  # weights the user must give (not embedded)
             if not checkpoint and not os.environ.get(CHECKPOINT_DIR_ENV):
                 self._say(f"{model} needs its checkpoint: give the weights file in 'checkpoint' "
                           f"(fmscope never downloads weights). Nothing was changed.", error=True)

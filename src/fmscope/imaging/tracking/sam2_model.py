@@ -18,15 +18,11 @@ from scipy import ndimage
 
 from fmscope import checkpoints
 from fmscope.errors import FmscopeError
+from fmscope.models import BY_NAME, DEFAULT_SEGMENTER, names
 
-# registry name -> (sam2 config, image size, Hiera trunk (embed dim, block count))
+# catalogue name -> (sam2 config, image size, Hiera trunk (embed dim, block count))
 SAM2_CONFIGS: dict[str, tuple[str, int, tuple[int, int]]] = {
-    "medsam2": ("configs/sam2.1/sam2.1_hiera_t.yaml", 512, (96, 12)),
-    "sam2.1_hiera_tiny": ("configs/sam2.1/sam2.1_hiera_t.yaml", 1024, (96, 12)),
-    "sam2.1_hiera_small": ("configs/sam2.1/sam2.1_hiera_s.yaml", 1024, (96, 16)),
-    "sam2.1_hiera_base_plus": ("configs/sam2.1/sam2.1_hiera_b+.yaml", 1024, (112, 24)),
-    "sam2.1_hiera_large": ("configs/sam2.1/sam2.1_hiera_l.yaml", 1024, (144, 48)),
-}
+    name: BY_NAME[name].sam2_config for name in names(family="sam2")}
 HIERA_SIZES = {(96, 12): "Hiera-T", (96, 16): "Hiera-S", (112, 24): "Hiera-B+", (144, 48): "Hiera-L"}
 FILL_HOLE_AREA = 8  # sam2's video-predictor setting: background specks up to 8 low-res pixels become mask
 
@@ -111,7 +107,7 @@ def load_sam2(name: str = "medsam2", checkpoint: str | os.PathLike | None = None
     """
     if name not in SAM2_CONFIGS:
         raise FmscopeError(f"'{name}' is not a tracking model.",
-                           f"Use one of: litemedsam, {', '.join(SAM2_CONFIGS)}.")
+                           f"Use one of: {DEFAULT_SEGMENTER}, {', '.join(SAM2_CONFIGS)}.")
     config, image_size, trunk = SAM2_CONFIGS[name]
     path = checkpoints.resolve(name, checkpoint)
     state = checkpoints.read_state_dict(path)
@@ -120,7 +116,7 @@ def load_sam2(name: str = "medsam2", checkpoint: str | os.PathLike | None = None
     if looks_like != expected:
         raise FmscopeError(f"{path} looks like {looks_like}, not {expected} ('{name}').",
                            f"Pass the {checkpoints.get_spec(name).filename} file ({checkpoints.get_spec(name).source}),"
-                           f" or choose --model to match the file (litemedsam, {', '.join(SAM2_CONFIGS)}).")
+                           f" or choose --model to match the file ({DEFAULT_SEGMENTER}, {', '.join(SAM2_CONFIGS)}).")
     predictor = _build(config, image_size)
     checkpoints.load_into(predictor, state, name, path)
     target = torch.device(device) if device is not None else _default_device()

@@ -20,8 +20,9 @@ from fmscope.errors import Cancelled, FmscopeError
 from fmscope.imaging.io import Volume
 from fmscope.imaging.tracking.frames import volume_frames
 from fmscope.imaging.tracking.session import TrackingSession
+from fmscope.models import DEFAULT_VOLUME_TRACKER, VOLUME, names, volume_flow
 
-SAM2_MODELS = ("medsam2", "sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus", "sam2.1_hiera_large")
+SAM2_MODELS = tuple(name for name in names(VOLUME) if volume_flow(name) == "tracking")  # models with a 3D flow
 # fmscope volume's directions (segment_volume's) -> the tracking session's
 VOLUME_DIRECTIONS = {"both": "both", "up": "forward", "down": "backward"}
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
@@ -29,7 +30,7 @@ IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 def track_volume(volume: Volume | np.ndarray, key_slice: int,
                  boxes: Sequence[float] | Mapping[int, Sequence[float]] | None = None,
-                 model: str = "medsam2", checkpoint: str | os.PathLike | None = None,
+                 model: str = DEFAULT_VOLUME_TRACKER, checkpoint: str | os.PathLike | None = None,
                  window: str | tuple[float, float] | None = None, device: str | None = None,
                  direction: str = "both", slice_range: tuple[int, int] | None = None,
                  key_masks: Mapping[int, np.ndarray] | None = None, progress: bool = False,
