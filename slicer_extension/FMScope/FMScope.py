@@ -20,7 +20,6 @@ from slicer.ScriptedLoadableModule import (
 
 from FMScopeLib.install import ensure_fmscope
 
-MODELS = ["litemedsam", "medsam2", "medsam_vit_b", "sam_vit_b", "sam_vit_l", "sam_vit_h"]
 WINDOWS = ["auto", "abdomen", "soft_tissue", "lung", "bone", "brain", "liver"]
 SLICE_VIEWS = ["Red", "Yellow", "Green"]
 CHECKPOINT_SETTING = "FMScope/checkpoint/{model}"  # the weights file chosen once per model, remembered
@@ -45,13 +44,23 @@ class FMScope(ScriptedLoadableModule):
 
 
 class FMScopeWidget(ScriptedLoadableModuleWidget):
+    @staticmethod
+    def _volume_models() -> list[str]:
+        """The models fmscope's catalogue offers for volumes (fmscope.models); none until fmscope is installed
+        (the first Segment press installs it, and reopening the module lists them)."""
+        try:
+            from fmscope import models
+        except ImportError:
+            return []
+        return list(models.names(models.VOLUME))
+
     def setup(self):
         super().setup()
         widget = slicer.util.loadUI(self.resourcePath("UI/FMScope.ui"))
         self.layout.addWidget(widget)
         self.ui = slicer.util.childWidgetVariables(widget)
         widget.setMRMLScene(slicer.mrmlScene)
-        self.ui.modelComboBox.addItems(MODELS)
+        self.ui.modelComboBox.addItems(self._volume_models())
         self.ui.windowComboBox.addItems(WINDOWS)
         self.ui.directionComboBox.addItems(["both", "up", "down"])
         self.ui.sliceViewComboBox.addItems(SLICE_VIEWS)

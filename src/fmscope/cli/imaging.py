@@ -13,16 +13,8 @@ from tqdm.auto import tqdm
 from fmscope import models, samples
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError, UsageError
-from fmscope.imaging.intensity import parse_window
+from fmscope.cli.options import window_option
 from fmscope.outputs import FOLDER, LABEL_IMAGE_SUFFIXES, OVERLAY_SUFFIXES, VOLUME_SUFFIXES, Output, check_outputs
-
-def _window(text: str) -> str | tuple[float, float] | None:
-    """argparse type for --window: 'auto', a preset name, or LEVEL,WIDTH (a bad value exits 2)."""
-    try:
-        return parse_window(text)
-    except FmscopeError as error:
-        raise argparse.ArgumentTypeError(f"{error.problem} {error.fix}") from None
-
 
 def _roi_zoom(text: str) -> bool | str:
     return {"auto": "auto", "on": True, "off": False}[text]
@@ -38,7 +30,7 @@ def _add_model_options(parser: argparse.ArgumentParser, capability: str) -> None
     parser.add_argument("--model", default=models.DEFAULT_SEGMENTER,
                         help=f"{models.choices_text(capability)} (default {models.DEFAULT_SEGMENTER}, embedded)")
     parser.add_argument("--checkpoint", help="weights file or folder (else $FMSCOPE_CHECKPOINT_DIR)")
-    parser.add_argument("--window", type=_window, help="CT/MR window: preset (abdomen, lung, bone, brain, liver, "
+    parser.add_argument("--window", type=window_option, help="CT/MR window: preset (abdomen, lung, bone, brain, liver, "
                                                        "soft_tissue) or LEVEL,WIDTH; default: automatic")
     parser.add_argument("--roi-zoom", choices=("auto", "on", "off"), default="auto",
                         help="embed a crop around small objects (default auto; on = auto)")

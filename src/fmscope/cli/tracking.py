@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from fmscope.atomic import atomic_write
 from fmscope import models
+from fmscope.cli.options import window_option
 from fmscope.errors import FmscopeError
 
 LABEL_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz", ".nrrd", ".mha")
@@ -93,14 +94,8 @@ def _session(args: argparse.Namespace, frames):
 
     if not models.can(args.model, models.TRACK):
         raise FmscopeError(f"'{args.model}' cannot track.", f"Use --model with one of: {models.choices_text(models.TRACK)}.")
-    return TrackingSession(frames, model=args.model, checkpoint=args.checkpoint, window=_window(args.window),
+    return TrackingSession(frames, model=args.model, checkpoint=args.checkpoint, window=args.window,
                            device=args.device, precision="fast" if args.fast else "fp32")
-
-
-def _window(text):
-    from fmscope.cli.imaging import _window as parse_window
-
-    return parse_window(text)
 
 
 def cmd_track(args: argparse.Namespace) -> int:
@@ -122,7 +117,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         rows = write_session_table(session, args.table)
         print(f"wrote {args.table}: {rows} rows")
     if args.overlay:
-        write_overlay_video(session, args.overlay, _window(args.window))
+        write_overlay_video(session, args.overlay, args.window)
         print(f"wrote {args.overlay}")
     found_on = {obj: len(session.object_frames(obj)) for obj in sorted(session.prompts)}
     spans = ", ".join(f"{obj}: {count} frames" for obj, count in found_on.items())
@@ -148,7 +143,7 @@ def volume_labels_by_tracking(args: argparse.Namespace, volume) -> np.ndarray:
         raise FmscopeError(f"--fast is for the LiteMedSAM / MedSAM encoder; {args.model} runs as sam2 runs it.",
                            "Leave out --fast.")
     return track_volume(volume, args.slice, dict(enumerate(args.box, start=1)), model=args.model,
-                        checkpoint=args.checkpoint, window=_window(args.window), device=args.device,
+                        checkpoint=args.checkpoint, window=args.window, device=args.device,
                         direction=args.direction, slice_range=tuple(args.range) if args.range else None,
                         progress=True, name=str(args.volume))
 
@@ -174,7 +169,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     track.add_argument("--fast", action="store_true", help="bfloat16 encoder for litemedsam (faster, not bit-exact)")
     track.add_argument("--direction", choices=("both", "forward", "backward"), default="both")
     track.add_argument("--range", nargs=2, type=int, metavar=("FIRST", "LAST"), help="track only these frames")
-    track.add_argument("--window", help="CT/MR window: preset or LEVEL,WIDTH; default automatic")
+    track.add_argument("--window", type=window_option, help="CT/MR window: preset or LEVEL,WIDTH; default automatic")
     track.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
     track.add_argument("-o", "--output", required=True, help="label stack to write (.tif, .nii.gz, .nrrd)")
     track.add_argument("--overlay", help="also write an overlay video (.mp4)")

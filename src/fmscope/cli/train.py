@@ -48,7 +48,7 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``train-segmenter``."""
-    from fmscope.cli.imaging import _window
+    from fmscope.cli.options import window_option
     from fmscope.training.settings import TrainSettings
 
     defaults = TrainSettings()
@@ -62,7 +62,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--model", default="litemedsam",
                        help="base model: litemedsam (default), medsam_vit_b, sam_vit_b/l/h, or a model file")
     train.add_argument("--checkpoint", help="base weights file or folder (MedSAM / SAM; else $FMSCOPE_CHECKPOINT_DIR)")
-    train.add_argument("--window", type=_window, help="CT/MR window preset or LEVEL,WIDTH (default: automatic)")
+    train.add_argument("--window", type=window_option, help="CT/MR window preset or LEVEL,WIDTH (default: automatic)")
     train.add_argument("--epochs", type=int, default=defaults.epochs)
     train.add_argument("--holdout", type=float, default=defaults.holdout,
                        help="fraction of images (one image: of its objects, on the right) held out to score")

@@ -40,7 +40,7 @@ from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.tracking.frames import FrameSource
 from fmscope.imaging.tracking.preprocess import SAMPLE_FRAMES
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask
-from fmscope.imaging.tracking.session import Prompt
+from fmscope.imaging.tracking.prompt import Prompt
 from fmscope.imaging.volume import StopRule
 
 GLOBAL_MOTION_SIDE = 1024  # larger frames are block-averaged to about this size for the global shift

@@ -28,7 +28,7 @@ from fmscope.imaging.tracking.frames import FrameSource
 from fmscope.imaging.tracking.preprocess import ModelFrames, intensity_for
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask
 from fmscope.imaging.tracking.sam2_model import LoadedSam2, load_sam2
-from fmscope.imaging.tracking.session import Prompt
+from fmscope.imaging.tracking.prompt import Prompt
 
 
 def new_inference_state(predictor, images, height: int, width: int) -> dict:

@@ -28,20 +28,11 @@ import numpy as np
 from fmscope.errors import FmscopeError
 from fmscope.imaging.prompts import validate_box, validate_points
 from fmscope.imaging.tracking.frames import FrameSource, open_frames
+from fmscope.imaging.tracking.prompt import Prompt
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask
 
 DIRECTIONS = ("both", "forward", "backward")
 MAX_OBJECT_ID = 65535  # labels are uint16
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """What the user gave for one object on one frame: a box, points (x, y) with labels 1/0, or a mask."""
-
-    box: np.ndarray | None = None
-    points: np.ndarray | None = None
-    labels: np.ndarray | None = None
-    mask: np.ndarray | None = None
 
 
 @dataclass
