@@ -1,13 +1,13 @@
 """The small local trainer on the semi-synthetic tissue: accuracy vs unsupervised domains,
 atomic checkpoints, exact resume, applying the head to another slide, bad annotations."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pytest
+
+from cli_runner import run_cli
 
 from fmscope.errors import Cancelled, FmscopeError
 from fmscope.omics.domains import spatial_domains
@@ -16,10 +16,7 @@ from fmscope.omics.finetune import apply_head, finetune_head, read_head, slide_e
 from fmscope.omics.synthetic import annotate_blocks, semi_synthetic_tissue
 
 
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True,
-                          encoding="utf-8", errors="replace",
-                          timeout=600)
+run = run_cli  # the CLI in this process (tests/cli_runner.py)
 
 
 @pytest.fixture(scope="module")

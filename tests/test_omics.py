@@ -1,12 +1,12 @@
 """Spatial omics engine end to end: real Visium slide, semi-synthetic tissue, scGPT path, errors."""
 
 import os
-import subprocess
-import sys
 
 import anndata as ad
 import numpy as np
 import pytest
+
+from cli_runner import run_cli
 
 from fmscope import samples
 from fmscope.errors import FmscopeError
@@ -22,10 +22,7 @@ VISIUM = samples.sample_data_dir() / "visium_mouse_brain"
 SCGPT_FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "scgpt_tiny")
 
 
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True,
-                          encoding="utf-8", errors="replace",
-                          timeout=900)
+run = run_cli  # the CLI in this process (tests/cli_runner.py)
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,11 @@
 """Deconvolution and imputation against a real labelled reference, on held-out real cells."""
 
-import subprocess
-import sys
 
 import anndata as ad
 import numpy as np
 import pytest
+
+from cli_runner import run_cli
 
 from fmscope import samples
 from fmscope.errors import FmscopeError
@@ -80,10 +80,7 @@ def test_errors_are_clear(halves):
         deconvolve_nnls(other, reference, "celltype")
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True,
-                          encoding="utf-8", errors="replace",
-                          timeout=600)
+_cli = run_cli  # the CLI in this process (tests/cli_runner.py)
 
 
 @pytest.mark.slow

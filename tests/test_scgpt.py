@@ -143,10 +143,8 @@ def test_scgpt_spatial_embeddings_of_a_slide_match_official(spatial):
 
 
 def test_scgpt_spatial_imputation_cli(tmp_path, spatial):
-    import subprocess
-    import sys
-
     import anndata as ad
+    from cli_runner import run_cli
 
     _, _, _, expected = spatial
     slide = ad.AnnData(X=expected["slide_counts"])
@@ -154,14 +152,11 @@ def test_scgpt_spatial_imputation_cli(tmp_path, spatial):
     slide.obsm["spatial"] = np.random.default_rng(0).uniform(0, 500, (slide.n_obs, 2))
     slide.uns["fmscope"] = {"microns_per_unit": 1.0}
     slide.write_h5ad(tmp_path / "slide.h5ad")
-    result = subprocess.run([sys.executable, "-m", "fmscope.cli", "impute", str(tmp_path / "slide.h5ad"),
-                             "--checkpoint", str(SPATIAL), "--genes", "GENE30", "GENE31", "-o",
-                             str(tmp_path / "imputed.h5ad")], capture_output=True, encoding="utf-8", errors="replace",
-                            timeout=300)
+    result = run_cli("impute", tmp_path / "slide.h5ad", "--checkpoint", SPATIAL, "--genes", "GENE30", "GENE31",
+                     "-o", tmp_path / "imputed.h5ad")
     assert result.returncode == 0, result.stderr
     imputed = ad.read_h5ad(tmp_path / "imputed.h5ad").obsm["fmscope_imputed_scgpt_spatial"]
     assert list(imputed.columns) == ["GENE30", "GENE31"] and np.isfinite(imputed.to_numpy()).all()
-    result = subprocess.run([sys.executable, "-m", "fmscope.cli", "impute", str(tmp_path / "slide.h5ad"),
-                             "--checkpoint", str(FIXTURE), "--genes", "GENE30", "-o", str(tmp_path / "no.h5ad")],
-                            capture_output=True, encoding="utf-8", errors="replace", timeout=300)
+    result = run_cli("impute", tmp_path / "slide.h5ad", "--checkpoint", FIXTURE, "--genes", "GENE30",
+                     "-o", tmp_path / "no.h5ad")
     assert result.returncode == 1 and "no neighbour imputation head" in result.stderr
