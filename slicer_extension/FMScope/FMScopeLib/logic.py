@@ -8,7 +8,7 @@ thread; ``process`` does both. Design after SlicerTotalSegmentator's
 Three flows, each as compute (no MRML writes) + write (scene changes):
 
 * a volume from a box on one slice: LiteMedSAM / MedSAM / SAM slice by slice
-  (:func:`fmscope.imaging.volume.segment_volume`), or MedSAM2's 3D flow with ``model="medsam2"``
+  (:func:`fmscope.imaging.volume.segment_volume`), or MedSAM2's 3D flow with a sam2-family model
   (:func:`fmscope.imaging.tracking.volume.track_volume`, what ``fmscope volume --model medsam2`` runs);
 * re-propagation of a segment the user corrected on one slice (``compute_repropagation``):
   that slice's mask is the new prompt, only the slices beyond it in the chosen direction change;
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from fmscope.models import DEFAULT_SEGMENTER
 from fmscope import checkpoints
 from fmscope.errors import FmscopeError
 from fmscope.imaging.predictor import Segmenter
@@ -37,8 +38,8 @@ from FMScopeLib import geometry, mrml_arrays
 class SegmentOptions:
     """What to run and where to put the result."""
 
-    # a registry name, "medsam2" (MedSAM2's 3D flow; also sam2.1_hiera_*), or the path of an fmscope model file
-    model: str = "litemedsam"
+    # a catalogue name (fmscope.models; the sam2 family runs MedSAM2's 3D flow), or the path of an fmscope model file
+    model: str = DEFAULT_SEGMENTER
     # MedSAM2 / MedSAM / SAM weights (for a model file: the base weights it was tuned from);
     # else $FMSCOPE_CHECKPOINT_DIR
     checkpoint: str | None = None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from fmscope import models
 from fmscope.errors import FmscopeError
 
 
@@ -59,7 +60,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("images", nargs="+", help="2D images, (z, y, x) TIFF stacks, NIfTI / NRRD volumes (slices)")
     train.add_argument("--labels", nargs="+", required=True, help="instance label image per image (0 background)")
     train.add_argument("-o", "--output", required=True, help="fmscope model file to write (.pt)")
-    train.add_argument("--model", default="litemedsam",
+    train.add_argument("--model", default=models.DEFAULT_SEGMENTER,
                        help="base model: litemedsam (default), medsam_vit_b, sam_vit_b/l/h, or a model file")
     train.add_argument("--checkpoint", help="base weights file or folder (MedSAM / SAM; else $FMSCOPE_CHECKPOINT_DIR)")
     train.add_argument("--window", type=window_option, help="CT/MR window preset or LEVEL,WIDTH (default: automatic)")

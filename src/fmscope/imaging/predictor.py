@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 import fmscope
+from fmscope.models import DEFAULT_SEGMENTER
 from fmscope.errors import FmscopeError
 from fmscope.imaging import roi
 from fmscope.imaging.cache import CachedEmbedding, EmbeddingCache
@@ -52,7 +53,7 @@ class Segmenter:
     (:mod:`fmscope.threads`, re-checked before each encoder call).
     """
 
-    def __init__(self, model: str = "litemedsam", checkpoint: str | os.PathLike | None = None,
+    def __init__(self, model: str = DEFAULT_SEGMENTER, checkpoint: str | os.PathLike | None = None,
                  device: str | torch.device | None = None, cache: EmbeddingCache | None = None,
                  roi_zoom: bool | str = "auto", precision: str = "fp32", threads: int | None = None) -> None:
         if precision not in PRECISIONS:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import fmscope
+from fmscope.models import IMAGE_EXPRESSION_ENCODER
 from fmscope.errors import FmscopeError
 from fmscope.training.checkpoint import write_checkpoint
 
@@ -131,7 +132,7 @@ class ImageExpressionModel:
         """Write the model file atomically."""
         state = {
             "format": FORMAT, "fmscope_version": fmscope.__version__, "genes": list(self.genes),
-            "patch_um": self.patch_um, "encoder": "litemedsam", "encoder_um_per_px": self.encoder_um_per_px,
+            "patch_um": self.patch_um, "encoder": IMAGE_EXPRESSION_ENCODER, "encoder_um_per_px": self.encoder_um_per_px,
             "encoder_sha256": self.encoder_sha256, "k": self.k, "temperature": self.temperature, "seed": self.seed,
             "image_head": self.image_head.state_dict(), "spot_head": self.spot_head.state_dict(),
             "feature_mean": torch.as_tensor(self.features.mean), "feature_std": torch.as_tensor(self.features.std),

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 import fmscope
+from fmscope.models import IMAGE_EXPRESSION_ENCODER
 from fmscope.errors import FmscopeError
 from fmscope.imaging.cache import CachedEmbedding, EmbeddingCache
 from fmscope.imaging.image_input import to_rgb_uint8, validate_image
@@ -36,7 +37,7 @@ TILE = 256  # TinyViT input side (pixels)
 HALO = 48  # margin of each tile not used for patches (pixels); patches up to 2 x HALO wide stay in one tile
 CORE = TILE - 2 * HALO
 FEATURE_STRIDE = 4  # input pixels per cell of the encoder's output map
-ENCODER = "litemedsam"
+ENCODER = IMAGE_EXPRESSION_ENCODER
 BATCH = 4
 
 Progress = Callable[[int, int], None]

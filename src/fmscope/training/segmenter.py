@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from fmscope.models import DEFAULT_SEGMENTER
 from fmscope.errors import FmscopeError
 from fmscope.imaging import roi
 from fmscope.imaging.cache import EmbeddingCache
@@ -320,7 +321,7 @@ def _base_identity(segmenter: Segmenter) -> tuple[str, str]:
     return loaded.name, (loaded.tuned.base_sha256 if loaded.tuned is not None else loaded.weights_sha256)
 
 
-def train_segmenter(items: list[LabelledImage], output: str | os.PathLike, model: str = "litemedsam",
+def train_segmenter(items: list[LabelledImage], output: str | os.PathLike, model: str = DEFAULT_SEGMENTER,
                     checkpoint: str | os.PathLike | None = None, window: str | tuple | None = None,
                     settings: TrainSettings | None = None, val_items: list[LabelledImage] | None = None,
                     resume: bool = False, device: str | None = None, cache_dir: str | os.PathLike | None = None,

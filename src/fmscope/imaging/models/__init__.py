@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from fmscope import checkpoints
+from fmscope import checkpoints, models
 from fmscope.errors import FmscopeError
 from fmscope.imaging.model_file import (
     TunedModel,
@@ -56,11 +56,11 @@ def _sam(kind: str) -> Callable[[str], tuple[nn.Module, Callable[[nn.Module], In
     return build
 
 
+# architecture (as the catalogue and model files name it) -> builder
 ARCHITECTURES = {
-    "litemedsam": _litemedsam,
-    "sam_vit_b": _sam("vit_b"),
-    "sam_vit_l": _sam("vit_l"),
-    "sam_vit_h": _sam("vit_h"),
+    **{entry.architecture: _litemedsam for entry in models.CATALOGUE if entry.family == "tinyvit_sam"},
+    **{entry.architecture: _sam(entry.architecture.removeprefix("sam_")) for entry in models.CATALOGUE
+       if entry.family == "sam"},
 }
 
 
@@ -71,7 +71,7 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_model(name: str | os.PathLike = "litemedsam", checkpoint: str | os.PathLike | None = None,
+def load_model(name: str | os.PathLike = models.DEFAULT_SEGMENTER, checkpoint: str | os.PathLike | None = None,
                device: str | torch.device | None = None) -> LoadedModel:
     """Build model ``name`` and load its weights (strict, ``weights_only=True``).
 

@@ -34,6 +34,7 @@ from scipy.signal import correlate
 from skimage.feature import match_template
 from skimage.registration import phase_cross_correlation
 
+from fmscope.models import DEFAULT_SEGMENTER
 from fmscope.imaging.intensity import Intensity, resolve_intensity
 from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.prompts import box_from_mask
@@ -129,7 +130,7 @@ class LiteMedSAMTracker:
     def __init__(self, frames: FrameSource, checkpoint: str | os.PathLike | None = None,
                  window: str | tuple[float, float] | None = None, device: str | None = None,
                  motion_prior: bool = True, stop: StopRule = StopRule(), lost_frames: int = 3,
-                 segmenter: Segmenter | None = None, model: str | os.PathLike = "litemedsam",
+                 segmenter: Segmenter | None = None, model: str | os.PathLike = DEFAULT_SEGMENTER,
                  precision: str = "fp32") -> None:
         """``model``: ``litemedsam`` or an fmscope model file (a fine-tuned segmenter; ``checkpoint``:
         its base weights where they are not embedded). ``precision``: the segmenter's (``"fast"``:

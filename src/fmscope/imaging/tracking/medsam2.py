@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from skimage import measure
 
+from fmscope.models import DEFAULT_VOLUME_TRACKER
 from fmscope.imaging.tracking.frames import FrameSource
 from fmscope.imaging.tracking.preprocess import ModelFrames, intensity_for
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask
@@ -59,7 +60,7 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 class Sam2Tracker:
     """Tracking backend for ``medsam2`` and ``sam2.1_hiera_*`` (see module docstring)."""
 
-    def __init__(self, frames: FrameSource, model: str = "medsam2", checkpoint: str | os.PathLike | None = None,
+    def __init__(self, frames: FrameSource, model: str = DEFAULT_VOLUME_TRACKER, checkpoint: str | os.PathLike | None = None,
                  window: str | tuple[float, float] | None = None, device: str | torch.device | None = None,
                  bounded: bool = True, loaded: LoadedSam2 | None = None) -> None:
         self.loaded = loaded if loaded is not None else load_sam2(model, checkpoint, device)

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from fmscope import checkpoints
 from fmscope.errors import FmscopeError
-from fmscope.models import BY_NAME, DEFAULT_SEGMENTER, names
+from fmscope.models import BY_NAME, DEFAULT_SEGMENTER, DEFAULT_VOLUME_TRACKER, names
 
 # catalogue name -> (sam2 config, image size, Hiera trunk (embed dim, block count))
 SAM2_CONFIGS: dict[str, tuple[str, int, tuple[int, int]]] = {
@@ -97,7 +97,7 @@ def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
     return f"an unknown model (first keys: {checkpoints.first_keys(sorted(keys))})"
 
 
-def load_sam2(name: str = "medsam2", checkpoint: str | os.PathLike | None = None,
+def load_sam2(name: str = DEFAULT_VOLUME_TRACKER, checkpoint: str | os.PathLike | None = None,
               device: str | torch.device | None = None) -> LoadedSam2:
     """Build sam2's video predictor for registry entry ``name`` and load its weights.
 

@@ -1,8 +1,8 @@
 """A tracking session: prompts for objects on frames, propagation as a generator, labels out.
 
-One API for every model (``litemedsam``, ``medsam2``, ``sam2.1_hiera_*``)::
+One API for every model that can track (:mod:`fmscope.models`: LiteMedSAM, MedSAM2, SAM2.1, model files)::
 
-    session = TrackingSession(open_frames("cine.dcm"), model="medsam2", checkpoint="MedSAM2_latest.pt")
+    session = TrackingSession(open_frames("cine.dcm"), model=DEFAULT_VOLUME_TRACKER, checkpoint="MedSAM2_latest.pt")
     session.add_box(frame=0, obj=1, box=[x0, y0, x1, y1])
     for result in session.propagate("both"):      # one FrameResult per frame, as soon as it is ready
         show(result.frame, result.labels, result.done, result.total)
@@ -25,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from fmscope.models import DEFAULT_SEGMENTER, TRACK, can, choices_text, volume_flow
 from fmscope.errors import FmscopeError
 from fmscope.imaging.prompts import validate_box, validate_points
 from fmscope.imaging.tracking.frames import FrameSource, open_frames
@@ -62,19 +63,20 @@ class TrackerBackend(Protocol):
 def make_backend(frames: FrameSource, model: str, checkpoint: str | os.PathLike | None,
                  window: str | tuple[float, float] | None, device: str | None,
                  precision: str = "fp32") -> TrackerBackend:
-    """The tracking backend for registry name ``model``, or for an fmscope model file (a segmenter
-    fine-tuned by ``fmscope train-segmenter``: it tracks as the default tracker does, per frame).
-    ``precision``: the segmenter's (``"fast"``: bfloat16 encoder), for those per-frame trackers only."""
-    from fmscope.imaging.model_file import looks_like_model_file
-
-    if model == "litemedsam" or looks_like_model_file(model):
+    """The tracking backend for catalogue name ``model`` (:mod:`fmscope.models`, capability ``track``), or for an
+    fmscope model file (a segmenter fine-tuned by ``fmscope train-segmenter``: it tracks as the default tracker
+    does, per frame). ``precision``: the segmenter's (``"fast"``: bfloat16 encoder), for those per-frame trackers
+    only. Raises FmscopeError for a model that cannot track."""
+    if not can(model, TRACK):
+        raise FmscopeError(f"'{model}' cannot track.", f"Use one of: {choices_text(TRACK)}.")
+    if volume_flow(model) != "tracking":  # the default tracker, per frame: LiteMedSAM and model files
         from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 
         return LiteMedSAMTracker(frames, model=model, checkpoint=checkpoint, window=window, device=device,
                                  precision=precision)
     if precision != "fp32":
         raise FmscopeError(f"Precision '{precision}' is for the LiteMedSAM tracker; {model} runs as sam2 runs it.",
-                           "Leave out --fast, or track with --model litemedsam.")
+                           f"Leave out --fast, or track with --model {DEFAULT_SEGMENTER}.")
     from fmscope.imaging.tracking.medsam2 import Sam2Tracker
 
     return Sam2Tracker(frames, model=model, checkpoint=checkpoint, window=window, device=device)
@@ -83,7 +85,7 @@ def make_backend(frames: FrameSource, model: str, checkpoint: str | os.PathLike 
 class TrackingSession:
     """Track objects through ``frames`` (a :class:`FrameSource`, path or (T, H, W[, 3]) array)."""
 
-    def __init__(self, frames: FrameSource | str | os.PathLike | np.ndarray, model: str = "litemedsam",
+    def __init__(self, frames: FrameSource | str | os.PathLike | np.ndarray, model: str = DEFAULT_SEGMENTER,
                  checkpoint: str | os.PathLike | None = None, window: str | tuple[float, float] | None = None,
                  device: str | None = None, backend: TrackerBackend | None = None, precision: str = "fp32") -> None:
         self.frames = open_frames(frames)
