@@ -8,7 +8,7 @@ EXTRAS := dev,slicer,napari,spatial,batch
 SYSTEM_PACKAGES := xvfb xauth libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 \
 	libxcb-render-util0 libxcb-xinerama0 libxcb-randr0 libxcb-shape0 libgl1 libegl1 libgl1-mesa-dri libfontconfig1 libdbus-1-3
 
-.PHONY: demo test bench screenshots install system-deps clean
+.PHONY: demo test lint bench screenshots install system-deps clean
 
 install: $(STAMP)
 
@@ -34,8 +34,12 @@ system-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 			--no-install-recommends $$missing; fi
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/segment.py
