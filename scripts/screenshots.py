@@ -1,8 +1,10 @@
 """Render the napari plugin in a real window and save screenshots to docs/ (run: make screenshots).
 
-Drives the Segment widget as a user would (boxes into its Shapes layer, Propagate) and the
-Spatial widget (open the Visium slide, compute domains; paint regions, train the head), waiting
-for the worker thread, then saves viewer screenshots with the widget docked.
+Opens each widget as a user does, from *Plugins > fmscope* (napari's ``add_plugin_dock_widget``, the path the
+tests in tests/napari_plugin/ drive), then drives the Segment widget and the Track panel as a user would
+(boxes into their Shapes layer, New / Propagate buttons) and the Spatial widget (open the Visium slide,
+compute domains; paint regions, train the head), waiting for the worker thread, then saves viewer
+screenshots with the widget docked.
 ``python scripts/screenshots.py [nuclei|ct_volume|hela_tracking|echo_tracking|visium|finetune ...]`` renders only those.
 """
 
@@ -15,18 +17,17 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from qtpy.QtWidgets import QApplication
+from qtpy.QtWidgets import QApplication, QPushButton, QWidget
 
 from fmscope import samples
 from fmscope.napari import sample_data
-from fmscope.napari.segment_widget import BOXES, SegmentWidget
-from fmscope.napari.spatial_widget import SpatialWidget
+from fmscope.napari.segment_widget import BOXES
 from fmscope.omics.synthetic import annotate_blocks
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
-def wait(widget: SegmentWidget | SpatialWidget, timeout: float = 300) -> None:
+def wait(widget: QWidget, timeout: float = 300) -> None:
     deadline = time.time() + timeout
     while not widget.worker.idle and time.time() < deadline:
         QApplication.processEvents()
@@ -41,23 +42,29 @@ def rectangle(box, z=None) -> np.ndarray:
     return corners if z is None else np.c_[np.full(4, z), corners]
 
 
-def open_viewer(layers, widget_class=SegmentWidget, title: str = "fmscope: Segment", height: int = 950):
-    """A shown viewer of 1500 x ``height`` with ``layers`` and the widget docked (idle)."""
+def click(widget: QWidget, text: str) -> None:
+    """Click the widget's button labelled ``text``."""
+    [button] = [b for b in widget.findChildren(QPushButton) if b.text() == text]
+    button.click()
+
+
+def open_viewer(layers, widget: str = "Segment", height: int = 950):
+    """A shown viewer of 1500 x ``height`` with ``layers`` and the fmscope widget ``widget`` (its name in the
+    Plugins menu) docked by napari's plugin machinery, as the menu does (idle)."""
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1500, height)
     for data, kwargs, kind in layers:
         getattr(viewer, f"add_{kind}")(data, **kwargs)
-    widget = widget_class(viewer)
-    viewer.window.add_dock_widget(widget, name=title)
-    wait(widget)
-    return viewer, widget
+    _dock, opened = viewer.window.add_plugin_dock_widget("fmscope", widget)
+    wait(opened)
+    return viewer, opened
 
 
 def nuclei() -> None:
     viewer, widget = open_viewer(sample_data.nuclei())
     truth = viewer.layers["nuclei ground truth"].data
     for box in list(samples.boxes_from_labels(truth).values())[:12]:
-        widget.new_object()
+        click(widget, "New (n)")
         viewer.layers[BOXES].add_rectangles(rectangle(box))
         wait(widget)
     viewer.screenshot(str(DOCS / "napari_nuclei.png"), canvas_only=False)
@@ -73,7 +80,7 @@ def ct_volume() -> None:
     wait(widget)
     viewer.layers[BOXES].add_rectangles(rectangle(samples.boxes_from_labels(truth[z])[1], z))
     wait(widget)
-    widget.propagate()
+    click(widget, "Propagate (p)")
     wait(widget)
     viewer.camera.zoom *= 1.6
     viewer.camera.center = (0, *(np.array(np.nonzero(truth[z])).mean(axis=1) * viewer.layers["ct_lung_volume"].scale[1:]))
@@ -88,7 +95,7 @@ def ct_volume() -> None:
 
 def propagate_and_shoot(viewer, panel, frame: int, name: str) -> None:
     """Propagate the Track panel's objects, show ``frame`` whole, save docs/``name``, close."""
-    panel.propagate()
+    click(panel, "Propagate (Shift-P)")
     wait(panel, timeout=1800)
     viewer.dims.set_point(0, frame)
     viewer.reset_view()
@@ -104,17 +111,16 @@ def hela_tracking() -> None:
     import tifffile
 
     from fmscope.napari.track_panel import BOXES as TRACK_BOXES
-    from fmscope.napari.track_panel import TrackPanel
 
     case = samples.get_case("hela_timelapse")
     frames = 10
     images, tracks = (tifffile.imread(path)[:frames, :256, :256] for path in (case.image_path, case.labels_path))
     viewer, panel = open_viewer([(images, {"name": "hela", "contrast_limits": (np.percentile(images, 1),
                                                                                np.percentile(images, 99.8))}, "image")],
-                                TrackPanel, "fmscope: Track")
+                                "Track")
     ids = [i for i in np.unique(tracks[0]) if i and all((tracks[t] == i).any() for t in range(frames))]
     for track in ids[:4]:
-        panel.new_object()
+        click(panel, "New (Shift-N)")
         viewer.layers[TRACK_BOXES].add_rectangles(rectangle(samples.boxes_from_labels(tracks[0] == track)[1], 0))
         wait(panel)
     propagate_and_shoot(viewer, panel, frames - 1, "napari_hela_tracking.png")
@@ -123,9 +129,8 @@ def hela_tracking() -> None:
 def echo_tracking() -> None:
     """The Track panel on the echo cine clip (read lazily): the left ventricle boxed on frame 0, propagated."""
     from fmscope.napari.track_panel import BOXES as TRACK_BOXES
-    from fmscope.napari.track_panel import TrackPanel
 
-    viewer, panel = open_viewer(sample_data.echo_cine(), TrackPanel, "fmscope: Track")
+    viewer, panel = open_viewer(sample_data.echo_cine(), "Track")
     viewer.dims.set_point(0, 0)
     wait(panel)
     viewer.layers[TRACK_BOXES].add_rectangles(rectangle((150, 55, 205, 130), 0))
@@ -134,11 +139,11 @@ def echo_tracking() -> None:
 
 
 def spatial_visium() -> None:
-    viewer, widget = open_viewer((), SpatialWidget, "fmscope: Spatial omics", 1000)
+    viewer, widget = open_viewer((), "Spatial omics", 1000)
     widget.open_slide(str(samples.sample_data_dir() / "visium_mouse_brain"))
     wait(widget)
     widget.n_domains_spin.setValue(8)
-    widget.compute_domains()
+    click(widget, "Compute domains")
     wait(widget)
     viewer.layers[-2].visible = False  # the plain spots layer under the domains
     viewer.screenshot(str(DOCS / "napari_visium_domains.png"), canvas_only=False)
@@ -147,10 +152,10 @@ def spatial_visium() -> None:
 
 
 def spatial_finetune() -> None:
-    viewer, widget = open_viewer(sample_data.semi_synthetic_tissue(), SpatialWidget, "fmscope: Spatial omics", 1000)
+    viewer, widget = open_viewer(sample_data.semi_synthetic_tissue(), "Spatial omics", 1000)
     slide = widget.slide
     widget.n_domains_spin.setValue(4)
-    widget.compute_domains()
+    click(widget, "Compute domains")
     wait(widget)
     layer = widget.add_annotation_layer()
     labels = annotate_blocks(slide.adata)
@@ -166,7 +171,7 @@ def spatial_finetune() -> None:
     layer.refresh()
     widget.names_edit.setText(", ".join(f"{code}: {name}" for code, name in names.items()))
     widget.head_edit.setText(str(Path(tempfile.mkdtemp()) / "head.pt"))
-    widget.train_head()
+    click(widget, "Train head")
     wait(widget)
     for name in ("semi_synthetic_tissue cells", "fmscope domains", "fmscope uncertainty"):
         viewer.layers[name].visible = False
@@ -179,11 +184,11 @@ def spatial_finetune() -> None:
 
 
 def image_expression() -> None:
-    viewer, widget = open_viewer((), SpatialWidget, "fmscope: Spatial omics", 1000)
+    viewer, widget = open_viewer((), "Spatial omics", 1000)
     widget.open_slide(str(samples.sample_data_dir() / "visium_mouse_brain"))
     wait(widget)
     widget.image_expression.model_edit.setText(str(Path(tempfile.mkdtemp()) / "brain.pt"))
-    widget.image_expression.train()
+    click(widget, "Train on this slide")
     wait(widget, timeout=900)
     viewer.layers[1].visible = False  # the plain spots layer under the predicted grid
     viewer.screenshot(str(DOCS / "napari_image_expression.png"), canvas_only=False)

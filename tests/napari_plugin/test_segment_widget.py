@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from napari_helpers import wait_idle
+from napari_helpers import click, wait_idle
 
 from fmscope import samples
 from fmscope.imaging import io
@@ -14,7 +14,7 @@ from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.volume import segment_volume
 from fmscope.metrics import dice
 from fmscope.napari import sample_data
-from fmscope.napari.segment_widget import BOXES, CLICKS, LABELS, SegmentWidget
+from fmscope.napari.segment_widget import BOXES, CLICKS, LABELS
 
 pytestmark = pytest.mark.slow
 
@@ -26,15 +26,14 @@ def rectangle(box, z=None):
 
 
 @pytest.fixture
-def nuclei_viewer(make_napari_viewer, qtbot):
+def nuclei_viewer(make_napari_viewer, open_widget, qtbot):
+    """The nuclei sample with the Segment widget opened from the Plugins menu, its embedding prefetched."""
     viewer = make_napari_viewer()
     for data, kwargs, kind in sample_data.nuclei():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
-    widget = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = open_widget(viewer, "Segment")
     wait_idle(qtbot, widget)
-    yield viewer, widget
-    widget.worker.shutdown()
+    return viewer, widget
 
 
 def test_box_segments_like_the_engine_then_click_and_undo(nuclei_viewer, qtbot, segmenter, nuclei, nuclei_boxes):
@@ -50,7 +49,7 @@ def test_box_segments_like_the_engine_then_click_and_undo(nuclei_viewer, qtbot, 
     assert dice(painted == 1, nuclei[1] == label) > 0.6
 
     ys, xs = np.nonzero(painted == 1)
-    widget.toggle_polarity()
+    widget.negative_box.click()  # negative clicks
     viewer.layers[CLICKS].add([ys.mean(), xs.mean()])
     wait_idle(qtbot, widget)
     shrunk = viewer.layers[LABELS].data
@@ -58,9 +57,9 @@ def test_box_segments_like_the_engine_then_click_and_undo(nuclei_viewer, qtbot, 
     refined = segmenter.predict(box=box, points=[[xs.mean(), ys.mean()]], labels=[0]).mask
     assert dice(shrunk == 1, refined) >= 0.999  # the click refined the object as the engine does
 
-    widget.undo()
+    click(qtbot, widget, "Undo (u)")
     assert np.array_equal(viewer.layers[LABELS].data, painted)
-    widget.undo()
+    click(qtbot, widget, "Undo (u)")
     assert not viewer.layers[LABELS].data.any()
 
 
@@ -76,14 +75,14 @@ def test_undo_of_a_model_result_keeps_painting_done_after_it(nuclei_viewer, qtbo
     layer.paint((20, 20), 5)  # and elsewhere
     painted = layer.data.copy()
     assert (painted == 1).any() and (painted == 5).sum() > 40
-    widget.undo()  # undoes the model result only
+    click(qtbot, widget, "Undo (u)")  # undoes the model result only
     assert np.array_equal(layer.data, np.where(painted == 5, 5, 0))
 
     x0, y0, x1, y1 = xs.min(), ys.min(), xs.max(), ys.max()
     viewer.layers[BOXES].add_rectangles(rectangle([x0, y0, x1, y1]))  # a model result over the hand painting
     wait_idle(qtbot, widget)
     assert (layer.data == 6).any() and np.array_equal(layer.data == 5, painted == 5)
-    widget.undo()
+    click(qtbot, widget, "Undo (u)")
     assert np.array_equal(layer.data, np.where(painted == 5, 5, 0))
 
 
@@ -106,7 +105,7 @@ def test_latency_with_cached_embedding(nuclei_viewer, qtbot, nuclei):
     viewer, widget = nuclei_viewer
     latencies = []
     for box in ([100, 100, 260, 240], [300, 280, 480, 430], [20, 300, 200, 480]):
-        widget.new_object()
+        click(qtbot, widget, "New (n)")
         viewer.layers[BOXES].add_rectangles(rectangle(box))
         wait_idle(qtbot, widget)
         latencies.append(widget.last_latency_ms)
@@ -122,13 +121,13 @@ def test_latency_with_cached_embedding(nuclei_viewer, qtbot, nuclei):
     assert np.median(latencies) < 0.5 * embedding_ms  # README: 143 ms vs ~1000 ms
 
 
-def test_event_loop_keeps_running_during_embedding(make_napari_viewer, qtbot):
+def test_event_loop_keeps_running_during_embedding(make_napari_viewer, open_widget, qtbot):
     from qtpy.QtCore import QTimer
 
     viewer = make_napari_viewer()
     image, _ = io.read_image(samples.get_case("ct_lung_slice").image_path), None
     viewer.add_image(image + 1, name="fresh image")  # a new image: the embedding is computed now
-    widget = SegmentWidget(viewer)
+    widget = open_widget(viewer, "Segment")
     ticks = []
     timer = QTimer()
     timer.setInterval(10)
@@ -144,7 +143,6 @@ def test_event_loop_keeps_running_during_embedding(make_napari_viewer, qtbot):
           f"(embedding job {busy_ms:.0f} ms)")
     assert len(ticks) > 20
     assert gaps.max() < 0.2 * busy_ms  # README: 18 ms during a ~1 s embedding; a UI-thread model stalls it all
-    widget.worker.shutdown()
 
 
 def test_widget_survives_layer_deleted_mid_run(nuclei_viewer, qtbot, nuclei_boxes):
@@ -165,22 +163,20 @@ def test_box_outside_the_image_shows_message_and_changes_nothing(nuclei_viewer, 
     assert np.array_equal(viewer.layers[LABELS].data, before)
 
 
-def test_4d_data_is_refused_with_message(make_napari_viewer, qtbot):
+def test_4d_data_is_refused_with_message(make_napari_viewer, open_widget):
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).random((2, 3, 32, 32)), name="4d")
-    widget = SegmentWidget(viewer)
+    widget = open_widget(viewer, "Segment")
     assert widget._image_layer is None
     assert "spatial dimensions" in widget.status.text()
     assert LABELS not in viewer.layers
-    widget.worker.shutdown()
 
 
-def test_propagate_fills_the_tumour_slices(make_napari_viewer, qtbot, ct_volume):
+def test_propagate_fills_the_tumour_slices(make_napari_viewer, open_widget, qtbot, ct_volume):
     viewer = make_napari_viewer()
     for data, kwargs, kind in sample_data.ct_lung_volume():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
-    widget = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = open_widget(viewer, "Segment")
     volume, truth = ct_volume
     z = samples.key_slice(truth)
     viewer.dims.set_point(0, z * volume.spacing_zyx[0])
@@ -189,22 +185,21 @@ def test_propagate_fills_the_tumour_slices(make_napari_viewer, qtbot, ct_volume)
     viewer.layers[BOXES].add_rectangles(rectangle(box, z))
     wait_idle(qtbot, widget)
     assert viewer.layers[LABELS].data[z].any()
-    widget.propagate()
+    click(qtbot, widget, "Propagate (p)")
     wait_idle(qtbot, widget)
     labels = viewer.layers[LABELS].data
     true_slices = set(np.nonzero(truth.any(axis=(1, 2)))[0].tolist())
     assert true_slices <= set(np.nonzero(labels.any(axis=(1, 2)))[0].tolist())
     assert dice(labels > 0, truth > 0) >= 0.7
     viewer.layers["ct_lung_volume ground truth"].visible = True
-    widget.worker.shutdown()
 
 
-def test_propagate_keeps_the_refined_key_slice_and_undo_keeps_later_painting(make_napari_viewer, qtbot, ct_volume,
-                                                                             segmenter):
+def test_propagate_keeps_the_refined_key_slice_and_undo_keeps_later_painting(make_napari_viewer, open_widget, qtbot,
+                                                                             ct_volume, segmenter):
     viewer = make_napari_viewer()
     for data, kwargs, kind in sample_data.ct_lung_volume():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
-    widget = SegmentWidget(viewer)
+    widget = open_widget(viewer, "Segment")
     volume, truth = ct_volume
     z = samples.key_slice(truth)
     viewer.dims.set_point(0, z * volume.spacing_zyx[0])
@@ -215,7 +210,7 @@ def test_propagate_keeps_the_refined_key_slice_and_undo_keeps_later_painting(mak
     wait_idle(qtbot, widget)
     from_box = layer.data[z] == 1
     ys, xs = np.nonzero(from_box)
-    widget.toggle_polarity()
+    widget.negative_box.click()  # negative clicks
     viewer.layers[CLICKS].add([z, ys.mean(), xs.min() + 1])  # a negative click on the tumour's left edge
     wait_idle(qtbot, widget)
     layer.brush_size = 3
@@ -224,7 +219,7 @@ def test_propagate_keeps_the_refined_key_slice_and_undo_keeps_later_painting(mak
     assert (refined == 1).sum() > 100 and not np.array_equal(refined == 1, from_box)
     before = layer.data.copy()
 
-    widget.propagate()
+    click(qtbot, widget, "Propagate (p)")
     wait_idle(qtbot, widget)
     propagated = layer.data.copy()
     assert np.array_equal(propagated[z], refined)  # the clicks and the painting survive
@@ -237,9 +232,8 @@ def test_propagate_keeps_the_refined_key_slice_and_undo_keeps_later_painting(mak
     ys, xs = np.nonzero(propagated[z + 1] == 1)
     layer.paint((z + 1, ys.mean(), xs.mean()), 9)  # hand painting after the propagation, over its result
     painted = layer.data.copy()
-    widget.undo()
+    click(qtbot, widget, "Undo (u)")
     assert np.array_equal(layer.data, np.where(painted == 9, 9, before))
-    widget.worker.shutdown()
 
 
 def test_points_on_another_grid_are_refused(nuclei_viewer, qtbot, nuclei_boxes):
@@ -265,12 +259,12 @@ def test_model_failure_shows_message_and_changes_nothing(nuclei_viewer, qtbot, m
     assert np.array_equal(viewer.layers[LABELS].data, before)
 
 
-def test_rgb_image(make_napari_viewer, qtbot, nuclei, nuclei_boxes, segmenter):
+def test_rgb_image(make_napari_viewer, open_widget, qtbot, nuclei, nuclei_boxes, segmenter):
     viewer = make_napari_viewer()
     gray = (np.clip(nuclei[0] / np.percentile(nuclei[0], 99.5), 0, 1) * 255).astype(np.uint8)
     rgb = np.stack([gray, gray // 2, gray], axis=-1)
     viewer.add_image(rgb, name="rgb", rgb=True)
-    widget = SegmentWidget(viewer)
+    widget = open_widget(viewer, "Segment")
     wait_idle(qtbot, widget)
     assert viewer.layers[LABELS].data.shape == gray.shape
     box = list(nuclei_boxes.values())[3]
@@ -278,7 +272,6 @@ def test_rgb_image(make_napari_viewer, qtbot, nuclei, nuclei_boxes, segmenter):
     wait_idle(qtbot, widget)
     segmenter.set_image(rgb)
     assert dice(viewer.layers[LABELS].data == 1, segmenter.predict(box=box).mask) >= 0.999
-    widget.worker.shutdown()
 
 
 def test_plugin_is_discovered_and_manifest_valid():

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from napari_helpers import wait_idle
+from napari_helpers import click, wait_idle
 
 from fmscope import samples
 from fmscope.napari import sample_data
@@ -25,7 +25,8 @@ VISIUM = samples.sample_data_dir() / "visium_mouse_brain"
 
 def test_visium_spots_sit_on_their_place_in_the_he(viewer_widget, qtbot):
     viewer, widget = viewer_widget
-    widget.open_slide(str(VISIUM))
+    widget.path_edit.setText(str(VISIUM))
+    click(qtbot, widget, "Open")
     wait_idle(qtbot, widget)
     image = next(layer for layer in viewer.layers if layer.name.endswith("tissue"))
     spots = next(layer for layer in viewer.layers if layer.name.endswith("spots"))
@@ -44,10 +45,11 @@ def test_visium_spots_sit_on_their_place_in_the_he(viewer_widget, qtbot):
 
 def test_domains_genes_and_resolutions(viewer_widget, qtbot):
     viewer, widget = viewer_widget
-    widget.open_slide(str(VISIUM))
+    widget.path_edit.setText(str(VISIUM))
+    click(qtbot, widget, "Open")
     wait_idle(qtbot, widget)
     widget.n_domains_spin.setValue(6)
-    widget.compute_domains()
+    click(qtbot, widget, "Compute domains")
     wait_idle(qtbot, widget)
     layer = viewer.layers[DOMAINS]
     assert len(layer.data) == 2695
@@ -83,10 +85,11 @@ def test_annotate_finetune_save_and_reopen(viewer_widget, qtbot, tmp_path):
     slide = widget.slide
     truth = slide.adata.obs["true_domain"].to_numpy()
     widget.n_domains_spin.setValue(4)
-    widget.compute_domains()
+    click(qtbot, widget, "Compute domains")
     wait_idle(qtbot, widget)
-    layer = widget.add_annotation_layer()
-    assert layer.name == f"{ANNOTATIONS} (semi_synthetic_tissue)"
+    click(qtbot, widget, "Add annotation layer")
+    layer = viewer.layers.selection.active
+    assert layer.name == f"{ANNOTATIONS} (semi_synthetic_tissue)" and layer.mode == "paint"
     labels = annotate_blocks(slide.adata)
     names = {int(name) + 1: name for name in sorted(set(labels) - {""})}
     # two separate blocks per domain: paint each block on its own
@@ -101,7 +104,7 @@ def test_annotate_finetune_save_and_reopen(viewer_widget, qtbot, tmp_path):
     widget.names_edit.setText(", ".join(f"{code}: {name}" for code, name in names.items()))
     assert (widget.cell_annotations(slide) == labels).mean() > 0.97
     widget.head_edit.setText(str(tmp_path / "head.pt"))
-    widget.train_head()
+    click(qtbot, widget, "Train head")
     wait_idle(qtbot, widget)
     result = widget.last_result
     whole = np.mean(slide.adata.obs["fmscope_predicted_domain"].to_numpy() == truth)
@@ -110,7 +113,8 @@ def test_annotate_finetune_save_and_reopen(viewer_widget, qtbot, tmp_path):
     assert PREDICTED in viewer.layers and UNCERTAINTY in viewer.layers
     assert "held-out accuracy" in widget.result_label.text()
 
-    widget.save(str(tmp_path / "tissue.zarr"))
+    widget.save_edit.setText(str(tmp_path / "tissue.zarr"))
+    click(qtbot, widget, "Save")
     wait_idle(qtbot, widget)
     reopened = read_slide(tmp_path / "tissue.zarr")
     assert np.array_equal(reopened.adata.obs["fmscope_predicted_domain"].to_numpy(),

@@ -9,20 +9,22 @@ import time
 import numpy as np
 import pytest
 import tifffile
-from napari_helpers import wait_idle
+from napari_helpers import click, wait_idle
 from qtpy.QtCore import QTimer
 
+from fmscope.cli import main
 from fmscope.imaging.model_file import TunedModel, trained_state, write_model_file
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.tracking import TrackingSession, open_frames
 from fmscope.imaging.tracking.export import tracks_data
 from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
-from fmscope.napari.track_panel import BOXES, CLICKS, LABELS, TRACKS, TrackPanel
+from fmscope.napari.track_panel import BOXES, CLICKS, LABELS, TRACKS
 from fmscope.samples import get_case
 from fmscope.training.segmenter import TRAINED_PARTS
 
 FRAMES, SIDE = 4, 128
 NUCLEUS, NEIGHBOUR = 12, 9  # ground-truth track ids of two nuclei in the crop, both on frame 0
+OTHER = 4  # another nucleus, like NUCLEUS on frames 0..2
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +49,47 @@ def engine(images, segmenter) -> TrackingSession:
     return TrackingSession(source, backend=LiteMedSAMTracker(source, segmenter=segmenter))
 
 
-def make_panel(make_napari_viewer, qtbot, images, name="hela"):
+def make_panel(make_napari_viewer, open_widget, images, name="hela"):
+    """A viewer holding ``images`` with the Track panel opened from the Plugins menu."""
     viewer = make_napari_viewer()
     viewer.add_image(images, name=name)
-    panel = TrackPanel(viewer)
-    viewer.window.add_dock_widget(panel)
-    return viewer, panel
+    return viewer, open_widget(viewer, "Track")
 
 
 @pytest.fixture
-def hela_panel(make_napari_viewer, qtbot, hela):
-    viewer, panel = make_panel(make_napari_viewer, qtbot, hela[0])
-    yield viewer, panel
-    panel.worker.shutdown()
+def hela_panel(make_napari_viewer, open_widget, hela):
+    return make_panel(make_napari_viewer, open_widget, hela[0])
+
+
+@pytest.mark.slow
+def test_two_boxes_on_one_frame_are_tracked_like_fmscope_track(make_napari_viewer, open_widget, qtbot, hela,
+                                                                tmp_path):
+    """Issue 24: opened from the Plugins menu, two objects boxed on the middle of 3 frames, New between them,
+    Propagate (both directions): both are tracked, voxel for voxel what ``fmscope track`` gives for the same boxes."""
+    frames = 3
+    images, tracks = hela[0][:frames], hela[1][:frames]
+    viewer, panel = make_panel(make_napari_viewer, open_widget, images)
+    boxes = [gt_box(tracks, 1, track) for track in (NUCLEUS, OTHER)]
+    viewer.layers[BOXES].add_rectangles(rectangle(boxes[0], 1))
+    wait_idle(qtbot, panel)
+    click(qtbot, panel, "New (Shift-N)")
+    viewer.layers[BOXES].add_rectangles(rectangle(boxes[1], 1))
+    wait_idle(qtbot, panel)
+    assert [row[0] for row in panel.object_rows()] == [1, 2]
+    click(qtbot, panel, "Propagate (Shift-P)")
+    wait_idle(qtbot, panel)
+    assert panel.status.text() == "Propagated."
+    assert panel.object_rows() == [(1, f"0..{frames - 1}", "1"), (2, f"0..{frames - 1}", "1")]
+
+    path, out = tmp_path / "hela.tif", tmp_path / "labels.tif"
+    tifffile.imwrite(path, images, metadata={"axes": "TYX"})
+    argv = ["track", str(path), "--frame", "1", "--direction", "both", "--device", "cpu", "-o", str(out)]
+    for box in boxes:
+        argv += ["--box", *map(str, box)]
+    assert main(argv) == 0
+    expected = tifffile.imread(out)
+    assert all((expected[f] == obj).any() for f in range(frames) for obj in (1, 2))
+    assert np.array_equal(viewer.layers[LABELS].data, expected)
 
 
 @pytest.mark.slow
@@ -81,7 +111,7 @@ def test_box_propagate_correct_undo_and_export(hela_panel, qtbot, hela, segmente
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start(10)
     started = time.perf_counter()
-    panel.propagate()
+    click(qtbot, panel, "Propagate (Shift-P)")
     wait_idle(qtbot, panel)
     frame_ms = (time.perf_counter() - started) * 1000 / FRAMES
     timer.stop()
@@ -101,7 +131,7 @@ def test_box_propagate_correct_undo_and_export(hela_panel, qtbot, hela, segmente
     viewer.layers[BOXES].add_rectangles(rectangle(correction, 2))
     wait_idle(qtbot, panel)
     reference.add_box(2, 1, correction)
-    panel.propagate()
+    click(qtbot, panel, "Propagate (Shift-P)")
     wait_idle(qtbot, panel)
     assert [r.frame for r in reference.propagate("both", (0, FRAMES - 1))] == [2, 3]
     corrected = layer.data.copy()
@@ -110,19 +140,19 @@ def test_box_propagate_correct_undo_and_export(hela_panel, qtbot, hela, segmente
     assert not np.array_equal(corrected[2], propagated[2])
     assert panel.object_rows()[0][2] == "1, 2"
 
-    panel.undo()  # the re-propagation
-    panel.undo()  # the correction prompt
+    click(qtbot, panel, "Undo (Shift-U)")  # the re-propagation
+    click(qtbot, panel, "Undo (Shift-U)")  # the correction prompt
     assert np.array_equal(layer.data, propagated)
-    panel.undo()  # the first propagation
+    click(qtbot, panel, "Undo (Shift-U)")  # the first propagation
     assert np.array_equal(layer.data, after_prompt)
     wait_idle(qtbot, panel)
     assert np.array_equal(panel.session.labels(), after_prompt)  # the engine's labels follow
 
-    panel.undo()  # the box that started the object: the engine forgets it too
+    click(qtbot, panel, "Undo (Shift-U)")  # the box that started the object: the engine forgets it too
     wait_idle(qtbot, panel)
     assert not layer.data.any() and not panel.state.objects and not panel.session.prompts
     assert not panel.session.labels().any() and TRACKS not in viewer.layers
-    panel.undo()
+    click(qtbot, panel, "Undo (Shift-U)")
     assert "Nothing to undo" in panel.status.text()
 
 
@@ -137,7 +167,7 @@ def test_two_objects_hand_painting_cancel_and_export(hela_panel, qtbot, hela, tm
     layer.data[hand] = 50
     viewer.layers[BOXES].add_rectangles(rectangle(gt_box(tracks, 0, NUCLEUS), 0))
     wait_idle(qtbot, panel)
-    panel.new_object()
+    click(qtbot, panel, "New (Shift-N)")
     viewer.layers[BOXES].add_rectangles(rectangle(gt_box(tracks, 0, NEIGHBOUR), 0))
     wait_idle(qtbot, panel)
     assert sorted(panel.state.objects) == [51, 52]  # new ids, never the hand-painted one
@@ -160,7 +190,7 @@ def test_two_objects_hand_painting_cancel_and_export(hela_panel, qtbot, hela, tm
             panel.cancel()
     panel.frame_ready.connect(cancel_on_first)
     panel.direction_combo.setCurrentText("forward")
-    panel.propagate()
+    click(qtbot, panel, "Propagate (Shift-P)")
     wait_idle(qtbot, panel)
     panel.frame_ready.disconnect(cancel_on_first)
     assert 1 <= max(seen) <= 2 < FRAMES  # stopped within one frame of the Cancel
@@ -173,7 +203,7 @@ def test_two_objects_hand_painting_cancel_and_export(hela_panel, qtbot, hela, tm
     assert not engine_labels[cut:].any()
     assert np.array_equal(layer.data[hand], np.full(hand.sum(), 50))
 
-    panel.propagate()
+    click(qtbot, panel, "Propagate (Shift-P)")
     wait_idle(qtbot, panel)
     engine_labels = panel.session.labels()
     assert engine_labels[cut:].any()  # the second run tracked the frames the Cancel left
@@ -196,89 +226,80 @@ def test_two_objects_hand_painting_cancel_and_export(hela_panel, qtbot, hela, tm
     assert np.array_equal(tifffile.imread(written[2] / "mask003.tif"), exported[3])
 
 
-def test_bad_input_gives_a_message_and_changes_nothing(make_napari_viewer, qtbot, hela):
+def test_bad_input_gives_a_message_and_changes_nothing(make_napari_viewer, open_widget, qtbot, hela):
     images, _ = hela
     viewer = make_napari_viewer()
     viewer.add_image(images[0], name="one frame")
-    panel = TrackPanel(viewer)
-    try:
-        assert "spatial dimensions" in panel.status.text()  # a 2D image
-        assert [layer.name for layer in viewer.layers] == ["one frame"]
+    panel = open_widget(viewer, "Track")
+    assert "spatial dimensions" in panel.status.text()  # a 2D image
+    assert [layer.name for layer in viewer.layers] == ["one frame"]
 
-        viewer.add_image(images, name="hela")
-        panel.image_combo.setCurrentText("hela")
-        layer = viewer.layers[LABELS]
-        panel.model_combo.setCurrentText("medsam2")  # no checkpoint
-        viewer.layers[BOXES].add_rectangles(rectangle([10, 10, 40, 40], 0))
-        assert "needs its checkpoint" in panel.status.text()
-        panel.checkpoint_edit.setText("/nonexistent/MedSAM2_latest.pt")
-        viewer.layers[CLICKS].add([0, 20, 20])
-        assert "not found" in panel.status.text()
-        panel.propagate()
-        assert panel.worker.idle and not layer.data.any() and not panel.state.objects
+    viewer.add_image(images, name="hela")
+    panel.image_combo.setCurrentText("hela")
+    layer = viewer.layers[LABELS]
+    panel.model_combo.setCurrentText("medsam2")  # no checkpoint
+    viewer.layers[BOXES].add_rectangles(rectangle([10, 10, 40, 40], 0))
+    assert "needs its checkpoint" in panel.status.text()
+    panel.checkpoint_edit.setText("/nonexistent/MedSAM2_latest.pt")
+    viewer.layers[CLICKS].add([0, 20, 20])
+    assert "not found" in panel.status.text()
+    click(qtbot, panel, "Propagate (Shift-P)")
+    assert panel.worker.idle and not layer.data.any() and not panel.state.objects
 
-        panel.model_combo.setCurrentText("/nonexistent/tuned.pt")
-        viewer.layers[CLICKS].add([0, 22, 22])
-        assert "nor a model file" in panel.status.text()
-        assert panel.worker.idle and not layer.data.any() and not panel.state.objects
+    panel.model_combo.setCurrentText("/nonexistent/tuned.pt")
+    viewer.layers[CLICKS].add([0, 22, 22])
+    assert "nor a model file" in panel.status.text()
+    assert panel.worker.idle and not layer.data.any() and not panel.state.objects
 
-        panel.model_combo.setCurrentText("litemedsam")
-        viewer.layers[BOXES].scale = (1, 2, 2)  # a box on another grid
-        viewer.layers[BOXES].add_rectangles(rectangle([10, 10, 40, 40], 0))
-        assert "not on the grid" in panel.status.text()
-        assert panel.worker.idle and not layer.data.any() and not panel.state.objects
-        panel.undo()
-        assert "Nothing to undo" in panel.status.text()
-        assert panel.export("/tmp") == [] and "Nothing to export" in panel.status.text()
-    finally:
-        panel.worker.shutdown()
+    panel.model_combo.setCurrentText("litemedsam")
+    viewer.layers[BOXES].scale = (1, 2, 2)  # a box on another grid
+    viewer.layers[BOXES].add_rectangles(rectangle([10, 10, 40, 40], 0))
+    assert "not on the grid" in panel.status.text()
+    assert panel.worker.idle and not layer.data.any() and not panel.state.objects
+    click(qtbot, panel, "Undo (Shift-U)")
+    assert "Nothing to undo" in panel.status.text()
+    assert panel.export("/tmp") == [] and "Nothing to export" in panel.status.text()
 
 
 @pytest.mark.slow
-def test_volume_slices_are_tracked_like_the_engine(make_napari_viewer, qtbot, segmenter, tmp_path):
+def test_volume_slices_are_tracked_like_the_engine(make_napari_viewer, open_widget, qtbot, segmenter, tmp_path):
     from fmscope.imaging import io
 
     case = get_case("ct_lung_volume")
     volume = io.read_volume(case.image_path).array[7:12, 40:168, 40:168]  # (Z, Y, X) around the tumour
     tumour = io.read_volume(case.labels_path).array[7:12, 40:168, 40:168] > 0
-    viewer, panel = make_panel(make_napari_viewer, qtbot, volume, "volume")
-    try:
-        panel.axis_combo.setCurrentText("z")
-        box = box_from_mask(tumour[2]).astype(float)
-        viewer.layers[BOXES].add_rectangles(rectangle(box, 2))
-        wait_idle(qtbot, panel)
-        panel.propagate()
-        wait_idle(qtbot, panel)
-        source = open_frames(volume, kind="volume")
-        reference = TrackingSession(source, backend=LiteMedSAMTracker(source, segmenter=segmenter))
-        reference.add_box(2, 1, box)
-        list(reference.propagate("both"))
-        layer = viewer.layers[LABELS]
-        assert np.array_equal(layer.data, reference.labels()) and (layer.data[2] == 1).sum() > 50
-        written = panel.export(tmp_path)
-        assert [p.name for p in written] == ["volume_labels.tif", "volume_objects.csv"]  # no CTC for slices
-        assert np.array_equal(tifffile.imread(written[0]), layer.data)
-    finally:
-        panel.worker.shutdown()
+    viewer, panel = make_panel(make_napari_viewer, open_widget, volume, "volume")
+    panel.axis_combo.setCurrentText("z")
+    box = box_from_mask(tumour[2]).astype(float)
+    viewer.layers[BOXES].add_rectangles(rectangle(box, 2))
+    wait_idle(qtbot, panel)
+    click(qtbot, panel, "Propagate (Shift-P)")
+    wait_idle(qtbot, panel)
+    source = open_frames(volume, kind="volume")
+    reference = TrackingSession(source, backend=LiteMedSAMTracker(source, segmenter=segmenter))
+    reference.add_box(2, 1, box)
+    list(reference.propagate("both"))
+    layer = viewer.layers[LABELS]
+    assert np.array_equal(layer.data, reference.labels()) and (layer.data[2] == 1).sum() > 50
+    written = panel.export(tmp_path)
+    assert [p.name for p in written] == ["volume_labels.tif", "volume_objects.csv"]  # no CTC for slices
+    assert np.array_equal(tifffile.imread(written[0]), layer.data)
 
 
-def test_samples_open_with_their_frame_axis(make_napari_viewer, qtbot):
+def test_samples_open_with_their_frame_axis(make_napari_viewer, open_widget):
     from fmscope.napari import sample_data
 
     viewer = make_napari_viewer()
     for data, kwargs, kind in sample_data.hela_timelapse():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
-    panel = TrackPanel(viewer)
-    try:
-        assert panel.image_combo.currentText() == "hela_timelapse" and panel.axis_combo.currentText() == "time"
-        assert viewer.layers[LABELS].data.shape == (20, 512, 512) and panel.last_spin.value() == 19
-        for data, kwargs, kind in sample_data.ct_lung_volume():
-            getattr(viewer, f"add_{kind}")(data, **kwargs)
-        panel.image_combo.setCurrentText("ct_lung_volume")
-        assert panel.axis_combo.currentText() == "z" and viewer.layers[LABELS].data.shape == (20, 192, 192)
-        assert np.allclose(viewer.layers[BOXES].scale, viewer.layers["ct_lung_volume"].scale)
-    finally:
-        panel.worker.shutdown()
+    panel = open_widget(viewer, "Track")
+    assert panel.image_combo.currentText() == "hela_timelapse" and panel.axis_combo.currentText() == "time"
+    assert viewer.layers[LABELS].data.shape == (20, 512, 512) and panel.last_spin.value() == 19
+    for data, kwargs, kind in sample_data.ct_lung_volume():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    panel.image_combo.setCurrentText("ct_lung_volume")
+    assert panel.axis_combo.currentText() == "z" and viewer.layers[LABELS].data.shape == (20, 192, 192)
+    assert np.allclose(viewer.layers[BOXES].scale, viewer.layers["ct_lung_volume"].scale)
 
 
 @pytest.mark.slow

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-from napari_helpers import wait_idle
+from napari_helpers import click, wait_idle
 
 from fmscope import samples
 from fmscope.imaging.model_file import read_model_file
-from fmscope.napari.segment_widget import BOXES, LABELS, SegmentWidget
+from fmscope.napari.segment_widget import BOXES, LABELS
 from fmscope.training.segmenter import checkpoint_path
 
 pytestmark = pytest.mark.slow
@@ -17,17 +17,16 @@ TRAINING_MS = 1_200_000  # a few epochs on three small frames: well under a minu
 
 
 @pytest.fixture
-def hela_viewer(make_napari_viewer, qtbot):
+def hela_viewer(make_napari_viewer, open_widget, qtbot):
+    """Three HeLa frames and their nuclei labels, the Segment widget (with its Train panel) from the Plugins menu."""
     folder = samples.sample_data_dir() / "hela_timelapse"
     images, masks = tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "masks.tif")
     viewer = make_napari_viewer()
     viewer.add_image(images[[0, 1, 10], :128, :128], name="hela")
     viewer.add_labels(masks[[0, 1, 10], :128, :128], name="my nuclei")
-    widget = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = open_widget(viewer, "Segment")
     wait_idle(qtbot, widget)
-    yield viewer, widget
-    widget.worker.shutdown()
+    return viewer, widget
 
 
 def test_train_switches_the_widget_to_the_tuned_model(hela_viewer, qtbot, tmp_path):
@@ -37,7 +36,7 @@ def test_train_switches_the_widget_to_the_tuned_model(hela_viewer, qtbot, tmp_pa
     panel.labels_combo.setCurrentText("my nuclei")
     panel.epochs_spin.setValue(1)
     panel.output_edit.setText(str(tmp_path / "tuned.pt"))
-    panel.train_button.click()
+    click(qtbot, widget, "Train on my objects")
     assert not panel.train_button.isEnabled() and panel.cancel_button.isEnabled()
     wait_idle(qtbot, widget, timeout=TRAINING_MS)
     assert panel.train_button.isEnabled() and not panel.cancel_button.isEnabled()
@@ -61,9 +60,9 @@ def test_cancel_stops_training_and_writes_no_model(hela_viewer, qtbot, tmp_path)
     panel.labels_combo.setCurrentText("my nuclei")
     panel.epochs_spin.setValue(50)
     panel.output_edit.setText(str(tmp_path / "cancelled.pt"))
-    panel.train_button.click()
+    click(qtbot, widget, "Train on my objects")
     qtbot.waitUntil(lambda: "Epoch 1/50" in widget.status.text(), timeout=TRAINING_MS)
-    panel.cancel_button.click()
+    click(qtbot, widget, "Cancel training")
     assert panel.train_button.isEnabled() and "cancelled" in widget.status.text()
     wait_idle(qtbot, widget, timeout=TRAINING_MS)
     assert not (tmp_path / "cancelled.pt").exists()
@@ -76,7 +75,7 @@ def test_no_objects_is_reported_not_raised(hela_viewer, qtbot, tmp_path):
     panel = widget.train_panel
     panel.labels_combo.setCurrentText(LABELS)  # the widget's own labels: nothing accepted yet
     panel.output_edit.setText(str(tmp_path / "none.pt"))
-    panel.train_button.click()
+    click(qtbot, widget, "Train on my objects")
     wait_idle(qtbot, widget)
     assert "hold no objects" in widget.status.text() and panel.train_button.isEnabled()
     assert not list(tmp_path.iterdir())

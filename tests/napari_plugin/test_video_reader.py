@@ -12,7 +12,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from napari.utils.notifications import notification_manager
-from napari_helpers import wait_idle
+from napari_helpers import click, wait_idle
 
 from fmscope.errors import FmscopeError
 from fmscope.imaging import io
@@ -21,7 +21,7 @@ from fmscope.imaging.tracking import TrackingSession, open_frames
 from fmscope.imaging.tracking.frames import FrameSource
 from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 from fmscope.napari import sample_data
-from fmscope.napari.track_panel import BOXES, LABELS, TrackPanel
+from fmscope.napari.track_panel import BOXES, LABELS
 from fmscope.napari.video_reader import LazyFrames, get_video_reader
 from fmscope.samples import get_case, sample_data_dir
 
@@ -60,7 +60,7 @@ def write_video(path, n: int, side: int = 64, fps: int = 25) -> None:
             container.mux(packet)
 
 
-def test_sample_cine_opens_lazily_and_decodes_only_the_frames_shown(make_napari_viewer, qtbot):
+def test_sample_cine_opens_lazily_and_decodes_only_the_frames_shown(make_napari_viewer, open_widget, qtbot):
     viewer = make_napari_viewer()
     [(data, kwargs, kind)] = sample_data.echo_cine()
     assert isinstance(data, LazyFrames) and data.shape == (30, 240, 320, 3) and data.dtype == np.uint8
@@ -75,11 +75,8 @@ def test_sample_cine_opens_lazily_and_decodes_only_the_frames_shown(make_napari_
     assert set(reads) <= shown and len(reads) <= 2 * len(shown)  # about the frames shown, never all 30
     assert np.array_equal(data[19], open_frames(ECHO)[19])
 
-    panel = TrackPanel(viewer)  # the sample is a time series for the Track panel
-    try:
-        assert panel.axis_combo.currentText() == "time" and viewer.layers[LABELS].data.shape == (30, 240, 320)
-    finally:
-        panel.worker.shutdown()
+    panel = open_widget(viewer, "Track")  # the sample is a time series for the Track panel
+    assert panel.axis_combo.currentText() == "time" and viewer.layers[LABELS].data.shape == (30, 240, 320)
     assert len(reads) <= 2 * len(shown)  # choosing the layer decoded nothing
 
 
@@ -172,32 +169,28 @@ def test_a_long_video_keeps_memory_flat(make_napari_viewer, qtbot, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_lazy_layer_is_tracked_from_its_file(make_napari_viewer, qtbot, segmenter):
+def test_a_lazy_layer_is_tracked_from_its_file(make_napari_viewer, open_widget, qtbot, segmenter):
     viewer = make_napari_viewer()
     [layer] = viewer.open(str(ECHO), plugin="fmscope")
     reads = count_reads(layer.data)
-    panel = TrackPanel(viewer)
-    viewer.window.add_dock_widget(panel)
-    try:
-        box = np.array([120.0, 60.0, 200.0, 150.0])  # x0, y0, x1, y1 around the left ventricle
-        x0, y0, x1, y1 = box
-        viewer.layers[BOXES].add_rectangles(np.array([[0, y0, x0], [0, y0, x1], [0, y1, x1], [0, y1, x0]], float))
-        wait_idle(qtbot, panel)
-        panel.last_spin.setValue(2)
-        panel.direction_combo.setCurrentText("forward")
-        panel.propagate()
-        wait_idle(qtbot, panel)
-        assert type(panel.session.frames).__name__ == "DicomFrames"  # its own source, not the layer's array
-        assert panel.session.frames is not layer.data.source
-        source = open_frames(ECHO)
-        reference = TrackingSession(source, backend=LiteMedSAMTracker(source, segmenter=segmenter))
-        reference.add_box(0, 1, box)
-        list(reference.propagate("forward", (0, 2)))
-        labels = viewer.layers[LABELS].data
-        assert np.array_equal(labels, reference.labels()) and all((labels[f] == 1).sum() > 100 for f in range(3))
-        assert len(reads) <= 4  # the layer itself decoded only what was shown
-    finally:
-        panel.worker.shutdown()
+    panel = open_widget(viewer, "Track")
+    box = np.array([120.0, 60.0, 200.0, 150.0])  # x0, y0, x1, y1 around the left ventricle
+    x0, y0, x1, y1 = box
+    viewer.layers[BOXES].add_rectangles(np.array([[0, y0, x0], [0, y0, x1], [0, y1, x1], [0, y1, x0]], float))
+    wait_idle(qtbot, panel)
+    panel.last_spin.setValue(2)
+    panel.direction_combo.setCurrentText("forward")
+    click(qtbot, panel, "Propagate (Shift-P)")
+    wait_idle(qtbot, panel)
+    assert type(panel.session.frames).__name__ == "DicomFrames"  # its own source, not the layer's array
+    assert panel.session.frames is not layer.data.source
+    source = open_frames(ECHO)
+    reference = TrackingSession(source, backend=LiteMedSAMTracker(source, segmenter=segmenter))
+    reference.add_box(0, 1, box)
+    list(reference.propagate("forward", (0, 2)))
+    labels = viewer.layers[LABELS].data
+    assert np.array_equal(labels, reference.labels()) and all((labels[f] == 1).sum() > 100 for f in range(3))
+    assert len(reads) <= 4  # the layer itself decoded only what was shown
 
 
 def rotated_volume(path) -> io.Volume:
@@ -213,33 +206,30 @@ def rotated_volume(path) -> io.Volume:
 
 
 @pytest.mark.slow
-def test_nifti_export_keeps_the_volume_geometry(make_napari_viewer, qtbot, tmp_path):
+def test_nifti_export_keeps_the_volume_geometry(make_napari_viewer, open_widget, qtbot, tmp_path):
     original = rotated_volume(tmp_path / "ct.nii.gz")
     viewer = make_napari_viewer()
     [layer] = viewer.open(str(tmp_path / "ct.nii.gz"), plugin="fmscope")
-    panel = TrackPanel(viewer)
-    viewer.window.add_dock_widget(panel)
-    try:
-        assert panel.axis_combo.currentText() == "z"
-        tumour = io.read_volume(get_case("ct_lung_volume").labels_path).array[9, 40:168, 40:168] > 0
-        x0, y0, x1, y1 = box_from_mask(tumour).astype(float)
-        viewer.layers[BOXES].add_rectangles(np.array([[2, y0, x0], [2, y0, x1], [2, y1, x1], [2, y1, x0]], float))
-        wait_idle(qtbot, panel)
-        labels = viewer.layers[LABELS].data
-        assert (labels[2] == 1).sum() > 50
-        panel.format_combo.setCurrentText("NIfTI")
-        written = panel.export(tmp_path / "out")
-        assert [p.name for p in written] == ["ct_labels.nii.gz", "ct_objects.csv"]
-        back = io.read_volume(written[0])
-        assert np.array_equal(back.array, labels) and back.array.dtype == np.uint16
-        assert np.allclose(back.spacing, original.spacing) and np.allclose(back.origin, original.origin)
-        assert np.allclose(back.direction, original.direction, atol=1e-6)
+    panel = open_widget(viewer, "Track")
+    assert panel.axis_combo.currentText() == "z"
+    tumour = io.read_volume(get_case("ct_lung_volume").labels_path).array[9, 40:168, 40:168] > 0
+    x0, y0, x1, y1 = box_from_mask(tumour).astype(float)
+    viewer.layers[BOXES].add_rectangles(np.array([[2, y0, x0], [2, y0, x1], [2, y1, x1], [2, y1, x0]], float))
+    wait_idle(qtbot, panel)
+    labels = viewer.layers[LABELS].data
+    assert (labels[2] == 1).sum() > 50
+    panel.format_combo.setCurrentText("NIfTI")
+    panel.export_edit.setText(str(tmp_path / "out"))
+    click(qtbot, panel, "Export")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ct_labels.nii.gz", "ct_objects.csv"]
+    back = io.read_volume(tmp_path / "out" / "ct_labels.nii.gz")
+    assert np.array_equal(back.array, labels) and back.array.dtype == np.uint16
+    assert np.allclose(back.spacing, original.spacing) and np.allclose(back.origin, original.origin)
+    assert np.allclose(back.direction, original.direction, atol=1e-6)
 
-        viewer.add_image(np.zeros((3, 32, 32), np.uint8), name="plain")  # no geometry: a message, no file
-        panel.image_combo.setCurrentText("plain")
-        panel.state.objects[1] = {0}
-        viewer.layers[LABELS].data[0, 5:9, 5:9] = 1
-        assert panel.export(tmp_path / "plain") == [] and "NIfTI export needs" in panel.status.text()
-        assert not (tmp_path / "plain").exists()
-    finally:
-        panel.worker.shutdown()
+    viewer.add_image(np.zeros((3, 32, 32), np.uint8), name="plain")  # no geometry: a message, no file
+    panel.image_combo.setCurrentText("plain")
+    panel.state.objects[1] = {0}
+    viewer.layers[LABELS].data[0, 5:9, 5:9] = 1
+    assert panel.export(tmp_path / "plain") == [] and "NIfTI export needs" in panel.status.text()
+    assert not (tmp_path / "plain").exists()

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from napari_helpers import click
 
 from fmscope.imaging import roi
 from fmscope.metrics import dice
 from fmscope.napari import sample_data
-from fmscope.napari.segment_widget import BOXES, LABELS, SegmentWidget
+from fmscope.napari.segment_widget import BOXES, LABELS
 
 pytestmark = pytest.mark.slow
 
@@ -19,11 +20,11 @@ def rectangle(box):
     return np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], dtype=float)
 
 
-def test_prepared_small_box_is_a_decode(make_napari_viewer, qtbot, nuclei, nuclei_boxes, segmenter):
+def test_prepared_small_box_is_a_decode(make_napari_viewer, open_widget, qtbot, nuclei, nuclei_boxes, segmenter):
     viewer = make_napari_viewer()
     for data, kwargs, kind in sample_data.nuclei():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
-    widget = SegmentWidget(viewer)
+    widget = open_widget(viewer, "Segment")
     widget.prepare_radius = 0.6  # the crop of the box and its 4 lattice neighbours, to keep the test short
     qtbot.waitUntil(lambda: widget.worker.idle, timeout=300_000)
     first = np.asarray(list(nuclei_boxes.values())[40], dtype=float)
@@ -35,11 +36,10 @@ def test_prepared_small_box_is_a_decode(make_napari_viewer, qtbot, nuclei, nucle
     step = roi.crop_side(first) / roi.LATTICE_DIVISOR  # a nucleus-sized box one lattice step to the left
     second = first - np.array([step, 0, step, 0])
     assert roi.crop_for(second, nuclei[0].shape) != roi.crop_for(first, nuclei[0].shape)
-    widget.new_object()
+    click(qtbot, widget, "New (n)")
     viewer.layers[BOXES].add_rectangles(rectangle(second))
     qtbot.waitUntil(lambda: widget.worker.idle and (viewer.layers[LABELS].data == 2).any(), timeout=300_000)
     assert engine.encoder_calls == calls  # painted from a prepared embedding
     segmenter.set_image(nuclei[0])
     assert dice(viewer.layers[LABELS].data == 2, segmenter.predict(box=second).mask
                 & (viewer.layers[LABELS].data != 1)) >= 0.999
-    widget.worker.shutdown()

@@ -30,7 +30,7 @@ from fmscope import models
 from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.napari.state import CurrentObject, SegmentState
-from fmscope.napari.layer_choice import user_image_layers
+from fmscope.napari.layer_choice import layer_named, own, user_image_layers
 from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.train_panel import TrainPanel
 from fmscope.napari.worker import Job, ModelWorker
@@ -127,7 +127,7 @@ class SegmentWidget(QWidget):
         self._on_image_chosen()
 
     def _on_layer_removed(self, event) -> None:
-        removed = event.value
+        removed = own(event.value)
         self._intensities = {key: value for key, value in self._intensities.items() if key[0] != id(removed)}
         if removed is self._image_layer:
             self.worker.cancel_all()
@@ -141,7 +141,7 @@ class SegmentWidget(QWidget):
 
     def _on_image_chosen(self, _index: int | None = None) -> None:
         name = self.image_combo.currentText()
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        layer = layer_named(self.viewer, name)  # the layer itself: identity holds through napari's viewer proxy
         if layer is None or layer is self._image_layer:
             return
         shape = self._spatial_shape(layer)

@@ -40,7 +40,7 @@ from fmscope.napari.slide_layers import (
     yx_um,
 )
 from fmscope.napari.spatial_state import ANNOTATION_KEY, SpatialState
-from fmscope.napari.layer_choice import refill
+from fmscope.napari.layer_choice import own, refill
 from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.worker import Job, ModelWorker
 from fmscope.omics.domains import DOMAIN_KEY
@@ -400,9 +400,9 @@ class SpatialWidget(QWidget):
         low, high = yx.min(axis=0), yx.max(axis=0)
         pixel = max(slide.cell_diameter_um / 2, float((high - low).max()) / ANNOTATION_MAX_SIDE)
         shape = tuple(int(v) for v in np.floor((high - low) / pixel) + 1)
-        layer = self.viewer.add_labels(np.zeros(shape, dtype=np.uint8), name=self.state.annotation_name(slide),
-                                       scale=(pixel, pixel), translate=tuple(low), units=("um", "um"),
-                                       metadata={ANNOTATION_KEY: slide})
+        layer = own(self.viewer.add_labels(np.zeros(shape, dtype=np.uint8), name=self.state.annotation_name(slide),
+                                           scale=(pixel, pixel), translate=tuple(low), units=("um", "um"),
+                                           metadata={ANNOTATION_KEY: slide}))
         layer.mode = "paint"
         self.viewer.layers.selection.active = layer
         self.status.setText("Paint regions (label 1, 2, ...), name them (1: cortex, ...), then Train head.")

@@ -39,7 +39,7 @@ from qtpy.QtWidgets import (
 from fmscope import models
 from fmscope.errors import FmscopeError
 from fmscope.imaging.tracking.export import tracks_data, write_ctc, write_label_stack, write_label_volume, write_table
-from fmscope.napari.layer_choice import refill, user_image_layers
+from fmscope.napari.layer_choice import layer_named, own, refill, user_image_layers
 from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.track_state import TrackState
 from fmscope.napari.video_reader import LazyFrames
@@ -156,7 +156,7 @@ class TrackPanel(QWidget):
         self._on_image_chosen()
 
     def _on_layer_removed(self, event) -> None:
-        if event.value is self._image_layer:
+        if own(event.value) is self._image_layer:
             self._cancel.set()
             self.worker.cancel_all()
             self._image_layer = None
@@ -170,7 +170,7 @@ class TrackPanel(QWidget):
 
     def _on_image_chosen(self, _index: int | None = None) -> None:
         name = self.image_combo.currentText()
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        layer = layer_named(self.viewer, name)  # the layer itself: identity holds through napari's viewer proxy
         if layer is None or layer is self._image_layer:
             return
         shape = self._spatial_shape(layer)
