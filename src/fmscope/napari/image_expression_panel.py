@@ -108,7 +108,7 @@ class ImageExpressionPanel(QGroupBox):
 
     def train(self) -> None:
         """Train on the current slide's spots; then predict on the tissue grid and the spots."""
-        from fmscope.napari.spatial_widget import light_table
+        from fmscope.napari.spatial_state import light_table
         from fmscope.omics.image_expression import check_spot_count
 
         try:

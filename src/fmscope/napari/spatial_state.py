@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import anndata as ad
+import numpy as np
+import pandas as pd
+
 from fmscope.napari.slide_layers import SLIDE_KEY, slide_name
 from fmscope.omics.io import Slide
 
@@ -60,3 +64,11 @@ class SpatialState:
     def annotation_layer(slide: Slide, layers: Iterable):
         """The annotation layer painted for ``slide`` (the first, when the user made several), else None."""
         return next((layer for layer in layers if layer.metadata.get(ANNOTATION_KEY) is slide), None)
+
+
+def light_table(adata: ad.AnnData) -> ad.AnnData:
+    """Counts, genes and coordinates only (obsm["spatial"] as float): what the engine needs, safe to hand to the
+    worker thread while the viewer keeps the full table."""
+    light = ad.AnnData(X=adata.X, var=adata.var.copy(), obs=pd.DataFrame(index=adata.obs_names.copy()))
+    light.obsm["spatial"] = np.asarray(adata.obsm["spatial"], dtype=float).copy()
+    return light

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import anndata as ad
 import napari
 import numpy as np
 import pandas as pd
@@ -39,7 +38,7 @@ from fmscope.napari.slide_layers import (
     slide_layers,
     yx_um,
 )
-from fmscope.napari.spatial_state import ANNOTATION_KEY, SpatialState
+from fmscope.napari.spatial_state import ANNOTATION_KEY, SpatialState, light_table
 from fmscope.napari.layer_choice import own, refill
 from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.worker import Job, ModelWorker
@@ -65,13 +64,6 @@ def parse_names(text: str) -> dict[int, str]:
             raise FmscopeError(f"Cannot read the annotation name '{part}'.", "Write label: name, e.g. 1: cortex.")
         names[int(key)] = name.strip()
     return names
-
-
-def light_table(adata: ad.AnnData) -> ad.AnnData:
-    """Counts, genes and coordinates only: what the engine needs, safe to hand to the worker thread."""
-    light = ad.AnnData(X=adata.X, var=adata.var.copy(), obs=pd.DataFrame(index=adata.obs_names.copy()))
-    light.obsm["spatial"] = np.asarray(adata.obsm["spatial"], dtype=float).copy()
-    return light
 
 
 class SpatialWidget(QWidget):
