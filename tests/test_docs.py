@@ -7,8 +7,8 @@ Conventions checked here (state them in docs/benchmarks.md when changing them):
   starts with ``fmscope `` (or ``.venv/bin/fmscope ``). Its command is read as the parser reads it
   (``fmscope image-expression train ...``), and every ``--option`` / ``-o`` after it must be an option of that
   command's parser (``fmscope.cli.build_parser()``, subparsers walked). A word after ``fmscope`` that is not a
-  command is an unknown command (in an inline span only when the span also has an option: `fmscope tracks` is
-  a napari layer's name).
+  command is an unknown command when the invocation has an option (without one it is a name, such as the
+  napari layer `fmscope tracks`, or prose in a file tree).
 * Figures. Every row with a digit of a table in README.md's headline figures section and in
   docs/benchmarks.md carries the command that produced it: a backticked command in the row itself, or the one
   command of the paragraph just above the table (its caption). A command is a backtick span that runs
@@ -142,8 +142,8 @@ def test_cli_options_in_docs_exist() -> None:
             if words is None:
                 continue
             _, found = _check_invocation(parser, words)
-            if not snippet.code and not OPTION.search(snippet.text) and any("not a command" in f for f in found):
-                continue  # an inline name such as the napari layer `fmscope tracks`, no invocation
+            if not OPTION.search(" ".join(words)) and any("not a command" in f for f in found):
+                continue  # a name such as the napari layer `fmscope tracks`, or prose in a file tree: no invocation
             checked += 1
             problems.extend(f"{snippet.where}: {problem}  [{snippet.text.strip()[:100]}]" for problem in found)
     assert checked > 30, f"only {checked} fmscope invocations found: is the snippet reader broken?"
