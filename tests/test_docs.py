@@ -18,6 +18,7 @@ Conventions checked here (state them in docs/benchmarks.md when changing them):
 * Commands. A quoted ``python benchmarks/X.py --opt`` must name an existing script that defines ``--opt``;
   ``make TARGET`` must be a Makefile target.
 * Links. Every relative link and image path resolves to a file (and ``page.md#section`` to a heading).
+* Code spans stay on one line (the checks read them line by line).
 """
 
 from __future__ import annotations
@@ -332,13 +333,17 @@ def _anchors(page: Path) -> set[str]:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
 def test_relative_links_resolve(page: Path) -> None:
-    """Every relative link or image of a page names a file that exists (and a heading, for ``#section``)."""
+    """Every relative link or image of a page names a file that exists (and a heading, for ``#section``); every
+    code span closes on its line."""
     lines = page.read_text(encoding="utf-8").splitlines()
     fences = _fences(lines)
     problems = []
     for number, (line, fence) in enumerate(zip(lines, fences), start=1):
         if fence is not None:
             continue
+        if line.count("`") % 2 and not line.lstrip().startswith("```"):
+            problems.append(f"{page.relative_to(ROOT)}:{number}: a `code span` runs over a line end: keep it on one "
+                            "line (the checks above read spans line by line)")
         for target in LINK.findall(SPAN.sub("", line)):
             if re.match(r"^[a-z][a-z0-9+.-]*:", target):
                 continue  # http:, https:, mailto:
