@@ -15,8 +15,8 @@ Conventions checked here (state them in docs/benchmarks.md when changing them):
   ``python benchmarks/X.py ...`` / ``python scripts/X.py`` / ``python -m pytest tests/...`` (``.venv/bin/``
   and ``xvfb-run ...`` before it allowed), ``fmscope COMMAND ...`` or ``make TARGET``. Each section of
   docs/benchmarks.md that quotes numbers names at least one command.
-* Commands. A quoted ``python benchmarks/X.py --opt`` must name an existing script that defines ``--opt``;
-  ``make TARGET`` must be a Makefile target.
+* Commands. A quoted ``python benchmarks/X.py --opt`` (anywhere in the pages) must name an existing script that
+  defines ``--opt``; ``make TARGET`` must be a Makefile target; ``python -m pytest FILE`` an existing test file.
 * Links. Every relative link and image path resolves to a file (and ``page.md#section`` to a heading).
 * Code spans stay on one line (the checks read them line by line).
 """
@@ -193,6 +193,18 @@ def _command_problem(span: str) -> str | None | bool:
         if f'"{option}"' not in source:
             return f"{target} defines no option {option}"
     return None
+
+
+def test_scripts_and_targets_in_docs_exist() -> None:
+    """Every ``python benchmarks/X.py --opt`` / ``make TARGET`` / ``python -m pytest tests/...`` quoted anywhere in
+    the README and docs/ names a script defining ``--opt``, a Makefile target, a test file."""
+    problems = []
+    for page in PAGES:
+        for snippet in _snippets(page):
+            problem = _command_problem(snippet.text.strip())
+            if problem:
+                problems.append(f"{snippet.where}: `{snippet.text.strip()[:100]}`: {problem}")
+    assert not problems, "\n".join(problems)
 
 
 def _tables(lines: list[str], first: int, last: int) -> list[tuple[int, list[int]]]:
