@@ -76,7 +76,7 @@ def _snippets(page: Path) -> list[Snippet]:
     fences = _fences(lines)
     found: list[Snippet] = []
     pending: tuple[int, str] | None = None
-    for number, (line, fence) in enumerate(zip(lines, fences), start=1):
+    for number, (line, fence) in enumerate(zip(lines, fences, strict=True), start=1):
         if fence is None:
             found.extend(Snippet(page, number, span, False) for span in SPAN.findall(line))
             continue
@@ -212,8 +212,11 @@ def _tables(lines: list[str], first: int, last: int) -> list[tuple[int, list[int
     tables = []
     index = first
     while index < last:
-        if lines[index].lstrip().startswith("|") and index + 1 < last and re.match(r"^\s*\|[\s:|-]+\|\s*$",
-                                                                                   lines[index + 1]):
+        if (
+            lines[index].lstrip().startswith("|")
+            and index + 1 < last
+            and re.match(r"^\s*\|[\s:|-]+\|\s*$", lines[index + 1])
+        ):
             body = []
             row = index + 2
             while row < last and lines[row].lstrip().startswith("|"):
@@ -278,8 +281,10 @@ def _figure_problems(page: Path, title_word: str | None) -> tuple[int, list[str]
                 continue
             rows_checked += 1
             if not commands and len(caption_commands) != 1:
-                problems.append(f"{name}:{row + 1}: a figure with no command in its row, and "
-                                f"{len(caption_commands)} commands in the table's caption: {lines[row][:90]}")
+                problems.append(
+                    f"{name}:{row + 1}: a figure with no command in its row, and "
+                    f"{len(caption_commands)} commands in the table's caption: {lines[row][:90]}"
+                )
     return rows_checked, problems
 
 
@@ -298,10 +303,12 @@ def test_benchmark_figures_carry_their_commands() -> None:
     starts = [i for i, line in enumerate(lines) if fences[i] is None and re.match(r"^#{2,3}\s", line)]
     for position, start in enumerate(starts):
         end = starts[position + 1] if position + 1 < len(starts) else len(lines)
-        section = "\n".join(lines[start + 1:end])
+        section = "\n".join(lines[start + 1 : end])
         has_numbers = re.search(r"\d", SPAN.sub("", section))
         if has_numbers and not any(_command_problem(span) is not False for span in SPAN.findall(section)):
-            problems.append(f"docs/benchmarks.md:{start + 1}: section '{lines[start]}' quotes figures, names no command")
+            problems.append(
+                f"docs/benchmarks.md:{start + 1}: section '{lines[start]}' quotes figures, names no command"
+            )
     assert not problems, "\n".join(problems)
 
 
@@ -314,9 +321,11 @@ def test_figure_check_catches_a_row_without_command(tmp_path: Path) -> None:
     assert "no such Makefile target" in _command_problem("make nothing")
     assert _command_problem("benchmarks/tracking.py") is False
     page = tmp_path / "figures.md"
-    page.write_text("One command, `python benchmarks/segment.py`:\n\n| figure | value |\n|---|---|\n| encoder | 1007 ms |\n"
-                    "\nTwo, `python benchmarks/segment.py` and `make bench`:\n\n| figure | value |\n|---|---|\n"
-                    "| encoder | 1007 ms |\n| decoder (`python benchmarks/speed.py`) | 40 ms |\n| no number | - |\n")
+    page.write_text(
+        "One command, `python benchmarks/segment.py`:\n\n| figure | value |\n|---|---|\n| encoder | 1007 ms |\n"
+        "\nTwo, `python benchmarks/segment.py` and `make bench`:\n\n| figure | value |\n|---|---|\n"
+        "| encoder | 1007 ms |\n| decoder (`python benchmarks/speed.py`) | 40 ms |\n| no number | - |\n"
+    )
     rows, problems = _figure_problems(page, None)
     assert rows == 3
     assert len(problems) == 1 and "figures.md:11:" in problems[0], problems
@@ -332,7 +341,7 @@ def _anchors(page: Path) -> set[str]:
     lines = page.read_text(encoding="utf-8").splitlines()
     fences = _fences(lines)
     anchors: set[str] = set()
-    for line, fence in zip(lines, fences):
+    for line, fence in zip(lines, fences, strict=True):
         if fence is None and (match := re.match(r"^#{1,6}\s+(.*)$", line)):
             slug = _slug(match.group(1))
             candidate, count = slug, 0
@@ -350,12 +359,14 @@ def test_relative_links_resolve(page: Path) -> None:
     lines = page.read_text(encoding="utf-8").splitlines()
     fences = _fences(lines)
     problems = []
-    for number, (line, fence) in enumerate(zip(lines, fences), start=1):
+    for number, (line, fence) in enumerate(zip(lines, fences, strict=True), start=1):
         if fence is not None:
             continue
         if line.count("`") % 2 and not line.lstrip().startswith("```"):
-            problems.append(f"{page.relative_to(ROOT)}:{number}: a `code span` runs over a line end: keep it on one "
-                            "line (the checks above read spans line by line)")
+            problems.append(
+                f"{page.relative_to(ROOT)}:{number}: a `code span` runs over a line end: keep it on one "
+                "line (the checks above read spans line by line)"
+            )
         for target in LINK.findall(SPAN.sub("", line)):
             if re.match(r"^[a-z][a-z0-9+.-]*:", target):
                 continue  # http:, https:, mailto:
