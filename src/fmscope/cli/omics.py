@@ -134,7 +134,9 @@ def cmd_impute(args: argparse.Namespace) -> int:
     else:
         from fmscope.omics.reference import read_reference
 
-        imputed = impute_knn(slide.adata, read_reference(args.reference), genes=args.genes, k=args.k or 15)
+        reference = read_reference(args.reference)
+        _note(reference.notices)
+        imputed = impute_knn(slide.adata, reference.adata, genes=args.genes, k=args.k or 15)
         key = IMPUTED_KEY
     from fmscope.omics.plot import save_values_png
 
@@ -151,7 +153,9 @@ def cmd_deconvolve(args: argparse.Namespace) -> int:
     from fmscope.omics.reference import read_reference
 
     slide = _read(args)
-    reference = read_reference(args.reference)
+    read = read_reference(args.reference, label_key=args.label_key)
+    _note(read.notices)
+    reference = read.adata
     if args.method == "nnls":
         proportions = deconvolve_nnls(slide.adata, reference, args.label_key)
         title = "NNLS on markers"

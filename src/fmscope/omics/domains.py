@@ -25,7 +25,8 @@ DOMAIN_KEY = "fmscope_domain"
 EXACT_KNN_LIMIT = 150_000
 
 
-def spatial_mean_operator(coords: np.ndarray, n_neighbors: int = 6, sections: np.ndarray | None = None) -> sp.csr_matrix:
+def spatial_mean_operator(coords: np.ndarray, n_neighbors: int = 6,
+                          sections: np.ndarray | None = None) -> sp.csr_matrix:
     """(cells, cells) float32 matrix averaging each cell's ``n_neighbors`` nearest other cells.
 
     ``coords`` is (cells, 2) in any unit; the graph is the directed kNN graph squidpy's

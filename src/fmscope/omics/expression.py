@@ -107,7 +107,8 @@ def _counts_like(matrix, kind: str, base: float | None):
 def _choose(adata: ad.AnnData, layer: str | None, name: str) -> tuple[str, str, list[str]]:
     """(where, kind, notices): the matrix to use."""
     if layer is not None:
-        available = [*(["X"] if adata.X is not None else []), *adata.layers.keys(), *([RAW] if adata.raw is not None else [])]
+        available = [*(["X"] if adata.X is not None else []), *adata.layers.keys(),
+                     *([RAW] if adata.raw is not None else [])]
         if layer not in available:
             raise FmscopeError(f"{name} has no '{layer}' to take counts from.",
                                f"Give --layer one of: {', '.join(available)}.")

@@ -60,9 +60,9 @@ def require_sections(adata: ad.AnnData, name: str) -> np.ndarray | None:
         return found[1]
     libraries = adata.uns.get("spatial")
     if isinstance(libraries, dict) and len(libraries) > 1:
-        raise FmscopeError(f"{name} holds {len(libraries)} libraries in uns['spatial'] ({', '.join(map(str, libraries))}) "
-                           "but no obs column saying which section each cell belongs to.",
-                           f"Add obs['library_id'] naming each cell's section, or give one section per file.")
+        raise FmscopeError(f"{name} holds {len(libraries)} libraries in uns['spatial'] "
+                           f"({', '.join(map(str, libraries))}) but no obs column saying which section each cell "
+                           "belongs to.", "Add obs['library_id'] naming each cell's section, or give one section per file.")
     xy = pd.DataFrame(np.asarray(adata.obsm["spatial"], dtype=float)[:, :2])
     shared = float(xy.duplicated(keep=False).mean()) if len(xy) else 0.0
     if shared > MAX_SHARED_POSITIONS:

@@ -31,7 +31,7 @@ MIN_GRID_STEPS = 10
 
 @dataclass(frozen=True)
 class Units:
-    """File units -> microns: ``to_microns`` (3x3 on x, y, 1), where they come from, and whether the file states them."""
+    """File units -> microns: ``to_microns`` (3x3 on x, y, 1), where they come from, whether the file states them."""
 
     to_microns: np.ndarray
     source: str
@@ -56,8 +56,8 @@ def resolve(units: Units | None, given: float | None, name: str, unknown: str = 
                                "Give how many microns one coordinate unit is (1 if the coordinates are microns).")
         if units is not None and units.stated:
             if abs(given / units.scale - 1) > AGREEMENT:
-                raise FmscopeError(f"{name}: the file's coordinates are {units.scale:.4g} um per unit ({units.source}); "
-                                   f"--microns-per-unit {given:g} disagrees.",
+                raise FmscopeError(f"{name}: the file's coordinates are {units.scale:.4g} um per unit "
+                                   f"({units.source}); --microns-per-unit {given:g} disagrees.",
                                    "Leave out --microns-per-unit (fmscope uses the file's own units), or fix the file.")
             return units, []
         return Units.scaled(given, f"--microns-per-unit {given:g}"), (
