@@ -349,6 +349,29 @@ def _table_units(adata: ad.AnnData, where: str) -> Units | None:
                         None if found is None else found[1], where=f"{where}'s Visium ")
 
 
+HD_BIN_NAME = re.compile(r"square_(\d{3})um")
+
+
+def _visium_store_units(adata: ad.AnnData, element) -> Units | None:
+    """Microns per full-resolution pixel of a spatialdata-io Visium / Visium HD store (its coordinates are
+    pixels and it keeps no scale factors): the bin size in the element's name over the bins' side in pixels
+    (HD), else the spot grid of the table's array_row / array_col, else the 65 um spot the circles span."""
+    region = (adata.uns.get("spatialdata_attrs") or {}).get("region")
+    named = HD_BIN_NAME.search(str(region))
+    size, _ = _cell_size(element)
+    if named and size:
+        return Units.scaled(float(named.group(1)) / size, f"the {named.group(0)} bins of the store, {size:.4g} px across")
+    grid = {"array_row", "array_col"} <= set(adata.obs.columns) and "spatial" in adata.obsm
+    from fmscope.omics.sections import sections
+
+    found = sections(adata)
+    return visium_units({"spot_diameter_fullres": size} if size else {},
+                        adata.obs["array_row"].to_numpy() if grid else None,
+                        adata.obs["array_col"].to_numpy() if grid else None,
+                        np.asarray(adata.obsm["spatial"], float)[:, :2] if grid else None,
+                        None if found is None else found[1], where="the store's ")
+
+
 def _store_units(sdata, adata: ad.AnnData, element, technology: str | None) -> Units | None:
     """The units of a store's table coordinates (the intrinsic units of the element it annotates): a micron
     coordinate system of that element, then the table's own (:func:`_table_units`), then the technology
@@ -364,6 +387,9 @@ def _store_units(sdata, adata: ad.AnnData, element, technology: str | None) -> U
     if units is not None:
         return units
     technology = technology or (getattr(sdata, "attrs", None) or {}).get("spatialdata_io_reader")
+    if technology in ("visium", "visium_hd") or any(system.endswith(("_downscaled_hires", "_downscaled_lowres"))
+                                                    for system in sdata.coordinate_systems):
+        return _visium_store_units(adata, element)
     if technology in ("xenium", "merscope"):
         return Units.scaled(1.0, f"{technology.capitalize()} coordinates are microns")
     if any(any(c in points.columns for c in GENE_COLUMNS) for points in sdata.points.values()):
