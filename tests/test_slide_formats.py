@@ -212,6 +212,7 @@ def test_a_cropped_store_keeps_the_image_under_its_cells(tmp_path):
 
 # --- sections -------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # ~28 s in a fresh process (umap's numba compilation); a few seconds after other domain tests
 def test_case_s9_two_sections_in_one_h5ad_keep_their_own_domains():
     """The case's sections (A, and B turned by 180 degrees onto the same positions) in one table: each section is
     smoothed exactly as alone, and its domains match the truth as alone (ARI 0.99 alone; 0.44 before the fix)."""
