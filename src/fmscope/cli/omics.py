@@ -234,7 +234,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def _slide_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help=SLIDE_HELP)
     parser.add_argument("--microns-per-unit", type=float,
-                        help="units of an .h5ad's obsm['spatial'] (1 if microns) when the file does not say")
+                        help="microns per coordinate unit (1 if microns): used when the slide does not state its "
+                             "units, checked against them when it does (a disagreement is refused)")
     parser.add_argument("-o", "--output", required=True, help=OUTPUT_HELP)
     parser.add_argument("--png", help="picture of the result on the tissue (default: OUTPUT with .png)")
     parser.add_argument("--layer", help="where the raw counts are: a layer name, 'raw' (.raw) or 'X' "

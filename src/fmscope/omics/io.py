@@ -360,7 +360,8 @@ def _visium_store_units(adata: ad.AnnData, element) -> Units | None:
     named = HD_BIN_NAME.search(str(region))
     size, _ = _cell_size(element)
     if named and size:
-        return Units.scaled(float(named.group(1)) / size, f"the {named.group(0)} bins of the store, {size:.4g} px across")
+        return Units.scaled(float(named.group(1)) / size,
+                            f"the {named.group(0)} bins of the store, {size:.4g} px across")
     grid = {"array_row", "array_col"} <= set(adata.obs.columns) and "spatial" in adata.obsm
     from fmscope.omics.sections import sections
 
