@@ -125,6 +125,20 @@ def test_a_store_read_in_pixels_is_written_back_in_pixels_and_reads_the_same(sdi
     assert abs(again.spot_diameter_um - slide.spot_diameter_um) < 1e-6
 
 
+def test_a_scanpy_layout_visium_h5ad_in_pixels_is_read_in_microns(visium, tmp_path):
+    """The squidpy / scanpy read_visium layout: obsm['spatial'] in full-resolution pixels, array_row / array_col
+    in obs, Space Ranger scale factors in uns['spatial'][library]: read from the spot grid, as the folder."""
+    import json
+
+    table = visium.adata.copy()
+    table.obsm["spatial"] = visium.file_spatial
+    table.uns = {"spatial": {"brain": {"scalefactors": json.loads(
+        (VISIUM / "spatial" / "scalefactors_json.json").read_text())}}}
+    table.write_h5ad(tmp_path / "scanpy_visium.h5ad")
+    slide = io.read_slide(tmp_path / "scanpy_visium.h5ad")
+    assert np.abs(slide.adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max() < 1e-6
+
+
 @pytest.mark.parametrize("kind", ["visium folder", "xenium folder", "fmscope h5ad"])
 def test_microns_per_unit_is_checked_for_every_kind(kind, visium, tmp_path):
     """A value agreeing with the file's own units is used; one that disagrees is refused, never ignored."""
