@@ -11,6 +11,13 @@ from the scale factors; bins are squares), Xenium (XOA 1.x to 3.x) and MERSCOPE 
 and its microns per pixel). A table that annotates an element missing from the store is linked
 to the cell outlines it describes. Whatever the file, the counts are found
 (:mod:`fmscope.omics.expression`) and the user's table is kept for writing back.
+
+This is the one reader of slides (CLI, napari reader and widgets, image-expression, batch jobs). Each
+format's variants (docs/formats.md) are read here: Visium positions told by their first line, coordinates
+in the units the file states (:mod:`fmscope.omics.units`: a micron coordinate system, Space Ranger scale
+factors or spot grid, ``uns["fmscope"]``; spatialdata-io Visium stores are in pixels), tissue images in
+any channel layout (:mod:`fmscope.omics.tissue_image`); sections are told apart where neighbours are used
+(:mod:`fmscope.omics.sections`).
 """
 
 from __future__ import annotations
@@ -26,7 +33,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from fmscope.atomic import atomic_write
 from fmscope.errors import FmscopeError
 from fmscope.omics.expression import counts_view
 from fmscope.omics.raster import CellGrid
@@ -567,8 +573,3 @@ def _to_microns(slide: Slide, units: Units) -> None:
         slide.image_affine_um = unit_rules.yx(units.to_microns) @ slide.image_affine_um
         slide.image_microns_per_pixel = float(np.sqrt(abs(np.linalg.det(slide.image_affine_um[:2, :2]))))
     slide.adata.uns["fmscope"] = {**(slide.adata.uns.get("fmscope") or {}), "microns_per_unit": 1.0}
-
-
-def write_h5ad(adata: ad.AnnData, path: str | os.PathLike) -> None:
-    """Write ``adata`` to ``path`` atomically (a failed write leaves nothing under that name)."""
-    atomic_write(path, lambda temporary: adata.write_h5ad(temporary))
