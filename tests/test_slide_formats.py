@@ -226,6 +226,16 @@ def test_a_cropped_store_keeps_the_image_under_its_cells(tmp_path):
     del spatialdata
 
 
+def test_a_store_of_several_tables_is_refused_naming_them(sdio_store, tmp_path):
+    import spatialdata
+
+    sdata = spatialdata.read_zarr(sdio_store)
+    sdata.tables["square_008um"] = sdata.tables["table"].copy()
+    sdata.write(tmp_path / "two_tables.zarr")
+    with pytest.raises(FmscopeError, match=r"2 tables \(table, square_008um\)"):
+        io.read_slide(tmp_path / "two_tables.zarr")
+
+
 # --- sections -------------------------------------------------------------------------------------------
 
 @pytest.mark.slow  # ~28 s in a fresh process (umap's numba compilation); a few seconds after other domain tests

@@ -472,6 +472,11 @@ def _read_spatialdata(path: Path) -> Slide:
 def _from_spatialdata(sdata, path: Path, technology: str | None = None) -> Slide:
     table_name, notices = None, []
     if sdata.tables:
+        if "fmscope_table" not in sdata.tables and len(sdata.tables) > 1:
+            raise FmscopeError(f"{path} holds {len(sdata.tables)} tables ({', '.join(sdata.tables)}); fmscope reads "
+                               "one table of cells per slide and will not guess which (e.g. Visium HD bin levels).",
+                               "Write the table to analyse, with the elements it annotates, to a store of its own "
+                               "(sdata.subset([...]).write(...)).")
         table_name = "fmscope_table" if "fmscope_table" in sdata.tables else next(iter(sdata.tables))
         adata = sdata.tables[table_name].copy()
         notice = _link_table(sdata, adata)
