@@ -381,4 +381,7 @@ def test_check_outputs_allows_a_new_store_and_an_earlier_result(tmp_path):
     check_outputs([Output("-o", tmp_path / "out.zarr", SLIDE_SUFFIXES)], [tmp_path / "in.h5ad"])
     (tmp_path / "earlier.zarr").mkdir()
     (tmp_path / "earlier.zarr" / "zarr.json").write_text("{}")
+    with pytest.raises(FmscopeError, match="not written by fmscope"):  # a store without fmscope's stamp
+        check_outputs([Output("-o", tmp_path / "earlier.zarr", SLIDE_SUFFIXES)])
+    (tmp_path / "earlier.zarr" / "zarr.json").write_text('{"attributes": {"fmscope_output": {"written_by": "fmscope"}}}')
     check_outputs([Output("-o", tmp_path / "earlier.zarr", SLIDE_SUFFIXES), Output("-o", tmp_path / "demo", FOLDER)])

@@ -6,7 +6,8 @@ command (imaging and omics alike) and refuses, with one message naming the probl
 fix: an output that is an input (or inside one, or holding one), an output suffix the command
 cannot write, two outputs with the same path, an output whose folder does not exist (fmscope
 never creates the user's folders: a typo would silently start a new tree) or cannot be written
-to, and an output path taken by a folder (or a file where a ``.zarr`` folder goes). A folder
+to, an output path taken by a folder (or a file where a ``.zarr`` folder goes), and an existing
+store or ``.h5ad`` fmscope did not write (:mod:`fmscope.omics.output_stamp`). A folder
 output (``FOLDER``, a ``.zarr``) may be new; the folder holding it must exist.
 """
 
@@ -81,6 +82,10 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[str | os.PathLike 
             if suffix == ".zarr" and not ((path / ".zgroup").exists() or (path / "zarr.json").exists()):
                 raise FmscopeError(f"{name} is an existing folder that is not a zarr store.",
                                    f"Give {output.option} a new name (fmscope replaces only its own stores).")
+            if suffix in SLIDE_SUFFIXES:  # a store or .h5ad: replaced only when fmscope wrote it (its stamp)
+                from fmscope.omics.output_stamp import replaceable
+
+                replaceable(path, output.option)
         folder = path.parent
         if not folder.exists():
             raise FmscopeError(f"{name}: the folder {folder} does not exist.",

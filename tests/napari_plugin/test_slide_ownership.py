@@ -45,6 +45,7 @@ def write_store(path, system: str, cells_to_system, angle_deg: float) -> np.ndar
                                                  "instance": np.arange(len(xy))}, index=[f"c{i}" for i in range(len(xy))]),
                        var=pd.DataFrame(index=[f"g{i}" for i in range(6)]))
     table.obsm["spatial"] = xy
+    table.uns["fmscope"] = {"microns_per_unit": 1.0}  # the cells' units: a store that states none is refused
     table = TableModel.parse(table, region="cells", region_key="region", instance_key="instance")
     spatialdata.SpatialData(images=images, shapes={"cells": shapes}, tables={"table": table}).write(path)
     return microns_yx

@@ -123,7 +123,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--encoder-um-per-px", type=float,
                        help="microns per encoder input pixel; the image is resampled to it (default 8)")
-    train.add_argument("--microns-per-unit", type=float, help="units of an .h5ad's obsm['spatial']")
+    train.add_argument("--microns-per-unit", type=float,
+                       help="microns per coordinate unit: used when the slide does not state its units, checked when "
+                            "it does")
     train.add_argument("--cache-dir", help="folder caching the encoder's tile embeddings between runs")
     train.set_defaults(run=cmd_train)
 
@@ -136,6 +138,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--png", help="picture of one gene on the tissue (default: OUTPUT with .png)")
     predict.add_argument("--png-gene", help="gene drawn in the PNG (default: the most variable)")
     predict.add_argument("--microns-per-pixel", type=float, help="pixel size of a plain image (required for one)")
-    predict.add_argument("--microns-per-unit", type=float, help="units of an .h5ad's obsm['spatial']")
+    predict.add_argument("--microns-per-unit", type=float,
+                       help="microns per coordinate unit: used when the slide does not state its units, checked when "
+                            "it does")
     predict.add_argument("--cache-dir", help="folder caching the encoder's tile embeddings between runs")
     predict.set_defaults(run=cmd_predict)

@@ -134,7 +134,9 @@ def cmd_impute(args: argparse.Namespace) -> int:
     else:
         from fmscope.omics.reference import read_reference
 
-        imputed = impute_knn(slide.adata, read_reference(args.reference), genes=args.genes, k=args.k or 15)
+        reference = read_reference(args.reference)
+        _note(reference.notices)
+        imputed = impute_knn(slide.adata, reference.adata, genes=args.genes, k=args.k or 15)
         key = IMPUTED_KEY
     from fmscope.omics.plot import save_values_png
 
@@ -151,7 +153,9 @@ def cmd_deconvolve(args: argparse.Namespace) -> int:
     from fmscope.omics.reference import read_reference
 
     slide = _read(args)
-    reference = read_reference(args.reference)
+    read = read_reference(args.reference, label_key=args.label_key)
+    _note(read.notices)
+    reference = read.adata
     if args.method == "nnls":
         proportions = deconvolve_nnls(slide.adata, reference, args.label_key)
         title = "NNLS on markers"
@@ -230,7 +234,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def _slide_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help=SLIDE_HELP)
     parser.add_argument("--microns-per-unit", type=float,
-                        help="units of an .h5ad's obsm['spatial'] (1 if microns) when the file does not say")
+                        help="microns per coordinate unit (1 if microns): used when the slide does not state its "
+                             "units, checked against them when it does (a disagreement is refused)")
     parser.add_argument("-o", "--output", required=True, help=OUTPUT_HELP)
     parser.add_argument("--png", help="picture of the result on the tissue (default: OUTPUT with .png)")
     parser.add_argument("--layer", help="where the raw counts are: a layer name, 'raw' (.raw) or 'X' "

@@ -343,8 +343,8 @@ class SpatialWidget(QWidget):
         """Cell-type proportions per spot from the reference (pseudo-spots in the chosen encoder's space)."""
         try:
             slide = self._require_slide()
-            reference = read_reference(self.reference_edit.text().strip())
             label_key = self.label_key_edit.text().strip()
+            reference = read_reference(self.reference_edit.text().strip(), label_key=label_key or None).adata
             checkpoint = self._checkpoint()
         except FmscopeError as error:
             self._fail(error)

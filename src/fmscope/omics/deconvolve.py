@@ -13,21 +13,15 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
-from fmscope.errors import FmscopeError
-from fmscope.omics.reference import columns, expression, shared_genes
+from fmscope.omics.reference import columns, expression, labelled, shared_genes
 
 PROPORTIONS_KEY = "fmscope_proportions"
 
 
 def marker_profiles(reference: ad.AnnData, label_key: str, n_markers: int = 25) -> tuple[pd.DataFrame, list[str]]:
     """(types x genes) mean expression over the union of each type's top markers, and those genes."""
-    if label_key not in reference.obs:
-        raise FmscopeError(f"The reference has no obs['{label_key}'].",
-                           f"Give --label-key, one of: {', '.join(reference.obs.columns[:10])}.")
-    labels = reference.obs[label_key].astype(str).to_numpy()
+    reference, labels, _ = labelled(reference, label_key)
     types = sorted(set(labels))
-    if len(types) < 2:
-        raise FmscopeError("The reference has fewer than two cell types.", "Use a labelled reference.")
     matrix, names = expression(reference)
     means = np.stack([matrix[labels == t].mean(axis=0) for t in types])
     specificity = means - (means.sum(axis=0, keepdims=True) - means) / (len(types) - 1)

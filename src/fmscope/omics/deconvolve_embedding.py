@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
 from fmscope.errors import FmscopeError
-from fmscope.omics.reference import columns, expression, shared_genes
+from fmscope.omics.reference import columns, expression, labelled, shared_genes
 
 MIN_SHARED_GENES = 10
 
@@ -27,14 +27,10 @@ MIN_SHARED_GENES = 10
 def pseudo_spots(reference: ad.AnnData, label_key: str, n_spots: int = 3000, seed: int = 0
                  ) -> tuple[ad.AnnData, np.ndarray, list[str]]:
     """(pseudo-spot profiles (counts per 10,000 summed over cells), true proportions, cell types)."""
-    if label_key not in reference.obs:
-        raise FmscopeError(f"The reference has no obs['{label_key}'].", "Give the obs column with cell types.")
+    reference, labels, _ = labelled(reference, label_key)
     matrix, names = expression(reference)
     profiles = np.expm1(matrix)
-    labels = reference.obs[label_key].astype(str).to_numpy()
     types = sorted(set(labels))
-    if len(types) < 2:
-        raise FmscopeError("The reference has fewer than two cell types.", "Use a labelled reference.")
     members = [np.nonzero(labels == t)[0] for t in types]
     rng = np.random.default_rng(seed)
     spots, truth = [], []

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fmscope.errors import FmscopeError
+from fmscope.omics.sections import require_sections, within_sections
 
 DOMAIN_KEY = "fmscope_domain"
 # Exact (brute-force) neighbours cost ~cells^2; NN-descent costs ~cells plus a fixed ~30 s of numba
@@ -24,33 +25,43 @@ DOMAIN_KEY = "fmscope_domain"
 EXACT_KNN_LIMIT = 150_000
 
 
-def spatial_mean_operator(coords: np.ndarray, n_neighbors: int = 6) -> sp.csr_matrix:
+def spatial_mean_operator(coords: np.ndarray, n_neighbors: int = 6,
+                          sections: np.ndarray | None = None) -> sp.csr_matrix:
     """(cells, cells) float32 matrix averaging each cell's ``n_neighbors`` nearest other cells.
 
     ``coords`` is (cells, 2) in any unit; the graph is the directed kNN graph squidpy's
-    ``spatial_neighbors_knn`` builds (self excluded), each row normalised to sum 1.
+    ``spatial_neighbors_knn`` builds (self excluded), each row normalised to sum 1. With ``sections``
+    ((cells,) labels) neighbours are taken within each cell's own section only (squidpy's ``library_key``);
+    a cell alone in its section keeps its own value.
     """
     from sklearn.neighbors import NearestNeighbors
 
-    n_neighbors = min(n_neighbors, len(coords) - 1)
-    neighbours = NearestNeighbors(n_neighbors=n_neighbors, metric="euclidean").fit(coords).kneighbors(
-        return_distance=False)
     n_cells = len(coords)
-    weights = np.full(neighbours.size, 1.0 / n_neighbors, dtype=np.float32)
-    return sp.csr_matrix((weights, neighbours.ravel(), np.arange(0, neighbours.size + 1, n_neighbors)),
+    rows, cols, weights = [], [], []
+    for _, cells in within_sections(sections, n_cells):
+        k = min(n_neighbors, len(cells) - 1)
+        if k < 1:
+            rows.append(cells), cols.append(cells), weights.append(np.ones(len(cells), dtype=np.float32))
+            continue
+        neighbours = NearestNeighbors(n_neighbors=k, metric="euclidean").fit(coords[cells]).kneighbors(
+            return_distance=False)
+        rows.append(np.repeat(cells, k)), cols.append(cells[neighbours.ravel()])
+        weights.append(np.full(neighbours.size, 1.0 / k, dtype=np.float32))
+    return sp.csr_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
                          shape=(n_cells, n_cells))
 
 
 def smooth_embedding(coords: np.ndarray, embedding: np.ndarray, n_neighbors: int = 6, weight: float = 0.5,
-                     hops: int = 2) -> np.ndarray:
+                     hops: int = 2, sections: np.ndarray | None = None) -> np.ndarray:
     """(1 - weight) * own + weight * neighbour mean, repeated ``hops`` times, on a spatial kNN graph.
 
-    ``coords`` (cells, 2), ``embedding`` (cells, dims); returns float32 (cells, dims).
+    ``coords`` (cells, 2), ``embedding`` (cells, dims), ``sections`` (cells,) labels or None (neighbours
+    within a section only); returns float32 (cells, dims).
     """
     smoothed = np.array(embedding, dtype=np.float32)
     if weight == 0 or hops == 0:
         return smoothed
-    mean = spatial_mean_operator(coords, n_neighbors)
+    mean = spatial_mean_operator(coords, n_neighbors, sections)
     for _ in range(hops):
         neighbour_mean = mean @ smoothed
         smoothed *= 1 - weight
@@ -141,14 +152,17 @@ def spatial_domains(adata: ad.AnnData, embedding: np.ndarray, resolutions: Seque
     """Write domain labels into ``adata.obs``; returns the resolution chosen for ``obs["fmscope_domain"]``.
 
     With ``n_domains`` the resolution whose domain count is closest to it is chosen (ties: the lower
-    resolution); otherwise the first resolution.
+    resolution); otherwise the first resolution. Several sections in one table (``obs["library_id"]``,
+    ``sample``, a SpatialData region column ...: :mod:`fmscope.omics.sections`) are smoothed each over its
+    own neighbours and clustered together (domains shared across sections); overlapping sections that
+    cannot be told apart are refused.
     """
     if len(embedding) != adata.n_obs:
         raise FmscopeError(f"{len(embedding)} embeddings for {adata.n_obs} cells.", "Embed the same cells.")
     if adata.n_obs < 10:
         raise FmscopeError(f"Only {adata.n_obs} cells; spatial domains need at least 10.", "Use a larger slide.")
     coords = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
-    smoothed = smooth_embedding(coords, embedding, weight=smoothing)
+    smoothed = smooth_embedding(coords, embedding, weight=smoothing, sections=require_sections(adata, "the slide"))
     labels = cluster(smoothed, resolutions, seed=seed)
     if n_domains is not None:
         chosen = min(resolutions, key=lambda r: (abs(len(np.unique(labels[r])) - n_domains), r))

@@ -107,7 +107,8 @@ def _counts_like(matrix, kind: str, base: float | None):
 def _choose(adata: ad.AnnData, layer: str | None, name: str) -> tuple[str, str, list[str]]:
     """(where, kind, notices): the matrix to use."""
     if layer is not None:
-        available = ["X", *adata.layers.keys(), *([RAW] if adata.raw is not None else [])]
+        available = [*(["X"] if adata.X is not None else []), *adata.layers.keys(),
+                     *([RAW] if adata.raw is not None else [])]
         if layer not in available:
             raise FmscopeError(f"{name} has no '{layer}' to take counts from.",
                                f"Give --layer one of: {', '.join(available)}.")
@@ -118,12 +119,14 @@ def _choose(adata: ad.AnnData, layer: str | None, name: str) -> tuple[str, str, 
         return layer, kind, [] if kind == COUNTS else [f"{_label(layer)} holds {kind}, not raw counts: used as they are"
                                                          + (" (exp(x) - 1; not normalised again)."
                                                             if kind == LOG_NORMALISED else ".")]
-    kind = _kind_of(adata, "X")
-    if kind == COUNTS:
-        return "X", kind, []
     candidates = sorted(adata.layers.keys(), key=lambda n: ("count" not in n.lower(), n))
     if adata.raw is not None:
         candidates.append(RAW)
+    if adata.X is None:
+        return _without_x(adata, candidates, name)
+    kind = _kind_of(adata, "X")
+    if kind == COUNTS:
+        return "X", kind, []
     for where in candidates:
         if _kind_of(adata, where) == COUNTS:
             return where, COUNTS, [f"X holds {kind}, not raw counts; fmscope uses the raw counts in {_label(where)}."]
@@ -139,6 +142,21 @@ def _choose(adata: ad.AnnData, layer: str | None, name: str) -> tuple[str, str, 
     raise FmscopeError(f"{name}: X holds scaled values (negative numbers, min {low:.3g}), not raw counts, and no "
                        f"counts were found elsewhere {_where_counts_may_be(adata)}.",
                        "Give the file with raw counts, or name the layer holding them with --layer NAME.")
+
+
+def _without_x(adata: ad.AnnData, candidates: list[str], name: str) -> tuple[str, str, list[str]]:
+    """An AnnData without X (the format allows it; pipelines drop X and keep counts in a layer): the raw counts
+    of a layer or .raw, else log-normalised / normalised values there (said), else a refusal naming X."""
+    kinds = {where: _kind_of(adata, where) for where in candidates}
+    for wanted in (COUNTS, LOG_NORMALISED, NORMALISED):
+        for where, kind in kinds.items():
+            if kind == wanted:
+                how = {COUNTS: ".", LOG_NORMALISED: " (not raw counts: exp(x) - 1, not normalised again).",
+                       NORMALISED: " (not raw counts: used as they are)."}[kind]
+                return where, kind, [f"{name} has no X; fmscope uses the {kind} in {_label(where)}{how}"]
+    raise FmscopeError(f"{name} has no X (no expression matrix) and no layer or .raw holding counts "
+                       f"{_where_counts_may_be(adata)}.",
+                       "Give the file with its counts in X or in a layer (then --layer NAME).")
 
 
 def _gene_names(var: pd.DataFrame) -> tuple[list[str], list[str] | None, list[str]]:

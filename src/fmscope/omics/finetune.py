@@ -30,6 +30,7 @@ from torch import nn
 
 from fmscope.errors import FmscopeError
 from fmscope.omics.domains import smooth_embedding
+from fmscope.omics.sections import require_sections
 from fmscope.omics.embed import BaselineEncoder, scgpt_embedding
 from fmscope.training.checkpoint import read_checkpoint, write_checkpoint
 
@@ -97,14 +98,16 @@ class SlideEncoder:
         else:
             embedding = scgpt_embedding(adata, *self.scgpt_model())
         coords = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
-        return smooth_embedding(coords, embedding, weight=self.smoothing, hops=self.hops)
+        return smooth_embedding(coords, embedding, weight=self.smoothing, hops=self.hops,
+                                sections=require_sections(adata, "the slide"))
 
     def smooth_probabilities(self, adata: ad.AnnData, probabilities: np.ndarray) -> np.ndarray:
         """Mix each cell's class probabilities with its spatial neighbours' (domains are contiguous)."""
         if not self.output_hops:
             return probabilities
         coords = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
-        return smooth_embedding(coords, probabilities, weight=0.5, hops=self.output_hops)
+        return smooth_embedding(coords, probabilities, weight=0.5, hops=self.output_hops,
+                                sections=require_sections(adata, "the slide"))
 
     def state(self) -> dict:
         state = {"kind": self.kind, "smoothing": float(self.smoothing), "hops": int(self.hops),

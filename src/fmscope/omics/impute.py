@@ -20,6 +20,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from fmscope.errors import FmscopeError
 from fmscope.omics.reference import columns, expression, shared_genes
+from fmscope.omics.sections import require_sections, within_sections
 
 IMPUTED_KEY = "fmscope_imputed"
 SPATIAL_IMPUTED_KEY = "fmscope_imputed_scgpt_spatial"
@@ -47,15 +48,21 @@ def impute_knn(slide: ad.AnnData, reference: ad.AnnData, genes: Sequence[str] | 
     return pd.DataFrame(values, index=slide.obs_names, columns=wanted)
 
 
-def spatial_neighbours(coords: np.ndarray, k: int) -> np.ndarray:
-    """(cells, k) indices of each cell's ``k`` nearest other cells (the cell itself excluded)."""
+def spatial_neighbours(coords: np.ndarray, k: int, sections: np.ndarray | None = None) -> np.ndarray:
+    """(cells, k) indices of each cell's ``k`` nearest other cells (the cell itself excluded), within its own
+    section when ``sections`` ((cells,) labels) is given."""
     coords = np.asarray(coords, dtype=float)[:, :2]
-    if len(coords) <= k:
-        raise FmscopeError(f"{len(coords)} cells cannot have {k} neighbours each.", "Use more cells or a smaller k.")
-    _, nearest = cKDTree(coords).query(coords, k=k + 1)
-    own = nearest == np.arange(len(coords))[:, None]
-    own[~own.any(axis=1), -1] = True  # a cell sharing its position with k others: drop the farthest instead
-    return nearest[~own].reshape(len(coords), k)
+    out = np.empty((len(coords), k), dtype=np.int64)
+    for name, cells in within_sections(sections, len(coords)):
+        if len(cells) <= k:
+            where = f" in section {name}" if name else ""
+            raise FmscopeError(f"{len(cells)} cells{where} cannot have {k} neighbours each.",
+                               "Use more cells or a smaller k.")
+        _, nearest = cKDTree(coords[cells]).query(coords[cells], k=k + 1)
+        own = nearest == np.arange(len(cells))[:, None]
+        own[~own.any(axis=1), -1] = True  # a cell sharing its position with k others: drop the farthest instead
+        out[cells] = cells[nearest[~own].reshape(len(cells), k)]
+    return out
 
 
 def impute_from_cls(model, cls_outputs: np.ndarray, neighbours: np.ndarray, gene_ids: np.ndarray,
@@ -91,7 +98,8 @@ def impute_scgpt_spatial(adata: ad.AnnData, model, vocab: dict[str, int], genes:
     unknown = [g for g, i in zip(genes, match.ids) if i < 0]
     if unknown:
         raise FmscopeError(f"The model's vocabulary lacks {', '.join(unknown[:5])}.", "Ask for genes the model knows.")
-    neighbours = spatial_neighbours(adata.obsm["spatial"], k or model.config.imputation_k)
+    neighbours = spatial_neighbours(adata.obsm["spatial"], k or model.config.imputation_k,
+                                    require_sections(adata, "the slide"))
     cls_outputs = scgpt_embedding(adata, model, vocab, batch_size=batch_size, progress=progress, normalise=False)
     values = impute_from_cls(model, cls_outputs, neighbours, match.ids, batch_size)
     return pd.DataFrame(values, index=adata.obs_names, columns=list(genes))

@@ -11,6 +11,13 @@ from the scale factors; bins are squares), Xenium (XOA 1.x to 3.x) and MERSCOPE 
 and its microns per pixel). A table that annotates an element missing from the store is linked
 to the cell outlines it describes. Whatever the file, the counts are found
 (:mod:`fmscope.omics.expression`) and the user's table is kept for writing back.
+
+This is the one reader of slides (CLI, napari reader and widgets, image-expression, batch jobs). Each
+format's variants (docs/formats.md) are read here: Visium positions told by their first line, coordinates
+in the units the file states (:mod:`fmscope.omics.units`: a micron coordinate system, Space Ranger scale
+factors or spot grid, ``uns["fmscope"]``; spatialdata-io Visium stores are in pixels), tissue images in
+any channel layout (:mod:`fmscope.omics.tissue_image`); sections are told apart where neighbours are used
+(:mod:`fmscope.omics.sections`).
 """
 
 from __future__ import annotations
@@ -26,14 +33,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from fmscope.atomic import atomic_write
 from fmscope.errors import FmscopeError
 from fmscope.omics.expression import counts_view
 from fmscope.omics.raster import CellGrid
+from fmscope.omics.tissue_image import tissue_image
+from fmscope.omics.units import Units, resolve, visium_units
+from fmscope.omics import units as unit_rules
 
 VISIUM_SPOT_DIAMETER_UM = 55.0
 DEFAULT_CELL_DIAMETER_UM = 10.0  # drawn size of cells when the slide does not give one
-VISIUM_PITCH_UM = 100.0  # centre-to-centre distance of neighbouring spots (array columns differ by 2)
+MICRON_SYSTEMS = ("microns", "micron", "micrometer", "micrometers", "um", "µm")
 
 
 @dataclass
@@ -48,6 +57,11 @@ class Slide:
     it (counts from a layer, gene names merged): results are written back onto it.
     ``notices`` say what fmscope assumed about the file. ``image_affine_um``: the image's
     full placement (offset, rotation, scale) when it has one (see :meth:`image_to_microns`).
+
+    Readers fill these in the file's own units (coordinates, spot size, image placement) with the
+    ``units`` the file states (:mod:`fmscope.omics.units`; ``units_unknown`` says why there are none);
+    :func:`read_slide` turns them into microns once, keeping the file's coordinates in ``file_spatial``
+    (written back into a store in its own units).
     """
 
     adata: ad.AnnData
@@ -62,6 +76,9 @@ class Slide:
     user_table: ad.AnnData | None = None
     notices: list[str] = field(default_factory=list)
     image_affine_um: np.ndarray | None = None
+    units: Units | None = None
+    units_unknown: str = ""
+    file_spatial: np.ndarray | None = None
     _cell_grid: CellGrid | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -112,27 +129,47 @@ def _validate(adata: ad.AnnData, source: str) -> ad.AnnData:
     return adata
 
 
-def _visium_microns_per_pixel(positions: pd.DataFrame, scale: dict) -> float:
-    """Microns per full-resolution pixel from the spot grid (100 um pitch), else the spot diameter."""
-    by_position = {(r, c): (y, x) for r, c, y, x in positions[
-        ["array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]].itertuples(index=False)}
-    steps = []
-    for (row, col), (y, x) in by_position.items():
-        neighbour = by_position.get((row, col + 2))
-        if neighbour is not None:
-            steps.append(np.hypot(neighbour[0] - y, neighbour[1] - x))
-    if len(steps) >= 10:
-        return VISIUM_PITCH_UM / float(np.median(steps))
-    return VISIUM_SPOT_DIAMETER_UM / scale["spot_diameter_fullres"]
+POSITION_COLUMNS = ["in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
 
 
-def _tissue_image(spatial: Path, scale: dict, microns_per_fullres_px: float) -> tuple[np.ndarray | None, float | None]:
-    """The hires (else lowres) tissue image and its microns per pixel."""
+def _visium_positions(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Spot positions (index: barcode; ``POSITION_COLUMNS``) from either Space Ranger layout, told by its first
+    line, not its name: SR 1.x ``tissue_positions_list.csv`` (no header) or SR >= 2 ``tissue_positions.csv``
+    (header ``barcode,in_tissue,...``; columns taken by name). A header under the old name (users rename the
+    new file back) is read as a header, with a notice."""
+    with open(path, encoding="utf-8-sig") as handle:
+        first = handle.readline().strip().split(",")
+    has_header = len(first) > 1 and not first[1].strip().lstrip("-").isdigit()
+    positions = pd.read_csv(path, header=0 if has_header else None, index_col=0, encoding="utf-8-sig")
+    notices = []
+    if has_header:
+        positions.columns = [str(c).strip() for c in positions.columns]
+        absent = [c for c in POSITION_COLUMNS if c not in positions.columns]
+        if absent:
+            raise FmscopeError(f"{path} has a header row without the column(s) {', '.join(absent)} "
+                               f"(it has {', '.join(positions.columns)}).",
+                               "Give the tissue positions file Space Ranger wrote.")
+        positions = positions[POSITION_COLUMNS]
+        if path.name == "tissue_positions_list.csv":
+            notices.append(f"{path.name} has a header row (the Space Ranger 2 format under the Space Ranger 1 "
+                           "name); read by its column names.")
+    elif positions.shape[1] == len(POSITION_COLUMNS):
+        positions.columns = POSITION_COLUMNS
+    else:
+        raise FmscopeError(f"{path} has {positions.shape[1] + 1} columns and no header; Space Ranger writes 6 "
+                           "(barcode, in_tissue, array_row, array_col, pxl_row_in_fullres, pxl_col_in_fullres).",
+                           "Give the tissue positions file Space Ranger wrote.")
+    return positions, notices
+
+
+def _tissue_image(spatial: Path, scale: dict) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The hires (else lowres) tissue image and its (y, x) placement in full-resolution pixels."""
     from imageio.v3 import imread
 
     for name, key in (("tissue_hires_image.png", "tissue_hires_scalef"), ("tissue_lowres_image.png", "tissue_lowres_scalef")):
         if (spatial / name).is_file() and scale.get(key):
-            return np.asarray(imread(spatial / name))[..., :3], microns_per_fullres_px / float(scale[key])
+            image = tissue_image(imread(spatial / name), str(spatial / name))
+            return image, np.diag([1 / float(scale[key]), 1 / float(scale[key]), 1.0])
     return None, None
 
 
@@ -153,16 +190,18 @@ def _read_visium(folder: Path) -> Slide:
                            if (spatial / name).is_file()), None)
     if positions_file is None:
         raise FmscopeError(f"{folder} has no spatial/tissue_positions(_list).csv.", "Give the Space Ranger output folder.")
-    header = 0 if positions_file.name == "tissue_positions.csv" else None
-    positions = pd.read_csv(positions_file, header=header, index_col=0)
-    positions.columns = ["in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
+    positions, notices = _visium_positions(positions_file)
     adata = _visium_counts(folder, positions)
     positions = positions.loc[adata.obs_names]
     scale = json.loads((spatial / "scalefactors_json.json").read_text())
-    microns_per_fullres_px = _visium_microns_per_pixel(positions, scale)
-    adata.obsm["spatial"] = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float) * microns_per_fullres_px
-    image, per_px = _tissue_image(spatial, scale, microns_per_fullres_px)
-    return Slide(adata, image, per_px, VISIUM_SPOT_DIAMETER_UM, str(folder))
+    xy = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float)
+    adata.obsm["spatial"] = xy
+    units = visium_units(scale, positions["array_row"].to_numpy(), positions["array_col"].to_numpy(), xy,
+                         where="Space Ranger ")
+    image, placement = _tissue_image(spatial, scale)
+    diameter = None if units is None else VISIUM_SPOT_DIAMETER_UM / units.scale
+    return Slide(adata, image, None, diameter, str(folder), notices=notices, image_affine_um=placement, units=units,
+                 units_unknown="Visium full-resolution pixels without scale factors")
 
 
 HD_BINS = re.compile(r"^square_(\d{3})um$")
@@ -208,9 +247,10 @@ def _read_visium_hd(folder: Path) -> Slide:
     positions = positions.set_index("barcode")
     adata = _visium_counts(folder, positions)
     positions = positions.loc[adata.obs_names]
-    adata.obsm["spatial"] = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float) * microns_per_px
-    image, per_px = _tissue_image(spatial, scale, microns_per_px)
-    slide = Slide(adata, image, per_px, bin_um, str(folder), spot_shape="square")
+    adata.obsm["spatial"] = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float)
+    image, placement = _tissue_image(spatial, scale)
+    slide = Slide(adata, image, None, bin_um / microns_per_px, str(folder), spot_shape="square",
+                  image_affine_um=placement, units=Units.scaled(microns_per_px, "the Visium HD scale factors"))
     slide.notices.append(f"Visium HD bins of {bin_um:g} um, {microns_per_px:.4g} um per full-resolution pixel "
                          "(from the scale factors).")
     return slide
@@ -265,7 +305,7 @@ def _image_levels(element) -> list:
     levels = []
     for array in arrays:
         data = array.transpose("c", "y", "x").data
-        levels.append(data[:3].transpose(1, 2, 0) if data.shape[0] in (3, 4) else data[0])
+        levels.append(data[:3].transpose(1, 2, 0) if data.shape[0] in (3, 4) else data[0])  # lazy: no tissue_image()
     return levels
 
 
@@ -277,22 +317,91 @@ def _yx_affine(element, system: str) -> np.ndarray:
         input_axes=("y", "x"), output_axes=("y", "x"))
 
 
-def _spatialdata_image(sdata) -> tuple[list | None, np.ndarray | None]:
-    """The first image's levels and its pixel -> microns affine (y, x), from the ``microns`` system or one
-    it shares with shapes or points (whose intrinsic units are microns in Xenium, MERSCOPE and fmscope
-    stores): offset, rotation and scale all kept."""
+def _spatialdata_image(sdata, element) -> tuple[list | None, np.ndarray | None]:
+    """The levels of the first image placed with ``element`` (the table's cells), and its pixel -> ``element``
+    intrinsic units affine (y, x) through a coordinate system they share (offset, rotation and scale kept);
+    images sharing none with it are placed through other shapes or points. (None, None) without an image."""
     from spatialdata.transformations import get_transformation
 
-    for element in sdata.images.values():
-        systems = get_transformation(element, get_all=True)
-        if "microns" in systems:
-            return _image_levels(element), _yx_affine(element, "microns")
-        for other in [*sdata.shapes.values(), *sdata.points.values()]:
-            shared = set(systems) & set(get_transformation(other, get_all=True))
+    others = [e for e in (element, *sdata.shapes.values(), *sdata.points.values()) if e is not None]
+    for other in others:
+        for image in sdata.images.values():
+            shared = set(get_transformation(image, get_all=True)) & set(get_transformation(other, get_all=True))
             if shared:
                 system = sorted(shared)[0]
-                return _image_levels(element), np.linalg.inv(_yx_affine(other, system)) @ _yx_affine(element, system)
+                return _image_levels(image), np.linalg.inv(_yx_affine(other, system)) @ _yx_affine(image, system)
     return None, None
+
+
+def _table_units(adata: ad.AnnData, where: str) -> Units | None:
+    """Units a table states: ``uns["fmscope"]["microns_per_unit"]``, else Space Ranger scale factors in
+    ``uns["spatial"]`` (scanpy / squidpy / spatialdata-io Visium layout: full-resolution pixels)."""
+    stated = (adata.uns.get("fmscope") or {}).get("microns_per_unit")
+    if stated is not None:
+        return Units.scaled(float(stated), f"uns['fmscope']['microns_per_unit'] in {where}")
+    libraries = adata.uns.get("spatial")
+    factors = [lib["scalefactors"] for lib in libraries.values()
+               if isinstance(lib, dict) and isinstance(lib.get("scalefactors"), dict)] \
+        if isinstance(libraries, dict) else []
+    if not factors or "spatial" not in adata.obsm:
+        return None
+    grid = {"array_row", "array_col"} <= set(adata.obs.columns)
+    from fmscope.omics.sections import sections
+
+    found = sections(adata)
+    return visium_units(dict(factors[0]), adata.obs["array_row"].to_numpy() if grid else None,
+                        adata.obs["array_col"].to_numpy() if grid else None,
+                        np.asarray(adata.obsm["spatial"], float)[:, :2] if grid else None,
+                        None if found is None else found[1], where=f"{where}'s Visium ")
+
+
+HD_BIN_NAME = re.compile(r"square_(\d{3})um")
+
+
+def _visium_store_units(adata: ad.AnnData, element) -> Units | None:
+    """Microns per full-resolution pixel of a spatialdata-io Visium / Visium HD store (its coordinates are
+    pixels and it keeps no scale factors): the bin size in the element's name over the bins' side in pixels
+    (HD), else the spot grid of the table's array_row / array_col, else the 65 um spot the circles span."""
+    region = (adata.uns.get("spatialdata_attrs") or {}).get("region")
+    named = HD_BIN_NAME.search(str(region))
+    size, _ = _cell_size(element)
+    if named and size:
+        return Units.scaled(float(named.group(1)) / size,
+                            f"the {named.group(0)} bins of the store, {size:.4g} px across")
+    grid = {"array_row", "array_col"} <= set(adata.obs.columns) and "spatial" in adata.obsm
+    from fmscope.omics.sections import sections
+
+    found = sections(adata)
+    return visium_units({"spot_diameter_fullres": size} if size else {},
+                        adata.obs["array_row"].to_numpy() if grid else None,
+                        adata.obs["array_col"].to_numpy() if grid else None,
+                        np.asarray(adata.obsm["spatial"], float)[:, :2] if grid else None,
+                        None if found is None else found[1], where="the store's ")
+
+
+def _store_units(sdata, adata: ad.AnnData, element, technology: str | None) -> Units | None:
+    """The units of a store's table coordinates (the intrinsic units of the element it annotates): a micron
+    coordinate system of that element, then the table's own (:func:`_table_units`), then the technology
+    (Xenium and MERSCOPE write microns); a store of transcripts that says nothing is assumed in microns."""
+    from spatialdata.transformations import get_transformation
+
+    if element is not None:
+        for system, transformation in get_transformation(element, get_all=True).items():
+            if system.lower() in MICRON_SYSTEMS:
+                matrix = transformation.to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y"))
+                return Units(np.asarray(matrix, float), f"the store's '{system}' coordinate system")
+    units = _table_units(adata, "the table")
+    if units is not None:
+        return units
+    technology = technology or (getattr(sdata, "attrs", None) or {}).get("spatialdata_io_reader")
+    if technology in ("visium", "visium_hd") or any(system.endswith(("_downscaled_hires", "_downscaled_lowres"))
+                                                    for system in sdata.coordinate_systems):
+        return _visium_store_units(adata, element)
+    if technology in ("xenium", "merscope"):
+        return Units.scaled(1.0, f"{technology.capitalize()} coordinates are microns")
+    if any(any(c in points.columns for c in GENE_COLUMNS) for points in sdata.points.values()):
+        return Units.scaled(1.0, "a store of transcripts, in microns as Xenium and MERSCOPE write them", stated=False)
+    return None
 
 
 def _annotated_shapes(sdata, adata: ad.AnnData):
@@ -360,9 +469,14 @@ def _read_spatialdata(path: Path) -> Slide:
     return _from_spatialdata(spatialdata.read_zarr(path), path)
 
 
-def _from_spatialdata(sdata, path: Path) -> Slide:
+def _from_spatialdata(sdata, path: Path, technology: str | None = None) -> Slide:
     table_name, notices = None, []
     if sdata.tables:
+        if "fmscope_table" not in sdata.tables and len(sdata.tables) > 1:
+            raise FmscopeError(f"{path} holds {len(sdata.tables)} tables ({', '.join(sdata.tables)}); fmscope reads "
+                               "one table of cells per slide and will not guess which (e.g. Visium HD bin levels).",
+                               "Write the table to analyse, with the elements it annotates, to a store of its own "
+                               "(sdata.subset([...]).write(...)).")
         table_name = "fmscope_table" if "fmscope_table" in sdata.tables else next(iter(sdata.tables))
         adata = sdata.tables[table_name].copy()
         notice = _link_table(sdata, adata)
@@ -374,11 +488,12 @@ def _from_spatialdata(sdata, path: Path) -> Slide:
     else:
         adata = _aggregate_transcripts(sdata, path)
         shapes = sdata.shapes[adata.uns["fmscope"]["built_from"].split(" counted in ")[-1]]
-    levels, affine = _spatialdata_image(sdata)
-    microns_per_pixel = None if affine is None else float(np.sqrt(abs(np.linalg.det(affine[:2, :2]))))
+    levels, affine = _spatialdata_image(sdata, shapes)
     size, shape = _cell_size(shapes)
-    slide = Slide(adata, levels[0] if levels else None, microns_per_pixel, size, str(path),
-                  levels, sdata, table_name, spot_shape=shape, image_affine_um=affine)
+    slide = Slide(adata, levels[0] if levels else None, None, size, str(path),
+                  levels, sdata, table_name, spot_shape=shape, image_affine_um=affine,
+                  units=_store_units(sdata, adata, shapes, technology),
+                  units_unknown="no micron coordinate system, scale factors or uns['fmscope']['microns_per_unit']")
     slide.notices += notices
     return slide
 
@@ -394,7 +509,13 @@ def _read_with_spatialdata_io(path: Path, technology: str) -> Slide:
                                       morphology_focus=focus, aligned_images=False, cells_as_circles=False)
     else:
         sdata = spatialdata_io.merscope(path)
-    return _from_spatialdata(sdata, path)
+    return _from_spatialdata(sdata, path, technology)
+
+
+def _read_h5ad(path: Path) -> Slide:
+    adata = ad.read_h5ad(path)
+    return Slide(adata, source=str(path), units=_table_units(adata, path.name),
+                 units_unknown="no uns['fmscope']['microns_per_unit'] and no Space Ranger scale factors")
 
 
 def _read_any(path: Path) -> Slide:
@@ -409,7 +530,7 @@ def _read_any(path: Path) -> Slide:
     if path.suffix == ".zarr" or (path / ".zgroup").exists() or (path / "zarr.json").exists():
         return _read_spatialdata(path)
     if path.suffix == ".h5ad":
-        return Slide(ad.read_h5ad(path), source=str(path))
+        return _read_h5ad(path)
     raise FmscopeError(f"{path} is not a slide fmscope can read.",
                        "Give an .h5ad with obsm['spatial'], a Visium / Visium HD (square_NNNum), Xenium or "
                        "MERSCOPE output folder, or a SpatialData .zarr.")
@@ -418,8 +539,9 @@ def _read_any(path: Path) -> Slide:
 def read_slide(path: str | os.PathLike, microns_per_unit: float | None = None, layer: str | None = None) -> Slide:
     """Read a slide (h5ad, Visium / Visium HD / Xenium / MERSCOPE folder, SpatialData zarr) into a validated :class:`Slide`.
 
-    ``microns_per_unit`` gives the units of an .h5ad's ``obsm["spatial"]`` when the file does not
-    (``uns["fmscope"]["microns_per_unit"]``); coordinates without units are refused. ``layer``
+    ``microns_per_unit`` (``--microns-per-unit``) gives the units of the coordinates, for every kind of
+    input, by the rule of :mod:`fmscope.omics.units`: used where the file does not state them, checked
+    against them where it does (a disagreement is refused); coordinates without units are refused. ``layer``
     names where the counts are (a layer, ``"raw"`` or ``"X"``); by default they are found
     (:func:`fmscope.omics.expression.counts_view`); what was assumed is in ``slide.notices``.
     """
@@ -438,20 +560,21 @@ def read_slide(path: str | os.PathLike, microns_per_unit: float | None = None, l
         slide.user_table, slide.adata = slide.adata, view.adata
     slide.notices += view.notices
     slide.adata = _validate(slide.adata, str(path))
-    if path.suffix == ".h5ad":
-        units = microns_per_unit
-        if units is None:
-            units = slide.adata.uns.get("fmscope", {}).get("microns_per_unit")
-            units = None if units is None else float(units)
-        if units is None or not units > 0:
-            raise FmscopeError(f"{path}: the coordinates in obsm['spatial'] have no units.",
-                               "Say how many microns one unit is: --microns-per-unit 1 if they are microns "
-                               "(or set uns['fmscope']['microns_per_unit'] in the file).")
-        slide.adata.obsm["spatial"] = np.asarray(slide.adata.obsm["spatial"], dtype=float)[:, :2] * units
-        slide.adata.uns["fmscope"] = {**slide.adata.uns.get("fmscope", {}), "microns_per_unit": 1.0}
+    units, notices = resolve(slide.units, microns_per_unit, str(path), slide.units_unknown)
+    slide.notices += notices
+    _to_microns(slide, units)
     return slide
 
 
-def write_h5ad(adata: ad.AnnData, path: str | os.PathLike) -> None:
-    """Write ``adata`` to ``path`` atomically (a failed write leaves nothing under that name)."""
-    atomic_write(path, lambda temporary: adata.write_h5ad(temporary))
+def _to_microns(slide: Slide, units: Units) -> None:
+    """Coordinates, spot size and image placement from the file's units into microns (in place)."""
+    slide.units = units
+    if not np.allclose(units.to_microns, np.eye(3)):
+        slide.file_spatial = np.asarray(slide.adata.obsm["spatial"]).copy()
+        slide.adata.obsm["spatial"] = unit_rules.apply(units, slide.file_spatial)
+    if slide.spot_diameter_um is not None:
+        slide.spot_diameter_um *= units.scale
+    if slide.image is not None and slide.image_affine_um is not None:
+        slide.image_affine_um = unit_rules.yx(units.to_microns) @ slide.image_affine_um
+        slide.image_microns_per_pixel = float(np.sqrt(abs(np.linalg.det(slide.image_affine_um[:2, :2]))))
+    slide.adata.uns["fmscope"] = {**(slide.adata.uns.get("fmscope") or {}), "microns_per_unit": 1.0}

@@ -20,7 +20,8 @@ def _figure(slide: Slide):
     if slide.image is not None and slide.image_microns_per_pixel:
         h, w = slide.image.shape[:2]
         extent = (0, w * slide.image_microns_per_pixel, h * slide.image_microns_per_pixel, 0)
-        axes.imshow(np.asarray(slide.image), extent=extent)
+        image = np.asarray(slide.image)
+        axes.imshow(image, extent=extent, cmap="gray" if image.ndim == 2 else None)  # grey tissue images in grey
     else:
         axes.invert_yaxis()
     axes.set_aspect("equal")

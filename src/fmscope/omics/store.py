@@ -7,8 +7,11 @@ from a Visium folder or an .h5ad becomes a SpatialData with, in the coordinate s
 circles of their true size (Visium HD bins as squares of their true side), and the table
 annotating them. The table written is the user's (its X, genes and layers) with fmscope's
 columns, even when fmscope computed on counts taken from a layer. The store is written beside the
-target and renamed into place (:func:`fmscope.atomic.atomic_write`); writing over the input is
-refused.
+target and renamed into place (:func:`fmscope.atomic.atomic_write`) with fmscope's stamp
+(:mod:`fmscope.omics.output_stamp`); writing over the input, or over a store or .h5ad fmscope did not
+write, is refused. A store read in other units than microns (a spatialdata-io Visium store: pixels)
+gets its table's coordinates back in those units, as its elements are, with the units in
+``uns["fmscope"]["microns_per_unit"]``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from fmscope.atomic import atomic_write
-from fmscope.omics.io import Slide, write_h5ad
+from fmscope.omics.io import Slide
+from fmscope.omics.output_stamp import STAMP, stamp, stamp_h5ad, store_elements
 from fmscope.outputs import SLIDE_SUFFIXES, Output, check_outputs
 
 MICRONS = "microns"
@@ -29,13 +33,14 @@ TABLE = "fmscope_table"
 PYRAMID_ABOVE_PX = 4096
 
 
-def _spot_shapes(slide: Slide, transformations: dict):
-    """The slide's cells / spots at ``obsm["spatial"]`` (microns): circles of their diameter, or
-    squares of their side (Visium HD bins), indexed 0..n-1."""
+def _spot_shapes(slide: Slide, transformations: dict, xy: np.ndarray | None = None):
+    """The slide's cells / spots at ``xy`` (default ``obsm["spatial"]``, microns): circles of their diameter,
+    or squares of their side (Visium HD bins), indexed 0..n-1; sizes in the units of ``xy``."""
     from spatialdata.models import ShapesModel
 
-    xy = np.asarray(slide.adata.obsm["spatial"], dtype=float)[:, :2]
-    size = slide.cell_diameter_um
+    scale = 1.0 if xy is None or slide.units is None or slide.file_spatial is None else slide.units.scale
+    xy = np.asarray(slide.adata.obsm["spatial"] if xy is None else xy, dtype=float)[:, :2]
+    size = slide.cell_diameter_um / scale
     index = pd.RangeIndex(len(xy))
     if slide.spot_shape == "square":
         import geopandas
@@ -85,16 +90,16 @@ def _updated_spatialdata(slide: Slide):
     source = slide.sdata
     tables, shapes = dict(source.tables), dict(source.shapes)
     if slide.table_name is not None:
-        table = slide.result_table()
+        table = _in_file_units(slide, slide.result_table())
         region = table.uns.get("spatialdata_attrs", {}).get("region")
         regions = [region] if isinstance(region, str) else list(region or [])
         present = set(source.shapes) | set(source.labels) | set(source.points)
         if not regions or not set(regions) <= present:  # e.g. MERSCOPE read without its boundaries
-            shapes[SPOTS] = _spot_shapes(slide, _transformations_of(source))
+            shapes[SPOTS] = _spot_shapes(slide, _transformations_of(source), table.obsm["spatial"])
             table = _annotate_spots(table.copy())
         tables[slide.table_name] = table
     else:  # built from transcripts in cell shapes: annotate those shapes
-        adata = slide.result_table().copy()
+        adata = _in_file_units(slide, slide.result_table())
         region = adata.uns["fmscope"]["built_from"].split(" counted in ")[-1]
         index = source.shapes[region].index
         adata.obs["fmscope_region"] = pd.Categorical([region] * adata.n_obs)
@@ -102,7 +107,18 @@ def _updated_spatialdata(slide: Slide):
         tables[TABLE] = TableModel.parse(adata, region=region, region_key="fmscope_region",
                                          instance_key="fmscope_instance")
     return spatialdata.SpatialData(images=dict(source.images), labels=dict(source.labels),
-                                   points=dict(source.points), shapes=shapes, tables=tables)
+                                   points=dict(source.points), shapes=shapes, tables=tables,
+                                   attrs={k: v for k, v in dict(source.attrs or {}).items() if k != STAMP})
+
+
+def _in_file_units(slide: Slide, table):
+    """A copy of ``table`` with ``obsm["spatial"]`` in the store's own units (those of its elements), which
+    ``uns["fmscope"]["microns_per_unit"]`` then states."""
+    table = table.copy()
+    if slide.file_spatial is not None and slide.units is not None:
+        table.obsm["spatial"] = slide.file_spatial
+        table.uns["fmscope"] = {**(table.uns.get("fmscope") or {}), "microns_per_unit": slide.units.scale}
+    return table
 
 
 def _transformations_of(sdata) -> dict:
@@ -124,10 +140,16 @@ def write_result(slide: Slide, path: str | os.PathLike) -> None:
     path = Path(path)
     check_outputs([Output("output", path, SLIDE_SUFFIXES)], [slide.source or None])
     if path.suffix == ".h5ad":
-        write_h5ad(slide.result_table(), path)
+        table = slide.result_table()
+
+        def write_stamped(temporary: Path) -> None:
+            table.write_h5ad(temporary)
+            stamp_h5ad(temporary)
+        atomic_write(path, write_stamped)
         return
     sdata = to_spatialdata(slide)
     _make_writable(sdata)
+    sdata.attrs[STAMP] = stamp(store_elements(sdata))
     atomic_write(path, lambda temporary: sdata.write(temporary))
 
 

@@ -4,8 +4,10 @@ Written for fmscope from the scGPT paper (Cui et al., Nature Methods 2024) and t
 the official checkpoints (folder with ``args.json``, ``vocab.json``, ``best_model.pt``);
 parameter names follow the official ``scgpt.model.TransformerModel`` so checkpoints load
 with strict matching. Attention is ``scaled_dot_product_attention`` (no flash-attn); the
-flash-attn layout (``self_attn.Wqkv.*``) is renamed to the torch one (``in_proj_*``), which
-packs q, k, v in the same order. Post-norm layers with ReLU, continuous value encoder
+flash-attn layouts, old (``self_attn.Wqkv.*``) and current (``self_attn._impl.Wqkv.*``,
+``self_attn._impl.out_proj.*``, scGPT PR #351), are renamed to the torch one (``in_proj_*``), which
+packs q, k, v in the same order; wrapper prefixes (``module.``, ``_orig_mod.``) and wrapping dicts
+(``model``, ``state_dict``) are taken off. Post-norm layers with ReLU, continuous value encoder
 (values clipped at 512), cell embedding = output at the ``<cls>`` position.
 
 scGPT-spatial (Wang et al., bioRxiv 2025; bowang-lab/scGPT-spatial) shares this trunk and adds
@@ -30,7 +32,16 @@ from torch import nn
 from fmscope.checkpoints import first_keys, read_state_dict
 from fmscope.errors import FmscopeError
 
-FLASH_RENAMES = {"self_attn.Wqkv.weight": "self_attn.in_proj_weight", "self_attn.Wqkv.bias": "self_attn.in_proj_bias"}
+# Attention key layouts of the official code, old and new, -> torch's nn.MultiheadAttention (the same tensors:
+# q, k, v packed in that order): flash-attn 1.x FlashMHA (``self_attn.Wqkv.*``) and the FlashMHA wrapper of
+# scGPT main since PR #351 (flash-attn 1.x and 2.x: ``self_attn._impl.Wqkv.*``, ``self_attn._impl.out_proj.*``).
+FLASH_RENAMES = {"self_attn._impl.Wqkv.weight": "self_attn.in_proj_weight",
+                 "self_attn._impl.Wqkv.bias": "self_attn.in_proj_bias",
+                 "self_attn._impl.out_proj.weight": "self_attn.out_proj.weight",
+                 "self_attn._impl.out_proj.bias": "self_attn.out_proj.bias",
+                 "self_attn.Wqkv.weight": "self_attn.in_proj_weight", "self_attn.Wqkv.bias": "self_attn.in_proj_bias"}
+# Prefixes training wrappers put on every key: DistributedDataParallel / DataParallel, torch.compile.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # Keys some official versions save for parts fmscope does not build: listed in the load report with
 # why each is skipped, never dropped silently.
 SKIPPED_PARTS = {
@@ -302,7 +313,8 @@ class LoadReport:
 
     def summary(self) -> str:
         skipped = ", ".join(f"{prefix}* ({len(keys)})" for prefix, keys in self.skipped_parts().items())
-        return (f"{len(self.loaded)} loaded ({len(self.renamed)} renamed from flash-attn), {len(self.missing)} missing, "
+        return (f"{len(self.loaded)} loaded ({len(self.renamed)} renamed from a flash-attn layout), "
+                f"{len(self.missing)} missing, "
                 f"{len(self.unexpected)} unexpected, {len(self.mismatched)} shape-mismatched, "
                 f"{len(self.ignored)} skipped" + (f": {skipped}" if skipped else ""))
 
@@ -324,6 +336,18 @@ def _rename_flash(key: str) -> str:
         if key.endswith(old):
             return key[: -len(old)] + new
     return key
+
+
+def unwrapped(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` without the prefixes a training wrapper put on every key (``module.``, ``_orig_mod.``, nested)."""
+    changed = True
+    while changed and state:
+        changed = False
+        for prefix in WRAPPER_PREFIXES:
+            if all(key.startswith(prefix) for key in state):
+                state = {key[len(prefix):]: tensor for key, tensor in state.items()}
+                changed = True
+    return state
 
 
 def load_state(model: ScGPT, state: dict[str, torch.Tensor], source: Path) -> LoadReport:
@@ -370,7 +394,7 @@ def load_scgpt(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
         raise FmscopeError(f"Cannot read the JSON files in {folder} ({error}).", "Restore the official files.") from None
     if args.get("pad_token", "<pad>") not in vocab or "<cls>" not in vocab:
         raise FmscopeError(f"{files['vocab.json']} lacks the <pad> or <cls> token.", "Use the vocab.json of the release.")
-    state = read_state_dict(files["best_model.pt"])
+    state = unwrapped(read_state_dict(files["best_model.pt"]))
     model = ScGPT(ScGPTConfig.from_args(args, n_tokens=max(vocab.values()) + 1).with_heads_of(state))
     report = load_state(model, state, files["best_model.pt"])
     if (folder / GENE_MEANS_FILE).is_file():

@@ -1,0 +1,458 @@
+"""Slides as their formats allow them (issue 26): Visium positions layouts, coordinate units from the file's
+own transformations and scale factors (``--microns-per-unit`` used, checked or refused for every kind),
+sections in one table, tissue image channel layouts, AnnData without X; and the writers, which replace only
+what fmscope wrote. Each ../shared/cases/realworld S-case of this family is a test here with the right
+value, next to Hypothesis tests generating variants of the same kind (docs/formats.md names them).
+Files are built with the libraries that write them in the wild (spatialdata, spatialdata-io, anndata).
+"""
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import anndata as ad
+import imageio.v3 as iio
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fmscope import samples
+from fmscope.cli import main
+from fmscope.errors import FmscopeError
+from fmscope.omics import io
+from fmscope.omics.domains import spatial_domains, spatial_mean_operator
+from fmscope.omics.embed import baseline_embedding
+from fmscope.omics.expression import counts_view
+from fmscope.omics.output_stamp import read_stamp
+from fmscope.omics.sections import SECTION_KEYS, require_sections
+from fmscope.omics.store import write_result
+from fmscope.omics.synthetic import semi_synthetic_tissue
+from fmscope.omics.tissue_image import tissue_image
+
+VISIUM = samples.sample_data_dir() / "visium_mouse_brain"
+XENIUM_OUTS = samples.sample_data_dir() / "xenium_breast_outs"
+SR2_HEADER = "barcode,in_tissue,array_row,array_col,pxl_row_in_fullres,pxl_col_in_fullres"
+FEW = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                      HealthCheck.too_slow])
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def pitch(xy: np.ndarray) -> float:
+    from scipy.spatial import cKDTree
+
+    distances, _ = cKDTree(xy).query(xy, k=2)
+    return float(np.median(distances[:, 1]))
+
+
+@pytest.fixture(scope="module")
+def visium() -> io.Slide:
+    return io.read_slide(VISIUM)
+
+
+@pytest.fixture(scope="module")
+def sdio_store(tmp_path_factory) -> Path:
+    """The Visium sample converted by spatialdata-io and written (full-resolution pixel coordinates)."""
+    import spatialdata_io
+
+    path = tmp_path_factory.mktemp("sdio") / "visium_sdio.zarr"
+    spatialdata_io.visium(VISIUM, dataset_id="brain", counts_file="filtered_feature_bc_matrix.h5").write(path)
+    return path
+
+
+# --- Visium folders ----------------------------------------------------------------------------------
+
+def test_case_s1_positions_list_with_the_space_ranger_2_header_reads_as_the_control(visium, tmp_path):
+    folder = tmp_path / "renamed"
+    shutil.copytree(VISIUM, folder)
+    positions = folder / "spatial" / "tissue_positions_list.csv"
+    positions.write_text(SR2_HEADER + "\n" + positions.read_text())
+    slide = io.read_slide(folder)
+    assert list(slide.adata.obs_names) == list(visium.adata.obs_names)
+    assert np.abs(slide.adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max() < 0.01
+    assert any("header row" in notice for notice in slide.notices)
+
+
+@FEW
+@given(header=st.booleans(), name=st.sampled_from(["tissue_positions.csv", "tissue_positions_list.csv"]),
+       order=st.permutations(SR2_HEADER.split(",")[1:]), bom=st.booleans())
+def test_visium_positions_any_name_header_and_column_order_read_the_same(visium, tmp_path, header, name, order, bom):
+    """Invariant: whatever the file's name, header, column order (with a header) and BOM, the same spots."""
+    folder = tmp_path / f"v{header}{name}{bom}{''.join(c[0] for c in order)}"
+    shutil.copytree(VISIUM, folder, dirs_exist_ok=True)
+    (folder / "spatial" / "tissue_positions_list.csv").unlink()
+    table = pd.read_csv(VISIUM / "spatial" / "tissue_positions_list.csv", header=None, index_col=0)
+    table.columns = SR2_HEADER.split(",")[1:]
+    table.index.name = "barcode"
+    if header:
+        table = table[list(order)]
+    text = table.to_csv(header=header)
+    (folder / "spatial" / name).write_text(("\ufeff" if bom else "") + text)
+    slide = io.read_slide(folder)
+    assert list(slide.adata.obs_names) == list(visium.adata.obs_names)
+    assert np.abs(slide.adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max() < 1e-6
+
+
+# --- coordinate units -----------------------------------------------------------------------------------
+
+def test_case_s2_spatialdata_io_visium_store_in_pixels_is_read_in_microns(sdio_store, visium):
+    before = snapshot(sdio_store)
+    slide = io.read_slide(sdio_store)
+    assert abs(pitch(slide.adata.obsm["spatial"]) / 100 - 1) < 0.05  # spots 100 um apart, not 137
+    assert 50 <= slide.spot_diameter_um <= 75
+    assert abs(slide.image_microns_per_pixel / visium.image_microns_per_pixel - 1) < 0.01
+    ours, folder = np.sort(slide.adata.obsm["spatial"], axis=0), np.sort(visium.adata.obsm["spatial"], axis=0)
+    assert np.abs(ours - folder).max() < 1  # the same spots as fmscope reads from the Space Ranger folder
+    per_px = slide.units.scale
+    again = io.read_slide(sdio_store, microns_per_unit=per_px * 1.01)  # agrees with the store: used
+    assert np.allclose(again.adata.obsm["spatial"], slide.adata.obsm["spatial"])
+    with pytest.raises(FmscopeError, match="disagrees"):  # --microns-per-unit 1 on a pixel store: refused
+        io.read_slide(sdio_store, microns_per_unit=1.0)
+    assert snapshot(sdio_store) == before
+
+
+def test_a_store_read_in_pixels_is_written_back_in_pixels_and_reads_the_same(sdio_store, tmp_path):
+    slide = io.read_slide(sdio_store)
+    write_result(slide, tmp_path / "out.zarr")
+    again = io.read_slide(tmp_path / "out.zarr")
+    assert np.abs(again.adata.obsm["spatial"] - slide.adata.obsm["spatial"]).max() < 1e-6
+    assert abs(again.spot_diameter_um - slide.spot_diameter_um) < 1e-6
+
+
+def test_a_scanpy_layout_visium_h5ad_in_pixels_is_read_in_microns(visium, tmp_path):
+    """The squidpy / scanpy read_visium layout: obsm['spatial'] in full-resolution pixels, array_row / array_col
+    in obs, Space Ranger scale factors in uns['spatial'][library]: read from the spot grid, as the folder."""
+    import json
+
+    table = visium.adata.copy()
+    table.obsm["spatial"] = visium.file_spatial
+    table.uns = {"spatial": {"brain": {"scalefactors": json.loads(
+        (VISIUM / "spatial" / "scalefactors_json.json").read_text())}}}
+    table.write_h5ad(tmp_path / "scanpy_visium.h5ad")
+    slide = io.read_slide(tmp_path / "scanpy_visium.h5ad")
+    assert np.abs(slide.adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max() < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["visium folder", "xenium folder", "fmscope h5ad"])
+def test_microns_per_unit_is_checked_for_every_kind(kind, visium, tmp_path):
+    """A value agreeing with the file's own units is used; one that disagrees is refused, never ignored."""
+    if kind == "visium folder":
+        path, own = VISIUM, visium.units.scale
+    elif kind == "xenium folder":
+        path, own = XENIUM_OUTS, 1.0
+    else:
+        path, own = tmp_path / "cells.h5ad", 1.0
+        table = visium.adata.copy()
+        table.write_h5ad(path)
+    slide = io.read_slide(path, microns_per_unit=own)
+    assert slide.adata.n_obs > 0
+    with pytest.raises(FmscopeError, match=r"--microns-per-unit 3 disagrees"):
+        io.read_slide(path, microns_per_unit=3.0)
+
+
+def _store_with_units(path: Path, xy_um: np.ndarray, how: str, scale: float, offset: tuple[float, float]):
+    """A SpatialData store of the cells at ``xy_um`` whose table and circles hold file units stated by ``how``."""
+    import spatialdata
+    from spatialdata.models import ShapesModel, TableModel
+    from spatialdata.transformations import Affine, Identity, Scale
+
+    file_xy = (xy_um - np.asarray(offset)) / scale
+    transformations = {"global": Identity()}
+    if how == "microns system":
+        transformations["microns"] = Affine(np.array([[scale, 0, offset[0]], [0, scale, offset[1]], [0, 0, 1]]),
+                                            input_axes=("x", "y"), output_axes=("x", "y"))
+    shapes = ShapesModel.parse(file_xy, geometry=0, radius=np.full(len(xy_um), 5.0 / scale),
+                               transformations=transformations)
+    rng = np.random.default_rng(0)
+    table = ad.AnnData(X=sp.csr_matrix(rng.poisson(2.0, (len(xy_um), 12)).astype(np.float32)),
+                       obs=pd.DataFrame({"region": pd.Categorical(["cells"] * len(xy_um)),
+                                         "instance": np.arange(len(xy_um))},
+                                        index=[f"c{i}" for i in range(len(xy_um))]))
+    table.obsm["spatial"] = file_xy
+    if how == "uns fmscope":
+        table.uns["fmscope"] = {"microns_per_unit": scale}
+    if how == "visium scalefactors":
+        table.uns["spatial"] = {"lib": {"scalefactors": {"microns_per_pixel": scale, "spot_diameter_fullres": 10.0}}}
+    table = TableModel.parse(table, region="cells", region_key="region", instance_key="instance")
+    spatialdata.SpatialData(shapes={"cells": shapes}, tables={"table": table}).write(path)
+
+
+@FEW
+@given(how=st.sampled_from(["microns system", "uns fmscope", "visium scalefactors", "nothing"]),
+       scale=st.floats(0.2, 8.0), offset=st.tuples(st.floats(-500, 500), st.floats(-500, 500)))
+def test_store_units_from_its_transformations_and_scale_factors(tmp_path, how, scale, offset):
+    """Invariant: a store's cells are read at their true microns whatever states the units, or refused
+    naming the units when nothing does (then --microns-per-unit makes it read)."""
+    xy_um = np.c_[np.arange(40) % 8, np.arange(40) // 8].astype(float) * 25.0 + 300
+    path = tmp_path / f"s{abs(hash((how, scale, offset)))}.zarr"
+    used_offset = offset if how == "microns system" else (0.0, 0.0)
+    _store_with_units(path, xy_um, how, scale, used_offset)
+    if how == "nothing":
+        with pytest.raises(FmscopeError, match="no units"):
+            io.read_slide(path)
+        slide = io.read_slide(path, microns_per_unit=scale)
+    else:
+        slide = io.read_slide(path)
+    assert np.abs(slide.adata.obsm["spatial"] - xy_um).max() < 1e-6 * max(1.0, scale) * 1000
+    assert abs(slide.spot_diameter_um - 10.0) < 1e-6
+    if how != "nothing":
+        with pytest.raises(FmscopeError, match="disagrees"):
+            io.read_slide(path, microns_per_unit=scale * 1.5)
+
+
+def test_a_cropped_store_keeps_the_image_under_its_cells(tmp_path):
+    """A bounding-box crop of a spatialdata-io Visium store (images get an offset): the image stays placed."""
+    import spatialdata
+    import spatialdata_io
+
+    sdata = spatialdata_io.visium(VISIUM, dataset_id="brain", counts_file="filtered_feature_bc_matrix.h5")
+    crop = sdata.query.bounding_box(axes=("x", "y"), min_coordinate=[3000, 3000], max_coordinate=[7000, 7000],
+                                    target_coordinate_system="brain", filter_table=True)
+    crop.write(tmp_path / "crop.zarr")
+    slide, whole = io.read_slide(tmp_path / "crop.zarr"), io.read_slide(VISIUM)
+    matrix, reference = slide.image_to_microns(), whole.image_to_microns()
+    assert slide.adata.n_obs < whole.adata.n_obs and matrix[0, 2] > 0  # an offset, not the origin
+    corner = matrix @ np.array([0.0, 0.0, 1.0])
+    pixel = np.linalg.solve(reference, corner)  # the crop's first pixel lies where the whole image has it
+    h, w = slide.image.shape[:2]
+    y, x = int(round(pixel[0])), int(round(pixel[1]))
+    assert np.array_equal(np.asarray(slide.image)[: h - 1, : w - 1], np.asarray(whole.image)[y:y + h - 1, x:x + w - 1])
+    del spatialdata
+
+
+def test_a_store_of_several_tables_is_refused_naming_them(sdio_store, tmp_path):
+    import spatialdata
+
+    sdata = spatialdata.read_zarr(sdio_store)
+    sdata.tables["square_008um"] = sdata.tables["table"].copy()
+    sdata.write(tmp_path / "two_tables.zarr")
+    with pytest.raises(FmscopeError, match=r"2 tables \(table, square_008um\)"):
+        io.read_slide(tmp_path / "two_tables.zarr")
+
+
+# --- sections -------------------------------------------------------------------------------------------
+
+@pytest.mark.slow  # ~28 s in a fresh process (umap's numba compilation); a few seconds after other domain tests
+def test_case_s9_two_sections_in_one_h5ad_keep_their_own_domains():
+    """The case's sections (A, and B turned by 180 degrees onto the same positions) in one table: each section is
+    smoothed exactly as alone, and its domains match the truth as alone (ARI 0.99 alone; 0.44 before the fix)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from fmscope.omics.domains import smooth_embedding
+
+    a, b = semi_synthetic_tissue(side=20, seed=0), semi_synthetic_tissue(side=20, seed=1)
+    b.obsm["spatial"] = 19 * 20.0 - np.asarray(b.obsm["spatial"])
+    both = ad.concat([a, b], uns_merge="first")
+    both.obs["library_id"] = ["A"] * a.n_obs + ["B"] * b.n_obs
+    both.obs_names = [f"{lib}_{i}" for i, lib in enumerate(both.obs["library_id"])]
+    embedding = baseline_embedding(both)
+    together = smooth_embedding(both.obsm["spatial"], embedding, sections=require_sections(both, "two.h5ad"))
+    first = np.arange(a.n_obs)
+    assert np.allclose(together[first], smooth_embedding(a.obsm["spatial"], embedding[first]), atol=1e-6)
+    spatial_domains(both, embedding, n_domains=4)
+    for name in "AB":
+        part = both[both.obs["library_id"] == name]
+        assert adjusted_rand_score(part.obs["true_domain"], part.obs["fmscope_domain"]) >= 0.89
+    del both.obs["library_id"]  # the same file without the column: refused, naming the overlap
+    with pytest.raises(FmscopeError, match="overlapping coordinates"):
+        spatial_domains(both, embedding, n_domains=4)
+
+
+@settings(max_examples=10, deadline=None)
+@given(n_sections=st.integers(1, 3), key=st.sampled_from([*SECTION_KEYS, "Library_ID", "region"]),
+       cells=st.integers(8, 30), k=st.integers(1, 8))
+def test_neighbours_never_cross_sections(n_sections, key, cells, k):
+    """Invariant: whatever the section column (any known name or the SpatialData region column) and however
+    many sections share the same positions, no cell's neighbours lie in another section."""
+    xy = np.c_[np.arange(cells) % 5, np.arange(cells) // 5].astype(float) * 10
+    table = ad.AnnData(X=np.ones((cells * n_sections, 3), dtype=np.float32))
+    table.obsm["spatial"] = np.tile(xy, (n_sections, 1))
+    labels = np.repeat([f"s{i}" for i in range(n_sections)], cells)
+    table.obs[key] = pd.Categorical(labels)
+    if key == "region":
+        table.uns["spatialdata_attrs"] = {"region": [f"s{i}" for i in range(n_sections)], "region_key": "region",
+                                          "instance_key": "i"}
+        if n_sections == 1:
+            table.uns["spatialdata_attrs"]["region"] = "s0"
+    sections = require_sections(table, "t") if n_sections > 1 else None
+    if n_sections == 1:
+        return
+    assert np.array_equal(sections, labels)
+    operator = spatial_mean_operator(table.obsm["spatial"], k, sections).tocoo()
+    assert np.array_equal(labels[operator.row], labels[operator.col])
+    assert np.allclose(np.asarray(operator.sum(axis=1)).ravel(), 1.0)
+
+
+def test_several_libraries_without_a_section_column_are_refused():
+    table = ad.AnnData(X=np.ones((20, 3), dtype=np.float32))
+    table.obsm["spatial"] = np.random.default_rng(0).random((20, 2))
+    table.uns["spatial"] = {"A": {}, "B": {}}
+    with pytest.raises(FmscopeError, match="2 libraries"):
+        require_sections(table, "t")
+
+
+# --- tissue images ----------------------------------------------------------------------------------------
+
+def test_case_s10_a_grayscale_visium_image_is_kept_whole_in_the_written_store(tmp_path):
+    import spatialdata
+
+    folder = tmp_path / "gray"
+    shutil.copytree(VISIUM, folder)
+    png = folder / "spatial" / "tissue_lowres_image.png"
+    grey = iio.imread(png)[..., :3].mean(axis=2).round().astype(np.uint8)
+    iio.imwrite(png, grey)
+    slide = io.read_slide(folder)
+    assert slide.image.shape == grey.shape and np.array_equal(slide.image, grey)
+    write_result(slide, tmp_path / "gray.zarr")
+    image = spatialdata.read_zarr(tmp_path / "gray.zarr").images["tissue"]
+    assert (image.sizes["y"], image.sizes["x"]) == grey.shape
+
+
+LAYOUTS = ["yx", "1yx", "yx1", "yx2", "yx3", "yx4", "3yx", "4yx"]
+
+
+@settings(max_examples=16, deadline=None)
+@given(layout=st.sampled_from(LAYOUTS), dtype=st.sampled_from([np.uint8, np.uint16]),
+       height=st.integers(5, 40), width=st.integers(5, 40), seed=st.integers(0, 10))
+def test_tissue_image_layouts_read_the_same_pixels(layout, dtype, height, width, seed):
+    """Invariant: grey in any layout -> (y, x); RGB(A) channels last or first -> (y, x, 3); values and dtype kept."""
+    rng = np.random.default_rng(seed)
+    top = 255 if dtype == np.uint8 else 65535
+    grey = rng.integers(0, top, (height, width)).astype(dtype)
+    rgb = rng.integers(0, top, (height, width, 3)).astype(dtype)
+    alpha = np.full((height, width, 1), top, dtype=dtype)
+    arrays = {"yx": grey, "1yx": grey[None], "yx1": grey[..., None], "yx2": np.dstack([grey, alpha[..., 0]]),
+              "yx3": rgb, "yx4": np.concatenate([rgb, alpha], axis=2), "3yx": rgb.transpose(2, 0, 1),
+              "4yx": np.concatenate([rgb, alpha], axis=2).transpose(2, 0, 1)}
+    image = tissue_image(arrays[layout], "tissue.png")
+    expected = grey if layout in ("yx", "1yx", "yx1", "yx2") else rgb
+    assert image.dtype == dtype and np.array_equal(image, expected)
+
+
+def test_a_tissue_image_of_many_channels_is_refused_by_name():
+    with pytest.raises(FmscopeError, match="channels"):
+        tissue_image(np.zeros((30, 30, 7), dtype=np.uint8), "multiplex.tif")
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "I;16"])
+def test_visium_folder_png_modes_are_read_whole(tmp_path, mode):
+    """A Visium tissue PNG saved grey, RGBA or 16-bit grey keeps its full size under the spots."""
+    from PIL import Image
+
+    folder = tmp_path / mode.replace(";", "")
+    shutil.copytree(VISIUM, folder)
+    png = folder / "spatial" / "tissue_lowres_image.png"
+    rgb = iio.imread(png)[..., :3]
+    picture = Image.fromarray(rgb).convert("RGBA" if mode == "RGBA" else "L")
+    if mode == "I;16":
+        picture = Image.fromarray((np.asarray(picture).astype(np.uint16) * 257))
+    picture.save(png)
+    slide = io.read_slide(folder)
+    assert slide.image.shape[:2] == rgb.shape[:2]
+    if mode == "RGBA":
+        assert np.array_equal(slide.image, rgb)
+
+
+# --- AnnData without X, counts in layers --------------------------------------------------------------------
+
+def _cells(n: int = 120, genes: int = 30, seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    counts = sp.csr_matrix(rng.poisson(rng.gamma(1.0, 2.0, (3, genes))[rng.integers(0, 3, n)]).astype(np.float32))
+    return counts, np.c_[np.arange(n) % 12, np.arange(n) // 12].astype(float) * 15.0
+
+
+def test_case_s12_h5ad_without_x_takes_the_counts_of_its_layer(tmp_path):
+    counts, xy = _cells()
+    for name, x, layers in (("with_x.h5ad", counts, {}), ("no_x.h5ad", None, {"counts": counts})):
+        table = ad.AnnData(X=x, layers=layers, obs=pd.DataFrame(index=[f"c{i}" for i in range(counts.shape[0])]),
+                           var=pd.DataFrame(index=[f"G{i}" for i in range(counts.shape[1])]))
+        table.obsm["spatial"] = xy
+        table.uns["fmscope"] = {"microns_per_unit": 1.0}
+        table.write_h5ad(tmp_path / name)
+    control, slide = io.read_slide(tmp_path / "with_x.h5ad"), io.read_slide(tmp_path / "no_x.h5ad")
+    assert (slide.adata.X != control.adata.X).nnz == 0
+    assert any("has no X" in n and "layers['counts']" in n for n in slide.notices)
+    assert np.allclose(baseline_embedding(slide.adata), baseline_embedding(control.adata), atol=1e-4)
+    write_result(slide, tmp_path / "out.h5ad")
+    assert ad.read_h5ad(tmp_path / "out.h5ad").X is None  # the user's table written back as it was
+
+
+@FEW
+@given(layout=st.sampled_from(["X counts", "no X, counts layer", "X lognorm, counts layer", "X scaled, raw counts",
+                               "no X, lognorm layer", "X scaled only", "no X, nothing"]),
+       layer_name=st.sampled_from(["counts", "raw_counts", "Counts", "spliced"]))
+def test_x_and_layers_layouts_give_the_counts_or_a_refusal_naming_them(layout, layer_name):
+    """Invariant: the counts are found wherever the layout keeps them (X, any layer, .raw), log-normalised values
+    are undone without normalising twice, and a file with no counts-like matrix is refused naming X."""
+    import scanpy as sc
+
+    counts, xy = _cells(seed=3)
+    table = ad.AnnData(X=counts.copy(), var=pd.DataFrame(index=[f"G{i}" for i in range(counts.shape[1])]))
+    lognorm = table.copy()
+    sc.pp.normalize_total(lognorm, target_sum=1e4)
+    sc.pp.log1p(lognorm)
+    scaled = lognorm.copy()
+    sc.pp.scale(scaled)
+    if layout == "no X, counts layer":
+        table = ad.AnnData(X=None, layers={layer_name: counts}, var=table.var)
+    elif layout == "X lognorm, counts layer":
+        table = lognorm.copy()
+        table.layers[layer_name] = counts
+    elif layout == "X scaled, raw counts":
+        table = scaled.copy()
+        table.raw = ad.AnnData(X=counts, var=table.var)
+    elif layout == "no X, lognorm layer":
+        table = ad.AnnData(X=None, layers={layer_name: lognorm.X}, var=table.var)
+    elif layout == "X scaled only":
+        table = scaled
+    elif layout == "no X, nothing":
+        table = ad.AnnData(X=None, obs=pd.DataFrame(index=[str(i) for i in range(counts.shape[0])]), var=table.var)
+    if layout in ("X scaled only", "no X, nothing"):
+        with pytest.raises(FmscopeError, match=r"\bX\b"):
+            counts_view(table)
+        return
+    view = counts_view(table)
+    matrix = view.adata.X.toarray() if sp.issparse(view.adata.X) else np.asarray(view.adata.X)
+    truth = counts.toarray()
+    if layout == "no X, lognorm layer":  # counts per 10,000: proportional to the counts, cell by cell
+        truth = truth / truth.sum(1, keepdims=True) * 1e4
+    assert np.allclose(matrix, truth, rtol=1e-3, atol=1e-3)
+
+
+# --- writers ----------------------------------------------------------------------------------------------
+
+def test_case_s4_output_over_a_users_store_is_refused_and_the_store_kept(sdio_store, tmp_path, capsys):
+    users = tmp_path / "analysis.zarr"
+    shutil.copytree(sdio_store, users)
+    before = snapshot(tmp_path)
+    code = main(["embed", str(XENIUM_OUTS), "-o", str(users)])
+    err = capsys.readouterr().err
+    assert code == 1 and "was not written by fmscope" in err and "Traceback" not in err
+    assert snapshot(tmp_path) == before
+
+
+def test_fmscope_replaces_its_own_outputs_only(tmp_path, capsys):
+    import spatialdata
+    from spatialdata.models import ShapesModel
+
+    out, table = tmp_path / "result.zarr", tmp_path / "result.h5ad"
+    for path in (out, table):
+        assert main(["embed", str(XENIUM_OUTS), "-o", str(path)]) == 0
+        assert read_stamp(path)["written_by"] == "fmscope"
+        assert main(["embed", str(XENIUM_OUTS), "-o", str(path)]) == 0  # its own output: replaced
+    sdata = spatialdata.read_zarr(out)
+    sdata["my_notes"] = ShapesModel.parse(np.zeros((1, 2)), geometry=0, radius=np.ones(1))
+    sdata.write_element("my_notes")  # the user adds an element to fmscope's store: no longer only fmscope's
+    before = snapshot(tmp_path)
+    assert main(["embed", str(XENIUM_OUTS), "-o", str(out)]) == 1
+    assert "shapes/my_notes" in capsys.readouterr().err and snapshot(tmp_path) == before
+    ad.read_h5ad(table).write_h5ad(table)  # rewritten by the user with anndata: the stamp is gone
+    before = snapshot(tmp_path)
+    assert main(["embed", str(XENIUM_OUTS), "-o", str(table)]) == 1
+    assert "not written by fmscope" in capsys.readouterr().err and snapshot(tmp_path) == before
