@@ -86,8 +86,58 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _sha256_cached(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
+# Keys under which training scripts nest the weights: sam2's trainer and MedSAM / LiteMedSAM scripts ("model"),
+# Lightning ("state_dict"), the PyTorch tutorials ("model_state_dict"), others ("module", "net", "network").
+WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "module", "net", "network")
+# Key prefixes added by wrappers, not by the model: DistributedDataParallel / DataParallel ("module."),
+# torch.compile ("_orig_mod."), a LightningModule holding the model as ``self.model`` ("model.").
+WRAPPER_PREFIXES = {"module.": "DistributedDataParallel / DataParallel", "_orig_mod.": "torch.compile",
+                    "model.": "a training wrapper's 'model' attribute"}
+
+
+def _is_tensor_dict(value) -> bool:
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def unwrap_state_dict(payload, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The model's state dict inside a loaded checkpoint, as the model names its keys.
+
+    Wrappers (``WRAPPER_KEYS``, nested in any order, beside optimiser state and counters) are opened;
+    a prefix every key carries (``WRAPPER_PREFIXES``, repeated or combined: ``module._orig_mod.``) is
+    removed. Refused (FmscopeError) by name: no dict of tensors inside, and a wrapper prefix on some
+    keys only (a file assembled from two sources)."""
+    state = payload
+    for _ in range(len(WRAPPER_KEYS)):
+        if _is_tensor_dict(state) or not isinstance(state, dict):
+            break
+        inner = next((state[key] for key in WRAPPER_KEYS if isinstance(state.get(key), dict)), None)
+        if inner is None:
+            break
+        state = inner
+    if not _is_tensor_dict(state):
+        held = (f"a dict with keys {first_keys([str(k) for k in state])}" if isinstance(state, dict)
+                else f"a {type(state).__name__}")
+        raise FmscopeError(f"{path} holds no state dict of tensors ({held}; looked inside "
+                           f"{', '.join(repr(k) for k in WRAPPER_KEYS)}).",
+                           "Point to the checkpoint saved by the model's release or its training script "
+                           "(a dict of tensors, possibly under 'model' or 'state_dict').")
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix, wrapper in WRAPPER_PREFIXES.items():
+            carrying = [key for key in state if key.startswith(prefix)]
+            if carrying and len(carrying) == len(state):
+                state = {key[len(prefix):]: value for key, value in state.items()}
+                stripped = True
+            elif carrying and prefix != "model.":
+                raise FmscopeError(f"{path}: {len(carrying)} of {len(state)} keys start with the '{prefix}' prefix "
+                                   f"of {wrapper} and the others do not; the file mixes two layouts.",
+                                   "Save the unwrapped model's state dict (model.module.state_dict()) again.")
+    return state
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint with ``weights_only=True``; unwrap ``{"model": ...}`` / ``{"state_dict": ...}``."""
+    """Read a checkpoint with ``weights_only=True``: the model's weights, unwrapped by :func:`unwrap_state_dict`."""
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -98,13 +148,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             "Point to the official .pth checkpoint; fmscope only loads tensors (weights_only=True), "
             "never arbitrary pickled objects.",
         ) from None
-    for wrapper in ("model", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise FmscopeError(f"{path} holds no state dict of tensors.",
-                           "Point to the checkpoint saved by the model's release (a dict of tensors).")
-    return state
+    return unwrap_state_dict(state, path)
 
 
 def first_keys(keys: list[str], shown: int = 3) -> str:

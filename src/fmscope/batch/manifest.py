@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from fmscope import models
+from fmscope.batch.csv_table import read_csv_table
 from fmscope.errors import FmscopeError
 from fmscope.names import display_name
 
@@ -94,6 +95,12 @@ def _path(text: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def _folder_safe(name: str) -> str:
+    """A name made from a path, kept to letters, digits, '-', '_' and '.' (others become '_')."""
+    safe = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in name).lstrip(".")
+    return safe or "input"
+
+
 def _item(values: dict[str, str], row: int, base: Path) -> BatchItem:
     get = {k: (values.get(k) or "").strip() for k in COLUMNS}
     if get["job"] not in JOBS:
@@ -106,7 +113,7 @@ def _item(values: dict[str, str], row: int, base: Path) -> BatchItem:
     except ValueError:
         raise FmscopeError(f"Row {row}: slice '{get['slice']}' or resolution '{get['resolution']}' is not a number.",
                            "Give the key slice as an integer and resolutions as numbers separated by spaces.") from None
-    item_id = get["id"] or f"{row:04d}_{display_name(get['input'])}"
+    item_id = get["id"] or f"{row:04d}_{_folder_safe(display_name(get['input'].replace(chr(92), '/')))}"
     if not item_id.replace("-", "").replace("_", "").replace(".", "").isalnum() or item_id.startswith("."):
         raise FmscopeError(f"Row {row}: id '{item_id}' cannot name a folder.", "Use letters, digits, '-', '_', '.'.")
     model = get["model"] or models.DEFAULT_SEGMENTER
@@ -125,29 +132,26 @@ def _item(values: dict[str, str], row: int, base: Path) -> BatchItem:
 
 
 def read_manifest(path: str | os.PathLike) -> list[BatchItem]:
-    """The items of a manifest CSV (see the module docstring); raises FmscopeError naming the row."""
+    """The items of a manifest CSV (see the module docstring; dialects as
+    :func:`fmscope.batch.csv_table.read_csv_table` reads them); raises FmscopeError naming the row."""
     path = Path(path)
     if not path.is_file():
         raise FmscopeError(f"No such manifest: {path}", "Write one with `fmscope batch --template MANIFEST.csv`.")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"job", "input"} - set(reader.fieldnames or ())
-        if missing:
-            raise FmscopeError(f"{path} has no column {', '.join(sorted(missing))}.",
-                               f"The header needs job and input; optional: {', '.join(COLUMNS)}.")
-        unknown = set(reader.fieldnames or ()) - set(COLUMNS)
-        if unknown:
-            raise FmscopeError(f"{path}: unknown column(s) {', '.join(sorted(unknown))}.",
-                               f"Use the columns {', '.join(COLUMNS)}.")
-        items = [_item(values, row, path.parent) for row, values in enumerate(reader, start=1)]
+    table = read_csv_table(path, ("job", "input"), "manifest")
+    unknown = set(table.columns) - set(COLUMNS)
+    if unknown:
+        raise FmscopeError(f"{path}: unknown column(s) {', '.join(sorted(unknown))}.",
+                           f"Use the columns {', '.join(COLUMNS)}.")
+    items = [_item(values, row, path.parent) for row, values in table.rows]
     if not items:
         raise FmscopeError(f"{path} has no rows.", "Add one row per item below the header.")
     seen: dict[str, int] = {}
     for item in items:
-        if item.id in seen:
-            raise FmscopeError(f"Rows {seen[item.id]} and {item.row} have the same id '{item.id}'.",
-                               "Give every row its own id.")
-        seen[item.id] = item.row
+        key = item.id.lower()  # output folders: 'A1' and 'a1' are one folder on macOS and Windows
+        if key in seen:
+            raise FmscopeError(f"Rows {seen[key]} and {item.row} have the same id '{item.id}' (ids name output "
+                               "folders; upper and lower case count as the same).", "Give every row its own id.")
+        seen[key] = item.row
     return items
 
 
@@ -195,11 +199,10 @@ def _prompts(item: BatchItem) -> tuple[int | None, dict[int, np.ndarray]]:
     if not item.prompt_file.exists():
         raise FmscopeError(f"Row {item.row} ({item.id}): no such prompt file: {item.prompt_file}", "Check the path.")
     if item.prompt_file.suffix.lower() == ".csv":
-        with open(item.prompt_file, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
         try:
+            rows = [r for _, r in read_csv_table(item.prompt_file, ("x0", "y0", "x1", "y1"), "box file").rows]
             boxes = [tuple(float(r[k]) for k in ("x0", "y0", "x1", "y1")) for r in rows]
-        except (KeyError, ValueError):
+        except (FmscopeError, KeyError, ValueError):
             raise FmscopeError(f"Row {item.row} ({item.id}): {item.prompt_file.name} needs numeric columns "
                                "x0, y0, x1, y1.", "Write one box per line under that header.") from None
         return item.slice, {k: np.asarray(b) for k, b in enumerate(boxes, start=1)}

@@ -54,11 +54,39 @@ def run_tracking(session, direction: str, frame_range) -> float:
     """Propagate with a progress bar; returns seconds spent."""
     started = time.perf_counter()
     bar = tqdm(desc="tracking", unit="frame", leave=False)
-    for result in session.propagate(direction, frame_range):
-        bar.total = result.total
-        bar.update(1)
-    bar.close()
+    try:
+        for result in session.propagate(direction, frame_range):
+            bar.total = result.total
+            bar.update(1)
+    finally:
+        bar.close()
     return time.perf_counter() - started
+
+
+def partial_path(output: str | Path) -> Path:
+    """Where the frames tracked before a failure are kept: ``labels.tif`` -> ``labels.partial.tif``."""
+    from fmscope.atomic import file_suffix
+
+    output = Path(output)
+    suffix = file_suffix(output)
+    return output.with_name(output.name[:len(output.name) - len(suffix)] + ".partial" + suffix)
+
+
+def keep_partial(session, output: str | Path, stopped) -> FmscopeError:
+    """The error to raise for a run stopped part-way (``stopped``: a TrackingStopped): the frames
+    tracked before it are written to :func:`partial_path` (never over an existing file)."""
+    from fmscope.imaging.tracking.export import write_session_labels
+
+    partial = partial_path(output)
+    if not stopped.done:
+        return stopped
+    if partial.exists():
+        kept = f"{partial} exists, so they were not written"
+    else:
+        write_session_labels(session, partial)
+        kept = f"they are kept in {partial} (frame {stopped.frame} and the frames not reached are empty there)"
+    return FmscopeError(f"{stopped.problem} The {stopped.done} frame(s) tracked before it were not lost: {kept}.",
+                        stopped.fix)
 
 
 def write_overlay_video(session, path: str, window) -> None:
@@ -101,18 +129,26 @@ def _session(args: argparse.Namespace, frames):
 def cmd_track(args: argparse.Namespace) -> int:
     from fmscope.imaging.tracking import open_frames
     from fmscope.imaging.tracking.export import write_session_labels, write_session_table
+    from fmscope.imaging.tracking.session import TrackingStopped
 
     _check_outputs(args)
     if not args.box and not args.point:
         raise FmscopeError("No prompt given.", "Add --box X0 Y0 X1 Y1 (object k = the k-th box) and/or --point X Y.")
-    frames = open_frames(args.input)
+    frames = open_frames(args.input, channel=args.channel)
+    for note in frames.notes:
+        print(f"fmscope track: note: {note}", file=sys.stderr)
     session = _session(args, frames)
     for obj, box in enumerate(args.box or [], start=1):
         session.add_box(args.frame, obj, box)
     for obj, (points, labels) in _point_prompts(args).items():
         session.add_points(args.frame, obj, points, labels)
-    seconds = run_tracking(session, args.direction, tuple(args.range) if args.range else None)
-    write_session_labels(session, args.output)
+    try:
+        seconds = run_tracking(session, args.direction, tuple(args.range) if args.range else None)
+    except TrackingStopped as stopped:
+        raise keep_partial(session, args.output, stopped) from None
+    note = write_session_labels(session, args.output)
+    if note:
+        print(f"fmscope track: note: {note}", file=sys.stderr)
     if args.table:
         rows = write_session_table(session, args.table)
         print(f"wrote {args.table}: {rows} rows")
@@ -154,6 +190,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     track.add_argument("input", help="mp4/avi/mov, multi-frame DICOM, TIFF stack (T,Y,X), folder of frames, "
                                      "NIfTI/NRRD volume or DICOM series folder (z = frame axis)")
     track.add_argument("--frame", type=int, required=True, help="frame of the prompts (0-based)")
+    track.add_argument("--channel", type=int, help="the channel to track in a TIFF with a channel axis (0-based)")
     track.add_argument("--box", nargs=4, type=float, action="append", metavar=("X0", "Y0", "X1", "Y1"),
                        help="object box on --frame; object k is the k-th box")
     track.add_argument("--point", nargs=2, type=float, action="append", metavar=("X", "Y"),
@@ -171,7 +208,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     track.add_argument("--range", nargs=2, type=int, metavar=("FIRST", "LAST"), help="track only these frames")
     track.add_argument("--window", type=window_option, help="CT/MR window: preset or LEVEL,WIDTH; default automatic")
     track.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
-    track.add_argument("-o", "--output", required=True, help="label stack to write (.tif, .nii.gz, .nrrd)")
+    track.add_argument("-o", "--output", required=True, help="label stack to write (.tif, or .nii.gz / .nrrd / .mha: "
+                                                              "time as the third axis for a time-lapse)")
     track.add_argument("--overlay", help="also write an overlay video (.mp4)")
     track.add_argument("--table", help="also write a table (.csv): object, frame, area, centroid, intensity, score")
     track.set_defaults(run=cmd_track)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -18,6 +19,7 @@ def _read(path: str):
 
 
 def cmd_train_segmenter(args: argparse.Namespace) -> int:
+    from fmscope.imaging.labels import read_label_image
     from fmscope.outputs import HEAD_SUFFIXES, Output, check_outputs
     from fmscope.training.segmenter import checkpoint_path, labelled_images, train_segmenter
     from fmscope.training.settings import TrainSettings
@@ -30,7 +32,10 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
                   [*args.images, *args.labels, args.checkpoint])
     items = []
     for image_path, labels_path in zip(args.images, args.labels):
-        items += labelled_images(_read(image_path), _read(labels_path), Path(image_path).name)
+        labels = read_label_image(labels_path)
+        for note in labels.notes:
+            print(f"fmscope train-segmenter: note: {note}", file=sys.stderr)
+        items += labelled_images(_read(image_path), labels.array, Path(image_path).name)
     settings = TrainSettings(epochs=args.epochs, holdout=args.holdout, lr=args.lr, seed=args.seed,
                              patience=args.patience, train_encoder=args.train_encoder)
     with tqdm(total=1, desc="training", leave=False) as bar:

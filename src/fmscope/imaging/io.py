@@ -248,7 +248,7 @@ def read_grid(path: str | os.PathLike) -> tuple[np.ndarray, Geometry | None]:
     return image.array, image.geometry
 
 
-def _write_sitk(image: sitk.Image, target: Path) -> None:
+def write_sitk(image: sitk.Image, target: Path) -> None:
     """``sitk.WriteImage`` (compressed), its file errors (a RuntimeError in SimpleITK) raised as :class:`OSError`."""
     try:
         sitk.WriteImage(image, str(target), useCompression=True)
@@ -262,7 +262,7 @@ def write_volume(labels: np.ndarray, like: Volume, path: str | os.PathLike) -> N
         raise FmscopeError(f"Label shape {labels.shape} differs from the volume's {like.array.shape}.")
 
     def write(target: Path) -> None:
-        _write_sitk(like.geometry.apply_to(sitk.GetImageFromArray(labels)), target)
+        write_sitk(like.geometry.apply_to(sitk.GetImageFromArray(labels)), target)
 
     atomic_write(Path(path), write)
 
@@ -282,8 +282,9 @@ def write_image(array: np.ndarray, path: str | os.PathLike, geometry: Geometry |
             tifffile.imwrite(target, array, compression="zlib")
         elif suffix in VOLUME_SUFFIXES:
             three_d = geometry is not None and len(geometry.spacing) == 3
-            image = sitk.GetImageFromArray(array[None] if three_d else array, isVector=array.ndim == 3)
-            _write_sitk(image if geometry is None else geometry.apply_to(image), target)
+            rgb = array.ndim == 3 and array.shape[-1] in (3, 4)  # a picture's samples; else a third axis
+            image = sitk.GetImageFromArray(array[None] if three_d else array, isVector=rgb)
+            write_sitk(image if geometry is None else geometry.apply_to(image), target)
         else:
             iio.imwrite(target, array, extension=suffix)
 

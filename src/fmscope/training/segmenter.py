@@ -39,6 +39,7 @@ from fmscope.errors import FmscopeError
 from fmscope.imaging import roi
 from fmscope.imaging.cache import EmbeddingCache
 from fmscope.imaging.intensity import Intensity, resolve_intensity
+from fmscope.imaging.labels import instance_labels
 from fmscope.imaging.model_file import TunedModel, trained_state, write_model_file
 from fmscope.imaging.models.input_transforms import InputGeometry
 from fmscope.imaging.predictor import Segmenter
@@ -64,8 +65,10 @@ class LabelledImage:
 def labelled_images(image: np.ndarray, labels: np.ndarray, name: str) -> list[LabelledImage]:
     """Split an image, RGB image or (N, Y, X) stack / volume and its labels into 2D pairs.
 
-    Slices of a stack without objects are left out. Raises FmscopeError when the shapes differ
-    or no slice has an object.
+    Slices of a stack without objects are left out; each slice's labels go through
+    :func:`fmscope.imaging.labels.instance_labels` (binary masks: one object per separate region;
+    ids renumbered 1..N). Raises FmscopeError when the shapes differ, the labels are not ids, or no
+    slice has an object.
     """
     image, labels = np.asarray(image), np.asarray(labels)
     rgb = image.ndim == 3 and image.shape[-1] in (3, 4) and labels.ndim == 2
@@ -73,16 +76,15 @@ def labelled_images(image: np.ndarray, labels: np.ndarray, name: str) -> list[La
     if labels.shape != spatial:
         raise FmscopeError(f"The labels of {name} have shape {labels.shape}, its image {image.shape}.",
                            "Give each image the label image drawn on it (same height and width, and slices).")
-    if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
-        raise FmscopeError(f"The labels of {name} are {labels.dtype}, not integer instance ids.",
-                           "Give a label image: 0 background, 1, 2, ... one id per object.")
     if rgb or image.ndim == 2:
         pairs = [LabelledImage(image, labels, name)]
     elif image.ndim == 3:
         pairs = [LabelledImage(image[z], labels[z], f"{name}[{z}]") for z in range(image.shape[0])]
     else:
         raise FmscopeError(f"{name} has {image.ndim} dimensions.", "Give 2D images, RGB images or (z, y, x) stacks.")
-    pairs = [pair for pair in pairs if pair.labels.any()]
+    # one rule for every front end (imaging.labels): binary masks split into regions, ids made 1..N
+    pairs = [LabelledImage(pair.image, instance_labels(pair.labels, f"the labels of {pair.name}").array, pair.name)
+             for pair in pairs if pair.labels.any()]
     if not pairs:
         raise FmscopeError(f"The labels of {name} hold no objects.",
                            "Annotate at least one object (a nonzero label id) on it, or leave it out.")

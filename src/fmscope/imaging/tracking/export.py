@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 import tifffile
 from scipy import ndimage
 
-from fmscope.atomic import atomic_write
+from fmscope.atomic import atomic_write, file_suffix
 from fmscope.errors import FmscopeError
-from fmscope.imaging.io import Volume, write_image, write_volume
+from fmscope.imaging.io import TIFF_SUFFIXES, Volume, write_sitk, write_volume
+from fmscope.outputs import VOLUME_SUFFIXES  # one-file 3D formats (.mhd / .nhdr write two)
 
 TABLE_COLUMNS = ("frame", "object", "area_px", "centroid_y", "centroid_x")
 SESSION_TABLE_COLUMNS = ("object", "frame", "area_px", "centroid_x", "centroid_y", "mean_intensity", "score")
@@ -73,10 +75,36 @@ def tracks_data(labels: np.ndarray, objects=None) -> np.ndarray:
     return np.array(rows, dtype=float).reshape(-1, 4)
 
 
-def write_label_stack(labels: np.ndarray, path: str | os.PathLike) -> None:
-    """The (T, H, W) labels as one uint16 TIFF."""
+TIME_AXIS_NOTE = "fmscope: time-lapse labels; the third axis is time (slice k = frame k), not z"
+
+
+def write_label_stack(labels: np.ndarray, path: str | os.PathLike,
+                      spacing_yx: tuple[float, float] | None = None) -> str | None:
+    """The (T, H, W) labels of a time-lapse or video as one uint16 file, by the suffix of ``path``: a
+    TIFF, or a NIfTI / NRRD / MHA 3D image (x, y, t) whose third axis is time (slice k = frame k,
+    spacing 1; in-plane spacing ``spacing_yx`` (row, column) when known, else 1), with a note saying
+    so in the file (NIfTI ``descrip``, NRRD / MHA key). Returns that note for the user for a 3D
+    image, None for a TIFF; any other suffix is refused (FmscopeError), nothing written."""
     labels = _stack(labels)
-    atomic_write(Path(path), lambda target: tifffile.imwrite(target, labels, compression="zlib"))
+    path = Path(path)
+    suffix = file_suffix(path)
+    if suffix in TIFF_SUFFIXES:
+        atomic_write(path, lambda target: tifffile.imwrite(target, labels, compression="zlib"))
+        return None
+    if suffix not in VOLUME_SUFFIXES:
+        raise FmscopeError(f"{path}: a label stack (T, H, W) cannot be written as '{suffix or 'no suffix'}'.",
+                           "Use .tif, or .nii.gz / .nrrd / .mha (time as the third axis).")
+    row, column = spacing_yx if spacing_yx is not None else (1.0, 1.0)
+
+    def write(target: Path) -> None:
+        image = sitk.GetImageFromArray(labels, isVector=False)  # (T, H, W) -> a 3D image of size (W, H, T)
+        image.SetSpacing((float(column), float(row), 1.0))
+        image.SetMetaData("ITK_FileNotes", TIME_AXIS_NOTE[:79])  # NIfTI descrip holds 80 bytes
+        image.SetMetaData("fmscope_axes", "x y t")
+        write_sitk(image, target)
+
+    atomic_write(path, write)
+    return f"{path.name} is a 3D image whose third axis is time (slice k = frame k), as no volume geometry exists"
 
 
 def write_label_volume(labels: np.ndarray, volume: Volume, path: str | os.PathLike) -> None:
@@ -133,14 +161,15 @@ def write_ctc(labels: np.ndarray, folder: str | os.PathLike) -> int:
     return len(rows)
 
 
-def write_session_labels(session, path: str | os.PathLike) -> None:
-    """A TrackingSession's uint16 (T, H, W) labels at ``path`` (format by its suffix, as
-    :func:`fmscope.imaging.io.write_image`); labels tracked on a volume keep its geometry."""
+def write_session_labels(session, path: str | os.PathLike) -> str | None:
+    """A TrackingSession's uint16 (T, H, W) labels at ``path`` (format by its suffix): labels tracked on
+    a volume keep its geometry; a time-lapse or video goes through :func:`write_label_stack` (a 3D
+    image has time as its third axis). Returns the note to show the user, if any."""
     labels = session.labels()
     if session.frames.volume is not None:
         write_label_volume(labels, session.frames.volume, path)
-    else:
-        write_image(labels, path)
+        return None
+    return write_label_stack(labels, path, session.frames.spacing)
 
 
 def write_session_table(session, path: str | os.PathLike) -> int:

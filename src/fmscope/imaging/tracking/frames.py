@@ -4,6 +4,10 @@ A :class:`FrameSource` hands out one frame at a time as a numpy array, (H, W) fo
 (H, W, 3) for colour, in the file's own dtype (uint8 video, uint16 microscopy, HU for CT).
 Videos and multi-frame DICOM are decoded lazily, so a long video is never held in memory;
 volumes use z as the frame axis and keep their geometry (``volume``) for writing labels back.
+This module is the one reader of the frames family (docs/formats.md, "Frames"): videos are turned
+as players show them (display matrix), TIFF stacks are read by their axes (series written page by
+page, ImageJ hyperstacks, OME axes in any order; a channel axis is chosen or refused, never taken
+for time). What the reader decided is listed in ``FrameSource.notes`` for the front ends to show.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class FrameSource:
     kind: str = "stack"
     volume: Volume | None = None
     name: str = "frames"
+    notes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return self.n_frames
@@ -91,6 +96,14 @@ def _as_frame(array: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
+def is_blank(frame: np.ndarray) -> bool:
+    """Whether a frame holds no picture: every finite pixel the same value (a shutter that did not fire,
+    a dropped frame filled with zeros), or no finite pixel at all. Trackers pass over such frames:
+    nothing is labelled on them and objects are followed on from the last frame with a picture."""
+    finite = frame[np.isfinite(frame)] if frame.dtype.kind == "f" else frame
+    return finite.size == 0 or bool(finite.min() == finite.max())
+
+
 class ArrayFrames(FrameSource):
     """Frames of an in-memory array (T, H, W) or (T, H, W, 3|4); ``kind`` says what the axis 0 is."""
 
@@ -115,27 +128,106 @@ class ArrayFrames(FrameSource):
         return _as_frame(self.array[index], self.name)
 
 
-def _tiff_frames(path: Path) -> ArrayFrames:
-    """A TIFF stack, memory-mapped when stored uncompressed; axes from its metadata."""
+FRAME_AXES = {"T": "time points", "Z": "z slices", "Q": "pages", "I": "pages"}  # tifffile's axis letters
+
+
+class TiffSeriesFrames(FrameSource):
+    """A time-lapse written one page at a time (``tifffile.imwrite(..., append=True)``, live-acquisition
+    scripts): every TIFF series is one (H, W) or (H, W, 3) frame, read when asked for."""
+
+    def __init__(self, path: Path, tif: tifffile.TiffFile) -> None:
+        self.name, self._tif, self.kind = str(path), tif, "stack"
+        self.n_frames = len(tif.series)
+        self.notes = (f"{path.name}: {self.n_frames} TIFF series of one page each (written page by page) "
+                      f"read as {self.n_frames} frames",)
+        self._set_geometry(self._read(0))
+
+    def _read(self, index: int) -> np.ndarray:
+        return _as_frame(np.asarray(self._tif.series[index].asarray()), self.name)
+
+
+def _appended_pages(tif: tifffile.TiffFile) -> bool:
+    """Whether a TIFF's series are single pages of one shape and dtype (a stack written page by page)."""
+    first = tif.series[0]
+    return len(tif.series) > 1 and first.axes.upper() in ("YX", "YXS") and all(
+        s.shape == first.shape and s.dtype == first.dtype and s.axes == first.axes for s in tif.series)
+
+
+def _tiff_axes(array: np.ndarray, axes: str, path: Path, channel: int | None) -> tuple[np.ndarray, str]:
+    """The array as (frames, Y, X[, S]) and the frame axis letter, from the series axes (any order).
+
+    Axes of length 1 are dropped; samples (S) of 3 / 4 are colour, of 2 grey + alpha; a channel axis
+    (C, or S of another length) is indexed by ``channel`` or refused; one frame axis (T, Z, Q, I)
+    is allowed: time and z together are refused. Views only: a memory map stays one."""
+    shape, original = array.shape, axes
+    described = f"axes {axes}, shape {tuple(shape)}"
+    keep = [i for i, (axis, size) in enumerate(zip(axes, shape)) if size > 1 or axis in "YX"]
+    array, axes = array.reshape([shape[i] for i in keep]), "".join(axes[i] for i in keep)
+    if "S" in axes and array.shape[axes.index("S")] == 2:  # grey + alpha
+        array, axes = np.take(array, 0, axis=axes.index("S")), axes.replace("S", "")
+    if "S" in axes and array.shape[axes.index("S")] not in (3, 4):
+        axes = axes.replace("S", "C")  # several samples per pixel that are not colour: channels
+    if "C" in axes:
+        count = array.shape[axes.index("C")]
+        if channel is None:
+            raise FmscopeError(f"{path} has a channel axis: {count} channels (C) ({described}); fmscope tracks "
+                               "one channel, and never takes channels for time points.",
+                               f"Choose the channel to track (--channel 0..{count - 1}), or save it on its own.")
+        if not 0 <= channel < count:
+            raise FmscopeError(f"{path} has {count} channels ({described}); there is no channel {channel}.",
+                               f"Give --channel between 0 and {count - 1}.")
+        array, axes = np.take(array, channel, axis=axes.index("C")), axes.replace("C", "")
+    elif channel is not None:
+        raise FmscopeError(f"--channel {channel} was given, but {path} has no channel axis ({described}).",
+                           "Leave out --channel.")
+    if "S" in axes:
+        array, axes = np.moveaxis(array, axes.index("S"), -1), axes.replace("S", "") + "S"
+    stacked = [axis for axis in axes if axis not in "YXS"]
+    if not stacked:
+        raise FmscopeError(f"{path} holds a single 2D image {tuple(shape)} (axes {original}).",
+                           "Use 'fmscope segment' for one image; a time-lapse is a multi-page TIFF (T, Y, X).")
+    if len(stacked) > 1:
+        what = " and ".join(f"{array.shape[axes.index(a)]} {FRAME_AXES.get(a, f'{a!r} planes')}" for a in stacked)
+        if {"T", "Z"} <= set(stacked):
+            raise FmscopeError(f"{path} is a {''.join(stacked)} stack of {what} ({described}): time and z together.",
+                               "Save one z plane (or a projection) per time point, then track that.")
+        raise FmscopeError(f"{path} is a stack of {what} ({described}) without a named time axis.",
+                           "Save one (T, Y, X) sequence, or name the axes (TIFF 'axes' metadata such as TYX, TZYX, "
+                           "TCYX) so fmscope can tell time from z and channels.")
+    frame_axis = stacked[0]
+    array = np.moveaxis(array, axes.index(frame_axis), 0)
+    if axes.replace(frame_axis, "").replace("S", "") != "YX":
+        array = np.swapaxes(array, 1, 2)  # X before Y in the file
+    return array, frame_axis
+
+
+def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
+    """A TIFF stack: one series read by its axes (memory-mapped when stored uncompressed), or
+    single-page series written one after another (one frame each)."""
     try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            axes = series.axes.upper()
+        tif = tifffile.TiffFile(path)
+        if _appended_pages(tif):
+            if channel is not None:
+                raise FmscopeError(f"--channel {channel} was given, but {path} has no channel axis.",
+                                   "Leave out --channel.")
+            return TiffSeriesFrames(path, tif)
+        series = tif.series[0]
+        axes = series.axes.upper()
+        if series.kind == "shaped" and axes.endswith("SYX"):
+            # tifffile.imwrite stores (..., 3 | 4, Y, X) arrays as planar RGB(A) pages: the user's planes, not colour
+            axes = axes.replace("S", "Q")
         try:
-            array = tifffile.memmap(path, mode="r")
+            array = tifffile.memmap(path, mode="r") if series.dataoffset is not None else series.asarray()
         except (ValueError, tifffile.TiffFileError):
-            array = tifffile.imread(path)
+            array = series.asarray()
+        tif.close()
+    except FmscopeError:
+        raise
     except Exception as error:
         raise FmscopeError(f"Cannot read {path} as a TIFF stack ({type(error).__name__}: {str(error)[:200]}).",
                            "Give a multi-page TIFF of frames (T, Y, X) or (T, Y, X, S).") from None
-    array = np.asarray(array) if not isinstance(array, np.memmap) else array
-    if array.ndim == 4 and "T" in axes and "Z" in axes:
-        raise FmscopeError(f"{path} is a {axes} stack {array.shape}: time and z together.",
-                           "Save one z plane (or a projection) per time point, then track that.")
-    if array.ndim == 2 or (array.ndim == 3 and axes == "YXS"):  # one grey or one colour picture (RGB interleaved)
-        raise FmscopeError(f"{path} holds a single 2D image {array.shape} (axes {axes}).",
-                           "Use 'fmscope segment' for one image; a time-lapse is a multi-page TIFF (T, Y, X).")
-    return ArrayFrames(array, kind="volume" if axes.startswith("Z") else "stack", name=str(path))
+    array, frame_axis = _tiff_axes(array, axes, path, channel)
+    return ArrayFrames(array, kind="volume" if frame_axis == "Z" else "stack", name=str(path))
 
 
 def _natural_key(name: str) -> list:
@@ -195,6 +287,8 @@ class VideoFrames(FrameSource):
                                "Give the file its own suffix (.tif, .png, ...): TIFF stacks and folders of frames "
                                "are read as time-lapses.")
         self._stream = stream
+        self._turns = 0
+        self._turns = self._display_turns()
         self.n_frames = len(self._pts)
         self.fps = float(stream.average_rate) if stream.average_rate else None
         self._index_of_pts = {pts: i for i, pts in enumerate(self._pts)}
@@ -203,6 +297,41 @@ class VideoFrames(FrameSource):
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_frames = cache_frames
         self._set_geometry(self._read(0))
+
+    def _display_turns(self) -> int:
+        """Quarter turns (counter-clockwise, as ``np.rot90``) that show the stored frames as players do,
+        from the first frame's display matrix (phones store portrait video as landscape frames plus a
+        rotation; PyAV hands out the stored frames). A mirrored matrix or an angle that is not a multiple
+        of 90 degrees is refused by name."""
+        import av
+
+        try:
+            self._container.seek(self._pts[0], stream=self._stream, backward=True, any_frame=False)
+            first = next(self._container.decode(self._stream), None)
+        except av.error.FFmpegError:
+            first = None  # a damaged first frame is reported when it is read
+        if first is None:
+            return 0
+        matrix = next((bytes(item) for item in first.side_data if "DISPLAYMATRIX" in str(item.type)), None)
+        if matrix is not None and len(matrix) >= 36:
+            a, b, _, c, d = np.frombuffer(matrix[:20], dtype="<i4").astype(np.float64) / 65536.0
+            if a * d - b * c < 0:
+                raise FmscopeError(f"{self.path}'s display matrix mirrors the picture (rotation "
+                                   f"{first.rotation} degrees plus a flip); fmscope does not apply flips.",
+                                   "Re-encode it as players show it (ffmpeg -i in.mp4 out.mp4 applies the display "
+                                   "matrix), then track that.")
+        angle = float(first.rotation or 0)
+        turns = angle / 90.0
+        if abs(turns - round(turns)) > 1e-3:
+            raise FmscopeError(f"{self.path} carries a display rotation of {angle:g} degrees, not a multiple of 90.",
+                               "Re-encode it as players show it (ffmpeg -i in.mp4 out.mp4 applies the rotation), "
+                               "then track that.")
+        turns = int(round(turns)) % 4
+        if turns:
+            self.notes = (f"{self.path.name}: stored frames turned {(-angle) % 360:g} degrees clockwise as players "
+                          f"show them (display matrix rotation {angle:g} degrees); prompts and labels are on the "
+                          "frames as shown",)
+        return turns
 
     def _decode_from(self, index: int) -> None:
         self._container.seek(self._pts[index], stream=self._stream, backward=True, any_frame=False)
@@ -249,6 +378,8 @@ class VideoFrames(FrameSource):
             if current > index or frame.is_corrupt:
                 return None
             picture = frame.to_ndarray(format="rgb24")
+            if self._turns:
+                picture = np.ascontiguousarray(np.rot90(picture, self._turns))
             self._cache[current] = picture
             while len(self._cache) > self._cache_frames:
                 self._cache.popitem(last=False)
@@ -295,19 +426,25 @@ def _dicom_dataset(path: Path):
         return None
 
 
-def open_frames(source: str | os.PathLike | np.ndarray | FrameSource, *, kind: str = "stack") -> FrameSource:
+def open_frames(source: str | os.PathLike | np.ndarray | FrameSource, *, kind: str = "stack",
+                channel: int | None = None) -> FrameSource:
     """A :class:`FrameSource` for an array, a file or a folder.
 
     Arrays: (T, H, W) or (T, H, W, 3), axis 0 is time (``kind="stack"``/``"video"``) or z
-    (``kind="volume"``). Files: mp4 / avi / mov (PyAV), multi-frame DICOM (pydicom), TIFF stacks,
-    NIfTI / NRRD / MHA volumes and DICOM series folders (z = frame axis, geometry kept), and
-    folders of PNG / JPEG / TIFF frames. Raises :class:`FmscopeError` for anything else.
+    (``kind="volume"``). Files: mp4 / avi / mov (PyAV, turned as its display matrix says),
+    multi-frame DICOM (pydicom), TIFF stacks (by their axes; ``channel``: the channel of a TIFF
+    with a C axis, which is refused without it), NIfTI / NRRD / MHA volumes and DICOM series
+    folders (z = frame axis, geometry kept), and folders of PNG / JPEG / TIFF frames. Raises
+    :class:`FmscopeError` for anything else.
     """
     if isinstance(source, FrameSource):
         return source
     if isinstance(source, np.ndarray):
         return ArrayFrames(source, kind=kind)
     path = Path(source).expanduser()
+    if channel is not None and (not path.is_file() or file_suffix(path) not in TIFF_SUFFIXES):
+        raise FmscopeError(f"--channel {channel} was given for {path}, but only TIFF stacks have a channel "
+                           "axis to choose from.", "Leave out --channel.")
     if not path.exists():
         raise FmscopeError(f"No such file or folder: {path}", "Check the path.")
     suffix = file_suffix(path)
@@ -318,7 +455,7 @@ def open_frames(source: str | os.PathLike | np.ndarray | FrameSource, *, kind: s
     if suffix in VIDEO_SUFFIXES:
         return VideoFrames(path)
     if suffix in TIFF_SUFFIXES:
-        return _tiff_frames(path)
+        return _tiff_frames(path, channel)
     if suffix in VOLUME_SUFFIXES:
         return volume_frames(read_volume(path), name=str(path))
     if path.stat().st_size == 0:

@@ -34,11 +34,12 @@ from scipy.signal import correlate
 from skimage.feature import match_template
 from skimage.registration import phase_cross_correlation
 
+from fmscope.errors import FmscopeError
 from fmscope.models import DEFAULT_SEGMENTER
 from fmscope.imaging.intensity import Intensity, resolve_intensity
 from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.prompts import box_from_mask
-from fmscope.imaging.tracking.frames import FrameSource
+from fmscope.imaging.tracking.frames import FrameSource, is_blank
 from fmscope.imaging.tracking.preprocess import SAMPLE_FRAMES
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask
 from fmscope.imaging.tracking.prompt import Prompt
@@ -150,8 +151,12 @@ class LiteMedSAMTracker:
         return np.stack([self.frames[int(i)] for i in picks])
 
     def _set_frame(self, index: int) -> np.ndarray:
-        """Embed frame ``index``; returns its mapped grey image (H, W) uint8."""
-        self.segmenter.set_image(self.frames[index], window=self.intensity)
+        """Embed frame ``index``; returns its mapped grey image (H, W) uint8. A blank frame is refused by index."""
+        frame = self.frames[index]
+        if is_blank(frame):
+            raise FmscopeError(f"Frame {index} of {self.frames.name} is blank (every pixel the same value); "
+                               "there is nothing to prompt on it.", "Prompt the object on a frame with a picture.")
+        self.segmenter.set_image(frame, window=self.intensity)
         return self.segmenter.mapped_image.mean(axis=-1) if self.frames.rgb else self.segmenter.mapped_image[..., 0]
 
     def add_prompt(self, frame: int, obj: int, prompt: Prompt, reverse: bool | None,
@@ -181,6 +186,9 @@ class LiteMedSAMTracker:
         missing: dict[int, int] = {}  # object -> frames since last found
         last_image: np.ndarray | None = None
         for index in range(start, stop + step, step):
+            if is_blank(self.frames[index]):  # nothing to see: no labels here, objects followed on past it
+                yield index, {}
+                continue
             image = self._set_frame(index)
             found: dict[int, ObjectMask] = {}
             if previous and last_image is not None:

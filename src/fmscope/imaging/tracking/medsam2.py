@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from skimage import measure
 
+from fmscope.imaging.tracking.frames import FrameSource, is_blank
 from fmscope.models import DEFAULT_VOLUME_TRACKER
-from fmscope.imaging.tracking.frames import FrameSource
 from fmscope.imaging.tracking.preprocess import ModelFrames, intensity_for
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask
 from fmscope.imaging.tracking.sam2_model import LoadedSam2, load_sam2
@@ -105,7 +105,7 @@ class Sam2Tracker:
                            for i, obj in enumerate(ids)}
                 if self.bounded:
                     self._forget(state, frame, reverse)
-                yield frame, objects
+                yield frame, ({} if is_blank(self.frames[frame]) else objects)  # nothing labelled on a blank frame
 
     def finish(self, store: LabelStore) -> None:
         """Volumes: keep each object's largest 3D connected component (MedSAM2's last step)."""

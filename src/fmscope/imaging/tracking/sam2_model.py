@@ -102,7 +102,9 @@ def load_sam2(name: str = DEFAULT_VOLUME_TRACKER, checkpoint: str | os.PathLike 
     """Build sam2's video predictor for registry entry ``name`` and load its weights.
 
     Weights: ``checkpoint`` (file or folder), else ``$FMSCOPE_CHECKPOINT_DIR``. Loaded with
-    ``weights_only=True`` and strict keys; a file of another architecture is refused with
+    ``weights_only=True`` and strict keys (wrappers and DDP / compile prefixes removed by
+    :func:`fmscope.checkpoints.unwrap_state_dict`); weights in the first SAM 2 layout of the same
+    Hiera size are built from sam2's SAM 2 config; a file of another architecture is refused with
     what it looks like. Building the model does not touch the global random state.
     """
     if name not in SAM2_CONFIGS:
@@ -113,7 +115,11 @@ def load_sam2(name: str = DEFAULT_VOLUME_TRACKER, checkpoint: str | os.PathLike 
     state = checkpoints.read_state_dict(path)
     looks_like = describe_state_dict(state)
     expected = f"SAM2.1 {HIERA_SIZES[trunk]}"
-    if looks_like != expected:
+    if looks_like == f"SAM 2 (2024, not 2.1) {HIERA_SIZES[trunk]}":
+        # the first SAM 2 release's layout (no no_obj_embed_spatial / obj_ptr_tpos_proj): built from sam2's own
+        # SAM 2 config of the same size (e.g. MedSAM2's 2024 weights), same image size
+        config = config.replace("sam2.1/sam2.1_", "sam2/sam2_")
+    elif looks_like != expected:
         raise FmscopeError(f"{path} looks like {looks_like}, not {expected} ('{name}').",
                            f"Pass the {checkpoints.get_spec(name).filename} file ({checkpoints.get_spec(name).source}),"
                            f" or choose --model to match the file ({DEFAULT_SEGMENTER}, {', '.join(SAM2_CONFIGS)}).")

@@ -47,6 +47,16 @@ class FrameResult:
     total: int
 
 
+class TrackingStopped(FmscopeError):
+    """Propagation failed on one frame (unreadable, damaged ...): ``frame`` is its index and ``done``
+    the number of frames finished before it in this propagate() call, which stay in the session."""
+
+    def __init__(self, frame: int, done: int, error: FmscopeError) -> None:
+        self.frame, self.done = frame, done
+        super().__init__(f"Tracking stopped at frame {frame} ({done} frame(s) tracked before it): {error.problem}",
+                         error.fix)
+
+
 class TrackerBackend(Protocol):
     """What a model provides to the session (MedSAM2 / SAM2.1: Sam2Tracker; default: LiteMedSAMTracker)."""
 
@@ -169,14 +179,21 @@ class TrackingSession:
         stop_now = cancel.is_set if isinstance(cancel, threading.Event) else cancel
         done = 0
         for start, stop, reverse in passes:
-            for frame, objects in self.backend.propagate(start, stop, reverse):
-                for obj in objects:
-                    self.tracked.setdefault(obj, {})[frame] = reverse
-                labels = self.store.update(frame, objects)
-                done += 1
-                yield FrameResult(frame, labels, {k: v.score for k, v in objects.items()}, done, total)
-                if stop_now is not None and stop_now():
-                    return
+            current = start  # the frame being tracked, named if it fails
+            try:
+                for frame, objects in self.backend.propagate(start, stop, reverse):
+                    for obj in objects:
+                        self.tracked.setdefault(obj, {})[frame] = reverse
+                    labels = self.store.update(frame, objects)
+                    done += 1
+                    current = frame + (-1 if reverse else 1)
+                    yield FrameResult(frame, labels, {k: v.score for k, v in objects.items()}, done, total)
+                    if stop_now is not None and stop_now():
+                        return
+            except TrackingStopped:
+                raise
+            except FmscopeError as error:
+                raise TrackingStopped(current, done, error) from None
         self._corrections.clear()
         self.backend.finish(self.store)
 
