@@ -30,7 +30,7 @@ from fmscope import models
 from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.napari.state import CurrentObject, SegmentState
-from fmscope.napari.layer_choice import layer_named, own, user_image_layers
+from fmscope.napari.image_panel import ImagePanel
 from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.train_panel import TrainPanel
 from fmscope.napari.worker import Job, ModelWorker
@@ -42,7 +42,7 @@ BOXES, CLICKS, LABELS = "fmscope boxes", "fmscope clicks", "fmscope labels"
 PREPARE_RADIUS = 1.0
 
 
-class SegmentWidget(QWidget):
+class SegmentWidget(ImagePanel, QWidget):
     """Dock widget; created by napari through the npe2 manifest with the viewer."""
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
@@ -107,50 +107,23 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.train_panel)
         layout.addStretch()
 
-    def _say(self, text: str, error: bool = False) -> None:
-        self.panel.say(text, error)
-
-    # -- layers --------------------------------------------------------------------------
-    def _image_layers(self) -> list:
-        return user_image_layers(self.viewer)
-
-    def _refresh_layers(self, event=None) -> None:
-        names = [layer.name for layer in self._image_layers()]
-        current = self.image_combo.currentText()
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        if current in names:
-            self.image_combo.setCurrentText(current)
-        self.image_combo.blockSignals(False)
+    # -- layers (fmscope.napari.image_panel) -------------------------------------------------
+    def _layers_refreshed(self) -> None:
         self.train_panel.refresh_layers()
-        self._on_image_chosen()
 
-    def _on_layer_removed(self, event) -> None:
-        removed = own(event.value)
-        self._intensities = {key: value for key, value in self._intensities.items() if key[0] != id(removed)}
-        if removed is self._image_layer:
-            self.worker.cancel_all()
-            self._image_layer = None
-            self.state.current = None
-            self._say("The image layer was removed; choose another image.")
-        self._refresh_layers()
+    def _layer_removed(self, layer) -> None:
+        self._intensities = {key: value for key, value in self._intensities.items() if key[0] != id(layer)}
 
-    def _spatial_shape(self, layer) -> tuple[int, ...]:
-        return tuple(layer.data.shape[:-1]) if layer.rgb else tuple(layer.data.shape)
+    def _image_removed(self) -> None:
+        self.worker.cancel_all()
+        self.state.current = None
 
-    def _on_image_chosen(self, _index: int | None = None) -> None:
-        name = self.image_combo.currentText()
-        layer = layer_named(self.viewer, name)  # the layer itself: identity holds through napari's viewer proxy
-        if layer is None or layer is self._image_layer:
-            return
-        shape = self._spatial_shape(layer)
-        if len(shape) not in (2, 3):
-            self._say(f"'{name}' has {len(shape)} spatial dimensions; fmscope segments 2D images and "
-                      "(z, y, x) stacks. Split channels / time points first.", error=True)
-            self._image_layer = None
-            return
-        self._image_layer = layer
+    def _shape_problem(self, shape: tuple[int, ...]) -> str | None:
+        if len(shape) in (2, 3):
+            return None
+        return "fmscope segments 2D images and (z, y, x) stacks. Split channels / time points first."
+
+    def _image_set(self, layer, shape: tuple[int, ...]) -> None:
         if len(shape) == 3:
             for spin in (self.first_spin, self.last_spin):
                 spin.setRange(0, shape[0] - 1)

@@ -39,7 +39,7 @@ from qtpy.QtWidgets import (
 from fmscope import models
 from fmscope.errors import FmscopeError
 from fmscope.imaging.tracking.export import tracks_data, write_ctc, write_label_stack, write_label_volume, write_table
-from fmscope.napari.layer_choice import layer_named, own, refill, user_image_layers
+from fmscope.napari.image_panel import ImagePanel
 from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.track_state import TrackState
 from fmscope.napari.video_reader import LazyFrames
@@ -54,7 +54,7 @@ CHECKPOINT_DIR_ENV = "FMSCOPE_CHECKPOINT_DIR"
 EXPORT_FORMATS = ("TIFF", "NIfTI")  # the label stack; NIfTI keeps a volume's geometry (spacing, origin, direction)
 
 
-class TrackPanel(QWidget):
+class TrackPanel(ImagePanel, QWidget):
     """Dock widget; created by napari through the npe2 manifest with the viewer."""
 
     frame_ready = Signal(object, object)  # (propagation token, FrameResult), emitted on the worker thread
@@ -144,42 +144,16 @@ class TrackPanel(QWidget):
         layout.addWidget(self.panel)
         layout.addStretch()
 
-    def _say(self, text: str, error: bool = False) -> None:
-        self.panel.say(text, error)
+    # -- layers (fmscope.napari.image_panel) ---------------------------------------------------
+    def _image_removed(self) -> None:
+        self._cancel.set()
+        self.worker.cancel_all()
+        self._forget_session()
 
-    # -- layers --------------------------------------------------------------------------------
-    def _image_layers(self) -> list:
-        return user_image_layers(self.viewer)
+    def _shape_problem(self, shape: tuple[int, ...]) -> str | None:
+        return None if len(shape) == 3 else "tracking needs frames: (T, Y, X[, C]) or (Z, Y, X)."
 
-    def _refresh_layers(self, event=None) -> None:
-        refill(self.image_combo, [layer.name for layer in self._image_layers()])
-        self._on_image_chosen()
-
-    def _on_layer_removed(self, event) -> None:
-        if own(event.value) is self._image_layer:
-            self._cancel.set()
-            self.worker.cancel_all()
-            self._image_layer = None
-            self._forget_session()
-            self._say("The image layer was removed; choose another image.")
-        self._refresh_layers()
-
-    @staticmethod
-    def _spatial_shape(layer) -> tuple[int, ...]:
-        return tuple(layer.data.shape[:-1]) if layer.rgb else tuple(layer.data.shape)
-
-    def _on_image_chosen(self, _index: int | None = None) -> None:
-        name = self.image_combo.currentText()
-        layer = layer_named(self.viewer, name)  # the layer itself: identity holds through napari's viewer proxy
-        if layer is None or layer is self._image_layer:
-            return
-        shape = self._spatial_shape(layer)
-        if len(shape) != 3:
-            self._say(f"'{name}' has {len(shape)} spatial dimensions; tracking needs frames: (T, Y, X[, C]) "
-                      "or (Z, Y, X).", error=True)
-            self._image_layer = None
-            return
-        self._image_layer = layer
+    def _image_set(self, layer, shape: tuple[int, ...]) -> None:
         self._forget_session()
         for spin in (self.first_spin, self.last_spin):
             spin.setRange(0, shape[0] - 1)
