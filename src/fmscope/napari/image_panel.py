@@ -9,6 +9,8 @@ behaves the same when napari opens it from its Plugins menu (issue 24).
 
 from __future__ import annotations
 
+import numpy as np
+
 from fmscope.napari.layer_choice import layer_named, own, refill, user_image_layers
 
 
@@ -27,6 +29,17 @@ class ImagePanel:
     def _spatial_shape(layer) -> tuple[int, ...]:
         """The layer's pixel grid without its colour axis: (Y, X), (Z, Y, X) or (T, Y, X)."""
         return tuple(layer.data.shape[:-1]) if layer.rgb else tuple(layer.data.shape)
+
+    def _on_image_grid(self, layer) -> bool:
+        """Whether a prompt layer's pixel grid is the image's (same scale and offset); says why not."""
+        dims = len(self._spatial_shape(self._image_layer))
+        image = self._image_layer
+        same = (np.allclose(layer.scale[-dims:], image.scale[-dims:])
+                and np.allclose(layer.translate[-dims:], image.translate[-dims:]))
+        if not same:
+            self._say(f"'{layer.name}' is not on the grid of '{image.name}' (scale or translate differ); its prompt "
+                      "was ignored and nothing changed. Use the layers fmscope created for this image.", error=True)
+        return same
 
     def _refresh_layers(self, event=None) -> None:
         refill(self.image_combo, [layer.name for layer in self._image_layers()])

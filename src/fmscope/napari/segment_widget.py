@@ -221,16 +221,6 @@ class SegmentWidget(ImagePanel, QWidget):
             segmenter.prepare(segmenter.zoom_crops_near(hint, radius), check=job.check)
         self.worker.submit(prepare, key="prepare", background=True, on_error=self._on_error)
 
-    def _on_image_grid(self, layer) -> bool:
-        """Whether a prompt layer's pixel grid is the image's (same scale and offset); says why not."""
-        shape = self._spatial_shape(self._image_layer)
-        same = (np.allclose(layer.scale[-len(shape):], self._image_layer.scale[-len(shape):])
-                and np.allclose(layer.translate[-len(shape):], self._image_layer.translate[-len(shape):]))
-        if not same:
-            self._say(f"'{layer.name}' is not on the grid of '{self._image_layer.name}' (scale or translate "
-                      "differ); its prompt was ignored. Use the layers fmscope created for this image.", error=True)
-        return same
-
     def _on_box_event(self, event) -> None:
         if getattr(event, "action", "added") != "added" or self._image_layer is None:
             return

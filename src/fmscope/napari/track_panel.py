@@ -259,15 +259,6 @@ class TrackPanel(ImagePanel, QWidget):
         return self._session[1] if self._session is not None and self._session[0] == self._session_key else None
 
     # -- prompts -------------------------------------------------------------------------------
-    def _on_image_grid(self, layer) -> bool:
-        """Whether a prompt layer's pixel grid is the image's (same scale and offset); says why not."""
-        grid = self._grid()
-        same = np.allclose(layer.scale[-3:], grid["scale"]) and np.allclose(layer.translate[-3:], grid["translate"])
-        if not same:
-            self._say(f"'{layer.name}' is not on the grid of '{self._image_layer.name}' (scale or translate "
-                      "differ); its prompt was ignored and nothing changed.", error=True)
-        return same
-
     def _on_box_event(self, event) -> None:
         if getattr(event, "action", "added") != "added" or self._image_layer is None:
             return
