@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
 from fmscope.models import DEFAULT_SEGMENTER
 from fmscope import metrics, samples
@@ -53,8 +52,12 @@ def _demo_tracking(segmenter: Segmenter, output: Path) -> float:
     from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 
     case = samples.get_case("hela_timelapse")
-    images = tifffile.imread(case.image_path)[:TRACK_DEMO_FRAMES, :TRACK_DEMO_SIDE, :TRACK_DEMO_SIDE]
-    tracks = tifffile.imread(case.labels_path)[:TRACK_DEMO_FRAMES, :TRACK_DEMO_SIDE, :TRACK_DEMO_SIDE]
+    from fmscope.imaging.labels import read_label_image
+
+    stack = open_frames(case.image_path)
+    images = np.stack([stack[t][:TRACK_DEMO_SIDE, :TRACK_DEMO_SIDE] for t in range(TRACK_DEMO_FRAMES)])
+    tracks = read_label_image(case.labels_path, instances=False).array[
+        :TRACK_DEMO_FRAMES, :TRACK_DEMO_SIDE, :TRACK_DEMO_SIDE]
     frames = open_frames(images)
     session = TrackingSession(frames, backend=LiteMedSAMTracker(frames, segmenter=segmenter))
     score, _ = score_tracker(session, tracks, progress=True)

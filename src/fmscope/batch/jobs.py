@@ -53,7 +53,7 @@ def segment(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
     name = "labels.tif" if image.geometry is None else "labels.nii.gz"  # medical images keep their geometry
     io.write_image(labels, folder / name, geometry=image.geometry)
     return {"outputs": [name], "objects": len(boxes), "area_px": int((labels > 0).sum()),
-            **_scores(labels, item, io.read_image)}
+            **_scores(labels, item, _read_truth)}
 
 
 def volume(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
@@ -74,7 +74,7 @@ def volume(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
     io.write_volume(labels, source, folder / "labels.nii.gz")
     voxel_ml = float(np.prod(source.spacing)) / 1000.0
     return {"outputs": ["labels.nii.gz"], "objects": len(boxes), "volume_ml": float((labels > 0).sum()) * voxel_ml,
-            **_scores(labels, item, lambda p: io.read_volume(p).array, spacing=source.spacing_zyx)}
+            **_scores(labels, item, _read_truth, spacing=source.spacing_zyx)}
 
 
 def track(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
@@ -95,15 +95,14 @@ def track(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
     write_session_table(session, folder / "tracks.csv")
     labels = session.labels()
     return {"outputs": [name, "tracks.csv"], "objects": len(boxes), "area_px": int((labels > 0).sum()),
-            **_scores(labels, item, _read_stack)}
+            **_scores(labels, item, _read_truth)}
 
 
-def _read_stack(path: Path) -> np.ndarray:
-    import tifffile
+def _read_truth(path: Path) -> np.ndarray:
+    """A truth label image, (T|Z, H, W) stack or volume, through the label-image reader (ids as stored)."""
+    from fmscope.imaging.labels import read_label_image
 
-    from fmscope.imaging import io
-
-    return tifffile.imread(path) if path.suffix.lower() in (".tif", ".tiff") else io.read_volume(path).array
+    return read_label_image(path, instances=False).array
 
 
 def _slide_job(item: BatchItem, folder: Path, domains: bool) -> dict:

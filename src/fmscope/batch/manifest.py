@@ -224,20 +224,18 @@ def _prompts(item: BatchItem) -> tuple[int | None, dict[int, np.ndarray]]:
 
 
 def _prompt_labels(item: BatchItem) -> np.ndarray:
-    """The prompt file's labels: (Z, H, W) for volume items, (H, W) or (T, H, W) for tracking."""
-    from fmscope.imaging import io
+    """The prompt file's labels (the label-image reader; a binary mask gives one box per separate region):
+    (Z, H, W) for volume items, (H, W) or (T, H, W) for tracking, (H, W) for segment items."""
+    from fmscope.imaging.labels import read_label_image
 
-    if item.job == "volume":
-        return io.read_volume(item.prompt_file).array
-    if item.job == "track" and item.prompt_file.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        labels = tifffile.imread(item.prompt_file)
-        if labels.ndim not in (2, 3):
-            raise FmscopeError(f"Row {item.row} ({item.id}): {item.prompt_file.name} has shape {labels.shape}.",
-                               "Give a (H, W) label image of the prompted frame or a (T, H, W) label stack.")
-        return labels
-    return io.read_image(item.prompt_file)
+    labels = read_label_image(item.prompt_file).array
+    allowed = {"volume": (3,), "track": (2, 3)}.get(item.job, (2,))
+    if labels.ndim not in allowed:
+        raise FmscopeError(f"Row {item.row} ({item.id}): {item.prompt_file.name} has shape {labels.shape}.",
+                           {"volume": "Give a (Z, H, W) label volume on the volume's grid.",
+                            "track": "Give a (H, W) label image of the prompted frame or a (T, H, W) label stack."}
+                           .get(item.job, "Give a (H, W) label image on the picture."))
+    return labels
 
 
 def _first_labelled_frame(labels: np.ndarray) -> int:

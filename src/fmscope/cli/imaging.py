@@ -133,10 +133,11 @@ def cmd_volume(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from fmscope import metrics
-    from fmscope.imaging import io
+    from fmscope.imaging.labels import read_label_image
 
-    prediction, predicted_grid = io.read_grid(args.prediction)
-    truth, true_grid = io.read_grid(args.truth)
+    # label images as stored (ids kept, so --label N is the file's N; palette indices, not colours)
+    predicted, true = read_label_image(args.prediction, instances=False), read_label_image(args.truth, instances=False)
+    prediction, predicted_grid, truth, true_grid = predicted.array, predicted.geometry, true.array, true.geometry
     if prediction.shape != truth.shape:
         raise FmscopeError(f"Shapes differ: prediction {prediction.shape}, truth {truth.shape}.",
                            "Compare masks on the same grid.")

@@ -72,10 +72,12 @@ def _tiff_ids(path: Path) -> tuple[np.ndarray, bool]:
         series = tif.series[0]
         array, axes = series.asarray(), series.axes.upper()
         photometric = tif.pages[0].photometric
-    colour = "S" in axes and photometric == tifffile.PHOTOMETRIC.RGB
+    # tifffile.imwrite stores (..., 3 | 4, Y, X) arrays as planar RGB(A) pages: the user's planes, not colour
+    planes = series.kind == "shaped" and axes.endswith("SYX")
+    colour = "S" in axes and photometric == tifffile.PHOTOMETRIC.RGB and not planes
     if colour:
         array = np.moveaxis(array, axes.index("S"), -1)
-    elif "S" in axes and array.shape[axes.index("S")] == 2:  # grey + alpha
+    elif "S" in axes and array.shape[axes.index("S")] == 2 and not planes:  # grey + alpha
         array = np.take(array, 0, axis=axes.index("S"))
     return np.squeeze(array) if array.ndim > 2 else array, colour
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import tifffile
+import numpy as np
 
 from fmscope import samples
 from fmscope.imaging import io
 from fmscope.imaging.intensity import WINDOW_PRESETS
+from fmscope.imaging.labels import read_label_image
+from fmscope.imaging.tracking.frames import open_frames
+
+
+def _ids(path) -> np.ndarray:
+    """A sample's ground-truth label ids as stored (the label-image reader)."""
+    return read_label_image(path, instances=False).array
 
 
 def _case(name: str) -> list[tuple]:
@@ -14,7 +21,7 @@ def _case(name: str) -> list[tuple]:
     axis = {"volume": "z", "timelapse": "time"}.get(case.kind)  # what axis 0 is, for the Track panel
     meta = {"metadata": {"fmscope_window": case.window, **({"fmscope_axis": axis} if axis else {})}}
     if case.kind == "timelapse":
-        image, labels = tifffile.imread(case.image_path), tifffile.imread(case.labels_path)
+        image, labels = np.stack(list(open_frames(case.image_path))), _ids(case.labels_path)
         scale = {}
     elif case.kind == "volume":
         volume, truth = io.read_volume(case.image_path), io.read_volume(case.labels_path)
@@ -22,7 +29,7 @@ def _case(name: str) -> list[tuple]:
         image, labels = volume.array, truth.array
         meta["metadata"]["fmscope_volume"] = volume  # geometry, for the Track panel's NIfTI export
     else:
-        image, labels = io.read_image(case.image_path), io.read_image(case.labels_path)
+        image, labels = io.read_image(case.image_path), _ids(case.labels_path)
         scale = {}
     contrast = {}
     if case.window is not None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
-from fmscope.imaging.tracking.frames import VIDEO_SUFFIXES, FrameSource, open_frames
+from fmscope.imaging.tracking.frames import VIDEO_SUFFIXES, FrameSource, is_cine_dicom, open_frames
 from fmscope.names import display_name
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -91,17 +91,6 @@ class LazyFrames:
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         array = self[:]
         return array.astype(dtype, copy=False) if dtype is not None else array
-
-
-def is_cine_dicom(path: str | Path) -> bool:
-    """True for a DICOM file whose header says NumberOfFrames > 1 (pixels are not read)."""
-    import pydicom
-
-    try:
-        dataset = pydicom.dcmread(str(path), stop_before_pixels=True)
-    except Exception:  # not DICOM
-        return False
-    return int(getattr(dataset, "NumberOfFrames", 1) or 1) > 1
 
 
 def is_video_path(path: str | Path) -> bool:

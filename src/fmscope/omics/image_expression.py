@@ -28,7 +28,7 @@ from torch import nn
 import fmscope
 from fmscope.models import IMAGE_EXPRESSION_ENCODER
 from fmscope.errors import FmscopeError
-from fmscope.training.checkpoint import write_checkpoint
+from fmscope.training.checkpoint import read_checkpoint, write_checkpoint
 
 MIN_SPOTS = 100  # fewer reference spots cannot train the heads nor be a useful reference
 EMBEDDING_DIM = 128
@@ -149,7 +149,7 @@ def load_model_file(path: str | os.PathLike) -> ImageExpressionModel:
     if not os.path.isfile(path):
         raise FmscopeError(f"No such model file: {path}", "Train one with `fmscope image-expression train`.")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(path, "image-expression model", "`fmscope image-expression train`")
         if state.get("format") != FORMAT:
             raise ValueError("not an image-expression model")
         image_head = ProjectionHead(state["feature_mean"].numel())

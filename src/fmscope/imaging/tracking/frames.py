@@ -426,6 +426,16 @@ def _dicom_dataset(path: Path):
         return None
 
 
+def is_cine_dicom(path: str | os.PathLike) -> bool:
+    """True for a DICOM file whose header says NumberOfFrames > 1, and for a damaged DICOM (so that
+    :func:`open_frames` names its damage); False for anything else."""
+    try:
+        dataset = _dicom_dataset(Path(path))
+    except FmscopeError:
+        return True
+    return dataset is not None and int(getattr(dataset, "NumberOfFrames", 1) or 1) > 1
+
+
 def open_frames(source: str | os.PathLike | np.ndarray | FrameSource, *, kind: str = "stack",
                 channel: int | None = None) -> FrameSource:
     """A :class:`FrameSource` for an array, a file or a folder.

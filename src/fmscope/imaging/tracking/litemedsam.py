@@ -148,7 +148,13 @@ class LiteMedSAMTracker:
         if self.frames.volume is not None:
             return self.frames.volume.array
         picks = np.unique(np.linspace(0, self.frames.n_frames - 1, min(SAMPLE_FRAMES, self.frames.n_frames)))
-        return np.stack([self.frames[int(i)] for i in picks])
+        sample = []
+        for index in picks:
+            try:
+                sample.append(self.frames[int(index)])
+            except FmscopeError:  # an unreadable frame is named when tracking reaches it, not before
+                continue
+        return np.stack(sample) if sample else self.frames[0][None]
 
     def _set_frame(self, index: int) -> np.ndarray:
         """Embed frame ``index``; returns its mapped grey image (H, W) uint8. A blank frame is refused by index."""

@@ -1,0 +1,251 @@
+"""The frames reader on real files as people write them (docs/formats.md, "Frames"), and the time-lapse label
+writer: rotated phone videos, TIFF time-lapses written page by page / OME / ImageJ, blank frames, a run that
+stops part-way, NIfTI / NRRD / MHA outputs. Files are made with the libraries that write them in the wild
+(PyAV, tifffile, Pillow); the realworld cases T1, T3, T4 and T6 are tests here with their values."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import tifffile
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from fmscope.cli import main
+from fmscope.errors import FmscopeError
+from fmscope.imaging.tracking import open_frames
+from fmscope.imaging.tracking import TrackingSession
+from fmscope.imaging.tracking.export import TIME_AXIS_NOTE, write_label_stack, write_session_labels
+from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
+
+QUICK = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1))
+
+
+def moving_ellipse(frames: int = 4, side: int = 96, step=(8, 2), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """uint16 (T, side, side) frames of a bright ellipse moving ``step`` (x, y) px per frame, and its masks."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:side, :side]
+    truth = np.array([((xx - (30 + step[0] * t)) / 13.0) ** 2 + ((yy - (44 + step[1] * t)) / 10.0) ** 2 <= 1
+                      for t in range(frames)])
+    stack = np.clip(rng.normal(400, 40, truth.shape) + 2500 * truth, 0, 65535).astype(np.uint16)
+    return stack, truth
+
+
+def track(path, out, box=(15, 32, 45, 56), *extra) -> int:
+    """``fmscope track`` in process (loads LiteMedSAM: used where the command's own behaviour is checked)."""
+    return main(["track", str(path), "--frame", "0", "--box", *map(str, box), "-o", str(out), *map(str, extra)])
+
+
+def tracked(path, out, segmenter, box=(15, 32, 45, 56)) -> str | None:
+    """What ``fmscope track PATH --frame 0 --box BOX -o OUT`` does (the reader, a LiteMedSAM session,
+    the label writer), with the session's shared segmenter; returns the writer's note."""
+    frames = open_frames(path)
+    session = TrackingSession(frames, backend=LiteMedSAMTracker(frames, segmenter=segmenter))
+    session.add_box(0, 1, box)
+    for _ in session.propagate("both"):
+        pass
+    return write_session_labels(session, out)
+
+
+def rotated_video(path, rotation: float, shown: np.ndarray) -> np.ndarray:
+    """An mp4 whose stored frames are ``shown`` (T, H, W) turned so that players, applying the display
+    rotation ``rotation`` (degrees, counter-clockwise as ffmpeg's display matrix), show ``shown``."""
+    turns = int(round(rotation / 90)) % 4
+    stored = np.stack([np.rot90(frame, -turns) for frame in shown])
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = stored.shape[2], stored.shape[1], "yuv420p"
+        stream.options = {"crf": "0"}
+        stream.set_display_rotation(rotation)
+        for frame in stored:
+            rgb = np.ascontiguousarray(np.repeat(frame[..., None], 3, axis=-1))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return stored
+
+
+def test_rotated_phone_video_is_tracked_as_players_show_it(tmp_path, segmenter):
+    """case_T1: stored 128 x 64 with a -90 degree display matrix; the box is read off the displayed video."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :64]
+    truth = np.array([((xx - 24) / 12.0) ** 2 + ((yy - (30 + 6 * t)) / 10.0) ** 2 <= 1 for t in range(4)])
+    shown = np.clip(rng.normal(40, 6, truth.shape) + 170 * truth, 0, 255).astype(np.uint8)
+    rotated_video(tmp_path / "rot.mp4", -90, shown)
+    tracked(tmp_path / "rot.mp4", tmp_path / "labels.tif", segmenter, (10, 18, 38, 42))
+    labels = tifffile.imread(tmp_path / "labels.tif")
+    assert labels.shape == (4, 128, 64)
+    assert min(dice(labels[t] > 0, truth[t]) for t in range(4)) >= 0.8
+
+
+@QUICK
+@given(rotation=st.sampled_from([0, 90, 180, 270, -90, -180, -270]))
+def test_video_rotation_any_quarter_turn_reads_the_displayed_frames(tmp_path_factory, rotation):
+    """Every quarter turn, positive or negative: the frames read are the frames players show."""
+    shown = np.zeros((3, 16, 32), np.uint8)
+    shown[:, :6, :6] = 255  # a corner mark: any wrong turn moves it
+    shown[:, 10:, 20:26] = 128
+    path = tmp_path_factory.mktemp("rotation") / "clip.mp4"
+    rotated_video(path, rotation, shown)
+    frames = open_frames(path)
+    assert frames.shape == (16, 32)
+    for t in range(3):
+        assert np.abs(frames[t][..., 0].astype(int) - shown[t]).max() < 40
+    assert bool(frames.notes) == (rotation % 360 != 0)
+
+
+def test_video_rotation_that_is_not_a_quarter_turn_is_refused_by_name(tmp_path):
+    rotated_video(tmp_path / "tilted.mp4", 45, np.zeros((2, 16, 16), np.uint8))
+    with pytest.raises(FmscopeError, match="display rotation of 45 degrees"):
+        open_frames(tmp_path / "tilted.mp4")
+
+
+def test_tiff_timelapse_layouts(tmp_path, capsys, segmenter):
+    """case_T3: one imwrite call, frame-by-frame appends, and OME TCYX (channel refused, or chosen)."""
+    stack, truth = moving_ellipse()
+    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    for frame in stack:
+        tifffile.imwrite(tmp_path / "append.tif", frame, append=True)
+    assert np.array_equal(np.stack(list(open_frames(tmp_path / "stack.tif"))), stack)
+    appended = open_frames(tmp_path / "append.tif")
+    assert np.array_equal(np.stack(list(appended)), stack) and "page by page" in appended.notes[0]
+    tracked(tmp_path / "append.tif", tmp_path / "labels_b.tif", segmenter)
+    labels = tifffile.imread(tmp_path / "labels_b.tif")
+    assert labels.shape == (4, 96, 96) and min(dice(labels[t] > 0, truth[t]) for t in range(4)) >= 0.85
+    ome = tmp_path / "tcyx.ome.tif"
+    tifffile.imwrite(ome, np.stack([stack, stack // 4], axis=1), metadata={"axes": "TCYX"})
+    capsys.readouterr()
+    assert track(ome, tmp_path / "labels_c.tif") == 1
+    message = capsys.readouterr().err
+    assert "2 channels (C)" in message and "TCYX" in message and "--channel" in message
+    assert not (tmp_path / "labels_c.tif").exists()
+    assert np.array_equal(np.stack(list(open_frames(ome, channel=1))), stack // 4)
+
+
+AXES_ORDERS = ["TCYX", "CTYX", "ZCYX", "CZYX", "TYX", "ZYX", "CYXT"]  # OME needs YX last: CYXT shaped only
+
+
+@QUICK
+@given(axes=st.sampled_from(AXES_ORDERS), channels=st.integers(1, 3), dtype=st.sampled_from(["uint8", "uint16",
+                                                                                              "float32"]),
+       ome=st.booleans())
+def test_tiff_axes_in_any_order_read_the_same_frames_or_refuse_the_channel(tmp_path_factory, axes, channels, dtype,
+                                                                          ome):
+    """OME / shaped TIFFs with T, Z, C in any order: the frames read are the data's frames (channel
+    chosen), a channel axis is never taken for time, and without --channel several channels are refused."""
+    assume(not (ome and not axes.endswith("YX")))
+    rng = np.random.default_rng(len(axes) + channels)
+    frames = (rng.random((3, 12, 10)) * 200).astype(dtype)  # (frame, Y, X)
+    data = {"C": channels, "T": 3, "Z": 3, "Y": 12, "X": 10}
+    full = np.stack([frames * (c + 1) for c in range(channels)], axis=0).astype(dtype)  # (C, F, Y, X)
+    frame_axis = "T" if "T" in axes else "Z"
+    source = "C" + frame_axis + "YX"
+    array = np.transpose(full, [source.index(a) for a in axes if a in source]) if "C" in axes else frames
+    path = tmp_path_factory.mktemp("axes") / ("stack.ome.tif" if ome else "stack.tif")
+    tifffile.imwrite(path, array, metadata={"axes": axes if "C" in axes else axes.replace("C", "")})
+    assert array.shape == tuple(data[a] for a in (axes if "C" in axes else axes.replace("C", "")))
+    if "C" in axes and channels > 1:
+        with pytest.raises(FmscopeError, match=rf"{channels} channels \(C\)"):
+            open_frames(path)
+        read = open_frames(path, channel=channels - 1)
+        expected = full[channels - 1]
+    else:
+        read = open_frames(path)
+        expected = full[0]
+    assert read.kind == ("volume" if frame_axis == "Z" else "stack")
+    assert np.array_equal(np.stack(list(read)), expected)
+
+
+def test_imagej_hyperstack_and_time_with_z_refused(tmp_path):
+    stack = np.arange(2 * 3 * 8 * 8, dtype=np.uint16).reshape(2, 3, 8, 8)
+    tifffile.imwrite(tmp_path / "tzyx.tif", stack, imagej=True, metadata={"axes": "TZYX"})
+    with pytest.raises(FmscopeError, match="time and z together"):
+        open_frames(tmp_path / "tzyx.tif")
+    tifffile.imwrite(tmp_path / "tyx.tif", stack[0], imagej=True, metadata={"axes": "TYX"})
+    assert np.array_equal(np.stack(list(open_frames(tmp_path / "tyx.tif"))), stack[0])
+
+
+def test_blank_frame_midway_is_tracked_through(tmp_path, segmenter):
+    """case_T6: frame 2 of 5 all zeros; the run goes on, nothing is labelled on the blank frame."""
+    stack, truth = moving_ellipse(5, step=(6, 0))
+    stack[2] = 0
+    tifffile.imwrite(tmp_path / "blank.tif", stack)
+    tracked(tmp_path / "blank.tif", tmp_path / "labels.tif", segmenter)
+    labels = tifffile.imread(tmp_path / "labels.tif") > 0
+    assert labels.shape == (5, 96, 96) and not labels[2].any()
+    assert min(dice(labels[t], truth[t]) for t in (0, 1, 3, 4)) >= 0.85
+
+
+def test_constant_frames_anywhere_never_end_the_run(tmp_path, segmenter):
+    """Constant (not only zero) frames, first after the prompt and last: tracked through, nothing on them."""
+    stack, truth = moving_ellipse(5, step=(6, 0))
+    stack[1], stack[4] = 700, 0
+    tifffile.imwrite(tmp_path / "constant.tif", stack)
+    tracked(tmp_path / "constant.tif", tmp_path / "labels.tif", segmenter)
+    labels = tifffile.imread(tmp_path / "labels.tif") > 0
+    assert not labels[1].any() and not labels[4].any()
+    assert min(dice(labels[t], truth[t]) for t in (0, 2, 3)) >= 0.85
+
+
+def test_a_run_that_fails_part_way_names_the_frame_and_keeps_the_frames_done(tmp_path, capsys):
+    """A folder of frames whose frame 2 has another size: tracking stops there, says so, and the frames
+    tracked before it are kept in labels.partial.tif; labels.tif is not written."""
+    stack, _ = moving_ellipse(4)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(stack):
+        Image.fromarray(frame if t != 2 else frame[:90]).save(folder / f"frame{t}.png")
+    capsys.readouterr()
+    assert track(folder, tmp_path / "labels.tif", (15, 32, 45, 56), "--direction", "forward") == 1
+    message = capsys.readouterr().err
+    assert "stopped at frame 2" in message and "labels.partial.tif" in message
+    assert not (tmp_path / "labels.tif").exists()
+    partial = tifffile.imread(tmp_path / "labels.partial.tif")
+    assert partial[0].any() and partial[1].any() and not partial[2:].any()
+
+
+def test_timelapse_to_nifti_is_a_3d_label_volume(tmp_path, segmenter):
+    """case_T4: `track stack.tif -o labels.nii.gz` writes a 3D single-component image (x, y, t), noted."""
+    stack, truth = moving_ellipse()
+    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    assert "third axis is time" in tracked(tmp_path / "stack.tif", tmp_path / "labels.nii.gz", segmenter)
+    image = sitk.ReadImage(str(tmp_path / "labels.nii.gz"))
+    assert (image.GetDimension(), image.GetNumberOfComponentsPerPixel(), image.GetSize()) == (3, 1, (96, 96, 4))
+    labels = sitk.GetArrayFromImage(image)
+    assert min(dice(labels[t] > 0, truth[t]) for t in range(4)) >= 0.85
+
+
+@QUICK
+@given(suffix=st.sampled_from([".nii", ".nii.gz", ".nrrd", ".mha", ".tif"]), frames=st.sampled_from([1, 3, 4]),
+       spacing=st.sampled_from([None, (0.5, 0.25)]))
+def test_label_stack_writer_every_format_keeps_time_as_the_third_axis(tmp_path_factory, suffix, frames, spacing):
+    """Every output format the track writer accepts: the stack read back is the stack written (3 and 4
+    frames included, which a (T, H, W) array shares with RGB / RGBA pictures)."""
+    rng = np.random.default_rng(frames)
+    labels = rng.integers(0, 3, (frames, 6, 5)).astype(np.uint16)
+    path = tmp_path_factory.mktemp("out") / f"labels{suffix}"
+    note = write_label_stack(labels, path, spacing)
+    if suffix == ".tif":
+        assert note is None and np.array_equal(tifffile.imread(path).reshape(labels.shape), labels)
+        return
+    image = sitk.ReadImage(str(path))
+    assert image.GetDimension() == 3 and image.GetNumberOfComponentsPerPixel() == 1
+    assert image.GetSize() == (5, 6, frames) and "third axis is time" in note
+    assert np.array_equal(sitk.GetArrayFromImage(image), labels)
+    assert image.GetSpacing()[:2] == ((0.25, 0.5) if spacing else (1.0, 1.0))
+    if suffix in (".nrrd", ".mha"):
+        assert image.GetMetaData("fmscope_axes") == "x y t" and TIME_AXIS_NOTE.startswith("fmscope")
+
+
+def test_label_stack_writer_refuses_a_picture_format(tmp_path):
+    with pytest.raises(FmscopeError, match="cannot be written as '.png'"):
+        write_label_stack(np.zeros((3, 4, 4), np.uint16), tmp_path / "labels.png")
+    assert not list(tmp_path.iterdir())
