@@ -174,7 +174,7 @@ def test_case_s5_an_scgpt_checkpoint_in_the_pr351_layout_loads_the_same(tmp_path
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(attention=st.sampled_from(["torch", "flash-attn 1 (Wqkv)", "PR #351 (_impl)"]),
-       prefixes=st.lists(st.sampled_from(["module.", "_orig_mod."]), max_size=2),
+       prefixes=st.lists(st.sampled_from(["module.", "_orig_mod.", "model."]), max_size=2),
        wrapper=st.sampled_from([None, "model", "state_dict"]))
 def test_scgpt_wrappers_prefixes_and_key_layouts_load_the_same_weights(tmp_path, attention, prefixes, wrapper):
     """Invariant: any wrapper dict, DDP / torch.compile prefix and official attention layout loads the very same

@@ -6,7 +6,7 @@ parameter names follow the official ``scgpt.model.TransformerModel`` so checkpoi
 with strict matching. Attention is ``scaled_dot_product_attention`` (no flash-attn); the
 flash-attn layouts, old (``self_attn.Wqkv.*``) and current (``self_attn._impl.Wqkv.*``,
 ``self_attn._impl.out_proj.*``, scGPT PR #351), are renamed to the torch one (``in_proj_*``), which
-packs q, k, v in the same order; wrapper prefixes (``module.``, ``_orig_mod.``) and wrapping dicts
+packs q, k, v in the same order; wrapper prefixes (``module.``, ``_orig_mod.``, ``model.``) and wrapping dicts
 (``model``, ``state_dict``) are taken off. Post-norm layers with ReLU, continuous value encoder
 (values clipped at 512), cell embedding = output at the ``<cls>`` position.
 
@@ -40,8 +40,9 @@ FLASH_RENAMES = {"self_attn._impl.Wqkv.weight": "self_attn.in_proj_weight",
                  "self_attn._impl.out_proj.weight": "self_attn.out_proj.weight",
                  "self_attn._impl.out_proj.bias": "self_attn.out_proj.bias",
                  "self_attn.Wqkv.weight": "self_attn.in_proj_weight", "self_attn.Wqkv.bias": "self_attn.in_proj_bias"}
-# Prefixes training wrappers put on every key: DistributedDataParallel / DataParallel, torch.compile.
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# Prefixes training wrappers put on every key: DistributedDataParallel / DataParallel, torch.compile, a
+# Lightning module's ``self.model`` (no scGPT key starts with ``model.``, so only a wrapper puts it on all).
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
 # Keys some official versions save for parts fmscope does not build: listed in the load report with
 # why each is skipped, never dropped silently.
 SKIPPED_PARTS = {
@@ -339,7 +340,8 @@ def _rename_flash(key: str) -> str:
 
 
 def unwrapped(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``state`` without the prefixes a training wrapper put on every key (``module.``, ``_orig_mod.``, nested)."""
+    """``state`` without the prefixes a training wrapper put on every key (``module.``, ``_orig_mod.``, ``model.``,
+    nested)."""
     changed = True
     while changed and state:
         changed = False
