@@ -61,12 +61,14 @@ def _demo_tracking(segmenter: Segmenter, output: Path) -> float:
     return score
 
 
-def run_demo(output: Path, fast: bool = False) -> dict[str, float]:
-    """Segment every sample case, write labels + overlay PNGs to ``output``, print Dice per case."""
+def run_demo(output: Path, fast: bool = False, backend: str | None = None) -> dict[str, float]:
+    """Segment every sample case, write labels + overlay PNGs to ``output``, print Dice per case.
+    ``backend``: the encoder's runtime (None: ``$FMSCOPE_BACKEND``, else OpenVINO on CPU)."""
     output.mkdir(exist_ok=True)
-    segmenter = Segmenter("litemedsam", precision="fast" if fast else "fp32")
+    segmenter = Segmenter("litemedsam", precision="fast" if fast else "fp32", backend=backend)
     scores = {}
-    print(f"fmscope demo: LiteMedSAM ({segmenter.precision}) on {segmenter.model.device}, boxes from ground truth")
+    print(f"fmscope demo: LiteMedSAM ({segmenter.precision}, {segmenter.backend}) on {segmenter.model.device}, "
+          "boxes from ground truth")
     for case in samples.CASES:
         started = time.perf_counter()
         run = _demo_image if case.kind == "image" else _demo_volume

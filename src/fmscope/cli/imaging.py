@@ -33,6 +33,13 @@ def _threads(text: str) -> int:
     return int(text)
 
 
+def add_backend_option(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` (default None: ``$FMSCOPE_BACKEND``, else auto; see fmscope.backends)."""
+    parser.add_argument("--backend", choices=("auto", "torch", "openvino"),
+                        help="image encoder runtime: openvino (CPU), torch, or auto (default: $FMSCOPE_BACKEND, "
+                             "else OpenVINO on CPU and torch on GPU)")
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="litemedsam",
                         help="litemedsam (default, embedded), medsam_vit_b, sam_vit_b, sam_vit_l, sam_vit_h, or an "
@@ -45,6 +52,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=_threads,
                         help="torch threads (default: $FMSCOPE_THREADS, else the cores other programs leave free)")
     parser.add_argument("--fast", action="store_true", help="bfloat16 encoder (faster, not bit-exact)")
+    add_backend_option(parser)
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--cache-dir", help="keep image embeddings on disk here (zarr) for reuse")
 
@@ -56,7 +64,7 @@ def _segmenter(args: argparse.Namespace):
     cache = EmbeddingCache(directory=args.cache_dir) if args.cache_dir else None
     return Segmenter(args.model, checkpoint=args.checkpoint, device=args.device, cache=cache,
                      roi_zoom=_roi_zoom(args.roi_zoom), precision="fast" if args.fast else "fp32",
-                     threads=args.threads)
+                     threads=args.threads, backend=args.backend)
 
 
 def _warn_if_foreign(segmenter, image: np.ndarray, window) -> None:
@@ -174,7 +182,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from fmscope.demo import run_demo
 
     check_outputs([Output("-o", args.output, FOLDER)])
-    run_demo(Path(args.output), fast=args.fast)
+    run_demo(Path(args.output), fast=args.fast, backend=args.backend)
     return 0
 
 
@@ -220,4 +228,5 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run the default model on every sample case")
     demo.add_argument("-o", "--output", default="demo_output", help="folder for masks and overlays")
     demo.add_argument("--fast", action="store_true", help="bfloat16 encoder")
+    add_backend_option(demo)
     demo.set_defaults(run=cmd_demo)
