@@ -17,8 +17,15 @@ from fmscope.imaging.predictor import Segmenter  # noqa: E402
 
 @pytest.fixture(scope="session")
 def segmenter() -> Segmenter:
-    """One LiteMedSAM segmenter (fp32, CPU) for the session; tests set their own image."""
+    """One LiteMedSAM segmenter (fp32, CPU, the default backend: OpenVINO) for the session; tests set their own
+    image."""
     return Segmenter("litemedsam", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def torch_segmenter() -> Segmenter:
+    """LiteMedSAM (fp32, CPU) on the torch backend: the reference, for comparisons with the official code."""
+    return Segmenter("litemedsam", device="cpu", backend="torch")
 
 
 @pytest.fixture(scope="session")

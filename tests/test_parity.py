@@ -15,14 +15,14 @@ def reference():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["nuclei", "ct_lung_slice"])
-def test_masks_match_official_pipeline(case, segmenter, reference, nuclei, nuclei_boxes, ct_slice):
+def test_masks_match_official_pipeline(case, torch_segmenter, reference, nuclei, nuclei_boxes, ct_slice):
     from fmscope import samples
 
     image, truth = nuclei if case == "nuclei" else ct_slice
     window = samples.get_case(case).window
     boxes = list(samples.boxes_from_labels(truth).values())[:20]
-    segmenter.set_image(image, window=window)
-    ours = segmenter.predict_many(boxes, roi_zoom=False)
+    torch_segmenter.set_image(image, window=window)
+    ours = torch_segmenter.predict_many(boxes, roi_zoom=False)
     reference.set_image(to_rgb_uint8(image, resolve_intensity(image, window)))
     scores = [dice(result.mask, reference.predict(box)) for result, box in zip(ours, boxes)]
     assert min(scores) >= 0.99995, scores  # rounds to the published 1.0000 (measured: identical masks)

@@ -23,6 +23,8 @@ from FMScopeLib.install import ensure_fmscope
 WINDOWS = ["auto", "abdomen", "soft_tissue", "lung", "bone", "brain", "liver"]
 SLICE_VIEWS = ["Red", "Yellow", "Green"]
 CHECKPOINT_SETTING = "FMScope/checkpoint/{model}"  # the weights file chosen once per model, remembered
+BACKEND_SETTING = "FMScope/backend"  # image encoder runtime (fmscope.backends): auto, openvino or torch
+BACKENDS = ["auto", "openvino", "torch"]
 
 
 class FMScope(ScriptedLoadableModule):
@@ -74,6 +76,10 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         self.ui.undoButton.clicked.connect(self.onUndo)
         self.ui.modelFilePathLineEdit.currentPathChanged.connect(self.onModelFileChanged)
         self.logic = FMScopeLogic()
+        self.ui.backendComboBox.addItems(BACKENDS)
+        self.ui.backendComboBox.currentText = slicer.app.userSettings().value(BACKEND_SETTING, "auto")
+        self.ui.backendComboBox.currentTextChanged.connect(self.onBackendChanged)
+        self.onBackendChanged(self.ui.backendComboBox.currentText)
         self._job = None
         self._timer = qt.QTimer()
         self._timer.setInterval(100)
@@ -103,6 +109,11 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         """Show the checkpoint remembered for this model (chosen once, kept in Slicer's settings)."""
         remembered = slicer.app.userSettings().value(CHECKPOINT_SETTING.format(model=model), "")
         self.ui.checkpointPathLineEdit.currentPath = remembered or ""
+
+    def onBackendChanged(self, backend):
+        """auto leaves the choice to $FMSCOPE_BACKEND, else OpenVINO on CPU and torch on a GPU (remembered)."""
+        slicer.app.userSettings().setValue(BACKEND_SETTING, backend)
+        self.logic.backend = None if backend == "auto" else backend
 
     def onCheckpointChanged(self, path):
         slicer.app.userSettings().setValue(CHECKPOINT_SETTING.format(model=self.ui.modelComboBox.currentText),

@@ -68,13 +68,16 @@ def _demo_tracking(segmenter: Segmenter, output: Path) -> float:
 DEMO_CASES: tuple[str, ...] = tuple(case.name for case in samples.CASES + samples.TIMELAPSES)
 
 
-def run_demo(output: Path, fast: bool = False, cases: tuple[str, ...] = DEMO_CASES) -> dict[str, float]:
+def run_demo(output: Path, fast: bool = False, cases: tuple[str, ...] = DEMO_CASES,
+             backend: str | None = None) -> dict[str, float]:
     """Segment the sample ``cases`` (default: all of :data:`DEMO_CASES`), write labels + overlay PNGs to
-    ``output``, print Dice per case. Every step longer than a few seconds shows a progress bar on stderr."""
+    ``output``, print Dice per case. Every step longer than a few seconds shows a progress bar on stderr.
+    ``backend``: the encoder's runtime (None: ``$FMSCOPE_BACKEND``, else OpenVINO on CPU)."""
     output.mkdir(exist_ok=True)
-    segmenter = Segmenter(DEFAULT_SEGMENTER, precision="fast" if fast else "fp32")
+    segmenter = Segmenter(DEFAULT_SEGMENTER, precision="fast" if fast else "fp32", backend=backend)
     scores = {}
-    print(f"fmscope demo: LiteMedSAM ({segmenter.precision}) on {segmenter.model.device}, boxes from ground truth")
+    print(f"fmscope demo: LiteMedSAM ({segmenter.precision}, {segmenter.backend}) on {segmenter.model.device}, "
+          "boxes from ground truth")
     for case in samples.CASES:
         if case.name not in cases:
             continue

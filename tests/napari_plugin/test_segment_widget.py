@@ -109,7 +109,7 @@ def test_latency_with_cached_embedding(nuclei_viewer, qtbot, nuclei):
         viewer.layers[BOXES].add_rectangles(rectangle(box))
         wait_idle(qtbot, widget)
         latencies.append(widget.last_latency_ms)
-    segmenter = widget._segmenters[("litemedsam", "")]
+    segmenter = widget._segmenters[("litemedsam", "", None)]
     calls = segmenter.encoder_calls
     segmenter.set_image(nuclei[0] + 1)  # a new image: one encoder run
     started = time.perf_counter()

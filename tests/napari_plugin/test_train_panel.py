@@ -48,8 +48,8 @@ def test_train_switches_the_widget_to_the_tuned_model(hela_viewer, qtbot, tmp_pa
     viewer.dims.set_current_step(0, 0)
     viewer.layers[BOXES].add_rectangles(np.array([[0, 20, 20], [0, 20, 70], [0, 70, 70], [0, 70, 20]], float))
     wait_idle(qtbot, widget)
-    tuned = widget._segmenters[(str(tmp_path / "tuned.pt"), "")]
-    base = widget._segmenters[("litemedsam", "")]
+    tuned = widget._segmenters[(str(tmp_path / "tuned.pt"), "", None)]
+    base = widget._segmenters[("litemedsam", "", None)]
     assert tuned.model.tuned is not None and tuned.model.weights_sha256 != base.model.weights_sha256
     assert tuned.encoder_calls >= 1 and viewer.layers[LABELS].data[0].any()
 

@@ -106,15 +106,16 @@ class FMScopeLogic:
     """Runs fmscope on MRML volumes; keeps one Segmenter per (model, checkpoint) and an undo stack."""
 
     device: str | None = None
+    backend: str | None = None  # image encoder runtime: torch / openvino / auto; None: $FMSCOPE_BACKEND, else auto
     _segmenters: dict = field(default_factory=dict)
     _sam2: dict = field(default_factory=dict)
     _undo: list = field(default_factory=list)
 
     def segmenter(self, model: str, checkpoint: str | None) -> Segmenter:
         """The (cached) engine for a model; loading errors surface as FmscopeError."""
-        key = (model, checkpoint)
+        key = (model, checkpoint, self.backend)
         if key not in self._segmenters:
-            self._segmenters[key] = Segmenter(model, checkpoint=checkpoint, device=self.device)
+            self._segmenters[key] = Segmenter(model, checkpoint=checkpoint, device=self.device, backend=self.backend)
         return self._segmenters[key]
 
     def sam2(self, model: str, checkpoint: str | None):

@@ -43,6 +43,9 @@ def _tolerate_ascii_terminals() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
+    from fmscope.backends.telemetry import disable_openvino_telemetry
+
+    disable_openvino_telemetry()  # before anything can import OpenVINO (the backends do it again themselves)
     _tolerate_ascii_terminals()
     args = build_parser().parse_args(argv)
     try:

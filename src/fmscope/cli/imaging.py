@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from fmscope import models, samples
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError, UsageError
-from fmscope.cli.options import window_option
+from fmscope.cli.options import add_backend_option, window_option
 from fmscope.outputs import FOLDER, LABEL_IMAGE_SUFFIXES, OVERLAY_SUFFIXES, VOLUME_SUFFIXES, Output, check_outputs
 
 def _roi_zoom(text: str) -> bool | str:
@@ -37,6 +37,7 @@ def _add_model_options(parser: argparse.ArgumentParser, capability: str) -> None
     parser.add_argument("--threads", type=_threads,
                         help="torch threads (default: $FMSCOPE_THREADS, else the cores other programs leave free)")
     parser.add_argument("--fast", action="store_true", help="bfloat16 encoder (faster, not bit-exact)")
+    add_backend_option(parser)
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--cache-dir", help="keep image embeddings on disk here (zarr) for reuse")
 
@@ -48,7 +49,7 @@ def _segmenter(args: argparse.Namespace):
     cache = EmbeddingCache(directory=args.cache_dir) if args.cache_dir else None
     return Segmenter(args.model, checkpoint=args.checkpoint, device=args.device, cache=cache,
                      roi_zoom=_roi_zoom(args.roi_zoom), precision="fast" if args.fast else "fp32",
-                     threads=args.threads)
+                     threads=args.threads, backend=args.backend)
 
 
 def _warn_if_foreign(segmenter, image: np.ndarray, window) -> None:
@@ -167,7 +168,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from fmscope.demo import run_demo
 
     check_outputs([Output("-o", args.output, FOLDER)])
-    run_demo(Path(args.output), fast=args.fast, cases=tuple(args.cases))
+    run_demo(Path(args.output), fast=args.fast, cases=tuple(args.cases), backend=args.backend)
     return 0
 
 
@@ -216,4 +217,5 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     demo_cases = [case.name for case in samples.CASES + samples.TIMELAPSES]
     demo.add_argument("--cases", nargs="+", choices=demo_cases, default=demo_cases, metavar="CASE",
                       help=f"run only these sample cases (default: all: {', '.join(demo_cases)})")
+    add_backend_option(demo)
     demo.set_defaults(run=cmd_demo)

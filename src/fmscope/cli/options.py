@@ -1,4 +1,4 @@
-"""argparse option types shared by the commands (no command imports another command's module)."""
+"""argparse options shared by the commands (a window, the inference backend)."""
 
 from __future__ import annotations
 
@@ -14,3 +14,10 @@ def window_option(text: str) -> str | tuple[float, float] | None:
         return parse_window(text)
     except FmscopeError as error:
         raise argparse.ArgumentTypeError(f"{error.problem} {error.fix}") from None
+
+
+def add_backend_option(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` (default None: ``$FMSCOPE_BACKEND``, else auto; see fmscope.backends)."""
+    parser.add_argument("--backend", choices=("auto", "torch", "openvino"),
+                        help="image encoder runtime: openvino (CPU), torch, or auto (default: $FMSCOPE_BACKEND, "
+                             "else OpenVINO on CPU and torch on GPU)")

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from fmscope.atomic import atomic_write
 from fmscope import models
-from fmscope.cli.options import window_option
+from fmscope.cli.options import add_backend_option, window_option
 from fmscope.errors import FmscopeError
 
 LABEL_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz", ".nrrd", ".mha")
@@ -123,7 +123,8 @@ def _session(args: argparse.Namespace, frames):
     if not models.can(args.model, models.TRACK):
         raise FmscopeError(f"'{args.model}' cannot track.", f"Use --model with one of: {models.choices_text(models.TRACK)}.")
     return TrackingSession(frames, model=args.model, checkpoint=args.checkpoint, window=args.window,
-                           device=args.device, precision="fast" if args.fast else "fp32")
+                           device=args.device, precision="fast" if args.fast else "fp32",
+                           inference_backend=args.backend)
 
 
 def cmd_track(args: argparse.Namespace) -> int:
@@ -178,6 +179,9 @@ def volume_labels_by_tracking(args: argparse.Namespace, volume) -> np.ndarray:
     if args.fast:
         raise FmscopeError(f"--fast is for the LiteMedSAM / MedSAM encoder; {args.model} runs as sam2 runs it.",
                            "Leave out --fast.")
+    if args.backend == "openvino":
+        raise FmscopeError(f"--backend openvino is for the LiteMedSAM / MedSAM encoder; {args.model} runs on torch.",
+                           "Leave out --backend (or use auto / torch).")
     return track_volume(volume, args.slice, dict(enumerate(args.box, start=1)), model=args.model,
                         checkpoint=args.checkpoint, window=args.window, device=args.device,
                         direction=args.direction, slice_range=tuple(args.range) if args.range else None,
@@ -186,6 +190,7 @@ def volume_labels_by_tracking(args: argparse.Namespace, volume) -> np.ndarray:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``fmscope track``."""
+
     track = commands.add_parser("track", help="track objects through a video, time-lapse, cine DICOM or volume")
     track.add_argument("input", help="mp4/avi/mov, multi-frame DICOM, TIFF stack (T,Y,X), folder of frames, "
                                      "NIfTI/NRRD volume or DICOM series folder (z = frame axis)")
@@ -204,6 +209,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                             "others need --checkpoint; a model file tracks as the default tracker does)")
     track.add_argument("--checkpoint", help="weights file or folder (else $FMSCOPE_CHECKPOINT_DIR)")
     track.add_argument("--fast", action="store_true", help="bfloat16 encoder for litemedsam (faster, not bit-exact)")
+    add_backend_option(track)
     track.add_argument("--direction", choices=("both", "forward", "backward"), default="both")
     track.add_argument("--range", nargs=2, type=int, metavar=("FIRST", "LAST"), help="track only these frames")
     track.add_argument("--window", type=window_option, help="CT/MR window: preset or LEVEL,WIDTH; default automatic")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -13,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 import fmscope
+from fmscope.backends.image_encoder import image_encoder
 from fmscope.models import DEFAULT_SEGMENTER
 from fmscope.errors import FmscopeError
 from fmscope.imaging import roi
@@ -26,6 +26,7 @@ from fmscope.imaging.roi import Crop
 from fmscope.threads import ThreadPolicy
 
 PRECISIONS = ("fp32", "fast")
+PRECISION_ALIASES = {"exact": "fp32"}
 # The embedded image or crop must span at least this many model input pixels across its short
 # side (two cells of LiteMedSAM's 64 x 64 embedding): thinner strips vanish in the resize.
 MIN_SHORT_SIDE_MODEL_PX = 8
@@ -47,15 +48,19 @@ class Segmenter:
     ``model`` is a registry name (``litemedsam`` default, ``medsam_vit_b``, ``sam_vit_b|l|h``)
     with ``checkpoint`` an optional path. ``roi_zoom``: ``"auto"`` (zoom on small prompts),
     ``True`` (both: zoom whenever the crop of :mod:`fmscope.imaging.roi` is smaller than the
-    image) or ``False``. ``precision``: ``"fp32"`` (exact, default) or ``"fast"``
-    (bfloat16 encoder where the CPU/GPU supports it, channels-last). ``threads``: torch
-    threads; default ``FMSCOPE_THREADS`` or the cores other programs leave free
-    (:mod:`fmscope.threads`, re-checked before each encoder call).
+    image) or ``False``. ``precision``: ``"fp32"`` (alias ``"exact"``, default) or ``"fast"``
+    (bfloat16 encoder where the CPU/GPU supports it). ``threads``: encoder threads; default
+    ``FMSCOPE_THREADS`` or the cores other programs leave free (:mod:`fmscope.threads`,
+    re-checked before each encoder call). ``backend``: the image encoder's runtime, ``"torch"``,
+    ``"openvino"`` or ``"auto"`` (OpenVINO on CPU, torch on GPU); default ``$FMSCOPE_BACKEND``
+    or auto (:mod:`fmscope.backends`).
     """
 
     def __init__(self, model: str = DEFAULT_SEGMENTER, checkpoint: str | os.PathLike | None = None,
                  device: str | torch.device | None = None, cache: EmbeddingCache | None = None,
-                 roi_zoom: bool | str = "auto", precision: str = "fp32", threads: int | None = None) -> None:
+                 roi_zoom: bool | str = "auto", precision: str = "fp32", threads: int | None = None,
+                 backend: str | None = None) -> None:
+        precision = PRECISION_ALIASES.get(precision, precision)
         if precision not in PRECISIONS:
             raise FmscopeError(f"Unknown precision '{precision}'.", f"Use one of: {', '.join(PRECISIONS)}.")
         self.thread_policy = ThreadPolicy(threads)
@@ -63,6 +68,10 @@ class Segmenter:
         self.cache = cache if cache is not None else EmbeddingCache()
         self.roi_zoom = roi_zoom
         self.precision = precision
+        self.encoder = image_encoder(self.model.net.image_encoder, self.model.device, self.model.transform.size,
+                                     self.model.weights_sha256, precision, backend)
+        self.backend = self.encoder.backend
+        self.encoder.prepare(self.thread_policy.apply())  # OpenVINO: compiled here, not on the first prompt
         self.encoder_calls = 0
         # On CPU the decoder is memory-bound: batches beyond two prompts get slower per prompt
         # (measured in benchmarks/segment.py); a GPU takes large batches.
@@ -74,8 +83,6 @@ class Segmenter:
         self._rgb: np.ndarray | None = None
         self._image_hash = ""
         self.intensity: Intensity | None = None
-        if precision == "fast":
-            self.model.net.image_encoder.to(memory_format=torch.channels_last)
 
     # -- image ---------------------------------------------------------------------------
     def set_image(self, image: np.ndarray, window: str | tuple[float, float] | Intensity | None = None) -> None:
@@ -114,6 +121,7 @@ class Segmenter:
             "image_sha256": self._image_hash, "shape": list(rgb.shape), "crop": None if crop is None else list(crop),
             "model": self.model.name, "weights_sha256": self.model.weights_sha256,
             "transform": type(self.model.transform).__name__, "precision": self.precision,
+            "backend": self.backend,
             "intensity": [self.intensity.low, self.intensity.high, self.intensity.name] if self.intensity else None,
             "version": fmscope.__version__,
         }
@@ -156,12 +164,8 @@ class Segmenter:
     def _encode(self, crops: Sequence[Crop | None]) -> list[CachedEmbedding]:
         """Run the encoder on ``crops`` (one batch) and cache the embeddings."""
         tensors, geometries = zip(*(self.model_input(crop) for crop in crops))
-        batch = torch.stack(tensors).to(self.model.device)
-        self.thread_policy.apply()
-        with torch.inference_mode(), self._autocast():
-            if self.precision == "fast":
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            embeddings = self.model.net.image_encoder(batch).float().cpu().numpy()
+        threads = self.thread_policy.apply()
+        embeddings = self.encoder(torch.stack(tensors), threads)
         self.encoder_calls += 1
         entries = []
         for crop, embedding, geometry in zip(crops, embeddings, geometries):
@@ -184,11 +188,6 @@ class Segmenter:
             f"(at least {MIN_SHORT_SIDE_MODEL_PX} needed, an aspect ratio up to {ratio}:1).",
             f"Crop the image around the object to at most {ratio}:1 (e.g. {short} x {short * ratio} pixels), "
             "or cut the strip into tiles and segment them one by one.")
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision != "fast":
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.model.device.type, dtype=torch.bfloat16)
 
     def _crop_for(self, extent: np.ndarray, roi_zoom: bool | str | None) -> Crop | None:
         zoom = self.roi_zoom if roi_zoom is None else roi_zoom

@@ -36,6 +36,9 @@ from fmscope.napari.train_panel import TrainPanel
 from fmscope.napari.worker import Job, ModelWorker
 
 MODELS = models.names(models.SEGMENT)
+# The image encoder's runtime (fmscope.backends); "auto" leaves the choice to $FMSCOPE_BACKEND, else
+# OpenVINO on CPU and torch on a GPU.
+BACKENDS = ("auto", "openvino", "torch")
 BOXES, CLICKS, LABELS = "fmscope boxes", "fmscope clicks", "fmscope labels"
 # After a small-object prompt, the zoom crops within this many crop sides of it are embedded in
 # the background (on every slice shown), so the next small box nearby is a decode.
@@ -50,7 +53,7 @@ class SegmentWidget(ImagePanel, QWidget):
         self.viewer = napari_viewer
         self.worker = ModelWorker()
         self.state = SegmentState()
-        self._segmenters: dict[tuple[str, str], object] = {}  # (model, checkpoint) -> Segmenter
+        self._segmenters: dict[tuple[str, str, str], object] = {}  # (model, checkpoint, backend) -> Segmenter
         self._zoom_hint: np.ndarray | None = None  # the last small-object box: its crops are prepared
         self.prepare_radius = PREPARE_RADIUS
         self._intensities: dict[tuple, object] = {}
@@ -78,6 +81,10 @@ class SegmentWidget(ImagePanel, QWidget):
         self.checkpoint_edit.setPlaceholderText("weights file (MedSAM / SAM only)")
         self.window_combo = QComboBox()
         self.window_combo.addItems(["auto", *WINDOW_PRESETS])
+        self.backend_combo = QComboBox()
+        self.backend_combo.addItems(BACKENDS)
+        self.backend_combo.setToolTip("image encoder runtime: auto = $FMSCOPE_BACKEND, else OpenVINO on CPU, "
+                                      "torch on GPU")
         self.negative_box = QCheckBox("negative clicks (t)")
         self.negative_box.toggled.connect(self._set_negative)
         self.first_spin, self.last_spin = QSpinBox(), QSpinBox()
@@ -86,6 +93,7 @@ class SegmentWidget(ImagePanel, QWidget):
         form.addRow("model", self.model_combo)
         form.addRow("checkpoint", self.checkpoint_edit)
         form.addRow("window", self.window_combo)
+        form.addRow("runtime", self.backend_combo)
         form.addRow("", self.negative_box)
         span = QHBoxLayout()
         span.addWidget(self.first_spin)
@@ -158,22 +166,23 @@ class SegmentWidget(ImagePanel, QWidget):
 
     # -- engine access ---------------------------------------------------------------------
     def _engine_settings(self) -> tuple:
-        """What the next job needs from the UI, read on the Qt thread: (model, checkpoint, window, layer)."""
-        choice = self.window_combo.currentText()
+        """What the next job needs from the UI, read on the Qt thread: (model, checkpoint, window, layer, backend)."""
+        choice, backend = self.window_combo.currentText(), self.backend_combo.currentText()
         return (self.model_combo.currentText(), self.checkpoint_edit.text().strip(),
-                None if choice == "auto" else choice, self._image_layer)
+                None if choice == "auto" else choice, self._image_layer, None if backend == "auto" else backend)
 
     def _engine(self, settings: tuple) -> tuple:
         """(Segmenter, intensity) for ``settings``; runs on the worker thread, both cached."""
         from fmscope.imaging.predictor import Segmenter  # torch loads on the worker, not when the widget opens
 
-        model, checkpoint, window, layer = settings
-        if (model, checkpoint) not in self._segmenters:
-            self._segmenters[(model, checkpoint)] = Segmenter(model, checkpoint=checkpoint or None)
+        model, checkpoint, window, layer, backend = settings
+        if (model, checkpoint, backend) not in self._segmenters:
+            self._segmenters[(model, checkpoint, backend)] = Segmenter(model, checkpoint=checkpoint or None,
+                                                                       backend=backend)
         key = (id(layer), id(layer.data), window)  # entries of removed layers are dropped in _on_layer_removed
         if key not in self._intensities:  # one mapping per image so all slices are comparable
             self._intensities[key] = resolve_intensity(np.asarray(layer.data), window)
-        return self._segmenters[(model, checkpoint)], self._intensities[key]
+        return self._segmenters[(model, checkpoint, backend)], self._intensities[key]
 
     def _slice_array(self, z: int | None) -> np.ndarray:
         data = self._image_layer.data

@@ -70,7 +70,7 @@ class TrainPanel(QWidget):
             return
         image = np.asarray(owner._image_layer.data)
         labels = np.asarray(owner.viewer.layers[layer_name].data).copy()
-        model, checkpoint, window, _ = owner._engine_settings()
+        model, checkpoint, window, _, _ = owner._engine_settings()
         output = self._output(owner._image_layer.name)
         settings = TrainSettings(epochs=self.epochs_spin.value())
         name = owner._image_layer.name

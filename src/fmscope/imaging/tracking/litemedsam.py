@@ -132,13 +132,14 @@ class LiteMedSAMTracker:
                  window: str | tuple[float, float] | None = None, device: str | None = None,
                  motion_prior: bool = True, stop: StopRule = StopRule(), lost_frames: int = 3,
                  segmenter: Segmenter | None = None, model: str | os.PathLike = DEFAULT_SEGMENTER,
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", inference_backend: str | None = None) -> None:
         """``model``: ``litemedsam`` or an fmscope model file (a fine-tuned segmenter; ``checkpoint``:
         its base weights where they are not embedded). ``precision``: the segmenter's (``"fast"``:
-        bfloat16 encoder, about 2x faster on CPUs with AMX / AVX-512 BF16)."""
+        bfloat16 encoder, about 2x faster on CPUs with AMX / AVX-512 BF16); ``inference_backend``: its
+        encoder's runtime (``torch`` / ``openvino`` / ``auto``, default ``$FMSCOPE_BACKEND`` or auto)."""
         self.frames, self.motion_prior, self.stop, self.lost_frames = frames, motion_prior, stop, lost_frames
         self.segmenter = (segmenter if segmenter is not None
-                          else Segmenter(model, checkpoint, device, precision=precision))
+                          else Segmenter(model, checkpoint, device, precision=precision, backend=inference_backend))
         self.intensity: Intensity = resolve_intensity(self._intensity_sample(), window)
         self.anchors: dict[int, dict[int, ObjectMask]] = {}  # object -> frame -> prompted mask
         self.reference: dict[int, tuple[int, float]] = {}  # object -> (prompted area, mean mapped intensity)

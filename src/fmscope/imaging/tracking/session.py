@@ -72,18 +72,22 @@ class TrackerBackend(Protocol):
 
 def make_backend(frames: FrameSource, model: str, checkpoint: str | os.PathLike | None,
                  window: str | tuple[float, float] | None, device: str | None,
-                 precision: str = "fp32") -> TrackerBackend:
+                 precision: str = "fp32", inference_backend: str | None = None) -> TrackerBackend:
     """The tracking backend for catalogue name ``model`` (:mod:`fmscope.models`, capability ``track``), or for an
     fmscope model file (a segmenter fine-tuned by ``fmscope train-segmenter``: it tracks as the default tracker
-    does, per frame). ``precision``: the segmenter's (``"fast"``: bfloat16 encoder), for those per-frame trackers
-    only. Raises FmscopeError for a model that cannot track."""
+    does, per frame). ``precision``: the segmenter's (``"fast"``: bfloat16 encoder) and ``inference_backend`` its
+    encoder's runtime (``torch`` / ``openvino`` / ``auto``, see :mod:`fmscope.backends`), for those per-frame
+    trackers only; sam2 models run on torch. Raises FmscopeError for a model that cannot track."""
     if not can(model, TRACK):
         raise FmscopeError(f"'{model}' cannot track.", f"Use one of: {choices_text(TRACK)}.")
     if volume_flow(model) != "tracking":  # the default tracker, per frame: LiteMedSAM and model files
         from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 
         return LiteMedSAMTracker(frames, model=model, checkpoint=checkpoint, window=window, device=device,
-                                 precision=precision)
+                                 precision=precision, inference_backend=inference_backend)
+    if inference_backend == "openvino":
+        raise FmscopeError(f"The openvino backend is for the LiteMedSAM tracker; {model} runs on torch.",
+                           f"Leave out --backend openvino, or track with --model {DEFAULT_SEGMENTER}.")
     if precision != "fp32":
         raise FmscopeError(f"Precision '{precision}' is for the LiteMedSAM tracker; {model} runs as sam2 runs it.",
                            f"Leave out --fast, or track with --model {DEFAULT_SEGMENTER}.")
@@ -97,11 +101,12 @@ class TrackingSession:
 
     def __init__(self, frames: FrameSource | str | os.PathLike | np.ndarray, model: str = DEFAULT_SEGMENTER,
                  checkpoint: str | os.PathLike | None = None, window: str | tuple[float, float] | None = None,
-                 device: str | None = None, backend: TrackerBackend | None = None, precision: str = "fp32") -> None:
+                 device: str | None = None, backend: TrackerBackend | None = None, precision: str = "fp32",
+                 inference_backend: str | None = None) -> None:
         self.frames = open_frames(frames)
         self.model = model
         self.backend = backend if backend is not None else make_backend(self.frames, model, checkpoint, window, device,
-                                                                        precision)
+                                                                        precision, inference_backend)
         self.store = LabelStore(self.frames.n_frames, self.frames.shape)
         self.prompts: dict[int, dict[int, Prompt]] = {}  # object -> frame -> prompt
         self.tracked: dict[int, dict[int, bool]] = {}  # object -> frame -> tracked in reverse

@@ -1,0 +1,152 @@
+"""A torch module run by OpenVINO: converted once, kept on disk, compiled once per process.
+
+Conversion (``openvino.convert_model`` on fmscope's own torch module, traced with a fixed example
+input) takes ~20 s for LiteMedSAM's TinyViT, so its result is saved as OpenVINO IR under
+``<fmscope cache>/openvino/<key>/`` where ``key`` hashes the module's identity (its weights' sha256,
+its class and source file, fmscope, torch and OpenVINO versions, the input shape). Compiled
+networks go to ``<key>/compiled-<precision>`` (``compiled-f32``, ``compiled-bf16``) through OpenVINO's
+own model cache (``CACHE_DIR``), which keys them by this CPU and the compile settings but not by the
+precision hint (OpenVINO 2026.4: a bf16 network read from an f32 blob crashes the process), hence one
+folder per precision. A second process reads the compiled network instead of compiling it. The IR
+folder is written under a temporary name and renamed into place; OpenVINO writes its blobs itself,
+and an unreadable IR or blob is rebuilt. Everything here can be deleted at any time.
+
+Inputs and outputs are float32 numpy arrays; the network has a static batch of one, so a batch is
+run item by item (fmscope's CPU encoder batch is one anyway).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import sys
+import threading
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import fmscope
+from fmscope.backends.telemetry import disable_openvino_telemetry
+from fmscope.errors import FmscopeError
+from fmscope.user_cache import cache_root
+
+PRECISIONS = ("fp32", "fast")
+_COMPILED: dict[tuple[str, str, int], tuple[Any, threading.Lock]] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def openvino() -> Any:
+    """The ``openvino`` module, imported with its telemetry switched off (see :mod:`.telemetry`)."""
+    disable_openvino_telemetry()
+    import openvino as ov  # the only import of OpenVINO in fmscope
+
+    return ov
+
+
+@functools.lru_cache(maxsize=1)
+def core() -> Any:
+    """This process's ``openvino.Core`` (one, shared: it holds the loaded CPU plugin)."""
+    return openvino().Core()
+
+
+def inference_precision(precision: str) -> str:
+    """OpenVINO's ``INFERENCE_PRECISION_HINT`` for fmscope's ``precision`` on this CPU.
+
+    ``fp32`` -> ``f32`` (OpenVINO's own default on bf16 CPUs is bf16, so it is always set);
+    ``fast`` -> ``bf16`` where the CPU has it (AVX512-BF16 / AMX), else ``f16`` where it has native
+    fp16, else ``f32`` (the exact path is then also the fastest one).
+    """
+    if precision not in PRECISIONS:
+        raise FmscopeError(f"Unknown precision '{precision}'.", f"Use one of: {', '.join(PRECISIONS)}.")
+    if precision == "fp32":
+        return "f32"
+    capabilities = core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "bf16" if "BF16" in capabilities else "f16" if "FP16" in capabilities else "f32"
+
+
+def module_identity(module: torch.nn.Module, weights_sha256: str, input_shape: tuple[int, ...]) -> dict:
+    """What determines the converted network: weights, code, versions and input shape (JSON-able)."""
+    source = sys.modules[type(module).__module__].__file__ or ""
+    code = hashlib.sha256(Path(source).read_bytes()).hexdigest() if source and Path(source).is_file() else ""
+    return {"class": f"{type(module).__module__}.{type(module).__qualname__}", "code_sha256": code,
+            "weights_sha256": weights_sha256, "input_shape": list(input_shape), "fmscope": fmscope.__version__,
+            "torch": torch.__version__.split("+")[0], "openvino": openvino().get_version()}
+
+
+class OpenVINOModule:
+    """``module`` (in eval mode, on CPU) as an OpenVINO network for inputs of ``input_shape``.
+
+    ``identity``: :func:`module_identity` (the disk cache key). Conversion happens on the first call
+    that needs it, not here. ``precision``: ``fp32`` or ``fast`` (:func:`inference_precision`).
+    """
+
+    def __init__(self, module: torch.nn.Module, input_shape: tuple[int, ...], identity: dict,
+                 precision: str = "fp32") -> None:
+        self.module = module
+        self.input_shape = tuple(input_shape)
+        self.identity = identity
+        self.hint = inference_precision(precision)
+        self.precision = precision
+        key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+        self.folder = cache_root() / "openvino" / key
+
+    @property
+    def xml_path(self) -> Path:
+        return self.folder / "model.xml"
+
+    def __call__(self, batch: np.ndarray, threads: int) -> np.ndarray:
+        """Run the network on ``batch`` (B, *input_shape[1:]) float32 with ``threads`` CPU threads."""
+        compiled, lock = self.compiled(threads)
+        with lock:  # an infer request runs one input at a time
+            outputs = [np.array(compiled(np.ascontiguousarray(item[None], dtype=np.float32))[0]) for item in batch]
+        return np.concatenate(outputs)
+
+    def compiled(self, threads: int) -> tuple[Any, threading.Lock]:
+        """The network compiled for ``threads`` threads (from this process, OpenVINO's cache, or anew)."""
+        entry_key = (str(self.xml_path), self.hint, threads)
+        with _REGISTRY_LOCK:
+            if entry_key not in _COMPILED:
+                self._ensure_converted()
+                config = {"INFERENCE_PRECISION_HINT": self.hint, "INFERENCE_NUM_THREADS": threads,
+                          "PERFORMANCE_HINT": "LATENCY", "CACHE_DIR": str(self.folder / f"compiled-{self.hint}")}
+                try:
+                    compiled = core().compile_model(str(self.xml_path), "CPU", config)
+                except RuntimeError:  # an unreadable IR or cache entry (disk full, killed writer): rebuild once
+                    shutil.rmtree(self.folder, ignore_errors=True)
+                    self._ensure_converted()
+                    compiled = core().compile_model(str(self.xml_path), "CPU", config)
+                _COMPILED[entry_key] = (compiled, threading.Lock())
+            return _COMPILED[entry_key]
+
+    def _ensure_converted(self) -> None:
+        """Write the IR (model.xml / model.bin / identity.json) unless a complete copy is on disk."""
+        if self.xml_path.is_file() and (self.folder / "model.bin").is_file():
+            return
+        ov = openvino()
+        print(f"fmscope: preparing {self.identity['class'].rsplit('.', 1)[-1]} for OpenVINO, once on this machine "
+              f"(20-60 s; kept in {self.folder.parent})", file=sys.stderr)
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.folder.parent / f".tmp-{uuid.uuid4().hex}"
+        try:
+            example = torch.zeros(self.input_shape)
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracing's notes on Python control flow: shapes are static here
+                network = ov.convert_model(self.module, example_input=example, input=[self.input_shape])
+            temporary.mkdir()
+            ov.save_model(network, str(temporary / "model.xml"), compress_to_fp16=False)
+            (temporary / "identity.json").write_text(json.dumps(self.identity, indent=1, sort_keys=True))
+            shutil.rmtree(self.folder, ignore_errors=True)  # an incomplete copy
+            try:
+                os.replace(temporary, self.folder)
+            except OSError:  # another process renamed its copy into place first: use that one
+                if not self.xml_path.is_file():
+                    raise
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
