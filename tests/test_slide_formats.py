@@ -160,7 +160,7 @@ def _store_with_units(path: Path, xy_um: np.ndarray, how: str, scale: float, off
     """A SpatialData store of the cells at ``xy_um`` whose table and circles hold file units stated by ``how``."""
     import spatialdata
     from spatialdata.models import ShapesModel, TableModel
-    from spatialdata.transformations import Affine, Identity, Scale
+    from spatialdata.transformations import Affine, Identity
 
     file_xy = (xy_um - np.asarray(offset)) / scale
     transformations = {"global": Identity()}
