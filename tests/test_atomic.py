@@ -74,7 +74,7 @@ def test_library_file_errors_are_cannot_write(tmp_path):
     import numpy as np
 
     from fmscope.imaging.io import write_image
-    from fmscope.training.checkpoint import write_checkpoint
+    from fmscope.checkpoint_files import write_checkpoint
 
     for write, path in ((lambda p: write_image(np.zeros((4, 4), np.uint8), p), "/proc/self/mask.nii.gz"),
                         (lambda p: write_checkpoint(p, {"a": 1}), "/proc/self/head.pt")):

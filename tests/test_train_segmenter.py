@@ -20,7 +20,7 @@ from fmscope.errors import Cancelled, FmscopeError
 from fmscope.imaging.model_file import TunedModel, read_model_file, trained_state, write_model_file
 from fmscope.imaging.predictor import Segmenter
 from fmscope.metrics import dice
-from fmscope.training.checkpoint import read_checkpoint
+from fmscope.checkpoint_files import read_checkpoint
 from fmscope.training.segmenter import (
     TRAINED_PARTS,
     LabelledImage,

@@ -25,7 +25,7 @@ from torch import nn
 
 from fmscope.errors import FmscopeError
 from fmscope.imaging.intensity import resolve_intensity
-from fmscope.training.checkpoint import read_checkpoint, write_checkpoint
+from fmscope.checkpoint_files import read_checkpoint, write_checkpoint
 
 MODEL_FILE_FORMAT = "fmscope-segmenter-1"
 MADE_BY = "`fmscope train-segmenter`"

@@ -9,7 +9,7 @@ class is held out to report accuracy, next to the accuracy of the unsupervised d
 mapped to the annotation (each domain takes the majority annotated class of its training
 cells), so the user sees whether the head helps.
 
-Checkpoints (:mod:`fmscope.training.checkpoint`: tensors, numbers, strings, read back with
+Checkpoints (:mod:`fmscope.checkpoint_files`: tensors, numbers, strings, read back with
 ``weights_only=True``) are written atomically every ``save_every`` epochs and at the end;
 ``resume=True`` continues from the last one. The checkpoint carries the encoder (baseline PCA
 basis, or the name of the scGPT folder and its fine-tuned last layers when ``tune_layers`` was
@@ -32,7 +32,7 @@ from fmscope.errors import FmscopeError
 from fmscope.omics.domains import smooth_embedding
 from fmscope.omics.sections import require_sections
 from fmscope.omics.embed import BaselineEncoder, scgpt_embedding
-from fmscope.training.checkpoint import read_checkpoint, write_checkpoint
+from fmscope.checkpoint_files import read_checkpoint, write_checkpoint
 
 PREDICTED_KEY = "fmscope_predicted_domain"
 UNCERTAINTY_KEY = "fmscope_uncertainty"

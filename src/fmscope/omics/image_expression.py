@@ -28,7 +28,7 @@ from torch import nn
 import fmscope
 from fmscope.models import IMAGE_EXPRESSION_ENCODER
 from fmscope.errors import FmscopeError
-from fmscope.training.checkpoint import read_checkpoint, write_checkpoint
+from fmscope.checkpoint_files import read_checkpoint, write_checkpoint
 
 MIN_SPOTS = 100  # fewer reference spots cannot train the heads nor be a useful reference
 EMBEDDING_DIM = 128

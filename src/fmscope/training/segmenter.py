@@ -44,7 +44,7 @@ from fmscope.imaging.model_file import TunedModel, trained_state, write_model_fi
 from fmscope.imaging.models.input_transforms import InputGeometry
 from fmscope.imaging.predictor import Segmenter
 from fmscope.metrics import dice
-from fmscope.training.checkpoint import read_checkpoint, write_checkpoint
+from fmscope.checkpoint_files import read_checkpoint, write_checkpoint
 from fmscope.training.encoder_tail import ENCODER_MODES, EncoderSplit, add_lora, plain_state, split_encoder
 from fmscope.training.settings import TrainSettings
 

@@ -1,4 +1,5 @@
-"""Training checkpoints shared by fmscope's trainers: atomic writes, safe reads, exact resume.
+"""fmscope's own checkpoint files (tuned models, classifier heads, image-expression models, training state):
+atomic writes, safe reads, exact resume. It lies below both ``imaging`` and ``training``, which share it.
 
 A checkpoint is a dict of tensors, numbers, strings, lists and dicts written with
 ``torch.save`` through :func:`fmscope.atomic.atomic_write` (a kill while writing leaves the
