@@ -57,3 +57,10 @@ def layers_removed(viewer, spare: int = 50) -> bool:
             return True
         viewer.layers.pop()
     return False
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer, open_widget):
+    """A real viewer with the Spatial omics widget docked from the Plugins menu."""
+    viewer = make_napari_viewer()
+    return viewer, open_widget(viewer, "Spatial omics")
