@@ -30,9 +30,9 @@ def main() -> None:
     for data, kwargs, kind in sample_data.nuclei():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     started = time.perf_counter()
-    from fmscope.napari.segment_widget import BOXES, SegmentWidget
+    from fmscope.napari.segment_widget import BOXES
 
-    widget = SegmentWidget(viewer)
+    _dock, widget = viewer.window.add_plugin_dock_widget("fmscope", "Segment")  # as Plugins > fmscope opens it
     print(f"napari: open the Segment widget (import + build; the model loads on its thread) "
           f"{(time.perf_counter() - started) * 1000:.0f} ms")
     wait(widget)

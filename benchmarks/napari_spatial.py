@@ -19,7 +19,7 @@ import numpy as np
 from qtpy.QtWidgets import QApplication
 
 from fmscope.napari.slide_layers import category_colours, sorted_names, yx_um
-from fmscope.napari.spatial_widget import DOMAINS, SpatialWidget
+from fmscope.napari.spatial_widget import DOMAINS
 from fmscope.omics.synthetic import large_synthetic_slide
 
 
@@ -44,8 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1400, 900)
-    widget = SpatialWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    _dock, widget = viewer.window.add_plugin_dock_widget("fmscope", "Spatial omics")  # as Plugins > fmscope opens it
     slide_data = large_synthetic_slide(args.cells)
     extent = float(slide_data.obsm["spatial"].max())
     with tempfile.TemporaryDirectory() as folder:

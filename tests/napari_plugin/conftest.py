@@ -32,12 +32,31 @@ def open_widget(make_napari_viewer, qtbot):
     def open_(viewer, name: str):
         _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
         assert widget.viewer is not viewer and widget.viewer.__wrapped__ is viewer  # the proxy, as users get it
-        opened.append(widget)
+        opened.append((viewer, widget))
         return widget
 
     yield open_
-    for widget in opened:
+    for viewer, widget in opened:
         widget.worker.shutdown()
+    viewers = list({id(viewer): viewer for viewer, _ in opened}.values())
+    stuck = [viewer for viewer in viewers if not layers_removed(viewer)]
+    if stuck:
+        for viewer, widget in opened:  # stop the widgets listening, so that napari's own close can end
+            for group in (viewer.layers.events, viewer.dims.events):
+                for emitter in group.emitters.values():
+                    emitter.disconnect(widget)
+        pytest.fail(f"a widget keeps adding layers back while the viewer's layers are removed: {stuck[0].layers}")
+
+
+def layers_removed(viewer, spare: int = 50) -> bool:
+    """Remove the viewer's layers one by one, as closing napari does, with the widgets still listening. False
+    when they keep coming back (a widget that loses track of its image layer re-adds its own layers on every
+    removal: closing napari would never end)."""
+    for _ in range(len(viewer.layers) + spare):
+        if not len(viewer.layers):
+            return True
+        viewer.layers.pop()
+    return False
 
 
 @pytest.fixture

@@ -76,14 +76,15 @@ def test_two_boxes_on_one_frame_are_tracked_like_fmscope_track(make_napari_viewe
     viewer.layers[BOXES].add_rectangles(rectangle(boxes[1], 1))
     wait_idle(qtbot, panel)
     assert [row[0] for row in panel.object_rows()] == [1, 2]
+    assert panel.direction_combo.currentText() == "both"
     click(qtbot, panel, "Propagate (Shift-P)")
     wait_idle(qtbot, panel)
     assert panel.status.text() == "Propagated."
     assert panel.object_rows() == [(1, f"0..{frames - 1}", "1"), (2, f"0..{frames - 1}", "1")]
 
     path, out = tmp_path / "hela.tif", tmp_path / "labels.tif"
-    tifffile.imwrite(path, images, metadata={"axes": "TYX"})
-    argv = ["track", str(path), "--frame", "1", "--direction", "both", "--device", "cpu", "-o", str(out)]
+    tifffile.imwrite(path, images, photometric="minisblack", metadata={"axes": "TYX"})
+    argv = ["track", str(path), "--frame", "1", "--direction", "both", "-o", str(out)]  # the panel's device
     for box in boxes:
         argv += ["--box", *map(str, box)]
     assert main(argv) == 0
