@@ -68,10 +68,11 @@ def test_litemedsam_fine_tuning_checkpoint_under_ddp_loads_the_same_network(tmp_
 
 
 @pytest.mark.slow
-def test_medsam2_checkpoint_layouts_release_bare_ddp_and_sam2_2024(tmp_path):
-    """case_T7 (random SAM2.1 Hiera-T weights in the official layout): a DDP training checkpoint loads the same
-    weights (the release layout: test_tracking_medsam2; bare and wrapped: the property test above); weights in the first SAM 2 layout (2024, no
-    no_obj_embed_spatial) are built from sam2's SAM 2 config instead of being refused."""
+def test_medsam2_ddp_checkpoint_and_sam2_2024_layout(tmp_path):
+    """case_T7 (random SAM2.1 Hiera-T weights in the official layout): a DDP training checkpoint loads the
+    same weights (the release layout: test_tracking_medsam2; bare and wrapped: the property test above);
+    weights in the first SAM 2 layout (2024, no no_obj_embed_spatial) are built from sam2's SAM 2 config
+    instead of being refused."""
     from fmscope.imaging.tracking.sam2_model import _build, describe_state_dict, load_sam2
 
     state = {k: v.detach().clone() for k, v in _build("configs/sam2.1/sam2.1_hiera_t.yaml", 512).state_dict().items()}

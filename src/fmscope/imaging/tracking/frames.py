@@ -172,7 +172,8 @@ def _tiff_axes(array: np.ndarray, axes: str, path: Path, channel: int | None) ->
         if channel is None:
             raise FmscopeError(f"{path} has a channel axis: {count} channels (C) ({described}); fmscope tracks "
                                "one channel, and never takes channels for time points.",
-                               f"Choose the channel to track (--channel 0..{count - 1}), or save it on its own.")
+                               f"Choose the channel to track (--channel 0..{count - 1}; batch: the 'channel' column), "
+                               "or save it on its own.")
         if not 0 <= channel < count:
             raise FmscopeError(f"{path} has {count} channels ({described}); there is no channel {channel}.",
                                f"Give --channel between 0 and {count - 1}.")
