@@ -221,6 +221,8 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
             array = tifffile.memmap(path, mode="r") if series.dataoffset is not None else series.asarray()
         except (ValueError, tifffile.TiffFileError):
             array = series.asarray()
+        if array.shape != tuple(series.shape):  # a memory map of the pages, with the axes of length 1
+            array = array.reshape(series.shape)
         tif.close()
     except FmscopeError:
         raise
