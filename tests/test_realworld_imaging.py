@@ -466,9 +466,11 @@ def test_bad_outputs_are_refused_before_any_work(tmp_path, capsys, ellipse, outp
 
 def test_unexpected_errors_are_one_message_not_a_traceback(capsys, monkeypatch, tmp_path):
     """Anything that escapes is a bug, and still reads as one message (FMSCOPE_DEBUG=1 shows it)."""
-    def broken(path):
+    from fmscope.imaging import labels
+
+    def broken(path, instances=True):
         raise ZeroDivisionError("simulated bug")
-    monkeypatch.setattr(io, "read_grid", broken)
+    monkeypatch.setattr(labels, "read_label_image", broken)  # eval reads both files through the label reader
     code, _, err = cli(capsys, "eval", tmp_path / "a.tif", tmp_path / "b.tif")
     assert code == 1 and "unexpected ZeroDivisionError: simulated bug" in err and "FMSCOPE_DEBUG" in err
     monkeypatch.setenv("FMSCOPE_DEBUG", "1")

@@ -63,10 +63,11 @@ def read_csv_table(path: str | os.PathLike, required: tuple[str, ...], what: str
     except (OSError, UnicodeDecodeError) as error:
         raise FmscopeError(f"Cannot read {path} as a {what} ({type(error).__name__}: {str(error)[:120]}).",
                            "Save it as CSV UTF-8.") from None
-    lines = text.splitlines(keepends=True)
+    lines = text.lstrip("\ufeff").splitlines(keepends=True)  # a mark written twice (a re-saved file)
     separator = None
-    if lines and lines[0].strip().lower().startswith("sep=") and len(lines[0].strip()) == 5:
-        separator, lines = lines[0].strip()[4], lines[1:]  # Excel's separator line
+    first = lines[0].rstrip("\r\n") if lines else ""
+    if first.lower().startswith("sep=") and len(first) == 5:
+        separator, lines = first[4], lines[1:]  # Excel's separator line
     header_line = next((line for line in lines if line.strip()), "")
     if separator is None:
         def score(candidate: str) -> tuple[int, int]:
@@ -79,7 +80,7 @@ def read_csv_table(path: str | os.PathLike, required: tuple[str, ...], what: str
         rows.pop(0)
     if not rows:
         raise FmscopeError(f"{path} is empty.", f"Write a header ({', '.join(required)}) and one row per item.")
-    names = [name.strip().lower().lstrip("\ufeff") for name in rows[0]]
+    names = [name.strip().lower() for name in rows[0]]
     data = [(number, fields) for number, fields in enumerate(rows[1:], start=1) if any(f.strip() for f in fields)]
     unnamed = [i for i, name in enumerate(names) if not name]
     for i in unnamed:

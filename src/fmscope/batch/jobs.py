@@ -82,7 +82,7 @@ def track(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
     from fmscope.imaging.tracking import TrackingSession, open_frames
     from fmscope.imaging.tracking.export import write_session_labels, write_session_table
 
-    frames = open_frames(item.input)
+    frames = open_frames(item.input, channel=item.channel)
     key, boxes = item_prompts(item)
     backend = pool.tracker(frames, item.model, item.checkpoint, parse_window(item.window))
     session = TrackingSession(frames, model=item.model, backend=backend)

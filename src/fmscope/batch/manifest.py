@@ -9,6 +9,8 @@ Columns (header names; only ``job`` and ``input`` are required):
 - ``series``: for a DICOM folder holding several series, which one (as ``fmscope volume --series``).
 - ``box``: ``x0 y0 x1 y1`` in pixels, several boxes separated by ``;`` (objects 1, 2, ...).
 - ``slice``: the key slice (z, 0-based) of a ``volume`` item's boxes; the frame of a ``track`` item's.
+- ``channel``: for a ``track`` item on a TIFF with a channel axis, the channel to track (0-based; as
+  ``fmscope track --channel``).
 - ``prompt_file``: instead of ``box``: a label image / volume (one box per label, on the slice
   where the labels cover most voxels when ``slice`` is empty; for ``track`` a 2D label image of the
   frame or a (T, H, W) label stack, boxes on its first frame holding objects when ``slice`` is empty)
@@ -36,7 +38,7 @@ JOBS = ("segment", "volume", "track", "domains", "embed")
 IMAGING_CAPABILITIES = {"segment": models.SEGMENT, "volume": models.VOLUME, "track": models.TRACK}  # job -> model needs
 IMAGING_JOBS = ("segment", "volume", "track")
 COLUMNS = ("id", "job", "input", "series", "box", "slice", "prompt_file", "model", "checkpoint", "window",
-           "resolution", "truth")
+           "resolution", "truth", "channel")
 TEMPLATE_ROWS = (
     {"id": "nuclei", "job": "segment", "input": "sample_data/nuclei_image.tif",
      "prompt_file": "sample_data/nuclei_labels.tif", "truth": "sample_data/nuclei_labels.tif"},
@@ -68,12 +70,14 @@ class BatchItem:
     resolutions: tuple[float, ...] = (0.2, 0.4, 0.6, 1.0)
     truth: Path | None = None
     row: int = 0  # 1-based data row in the manifest, for messages
+    channel: int | None = None  # the channel of a track item's TIFF with a channel axis
 
     def options_record(self) -> dict:
         """The row's settings as plain values (part of the item's signature)."""
         return {"job": self.job, "series": self.series, "boxes": [list(b) for b in self.boxes], "slice": self.slice,
                 "model": self.model, "checkpoint": self.checkpoint, "window": self.window,
-                "resolutions": list(self.resolutions)}
+                "resolutions": list(self.resolutions),
+                **({"channel": self.channel} if self.channel is not None else {})}  # older signatures unchanged
 
 
 def _boxes(text: str, row: int) -> tuple[tuple[float, float, float, float], ...]:
@@ -109,10 +113,12 @@ def _item(values: dict[str, str], row: int, base: Path) -> BatchItem:
         raise FmscopeError(f"Row {row}: no input.", "Give the input file or folder in the 'input' column.")
     try:
         key = int(get["slice"]) if get["slice"] else None
+        channel = int(get["channel"]) if get["channel"] else None
         resolutions = tuple(float(v) for v in get["resolution"].split()) or BatchItem.resolutions
     except ValueError:
-        raise FmscopeError(f"Row {row}: slice '{get['slice']}' or resolution '{get['resolution']}' is not a number.",
-                           "Give the key slice as an integer and resolutions as numbers separated by spaces.") from None
+        raise FmscopeError(f"Row {row}: slice '{get['slice']}', channel '{get['channel']}' or resolution "
+                           f"'{get['resolution']}' is not a number.", "Give the key slice and the channel as integers "
+                           "and resolutions as numbers separated by spaces.") from None
     item_id = get["id"] or f"{row:04d}_{_folder_safe(display_name(get['input'].replace(chr(92), '/')))}"
     if not item_id.replace("-", "").replace("_", "").replace(".", "").isalnum() or item_id.startswith("."):
         raise FmscopeError(f"Row {row}: id '{item_id}' cannot name a folder.", "Use letters, digits, '-', '_', '.'.")
@@ -128,7 +134,7 @@ def _item(values: dict[str, str], row: int, base: Path) -> BatchItem:
         model=model,
         checkpoint=str(_path(get["checkpoint"], base)) if get["checkpoint"] else None,
         window=get["window"] or None, resolutions=resolutions,
-        truth=_path(get["truth"], base) if get["truth"] else None, row=row)
+        truth=_path(get["truth"], base) if get["truth"] else None, row=row, channel=channel)
 
 
 def read_manifest(path: str | os.PathLike) -> list[BatchItem]:
@@ -286,7 +292,7 @@ def _image_shape(item: BatchItem) -> tuple[int, ...]:
     if item.job == "track":
         from fmscope.imaging.tracking import open_frames
 
-        frames = open_frames(item.input)
+        frames = open_frames(item.input, channel=item.channel)
         return (frames.n_frames, *frames.shape)
     if item.input.is_dir():
         return io.read_volume(item.input, series=item.series).array.shape

@@ -94,7 +94,7 @@ def read_label_image(path: str | os.PathLike, instances: bool = True) -> LabelIm
 
     path = Path(path)
     if not path.exists():
-        raise FmscopeError(f"No such label image: {path}", "Check the path.")
+        raise FmscopeError(f"No such file: {path}", "Check the path.")
     suffix = file_suffix(path)
     geometry = None
     try:

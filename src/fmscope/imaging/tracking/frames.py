@@ -172,7 +172,8 @@ def _tiff_axes(array: np.ndarray, axes: str, path: Path, channel: int | None) ->
         if channel is None:
             raise FmscopeError(f"{path} has a channel axis: {count} channels (C) ({described}); fmscope tracks "
                                "one channel, and never takes channels for time points.",
-                               f"Choose the channel to track (--channel 0..{count - 1}), or save it on its own.")
+                               f"Choose the channel to track (--channel 0..{count - 1}; batch: the 'channel' column), "
+                               "or save it on its own.")
         if not 0 <= channel < count:
             raise FmscopeError(f"{path} has {count} channels ({described}); there is no channel {channel}.",
                                f"Give --channel between 0 and {count - 1}.")
@@ -220,6 +221,8 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
             array = tifffile.memmap(path, mode="r") if series.dataoffset is not None else series.asarray()
         except (ValueError, tifffile.TiffFileError):
             array = series.asarray()
+        if array.shape != tuple(series.shape):  # a memory map of the pages, with the axes of length 1
+            array = array.reshape(series.shape)
         tif.close()
     except FmscopeError:
         raise

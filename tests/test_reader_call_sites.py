@@ -1,0 +1,47 @@
+"""One reader per imaging input family: the low-level readers of frames, label images / pictures, batch
+manifests and checkpoints are called only inside their family's reader module (docs/formats.md). A new call
+elsewhere reads the family around its reader (and around the variants it handles): route it through the
+reader instead. The omics families (slides, references, scGPT) are listed by their own test."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import fmscope
+
+SOURCE = Path(fmscope.__file__).parent
+SLICER = SOURCE.parents[1] / "slicer_extension"
+
+# low-level call -> the modules (relative to src/fmscope) allowed to make it
+ALLOWED = {
+    r"torch\.load\(": {"checkpoints.py", "training/checkpoint.py"},
+    r"av\.open\((?!.*[\"']w[\"'])": {"imaging/tracking/frames.py"},  # reading; the overlay writer opens "w"
+    r"tifffile\.(imread|TiffFile\(|memmap)": {"imaging/io.py", "imaging/labels.py", "imaging/tracking/frames.py"},
+    r"(cv2\.imread|iio\.imread|Image\.open)\(": {"imaging/io.py", "imaging/labels.py"},
+    r"(sitk\.ReadImage|ImageFileReader)\(": {"imaging/io.py", "imaging/dicom_series.py", "batch/manifest.py"},
+    r"(pydicom\.dcmread|dcmread)\(": {"imaging/dicom_pixels.py", "imaging/dicom_series.py"},
+    r"pixel_array\(": {"imaging/tracking/frames.py", "imaging/dicom_series.py"},
+    r"csv\.(reader|DictReader)\(": {"batch/csv_table.py"},
+}
+
+
+def _calls() -> dict[str, set[str]]:
+    """{pattern: files that call it}, for fmscope's sources and the Slicer module."""
+    found: dict[str, set[str]] = {pattern: set() for pattern in ALLOWED}
+    files = list(SOURCE.rglob("*.py")) + (list(SLICER.rglob("*.py")) if SLICER.is_dir() else [])
+    for path in files:
+        text = "\n".join(line.split("#")[0] for line in path.read_text().splitlines())
+        name = path.relative_to(SOURCE).as_posix() if SOURCE in path.parents else f"slicer:{path.name}"
+        for pattern in ALLOWED:
+            if re.search(pattern, text):
+                found[pattern].add(name)
+    return found
+
+
+def test_low_level_readers_are_called_only_by_their_family_reader():
+    calls = _calls()
+    outside = {pattern: sorted(files - ALLOWED[pattern]) for pattern, files in calls.items()
+               if files - ALLOWED[pattern]}
+    assert not outside, f"read around the family reader (route through it): {outside}"
+    assert calls[r"torch\.load\("] and calls[r"av\.open\((?!.*[\"']w[\"'])"]  # the scan finds real calls
