@@ -79,6 +79,7 @@ class Slide:
     units: Units | None = None
     units_unknown: str = ""
     file_spatial: np.ndarray | None = None
+    diameter_in_microns: bool = False  # the format fixes the spot size in microns (Visium: 55 um)
     _cell_grid: CellGrid | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -199,9 +200,9 @@ def _read_visium(folder: Path) -> Slide:
     units = visium_units(scale, positions["array_row"].to_numpy(), positions["array_col"].to_numpy(), xy,
                          where="Space Ranger ")
     image, placement = _tissue_image(spatial, scale)
-    diameter = None if units is None else VISIUM_SPOT_DIAMETER_UM / units.scale
-    return Slide(adata, image, None, diameter, str(folder), notices=notices, image_affine_um=placement, units=units,
-                 units_unknown="Visium full-resolution pixels without scale factors")
+    return Slide(adata, image, None, VISIUM_SPOT_DIAMETER_UM, str(folder), notices=notices, image_affine_um=placement,
+                 units=units, units_unknown="Visium full-resolution pixels without scale factors",
+                 diameter_in_microns=True)
 
 
 HD_BINS = re.compile(r"^square_(\d{3})um$")
@@ -572,7 +573,7 @@ def _to_microns(slide: Slide, units: Units) -> None:
     if not np.allclose(units.to_microns, np.eye(3)):
         slide.file_spatial = np.asarray(slide.adata.obsm["spatial"]).copy()
         slide.adata.obsm["spatial"] = unit_rules.apply(units, slide.file_spatial)
-    if slide.spot_diameter_um is not None:
+    if slide.spot_diameter_um is not None and not slide.diameter_in_microns:
         slide.spot_diameter_um *= units.scale
     if slide.image is not None and slide.image_affine_um is not None:
         slide.image_affine_um = unit_rules.yx(units.to_microns) @ slide.image_affine_um
