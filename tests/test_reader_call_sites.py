@@ -15,7 +15,7 @@ SLICER = SOURCE.parents[1] / "slicer_extension"
 
 # low-level call -> the modules (relative to src/fmscope) allowed to make it
 ALLOWED = {
-    r"torch\.load\(": {"checkpoints.py", "training/checkpoint.py"},
+    r"torch\.load\(": {"checkpoints.py", "checkpoint_files.py"},
     r"av\.open\((?!.*[\"']w[\"'])": {"imaging/tracking/frames.py"},  # reading; the overlay writer opens "w"
     r"tifffile\.(imread|TiffFile\(|memmap)": {"imaging/io.py", "imaging/labels.py", "imaging/tracking/frames.py"},
     r"(cv2\.imread|iio\.imread|Image\.open)\(": {"imaging/io.py", "imaging/labels.py"},
