@@ -488,3 +488,43 @@ def test_exit_codes_of_the_process():
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
     missing = run("eval", "nope.tif", "nope2.tif")
     assert missing.returncode == 1 and "No such file" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_viewers_show_the_picture(tmp_path, orientation):
+    """A phone / camera JPEG stores its pixels sideways with an EXIF Orientation: fmscope reads the picture as
+    Pillow's ImageOps.exif_transpose (and every viewer) shows it, and says so; box and mask are on that picture."""
+    from PIL import Image, ImageOps
+
+    rng = np.random.default_rng(orientation)
+    stored = rng.integers(0, 255, (30, 50, 3), dtype=np.uint8)
+    picture = Image.fromarray(stored)
+    exif = picture.getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"photo{orientation}.png"  # lossless, so the pixels can be compared exactly
+    picture.save(path, exif=exif)
+    with Image.open(path) as reopened:
+        shown = np.asarray(ImageOps.exif_transpose(reopened).convert("RGB"))
+    image = io.load_image(path)
+    assert np.array_equal(image.array, shown)
+    assert (image.note == "") == (orientation == 1)
+
+
+def test_segment_on_a_sideways_phone_jpeg_masks_the_object_as_shown(tmp_path):
+    """The fresh-clone report's case: a disc drawn on the picture as shown, stored rotated with Orientation 6."""
+    from PIL import Image
+
+    height, width = 160, 200
+    yy, xx = np.mgrid[:height, :width]
+    disc = ((yy - 50) ** 2 + (xx - 140) ** 2) < 400
+    shown = np.where(disc, 200, 40).astype(np.uint8)
+    picture = Image.fromarray(np.rot90(shown, 1).copy())
+    exif = picture.getexif()
+    exif[0x0112] = 6
+    picture.save(tmp_path / "exif6.jpg", exif=exif, quality=95)
+    from cli_runner import run_cli
+
+    result = run_cli("segment", tmp_path / "exif6.jpg", "--box", 118, 28, 162, 72, "-o", tmp_path / "mask.tif")
+    assert result.returncode == 0 and "EXIF orientation 6" in result.stdout, result.stderr
+    mask = io.read_image(tmp_path / "mask.tif") > 0
+    assert mask.shape == (height, width) and dice(mask, disc) > 0.9

@@ -80,6 +80,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.point and args.box and len(args.box) > 1:
         raise UsageError("Points refine one object; got several boxes.", "Give at most one --box with --point.")
     image = io.load_image(args.image)
+    if image.note:
+        print(f"note: {image.note}")
     segmenter = _segmenter(args)
     _warn_if_foreign(segmenter, image.array, args.window)
     segmenter.set_image(image.array, window=args.window)

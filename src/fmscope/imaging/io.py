@@ -95,6 +95,7 @@ class Image2D:
 
     array: np.ndarray
     geometry: Geometry | None
+    note: str = ""  # what fmscope did to show the pixels as viewers do (e.g. an EXIF orientation applied)
 
 
 def _require_file(path: Path) -> None:
@@ -132,12 +133,47 @@ def _read_tiff(path: Path) -> np.ndarray:
     return _grey_or_rgb(array.reshape([size for axis, size in zip(axes, array.shape) if axis in "YXS"]), path)
 
 
-def _read_picture(path: Path) -> np.ndarray:
-    """PNG, JPEG, BMP... via OpenCV (keeps 16-bit colour), else imageio (GIF and the rest)."""
-    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if array is not None:
-        return _grey_or_rgb(array, path, bgr=True)
-    return _grey_or_rgb(np.asarray(iio.imread(path, index=0)), path)
+# EXIF Orientation tag (0x0112) -> how the stored pixels become the picture viewers show (as Pillow's
+# ImageOps.exif_transpose does; tests/test_realworld_imaging.py compares every value with it).
+EXIF_ORIENTATION = 0x0112
+ORIENTATIONS = {
+    2: ("mirrored left-right", lambda a: a[:, ::-1]),
+    3: ("rotated 180 degrees", lambda a: a[::-1, ::-1]),
+    4: ("mirrored top-bottom", lambda a: a[::-1]),
+    5: ("transposed", lambda a: a.swapaxes(0, 1)),
+    6: ("rotated 90 degrees clockwise", lambda a: np.rot90(a, -1)),
+    7: ("transversed", lambda a: a[::-1, ::-1].swapaxes(0, 1)),
+    8: ("rotated 90 degrees counter-clockwise", lambda a: np.rot90(a, 1)),
+}
+
+
+def _exif_orientation(path: Path) -> int:
+    """The picture's EXIF Orientation (1 = as stored) from its header; 1 when it has none or it is unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as picture:
+            value = picture.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # not a format Pillow reads: no EXIF to apply
+        return 1
+    return value if value in ORIENTATIONS else 1
+
+
+def _read_picture(path: Path) -> tuple[np.ndarray, str]:
+    """PNG, JPEG, BMP... via OpenCV (keeps 16-bit colour), else imageio (GIF and the rest); turned as its EXIF
+    Orientation says (phone and camera JPEGs store pixels sideways), so prompts and masks are on the picture as
+    viewers show it. Returns (pixels (H, W) or (H, W, 3), a note when turned)."""
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # UNCHANGED: OpenCV leaves the orientation to us
+    array = _grey_or_rgb(array, path, bgr=True) if array is not None else _grey_or_rgb(
+        np.asarray(iio.imread(path, index=0)), path)
+    orientation = _exif_orientation(path)
+    if orientation == 1:
+        return array, ""
+    what, turn = ORIENTATIONS[orientation]
+    turned = np.ascontiguousarray(turn(array))
+    return turned, (f"{path.name} is stored {array.shape[1]}x{array.shape[0]} with EXIF orientation {orientation}; "
+                    f"read {what} as viewers show it ({turned.shape[1]}x{turned.shape[0]}): boxes and masks are on "
+                    "that picture")
 
 
 def is_dicom(path: Path) -> bool:
@@ -182,7 +218,8 @@ def load_image(path: str | os.PathLike) -> Image2D:
             return Image2D(_read_tiff(path), None)
         if suffix in VOLUME_SUFFIXES or suffix == ".dcm" or is_dicom(path):
             return _read_medical(path)
-        return Image2D(_read_picture(path), None)
+        pixels, note = _read_picture(path)
+        return Image2D(pixels, None, note)
     except FmscopeError:
         raise
     except Exception as error:  # the libraries raise many types for unreadable files
