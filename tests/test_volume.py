@@ -5,6 +5,7 @@ import pytest
 
 from fmscope import samples
 from fmscope.errors import FmscopeError
+from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.volume import segment_volume
 from fmscope.metrics import dice
 
@@ -86,3 +87,17 @@ def test_volume_rejects_2d_and_4d(segmenter):
         segment_volume(np.zeros((32, 32)), 0, [1, 1, 9, 9], segmenter=segmenter)
     with pytest.raises(FmscopeError, match="3D"):
         segment_volume(np.zeros((2, 2, 32, 32)), 0, [1, 1, 9, 9], segmenter=segmenter)
+
+
+def test_propagation_ends_at_a_constant_slice_instead_of_failing(segmenter, ct_volume):
+    """The fresh-clone report's case: slices of padding (one value, e.g. -800 HU or -1024 outside the field of
+    view) beyond the object end the propagation; the masks found before them are kept and nothing is painted on
+    the padding. Before, the whole run failed there as 'The image is constant'."""
+    volume, truth = ct_volume
+    z = int(np.argmax((truth > 0).sum(axis=(1, 2))))
+    padded = volume.array.copy()
+    padded[z + 2:] = -1024
+    padded[: max(z - 2, 0)] = -1024
+    box = box_from_mask(truth[z] > 0)
+    labels = segment_volume(padded, z, {1: box}, segmenter=segmenter, window="lung")
+    assert labels[z].any() and not labels[z + 2:].any() and not labels[: max(z - 2, 0)].any()

@@ -125,26 +125,32 @@ def segment_volume(volume: np.ndarray, key_slice: int,
     done = 1
     if on_slice is not None:
         on_slice(done, total)
-    bar = tqdm(total=total - 1, desc="propagating", unit="slice", disable=not progress, leave=False)
-    for sweep in sweeps:
-        previous = {label: mask for label, (mask, _, _) in key_results.items() if key_areas[label] > 0}
-        for z in sweep:
-            boxes_here = {}
-            for label, mask in previous.items():
-                box = box_from_mask(mask, stop.box_margin)
-                if box is not None and box[2] > box[0] and box[3] > box[1]:
-                    boxes_here[label] = box
-            if not boxes_here:
-                break
-            previous = {}
-            for label, (mask, score, mean) in segment_slice(z, boxes_here).items():
-                shift = abs(mean - key_means[label]) / 255.0
-                if stop.keeps(int(mask.sum()), key_areas[label], score, shift):
-                    labels[z][mask] = label
-                    previous[label] = mask
-            bar.update(1)
-            done += 1
-            if on_slice is not None:
-                on_slice(done, total)
-    bar.close()
+    with tqdm(total=total - 1, desc="propagating", unit="slice", disable=not progress, leave=False) as bar:
+        for sweep in sweeps:
+            previous = {label: mask for label, (mask, _, _) in key_results.items() if key_areas[label] > 0}
+            for z in sweep:
+                boxes_here = {}
+                for label, mask in previous.items():
+                    box = box_from_mask(mask, stop.box_margin)
+                    if box is not None and box[2] > box[0] and box[3] > box[1]:
+                        boxes_here[label] = box
+                if not boxes_here or is_constant(array[z]):
+                    break  # nothing left to follow, or a slice of padding / air: the objects end here
+                previous = {}
+                for label, (mask, score, mean) in segment_slice(z, boxes_here).items():
+                    shift = abs(mean - key_means[label]) / 255.0
+                    if stop.keeps(int(mask.sum()), key_areas[label], score, shift):
+                        labels[z][mask] = label
+                        previous[label] = mask
+                bar.update(1)
+                done += 1
+                if on_slice is not None:
+                    on_slice(done, total)
     return labels
+
+
+def is_constant(plane: np.ndarray) -> bool:
+    """True when every finite pixel of ``plane`` has one value (or none is finite): padding, air outside the field
+    of view, a blank frame. Propagation ends there; only the prompted slice must hold an image."""
+    finite = plane[np.isfinite(plane)] if np.issubdtype(plane.dtype, np.floating) else plane
+    return finite.size == 0 or bool(finite.min() == finite.max())
