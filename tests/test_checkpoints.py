@@ -124,3 +124,13 @@ def test_a_few_bytes_of_text_are_refused_as_not_weights(tmp_path):
     junk.write_text("junk\n")
     with pytest.raises(FmscopeError, match="not a PyTorch weights file"):
         read_state_dict(junk)
+
+
+def test_a_web_page_saved_as_weights_is_named_as_such(tmp_path):
+    """A failed download (e.g. a file host's 'virus scan' page) saved as medsam_vit_b.pth: the message says it
+    is a web page, not torch's advice to load pickles unsafely."""
+    page = tmp_path / "medsam_vit_b.pth"
+    page.write_text("<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head></html>")
+    with pytest.raises(FmscopeError, match="web page") as caught:
+        checkpoints.read_state_dict(page)
+    assert "weights_only" not in str(caught.value)

@@ -136,9 +136,34 @@ def unwrap_state_dict(payload, path: str | os.PathLike) -> dict[str, torch.Tenso
     return state
 
 
+PYTORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip archive; the legacy pickle format (protocol >= 2)
+
+
+def check_pytorch_file(path: Path) -> None:
+    """Refuse a file that is not a PyTorch checkpoint at all, by its first bytes (an HTML page saved by a failed
+    download, a text file, an empty file), before torch's own message about pickles can mislead."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError as error:
+        raise FmscopeError(f"Cannot read {path} ({error.strerror}).", "Check the path and its permissions.") from None
+    if head.startswith(PYTORCH_MAGIC):
+        return
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<")):
+        what = "it is a web page (HTML): the download saved the site's page instead of the file"
+    elif not head:
+        what = "it is empty: the download or copy did not finish"
+    else:
+        what = f"it starts with {head[:16]!r}, as no checkpoint does"
+    raise FmscopeError(f"{path} is not a PyTorch weights file ({what}).",
+                       "Download the weights file again from its release page, then point to it.")
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a checkpoint with ``weights_only=True``: the model's weights, unwrapped by :func:`unwrap_state_dict`."""
     path = Path(path)
+    check_pytorch_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, OSError, KeyError) as error:
