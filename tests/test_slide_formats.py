@@ -452,6 +452,13 @@ def test_fmscope_replaces_its_own_outputs_only(tmp_path, capsys):
     before = snapshot(tmp_path)
     assert main(["embed", str(XENIUM_OUTS), "-o", str(out)]) == 1
     assert "shapes/my_notes" in capsys.readouterr().err and snapshot(tmp_path) == before
+    import h5py
+
+    with h5py.File(table, "r+") as handle:  # edited in place with h5py: the stamp stays, the file is the user's now
+        handle.create_group("uns/my_curated_notes").create_dataset("n", data=[1, 2, 3])
+    before = snapshot(tmp_path)
+    assert main(["embed", str(XENIUM_OUTS), "-o", str(table)]) == 1
+    assert "uns/my_curated_notes" in capsys.readouterr().err and snapshot(tmp_path) == before
     ad.read_h5ad(table).write_h5ad(table)  # rewritten by the user with anndata: the stamp is gone
     before = snapshot(tmp_path)
     assert main(["embed", str(XENIUM_OUTS), "-o", str(table)]) == 1

@@ -6,7 +6,9 @@ spatialdata-io, annotations added over weeks). fmscope writes a stamp into every
 it writes, listing a store's elements. :func:`replaceable` refuses an existing output without the
 stamp, and a stamped store that has gained elements since (added by the user with
 ``write_element``): replacing either would lose data fmscope did not make. A user who rewrites an
-.h5ad with anndata drops the HDF5 attribute, so the file is theirs from then on.
+.h5ad with anndata drops the HDF5 attribute, so the file is theirs from then on; one who edits it in place
+(h5py: a group or dataset added, removed or resized) keeps the attribute, so the stamp also lists the file's
+HDF5 objects with their shapes, and a file that no longer matches that list is the user's too.
 """
 
 from __future__ import annotations
@@ -32,12 +34,26 @@ def store_elements(sdata) -> dict[str, list[str]]:
     return {group: sorted(map(str, getattr(sdata, group).keys())) for group in ELEMENT_GROUPS}
 
 
+def h5_objects(handle) -> dict[str, list[int]]:
+    """{HDF5 path: shape} of every group ([]) and dataset in an open h5py file (what an .h5ad's stamp lists)."""
+    import h5py
+
+    found: dict[str, list[int]] = {}
+
+    def visit(name: str, item) -> None:
+        found[name] = list(item.shape) if isinstance(item, h5py.Dataset) else []
+
+    handle.visititems(visit)
+    return found
+
+
 def stamp_h5ad(path: Path) -> None:
-    """Add the stamp to an .h5ad fmscope has just written (before it is renamed into place)."""
+    """Add the stamp (with the file's HDF5 objects) to an .h5ad fmscope has just written (before it is renamed
+    into place)."""
     import h5py
 
     with h5py.File(path, "r+") as handle:
-        handle.attrs[STAMP] = json.dumps(stamp())
+        handle.attrs[STAMP] = json.dumps({**stamp(), "objects": h5_objects(handle)})
 
 
 def _find(attributes) -> dict | None:
@@ -93,3 +109,18 @@ def replaceable(path: Path, option: str) -> None:
             raise FmscopeError(f"{option} {path} was written by fmscope but now also holds {', '.join(added[:5])}, "
                                "which fmscope did not write; replacing it would lose them.",
                                f"Give {option} a new name.")
+    elif "objects" in found:
+        _check_h5ad_unchanged(path, found["objects"], option)
+
+
+def _check_h5ad_unchanged(path: Path, listed: dict[str, list[int]], option: str) -> None:
+    """Refuse an fmscope .h5ad edited in place since it was written (objects added, removed or resized)."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        now = h5_objects(handle)
+    changed = sorted(set(now) ^ set(listed)) + sorted(k for k in set(now) & set(listed) if now[k] != listed[k])
+    if changed:
+        raise FmscopeError(f"{option} {path} was written by fmscope but has been edited since ({', '.join(changed[:5])}"
+                           f"{' ...' if len(changed) > 5 else ''}); replacing it would lose those edits.",
+                           f"Give {option} a new name.")
