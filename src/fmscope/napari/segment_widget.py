@@ -197,7 +197,8 @@ class SegmentWidget(ImagePanel, QWidget):
 
     # -- events --------------------------------------------------------------------------
     def _on_slice_changed(self, event=None) -> None:
-        self._prefetch()
+        if self._image_layer in self.viewer.layers:  # not while it is being removed (dims may be 2D already)
+            self._prefetch()
 
     def _prefetch(self) -> None:
         """Embed the displayed slice ahead of the first prompt; changing slice cancels stale prefetches."""
