@@ -34,8 +34,12 @@ from fmscope.imaging.predictor import Segmenter
 from fmscope.metrics import dice
 
 VARIANTS = (("torch", "fp32"), ("torch", "fast"), ("openvino", "fp32"), ("openvino", "fast"))
-NAMES = {("torch", "fp32"): "torch fp32", ("torch", "fast"): "torch fast (bf16 autocast)",
-         ("openvino", "fp32"): "OpenVINO exact (fp32)", ("openvino", "fast"): "OpenVINO fast"}
+NAMES = {
+    ("torch", "fp32"): "torch fp32",
+    ("torch", "fast"): "torch fast (bf16 autocast)",
+    ("openvino", "fp32"): "OpenVINO exact (fp32)",
+    ("openvino", "fast"): "OpenVINO fast",
+}
 
 
 def load() -> str:
@@ -59,8 +63,10 @@ def encoder_flops(segmenter: Segmenter, batch: torch.Tensor) -> float:
 
 def speed(segmenters: dict, batch: torch.Tensor, repeats: int) -> dict:
     flops = encoder_flops(segmenters[VARIANTS[0]], batch)
-    print(f"== ms per encoder pass, medians of {repeats} interleaved rounds ({load()}); "
-          f"{flops / 1e9:.1f} GFLOP per pass", flush=True)
+    print(
+        f"== ms per encoder pass, medians of {repeats} interleaved rounds ({load()}); {flops / 1e9:.1f} GFLOP per pass",
+        flush=True,
+    )
     results = {}
     for threads in (1, 2):
         for segmenter in segmenters.values():
@@ -76,14 +82,16 @@ def speed(segmenters: dict, batch: torch.Tensor, repeats: int) -> dict:
             times["gemm fp32"].append(gemm_seconds(torch.float32, threads))
             times["gemm bf16"].append(gemm_seconds(torch.bfloat16, threads))
         median = {key: float(np.median(value)) for key, value in times.items()}
-        gemm = {"fp32": 2 * 2048 ** 3 / median["gemm fp32"] / 1e9, "fast": 2 * 2048 ** 3 / median["gemm bf16"] / 1e9}
+        gemm = {"fp32": 2 * 2048**3 / median["gemm fp32"] / 1e9, "fast": 2 * 2048**3 / median["gemm bf16"] / 1e9}
         print(f"-- {threads} thread(s): GEMM {gemm['fp32']:.0f} GFLOP/s fp32, {gemm['fast']:.0f} GFLOP/s bf16")
         for key in VARIANTS:
             rate = flops / median[key] / 1e9
             ratio = median[VARIANTS[0]] / median[key]
-            print(f"{NAMES[key]:<28} {median[key] * 1000:7.0f} ms  {ratio:4.1f}x torch fp32  {rate:5.0f} GFLOP/s "
-                  f"= {100 * rate / gemm[key[1]]:4.0f} % of GEMM ({key[1] if key[1] == 'fp32' else 'bf16'})",
-                  flush=True)
+            print(
+                f"{NAMES[key]:<28} {median[key] * 1000:7.0f} ms  {ratio:4.1f}x torch fp32  {rate:5.0f} GFLOP/s "
+                f"= {100 * rate / gemm[key[1]]:4.0f} % of GEMM ({key[1] if key[1] == 'fp32' else 'bf16'})",
+                flush=True,
+            )
             results[(key, threads)] = (median[key], ratio)
     return results
 
@@ -101,8 +109,11 @@ def parity(segmenters: dict, image: np.ndarray, boxes: list, batch: torch.Tensor
         scores = [dice(a.mask, b.mask) for a, b in zip(segmenter.predict_many(boxes), expected)]
         difference = float(np.abs(segmenter.encoder(batch, 2) - embedding).max())
         figures[key] = (float(np.mean(scores)), float(np.min(scores)), difference)
-        print(f"{NAMES[key]:<28} Dice mean {np.mean(scores):.4f} min {np.min(scores):.4f}; "
-              f"embedding max |diff| {difference:.1e}", flush=True)
+        print(
+            f"{NAMES[key]:<28} Dice mean {np.mean(scores):.4f} min {np.min(scores):.4f}; "
+            f"embedding max |diff| {difference:.1e}",
+            flush=True,
+        )
     return figures
 
 
@@ -130,14 +141,23 @@ print(json.dumps({"construct": made, "first": timed[0], "warm": sorted(timed[1:]
 
 def fresh_process() -> None:
     print(f"== first encoder call in a fresh process vs a warm call there ({load()})", flush=True)
-    for backend, precision, threads in (("openvino", "fp32", 1), ("openvino", "fp32", 2), ("openvino", "fast", 1),
-                                        ("openvino", "fast", 2), ("torch", "fp32", 1)):
-        out = subprocess.run([sys.executable, "-c", FRESH, backend, precision, str(threads)], check=True,
-                             capture_output=True, text=True).stdout
+    for backend, precision, threads in (
+        ("openvino", "fp32", 1),
+        ("openvino", "fp32", 2),
+        ("openvino", "fast", 1),
+        ("openvino", "fast", 2),
+        ("torch", "fp32", 1),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", FRESH, backend, precision, str(threads)], check=True, capture_output=True, text=True
+        ).stdout
         figures = json.loads(out.strip().splitlines()[-1])
-        print(f"{NAMES[(backend, precision)]:<28} {threads} thread(s): Segmenter made in {figures['construct']:.2f} s; "
-              f"first call {figures['first'] * 1000:.0f} ms, warm {figures['warm'] * 1000:.0f} ms = "
-              f"{figures['first'] / figures['warm']:.2f}x", flush=True)
+        print(
+            f"{NAMES[(backend, precision)]:<28} {threads} thread(s): Segmenter made in {figures['construct']:.2f} s; "
+            f"first call {figures['first'] * 1000:.0f} ms, warm {figures['warm'] * 1000:.0f} ms = "
+            f"{figures['first'] / figures['warm']:.2f}x",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -148,11 +168,14 @@ def main() -> None:
     args = parser.parse_args()
     case = samples.get_case("nuclei")
     image, labels = io.read_image(case.image_path), io.read_image(case.labels_path)
-    boxes = list(samples.boxes_from_labels(labels).values())[:args.nuclei]
-    segmenters = {key: Segmenter("litemedsam", device="cpu", backend=key[0], precision=key[1], threads=2)
-                  for key in VARIANTS}
-    print(f"OpenVINO fast = {getattr(segmenters[VARIANTS[3]].encoder.network, 'hint', '?')} on this CPU; "
-          f"{os.cpu_count()} CPUs")
+    boxes = list(samples.boxes_from_labels(labels).values())[: args.nuclei]
+    segmenters = {
+        key: Segmenter("litemedsam", device="cpu", backend=key[0], precision=key[1], threads=2) for key in VARIANTS
+    }
+    print(
+        f"OpenVINO fast = {getattr(segmenters[VARIANTS[3]].encoder.network, 'hint', '?')} on this CPU; "
+        f"{os.cpu_count()} CPUs"
+    )
     segmenters[VARIANTS[0]].set_image(image)
     batch = segmenters[VARIANTS[0]].model_input()[0][None]
     speed(segmenters, batch, args.repeats)

@@ -54,15 +54,21 @@ def make_items(folder: Path, count: int) -> list[BatchItem]:
 def warm_workers(client, items: list[BatchItem], outdir: Path) -> None:
     """Run one untimed item on each worker (model load, first inference)."""
     workers = sorted(client.scheduler_info()["workers"])
-    futures = [client.submit(run_item, item, signature(item), str(outdir), workers=[worker],
-                             allow_other_workers=False, pure=False) for worker, item in zip(workers, items)]
+    futures = [
+        client.submit(
+            run_item, item, signature(item), str(outdir), workers=[worker], allow_other_workers=False, pure=False
+        )
+        for worker, item in zip(workers, items)
+    ]
     assert all(row["status"] == "done" for row in client.gather(futures))
 
 
 def worker_threads(client) -> list[tuple[int, str | None]]:
     """(torch intra-op threads, MALLOC_TRIM_THRESHOLD_) in each worker process."""
+
     def threads() -> tuple[int, str | None]:
         return torch.get_num_threads(), os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
     return list(client.run(threads).values())
 
 
@@ -125,13 +131,19 @@ def main() -> None:
         one = cluster_seconds(timed, warm[:1], folder / "out1", 1)
         two = cluster_seconds(timed, warm, folder / "out2", 2)
     median_direct, median_dask = statistics.median(direct), statistics.median(dask)
-    print(f"{count} CT volume items, per item (interleaved, warmed): direct median {median_direct:.3f} s, "
-          f"Dask 1 worker median {median_dask:.3f} s, overhead {100 * (median_dask / median_direct - 1):+.1f} %")
-    print(f"  totals: direct {sum(direct):.1f} s, Dask 1 worker {sum(dask):.1f} s, "
-          f"overhead {100 * (sum(dask) / sum(direct) - 1):+.1f} %")
+    print(
+        f"{count} CT volume items, per item (interleaved, warmed): direct median {median_direct:.3f} s, "
+        f"Dask 1 worker median {median_dask:.3f} s, overhead {100 * (median_dask / median_direct - 1):+.1f} %"
+    )
+    print(
+        f"  totals: direct {sum(direct):.1f} s, Dask 1 worker {sum(dask):.1f} s, "
+        f"overhead {100 * (sum(dask) / sum(direct) - 1):+.1f} %"
+    )
     print(f"  torch threads: direct {torch.get_num_threads()}, workers (threads, MALLOC_TRIM_THRESHOLD_) {threads}")
-    print(f"run_batch of {count} items (warmed clusters): 1 worker {one:.1f} s, 2 workers {two:.1f} s, "
-          f"speed-up {one / two:.2f}x")
+    print(
+        f"run_batch of {count} items (warmed clusters): 1 worker {one:.1f} s, 2 workers {two:.1f} s, "
+        f"speed-up {one / two:.2f}x"
+    )
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end")
 
 

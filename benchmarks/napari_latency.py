@@ -33,8 +33,10 @@ def main() -> None:
     from fmscope.napari.segment_widget import BOXES
 
     _dock, widget = viewer.window.add_plugin_dock_widget("fmscope", "Segment")  # as Plugins > fmscope opens it
-    print(f"napari: open the Segment widget (import + build; the model loads on its thread) "
-          f"{(time.perf_counter() - started) * 1000:.0f} ms")
+    print(
+        f"napari: open the Segment widget (import + build; the model loads on its thread) "
+        f"{(time.perf_counter() - started) * 1000:.0f} ms"
+    )
     wait(widget)
     rng = np.random.default_rng(0)
     latencies = []
@@ -42,17 +44,22 @@ def main() -> None:
         x0, y0 = rng.integers(0, 300, size=2)
         size = rng.integers(140, 200)
         widget.new_object()
-        viewer.layers[BOXES].add_rectangles(np.array([[y0, x0], [y0, x0 + size], [y0 + size, x0 + size],
-                                                      [y0 + size, x0]], dtype=float))
+        viewer.layers[BOXES].add_rectangles(
+            np.array([[y0, x0], [y0, x0 + size], [y0 + size, x0 + size], [y0 + size, x0]], dtype=float)
+        )
         wait(widget)
         latencies.append(widget.last_latency_ms)
-    print(f"napari Shapes event -> painted label (cached embedding, 512x512): median {np.median(latencies):.0f} ms, "
-          f"max {np.max(latencies):.0f} ms over {len(latencies)} boxes")
+    print(
+        f"napari Shapes event -> painted label (cached embedding, 512x512): median {np.median(latencies):.0f} ms, "
+        f"max {np.max(latencies):.0f} ms over {len(latencies)} boxes"
+    )
 
     def add_box(x0: float, y0: float, size: float = 24) -> None:
         widget.new_object()
-        viewer.layers[BOXES].add_rectangles(np.array([[y0, x0], [y0, x0 + size], [y0 + size, x0 + size],
-                                                      [y0 + size, x0]], dtype=float))
+        viewer.layers[BOXES].add_rectangles(
+            np.array([[y0, x0], [y0, x0 + size], [y0 + size, x0 + size], [y0 + size, x0]], dtype=float)
+        )
+
     widget.prepare_radius = 1.0  # crops within 2 lattice steps: enough for the boxes below
     add_box(200, 200)  # a first small box: the widget prepares the zoom crops around it
     wait(widget, drained=True)
@@ -62,9 +69,11 @@ def main() -> None:
         wait(widget)
         small.append(widget.last_latency_ms)
         wait(widget, drained=True)
-    print(f"napari Shapes event -> painted label, 24 px boxes near a prepared small box (ROI zoom): median "
-          f"{np.median(small):.0f} ms = {np.median(small) / np.median(latencies):.2f}x the whole-image boxes, "
-          f"max {np.max(small):.0f} ms over {len(small)} boxes")
+    print(
+        f"napari Shapes event -> painted label, 24 px boxes near a prepared small box (ROI zoom): median "
+        f"{np.median(small):.0f} ms = {np.median(small) / np.median(latencies):.2f}x the whole-image boxes, "
+        f"max {np.max(small):.0f} ms over {len(small)} boxes"
+    )
     widget.worker.shutdown()
     viewer.close()
 

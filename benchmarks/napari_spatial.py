@@ -60,8 +60,10 @@ def main() -> None:
         opened = time.perf_counter() - started
     frames = pan_frames(viewer, extent)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{args.cells:,} cells: open {opened:.1f} s (read h5ad + raster + layers), peak memory {peak:.0f} MB, "
-          f"domains layer {viewer.layers[DOMAINS]._type_string} {viewer.layers[DOMAINS].data.shape}")
+    print(
+        f"{args.cells:,} cells: open {opened:.1f} s (read h5ad + raster + layers), peak memory {peak:.0f} MB, "
+        f"domains layer {viewer.layers[DOMAINS]._type_string} {viewer.layers[DOMAINS].data.shape}"
+    )
     print(f"pan frame time, raster layers: median {np.median(frames):.1f} ms, p95 {np.percentile(frames, 95):.1f} ms")
     if not args.skip_points:
         slide = widget.slide
@@ -70,13 +72,16 @@ def main() -> None:
         values = slide.adata.obs["fmscope_domain"].astype(str).to_numpy()
         colours = category_colours(sorted_names(values))
         started = time.perf_counter()
-        viewer.add_points(yx_um(slide), size=slide.cell_diameter_um, border_width=0,
-                          face_color=np.array([colours[v] for v in values]))
+        viewer.add_points(
+            yx_um(slide), size=slide.cell_diameter_um, border_width=0, face_color=np.array([colours[v] for v in values])
+        )
         QApplication.processEvents()
         added = time.perf_counter() - started
         points_frames = pan_frames(viewer, extent, frames=10)
-        print(f"same cells as one Points layer: add {added:.1f} s, pan frame median {np.median(points_frames):.0f} ms "
-              f"(x{np.median(points_frames) / np.median(frames):.0f} the raster)")
+        print(
+            f"same cells as one Points layer: add {added:.1f} s, pan frame median {np.median(points_frames):.0f} ms "
+            f"(x{np.median(points_frames) / np.median(frames):.0f} the raster)"
+        )
     widget.worker.shutdown()
     viewer.close()
 

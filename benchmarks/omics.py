@@ -33,8 +33,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", type=Path, help="official scGPT checkpoint folder")
     parser.add_argument("--large", type=int, metavar="N", help="only time an N-cell synthetic slide")
-    parser.add_argument("--compare", type=int, metavar="N",
-                        help="only compare domains with the earlier library calls on an N-cell synthetic slide")
+    parser.add_argument(
+        "--compare",
+        type=int,
+        metavar="N",
+        help="only compare domains with the earlier library calls on an N-cell synthetic slide",
+    )
     args = parser.parse_args()
     if args.large:
         large_slide_figures(args.large)
@@ -50,8 +54,10 @@ def main() -> None:
     print(f"baseline embedding: {tissue.n_obs / (time.perf_counter() - started):.0f} cells/s")
     for name, smoothing in (("baseline, expression only", 0.0), ("baseline + spatial smoothing", 0.5)):
         spatial_domains(tissue, baseline, n_domains=4, smoothing=smoothing)
-        print(f"{name}: ARI {ari(truth, tissue.obs['fmscope_domain']):.3f}, "
-              f"NMI {nmi(truth, tissue.obs['fmscope_domain']):.3f}")
+        print(
+            f"{name}: ARI {ari(truth, tissue.obs['fmscope_domain']):.3f}, "
+            f"NMI {nmi(truth, tissue.obs['fmscope_domain']):.3f}"
+        )
     model, vocab, report = load_scgpt(args.checkpoint or FIXTURE)
     started = time.perf_counter()
     embedding = scgpt_embedding(tissue, model, vocab, batch_size=32)
@@ -60,8 +66,10 @@ def main() -> None:
     print(f"{label} embedding: {tissue.n_obs / seconds:.0f} cells/s on CPU ({report.summary()})")
     if args.checkpoint:
         spatial_domains(tissue, embedding, n_domains=4)
-        print(f"scGPT + spatial smoothing: ARI {ari(truth, tissue.obs['fmscope_domain']):.3f}, "
-              f"NMI {nmi(truth, tissue.obs['fmscope_domain']):.3f}")
+        print(
+            f"scGPT + spatial smoothing: ARI {ari(truth, tissue.obs['fmscope_domain']):.3f}, "
+            f"NMI {nmi(truth, tissue.obs['fmscope_domain']):.3f}"
+        )
     finetune_figures()
     print(f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
@@ -86,10 +94,12 @@ def large_slide_figures(cells: int) -> None:
     knn = lap()
     labels = leiden_labels(graph, (0.2,))[0.2]
     leiden = lap()
-    print(f"{cells} cells: embedding {embedded}, domains {clock[-1][0] - clock[1][0]:.1f} s "
-          f"(CPU {clock[-1][1] - clock[1][1]:.1f} s): smoothing {smoothing}, kNN graph {knn}, Leiden {leiden}; "
-          f"ARI {ari(slide.obs['true_domain'], labels):.3f}, "
-          f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(
+        f"{cells} cells: embedding {embedded}, domains {clock[-1][0] - clock[1][0]:.1f} s "
+        f"(CPU {clock[-1][1] - clock[1][1]:.1f} s): smoothing {smoothing}, kNN graph {knn}, Leiden {leiden}; "
+        f"ARI {ari(slide.obs['true_domain'], labels):.3f}, "
+        f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
 
 
 def earlier_neighbours(slide, embedding: np.ndarray):
@@ -114,8 +124,9 @@ def earlier_neighbours(slide, embedding: np.ndarray):
     for _ in range(2):
         smoothed = 0.5 * smoothed + 0.5 * (walk @ smoothed)
     work = ad.AnnData(X=np.zeros((slide.n_obs, 1), dtype=np.float32), obsm={"X_use": smoothed})
-    sc.pp.neighbors(work, use_rep="X_use", n_neighbors=15, random_state=0,
-                    transformer=ExactKNN(n_neighbors=15, mode="distance"))
+    sc.pp.neighbors(
+        work, use_rep="X_use", n_neighbors=15, random_state=0, transformer=ExactKNN(n_neighbors=15, mode="distance")
+    )
     return work
 
 
@@ -125,8 +136,15 @@ def earlier_leiden(work, resolutions: Sequence[float], seed: int) -> dict[float,
 
     labels = {}
     for resolution in resolutions:
-        sc.tl.leiden(work, resolution=resolution, key_added="leiden", random_state=seed, flavor="igraph",
-                     n_iterations=2, directed=False)
+        sc.tl.leiden(
+            work,
+            resolution=resolution,
+            key_added="leiden",
+            random_state=seed,
+            flavor="igraph",
+            n_iterations=2,
+            directed=False,
+        )
         labels[resolution] = work.obs["leiden"].astype(int).to_numpy()
     return labels
 
@@ -149,14 +167,18 @@ def compare_with_earlier_domains(cells: int, resolutions: Sequence[float] = (0.2
     earlier_seconds = time.perf_counter() - started
     earlier_seed_1 = earlier_leiden(work, resolutions, seed=1)
     approximate = leiden_labels(neighbour_graph(slide.obsm["X_fmscope_smoothed"], approximate=True), resolutions)
-    print(f"{cells} cells, resolutions {', '.join(f'{r:g}' for r in resolutions)}: domains {new_seconds:.1f} s, "
-          f"earlier calls {earlier_seconds:.1f} s ({earlier_seconds / new_seconds:.1f}x); peak memory "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(
+        f"{cells} cells, resolutions {', '.join(f'{r:g}' for r in resolutions)}: domains {new_seconds:.1f} s, "
+        f"earlier calls {earlier_seconds:.1f} s ({earlier_seconds / new_seconds:.1f}x); peak memory "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
     for r in resolutions:
-        print(f"  resolution {r:g}: ARI vs earlier labels {ari(earlier[r], new[r]):.4f} (exact kNN), "
-              f"{ari(earlier[r], approximate[r]):.4f} (NN-descent); earlier labels, seed 1 vs seed 0: "
-              f"{ari(earlier[r], earlier_seed_1[r]):.4f}; domains {len(np.unique(new[r]))} / "
-              f"{len(np.unique(earlier[r]))}")
+        print(
+            f"  resolution {r:g}: ARI vs earlier labels {ari(earlier[r], new[r]):.4f} (exact kNN), "
+            f"{ari(earlier[r], approximate[r]):.4f} (NN-descent); earlier labels, seed 1 vs seed 0: "
+            f"{ari(earlier[r], earlier_seed_1[r]):.4f}; domains {len(np.unique(new[r]))} / "
+            f"{len(np.unique(earlier[r]))}"
+        )
 
 
 def finetune_figures() -> None:
@@ -179,10 +201,12 @@ def finetune_figures() -> None:
         classes, probabilities = apply_head(f"{folder}/head.pt", other)
     whole_domains = domains_accuracy(domains, np.where(labels == "", truth, labels), annotated, np.arange(len(truth)))
     transfer = np.mean(np.asarray(classes)[probabilities.argmax(axis=1)] == other.obs["true_domain"].to_numpy())
-    print(f"fine-tuning (60 % purity tissue, {len(annotated)} painted cells): held-out accuracy head "
-          f"{result.holdout_accuracy:.3f} vs unsupervised domains {result.domains_holdout_accuracy:.3f}; "
-          f"whole slide head {np.mean(result.predicted == truth):.3f} vs domains {whole_domains:.3f}; "
-          f"head on a new tissue {transfer:.3f}; {seconds:.1f} s")
+    print(
+        f"fine-tuning (60 % purity tissue, {len(annotated)} painted cells): held-out accuracy head "
+        f"{result.holdout_accuracy:.3f} vs unsupervised domains {result.domains_holdout_accuracy:.3f}; "
+        f"whole slide head {np.mean(result.predicted == truth):.3f} vs domains {whole_domains:.3f}; "
+        f"head on a new tissue {transfer:.3f}; {seconds:.1f} s"
+    )
 
 
 if __name__ == "__main__":

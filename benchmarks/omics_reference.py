@@ -33,12 +33,34 @@ def official_checkpoint(folder: Path, genes: list[str]) -> None:
     from scgpt.model import TransformerModel
 
     vocab = {"<pad>": 0, "<cls>": 1, "<eoc>": 2, **{g: i + 3 for i, g in enumerate(genes)}}
-    args = {"embsize": 512, "nheads": 8, "d_hid": 512, "nlayers": 12, "n_layers_cls": 3, "dropout": 0.2,
-            "pad_token": "<pad>", "pad_value": -2, "n_bins": 51, "input_emb_style": "continuous",
-            "max_seq_len": 1200, "fast_transformer": False}
+    args = {
+        "embsize": 512,
+        "nheads": 8,
+        "d_hid": 512,
+        "nlayers": 12,
+        "n_layers_cls": 3,
+        "dropout": 0.2,
+        "pad_token": "<pad>",
+        "pad_value": -2,
+        "n_bins": 51,
+        "input_emb_style": "continuous",
+        "max_seq_len": 1200,
+        "fast_transformer": False,
+    }
     torch.manual_seed(0)
-    model = TransformerModel(len(vocab), 512, 8, 512, 12, vocab=vocab, dropout=0.2, pad_token="<pad>", pad_value=-2,
-                             do_mvc=True, use_fast_transformer=False)
+    model = TransformerModel(
+        len(vocab),
+        512,
+        8,
+        512,
+        12,
+        vocab=vocab,
+        dropout=0.2,
+        pad_token="<pad>",
+        pad_value=-2,
+        do_mvc=True,
+        use_fast_transformer=False,
+    )
     torch.save(model.state_dict(), folder / "best_model.pt")
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "args.json").write_text(json.dumps(args))
@@ -60,26 +82,46 @@ def main() -> None:
             official_checkpoint(checkpoint, list(tissue.var_names))
         model, vocab, report = load_scgpt(checkpoint)
         config = json.loads((checkpoint / "args.json").read_text())
-        reference = TransformerModel(len(vocab), config["embsize"], config["nheads"], config["d_hid"], config["nlayers"],
-                                     vocab=vocab, pad_token=config["pad_token"], pad_value=config["pad_value"],
-                                     do_mvc=True, use_fast_transformer=False)
+        reference = TransformerModel(
+            len(vocab),
+            config["embsize"],
+            config["nheads"],
+            config["d_hid"],
+            config["nlayers"],
+            vocab=vocab,
+            pad_token=config["pad_token"],
+            pad_value=config["pad_value"],
+            do_mvc=True,
+            use_fast_transformer=False,
+        )
         reference.load_state_dict(torch.load(checkpoint / "best_model.pt", weights_only=True), strict=False)
         reference.eval()
     kept = tissue[:, [g in vocab for g in tissue.var_names]].copy()
     gene_ids = np.array([vocab[g] for g in kept.var_names])
-    print(f"{kept.n_obs} cells x {kept.n_vars} genes, {torch.get_num_threads()} threads, model "
-          f"{config['embsize']} dims x {config['nlayers']} layers ({report.summary()})")
+    print(
+        f"{kept.n_obs} cells x {kept.n_vars} genes, {torch.get_num_threads()} threads, model "
+        f"{config['embsize']} dims x {config['nlayers']} layers ({report.summary()})"
+    )
     started = time.perf_counter()
-    official = get_batch_cell_embeddings(kept, model=reference, vocab=vocab, max_length=1200,
-                                         batch_size=args.batch_size, model_configs=config, gene_ids=gene_ids)
+    official = get_batch_cell_embeddings(
+        kept,
+        model=reference,
+        vocab=vocab,
+        max_length=1200,
+        batch_size=args.batch_size,
+        model_configs=config,
+        gene_ids=gene_ids,
+    )
     official_seconds = time.perf_counter() - started
     started = time.perf_counter()
     ours = scgpt_embedding(kept, model, vocab, batch_size=args.batch_size)
     ours_seconds = time.perf_counter() - started
     cosine = (ours * official).sum(axis=1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(official, axis=1)
-    print(f"official scgpt: {kept.n_obs / official_seconds:.1f} cells/s; fmscope: {kept.n_obs / ours_seconds:.1f} "
-          f"cells/s ({official_seconds / ours_seconds:.2f}x); cosine per cell mean {cosine.mean():.5f}, "
-          f"min {cosine.min():.5f}")
+    print(
+        f"official scgpt: {kept.n_obs / official_seconds:.1f} cells/s; fmscope: {kept.n_obs / ours_seconds:.1f} "
+        f"cells/s ({official_seconds / ours_seconds:.2f}x); cosine per cell mean {cosine.mean():.5f}, "
+        f"min {cosine.min():.5f}"
+    )
 
 
 if __name__ == "__main__":

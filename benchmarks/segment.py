@@ -39,8 +39,9 @@ def timed(function, repeats: int) -> float:
     return float(np.median(times))
 
 
-def encoder_ms(encoder: torch.nn.Module, batch: torch.Tensor, repeats: int, bf16: bool = False,
-               channels_last: bool = False) -> tuple[float, torch.Tensor]:
+def encoder_ms(
+    encoder: torch.nn.Module, batch: torch.Tensor, repeats: int, bf16: bool = False, channels_last: bool = False
+) -> tuple[float, torch.Tensor]:
     """Median encoder time for one speed option, and its output (to compare with fp32)."""
     if channels_last:
         encoder = encoder.to(memory_format=torch.channels_last)
@@ -68,8 +69,10 @@ def main() -> None:
     args = parser.parse_args()
     repeats = 2 if args.quick else 5
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"bf16 on CPU: {torch.backends.mkldnn.is_available()}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"bf16 on CPU: {torch.backends.mkldnn.is_available()}"
+    )
 
     nuclei = samples.get_case("nuclei")
     image, truth = io.read_image(nuclei.image_path), io.read_image(nuclei.labels_path)
@@ -87,16 +90,23 @@ def main() -> None:
     encoder = exact.model.net.image_encoder
     ms_fp32, out_fp32 = encoder_ms(encoder, batch, repeats)
     print(f"encoder ms: official {ms_ref:.0f}, fmscope fp32 {ms_fp32:.0f} ({ms_ref / ms_fp32:.2f}x)")
-    options = {"channels-last": dict(channels_last=True), "bf16 autocast": dict(bf16=True),
-               "bf16 + channels-last (--fast)": dict(bf16=True, channels_last=True)}
+    options = {
+        "channels-last": dict(channels_last=True),
+        "bf16 autocast": dict(bf16=True),
+        "bf16 + channels-last (--fast)": dict(bf16=True, channels_last=True),
+    }
     if args.compile:
         options["torch.compile"] = dict()
     for name, option in options.items():
         module = torch.compile(encoder) if name == "torch.compile" else encoder
         ms_option, out_option = encoder_ms(module, batch, repeats, **option)
-        cosine = torch.nn.functional.cosine_similarity(out_option.double().flatten(), out_fp32.double().flatten(), dim=0).item()
-        print(f"encoder option {name}: {ms_option:.0f} ms, {ms_fp32 / ms_option:.2f}x vs fp32, "
-              f"embedding cosine to fp32 {cosine:.5f}")
+        cosine = torch.nn.functional.cosine_similarity(
+            out_option.double().flatten(), out_fp32.double().flatten(), dim=0
+        ).item()
+        print(
+            f"encoder option {name}: {ms_option:.0f} ms, {ms_fp32 / ms_option:.2f}x vs fp32, "
+            f"embedding cosine to fp32 {cosine:.5f}"
+        )
 
     # Decoder per prompt on a cached embedding, predict_many vs single calls, cache hit.
     exact.set_image(image)
@@ -106,8 +116,10 @@ def main() -> None:
     ms_twenty_single = timed(lambda: [exact.predict(box=b, roi_zoom=False) for b in twenty], repeats)
     ms_many = timed(lambda: exact.predict_many(twenty, roi_zoom=False), repeats)
     print(f"decoder ms per prompt (cached embedding, 512x512 mask): {ms_single:.1f}")
-    print(f"predict_many(20) {ms_many:.0f} ms vs 20 x predict {ms_twenty_single:.0f} ms: "
-          f"{ms_twenty_single / ms_many:.1f}x faster")
+    print(
+        f"predict_many(20) {ms_many:.0f} ms vs 20 x predict {ms_twenty_single:.0f} ms: "
+        f"{ms_twenty_single / ms_many:.1f}x faster"
+    )
     fresh = Segmenter(device="cpu")
     started = time.perf_counter()
     fresh.set_image(image)
@@ -116,8 +128,10 @@ def main() -> None:
     started = time.perf_counter()
     fresh.predict(box=twenty[1], roi_zoom=False)
     ms_hit = (time.perf_counter() - started) * 1000
-    print(f"first prompt on a new image {ms_cold:.0f} ms (encoder included); next prompt, cache hit {ms_hit:.0f} ms "
-          f"(encoder calls: {fresh.encoder_calls})")
+    print(
+        f"first prompt on a new image {ms_cold:.0f} ms (encoder included); next prompt, cache hit {ms_hit:.0f} ms "
+        f"(encoder calls: {fresh.encoder_calls})"
+    )
 
     # Accuracy on the sample cases, boxes from ground truth.
     whole_exact = exact.predict_many(boxes, roi_zoom=False)
@@ -127,8 +141,11 @@ def main() -> None:
     fast.set_image(image)
     whole_fast = fast.predict_many(boxes, roi_zoom=False)
     dice_fast = np.mean([metrics.dice(r.mask, truth == i) for i, r in zip(ids, whole_fast)])
-    print(f"nuclei ({len(boxes)}), whole image: dice {dice_whole:.3f} fp32, {dice_fast:.3f} fast; "
-          f"fmscope vs official masks {dice_vs_official:.4f}; fast vs fp32 masks {mean_dice_vs(whole_fast, whole_exact):.4f}")
+    print(
+        f"nuclei ({len(boxes)}), whole image: dice {dice_whole:.3f} fp32, {dice_fast:.3f} fast; "
+        f"fmscope vs official masks {dice_vs_official:.4f}; "
+        f"fast vs fp32 masks {mean_dice_vs(whole_fast, whole_exact):.4f}"
+    )
     if not args.quick:
         for name, segmenter in (("fp32", exact), ("fast", fast)):
             segmenter.encoder_calls = 0
@@ -136,8 +153,10 @@ def main() -> None:
             zoomed = segmenter.predict_many(boxes, roi_zoom="auto")
             seconds = time.perf_counter() - started
             dice_zoom = np.mean([metrics.dice(r.mask, truth == i) for i, r in zip(ids, zoomed)])
-            print(f"nuclei ({len(boxes)}), ROI zoom {name}: dice {dice_zoom:.3f} "
-                  f"({segmenter.encoder_calls} crops embedded, {seconds:.0f} s)")
+            print(
+                f"nuclei ({len(boxes)}), ROI zoom {name}: dice {dice_zoom:.3f} "
+                f"({segmenter.encoder_calls} crops embedded, {seconds:.0f} s)"
+            )
 
     ct = samples.get_case("ct_lung_slice")
     ct_image, ct_truth = io.read_image(ct.image_path), io.read_image(ct.labels_path)
@@ -151,14 +170,17 @@ def main() -> None:
     volume, vol_truth = io.read_volume(vol_case.image_path), io.read_volume(vol_case.labels_path).array
     z = samples.key_slice(vol_truth)
     started = time.perf_counter()
-    labels = segment_volume(volume.array, z, samples.boxes_from_labels(vol_truth[z]), segmenter=exact,
-                            window=vol_case.window)
+    labels = segment_volume(
+        volume.array, z, samples.boxes_from_labels(vol_truth[z]), segmenter=exact, window=vol_case.window
+    )
     seconds = time.perf_counter() - started
     found = np.nonzero(labels.any(axis=(1, 2)))[0]
-    print(f"ct_lung_volume tumour 3D: dice {metrics.dice(labels > 0, vol_truth > 0):.3f}, "
-          f"nsd@2mm {metrics.nsd(labels > 0, vol_truth > 0, 2.0, volume.spacing_zyx):.3f}, "
-          f"slices {found.min()}..{found.max()} (truth {np.nonzero(vol_truth.any(axis=(1, 2)))[0].tolist()}), "
-          f"{seconds:.1f} s")
+    print(
+        f"ct_lung_volume tumour 3D: dice {metrics.dice(labels > 0, vol_truth > 0):.3f}, "
+        f"nsd@2mm {metrics.nsd(labels > 0, vol_truth > 0, 2.0, volume.spacing_zyx):.3f}, "
+        f"slices {found.min()}..{found.max()} (truth {np.nonzero(vol_truth.any(axis=(1, 2)))[0].tolist()}), "
+        f"{seconds:.1f} s"
+    )
 
 
 if __name__ == "__main__":

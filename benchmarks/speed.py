@@ -50,22 +50,46 @@ def startup() -> None:
     torch_s = wall("import torch")
     engine = wall("from fmscope.imaging.predictor import Segmenter")
     torchvision = wall("import torch, torchvision, segment_anything")
-    helps = wall("from fmscope.cli import main\nimport contextlib, io\n"
-                 "with contextlib.redirect_stdout(io.StringIO()):\n"
-                 "    try: main(['--help'])\n    except SystemExit: pass")
-    print(f"python alone {python:.2f} s; import torch {torch_s:.2f} s; fmscope engine import "
-          f"(Segmenter) {engine:.2f} s = {engine / torch_s:.2f}x torch; torch + segment_anything's package "
-          f"(torchvision, torch._dynamo: the import before) {torchvision:.2f} s = {torchvision / torch_s:.2f}x torch")
+    helps = wall(
+        "from fmscope.cli import main\nimport contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try: main(['--help'])\n    except SystemExit: pass"
+    )
+    print(
+        f"python alone {python:.2f} s; import torch {torch_s:.2f} s; fmscope engine import "
+        f"(Segmenter) {engine:.2f} s = {engine / torch_s:.2f}x torch; torch + segment_anything's package "
+        f"(torchvision, torch._dynamo: the import before) {torchvision:.2f} s = {torchvision / torch_s:.2f}x torch"
+    )
     print(f"fmscope --help {helps:.2f} s ({helps / torch_s:.2f}x import torch)")
     ct = ROOT / "sample_data" / "ct_lung_slice.tif"
     out = Path(os.environ.get("TMPDIR", "/tmp")) / "fmscope_speed_ct.tif"
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "fmscope.cli", "segment", str(ct), "--box", "84", "83", "107", "104",
-                    "--window", "lung", "-o", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fmscope.cli",
+            "segment",
+            str(ct),
+            "--box",
+            "84",
+            "83",
+            "107",
+            "104",
+            "--window",
+            "lung",
+            "-o",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     segment_s = time.perf_counter() - started
     out.unlink(missing_ok=True)
-    print(f"fmscope segment on the CT slice, whole command {segment_s:.2f} s ({segment_s / torch_s:.2f}x import torch)",
-          flush=True)
+    print(
+        f"fmscope segment on the CT slice, whole command {segment_s:.2f} s ({segment_s / torch_s:.2f}x import torch)",
+        flush=True,
+    )
 
 
 def _spin(stop: multiprocessing.Event) -> None:
@@ -110,9 +134,12 @@ def threads(segmenter, image) -> None:
         spinner.join()
         torch.set_num_threads(original)
     best = min(by_hand.values())
-    print(f"encoder: 1 thread {by_hand[1]:.0f} ms, 2 threads {by_hand[2]:.0f} ms; policy chose {chosen} "
-          f"(free cores measured {policy.free_cores:.2f}): {with_policy:.0f} ms = {with_policy / best:.2f}x the better "
-          f"by hand", flush=True)
+    print(
+        f"encoder: 1 thread {by_hand[1]:.0f} ms, 2 threads {by_hand[2]:.0f} ms; policy chose {chosen} "
+        f"(free cores measured {policy.free_cores:.2f}): {with_policy:.0f} ms = {with_policy / best:.2f}x the better "
+        f"by hand",
+        flush=True,
+    )
 
 
 def encoder_batching(segmenter) -> None:
@@ -123,20 +150,23 @@ def encoder_batching(segmenter) -> None:
 
     crops = roi.lattice(64, segmenter.image_shape)[:4]
     rgb = segmenter.mapped_image
-    tensors = torch.stack([segmenter.model.transform.image(rgb[c[0]:c[2], c[1]:c[3]])[0] for c in crops])
+    tensors = torch.stack([segmenter.model.transform.image(rgb[c[0] : c[2], c[1] : c[3]])[0] for c in crops])
     encoder = segmenter.model.net.image_encoder
     with torch.inference_mode():
         encoder(tensors[:1])
         started = time.perf_counter()
-        singles = [encoder(tensors[i:i + 1]) for i in range(len(crops))]
+        singles = [encoder(tensors[i : i + 1]) for i in range(len(crops))]
         single_s = time.perf_counter() - started
         started = time.perf_counter()
         batched = encoder(tensors)
         batch_s = time.perf_counter() - started
     same = max(float((a[0] - b).abs().max()) for a, b in zip(singles, batched))
-    print(f"== encoder batching ({load()}): 4 crops one by one {single_s:.1f} s, one batch of 4 {batch_s:.1f} s "
-          f"= {single_s / batch_s:.2f}x faster batched (max abs difference {same:.1e}; "
-          f"encode_batch on this device: {segmenter.encode_batch})", flush=True)
+    print(
+        f"== encoder batching ({load()}): 4 crops one by one {single_s:.1f} s, one batch of 4 {batch_s:.1f} s "
+        f"= {single_s / batch_s:.2f}x faster batched (max abs difference {same:.1e}; "
+        f"encode_batch on this device: {segmenter.encode_batch})",
+        flush=True,
+    )
 
 
 def small_prompt_latency(segmenter, image, boxes: list[np.ndarray]) -> None:
@@ -168,9 +198,12 @@ def small_prompt_latency(segmenter, image, boxes: list[np.ndarray]) -> None:
         prepared.append(time.perf_counter() - started)
     assert segmenter.encoder_calls == calls
     base = np.median(whole)
-    print(f"median: whole-image decode {base * 1000:.0f} ms; small box with its crop prepared "
-          f"{np.median(prepared) * 1000:.0f} ms = {np.median(prepared) / base:.2f}x; small box, crop not prepared "
-          f"(encoder pass) {np.median(cold) * 1000:.0f} ms = {np.median(cold) / base:.1f}x", flush=True)
+    print(
+        f"median: whole-image decode {base * 1000:.0f} ms; small box with its crop prepared "
+        f"{np.median(prepared) * 1000:.0f} ms = {np.median(prepared) / base:.2f}x; small box, crop not prepared "
+        f"(encoder pass) {np.median(cold) * 1000:.0f} ms = {np.median(cold) / base:.1f}x",
+        flush=True,
+    )
 
 
 def before_crop(extent: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
@@ -190,6 +223,7 @@ def before_crop(extent: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, i
             starts.append(length - crop_side)
         best = min(starts, key=lambda s: (abs(s + crop_side / 2 - centre), s))
         return best, best + crop_side
+
     y0, y1 = start((extent[1] + extent[3]) / 2, shape[0])
     x0, x1 = start((extent[0] + extent[2]) / 2, shape[1])
     return y0, x0, y1, x1
@@ -232,8 +266,11 @@ def zoom_accuracy(segmenter, name: str, image, truth, boxes: dict[int, np.ndarra
         vars(segmenter).pop("_crop_for", None)
         dice = float(np.mean([metrics.dice(r.mask, truth == label) for label, r in zip(boxes, results)]))
         figures[scheme] = (dice, seconds, segmenter.encoder_calls - calls)
-        print(f"{name} ({len(boxes)} objects), {scheme}: Dice {dice:.3f}, {figures[scheme][2]} crops embedded, "
-              f"{seconds:.0f} s", flush=True)
+        print(
+            f"{name} ({len(boxes)} objects), {scheme}: Dice {dice:.3f}, {figures[scheme][2]} crops embedded, "
+            f"{seconds:.0f} s",
+            flush=True,
+        )
     return figures
 
 
@@ -262,13 +299,25 @@ def main() -> None:
 
     rods_image, rods_truth = thin_objects.rods()
     print(f"== ROI zoom accuracy ({load()})", flush=True)
-    rods = zoom_accuracy(segmenter, "thin rods", rods_image, rods_truth, samples.boxes_from_labels(rods_truth),
-                         ["before", "now", "step side/4", "centred 3x"])
-    print(f"thin rods: now - centred 3x = {rods['now'][0] - rods['centred 3x'][0]:+.3f} Dice "
-          f"(before: {rods['before'][0] - rods['centred 3x'][0]:+.3f})", flush=True)
+    rods = zoom_accuracy(
+        segmenter,
+        "thin rods",
+        rods_image,
+        rods_truth,
+        samples.boxes_from_labels(rods_truth),
+        ["before", "now", "step side/4", "centred 3x"],
+    )
+    print(
+        f"thin rods: now - centred 3x = {rods['now'][0] - rods['centred 3x'][0]:+.3f} Dice "
+        f"(before: {rods['before'][0] - rods['centred 3x'][0]:+.3f})",
+        flush=True,
+    )
     nuclei = zoom_accuracy(segmenter, "nuclei", image, truth, subset, ["before", "now", "step side/4"])
-    print(f"nuclei demo path (predict_many): now / before time = {nuclei['now'][1] / nuclei['before'][1]:.2f}, "
-          f"crops {nuclei['now'][2]} vs {nuclei['before'][2]}", flush=True)
+    print(
+        f"nuclei demo path (predict_many): now / before time = {nuclei['now'][1] / nuclei['before'][1]:.2f}, "
+        f"crops {nuclei['now'][2]} vs {nuclei['before'][2]}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

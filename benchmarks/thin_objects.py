@@ -13,7 +13,7 @@ from scipy import ndimage
 
 def _capsule(shape: tuple[int, int], start: np.ndarray, end: np.ndarray, radius: float) -> np.ndarray:
     """Boolean (H, W) mask of points within ``radius`` of the segment start-end (x, y order)."""
-    ys, xs = np.mgrid[:shape[0], :shape[1]]
+    ys, xs = np.mgrid[: shape[0], : shape[1]]
     points = np.stack([xs, ys], axis=-1).astype(float)
     direction = end - start
     t = np.clip(((points - start) @ direction) / (direction @ direction), 0.0, 1.0)

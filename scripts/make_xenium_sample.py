@@ -36,8 +36,12 @@ SOURCE = ROOT / "xenium_breast_crop.zarr"
 OUT = ROOT / "xenium_breast_outs"
 PIXEL_SIZE_UM = 0.2125
 MIN_QV = 20.0
-CONTROL_TYPES = {"NegControlProbe": "Negative Control Probe", "antisense_": "Negative Control Probe",
-                 "NegControlCodeword": "Negative Control Codeword", "BLANK": "Blank Codeword"}
+CONTROL_TYPES = {
+    "NegControlProbe": "Negative Control Probe",
+    "antisense_": "Negative Control Probe",
+    "NegControlCodeword": "Negative Control Codeword",
+    "BLANK": "Blank Codeword",
+}
 
 
 def feature_type(name: str) -> str:
@@ -83,9 +87,21 @@ def write_cells_zarr(path: Path, cells: pd.DataFrame) -> None:
         store = zarr.storage.ZipStore(staged, mode="w")
         group = zarr.open_group(store, mode="w", zarr_format=2)
         group.create_array("cell_id", data=cells["cell_id"].to_numpy(np.uint32))
-        group.create_array("cell_summary", data=summary.astype(np.float64), attributes={"column_names": [
-            "cell_centroid_x", "cell_centroid_y", "cell_area", "nucleus_centroid_x", "nucleus_centroid_y",
-            "nucleus_area", "z_level"]})
+        group.create_array(
+            "cell_summary",
+            data=summary.astype(np.float64),
+            attributes={
+                "column_names": [
+                    "cell_centroid_x",
+                    "cell_centroid_y",
+                    "cell_area",
+                    "nucleus_centroid_x",
+                    "nucleus_centroid_y",
+                    "nucleus_area",
+                    "z_level",
+                ]
+            },
+        )
         store.close()
         path.write_bytes(staged.read_bytes())
 
@@ -101,13 +117,18 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
 
     assigned = transcripts["cell_id"].isin(cell_ids)
-    transcripts_out = pd.DataFrame({
-        "transcript_id": transcripts["transcript_id"].to_numpy(np.uint64),
-        "cell_id": np.where(assigned, transcripts["cell_id"], -1).astype(np.int32),
-        "overlaps_nucleus": transcripts["overlaps_nucleus"].to_numpy(np.uint8),
-        "feature_name": transcripts["feature_name"].astype(str).to_numpy(),
-        "x_location": transcripts["x"].to_numpy(np.float32), "y_location": transcripts["y"].to_numpy(np.float32),
-        "z_location": np.zeros(len(transcripts), np.float32), "qv": transcripts["qv"].to_numpy(np.float32)})
+    transcripts_out = pd.DataFrame(
+        {
+            "transcript_id": transcripts["transcript_id"].to_numpy(np.uint64),
+            "cell_id": np.where(assigned, transcripts["cell_id"], -1).astype(np.int32),
+            "overlaps_nucleus": transcripts["overlaps_nucleus"].to_numpy(np.uint8),
+            "feature_name": transcripts["feature_name"].astype(str).to_numpy(),
+            "x_location": transcripts["x"].to_numpy(np.float32),
+            "y_location": transcripts["y"].to_numpy(np.float32),
+            "z_location": np.zeros(len(transcripts), np.float32),
+            "qv": transcripts["qv"].to_numpy(np.float32),
+        }
+    )
     transcripts_out.to_parquet(OUT / "transcripts.parquet", index=False)
 
     features = sorted(map(str, transcripts["feature_name"].cat.categories))  # the whole panel, unseen genes too
@@ -123,26 +144,40 @@ def main() -> None:
         return np.asarray(counts[:, selected].sum(axis=1)).ravel()
 
     centres = circles.geometry.loc[[str(i) for i in cell_ids]]
-    nucleus_area = [float(nucleus_shapes.geometry.loc[str(i)].area) if str(i) in nucleus_shapes.index else 0.0
-                    for i in cell_ids]
-    cells = pd.DataFrame({
-        "cell_id": np.array(cell_ids, dtype=np.int32), "x_centroid": centres.x.to_numpy(),
-        "y_centroid": centres.y.to_numpy(),
-        "transcript_counts": per_cell(kinds == "Gene Expression"),
-        "control_probe_counts": per_cell(kinds == "Negative Control Probe"),
-        "control_codeword_counts": per_cell(np.isin(kinds, ["Negative Control Codeword", "Blank Codeword"])),
-        "total_counts": per_cell(np.ones(len(kinds), bool)),
-        "cell_area": [float(cell_shapes.geometry.loc[str(i)].area) for i in cell_ids],
-        "nucleus_area": nucleus_area})
+    nucleus_area = [
+        float(nucleus_shapes.geometry.loc[str(i)].area) if str(i) in nucleus_shapes.index else 0.0 for i in cell_ids
+    ]
+    cells = pd.DataFrame(
+        {
+            "cell_id": np.array(cell_ids, dtype=np.int32),
+            "x_centroid": centres.x.to_numpy(),
+            "y_centroid": centres.y.to_numpy(),
+            "transcript_counts": per_cell(kinds == "Gene Expression"),
+            "control_probe_counts": per_cell(kinds == "Negative Control Probe"),
+            "control_codeword_counts": per_cell(np.isin(kinds, ["Negative Control Codeword", "Blank Codeword"])),
+            "total_counts": per_cell(np.ones(len(kinds), bool)),
+            "cell_area": [float(cell_shapes.geometry.loc[str(i)].area) for i in cell_ids],
+            "nucleus_area": nucleus_area,
+        }
+    )
     cells.to_parquet(OUT / "cells.parquet", index=False)
     write_cells_zarr(OUT / "cells.zarr.zip", cells)
     vertices(cell_shapes, cell_ids).to_parquet(OUT / "cell_boundaries.parquet", index=False)
     vertices(nucleus_shapes, cell_ids).to_parquet(OUT / "nucleus_boundaries.parquet", index=False)
-    (OUT / "experiment.xenium").write_text(json.dumps({
-        "run_name": "fmscope sample (bento-tools Xenium breast crop)", "region_name": "crop",
-        "panel_name": "Xenium human breast (as in bento-tools)", "pixel_size": PIXEL_SIZE_UM,
-        "analysis_sw_version": "xenium-1.0.2", "num_cells": len(cell_ids),
-        "transcripts_detected": len(transcripts_out)}, indent=2))
+    (OUT / "experiment.xenium").write_text(
+        json.dumps(
+            {
+                "run_name": "fmscope sample (bento-tools Xenium breast crop)",
+                "region_name": "crop",
+                "panel_name": "Xenium human breast (as in bento-tools)",
+                "pixel_size": PIXEL_SIZE_UM,
+                "analysis_sw_version": "xenium-1.0.2",
+                "num_cells": len(cell_ids),
+                "transcripts_detected": len(transcripts_out),
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {OUT}: {len(cell_ids)} cells x {len(features)} features, {len(transcripts_out)} transcripts")
 
 

@@ -83,7 +83,10 @@ def ct_volume() -> None:
     click(widget, "Propagate (p)")
     wait(widget)
     viewer.camera.zoom *= 1.6
-    viewer.camera.center = (0, *(np.array(np.nonzero(truth[z])).mean(axis=1) * viewer.layers["ct_lung_volume"].scale[1:]))
+    viewer.camera.center = (
+        0,
+        *(np.array(np.nonzero(truth[z])).mean(axis=1) * viewer.layers["ct_lung_volume"].scale[1:]),
+    )
     viewer.dims.set_point(0, (z + 1) * viewer.layers["ct_lung_volume"].scale[0])
     for _ in range(20):
         QApplication.processEvents()
@@ -115,9 +118,16 @@ def hela_tracking() -> None:
     case = samples.get_case("hela_timelapse")
     frames = 10
     images, tracks = (tifffile.imread(path)[:frames, :256, :256] for path in (case.image_path, case.labels_path))
-    viewer, panel = open_viewer([(images, {"name": "hela", "contrast_limits": (np.percentile(images, 1),
-                                                                               np.percentile(images, 99.8))}, "image")],
-                                "Track")
+    viewer, panel = open_viewer(
+        [
+            (
+                images,
+                {"name": "hela", "contrast_limits": (np.percentile(images, 1), np.percentile(images, 99.8))},
+                "image",
+            )
+        ],
+        "Track",
+    )
     ids = [i for i in np.unique(tracks[0]) if i and all((tracks[t] == i).any() for t in range(frames))]
     for track in ids[:4]:
         click(panel, "New (Shift-N)")
@@ -164,10 +174,13 @@ def spatial_finetune() -> None:
     for code, name in enumerate(sorted(set(labels) - {""}), start=1):
         names[code] = f"domain {name}"
         members = yx[labels == name]
-        for part in (members[members[:, 1] < np.median(members[:, 1])], members[members[:, 1] >= np.median(members[:, 1])]):
+        for part in (
+            members[members[:, 1] < np.median(members[:, 1])],
+            members[members[:, 1] >= np.median(members[:, 1])],
+        ):
             low = np.floor((part.min(axis=0) - layer.translate) / layer.scale).astype(int)
             high = np.ceil((part.max(axis=0) - layer.translate) / layer.scale).astype(int)
-            layer.data[low[0]:high[0] + 1, low[1]:high[1] + 1] = code
+            layer.data[low[0] : high[0] + 1, low[1] : high[1] + 1] = code
     layer.refresh()
     widget.names_edit.setText(", ".join(f"{code}: {name}" for code, name in names.items()))
     widget.head_edit.setText(str(Path(tempfile.mkdtemp()) / "head.pt"))
@@ -196,8 +209,15 @@ def image_expression() -> None:
     viewer.close()
 
 
-SHOTS = {"nuclei": nuclei, "ct_volume": ct_volume, "hela_tracking": hela_tracking, "echo_tracking": echo_tracking, "visium": spatial_visium, "finetune": spatial_finetune,
-         "image_expression": image_expression}
+SHOTS = {
+    "nuclei": nuclei,
+    "ct_volume": ct_volume,
+    "hela_tracking": hela_tracking,
+    "echo_tracking": echo_tracking,
+    "visium": spatial_visium,
+    "finetune": spatial_finetune,
+    "image_expression": image_expression,
+}
 
 if __name__ == "__main__":
     DOCS.mkdir(exist_ok=True)

@@ -53,6 +53,12 @@ def run_cli(*args, env: dict[str, str] | None = None) -> CliResult:
 
 def run_process(*args, env: dict[str, str] | None = None, timeout: float = 900) -> CliResult:
     """Run ``python -m fmscope.cli ARGS...`` as a new process (what the shell sees, locale included)."""
-    result = subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True,
-                            encoding="utf-8", errors="replace", env={**os.environ, **(env or {})}, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "fmscope.cli", *map(str, args)],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
     return CliResult(result.returncode, result.stdout, result.stderr)

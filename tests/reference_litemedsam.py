@@ -49,9 +49,12 @@ class ReferenceLiteMedSAM:
         box_torch = torch.as_tensor(box256[None, None, ...], dtype=torch.float)
         sparse, dense = self.model.prompt_encoder(points=None, boxes=box_torch, masks=None)
         logits, _ = self.model.mask_decoder(
-            image_embeddings=self.embedding, image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False,
+            image_embeddings=self.embedding,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
         )
         logits = logits[..., : self.new_size[0], : self.new_size[1]]
         upsampled = F.interpolate(logits, size=self.original, mode="bilinear", align_corners=False)
-        return (torch.sigmoid(upsampled).squeeze().numpy() > 0.5)
+        return torch.sigmoid(upsampled).squeeze().numpy() > 0.5

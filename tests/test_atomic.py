@@ -26,6 +26,7 @@ def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
     def broken(temporary):
         temporary.write_bytes(b"half")
         raise OSError("disk full")
+
     with pytest.raises(FmscopeError, match="disk full"):
         atomic_write(target, broken)
     assert target.read_bytes() == b"old"
@@ -37,9 +38,11 @@ def test_a_writer_bug_propagates_unchanged_and_leaves_nothing(tmp_path):
     target = tmp_path / "out.tif"
     target.write_bytes(b"old")
     for error in (TypeError("unsupported operand"), ValueError("bad label dtype"), KeyError("gene")):
+
         def broken(temporary, error=error):
             temporary.write_bytes(b"half")
             raise error
+
         with pytest.raises(type(error)) as caught:
             atomic_write(target, broken)
         assert caught.value is error and "Cannot write" not in str(caught.value)
@@ -56,6 +59,7 @@ def test_a_folder_writer_bug_keeps_the_earlier_folder(tmp_path):
         temporary.mkdir()
         (temporary / "zarr.json").write_text("new")
         raise ValueError("a bug in the builder")
+
     with pytest.raises(ValueError, match="a bug in the builder"):
         atomic_write(store, broken)
     assert (store / "zarr.json").read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == ["result.zarr"]
@@ -73,10 +77,12 @@ def test_library_file_errors_are_cannot_write(tmp_path):
     (/proc/self exists but takes no new files, even for root)."""
     import numpy as np
 
-    from fmscope.imaging.io import write_image
     from fmscope.checkpoint_files import write_checkpoint
+    from fmscope.imaging.io import write_image
 
-    for write, path in ((lambda p: write_image(np.zeros((4, 4), np.uint8), p), "/proc/self/mask.nii.gz"),
-                        (lambda p: write_checkpoint(p, {"a": 1}), "/proc/self/head.pt")):
+    for write, path in (
+        (lambda p: write_image(np.zeros((4, 4), np.uint8), p), "/proc/self/mask.nii.gz"),
+        (lambda p: write_checkpoint(p, {"a": 1}), "/proc/self/head.pt"),
+    ):
         with pytest.raises(FmscopeError, match=f"Cannot write {path} \\(OSError: .*could not write"):
             write(path)

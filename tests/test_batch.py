@@ -61,15 +61,26 @@ def test_template_lists_the_sample_cases_and_validates(tmp_path, capsys):
 
 def test_dry_run_names_each_bad_row_and_runs_nothing(tmp_path, capsys):
     image = samples.get_case("ct_lung_slice").image_path
-    manifest = write_manifest(tmp_path / "m.csv", [
-        {"id": "good", "job": "segment", "input": image, "box": CT_SLICE_BOX},
-        {"id": "missing", "job": "segment", "input": tmp_path / "nope.tif", "box": CT_SLICE_BOX},
-        {"id": "outside", "job": "segment", "input": image, "box": "600 600 700 700"},
-        {"id": "noslice", "job": "volume", "input": samples.get_case("ct_lung_volume").image_path,
-         "box": CT_VOLUME_BOX},
-        {"id": "noframe", "job": "track", "input": samples.get_case("hela_timelapse").image_path,
-         "box": "10 10 40 40"},
-    ])
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [
+            {"id": "good", "job": "segment", "input": image, "box": CT_SLICE_BOX},
+            {"id": "missing", "job": "segment", "input": tmp_path / "nope.tif", "box": CT_SLICE_BOX},
+            {"id": "outside", "job": "segment", "input": image, "box": "600 600 700 700"},
+            {
+                "id": "noslice",
+                "job": "volume",
+                "input": samples.get_case("ct_lung_volume").image_path,
+                "box": CT_VOLUME_BOX,
+            },
+            {
+                "id": "noframe",
+                "job": "track",
+                "input": samples.get_case("hela_timelapse").image_path,
+                "box": "10 10 40 40",
+            },
+        ],
+    )
     assert main(["batch", str(manifest), "-o", str(tmp_path / "out"), "--dry-run"]) == 1
     printed = capsys.readouterr().out
     assert "Row 2 (missing): no such input" in printed and "Row 2 (missing): Row" not in printed
@@ -80,13 +91,16 @@ def test_dry_run_names_each_bad_row_and_runs_nothing(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("text, message", [
-    ("job,input\nsegmentation,a.tif\n", "unknown job 'segmentation'"),
-    ("job,input,box\nsegment,a.tif,1 2 3\n", "cannot read box '1 2 3'"),
-    ("job,input,colour\nsegment,a.tif,red\n", "unknown column"),
-    ("id,job,input\na,segment,a.tif\na,segment,b.tif\n", "same id 'a'"),
-    ("job\nsegment\n", "no column input"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("job,input\nsegmentation,a.tif\n", "unknown job 'segmentation'"),
+        ("job,input,box\nsegment,a.tif,1 2 3\n", "cannot read box '1 2 3'"),
+        ("job,input,colour\nsegment,a.tif,red\n", "unknown column"),
+        ("id,job,input\na,segment,a.tif\na,segment,b.tif\n", "same id 'a'"),
+        ("job\nsegment\n", "no column input"),
+    ],
+)
 def test_manifest_errors_name_the_row_and_the_fix(tmp_path, text, message):
     path = tmp_path / "m.csv"
     path.write_text(text)
@@ -106,9 +120,11 @@ def client():
 
 def pool_counts(client) -> tuple[int, int]:
     """(models loaded, encoder calls) summed over the workers."""
+
     def counts(dask_worker):
         pool = dask_worker.plugins.get(ModelPool.name)
         return (pool.loads, pool.encoder_calls) if pool else (0, 0)
+
     values = client.run(counts).values()
     return sum(v[0] for v in values), sum(v[1] for v in values)
 
@@ -121,18 +137,43 @@ def test_cohort_equals_single_commands_skips_finished_and_redoes_edited(tmp_path
     hela = samples.get_case("hela_timelapse")  # 4 frames, two nuclei that stay inside the crop
     tifffile.imwrite(tmp_path / "hela.tif", tifffile.imread(hela.image_path)[:4, 32:128, 256:352])
     tifffile.imwrite(tmp_path / "hela_tracks.tif", tifffile.imread(hela.labels_path)[:4, 32:128, 256:352])
-    manifest = write_manifest(tmp_path / "m.csv", [
-        {"id": "slice", "job": "segment", "input": slice_copy, "box": CT_SLICE_BOX, "window": "lung",
-         "truth": samples.get_case("ct_lung_slice").labels_path},
-        {"id": "volume", "job": "volume", "input": volume.image_path, "box": CT_VOLUME_BOX, "slice": 9,
-         "window": "lung", "truth": volume.labels_path},
-        {"id": "track", "job": "track", "input": tmp_path / "hela.tif", "prompt_file": tmp_path / "hela_tracks.tif",
-         "truth": tmp_path / "hela_tracks.tif"},
-        {"id": "slide", "job": "domains", "input": samples.sample_data_dir() / "visium_mouse_brain",
-         "resolution": "0.4"},
-        {"id": "missing", "job": "segment", "input": tmp_path / "nope.tif", "box": CT_SLICE_BOX},
-        {"id": "outside", "job": "segment", "input": slice_copy, "box": "600 600 700 700"},
-    ])
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [
+            {
+                "id": "slice",
+                "job": "segment",
+                "input": slice_copy,
+                "box": CT_SLICE_BOX,
+                "window": "lung",
+                "truth": samples.get_case("ct_lung_slice").labels_path,
+            },
+            {
+                "id": "volume",
+                "job": "volume",
+                "input": volume.image_path,
+                "box": CT_VOLUME_BOX,
+                "slice": 9,
+                "window": "lung",
+                "truth": volume.labels_path,
+            },
+            {
+                "id": "track",
+                "job": "track",
+                "input": tmp_path / "hela.tif",
+                "prompt_file": tmp_path / "hela_tracks.tif",
+                "truth": tmp_path / "hela_tracks.tif",
+            },
+            {
+                "id": "slide",
+                "job": "domains",
+                "input": samples.sample_data_dir() / "visium_mouse_brain",
+                "resolution": "0.4",
+            },
+            {"id": "missing", "job": "segment", "input": tmp_path / "nope.tif", "box": CT_SLICE_BOX},
+            {"id": "outside", "job": "segment", "input": slice_copy, "box": "600 600 700 700"},
+        ],
+    )
     out = tmp_path / "out"
     report = run_batch(read_manifest(manifest), out, client=client)
     table = report.table.set_index("id")
@@ -148,30 +189,87 @@ def test_cohort_equals_single_commands_skips_finished_and_redoes_edited(tmp_path
     assert 1 <= loads <= 2  # LiteMedSAM once per worker, not once per item
 
     # the single commands give the same files
-    assert main(["segment", str(slice_copy), "--box", *CT_SLICE_BOX.split(), "--window", "lung",
-                 "-o", str(tmp_path / "single.tif")]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(slice_copy),
+                "--box",
+                *CT_SLICE_BOX.split(),
+                "--window",
+                "lung",
+                "-o",
+                str(tmp_path / "single.tif"),
+            ]
+        )
+        == 0
+    )
     batch_labels = tifffile.imread(out / "items/slice/labels.tif")
     single_labels = tifffile.imread(tmp_path / "single.tif")
     assert batch_labels.dtype == single_labels.dtype and np.array_equal(batch_labels, single_labels)
-    assert main(["volume", str(volume.image_path), "--slice", "9", "--box", *CT_VOLUME_BOX.split(),
-                 "--window", "lung", "-o", str(tmp_path / "single.nii.gz")]) == 0
-    batch_volume, single_volume = io.read_volume(out / "items/volume/labels.nii.gz"), io.read_volume(
-        tmp_path / "single.nii.gz")
+    assert (
+        main(
+            [
+                "volume",
+                str(volume.image_path),
+                "--slice",
+                "9",
+                "--box",
+                *CT_VOLUME_BOX.split(),
+                "--window",
+                "lung",
+                "-o",
+                str(tmp_path / "single.nii.gz"),
+            ]
+        )
+        == 0
+    )
+    batch_volume, single_volume = (
+        io.read_volume(out / "items/volume/labels.nii.gz"),
+        io.read_volume(tmp_path / "single.nii.gz"),
+    )
     assert np.array_equal(batch_volume.array, single_volume.array)
     assert np.allclose(batch_volume.spacing, single_volume.spacing)
     boxes = samples.boxes_from_labels(tifffile.imread(tmp_path / "hela_tracks.tif")[0])
-    assert main(["track", str(tmp_path / "hela.tif"), "--frame", "0",
-                 *(v for box in boxes.values() for v in ("--box", *map(str, box))),
-                 "-o", str(tmp_path / "single_track.tif"), "--table", str(tmp_path / "single_track.csv")]) == 0
-    assert np.array_equal(tifffile.imread(out / "items/track/labels.tif"),
-                          tifffile.imread(tmp_path / "single_track.tif"))
+    assert (
+        main(
+            [
+                "track",
+                str(tmp_path / "hela.tif"),
+                "--frame",
+                "0",
+                *(v for box in boxes.values() for v in ("--box", *map(str, box))),
+                "-o",
+                str(tmp_path / "single_track.tif"),
+                "--table",
+                str(tmp_path / "single_track.csv"),
+            ]
+        )
+        == 0
+    )
+    assert np.array_equal(
+        tifffile.imread(out / "items/track/labels.tif"), tifffile.imread(tmp_path / "single_track.tif")
+    )
     assert (out / "items/track/tracks.csv").read_text() == (tmp_path / "single_track.csv").read_text()
-    assert main(["domains", str(samples.sample_data_dir() / "visium_mouse_brain"), "--resolution", "0.4",
-                 "-o", str(tmp_path / "single.zarr")]) == 0
+    assert (
+        main(
+            [
+                "domains",
+                str(samples.sample_data_dir() / "visium_mouse_brain"),
+                "--resolution",
+                "0.4",
+                "-o",
+                str(tmp_path / "single.zarr"),
+            ]
+        )
+        == 0
+    )
     import spatialdata
 
-    domains = [spatialdata.read_zarr(p).tables["fmscope_table"].obs["fmscope_domain"].to_numpy()
-               for p in (out / "items/slide/result.zarr", tmp_path / "single.zarr")]
+    domains = [
+        spatialdata.read_zarr(p).tables["fmscope_table"].obs["fmscope_domain"].to_numpy()
+        for p in (out / "items/slide/result.zarr", tmp_path / "single.zarr")
+    ]
     assert np.array_equal(*domains)
 
     # again: nothing finished is run, no model call
@@ -201,8 +299,16 @@ def test_every_model_kind_runs_in_batch_as_in_its_single_command(tmp_path, clien
 
     base = Segmenter("litemedsam", device="cpu")
     tuned = tmp_path / "tuned.pt"
-    write_model_file(tuned, TunedModel("litemedsam", "litemedsam", base.model.weights_sha256, TRAINED_PARTS,
-                                       trained_state(base.model.net, TRAINED_PARTS)))
+    write_model_file(
+        tuned,
+        TunedModel(
+            "litemedsam",
+            "litemedsam",
+            base.model.weights_sha256,
+            TRAINED_PARTS,
+            trained_state(base.model.net, TRAINED_PARTS),
+        ),
+    )
     checkpoint = write_random_medsam2_checkpoint(tmp_path / "MedSAM2_latest.pt")
     hela = samples.get_case("hela_timelapse")
     tifffile.imwrite(tmp_path / "hela.tif", tifffile.imread(hela.image_path)[:3, 32:128, 256:352])
@@ -211,30 +317,90 @@ def test_every_model_kind_runs_in_batch_as_in_its_single_command(tmp_path, clien
 
     volume = tmp_path / "ct_slab.nrrd"  # 5 slices around the tumour's key slice (MedSAM2 runs at 512 px per slice)
     sitk.WriteImage(sitk.ReadImage(str(samples.get_case("ct_lung_volume").image_path))[:, :, 7:12], str(volume))
-    manifest = write_manifest(tmp_path / "m.csv", [
-        {"id": "tuned_track", "job": "track", "input": tmp_path / "hela.tif", "box": box, "slice": 0, "model": tuned},
-        {"id": "medsam2_volume", "job": "volume", "input": volume, "box": CT_VOLUME_BOX, "slice": 2,
-         "window": "lung", "model": "medsam2", "checkpoint": checkpoint},
-    ])
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [
+            {
+                "id": "tuned_track",
+                "job": "track",
+                "input": tmp_path / "hela.tif",
+                "box": box,
+                "slice": 0,
+                "model": tuned,
+            },
+            {
+                "id": "medsam2_volume",
+                "job": "volume",
+                "input": volume,
+                "box": CT_VOLUME_BOX,
+                "slice": 2,
+                "window": "lung",
+                "model": "medsam2",
+                "checkpoint": checkpoint,
+            },
+        ],
+    )
     items = read_manifest(manifest)
     assert [problem for _, problem in validate_items(items)] == [None, None]
     report = run_batch(items, tmp_path / "out", client=client)
     assert list(report.table["status"]) == ["done", "done"], report.table["message"].tolist()
 
-    assert main(["track", str(tmp_path / "hela.tif"), "--frame", "0", "--box", *box.split(), "--model", str(tuned),
-                 "-o", str(tmp_path / "track.tif")]) == 0
+    assert (
+        main(
+            [
+                "track",
+                str(tmp_path / "hela.tif"),
+                "--frame",
+                "0",
+                "--box",
+                *box.split(),
+                "--model",
+                str(tuned),
+                "-o",
+                str(tmp_path / "track.tif"),
+            ]
+        )
+        == 0
+    )
     batch_track = tifffile.imread(tmp_path / "out/items/tuned_track/labels.tif")
     assert batch_track.any() and np.array_equal(batch_track, tifffile.imread(tmp_path / "track.tif"))
-    assert main(["volume", str(volume), "--slice", "2", "--box", *CT_VOLUME_BOX.split(), "--window",
-                 "lung", "--model", "medsam2", "--checkpoint", checkpoint, "-o", str(tmp_path / "volume.nii.gz")]) == 0
+    assert (
+        main(
+            [
+                "volume",
+                str(volume),
+                "--slice",
+                "2",
+                "--box",
+                *CT_VOLUME_BOX.split(),
+                "--window",
+                "lung",
+                "--model",
+                "medsam2",
+                "--checkpoint",
+                checkpoint,
+                "-o",
+                str(tmp_path / "volume.nii.gz"),
+            ]
+        )
+        == 0
+    )
     batch_volume = io.read_volume(tmp_path / "out/items/medsam2_volume/labels.nii.gz").array
     assert batch_volume.any() and np.array_equal(batch_volume, io.read_volume(tmp_path / "volume.nii.gz").array)
 
 
 def test_a_row_whose_model_cannot_do_its_job_is_refused_by_name(tmp_path):
-    manifest = write_manifest(tmp_path / "m.csv", [
-        {"job": "segment", "input": samples.get_case("ct_lung_slice").image_path, "box": CT_SLICE_BOX,
-         "model": "medsam2"}])
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [
+            {
+                "job": "segment",
+                "input": samples.get_case("ct_lung_slice").image_path,
+                "box": CT_SLICE_BOX,
+                "model": "medsam2",
+            }
+        ],
+    )
     with pytest.raises(FmscopeError, match="medsam2.*cannot segment"):
         read_manifest(manifest)
 
@@ -250,8 +416,16 @@ def test_a_killed_worker_loses_no_item_and_leaves_no_half_output(tmp_path, clien
         copy = image.copy()
         copy[0, k] += 1
         tifffile.imwrite(tmp_path / f"slice{k}.tif", copy)
-        rows.append({"id": f"item{k}", "job": "segment", "input": tmp_path / f"slice{k}.tif", "box": CT_SLICE_BOX,
-                     "window": "lung", "truth": case.labels_path})
+        rows.append(
+            {
+                "id": f"item{k}",
+                "job": "segment",
+                "input": tmp_path / f"slice{k}.tif",
+                "box": CT_SLICE_BOX,
+                "window": "lung",
+                "truth": case.labels_path,
+            }
+        )
     items = read_manifest(write_manifest(tmp_path / "m.csv", rows))
     out = tmp_path / "out"
     pids = client.run(os.getpid)
@@ -285,9 +459,17 @@ def test_a_run_refuses_what_the_dry_run_refuses_with_its_message(tmp_path):
     from fmscope.batch.records import signature
     from fmscope.batch.runner import run_item
 
-    manifest = write_manifest(tmp_path / "m.csv", [
-        {"id": "noframe", "job": "track", "input": samples.get_case("hela_timelapse").image_path,
-         "box": "10 10 40 40"}])
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [
+            {
+                "id": "noframe",
+                "job": "track",
+                "input": samples.get_case("hela_timelapse").image_path,
+                "box": "10 10 40 40",
+            }
+        ],
+    )
     item = read_manifest(manifest)[0]
     row = run_item(item, signature(item), str(tmp_path / "out"), pool=ModelPool())
     assert row["status"] == "failed" and row["message"].startswith("Row 1 (noframe): a track item needs its key")
@@ -302,8 +484,15 @@ def test_local_workers_keep_this_process_malloc_settings_and_one_torch_thread():
 
     client = local_client(1, threads_per_worker=1)
     try:
-        settings = list(client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), torch.get_num_threads(),
-                                            os.environ.get("OMP_NUM_THREADS"))).values())
+        settings = list(
+            client.run(
+                lambda: (
+                    os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+                    torch.get_num_threads(),
+                    os.environ.get("OMP_NUM_THREADS"),
+                )
+            ).values()
+        )
     finally:
         cluster = client.cluster
         client.close()

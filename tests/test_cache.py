@@ -61,8 +61,10 @@ def test_lru_evicts_the_least_recently_used():
     from fmscope.imaging.models.input_transforms import InputGeometry
 
     cache = EmbeddingCache(max_items=2)
-    entries = {name: CachedEmbedding(np.full((1, 2, 2), i, np.float32), InputGeometry((2, 2), (2, 2)))
-               for i, name in enumerate("abcd")}
+    entries = {
+        name: CachedEmbedding(np.full((1, 2, 2), i, np.float32), InputGeometry((2, 2), (2, 2)))
+        for i, name in enumerate("abcd")
+    }
     cache.put({"k": "a"}, entries["a"])
     cache.put({"k": "b"}, entries["b"])
     assert cache.get({"k": "a"}) is entries["a"]  # a used last: b is now the least recent

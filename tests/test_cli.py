@@ -3,13 +3,11 @@
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from cli_runner import run_cli, run_process
 
 from fmscope import samples
 from fmscope.imaging import io
 from fmscope.metrics import dice
-
 
 run = run_cli  # in this process; the tests that must see a real process use run_process
 
@@ -33,8 +31,22 @@ def test_segment_with_points_refines(tmp_path, nuclei_boxes, nuclei, segmenter):
     case = samples.get_case("nuclei")
     label, (x0, y0, x1, y1) = list(nuclei_boxes.items())[5]
     out = tmp_path / "p.tif"
-    result = run("segment", case.image_path, "--box", x0, y0, x1, y1, "--point", (x0 + x1) / 2, (y0 + y1) / 2,
-                 "--label", 1, "-o", out)
+    result = run(
+        "segment",
+        case.image_path,
+        "--box",
+        x0,
+        y0,
+        x1,
+        y1,
+        "--point",
+        (x0 + x1) / 2,
+        (y0 + y1) / 2,
+        "--label",
+        1,
+        "-o",
+        out,
+    )
     assert result.returncode == 0, result.stderr
     refined, truth = io.read_image(out) > 0, nuclei[1] == label
     segmenter.set_image(nuclei[0])
@@ -64,25 +76,42 @@ def test_volume_keeps_geometry_and_eval_reports(tmp_path, ct_volume):
     assert report.stdout.startswith("dice ") and float(report.stdout.split()[1]) >= 0.7
 
 
-@pytest.mark.parametrize("args, message", [
-    (["segment", "{image}", "--box", "600", "600", "700", "700", "-o", "{out}"], "outside"),
-    (["segment", "{image}", "--box", "10", "10", "10", "20", "-o", "{out}"], "zero area"),
-    (["segment", "{missing}", "--box", "1", "1", "9", "9", "-o", "{out}"], "No such file"),
-    (["segment", "{garbage}", "--box", "1", "1", "9", "9", "-o", "{out}"], "Cannot read"),
-    (["segment", "{image}", "--box", "1", "1", "9", "9", "--model", "medsam_vit_b", "-o", "{out}"],
-     "FMSCOPE_CHECKPOINT_DIR"),
-    (["segment", "{image}", "--box", "1", "1", "9", "9", "--checkpoint", "{garbage}", "-o", "{out}"],
-     "not a PyTorch weights file"),
-    (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out_volume}"], "not a single-channel 3D"),
-    (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out}"], "cannot write a '.tif'"),
-    (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out_volume}"],
-     "not a single-channel 3D"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["segment", "{image}", "--box", "600", "600", "700", "700", "-o", "{out}"], "outside"),
+        (["segment", "{image}", "--box", "10", "10", "10", "20", "-o", "{out}"], "zero area"),
+        (["segment", "{missing}", "--box", "1", "1", "9", "9", "-o", "{out}"], "No such file"),
+        (["segment", "{garbage}", "--box", "1", "1", "9", "9", "-o", "{out}"], "Cannot read"),
+        (
+            ["segment", "{image}", "--box", "1", "1", "9", "9", "--model", "medsam_vit_b", "-o", "{out}"],
+            "FMSCOPE_CHECKPOINT_DIR",
+        ),
+        (
+            ["segment", "{image}", "--box", "1", "1", "9", "9", "--checkpoint", "{garbage}", "-o", "{out}"],
+            "not a PyTorch weights file",
+        ),
+        (
+            ["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out_volume}"],
+            "not a single-channel 3D",
+        ),
+        (["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out}"], "cannot write a '.tif'"),
+        (
+            ["volume", "{image}", "--slice", "0", "--box", "1", "1", "9", "9", "-o", "{out_volume}"],
+            "not a single-channel 3D",
+        ),
+    ],
+)
 def test_bad_input_exits_1_with_message_and_no_output(tmp_path, args, message):
     garbage = tmp_path / "garbage.tif"
     garbage.write_bytes(b"\x00junk")
-    values = dict(image=samples.get_case("nuclei").image_path, missing=tmp_path / "nope.tif",
-                  garbage=garbage, out=tmp_path / "out.tif", out_volume=tmp_path / "out.nii.gz")
+    values = dict(
+        image=samples.get_case("nuclei").image_path,
+        missing=tmp_path / "nope.tif",
+        garbage=garbage,
+        out=tmp_path / "out.tif",
+        out_volume=tmp_path / "out.nii.gz",
+    )
     env = {"FMSCOPE_CHECKPOINT_DIR": str(tmp_path / "empty")}
     runner = run_process if "garbage" in args[1] else run  # one real process: its stderr has no traceback
     result = runner(*[a.format(**values) for a in args], env=env)

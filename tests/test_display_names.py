@@ -18,12 +18,21 @@ from fmscope.omics.io import read_slide
 from fmscope.samples import sample_data_dir
 
 
-@pytest.mark.parametrize("path, name", [
-    ("sample.v2.tif", "sample.v2"), ("patient.01.nii.gz", "patient.01"), ("scan.OME.TIF", "scan"),
-    ("/data/run.2024/cells.ome.zarr", "cells"), ("echo.2.dcm", "echo.2"), ("tissue.v3.h5ad", "tissue.v3"),
-    ("1.2.840.113619", "1.2.840.113619"), ("run.2024", "run.2024"), ("clip.final.MP4", "clip.final"),
-    (".tif", ".tif"),
-])
+@pytest.mark.parametrize(
+    "path, name",
+    [
+        ("sample.v2.tif", "sample.v2"),
+        ("patient.01.nii.gz", "patient.01"),
+        ("scan.OME.TIF", "scan"),
+        ("/data/run.2024/cells.ome.zarr", "cells"),
+        ("echo.2.dcm", "echo.2"),
+        ("tissue.v3.h5ad", "tissue.v3"),
+        ("1.2.840.113619", "1.2.840.113619"),
+        ("run.2024", "run.2024"),
+        ("clip.final.MP4", "clip.final"),
+        (".tif", ".tif"),
+    ],
+)
 def test_display_name_drops_only_the_format_suffix(path, name):
     assert display_name(path) == name
 

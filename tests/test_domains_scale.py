@@ -72,8 +72,9 @@ def test_leiden_agrees_with_scanpy_as_its_own_seeds_do(ring_slide):
     work = ad.AnnData(X=np.zeros((slide.n_obs, 1), dtype=np.float32))
     scanpy_labels = []
     for seed in (0, 1):
-        sc.tl.leiden(work, resolution=0.2, adjacency=graph, random_state=seed, flavor="igraph", n_iterations=2,
-                     directed=False)
+        sc.tl.leiden(
+            work, resolution=0.2, adjacency=graph, random_state=seed, flavor="igraph", n_iterations=2, directed=False
+        )
         scanpy_labels.append(work.obs["leiden"].astype(int).to_numpy())
     both = leiden_labels(graph, (0.2, 1.0))
     alone = leiden_labels(graph, (0.2,))

@@ -14,8 +14,16 @@ class TinyVitNet(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.image_encoder = sam_modeling().ImageEncoderViT(
-            img_size=64, patch_size=8, embed_dim=32, depth=5, num_heads=2, out_chans=16, window_size=4,
-            global_attn_indexes=(1, 4), use_rel_pos=True)
+            img_size=64,
+            patch_size=8,
+            embed_dim=32,
+            depth=5,
+            num_heads=2,
+            out_chans=16,
+            window_size=4,
+            global_attn_indexes=(1, 4),
+            use_rel_pos=True,
+        )
 
 
 def _nets(segmenter):
@@ -31,8 +39,12 @@ def test_head_then_tail_is_the_encoder(segmenter):
         assert all(any(k.startswith(f"{p}.") for k in net.state_dict()) for p in split.parts)
         if net is segmenter.model.net:
             assert split.parts == ["image_encoder.layers.3", "image_encoder.neck"]  # TinyViT's last stage
-    assert split.parts == ["image_encoder.blocks.2", "image_encoder.blocks.3", "image_encoder.blocks.4",
-                           "image_encoder.neck"]
+    assert split.parts == [
+        "image_encoder.blocks.2",
+        "image_encoder.blocks.3",
+        "image_encoder.blocks.4",
+        "image_encoder.neck",
+    ]
 
 
 def test_lora_trains_adapters_only_and_merges_into_plain_weights():

@@ -6,7 +6,6 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pytest
-
 from cli_runner import run_cli
 
 from fmscope.errors import Cancelled, FmscopeError
@@ -14,7 +13,6 @@ from fmscope.omics.domains import spatial_domains
 from fmscope.omics.embed import baseline_embedding
 from fmscope.omics.finetune import apply_head, finetune_head, read_head, slide_encoder
 from fmscope.omics.synthetic import annotate_blocks, semi_synthetic_tissue
-
 
 run = run_cli  # the CLI in this process (tests/cli_runner.py)
 
@@ -29,8 +27,9 @@ def tissue():
 def test_head_beats_unsupervised_domains(tissue, tmp_path):
     labels = annotate_blocks(tissue)
     truth = tissue.obs["true_domain"].to_numpy()
-    result = finetune_head(tissue, labels, tmp_path / "head.pt", slide_encoder(tissue),
-                           domains=tissue.obs["fmscope_domain"].to_numpy())
+    result = finetune_head(
+        tissue, labels, tmp_path / "head.pt", slide_encoder(tissue), domains=tissue.obs["fmscope_domain"].to_numpy()
+    )
     whole_slide = np.mean(result.predicted == truth)
     print(f"\n{result.summary()}; whole-slide accuracy {whole_slide:.3f}")
     assert result.holdout_accuracy > result.domains_holdout_accuracy
@@ -47,9 +46,9 @@ def test_resume_continues_exactly(tissue, tmp_path):
     def stop_at_100(done, _total):
         if done == 100:
             raise Cancelled()
+
     with pytest.raises(Cancelled):
-        finetune_head(tissue, labels, tmp_path / "resumed.pt", encoder, epochs=120, save_every=40,
-                      on_epoch=stop_at_100)
+        finetune_head(tissue, labels, tmp_path / "resumed.pt", encoder, epochs=120, save_every=40, on_epoch=stop_at_100)
     assert read_head(tmp_path / "resumed.pt")["epoch"] == 80  # the last checkpoint written before the stop
     resumed = finetune_head(tissue, labels, tmp_path / "resumed.pt", encoder, epochs=120, save_every=40, resume=True)
     assert np.allclose(straight.probabilities, resumed.probabilities, atol=1e-6)
@@ -76,34 +75,53 @@ def test_scgpt_last_layer_tuning_is_saved_resumed_and_applied(tissue, tmp_path):
     from fmscope.omics.models.scgpt import load_scgpt
 
     labels = annotate_blocks(tissue)
-    result = finetune_head(tissue, labels, tmp_path / "head.pt", slide_encoder(tissue, SCGPT_TINY), epochs=100,
-                           tune_layers=1, tune_epochs=5)
+    result = finetune_head(
+        tissue,
+        labels,
+        tmp_path / "head.pt",
+        slide_encoder(tissue, SCGPT_TINY),
+        epochs=100,
+        tune_layers=1,
+        tune_epochs=5,
+    )
     tuned = read_head(tmp_path / "head.pt")["encoder"]["tuned_layers"]
     original = load_scgpt(SCGPT_TINY)[0].state_dict()
     assert tuned and all(key.startswith("transformer_encoder.layers.1.") for key in tuned)  # the last of 2
     assert max(float((tuned[key] - original[key]).abs().max()) for key in tuned) > 1e-4
-    head_only = finetune_head(tissue, labels, tmp_path / "head_only.pt", slide_encoder(tissue, SCGPT_TINY),
-                              epochs=100)
+    head_only = finetune_head(tissue, labels, tmp_path / "head_only.pt", slide_encoder(tissue, SCGPT_TINY), epochs=100)
     assert not np.allclose(result.probabilities, head_only.probabilities, atol=1e-3)  # the embedding changed
-    print(f"\nrandom tiny scGPT, held-out accuracy: head only {head_only.holdout_accuracy:.3f}, "
-          f"last layer tuned {result.holdout_accuracy:.3f}")
+    print(
+        f"\nrandom tiny scGPT, held-out accuracy: head only {head_only.holdout_accuracy:.3f}, "
+        f"last layer tuned {result.holdout_accuracy:.3f}"
+    )
     classes, probabilities = apply_head(tmp_path / "head.pt", tissue)
     assert classes == result.classes and np.allclose(probabilities, result.probabilities, atol=1e-5)
     other = semi_synthetic_tissue(purity=0.6, seed=7)
     assert apply_head(tmp_path / "head.pt", other)[1].shape == (other.n_obs, 4)
-    resumed = finetune_head(tissue, labels, tmp_path / "head.pt", slide_encoder(tissue, SCGPT_TINY), epochs=150,
-                            resume=True, tune_layers=1, tune_epochs=5)
+    resumed = finetune_head(
+        tissue,
+        labels,
+        tmp_path / "head.pt",
+        slide_encoder(tissue, SCGPT_TINY),
+        epochs=150,
+        resume=True,
+        tune_layers=1,
+        tune_epochs=5,
+    )
     again = read_head(tmp_path / "head.pt")
     assert again["epoch"] == 150 and resumed.epochs == 150
     assert all(torch.equal(again["encoder"]["tuned_layers"][key], tuned[key]) for key in tuned)
 
 
-@pytest.mark.parametrize("checkpoint, layers, message", [(None, 1, "needs an scGPT model"),
-                                                         (SCGPT_TINY, 3, "Cannot tune 3 layers of a 2-layer")])
+@pytest.mark.parametrize(
+    "checkpoint, layers, message",
+    [(None, 1, "needs an scGPT model"), (SCGPT_TINY, 3, "Cannot tune 3 layers of a 2-layer")],
+)
 def test_layer_tuning_refuses_what_it_cannot_do(tissue, tmp_path, checkpoint, layers, message):
     with pytest.raises(FmscopeError, match=message):
-        finetune_head(tissue, annotate_blocks(tissue), tmp_path / "head.pt", slide_encoder(tissue, checkpoint),
-                      tune_layers=layers)
+        finetune_head(
+            tissue, annotate_blocks(tissue), tmp_path / "head.pt", slide_encoder(tissue, checkpoint), tune_layers=layers
+        )
     assert not (tmp_path / "head.pt").exists()
 
 
@@ -123,8 +141,16 @@ def test_finetune_and_classify_cli(tissue, tmp_path):
     slide = tissue.copy()
     slide.obs["annotation"] = annotate_blocks(slide)
     slide.write_h5ad(tmp_path / "tissue.h5ad")
-    result = run("finetune", tmp_path / "tissue.h5ad", "--annotations", "annotation", "--head", tmp_path / "head.pt",
-                 "-o", tmp_path / "tuned.zarr")
+    result = run(
+        "finetune",
+        tmp_path / "tissue.h5ad",
+        "--annotations",
+        "annotation",
+        "--head",
+        tmp_path / "head.pt",
+        "-o",
+        tmp_path / "tuned.zarr",
+    )
     assert result.returncode == 0, result.stderr
     assert "held-out accuracy" in result.stdout and "unsupervised domains" in result.stdout
     assert (tmp_path / "tuned.png").stat().st_size > 10_000
@@ -136,12 +162,26 @@ def test_finetune_and_classify_cli(tissue, tmp_path):
     other.write_h5ad(tmp_path / "other.h5ad")
     result = run("classify", tmp_path / "other.h5ad", "--head", tmp_path / "head.pt", "-o", tmp_path / "other.h5ad")
     assert result.returncode == 1 and "never writes over" in result.stderr
-    result = run("classify", tmp_path / "other.h5ad", "--head", tmp_path / "head.pt",
-                 "-o", tmp_path / "classified.h5ad")
+    result = run(
+        "classify", tmp_path / "other.h5ad", "--head", tmp_path / "head.pt", "-o", tmp_path / "classified.h5ad"
+    )
     assert result.returncode == 0, result.stderr
     assert "fmscope_uncertainty" in ad.read_h5ad(tmp_path / "classified.h5ad").obs
-    result = run("finetune", tmp_path / "tissue.h5ad", "--annotations", "annotation", "--head",
-                 tmp_path / "scgpt_head.pt", "--checkpoint", SCGPT_TINY, "--tune-layers", "1", "--tune-epochs", "3",
-                 "-o", tmp_path / "scgpt_tuned.h5ad")
+    result = run(
+        "finetune",
+        tmp_path / "tissue.h5ad",
+        "--annotations",
+        "annotation",
+        "--head",
+        tmp_path / "scgpt_head.pt",
+        "--checkpoint",
+        SCGPT_TINY,
+        "--tune-layers",
+        "1",
+        "--tune-epochs",
+        "3",
+        "-o",
+        tmp_path / "scgpt_tuned.h5ad",
+    )
     assert result.returncode == 0, result.stderr
     assert read_head(tmp_path / "scgpt_head.pt")["encoder"]["tuned_layers"]

@@ -117,8 +117,9 @@ def test_refusals_before_any_work(visium, encoder):
     with pytest.raises(FmscopeError, match="does not fit"):
         encoder.features(slide_tissue(visium), np.zeros((1, 2)), patch_um=5000)
     features, expression, genes = _synthetic()
-    other = train_model(features, expression, genes, patch_um=200.0, encoder_um_per_px=8.0,
-                        encoder_sha256="ab" * 32, epochs=1)
+    other = train_model(
+        features, expression, genes, patch_um=200.0, encoder_um_per_px=8.0, encoder_sha256="ab" * 32, epochs=1
+    )
     with pytest.raises(FmscopeError, match="trained on encoder weights abababababab"):
         check_encoder(other, encoder)
 
@@ -160,8 +161,22 @@ def test_cli_train_and_predict_on_the_visium_sample(tmp_path, capsys):
     """The issue's checks: >= 4 blocks held out, image beats the colour baseline by >= 0.1 over the
     20 most variable genes; the model file carries genes, patch size and the encoder's sha256."""
     model_path = tmp_path / "brain.pt"
-    assert main(["image-expression", "train", str(VISIUM), "-o", str(model_path), "--holdout-blocks", "4",
-                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert (
+        main(
+            [
+                "image-expression",
+                "train",
+                str(VISIUM),
+                "-o",
+                str(model_path),
+                "--holdout-blocks",
+                "4",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "mean top 20" in printed and "interpolation" in printed
     state = torch.load(model_path, weights_only=True)
@@ -172,8 +187,24 @@ def test_cli_train_and_predict_on_the_visium_sample(tmp_path, capsys):
     assert image - colour >= 0.1
 
     out = tmp_path / "predicted.zarr"
-    assert main(["image-expression", "predict", str(VISIUM), "--model", str(model_path), "--grid-um", "150",
-                 "--cache-dir", str(tmp_path / "cache"), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "image-expression",
+                "predict",
+                str(VISIUM),
+                "--model",
+                str(model_path),
+                "--grid-um",
+                "150",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert out.is_dir() and out.with_suffix(".png").stat().st_size > 10_000
     predicted = read_slide(out)
     assert predicted.adata.n_vars == 50 and predicted.adata.n_obs > 1000
@@ -184,11 +215,28 @@ def test_cli_train_and_predict_on_the_visium_sample(tmp_path, capsys):
 
     iio.imwrite(png, read_slide(VISIUM).image)
     capsys.readouterr()
-    assert main(["image-expression", "predict", str(png), "--model", str(model_path), "-o",
-                 str(tmp_path / "x.zarr")]) == 1
+    assert (
+        main(["image-expression", "predict", str(png), "--model", str(model_path), "-o", str(tmp_path / "x.zarr")]) == 1
+    )
     assert "no microns per pixel" in capsys.readouterr().err
-    assert main(["image-expression", "predict", str(png), "--microns-per-pixel", str(visium_mpp()), "--model",
-                 str(model_path), "--genes", "NotAGene", "-o", str(tmp_path / "y.zarr")]) == 1
+    assert (
+        main(
+            [
+                "image-expression",
+                "predict",
+                str(png),
+                "--microns-per-pixel",
+                str(visium_mpp()),
+                "--model",
+                str(model_path),
+                "--genes",
+                "NotAGene",
+                "-o",
+                str(tmp_path / "y.zarr"),
+            ]
+        )
+        == 1
+    )
     assert "not trained on NotAGene" in capsys.readouterr().err
     assert not (tmp_path / "x.zarr").exists() and not (tmp_path / "y.zarr").exists()
 

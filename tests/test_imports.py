@@ -112,12 +112,23 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_imaging_does_not_import_training():
     """Model files and trainers share fmscope.checkpoint_files; the imaging engine never reaches into training."""
     graph = import_graph()
-    assert sorted((m, t) for m, ts in graph.items() for t in ts
-                  if m.startswith("fmscope.imaging") and t.startswith("fmscope.training")) == []
+    assert (
+        sorted(
+            (m, t)
+            for m, ts in graph.items()
+            for t in ts
+            if m.startswith("fmscope.imaging") and t.startswith("fmscope.training")
+        )
+        == []
+    )
 
 
 def test_the_engine_imports_no_front_end():
     graph = import_graph()
-    wrong = sorted((module, target) for module, targets in graph.items() for target in targets
-                   if module.startswith(ENGINE) and target.startswith(FRONT_ENDS))
+    wrong = sorted(
+        (module, target)
+        for module, targets in graph.items()
+        for target in targets
+        if module.startswith(ENGINE) and target.startswith(FRONT_ENDS)
+    )
     assert wrong == []

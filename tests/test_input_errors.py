@@ -6,30 +6,36 @@ import pytest
 from fmscope.errors import FmscopeError
 
 
-@pytest.mark.parametrize("image, message", [
-    (np.zeros((0, 5)), "empty"),
-    (np.full((32, 32), 7.0), "constant"),
-    (np.where(np.eye(32) > 0, np.nan, np.inf), "no finite values"),
-    (np.where(np.eye(32) > 0, np.nan, 1.0), "constant"),
-    (np.zeros((32, 32, 2)), "grey \\+ alpha"),
-    (np.arange(64.0).reshape(1, 64), "too small or thin"),
-    (np.zeros((2, 3, 32, 32)), "4D"),
-    (np.zeros((5, 32, 32)), "segment_volume"),
-    (np.ones((32, 32), dtype=complex), "real numbers"),
-])
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.zeros((0, 5)), "empty"),
+        (np.full((32, 32), 7.0), "constant"),
+        (np.where(np.eye(32) > 0, np.nan, np.inf), "no finite values"),
+        (np.where(np.eye(32) > 0, np.nan, 1.0), "constant"),
+        (np.zeros((32, 32, 2)), "grey \\+ alpha"),
+        (np.arange(64.0).reshape(1, 64), "too small or thin"),
+        (np.zeros((2, 3, 32, 32)), "4D"),
+        (np.zeros((5, 32, 32)), "segment_volume"),
+        (np.ones((32, 32), dtype=complex), "real numbers"),
+    ],
+)
 def test_bad_images_are_refused(segmenter, image, message):
     with pytest.raises(FmscopeError, match=message):
         segmenter.set_image(image)
 
 
-@pytest.mark.parametrize("box, message", [
-    ([600, 600, 700, 700], "outside"),
-    ([-50, -50, -10, -10], "outside"),
-    ([10, 10, 10, 40], "zero area"),
-    ([40, 10, 10, 40], "zero area"),
-    ([1, 2, 3], "4 finite numbers"),
-    ([0, 0, np.nan, 5], "4 finite numbers"),
-])
+@pytest.mark.parametrize(
+    "box, message",
+    [
+        ([600, 600, 700, 700], "outside"),
+        ([-50, -50, -10, -10], "outside"),
+        ([10, 10, 10, 40], "zero area"),
+        ([40, 10, 10, 40], "zero area"),
+        ([1, 2, 3], "4 finite numbers"),
+        ([0, 0, np.nan, 5], "4 finite numbers"),
+    ],
+)
 def test_bad_boxes_are_refused(segmenter, nuclei, box, message):
     segmenter.set_image(nuclei[0])
     with pytest.raises(FmscopeError, match=message):

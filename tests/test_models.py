@@ -42,8 +42,21 @@ def test_cli_and_batch_accept_a_model_exactly_for_its_capabilities(entry, tmp_pa
     stack = tmp_path / "stack.tif"
     tifffile.imwrite(stack, np.zeros((2, 16, 16), np.uint8), metadata={"axes": "TYX"})
     if not entry.can(models.TRACK):
-        result = run_cli("track", stack, "--frame", "0", "--box", "2", "2", "8", "8", "--model", entry.name,
-                         "-o", tmp_path / "labels.tif")
+        result = run_cli(
+            "track",
+            stack,
+            "--frame",
+            "0",
+            "--box",
+            "2",
+            "2",
+            "8",
+            "8",
+            "--model",
+            entry.name,
+            "-o",
+            tmp_path / "labels.tif",
+        )
         assert result.returncode == 1 and "cannot track" in result.stderr and entry.name in result.stderr
         assert not (tmp_path / "labels.tif").exists()
     help_text = run_cli("track", "--help").stdout

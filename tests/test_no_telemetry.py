@@ -56,8 +56,9 @@ def test_openvino_writes_nothing_home_and_opens_no_socket(tmp_path):
     home.mkdir()
     env = {**os.environ, "HOME": str(home), "FMSCOPE_CACHE_DIR": str(cache_root()), "FMSCOPE_BACKEND": "openvino"}
     env.pop("XDG_CACHE_HOME", None)
-    done = subprocess.run([sys.executable, "-c", CHILD, str(log), str(fresh_cache)], env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(log), str(fresh_cache)], env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "telemetry module: None" in done.stdout  # blocked, so OpenVINO used its no-op stub
     assert "events before control: 0" in done.stdout, log.read_text()

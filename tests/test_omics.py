@@ -5,7 +5,6 @@ import os
 import anndata as ad
 import numpy as np
 import pytest
-
 from cli_runner import run_cli
 
 from fmscope import samples
@@ -84,8 +83,9 @@ def test_scgpt_embedding_streams_and_normalises(tissue):
 
 def test_tokenize_keeps_most_expressed_when_truncating():
     counts = np.array([[0, 5, 1, 9, 3]], dtype=float)
-    genes, values, padding = tokenize(counts, np.array([10, 11, 12, 13, 14]), cls_id=1, pad_id=0, pad_value=-2,
-                                      n_bins=51, max_length=3)
+    genes, values, padding = tokenize(
+        counts, np.array([10, 11, 12, 13, 14]), cls_id=1, pad_id=0, pad_value=-2, n_bins=51, max_length=3
+    )
     assert genes.tolist() == [[1, 11, 13]] and values[0, 0] == -2 and not padding.any()
 
 
@@ -93,8 +93,9 @@ def test_vocabulary_matching_report():
     match = match_genes(["ACTB", "Gapdh", "Cd3e", "NOPE"], {"<pad>": 0, "ACTB": 1, "GAPDH": 2, "CD3E": 3})
     assert match.ids.tolist() == [1, 2, 3, -1]
     assert "3/4 panel genes" in match.report() and "NOPE" in match.report()
-    renamed = match_genes(["SEPTIN7", "March1", "Xist"], {"SEPT7": 5, "MARCHF1": 6, "XIST_ALIAS": 7},
-                          aliases={"Xist": "XIST_ALIAS"})
+    renamed = match_genes(
+        ["SEPTIN7", "March1", "Xist"], {"SEPT7": 5, "MARCHF1": 6, "XIST_ALIAS": 7}, aliases={"Xist": "XIST_ALIAS"}
+    )
     assert renamed.ids.tolist() == [5, 6, 7] and "3 by alias" in renamed.report()
     with pytest.warns(UserWarning, match="Low vocabulary coverage"):
         match_genes(["A", "B", "C"], {"A": 1})
@@ -106,10 +107,17 @@ def test_no_matching_genes_is_a_clear_error(tissue):
         scgpt_embedding(tissue[:20].copy(), model, {"<pad>": 0, "<cls>": 1, "XYZ": 2}, batch_size=8)
 
 
-@pytest.mark.parametrize("problem, message", [
-    ("no_coords", "no coordinates"), ("nan", "NaN"), ("missing", "No such file"), ("garbage", "Cannot read"),
-    ("no_units", "have no units"), ("not_a_slide", "not a slide"),
-])
+@pytest.mark.parametrize(
+    "problem, message",
+    [
+        ("no_coords", "no coordinates"),
+        ("nan", "NaN"),
+        ("missing", "No such file"),
+        ("garbage", "Cannot read"),
+        ("no_units", "have no units"),
+        ("not_a_slide", "not a slide"),
+    ],
+)
 def test_bad_slides_fail_without_partial_output(tmp_path, problem, message):
     path = tmp_path / "slide.h5ad"
     if problem in ("no_coords", "nan", "no_units"):
@@ -156,8 +164,18 @@ def test_embed_cli_writes_zarr_and_png(tmp_path):
 def test_domains_cli_on_xenium_crop(tmp_path):
     """--n-domains picks the resolution whose domain count is closest (ties: the lower), and says so."""
     out = tmp_path / "xenium.h5ad"
-    result = run("domains", samples.sample_data_dir() / "xenium_breast_crop.zarr", "--n-domains", "3",
-                 "--resolution", "0.2", "1.0", "2.0", "-o", out)
+    result = run(
+        "domains",
+        samples.sample_data_dir() / "xenium_breast_crop.zarr",
+        "--n-domains",
+        "3",
+        "--resolution",
+        "0.2",
+        "1.0",
+        "2.0",
+        "-o",
+        out,
+    )
     assert result.returncode == 0, result.stderr
     obs = ad.read_h5ad(out).obs
     counts = {r: obs[f"fmscope_domain_r{r:g}"].nunique() for r in (0.2, 1.0, 2.0)}
@@ -205,8 +223,10 @@ def test_xenium_folder_reads_through_spatialdata_io(tmp_path):
     slide = io.read_slide(folder)
     assert slide.adata.shape == (27, 313) and slide.sdata is not None  # genes only: 228 control features dropped
     cells = pd.read_parquet(folder / "cells.parquet").set_index("cell_id")
-    assert np.allclose(slide.adata.obsm["spatial"], cells.loc[slide.adata.obs_names.astype(int),
-                                                              ["x_centroid", "y_centroid"]].to_numpy())
+    assert np.allclose(
+        slide.adata.obsm["spatial"],
+        cells.loc[slide.adata.obs_names.astype(int), ["x_centroid", "y_centroid"]].to_numpy(),
+    )
     transcripts = pd.read_parquet(folder / "transcripts.parquet")
     counted = transcripts[(transcripts["cell_id"] >= 0) & (transcripts["qv"] >= 20)]
     expected = pd.crosstab(counted["cell_id"].astype(str), counted["feature_name"])
@@ -214,8 +234,10 @@ def test_xenium_folder_reads_through_spatialdata_io(tmp_path):
     assert np.array_equal(slide.adata[expected.index, genes].X.toarray(), expected[genes].to_numpy())
     boundaries = slide.sdata.shapes["cell_boundaries"]
     outline = dict(zip(boundaries.index.astype(str), boundaries.geometry))  # XOA 1.0: integer cell ids
-    assert all(outline[cell].contains(__import__("shapely").Point(x, y))
-               for cell, (x, y) in zip(slide.adata.obs_names, slide.adata.obsm["spatial"]))
+    assert all(
+        outline[cell].contains(__import__("shapely").Point(x, y))
+        for cell, (x, y) in zip(slide.adata.obs_names, slide.adata.obsm["spatial"])
+    )
     result = run("domains", folder, "-o", tmp_path / "xenium.zarr")
     assert result.returncode == 0, result.stderr
     again = io.read_slide(tmp_path / "xenium.zarr")

@@ -7,8 +7,11 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "fmscope"
 # low-level call -> the files allowed to make it (the family's reader)
 ALLOWED = {
-    r"\bread_h5ad\(": {"omics/io.py", "omics/reference.py",
-                       "omics/synthetic.py"},  # synthetic.py: the packaged PBMC sample it builds tissues from
+    r"\bread_h5ad\(": {
+        "omics/io.py",
+        "omics/reference.py",
+        "omics/synthetic.py",
+    },  # synthetic.py: the packaged PBMC sample it builds tissues from
     r"\bread_zarr\(": {"omics/io.py"},
     r"\bsc\.read_\w+\(|\bread_10x_\w+\(": {"omics/io.py"},
     r"\bspatialdata_io\.\w+\(": {"omics/io.py"},
@@ -21,16 +24,22 @@ def test_omics_files_are_read_only_through_their_readers():
         text = path.read_text(encoding="utf-8")
         relative = path.relative_to(SRC).as_posix()
         for pattern, allowed in ALLOWED.items():
-            code = [line for line in text.splitlines() if re.search(pattern, line) and not line.lstrip().startswith(
-                ("#", "def ", '"', "'"))]
+            code = [
+                line
+                for line in text.splitlines()
+                if re.search(pattern, line) and not line.lstrip().startswith(("#", "def ", '"', "'"))
+            ]
             if code and relative not in allowed:
                 calls.setdefault(pattern, []).append(relative)
     assert not calls, f"low-level reads outside their family's reader: {calls}"
 
 
 def test_scgpt_checkpoints_have_one_loader():
-    users = sorted(p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")
-                   if re.search(r"\bload_scgpt\(", p.read_text(encoding="utf-8")))
+    users = sorted(
+        p.relative_to(SRC).as_posix()
+        for p in SRC.rglob("*.py")
+        if re.search(r"\bload_scgpt\(", p.read_text(encoding="utf-8"))
+    )
     loaders = [p for p in users if re.search(r"def load_scgpt\(", (SRC / p).read_text(encoding="utf-8"))]
     assert loaders == ["omics/models/scgpt.py"]
     for path in users:  # every other module loads scGPT through it, never torch.load on best_model.pt

@@ -32,8 +32,11 @@ VISIUM = DATA / "visium_mouse_brain"
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
@@ -62,6 +65,7 @@ def correlations(a: np.ndarray, b: np.ndarray, k: int = 5) -> list[float]:
 
 
 # --- kind 5: what X holds --------------------------------------------------------------------
+
 
 def test_case_b_lognormalised_is_not_normalised_twice_and_scaled_is_refused(visium_counts, tmp_path, capsys):
     adata = visium_counts.copy()
@@ -115,8 +119,9 @@ def test_integer_floats_are_counts_and_ensembl_versions_and_duplicates_become_on
     assert view.kind == COUNTS and not view.changed and not view.notices
     symbols = [str(g) for g in adata.var_names]
     symbols[1] = symbols[0]  # two Ensembl genes with one symbol
-    adata.var = pd.DataFrame({"gene_symbols": symbols},
-                             index=[f"ENSMUSG{i:011d}.{i % 7 + 1}" for i in range(adata.n_vars)])
+    adata.var = pd.DataFrame(
+        {"gene_symbols": symbols}, index=[f"ENSMUSG{i:011d}.{i % 7 + 1}" for i in range(adata.n_vars)]
+    )
     view = counts_view(adata)
     assert view.changed and list(view.adata.var_names[:2]) == [symbols[0], symbols[2]]
     assert view.adata.n_vars == adata.n_vars - 1
@@ -144,20 +149,37 @@ def build_visium_hd(outs: Path, bins=(16,), grid_step: int = 1) -> int:
         square = outs / "binned_outputs" / f"square_{size:03d}um"
         (square / "spatial").mkdir(parents=True)
         barcodes = [f"s_{size:03d}um_{r:05d}_{c:05d}-1" for r, c in zip(rows, cols)]
-        with h5py.File(VISIUM / "filtered_feature_bc_matrix.h5") as f_in, \
-                h5py.File(square / "filtered_feature_bc_matrix.h5", "w") as f_out:
+        with (
+            h5py.File(VISIUM / "filtered_feature_bc_matrix.h5") as f_in,
+            h5py.File(square / "filtered_feature_bc_matrix.h5", "w") as f_out,
+        ):
             for key in f_in:
                 f_in.copy(key, f_out)
             del f_out["matrix/barcodes"]
             f_out["matrix/barcodes"] = np.array(barcodes, dtype="S")
         px = size / UM_PER_PX
-        pd.DataFrame({"barcode": barcodes, "in_tissue": 1, "array_row": rows, "array_col": cols,
-                      "pxl_row_in_fullres": 1000 + rows * px * grid_step,
-                      "pxl_col_in_fullres": 1000 + cols * px * grid_step}).to_parquet(
-            square / "spatial" / "tissue_positions.parquet", index=False)
-        (square / "spatial" / "scalefactors_json.json").write_text(json.dumps({
-            "spot_diameter_fullres": px, "bin_size_um": size, "microns_per_pixel": UM_PER_PX,
-            "tissue_lowres_scalef": LOWRES, "tissue_hires_scalef": 0.2, "fiducial_diameter_fullres": 4 * px}))
+        pd.DataFrame(
+            {
+                "barcode": barcodes,
+                "in_tissue": 1,
+                "array_row": rows,
+                "array_col": cols,
+                "pxl_row_in_fullres": 1000 + rows * px * grid_step,
+                "pxl_col_in_fullres": 1000 + cols * px * grid_step,
+            }
+        ).to_parquet(square / "spatial" / "tissue_positions.parquet", index=False)
+        (square / "spatial" / "scalefactors_json.json").write_text(
+            json.dumps(
+                {
+                    "spot_diameter_fullres": px,
+                    "bin_size_um": size,
+                    "microns_per_pixel": UM_PER_PX,
+                    "tissue_lowres_scalef": LOWRES,
+                    "tissue_hires_scalef": 0.2,
+                    "fiducial_diameter_fullres": 4 * px,
+                }
+            )
+        )
         shutil.copy(VISIUM / "spatial" / "tissue_lowres_image.png", square / "spatial" / "tissue_lowres_image.png")
     return n
 
@@ -176,7 +198,8 @@ def test_case_c_visium_hd_bins_in_true_microns_drawn_as_squares(tmp_path, capsys
     n = build_visium_hd(tmp_path / "outs")
     square = tmp_path / "outs" / "binned_outputs" / "square_016um"
     pd.read_parquet(square / "spatial" / "tissue_positions.parquet").to_csv(
-        square / "spatial" / "tissue_positions.csv", index=False)  # the forum workaround changes nothing
+        square / "spatial" / "tissue_positions.csv", index=False
+    )  # the forum workaround changes nothing
     before = snapshot(tmp_path / "outs")
     for target in (tmp_path / "outs", square):
         slide = io.read_slide(target)
@@ -236,14 +259,30 @@ def build_xoa3(src: Path, dst: Path) -> int:
         barcodes = [int(x) for x in f_in["matrix/barcodes"][...].astype(str)]
         del f_out["matrix/barcodes"]
         f_out["matrix/barcodes"] = np.array([to_new[x] for x in barcodes], dtype="S")
-    summary = np.c_[cells[["x_centroid", "y_centroid", "cell_area", "x_centroid", "y_centroid",
-                           "nucleus_area"]].to_numpy(), np.zeros(len(cells)), np.ones(len(cells))]
+    summary = np.c_[
+        cells[["x_centroid", "y_centroid", "cell_area", "x_centroid", "y_centroid", "nucleus_area"]].to_numpy(),
+        np.zeros(len(cells)),
+        np.ones(len(cells)),
+    ]
     store = zarr.storage.ZipStore(dst / "cells.zarr.zip", mode="w")
     group = zarr.open_group(store, mode="w", zarr_format=2)
     group.create_array("cell_id", data=np.c_[prefix, np.ones(len(prefix), np.uint32)].astype(np.uint32))
-    group.create_array("cell_summary", data=summary, attributes={"column_names": [
-        "cell_centroid_x", "cell_centroid_y", "cell_area", "nucleus_centroid_x", "nucleus_centroid_y",
-        "nucleus_area", "z_level", "nucleus_count"]})
+    group.create_array(
+        "cell_summary",
+        data=summary,
+        attributes={
+            "column_names": [
+                "cell_centroid_x",
+                "cell_centroid_y",
+                "cell_area",
+                "nucleus_centroid_x",
+                "nucleus_centroid_y",
+                "nucleus_area",
+                "z_level",
+                "nucleus_count",
+            ]
+        },
+    )
     for mask in ("0", "1"):
         group.create_array(f"polygon_sets/{mask}/cell_index", data=np.arange(len(prefix), dtype=np.uint32))
     store.close()
@@ -264,8 +303,9 @@ def test_case_d_xenium_xoa3_table_annotates_the_cell_outlines(tmp_path, capsys):
     # the cell size comes from the outlines: a disc of the median outline area
     assert slide.spot_diameter_um == pytest.approx(2 * np.sqrt(np.median(outlines.geometry.area) / np.pi))
     assert 5 < slide.spot_diameter_um < 30
-    slide.adata.obs["fmscope_domain"] = np.where(slide.adata.obsm["spatial"][:, 0] > np.median(
-        slide.adata.obsm["spatial"][:, 0]), "right", "left")
+    slide.adata.obs["fmscope_domain"] = np.where(
+        slide.adata.obsm["spatial"][:, 0] > np.median(slide.adata.obsm["spatial"][:, 0]), "right", "left"
+    )
     write_result(slide, tmp_path / "xoa3.zarr")
     sdata = sd.read_zarr(tmp_path / "xoa3.zarr")
     assert sdata.tables["table"].uns["spatialdata_attrs"]["region"] == "cell_boundaries"
@@ -296,6 +336,7 @@ def test_a_table_linked_to_a_missing_element_is_linked_to_cells_in_the_written_s
 
 # --- kind 7: slides too small for a step -----------------------------------------------------
 
+
 @pytest.mark.slow
 def test_case_g_one_spot_and_a_3_cell_crop_are_refused_naming_the_minimum(visium_counts, tmp_path, capsys):
     visium_counts[:1].copy().write_h5ad(tmp_path / "single.h5ad")
@@ -304,14 +345,29 @@ def test_case_g_one_spot_and_a_3_cell_crop_are_refused_naming_the_minimum(visium
     tissue[:3].copy().write_h5ad(tmp_path / "crop.h5ad")
     tissue[:9].copy().write_h5ad(tmp_path / "nine.h5ad")
     tissue.write_h5ad(tmp_path / "tissue.h5ad")
-    code, _, err = cli(capsys, "finetune", tmp_path / "tissue.h5ad", "--annotations", "my_regions", "--head",
-                       tmp_path / "head.pt", "--epochs", 10, "-o", tmp_path / "tuned.h5ad")
+    code, _, err = cli(
+        capsys,
+        "finetune",
+        tmp_path / "tissue.h5ad",
+        "--annotations",
+        "my_regions",
+        "--head",
+        tmp_path / "head.pt",
+        "--epochs",
+        10,
+        "-o",
+        tmp_path / "tuned.h5ad",
+    )
     assert code == 0, err
-    for args, needed in ((("embed", "single.h5ad", "-o", "a.zarr"), "1 cell or spot; `embed` needs at least 2"),
-                         (("domains", "single.h5ad", "-o", "b.zarr"), "`domains` needs at least 10"),
-                         (("domains", "nine.h5ad", "-o", "c.zarr"), "9 cells or spots; `domains` needs at least 10"),
-                         (("classify", "crop.h5ad", "--head", "head.pt", "-o", "d.h5ad"),
-                          "3 cells or spots; `classify` needs at least 7")):
+    for args, needed in (
+        (("embed", "single.h5ad", "-o", "a.zarr"), "1 cell or spot; `embed` needs at least 2"),
+        (("domains", "single.h5ad", "-o", "b.zarr"), "`domains` needs at least 10"),
+        (("domains", "nine.h5ad", "-o", "c.zarr"), "9 cells or spots; `domains` needs at least 10"),
+        (
+            ("classify", "crop.h5ad", "--head", "head.pt", "-o", "d.h5ad"),
+            "3 cells or spots; `classify` needs at least 7",
+        ),
+    ):
         before = snapshot(tmp_path)
         code, _, err = cli(capsys, *[tmp_path / a if a.endswith((".h5ad", ".zarr", ".pt")) else a for a in args])
         assert code == 1 and needed in err, err
@@ -332,6 +388,7 @@ def test_one_cell_embeds_with_scgpt(visium_counts, tmp_path, capsys):
 
 # --- kind 8: outputs checked before any work -------------------------------------------------
 
+
 @pytest.mark.slow
 def test_case_f_finetune_refuses_bad_outputs_before_training_and_keeps_the_head(tmp_path, capsys):
     tissue = semi_synthetic_tissue(side=20, purity=0.8)
@@ -340,8 +397,19 @@ def test_case_f_finetune_refuses_bad_outputs_before_training_and_keeps_the_head(
     (tmp_path / "head.pt").write_bytes(b"previous head from an earlier run")
     before = snapshot(tmp_path)
     for output, message in (("tissue.h5ad", "is the input"), ("result.csv", "cannot write a '.csv' file")):
-        code, out, err = cli(capsys, "finetune", tmp_path / "tissue.h5ad", "--annotations", "my_regions", "--head",
-                             tmp_path / "head.pt", "--epochs", 10, "-o", tmp_path / output)
+        code, out, err = cli(
+            capsys,
+            "finetune",
+            tmp_path / "tissue.h5ad",
+            "--annotations",
+            "my_regions",
+            "--head",
+            tmp_path / "head.pt",
+            "--epochs",
+            10,
+            "-o",
+            tmp_path / output,
+        )
         assert code == 1 and message in err and out == ""  # refused before reading the slide
         assert snapshot(tmp_path) == before
 
@@ -358,8 +426,10 @@ def test_every_command_checks_its_outputs_first(tmp_path, capsys):
     cases = [
         (("segment", image, "--box", 1, 1, 5, 5, "-o", image), "is the input"),
         (("segment", image, "--box", 1, 1, 5, 5, "-o", tmp_path / "mask.xyz"), "cannot write a '.xyz'"),
-        (("segment", image, "--box", 1, 1, 5, 5, "-o", tmp_path / "m.png", "--overlay", tmp_path / "m.png"),
-         "also the path of -o"),
+        (
+            ("segment", image, "--box", 1, 1, 5, 5, "-o", tmp_path / "m.png", "--overlay", tmp_path / "m.png"),
+            "also the path of -o",
+        ),
         (("segment", image, "--box", 1, 1, 5, 5, "-o", a_file / "mask.png"), "cannot write in"),
         (("volume", image, "--slice", 0, "--box", 1, 1, 5, 5, "-o", tmp_path / "v.mhd"), "cannot write a '.mhd'"),
         (("demo", "-o", a_file), "existing file"),
@@ -368,8 +438,10 @@ def test_every_command_checks_its_outputs_first(tmp_path, capsys):
         (("domains", image, "-o", tmp_path / "d.zarr", "--png", tmp_path / "d.jpg"), "cannot write a '.jpg'"),
         (("embed", tmp_path, "-o", tmp_path / "inside.zarr"), "is inside the input"),
         (("classify", image, "--head", tmp_path / "h.pt", "-o", tmp_path / "h.pt"), "is the input"),
-        (("finetune", image, "--annotations", "x", "--head", tmp_path / "head.ckpt", "-o", tmp_path / "f.h5ad"),
-         "--head"),
+        (
+            ("finetune", image, "--annotations", "x", "--head", tmp_path / "head.ckpt", "-o", tmp_path / "f.h5ad"),
+            "--head",
+        ),
     ]
     for args, message in cases:
         code, out, err = cli(capsys, *args)
@@ -383,5 +455,7 @@ def test_check_outputs_allows_a_new_store_and_an_earlier_result(tmp_path):
     (tmp_path / "earlier.zarr" / "zarr.json").write_text("{}")
     with pytest.raises(FmscopeError, match="not written by fmscope"):  # a store without fmscope's stamp
         check_outputs([Output("-o", tmp_path / "earlier.zarr", SLIDE_SUFFIXES)])
-    (tmp_path / "earlier.zarr" / "zarr.json").write_text('{"attributes": {"fmscope_output": {"written_by": "fmscope"}}}')
+    (tmp_path / "earlier.zarr" / "zarr.json").write_text(
+        '{"attributes": {"fmscope_output": {"written_by": "fmscope"}}}'
+    )
     check_outputs([Output("-o", tmp_path / "earlier.zarr", SLIDE_SUFFIXES), Output("-o", tmp_path / "demo", FOLDER)])

@@ -1,10 +1,8 @@
 """Deconvolution and imputation against a real labelled reference, on held-out real cells."""
 
-
 import anndata as ad
 import numpy as np
 import pytest
-
 from cli_runner import run_cli
 
 from fmscope import samples
@@ -64,8 +62,14 @@ def test_knn_imputation_beats_shuffled_neighbours(halves):
     shuffled = imputed[rng.permutation(len(imputed))]
 
     def mean_r(prediction):
-        return np.nanmean([np.corrcoef(truth[:, j], prediction[:, j])[0, 1] for j in range(len(hidden))
-                           if truth[:, j].std() > 0 and prediction[:, j].std() > 0])
+        return np.nanmean(
+            [
+                np.corrcoef(truth[:, j], prediction[:, j])[0, 1]
+                for j in range(len(hidden))
+                if truth[:, j].std() > 0 and prediction[:, j].std() > 0
+            ]
+        )
+
     print(f"\nimputation: mean per-gene r {mean_r(imputed):.3f} (shuffled control {mean_r(shuffled):.3f})")
     assert mean_r(imputed) > 0.15 and mean_r(imputed) > mean_r(shuffled) + 0.1
 
@@ -91,8 +95,18 @@ def test_deconvolve_cli_writes_proportions_and_png(tmp_path, halves):
     spots.write_h5ad(tmp_path / "spots.h5ad")
     reference.write_h5ad(tmp_path / "reference.h5ad")
     out = tmp_path / "props.h5ad"
-    result = _cli("deconvolve", tmp_path / "spots.h5ad", "--reference", tmp_path / "reference.h5ad",
-                  "--label-key", "bulk_labels", "--microns-per-unit", "1", "-o", out)
+    result = _cli(
+        "deconvolve",
+        tmp_path / "spots.h5ad",
+        "--reference",
+        tmp_path / "reference.h5ad",
+        "--label-key",
+        "bulk_labels",
+        "--microns-per-unit",
+        "1",
+        "-o",
+        out,
+    )
     assert result.returncode == 0, result.stderr
     adata = ad.read_h5ad(out)
     assert list(adata.obsm["fmscope_proportions"].columns) == types
@@ -103,8 +117,16 @@ def test_deconvolve_cli_writes_proportions_and_png(tmp_path, halves):
 def test_deconvolve_cli_refuses_a_reference_of_other_genes(tmp_path):
     # The Visium sample (100 mouse genes) and the PBMC reference's marker genes do not overlap.
     out = tmp_path / "props.h5ad"
-    result = _cli("deconvolve", samples.sample_data_dir() / "visium_mouse_brain", "--reference", REFERENCE,
-                  "--label-key", "bulk_labels", "-o", out)
+    result = _cli(
+        "deconvolve",
+        samples.sample_data_dir() / "visium_mouse_brain",
+        "--reference",
+        REFERENCE,
+        "--label-key",
+        "bulk_labels",
+        "-o",
+        out,
+    )
     assert result.returncode == 1 and ("share no gene" in result.stderr or "share only" in result.stderr)
     assert not out.exists() and not out.with_suffix(".png").exists()
 
@@ -119,7 +141,9 @@ def test_embedding_deconvolution_against_the_nnls_baseline(halves):
     for name, method in (("nnls", deconvolve_nnls), ("embedding", deconvolve_embedding)):
         estimate = method(spots, reference, "bulk_labels")[types].to_numpy()
         assert np.allclose(estimate.sum(axis=1), 1) and (estimate >= 0).all()
-        scores[name] = (np.nanmean([np.corrcoef(truth[:, j], estimate[:, j])[0, 1] for j in range(len(types))]),
-                        np.abs(estimate - truth).mean())
+        scores[name] = (
+            np.nanmean([np.corrcoef(truth[:, j], estimate[:, j])[0, 1] for j in range(len(types))]),
+            np.abs(estimate - truth).mean(),
+        )
     print("\ndeconvolution, mean per-type r / MAE:", {k: (round(r, 3), round(e, 4)) for k, (r, e) in scores.items()})
     assert scores["embedding"][0] > scores["nnls"][0] and scores["embedding"][1] < scores["nnls"][1]

@@ -19,23 +19,52 @@ def files(folder) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
-@pytest.mark.parametrize("args, option", [
-    (("segment", SAMPLES / "nuclei_image.tif", *BOX, "-o", "{missing}/mask.tif"), "-o"),
-    (("segment", SAMPLES / "nuclei_image.tif", *BOX, "-o", "{tmp}/mask.tif", "--overlay", "{missing}/o.png"),
-     "--overlay"),
-    (("segment", SAMPLES / "nuclei_image.tif", *BOX, "-o", "{tmp}/mask.tif", "--cache-dir", "{missing}/cache"),
-     "--cache-dir"),
-    (("volume", SAMPLES / "ct_lung_volume.nrrd", "--slice", 3, *BOX, "-o", "{missing}/v.nii.gz"), "-o"),
-    (("track", SAMPLES / "hela_timelapse", "--frame", 0, *BOX, "-o", "{missing}/t.tif"), "-o"),
-    (("track", SAMPLES / "hela_timelapse", "--frame", 0, *BOX, "-o", "{tmp}/t.tif", "--table", "{missing}/t.csv"),
-     "--table"),
-    (("domains", SAMPLES / "pbmc68k_reduced.h5ad", "-o", "{missing}/d.zarr"), "-o"),
-    (("domains", SAMPLES / "pbmc68k_reduced.h5ad", "-o", "{tmp}/d.zarr", "--png", "{missing}/d.png"), "--png"),
-    (("image-expression", "train", SAMPLES / "visium_mouse_brain", "-o", "{missing}/model.pt"), "-o"),
-    (("image-expression", "predict", SAMPLES / "visium_mouse_brain", "--model", "{tmp}/model.pt",
-      "-o", "{missing}/p.zarr"), "-o"),
-    (("demo", "-o", "{missing}/demo"), "-o"),
-])
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (("segment", SAMPLES / "nuclei_image.tif", *BOX, "-o", "{missing}/mask.tif"), "-o"),
+        (
+            ("segment", SAMPLES / "nuclei_image.tif", *BOX, "-o", "{tmp}/mask.tif", "--overlay", "{missing}/o.png"),
+            "--overlay",
+        ),
+        (
+            ("segment", SAMPLES / "nuclei_image.tif", *BOX, "-o", "{tmp}/mask.tif", "--cache-dir", "{missing}/cache"),
+            "--cache-dir",
+        ),
+        (("volume", SAMPLES / "ct_lung_volume.nrrd", "--slice", 3, *BOX, "-o", "{missing}/v.nii.gz"), "-o"),
+        (("track", SAMPLES / "hela_timelapse", "--frame", 0, *BOX, "-o", "{missing}/t.tif"), "-o"),
+        (
+            (
+                "track",
+                SAMPLES / "hela_timelapse",
+                "--frame",
+                0,
+                *BOX,
+                "-o",
+                "{tmp}/t.tif",
+                "--table",
+                "{missing}/t.csv",
+            ),
+            "--table",
+        ),
+        (("domains", SAMPLES / "pbmc68k_reduced.h5ad", "-o", "{missing}/d.zarr"), "-o"),
+        (("domains", SAMPLES / "pbmc68k_reduced.h5ad", "-o", "{tmp}/d.zarr", "--png", "{missing}/d.png"), "--png"),
+        (("image-expression", "train", SAMPLES / "visium_mouse_brain", "-o", "{missing}/model.pt"), "-o"),
+        (
+            (
+                "image-expression",
+                "predict",
+                SAMPLES / "visium_mouse_brain",
+                "--model",
+                "{tmp}/model.pt",
+                "-o",
+                "{missing}/p.zarr",
+            ),
+            "-o",
+        ),
+        (("demo", "-o", "{missing}/demo"), "-o"),
+    ],
+)
 def test_a_missing_output_folder_is_refused_and_not_created(tmp_path, capsys, args, option):
     missing = tmp_path / "typo" / "deeper"
     args = [str(a).format(missing=missing, tmp=tmp_path) for a in args]

@@ -41,7 +41,8 @@ def _calls() -> dict[str, set[str]]:
 
 def test_low_level_readers_are_called_only_by_their_family_reader():
     calls = _calls()
-    outside = {pattern: sorted(files - ALLOWED[pattern]) for pattern, files in calls.items()
-               if files - ALLOWED[pattern]}
+    outside = {
+        pattern: sorted(files - ALLOWED[pattern]) for pattern, files in calls.items() if files - ALLOWED[pattern]
+    }
     assert not outside, f"read around the family reader (route through it): {outside}"
     assert calls[r"torch\.load\("] and calls[r"av\.open\((?!.*[\"']w[\"'])"]  # the scan finds real calls

@@ -27,10 +27,12 @@ def small_state() -> dict[str, torch.Tensor]:
 
 
 @QUICK
-@given(prefixes=st.lists(st.sampled_from(["module.", "_orig_mod.", "model."]), max_size=2),
-       wrappers=st.lists(st.sampled_from(list(checkpoints.WRAPPER_KEYS)), max_size=2), extras=st.booleans())
-def test_wrappers_and_prefixes_in_any_combination_give_the_model_weights(tmp_path_factory, prefixes, wrappers,
-                                                                         extras):
+@given(
+    prefixes=st.lists(st.sampled_from(["module.", "_orig_mod.", "model."]), max_size=2),
+    wrappers=st.lists(st.sampled_from(list(checkpoints.WRAPPER_KEYS)), max_size=2),
+    extras=st.booleans(),
+)
+def test_wrappers_and_prefixes_in_any_combination_give_the_model_weights(tmp_path_factory, prefixes, wrappers, extras):
     """Weights under 'model' / 'state_dict' / ... (nested, beside optimiser state and counters) with DDP,
     torch.compile or Lightning prefixes: the same tensors under the model's own key names."""
     state = small_state()
@@ -61,8 +63,10 @@ def test_litemedsam_fine_tuning_checkpoint_under_ddp_loads_the_same_network(tmp_
     from fmscope.imaging.models import load_model
 
     release = checkpoints.read_state_dict(checkpoints.resolve("litemedsam"))
-    torch.save({"model": {f"module.{k}": v for k, v in release.items()}, "epoch": 7, "best_loss": 0.1},
-               tmp_path / "lite_medsam_ddp.pth")
+    torch.save(
+        {"model": {f"module.{k}": v for k, v in release.items()}, "epoch": 7, "best_loss": 0.1},
+        tmp_path / "lite_medsam_ddp.pth",
+    )
     loaded = load_model("litemedsam", checkpoint=tmp_path / "lite_medsam_ddp.pth", device="cpu")
     assert all(torch.equal(value, release[key]) for key, value in loaded.net.state_dict().items())
 

@@ -16,8 +16,7 @@ from PIL import Image
 
 from fmscope.cli import main
 from fmscope.errors import FmscopeError
-from fmscope.imaging.tracking import open_frames
-from fmscope.imaging.tracking import TrackingSession
+from fmscope.imaging.tracking import TrackingSession, open_frames
 from fmscope.imaging.tracking.export import TIME_AXIS_NOTE, write_label_stack, write_session_labels
 from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 
@@ -32,8 +31,9 @@ def moving_ellipse(frames: int = 4, side: int = 96, step=(8, 2), seed: int = 0) 
     """uint16 (T, side, side) frames of a bright ellipse moving ``step`` (x, y) px per frame, and its masks."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:side, :side]
-    truth = np.array([((xx - (30 + step[0] * t)) / 13.0) ** 2 + ((yy - (44 + step[1] * t)) / 10.0) ** 2 <= 1
-                      for t in range(frames)])
+    truth = np.array(
+        [((xx - (30 + step[0] * t)) / 13.0) ** 2 + ((yy - (44 + step[1] * t)) / 10.0) ** 2 <= 1 for t in range(frames)]
+    )
     stack = np.clip(rng.normal(400, 40, truth.shape) + 2500 * truth, 0, 65535).astype(np.uint16)
     return stack, truth
 
@@ -134,11 +134,15 @@ AXES_ORDERS = ["TCYX", "CTYX", "ZCYX", "CZYX", "TYX", "ZYX", "CYXT"]  # OME need
 
 
 @QUICK
-@given(axes=st.sampled_from(AXES_ORDERS), channels=st.integers(1, 3), dtype=st.sampled_from(["uint8", "uint16",
-                                                                                              "float32"]),
-       ome=st.booleans())
-def test_tiff_axes_in_any_order_read_the_same_frames_or_refuse_the_channel(tmp_path_factory, axes, channels, dtype,
-                                                                          ome):
+@given(
+    axes=st.sampled_from(AXES_ORDERS),
+    channels=st.integers(1, 3),
+    dtype=st.sampled_from(["uint8", "uint16", "float32"]),
+    ome=st.booleans(),
+)
+def test_tiff_axes_in_any_order_read_the_same_frames_or_refuse_the_channel(
+    tmp_path_factory, axes, channels, dtype, ome
+):
     """OME / shaped TIFFs with T, Z, C in any order: the frames read are the data's frames (channel
     chosen), a channel axis is never taken for time, and without --channel several channels are refused."""
     assume(not (ome and not axes.endswith("YX")))
@@ -224,8 +228,11 @@ def test_timelapse_to_nifti_is_a_3d_label_volume(tmp_path, segmenter):
 
 
 @QUICK
-@given(suffix=st.sampled_from([".nii", ".nii.gz", ".nrrd", ".mha", ".tif"]), frames=st.sampled_from([1, 3, 4]),
-       spacing=st.sampled_from([None, (0.5, 0.25)]))
+@given(
+    suffix=st.sampled_from([".nii", ".nii.gz", ".nrrd", ".mha", ".tif"]),
+    frames=st.sampled_from([1, 3, 4]),
+    spacing=st.sampled_from([None, (0.5, 0.25)]),
+)
 def test_label_stack_writer_every_format_keeps_time_as_the_third_axis(tmp_path_factory, suffix, frames, spacing):
     """Every output format the track writer accepts: the stack read back is the stack written (3 and 4
     frames included, which a (T, H, W) array shares with RGB / RGBA pictures)."""

@@ -107,8 +107,13 @@ LAYOUTS = ["ids", "binary255", "binary1", "bool", "sparse", "huge", "float"]
 
 
 @QUICK
-@given(layout=st.sampled_from(LAYOUTS), dtype=st.sampled_from(["uint8", "uint16", "uint32", "int32"]),
-       fmt=st.sampled_from(["tif", "png", "nii.gz", "array"]), count=st.integers(1, 6), seed=st.integers(0, 99))
+@given(
+    layout=st.sampled_from(LAYOUTS),
+    dtype=st.sampled_from(["uint8", "uint16", "uint32", "int32"]),
+    fmt=st.sampled_from(["tif", "png", "nii.gz", "array"]),
+    count=st.integers(1, 6),
+    seed=st.integers(0, 99),
+)
 def test_label_layouts_read_the_same_objects(tmp_path_factory, layout, dtype, fmt, count, seed):
     """Separate rectangles stored as ids, binary masks (0/255, 0/1, bool), sparse or huge ids, whole-number
     floats, in TIFF / PNG / NIfTI or as an array: the objects read are the rectangles, ids 1..N, or the
@@ -117,10 +122,16 @@ def test_label_layouts_read_the_same_objects(tmp_path_factory, layout, dtype, fm
     truth = np.zeros((40, 48), np.int64)
     for k, cell in enumerate(rng.choice(48, size=count, replace=False)):  # a 6 x 8 grid: rectangles never touch
         cy, cx = divmod(int(cell), 8)
-        truth[cy * 6 + 1: cy * 6 + 5, cx * 6 + 1: cx * 6 + 5] = k + 1
-    stored = {"ids": truth, "binary255": (truth > 0) * 255, "binary1": (truth > 0) * 1, "bool": truth > 0,
-              "sparse": np.where(truth > 0, truth * 97 + 3, 0), "huge": np.where(truth > 0, truth + 3_000_000_000, 0),
-              "float": truth.astype(np.float32)}[layout]
+        truth[cy * 6 + 1 : cy * 6 + 5, cx * 6 + 1 : cx * 6 + 5] = k + 1
+    stored = {
+        "ids": truth,
+        "binary255": (truth > 0) * 255,
+        "binary1": (truth > 0) * 1,
+        "bool": truth > 0,
+        "sparse": np.where(truth > 0, truth * 97 + 3, 0),
+        "huge": np.where(truth > 0, truth + 3_000_000_000, 0),
+        "float": truth.astype(np.float32),
+    }[layout]
     if layout not in ("bool", "float"):
         info = np.iinfo(dtype)
         if stored.max() > info.max:
@@ -137,8 +148,9 @@ def test_label_layouts_read_the_same_objects(tmp_path_factory, layout, dtype, fm
                 return  # PNG holds 1, 8 or 16-bit grey
             Image.fromarray(stored).save(path)
         else:
-            sitk.WriteImage(sitk.GetImageFromArray(stored.astype(np.uint8) if stored.dtype == bool else stored),
-                            str(path))
+            sitk.WriteImage(
+                sitk.GetImageFromArray(stored.astype(np.uint8) if stored.dtype == bool else stored), str(path)
+            )
         read = read_label_image(path).array
     assert read.dtype in (np.uint16, np.uint32) and read.shape == truth.shape
     assert same_partition(read, truth)

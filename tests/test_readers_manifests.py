@@ -18,16 +18,28 @@ from fmscope.cli import main
 from fmscope.errors import FmscopeError
 
 QUICK = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-ROWS = [{"id": "A1", "job": "segment", "input": "scan one.tif", "box": "30 30 66 58; 1 2 3 4"},
-        {"id": "b-2", "job": "segment", "input": "sub/scan;2,x.tif", "box": "5 6 7 8"}]
+ROWS = [
+    {"id": "A1", "job": "segment", "input": "scan one.tif", "box": "30 30 66 58; 1 2 3 4"},
+    {"id": "b-2", "job": "segment", "input": "sub/scan;2,x.tif", "box": "5 6 7 8"},
+]
 
 
-def manifest_bytes(rows, separator=",", bom=False, line_end="\r\n", encoding="utf-8", quote_all=False,
-                   header_case=str.lower, sep_line=False, trailing_empty=False) -> bytes:
+def manifest_bytes(
+    rows,
+    separator=",",
+    bom=False,
+    line_end="\r\n",
+    encoding="utf-8",
+    quote_all=False,
+    header_case=str.lower,
+    sep_line=False,
+    trailing_empty=False,
+) -> bytes:
     """A manifest as a spreadsheet writes it (csv module: quotes values holding the separator)."""
     buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, delimiter=separator, lineterminator=line_end,
-                        quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL)
+    writer = csv.writer(
+        buffer, delimiter=separator, lineterminator=line_end, quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL
+    )
     columns = list(rows[0])
     writer.writerow([header_case(c) for c in columns] + ([""] if trailing_empty else []))
     for row in rows:
@@ -44,12 +56,15 @@ def test_excel_exports_bom_crlf_comma_and_semicolon(tmp_path, capsys):
     rng = np.random.default_rng(0)
     tifffile.imwrite(tmp_path / "scan.tif", rng.integers(0, 255, (96, 96), dtype=np.uint8))
     for name, separator in (("comma.csv", ","), ("semicolon.csv", ";")):
-        text = f'\ufeffid{separator}job{separator}input{separator}box\r\nA1{separator}segment{separator}"scan.tif"' \
-               f'{separator}30 30 66 58\r\n'
+        text = (
+            f'\ufeffid{separator}job{separator}input{separator}box\r\nA1{separator}segment{separator}"scan.tif"'
+            f"{separator}30 30 66 58\r\n"
+        )
         (tmp_path / name).write_bytes(text.encode("utf-8"))
         items = read_manifest(tmp_path / name)
         assert [(i.id, i.job, i.input, i.boxes) for i in items] == [
-            ("A1", "segment", tmp_path / "scan.tif", ((30.0, 30.0, 66.0, 58.0),))]
+            ("A1", "segment", tmp_path / "scan.tif", ((30.0, 30.0, 66.0, 58.0),))
+        ]
         capsys.readouterr()
         assert main(["batch", str(tmp_path / name), "-o", str(tmp_path / f"out_{name}"), "--dry-run"]) == 0
         assert "1 of 1 rows ready" in capsys.readouterr().out
@@ -57,23 +72,31 @@ def test_excel_exports_bom_crlf_comma_and_semicolon(tmp_path, capsys):
 
 
 @QUICK
-@given(separator=st.sampled_from([",", ";", "\t", "|"]), bom=st.booleans(), line_end=st.sampled_from(
-    ["\r\n", "\n", "\r"]), encoding=st.sampled_from(["utf-8", "utf-16", "cp1252"]), quote_all=st.booleans(),
-       header_case=st.sampled_from([str.lower, str.upper, str.title, lambda c: f" {c} "]),
-       sep_line=st.booleans(), trailing_empty=st.booleans())
-def test_manifest_dialects_read_the_same_items(tmp_path_factory, separator, bom, line_end, encoding, quote_all,
-                                               header_case, sep_line, trailing_empty):
+@given(
+    separator=st.sampled_from([",", ";", "\t", "|"]),
+    bom=st.booleans(),
+    line_end=st.sampled_from(["\r\n", "\n", "\r"]),
+    encoding=st.sampled_from(["utf-8", "utf-16", "cp1252"]),
+    quote_all=st.booleans(),
+    header_case=st.sampled_from([str.lower, str.upper, str.title, lambda c: f" {c} "]),
+    sep_line=st.booleans(),
+    trailing_empty=st.booleans(),
+)
+def test_manifest_dialects_read_the_same_items(
+    tmp_path_factory, separator, bom, line_end, encoding, quote_all, header_case, sep_line, trailing_empty
+):
     """Whatever the separator, mark, encoding, line ends, quoting, header case or Excel extras: the same items."""
     folder = tmp_path_factory.mktemp("dialect")
-    rows = [dict(row, input=row["input"].replace("one", "één"))
-            for row in ROWS]
+    rows = [dict(row, input=row["input"].replace("one", "één")) for row in ROWS]
     path = folder / "m.csv"
-    path.write_bytes(manifest_bytes(rows, separator, bom, line_end, encoding, quote_all, header_case, sep_line,
-                                    trailing_empty))
+    path.write_bytes(
+        manifest_bytes(rows, separator, bom, line_end, encoding, quote_all, header_case, sep_line, trailing_empty)
+    )
     items = read_manifest(path)
     assert [(i.id, i.input, i.boxes) for i in items] == [
         ("A1", folder / "scan één.tif", ((30.0, 30.0, 66.0, 58.0), (1.0, 2.0, 3.0, 4.0))),
-        ("b-2", folder / "sub/scan;2,x.tif", ((5.0, 6.0, 7.0, 8.0),))]
+        ("b-2", folder / "sub/scan;2,x.tif", ((5.0, 6.0, 7.0, 8.0),)),
+    ]
 
 
 def test_unquoted_separator_in_a_value_and_missing_columns_are_refused_by_name(tmp_path):
@@ -86,16 +109,22 @@ def test_unquoted_separator_in_a_value_and_missing_columns_are_refused_by_name(t
 
 
 @QUICK
-@given(names=st.lists(st.sampled_from(["scan 1.tif", "scan-1.tif", "scän.tif", "a/b/c.nii.gz", r"C:\data\x.tif",
-                                       ".hidden.tif", "same.tif"]), min_size=1, max_size=5))
+@given(
+    names=st.lists(
+        st.sampled_from(
+            ["scan 1.tif", "scan-1.tif", "scän.tif", "a/b/c.nii.gz", r"C:\data\x.tif", ".hidden.tif", "same.tif"]
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
 def test_ids_made_from_paths_name_folders_and_are_unique(tmp_path_factory, names):
     folder = tmp_path_factory.mktemp("ids")
     path = folder / "m.csv"
     path.write_bytes(manifest_bytes([{"job": "segment", "input": n, "box": "1 2 3 4"} for n in names]))
     ids = [item.id for item in read_manifest(path)]
     assert len({i.lower() for i in ids}) == len(ids)
-    assert all(i and not i.startswith(".") and all(c.isascii() and (c.isalnum() or c in "-_.") for c in i)
-               for i in ids)
+    assert all(i and not i.startswith(".") and all(c.isascii() and (c.isalnum() or c in "-_.") for c in i) for i in ids)
 
 
 def test_ids_differing_only_in_case_are_refused(tmp_path):

@@ -38,11 +38,15 @@ def cli(capsys, *args) -> tuple[int, str, str]:
 
 
 def md5s(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 # -- kind 1: channels and bit depths ------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def ellipse() -> tuple[np.ndarray, np.ndarray]:
@@ -143,15 +147,16 @@ def test_only_a_real_third_axis_is_a_stack(tmp_path, ellipse):
 
 # -- kind 2: extreme shapes ----------------------------------------------------------------------
 
+
 def _strip(h: int, w: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """case5's bar along the long axis of an h x w strip, and its box."""
     rng = np.random.default_rng(1)
     truth = np.zeros((h, w), bool)
     if h < w:
-        truth[1:h - 1, w // 8: w - w // 8] = True
+        truth[1 : h - 1, w // 8 : w - w // 8] = True
         box = [w // 8 - 5, 0, w - w // 8 + 5, h - 1]
     else:
-        truth[h // 8: h - h // 8, 1:w - 1] = True
+        truth[h // 8 : h - h // 8, 1 : w - 1] = True
         box = [0, h // 8 - 5, w - 1, h - h // 8 + 5]
     return np.clip(rng.normal(50, 5, (h, w)) + 150 * truth, 0, 255).astype(np.uint8), truth, box
 
@@ -194,7 +199,7 @@ def test_a_4_to_1_image_still_segments(segmenter):
 @pytest.mark.parametrize("size", [3, 4, 16])
 def test_tiny_images_give_a_mask_of_their_size(segmenter, size):
     image = np.full((size, size + 1), 30, np.uint8)
-    image[size // 3: size - size // 3, size // 3: size - size // 3 + 1] = 220
+    image[size // 3 : size - size // 3, size // 3 : size - size // 3 + 1] = 220
     segmenter.set_image(image)
     mask = segmenter.predict(box=[0, 0, size, size - 1]).mask
     assert mask.shape == image.shape and mask[size // 2, size // 2]
@@ -211,13 +216,20 @@ def _ct_slice(z: float, rng: np.random.Generator) -> np.ndarray:
     """case3's axial CT slice at z mm: a 0 HU body with a 200 HU sphere of radius 12 mm."""
     yy, xx = np.mgrid[:SIZE, :SIZE] * PIXEL
     body = ((xx - 51.2) / 45) ** 2 + ((yy - 51.2) / 38) ** 2 <= 1
-    sphere = (xx - CENTRE[0]) ** 2 + (yy - CENTRE[1]) ** 2 + (z - CENTRE[2]) ** 2 <= RADIUS ** 2
+    sphere = (xx - CENTRE[0]) ** 2 + (yy - CENTRE[1]) ** 2 + (z - CENTRE[2]) ** 2 <= RADIUS**2
     return (np.where(body, 0, -1000) + 200 * sphere + rng.normal(0, 10, (SIZE, SIZE))).astype(np.int16)
 
 
-def write_series(folder: Path, series: str, number: int, description: str, positions: list[tuple[float, ...]],
-                 orientations: list[str] | None = None, image_type: str = "ORIGINAL\\PRIMARY\\AXIAL",
-                 prefix: str = "IM") -> None:
+def write_series(
+    folder: Path,
+    series: str,
+    number: int,
+    description: str,
+    positions: list[tuple[float, ...]],
+    orientations: list[str] | None = None,
+    image_type: str = "ORIGINAL\\PRIMARY\\AXIAL",
+    prefix: str = "IM",
+) -> None:
     """DICOM files of one series (SimpleITK + GDCM), one per position (x, y, z mm), 0.8 mm pixels."""
     rng = np.random.default_rng(number)
     folder.mkdir(parents=True, exist_ok=True)
@@ -225,11 +237,21 @@ def write_series(folder: Path, series: str, number: int, description: str, posit
         image = sitk.GetImageFromArray(_ct_slice(position[2], rng))
         image.SetSpacing((PIXEL, PIXEL))
         orientation = orientations[i] if orientations else "1\\0\\0\\0\\1\\0"
-        for key, value in [("0008|0060", "CT"), ("0010|0010", "ANONYMOUS"), ("0008|103e", description),
-                           ("0008|0008", image_type), ("0020|000d", STUDY), ("0020|000e", series),
-                           ("0020|0011", str(number)), ("0008|0018", f"{series}.{i + 1}"),
-                           ("0020|0013", str(i + 1)), ("0020|0032", "\\".join(f"{v:g}" for v in position)),
-                           ("0020|0037", orientation), ("0028|1052", "0"), ("0028|1053", "1")]:
+        for key, value in [
+            ("0008|0060", "CT"),
+            ("0010|0010", "ANONYMOUS"),
+            ("0008|103e", description),
+            ("0008|0008", image_type),
+            ("0020|000d", STUDY),
+            ("0020|000e", series),
+            ("0020|0011", str(number)),
+            ("0008|0018", f"{series}.{i + 1}"),
+            ("0020|0013", str(i + 1)),
+            ("0020|0032", "\\".join(f"{v:g}" for v in position)),
+            ("0020|0037", orientation),
+            ("0028|1052", "0"),
+            ("0028|1053", "1"),
+        ]:
             image.SetMetaData(key, value)
         writer = sitk.ImageFileWriter()
         writer.KeepOriginalImageUIDOn()
@@ -241,8 +263,11 @@ def axial(zs) -> list[tuple[float, float, float]]:
     return [(0.0, 0.0, float(z)) for z in zs]
 
 
-CT_UID, LOCALIZER_UID, LUNG_UID = "1.2.826.0.1.3680043.8.498.20", "1.2.826.0.1.3680043.8.498.21", \
-    "1.2.826.0.1.3680043.8.498.22"
+CT_UID, LOCALIZER_UID, LUNG_UID = (
+    "1.2.826.0.1.3680043.8.498.20",
+    "1.2.826.0.1.3680043.8.498.21",
+    "1.2.826.0.1.3680043.8.498.22",
+)
 THREE_PLANES = ["1\\0\\0\\0\\1\\0", "1\\0\\0\\0\\0\\-1", "0\\1\\0\\0\\0\\-1"]
 
 
@@ -250,8 +275,22 @@ def test_missing_slice_is_refused_with_the_gap_cli(tmp_path, capsys):
     """case3: one file of a 3 mm series lost: exit 1 naming the uneven spacing and the gap, folder untouched."""
     write_series(tmp_path / "series", CT_UID, 2, "axial 3mm", axial(z for z in range(0, 42, 3) if z != 9))
     before = md5s(tmp_path)
-    code, _, err = cli(capsys, "volume", tmp_path / "series", "--slice", 7, "--box", 46, 42, 82, 78,
-                       "--window", "abdomen", "-o", tmp_path / "labels.nii.gz")
+    code, _, err = cli(
+        capsys,
+        "volume",
+        tmp_path / "series",
+        "--slice",
+        7,
+        "--box",
+        46,
+        42,
+        82,
+        78,
+        "--window",
+        "abdomen",
+        "-o",
+        tmp_path / "labels.nii.gz",
+    )
     assert code == 1 and "Traceback" not in err
     assert "unevenly spaced" in err and "6 mm between slices at 6 and 12 mm (1 file missing?)" in err
     assert md5s(tmp_path) == before and not (tmp_path / "labels.nii.gz").exists()
@@ -272,13 +311,24 @@ def test_repeated_positions_are_refused(tmp_path):
 
 def test_localizer_beside_the_ct_reads_the_ct(tmp_path):
     """A three-plane scout (its own series, three orientations) and the CT in one export folder."""
-    write_series(tmp_path, LOCALIZER_UID, 1, "scout", [(0, 0, 20), (0, 40, 0), (40, 0, 0)], THREE_PLANES,
-                 image_type="ORIGINAL\\PRIMARY\\LOCALIZER", prefix="SC")
+    write_series(
+        tmp_path,
+        LOCALIZER_UID,
+        1,
+        "scout",
+        [(0, 0, 20), (0, 40, 0), (40, 0, 0)],
+        THREE_PLANES,
+        image_type="ORIGINAL\\PRIMARY\\LOCALIZER",
+        prefix="SC",
+    )
     write_series(tmp_path, CT_UID, 2, "axial 3mm", axial(range(0, 42, 3)))
     stacks = dicom_series.list_stacks(tmp_path)
     assert sorted((s.series_uid, len(s.files), s.plane, s.volumetric) for s in stacks) == [
-        (CT_UID, 14, "axial", True), (LOCALIZER_UID, 1, "axial", False), (LOCALIZER_UID, 1, "coronal", False),
-        (LOCALIZER_UID, 1, "sagittal", False)]
+        (CT_UID, 14, "axial", True),
+        (LOCALIZER_UID, 1, "axial", False),
+        (LOCALIZER_UID, 1, "coronal", False),
+        (LOCALIZER_UID, 1, "sagittal", False),
+    ]
     assert [s.number for s in stacks] == [1, 2, 3, 4] and stacks[3].series_uid == CT_UID
     volume = io.read_volume(tmp_path)
     assert volume.array.shape == (14, SIZE, SIZE)
@@ -290,8 +340,9 @@ def test_two_reconstructions_are_listed_and_series_picks_one(tmp_path, capsys):
     write_series(tmp_path, CT_UID, 2, "axial 3mm", axial(range(0, 42, 3)))
     write_series(tmp_path, LUNG_UID, 3, "axial 1.5mm lung", axial(np.arange(0, 21, 1.5)), prefix="LU")
     before = md5s(tmp_path)
-    code, _, err = cli(capsys, "volume", tmp_path, "--slice", 3, "--box", 46, 42, 82, 78,
-                       "-o", tmp_path.parent / "never.nii.gz")
+    code, _, err = cli(
+        capsys, "volume", tmp_path, "--slice", 3, "--box", 46, 42, 82, 78, "-o", tmp_path.parent / "never.nii.gz"
+    )
     assert code == 1 and "holds 2 volumetric series" in err and "--series" in err
     assert "[1] series 2 'axial 3mm' CT: 14 slices 128 x 128" in err and "[2] series 3 'axial 1.5mm lung'" in err
     assert md5s(tmp_path) == before and not (tmp_path.parent / "never.nii.gz").exists()
@@ -305,8 +356,14 @@ def test_two_reconstructions_are_listed_and_series_picks_one(tmp_path, capsys):
 def test_mixed_orientations_in_one_series_are_separate_stacks(tmp_path):
     """One series holding an axial stack and sagittal reformats: each read on its own true grid."""
     sagittal = [(float(x), 0.0, 40.0) for x in (30, 32, 34, 36)]
-    write_series(tmp_path, CT_UID, 2, "axial + reformats",
-                 axial(range(0, 15, 3)) + sagittal, ["1\\0\\0\\0\\1\\0"] * 5 + [THREE_PLANES[2]] * 4)
+    write_series(
+        tmp_path,
+        CT_UID,
+        2,
+        "axial + reformats",
+        axial(range(0, 15, 3)) + sagittal,
+        ["1\\0\\0\\0\\1\\0"] * 5 + [THREE_PLANES[2]] * 4,
+    )
     with pytest.raises(FmscopeError, match="holds 2 volumetric series") as refused:
         io.read_volume(tmp_path)
     assert "axial" in str(refused.value) and "sagittal" in str(refused.value)
@@ -342,31 +399,57 @@ def test_folder_without_images_names_its_subfolders(tmp_path):
 @pytest.mark.slow
 def test_series_chosen_from_a_folder_segments_on_its_true_grid(tmp_path, capsys):
     """`fmscope volume FOLDER --series N` beside a localizer: spacing 3 mm, Dice with the sphere >= 0.963."""
-    write_series(tmp_path, LOCALIZER_UID, 1, "scout", [(0, 0, 20), (0, 40, 0)], THREE_PLANES[:2],
-                 image_type="ORIGINAL\\PRIMARY\\LOCALIZER", prefix="SC")
+    write_series(
+        tmp_path,
+        LOCALIZER_UID,
+        1,
+        "scout",
+        [(0, 0, 20), (0, 40, 0)],
+        THREE_PLANES[:2],
+        image_type="ORIGINAL\\PRIMARY\\LOCALIZER",
+        prefix="SC",
+    )
     write_series(tmp_path, CT_UID, 2, "axial 3mm", axial(range(0, 42, 3)))
     out = tmp_path.parent / "labels.nii.gz"
-    code, stdout, err = cli(capsys, "volume", tmp_path, "--series", 3, "--slice", 8, "--box", 46, 42, 82, 78,
-                            "--window", "abdomen", "-o", out)
+    code, stdout, err = cli(
+        capsys,
+        "volume",
+        tmp_path,
+        "--series",
+        3,
+        "--slice",
+        8,
+        "--box",
+        46,
+        42,
+        82,
+        78,
+        "--window",
+        "abdomen",
+        "-o",
+        out,
+    )
     assert code == 0, err
     assert "DICOM series read: [3] series 2 'axial 3mm'" in stdout
     labels = sitk.ReadImage(str(out))
     assert np.allclose(labels.GetSpacing(), (PIXEL, PIXEL, 3.0)) and np.allclose(labels.GetOrigin(), 0)
     k, j, i = np.mgrid[:14, :SIZE, :SIZE]
-    sphere = ((i * PIXEL - CENTRE[0]) ** 2 + (j * PIXEL - CENTRE[1]) ** 2 + (k * 3.0 - CENTRE[2]) ** 2) <= RADIUS ** 2
+    sphere = ((i * PIXEL - CENTRE[0]) ** 2 + (j * PIXEL - CENTRE[1]) ** 2 + (k * 3.0 - CENTRE[2]) ** 2) <= RADIUS**2
     assert dice(sitk.GetArrayFromImage(labels) > 0, sphere) >= 0.963
 
 
 # -- kind 4: 2D medical images keep their geometry -------------------------------------------------
 
+
 def _hu_slice() -> tuple[np.ndarray, np.ndarray]:
     """case6's slice: 256 x 256 HU, a 15 px 300 HU disk at (150, 110) in a 0 HU body."""
     yy, xx = np.mgrid[:256, :256]
     body = ((xx - 128) / 110.0) ** 2 + ((yy - 128) / 90.0) ** 2 <= 1
-    lesion = (xx - 150) ** 2 + (yy - 110) ** 2 <= 15 ** 2
+    lesion = (xx - 150) ** 2 + (yy - 110) ** 2 <= 15**2
     rng = np.random.default_rng(2)
-    return (np.where(body, 0, -1000) + np.where(lesion, 300, 0) + rng.normal(0, 15, (256, 256))).astype(np.int16), \
-        lesion
+    return (np.where(body, 0, -1000) + np.where(lesion, 300, 0) + rng.normal(0, 15, (256, 256))).astype(
+        np.int16
+    ), lesion
 
 
 def _with_geometry(array: np.ndarray, three_d: bool, spacing=(0.7, 0.7)) -> sitk.Image:
@@ -378,10 +461,13 @@ def _with_geometry(array: np.ndarray, three_d: bool, spacing=(0.7, 0.7)) -> sitk
 
 
 def _same_geometry(a: sitk.Image, b: sitk.Image) -> bool:
-    return (a.GetDimension() == b.GetDimension() and a.GetSize() == b.GetSize()
-            and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-3)
-            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-3)
-            and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-3))
+    return (
+        a.GetDimension() == b.GetDimension()
+        and a.GetSize() == b.GetSize()
+        and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-3)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-3)
+        and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-3)
+    )
 
 
 @pytest.mark.slow
@@ -394,8 +480,13 @@ def test_single_medical_slice_keeps_its_geometry_and_eval_compares_on_its_grid(t
     spacing = (0.5, 0.9) if name == "anisotropic.nrrd" else (0.7, 0.7)
     image = _with_geometry(hu, name in ("slice3d.nii.gz", "slice.dcm"), spacing)
     if name == "slice.dcm":
-        for key, value in [("0008|0060", "CT"), ("0020|000d", STUDY), ("0020|000e", CT_UID),
-                           ("0028|1052", "0"), ("0028|1053", "1")]:
+        for key, value in [
+            ("0008|0060", "CT"),
+            ("0020|000d", STUDY),
+            ("0020|000e", CT_UID),
+            ("0028|1052", "0"),
+            ("0028|1053", "1"),
+        ]:
             image.SetMetaData(key, value)
     path, out = tmp_path / name, tmp_path / "labels.nii.gz"
     sitk.WriteImage(image, str(path))
@@ -430,8 +521,20 @@ def test_eval_refuses_masks_on_different_grids(tmp_path, capsys):
 def test_tiff_output_of_a_medical_slice_says_geometry_is_lost(tmp_path, capsys):
     hu, lesion = _hu_slice()
     sitk.WriteImage(_with_geometry(hu, False), str(tmp_path / "slice.nii.gz"))
-    code, out, err = cli(capsys, "segment", tmp_path / "slice.nii.gz", "--box", 132, 92, 168, 128,
-                         "--window", "abdomen", "-o", tmp_path / "labels.tif")
+    code, out, err = cli(
+        capsys,
+        "segment",
+        tmp_path / "slice.nii.gz",
+        "--box",
+        132,
+        92,
+        168,
+        128,
+        "--window",
+        "abdomen",
+        "-o",
+        tmp_path / "labels.tif",
+    )
     assert code == 0, err
     assert "keeps no pixel size or position" in out
     assert dice(tifffile.imread(tmp_path / "labels.tif") > 0, lesion) >= 0.948
@@ -439,13 +542,17 @@ def test_tiff_output_of_a_medical_slice_says_geometry_is_lost(tmp_path, capsys):
 
 # -- kind 13: exit codes ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args, message", [
-    (["--box", 1, 1, 9, 9, "--window", "40,abc"], "Cannot read window '40,abc'"),
-    (["--box", 1, 1, 9, 9, "--window", "lungs"], "Unknown window preset 'lungs'"),
-    ([], "No prompt given"),
-    (["--point", 5, 5, "--label", 1, "--label", 0], "1 --point but 2 --label"),
-    (["--box", 1, 1, 9, 9, "--box", 2, 2, 8, 8, "--point", 5, 5], "Points refine one object"),
-])
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--box", 1, 1, 9, 9, "--window", "40,abc"], "Cannot read window '40,abc'"),
+        (["--box", 1, 1, 9, 9, "--window", "lungs"], "Unknown window preset 'lungs'"),
+        ([], "No prompt given"),
+        (["--point", 5, 5, "--label", 1, "--label", 0], "1 --point but 2 --label"),
+        (["--box", 1, 1, 9, 9, "--box", 2, 2, 8, 8, "--point", 5, 5], "Points refine one object"),
+    ],
+)
 def test_usage_mistakes_exit_2(tmp_path, capsys, ellipse, args, message):
     Image.fromarray(ellipse[0]).save(tmp_path / "image.png")
     before = md5s(tmp_path)
@@ -454,8 +561,9 @@ def test_usage_mistakes_exit_2(tmp_path, capsys, ellipse, args, message):
     assert md5s(tmp_path) == before
 
 
-@pytest.mark.parametrize("output, message", [("image.png", "is the input"),
-                                             ("labels.csv", "cannot write a '.csv' file")])
+@pytest.mark.parametrize(
+    "output, message", [("image.png", "is the input"), ("labels.csv", "cannot write a '.csv' file")]
+)
 def test_bad_outputs_are_refused_before_any_work(tmp_path, capsys, ellipse, output, message):
     Image.fromarray(ellipse[0]).save(tmp_path / "image.png")
     before = md5s(tmp_path)
@@ -470,6 +578,7 @@ def test_unexpected_errors_are_one_message_not_a_traceback(capsys, monkeypatch, 
 
     def broken(path, instances=True):
         raise ZeroDivisionError("simulated bug")
+
     monkeypatch.setattr(labels, "read_label_image", broken)  # eval reads both files through the label reader
     code, _, err = cli(capsys, "eval", tmp_path / "a.tif", tmp_path / "b.tif")
     assert code == 1 and "unexpected ZeroDivisionError: simulated bug" in err and "FMSCOPE_DEBUG" in err
@@ -480,10 +589,17 @@ def test_unexpected_errors_are_one_message_not_a_traceback(capsys, monkeypatch, 
 
 def test_exit_codes_of_the_process():
     """The installed entry point: wrong usage exits 2, a missing input 1, each without a traceback."""
+
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "fmscope.cli", *args], capture_output=True,
-                              encoding="utf-8", errors="replace",
-                              env=os.environ, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "fmscope.cli", *args],
+            capture_output=True,
+            encoding="utf-8",
+            errors="replace",
+            env=os.environ,
+            timeout=300,
+        )
+
     usage = run("eval", "only-one.tif")
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
     missing = run("eval", "nope.tif", "nope2.tif")

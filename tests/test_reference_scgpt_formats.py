@@ -25,8 +25,9 @@ from fmscope.omics.models.scgpt import load_scgpt
 from fmscope.omics.reference import read_reference
 
 FIXTURE = Path(__file__).parent / "fixtures" / "scgpt_tiny"
-FEW = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                      HealthCheck.too_slow])
+FEW = settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,11 @@ def pbmc_counts() -> ad.AnnData:
     lognorm = pbmc.raw.X.toarray() if sp.issparse(pbmc.raw.X) else np.asarray(pbmc.raw.X)
     scaled_up = np.expm1(lognorm)
     counts = np.round(scaled_up / scaled_up.sum(1, keepdims=True) * pbmc.obs["n_counts"].to_numpy()[:, None])
-    return ad.AnnData(X=sp.csr_matrix(counts.astype(np.float32)), obs=pbmc.obs[["bulk_labels"]].copy(),
-                      var=pd.DataFrame(index=pbmc.raw.var_names))
+    return ad.AnnData(
+        X=sp.csr_matrix(counts.astype(np.float32)),
+        obs=pbmc.obs[["bulk_labels"]].copy(),
+        var=pd.DataFrame(index=pbmc.raw.var_names),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +67,7 @@ def _scanpy_way(reference: ad.AnnData) -> ad.AnnData:
 
 
 # --- references --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow  # ~8 s: two deconvolutions of each method
 def test_case_s7_a_scanpy_layout_reference_gives_the_control_proportions(pbmc_counts, spots, tmp_path):
@@ -90,8 +95,11 @@ MISSING = [np.nan, "", "unknown", "Unknown", "nan", "unassigned", "NA"]
 
 
 @FEW
-@given(layout=st.sampled_from(["X counts", "scanpy layers", "no X, counts layer", "X lognorm, raw counts"]),
-       missing=st.lists(st.sampled_from(MISSING), min_size=0, max_size=6), sparse=st.booleans())
+@given(
+    layout=st.sampled_from(["X counts", "scanpy layers", "no X, counts layer", "X lognorm, raw counts"]),
+    missing=st.lists(st.sampled_from(MISSING), min_size=0, max_size=6),
+    sparse=st.booleans(),
+)
 def test_reference_layouts_and_missing_labels_read_the_same_cells(pbmc_counts, tmp_path, layout, missing, sparse):
     """Invariant: whatever the layout keeps the counts in, the same counts are read; cells with a missing label
     (NaN, empty, 'unknown' ...) are exactly the ones left out, with a notice."""
@@ -103,7 +111,7 @@ def test_reference_layouts_and_missing_labels_read_the_same_cells(pbmc_counts, t
     labels = reference.obs["bulk_labels"].astype(object).to_numpy()
     labels[: len(missing)] = missing
     reference.obs["bulk_labels"] = labels
-    truth = reference[len(missing):].copy().X  # a copy: normalize_total below works in place
+    truth = reference[len(missing) :].copy().X  # a copy: normalize_total below works in place
     if layout == "scanpy layers":
         reference = _scanpy_way(reference)
     elif layout == "no X, counts layer":
@@ -131,14 +139,21 @@ def test_a_reference_without_cell_types_is_refused_naming_the_column(pbmc_counts
 
 # --- scGPT checkpoints -------------------------------------------------------------------------------------
 
+
 def _layout(state: dict, attention: str) -> dict:
     """The same tensors under the attention key names of a layout the official code saves."""
-    renames = {"torch": {},
-               "flash-attn 1 (Wqkv)": {"self_attn.in_proj_weight": "self_attn.Wqkv.weight",
-                                       "self_attn.in_proj_bias": "self_attn.Wqkv.bias"},
-               "PR #351 (_impl)": {"self_attn.in_proj_weight": "self_attn._impl.Wqkv.weight",
-                                   "self_attn.in_proj_bias": "self_attn._impl.Wqkv.bias",
-                                   "self_attn.out_proj.": "self_attn._impl.out_proj."}}[attention]
+    renames = {
+        "torch": {},
+        "flash-attn 1 (Wqkv)": {
+            "self_attn.in_proj_weight": "self_attn.Wqkv.weight",
+            "self_attn.in_proj_bias": "self_attn.Wqkv.bias",
+        },
+        "PR #351 (_impl)": {
+            "self_attn.in_proj_weight": "self_attn._impl.Wqkv.weight",
+            "self_attn.in_proj_bias": "self_attn._impl.Wqkv.bias",
+            "self_attn.out_proj.": "self_attn._impl.out_proj.",
+        },
+    }[attention]
     renamed = {}
     for key, tensor in state.items():
         for old, new in renames.items():
@@ -173,9 +188,11 @@ def test_case_s5_an_scgpt_checkpoint_in_the_pr351_layout_loads_the_same(tmp_path
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(attention=st.sampled_from(["torch", "flash-attn 1 (Wqkv)", "PR #351 (_impl)"]),
-       prefixes=st.lists(st.sampled_from(["module.", "_orig_mod.", "model."]), max_size=2),
-       wrapper=st.sampled_from([None, "model", "state_dict"]))
+@given(
+    attention=st.sampled_from(["torch", "flash-attn 1 (Wqkv)", "PR #351 (_impl)"]),
+    prefixes=st.lists(st.sampled_from(["module.", "_orig_mod.", "model."]), max_size=2),
+    wrapper=st.sampled_from([None, "model", "state_dict"]),
+)
 def test_scgpt_wrappers_prefixes_and_key_layouts_load_the_same_weights(tmp_path, attention, prefixes, wrapper):
     """Invariant: any wrapper dict, DDP / torch.compile prefix and official attention layout loads the very same
     weights as the official-layout file."""

@@ -67,18 +67,21 @@ def test_same_mask_for_a_nucleus_seen_in_a_crop_of_the_image(segmenter, nuclei, 
     image = nuclei[0]
     intensity = resolve_intensity(image, None)  # one mapping for both, as for slices of one volume
     oy, ox = 128, 128  # on the lattice of every crop side up to 256
-    inside = [np.asarray(b, float) for b in nuclei_boxes.values()
-              if b[0] > ox + 64 and b[2] < ox + 384 - 64 and b[1] > oy + 64 and b[3] < oy + 320 - 64]
+    inside = [
+        np.asarray(b, float)
+        for b in nuclei_boxes.values()
+        if b[0] > ox + 64 and b[2] < ox + 384 - 64 and b[1] > oy + 64 and b[3] < oy + 320 - 64
+    ]
     box = inside[len(inside) // 2]
     segmenter.set_image(image, window=intensity)
     whole = segmenter.predict(box=box)
     assert whole.crop is not None
-    sub = image[oy:oy + 320, ox:ox + 384]
+    sub = image[oy : oy + 320, ox : ox + 384]
     segmenter.set_image(sub, window=intensity)
     local = segmenter.predict(box=box - np.array([ox, oy, ox, oy]))
     assert local.crop is not None
-    assert np.array_equal(local.mask, whole.mask[oy:oy + 320, ox:ox + 384])
-    assert whole.mask[oy:oy + 320, ox:ox + 384].sum() == whole.mask.sum() > 0
+    assert np.array_equal(local.mask, whole.mask[oy : oy + 320, ox : ox + 384])
+    assert whole.mask[oy : oy + 320, ox : ox + 384].sum() == whole.mask.sum() > 0
 
 
 @pytest.mark.slow

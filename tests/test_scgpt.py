@@ -21,9 +21,11 @@ def expected():
 
 def _embed(model, expected) -> np.ndarray:
     with torch.no_grad():
-        return model.cell_embedding(torch.as_tensor(expected["gene_ids"]).long(),
-                                    torch.as_tensor(expected["values"]).float(),
-                                    torch.as_tensor(expected["padding"])).numpy()
+        return model.cell_embedding(
+            torch.as_tensor(expected["gene_ids"]).long(),
+            torch.as_tensor(expected["values"]).float(),
+            torch.as_tensor(expected["padding"]),
+        ).numpy()
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -45,14 +47,21 @@ def test_skipped_parts_are_listed_and_explained(tmp_path, expected):
     for name in ("args.json", "vocab.json"):
         (tmp_path / name).write_bytes((FIXTURE / name).read_bytes())
     state = torch.load(FIXTURE / "best_model.pt", weights_only=True)
-    extra = {"flag_encoder.weight": torch.zeros(2, 32), "batch_encoder.embedding.weight": torch.zeros(3, 32),
-             "batch_encoder.enc_norm.weight": torch.ones(32), "grad_reverse_discriminator._decoder.0.weight":
-             torch.zeros(32, 32), "dsbn.bns.0.weight": torch.ones(32), "dsbn.bns.1.weight": torch.ones(32)}
+    extra = {
+        "flag_encoder.weight": torch.zeros(2, 32),
+        "batch_encoder.embedding.weight": torch.zeros(3, 32),
+        "batch_encoder.enc_norm.weight": torch.ones(32),
+        "grad_reverse_discriminator._decoder.0.weight": torch.zeros(32, 32),
+        "dsbn.bns.0.weight": torch.ones(32),
+        "dsbn.bns.1.weight": torch.ones(32),
+    }
     torch.save({**state, **extra}, tmp_path / "best_model.pt")
     model, _, report = load_scgpt(tmp_path)
     assert sorted(report.ignored) == sorted(extra)
-    assert "6 skipped: flag_encoder.* (1), batch_encoder.* (2), grad_reverse_discriminator.* (1), dsbn.* (2)" \
+    assert (
+        "6 skipped: flag_encoder.* (1), batch_encoder.* (2), grad_reverse_discriminator.* (1), dsbn.* (2)"
         in report.summary()
+    )
     lines = report.explanations()
     assert len(lines) == 4 and all(any(key in line for line in lines) for key in extra)
     assert any("dsbn.*" in line and "differ from the official ones" in line for line in lines)
@@ -63,18 +72,25 @@ def test_flash_attn_key_layout_loads_the_same(tmp_path, expected):
     for name in ("args.json", "vocab.json"):
         (tmp_path / name).write_bytes((FIXTURE / name).read_bytes())
     state = torch.load(FIXTURE / "best_model.pt", weights_only=True)
-    flash = {k.replace("self_attn.in_proj_weight", "self_attn.Wqkv.weight")
-              .replace("self_attn.in_proj_bias", "self_attn.Wqkv.bias"): v for k, v in state.items()}
+    flash = {
+        k.replace("self_attn.in_proj_weight", "self_attn.Wqkv.weight").replace(
+            "self_attn.in_proj_bias", "self_attn.Wqkv.bias"
+        ): v
+        for k, v in state.items()
+    }
     torch.save(flash, tmp_path / "best_model.pt")
     model, _, report = load_scgpt(tmp_path)
     assert len(report.renamed) == 4
     assert _cosine(_embed(model, expected), expected["cell_emb"]).min() >= 0.9999
 
 
-@pytest.mark.parametrize("change, message", [
-    ("rename", "mvc_decoder.W.weight_old"),
-    ("shape", r"encoder.enc_norm.weight \(16,\) != \(32,\)"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("rename", "mvc_decoder.W.weight_old"),
+        ("shape", r"encoder.enc_norm.weight \(16,\) != \(32,\)"),
+    ],
+)
 def test_renamed_key_or_wrong_shape_fails_loudly(tmp_path, change, message):
     for name in ("args.json", "vocab.json"):
         (tmp_path / name).write_bytes((FIXTURE / name).read_bytes())
@@ -121,8 +137,10 @@ def test_scgpt_spatial_heads_match_official(spatial):
         assert _cosine(cls.numpy(), expected["cell_emb"]).min() >= 0.9999
         assert np.abs(cls.numpy() - expected["cell_emb"]).max() <= 1e-6  # README: to 1e-6
         assert np.abs(model.expression(outputs).numpy()[keep] - expected["mlm_output"][keep]).max() <= 1e-6
-        assert np.abs(model.mvc_decoder(cls, model.encoder(genes)).numpy()[keep]
-                      - expected["mvc_output"][keep]).max() <= 1e-6
+        assert (
+            np.abs(model.mvc_decoder(cls, model.encoder(genes)).numpy()[keep] - expected["mvc_output"][keep]).max()
+            <= 1e-6
+        )
     neighbours = spatial_neighbours(expected["coordinates"], int(expected["knn_k"]))
     imputed = impute_from_cls(model, cls.numpy(), neighbours, expected["gene_ids"])
     assert np.abs(imputed[keep] - expected["impute_pred"][keep]).max() <= 1e-6
@@ -152,11 +170,21 @@ def test_scgpt_spatial_imputation_cli(tmp_path, spatial):
     slide.obsm["spatial"] = np.random.default_rng(0).uniform(0, 500, (slide.n_obs, 2))
     slide.uns["fmscope"] = {"microns_per_unit": 1.0}
     slide.write_h5ad(tmp_path / "slide.h5ad")
-    result = run_cli("impute", tmp_path / "slide.h5ad", "--checkpoint", SPATIAL, "--genes", "GENE30", "GENE31",
-                     "-o", tmp_path / "imputed.h5ad")
+    result = run_cli(
+        "impute",
+        tmp_path / "slide.h5ad",
+        "--checkpoint",
+        SPATIAL,
+        "--genes",
+        "GENE30",
+        "GENE31",
+        "-o",
+        tmp_path / "imputed.h5ad",
+    )
     assert result.returncode == 0, result.stderr
     imputed = ad.read_h5ad(tmp_path / "imputed.h5ad").obsm["fmscope_imputed_scgpt_spatial"]
     assert list(imputed.columns) == ["GENE30", "GENE31"] and np.isfinite(imputed.to_numpy()).all()
-    result = run_cli("impute", tmp_path / "slide.h5ad", "--checkpoint", FIXTURE, "--genes", "GENE30",
-                     "-o", tmp_path / "no.h5ad")
+    result = run_cli(
+        "impute", tmp_path / "slide.h5ad", "--checkpoint", FIXTURE, "--genes", "GENE30", "-o", tmp_path / "no.h5ad"
+    )
     assert result.returncode == 1 and "no neighbour imputation head" in result.stderr

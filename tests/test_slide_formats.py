@@ -35,13 +35,17 @@ from fmscope.omics.tissue_image import tissue_image
 VISIUM = samples.sample_data_dir() / "visium_mouse_brain"
 XENIUM_OUTS = samples.sample_data_dir() / "xenium_breast_outs"
 SR2_HEADER = "barcode,in_tissue,array_row,array_col,pxl_row_in_fullres,pxl_col_in_fullres"
-FEW = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                      HealthCheck.too_slow])
+FEW = settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def pitch(xy: np.ndarray) -> float:
@@ -68,6 +72,7 @@ def sdio_store(tmp_path_factory) -> Path:
 
 # --- Visium folders ----------------------------------------------------------------------------------
 
+
 def test_case_s1_positions_list_with_the_space_ranger_2_header_reads_as_the_control(visium, tmp_path):
     folder = tmp_path / "renamed"
     shutil.copytree(VISIUM, folder)
@@ -80,8 +85,12 @@ def test_case_s1_positions_list_with_the_space_ranger_2_header_reads_as_the_cont
 
 
 @FEW
-@given(header=st.booleans(), name=st.sampled_from(["tissue_positions.csv", "tissue_positions_list.csv"]),
-       order=st.permutations(SR2_HEADER.split(",")[1:]), bom=st.booleans())
+@given(
+    header=st.booleans(),
+    name=st.sampled_from(["tissue_positions.csv", "tissue_positions_list.csv"]),
+    order=st.permutations(SR2_HEADER.split(",")[1:]),
+    bom=st.booleans(),
+)
 def test_visium_positions_any_name_header_and_column_order_read_the_same(visium, tmp_path, header, name, order, bom):
     """Invariant: whatever the file's name, header, column order (with a header) and BOM, the same spots."""
     folder = tmp_path / f"v{header}{name}{bom}{''.join(c[0] for c in order)}"
@@ -100,6 +109,7 @@ def test_visium_positions_any_name_header_and_column_order_read_the_same(visium,
 
 
 # --- coordinate units -----------------------------------------------------------------------------------
+
 
 def test_case_s2_spatialdata_io_visium_store_in_pixels_is_read_in_microns(sdio_store, visium):
     before = snapshot(sdio_store)
@@ -132,8 +142,9 @@ def test_a_scanpy_layout_visium_h5ad_in_pixels_is_read_in_microns(visium, tmp_pa
 
     table = visium.adata.copy()
     table.obsm["spatial"] = visium.file_spatial
-    table.uns = {"spatial": {"brain": {"scalefactors": json.loads(
-        (VISIUM / "spatial" / "scalefactors_json.json").read_text())}}}
+    table.uns = {
+        "spatial": {"brain": {"scalefactors": json.loads((VISIUM / "spatial" / "scalefactors_json.json").read_text())}}
+    }
     table.write_h5ad(tmp_path / "scanpy_visium.h5ad")
     slide = io.read_slide(tmp_path / "scanpy_visium.h5ad")
     assert np.abs(slide.adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max() < 1e-6
@@ -165,15 +176,22 @@ def _store_with_units(path: Path, xy_um: np.ndarray, how: str, scale: float, off
     file_xy = (xy_um - np.asarray(offset)) / scale
     transformations = {"global": Identity()}
     if how == "microns system":
-        transformations["microns"] = Affine(np.array([[scale, 0, offset[0]], [0, scale, offset[1]], [0, 0, 1]]),
-                                            input_axes=("x", "y"), output_axes=("x", "y"))
-    shapes = ShapesModel.parse(file_xy, geometry=0, radius=np.full(len(xy_um), 5.0 / scale),
-                               transformations=transformations)
+        transformations["microns"] = Affine(
+            np.array([[scale, 0, offset[0]], [0, scale, offset[1]], [0, 0, 1]]),
+            input_axes=("x", "y"),
+            output_axes=("x", "y"),
+        )
+    shapes = ShapesModel.parse(
+        file_xy, geometry=0, radius=np.full(len(xy_um), 5.0 / scale), transformations=transformations
+    )
     rng = np.random.default_rng(0)
-    table = ad.AnnData(X=sp.csr_matrix(rng.poisson(2.0, (len(xy_um), 12)).astype(np.float32)),
-                       obs=pd.DataFrame({"region": pd.Categorical(["cells"] * len(xy_um)),
-                                         "instance": np.arange(len(xy_um))},
-                                        index=[f"c{i}" for i in range(len(xy_um))]))
+    table = ad.AnnData(
+        X=sp.csr_matrix(rng.poisson(2.0, (len(xy_um), 12)).astype(np.float32)),
+        obs=pd.DataFrame(
+            {"region": pd.Categorical(["cells"] * len(xy_um)), "instance": np.arange(len(xy_um))},
+            index=[f"c{i}" for i in range(len(xy_um))],
+        ),
+    )
     table.obsm["spatial"] = file_xy
     if how == "uns fmscope":
         table.uns["fmscope"] = {"microns_per_unit": scale}
@@ -184,8 +202,11 @@ def _store_with_units(path: Path, xy_um: np.ndarray, how: str, scale: float, off
 
 
 @FEW
-@given(how=st.sampled_from(["microns system", "uns fmscope", "visium scalefactors", "nothing"]),
-       scale=st.floats(0.2, 8.0), offset=st.tuples(st.floats(-500, 500), st.floats(-500, 500)))
+@given(
+    how=st.sampled_from(["microns system", "uns fmscope", "visium scalefactors", "nothing"]),
+    scale=st.floats(0.2, 8.0),
+    offset=st.tuples(st.floats(-500, 500), st.floats(-500, 500)),
+)
 def test_store_units_from_its_transformations_and_scale_factors(tmp_path, how, scale, offset):
     """Invariant: a store's cells are read at their true microns whatever states the units, or refused
     naming the units when nothing does (then --microns-per-unit makes it read)."""
@@ -212,8 +233,13 @@ def test_a_cropped_store_keeps_the_image_under_its_cells(tmp_path):
     import spatialdata_io
 
     sdata = spatialdata_io.visium(VISIUM, dataset_id="brain", counts_file="filtered_feature_bc_matrix.h5")
-    crop = sdata.query.bounding_box(axes=("x", "y"), min_coordinate=[3000, 3000], max_coordinate=[7000, 7000],
-                                    target_coordinate_system="brain", filter_table=True)
+    crop = sdata.query.bounding_box(
+        axes=("x", "y"),
+        min_coordinate=[3000, 3000],
+        max_coordinate=[7000, 7000],
+        target_coordinate_system="brain",
+        filter_table=True,
+    )
     crop.write(tmp_path / "crop.zarr")
     slide, whole = io.read_slide(tmp_path / "crop.zarr"), io.read_slide(VISIUM)
     matrix, reference = slide.image_to_microns(), whole.image_to_microns()
@@ -222,7 +248,9 @@ def test_a_cropped_store_keeps_the_image_under_its_cells(tmp_path):
     pixel = np.linalg.solve(reference, corner)  # the crop's first pixel lies where the whole image has it
     h, w = slide.image.shape[:2]
     y, x = int(round(pixel[0])), int(round(pixel[1]))
-    assert np.array_equal(np.asarray(slide.image)[: h - 1, : w - 1], np.asarray(whole.image)[y:y + h - 1, x:x + w - 1])
+    assert np.array_equal(
+        np.asarray(slide.image)[: h - 1, : w - 1], np.asarray(whole.image)[y : y + h - 1, x : x + w - 1]
+    )
     del spatialdata
 
 
@@ -237,6 +265,7 @@ def test_a_store_of_several_tables_is_refused_naming_them(sdio_store, tmp_path):
 
 
 # --- sections -------------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow  # ~28 s in a fresh process (umap's numba compilation); a few seconds after other domain tests
 def test_case_s9_two_sections_in_one_h5ad_keep_their_own_domains():
@@ -265,8 +294,12 @@ def test_case_s9_two_sections_in_one_h5ad_keep_their_own_domains():
 
 
 @settings(max_examples=10, deadline=None)
-@given(n_sections=st.integers(1, 3), key=st.sampled_from([*SECTION_KEYS, "Library_ID", "region"]),
-       cells=st.integers(8, 30), k=st.integers(1, 8))
+@given(
+    n_sections=st.integers(1, 3),
+    key=st.sampled_from([*SECTION_KEYS, "Library_ID", "region"]),
+    cells=st.integers(8, 30),
+    k=st.integers(1, 8),
+)
 def test_neighbours_never_cross_sections(n_sections, key, cells, k):
     """Invariant: whatever the section column (any known name or the SpatialData region column) and however
     many sections share the same positions, no cell's neighbours lie in another section."""
@@ -276,8 +309,11 @@ def test_neighbours_never_cross_sections(n_sections, key, cells, k):
     labels = np.repeat([f"s{i}" for i in range(n_sections)], cells)
     table.obs[key] = pd.Categorical(labels)
     if key == "region":
-        table.uns["spatialdata_attrs"] = {"region": [f"s{i}" for i in range(n_sections)], "region_key": "region",
-                                          "instance_key": "i"}
+        table.uns["spatialdata_attrs"] = {
+            "region": [f"s{i}" for i in range(n_sections)],
+            "region_key": "region",
+            "instance_key": "i",
+        }
         if n_sections == 1:
             table.uns["spatialdata_attrs"]["region"] = "s0"
     sections = require_sections(table, "t") if n_sections > 1 else None
@@ -299,6 +335,7 @@ def test_several_libraries_without_a_section_column_are_refused():
 
 # --- tissue images ----------------------------------------------------------------------------------------
 
+
 def test_case_s10_a_grayscale_visium_image_is_kept_whole_in_the_written_store(tmp_path):
     import spatialdata
 
@@ -318,8 +355,13 @@ LAYOUTS = ["yx", "1yx", "yx1", "yx2", "yx3", "yx4", "3yx", "4yx"]
 
 
 @settings(max_examples=16, deadline=None)
-@given(layout=st.sampled_from(LAYOUTS), dtype=st.sampled_from([np.uint8, np.uint16]),
-       height=st.integers(5, 40), width=st.integers(5, 40), seed=st.integers(0, 10))
+@given(
+    layout=st.sampled_from(LAYOUTS),
+    dtype=st.sampled_from([np.uint8, np.uint16]),
+    height=st.integers(5, 40),
+    width=st.integers(5, 40),
+    seed=st.integers(0, 10),
+)
 def test_tissue_image_layouts_read_the_same_pixels(layout, dtype, height, width, seed):
     """Invariant: grey in any layout -> (y, x); RGB(A) channels last or first -> (y, x, 3); values and dtype kept."""
     rng = np.random.default_rng(seed)
@@ -327,9 +369,16 @@ def test_tissue_image_layouts_read_the_same_pixels(layout, dtype, height, width,
     grey = rng.integers(0, top, (height, width)).astype(dtype)
     rgb = rng.integers(0, top, (height, width, 3)).astype(dtype)
     alpha = np.full((height, width, 1), top, dtype=dtype)
-    arrays = {"yx": grey, "1yx": grey[None], "yx1": grey[..., None], "yx2": np.dstack([grey, alpha[..., 0]]),
-              "yx3": rgb, "yx4": np.concatenate([rgb, alpha], axis=2), "3yx": rgb.transpose(2, 0, 1),
-              "4yx": np.concatenate([rgb, alpha], axis=2).transpose(2, 0, 1)}
+    arrays = {
+        "yx": grey,
+        "1yx": grey[None],
+        "yx1": grey[..., None],
+        "yx2": np.dstack([grey, alpha[..., 0]]),
+        "yx3": rgb,
+        "yx4": np.concatenate([rgb, alpha], axis=2),
+        "3yx": rgb.transpose(2, 0, 1),
+        "4yx": np.concatenate([rgb, alpha], axis=2).transpose(2, 0, 1),
+    }
     image = tissue_image(arrays[layout], "tissue.png")
     expected = grey if layout in ("yx", "1yx", "yx1", "yx2") else rgb
     assert image.dtype == dtype and np.array_equal(image, expected)
@@ -361,6 +410,7 @@ def test_visium_folder_png_modes_are_read_whole(tmp_path, mode):
 
 # --- AnnData without X, counts in layers --------------------------------------------------------------------
 
+
 def _cells(n: int = 120, genes: int = 30, seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray]:
     rng = np.random.default_rng(seed)
     counts = sp.csr_matrix(rng.poisson(rng.gamma(1.0, 2.0, (3, genes))[rng.integers(0, 3, n)]).astype(np.float32))
@@ -370,8 +420,12 @@ def _cells(n: int = 120, genes: int = 30, seed: int = 0) -> tuple[sp.csr_matrix,
 def test_case_s12_h5ad_without_x_takes_the_counts_of_its_layer(tmp_path):
     counts, xy = _cells()
     for name, x, layers in (("with_x.h5ad", counts, {}), ("no_x.h5ad", None, {"counts": counts})):
-        table = ad.AnnData(X=x, layers=layers, obs=pd.DataFrame(index=[f"c{i}" for i in range(counts.shape[0])]),
-                           var=pd.DataFrame(index=[f"G{i}" for i in range(counts.shape[1])]))
+        table = ad.AnnData(
+            X=x,
+            layers=layers,
+            obs=pd.DataFrame(index=[f"c{i}" for i in range(counts.shape[0])]),
+            var=pd.DataFrame(index=[f"G{i}" for i in range(counts.shape[1])]),
+        )
         table.obsm["spatial"] = xy
         table.uns["fmscope"] = {"microns_per_unit": 1.0}
         table.write_h5ad(tmp_path / name)
@@ -384,9 +438,20 @@ def test_case_s12_h5ad_without_x_takes_the_counts_of_its_layer(tmp_path):
 
 
 @FEW
-@given(layout=st.sampled_from(["X counts", "no X, counts layer", "X lognorm, counts layer", "X scaled, raw counts",
-                               "no X, lognorm layer", "X scaled only", "no X, nothing"]),
-       layer_name=st.sampled_from(["counts", "raw_counts", "Counts", "spliced"]))
+@given(
+    layout=st.sampled_from(
+        [
+            "X counts",
+            "no X, counts layer",
+            "X lognorm, counts layer",
+            "X scaled, raw counts",
+            "no X, lognorm layer",
+            "X scaled only",
+            "no X, nothing",
+        ]
+    ),
+    layer_name=st.sampled_from(["counts", "raw_counts", "Counts", "spliced"]),
+)
 def test_x_and_layers_layouts_give_the_counts_or_a_refusal_naming_them(layout, layer_name):
     """Invariant: the counts are found wherever the layout keeps them (X, any layer, .raw), log-normalised values
     are undone without normalising twice, and a file with no counts-like matrix is refused naming X."""
@@ -426,6 +491,7 @@ def test_x_and_layers_layouts_give_the_counts_or_a_refusal_naming_them(layout, l
 
 
 # --- writers ----------------------------------------------------------------------------------------------
+
 
 def test_case_s4_output_over_a_users_store_is_refused_and_the_store_kept(sdio_store, tmp_path, capsys):
     users = tmp_path / "analysis.zarr"

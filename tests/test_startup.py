@@ -13,8 +13,9 @@ HEAVY_FOR_RESIZING = ("torchvision", "torch._dynamo")
 def modules_after(code: str) -> set[str]:
     """Module names loaded in a fresh interpreter after running ``code``."""
     probe = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True,
-                         encoding="utf-8", errors="replace", check=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, encoding="utf-8", errors="replace", check=True, timeout=600
+    )
     return set(out.stdout.split())
 
 
@@ -32,7 +33,8 @@ def test_litemedsam_loads_without_torchvision_and_sam_still_builds():
     loaded = modules_after(
         "from fmscope.imaging.models.litemedsam import LiteMedSAM\nLiteMedSAM()\n"
         "from fmscope.imaging.models.medsam import build_sam\nimport segment_anything\n"
-        "sam = build_sam('vit_b')\nassert segment_anything.modeling.Sam is type(sam)")
+        "sam = build_sam('vit_b')\nassert segment_anything.modeling.Sam is type(sam)"
+    )
     assert "segment_anything.modeling" in loaded
 
 

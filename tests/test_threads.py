@@ -57,7 +57,9 @@ def test_policy_sets_torch_threads(monkeypatch):
 def test_cli_threads_option(capsys):
     from fmscope.cli import build_parser
 
-    args = build_parser().parse_args(["segment", "in.tif", "--box", "1", "2", "3", "4", "-o", "out.tif", "--threads", "1"])
+    args = build_parser().parse_args(
+        ["segment", "in.tif", "--box", "1", "2", "3", "4", "-o", "out.tif", "--threads", "1"]
+    )
     assert args.threads == 1
     with pytest.raises(SystemExit) as usage:
         build_parser().parse_args(["segment", "in.tif", "--box", "1", "2", "3", "4", "-o", "out.tif", "--threads", "0"])

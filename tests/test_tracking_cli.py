@@ -42,8 +42,22 @@ def test_track_writes_labels_table_and_overlay(hela_crop, tmp_path, capsys):
     chosen = largest_tracks(tracks, 2)
     boxes = [box_from_mask(tracks[0] == k) for k in chosen]
     out, table, overlay = tmp_path / "labels.tif", tmp_path / "cells.csv", tmp_path / "overlay.mp4"
-    argv = ["track", str(path), "--frame", "0", "-o", str(out), "--table", str(table), "--overlay", str(overlay),
-            "--direction", "forward", "--device", "cpu"]
+    argv = [
+        "track",
+        str(path),
+        "--frame",
+        "0",
+        "-o",
+        str(out),
+        "--table",
+        str(table),
+        "--overlay",
+        str(overlay),
+        "--direction",
+        "forward",
+        "--device",
+        "cpu",
+    ]
     for box in boxes:
         argv += ["--box", *map(str, box)]
     assert main(argv) == 0
@@ -71,17 +85,37 @@ def test_bad_input_exits_1_and_writes_nothing(hela_crop, tmp_path, capsys):
         "frame outside": (["track", str(path), "--frame", "9", *box], "Frame 9 is outside"),
         "corrupt video": (["track", str(tmp_path / "bad.mp4"), "--frame", "0", *box], "as a video"),
         "4D stack": (["track", str(tmp_path / "4d.tif"), "--frame", "0", *box], "without a named time axis"),
-        "other architecture": (["track", str(path), "--frame", "0", *box, "--model", "medsam2", "--checkpoint",
-                                str(tmp_path / "lite.pt")], "looks like LiteMedSAM"),
-        "non-weights pickle": (["track", str(path), "--frame", "0", *box, "--model", "medsam2", "--checkpoint",
-                                str(tmp_path / "pickle.pt")], "weights_only"),
-        "bad output": (["track", str(path), "--frame", "0", *box, "-o", str(tmp_path / "labels.png")],
-                       "cannot write a '.png' file"),
+        "other architecture": (
+            ["track", str(path), "--frame", "0", *box, "--model", "medsam2", "--checkpoint", str(tmp_path / "lite.pt")],
+            "looks like LiteMedSAM",
+        ),
+        "non-weights pickle": (
+            [
+                "track",
+                str(path),
+                "--frame",
+                "0",
+                *box,
+                "--model",
+                "medsam2",
+                "--checkpoint",
+                str(tmp_path / "pickle.pt"),
+            ],
+            "weights_only",
+        ),
+        "bad output": (
+            ["track", str(path), "--frame", "0", *box, "-o", str(tmp_path / "labels.png")],
+            "cannot write a '.png' file",
+        ),
         "output over the input": (["track", str(path), "--frame", "0", *box, "-o", str(path)], "is the input"),
-        "missing model file": (["track", str(path), "--frame", "0", *box, "--model", str(tmp_path / "none.pt")],
-                               "No model file at"),
-        "bfloat16 for sam2": (["track", str(path), "--frame", "0", *box, "--model", "medsam2", "--fast"],
-                              "is for the LiteMedSAM tracker"),
+        "missing model file": (
+            ["track", str(path), "--frame", "0", *box, "--model", str(tmp_path / "none.pt")],
+            "No model file at",
+        ),
+        "bfloat16 for sam2": (
+            ["track", str(path), "--frame", "0", *box, "--model", "medsam2", "--fast"],
+            "is for the LiteMedSAM tracker",
+        ),
     }
     (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(300))
     tifffile.imwrite(tmp_path / "4d.tif", np.zeros((2, 3, 16, 16), np.uint16))
@@ -109,8 +143,23 @@ def test_usage_mistakes_exit_2(hela_crop, tmp_path):
 def test_an_object_found_on_no_frame_is_warned_about(hela_crop, tmp_path, capsys):
     path, _, tracks = hela_crop
     box = [str(v) for v in box_from_mask(tracks[0] == largest_tracks(tracks, 1)[0])]
-    argv = ["track", str(path), "--frame", "0", "--range", "0", "0", "--box", *box, "--box", *box,
-            "-o", str(tmp_path / "labels.tif"), "--device", "cpu"]
+    argv = [
+        "track",
+        str(path),
+        "--frame",
+        "0",
+        "--range",
+        "0",
+        "0",
+        "--box",
+        *box,
+        "--box",
+        *box,
+        "-o",
+        str(tmp_path / "labels.tif"),
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 0  # the same box twice: the first object takes the pixels
     captured = capsys.readouterr()
     assert "1: 1 frames, 2: 0 frames" in captured.out
@@ -123,23 +172,67 @@ def test_a_fine_tuned_model_file_tracks_like_its_weights(hela_crop, tmp_path, ca
     holding the base weights gives the embedded model's labels, one of another base is refused."""
     path, images, tracks = hela_crop
     segmenter = Segmenter("litemedsam", device="cpu")
-    tuned = TunedModel("litemedsam", "litemedsam", segmenter.model.weights_sha256, TRAINED_PARTS,
-                       trained_state(segmenter.model.net, TRAINED_PARTS))
+    tuned = TunedModel(
+        "litemedsam",
+        "litemedsam",
+        segmenter.model.weights_sha256,
+        TRAINED_PARTS,
+        trained_state(segmenter.model.net, TRAINED_PARTS),
+    )
     write_model_file(tmp_path / "tuned.pt", tuned)
     box = box_from_mask(tracks[0] == largest_tracks(tracks, 1)[0])
     labels = []
     for model in ("litemedsam", str(tmp_path / "tuned.pt")):
         out = tmp_path / f"labels_{len(labels)}.tif"
-        assert main(["track", str(path), "--frame", "0", "--box", *map(str, box), "--model", model, "-o", str(out),
-                     "--direction", "forward", "--range", "0", "2", "--device", "cpu"]) == 0
+        assert (
+            main(
+                [
+                    "track",
+                    str(path),
+                    "--frame",
+                    "0",
+                    "--box",
+                    *map(str, box),
+                    "--model",
+                    model,
+                    "-o",
+                    str(out),
+                    "--direction",
+                    "forward",
+                    "--range",
+                    "0",
+                    "2",
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
         labels.append(tifffile.imread(out))
     assert labels[0][1:3].any() and np.array_equal(labels[0], labels[1])
     tuned.base_sha256 = "0" * 64
     write_model_file(tmp_path / "other.pt", tuned)
     capsys.readouterr()
     out = tmp_path / "other.tif"
-    assert main(["track", str(path), "--frame", "0", "--box", *map(str, box), "--model", str(tmp_path / "other.pt"),
-                 "-o", str(out), "--device", "cpu"]) == 1
+    assert (
+        main(
+            [
+                "track",
+                str(path),
+                "--frame",
+                "0",
+                "--box",
+                *map(str, box),
+                "--model",
+                str(tmp_path / "other.pt"),
+                "-o",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 1
+    )
     assert "other.pt" in capsys.readouterr().err and not out.exists()
 
 
@@ -151,8 +244,29 @@ def test_fast_tracks_close_to_exact(hela_crop, tmp_path):
     labels = []
     for extra in ([], ["--fast"]):
         out = tmp_path / f"labels_{len(labels)}.tif"
-        assert main(["track", str(path), "--frame", "0", "--box", *map(str, box), "-o", str(out), "--direction",
-                     "forward", "--range", "0", "2", "--device", "cpu", *extra]) == 0
+        assert (
+            main(
+                [
+                    "track",
+                    str(path),
+                    "--frame",
+                    "0",
+                    "--box",
+                    *map(str, box),
+                    "-o",
+                    str(out),
+                    "--direction",
+                    "forward",
+                    "--range",
+                    "0",
+                    "2",
+                    "--device",
+                    "cpu",
+                    *extra,
+                ]
+            )
+            == 0
+        )
         labels.append(tifffile.imread(out))
     for frame in range(3):
         assert dice(labels[0][frame] == 1, labels[1][frame] == 1) >= 0.9, frame

@@ -18,7 +18,7 @@ ECHO = sample_data_dir() / "echo_a4c_cine.dcm"  # echocardiogram cine loop (30 f
 
 
 def gradient_frames(n: int = 12, shape=(48, 64)) -> np.ndarray:
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     return np.stack([((xx * 3 + yy + 17 * t) % 256) for t in range(n)]).astype(np.uint8)
 
 
@@ -124,7 +124,7 @@ def test_a_video_damaged_mid_stream_names_each_bad_frame_never_blank(tmp_path):
     data = bytearray(path.read_bytes())
     start, end = data.index(b"mdat") + 4, data.index(b"moov")  # the frames' data, then the index
     middle = start + (end - start) * 2 // 5
-    data[middle:middle + (end - start) // 5] = bytes((end - start) // 5)
+    data[middle : middle + (end - start) // 5] = bytes((end - start) // 5)
     path.write_bytes(bytes(data))
     video = open_frames(path)
     assert video.n_frames == 24

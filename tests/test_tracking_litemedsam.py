@@ -49,7 +49,8 @@ def test_shift_estimate_and_mask_shift():
 
 def test_object_match_follows_the_nucleus_not_its_neighbour(hela):
     """Template matching on the real frames: each nucleus's move within 5 px of the truth's centroid
-    move for >= 85 % of object-frames of this corner (edge nuclei included; 97 % on whole frames), well above "no move"."""
+    move for >= 85 % of object-frames of this corner (edge nuclei included; 97 % on whole frames), well above
+    "no move"."""
     images, tracks = hela
     errors, still = [], []
     for t in range(FRAMES - 1):
@@ -68,10 +69,10 @@ def test_object_match_follows_the_nucleus_not_its_neighbour(hela):
 
 def blobs(centres, shape=(80, 120), radius=6) -> np.ndarray:
     """A float image of bright discs on a textured background."""
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     image = np.random.default_rng(1).normal(0, 0.05, shape)
     for cy, cx in centres:
-        image[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2] += 1
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] += 1
     return image
 
 

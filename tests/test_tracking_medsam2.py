@@ -47,15 +47,22 @@ def official(checkpoint, monkeypatch):
     from sam2.build_sam import build_sam2_video_predictor
 
     monkeypatch.setattr("sam2.utils.misc.get_connected_components", cpu_connected_components)
-    return build_sam2_video_predictor(CONFIG, checkpoint, device="cpu", hydra_overrides_extra=sam2_overrides(512) + [
-        # corrections become conditioning frames (fmscope's setting; see sam2_model._build)
-        "++model.add_all_frames_to_correct_as_cond=true"])
+    return build_sam2_video_predictor(
+        CONFIG,
+        checkpoint,
+        device="cpu",
+        hydra_overrides_extra=sam2_overrides(512)
+        + [
+            # corrections become conditioning frames (fmscope's setting; see sam2_model._build)
+            "++model.add_all_frames_to_correct_as_cond=true"
+        ],
+    )
 
 
 def moving_discs(n_frames: int, centres, shape=(72, 96), step=4, rgb=True) -> np.ndarray:
     """uint8 frames of bright discs drifting right on a noisy background."""
     rng = np.random.default_rng(3)
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     frames = np.zeros((n_frames, *shape), np.float64) + 40
     for t in range(n_frames):
         for cy, cx, r in centres:
@@ -75,8 +82,9 @@ def write_jpeg_folder(frames: np.ndarray, folder) -> str:
 def collect(predictor, state, labels, **kwargs) -> None:
     """Paint what propagate_in_video yields into {frame: {obj: ObjectMask}} (last result per frame wins)."""
     for frame, ids, masks in predictor.propagate_in_video(state, **kwargs):
-        labels[frame] = {obj: ObjectMask((masks[i, 0] > 0).numpy(), _score(state, i, frame))
-                         for i, obj in enumerate(ids)}
+        labels[frame] = {
+            obj: ObjectMask((masks[i, 0] > 0).numpy(), _score(state, i, frame)) for i, obj in enumerate(ids)
+        }
 
 
 def _score(state, index, frame) -> float:

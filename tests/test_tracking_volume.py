@@ -13,11 +13,14 @@ from fmscope.imaging.tracking.volume import track_volume
 VOLUME = np.zeros((3, 16, 16), np.int16)
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"model": "litemedsam", "boxes": [1, 1, 8, 8]}, "no 3D tracking flow"),
-    ({"direction": "sideways", "boxes": [1, 1, 8, 8]}, "Unknown direction"),
-    ({}, "No prompt"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"model": "litemedsam", "boxes": [1, 1, 8, 8]}, "no 3D tracking flow"),
+        ({"direction": "sideways", "boxes": [1, 1, 8, 8]}, "Unknown direction"),
+        ({}, "No prompt"),
+    ],
+)
 def test_refusals(kwargs, words):
     with pytest.raises(FmscopeError, match=words):
         track_volume(VOLUME, 1, **kwargs)

@@ -16,11 +16,11 @@ import tifffile
 import torch
 
 from fmscope import checkpoints, samples
+from fmscope.checkpoint_files import read_checkpoint
 from fmscope.errors import Cancelled, FmscopeError
 from fmscope.imaging.model_file import TunedModel, read_model_file, trained_state, write_model_file
 from fmscope.imaging.predictor import Segmenter
 from fmscope.metrics import dice
-from fmscope.checkpoint_files import read_checkpoint
 from fmscope.training.segmenter import (
     TRAINED_PARTS,
     LabelledImage,
@@ -36,9 +36,13 @@ TINY = TrainSettings(epochs=2, max_crops=2, max_prompts=4, patience=10)
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "fmscope.cli", *map(str, args)], capture_output=True,
-                          encoding="utf-8", errors="replace",
-                          timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "fmscope.cli", *map(str, args)],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=900,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +62,12 @@ def identity_model(tmp_path_factory, segmenter):
     """A model file whose trained parts are the base weights themselves."""
     path = tmp_path_factory.mktemp("identity") / "identity.pt"
     net = segmenter.model.net
-    write_model_file(path, TunedModel("litemedsam", "litemedsam", segmenter.model.weights_sha256, TRAINED_PARTS,
-                                      trained_state(net, TRAINED_PARTS)))
+    write_model_file(
+        path,
+        TunedModel(
+            "litemedsam", "litemedsam", segmenter.model.weights_sha256, TRAINED_PARTS, trained_state(net, TRAINED_PARTS)
+        ),
+    )
     return path
 
 
@@ -89,23 +97,38 @@ def test_model_file_of_another_base_is_refused(tmp_path, identity_model):
 @pytest.mark.parametrize("train_encoder", ["none", "lora"])
 def test_resume_gives_the_weights_of_an_uninterrupted_run(crops, tmp_path, train_encoder):
     settings = TrainSettings(**{**TINY.__dict__, "train_encoder": train_encoder})
-    straight = train_segmenter(crops[:2], tmp_path / "straight.pt", val_items=crops[2:], settings=settings,
-                               device="cpu")
+    straight = train_segmenter(
+        crops[:2], tmp_path / "straight.pt", val_items=crops[2:], settings=settings, device="cpu"
+    )
 
     def stop_after_epoch_1(message, done, total):
         if message.startswith("Epoch 1/"):
             raise Cancelled()
+
     with pytest.raises(Cancelled):
-        train_segmenter(crops[:2], tmp_path / "resumed.pt", val_items=crops[2:], settings=settings, device="cpu",
-                        on_progress=stop_after_epoch_1)
+        train_segmenter(
+            crops[:2],
+            tmp_path / "resumed.pt",
+            val_items=crops[2:],
+            settings=settings,
+            device="cpu",
+            on_progress=stop_after_epoch_1,
+        )
     assert not (tmp_path / "resumed.pt").exists()
     assert read_checkpoint(checkpoint_path(tmp_path / "resumed.pt"), "checkpoint", "test")["epoch"] == 1
     with pytest.raises(FmscopeError, match="--train-encoder"):  # another mode does not resume this run
         other = "last-stage" if train_encoder == "none" else "none"
-        train_segmenter(crops[:2], tmp_path / "resumed.pt", val_items=crops[2:], device="cpu", resume=True,
-                        settings=TrainSettings(**{**settings.__dict__, "train_encoder": other}))
-    resumed = train_segmenter(crops[:2], tmp_path / "resumed.pt", val_items=crops[2:], settings=settings,
-                              device="cpu", resume=True)
+        train_segmenter(
+            crops[:2],
+            tmp_path / "resumed.pt",
+            val_items=crops[2:],
+            device="cpu",
+            resume=True,
+            settings=TrainSettings(**{**settings.__dict__, "train_encoder": other}),
+        )
+    resumed = train_segmenter(
+        crops[:2], tmp_path / "resumed.pt", val_items=crops[2:], settings=settings, device="cpu", resume=True
+    )
     a, b = read_model_file(straight.output), read_model_file(resumed.output)
     assert a.state_dict.keys() == b.state_dict.keys()
     assert not [k for k in a.state_dict if "parametrizations" in k]  # adapters merged: plain weights
@@ -122,7 +145,8 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(crops, tmp_path, train
     boxes = samples.boxes_from_labels(held.labels)
     masks = tuned.predict_many(list(boxes.values()))
     assert np.mean([dice(r.mask, held.labels == i) for r, i in zip(masks, boxes)]) == pytest.approx(
-        straight.after.whole, abs=1e-3)
+        straight.after.whole, abs=1e-3
+    )
     assert a.data["train_images"] == 2 and a.data["val_objects"] == len(boxes)
 
 
@@ -137,15 +161,21 @@ def test_bad_inputs_are_refused_before_anything_is_written(crops, tmp_path, iden
 
     # A checkpoint left by training another base model is not resumed from, and not overwritten.
     output = tmp_path / "model.pt"
-    train_segmenter(crops[:2], output, val_items=crops[2:],
-                    settings=TrainSettings(epochs=1, max_crops=1, max_prompts=2), device="cpu")
+    train_segmenter(
+        crops[:2],
+        output,
+        val_items=crops[2:],
+        settings=TrainSettings(epochs=1, max_crops=1, max_prompts=2),
+        device="cpu",
+    )
     payload = read_checkpoint(checkpoint_path(output), "checkpoint", "test")
     payload["base_sha256"] = "f" * 64
     torch.save(payload, checkpoint_path(output))
     before = checkpoint_path(output).read_bytes(), output.read_bytes()
     with pytest.raises(FmscopeError, match="was training litemedsam .*ffffffffffff"):
-        train_segmenter(crops[:2], output, val_items=crops[2:], settings=TrainSettings(epochs=2), resume=True,
-                        device="cpu")
+        train_segmenter(
+            crops[:2], output, val_items=crops[2:], settings=TrainSettings(epochs=2), resume=True, device="cpu"
+        )
     assert (checkpoint_path(output).read_bytes(), output.read_bytes()) == before
 
 
@@ -162,9 +192,20 @@ def test_cli_trains_refuses_bad_input_and_segments_with_the_file(crops, tmp_path
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
     assert output.read_bytes() == b"the user's file"
 
-    result = run("train-segmenter", *(tmp_path / f"image{i}.tif" for i in range(3)), "--labels",
-                 *(tmp_path / f"labels{i}.tif" for i in range(3)), "-o", output, "--epochs", 1, "--holdout", 0.34,
-                 "--train-encoder", "last-stage")
+    result = run(
+        "train-segmenter",
+        *(tmp_path / f"image{i}.tif" for i in range(3)),
+        "--labels",
+        *(tmp_path / f"labels{i}.tif" for i in range(3)),
+        "-o",
+        output,
+        "--epochs",
+        1,
+        "--holdout",
+        0.34,
+        "--train-encoder",
+        "last-stage",
+    )
     assert result.returncode == 0, result.stderr
     assert "held-out Dice" in result.stdout and "base" in result.stdout and "tuned" in result.stdout
     tuned = read_model_file(output)
@@ -173,18 +214,43 @@ def test_cli_trains_refuses_bad_input_and_segments_with_the_file(crops, tmp_path
     assert not torch.equal(tuned.state_dict["image_encoder.neck.0.weight"], base["image_encoder.neck.0.weight"])
 
     x0, y0, x1, y1 = samples.boxes_from_labels(crops[2].labels)[int(np.unique(crops[2].labels)[1])]
-    result = run("segment", tmp_path / "image2.tif", "--box", x0, y0, x1, y1, "--model", output,
-                 "-o", tmp_path / "out.tif")
+    result = run(
+        "segment", tmp_path / "image2.tif", "--box", x0, y0, x1, y1, "--model", output, "-o", tmp_path / "out.tif"
+    )
     assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
     ct = samples.get_case("ct_lung_slice")  # another kind of image: segmented, with a warning
-    result = run("segment", ct.image_path, "--box", 200, 200, 260, 260, "--window", "lung", "--model", output,
-                 "-o", tmp_path / "ct.tif")
+    result = run(
+        "segment",
+        ct.image_path,
+        "--box",
+        200,
+        200,
+        260,
+        260,
+        "--window",
+        "lung",
+        "--model",
+        output,
+        "-o",
+        tmp_path / "ct.tif",
+    )
     assert result.returncode == 0 and "A tuned model is for its own kind of image" in result.stderr
     other = read_model_file(identity_model)
     other.base_sha256 = "0" * 64
     write_model_file(tmp_path / "other.pt", other)
-    result = run("segment", tmp_path / "image2.tif", "--box", x0, y0, x1, y1, "--model", tmp_path / "other.pt",
-                 "-o", tmp_path / "other.tif")
+    result = run(
+        "segment",
+        tmp_path / "image2.tif",
+        "--box",
+        x0,
+        y0,
+        x1,
+        y1,
+        "--model",
+        tmp_path / "other.pt",
+        "-o",
+        tmp_path / "other.tif",
+    )
     assert result.returncode == 1 and "was tuned from litemedsam" in result.stderr
     assert not (tmp_path / "other.tif").exists()
 
@@ -196,10 +262,23 @@ def test_kill_while_writing_leaves_the_previous_checkpoint(crops, tmp_path):
         tifffile.imwrite(tmp_path / f"labels{i}.tif", item.labels)
     output = tmp_path / "model.pt"
     checkpoint = checkpoint_path(output)
-    args = ["train-segmenter", *(tmp_path / f"image{i}.tif" for i in range(3)), "--labels",
-            *(tmp_path / f"labels{i}.tif" for i in range(3)), "-o", output, "--holdout", 0.34, "--patience", 100]
-    process = subprocess.Popen([sys.executable, "-m", "fmscope.cli", *map(str, args), "--epochs", "200"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        "train-segmenter",
+        *(tmp_path / f"image{i}.tif" for i in range(3)),
+        "--labels",
+        *(tmp_path / f"labels{i}.tif" for i in range(3)),
+        "-o",
+        output,
+        "--holdout",
+        0.34,
+        "--patience",
+        100,
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fmscope.cli", *map(str, args), "--epochs", "200"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     caught = False
     deadline = time.monotonic() + 600
     try:

@@ -44,10 +44,11 @@ def test_several_objects_keep_their_labels(segmenter, ct_volume):
     for label, (x0, y0, x1, y1) in boxes.items():
         mask = labels[10] == label
         inside = np.zeros_like(mask)
-        inside[y0:y1 + 1, x0:x1 + 1] = True
+        inside[y0 : y1 + 1, x0 : x1 + 1] = True
         assert mask.sum() > 300 and not (mask & ~inside).any()  # found (437 and 1057 px), within its own box
-        alone = segment_volume(volume.array, 10, {label: boxes[label]}, segmenter=segmenter, window="lung",
-                               slice_range=(10, 10))
+        alone = segment_volume(
+            volume.array, 10, {label: boxes[label]}, segmenter=segmenter, window="lung", slice_range=(10, 10)
+        )
         assert dice(mask, alone[10] == label) >= 0.999  # one batch for both = each on its own
 
 
@@ -68,12 +69,15 @@ def test_key_masks_are_kept_and_propagated_from(segmenter, ct_volume):
         segment_volume(volume.array, z, {4: box}, segmenter=segmenter, key_masks={5: key})
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(key_slice=99), "outside"),
-    (dict(direction="sideways"), "direction"),
-    (dict(slice_range=(12, 15)), "contain the key slice"),
-    (dict(boxes={0: [1, 1, 9, 9]}), "labels >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(key_slice=99), "outside"),
+        (dict(direction="sideways"), "direction"),
+        (dict(slice_range=(12, 15)), "contain the key slice"),
+        (dict(boxes={0: [1, 1, 9, 9]}), "labels >= 1"),
+    ],
+)
 def test_bad_volume_arguments(segmenter, ct_volume, kwargs, message):
     volume, _ = ct_volume
     arguments = dict(key_slice=10, boxes=[20, 20, 60, 60])
@@ -96,8 +100,8 @@ def test_propagation_ends_at_a_constant_slice_instead_of_failing(segmenter, ct_v
     volume, truth = ct_volume
     z = int(np.argmax((truth > 0).sum(axis=(1, 2))))
     padded = volume.array.copy()
-    padded[z + 2:] = -1024
+    padded[z + 2 :] = -1024
     padded[: max(z - 2, 0)] = -1024
     box = box_from_mask(truth[z] > 0)
     labels = segment_volume(padded, z, {1: box}, segmenter=segmenter, window="lung")
-    assert labels[z].any() and not labels[z + 2:].any() and not labels[: max(z - 2, 0)].any()
+    assert labels[z].any() and not labels[z + 2 :].any() and not labels[: max(z - 2, 0)].any()

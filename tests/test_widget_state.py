@@ -53,8 +53,9 @@ def small_slide(source: str) -> Slide:
 
 def test_layers_belong_to_their_slide_whatever_their_names():
     first, second = small_slide("/data/brain.zarr"), small_slide("/other/brain.zarr")
-    cells = [Points(slide.adata.obsm["spatial"], name="cells", metadata={SLIDE_KEY: slide})
-             for slide in (first, second)]
+    cells = [
+        Points(slide.adata.obsm["spatial"], name="cells", metadata={SLIDE_KEY: slide}) for slide in (first, second)
+    ]
     annotation = Labels(np.zeros((4, 4), np.uint8), name="renamed by the user", metadata={ANNOTATION_KEY: second})
     state = SpatialState()
     assert state.update([*cells, annotation]) == ["brain", "brain (2)"]

@@ -11,14 +11,13 @@ import threading
 import qt
 import slicer
 import vtk
+from FMScopeLib.install import ensure_fmscope
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
-
-from FMScopeLib.install import ensure_fmscope
 
 WINDOWS = ["auto", "abdomen", "soft_tissue", "lung", "bone", "brain", "liver"]
 SLICE_VIEWS = ["Red", "Yellow", "Green"]
@@ -101,8 +100,10 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         return SegmentOptions(
             model=self.ui.modelFilePathLineEdit.currentPath or self.ui.modelComboBox.currentText,
             checkpoint=self.ui.checkpointPathLineEdit.currentPath or None,
-            window=None if window == "auto" else window, direction=self.ui.directionComboBox.currentText,
-            segment_name=self.ui.segmentNameLineEdit.text or "fmscope", segment_id=segment_id or None,
+            window=None if window == "auto" else window,
+            direction=self.ui.directionComboBox.currentText,
+            segment_name=self.ui.segmentNameLineEdit.text or "fmscope",
+            segment_id=segment_id or None,
         )
 
     def onModelChanged(self, model):
@@ -116,8 +117,9 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         self.logic.backend = None if backend == "auto" else backend
 
     def onCheckpointChanged(self, path):
-        slicer.app.userSettings().setValue(CHECKPOINT_SETTING.format(model=self.ui.modelComboBox.currentText),
-                                           path or "")
+        slicer.app.userSettings().setValue(
+            CHECKPOINT_SETTING.format(model=self.ui.modelComboBox.currentText), path or ""
+        )
 
     def onRun(self):
         if not ensure_fmscope():
@@ -138,9 +140,11 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         except FmscopeError as error:
             slicer.util.errorDisplay(str(error))
             return
-        self._start(f"Segmenting from slice {box.index} ...",
-                    lambda on_step: self.logic.core.compute(volume, box, options, on_step),
-                    lambda result: f"Done: segment '{self.logic.core.write(segmentation, volume, result, options)}'.")
+        self._start(
+            f"Segmenting from slice {box.index} ...",
+            lambda on_step: self.logic.core.compute(volume, box, options, on_step),
+            lambda result: f"Done: segment '{self.logic.core.write(segmentation, volume, result, options)}'.",
+        )
 
     def onRepropagate(self):
         if not ensure_fmscope():
@@ -155,22 +159,32 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         options = self._options()
         try:
             if volume is None or segmentation is None or not segment_id:
-                raise FmscopeError("Select the volume, the segmentation and (Overwrite segment) the segment you "
-                                   "corrected.")
+                raise FmscopeError(
+                    "Select the volume, the segmentation and (Overwrite segment) the segment you corrected."
+                )
             slice_to_ras = slicer.mrmlScene.GetNodeByID(
-                f"vtkMRMLSliceNode{self.ui.sliceViewComboBox.currentText}").GetSliceToRAS()
-            axis, index = geometry.slice_at(volume, [slice_to_ras.GetElement(r, 3) for r in range(3)],
-                                            [slice_to_ras.GetElement(r, 2) for r in range(3)])
+                f"vtkMRMLSliceNode{self.ui.sliceViewComboBox.currentText}"
+            ).GetSliceToRAS()
+            axis, index = geometry.slice_at(
+                volume,
+                [slice_to_ras.GetElement(r, 3) for r in range(3)],
+                [slice_to_ras.GetElement(r, 2) for r in range(3)],
+            )
             self._check_checkpoint(options)
         except FmscopeError as error:
             slicer.util.errorDisplay(str(error))
             return
         options.segment_id = segment_id
-        self._start(f"Re-propagating '{segment_id}' from slice {index} ({options.direction}) ...",
-                    lambda on_step: self.logic.core.compute_repropagation(volume, segmentation, segment_id, axis,
-                                                                          index, options, on_step),
-                    lambda result: f"Done: segment '{self.logic.core.write(segmentation, volume, result, options)}' "
-                                   f"re-propagated from slice {index}.")
+        self._start(
+            f"Re-propagating '{segment_id}' from slice {index} ({options.direction}) ...",
+            lambda on_step: self.logic.core.compute_repropagation(
+                volume, segmentation, segment_id, axis, index, options, on_step
+            ),
+            lambda result: (
+                f"Done: segment '{self.logic.core.write(segmentation, volume, result, options)}' "
+                f"re-propagated from slice {index}."
+            ),
+        )
 
     def onTrackSequence(self):
         if not ensure_fmscope():
@@ -189,8 +203,7 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
             frame = browser.GetSelectedItemNumber() if browser is not None else 0
             frame_node = sequence.GetNthDataNode(max(frame, 0))
             if frame_node is None or not frame_node.IsA("vtkMRMLVolumeNode"):
-                raise FmscopeError(f"'{sequence.GetName()}' holds no image frames.",
-                                   "Choose a Sequence of 2D frames.")
+                raise FmscopeError(f"'{sequence.GetName()}' holds no image frames.", "Choose a Sequence of 2D frames.")
             box = geometry.frame_box_from_roi(frame_node, roi)
             self._check_checkpoint(options)
         except FmscopeError as error:
@@ -201,8 +214,11 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
             output = self.logic.core.write_sequence(slicer.mrmlScene, sequence, result, options)
             return f"Done: '{output.GetName()}', {output.GetNumberOfDataNodes()} frames."
 
-        self._start(f"Tracking from frame {frame} ...",
-                    lambda on_step: self.logic.core.compute_sequence(sequence, frame, box, options, on_step), write)
+        self._start(
+            f"Tracking from frame {frame} ...",
+            lambda on_step: self.logic.core.compute_sequence(sequence, frame, box, options, on_step),
+            write,
+        )
 
     def _check_checkpoint(self, options):
         from FMScopeLib.logic import require_checkpoint
@@ -265,8 +281,9 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         if not path or not ensure_fmscope():
             return
         with slicer.util.tryWithErrorDisplay("Cannot use this model file."):
-            self.ui.statusLabel.text = self.logic.core.describe_model(path, self.ui.checkpointPathLineEdit.currentPath
-                                                                      or None)
+            self.ui.statusLabel.text = self.logic.core.describe_model(
+                path, self.ui.checkpointPathLineEdit.currentPath or None
+            )
 
     def onCancel(self):
         if self._job is not None:
@@ -339,4 +356,3 @@ class FMScopeTest(ScriptedLoadableModuleTest):
         score = metrics.dice(mask, truth)
         self.assertGreater(score, 0.7)
         self.delayDisplay(f"FMScope test passed: tumour Dice {score:.3f}")
-

@@ -14,11 +14,14 @@ __all__ = ["FmscopeError", "Segmenter", "segment_volume", "__version__"]
 def __getattr__(name: str):
     if name == "Segmenter":
         from fmscope.imaging.predictor import Segmenter
+
         return Segmenter
     if name == "segment_volume":
         from fmscope.imaging.volume import segment_volume
+
         return segment_volume
     if name == "FmscopeError":
         from fmscope.errors import FmscopeError
+
         return FmscopeError
     raise AttributeError(f"module 'fmscope' has no attribute {name!r}")

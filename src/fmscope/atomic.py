@@ -29,8 +29,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     """
     path = Path(path)
     if not path.parent.is_dir():
-        raise FmscopeError(f"Cannot write {path}: the folder {path.parent} does not exist.",
-                           f"Create it first (mkdir -p {path.parent}) or give a path in an existing folder.")
+        raise FmscopeError(
+            f"Cannot write {path}: the folder {path.parent} does not exist.",
+            f"Create it first (mkdir -p {path.parent}) or give a path in an existing folder.",
+        )
     # A fresh name the writer creates itself, so the file gets the user's usual permissions.
     temporary = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}{file_suffix(path)}"
     try:
@@ -48,8 +50,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
             os.replace(temporary, path)
     except OSError as error:
         _remove(temporary)
-        raise FmscopeError(f"Cannot write {path} ({type(error).__name__}: {str(error)[:200]}).",
-                           "Check the folder is writable and has free space.") from None
+        raise FmscopeError(
+            f"Cannot write {path} ({type(error).__name__}: {str(error)[:200]}).",
+            "Check the folder is writable and has free space.",
+        ) from None
     except BaseException:
         _remove(temporary)
         raise

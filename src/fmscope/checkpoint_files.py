@@ -38,8 +38,9 @@ def read_checkpoint(path: str | os.PathLike, what: str, made_by: str) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for foreign or damaged files
-        raise FmscopeError(f"{path} is not a readable {what} ({type(error).__name__}).",
-                           f"Give the file {made_by} wrote.") from None
+        raise FmscopeError(
+            f"{path} is not a readable {what} ({type(error).__name__}).", f"Give the file {made_by} wrote."
+        ) from None
     if not isinstance(payload, dict):
         raise FmscopeError(f"{path} is not a {what}.", f"Give the file {made_by} wrote.")
     return payload

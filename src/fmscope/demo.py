@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from fmscope.models import DEFAULT_SEGMENTER
 from fmscope import metrics, samples
 from fmscope.imaging import io
 from fmscope.imaging.image_input import to_rgb_uint8
@@ -15,6 +14,7 @@ from fmscope.imaging.intensity import resolve_intensity
 from fmscope.imaging.overlay import draw_overlay
 from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.volume import segment_volume
+from fmscope.models import DEFAULT_SEGMENTER
 
 
 def _demo_image(case: samples.SampleCase, segmenter: Segmenter, output: Path) -> float:
@@ -57,7 +57,8 @@ def _demo_tracking(segmenter: Segmenter, output: Path) -> float:
     stack = open_frames(case.image_path)
     images = np.stack([stack[t][:TRACK_DEMO_SIDE, :TRACK_DEMO_SIDE] for t in range(TRACK_DEMO_FRAMES)])
     tracks = read_label_image(case.labels_path, instances=False).array[
-        :TRACK_DEMO_FRAMES, :TRACK_DEMO_SIDE, :TRACK_DEMO_SIDE]
+        :TRACK_DEMO_FRAMES, :TRACK_DEMO_SIDE, :TRACK_DEMO_SIDE
+    ]
     frames = open_frames(images)
     session = TrackingSession(frames, backend=LiteMedSAMTracker(frames, segmenter=segmenter))
     score, _ = score_tracker(session, tracks, progress=True)
@@ -68,31 +69,38 @@ def _demo_tracking(segmenter: Segmenter, output: Path) -> float:
 DEMO_CASES: tuple[str, ...] = tuple(case.name for case in samples.CASES + samples.TIMELAPSES)
 
 
-def run_demo(output: Path, fast: bool = False, cases: tuple[str, ...] = DEMO_CASES,
-             backend: str | None = None) -> dict[str, float]:
+def run_demo(
+    output: Path, fast: bool = False, cases: tuple[str, ...] = DEMO_CASES, backend: str | None = None
+) -> dict[str, float]:
     """Segment the sample ``cases`` (default: all of :data:`DEMO_CASES`), write labels + overlay PNGs to
     ``output``, print Dice per case. Every step longer than a few seconds shows a progress bar on stderr.
     ``backend``: the encoder's runtime (None: ``$FMSCOPE_BACKEND``, else OpenVINO on CPU)."""
     output.mkdir(exist_ok=True)
     segmenter = Segmenter(DEFAULT_SEGMENTER, precision="fast" if fast else "fp32", backend=backend)
     scores = {}
-    print(f"fmscope demo: LiteMedSAM ({segmenter.precision}, {segmenter.backend}) on {segmenter.model.device}, "
-          "boxes from ground truth")
+    print(
+        f"fmscope demo: LiteMedSAM ({segmenter.precision}, {segmenter.backend}) on {segmenter.model.device}, "
+        "boxes from ground truth"
+    )
     for case in samples.CASES:
         if case.name not in cases:
             continue
         started = time.perf_counter()
         run = _demo_image if case.kind == "image" else _demo_volume
         scores[case.name] = run(case, segmenter, output)
-        print(f"  {case.name:<16} dice {scores[case.name]:.3f}  ({time.perf_counter() - started:.1f} s)  "
-              f"{case.description}")
+        print(
+            f"  {case.name:<16} dice {scores[case.name]:.3f}  ({time.perf_counter() - started:.1f} s)  "
+            f"{case.description}"
+        )
     if "hela_timelapse" not in cases:
         print(f"masks and overlays in {output.resolve()}")
         return scores
     started = time.perf_counter()
     scores["hela_timelapse"] = _demo_tracking(segmenter, output)
-    print(f"  {'hela_timelapse':<16} dice {scores['hela_timelapse']:.3f}  ({time.perf_counter() - started:.1f} s)  "
-          f"tracked by the default tracker from boxes on each track's first frame ({TRACK_DEMO_FRAMES} frames, "
-          f"{TRACK_DEMO_SIDE}x{TRACK_DEMO_SIDE} px of the HeLa time-lapse)")
+    print(
+        f"  {'hela_timelapse':<16} dice {scores['hela_timelapse']:.3f}  ({time.perf_counter() - started:.1f} s)  "
+        f"tracked by the default tracker from boxes on each track's first frame ({TRACK_DEMO_FRAMES} frames, "
+        f"{TRACK_DEMO_SIDE}x{TRACK_DEMO_SIDE} px of the HeLa time-lapse)"
+    )
     print(f"masks and overlays in {output.resolve()}")
     return scores

@@ -19,8 +19,9 @@ def _surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, border_value=0)
 
 
-def nsd(prediction: np.ndarray, truth: np.ndarray, tolerance: float = 1.0,
-        spacing: Sequence[float] | None = None) -> float:
+def nsd(
+    prediction: np.ndarray, truth: np.ndarray, tolerance: float = 1.0, spacing: Sequence[float] | None = None
+) -> float:
     """Normalised surface Dice: share of both surfaces within ``tolerance`` (in spacing units)
     of the other surface (Nikolov et al., 2021). 1.0 when both masks are empty."""
     a, b = np.asarray(prediction, dtype=bool), np.asarray(truth, dtype=bool)

@@ -11,9 +11,32 @@ from pathlib import Path
 
 # Two-part suffixes first: each is dropped whole.
 COMPOUND_SUFFIXES = (".nii.gz", ".ome.tiff", ".ome.tif", ".ome.zarr", ".ome.png")
-FORMAT_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".nii", ".nrrd", ".nhdr", ".mha",
-                   ".mhd", ".dcm", ".dicom", ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".zarr", ".h5ad",
-                   ".csv", ".pt")
+FORMAT_SUFFIXES = (
+    ".tif",
+    ".tiff",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".nii",
+    ".nrrd",
+    ".nhdr",
+    ".mha",
+    ".mhd",
+    ".dcm",
+    ".dicom",
+    ".mp4",
+    ".avi",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".m4v",
+    ".zarr",
+    ".h5ad",
+    ".csv",
+    ".pt",
+)
 
 
 def display_name(path: str | os.PathLike, default: str = "") -> str:
@@ -22,5 +45,5 @@ def display_name(path: str | os.PathLike, default: str = "") -> str:
     lower = name.lower()
     for suffix in COMPOUND_SUFFIXES + FORMAT_SUFFIXES:
         if lower.endswith(suffix) and len(name) > len(suffix):
-            return name[:-len(suffix)]
+            return name[: -len(suffix)]
     return name or default

@@ -60,37 +60,51 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[str | os.PathLike 
         name = f"{output.option} {path}"
         for source in sources:
             if _inside(resolved, source) or _inside(source, resolved):
-                relation = "is the input" if resolved == source else (
-                    "is inside the input" if _inside(resolved, source) else "holds the input")
-                raise FmscopeError(f"{name} {relation} {source}; fmscope never writes over or into the user's data.",
-                                   f"Give {output.option} a new path outside the input.")
+                relation = (
+                    "is the input"
+                    if resolved == source
+                    else ("is inside the input" if _inside(resolved, source) else "holds the input")
+                )
+                raise FmscopeError(
+                    f"{name} {relation} {source}; fmscope never writes over or into the user's data.",
+                    f"Give {output.option} a new path outside the input.",
+                )
         if resolved in seen:
-            raise FmscopeError(f"{name} is also the path of {seen[resolved]}.",
-                               f"Give {output.option} a path of its own.")
+            raise FmscopeError(
+                f"{name} is also the path of {seen[resolved]}.", f"Give {output.option} a path of its own."
+            )
         seen[resolved] = output.option
         suffix = file_suffix(path)
         if output.suffixes and suffix not in output.suffixes:
-            raise FmscopeError(f"{name}: fmscope cannot write a '{suffix or 'no suffix'}' file here.",
-                               f"Use a name ending in {', '.join(output.suffixes)}.")
+            raise FmscopeError(
+                f"{name}: fmscope cannot write a '{suffix or 'no suffix'}' file here.",
+                f"Use a name ending in {', '.join(output.suffixes)}.",
+            )
         if path.exists():
             wants_folder = not output.suffixes or suffix == ".zarr"
             if path.is_dir() and not wants_folder:
                 raise FmscopeError(f"{name} is an existing folder.", f"Give {output.option} a file name.")
             if wants_folder and not path.is_dir():
-                raise FmscopeError(f"{name} is an existing file, not a folder fmscope wrote.",
-                                   f"Give {output.option} a new name.")
+                raise FmscopeError(
+                    f"{name} is an existing file, not a folder fmscope wrote.", f"Give {output.option} a new name."
+                )
             if suffix == ".zarr" and not ((path / ".zgroup").exists() or (path / "zarr.json").exists()):
-                raise FmscopeError(f"{name} is an existing folder that is not a zarr store.",
-                                   f"Give {output.option} a new name (fmscope replaces only its own stores).")
+                raise FmscopeError(
+                    f"{name} is an existing folder that is not a zarr store.",
+                    f"Give {output.option} a new name (fmscope replaces only its own stores).",
+                )
             if suffix in SLIDE_SUFFIXES:  # a store or .h5ad: replaced only when fmscope wrote it (its stamp)
                 from fmscope.omics.output_stamp import replaceable
 
                 replaceable(path, output.option)
         folder = path.parent
         if not folder.exists():
-            raise FmscopeError(f"{name}: the folder {folder} does not exist.",
-                               f"Create it first (mkdir -p {folder}) or give {output.option} a path in an "
-                               "existing folder.")
+            raise FmscopeError(
+                f"{name}: the folder {folder} does not exist.",
+                f"Create it first (mkdir -p {folder}) or give {output.option} a path in an existing folder.",
+            )
         if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            raise FmscopeError(f"{name}: cannot write in {folder} (not a folder, or no permission).",
-                               f"Give {output.option} a path in a folder you can write to.")
+            raise FmscopeError(
+                f"{name}: cannot write in {folder} (not a folder, or no permission).",
+                f"Give {output.option} a path in a folder you can write to.",
+            )

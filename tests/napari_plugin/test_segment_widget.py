@@ -116,8 +116,10 @@ def test_latency_with_cached_embedding(nuclei_viewer, qtbot, nuclei):
     segmenter.embed()
     embedding_ms = (time.perf_counter() - started) * 1000
     assert segmenter.encoder_calls == calls + 1
-    print(f"\nShapes event -> painted label, cached embedding: {np.median(latencies):.0f} ms (median of 3); "
-          f"one embedding {embedding_ms:.0f} ms")
+    print(
+        f"\nShapes event -> painted label, cached embedding: {np.median(latencies):.0f} ms (median of 3); "
+        f"one embedding {embedding_ms:.0f} ms"
+    )
     assert np.median(latencies) < 0.5 * embedding_ms  # README: 143 ms vs ~1000 ms
 
 
@@ -139,8 +141,10 @@ def test_event_loop_keeps_running_during_embedding(make_napari_viewer, open_widg
     busy_ms = (time.perf_counter() - started) * 1000
     timer.stop()
     gaps = np.diff(ticks) * 1000
-    print(f"\nlongest UI stall during an embedding: {gaps.max():.0f} ms over {len(ticks)} ticks "
-          f"(embedding job {busy_ms:.0f} ms)")
+    print(
+        f"\nlongest UI stall during an embedding: {gaps.max():.0f} ms over {len(ticks)} ticks "
+        f"(embedding job {busy_ms:.0f} ms)"
+    )
     assert len(ticks) > 20
     assert gaps.max() < 0.2 * busy_ms  # README: 18 ms during a ~1 s embedding; a UI-thread model stalls it all
 
@@ -194,8 +198,9 @@ def test_propagate_fills_the_tumour_slices(make_napari_viewer, open_widget, qtbo
     viewer.layers["ct_lung_volume ground truth"].visible = True
 
 
-def test_propagate_keeps_the_refined_key_slice_and_undo_keeps_later_painting(make_napari_viewer, open_widget, qtbot,
-                                                                             ct_volume, segmenter):
+def test_propagate_keeps_the_refined_key_slice_and_undo_keeps_later_painting(
+    make_napari_viewer, open_widget, qtbot, ct_volume, segmenter
+):
     viewer = make_napari_viewer()
     for data, kwargs, kind in sample_data.ct_lung_volume():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
@@ -223,8 +228,14 @@ def test_propagate_keeps_the_refined_key_slice_and_undo_keeps_later_painting(mak
     wait_idle(qtbot, widget)
     propagated = layer.data.copy()
     assert np.array_equal(propagated[z], refined)  # the clicks and the painting survive
-    expected = segment_volume(volume.array, z, {1: box_from_mask(refined == 1)}, segmenter=segmenter, window="lung",
-                              key_masks={1: refined == 1})  # propagated from the refined object
+    expected = segment_volume(
+        volume.array,
+        z,
+        {1: box_from_mask(refined == 1)},
+        segmenter=segmenter,
+        window="lung",
+        key_masks={1: refined == 1},
+    )  # propagated from the refined object
     assert np.array_equal(propagated, expected)
     true_slices = set(np.nonzero(truth.any(axis=(1, 2)))[0].tolist())
     assert true_slices <= set(np.nonzero(propagated.any(axis=(1, 2)))[0].tolist())
@@ -283,6 +294,7 @@ def test_plugin_is_discovered_and_manifest_valid():
     manager = PluginManager.instance()
     manager.discover()
     assert "fmscope" in manager._manifests
-    result = subprocess.run([sys.executable, "-m", "npe2", "validate", "fmscope"], capture_output=True,
-                            encoding="utf-8", errors="replace")
+    result = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", "fmscope"], capture_output=True, encoding="utf-8", errors="replace"
+    )
     assert result.returncode == 0 and "valid" in result.stdout, result.stdout + result.stderr

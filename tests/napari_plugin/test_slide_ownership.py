@@ -36,14 +36,25 @@ def write_store(path, system: str, cells_to_system, angle_deg: float) -> np.ndar
     image = np.zeros((3, 60, 80), dtype=np.uint8)
     image[:, PIXELS_YX[:, 0], PIXELS_YX[:, 1]] = 255
     to_microns = Affine(placement, input_axes=("y", "x"), output_axes=("y", "x"))
-    images = {"he": Image2DModel.parse(image, dims=("c", "y", "x"), scale_factors=[2],
-                                       transformations={system: Sequence([to_microns, cells_to_system])})}
+    images = {
+        "he": Image2DModel.parse(
+            image,
+            dims=("c", "y", "x"),
+            scale_factors=[2],
+            transformations={system: Sequence([to_microns, cells_to_system])},
+        )
+    }
     xy = microns_yx[:, ::-1]
     shapes = ShapesModel.parse(xy, geometry=0, radius=np.full(len(xy), 2.0), transformations={system: cells_to_system})
     counts = np.random.default_rng(0).poisson(3, (len(xy), 6)).astype(np.float32)
-    table = ad.AnnData(counts, obs=pd.DataFrame({"region": pd.Categorical(["cells"] * len(xy)),
-                                                 "instance": np.arange(len(xy))}, index=[f"c{i}" for i in range(len(xy))]),
-                       var=pd.DataFrame(index=[f"g{i}" for i in range(6)]))
+    table = ad.AnnData(
+        counts,
+        obs=pd.DataFrame(
+            {"region": pd.Categorical(["cells"] * len(xy)), "instance": np.arange(len(xy))},
+            index=[f"c{i}" for i in range(len(xy))],
+        ),
+        var=pd.DataFrame(index=[f"g{i}" for i in range(6)]),
+    )
     table.obsm["spatial"] = xy
     table.uns["fmscope"] = {"microns_per_unit": 1.0}  # the cells' units: a store that states none is refused
     table = TableModel.parse(table, region="cells", region_key="region", instance_key="instance")
@@ -51,8 +62,9 @@ def write_store(path, system: str, cells_to_system, angle_deg: float) -> np.ndar
     return microns_yx
 
 
-@pytest.mark.parametrize("system, cells_scale, angle", [("global", 3.0, 30.0), ("microns", 1.0, -90.0),
-                                                        ("global", 1.0, 0.0)])
+@pytest.mark.parametrize(
+    "system, cells_scale, angle", [("global", 3.0, 30.0), ("microns", 1.0, -90.0), ("global", 1.0, 0.0)]
+)
 def test_image_is_placed_by_its_full_transformation(viewer_widget, qtbot, tmp_path, system, cells_scale, angle):
     from spatialdata.transformations import Scale
 

@@ -73,7 +73,7 @@ def paint_blocks(layer, slide, labels, names):
         chosen = yx[labels == name]
         low = np.floor((chosen.min(axis=0) - layer.translate) / layer.scale).astype(int)
         high = np.ceil((chosen.max(axis=0) - layer.translate) / layer.scale).astype(int)
-        block = layer.data[low[0]:high[0] + 1, low[1]:high[1] + 1]
+        block = layer.data[low[0] : high[0] + 1, low[1] : high[1] + 1]
         block[...] = np.where(block == 0, code, block)
     layer.refresh()
 
@@ -117,8 +117,10 @@ def test_annotate_finetune_save_and_reopen(viewer_widget, qtbot, tmp_path):
     click(qtbot, widget, "Save")
     wait_idle(qtbot, widget)
     reopened = read_slide(tmp_path / "tissue.zarr")
-    assert np.array_equal(reopened.adata.obs["fmscope_predicted_domain"].to_numpy(),
-                          slide.adata.obs["fmscope_predicted_domain"].to_numpy())
+    assert np.array_equal(
+        reopened.adata.obs["fmscope_predicted_domain"].to_numpy(),
+        slide.adata.obs["fmscope_predicted_domain"].to_numpy(),
+    )
     layers = get_slide_reader(str(tmp_path / "tissue.zarr"))(str(tmp_path / "tissue.zarr"))
     assert any(kwargs["name"] == DOMAINS for _, kwargs, _ in layers)
 
@@ -175,14 +177,17 @@ def test_a_million_cells_open_and_show_domains(viewer_widget, qtbot, tmp_path):
             canvas.render()
             frames.append(time.perf_counter() - started)
         return frames
+
     raster = np.median(pan_frames(20))
     cells = widget.slide.adata.obsm["spatial"][:200_000, ::-1]
     for layer in list(viewer.layers):
         layer.visible = False
     viewer.add_points(cells, size=widget.slide.cell_diameter_um, border_width=0)  # what the raster replaces
     points = np.median(pan_frames(3))
-    print(f"\n1M cells: opened in {opened:.1f} s, pan frame median {raster * 1000:.0f} ms "
-          f"(a fifth of them as one Points layer: {points * 1000:.0f} ms, {points / raster:.0f}x)")
+    print(
+        f"\n1M cells: opened in {opened:.1f} s, pan frame median {raster * 1000:.0f} ms "
+        f"(a fifth of them as one Points layer: {points * 1000:.0f} ms, {points / raster:.0f}x)"
+    )
     # README: all 1M as Points pan at 326 ms vs 7 ms raster (44x); even a fifth of them stays > 5x slower
     assert raster < points / 5
 
@@ -198,9 +203,11 @@ def test_reader_opens_merscope_and_spatialdata(make_napari_viewer, name):
     slide = cells.metadata["fmscope_slide"]
     assert np.allclose(cells.data, slide.adata.obsm["spatial"][:, ::-1])  # (y, x) in microns
     transcripts = next(layer for layer in viewer.layers if layer.name.endswith("transcripts"))
-    assert not transcripts.visible and len(transcripts.data) == {"merfish_u2os_merscope": 20_000,
-                                                                  "xenium_breast_crop.zarr": 11_773,
-                                                                  "xenium_breast_outs": 11_773}[name]
+    assert (
+        not transcripts.visible
+        and len(transcripts.data)
+        == {"merfish_u2os_merscope": 20_000, "xenium_breast_crop.zarr": 11_773, "xenium_breast_outs": 11_773}[name]
+    )
     # transcripts and cells share units: most cells have transcripts within 20 um of their centre
     from scipy.spatial import cKDTree
 
@@ -221,7 +228,10 @@ def test_xenium_sample_opens_from_the_menu_and_runs_domains(viewer_widget, qtbot
     viewer, widget = viewer_widget
     viewer.open_sample("fmscope", "xenium_breast")
     assert [layer.name for layer in viewer.layers] == [
-        "xenium_breast_outs cell boundaries", "xenium_breast_outs cells", "xenium_breast_outs transcripts"]
+        "xenium_breast_outs cell boundaries",
+        "xenium_breast_outs cells",
+        "xenium_breast_outs transcripts",
+    ]
     widget.compute_domains()
     wait_idle(qtbot, widget)
     assert len(viewer.layers[DOMAINS].data) == 27

@@ -62,8 +62,7 @@ def hela_panel(make_napari_viewer, open_widget, hela):
 
 
 @pytest.mark.slow
-def test_two_boxes_on_one_frame_are_tracked_like_fmscope_track(make_napari_viewer, open_widget, qtbot, hela,
-                                                                tmp_path):
+def test_two_boxes_on_one_frame_are_tracked_like_fmscope_track(make_napari_viewer, open_widget, qtbot, hela, tmp_path):
     """Issue 24: opened from the Plugins menu, two objects boxed on the middle of 3 frames, New between them,
     Propagate (both directions): both are tracked, voxel for voxel what ``fmscope track`` gives for the same boxes."""
     frames = 3
@@ -164,7 +163,7 @@ def test_two_objects_hand_painting_cancel_and_export(hela_panel, qtbot, hela, tm
     layer = viewer.layers[LABELS]
     hand = np.zeros(layer.data.shape, bool)
     x0, y0, x1, y1 = gt_box(tracks, 0, NEIGHBOUR).astype(int)
-    hand[:, y0:y0 + 8, x0:x1 + 1] = True  # the top of the neighbour, painted by hand as 50
+    hand[:, y0 : y0 + 8, x0 : x1 + 1] = True  # the top of the neighbour, painted by hand as 50
     layer.data[hand] = 50
     viewer.layers[BOXES].add_rectangles(rectangle(gt_box(tracks, 0, NUCLEUS), 0))
     wait_idle(qtbot, panel)
@@ -189,6 +188,7 @@ def test_two_objects_hand_painting_cancel_and_export(hela_panel, qtbot, hela, tm
         if not isinstance(result, dict):
             seen.append(result.done)
             panel.cancel()
+
     panel.frame_ready.connect(cancel_on_first)
     panel.direction_combo.setCurrentText("forward")
     click(qtbot, panel, "Propagate (Shift-P)")
@@ -221,7 +221,8 @@ def test_two_objects_hand_painting_cancel_and_export(hela_panel, qtbot, hela, tm
     with open(written[1], newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {(int(r["frame"]), int(r["object"])) for r in rows} == {
-        (f, o) for f in range(FRAMES) for o in (51, 52) if (exported[f] == o).any()}
+        (f, o) for f in range(FRAMES) for o in (51, 52) if (exported[f] == o).any()
+    }
     track_rows = (written[2] / "man_track.txt").read_text().split("\n")
     assert track_rows[0].split()[:2] == ["51", "0"]
     assert np.array_equal(tifffile.imread(written[2] / "mask003.tif"), exported[3])
@@ -310,8 +311,16 @@ def test_a_model_file_is_a_model_choice(hela_panel, qtbot, hela, segmenter, tmp_
     viewer, panel = hela_panel
     images, tracks = hela
     path = tmp_path / "tuned.pt"
-    write_model_file(path, TunedModel("litemedsam", "litemedsam", segmenter.model.weights_sha256, TRAINED_PARTS,
-                                      trained_state(segmenter.model.net, TRAINED_PARTS)))
+    write_model_file(
+        path,
+        TunedModel(
+            "litemedsam",
+            "litemedsam",
+            segmenter.model.weights_sha256,
+            TRAINED_PARTS,
+            trained_state(segmenter.model.net, TRAINED_PARTS),
+        ),
+    )
     panel.model_combo.setCurrentText(str(path))
     box = gt_box(tracks, 0, NUCLEUS)
     viewer.layers[BOXES].add_rectangles(rectangle(box, 0))

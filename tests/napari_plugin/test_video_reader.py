@@ -35,6 +35,7 @@ def count_reads(data: LazyFrames) -> list[int]:
     def counted(index):
         reads.append(index)
         return read(index)
+
     data.source._read = counted
     return reads
 
@@ -89,8 +90,12 @@ def test_reader_is_registered_and_refuses_other_files(make_napari_viewer, qtbot,
     one = pydicom.dcmread(ECHO)  # a single-frame DICOM is not a cine clip
     one.NumberOfFrames = 1
     one.save_as(tmp_path / "one.dcm")
-    for path in (get_case("nuclei").image_path, sample_data_dir() / "ct_lung_volume.nrrd", tmp_path / "one.dcm",
-                 tmp_path / "missing.mp4"):
+    for path in (
+        get_case("nuclei").image_path,
+        sample_data_dir() / "ct_lung_volume.nrrd",
+        tmp_path / "one.dcm",
+        tmp_path / "missing.mp4",
+    ):
         assert get_video_reader(str(path)) is None
     assert get_video_reader([str(ECHO)]) is None
 
@@ -103,6 +108,7 @@ def test_a_corrupt_video_gives_a_message_not_a_traceback(make_napari_viewer, qtb
 
     def record(notification):
         messages.append(str(notification.message))
+
     notification_manager.notification_ready.connect(record)
     try:
         assert viewer.open(str(bad), plugin="fmscope") == []
@@ -164,8 +170,12 @@ def test_a_long_video_keeps_memory_flat(make_napari_viewer, qtbot, tmp_path):
     print(f"\nRSS growth over 200 frames of a 2,000-frame video: {grown_mb:.1f} MB")
     assert grown_mb < 50
     assert len(set(reads)) <= 230 and max(reads) < 230  # only the frames shown were read
-    assert np.abs(data[150][..., 0].astype(int) - (np.mgrid[:64, :64][1] * 3 + np.mgrid[:64, :64][0]
-                                                    + 7 * 150) % 256).mean() < 20
+    assert (
+        np.abs(
+            data[150][..., 0].astype(int) - (np.mgrid[:64, :64][1] * 3 + np.mgrid[:64, :64][0] + 7 * 150) % 256
+        ).mean()
+        < 20
+    )
 
 
 @pytest.mark.slow

@@ -41,5 +41,7 @@ def test_prepared_small_box_is_a_decode(make_napari_viewer, open_widget, qtbot, 
     qtbot.waitUntil(lambda: widget.worker.idle and (viewer.layers[LABELS].data == 2).any(), timeout=300_000)
     assert engine.encoder_calls == calls  # painted from a prepared embedding
     segmenter.set_image(nuclei[0])
-    assert dice(viewer.layers[LABELS].data == 2, segmenter.predict(box=second).mask
-                & (viewer.layers[LABELS].data != 1)) >= 0.999
+    assert (
+        dice(viewer.layers[LABELS].data == 2, segmenter.predict(box=second).mask & (viewer.layers[LABELS].data != 1))
+        >= 0.999
+    )

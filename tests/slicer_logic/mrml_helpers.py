@@ -56,8 +56,9 @@ def add_frame_sequence(scene, frames: np.ndarray, ijk_to_ras: np.ndarray, name: 
 def labelmap_ijk_to_ras(segmentation_node, segment_id: str) -> np.ndarray:
     """The 4x4 image -> RAS matrix of a segment's binary labelmap (where its voxels lie in space)."""
     image = slicer.vtkOrientedImageData()
-    slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(segmentation_node, segment_id,
-                                                                                    image)
+    slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(
+        segmentation_node, segment_id, image
+    )
     matrix = vtk.vtkMatrix4x4()
     image.GetImageToWorldMatrix(matrix)
     return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])

@@ -47,9 +47,26 @@ def test_segment_matches_truth_and_cli(scene, logic, lung, tmp_path):
 
     case = samples.get_case("ct_lung_volume")
     out = tmp_path / "cli.nii.gz"
-    result = subprocess.run([sys.executable, "-m", "fmscope.cli", "volume", str(case.image_path), "--slice", str(z),
-                             "--box", *map(str, (x0, y0, x1, y1)), "--window", "lung", "-o", str(out)],
-                            capture_output=True, encoding="utf-8", errors="replace")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fmscope.cli",
+            "volume",
+            str(case.image_path),
+            "--slice",
+            str(z),
+            "--box",
+            *map(str, (x0, y0, x1, y1)),
+            "--window",
+            "lung",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+    )
     assert result.returncode == 0, result.stderr
     assert np.array_equal(io.read_volume(out).array > 0, mask), "the CLI and the Slicer Logic must agree"
 
@@ -120,8 +137,10 @@ def test_overwrite_and_undo(scene, logic, lung):
 
 
 def _scene_state(scene):
-    segments = [scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode").GetSegmentation().GetNumberOfSegments()
-                for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))]
+    segments = [
+        scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode").GetSegmentation().GetNumberOfSegments()
+        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))
+    ]
     return scene.GetNumberOfNodes(), segments
 
 
@@ -129,7 +148,7 @@ def _scene_state(scene):
 def test_bad_input_leaves_scene_unchanged(scene, logic, lung, problem, monkeypatch):
     volume, truth, z, (x0, y0, x1, y1) = lung
     matrix = ijk_to_ras_from_volume(volume)
-    node = add_volume(scene, volume.array if problem != "2d" else volume.array[z:z + 1], matrix)
+    node = add_volume(scene, volume.array if problem != "2d" else volume.array[z : z + 1], matrix)
     segmentation = slicer.vtkMRMLSegmentationNode()
     scene.AddNode(segmentation)
     options = SegmentOptions(window="lung")

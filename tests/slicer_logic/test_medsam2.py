@@ -34,9 +34,28 @@ def test_medsam2_3d_flow_writes_what_the_cli_writes(scene, logic, lung, checkpoi
     volume, truth, z, box = lung
     case = samples.get_case("ct_lung_volume")
     out = tmp_path / "cli.nii.gz"
-    code = main(["volume", str(case.image_path), "--slice", str(z), "--box", *map(str, box), "--model", "medsam2",
-                 "--checkpoint", checkpoint, "--window", "lung", "--range", *map(str, RANGE), "--device", "cpu",
-                 "-o", str(out)])
+    code = main(
+        [
+            "volume",
+            str(case.image_path),
+            "--slice",
+            str(z),
+            "--box",
+            *map(str, box),
+            "--model",
+            "medsam2",
+            "--checkpoint",
+            checkpoint,
+            "--window",
+            "lung",
+            "--range",
+            *map(str, RANGE),
+            "--device",
+            "cpu",
+            "-o",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     written = io.read_volume(out)
 
@@ -45,11 +64,15 @@ def test_medsam2_3d_flow_writes_what_the_cli_writes(scene, logic, lung, checkpoi
     segmentation = slicer.vtkMRMLSegmentationNode()
     scene.AddNode(segmentation)
     slice_box = geometry.SliceBox(2, z, tuple(box))
-    segment_id = logic.process(node, segmentation, slice_box, SegmentOptions(
-        model="medsam2", checkpoint=checkpoint, window="lung", slice_range=RANGE))
+    segment_id = logic.process(
+        node,
+        segmentation,
+        slice_box,
+        SegmentOptions(model="medsam2", checkpoint=checkpoint, window="lung", slice_range=RANGE),
+    )
     mask = mrml_arrays.read_segment(segmentation, segment_id, node)
 
-    assert written.array.any() and not written.array[:RANGE[0]].any() and not written.array[RANGE[1] + 1:].any()
+    assert written.array.any() and not written.array[: RANGE[0]].any() and not written.array[RANGE[1] + 1 :].any()
     assert np.array_equal(mask, written.array > 0), "the Slicer Logic and fmscope volume must agree voxel for voxel"
     # ... and in space: the segment lies on the CLI output's grid
     assert np.allclose(labelmap_ijk_to_ras(segmentation, segment_id), ijk_to_ras_from_volume(written), atol=1e-6)
@@ -69,30 +92,45 @@ def test_medsam2_repropagation_changes_only_that_side(scene, logic, lung, checkp
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(node)
     segment_id = segmentation.GetSegmentation().AddEmptySegment("tumour")
     before = np.zeros(volume.array.shape, bool)  # as if painted by hand on slices z-1..z+1
-    before[z - 1:z + 2, int(y0):int(y1), int(x0):int(x1)] = True
-    before[z, int(y0):int(y0) + 6, int(x0):int(x0) + 6] = False  # the correction on slice z
+    before[z - 1 : z + 2, int(y0) : int(y1), int(x0) : int(x1)] = True
+    before[z, int(y0) : int(y0) + 6, int(x0) : int(x0) + 6] = False  # the correction on slice z
     mrml_arrays.write_segment(segmentation, segment_id, before, node)
-    options = SegmentOptions(model="medsam2", checkpoint=checkpoint, window="lung", direction="down",
-                             slice_range=(z - 1, z))
+    options = SegmentOptions(
+        model="medsam2", checkpoint=checkpoint, window="lung", direction="down", slice_range=(z - 1, z)
+    )
     logic.repropagate(node, segmentation, segment_id, 2, z, options)
     after = mrml_arrays.read_segment(segmentation, segment_id, node)
     assert np.array_equal(after[z:], before[z:])  # the corrected slice and everything above: unchanged
-    engine = track_volume(volume.array, z, key_masks={1: before[z]}, checkpoint=checkpoint, window="lung",
-                          device="cpu", direction="down", slice_range=(z - 1, z))
+    engine = track_volume(
+        volume.array,
+        z,
+        key_masks={1: before[z]},
+        checkpoint=checkpoint,
+        window="lung",
+        device="cpu",
+        direction="down",
+        slice_range=(z - 1, z),
+    )
     assert np.array_equal(after[z - 1], engine[z - 1] > 0)
-    assert np.array_equal(after[:z - 1], before[:z - 1])
+    assert np.array_equal(after[: z - 1], before[: z - 1])
 
 
 def _scene_state(scene):
-    segmentations = [scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
-                     for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))]
-    return (scene.GetNumberOfNodes(), [s.GetSegmentation().GetNumberOfSegments() for s in segmentations],
-            [s.GetMTime() for s in segmentations])
+    segmentations = [
+        scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
+        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))
+    ]
+    return (
+        scene.GetNumberOfNodes(),
+        [s.GetSegmentation().GetNumberOfSegments() for s in segmentations],
+        [s.GetMTime() for s in segmentations],
+    )
 
 
 @pytest.mark.parametrize("checkpoint_given", [None, "missing.pt"])
-def test_medsam2_without_checkpoint_is_refused_and_scene_unchanged(scene, logic, lung, checkpoint_given, monkeypatch,
-                                                                    tmp_path):
+def test_medsam2_without_checkpoint_is_refused_and_scene_unchanged(
+    scene, logic, lung, checkpoint_given, monkeypatch, tmp_path
+):
     monkeypatch.delenv("FMSCOPE_CHECKPOINT_DIR", raising=False)
     volume, truth, z, box = lung
     node = add_volume(scene, volume.array, ijk_to_ras_from_volume(volume))
@@ -132,8 +170,9 @@ def test_medsam2_cine_sequence_equals_tracking_session(scene, logic, checkpoint)
     frames = np.stack([clip[i] for i in range(3)])
     box = (130.0, 70.0, 190.0, 140.0)
     sequence = add_frame_sequence(scene, frames, np.eye(4))
-    output = logic.process_sequence(scene, sequence, 0, box, SegmentOptions(model="medsam2", checkpoint=checkpoint,
-                                                                            segment_name="chamber"))
+    output = logic.process_sequence(
+        scene, sequence, 0, box, SegmentOptions(model="medsam2", checkpoint=checkpoint, segment_name="chamber")
+    )
     session = TrackingSession(frames, model="medsam2", checkpoint=checkpoint, device="cpu")
     session.add_box(0, 1, box)
     list(session.propagate("both"))

@@ -31,7 +31,7 @@ def _segmented(scene, logic, lung):
     other = segmentation.GetSegmentation().AddEmptySegment("painted", "painted", [0.2, 0.8, 0.2])
     painted = np.zeros(volume.array.shape, bool)
     x0, y0, x1, y1 = (int(v) for v in box)
-    painted[z - RANGE:z + RANGE + 1, y0 - 4:(y0 + y1) // 2, x0 - 4:(x0 + x1) // 2] = True  # overlaps the tumour
+    painted[z - RANGE : z + RANGE + 1, y0 - 4 : (y0 + y1) // 2, x0 - 4 : (x0 + x1) // 2] = True  # overlaps the tumour
     mrml_arrays.write_segment(segmentation, other, painted, node)
     return node, segmentation, tumour, other, painted, options
 
@@ -54,8 +54,16 @@ def test_repropagate_changes_only_that_side_and_no_other_segment(scene, logic, l
     changed = slice(z + 1, None) if direction == "up" else slice(None, z)
     kept = slice(None, z + 1) if direction == "up" else slice(z, None)
     assert np.array_equal(after[kept], edited[kept])  # the corrected slice and the other side: unchanged
-    engine = segment_volume(volume.array, z, {1: box_from_mask(edited[z])}, segmenter=segmenter, window="lung",
-                            direction=direction, slice_range=options.slice_range, key_masks={1: edited[z]})
+    engine = segment_volume(
+        volume.array,
+        z,
+        {1: box_from_mask(edited[z])},
+        segmenter=segmenter,
+        window="lung",
+        direction=direction,
+        slice_range=options.slice_range,
+        key_masks={1: edited[z]},
+    )
     assert np.array_equal(after[changed], engine[changed] > 0)
     assert not np.array_equal(after[changed], before[changed])  # the correction did change that side
     assert np.array_equal(mrml_arrays.read_segment(segmentation, other, node), painted)  # never another segment

@@ -46,8 +46,9 @@ def test_sequence_of_frames_gives_a_segmentation_sequence_with_the_engines_masks
     assert browser.IsSynchronizedSequenceNodeID(output.GetID())  # plays along with the frames
     assert output.GetNumberOfDataNodes() == N_FRAMES
     assert output.GetDataNodeClassName() == "vtkMRMLSegmentationNode"
-    assert [output.GetNthIndexValue(i) for i in range(N_FRAMES)] == [sequence.GetNthIndexValue(i)
-                                                                      for i in range(N_FRAMES)]
+    assert [output.GetNthIndexValue(i) for i in range(N_FRAMES)] == [
+        sequence.GetNthIndexValue(i) for i in range(N_FRAMES)
+    ]
     expected = _engine_labels(frames)
     assert all(expected[i].any() for i in range(N_FRAMES))
     for index in range(N_FRAMES):
@@ -68,8 +69,13 @@ def test_bad_sequences_are_refused_and_scene_unchanged(scene, logic):
     mixed.SetDataNodeAtValue(slicer.vtkMRMLSegmentationNode(), "9")
     frames = add_frame_sequence(scene, np.zeros((2, 8, 8), np.uint8), np.eye(4))
     before = scene.GetNumberOfNodes()
-    for node, frame, words in [(sequence, 0, "3 slices"), (empty, 0, "empty"), (mixed, 0, "not an image"),
-                               (None, 0, "No sequence"), (frames, 5, "outside")]:
+    for node, frame, words in [
+        (sequence, 0, "3 slices"),
+        (empty, 0, "empty"),
+        (mixed, 0, "not an image"),
+        (None, 0, "No sequence"),
+        (frames, 5, "outside"),
+    ]:
         with pytest.raises(FmscopeError, match=words) as error:
             logic.process_sequence(scene, node, frame, (1, 1, 5, 5))
         assert "Fix:" in str(error.value)

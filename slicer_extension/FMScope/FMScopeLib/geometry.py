@@ -46,8 +46,9 @@ def ras_to_ijk_matrix(volume_node) -> np.ndarray:
     parent = volume_node.GetParentTransformNode()
     if parent is not None:
         if not parent.IsTransformToWorldLinear():
-            raise FmscopeError("The volume is under a non-linear transform.",
-                               "Harden the transform on the volume (Data module) first.")
+            raise FmscopeError(
+                "The volume is under a non-linear transform.", "Harden the transform on the volume (Data module) first."
+            )
         world_to_node = vtk.vtkMatrix4x4()
         parent.GetMatrixTransformFromWorld(world_to_node)
         ras_to_ijk = ras_to_ijk @ numpy_matrix(world_to_node)
@@ -70,15 +71,18 @@ def permute_back(array: np.ndarray, axis: int) -> np.ndarray:
     return np.transpose(array, np.argsort(_PERMUTATION[axis]))
 
 
-def _slice_box(ijk_min: np.ndarray, ijk_max: np.ndarray, axis: int, dims_ijk: tuple[int, int, int],
-               index: float | None = None) -> SliceBox:
+def _slice_box(
+    ijk_min: np.ndarray, ijk_max: np.ndarray, axis: int, dims_ijk: tuple[int, int, int], index: float | None = None
+) -> SliceBox:
     x_axis, y_axis = _IN_PLANE[axis]
     box = (ijk_min[x_axis], ijk_min[y_axis], ijk_max[x_axis], ijk_max[y_axis])
     centre = (ijk_min[axis] + ijk_max[axis]) / 2 if index is None else index
     key = int(np.floor(centre + 0.5))
     if not 0 <= key < dims_ijk[axis]:
-        raise FmscopeError(f"The box lies outside the volume (slice {key} of 0..{dims_ijk[axis] - 1}).",
-                           "Place the box on a slice of the selected volume.")
+        raise FmscopeError(
+            f"The box lies outside the volume (slice {key} of 0..{dims_ijk[axis] - 1}).",
+            "Place the box on a slice of the selected volume.",
+        )
     first, last = int(np.ceil(ijk_min[axis] - 1e-6)), int(np.floor(ijk_max[axis] + 1e-6))
     span = None
     if last - first >= 1:  # a box that spans several slices also limits the propagation
@@ -120,8 +124,10 @@ def slice_at(volume_node, point_ras, normal_ras) -> tuple[int, int]:
     index = int(np.floor(to_ijk(volume_node, np.array([point_ras]))[0, axis] + 0.5))
     dims = volume_node.GetImageData().GetDimensions()
     if not 0 <= index < dims[axis]:
-        raise FmscopeError(f"The slice view shows slice {index}, outside the volume (0..{dims[axis] - 1}).",
-                           "Scroll the slice view to the corrected slice of the selected volume.")
+        raise FmscopeError(
+            f"The slice view shows slice {index}, outside the volume (0..{dims[axis] - 1}).",
+            "Scroll the slice view to the corrected slice of the selected volume.",
+        )
     return axis, index
 
 
@@ -129,6 +135,7 @@ def frame_box_from_roi(frame_node, roi_node) -> tuple[float, float, float, float
     """[i0, j0, i1, j1] of a markups ROI drawn on a 2D (one-slice) frame of a cine Sequence."""
     box = slice_box_from_roi(frame_node, roi_node)
     if box.axis != 2:
-        raise FmscopeError("The ROI is not drawn in the frames' plane.",
-                           "Draw the box in the slice view that shows the cine frames.")
+        raise FmscopeError(
+            "The ROI is not drawn in the frames' plane.", "Draw the box in the slice view that shows the cine frames."
+        )
     return box.box

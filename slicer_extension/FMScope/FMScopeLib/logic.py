@@ -23,14 +23,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from fmscope.models import DEFAULT_SEGMENTER
 from fmscope import checkpoints
 from fmscope.errors import FmscopeError
 from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.tracking.volume import SAM2_MODELS, track_volume
 from fmscope.imaging.volume import segment_volume
-
+from fmscope.models import DEFAULT_SEGMENTER
 from FMScopeLib import geometry, mrml_arrays
 
 
@@ -82,10 +81,11 @@ def require_checkpoint(model: str, checkpoint: str | None) -> None:
         checkpoints.resolve(model, checkpoint)
     except FmscopeError as error:
         chosen = "No checkpoint is chosen" if checkpoint is None else f"The checkpoint '{checkpoint}' does not exist"
-        raise FmscopeError(f"{chosen} for {model}; fmscope never downloads weights ({error.problem})",
-                           f"Choose the {spec.filename} file ({spec.source}) under 'Checkpoint' in the FMScope "
-                           "module (it is remembered), or put it in the folder $FMSCOPE_CHECKPOINT_DIR names.") \
-            from None
+        raise FmscopeError(
+            f"{chosen} for {model}; fmscope never downloads weights ({error.problem})",
+            f"Choose the {spec.filename} file ({spec.source}) under 'Checkpoint' in the FMScope "
+            "module (it is remembered), or put it in the folder $FMSCOPE_CHECKPOINT_DIR names.",
+        ) from None
 
 
 def _direction(direction: str, allowed: tuple[str, ...] = ("both", "up", "down")) -> str:
@@ -132,29 +132,56 @@ class FMScopeLogic:
         loaded = self.segmenter(model, checkpoint).model
         return loaded.name if loaded.tuned is None else loaded.tuned.describe()
 
-    def compute(self, volume_node, slice_box: geometry.SliceBox, options: SegmentOptions,
-                on_slice: Callable[[int, int], None] | None = None) -> ComputedMask:
+    def compute(
+        self,
+        volume_node,
+        slice_box: geometry.SliceBox,
+        options: SegmentOptions,
+        on_slice: Callable[[int, int], None] | None = None,
+    ) -> ComputedMask:
         """Segment through the volume from ``slice_box``; touches nothing in the scene."""
         require_checkpoint(options.model, options.checkpoint)
         voxels = mrml_arrays.volume_array(volume_node)
         along_axis = geometry.permute_to_axis(voxels, slice_box.axis)
         slice_range = options.slice_range or slice_box.slice_range
         if options.model in SAM2_MODELS:  # MedSAM2's 3D flow, as fmscope volume --model medsam2
-            labels = track_volume(along_axis, slice_box.index, {1: list(slice_box.box)}, model=options.model,
-                                  checkpoint=options.checkpoint, window=options.window, device=self.device,
-                                  direction=options.direction, slice_range=slice_range, on_slice=on_slice,
-                                  name=volume_node.GetName(), loaded=self.sam2(options.model, options.checkpoint))
+            labels = track_volume(
+                along_axis,
+                slice_box.index,
+                {1: list(slice_box.box)},
+                model=options.model,
+                checkpoint=options.checkpoint,
+                window=options.window,
+                device=self.device,
+                direction=options.direction,
+                slice_range=slice_range,
+                on_slice=on_slice,
+                name=volume_node.GetName(),
+                loaded=self.sam2(options.model, options.checkpoint),
+            )
         else:
             labels = segment_volume(
-                along_axis, slice_box.index, {1: list(slice_box.box)},
-                segmenter=self.segmenter(options.model, options.checkpoint), window=options.window,
-                direction=options.direction, slice_range=slice_range, on_slice=on_slice,
+                along_axis,
+                slice_box.index,
+                {1: list(slice_box.box)},
+                segmenter=self.segmenter(options.model, options.checkpoint),
+                window=options.window,
+                direction=options.direction,
+                slice_range=slice_range,
+                on_slice=on_slice,
             )
         return ComputedMask(geometry.permute_back(labels > 0, slice_box.axis), slice_box, volume_node.GetID())
 
-    def compute_repropagation(self, volume_node, segmentation_node, segment_id: str, axis: int, index: int,
-                              options: SegmentOptions,
-                              on_slice: Callable[[int, int], None] | None = None) -> ComputedMask:
+    def compute_repropagation(
+        self,
+        volume_node,
+        segmentation_node,
+        segment_id: str,
+        axis: int,
+        index: int,
+        options: SegmentOptions,
+        on_slice: Callable[[int, int], None] | None = None,
+    ) -> ComputedMask:
         """The segment after re-propagating from slice ``index`` (normal to IJK ``axis``), where the user
         corrected it: that slice's mask is the prompt; slices beyond it in ``options.direction`` (up:
         increasing index, down, or both) within ``options.slice_range`` are recomputed, every other
@@ -171,50 +198,87 @@ class FMScopeLogic:
         along_axis = geometry.permute_to_axis(voxels, axis)
         depth = along_axis.shape[0]
         if not 0 <= index < depth:
-            raise FmscopeError(f"Slice {index} is outside the volume (0..{depth - 1}).",
-                               "Show the corrected slice in the slice view.")
+            raise FmscopeError(
+                f"Slice {index} is outside the volume (0..{depth - 1}).", "Show the corrected slice in the slice view."
+            )
         key_mask = current[index]
         box = box_from_mask(key_mask)
         if box is None:
-            raise FmscopeError(f"Segment '{segment_id}' is empty on slice {index}.",
-                               "Paint the object on this slice with Segment Editor, or go to a slice that shows it.")
+            raise FmscopeError(
+                f"Segment '{segment_id}' is empty on slice {index}.",
+                "Paint the object on this slice with Segment Editor, or go to a slice that shows it.",
+            )
         if box[2] <= box[0] or box[3] <= box[1]:  # a one-pixel-wide line: give its box some width
             h, w = key_mask.shape
             box = np.array([max(box[0] - 1, 0), max(box[1] - 1, 0), min(box[2] + 1, w - 1), min(box[3] + 1, h - 1)])
         first, last = options.slice_range or (0, depth - 1)
         if not 0 <= first <= index <= last < depth:
-            raise FmscopeError(f"Slice range {first}..{last} must lie in 0..{depth - 1} and contain slice {index}.",
-                               "Adjust the range.")
+            raise FmscopeError(
+                f"Slice range {first}..{last} must lie in 0..{depth - 1} and contain slice {index}.",
+                "Adjust the range.",
+            )
         if options.model in SAM2_MODELS:
-            labels = track_volume(along_axis, index, key_masks={1: key_mask}, model=options.model,
-                                  checkpoint=options.checkpoint, window=options.window, device=self.device,
-                                  direction=direction, slice_range=(first, last), on_slice=on_slice,
-                                  name=volume_node.GetName(), loaded=self.sam2(options.model, options.checkpoint))
+            labels = track_volume(
+                along_axis,
+                index,
+                key_masks={1: key_mask},
+                model=options.model,
+                checkpoint=options.checkpoint,
+                window=options.window,
+                device=self.device,
+                direction=direction,
+                slice_range=(first, last),
+                on_slice=on_slice,
+                name=volume_node.GetName(),
+                loaded=self.sam2(options.model, options.checkpoint),
+            )
         else:
-            labels = segment_volume(along_axis, index, {1: box}, key_masks={1: key_mask},
-                                    segmenter=self.segmenter(options.model, options.checkpoint),
-                                    window=options.window, direction=direction, slice_range=(first, last),
-                                    on_slice=on_slice)
+            labels = segment_volume(
+                along_axis,
+                index,
+                {1: box},
+                key_masks={1: key_mask},
+                segmenter=self.segmenter(options.model, options.checkpoint),
+                window=options.window,
+                direction=direction,
+                slice_range=(first, last),
+                on_slice=on_slice,
+            )
         result = current.copy()
         sides = {"up": [slice(index + 1, last + 1)], "down": [slice(first, index)]}
         for side in sides["up"] + sides["down"] if direction == "both" else sides[direction]:
             result[side] = labels[side] > 0
-        return ComputedMask(geometry.permute_back(result, axis), geometry.SliceBox(axis, index, tuple(box)),
-                            volume_node.GetID())
+        return ComputedMask(
+            geometry.permute_back(result, axis), geometry.SliceBox(axis, index, tuple(box)), volume_node.GetID()
+        )
 
-    def repropagate(self, volume_node, segmentation_node, segment_id: str, axis: int, index: int,
-                    options: SegmentOptions | None = None,
-                    on_slice: Callable[[int, int], None] | None = None) -> str:
+    def repropagate(
+        self,
+        volume_node,
+        segmentation_node,
+        segment_id: str,
+        axis: int,
+        index: int,
+        options: SegmentOptions | None = None,
+        on_slice: Callable[[int, int], None] | None = None,
+    ) -> str:
         """compute_repropagation + write into the same segment (undoable); other segments are not touched."""
         options = replace(options or SegmentOptions(), segment_id=segment_id)
-        computed = self.compute_repropagation(volume_node, segmentation_node, segment_id, axis, index, options,
-                                              on_slice)
+        computed = self.compute_repropagation(
+            volume_node, segmentation_node, segment_id, axis, index, options, on_slice
+        )
         return self.write(segmentation_node, volume_node, computed, options)
 
     # Sequences (cine) ------------------------------------------------------------------------------
-    def compute_sequence(self, sequence_node, frame_index: int, box, options: SegmentOptions,
-                         on_frame: Callable[[int, int], None] | None = None,
-                         cancel: Callable[[], bool] | None = None) -> ComputedSequence:
+    def compute_sequence(
+        self,
+        sequence_node,
+        frame_index: int,
+        box,
+        options: SegmentOptions,
+        on_frame: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> ComputedSequence:
         """Track the object in ``box`` ([i0, j0, i1, j1] pixels on frame ``frame_index``) through a Sequence
         of 2D frames (one-slice scalar or RGB volume nodes) with the engine's TrackingSession; touches
         nothing in the scene. ``options.direction``: both, up (forward in the sequence) or down;
@@ -226,18 +290,30 @@ class FMScopeLogic:
         require_checkpoint(options.model, options.checkpoint)
         frames = mrml_arrays.sequence_frames(sequence_node)
         if not 0 <= int(frame_index) < len(frames):
-            raise FmscopeError(f"Frame {frame_index} is outside '{sequence_node.GetName()}' "
-                               f"(frames 0..{len(frames) - 1}).",
-                               "Draw the box on a frame of the selected sequence.")
+            raise FmscopeError(
+                f"Frame {frame_index} is outside '{sequence_node.GetName()}' (frames 0..{len(frames) - 1}).",
+                "Draw the box on a frame of the selected sequence.",
+            )
         frames = open_frames(frames)
         backend = None
         if options.model in SAM2_MODELS:
             from fmscope.imaging.tracking.medsam2 import Sam2Tracker
 
-            backend = Sam2Tracker(frames, model=options.model, window=options.window, device=self.device,
-                                  loaded=self.sam2(options.model, options.checkpoint))
-        session = TrackingSession(frames, model=options.model, checkpoint=options.checkpoint,
-                                  window=options.window, device=self.device, backend=backend)
+            backend = Sam2Tracker(
+                frames,
+                model=options.model,
+                window=options.window,
+                device=self.device,
+                loaded=self.sam2(options.model, options.checkpoint),
+            )
+        session = TrackingSession(
+            frames,
+            model=options.model,
+            checkpoint=options.checkpoint,
+            window=options.window,
+            device=self.device,
+            backend=backend,
+        )
         session.add_box(frame_index, 1, list(box))
         for result in session.propagate(direction, options.slice_range):
             if on_frame is not None:
@@ -253,15 +329,18 @@ class FMScopeLogic:
             raise FmscopeError("The result belongs to another sequence.", "Run again on the selected sequence.")
         n = sequence_node.GetNumberOfDataNodes()
         if n != len(computed.labels):
-            raise FmscopeError(f"The sequence now has {n} frames, the result {len(computed.labels)}.",
-                               "Run again on the sequence as it is.")
+            raise FmscopeError(
+                f"The sequence now has {n} frames, the result {len(computed.labels)}.",
+                "Run again on the sequence as it is.",
+            )
         mrml_arrays.ensure_segmentation_converters()
         output = mrml_arrays.new_sequence_like(sequence_node, f"{sequence_node.GetName()} {options.segment_name}")
         try:
             for index in range(n):
                 frame_node = sequence_node.GetNthDataNode(index)
                 segmentation = mrml_arrays.segmentation_for_frame(
-                    frame_node, computed.labels[index] == 1, options.segment_name, options.color)
+                    frame_node, computed.labels[index] == 1, options.segment_name, options.color
+                )
                 output.SetDataNodeAtValue(segmentation, sequence_node.GetNthIndexValue(index))
             scene.AddNode(output)
         except Exception:
@@ -271,12 +350,20 @@ class FMScopeLogic:
         mrml_arrays.add_to_browsers(scene, sequence_node, output)
         return output
 
-    def process_sequence(self, scene, sequence_node, frame_index: int, box, options: SegmentOptions | None = None,
-                         on_frame: Callable[[int, int], None] | None = None):
+    def process_sequence(
+        self,
+        scene,
+        sequence_node,
+        frame_index: int,
+        box,
+        options: SegmentOptions | None = None,
+        on_frame: Callable[[int, int], None] | None = None,
+    ):
         """compute_sequence + write_sequence; returns the new segmentation Sequence node."""
         options = options or SegmentOptions()
-        return self.write_sequence(scene, sequence_node,
-                                   self.compute_sequence(sequence_node, frame_index, box, options, on_frame), options)
+        return self.write_sequence(
+            scene, sequence_node, self.compute_sequence(sequence_node, frame_index, box, options, on_frame), options
+        )
 
     def write(self, segmentation_node, volume_node, computed: ComputedMask, options: SegmentOptions) -> str:
         """Put the mask into ``segmentation_node`` (new segment, or ``options.segment_id``); returns its id."""
@@ -304,15 +391,21 @@ class FMScopeLogic:
         self._undo.append(_UndoStep(segmentation_node.GetID(), segment_id, previous))
         return segment_id
 
-    def process(self, volume_node, segmentation_node, slice_box: geometry.SliceBox,
-                options: SegmentOptions | None = None,
-                on_slice: Callable[[int, int], None] | None = None) -> str:
+    def process(
+        self,
+        volume_node,
+        segmentation_node,
+        slice_box: geometry.SliceBox,
+        options: SegmentOptions | None = None,
+        on_slice: Callable[[int, int], None] | None = None,
+    ) -> str:
         """compute + write: segment ``volume_node`` from ``slice_box`` into ``segmentation_node``."""
         options = options or SegmentOptions()
         _require_segmentation(segmentation_node)  # before the model runs, not after
         require_checkpoint(options.model, options.checkpoint)
-        return self.write(segmentation_node, volume_node, self.compute(volume_node, slice_box, options, on_slice),
-                          options)
+        return self.write(
+            segmentation_node, volume_node, self.compute(volume_node, slice_box, options, on_slice), options
+        )
 
     def undo(self, scene, volume_node) -> bool:
         """Revert the last write (remove the new segment or restore the overwritten one)."""

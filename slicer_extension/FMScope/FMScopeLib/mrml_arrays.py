@@ -34,12 +34,16 @@ def volume_array(volume_node) -> np.ndarray:
     if image is None or image.GetPointData().GetScalars() is None:
         raise FmscopeError(f"The volume '{volume_node.GetName()}' has no voxels.", "Load the image data first.")
     if image.GetNumberOfScalarComponents() != 1:
-        raise FmscopeError(f"The volume '{volume_node.GetName()}' has {image.GetNumberOfScalarComponents()} "
-                           "components.", "Use a single-component (grayscale) scalar volume.")
+        raise FmscopeError(
+            f"The volume '{volume_node.GetName()}' has {image.GetNumberOfScalarComponents()} components.",
+            "Use a single-component (grayscale) scalar volume.",
+        )
     i, j, k = image.GetDimensions()
     if min(i, j, k) < 2:
-        raise FmscopeError(f"'{volume_node.GetName()}' is a 2D image ({i} x {j} x {k} voxels); "
-                           "this module segments 3D volumes.", "Select a volume with several slices.")
+        raise FmscopeError(
+            f"'{volume_node.GetName()}' is a 2D image ({i} x {j} x {k} voxels); this module segments 3D volumes.",
+            "Select a volume with several slices.",
+        )
     scalars = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
     return scalars.reshape(k, j, i).copy()
 
@@ -60,10 +64,13 @@ def write_segment(segmentation_node, segment_id: str, mask_kji: np.ndarray, volu
     """Replace the content of ``segment_id`` by ``mask_kji`` (on the grid of ``volume_node``)."""
     ensure_segmentation_converters()
     logic = slicer.vtkSlicerSegmentationsModuleLogic
-    if not logic.SetBinaryLabelmapToSegment(_oriented_image(mask_kji, volume_node), segmentation_node, segment_id,
-                                            logic.MODE_REPLACE):
-        raise FmscopeError(f"Slicer could not write segment '{segment_id}'.",
-                           "Check the segmentation node is in the scene and editable.")
+    if not logic.SetBinaryLabelmapToSegment(
+        _oriented_image(mask_kji, volume_node), segmentation_node, segment_id, logic.MODE_REPLACE
+    ):
+        raise FmscopeError(
+            f"Slicer could not write segment '{segment_id}'.",
+            "Check the segmentation node is in the scene and editable.",
+        )
 
 
 def read_segment(segmentation_node, segment_id: str, volume_node) -> np.ndarray:
@@ -71,15 +78,18 @@ def read_segment(segmentation_node, segment_id: str, volume_node) -> np.ndarray:
     ensure_segmentation_converters()
     image = slicer.vtkOrientedImageData()
     if not slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(
-            segmentation_node, segment_id, image):
+        segmentation_node, segment_id, image
+    ):
         raise FmscopeError(f"Segment '{segment_id}' has no binary labelmap.", "Choose another segment.")
     i, j, k = volume_node.GetImageData().GetDimensions()
     out = np.zeros((k, j, i), dtype=bool)
     x0, x1, y0, y1, z0, z1 = image.GetExtent()
     if x1 < x0:  # empty segment
         return out
-    values = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(z1 - z0 + 1, y1 - y0 + 1, x1 - x0 + 1)
-    out[z0:z1 + 1, y0:y1 + 1, x0:x1 + 1] = values > 0
+    values = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(
+        z1 - z0 + 1, y1 - y0 + 1, x1 - x0 + 1
+    )
+    out[z0 : z1 + 1, y0 : y1 + 1, x0 : x1 + 1] = values > 0
     return out
 
 
@@ -93,11 +103,12 @@ def frame_array(volume_node) -> np.ndarray:
     i, j, k = image.GetDimensions()
     components = image.GetNumberOfScalarComponents()
     if k != 1:
-        raise FmscopeError(f"'{volume_node.GetName()}' has {k} slices; a cine frame has one.",
-                           "Use a Sequence of 2D frames (for a 3D volume use the volume controls).")
+        raise FmscopeError(
+            f"'{volume_node.GetName()}' has {k} slices; a cine frame has one.",
+            "Use a Sequence of 2D frames (for a 3D volume use the volume controls).",
+        )
     if components not in (1, 3, 4):
-        raise FmscopeError(f"'{volume_node.GetName()}' has {components} components.",
-                           "Use grayscale or RGB frames.")
+        raise FmscopeError(f"'{volume_node.GetName()}' has {components} components.", "Use grayscale or RGB frames.")
     pixels = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(j, i, components)
     return (pixels[..., 0] if components == 1 else pixels[..., :3]).copy()
 
@@ -114,12 +125,16 @@ def sequence_frames(sequence_node) -> np.ndarray:
         node = sequence_node.GetNthDataNode(index)
         if node is None or not node.IsA("vtkMRMLVolumeNode"):
             kind = node.GetClassName() if node is not None else "nothing"
-            raise FmscopeError(f"Item {index} of '{sequence_node.GetName()}' is {kind}, not an image.",
-                               "Choose a Sequence of 2D image frames.")
+            raise FmscopeError(
+                f"Item {index} of '{sequence_node.GetName()}' is {kind}, not an image.",
+                "Choose a Sequence of 2D image frames.",
+            )
         frame = frame_array(node)
         if frames and frame.shape != frames[0].shape:
-            raise FmscopeError(f"Frame {index} of '{sequence_node.GetName()}' is {frame.shape}, frame 0 "
-                               f"{frames[0].shape}.", "Give frames of one size.")
+            raise FmscopeError(
+                f"Frame {index} of '{sequence_node.GetName()}' is {frame.shape}, frame 0 {frames[0].shape}.",
+                "Give frames of one size.",
+            )
         frames.append(frame)
     return np.stack(frames)
 

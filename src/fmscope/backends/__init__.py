@@ -55,9 +55,13 @@ def resolve_backend(explicit: str | None, device: torch.device) -> str:
     if wanted == "auto":
         return "openvino" if device.type == "cpu" and openvino_installed() else "torch"
     if device.type != "cpu":
-        raise FmscopeError(f"The openvino backend runs on the CPU; the model is on {device}.",
-                           "Use --backend torch (or auto) on a GPU, or --device cpu.")
+        raise FmscopeError(
+            f"The openvino backend runs on the CPU; the model is on {device}.",
+            "Use --backend torch (or auto) on a GPU, or --device cpu.",
+        )
     if not openvino_installed():
-        raise FmscopeError("The openvino backend needs the 'openvino' package, which is not installed.",
-                           "Install it (pip install openvino) or use --backend torch.")
+        raise FmscopeError(
+            "The openvino backend needs the 'openvino' package, which is not installed.",
+            "Install it (pip install openvino) or use --backend torch.",
+        )
     return "openvino"

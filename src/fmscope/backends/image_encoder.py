@@ -16,7 +16,6 @@ from torch import nn
 from fmscope.backends import resolve_backend
 
 
-
 class TorchImageEncoder:
     """The torch module itself; ``fast``: bfloat16 autocast and channels-last (the reference path)."""
 
@@ -32,8 +31,11 @@ class TorchImageEncoder:
 
     def __call__(self, batch: torch.Tensor, threads: int) -> np.ndarray:
         """``threads`` is torch's (set by the caller's thread policy)."""
-        autocast = (torch.autocast(device_type=self.device.type, dtype=torch.bfloat16) if self.precision == "fast"
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+            if self.precision == "fast"
+            else contextlib.nullcontext()
+        )
         with torch.inference_mode(), autocast:
             if self.precision == "fast":
                 batch = batch.contiguous(memory_format=torch.channels_last)
@@ -61,8 +63,14 @@ class OpenVINOImageEncoder:
         return self.network(batch.detach().cpu().numpy(), threads)
 
 
-def image_encoder(module: nn.Module, device: torch.device, input_size: int, weights_sha256: str,
-                  precision: str = "fp32", backend: str | None = None) -> TorchImageEncoder | OpenVINOImageEncoder:
+def image_encoder(
+    module: nn.Module,
+    device: torch.device,
+    input_size: int,
+    weights_sha256: str,
+    precision: str = "fp32",
+    backend: str | None = None,
+) -> TorchImageEncoder | OpenVINOImageEncoder:
     """The encoder for ``backend`` (``torch`` / ``openvino`` / ``auto``; None: ``$FMSCOPE_BACKEND`` or auto).
 
     ``module``: the model's image encoder (eval mode, on ``device``); ``input_size``: its square input side

@@ -75,9 +75,15 @@ def module_identity(module: torch.nn.Module, weights_sha256: str, input_shape: t
     """What determines the converted network: weights, code, versions and input shape (JSON-able)."""
     source = sys.modules[type(module).__module__].__file__ or ""
     code = hashlib.sha256(Path(source).read_bytes()).hexdigest() if source and Path(source).is_file() else ""
-    return {"class": f"{type(module).__module__}.{type(module).__qualname__}", "code_sha256": code,
-            "weights_sha256": weights_sha256, "input_shape": list(input_shape), "fmscope": fmscope.__version__,
-            "torch": torch.__version__.split("+")[0], "openvino": openvino().get_version()}
+    return {
+        "class": f"{type(module).__module__}.{type(module).__qualname__}",
+        "code_sha256": code,
+        "weights_sha256": weights_sha256,
+        "input_shape": list(input_shape),
+        "fmscope": fmscope.__version__,
+        "torch": torch.__version__.split("+")[0],
+        "openvino": openvino().get_version(),
+    }
 
 
 class OpenVINOModule:
@@ -87,8 +93,9 @@ class OpenVINOModule:
     that needs it, not here. ``precision``: ``fp32`` or ``fast`` (:func:`inference_precision`).
     """
 
-    def __init__(self, module: torch.nn.Module, input_shape: tuple[int, ...], identity: dict,
-                 precision: str = "fp32") -> None:
+    def __init__(
+        self, module: torch.nn.Module, input_shape: tuple[int, ...], identity: dict, precision: str = "fp32"
+    ) -> None:
         self.module = module
         self.input_shape = tuple(input_shape)
         self.identity = identity
@@ -114,8 +121,12 @@ class OpenVINOModule:
         with _REGISTRY_LOCK:
             if entry_key not in _COMPILED:
                 self._ensure_converted()
-                config = {"INFERENCE_PRECISION_HINT": self.hint, "INFERENCE_NUM_THREADS": threads,
-                          "PERFORMANCE_HINT": "LATENCY", "CACHE_DIR": str(self.folder / f"compiled-{self.hint}")}
+                config = {
+                    "INFERENCE_PRECISION_HINT": self.hint,
+                    "INFERENCE_NUM_THREADS": threads,
+                    "PERFORMANCE_HINT": "LATENCY",
+                    "CACHE_DIR": str(self.folder / f"compiled-{self.hint}"),
+                }
                 try:
                     compiled = core().compile_model(str(self.xml_path), "CPU", config)
                 except RuntimeError:  # an unreadable IR or cache entry (disk full, killed writer): rebuild once
@@ -130,8 +141,11 @@ class OpenVINOModule:
         if self.xml_path.is_file() and (self.folder / "model.bin").is_file():
             return
         ov = openvino()
-        print(f"fmscope: preparing {self.identity['class'].rsplit('.', 1)[-1]} for OpenVINO, once on this machine "
-              f"(20-60 s; kept in {self.folder.parent})", file=sys.stderr)
+        print(
+            f"fmscope: preparing {self.identity['class'].rsplit('.', 1)[-1]} for OpenVINO, once on this machine "
+            f"(20-60 s; kept in {self.folder.parent})",
+            file=sys.stderr,
+        )
         self.folder.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.folder.parent / f".tmp-{uuid.uuid4().hex}"
         try:

@@ -61,8 +61,9 @@ def read_csv_table(path: str | os.PathLike, required: tuple[str, ...], what: str
     try:
         text, encoding = _decode(path.read_bytes())
     except (OSError, UnicodeDecodeError) as error:
-        raise FmscopeError(f"Cannot read {path} as a {what} ({type(error).__name__}: {str(error)[:120]}).",
-                           "Save it as CSV UTF-8.") from None
+        raise FmscopeError(
+            f"Cannot read {path} as a {what} ({type(error).__name__}: {str(error)[:120]}).", "Save it as CSV UTF-8."
+        ) from None
     lines = text.lstrip("\ufeff").splitlines(keepends=True)  # a mark written twice (a re-saved file)
     separator = None
     first = lines[0].rstrip("\r\n") if lines else ""
@@ -70,9 +71,11 @@ def read_csv_table(path: str | os.PathLike, required: tuple[str, ...], what: str
         separator, lines = first[4], lines[1:]  # Excel's separator line
     header_line = next((line for line in lines if line.strip()), "")
     if separator is None:
+
         def score(candidate: str) -> tuple[int, int]:
             names = {name.strip().lower() for name in _fields(header_line, candidate)}
             return len(set(required) & names), len(names)
+
         separator = max(SEPARATORS, key=score)  # the separator that yields the required columns
     reader = csv.reader(io.StringIO("".join(lines), newline=""), delimiter=separator)
     rows = list(reader)
@@ -85,22 +88,27 @@ def read_csv_table(path: str | os.PathLike, required: tuple[str, ...], what: str
     unnamed = [i for i, name in enumerate(names) if not name]
     for i in unnamed:
         if any(i < len(fields) and fields[i].strip() for _, fields in data):
-            raise FmscopeError(f"{path}: column {i + 1} holds values but has no name in the header.",
-                               "Name it in the header, or delete the column.")
+            raise FmscopeError(
+                f"{path}: column {i + 1} holds values but has no name in the header.",
+                "Name it in the header, or delete the column.",
+            )
     missing = [name for name in required if name not in names]
     if missing:
         seen = ", ".join(name for name in names if name) or "nothing"
-        raise FmscopeError(f"{path} has no column {', '.join(missing)} (its header, read with the "
-                           f"{SEPARATORS.get(separator, repr(separator))} as separator, holds: {seen[:200]}).",
-                           f"The header needs {', '.join(required)}; fields may be separated by commas, "
-                           "semicolons or tabs (Excel: save as 'CSV UTF-8').")
+        raise FmscopeError(
+            f"{path} has no column {', '.join(missing)} (its header, read with the "
+            f"{SEPARATORS.get(separator, repr(separator))} as separator, holds: {seen[:200]}).",
+            f"The header needs {', '.join(required)}; fields may be separated by commas, "
+            "semicolons or tabs (Excel: save as 'CSV UTF-8').",
+        )
     table = []
     for number, fields in data:
-        if len(fields) > len(names) and any(f.strip() for f in fields[len(names):]):
-            raise FmscopeError(f"{path}: row {number} has {len(fields)} fields, the header {len(names)}: a "
-                               f"{SEPARATORS.get(separator, repr(separator))} inside a value that is not quoted?",
-                               'Put quotes around values that hold the separator ("a;b"), or save from a '
-                               "spreadsheet, which quotes them.")
-        table.append((number, {name: (fields[i] if i < len(fields) else "") for i, name in enumerate(names)
-                               if name}))
+        if len(fields) > len(names) and any(f.strip() for f in fields[len(names) :]):
+            raise FmscopeError(
+                f"{path}: row {number} has {len(fields)} fields, the header {len(names)}: a "
+                f"{SEPARATORS.get(separator, repr(separator))} inside a value that is not quoted?",
+                'Put quotes around values that hold the separator ("a;b"), or save from a '
+                "spreadsheet, which quotes them.",
+            )
+        table.append((number, {name: (fields[i] if i < len(fields) else "") for i, name in enumerate(names) if name}))
     return CsvTable(tuple(name for name in names if name), tuple(table), separator, encoding)

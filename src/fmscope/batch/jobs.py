@@ -4,7 +4,7 @@
 |---|---|---|
 | segment | ``labels.tif`` (uint8; uint16 above 255 objects) | ``fmscope segment IMAGE --box ... -o labels.tif`` |
 | volume | ``labels.nii.gz`` (input geometry) | ``fmscope volume VOLUME --slice Z --box ... -o labels.nii.gz`` |
-| track | ``labels.tif`` (T, H, W) uint16, ``tracks.csv`` | ``fmscope track FRAMES --frame F --box ... -o labels.tif --table tracks.csv`` |
+| track | ``labels.tif`` (T, H, W) uint16, ``tracks.csv`` | ``fmscope track FRAMES ... -o labels.tif --table tracks.csv`` |
 | domains | ``result.zarr`` + ``result.png`` | ``fmscope domains SLIDE -o result.zarr`` |
 | embed | ``result.zarr`` + ``result.png`` | ``fmscope embed SLIDE -o result.zarr`` |
 
@@ -37,8 +37,10 @@ def _scores(labels: np.ndarray, item: BatchItem, read_truth: Callable, spacing=N
     truth = read_truth(item.truth)
     if truth.shape != labels.shape:
         return {"message": f"truth shape {truth.shape} differs from the output's {labels.shape}: not scored"}
-    return {"dice": metrics.dice(labels > 0, truth > 0),
-            "nsd": metrics.nsd(labels > 0, truth > 0, tolerance=1.0, spacing=spacing)}
+    return {
+        "dice": metrics.dice(labels > 0, truth > 0),
+        "nsd": metrics.nsd(labels > 0, truth > 0, tolerance=1.0, spacing=spacing),
+    }
 
 
 def segment(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
@@ -52,8 +54,12 @@ def segment(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
     labels = _labels(segmenter.predict_many(list(boxes.values())), segmenter.image_shape)
     name = "labels.tif" if image.geometry is None else "labels.nii.gz"  # medical images keep their geometry
     io.write_image(labels, folder / name, geometry=image.geometry)
-    return {"outputs": [name], "objects": len(boxes), "area_px": int((labels > 0).sum()),
-            **_scores(labels, item, _read_truth)}
+    return {
+        "outputs": [name],
+        "objects": len(boxes),
+        "area_px": int((labels > 0).sum()),
+        **_scores(labels, item, _read_truth),
+    }
 
 
 def volume(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
@@ -66,15 +72,31 @@ def volume(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
     if models.volume_flow(item.model) == "tracking":  # MedSAM2's 3D flow, as `fmscope volume --model medsam2`
         from fmscope.imaging.tracking.volume import track_volume
 
-        labels = track_volume(source, key, boxes, model=item.model, window=parse_window(item.window),
-                              name=str(item.input), loaded=pool.sam2(item.model, item.checkpoint))
+        labels = track_volume(
+            source,
+            key,
+            boxes,
+            model=item.model,
+            window=parse_window(item.window),
+            name=str(item.input),
+            loaded=pool.sam2(item.model, item.checkpoint),
+        )
     else:
-        labels = segment_volume(source.array, key, boxes, segmenter=pool.segmenter(item.model, item.checkpoint),
-                                window=parse_window(item.window))
+        labels = segment_volume(
+            source.array,
+            key,
+            boxes,
+            segmenter=pool.segmenter(item.model, item.checkpoint),
+            window=parse_window(item.window),
+        )
     io.write_volume(labels, source, folder / "labels.nii.gz")
     voxel_ml = float(np.prod(source.spacing)) / 1000.0
-    return {"outputs": ["labels.nii.gz"], "objects": len(boxes), "volume_ml": float((labels > 0).sum()) * voxel_ml,
-            **_scores(labels, item, _read_truth, spacing=source.spacing_zyx)}
+    return {
+        "outputs": ["labels.nii.gz"],
+        "objects": len(boxes),
+        "volume_ml": float((labels > 0).sum()) * voxel_ml,
+        **_scores(labels, item, _read_truth, spacing=source.spacing_zyx),
+    }
 
 
 def track(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
@@ -94,8 +116,12 @@ def track(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
     write_session_labels(session, folder / name)
     write_session_table(session, folder / "tracks.csv")
     labels = session.labels()
-    return {"outputs": [name, "tracks.csv"], "objects": len(boxes), "area_px": int((labels > 0).sum()),
-            **_scores(labels, item, _read_truth)}
+    return {
+        "outputs": [name, "tracks.csv"],
+        "objects": len(boxes),
+        "area_px": int((labels > 0).sum()),
+        **_scores(labels, item, _read_truth),
+    }
 
 
 def _read_truth(path: Path) -> np.ndarray:
@@ -117,12 +143,14 @@ def _slide_job(item: BatchItem, folder: Path, domains: bool) -> dict:
     row = {"outputs": ["result.zarr", "result.png"], "objects": int(slide.adata.n_obs)}
     if domains:
         resolution = spatial_domains(slide.adata, embedding, resolutions=item.resolutions)
-        save_domain_png(slide, DOMAIN_KEY, folder / "result.png",
-                        title=f"fmscope domains ({method}, resolution {resolution:g})")
+        save_domain_png(
+            slide, DOMAIN_KEY, folder / "result.png", title=f"fmscope domains ({method}, resolution {resolution:g})"
+        )
         row["domains"] = int(slide.adata.obs[DOMAIN_KEY].nunique())
     else:
-        save_values_png(slide, embedding_colours(embedding), folder / "result.png",
-                        title="embedding: first 3 components as RGB")
+        save_values_png(
+            slide, embedding_colours(embedding), folder / "result.png", title="embedding: first 3 components as RGB"
+        )
     write_result(slide, folder / "result.zarr")
     return row
 

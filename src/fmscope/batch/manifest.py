@@ -37,17 +37,53 @@ from fmscope.names import display_name
 JOBS = ("segment", "volume", "track", "domains", "embed")
 IMAGING_CAPABILITIES = {"segment": models.SEGMENT, "volume": models.VOLUME, "track": models.TRACK}  # job -> model needs
 IMAGING_JOBS = ("segment", "volume", "track")
-COLUMNS = ("id", "job", "input", "series", "box", "slice", "prompt_file", "model", "checkpoint", "window",
-           "resolution", "truth", "channel")
+COLUMNS = (
+    "id",
+    "job",
+    "input",
+    "series",
+    "box",
+    "slice",
+    "prompt_file",
+    "model",
+    "checkpoint",
+    "window",
+    "resolution",
+    "truth",
+    "channel",
+)
 TEMPLATE_ROWS = (
-    {"id": "nuclei", "job": "segment", "input": "sample_data/nuclei_image.tif",
-     "prompt_file": "sample_data/nuclei_labels.tif", "truth": "sample_data/nuclei_labels.tif"},
-    {"id": "ct_slice", "job": "segment", "input": "sample_data/ct_lung_slice.tif", "box": "204 345 231 370",
-     "window": "lung", "truth": "sample_data/ct_lung_slice_labels.tif"},
-    {"id": "ct_volume", "job": "volume", "input": "sample_data/ct_lung_volume.nrrd", "box": "82 81 109 106",
-     "slice": "9", "window": "lung", "truth": "sample_data/ct_lung_volume_labels.nrrd"},
-    {"id": "hela_nucleus", "job": "track", "input": "sample_data/hela_timelapse/images.tif",
-     "box": "263 309 295 338", "slice": "0"},  # one nucleus on frame 0, followed through the 20 frames
+    {
+        "id": "nuclei",
+        "job": "segment",
+        "input": "sample_data/nuclei_image.tif",
+        "prompt_file": "sample_data/nuclei_labels.tif",
+        "truth": "sample_data/nuclei_labels.tif",
+    },
+    {
+        "id": "ct_slice",
+        "job": "segment",
+        "input": "sample_data/ct_lung_slice.tif",
+        "box": "204 345 231 370",
+        "window": "lung",
+        "truth": "sample_data/ct_lung_slice_labels.tif",
+    },
+    {
+        "id": "ct_volume",
+        "job": "volume",
+        "input": "sample_data/ct_lung_volume.nrrd",
+        "box": "82 81 109 106",
+        "slice": "9",
+        "window": "lung",
+        "truth": "sample_data/ct_lung_volume_labels.nrrd",
+    },
+    {
+        "id": "hela_nucleus",
+        "job": "track",
+        "input": "sample_data/hela_timelapse/images.tif",
+        "box": "263 309 295 338",
+        "slice": "0",
+    },  # one nucleus on frame 0, followed through the 20 frames
     {"id": "visium", "job": "domains", "input": "sample_data/visium_mouse_brain", "resolution": "0.4 0.8"},
     {"id": "xenium", "job": "embed", "input": "sample_data/xenium_breast_outs"},
 )
@@ -74,10 +110,17 @@ class BatchItem:
 
     def options_record(self) -> dict:
         """The row's settings as plain values (part of the item's signature)."""
-        return {"job": self.job, "series": self.series, "boxes": [list(b) for b in self.boxes], "slice": self.slice,
-                "model": self.model, "checkpoint": self.checkpoint, "window": self.window,
-                "resolutions": list(self.resolutions),
-                **({"channel": self.channel} if self.channel is not None else {})}  # older signatures unchanged
+        return {
+            "job": self.job,
+            "series": self.series,
+            "boxes": [list(b) for b in self.boxes],
+            "slice": self.slice,
+            "model": self.model,
+            "checkpoint": self.checkpoint,
+            "window": self.window,
+            "resolutions": list(self.resolutions),
+            **({"channel": self.channel} if self.channel is not None else {}),
+        }  # older signatures unchanged
 
 
 def _boxes(text: str, row: int) -> tuple[tuple[float, float, float, float], ...]:
@@ -88,8 +131,10 @@ def _boxes(text: str, row: int) -> tuple[tuple[float, float, float, float], ...]
         except ValueError:
             values = ()
         if len(values) != 4:
-            raise FmscopeError(f"Row {row}: cannot read box '{part}'.", "Write a box as 'x0 y0 x1 y1'; separate "
-                                                                       "several boxes with ';'.")
+            raise FmscopeError(
+                f"Row {row}: cannot read box '{part}'.",
+                "Write a box as 'x0 y0 x1 y1'; separate several boxes with ';'.",
+            )
         boxes.append(values)
     return tuple(boxes)
 
@@ -116,25 +161,37 @@ def _item(values: dict[str, str], row: int, base: Path) -> BatchItem:
         channel = int(get["channel"]) if get["channel"] else None
         resolutions = tuple(float(v) for v in get["resolution"].split()) or BatchItem.resolutions
     except ValueError:
-        raise FmscopeError(f"Row {row}: slice '{get['slice']}', channel '{get['channel']}' or resolution "
-                           f"'{get['resolution']}' is not a number.", "Give the key slice and the channel as integers "
-                           "and resolutions as numbers separated by spaces.") from None
+        raise FmscopeError(
+            f"Row {row}: slice '{get['slice']}', channel '{get['channel']}' or resolution "
+            f"'{get['resolution']}' is not a number.",
+            "Give the key slice and the channel as integers and resolutions as numbers separated by spaces.",
+        ) from None
     item_id = get["id"] or f"{row:04d}_{_folder_safe(display_name(get['input'].replace(chr(92), '/')))}"
     if not item_id.replace("-", "").replace("_", "").replace(".", "").isalnum() or item_id.startswith("."):
         raise FmscopeError(f"Row {row}: id '{item_id}' cannot name a folder.", "Use letters, digits, '-', '_', '.'.")
     model = get["model"] or models.DEFAULT_SEGMENTER
     capability = IMAGING_CAPABILITIES.get(get["job"])
     if capability is not None and not models.can(model, capability):
-        raise FmscopeError(f"Row {row}: model '{model}' cannot {get['job']}.",
-                           f"For a {get['job']} row use one of: {models.choices_text(capability)}.")
+        raise FmscopeError(
+            f"Row {row}: model '{model}' cannot {get['job']}.",
+            f"For a {get['job']} row use one of: {models.choices_text(capability)}.",
+        )
     return BatchItem(
-        id=item_id, job=get["job"], input=_path(get["input"], base), series=get["series"] or None,
-        boxes=_boxes(get["box"], row), slice=key,
+        id=item_id,
+        job=get["job"],
+        input=_path(get["input"], base),
+        series=get["series"] or None,
+        boxes=_boxes(get["box"], row),
+        slice=key,
         prompt_file=_path(get["prompt_file"], base) if get["prompt_file"] else None,
         model=model,
         checkpoint=str(_path(get["checkpoint"], base)) if get["checkpoint"] else None,
-        window=get["window"] or None, resolutions=resolutions,
-        truth=_path(get["truth"], base) if get["truth"] else None, row=row, channel=channel)
+        window=get["window"] or None,
+        resolutions=resolutions,
+        truth=_path(get["truth"], base) if get["truth"] else None,
+        row=row,
+        channel=channel,
+    )
 
 
 def read_manifest(path: str | os.PathLike) -> list[BatchItem]:
@@ -146,8 +203,9 @@ def read_manifest(path: str | os.PathLike) -> list[BatchItem]:
     table = read_csv_table(path, ("job", "input"), "manifest")
     unknown = set(table.columns) - set(COLUMNS)
     if unknown:
-        raise FmscopeError(f"{path}: unknown column(s) {', '.join(sorted(unknown))}.",
-                           f"Use the columns {', '.join(COLUMNS)}.")
+        raise FmscopeError(
+            f"{path}: unknown column(s) {', '.join(sorted(unknown))}.", f"Use the columns {', '.join(COLUMNS)}."
+        )
     items = [_item(values, row, path.parent) for row, values in table.rows]
     if not items:
         raise FmscopeError(f"{path} has no rows.", "Add one row per item below the header.")
@@ -155,8 +213,11 @@ def read_manifest(path: str | os.PathLike) -> list[BatchItem]:
     for item in items:
         key = item.id.lower()  # output folders: 'A1' and 'a1' are one folder on macOS and Windows
         if key in seen:
-            raise FmscopeError(f"Rows {seen[key]} and {item.row} have the same id '{item.id}' (ids name output "
-                               "folders; upper and lower case count as the same).", "Give every row its own id.")
+            raise FmscopeError(
+                f"Rows {seen[key]} and {item.row} have the same id '{item.id}' (ids name output "
+                "folders; upper and lower case count as the same).",
+                "Give every row its own id.",
+            )
         seen[key] = item.row
     return items
 
@@ -184,8 +245,10 @@ def item_prompts(item: BatchItem) -> tuple[int | None, dict[int, np.ndarray]]:
     key, boxes = _prompts(item)
     if key is None and item.job in ("volume", "track"):
         what = "slice (z" if item.job == "volume" else "frame (t"
-        raise FmscopeError(f"Row {item.row} ({item.id}): a {item.job} item needs its key 'slice'.",
-                           f"Give the {what}, 0-based) the boxes are drawn on.")
+        raise FmscopeError(
+            f"Row {item.row} ({item.id}): a {item.job} item needs its key 'slice'.",
+            f"Give the {what}, 0-based) the boxes are drawn on.",
+        )
     return key, boxes
 
 
@@ -209,8 +272,10 @@ def _prompts(item: BatchItem) -> tuple[int | None, dict[int, np.ndarray]]:
             rows = [r for _, r in read_csv_table(item.prompt_file, ("x0", "y0", "x1", "y1"), "box file").rows]
             boxes = [tuple(float(r[k]) for k in ("x0", "y0", "x1", "y1")) for r in rows]
         except (FmscopeError, KeyError, ValueError):
-            raise FmscopeError(f"Row {item.row} ({item.id}): {item.prompt_file.name} needs numeric columns "
-                               "x0, y0, x1, y1.", "Write one box per line under that header.") from None
+            raise FmscopeError(
+                f"Row {item.row} ({item.id}): {item.prompt_file.name} needs numeric columns x0, y0, x1, y1.",
+                "Write one box per line under that header.",
+            ) from None
         return item.slice, {k: np.asarray(b) for k, b in enumerate(boxes, start=1)}
     labels = _prompt_labels(item)
     key = item.slice
@@ -219,13 +284,19 @@ def _prompts(item: BatchItem) -> tuple[int | None, dict[int, np.ndarray]]:
     if labels.ndim == 3:
         key = samples.key_slice(labels) if key is None else key
         if not 0 <= key < labels.shape[0]:
-            raise FmscopeError(f"Row {item.row} ({item.id}): slice {key} is outside the prompt volume.",
-                               f"Give a slice between 0 and {labels.shape[0] - 1}.")
+            raise FmscopeError(
+                f"Row {item.row} ({item.id}): slice {key} is outside the prompt volume.",
+                f"Give a slice between 0 and {labels.shape[0] - 1}.",
+            )
         labels = labels[key]
     boxes = {k: b for k, b in samples.boxes_from_labels(labels).items() if b is not None}
     if not boxes:
-        raise FmscopeError(f"Row {item.row} ({item.id}): {item.prompt_file.name} has no labels"
-                           + (f" on slice {key}" if key is not None else "") + ".", "Give a mask with objects.")
+        raise FmscopeError(
+            f"Row {item.row} ({item.id}): {item.prompt_file.name} has no labels"
+            + (f" on slice {key}" if key is not None else "")
+            + ".",
+            "Give a mask with objects.",
+        )
     return key, boxes
 
 
@@ -237,10 +308,13 @@ def _prompt_labels(item: BatchItem) -> np.ndarray:
     labels = read_label_image(item.prompt_file).array
     allowed = {"volume": (3,), "track": (2, 3)}.get(item.job, (2,))
     if labels.ndim not in allowed:
-        raise FmscopeError(f"Row {item.row} ({item.id}): {item.prompt_file.name} has shape {labels.shape}.",
-                           {"volume": "Give a (Z, H, W) label volume on the volume's grid.",
-                            "track": "Give a (H, W) label image of the prompted frame or a (T, H, W) label stack."}
-                           .get(item.job, "Give a (H, W) label image on the picture."))
+        raise FmscopeError(
+            f"Row {item.row} ({item.id}): {item.prompt_file.name} has shape {labels.shape}.",
+            {
+                "volume": "Give a (Z, H, W) label volume on the volume's grid.",
+                "track": "Give a (H, W) label image of the prompted frame or a (T, H, W) label stack.",
+            }.get(item.job, "Give a (H, W) label image on the picture."),
+        )
     return labels
 
 
@@ -271,8 +345,10 @@ def validate_items(items: list[BatchItem]) -> list[tuple[BatchItem, str | None]]
                 key, boxes = item_prompts(item)
                 if item.job in ("volume", "track"):
                     if not 0 <= key < shape[0]:
-                        raise FmscopeError(f"Row {item.row} ({item.id}): slice {key} is outside the volume's "
-                                           f"0..{shape[0] - 1}.", "Give a slice inside the volume.")
+                        raise FmscopeError(
+                            f"Row {item.row} ({item.id}): slice {key} is outside the volume's 0..{shape[0] - 1}.",
+                            "Give a slice inside the volume.",
+                        )
                 for box in boxes.values():
                     validate_box(box, shape[-2:])
             checked.append((item, None))
@@ -301,6 +377,8 @@ def _image_shape(item: BatchItem) -> tuple[int, ...]:
     try:
         reader.ReadImageInformation()
     except RuntimeError:
-        raise FmscopeError(f"Row {item.row} ({item.id}): cannot read {item.input} as a volume.",
-                           "Give a NIfTI, NRRD, MHA file or a DICOM series folder.") from None
+        raise FmscopeError(
+            f"Row {item.row} ({item.id}): cannot read {item.input} as a volume.",
+            "Give a NIfTI, NRRD, MHA file or a DICOM series folder.",
+        ) from None
     return tuple(int(v) for v in reversed(reader.GetSize()))

@@ -32,8 +32,9 @@ def _hash_path(digest: "hashlib._Hash", path: Path) -> None:
 
 def signature(item: BatchItem) -> str:
     """sha256 of the item's input, prompt and truth files' contents, its settings and fmscope's version."""
-    digest = hashlib.sha256(json.dumps({**item.options_record(), "version": fmscope.__version__},
-                                       sort_keys=True).encode())
+    digest = hashlib.sha256(
+        json.dumps({**item.options_record(), "version": fmscope.__version__}, sort_keys=True).encode()
+    )
     for path in (item.input, item.prompt_file, item.truth):
         digest.update(b"|")
         if path is not None and path.exists():

@@ -27,8 +27,22 @@ from fmscope.errors import FmscopeError
 # threshold: every torch buffer over 128 KiB is then mapped and unmapped anew (page faults), which
 # made each volume item ~50 % slower than the same call in one process (benchmarks/batch.py).
 WORKER_MALLOC_SETTING = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
-TABLE_COLUMNS = ("id", "job", "input", "status", "message", "seconds", "outputs", "objects", "area_px", "volume_ml",
-                 "domains", "dice", "nsd", "worker")
+TABLE_COLUMNS = (
+    "id",
+    "job",
+    "input",
+    "status",
+    "message",
+    "seconds",
+    "outputs",
+    "objects",
+    "area_px",
+    "volume_ml",
+    "domains",
+    "dice",
+    "nsd",
+    "worker",
+)
 
 
 @dataclass
@@ -54,16 +68,25 @@ def run_item(item: BatchItem, item_signature: str, outdir: str, pool: ModelPool 
     def build(temporary: Path) -> None:
         temporary.mkdir()
         measures.update(JOBS[item.job](item, pool, temporary))
-        done = {**row, **measures, "status": "done", "seconds": round(time.perf_counter() - started, 3),
-                "outputs": records.relative_outputs(folder, Path(outdir), measures.pop("outputs", []))}
+        done = {
+            **row,
+            **measures,
+            "status": "done",
+            "seconds": round(time.perf_counter() - started, 3),
+            "outputs": records.relative_outputs(folder, Path(outdir), measures.pop("outputs", [])),
+        }
         records.write_record(temporary, item_signature, done)
 
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)  # OUTDIR/items: the batch's own folders
         atomic_write(folder, build)
     except FmscopeError as error:
-        return {**row, "status": "failed", "message": row_message(item, error),
-                "seconds": round(time.perf_counter() - started, 3)}
+        return {
+            **row,
+            "status": "failed",
+            "message": row_message(item, error),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
     return records.finished_row(Path(outdir), item, item_signature)
 
 
@@ -87,8 +110,12 @@ def local_client(workers: int | None = None, threads_per_worker: int = 1):
     from distributed import Client, LocalCluster
 
     with dask.config.set({WORKER_MALLOC_SETTING: None}):  # glibc's defaults, as in the single commands
-        cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
-                               dashboard_address=":0" if _has_dashboard() else None)
+        cluster = LocalCluster(
+            n_workers=workers or default_workers(),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0" if _has_dashboard() else None,
+        )
     client = Client(cluster)
     client.register_plugin(ModelPool(torch_threads=threads_per_worker))
     return client
@@ -104,8 +131,14 @@ def _has_dashboard() -> bool:
     return importlib.util.find_spec("bokeh") is not None
 
 
-def run_batch(items: list[BatchItem], outdir: str | os.PathLike, client=None, workers: int | None = None,
-              threads_per_worker: int = 1, progress: bool = False) -> BatchReport:
+def run_batch(
+    items: list[BatchItem],
+    outdir: str | os.PathLike,
+    client=None,
+    workers: int | None = None,
+    threads_per_worker: int = 1,
+    progress: bool = False,
+) -> BatchReport:
     """Run every item not yet finished with the same inputs; returns the report and writes
     ``OUTDIR/results.csv`` and ``results.parquet`` (atomically).
 
@@ -132,9 +165,18 @@ def run_batch(items: list[BatchItem], outdir: str | os.PathLike, client=None, wo
             client.register_plugin(ModelPool(torch_threads=threads_per_worker))
         dashboard = client.dashboard_link if _has_dashboard() else None
         try:
-            futures = {item.id: client.submit(run_item, item, signatures[item.id], str(outdir), key=f"fmscope-{item.id}"
-                                              f"-{signatures[item.id][:12]}", retries=1, pure=False)
-                       for item in pending}
+            futures = {
+                item.id: client.submit(
+                    run_item,
+                    item,
+                    signatures[item.id],
+                    str(outdir),
+                    key=f"fmscope-{item.id}-{signatures[item.id][:12]}",
+                    retries=1,
+                    pure=False,
+                )
+                for item in pending
+            }
             if progress:
                 from distributed import progress as dask_progress
 
@@ -146,8 +188,13 @@ def run_batch(items: list[BatchItem], outdir: str | os.PathLike, client=None, wo
                 try:
                     rows[item.id] = future.result()
                 except Exception as error:  # noqa: BLE001 - recorded in the table, the others go on
-                    rows[item.id] = {"id": item.id, "job": item.job, "input": str(item.input), "status": "failed",
-                                     "message": f"{type(error).__name__}: {error}"}
+                    rows[item.id] = {
+                        "id": item.id,
+                        "job": item.job,
+                        "input": str(item.input),
+                        "status": "failed",
+                        "message": f"{type(error).__name__}: {error}",
+                    }
         finally:
             if own:
                 cluster = client.cluster

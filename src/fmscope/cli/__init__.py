@@ -62,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a bug in fmscope: still one message, not a traceback
         if os.environ.get("FMSCOPE_DEBUG"):
             raise
-        print(f"fmscope: error: unexpected {type(error).__name__}: {str(error)[:300]}\n"
-              "This is a bug in fmscope; rerun with FMSCOPE_DEBUG=1 for the traceback and report it.",
-              file=sys.stderr)
+        print(
+            f"fmscope: error: unexpected {type(error).__name__}: {str(error)[:300]}\n"
+            "This is a bug in fmscope; rerun with FMSCOPE_DEBUG=1 for the traceback and report it.",
+            file=sys.stderr,
+        )
         return 1

@@ -34,11 +34,19 @@ def cmd_batch(args: argparse.Namespace) -> int:
         try:
             client = Client(args.scheduler, timeout="10s")
         except OSError as error:
-            raise FmscopeError(f"Cannot reach the Dask scheduler at {args.scheduler} ({error}).",
-                               "Check the address (tcp://HOST:8786) and that the scheduler runs.") from None
+            raise FmscopeError(
+                f"Cannot reach the Dask scheduler at {args.scheduler} ({error}).",
+                "Check the address (tcp://HOST:8786) and that the scheduler runs.",
+            ) from None
     try:
-        report = run_batch(items, args.output, client=client, workers=args.workers,
-                           threads_per_worker=args.threads_per_worker, progress=sys.stdout.isatty())
+        report = run_batch(
+            items,
+            args.output,
+            client=client,
+            workers=args.workers,
+            threads_per_worker=args.threads_per_worker,
+            progress=sys.stdout.isatty(),
+        )
     finally:
         if client is not None:
             client.close()

@@ -36,6 +36,7 @@ def _progress():
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
+
     return update
 
 
@@ -43,24 +44,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fmscope.omics.image_expression_slide import DEFAULT_ENCODER_UM_PER_PX, train_on_slide
     from fmscope.omics.io import read_slide
 
-    check_outputs([Output("-o", args.output, HEAD_SUFFIXES), Output("--cache-dir", args.cache_dir, FOLDER)],
-                  [args.input])
+    check_outputs(
+        [Output("-o", args.output, HEAD_SUFFIXES), Output("--cache-dir", args.cache_dir, FOLDER)], [args.input]
+    )
     slide = read_slide(args.input, microns_per_unit=args.microns_per_unit)
     options = {"patch_um": args.patch_um} if args.patch_um is not None else {}
-    result = train_on_slide(slide, _encoder(args.encoder_um_per_px or DEFAULT_ENCODER_UM_PER_PX, args.cache_dir),
-                            genes=args.genes, n_genes=args.n_genes, holdout_blocks=args.holdout_blocks,
-                            epochs=args.epochs, k=args.k, seed=args.seed, progress=_progress(), **options)
+    result = train_on_slide(
+        slide,
+        _encoder(args.encoder_um_per_px or DEFAULT_ENCODER_UM_PER_PX, args.cache_dir),
+        genes=args.genes,
+        n_genes=args.n_genes,
+        holdout_blocks=args.holdout_blocks,
+        epochs=args.epochs,
+        k=args.k,
+        seed=args.seed,
+        progress=_progress(),
+        **options,
+    )
     result.model.save(args.output)
     print(result.report.table(50))
-    print(f"wrote {args.output}: {len(result.model.genes)} genes, {result.model.patch_um:g} µm patches, "
-          f"{len(result.model.reference_expression)} reference spots; {result.report.summary()}")
+    print(
+        f"wrote {args.output}: {len(result.model.genes)} genes, {result.model.patch_um:g} µm patches, "
+        f"{len(result.model.reference_expression)} reference spots; {result.report.summary()}"
+    )
     return 0
 
 
 def _tissue(args: argparse.Namespace, encoder_um_per_px: float):
     from fmscope.imaging.io import read_image
-    from fmscope.omics.image_patches import TissueImage
     from fmscope.omics.image_expression_slide import slide_tissue
+    from fmscope.omics.image_patches import TissueImage
     from fmscope.omics.io import read_slide
 
     path = Path(args.input)
@@ -80,8 +93,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from fmscope.omics.store import write_result
 
     png = Path(args.png) if args.png else Path(args.output).with_suffix(".png")
-    check_outputs([Output("-o", args.output, SLIDE_SUFFIXES), Output("--png", png, PICTURE_SUFFIXES),
-                   Output("--cache-dir", args.cache_dir, FOLDER)], [args.input, args.model])
+    check_outputs(
+        [
+            Output("-o", args.output, SLIDE_SUFFIXES),
+            Output("--png", png, PICTURE_SUFFIXES),
+            Output("--cache-dir", args.cache_dir, FOLDER),
+        ],
+        [args.input, args.model],
+    )
     model = load_model_file(args.model)
     model.gene_columns(args.genes)  # unknown genes are refused before any image work
     png_gene = args.png_gene or (args.genes or model.genes)[0]
@@ -90,25 +109,34 @@ def cmd_predict(args: argparse.Namespace) -> int:
     centres = tissue_grid(tissue, args.grid_um)
     if len(centres) == 0:
         raise FmscopeError("No tissue was found in the image.", "Check the image is the H&E of the tissue.")
-    predicted = predict_on_tissue(model, tissue, centres, _encoder(model.encoder_um_per_px, args.cache_dir),
-                                  args.genes, progress=_progress())
+    predicted = predict_on_tissue(
+        model, tissue, centres, _encoder(model.encoder_um_per_px, args.cache_dir), args.genes, progress=_progress()
+    )
     result = prediction_slide(tissue, centres, predicted, args.grid_um, args.model, str(args.input))
-    save_values_png(result, predicted[model.genes[model.gene_columns([png_gene])[0]]].to_numpy(), png,
-                    title=f"{png_gene} predicted from the image ({Path(args.model).name})")
+    save_values_png(
+        result,
+        predicted[model.genes[model.gene_columns([png_gene])[0]]].to_numpy(),
+        png,
+        title=f"{png_gene} predicted from the image ({Path(args.model).name})",
+    )
     try:
         write_result(result, args.output)
     except BaseException:
         png.unlink(missing_ok=True)
         raise
-    print(f"wrote {args.output} and {png}: {predicted.shape[1]} genes predicted at {len(centres)} points "
-          f"every {args.grid_um:g} µm over the tissue")
+    print(
+        f"wrote {args.output} and {png}: {predicted.shape[1]} genes predicted at {len(centres)} points "
+        f"every {args.grid_um:g} µm over the tissue"
+    )
     return 0
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``fmscope image-expression train | predict``."""
-    group = commands.add_parser("image-expression", help="predict expression from the H&E image (BLEEP-style; "
-                                                         "LiteMedSAM's TinyViT as frozen image encoder)")
+    group = commands.add_parser(
+        "image-expression",
+        help="predict expression from the H&E image (BLEEP-style; LiteMedSAM's TinyViT as frozen image encoder)",
+    )
     actions = group.add_subparsers(dest="action", required=True)
     train = actions.add_parser("train", help="train on a slide's spots; print the blocked hold-out table")
     train.add_argument("input", help="slide with spots and its tissue image (Visium folder, SpatialData .zarr)")
@@ -116,16 +144,22 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--genes", nargs="+", help="genes to learn (default: the --n-genes most variable)")
     train.add_argument("--n-genes", type=int, default=50, help="most variable genes to learn without --genes")
     train.add_argument("--patch-um", type=float, help="patch side in microns (default 200)")
-    train.add_argument("--holdout-blocks", type=int, default=4,
-                       help="whole blocks per held-out fold (every block is held out once)")
+    train.add_argument(
+        "--holdout-blocks", type=int, default=4, help="whole blocks per held-out fold (every block is held out once)"
+    )
     train.add_argument("--epochs", type=int, default=15)
     train.add_argument("--k", type=int, default=100, help="reference spots averaged per prediction")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--encoder-um-per-px", type=float,
-                       help="microns per encoder input pixel; the image is resampled to it (default 8)")
-    train.add_argument("--microns-per-unit", type=float,
-                       help="microns per coordinate unit: used when the slide does not state its units, checked when "
-                            "it does")
+    train.add_argument(
+        "--encoder-um-per-px",
+        type=float,
+        help="microns per encoder input pixel; the image is resampled to it (default 8)",
+    )
+    train.add_argument(
+        "--microns-per-unit",
+        type=float,
+        help="microns per coordinate unit: used when the slide does not state its units, checked when it does",
+    )
     train.add_argument("--cache-dir", help="folder caching the encoder's tile embeddings between runs")
     train.set_defaults(run=cmd_train)
 
@@ -138,8 +172,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--png", help="picture of one gene on the tissue (default: OUTPUT with .png)")
     predict.add_argument("--png-gene", help="gene drawn in the PNG (default: the most variable)")
     predict.add_argument("--microns-per-pixel", type=float, help="pixel size of a plain image (required for one)")
-    predict.add_argument("--microns-per-unit", type=float,
-                       help="microns per coordinate unit: used when the slide does not state its units, checked when "
-                            "it does")
+    predict.add_argument(
+        "--microns-per-unit",
+        type=float,
+        help="microns per coordinate unit: used when the slide does not state its units, checked when it does",
+    )
     predict.add_argument("--cache-dir", help="folder caching the encoder's tile embeddings between runs")
     predict.set_defaults(run=cmd_predict)

@@ -12,9 +12,10 @@ from tqdm.auto import tqdm
 
 from fmscope import models, samples
 from fmscope.atomic import file_suffix
-from fmscope.errors import FmscopeError, UsageError
 from fmscope.cli.options import add_backend_option, window_option
+from fmscope.errors import FmscopeError, UsageError
 from fmscope.outputs import FOLDER, LABEL_IMAGE_SUFFIXES, OVERLAY_SUFFIXES, VOLUME_SUFFIXES, Output, check_outputs
+
 
 def _roi_zoom(text: str) -> bool | str:
     return {"auto": "auto", "on": True, "off": False}[text]
@@ -27,15 +28,28 @@ def _threads(text: str) -> int:
 
 
 def _add_model_options(parser: argparse.ArgumentParser, capability: str) -> None:
-    parser.add_argument("--model", default=models.DEFAULT_SEGMENTER,
-                        help=f"{models.choices_text(capability)} (default {models.DEFAULT_SEGMENTER}, embedded)")
+    parser.add_argument(
+        "--model",
+        default=models.DEFAULT_SEGMENTER,
+        help=f"{models.choices_text(capability)} (default {models.DEFAULT_SEGMENTER}, embedded)",
+    )
     parser.add_argument("--checkpoint", help="weights file or folder (else $FMSCOPE_CHECKPOINT_DIR)")
-    parser.add_argument("--window", type=window_option, help="CT/MR window: preset (abdomen, lung, bone, brain, liver, "
-                                                       "soft_tissue) or LEVEL,WIDTH; default: automatic")
-    parser.add_argument("--roi-zoom", choices=("auto", "on", "off"), default="auto",
-                        help="embed a crop around small objects (default auto; on = auto)")
-    parser.add_argument("--threads", type=_threads,
-                        help="torch threads (default: $FMSCOPE_THREADS, else the cores other programs leave free)")
+    parser.add_argument(
+        "--window",
+        type=window_option,
+        help="CT/MR window: preset (abdomen, lung, bone, brain, liver, soft_tissue) or LEVEL,WIDTH; default: automatic",
+    )
+    parser.add_argument(
+        "--roi-zoom",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="embed a crop around small objects (default auto; on = auto)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_threads,
+        help="torch threads (default: $FMSCOPE_THREADS, else the cores other programs leave free)",
+    )
     parser.add_argument("--fast", action="store_true", help="bfloat16 encoder (faster, not bit-exact)")
     add_backend_option(parser)
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -47,9 +61,16 @@ def _segmenter(args: argparse.Namespace):
     from fmscope.imaging.predictor import Segmenter
 
     cache = EmbeddingCache(directory=args.cache_dir) if args.cache_dir else None
-    return Segmenter(args.model, checkpoint=args.checkpoint, device=args.device, cache=cache,
-                     roi_zoom=_roi_zoom(args.roi_zoom), precision="fast" if args.fast else "fp32",
-                     threads=args.threads, backend=args.backend)
+    return Segmenter(
+        args.model,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        cache=cache,
+        roi_zoom=_roi_zoom(args.roi_zoom),
+        precision="fast" if args.fast else "fp32",
+        threads=args.threads,
+        backend=args.backend,
+    )
 
 
 def _warn_if_foreign(segmenter, image: np.ndarray, window) -> None:
@@ -70,13 +91,21 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from fmscope.imaging import io
     from fmscope.imaging.overlay import draw_overlay
 
-    check_outputs([Output("-o", args.output, LABEL_IMAGE_SUFFIXES), Output("--overlay", args.overlay, OVERLAY_SUFFIXES),
-                   Output("--cache-dir", args.cache_dir, FOLDER)], [args.image])
+    check_outputs(
+        [
+            Output("-o", args.output, LABEL_IMAGE_SUFFIXES),
+            Output("--overlay", args.overlay, OVERLAY_SUFFIXES),
+            Output("--cache-dir", args.cache_dir, FOLDER),
+        ],
+        [args.image],
+    )
     if not args.box and not args.point:
         raise UsageError("No prompt given.", "Add --box X0 Y0 X1 Y1 and/or --point X Y.")
     if args.label and len(args.label) != len(args.point or []):
-        raise UsageError(f"{len(args.point or [])} --point but {len(args.label)} --label.",
-                         "Give one --label (1 or 0) per --point, or none (all positive).")
+        raise UsageError(
+            f"{len(args.point or [])} --point but {len(args.label)} --label.",
+            "Give one --label (1 or 0) per --point, or none (all positive).",
+        )
     if args.point and args.box and len(args.box) > 1:
         raise UsageError("Points refine one object; got several boxes.", "Give at most one --box with --point.")
     image = io.load_image(args.image)
@@ -100,11 +129,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
         boxes = [np.asarray(b, float) for b in args.box or []]
         io.write_image(draw_overlay(segmenter.mapped_image, labels, boxes), args.overlay)
     scores = ", ".join(f"{r.score:.3f}" for r in results)
-    print(f"wrote {args.output}: {len(results)} object(s), {int((labels > 0).sum())} pixels, "
-          f"model score {scores} ({time.perf_counter() - started:.2f} s)")
+    print(
+        f"wrote {args.output}: {len(results)} object(s), {int((labels > 0).sum())} pixels, "
+        f"model score {scores} ({time.perf_counter() - started:.2f} s)"
+    )
     if image.geometry is not None and file_suffix(Path(args.output)) not in io.VOLUME_SUFFIXES:
-        print(f"note: {Path(args.output).suffix} keeps no pixel size or position; write .nii.gz to keep the "
-              "input's geometry")
+        print(
+            f"note: {Path(args.output).suffix} keeps no pixel size or position; write .nii.gz to keep the "
+            "input's geometry"
+        )
     return 0
 
 
@@ -112,21 +145,30 @@ def cmd_volume(args: argparse.Namespace) -> int:
     from fmscope.imaging import io
     from fmscope.imaging.volume import segment_volume
 
-    check_outputs([Output("-o", args.output, VOLUME_SUFFIXES), Output("--cache-dir", args.cache_dir, FOLDER)],
-                  [args.volume])
+    check_outputs(
+        [Output("-o", args.output, VOLUME_SUFFIXES), Output("--cache-dir", args.cache_dir, FOLDER)], [args.volume]
+    )
     volume = io.read_volume(args.volume, series=args.series)
     if volume.source:
         print(f"DICOM series read: {volume.source}")
     boxes = {label: box for label, box in enumerate(args.box, start=1)}
     if models.volume_flow(args.model) == "tracking":  # MedSAM2's 3D flow (fmscope.cli.tracking)
         from fmscope.cli.tracking import volume_labels_by_tracking
+
         labels = volume_labels_by_tracking(args, volume)
     else:
         segmenter = _segmenter(args)
         _warn_if_foreign(segmenter, volume.array, args.window)
-        labels = segment_volume(volume.array, args.slice, boxes, segmenter=segmenter, window=args.window,
-                                direction=args.direction, slice_range=tuple(args.range) if args.range else None,
-                                progress=True)
+        labels = segment_volume(
+            volume.array,
+            args.slice,
+            boxes,
+            segmenter=segmenter,
+            window=args.window,
+            direction=args.direction,
+            slice_range=tuple(args.range) if args.range else None,
+            progress=True,
+        )
     io.write_volume(labels, volume, args.output)
     slices = np.nonzero(labels.reshape(labels.shape[0], -1).any(axis=1))[0]
     extent = f"slices {slices.min()}..{slices.max()}" if len(slices) else "no slices"
@@ -142,12 +184,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     predicted, true = read_label_image(args.prediction, instances=False), read_label_image(args.truth, instances=False)
     prediction, predicted_grid, truth, true_grid = predicted.array, predicted.geometry, true.array, true.geometry
     if prediction.shape != truth.shape:
-        raise FmscopeError(f"Shapes differ: prediction {prediction.shape}, truth {truth.shape}.",
-                           "Compare masks on the same grid.")
+        raise FmscopeError(
+            f"Shapes differ: prediction {prediction.shape}, truth {truth.shape}.", "Compare masks on the same grid."
+        )
     if predicted_grid is not None and true_grid is not None and not predicted_grid.matches(true_grid):
-        raise FmscopeError(f"The prediction and the truth lie on different grids in patient space (prediction: "
-                           f"{_describe(predicted_grid)}; truth: {_describe(true_grid)}).",
-                           "Compare masks written on the same image's grid (fmscope writes masks on its input's).")
+        raise FmscopeError(
+            f"The prediction and the truth lie on different grids in patient space (prediction: "
+            f"{_describe(predicted_grid)}; truth: {_describe(true_grid)}).",
+            "Compare masks written on the same image's grid (fmscope writes masks on its input's).",
+        )
     grid = predicted_grid or true_grid
     spacing = None
     if grid is not None:
@@ -162,8 +207,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _describe(grid) -> str:
-    return (f"spacing {tuple(round(v, 4) for v in grid.spacing)}, origin {tuple(round(v, 3) for v in grid.origin)}, "
-            f"direction {tuple(round(v, 3) for v in grid.direction)}")
+    return (
+        f"spacing {tuple(round(v, 4) for v in grid.spacing)}, origin {tuple(round(v, 3) for v in grid.origin)}, "
+        f"direction {tuple(round(v, 3) for v in grid.direction)}"
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -177,31 +224,61 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register the imaging commands."""
     segment = commands.add_parser("segment", help="segment objects in a 2D image from boxes / points")
-    segment.add_argument("image", help="TIFF, PNG, JPEG (grey, RGB, alpha ignored; 1 to 16 bits or float), one DICOM "
-                                       "file, or a 2D / one-slice NIfTI, NRRD, MHA (geometry kept in .nii.gz output)")
-    segment.add_argument("--box", nargs=4, type=float, action="append", metavar=("X0", "Y0", "X1", "Y1"),
-                         help="object box in pixels; repeat for several objects (labels 1, 2, ...)")
-    segment.add_argument("--point", nargs=2, type=float, action="append", metavar=("X", "Y"),
-                         help="click in pixels; repeat for several")
-    segment.add_argument("--label", type=int, action="append", choices=(0, 1),
-                         help="1 = object, 0 = background; one per --point (default 1)")
-    segment.add_argument("-o", "--output", required=True,
-                         help="label image to write (.tif, .png, or .nii.gz / .nrrd / .mha with the input's geometry)")
+    segment.add_argument(
+        "image",
+        help="TIFF, PNG, JPEG (grey, RGB, alpha ignored; 1 to 16 bits or float), one DICOM "
+        "file, or a 2D / one-slice NIfTI, NRRD, MHA (geometry kept in .nii.gz output)",
+    )
+    segment.add_argument(
+        "--box",
+        nargs=4,
+        type=float,
+        action="append",
+        metavar=("X0", "Y0", "X1", "Y1"),
+        help="object box in pixels; repeat for several objects (labels 1, 2, ...)",
+    )
+    segment.add_argument(
+        "--point", nargs=2, type=float, action="append", metavar=("X", "Y"), help="click in pixels; repeat for several"
+    )
+    segment.add_argument(
+        "--label",
+        type=int,
+        action="append",
+        choices=(0, 1),
+        help="1 = object, 0 = background; one per --point (default 1)",
+    )
+    segment.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="label image to write (.tif, .png, or .nii.gz / .nrrd / .mha with the input's geometry)",
+    )
     segment.add_argument("--overlay", help="also write an overlay picture (.png)")
     _add_model_options(segment, models.SEGMENT)
     segment.set_defaults(run=cmd_segment)
 
     volume = commands.add_parser("volume", help="segment through a 3D volume from a box on one slice")
     volume.add_argument("volume", help="NIfTI, NRRD, MHA, or a DICOM folder")
-    volume.add_argument("--series", help="in a DICOM folder holding several series: the number fmscope lists "
-                                         "(or the Series Instance UID) of the one to read")
+    volume.add_argument(
+        "--series",
+        help="in a DICOM folder holding several series: the number fmscope lists "
+        "(or the Series Instance UID) of the one to read",
+    )
     volume.add_argument("--slice", type=int, required=True, help="key slice index (z, 0-based)")
-    volume.add_argument("--box", nargs=4, type=float, action="append", required=True,
-                        metavar=("X0", "Y0", "X1", "Y1"), help="box on the key slice; repeat for several objects")
+    volume.add_argument(
+        "--box",
+        nargs=4,
+        type=float,
+        action="append",
+        required=True,
+        metavar=("X0", "Y0", "X1", "Y1"),
+        help="box on the key slice; repeat for several objects",
+    )
     volume.add_argument("--range", nargs=2, type=int, metavar=("FIRST", "LAST"), help="limit to these slices")
     volume.add_argument("--direction", choices=("both", "up", "down"), default="both")
-    volume.add_argument("-o", "--output", required=True,
-                        help="label volume to write, same geometry (.nii.gz, .nii, .nrrd, .mha)")
+    volume.add_argument(
+        "-o", "--output", required=True, help="label volume to write, same geometry (.nii.gz, .nii, .nrrd, .mha)"
+    )
     _add_model_options(volume, models.VOLUME)
     volume.set_defaults(run=cmd_volume)
 
@@ -209,15 +286,25 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("prediction")
     evaluate.add_argument("truth")
     evaluate.add_argument("--label", type=int, help="compare this label only (default: any nonzero)")
-    evaluate.add_argument("--tolerance", type=float, default=1.0,
-                          help="NSD tolerance: mm when the files carry a pixel size (NIfTI, NRRD, DICOM), else px")
+    evaluate.add_argument(
+        "--tolerance",
+        type=float,
+        default=1.0,
+        help="NSD tolerance: mm when the files carry a pixel size (NIfTI, NRRD, DICOM), else px",
+    )
     evaluate.set_defaults(run=cmd_eval)
 
     demo = commands.add_parser("demo", help="run the default model on every sample case")
     demo.add_argument("-o", "--output", default="demo_output", help="folder for masks and overlays")
     demo.add_argument("--fast", action="store_true", help="bfloat16 encoder")
     demo_cases = [case.name for case in samples.CASES + samples.TIMELAPSES]
-    demo.add_argument("--cases", nargs="+", choices=demo_cases, default=demo_cases, metavar="CASE",
-                      help=f"run only these sample cases (default: all: {', '.join(demo_cases)})")
+    demo.add_argument(
+        "--cases",
+        nargs="+",
+        choices=demo_cases,
+        default=demo_cases,
+        metavar="CASE",
+        help=f"run only these sample cases (default: all: {', '.join(demo_cases)})",
+    )
     add_backend_option(demo)
     demo.set_defaults(run=cmd_demo)

@@ -82,8 +82,9 @@ def _domains_png(slide, column: str, title: str):
 def _embed(slide, args: argparse.Namespace):
     from fmscope.omics.embed import embed_cells
 
-    embedding, method = embed_cells(slide.adata, args.checkpoint, batch_size=args.batch_size, device=args.device,
-                                    progress=True)
+    embedding, method = embed_cells(
+        slide.adata, args.checkpoint, batch_size=args.batch_size, device=args.device, progress=True
+    )
     _note(slide.adata.uns["fmscope"].get("skipped_weights", []))
     return embedding, method
 
@@ -98,8 +99,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     slide = _read(args, "embed_scgpt" if args.checkpoint else "embed")
     embedding, method = _embed(slide, args)
-    written = _write(slide, args, lambda png: save_values_png(
-        slide, embedding_colours(embedding), png, title="embedding: first 3 components as RGB"))
+    written = _write(
+        slide,
+        args,
+        lambda png: save_values_png(
+            slide, embedding_colours(embedding), png, title="embedding: first 3 components as RGB"
+        ),
+    )
     print(f"wrote {written}: {embedding.shape[0]} cells x {embedding.shape[1]} dims in obsm['X_fmscope'] ({method})")
     return 0
 
@@ -112,8 +118,10 @@ def cmd_domains(args: argparse.Namespace) -> int:
     resolution = spatial_domains(slide.adata, embedding, resolutions=args.resolution, n_domains=args.n_domains)
     title = f"fmscope domains ({method}, resolution {resolution:g})"
     written = _write(slide, args, _domains_png(slide, DOMAIN_KEY, title))
-    print(f"wrote {written}: {slide.adata.obs[DOMAIN_KEY].nunique()} domains at resolution {resolution:g} "
-          f"over {slide.adata.n_obs} cells ({method})")
+    print(
+        f"wrote {written}: {slide.adata.obs[DOMAIN_KEY].nunique()} domains at resolution {resolution:g} "
+        f"over {slide.adata.n_obs} cells ({method})"
+    )
     return 0
 
 
@@ -121,8 +129,10 @@ def cmd_impute(args: argparse.Namespace) -> int:
     from fmscope.omics.impute import IMPUTED_KEY, SPATIAL_IMPUTED_KEY, impute_knn, impute_scgpt_spatial
 
     if (args.reference is None) == (args.checkpoint is None):
-        raise FmscopeError("Give exactly one of --reference (kNN from single cells) and --checkpoint (scGPT-spatial).",
-                           "Add --reference CELLS.h5ad, or --checkpoint SCGPT_SPATIAL_DIR --genes ...")
+        raise FmscopeError(
+            "Give exactly one of --reference (kNN from single cells) and --checkpoint (scGPT-spatial).",
+            "Add --reference CELLS.h5ad, or --checkpoint SCGPT_SPATIAL_DIR --genes ...",
+        )
     slide = _read(args)
     if args.checkpoint is not None:
         from fmscope.omics.models.scgpt import load_scgpt
@@ -142,8 +152,9 @@ def cmd_impute(args: argparse.Namespace) -> int:
 
     slide.adata.obsm[key] = imputed
     gene = str(imputed.columns[0])
-    written = _write(slide, args, lambda png: save_values_png(slide, imputed[gene].to_numpy(), png,
-                                                             title=f"imputed {gene} ({key})"))
+    written = _write(
+        slide, args, lambda png: save_values_png(slide, imputed[gene].to_numpy(), png, title=f"imputed {gene} ({key})")
+    )
     print(f"wrote {written}: {imputed.shape[1]} genes imputed for {imputed.shape[0]} cells in obsm['{key}']")
     return 0
 
@@ -166,10 +177,13 @@ def cmd_deconvolve(args: argparse.Namespace) -> int:
         title = f"pseudo-spots in {'scGPT' if args.checkpoint else 'baseline'} embedding space"
     slide.adata.obsm[PROPORTIONS_KEY] = proportions
     slide.adata.obs["fmscope_dominant_type"] = proportions.idxmax(axis=1).astype(str).to_numpy()
-    written = _write(slide, args, _domains_png(
-        slide, "fmscope_dominant_type", f"dominant cell type per spot ({title})"))
-    print(f"wrote {written}: proportions of {proportions.shape[1]} cell types for "
-          f"{proportions.shape[0]} spots in obsm['{PROPORTIONS_KEY}']")
+    written = _write(
+        slide, args, _domains_png(slide, "fmscope_dominant_type", f"dominant cell type per spot ({title})")
+    )
+    print(
+        f"wrote {written}: proportions of {proportions.shape[1]} cell types for "
+        f"{proportions.shape[0]} spots in obsm['{PROPORTIONS_KEY}']"
+    )
     return 0
 
 
@@ -191,8 +205,10 @@ def _annotation(slide, spec: str):
     on_slide = set(slide.adata.obs_names)
     unknown = [cell for cell in named if cell not in on_slide]
     if len(unknown) == len(named):
-        raise FmscopeError(f"None of the cells in {spec} is on the slide (e.g. {unknown[0]}).",
-                           "Use the slide's cell ids (obs names) in the first column.")
+        raise FmscopeError(
+            f"None of the cells in {spec} is on the slide (e.g. {unknown[0]}).",
+            "Use the slide's cell ids (obs names) in the first column.",
+        )
     return np.array([named.get(cell, "") for cell in slide.adata.obs_names], dtype=str)
 
 
@@ -206,13 +222,24 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     with tqdm(total=args.epochs, desc="training head", leave=False) as bar:
+
         def on_epoch(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
-        result = finetune_head(slide.adata, labels, args.head, slide_encoder(slide.adata, args.checkpoint),
-                               epochs=args.epochs, holdout=args.holdout, resume=args.resume,
-                               domains=domains, on_epoch=on_epoch, tune_layers=args.tune_layers,
-                               tune_epochs=args.tune_epochs)
+
+        result = finetune_head(
+            slide.adata,
+            labels,
+            args.head,
+            slide_encoder(slide.adata, args.checkpoint),
+            epochs=args.epochs,
+            holdout=args.holdout,
+            resume=args.resume,
+            domains=domains,
+            on_epoch=on_epoch,
+            tune_layers=args.tune_layers,
+            tune_epochs=args.tune_epochs,
+        )
     store_predictions(slide.adata, result.classes, result.probabilities)
     written = _write(slide, args, _domains_png(slide, PREDICTED_KEY, f"fine-tuned domains ({result.summary()})"))
     print(f"wrote {args.head} and {written}: {result.summary()}")
@@ -233,38 +260,57 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def _slide_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help=SLIDE_HELP)
-    parser.add_argument("--microns-per-unit", type=float,
-                        help="microns per coordinate unit (1 if microns): used when the slide does not state its "
-                             "units, checked against them when it does (a disagreement is refused)")
+    parser.add_argument(
+        "--microns-per-unit",
+        type=float,
+        help="microns per coordinate unit (1 if microns): used when the slide does not state its "
+        "units, checked against them when it does (a disagreement is refused)",
+    )
     parser.add_argument("-o", "--output", required=True, help=OUTPUT_HELP)
     parser.add_argument("--png", help="picture of the result on the tissue (default: OUTPUT with .png)")
-    parser.add_argument("--layer", help="where the raw counts are: a layer name, 'raw' (.raw) or 'X' "
-                                        "(default: found; log-normalised values are used without normalising again)")
+    parser.add_argument(
+        "--layer",
+        help="where the raw counts are: a layer name, 'raw' (.raw) or 'X' "
+        "(default: found; log-normalised values are used without normalising again)",
+    )
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register the spatial-omics commands."""
-    for name, help_text, run in (("embed", "cell / spot embeddings of a slide", cmd_embed),
-                                 ("domains", "spatial domains of a slide, with a PNG on the tissue", cmd_domains)):
+    for name, help_text, run in (
+        ("embed", "cell / spot embeddings of a slide", cmd_embed),
+        ("domains", "spatial domains of a slide, with a PNG on the tissue", cmd_domains),
+    ):
         command = commands.add_parser(name, help=help_text)
         _slide_arguments(command)
         command.add_argument("--checkpoint", help="official scGPT checkpoint folder (default: baseline PCA encoder)")
         command.add_argument("--batch-size", type=int, default=32)
         command.add_argument("--device", help="cpu or cuda (scGPT only)")
         if name == "domains":
-            command.add_argument("--resolution", type=float, nargs="+", default=[0.2, 0.4, 0.6, 1.0],
-                                 help="Leiden resolutions to compute (labels for each are kept)")
+            command.add_argument(
+                "--resolution",
+                type=float,
+                nargs="+",
+                default=[0.2, 0.4, 0.6, 1.0],
+                help="Leiden resolutions to compute (labels for each are kept)",
+            )
             command.add_argument("--n-domains", type=int, help="choose the resolution giving about this many domains")
         command.set_defaults(run=run)
 
-    impute = commands.add_parser("impute", help="impute unmeasured genes: kNN from a single-cell reference, or the "
-                                                "scGPT-spatial neighbour imputation head")
+    impute = commands.add_parser(
+        "impute",
+        help="impute unmeasured genes: kNN from a single-cell reference, or the "
+        "scGPT-spatial neighbour imputation head",
+    )
     _slide_arguments(impute)
     impute.add_argument("--reference", help="single-cell reference .h5ad (kNN imputation)")
     impute.add_argument("--checkpoint", help="scGPT-spatial checkpoint folder (its neighbour imputation head)")
     impute.add_argument("--genes", nargs="+", help="genes to impute (reference default: all the slide lacks)")
-    impute.add_argument("--k", type=int, help="neighbours: reference cells (default 15) or spatial neighbours "
-                                               "(default: the checkpoint's, else 6)")
+    impute.add_argument(
+        "--k",
+        type=int,
+        help="neighbours: reference cells (default 15) or spatial neighbours (default: the checkpoint's, else 6)",
+    )
     impute.add_argument("--device", help="cpu or cuda (scGPT-spatial only)")
     impute.set_defaults(run=cmd_impute)
 
@@ -272,23 +318,34 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     _slide_arguments(deconvolve)
     deconvolve.add_argument("--reference", required=True, help="labelled single-cell reference .h5ad")
     deconvolve.add_argument("--label-key", required=True, help="reference obs column with cell types")
-    deconvolve.add_argument("--method", choices=("embedding", "nnls"), default="embedding",
-                            help="pseudo-spot regression in embedding space (default) or NNLS on marker profiles")
+    deconvolve.add_argument(
+        "--method",
+        choices=("embedding", "nnls"),
+        default="embedding",
+        help="pseudo-spot regression in embedding space (default) or NNLS on marker profiles",
+    )
     deconvolve.add_argument("--checkpoint", help="scGPT checkpoint folder for the embedding method (default: baseline)")
     deconvolve.set_defaults(run=cmd_deconvolve)
 
     finetune = commands.add_parser("finetune", help="train a domain head on annotated cells; predict the slide")
     _slide_arguments(finetune)
-    finetune.add_argument("--annotations", required=True,
-                          help="obs column with a domain name per annotated cell (empty: not annotated), "
-                               "or a CSV of cell id, domain")
+    finetune.add_argument(
+        "--annotations",
+        required=True,
+        help="obs column with a domain name per annotated cell (empty: not annotated), or a CSV of cell id, domain",
+    )
     finetune.add_argument("--head", required=True, help="head checkpoint to write (and to resume from)")
     finetune.add_argument("--resume", action="store_true", help="continue training from --head")
     finetune.add_argument("--epochs", type=int, default=300)
     finetune.add_argument("--holdout", type=float, default=0.3, help="fraction of each class held out (accuracy)")
     finetune.add_argument("--checkpoint", help="scGPT checkpoint folder for the embeddings (default: baseline)")
-    finetune.add_argument("--tune-layers", type=int, default=0, metavar="K",
-                          help="with --checkpoint: first fine-tune scGPT's last K layers on the annotation")
+    finetune.add_argument(
+        "--tune-layers",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --checkpoint: first fine-tune scGPT's last K layers on the annotation",
+    )
     finetune.add_argument("--tune-epochs", type=int, default=10, help="epochs of layer fine-tuning")
     finetune.set_defaults(run=cmd_finetune)
 

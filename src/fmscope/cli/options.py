@@ -18,6 +18,9 @@ def window_option(text: str) -> str | tuple[float, float] | None:
 
 def add_backend_option(parser: argparse.ArgumentParser) -> None:
     """``--backend`` (default None: ``$FMSCOPE_BACKEND``, else auto; see fmscope.backends)."""
-    parser.add_argument("--backend", choices=("auto", "torch", "openvino"),
-                        help="image encoder runtime: openvino (CPU), torch, or auto (default: $FMSCOPE_BACKEND, "
-                             "else OpenVINO on CPU and torch on GPU)")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "openvino"),
+        help="image encoder runtime: openvino (CPU), torch, or auto (default: $FMSCOPE_BACKEND, "
+        "else OpenVINO on CPU and torch on GPU)",
+    )

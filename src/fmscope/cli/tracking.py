@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from fmscope.atomic import atomic_write
 from fmscope import models
+from fmscope.atomic import atomic_write
 from fmscope.cli.options import add_backend_option, window_option
 from fmscope.errors import FmscopeError
 
@@ -26,8 +26,14 @@ def _check_outputs(args: argparse.Namespace) -> None:
     """Refuse unusable or clashing output names before any work (:func:`fmscope.outputs.check_outputs`)."""
     from fmscope.outputs import Output, check_outputs
 
-    check_outputs([Output("-o", args.output, LABEL_SUFFIXES), Output("--overlay", args.overlay, (".mp4",)),
-                   Output("--table", args.table, (".csv",))], [args.input, args.checkpoint, args.model])
+    check_outputs(
+        [
+            Output("-o", args.output, LABEL_SUFFIXES),
+            Output("--overlay", args.overlay, (".mp4",)),
+            Output("--table", args.table, (".csv",)),
+        ],
+        [args.input, args.checkpoint, args.model],
+    )
 
 
 def _point_prompts(args: argparse.Namespace) -> dict[int, tuple[list, list]]:
@@ -40,8 +46,10 @@ def _point_prompts(args: argparse.Namespace) -> dict[int, tuple[list, list]]:
     if len(objects) == 1 and len(points) > 1:
         objects = objects * len(points)
     if len(objects) != len(points):
-        raise FmscopeError(f"{len(points)} --point but {len(objects)} --object.",
-                           "Give one --object per --point, or one for all of them.")
+        raise FmscopeError(
+            f"{len(points)} --point but {len(objects)} --object.",
+            "Give one --object per --point, or one for all of them.",
+        )
     prompts: dict[int, tuple[list, list]] = {}
     for point, label, obj in zip(points, labels, objects):
         prompts.setdefault(obj, ([], []))
@@ -69,7 +77,7 @@ def partial_path(output: str | Path) -> Path:
 
     output = Path(output)
     suffix = file_suffix(output)
-    return output.with_name(output.name[:len(output.name) - len(suffix)] + ".partial" + suffix)
+    return output.with_name(output.name[: len(output.name) - len(suffix)] + ".partial" + suffix)
 
 
 def keep_partial(session, output: str | Path, stopped) -> FmscopeError:
@@ -85,8 +93,9 @@ def keep_partial(session, output: str | Path, stopped) -> FmscopeError:
     else:
         write_session_labels(session, partial)
         kept = f"they are kept in {partial} (frame {stopped.frame} and the frames not reached are empty there)"
-    return FmscopeError(f"{stopped.problem} The {stopped.done} frame(s) tracked before it were not lost: {kept}.",
-                        stopped.fix)
+    return FmscopeError(
+        f"{stopped.problem} The {stopped.done} frame(s) tracked before it were not lost: {kept}.", stopped.fix
+    )
 
 
 def write_overlay_video(session, path: str, window) -> None:
@@ -108,7 +117,7 @@ def write_overlay_video(session, path: str, window) -> None:
             for index in range(frames.n_frames):
                 image = to_uint8(frames[index])
                 rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1)
-                picture = draw_overlay(rgb, session.frame_labels(index), by_id=True)[:stream.height, :stream.width]
+                picture = draw_overlay(rgb, session.frame_labels(index), by_id=True)[: stream.height, : stream.width]
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")):
                     container.mux(packet)
             for packet in stream.encode():
@@ -121,10 +130,18 @@ def _session(args: argparse.Namespace, frames):
     from fmscope.imaging.tracking import TrackingSession
 
     if not models.can(args.model, models.TRACK):
-        raise FmscopeError(f"'{args.model}' cannot track.", f"Use --model with one of: {models.choices_text(models.TRACK)}.")
-    return TrackingSession(frames, model=args.model, checkpoint=args.checkpoint, window=args.window,
-                           device=args.device, precision="fast" if args.fast else "fp32",
-                           inference_backend=args.backend)
+        raise FmscopeError(
+            f"'{args.model}' cannot track.", f"Use --model with one of: {models.choices_text(models.TRACK)}."
+        )
+    return TrackingSession(
+        frames,
+        model=args.model,
+        checkpoint=args.checkpoint,
+        window=args.window,
+        device=args.device,
+        precision="fast" if args.fast else "fp32",
+        inference_backend=args.backend,
+    )
 
 
 def cmd_track(args: argparse.Namespace) -> int:
@@ -160,10 +177,15 @@ def cmd_track(args: argparse.Namespace) -> int:
     spans = ", ".join(f"{obj}: {count} frames" for obj, count in found_on.items())
     for obj, count in found_on.items():
         if not count:
-            print(f"fmscope track: warning: object {obj} was found on no frame (its prompt gave an empty mask, or "
-                  "an earlier object took its pixels); check its box or point", file=sys.stderr)
-    print(f"wrote {args.output}: {len(found_on)} object(s) through {frames.n_frames} frames ({spans}); "
-          f"{seconds / max(frames.n_frames, 1) * 1000:.0f} ms per frame with {args.model}")
+            print(
+                f"fmscope track: warning: object {obj} was found on no frame (its prompt gave an empty mask, or "
+                "an earlier object took its pixels); check its box or point",
+                file=sys.stderr,
+            )
+    print(
+        f"wrote {args.output}: {len(found_on)} object(s) through {frames.n_frames} frames ({spans}); "
+        f"{seconds / max(frames.n_frames, 1) * 1000:.0f} ms per frame with {args.model}"
+    )
     return 0
 
 
@@ -174,39 +196,75 @@ def volume_labels_by_tracking(args: argparse.Namespace, volume) -> np.ndarray:
     from fmscope.imaging.tracking.volume import track_volume
 
     if models.volume_flow(args.model) != "tracking":
-        raise FmscopeError(f"'{args.model}' has no 3D tracking flow.",
-                           f"Use --model with one of: {', '.join(models.names(models.TRACK, family='sam2'))}.")
+        raise FmscopeError(
+            f"'{args.model}' has no 3D tracking flow.",
+            f"Use --model with one of: {', '.join(models.names(models.TRACK, family='sam2'))}.",
+        )
     if args.fast:
-        raise FmscopeError(f"--fast is for the LiteMedSAM / MedSAM encoder; {args.model} runs as sam2 runs it.",
-                           "Leave out --fast.")
+        raise FmscopeError(
+            f"--fast is for the LiteMedSAM / MedSAM encoder; {args.model} runs as sam2 runs it.", "Leave out --fast."
+        )
     if args.backend == "openvino":
-        raise FmscopeError(f"--backend openvino is for the LiteMedSAM / MedSAM encoder; {args.model} runs on torch.",
-                           "Leave out --backend (or use auto / torch).")
-    return track_volume(volume, args.slice, dict(enumerate(args.box, start=1)), model=args.model,
-                        checkpoint=args.checkpoint, window=args.window, device=args.device,
-                        direction=args.direction, slice_range=tuple(args.range) if args.range else None,
-                        progress=True, name=str(args.volume))
+        raise FmscopeError(
+            f"--backend openvino is for the LiteMedSAM / MedSAM encoder; {args.model} runs on torch.",
+            "Leave out --backend (or use auto / torch).",
+        )
+    return track_volume(
+        volume,
+        args.slice,
+        dict(enumerate(args.box, start=1)),
+        model=args.model,
+        checkpoint=args.checkpoint,
+        window=args.window,
+        device=args.device,
+        direction=args.direction,
+        slice_range=tuple(args.range) if args.range else None,
+        progress=True,
+        name=str(args.volume),
+    )
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``fmscope track``."""
 
     track = commands.add_parser("track", help="track objects through a video, time-lapse, cine DICOM or volume")
-    track.add_argument("input", help="mp4/avi/mov, multi-frame DICOM, TIFF stack (T,Y,X), folder of frames, "
-                                     "NIfTI/NRRD volume or DICOM series folder (z = frame axis)")
+    track.add_argument(
+        "input",
+        help="mp4/avi/mov, multi-frame DICOM, TIFF stack (T,Y,X), folder of frames, "
+        "NIfTI/NRRD volume or DICOM series folder (z = frame axis)",
+    )
     track.add_argument("--frame", type=int, required=True, help="frame of the prompts (0-based)")
     track.add_argument("--channel", type=int, help="the channel to track in a TIFF with a channel axis (0-based)")
-    track.add_argument("--box", nargs=4, type=float, action="append", metavar=("X0", "Y0", "X1", "Y1"),
-                       help="object box on --frame; object k is the k-th box")
-    track.add_argument("--point", nargs=2, type=float, action="append", metavar=("X", "Y"),
-                       help="click on --frame; repeat for several")
-    track.add_argument("--label", type=int, action="append", choices=(0, 1),
-                       help="1 = object, 0 = background; one per --point (default 1)")
-    track.add_argument("--object", type=int, action="append",
-                       help="object id of each --point (one per point, or one for all; default 1)")
-    track.add_argument("--model", default=models.DEFAULT_SEGMENTER,
-                       help=f"{models.choices_text(models.TRACK)} (default {models.DEFAULT_SEGMENTER}, embedded; the "
-                            "others need --checkpoint; a model file tracks as the default tracker does)")
+    track.add_argument(
+        "--box",
+        nargs=4,
+        type=float,
+        action="append",
+        metavar=("X0", "Y0", "X1", "Y1"),
+        help="object box on --frame; object k is the k-th box",
+    )
+    track.add_argument(
+        "--point", nargs=2, type=float, action="append", metavar=("X", "Y"), help="click on --frame; repeat for several"
+    )
+    track.add_argument(
+        "--label",
+        type=int,
+        action="append",
+        choices=(0, 1),
+        help="1 = object, 0 = background; one per --point (default 1)",
+    )
+    track.add_argument(
+        "--object",
+        type=int,
+        action="append",
+        help="object id of each --point (one per point, or one for all; default 1)",
+    )
+    track.add_argument(
+        "--model",
+        default=models.DEFAULT_SEGMENTER,
+        help=f"{models.choices_text(models.TRACK)} (default {models.DEFAULT_SEGMENTER}, embedded; the "
+        "others need --checkpoint; a model file tracks as the default tracker does)",
+    )
     track.add_argument("--checkpoint", help="weights file or folder (else $FMSCOPE_CHECKPOINT_DIR)")
     track.add_argument("--fast", action="store_true", help="bfloat16 encoder for litemedsam (faster, not bit-exact)")
     add_backend_option(track)
@@ -214,8 +272,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     track.add_argument("--range", nargs=2, type=int, metavar=("FIRST", "LAST"), help="track only these frames")
     track.add_argument("--window", type=window_option, help="CT/MR window: preset or LEVEL,WIDTH; default automatic")
     track.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
-    track.add_argument("-o", "--output", required=True, help="label stack to write (.tif, or .nii.gz / .nrrd / .mha: "
-                                                              "time as the third axis for a time-lapse)")
+    track.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="label stack to write (.tif, or .nii.gz / .nrrd / .mha: time as the third axis for a time-lapse)",
+    )
     track.add_argument("--overlay", help="also write an overlay video (.mp4)")
     track.add_argument("--table", help="also write a table (.csv): object, frame, area, centroid, intensity, score")
     track.set_defaults(run=cmd_track)

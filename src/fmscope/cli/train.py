@@ -25,30 +25,54 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
     from fmscope.training.settings import TrainSettings
 
     if len(args.images) != len(args.labels):
-        raise FmscopeError(f"{len(args.images)} images but {len(args.labels)} label files.",
-                           "Give one --labels file per image, in the same order.")
-    check_outputs([Output("-o", args.output, HEAD_SUFFIXES),
-                   Output("-o (its checkpoint)", checkpoint_path(args.output), HEAD_SUFFIXES)],
-                  [*args.images, *args.labels, args.checkpoint])
+        raise FmscopeError(
+            f"{len(args.images)} images but {len(args.labels)} label files.",
+            "Give one --labels file per image, in the same order.",
+        )
+    check_outputs(
+        [
+            Output("-o", args.output, HEAD_SUFFIXES),
+            Output("-o (its checkpoint)", checkpoint_path(args.output), HEAD_SUFFIXES),
+        ],
+        [*args.images, *args.labels, args.checkpoint],
+    )
     items = []
     for image_path, labels_path in zip(args.images, args.labels):
         labels = read_label_image(labels_path)
         for note in labels.notes:
             print(f"fmscope train-segmenter: note: {note}", file=sys.stderr)
         items += labelled_images(_read(image_path), labels.array, Path(image_path).name)
-    settings = TrainSettings(epochs=args.epochs, holdout=args.holdout, lr=args.lr, seed=args.seed,
-                             patience=args.patience, train_encoder=args.train_encoder)
+    settings = TrainSettings(
+        epochs=args.epochs,
+        holdout=args.holdout,
+        lr=args.lr,
+        seed=args.seed,
+        patience=args.patience,
+        train_encoder=args.train_encoder,
+    )
     with tqdm(total=1, desc="training", leave=False) as bar:
+
         def on_progress(message: str, done: int, total: int) -> None:
             bar.set_description(message.split(" (")[0].split(":")[0])
             bar.total, bar.n = total, done
             bar.refresh()
-        report = train_segmenter(items, args.output, model=args.model, checkpoint=args.checkpoint,
-                                 window=args.window, settings=settings, resume=args.resume,
-                                 device=args.device, cache_dir=args.cache_dir, on_progress=on_progress)
+
+        report = train_segmenter(
+            items,
+            args.output,
+            model=args.model,
+            checkpoint=args.checkpoint,
+            window=args.window,
+            settings=settings,
+            resume=args.resume,
+            device=args.device,
+            cache_dir=args.cache_dir,
+            on_progress=on_progress,
+        )
     print(report.summary())
-    print(f"wrote {args.output} (use it with --model {args.output}); resumable checkpoint "
-          f"{checkpoint_path(args.output)}")
+    print(
+        f"wrote {args.output} (use it with --model {args.output}); resumable checkpoint {checkpoint_path(args.output)}"
+    )
     return 0
 
 
@@ -59,26 +83,43 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     defaults = TrainSettings()
     train = commands.add_parser(
-        "train-segmenter", help="fine-tune a segmentation model on annotated images (CPU, minutes)",
+        "train-segmenter",
+        help="fine-tune a segmentation model on annotated images (CPU, minutes)",
         description="Fine-tune the mask decoder and prompt encoder on instance labels; prints the held-out Dice "
-                    "of the base and of the tuned model on the same box prompts.")
+        "of the base and of the tuned model on the same box prompts.",
+    )
     train.add_argument("images", nargs="+", help="2D images, (z, y, x) TIFF stacks, NIfTI / NRRD volumes (slices)")
     train.add_argument("--labels", nargs="+", required=True, help="instance label image per image (0 background)")
     train.add_argument("-o", "--output", required=True, help="fmscope model file to write (.pt)")
-    train.add_argument("--model", default=models.DEFAULT_SEGMENTER,
-                       help="base model: litemedsam (default), medsam_vit_b, sam_vit_b/l/h, or a model file")
+    train.add_argument(
+        "--model",
+        default=models.DEFAULT_SEGMENTER,
+        help="base model: litemedsam (default), medsam_vit_b, sam_vit_b/l/h, or a model file",
+    )
     train.add_argument("--checkpoint", help="base weights file or folder (MedSAM / SAM; else $FMSCOPE_CHECKPOINT_DIR)")
     train.add_argument("--window", type=window_option, help="CT/MR window preset or LEVEL,WIDTH (default: automatic)")
     train.add_argument("--epochs", type=int, default=defaults.epochs)
-    train.add_argument("--holdout", type=float, default=defaults.holdout,
-                       help="fraction of images (one image: of its objects, on the right) held out to score")
-    train.add_argument("--patience", type=int, default=defaults.patience,
-                       help="stop after this many epochs without a better held-out Dice")
+    train.add_argument(
+        "--holdout",
+        type=float,
+        default=defaults.holdout,
+        help="fraction of images (one image: of its objects, on the right) held out to score",
+    )
+    train.add_argument(
+        "--patience",
+        type=int,
+        default=defaults.patience,
+        help="stop after this many epochs without a better held-out Dice",
+    )
     train.add_argument("--lr", type=float, default=defaults.lr)
     train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--train-encoder", choices=("none", "last-stage", "lora"), default=defaults.train_encoder,
-                       help="also train the image encoder's last stage: in full (last-stage) or low-rank adapters "
-                            "on it (lora); default none (the encoder stays frozen, fastest)")
+    train.add_argument(
+        "--train-encoder",
+        choices=("none", "last-stage", "lora"),
+        default=defaults.train_encoder,
+        help="also train the image encoder's last stage: in full (last-stage) or low-rank adapters "
+        "on it (lora); default none (the encoder stays frozen, fastest)",
+    )
     train.add_argument("--resume", action="store_true", help="continue from MODEL.training.pt beside -o")
     train.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
     train.add_argument("--cache-dir", help="keep image embeddings on disk here (zarr) for reuse")

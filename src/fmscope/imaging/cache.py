@@ -99,7 +99,9 @@ class EmbeddingCache:
             group = zarr.open_group(str(self._path(key)), mode="r")
             attrs = dict(group.attrs)
             embedding = np.asarray(group["embedding"][...], dtype=np.float32)
-            if attrs.get("signature") != json.loads(json.dumps(signature)) or attrs.get("sha256") != _checksum(embedding):
+            if attrs.get("signature") != json.loads(json.dumps(signature)) or attrs.get("sha256") != _checksum(
+                embedding
+            ):
                 raise ValueError("stale or corrupt cache entry")
             geometry = InputGeometry(tuple(attrs["original"]), tuple(attrs["resized"]))
         except Exception:  # any unreadable entry is recomputed and replaced, never used
@@ -115,10 +117,14 @@ class EmbeddingCache:
         try:
             group = zarr.open_group(str(temporary), mode="w")
             group.create_array("embedding", data=entry.embedding, chunks=entry.embedding.shape)
-            group.attrs.update({
-                "signature": signature, "sha256": _checksum(entry.embedding),
-                "original": list(entry.geometry.original), "resized": list(entry.geometry.resized),
-            })
+            group.attrs.update(
+                {
+                    "signature": signature,
+                    "sha256": _checksum(entry.embedding),
+                    "original": list(entry.geometry.original),
+                    "resized": list(entry.geometry.resized),
+                }
+            )
             target = self._path(key)
             if target.exists():
                 shutil.rmtree(target, ignore_errors=True)

@@ -30,8 +30,12 @@ def check_pixel_data(path: str | os.PathLike) -> pydicom.Dataset:
         header = pydicom.dcmread(handle, stop_before_pixels=True)  # leaves the file at the pixel data
         n_frames = int(getattr(header, "NumberOfFrames", 1) or 1)
         rows, columns = int(getattr(header, "Rows", 0) or 0), int(getattr(header, "Columns", 0) or 0)
-        frame_bits = rows * columns * int(getattr(header, "SamplesPerPixel", 1) or 1) * \
-            int(getattr(header, "BitsAllocated", 8) or 8)
+        frame_bits = (
+            rows
+            * columns
+            * int(getattr(header, "SamplesPerPixel", 1) or 1)
+            * int(getattr(header, "BitsAllocated", 8) or 8)
+        )
         syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", None)
         if syntax and syntax.is_deflated:  # the dataset is a zlib stream: no byte positions to check
             return header
@@ -47,10 +51,12 @@ def check_pixel_data(path: str | os.PathLike) -> pydicom.Dataset:
             held_frames = held_bytes * 8 // frame_bits if frame_bits else n_frames
     if held_frames < n_frames:
         expected = f"{n_frames} frame{'s' if n_frames > 1 else ''} of {columns}x{rows} pixels"
-        raise FmscopeError(f"{path} is truncated or damaged: its header says {expected}, but its pixel data holds "
-                           f"{held_bytes:,} bytes ({held_frames} whole frame{'' if held_frames == 1 else 's'}).",
-                           "Copy or export the file again from its source (PACS, scanner, archive); "
-                           "fmscope reads only complete files.")
+        raise FmscopeError(
+            f"{path} is truncated or damaged: its header says {expected}, but its pixel data holds "
+            f"{held_bytes:,} bytes ({held_frames} whole frame{'' if held_frames == 1 else 's'}).",
+            "Copy or export the file again from its source (PACS, scanner, archive); "
+            "fmscope reads only complete files.",
+        )
     return header
 
 

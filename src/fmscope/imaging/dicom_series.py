@@ -22,8 +22,16 @@ from fmscope.errors import FmscopeError
 
 # Slices are evenly spaced when every gap is within this fraction of the median gap.
 SPACING_TOLERANCE = 0.01
-_TAGS = {"uid": "0020|000e", "number": "0020|0011", "description": "0008|103e", "modality": "0008|0060",
-         "image_type": "0008|0008", "position": "0020|0032", "orientation": "0020|0037", "pixel": "0028|0030"}
+_TAGS = {
+    "uid": "0020|000e",
+    "number": "0020|0011",
+    "description": "0008|103e",
+    "modality": "0008|0060",
+    "image_type": "0008|0008",
+    "position": "0020|0032",
+    "orientation": "0020|0037",
+    "pixel": "0028|0030",
+}
 
 
 @dataclass(frozen=True)
@@ -69,8 +77,10 @@ class Stack:
         slices = self.frames if self.frames > 1 else len(self.files)
         kind = f"{self.modality} {'localizer' if self.localizer else ''}".strip()
         described = f"'{self.description}' " if self.description else ""
-        text = (f"[{self.number}] series {self.series_number or '?'} {described}{kind}: "
-                f"{slices} slice{'s' if slices != 1 else ''} {self.size[0]} x {self.size[1]}")
+        text = (
+            f"[{self.number}] series {self.series_number or '?'} {described}{kind}: "
+            f"{slices} slice{'s' if slices != 1 else ''} {self.size[0]} x {self.size[1]}"
+        )
         if self.pixel_mm:
             text += f", {self.pixel_mm} mm pixels"
         steps = self.steps()
@@ -95,8 +105,10 @@ class Stack:
         median = float(np.median(steps))
         if steps.min() < 1e-3:
             distinct = len(np.unique(np.round(self.positions, 3)))
-            return (f"its {len(self.files)} files share {distinct} slice positions: the series holds several "
-                    "images per position (echoes, phases or time points)")
+            return (
+                f"its {len(self.files)} files share {distinct} slice positions: the series holds several "
+                "images per position (echoes, phases or time points)"
+            )
         uneven = np.nonzero(np.abs(steps - median) > SPACING_TOLERANCE * median)[0]
         if not len(uneven):
             return None
@@ -108,9 +120,13 @@ class Stack:
                 gap += f" ({missing} file{'s' if missing > 1 else ''} missing?)"
             gaps.append(gap)
         more = f" and {len(uneven) - 3} more" if len(uneven) > 3 else ""
-        return (f"its slices are unevenly spaced: {median:.4g} mm apart except " + "; ".join(gaps) + more
-                + f". Read as a regular grid they would be spread {float(np.mean(steps)):.4g} mm apart, "
-                "away from where they were scanned")
+        return (
+            f"its slices are unevenly spaced: {median:.4g} mm apart except "
+            + "; ".join(gaps)
+            + more
+            + f". Read as a regular grid they would be spread {float(np.mean(steps)):.4g} mm apart, "
+            "away from where they were scanned"
+        )
 
 
 def _header(path: Path) -> dict[str, str] | None:
@@ -122,8 +138,9 @@ def _header(path: Path) -> dict[str, str] | None:
         reader.ReadImageInformation()
     except RuntimeError:
         return None
-    values = {name: reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else ""
-              for name, tag in _TAGS.items()}
+    values = {
+        name: reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else "" for name, tag in _TAGS.items()
+    }
     size = reader.GetSize()  # columns, rows[, frames]
     values.update(rows=str(size[1]), columns=str(size[0]), frames=str(size[2] if len(size) == 3 else 1))
     return values if values["uid"] else None
@@ -161,19 +178,36 @@ def list_stacks(folder: Path) -> list[Stack]:
 
         def along(item: tuple[str, dict[str, str]]) -> tuple:
             where = point(item[1])
-            return (where is None or normal is None, 0.0 if where is None or normal is None
-                    else float(np.dot(where, normal)), item[0])
+            return (
+                where is None or normal is None,
+                0.0 if where is None or normal is None else float(np.dot(where, normal)),
+                item[0],
+            )
+
         placed = sorted(members, key=along)
         frames = int(first["frames"]) if len(members) == 1 else 1
         pixel = _numbers(first["pixel"])
-        stacks.append(Stack(0, uid, first["number"], first["description"], first["modality"], first["image_type"],
-                            (int(first["rows"]), int(first["columns"])),
-                            " x ".join(f"{v:.4g}" for v in pixel) if pixel else "", normal,
-                            tuple(f for f, _ in placed), tuple(point(h) for _, h in placed), frames))
+        stacks.append(
+            Stack(
+                0,
+                uid,
+                first["number"],
+                first["description"],
+                first["modality"],
+                first["image_type"],
+                (int(first["rows"]), int(first["columns"])),
+                " x ".join(f"{v:.4g}" for v in pixel) if pixel else "",
+                normal,
+                tuple(f for f, _ in placed),
+                tuple(point(h) for _, h in placed),
+                frames,
+            )
+        )
 
     def order(stack: Stack) -> tuple:
         number = _numbers(stack.series_number)
         return (number[0] if number else float("inf"), stack.series_uid, stack.normal or ())
+
     return [replace(stack, number=i) for i, stack in enumerate(sorted(stacks, key=order), start=1)]
 
 
@@ -186,25 +220,40 @@ def choose(stacks: list[Stack], series: str | None, folder: Path) -> Stack:
     else the folder's one volumetric stack. Raises FmscopeError listing the stacks otherwise."""
     if not stacks:
         subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
-        hint = (f"It has subfolders ({', '.join(subfolders[:5])}{', ...' if len(subfolders) > 5 else ''}): "
-                "give the one holding the series." if subfolders else "Give the folder holding the .dcm files.")
+        hint = (
+            f"It has subfolders ({', '.join(subfolders[:5])}{', ...' if len(subfolders) > 5 else ''}): "
+            "give the one holding the series."
+            if subfolders
+            else "Give the folder holding the .dcm files."
+        )
         raise FmscopeError(f"No DICOM images in {folder}.", hint)
     if series is not None:
         chosen = [s for s in stacks if str(s.number) == series.strip() or s.series_uid == series.strip()]
         if len(chosen) == 1:
             return chosen[0]
-        problem = (f"--series {series} names {len(chosen)} stacks (one series in several orientations)"
-                   if chosen else f"{folder} has no series '{series}'")
-        raise FmscopeError(f"{problem}. It holds:\n{_listing(stacks)}",
-                           "Give --series with the number in [brackets] of the volume to read.")
+        problem = (
+            f"--series {series} names {len(chosen)} stacks (one series in several orientations)"
+            if chosen
+            else f"{folder} has no series '{series}'"
+        )
+        raise FmscopeError(
+            f"{problem}. It holds:\n{_listing(stacks)}",
+            "Give --series with the number in [brackets] of the volume to read.",
+        )
     volumes = [s for s in stacks if s.volumetric]
     if len(volumes) == 1:
         return volumes[0]
-    problem = (f"{folder} holds {len(volumes)} volumetric series" if volumes
-               else f"{folder} holds no volumetric series (none with more than one slice in one orientation)")
-    raise FmscopeError(f"{problem}:\n{_listing(stacks)}",
-                       "Choose one with --series N (the number in [brackets]) or its Series Instance UID."
-                       if volumes else "Give a folder with a CT / MR series, or choose a stack with --series N.")
+    problem = (
+        f"{folder} holds {len(volumes)} volumetric series"
+        if volumes
+        else f"{folder} holds no volumetric series (none with more than one slice in one orientation)"
+    )
+    raise FmscopeError(
+        f"{problem}:\n{_listing(stacks)}",
+        "Choose one with --series N (the number in [brackets]) or its Series Instance UID."
+        if volumes
+        else "Give a folder with a CT / MR series, or choose a stack with --series N.",
+    )
 
 
 def read_stack(stack: Stack) -> sitk.Image:
@@ -212,18 +261,22 @@ def read_stack(stack: Stack) -> sitk.Image:
     form a regular grid (uneven or repeated positions, shear)."""
     problem = stack.spacing_problem()
     if problem is not None:
-        raise FmscopeError(f"Series {stack.summary()}: {problem}.",
-                           "Restore the missing files from the source, choose another series with --series, or "
-                           "resample the series to an even grid in a tool that does so (e.g. 3D Slicer) and give "
-                           "the NIfTI it writes.")
+        raise FmscopeError(
+            f"Series {stack.summary()}: {problem}.",
+            "Restore the missing files from the source, choose another series with --series, or "
+            "resample the series to an even grid in a tool that does so (e.g. 3D Slicer) and give "
+            "the NIfTI it writes.",
+        )
     if len(stack.files) > 1:
         travel = np.subtract(stack.points[-1], stack.points[0])
         sideways = np.linalg.norm(travel - np.dot(travel, stack.normal) * np.asarray(stack.normal))
         if sideways > SPACING_TOLERANCE * abs(np.dot(travel, stack.normal)):
-            raise FmscopeError(f"Series {stack.summary()}: its slices are sheared ({sideways:.3g} mm sideways "
-                               "from first to last; gantry tilt?), which a regular volume grid cannot hold.",
-                               "Resample the series in a tool that corrects gantry tilt (e.g. 3D Slicer or "
-                               "dcm2niix) and give the NIfTI it writes.")
+            raise FmscopeError(
+                f"Series {stack.summary()}: its slices are sheared ({sideways:.3g} mm sideways "
+                "from first to last; gantry tilt?), which a regular volume grid cannot hold.",
+                "Resample the series in a tool that corrects gantry tilt (e.g. 3D Slicer or "
+                "dcm2niix) and give the NIfTI it writes.",
+            )
     try:
         if len(stack.files) == 1:
             return sitk.ReadImage(stack.files[0])
@@ -231,5 +284,7 @@ def read_stack(stack: Stack) -> sitk.Image:
         reader.SetFileNames(list(stack.files))
         return reader.Execute()
     except RuntimeError as error:
-        raise FmscopeError(f"Cannot read series {stack.summary()} ({str(error).strip()[:200]}).",
-                           "Check the files are complete DICOM images.") from None
+        raise FmscopeError(
+            f"Cannot read series {stack.summary()} ({str(error).strip()[:200]}).",
+            "Check the files are complete DICOM images.",
+        ) from None

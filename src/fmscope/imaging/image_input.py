@@ -22,27 +22,39 @@ def validate_image(image: np.ndarray) -> np.ndarray:
     if array.ndim == 3 and array.shape[-1] in (3, 4):
         array = array[..., :3]
     elif array.ndim == 3 and array.shape[-1] == 2:
-        raise FmscopeError(f"Got an array of shape {array.shape}: grey + alpha, or a stack of 2D images?",
-                           "Pass image[..., 0] for a grey + alpha picture (or read the file with "
-                           "fmscope.imaging.io.read_image, which does); for a volume, put z first.")
+        raise FmscopeError(
+            f"Got an array of shape {array.shape}: grey + alpha, or a stack of 2D images?",
+            "Pass image[..., 0] for a grey + alpha picture (or read the file with "
+            "fmscope.imaging.io.read_image, which does); for a volume, put z first.",
+        )
     elif array.ndim == 3:
-        raise FmscopeError(f"Got a 3D array of shape {array.shape}; the 2D segmenter takes one image.",
-                           "Pass a single slice (volume[z]), or use segment_volume / 'fmscope volume' for volumes.")
+        raise FmscopeError(
+            f"Got a 3D array of shape {array.shape}; the 2D segmenter takes one image.",
+            "Pass a single slice (volume[z]), or use segment_volume / 'fmscope volume' for volumes.",
+        )
     elif array.ndim != 2:
-        raise FmscopeError(f"Got a {array.ndim}D array of shape {array.shape}; expected (H, W) or (H, W, 3).",
-                           "Select one channel / time point / slice before segmenting.")
+        raise FmscopeError(
+            f"Got a {array.ndim}D array of shape {array.shape}; expected (H, W) or (H, W, 3).",
+            "Select one channel / time point / slice before segmenting.",
+        )
     if array.size == 0:
         raise FmscopeError(f"The image is empty (shape {array.shape}).", "Pass an image with at least 2x2 pixels.")
     if min(array.shape[:2]) < 2:
-        raise FmscopeError(f"The image is too small or thin to segment (shape {array.shape}).",
-                           "Pass an image with at least 2 pixels along each side.")
+        raise FmscopeError(
+            f"The image is too small or thin to segment (shape {array.shape}).",
+            "Pass an image with at least 2 pixels along each side.",
+        )
     finite = finite_values(array)
     if finite.size == 0:
-        raise FmscopeError("The image holds no finite values (all NaN or infinite).",
-                           "Check that the right image or channel was loaded.")
+        raise FmscopeError(
+            "The image holds no finite values (all NaN or infinite).",
+            "Check that the right image or channel was loaded.",
+        )
     if finite.min() == finite.max():
-        raise FmscopeError(f"The image is constant (every finite pixel is {finite.flat[0]}); there is nothing "
-                           "to segment.", "Check that the right image or channel was loaded.")
+        raise FmscopeError(
+            f"The image is constant (every finite pixel is {finite.flat[0]}); there is nothing to segment.",
+            "Check that the right image or channel was loaded.",
+        )
     view = array.view()
     view.flags.writeable = False
     return view

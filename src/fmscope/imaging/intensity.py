@@ -43,8 +43,10 @@ def window(spec: str | tuple[float, float]) -> Intensity:
     """An :class:`Intensity` from a preset name or a (level, width) pair."""
     if isinstance(spec, str):
         if spec not in WINDOW_PRESETS:
-            raise FmscopeError(f"Unknown window preset '{spec}'.",
-                               f"Use one of: {', '.join(WINDOW_PRESETS)}, or give LEVEL,WIDTH numbers.")
+            raise FmscopeError(
+                f"Unknown window preset '{spec}'.",
+                f"Use one of: {', '.join(WINDOW_PRESETS)}, or give LEVEL,WIDTH numbers.",
+            )
         level, width = WINDOW_PRESETS[spec]
         name = spec
     else:
@@ -64,8 +66,9 @@ def parse_window(text: str | None) -> str | tuple[float, float] | None:
         try:
             level, width = (float(v) for v in text.split(","))
         except ValueError:
-            raise FmscopeError(f"Cannot read window '{text}'.", "Give a preset name or LEVEL,WIDTH, e.g. 40,400.") \
-                from None
+            raise FmscopeError(
+                f"Cannot read window '{text}'.", "Give a preset name or LEVEL,WIDTH, e.g. 40,400."
+            ) from None
         window((level, width))  # checks the width
         return level, width
     window(text)  # checks the preset name
@@ -87,8 +90,10 @@ def auto_intensity(array: np.ndarray) -> Intensity:
         return Intensity(0.0, 1.0, "1-bit")
     values = finite_values(array)
     if values.size == 0:
-        raise FmscopeError("The image holds no finite values (all NaN or infinite).",
-                           "Check that the right image or channel was loaded.")
+        raise FmscopeError(
+            "The image holds no finite values (all NaN or infinite).",
+            "Check that the right image or channel was loaded.",
+        )
     low, high = (float(v) for v in np.percentile(values, [0.5, 99.5]))
     if high <= low:  # very sparse images: fall back to the full range
         low, high = float(values.min()), float(values.max())

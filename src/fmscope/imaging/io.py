@@ -63,6 +63,7 @@ class Geometry:
         def plane(g: Geometry) -> np.ndarray:
             d = np.asarray(g.direction).reshape(len(g.spacing), len(g.spacing))[:n, :n]
             return np.concatenate([np.asarray(g.spacing[:n]), np.asarray(g.origin[:n]), d.ravel()])
+
         return bool(np.abs(plane(self) - plane(other)).max() <= tolerance_mm)
 
 
@@ -113,8 +114,9 @@ def _grey_or_rgb(array: np.ndarray, path: Path, bgr: bool = False) -> np.ndarray
         return array[..., 2::-1] if bgr else array[..., :3]
     if array.ndim == 2:
         return array
-    raise FmscopeError(f"{path} holds an array of shape {array.shape}, not one 2D picture.",
-                       "Save one grey or colour image per file.")
+    raise FmscopeError(
+        f"{path} holds an array of shape {array.shape}, not one 2D picture.", "Save one grey or colour image per file."
+    )
 
 
 def _read_tiff(path: Path) -> np.ndarray:
@@ -127,9 +129,11 @@ def _read_tiff(path: Path) -> np.ndarray:
     extra = [(axis, size) for axis, size in zip(axes, array.shape) if axis not in "YXS" and size > 1]
     if extra:
         what = ", ".join(f"{size} {TIFF_AXES.get(axis, f'{axis!r} planes')}" for axis, size in extra)
-        raise FmscopeError(f"{path} holds a stack ({what}; axes {axes}, shape {array.shape}), not one 2D image.",
-                           "Save the plane or channel to segment as its own file; for a z-stack with voxel "
-                           "sizes use 'fmscope volume' on a NIfTI / NRRD.")
+        raise FmscopeError(
+            f"{path} holds a stack ({what}; axes {axes}, shape {array.shape}), not one 2D image.",
+            "Save the plane or channel to segment as its own file; for a z-stack with voxel "
+            "sizes use 'fmscope volume' on a NIfTI / NRRD.",
+        )
     return _grey_or_rgb(array.reshape([size for axis, size in zip(axes, array.shape) if axis in "YXS"]), path)
 
 
@@ -164,16 +168,21 @@ def _read_picture(path: Path) -> tuple[np.ndarray, str]:
     Orientation says (phone and camera JPEGs store pixels sideways), so prompts and masks are on the picture as
     viewers show it. Returns (pixels (H, W) or (H, W, 3), a note when turned)."""
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # UNCHANGED: OpenCV leaves the orientation to us
-    array = _grey_or_rgb(array, path, bgr=True) if array is not None else _grey_or_rgb(
-        np.asarray(iio.imread(path, index=0)), path)
+    array = (
+        _grey_or_rgb(array, path, bgr=True)
+        if array is not None
+        else _grey_or_rgb(np.asarray(iio.imread(path, index=0)), path)
+    )
     orientation = _exif_orientation(path)
     if orientation == 1:
         return array, ""
     what, turn = ORIENTATIONS[orientation]
     turned = np.ascontiguousarray(turn(array))
-    return turned, (f"{path.name} is stored {array.shape[1]}x{array.shape[0]} with EXIF orientation {orientation}; "
-                    f"read {what} as viewers show it ({turned.shape[1]}x{turned.shape[0]}): boxes and masks are on "
-                    "that picture")
+    return turned, (
+        f"{path.name} is stored {array.shape[1]}x{array.shape[0]} with EXIF orientation {orientation}; "
+        f"read {what} as viewers show it ({turned.shape[1]}x{turned.shape[0]}): boxes and masks are on "
+        "that picture"
+    )
 
 
 def is_dicom(path: Path) -> bool:
@@ -192,12 +201,16 @@ def _read_medical(path: Path) -> Image2D:
     components = image.GetNumberOfComponentsPerPixel()
     if image.GetDimension() == 3:
         if image.GetSize()[2] != 1:
-            raise FmscopeError(f"{path} is a volume of {image.GetSize()[2]} slices, not one 2D image.",
-                               "Use 'fmscope volume' for volumes, or save the slice to segment on its own.")
+            raise FmscopeError(
+                f"{path} is a volume of {image.GetSize()[2]} slices, not one 2D image.",
+                "Use 'fmscope volume' for volumes, or save the slice to segment on its own.",
+            )
         array = array[0]
     if image.GetDimension() not in (2, 3) or (components > 1 and array.ndim != 3):
-        raise FmscopeError(f"{path} is a {image.GetDimension()}D image with {components} components per pixel.",
-                           "Give a 2D image or a single slice.")
+        raise FmscopeError(
+            f"{path} is a {image.GetDimension()}D image with {components} components per pixel.",
+            "Give a 2D image or a single slice.",
+        )
     if components > 1:
         array = _grey_or_rgb(array, path)
     return Image2D(array, Geometry.of(image))
@@ -210,8 +223,10 @@ def load_image(path: str | os.PathLike) -> Image2D:
     path = Path(path)
     _require_file(path)
     if path.is_dir():
-        raise FmscopeError(f"{path} is a folder, not an image file.",
-                           "Give one image file; for a DICOM series folder use 'fmscope volume'.")
+        raise FmscopeError(
+            f"{path} is a folder, not an image file.",
+            "Give one image file; for a DICOM series folder use 'fmscope volume'.",
+        )
     suffix = file_suffix(path)
     try:
         if suffix in TIFF_SUFFIXES:
@@ -223,8 +238,10 @@ def load_image(path: str | os.PathLike) -> Image2D:
     except FmscopeError:
         raise
     except Exception as error:  # the libraries raise many types for unreadable files
-        raise FmscopeError(f"Cannot read {path} as an image ({type(error).__name__}: {str(error)[:200]}).",
-                           "Give a TIFF, PNG, JPEG, NIfTI, NRRD or DICOM file.") from None
+        raise FmscopeError(
+            f"Cannot read {path} as an image ({type(error).__name__}: {str(error)[:200]}).",
+            "Give a TIFF, PNG, JPEG, NIfTI, NRRD or DICOM file.",
+        ) from None
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -249,17 +266,23 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
         image, source = dicom_series.read_stack(stack), stack.summary()
     else:
         if series is not None:
-            raise FmscopeError(f"--series picks a series in a DICOM folder, but {path} is a file.",
-                               "Leave out --series, or give the folder.")
+            raise FmscopeError(
+                f"--series picks a series in a DICOM folder, but {path} is a file.",
+                "Leave out --series, or give the folder.",
+            )
         try:
             image = sitk.ReadImage(str(path))
         except Exception as error:
-            raise FmscopeError(f"Cannot read {path} as a volume ({type(error).__name__}: {str(error)[:200]}).",
-                               "Give a NIfTI (.nii/.nii.gz), NRRD, MHA file or a DICOM series folder.") from None
+            raise FmscopeError(
+                f"Cannot read {path} as a volume ({type(error).__name__}: {str(error)[:200]}).",
+                "Give a NIfTI (.nii/.nii.gz), NRRD, MHA file or a DICOM series folder.",
+            ) from None
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise FmscopeError(f"{path} is not a single-channel 3D volume (dimension {image.GetDimension()}, "
-                           f"{image.GetNumberOfComponentsPerPixel()} components).",
-                           "Use 'fmscope segment' for 2D images; split multi-channel volumes first.")
+        raise FmscopeError(
+            f"{path} is not a single-channel 3D volume (dimension {image.GetDimension()}, "
+            f"{image.GetNumberOfComponentsPerPixel()} components).",
+            "Use 'fmscope segment' for 2D images; split multi-channel volumes first.",
+        )
     return Volume(sitk.GetArrayFromImage(image), image.GetSpacing(), image.GetOrigin(), image.GetDirection(), source)
 
 

@@ -29,8 +29,10 @@ from scipy import ndimage
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
 
-FIX_COLOUR = ("Export the labels as one id per pixel (a grey 8/16/32-bit or an indexed PNG / TIFF: Fiji 'Image > "
-              "Type > 16-bit', QuPath 'labeled image', napari 'Save Labels'), or a binary mask.")
+FIX_COLOUR = (
+    "Export the labels as one id per pixel (a grey 8/16/32-bit or an indexed PNG / TIFF: Fiji 'Image > "
+    "Type > 16-bit', QuPath 'labeled image', napari 'Save Labels'), or a binary mask."
+)
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,10 @@ def read_label_image(path: str | os.PathLike, instances: bool = True) -> LabelIm
     except FmscopeError:
         raise
     except Exception as error:  # the libraries raise many types for unreadable files
-        raise FmscopeError(f"Cannot read {path} as a label image ({type(error).__name__}: {str(error)[:200]}).",
-                           "Give a PNG, TIFF, NIfTI, NRRD or DICOM label image.") from None
+        raise FmscopeError(
+            f"Cannot read {path} as a label image ({type(error).__name__}: {str(error)[:200]}).",
+            "Give a PNG, TIFF, NIfTI, NRRD or DICOM label image.",
+        ) from None
     if colour:
         array = _grey_from_colour(array, path.name)
     if instances:
@@ -126,9 +130,11 @@ def _grey_from_colour(array: np.ndarray, name: str) -> np.ndarray:
     if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
         return rgb[..., 0]
     colours = len(np.unique(rgb.reshape(-1, 3), axis=0))
-    raise FmscopeError(f"{name} is an RGB colour image ({colours} colours), not a label image: colour-coded "
-                       "labels cannot be told apart from a picture, so fmscope does not guess ids from colours.",
-                       FIX_COLOUR)
+    raise FmscopeError(
+        f"{name} is an RGB colour image ({colours} colours), not a label image: colour-coded "
+        "labels cannot be told apart from a picture, so fmscope does not guess ids from colours.",
+        FIX_COLOUR,
+    )
 
 
 def _ids(array: np.ndarray, name: str) -> np.ndarray:
@@ -140,16 +146,20 @@ def _ids(array: np.ndarray, name: str) -> np.ndarray:
         if not np.all(np.isfinite(array)):
             raise FmscopeError(f"{name} holds NaN or infinite values; a label image holds integer ids.", FIX_COLOUR)
         if not np.array_equal(array, np.round(array)):
-            raise FmscopeError(f"{name} holds fractional values ({array.dtype}): a probability or intensity map, "
-                               "not integer ids.", "Threshold it into a mask, or give the label image.")
+            raise FmscopeError(
+                f"{name} holds fractional values ({array.dtype}): a probability or intensity map, not integer ids.",
+                "Threshold it into a mask, or give the label image.",
+            )
         if array.size and (array.min() < 0 or array.max() > np.iinfo(np.uint32).max):
             raise FmscopeError(f"{name} holds ids outside 0..{np.iinfo(np.uint32).max}.", "Relabel the ids 1..N.")
         return array.astype(np.uint32)
     if array.dtype.kind not in "ui":
         raise FmscopeError(f"{name} holds {array.dtype} values, not integer ids.", FIX_COLOUR)
     if array.dtype.kind == "i" and array.size and array.min() < 0:
-        raise FmscopeError(f"{name} holds negative ids (down to {array.min()}); 0 is background, objects are "
-                           "1, 2, ...", "Set ignored pixels (e.g. -1) to 0 and save the ids as unsigned integers.")
+        raise FmscopeError(
+            f"{name} holds negative ids (down to {array.min()}); 0 is background, objects are 1, 2, ...",
+            "Set ignored pixels (e.g. -1) to 0 and save the ids as unsigned integers.",
+        )
     return array
 
 
@@ -173,8 +183,10 @@ def instance_labels(array: np.ndarray, name: str = "the labels") -> InstanceLabe
         structure = np.ones((3,) * ids.ndim, dtype=bool)
         regions, count = ndimage.label(ids != 0, structure=structure)
         if count > 1:
-            notes.append(f"{name} is a binary mask (values 0 and {objects[0]}): its {count} separate regions are "
-                         f"taken as {count} objects (connected components, {3 ** ids.ndim - 1}-connected)")
+            notes.append(
+                f"{name} is a binary mask (values 0 and {objects[0]}): its {count} separate regions are "
+                f"taken as {count} objects (connected components, {3**ids.ndim - 1}-connected)"
+            )
         return InstanceLabels(regions.astype(np.uint16 if count <= 65535 else np.uint32), tuple(notes))
     dtype = np.uint16 if len(objects) <= 65535 else np.uint32
     if not len(objects) or objects[-1] == len(objects):
@@ -182,6 +194,7 @@ def instance_labels(array: np.ndarray, name: str = "the labels") -> InstanceLabe
     order = np.searchsorted(values, ids)  # the rank of each pixel's id; 0 keeps rank 0 (it is the smallest)
     relabelled = (order if values[0] == 0 else order + 1).astype(dtype)
     if objects[-1] > 65535:
-        notes.append(f"{name}: ids up to {int(objects[-1])} renumbered 1..{len(objects)} in their order "
-                     "(ids are names)")
+        notes.append(
+            f"{name}: ids up to {int(objects[-1])} renumbered 1..{len(objects)} in their order (ids are names)"
+        )
     return InstanceLabels(relabelled, tuple(notes))

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from fmscope.checkpoint_files import read_checkpoint, write_checkpoint
 from fmscope.errors import FmscopeError
 from fmscope.imaging.intensity import resolve_intensity
-from fmscope.checkpoint_files import read_checkpoint, write_checkpoint
 
 MODEL_FILE_FORMAT = "fmscope-segmenter-1"
 MADE_BY = "`fmscope train-segmenter`"
@@ -48,9 +48,11 @@ class TunedModel:
     def describe(self) -> str:
         """One line for users: the base, what was trained, on what, and the held-out Dice."""
         data = self.data
-        return (f"tuned from {self.base_name} ({', '.join(self.trained_parts)}) on {data.get('objects', '?')} "
-                f"objects in {data.get('images', '?')} images; held-out Dice {self.val_dice_before:.3f} -> "
-                f"{self.val_dice_after:.3f}")
+        return (
+            f"tuned from {self.base_name} ({', '.join(self.trained_parts)}) on {data.get('objects', '?')} "
+            f"objects in {data.get('images', '?')} images; held-out Dice {self.val_dice_before:.3f} -> "
+            f"{self.val_dice_after:.3f}"
+        )
 
 
 def foreign_image_warning(tuned: TunedModel, image: np.ndarray, window) -> str | None:
@@ -64,9 +66,11 @@ def foreign_image_warning(tuned: TunedModel, image: np.ndarray, window) -> str |
     given = resolve_intensity(image, window).name
     if str(image.dtype) in dtypes and given == trained:
         return None
-    return (f"this model was tuned on {', '.join(dtypes) or 'other'} images mapped by '{trained}'; this image is "
-            f"{image.dtype} mapped by '{given}'. A tuned model is for its own kind of image: on others it can do "
-            f"worse than its base ({tuned.base_name}).")
+    return (
+        f"this model was tuned on {', '.join(dtypes) or 'other'} images mapped by '{trained}'; this image is "
+        f"{image.dtype} mapped by '{given}'. A tuned model is for its own kind of image: on others it can do "
+        f"worse than its base ({tuned.base_name})."
+    )
 
 
 def looks_like_model_file(name: str | os.PathLike) -> bool:
@@ -87,9 +91,10 @@ def read_model_file(path: str | os.PathLike) -> TunedModel:
     """The model file at ``path``; a clear error for a missing file, official weights or anything else."""
     payload = read_checkpoint(path, "fmscope model file", MADE_BY)
     if payload.get("format") != MODEL_FILE_FORMAT:
-        raise FmscopeError(f"{path} is not an fmscope model file (no '{MODEL_FILE_FORMAT}' format tag).",
-                           "Official weights go in --checkpoint with --model NAME; --model PATH takes a file "
-                           f"written by {MADE_BY}.")
+        raise FmscopeError(
+            f"{path} is not an fmscope model file (no '{MODEL_FILE_FORMAT}' format tag).",
+            f"Official weights go in --checkpoint with --model NAME; --model PATH takes a file written by {MADE_BY}.",
+        )
     fields = {name: payload[name] for name in TunedModel.__dataclass_fields__ if name in payload}
     return TunedModel(**fields)
 
@@ -103,11 +108,15 @@ def trained_state(net: nn.Module, parts: list[str]) -> dict[str, torch.Tensor]:
 def apply_tuned(net: nn.Module, tuned: TunedModel, path: str | os.PathLike) -> None:
     """Put the tuned tensors into ``net`` (built and loaded as the base); every key must fit."""
     expected = net.state_dict()
-    wrong = [key for key, value in tuned.state_dict.items()
-             if key not in expected or expected[key].shape != value.shape]
+    wrong = [
+        key for key, value in tuned.state_dict.items() if key not in expected or expected[key].shape != value.shape
+    ]
     if wrong:
-        raise FmscopeError(f"{path} does not fit the {tuned.base_architecture} network ({len(wrong)} tensors "
-                           f"differ, first {wrong[0]}).", f"The file is damaged; train it again with {MADE_BY}.")
+        raise FmscopeError(
+            f"{path} does not fit the {tuned.base_architecture} network ({len(wrong)} tensors "
+            f"differ, first {wrong[0]}).",
+            f"The file is damaged; train it again with {MADE_BY}.",
+        )
     net.load_state_dict(tuned.state_dict, strict=False)
 
 
@@ -118,4 +127,5 @@ def check_base(tuned: TunedModel, path: str | os.PathLike, base_name: str, base_
             f"{path} was tuned from {tuned.base_name} (weights sha256 {tuned.base_sha256[:12]}...), not from "
             f"{base_name} (sha256 {base_sha256[:12]}...).",
             f"Use it with the base weights it was made from (--model {tuned.base_name} and, for MedSAM / SAM, "
-            "the same --checkpoint file), or train a new model file from this base.")
+            "the same --checkpoint file), or train a new model file from this base.",
+        )

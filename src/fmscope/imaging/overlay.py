@@ -14,8 +14,9 @@ def label_colours(count: int) -> np.ndarray:
     return np.array([colorsys.hsv_to_rgb(h, 0.85, 1.0) for h in hues], dtype=np.float64).reshape(-1, 3) * 255
 
 
-def draw_overlay(rgb: np.ndarray, labels: np.ndarray, boxes: Iterable[np.ndarray] = (),
-                 alpha: float = 0.45, by_id: bool = False) -> np.ndarray:
+def draw_overlay(
+    rgb: np.ndarray, labels: np.ndarray, boxes: Iterable[np.ndarray] = (), alpha: float = 0.45, by_id: bool = False
+) -> np.ndarray:
     """A new RGB image: ``labels`` blended over ``rgb`` in colour, ``boxes`` outlined in yellow.
 
     ``by_id``: label k always gets colour k (stable through the frames of a video); else the
@@ -33,6 +34,6 @@ def draw_overlay(rgb: np.ndarray, labels: np.ndarray, boxes: Iterable[np.ndarray
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         x0, x1 = np.clip([x0, x1], 0, w - 1)
         y0, y1 = np.clip([y0, y1], 0, h - 1)
-        out[y0, x0:x1 + 1] = out[y1, x0:x1 + 1] = (255, 220, 0)
-        out[y0:y1 + 1, x0] = out[y0:y1 + 1, x1] = (255, 220, 0)
+        out[y0, x0 : x1 + 1] = out[y1, x0 : x1 + 1] = (255, 220, 0)
+        out[y0 : y1 + 1, x0] = out[y0 : y1 + 1, x1] = (255, 220, 0)
     return out

@@ -13,7 +13,6 @@ from tqdm.auto import tqdm
 
 import fmscope
 from fmscope.backends.image_encoder import image_encoder
-from fmscope.models import DEFAULT_SEGMENTER
 from fmscope.errors import FmscopeError
 from fmscope.imaging import roi
 from fmscope.imaging.cache import CachedEmbedding, EmbeddingCache
@@ -23,6 +22,7 @@ from fmscope.imaging.models import LoadedModel, load_model
 from fmscope.imaging.models.input_transforms import InputGeometry
 from fmscope.imaging.prompts import validate_box, validate_points
 from fmscope.imaging.roi import Crop
+from fmscope.models import DEFAULT_SEGMENTER
 from fmscope.threads import ThreadPolicy
 
 PRECISIONS = ("fp32", "fast")
@@ -56,10 +56,17 @@ class Segmenter:
     or auto (:mod:`fmscope.backends`).
     """
 
-    def __init__(self, model: str = DEFAULT_SEGMENTER, checkpoint: str | os.PathLike | None = None,
-                 device: str | torch.device | None = None, cache: EmbeddingCache | None = None,
-                 roi_zoom: bool | str = "auto", precision: str = "fp32", threads: int | None = None,
-                 backend: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str = DEFAULT_SEGMENTER,
+        checkpoint: str | os.PathLike | None = None,
+        device: str | torch.device | None = None,
+        cache: EmbeddingCache | None = None,
+        roi_zoom: bool | str = "auto",
+        precision: str = "fp32",
+        threads: int | None = None,
+        backend: str | None = None,
+    ) -> None:
         precision = PRECISION_ALIASES.get(precision, precision)
         if precision not in PRECISIONS:
             raise FmscopeError(f"Unknown precision '{precision}'.", f"Use one of: {', '.join(PRECISIONS)}.")
@@ -68,8 +75,14 @@ class Segmenter:
         self.cache = cache if cache is not None else EmbeddingCache()
         self.roi_zoom = roi_zoom
         self.precision = precision
-        self.encoder = image_encoder(self.model.net.image_encoder, self.model.device, self.model.transform.size,
-                                     self.model.weights_sha256, precision, backend)
+        self.encoder = image_encoder(
+            self.model.net.image_encoder,
+            self.model.device,
+            self.model.transform.size,
+            self.model.weights_sha256,
+            precision,
+            backend,
+        )
         self.backend = self.encoder.backend
         self.encoder.prepare(self.thread_policy.apply())  # OpenVINO: compiled here, not on the first prompt
         self.encoder_calls = 0
@@ -118,9 +131,13 @@ class Segmenter:
     def _signature(self, crop: Crop | None) -> dict:
         rgb = self._require_image()
         return {
-            "image_sha256": self._image_hash, "shape": list(rgb.shape), "crop": None if crop is None else list(crop),
-            "model": self.model.name, "weights_sha256": self.model.weights_sha256,
-            "transform": type(self.model.transform).__name__, "precision": self.precision,
+            "image_sha256": self._image_hash,
+            "shape": list(rgb.shape),
+            "crop": None if crop is None else list(crop),
+            "model": self.model.name,
+            "weights_sha256": self.model.weights_sha256,
+            "transform": type(self.model.transform).__name__,
+            "precision": self.precision,
             "backend": self.backend,
             "intensity": [self.intensity.low, self.intensity.high, self.intensity.name] if self.intensity else None,
             "version": fmscope.__version__,
@@ -139,7 +156,7 @@ class Segmenter:
         for start in range(0, len(missing), self.encode_batch):
             if check is not None:
                 check()
-            self._encode(missing[start:start + self.encode_batch])
+            self._encode(missing[start : start + self.encode_batch])
         return len(missing)
 
     def zoom_crops_near(self, box: Sequence[float], radius_factor: float) -> list[Crop]:
@@ -157,7 +174,7 @@ class Segmenter:
     def model_input(self, crop: Crop | None = None) -> tuple[torch.Tensor, InputGeometry]:
         """The encoder's input (3, S, S) for the image (or ``crop`` of it) and its geometry."""
         rgb = self._require_image()
-        region = rgb if crop is None else rgb[crop[0]:crop[2], crop[1]:crop[3]]
+        region = rgb if crop is None else rgb[crop[0] : crop[2], crop[1] : crop[3]]
         self._check_shape(region.shape[:2], crop)
         return self.model.transform.image(region)
 
@@ -187,15 +204,21 @@ class Segmenter:
             f"{size}-pixel input, the short side would span {short * size / long:.1f} pixels "
             f"(at least {MIN_SHORT_SIDE_MODEL_PX} needed, an aspect ratio up to {ratio}:1).",
             f"Crop the image around the object to at most {ratio}:1 (e.g. {short} x {short * ratio} pixels), "
-            "or cut the strip into tiles and segment them one by one.")
+            "or cut the strip into tiles and segment them one by one.",
+        )
 
     def _crop_for(self, extent: np.ndarray, roi_zoom: bool | str | None) -> Crop | None:
         zoom = self.roi_zoom if roi_zoom is None else roi_zoom
         return roi.crop_for(extent, self.image_shape) if zoom else None
 
     # -- prompts -------------------------------------------------------------------------
-    def predict(self, box: Sequence[float] | None = None, points: Sequence | None = None,
-                labels: Sequence[int] | None = None, roi_zoom: bool | str | None = None) -> MaskResult:
+    def predict(
+        self,
+        box: Sequence[float] | None = None,
+        points: Sequence | None = None,
+        labels: Sequence[int] | None = None,
+        roi_zoom: bool | str | None = None,
+    ) -> MaskResult:
         """Segment one object from a box, positive/negative points, or both."""
         shape = self.image_shape
         if box is None and (points is None or len(points) == 0):
@@ -208,15 +231,17 @@ class Segmenter:
         crop = self._crop_for(extent, roi_zoom)
         single_point = box_array is None and len(point_array) == 1
         return self._decode(
-            self.embed(crop), crop,
+            self.embed(crop),
+            crop,
             boxes=None if box_array is None else box_array[None],
             points=point_array[None] if len(point_array) else None,
             labels=label_array[None] if len(point_array) else None,
             multimask=single_point,
         )[0]
 
-    def predict_many(self, boxes: Sequence[Sequence[float]] | np.ndarray, roi_zoom: bool | str | None = None,
-                     progress: bool = False) -> list[MaskResult]:
+    def predict_many(
+        self, boxes: Sequence[Sequence[float]] | np.ndarray, roi_zoom: bool | str | None = None, progress: bool = False
+    ) -> list[MaskResult]:
         """Segment one object per box; each image or crop is embedded once for all its boxes (in
         encoder batches of ``encode_batch``), and the boxes are decoded in batches of
         ``decode_batch``. Each result is the one :meth:`predict` gives for its box."""
@@ -231,15 +256,21 @@ class Segmenter:
         for crop, indices in tqdm(groups.items(), desc="segmenting", unit="crop", disable=not progress, leave=False):
             entry = self.embed(crop)
             for start in range(0, len(indices), self.decode_batch):
-                chunk = indices[start:start + self.decode_batch]
+                chunk = indices[start : start + self.decode_batch]
                 decoded = self._decode(entry, crop, boxes=np.stack([validated[i] for i in chunk]))
                 for index, result in zip(chunk, decoded):
                     results[index] = result
         return results  # type: ignore[return-value]
 
-    def _decode(self, entry: CachedEmbedding, crop: Crop | None, boxes: np.ndarray | None = None,
-                points: np.ndarray | None = None, labels: np.ndarray | None = None,
-                multimask: bool = False) -> list[MaskResult]:
+    def _decode(
+        self,
+        entry: CachedEmbedding,
+        crop: Crop | None,
+        boxes: np.ndarray | None = None,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        multimask: bool = False,
+    ) -> list[MaskResult]:
         net, transform, device = self.model.net, self.model.transform, self.model.device
         offset = np.zeros(2) if crop is None else np.array([crop[1], crop[0]], dtype=np.float64)
         geometry = entry.geometry
@@ -249,14 +280,19 @@ class Segmenter:
             box_tensor = torch.as_tensor(transform.boxes(local, geometry), device=device)[:, None, :]
         if points is not None:
             local_points = transform.points(points - offset, geometry)
-            point_input = (torch.as_tensor(local_points, device=device),
-                           torch.as_tensor(labels, dtype=torch.int64, device=device))
+            point_input = (
+                torch.as_tensor(local_points, device=device),
+                torch.as_tensor(labels, dtype=torch.int64, device=device),
+            )
         embedding = torch.from_numpy(entry.embedding)[None].to(device)
         with torch.inference_mode():
             sparse, dense = net.prompt_encoder(points=point_input, boxes=box_tensor, masks=None)
             low_res, scores = net.mask_decoder(
-                image_embeddings=embedding, image_pe=net.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask,
+                image_embeddings=embedding,
+                image_pe=net.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask,
             )
             if multimask:
                 best = scores.argmax(dim=1)
@@ -264,13 +300,14 @@ class Segmenter:
                 low_res, scores = low_res[rows, best][:, None], scores[rows, best][:, None]
             local_logits = transform.masks(low_res, geometry)
         masks = (local_logits > 0).cpu().numpy()
-        return [MaskResult(self._paste(mask, crop), float(score), logits[0].float().cpu().numpy(), crop)
-                for mask, score, logits in zip(masks, scores[:, 0].tolist(), low_res)]
+        return [
+            MaskResult(self._paste(mask, crop), float(score), logits[0].float().cpu().numpy(), crop)
+            for mask, score, logits in zip(masks, scores[:, 0].tolist(), low_res)
+        ]
 
     def _paste(self, local_mask: np.ndarray, crop: Crop | None) -> np.ndarray:
         if crop is None:
             return local_mask
         full = np.zeros(self.image_shape, dtype=bool)
-        full[crop[0]:crop[2], crop[1]:crop[3]] = local_mask
+        full[crop[0] : crop[2], crop[1] : crop[3]] = local_mask
         return full
-

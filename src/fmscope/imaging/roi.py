@@ -45,8 +45,9 @@ def crop_for(extent: np.ndarray, shape: tuple[int, int]) -> Crop | None:
     return y0, x0, y1, x1
 
 
-def lattice(side: int, shape: tuple[int, int], near: tuple[float, float] | None = None,
-            radius: float | None = None) -> list[Crop]:
+def lattice(
+    side: int, shape: tuple[int, int], near: tuple[float, float] | None = None, radius: float | None = None
+) -> list[Crop]:
     """Every distinct crop of ``side`` that :func:`crop_for` can return on an image of ``shape``.
 
     ``near`` (x, y) orders them by the distance of their centre to that point, and ``radius``
@@ -58,8 +59,9 @@ def lattice(side: int, shape: tuple[int, int], near: tuple[float, float] | None 
     crops = [(y0, x0, y1, x1) for y0, y1 in rows for x0, x1 in cols]
     if near is None:
         return crops
-    distance = {crop: float(np.hypot((crop[1] + crop[3]) / 2 - near[0], (crop[0] + crop[2]) / 2 - near[1]))
-                for crop in crops}
+    distance = {
+        crop: float(np.hypot((crop[1] + crop[3]) / 2 - near[0], (crop[0] + crop[2]) / 2 - near[1])) for crop in crops
+    }
     kept = [crop for crop in crops if radius is None or distance[crop] <= radius]
     return sorted(kept, key=lambda crop: (distance[crop], crop))
 

@@ -35,30 +35,43 @@ class StopRule:
 
     def keeps(self, area: int, key_area: int, score: float, intensity_shift: float) -> bool:
         """Whether a slice's mask still belongs to the object."""
-        return (area > 0 and area >= self.min_area_fraction * key_area and score >= self.min_score
-                and intensity_shift <= self.max_intensity_shift)
+        return (
+            area > 0
+            and area >= self.min_area_fraction * key_area
+            and score >= self.min_score
+            and intensity_shift <= self.max_intensity_shift
+        )
 
 
 def _validate_volume(volume: np.ndarray) -> np.ndarray:
     array = np.asarray(volume)
     if array.ndim != 3:
-        raise FmscopeError(f"segment_volume needs a 3D (z, y, x) array, got shape {array.shape}.",
-                           "Use Segmenter for 2D images; select one channel / time point of 4D data.")
+        raise FmscopeError(
+            f"segment_volume needs a 3D (z, y, x) array, got shape {array.shape}.",
+            "Use Segmenter for 2D images; select one channel / time point of 4D data.",
+        )
     if array.shape[0] < 1 or min(array.shape[1:]) < 2:
         raise FmscopeError(f"The volume is empty (shape {array.shape}).", "Pass a non-empty volume.")
     if array.dtype.kind == "f" and not np.isfinite(array).any():
-        raise FmscopeError("The volume holds no finite values (all NaN or infinite).",
-                           "Check that the right volume was loaded.")
+        raise FmscopeError(
+            "The volume holds no finite values (all NaN or infinite).", "Check that the right volume was loaded."
+        )
     return array
 
 
-def segment_volume(volume: np.ndarray, key_slice: int,
-                   boxes: Sequence[float] | Mapping[int, Sequence[float]],
-                   segmenter: Segmenter | None = None, window: str | tuple[float, float] | Intensity | None = None,
-                   direction: str = "both", slice_range: tuple[int, int] | None = None,
-                   stop: StopRule = StopRule(), progress: bool = False,
-                   on_slice: Callable[[int, int], None] | None = None,
-                   key_masks: Mapping[int, np.ndarray] | None = None) -> np.ndarray:
+def segment_volume(
+    volume: np.ndarray,
+    key_slice: int,
+    boxes: Sequence[float] | Mapping[int, Sequence[float]],
+    segmenter: Segmenter | None = None,
+    window: str | tuple[float, float] | Intensity | None = None,
+    direction: str = "both",
+    slice_range: tuple[int, int] | None = None,
+    stop: StopRule = StopRule(),
+    progress: bool = False,
+    on_slice: Callable[[int, int], None] | None = None,
+    key_masks: Mapping[int, np.ndarray] | None = None,
+) -> np.ndarray:
     """Label volume (uint16, same shape as ``volume``) grown from boxes on ``key_slice``.
 
     ``boxes``: one [x0, y0, x1, y1] box (label 1) or ``{label: box}`` for several objects.
@@ -74,14 +87,17 @@ def segment_volume(volume: np.ndarray, key_slice: int,
     array = _validate_volume(volume)
     depth = array.shape[0]
     if not 0 <= key_slice < depth:
-        raise FmscopeError(f"Key slice {key_slice} is outside the volume's 0..{depth - 1}.",
-                           f"Give --slice between 0 and {depth - 1}.")
+        raise FmscopeError(
+            f"Key slice {key_slice} is outside the volume's 0..{depth - 1}.", f"Give --slice between 0 and {depth - 1}."
+        )
     if direction not in DIRECTIONS:
         raise FmscopeError(f"Unknown direction '{direction}'.", f"Use one of: {', '.join(DIRECTIONS)}.")
     first, last = (0, depth - 1) if slice_range is None else (int(slice_range[0]), int(slice_range[1]))
     if not 0 <= first <= key_slice <= last < depth:
-        raise FmscopeError(f"Slice range {first}..{last} must lie in 0..{depth - 1} and contain the key slice "
-                           f"{key_slice}.", "Adjust the range or the key slice.")
+        raise FmscopeError(
+            f"Slice range {first}..{last} must lie in 0..{depth - 1} and contain the key slice {key_slice}.",
+            "Adjust the range or the key slice.",
+        )
     prompts = dict(boxes) if isinstance(boxes, Mapping) else {1: boxes}
     if not prompts or any(int(label) < 1 for label in prompts):
         raise FmscopeError("Give at least one box, with labels >= 1.", "Example: {1: [x0, y0, x1, y1]}.")
@@ -89,8 +105,10 @@ def segment_volume(volume: np.ndarray, key_slice: int,
     prompts = {int(label): validate_box(box, shape) for label, box in prompts.items()}
     given = {int(label): np.asarray(mask, dtype=bool) for label, mask in (key_masks or {}).items()}
     if any(label not in prompts or mask.shape != shape for label, mask in given.items()):
-        raise FmscopeError(f"key_masks must be (H, W) = {shape} masks of labels that have a box.",
-                           "Give each key mask with its label's box, on the key slice's grid.")
+        raise FmscopeError(
+            f"key_masks must be (H, W) = {shape} masks of labels that have a box.",
+            "Give each key mask with its label's box, on the key slice's grid.",
+        )
 
     segmenter = segmenter if segmenter is not None else Segmenter()
     intensity = resolve_intensity(array, window)

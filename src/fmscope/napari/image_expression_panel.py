@@ -61,8 +61,11 @@ class ImageExpressionPanel(QGroupBox):
         form.addRow("patch (µm)", self.patch_spin)
         form.addRow("grid step (µm)", self.grid_spin)
         row = QHBoxLayout()
-        for text, action in (("Train on this slide", self.train), ("Predict with model file", self.predict),
-                             ("Cancel", self.cancel)):
+        for text, action in (
+            ("Train on this slide", self.train),
+            ("Predict with model file", self.predict),
+            ("Cancel", self.cancel),
+        ):
             button = QPushButton(text)
             button.clicked.connect(lambda _checked=False, act=action: act())
             row.addWidget(button)
@@ -97,11 +100,18 @@ class ImageExpressionPanel(QGroupBox):
         def progress(message: str, done: int, total: int) -> None:
             job.check()
             self.owner.worker.progress.emit(message, done, total)
+
         encoder = self._encoder(model.encoder_um_per_px)
         tissue = slide_tissue(slide, model.encoder_um_per_px)
         centres = tissue_grid(tissue, grid_um)
-        grid = prediction_slide(tissue, centres, predict_on_tissue(model, tissue, centres, encoder, progress=progress),
-                                grid_um, model_path, slide.source)
+        grid = prediction_slide(
+            tissue,
+            centres,
+            predict_on_tissue(model, tissue, centres, encoder, progress=progress),
+            grid_um,
+            model_path,
+            slide.source,
+        )
         spots = predict_on_tissue(model, tissue, slide.adata.obsm["spatial"], encoder, progress=progress)
         spots.index = slide.adata.obs_names.copy()
         return grid, spots
@@ -118,8 +128,14 @@ class ImageExpressionPanel(QGroupBox):
         except FmscopeError as error:
             self.owner._fail(error)
             return
-        light = Slide(light_table(slide.adata), slide.image, slide.image_microns_per_pixel, slide.spot_diameter_um,
-                      slide.source, slide.image_levels)
+        light = Slide(
+            light_table(slide.adata),
+            slide.image,
+            slide.image_microns_per_pixel,
+            slide.spot_diameter_um,
+            slide.source,
+            slide.image_levels,
+        )
         patch_um, grid_um = self.patch_spin.value(), self.grid_spin.value()
 
         def compute(job):
@@ -128,8 +144,10 @@ class ImageExpressionPanel(QGroupBox):
             def progress(message: str, done: int, total: int) -> None:
                 job.check()
                 self.owner.worker.progress.emit(message, done, total)
-            result = train_on_slide(light, self._encoder(DEFAULT_ENCODER_UM_PER_PX), patch_um=patch_um,
-                                    progress=progress)
+
+            result = train_on_slide(
+                light, self._encoder(DEFAULT_ENCODER_UM_PER_PX), patch_um=patch_um, progress=progress
+            )
             result.model.save(model_path)
             return result.report, *self._predict_all(job, result.model, light, grid_um, model_path)
 
@@ -138,6 +156,7 @@ class ImageExpressionPanel(QGroupBox):
             self._show(slide, *output[1:])
             self.result_label.setText(self.report.summary())
             self.owner.status.setText(f"Model saved to {model_path}.")
+
         self._job = self.owner._run("Training expression from image ...", compute, show, key="image_expression")
 
     def predict(self) -> None:
@@ -158,6 +177,7 @@ class ImageExpressionPanel(QGroupBox):
         def show(output) -> None:
             self._show(slide, *output)
             self.owner.status.setText(f"Predicted {output[1].shape[1]} genes with {Path(model_path).name}.")
+
         self._job = self.owner._run("Predicting expression from image ...", compute, show, key="image_expression")
 
     def cancel(self) -> None:
@@ -209,6 +229,7 @@ class ImageExpressionPanel(QGroupBox):
             from fmscope.omics.store import write_result
 
             write_result(grid, path)
+
         self.owner._run(f"Saving {Path(path).name} ...", write, lambda _r: self.owner.status.setText(f"Saved {path}."))
 
 

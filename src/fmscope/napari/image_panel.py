@@ -34,11 +34,15 @@ class ImagePanel:
         """Whether a prompt layer's pixel grid is the image's (same scale and offset); says why not."""
         dims = len(self._spatial_shape(self._image_layer))
         image = self._image_layer
-        same = (np.allclose(layer.scale[-dims:], image.scale[-dims:])
-                and np.allclose(layer.translate[-dims:], image.translate[-dims:]))
+        same = np.allclose(layer.scale[-dims:], image.scale[-dims:]) and np.allclose(
+            layer.translate[-dims:], image.translate[-dims:]
+        )
         if not same:
-            self._say(f"'{layer.name}' is not on the grid of '{image.name}' (scale or translate differ); its prompt "
-                      "was ignored and nothing changed. Use the layers fmscope created for this image.", error=True)
+            self._say(
+                f"'{layer.name}' is not on the grid of '{image.name}' (scale or translate differ); its prompt "
+                "was ignored and nothing changed. Use the layers fmscope created for this image.",
+                error=True,
+            )
         return same
 
     def _refresh_layers(self, event=None) -> None:

@@ -27,8 +27,11 @@ def layer_named(viewer: napari.Viewer, name: str):
 
 def user_image_layers(viewer: napari.Viewer) -> list:
     """The viewer's Image layers themselves that are not fmscope's own results (names starting with 'fmscope')."""
-    return [own(layer) for layer in viewer.layers
-            if isinstance(layer, napari.layers.Image) and not layer.name.startswith("fmscope")]
+    return [
+        own(layer)
+        for layer in viewer.layers
+        if isinstance(layer, napari.layers.Image) and not layer.name.startswith("fmscope")
+    ]
 
 
 def refill(combo: QComboBox, items: list[str]) -> None:

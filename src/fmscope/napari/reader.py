@@ -16,8 +16,18 @@ def volume_layer_data(path: str) -> LayerData:
     the metadata keeps the :class:`~fmscope.imaging.io.Volume` (geometry) and axis 0 = z."""
     volume = io.read_volume(path)
     origin_zyx = tuple(reversed(volume.origin))
-    return [(volume.array, {"name": display_name(path), "scale": volume.spacing_zyx,
-                            "translate": origin_zyx, "metadata": {"fmscope_volume": volume, "fmscope_axis": "z"}}, "image")]
+    return [
+        (
+            volume.array,
+            {
+                "name": display_name(path),
+                "scale": volume.spacing_zyx,
+                "translate": origin_zyx,
+                "metadata": {"fmscope_volume": volume, "fmscope_axis": "z"},
+            },
+            "image",
+        )
+    ]
 
 
 def get_reader(path: str | list[str]) -> Callable[[str], LayerData] | None:
@@ -32,4 +42,5 @@ def get_reader(path: str | list[str]) -> Callable[[str], LayerData] | None:
             return volume_layer_data(target)
         except FmscopeError:
             return []  # another reader may handle it; napari reports when none can
+
     return read

@@ -35,8 +35,10 @@ def _case(name: str) -> list[tuple]:
     if case.window is not None:
         level, width = WINDOW_PRESETS[case.window]
         contrast = {"contrast_limits": (level - width / 2, level + width / 2)}
-    return [(image, {"name": case.name, **scale, **meta, **contrast}, "image"),
-            (labels, {"name": f"{case.name} ground truth", "opacity": 0.4, "visible": False, **scale}, "labels")]
+    return [
+        (image, {"name": case.name, **scale, **meta, **contrast}, "image"),
+        (labels, {"name": f"{case.name} ground truth", "opacity": 0.4, "visible": False, **scale}, "labels"),
+    ]
 
 
 def nuclei() -> list[tuple]:

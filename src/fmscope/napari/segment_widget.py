@@ -29,8 +29,8 @@ from qtpy.QtWidgets import (
 from fmscope import models
 from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
 from fmscope.imaging.prompts import box_from_mask
-from fmscope.napari.state import CurrentObject, SegmentState
 from fmscope.napari.image_panel import ImagePanel
+from fmscope.napari.state import CurrentObject, SegmentState
 from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.train_panel import TrainPanel
 from fmscope.napari.worker import Job, ModelWorker
@@ -65,8 +65,14 @@ class SegmentWidget(ImagePanel, QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.viewer.dims.events.current_step.connect(self._on_slice_changed)
-        for key, action in (("n", self.new_object), ("a", self.accept), ("u", self.undo), ("c", self.clear_object),
-                            ("t", self.toggle_polarity), ("p", self.propagate)):
+        for key, action in (
+            ("n", self.new_object),
+            ("a", self.accept),
+            ("u", self.undo),
+            ("c", self.clear_object),
+            ("t", self.toggle_polarity),
+            ("p", self.propagate),
+        ):
             self.viewer.bind_key(key, lambda _viewer, action=action: action(), overwrite=True)
         self._refresh_layers()
 
@@ -83,8 +89,9 @@ class SegmentWidget(ImagePanel, QWidget):
         self.window_combo.addItems(["auto", *WINDOW_PRESETS])
         self.backend_combo = QComboBox()
         self.backend_combo.addItems(BACKENDS)
-        self.backend_combo.setToolTip("image encoder runtime: auto = $FMSCOPE_BACKEND, else OpenVINO on CPU, "
-                                      "torch on GPU")
+        self.backend_combo.setToolTip(
+            "image encoder runtime: auto = $FMSCOPE_BACKEND, else OpenVINO on CPU, torch on GPU"
+        )
         self.negative_box = QCheckBox("negative clicks (t)")
         self.negative_box.toggled.connect(self._set_negative)
         self.first_spin, self.last_spin = QSpinBox(), QSpinBox()
@@ -100,8 +107,13 @@ class SegmentWidget(ImagePanel, QWidget):
         span.addWidget(self.last_spin)
         form.addRow("propagate slices", span)
         buttons = QHBoxLayout()
-        for text, action in (("New (n)", self.new_object), ("Accept (a)", self.accept), ("Undo (u)", self.undo),
-                             ("Clear (c)", self.clear_object), ("Propagate (p)", self.propagate)):
+        for text, action in (
+            ("New (n)", self.new_object),
+            ("Accept (a)", self.accept),
+            ("Undo (u)", self.undo),
+            ("Clear (c)", self.clear_object),
+            ("Propagate (p)", self.propagate),
+        ):
             button = QPushButton(text)
             button.clicked.connect(action)
             buttons.addWidget(button)
@@ -145,7 +157,7 @@ class SegmentWidget(ImagePanel, QWidget):
     def _ensure_prompt_layers(self) -> None:
         image = self._image_layer
         shape = self._spatial_shape(image)
-        keep = {"scale": image.scale[-len(shape):], "translate": image.translate[-len(shape):]}
+        keep = {"scale": image.scale[-len(shape) :], "translate": image.translate[-len(shape) :]}
         if LABELS not in self.viewer.layers or self.viewer.layers[LABELS].data.shape != shape:
             if LABELS in self.viewer.layers:
                 self.viewer.layers.remove(LABELS)
@@ -153,8 +165,9 @@ class SegmentWidget(ImagePanel, QWidget):
         if BOXES not in self.viewer.layers or self.viewer.layers[BOXES].ndim != len(shape):
             if BOXES in self.viewer.layers:
                 self.viewer.layers.remove(BOXES)
-            boxes = self.viewer.add_shapes(name=BOXES, ndim=len(shape), edge_color="yellow", face_color="transparent",
-                                           edge_width=2, **keep)
+            boxes = self.viewer.add_shapes(
+                name=BOXES, ndim=len(shape), edge_color="yellow", face_color="transparent", edge_width=2, **keep
+            )
             boxes.events.data.connect(self._on_box_event)
         if CLICKS not in self.viewer.layers or self.viewer.layers[CLICKS].ndim != len(shape):
             if CLICKS in self.viewer.layers:
@@ -168,8 +181,13 @@ class SegmentWidget(ImagePanel, QWidget):
     def _engine_settings(self) -> tuple:
         """What the next job needs from the UI, read on the Qt thread: (model, checkpoint, window, layer, backend)."""
         choice, backend = self.window_combo.currentText(), self.backend_combo.currentText()
-        return (self.model_combo.currentText(), self.checkpoint_edit.text().strip(),
-                None if choice == "auto" else choice, self._image_layer, None if backend == "auto" else backend)
+        return (
+            self.model_combo.currentText(),
+            self.checkpoint_edit.text().strip(),
+            None if choice == "auto" else choice,
+            self._image_layer,
+            None if backend == "auto" else backend,
+        )
 
     def _engine(self, settings: tuple) -> tuple:
         """(Segmenter, intensity) for ``settings``; runs on the worker thread, both cached."""
@@ -177,8 +195,9 @@ class SegmentWidget(ImagePanel, QWidget):
 
         model, checkpoint, window, layer, backend = settings
         if (model, checkpoint, backend) not in self._segmenters:
-            self._segmenters[(model, checkpoint, backend)] = Segmenter(model, checkpoint=checkpoint or None,
-                                                                       backend=backend)
+            self._segmenters[(model, checkpoint, backend)] = Segmenter(
+                model, checkpoint=checkpoint or None, backend=backend
+            )
         key = (id(layer), id(layer.data), window)  # entries of removed layers are dropped in _on_layer_removed
         if key not in self._intensities:  # one mapping per image so all slices are comparable
             self._intensities[key] = resolve_intensity(np.asarray(layer.data), window)
@@ -192,8 +211,9 @@ class SegmentWidget(ImagePanel, QWidget):
         if self._image_layer is None or len(self._spatial_shape(self._image_layer)) == 2:
             return None
         world = self.viewer.dims.point[-3]
-        return int(np.clip(round(self._image_layer.world_to_data([world, 0, 0])[0]), 0,
-                           self._image_layer.data.shape[0] - 1))
+        return int(
+            np.clip(round(self._image_layer.world_to_data([world, 0, 0])[0]), 0, self._image_layer.data.shape[0] - 1)
+        )
 
     # -- events --------------------------------------------------------------------------
     def _on_slice_changed(self, event=None) -> None:
@@ -215,6 +235,7 @@ class SegmentWidget(ImagePanel, QWidget):
             job.check()
             segmenter.embed()
             self.worker.progress.emit("Ready: draw a box.", 1, 1)
+
         self.worker.submit(embed, key="prefetch", on_error=self._on_error)
         self._prepare_zoom_crops(image, settings)
 
@@ -229,6 +250,7 @@ class SegmentWidget(ImagePanel, QWidget):
             segmenter, intensity = self._engine(settings)
             segmenter.set_image(image, window=intensity)
             segmenter.prepare(segmenter.zoom_crops_near(hint, radius), check=job.check)
+
         self.worker.submit(prepare, key="prepare", background=True, on_error=self._on_error)
 
     def _on_box_event(self, event) -> None:
@@ -288,6 +310,7 @@ class SegmentWidget(ImagePanel, QWidget):
             if result.crop is not None:
                 self._zoom_hint = box
             self._prepare_zoom_crops(image, settings)
+
         self.worker.submit(predict, key="prompt", on_done=paint, on_error=self._on_error)
 
     def _on_error(self, error: BaseException) -> None:
@@ -362,9 +385,18 @@ class SegmentWidget(ImagePanel, QWidget):
             def on_slice(done: int, total: int) -> None:
                 job.check()
                 self.worker.progress.emit(f"Propagating object {current.label} ...", done, total)
+
             segmenter, intensity = self._engine(settings)
-            return segment_volume(volume, current.z, {current.label: box}, segmenter=segmenter,
-                                  window=intensity, slice_range=(first, last), on_slice=on_slice, key_masks=kept)
+            return segment_volume(
+                volume,
+                current.z,
+                {current.label: box},
+                segmenter=segmenter,
+                window=intensity,
+                slice_range=(first, last),
+                on_slice=on_slice,
+                key_masks=kept,
+            )
 
         def paint(result: np.ndarray) -> None:
             if LABELS not in self.viewer.layers:
@@ -375,6 +407,7 @@ class SegmentWidget(ImagePanel, QWidget):
                 layer.refresh()
             found = [z for z in range(first, last + 1) if (layer.data[z] == current.label).any()]
             self._say(f"Object {current.label} on slices {found[0]}..{found[-1]}." if found else "Nothing found.")
+
         self.worker.submit(run, key="propagate", on_done=paint, on_error=self._on_error)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)

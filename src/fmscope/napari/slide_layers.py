@@ -1,14 +1,14 @@
 """A spatial-omics slide as napari layer data, all in one coordinate system: microns.
 
 The tissue image is placed by its full pixel -> microns transformation (offset, rotation,
-scale; a pyramid when it has levels); cells or spots become Points of their true diameter at their (y, x) in microns. Above
+scale; a pyramid when it has levels); cells or spots become Points of their true diameter at their (y, x) in
+microns. Above
 ``POINTS_LIMIT`` cells, per-cell colours go to a raster (a Labels layer for categories, an
 Image for values) of about one pixel per cell (:class:`fmscope.omics.raster.CellGrid`), which
 napari draws as one texture. Layer tuples are ``(data, kwargs, layer_type)``.
 """
 
 from __future__ import annotations
-
 
 import numpy as np
 
@@ -20,9 +20,28 @@ POINTS_LIMIT = 100_000
 TRANSCRIPTS_LIMIT = 500_000  # larger transcript sets are not drawn (they stay in the SpatialData store)
 BOUNDARIES_LIMIT = 20_000  # cell outlines drawn as Shapes up to this many cells
 UNITS = ("um", "um")
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
-           "#dbdb8d", "#9edae5")
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#c7c7c7",
+    "#dbdb8d",
+    "#9edae5",
+)
 
 
 def yx_um(slide: Slide) -> np.ndarray:
@@ -66,16 +85,29 @@ def image_layer(slide: Slide) -> tuple | None:
     first = levels[0]
     rgb = first.ndim == 3 and first.shape[-1] in (3, 4)
     data = levels if len(levels) > 1 else levels[0]
-    return data, {"name": f"{slide_name(slide)} tissue", "rgb": rgb, "multiscale": len(levels) > 1,
-                  **placement(matrix), "units": UNITS, "metadata": {SLIDE_KEY: slide}}, "image"
+    return (
+        data,
+        {
+            "name": f"{slide_name(slide)} tissue",
+            "rgb": rgb,
+            "multiscale": len(levels) > 1,
+            **placement(matrix),
+            "units": UNITS,
+            "metadata": {SLIDE_KEY: slide},
+        },
+        "image",
+    )
 
 
 def raster_placement(slide: Slide) -> dict:
     """Scale, translate and units that put the slide's cell grid on the cells (pixel centres)."""
     grid = slide.cell_grid()
     half = grid.pixel_um / 2
-    return {"scale": (grid.pixel_um,) * 2, "translate": (grid.origin_um[0] + half, grid.origin_um[1] + half),
-            "units": UNITS}
+    return {
+        "scale": (grid.pixel_um,) * 2,
+        "translate": (grid.origin_um[0] + half, grid.origin_um[1] + half),
+        "units": UNITS,
+    }
 
 
 def categorical_layer(slide: Slide, values: np.ndarray, name: str) -> tuple[tuple, dict[str, str]]:
@@ -90,14 +122,29 @@ def categorical_layer(slide: Slide, values: np.ndarray, name: str) -> tuple[tupl
         codes = np.array([lookup[u] for u in unique])[inverse]
         from napari.utils.colormaps import DirectLabelColormap
 
-        colormap = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0),
-                                                   **{lookup[n]: colours[n] for n in names}})
-        return (slide.cell_grid().labels(codes), {"name": name, **raster_placement(slide), "colormap": colormap,
-                                                  "opacity": 0.8, "metadata": metadata}, "labels"), colours
+        colormap = DirectLabelColormap(
+            color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), **{lookup[n]: colours[n] for n in names}}
+        )
+        return (
+            slide.cell_grid().labels(codes),
+            {"name": name, **raster_placement(slide), "colormap": colormap, "opacity": 0.8, "metadata": metadata},
+            "labels",
+        ), colours
     face = np.array([colours[v] for v in values])
-    return (yx_um(slide), {"name": name, "size": slide.cell_diameter_um, "face_color": face, "border_width": 0,
-                           "features": {"category": values}, "units": UNITS, "opacity": 0.85,
-                           "metadata": metadata}, "points"), colours
+    return (
+        yx_um(slide),
+        {
+            "name": name,
+            "size": slide.cell_diameter_um,
+            "face_color": face,
+            "border_width": 0,
+            "features": {"category": values},
+            "units": UNITS,
+            "opacity": 0.85,
+            "metadata": metadata,
+        },
+        "points",
+    ), colours
 
 
 def continuous_layer(slide: Slide, values: np.ndarray, name: str, colormap: str = "viridis") -> tuple:
@@ -108,11 +155,32 @@ def continuous_layer(slide: Slide, values: np.ndarray, name: str, colormap: str 
     limits = limits if limits[1] > limits[0] else (limits[0], limits[0] + 1.0)
     metadata = {SLIDE_KEY: slide}
     if is_large(slide):
-        return slide.cell_grid().values(values), {"name": name, **raster_placement(slide), "colormap": colormap,
-                                                  "contrast_limits": limits, "metadata": metadata}, "image"
-    return yx_um(slide), {"name": name, "size": slide.cell_diameter_um, "features": {"value": values},
-                          "face_color": "value", "face_colormap": colormap, "face_contrast_limits": limits,
-                          "border_width": 0, "units": UNITS, "metadata": metadata}, "points"
+        return (
+            slide.cell_grid().values(values),
+            {
+                "name": name,
+                **raster_placement(slide),
+                "colormap": colormap,
+                "contrast_limits": limits,
+                "metadata": metadata,
+            },
+            "image",
+        )
+    return (
+        yx_um(slide),
+        {
+            "name": name,
+            "size": slide.cell_diameter_um,
+            "features": {"value": values},
+            "face_color": "value",
+            "face_colormap": colormap,
+            "face_contrast_limits": limits,
+            "border_width": 0,
+            "units": UNITS,
+            "metadata": metadata,
+        },
+        "points",
+    )
 
 
 def cells_layer(slide: Slide) -> tuple:
@@ -121,11 +189,24 @@ def cells_layer(slide: Slide) -> tuple:
     if is_large(slide):
         grid = slide.cell_grid()
         counts = np.bincount(grid.flat_index, minlength=grid.shape[0] * grid.shape[1]).reshape(grid.shape)
-        return counts.astype(np.float32), {"name": name, **raster_placement(slide), "colormap": "gray",
-                                           "metadata": {SLIDE_KEY: slide}}, "image"
-    return yx_um(slide), {"name": name, "size": slide.cell_diameter_um, "face_color": "#ffffff55",
-                          "border_color": "#ffffffaa", "border_width": 0.05, "units": UNITS,
-                          "metadata": {SLIDE_KEY: slide}}, "points"
+        return (
+            counts.astype(np.float32),
+            {"name": name, **raster_placement(slide), "colormap": "gray", "metadata": {SLIDE_KEY: slide}},
+            "image",
+        )
+    return (
+        yx_um(slide),
+        {
+            "name": name,
+            "size": slide.cell_diameter_um,
+            "face_color": "#ffffff55",
+            "border_color": "#ffffffaa",
+            "border_width": 0.05,
+            "units": UNITS,
+            "metadata": {SLIDE_KEY: slide},
+        },
+        "points",
+    )
 
 
 def transcripts_layer(slide: Slide) -> tuple | None:
@@ -143,10 +224,20 @@ def transcripts_layer(slide: Slide) -> tuple | None:
         if gene_column is None or len(element) > TRANSCRIPTS_LIMIT:
             continue
         frame = element[["x", "y", gene_column]].compute()
-        return frame[["y", "x"]].to_numpy(float), {
-            "name": f"{slide_name(slide)} transcripts", "size": 1.5, "visible": False, "border_width": 0,
-            "features": {"gene": frame[gene_column].astype(str).to_numpy()}, "face_color": "gene", "units": UNITS,
-            "metadata": {SLIDE_KEY: slide}}, "points"
+        return (
+            frame[["y", "x"]].to_numpy(float),
+            {
+                "name": f"{slide_name(slide)} transcripts",
+                "size": 1.5,
+                "visible": False,
+                "border_width": 0,
+                "features": {"gene": frame[gene_column].astype(str).to_numpy()},
+                "face_color": "gene",
+                "units": UNITS,
+                "metadata": {SLIDE_KEY: slide},
+            },
+            "points",
+        )
     return None
 
 
@@ -160,12 +251,25 @@ def boundaries_layer(slide: Slide) -> tuple | None:
         shapes = slide.sdata.shapes.get(name)
         if shapes is None or len(shapes) > BOUNDARIES_LIMIT:
             continue
-        polygons = [np.asarray(geometry.exterior.coords)[:, ::-1] for geometry in shapes.geometry
-                    if geometry is not None and geometry.geom_type == "Polygon"]
+        polygons = [
+            np.asarray(geometry.exterior.coords)[:, ::-1]
+            for geometry in shapes.geometry
+            if geometry is not None and geometry.geom_type == "Polygon"
+        ]
         if polygons:
-            return polygons, {"name": f"{slide_name(slide)} cell boundaries", "shape_type": "polygon",
-                              "edge_color": "#ffd700", "face_color": "#00000000", "edge_width": 0.5,
-                              "units": UNITS, "metadata": {SLIDE_KEY: slide}}, "shapes"
+            return (
+                polygons,
+                {
+                    "name": f"{slide_name(slide)} cell boundaries",
+                    "shape_type": "polygon",
+                    "edge_color": "#ffd700",
+                    "face_color": "#00000000",
+                    "edge_width": 0.5,
+                    "units": UNITS,
+                    "metadata": {SLIDE_KEY: slide},
+                },
+                "shapes",
+            )
     return None
 
 

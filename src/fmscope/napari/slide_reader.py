@@ -33,4 +33,5 @@ def get_slide_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | No
         except FmscopeError as error:
             show_error(str(error))
             return []
+
     return read

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 )
 
 from fmscope.errors import FmscopeError
+from fmscope.napari.layer_choice import own, refill
 from fmscope.napari.slide_layers import (
     categorical_layer,
     continuous_layer,
@@ -39,7 +40,6 @@ from fmscope.napari.slide_layers import (
     yx_um,
 )
 from fmscope.napari.spatial_state import ANNOTATION_KEY, SpatialState, light_table
-from fmscope.napari.layer_choice import own, refill
 from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.worker import Job, ModelWorker
 from fmscope.omics.domains import DOMAIN_KEY
@@ -50,8 +50,11 @@ from fmscope.omics.reference import gene_expression, read_reference
 DOMAINS, PREDICTED, UNCERTAINTY = "fmscope domains", "fmscope predicted domains", "fmscope uncertainty"
 BASELINE, SCGPT = "baseline (expression PCA)", "scGPT checkpoint folder"
 RESOLUTIONS = (0.2, 0.4, 0.6, 1.0)
-IMPUTED_SOURCES = {"fmscope_imputed": "imputed", "fmscope_imputed_scgpt_spatial": "imputed, scGPT-spatial",
-                   IMAGE_EXPRESSION_KEY: "from image"}
+IMPUTED_SOURCES = {
+    "fmscope_imputed": "imputed",
+    "fmscope_imputed_scgpt_spatial": "imputed, scGPT-spatial",
+    IMAGE_EXPRESSION_KEY: "from image",
+}
 ANNOTATION_MAX_SIDE = 4096
 
 
@@ -198,6 +201,7 @@ class SpatialWidget(QWidget):
         def done(result) -> None:
             self.progress.setVisible(False)
             on_done(result)
+
         return self.worker.submit(fn, key=key, on_done=done, on_error=self._fail)
 
     # -- slides --------------------------------------------------------------------------
@@ -233,8 +237,10 @@ class SpatialWidget(QWidget):
                 if isinstance(imputed, pd.DataFrame):
                     genes += [f"{g} ({suffix})" for g in imputed.columns]
             self.gene_combo.addItems(genes)
-            refill(self.resolution_combo,
-                   sorted(c[len(DOMAIN_KEY) + 2:] for c in slide.adata.obs if c.startswith(DOMAIN_KEY + "_r")))
+            refill(
+                self.resolution_combo,
+                sorted(c[len(DOMAIN_KEY) + 2 :] for c in slide.adata.obs if c.startswith(DOMAIN_KEY + "_r")),
+            )
 
     def _put_layer(self, layer_tuple: tuple) -> Layer:
         """Add a layer, replacing one of the same name in place (same position in the layer list)."""
@@ -261,8 +267,10 @@ class SpatialWidget(QWidget):
             self.viewer.reset_view()
             self.state.current = slide
             self._refresh_slides()
-            self.status.setText(f"Opened {Path(path).name}: {slide.adata.n_obs} cells / spots x "
-                                f"{slide.adata.n_vars} genes.")
+            self.status.setText(
+                f"Opened {Path(path).name}: {slide.adata.n_obs} cells / spots x {slide.adata.n_vars} genes."
+            )
+
         self._run(f"Reading {Path(path).name} ...", lambda job: read_slide(path, microns_per_unit=units), add)
 
     # -- domains -------------------------------------------------------------------------
@@ -305,6 +313,7 @@ class SpatialWidget(QWidget):
             self.resolution_combo.setCurrentText(f"{chosen:g}")
             self._show_domains(slide)
             self.status.setText(f"{slide.adata.obs[DOMAIN_KEY].nunique()} domains at resolution {chosen:g} ({method}).")
+
         self._run("Embedding cells ...", compute, show, key="domains")
 
     def _on_resolution_chosen(self, index: int = -1) -> None:
@@ -319,8 +328,12 @@ class SpatialWidget(QWidget):
         layer, colours = categorical_layer(slide, values, name)
         self._put_layer(layer)
         counts = pd.Series(values).value_counts()
-        self.legend.setText(" ".join(f'<span style="color:{colour}">■</span>&nbsp;{category}&nbsp;({counts[category]})'
-                                     for category, colour in colours.items()))
+        self.legend.setText(
+            " ".join(
+                f'<span style="color:{colour}">■</span>&nbsp;{category}&nbsp;({counts[category]})'
+                for category, colour in colours.items()
+            )
+        )
 
     # -- genes and cell types ------------------------------------------------------------
     def show_gene(self, gene: str) -> None:
@@ -361,6 +374,7 @@ class SpatialWidget(QWidget):
             self.type_combo.clear()
             self.type_combo.addItems(list(proportions.columns))
             self.show_proportion(str(proportions.columns[0]))
+
         self._run("Deconvolving spots ...", compute, show, key="deconvolve")
 
     def show_proportion(self, cell_type: str) -> None:
@@ -369,8 +383,11 @@ class SpatialWidget(QWidget):
         if proportions is None or cell_type not in proportions:
             self._fail(FmscopeError(f"No proportions for '{cell_type}'.", "Run Deconvolve spots first."))
             return
-        self._put_layer(continuous_layer(slide, proportions[cell_type].to_numpy(), f"fmscope proportion {cell_type}",
-                                         colormap="magma"))
+        self._put_layer(
+            continuous_layer(
+                slide, proportions[cell_type].to_numpy(), f"fmscope proportion {cell_type}", colormap="magma"
+            )
+        )
 
     # -- fine-tuning ---------------------------------------------------------------------
     def add_annotation_layer(self) -> Layer | None:
@@ -392,9 +409,16 @@ class SpatialWidget(QWidget):
         low, high = yx.min(axis=0), yx.max(axis=0)
         pixel = max(slide.cell_diameter_um / 2, float((high - low).max()) / ANNOTATION_MAX_SIDE)
         shape = tuple(int(v) for v in np.floor((high - low) / pixel) + 1)
-        layer = own(self.viewer.add_labels(np.zeros(shape, dtype=np.uint8), name=self.state.annotation_name(slide),
-                                           scale=(pixel, pixel), translate=tuple(low), units=("um", "um"),
-                                           metadata={ANNOTATION_KEY: slide}))
+        layer = own(
+            self.viewer.add_labels(
+                np.zeros(shape, dtype=np.uint8),
+                name=self.state.annotation_name(slide),
+                scale=(pixel, pixel),
+                translate=tuple(low),
+                units=("um", "um"),
+                metadata={ANNOTATION_KEY: slide},
+            )
+        )
         layer.mode = "paint"
         self.viewer.layers.selection.active = layer
         self.status.setText("Paint regions (label 1, 2, ...), name them (1: cortex, ...), then Train head.")
@@ -405,10 +429,15 @@ class SpatialWidget(QWidget):
         layer = self.state.annotation_layer(slide, self.viewer.layers)
         if layer is None:
             name = self.state.name_of(slide) or "this slide"
-            raise FmscopeError(f"Slide '{name}' has no annotation layer (layers painted for other slides are not "
-                               "used for it).", "Choose the slide, click Add annotation layer and paint regions.")
-        if not np.allclose(layer.affine.affine_matrix, np.eye(3)) or layer.rotate is not None and \
-                not np.allclose(layer.rotate, np.eye(2)):
+            raise FmscopeError(
+                f"Slide '{name}' has no annotation layer (layers painted for other slides are not used for it).",
+                "Choose the slide, click Add annotation layer and paint regions.",
+            )
+        if (
+            not np.allclose(layer.affine.affine_matrix, np.eye(3))
+            or layer.rotate is not None
+            and not np.allclose(layer.rotate, np.eye(2))
+        ):
             raise FmscopeError("The annotation layer is rotated or sheared.", "Add a new annotation layer.")
         data = np.asarray(layer.data)
         index = np.round((yx_um(slide) - np.asarray(layer.translate)) / np.asarray(layer.scale)).astype(int)
@@ -428,8 +457,10 @@ class SpatialWidget(QWidget):
             checkpoint = self._checkpoint()
             tune_layers = self.tune_layers_spin.value()
             if tune_layers and checkpoint is None:
-                raise FmscopeError("Tuning scGPT layers needs an scGPT checkpoint.",
-                                   "Give the checkpoint folder, or set 'tune scGPT layers' to 0.")
+                raise FmscopeError(
+                    "Tuning scGPT layers needs an scGPT checkpoint.",
+                    "Give the checkpoint folder, or set 'tune scGPT layers' to 0.",
+                )
             holdout_split(labels, 0.3)  # refuses one-class / one-cell annotations before any work
         except FmscopeError as error:
             self._fail(error)
@@ -445,14 +476,25 @@ class SpatialWidget(QWidget):
                 job.check()
                 if done % 10 == 0 or done == total:
                     self.worker.progress.emit(f"Training: epoch {done}/{total}", done, total)
-            return finetune_head(light, labels, head_path, slide_encoder(light, checkpoint), epochs=epochs,
-                                 resume=resume, domains=domains, on_epoch=on_epoch, tune_layers=tune_layers)
+
+            return finetune_head(
+                light,
+                labels,
+                head_path,
+                slide_encoder(light, checkpoint),
+                epochs=epochs,
+                resume=resume,
+                domains=domains,
+                on_epoch=on_epoch,
+                tune_layers=tune_layers,
+            )
 
         def show(result) -> None:
             self.last_result = result
             self._show_predictions(slide, result.classes, result.probabilities)
             self.result_label.setText(result.summary())
             self.status.setText(f"Head saved to {head_path}.")
+
         self._run("Training the head ...", train, show, key="train")
 
     def apply_head(self) -> None:
@@ -473,6 +515,7 @@ class SpatialWidget(QWidget):
         def show(result) -> None:
             self._show_predictions(slide, *result)
             self.status.setText(f"Applied {Path(head_path).name}.")
+
         self._run("Applying the head ...", compute, show, key="apply")
 
     def _show_predictions(self, slide: Slide, classes: list[str], probabilities: np.ndarray) -> None:
@@ -480,8 +523,9 @@ class SpatialWidget(QWidget):
 
         store_predictions(slide.adata, classes, probabilities)
         self._show_domains(slide, PREDICTED_KEY, PREDICTED)
-        self._put_layer(continuous_layer(slide, slide.adata.obs[UNCERTAINTY_KEY].to_numpy(), UNCERTAINTY,
-                                         colormap="magma"))
+        self._put_layer(
+            continuous_layer(slide, slide.adata.obs[UNCERTAINTY_KEY].to_numpy(), UNCERTAINTY, colormap="magma")
+        )
 
     # -- saving --------------------------------------------------------------------------
     def save(self, path: str) -> None:
@@ -499,6 +543,7 @@ class SpatialWidget(QWidget):
             from fmscope.omics.store import write_result
 
             write_result(snapshot, path)
+
         self._run(f"Saving {Path(path).name} ...", write, lambda _result: self.status.setText(f"Saved {path}."))
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)

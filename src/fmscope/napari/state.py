@@ -84,12 +84,15 @@ class SegmentState:
         """Remove ``label`` everywhere (one undo step)."""
         if labels.ndim == 2:
             return self.paint(labels, None, label, np.zeros(labels.shape, bool))
-        return self.paint_slices(labels, label, {int(z): np.zeros(labels.shape[1:], bool)
-                                                 for z in np.nonzero((labels == label).any(axis=(1, 2)))[0]})
+        return self.paint_slices(
+            labels,
+            label,
+            {int(z): np.zeros(labels.shape[1:], bool) for z in np.nonzero((labels == label).any(axis=(1, 2)))[0]},
+        )
 
     def _push(self, slices: dict[int | None, PixelChange]) -> None:
         self._undo.append(_Edit(slices))
-        del self._undo[:-self.max_undo]
+        del self._undo[: -self.max_undo]
 
     @property
     def can_undo(self) -> bool:

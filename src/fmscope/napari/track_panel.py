@@ -76,8 +76,12 @@ class TrackPanel(ImagePanel, QWidget):
         self.worker.progress.connect(self.panel.on_progress)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
-        for key, action in (("Shift-N", self.new_object), ("Shift-P", self.propagate), ("Shift-U", self.undo),
-                            ("Shift-C", self.cancel)):
+        for key, action in (
+            ("Shift-N", self.new_object),
+            ("Shift-P", self.propagate),
+            ("Shift-U", self.undo),
+            ("Shift-C", self.cancel),
+        ):
             self.viewer.bind_key(key, lambda _viewer, action=action: action(), overwrite=True)
         self._refresh_layers()
 
@@ -117,8 +121,12 @@ class TrackPanel(ImagePanel, QWidget):
         self.objects_table.itemSelectionChanged.connect(self._on_row_selected)
         buttons = QHBoxLayout()
         self.buttons = {}
-        for text, action in (("New (Shift-N)", self.new_object), ("Propagate (Shift-P)", self.propagate),
-                             ("Cancel (Shift-C)", self.cancel), ("Undo (Shift-U)", self.undo)):
+        for text, action in (
+            ("New (Shift-N)", self.new_object),
+            ("Propagate (Shift-P)", self.propagate),
+            ("Cancel (Shift-C)", self.cancel),
+            ("Undo (Shift-U)", self.undo),
+        ):
             button = QPushButton(text)
             button.clicked.connect(action)
             buttons.addWidget(button)
@@ -128,8 +136,7 @@ class TrackPanel(ImagePanel, QWidget):
         export.addWidget(self.export_edit)
         self.format_combo = QComboBox()
         self.format_combo.addItems(EXPORT_FORMATS)
-        self.format_combo.setToolTip("labels as TIFF, or NIfTI with the geometry of a volume read from "
-                                     "NIfTI / NRRD")
+        self.format_combo.setToolTip("labels as TIFF, or NIfTI with the geometry of a volume read from NIfTI / NRRD")
         export.addWidget(self.format_combo)
         export_button = QPushButton("Export")
         export_button.clicked.connect(lambda: self.export())
@@ -171,28 +178,36 @@ class TrackPanel(ImagePanel, QWidget):
     def _fits(self, layer) -> bool:
         """Whether one of the panel's layers has the image's grid (ndim, scale and offset)."""
         grid = self._grid()
-        return (layer.ndim == 3 and np.allclose(layer.scale, grid["scale"])
-                and np.allclose(layer.translate, grid["translate"]))
+        return (
+            layer.ndim == 3
+            and np.allclose(layer.scale, grid["scale"])
+            and np.allclose(layer.translate, grid["translate"])
+        )
 
     def _ensure_layers(self) -> None:
         """The panel's labels, boxes and clicks layers on the image's grid (replaced when they are not)."""
         shape, grid = self._spatial_shape(self._image_layer), self._grid()
         for name in (LABELS, BOXES, CLICKS, TRACKS):
-            if name in self.viewer.layers and (not self._fits(self.viewer.layers[name]) or (
-                    name == LABELS and self.viewer.layers[name].data.shape != shape)):
+            if name in self.viewer.layers and (
+                not self._fits(self.viewer.layers[name])
+                or (name == LABELS and self.viewer.layers[name].data.shape != shape)
+            ):
                 self.viewer.layers.remove(name)
         if LABELS not in self.viewer.layers:
             self.viewer.add_labels(np.zeros(shape, dtype=np.uint16), name=LABELS, **grid)
-        for name, add, handler in ((BOXES, self._add_boxes, self._on_box_event),
-                                   (CLICKS, self._add_clicks, self._on_click_event)):
+        for name, add, handler in (
+            (BOXES, self._add_boxes, self._on_box_event),
+            (CLICKS, self._add_clicks, self._on_click_event),
+        ):
             if name not in self.viewer.layers:
                 add(grid).events.data.connect(handler)
         self.viewer.layers.selection.active = self.viewer.layers[BOXES]
         self.viewer.layers[BOXES].mode = "add_rectangle"
 
     def _add_boxes(self, grid: dict):
-        return self.viewer.add_shapes(name=BOXES, ndim=3, edge_color="yellow", face_color="transparent",
-                                      edge_width=2, **grid)
+        return self.viewer.add_shapes(
+            name=BOXES, ndim=3, edge_color="yellow", face_color="transparent", edge_width=2, **grid
+        )
 
     def _add_clicks(self, grid: dict):
         return self.viewer.add_points(name=CLICKS, ndim=3, size=6, face_color="lime", **grid)
@@ -216,15 +231,20 @@ class TrackPanel(ImagePanel, QWidget):
         model, checkpoint = self.model_combo.currentText().strip(), self.checkpoint_edit.text().strip()
         if model not in MODELS:
             if not Path(model).expanduser().is_file():
-                self._say(f"'{model}' is neither a tracking model ({', '.join(MODELS)}) nor a model file: "
-                          "choose one or give the path of a file from 'fmscope train-segmenter'. Nothing was changed.",
-                          error=True)
+                self._say(
+                    f"'{model}' is neither a tracking model ({', '.join(MODELS)}) nor a model file: "
+                    "choose one or give the path of a file from 'fmscope train-segmenter'. Nothing was changed.",
+                    error=True,
+                )
                 return None
             model = str(Path(model).expanduser())
         elif models.BY_NAME[model].package is None:  # weights the user must give (not embedded)
             if not checkpoint and not os.environ.get(CHECKPOINT_DIR_ENV):
-                self._say(f"{model} needs its checkpoint: give the weights file in 'checkpoint' "
-                          f"(fmscope never downloads weights). Nothing was changed.", error=True)
+                self._say(
+                    f"{model} needs its checkpoint: give the weights file in 'checkpoint' "
+                    f"(fmscope never downloads weights). Nothing was changed.",
+                    error=True,
+                )
                 return None
             if checkpoint and not Path(checkpoint).expanduser().exists():
                 self._say(f"Checkpoint not found: {checkpoint}. Nothing was changed.", error=True)
@@ -276,8 +296,9 @@ class TrackPanel(ImagePanel, QWidget):
         if not len(layer.data) or not self._on_image_grid(layer):
             return
         point = np.asarray(layer.data[-1])
-        self.prompt(int(round(point[0])), points=[[point[2], point[1]]], labels=[0 if self.negative_box.isChecked()
-                                                                                 else 1])
+        self.prompt(
+            int(round(point[0])), points=[[point[2], point[1]]], labels=[0 if self.negative_box.isChecked() else 1]
+        )
 
     def prompt(self, frame: int, box=None, points=None, labels=None) -> None:
         """A box [x0, y0, x1, y1] or clicks (x, y) on ``frame`` for the selected object (a new one when
@@ -313,13 +334,16 @@ class TrackPanel(ImagePanel, QWidget):
             self.state.paint(labels_layer.data, frame, result.labels)
             self.state.end(labels_layer.data)
             labels_layer.refresh()
-            self._after_change(f"Object {obj} on frame {frame}: {int((result.labels == obj).sum())} px, "
-                               f"score {result.scores.get(obj, 0.0):.2f}. Propagate (Shift-P) to track it.")
+            self._after_change(
+                f"Object {obj} on frame {frame}: {int((result.labels == obj).sum())} px, "
+                f"score {result.scores.get(obj, 0.0):.2f}. Propagate (Shift-P) to track it."
+            )
 
         def failed(error: BaseException) -> None:
             if self.state.selected == obj and obj not in self.state.objects:
                 self.state.selected = None
             self.panel.fail(error, "Model failure")
+
         self.worker.submit(run, on_done=paint, on_error=failed)
 
     # -- propagation ---------------------------------------------------------------------------
@@ -352,8 +376,11 @@ class TrackPanel(ImagePanel, QWidget):
                     self.frame_ready.emit(token, snapshot)
                     snapshot = None
                 self.frame_ready.emit(token, result)
-                worker.progress.emit(f"Propagating: frame {result.frame} ({result.done} of {result.total}) ...",
-                                     result.done, result.total)
+                worker.progress.emit(
+                    f"Propagating: frame {result.frame} ({result.done} of {result.total}) ...",
+                    result.done,
+                    result.total,
+                )
             if session.frames.kind == "volume" and not cancel.is_set():
                 # MedSAM2's 3D flow ends by keeping each object's largest 3D component: repaint
                 for frame in range(first, last + 1):
@@ -362,8 +389,12 @@ class TrackPanel(ImagePanel, QWidget):
 
         self._set_running(True)
         worker.progress.emit("Propagating ...", 0, 1)
-        worker.submit(run, key="propagate", on_done=lambda cancelled: self._propagated(token, cancelled),
-                      on_error=lambda error: self._propagated(token, False, error))
+        worker.submit(
+            run,
+            key="propagate",
+            on_done=lambda cancelled: self._propagated(token, cancelled),
+            on_error=lambda error: self._propagated(token, False, error),
+        )
 
     def _on_frame(self, token: int, result) -> None:
         """Qt thread: paint one propagated frame (or take the store snapshot sent first)."""
@@ -387,8 +418,11 @@ class TrackPanel(ImagePanel, QWidget):
             self.panel.fail(error, "Propagation failed")
             self._after_change(None)
             return
-        self._after_change("Propagation cancelled; the frames painted so far are kept (Undo removes them)."
-                           if cancelled else "Propagated.")
+        self._after_change(
+            "Propagation cancelled; the frames painted so far are kept (Undo removes them)."
+            if cancelled
+            else "Propagated."
+        )
         self.panel.on_progress("", 1, 1)
 
     def cancel(self) -> None:
@@ -433,6 +467,7 @@ class TrackPanel(ImagePanel, QWidget):
                     if created is not None:
                         self._session[1].remove_object(created)
                     self._session[1].store.restore(snapshot)
+
             self.worker.submit(restore, on_error=self._on_error)
         self._after_change(f"Undone: frames {sorted(edit.frames) or 'none'} restored.")
 
@@ -470,8 +505,9 @@ class TrackPanel(ImagePanel, QWidget):
             colour = QTableWidgetItem("")
             if layer is not None:
                 colour.setBackground(QColor.fromRgbF(*np.clip(layer.get_color(obj), 0, 1)))
-            for column, item in enumerate((QTableWidgetItem(str(obj)), colour, QTableWidgetItem(span),
-                                           QTableWidgetItem(prompted))):
+            for column, item in enumerate(
+                (QTableWidgetItem(str(obj)), colour, QTableWidgetItem(span), QTableWidgetItem(prompted))
+            ):
                 table.setItem(index, column, item)
             if obj == self.state.selected:
                 table.selectRow(index)
@@ -509,10 +545,16 @@ class TrackPanel(ImagePanel, QWidget):
             return []
         volume = self._image_layer.metadata.get("fmscope_volume")
         nifti = self.format_combo.currentText() == "NIfTI"
-        if nifti and (volume is None or self.axis_combo.currentText() != "z" or
-                      tuple(volume.array.shape) != tuple(layer.data.shape)):
-            self._say(f"NIfTI export needs a (Z, Y, X) volume read from NIfTI / NRRD (its geometry) with axis 0 "
-                      f"= z; '{self._image_layer.name}' has none. Choose TIFF. Nothing was written.", error=True)
+        if nifti and (
+            volume is None
+            or self.axis_combo.currentText() != "z"
+            or tuple(volume.array.shape) != tuple(layer.data.shape)
+        ):
+            self._say(
+                f"NIfTI export needs a (Z, Y, X) volume read from NIfTI / NRRD (its geometry) with axis 0 "
+                f"= z; '{self._image_layer.name}' has none. Choose TIFF. Nothing was written.",
+                error=True,
+            )
             return []
         try:  # the export folder may be new; the folder holding it must exist
             check_outputs([Output("The export folder", text, FOLDER)])
@@ -522,8 +564,10 @@ class TrackPanel(ImagePanel, QWidget):
         Path(text).expanduser().mkdir(exist_ok=True)
         labels = np.where(np.isin(layer.data, list(self.state.tracked)), layer.data, 0).astype(np.uint16)
         base = Path(text).expanduser() / self._image_layer.name
-        written = [base.with_name(base.name + ("_labels.nii.gz" if nifti else "_labels.tif")),
-                   base.with_name(base.name + "_objects.csv")]
+        written = [
+            base.with_name(base.name + ("_labels.nii.gz" if nifti else "_labels.tif")),
+            base.with_name(base.name + "_objects.csv"),
+        ]
         try:
             if nifti:
                 write_label_volume(labels, volume, written[0])

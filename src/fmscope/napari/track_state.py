@@ -91,7 +91,7 @@ class TrackState:
         edit._before = {}
         if edit.frames or edit.store:
             self._undo.append(edit)
-            del self._undo[:-self.max_undo]
+            del self._undo[: -self.max_undo]
         return edit
 
     @property

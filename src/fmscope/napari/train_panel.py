@@ -65,8 +65,9 @@ class TrainPanel(QWidget):
         owner = self.owner
         layer_name = self.labels_combo.currentText()
         if owner._image_layer is None or layer_name not in owner.viewer.layers:
-            owner.panel.fail(FmscopeError("No image or labels to train on.",
-                                          "Choose an image, label some objects, then train."))
+            owner.panel.fail(
+                FmscopeError("No image or labels to train on.", "Choose an image, label some objects, then train.")
+            )
             return
         image = np.asarray(owner._image_layer.data)
         labels = np.asarray(owner.viewer.layers[layer_name].data).copy()
@@ -82,11 +83,19 @@ class TrainPanel(QWidget):
             def on_progress(message: str, done: int, total: int) -> None:
                 job.check()
                 worker.progress.emit(message, done, total)
+
             items = labelled_images(image, labels, name)
             # One intensity mapping for the whole stack, as the widget segments with.
             intensity = resolve_intensity(image, window)
-            return train_segmenter(items, output, model=model, checkpoint=checkpoint or None, window=intensity,
-                                   settings=settings, on_progress=on_progress)
+            return train_segmenter(
+                items,
+                output,
+                model=model,
+                checkpoint=checkpoint or None,
+                window=intensity,
+                settings=settings,
+                on_progress=on_progress,
+            )
 
         self._set_running(True)
         worker.progress.emit("Training: embedding the labelled images ...", 0, 1)

@@ -78,7 +78,7 @@ class LazyFrames:
         if any(k is Ellipsis for k in key):
             at = next(i for i, k in enumerate(key) if k is Ellipsis)
             fill = (slice(None),) * (self.ndim - len(key) + 1)
-            key = key[:at] + fill + key[at + 1:]
+            key = key[:at] + fill + key[at + 1 :]
         first, rest = (key[0], key[1:]) if key else (slice(None), ())
         if isinstance(first, (int, np.integer)):
             index = int(first) + (self.shape[0] if first < 0 else 0)
@@ -117,8 +117,7 @@ def video_layer_data(path: str | Path, name: str | None = None) -> list[tuple]:
         low, high = float(first.min()), float(first.max())
         limits = (low, high if high > low else low + 1)
     metadata = {"fmscope_source": str(path), "fmscope_axis": "time", "fmscope_fps": source.fps}
-    kwargs = {"name": name or display_name(path), "rgb": source.rgb, "contrast_limits": limits,
-              "metadata": metadata}
+    kwargs = {"name": name or display_name(path), "rgb": source.rgb, "contrast_limits": limits, "metadata": metadata}
     return [(data, kwargs, "image")]
 
 
@@ -139,4 +138,5 @@ def get_video_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | No
         except FmscopeError as error:
             _show_error(error)
             return [(None,)]  # napari's "read, nothing to show": no other reader, no traceback
+
     return read

@@ -66,9 +66,14 @@ class ModelWorker(QObject):
         self._thread = threading.Thread(target=self._run, name="fmscope-model", daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[[Job], Any], key: str | None = None,
-               on_done: Callable[[Any], None] | None = None,
-               on_error: Callable[[BaseException], None] | None = None, background: bool = False) -> Job:
+    def submit(
+        self,
+        fn: Callable[[Job], Any],
+        key: str | None = None,
+        on_done: Callable[[Any], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        background: bool = False,
+    ) -> Job:
         """Queue ``fn``; with a ``key``, earlier jobs with that key are cancelled, and a foreground
         job cancels every background one."""
         job = Job(fn, key, on_done, on_error, next(self._ids), background=background)

@@ -26,8 +26,9 @@ def marker_profiles(reference: ad.AnnData, label_key: str, n_markers: int = 25) 
     means = np.stack([matrix[labels == t].mean(axis=0) for t in types])
     specificity = means - (means.sum(axis=0, keepdims=True) - means) / (len(types) - 1)
     markers = sorted({int(g) for row in specificity for g in np.argsort(-row)[:n_markers]})
-    return pd.DataFrame(np.expm1(means[:, markers]), index=types, columns=[names[g] for g in markers]), \
-        [names[g] for g in markers]
+    return pd.DataFrame(np.expm1(means[:, markers]), index=types, columns=[names[g] for g in markers]), [
+        names[g] for g in markers
+    ]
 
 
 def deconvolve_nnls(spots: ad.AnnData, reference: ad.AnnData, label_key: str, n_markers: int = 25) -> pd.DataFrame:

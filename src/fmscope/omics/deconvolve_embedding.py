@@ -24,8 +24,9 @@ from fmscope.omics.reference import columns, expression, labelled, shared_genes
 MIN_SHARED_GENES = 10
 
 
-def pseudo_spots(reference: ad.AnnData, label_key: str, n_spots: int = 3000, seed: int = 0
-                 ) -> tuple[ad.AnnData, np.ndarray, list[str]]:
+def pseudo_spots(
+    reference: ad.AnnData, label_key: str, n_spots: int = 3000, seed: int = 0
+) -> tuple[ad.AnnData, np.ndarray, list[str]]:
     """(pseudo-spot profiles (counts per 10,000 summed over cells), true proportions, cell types)."""
     reference, labels, _ = labelled(reference, label_key)
     matrix, names = expression(reference)
@@ -50,17 +51,25 @@ def pseudo_spots(reference: ad.AnnData, label_key: str, n_spots: int = 3000, see
     return pseudo, np.asarray(truth), types
 
 
-def deconvolve_embedding(spots: ad.AnnData, reference: ad.AnnData, label_key: str,
-                         scgpt_folder: str | os.PathLike | None = None, n_pseudo: int = 3000, k: int = 25,
-                         seed: int = 0) -> pd.DataFrame:
+def deconvolve_embedding(
+    spots: ad.AnnData,
+    reference: ad.AnnData,
+    label_key: str,
+    scgpt_folder: str | os.PathLike | None = None,
+    n_pseudo: int = 3000,
+    k: int = 25,
+    seed: int = 0,
+) -> pd.DataFrame:
     """(spots x types) proportions summing to 1, from the nearest pseudo-spots in embedding space."""
     pseudo, truth, types = pseudo_spots(reference, label_key, n_pseudo, seed)
     spot_matrix, spot_names = expression(spots, use_raw=False)
     genes = shared_genes(list(pseudo.var_names), spot_names)
     if len(genes) < MIN_SHARED_GENES:
-        raise FmscopeError(f"The slide and the reference share only {len(genes)} gene(s) "
-                           f"({', '.join(genes[:5])}); an embedding needs at least {MIN_SHARED_GENES}.",
-                           "Use a reference of the same species and gene naming as the slide.")
+        raise FmscopeError(
+            f"The slide and the reference share only {len(genes)} gene(s) "
+            f"({', '.join(genes[:5])}); an embedding needs at least {MIN_SHARED_GENES}.",
+            "Use a reference of the same species and gene naming as the slide.",
+        )
     pseudo = pseudo[:, columns(list(pseudo.var_names), genes)].copy()
     observed = ad.AnnData(X=np.expm1(spot_matrix[:, columns(spot_names, genes)]).astype(np.float32))
     observed.var_names = pseudo.var_names

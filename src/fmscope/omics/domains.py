@@ -25,8 +25,9 @@ DOMAIN_KEY = "fmscope_domain"
 EXACT_KNN_LIMIT = 150_000
 
 
-def spatial_mean_operator(coords: np.ndarray, n_neighbors: int = 6,
-                          sections: np.ndarray | None = None) -> sp.csr_matrix:
+def spatial_mean_operator(
+    coords: np.ndarray, n_neighbors: int = 6, sections: np.ndarray | None = None
+) -> sp.csr_matrix:
     """(cells, cells) float32 matrix averaging each cell's ``n_neighbors`` nearest other cells.
 
     ``coords`` is (cells, 2) in any unit; the graph is the directed kNN graph squidpy's
@@ -43,16 +44,24 @@ def spatial_mean_operator(coords: np.ndarray, n_neighbors: int = 6,
         if k < 1:
             rows.append(cells), cols.append(cells), weights.append(np.ones(len(cells), dtype=np.float32))
             continue
-        neighbours = NearestNeighbors(n_neighbors=k, metric="euclidean").fit(coords[cells]).kneighbors(
-            return_distance=False)
+        neighbours = (
+            NearestNeighbors(n_neighbors=k, metric="euclidean").fit(coords[cells]).kneighbors(return_distance=False)
+        )
         rows.append(np.repeat(cells, k)), cols.append(cells[neighbours.ravel()])
         weights.append(np.full(neighbours.size, 1.0 / k, dtype=np.float32))
-    return sp.csr_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
-                         shape=(n_cells, n_cells))
+    return sp.csr_matrix(
+        (np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(n_cells, n_cells)
+    )
 
 
-def smooth_embedding(coords: np.ndarray, embedding: np.ndarray, n_neighbors: int = 6, weight: float = 0.5,
-                     hops: int = 2, sections: np.ndarray | None = None) -> np.ndarray:
+def smooth_embedding(
+    coords: np.ndarray,
+    embedding: np.ndarray,
+    n_neighbors: int = 6,
+    weight: float = 0.5,
+    hops: int = 2,
+    sections: np.ndarray | None = None,
+) -> np.ndarray:
     """(1 - weight) * own + weight * neighbour mean, repeated ``hops`` times, on a spatial kNN graph.
 
     ``coords`` (cells, 2), ``embedding`` (cells, dims), ``sections`` (cells,) labels or None (neighbours
@@ -70,8 +79,9 @@ def smooth_embedding(coords: np.ndarray, embedding: np.ndarray, n_neighbors: int
     return smoothed
 
 
-def nearest_neighbours(embedding: np.ndarray, n_neighbors: int = 15, seed: int = 0,
-                       approximate: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbours(
+    embedding: np.ndarray, n_neighbors: int = 15, seed: int = 0, approximate: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(indices, distances), each (cells, n_neighbors), nearest first; each cell counts as its own first neighbour.
 
     Exact (sklearn brute force) below ``EXACT_KNN_LIMIT`` cells, NN-descent (pynndescent, the
@@ -86,16 +96,18 @@ def nearest_neighbours(embedding: np.ndarray, n_neighbors: int = 15, seed: int =
         return NNDescent(embedding, n_neighbors=n_neighbors, metric="euclidean", random_state=seed).neighbor_graph
     from sklearn.neighbors import NearestNeighbors
 
-    distances, indices = NearestNeighbors(n_neighbors=n_neighbors, metric="euclidean").fit(embedding).kneighbors(
-        embedding)
+    distances, indices = (
+        NearestNeighbors(n_neighbors=n_neighbors, metric="euclidean").fit(embedding).kneighbors(embedding)
+    )
     # sklearn's expanded formula leaves ~1e-7 of rounding on a cell's distance to itself; UMAP's weights
     # would take that as the nearest neighbour's distance (scanpy zeroes it too on its small-data path)
     distances[indices == np.arange(len(indices))[:, None]] = 0
     return indices, distances
 
 
-def neighbour_graph(embedding: np.ndarray, n_neighbors: int = 15, seed: int = 0,
-                    approximate: bool | None = None) -> sp.csr_matrix:
+def neighbour_graph(
+    embedding: np.ndarray, n_neighbors: int = 15, seed: int = 0, approximate: bool | None = None
+) -> sp.csr_matrix:
     """Symmetric (cells, cells) UMAP connectivities (``umap.fuzzy_simplicial_set``) of the kNN graph.
 
     The same weights scanpy's ``pp.neighbors(method="umap")`` writes to ``obsp["connectivities"]``;
@@ -105,15 +117,16 @@ def neighbour_graph(embedding: np.ndarray, n_neighbors: int = 15, seed: int = 0,
 
     n_neighbors = min(n_neighbors, len(embedding) - 1)
     indices, distances = nearest_neighbours(embedding, n_neighbors, seed, approximate)
-    graph, _, _ = fuzzy_simplicial_set(sp.coo_matrix((len(embedding), 1)), n_neighbors, None, None,
-                                       knn_indices=indices, knn_dists=distances)
+    graph, _, _ = fuzzy_simplicial_set(
+        sp.coo_matrix((len(embedding), 1)), n_neighbors, None, None, knn_indices=indices, knn_dists=distances
+    )
     return sp.csr_matrix(graph, dtype=np.float32)
 
 
 def _edge_pairs(sources: np.ndarray, targets: np.ndarray, chunk: int = 1 << 18) -> Iterator[tuple[int, int]]:
     """(source, target) Python ints for igraph, a chunk at a time (a list of all pairs would cost ~100 B each)."""
     for start in range(0, len(sources), chunk):
-        yield from zip(sources[start:start + chunk].tolist(), targets[start:start + chunk].tolist())
+        yield from zip(sources[start : start + chunk].tolist(), targets[start : start + chunk].tolist())
 
 
 def leiden_labels(graph: sp.spmatrix, resolutions: Sequence[float], seed: int = 0) -> dict[float, np.ndarray]:
@@ -133,22 +146,30 @@ def leiden_labels(graph: sp.spmatrix, resolutions: Sequence[float], seed: int = 
     try:
         for resolution in resolutions:
             ig.set_random_number_generator(random.Random(seed))
-            partition = network.community_leiden(objective_function="modularity", weights="weight",
-                                                 resolution=resolution, n_iterations=2)
+            partition = network.community_leiden(
+                objective_function="modularity", weights="weight", resolution=resolution, n_iterations=2
+            )
             labels[resolution] = np.asarray(partition.membership)
     finally:
         ig.set_random_number_generator(random)
     return labels
 
 
-def cluster(embedding: np.ndarray, resolutions: Sequence[float], n_neighbors: int = 15,
-            seed: int = 0) -> dict[float, np.ndarray]:
+def cluster(
+    embedding: np.ndarray, resolutions: Sequence[float], n_neighbors: int = 15, seed: int = 0
+) -> dict[float, np.ndarray]:
     """Leiden labels of ``embedding`` (cells, dims) at each resolution, on one kNN graph."""
     return leiden_labels(neighbour_graph(embedding, n_neighbors, seed), resolutions, seed)
 
 
-def spatial_domains(adata: ad.AnnData, embedding: np.ndarray, resolutions: Sequence[float] = (0.2, 0.4, 0.6, 1.0),
-                    n_domains: int | None = None, smoothing: float = 0.5, seed: int = 0) -> float:
+def spatial_domains(
+    adata: ad.AnnData,
+    embedding: np.ndarray,
+    resolutions: Sequence[float] = (0.2, 0.4, 0.6, 1.0),
+    n_domains: int | None = None,
+    smoothing: float = 0.5,
+    seed: int = 0,
+) -> float:
     """Write domain labels into ``adata.obs``; returns the resolution chosen for ``obs["fmscope_domain"]``.
 
     With ``n_domains`` the resolution whose domain count is closest to it is chosen (ties: the lower

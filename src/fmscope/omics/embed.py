@@ -55,24 +55,29 @@ class BaselineEncoder:
         work = ad.AnnData(X=_normalised(adata.X))
         n_comps = min(n_comps, work.n_obs - 1, work.n_vars - 1)
         sc.pp.pca(work, n_comps=n_comps, random_state=seed)
-        return cls(list(map(str, adata.var_names)), np.asarray(work.X.mean(axis=0), dtype=np.float64).ravel(),
-                   np.asarray(work.varm["PCs"], dtype=np.float64))
+        return cls(
+            list(map(str, adata.var_names)),
+            np.asarray(work.X.mean(axis=0), dtype=np.float64).ravel(),
+            np.asarray(work.varm["PCs"], dtype=np.float64),
+        )
 
     def transform(self, adata: ad.AnnData) -> np.ndarray:
         """(cells, dims) embedding of ``adata`` in this encoder's space."""
         index = {name: i for i, name in enumerate(map(str, adata.var_names))}
         present = [g for g in self.genes if g in index]
         if len(present) < max(2, len(self.genes) // 2):
-            raise FmscopeError(f"The slide has {len(present)} of the encoder's {len(self.genes)} genes.",
-                               "Apply the head to a slide measured with the same gene panel.")
+            raise FmscopeError(
+                f"The slide has {len(present)} of the encoder's {len(self.genes)} genes.",
+                "Apply the head to a slide measured with the same gene panel.",
+            )
         columns = [index[g] for g in present]
         rows = [i for i, g in enumerate(self.genes) if g in index]
         out = np.empty((adata.n_obs, self.components.shape[1]), dtype=np.float32)
         for start in range(0, adata.n_obs, TRANSFORM_CHUNK):  # per-cell normalisation: chunks give the same result
-            normalised = _normalised(adata.X[start:start + TRANSFORM_CHUNK])
+            normalised = _normalised(adata.X[start : start + TRANSFORM_CHUNK])
             aligned = np.zeros((len(normalised), len(self.genes)), dtype=np.float64)
             aligned[:, rows] = normalised[:, columns]
-            out[start:start + len(aligned)] = (aligned - self.mean) @ self.components
+            out[start : start + len(aligned)] = (aligned - self.mean) @ self.components
         return out
 
     def state(self) -> dict:
@@ -99,8 +104,16 @@ def baseline_embedding(adata: ad.AnnData, n_comps: int = 30, seed: int = 0) -> n
     return BaselineEncoder.fit(adata, n_comps, seed).transform(adata)
 
 
-def tokenize(counts: np.ndarray, gene_ids: np.ndarray, cls_id: int, pad_id: int, pad_value: float,
-             n_bins: int, max_length: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, ...]:
+def tokenize(
+    counts: np.ndarray,
+    gene_ids: np.ndarray,
+    cls_id: int,
+    pad_id: int,
+    pad_value: float,
+    n_bins: int,
+    max_length: int,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, ...]:
     """(cells, genes) counts -> (gene ids, binned values, padding mask), each (cells, L)."""
     rows = []
     for row in counts:
@@ -141,17 +154,25 @@ def spatial_divisors(counts, gene_ids: np.ndarray, gene_means: dict[int, float])
     return divisors
 
 
-def scgpt_inputs(adata: ad.AnnData, model: ScGPT, vocab: dict[str, int], batch_size: int = 32,
-                 max_length: int | None = None, seed: int | None = None,
-                 cells: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def scgpt_inputs(
+    adata: ad.AnnData,
+    model: ScGPT,
+    vocab: dict[str, int],
+    batch_size: int = 32,
+    max_length: int | None = None,
+    seed: int | None = None,
+    cells: np.ndarray | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Batches (cell indices, gene ids, binned values, padding mask) of the slide's cells (or of
     ``cells``), streamed; cells of similar length share a batch (less padding, same results)."""
     config = model.config
     ensembl = adata.var["gene_ids"].tolist() if "gene_ids" in adata.var else None
     match = match_genes(list(adata.var_names), vocab, ensembl)
     if match.n_matched == 0:
-        raise FmscopeError(f"No gene of the slide is in the model's vocabulary ({match.report(show=5)}).",
-                           "Check the gene names (symbols expected) or use the baseline encoder.")
+        raise FmscopeError(
+            f"No gene of the slide is in the model's vocabulary ({match.report(show=5)}).",
+            "Check the gene names (symbols expected) or use the baseline encoder.",
+        )
     keep = match.ids >= 0
     counts = adata.X[:, keep]
     gene_ids = match.ids[keep]
@@ -160,31 +181,56 @@ def scgpt_inputs(adata: ad.AnnData, model: ScGPT, vocab: dict[str, int], batch_s
     selected = np.arange(adata.n_obs) if cells is None else np.asarray(cells, dtype=int)
     chunk = batch_size * LENGTH_BUCKET_BATCHES
     for start in range(0, len(selected), chunk):
-        indices = selected[start:start + chunk]
-        block = counts[start:start + chunk] if cells is None else counts[indices]
+        indices = selected[start : start + chunk]
+        block = counts[start : start + chunk] if cells is None else counts[indices]
         block = np.asarray(block.toarray() if sp.issparse(block) else block, dtype=np.float64)
         if divisors is not None:
             block = block / divisors
         order = np.argsort(np.count_nonzero(block > 0, axis=1), kind="stable")
         for first in range(0, len(order), batch_size):
-            rows = order[first:first + batch_size]
-            genes, values, padding = tokenize(block[rows], gene_ids, vocab["<cls>"], vocab[config.pad_token],
-                                              config.pad_value, config.n_bins, max_length or config.max_seq_len, rng)
+            rows = order[first : first + batch_size]
+            genes, values, padding = tokenize(
+                block[rows],
+                gene_ids,
+                vocab["<cls>"],
+                vocab[config.pad_token],
+                config.pad_value,
+                config.n_bins,
+                max_length or config.max_seq_len,
+                rng,
+            )
             yield indices[rows], genes, values, padding
 
 
-def scgpt_embedding(adata: ad.AnnData, model: ScGPT, vocab: dict[str, int], batch_size: int = 32,
-                    max_length: int | None = None, seed: int | None = None, progress: bool = False,
-                    device: str | torch.device | None = None, normalise: bool = True) -> np.ndarray:
+def scgpt_embedding(
+    adata: ad.AnnData,
+    model: ScGPT,
+    vocab: dict[str, int],
+    batch_size: int = 32,
+    max_length: int | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+    device: str | torch.device | None = None,
+    normalise: bool = True,
+) -> np.ndarray:
     """L2-normalised (``normalise=False``: raw) <cls> embeddings of every cell, streamed in batches (CPU or GPU)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     out = np.zeros((adata.n_obs, model.config.d_model), dtype=np.float32)
-    with torch.inference_mode(), tqdm(total=adata.n_obs, desc="embedding cells", disable=not progress,
-                                      leave=False) as bar:
+    with (
+        torch.inference_mode(),
+        tqdm(total=adata.n_obs, desc="embedding cells", disable=not progress, leave=False) as bar,
+    ):
         for cells, genes, values, padding in scgpt_inputs(adata, model, vocab, batch_size, max_length, seed):
-            out[cells] = model.cell_embedding(torch.as_tensor(genes, device=device),
-                                              torch.as_tensor(values, device=device),
-                                              torch.as_tensor(padding, device=device)).float().cpu().numpy()
+            out[cells] = (
+                model.cell_embedding(
+                    torch.as_tensor(genes, device=device),
+                    torch.as_tensor(values, device=device),
+                    torch.as_tensor(padding, device=device),
+                )
+                .float()
+                .cpu()
+                .numpy()
+            )
             bar.update(len(cells))
     if not normalise:
         return out
@@ -192,8 +238,13 @@ def scgpt_embedding(adata: ad.AnnData, model: ScGPT, vocab: dict[str, int], batc
     return out / np.clip(norms, 1e-12, None)
 
 
-def embed_cells(adata: ad.AnnData, checkpoint: str | os.PathLike | None = None, batch_size: int = 32,
-                device: str | None = None, progress: bool = False) -> tuple[np.ndarray, str]:
+def embed_cells(
+    adata: ad.AnnData,
+    checkpoint: str | os.PathLike | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, str]:
     """Embed every cell with scGPT (``checkpoint`` folder) or the baseline; store it in
     ``adata.obsm["X_fmscope"]``, the encoder's name in ``adata.uns["fmscope"]["encoder"]`` and, for
     checkpoints with parts fmscope skips, why each is skipped in ``adata.uns["fmscope"]["skipped_weights"]``."""

@@ -88,8 +88,10 @@ def _where_counts_may_be(adata: ad.AnnData) -> str:
     if adata.raw is not None:
         parts.append(f".raw holds {_kind_of(adata, RAW)}")
     found = "; ".join(parts) if parts else "this file has no layers and no .raw"
-    return (f"({found}). Raw counts may be in the file saved before normalising or scaling, or in the slide's "
-            "original output (Space Ranger filtered_feature_bc_matrix.h5, Xenium cell_feature_matrix.h5)")
+    return (
+        f"({found}). Raw counts may be in the file saved before normalising or scaling, or in the slide's "
+        "original output (Space Ranger filtered_feature_bc_matrix.h5, Xenium cell_feature_matrix.h5)"
+    )
 
 
 def _counts_like(matrix, kind: str, base: float | None):
@@ -107,18 +109,31 @@ def _counts_like(matrix, kind: str, base: float | None):
 def _choose(adata: ad.AnnData, layer: str | None, name: str) -> tuple[str, str, list[str]]:
     """(where, kind, notices): the matrix to use."""
     if layer is not None:
-        available = [*(["X"] if adata.X is not None else []), *adata.layers.keys(),
-                     *([RAW] if adata.raw is not None else [])]
+        available = [
+            *(["X"] if adata.X is not None else []),
+            *adata.layers.keys(),
+            *([RAW] if adata.raw is not None else []),
+        ]
         if layer not in available:
-            raise FmscopeError(f"{name} has no '{layer}' to take counts from.",
-                               f"Give --layer one of: {', '.join(available)}.")
+            raise FmscopeError(
+                f"{name} has no '{layer}' to take counts from.", f"Give --layer one of: {', '.join(available)}."
+            )
         kind = _kind_of(adata, layer)
         if kind == SCALED:
-            raise FmscopeError(f"{_label(layer)} of {name} holds scaled values (negative numbers), not counts.",
-                               f"Name the layer that holds raw counts {_where_counts_may_be(adata)}.")
-        return layer, kind, [] if kind == COUNTS else [f"{_label(layer)} holds {kind}, not raw counts: used as they are"
-                                                         + (" (exp(x) - 1; not normalised again)."
-                                                            if kind == LOG_NORMALISED else ".")]
+            raise FmscopeError(
+                f"{_label(layer)} of {name} holds scaled values (negative numbers), not counts.",
+                f"Name the layer that holds raw counts {_where_counts_may_be(adata)}.",
+            )
+        return (
+            layer,
+            kind,
+            []
+            if kind == COUNTS
+            else [
+                f"{_label(layer)} holds {kind}, not raw counts: used as they are"
+                + (" (exp(x) - 1; not normalised again)." if kind == LOG_NORMALISED else ".")
+            ],
+        )
     candidates = sorted(adata.layers.keys(), key=lambda n: ("count" not in n.lower(), n))
     if adata.raw is not None:
         candidates.append(RAW)
@@ -132,16 +147,30 @@ def _choose(adata: ad.AnnData, layer: str | None, name: str) -> tuple[str, str, 
             return where, COUNTS, [f"X holds {kind}, not raw counts; fmscope uses the raw counts in {_label(where)}."]
     if kind in (LOG_NORMALISED, NORMALISED):
         how = "as exp(X) - 1, without normalising them again" if kind == LOG_NORMALISED else "as they are"
-        return "X", kind, [f"X holds {kind}, not raw counts; fmscope uses them {how}. "
-                           "Give --layer NAME if the raw counts are in a layer."]
+        return (
+            "X",
+            kind,
+            [
+                f"X holds {kind}, not raw counts; fmscope uses them {how}. "
+                "Give --layer NAME if the raw counts are in a layer."
+            ],
+        )
     if adata.raw is not None and _kind_of(adata, RAW) in (LOG_NORMALISED, NORMALISED):
         raw_kind = _kind_of(adata, RAW)
-        return RAW, raw_kind, [f"X holds scaled values and no raw counts were found; fmscope uses the {raw_kind} "
-                               "in .raw" + (" (exp(x) - 1; not normalised again)." if raw_kind == LOG_NORMALISED else ".")]
+        return (
+            RAW,
+            raw_kind,
+            [
+                f"X holds scaled values and no raw counts were found; fmscope uses the {raw_kind} "
+                "in .raw" + (" (exp(x) - 1; not normalised again)." if raw_kind == LOG_NORMALISED else ".")
+            ],
+        )
     low = float(_values(adata.X).min())
-    raise FmscopeError(f"{name}: X holds scaled values (negative numbers, min {low:.3g}), not raw counts, and no "
-                       f"counts were found elsewhere {_where_counts_may_be(adata)}.",
-                       "Give the file with raw counts, or name the layer holding them with --layer NAME.")
+    raise FmscopeError(
+        f"{name}: X holds scaled values (negative numbers, min {low:.3g}), not raw counts, and no "
+        f"counts were found elsewhere {_where_counts_may_be(adata)}.",
+        "Give the file with raw counts, or name the layer holding them with --layer NAME.",
+    )
 
 
 def _without_x(adata: ad.AnnData, candidates: list[str], name: str) -> tuple[str, str, list[str]]:
@@ -151,12 +180,16 @@ def _without_x(adata: ad.AnnData, candidates: list[str], name: str) -> tuple[str
     for wanted in (COUNTS, LOG_NORMALISED, NORMALISED):
         for where, kind in kinds.items():
             if kind == wanted:
-                how = {COUNTS: ".", LOG_NORMALISED: " (not raw counts: exp(x) - 1, not normalised again).",
-                       NORMALISED: " (not raw counts: used as they are)."}[kind]
+                how = {
+                    COUNTS: ".",
+                    LOG_NORMALISED: " (not raw counts: exp(x) - 1, not normalised again).",
+                    NORMALISED: " (not raw counts: used as they are).",
+                }[kind]
                 return where, kind, [f"{name} has no X; fmscope uses the {kind} in {_label(where)}{how}"]
-    raise FmscopeError(f"{name} has no X (no expression matrix) and no layer or .raw holding counts "
-                       f"{_where_counts_may_be(adata)}.",
-                       "Give the file with its counts in X or in a layer (then --layer NAME).")
+    raise FmscopeError(
+        f"{name} has no X (no expression matrix) and no layer or .raw holding counts {_where_counts_may_be(adata)}.",
+        "Give the file with its counts in X or in a layer (then --layer NAME).",
+    )
 
 
 def _gene_names(var: pd.DataFrame) -> tuple[list[str], list[str] | None, list[str]]:
@@ -187,13 +220,16 @@ def _merge_duplicates(matrix, names: list[str], ids: list[str] | None):
         return matrix, names, ids, None
     counts = pd.Series(names).value_counts()
     repeated = counts[counts > 1]
-    summing = sp.csr_matrix((np.ones(len(names), dtype=np.float32), (np.arange(len(names)), codes)),
-                            shape=(len(names), len(unique)))
+    summing = sp.csr_matrix(
+        (np.ones(len(names), dtype=np.float32), (np.arange(len(names)), codes)), shape=(len(names), len(unique))
+    )
     merged = matrix @ summing
     first = pd.Series(np.arange(len(names))).groupby(codes).first().to_numpy()
-    notice = (f"{len(repeated)} gene names occur more than once "
-              f"({', '.join(f'{g} x{n}' for g, n in repeated.head(5).items())}"
-              f"{', ...' if len(repeated) > 5 else ''}); their counts are summed into one column per gene.")
+    notice = (
+        f"{len(repeated)} gene names occur more than once "
+        f"({', '.join(f'{g} x{n}' for g, n in repeated.head(5).items())}"
+        f"{', ...' if len(repeated) > 5 else ''}); their counts are summed into one column per gene."
+    )
     return merged, [str(u) for u in unique], None if ids is None else [ids[i] for i in first], notice
 
 
@@ -220,7 +256,12 @@ def counts_view(adata: ad.AnnData, layer: str | None = None, name: str = "the sl
     new_var = pd.DataFrame(index=pd.Index(names, name=None))
     if ids is not None:
         new_var["gene_ids"] = ids
-    view = ad.AnnData(X=matrix, obs=adata.obs.copy(), var=new_var, uns=dict(adata.uns),
-                      obsm={key: value.copy() for key, value in adata.obsm.items()},
-                      obsp={key: value.copy() for key, value in adata.obsp.items()})
+    view = ad.AnnData(
+        X=matrix,
+        obs=adata.obs.copy(),
+        var=new_var,
+        uns=dict(adata.uns),
+        obsm={key: value.copy() for key, value in adata.obsm.items()},
+        obsp={key: value.copy() for key, value in adata.obsp.items()},
+    )
     return CountsView(view, where, kind, notices, changed=True)

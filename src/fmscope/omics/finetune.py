@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from fmscope.checkpoint_files import read_checkpoint, write_checkpoint
 from fmscope.errors import FmscopeError
 from fmscope.omics.domains import smooth_embedding
-from fmscope.omics.sections import require_sections
 from fmscope.omics.embed import BaselineEncoder, scgpt_embedding
-from fmscope.checkpoint_files import read_checkpoint, write_checkpoint
+from fmscope.omics.sections import require_sections
 
 PREDICTED_KEY = "fmscope_predicted_domain"
 UNCERTAINTY_KEY = "fmscope_uncertainty"
@@ -44,8 +44,11 @@ class DomainHead(nn.Module):
 
     def __init__(self, n_features: int, n_classes: int, hidden: int = 64, dropout: float = 0.2) -> None:
         super().__init__()
-        self.layers = (nn.Sequential(nn.Linear(n_features, hidden), nn.GELU(), nn.Dropout(dropout),
-                                     nn.Linear(hidden, n_classes)) if hidden else nn.Linear(n_features, n_classes))
+        self.layers = (
+            nn.Sequential(nn.Linear(n_features, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+            if hidden
+            else nn.Linear(n_features, n_classes)
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.layers(features)
@@ -71,25 +74,35 @@ class SlideEncoder:
 
         if self._loaded is None:
             if not self.scgpt_folder or not Path(self.scgpt_folder).is_dir():
-                raise FmscopeError(f"This head was trained on scGPT embeddings from {self.scgpt_folder!r}, "
-                                   "which is not a folder here.", "Give that checkpoint folder with --checkpoint.")
+                raise FmscopeError(
+                    f"This head was trained on scGPT embeddings from {self.scgpt_folder!r}, "
+                    "which is not a folder here.",
+                    "Give that checkpoint folder with --checkpoint.",
+                )
             model, vocab, _ = load_scgpt(self.scgpt_folder)
             if self.tuned_layers:
                 apply_tuned_layers(model, self.tuned_layers)
             self._loaded = model, vocab
         return self._loaded
 
-    def tune(self, adata: ad.AnnData, labels: np.ndarray, train: np.ndarray, n_layers: int, epochs: int,
-             on_epoch: Callable[[int, int], None] | None = None) -> None:
+    def tune(
+        self,
+        adata: ad.AnnData,
+        labels: np.ndarray,
+        train: np.ndarray,
+        n_layers: int,
+        epochs: int,
+        on_epoch: Callable[[int, int], None] | None = None,
+    ) -> None:
         """Fine-tune scGPT's last ``n_layers`` layers on the ``train`` cells (see :mod:`layer_tuning`)."""
         from fmscope.omics.layer_tuning import tune_last_layers
 
         if self.kind != "scgpt":
-            raise FmscopeError("Layer fine-tuning needs an scGPT model.",
-                               "Give an scGPT checkpoint folder, or train the head alone.")
+            raise FmscopeError(
+                "Layer fine-tuning needs an scGPT model.", "Give an scGPT checkpoint folder, or train the head alone."
+            )
         model, vocab = self.scgpt_model()
-        self.tuned_layers = tune_last_layers(model, vocab, adata, labels, train, n_layers, epochs,
-                                             on_epoch=on_epoch)
+        self.tuned_layers = tune_last_layers(model, vocab, adata, labels, train, n_layers, epochs, on_epoch=on_epoch)
 
     def features(self, adata: ad.AnnData) -> np.ndarray:
         """(cells, dims) smoothed embedding of ``adata``."""
@@ -98,21 +111,27 @@ class SlideEncoder:
         else:
             embedding = scgpt_embedding(adata, *self.scgpt_model())
         coords = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
-        return smooth_embedding(coords, embedding, weight=self.smoothing, hops=self.hops,
-                                sections=require_sections(adata, "the slide"))
+        return smooth_embedding(
+            coords, embedding, weight=self.smoothing, hops=self.hops, sections=require_sections(adata, "the slide")
+        )
 
     def smooth_probabilities(self, adata: ad.AnnData, probabilities: np.ndarray) -> np.ndarray:
         """Mix each cell's class probabilities with its spatial neighbours' (domains are contiguous)."""
         if not self.output_hops:
             return probabilities
         coords = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
-        return smooth_embedding(coords, probabilities, weight=0.5, hops=self.output_hops,
-                                sections=require_sections(adata, "the slide"))
+        return smooth_embedding(
+            coords, probabilities, weight=0.5, hops=self.output_hops, sections=require_sections(adata, "the slide")
+        )
 
     def state(self) -> dict:
-        state = {"kind": self.kind, "smoothing": float(self.smoothing), "hops": int(self.hops),
-                 "output_hops": int(self.output_hops),
-                 "scgpt_folder": self.scgpt_folder or ""}
+        state = {
+            "kind": self.kind,
+            "smoothing": float(self.smoothing),
+            "hops": int(self.hops),
+            "output_hops": int(self.output_hops),
+            "scgpt_folder": self.scgpt_folder or "",
+        }
         if self.baseline is not None:
             state["baseline"] = self.baseline.state()
         if self.tuned_layers:
@@ -122,16 +141,23 @@ class SlideEncoder:
     @classmethod
     def from_state(cls, state: dict) -> "SlideEncoder":
         baseline = BaselineEncoder.from_state(state["baseline"]) if "baseline" in state else None
-        return cls(state["kind"], baseline, state["scgpt_folder"] or None, float(state["smoothing"]),
-                   int(state["hops"]), int(state["output_hops"]), state.get("tuned_layers"))
+        return cls(
+            state["kind"],
+            baseline,
+            state["scgpt_folder"] or None,
+            float(state["smoothing"]),
+            int(state["hops"]),
+            int(state["output_hops"]),
+            state.get("tuned_layers"),
+        )
 
 
-def slide_encoder(adata: ad.AnnData, scgpt_folder: str | os.PathLike | None = None,
-                  smoothing: float = 0.5, hops: int = 2) -> SlideEncoder:
+def slide_encoder(
+    adata: ad.AnnData, scgpt_folder: str | os.PathLike | None = None, smoothing: float = 0.5, hops: int = 2
+) -> SlideEncoder:
     """The encoder for ``adata``: scGPT when a folder is given, else a baseline fitted on this slide."""
     if scgpt_folder is not None:
-        return SlideEncoder("scgpt", scgpt_folder=str(Path(scgpt_folder).resolve()), smoothing=smoothing,
-                            hops=hops)
+        return SlideEncoder("scgpt", scgpt_folder=str(Path(scgpt_folder).resolve()), smoothing=smoothing, hops=hops)
     return SlideEncoder("baseline", baseline=BaselineEncoder.fit(adata), smoothing=smoothing, hops=hops)
 
 
@@ -158,8 +184,10 @@ class FinetuneResult:
         return 1.0 - self.probabilities.max(axis=1)
 
     def summary(self) -> str:
-        text = (f"held-out accuracy {self.holdout_accuracy:.3f} on {self.n_holdout} annotated cells "
-                f"(trained on {self.n_train}, {len(self.classes)} classes, {self.epochs} epochs)")
+        text = (
+            f"held-out accuracy {self.holdout_accuracy:.3f} on {self.n_holdout} annotated cells "
+            f"(trained on {self.n_train}, {len(self.classes)} classes, {self.epochs} epochs)"
+        )
         if self.domains_holdout_accuracy is not None:
             text += f"; unsupervised domains {self.domains_holdout_accuracy:.3f}"
         return text
@@ -168,8 +196,10 @@ class FinetuneResult:
 def annotation_from_column(adata: ad.AnnData, column: str) -> np.ndarray:
     """Per-cell annotation strings from ``obs[column]`` ('' where not annotated)."""
     if column not in adata.obs:
-        raise FmscopeError(f"The slide has no obs['{column}'] to take annotations from.",
-                           f"Name an obs column; the slide has: {', '.join(map(str, adata.obs.columns[:12]))}.")
+        raise FmscopeError(
+            f"The slide has no obs['{column}'] to take annotations from.",
+            f"Name an obs column; the slide has: {', '.join(map(str, adata.obs.columns[:12]))}.",
+        )
     values = adata.obs[column]
     return np.where(values.isna(), "", values.astype(str)).astype(str)
 
@@ -178,15 +208,19 @@ def holdout_split(labels: np.ndarray, fraction: float, seed: int = 0) -> tuple[n
     """Indices (train, held out) of annotated cells, stratified by class."""
     classes = sorted(set(labels[labels != ""]))
     if len(classes) < 2:
-        raise FmscopeError(f"The annotation has {len(classes)} class{'es' if len(classes) != 1 else ''}; "
-                           "a head needs at least two.", "Annotate regions of at least two different domains.")
+        raise FmscopeError(
+            f"The annotation has {len(classes)} class{'es' if len(classes) != 1 else ''}; a head needs at least two.",
+            "Annotate regions of at least two different domains.",
+        )
     rng = np.random.default_rng(seed)
     train, held = [], []
     for name in classes:
         members = rng.permutation(np.nonzero(labels == name)[0])
         if len(members) < 2:
-            raise FmscopeError(f"Class '{name}' has {len(members)} annotated cell.",
-                               "Annotate a larger region of it (at least 2 cells per class).")
+            raise FmscopeError(
+                f"Class '{name}' has {len(members)} annotated cell.",
+                "Annotate a larger region of it (at least 2 cells per class).",
+            )
         n_held = min(len(members) - 1, max(1, int(round(fraction * len(members))))) if fraction > 0 else 0
         held.extend(members[:n_held])
         train.extend(members[n_held:])
@@ -203,12 +237,29 @@ def domains_accuracy(domains: np.ndarray, labels: np.ndarray, train: np.ndarray,
     return float(np.mean([naming[d] == truth for d, truth in zip(domains[held], labels[held])]))
 
 
-def _save(path: Path, head: DomainHead, optimiser: torch.optim.Optimizer, epoch: int, classes: list[str],
-          encoder: SlideEncoder, mean: np.ndarray, std: np.ndarray, hidden: int) -> None:
-    payload = {"format": HEAD_FORMAT, "epoch": epoch, "classes": classes, "hidden": hidden,
-               "state_dict": head.state_dict(), "optimiser": optimiser.state_dict(),
-               "feature_mean": torch.as_tensor(mean), "feature_std": torch.as_tensor(std),
-               "encoder": encoder.state(), "rng_state": torch.get_rng_state()}
+def _save(
+    path: Path,
+    head: DomainHead,
+    optimiser: torch.optim.Optimizer,
+    epoch: int,
+    classes: list[str],
+    encoder: SlideEncoder,
+    mean: np.ndarray,
+    std: np.ndarray,
+    hidden: int,
+) -> None:
+    payload = {
+        "format": HEAD_FORMAT,
+        "epoch": epoch,
+        "classes": classes,
+        "hidden": hidden,
+        "state_dict": head.state_dict(),
+        "optimiser": optimiser.state_dict(),
+        "feature_mean": torch.as_tensor(mean),
+        "feature_std": torch.as_tensor(std),
+        "encoder": encoder.state(),
+        "rng_state": torch.get_rng_state(),
+    }
     write_checkpoint(path, payload)
 
 
@@ -216,16 +267,29 @@ def read_head(path: str | os.PathLike) -> dict:
     """A head checkpoint's contents (``weights_only=True``), with a clear error for anything else."""
     payload = read_checkpoint(path, "head checkpoint", "`fmscope finetune --head`")
     if payload.get("format") != HEAD_FORMAT:
-        raise FmscopeError(f"{path} is not an fmscope domain-head checkpoint.",
-                           "Give the file `fmscope finetune` wrote.")
+        raise FmscopeError(
+            f"{path} is not an fmscope domain-head checkpoint.", "Give the file `fmscope finetune` wrote."
+        )
     return payload
 
 
-def finetune_head(adata: ad.AnnData, labels: np.ndarray, head_path: str | os.PathLike, encoder: SlideEncoder,
-                  epochs: int = 300, holdout: float = 0.3, resume: bool = False, seed: int = 0,
-                  hidden: int = 64, weight_decay: float = 1e-2, save_every: int = 50, domains: np.ndarray | None = None,
-                  on_epoch: Callable[[int, int], None] | None = None, tune_layers: int = 0,
-                  tune_epochs: int = 10) -> FinetuneResult:
+def finetune_head(
+    adata: ad.AnnData,
+    labels: np.ndarray,
+    head_path: str | os.PathLike,
+    encoder: SlideEncoder,
+    epochs: int = 300,
+    holdout: float = 0.3,
+    resume: bool = False,
+    seed: int = 0,
+    hidden: int = 64,
+    weight_decay: float = 1e-2,
+    save_every: int = 50,
+    domains: np.ndarray | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
+    tune_layers: int = 0,
+    tune_epochs: int = 10,
+) -> FinetuneResult:
     """Train a head on the annotated cells of ``adata`` (``labels[i] == ''``: not annotated).
 
     ``tune_layers`` > 0 (scGPT encoders) first fine-tunes that many last transformer layers on
@@ -244,8 +308,10 @@ def finetune_head(adata: ad.AnnData, labels: np.ndarray, head_path: str | os.Pat
     if resume and head_path.is_file():
         saved = read_head(head_path)
         if list(saved["classes"]) != classes:
-            raise FmscopeError(f"{head_path} was trained on classes {list(saved['classes'])}, not {classes}.",
-                               "Resume with the same annotation, or start a new head file.")
+            raise FmscopeError(
+                f"{head_path} was trained on classes {list(saved['classes'])}, not {classes}.",
+                "Resume with the same annotation, or start a new head file.",
+            )
         encoder = SlideEncoder.from_state(saved["encoder"])
         hidden = int(saved["hidden"])
     elif tune_layers:
@@ -284,16 +350,24 @@ def finetune_head(adata: ad.AnnData, labels: np.ndarray, head_path: str | os.Pat
     predicted = probabilities.argmax(axis=1)
     truth = y.numpy()
     return FinetuneResult(
-        classes=classes, epochs=max(epochs, start_epoch),
+        classes=classes,
+        epochs=max(epochs, start_epoch),
         train_accuracy=float(np.mean(predicted[train] == truth[train])),
         holdout_accuracy=float(np.mean(predicted[held] == truth[held])) if len(held) else float("nan"),
-        domains_holdout_accuracy=(domains_accuracy(np.asarray(domains).astype(str), labels, train, held)
-                                  if domains is not None and len(held) else None),
-        n_train=len(train), n_holdout=len(held), probabilities=probabilities)
+        domains_holdout_accuracy=(
+            domains_accuracy(np.asarray(domains).astype(str), labels, train, held)
+            if domains is not None and len(held)
+            else None
+        ),
+        n_train=len(train),
+        n_holdout=len(held),
+        probabilities=probabilities,
+    )
 
 
-def apply_head(head_path: str | os.PathLike, adata: ad.AnnData,
-               scgpt_folder: str | os.PathLike | None = None) -> tuple[list[str], np.ndarray]:
+def apply_head(
+    head_path: str | os.PathLike, adata: ad.AnnData, scgpt_folder: str | os.PathLike | None = None
+) -> tuple[list[str], np.ndarray]:
     """(classes, probabilities (cells, classes)) of a trained head on any slide."""
     saved = read_head(head_path)
     encoder = SlideEncoder.from_state(saved["encoder"])
@@ -304,8 +378,10 @@ def apply_head(head_path: str | os.PathLike, adata: ad.AnnData,
     try:
         head.load_state_dict(saved["state_dict"])
     except RuntimeError as error:
-        raise FmscopeError(f"The head does not fit these features ({str(error).splitlines()[0]}).",
-                           "Use the encoder the head was trained with.") from None
+        raise FmscopeError(
+            f"The head does not fit these features ({str(error).splitlines()[0]}).",
+            "Use the encoder the head was trained with.",
+        ) from None
     x = torch.as_tensor((features - saved["feature_mean"].numpy()) / saved["feature_std"].numpy(), dtype=torch.float32)
     head.eval()
     with torch.inference_mode():
@@ -319,4 +395,3 @@ def store_predictions(adata: ad.AnnData, classes: list[str], probabilities: np.n
     adata.obs[UNCERTAINTY_KEY] = 1.0 - probabilities.max(axis=1)
     adata.obsm["fmscope_domain_probabilities"] = probabilities.astype(np.float32)
     adata.uns.setdefault("fmscope", {})["predicted_classes"] = list(classes)
-

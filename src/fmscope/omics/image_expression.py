@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import fmscope
-from fmscope.models import IMAGE_EXPRESSION_ENCODER
-from fmscope.errors import FmscopeError
 from fmscope.checkpoint_files import read_checkpoint, write_checkpoint
+from fmscope.errors import FmscopeError
+from fmscope.models import IMAGE_EXPRESSION_ENCODER
 
 MIN_SPOTS = 100  # fewer reference spots cannot train the heads nor be a useful reference
 EMBEDDING_DIM = 128
@@ -110,9 +110,9 @@ class ImageExpressionModel:
         k = min(self.k, len(reference))
         out = np.zeros((len(features), len(columns)), dtype=np.float32)
         for start in range(0, len(features), chunk):
-            similarity = self.image_embedding(features[start:start + chunk]) @ self.reference_embedding.T
+            similarity = self.image_embedding(features[start : start + chunk]) @ self.reference_embedding.T
             index = similarity.topk(k, dim=1).indices.numpy()
-            out[start:start + chunk] = reference[index].mean(axis=1)
+            out[start : start + chunk] = reference[index].mean(axis=1)
         return out
 
     def gene_columns(self, genes: list[str] | None) -> np.ndarray:
@@ -122,20 +122,30 @@ class ImageExpressionModel:
         index = {g.lower(): i for i, g in enumerate(self.genes)}
         unknown = [g for g in genes if g.lower() not in index]
         if unknown:
-            raise FmscopeError(f"The model was not trained on {', '.join(unknown[:5])}"
-                               f"{' ...' if len(unknown) > 5 else ''}.",
-                               f"Choose among its {len(self.genes)} genes (e.g. {', '.join(self.genes[:3])}), "
-                               "or train a model with --genes including them.")
+            raise FmscopeError(
+                f"The model was not trained on {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}.",
+                f"Choose among its {len(self.genes)} genes (e.g. {', '.join(self.genes[:3])}), "
+                "or train a model with --genes including them.",
+            )
         return np.array([index[g.lower()] for g in genes])
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model file atomically."""
         state = {
-            "format": FORMAT, "fmscope_version": fmscope.__version__, "genes": list(self.genes),
-            "patch_um": self.patch_um, "encoder": IMAGE_EXPRESSION_ENCODER, "encoder_um_per_px": self.encoder_um_per_px,
-            "encoder_sha256": self.encoder_sha256, "k": self.k, "temperature": self.temperature, "seed": self.seed,
-            "image_head": self.image_head.state_dict(), "spot_head": self.spot_head.state_dict(),
-            "feature_mean": torch.as_tensor(self.features.mean), "feature_std": torch.as_tensor(self.features.std),
+            "format": FORMAT,
+            "fmscope_version": fmscope.__version__,
+            "genes": list(self.genes),
+            "patch_um": self.patch_um,
+            "encoder": IMAGE_EXPRESSION_ENCODER,
+            "encoder_um_per_px": self.encoder_um_per_px,
+            "encoder_sha256": self.encoder_sha256,
+            "k": self.k,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "image_head": self.image_head.state_dict(),
+            "spot_head": self.spot_head.state_dict(),
+            "feature_mean": torch.as_tensor(self.features.mean),
+            "feature_std": torch.as_tensor(self.features.std),
             "expression_mean": torch.as_tensor(self.expression.mean),
             "expression_std": torch.as_tensor(self.expression.std),
             "reference_embedding": self.reference_embedding,
@@ -157,29 +167,51 @@ def load_model_file(path: str | os.PathLike) -> ImageExpressionModel:
         image_head.load_state_dict(state["image_head"])
         spot_head.load_state_dict(state["spot_head"])
     except Exception as error:
-        raise FmscopeError(f"{path} is not an fmscope image-expression model ({type(error).__name__}: "
-                           f"{str(error)[:120]}).",
-                           "Give a file written by `fmscope image-expression train`.") from None
+        raise FmscopeError(
+            f"{path} is not an fmscope image-expression model ({type(error).__name__}: {str(error)[:120]}).",
+            "Give a file written by `fmscope image-expression train`.",
+        ) from None
     return ImageExpressionModel(
-        list(state["genes"]), float(state["patch_um"]), float(state["encoder_um_per_px"]), state["encoder_sha256"],
-        image_head.eval(), spot_head.eval(),
+        list(state["genes"]),
+        float(state["patch_um"]),
+        float(state["encoder_um_per_px"]),
+        state["encoder_sha256"],
+        image_head.eval(),
+        spot_head.eval(),
         Standardiser(state["feature_mean"].numpy(), state["feature_std"].numpy()),
         Standardiser(state["expression_mean"].numpy(), state["expression_std"].numpy()),
-        state["reference_embedding"], state["reference_expression"].numpy(),
-        int(state["k"]), float(state["temperature"]), int(state["seed"]))
+        state["reference_embedding"],
+        state["reference_expression"].numpy(),
+        int(state["k"]),
+        float(state["temperature"]),
+        int(state["seed"]),
+    )
 
 
 def check_spot_count(n_spots: int, what: str = "The slide") -> None:
     """Refuse training on fewer than ``MIN_SPOTS`` spots (called before any feature is computed)."""
     if n_spots < MIN_SPOTS:
-        raise FmscopeError(f"{what} has {n_spots} spots with expression; training needs at least {MIN_SPOTS}.",
-                           "Use a slide with more spots (or fewer held-out blocks).")
+        raise FmscopeError(
+            f"{what} has {n_spots} spots with expression; training needs at least {MIN_SPOTS}.",
+            "Use a slide with more spots (or fewer held-out blocks).",
+        )
 
 
-def train_model(features: np.ndarray, expression: np.ndarray, genes: list[str], *, patch_um: float,
-                encoder_um_per_px: float, encoder_sha256: str, epochs: int = 15, batch_size: int = 256,
-                k: int = 100, temperature: float = 0.1, seed: int = 0,
-                on_epoch: EpochCallback | None = None) -> ImageExpressionModel:
+def train_model(
+    features: np.ndarray,
+    expression: np.ndarray,
+    genes: list[str],
+    *,
+    patch_um: float,
+    encoder_um_per_px: float,
+    encoder_sha256: str,
+    epochs: int = 15,
+    batch_size: int = 256,
+    k: int = 100,
+    temperature: float = 0.1,
+    seed: int = 0,
+    on_epoch: EpochCallback | None = None,
+) -> ImageExpressionModel:
     """Train both heads on (N, F) patch features and (N, G) log-normalised expression of the same spots.
 
     Seeded (``seed``): the same inputs give the same model. ``on_epoch(done, total)`` may raise
@@ -189,14 +221,38 @@ def train_model(features: np.ndarray, expression: np.ndarray, genes: list[str], 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: more threads only wait on each other (minutes vs seconds on a busy CPU)
     try:
-        return _train(features, expression, genes, patch_um, encoder_um_per_px, encoder_sha256, epochs, batch_size,
-                      k, temperature, seed, on_epoch)
+        return _train(
+            features,
+            expression,
+            genes,
+            patch_um,
+            encoder_um_per_px,
+            encoder_sha256,
+            epochs,
+            batch_size,
+            k,
+            temperature,
+            seed,
+            on_epoch,
+        )
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(features, expression, genes, patch_um, encoder_um_per_px, encoder_sha256, epochs, batch_size, k,
-           temperature, seed, on_epoch) -> ImageExpressionModel:
+def _train(
+    features,
+    expression,
+    genes,
+    patch_um,
+    encoder_um_per_px,
+    encoder_sha256,
+    epochs,
+    batch_size,
+    k,
+    temperature,
+    seed,
+    on_epoch,
+) -> ImageExpressionModel:
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     feature_scale, expression_scale = Standardiser.fit(features), Standardiser.fit(expression)
@@ -209,7 +265,7 @@ def _train(features, expression, genes, patch_um, encoder_um_per_px, encoder_sha
     for epoch in range(epochs):
         order = torch.randperm(len(x_image), generator=generator)
         for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
+            batch = order[start : start + batch_size]
             if len(batch) < 2:
                 continue
             loss = contrastive_loss(image_head(x_image[batch]), spot_head(x_spot[batch]), temperature)
@@ -222,7 +278,18 @@ def _train(features, expression, genes, patch_um, encoder_um_per_px, encoder_sha
     image_head.eval()
     with torch.inference_mode():
         reference = F.normalize(spot_head(x_spot), dim=1)
-    return ImageExpressionModel(list(genes), float(patch_um), float(encoder_um_per_px), encoder_sha256,
-                                image_head, spot_head, feature_scale, expression_scale, reference,
-                                np.asarray(expression, dtype=np.float32), k, temperature, seed)
-
+    return ImageExpressionModel(
+        list(genes),
+        float(patch_um),
+        float(encoder_um_per_px),
+        encoder_sha256,
+        image_head,
+        spot_head,
+        feature_scale,
+        expression_scale,
+        reference,
+        np.asarray(expression, dtype=np.float32),
+        k,
+        temperature,
+        seed,
+    )

@@ -36,8 +36,9 @@ class HoldoutSplit:
     block_um: float
 
 
-def blocked_folds(xy_um: np.ndarray, blocks_per_fold: int, patch_um: float, seed: int = 0,
-                  grid: int = 5) -> list[HoldoutSplit]:
+def blocked_folds(
+    xy_um: np.ndarray, blocks_per_fold: int, patch_um: float, seed: int = 0, grid: int = 5
+) -> list[HoldoutSplit]:
     """Spatially blocked cross-validation: the spots' bounding box (microns) is cut into ``grid`` x ``grid``
     blocks; the blocks holding spots are shuffled (``seed``) and dealt into folds of at least
     ``blocks_per_fold`` blocks, so every spot is held out exactly once, with its whole block."""
@@ -48,9 +49,11 @@ def blocked_folds(xy_um: np.ndarray, blocks_per_fold: int, patch_um: float, seed
     occupied = sorted({(int(c), int(r)) for c, r in cell})
     n_folds = len(occupied) // max(blocks_per_fold, 1)
     if blocks_per_fold < 1 or n_folds < 2:
-        raise FmscopeError(f"Cannot hold out {blocks_per_fold} blocks at a time: the spots fill {len(occupied)} "
-                           f"blocks of {block_um:.0f} µm and at least two folds are needed.",
-                           f"Use between 1 and {len(occupied) // 2} hold-out blocks.")
+        raise FmscopeError(
+            f"Cannot hold out {blocks_per_fold} blocks at a time: the spots fill {len(occupied)} "
+            f"blocks of {block_um:.0f} µm and at least two folds are needed.",
+            f"Use between 1 and {len(occupied) // 2} hold-out blocks.",
+        )
     order = np.random.default_rng(seed).permutation(len(occupied))
     folds = []
     for chosen in np.array_split(order, n_folds):
@@ -63,8 +66,9 @@ def blocked_folds(xy_um: np.ndarray, blocks_per_fold: int, patch_um: float, seed
     return folds
 
 
-def nearest_mean(train_keys: np.ndarray, train_values: np.ndarray, query_keys: np.ndarray, k: int,
-                 inverse_distance: bool = False) -> np.ndarray:
+def nearest_mean(
+    train_keys: np.ndarray, train_values: np.ndarray, query_keys: np.ndarray, k: int, inverse_distance: bool = False
+) -> np.ndarray:
     """Mean of ``train_values`` over the ``k`` nearest training keys of each query (optionally 1/d weighted)."""
     k = min(k, len(train_keys))
     distance, index = cKDTree(train_keys).query(query_keys, k=k)
@@ -78,7 +82,7 @@ def pearson_per_gene(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """(genes,) Pearson r between columns; NaN where either column is constant."""
     t = truth - truth.mean(axis=0)
     p = predicted - predicted.mean(axis=0)
-    denominator = np.sqrt((t ** 2).sum(axis=0) * (p ** 2).sum(axis=0))
+    denominator = np.sqrt((t**2).sum(axis=0) * (p**2).sum(axis=0))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denominator > 0, (t * p).sum(axis=0) / denominator, np.nan)
 
@@ -101,10 +105,12 @@ class HoldoutReport:
 
     def table(self, top: int = 50) -> str:
         """A plain-text table: per gene r for each method, then the means over the top 20 and all shown."""
-        lines = [f"held-out: all {self.n_test} spots, in {self.n_folds} folds of >= {self.n_blocks} blocks of "
-                 f"{self.block_um:.0f} µm (each fold trained on ~{self.n_train} spots outside its blocks); "
-                 "Pearson r per gene, genes by decreasing variance",
-                 f"{'gene':<14}" + "".join(f"{m:>15}" for m in METHODS) + "  image predicts"]
+        lines = [
+            f"held-out: all {self.n_test} spots, in {self.n_folds} folds of >= {self.n_blocks} blocks of "
+            f"{self.block_um:.0f} µm (each fold trained on ~{self.n_train} spots outside its blocks); "
+            "Pearson r per gene, genes by decreasing variance",
+            f"{'gene':<14}" + "".join(f"{m:>15}" for m in METHODS) + "  image predicts",
+        ]
         for i, gene in enumerate(self.genes[:top]):
             values = [self.r[m][i] for m in METHODS]
             verdict = "yes" if values[0] >= 0.2 and values[0] > max(values[1], values[2]) else "no"
@@ -115,6 +121,8 @@ class HoldoutReport:
 
     def summary(self) -> str:
         top = min(20, len(self.genes))
-        return (f"held-out r over the {top} most variable genes: image {self.mean('image', top):.3f}, "
-                f"colour (nearest spot) {self.mean('colour', top):.3f}, colour kNN {self.mean('colour_knn', top):.3f}, "
-                f"interpolation {self.mean('interpolation', top):.3f}")
+        return (
+            f"held-out r over the {top} most variable genes: image {self.mean('image', top):.3f}, "
+            f"colour (nearest spot) {self.mean('colour', top):.3f}, colour kNN {self.mean('colour_knn', top):.3f}, "
+            f"interpolation {self.mean('interpolation', top):.3f}"
+        )

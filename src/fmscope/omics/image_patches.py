@@ -25,13 +25,13 @@ import numpy as np
 import torch
 
 import fmscope
-from fmscope.models import IMAGE_EXPRESSION_ENCODER
 from fmscope.errors import FmscopeError
 from fmscope.imaging.cache import CachedEmbedding, EmbeddingCache
 from fmscope.imaging.image_input import to_rgb_uint8, validate_image
 from fmscope.imaging.intensity import resolve_intensity
 from fmscope.imaging.models import LoadedModel, load_model
 from fmscope.imaging.models.input_transforms import InputGeometry
+from fmscope.models import IMAGE_EXPRESSION_ENCODER
 
 TILE = 256  # TinyViT input side (pixels)
 HALO = 48  # margin of each tile not used for patches (pixels); patches up to 2 x HALO wide stay in one tile
@@ -54,8 +54,10 @@ class TissueImage:
     def from_array(cls, image: np.ndarray, microns_per_pixel: float | None, source: str = "the image") -> TissueImage:
         """Validate an H&E (or grayscale) image with its pixel size; refuses an image without one."""
         if microns_per_pixel is None or not np.isfinite(microns_per_pixel) or microns_per_pixel <= 0:
-            raise FmscopeError(f"{source} has no microns per pixel, so patches of a physical size cannot be cut.",
-                               "Give the pixel size (--microns-per-pixel), or a slide whose image carries it.")
+            raise FmscopeError(
+                f"{source} has no microns per pixel, so patches of a physical size cannot be cut.",
+                "Give the pixel size (--microns-per-pixel), or a slide whose image carries it.",
+            )
         validated = validate_image(np.asarray(image))
         return cls(to_rgb_uint8(validated, resolve_intensity(validated, None)), float(microns_per_pixel))
 
@@ -63,8 +65,9 @@ class TissueImage:
 class PatchEncoder:
     """Frozen LiteMedSAM image encoder turning patch centres (microns) into (N, 256) features."""
 
-    def __init__(self, encoder_um_per_px: float = 8.0, cache: EmbeddingCache | None = None,
-                 model: LoadedModel | None = None) -> None:
+    def __init__(
+        self, encoder_um_per_px: float = 8.0, cache: EmbeddingCache | None = None, model: LoadedModel | None = None
+    ) -> None:
         self.encoder_um_per_px = float(encoder_um_per_px)
         self.model = model if model is not None else load_model(ENCODER)
         self.cache = cache if cache is not None else EmbeddingCache(max_items=64)
@@ -82,8 +85,9 @@ class PatchEncoder:
         interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
         return cv2.resize(tissue.rgb, size, interpolation=interpolation)
 
-    def features(self, tissue: TissueImage, centres_um: np.ndarray, patch_um: float,
-                 progress: Progress | None = None) -> np.ndarray:
+    def features(
+        self, tissue: TissueImage, centres_um: np.ndarray, patch_um: float, progress: Progress | None = None
+    ) -> np.ndarray:
         """(N, 256) float32 mean encoder features over the ``patch_um`` square around each (x, y) centre."""
         half = self._half_cells(patch_um)
         image = self.resampled(tissue)
@@ -97,7 +101,7 @@ class PatchEncoder:
             local = (centres_px[chosen] - np.array([tx, ty]) * CORE + HALO) / FEATURE_STRIDE  # cells in the tile map
             for row, (cx, cy) in zip(chosen, local):
                 x0, y0 = int(round(cx - half)), int(round(cy - half))
-                window = feature_map[:, max(y0, 0):y0 + 2 * half + 1, max(x0, 0):x0 + 2 * half + 1]
+                window = feature_map[:, max(y0, 0) : y0 + 2 * half + 1, max(x0, 0) : x0 + 2 * half + 1]
                 out[row] = window.mean(axis=(1, 2))
         return out
 
@@ -105,27 +109,35 @@ class PatchEncoder:
         half = int(round(patch_um / 2 / self.encoder_um_per_px / FEATURE_STRIDE))
         if patch_um <= 0 or half * FEATURE_STRIDE > HALO:
             largest = 2 * HALO * self.encoder_um_per_px
-            raise FmscopeError(f"A patch of {patch_um:g} µm does not fit the encoder's tiles at "
-                               f"{self.encoder_um_per_px:g} µm per pixel.",
-                               f"Use a patch between {self.encoder_um_per_px * FEATURE_STRIDE:g} and {largest:g} µm.")
+            raise FmscopeError(
+                f"A patch of {patch_um:g} µm does not fit the encoder's tiles at "
+                f"{self.encoder_um_per_px:g} µm per pixel.",
+                f"Use a patch between {self.encoder_um_per_px * FEATURE_STRIDE:g} and {largest:g} µm.",
+            )
         return max(half, 0)
 
-    def _tile_maps(self, image: np.ndarray, tiles: list[tuple[int, int]],
-                   progress: Progress | None) -> list[np.ndarray]:
+    def _tile_maps(
+        self, image: np.ndarray, tiles: list[tuple[int, int]], progress: Progress | None
+    ) -> list[np.ndarray]:
         """Encoder maps (256, 64, 64) of the tiles (tx, ty), from the cache or encoded in batches."""
         pixels, signatures, maps = [], [], []
         for tx, ty in tiles:
             tile = _crop(image, tx * CORE - HALO, ty * CORE - HALO)  # the core plus its halo
             pixels.append(tile)
-            signatures.append({"purpose": "image_expression_tile",
-                               "tile_sha256": hashlib.sha256(tile.tobytes()).hexdigest(),
-                               "model": self.model.name, "weights_sha256": self.model.weights_sha256,
-                               "version": fmscope.__version__})
+            signatures.append(
+                {
+                    "purpose": "image_expression_tile",
+                    "tile_sha256": hashlib.sha256(tile.tobytes()).hexdigest(),
+                    "model": self.model.name,
+                    "weights_sha256": self.model.weights_sha256,
+                    "version": fmscope.__version__,
+                }
+            )
             cached = self.cache.get(signatures[-1])
             maps.append(None if cached is None else cached.embedding)
         missing = [i for i, m in enumerate(maps) if m is None]
         for start in range(0, len(missing), BATCH):
-            batch_ids = missing[start:start + BATCH]
+            batch_ids = missing[start : start + BATCH]
             batch = torch.from_numpy(np.stack([pixels[i] for i in batch_ids])).permute(0, 3, 1, 2).float() / 255.0
             with torch.inference_mode():
                 encoded = self.model.net.image_encoder(batch.to(self.model.device)).float().cpu().numpy()
@@ -144,7 +156,7 @@ def _crop(image: np.ndarray, x0: int, y0: int) -> np.ndarray:
     h, w = image.shape[:2]
     ys, xs = slice(max(y0, 0), min(y0 + TILE, h)), slice(max(x0, 0), min(x0 + TILE, w))
     if ys.start < ys.stop and xs.start < xs.stop:
-        tile[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = image[ys, xs]
+        tile[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = image[ys, xs]
     return tile
 
 
@@ -156,7 +168,7 @@ def colour_statistics(tissue: TissueImage, centres_um: np.ndarray, patch_um: flo
     out = np.zeros((len(centres_px), 15), dtype=np.float32)
     for row, (x, y) in enumerate(centres_px):
         x, y = np.clip(x, -half, tissue.rgb.shape[1] + half - 1), np.clip(y, -half, tissue.rgb.shape[0] + half - 1)
-        patch = padded[y:y + 2 * half + 1, x:x + 2 * half + 1].reshape(-1, 3).astype(np.float32)
+        patch = padded[y : y + 2 * half + 1, x : x + 2 * half + 1].reshape(-1, 3).astype(np.float32)
         out[row] = np.concatenate([patch.mean(0), patch.std(0), *np.percentile(patch, [10, 50, 90], axis=0)])
     return out
 

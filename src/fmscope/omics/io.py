@@ -34,11 +34,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fmscope.errors import FmscopeError
+from fmscope.omics import units as unit_rules
 from fmscope.omics.expression import counts_view
 from fmscope.omics.raster import CellGrid
 from fmscope.omics.tissue_image import tissue_image
 from fmscope.omics.units import Units, resolve, visium_units
-from fmscope.omics import units as unit_rules
 
 VISIUM_SPOT_DIAMETER_UM = 55.0
 DEFAULT_CELL_DIAMETER_UM = 10.0  # drawn size of cells when the slide does not give one
@@ -117,14 +117,18 @@ class Slide:
 
 def _validate(adata: ad.AnnData, source: str) -> ad.AnnData:
     if "spatial" not in adata.obsm:
-        raise FmscopeError(f"{source} has no coordinates (obsm['spatial']).",
-                           "Add x/y coordinates in microns to obsm['spatial'], or read the original slide folder.")
+        raise FmscopeError(
+            f"{source} has no coordinates (obsm['spatial']).",
+            "Add x/y coordinates in microns to obsm['spatial'], or read the original slide folder.",
+        )
     coords = np.asarray(adata.obsm["spatial"], dtype=float)
     if coords.ndim != 2 or coords.shape[1] < 2 or not np.all(np.isfinite(coords[:, :2])):
         raise FmscopeError(f"{source}: obsm['spatial'] must hold finite x, y per cell.", "Fix or drop those cells.")
     values = adata.X.data if sp.issparse(adata.X) else np.asarray(adata.X)
     if not np.all(np.isfinite(values)):
-        raise FmscopeError(f"{source} has NaN or infinite counts.", "Replace them (e.g. with 0) before running fmscope.")
+        raise FmscopeError(
+            f"{source} has NaN or infinite counts.", "Replace them (e.g. with 0) before running fmscope."
+        )
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise FmscopeError(f"{source} is empty ({adata.n_obs} cells x {adata.n_vars} genes).", "Check the input.")
     return adata
@@ -147,19 +151,25 @@ def _visium_positions(path: Path) -> tuple[pd.DataFrame, list[str]]:
         positions.columns = [str(c).strip() for c in positions.columns]
         absent = [c for c in POSITION_COLUMNS if c not in positions.columns]
         if absent:
-            raise FmscopeError(f"{path} has a header row without the column(s) {', '.join(absent)} "
-                               f"(it has {', '.join(positions.columns)}).",
-                               "Give the tissue positions file Space Ranger wrote.")
+            raise FmscopeError(
+                f"{path} has a header row without the column(s) {', '.join(absent)} "
+                f"(it has {', '.join(positions.columns)}).",
+                "Give the tissue positions file Space Ranger wrote.",
+            )
         positions = positions[POSITION_COLUMNS]
         if path.name == "tissue_positions_list.csv":
-            notices.append(f"{path.name} has a header row (the Space Ranger 2 format under the Space Ranger 1 "
-                           "name); read by its column names.")
+            notices.append(
+                f"{path.name} has a header row (the Space Ranger 2 format under the Space Ranger 1 "
+                "name); read by its column names."
+            )
     elif positions.shape[1] == len(POSITION_COLUMNS):
         positions.columns = POSITION_COLUMNS
     else:
-        raise FmscopeError(f"{path} has {positions.shape[1] + 1} columns and no header; Space Ranger writes 6 "
-                           "(barcode, in_tissue, array_row, array_col, pxl_row_in_fullres, pxl_col_in_fullres).",
-                           "Give the tissue positions file Space Ranger wrote.")
+        raise FmscopeError(
+            f"{path} has {positions.shape[1] + 1} columns and no header; Space Ranger writes 6 "
+            "(barcode, in_tissue, array_row, array_col, pxl_row_in_fullres, pxl_col_in_fullres).",
+            "Give the tissue positions file Space Ranger wrote.",
+        )
     return positions, notices
 
 
@@ -167,7 +177,10 @@ def _tissue_image(spatial: Path, scale: dict) -> tuple[np.ndarray | None, np.nda
     """The hires (else lowres) tissue image and its (y, x) placement in full-resolution pixels."""
     from imageio.v3 import imread
 
-    for name, key in (("tissue_hires_image.png", "tissue_hires_scalef"), ("tissue_lowres_image.png", "tissue_lowres_scalef")):
+    for name, key in (
+        ("tissue_hires_image.png", "tissue_hires_scalef"),
+        ("tissue_lowres_image.png", "tissue_lowres_scalef"),
+    ):
         if (spatial / name).is_file() and scale.get(key):
             image = tissue_image(imread(spatial / name), str(spatial / name))
             return image, np.diag([1 / float(scale[key]), 1 / float(scale[key]), 1.0])
@@ -187,22 +200,40 @@ def _visium_counts(folder: Path, positions: pd.DataFrame) -> ad.AnnData:
 
 def _read_visium(folder: Path) -> Slide:
     spatial = folder / "spatial"
-    positions_file = next((spatial / name for name in ("tissue_positions.csv", "tissue_positions_list.csv")
-                           if (spatial / name).is_file()), None)
+    positions_file = next(
+        (
+            spatial / name
+            for name in ("tissue_positions.csv", "tissue_positions_list.csv")
+            if (spatial / name).is_file()
+        ),
+        None,
+    )
     if positions_file is None:
-        raise FmscopeError(f"{folder} has no spatial/tissue_positions(_list).csv.", "Give the Space Ranger output folder.")
+        raise FmscopeError(
+            f"{folder} has no spatial/tissue_positions(_list).csv.", "Give the Space Ranger output folder."
+        )
     positions, notices = _visium_positions(positions_file)
     adata = _visium_counts(folder, positions)
     positions = positions.loc[adata.obs_names]
     scale = json.loads((spatial / "scalefactors_json.json").read_text())
     xy = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float)
     adata.obsm["spatial"] = xy
-    units = visium_units(scale, positions["array_row"].to_numpy(), positions["array_col"].to_numpy(), xy,
-                         where="Space Ranger ")
+    units = visium_units(
+        scale, positions["array_row"].to_numpy(), positions["array_col"].to_numpy(), xy, where="Space Ranger "
+    )
     image, placement = _tissue_image(spatial, scale)
-    return Slide(adata, image, None, VISIUM_SPOT_DIAMETER_UM, str(folder), notices=notices, image_affine_um=placement,
-                 units=units, units_unknown="Visium full-resolution pixels without scale factors",
-                 diameter_in_microns=True)
+    return Slide(
+        adata,
+        image,
+        None,
+        VISIUM_SPOT_DIAMETER_UM,
+        str(folder),
+        notices=notices,
+        image_affine_um=placement,
+        units=units,
+        units_unknown="Visium full-resolution pixels without scale factors",
+        diameter_in_microns=True,
+    )
 
 
 HD_BINS = re.compile(r"^square_(\d{3})um$")
@@ -227,33 +258,49 @@ def _read_visium_hd(folder: Path) -> Slide:
     spatial = folder / "spatial"
     scale_file = spatial / "scalefactors_json.json"
     if not scale_file.is_file():
-        raise FmscopeError(f"{folder} is a Visium HD bin folder without spatial/scalefactors_json.json.",
-                           "Give the square_NNNum folder as Space Ranger wrote it.")
+        raise FmscopeError(
+            f"{folder} is a Visium HD bin folder without spatial/scalefactors_json.json.",
+            "Give the square_NNNum folder as Space Ranger wrote it.",
+        )
     scale = json.loads(scale_file.read_text())
     named = HD_BINS.match(folder.name)
     bin_um = float(scale.get("bin_size_um") or (named and named.group(1)) or 0)
     microns_per_px = float(scale.get("microns_per_pixel") or 0) or (
-        bin_um / float(scale["spot_diameter_fullres"]) if bin_um and scale.get("spot_diameter_fullres") else 0)
+        bin_um / float(scale["spot_diameter_fullres"]) if bin_um and scale.get("spot_diameter_fullres") else 0
+    )
     if not bin_um or not microns_per_px:
-        raise FmscopeError(f"{scale_file} gives neither the Visium HD bin size (bin_size_um) nor microns_per_pixel.",
-                           "Use the scalefactors_json.json Space Ranger wrote into the bin folder.")
+        raise FmscopeError(
+            f"{scale_file} gives neither the Visium HD bin size (bin_size_um) nor microns_per_pixel.",
+            "Use the scalefactors_json.json Space Ranger wrote into the bin folder.",
+        )
     parquet, csv = spatial / "tissue_positions.parquet", spatial / "tissue_positions.csv"
     if parquet.is_file():
         positions = pd.read_parquet(parquet)
     elif csv.is_file():
         positions = pd.read_csv(csv)
     else:
-        raise FmscopeError(f"{folder} (Visium HD bins) has no spatial/tissue_positions.parquet.",
-                           "Give the square_NNNum folder as Space Ranger wrote it.")
+        raise FmscopeError(
+            f"{folder} (Visium HD bins) has no spatial/tissue_positions.parquet.",
+            "Give the square_NNNum folder as Space Ranger wrote it.",
+        )
     positions = positions.set_index("barcode")
     adata = _visium_counts(folder, positions)
     positions = positions.loc[adata.obs_names]
     adata.obsm["spatial"] = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float)
     image, placement = _tissue_image(spatial, scale)
-    slide = Slide(adata, image, None, bin_um / microns_per_px, str(folder), spot_shape="square",
-                  image_affine_um=placement, units=Units.scaled(microns_per_px, "the Visium HD scale factors"))
-    slide.notices.append(f"Visium HD bins of {bin_um:g} um, {microns_per_px:.4g} um per full-resolution pixel "
-                         "(from the scale factors).")
+    slide = Slide(
+        adata,
+        image,
+        None,
+        bin_um / microns_per_px,
+        str(folder),
+        spot_shape="square",
+        image_affine_um=placement,
+        units=Units.scaled(microns_per_px, "the Visium HD scale factors"),
+    )
+    slide.notices.append(
+        f"Visium HD bins of {bin_um:g} um, {microns_per_px:.4g} um per full-resolution pixel (from the scale factors)."
+    )
     return slide
 
 
@@ -263,9 +310,11 @@ def _visium_hd_level(outs: Path) -> Path:
     if len(levels) == 1:
         return levels[0]
     listed = ", ".join(str(p) for p in levels) or "none"
-    raise FmscopeError(f"{outs} is a Visium HD output with {len(levels)} bin levels ({listed}).",
-                       "Give the bin folder to read, e.g. binned_outputs/square_008um (8 um bins, 10x's "
-                       "recommendation for analysis); 2 um bins are millions of rows.")
+    raise FmscopeError(
+        f"{outs} is a Visium HD output with {len(levels)} bin levels ({listed}).",
+        "Give the bin folder to read, e.g. binned_outputs/square_008um (8 um bins, 10x's "
+        "recommendation for analysis); 2 um bins are millions of rows.",
+    )
 
 
 GENE_COLUMNS = ("feature_name", "gene", "target", "genes")
@@ -276,24 +325,30 @@ def _aggregate_transcripts(sdata, path: Path) -> ad.AnnData:
     """Counts per cell from transcripts (points) inside cell boundaries (shapes), with centroids."""
     import spatialdata
 
-    points = next(((name, element) for name, element in sdata.points.items()
-                   if any(c in element.columns for c in GENE_COLUMNS)), None)
+    points = next(
+        ((name, element) for name, element in sdata.points.items() if any(c in element.columns for c in GENE_COLUMNS)),
+        None,
+    )
     shapes_name = next((name for name in CELL_SHAPES if name in sdata.shapes), None)
     if points is None or shapes_name is None:
-        raise FmscopeError(f"{path} has no table, and no transcripts + cell boundaries to build one from.",
-                           "Give a SpatialData zarr with a cells table, or with points (gene per transcript) "
-                           "and cell shapes.")
+        raise FmscopeError(
+            f"{path} has no table, and no transcripts + cell boundaries to build one from.",
+            "Give a SpatialData zarr with a cells table, or with points (gene per transcript) and cell shapes.",
+        )
     gene_column = next(c for c in GENE_COLUMNS if c in points[1].columns)
     shapes = sdata.shapes[shapes_name]
     system = next(iter(spatialdata.transformations.get_transformation(shapes, get_all=True)))
-    table = spatialdata.aggregate(values=points[1], by=shapes, value_key=gene_column, agg_func="count",
-                                  target_coordinate_system=system).tables["table"]
+    table = spatialdata.aggregate(
+        values=points[1], by=shapes, value_key=gene_column, agg_func="count", target_coordinate_system=system
+    ).tables["table"]
     centroids = shapes.geometry.centroid.loc[table.obs["instance_id"].to_numpy()]
     adata = ad.AnnData(X=sp.csr_matrix(table.X, dtype=np.float32), var=pd.DataFrame(index=table.var_names))
     adata.obs_names = [str(i) for i in table.obs["instance_id"]]
     adata.obsm["spatial"] = np.c_[centroids.x.to_numpy(), centroids.y.to_numpy()]
-    adata.uns["fmscope"] = {"built_from": f"{points[0]} counted in {shapes_name}",
-                            "coordinate_units": "intrinsic units of the shapes (Xenium: microns)"}
+    adata.uns["fmscope"] = {
+        "built_from": f"{points[0]} counted in {shapes_name}",
+        "coordinate_units": "intrinsic units of the shapes (Xenium: microns)",
+    }
     return adata
 
 
@@ -315,7 +370,8 @@ def _yx_affine(element, system: str) -> np.ndarray:
     from spatialdata.transformations import get_transformation
 
     return get_transformation(element, to_coordinate_system=system).to_affine_matrix(
-        input_axes=("y", "x"), output_axes=("y", "x"))
+        input_axes=("y", "x"), output_axes=("y", "x")
+    )
 
 
 def _spatialdata_image(sdata, element) -> tuple[list | None, np.ndarray | None]:
@@ -341,19 +397,29 @@ def _table_units(adata: ad.AnnData, where: str) -> Units | None:
     if stated is not None:
         return Units.scaled(float(stated), f"uns['fmscope']['microns_per_unit'] in {where}")
     libraries = adata.uns.get("spatial")
-    factors = [lib["scalefactors"] for lib in libraries.values()
-               if isinstance(lib, dict) and isinstance(lib.get("scalefactors"), dict)] \
-        if isinstance(libraries, dict) else []
+    factors = (
+        [
+            lib["scalefactors"]
+            for lib in libraries.values()
+            if isinstance(lib, dict) and isinstance(lib.get("scalefactors"), dict)
+        ]
+        if isinstance(libraries, dict)
+        else []
+    )
     if not factors or "spatial" not in adata.obsm:
         return None
     grid = {"array_row", "array_col"} <= set(adata.obs.columns)
     from fmscope.omics.sections import sections
 
     found = sections(adata)
-    return visium_units(dict(factors[0]), adata.obs["array_row"].to_numpy() if grid else None,
-                        adata.obs["array_col"].to_numpy() if grid else None,
-                        np.asarray(adata.obsm["spatial"], float)[:, :2] if grid else None,
-                        None if found is None else found[1], where=f"{where}'s Visium ")
+    return visium_units(
+        dict(factors[0]),
+        adata.obs["array_row"].to_numpy() if grid else None,
+        adata.obs["array_col"].to_numpy() if grid else None,
+        np.asarray(adata.obsm["spatial"], float)[:, :2] if grid else None,
+        None if found is None else found[1],
+        where=f"{where}'s Visium ",
+    )
 
 
 HD_BIN_NAME = re.compile(r"square_(\d{3})um")
@@ -367,17 +433,21 @@ def _visium_store_units(adata: ad.AnnData, element) -> Units | None:
     named = HD_BIN_NAME.search(str(region))
     size, _ = _cell_size(element)
     if named and size:
-        return Units.scaled(float(named.group(1)) / size,
-                            f"the {named.group(0)} bins of the store, {size:.4g} px across")
+        return Units.scaled(
+            float(named.group(1)) / size, f"the {named.group(0)} bins of the store, {size:.4g} px across"
+        )
     grid = {"array_row", "array_col"} <= set(adata.obs.columns) and "spatial" in adata.obsm
     from fmscope.omics.sections import sections
 
     found = sections(adata)
-    return visium_units({"spot_diameter_fullres": size} if size else {},
-                        adata.obs["array_row"].to_numpy() if grid else None,
-                        adata.obs["array_col"].to_numpy() if grid else None,
-                        np.asarray(adata.obsm["spatial"], float)[:, :2] if grid else None,
-                        None if found is None else found[1], where="the store's ")
+    return visium_units(
+        {"spot_diameter_fullres": size} if size else {},
+        adata.obs["array_row"].to_numpy() if grid else None,
+        adata.obs["array_col"].to_numpy() if grid else None,
+        np.asarray(adata.obsm["spatial"], float)[:, :2] if grid else None,
+        None if found is None else found[1],
+        where="the store's ",
+    )
 
 
 def _store_units(sdata, adata: ad.AnnData, element, technology: str | None) -> Units | None:
@@ -395,8 +465,9 @@ def _store_units(sdata, adata: ad.AnnData, element, technology: str | None) -> U
     if units is not None:
         return units
     technology = technology or (getattr(sdata, "attrs", None) or {}).get("spatialdata_io_reader")
-    if technology in ("visium", "visium_hd") or any(system.endswith(("_downscaled_hires", "_downscaled_lowres"))
-                                                    for system in sdata.coordinate_systems):
+    if technology in ("visium", "visium_hd") or any(
+        system.endswith(("_downscaled_hires", "_downscaled_lowres")) for system in sdata.coordinate_systems
+    ):
         return _visium_store_units(adata, element)
     if technology in ("xenium", "merscope"):
         return Units.scaled(1.0, f"{technology.capitalize()} coordinates are microns")
@@ -448,7 +519,8 @@ def _link_table(sdata, table: ad.AnnData) -> str | None:
         return None
     names = [n for n in CELL_ELEMENTS if n in sdata.shapes] + sorted(n for n in sdata.shapes if n not in CELL_ELEMENTS)
     keys = [k for k in (attrs.get("instance_key"), "cell_id") if k and k in table.obs] + [
-        str(c) for c in table.obs.columns if table.obs[c].dtype == object]
+        str(c) for c in table.obs.columns if table.obs[c].dtype == object
+    ]
     for name in names:
         index = sdata.shapes[name].index
         known = set(index.astype(str))
@@ -459,8 +531,10 @@ def _link_table(sdata, table: ad.AnnData) -> str | None:
                 table.obs[key] = ids.to_numpy() if index.dtype == object else ids.astype(index.dtype).to_numpy()
                 table.obs[region_key] = pd.Categorical([name] * table.n_obs)
                 table.uns["spatialdata_attrs"] = {"region": name, "region_key": region_key, "instance_key": key}
-                return (f"The table annotated {regions or 'nothing'}, not in the store; it now annotates "
-                        f"'{name}' (by {key}).")
+                return (
+                    f"The table annotated {regions or 'nothing'}, not in the store; it now annotates "
+                    f"'{name}' (by {key})."
+                )
     return None
 
 
@@ -474,10 +548,12 @@ def _from_spatialdata(sdata, path: Path, technology: str | None = None) -> Slide
     table_name, notices = None, []
     if sdata.tables:
         if "fmscope_table" not in sdata.tables and len(sdata.tables) > 1:
-            raise FmscopeError(f"{path} holds {len(sdata.tables)} tables ({', '.join(sdata.tables)}); fmscope reads "
-                               "one table of cells per slide and will not guess which (e.g. Visium HD bin levels).",
-                               "Write the table to analyse, with the elements it annotates, to a store of its own "
-                               "(sdata.subset([...]).write(...)).")
+            raise FmscopeError(
+                f"{path} holds {len(sdata.tables)} tables ({', '.join(sdata.tables)}); fmscope reads "
+                "one table of cells per slide and will not guess which (e.g. Visium HD bin levels).",
+                "Write the table to analyse, with the elements it annotates, to a store of its own "
+                "(sdata.subset([...]).write(...)).",
+            )
         table_name = "fmscope_table" if "fmscope_table" in sdata.tables else next(iter(sdata.tables))
         adata = sdata.tables[table_name].copy()
         notice = _link_table(sdata, adata)
@@ -491,10 +567,20 @@ def _from_spatialdata(sdata, path: Path, technology: str | None = None) -> Slide
         shapes = sdata.shapes[adata.uns["fmscope"]["built_from"].split(" counted in ")[-1]]
     levels, affine = _spatialdata_image(sdata, shapes)
     size, shape = _cell_size(shapes)
-    slide = Slide(adata, levels[0] if levels else None, None, size, str(path),
-                  levels, sdata, table_name, spot_shape=shape, image_affine_um=affine,
-                  units=_store_units(sdata, adata, shapes, technology),
-                  units_unknown="no micron coordinate system, scale factors or uns['fmscope']['microns_per_unit']")
+    slide = Slide(
+        adata,
+        levels[0] if levels else None,
+        None,
+        size,
+        str(path),
+        levels,
+        sdata,
+        table_name,
+        spot_shape=shape,
+        image_affine_um=affine,
+        units=_store_units(sdata, adata, shapes, technology),
+        units_unknown="no micron coordinate system, scale factors or uns['fmscope']['microns_per_unit']",
+    )
     slide.notices += notices
     return slide
 
@@ -506,8 +592,15 @@ def _read_with_spatialdata_io(path: Path, technology: str) -> Slide:
         # Segmentation rasters are not needed (boundaries are read as polygons); the morphology
         # image is read when the folder has it (XOA 1.x: one OME-TIFF, 2.0+: a folder of them).
         focus = (path / "morphology_focus.ome.tif").is_file() or (path / "morphology_focus").is_dir()
-        sdata = spatialdata_io.xenium(path, cells_labels=False, nucleus_labels=False, morphology_mip=False,
-                                      morphology_focus=focus, aligned_images=False, cells_as_circles=False)
+        sdata = spatialdata_io.xenium(
+            path,
+            cells_labels=False,
+            nucleus_labels=False,
+            morphology_mip=False,
+            morphology_focus=focus,
+            aligned_images=False,
+            cells_as_circles=False,
+        )
     else:
         sdata = spatialdata_io.merscope(path)
     return _from_spatialdata(sdata, path, technology)
@@ -515,8 +608,12 @@ def _read_with_spatialdata_io(path: Path, technology: str) -> Slide:
 
 def _read_h5ad(path: Path) -> Slide:
     adata = ad.read_h5ad(path)
-    return Slide(adata, source=str(path), units=_table_units(adata, path.name),
-                 units_unknown="no uns['fmscope']['microns_per_unit'] and no Space Ranger scale factors")
+    return Slide(
+        adata,
+        source=str(path),
+        units=_table_units(adata, path.name),
+        units_unknown="no uns['fmscope']['microns_per_unit'] and no Space Ranger scale factors",
+    )
 
 
 def _read_any(path: Path) -> Slide:
@@ -532,13 +629,16 @@ def _read_any(path: Path) -> Slide:
         return _read_spatialdata(path)
     if path.suffix == ".h5ad":
         return _read_h5ad(path)
-    raise FmscopeError(f"{path} is not a slide fmscope can read.",
-                       "Give an .h5ad with obsm['spatial'], a Visium / Visium HD (square_NNNum), Xenium or "
-                       "MERSCOPE output folder, or a SpatialData .zarr.")
+    raise FmscopeError(
+        f"{path} is not a slide fmscope can read.",
+        "Give an .h5ad with obsm['spatial'], a Visium / Visium HD (square_NNNum), Xenium or "
+        "MERSCOPE output folder, or a SpatialData .zarr.",
+    )
 
 
 def read_slide(path: str | os.PathLike, microns_per_unit: float | None = None, layer: str | None = None) -> Slide:
-    """Read a slide (h5ad, Visium / Visium HD / Xenium / MERSCOPE folder, SpatialData zarr) into a validated :class:`Slide`.
+    """Read a slide (h5ad, Visium / Visium HD / Xenium / MERSCOPE folder, SpatialData zarr) into a validated
+    :class:`Slide`.
 
     ``microns_per_unit`` (``--microns-per-unit``) gives the units of the coordinates, for every kind of
     input, by the rule of :mod:`fmscope.omics.units`: used where the file does not state them, checked
@@ -554,8 +654,10 @@ def read_slide(path: str | os.PathLike, microns_per_unit: float | None = None, l
     except FmscopeError:
         raise
     except Exception as error:
-        raise FmscopeError(f"Cannot read {path} ({type(error).__name__}: {str(error)[:200]}).",
-                           "Check the file is complete and of a supported kind.") from None
+        raise FmscopeError(
+            f"Cannot read {path} ({type(error).__name__}: {str(error)[:200]}).",
+            "Check the file is complete and of a supported kind.",
+        ) from None
     view = counts_view(slide.adata, layer, str(path))
     if view.changed:
         slide.user_table, slide.adata = slide.adata, view.adata

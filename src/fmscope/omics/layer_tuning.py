@@ -29,8 +29,9 @@ def tuned_layer_keys(model: ScGPT, n_layers: int) -> list[str]:
     """State-dict keys of the last ``n_layers`` transformer layers."""
     total = len(model.transformer_encoder.layers)
     if not 1 <= n_layers <= total:
-        raise FmscopeError(f"Cannot tune {n_layers} layers of a {total}-layer model.",
-                           f"Choose 1 to {total} layers (1 or 2 is usual).")
+        raise FmscopeError(
+            f"Cannot tune {n_layers} layers of a {total}-layer model.", f"Choose 1 to {total} layers (1 or 2 is usual)."
+        )
     prefixes = tuple(f"transformer_encoder.layers.{i}." for i in range(total - n_layers, total))
     return [key for key in model.state_dict() if key.startswith(prefixes)]
 
@@ -40,22 +41,33 @@ def apply_tuned_layers(model: ScGPT, tuned: dict[str, torch.Tensor]) -> None:
     state = model.state_dict()
     wrong = [key for key, value in tuned.items() if key not in state or state[key].shape != value.shape]
     if wrong:
-        raise FmscopeError(f"The tuned layers do not fit this scGPT model (first: {wrong[0]}).",
-                           "Use the checkpoint folder the head was trained with.")
+        raise FmscopeError(
+            f"The tuned layers do not fit this scGPT model (first: {wrong[0]}).",
+            "Use the checkpoint folder the head was trained with.",
+        )
     with torch.no_grad():
         for key, value in tuned.items():
             state[key].copy_(value)
 
 
-def tune_last_layers(model: ScGPT, vocab: dict[str, int], adata: ad.AnnData, labels: np.ndarray,
-                     train: np.ndarray, n_layers: int = 1, epochs: int = 10, lr: float = 1e-4,
-                     batch_size: int = 16, seed: int = 0,
-                     on_epoch: Callable[[int, int], None] | None = None) -> dict[str, torch.Tensor]:
+def tune_last_layers(
+    model: ScGPT,
+    vocab: dict[str, int],
+    adata: ad.AnnData,
+    labels: np.ndarray,
+    train: np.ndarray,
+    n_layers: int = 1,
+    epochs: int = 10,
+    lr: float = 1e-4,
+    batch_size: int = 16,
+    seed: int = 0,
+    on_epoch: Callable[[int, int], None] | None = None,
+) -> dict[str, torch.Tensor]:
     """Tune the last ``n_layers`` layers of ``model`` in place on the ``train`` cells' ``labels``;
     return the tuned layers' state (keys as in the checkpoint)."""
     keys = tuned_layer_keys(model, n_layers)
     layers = model.transformer_encoder.layers
-    frozen, tuned = layers[:len(layers) - n_layers], layers[len(layers) - n_layers:]
+    frozen, tuned = layers[: len(layers) - n_layers], layers[len(layers) - n_layers :]
     classes = sorted(set(labels[train]))
     index = {name: i for i, name in enumerate(classes)}
     device = next(model.parameters()).device
@@ -75,8 +87,10 @@ def tune_last_layers(model: ScGPT, vocab: dict[str, int], adata: ad.AnnData, lab
         parameter.requires_grad_(False)
     for parameter in tuned.parameters():
         parameter.requires_grad_(True)
-    optimiser = torch.optim.AdamW([{"params": list(tuned.parameters()), "lr": lr},
-                                   {"params": list(probe.parameters()), "lr": lr * 100}], weight_decay=1e-2)
+    optimiser = torch.optim.AdamW(
+        [{"params": list(tuned.parameters()), "lr": lr}, {"params": list(probe.parameters()), "lr": lr * 100}],
+        weight_decay=1e-2,
+    )
     counts = torch.bincount(torch.cat([y for _, _, y in batches]), minlength=len(classes)).float()
     loss_fn = nn.CrossEntropyLoss(weight=counts.sum() / (len(classes) * counts.clamp(min=1)))
     generator = torch.Generator().manual_seed(seed)

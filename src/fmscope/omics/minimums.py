@@ -14,12 +14,21 @@ from __future__ import annotations
 from fmscope.errors import FmscopeError
 
 SPATIAL_NEIGHBOURS = 6
-MIN_CELLS = {"embed": 2, "embed_scgpt": 1, "domains": 10, "finetune": SPATIAL_NEIGHBOURS + 1,
-             "classify": SPATIAL_NEIGHBOURS + 1, "impute": 1, "deconvolve": 1}
-WHY = {"embed": "the baseline encoder is a PCA across cells (an scGPT --checkpoint embeds single cells)",
-       "domains": "domains are clusters of a spatial neighbour graph",
-       "finetune": f"each cell is smoothed with its {SPATIAL_NEIGHBOURS} nearest neighbours",
-       "classify": f"each cell is smoothed with its {SPATIAL_NEIGHBOURS} nearest neighbours"}
+MIN_CELLS = {
+    "embed": 2,
+    "embed_scgpt": 1,
+    "domains": 10,
+    "finetune": SPATIAL_NEIGHBOURS + 1,
+    "classify": SPATIAL_NEIGHBOURS + 1,
+    "impute": 1,
+    "deconvolve": 1,
+}
+WHY = {
+    "embed": "the baseline encoder is a PCA across cells (an scGPT --checkpoint embeds single cells)",
+    "domains": "domains are clusters of a spatial neighbour graph",
+    "finetune": f"each cell is smoothed with its {SPATIAL_NEIGHBOURS} nearest neighbours",
+    "classify": f"each cell is smoothed with its {SPATIAL_NEIGHBOURS} nearest neighbours",
+}
 
 
 def require_cells(n_cells: int, step: str, source: str = "the slide") -> None:
@@ -30,6 +39,7 @@ def require_cells(n_cells: int, step: str, source: str = "the slide") -> None:
     name = step.split("_")[0]
     plural = "cell or spot" if n_cells == 1 else "cells or spots"
     why = WHY.get(name)
-    raise FmscopeError(f"{source} has {n_cells} {plural}; `{name}` needs at least {minimum}"
-                       + (f" ({why})." if why else "."),
-                       "Give a larger slide or crop.")
+    raise FmscopeError(
+        f"{source} has {n_cells} {plural}; `{name}` needs at least {minimum}" + (f" ({why})." if why else "."),
+        "Give a larger slide or crop.",
+    )

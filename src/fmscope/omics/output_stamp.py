@@ -89,8 +89,11 @@ def read_stamp(path: Path) -> dict | None:
 
 
 def _elements_on_disk(path: Path) -> dict[str, list[str]]:
-    return {group: sorted(p.name for p in (path / group).iterdir() if p.is_dir() and not p.name.startswith("."))
-            for group in ELEMENT_GROUPS if (path / group).is_dir()}
+    return {
+        group: sorted(p.name for p in (path / group).iterdir() if p.is_dir() and not p.name.startswith("."))
+        for group in ELEMENT_GROUPS
+        if (path / group).is_dir()
+    }
 
 
 def replaceable(path: Path, option: str) -> None:
@@ -98,17 +101,25 @@ def replaceable(path: Path, option: str) -> None:
     found = read_stamp(path)
     if found is None or found.get("written_by") != "fmscope":
         kind = "store" if path.is_dir() else "file"
-        raise FmscopeError(f"{option} {path} already exists and was not written by fmscope (no fmscope stamp): "
-                           f"fmscope replaces only its own outputs, never the user's {kind}.",
-                           f"Give {option} a new name (or move {path.name} away yourself).")
+        raise FmscopeError(
+            f"{option} {path} already exists and was not written by fmscope (no fmscope stamp): "
+            f"fmscope replaces only its own outputs, never the user's {kind}.",
+            f"Give {option} a new name (or move {path.name} away yourself).",
+        )
     if path.is_dir():
         listed = found.get("elements") or {}
-        added = [f"{group}/{name}" for group, names in _elements_on_disk(path).items()
-                 for name in names if name not in listed.get(group, [])]
+        added = [
+            f"{group}/{name}"
+            for group, names in _elements_on_disk(path).items()
+            for name in names
+            if name not in listed.get(group, [])
+        ]
         if added:
-            raise FmscopeError(f"{option} {path} was written by fmscope but now also holds {', '.join(added[:5])}, "
-                               "which fmscope did not write; replacing it would lose them.",
-                               f"Give {option} a new name.")
+            raise FmscopeError(
+                f"{option} {path} was written by fmscope but now also holds {', '.join(added[:5])}, "
+                "which fmscope did not write; replacing it would lose them.",
+                f"Give {option} a new name.",
+            )
     elif "objects" in found:
         _check_h5ad_unchanged(path, found["objects"], option)
 
@@ -121,6 +132,8 @@ def _check_h5ad_unchanged(path: Path, listed: dict[str, list[int]], option: str)
         now = h5_objects(handle)
     changed = sorted(set(now) ^ set(listed)) + sorted(k for k in set(now) & set(listed) if now[k] != listed[k])
     if changed:
-        raise FmscopeError(f"{option} {path} was written by fmscope but has been edited since ({', '.join(changed[:5])}"
-                           f"{' ...' if len(changed) > 5 else ''}); replacing it would lose those edits.",
-                           f"Give {option} a new name.")
+        raise FmscopeError(
+            f"{option} {path} was written by fmscope but has been edited since ({', '.join(changed[:5])}"
+            f"{' ...' if len(changed) > 5 else ''}); replacing it would lose those edits.",
+            f"Give {option} a new name.",
+        )

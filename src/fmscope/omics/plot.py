@@ -58,8 +58,9 @@ def save_domain_png(slide: Slide, column: str, path: str | os.PathLike, title: s
     _save(plt, figure, path)
 
 
-def save_values_png(slide: Slide, values: np.ndarray, path: str | os.PathLike, title: str = "",
-                    colormap: str = "viridis") -> None:
+def save_values_png(
+    slide: Slide, values: np.ndarray, path: str | os.PathLike, title: str = "", colormap: str = "viridis"
+) -> None:
     """Scatter of per-cell values (N,) with a colour bar, or colours (N, 3) in [0, 1], over the tissue image."""
     plt, figure, axes = _figure(slide)
     xy = np.asarray(slide.adata.obsm["spatial"], dtype=float)[:, :2]

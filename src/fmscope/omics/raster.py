@@ -31,7 +31,7 @@ class CellGrid:
         if pixel_um is None:
             pixel_um = float(np.sqrt(extent[0] * extent[1] / len(xy)))
         pixel_um = max(pixel_um, float(extent.max()) / max_side)
-        columns, rows = (np.floor(extent / pixel_um).astype(int) + 1)
+        columns, rows = np.floor(extent / pixel_um).astype(int) + 1
         col = np.minimum(((xy[:, 0] - low[0]) / pixel_um).astype(int), columns - 1)
         row = np.minimum(((xy[:, 1] - low[1]) / pixel_um).astype(int), rows - 1)
         return cls(pixel_um, (float(low[1]), float(low[0])), (int(rows), int(columns)), row * columns + col)

@@ -28,10 +28,11 @@ def expression(adata: ad.AnnData, use_raw: bool = True) -> tuple[np.ndarray, lis
     matrix = np.asarray(matrix, dtype=np.float64)
     names = list(source.var_names)
     if matrix.size and matrix.min() < 0:
-        raise FmscopeError(f"The expression {'in .raw ' if source is not adata else ''}holds scaled values (negative "
-                           "numbers), not counts or log-normalised values.",
-                           "Read the file with fmscope's readers (they find counts in layers['counts'] or .raw), or "
-                           "give the counts.")
+        raise FmscopeError(
+            f"The expression {'in .raw ' if source is not adata else ''}holds scaled values (negative "
+            "numbers), not counts or log-normalised values.",
+            "Read the file with fmscope's readers (they find counts in layers['counts'] or .raw), or give the counts.",
+        )
     looks_logged = matrix.max() < 20 and not np.allclose(matrix, np.round(matrix))
     if not looks_logged:
         totals = matrix.sum(axis=1, keepdims=True)
@@ -44,8 +45,10 @@ def shared_genes(a: list[str], b: list[str]) -> list[str]:
     lower_b = {g.lower() for g in b}
     shared = [g for g in a if g.lower() in lower_b]
     if not shared:
-        raise FmscopeError("The slide and the reference share no gene.",
-                           "Use a reference of the same species, with gene symbols as names.")
+        raise FmscopeError(
+            "The slide and the reference share no gene.",
+            "Use a reference of the same species, with gene symbols as names.",
+        )
     return shared
 
 
@@ -55,8 +58,9 @@ def columns(names: list[str], wanted: list[str]) -> np.ndarray:
     return np.array([index[g.lower()] for g in wanted])
 
 
-MISSING_LABELS = frozenset({"", "nan", "none", "na", "n/a", "null", "unknown", "unassigned", "unlabeled",
-                            "unlabelled", "?"})
+MISSING_LABELS = frozenset(
+    {"", "nan", "none", "na", "n/a", "null", "unknown", "unassigned", "unlabeled", "unlabelled", "?"}
+)
 
 
 @dataclass
@@ -75,20 +79,26 @@ def labelled(reference: ad.AnnData, label_key: str) -> tuple[ad.AnnData, np.ndar
     left is refused, naming the column.
     """
     if label_key not in reference.obs:
-        raise FmscopeError(f"The reference has no obs['{label_key}'].",
-                           f"Give --label-key, one of: {', '.join(map(str, reference.obs.columns[:10]))}.")
+        raise FmscopeError(
+            f"The reference has no obs['{label_key}'].",
+            f"Give --label-key, one of: {', '.join(map(str, reference.obs.columns[:10]))}.",
+        )
     values = reference.obs[label_key]
     text = values.astype(str).str.strip()
     missing = (values.isna() | text.str.lower().isin(MISSING_LABELS)).to_numpy()
     types = sorted(set(text[~missing]))
     if len(types) < 2:
-        raise FmscopeError(f"The reference's obs['{label_key}'] has {len(types)} cell type(s) "
-                           f"({int(missing.sum())} of {reference.n_obs} cells without a label).",
-                           "Use a reference labelled with at least two cell types.")
+        raise FmscopeError(
+            f"The reference's obs['{label_key}'] has {len(types)} cell type(s) "
+            f"({int(missing.sum())} of {reference.n_obs} cells without a label).",
+            "Use a reference labelled with at least two cell types.",
+        )
     if not missing.any():
         return reference, text.to_numpy(), None
-    notice = (f"{int(missing.sum())} of {reference.n_obs} reference cells have no label in obs['{label_key}'] "
-              "(NaN, empty or 'unknown'): left out.")
+    notice = (
+        f"{int(missing.sum())} of {reference.n_obs} reference cells have no label in obs['{label_key}'] "
+        "(NaN, empty or 'unknown'): left out."
+    )
     return reference[~missing].copy(), text[~missing].to_numpy(), notice
 
 
@@ -102,8 +112,9 @@ def read_reference(path: str | os.PathLike, label_key: str | None = None, layer:
     try:
         adata = ad.read_h5ad(path)
     except Exception as error:
-        raise FmscopeError(f"Cannot read the reference {path} ({type(error).__name__}).",
-                           "Give a single-cell .h5ad.") from None
+        raise FmscopeError(
+            f"Cannot read the reference {path} ({type(error).__name__}).", "Give a single-cell .h5ad."
+        ) from None
     view = counts_view(adata, layer, f"the reference {Path(path).name}")
     adata = view.adata
     if adata.raw is not None:  # X holds the counts; a .raw beside them is not what fmscope computes on

@@ -46,8 +46,10 @@ def sections(adata: ad.AnnData) -> tuple[str, np.ndarray] | None:
         if values.nunique(dropna=True) < 2:
             continue
         if values.isna().any():
-            raise FmscopeError(f"obs['{column}'] tells the sections apart but {int(values.isna().sum())} cells have "
-                               "no section.", f"Fill obs['{column}'] for every cell, or drop those cells.")
+            raise FmscopeError(
+                f"obs['{column}'] tells the sections apart but {int(values.isna().sum())} cells have no section.",
+                f"Fill obs['{column}'] for every cell, or drop those cells.",
+            )
         return str(column), values.astype(str).to_numpy()
     return None
 
@@ -60,15 +62,20 @@ def require_sections(adata: ad.AnnData, name: str) -> np.ndarray | None:
         return found[1]
     libraries = adata.uns.get("spatial")
     if isinstance(libraries, dict) and len(libraries) > 1:
-        raise FmscopeError(f"{name} holds {len(libraries)} libraries in uns['spatial'] "
-                           f"({', '.join(map(str, libraries))}) but no obs column saying which section each cell "
-                           "belongs to.", "Add obs['library_id'] naming each cell's section, or give one section per file.")
+        raise FmscopeError(
+            f"{name} holds {len(libraries)} libraries in uns['spatial'] "
+            f"({', '.join(map(str, libraries))}) but no obs column saying which section each cell "
+            "belongs to.",
+            "Add obs['library_id'] naming each cell's section, or give one section per file.",
+        )
     xy = pd.DataFrame(np.asarray(adata.obsm["spatial"], dtype=float)[:, :2])
     shared = float(xy.duplicated(keep=False).mean()) if len(xy) else 0.0
     if shared > MAX_SHARED_POSITIONS:
-        raise FmscopeError(f"{name}: {shared:.0%} of the cells share their position with another cell, as when "
-                           "several sections are stacked in one file (overlapping coordinates).",
-                           "Add obs['library_id'] naming each cell's section, or give one section per file.")
+        raise FmscopeError(
+            f"{name}: {shared:.0%} of the cells share their position with another cell, as when "
+            "several sections are stacked in one file (overlapping coordinates).",
+            "Add obs['library_id'] naming each cell's section, or give one section per file.",
+        )
     return None
 
 

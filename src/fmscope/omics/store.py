@@ -48,8 +48,9 @@ def _spot_shapes(slide: Slide, transformations: dict, xy: np.ndarray | None = No
 
         squares = shapely.box(xy[:, 0] - size / 2, xy[:, 1] - size / 2, xy[:, 0] + size / 2, xy[:, 1] + size / 2)
         return ShapesModel.parse(geopandas.GeoDataFrame(geometry=squares, index=index), transformations=transformations)
-    return ShapesModel.parse(xy, geometry=0, radius=np.full(len(xy), size / 2), index=index,
-                             transformations=transformations)
+    return ShapesModel.parse(
+        xy, geometry=0, radius=np.full(len(xy), size / 2), index=index, transformations=transformations
+    )
 
 
 def _annotate_spots(adata, region: str = SPOTS):
@@ -77,8 +78,9 @@ def _built_spatialdata(slide: Slide):
         cyx = image.transpose(2, 0, 1) if image.ndim == 3 else image[None]
         pyramid = [2, 2, 2] if max(cyx.shape[1:]) > PYRAMID_ABOVE_PX else None
         scale = Scale([slide.image_microns_per_pixel] * 2, axes=("y", "x"))
-        images["tissue"] = Image2DModel.parse(cyx, dims=("c", "y", "x"), scale_factors=pyramid,
-                                              transformations={MICRONS: scale})
+        images["tissue"] = Image2DModel.parse(
+            cyx, dims=("c", "y", "x"), scale_factors=pyramid, transformations={MICRONS: scale}
+        )
     return spatialdata.SpatialData(images=images, shapes={SPOTS: shapes}, tables={TABLE: table})
 
 
@@ -104,11 +106,17 @@ def _updated_spatialdata(slide: Slide):
         index = source.shapes[region].index
         adata.obs["fmscope_region"] = pd.Categorical([region] * adata.n_obs)
         adata.obs["fmscope_instance"] = np.asarray(adata.obs_names).astype(index.dtype)
-        tables[TABLE] = TableModel.parse(adata, region=region, region_key="fmscope_region",
-                                         instance_key="fmscope_instance")
-    return spatialdata.SpatialData(images=dict(source.images), labels=dict(source.labels),
-                                   points=dict(source.points), shapes=shapes, tables=tables,
-                                   attrs={k: v for k, v in dict(source.attrs or {}).items() if k != STAMP})
+        tables[TABLE] = TableModel.parse(
+            adata, region=region, region_key="fmscope_region", instance_key="fmscope_instance"
+        )
+    return spatialdata.SpatialData(
+        images=dict(source.images),
+        labels=dict(source.labels),
+        points=dict(source.points),
+        shapes=shapes,
+        tables=tables,
+        attrs={k: v for k, v in dict(source.attrs or {}).items() if k != STAMP},
+    )
 
 
 def _in_file_units(slide: Slide, table):
@@ -145,6 +153,7 @@ def write_result(slide: Slide, path: str | os.PathLike) -> None:
         def write_stamped(temporary: Path) -> None:
             table.write_h5ad(temporary)
             stamp_h5ad(temporary)
+
         atomic_write(path, write_stamped)
         return
     sdata = to_spatialdata(slide)

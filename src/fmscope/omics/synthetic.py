@@ -17,13 +17,18 @@ DOMAIN_GROUPS = (
     ("CD14+ Monocyte",),
     ("CD19+ B",),
     ("Dendritic",),
-    ("CD4+/CD25 T Reg", "CD8+ Cytotoxic T", "CD8+/CD45RA+ Naive Cytotoxic", "CD4+/CD45RO+ Memory",
-     "CD4+/CD45RA+/CD25- Naive T", "CD56+ NK"),
+    (
+        "CD4+/CD25 T Reg",
+        "CD8+ Cytotoxic T",
+        "CD8+/CD45RA+ Naive Cytotoxic",
+        "CD4+/CD45RO+ Memory",
+        "CD4+/CD45RA+/CD25- Naive T",
+        "CD56+ NK",
+    ),
 )
 
 
-def semi_synthetic_tissue(side: int = 40, purity: float = 0.8, spacing_um: float = 20.0,
-                          seed: int = 0) -> ad.AnnData:
+def semi_synthetic_tissue(side: int = 40, purity: float = 0.8, spacing_um: float = 20.0, seed: int = 0) -> ad.AnnData:
     """A side x side grid of real cells in 4 quadrant domains; truth in ``obs["true_domain"]``."""
     reference = ad.read_h5ad(samples.sample_data_dir() / "pbmc68k_reduced.h5ad")
     expression = np.expm1(reference.raw.X.toarray() if hasattr(reference.raw.X, "toarray") else reference.raw.X)
@@ -37,8 +42,9 @@ def semi_synthetic_tissue(side: int = 40, purity: float = 0.8, spacing_um: float
         pick = rng.choice(pool)
         picks.append(pick)
         cell_types.append(types[pick])
-    tissue = ad.AnnData(X=np.round(expression[picks], 2).astype(np.float32),
-                        var={"gene": reference.raw.var_names.to_numpy()})
+    tissue = ad.AnnData(
+        X=np.round(expression[picks], 2).astype(np.float32), var={"gene": reference.raw.var_names.to_numpy()}
+    )
     tissue.var_names = reference.raw.var_names
     tissue.obs["true_domain"] = domain.ravel().astype(str)
     tissue.obs["cell_type"] = cell_types
@@ -63,8 +69,9 @@ def annotate_blocks(tissue: ad.AnnData, block: int = 5, spacing_um: float = 20.0
     return labels.astype(str)
 
 
-def large_synthetic_slide(n_cells: int = 1_000_000, n_genes: int = 20, n_domains: int = 6, spacing_um: float = 10.0,
-                          seed: int = 0) -> ad.AnnData:
+def large_synthetic_slide(
+    n_cells: int = 1_000_000, n_genes: int = 20, n_domains: int = 6, spacing_um: float = 10.0, seed: int = 0
+) -> ad.AnnData:
     """A slide of ``n_cells`` cells (jittered grid, ``spacing_um`` apart) in concentric ring domains.
 
     Counts are Poisson draws from one expression profile per domain (sparse). The true domain is

@@ -34,10 +34,10 @@ def tissue_image(array, name: str) -> np.ndarray:
             return _channels_last(image, name)
         if first <= 4 and first < min(image.shape[1:]):
             return _channels_last(np.moveaxis(image, 0, -1), name)
-    raise FmscopeError(f"The tissue image {name} has shape {image.shape}: not a grey (y, x) or colour "
-                       "(y, x, 3 / 4 channels) image.",
-                       "Save the tissue image as a grey or RGB(A) picture (one channel of a multiplexed image, "
-                       "or an RGB rendering).")
+    raise FmscopeError(
+        f"The tissue image {name} has shape {image.shape}: not a grey (y, x) or colour (y, x, 3 / 4 channels) image.",
+        "Save the tissue image as a grey or RGB(A) picture (one channel of a multiplexed image, or an RGB rendering).",
+    )
 
 
 def _channels_last(image: np.ndarray, name: str) -> np.ndarray:

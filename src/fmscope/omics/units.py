@@ -52,23 +52,40 @@ def resolve(units: Units | None, given: float | None, name: str, unknown: str = 
     has no units (for the refusal). Raises :class:`FmscopeError` on a bad or disagreeing ``given``."""
     if given is not None:
         if not np.isfinite(given) or given <= 0:
-            raise FmscopeError(f"--microns-per-unit {given:g} is not a positive number.",
-                               "Give how many microns one coordinate unit is (1 if the coordinates are microns).")
+            raise FmscopeError(
+                f"--microns-per-unit {given:g} is not a positive number.",
+                "Give how many microns one coordinate unit is (1 if the coordinates are microns).",
+            )
         if units is not None and units.stated:
             if abs(given / units.scale - 1) > AGREEMENT:
-                raise FmscopeError(f"{name}: the file's coordinates are {units.scale:.4g} um per unit "
-                                   f"({units.source}); --microns-per-unit {given:g} disagrees.",
-                                   "Leave out --microns-per-unit (fmscope uses the file's own units), or fix the file.")
+                raise FmscopeError(
+                    f"{name}: the file's coordinates are {units.scale:.4g} um per unit "
+                    f"({units.source}); --microns-per-unit {given:g} disagrees.",
+                    "Leave out --microns-per-unit (fmscope uses the file's own units), or fix the file.",
+                )
             return units, []
         return Units.scaled(given, f"--microns-per-unit {given:g}"), (
-            [] if units is None else [f"Coordinates taken as {given:g} um per unit (--microns-per-unit), "
-                                      f"not {units.scale:.4g} ({units.source})."])
+            []
+            if units is None
+            else [
+                f"Coordinates taken as {given:g} um per unit (--microns-per-unit), "
+                f"not {units.scale:.4g} ({units.source})."
+            ]
+        )
     if units is None:
-        raise FmscopeError(f"{name}: the coordinates have no units{f' ({unknown})' if unknown else ''}.",
-                           "Say how many microns one unit is: --microns-per-unit 1 if they are microns "
-                           "(or set uns['fmscope']['microns_per_unit'] in the file).")
-    notices = [] if units.stated else [f"Coordinates taken as {units.scale:.4g} um per unit ({units.source}); "
-                                       "give --microns-per-unit if they are not."]
+        raise FmscopeError(
+            f"{name}: the coordinates have no units{f' ({unknown})' if unknown else ''}.",
+            "Say how many microns one unit is: --microns-per-unit 1 if they are microns "
+            "(or set uns['fmscope']['microns_per_unit'] in the file).",
+        )
+    notices = (
+        []
+        if units.stated
+        else [
+            f"Coordinates taken as {units.scale:.4g} um per unit ({units.source}); "
+            "give --microns-per-unit if they are not."
+        ]
+    )
     return units, notices
 
 
@@ -84,8 +101,9 @@ def yx(affine_xy: np.ndarray) -> np.ndarray:
     return swap @ affine_xy @ swap
 
 
-def grid_microns_per_pixel(rows: np.ndarray, cols: np.ndarray, xy: np.ndarray,
-                           groups: np.ndarray | None = None) -> float | None:
+def grid_microns_per_pixel(
+    rows: np.ndarray, cols: np.ndarray, xy: np.ndarray, groups: np.ndarray | None = None
+) -> float | None:
     """Microns per pixel from a Visium spot grid: spots (row, col) and (row, col + 2) are 100 um apart.
 
     ``xy`` (spots, 2) in pixels; ``groups`` (sections) keeps spots of different sections apart.
@@ -112,6 +130,8 @@ def visium_units(scalefactors: dict, rows=None, cols=None, xy=None, groups=None,
         if per_px is not None:
             return Units.scaled(per_px, f"{where}Visium spot grid, spots 100 um apart")
     if scalefactors.get("spot_diameter_fullres"):
-        return Units.scaled(VISIUM_THEORETICAL_SPOT_UM / float(scalefactors["spot_diameter_fullres"]),
-                            f"spot_diameter_fullres in {where}scale factors (a 65 um spot)")
+        return Units.scaled(
+            VISIUM_THEORETICAL_SPOT_UM / float(scalefactors["spot_diameter_fullres"]),
+            f"spot_diameter_fullres in {where}scale factors (a 65 um spot)",
+        )
     return None

@@ -54,15 +54,22 @@ class VocabMatch:
         """A human-readable coverage report."""
         unmatched = [g for g, i in zip(self.genes, self.ids) if i < 0]
         kinds = {kind: self.how.count(kind) for kind in ("exact", "case-insensitive", "ensembl", "alias")}
-        return (f"{self.n_matched}/{len(self.genes)} panel genes matched the vocabulary ({self.coverage:.0%}: "
-                f"{kinds['exact']} exact, {kinds['case-insensitive']} by case / ortholog symbol, "
-                f"{kinds['ensembl']} by Ensembl id, {kinds['alias']} by alias); "
-                f"unmatched: {', '.join(unmatched[:show]) or 'none'}"
-                + (f" (+{len(unmatched) - show} more)" if len(unmatched) > show else ""))
+        return (
+            f"{self.n_matched}/{len(self.genes)} panel genes matched the vocabulary ({self.coverage:.0%}: "
+            f"{kinds['exact']} exact, {kinds['case-insensitive']} by case / ortholog symbol, "
+            f"{kinds['ensembl']} by Ensembl id, {kinds['alias']} by alias); "
+            f"unmatched: {', '.join(unmatched[:show]) or 'none'}"
+            + (f" (+{len(unmatched) - show} more)" if len(unmatched) > show else "")
+        )
 
 
-def match_genes(genes: Sequence[str], vocab: dict[str, int], ensembl_ids: Sequence[str] | None = None,
-                warn: bool = True, aliases: Mapping[str, str] | None = None) -> VocabMatch:
+def match_genes(
+    genes: Sequence[str],
+    vocab: dict[str, int],
+    ensembl_ids: Sequence[str] | None = None,
+    warn: bool = True,
+    aliases: Mapping[str, str] | None = None,
+) -> VocabMatch:
     """Match panel ``genes`` to ``vocab``; warns (``warn``) when coverage is below 50 %."""
     lower = {}
     for token, index in vocab.items():

@@ -33,7 +33,7 @@ class LowRankDelta(nn.Module):
     def __init__(self, weight: torch.Tensor, rank: int, alpha: float, generator: torch.Generator) -> None:
         super().__init__()
         out_features, in_features = weight.shape
-        bound = 1 / in_features ** 0.5
+        bound = 1 / in_features**0.5
         self.A = nn.Parameter((torch.rand(rank, in_features, generator=generator) * 2 - 1) * bound)
         self.B = nn.Parameter(torch.zeros(out_features, rank))
         self.scale = alpha / rank
@@ -60,19 +60,19 @@ class EncoderSplit:
         x = self.encoder.patch_embed(x)
         if getattr(self.encoder, "pos_embed", None) is not None:
             x = x + self.encoder.pos_embed
-        for stage in list(self._stages())[:self._split()]:
+        for stage in list(self._stages())[: self._split()]:
             x = stage(x)
         return x
 
     def tail(self, features: torch.Tensor) -> torch.Tensor:
         """The image embedding (B, 256, 64, 64) from :meth:`head`'s features."""
         x = features
-        for stage in list(self._stages())[self._split():]:
+        for stage in list(self._stages())[self._split() :]:
             x = stage(x)
         return self.encoder.neck(x.permute(0, 3, 1, 2))
 
     def tail_modules(self) -> list[nn.Module]:
-        return [*list(self._stages())[self._split():], self.encoder.neck]
+        return [*list(self._stages())[self._split() :], self.encoder.neck]
 
 
 def split_encoder(net: nn.Module) -> EncoderSplit:
@@ -110,8 +110,11 @@ def remove_lora(net: nn.Module) -> None:
 def plain_state(net: nn.Module, parts: list[str]) -> dict[str, torch.Tensor]:
     """Copies of the tensors of ``parts`` under the network's plain key names, adapters merged into weights."""
     prefixes = tuple(f"{part}." for part in parts)
-    state = {key: value.detach().clone() for key, value in net.state_dict().items()
-             if key.startswith(prefixes) and ".parametrizations." not in key}
+    state = {
+        key: value.detach().clone()
+        for key, value in net.state_dict().items()
+        if key.startswith(prefixes) and ".parametrizations." not in key
+    }
     for name, module in net.named_modules():
         if f"{name}.".startswith(prefixes) and parametrize.is_parametrized(module, "weight"):
             state[f"{name}.weight"] = module.weight.detach().clone()

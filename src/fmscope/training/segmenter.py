@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from fmscope.models import DEFAULT_SEGMENTER
+from fmscope.checkpoint_files import read_checkpoint, write_checkpoint
 from fmscope.errors import FmscopeError
 from fmscope.imaging import roi
 from fmscope.imaging.cache import EmbeddingCache
@@ -44,7 +44,7 @@ from fmscope.imaging.model_file import TunedModel, trained_state, write_model_fi
 from fmscope.imaging.models.input_transforms import InputGeometry
 from fmscope.imaging.predictor import Segmenter
 from fmscope.metrics import dice
-from fmscope.checkpoint_files import read_checkpoint, write_checkpoint
+from fmscope.models import DEFAULT_SEGMENTER
 from fmscope.training.encoder_tail import ENCODER_MODES, EncoderSplit, add_lora, plain_state, split_encoder
 from fmscope.training.settings import TrainSettings
 
@@ -74,8 +74,10 @@ def labelled_images(image: np.ndarray, labels: np.ndarray, name: str) -> list[La
     rgb = image.ndim == 3 and image.shape[-1] in (3, 4) and labels.ndim == 2
     spatial = image.shape[:2] if rgb else image.shape
     if labels.shape != spatial:
-        raise FmscopeError(f"The labels of {name} have shape {labels.shape}, its image {image.shape}.",
-                           "Give each image the label image drawn on it (same height and width, and slices).")
+        raise FmscopeError(
+            f"The labels of {name} have shape {labels.shape}, its image {image.shape}.",
+            "Give each image the label image drawn on it (same height and width, and slices).",
+        )
     if rgb or image.ndim == 2:
         pairs = [LabelledImage(image, labels, name)]
     elif image.ndim == 3:
@@ -83,11 +85,16 @@ def labelled_images(image: np.ndarray, labels: np.ndarray, name: str) -> list[La
     else:
         raise FmscopeError(f"{name} has {image.ndim} dimensions.", "Give 2D images, RGB images or (z, y, x) stacks.")
     # one rule for every front end (imaging.labels): binary masks split into regions, ids made 1..N
-    pairs = [LabelledImage(pair.image, instance_labels(pair.labels, f"the labels of {pair.name}").array, pair.name)
-             for pair in pairs if pair.labels.any()]
+    pairs = [
+        LabelledImage(pair.image, instance_labels(pair.labels, f"the labels of {pair.name}").array, pair.name)
+        for pair in pairs
+        if pair.labels.any()
+    ]
     if not pairs:
-        raise FmscopeError(f"The labels of {name} hold no objects.",
-                           "Annotate at least one object (a nonzero label id) on it, or leave it out.")
+        raise FmscopeError(
+            f"The labels of {name} hold no objects.",
+            "Annotate at least one object (a nonzero label id) on it, or leave it out.",
+        )
     return pairs
 
 
@@ -137,25 +144,35 @@ class TrainingReport:
 
     def summary(self) -> str:
         per_epoch = f"{np.mean(self.epoch_seconds):.1f} s/epoch" if self.epoch_seconds else "no epoch run now"
-        return (f"held-out Dice (same prompts, {self.n_val_objects} objects): base {self.before.mean:.3f} "
-                f"(whole image {self.before.whole:.3f}, ROI zoom {self.before.zoom:.3f}) -> tuned "
-                f"{self.after.mean:.3f} (whole image {self.after.whole:.3f}, ROI zoom {self.after.zoom:.3f}); "
-                f"best epoch {self.best_epoch} of {self.epochs_run}; trained on {self.n_train_objects} objects; "
-                f"embeddings {self.embedding_seconds:.0f} s, {per_epoch}")
+        return (
+            f"held-out Dice (same prompts, {self.n_val_objects} objects): base {self.before.mean:.3f} "
+            f"(whole image {self.before.whole:.3f}, ROI zoom {self.before.zoom:.3f}) -> tuned "
+            f"{self.after.mean:.3f} (whole image {self.after.whole:.3f}, ROI zoom {self.after.zoom:.3f}); "
+            f"best epoch {self.best_epoch} of {self.epochs_run}; trained on {self.n_train_objects} objects; "
+            f"embeddings {self.embedding_seconds:.0f} s, {per_epoch}"
+        )
 
 
 def _object_boxes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(ids, tight boxes x0 y0 x1 y1) of every object in a label image."""
     slices = ndimage.find_objects(labels.astype(np.int64, copy=False))
     ids = [i + 1 for i, s in enumerate(slices) if s is not None]
-    boxes = [[slices[i - 1][1].start, slices[i - 1][0].start, slices[i - 1][1].stop - 1, slices[i - 1][0].stop - 1]
-             for i in ids]
+    boxes = [
+        [slices[i - 1][1].start, slices[i - 1][0].start, slices[i - 1][1].stop - 1, slices[i - 1][0].stop - 1]
+        for i in ids
+    ]
     return np.array(ids, dtype=np.int64), np.array(boxes, dtype=np.float64).reshape(-1, 4)
 
 
-def make_views(segmenter: Segmenter, item: LabelledImage, window: str | tuple | Intensity | None,
-               max_crops: int | None, rng: np.random.Generator | None = None,
-               max_objects: int | None = None, split: EncoderSplit | None = None) -> list[View]:
+def make_views(
+    segmenter: Segmenter,
+    item: LabelledImage,
+    window: str | tuple | Intensity | None,
+    max_crops: int | None,
+    rng: np.random.Generator | None = None,
+    max_objects: int | None = None,
+    split: EncoderSplit | None = None,
+) -> list[View]:
     """The whole-image view with every object (at most ``max_objects``, chosen with ``rng``), then ROI-zoom views.
 
     Zoom views are the ROI-zoom crops of the objects (those whose crop is smaller than the image,
@@ -185,8 +202,17 @@ def make_views(segmenter: Segmenter, item: LabelledImage, window: str | tuple | 
         y0, x0, y1, x1 = crop
         members = crops[crop]
         embedding, geometry, features = _embedded(segmenter, crop, split)
-        views.append(View(embedding, geometry, item.labels[y0:y1, x0:x1], ids[members],
-                          boxes[members] - np.array([x0, y0, x0, y0]), True, features))
+        views.append(
+            View(
+                embedding,
+                geometry,
+                item.labels[y0:y1, x0:x1],
+                ids[members],
+                boxes[members] - np.array([x0, y0, x0, y0]),
+                True,
+                features,
+            )
+        )
     return views
 
 
@@ -201,8 +227,9 @@ def _embedded(segmenter: Segmenter, crop, split: EncoderSplit | None) -> tuple:
         return None, geometry, split.head(tensor[None].to(segmenter.model.device))
 
 
-def decode(net: torch.nn.Module, transform, view: View, boxes: np.ndarray,
-           embedding: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def decode(
+    net: torch.nn.Module, transform, view: View, boxes: np.ndarray, embedding: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(mask logits (N, H, W) at the view's resolution, IoU estimates (N,)) for ``boxes`` in view pixels.
 
     The same steps as :meth:`Segmenter.predict_many` (one box per object, single mask output),
@@ -212,23 +239,28 @@ def decode(net: torch.nn.Module, transform, view: View, boxes: np.ndarray,
     device = embedding.device
     box_tensor = torch.as_tensor(transform.boxes(boxes, view.geometry), device=device)[:, None, :]
     sparse, dense = net.prompt_encoder(points=None, boxes=box_tensor, masks=None)
-    low_res, iou = net.mask_decoder(image_embeddings=embedding, image_pe=net.prompt_encoder.get_dense_pe(),
-                                    sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                    multimask_output=False)
+    low_res, iou = net.mask_decoder(
+        image_embeddings=embedding,
+        image_pe=net.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=False,
+    )
     return transform.masks(low_res, view.geometry), iou[:, 0]
 
 
-def evaluate(net: torch.nn.Module, transform, views: Sequence[View], batch: int = 8,
-             split: EncoderSplit | None = None) -> ViewDice:
+def evaluate(
+    net: torch.nn.Module, transform, views: Sequence[View], batch: int = 8, split: EncoderSplit | None = None
+) -> ViewDice:
     """Mean Dice of the decoded masks (tight boxes) against the labels, per kind of view."""
     scores: dict[bool, list[float]] = {False: [], True: []}
     with torch.inference_mode():
         for view in views:
             embedding = view.image_embedding(split)
             for start in range(0, len(view.objects), batch):
-                logits, _ = decode(net, transform, view, view.boxes[start:start + batch], embedding)
+                logits, _ = decode(net, transform, view, view.boxes[start : start + batch], embedding)
                 masks = (logits > 0).cpu().numpy()
-                for mask, label in zip(masks, view.objects[start:start + batch]):
+                for mask, label in zip(masks, view.objects[start : start + batch]):
                     scores[view.zoom].append(dice(mask, view.labels == label))
     return ViewDice(*(float(np.mean(scores[z])) if scores[z] else float("nan") for z in (False, True)))
 
@@ -254,14 +286,15 @@ def _loss(logits: torch.Tensor, iou: torch.Tensor, target: torch.Tensor) -> torc
     return (soft_dice + bce).mean() + F.mse_loss(iou, true_iou.float())
 
 
-def _batches(views: Sequence[View], size: int, per_view: int,
-             generator: torch.Generator) -> list[tuple[int, np.ndarray]]:
+def _batches(
+    views: Sequence[View], size: int, per_view: int, generator: torch.Generator
+) -> list[tuple[int, np.ndarray]]:
     """(view index, object indices) chunks of at most ``size``: ``per_view`` random objects of each view,
     shuffled within and across views."""
     chunks = []
     for index, view in enumerate(views):
         order = torch.randperm(len(view.objects), generator=generator).numpy()[:per_view]
-        chunks += [(index, order[start:start + size]) for start in range(0, len(order), size)]
+        chunks += [(index, order[start : start + size]) for start in range(0, len(order), size)]
     return [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
 
 
@@ -272,18 +305,24 @@ def split_holdout(items: list[LabelledImage], fraction: float, seed: int) -> tup
     if len(items) > 1:
         n_val = min(len(items) - 1, max(1, round(fraction * len(items))))
         held = set(np.random.default_rng(seed).permutation(len(items))[:n_val].tolist())
-        return ([item for i, item in enumerate(items) if i not in held],
-                [item for i, item in enumerate(items) if i in held])
+        return (
+            [item for i, item in enumerate(items) if i not in held],
+            [item for i, item in enumerate(items) if i in held],
+        )
     item = items[0]
     ids, boxes = _object_boxes(item.labels)
     if len(ids) < 2:
-        raise FmscopeError(f"{item.name} has {len(ids)} object; a held-out check needs at least two.",
-                           "Annotate more objects, add an image, or train without a check (--holdout 0).")
+        raise FmscopeError(
+            f"{item.name} has {len(ids)} object; a held-out check needs at least two.",
+            "Annotate more objects, add an image, or train without a check (--holdout 0).",
+        )
     n_val = min(len(ids) - 1, max(1, round(fraction * len(ids))))
     held = ids[np.argsort((boxes[:, 0] + boxes[:, 2]) / 2, kind="stable")[-n_val:]]
     in_val = np.isin(item.labels, held)
-    return ([LabelledImage(item.image, np.where(in_val, 0, item.labels), f"{item.name} (left)")],
-            [LabelledImage(item.image, np.where(in_val, item.labels, 0), f"{item.name} (right)")])
+    return (
+        [LabelledImage(item.image, np.where(in_val, 0, item.labels), f"{item.name} (left)")],
+        [LabelledImage(item.image, np.where(in_val, item.labels, 0), f"{item.name} (right)")],
+    )
 
 
 def _data_summary(train: list[LabelledImage], val: list[LabelledImage], window, segmenter: Segmenter) -> dict:
@@ -293,9 +332,12 @@ def _data_summary(train: list[LabelledImage], val: list[LabelledImage], window, 
         segmenter.set_image(item.image, window=window)
         mapped.append(float(segmenter.mapped_image.mean()))
     return {
-        "images": len(train) + len(val), "train_images": len(train), "val_images": len(val),
+        "images": len(train) + len(val),
+        "train_images": len(train),
+        "val_images": len(val),
         "objects": sum(len(_object_boxes(i.labels)[0]) for i in train + val),
-        "train_objects": len(sides), "val_objects": sum(len(_object_boxes(i.labels)[0]) for i in val),
+        "train_objects": len(sides),
+        "val_objects": sum(len(_object_boxes(i.labels)[0]) for i in val),
         "box_side_px": [float(np.min(sides)), float(np.median(sides)), float(np.max(sides))],
         "image_shapes": sorted({str(tuple(i.image.shape)) for i in train + val}),
         "dtypes": sorted({str(i.image.dtype) for i in train + val}),
@@ -323,11 +365,19 @@ def _base_identity(segmenter: Segmenter) -> tuple[str, str]:
     return loaded.name, (loaded.tuned.base_sha256 if loaded.tuned is not None else loaded.weights_sha256)
 
 
-def train_segmenter(items: list[LabelledImage], output: str | os.PathLike, model: str = DEFAULT_SEGMENTER,
-                    checkpoint: str | os.PathLike | None = None, window: str | tuple | None = None,
-                    settings: TrainSettings | None = None, val_items: list[LabelledImage] | None = None,
-                    resume: bool = False, device: str | None = None, cache_dir: str | os.PathLike | None = None,
-                    on_progress: Progress | None = None) -> TrainingReport:
+def train_segmenter(
+    items: list[LabelledImage],
+    output: str | os.PathLike,
+    model: str = DEFAULT_SEGMENTER,
+    checkpoint: str | os.PathLike | None = None,
+    window: str | tuple | None = None,
+    settings: TrainSettings | None = None,
+    val_items: list[LabelledImage] | None = None,
+    resume: bool = False,
+    device: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    on_progress: Progress | None = None,
+) -> TrainingReport:
     """Fine-tune ``model`` on ``items`` and write the fmscope model file ``output``.
 
     ``val_items``: the held-out images (default: ``settings.holdout`` of ``items``, see
@@ -346,10 +396,14 @@ def train_segmenter(items: list[LabelledImage], output: str | os.PathLike, model
     if settings.train_encoder not in ENCODER_MODES:
         raise FmscopeError(f"Unknown encoder training '{settings.train_encoder}'.", f"Use one of {ENCODER_MODES}.")
     report = on_progress or (lambda message, done, total: None)
-    train, val = (items, val_items) if val_items is not None else split_holdout(items, settings.holdout,
-                                                                                settings.seed)
-    segmenter = Segmenter(model, checkpoint=checkpoint, device=device,
-                          cache=EmbeddingCache(max_items=1, directory=cache_dir), roi_zoom="auto")
+    train, val = (items, val_items) if val_items is not None else split_holdout(items, settings.holdout, settings.seed)
+    segmenter = Segmenter(
+        model,
+        checkpoint=checkpoint,
+        device=device,
+        cache=EmbeddingCache(max_items=1, directory=cache_dir),
+        roi_zoom="auto",
+    )
     base_name, base_sha = _base_identity(segmenter)
     data_key = _data_key(train + val)
     saved = _read_resume(checkpoint_path(output), base_name, base_sha, data_key, settings) if resume else None
@@ -364,9 +418,17 @@ def train_segmenter(items: list[LabelledImage], output: str | os.PathLike, model
     for done, item in enumerate(train + val):
         report(f"Embedding {item.name} ({done + 1}/{len(train) + len(val)}) ...", done, len(train) + len(val))
         held_out = done >= len(train)
-        (val_views if held_out else train_views).extend(make_views(
-            segmenter, item, window, settings.max_crops, rng,
-            max_objects=settings.max_val_objects if held_out else None, split=split))
+        (val_views if held_out else train_views).extend(
+            make_views(
+                segmenter,
+                item,
+                window,
+                settings.max_crops,
+                rng,
+                max_objects=settings.max_val_objects if held_out else None,
+                split=split,
+            )
+        )
     embedding_seconds = time.perf_counter() - started
 
     fully_trained = tuple(f"{part}." for part in (parts if settings.train_encoder == "last-stage" else TRAINED_PARTS))
@@ -380,14 +442,22 @@ def train_segmenter(items: list[LabelledImage], output: str | os.PathLike, model
     if saved is None:
         before = evaluate(net, transform, val_views, split=split) if val_views else ViewDice(float("nan"), float("nan"))
         report(f"Held-out Dice of the base model: {before.mean:.3f}", 0, settings.epochs)
-        state = {"epoch": 0, "best_epoch": 0, "best_val": before.mean, "stale": 0,
-                 "before": asdict(before), "best": asdict(before), "best_state": plain_state(net, parts)}
+        state = {
+            "epoch": 0,
+            "best_epoch": 0,
+            "best_val": before.mean,
+            "stale": 0,
+            "before": asdict(before),
+            "best": asdict(before),
+            "best_state": plain_state(net, parts),
+        }
     else:
         net.load_state_dict(saved["state"], strict=False)
         optimiser.load_state_dict(saved["optimiser"])
         generator.set_state(saved["generator"])
-        state = {key: saved[key] for key in ("epoch", "best_epoch", "best_val", "stale", "before", "best",
-                                             "best_state")}
+        state = {
+            key: saved[key] for key in ("epoch", "best_epoch", "best_val", "stale", "before", "best", "best_state")
+        }
     n_train = sum(len(v.objects) for v in train_views if not v.zoom)
     epoch_seconds = []
     for epoch in range(int(state["epoch"]), settings.epochs):
@@ -401,29 +471,68 @@ def train_segmenter(items: list[LabelledImage], output: str | os.PathLike, model
             improved = not score.mean <= state["best_val"] + 1e-4  # nan before: any score improves
             state["stale"] = 0 if improved else state["stale"] + 1
             if improved:
-                state.update(best_epoch=epoch + 1, best_val=score.mean, best=asdict(score),
-                             best_state=plain_state(net, parts))
+                state.update(
+                    best_epoch=epoch + 1, best_val=score.mean, best=asdict(score), best_state=plain_state(net, parts)
+                )
         else:
             state.update(best_epoch=epoch + 1, best_state=plain_state(net, parts))
-        write_checkpoint(checkpoint_path(output), {
-            "format": CHECKPOINT_FORMAT, "base_name": base_name, "base_sha256": base_sha, "data_key": data_key,
-            "settings": asdict(settings), "state": trained_state(net, parts),
-            "optimiser": optimiser.state_dict(), "generator": generator.get_state(), **state})
+        write_checkpoint(
+            checkpoint_path(output),
+            {
+                "format": CHECKPOINT_FORMAT,
+                "base_name": base_name,
+                "base_sha256": base_sha,
+                "data_key": data_key,
+                "settings": asdict(settings),
+                "state": trained_state(net, parts),
+                "optimiser": optimiser.state_dict(),
+                "generator": generator.get_state(),
+                **state,
+            },
+        )
         epoch_seconds.append(time.perf_counter() - tick)
-        report(f"Epoch {epoch + 1}/{settings.epochs}: best held-out Dice {state['best_val']:.3f} "
-               f"(base {ViewDice(**state['before']).mean:.3f})", epoch + 1, settings.epochs)
+        report(
+            f"Epoch {epoch + 1}/{settings.epochs}: best held-out Dice {state['best_val']:.3f} "
+            f"(base {ViewDice(**state['before']).mean:.3f})",
+            epoch + 1,
+            settings.epochs,
+        )
 
     before, after = ViewDice(**state["before"]), ViewDice(**state["best"])
-    tuned = TunedModel(base_name, segmenter.model.architecture, base_sha, list(parts),
-                       state["best_state"], _data_summary(train, val, window, segmenter),
-                       before.mean, after.mean, asdict(settings))
+    tuned = TunedModel(
+        base_name,
+        segmenter.model.architecture,
+        base_sha,
+        list(parts),
+        state["best_state"],
+        _data_summary(train, val, window, segmenter),
+        before.mean,
+        after.mean,
+        asdict(settings),
+    )
     write_model_file(output, tuned)
-    return TrainingReport(output, int(state["epoch"]), int(state["best_epoch"]), before, after, n_train,
-                          sum(len(v.objects) for v in val_views if not v.zoom), embedding_seconds, epoch_seconds)
+    return TrainingReport(
+        output,
+        int(state["epoch"]),
+        int(state["best_epoch"]),
+        before,
+        after,
+        n_train,
+        sum(len(v.objects) for v in val_views if not v.zoom),
+        embedding_seconds,
+        epoch_seconds,
+    )
 
 
-def _train_epoch(net: torch.nn.Module, transform, views: list[View], optimiser: torch.optim.Optimizer,
-                 generator: torch.Generator, settings: TrainSettings, split: EncoderSplit | None) -> None:
+def _train_epoch(
+    net: torch.nn.Module,
+    transform,
+    views: list[View],
+    optimiser: torch.optim.Optimizer,
+    generator: torch.Generator,
+    settings: TrainSettings,
+    split: EncoderSplit | None,
+) -> None:
     for index, chosen in _batches(views, settings.batch, settings.max_prompts, generator):
         view = views[index]
         boxes = _jittered(view.boxes[chosen], view.labels.shape, settings.jitter, generator)
@@ -441,18 +550,24 @@ def _read_resume(path: Path, base_name: str, base_sha: str, data_key: str, setti
         return None
     saved = read_checkpoint(path, "training checkpoint", "`fmscope train-segmenter`")
     if saved.get("format") != CHECKPOINT_FORMAT:
-        raise FmscopeError(f"{path} is not an fmscope segmenter training checkpoint.",
-                           "Remove it, or write the model elsewhere (-o).")
+        raise FmscopeError(
+            f"{path} is not an fmscope segmenter training checkpoint.", "Remove it, or write the model elsewhere (-o)."
+        )
     if saved["base_name"] != base_name or saved["base_sha256"] != base_sha:
-        raise FmscopeError(f"{path} was training {saved['base_name']} (weights sha256 {saved['base_sha256'][:12]}"
-                           f"...), not {base_name} (sha256 {base_sha[:12]}...).",
-                           f"Resume with --model {saved['base_name']} and its weights, or write a new model (-o).")
+        raise FmscopeError(
+            f"{path} was training {saved['base_name']} (weights sha256 {saved['base_sha256'][:12]}"
+            f"...), not {base_name} (sha256 {base_sha[:12]}...).",
+            f"Resume with --model {saved['base_name']} and its weights, or write a new model (-o).",
+        )
     trained_encoder = saved.get("settings", {}).get("train_encoder", "none")
     if trained_encoder != settings.train_encoder:
-        raise FmscopeError(f"{path} was training with --train-encoder {trained_encoder}, not {settings.train_encoder}.",
-                           f"Resume with --train-encoder {trained_encoder}, or write a new model (-o).")
+        raise FmscopeError(
+            f"{path} was training with --train-encoder {trained_encoder}, not {settings.train_encoder}.",
+            f"Resume with --train-encoder {trained_encoder}, or write a new model (-o).",
+        )
     if saved["data_key"] != data_key:
-        raise FmscopeError(f"{path} was trained on other images or labels.",
-                           "Resume with the same images, labels and holdout, or write a new model (-o).")
+        raise FmscopeError(
+            f"{path} was trained on other images or labels.",
+            "Resume with the same images, labels and holdout, or write a new model (-o).",
+        )
     return saved
-

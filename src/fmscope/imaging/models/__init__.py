@@ -53,14 +53,18 @@ def _sam(kind: str) -> Callable[[str], tuple[nn.Module, Callable[[nn.Module], In
         # MedSAM uses SAM's architecture with its own (square, min-max) preprocessing.
         transform = (lambda net: MedSAMTransform()) if name.startswith("medsam") else SamTransform
         return build_sam(kind), transform
+
     return build
 
 
 # architecture (as the catalogue and model files name it) -> builder
 ARCHITECTURES = {
     **{entry.architecture: _litemedsam for entry in models.CATALOGUE if entry.family == "tinyvit_sam"},
-    **{entry.architecture: _sam(entry.architecture.removeprefix("sam_")) for entry in models.CATALOGUE
-       if entry.family == "sam"},
+    **{
+        entry.architecture: _sam(entry.architecture.removeprefix("sam_"))
+        for entry in models.CATALOGUE
+        if entry.family == "sam"
+    },
 }
 
 
@@ -71,8 +75,11 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_model(name: str | os.PathLike = models.DEFAULT_SEGMENTER, checkpoint: str | os.PathLike | None = None,
-               device: str | torch.device | None = None) -> LoadedModel:
+def load_model(
+    name: str | os.PathLike = models.DEFAULT_SEGMENTER,
+    checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+) -> LoadedModel:
     """Build model ``name`` and load its weights (strict, ``weights_only=True``).
 
     ``name`` is a registry name (``checkpoint``: its weights file, when not embedded) or the path of
@@ -83,9 +90,10 @@ def load_model(name: str | os.PathLike = models.DEFAULT_SEGMENTER, checkpoint: s
         return _load_tuned(Path(name), checkpoint, device)
     spec = checkpoints.get_spec(str(name))
     if spec.architecture not in ARCHITECTURES:
-        raise FmscopeError(f"'{name}' is a video tracking model, not an image segmenter.",
-                           f"Use it with 'fmscope track' / 'fmscope volume --model {name}' "
-                           "(fmscope.imaging.tracking).")
+        raise FmscopeError(
+            f"'{name}' is a video tracking model, not an image segmenter.",
+            f"Use it with 'fmscope track' / 'fmscope volume --model {name}' (fmscope.imaging.tracking).",
+        )
     path = checkpoints.resolve(spec.name, checkpoint)
     digest = checkpoints.verify_sha256(spec, path, embedded=checkpoint is None and spec.package is not None)
     net, make_transform = ARCHITECTURES[spec.architecture](spec.name)
@@ -97,13 +105,17 @@ def load_model(name: str | os.PathLike = models.DEFAULT_SEGMENTER, checkpoint: s
 
 def _load_tuned(path: Path, checkpoint: str | os.PathLike | None, device: str | torch.device | None) -> LoadedModel:
     if not path.is_file():
-        raise FmscopeError(f"No model file at {path}.",
-                           f"Give a file written by `fmscope train-segmenter`, or a model name: "
-                           f"{', '.join(sorted(checkpoints.CHECKPOINTS))}.")
+        raise FmscopeError(
+            f"No model file at {path}.",
+            f"Give a file written by `fmscope train-segmenter`, or a model name: "
+            f"{', '.join(sorted(checkpoints.CHECKPOINTS))}.",
+        )
     tuned = read_model_file(path)
     if tuned.base_name not in checkpoints.CHECKPOINTS:
-        raise FmscopeError(f"{path} was tuned from '{tuned.base_name}', which this fmscope does not know.",
-                           "Use the fmscope version that wrote it.")
+        raise FmscopeError(
+            f"{path} was tuned from '{tuned.base_name}', which this fmscope does not know.",
+            "Use the fmscope version that wrote it.",
+        )
     base = load_model(tuned.base_name, checkpoint, device)
     check_base(tuned, path, base.name, base.weights_sha256)
     apply_tuned(base.net, tuned, path)

@@ -100,8 +100,9 @@ class MedSAMTransform:
         from skimage.transform import resize as skimage_resize  # only MedSAM needs scikit-image's resize
 
         h, w = rgb.shape[:2]
-        resized = skimage_resize(rgb, (self.size, self.size), order=3, preserve_range=True,
-                                 mode="constant", anti_aliasing=True)
+        resized = skimage_resize(
+            rgb, (self.size, self.size), order=3, preserve_range=True, mode="constant", anti_aliasing=True
+        )
         tensor = torch.from_numpy(_min_max(resized)).float().permute(2, 0, 1)
         return tensor, InputGeometry((h, w), (self.size, self.size))
 

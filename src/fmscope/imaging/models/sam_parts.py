@@ -27,8 +27,9 @@ def sam_modeling() -> ModuleType:
     if package is None or not package.submodule_search_locations:
         raise ImportError("segment-anything is not installed; reinstall fmscope (pip install -e .).")
     folder = Path(list(package.submodule_search_locations)[0]) / "modeling"
-    spec = importlib.util.spec_from_file_location(MODELING, folder / "__init__.py",
-                                                  submodule_search_locations=[str(folder)])
+    spec = importlib.util.spec_from_file_location(
+        MODELING, folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[MODELING] = module
     try:

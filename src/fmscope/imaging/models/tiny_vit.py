@@ -137,7 +137,9 @@ def _to_windows(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, 
     return x.reshape(-1, window * window, c), (ph, pw)
 
 
-def _from_windows(x: torch.Tensor, window: int, batch: int, padded: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+def _from_windows(
+    x: torch.Tensor, window: int, batch: int, padded: tuple[int, int], size: tuple[int, int]
+) -> torch.Tensor:
     """Inverse of :func:`_to_windows`, cropping the padding away."""
     ph, pw = padded
     c = x.shape[-1]
@@ -180,8 +182,9 @@ class ConvStage(nn.Module):
 class AttentionStage(nn.Module):
     """A stage of TinyViT blocks on (B, H, W, C), optionally followed by a merge."""
 
-    def __init__(self, dim: int, depth: int, num_heads: int, window: int, mlp_ratio: float,
-                 out_dim: int | None, stride: int) -> None:
+    def __init__(
+        self, dim: int, depth: int, num_heads: int, window: int, mlp_ratio: float, out_dim: int | None, stride: int
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(TinyViTBlock(dim, num_heads, window, mlp_ratio) for _ in range(depth))
         self.downsample = None if out_dim is None else PatchMerging(dim, out_dim, stride)
@@ -207,10 +210,17 @@ class TinyViT(nn.Module):
         ]
         for i in range(1, n):
             last = i == n - 1
-            stages.append(AttentionStage(
-                dims[i], config.depths[i], config.num_heads[i], config.window_sizes[i], config.mlp_ratio,
-                out_dim=None if last else dims[i + 1], stride=1 if last else config.merge_strides[i],
-            ))
+            stages.append(
+                AttentionStage(
+                    dims[i],
+                    config.depths[i],
+                    config.num_heads[i],
+                    config.window_sizes[i],
+                    config.mlp_ratio,
+                    out_dim=None if last else dims[i + 1],
+                    stride=1 if last else config.merge_strides[i],
+                )
+            )
         self.layers = nn.ModuleList(stages)
         self.neck = nn.Sequential(
             nn.Conv2d(dims[-1], config.out_chans, 1, bias=False),

@@ -11,5 +11,15 @@ from fmscope.imaging.tracking.frames import FrameSource, open_frames, volume_fra
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask, paint_labels
 from fmscope.imaging.tracking.session import DIRECTIONS, FrameResult, Prompt, TrackingSession
 
-__all__ = ["DIRECTIONS", "FrameResult", "FrameSource", "LabelStore", "ObjectMask", "Prompt", "TrackingSession",
-           "open_frames", "paint_labels", "volume_frames"]
+__all__ = [
+    "DIRECTIONS",
+    "FrameResult",
+    "FrameSource",
+    "LabelStore",
+    "ObjectMask",
+    "Prompt",
+    "TrackingSession",
+    "open_frames",
+    "paint_labels",
+    "volume_frames",
+]

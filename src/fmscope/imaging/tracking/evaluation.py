@@ -68,6 +68,6 @@ def drifted(images: np.ndarray, tracks: np.ndarray, drift: int) -> tuple[np.ndar
     wide_tracks = np.zeros(wide.shape, tracks.dtype)
     for index in range(len(images)):
         offset = drift * (index % 2)
-        wide[index, :, offset:offset + images.shape[2]] = images[index]
-        wide_tracks[index, :, offset:offset + images.shape[2]] = tracks[index]
+        wide[index, :, offset : offset + images.shape[2]] = images[index]
+        wide_tracks[index, :, offset : offset + images.shape[2]] = tracks[index]
     return wide, wide_tracks

@@ -41,11 +41,15 @@ class ObjectFrame:
 def _stack(labels: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim != 3:
-        raise FmscopeError(f"The labels have shape {labels.shape}; a tracked stack is (T, H, W).",
-                           "Give the label stack of a time-lapse, video or volume.")
+        raise FmscopeError(
+            f"The labels have shape {labels.shape}; a tracked stack is (T, H, W).",
+            "Give the label stack of a time-lapse, video or volume.",
+        )
     if labels.dtype.kind not in "ui" or (labels.size and (labels.min() < 0 or labels.max() > 65535)):
-        raise FmscopeError(f"The labels are {labels.dtype} with values outside 0..65535.",
-                           "Give integer labels (0 background, ids 1..65535).")
+        raise FmscopeError(
+            f"The labels are {labels.dtype} with values outside 0..65535.",
+            "Give integer labels (0 background, ids 1..65535).",
+        )
     return labels.astype(np.uint16, copy=False)
 
 
@@ -64,8 +68,9 @@ def object_table(labels: np.ndarray, objects=None) -> list[ObjectFrame]:
         if not ids:
             continue
         areas, centres = _measures(frame, ids)
-        rows += [ObjectFrame(index, obj, int(area), float(cy), float(cx))
-                 for obj, area, (cy, cx) in zip(ids, areas, centres)]
+        rows += [
+            ObjectFrame(index, obj, int(area), float(cy), float(cx)) for obj, area, (cy, cx) in zip(ids, areas, centres)
+        ]
     return sorted(rows, key=lambda row: (row.obj, row.frame))
 
 
@@ -78,8 +83,9 @@ def tracks_data(labels: np.ndarray, objects=None) -> np.ndarray:
 TIME_AXIS_NOTE = "fmscope: time-lapse labels; the third axis is time (slice k = frame k), not z"
 
 
-def write_label_stack(labels: np.ndarray, path: str | os.PathLike,
-                      spacing_yx: tuple[float, float] | None = None) -> str | None:
+def write_label_stack(
+    labels: np.ndarray, path: str | os.PathLike, spacing_yx: tuple[float, float] | None = None
+) -> str | None:
     """The (T, H, W) labels of a time-lapse or video as one uint16 file, by the suffix of ``path``: a
     TIFF, or a NIfTI / NRRD / MHA 3D image (x, y, t) whose third axis is time (slice k = frame k,
     spacing 1; in-plane spacing ``spacing_yx`` (row, column) when known, else 1), with a note saying
@@ -92,8 +98,10 @@ def write_label_stack(labels: np.ndarray, path: str | os.PathLike,
         atomic_write(path, lambda target: tifffile.imwrite(target, labels, compression="zlib"))
         return None
     if suffix not in VOLUME_SUFFIXES:
-        raise FmscopeError(f"{path}: a label stack (T, H, W) cannot be written as '{suffix or 'no suffix'}'.",
-                           "Use .tif, or .nii.gz / .nrrd / .mha (time as the third axis).")
+        raise FmscopeError(
+            f"{path}: a label stack (T, H, W) cannot be written as '{suffix or 'no suffix'}'.",
+            "Use .tif, or .nii.gz / .nrrd / .mha (time as the third axis).",
+        )
     row, column = spacing_yx if spacing_yx is not None else (1.0, 1.0)
 
     def write(target: Path) -> None:
@@ -112,8 +120,10 @@ def write_label_volume(labels: np.ndarray, volume: Volume, path: str | os.PathLi
     spacing, origin and direction of ``volume`` (the image they were tracked on)."""
     labels = _stack(labels)
     if labels.shape != volume.array.shape:
-        raise FmscopeError(f"The labels {labels.shape} are not on the volume's grid {volume.array.shape}.",
-                           "Export the labels tracked on that volume.")
+        raise FmscopeError(
+            f"The labels {labels.shape} are not on the volume's grid {volume.array.shape}.",
+            "Export the labels tracked on that volume.",
+        )
     write_volume(labels, volume, path)
 
 
@@ -153,7 +163,7 @@ def write_ctc(labels: np.ndarray, folder: str | os.PathLike) -> int:
 
     def write(target: Path) -> None:
         target.mkdir()
-        (target / "man_track.txt").write_text("".join(f"{l} {b} {e} {p}\n" for l, b, e, p in rows))
+        (target / "man_track.txt").write_text("".join(f"{label} {b} {e} {p}\n" for label, b, e, p in rows))
         for index, frame in enumerate(labels):
             tifffile.imwrite(target / f"mask{index:0{digits}d}.tif", frame)
 

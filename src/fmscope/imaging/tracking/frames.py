@@ -57,8 +57,10 @@ class FrameSource:
     def __getitem__(self, index: int) -> np.ndarray:
         index = int(index)
         if not 0 <= index < self.n_frames:
-            raise FmscopeError(f"Frame {index} is outside {self.name}'s frames 0..{self.n_frames - 1}.",
-                               f"Give a frame between 0 and {self.n_frames - 1}.")
+            raise FmscopeError(
+                f"Frame {index} is outside {self.name}'s frames 0..{self.n_frames - 1}.",
+                f"Give a frame between 0 and {self.n_frames - 1}.",
+            )
         return self._read(index)
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -78,8 +80,9 @@ class FrameSource:
         self.rgb = first.ndim == 3
         self.dtype = first.dtype
         if self.height < 2 or self.width < 2:
-            raise FmscopeError(f"{self.name} has frames of {self.width}x{self.height} pixels.",
-                               "Give frames of at least 2x2 pixels.")
+            raise FmscopeError(
+                f"{self.name} has frames of {self.width}x{self.height} pixels.", "Give frames of at least 2x2 pixels."
+            )
 
 
 def _as_frame(array: np.ndarray, name: str) -> np.ndarray:
@@ -89,8 +92,10 @@ def _as_frame(array: np.ndarray, name: str) -> np.ndarray:
     if array.ndim == 3 and array.shape[-1] == 1:
         return array[..., 0]
     if array.ndim != 2:
-        raise FmscopeError(f"{name}: a frame has shape {array.shape}; frames must be (H, W) or (H, W, 3).",
-                           "Select one channel or z plane per frame first.")
+        raise FmscopeError(
+            f"{name}: a frame has shape {array.shape}; frames must be (H, W) or (H, W, 3).",
+            "Select one channel or z plane per frame first.",
+        )
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise FmscopeError(f"{name} contains NaN or infinite values.", "Replace them (np.nan_to_num) first.")
     return array
@@ -107,18 +112,29 @@ def is_blank(frame: np.ndarray) -> bool:
 class ArrayFrames(FrameSource):
     """Frames of an in-memory array (T, H, W) or (T, H, W, 3|4); ``kind`` says what the axis 0 is."""
 
-    def __init__(self, array: np.ndarray, *, kind: str = "stack", fps: float | None = None,
-                 spacing: tuple[float, float] | None = None, volume: Volume | None = None,
-                 name: str = "the array") -> None:
+    def __init__(
+        self,
+        array: np.ndarray,
+        *,
+        kind: str = "stack",
+        fps: float | None = None,
+        spacing: tuple[float, float] | None = None,
+        volume: Volume | None = None,
+        name: str = "the array",
+    ) -> None:
         array = np.asarray(array)
         self.name = name
         if array.ndim == 4 and array.shape[-1] not in (1, 3, 4):
-            raise FmscopeError(f"{name} is a 4D stack {array.shape} without a named time axis.",
-                               "Give a (T, H, W) or (T, H, W, 3) sequence; select one z plane or channel, "
-                               "or name the axes (TIFF 'axes' metadata such as TYX / TYXS).")
+            raise FmscopeError(
+                f"{name} is a 4D stack {array.shape} without a named time axis.",
+                "Give a (T, H, W) or (T, H, W, 3) sequence; select one z plane or channel, "
+                "or name the axes (TIFF 'axes' metadata such as TYX / TYXS).",
+            )
         if array.ndim not in (3, 4) or array.shape[0] < 1 or array.size == 0:
-            raise FmscopeError(f"{name} has shape {array.shape}; a frame sequence is (T, H, W) or (T, H, W, 3).",
-                               "For a single 2D image use 'fmscope segment'.")
+            raise FmscopeError(
+                f"{name} has shape {array.shape}; a frame sequence is (T, H, W) or (T, H, W, 3).",
+                "For a single 2D image use 'fmscope segment'.",
+            )
         self.array = array
         self.n_frames = int(array.shape[0])
         self.kind, self.fps, self.spacing, self.volume = kind, fps, spacing, volume
@@ -138,8 +154,10 @@ class TiffSeriesFrames(FrameSource):
     def __init__(self, path: Path, tif: tifffile.TiffFile) -> None:
         self.name, self._tif, self.kind = str(path), tif, "stack"
         self.n_frames = len(tif.series)
-        self.notes = (f"{path.name}: {self.n_frames} TIFF series of one page each (written page by page) "
-                      f"read as {self.n_frames} frames",)
+        self.notes = (
+            f"{path.name}: {self.n_frames} TIFF series of one page each (written page by page) "
+            f"read as {self.n_frames} frames",
+        )
         self._set_geometry(self._read(0))
 
     def _read(self, index: int) -> np.ndarray:
@@ -149,8 +167,11 @@ class TiffSeriesFrames(FrameSource):
 def _appended_pages(tif: tifffile.TiffFile) -> bool:
     """Whether a TIFF's series are single pages of one shape and dtype (a stack written page by page)."""
     first = tif.series[0]
-    return len(tif.series) > 1 and first.axes.upper() in ("YX", "YXS") and all(
-        s.shape == first.shape and s.dtype == first.dtype and s.axes == first.axes for s in tif.series)
+    return (
+        len(tif.series) > 1
+        and first.axes.upper() in ("YX", "YXS")
+        and all(s.shape == first.shape and s.dtype == first.dtype and s.axes == first.axes for s in tif.series)
+    )
 
 
 def _tiff_axes(array: np.ndarray, axes: str, path: Path, channel: int | None) -> tuple[np.ndarray, str]:
@@ -170,31 +191,42 @@ def _tiff_axes(array: np.ndarray, axes: str, path: Path, channel: int | None) ->
     if "C" in axes:
         count = array.shape[axes.index("C")]
         if channel is None:
-            raise FmscopeError(f"{path} has a channel axis: {count} channels (C) ({described}); fmscope tracks "
-                               "one channel, and never takes channels for time points.",
-                               f"Choose the channel to track (--channel 0..{count - 1}; batch: the 'channel' column), "
-                               "or save it on its own.")
+            raise FmscopeError(
+                f"{path} has a channel axis: {count} channels (C) ({described}); fmscope tracks "
+                "one channel, and never takes channels for time points.",
+                f"Choose the channel to track (--channel 0..{count - 1}; batch: the 'channel' column), "
+                "or save it on its own.",
+            )
         if not 0 <= channel < count:
-            raise FmscopeError(f"{path} has {count} channels ({described}); there is no channel {channel}.",
-                               f"Give --channel between 0 and {count - 1}.")
+            raise FmscopeError(
+                f"{path} has {count} channels ({described}); there is no channel {channel}.",
+                f"Give --channel between 0 and {count - 1}.",
+            )
         array, axes = np.take(array, channel, axis=axes.index("C")), axes.replace("C", "")
     elif channel is not None:
-        raise FmscopeError(f"--channel {channel} was given, but {path} has no channel axis ({described}).",
-                           "Leave out --channel.")
+        raise FmscopeError(
+            f"--channel {channel} was given, but {path} has no channel axis ({described}).", "Leave out --channel."
+        )
     if "S" in axes:
         array, axes = np.moveaxis(array, axes.index("S"), -1), axes.replace("S", "") + "S"
     stacked = [axis for axis in axes if axis not in "YXS"]
     if not stacked:
-        raise FmscopeError(f"{path} holds a single 2D image {tuple(shape)} (axes {original}).",
-                           "Use 'fmscope segment' for one image; a time-lapse is a multi-page TIFF (T, Y, X).")
+        raise FmscopeError(
+            f"{path} holds a single 2D image {tuple(shape)} (axes {original}).",
+            "Use 'fmscope segment' for one image; a time-lapse is a multi-page TIFF (T, Y, X).",
+        )
     if len(stacked) > 1:
         what = " and ".join(f"{array.shape[axes.index(a)]} {FRAME_AXES.get(a, f'{a!r} planes')}" for a in stacked)
         if {"T", "Z"} <= set(stacked):
-            raise FmscopeError(f"{path} is a {''.join(stacked)} stack of {what} ({described}): time and z together.",
-                               "Save one z plane (or a projection) per time point, then track that.")
-        raise FmscopeError(f"{path} is a stack of {what} ({described}) without a named time axis.",
-                           "Save one (T, Y, X) sequence, or name the axes (TIFF 'axes' metadata such as TYX, TZYX, "
-                           "TCYX) so fmscope can tell time from z and channels.")
+            raise FmscopeError(
+                f"{path} is a {''.join(stacked)} stack of {what} ({described}): time and z together.",
+                "Save one z plane (or a projection) per time point, then track that.",
+            )
+        raise FmscopeError(
+            f"{path} is a stack of {what} ({described}) without a named time axis.",
+            "Save one (T, Y, X) sequence, or name the axes (TIFF 'axes' metadata such as TYX, TZYX, "
+            "TCYX) so fmscope can tell time from z and channels.",
+        )
     frame_axis = stacked[0]
     array = np.moveaxis(array, axes.index(frame_axis), 0)
     if axes.replace(frame_axis, "").replace("S", "") != "YX":
@@ -209,8 +241,9 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
         tif = tifffile.TiffFile(path)
         if _appended_pages(tif):
             if channel is not None:
-                raise FmscopeError(f"--channel {channel} was given, but {path} has no channel axis.",
-                                   "Leave out --channel.")
+                raise FmscopeError(
+                    f"--channel {channel} was given, but {path} has no channel axis.", "Leave out --channel."
+                )
             return TiffSeriesFrames(path, tif)
         series = tif.series[0]
         axes = series.axes.upper()
@@ -227,8 +260,10 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
     except FmscopeError:
         raise
     except Exception as error:
-        raise FmscopeError(f"Cannot read {path} as a TIFF stack ({type(error).__name__}: {str(error)[:200]}).",
-                           "Give a multi-page TIFF of frames (T, Y, X) or (T, Y, X, S).") from None
+        raise FmscopeError(
+            f"Cannot read {path} as a TIFF stack ({type(error).__name__}: {str(error)[:200]}).",
+            "Give a multi-page TIFF of frames (T, Y, X) or (T, Y, X, S).",
+        ) from None
     array, frame_axis = _tiff_axes(array, axes, path, channel)
     return ArrayFrames(array, kind="volume" if frame_axis == "Z" else "stack", name=str(path))
 
@@ -242,19 +277,26 @@ class ImageFolderFrames(FrameSource):
 
     def __init__(self, folder: Path) -> None:
         self.name = str(folder)
-        self.files = sorted((p for p in folder.iterdir() if file_suffix(p) in IMAGE_SUFFIXES and
-                             not p.name.startswith(".")), key=lambda p: _natural_key(p.name))
+        self.files = sorted(
+            (p for p in folder.iterdir() if file_suffix(p) in IMAGE_SUFFIXES and not p.name.startswith(".")),
+            key=lambda p: _natural_key(p.name),
+        )
         if not self.files:
-            raise FmscopeError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}).",
-                               "Give a folder of PNG / JPEG / TIFF frames, a video file, or a TIFF stack.")
+            raise FmscopeError(
+                f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}).",
+                "Give a folder of PNG / JPEG / TIFF frames, a video file, or a TIFF stack.",
+            )
         self.n_frames = len(self.files)
         self._set_geometry(self._read(0))
 
     def _read(self, index: int) -> np.ndarray:
         frame = _as_frame(read_image(self.files[index]), str(self.files[index]))
         if index and frame.shape[:2] != self.shape:
-            raise FmscopeError(f"{self.files[index]} is {frame.shape[1]}x{frame.shape[0]}, the first frame "
-                               f"{self.width}x{self.height}.", "Give frames of one size.")
+            raise FmscopeError(
+                f"{self.files[index]} is {frame.shape[1]}x{frame.shape[0]}, the first frame "
+                f"{self.width}x{self.height}.",
+                "Give frames of one size.",
+            )
         return frame
 
 
@@ -280,15 +322,18 @@ class VideoFrames(FrameSource):
             # Frame timestamps from the packets (no decoding), in presentation order.
             self._pts = sorted(p.pts for p in self._container.demux(stream) if p.pts is not None and p.size)
         except (IndexError, av.error.FFmpegError, OSError, ValueError) as error:
-            raise FmscopeError(f"Cannot read {path} as a video ({type(error).__name__}: {str(error)[:200]}).",
-                               "Give an mp4 / avi / mov file that plays, a TIFF stack or a folder of frames.") \
-                from None
+            raise FmscopeError(
+                f"Cannot read {path} as a video ({type(error).__name__}: {str(error)[:200]}).",
+                "Give an mp4 / avi / mov file that plays, a TIFF stack or a folder of frames.",
+            ) from None
         if not self._pts:
             raise FmscopeError(f"{path} holds no video frames.", "Give a video that plays, with at least one frame.")
         if stream.codec_context.name in STILL_IMAGE_CODECS:
-            raise FmscopeError(f"{path} is not a video: it holds a {stream.codec_context.name.upper()} image.",
-                               "Give the file its own suffix (.tif, .png, ...): TIFF stacks and folders of frames "
-                               "are read as time-lapses.")
+            raise FmscopeError(
+                f"{path} is not a video: it holds a {stream.codec_context.name.upper()} image.",
+                "Give the file its own suffix (.tif, .png, ...): TIFF stacks and folders of frames "
+                "are read as time-lapses.",
+            )
         self._stream = stream
         self._turns = 0
         self._turns = self._display_turns()
@@ -319,21 +364,26 @@ class VideoFrames(FrameSource):
         if matrix is not None and len(matrix) >= 36:
             a, b, _, c, d = np.frombuffer(matrix[:20], dtype="<i4").astype(np.float64) / 65536.0
             if a * d - b * c < 0:
-                raise FmscopeError(f"{self.path}'s display matrix mirrors the picture (rotation "
-                                   f"{first.rotation} degrees plus a flip); fmscope does not apply flips.",
-                                   "Re-encode it as players show it (ffmpeg -i in.mp4 out.mp4 applies the display "
-                                   "matrix), then track that.")
+                raise FmscopeError(
+                    f"{self.path}'s display matrix mirrors the picture (rotation "
+                    f"{first.rotation} degrees plus a flip); fmscope does not apply flips.",
+                    "Re-encode it as players show it (ffmpeg -i in.mp4 out.mp4 applies the display "
+                    "matrix), then track that.",
+                )
         angle = float(first.rotation or 0)
         turns = angle / 90.0
         if abs(turns - round(turns)) > 1e-3:
-            raise FmscopeError(f"{self.path} carries a display rotation of {angle:g} degrees, not a multiple of 90.",
-                               "Re-encode it as players show it (ffmpeg -i in.mp4 out.mp4 applies the rotation), "
-                               "then track that.")
+            raise FmscopeError(
+                f"{self.path} carries a display rotation of {angle:g} degrees, not a multiple of 90.",
+                "Re-encode it as players show it (ffmpeg -i in.mp4 out.mp4 applies the rotation), then track that.",
+            )
         turns = int(round(turns)) % 4
         if turns:
-            self.notes = (f"{self.path.name}: stored frames turned {(-angle) % 360:g} degrees clockwise as players "
-                          f"show them (display matrix rotation {angle:g} degrees); prompts and labels are on the "
-                          "frames as shown",)
+            self.notes = (
+                f"{self.path.name}: stored frames turned {(-angle) % 360:g} degrees clockwise as players "
+                f"show them (display matrix rotation {angle:g} degrees); prompts and labels are on the "
+                "frames as shown",
+            )
         return turns
 
     def _decode_from(self, index: int) -> None:
@@ -366,8 +416,7 @@ class VideoFrames(FrameSource):
             seek = True
         if error is not None:
             raise FmscopeError(f"{self.path} is corrupt at frame {index} ({str(error)[:200]}).", REENCODE)
-        raise FmscopeError(f"{self.path}: frame {index} could not be decoded (the video is damaged there).",
-                           REENCODE)
+        raise FmscopeError(f"{self.path}: frame {index} could not be decoded (the video is damaged there).", REENCODE)
 
     def _decode_until(self, index: int) -> np.ndarray | None:
         """Decode forward to frame ``index``: its picture, or None when the decoder skips or damages it."""
@@ -409,9 +458,10 @@ class DicomFrames(FrameSource):
         try:
             frame = pixel_array(str(self.path), index=index)
         except Exception as error:  # pydicom / codec errors come in many types
-            raise FmscopeError(f"Cannot decode frame {index} of {self.path} ({type(error).__name__}: "
-                               f"{str(error)[:200]}).", "Check the file is a complete DICOM with pixel data.") \
-                from None
+            raise FmscopeError(
+                f"Cannot decode frame {index} of {self.path} ({type(error).__name__}: {str(error)[:200]}).",
+                "Check the file is a complete DICOM with pixel data.",
+            ) from None
         return _as_frame(np.asarray(frame), self.name)
 
 
@@ -424,8 +474,10 @@ def _dicom_dataset(path: Path):
         raise
     except Exception as error:  # not DICOM, or a DICOM cut short inside an element
         if is_dicom(path):
-            raise FmscopeError(f"{path} is a truncated or damaged DICOM file ({type(error).__name__}: "
-                               f"{str(error)[:200]}).", "Copy or export the file again from its source.") from None
+            raise FmscopeError(
+                f"{path} is a truncated or damaged DICOM file ({type(error).__name__}: {str(error)[:200]}).",
+                "Copy or export the file again from its source.",
+            ) from None
         return None
 
 
@@ -439,8 +491,9 @@ def is_cine_dicom(path: str | os.PathLike) -> bool:
     return dataset is not None and int(getattr(dataset, "NumberOfFrames", 1) or 1) > 1
 
 
-def open_frames(source: str | os.PathLike | np.ndarray | FrameSource, *, kind: str = "stack",
-                channel: int | None = None) -> FrameSource:
+def open_frames(
+    source: str | os.PathLike | np.ndarray | FrameSource, *, kind: str = "stack", channel: int | None = None
+) -> FrameSource:
     """A :class:`FrameSource` for an array, a file or a folder.
 
     Arrays: (T, H, W) or (T, H, W, 3), axis 0 is time (``kind="stack"``/``"video"``) or z
@@ -456,8 +509,10 @@ def open_frames(source: str | os.PathLike | np.ndarray | FrameSource, *, kind: s
         return ArrayFrames(source, kind=kind)
     path = Path(source).expanduser()
     if channel is not None and (not path.is_file() or file_suffix(path) not in TIFF_SUFFIXES):
-        raise FmscopeError(f"--channel {channel} was given for {path}, but only TIFF stacks have a channel "
-                           "axis to choose from.", "Leave out --channel.")
+        raise FmscopeError(
+            f"--channel {channel} was given for {path}, but only TIFF stacks have a channel axis to choose from.",
+            "Leave out --channel.",
+        )
     if not path.exists():
         raise FmscopeError(f"No such file or folder: {path}", "Check the path.")
     suffix = file_suffix(path)
@@ -477,16 +532,21 @@ def open_frames(source: str | os.PathLike | np.ndarray | FrameSource, *, kind: s
     if dataset is not None:
         if int(getattr(dataset, "NumberOfFrames", 1) or 1) > 1:
             return DicomFrames(path, dataset)
-        raise FmscopeError(f"{path} is a single-frame DICOM.",
-                           "Give the folder of its series (a volume) or a multi-frame (cine) DICOM.")
-    raise FmscopeError(f"Cannot tell what {path} holds (extension '{suffix}').",
-                       "Give a video (mp4 / avi / mov), multi-frame DICOM, TIFF stack, NIfTI / NRRD volume, "
-                       "a DICOM series folder or a folder of frames.")
+        raise FmscopeError(
+            f"{path} is a single-frame DICOM.",
+            "Give the folder of its series (a volume) or a multi-frame (cine) DICOM.",
+        )
+    raise FmscopeError(
+        f"Cannot tell what {path} holds (extension '{suffix}').",
+        "Give a video (mp4 / avi / mov), multi-frame DICOM, TIFF stack, NIfTI / NRRD volume, "
+        "a DICOM series folder or a folder of frames.",
+    )
 
 
 def volume_frames(volume: Volume, name: str = "the volume") -> ArrayFrames:
     """Frames of a 3D volume: z is the frame axis; the geometry stays on ``.volume``."""
     if volume.array.ndim != 3:
         raise FmscopeError(f"{name} is not a 3D volume (shape {volume.array.shape}).", "Give a 3D volume.")
-    return ArrayFrames(volume.array, kind="volume", spacing=(volume.spacing[1], volume.spacing[0]),
-                       volume=volume, name=name)
+    return ArrayFrames(
+        volume.array, kind="volume", spacing=(volume.spacing[1], volume.spacing[0]), volume=volume, name=name
+    )

@@ -35,15 +35,15 @@ from skimage.feature import match_template
 from skimage.registration import phase_cross_correlation
 
 from fmscope.errors import FmscopeError
-from fmscope.models import DEFAULT_SEGMENTER
 from fmscope.imaging.intensity import Intensity, resolve_intensity
 from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.tracking.frames import FrameSource, is_blank
 from fmscope.imaging.tracking.preprocess import SAMPLE_FRAMES
-from fmscope.imaging.tracking.results import LabelStore, ObjectMask
 from fmscope.imaging.tracking.prompt import Prompt
+from fmscope.imaging.tracking.results import LabelStore, ObjectMask
 from fmscope.imaging.volume import StopRule
+from fmscope.models import DEFAULT_SEGMENTER
 
 GLOBAL_MOTION_SIDE = 1024  # larger frames are block-averaged to about this size for the global shift
 SEARCH_GROWTH = 2.0  # re-find box: this many times the prior's box, same centre
@@ -69,8 +69,7 @@ def estimate_shift(previous: np.ndarray, current: np.ndarray) -> tuple[int, int]
     the phase-normalised peak jumped 29 px on HeLa frames whose cells moved 2 px)."""
     if previous.shape != current.shape or min(previous.shape) < 8 or previous.std() == 0 or current.std() == 0:
         return 0, 0
-    shift, _, _ = phase_cross_correlation(current.astype(np.float32), previous.astype(np.float32),
-                                          normalization=None)
+    shift, _, _ = phase_cross_correlation(current.astype(np.float32), previous.astype(np.float32), normalization=None)
     return int(round(shift[0])), int(round(shift[1]))
 
 
@@ -79,16 +78,22 @@ def global_shift(previous: np.ndarray, current: np.ndarray) -> tuple[int, int]:
     factor = max(1, int(np.ceil(max(previous.shape) / GLOBAL_MOTION_SIDE)))
     if factor > 1:
         h, w = (s // factor * factor for s in previous.shape)
-        small = [f[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
-                 for f in (previous, current)]
+        small = [
+            f[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3)) for f in (previous, current)
+        ]
     else:
         small = [previous, current]
     dy, dx = estimate_shift(*small)
     return dy * factor, dx * factor
 
 
-def match_object(previous: np.ndarray, current: np.ndarray, mask: np.ndarray, drift: tuple[int, int],
-                 occupied: np.ndarray | None = None) -> tuple[int, int]:
+def match_object(
+    previous: np.ndarray,
+    current: np.ndarray,
+    mask: np.ndarray,
+    drift: tuple[int, int],
+    occupied: np.ndarray | None = None,
+) -> tuple[int, int]:
     """(dy, dx) by which the object ``mask`` (bool, on ``previous``) moved to reach ``current``:
     its box on ``previous`` (plus a margin, less what the drift takes out of the frame) matched
     on ``current`` by normalised cross-correlation around the position the global ``drift``
@@ -112,10 +117,10 @@ def match_object(previous: np.ndarray, current: np.ndarray, mask: np.ndarray, dr
     if template.std() == 0 or search.shape[0] < template.shape[0] or search.shape[1] < template.shape[1]:
         return drift
     similarity = match_template(search, template)
-    gy, gx = np.mgrid[:similarity.shape[0], :similarity.shape[1]]
+    gy, gx = np.mgrid[: similarity.shape[0], : similarity.shape[1]]
     dy, dx = sy0 + gy - y0, sx0 + gx - x0  # the object's move for each placement
     sigma = max(4.0, MATCH_SIGMA * size)
-    weighted = similarity * np.exp(-((dy - drift[0]) ** 2 + (dx - drift[1]) ** 2) / (2 * sigma ** 2))
+    weighted = similarity * np.exp(-((dy - drift[0]) ** 2 + (dx - drift[1]) ** 2) / (2 * sigma**2))
     if occupied is not None and occupied[sy0:sy1, sx0:sx1].any():
         own = mask[y0:y1, x0:x1].astype(np.float32)
         if own.sum() > 0:
@@ -128,18 +133,30 @@ def match_object(previous: np.ndarray, current: np.ndarray, mask: np.ndarray, dr
 class LiteMedSAMTracker:
     """Default tracking backend (see module docstring)."""
 
-    def __init__(self, frames: FrameSource, checkpoint: str | os.PathLike | None = None,
-                 window: str | tuple[float, float] | None = None, device: str | None = None,
-                 motion_prior: bool = True, stop: StopRule = StopRule(), lost_frames: int = 3,
-                 segmenter: Segmenter | None = None, model: str | os.PathLike = DEFAULT_SEGMENTER,
-                 precision: str = "fp32", inference_backend: str | None = None) -> None:
+    def __init__(
+        self,
+        frames: FrameSource,
+        checkpoint: str | os.PathLike | None = None,
+        window: str | tuple[float, float] | None = None,
+        device: str | None = None,
+        motion_prior: bool = True,
+        stop: StopRule = StopRule(),
+        lost_frames: int = 3,
+        segmenter: Segmenter | None = None,
+        model: str | os.PathLike = DEFAULT_SEGMENTER,
+        precision: str = "fp32",
+        inference_backend: str | None = None,
+    ) -> None:
         """``model``: ``litemedsam`` or an fmscope model file (a fine-tuned segmenter; ``checkpoint``:
         its base weights where they are not embedded). ``precision``: the segmenter's (``"fast"``:
         bfloat16 encoder, about 2x faster on CPUs with AMX / AVX-512 BF16); ``inference_backend``: its
         encoder's runtime (``torch`` / ``openvino`` / ``auto``, default ``$FMSCOPE_BACKEND`` or auto)."""
         self.frames, self.motion_prior, self.stop, self.lost_frames = frames, motion_prior, stop, lost_frames
-        self.segmenter = (segmenter if segmenter is not None
-                          else Segmenter(model, checkpoint, device, precision=precision, backend=inference_backend))
+        self.segmenter = (
+            segmenter
+            if segmenter is not None
+            else Segmenter(model, checkpoint, device, precision=precision, backend=inference_backend)
+        )
         self.intensity: Intensity = resolve_intensity(self._intensity_sample(), window)
         self.anchors: dict[int, dict[int, ObjectMask]] = {}  # object -> frame -> prompted mask
         self.reference: dict[int, tuple[int, float]] = {}  # object -> (prompted area, mean mapped intensity)
@@ -161,13 +178,17 @@ class LiteMedSAMTracker:
         """Embed frame ``index``; returns its mapped grey image (H, W) uint8. A blank frame is refused by index."""
         frame = self.frames[index]
         if is_blank(frame):
-            raise FmscopeError(f"Frame {index} of {self.frames.name} is blank (every pixel the same value); "
-                               "there is nothing to prompt on it.", "Prompt the object on a frame with a picture.")
+            raise FmscopeError(
+                f"Frame {index} of {self.frames.name} is blank (every pixel the same value); "
+                "there is nothing to prompt on it.",
+                "Prompt the object on a frame with a picture.",
+            )
         self.segmenter.set_image(frame, window=self.intensity)
         return self.segmenter.mapped_image.mean(axis=-1) if self.frames.rgb else self.segmenter.mapped_image[..., 0]
 
-    def add_prompt(self, frame: int, obj: int, prompt: Prompt, reverse: bool | None,
-                   append: bool) -> dict[int, ObjectMask]:
+    def add_prompt(
+        self, frame: int, obj: int, prompt: Prompt, reverse: bool | None, append: bool
+    ) -> dict[int, ObjectMask]:
         """Segment ``obj`` on ``frame`` from the prompt; it becomes the object's anchor there."""
         mapped = self._set_frame(frame)
         if prompt.mask is not None:
@@ -175,8 +196,13 @@ class LiteMedSAMTracker:
         else:
             earlier = self.prompts.get((obj, frame)) if append else None
             if earlier is not None:  # new clicks join the frame's earlier box and clicks
-                prompt = Prompt(earlier.box, *(np.concatenate([a, b]) if a is not None else b for a, b in
-                                               ((earlier.points, prompt.points), (earlier.labels, prompt.labels))))
+                prompt = Prompt(
+                    earlier.box,
+                    *(
+                        np.concatenate([a, b]) if a is not None else b
+                        for a, b in ((earlier.points, prompt.points), (earlier.labels, prompt.labels))
+                    ),
+                )
             predicted = self.segmenter.predict(box=prompt.box, points=prompt.points, labels=prompt.labels)
             result = ObjectMask(predicted.mask, predicted.score)
         self.prompts[(obj, frame)] = prompt
@@ -224,8 +250,15 @@ class LiteMedSAMTracker:
             last_image = image
             yield index, found
 
-    def _follow(self, obj: int, mask: np.ndarray, last_image: np.ndarray, image: np.ndarray,
-                drift: tuple[int, int], occupied: np.ndarray | None = None) -> ObjectMask | None:
+    def _follow(
+        self,
+        obj: int,
+        mask: np.ndarray,
+        last_image: np.ndarray,
+        image: np.ndarray,
+        drift: tuple[int, int],
+        occupied: np.ndarray | None = None,
+    ) -> ObjectMask | None:
         """The object's mask on the current frame from its previous mask, or None if not found."""
         if not self.motion_prior:
             box = box_from_mask(mask, self.stop.box_margin)
@@ -247,8 +280,14 @@ class LiteMedSAMTracker:
     def _wider(box: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2 * SEARCH_GROWTH
         h, w = shape
-        return np.array([max(centre[0] - half[0], 0), max(centre[1] - half[1], 0),
-                         min(centre[0] + half[0], w - 1), min(centre[1] + half[1], h - 1)])
+        return np.array(
+            [
+                max(centre[0] - half[0], 0),
+                max(centre[1] - half[1], 0),
+                min(centre[0] + half[0], w - 1),
+                min(centre[1] + half[1], h - 1),
+            ]
+        )
 
     def _keeps(self, obj: int, mask: np.ndarray, score: float, image: np.ndarray) -> bool:
         area = int(mask.sum())

@@ -25,11 +25,11 @@ import torch
 from skimage import measure
 
 from fmscope.imaging.tracking.frames import FrameSource, is_blank
-from fmscope.models import DEFAULT_VOLUME_TRACKER
 from fmscope.imaging.tracking.preprocess import ModelFrames, intensity_for
+from fmscope.imaging.tracking.prompt import Prompt
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask
 from fmscope.imaging.tracking.sam2_model import LoadedSam2, load_sam2
-from fmscope.imaging.tracking.prompt import Prompt
+from fmscope.models import DEFAULT_VOLUME_TRACKER
 
 
 def new_inference_state(predictor, images, height: int, width: int) -> dict:
@@ -40,12 +40,24 @@ def new_inference_state(predictor, images, height: int, width: int) -> dict:
     """
     device = predictor.device
     return {
-        "images": images, "num_frames": len(images), "offload_video_to_cpu": False,
-        "offload_state_to_cpu": False, "video_height": height, "video_width": width,
-        "device": device, "storage_device": device,
-        "point_inputs_per_obj": {}, "mask_inputs_per_obj": {}, "cached_features": {}, "constants": {},
-        "obj_id_to_idx": OrderedDict(), "obj_idx_to_id": OrderedDict(), "obj_ids": [],
-        "output_dict_per_obj": {}, "temp_output_dict_per_obj": {}, "frames_tracked_per_obj": {},
+        "images": images,
+        "num_frames": len(images),
+        "offload_video_to_cpu": False,
+        "offload_state_to_cpu": False,
+        "video_height": height,
+        "video_width": width,
+        "device": device,
+        "storage_device": device,
+        "point_inputs_per_obj": {},
+        "mask_inputs_per_obj": {},
+        "cached_features": {},
+        "constants": {},
+        "obj_id_to_idx": OrderedDict(),
+        "obj_idx_to_id": OrderedDict(),
+        "obj_ids": [],
+        "output_dict_per_obj": {},
+        "temp_output_dict_per_obj": {},
+        "frames_tracked_per_obj": {},
     }
 
 
@@ -60,9 +72,16 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 class Sam2Tracker:
     """Tracking backend for ``medsam2`` and ``sam2.1_hiera_*`` (see module docstring)."""
 
-    def __init__(self, frames: FrameSource, model: str = DEFAULT_VOLUME_TRACKER, checkpoint: str | os.PathLike | None = None,
-                 window: str | tuple[float, float] | None = None, device: str | torch.device | None = None,
-                 bounded: bool = True, loaded: LoadedSam2 | None = None) -> None:
+    def __init__(
+        self,
+        frames: FrameSource,
+        model: str = DEFAULT_VOLUME_TRACKER,
+        checkpoint: str | os.PathLike | None = None,
+        window: str | tuple[float, float] | None = None,
+        device: str | torch.device | None = None,
+        bounded: bool = True,
+        loaded: LoadedSam2 | None = None,
+    ) -> None:
         self.loaded = loaded if loaded is not None else load_sam2(model, checkpoint, device)
         self.predictor = self.loaded.predictor
         self.frames, self.bounded = frames, bounded
@@ -76,7 +95,9 @@ class Sam2Tracker:
     def _state(self, reverse: bool) -> dict:
         return self.states[1] if self.volume_flow and reverse else self.states[0]
 
-    def add_prompt(self, frame: int, obj: int, prompt: Prompt, reverse: bool | None, append: bool) -> dict[int, ObjectMask]:
+    def add_prompt(
+        self, frame: int, obj: int, prompt: Prompt, reverse: bool | None, append: bool
+    ) -> dict[int, ObjectMask]:
         """Give ``obj`` a prompt on ``frame``; ``reverse`` is the direction the frame was tracked
         (None: not tracked yet, the prompt goes to every state). Returns the object's mask there."""
         states = self.states if reverse is None else [self._state(reverse)]
@@ -89,8 +110,14 @@ class Sam2Tracker:
                     _, ids, masks = self.predictor.add_new_mask(state, frame, obj, prompt.mask)
                 else:
                     _, ids, masks = self.predictor.add_new_points_or_box(
-                        state, frame, obj, points=prompt.points, labels=prompt.labels,
-                        clear_old_points=not append, box=prompt.box)
+                        state,
+                        frame,
+                        obj,
+                        points=prompt.points,
+                        labels=prompt.labels,
+                        clear_old_points=not append,
+                        box=prompt.box,
+                    )
                 index = list(ids).index(obj)
                 result = {obj: ObjectMask((masks[index, 0] > 0).cpu().numpy(), self._score(state, index, frame))}
         return result
@@ -100,9 +127,12 @@ class Sam2Tracker:
         state = self._state(reverse)
         with torch.inference_mode():
             for frame, ids, masks in self.predictor.propagate_in_video(
-                    state, start_frame_idx=start, max_frame_num_to_track=abs(stop - start), reverse=reverse):
-                objects = {obj: ObjectMask((masks[i, 0] > 0).cpu().numpy(), self._score(state, i, frame))
-                           for i, obj in enumerate(ids)}
+                state, start_frame_idx=start, max_frame_num_to_track=abs(stop - start), reverse=reverse
+            ):
+                objects = {
+                    obj: ObjectMask((masks[i, 0] > 0).cpu().numpy(), self._score(state, i, frame))
+                    for i, obj in enumerate(ids)
+                }
                 if self.bounded:
                     self._forget(state, frame, reverse)
                 yield frame, ({} if is_blank(self.frames[frame]) else objects)  # nothing labelled on a blank frame
@@ -127,9 +157,12 @@ class Sam2Tracker:
     @staticmethod
     def _score(state: dict, index: int, frame: int) -> float:
         outputs = state["output_dict_per_obj"][index]
-        out = (state["temp_output_dict_per_obj"][index]["cond_frame_outputs"].get(frame)
-               or state["temp_output_dict_per_obj"][index]["non_cond_frame_outputs"].get(frame)
-               or outputs["cond_frame_outputs"].get(frame) or outputs["non_cond_frame_outputs"].get(frame))
+        out = (
+            state["temp_output_dict_per_obj"][index]["cond_frame_outputs"].get(frame)
+            or state["temp_output_dict_per_obj"][index]["non_cond_frame_outputs"].get(frame)
+            or outputs["cond_frame_outputs"].get(frame)
+            or outputs["non_cond_frame_outputs"].get(frame)
+        )
         return float(torch.sigmoid(out["object_score_logits"].float()).max())
 
     def _forget(self, state: dict, frame: int, reverse: bool) -> None:
@@ -149,7 +182,11 @@ class Sam2Tracker:
         if index is None or frame not in state["frames_tracked_per_obj"][index]:
             return
         outputs = state["output_dict_per_obj"][index]
-        window = range(frame - self.memory_window, frame) if not reverse else range(frame + 1, frame + 1 + self.memory_window)
+        window = (
+            range(frame - self.memory_window, frame)
+            if not reverse
+            else range(frame + 1, frame + 1 + self.memory_window)
+        )
         needed = [t for t in window if t in state["frames_tracked_per_obj"][index]] + [frame]
         if all(t in outputs["non_cond_frame_outputs"] or t in outputs["cond_frame_outputs"] for t in needed):
             return
@@ -158,5 +195,6 @@ class Sam2Tracker:
             return
         start = min(before) if reverse else max(before)
         for replayed, _, _ in self.predictor.propagate_in_video(
-                state, start_frame_idx=start, max_frame_num_to_track=abs(frame - start), reverse=reverse):
+            state, start_frame_idx=start, max_frame_num_to_track=abs(frame - start), reverse=reverse
+        ):
             self._forget(state, replayed, reverse)

@@ -61,8 +61,10 @@ def intensity_for(frames: FrameSource, window: str | tuple[float, float] | None)
     if frames.volume is not None:  # min-max of the clipped volume
         low, high = max(low, float(data.min())), min(high, float(data.max()))
     if not high > low:
-        raise FmscopeError(f"{frames.name} is constant within the intensity window ({low:g}..{high:g}).",
-                           "Give another --window (LEVEL,WIDTH or a preset), or frames with contrast.")
+        raise FmscopeError(
+            f"{frames.name} is constant within the intensity window ({low:g}..{high:g}).",
+            "Give another --window (LEVEL,WIDTH or a preset), or frames with contrast.",
+        )
     return MinMaxTo8Bit(low, high)
 
 

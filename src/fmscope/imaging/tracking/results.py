@@ -68,8 +68,10 @@ class LabelStore:
 
     def snapshot(self, frames) -> dict[int, tuple[bytes | None, dict[int, float] | None]]:
         """What ``frames`` hold now (compressed labels and scores), for :meth:`restore` (undo)."""
-        return {int(i): (self._frames.get(int(i)), dict(self.scores[int(i)]) if int(i) in self.scores else None)
-                for i in frames}
+        return {
+            int(i): (self._frames.get(int(i)), dict(self.scores[int(i)]) if int(i) in self.scores else None)
+            for i in frames
+        }
 
     def restore(self, snapshot: dict[int, tuple[bytes | None, dict[int, float] | None]]) -> None:
         """Put back the frames of a :meth:`snapshot` exactly as they were."""

@@ -22,7 +22,8 @@ from fmscope.models import BY_NAME, DEFAULT_SEGMENTER, DEFAULT_VOLUME_TRACKER, n
 
 # catalogue name -> (sam2 config, image size, Hiera trunk (embed dim, block count))
 SAM2_CONFIGS: dict[str, tuple[str, int, tuple[int, int]]] = {
-    name: BY_NAME[name].sam2_config for name in names(family="sam2")}
+    name: BY_NAME[name].sam2_config for name in names(family="sam2")
+}
 HIERA_SIZES = {(96, 12): "Hiera-T", (96, 16): "Hiera-S", (112, 24): "Hiera-B+", (144, 48): "Hiera-L"}
 FILL_HOLE_AREA = 8  # sam2's video-predictor setting: background specks up to 8 low-res pixels become mask
 
@@ -41,8 +42,9 @@ def fill_holes(logits: torch.Tensor, max_area: int = FILL_HOLE_AREA) -> torch.Te
             holes[index] = small[components]
     if not holes.any():
         return logits
-    return torch.where(torch.from_numpy(holes).to(logits.device), torch.tensor(0.1, dtype=logits.dtype,
-                                                                            device=logits.device), logits)
+    return torch.where(
+        torch.from_numpy(holes).to(logits.device), torch.tensor(0.1, dtype=logits.dtype, device=logits.device), logits
+    )
 
 
 @lru_cache(maxsize=1)
@@ -97,8 +99,11 @@ def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
     return f"an unknown model (first keys: {checkpoints.first_keys(sorted(keys))})"
 
 
-def load_sam2(name: str = DEFAULT_VOLUME_TRACKER, checkpoint: str | os.PathLike | None = None,
-              device: str | torch.device | None = None) -> LoadedSam2:
+def load_sam2(
+    name: str = DEFAULT_VOLUME_TRACKER,
+    checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+) -> LoadedSam2:
     """Build sam2's video predictor for registry entry ``name`` and load its weights.
 
     Weights: ``checkpoint`` (file or folder), else ``$FMSCOPE_CHECKPOINT_DIR``. Loaded with
@@ -108,8 +113,9 @@ def load_sam2(name: str = DEFAULT_VOLUME_TRACKER, checkpoint: str | os.PathLike 
     what it looks like. Building the model does not touch the global random state.
     """
     if name not in SAM2_CONFIGS:
-        raise FmscopeError(f"'{name}' is not a tracking model.",
-                           f"Use one of: {DEFAULT_SEGMENTER}, {', '.join(SAM2_CONFIGS)}.")
+        raise FmscopeError(
+            f"'{name}' is not a tracking model.", f"Use one of: {DEFAULT_SEGMENTER}, {', '.join(SAM2_CONFIGS)}."
+        )
     config, image_size, trunk = SAM2_CONFIGS[name]
     path = checkpoints.resolve(name, checkpoint)
     state = checkpoints.read_state_dict(path)
@@ -120,9 +126,11 @@ def load_sam2(name: str = DEFAULT_VOLUME_TRACKER, checkpoint: str | os.PathLike 
         # SAM 2 config of the same size (e.g. MedSAM2's 2024 weights), same image size
         config = config.replace("sam2.1/sam2.1_", "sam2/sam2_")
     elif looks_like != expected:
-        raise FmscopeError(f"{path} looks like {looks_like}, not {expected} ('{name}').",
-                           f"Pass the {checkpoints.get_spec(name).filename} file ({checkpoints.get_spec(name).source}),"
-                           f" or choose --model to match the file ({DEFAULT_SEGMENTER}, {', '.join(SAM2_CONFIGS)}).")
+        raise FmscopeError(
+            f"{path} looks like {looks_like}, not {expected} ('{name}').",
+            f"Pass the {checkpoints.get_spec(name).filename} file ({checkpoints.get_spec(name).source}),"
+            f" or choose --model to match the file ({DEFAULT_SEGMENTER}, {', '.join(SAM2_CONFIGS)}).",
+        )
     predictor = _build(config, image_size)
     checkpoints.load_into(predictor, state, name, path)
     target = torch.device(device) if device is not None else _default_device()
@@ -137,11 +145,10 @@ def _default_device() -> torch.device:
 
 def _build(config: str, image_size: int) -> torch.nn.Module:
     """sam2's predictor from its config with sam2's own video settings, random weights (to be loaded)."""
+    import sam2  # noqa: F401  (registers sam2's config module with hydra)
     from hydra import compose
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
-
-    import sam2  # noqa: F401  (registers sam2's config module with hydra)
 
     overrides = [
         f"++model._target_={__name__}._predictor_class_target",
@@ -169,6 +176,8 @@ def _predictor_class_target(**kwargs):
 def sam2_overrides(image_size: int) -> list[str]:
     """The hydra overrides that turn sam2's stock config into this image size (for references and tests)."""
     feat = image_size // 16
-    return [f"++model.image_size={image_size}",
-            f"++model.memory_attention.layer.self_attention.feat_sizes=[{feat},{feat}]",
-            f"++model.memory_attention.layer.cross_attention.feat_sizes=[{feat},{feat}]"]
+    return [
+        f"++model.image_size={image_size}",
+        f"++model.memory_attention.layer.self_attention.feat_sizes=[{feat},{feat}]",
+        f"++model.memory_attention.layer.cross_attention.feat_sizes=[{feat},{feat}]",
+    ]

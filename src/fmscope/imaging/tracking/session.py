@@ -25,12 +25,12 @@ from typing import Protocol
 
 import numpy as np
 
-from fmscope.models import DEFAULT_SEGMENTER, TRACK, can, choices_text, volume_flow
 from fmscope.errors import FmscopeError
 from fmscope.imaging.prompts import validate_box, validate_points
 from fmscope.imaging.tracking.frames import FrameSource, open_frames
 from fmscope.imaging.tracking.prompt import Prompt
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask
+from fmscope.models import DEFAULT_SEGMENTER, TRACK, can, choices_text, volume_flow
 
 DIRECTIONS = ("both", "forward", "backward")
 MAX_OBJECT_ID = 65535  # labels are uint16
@@ -53,15 +53,17 @@ class TrackingStopped(FmscopeError):
 
     def __init__(self, frame: int, done: int, error: FmscopeError) -> None:
         self.frame, self.done = frame, done
-        super().__init__(f"Tracking stopped at frame {frame} ({done} frame(s) tracked before it): {error.problem}",
-                         error.fix)
+        super().__init__(
+            f"Tracking stopped at frame {frame} ({done} frame(s) tracked before it): {error.problem}", error.fix
+        )
 
 
 class TrackerBackend(Protocol):
     """What a model provides to the session (MedSAM2 / SAM2.1: Sam2Tracker; default: LiteMedSAMTracker)."""
 
-    def add_prompt(self, frame: int, obj: int, prompt: Prompt, reverse: bool | None,
-                   append: bool) -> dict[int, ObjectMask]: ...
+    def add_prompt(
+        self, frame: int, obj: int, prompt: Prompt, reverse: bool | None, append: bool
+    ) -> dict[int, ObjectMask]: ...
 
     def propagate(self, start: int, stop: int, reverse: bool) -> Iterator[tuple[int, dict[int, ObjectMask]]]: ...
 
@@ -70,9 +72,15 @@ class TrackerBackend(Protocol):
     def remove_object(self, obj: int) -> None: ...
 
 
-def make_backend(frames: FrameSource, model: str, checkpoint: str | os.PathLike | None,
-                 window: str | tuple[float, float] | None, device: str | None,
-                 precision: str = "fp32", inference_backend: str | None = None) -> TrackerBackend:
+def make_backend(
+    frames: FrameSource,
+    model: str,
+    checkpoint: str | os.PathLike | None,
+    window: str | tuple[float, float] | None,
+    device: str | None,
+    precision: str = "fp32",
+    inference_backend: str | None = None,
+) -> TrackerBackend:
     """The tracking backend for catalogue name ``model`` (:mod:`fmscope.models`, capability ``track``), or for an
     fmscope model file (a segmenter fine-tuned by ``fmscope train-segmenter``: it tracks as the default tracker
     does, per frame). ``precision``: the segmenter's (``"fast"``: bfloat16 encoder) and ``inference_backend`` its
@@ -83,14 +91,25 @@ def make_backend(frames: FrameSource, model: str, checkpoint: str | os.PathLike 
     if volume_flow(model) != "tracking":  # the default tracker, per frame: LiteMedSAM and model files
         from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 
-        return LiteMedSAMTracker(frames, model=model, checkpoint=checkpoint, window=window, device=device,
-                                 precision=precision, inference_backend=inference_backend)
+        return LiteMedSAMTracker(
+            frames,
+            model=model,
+            checkpoint=checkpoint,
+            window=window,
+            device=device,
+            precision=precision,
+            inference_backend=inference_backend,
+        )
     if inference_backend == "openvino":
-        raise FmscopeError(f"The openvino backend is for the LiteMedSAM tracker; {model} runs on torch.",
-                           f"Leave out --backend openvino, or track with --model {DEFAULT_SEGMENTER}.")
+        raise FmscopeError(
+            f"The openvino backend is for the LiteMedSAM tracker; {model} runs on torch.",
+            f"Leave out --backend openvino, or track with --model {DEFAULT_SEGMENTER}.",
+        )
     if precision != "fp32":
-        raise FmscopeError(f"Precision '{precision}' is for the LiteMedSAM tracker; {model} runs as sam2 runs it.",
-                           f"Leave out --fast, or track with --model {DEFAULT_SEGMENTER}.")
+        raise FmscopeError(
+            f"Precision '{precision}' is for the LiteMedSAM tracker; {model} runs as sam2 runs it.",
+            f"Leave out --fast, or track with --model {DEFAULT_SEGMENTER}.",
+        )
     from fmscope.imaging.tracking.medsam2 import Sam2Tracker
 
     return Sam2Tracker(frames, model=model, checkpoint=checkpoint, window=window, device=device)
@@ -99,14 +118,24 @@ def make_backend(frames: FrameSource, model: str, checkpoint: str | os.PathLike 
 class TrackingSession:
     """Track objects through ``frames`` (a :class:`FrameSource`, path or (T, H, W[, 3]) array)."""
 
-    def __init__(self, frames: FrameSource | str | os.PathLike | np.ndarray, model: str = DEFAULT_SEGMENTER,
-                 checkpoint: str | os.PathLike | None = None, window: str | tuple[float, float] | None = None,
-                 device: str | None = None, backend: TrackerBackend | None = None, precision: str = "fp32",
-                 inference_backend: str | None = None) -> None:
+    def __init__(
+        self,
+        frames: FrameSource | str | os.PathLike | np.ndarray,
+        model: str = DEFAULT_SEGMENTER,
+        checkpoint: str | os.PathLike | None = None,
+        window: str | tuple[float, float] | None = None,
+        device: str | None = None,
+        backend: TrackerBackend | None = None,
+        precision: str = "fp32",
+        inference_backend: str | None = None,
+    ) -> None:
         self.frames = open_frames(frames)
         self.model = model
-        self.backend = backend if backend is not None else make_backend(self.frames, model, checkpoint, window, device,
-                                                                        precision, inference_backend)
+        self.backend = (
+            backend
+            if backend is not None
+            else make_backend(self.frames, model, checkpoint, window, device, precision, inference_backend)
+        )
         self.store = LabelStore(self.frames.n_frames, self.frames.shape)
         self.prompts: dict[int, dict[int, Prompt]] = {}  # object -> frame -> prompt
         self.tracked: dict[int, dict[int, bool]] = {}  # object -> frame -> tracked in reverse
@@ -131,15 +160,20 @@ class TrackingSession:
         self._check(frame, obj)
         mask = np.asarray(mask).astype(bool)
         if mask.shape != self.frames.shape or not mask.any():
-            raise FmscopeError(f"The mask has shape {mask.shape} with {int(mask.sum())} pixels set; the frames "
-                               f"are {self.frames.shape}.", "Give a non-empty mask of the frame's size.")
+            raise FmscopeError(
+                f"The mask has shape {mask.shape} with {int(mask.sum())} pixels set; the frames "
+                f"are {self.frames.shape}.",
+                "Give a non-empty mask of the frame's size.",
+            )
         return self._prompt(frame, obj, Prompt(mask=mask), append=False)
 
     def _check(self, frame: int, obj: int) -> None:
         n = self.frames.n_frames
         if not 0 <= int(frame) < n:
-            raise FmscopeError(f"Frame {frame} is outside {self.frames.name} (frames 0..{n - 1}).",
-                               f"Give a frame between 0 and {n - 1}.")
+            raise FmscopeError(
+                f"Frame {frame} is outside {self.frames.name} (frames 0..{n - 1}).",
+                f"Give a frame between 0 and {n - 1}.",
+            )
         if not 1 <= int(obj) <= MAX_OBJECT_ID:
             raise FmscopeError(f"Object id {obj} is not in 1..{MAX_OBJECT_ID}.", "Number objects from 1.")
 
@@ -150,10 +184,11 @@ class TrackingSession:
         append = append and existing is not None and existing.mask is None
         objects = self.backend.add_prompt(frame, obj, prompt, reverse, append)
         if append:
-            prompt = Prompt(existing.box, np.concatenate([existing.points, prompt.points]) if existing.points is not None
-                            else prompt.points,
-                            np.concatenate([existing.labels, prompt.labels]) if existing.labels is not None
-                            else prompt.labels)
+            prompt = Prompt(
+                existing.box,
+                np.concatenate([existing.points, prompt.points]) if existing.points is not None else prompt.points,
+                np.concatenate([existing.labels, prompt.labels]) if existing.labels is not None else prompt.labels,
+            )
         self.prompts.setdefault(obj, {})[frame] = prompt
         if reverse is not None:
             self._corrections.append((obj, frame))
@@ -161,8 +196,12 @@ class TrackingSession:
         return FrameResult(frame, labels, {k: v.score for k, v in objects.items()}, 1, 1)
 
     # propagation ---------------------------------------------------------------------------------
-    def propagate(self, direction: str = "both", frame_range: tuple[int, int] | None = None,
-                  cancel: Callable[[], bool] | threading.Event | None = None) -> Iterator[FrameResult]:
+    def propagate(
+        self,
+        direction: str = "both",
+        frame_range: tuple[int, int] | None = None,
+        cancel: Callable[[], bool] | threading.Event | None = None,
+    ) -> Iterator[FrameResult]:
         """Yield a :class:`FrameResult` per frame as it is tracked.
 
         Objects never propagated yet: ``forward`` from the first prompted frame to the range's
@@ -177,8 +216,9 @@ class TrackingSession:
         n = self.frames.n_frames
         first, last = (0, n - 1) if frame_range is None else (int(frame_range[0]), int(frame_range[1]))
         if not 0 <= first <= last < n:
-            raise FmscopeError(f"Frame range {first}..{last} is not within 0..{n - 1}.",
-                               f"Give FIRST <= LAST between 0 and {n - 1}.")
+            raise FmscopeError(
+                f"Frame range {first}..{last} is not within 0..{n - 1}.", f"Give FIRST <= LAST between 0 and {n - 1}."
+            )
         passes = self._plan(direction, first, last)
         total = sum(abs(stop - start) + 1 for start, stop, _ in passes)
         stop_now = cancel.is_set if isinstance(cancel, threading.Event) else cancel
@@ -208,8 +248,10 @@ class TrackingSession:
         if fresh or not self._corrections:
             prompted = [f for obj in self.prompts for f in self.prompts[obj] if first <= f <= last]
             if not prompted:
-                raise FmscopeError(f"No prompt lies in the frame range {first}..{last}.",
-                                   "Widen the range or prompt a frame inside it.")
+                raise FmscopeError(
+                    f"No prompt lies in the frame range {first}..{last}.",
+                    "Widen the range or prompt a frame inside it.",
+                )
             start = min(prompted)
             passes = []
             if direction in ("both", "forward"):

@@ -28,15 +28,23 @@ VOLUME_DIRECTIONS = {"both": "both", "up": "forward", "down": "backward"}
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
-def track_volume(volume: Volume | np.ndarray, key_slice: int,
-                 boxes: Sequence[float] | Mapping[int, Sequence[float]] | None = None,
-                 model: str = DEFAULT_VOLUME_TRACKER, checkpoint: str | os.PathLike | None = None,
-                 window: str | tuple[float, float] | None = None, device: str | None = None,
-                 direction: str = "both", slice_range: tuple[int, int] | None = None,
-                 key_masks: Mapping[int, np.ndarray] | None = None, progress: bool = False,
-                 on_slice: Callable[[int, int], None] | None = None,
-                 cancel: Callable[[], bool] | threading.Event | None = None,
-                 name: str = "the volume", loaded=None) -> np.ndarray:
+def track_volume(
+    volume: Volume | np.ndarray,
+    key_slice: int,
+    boxes: Sequence[float] | Mapping[int, Sequence[float]] | None = None,
+    model: str = DEFAULT_VOLUME_TRACKER,
+    checkpoint: str | os.PathLike | None = None,
+    window: str | tuple[float, float] | None = None,
+    device: str | None = None,
+    direction: str = "both",
+    slice_range: tuple[int, int] | None = None,
+    key_masks: Mapping[int, np.ndarray] | None = None,
+    progress: bool = False,
+    on_slice: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | threading.Event | None = None,
+    name: str = "the volume",
+    loaded=None,
+) -> np.ndarray:
     """uint16 (z, y, x) labels tracked from prompts on ``key_slice`` with a MedSAM2 / SAM2.1 model.
 
     ``boxes``: one [x0, y0, x1, y1] box (object 1) or ``{object: box}``; ``key_masks``:
@@ -66,8 +74,7 @@ def track_volume(volume: Volume | np.ndarray, key_slice: int,
         from fmscope.imaging.tracking.medsam2 import Sam2Tracker
 
         backend = Sam2Tracker(frames, model=model, window=window, device=device, loaded=loaded)
-    session = TrackingSession(frames, model=model, checkpoint=checkpoint, window=window, device=device,
-                              backend=backend)
+    session = TrackingSession(frames, model=model, checkpoint=checkpoint, window=window, device=device, backend=backend)
     for obj, box in prompts.items():
         if obj not in masks:
             session.add_box(key_slice, obj, box)

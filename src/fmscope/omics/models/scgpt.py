@@ -35,11 +35,14 @@ from fmscope.errors import FmscopeError
 # Attention key layouts of the official code, old and new, -> torch's nn.MultiheadAttention (the same tensors:
 # q, k, v packed in that order): flash-attn 1.x FlashMHA (``self_attn.Wqkv.*``) and the FlashMHA wrapper of
 # scGPT main since PR #351 (flash-attn 1.x and 2.x: ``self_attn._impl.Wqkv.*``, ``self_attn._impl.out_proj.*``).
-FLASH_RENAMES = {"self_attn._impl.Wqkv.weight": "self_attn.in_proj_weight",
-                 "self_attn._impl.Wqkv.bias": "self_attn.in_proj_bias",
-                 "self_attn._impl.out_proj.weight": "self_attn.out_proj.weight",
-                 "self_attn._impl.out_proj.bias": "self_attn.out_proj.bias",
-                 "self_attn.Wqkv.weight": "self_attn.in_proj_weight", "self_attn.Wqkv.bias": "self_attn.in_proj_bias"}
+FLASH_RENAMES = {
+    "self_attn._impl.Wqkv.weight": "self_attn.in_proj_weight",
+    "self_attn._impl.Wqkv.bias": "self_attn.in_proj_bias",
+    "self_attn._impl.out_proj.weight": "self_attn.out_proj.weight",
+    "self_attn._impl.out_proj.bias": "self_attn.out_proj.bias",
+    "self_attn.Wqkv.weight": "self_attn.in_proj_weight",
+    "self_attn.Wqkv.bias": "self_attn.in_proj_bias",
+}
 # Prefixes training wrappers put on every key: DistributedDataParallel / DataParallel, torch.compile, a
 # Lightning module's ``self.model`` (no scGPT key starts with ``model.``, so only a wrapper puts it on all).
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
@@ -47,13 +50,13 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
 # why each is skipped, never dropped silently.
 SKIPPED_PARTS = {
     "flag_encoder.": "the flag embedding of TransformerModel.generate (expression generation); "
-                     "cell embeddings do not use it",
+    "cell embeddings do not use it",
     "batch_encoder.": "the batch-label embedding the official decoders append to the transformer output when "
-                      "fine-tuned with batch labels; the <cls> cell embedding does not use it",
+    "fine-tuned with batch labels; the <cls> cell embedding does not use it",
     "grad_reverse_discriminator.": "the adversarial batch classifier (DAB), a training loss only",
     "dsbn.": "domain-specific batch norm of the input embeddings, which the official model applies per batch "
-             "label before the transformer; fmscope has no batch labels and does not apply it, so embeddings "
-             "from this checkpoint differ from the official ones computed with a batch label",
+    "label before the transformer; fmscope has no batch labels and does not apply it, so embeddings "
+    "from this checkpoint differ from the official ones computed with a batch label",
 }
 OPTIONAL_PREFIXES = tuple(SKIPPED_PARTS)
 GENE_MEANS_FILE = "all_dict_mean_std.csv"  # scGPT-spatial's per-gene means
@@ -85,23 +88,37 @@ class ScGPTConfig:
     def from_args(cls, args: dict, n_tokens: int) -> "ScGPTConfig":
         style = args.get("input_emb_style", "continuous")
         if style != "continuous":
-            raise FmscopeError(f"input_emb_style '{style}' is not supported.",
-                               "Use a checkpoint trained with continuous value embeddings (the released models).")
-        return cls(n_tokens=n_tokens, d_model=args["embsize"], n_heads=args["nheads"], d_hid=args["d_hid"],
-                   n_layers=args["nlayers"], n_layers_cls=args.get("n_layers_cls", 3),
-                   pad_token=args.get("pad_token", "<pad>"), pad_value=float(args.get("pad_value", -2)),
-                   n_bins=args.get("n_bins", 51), max_seq_len=args.get("max_seq_len", 1200),
-                   fast_transformer=bool(args.get("fast_transformer", True)),
-                   imputation_k=int(args.get("impute_MVC_knn_k") or 6))
+            raise FmscopeError(
+                f"input_emb_style '{style}' is not supported.",
+                "Use a checkpoint trained with continuous value embeddings (the released models).",
+            )
+        return cls(
+            n_tokens=n_tokens,
+            d_model=args["embsize"],
+            n_heads=args["nheads"],
+            d_hid=args["d_hid"],
+            n_layers=args["nlayers"],
+            n_layers_cls=args.get("n_layers_cls", 3),
+            pad_token=args.get("pad_token", "<pad>"),
+            pad_value=float(args.get("pad_value", -2)),
+            n_bins=args.get("n_bins", 51),
+            max_seq_len=args.get("max_seq_len", 1200),
+            fast_transformer=bool(args.get("fast_transformer", True)),
+            imputation_k=int(args.get("impute_MVC_knn_k") or 6),
+        )
 
     def with_heads_of(self, state: dict[str, torch.Tensor]) -> "ScGPTConfig":
         """The heads the checkpoint's keys show (MoE or MLP decoder, class, MVC, imputation)."""
         keys = [_rename_flash(k) for k in state]
         experts = {k.split(".")[3] for k in keys if k.startswith("decoder.moe.experts.")}
-        return replace(self, expression_decoder="moe" if experts else "mlp", n_experts=len(experts) or self.n_experts,
-                       cls_head=any(k.startswith("cls_decoder.") for k in keys),
-                       mvc_head=any(k.startswith("mvc_decoder.") for k in keys),
-                       imputation_head=any(k.startswith("impute_mvc_decoder.") for k in keys))
+        return replace(
+            self,
+            expression_decoder="moe" if experts else "mlp",
+            n_experts=len(experts) or self.n_experts,
+            cls_head=any(k.startswith("cls_decoder.") for k in keys),
+            mvc_head=any(k.startswith("mvc_decoder.") for k in keys),
+            imputation_head=any(k.startswith("impute_mvc_decoder.") for k in keys),
+        )
 
 
 class GeneEncoder(nn.Module):
@@ -167,8 +184,9 @@ class EncoderLayer(nn.Module):
 class TransformerEncoder(nn.Module):
     def __init__(self, config: ScGPTConfig) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(EncoderLayer(config.d_model, config.n_heads, config.d_hid)
-                                    for _ in range(config.n_layers))
+        self.layers = nn.ModuleList(
+            EncoderLayer(config.d_model, config.n_heads, config.d_hid) for _ in range(config.n_layers)
+        )
 
     def forward(self, x: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
         for layer in self.layers:
@@ -181,8 +199,13 @@ class ExprDecoder(nn.Module):
 
     def __init__(self, d_model: int) -> None:
         super().__init__()
-        self.fc = nn.Sequential(nn.Linear(d_model, d_model), nn.LeakyReLU(), nn.Linear(d_model, d_model),
-                                nn.LeakyReLU(), nn.Linear(d_model, 1))
+        self.fc = nn.Sequential(
+            nn.Linear(d_model, d_model),
+            nn.LeakyReLU(),
+            nn.Linear(d_model, d_model),
+            nn.LeakyReLU(),
+            nn.Linear(d_model, 1),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x).squeeze(-1)
@@ -193,8 +216,13 @@ class Expert(nn.Module):
 
     def __init__(self, d_model: int) -> None:
         super().__init__()
-        self.fc = nn.Sequential(nn.Linear(d_model, d_model), nn.LeakyReLU(), nn.Linear(d_model, d_model),
-                                nn.LeakyReLU(), nn.Linear(d_model, 1))
+        self.fc = nn.Sequential(
+            nn.Linear(d_model, d_model),
+            nn.LeakyReLU(),
+            nn.Linear(d_model, d_model),
+            nn.LeakyReLU(),
+            nn.Linear(d_model, 1),
+        )
 
 
 class Gate(nn.Module):
@@ -269,8 +297,11 @@ class ScGPT(nn.Module):
         self.encoder = GeneEncoder(config.n_tokens, config.d_model)
         self.value_encoder = ContinuousValueEncoder(config.d_model)
         self.transformer_encoder = TransformerEncoder(config)
-        self.decoder = (MoEDecoder(config.d_model, config.n_experts) if config.expression_decoder == "moe"
-                        else ExprDecoder(config.d_model))
+        self.decoder = (
+            MoEDecoder(config.d_model, config.n_experts)
+            if config.expression_decoder == "moe"
+            else ExprDecoder(config.d_model)
+        )
         if config.cls_head:
             self.cls_decoder = ClsDecoder(config.d_model, config.n_layers_cls)
         if config.mvc_head:
@@ -284,8 +315,9 @@ class ScGPT(nn.Module):
         x = self.encoder(genes) + self.value_encoder(values)
         return self.transformer_encoder(x, padding if padding is not None and padding.any() else None)
 
-    def cell_embedding(self, genes: torch.Tensor, values: torch.Tensor,
-                       padding: torch.Tensor | None = None) -> torch.Tensor:
+    def cell_embedding(
+        self, genes: torch.Tensor, values: torch.Tensor, padding: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, d_model): the output at the <cls> position (first token)."""
         return self.encode(genes, values, padding)[:, 0, :]
 
@@ -296,8 +328,10 @@ class ScGPT(nn.Module):
     def impute_genes(self, neighbour_mean: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
         """The imputation decoder on (N, d) neighbourhood means for (N, G) gene ids -> (N, G) values."""
         if not self.config.imputation_head:
-            raise FmscopeError("This checkpoint has no neighbour imputation head (impute_mvc_decoder).",
-                               "Use an scGPT-spatial checkpoint, or the kNN imputation from a reference.")
+            raise FmscopeError(
+                "This checkpoint has no neighbour imputation head (impute_mvc_decoder).",
+                "Use an scGPT-spatial checkpoint, or the kNN imputation from a reference.",
+            )
         return self.impute_mvc_decoder(neighbour_mean, self.encoder(genes))
 
 
@@ -314,10 +348,12 @@ class LoadReport:
 
     def summary(self) -> str:
         skipped = ", ".join(f"{prefix}* ({len(keys)})" for prefix, keys in self.skipped_parts().items())
-        return (f"{len(self.loaded)} loaded ({len(self.renamed)} renamed from a flash-attn layout), "
-                f"{len(self.missing)} missing, "
-                f"{len(self.unexpected)} unexpected, {len(self.mismatched)} shape-mismatched, "
-                f"{len(self.ignored)} skipped" + (f": {skipped}" if skipped else ""))
+        return (
+            f"{len(self.loaded)} loaded ({len(self.renamed)} renamed from a flash-attn layout), "
+            f"{len(self.missing)} missing, "
+            f"{len(self.unexpected)} unexpected, {len(self.mismatched)} shape-mismatched, "
+            f"{len(self.ignored)} skipped" + (f": {skipped}" if skipped else "")
+        )
 
     def skipped_parts(self) -> dict[str, list[str]]:
         """Skipped keys grouped by the part they belong to (a prefix of ``SKIPPED_PARTS``)."""
@@ -328,8 +364,10 @@ class LoadReport:
 
     def explanations(self) -> list[str]:
         """One line per skipped part: its keys (the first few) and why fmscope does not need it."""
-        return [f"skipped {len(keys)} key(s) {prefix}* ({first_keys(keys)}): {SKIPPED_PARTS[prefix]}."
-                for prefix, keys in self.skipped_parts().items()]
+        return [
+            f"skipped {len(keys)} key(s) {prefix}* ({first_keys(keys)}): {SKIPPED_PARTS[prefix]}."
+            for prefix, keys in self.skipped_parts().items()
+        ]
 
 
 def _rename_flash(key: str) -> str:
@@ -347,7 +385,7 @@ def unwrapped(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         changed = False
         for prefix in WRAPPER_PREFIXES:
             if all(key.startswith(prefix) for key in state):
-                state = {key[len(prefix):]: tensor for key, tensor in state.items()}
+                state = {key[len(prefix) :]: tensor for key, tensor in state.items()}
                 changed = True
     return state
 
@@ -387,15 +425,21 @@ def load_scgpt(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
     files = {name: folder / name for name in ("args.json", "vocab.json", "best_model.pt")}
     absent = [name for name, path in files.items() if not path.is_file()]
     if absent:
-        raise FmscopeError(f"{folder} lacks {', '.join(absent)}.",
-                           "Point to the official checkpoint folder (args.json, vocab.json, best_model.pt).")
+        raise FmscopeError(
+            f"{folder} lacks {', '.join(absent)}.",
+            "Point to the official checkpoint folder (args.json, vocab.json, best_model.pt).",
+        )
     try:
         args = json.loads(files["args.json"].read_text())
         vocab = {str(k): int(v) for k, v in json.loads(files["vocab.json"].read_text()).items()}
     except (ValueError, TypeError) as error:
-        raise FmscopeError(f"Cannot read the JSON files in {folder} ({error}).", "Restore the official files.") from None
+        raise FmscopeError(
+            f"Cannot read the JSON files in {folder} ({error}).", "Restore the official files."
+        ) from None
     if args.get("pad_token", "<pad>") not in vocab or "<cls>" not in vocab:
-        raise FmscopeError(f"{files['vocab.json']} lacks the <pad> or <cls> token.", "Use the vocab.json of the release.")
+        raise FmscopeError(
+            f"{files['vocab.json']} lacks the <pad> or <cls> token.", "Use the vocab.json of the release."
+        )
     state = unwrapped(read_state_dict(files["best_model.pt"]))
     model = ScGPT(ScGPTConfig.from_args(args, n_tokens=max(vocab.values()) + 1).with_heads_of(state))
     report = load_state(model, state, files["best_model.pt"])
@@ -412,9 +456,10 @@ def read_gene_means(path: Path) -> dict[int, float]:
         table = pd.read_csv(path, index_col=0)
         means = {int(index): float(value) for index, value in table["mean"].items()}
     except (ValueError, KeyError) as error:
-        raise FmscopeError(f"Cannot read {path} ({type(error).__name__}: {error}).",
-                           "Use the scGPT-spatial release's all_dict_mean_std.csv (index: gene id, column: mean).") \
-            from None
+        raise FmscopeError(
+            f"Cannot read {path} ({type(error).__name__}: {error}).",
+            "Use the scGPT-spatial release's all_dict_mean_std.csv (index: gene id, column: mean).",
+        ) from None
     if not all(value > 0 for value in means.values()):
         raise FmscopeError(f"{path} has non-positive gene means.", "Use the file of the release.")
     return means
