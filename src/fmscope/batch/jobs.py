@@ -4,7 +4,7 @@
 |---|---|---|
 | segment | ``labels.tif`` (uint8; uint16 above 255 objects) | ``fmscope segment IMAGE --box ... -o labels.tif`` |
 | volume | ``labels.nii.gz`` (input geometry) | ``fmscope volume VOLUME --slice Z --box ... -o labels.nii.gz`` |
-| track | ``labels.tif`` (T, H, W) uint16, ``tracks.csv`` | ``fmscope track FRAMES ... -o labels.tif --table tracks.csv`` |
+| track | ``labels.tif`` (T, H, W), ``tracks.csv`` | ``fmscope track FRAMES ... -o labels.tif --table tracks.csv`` |
 | domains | ``result.zarr`` + ``result.png`` | ``fmscope domains SLIDE -o result.zarr`` |
 | embed | ``result.zarr`` + ``result.png`` | ``fmscope embed SLIDE -o result.zarr`` |
 
