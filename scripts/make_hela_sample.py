@@ -12,8 +12,8 @@ one nucleus diameter; the median step is 2-6 px, and intersection over union alo
 nuclei unmatched between frames), an object left unmatched starts a new track, and when that new
 object overlaps a mask of the previous frame by at least a quarter of its own area, the track it
 overlaps is recorded as its parent (a division; the nearer daughter continues the parent's track).
-Written in the Cell Tracking Challenge format: ``tracks.tif`` holds the track id of every pixel, ``man_track.txt`` one line
-``L B E P`` per track (label, first frame, last frame, parent or 0).
+Written in the Cell Tracking Challenge format: ``tracks.tif`` holds the track id of every pixel,
+``man_track.txt`` one line ``L B E P`` per track (label, first frame, last frame, parent or 0).
 
 Usage: python scripts/make_hela_sample.py
 """
