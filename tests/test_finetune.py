@@ -5,6 +5,7 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 from cli_runner import run_cli
 
@@ -185,3 +186,24 @@ def test_finetune_and_classify_cli(tissue, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert read_head(tmp_path / "scgpt_head.pt")["encoder"]["tuned_layers"]
+
+
+@pytest.mark.parametrize("separator, bom", [(",", False), (";", True), ("\t", False)])
+def test_annotation_csv_dialects_read_the_same(tmp_path, separator, bom):
+    """An annotation table saved by a spreadsheet (comma, European semicolon, tab; a UTF-8 BOM) gives the same
+    per-cell labels; cells not on the slide are ignored, a table naming none of them is refused."""
+    from fmscope.omics.finetune import annotation_from_csv
+
+    adata = ad.AnnData(np.zeros((4, 1)), obs=pd.DataFrame(index=["c0", "c1", "c2", "c3"]))
+    text = (
+        separator.join(["cell", "domain"])
+        + "\n"
+        + "\n".join(separator.join(row) for row in [("c0", "cortex"), ("c2", "white matter"), ("elsewhere", "x")])
+        + "\n"
+    )
+    path = tmp_path / "annotation.csv"
+    path.write_bytes(("\ufeff" if bom else "").encode() + text.encode())
+    assert list(annotation_from_csv(adata, path)) == ["cortex", "", "white matter", ""]
+    (tmp_path / "none.csv").write_text("cell,domain\nz1,a\nz2,b\n")
+    with pytest.raises(FmscopeError, match="None of the cells"):
+        annotation_from_csv(adata, tmp_path / "none.csv")

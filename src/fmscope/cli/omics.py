@@ -189,27 +189,11 @@ def cmd_deconvolve(args: argparse.Namespace) -> int:
 
 def _annotation(slide, spec: str):
     """Annotation per cell from an obs column name or a CSV of (cell id, domain)."""
-    import numpy as np
-    import pandas as pd
+    from fmscope.omics.finetune import annotation_from_column, annotation_from_csv
 
-    from fmscope.omics.finetune import annotation_from_column
-
-    if not spec.lower().endswith(".csv"):
-        return annotation_from_column(slide.adata, spec)
-    if not Path(spec).is_file():
-        raise FmscopeError(f"No such annotation file: {spec}", "Give a CSV with columns cell, domain.")
-    table = pd.read_csv(spec, dtype=str)
-    if table.shape[1] < 2:
-        raise FmscopeError(f"{spec} needs two columns (cell id, domain).", "Write one annotated cell per line.")
-    named = dict(zip(table.iloc[:, 0], table.iloc[:, 1]))
-    on_slide = set(slide.adata.obs_names)
-    unknown = [cell for cell in named if cell not in on_slide]
-    if len(unknown) == len(named):
-        raise FmscopeError(
-            f"None of the cells in {spec} is on the slide (e.g. {unknown[0]}).",
-            "Use the slide's cell ids (obs names) in the first column.",
-        )
-    return np.array([named.get(cell, "") for cell in slide.adata.obs_names], dtype=str)
+    if spec.lower().endswith(".csv"):
+        return annotation_from_csv(slide.adata, spec)
+    return annotation_from_column(slide.adata, spec)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:

@@ -204,6 +204,35 @@ def annotation_from_column(adata: ad.AnnData, column: str) -> np.ndarray:
     return np.where(values.isna(), "", values.astype(str)).astype(str)
 
 
+def annotation_from_csv(adata: ad.AnnData, path: str | os.PathLike) -> np.ndarray:
+    """Per-cell annotation strings ('' where not annotated) from a CSV of (cell id, domain): the first two columns,
+    any header names; the separator (comma, semicolon, tab) is told from the file, a UTF-8 byte-order mark dropped.
+    Raises FmscopeError for a missing file, fewer than two columns, or no cell of the slide."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FmscopeError(f"No such annotation file: {path}", "Give a CSV with columns cell, domain.")
+    try:
+        table = pd.read_csv(path, dtype=str, sep=None, engine="python", encoding="utf-8-sig")
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
+        raise FmscopeError(
+            f"Cannot read {path} as a CSV ({str(error)[:120]}).",
+            "Save it as CSV (UTF-8) with two columns: cell id, domain.",
+        ) from None
+    if table.shape[1] < 2:
+        raise FmscopeError(f"{path} needs two columns (cell id, domain).", "Write one annotated cell per line.")
+    named = dict(zip(table.iloc[:, 0], table.iloc[:, 1]))
+    on_slide = set(adata.obs_names)
+    unknown = [cell for cell in named if cell not in on_slide]
+    if len(unknown) == len(named):
+        raise FmscopeError(
+            f"None of the cells in {path} is on the slide (e.g. {unknown[0]}).",
+            "Use the slide's cell ids (obs names) in the first column.",
+        )
+    return np.array([named.get(cell, "") for cell in adata.obs_names], dtype=str)
+
+
 def holdout_split(labels: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, held out) of annotated cells, stratified by class."""
     classes = sorted(set(labels[labels != ""]))
