@@ -34,14 +34,15 @@ def store_elements(sdata) -> dict[str, list[str]]:
     return {group: sorted(map(str, getattr(sdata, group).keys())) for group in ELEMENT_GROUPS}
 
 
-def h5_objects(handle) -> dict[str, list[int]]:
-    """{HDF5 path: shape} of every group ([]) and dataset in an open h5py file (what an .h5ad's stamp lists)."""
+def h5_objects(handle) -> dict[str, list[int] | None]:
+    """{HDF5 path: shape} of every dataset (an empty one: []) and group (None) in an open h5py file (what an
+    .h5ad's stamp lists)."""
     import h5py
 
-    found: dict[str, list[int]] = {}
+    found: dict[str, list[int] | None] = {}
 
     def visit(name: str, item) -> None:
-        found[name] = list(item.shape) if isinstance(item, h5py.Dataset) else []
+        found[name] = list(item.shape or ()) if isinstance(item, h5py.Dataset) else None
 
     handle.visititems(visit)
     return found
@@ -124,7 +125,7 @@ def replaceable(path: Path, option: str) -> None:
         _check_h5ad_unchanged(path, found["objects"], option)
 
 
-def _check_h5ad_unchanged(path: Path, listed: dict[str, list[int]], option: str) -> None:
+def _check_h5ad_unchanged(path: Path, listed: dict[str, list[int] | None], option: str) -> None:
     """Refuse an fmscope .h5ad edited in place since it was written (objects added, removed or resized)."""
     import h5py
 
