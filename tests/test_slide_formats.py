@@ -102,7 +102,7 @@ def test_visium_positions_any_name_header_and_column_order_read_the_same(visium,
     if header:
         table = table[list(order)]
     text = table.to_csv(header=header)
-    (folder / "spatial" / name).write_text(("\ufeff" if bom else "") + text)
+    (folder / "spatial" / name).write_text(("\ufeff" if bom else "") + text, encoding="utf-8")
     slide = io.read_slide(folder)
     assert list(slide.adata.obs_names) == list(visium.adata.obs_names)
     assert np.abs(slide.adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max() < 1e-6
