@@ -8,6 +8,14 @@ from fmscope.errors import FmscopeError
 from fmscope.imaging.intensity import Intensity, finite_values
 
 
+def is_blank(plane: np.ndarray) -> bool:
+    """Whether a plane holds no picture: every finite pixel the same value (padding, air outside the field of view,
+    a shutter that did not fire, a dropped frame filled with zeros), or no finite pixel at all. What
+    :func:`validate_image` refuses to segment; propagation and tracking pass over such planes instead."""
+    finite = finite_values(plane)
+    return finite.size == 0 or bool(finite.min() == finite.max())
+
+
 def validate_image(image: np.ndarray) -> np.ndarray:
     """Return a read-only view of a 2D grayscale or (H, W, 3|4) colour image, or raise.
 

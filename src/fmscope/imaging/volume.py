@@ -17,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fmscope.errors import FmscopeError
+from fmscope.imaging.image_input import is_blank
 from fmscope.imaging.intensity import Intensity, resolve_intensity
 from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.prompts import box_from_mask, validate_box
@@ -152,7 +153,7 @@ def segment_volume(
                     box = box_from_mask(mask, stop.box_margin)
                     if box is not None and box[2] > box[0] and box[3] > box[1]:
                         boxes_here[label] = box
-                if not boxes_here or is_constant(array[z]):
+                if not boxes_here or is_blank(array[z]):
                     break  # nothing left to follow, or a slice of padding / air: the objects end here
                 previous = {}
                 for label, (mask, score, mean) in segment_slice(z, boxes_here).items():
@@ -165,10 +166,3 @@ def segment_volume(
                 if on_slice is not None:
                     on_slice(done, total)
     return labels
-
-
-def is_constant(plane: np.ndarray) -> bool:
-    """True when every finite pixel of ``plane`` has one value (or none is finite): padding, air outside the field
-    of view, a blank frame. Propagation ends there; only the prompted slice must hold an image."""
-    finite = plane[np.isfinite(plane)] if np.issubdtype(plane.dtype, np.floating) else plane
-    return finite.size == 0 or bool(finite.min() == finite.max())

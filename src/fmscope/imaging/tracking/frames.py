@@ -101,14 +101,6 @@ def _as_frame(array: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
-def is_blank(frame: np.ndarray) -> bool:
-    """Whether a frame holds no picture: every finite pixel the same value (a shutter that did not fire,
-    a dropped frame filled with zeros), or no finite pixel at all. Trackers pass over such frames:
-    nothing is labelled on them and objects are followed on from the last frame with a picture."""
-    finite = frame[np.isfinite(frame)] if frame.dtype.kind == "f" else frame
-    return finite.size == 0 or bool(finite.min() == finite.max())
-
-
 class ArrayFrames(FrameSource):
     """Frames of an in-memory array (T, H, W) or (T, H, W, 3|4); ``kind`` says what the axis 0 is."""
 

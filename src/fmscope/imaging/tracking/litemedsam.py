@@ -35,10 +35,11 @@ from skimage.feature import match_template
 from skimage.registration import phase_cross_correlation
 
 from fmscope.errors import FmscopeError
+from fmscope.imaging.image_input import is_blank
 from fmscope.imaging.intensity import Intensity, resolve_intensity
 from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.prompts import box_from_mask
-from fmscope.imaging.tracking.frames import FrameSource, is_blank
+from fmscope.imaging.tracking.frames import FrameSource
 from fmscope.imaging.tracking.preprocess import SAMPLE_FRAMES
 from fmscope.imaging.tracking.prompt import Prompt
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask
@@ -174,9 +175,10 @@ class LiteMedSAMTracker:
                 continue
         return np.stack(sample) if sample else self.frames[0][None]
 
-    def _set_frame(self, index: int) -> np.ndarray:
-        """Embed frame ``index``; returns its mapped grey image (H, W) uint8. A blank frame is refused by index."""
-        frame = self.frames[index]
+    def _set_frame(self, index: int, frame: np.ndarray | None = None) -> np.ndarray:
+        """Embed frame ``index`` (``frame``: its pixels when already read); returns its mapped grey image (H, W)
+        uint8. A blank frame is refused by index."""
+        frame = self.frames[index] if frame is None else frame
         if is_blank(frame):
             raise FmscopeError(
                 f"Frame {index} of {self.frames.name} is blank (every pixel the same value); "
@@ -219,10 +221,11 @@ class LiteMedSAMTracker:
         missing: dict[int, int] = {}  # object -> frames since last found
         last_image: np.ndarray | None = None
         for index in range(start, stop + step, step):
-            if is_blank(self.frames[index]):  # nothing to see: no labels here, objects followed on past it
+            pixels = self.frames[index]
+            if is_blank(pixels):  # nothing to see: no labels here, objects followed on past it
                 yield index, {}
                 continue
-            image = self._set_frame(index)
+            image = self._set_frame(index, pixels)
             found: dict[int, ObjectMask] = {}
             if previous and last_image is not None:
                 drift = global_shift(last_image, image) if self.motion_prior else (0, 0)

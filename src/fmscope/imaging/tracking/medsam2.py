@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from skimage import measure
 
-from fmscope.imaging.tracking.frames import FrameSource, is_blank
+from fmscope.imaging.image_input import is_blank
+from fmscope.imaging.tracking.frames import FrameSource
 from fmscope.imaging.tracking.preprocess import ModelFrames, intensity_for
 from fmscope.imaging.tracking.prompt import Prompt
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask
