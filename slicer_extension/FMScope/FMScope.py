@@ -23,7 +23,6 @@ WINDOWS = ["auto", "abdomen", "soft_tissue", "lung", "bone", "brain", "liver"]
 SLICE_VIEWS = ["Red", "Yellow", "Green"]
 CHECKPOINT_SETTING = "FMScope/checkpoint/{model}"  # the weights file chosen once per model, remembered
 BACKEND_SETTING = "FMScope/backend"  # image encoder runtime (fmscope.backends): auto, openvino or torch
-BACKENDS = ["auto", "openvino", "torch"]
 
 
 class FMScope(ScriptedLoadableModule):
@@ -46,14 +45,15 @@ class FMScope(ScriptedLoadableModule):
 
 class FMScopeWidget(ScriptedLoadableModuleWidget):
     @staticmethod
-    def _volume_models() -> list[str]:
-        """The models fmscope's catalogue offers for volumes (fmscope.models); none until fmscope is installed
-        (the first Segment press installs it, and reopening the module lists them)."""
+    def _choices() -> tuple[list[str], list[str]]:
+        """(volume models from fmscope's catalogue, image encoder runtimes from fmscope.backends); both empty until
+        fmscope is installed (the first Segment press installs it, and reopening the module lists them)."""
         try:
             from fmscope import models
+            from fmscope.backends import BACKENDS
         except ImportError:
-            return []
-        return list(models.names(models.VOLUME))
+            return [], []
+        return list(models.names(models.VOLUME)), list(BACKENDS)
 
     def setup(self):
         super().setup()
@@ -61,7 +61,8 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         self.layout.addWidget(widget)
         self.ui = slicer.util.childWidgetVariables(widget)
         widget.setMRMLScene(slicer.mrmlScene)
-        self.ui.modelComboBox.addItems(self._volume_models())
+        volume_models, backends = self._choices()
+        self.ui.modelComboBox.addItems(volume_models)
         self.ui.windowComboBox.addItems(WINDOWS)
         self.ui.directionComboBox.addItems(["both", "up", "down"])
         self.ui.sliceViewComboBox.addItems(SLICE_VIEWS)
@@ -75,7 +76,7 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         self.ui.undoButton.clicked.connect(self.onUndo)
         self.ui.modelFilePathLineEdit.currentPathChanged.connect(self.onModelFileChanged)
         self.logic = FMScopeLogic()
-        self.ui.backendComboBox.addItems(BACKENDS)
+        self.ui.backendComboBox.addItems(backends)
         self.ui.backendComboBox.currentText = slicer.app.userSettings().value(BACKEND_SETTING, "auto")
         self.ui.backendComboBox.currentTextChanged.connect(self.onBackendChanged)
         self.onBackendChanged(self.ui.backendComboBox.currentText)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from fmscope.errors import FmscopeError
+
+if TYPE_CHECKING:  # the package stays light: the CLI's option and the widgets' choices import BACKENDS
+    import torch
 
 BACKENDS = ("auto", "torch", "openvino")
 ENVIRONMENT_VARIABLE = "FMSCOPE_BACKEND"

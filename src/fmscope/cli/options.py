@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fmscope.backends import BACKENDS
 from fmscope.errors import FmscopeError
 from fmscope.imaging.intensity import parse_window
 
@@ -20,7 +21,7 @@ def add_backend_option(parser: argparse.ArgumentParser) -> None:
     """``--backend`` (default None: ``$FMSCOPE_BACKEND``, else auto; see fmscope.backends)."""
     parser.add_argument(
         "--backend",
-        choices=("auto", "torch", "openvino"),
+        choices=BACKENDS,
         help="image encoder runtime: openvino (CPU), torch, or auto (default: $FMSCOPE_BACKEND, "
         "else OpenVINO on CPU and torch on GPU)",
     )

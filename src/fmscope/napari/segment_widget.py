@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from fmscope import models
+from fmscope.backends import BACKENDS  # auto: $FMSCOPE_BACKEND, else OpenVINO on CPU, torch on GPU
 from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.napari.image_panel import ImagePanel
@@ -36,9 +37,6 @@ from fmscope.napari.train_panel import TrainPanel
 from fmscope.napari.worker import Job, ModelWorker
 
 MODELS = models.names(models.SEGMENT)
-# The image encoder's runtime (fmscope.backends); "auto" leaves the choice to $FMSCOPE_BACKEND, else
-# OpenVINO on CPU and torch on a GPU.
-BACKENDS = ("auto", "openvino", "torch")
 BOXES, CLICKS, LABELS = "fmscope boxes", "fmscope clicks", "fmscope labels"
 # After a small-object prompt, the zoom crops within this many crop sides of it are embedded in
 # the background (on every slice shown), so the next small box nearby is a decode.
