@@ -129,11 +129,7 @@ def write_overlay_video(session, path: str, window) -> None:
 def _session(args: argparse.Namespace, frames):
     from fmscope.imaging.tracking import TrackingSession
 
-    if not models.can(args.model, models.TRACK):
-        raise FmscopeError(
-            f"'{args.model}' cannot track.", f"Use --model with one of: {models.choices_text(models.TRACK)}."
-        )
-    return TrackingSession(
+    return TrackingSession(  # a model that cannot track is refused by the engine (make_backend), before loading
         frames,
         model=args.model,
         checkpoint=args.checkpoint,
