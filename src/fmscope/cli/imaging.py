@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from fmscope import models, samples
 from fmscope.atomic import file_suffix
-from fmscope.cli.options import add_backend_option, window_option
+from fmscope.cli.options import add_backend_option, add_prompt_options, window_option
 from fmscope.errors import FmscopeError, UsageError
 from fmscope.outputs import FOLDER, LABEL_IMAGE_SUFFIXES, OVERLAY_SUFFIXES, VOLUME_SUFFIXES, Output, check_outputs
 
@@ -229,24 +229,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="TIFF, PNG, JPEG (grey, RGB, alpha ignored; 1 to 16 bits or float), one DICOM "
         "file, or a 2D / one-slice NIfTI, NRRD, MHA (geometry kept in .nii.gz output)",
     )
-    segment.add_argument(
-        "--box",
-        nargs=4,
-        type=float,
-        action="append",
-        metavar=("X0", "Y0", "X1", "Y1"),
-        help="object box in pixels; repeat for several objects (labels 1, 2, ...)",
-    )
-    segment.add_argument(
-        "--point", nargs=2, type=float, action="append", metavar=("X", "Y"), help="click in pixels; repeat for several"
-    )
-    segment.add_argument(
-        "--label",
-        type=int,
-        action="append",
-        choices=(0, 1),
-        help="1 = object, 0 = background; one per --point (default 1)",
-    )
+    add_prompt_options(segment, "in pixels")
     segment.add_argument(
         "-o",
         "--output",

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from fmscope import models
 from fmscope.atomic import atomic_write
-from fmscope.cli.options import add_backend_option, window_option
+from fmscope.cli.options import add_backend_option, add_prompt_options, window_option
 from fmscope.errors import FmscopeError
 
 LABEL_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz", ".nrrd", ".mha")
@@ -231,24 +231,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     track.add_argument("--frame", type=int, required=True, help="frame of the prompts (0-based)")
     track.add_argument("--channel", type=int, help="the channel to track in a TIFF with a channel axis (0-based)")
-    track.add_argument(
-        "--box",
-        nargs=4,
-        type=float,
-        action="append",
-        metavar=("X0", "Y0", "X1", "Y1"),
-        help="object box on --frame; object k is the k-th box",
-    )
-    track.add_argument(
-        "--point", nargs=2, type=float, action="append", metavar=("X", "Y"), help="click on --frame; repeat for several"
-    )
-    track.add_argument(
-        "--label",
-        type=int,
-        action="append",
-        choices=(0, 1),
-        help="1 = object, 0 = background; one per --point (default 1)",
-    )
+    add_prompt_options(track, "on --frame")
     track.add_argument(
         "--object",
         type=int,
