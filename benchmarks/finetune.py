@@ -30,6 +30,7 @@ from fmscope.imaging.cache import EmbeddingCache
 from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.volume import segment_volume
 from fmscope.metrics import dice
+from fmscope.progress import Progress
 from fmscope.training.segmenter import LabelledImage, evaluate, make_views, train_segmenter
 from fmscope.training.settings import TrainSettings
 
@@ -94,7 +95,7 @@ def main() -> None:
         f"{torch.get_num_threads()} torch threads"
     )
 
-    def on_progress(message: str, done: int, total: int) -> None:
+    def on_progress(done: int, total: int, message: str) -> None:
         print(
             f"  [{time.perf_counter() - wall:6.0f} s wall, {time.process_time() - cpu:6.0f} s CPU] {message}",
             flush=True,
@@ -108,7 +109,7 @@ def main() -> None:
         val_items=[items[t] for t in VAL],
         device="cpu",
         settings=TrainSettings(epochs=args.epochs, train_encoder=args.train_encoder),
-        on_progress=on_progress,
+        progress=Progress(on_progress),
     )
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(report.summary())

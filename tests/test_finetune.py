@@ -14,6 +14,7 @@ from fmscope.omics.domains import spatial_domains
 from fmscope.omics.embed import baseline_embedding
 from fmscope.omics.finetune import apply_head, finetune_head, read_head, slide_encoder
 from fmscope.omics.synthetic import annotate_blocks, semi_synthetic_tissue
+from fmscope.progress import Progress
 
 run = run_cli  # the CLI in this process (tests/cli_runner.py)
 
@@ -44,12 +45,13 @@ def test_resume_continues_exactly(tissue, tmp_path):
     encoder = slide_encoder(tissue)
     straight = finetune_head(tissue, labels, tmp_path / "straight.pt", encoder, epochs=120, save_every=40)
 
-    def stop_at_100(done, _total):
+    def stop_at_100(done, _total, _message):
         if done == 100:
-            raise Cancelled()
+            stop.cancel()
 
+    stop = Progress(stop_at_100)
     with pytest.raises(Cancelled):
-        finetune_head(tissue, labels, tmp_path / "resumed.pt", encoder, epochs=120, save_every=40, on_epoch=stop_at_100)
+        finetune_head(tissue, labels, tmp_path / "resumed.pt", encoder, epochs=120, save_every=40, progress=stop)
     assert read_head(tmp_path / "resumed.pt")["epoch"] == 80  # the last checkpoint written before the stop
     resumed = finetune_head(tissue, labels, tmp_path / "resumed.pt", encoder, epochs=120, save_every=40, resume=True)
     assert np.allclose(straight.probabilities, resumed.probabilities, atol=1e-6)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import tifffile
 
+from fmscope.errors import Cancelled
 from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.tracking import TrackingSession, open_frames, paint_labels
 from fmscope.imaging.tracking.evaluation import drifted, score_tracker
 from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker, estimate_shift, match_object, shift_mask
 from fmscope.imaging.tracking.results import ObjectMask
+from fmscope.progress import Progress
 from fmscope.samples import sample_data_dir
 
 FRAMES, SIDE = 8, 192  # a corner of the HeLa sample: about 15 tracks
@@ -127,12 +127,13 @@ def test_generator_progress_cancel_and_correction_range(hela, segmenter):
     session = session_for(small, segmenter)
     session.add_box(0, 1, [20, 20, 60, 60])
     session.add_box(4, 1, [20, 20, 60, 60])
-    stop = threading.Event()
+    progress = Progress()
     seen = []
-    for result in session.propagate("forward", cancel=stop):
-        seen.append((result.frame, result.done, result.total))
-        if result.frame == 1:
-            stop.set()
+    with pytest.raises(Cancelled):
+        for result in session.propagate("forward", progress=progress):
+            seen.append((result.frame, result.done, result.total))
+            if result.frame == 1:
+                progress.cancel()
     assert seen == [(0, 1, 6), (1, 2, 6)]  # stopped after the frame it was asked on
     results = list(session.propagate("forward"))
     assert [r.frame for r in results] == list(range(6)) and results[-1].labels.dtype == np.uint16

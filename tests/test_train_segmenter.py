@@ -21,6 +21,7 @@ from fmscope.errors import Cancelled, FmscopeError
 from fmscope.imaging.model_file import TunedModel, read_model_file, trained_state, write_model_file
 from fmscope.imaging.predictor import Segmenter
 from fmscope.metrics import dice
+from fmscope.progress import Progress
 from fmscope.training.segmenter import (
     TRAINED_PARTS,
     LabelledImage,
@@ -101,9 +102,11 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(crops, tmp_path, train
         crops[:2], tmp_path / "straight.pt", val_items=crops[2:], settings=settings, device="cpu"
     )
 
-    def stop_after_epoch_1(message, done, total):
-        if message.startswith("Epoch 1/"):
-            raise Cancelled()
+    def stop_after_epoch_1(done, total, message):
+        if message.startswith("Training: epoch 1/"):
+            stop.cancel()
+
+    stop = Progress(stop_after_epoch_1)
 
     with pytest.raises(Cancelled):
         train_segmenter(
@@ -112,7 +115,7 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(crops, tmp_path, train
             val_items=crops[2:],
             settings=settings,
             device="cpu",
-            on_progress=stop_after_epoch_1,
+            progress=stop,
         )
     assert not (tmp_path / "resumed.pt").exists()
     assert read_checkpoint(checkpoint_path(tmp_path / "resumed.pt"), "checkpoint", "test")["epoch"] == 1

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from fmscope import models, samples
 from fmscope.atomic import file_suffix
 from fmscope.cli.options import add_backend_option, add_prompt_options, window_option
+from fmscope.cli.progress import tqdm_progress
 from fmscope.errors import FmscopeError, UsageError
 from fmscope.outputs import FOLDER, LABEL_IMAGE_SUFFIXES, OVERLAY_SUFFIXES, VOLUME_SUFFIXES, Output, check_outputs
 
@@ -116,11 +116,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     segmenter.set_image(image.array, window=args.window)
     started = time.perf_counter()
     if args.point:
-        with tqdm(total=1, desc="segmenting", leave=False) as bar:
-            results = [segmenter.predict(box=args.box[0] if args.box else None, points=args.point, labels=args.label)]
-            bar.update(1)
+        results = [segmenter.predict(box=args.box[0] if args.box else None, points=args.point, labels=args.label)]
     else:
-        results = segmenter.predict_many(args.box, progress=True)
+        with tqdm_progress("crop") as progress:
+            results = segmenter.predict_many(args.box, progress=progress)
     labels = np.zeros(segmenter.image_shape, dtype=_labels_dtype(len(results)))
     for label, result in enumerate(results, start=1):
         labels[result.mask & (labels == 0)] = label
@@ -159,16 +158,17 @@ def cmd_volume(args: argparse.Namespace) -> int:
     else:
         segmenter = _segmenter(args)
         _warn_if_foreign(segmenter, volume.array, args.window)
-        labels = segment_volume(
-            volume.array,
-            args.slice,
-            boxes,
-            segmenter=segmenter,
-            window=args.window,
-            direction=args.direction,
-            slice_range=tuple(args.range) if args.range else None,
-            progress=True,
-        )
+        with tqdm_progress("slice") as progress:
+            labels = segment_volume(
+                volume.array,
+                args.slice,
+                boxes,
+                segmenter=segmenter,
+                window=args.window,
+                direction=args.direction,
+                slice_range=tuple(args.range) if args.range else None,
+                progress=progress,
+            )
     io.write_volume(labels, volume, args.output)
     slices = np.nonzero(labels.reshape(labels.shape[0], -1).any(axis=1))[0]
     extent = f"slices {slices.min()}..{slices.max()}" if len(slices) else "no slices"

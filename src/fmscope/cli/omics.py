@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fmscope.cli.progress import tqdm_progress
 from fmscope.errors import FmscopeError
 from fmscope.outputs import HEAD_SUFFIXES, PICTURE_SUFFIXES, SLIDE_SUFFIXES, Output, check_outputs
 
@@ -82,9 +83,10 @@ def _domains_png(slide, column: str, title: str):
 def _embed(slide, args: argparse.Namespace):
     from fmscope.omics.embed import embed_cells
 
-    embedding, method = embed_cells(
-        slide.adata, args.checkpoint, batch_size=args.batch_size, device=args.device, progress=True
-    )
+    with tqdm_progress("cell") as progress:
+        embedding, method = embed_cells(
+            slide.adata, args.checkpoint, batch_size=args.batch_size, device=args.device, progress=progress
+        )
     _note(slide.adata.uns["fmscope"].get("skipped_weights", []))
     return embedding, method
 
@@ -139,7 +141,8 @@ def cmd_impute(args: argparse.Namespace) -> int:
 
         model, vocab, report = load_scgpt(args.checkpoint, device=args.device or "cpu")
         _note(report.explanations())
-        imputed = impute_scgpt_spatial(slide.adata, model, vocab, args.genes or [], k=args.k, progress=True)
+        with tqdm_progress("cell") as progress:
+            imputed = impute_scgpt_spatial(slide.adata, model, vocab, args.genes or [], k=args.k, progress=progress)
         key = SPATIAL_IMPUTED_KEY
     else:
         from fmscope.omics.reference import read_reference
@@ -203,14 +206,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     slide = _read(args)
     labels = _annotation(slide, args.annotations)
     domains = slide.adata.obs[DOMAIN_KEY].astype(str).to_numpy() if DOMAIN_KEY in slide.adata.obs else None
-    from tqdm.auto import tqdm
-
-    with tqdm(total=args.epochs, desc="training head", leave=False) as bar:
-
-        def on_epoch(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with tqdm_progress("epoch") as progress:
         result = finetune_head(
             slide.adata,
             labels,
@@ -220,7 +216,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             holdout=args.holdout,
             resume=args.resume,
             domains=domains,
-            on_epoch=on_epoch,
+            progress=progress,
             tune_layers=args.tune_layers,
             tune_epochs=args.tune_epochs,
         )

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from fmscope import models
 from fmscope.atomic import atomic_write
 from fmscope.cli.options import add_backend_option, add_prompt_options, window_option
+from fmscope.cli.progress import tqdm_progress
 from fmscope.errors import FmscopeError
 
 LABEL_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz", ".nrrd", ".mha")
@@ -61,13 +61,9 @@ def _point_prompts(args: argparse.Namespace) -> dict[int, tuple[list, list]]:
 def run_tracking(session, direction: str, frame_range) -> float:
     """Propagate with a progress bar; returns seconds spent."""
     started = time.perf_counter()
-    bar = tqdm(desc="tracking", unit="frame", leave=False)
-    try:
-        for result in session.propagate(direction, frame_range):
-            bar.total = result.total
-            bar.update(1)
-    finally:
-        bar.close()
+    with tqdm_progress("frame") as progress:
+        for _ in session.propagate(direction, frame_range, progress=progress):
+            pass
     return time.perf_counter() - started
 
 
@@ -205,19 +201,20 @@ def volume_labels_by_tracking(args: argparse.Namespace, volume) -> np.ndarray:
             f"--backend openvino is for the LiteMedSAM / MedSAM encoder; {args.model} runs on torch.",
             "Leave out --backend (or use auto / torch).",
         )
-    return track_volume(
-        volume,
-        args.slice,
-        dict(enumerate(args.box, start=1)),
-        model=args.model,
-        checkpoint=args.checkpoint,
-        window=args.window,
-        device=args.device,
-        direction=args.direction,
-        slice_range=tuple(args.range) if args.range else None,
-        progress=True,
-        name=str(args.volume),
-    )
+    with tqdm_progress("slice") as progress:
+        return track_volume(
+            volume,
+            args.slice,
+            dict(enumerate(args.box, start=1)),
+            model=args.model,
+            checkpoint=args.checkpoint,
+            window=args.window,
+            device=args.device,
+            direction=args.direction,
+            slice_range=tuple(args.range) if args.range else None,
+            progress=progress,
+            name=str(args.volume),
+        )
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

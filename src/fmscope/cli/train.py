@@ -6,9 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from fmscope import models
+from fmscope.cli.progress import tqdm_progress
 from fmscope.errors import FmscopeError
 
 
@@ -50,13 +49,7 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
         patience=args.patience,
         train_encoder=args.train_encoder,
     )
-    with tqdm(total=1, desc="training", leave=False) as bar:
-
-        def on_progress(message: str, done: int, total: int) -> None:
-            bar.set_description(message.split(" (")[0].split(":")[0])
-            bar.total, bar.n = total, done
-            bar.refresh()
-
+    with tqdm_progress() as progress:
         report = train_segmenter(
             items,
             args.output,
@@ -67,7 +60,7 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
             resume=args.resume,
             device=args.device,
             cache_dir=args.cache_dir,
-            on_progress=on_progress,
+            progress=progress,
         )
     print(report.summary())
     print(

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 import fmscope
 from fmscope.backends.image_encoder import image_encoder
@@ -23,6 +22,7 @@ from fmscope.imaging.models.input_transforms import InputGeometry
 from fmscope.imaging.prompts import validate_box, validate_points
 from fmscope.imaging.roi import Crop
 from fmscope.models import DEFAULT_SEGMENTER
+from fmscope.progress import Progress, as_progress
 from fmscope.threads import ThreadPolicy
 
 PRECISIONS = ("fp32", "fast")
@@ -240,11 +240,15 @@ class Segmenter:
         )[0]
 
     def predict_many(
-        self, boxes: Sequence[Sequence[float]] | np.ndarray, roi_zoom: bool | str | None = None, progress: bool = False
+        self,
+        boxes: Sequence[Sequence[float]] | np.ndarray,
+        roi_zoom: bool | str | None = None,
+        progress: Progress | None = None,
     ) -> list[MaskResult]:
         """Segment one object per box; each image or crop is embedded once for all its boxes (in
         encoder batches of ``encode_batch``), and the boxes are decoded in batches of
-        ``decode_batch``. Each result is the one :meth:`predict` gives for its box."""
+        ``decode_batch``. Each result is the one :meth:`predict` gives for its box. ``progress``:
+        told ``(crops done, crops, "segmenting")``; raises :class:`fmscope.errors.Cancelled` once cancelled."""
         shape = self.image_shape
         validated = [validate_box(b, shape) for b in boxes]
         groups: dict[Crop | None, list[int]] = {}
@@ -253,7 +257,7 @@ class Segmenter:
         if self.encode_batch > 1:
             self.prepare(list(groups))
         results: list[MaskResult | None] = [None] * len(validated)
-        for crop, indices in tqdm(groups.items(), desc="segmenting", unit="crop", disable=not progress, leave=False):
+        for crop, indices in as_progress(progress).iterate(groups.items(), len(groups), "segmenting"):
             entry = self.embed(crop)
             for start in range(0, len(indices), self.decode_batch):
                 chunk = indices[start : start + self.decode_batch]

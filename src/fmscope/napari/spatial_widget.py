@@ -472,11 +472,6 @@ class SpatialWidget(QWidget):
         def train(job: Job):
             from fmscope.omics.finetune import finetune_head, slide_encoder
 
-            def on_epoch(done: int, total: int) -> None:
-                job.check()
-                if done % 10 == 0 or done == total:
-                    self.worker.progress.emit(f"Training: epoch {done}/{total}", done, total)
-
             return finetune_head(
                 light,
                 labels,
@@ -485,7 +480,7 @@ class SpatialWidget(QWidget):
                 epochs=epochs,
                 resume=resume,
                 domains=domains,
-                on_epoch=on_epoch,
+                progress=job.progress,
                 tune_layers=tune_layers,
             )
 

@@ -80,10 +80,6 @@ class TrainPanel(QWidget):
         def run(job: Job):
             from fmscope.training.segmenter import labelled_images, train_segmenter
 
-            def on_progress(message: str, done: int, total: int) -> None:
-                job.check()
-                worker.progress.emit(message, done, total)
-
             items = labelled_images(image, labels, name)
             # One intensity mapping for the whole stack, as the widget segments with.
             intensity = resolve_intensity(image, window)
@@ -94,7 +90,7 @@ class TrainPanel(QWidget):
                 checkpoint=checkpoint or None,
                 window=intensity,
                 settings=settings,
-                on_progress=on_progress,
+                progress=job.progress,
             )
 
         self._set_running(True)

@@ -1,70 +1,40 @@
-"""One persistent model thread: the Qt event loop never runs a model.
+"""The napari widgets' model thread: a thin Qt adapter over :class:`fmscope.jobs.JobRunner`.
 
-Jobs run one at a time in submission order. A job submitted with a ``key`` supersedes the
-queued and running jobs with the same key: they are marked cancelled, queued ones never
-start, and a running one's result is dropped. Results and errors come back on the Qt main
-thread through queued signals. Background jobs (work done ahead, such as preparing zoom crops)
-give way: submitting any other job cancels them (the submitter queues them again when it wants),
-and they do not count in :attr:`ModelWorker.idle`; :attr:`ModelWorker.drained` waits for them too.
+The runner (shared with the 3D Slicer module) holds the queue, the keys, background jobs and the
+cancel semantics; this adapter brings results, errors and progress to the Qt main thread through
+queued signals. ``progress`` carries ``(message, done, total)`` for the widgets' status panel
+(:class:`fmscope.napari.status_panel.StatusPanel`); jobs report through ``job.progress``, which the
+engine calls, and front-end code may emit ``progress`` itself for its own short steps.
 """
 
 from __future__ import annotations
 
-import itertools
-import queue
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from qtpy.QtCore import QObject, Signal
 
-from fmscope.errors import Cancelled
+from fmscope.jobs import Job, JobRunner
 
-
-@dataclass
-class Job:
-    """A unit of model work; ``fn(job)`` runs on the worker thread and may poll ``job.cancelled``."""
-
-    fn: Callable[["Job"], Any]
-    key: str | None
-    on_done: Callable[[Any], None] | None = None
-    on_error: Callable[[BaseException], None] | None = None
-    job_id: int = 0
-    background: bool = False
-    _cancelled: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
-    def cancel(self) -> None:
-        self._cancelled.set()
-
-    def check(self) -> None:
-        """Raise :class:`Cancelled` if this job was cancelled (call between steps)."""
-        if self.cancelled:
-            raise Cancelled()
+__all__ = ["Job", "ModelWorker"]
 
 
 class ModelWorker(QObject):
-    """The model thread and its queue."""
+    """The model thread and its queue, with Qt signals (see :class:`fmscope.jobs.JobRunner`)."""
 
-    _finished = Signal(object, object)
-    _failed = Signal(object, object)
+    _call = Signal(object)  # a callable to run on the main thread
     progress = Signal(str, int, int)  # message, done, total
     busy_changed = Signal(bool)
 
     def __init__(self) -> None:
         super().__init__()
-        self._queue: queue.Queue[Job | None] = queue.Queue()
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._pending: list[Job] = []
-        self._finished.connect(self._deliver)
-        self._failed.connect(self._deliver_error)
-        self._thread = threading.Thread(target=self._run, name="fmscope-model", daemon=True)
-        self._thread.start()
+        self._call.connect(self._run_here)  # a bound method: queued to this object's (the main) thread
+        self.runner = JobRunner(
+            post=self._call.emit,
+            on_progress=lambda job, done, total, message: self.progress.emit(message, done, total),
+            on_busy=self.busy_changed.emit,
+            thread_init=_keep_triton_out,
+        )
 
     def submit(
         self,
@@ -74,76 +44,29 @@ class ModelWorker(QObject):
         on_error: Callable[[BaseException], None] | None = None,
         background: bool = False,
     ) -> Job:
-        """Queue ``fn``; with a ``key``, earlier jobs with that key are cancelled, and a foreground
-        job cancels every background one."""
-        job = Job(fn, key, on_done, on_error, next(self._ids), background=background)
-        with self._lock:
-            for other in self._pending:
-                if (key is not None and other.key == key) or (other.background and not background):
-                    other.cancel()
-            self._pending.append(job)
-        self._queue.put(job)
-        return job
+        """:meth:`fmscope.jobs.JobRunner.submit`; ``on_done`` / ``on_error`` run on the Qt main thread."""
+        return self.runner.submit(fn, key, on_done, on_error, background)
 
     def cancel_all(self) -> None:
         """Cancel every queued and running job."""
-        with self._lock:
-            for job in self._pending:
-                job.cancel()
+        self.runner.cancel_all()
 
     @property
     def idle(self) -> bool:
         """No foreground job queued or running (background preparation may still run)."""
-        with self._lock:
-            return not any(not job.background for job in self._pending)
+        return self.runner.idle
 
     @property
     def drained(self) -> bool:
         """No job at all queued or running, background ones included."""
-        with self._lock:
-            return not self._pending
+        return self.runner.drained
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop the thread after the running job (queued jobs are cancelled) and wait for it."""
-        self.cancel_all()
-        self._queue.put(None)
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+        self.runner.shutdown(timeout)
 
-    def _run(self) -> None:
-        _keep_triton_out()
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            if not job.cancelled:
-                self.busy_changed.emit(True)
-                try:
-                    result = job.fn(job)
-                except BaseException as error:  # reported to the UI, never kills the thread
-                    self._failed.emit(job, error)
-                else:
-                    self._finished.emit(job, result)
-                self.busy_changed.emit(False)
-            else:
-                self._finished.emit(job, None)
-
-    def _forget(self, job: Job) -> None:
-        with self._lock:
-            if job in self._pending:
-                self._pending.remove(job)
-
-    def _deliver(self, job: Job, result: Any) -> None:
-        self._forget(job)
-        if not job.cancelled and job.on_done is not None:
-            job.on_done(result)
-
-    def _deliver_error(self, job: Job, error: BaseException) -> None:
-        self._forget(job)
-        if job.cancelled or isinstance(error, Cancelled):
-            return
-        if job.on_error is not None:
-            job.on_error(error)
+    def _run_here(self, callback: Callable[[], None]) -> None:
+        callback()
 
 
 def _keep_triton_out() -> None:

@@ -18,12 +18,12 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 import torch
-from tqdm.auto import tqdm
 
 from fmscope.errors import FmscopeError
 from fmscope.omics.binning import bin_values
 from fmscope.omics.models.scgpt import ScGPT
 from fmscope.omics.vocab import match_genes
+from fmscope.progress import Progress, as_progress
 
 EMBEDDING_KEY = "X_fmscope"
 LENGTH_BUCKET_BATCHES = 16  # cells are sorted by length within chunks of this many batches
@@ -209,17 +209,18 @@ def scgpt_embedding(
     batch_size: int = 32,
     max_length: int | None = None,
     seed: int | None = None,
-    progress: bool = False,
+    progress: Progress | None = None,
     device: str | torch.device | None = None,
     normalise: bool = True,
 ) -> np.ndarray:
-    """L2-normalised (``normalise=False``: raw) <cls> embeddings of every cell, streamed in batches (CPU or GPU)."""
+    """L2-normalised (``normalise=False``: raw) <cls> embeddings of every cell, streamed in batches (CPU or GPU).
+    ``progress``: told ``(cells done, cells, "embedding cells")`` per batch; raises Cancelled once cancelled."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     out = np.zeros((adata.n_obs, model.config.d_model), dtype=np.float32)
-    with (
-        torch.inference_mode(),
-        tqdm(total=adata.n_obs, desc="embedding cells", disable=not progress, leave=False) as bar,
-    ):
+    progress = as_progress(progress)
+    done = 0
+    progress.update(done, adata.n_obs, "embedding cells")
+    with torch.inference_mode():
         for cells, genes, values, padding in scgpt_inputs(adata, model, vocab, batch_size, max_length, seed):
             out[cells] = (
                 model.cell_embedding(
@@ -231,7 +232,8 @@ def scgpt_embedding(
                 .cpu()
                 .numpy()
             )
-            bar.update(len(cells))
+            done += len(cells)
+            progress.update(done, adata.n_obs, "embedding cells")
     if not normalise:
         return out
     norms = np.linalg.norm(out, axis=1, keepdims=True)
@@ -243,7 +245,7 @@ def embed_cells(
     checkpoint: str | os.PathLike | None = None,
     batch_size: int = 32,
     device: str | None = None,
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, str]:
     """Embed every cell with scGPT (``checkpoint`` folder) or the baseline; store it in
     ``adata.obsm["X_fmscope"]``, the encoder's name in ``adata.uns["fmscope"]["encoder"]`` and, for

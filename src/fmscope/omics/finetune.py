@@ -33,6 +33,7 @@ from fmscope.errors import FmscopeError
 from fmscope.omics.domains import smooth_embedding
 from fmscope.omics.embed import BaselineEncoder, scgpt_embedding
 from fmscope.omics.sections import require_sections
+from fmscope.progress import Progress, as_progress
 
 PREDICTED_KEY = "fmscope_predicted_domain"
 UNCERTAINTY_KEY = "fmscope_uncertainty"
@@ -315,7 +316,7 @@ def finetune_head(
     weight_decay: float = 1e-2,
     save_every: int = 50,
     domains: np.ndarray | None = None,
-    on_epoch: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     tune_layers: int = 0,
     tune_epochs: int = 10,
 ) -> FinetuneResult:
@@ -324,9 +325,11 @@ def finetune_head(
     ``tune_layers`` > 0 (scGPT encoders) first fine-tunes that many last transformer layers on
     the training cells for ``tune_epochs`` (:mod:`fmscope.omics.layer_tuning`); the head is then
     trained on the tuned model's embedding, and the tuned layers are saved with the head.
-    ``on_epoch(done, total)`` is called after every epoch and may raise :class:`Cancelled`;
-    the last checkpoint stays and ``resume=True`` continues from it (without tuning again).
+    ``progress`` is told ``(epoch, epochs, "tuning layers" / "training head")`` after every epoch and
+    raises :class:`Cancelled` once cancelled; the last checkpoint stays and ``resume=True`` continues
+    from it (without tuning again).
     """
+    progress = as_progress(progress)
     labels = np.asarray(labels, dtype=str)
     if len(labels) != adata.n_obs:
         raise FmscopeError(f"{len(labels)} annotations for {adata.n_obs} cells.", "Annotate the cells of this slide.")
@@ -344,7 +347,7 @@ def finetune_head(
         encoder = SlideEncoder.from_state(saved["encoder"])
         hidden = int(saved["hidden"])
     elif tune_layers:
-        encoder.tune(adata, labels, train, tune_layers, tune_epochs, on_epoch)
+        encoder.tune(adata, labels, train, tune_layers, tune_epochs, progress.counter("tuning layers"))
     features = encoder.features(adata)
     if resume and head_path.is_file():
         mean, std = saved["feature_mean"].numpy(), saved["feature_std"].numpy()
@@ -371,8 +374,7 @@ def finetune_head(
         optimiser.step()
         if (epoch + 1) % save_every == 0 or epoch + 1 == epochs:
             _save(head_path, head, optimiser, epoch + 1, classes, encoder, mean, std, hidden)
-        if on_epoch is not None:
-            on_epoch(epoch + 1, epochs)
+        progress.update(epoch + 1, epochs, "training head")
     head.eval()
     with torch.inference_mode():
         probabilities = encoder.smooth_probabilities(adata, torch.softmax(head(x), dim=1).numpy())

@@ -21,6 +21,7 @@ from sklearn.neighbors import NearestNeighbors
 from fmscope.errors import FmscopeError
 from fmscope.omics.reference import columns, expression, shared_genes
 from fmscope.omics.sections import require_sections, within_sections
+from fmscope.progress import Progress
 
 IMPUTED_KEY = "fmscope_imputed"
 SPATIAL_IMPUTED_KEY = "fmscope_imputed_scgpt_spatial"
@@ -97,7 +98,7 @@ def impute_scgpt_spatial(
     genes: Sequence[str],
     k: int | None = None,
     batch_size: int = 32,
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """(cells x genes) values predicted by scGPT-spatial's imputation head (the model's binned value
     scale, 0-50) from the mean <cls> output of each cell's ``k`` nearest spatial neighbours."""

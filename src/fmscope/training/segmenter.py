@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,12 +45,12 @@ from fmscope.imaging.models.input_transforms import InputGeometry
 from fmscope.imaging.predictor import Segmenter
 from fmscope.metrics import dice
 from fmscope.models import DEFAULT_SEGMENTER
+from fmscope.progress import Progress, as_progress
 from fmscope.training.encoder_tail import ENCODER_MODES, EncoderSplit, add_lora, plain_state, split_encoder
 from fmscope.training.settings import TrainSettings
 
 TRAINED_PARTS = ["mask_decoder", "prompt_encoder"]
 CHECKPOINT_FORMAT = "fmscope-segmenter-training-1"
-Progress = Callable[[str, int, int], None]  # (message, done, total); may raise Cancelled
 
 
 @dataclass
@@ -376,14 +376,15 @@ def train_segmenter(
     resume: bool = False,
     device: str | None = None,
     cache_dir: str | os.PathLike | None = None,
-    on_progress: Progress | None = None,
+    progress: Progress | None = None,
 ) -> TrainingReport:
     """Fine-tune ``model`` on ``items`` and write the fmscope model file ``output``.
 
     ``val_items``: the held-out images (default: ``settings.holdout`` of ``items``, see
     :func:`split_holdout`). ``window``: the intensity mapping, as for :meth:`Segmenter.set_image`.
-    ``on_progress(message, done, total)`` is called while embedding and after every epoch and may
-    raise :class:`Cancelled`: the last checkpoint stays and ``resume=True`` continues from it.
+    ``progress`` is told ``(done, total, "Embedding: ...")`` per image and ``(epoch, epochs, "Training:
+    ...")`` after every epoch; once cancelled it raises :class:`Cancelled` there: the last checkpoint
+    stays and ``resume=True`` continues from it.
     Raises FmscopeError for no objects, or a checkpoint of another base model or other data;
     nothing is written before the inputs are checked.
     """
@@ -395,7 +396,7 @@ def train_segmenter(
         raise FmscopeError(f"epochs is {settings.epochs}.", "Train for at least one epoch.")
     if settings.train_encoder not in ENCODER_MODES:
         raise FmscopeError(f"Unknown encoder training '{settings.train_encoder}'.", f"Use one of {ENCODER_MODES}.")
-    report = on_progress or (lambda message, done, total: None)
+    progress = as_progress(progress)
     train, val = (items, val_items) if val_items is not None else split_holdout(items, settings.holdout, settings.seed)
     segmenter = Segmenter(
         model,
@@ -416,7 +417,7 @@ def train_segmenter(
     train_views: list[View] = []
     val_views: list[View] = []
     for done, item in enumerate(train + val):
-        report(f"Embedding {item.name} ({done + 1}/{len(train) + len(val)}) ...", done, len(train) + len(val))
+        progress.update(done, len(train) + len(val), f"Embedding: {item.name} ({done + 1}/{len(train) + len(val)})")
         held_out = done >= len(train)
         (val_views if held_out else train_views).extend(
             make_views(
@@ -441,7 +442,7 @@ def train_segmenter(
     generator = torch.Generator().manual_seed(settings.seed)
     if saved is None:
         before = evaluate(net, transform, val_views, split=split) if val_views else ViewDice(float("nan"), float("nan"))
-        report(f"Held-out Dice of the base model: {before.mean:.3f}", 0, settings.epochs)
+        progress.update(0, settings.epochs, f"Training: held-out Dice of the base model {before.mean:.3f}")
         state = {
             "epoch": 0,
             "best_epoch": 0,
@@ -491,11 +492,11 @@ def train_segmenter(
             },
         )
         epoch_seconds.append(time.perf_counter() - tick)
-        report(
-            f"Epoch {epoch + 1}/{settings.epochs}: best held-out Dice {state['best_val']:.3f} "
-            f"(base {ViewDice(**state['before']).mean:.3f})",
+        progress.update(
             epoch + 1,
             settings.epochs,
+            f"Training: epoch {epoch + 1}/{settings.epochs}, best held-out Dice {state['best_val']:.3f} "
+            f"(base {ViewDice(**state['before']).mean:.3f})",
         )
 
     before, after = ViewDice(**state["before"]), ViewDice(**state["best"])

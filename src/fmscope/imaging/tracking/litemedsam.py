@@ -13,7 +13,7 @@ and the masks prompted on this frame), so an object does not jump onto a neighbo
 (a dividing nucleus onto its daughter). The template is cut to what the drift leaves inside the
 frame, so an object at the edge is still matched after a jump. On the HeLa sample this puts the box
 within 5 px of the nucleus's true move for 97 % of object-frames (74 % for "no move").
-A mask is kept while the volume :class:`~fmscope.imaging.volume.StopRule` holds (area against
+A mask is kept while the :class:`~fmscope.imaging.stop_rule.StopRule` holds (area against
 the prompted area, the model's score, mean intensity); otherwise a box twice as wide around the
 prior tries to re-find the object, and an object not found for ``lost_frames`` frames stops.
 A user prompt on a frame is an anchor: the object restarts from it. Objects on a frame share
@@ -39,11 +39,11 @@ from fmscope.imaging.image_input import is_blank
 from fmscope.imaging.intensity import Intensity, resolve_intensity
 from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.prompts import box_from_mask
+from fmscope.imaging.stop_rule import StopRule
 from fmscope.imaging.tracking.frames import FrameSource
 from fmscope.imaging.tracking.preprocess import SAMPLE_FRAMES
 from fmscope.imaging.tracking.prompt import Prompt
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask
-from fmscope.imaging.volume import StopRule
 from fmscope.models import DEFAULT_SEGMENTER
 
 GLOBAL_MOTION_SIDE = 1024  # larger frames are block-averaged to about this size for the global shift

@@ -10,16 +10,16 @@ One API for every model that can track (:mod:`fmscope.models`: LiteMedSAM, MedSA
 
 A prompt on a frame the object was already tracked on is a *correction*: the next
 ``propagate()`` re-runs that object's direction from the corrected frame only up to the
-object's next prompted frame. Propagation stops after the current frame when ``cancel`` (a
-callable or ``threading.Event``) is set, or when the caller stops iterating; frames done so
-far are kept. Overlaps: see :mod:`fmscope.imaging.tracking.results`.
+object's next prompted frame. Propagation reports each frame to a
+:class:`fmscope.progress.Progress` and stops after the current frame when its job is cancelled
+(:class:`fmscope.errors.Cancelled` is raised), or when the caller stops iterating; frames done so
+far are kept in the session. Overlaps: see :mod:`fmscope.imaging.tracking.results`.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,6 +31,7 @@ from fmscope.imaging.tracking.frames import FrameSource, open_frames
 from fmscope.imaging.tracking.prompt import Prompt
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask
 from fmscope.models import DEFAULT_SEGMENTER, TRACK, can, choices_text, volume_flow
+from fmscope.progress import Progress, as_progress
 
 DIRECTIONS = ("both", "forward", "backward")
 MAX_OBJECT_ID = 65535  # labels are uint16
@@ -200,14 +201,15 @@ class TrackingSession:
         self,
         direction: str = "both",
         frame_range: tuple[int, int] | None = None,
-        cancel: Callable[[], bool] | threading.Event | None = None,
+        progress: Progress | None = None,
     ) -> Iterator[FrameResult]:
         """Yield a :class:`FrameResult` per frame as it is tracked.
 
         Objects never propagated yet: ``forward`` from the first prompted frame to the range's
         end, ``backward`` from there to the range's start, ``both`` one then the other. Pending
         corrections: from each corrected frame to the object's next prompted frame (in the
-        direction that frame was tracked). ``frame_range``: inclusive (first, last).
+        direction that frame was tracked). ``frame_range``: inclusive (first, last). ``progress``: told
+        ``(done, total, "tracking")`` after each frame is yielded; raises Cancelled once cancelled.
         """
         if direction not in DIRECTIONS:
             raise FmscopeError(f"Unknown direction '{direction}'.", f"Use one of: {', '.join(DIRECTIONS)}.")
@@ -221,7 +223,8 @@ class TrackingSession:
             )
         passes = self._plan(direction, first, last)
         total = sum(abs(stop - start) + 1 for start, stop, _ in passes)
-        stop_now = cancel.is_set if isinstance(cancel, threading.Event) else cancel
+        progress = as_progress(progress)
+        progress.update(0, total, "tracking")
         done = 0
         for start, stop, reverse in passes:
             current = start  # the frame being tracked, named if it fails
@@ -233,8 +236,7 @@ class TrackingSession:
                     done += 1
                     current = frame + (-1 if reverse else 1)
                     yield FrameResult(frame, labels, {k: v.score for k, v in objects.items()}, done, total)
-                    if stop_now is not None and stop_now():
-                        return
+                    progress.update(done, total, "tracking")
             except TrackingStopped:
                 raise
             except FmscopeError as error:

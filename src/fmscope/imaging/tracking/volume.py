@@ -10,17 +10,16 @@ No Qt, no Slicer: front ends pass arrays and get arrays back.
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from fmscope.errors import Cancelled, FmscopeError
+from fmscope.errors import FmscopeError
 from fmscope.imaging.io import Volume
 from fmscope.imaging.tracking.frames import volume_frames
 from fmscope.imaging.tracking.session import TrackingSession
 from fmscope.models import DEFAULT_VOLUME_TRACKER, VOLUME, names, volume_flow
+from fmscope.progress import Progress, as_progress
 
 SAM2_MODELS = tuple(name for name in names(VOLUME) if volume_flow(name) == "tracking")  # models with a 3D flow
 # fmscope volume's directions (segment_volume's) -> the tracking session's
@@ -39,9 +38,7 @@ def track_volume(
     direction: str = "both",
     slice_range: tuple[int, int] | None = None,
     key_masks: Mapping[int, np.ndarray] | None = None,
-    progress: bool = False,
-    on_slice: Callable[[int, int], None] | None = None,
-    cancel: Callable[[], bool] | threading.Event | None = None,
+    progress: Progress | None = None,
     name: str = "the volume",
     loaded=None,
 ) -> np.ndarray:
@@ -50,9 +47,9 @@ def track_volume(
     ``boxes``: one [x0, y0, x1, y1] box (object 1) or ``{object: box}``; ``key_masks``:
     ``{object: (y, x) bool mask}`` prompts instead of (or besides) boxes, e.g. a slice the user
     corrected by hand. ``direction``: ``"both"``, ``"up"`` (increasing z) or ``"down"``;
-    ``slice_range``: inclusive (first, last) z limits. ``on_slice(done, total)`` after every
-    slice (raising :class:`fmscope.errors.Cancelled` from it stops the work, as does ``cancel``;
-    then Cancelled is raised and nothing is returned). A plain array is taken as a volume of
+    ``slice_range``: inclusive (first, last) z limits. ``progress`` is told ``(done, total,
+    "tracking")`` after every slice and raises :class:`fmscope.errors.Cancelled` once its job is
+    cancelled (nothing is returned then). A plain array is taken as a volume of
     unit spacing (the geometry does not change the masks). ``loaded``: a model already loaded with
     :func:`fmscope.imaging.tracking.sam2_model.load_sam2` (a front end keeps one between runs);
     else ``checkpoint`` is loaded.
@@ -80,16 +77,6 @@ def track_volume(
             session.add_box(key_slice, obj, box)
     for obj, mask in masks.items():
         session.add_mask(key_slice, obj, mask)
-    stop_now = cancel.is_set if isinstance(cancel, threading.Event) else cancel
-    bar = tqdm(desc="tracking", unit="slice", disable=not progress, leave=False)
-    try:
-        for result in session.propagate(VOLUME_DIRECTIONS[direction], slice_range):
-            bar.total = result.total
-            bar.update(1)
-            if on_slice is not None:
-                on_slice(result.done, result.total)
-            if stop_now is not None and stop_now():
-                raise Cancelled("Tracking was cancelled.")
-    finally:
-        bar.close()
+    for _ in session.propagate(VOLUME_DIRECTIONS[direction], slice_range, progress=as_progress(progress)):
+        pass
     return session.labels()
