@@ -1,12 +1,10 @@
 """FMScope: segment CT/MR volumes from a box with the fmscope engine (3D Slicer scripted module).
 
 Kept short on purpose: behaviour lives in FMScopeLib/logic.py (tested headless with slicer-core);
-this file only binds the UI to it and runs the model off the GUI thread.
+this file only binds the UI to it and runs the model off the GUI thread (fmscope.jobs.JobRunner, polled by a QTimer).
 """
 
 from __future__ import annotations
-
-import threading
 
 import qt
 import slicer
@@ -80,7 +78,8 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         self.ui.backendComboBox.currentText = slicer.app.userSettings().value(BACKEND_SETTING, "auto")
         self.ui.backendComboBox.currentTextChanged.connect(self.onBackendChanged)
         self.onBackendChanged(self.ui.backendComboBox.currentText)
-        self._job = None
+        self._job = None  # the running fmscope.jobs.Job
+        self._runner = None  # fmscope.jobs.JobRunner, made on the first run (fmscope may be installed later)
         self._timer = qt.QTimer()
         self._timer.setInterval(100)
         self._timer.timeout.connect(self._poll)
@@ -143,7 +142,7 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
             return
         self._start(
             f"Segmenting from slice {box.index} ...",
-            lambda on_step: self.logic.core.compute(volume, box, options, on_step),
+            lambda progress: self.logic.core.compute(volume, box, options, progress),
             lambda result: f"Done: segment '{self.logic.core.write(segmentation, volume, result, options)}'.",
         )
 
@@ -178,8 +177,8 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         options.segment_id = segment_id
         self._start(
             f"Re-propagating '{segment_id}' from slice {index} ({options.direction}) ...",
-            lambda on_step: self.logic.core.compute_repropagation(
-                volume, segmentation, segment_id, axis, index, options, on_step
+            lambda progress: self.logic.core.compute_repropagation(
+                volume, segmentation, segment_id, axis, index, options, progress
             ),
             lambda result: (
                 f"Done: segment '{self.logic.core.write(segmentation, volume, result, options)}' "
@@ -217,7 +216,7 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
 
         self._start(
             f"Tracking from frame {frame} ...",
-            lambda on_step: self.logic.core.compute_sequence(sequence, frame, box, options, on_step),
+            lambda progress: self.logic.core.compute_sequence(sequence, frame, box, options, progress),
             write,
         )
 
@@ -227,47 +226,47 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         require_checkpoint(options.model, options.checkpoint)
 
     def _start(self, status: str, compute, write):
-        """Run ``compute(on_step)`` off the GUI thread; ``write(result)`` (scene changes) back on it, in _poll."""
-        from fmscope.errors import Cancelled
+        """Run ``compute(progress)`` on the model thread of :class:`fmscope.jobs.JobRunner` (the napari widgets'
+        runner, same cancel semantics); ``write(result)`` (scene changes) runs on the GUI thread, from _poll,
+        only when the job was not cancelled: Cancel leaves the scene as it was."""
+        from fmscope.jobs import JobRunner
 
-        cancel = threading.Event()
-        job = {"progress": (0, 1), "result": None, "error": None, "cancel": cancel, "write": write}
+        if self._runner is None:
+            self._runner = JobRunner()  # no post: _poll delivers results on the GUI thread
 
-        def on_step(done, total):
-            job["progress"] = (done, total)
-            if cancel.is_set():
-                raise Cancelled()
+        def done(result):
+            self._finish()
+            self._save_segment_editor_undo_state()
+            with slicer.util.tryWithErrorDisplay("Could not write the result."):
+                self.ui.statusLabel.text = write(result)
 
-        def work():
-            try:
-                job["result"] = compute(on_step)
-            except Exception as error:  # FmscopeError, Cancelled, or a model failure: reported in _poll
-                job["error"] = error
+        def failed(error):
+            self._finish("Failed.")
+            slicer.util.errorDisplay(str(error))
 
-        self._job = job
+        self._job = self._runner.submit(
+            lambda job: compute(job.progress),
+            key="run",
+            on_done=done,
+            on_error=failed,
+            on_cancelled=lambda: self._finish("Cancelled; nothing was changed."),
+        )
         self._set_running(True)
         self.ui.statusLabel.text = status
-        job["thread"] = threading.Thread(target=work, daemon=True)
-        job["thread"].start()
         self._timer.start()
 
     def _poll(self):
-        job = self._job
-        done, total = job["progress"]
-        self.ui.progressBar.value = int(100 * done / max(total, 1))
-        if job["thread"].is_alive():
-            return
+        if self._job is not None:
+            done, total, _ = self._job.state
+            self.ui.progressBar.value = int(100 * done / max(total, 1))
+        self._runner.deliver()
+
+    def _finish(self, status: str | None = None):
         self._timer.stop()
         self._set_running(False)
         self._job = None
-        if job["error"] is not None:
-            self.ui.statusLabel.text = "Cancelled." if job["cancel"].is_set() else "Failed."
-            if not job["cancel"].is_set():
-                slicer.util.errorDisplay(str(job["error"]))
-            return
-        self._save_segment_editor_undo_state()
-        with slicer.util.tryWithErrorDisplay("Could not write the result."):
-            self.ui.statusLabel.text = job["write"](job["result"])
+        if status is not None:
+            self.ui.statusLabel.text = status
 
     @staticmethod
     def _save_segment_editor_undo_state():
@@ -288,7 +287,7 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
 
     def onCancel(self):
         if self._job is not None:
-            self._job["cancel"].set()
+            self._job.cancel()
 
     def onUndo(self):
         if not self.logic.core.undo(slicer.mrmlScene, self.ui.volumeSelector.currentNode()):

@@ -7,7 +7,8 @@ it passes to the engine: the engine reports ``(done, total, message)`` through i
 
 - :meth:`Job.cancel` (the Cancel button) stops the job at the engine's next progress report;
   its ``on_done`` / ``on_error`` are never called, so a cancelled job writes nothing into the
-  user's layers or nodes (results are written by ``on_done``, on the UI thread);
+  user's layers or nodes (results are written by ``on_done``, on the UI thread); its
+  ``on_cancelled`` (if any) runs instead, on the UI thread, to put the controls back;
 - a job submitted with a ``key`` supersedes the queued and running jobs with that key;
 - background jobs (work done ahead) give way: any foreground submission cancels them.
 
@@ -42,6 +43,7 @@ class Job:
     on_error: Callable[[BaseException], None] | None = None
     job_id: int = 0
     background: bool = False
+    on_cancelled: Callable[[], None] | None = None
     state: tuple[int, int, str] = (0, 1, "")  # the last (done, total, message) the engine reported
     progress: Progress = field(init=False)
     _cancelled: threading.Event = field(default_factory=threading.Event)
@@ -99,10 +101,12 @@ class JobRunner:
         on_done: Callable[[Any], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
         background: bool = False,
+        on_cancelled: Callable[[], None] | None = None,
     ) -> Job:
         """Queue ``fn``; with a ``key``, earlier jobs with that key are cancelled, and a foreground
-        job cancels every background one. ``on_done(result)`` / ``on_error(error)`` run on the UI thread."""
-        job = Job(fn, key, on_done, on_error, next(self._ids), background=background, _render=self._on_progress)
+        job cancels every background one. ``on_done(result)`` / ``on_error(error)`` / ``on_cancelled()``
+        run on the UI thread, exactly one of them (on_cancelled also for a job cancelled before it started)."""
+        job = Job(fn, key, on_done, on_error, next(self._ids), background, on_cancelled, _render=self._on_progress)
         with self._lock:
             for other in self._pending:
                 if (key is not None and other.key == key) or (other.background and not background):
@@ -177,6 +181,8 @@ class JobRunner:
             if job in self._pending:
                 self._pending.remove(job)
         if job.cancelled or isinstance(error, Cancelled):
+            if job.on_cancelled is not None:
+                job.on_cancelled()
             return
         if error is not None:
             if job.on_error is not None:

@@ -33,14 +33,19 @@ T = TypeVar("T")
 class Progress:
     """Reports ``(done, total, message)`` to ``render`` and stops the work when ``cancel`` says so.
 
-    ``cancel``: a ``threading.Event`` or a callable returning True once the user cancelled.
+    ``cancel``: a ``threading.Event``, a callable returning True once the user cancelled, or the
+    Progress of the job this one is a part of.
     Thread-safe in the sense the engine needs: ``render`` and the check run on the worker thread;
     :meth:`cancel` may be called from any thread.
     """
 
-    def __init__(self, render: Render | None = None, cancel: threading.Event | Callable[[], bool] | None = None):
+    def __init__(
+        self, render: Render | None = None, cancel: threading.Event | Callable[[], bool] | Progress | None = None
+    ) -> None:
         self._render = render
         self._event = cancel if isinstance(cancel, threading.Event) else threading.Event()
+        if isinstance(cancel, Progress):
+            cancel = cancel._is_cancelled
         self._cancel_check = None if isinstance(cancel, threading.Event) else cancel
 
     # the cancel side ---------------------------------------------------------------------------
@@ -50,6 +55,9 @@ class Progress:
 
     @property
     def cancelled(self) -> bool:
+        return self._is_cancelled()
+
+    def _is_cancelled(self) -> bool:
         return self._event.is_set() or (self._cancel_check is not None and bool(self._cancel_check()))
 
     def check(self) -> None:
@@ -64,13 +72,21 @@ class Progress:
         A message ``"Step: detail"`` names the step before the colon; renderers keep one bar per step
         and show the detail beside it (an epoch's score, the file being read).
         """
-        if self._render is not None:
-            self._render(int(done), max(int(total), 1), message)
+        self._report(int(done), max(int(total), 1), message)
         self.check()
 
     def counter(self, message: str) -> Callable[[int, int], None]:
         """A ``(done, total)`` callback for one named step (for code that counts but names nothing)."""
         return lambda done, total: self.update(done, total, message)
+
+    def within(self, name: str) -> Progress:
+        """A reporter for a part of this job (a demo case, a batch item): its messages are prefixed with
+        ``name``; it renders here and is cancelled with this one."""
+        return Progress(lambda done, total, message: self._report(done, total, f"{name} {message}".strip()), self)
+
+    def _report(self, done: int, total: int, message: str) -> None:
+        if self._render is not None:
+            self._render(done, total, message)
 
     def iterate(self, items: Iterable[T], total: int, message: str) -> Iterator[T]:
         """Yield ``items`` and report each one done (0 of ``total`` first, so a bar shows at once)."""

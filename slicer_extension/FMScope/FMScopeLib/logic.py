@@ -18,7 +18,6 @@ Three flows, each as compute (no MRML writes) + write (scene changes):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -30,6 +29,7 @@ from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.tracking.volume import SAM2_MODELS, track_volume
 from fmscope.imaging.volume import segment_volume
 from fmscope.models import DEFAULT_SEGMENTER
+from fmscope.progress import Progress
 from FMScopeLib import geometry, mrml_arrays
 
 
@@ -137,7 +137,7 @@ class FMScopeLogic:
         volume_node,
         slice_box: geometry.SliceBox,
         options: SegmentOptions,
-        on_slice: Callable[[int, int], None] | None = None,
+        progress: Progress | None = None,
     ) -> ComputedMask:
         """Segment through the volume from ``slice_box``; touches nothing in the scene."""
         require_checkpoint(options.model, options.checkpoint)
@@ -155,7 +155,7 @@ class FMScopeLogic:
                 device=self.device,
                 direction=options.direction,
                 slice_range=slice_range,
-                on_slice=on_slice,
+                progress=progress,
                 name=volume_node.GetName(),
                 loaded=self.sam2(options.model, options.checkpoint),
             )
@@ -168,7 +168,7 @@ class FMScopeLogic:
                 window=options.window,
                 direction=options.direction,
                 slice_range=slice_range,
-                on_slice=on_slice,
+                progress=progress,
             )
         return ComputedMask(geometry.permute_back(labels > 0, slice_box.axis), slice_box, volume_node.GetID())
 
@@ -180,7 +180,7 @@ class FMScopeLogic:
         axis: int,
         index: int,
         options: SegmentOptions,
-        on_slice: Callable[[int, int], None] | None = None,
+        progress: Progress | None = None,
     ) -> ComputedMask:
         """The segment after re-propagating from slice ``index`` (normal to IJK ``axis``), where the user
         corrected it: that slice's mask is the prompt; slices beyond it in ``options.direction`` (up:
@@ -228,7 +228,7 @@ class FMScopeLogic:
                 device=self.device,
                 direction=direction,
                 slice_range=(first, last),
-                on_slice=on_slice,
+                progress=progress,
                 name=volume_node.GetName(),
                 loaded=self.sam2(options.model, options.checkpoint),
             )
@@ -242,7 +242,7 @@ class FMScopeLogic:
                 window=options.window,
                 direction=direction,
                 slice_range=(first, last),
-                on_slice=on_slice,
+                progress=progress,
             )
         result = current.copy()
         sides = {"up": [slice(index + 1, last + 1)], "down": [slice(first, index)]}
@@ -260,12 +260,12 @@ class FMScopeLogic:
         axis: int,
         index: int,
         options: SegmentOptions | None = None,
-        on_slice: Callable[[int, int], None] | None = None,
+        progress: Progress | None = None,
     ) -> str:
         """compute_repropagation + write into the same segment (undoable); other segments are not touched."""
         options = replace(options or SegmentOptions(), segment_id=segment_id)
         computed = self.compute_repropagation(
-            volume_node, segmentation_node, segment_id, axis, index, options, on_slice
+            volume_node, segmentation_node, segment_id, axis, index, options, progress
         )
         return self.write(segmentation_node, volume_node, computed, options)
 
@@ -276,14 +276,13 @@ class FMScopeLogic:
         frame_index: int,
         box,
         options: SegmentOptions,
-        on_frame: Callable[[int, int], None] | None = None,
-        cancel: Callable[[], bool] | None = None,
+        progress: Progress | None = None,
     ) -> ComputedSequence:
         """Track the object in ``box`` ([i0, j0, i1, j1] pixels on frame ``frame_index``) through a Sequence
         of 2D frames (one-slice scalar or RGB volume nodes) with the engine's TrackingSession; touches
         nothing in the scene. ``options.direction``: both, up (forward in the sequence) or down;
-        ``options.slice_range``: the frames to track (inclusive)."""
-        from fmscope.errors import Cancelled
+        ``options.slice_range``: the frames to track (inclusive). ``progress``: told each frame; raises
+        :class:`fmscope.errors.Cancelled` once its job is cancelled."""
         from fmscope.imaging.tracking import TrackingSession, open_frames
 
         direction = {"both": "both", "up": "forward", "down": "backward"}[_direction(options.direction)]
@@ -315,11 +314,8 @@ class FMScopeLogic:
             backend=backend,
         )
         session.add_box(frame_index, 1, list(box))
-        for result in session.propagate(direction, options.slice_range):
-            if on_frame is not None:
-                on_frame(result.done, result.total)
-            if cancel is not None and cancel():
-                raise Cancelled("Tracking was cancelled.")
+        for _ in session.propagate(direction, options.slice_range, progress=progress):
+            pass
         return ComputedSequence(session.labels(), sequence_node.GetID())
 
     def write_sequence(self, scene, sequence_node, computed: ComputedSequence, options: SegmentOptions):
@@ -357,12 +353,12 @@ class FMScopeLogic:
         frame_index: int,
         box,
         options: SegmentOptions | None = None,
-        on_frame: Callable[[int, int], None] | None = None,
+        progress: Progress | None = None,
     ):
         """compute_sequence + write_sequence; returns the new segmentation Sequence node."""
         options = options or SegmentOptions()
         return self.write_sequence(
-            scene, sequence_node, self.compute_sequence(sequence_node, frame_index, box, options, on_frame), options
+            scene, sequence_node, self.compute_sequence(sequence_node, frame_index, box, options, progress), options
         )
 
     def write(self, segmentation_node, volume_node, computed: ComputedMask, options: SegmentOptions) -> str:
@@ -397,14 +393,14 @@ class FMScopeLogic:
         segmentation_node,
         slice_box: geometry.SliceBox,
         options: SegmentOptions | None = None,
-        on_slice: Callable[[int, int], None] | None = None,
+        progress: Progress | None = None,
     ) -> str:
         """compute + write: segment ``volume_node`` from ``slice_box`` into ``segmentation_node``."""
         options = options or SegmentOptions()
         _require_segmentation(segmentation_node)  # before the model runs, not after
         require_checkpoint(options.model, options.checkpoint)
         return self.write(
-            segmentation_node, volume_node, self.compute(volume_node, slice_box, options, on_slice), options
+            segmentation_node, volume_node, self.compute(volume_node, slice_box, options, progress), options
         )
 
     def undo(self, scene, volume_node) -> bool:

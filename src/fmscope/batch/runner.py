@@ -21,7 +21,8 @@ from fmscope.batch import records
 from fmscope.batch.jobs import JOBS
 from fmscope.batch.manifest import BatchItem, row_message
 from fmscope.batch.models import ModelPool, worker_pool
-from fmscope.errors import FmscopeError
+from fmscope.errors import Cancelled, FmscopeError
+from fmscope.progress import Progress, as_progress
 
 # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also turns off glibc's adaptive mmap
 # threshold: every torch buffer over 128 KiB is then mapped and unmapped anew (page faults), which
@@ -137,15 +138,18 @@ def run_batch(
     client=None,
     workers: int | None = None,
     threads_per_worker: int = 1,
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> BatchReport:
     """Run every item not yet finished with the same inputs; returns the report and writes
     ``OUTDIR/results.csv`` and ``results.parquet`` (atomically).
 
     ``client``: a ``distributed.Client`` to any scheduler (its workers get a :class:`ModelPool`);
     without one, a local cluster of ``workers`` processes (default: one per core) is started and
-    closed. ``threads_per_worker``: torch threads in each worker.
+    closed. ``threads_per_worker``: torch threads in each worker. ``progress``: told ``(items finished,
+    items submitted, "batch items")`` as each finishes; once cancelled the items not yet finished are
+    cancelled on the cluster and :class:`fmscope.errors.Cancelled` is raised (no table is written).
     """
+    progress = as_progress(progress)
     outdir = Path(outdir)
     outdir.mkdir(exist_ok=True)  # its parent exists (the CLI checks -o first)
     (outdir / "items").mkdir(exist_ok=True)
@@ -177,12 +181,16 @@ def run_batch(
                 )
                 for item in pending
             }
-            if progress:
-                from distributed import progress as dask_progress
+            from distributed import as_completed
 
-                if dashboard:
-                    print(f"Dask dashboard: {dashboard}")
-                dask_progress(list(futures.values()), notebook=False)
+            try:
+                started = f"batch items: Dask dashboard {dashboard}" if dashboard else "batch items"
+                progress.update(0, len(pending), started)
+                for done, _ in enumerate(as_completed(list(futures.values())), start=1):
+                    progress.update(done, len(pending), "batch items")
+            except Cancelled:
+                client.cancel(list(futures.values()))
+                raise
             for item in pending:
                 future = futures[item.id]
                 try:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from fmscope.cli.progress import tqdm_progress
 from fmscope.errors import FmscopeError
 
 
@@ -39,14 +39,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
                 "Check the address (tcp://HOST:8786) and that the scheduler runs.",
             ) from None
     try:
-        report = run_batch(
-            items,
-            args.output,
-            client=client,
-            workers=args.workers,
-            threads_per_worker=args.threads_per_worker,
-            progress=sys.stdout.isatty(),
-        )
+        with tqdm_progress("item") as progress:
+            report = run_batch(
+                items,
+                args.output,
+                client=client,
+                workers=args.workers,
+                threads_per_worker=args.threads_per_worker,
+                progress=progress,
+            )
     finally:
         if client is not None:
             client.close()

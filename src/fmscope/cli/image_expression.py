@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fmscope.cli.progress import tqdm_progress
 from fmscope.errors import FmscopeError
 from fmscope.outputs import FOLDER, HEAD_SUFFIXES, PICTURE_SUFFIXES, SLIDE_SUFFIXES, Output, check_outputs
 
@@ -24,22 +25,6 @@ def _encoder(scale: float, cache_dir: str | None):
     return PatchEncoder(scale, cache=EmbeddingCache(directory=cache_dir))
 
 
-def _progress():
-    from tqdm.auto import tqdm
-
-    bars: dict[str, tqdm] = {}
-
-    def update(message: str, done: int, total: int) -> None:
-        bar = bars.get(message)
-        if bar is None:
-            bar = bars[message] = tqdm(total=total, desc=message, leave=False)
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-
-    return update
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from fmscope.omics.image_expression_slide import DEFAULT_ENCODER_UM_PER_PX, train_on_slide
     from fmscope.omics.io import read_slide
@@ -49,18 +34,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     slide = read_slide(args.input, microns_per_unit=args.microns_per_unit)
     options = {"patch_um": args.patch_um} if args.patch_um is not None else {}
-    result = train_on_slide(
-        slide,
-        _encoder(args.encoder_um_per_px or DEFAULT_ENCODER_UM_PER_PX, args.cache_dir),
-        genes=args.genes,
-        n_genes=args.n_genes,
-        holdout_blocks=args.holdout_blocks,
-        epochs=args.epochs,
-        k=args.k,
-        seed=args.seed,
-        progress=_progress(),
-        **options,
-    )
+    with tqdm_progress() as progress:
+        result = train_on_slide(
+            slide,
+            _encoder(args.encoder_um_per_px or DEFAULT_ENCODER_UM_PER_PX, args.cache_dir),
+            genes=args.genes,
+            n_genes=args.n_genes,
+            holdout_blocks=args.holdout_blocks,
+            epochs=args.epochs,
+            k=args.k,
+            seed=args.seed,
+            progress=progress,
+            **options,
+        )
     result.model.save(args.output)
     print(result.report.table(50))
     print(
@@ -109,9 +95,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     centres = tissue_grid(tissue, args.grid_um)
     if len(centres) == 0:
         raise FmscopeError("No tissue was found in the image.", "Check the image is the H&E of the tissue.")
-    predicted = predict_on_tissue(
-        model, tissue, centres, _encoder(model.encoder_um_per_px, args.cache_dir), args.genes, progress=_progress()
-    )
+    with tqdm_progress("tile") as progress:
+        predicted = predict_on_tissue(
+            model, tissue, centres, _encoder(model.encoder_um_per_px, args.cache_dir), args.genes, progress=progress
+        )
     result = prediction_slide(tissue, centres, predicted, args.grid_um, args.model, str(args.input))
     save_values_png(
         result,

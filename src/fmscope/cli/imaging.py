@@ -217,7 +217,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from fmscope.demo import run_demo
 
     check_outputs([Output("-o", args.output, FOLDER)])
-    run_demo(Path(args.output), fast=args.fast, cases=tuple(args.cases), backend=args.backend)
+    with tqdm_progress() as progress:
+        run_demo(Path(args.output), fast=args.fast, cases=tuple(args.cases), backend=args.backend, progress=progress)
     return 0
 
 

@@ -97,10 +97,7 @@ class ImageExpressionPanel(QGroupBox):
         from fmscope.omics.image_expression_slide import predict_on_tissue, prediction_slide, slide_tissue
         from fmscope.omics.image_patches import tissue_grid
 
-        def progress(message: str, done: int, total: int) -> None:
-            job.check()
-            self.owner.worker.progress.emit(message, done, total)
-
+        progress = job.progress
         encoder = self._encoder(model.encoder_um_per_px)
         tissue = slide_tissue(slide, model.encoder_um_per_px)
         centres = tissue_grid(tissue, grid_um)
@@ -141,12 +138,8 @@ class ImageExpressionPanel(QGroupBox):
         def compute(job):
             from fmscope.omics.image_expression_slide import DEFAULT_ENCODER_UM_PER_PX, train_on_slide
 
-            def progress(message: str, done: int, total: int) -> None:
-                job.check()
-                self.owner.worker.progress.emit(message, done, total)
-
             result = train_on_slide(
-                light, self._encoder(DEFAULT_ENCODER_UM_PER_PX), patch_um=patch_um, progress=progress
+                light, self._encoder(DEFAULT_ENCODER_UM_PER_PX), patch_um=patch_um, progress=job.progress
             )
             result.model.save(model_path)
             return result.report, *self._predict_all(job, result.model, light, grid_um, model_path)
@@ -183,7 +176,7 @@ class ImageExpressionPanel(QGroupBox):
     def cancel(self) -> None:
         if self._job is not None and not self._job.cancelled:
             self._job.cancel()
-            self.owner.progress.setVisible(False)
+            self.owner.panel.on_progress("", 1, 1)
             self.owner.status.setText("Cancelled.")
 
     def _model_path(self, must_exist: bool = False) -> str:

@@ -115,7 +115,7 @@ class SegmentWidget(ImagePanel, QWidget):
             button = QPushButton(text)
             button.clicked.connect(action)
             buttons.addWidget(button)
-        self.panel = StatusPanel("Draw a box on the image.")
+        self.panel = StatusPanel("Draw a box on the image.", on_cancel=self.worker.cancel_all)
         self.status, self.progress = self.panel.status, self.panel.progress
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -380,10 +380,6 @@ class SegmentWidget(ImagePanel, QWidget):
         def run(job: Job):
             from fmscope.imaging.volume import segment_volume
 
-            def on_slice(done: int, total: int) -> None:
-                job.check()
-                self.worker.progress.emit(f"Propagating object {current.label} ...", done, total)
-
             segmenter, intensity = self._engine(settings)
             return segment_volume(
                 volume,
@@ -392,7 +388,7 @@ class SegmentWidget(ImagePanel, QWidget):
                 segmenter=segmenter,
                 window=intensity,
                 slice_range=(first, last),
-                on_slice=on_slice,
+                progress=job.progress,
                 key_masks=kept,
             )
 

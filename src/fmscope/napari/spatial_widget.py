@@ -185,7 +185,7 @@ class SpatialWidget(QWidget):
         from fmscope.napari.image_expression_panel import ImageExpressionPanel
 
         self.image_expression = ImageExpressionPanel(self)  # "Predict expression from image"
-        self.panel = StatusPanel("Open a slide.")
+        self.panel = StatusPanel("Open a slide.", on_cancel=self.worker.cancel_all)
         self.status, self.progress = self.panel.status, self.panel.progress
         layout = QVBoxLayout(self)
         for box in (open_box, domains_box, show_box, tune_box, self.image_expression, save_box, self.panel):
@@ -199,7 +199,7 @@ class SpatialWidget(QWidget):
         self.worker.progress.emit(message, 0, 1)
 
         def done(result) -> None:
-            self.progress.setVisible(False)
+            self.panel.on_progress("", 1, 1)
             on_done(result)
 
         return self.worker.submit(fn, key=key, on_done=done, on_error=self._fail)

@@ -14,7 +14,6 @@ Propagate re-runs the object from there only). Keys: ``Shift-N`` new object, ``S
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import napari
@@ -68,7 +67,7 @@ class TrackPanel(ImagePanel, QWidget):
         self._session_key: tuple | None = None  # what the session was made for (read on the Qt thread)
         self._generation = 0
         self._image_layer = None
-        self._cancel = threading.Event()
+        self._job: Job | None = None  # the running propagation
         self._token = 0  # the running propagation (frames of an older one are still painted)
         self.propagating = False
         self.frame_ready.connect(self._on_frame)
@@ -153,7 +152,6 @@ class TrackPanel(ImagePanel, QWidget):
 
     # -- layers (fmscope.napari.image_panel) ---------------------------------------------------
     def _image_removed(self) -> None:
-        self._cancel.set()
         self.worker.cancel_all()
         self._forget_session()
 
@@ -362,38 +360,32 @@ class TrackPanel(ImagePanel, QWidget):
         direction = self.direction_combo.currentText()
         first, last = sorted((self.first_spin.value(), self.last_spin.value()))
         self._token += 1
-        token, cancel = self._token, threading.Event()
-        self._cancel = cancel
+        token = self._token
         worker = self.worker
 
-        def run(job: Job):
+        def run(job: Job) -> None:
             from fmscope.imaging.tracking import FrameResult
 
             session = self._session_for(settings)
             snapshot = session.store.snapshot(range(first, last + 1))
-            for result in session.propagate(direction, (first, last), cancel=lambda: cancel.is_set() or job.cancelled):
+            for result in session.propagate(direction, (first, last), progress=job.progress):
                 if snapshot is not None:  # the engine frames as they were, for undo
                     self.frame_ready.emit(token, snapshot)
                     snapshot = None
                 self.frame_ready.emit(token, result)
-                worker.progress.emit(
-                    f"Propagating: frame {result.frame} ({result.done} of {result.total}) ...",
-                    result.done,
-                    result.total,
-                )
-            if session.frames.kind == "volume" and not cancel.is_set():
+            if session.frames.kind == "volume":
                 # MedSAM2's 3D flow ends by keeping each object's largest 3D component: repaint
                 for frame in range(first, last + 1):
                     self.frame_ready.emit(token, FrameResult(frame, session.frame_labels(frame), {}, 1, 1))
-            return cancel.is_set()
 
         self._set_running(True)
         worker.progress.emit("Propagating ...", 0, 1)
-        worker.submit(
+        self._job = worker.submit(
             run,
             key="propagate",
-            on_done=lambda cancelled: self._propagated(token, cancelled),
+            on_done=lambda _: self._propagated(token, False),
             on_error=lambda error: self._propagated(token, False, error),
+            on_cancelled=lambda: self._propagated(token, True),
         )
 
     def _on_frame(self, token: int, result) -> None:
@@ -427,8 +419,8 @@ class TrackPanel(ImagePanel, QWidget):
 
     def cancel(self) -> None:
         """Stop the propagation after the frame being tracked; painted frames stay consistent."""
-        if self.propagating:
-            self._cancel.set()
+        if self.propagating and self._job is not None:
+            self._job.cancel()
             self._say("Cancelling after the current frame ...")
 
     def _set_running(self, running: bool) -> None:
@@ -584,6 +576,5 @@ class TrackPanel(ImagePanel, QWidget):
         return written
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
-        self._cancel.set()
         self.worker.shutdown()
         super().closeEvent(event)

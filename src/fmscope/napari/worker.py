@@ -43,9 +43,11 @@ class ModelWorker(QObject):
         on_done: Callable[[Any], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
         background: bool = False,
+        on_cancelled: Callable[[], None] | None = None,
     ) -> Job:
-        """:meth:`fmscope.jobs.JobRunner.submit`; ``on_done`` / ``on_error`` run on the Qt main thread."""
-        return self.runner.submit(fn, key, on_done, on_error, background)
+        """:meth:`fmscope.jobs.JobRunner.submit`; ``on_done`` / ``on_error`` / ``on_cancelled`` run on the
+        Qt main thread."""
+        return self.runner.submit(fn, key, on_done, on_error, background, on_cancelled)
 
     def cancel_all(self) -> None:
         """Cancel every queued and running job."""

@@ -11,7 +11,6 @@ of points, which :func:`fmscope.omics.store.write_result` writes as SpatialData.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import anndata as ad
@@ -31,12 +30,12 @@ from fmscope.omics.image_expression_eval import (
 from fmscope.omics.image_patches import PatchEncoder, TissueImage, colour_statistics
 from fmscope.omics.io import Slide
 from fmscope.omics.reference import columns, expression
+from fmscope.progress import Progress, as_progress
 
 PREDICTED_KEY = "fmscope_image_expression"  # obsm DataFrame of predicted genes on a slide's own spots
 DEFAULT_PATCH_UM = 200.0
 DEFAULT_ENCODER_UM_PER_PX = 8.0
 
-Progress = Callable[[str, int, int], None]
 
 
 def slide_tissue(slide: Slide, encoder_um_per_px: float = DEFAULT_ENCODER_UM_PER_PX) -> TissueImage:
@@ -102,7 +101,8 @@ def train_on_slide(
 
     Refuses (before any computation) a slide without an image or its pixel size, unknown
     genes, and fewer than :data:`fmscope.omics.image_expression.MIN_SPOTS` spots.
-    ``progress(message, done, total)`` may raise :class:`fmscope.errors.Cancelled`.
+    ``progress`` is told each step's ``(done, total, message)`` (tiles encoded, epochs per fold) and
+    raises :class:`fmscope.errors.Cancelled` once cancelled.
     """
     check_spot_count(slide.adata.n_obs)
     values, names = slide_expression(slide, genes, n_genes)
@@ -113,11 +113,9 @@ def train_on_slide(
     encoder = encoder if encoder is not None else PatchEncoder(DEFAULT_ENCODER_UM_PER_PX)
     tissue = slide_tissue(slide, encoder.encoder_um_per_px)
 
-    def report(message: str) -> Callable[[int, int], None]:
-        return lambda done, total: progress(message, done, total) if progress is not None else None
-
+    progress = as_progress(progress)
     before = encoder.tiles_encoded
-    features = encoder.features(tissue, xy, patch_um, progress=report("Encoding image tiles"))
+    features = encoder.features(tissue, xy, patch_um, progress=progress)
     settings = dict(
         patch_um=patch_um,
         encoder_um_per_px=encoder.encoder_um_per_px,
@@ -134,7 +132,7 @@ def train_on_slide(
             features[train],
             values[train],
             names,
-            on_epoch=report(f"Training, held-out fold {number}/{len(folds)}"),
+            on_epoch=progress.counter(f"Training: held-out fold {number}/{len(folds)}"),
             **settings,
         )
         colour_mean, colour_std = colours[train].mean(0), colours[train].std(0) + 1e-6
@@ -155,7 +153,7 @@ def train_on_slide(
         len(folds),
         folds[0].block_um,
     )
-    model = train_model(features, values, names, on_epoch=report("Training (all spots)"), **settings)
+    model = train_model(features, values, names, on_epoch=progress.counter("Training: all spots"), **settings)
     return TrainResult(model, holdout_report, encoder.tiles_encoded - before)
 
 
@@ -181,16 +179,12 @@ def predict_on_tissue(
     genes: list[str] | None = None,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """(N, genes) predicted log1p(CP10k) at (N, 2) x, y centres in microns, as a DataFrame named by gene."""
+    """(N, genes) predicted log1p(CP10k) at (N, 2) x, y centres in microns, as a DataFrame named by gene.
+    ``progress``: told the tiles encoded; raises :class:`fmscope.errors.Cancelled` once cancelled."""
     columns_ = model.gene_columns(genes)
     encoder = encoder if encoder is not None else PatchEncoder(model.encoder_um_per_px)
     check_encoder(model, encoder)
-    features = encoder.features(
-        tissue,
-        centres_um,
-        model.patch_um,
-        progress=None if progress is None else lambda done, total: progress("Encoding image tiles", done, total),
-    )
+    features = encoder.features(tissue, centres_um, model.patch_um, progress=progress)
     names = [model.genes[i] for i in columns_]
     return pd.DataFrame(model.predict(features, names), columns=names)
 

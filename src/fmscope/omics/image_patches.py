@@ -17,7 +17,6 @@ Coordinates: patch centres are (x, y) in microns; image pixel (row i, column j) 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -32,6 +31,7 @@ from fmscope.imaging.intensity import resolve_intensity
 from fmscope.imaging.models import LoadedModel, load_model
 from fmscope.imaging.models.input_transforms import InputGeometry
 from fmscope.models import IMAGE_EXPRESSION_ENCODER
+from fmscope.progress import Progress, as_progress
 
 TILE = 256  # TinyViT input side (pixels)
 HALO = 48  # margin of each tile not used for patches (pixels); patches up to 2 x HALO wide stay in one tile
@@ -40,7 +40,6 @@ FEATURE_STRIDE = 4  # input pixels per cell of the encoder's output map
 ENCODER = IMAGE_EXPRESSION_ENCODER
 BATCH = 4
 
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -88,7 +87,8 @@ class PatchEncoder:
     def features(
         self, tissue: TissueImage, centres_um: np.ndarray, patch_um: float, progress: Progress | None = None
     ) -> np.ndarray:
-        """(N, 256) float32 mean encoder features over the ``patch_um`` square around each (x, y) centre."""
+        """(N, 256) float32 mean encoder features over the ``patch_um`` square around each (x, y) centre.
+        ``progress``: told ``(tiles encoded, tiles to encode, "Encoding image tiles")``; raises Cancelled."""
         half = self._half_cells(patch_um)
         image = self.resampled(tissue)
         centres_px = np.asarray(centres_um, dtype=float)[:, :2] / self.encoder_um_per_px
@@ -145,8 +145,7 @@ class PatchEncoder:
                 maps[i] = embedding
                 self.cache.put(signatures[i], CachedEmbedding(embedding, InputGeometry((TILE, TILE), (TILE, TILE))))
             self.tiles_encoded += len(batch_ids)
-            if progress is not None:
-                progress(min(start + BATCH, len(missing)), len(missing))
+            as_progress(progress).update(min(start + BATCH, len(missing)), len(missing), "Encoding image tiles")
         return maps
 
 

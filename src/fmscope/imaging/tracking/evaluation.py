@@ -11,11 +11,11 @@ cannot be prompted with a box and is left out.
 from __future__ import annotations
 
 import numpy as np
-from tqdm import tqdm
 
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.tracking.session import TrackingSession
 from fmscope.metrics import dice
+from fmscope.progress import Progress, as_progress
 
 
 def first_frames(tracks: np.ndarray) -> dict[int, int]:
@@ -27,11 +27,12 @@ def first_frames(tracks: np.ndarray) -> dict[int, int]:
     return present
 
 
-def prompt_tracks(session: TrackingSession, tracks: np.ndarray) -> dict[int, int]:
+def prompt_tracks(session: TrackingSession, tracks: np.ndarray, progress: Progress | None = None) -> dict[int, int]:
     """Give every track a box on its first frame (object id = track id); returns {id: first frame}
-    of the tracks prompted (slivers are left out)."""
+    of the tracks prompted (slivers are left out). ``progress``: told the tracks prompted."""
     starts = {}
-    for track, index in first_frames(tracks).items():
+    firsts = first_frames(tracks)
+    for track, index in as_progress(progress).iterate(firsts.items(), len(firsts), "prompting tracks"):
         box = box_from_mask(tracks[index] == track)
         if box is not None and box[2] > box[0] and box[3] > box[1]:
             session.add_box(index, track, box)
@@ -49,15 +50,12 @@ def mean_track_dice(labels: np.ndarray, tracks: np.ndarray, starts: dict[int, in
     return (float(np.mean(scores)) if scores else float("nan")), len(scores)
 
 
-def score_tracker(session: TrackingSession, tracks: np.ndarray, progress: bool = False) -> tuple[float, int]:
+def score_tracker(session: TrackingSession, tracks: np.ndarray, progress: Progress | None = None) -> tuple[float, int]:
     """Prompt every track on its first frame, track forward, return (mean Dice, object-frames).
-    ``progress``: a tqdm bar of frames tracked (on stderr)."""
-    starts = prompt_tracks(session, tracks)
-    with tqdm(total=session.frames.n_frames, desc="tracking frames", unit="frame", disable=not progress) as bar:
-        for result in session.propagate("forward"):
-            bar.total = result.total
-            bar.n = result.done
-            bar.refresh()
+    ``progress``: told the tracks prompted, then the frames tracked; raises Cancelled once cancelled."""
+    starts = prompt_tracks(session, tracks, progress)
+    for _ in session.propagate("forward", progress=progress):
+        pass
     return mean_track_dice(session.labels(), tracks, starts)
 
 
