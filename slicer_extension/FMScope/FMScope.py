@@ -289,6 +289,12 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         if self._job is not None:
             self._job.cancel()
 
+    def cleanup(self):
+        """Module closed (or reloaded): cancel the running job and stop the model thread."""
+        self._timer.stop()
+        if self._runner is not None:
+            self._runner.shutdown(timeout=0)
+
     def onUndo(self):
         if not self.logic.core.undo(slicer.mrmlScene, self.ui.volumeSelector.currentNode()):
             self.ui.statusLabel.text = "Nothing to undo."

@@ -54,7 +54,7 @@ class Job:
 
     def _report(self, done: int, total: int, message: str) -> None:
         self.state = (done, total, message)
-        if self._render is not None:
+        if self._render is not None and not self.cancelled:  # a cancelled job's bar is gone: no more reports
             self._render(self, done, total, message)
 
     @property

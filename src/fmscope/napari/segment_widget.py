@@ -402,7 +402,13 @@ class SegmentWidget(ImagePanel, QWidget):
             found = [z for z in range(first, last + 1) if (layer.data[z] == current.label).any()]
             self._say(f"Object {current.label} on slices {found[0]}..{found[-1]}." if found else "Nothing found.")
 
-        self.worker.submit(run, key="propagate", on_done=paint, on_error=self._on_error)
+        self.worker.submit(
+            run,
+            key="propagate",
+            on_done=paint,
+            on_error=self._on_error,
+            on_cancelled=lambda: self.panel.cancelled("Cancelled; the labels are as they were."),
+        )
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.worker.shutdown()

@@ -43,8 +43,12 @@ class StatusPanel(QWidget):
         """The Cancel button: stop the running job; what it would have written is not written."""
         if self._on_cancel is not None:
             self._on_cancel()
+        self.cancelled()
+
+    def cancelled(self, text: str = "Cancelled; nothing was changed.") -> None:
+        """Show that a job ended cancelled (a job's ``on_cancelled``, after its last progress report)."""
         self._show_progress(False)
-        self.status.setText("Cancelled; nothing was changed.")
+        self.status.setText(text)
 
     def on_progress(self, message: str, done: int, total: int) -> None:
         """Slot for ``ModelWorker.progress``."""

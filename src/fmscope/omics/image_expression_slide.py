@@ -37,7 +37,6 @@ DEFAULT_PATCH_UM = 200.0
 DEFAULT_ENCODER_UM_PER_PX = 8.0
 
 
-
 def slide_tissue(slide: Slide, encoder_um_per_px: float = DEFAULT_ENCODER_UM_PER_PX) -> TissueImage:
     """The slide's tissue image as RGB with microns per pixel: the coarsest pyramid level still finer
     than the encoder's scale. Refuses a slide without an image or without its pixel size."""

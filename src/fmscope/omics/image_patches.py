@@ -41,7 +41,6 @@ ENCODER = IMAGE_EXPRESSION_ENCODER
 BATCH = 4
 
 
-
 @dataclass
 class TissueImage:
     """An RGB uint8 tissue image (H, W, 3) and its microns per pixel."""
