@@ -296,7 +296,7 @@ class SpatialWidget(QWidget):
             from fmscope.omics.domains import spatial_domains
             from fmscope.omics.embed import embed_cells
 
-            embedding, method = embed_cells(light, checkpoint)
+            embedding, method = embed_cells(light, checkpoint, progress=job.progress)
             job.check()
             self.worker.progress.emit("Clustering ...", 0, 1)
             chosen = spatial_domains(light, embedding, resolutions=RESOLUTIONS, n_domains=n_domains)
