@@ -95,7 +95,15 @@ class TrainPanel(QWidget):
 
         self._set_running(True)
         worker.progress.emit("Training: embedding the labelled images ...", 0, 1)
-        self._job = worker.submit(run, key="train", on_done=self._on_trained, on_error=self._on_failed)
+
+        def cancelled() -> None:  # e.g. the Cancel beside the widget's progress bar
+            if self._job is None or self._job is job:
+                self.cancel()
+
+        job = worker.submit(
+            run, key="train", on_done=self._on_trained, on_error=self._on_failed, on_cancelled=cancelled
+        )
+        self._job = job
 
     def cancel(self) -> None:
         """Stop training after the current step; its last epoch checkpoint stays beside the model file."""
