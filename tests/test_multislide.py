@@ -44,7 +44,7 @@ def visium_twins(tmp_path_factory):
     a = ad.AnnData(X=slide.adata.X, var=slide.adata.var[[]].copy(), obs=slide.adata.obs[[]].copy())
     a.obsm["spatial"] = np.asarray(slide.adata.obsm["spatial"])
     a.uns["fmscope"] = {"microns_per_unit": 1.0}
-    b = twin_slide(a, depth=0.5, capture_sigma=0.5, seed=1)
+    b = twin_slide(a, depth=0.5, capture_sigma=0.5, seed=0)
     a.write_h5ad(folder / "A.h5ad")
     b.write_h5ad(folder / "B.h5ad")
     return folder

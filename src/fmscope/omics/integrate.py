@@ -17,12 +17,22 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from fmscope.errors import FmscopeError
-from fmscope.omics.embed import MAX_FIT_CELLS, TRANSFORM_CHUNK, _normalised
+from fmscope.omics.embed import MAX_FIT_CELLS, TRANSFORM_CHUNK
 
 CORRECTIONS = ("harmony", "none")
 HARMONY_DIMS = 50  # a wider embedding (scGPT: 512) is first reduced to this many principal components
+
+
+def log_cp10k(block) -> np.ndarray:
+    """(cells, genes) float32 dense log1p(counts per 10,000) of a counts block (dense or sparse); a cell without
+    counts stays zero (as scanpy's normalize_total + log1p, which the baseline encoder uses, leave it)."""
+    dense = np.array(block.toarray() if sp.issparse(block) else block, dtype=np.float32)
+    totals = dense.sum(axis=1, keepdims=True)
+    np.divide(dense * np.float32(1e4), totals, out=dense, where=totals > 0)
+    return np.log1p(dense, out=dense)
 
 
 def _section_means(adata, sections: np.ndarray) -> dict[str, np.ndarray]:
@@ -30,7 +40,7 @@ def _section_means(adata, sections: np.ndarray) -> dict[str, np.ndarray]:
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     for start in range(0, adata.n_obs, TRANSFORM_CHUNK):
-        block = _normalised(adata.X[start : start + TRANSFORM_CHUNK])
+        block = log_cp10k(adata.X[start : start + TRANSFORM_CHUNK])
         for name in np.unique(sections[start : start + TRANSFORM_CHUNK]):
             rows = sections[start : start + TRANSFORM_CHUNK] == name
             sums[name] = sums.get(name, 0) + block[rows].sum(axis=0, dtype=np.float64)
@@ -50,14 +60,16 @@ def section_centred_pca(adata, sections: np.ndarray, n_comps: int = 30, centre: 
         fit_rows = np.sort(np.random.default_rng(seed).choice(adata.n_obs, MAX_FIT_CELLS, replace=False))
 
     def centred(rows: np.ndarray) -> np.ndarray:
-        block = _normalised(adata.X[rows])
+        block = log_cp10k(adata.X[rows])
         for name, mean in means.items():
             block[sections[rows] == name] -= mean
         return block
 
     n_comps = min(n_comps, len(fit_rows) - 1, adata.n_vars - 1)
     pca = PCA(n_comps, random_state=seed, svd_solver="arpack" if n_comps < adata.n_vars - 1 else "full")
-    pca.fit(centred(fit_rows))
+    fitted = pca.fit_transform(centred(fit_rows)).astype(np.float32)
+    if len(fit_rows) == adata.n_obs:  # fitted on every cell: nothing more to project
+        return fitted
     out = np.empty((adata.n_obs, n_comps), dtype=np.float32)
     for start in range(0, adata.n_obs, TRANSFORM_CHUNK):
         rows = np.arange(start, min(start + TRANSFORM_CHUNK, adata.n_obs))
