@@ -4,6 +4,7 @@ twin of it with a realistic batch effect, two semi-synthetic sections in one fil
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -135,3 +136,30 @@ def test_refusals_before_any_work(tmp_path):
         assert "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5ad", "b.h5ad", "mine.h5ad"]
     assert (tmp_path / "mine.h5ad").read_bytes() == b"the user's own file"
+
+
+@pytest.mark.slow  # ~10 s after umap's numba compilation (paid once per session by any domains test)
+def test_scgpt_joint_run_is_corrected_and_says_what_the_checkpoint_batch_parts_do(tmp_path):
+    """The tiny scGPT fixture (random weights, genes GENE0..): the joint path runs end to end, Harmony on its
+    <cls> embeddings; a checkpoint with a batch token (batch_encoder) and batch norms (dsbn) is told apart."""
+    import shutil
+
+    import torch
+
+    from fmscope.omics.multislide import joint_domains
+
+    fixture = Path(__file__).parent / "fixtures" / "scgpt_tiny"
+    a, b = semi_synthetic_tissue(side=8, seed=0), semi_synthetic_tissue(side=8, seed=1)
+    for section in (a, b):
+        section.var_names = [f"GENE{i}" if i < 40 else name for i, name in enumerate(section.var_names)]
+    joint, sections = joint_table([a, b], ["a", "b"])
+    plain = joint_domains(joint, sections, checkpoint=str(fixture), n_domains=3, compare=False)
+    assert joint.obsm["X_fmscope"].shape[0] == 128 and "Harmony" in plain.method
+    assert "no batch embedding" in plain.notes[0]
+    folder = tmp_path / "with_batch"
+    shutil.copytree(fixture, folder)
+    state = torch.load(folder / "best_model.pt", weights_only=True)
+    state |= {"batch_encoder.embedding.weight": torch.zeros(2, 32), "dsbn.bns.0.weight": torch.ones(32)}
+    torch.save(state, folder / "best_model.pt")
+    batched = joint_domains(joint, sections, checkpoint=str(folder), n_domains=3, compare=False)
+    assert "batch_encoder" in batched.notes[0] and "dsbn" in batched.notes[0]
