@@ -124,7 +124,7 @@ def test_refusals_before_any_work(tmp_path):
     tissue.write_h5ad(tmp_path / "b.h5ad")
     (tmp_path / "mine.h5ad").write_bytes(b"the user's own file")
     cases = [
-        (["a.h5ad", "b.h5ad", "-o", "x.h5ad"], "2 slides need 2 outputs"),
+        (["a.h5ad", "b.h5ad", "-o", "x.h5ad"], "2 slide\\(s\\) need 2 output\\(s\\)"),
         (["a.h5ad", "b.h5ad", "-o", "x.h5ad", "y.h5ad", "--png", "p.png"], "--png names one picture"),
         (["a.h5ad", "b.h5ad", "-o", "x.h5ad", "mine.h5ad"], "not written by fmscope|did not write"),
         (["a.h5ad", "--section-key", "library_id", "-o", "x.h5ad"], "no obs column 'library_id'"),

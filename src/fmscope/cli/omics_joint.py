@@ -34,7 +34,7 @@ def check_joint_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
     inputs, outputs = list(args.input), list(args.output)
     if len(outputs) != len(inputs):
         raise FmscopeError(
-            f"{len(inputs)} slides need {len(inputs)} outputs; -o names {len(outputs)}.",
+            f"{len(inputs)} slide(s) need {len(inputs)} output(s), one per slide; -o names {len(outputs)}.",
             "Give one -o path per slide, in the same order (e.g. -o a_domains.zarr b_domains.zarr).",
         )
     if args.png and len(inputs) > 1:
