@@ -188,7 +188,10 @@ def joint_domains(
             if labels is not None:
                 smoothed, clusters = _domains_of(adata, other, sections, resolutions, n_domains, seed)
             else:
-                smoothed, clusters = smooth_embedding(adata.obsm["spatial"][:, :2], other, sections=sections), domains
+                smoothed, clusters = (
+                    smooth_embedding(np.asarray(adata.obsm["spatial"], dtype=float)[:, :2], other, sections=sections),
+                    domains,
+                )
             figures[row] = integration_figures(smoothed, sections, clusters, labels, seed)
     return JointDomains(chosen, method, figures, notes)
 
