@@ -43,12 +43,17 @@ def _check_outputs(args: argparse.Namespace) -> None:
 def _read(args: argparse.Namespace, step: str | None = None):
     """Check the outputs, read the slide (printing what was assumed), check it is large enough for ``step``."""
     _check_outputs(args)
+    return _read_slide(args.input, args, step)
+
+
+def _read_slide(path, args: argparse.Namespace, step: str | None = None):
+    """Read the slide at ``path`` (printing what was assumed), check it is large enough for ``step``."""
     from fmscope.omics import io
     from fmscope.omics.minimums import require_cells
 
-    slide = io.read_slide(args.input, microns_per_unit=args.microns_per_unit, layer=args.layer)
+    slide = io.read_slide(path, microns_per_unit=args.microns_per_unit, layer=args.layer)
     _note(slide.notices)
-    require_cells(slide.adata.n_obs, step or args.command, str(args.input))
+    require_cells(slide.adata.n_obs, step or args.command, str(path))
     return slide
 
 
@@ -113,11 +118,28 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_domains(args: argparse.Namespace) -> int:
+    from fmscope.cli.omics_joint import check_joint_outputs, cmd_joint_domains
     from fmscope.omics.domains import DOMAIN_KEY, spatial_domains
+    from fmscope.omics.sections import sections
 
+    def write(slide, output, png, draw):
+        return _write(slide, argparse.Namespace(output=output, png=png), draw)
+
+    if len(args.input) > 1 or len(args.output) > 1 or args.section_key:
+        pairs = check_joint_outputs(args)
+        slides = [_read_slide(path, args) for path in args.input]
+        return cmd_joint_domains(args, slides, pairs, _note, write)
+    joint = argparse.Namespace(**vars(args))
+    args.input, args.output = args.input[0], args.output[0]
     slide = _read(args)
+    if sections(slide.adata) is not None:  # several sections in one table (e.g. obs['library_id'])
+        return cmd_joint_domains(joint, [slide], [(args.output, _png_path(args))], _note, write)
     embedding, method = _embed(slide, args)
     resolution = spatial_domains(slide.adata, embedding, resolutions=args.resolution, n_domains=args.n_domains)
+    if args.label_key:
+        from fmscope.omics.multislide import label_agreement
+
+        print(label_agreement(slide.adata, args.label_key))
     title = f"fmscope domains ({method}, resolution {resolution:g})"
     written = _write(slide, args, _domains_png(slide, DOMAIN_KEY, title))
     print(
@@ -238,20 +260,44 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _slide_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help=SLIDE_HELP)
+def _slide_arguments(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    parser.add_argument("input", nargs="+" if several else None, help=SLIDE_HELP + (" (several: joint)" * several))
     parser.add_argument(
         "--microns-per-unit",
         type=float,
         help="microns per coordinate unit (1 if microns): used when the slide does not state its "
         "units, checked against them when it does (a disagreement is refused)",
     )
-    parser.add_argument("-o", "--output", required=True, help=OUTPUT_HELP)
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        nargs="+" if several else None,
+        help=OUTPUT_HELP + (" (one per slide)" * several),
+    )
     parser.add_argument("--png", help="picture of the result on the tissue (default: OUTPUT with .png)")
     parser.add_argument(
         "--layer",
         help="where the raw counts are: a layer name, 'raw' (.raw) or 'X' "
         "(default: found; log-normalised values are used without normalising again)",
+    )
+
+
+def _joint_arguments(command: argparse.ArgumentParser) -> None:
+    """Options of ``domains`` on several sections (several slides, or one table with a section column)."""
+    command.add_argument(
+        "--section-key",
+        help="obs column naming each cell's section (e.g. library_id): sections embedded together with batch "
+        "correction, neighbours within each section (default: found among library_id, sample, section ...)",
+    )
+    command.add_argument(
+        "--correction",
+        choices=("harmony", "none"),
+        default="harmony",
+        help="batch correction between sections (default harmony: genes centred per section, then Harmony)",
+    )
+    command.add_argument(
+        "--label-key", help="obs column of known labels (cell types, regions): adds NMI / ARI / ASW to the figures"
     )
 
 
@@ -262,7 +308,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         ("domains", "spatial domains of a slide, with a PNG on the tissue", cmd_domains),
     ):
         command = commands.add_parser(name, help=help_text)
-        _slide_arguments(command)
+        _slide_arguments(command, several=name == "domains")
         command.add_argument("--checkpoint", help="official scGPT checkpoint folder (default: baseline PCA encoder)")
         command.add_argument("--batch-size", type=int, default=32)
         command.add_argument("--device", help="cpu or cuda (scGPT only)")
@@ -275,6 +321,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                 help="Leiden resolutions to compute (labels for each are kept)",
             )
             command.add_argument("--n-domains", type=int, help="choose the resolution giving about this many domains")
+            _joint_arguments(command)
         command.set_defaults(run=run)
 
     impute = commands.add_parser(

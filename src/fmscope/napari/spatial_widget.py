@@ -185,10 +185,22 @@ class SpatialWidget(QWidget):
         from fmscope.napari.image_expression_panel import ImageExpressionPanel
 
         self.image_expression = ImageExpressionPanel(self)  # "Predict expression from image"
+        from fmscope.napari.joint_domains_panel import JointDomainsPanel
+
+        self.joint_domains = JointDomainsPanel(self)  # "Several slides": domains shared across slides / sections
         self.panel = StatusPanel("Open a slide.", on_cancel=self.worker.cancel_all)
         self.status, self.progress = self.panel.status, self.panel.progress
         layout = QVBoxLayout(self)
-        for box in (open_box, domains_box, show_box, tune_box, self.image_expression, save_box, self.panel):
+        for box in (
+            open_box,
+            domains_box,
+            self.joint_domains,
+            show_box,
+            tune_box,
+            self.image_expression,
+            save_box,
+            self.panel,
+        ):
             layout.addWidget(box)
         layout.addStretch()
 
@@ -227,8 +239,9 @@ class SpatialWidget(QWidget):
         self._show_slide()
 
     def _show_slide(self) -> None:
-        """Fill the gene and resolution boxes for the current slide."""
+        """Fill the gene and resolution boxes (and the several-slides list) for the current slide."""
         slide = self.slide
+        self.joint_domains.refresh()
         self.gene_combo.clear()
         if slide is not None:
             genes = list(map(str, slide.adata.var_names))

@@ -169,6 +169,7 @@ def spatial_domains(
     n_domains: int | None = None,
     smoothing: float = 0.5,
     seed: int = 0,
+    sections: np.ndarray | None = None,
 ) -> float:
     """Write domain labels into ``adata.obs``; returns the resolution chosen for ``obs["fmscope_domain"]``.
 
@@ -176,14 +177,17 @@ def spatial_domains(
     resolution); otherwise the first resolution. Several sections in one table (``obs["library_id"]``,
     ``sample``, a SpatialData region column ...: :mod:`fmscope.omics.sections`) are smoothed each over its
     own neighbours and clustered together (domains shared across sections); overlapping sections that
-    cannot be told apart are refused.
+    cannot be told apart are refused. ``sections`` ((cells,) labels) gives the sections instead (several slides
+    in one joint table: :mod:`fmscope.omics.multislide`).
     """
     if len(embedding) != adata.n_obs:
         raise FmscopeError(f"{len(embedding)} embeddings for {adata.n_obs} cells.", "Embed the same cells.")
     if adata.n_obs < 10:
         raise FmscopeError(f"Only {adata.n_obs} cells; spatial domains need at least 10.", "Use a larger slide.")
     coords = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
-    smoothed = smooth_embedding(coords, embedding, weight=smoothing, sections=require_sections(adata, "the slide"))
+    if sections is None:
+        sections = require_sections(adata, "the slide")
+    smoothed = smooth_embedding(coords, embedding, weight=smoothing, sections=sections)
     labels = cluster(smoothed, resolutions, seed=seed)
     if n_domains is not None:
         chosen = min(resolutions, key=lambda r: (abs(len(np.unique(labels[r])) - n_domains), r))
