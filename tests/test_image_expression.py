@@ -243,3 +243,30 @@ def test_cli_train_and_predict_on_the_visium_sample(tmp_path, capsys):
 
 def visium_mpp() -> float:
     return read_slide(VISIUM).image_microns_per_pixel
+
+
+@pytest.mark.slow
+def test_predict_at_the_slides_spots_scores_as_the_training_command_printed(tmp_path, capsys):
+    """Issue 30 item 4: `predict` on a Visium slide also writes a table keyed by its barcodes; scored on the
+    blocks the kept fold's model never saw, it gives the figure `train` printed for that fold (within 0.01)."""
+    import pandas as pd
+
+    from fmscope.omics.reference import columns, expression
+
+    model_path, cache = tmp_path / "fold.pt", str(tmp_path / "cache")
+    train = ["image-expression", "train", str(VISIUM), "-o", str(model_path), "--keep-fold", "2"]
+    assert main([*train, "--epochs", "3", "--n-genes", "20", "--cache-dir", cache]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("fold 2:"))
+    printed, n_held = float(line.split()[-1]), int(line.split()[2])
+    out = tmp_path / "predicted.zarr"
+    predict = ["image-expression", "predict", str(VISIUM), "--model", str(model_path), "-o", str(out)]
+    assert main([*predict, "--grid-um", "400", "--cache-dir", cache]) == 0
+    spots = pd.read_csv(tmp_path / "predicted.spots.csv", index_col="id")
+    slide = read_slide(VISIUM)
+    assert list(spots.index) == list(map(str, slide.adata.obs_names))  # keyed by the slide's barcodes
+    held = spots["held_out"].to_numpy(dtype=bool)
+    assert held.sum() == n_held and 0 < n_held < len(spots)
+    genes = load_model_file(model_path).genes
+    measured, names = expression(slide.adata, use_raw=False)
+    r = pearson_per_gene(measured[held][:, columns(names, genes)], spots.loc[held, genes].to_numpy())
+    assert abs(float(np.nanmean(r[:20])) - printed) <= 0.01, (float(np.nanmean(r[:20])), printed)
