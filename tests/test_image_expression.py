@@ -34,6 +34,12 @@ def visium():
 
 
 @pytest.fixture(scope="module")
+def tile_cache(tmp_path_factory) -> str:
+    """One tile-embedding cache folder for the CLI tests of this module: the Visium H&E is encoded once."""
+    return str(tmp_path_factory.mktemp("tile_cache"))
+
+
+@pytest.fixture(scope="module")
 def encoder():
     return PatchEncoder(8.0, cache=EmbeddingCache(max_items=64))
 
@@ -157,7 +163,7 @@ def test_tissue_grid_covers_the_spots(visium):
 
 
 @pytest.mark.slow
-def test_cli_train_and_predict_on_the_visium_sample(tmp_path, capsys):
+def test_cli_train_and_predict_on_the_visium_sample(tmp_path, capsys, tile_cache):
     """The issue's checks: >= 4 blocks held out, image beats the colour baseline by >= 0.1 over the
     20 most variable genes; the model file carries genes, patch size and the encoder's sha256."""
     model_path = tmp_path / "brain.pt"
@@ -172,7 +178,7 @@ def test_cli_train_and_predict_on_the_visium_sample(tmp_path, capsys):
                 "--holdout-blocks",
                 "4",
                 "--cache-dir",
-                str(tmp_path / "cache"),
+                tile_cache,
             ]
         )
         == 0
@@ -198,7 +204,7 @@ def test_cli_train_and_predict_on_the_visium_sample(tmp_path, capsys):
                 "--grid-um",
                 "150",
                 "--cache-dir",
-                str(tmp_path / "cache"),
+                tile_cache,
                 "-o",
                 str(out),
             ]
@@ -246,14 +252,14 @@ def visium_mpp() -> float:
 
 
 @pytest.mark.slow
-def test_predict_at_the_slides_spots_scores_as_the_training_command_printed(tmp_path, capsys):
+def test_predict_at_the_slides_spots_scores_as_the_training_command_printed(tmp_path, capsys, tile_cache):
     """Issue 30 item 4: `predict` on a Visium slide also writes a table keyed by its barcodes; scored on the
     blocks the kept fold's model never saw, it gives the figure `train` printed for that fold (within 0.01)."""
     import pandas as pd
 
     from fmscope.omics.reference import columns, expression
 
-    model_path, cache = tmp_path / "fold.pt", str(tmp_path / "cache")
+    model_path, cache = tmp_path / "fold.pt", tile_cache
     train = ["image-expression", "train", str(VISIUM), "-o", str(model_path), "--keep-fold", "2"]
     assert main([*train, "--epochs", "3", "--n-genes", "20", "--cache-dir", cache]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("fold 2:"))
