@@ -47,7 +47,7 @@ def main() -> None:
         print(f"{name:<70}" + "".join(f"{c:>20}" for c in cells))
     f1 = np.asarray([[split[3] for split in values] for values in rows.values()])  # (methods, splits)
     margin = f1[0] - f1[1:].max(axis=0)
-    print(f"macro F1 of fmscope minus the better baseline, per split: min {margin.min():+.3f}, mean {margin.mean():+.3f}")
+    print(f"macro F1, fmscope minus the better baseline, per split: min {margin.min():+.3f}, mean {margin.mean():+.3f}")
     print(f"({time.perf_counter() - start:.0f} s)")
 
 
