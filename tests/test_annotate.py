@@ -34,6 +34,7 @@ def pbmc():
     return reference, reference.obs["bulk_labels"].astype(str).to_numpy()
 
 
+@pytest.mark.slow
 def test_default_is_as_good_as_the_best_baseline_on_pbmc(pbmc):
     """Must hold (issue 30): held-out macro F1 of the default >= max(L1 logistic regression, kNN) - 0.02 on the
     real PBMC reference (bulk_labels, 10 types, no donor column: stratified split), all printed side by side."""
@@ -58,6 +59,7 @@ def test_batches_are_held_out_whole_and_a_missing_column_is_refused(pbmc):
         evaluation_split(labels, reference.obs, "donor", 0.3)
 
 
+@pytest.mark.slow
 def test_cli_annotates_xenium_cells_and_writes_its_columns(tmp_path):
     out = tmp_path / "typed.zarr"
     result = run_cli(
