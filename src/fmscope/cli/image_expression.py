@@ -99,6 +99,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     png = Path(args.png) if args.png else Path(args.output).with_suffix(".png")
     image_only = Path(args.input).is_file() and Path(args.input).suffix.lower() in IMAGE_SUFFIXES
+    if image_only and args.spots_csv:
+        raise FmscopeError(
+            f"--spots-csv: {args.input} is a plain image, without spots or cells to predict at.",
+            "Leave --spots-csv out, or give the slide (Visium folder, SpatialData .zarr) instead of its image.",
+        )
     spots_csv = None if image_only else Path(args.spots_csv or Path(args.output).with_suffix(".spots.csv"))
     check_outputs(
         [
