@@ -276,3 +276,12 @@ def test_predict_at_the_slides_spots_scores_as_the_training_command_printed(tmp_
     measured, names = expression(slide.adata, use_raw=False)
     r = pearson_per_gene(measured[held][:, columns(names, genes)], spots.loc[held, genes].to_numpy())
     assert abs(float(np.nanmean(r[:20])) - printed) <= 0.01, (float(np.nanmean(r[:20])), printed)
+
+
+def test_spots_csv_for_a_plain_image_is_refused(tmp_path, capsys):
+    image = VISIUM / "spatial" / "tissue_lowres_image.png"
+    out = tmp_path / "x.zarr"
+    args = ["image-expression", "predict", str(image), "--model", str(tmp_path / "m.pt"), "-o", str(out)]
+    assert main([*args, "--spots-csv", str(tmp_path / "s.csv")]) == 1
+    assert "plain image, without spots" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "s.csv").exists()
