@@ -34,6 +34,12 @@ def visium():
 
 
 @pytest.fixture(scope="module")
+def tile_cache(tmp_path_factory) -> str:
+    """One tile-embedding cache folder for the CLI tests of this module: the Visium H&E is encoded once."""
+    return str(tmp_path_factory.mktemp("tile_cache"))
+
+
+@pytest.fixture(scope="module")
 def encoder():
     return PatchEncoder(8.0, cache=EmbeddingCache(max_items=64))
 
@@ -157,7 +163,7 @@ def test_tissue_grid_covers_the_spots(visium):
 
 
 @pytest.mark.slow
-def test_cli_train_and_predict_on_the_visium_sample(tmp_path, capsys):
+def test_cli_train_and_predict_on_the_visium_sample(tmp_path, capsys, tile_cache):
     """The issue's checks: >= 4 blocks held out, image beats the colour baseline by >= 0.1 over the
     20 most variable genes; the model file carries genes, patch size and the encoder's sha256."""
     model_path = tmp_path / "brain.pt"
@@ -172,7 +178,7 @@ def test_cli_train_and_predict_on_the_visium_sample(tmp_path, capsys):
                 "--holdout-blocks",
                 "4",
                 "--cache-dir",
-                str(tmp_path / "cache"),
+                tile_cache,
             ]
         )
         == 0
@@ -198,7 +204,7 @@ def test_cli_train_and_predict_on_the_visium_sample(tmp_path, capsys):
                 "--grid-um",
                 "150",
                 "--cache-dir",
-                str(tmp_path / "cache"),
+                tile_cache,
                 "-o",
                 str(out),
             ]
@@ -243,3 +249,39 @@ def test_cli_train_and_predict_on_the_visium_sample(tmp_path, capsys):
 
 def visium_mpp() -> float:
     return read_slide(VISIUM).image_microns_per_pixel
+
+
+@pytest.mark.slow
+def test_predict_at_the_slides_spots_scores_as_the_training_command_printed(tmp_path, capsys, tile_cache):
+    """Issue 30 item 4: `predict` on a Visium slide also writes a table keyed by its barcodes; scored on the
+    blocks the kept fold's model never saw, it gives the figure `train` printed for that fold (within 0.01)."""
+    import pandas as pd
+
+    from fmscope.omics.reference import columns, expression
+
+    model_path, cache = tmp_path / "fold.pt", tile_cache
+    train = ["image-expression", "train", str(VISIUM), "-o", str(model_path), "--keep-fold", "2"]
+    assert main([*train, "--epochs", "3", "--n-genes", "20", "--cache-dir", cache]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("fold 2:"))
+    printed, n_held = float(line.split()[-1]), int(line.split()[2])
+    out = tmp_path / "predicted.zarr"
+    predict = ["image-expression", "predict", str(VISIUM), "--model", str(model_path), "-o", str(out)]
+    assert main([*predict, "--grid-um", "400", "--cache-dir", cache]) == 0
+    spots = pd.read_csv(tmp_path / "predicted.spots.csv", index_col="id")
+    slide = read_slide(VISIUM)
+    assert list(spots.index) == list(map(str, slide.adata.obs_names))  # keyed by the slide's barcodes
+    held = spots["held_out"].to_numpy(dtype=bool)
+    assert held.sum() == n_held and 0 < n_held < len(spots)
+    genes = load_model_file(model_path).genes
+    measured, names = expression(slide.adata, use_raw=False)
+    r = pearson_per_gene(measured[held][:, columns(names, genes)], spots.loc[held, genes].to_numpy())
+    assert abs(float(np.nanmean(r[:20])) - printed) <= 0.01, (float(np.nanmean(r[:20])), printed)
+
+
+def test_spots_csv_for_a_plain_image_is_refused(tmp_path, capsys):
+    image = VISIUM / "spatial" / "tissue_lowres_image.png"
+    out = tmp_path / "x.zarr"
+    args = ["image-expression", "predict", str(image), "--model", str(tmp_path / "m.pt"), "-o", str(out)]
+    assert main([*args, "--spots-csv", str(tmp_path / "s.csv")]) == 1
+    assert "plain image, without spots" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "s.csv").exists()

@@ -1,5 +1,5 @@
 """The ``fmscope`` command line: imaging (segment, volume, eval, demo), spatial omics
-(embed, domains, impute, deconvolve, finetune, classify) and train-segmenter.
+(embed, domains, impute, deconvolve, annotate, finetune, classify) and train-segmenter.
 
 Exit codes: 0 success, 1 a problem with the input or set-up (message on stderr, no
 traceback), 2 wrong usage (argparse, or options that do not fit together: UsageError),

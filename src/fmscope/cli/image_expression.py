@@ -3,7 +3,8 @@
 ``train`` fits the model on a slide's spots and prints the spatially blocked hold-out table
 (image model vs colour and interpolation baselines); ``predict`` writes predicted genes at a
 grid of points over the tissue of a slide or a plain image (with its microns per pixel) to a new
-SpatialData ``.zarr`` (or ``.h5ad``), plus a PNG of one gene on the tissue.
+SpatialData ``.zarr`` (or ``.h5ad``), plus a PNG of one gene on the tissue, and, for a slide with spots or
+cells, a CSV of the predictions at those spots keyed by their ids (``--spots-csv``).
 """
 
 from __future__ import annotations
@@ -45,18 +46,21 @@ def cmd_train(args: argparse.Namespace) -> int:
             k=args.k,
             seed=args.seed,
             progress=progress,
+            keep_fold=args.keep_fold,
             **options,
         )
     result.model.save(args.output)
     print(result.report.table(50))
+    kept = f"; the model of fold {args.keep_fold} (never saw its blocks)" if args.keep_fold else ""
     print(
         f"wrote {args.output}: {len(result.model.genes)} genes, {result.model.patch_um:g} µm patches, "
-        f"{len(result.model.reference_expression)} reference spots; {result.report.summary()}"
+        f"{len(result.model.reference_expression)} reference spots{kept}; {result.report.summary()}"
     )
     return 0
 
 
 def _tissue(args: argparse.Namespace, encoder_um_per_px: float):
+    """(the tissue image, the slide with its spots / cells, or None for a plain image)."""
     from fmscope.imaging.io import read_image
     from fmscope.omics.image_expression_slide import slide_tissue
     from fmscope.omics.image_patches import TissueImage
@@ -64,25 +68,34 @@ def _tissue(args: argparse.Namespace, encoder_um_per_px: float):
 
     path = Path(args.input)
     if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-        return TissueImage.from_array(read_image(path), args.microns_per_pixel, str(path))
+        return TissueImage.from_array(read_image(path), args.microns_per_pixel, str(path)), None
     slide = read_slide(path, microns_per_unit=args.microns_per_unit)
     if args.microns_per_pixel is not None:
         slide.image_microns_per_pixel = args.microns_per_pixel
-    return slide_tissue(slide, encoder_um_per_px)
+    return slide_tissue(slide, encoder_um_per_px), slide
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from fmscope.atomic import atomic_write
     from fmscope.omics.image_expression import load_model_file
-    from fmscope.omics.image_expression_slide import predict_on_tissue, prediction_slide
+    from fmscope.omics.image_expression_slide import predict_on_tissue, prediction_slide, spot_predictions
     from fmscope.omics.image_patches import tissue_grid
     from fmscope.omics.plot import save_values_png
     from fmscope.omics.store import write_result
 
     png = Path(args.png) if args.png else Path(args.output).with_suffix(".png")
+    image_only = Path(args.input).is_file() and Path(args.input).suffix.lower() in IMAGE_SUFFIXES
+    if image_only and args.spots_csv:
+        raise FmscopeError(
+            f"--spots-csv: {args.input} is a plain image, without spots or cells to predict at.",
+            "Leave --spots-csv out, or give the slide (Visium folder, SpatialData .zarr) instead of its image.",
+        )
+    spots_csv = None if image_only else Path(args.spots_csv or Path(args.output).with_suffix(".spots.csv"))
     check_outputs(
         [
             Output("-o", args.output, SLIDE_SUFFIXES),
             Output("--png", png, PICTURE_SUFFIXES),
+            Output("--spots-csv", spots_csv, (".csv",)),
             Output("--cache-dir", args.cache_dir, FOLDER),
         ],
         [args.input, args.model],
@@ -91,14 +104,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model.gene_columns(args.genes)  # unknown genes are refused before any image work
     png_gene = args.png_gene or (args.genes or model.genes)[0]
     model.gene_columns([png_gene])
-    tissue = _tissue(args, model.encoder_um_per_px)
+    tissue, slide = _tissue(args, model.encoder_um_per_px)
     centres = tissue_grid(tissue, args.grid_um)
     if len(centres) == 0:
         raise FmscopeError("No tissue was found in the image.", "Check the image is the H&E of the tissue.")
+    encoder = _encoder(model.encoder_um_per_px, args.cache_dir)
     with tqdm_progress("tile") as progress:
-        predicted = predict_on_tissue(
-            model, tissue, centres, _encoder(model.encoder_um_per_px, args.cache_dir), args.genes, progress=progress
-        )
+        predicted = predict_on_tissue(model, tissue, centres, encoder, args.genes, progress=progress)
+        at_spots = None
+        if slide is not None and slide.adata.n_obs:
+            at_spots = spot_predictions(model, slide, tissue, encoder, args.genes, progress=progress)
     result = prediction_slide(tissue, centres, predicted, args.grid_um, args.model, str(args.input))
     save_values_png(
         result,
@@ -108,6 +123,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     try:
         write_result(result, args.output)
+        if at_spots is not None:
+            atomic_write(spots_csv, lambda temporary: at_spots.to_csv(temporary))
     except BaseException:
         png.unlink(missing_ok=True)
         raise
@@ -115,6 +132,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         f"wrote {args.output} and {png}: {predicted.shape[1]} genes predicted at {len(centres)} points "
         f"every {args.grid_um:g} µm over the tissue"
     )
+    if at_spots is not None:
+        print(
+            f"wrote {spots_csv}: the same genes at the slide's {len(at_spots)} spots / cells, keyed by their ids "
+            f"({int(at_spots['held_out'].sum())} held out from the model's training)"
+        )
     return 0
 
 
@@ -138,6 +160,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--k", type=int, default=100, help="reference spots averaged per prediction")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
+        "--keep-fold",
+        type=int,
+        metavar="K",
+        help="save held-out fold K's model (never trained on its blocks; printed figure 'fold K') instead of the "
+        "model trained on all spots, to score `predict` on those blocks",
+    )
+    train.add_argument(
         "--encoder-um-per-px",
         type=float,
         help="microns per encoder input pixel; the image is resampled to it (default 8)",
@@ -158,6 +187,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--genes", nargs="+", help="genes to predict (default: all the model's)")
     predict.add_argument("--png", help="picture of one gene on the tissue (default: OUTPUT with .png)")
     predict.add_argument("--png-gene", help="gene drawn in the PNG (default: the most variable)")
+    predict.add_argument(
+        "--spots-csv",
+        help="a slide's input: predictions at its spots / cells, keyed by their ids (default: OUTPUT with .spots.csv)",
+    )
     predict.add_argument("--microns-per-pixel", type=float, help="pixel size of a plain image (required for one)")
     predict.add_argument(
         "--microns-per-unit",

@@ -1,4 +1,4 @@
-"""``fmscope embed | domains | impute | deconvolve | finetune | classify``: the spatial-omics commands.
+"""``fmscope embed | domains | impute | deconvolve | annotate | finetune | classify``: the spatial-omics commands.
 
 Every command reads any supported slide and writes a new SpatialData ``.zarr`` (the slide's
 elements + the annotated table) or an ``.h5ad``, plus a PNG of the result on the tissue
@@ -212,6 +212,42 @@ def cmd_deconvolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from fmscope.omics.annotate import CELL_TYPE_KEY, BaselinePCA, ScGPTEncoder, annotate, store_annotation
+    from fmscope.omics.reference import read_reference
+
+    if args.tune_layers and args.checkpoint is None:
+        raise FmscopeError("--tune-layers fine-tunes scGPT: it needs --checkpoint.", "Add --checkpoint SCGPT_DIR.")
+    slide = _read(args)
+    read = read_reference(args.reference, label_key=args.label_key)
+    _note(read.notices)
+    reference = read.adata
+    if args.checkpoint is not None:
+        encoder = ScGPTEncoder(args.checkpoint, args.tune_layers, args.tune_epochs, args.batch_size, args.device)
+        _note(encoder.report.explanations())
+    else:
+        encoder = BaselinePCA()
+    result = annotate(
+        slide.adata,
+        reference,
+        reference.obs[args.label_key].astype(str).str.strip().to_numpy(),
+        encoder,
+        min_confidence=args.min_confidence,
+        batch_key=args.batch_key,
+        holdout=args.holdout,
+        step=lambda message: print(f"fmscope: {message}", file=sys.stderr),
+    )
+    print(result.evaluation.table())
+    store_annotation(slide.adata, result)
+    title = f"cell types from {Path(args.reference).name} ({encoder.name}; unknown below {args.min_confidence:g})"
+    written = _write(slide, args, _domains_png(slide, CELL_TYPE_KEY, title))
+    print(
+        f"wrote {written}: cell types of {slide.adata.n_obs} cells on {len(result.genes)} shared genes: "
+        + result.summary()
+    )
+    return 0
+
+
 def _annotation(slide, spec: str):
     """Annotation per cell from an obs column name or a CSV of (cell id, domain)."""
     from fmscope.omics.finetune import annotation_from_column, annotation_from_csv
@@ -353,6 +389,37 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     deconvolve.add_argument("--checkpoint", help="scGPT checkpoint folder for the embedding method (default: baseline)")
     deconvolve.set_defaults(run=cmd_deconvolve)
+
+    annotate = commands.add_parser(
+        "annotate", help="cell types of every cell / spot from a labelled single-cell reference (+ held-out table)"
+    )
+    _slide_arguments(annotate)
+    annotate.add_argument("--reference", required=True, help="labelled single-cell reference .h5ad")
+    annotate.add_argument("--label-key", required=True, help="reference obs column with cell types")
+    annotate.add_argument("--checkpoint", help="scGPT / scGPT-spatial checkpoint folder (default: baseline PCA)")
+    annotate.add_argument(
+        "--tune-layers",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --checkpoint: first fine-tune scGPT's last K layers to classify the reference's cell types",
+    )
+    annotate.add_argument("--tune-epochs", type=int, default=10, help="epochs of layer fine-tuning")
+    annotate.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.5,
+        help="cells whose best cell-type probability is below this are 'unknown' (default 0.5)",
+    )
+    annotate.add_argument(
+        "--batch-key", help="reference obs column of donors / batches: whole batches are held out in the evaluation"
+    )
+    annotate.add_argument(
+        "--holdout", type=float, default=0.3, help="fraction of the reference held out for the evaluation"
+    )
+    annotate.add_argument("--batch-size", type=int, default=32, help="cells per scGPT batch")
+    annotate.add_argument("--device", help="cpu or cuda (scGPT only)")
+    annotate.set_defaults(run=cmd_annotate)
 
     finetune = commands.add_parser("finetune", help="train a domain head on annotated cells; predict the slide")
     _slide_arguments(finetune)

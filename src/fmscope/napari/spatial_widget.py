@@ -1,4 +1,5 @@
-"""The Spatial widget: open a slide, compute domains, show genes and deconvolution, fine-tune from annotations.
+"""The Spatial widget: open a slide, compute domains, show genes and deconvolution, annotate cell types from a
+reference, fine-tune from annotations.
 
 The widget translates between napari layers and :mod:`fmscope.omics` calls. Everything slow
 (reading, embedding, clustering, deconvolution, training, saving) runs on the
@@ -48,6 +49,7 @@ from fmscope.omics.io import Slide, read_slide
 from fmscope.omics.reference import gene_expression, read_reference
 
 DOMAINS, PREDICTED, UNCERTAINTY = "fmscope domains", "fmscope predicted domains", "fmscope uncertainty"
+CELL_TYPES = "fmscope cell types"
 BASELINE, SCGPT = "baseline (expression PCA)", "scGPT checkpoint folder"
 RESOLUTIONS = (0.2, 0.4, 0.6, 1.0)
 IMPUTED_SOURCES = {
@@ -149,6 +151,33 @@ class SpatialWidget(QWidget):
         row.addWidget(self._button("Show", lambda: self.show_proportion(self.type_combo.currentText())))
         form.addRow("proportion of", row)
 
+        self.cell_type_reference_edit = QLineEdit()
+        self.cell_type_reference_edit.setPlaceholderText("labelled single-cell reference .h5ad")
+        self.cell_type_reference_edit.editingFinished.connect(self.read_label_columns)
+        self.cell_type_key_combo = QComboBox()
+        self.cell_type_key_combo.setEditable(True)
+        self.cell_type_key_combo.setToolTip("the reference's obs column with cell types")
+        self.min_confidence_spin = QDoubleSpinBox()
+        self.min_confidence_spin.setRange(0, 1)
+        self.min_confidence_spin.setSingleStep(0.05)
+        self.min_confidence_spin.setValue(0.5)
+        self.min_confidence_spin.setToolTip("cells whose best cell-type probability is below this are 'unknown'")
+        self.cell_type_legend = QLabel()
+        self.cell_type_legend.setWordWrap(True)
+        self.evaluation_label = QLabel()
+        self.evaluation_label.setStyleSheet("font-family: monospace")
+        annotate_box = QGroupBox("Annotate from a reference")
+        form = QFormLayout(annotate_box)
+        row = QHBoxLayout()
+        row.addWidget(self.cell_type_reference_edit, 1)
+        row.addWidget(self._button("Browse ...", self.browse_reference))
+        form.addRow("reference", row)
+        form.addRow("cell types in", self.cell_type_key_combo)
+        form.addRow("min confidence", self.min_confidence_spin)
+        form.addRow(self._button("Annotate cell types", self.annotate_cell_types))
+        form.addRow(self.cell_type_legend)
+        form.addRow(self.evaluation_label)
+
         self.names_edit = QLineEdit()
         self.names_edit.setPlaceholderText("1: cortex, 2: white matter")
         self.head_edit = QLineEdit(str(Path.home() / "fmscope_heads" / "domain_head.pt"))
@@ -191,16 +220,18 @@ class SpatialWidget(QWidget):
         self.panel = StatusPanel("Open a slide.", on_cancel=self.worker.cancel_all)
         self.status, self.progress = self.panel.status, self.panel.progress
         layout = QVBoxLayout(self)
-        for box in (
+        boxes = (
             open_box,
             domains_box,
             self.joint_domains,
             show_box,
+            annotate_box,
             tune_box,
             self.image_expression,
             save_box,
             self.panel,
-        ):
+        )
+        for box in boxes:
             layout.addWidget(box)
         layout.addStretch()
 
@@ -401,6 +432,80 @@ class SpatialWidget(QWidget):
                 slide, proportions[cell_type].to_numpy(), f"fmscope proportion {cell_type}", colormap="magma"
             )
         )
+
+    # -- cell types from a reference -----------------------------------------------------
+    def browse_reference(self) -> None:
+        """Choose the reference .h5ad in a file dialog; its obs columns fill the cell-type column box."""
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self, "Labelled single-cell reference", "", "AnnData (*.h5ad)")
+        if path:
+            self.cell_type_reference_edit.setText(path)
+            self.read_label_columns()
+
+    def read_label_columns(self) -> None:
+        """Fill the cell-type column box with the reference's obs columns (read on the worker thread)."""
+        path = self.cell_type_reference_edit.text().strip()
+        if not path:
+            return
+
+        def read(job: Job) -> list[str]:
+            from fmscope.omics.reference import obs_columns
+
+            return obs_columns(path)
+
+        def fill(names: list[str]) -> None:
+            current = self.cell_type_key_combo.currentText()
+            refill(self.cell_type_key_combo, names)
+            self.cell_type_key_combo.setCurrentText(current if current in names else names[0] if names else "")
+            self.status.setText(f"{Path(path).name}: choose the column with cell types.")
+
+        self._run(f"Reading {Path(path).name} ...", read, fill, key="label_columns")
+
+    def annotate_cell_types(self) -> None:
+        """Cell types of the slide's cells from the reference (chosen encoder); a categorical layer with a legend
+        and the held-out evaluation beside L1 logistic regression and kNN."""
+        try:
+            slide, checkpoint = self._require_slide(), self._checkpoint()
+            path, label_key = self.cell_type_reference_edit.text().strip(), self.cell_type_key_combo.currentText()
+            if not label_key.strip():
+                raise FmscopeError("No cell-type column chosen.", "Choose the reference's column with cell types.")
+        except FmscopeError as error:
+            self._fail(error)
+            return
+        light, min_confidence = light_table(slide.adata), self.min_confidence_spin.value()
+
+        def compute(job: Job):
+            from fmscope.omics.annotate import BaselinePCA, ScGPTEncoder, annotate
+
+            reference = read_reference(path, label_key=label_key).adata
+            encoder = ScGPTEncoder(checkpoint) if checkpoint else BaselinePCA()
+            labels = reference.obs[label_key].astype(str).str.strip().to_numpy()
+
+            def step(message: str) -> None:
+                job.check()
+                self.worker.progress.emit(message, 0, 1)
+
+            return annotate(light, reference, labels, encoder, min_confidence=min_confidence, step=step)
+
+        def show(result) -> None:
+            from fmscope.omics.annotate import CELL_TYPE_KEY, store_annotation
+
+            store_annotation(slide.adata, result)
+            values = slide.adata.obs[CELL_TYPE_KEY].astype(str).to_numpy()
+            layer, colours = categorical_layer(slide, values, CELL_TYPES)
+            self._put_layer(layer)
+            counts = pd.Series(values).value_counts()
+            self.cell_type_legend.setText(
+                " ".join(
+                    f'<span style="color:{colour}">■</span>&nbsp;{category}&nbsp;({counts[category]})'
+                    for category, colour in colours.items()
+                )
+            )
+            self.evaluation_label.setText(result.evaluation.table())
+            self.status.setText(f"Cell types of {len(values)} cells from {Path(path).name} ({result.encoder}).")
+
+        self._run("Annotating cell types ...", compute, show, key="annotate")
 
     # -- fine-tuning ---------------------------------------------------------------------
     def add_annotation_layer(self) -> Layer | None:

@@ -11,14 +11,15 @@ embeddings are nearest (cosine) to its image embedding (BLEEP's "average" predic
 
 The model file (``torch.save`` of tensors, numbers and strings, read back with
 ``weights_only=True``) carries the gene list, the patch size in microns, the encoder's scale
-and weights sha256, both heads and the reference spots (their embeddings and expression).
+and weights sha256, both heads and the reference spots (their embeddings and expression), and, for a
+model kept from one held-out fold, the ids of the training slide's spots it never saw.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -93,6 +94,7 @@ class ImageExpressionModel:
     k: int = 100
     temperature: float = 0.1
     seed: int = 0
+    held_out_spots: list[str] = field(default_factory=list)  # ids of the training slide's spots it never saw
 
     def image_embedding(self, features: np.ndarray) -> torch.Tensor:
         """(N, D) L2-normalised image embeddings of (N, 256) patch features."""
@@ -150,6 +152,7 @@ class ImageExpressionModel:
             "expression_std": torch.as_tensor(self.expression.std),
             "reference_embedding": self.reference_embedding,
             "reference_expression": torch.as_tensor(self.reference_expression),
+            "held_out_spots": list(self.held_out_spots),
         }
         write_checkpoint(path, state)
 
@@ -185,6 +188,7 @@ def load_model_file(path: str | os.PathLike) -> ImageExpressionModel:
         int(state["k"]),
         float(state["temperature"]),
         int(state["seed"]),
+        list(state.get("held_out_spots", [])),
     )
 
 

@@ -15,7 +15,7 @@ block; per-gene r is computed over all spots. Baselines, fitted on the same trai
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -98,6 +98,8 @@ class HoldoutReport:
     n_blocks: int  # blocks per fold (at least)
     n_folds: int
     block_um: float
+    fold_r: list[np.ndarray] = field(default_factory=list)  # per fold: (genes,) image r over its held-out spots
+    fold_spots: list[int] = field(default_factory=list)  # held-out spots per fold
 
     def mean(self, method: str, top: int | None = None) -> float:
         """Mean r over the ``top`` most variable genes (all when None), ignoring constant genes."""
@@ -117,7 +119,19 @@ class HoldoutReport:
             lines.append(f"{gene:<14}" + "".join(f"{v:>15.3f}" for v in values) + f"  {verdict}")
         for n in sorted({min(20, len(self.genes)), min(top, len(self.genes))}):
             lines.append(f"{'mean top ' + str(n):<14}" + "".join(f"{self.mean(m, n):>15.3f}" for m in METHODS))
-        return "\n".join(lines)
+        return "\n".join(lines + self.fold_lines())
+
+    def fold_mean(self, fold: int, top: int = 20) -> float:
+        """Image r of fold ``fold`` (1-based) over its own held-out spots, mean over the ``top`` most variable genes."""
+        return float(np.nanmean(self.fold_r[fold - 1][:top]))
+
+    def fold_lines(self) -> list[str]:
+        """One line per fold: its held-out spots and the image model's mean r over the top 20 genes on them."""
+        top = min(20, len(self.genes))
+        return [
+            f"fold {i}: {n} held-out spots, image r over them (mean top {top}) {self.fold_mean(i, top):.3f}"
+            for i, n in enumerate(self.fold_spots, 1)
+        ]
 
     def summary(self) -> str:
         top = min(20, len(self.genes))

@@ -95,18 +95,26 @@ def train_on_slide(
     k: int = 100,
     seed: int = 0,
     progress: Progress | None = None,
+    keep_fold: int | None = None,
 ) -> TrainResult:
     """Train image-to-expression on ``slide``'s spots; returns the model and the held-out report.
 
     Refuses (before any computation) a slide without an image or its pixel size, unknown
     genes, and fewer than :data:`fmscope.omics.image_expression.MIN_SPOTS` spots.
     ``progress`` is told each step's ``(done, total, message)`` (tiles encoded, epochs per fold) and
-    raises :class:`fmscope.errors.Cancelled` once cancelled.
+    raises :class:`fmscope.errors.Cancelled` once cancelled. ``keep_fold`` (1-based):
+    return fold ``keep_fold``'s model (never trained on its blocks; their spot ids in ``held_out_spots``) instead
+    of a model trained on all spots, so predicting the slide with it scores those blocks as the report does.
     """
     check_spot_count(slide.adata.n_obs)
     values, names = slide_expression(slide, genes, n_genes)
     xy = np.asarray(slide.adata.obsm["spatial"], dtype=float)[:, :2]
     folds = blocked_folds(xy, holdout_blocks, patch_um, seed)
+    if keep_fold is not None and not 1 <= keep_fold <= len(folds):
+        raise FmscopeError(
+            f"There is no held-out fold {keep_fold}: the slide is cut into {len(folds)} folds.",
+            f"Give --keep-fold 1 to {len(folds)}.",
+        )
     for fold in folds:
         check_spot_count(int(fold.train.sum()), "After holding out blocks, the training set")
     encoder = encoder if encoder is not None else PatchEncoder(DEFAULT_ENCODER_UM_PER_PX)
@@ -125,6 +133,7 @@ def train_on_slide(
     )
     colours = colour_statistics(tissue, xy, patch_um)
     predictions = {method: np.zeros_like(values) for method in METHODS}
+    kept = None
     for number, fold in enumerate(folds, 1):
         train, test = fold.train, fold.test
         held_out = train_model(
@@ -138,6 +147,9 @@ def train_on_slide(
         colour_train = (colours[train] - colour_mean) / colour_std
         colour_test = (colours[test] - colour_mean) / colour_std
         predictions["image"][test] = held_out.predict(features[test])
+        if number == keep_fold:
+            held_out.held_out_spots = list(map(str, slide.adata.obs_names[test]))
+            kept = held_out
         predictions["colour"][test] = nearest_mean(colour_train, values[train], colour_test, 1)
         predictions["colour_knn"][test] = nearest_mean(colour_train, values[train], colour_test, k)
         predictions["interpolation"][test] = nearest_mean(
@@ -151,8 +163,10 @@ def train_on_slide(
         holdout_blocks,
         len(folds),
         folds[0].block_um,
+        [pearson_per_gene(values[f.test], predictions["image"][f.test]) for f in folds],
+        [int(f.test.sum()) for f in folds],
     )
-    model = train_model(features, values, names, on_epoch=progress.counter("Training: all spots"), **settings)
+    model = kept or train_model(features, values, names, on_epoch=progress.counter("Training: all spots"), **settings)
     return TrainResult(model, holdout_report, encoder.tiles_encoded - before)
 
 
@@ -186,6 +200,27 @@ def predict_on_tissue(
     features = encoder.features(tissue, centres_um, model.patch_um, progress=progress)
     names = [model.genes[i] for i in columns_]
     return pd.DataFrame(model.predict(features, names), columns=names)
+
+
+def spot_predictions(
+    model: ImageExpressionModel,
+    slide: Slide,
+    tissue: TissueImage,
+    encoder: PatchEncoder | None = None,
+    genes: list[str] | None = None,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """Predictions at the slide's own spots / cells: a table indexed by their ids (barcodes, cell ids) with
+    ``x_um``, ``y_um``, ``held_out`` (True where the model never trained on the spot: the ids it carries from
+    ``train --keep-fold``) and one column per gene (log1p(CP10k)), comparable with the measured values."""
+    xy = np.asarray(slide.adata.obsm["spatial"], dtype=float)[:, :2]
+    predicted = predict_on_tissue(model, tissue, xy, encoder, genes, progress)
+    ids = list(map(str, slide.adata.obs_names))
+    held_out = set(model.held_out_spots)
+    frame = pd.DataFrame({"x_um": xy[:, 0], "y_um": xy[:, 1], "held_out": [i in held_out for i in ids]}, index=ids)
+    table = pd.concat([frame, predicted.set_axis(ids)], axis=1)
+    table.index.name = "id"
+    return table
 
 
 def prediction_slide(

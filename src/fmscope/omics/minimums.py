@@ -22,6 +22,7 @@ MIN_CELLS = {
     "classify": SPATIAL_NEIGHBOURS + 1,
     "impute": 1,
     "deconvolve": 1,
+    "annotate": 1,
 }
 WHY = {
     "embed": "the baseline encoder is a PCA across cells (an scGPT --checkpoint embeds single cells)",

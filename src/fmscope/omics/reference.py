@@ -126,6 +126,22 @@ def read_reference(path: str | os.PathLike, label_key: str | None = None, layer:
     return Reference(adata, notices)
 
 
+def obs_columns(path: str | os.PathLike) -> list[str]:
+    """The obs column names of a reference .h5ad (read without its matrices), to choose the cell-type column."""
+    if not Path(path).is_file():
+        raise FmscopeError(f"No such reference file: {path}", "Give a labelled single-cell .h5ad.")
+    try:
+        backed = ad.read_h5ad(path, backed="r")
+        try:
+            return [str(name) for name in backed.obs.columns]
+        finally:
+            backed.file.close()
+    except Exception as error:
+        raise FmscopeError(
+            f"Cannot read the reference {path} ({type(error).__name__}).", "Give a single-cell .h5ad."
+        ) from None
+
+
 def gene_expression(adata: ad.AnnData, gene: str) -> np.ndarray:
     """One gene's log1p(counts per 10,000) per cell, normalised by each cell's total over all genes."""
     if gene not in adata.var_names:
