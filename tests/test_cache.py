@@ -3,12 +3,14 @@
 import time
 
 import numpy as np
+import pytest
 import zarr
 
 from fmscope.imaging.cache import EmbeddingCache
 from fmscope.imaging.predictor import Segmenter
 
 
+@pytest.mark.serial
 def test_cached_embedding_answers_new_prompt_without_encoding(segmenter, nuclei):
     image = nuclei[0][::-1].copy()  # an image no other test embeds: the first prompt runs the encoder
     segmenter.set_image(image)

@@ -7,6 +7,7 @@ import pytest
 import tifffile
 
 from fmscope.errors import Cancelled
+from fmscope.imaging.cache import EmbeddingCache
 from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.tracking import TrackingSession, open_frames, paint_labels
 from fmscope.imaging.tracking.evaluation import drifted, score_tracker
@@ -98,7 +99,9 @@ def test_motion_prior_beats_the_naive_tracker_and_follows_a_100_px_drift():
     frames shifted 100 px every other frame it stays within 0.02 of the undrifted run. Run with the
     bfloat16 encoder (``--fast``) to halve the test's time: measured 0.784 / 0.520 / 0.785 (fp32,
     ``benchmarks/tracking.py --hela-frames 5``: 0.778 / 0.521 / 0.785)."""
-    segmenter = Segmenter("litemedsam", device="cpu", precision="fast")
+    # One cache for the three runs, large enough (about 4 MB an entry) that the naive run takes the lattice crops
+    # the motion-prior run already embedded on the same frames instead of the default 64-entry LRU evicting them.
+    segmenter = Segmenter("litemedsam", device="cpu", precision="fast", cache=EmbeddingCache(max_items=256))
     folder = sample_data_dir() / "hela_timelapse"
     images = tifffile.imread(folder / "images.tif")[:5, :256, :256]
     tracks = tifffile.imread(folder / "tracks.tif")[:5, :256, :256]
@@ -106,6 +109,7 @@ def test_motion_prior_beats_the_naive_tracker_and_follows_a_100_px_drift():
     for motion in (True, False):
         scores[motion], count = score_tracker(session_for(images, segmenter, motion_prior=motion), tracks)
         assert count == 89
+    print(f"\nembedding cache after both runs: {segmenter.cache.hits} hits, {segmenter.cache.misses} misses")
     assert scores[True] >= 0.75 and scores[True] >= scores[False] + 0.10, scores
     wide, wide_tracks = drifted(images, tracks, 100)
     drift_score, count = score_tracker(session_for(wide, segmenter), wide_tracks)

@@ -99,6 +99,7 @@ def test_model_never_overwrites_other_labels(nuclei_viewer, qtbot, nuclei_boxes)
     assert np.array_equal(after[before == 7], before[before == 7])
 
 
+@pytest.mark.serial
 def test_latency_with_cached_embedding(nuclei_viewer, qtbot, nuclei):
     """Boxes large enough to use the whole-image embedding, which the widget prefetched: a prompt
     costs a fraction of one embedding (timed in the same run)."""
@@ -123,6 +124,7 @@ def test_latency_with_cached_embedding(nuclei_viewer, qtbot, nuclei):
     assert np.median(latencies) < 0.5 * embedding_ms  # README: 143 ms vs ~1000 ms
 
 
+@pytest.mark.serial
 def test_event_loop_keeps_running_during_embedding(make_napari_viewer, open_widget, qtbot):
     from qtpy.QtCore import QTimer
 

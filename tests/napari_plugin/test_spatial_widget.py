@@ -156,6 +156,7 @@ def test_wrong_inputs_leave_everything_as_it_was(viewer_widget, qtbot, tmp_path)
     assert PREDICTED not in viewer.layers and "fmscope_predicted_domain" not in widget.slide.adata.obs
 
 
+@pytest.mark.serial
 def test_a_million_cells_open_and_show_domains(viewer_widget, qtbot, tmp_path):
     viewer, widget = viewer_widget
     large_synthetic_slide(1_000_000).write_h5ad(tmp_path / "million.h5ad")

@@ -93,6 +93,7 @@ def test_two_boxes_on_one_frame_are_tracked_like_fmscope_track(make_napari_viewe
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_box_propagate_correct_undo_and_export(hela_panel, qtbot, hela, segmenter, tmp_path):
     viewer, panel = hela_panel
     images, tracks = hela
