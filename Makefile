@@ -34,8 +34,11 @@ system-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 			--no-install-recommends $$missing; fi
 
+# Two pytest workers share the 2 cores (one test file per worker, so module fixtures load once); the few tests
+# marked `serial` compare timings a neighbouring worker would skew, so they run alone afterwards.
 test: $(STAMP) system-deps lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -m serial
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
