@@ -80,3 +80,30 @@ def test_fast_openvino_close_to_torch(case, fast_segmenter, torch_segmenter, nuc
         masks.append(each.predict_many(boxes))
     scores = [dice(a.mask, b.mask) for a, b in zip(*masks)]
     assert np.mean(scores) >= 0.99 and min(scores) >= 0.95, (np.mean(scores), min(scores))
+
+
+def _prompts(net, crop_side: int = 256) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
+    """(sparse, dense, multimask) for 3 boxes, 2 positive+negative point pairs and one single point (multimask)."""
+    boxes = torch.tensor([[[10.0, 20, 100, 120]], [[50, 60, 70, 90]], [[0, 0, crop_side - 1, crop_side - 1]]])
+    points = (torch.tensor([[[40.0, 50], [90, 90]], [[120, 30], [10, 200]]]), torch.tensor([[1, 0], [1, 0]]))
+    single = (torch.tensor([[[128.0, 128]]]), torch.tensor([[1]]))
+    with torch.inference_mode():
+        return [
+            (*net.prompt_encoder(points=None, boxes=boxes, masks=None), False),
+            (*net.prompt_encoder(points=points, boxes=None, masks=None), False),
+            (*net.prompt_encoder(points=single, boxes=None, masks=None), True),
+        ]
+
+
+def test_openvino_mask_decoder_equals_torch(segmenter, torch_segmenter, nuclei):
+    """The mask decoder converted to OpenVINO (fp32): logits within fp32 rounding of segment-anything's, the
+    same masks and IoU estimates, for boxes, point pairs and a single point (three masks), batch 1 to 3."""
+    assert (segmenter.decoder.backend, torch_segmenter.decoder.backend) == ("openvino", "torch")
+    segmenter.set_image(nuclei[0])
+    embedding = torch.from_numpy(segmenter.embed().embedding)[None]
+    for sparse, dense, multimask in _prompts(segmenter.model.net):
+        ov_masks, ov_scores = segmenter.decoder(embedding, sparse, dense, multimask, 2)
+        torch_masks, torch_scores = torch_segmenter.decoder(embedding, sparse, dense, multimask, 2)
+        assert ov_masks.shape == torch_masks.shape == (len(sparse), 3 if multimask else 1, 256, 256)
+        assert torch.equal(ov_masks > 0, torch_masks > 0)
+        assert (ov_masks - torch_masks).abs().max() <= 1e-3 and (ov_scores - torch_scores).abs().max() <= 1e-4

@@ -11,8 +11,9 @@ folder per precision. A second process reads the compiled network instead of com
 folder is written under a temporary name and renamed into place; OpenVINO writes its blobs itself,
 and an unreadable IR or blob is rebuilt. Everything here can be deleted at any time.
 
-Inputs and outputs are float32 numpy arrays; the network has a static batch of one, so a batch is
-run item by item (fmscope's CPU encoder batch is one anyway).
+Inputs and outputs are float32 numpy arrays. A network of one static input (an image encoder) has a batch
+of one, so a batch is run item by item (fmscope's CPU encoder batch is one anyway); a network of several
+inputs may leave dimensions dynamic (-1: the mask decoder's prompt count) and runs them at once (:meth:`infer`).
 """
 
 from __future__ import annotations
@@ -71,33 +72,55 @@ def inference_precision(precision: str) -> str:
     return "bf16" if "BF16" in capabilities else "f16" if "FP16" in capabilities else "f32"
 
 
-def module_identity(module: torch.nn.Module, weights_sha256: str, input_shape: tuple[int, ...]) -> dict:
-    """What determines the converted network: weights, code, versions and input shape (JSON-able)."""
+def _source_sha256(module: torch.nn.Module) -> str:
+    """sha256 of the file defining ``module``'s class ('' when there is none)."""
     source = sys.modules[type(module).__module__].__file__ or ""
-    code = hashlib.sha256(Path(source).read_bytes()).hexdigest() if source and Path(source).is_file() else ""
-    return {
+    return hashlib.sha256(Path(source).read_bytes()).hexdigest() if source and Path(source).is_file() else ""
+
+
+def module_identity(
+    module: torch.nn.Module, weights_sha256: str, input_shape: Any, parts: tuple[torch.nn.Module, ...] = ()
+) -> dict:
+    """What determines the converted network: weights, code, versions and input shape(s) (JSON-able).
+
+    ``parts``: modules the network runs whose classes live in other files than ``module``'s (a wrapper's
+    segment-anything decoder): their source files are hashed too.
+    """
+    identity = {
         "class": f"{type(module).__module__}.{type(module).__qualname__}",
-        "code_sha256": code,
+        "code_sha256": _source_sha256(module),
         "weights_sha256": weights_sha256,
-        "input_shape": list(input_shape),
+        "input_shape": json.loads(json.dumps(input_shape)),
         "fmscope": fmscope.__version__,
         "torch": torch.__version__.split("+")[0],
         "openvino": openvino().get_version(),
     }
+    if parts:
+        identity["parts_code_sha256"] = sorted({_source_sha256(part) for part in parts})
+    return identity
 
 
 class OpenVINOModule:
     """``module`` (in eval mode, on CPU) as an OpenVINO network for inputs of ``input_shape``.
 
-    ``identity``: :func:`module_identity` (the disk cache key). Conversion happens on the first call
-    that needs it, not here. ``precision``: ``fp32`` or ``fast`` (:func:`inference_precision`).
+    ``input_shape``: one shape (a single-input network), or a list of shapes (one per input, in ``forward``'s
+    order) where -1 marks a dynamic dimension; then ``example`` (one tensor per input) is what conversion
+    traces with (default: zeros of ``input_shape``). ``identity``: :func:`module_identity` (the disk cache
+    key). Conversion happens on the first call that needs it, not here. ``precision``: ``fp32`` or ``fast``
+    (:func:`inference_precision`).
     """
 
     def __init__(
-        self, module: torch.nn.Module, input_shape: tuple[int, ...], identity: dict, precision: str = "fp32"
+        self,
+        module: torch.nn.Module,
+        input_shape: tuple[int, ...] | list[tuple[int, ...]],
+        identity: dict,
+        precision: str = "fp32",
+        example: tuple[torch.Tensor, ...] | None = None,
     ) -> None:
         self.module = module
-        self.input_shape = tuple(input_shape)
+        self.input_shape = input_shape if isinstance(input_shape, list) else tuple(input_shape)
+        self.example = example
         self.identity = identity
         self.hint = inference_precision(precision)
         self.precision = precision
@@ -114,6 +137,13 @@ class OpenVINOModule:
         with lock:  # an infer request runs one input at a time
             outputs = [np.array(compiled(np.ascontiguousarray(item[None], dtype=np.float32))[0]) for item in batch]
         return np.concatenate(outputs)
+
+    def infer(self, inputs: tuple[np.ndarray, ...], threads: int) -> list[np.ndarray]:
+        """All outputs of one run on ``inputs`` (float32, one array per network input), ``threads`` threads."""
+        compiled, lock = self.compiled(threads)
+        with lock:
+            result = compiled(tuple(np.ascontiguousarray(item, dtype=np.float32) for item in inputs))
+            return [np.array(result[index]) for index in range(len(compiled.outputs))]
 
     def compiled(self, threads: int) -> tuple[Any, threading.Lock]:
         """The network compiled for ``threads`` threads (from this process, OpenVINO's cache, or anew)."""
@@ -149,10 +179,14 @@ class OpenVINOModule:
         self.folder.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.folder.parent / f".tmp-{uuid.uuid4().hex}"
         try:
-            example = torch.zeros(self.input_shape)
+            several = isinstance(self.input_shape, list)
+            shapes = self.input_shape if several else [self.input_shape]
+            example = self.example if self.example is not None else tuple(torch.zeros(shape) for shape in shapes)
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracing's notes on Python control flow: shapes are static here
-                network = ov.convert_model(self.module, example_input=example, input=[self.input_shape])
+                network = ov.convert_model(
+                    self.module, example_input=example if several else example[0], input=[tuple(s) for s in shapes]
+                )
             temporary.mkdir()
             ov.save_model(network, str(temporary / "model.xml"), compress_to_fp16=False)
             (temporary / "identity.json").write_text(json.dumps(self.identity, indent=1, sort_keys=True))
