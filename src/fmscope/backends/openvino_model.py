@@ -18,8 +18,10 @@ inputs may leave dimensions dynamic (-1: the mask decoder's prompt count) and ru
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -39,6 +41,7 @@ from fmscope.errors import FmscopeError
 from fmscope.user_cache import cache_root
 
 PRECISIONS = ("fp32", "fast")
+INT8_WEIGHTS = "int8"  # OpenVINOModule's third precision: f32 activations, int8 weights (fast without bf16 / fp16)
 _COMPILED: dict[tuple[str, str, int], tuple[Any, threading.Lock]] = {}
 _REGISTRY_LOCK = threading.Lock()
 
@@ -70,6 +73,17 @@ def inference_precision(precision: str) -> str:
         return "f32"
     capabilities = core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     return "bf16" if "BF16" in capabilities else "f16" if "FP16" in capabilities else "f32"
+
+
+def weight_format(precision: str, hint: str) -> str:
+    """``int8`` where the weights are compressed to 8 bits (NNCF's ``compress_weights``, per-channel asymmetric),
+    else ``f32``: for precision ``int8`` (asked for), and for ``fast`` on a CPU without bf16 / fp16 (``hint``
+    ``f32``, e.g. an AVX2 laptop) when the ``nncf`` package is installed."""
+    if precision == INT8_WEIGHTS:
+        return "int8"
+    if precision == "fast" and hint == "f32" and importlib.util.find_spec("nncf") is not None:
+        return "int8"
+    return "f32"
 
 
 def _source_sha256(module: torch.nn.Module) -> str:
@@ -107,7 +121,8 @@ class OpenVINOModule:
     order) where -1 marks a dynamic dimension; then ``example`` (one tensor per input) is what conversion
     traces with (default: zeros of ``input_shape``). ``identity``: :func:`module_identity` (the disk cache
     key). Conversion happens on the first call that needs it, not here. ``precision``: ``fp32`` or ``fast``
-    (:func:`inference_precision`).
+    (:func:`inference_precision`, :func:`weight_format`), or ``int8`` (f32 activations, int8 weights: what ``fast``
+    is on a CPU without bf16 / fp16, asked for here to measure it on any CPU).
     """
 
     def __init__(
@@ -122,14 +137,21 @@ class OpenVINOModule:
         self.input_shape = input_shape if isinstance(input_shape, list) else tuple(input_shape)
         self.example = example
         self.identity = identity
-        self.hint = inference_precision(precision)
+        self.hint = inference_precision("fp32" if precision == INT8_WEIGHTS else precision)
+        self.weights = weight_format(precision, self.hint)
         self.precision = precision
         key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
         self.folder = cache_root() / "openvino" / key
 
     @property
     def xml_path(self) -> Path:
+        """The converted network (f32 weights)."""
         return self.folder / "model.xml"
+
+    @property
+    def network_path(self) -> Path:
+        """The network that is compiled: :attr:`xml_path`, or its copy with int8 weights."""
+        return self.xml_path if self.weights == "f32" else self.folder / "model-int8.xml"
 
     def __call__(self, batch: np.ndarray, threads: int) -> np.ndarray:
         """Run the network on ``batch`` (B, *input_shape[1:]) float32 with ``threads`` CPU threads."""
@@ -147,29 +169,52 @@ class OpenVINOModule:
 
     def compiled(self, threads: int) -> tuple[Any, threading.Lock]:
         """The network compiled for ``threads`` threads (from this process, OpenVINO's cache, or anew)."""
-        entry_key = (str(self.xml_path), self.hint, threads)
+        entry_key = (str(self.network_path), self.hint, threads)
         with _REGISTRY_LOCK:
             if entry_key not in _COMPILED:
                 self._ensure_converted()
+                suffix = "" if self.weights == "f32" else f"-{self.weights}"
                 config = {
                     "INFERENCE_PRECISION_HINT": self.hint,
                     "INFERENCE_NUM_THREADS": threads,
                     "PERFORMANCE_HINT": "LATENCY",
-                    "CACHE_DIR": str(self.folder / f"compiled-{self.hint}"),
+                    "CACHE_DIR": str(self.folder / f"compiled-{self.hint}{suffix}"),
                 }
                 try:
-                    compiled = core().compile_model(str(self.xml_path), "CPU", config)
+                    compiled = core().compile_model(str(self.network_path), "CPU", config)
                 except RuntimeError:  # an unreadable IR or cache entry (disk full, killed writer): rebuild once
                     shutil.rmtree(self.folder, ignore_errors=True)
                     self._ensure_converted()
-                    compiled = core().compile_model(str(self.xml_path), "CPU", config)
+                    compiled = core().compile_model(str(self.network_path), "CPU", config)
                 _COMPILED[entry_key] = (compiled, threading.Lock())
             return _COMPILED[entry_key]
 
     def _ensure_converted(self) -> None:
-        """Write the IR (model.xml / model.bin / identity.json) unless a complete copy is on disk."""
-        if self.xml_path.is_file() and (self.folder / "model.bin").is_file():
-            return
+        """Write the IR (model.xml / model.bin / identity.json) unless a complete copy is on disk, and its int8
+        copy when :attr:`weights` asks for it."""
+        if not (self.xml_path.is_file() and (self.folder / "model.bin").is_file()):
+            self._convert()
+        if self.weights == "int8" and not self.network_path.is_file():
+            self._compress()
+
+    def _compress(self) -> None:
+        """model-int8.xml / .bin: model.xml with NNCF's 8-bit weight compression (~40 s for TinyViT, once)."""
+        import nncf  # imported after openvino(): its telemetry finds openvino_telemetry absent too
+
+        print("fmscope: compressing its weights to 8 bits, once on this machine (~1 min)", file=sys.stderr)
+        with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress table: not on fmscope's stdout
+            network = nncf.compress_weights(core().read_model(str(self.xml_path)))
+        temporary = self.folder / f".tmp-{uuid.uuid4().hex}"
+        try:
+            temporary.mkdir()
+            openvino().save_model(network, str(temporary / "model.xml"), compress_to_fp16=False)
+            os.replace(temporary / "model.bin", self.network_path.with_suffix(".bin"))
+            os.replace(temporary / "model.xml", self.network_path)  # last: its presence means both are complete
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+    def _convert(self) -> None:
+        """Convert :attr:`module` and write model.xml / model.bin / identity.json into :attr:`folder`."""
         ov = openvino()
         print(
             f"fmscope: preparing {self.identity['class'].rsplit('.', 1)[-1]} for OpenVINO, once on this machine "
