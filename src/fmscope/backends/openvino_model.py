@@ -23,6 +23,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import sys
@@ -202,8 +203,13 @@ class OpenVINOModule:
         import nncf  # imported after openvino(): its telemetry finds openvino_telemetry absent too
 
         print("fmscope: compressing its weights to 8 bits, once on this machine (~1 min)", file=sys.stderr)
-        with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress table: not on fmscope's stdout
-            network = nncf.compress_weights(core().read_model(str(self.xml_path)))
+        logger, level = logging.getLogger("nncf"), logging.getLogger("nncf").level
+        logger.setLevel(logging.WARNING)  # its table of bit widths (INFO, to stdout): not on fmscope's stdout
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # its progress bar
+                network = nncf.compress_weights(core().read_model(str(self.xml_path)))
+        finally:
+            logger.setLevel(level)
         temporary = self.folder / f".tmp-{uuid.uuid4().hex}"
         try:
             temporary.mkdir()
