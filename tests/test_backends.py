@@ -80,3 +80,59 @@ def test_fast_openvino_close_to_torch(case, fast_segmenter, torch_segmenter, nuc
         masks.append(each.predict_many(boxes))
     scores = [dice(a.mask, b.mask) for a, b in zip(*masks)]
     assert np.mean(scores) >= 0.99 and min(scores) >= 0.95, (np.mean(scores), min(scores))
+
+
+def _prompts(net, crop_side: int = 256) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
+    """(sparse, dense, multimask) for 3 boxes, 2 positive+negative point pairs and one single point (multimask)."""
+    boxes = torch.tensor([[[10.0, 20, 100, 120]], [[50, 60, 70, 90]], [[0, 0, crop_side - 1, crop_side - 1]]])
+    points = (torch.tensor([[[40.0, 50], [90, 90]], [[120, 30], [10, 200]]]), torch.tensor([[1, 0], [1, 0]]))
+    single = (torch.tensor([[[128.0, 128]]]), torch.tensor([[1]]))
+    with torch.inference_mode():
+        return [
+            (*net.prompt_encoder(points=None, boxes=boxes, masks=None), False),
+            (*net.prompt_encoder(points=points, boxes=None, masks=None), False),
+            (*net.prompt_encoder(points=single, boxes=None, masks=None), True),
+        ]
+
+
+def test_openvino_mask_decoder_equals_torch(segmenter, torch_segmenter, nuclei):
+    """The mask decoder converted to OpenVINO (fp32): logits within fp32 rounding of segment-anything's, the
+    same masks and IoU estimates, for boxes, point pairs and a single point (three masks), batch 1 to 3."""
+    assert (segmenter.decoder.backend, torch_segmenter.decoder.backend) == ("openvino", "torch")
+    segmenter.set_image(nuclei[0])
+    embedding = torch.from_numpy(segmenter.embed().embedding)[None]
+    for sparse, dense, multimask in _prompts(segmenter.model.net):
+        ov_masks, ov_scores = segmenter.decoder(embedding, sparse, dense, multimask, 2)
+        torch_masks, torch_scores = torch_segmenter.decoder(embedding, sparse, dense, multimask, 2)
+        assert ov_masks.shape == torch_masks.shape == (len(sparse), 3 if multimask else 1, 256, 256)
+        assert torch.equal(ov_masks > 0, torch_masks > 0)
+        assert (ov_masks - torch_masks).abs().max() <= 1e-3 and (ov_scores - torch_scores).abs().max() <= 1e-4
+
+
+def test_fast_is_int8_weights_only_where_the_cpu_lacks_bf16_and_fp16():
+    from fmscope.backends.openvino_model import weight_format
+
+    assert weight_format("fast", "f32") == "int8"  # an AVX2 laptop (nncf is a dependency)
+    assert weight_format("fast", "bf16") == weight_format("fast", "f16") == "f32"
+    assert weight_format("fp32", "f32") == "f32" and weight_format("int8", "f32") == "int8"
+
+
+@pytest.mark.slow
+def test_int8_weights_close_to_torch(torch_segmenter, nuclei):
+    """The encoder with int8 weights (f32 activations; ``fast`` on CPUs without bf16 / fp16), asked for here:
+    masks of 6 nuclei with the default ROI zoom against torch fp32. Measured: mean Dice 0.957 on 10 nuclei at the
+    whole-image scale (no zoom: 3-10 px nuclei in model space), so the zoom is what keeps it usable."""
+    from fmscope.backends.openvino_model import OpenVINOModule
+
+    int8 = Segmenter("litemedsam", device="cpu", backend="openvino")
+    network = int8.encoder.network
+    int8.encoder.network = OpenVINOModule(network.module, network.input_shape, network.identity, "int8")
+    int8.precision = "int8"  # the embedding cache's key
+    assert (int8.encoder.network.hint, int8.encoder.network.weights) == ("f32", "int8")
+    image, window, boxes = _case("nuclei", nuclei, None, 6)
+    masks = []
+    for each in (int8, torch_segmenter):
+        each.set_image(image, window=window)
+        masks.append(each.predict_many(boxes))
+    scores = [dice(a.mask, b.mask) for a, b in zip(*masks)]
+    assert np.mean(scores) >= 0.98, scores

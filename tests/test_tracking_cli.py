@@ -112,9 +112,9 @@ def test_bad_input_exits_1_and_writes_nothing(hela_crop, tmp_path, capsys):
             ["track", str(path), "--frame", "0", *box, "--model", str(tmp_path / "none.pt")],
             "No model file at",
         ),
-        "bfloat16 for sam2": (
-            ["track", str(path), "--frame", "0", *box, "--model", "medsam2", "--fast"],
-            "is for the LiteMedSAM tracker",
+        "bfloat16 for sam2 on torch": (
+            ["track", str(path), "--frame", "0", *box, "--model", "medsam2", "--fast", "--backend", "torch"],
+            "the torch backend runs fp32",
         ),
     }
     (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(300))

@@ -11,15 +11,19 @@ folder per precision. A second process reads the compiled network instead of com
 folder is written under a temporary name and renamed into place; OpenVINO writes its blobs itself,
 and an unreadable IR or blob is rebuilt. Everything here can be deleted at any time.
 
-Inputs and outputs are float32 numpy arrays; the network has a static batch of one, so a batch is
-run item by item (fmscope's CPU encoder batch is one anyway).
+Inputs and outputs are float32 numpy arrays. A network of one static input (an image encoder) has a batch
+of one, so a batch is run item by item (fmscope's CPU encoder batch is one anyway); a network of several
+inputs may leave dimensions dynamic (-1: the mask decoder's prompt count) and runs them at once (:meth:`infer`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import importlib.util
 import json
+import logging
 import os
 import shutil
 import sys
@@ -38,6 +42,7 @@ from fmscope.errors import FmscopeError
 from fmscope.user_cache import cache_root
 
 PRECISIONS = ("fp32", "fast")
+INT8_WEIGHTS = "int8"  # OpenVINOModule's third precision: f32 activations, int8 weights (fast without bf16 / fp16)
 _COMPILED: dict[tuple[str, str, int], tuple[Any, threading.Lock]] = {}
 _REGISTRY_LOCK = threading.Lock()
 
@@ -71,42 +76,83 @@ def inference_precision(precision: str) -> str:
     return "bf16" if "BF16" in capabilities else "f16" if "FP16" in capabilities else "f32"
 
 
-def module_identity(module: torch.nn.Module, weights_sha256: str, input_shape: tuple[int, ...]) -> dict:
-    """What determines the converted network: weights, code, versions and input shape (JSON-able)."""
+def weight_format(precision: str, hint: str) -> str:
+    """``int8`` where the weights are compressed to 8 bits (NNCF's ``compress_weights``, per-channel asymmetric),
+    else ``f32``: for precision ``int8`` (asked for), and for ``fast`` on a CPU without bf16 / fp16 (``hint``
+    ``f32``, e.g. an AVX2 laptop) when the ``nncf`` package is installed."""
+    if precision == INT8_WEIGHTS:
+        return "int8"
+    if precision == "fast" and hint == "f32" and importlib.util.find_spec("nncf") is not None:
+        return "int8"
+    return "f32"
+
+
+def _source_sha256(module: torch.nn.Module) -> str:
+    """sha256 of the file defining ``module``'s class ('' when there is none)."""
     source = sys.modules[type(module).__module__].__file__ or ""
-    code = hashlib.sha256(Path(source).read_bytes()).hexdigest() if source and Path(source).is_file() else ""
-    return {
+    return hashlib.sha256(Path(source).read_bytes()).hexdigest() if source and Path(source).is_file() else ""
+
+
+def module_identity(
+    module: torch.nn.Module, weights_sha256: str, input_shape: Any, parts: tuple[torch.nn.Module, ...] = ()
+) -> dict:
+    """What determines the converted network: weights, code, versions and input shape(s) (JSON-able).
+
+    ``parts``: modules the network runs whose classes live in other files than ``module``'s (a wrapper's
+    segment-anything decoder): their source files are hashed too.
+    """
+    identity = {
         "class": f"{type(module).__module__}.{type(module).__qualname__}",
-        "code_sha256": code,
+        "code_sha256": _source_sha256(module),
         "weights_sha256": weights_sha256,
-        "input_shape": list(input_shape),
+        "input_shape": json.loads(json.dumps(input_shape)),
         "fmscope": fmscope.__version__,
         "torch": torch.__version__.split("+")[0],
         "openvino": openvino().get_version(),
     }
+    if parts:
+        identity["parts_code_sha256"] = sorted({_source_sha256(part) for part in parts})
+    return identity
 
 
 class OpenVINOModule:
     """``module`` (in eval mode, on CPU) as an OpenVINO network for inputs of ``input_shape``.
 
-    ``identity``: :func:`module_identity` (the disk cache key). Conversion happens on the first call
-    that needs it, not here. ``precision``: ``fp32`` or ``fast`` (:func:`inference_precision`).
+    ``input_shape``: one shape (a single-input network), or a list of shapes (one per input, in ``forward``'s
+    order) where -1 marks a dynamic dimension; then ``example`` (one tensor per input) is what conversion
+    traces with (default: zeros of ``input_shape``). ``identity``: :func:`module_identity` (the disk cache
+    key). Conversion happens on the first call that needs it, not here. ``precision``: ``fp32`` or ``fast``
+    (:func:`inference_precision`, :func:`weight_format`), or ``int8`` (f32 activations, int8 weights: what ``fast``
+    is on a CPU without bf16 / fp16, asked for here to measure it on any CPU).
     """
 
     def __init__(
-        self, module: torch.nn.Module, input_shape: tuple[int, ...], identity: dict, precision: str = "fp32"
+        self,
+        module: torch.nn.Module,
+        input_shape: tuple[int, ...] | list[tuple[int, ...]],
+        identity: dict,
+        precision: str = "fp32",
+        example: tuple[torch.Tensor, ...] | None = None,
     ) -> None:
         self.module = module
-        self.input_shape = tuple(input_shape)
+        self.input_shape = input_shape if isinstance(input_shape, list) else tuple(input_shape)
+        self.example = example
         self.identity = identity
-        self.hint = inference_precision(precision)
+        self.hint = inference_precision("fp32" if precision == INT8_WEIGHTS else precision)
+        self.weights = weight_format(precision, self.hint)
         self.precision = precision
         key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
         self.folder = cache_root() / "openvino" / key
 
     @property
     def xml_path(self) -> Path:
+        """The converted network (f32 weights)."""
         return self.folder / "model.xml"
+
+    @property
+    def network_path(self) -> Path:
+        """The network that is compiled: :attr:`xml_path`, or its copy with int8 weights."""
+        return self.xml_path if self.weights == "f32" else self.folder / "model-int8.xml"
 
     def __call__(self, batch: np.ndarray, threads: int) -> np.ndarray:
         """Run the network on ``batch`` (B, *input_shape[1:]) float32 with ``threads`` CPU threads."""
@@ -115,31 +161,66 @@ class OpenVINOModule:
             outputs = [np.array(compiled(np.ascontiguousarray(item[None], dtype=np.float32))[0]) for item in batch]
         return np.concatenate(outputs)
 
+    def infer(self, inputs: tuple[np.ndarray, ...], threads: int) -> list[np.ndarray]:
+        """All outputs of one run on ``inputs`` (float32, one array per network input), ``threads`` threads."""
+        compiled, lock = self.compiled(threads)
+        with lock:
+            result = compiled(tuple(np.ascontiguousarray(item, dtype=np.float32) for item in inputs))
+            return [np.array(result[index]) for index in range(len(compiled.outputs))]
+
     def compiled(self, threads: int) -> tuple[Any, threading.Lock]:
         """The network compiled for ``threads`` threads (from this process, OpenVINO's cache, or anew)."""
-        entry_key = (str(self.xml_path), self.hint, threads)
+        entry_key = (str(self.network_path), self.hint, threads)
         with _REGISTRY_LOCK:
             if entry_key not in _COMPILED:
                 self._ensure_converted()
+                suffix = "" if self.weights == "f32" else f"-{self.weights}"
                 config = {
                     "INFERENCE_PRECISION_HINT": self.hint,
                     "INFERENCE_NUM_THREADS": threads,
                     "PERFORMANCE_HINT": "LATENCY",
-                    "CACHE_DIR": str(self.folder / f"compiled-{self.hint}"),
+                    "CACHE_DIR": str(self.folder / f"compiled-{self.hint}{suffix}"),
                 }
                 try:
-                    compiled = core().compile_model(str(self.xml_path), "CPU", config)
+                    compiled = core().compile_model(str(self.network_path), "CPU", config)
                 except RuntimeError:  # an unreadable IR or cache entry (disk full, killed writer): rebuild once
                     shutil.rmtree(self.folder, ignore_errors=True)
                     self._ensure_converted()
-                    compiled = core().compile_model(str(self.xml_path), "CPU", config)
+                    compiled = core().compile_model(str(self.network_path), "CPU", config)
                 _COMPILED[entry_key] = (compiled, threading.Lock())
             return _COMPILED[entry_key]
 
     def _ensure_converted(self) -> None:
-        """Write the IR (model.xml / model.bin / identity.json) unless a complete copy is on disk."""
-        if self.xml_path.is_file() and (self.folder / "model.bin").is_file():
-            return
+        """Write the IR (model.xml / model.bin / identity.json) unless a complete copy is on disk, and its int8
+        copy when :attr:`weights` asks for it."""
+        if not (self.xml_path.is_file() and (self.folder / "model.bin").is_file()):
+            self._convert()
+        if self.weights == "int8" and not self.network_path.is_file():
+            self._compress()
+
+    def _compress(self) -> None:
+        """model-int8.xml / .bin: model.xml with NNCF's 8-bit weight compression (~40 s for TinyViT, once)."""
+        import nncf  # imported after openvino(): its telemetry finds openvino_telemetry absent too
+
+        print("fmscope: compressing its weights to 8 bits, once on this machine (~1 min)", file=sys.stderr)
+        logger, level = logging.getLogger("nncf"), logging.getLogger("nncf").level
+        logger.setLevel(logging.WARNING)  # its table of bit widths (INFO, to stdout): not on fmscope's stdout
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # its progress bar
+                network = nncf.compress_weights(core().read_model(str(self.xml_path)))
+        finally:
+            logger.setLevel(level)
+        temporary = self.folder / f".tmp-{uuid.uuid4().hex}"
+        try:
+            temporary.mkdir()
+            openvino().save_model(network, str(temporary / "model.xml"), compress_to_fp16=False)
+            os.replace(temporary / "model.bin", self.network_path.with_suffix(".bin"))
+            os.replace(temporary / "model.xml", self.network_path)  # last: its presence means both are complete
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+    def _convert(self) -> None:
+        """Convert :attr:`module` and write model.xml / model.bin / identity.json into :attr:`folder`."""
         ov = openvino()
         print(
             f"fmscope: preparing {self.identity['class'].rsplit('.', 1)[-1]} for OpenVINO, once on this machine "
@@ -149,10 +230,14 @@ class OpenVINOModule:
         self.folder.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.folder.parent / f".tmp-{uuid.uuid4().hex}"
         try:
-            example = torch.zeros(self.input_shape)
+            several = isinstance(self.input_shape, list)
+            shapes = self.input_shape if several else [self.input_shape]
+            example = self.example if self.example is not None else tuple(torch.zeros(shape) for shape in shapes)
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracing's notes on Python control flow: shapes are static here
-                network = ov.convert_model(self.module, example_input=example, input=[self.input_shape])
+                network = ov.convert_model(
+                    self.module, example_input=example if several else example[0], input=[tuple(s) for s in shapes]
+                )
             temporary.mkdir()
             ov.save_model(network, str(temporary / "model.xml"), compress_to_fp16=False)
             (temporary / "identity.json").write_text(json.dumps(self.identity, indent=1, sort_keys=True))

@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fmscope.cli.progress import tqdm_progress
 from fmscope.errors import FmscopeError
 from fmscope.outputs import PICTURE_SUFFIXES, SLIDE_SUFFIXES, Output, check_outputs
 
@@ -83,18 +84,19 @@ def cmd_joint_domains(args: argparse.Namespace, slides: list, pairs: list[tuple[
         joint, sections = joint_table(tables, names, args.section_key)
         note([f"{len(slides)} slides embedded together on the {joint.n_vars} genes they share"])
     labels = _labels(tables, args.label_key, names)
-    result = joint_domains(
-        joint,
-        sections,
-        checkpoint=args.checkpoint,
-        n_domains=args.n_domains,
-        resolutions=args.resolution,
-        correction=args.correction,
-        labels=labels,
-        batch_size=args.batch_size,
-        device=args.device,
-        progress=True,
-    )
+    with tqdm_progress("cell") as progress:
+        result = joint_domains(
+            joint,
+            sections,
+            checkpoint=args.checkpoint,
+            n_domains=args.n_domains,
+            resolutions=args.resolution,
+            correction=args.correction,
+            labels=labels,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=progress,
+        )
     note(result.notes)
     if len(slides) > 1:
         spread(joint, tables)

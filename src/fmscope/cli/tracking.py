@@ -192,15 +192,6 @@ def volume_labels_by_tracking(args: argparse.Namespace, volume) -> np.ndarray:
             f"'{args.model}' has no 3D tracking flow.",
             f"Use --model with one of: {', '.join(models.names(models.TRACK, family='sam2'))}.",
         )
-    if args.fast:
-        raise FmscopeError(
-            f"--fast is for the LiteMedSAM / MedSAM encoder; {args.model} runs as sam2 runs it.", "Leave out --fast."
-        )
-    if args.backend == "openvino":
-        raise FmscopeError(
-            f"--backend openvino is for the LiteMedSAM / MedSAM encoder; {args.model} runs on torch.",
-            "Leave out --backend (or use auto / torch).",
-        )
     with tqdm_progress("slice") as progress:
         return track_volume(
             volume,
@@ -214,6 +205,8 @@ def volume_labels_by_tracking(args: argparse.Namespace, volume) -> np.ndarray:
             slice_range=tuple(args.range) if args.range else None,
             progress=progress,
             name=str(args.volume),
+            backend=args.backend,
+            precision="fast" if args.fast else "fp32",
         )
 
 
@@ -242,7 +235,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "others need --checkpoint; a model file tracks as the default tracker does)",
     )
     track.add_argument("--checkpoint", help="weights file or folder (else $FMSCOPE_CHECKPOINT_DIR)")
-    track.add_argument("--fast", action="store_true", help="bfloat16 encoder for litemedsam (faster, not bit-exact)")
+    track.add_argument(
+        "--fast", action="store_true", help="bfloat16 image encoder (faster, not bit-exact; sam2 models: on OpenVINO)"
+    )
     add_backend_option(track)
     track.add_argument("--direction", choices=("both", "forward", "backward"), default="both")
     track.add_argument("--range", nargs=2, type=int, metavar=("FIRST", "LAST"), help="track only these frames")

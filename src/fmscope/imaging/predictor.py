@@ -12,6 +12,7 @@ import torch
 
 import fmscope
 from fmscope.backends.image_encoder import image_encoder
+from fmscope.backends.mask_decoder import mask_decoder
 from fmscope.errors import FmscopeError
 from fmscope.imaging import roi
 from fmscope.imaging.cache import CachedEmbedding, EmbeddingCache
@@ -84,7 +85,13 @@ class Segmenter:
             backend,
         )
         self.backend = self.encoder.backend
-        self.encoder.prepare(self.thread_policy.apply())  # OpenVINO: compiled here, not on the first prompt
+        net = self.model.net
+        self.decoder = mask_decoder(
+            net.prompt_encoder, net.mask_decoder, self.model.weights_sha256, self.backend, precision
+        )
+        threads = self.thread_policy.apply()
+        self.encoder.prepare(threads)  # OpenVINO: compiled here, not on the first prompt
+        self.decoder.prepare(threads)
         self.encoder_calls = 0
         # On CPU the decoder is memory-bound: batches beyond two prompts get slower per prompt
         # (measured in benchmarks/segment.py); a GPU takes large batches.
@@ -291,13 +298,7 @@ class Segmenter:
         embedding = torch.from_numpy(entry.embedding)[None].to(device)
         with torch.inference_mode():
             sparse, dense = net.prompt_encoder(points=point_input, boxes=box_tensor, masks=None)
-            low_res, scores = net.mask_decoder(
-                image_embeddings=embedding,
-                image_pe=net.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask,
-            )
+            low_res, scores = self.decoder(embedding, sparse, dense, multimask, self.thread_policy.apply())
             if multimask:
                 best = scores.argmax(dim=1)
                 rows = torch.arange(len(best), device=device)

@@ -108,7 +108,7 @@ class JointDomainsPanel(QGroupBox):
             else:
                 joint, sections = joint_table(lights, names)
             job.check()
-            result = joint_domains(joint, sections, checkpoint=checkpoint, n_domains=n_domains)
+            result = joint_domains(joint, sections, checkpoint=checkpoint, n_domains=n_domains, progress=job.progress)
             if len(lights) > 1:
                 spread(joint, lights)
             return result

@@ -25,6 +25,7 @@ from fmscope.omics.embed import EMBEDDING_KEY
 from fmscope.omics.integrate import check_correction, harmony, scgpt_batch_note, section_centred_pca
 from fmscope.omics.integration_metrics import integration_figures
 from fmscope.omics.sections import require_sections
+from fmscope.progress import Progress
 
 MIN_SHARED_GENES = 10
 REFINE_STEPS = 12  # Leiden runs at most, bisecting the resolution towards exactly n_domains
@@ -152,7 +153,7 @@ def joint_domains(
     compare: bool = True,
     batch_size: int = 32,
     device: str | None = None,
-    progress: bool = False,
+    progress: Progress | None = None,
     seed: int = 0,
 ) -> JointDomains:
     """Domains shared across the ``sections`` ((cells,) labels) of ``adata``, written into it as
@@ -162,7 +163,8 @@ def joint_domains(
     ``correction``: ``"harmony"`` (default; see :mod:`fmscope.omics.integrate`) or ``"none"``. With
     ``compare`` the figures of PCA without correction and Harmony on it are computed too (their domains
     clustered alike when ``labels``, (cells,) known labels, are given; else their batch figures are
-    grouped by fmscope's domains).
+    grouped by fmscope's domains). ``progress`` is told the cells embedded (scGPT) and raises
+    :class:`fmscope.errors.Cancelled` once cancelled.
     """
     check_correction(correction)
     sections = np.asarray(sections).astype(str)

@@ -82,8 +82,11 @@ class Sam2Tracker:
         device: str | torch.device | None = None,
         bounded: bool = True,
         loaded: LoadedSam2 | None = None,
+        backend: str | None = None,
+        precision: str = "fp32",
     ) -> None:
-        self.loaded = loaded if loaded is not None else load_sam2(model, checkpoint, device)
+        """``backend`` / ``precision``: the image encoder's runtime and precision (:func:`load_sam2`)."""
+        self.loaded = loaded if loaded is not None else load_sam2(model, checkpoint, device, backend, precision)
         self.predictor = self.loaded.predictor
         self.frames, self.bounded = frames, bounded
         self.volume_flow = frames.kind == "volume"

@@ -57,6 +57,12 @@ def _predictor_class():
         def __init__(self, fill_hole_area: int = 0, **kwargs) -> None:
             super().__init__(fill_hole_area=0, **kwargs)
             self.cpu_fill_hole_area = fill_hole_area
+            self.image_runtime = None  # set by load_sam2: the image encoder on OpenVINO
+
+        def forward_image(self, img_batch: torch.Tensor) -> dict:
+            if self.image_runtime is not None:
+                return self.image_runtime(img_batch)
+            return super().forward_image(img_batch)
 
         def _run_single_frame_inference(self, *args, **kwargs):
             compact, masks = super()._run_single_frame_inference(*args, **kwargs)
@@ -77,6 +83,7 @@ class LoadedSam2:
     image_size: int
     weights_sha256: str
     path: str
+    backend: str = "torch"  # the image encoder's runtime; the other parts run on torch
 
 
 def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
@@ -103,6 +110,8 @@ def load_sam2(
     name: str = DEFAULT_VOLUME_TRACKER,
     checkpoint: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
+    backend: str | None = None,
+    precision: str = "fp32",
 ) -> LoadedSam2:
     """Build sam2's video predictor for registry entry ``name`` and load its weights.
 
@@ -111,12 +120,24 @@ def load_sam2(
     :func:`fmscope.checkpoints.unwrap_state_dict`); weights in the first SAM 2 layout of the same
     Hiera size are built from sam2's SAM 2 config; a file of another architecture is refused with
     what it looks like. Building the model does not touch the global random state.
+    ``backend``: the image encoder's runtime (``torch`` / ``openvino`` / ``auto``; None: ``$FMSCOPE_BACKEND`` or
+    auto, :mod:`fmscope.backends`) at ``precision`` (``fp32``, or ``fast``: OpenVINO only, bf16 where the CPU
+    has it); memory attention, memory encoder and mask decoder run on torch.
     """
+    from fmscope.backends import resolve_backend
+
     if name not in SAM2_CONFIGS:
         raise FmscopeError(
             f"'{name}' is not a tracking model.", f"Use one of: {DEFAULT_SEGMENTER}, {', '.join(SAM2_CONFIGS)}."
         )
     config, image_size, trunk = SAM2_CONFIGS[name]
+    target = torch.device(device) if device is not None else _default_device()
+    runtime = resolve_backend(backend, target)
+    if precision != "fp32" and runtime != "openvino":
+        raise FmscopeError(
+            f"Precision '{precision}' for {name} is OpenVINO's (its image encoder); the {runtime} backend runs fp32.",
+            "Leave out --fast, or use --backend openvino (CPU).",
+        )
     path = checkpoints.resolve(name, checkpoint)
     state = checkpoints.read_state_dict(path)
     looks_like = describe_state_dict(state)
@@ -133,8 +154,14 @@ def load_sam2(
         )
     predictor = _build(config, image_size)
     checkpoints.load_into(predictor, state, name, path)
-    target = torch.device(device) if device is not None else _default_device()
-    return LoadedSam2(name, predictor.to(target).eval(), image_size, checkpoints.file_sha256(path), str(path))
+    digest = checkpoints.file_sha256(path)
+    predictor = predictor.to(target).eval()
+    if runtime == "openvino":
+        from fmscope.backends.sam2_image_encoder import OpenVINOSam2ImageEncoder
+
+        predictor.image_runtime = OpenVINOSam2ImageEncoder(predictor, image_size, digest, precision)
+        predictor.image_runtime.prepare()  # compiled here (from the disk cache), not on the first frame
+    return LoadedSam2(name, predictor, image_size, digest, str(path), runtime)
 
 
 def _default_device() -> torch.device:

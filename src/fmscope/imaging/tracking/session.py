@@ -84,9 +84,9 @@ def make_backend(
 ) -> TrackerBackend:
     """The tracking backend for catalogue name ``model`` (:mod:`fmscope.models`, capability ``track``), or for an
     fmscope model file (a segmenter fine-tuned by ``fmscope train-segmenter``: it tracks as the default tracker
-    does, per frame). ``precision``: the segmenter's (``"fast"``: bfloat16 encoder) and ``inference_backend`` its
-    encoder's runtime (``torch`` / ``openvino`` / ``auto``, see :mod:`fmscope.backends`), for those per-frame
-    trackers only; sam2 models run on torch. Raises FmscopeError for a model that cannot track."""
+    does, per frame). ``precision``: the image encoder's (``"fast"``: bfloat16) and ``inference_backend`` its
+    runtime (``torch`` / ``openvino`` / ``auto``, see :mod:`fmscope.backends`); sam2 models run their other parts
+    on torch. Raises FmscopeError for a model that cannot track."""
     if not can(model, TRACK):
         raise FmscopeError(f"'{model}' cannot track.", f"Use one of: {choices_text(TRACK)}.")
     if volume_flow(model) != "tracking":  # the default tracker, per frame: LiteMedSAM and model files
@@ -101,19 +101,17 @@ def make_backend(
             precision=precision,
             inference_backend=inference_backend,
         )
-    if inference_backend == "openvino":
-        raise FmscopeError(
-            f"The openvino backend is for the LiteMedSAM tracker; {model} runs on torch.",
-            f"Leave out --backend openvino, or track with --model {DEFAULT_SEGMENTER}.",
-        )
-    if precision != "fp32":
-        raise FmscopeError(
-            f"Precision '{precision}' is for the LiteMedSAM tracker; {model} runs as sam2 runs it.",
-            f"Leave out --fast, or track with --model {DEFAULT_SEGMENTER}.",
-        )
     from fmscope.imaging.tracking.medsam2 import Sam2Tracker
 
-    return Sam2Tracker(frames, model=model, checkpoint=checkpoint, window=window, device=device)
+    return Sam2Tracker(
+        frames,
+        model=model,
+        checkpoint=checkpoint,
+        window=window,
+        device=device,
+        backend=inference_backend,
+        precision=precision,
+    )
 
 
 class TrackingSession:

@@ -41,6 +41,8 @@ def track_volume(
     progress: Progress | None = None,
     name: str = "the volume",
     loaded=None,
+    backend: str | None = None,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """uint16 (z, y, x) labels tracked from prompts on ``key_slice`` with a MedSAM2 / SAM2.1 model.
 
@@ -52,7 +54,7 @@ def track_volume(
     cancelled (nothing is returned then). A plain array is taken as a volume of
     unit spacing (the geometry does not change the masks). ``loaded``: a model already loaded with
     :func:`fmscope.imaging.tracking.sam2_model.load_sam2` (a front end keeps one between runs);
-    else ``checkpoint`` is loaded.
+    else ``checkpoint`` is loaded, its image encoder on ``backend`` at ``precision`` (:func:`load_sam2`).
     """
     if model not in SAM2_MODELS:
         raise FmscopeError(f"'{model}' has no 3D tracking flow.", f"Use one of: {', '.join(SAM2_MODELS)}.")
@@ -66,12 +68,21 @@ def track_volume(
     if not prompts and not masks:
         raise FmscopeError("No prompt given.", "Give a box (or a mask) on the key slice.")
     frames = volume_frames(volume, name=name)
-    backend = None
+    backend_name, backend = backend, None
     if loaded is not None:
         from fmscope.imaging.tracking.medsam2 import Sam2Tracker
 
         backend = Sam2Tracker(frames, model=model, window=window, device=device, loaded=loaded)
-    session = TrackingSession(frames, model=model, checkpoint=checkpoint, window=window, device=device, backend=backend)
+    session = TrackingSession(
+        frames,
+        model=model,
+        checkpoint=checkpoint,
+        window=window,
+        device=device,
+        backend=backend,
+        precision=precision,
+        inference_backend=backend_name,
+    )
     for obj, box in prompts.items():
         if obj not in masks:
             session.add_box(key_slice, obj, box)
