@@ -28,6 +28,7 @@ import numpy as np
 from fmscope.errors import FmscopeError
 from fmscope.imaging.prompts import validate_box, validate_points
 from fmscope.imaging.tracking.frames import FrameSource, open_frames
+from fmscope.imaging.tracking.lineage import Lineage
 from fmscope.imaging.tracking.prompt import Prompt
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask
 from fmscope.models import DEFAULT_SEGMENTER, TRACK, can, choices_text, volume_flow
@@ -140,6 +141,7 @@ class TrackingSession:
         self.prompts: dict[int, dict[int, Prompt]] = {}  # object -> frame -> prompt
         self.tracked: dict[int, dict[int, bool]] = {}  # object -> frame -> tracked in reverse
         self._corrections: list[tuple[int, int]] = []  # (object, frame) awaiting re-propagation
+        self.lineage = Lineage()  # daughter -> parent (divisions)
 
     # prompts -------------------------------------------------------------------------------------
     def add_box(self, frame: int, obj: int, box) -> FrameResult:
@@ -281,6 +283,7 @@ class TrackingSession:
             self.store.set_frame(index, labels, self.store.scores.get(index, {}))
         self.prompts.pop(obj, None)
         self.tracked.pop(obj, None)
+        self.lineage.remove(obj)
         self._corrections = [(o, f) for o, f in self._corrections if o != obj]
         return frames
 
