@@ -145,6 +145,8 @@ def _session(args: argparse.Namespace, frames):
         device=args.device,
         precision="fast" if args.fast else "fp32",
         inference_backend=args.backend,
+        divisions=args.divisions,
+        detect_new=args.detect_new,
     )
 
 
@@ -188,6 +190,9 @@ def cmd_track(args: argparse.Namespace) -> int:
     if args.overlay:
         write_overlay_video(session, args.overlay, args.window)
         print(f"wrote {args.overlay}")
+    if session.lineage.parents:
+        parents = sorted(set(session.lineage.parents.values()))
+        print(f"divisions: {len(parents)} (parents {', '.join(map(str, parents))})")
     found_on = {obj: len(session.object_frames(obj)) for obj in sorted(session.prompts)}
     spans = ", ".join(f"{obj}: {count} frames" for obj, count in found_on.items())
     for obj, count in found_on.items():
@@ -267,6 +272,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     track.add_argument("--fast", action="store_true", help="bfloat16 encoder for litemedsam (faster, not bit-exact)")
     add_backend_option(track)
     track.add_argument("--direction", choices=("both", "forward", "backward"), default="both")
+    track.add_argument(
+        "--divisions",
+        action="store_true",
+        help="end an object that divides and start its two daughters (parent recorded; forward only, litemedsam)",
+    )
+    track.add_argument(
+        "--detect-new", action="store_true", help="start a track for new objects on later frames (litemedsam)"
+    )
     track.add_argument("--range", nargs=2, type=int, metavar=("FIRST", "LAST"), help="track only these frames")
     track.add_argument("--window", type=window_option, help="CT/MR window: preset or LEVEL,WIDTH; default automatic")
     track.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
