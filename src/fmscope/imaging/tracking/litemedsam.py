@@ -408,10 +408,9 @@ class LiteMedSAMTracker:
         edge, the area of its prior inside the frame, compared with instead of a larger prompted area."""
         area = int(mask.sum())
         key_area, key_mean = self.reference[obj]
-        if visible is not None:
-            key_area = min(key_area, visible)
+        least = key_area if visible is None else min(key_area, visible)  # only the lower bound follows the edge
         shift = abs(float(image[mask].mean()) - key_mean) / 255.0 if area else 1.0
-        return self.stop.keeps(area, key_area, score, shift) and area <= key_area / self.stop.min_area_fraction
+        return self.stop.keeps(area, least, score, shift) and area <= key_area / self.stop.min_area_fraction
 
     def finish(self, store: LabelStore) -> None:
         """Nothing to do: every frame's result is final."""
