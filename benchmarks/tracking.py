@@ -284,22 +284,22 @@ def division_windows(
 
 
 def ctc_scores(truth: np.ndarray, truth_parents: dict, ours: np.ndarray, our_parents: dict, folder: Path) -> dict:
-    """traccuracy's CTC measures and division measures (one-frame buffer) of ``ours`` against ``truth``."""
+    """traccuracy's CTC measures (CTC matcher) and division measures (one-frame buffer, IoU matcher) of
+    ``ours`` against ``truth``."""
     from traccuracy import run_metrics
     from traccuracy.loaders import load_ctc_data
-    from traccuracy.matchers import CTCMatcher
+    from traccuracy.matchers import CTCMatcher, IOUMatcher
     from traccuracy.metrics import CTCMetrics, DivisionMetrics
 
     from fmscope.imaging.tracking.export import write_ctc
 
     write_ctc(truth, folder / "truth", truth_parents)
     write_ctc(ours, folder / "ours", our_parents)
-    results, _ = run_metrics(
-        load_ctc_data(str(folder / "truth")),
-        load_ctc_data(str(folder / "ours")),
-        CTCMatcher(),
-        [CTCMetrics(), DivisionMetrics(max_frame_buffer=1)],
-    )
+    truth_graph, our_graph = load_ctc_data(str(folder / "truth")), load_ctc_data(str(folder / "ours"))
+    results, _ = run_metrics(truth_graph, our_graph, CTCMatcher(), [CTCMetrics()])
+    # division measures need a one-to-one matching (the CTC matcher is many-to-one): IoU >= 0.5, one to one
+    more, _ = run_metrics(truth_graph, our_graph, IOUMatcher(0.5, one_to_one=True), [DivisionMetrics(1)])
+    results += more
     merged = {}
     for result in results:
         merged.update(result["results"])
