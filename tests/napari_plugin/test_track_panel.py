@@ -224,7 +224,7 @@ def test_two_objects_hand_painting_cancel_and_export(hela_panel, qtbot, hela, tm
     assert {(int(r["frame"]), int(r["object"])) for r in rows} == {
         (f, o) for f in range(FRAMES) for o in (51, 52) if (exported[f] == o).any()
     }
-    track_rows = (written[2] / "man_track.txt").read_text().split("\n")
+    track_rows = (written[2] / "res_track.txt").read_text().split("\n")
     assert track_rows[0].split()[:2] == ["51", "0"]
     assert np.array_equal(tifffile.imread(written[2] / "mask003.tif"), exported[3])
 

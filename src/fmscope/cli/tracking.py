@@ -24,16 +24,23 @@ LABEL_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz", ".nrrd", ".mha")
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Refuse unusable or clashing output names before any work (:func:`fmscope.outputs.check_outputs`)."""
-    from fmscope.outputs import Output, check_outputs
+    from fmscope.imaging.tracking.export import ctc_replaceable, geff_replaceable
+    from fmscope.outputs import FOLDER, Output, check_outputs
 
     check_outputs(
         [
             Output("-o", args.output, LABEL_SUFFIXES),
             Output("--overlay", args.overlay, (".mp4",)),
             Output("--table", args.table, (".csv",)),
+            Output("--ctc", args.ctc, FOLDER),
+            Output("--geff", args.geff, FOLDER),
         ],
         [args.input, args.checkpoint, args.model],
     )
+    if args.ctc:
+        ctc_replaceable(args.ctc)
+    if args.geff:
+        geff_replaceable(args.geff)
 
 
 def _point_prompts(args: argparse.Namespace) -> dict[int, tuple[list, list]]:
@@ -133,12 +140,19 @@ def _session(args: argparse.Namespace, frames):
         device=args.device,
         precision="fast" if args.fast else "fp32",
         inference_backend=args.backend,
+        divisions=args.divisions,
+        detect_new=args.detect_new,
     )
 
 
 def cmd_track(args: argparse.Namespace) -> int:
     from fmscope.imaging.tracking import open_frames
-    from fmscope.imaging.tracking.export import write_session_labels, write_session_table
+    from fmscope.imaging.tracking.export import (
+        write_session_ctc,
+        write_session_geff,
+        write_session_labels,
+        write_session_table,
+    )
     from fmscope.imaging.tracking.session import TrackingStopped
 
     _check_outputs(args)
@@ -162,9 +176,18 @@ def cmd_track(args: argparse.Namespace) -> int:
     if args.table:
         rows = write_session_table(session, args.table)
         print(f"wrote {args.table}: {rows} rows")
+    if args.ctc:
+        tracks = write_session_ctc(session, args.ctc)
+        print(f"wrote {args.ctc}: {tracks} tracks (Cell Tracking Challenge res_track.txt + mask###.tif)")
+    if args.geff:
+        nodes = write_session_geff(session, args.geff)
+        print(f"wrote {args.geff}: lineage graph of {nodes} detections (GEFF)")
     if args.overlay:
         write_overlay_video(session, args.overlay, args.window)
         print(f"wrote {args.overlay}")
+    if session.lineage.parents:
+        parents = sorted(set(session.lineage.parents.values()))
+        print(f"divisions: {len(parents)} (parents {', '.join(map(str, parents))})")
     found_on = {obj: len(session.object_frames(obj)) for obj in sorted(session.prompts)}
     spans = ", ".join(f"{obj}: {count} frames" for obj, count in found_on.items())
     for obj, count in found_on.items():
@@ -240,6 +263,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     add_backend_option(track)
     track.add_argument("--direction", choices=("both", "forward", "backward"), default="both")
+    track.add_argument(
+        "--divisions",
+        action="store_true",
+        help="end an object that divides and start its two daughters (parent recorded; forward only, litemedsam)",
+    )
+    track.add_argument(
+        "--detect-new", action="store_true", help="start a track for new objects on later frames (litemedsam)"
+    )
     track.add_argument("--range", nargs=2, type=int, metavar=("FIRST", "LAST"), help="track only these frames")
     track.add_argument("--window", type=window_option, help="CT/MR window: preset or LEVEL,WIDTH; default automatic")
     track.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
@@ -250,5 +281,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="label stack to write (.tif, or .nii.gz / .nrrd / .mha: time as the third axis for a time-lapse)",
     )
     track.add_argument("--overlay", help="also write an overlay video (.mp4)")
-    track.add_argument("--table", help="also write a table (.csv): object, frame, area, centroid, intensity, score")
+    track.add_argument(
+        "--table", help="also write a table (.csv): object, frame, area, centroid, intensity, score, parent"
+    )
+    track.add_argument(
+        "--ctc", metavar="DIR", help="also write a Cell Tracking Challenge folder (res_track.txt L B E P + mask###.tif)"
+    )
+    track.add_argument("--geff", metavar="PATH", help="also write the lineage graph as a GEFF zarr store")
     track.set_defaults(run=cmd_track)

@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
 from fmscope import models
 from fmscope.errors import FmscopeError
 from fmscope.imaging.tracking.export import tracks_data, write_ctc, write_label_stack, write_label_volume, write_table
+from fmscope.imaging.tracking.lineage import napari_graph
 from fmscope.napari.image_panel import ImagePanel
 from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.track_state import TrackState
@@ -506,17 +507,23 @@ class TrackPanel(ImagePanel, QWidget):
         table.blockSignals(False)
 
     def _refresh_tracks(self) -> None:
-        """The Tracks layer: each object's centroid on every frame where it has pixels."""
+        """The Tracks layer: each object's centroid on every frame where it has pixels, and the lineage
+        (napari's ``graph``: a daughter's track drawn from its parent's last point)."""
         layer = self._labels()
         data = tracks_data(layer.data, self.state.tracked) if layer is not None and self.state.objects else None
         if data is None or not len(data):
             if TRACKS in self.viewer.layers:
                 self.viewer.layers.remove(TRACKS)
             return
+        session = self.session
+        graph = napari_graph(session.lineage.parents, np.unique(data[:, 0]).astype(int)) if session else {}
         if TRACKS in self.viewer.layers:
-            self.viewer.layers[TRACKS].data = data
+            tracks = self.viewer.layers[TRACKS]
+            tracks.graph = {}  # the old graph may name tracks the new data no longer has
+            tracks.data = data
+            tracks.graph = graph
         else:
-            self.viewer.add_tracks(data, name=TRACKS, tail_length=10, **self._grid())
+            self.viewer.add_tracks(data, graph=graph, name=TRACKS, tail_length=10, **self._grid())
             self.viewer.layers.selection.active = self.viewer.layers[BOXES]
 
     # -- export --------------------------------------------------------------------------------
@@ -525,7 +532,7 @@ class TrackPanel(ImagePanel, QWidget):
         (T, Y, X) uint16 or, with the NIfTI format, ``<image>_labels.nii.gz`` (Z, Y, X) with the
         geometry of the volume the image was read from, ``<image>_objects.csv`` (frame, object,
         area_px, centroid_y, centroid_x) and, for time-lapses, the Cell Tracking Challenge folder
-        ``<image>_ctc/`` (man_track.txt + mask###.tif).
+        ``<image>_ctc/`` (res_track.txt + mask###.tif, with the session's parent links).
         Only the tracked objects are written. Returns the paths written."""
         layer = self._labels()
         text = str(folder) if folder is not None else self.export_edit.text().strip()
@@ -565,10 +572,12 @@ class TrackPanel(ImagePanel, QWidget):
                 write_label_volume(labels, volume, written[0])
             else:
                 write_label_stack(labels, written[0])
-            write_table(labels, written[1])
+            session = self.session
+            parents = session.lineage.parents if session is not None else {}
+            write_table(labels, written[1], parents=parents)
             if self.axis_combo.currentText() == "time":
                 written.append(base.with_name(base.name + "_ctc"))
-                write_ctc(labels, written[2])
+                write_ctc(labels, written[2], parents)
         except FmscopeError as error:
             self.panel.fail(error)
             return []

@@ -1,9 +1,11 @@
 """Writing tracked label stacks: the stack (TIFF, or NIfTI / NRRD with a volume's geometry), a
-per-object per-frame table (CSV) and the Cell Tracking Challenge format (``man_track.txt`` +
-``mask###.tif``); ``write_session_*`` write a TrackingSession's (``fmscope track``, batch
-``track`` items). No Qt; every write is atomic.
+per-object per-frame table (CSV), the Cell Tracking Challenge format (``res_track.txt`` +
+``mask###.tif``, with parent links) and GEFF (the graph exchange format of napari's tracking
+tools); ``write_session_*`` write a TrackingSession's (``fmscope track``, batch ``track`` items).
+No Qt; every write is atomic.
 
-Labels are a uint16 (T, H, W) stack: 0 background, one id per object (the same id on every frame).
+Labels are a uint16 (T, H, W) stack: 0 background, one id per object (the same id on every frame);
+``parents`` ({daughter: parent}) is the lineage (:mod:`fmscope.imaging.tracking.lineage`).
 """
 
 from __future__ import annotations
@@ -21,10 +23,21 @@ from scipy import ndimage
 from fmscope.atomic import atomic_write, file_suffix
 from fmscope.errors import FmscopeError
 from fmscope.imaging.io import TIFF_SUFFIXES, Volume, write_sitk, write_volume
+from fmscope.imaging.tracking.lineage import ctc_lineage, lineage_graph
 from fmscope.outputs import VOLUME_SUFFIXES  # one-file 3D formats (.mhd / .nhdr write two)
 
-TABLE_COLUMNS = ("frame", "object", "area_px", "centroid_y", "centroid_x")
-SESSION_TABLE_COLUMNS = ("object", "frame", "area_px", "centroid_x", "centroid_y", "mean_intensity", "score")
+TABLE_COLUMNS = ("frame", "object", "area_px", "centroid_y", "centroid_x", "parent")
+SESSION_TABLE_COLUMNS = (
+    "object",
+    "frame",
+    "area_px",
+    "centroid_x",
+    "centroid_y",
+    "mean_intensity",
+    "score",
+    "parent",
+)
+CTC_TRACK_FILE = "res_track.txt"  # a CTC result's name (the ground truth's is man_track.txt)
 
 
 @dataclass(frozen=True)
@@ -127,48 +140,100 @@ def write_label_volume(labels: np.ndarray, volume: Volume, path: str | os.PathLi
     write_volume(labels, volume, path)
 
 
-def write_table(labels: np.ndarray, path: str | os.PathLike, objects=None) -> int:
-    """CSV with columns frame, object, area_px, centroid_y, centroid_x; returns the number of rows."""
+def write_table(
+    labels: np.ndarray, path: str | os.PathLike, objects=None, parents: dict[int, int] | None = None
+) -> int:
+    """CSV with columns frame, object, area_px, centroid_y, centroid_x, parent (0: none); returns the
+    number of rows."""
     rows = object_table(labels, objects)
+    parents = parents or {}
 
     def write(target: Path) -> None:
         with open(target, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(TABLE_COLUMNS)
-            writer.writerows([row.frame, row.obj, row.area, f"{row.y:.3f}", f"{row.x:.3f}"] for row in rows)
+            writer.writerows(
+                [row.frame, row.obj, row.area, f"{row.y:.3f}", f"{row.x:.3f}", parents.get(row.obj, 0)] for row in rows
+            )
 
     atomic_write(Path(path), write)
     return len(rows)
 
 
-def ctc_tracks(labels: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """``man_track.txt`` rows (L, B, E, P): label, first and last frame with pixels, parent (0: none).
-
-    An object missing on frames between B and E keeps its label (a gap, as the CTC format allows)."""
-    labels = _stack(labels)
-    spans: dict[int, list[int]] = {}
-    for index, frame in enumerate(labels):
-        for obj in np.unique(frame).tolist():
-            if obj:
-                spans.setdefault(int(obj), [index, index])[1] = index
-    return [(obj, first, last, 0) for obj, (first, last) in sorted(spans.items())]
+def ctc_tracks(labels: np.ndarray, parents: dict[int, int] | None = None) -> list[tuple[int, int, int, int]]:
+    """``res_track.txt`` rows (L, B, E, P): label, first and last frame, parent (0: none); a track
+    with a gap is cut there (:func:`fmscope.imaging.tracking.lineage.ctc_lineage`)."""
+    return ctc_lineage(_stack(labels), parents or {})[1]
 
 
-def write_ctc(labels: np.ndarray, folder: str | os.PathLike) -> int:
-    """A Cell Tracking Challenge result folder: ``man_track.txt`` and ``mask000.tif`` ... (uint16,
-    3 digits, 4 from 1,000 frames); the folder is replaced as a whole. Returns the number of tracks."""
-    labels = _stack(labels)
-    rows = ctc_tracks(labels)
-    digits = max(3, len(str(len(labels) - 1)))
+def write_ctc(labels: np.ndarray, folder: str | os.PathLike, parents: dict[int, int] | None = None) -> int:
+    """A Cell Tracking Challenge result folder: ``res_track.txt`` and ``mask000.tif`` ... (uint16,
+    3 digits, 4 from 1,000 frames), as traccuracy and the CTC's measures read it; the folder is
+    replaced as a whole (check it with :func:`ctc_replaceable` first). Returns the number of tracks."""
+    masks, rows = ctc_lineage(_stack(labels), parents or {})
+    digits = max(3, len(str(len(masks) - 1)))
 
     def write(target: Path) -> None:
         target.mkdir()
-        (target / "man_track.txt").write_text("".join(f"{label} {b} {e} {p}\n" for label, b, e, p in rows))
-        for index, frame in enumerate(labels):
+        (target / CTC_TRACK_FILE).write_text("".join(f"{label} {b} {e} {p}\n" for label, b, e, p in rows))
+        for index, frame in enumerate(masks):
             tifffile.imwrite(target / f"mask{index:0{digits}d}.tif", frame)
 
     atomic_write(Path(folder), write)
     return len(rows)
+
+
+def ctc_replaceable(folder: str | os.PathLike, option: str = "--ctc") -> None:
+    """Refuse (FmscopeError) an existing ``folder`` holding anything but a CTC folder's files
+    (``*_track.txt``, ``mask*.tif``): fmscope replaces only such a folder as a whole."""
+    folder = Path(folder).expanduser()
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise FmscopeError(f"{option} {folder} is an existing file.", f"Give {option} a folder name.")
+    other = [p.name for p in folder.iterdir() if not (p.name.endswith("_track.txt") or p.name.startswith("mask"))]
+    if other:
+        raise FmscopeError(
+            f"{option} {folder} holds files that are not a tracking result ({', '.join(sorted(other)[:3])}); "
+            "fmscope replaces only a Cell Tracking Challenge folder as a whole.",
+            f"Give {option} a new folder name.",
+        )
+
+
+def write_geff(labels: np.ndarray, path: str | os.PathLike, parents: dict[int, int] | None = None) -> int:
+    """The lineage graph (:func:`fmscope.imaging.tracking.lineage.lineage_graph`: one node per object
+    and frame with ``t``, ``y``, ``x``, ``seg_id``, ``area``) as a GEFF zarr store (PyPI ``geff``),
+    axes t (frames), y, x (pixels); an existing store at ``path`` is replaced. Returns the node count."""
+    import geff
+
+    graph = lineage_graph(_stack(labels), parents or {})
+
+    def write(target: Path) -> None:
+        geff.write(
+            graph,
+            str(target),
+            axis_names=["t", "y", "x"],
+            axis_types=["time", "space", "space"],
+            axis_units=[None, None, None],
+        )
+
+    atomic_write(Path(path), write)
+    return graph.number_of_nodes()
+
+
+def geff_replaceable(path: str | os.PathLike, option: str = "--geff") -> None:
+    """Refuse (FmscopeError) an existing ``path`` that is not a GEFF store (fmscope replaces only those)."""
+    path = Path(path).expanduser()
+    if path.exists() and not (path.is_dir() and ((path / ".zattrs").exists() or (path / "zarr.json").exists())):
+        raise FmscopeError(
+            f"{option} {path} exists and is not a GEFF store.", f"Give {option} a new name (a folder is written)."
+        )
+    if path.exists():
+        attributes = (path / ".zattrs") if (path / ".zattrs").exists() else (path / "zarr.json")
+        if "geff" not in attributes.read_text(errors="replace"):
+            raise FmscopeError(
+                f"{option} {path} is a zarr store that is not a GEFF graph.", f"Give {option} a new name."
+            )
 
 
 def write_session_labels(session, path: str | os.PathLike) -> str | None:
@@ -182,10 +247,20 @@ def write_session_labels(session, path: str | os.PathLike) -> str | None:
     return write_label_stack(labels, path, session.frames.spacing)
 
 
+def write_session_ctc(session, folder: str | os.PathLike) -> int:
+    """A TrackingSession's labels and lineage as a CTC result folder (:func:`write_ctc`)."""
+    return write_ctc(session.labels(), folder, session.lineage.parents)
+
+
+def write_session_geff(session, path: str | os.PathLike) -> int:
+    """A TrackingSession's labels and lineage as a GEFF store (:func:`write_geff`)."""
+    return write_geff(session.labels(), path, session.lineage.parents)
+
+
 def write_session_table(session, path: str | os.PathLike) -> int:
     """CSV, one row per object and frame the session found it on: object, frame, area_px,
     centroid_x, centroid_y (pixels), mean_intensity (of the frame's grey values), score (the
-    model's). Returns the number of rows."""
+    model's), parent (the object it divided from; 0: none). Returns the number of rows."""
     rows = []
     for index in range(session.frames.n_frames):
         scores = session.store.scores.get(index)
@@ -198,7 +273,18 @@ def write_session_table(session, path: str | os.PathLike) -> int:
         areas, centres = _measures(labels, ids)
         means = ndimage.mean(grey, labels, ids)
         for obj, area, mean, (cy, cx) in zip(ids, areas, means, centres):
-            rows.append([obj, index, int(area), f"{cx:.2f}", f"{cy:.2f}", f"{mean:.3f}", f"{scores[obj]:.4f}"])
+            rows.append(
+                [
+                    obj,
+                    index,
+                    int(area),
+                    f"{cx:.2f}",
+                    f"{cy:.2f}",
+                    f"{mean:.3f}",
+                    f"{scores[obj]:.4f}",
+                    session.lineage.parent(obj),
+                ]
+            )
     rows.sort(key=lambda row: (row[0], row[1]))
 
     def write(target: Path) -> None:

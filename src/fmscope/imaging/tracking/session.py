@@ -28,6 +28,7 @@ import numpy as np
 from fmscope.errors import FmscopeError
 from fmscope.imaging.prompts import validate_box, validate_points
 from fmscope.imaging.tracking.frames import FrameSource, open_frames
+from fmscope.imaging.tracking.lineage import Lineage
 from fmscope.imaging.tracking.prompt import Prompt
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask
 from fmscope.models import DEFAULT_SEGMENTER, TRACK, can, choices_text, volume_flow
@@ -127,7 +128,12 @@ class TrackingSession:
         backend: TrackerBackend | None = None,
         precision: str = "fp32",
         inference_backend: str | None = None,
+        divisions: bool = False,
+        detect_new: bool = False,
     ) -> None:
+        """``divisions``: while propagating forward, end an object that divides and start its two daughters
+        (new ids, the parent recorded in :attr:`lineage`); ``detect_new``: start a track for each new object
+        found on a later frame. Both need the default tracker (FmscopeError otherwise)."""
         self.frames = open_frames(frames)
         self.model = model
         self.backend = (
@@ -139,6 +145,17 @@ class TrackingSession:
         self.prompts: dict[int, dict[int, Prompt]] = {}  # object -> frame -> prompt
         self.tracked: dict[int, dict[int, bool]] = {}  # object -> frame -> tracked in reverse
         self._corrections: list[tuple[int, int]] = []  # (object, frame) awaiting re-propagation
+        self.lineage = Lineage()  # daughter -> parent (divisions)
+        self._issued: set[int] = set()  # ids given to daughters and new objects
+        if divisions or detect_new:
+            enable = getattr(self.backend, "enable_lineage", None)
+            if enable is None:
+                raise FmscopeError(
+                    f"Divisions and new objects are found by the default tracker ({DEFAULT_SEGMENTER}); "
+                    f"{model} does not find them.",
+                    f"Leave out --divisions / --detect-new, or track with --model {DEFAULT_SEGMENTER}.",
+                )
+            enable(divisions, detect_new, self._new_id)
 
     # prompts -------------------------------------------------------------------------------------
     def add_box(self, frame: int, obj: int, box) -> FrameResult:
@@ -228,11 +245,14 @@ class TrackingSession:
             current = start  # the frame being tracked, named if it fails
             try:
                 for frame, objects in self.backend.propagate(start, stop, reverse):
+                    revised = self._take_divisions(frame)
                     for obj in objects:
                         self.tracked.setdefault(obj, {})[frame] = reverse
                     labels = self.store.update(frame, objects)
                     done += 1
                     current = frame + (-1 if reverse else 1)
+                    for earlier in revised:  # a division found now that began on an earlier frame
+                        yield FrameResult(earlier, self.store.frame(earlier), {}, done - 1, total)
                     yield FrameResult(frame, labels, {k: v.score for k, v in objects.items()}, done, total)
                     progress.update(done, total, "tracking")
             except TrackingStopped:
@@ -270,6 +290,68 @@ class TrackingSession:
             passes.append((frame, max(min(stop, last), first), reverse))
         return passes
 
+    # lineage -------------------------------------------------------------------------------------
+    def _new_id(self) -> int:
+        """A free object id for a daughter or a new object."""
+        used = set(self.prompts) | set(self.tracked) | self._issued | set(self.lineage.parents)
+        new = max(used, default=0) + 1
+        if new > MAX_OBJECT_ID:
+            raise FmscopeError(f"No object id is left in 1..{MAX_OBJECT_ID}.", "Track fewer objects.")
+        self._issued.add(new)
+        return new
+
+    def _take_divisions(self, frame: int) -> list[int]:
+        """Record the divisions the backend found (parents in :attr:`lineage`); a division that began on a
+        frame before ``frame`` relabels that frame (the parent's pixels there become its daughters').
+        Returns the frames so revised."""
+        found = getattr(self.backend, "divisions", None)
+        revised = []
+        while found:
+            division = found.pop(0)
+            for daughter, mask in division.daughters.items():
+                self.lineage.link(daughter, division.parent)
+                self.tracked.setdefault(daughter, {})[division.frame] = False
+            if division.frame != frame:
+                score = self.store.scores.get(division.frame, {}).get(division.parent, 1.0)
+                parts = {division.parent: ObjectMask(np.zeros(self.frames.shape, bool), 0.0)}
+                parts.update({d: ObjectMask(m, score) for d, m in division.daughters.items()})
+                self.store.update(division.frame, parts)
+                revised.append(division.frame)
+        return revised
+
+    def remove_division(self, parent: int) -> list[int]:
+        """Undo the division of ``parent``: its daughters' pixels become the parent's again (it goes on
+        through their frames) and the daughters are forgotten. Returns the frames changed. Raises
+        FmscopeError when ``parent`` has no daughters, a daughter divided again (undo that first) or a
+        daughter was prompted (remove that object instead)."""
+        parent = int(parent)
+        daughters = self.lineage.daughters(parent)
+        if not daughters:
+            raise FmscopeError(f"Object {parent} has no recorded division.", "Pick the parent of a division.")
+        later = [d for d in daughters if self.lineage.daughters(d)]
+        if later:
+            raise FmscopeError(
+                f"Daughter {later[0]} of object {parent} divided again.", f"Undo the division of {later[0]} first."
+            )
+        prompted = [d for d in daughters if d in self.prompts]
+        if prompted:
+            raise FmscopeError(
+                f"Daughter {prompted[0]} of object {parent} was prompted; merging it would drop its prompts.",
+                f"Remove object {prompted[0]} instead, or keep the division.",
+            )
+        frames = sorted({f for d in daughters for f in self.store.object_frames(d)})
+        for index in frames:
+            labels, scores = self.store.frame(index), dict(self.store.scores.get(index, {}))
+            here = [scores.pop(d) for d in daughters if d in scores]
+            labels[np.isin(labels, daughters)] = parent
+            scores[parent] = max(here + [scores.get(parent, 0.0)])
+            self.store.set_frame(index, labels, scores)
+        for daughter in daughters:
+            self.lineage.unlink(daughter)
+            self.tracked.setdefault(parent, {}).update(self.tracked.pop(daughter, {}))
+            self.backend.remove_object(daughter)
+        return frames
+
     def remove_object(self, obj: int) -> list[int]:
         """Forget object ``obj``: its prompts, its tracking and its pixels; returns the frames it was on."""
         obj = int(obj)
@@ -281,6 +363,7 @@ class TrackingSession:
             self.store.set_frame(index, labels, self.store.scores.get(index, {}))
         self.prompts.pop(obj, None)
         self.tracked.pop(obj, None)
+        self.lineage.remove(obj)
         self._corrections = [(o, f) for o, f in self._corrections if o != obj]
         return frames
 

@@ -1,0 +1,114 @@
+"""The geometry of divisions and of new objects, on bool masks (no model): what the default tracker
+(:mod:`fmscope.imaging.tracking.litemedsam`) uses to end a parent and start two daughters.
+
+Two signs of a division, both from the masks the tracker finds (pixels, (H, W) bool):
+
+* **Split**: the object's mask falls into two connected parts, each a plausible daughter (at least
+  :data:`MIN_PART_FRACTION` of the object's mask on the frame before, and :data:`MIN_PART_PIXELS`),
+  on two frames in a row (:func:`split_parts`, :func:`pair_parts`). The daughters begin on the first.
+* **Sibling**: the tracker follows one daughter (its mask shrinks below :data:`SHRINK` of the
+  frame before) while a region no track covers, which the model segments confidently, touches the
+  object's mask of the frame before grown by :data:`SIBLING_REACH` of its size
+  (:func:`sibling_of`). LiteMedSAM, given a box around a dividing HeLa nucleus, segments one daughter
+  (measured on the sample), so this is the sign seen most.
+
+:func:`uncovered_regions` proposes the regions for new objects (``--detect-new``) and siblings:
+bright connected regions (Otsu's threshold of the frame's grey values) that tracked masks do not cover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+
+MIN_PART_FRACTION = 0.2  # each daughter part: at least this fraction of the object's area on the frame before
+MIN_PART_PIXELS = 12
+SHRINK = 0.75  # a followed daughter: its area below this fraction of the frame before
+SIBLING_REACH = 0.5  # the sibling touches the previous mask grown by this fraction of its equivalent diameter
+MAX_COVERED = 0.2  # a region for a new object: at most this fraction of it under tracked masks
+
+
+@dataclass
+class Division:
+    """``parent`` ended on ``frame - 1``; ``daughters`` ({id: bool (H, W) mask on ``frame``}) begin on ``frame``."""
+
+    parent: int
+    frame: int
+    daughters: dict[int, np.ndarray]
+
+
+def split_parts(mask: np.ndarray, before_area: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The two daughter parts (bool masks) of ``mask`` when its two largest connected parts (8-connected)
+    each hold at least :data:`MIN_PART_FRACTION` of ``before_area`` and :data:`MIN_PART_PIXELS`, else None.
+    Smaller fragments join the nearer part, so no pixel of the mask is lost."""
+    parts, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count < 2:
+        return None
+    sizes = np.bincount(parts.ravel())[1:]
+    first, second = (np.argsort(-sizes, kind="stable")[:2] + 1).tolist()
+    if sizes[second - 1] < max(MIN_PART_PIXELS, MIN_PART_FRACTION * before_area):
+        return None
+    a, b = parts == first, parts == second
+    rest = mask & ~a & ~b
+    if rest.any():
+        nearer_a = ndimage.distance_transform_edt(~a) <= ndimage.distance_transform_edt(~b)
+        a, b = a | (rest & nearer_a), b | (rest & ~nearer_a)
+    return a, b
+
+
+def _centroid(mask: np.ndarray) -> np.ndarray:
+    return np.argwhere(mask).mean(axis=0)
+
+
+def pair_parts(
+    before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``after``'s parts ordered so that the k-th continues ``before``'s k-th: the pairing with the larger
+    overlap, or with the shorter centroid distances when neither overlaps."""
+    straight = int((before[0] & after[0]).sum() + (before[1] & after[1]).sum())
+    crossed = int((before[0] & after[1]).sum() + (before[1] & after[0]).sum())
+    if straight == crossed:
+        b, a = [_centroid(m) for m in before], [_centroid(m) for m in after]
+        straight = -(np.hypot(*(b[0] - a[0])) + np.hypot(*(b[1] - a[1])))
+        crossed = -(np.hypot(*(b[0] - a[1])) + np.hypot(*(b[1] - a[0])))
+    return after if straight >= crossed else (after[1], after[0])
+
+
+def sibling_of(region: np.ndarray, now: dict[int, np.ndarray], before: dict[int, np.ndarray]) -> int | None:
+    """The object whose sibling ``region`` (a new object's mask on this frame) is: one found now
+    (``now``: {id: mask}) whose mask shrank below :data:`SHRINK` of its mask on the frame before
+    (``before``) and whose mask before, grown by :data:`SIBLING_REACH` of its equivalent diameter,
+    ``region`` touches; the nearest such object by centroid, or None."""
+    best, best_distance = None, np.inf
+    centre = _centroid(region)
+    for obj, mask in now.items():
+        earlier = before.get(obj)
+        if earlier is None or not mask.any() or mask.sum() >= SHRINK * earlier.sum():
+            continue
+        reach = max(1, int(round(SIBLING_REACH * 2 * np.sqrt(earlier.sum() / np.pi))))
+        grown = ndimage.binary_dilation(earlier, iterations=reach)
+        if not (grown & region).any():
+            continue
+        distance = float(np.hypot(*(_centroid(earlier) - centre)))
+        if distance < best_distance:
+            best, best_distance = obj, distance
+    return best
+
+
+def uncovered_regions(grey: np.ndarray, covered: np.ndarray, min_area: int) -> list[np.ndarray]:
+    """Bright connected regions of ``grey`` (H, W; above Otsu's threshold) of at least ``min_area``
+    pixels with at most :data:`MAX_COVERED` of them under ``covered`` (bool, the tracked masks),
+    largest first, as bool masks."""
+    if grey.max() == grey.min():
+        return []
+    bright = grey > threshold_otsu(grey)
+    parts, count = ndimage.label(bright)
+    if not count:
+        return []
+    sizes = np.bincount(parts.ravel())[1:]
+    under = np.bincount(parts[covered].ravel(), minlength=count + 1)[1:]
+    keep = [k for k in np.argsort(-sizes) if sizes[k] >= min_area and under[k] <= MAX_COVERED * sizes[k]]
+    return [parts == k + 1 for k in keep]
