@@ -1,5 +1,6 @@
-"""ROI zoom: crops centred on the object, the same decision in a crop of the image, and the same
-mask from predict, predict_many and crops prepared ahead (real LiteMedSAM on the nuclei sample)."""
+"""ROI zoom: crops centred on the object with 3x its long side, the same decision in a crop of the
+image, crops prepared ahead that stand in for nearby prompts, and the same mask from predict,
+predict_many and crops prepared ahead (real LiteMedSAM on the nuclei sample)."""
 
 from __future__ import annotations
 
@@ -21,45 +22,63 @@ def random_extents(count: int, shape: tuple[int, int], seed: int = 0) -> list[np
     return extents
 
 
-def test_object_sits_near_the_crop_centre_and_every_crop_is_on_the_lattice():
+def test_crop_is_centred_on_the_prompt_with_3x_its_long_side():
     shape = (300, 517)
-    lattices = {}
     for extent in random_extents(3000, shape):
         crop = roi.crop_for(extent, shape)
+        longest = max(extent[2] - extent[0], extent[3] - extent[1]) + 1
         side = roi.crop_side(extent)
-        assert crop is not None and side < max(shape)
-        assert crop in lattices.setdefault(side, set(roi.lattice(side, shape)))
+        assert side == max(roi.MIN_CROP, int(np.ceil(3 * longest))) and side < max(shape)
         centre = ((extent[0] + extent[2]) / 2, (extent[1] + extent[3]) / 2)
         for axis, (start, end) in enumerate(((crop[1], crop[3]), (crop[0], crop[2]))):
             length = shape[1 - axis]
+            assert end - start == min(side, length)  # shifted at the border, never shrunk
+            assert 0 <= start and end <= length
             if 0 < start and end < length:  # not moved inside the image at its border
-                assert abs((start + end) / 2 - centre[axis]) <= side / (2 * roi.LATTICE_DIVISOR) + 0.5
-            assert end - start == min(side, length)
+                assert abs((start + end) / 2 - centre[axis]) <= 0.5
+            elif end - start < length:  # moved: it touches the border the centre was too close to
+                assert (start == 0 and centre[axis] < side / 2 + 0.5) or (
+                    end == length and centre[axis] > length - side / 2 - 0.5
+                )
         # the object is inside its crop with room around it
         assert crop[1] <= extent[0] and extent[2] <= crop[3] and crop[0] <= extent[1] and extent[3] <= crop[2]
 
 
-def test_zoom_decision_and_crop_do_not_change_in_a_crop_of_the_image():
+def test_crop_moves_with_the_object_and_the_zoom_decision_holds_in_a_crop_of_the_image():
     shape = (512, 512)
     for extent in random_extents(2000, shape, seed=1):
-        side = roi.crop_side(extent)
-        stride = side // roi.LATTICE_DIVISOR
-        # a crop of the image whose offset is on the lattice and that holds the object's crop
         full = roi.crop_for(extent, shape)
-        oy, ox = (max(0, full[0] - 2 * stride) // stride) * stride, (max(0, full[1] - 3 * stride) // stride) * stride
-        sub_shape = (min(shape[0], full[2] + stride) - oy, min(shape[1], full[3] + 2 * stride) - ox)
+        oy, ox = max(0, full[0] - 37), max(0, full[1] - 5)  # any integer offset
+        sub_shape = (min(shape[0], full[2] + 11) - oy, min(shape[1], full[3] + 23) - ox)
         local = roi.crop_for(extent - np.array([ox, oy, ox, oy]), sub_shape)
-        assert local is not None  # zoomed in the crop as in the whole image
-        if full[0] > 0 and full[1] > 0 and full[2] < shape[0] and full[3] < shape[1]:
+        assert (local is None) == (roi.crop_side(extent) >= max(sub_shape))
+        if local is not None and full[0] > 0 and full[1] > 0 and full[2] < shape[0] and full[3] < shape[1]:
             assert (local[0] + oy, local[1] + ox, local[2] + oy, local[3] + ox) == full
-    # off the lattice the decision (zoom, crop side) still holds
-    for extent in random_extents(500, shape, seed=2):
-        local_shape = (300, 301)
-        moved = extent * 0.5 + 7
-        moved[2:] = moved[:2] + (extent[2:] - extent[:2])
-        if moved[2] < local_shape[1] and moved[3] < local_shape[0]:
-            assert (roi.crop_for(moved, local_shape) is None) == (roi.crop_side(moved) >= 301)
-            assert roi.crop_side(moved) == roi.crop_side(extent)
+
+
+def test_prepared_crops_serve_prompts_of_a_similar_size_nearby():
+    shape = (512, 600)
+    hint = np.array([300.0, 200.0, 319.0, 213.0])  # 20 px long: crops of 64 px (the minimum)
+    side = roi.crop_side(hint)
+    prepared = roi.neighbours(hint, shape, radius_factor=0.5)
+    assert prepared[0] == roi.crop_for(hint, shape) and len(prepared) == len(set(prepared)) == 13
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        size = rng.uniform(14, 22, size=2)  # crop side within 10 % of the hint's
+        angle, distance = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.5 * side - side / 8 * np.sqrt(2))
+        centre = np.array([309.5, 206.5]) + distance * np.array([np.cos(angle), np.sin(angle)])
+        extent = np.concatenate([centre - size / 2, centre + size / 2])
+        own = roi.crop_for(extent, shape)
+        chosen = roi.stand_in(own, prepared)
+        assert chosen is not None
+        own_centre = np.array([(own[1] + own[3]) / 2, (own[0] + own[2]) / 2])
+        assert (
+            np.abs(np.array([(chosen[1] + chosen[3]) / 2, (chosen[0] + chosen[2]) / 2]) - own_centre).max() <= side / 8
+        )
+        assert extent[0] >= chosen[1] and extent[2] <= chosen[3] and extent[1] >= chosen[0] and extent[3] <= chosen[2]
+    # a prompt twice the size, or far away, gets no stand-in: its own crop is embedded
+    assert roi.stand_in(roi.crop_for(np.array([300.0, 200.0, 339.0, 213.0]), shape), prepared) is None
+    assert roi.stand_in(roi.crop_for(hint + 100, shape), prepared) is None
 
 
 @pytest.mark.slow
