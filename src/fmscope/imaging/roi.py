@@ -12,12 +12,13 @@ before (power-of-two side >= 2x, starts on a lattice of step s/2) and than centr
 context 3x is a narrow optimum (2x and 4x both lose ~0.08 Dice on the rods).
 
 Crops prepared ahead (the napari widget, after a small box) cannot know where the next object's
-centre will be, so :func:`neighbours` lays candidate centres on a grid of step
-``2 * PREPARED_OFFSET * s`` around a box, and :func:`stand_in` lets such a crop stand in for a
-prompt's own crop (in ``Segmenter.predict`` only, when the own crop is not embedded) when its
-centre is within ``PREPARED_OFFSET * s`` of the own crop's on each axis and its side within
-``PREPARED_SIDE`` of it (measured: an offset of s/8 on both axes cost 0.02 Dice on the rods, a
-side 25 % larger with it 0.06; the lattice crops were 0.14 below).
+centre will be, nor its size, so :func:`neighbours` lays candidate centres on a grid of step
+``2 * PREPARED_OFFSET * s`` around a box, at three sides (``s`` and ``s`` divided and multiplied
+by ``PREPARED_SIDE_STEP``), and :func:`stand_in` lets such a crop stand in for a prompt's own crop
+(in ``Segmenter.predict`` only, when the own crop is not embedded) when its centre is within
+``PREPARED_OFFSET`` x its side of the own crop's on each axis and its side within
+``PREPARED_SIDE`` of the own side. The cost of standing in and the share of next boxes served are measured
+in benchmarks/thin_objects.py and docs/benchmarks.md.
 
 Design: fmscope's own; the idea of zooming on small prompts follows the tiling used by micro-sam
 and the crop-and-resize inference of the MedSAM challenge entries.
@@ -37,6 +38,8 @@ MIN_CROP = 64
 PREPARED_OFFSET = 1 / 8
 # ... and whose own crop's side is within this fraction of the prepared crop's.
 PREPARED_SIDE = 0.1
+# Crops are prepared at the prompt's side and at that side divided and multiplied by this ratio.
+PREPARED_SIDE_STEP = 1.2
 
 
 def crop_side(extent: np.ndarray) -> int:
@@ -63,40 +66,45 @@ def centred_crop(centre: tuple[float, float], side: int, shape: tuple[int, int])
 
 
 def neighbours(extent: np.ndarray, shape: tuple[int, int], radius_factor: float) -> list[Crop]:
-    """Crops to prepare ahead around a prompt of ``extent``: its own crop, then crops of the same side
-    centred on a grid of step ``2 * PREPARED_OFFSET * side`` around it, those whose centre lies within
-    ``radius_factor * side`` of the own crop's, nearest first (distinct crops only). Every prompt of a
-    similar size (:func:`stand_in`) whose centre falls in that disc finds one of them. Empty when such a
-    prompt does not zoom."""
+    """Crops to prepare ahead around a prompt of ``extent``: its own crop first, then crops of its side
+    and of that side divided and multiplied by ``PREPARED_SIDE_STEP``, centred on a grid of step
+    ``2 * PREPARED_OFFSET`` x their side around the own crop's centre, those within ``radius_factor``
+    x the own side of it, nearest first (distinct crops; ``radius_factor`` 0: the own crop alone). A
+    later prompt whose centre falls in that disc and whose own side is within about 0.76-1.33x this
+    one's finds a stand-in (:func:`stand_in`) among them. Empty when such a prompt does not zoom."""
     own = crop_for(extent, shape)
-    if own is None:
-        return []
+    if own is None or radius_factor <= 0:
+        return [] if own is None else [own]
     side = crop_side(extent)
     centre = _centre(own)
-    step = 2 * PREPARED_OFFSET * side
-    reach = int(np.floor(radius_factor * side / step))
-    offsets = sorted(
-        ((i * step, j * step) for i in range(-reach, reach + 1) for j in range(-reach, reach + 1)),
-        key=lambda o: (np.hypot(*o), o),
-    )
     limit = radius_factor * side
-    crops = [
-        centred_crop((centre[0] + dx, centre[1] + dy), side, shape) for dx, dy in offsets if np.hypot(dx, dy) <= limit
-    ]
-    return list(dict.fromkeys(crops))
+    candidates = []
+    for size in (side, max(MIN_CROP, round(side / PREPARED_SIDE_STEP)), round(side * PREPARED_SIDE_STEP)):
+        if size >= max(shape):
+            continue
+        step = 2 * PREPARED_OFFSET * size
+        reach = int(np.floor(limit / step))
+        for i in range(-reach, reach + 1):
+            for j in range(-reach, reach + 1):
+                distance = float(np.hypot(i * step, j * step))
+                if distance <= limit:
+                    crop = centred_crop((centre[0] + i * step, centre[1] + j * step), size, shape)
+                    candidates.append((distance, abs(np.log(size / side)), crop))
+    return [own] + list(dict.fromkeys(crop for *_, crop in sorted(candidates) if crop != own))
 
 
 def stand_in(own: Crop, prepared: list[Crop]) -> Crop | None:
     """The crop of ``prepared`` (crops of this module on the same image) that may stand in for a
-    prompt's ``own`` crop, nearest centre first: centres within ``PREPARED_OFFSET`` of the own side on
-    each axis, sides within ``PREPARED_SIDE`` of each other; None when none does."""
+    prompt's ``own`` crop, nearest centre first: sides within ``PREPARED_SIDE`` of the own side, centres
+    within ``PREPARED_OFFSET`` x the prepared side (+1 px for the rounding to whole pixels) on each axis;
+    None when none does."""
     side = max(own[2] - own[0], own[3] - own[1])
     ox, oy = _centre(own)
     best, best_distance = None, np.inf
     for crop in prepared:
         other = max(crop[2] - crop[0], crop[3] - crop[1])
         px, py = _centre(crop)
-        if abs(other - side) > PREPARED_SIDE * side or max(abs(px - ox), abs(py - oy)) > PREPARED_OFFSET * side:
+        if abs(other - side) > PREPARED_SIDE * side or max(abs(px - ox), abs(py - oy)) > PREPARED_OFFSET * other + 1:
             continue
         distance = float(np.hypot(px - ox, py - oy))
         if distance < best_distance:
