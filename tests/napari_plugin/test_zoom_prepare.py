@@ -21,12 +21,15 @@ def rectangle(box):
     return np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], dtype=float)
 
 
-def test_prepared_small_box_is_a_decode(make_napari_viewer, open_widget, qtbot, nuclei, nuclei_boxes, segmenter):
+def test_prepared_small_box_is_a_decode(
+    make_napari_viewer, open_widget, qtbot, nuclei, nuclei_boxes, segmenter, monkeypatch
+):
     viewer = make_napari_viewer()
     for data, kwargs, kind in sample_data.nuclei():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     widget = open_widget(viewer, "Segment")
-    widget.prepare_radius = 0.25  # the crop of the box and 4 crops a grid step (side/4) away, to keep the test short
+    widget.prepare_radius = 0.25  # the crop of the box and 4 crops a grid step (side/4) away ...
+    monkeypatch.setattr(roi, "PREPARED_SIDES", (0,))  # ... of its side alone, to keep the test short
     qtbot.waitUntil(lambda: widget.worker.idle, timeout=300_000)
     first = np.asarray(list(nuclei_boxes.values())[40], dtype=float)
     viewer.layers[BOXES].add_rectangles(rectangle(first))

@@ -13,12 +13,13 @@ context 3x is a narrow optimum (2x and 4x both lose ~0.08 Dice on the rods).
 
 Crops prepared ahead (the napari widget, after a small box) cannot know where the next object's
 centre will be, nor its size, so :func:`neighbours` lays candidate centres on a grid of step
-``2 * PREPARED_OFFSET * s`` around a box, at three sides (``s`` and ``s`` divided and multiplied
-by ``PREPARED_SIDE_STEP``), and :func:`stand_in` lets such a crop stand in for a prompt's own crop
-(in ``Segmenter.predict`` only, when the own crop is not embedded) when its centre is within
-``PREPARED_OFFSET`` x its side of the own crop's on each axis and its side within
-``PREPARED_SIDE`` of the own side. The cost of standing in and the share of next boxes served are measured
-in benchmarks/thin_objects.py and docs/benchmarks.md.
+``2 * PREPARED_OFFSET * s`` around a box, at five sides (``s * PREPARED_SIDE_STEP ** k``), and
+:func:`stand_in` lets such a crop stand in for a prompt's own crop (in ``Segmenter.predict`` only,
+when the own crop is not embedded) when its centre is within ``PREPARED_OFFSET`` x its side of the
+own crop's on each axis and its side is at most the own side and at least 0.9x it (2.7x-3x the
+object's long side). Measured on the real rods (benchmarks/thin_objects.py): that worst case (side
+0.9x, centre off by side/8 on both axes) costs 0.015 Dice; the same with a side 1.1x cost 0.059, so
+larger prepared crops do not stand in.
 
 Design: fmscope's own; the idea of zooming on small prompts follows the tiling used by micro-sam
 and the crop-and-resize inference of the MedSAM challenge entries.
@@ -36,10 +37,12 @@ CONTEXT_FACTOR = 3.0
 MIN_CROP = 64
 # A prepared crop serves a prompt whose own crop's centre is within this fraction of the side (per axis) ...
 PREPARED_OFFSET = 1 / 8
-# ... and whose own crop's side is within this fraction of the prepared crop's.
-PREPARED_SIDE = 0.1
-# Crops are prepared at the prompt's side and at that side divided and multiplied by this ratio.
-PREPARED_SIDE_STEP = 1.2
+# ... and whose own side is at least the prepared side and at most this factor of it (a prepared crop
+# gives from 2.7x to 3x the object's long side: less context cost less Dice than more).
+PREPARED_SIDE = 1 / 0.9
+# Crops are prepared at the prompt's side times PREPARED_SIDE_STEP ** k for k in PREPARED_SIDES.
+PREPARED_SIDE_STEP = 1.1
+PREPARED_SIDES = (0, -1, 1, -2, 2)
 
 
 def crop_side(extent: np.ndarray) -> int:
@@ -67,10 +70,10 @@ def centred_crop(centre: tuple[float, float], side: int, shape: tuple[int, int])
 
 def neighbours(extent: np.ndarray, shape: tuple[int, int], radius_factor: float) -> list[Crop]:
     """Crops to prepare ahead around a prompt of ``extent``: its own crop first, then crops of its side
-    and of that side divided and multiplied by ``PREPARED_SIDE_STEP``, centred on a grid of step
+    times ``PREPARED_SIDE_STEP ** k`` (k in ``PREPARED_SIDES``), centred on a grid of step
     ``2 * PREPARED_OFFSET`` x their side around the own crop's centre, those within ``radius_factor``
     x the own side of it, nearest first (distinct crops; ``radius_factor`` 0: the own crop alone). A
-    later prompt whose centre falls in that disc and whose own side is within about 0.76-1.33x this
+    later prompt whose centre falls in that disc and whose own side is within about 0.83-1.34x this
     one's finds a stand-in (:func:`stand_in`) among them. Empty when such a prompt does not zoom."""
     own = crop_for(extent, shape)
     if own is None or radius_factor <= 0:
@@ -79,7 +82,7 @@ def neighbours(extent: np.ndarray, shape: tuple[int, int], radius_factor: float)
     centre = _centre(own)
     limit = radius_factor * side
     candidates = []
-    for size in (side, max(MIN_CROP, round(side / PREPARED_SIDE_STEP)), round(side * PREPARED_SIDE_STEP)):
+    for size in dict.fromkeys(max(MIN_CROP, round(side * PREPARED_SIDE_STEP**k)) for k in PREPARED_SIDES):
         if size >= max(shape):
             continue
         step = 2 * PREPARED_OFFSET * size
@@ -95,16 +98,19 @@ def neighbours(extent: np.ndarray, shape: tuple[int, int], radius_factor: float)
 
 def stand_in(own: Crop, prepared: list[Crop]) -> Crop | None:
     """The crop of ``prepared`` (crops of this module on the same image) that may stand in for a
-    prompt's ``own`` crop, nearest centre first: sides within ``PREPARED_SIDE`` of the own side, centres
-    within ``PREPARED_OFFSET`` x the prepared side (+1 px for the rounding to whole pixels) on each axis;
-    None when none does."""
+    prompt's ``own`` crop, nearest centre first: the prepared side at most the own side and at least the
+    own side / ``PREPARED_SIDE``, centres within ``PREPARED_OFFSET`` x the prepared side on each axis
+    (+1 px for the rounding to whole pixels); None when none does."""
     side = max(own[2] - own[0], own[3] - own[1])
     ox, oy = _centre(own)
     best, best_distance = None, np.inf
     for crop in prepared:
         other = max(crop[2] - crop[0], crop[3] - crop[1])
         px, py = _centre(crop)
-        if abs(other - side) > PREPARED_SIDE * side or max(abs(px - ox), abs(py - oy)) > PREPARED_OFFSET * other + 1:
+        if (
+            not other <= side <= PREPARED_SIDE * other + 1
+            or max(abs(px - ox), abs(py - oy)) > PREPARED_OFFSET * other + 1
+        ):
             continue
         distance = float(np.hypot(px - ox, py - oy))
         if distance < best_distance:
