@@ -224,7 +224,9 @@ class Segmenter:
         with ``prepared``, when that is not embedded yet, a crop prepared ahead that centres it well enough."""
         zoom = self.roi_zoom if roi_zoom is None else roi_zoom
         own = roi.crop_for(extent, self.image_shape) if zoom else None
-        if own is None or not prepared or not self._prepared or self.cache.contains(self._signature(own)):
+        if own is None or not prepared or not self._prepared or not roi.centred(extent):
+            return own
+        if self.cache.contains(self._signature(own)):
             return own
         ready = [crop for crop in self._prepared if self.cache.contains(self._signature(crop))]
         return roi.stand_in(own, ready) or own

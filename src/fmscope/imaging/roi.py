@@ -33,6 +33,10 @@ Crop = tuple[int, int, int, int]  # y0, x0, y1, x1 in image pixels
 
 # Crop side in multiples of the prompt's longest side (context around the object).
 CONTEXT_FACTOR = 3.0
+# Prompts shorter than this (pixels, long side) keep the lattice crops used before centring (side the power of
+# two >= 2x the long side, starts on a lattice of step side/2): on the 125 nuclei (long side <= 36 px) centred
+# 3x crops scored Dice 0.827 against 0.844; on the real rods (long side >= 44 px) 0.847 against 0.682.
+CENTRED_FROM = 40
 # Smallest crop side (pixels): below it the crop is upsampled more than 4x into LiteMedSAM's 256 input.
 MIN_CROP = 64
 # A prepared crop serves a prompt whose own crop's centre is within this fraction of the side (per axis) ...
@@ -51,10 +55,17 @@ def crop_side(extent: np.ndarray) -> int:
     return max(MIN_CROP, int(np.ceil(longest * CONTEXT_FACTOR)))
 
 
+def centred(extent: np.ndarray) -> bool:
+    """Whether a prompt of ``extent`` gets a centred crop (else a lattice crop): long side >= ``CENTRED_FROM``."""
+    return max(extent[2] - extent[0], extent[3] - extent[1]) + 1 >= CENTRED_FROM
+
+
 def crop_for(extent: np.ndarray, shape: tuple[int, int]) -> Crop | None:
     """The crop (y0, x0, y1, x1) centred on ``extent`` with side :func:`crop_side`, shifted inside the
-    image ``shape`` (H, W) at its borders; None when the crop would not be smaller than the image
-    (the whole image is then the better view)."""
+    image ``shape`` (H, W) at its borders (below ``CENTRED_FROM``: the lattice crop, :func:`lattice_crop`);
+    None when the crop would not be smaller than the image (the whole image is then the better view)."""
+    if not centred(extent):
+        return lattice_crop(extent, shape)
     side = crop_side(extent)
     if side >= max(shape):
         return None
@@ -68,6 +79,46 @@ def centred_crop(centre: tuple[float, float], side: int, shape: tuple[int, int])
     return y0, x0, y1, x1
 
 
+def lattice_side(extent: np.ndarray) -> int:
+    """Side of a lattice crop: the power of two >= 2x the long side, at least ``MIN_CROP``."""
+    longest = max(extent[2] - extent[0], extent[3] - extent[1]) + 1
+    return max(MIN_CROP, 1 << int(np.ceil(np.log2(longest * 2.0))))
+
+
+def lattice_crop(extent: np.ndarray, shape: tuple[int, int]) -> Crop | None:
+    """The crop of :func:`lattice_side` starting on a lattice of step side/2 whose centre is nearest the
+    prompt's, moved inside the image; None when it would not be smaller than the image."""
+    side = lattice_side(extent)
+    if side >= max(shape):
+        return None
+    y0, y1 = _lattice_span((extent[1] + extent[3]) / 2, side, shape[0])
+    x0, x1 = _lattice_span((extent[0] + extent[2]) / 2, side, shape[1])
+    return y0, x0, y1, x1
+
+
+def _lattice_neighbours(extent: np.ndarray, shape: tuple[int, int], radius_factor: float) -> list[Crop]:
+    """Lattice crops of the prompt's lattice side whose centre lies within ``2 * radius_factor`` x the side
+    of its own crop's (the lattice's step is twice the centred grid's), nearest first."""
+    own = lattice_crop(extent, shape)
+    if own is None:
+        return []
+    side, (cx, cy) = lattice_side(extent), _centre(own)
+    rows = {_lattice_span(c + side / 2, side, shape[0]) for c in range(0, max(shape[0] - side, 0) + side, side // 2)}
+    cols = {_lattice_span(c + side / 2, side, shape[1]) for c in range(0, max(shape[1] - side, 0) + side, side // 2)}
+    crops = [(y0, x0, y1, x1) for y0, y1 in rows for x0, x1 in cols]
+    distance = {c: float(np.hypot(_centre(c)[0] - cx, _centre(c)[1] - cy)) for c in crops}
+    kept = [c for c in crops if distance[c] <= 2 * radius_factor * side]
+    return sorted(kept, key=lambda c: (distance[c], c))
+
+
+def _lattice_span(centre: float, side: int, length: int) -> tuple[int, int]:
+    if side >= length:
+        return 0, length
+    stride = side // 2
+    start = min(max(int(np.floor((centre - side / 2) / stride + 0.5)) * stride, 0), length - side)
+    return start, start + side
+
+
 def neighbours(extent: np.ndarray, shape: tuple[int, int], radius_factor: float) -> list[Crop]:
     """Crops to prepare ahead around a prompt of ``extent``: its own crop first, then crops of its side
     times ``PREPARED_SIDE_STEP ** k`` (k in ``PREPARED_SIDES``), centred on a grid of step
@@ -75,6 +126,8 @@ def neighbours(extent: np.ndarray, shape: tuple[int, int], radius_factor: float)
     x the own side of it, nearest first (distinct crops; ``radius_factor`` 0: the own crop alone). A
     later prompt whose centre falls in that disc and whose own side is within about 0.83-1.34x this
     one's finds a stand-in (:func:`stand_in`) among them. Empty when such a prompt does not zoom."""
+    if not centred(extent):
+        return _lattice_neighbours(extent, shape, radius_factor)
     own = crop_for(extent, shape)
     if own is None or radius_factor <= 0:
         return [] if own is None else [own]
