@@ -164,7 +164,7 @@ def centred(factor: float, shift: float = 0.0) -> Rule:
 SCHEMES: dict[str, Rule | None] = {
     "lattice (before)": lattice_crop,
     "centred 2x": centred(2.0),
-    "centred 3x (now)": None,  # fmscope.imaging.roi.crop_for, what Segmenter uses
+    "centred 3x (now)": centred(roi.CONTEXT_FACTOR),  # what fmscope uses from roi.CENTRED_FROM px
     "stand-in, side -10 %, off by side/8": centred(roi.CONTEXT_FACTOR / roi.PREPARED_SIDE, roi.PREPARED_OFFSET),
     "side +10 %, off by side/8 (not a stand-in)": centred(roi.CONTEXT_FACTOR * 1.1, roi.PREPARED_OFFSET),
 }
