@@ -38,10 +38,10 @@ from fmscope.napari.worker import Job, ModelWorker
 
 MODELS = models.names(models.SEGMENT)
 BOXES, CLICKS, LABELS = "fmscope boxes", "fmscope clicks", "fmscope labels"
-# After a small-object prompt, zoom crops centred within this many crop sides of it (a grid of step
-# side/4 at five sides: 50-65 crops, nearest first) are embedded in the background (on every slice
-# shown), so the next box of a similar size whose centre lies within 1.5x the object's long side is a
-# decode (fmscope.imaging.roi.neighbours / stand_in; about half of the boxes on neighbouring objects).
+# After a small-object prompt, zoom crops within this many crop sides of it are embedded in the
+# background (on every slice shown), nearest first: for objects from 40 px long, centred crops on a grid
+# of step side/4 at five sides (50-65 crops); for nuclei, the lattice crops within twice this (about 11),
+# so the next box of a similar size nearby is a decode (fmscope.imaging.roi.neighbours / stand_in).
 PREPARE_RADIUS = 0.5
 
 
