@@ -60,7 +60,7 @@ def main() -> None:
             np.array([[y0, x0], [y0, x0 + size], [y0 + size, x0 + size], [y0 + size, x0]], dtype=float)
         )
 
-    widget.prepare_radius = 1.0  # crops within 2 lattice steps: enough for the boxes below
+    widget.prepare_radius = 0.5  # the default: crops centred within 37.5 px (side 75 px), enough here
     add_box(200, 200)  # a first small box: the widget prepares the zoom crops around it
     wait(widget, drained=True)
     small = []

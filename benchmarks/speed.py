@@ -2,13 +2,10 @@
 
 Run: ``.venv/bin/python benchmarks/speed.py [--nuclei N] [--skip-startup]`` (``make bench``).
 Sections: start-up (fresh interpreters), torch threads with one core taken by another process,
-a small-object prompt after its zoom crops were prepared vs a decode from the whole-image
-embedding, ROI-zoom accuracy on thin objects (synthetic rods, benchmarks/thin_objects.py) and on
-the nuclei sample for the crop scheme before this change (grid of step side/2, zoom when the
-object spans < 40 model px), the current one (fmscope.imaging.roi), a finer lattice (step side/4) and
-crops centred on each object with 3x its long side (the reference), and the nuclei demo path
-(``predict_many`` on all boxes) before vs now. On a shared machine absolute times vary; the
-ratios are taken within one run. The load average is printed with each section.
+a small-object prompt after its zoom crops were prepared (its own crop, or a prepared crop
+standing in for it) vs a decode from the whole-image embedding. ROI-zoom accuracy is in
+benchmarks/thin_objects.py. On a shared machine absolute times vary; the ratios are taken within
+one run. The load average is printed with each section.
 """
 
 from __future__ import annotations
@@ -22,10 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import thin_objects  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,9 +139,7 @@ def encoder_batching(segmenter) -> None:
     """Four crops through the encoder one by one vs as one batch (what ``encode_batch`` chooses)."""
     import torch
 
-    from fmscope.imaging import roi
-
-    crops = roi.lattice(64, segmenter.image_shape)[:4]
+    crops = [(0, 0, 64, 64), (0, 64, 64, 128), (64, 0, 128, 64), (64, 64, 128, 128)]
     rgb = segmenter.mapped_image
     tensors = torch.stack([segmenter.model.transform.image(rgb[c[0] : c[2], c[1] : c[3]])[0] for c in crops])
     encoder = segmenter.model.net.image_encoder
@@ -170,6 +161,7 @@ def encoder_batching(segmenter) -> None:
 
 
 def small_prompt_latency(segmenter, image, boxes: list[np.ndarray]) -> None:
+    from fmscope.imaging import roi
     from fmscope.imaging.cache import EmbeddingCache
 
     print(f"== small-object prompt vs whole-image decode (nuclei, {len(boxes)} boxes; {load()})", flush=True)
@@ -197,86 +189,35 @@ def small_prompt_latency(segmenter, image, boxes: list[np.ndarray]) -> None:
         segmenter.predict(box=box)
         prepared.append(time.perf_counter() - started)
     assert segmenter.encoder_calls == calls
+    # what the napari widget prepares after a small box (PREPARE_RADIUS 0.5): crops around it; boxes of the
+    # same size nearby are decoded in one of them (a stand-in for their own crop)
+    first = boxes[0]
+    segmenter.cache = EmbeddingCache(max_items=256)
+    segmenter.set_image(image)
+    segmenter.prepare(segmenter.zoom_crops_near(first, radius_factor=0.5))
+    calls = segmenter.encoder_calls
+    side = roi.crop_side(first)
+    nearby = []
+    for dx, dy in ((0.3, 0.0), (0.0, -0.3), (-0.2, 0.2), (0.4, 0.1), (-0.1, -0.4)):
+        started = time.perf_counter()
+        segmenter.predict(box=first + side * np.array([dx, dy, dx, dy]))
+        nearby.append(time.perf_counter() - started)
+    assert segmenter.encoder_calls == calls
     base = np.median(whole)
     print(
         f"median: whole-image decode {base * 1000:.0f} ms; small box with its crop prepared "
-        f"{np.median(prepared) * 1000:.0f} ms = {np.median(prepared) / base:.2f}x; small box, crop not prepared "
+        f"{np.median(prepared) * 1000:.0f} ms = {np.median(prepared) / base:.2f}x; a box near a prepared one (stand-in "
+        f"crop) {np.median(nearby) * 1000:.0f} ms = {np.median(nearby) / base:.2f}x; small box, crop not prepared "
         f"(encoder pass) {np.median(cold) * 1000:.0f} ms = {np.median(cold) / base:.1f}x",
         flush=True,
     )
 
 
-def before_crop(extent: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """The ROI-zoom crop before this change: zoom below 40 model px, grid of step side/2."""
-    side = max(extent[2] - extent[0], extent[3] - extent[1]) + 1
-    if side * 256 / max(shape) >= 40.0:
-        return None
-    crop_side = max(64, 1 << int(np.ceil(np.log2(side * 2.0))))
-    if crop_side >= max(shape):
-        return None
-
-    def start(centre: float, length: int) -> tuple[int, int]:
-        if crop_side >= length:
-            return 0, length
-        starts = list(range(0, length - crop_side + 1, crop_side // 2))
-        if starts[-1] != length - crop_side:
-            starts.append(length - crop_side)
-        best = min(starts, key=lambda s: (abs(s + crop_side / 2 - centre), s))
-        return best, best + crop_side
-
-    y0, y1 = start((extent[1] + extent[3]) / 2, shape[0])
-    x0, x1 = start((extent[0] + extent[2]) / 2, shape[1])
-    return y0, x0, y1, x1
-
-
-def centred_crop(extent: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """Reference: a crop centred on the object, side 3x its long side (moved inside the image)."""
-    side = int(np.ceil(3 * (max(extent[2] - extent[0], extent[3] - extent[1]) + 1)))
-    if side >= max(shape):
-        return None
-    out = []
-    for centre, length in (((extent[1] + extent[3]) / 2, shape[0]), ((extent[0] + extent[2]) / 2, shape[1])):
-        if side >= length:
-            out.append((0, length))
-            continue
-        begin = min(max(int(round(centre - side / 2)), 0), length - side)
-        out.append((begin, begin + side))
-    return out[0][0], out[1][0], out[0][1], out[1][1]
-
-
-def zoom_accuracy(segmenter, name: str, image, truth, boxes: dict[int, np.ndarray], schemes: list[str]) -> dict:
-    from fmscope import metrics
-    from fmscope.imaging import roi
-    from fmscope.imaging.cache import EmbeddingCache
-
-    crops = {"before": before_crop, "centred 3x": centred_crop}
-    figures = {}
-    for scheme in schemes:
-        segmenter.cache = EmbeddingCache(max_items=256)
-        segmenter.set_image(image)
-        calls = segmenter.encoder_calls
-        if scheme in crops:
-            segmenter._crop_for = lambda extent, zoom, rule=crops[scheme]: rule(extent, segmenter.image_shape)
-        kept_divisor = roi.LATTICE_DIVISOR
-        roi.LATTICE_DIVISOR = 4 if scheme == "step side/4" else kept_divisor
-        started = time.perf_counter()
-        results = segmenter.predict_many(list(boxes.values()))
-        seconds = time.perf_counter() - started
-        roi.LATTICE_DIVISOR = kept_divisor
-        vars(segmenter).pop("_crop_for", None)
-        dice = float(np.mean([metrics.dice(r.mask, truth == label) for label, r in zip(boxes, results)]))
-        figures[scheme] = (dice, seconds, segmenter.encoder_calls - calls)
-        print(
-            f"{name} ({len(boxes)} objects), {scheme}: Dice {dice:.3f}, {figures[scheme][2]} crops embedded, "
-            f"{seconds:.0f} s",
-            flush=True,
-        )
-    return figures
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--nuclei", type=int, default=125, help="nuclei boxes for the accuracy / demo rows")
+    parser.add_argument(
+        "--nuclei", type=int, default=125, help="take the latency boxes from every (125 / N)-th nucleus"
+    )
     parser.add_argument("--skip-startup", action="store_true")
     args = parser.parse_args()
     if not args.skip_startup:
@@ -296,28 +237,6 @@ def main() -> None:
     threads(segmenter, image)
     encoder_batching(segmenter)
     small_prompt_latency(segmenter, image, list(subset.values())[:10])
-
-    rods_image, rods_truth = thin_objects.rods()
-    print(f"== ROI zoom accuracy ({load()})", flush=True)
-    rods = zoom_accuracy(
-        segmenter,
-        "thin rods",
-        rods_image,
-        rods_truth,
-        samples.boxes_from_labels(rods_truth),
-        ["before", "now", "step side/4", "centred 3x"],
-    )
-    print(
-        f"thin rods: now - centred 3x = {rods['now'][0] - rods['centred 3x'][0]:+.3f} Dice "
-        f"(before: {rods['before'][0] - rods['centred 3x'][0]:+.3f})",
-        flush=True,
-    )
-    nuclei = zoom_accuracy(segmenter, "nuclei", image, truth, subset, ["before", "now", "step side/4"])
-    print(
-        f"nuclei demo path (predict_many): now / before time = {nuclei['now'][1] / nuclei['before'][1]:.2f}, "
-        f"crops {nuclei['now'][2]} vs {nuclei['before'][2]}",
-        flush=True,
-    )
 
 
 if __name__ == "__main__":

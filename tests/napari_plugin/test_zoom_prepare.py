@@ -25,7 +25,7 @@ def test_prepared_small_box_is_a_decode(make_napari_viewer, open_widget, qtbot, 
     for data, kwargs, kind in sample_data.nuclei():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     widget = open_widget(viewer, "Segment")
-    widget.prepare_radius = 0.6  # the crop of the box and its 4 lattice neighbours, to keep the test short
+    widget.prepare_radius = 0.3  # the crop of the nucleus box and its 4 lattice neighbours, to keep the test short
     qtbot.waitUntil(lambda: widget.worker.idle, timeout=300_000)
     first = np.asarray(list(nuclei_boxes.values())[40], dtype=float)
     viewer.layers[BOXES].add_rectangles(rectangle(first))
@@ -33,7 +33,8 @@ def test_prepared_small_box_is_a_decode(make_napari_viewer, open_widget, qtbot, 
     engine = next(iter(widget._segmenters.values()))
     calls = engine.encoder_calls
 
-    step = roi.crop_side(first) / roi.LATTICE_DIVISOR  # a nucleus-sized box one lattice step to the left
+    assert not roi.centred(first)  # a nucleus: lattice crops (fmscope.imaging.roi.CENTRED_FROM)
+    step = roi.lattice_side(first) / 2  # a nucleus-sized box one lattice step to the left
     second = first - np.array([step, 0, step, 0])
     assert roi.crop_for(second, nuclei[0].shape) != roi.crop_for(first, nuclei[0].shape)
     click(qtbot, widget, "New (n)")

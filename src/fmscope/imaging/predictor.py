@@ -31,6 +31,8 @@ PRECISION_ALIASES = {"exact": "fp32"}
 # The embedded image or crop must span at least this many model input pixels across its short
 # side (two cells of LiteMedSAM's 64 x 64 embedding): thinner strips vanish in the resize.
 MIN_SHORT_SIDE_MODEL_PX = 8
+# Zoom crops prepared ahead that predict() considers (the most recent ones).
+MAX_PREPARED = 256
 
 
 @dataclass
@@ -103,6 +105,9 @@ class Segmenter:
         self._rgb: np.ndarray | None = None
         self._image_hash = ""
         self.intensity: Intensity | None = None
+        # Zoom crops prepared ahead on the current image (prepare()), oldest first: predict() may use one
+        # in place of a prompt's own crop (roi.stand_in).
+        self._prepared: dict[Crop, None] = {}
 
     # -- image ---------------------------------------------------------------------------
     def set_image(self, image: np.ndarray, window: str | tuple[float, float] | Intensity | None = None) -> None:
@@ -115,7 +120,10 @@ class Segmenter:
         validated = validate_image(image)
         self.intensity = resolve_intensity(validated, window)
         self._rgb = to_rgb_uint8(validated, self.intensity)
-        self._image_hash = hashlib.sha256(self._rgb.tobytes()).hexdigest()
+        image_hash = hashlib.sha256(self._rgb.tobytes()).hexdigest()
+        if image_hash != self._image_hash:
+            self._prepared = {}
+        self._image_hash = image_hash
 
     @property
     def mapped_image(self) -> np.ndarray:
@@ -157,8 +165,15 @@ class Segmenter:
 
     def prepare(self, crops: Sequence[Crop | None], check: Callable[[], None] | None = None) -> int:
         """Embed every crop (None = the whole image) not cached yet, in encoder batches of
-        ``encode_batch``; ``check()`` runs before each batch and may raise to stop.
-        Returns the number of crops embedded."""
+        ``encode_batch``; ``check()`` runs before each batch and may raise to stop. Zoom crops
+        prepared here may stand in for a later prompt's own crop in :meth:`predict`
+        (:func:`fmscope.imaging.roi.stand_in`). Returns the number of crops embedded."""
+        for crop in crops:
+            if crop is not None:
+                self._prepared.pop(crop, None)
+                self._prepared[crop] = None
+        while len(self._prepared) > MAX_PREPARED:
+            del self._prepared[next(iter(self._prepared))]
         missing = list(dict.fromkeys(crop for crop in crops if not self.cache.contains(self._signature(crop))))
         for start in range(0, len(missing), self.encode_batch):
             if check is not None:
@@ -167,16 +182,13 @@ class Segmenter:
         return len(missing)
 
     def zoom_crops_near(self, box: Sequence[float], radius_factor: float) -> list[Crop]:
-        """The zoom crops a prompt of ``box``'s size can use whose centre lies within
-        ``radius_factor`` x the crop side of the centre of ``box``'s own crop (0: that crop
-        alone), nearest first; empty when such a prompt does not zoom."""
-        extent = validate_box(box, self.image_shape)
-        own = roi.crop_for(extent, self.image_shape)
-        if own is None or self.roi_zoom is False:
+        """The zoom crops to prepare so that prompts of ``box``'s size centred within ``radius_factor``
+        x the crop side of ``box``'s centre are decodes: ``box``'s own crop, then crops centred on a
+        grid around it (:func:`fmscope.imaging.roi.neighbours`; 0: the own crop alone), nearest
+        first; empty when such a prompt does not zoom."""
+        if self.roi_zoom is False:
             return []
-        side = roi.crop_side(extent)
-        centre = ((own[1] + own[3]) / 2, (own[0] + own[2]) / 2)
-        return roi.lattice(side, self.image_shape, near=centre, radius=radius_factor * side)
+        return roi.neighbours(validate_box(box, self.image_shape), self.image_shape, radius_factor)
 
     def model_input(self, crop: Crop | None = None) -> tuple[torch.Tensor, InputGeometry]:
         """The encoder's input (3, S, S) for the image (or ``crop`` of it) and its geometry."""
@@ -214,9 +226,17 @@ class Segmenter:
             "or cut the strip into tiles and segment them one by one.",
         )
 
-    def _crop_for(self, extent: np.ndarray, roi_zoom: bool | str | None) -> Crop | None:
+    def _crop_for(self, extent: np.ndarray, roi_zoom: bool | str | None, prepared: bool = False) -> Crop | None:
+        """The crop to embed for a prompt of ``extent`` (None: the whole image): its own centred crop, or
+        with ``prepared``, when that is not embedded yet, a crop prepared ahead that centres it well enough."""
         zoom = self.roi_zoom if roi_zoom is None else roi_zoom
-        return roi.crop_for(extent, self.image_shape) if zoom else None
+        own = roi.crop_for(extent, self.image_shape) if zoom else None
+        if own is None or not prepared or not self._prepared or not roi.centred(extent):
+            return own
+        if self.cache.contains(self._signature(own)):
+            return own
+        ready = [crop for crop in self._prepared if self.cache.contains(self._signature(crop))]
+        return roi.stand_in(own, ready) or own
 
     # -- prompts -------------------------------------------------------------------------
     def predict(
@@ -226,7 +246,12 @@ class Segmenter:
         labels: Sequence[int] | None = None,
         roi_zoom: bool | str | None = None,
     ) -> MaskResult:
-        """Segment one object from a box, positive/negative points, or both."""
+        """Segment one object from a box, positive/negative points, or both.
+
+        A small prompt is segmented in its ROI-zoom crop (:func:`fmscope.imaging.roi.crop_for`); when
+        that crop is not embedded yet but a crop :meth:`prepare` embedded centres the prompt nearly as
+        well (:func:`fmscope.imaging.roi.stand_in`), that one is used: a decode instead of an encoder pass.
+        """
         shape = self.image_shape
         if box is None and (points is None or len(points) == 0):
             raise FmscopeError("No prompt given.", "Give a box, at least one point, or both.")
@@ -235,7 +260,7 @@ class Segmenter:
         extent_parts = ([box_array[:2], box_array[2:]] if box_array is not None else []) + list(point_array)
         stacked = np.array(extent_parts)
         extent = np.concatenate([stacked.min(axis=0), stacked.max(axis=0)])
-        crop = self._crop_for(extent, roi_zoom)
+        crop = self._crop_for(extent, roi_zoom, prepared=True)
         single_point = box_array is None and len(point_array) == 1
         return self._decode(
             self.embed(crop),
@@ -254,8 +279,9 @@ class Segmenter:
     ) -> list[MaskResult]:
         """Segment one object per box; each image or crop is embedded once for all its boxes (in
         encoder batches of ``encode_batch``), and the boxes are decoded in batches of
-        ``decode_batch``. Each result is the one :meth:`predict` gives for its box. ``progress``:
-        told ``(crops done, crops, "segmenting")``; raises :class:`fmscope.errors.Cancelled` once cancelled."""
+        ``decode_batch``. Each result is the one :meth:`predict` gives for its box when no crop
+        prepared ahead stands in for the box's own crop there. ``progress``: told
+        ``(crops done, crops, "segmenting")``; raises :class:`fmscope.errors.Cancelled` once cancelled."""
         shape = self.image_shape
         validated = [validate_box(b, shape) for b in boxes]
         groups: dict[Crop | None, list[int]] = {}

