@@ -35,6 +35,8 @@ class TqdmRenderer:
         if bar.total != total:
             bar.total = total
         bar.update(done - bar.n)
+        if total and done >= total:
+            bar.refresh()  # tqdm skips redraws within its mininterval; the finished state is always drawn
 
     def close(self) -> None:
         if self._bar is not None:
