@@ -241,6 +241,8 @@ class OpenVINOModule:
             temporary.mkdir()
             ov.save_model(network, str(temporary / "model.xml"), compress_to_fp16=False)
             (temporary / "identity.json").write_text(json.dumps(self.identity, indent=1, sort_keys=True))
+            if self.xml_path.is_file():  # another process put a complete copy in place meanwhile (it may be
+                return  # compiling from it now): keep that one
             shutil.rmtree(self.folder, ignore_errors=True)  # an incomplete copy
             try:
                 os.replace(temporary, self.folder)
