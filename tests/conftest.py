@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,14 @@ sys.path.insert(0, str(Path(__file__).parent))  # reference_litemedsam.py
 from fmscope import samples  # noqa: E402
 from fmscope.imaging import io  # noqa: E402
 from fmscope.imaging.predictor import Segmenter  # noqa: E402
+
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # `make test` runs two pytest workers on the 2 cores: one compute thread each (torch, OpenVINO through the
+    # thread policy, and the processes tests start), as two threads each would oversubscribe the cores.
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
