@@ -78,5 +78,5 @@ def test_each_model_name_is_spelled_in_one_source_file():
         if entry.family == "omics":
             continue  # 'baseline' / 'scgpt' are also ordinary words of the omics code
         pattern = re.compile(rf"[\"']{re.escape(entry.name)}[\"']")
-        spelled = sorted(str(p.relative_to(ROOT)) for p in sources if pattern.search(p.read_text()))
+        spelled = sorted(str(p.relative_to(ROOT)) for p in sources if pattern.search(p.read_text(encoding="utf-8")))
         assert spelled == ["src/fmscope/models.py"], (entry.name, spelled)

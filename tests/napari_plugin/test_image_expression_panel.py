@@ -26,7 +26,7 @@ def test_train_show_reapply_and_save(viewer_widget, qtbot, tmp_path):
     panel.model_edit.setText(str(tmp_path / "brain.pt"))
 
     click(qtbot, widget, "Train on this slide")
-    click(qtbot, widget, "Cancel")
+    click(qtbot, panel, "Cancel")  # the panel's own (the widget's status line has one too)
     wait_idle(qtbot, widget)
     assert widget.status.text() == "Cancelled." and panel.grid is None
     assert not (tmp_path / "brain.pt").exists()
