@@ -76,46 +76,6 @@ def real_rods() -> list[tuple[np.ndarray, np.ndarray]]:
 Rule = Callable[[np.ndarray, tuple[int, int]], "tuple[int, int, int, int] | None"]
 
 
-def _lattice_side(extent: np.ndarray) -> int:
-    return max(64, 1 << int(np.ceil(np.log2((max(extent[2] - extent[0], extent[3] - extent[1]) + 1) * 2.0))))
-
-
-def _lattice_span(centre: float, side: int, length: int) -> tuple[int, int]:
-    if side >= length:
-        return 0, length
-    stride = side // 2
-    start = min(max(int(np.floor((centre - side / 2) / stride + 0.5)) * stride, 0), length - side)
-    return start, start + side
-
-
-def lattice_crop(extent: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """fmscope's crop before centring: side the power of two >= 2x the long side (>= 64), starts on a
-    lattice of step side/2, the crop whose centre is nearest the object's, moved inside the image."""
-    side = _lattice_side(extent)
-    if side >= max(shape):
-        return None
-    y0, y1 = _lattice_span((extent[1] + extent[3]) / 2, side, shape[0])
-    x0, x1 = _lattice_span((extent[0] + extent[2]) / 2, side, shape[1])
-    return y0, x0, y1, x1
-
-
-def lattice_neighbours(extent: np.ndarray, shape: tuple[int, int], radius_factor: float) -> set:
-    """The lattice crops fmscope prepared ahead before centring: those of the prompt's side whose centre
-    lies within ``radius_factor`` x the side of the prompt's own crop's centre."""
-    own = lattice_crop(extent, shape)
-    if own is None:
-        return set()
-    side, (cy, cx) = _lattice_side(extent), ((own[0] + own[2]) / 2, (own[1] + own[3]) / 2)
-    rows = {_lattice_span(c + side / 2, side, shape[0]) for c in range(0, max(shape[0] - side, 0) + side, side // 2)}
-    cols = {_lattice_span(c + side / 2, side, shape[1]) for c in range(0, max(shape[1] - side, 0) + side, side // 2)}
-    return {
-        (y0, x0, y1, x1)
-        for y0, y1 in rows
-        for x0, x1 in cols
-        if np.hypot((x0 + x1) / 2 - cx, (y0 + y1) / 2 - cy) <= radius_factor * side
-    }
-
-
 def prepared_coverage(name: str, cases: list[tuple[np.ndarray, np.ndarray]], nearest: int = 3) -> None:
     """Geometry only (no model): after a box on each object, the share of boxes on its ``nearest`` nearest
     objects that are decodes from the crops prepared ahead, with the lattice crops before centring (radius
@@ -129,13 +89,14 @@ def prepared_coverage(name: str, cases: list[tuple[np.ndarray, np.ndarray]], nea
         boxes = [np.asarray(b, float) for b in samples.boxes_from_labels(truth).values()]
         centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in boxes])
         for index, box in enumerate(boxes):
-            before, now = lattice_neighbours(box, truth.shape, 1.0), roi.neighbours(box, truth.shape, PREPARE_RADIUS)
+            before = set(roi.lattice_neighbours(box, truth.shape, 0.5))  # centres within 1.0 side: the napari widget's
+            now = roi.neighbours(box, truth.shape, PREPARE_RADIUS)
             counts += len(before), len(now)
             distance = np.hypot(*(centres - centres[index]).T)
             distance[index] = np.inf
             for other in np.argsort(distance)[:nearest]:
                 pairs += 1
-                hits[0] += lattice_crop(boxes[other], truth.shape) in before
+                hits[0] += roi.lattice_crop(boxes[other], truth.shape) in before
                 own = roi.crop_for(boxes[other], truth.shape)
                 hits[1] += own is not None and roi.stand_in(own, now) is not None
     objects = sum(len(np.unique(t)) - 1 for _, t in cases)
@@ -162,7 +123,7 @@ def centred(factor: float, shift: float = 0.0) -> Rule:
 
 
 SCHEMES: dict[str, Rule | None] = {
-    "lattice (before)": lattice_crop,
+    "lattice (before)": roi.lattice_crop,
     "centred 2x": centred(2.0),
     "centred 3x (now)": centred(roi.CONTEXT_FACTOR),  # what fmscope uses from roi.CENTRED_FROM px
     "stand-in, side -10 %, off by side/8": centred(roi.CONTEXT_FACTOR / roi.PREPARED_SIDE, roi.PREPARED_OFFSET),

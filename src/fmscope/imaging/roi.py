@@ -98,7 +98,7 @@ def lattice_crop(extent: np.ndarray, shape: tuple[int, int]) -> Crop | None:
     return y0, x0, y1, x1
 
 
-def _lattice_neighbours(extent: np.ndarray, shape: tuple[int, int], radius_factor: float) -> list[Crop]:
+def lattice_neighbours(extent: np.ndarray, shape: tuple[int, int], radius_factor: float) -> list[Crop]:
     """Lattice crops of the prompt's lattice side whose centre lies within ``2 * radius_factor`` x the side
     of its own crop's (the lattice's step is twice the centred grid's), nearest first."""
     own = lattice_crop(extent, shape)
@@ -129,7 +129,7 @@ def neighbours(extent: np.ndarray, shape: tuple[int, int], radius_factor: float)
     later prompt whose centre falls in that disc and whose own side is within about 0.83-1.34x this
     one's finds a stand-in (:func:`stand_in`) among them. Empty when such a prompt does not zoom."""
     if not centred(extent):
-        return _lattice_neighbours(extent, shape, radius_factor)
+        return lattice_neighbours(extent, shape, radius_factor)
     own = crop_for(extent, shape)
     if own is None or radius_factor <= 0:
         return [] if own is None else [own]
