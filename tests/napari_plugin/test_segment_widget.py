@@ -111,6 +111,7 @@ def test_latency_with_cached_embedding(nuclei_viewer, qtbot, nuclei):
         wait_idle(qtbot, widget)
         latencies.append(widget.last_latency_ms)
     segmenter = widget._segmenters[("litemedsam", "", None)]
+    qtbot.waitUntil(lambda: widget.worker.drained, timeout=300_000)  # zoom crops prepared in the background
     calls = segmenter.encoder_calls
     segmenter.set_image(nuclei[0] + 1)  # a new image: one encoder run
     started = time.perf_counter()

@@ -3,8 +3,12 @@
 The crop's side ``s`` is ``CONTEXT_FACTOR`` (3) times the prompt's longest side, at least
 ``MIN_CROP`` pixels, and its centre is the prompt's centre; at the image's border the crop is
 shifted inside the image, not shrunk (an axis shorter than ``s`` is taken whole). fmscope zooms
-whenever such a crop is smaller than the image, so the decision is the same when the object is
-seen in a crop of the image, and the crop moves with the object (same mask) away from borders.
+when such a crop is at most 1/``MIN_ZOOM_GAIN`` (2/3) of the image's long side, so the decision is the
+same when the object is seen in a large enough crop of the image, and the crop moves with the object
+(same mask) away from borders. A crop nearly the image's size would cost the user an encoder pass per
+prompt (the whole-image embedding is prepared ahead) for a few percent more resolution: a 160 px box
+on a 512 px image (crop 483 px) waited 717 ms against 629 ms for one embedding, where the whole-image
+embedding answers it in a decode.
 Prompts shorter than ``CENTRED_FROM`` (40 px, nuclei) keep the lattice crops used before
 (:func:`lattice_crop`), which scored higher on the 125 sample nuclei (0.844 vs 0.827).
 
@@ -39,6 +43,9 @@ CONTEXT_FACTOR = 3.0
 # two >= 2x the long side, starts on a lattice of step side/2): on the 125 nuclei (long side <= 36 px) centred
 # 3x crops scored Dice 0.827 against 0.844; on the real rods (long side >= 44 px) 0.847 against 0.682.
 CENTRED_FROM = 40
+# Zoom only when the crop gives at least this factor more resolution than the whole image (crop side <=
+# long side / MIN_ZOOM_GAIN); no object of the rod (long side <= 90 px) or nuclei sets on 512 px images is affected.
+MIN_ZOOM_GAIN = 1.5
 # Smallest crop side (pixels): below it the crop is upsampled more than 4x into LiteMedSAM's 256 input.
 MIN_CROP = 64
 # A prepared crop serves a prompt whose own crop's centre is within this fraction of the side (per axis) ...
@@ -57,6 +64,12 @@ def crop_side(extent: np.ndarray) -> int:
     return max(MIN_CROP, int(np.ceil(longest * CONTEXT_FACTOR)))
 
 
+def zooms(side: int, shape: tuple[int, int]) -> bool:
+    """Whether a crop of ``side`` pixels is worth embedding for an image of ``shape`` (H, W):
+    at most 1/``MIN_ZOOM_GAIN`` of its long side."""
+    return side * MIN_ZOOM_GAIN <= max(shape)
+
+
 def centred(extent: np.ndarray) -> bool:
     """Whether a prompt of ``extent`` gets a centred crop (else a lattice crop): long side >= ``CENTRED_FROM``."""
     return max(extent[2] - extent[0], extent[3] - extent[1]) + 1 >= CENTRED_FROM
@@ -65,11 +78,12 @@ def centred(extent: np.ndarray) -> bool:
 def crop_for(extent: np.ndarray, shape: tuple[int, int]) -> Crop | None:
     """The crop (y0, x0, y1, x1) centred on ``extent`` with side :func:`crop_side`, shifted inside the
     image ``shape`` (H, W) at its borders (below ``CENTRED_FROM``: the lattice crop, :func:`lattice_crop`);
-    None when the crop would not be smaller than the image (the whole image is then the better view)."""
+    None when the crop would not be much smaller than the image (:func:`zooms`; the whole image is then the
+    better view: its embedding is prepared ahead)."""
     if not centred(extent):
         return lattice_crop(extent, shape)
     side = crop_side(extent)
-    if side >= max(shape):
+    if not zooms(side, shape):
         return None
     return centred_crop(((extent[0] + extent[2]) / 2, (extent[1] + extent[3]) / 2), side, shape)
 
@@ -89,9 +103,9 @@ def lattice_side(extent: np.ndarray) -> int:
 
 def lattice_crop(extent: np.ndarray, shape: tuple[int, int]) -> Crop | None:
     """The crop of :func:`lattice_side` starting on a lattice of step side/2 whose centre is nearest the
-    prompt's, moved inside the image; None when it would not be smaller than the image."""
+    prompt's, moved inside the image; None when it would not be much smaller than the image (:func:`zooms`)."""
     side = lattice_side(extent)
-    if side >= max(shape):
+    if not zooms(side, shape):
         return None
     y0, y1 = _lattice_span((extent[1] + extent[3]) / 2, side, shape[0])
     x0, x1 = _lattice_span((extent[0] + extent[2]) / 2, side, shape[1])
@@ -138,7 +152,7 @@ def neighbours(extent: np.ndarray, shape: tuple[int, int], radius_factor: float)
     limit = radius_factor * side
     candidates = []
     for size in dict.fromkeys(max(MIN_CROP, round(side * PREPARED_SIDE_STEP**k)) for k in PREPARED_SIDES):
-        if size >= max(shape):
+        if not zooms(size, shape):
             continue
         step = 2 * PREPARED_OFFSET * size
         reach = int(np.floor(limit / step))

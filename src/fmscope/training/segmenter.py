@@ -175,7 +175,7 @@ def make_views(
 ) -> list[View]:
     """The whole-image view with every object (at most ``max_objects``, chosen with ``rng``), then ROI-zoom views.
 
-    Zoom views are the ROI-zoom crops of the objects (those whose crop is smaller than the image,
+    Zoom views are the ROI-zoom crops of the objects (those whose crop is at most 2/3 of the image's long side,
     as ``Segmenter`` zooms); at most ``max_crops`` crops (chosen with ``rng``), each with
     the objects whose own crop it is. Embeddings come from ``segmenter.embed``; with ``split``,
     each view also keeps the features entering the encoder's last stage.
