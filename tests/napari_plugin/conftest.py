@@ -7,6 +7,7 @@ not the viewer itself; the user-workflow tests go through that same path (issue 
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,18 @@ def layers_removed(viewer, spare: int = 50) -> bool:
             return True
         viewer.layers.pop()
     return False
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """napari runs a full ``gc.collect()`` on every layer removal and viewer close (a Windows OpenGL fix), ~1 s
+    each with torch and the models in the heap: 6-18 s per test. The objects alive when teardown starts are
+    frozen meanwhile (``gc.freeze``), so those collections are short; they are collected as usual after."""
+    gc.freeze()
+    try:
+        return (yield)
+    finally:
+        gc.unfreeze()
 
 
 @pytest.fixture
