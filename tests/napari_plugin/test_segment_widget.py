@@ -202,7 +202,7 @@ def test_propagate_fills_the_tumour_slices(make_napari_viewer, open_widget, qtbo
 
 
 def test_propagate_keeps_the_refined_key_slice_and_undo_keeps_later_painting(
-    make_napari_viewer, open_widget, qtbot, ct_volume, segmenter
+    make_napari_viewer, open_widget, qtbot, ct_volume
 ):
     viewer = make_napari_viewer()
     for data, kwargs, kind in sample_data.ct_lung_volume():
@@ -235,7 +235,7 @@ def test_propagate_keeps_the_refined_key_slice_and_undo_keeps_later_painting(
         volume.array,
         z,
         {1: box_from_mask(refined == 1)},
-        segmenter=segmenter,
+        segmenter=widget._segmenters[("litemedsam", "", None)],  # its cached crops: not encoded again
         window="lung",
         key_masks={1: refined == 1},
     )  # propagated from the refined object
