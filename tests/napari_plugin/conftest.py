@@ -61,10 +61,21 @@ def layers_removed(viewer, spare: int = 50) -> bool:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item, nextitem):
+def pytest_runtest_call(item):
     """napari runs a full ``gc.collect()`` on every layer removal and viewer close (a Windows OpenGL fix), ~1 s
-    each with torch and the models in the heap: 6-18 s per test. The objects alive when teardown starts are
-    frozen meanwhile (``gc.freeze``), so those collections are short; they are collected as usual after."""
+    each with torch and the models in the heap: 6-18 s per test. The objects alive when a test's call (and its
+    teardown, below) starts are frozen meanwhile (``gc.freeze``), so those collections only scan what was made
+    since; everything is collected as usual after."""
+    gc.freeze()
+    try:
+        return (yield)
+    finally:
+        gc.unfreeze()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """See :func:`pytest_runtest_call`."""
     gc.freeze()
     try:
         return (yield)
