@@ -1,0 +1,215 @@
+"""The session record (fmscope.session_record, issue 29): record -> resume / replay, refusals, a kill test.
+
+The real LiteMedSAM on a 160 x 160 crop of the nuclei sample; the kill test uses hand-painting actions only (no
+model in the killed process, so five runs take about a second each).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_runner import run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy import ndimage
+
+from fmscope import samples
+from fmscope.errors import FmscopeError
+from fmscope.imaging import io
+from fmscope.session_record import Action, ImageIdentity, ModelIdentity, Recorder, methods_summary, replay, resume
+from fmscope.session_record.action import KINDS
+from fmscope.session_record.delta import difference
+from fmscope.session_record.paint import paint_mask
+
+WORKER = Path(__file__).parent / "session_kill_worker.py"
+
+
+def _model_action(segmenter, kind: str, object_id: int, target: np.ndarray, **prompt) -> Action:
+    """Run one prompt as the Segment panel does (predict, then paint) and return the action to record."""
+    started = time.time()
+    result = segmenter.predict(**prompt)
+    paint_mask(target, object_id, result.mask)
+    points = prompt.get("points") or ()
+    intensity = segmenter.intensity
+    return Action(
+        kind,
+        object_id,
+        box=None if prompt.get("box") is None else tuple(float(v) for v in prompt["box"]),
+        points=tuple(tuple(float(v) for v in p) for p in points),
+        point_labels=tuple(prompt.get("labels") or ()),
+        crop=result.crop,
+        window=(intensity.low, intensity.high, intensity.name),
+        backend=segmenter.backend,
+        precision=segmenter.precision,
+        time=started,
+        duration_s=time.time() - started,
+    )
+
+
+@pytest.fixture(scope="module")
+def recorded(segmenter, nuclei, tmp_path_factory):
+    """A 2D session of six actions on a nuclei crop: (folder, image path, pixels, labels after the last action)."""
+    root = tmp_path_factory.mktemp("session")
+    image, truth = nuclei
+    path = root / "cells.tif"
+    io.write_image(image[96:256, 96:256], path)
+    pixels = io.load_image(path).array
+    boxes = samples.boxes_from_labels(truth[96:256, 96:256])
+    ids = sorted(boxes, key=lambda i: -int(np.prod(boxes[i][2:] - boxes[i][:2])))[:3]
+    labels = np.zeros(pixels.shape, np.uint16)
+    recorder = Recorder.start(root / "s", ImageIdentity.of(pixels, path), ModelIdentity.of(segmenter), labels)
+    segmenter.set_image(pixels)
+    recorder.record(_model_action(segmenter, "box", 1, labels, box=boxes[ids[0]]), labels)
+    recorder.record(_model_action(segmenter, "box", 2, labels, box=boxes[ids[1]]), labels)
+    x0, y0, x1, y1 = boxes[ids[0]]
+    refine = {"box": boxes[ids[0]], "points": [[(x0 + x1) / 2, (y0 + y1) / 2], [x0, y0]], "labels": [1, 0]}
+    recorder.record(_model_action(segmenter, "refine", 1, labels, **refine), labels)
+    labels[5:15, 5:25] = 3  # a hand stroke
+    recorder.record(Action("paint", 3, params={"brush_px": 10}), labels)
+    before = labels.copy()
+    recorder.record(_model_action(segmenter, "box", 4, labels, box=boxes[ids[2]]), labels)
+    labels[...] = before  # undo
+    recorder.record(Action("undo", 4), labels)
+    assert recorder.autosave()
+    recorder.close()
+    return root / "s", path, pixels, labels.copy()
+
+
+def test_replay_equals_saved_labels_bit_for_bit(recorded, tmp_path):
+    folder, _, _, labels = recorded
+    output = tmp_path / "replayed.tif"
+    result = run_cli("replay", folder, "-o", output)
+    assert result.returncode == 0, result.stderr
+    assert "replayed 4 model prompts" in result.stdout and "2 other actions" in result.stdout
+    assert "identical to the saved labels" in result.stdout
+    assert np.array_equal(io.read_image(output), labels)
+    assert set(np.unique(labels)) == {0, 1, 2, 3}
+
+
+def test_replay_measures_a_difference(segmenter, recorded, tmp_path):
+    """Saved labels that the model does not give again (as on another backend): Dice per object, not 'identical'."""
+    _, path, pixels, _ = recorded
+    segmenter.set_image(pixels)
+    labels = np.zeros(pixels.shape, np.uint16)
+    recorder = Recorder.start(tmp_path / "s", ImageIdentity.of(pixels, path), ModelIdentity.of(segmenter), labels)
+    action = _model_action(segmenter, "box", 7, labels, box=[20, 20, 60, 60])
+    labels[ndimage.binary_dilation(labels == 7, iterations=2)] = 7
+    recorder.record(action, labels)
+    recorder.close()
+    result = replay(tmp_path / "s", pixels, segmenter, path)
+    assert not result.identical and result.rerun == 1
+    assert set(result.dice) == {7} and 0.5 < result.dice[7] < 1.0
+
+
+def test_resume_restores_labels_prompts_and_goes_on(segmenter, recorded, tmp_path):
+    folder, path, pixels, labels = recorded
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for file in folder.iterdir():
+        (copy / file.name).write_bytes(file.read_bytes())
+    resumed = resume(copy, ImageIdentity.of(pixels, path), ModelIdentity.of(segmenter))
+    assert np.array_equal(resumed.labels, labels)
+    assert [a.kind for a in resumed.actions] == ["box", "box", "refine", "paint", "box", "undo"]
+    assert [a.kind for a in resumed.objects[1]] == ["box", "refine"]
+    assert resumed.objects[1][1].point_labels == (1, 0)
+    more = resumed.labels.copy()
+    more[0, 0] = 9
+    assert resumed.recorder.record(Action("paint", 9), more) == 7
+    resumed.recorder.close()
+    assert np.array_equal(resume(copy, ImageIdentity.of(pixels), None).labels, more)
+
+
+def test_session_from_another_image_or_weights_is_refused(segmenter, recorded, tmp_path):
+    folder, path, pixels, _ = recorded
+    other = pixels.copy()
+    other[0, 0] += 1
+    with pytest.raises(FmscopeError, match="made on another image.*\n.*Fix: Open the image the session was made on"):
+        resume(folder, ImageIdentity.of(other, "other.tif"), ModelIdentity.of(segmenter))
+    tuned = ModelIdentity(segmenter.model.name, "0" * 64, segmenter.backend, segmenter.precision)
+    with pytest.raises(FmscopeError, match=r"weights sha256 0000.*\n.*Fix: Choose"):
+        resume(folder, ImageIdentity.of(pixels, path), tuned)
+    moved = tmp_path / "other.tif"
+    io.write_image(other, moved)
+    result = run_cli("replay", folder, "--image", moved, "-o", tmp_path / "out.tif")
+    assert result.returncode == 1 and "made on another image" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.tif").exists()
+    with pytest.raises(FmscopeError, match="already holds an fmscope session"):
+        Recorder.start(folder, ImageIdentity.of(pixels), ModelIdentity.of(segmenter), np.zeros((2, 2), np.uint16))
+    with pytest.raises(FmscopeError, match="not an fmscope session folder"):
+        resume(tmp_path, ImageIdentity.of(pixels), None)
+
+
+def test_session_info_prints_the_methods_summary(segmenter, recorded):
+    folder = recorded[0]
+    result = run_cli("session", "info", folder)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == methods_summary(folder)
+    assert f"weights sha256 {segmenter.model.weights_sha256}" in result.stdout
+    assert "model prompts per object: 1: 2, 2: 1, 4: 1" in result.stdout
+    assert "actions: 6 (box 3, paint 1, refine 1, undo 1)" in result.stdout
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sigkill_at_a_random_moment_keeps_every_completed_action(seed, tmp_path):
+    """A recording process killed with SIGKILL: reopening gives the labels after the last action it completed
+    (or one later, when the kill came between the commit and the print), never a partial or earlier state."""
+    sys.path.insert(0, str(WORKER.parent))
+    from session_kill_worker import state
+
+    folder = tmp_path / "s"
+    process = subprocess.Popen([sys.executable, str(WORKER), str(folder), str(seed)], stdout=subprocess.PIPE, text=True)
+    rng = np.random.default_rng(seed)
+    stop_after = int(rng.integers(5, 120))
+    completed = 0
+    for line in process.stdout:
+        completed = int(line)
+        if completed >= stop_after:
+            time.sleep(float(rng.uniform(0, 0.01)))
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL and completed >= stop_after
+    image = np.random.default_rng(0).integers(0, 255, (192, 192), dtype=np.uint8)
+    resumed = resume(folder, ImageIdentity.of(image), None)
+    count = len(resumed.actions)
+    assert count >= completed
+    assert np.array_equal(resumed.labels, state(seed, count))
+    resumed.recorder.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kind=st.sampled_from(KINDS),
+    object_id=st.integers(0, 2**31),
+    points=st.lists(st.tuples(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6)), max_size=4),
+    window=st.none() | st.tuples(st.floats(-1e4, 1e4), st.floats(-1e4, 1e4), st.text(max_size=8)),
+    params=st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+)
+def test_action_json_round_trip(kind, object_id, points, window, params):
+    action = Action(
+        kind, object_id, points=tuple(points), point_labels=(1,) * len(points), window=window, params=params
+    )
+    assert Action.from_json(action.to_json()) == action
+    json.loads(action.to_json())  # plain JSON (no NaN)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    before=hnp.arrays(np.uint16, hnp.array_shapes(min_dims=2, max_dims=3, max_side=6), elements=st.integers(0, 3)),
+    data=st.data(),
+)
+def test_delta_takes_before_to_after(before, data):
+    after = data.draw(hnp.arrays(np.uint16, before.shape, elements=st.integers(0, 3)))
+    delta = difference(before, after)
+    assert delta.empty == np.array_equal(before, after)
+    restored = before.copy()
+    delta.apply(restored)
+    assert np.array_equal(restored, after)
