@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fmscope.metrics import dice
 from fmscope.session_record.action import PROMPT_KINDS, Action
 from fmscope.session_record.identity import ImageIdentity, ModelIdentity
 from fmscope.session_record.journal import Journal
@@ -84,6 +83,8 @@ def replay(
         journal.close()
     outcome = ReplayResult(labels, saved, rerun, from_record)
     if not outcome.identical:
+        from fmscope.metrics import dice  # scipy: only when there is a difference to measure
+
         for object_id in np.union1d(np.unique(labels), np.unique(saved)):
             if object_id and not np.array_equal(labels == object_id, saved == object_id):
                 outcome.dice[int(object_id)] = dice(labels == object_id, saved == object_id)
