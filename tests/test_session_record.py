@@ -28,6 +28,7 @@ from fmscope.session_record import Action, ImageIdentity, ModelIdentity, Recorde
 from fmscope.session_record.action import KINDS
 from fmscope.session_record.delta import difference
 from fmscope.session_record.paint import paint_mask
+from fmscope.session_record.propagate import propagate_action
 
 WORKER = Path(__file__).parent / "session_kill_worker.py"
 
@@ -89,7 +90,7 @@ def test_replay_equals_saved_labels_bit_for_bit(recorded, tmp_path):
     output = tmp_path / "replayed.tif"
     result = run_cli("replay", folder, "-o", output)
     assert result.returncode == 0, result.stderr
-    assert "replayed 4 model prompts" in result.stdout and "2 other actions" in result.stdout
+    assert "re-ran 4 model actions" in result.stdout and "2 other actions" in result.stdout
     assert "identical to the saved labels" in result.stdout
     assert np.array_equal(io.read_image(output), labels)
     assert set(np.unique(labels)) == {0, 1, 2, 3}
@@ -108,6 +109,29 @@ def test_replay_measures_a_difference(segmenter, recorded, tmp_path):
     result = replay(tmp_path / "s", pixels, segmenter, path)
     assert not result.identical and result.rerun == 1
     assert set(result.dice) == {7} and 0.5 < result.dice[7] < 1.0
+
+
+@pytest.mark.slow  # about 3 encoder passes (2 slices and a crop)
+def test_volume_session_replays_prompt_and_propagation_bit_for_bit(segmenter, ct_volume, tmp_path):
+    """A volume session: a box on the key slice, a propagation to the next slice, a hand stroke; replay equals it."""
+    volume, truth = ct_volume
+    key = samples.key_slice(truth)
+    image = volume.array[key : key + 2]
+    labels = np.zeros(image.shape, np.uint16)
+    recorder = Recorder.start(tmp_path / "s", ImageIdentity.of(image), ModelIdentity.of(segmenter), labels)
+    segmenter.set_image(image[0], "lung")
+    box = samples.boxes_from_labels(truth[key])[1]
+    box_action = _model_action(segmenter, "box", 1, labels[0], box=box)
+    recorder.record(Action(**{**box_action.__dict__, "plane": (0,)}), labels)
+    propagate = Action("propagate", 1, box=tuple(box), plane=(0,), window=box_action.window, params={"range": [0, 1]})
+    propagate_action(labels, image, propagate, segmenter)
+    recorder.record(propagate, labels)
+    labels[1, :4, :4] = 2
+    recorder.record(Action("paint", 2), labels)
+    recorder.close()
+    assert (labels[0] == 1).any() and (labels[1] == 1).any()
+    result = replay(tmp_path / "s", image, segmenter)
+    assert result.identical and (result.rerun, result.from_record) == (2, 1)
 
 
 def test_resume_restores_labels_prompts_and_goes_on(segmenter, recorded, tmp_path):

@@ -57,7 +57,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     else:
         io.write_image(result.labels, args.output, geometry=geometry)
     print(
-        f"replayed {result.rerun} model prompts with {model.name} ({segmenter.backend}, {segmenter.precision}); "
+        f"re-ran {result.rerun} model actions with {model.name} ({segmenter.backend}, {segmenter.precision}); "
         f"{result.from_record} other actions applied from the recorded pixels; wrote {args.output}"
     )
     if result.identical:

@@ -10,7 +10,7 @@ from fmscope.errors import FmscopeError
 # Model prompts on one 2D plane: fmscope replay re-runs them with the Segmenter.
 BOX, REFINE, POINTS = "box", "refine", "points"
 PROMPT_KINDS = (BOX, REFINE, POINTS)
-# Model actions over many planes / frames (replayed from the pixels recorded, for now).
+# Model actions over many planes / frames: propagate is re-run (segment_volume), track applied from its pixels.
 PROPAGATE, TRACK = "propagate", "track"
 # Hand edits and the rest: replayed from the pixels recorded.
 PAINT, ERASE, UNDO, DIVISION, TRAIN = "paint", "erase", "undo", "division", "train"

@@ -2,8 +2,10 @@
 
 Box / point / refine prompts are re-run with :class:`fmscope.imaging.predictor.Segmenter` on their plane, with the
 recorded intensity window and ROI-zoom crop, and painted in with the Segment panel's rule
-(:func:`fmscope.session_record.paint.paint_mask`). Every other action (propagation and tracking for now, hand
-painting, undo, division edits) is applied from the pixels the journal recorded for it.
+(:func:`fmscope.session_record.paint.paint_mask`); volume propagations through
+:func:`fmscope.imaging.volume.segment_volume` (:mod:`fmscope.session_record.propagate`). Every other action
+(time-lapse tracking for now, hand painting, undo, division edits) is applied from the pixels the journal
+recorded for it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fmscope.session_record.action import PROMPT_KINDS, Action
+from fmscope.session_record.action import PROMPT_KINDS, PROPAGATE, Action
 from fmscope.session_record.identity import ImageIdentity, ModelIdentity
 from fmscope.session_record.journal import Journal
 from fmscope.session_record.paint import paint_mask
+from fmscope.session_record.propagate import propagate_action
 from fmscope.session_record.recorder import check_identity, restore
 from fmscope.session_record.snapshot import START, read_snapshot
 
@@ -63,6 +66,11 @@ def replay(
         rerun = from_record = 0
         current_plane: tuple | None = None
         for _seq, action, delta in journal.actions():
+            if action.kind == PROPAGATE:
+                propagate_action(labels, image, action, segmenter)
+                current_plane = None  # segment_volume set its own slices
+                rerun += 1
+                continue
             if action.kind not in PROMPT_KINDS:
                 delta.apply(labels)
                 from_record += 1
