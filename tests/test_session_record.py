@@ -33,25 +33,21 @@ from fmscope.session_record.propagate import propagate_action
 WORKER = Path(__file__).parent / "session_kill_worker.py"
 
 
-def _model_action(segmenter, kind: str, object_id: int, target: np.ndarray, **prompt) -> Action:
+def _model_action(segmenter, kind: str, object_id: int, target: np.ndarray, plane=(), **prompt) -> Action:
     """Run one prompt as the Segment panel does (predict, then paint) and return the action to record."""
     started = time.time()
     result = segmenter.predict(**prompt)
     paint_mask(target, object_id, result.mask)
-    points = prompt.get("points") or ()
-    intensity = segmenter.intensity
-    return Action(
+    return Action.of_prompt(
         kind,
         object_id,
-        box=None if prompt.get("box") is None else tuple(float(v) for v in prompt["box"]),
-        points=tuple(tuple(float(v) for v in p) for p in points),
-        point_labels=tuple(prompt.get("labels") or ()),
-        crop=result.crop,
-        window=(intensity.low, intensity.high, intensity.name),
-        backend=segmenter.backend,
-        precision=segmenter.precision,
-        time=started,
-        duration_s=time.time() - started,
+        segmenter,
+        result,
+        box=prompt.get("box"),
+        points=prompt.get("points") or (),
+        point_labels=prompt.get("labels") or (),
+        plane=plane,
+        started=started,
     )
 
 
@@ -121,8 +117,8 @@ def test_volume_session_replays_prompt_and_propagation_bit_for_bit(segmenter, ct
     recorder = Recorder.start(tmp_path / "s", ImageIdentity.of(image), ModelIdentity.of(segmenter), labels)
     segmenter.set_image(image[0], "lung")
     box = samples.boxes_from_labels(truth[key])[1]
-    box_action = _model_action(segmenter, "box", 1, labels[0], box=box)
-    recorder.record(Action(**{**box_action.__dict__, "plane": (0,)}), labels)
+    box_action = _model_action(segmenter, "box", 1, labels[0], plane=(0,), box=box)
+    recorder.record(box_action, labels)
     propagate = Action("propagate", 1, box=tuple(box), plane=(0,), window=box_action.window, params={"range": [0, 1]})
     propagate_action(labels, image, propagate, segmenter)
     recorder.record(propagate, labels)
@@ -144,7 +140,8 @@ def test_resume_restores_labels_prompts_and_goes_on(segmenter, recorded, tmp_pat
     assert np.array_equal(resumed.labels, labels)
     assert [a.kind for a in resumed.actions] == ["box", "box", "refine", "paint", "box", "undo"]
     assert [a.kind for a in resumed.objects[1]] == ["box", "refine"]
-    assert resumed.objects[1][1].point_labels == (1, 0)
+    assert resumed.objects[1][1].point_labels == (1, 0) and resumed.objects[1][1].model == segmenter.model.name
+    assert resumed.actions[3].model is None and resumed.actions[3].time > 0  # a hand stroke, its time filled in
     assert resumed.objects[2][0].crop is not None and resumed.objects[4][0].crop is None  # a zoomed prompt, a whole
     more = resumed.labels.copy()
     more[0, 0] = 9
@@ -167,6 +164,11 @@ def test_session_from_another_image_or_weights_is_refused(segmenter, recorded, t
     result = run_cli("replay", folder, "--image", moved, "-o", tmp_path / "out.tif")
     assert result.returncode == 1 and "made on another image" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.tif").exists()
+    recorder = resume(folder, ImageIdentity.of(pixels, path), ModelIdentity.of(segmenter)).recorder
+    with pytest.raises(FmscopeError, match=r"action was made with a model \(weights sha256 0000.*\n.*Fix: Start a new"):
+        recorder.record(Action("box", 1, box=(1, 1, 9, 9), weights_sha256="0" * 64), np.zeros_like(pixels, np.uint16))
+    assert recorder.journal.last_seq() == 6
+    recorder.close()
     with pytest.raises(FmscopeError, match="already holds an fmscope session"):
         Recorder.start(folder, ImageIdentity.of(pixels), ModelIdentity.of(segmenter), np.zeros((2, 2), np.uint16))
     with pytest.raises(FmscopeError, match="not an fmscope session folder"):

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import time as _time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fmscope.errors import FmscopeError
+
+if TYPE_CHECKING:
+    from fmscope.imaging.predictor import MaskResult, Segmenter
 
 # Model prompts on one 2D plane: fmscope replay re-runs them with the Segmenter.
 BOX, REFINE, POINTS = "box", "refine", "points"
@@ -29,8 +35,10 @@ class Action:
     :attr:`fmscope.imaging.predictor.MaskResult.crop` (None: the whole plane). ``window``: the intensity map,
     (low, high, name) of :class:`fmscope.imaging.intensity.Intensity`. ``params``: anything else of the kind
     (propagation direction and range, a stroke's brush size...), JSON values. ``time``: when the action started
-    (Unix seconds); ``duration_s``: how long it took. Model actions carry ``backend`` / ``precision``; the model
-    name and weights are the session's (:class:`fmscope.session_record.identity.ModelIdentity`).
+    (Unix seconds; :meth:`Recorder.record` fills it when 0); ``duration_s``: how long it took. Model actions carry
+    ``model`` (catalogue name), ``weights_sha256``, ``backend`` and ``precision``; :meth:`Recorder.record` fills
+    those left None from the session's :class:`~fmscope.session_record.identity.ModelIdentity` and refuses other
+    weights. :meth:`of_prompt` builds a prompt action from a Segmenter result.
     """
 
     kind: str
@@ -41,6 +49,8 @@ class Action:
     plane: tuple[int, ...] = ()
     crop: tuple[int, int, int, int] | None = None
     window: tuple[float, float, str] | None = None
+    model: str | None = None
+    weights_sha256: str | None = None
     backend: str | None = None
     precision: str | None = None
     params: dict = field(default_factory=dict)
@@ -55,6 +65,41 @@ class Action:
                 f"{len(self.points)} points but {len(self.point_labels)} point labels in a '{self.kind}' action.",
                 "Give one label (1 object, 0 background) per point.",
             )
+
+    @classmethod
+    def of_prompt(
+        cls,
+        kind: str,
+        object_id: int,
+        segmenter: Segmenter,
+        result: MaskResult,
+        box: Sequence[float] | None = None,
+        points: Sequence[Sequence[float]] = (),
+        point_labels: Sequence[int] = (),
+        plane: tuple[int, ...] = (),
+        started: float = 0.0,
+    ) -> Action:
+        """The action of a prompt (``box`` / ``points`` / ``point_labels`` as given to ``segmenter.predict``, on
+        ``plane``) that gave ``result``: with its crop, the segmenter's intensity window, model, weights, backend
+        and precision. ``started``: when the prompt was given (Unix seconds; 0: now, no duration)."""
+        intensity = segmenter.intensity
+        now = _time.time()
+        return cls(
+            kind,
+            int(object_id),
+            box=None if box is None else tuple(float(v) for v in box),
+            points=tuple(tuple(float(v) for v in p) for p in points),
+            point_labels=tuple(int(v) for v in point_labels),
+            plane=tuple(int(i) for i in plane),
+            crop=None if result.crop is None else tuple(int(v) for v in result.crop),
+            window=None if intensity is None else (float(intensity.low), float(intensity.high), intensity.name),
+            model=segmenter.model.name,
+            weights_sha256=segmenter.model.weights_sha256,
+            backend=segmenter.backend,
+            precision=segmenter.precision,
+            time=started or now,
+            duration_s=now - started if started else 0.0,
+        )
 
     @property
     def is_model(self) -> bool:
@@ -71,6 +116,8 @@ class Action:
                 "plane": list(self.plane),
                 "crop": None if self.crop is None else list(self.crop),
                 "window": None if self.window is None else list(self.window),
+                "model": self.model,
+                "weights_sha256": self.weights_sha256,
                 "backend": self.backend,
                 "precision": self.precision,
                 "params": self.params,
@@ -93,6 +140,8 @@ class Action:
             plane=tuple(data["plane"]),
             crop=None if data["crop"] is None else tuple(data["crop"]),
             window=None if window is None else (float(window[0]), float(window[1]), str(window[2])),
+            model=data["model"],
+            weights_sha256=data["weights_sha256"],
             backend=data["backend"],
             precision=data["precision"],
             params=data["params"],

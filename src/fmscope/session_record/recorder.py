@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ class Recorder:
     def __init__(self, journal: Journal, labels: np.ndarray, seq: int, snapshot_seq: int) -> None:
         self.journal = journal
         self.folder = journal.folder
+        self.model = ModelIdentity.from_json(journal.meta("model"))
         self._labels = labels  # the labels after action ``seq``: the recorder's own copy
         self._seq = seq
         self._snapshot_seq = snapshot_seq
@@ -106,12 +107,39 @@ class Recorder:
                 f"{self._labels.shape}.",
                 "Record the labels layer the session was started with.",
             )
+        action = self._completed(action)
         with self._lock:
             delta = difference(self._labels, labels)
             seq = self.journal.append(action, delta)
             delta.apply(self._labels)
             self._seq = seq
         return seq
+
+    def _completed(self, action: Action) -> Action:
+        """``action`` with its time and, for a model action, the session's model filled in; other weights refused."""
+        filled = {}
+        if not action.time:
+            filled["time"] = time.time() - action.duration_s
+        if action.is_model:
+            if action.weights_sha256 not in (None, self.model.weights_sha256):
+                raise FmscopeError(
+                    f"This session records {self.model.name} (weights sha256 {self.model.weights_sha256[:12]}); the "
+                    f"action was made with {action.model or 'a model'} (weights sha256 {action.weights_sha256[:12]}).",
+                    "Start a new session for the other model or weights.",
+                )
+            filled.update(
+                {
+                    name: getattr(self.model, source)
+                    for name, source in (
+                        ("model", "name"),
+                        ("weights_sha256", "weights_sha256"),
+                        ("backend", "backend"),
+                        ("precision", "precision"),
+                    )
+                    if getattr(action, name) is None
+                }
+            )
+        return replace(action, **filled) if filled else action
 
     def autosave(self) -> bool:
         """Save the labels after the last recorded action as a snapshot (atomic write + fsync), then drop older
