@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import ndimage
+from session_kill_worker import state  # tests/ is on sys.path (conftest.py)
 
 from fmscope import samples
 from fmscope.errors import FmscopeError
@@ -189,9 +190,6 @@ def test_session_info_prints_the_methods_summary(segmenter, recorded):
 def test_sigkill_at_a_random_moment_keeps_every_completed_action(seed, tmp_path):
     """A recording process killed with SIGKILL: reopening gives the labels after the last action it completed
     (or one later, when the kill came between the commit and the print), never a partial or earlier state."""
-    sys.path.insert(0, str(WORKER.parent))
-    from session_kill_worker import state
-
     folder = tmp_path / "s"
     process = subprocess.Popen([sys.executable, str(WORKER), str(folder), str(seed)], stdout=subprocess.PIPE, text=True)
     rng = np.random.default_rng(seed)
