@@ -174,6 +174,8 @@ def test_session_from_another_image_or_weights_is_refused(segmenter, recorded, t
         Recorder.start(folder, ImageIdentity.of(pixels), ModelIdentity.of(segmenter), np.zeros((2, 2), np.uint16))
     with pytest.raises(FmscopeError, match="not an fmscope session folder"):
         resume(tmp_path, ImageIdentity.of(pixels), None)
+    result = run_cli("session", "info", tmp_path)
+    assert result.returncode == 1 and "not an fmscope session folder" in result.stderr
 
 
 def test_session_info_prints_the_methods_summary(segmenter, recorded):

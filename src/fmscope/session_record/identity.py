@@ -34,8 +34,10 @@ class ImageIdentity:
 
     @classmethod
     def of(cls, image: np.ndarray, path: str | Path | None = None) -> ImageIdentity:
+        """The identity of ``image``, opened from ``path`` (made absolute, so replay finds it from any folder)."""
         image = np.asarray(image)
-        return cls(str(path or ""), pixel_sha256(image), tuple(int(n) for n in image.shape), image.dtype.str)
+        where = str(Path(path).absolute()) if path else ""
+        return cls(where, pixel_sha256(image), tuple(int(n) for n in image.shape), image.dtype.str)
 
     def to_json(self) -> dict:
         return asdict(self)
