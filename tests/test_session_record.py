@@ -241,3 +241,30 @@ def test_delta_takes_before_to_after(before, data):
     restored = before.copy()
     delta.apply(restored)
     assert np.array_equal(restored, after)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, 4), st.integers(0, 11), st.integers(0, 11), st.integers(1, 6), st.booleans()),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_journal_round_trip_through_snapshots_and_deltas(tmp_path_factory, edits):
+    """Any run of edits, autosaved after some of them: resume gives the labels after the last edit and every action."""
+    folder = tmp_path_factory.mktemp("journal") / "s"
+    image = np.zeros((12, 12), np.uint8)
+    labels = np.zeros((12, 12), np.uint16)
+    recorder = Recorder.start(folder, ImageIdentity.of(image), ModelIdentity("m", "0" * 64, "torch", "fp32"), labels)
+    for object_id, y, x, size, save in edits:
+        labels[y : y + size, x : x + size] = object_id
+        recorder.record(Action("paint", object_id, params={"yx": [y, x]}), labels)
+        if save:
+            recorder.autosave()
+    recorder.close()
+    resumed = resume(folder, ImageIdentity.of(image), None)
+    assert np.array_equal(resumed.labels, labels)
+    assert [a.params["yx"] for a in resumed.actions] == [[y, x] for _, y, x, _, _ in edits]
+    assert len(list(folder.glob("labels-*.npy"))) <= 1  # older snapshots removed
+    resumed.recorder.close()
