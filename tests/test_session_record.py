@@ -184,7 +184,7 @@ def test_session_info_prints_the_methods_summary(segmenter, recorded):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == methods_summary(folder)
     assert f"weights sha256 {segmenter.model.weights_sha256}" in result.stdout
-    assert "model prompts per object: 1: 2, 2: 1, 4: 1" in result.stdout
+    assert "objects: 4; model prompts per object: 1: 2, 2: 1, 4: 1" in result.stdout
     assert "actions: 6 (box 3, paint 1, refine 1, undo 1)" in result.stdout
 
 

@@ -36,7 +36,7 @@ class Journal:
         if not create and not self.path.is_file():
             raise FmscopeError(
                 f"{self.folder} is not an fmscope session folder (no {JOURNAL_FILE} in it).",
-                "Give the session folder the napari / Slicer session or Recorder wrote.",
+                "Give the folder a session was recorded in (napari / Slicer panels, session_record.Recorder).",
             )
         self._lock = threading.Lock()
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from fmscope.session_record.action import Action
 from fmscope.session_record.identity import ImageIdentity, ModelIdentity
 from fmscope.session_record.journal import Journal
@@ -37,16 +39,17 @@ def methods_summary(folder: str | Path) -> str:
     windows = sorted({f"{a.window[2]} [{a.window[0]:g}, {a.window[1]:g}]" for a in model_actions if a.window})
     kinds = Counter(a.kind for a in actions)
     prompts = Counter(a.object_id for a in model_actions if a.object_id)
+    objects = {a.object_id for a in actions if a.object_id}
     minutes = active_seconds(actions) / 60
     lines = [
         f"session: {Path(folder)}",
-        f"image: {image.path or '(no path)'} ({image.dtype} {' x '.join(map(str, image.shape))}, "
+        f"image: {image.path or '(no path)'} ({np.dtype(image.dtype).name} {' x '.join(map(str, image.shape))}, "
         f"pixels sha256 {image.sha256})",
         f"model: {model.name}, weights sha256 {model.weights_sha256}",
         f"backend: {', '.join(backends)}; precision: {', '.join(precisions)}",
         f"intensity window: {', '.join(windows) or 'none recorded'}",
         f"actions: {len(actions)} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items())) or 'none'})",
-        f"objects: {len(prompts)}; model prompts per object: "
+        f"objects: {len(objects)}; model prompts per object: "
         + (", ".join(f"{obj}: {n}" for obj, n in sorted(prompts.items())) or "none"),
         f"time spent: {minutes:.1f} min (pauses over {BREAK_S / 60:.0f} min left out)",
     ]
