@@ -105,6 +105,8 @@ def test_replay_measures_a_difference(segmenter, recorded, tmp_path):
     recorder.close()
     result = replay(tmp_path / "s", pixels, segmenter, path)
     assert not result.identical and result.rerun == 1
+    with pytest.raises(FmscopeError, match=r"crop \[0, 0, 500, 40\] \(y0, x0, y1, x1\) does not fit the 160 x 160"):
+        segmenter.predict(box=[20, 20, 60, 60], crop=(0, 0, 500, 40))
     assert set(result.dice) == {7} and 0.5 < result.dice[7] < 1.0
 
 
