@@ -11,7 +11,14 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 FRONT_ENDS = ("fmscope.napari", "fmscope.cli")
-ENGINE = ("fmscope.imaging", "fmscope.omics", "fmscope.training", "fmscope.batch", "fmscope.backends")
+ENGINE = (
+    "fmscope.imaging",
+    "fmscope.omics",
+    "fmscope.training",
+    "fmscope.batch",
+    "fmscope.backends",
+    "fmscope.session_record",
+)
 
 
 def _modules() -> dict[str, Path]:

@@ -20,7 +20,7 @@ from fmscope.errors import FmscopeError, UsageError
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for ``fmscope``."""
     from fmscope import __version__
-    from fmscope.cli import batch, image_expression, imaging, omics, tracking, train
+    from fmscope.cli import batch, image_expression, imaging, omics, session, tracking, train
 
     parser = argparse.ArgumentParser(prog="fmscope", description="Biomedical foundation models from the shell.")
     parser.add_argument("--version", action="version", version=f"fmscope {__version__}")
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     image_expression.add_commands(commands)
     train.add_commands(commands)
     tracking.add_commands(commands)
+    session.add_commands(commands)
     return parser
 
 

@@ -245,12 +245,15 @@ class Segmenter:
         points: Sequence | None = None,
         labels: Sequence[int] | None = None,
         roi_zoom: bool | str | None = None,
+        crop: Crop | None | str = "auto",
     ) -> MaskResult:
         """Segment one object from a box, positive/negative points, or both.
 
         A small prompt is segmented in its ROI-zoom crop (:func:`fmscope.imaging.roi.crop_for`); when
         that crop is not embedded yet but a crop :meth:`prepare` embedded centres the prompt nearly as
         well (:func:`fmscope.imaging.roi.stand_in`), that one is used: a decode instead of an encoder pass.
+        ``crop``: ``"auto"`` (that choice), None (the whole image) or a crop (y0, x0, y1, x1) to embed, such
+        as an earlier result's ``MaskResult.crop``: the same prompt then gives the same mask (a session's replay).
         """
         shape = self.image_shape
         if box is None and (points is None or len(points) == 0):
@@ -260,7 +263,10 @@ class Segmenter:
         extent_parts = ([box_array[:2], box_array[2:]] if box_array is not None else []) + list(point_array)
         stacked = np.array(extent_parts)
         extent = np.concatenate([stacked.min(axis=0), stacked.max(axis=0)])
-        crop = self._crop_for(extent, roi_zoom, prepared=True)
+        if crop == "auto":
+            crop = self._crop_for(extent, roi_zoom, prepared=True)
+        elif crop is not None:
+            crop = self._given_crop(crop)
         single_point = box_array is None and len(point_array) == 1
         return self._decode(
             self.embed(crop),
@@ -270,6 +276,17 @@ class Segmenter:
             labels=label_array[None] if len(point_array) else None,
             multimask=single_point,
         )[0]
+
+    def _given_crop(self, crop: Sequence[int]) -> Crop:
+        """``crop`` (y0, x0, y1, x1) as a tuple of ints, refused when it leaves the image or is empty."""
+        y0, x0, y1, x1 = (int(value) for value in crop)
+        height, width = self.image_shape
+        if not (0 <= y0 < y1 <= height and 0 <= x0 < x1 <= width):
+            raise FmscopeError(
+                f"The crop {[y0, x0, y1, x1]} (y0, x0, y1, x1) does not fit the {height} x {width} image.",
+                "Give the crop of an earlier result on this image (MaskResult.crop), or crop='auto'.",
+            )
+        return (y0, x0, y1, x1)
 
     def predict_many(
         self,

@@ -1,0 +1,52 @@
+"""A recorded volume propagation, re-run: the napari Segment panel's Propagate (fmscope.napari.segment_widget).
+
+The action (kind ``propagate``) carries ``plane`` = (key slice,), ``object_id``, ``box`` (x0, y0, x1, y1 on the key
+slice, used when the object has no pixels there yet), ``window`` and ``params`` {"range": [first, last] (inclusive
+z), "direction": "both" | "up" | "down"}. As in the panel, the object's mask on the key slice, when it has one, is
+kept and propagated from; every slice of the range is then painted with :func:`paint_mask`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fmscope.errors import FmscopeError
+from fmscope.session_record.action import Action
+from fmscope.session_record.paint import paint_mask
+
+if TYPE_CHECKING:
+    from fmscope.imaging.predictor import Segmenter
+
+
+def propagate_action(labels: np.ndarray, volume: np.ndarray, action: Action, segmenter: Segmenter) -> None:
+    """Re-run the propagation ``action`` on ``volume`` (Z, H, W) into ``labels`` (Z, H, W, in place)."""
+    from fmscope.imaging.intensity import Intensity
+    from fmscope.imaging.prompts import box_from_mask
+    from fmscope.imaging.volume import segment_volume
+
+    if volume.ndim != 3 or len(action.plane) != 1 or "range" not in action.params:
+        raise FmscopeError(
+            f"The propagate action on plane {action.plane} of a {volume.shape} image lacks its key slice or range.",
+            "Record propagations with plane=(key slice,) and params={'range': [first, last]}.",
+        )
+    key = action.plane[0]
+    first, last = (int(z) for z in action.params["range"])
+    obj = action.object_id
+    key_mask = labels[key] == obj
+    kept = {obj: key_mask} if key_mask.any() else {}
+    box = box_from_mask(key_mask) if kept else action.box
+    result = segment_volume(
+        volume,
+        key,
+        {obj: box},
+        segmenter=segmenter,
+        window=None if action.window is None else Intensity(*action.window),
+        direction=action.params.get("direction", "both"),
+        slice_range=(first, last),
+        key_masks=kept,
+    )
+    for z in range(first, last + 1):
+        if not (kept and z == key):
+            paint_mask(labels[z], obj, result[z] == obj)

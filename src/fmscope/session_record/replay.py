@@ -1,0 +1,99 @@
+"""Replay: re-run a session's journal with the engine and compare with the labels it saved.
+
+Box / point / refine prompts are re-run with :class:`fmscope.imaging.predictor.Segmenter` on their plane, with the
+recorded intensity window and ROI-zoom crop, and painted in with the Segment panel's rule
+(:func:`fmscope.session_record.paint.paint_mask`); volume propagations through
+:func:`fmscope.imaging.volume.segment_volume` (:mod:`fmscope.session_record.propagate`). Every other action
+(time-lapse tracking for now, hand painting, undo, division edits) is applied from the pixels the journal
+recorded for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fmscope.session_record.action import PROMPT_KINDS, PROPAGATE, Action
+from fmscope.session_record.identity import ImageIdentity, ModelIdentity
+from fmscope.session_record.journal import Journal
+from fmscope.session_record.paint import paint_mask
+from fmscope.session_record.propagate import propagate_action
+from fmscope.session_record.recorder import check_identity, restore
+from fmscope.session_record.snapshot import START, read_snapshot
+
+if TYPE_CHECKING:
+    from fmscope.imaging.predictor import Segmenter
+
+
+@dataclass
+class ReplayResult:
+    """``labels`` from the replay; ``saved``: the labels the session saved; ``rerun`` / ``from_record``: how many
+    actions were re-run with the model / applied from recorded pixels; ``dice``: {object id: Dice of the replayed
+    object against the saved one} for the objects that differ (empty when ``identical``)."""
+
+    labels: np.ndarray
+    saved: np.ndarray
+    rerun: int
+    from_record: int
+    dice: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def identical(self) -> bool:
+        return bool(np.array_equal(self.labels, self.saved))
+
+
+def _intensity(action: Action):
+    from fmscope.imaging.intensity import Intensity
+
+    return None if action.window is None else Intensity(*action.window)
+
+
+def replay(
+    folder: str | Path, image: np.ndarray, segmenter: Segmenter, image_path: str | Path | None = None
+) -> ReplayResult:
+    """Re-run the session in ``folder`` on ``image`` (the pixels it was made on) with ``segmenter`` (the session's
+    model and weights; its backend and precision may differ, then the labels may too). Returns a
+    :class:`ReplayResult`. Raises :class:`FmscopeError` for another image or other weights (as :func:`resume`)."""
+    journal = Journal(folder)
+    try:
+        check_identity(journal, ImageIdentity.of(image, image_path), ModelIdentity.of(segmenter))
+        saved = restore(journal)[0]
+        shape, dtype = journal.meta("labels_shape"), journal.meta("labels_dtype")
+        labels = np.array(read_snapshot(journal.folder, START, shape, dtype), copy=True)
+        rerun = from_record = 0
+        current_plane: tuple | None = None
+        for _seq, action, delta in journal.actions():
+            if action.kind == PROPAGATE:
+                propagate_action(labels, image, action, segmenter)
+                current_plane = None  # segment_volume set its own slices
+                rerun += 1
+                continue
+            if action.kind not in PROMPT_KINDS:
+                delta.apply(labels)
+                from_record += 1
+                continue
+            key = (action.plane, action.window)
+            if key != current_plane:
+                segmenter.set_image(image[action.plane] if action.plane else image, _intensity(action))
+                current_plane = key
+            result = segmenter.predict(
+                box=action.box,
+                points=[list(p) for p in action.points] or None,
+                labels=list(action.point_labels) or None,
+                crop=action.crop,
+            )
+            paint_mask(labels[action.plane] if action.plane else labels, action.object_id, result.mask)
+            rerun += 1
+    finally:
+        journal.close()
+    outcome = ReplayResult(labels, saved, rerun, from_record)
+    if not outcome.identical:
+        from fmscope.metrics import dice  # scipy: only when there is a difference to measure
+
+        for object_id in np.union1d(np.unique(labels), np.unique(saved)):
+            if object_id and not np.array_equal(labels == object_id, saved == object_id):
+                outcome.dice[int(object_id)] = dice(labels == object_id, saved == object_id)
+    return outcome
