@@ -23,6 +23,7 @@ import tifffile
 
 from fmscope.atomic import atomic_write, file_suffix
 from fmscope.errors import FmscopeError
+from fmscope.imaging.lazy_image import LazyImage
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -242,6 +243,37 @@ def load_image(path: str | os.PathLike) -> Image2D:
             f"Cannot read {path} as an image ({type(error).__name__}: {str(error)[:200]}).",
             "Give a TIFF, PNG, JPEG, NIfTI, NRRD or DICOM file.",
         ) from None
+
+
+def open_image(path: str | os.PathLike) -> Image2D | LazyImage:
+    """:func:`load_image`, except for huge images: a TIFF / BigTIFF / OME-TIFF or an OME-Zarr folder of more than
+    ``EAGER_MAX_PIXELS`` pixels comes back as a :class:`~fmscope.imaging.lazy_image.LazyImage` (read region by
+    region; close it when done). An OME-Zarr of at most that size is read whole into an :class:`Image2D`.
+    Raises FmscopeError as :func:`load_image` does, and for huge TIFFs that cannot be read in parts."""
+    from fmscope.imaging import lazy_image
+
+    path = Path(path)
+    _require_file(path)
+    suffix = file_suffix(path)
+    if suffix not in TIFF_SUFFIXES and not lazy_image.is_ome_zarr(path):
+        return load_image(path)
+    try:
+        lazy = lazy_image.open_tiff(path) if suffix in TIFF_SUFFIXES else lazy_image.open_ome_zarr(path)
+    except FmscopeError:
+        raise
+    except Exception as error:  # tifffile / zarr raise many types for unreadable files
+        if suffix in TIFF_SUFFIXES:
+            return load_image(path)  # the eager reader's message (or its reading)
+        raise FmscopeError(
+            f"Cannot read {path} as an OME-Zarr image ({type(error).__name__}: {str(error)[:200]}).",
+            "Give an OME-Zarr image folder (OME-NGFF multiscales) or a TIFF.",
+        ) from None
+    if lazy.pixels > lazy_image.EAGER_MAX_PIXELS:
+        return lazy
+    with lazy:
+        if suffix in TIFF_SUFFIXES:
+            return load_image(path)
+        return Image2D(_grey_or_rgb(lazy.read_all(), path), None)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
