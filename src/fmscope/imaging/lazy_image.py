@@ -17,7 +17,8 @@ uncompressed single-strip page is memory-mapped instead.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,6 @@ class LazyImage:
     source: str
     chunks: tuple[int, int]  # (rows, columns) of one stored chunk
     closer: Any = None
-    _sample: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -105,30 +105,28 @@ class LazyImage:
         """The whole image in memory (only for images of at most ``EAGER_MAX_PIXELS``)."""
         return self.read(0, 0, *self.shape[:2])
 
-    def sample(self) -> np.ndarray:
-        """The fixed sample of the image the intensity window comes from (see ``SAMPLE_GRID``): 1D, cached."""
-        if self._sample is None:
-            height, width = self.shape[:2]
-            pieces = []
-            for row in range(SAMPLE_GRID):
-                for col in range(SAMPLE_GRID):
-                    cy, cx = (2 * row + 1) * height // (2 * SAMPLE_GRID), (2 * col + 1) * width // (2 * SAMPLE_GRID)
-                    y0, x0 = max(0, cy - SAMPLE_SIDE // 2), max(0, cx - SAMPLE_SIDE // 2)
-                    pieces.append(self.read(y0, x0, y0 + SAMPLE_SIDE, x0 + SAMPLE_SIDE).ravel())
-            self._sample = np.concatenate(pieces)
-        return self._sample
+    def sample_regions(self) -> Iterator[np.ndarray]:
+        """The fixed sample of the image (see ``SAMPLE_GRID``): its regions, read one by one."""
+        height, width = self.shape[:2]
+        for row in range(SAMPLE_GRID):
+            for col in range(SAMPLE_GRID):
+                cy, cx = (2 * row + 1) * height // (2 * SAMPLE_GRID), (2 * col + 1) * width // (2 * SAMPLE_GRID)
+                y0, x0 = max(0, cy - SAMPLE_SIDE // 2), max(0, cx - SAMPLE_SIDE // 2)
+                yield self.read(y0, x0, y0 + SAMPLE_SIDE, x0 + SAMPLE_SIDE)
 
     def intensity(self) -> Intensity:
         """The automatic intensity window: uint8 as is, 1-bit as 0 / 255, else the 0.5-99.5 percentiles of
-        :meth:`sample` (the same window for every crop of the image)."""
+        :meth:`sample_regions` (the same window for every crop of the image)."""
         if self.dtype in (np.uint8, bool):
             return auto_intensity(np.zeros(1, np.uint8))
-        return auto_intensity(self.sample())
+        return auto_intensity(np.concatenate([region.ravel() for region in self.sample_regions()]))
 
     def identity(self) -> str:
-        """A sha256 naming this image's content for the embedding cache: source, shape, dtype and the sample."""
+        """A sha256 naming this image's content for the embedding cache: source, shape, dtype and the sample
+        (read region by region, none kept)."""
         digest = hashlib.sha256(f"{self.source}|{self.shape}|{self.dtype}".encode())
-        digest.update(self.sample().tobytes())
+        for region in self.sample_regions():
+            digest.update(region.tobytes())
         return digest.hexdigest()
 
     def close(self) -> None:
@@ -166,7 +164,9 @@ def open_tiff(path: Path) -> LazyImage:
         _check_axes(axes, shape, path)
         chunk_bytes = int(np.prod(page.chunks)) * np.dtype(series.dtype).itemsize
         if page.is_memmappable and not page.is_tiled and page.compression == 1 and len(series.pages) == 1:
-            return LazyImage(tiff.asarray(out="memmap"), axes, str(path), (page.imagelength, page.imagewidth), tiff.close)
+            return LazyImage(
+                tiff.asarray(out="memmap"), axes, str(path), (page.imagelength, page.imagewidth), tiff.close
+            )
         if chunk_bytes > MAX_CHUNK_BYTES:
             raise FmscopeError(
                 f"{path} is stored in chunks of {'x'.join(map(str, page.chunks))} pixels ({chunk_bytes / 2**20:.0f} MB "

@@ -149,7 +149,9 @@ class Segmenter:
     def _set_lazy(self, image: LazyImage, window: str | tuple[float, float] | Intensity | None) -> None:
         """set_image for a lazy image above ``EAGER_MAX_PIXELS``: checks from its shape and dtype only."""
         if image.dtype == object or image.dtype.kind not in "biuf":
-            raise FmscopeError(f"Images must hold real numbers, got dtype {image.dtype}.", "Convert to a numeric image.")
+            raise FmscopeError(
+                f"Images must hold real numbers, got dtype {image.dtype}.", "Convert to a numeric image."
+            )
         self.intensity = image.intensity() if window is None else resolve_intensity(np.zeros(1, np.uint8), window)
         image_hash = image.identity()
         if image_hash != self._image_hash:
