@@ -118,9 +118,13 @@ def test_huge_tiff_layouts_read_in_parts_or_are_refused_by_name(huge, tmp_path, 
     tifffile.imwrite(striped, image, compression="zlib", rowsperstrip=64)
     tifffile.imwrite(raw, image)  # uncompressed, contiguous: memory-mapped
     tifffile.imwrite(one_strip, image, compression="zlib", rowsperstrip=SIDE)
-    for path in (striped, raw):
+    pyramid = tmp_path / "pyramid.tif"  # whole-slide style: full resolution with a half-size level in a SubIFD
+    with tifffile.TiffWriter(pyramid) as writer:
+        writer.write(image, tile=(256, 256), compression="zlib", subifds=1)
+        writer.write(image[::2, ::2], tile=(256, 256), compression="zlib", subfiletype=1)
+    for path in (striped, raw, pyramid):
         with io.open_image(path) as lazy:
-            assert np.array_equal(lazy.read(*region), expected)
+            assert lazy.shape == (SIDE, SIDE) and np.array_equal(lazy.read(*region), expected)
     monkeypatch.setattr(lazy_image, "MAX_CHUNK_BYTES", 16 * 2**20)  # one 36 MB strip: above the limit
     with pytest.raises(FmscopeError, match="cannot be read in parts") as refused:
         io.open_image(one_strip)

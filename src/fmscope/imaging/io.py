@@ -255,24 +255,21 @@ def open_image(path: str | os.PathLike) -> Image2D | LazyImage:
     path = Path(path)
     _require_file(path)
     suffix = file_suffix(path)
-    if suffix not in TIFF_SUFFIXES and not lazy_image.is_ome_zarr(path):
+    huge_tiff = suffix in TIFF_SUFFIXES and lazy_image.tiff_is_huge(path)
+    if not huge_tiff and not lazy_image.is_ome_zarr(path):
         return load_image(path)
     try:
-        lazy = lazy_image.open_tiff(path) if suffix in TIFF_SUFFIXES else lazy_image.open_ome_zarr(path)
+        lazy = lazy_image.open_tiff(path) if huge_tiff else lazy_image.open_ome_zarr(path)
     except FmscopeError:
         raise
-    except Exception as error:  # tifffile / zarr raise many types for unreadable files
-        if suffix in TIFF_SUFFIXES:
-            return load_image(path)  # the eager reader's message (or its reading)
+    except Exception as error:  # tifffile and zarr raise many types for damaged files
         raise FmscopeError(
-            f"Cannot read {path} as an OME-Zarr image ({type(error).__name__}: {str(error)[:200]}).",
-            "Give an OME-Zarr image folder (OME-NGFF multiscales) or a TIFF.",
+            f"Cannot read {path} as an image ({type(error).__name__}: {str(error)[:200]}).",
+            "Give a tiled TIFF, an OME-Zarr image folder (OME-NGFF multiscales), or a smaller image.",
         ) from None
     if lazy.pixels > lazy_image.EAGER_MAX_PIXELS:
         return lazy
     with lazy:
-        if suffix in TIFF_SUFFIXES:
-            return load_image(path)
         return Image2D(_grey_or_rgb(lazy.read_all(), path), None)
 
 

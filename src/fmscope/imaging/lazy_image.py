@@ -151,6 +151,19 @@ def _check_axes(axes: str, shape: tuple[int, ...], path: Path) -> None:
         )
 
 
+def tiff_is_huge(path: Path) -> bool:
+    """Whether a TIFF's first series has more than ``EAGER_MAX_PIXELS`` pixels per plane (its header only; False
+    for a file tifffile cannot read: the eager reader then says why)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            sizes = dict(zip(tiff.series[0].axes, tiff.series[0].shape))
+    except Exception:  # not a readable TIFF
+        return False
+    return sizes.get("Y", 1) * sizes.get("X", 1) > EAGER_MAX_PIXELS
+
+
 def open_tiff(path: Path) -> LazyImage:
     """The first series of a TIFF / BigTIFF / OME-TIFF as a :class:`LazyImage` (tifffile's zarr store)."""
     import tifffile
@@ -174,10 +187,7 @@ def open_tiff(path: Path) -> LazyImage:
                 "Save it as a tiled TIFF, e.g. tifffile.imwrite(out, image, tile=(256, 256), compression='zlib'), "
                 "or with 'vips tiffsave in.tif out.tif --tile --compression deflate'.",
             )
-        store = series.aszarr()
-        array = zarr.open(store, mode="r")
-        if not hasattr(array, "shape"):  # a pyramid: the store is a group of levels; level 0 is full size
-            array = array["0"]
+        array = zarr.open(series.aszarr(level=0), mode="r")  # a pyramid's full-resolution level
         rows, cols = (page.tilelength, page.tilewidth) if page.is_tiled else (page.rowsperstrip, page.imagewidth)
         rows = min(rows, page.imagelength)
         return LazyImage(array, axes, str(path), (int(rows), int(cols)), tiff.close)
