@@ -42,7 +42,8 @@ def huge(tmp_path_factory, sample8) -> tuple[np.ndarray, Path, Path]:
     tifffile.imwrite(tiff, image, tile=(256, 256), compression="zlib")
     store = folder / "huge.ome.zarr"
     group = zarr.open_group(store, mode="w", zarr_format=2)
-    group.create_array("0", shape=image.shape, chunks=(256, 256), dtype=image.dtype)[...] = image
+    level = group.create_array("0", shape=image.shape, chunks=(256, 256), dtype=image.dtype, fill_value=0)
+    level[OFFSET[0] : OFFSET[0] + 512, OFFSET[1] : OFFSET[1] + 512] = sample8  # the other chunks: the fill value
     group.attrs["multiscales"] = [
         {"version": "0.4", "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
          "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1]}]}]}
