@@ -4,14 +4,12 @@ A :class:`LazyImage` holds a zarr array (tifffile's ``aszarr()`` store for TIFF,
 level of an OME-Zarr) and answers ``read(y0, x0, y1, x1)`` (or ``image[y0:y1, x0:x1]``) by decoding only
 the tiles (chunks) that region touches. Memory grows with the region, not with the image.
 
-Which images are lazy: :func:`fmscope.imaging.io.open_image` returns one for an image of more than
-``EAGER_MAX_PIXELS`` pixels; smaller ones are read whole as before. The segmenter computes no whole-image
+Which images are lazy: :func:`fmscope.imaging.io.open_image` (the picture family's reader, which also opens the
+TIFFs: tiled pages tile by tile, striped pages strip by strip, uncompressed ones memory-mapped; a chunk larger
+than ``MAX_CHUNK_BYTES`` decoded is refused) returns one for an image of more than ``EAGER_MAX_PIXELS`` pixels;
+smaller ones are read whole as before. This module opens OME-Zarr images. The segmenter computes no whole-image
 embedding for a lazy image (that view would need every pixel): prompts must zoom (``fmscope.imaging.roi``).
-
-TIFF layouts (docs/formats.md lists them): tiled pages are read tile by tile; striped pages strip by strip
-(a region reads its rows' strips across the whole width), which is refused when one decoded strip is larger
-than ``MAX_CHUNK_BYTES`` (a huge image stored as one compressed strip cannot be read in parts); an
-uncompressed single-strip page is memory-mapped instead.
+docs/formats.md lists the layouts and refusals.
 """
 
 from __future__ import annotations
@@ -140,7 +138,7 @@ class LazyImage:
         self.close()
 
 
-def _check_axes(axes: str, shape: tuple[int, ...], path: Path) -> None:
+def check_axes(axes: str, shape: tuple[int, ...], path: Path) -> None:
     """Refuse stacks: every axis other than Y, X and colour samples (3 or 4) must have size 1."""
     extra = [(axis, size) for axis, size in zip(axes, shape) if axis not in "YXS" and size > 1]
     samples = dict(zip(axes, shape)).get("S", 1)
@@ -149,51 +147,6 @@ def _check_axes(axes: str, shape: tuple[int, ...], path: Path) -> None:
             f"{path} holds a stack (axes {axes}, shape {shape}), not one 2D image.",
             "Save the plane or channel to segment as its own file (one 2D image per file).",
         )
-
-
-def tiff_is_huge(path: Path) -> bool:
-    """Whether a TIFF's first series has more than ``EAGER_MAX_PIXELS`` pixels per plane (its header only; False
-    for a file tifffile cannot read: the eager reader then says why)."""
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tiff:
-            sizes = dict(zip(tiff.series[0].axes, tiff.series[0].shape))
-    except Exception:  # not a readable TIFF
-        return False
-    return sizes.get("Y", 1) * sizes.get("X", 1) > EAGER_MAX_PIXELS
-
-
-def open_tiff(path: Path) -> LazyImage:
-    """The first series of a TIFF / BigTIFF / OME-TIFF as a :class:`LazyImage` (tifffile's zarr store)."""
-    import tifffile
-    import zarr
-
-    tiff = tifffile.TiffFile(path)
-    try:
-        series = tiff.series[0]
-        page = series.pages[0]
-        axes, shape = series.axes, tuple(series.shape)
-        _check_axes(axes, shape, path)
-        chunk_bytes = int(np.prod(page.chunks)) * np.dtype(series.dtype).itemsize
-        if page.is_memmappable and not page.is_tiled and page.compression == 1 and len(series.pages) == 1:
-            return LazyImage(
-                tiff.asarray(out="memmap"), axes, str(path), (page.imagelength, page.imagewidth), tiff.close
-            )
-        if chunk_bytes > MAX_CHUNK_BYTES:
-            raise FmscopeError(
-                f"{path} is stored in chunks of {'x'.join(map(str, page.chunks))} pixels ({chunk_bytes / 2**20:.0f} MB "
-                "decoded each): such a large image cannot be read in parts, and is too large to read whole.",
-                "Save it as a tiled TIFF, e.g. tifffile.imwrite(out, image, tile=(256, 256), compression='zlib'), "
-                "or with 'vips tiffsave in.tif out.tif --tile --compression deflate'.",
-            )
-        array = zarr.open(series.aszarr(level=0), mode="r")  # a pyramid's full-resolution level
-        rows, cols = (page.tilelength, page.tilewidth) if page.is_tiled else (page.rowsperstrip, page.imagewidth)
-        rows = min(rows, page.imagelength)
-        return LazyImage(array, axes, str(path), (int(rows), int(cols)), tiff.close)
-    except BaseException:
-        tiff.close()
-        raise
 
 
 def is_ome_zarr(path: Path) -> bool:
@@ -236,6 +189,6 @@ def open_ome_zarr(path: Path) -> LazyImage:
     axes = "".join({"y": "Y", "x": "X"}.get(name.lower(), "Q") for name in names)
     if "Y" not in axes or "X" not in axes:
         raise FmscopeError(f"{path} has no y and x axes ({', '.join(names)}).", "Give a 2D OME-Zarr image.")
-    _check_axes(axes, tuple(array.shape), path)
+    check_axes(axes, tuple(array.shape), path)
     chunks = dict(zip(axes, array.chunks))
     return LazyImage(array, axes, str(path), (int(chunks["Y"]), int(chunks["X"])))

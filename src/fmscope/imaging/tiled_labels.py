@@ -25,16 +25,12 @@ Piece = tuple[int, int, np.ndarray]  # (y0, x0, labels (h, w)): labels placed wi
 
 def check_replaceable(path: str | os.PathLike, option: str = "-o") -> None:
     """Raise FmscopeError when ``path`` exists and is not a TIFF fmscope wrote (Software tag ``fmscope``)."""
-    import tifffile
+    from fmscope.imaging.io import tiff_software
 
     path = Path(path)
     if not path.exists():
         return
-    try:
-        with tifffile.TiffFile(path) as tiff:
-            software = str(tiff.pages[0].software)
-    except Exception:  # not a TIFF at all (or unreadable): not ours
-        software = ""
+    software = tiff_software(path)
     if not software.startswith(SOFTWARE):
         raise FmscopeError(
             f"{option} {path} exists and was not written by fmscope (a label image of a huge image replaces only "
