@@ -142,3 +142,22 @@ def test_huge_tiff_layouts_read_in_parts_or_are_refused_by_name(huge, tmp_path, 
     with pytest.raises(FmscopeError, match="holds a stack"):
         io.open_image(channels)
     assert json.loads((channels / ".zattrs").read_text())  # a real OME-Zarr group was refused, not a broken folder
+
+
+def test_a_huge_16_bit_image_gets_one_window_from_its_fixed_sample(tmp_path):
+    side = 4200  # 17.6 M pixels: lazy
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 60000, size=(side, side), dtype=np.uint16) // rng.integers(1, 50, size=(1, side)).astype(
+        np.uint16
+    )  # columns of different brightness: a window from part of the image would differ
+    path = tmp_path / "wide16.tif"
+    tifffile.imwrite(path, image, tile=(256, 256), compression="zlib")
+    centres = [(2 * i + 1) * side // (2 * lazy_image.SAMPLE_GRID) for i in range(lazy_image.SAMPLE_GRID)]
+    half = lazy_image.SAMPLE_SIDE // 2
+    sample = np.concatenate(
+        [image[cy - half : cy + half, cx - half : cx + half].ravel() for cy in centres for cx in centres]
+    )
+    with io.open_image(path) as lazy:
+        window = lazy.intensity()
+        assert window == auto_intensity(sample) and window == lazy.intensity()  # documented sample, same every time
+        assert window != auto_intensity(image[:512, :512])  # not a crop's own window
