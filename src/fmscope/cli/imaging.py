@@ -14,6 +14,7 @@ from fmscope.atomic import file_suffix
 from fmscope.cli.options import add_backend_option, add_prompt_options, window_option
 from fmscope.cli.progress import tqdm_progress
 from fmscope.errors import FmscopeError, UsageError
+from fmscope.imaging.lazy_image import LazyImage
 from fmscope.outputs import FOLDER, LABEL_IMAGE_SUFFIXES, OVERLAY_SUFFIXES, VOLUME_SUFFIXES, Output, check_outputs
 
 
@@ -108,7 +109,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
         )
     if args.point and args.box and len(args.box) > 1:
         raise UsageError("Points refine one object; got several boxes.", "Give at most one --box with --point.")
-    image = io.load_image(args.image)
+    image = io.open_image(args.image)
+    if isinstance(image, LazyImage):
+        with image:
+            return _segment_lazy(args, image)
     if image.note:
         print(f"note: {image.note}")
     segmenter = _segmenter(args)
@@ -137,6 +141,43 @@ def cmd_segment(args: argparse.Namespace) -> int:
             f"note: {Path(args.output).suffix} keeps no pixel size or position; write .nii.gz to keep the "
             "input's geometry"
         )
+    return 0
+
+
+def _segment_lazy(args: argparse.Namespace, image: LazyImage) -> int:
+    """``fmscope segment`` on a huge image: only the prompts' crops are read, and the labels are written as a
+    tiled compressed TIFF, tile by tile (:mod:`fmscope.imaging.tiled_labels`), never whole in memory."""
+    from fmscope.imaging.tiled_labels import check_replaceable, write_tiled_labels
+
+    height, width = image.shape[:2]
+    if file_suffix(Path(args.output)) not in (".tif", ".tiff"):
+        raise UsageError(
+            f"{args.image} is a huge image ({height} x {width}); its labels are written as a tiled TIFF only.",
+            "Give -o a name ending in .tif.",
+        )
+    if args.overlay:
+        raise UsageError(
+            f"{args.image} is a huge image ({height} x {width}); fmscope writes no overlay picture of it.",
+            "Leave out --overlay (open the image and the label TIFF in a viewer such as napari or QuPath).",
+        )
+    check_replaceable(args.output)
+    print(f"note: {args.image} is {height} x {width}: read crop by crop, labels written as a tiled TIFF")
+    segmenter = _segmenter(args)
+    segmenter.set_image(image, window=args.window)
+    started = time.perf_counter()
+    if args.point:
+        results = [segmenter.predict(box=args.box[0] if args.box else None, points=args.point, labels=args.label)]
+    else:
+        with tqdm_progress("crop") as progress:
+            results = segmenter.predict_many(args.box, progress=progress)
+    dtype = _labels_dtype(len(results))
+    pieces = [(r.crop[0], r.crop[1], r.mask.astype(dtype) * dtype(label)) for label, r in enumerate(results, 1)]
+    pixels = write_tiled_labels(args.output, (height, width), dtype, pieces)
+    scores = ", ".join(f"{r.score:.3f}" for r in results)
+    print(
+        f"wrote {args.output}: {len(results)} object(s), {pixels} pixels, "
+        f"model score {scores} ({time.perf_counter() - started:.2f} s)"
+    )
     return 0
 
 

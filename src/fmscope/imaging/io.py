@@ -23,6 +23,8 @@ import tifffile
 
 from fmscope.atomic import atomic_write, file_suffix
 from fmscope.errors import FmscopeError
+from fmscope.imaging import lazy_image
+from fmscope.imaging.lazy_image import LazyImage
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -244,6 +246,74 @@ def load_image(path: str | os.PathLike) -> Image2D:
         ) from None
 
 
+def _tiff_is_huge(path: Path) -> bool:
+    """Whether a TIFF's first series has more than ``EAGER_MAX_PIXELS`` pixels per plane (its header only; False
+    for a file tifffile cannot read: the eager reader then says why)."""
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            sizes = dict(zip(tiff.series[0].axes, tiff.series[0].shape))
+    except Exception:  # not a readable TIFF
+        return False
+    return sizes.get("Y", 1) * sizes.get("X", 1) > lazy_image.EAGER_MAX_PIXELS
+
+
+def _open_lazy_tiff(path: Path) -> LazyImage:
+    """The first series of a TIFF / BigTIFF / OME-TIFF as a :class:`LazyImage` (tifffile's zarr store)."""
+    import zarr
+
+    tiff = tifffile.TiffFile(path)
+    try:
+        series = tiff.series[0]
+        page = series.pages[0]
+        axes, shape = series.axes, tuple(series.shape)
+        lazy_image.check_axes(axes, shape, path)
+        chunk_bytes = int(np.prod(page.chunks)) * np.dtype(series.dtype).itemsize
+        if page.is_memmappable and not page.is_tiled and page.compression == 1 and len(series.pages) == 1:
+            return LazyImage(
+                tiff.asarray(out="memmap"), axes, str(path), (page.imagelength, page.imagewidth), tiff.close
+            )
+        if chunk_bytes > lazy_image.MAX_CHUNK_BYTES:
+            raise FmscopeError(
+                f"{path} is stored in chunks of {'x'.join(map(str, page.chunks))} pixels ({chunk_bytes / 2**20:.0f} MB "
+                "decoded each): such a large image cannot be read in parts, and is too large to read whole.",
+                "Save it as a tiled TIFF, e.g. tifffile.imwrite(out, image, tile=(256, 256), compression='zlib'), "
+                "or with 'vips tiffsave in.tif out.tif --tile --compression deflate'.",
+            )
+        array = zarr.open(series.aszarr(level=0), mode="r")  # a pyramid's full-resolution level
+        rows, cols = (page.tilelength, page.tilewidth) if page.is_tiled else (page.rowsperstrip, page.imagewidth)
+        rows = min(rows, page.imagelength)
+        return LazyImage(array, axes, str(path), (int(rows), int(cols)), tiff.close)
+    except BaseException:
+        tiff.close()
+        raise
+
+
+def open_image(path: str | os.PathLike) -> Image2D | LazyImage:
+    """:func:`load_image`, except for huge images: a TIFF / BigTIFF / OME-TIFF or an OME-Zarr folder of more than
+    ``EAGER_MAX_PIXELS`` pixels comes back as a :class:`~fmscope.imaging.lazy_image.LazyImage` (read region by
+    region; close it when done). An OME-Zarr of at most that size is read whole into an :class:`Image2D`.
+    Raises FmscopeError as :func:`load_image` does, and for huge TIFFs that cannot be read in parts."""
+    path = Path(path)
+    _require_file(path)
+    suffix = file_suffix(path)
+    huge_tiff = suffix in TIFF_SUFFIXES and _tiff_is_huge(path)
+    if not huge_tiff and not lazy_image.is_ome_zarr(path):
+        return load_image(path)
+    try:
+        lazy = _open_lazy_tiff(path) if huge_tiff else lazy_image.open_ome_zarr(path)
+    except FmscopeError:
+        raise
+    except Exception as error:  # tifffile and zarr raise many types for damaged files
+        raise FmscopeError(
+            f"Cannot read {path} as an image ({type(error).__name__}: {str(error)[:200]}).",
+            "Give a tiled TIFF, an OME-Zarr image folder (OME-NGFF multiscales), or a smaller image.",
+        ) from None
+    if lazy.pixels > lazy_image.EAGER_MAX_PIXELS:
+        return lazy
+    with lazy:
+        return Image2D(_grey_or_rgb(lazy.read_all(), path), None)
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """The pixels of :func:`load_image` alone: grey (H, W) or RGB (H, W, 3)."""
     return load_image(path).array
@@ -306,6 +376,15 @@ def read_grid(path: str | os.PathLike) -> tuple[np.ndarray, Geometry | None]:
         return volume.array, volume.geometry
     image = load_image(path)
     return image.array, image.geometry
+
+
+def tiff_software(path: str | os.PathLike) -> str:
+    """The Software tag of a TIFF's first page ("" when it has none or the file is no readable TIFF): who wrote it."""
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            return str(tiff.pages[0].software or "")
+    except Exception:  # not a TIFF at all, or damaged
+        return ""
 
 
 def write_sitk(image: sitk.Image, target: Path) -> None:

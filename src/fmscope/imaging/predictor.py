@@ -18,6 +18,7 @@ from fmscope.imaging import roi
 from fmscope.imaging.cache import CachedEmbedding, EmbeddingCache
 from fmscope.imaging.image_input import to_rgb_uint8, validate_image
 from fmscope.imaging.intensity import Intensity, resolve_intensity
+from fmscope.imaging.lazy_image import EAGER_MAX_PIXELS, LazyImage
 from fmscope.imaging.models import LoadedModel, load_model
 from fmscope.imaging.models.input_transforms import InputGeometry
 from fmscope.imaging.prompts import validate_box, validate_points
@@ -37,9 +38,13 @@ MAX_PREPARED = 256
 
 @dataclass
 class MaskResult:
-    """One object's mask at the image's resolution, the model's IoU estimate, and its logits."""
+    """One object's mask at the image's resolution, the model's IoU estimate, and its logits.
 
-    mask: np.ndarray  # bool (H, W)
+    For a lazy image (:class:`~fmscope.imaging.lazy_image.LazyImage`, never held whole) ``mask`` covers
+    ``crop`` only: its (y1 - y0, x1 - x0) pixels, the rest of the image being background.
+    """
+
+    mask: np.ndarray  # bool (H, W); (crop rows, crop columns) for a lazy image
     score: float
     low_res_logits: np.ndarray  # (256, 256) float32 in model space, for refinement
     crop: Crop | None  # the ROI-zoom crop used, None for the whole image
@@ -58,6 +63,8 @@ class Segmenter:
     ``"openvino"`` or ``"auto"`` (OpenVINO on CPU, torch on GPU); default ``$FMSCOPE_BACKEND``
     or auto (:mod:`fmscope.backends`).
     """
+
+    _lazy: LazyImage | None = None  # a huge image read crop by crop (set_image); None: the image is in _rgb
 
     def __init__(
         self,
@@ -110,13 +117,28 @@ class Segmenter:
         self._prepared: dict[Crop, None] = {}
 
     # -- image ---------------------------------------------------------------------------
-    def set_image(self, image: np.ndarray, window: str | tuple[float, float] | Intensity | None = None) -> None:
+    def set_image(
+        self, image: np.ndarray | LazyImage, window: str | tuple[float, float] | Intensity | None = None
+    ) -> None:
         """Use ``image`` (2D grayscale, RGB, any numeric dtype, CT in HU) for the next prompts.
 
         ``window``: a CT preset name (``"abdomen"``, ``"lung"``...), a (level, width) pair,
         or an :class:`Intensity`; by default uint8 is used as is and anything else is scaled
         by its 0.5-99.5 percentiles. The caller's array is not modified or kept.
+
+        A :class:`~fmscope.imaging.lazy_image.LazyImage` of at most ``EAGER_MAX_PIXELS`` pixels is read
+        whole and used as an array. A larger one is kept open and read crop by crop: each prompt reads only
+        its ROI-zoom crop (:func:`fmscope.imaging.roi.crop_for`); the automatic window is the percentiles of
+        a fixed sample of its tiles (:meth:`LazyImage.intensity`, the same for every crop); no whole-image
+        embedding is computed (a prompt too large to zoom on is refused), and masks cover their crop only
+        (:class:`MaskResult`). The lazy image must stay open while it is used.
         """
+        if isinstance(image, LazyImage):
+            if image.pixels > EAGER_MAX_PIXELS:
+                self._set_lazy(image, window)
+                return
+            image = image.read_all()
+        self._lazy = None
         validated = validate_image(image)
         self.intensity = resolve_intensity(validated, window)
         self._rgb = to_rgb_uint8(validated, self.intensity)
@@ -125,16 +147,53 @@ class Segmenter:
             self._prepared = {}
         self._image_hash = image_hash
 
+    def _set_lazy(self, image: LazyImage, window: str | tuple[float, float] | Intensity | None) -> None:
+        """set_image for a lazy image above ``EAGER_MAX_PIXELS``: checks from its shape and dtype only."""
+        if image.dtype == object or image.dtype.kind not in "biuf":
+            raise FmscopeError(
+                f"Images must hold real numbers, got dtype {image.dtype}.", "Convert to a numeric image."
+            )
+        self.intensity = image.intensity() if window is None else resolve_intensity(np.zeros(1, np.uint8), window)
+        image_hash = image.identity()
+        if image_hash != self._image_hash:
+            self._prepared = {}
+        self._image_hash = image_hash
+        self._rgb, self._lazy = None, image
+
     @property
     def mapped_image(self) -> np.ndarray:
-        """The current image as the model sees it: (H, W, 3) uint8 after the intensity mapping (read-only)."""
+        """The current image as the model sees it: (H, W, 3) uint8 after the intensity mapping (read-only).
+        Not available for a lazy image (use :meth:`mapped_region`)."""
+        if self._lazy is not None:
+            raise FmscopeError(
+                f"The image ({self._lazy.shape[0]} x {self._lazy.shape[1]}) is read crop by crop; it is never "
+                "mapped whole.",
+                "Use mapped_region(crop) for a part of it.",
+            )
         view = self._require_image().view()
         view.flags.writeable = False
         return view
 
+    def mapped_region(self, crop: Crop | None) -> np.ndarray:
+        """(h, w, 3) uint8: ``crop`` (None: the whole image) of the current image after the intensity mapping."""
+        if self._lazy is None:
+            rgb = self._require_image()
+            return rgb if crop is None else rgb[crop[0] : crop[2], crop[1] : crop[3]]
+        if crop is None:
+            height, width = self._lazy.shape[:2]
+            raise FmscopeError(
+                f"The prompt is too large to zoom on in this {height} x {width} image, and fmscope does not embed "
+                f"an image of more than {EAGER_MAX_PIXELS} pixels whole.",
+                f"Give a box at most {int(max(height, width) / roi.MIN_ZOOM_GAIN / roi.CONTEXT_FACTOR)} pixels long, "
+                "or segment a downsampled copy of the image.",
+            )
+        return to_rgb_uint8(self._lazy.read(*crop), self.intensity)
+
     @property
     def image_shape(self) -> tuple[int, int]:
         """(H, W) of the current image."""
+        if self._lazy is not None:
+            return self._lazy.shape[:2]
         return self._require_image().shape[:2]
 
     def _require_image(self) -> np.ndarray:
@@ -144,10 +203,10 @@ class Segmenter:
 
     # -- embeddings ----------------------------------------------------------------------
     def _signature(self, crop: Crop | None) -> dict:
-        rgb = self._require_image()
+        shape = [*self._lazy.shape[:2], 3] if self._lazy is not None else list(self._require_image().shape)
         return {
             "image_sha256": self._image_hash,
-            "shape": list(rgb.shape),
+            "shape": shape,
             "crop": None if crop is None else list(crop),
             "model": self.model.name,
             "weights_sha256": self.model.weights_sha256,
@@ -192,8 +251,7 @@ class Segmenter:
 
     def model_input(self, crop: Crop | None = None) -> tuple[torch.Tensor, InputGeometry]:
         """The encoder's input (3, S, S) for the image (or ``crop`` of it) and its geometry."""
-        rgb = self._require_image()
-        region = rgb if crop is None else rgb[crop[0] : crop[2], crop[1] : crop[3]]
+        region = self.mapped_region(crop)
         self._check_shape(region.shape[:2], crop)
         return self.model.transform.image(region)
 
@@ -354,7 +412,7 @@ class Segmenter:
         ]
 
     def _paste(self, local_mask: np.ndarray, crop: Crop | None) -> np.ndarray:
-        if crop is None:
+        if crop is None or self._lazy is not None:
             return local_mask
         full = np.zeros(self.image_shape, dtype=bool)
         full[crop[0] : crop[2], crop[1] : crop[3]] = local_mask

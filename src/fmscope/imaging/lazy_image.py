@@ -1,0 +1,194 @@
+"""Lazy 2D images: a huge tiled TIFF / BigTIFF / OME-TIFF or OME-Zarr read region by region, never whole.
+
+A :class:`LazyImage` holds a zarr array (tifffile's ``aszarr()`` store for TIFF, the first multiscale
+level of an OME-Zarr) and answers ``read(y0, x0, y1, x1)`` (or ``image[y0:y1, x0:x1]``) by decoding only
+the tiles (chunks) that region touches. Memory grows with the region, not with the image.
+
+Which images are lazy: :func:`fmscope.imaging.io.open_image` (the picture family's reader, which also opens the
+TIFFs: tiled pages tile by tile, striped pages strip by strip, uncompressed ones memory-mapped; a chunk larger
+than ``MAX_CHUNK_BYTES`` decoded is refused) returns one for an image of more than ``EAGER_MAX_PIXELS`` pixels;
+smaller ones are read whole as before. This module opens OME-Zarr images. The segmenter computes no whole-image
+embedding for a lazy image (that view would need every pixel): prompts must zoom (``fmscope.imaging.roi``).
+docs/formats.md lists the layouts and refusals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmscope.errors import FmscopeError
+from fmscope.imaging.intensity import Intensity, auto_intensity
+
+# Images above this many pixels (H x W) are read lazily and get no whole-image embedding (a 4096 x 4096 grey
+# image is 16.8 MB as uint8, 50 MB as the model's RGB, its resize fits any laptop).
+EAGER_MAX_PIXELS = 4096 * 4096
+# A region read decodes whole chunks; a chunk (tile, strip) larger than this decoded is refused.
+MAX_CHUNK_BYTES = 64 * 2**20
+# The intensity window of a lazy image (other than uint8 / 1-bit, used as is) is the 0.5-99.5 percentile
+# range of SAMPLE_GRID x SAMPLE_GRID regions of SAMPLE_SIDE pixels, evenly spaced over the image (the
+# region in each cell's centre): fixed by the image's shape, so every crop of the image gets the same window.
+SAMPLE_GRID = 8
+SAMPLE_SIDE = 256
+
+
+@dataclass
+class LazyImage:
+    """One 2D image, grey (H, W) or RGB (H, W, 3), read on demand.
+
+    ``array``: a zarr array (or anything sliceable the same way) in the file's axis order ``axes``
+    (letters ``Y``, ``X``, ``S`` for colour samples, any other letter an axis of size 1); ``source``: what
+    was opened (messages, cache identity); ``closer``: called by :meth:`close` (the open TIFF file).
+    """
+
+    array: Any
+    axes: str
+    source: str
+    chunks: tuple[int, int]  # (rows, columns) of one stored chunk
+    closer: Any = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(H, W) or (H, W, 3)."""
+        sizes = dict(zip(self.axes, self.array.shape))
+        samples = sizes.get("S", 1)
+        return (sizes["Y"], sizes["X"]) + ((3,) if samples in (3, 4) else ())
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.array.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def pixels(self) -> int:
+        """H x W."""
+        return self.shape[0] * self.shape[1]
+
+    def read(self, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+        """A new array of rows y0..y1-1, columns x0..x1-1 (clipped to the image): (h, w) or (h, w, 3)."""
+        height, width = self.shape[:2]
+        y0, y1 = max(0, int(y0)), min(height, int(y1))
+        x0, x1 = max(0, int(x0)), min(width, int(x1))
+        index = tuple(
+            slice(y0, y1) if axis == "Y" else slice(x0, x1) if axis == "X" else slice(None) if axis == "S" else 0
+            for axis in self.axes
+        )
+        region = np.array(self.array[index])  # a copy also of a memory-mapped file
+        kept = [axis for axis in self.axes if axis in "YXS"]
+        if "S" in kept:
+            region = np.moveaxis(region, kept.index("S"), -1)[..., :3]
+            if region.shape[-1] == 1:
+                region = region[..., 0]
+        if region.dtype == bool:
+            region = region.astype(np.uint8) * 255
+        return region
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        """``image[y0:y1, x0:x1]`` (steps of 1): :meth:`read`."""
+        rows, cols = key
+        height, width = self.shape[:2]
+        y0, y1, _ = rows.indices(height)
+        x0, x1, _ = cols.indices(width)
+        return self.read(y0, x0, y1, x1)
+
+    def read_all(self) -> np.ndarray:
+        """The whole image in memory (only for images of at most ``EAGER_MAX_PIXELS``)."""
+        return self.read(0, 0, *self.shape[:2])
+
+    def sample_regions(self) -> Iterator[np.ndarray]:
+        """The fixed sample of the image (see ``SAMPLE_GRID``): its regions, read one by one."""
+        height, width = self.shape[:2]
+        for row in range(SAMPLE_GRID):
+            for col in range(SAMPLE_GRID):
+                cy, cx = (2 * row + 1) * height // (2 * SAMPLE_GRID), (2 * col + 1) * width // (2 * SAMPLE_GRID)
+                y0, x0 = max(0, cy - SAMPLE_SIDE // 2), max(0, cx - SAMPLE_SIDE // 2)
+                yield self.read(y0, x0, y0 + SAMPLE_SIDE, x0 + SAMPLE_SIDE)
+
+    def intensity(self) -> Intensity:
+        """The automatic intensity window: uint8 as is, 1-bit as 0 / 255, else the 0.5-99.5 percentiles of
+        :meth:`sample_regions` (the same window for every crop of the image)."""
+        if self.dtype in (np.uint8, bool):
+            return auto_intensity(np.zeros(1, np.uint8))
+        return auto_intensity(np.concatenate([region.ravel() for region in self.sample_regions()]))
+
+    def identity(self) -> str:
+        """A sha256 naming this image's content for the embedding cache: source, shape, dtype and the sample
+        (read region by region, none kept)."""
+        digest = hashlib.sha256(f"{self.source}|{self.shape}|{self.dtype}".encode())
+        for region in self.sample_regions():
+            digest.update(region.tobytes())
+        return digest.hexdigest()
+
+    def close(self) -> None:
+        if self.closer is not None:
+            self.closer()
+
+    def __enter__(self) -> LazyImage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_axes(axes: str, shape: tuple[int, ...], path: Path) -> None:
+    """Refuse stacks: every axis other than Y, X and colour samples (3 or 4) must have size 1."""
+    extra = [(axis, size) for axis, size in zip(axes, shape) if axis not in "YXS" and size > 1]
+    samples = dict(zip(axes, shape)).get("S", 1)
+    if extra or samples not in (1, 3, 4):
+        raise FmscopeError(
+            f"{path} holds a stack (axes {axes}, shape {shape}), not one 2D image.",
+            "Save the plane or channel to segment as its own file (one 2D image per file).",
+        )
+
+
+def is_ome_zarr(path: Path) -> bool:
+    """A folder holding a zarr group with OME-NGFF ``multiscales`` attributes (v0.4: .zattrs, v0.5: zarr.json)."""
+    return path.is_dir() and bool(_multiscales(path))
+
+
+def _multiscales(path: Path) -> list:
+    import json
+
+    for name in (".zattrs", "zarr.json"):
+        try:
+            attributes = json.loads((path / name).read_text())
+        except (OSError, ValueError):
+            continue
+        attributes = attributes.get("attributes", attributes)
+        attributes = attributes.get("ome", attributes)
+        if attributes.get("multiscales"):
+            return attributes["multiscales"]
+    return []
+
+
+def open_ome_zarr(path: Path) -> LazyImage:
+    """The full-resolution level of an OME-Zarr image's first multiscale as a :class:`LazyImage`.
+
+    Axes come from the multiscale's ``axes`` (names t, c, z, y, x; version 0.3 lists names only);
+    an axis other than y and x must have size 1.
+    """
+    import zarr
+
+    multiscale = _multiscales(path)[0]
+    level = multiscale["datasets"][0]["path"]
+    names = [axis["name"] if isinstance(axis, dict) else axis for axis in multiscale.get("axes", ["y", "x"])]
+    array = zarr.open_array(path / level, mode="r")
+    if len(names) != array.ndim:
+        raise FmscopeError(
+            f"{path}: the multiscale lists {len(names)} axes ({', '.join(names)}) for a {array.ndim}D array.",
+            "Check the store's .zattrs / zarr.json (OME-NGFF multiscales).",
+        )
+    axes = "".join({"y": "Y", "x": "X"}.get(name.lower(), "Q") for name in names)
+    if "Y" not in axes or "X" not in axes:
+        raise FmscopeError(f"{path} has no y and x axes ({', '.join(names)}).", "Give a 2D OME-Zarr image.")
+    check_axes(axes, tuple(array.shape), path)
+    chunks = dict(zip(axes, array.chunks))
+    return LazyImage(array, axes, str(path), (int(chunks["Y"]), int(chunks["X"])))

@@ -1,0 +1,163 @@
+"""Huge images (issue 27): one box on a 6000 x 6000 tiled TIFF or OME-Zarr holding the real nuclei sample reads
+only its crop, gives the mask of the ordinary 512 x 512 image, and writes a tiled label TIFF; layouts that cannot
+be read in parts are refused by name (real LiteMedSAM, real files written with tifffile and zarr)."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from cli_runner import run_cli
+
+from fmscope.errors import FmscopeError
+from fmscope.imaging import io, lazy_image
+from fmscope.imaging.intensity import auto_intensity
+from fmscope.imaging.lazy_image import LazyImage
+from fmscope.metrics import dice
+
+SIDE = 6000  # 36 M pixels: above EAGER_MAX_PIXELS, so read lazily
+OFFSET = (2048, 3072)  # (y, x) where the 512 x 512 sample is pasted (multiples of the lattice step: same crops)
+BOX = np.array([410.0, 443.0, 441.0, 466.0])  # a nucleus of the sample, away from its borders
+
+
+@pytest.fixture(scope="module")
+def sample8(nuclei) -> np.ndarray:
+    """The nuclei sample as uint8 (its own automatic window), so every reader uses the same pixels as is."""
+    image = nuclei[0]
+    return auto_intensity(image).to_uint8(image)
+
+
+@pytest.fixture(scope="module")
+def huge(tmp_path_factory, sample8) -> tuple[np.ndarray, Path, Path]:
+    """(the image in memory, a tiled zlib TIFF of it, an OME-Zarr 0.4 of it): zeros with the sample pasted."""
+    folder = tmp_path_factory.mktemp("huge")
+    image = np.zeros((SIDE, SIDE), np.uint8)
+    image[OFFSET[0] : OFFSET[0] + 512, OFFSET[1] : OFFSET[1] + 512] = sample8
+    tiff = folder / "huge.tif"
+    tifffile.imwrite(tiff, image, tile=(256, 256), compression="zlib")
+    store = folder / "huge.ome.zarr"
+    group = zarr.open_group(store, mode="w", zarr_format=2)
+    level = group.create_array("0", shape=image.shape, chunks=(256, 256), dtype=image.dtype, fill_value=0)
+    level[OFFSET[0] : OFFSET[0] + 512, OFFSET[1] : OFFSET[1] + 512] = sample8  # the other chunks: the fill value
+    group.attrs["multiscales"] = [
+        {"version": "0.4", "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+         "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1]}]}]}
+    ]  # fmt: skip
+    return image, tiff, store
+
+
+def _eager_mask(segmenter, sample8: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The box's mask on the ordinary 512 x 512 image, inside its crop, and the crop moved to the huge image."""
+    segmenter.set_image(sample8)
+    result = segmenter.predict(box=BOX)
+    y0, x0, y1, x1 = result.crop
+    return result.mask[y0:y1, x0:x1], (y0 + OFFSET[0], x0 + OFFSET[1], y1 + OFFSET[0], x1 + OFFSET[1])
+
+
+@pytest.mark.slow
+def test_a_box_on_a_huge_tiled_tiff_reads_only_its_crop_and_masks_as_the_ordinary_image(segmenter, sample8, huge):
+    reference, crop = _eager_mask(segmenter, sample8)
+    image = io.open_image(huge[1])
+    assert isinstance(image, LazyImage) and image.shape == (SIDE, SIDE) and image.chunks == (256, 256)
+    box = BOX + [OFFSET[1], OFFSET[0], OFFSET[1], OFFSET[0]]
+    with image:
+        tracemalloc.start()
+        try:
+            segmenter.set_image(image)
+            result = segmenter.predict(box=box)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert result.crop == crop and result.mask.shape == reference.shape
+    assert dice(result.mask, reference) >= 0.99
+    # numpy / zarr memory of the whole call against the image's size: an eager read (the image, its RGB) would be 4x;
+    # measured 0.24x, most of it the crop's embedding (256 x 64 x 64 float32, 4 MB, cached) whatever the image's size
+    assert peak / image.pixels < 0.4, f"peak {peak / 2**20:.1f} MB for a {image.pixels / 2**20:.0f} MB image"
+    with pytest.raises(FmscopeError, match="too large to zoom on"):  # no whole-image embedding of a huge image
+        segmenter.predict(box=[100, 100, 3000, 3000])
+
+
+def test_segment_on_a_huge_ome_zarr_writes_a_tiled_label_tiff_of_the_crop(segmenter, sample8, huge, tmp_path):
+    image, tiff, store = huge
+    with io.open_image(store) as from_zarr, io.open_image(tiff) as from_tiff:
+        assert from_zarr.shape == from_tiff.shape == (SIDE, SIDE)
+        assert np.array_equal(from_zarr.read(2000, 3000, 2700, 3700), image[2000:2700, 3000:3700])
+        assert np.array_equal(from_tiff[2000:2700, 3000:3700], image[2000:2700, 3000:3700])
+    reference, crop = _eager_mask(segmenter, sample8)
+    box = BOX + [OFFSET[1], OFFSET[0], OFFSET[1], OFFSET[0]]
+    output = tmp_path / "labels.tif"
+    result = run_cli("segment", store, "--box", *box, "-o", output)
+    assert result.returncode == 0, result.stderr
+    with tifffile.TiffFile(output) as written:
+        page = written.pages[0]
+        assert page.is_tiled and (page.tilelength, page.tilewidth) == (256, 256) and page.compression == 8
+        assert page.shape == (SIDE, SIDE) and page.software == "fmscope"
+        labels = zarr.open(page.aszarr(), mode="r")
+        y0, x0, y1, x1 = crop
+        assert dice(np.asarray(labels[y0:y1, x0:x1]) == 1, reference) >= 0.99
+        assert int(np.count_nonzero(labels[y0:y1, x0:x1])) == int(np.count_nonzero(labels[:, :]))  # nothing outside
+
+    # a file fmscope did not write is never replaced, and nothing is done before saying so
+    before = tiff.read_bytes()
+    refused = run_cli("segment", store, "--box", *box, "-o", tiff)
+    assert refused.returncode == 1 and "was not written by fmscope" in refused.stderr
+    assert tiff.read_bytes() == before
+    refused = run_cli("segment", tiff, "--box", *box, "-o", tmp_path / "labels.png")
+    assert refused.returncode == 2 and "tiled TIFF only" in refused.stderr
+
+
+def test_huge_tiff_layouts_read_in_parts_or_are_refused_by_name(huge, tmp_path, monkeypatch):
+    image = huge[0]
+    region = (2000, 3000, 2600, 3500)
+    expected = image[2000:2600, 3000:3500]
+    striped, raw, one_strip = tmp_path / "striped.tif", tmp_path / "raw.tif", tmp_path / "one_strip.tif"
+    tifffile.imwrite(striped, image, compression="zlib", rowsperstrip=64)
+    tifffile.imwrite(raw, image)  # uncompressed, contiguous: memory-mapped
+    tifffile.imwrite(one_strip, image, compression="zlib", rowsperstrip=SIDE)
+    pyramid = tmp_path / "pyramid.tif"  # whole-slide style: full resolution with a half-size level in a SubIFD
+    with tifffile.TiffWriter(pyramid) as writer:
+        writer.write(image, tile=(256, 256), compression="zlib", subifds=1)
+        writer.write(image[::2, ::2], tile=(256, 256), compression="zlib", subfiletype=1)
+    for path in (striped, raw, pyramid):
+        with io.open_image(path) as lazy:
+            assert lazy.shape == (SIDE, SIDE) and np.array_equal(lazy.read(*region), expected)
+    monkeypatch.setattr(lazy_image, "MAX_CHUNK_BYTES", 16 * 2**20)  # one 36 MB strip: above the limit
+    with pytest.raises(FmscopeError, match="cannot be read in parts") as refused:
+        io.open_image(one_strip)
+    assert "tile=(256, 256)" in refused.value.fix
+
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.zeros((2, 4200, 4200), np.uint8), tile=(256, 256), compression="zlib")
+    with pytest.raises(FmscopeError, match="holds a stack"):
+        io.open_image(stack)
+    channels = tmp_path / "channels.ome.zarr"
+    group = zarr.open_group(channels, mode="w", zarr_format=2)
+    group.create_array("0", shape=(2, 4200, 4200), chunks=(1, 512, 512), dtype=np.uint8)
+    group.attrs["multiscales"] = [{"axes": ["c", "y", "x"], "datasets": [{"path": "0"}]}]
+    with pytest.raises(FmscopeError, match="holds a stack"):
+        io.open_image(channels)
+    assert json.loads((channels / ".zattrs").read_text())  # a real OME-Zarr group was refused, not a broken folder
+
+
+def test_a_huge_16_bit_image_gets_one_window_from_its_fixed_sample(tmp_path):
+    side = 4200  # 17.6 M pixels: lazy
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 60000, size=(side, side), dtype=np.uint16) // rng.integers(1, 50, size=(1, side)).astype(
+        np.uint16
+    )  # columns of different brightness: a window from part of the image would differ
+    path = tmp_path / "wide16.tif"
+    tifffile.imwrite(path, image, tile=(256, 256), compression="zlib")
+    centres = [(2 * i + 1) * side // (2 * lazy_image.SAMPLE_GRID) for i in range(lazy_image.SAMPLE_GRID)]
+    half = lazy_image.SAMPLE_SIDE // 2
+    sample = np.concatenate(
+        [image[cy - half : cy + half, cx - half : cx + half].ravel() for cy in centres for cx in centres]
+    )
+    with io.open_image(path) as lazy:
+        window = lazy.intensity()
+        assert window == auto_intensity(sample) and window == lazy.intensity()  # documented sample, same every time
+        assert window != auto_intensity(image[:512, :512])  # not a crop's own window
