@@ -1,0 +1,165 @@
+"""The Segment panel's recorded session (issue 29): box, click and hand stroke recorded as they happen, resumed in a
+new viewer with identical labels; sessions of other images named and refused; autosave off the UI thread.
+
+A 160 x 160 crop of the nuclei sample, saved as a PNG and opened from its file, as a user does.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from napari_helpers import click, wait_idle
+
+from fmscope.imaging import io
+from fmscope.napari.segment_widget import BOXES, CLICKS, LABELS
+from fmscope.session_record import methods_summary
+from fmscope.session_record.journal import Journal
+
+
+def rectangle(box):
+    x0, y0, x1, y1 = box
+    return np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], dtype=float)
+
+
+@pytest.fixture(scope="module")
+def cells_png(nuclei, tmp_path_factory):
+    """(path, pixels) of a 160 x 160 uint8 crop of the nuclei image, written as a PNG."""
+    image = nuclei[0][96:256, 96:256]
+    pixels = np.round(255 * (image - image.min()) / np.ptp(image)).astype(np.uint8)
+    path = tmp_path_factory.mktemp("cells") / "cells.png"
+    io.write_image(pixels, path)
+    return path, pixels
+
+
+def wait_recorded(qtbot, widget, count: int) -> None:
+    """Wait until the panel's session holds ``count`` actions and their autosave has run."""
+    qtbot.waitUntil(lambda: widget.session.recorder is not None and widget.session.recorder.seq == count, timeout=5000)
+    qtbot.waitUntil(lambda: widget.worker.drained, timeout=60_000)
+
+
+def open_segment(make_napari_viewer, open_widget, qtbot, path):
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari")
+    widget = open_widget(viewer, "Segment")
+    wait_idle(qtbot, widget)
+    qtbot.waitUntil(lambda: widget.session.found is not None, timeout=60_000)
+    return viewer, widget
+
+
+@pytest.mark.slow  # 5.4 s: two viewers, two embeddings of the image
+def test_box_click_and_stroke_are_recorded_and_resumed_in_a_new_viewer(
+    make_napari_viewer, open_widget, qtbot, cells_png, tmp_path
+):
+    path, _ = cells_png
+    folder = path.parent / "cells.png.fmscope-session"
+    viewer, widget = open_segment(make_napari_viewer, open_widget, qtbot, path)
+    assert widget.session.folder_edit.text() == str(folder)
+    assert "next to the image file" in widget.status.text()
+    assert widget.session.resume_button.isHidden()
+
+    viewer.layers[BOXES].add_rectangles(rectangle([40, 40, 90, 90]))  # box prompt
+    wait_idle(qtbot, widget)
+    layer = viewer.layers[LABELS]
+    ys, xs = np.nonzero(layer.data == 1)
+    assert len(ys) > 20
+    viewer.layers[CLICKS].add([ys.mean(), xs.mean()])  # click refine
+    wait_idle(qtbot, widget)
+    layer.brush_size = 5
+    layer.paint((10, 10), 7)  # a hand stroke
+    wait_recorded(qtbot, widget, 3)
+    labels = layer.data.copy()
+    assert (labels == 7).any() and (labels == 1).any()
+
+    journal = Journal(folder)
+    kinds = [action.kind for _, action, _ in journal.actions()]
+    snapshot = journal.latest_snapshot()
+    journal.close()
+    assert kinds == ["box", "refine", "paint"]
+    assert snapshot[0] == 3  # autosaved after the last action
+    assert "model prompts per object: 1: 2" in methods_summary(folder)
+
+    second, resumed = open_segment(make_napari_viewer, open_widget, qtbot, path)  # "after napari was closed"
+    assert not second.layers[LABELS].data.any()
+    assert not resumed.session.resume_button.isHidden()
+    assert "3 actions, 2 objects" in resumed.session.summary.text()
+    click(qtbot, resumed, "Resume session")
+    wait_idle(qtbot, resumed)
+    assert np.array_equal(second.layers[LABELS].data, labels)
+    assert resumed.state.current is not None and resumed.state.current.label == 1
+    assert len(resumed.state.current.points) == 1  # the object's last prompt: further clicks refine it
+    assert resumed.session.resume_button.isHidden()
+
+    second.layers[LABELS].paint((150, 150), 9)  # recording goes on in the resumed session
+    wait_recorded(qtbot, resumed, 4)
+
+
+def test_session_of_another_image_is_named_not_loaded(make_napari_viewer, open_widget, qtbot, cells_png, tmp_path):
+    path, pixels = cells_png
+    other = tmp_path / "cells.png"
+    io.write_image(pixels[::-1].copy(), other)  # same name, other pixels
+    viewer, widget = open_segment(make_napari_viewer, open_widget, qtbot, other)
+    viewer.layers[LABELS].paint((10, 10), 3)
+    wait_recorded(qtbot, widget, 1)
+    session = tmp_path / "cells.png.fmscope-session"
+    assert (session / "journal.sqlite").is_file()
+    io.write_image(pixels, other)  # the file now holds the first image: the session is not its own
+
+    again, widget2 = open_segment(make_napari_viewer, open_widget, qtbot, other)
+    assert widget2.session.resume_button.isHidden()
+    assert "session of another image" in widget2.status.text() and str(session) in widget2.status.text()
+    assert f"recorded in {session}-2" in widget2.status.text()
+    assert not again.layers[LABELS].data.any()
+
+
+def test_layer_without_a_file_records_in_the_sessions_folder(
+    make_napari_viewer, open_widget, qtbot, cells_png, sessions_dir
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(cells_png[1], name="pasted")
+    widget = open_widget(viewer, "Segment")
+    qtbot.waitUntil(lambda: widget.session.found is not None, timeout=60_000)
+    assert "the layer has no file" in widget.status.text()
+    assert widget.session.folder_edit.text().startswith(str(sessions_dir / "pasted-"))
+    viewer.layers[LABELS].paint((20, 20), 2)
+    wait_recorded(qtbot, widget, 1)
+    assert list(sessions_dir.glob("pasted-*/journal.sqlite"))
+
+
+def test_autosave_does_not_stall_the_event_loop(make_napari_viewer, open_widget, qtbot):
+    """A 40 x 700 x 700 volume's labels (39 MB) saved after a stroke: the Qt timer keeps ticking meanwhile."""
+    from qtpy.QtCore import QTimer
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).integers(0, 255, (40, 700, 700), dtype=np.uint8), name="volume")
+    widget = open_widget(viewer, "Segment")
+    wait_idle(qtbot, widget)
+    qtbot.waitUntil(lambda: widget.session.found is not None, timeout=60_000)
+    viewer.layers[LABELS].paint((3, 100, 100), 4)
+    wait_recorded(qtbot, widget, 1)
+    recorder = widget.session.recorder
+    busy = []
+
+    def autosave(job):
+        recorder._snapshot_seq = -1  # force a full snapshot of the labels, timed below
+        started = time.perf_counter()
+        recorder.autosave()
+        busy.append(time.perf_counter() - started)
+
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    qtbot.wait(50)
+    for _ in range(3):
+        widget.worker.submit(autosave, background=True)  # as SessionPanel.record submits it
+    qtbot.waitUntil(lambda: widget.worker.drained and len(busy) == 3, timeout=60_000)
+    qtbot.wait(30)
+    timer.stop()
+    gaps = np.diff(ticks) * 1000
+    busy_ms = sum(busy) * 1000
+    print(f"\nlongest UI stall during 3 autosaves: {gaps.max():.0f} ms (autosave work {busy_ms:.0f} ms)")
+    assert len(ticks) > 10
+    assert gaps.max() < 0.5 * busy_ms
