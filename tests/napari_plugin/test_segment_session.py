@@ -1,21 +1,29 @@
 """The Segment panel's recorded session (issue 29): box, click and hand stroke recorded as they happen, resumed in a
 new viewer with identical labels; sessions of other images named and refused; autosave off the UI thread.
 
-A 160 x 160 crop of the nuclei sample, saved as a PNG and opened from its file, as a user does.
+A 160 x 160 crop of the nuclei sample, saved as a PNG and opened from its file, as a user does; the kill test drives
+the panel in a napari process of its own (segment_session_driver.py).
 """
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from napari_helpers import click, wait_idle
+from segment_session_driver import rectangle as stroke_rectangle
 
 from fmscope.imaging import io
 from fmscope.napari.segment_widget import BOXES, CLICKS, LABELS
-from fmscope.session_record import methods_summary
+from fmscope.session_record import ImageIdentity, methods_summary, resume
 from fmscope.session_record.journal import Journal
+
+DRIVER = Path(__file__).parent / "segment_session_driver.py"
 
 
 def rectangle(box):
@@ -163,3 +171,37 @@ def test_autosave_does_not_stall_the_event_loop(make_napari_viewer, open_widget,
     print(f"\nlongest UI stall during 3 autosaves: {gaps.max():.0f} ms (autosave work {busy_ms:.0f} ms)")
     assert len(ticks) > 10
     assert gaps.max() < 0.5 * busy_ms
+
+
+@pytest.mark.slow  # 12-15 s: a napari process with the Segment panel and LiteMedSAM starts, then is killed
+def test_killed_napari_session_resumes_every_completed_action(cells_png, tmp_path):
+    """The real panel in a napari process, killed (SIGKILL) at a random moment after a box and some strokes:
+    the session resumes to the labels after the last action it recorded, no more, no less."""
+    path = tmp_path / "cells.png"
+    io.write_image(cells_png[1], path)
+    process = subprocess.Popen(
+        [sys.executable, str(DRIVER), str(path), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    kill_after = int(np.random.default_rng().integers(2, 15))
+    try:
+        for line in process.stdout:
+            if int(line) >= kill_after:
+                break
+        time.sleep(float(np.random.default_rng().uniform(0, 0.05)))  # somewhere inside a later action
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read()[-2000:]
+
+    resumed = resume(path.parent / "cells.png.fmscope-session", ImageIdentity.of(cells_png[1], path), None)
+    resumed.recorder.close()
+    count = len(resumed.actions)
+    assert count >= kill_after and [a.kind for a in resumed.actions] == ["box"] + ["paint"] * (count - 1)
+    expected = np.load(tmp_path / "after-1.npy")
+    for k in range(2, count + 1):
+        expected[stroke_rectangle(k, expected.shape)] = k
+    assert np.array_equal(resumed.labels, expected)
