@@ -135,6 +135,27 @@ def test_layer_without_a_file_records_in_the_sessions_folder(
     assert list(sessions_dir.glob("pasted-*/journal.sqlite"))
 
 
+def test_chosen_folder_of_other_files_gets_a_session_folder_inside(
+    make_napari_viewer, open_widget, qtbot, cells_png, tmp_path
+):
+    """A folder the user picks that holds other files: fmscope records in a folder of its own inside it."""
+    chosen = tmp_path / "my data"
+    chosen.mkdir()
+    (chosen / "labels-000000001.npy").write_bytes(b"the user's file")  # named like a snapshot: must survive
+    viewer = make_napari_viewer()
+    viewer.add_image(cells_png[1], name="pasted")
+    widget = open_widget(viewer, "Segment")
+    qtbot.waitUntil(lambda: widget.session.found is not None, timeout=60_000)
+    widget.session.folder_edit.setText(str(chosen))
+    widget.session.folder_edit.editingFinished.emit()
+    qtbot.waitUntil(lambda: widget.session.folder_edit.text() == str(chosen / "pasted.fmscope-session"), timeout=60_000)
+    assert "(chosen)" in widget.status.text()
+    viewer.layers[LABELS].paint((20, 20), 2)
+    wait_recorded(qtbot, widget, 1)
+    assert (chosen / "pasted.fmscope-session" / "journal.sqlite").is_file()
+    assert (chosen / "labels-000000001.npy").read_bytes() == b"the user's file"
+
+
 def test_autosave_does_not_stall_the_event_loop(make_napari_viewer, open_widget, qtbot):
     """A 40 x 700 x 700 volume's labels (39 MB) saved after a stroke: the Qt timer keeps ticking meanwhile."""
     from qtpy.QtCore import QTimer

@@ -31,6 +31,7 @@ from fmscope.napari.worker import Job
 from fmscope.session_record import Action, ImageIdentity, ModelIdentity, Recorder, resume
 from fmscope.session_record.action import ERASE, PAINT, PROMPT_KINDS
 from fmscope.session_record.find import Found, SessionInfo, find_sessions
+from fmscope.session_record.journal import JOURNAL_FILE
 from fmscope.session_record.recorder import default_folder
 
 SESSIONS_VARIABLE = "FMSCOPE_SESSIONS_DIR"
@@ -47,6 +48,11 @@ def layer_path(layer) -> str | None:
     """The file a napari layer was opened from, or None."""
     path = getattr(getattr(layer, "source", None), "path", None)
     return str(path) if path and Path(str(path)).is_file() else None
+
+
+def _safe(name: str) -> str:
+    """A layer name as a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name))[:60] or "image"
 
 
 def describe(info: SessionInfo) -> str:
@@ -66,7 +72,8 @@ class SessionPanel(QWidget):
         self.model_identity: ModelIdentity | None = None
         self.found: Found | None = None
         self._baseline: np.ndarray | None = None  # the labels when the image was set: a new session starts there
-        self._user_folder = False
+        self._chosen = ""  # the folder the user typed or chose ("": the default for each image)
+        self._shown = ""  # the folder the panel last showed
         self.folder_edit = QLineEdit()
         self.folder_edit.setToolTip("where the session (journal + labels snapshots) is kept; resumed from")
         self.folder_edit.editingFinished.connect(self._folder_typed)
@@ -96,8 +103,7 @@ class SessionPanel(QWidget):
         self.image_removed()
         self._baseline = np.array(self.owner.labels_data(), copy=True)
         path = layer_path(layer)
-        if not self._user_folder:
-            self.folder_edit.setText("" if path is None else str(default_folder(path)))
+        self._show_folder(self._chosen or ("" if path is None else str(default_folder(path))))
         self._look(layer, path)
 
     def image_removed(self) -> None:
@@ -105,35 +111,40 @@ class SessionPanel(QWidget):
         self.image_identity = self.model_identity = self.found = None
         self._show_offer(None)
 
-    def _default_without_file(self, layer, identity: ImageIdentity) -> Path:
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(layer.name))[:60] or "image"
-        return sessions_root() / f"{name}-{identity.sha256[:12]}.fmscope-session"
+    @staticmethod
+    def _default_without_file(layer, identity: ImageIdentity) -> Path:
+        return sessions_root() / f"{_safe(layer.name)}-{identity.sha256[:12]}.fmscope-session"
+
+    @staticmethod
+    def _base(typed: str, layer) -> Path:
+        """The folder the user gave, or, when it is a folder of other files (not a session), a session folder
+        inside it: fmscope never writes its snapshots among files it did not make."""
+        chosen = Path(typed).expanduser()
+        if chosen.is_dir() and not (chosen / JOURNAL_FILE).exists() and any(chosen.iterdir()):
+            return chosen / f"{_safe(layer.name)}.fmscope-session"
+        return chosen
 
     def _look(self, layer, path: str | None) -> None:
         settings = self.owner._engine_settings()
         pixels = layer.data
-        typed = self.folder_edit.text().strip()
+        typed = self._chosen
 
         def identify(job: Job) -> tuple:
             segmenter, _ = self.owner._engine(settings)
             image = ImageIdentity.of(np.asarray(pixels), path)
             model = ModelIdentity.of(segmenter)
-            base = Path(typed) if typed else self._default_without_file(layer, image)
+            if typed:
+                base = self._base(typed, layer)
+            else:
+                base = default_folder(path) if path else self._default_without_file(layer, image)
             return image, model, base, find_sessions(base, image, model)
 
         def found(outcome: tuple) -> None:
             if self.owner._image_layer is not layer:
                 return
             self.image_identity, self.model_identity, base, self.found = outcome
-            if not typed:
-                self.folder_edit.setText(str(base))
-            where = (
-                "next to the image file"
-                if path and not self._user_folder
-                else "chosen"
-                if self._user_folder
-                else ("in the sessions folder: the layer has no file")
-            )
+            self._show_folder(str(base))
+            where = "chosen" if typed else "next to the image file" if path else "the layer has no file"
             self._report(base, where)
 
         self.owner.worker.submit(identify, key="session-look", on_done=found, on_error=self.owner._on_error)
@@ -166,9 +177,21 @@ class SessionPanel(QWidget):
         self.summary.setVisible(info is not None)
         self.summary.setText("" if info is None else f"{info.folder.name}: {describe(info)}")
 
+    def _show_folder(self, text: str) -> None:
+        self._shown = text
+        self.folder_edit.setText(text)
+
     def _folder_typed(self) -> None:
-        self._user_folder = bool(self.folder_edit.text().strip())
-        if self.owner._image_layer is not None and self.recorder is None:
+        """The user typed or chose a session folder (editingFinished also fires when the field loses focus)."""
+        text = self.folder_edit.text().strip()
+        if text == self._shown:
+            return
+        self._chosen = text
+        if self.recorder is not None:
+            self.owner._say(f"This image's session goes on in {self.recorder.folder}; {text} is for the next image.")
+            self.folder_edit.setText(self._shown)
+            return
+        if self.owner._image_layer is not None:
             self._look(self.owner._image_layer, layer_path(self.owner._image_layer))
 
     def _choose_folder(self) -> None:
@@ -194,6 +217,7 @@ class SessionPanel(QWidget):
                 if self.found.free.parent == sessions_root():
                     sessions_root().mkdir(parents=True, exist_ok=True)
                 self.recorder = Recorder.start(self.found.free, self.image_identity, model, self._baseline)
+                self._show_folder(str(self.recorder.folder))
                 self._show_offer(None)
             self.recorder.record(action, labels)
         except FmscopeError as error:
@@ -246,6 +270,7 @@ class SessionPanel(QWidget):
             labels_layer.data[...] = resumed.labels
             labels_layer.refresh()
             self.recorder = resumed.recorder
+            self._show_folder(str(self.recorder.folder))
             self.owner.state = SegmentState()
             self.owner.state.current = _current_object(resumed.actions)
             self._show_offer(None)
