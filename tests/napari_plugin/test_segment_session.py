@@ -63,6 +63,7 @@ def test_box_click_and_stroke_are_recorded_and_resumed_in_a_new_viewer(
     path, _ = cells_png
     folder = path.parent / "cells.png.fmscope-session"
     viewer, widget = open_segment(make_napari_viewer, open_widget, qtbot, path)
+    widget.session.autosave_interval_s = 0  # a snapshot after every action (default: at most every 5 s)
     assert widget.session.folder_edit.text() == str(folder)
     assert "next to the image file" in widget.status.text()
     assert widget.session.resume_button.isHidden()

@@ -35,6 +35,9 @@ from fmscope.session_record.journal import JOURNAL_FILE
 from fmscope.session_record.recorder import default_folder
 
 SESSIONS_VARIABLE = "FMSCOPE_SESSIONS_DIR"
+# Labels snapshots at most this often: a snapshot writes the whole labels (a volume's can be 50 MB) on the model
+# thread, while the journal already holds every action; a snapshot only makes resuming shorter.
+AUTOSAVE_INTERVAL_S = 5.0
 
 
 def sessions_root() -> Path:
@@ -74,6 +77,11 @@ class SessionPanel(QWidget):
         self._baseline: np.ndarray | None = None  # the labels when the image was set: a new session starts there
         self._chosen = ""  # the folder the user typed or chose ("": the default for each image)
         self._shown = ""  # the folder the panel last showed
+        self.autosave_interval_s = AUTOSAVE_INTERVAL_S
+        self._saved_at = -float("inf")  # time.monotonic() of the last autosave submitted
+        self._autosave_timer = QTimer(self)
+        self._autosave_timer.setSingleShot(True)
+        self._autosave_timer.timeout.connect(self._autosave)
         self.folder_edit = QLineEdit()
         self.folder_edit.setToolTip("where the session (journal + labels snapshots) is kept; resumed from")
         self.folder_edit.editingFinished.connect(self._folder_typed)
@@ -223,7 +231,19 @@ class SessionPanel(QWidget):
         except FmscopeError as error:
             self.owner.panel.fail(error, "Session not recorded")
             return
+        wait = self._saved_at + self.autosave_interval_s - time.monotonic()
+        if wait <= 0:
+            self._autosave()
+        elif not self._autosave_timer.isActive():
+            self._autosave_timer.start(int(wait * 1000) + 1)
+
+    def _autosave(self) -> None:
+        """Snapshot the labels on the worker, as a background job (a model job that comes first runs first; a
+        snapshot cancelled so is taken after the next action, and the journal has the action meanwhile)."""
         recorder = self.recorder
+        if recorder is None:
+            return
+        self._saved_at = time.monotonic()
         self.owner.worker.submit(
             lambda job: recorder.autosave(), key="autosave", background=True, on_error=self.owner._on_error
         )
@@ -279,12 +299,14 @@ class SessionPanel(QWidget):
         self.owner.worker.submit(reopen, key="session-resume", on_done=restore, on_error=self.owner._on_error)
 
     def _close(self) -> None:
+        self._autosave_timer.stop()
         recorder, self.recorder = self.recorder, None
-        if recorder is not None:  # after any autosave queued for it (the worker runs jobs in order)
-            self.owner.worker.submit(lambda job: recorder.close(), key=None)
+        if recorder is not None:  # a last snapshot, then close, after the jobs queued before (run in order)
+            self.owner.worker.submit(lambda job: (recorder.autosave(), recorder.close()), key=None)
 
     def shutdown(self) -> None:
         """The widget closes and its worker has stopped: close the journal here."""
+        self._autosave_timer.stop()
         recorder, self.recorder = self.recorder, None
         if recorder is not None:
             recorder.close()
