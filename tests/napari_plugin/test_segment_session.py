@@ -18,9 +18,10 @@ import pytest
 from napari_helpers import click, wait_idle
 from segment_session_driver import rectangle as stroke_rectangle
 
+from fmscope import samples
 from fmscope.imaging import io
 from fmscope.napari.segment_widget import BOXES, CLICKS, LABELS
-from fmscope.session_record import ImageIdentity, methods_summary, resume
+from fmscope.session_record import ImageIdentity, methods_summary, replay, resume
 from fmscope.session_record.journal import Journal
 
 DRIVER = Path(__file__).parent / "segment_session_driver.py"
@@ -89,7 +90,9 @@ def test_box_click_and_stroke_are_recorded_and_resumed_in_a_new_viewer(
     assert snapshot[0] == 3  # autosaved after the last action
     assert "model prompts per object: 1: 2" in methods_summary(folder)
 
-    second, resumed = open_segment(make_napari_viewer, open_widget, qtbot, path)  # "after napari was closed"
+    widget.close()  # as closing napari does: the worker stops, the journal is closed
+    assert widget.session.recorder is None
+    second, resumed = open_segment(make_napari_viewer, open_widget, qtbot, path)
     assert not second.layers[LABELS].data.any()
     assert not resumed.session.resume_button.isHidden()
     assert "3 actions, 2 objects" in resumed.session.summary.text()
@@ -227,3 +230,29 @@ def test_killed_napari_session_resumes_every_completed_action(cells_png, tmp_pat
     for k in range(2, count + 1):
         expected[stroke_rectangle(k, expected.shape)] = k
     assert np.array_equal(resumed.labels, expected)
+
+
+@pytest.mark.slow  # about 8 s: 3 CT slices embedded by the panel, again by the replay
+def test_propagation_is_recorded_and_replays_bit_for_bit(
+    make_napari_viewer, open_widget, qtbot, ct_volume, segmenter, sessions_dir
+):
+    volume, truth = ct_volume
+    key = samples.key_slice(truth)
+    image = np.ascontiguousarray(volume.array[key - 1 : key + 2])
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="ct")
+    widget = open_widget(viewer, "Segment")
+    viewer.dims.set_point(0, 1)
+    wait_idle(qtbot, widget)
+    qtbot.waitUntil(lambda: widget.session.found is not None, timeout=60_000)
+    box = samples.boxes_from_labels(truth[key])[1]
+    viewer.layers[BOXES].add_rectangles(np.c_[np.ones(4), rectangle(box)])
+    wait_idle(qtbot, widget)
+    click(qtbot, widget, "Propagate (p)")
+    wait_recorded(qtbot, widget, 2)
+    labels = viewer.layers[LABELS].data.copy()
+    assert all(labels[z].any() for z in range(3))
+    folder = widget.session.recorder.folder
+    outcome = replay(folder, image, segmenter)
+    assert [a.kind for a in resume(folder, ImageIdentity.of(image), None).actions] == ["box", "propagate"]
+    assert outcome.rerun == 2 and outcome.identical and np.array_equal(outcome.labels, labels)

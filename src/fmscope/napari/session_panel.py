@@ -175,6 +175,8 @@ class SessionPanel(QWidget):
             notes.append(f"{folder} cannot be read ({why}); not loaded.")
         if found.free is None:
             notes.append("Every session folder there is taken: choose another folder, nothing is recorded.")
+        elif found.resumable is not None:
+            notes.append(f"Resume it, or new work is recorded in {found.free}.")
         elif found.free != base:
             notes.append(f"New work is recorded in {found.free}.")
         self._show_offer(found.resumable)
