@@ -57,7 +57,7 @@ def open_segment(make_napari_viewer, open_widget, qtbot, path):
     return viewer, widget
 
 
-@pytest.mark.slow  # 5.4 s: two viewers, two embeddings of the image
+@pytest.mark.slow  # 7-11 s: two viewers, two embeddings of the image
 def test_box_click_and_stroke_are_recorded_and_resumed_in_a_new_viewer(
     make_napari_viewer, open_widget, qtbot, cells_png, tmp_path
 ):
@@ -198,7 +198,7 @@ def test_autosave_does_not_stall_the_event_loop(make_napari_viewer, open_widget,
     assert gaps.max() < 0.5 * busy_ms
 
 
-@pytest.mark.slow  # 12-15 s: a napari process with the Segment panel and LiteMedSAM starts, then is killed
+@pytest.mark.slow  # 10-14 s: a napari process with the Segment panel and LiteMedSAM starts, then is killed
 def test_killed_napari_session_resumes_every_completed_action(cells_png, tmp_path):
     """The real panel in a napari process, killed (SIGKILL) at a random moment after a box and some strokes:
     the session resumes to the labels after the last action it recorded, no more, no less."""
@@ -232,7 +232,7 @@ def test_killed_napari_session_resumes_every_completed_action(cells_png, tmp_pat
     assert np.array_equal(resumed.labels, expected)
 
 
-@pytest.mark.slow  # about 8 s: 3 CT slices embedded by the panel, again by the replay
+@pytest.mark.slow  # 7-10 s: 3 CT slices embedded by the panel, again by the replay
 def test_propagation_is_recorded_and_replays_bit_for_bit(
     make_napari_viewer, open_widget, qtbot, ct_volume, segmenter, sessions_dir
 ):
