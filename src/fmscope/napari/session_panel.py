@@ -82,6 +82,10 @@ class SessionPanel(QWidget):
         self._autosave_timer = QTimer(self)
         self._autosave_timer.setSingleShot(True)
         self._autosave_timer.timeout.connect(self._autosave)
+        self._strokes: list[Action] = []  # hand strokes painted, recorded when their event has been handled
+        self._stroke_timer = QTimer(self)
+        self._stroke_timer.setSingleShot(True)
+        self._stroke_timer.timeout.connect(self._record_strokes)
         self.folder_edit = QLineEdit()
         self.folder_edit.setToolTip("where the session (journal + labels snapshots) is kept; resumed from")
         self.folder_edit.editingFinished.connect(self._folder_typed)
@@ -214,7 +218,7 @@ class SessionPanel(QWidget):
     def record(self, action: Action) -> None:
         """Commit ``action`` (complete: its result is painted) with the labels as they are now, then autosave in
         the background. Problems (journal not writable, other weights) go to the status line; the labels stay."""
-        if self.image_identity is None or self.found is None:
+        if self.image_identity is None or self.found is None or self.owner.labels_layer() is None:
             return  # still identifying the image: the next recorded action carries these pixels too
         labels = self.owner.labels_data()
         try:
@@ -268,7 +272,13 @@ class SessionPanel(QWidget):
         )
         # napari emits ``paint`` as it files the stroke's undo item, before writing a single paint call's pixels:
         # record once the event is handled
-        QTimer.singleShot(0, lambda: self.record(action))
+        self._strokes.append(action)
+        self._stroke_timer.start(0)
+
+    def _record_strokes(self) -> None:
+        strokes, self._strokes = self._strokes, []
+        for action in strokes:
+            self.record(action)
 
     # -- resuming ---------------------------------------------------------------------------------------------------
     def resume(self) -> None:
