@@ -88,3 +88,11 @@ def viewer_widget(make_napari_viewer, open_widget):
     """A real viewer with the Spatial omics widget docked from the Plugins menu."""
     viewer = make_napari_viewer()
     return viewer, open_widget(viewer, "Spatial omics")
+
+
+@pytest.fixture(autouse=True)
+def sessions_dir(tmp_path, monkeypatch):
+    """The Segment panel records sessions of images without a file under $FMSCOPE_SESSIONS_DIR: a test's own."""
+    folder = tmp_path / "fmscope_sessions"
+    monkeypatch.setenv("FMSCOPE_SESSIONS_DIR", str(folder))
+    return folder

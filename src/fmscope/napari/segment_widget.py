@@ -31,10 +31,12 @@ from fmscope.backends import BACKENDS  # auto: $FMSCOPE_BACKEND, else OpenVINO o
 from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.napari.image_panel import ImagePanel
+from fmscope.napari.session_panel import SessionPanel
 from fmscope.napari.state import CurrentObject, SegmentState
 from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.train_panel import TrainPanel
 from fmscope.napari.worker import Job, ModelWorker
+from fmscope.session_record import Action
 
 MODELS = models.names(models.SEGMENT)
 BOXES, CLICKS, LABELS = "fmscope boxes", "fmscope clicks", "fmscope labels"
@@ -122,6 +124,8 @@ class SegmentWidget(ImagePanel, QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
+        self.session = SessionPanel(self)
+        layout.addWidget(self.session)
         layout.addWidget(self.panel)
         self.train_panel = TrainPanel(self)
         layout.addWidget(self.train_panel)
@@ -137,6 +141,7 @@ class SegmentWidget(ImagePanel, QWidget):
     def _image_removed(self) -> None:
         self.worker.cancel_all()
         self.state.current = None
+        self.session.image_removed()
 
     def _shape_problem(self, shape: tuple[int, ...]) -> str | None:
         if len(shape) in (2, 3):
@@ -153,6 +158,7 @@ class SegmentWidget(ImagePanel, QWidget):
             self.window_combo.setCurrentText(window)
         self._ensure_prompt_layers()
         self._prefetch()
+        self.session.image_set(layer)
 
     def _ensure_prompt_layers(self) -> None:
         image = self._image_layer
@@ -162,6 +168,7 @@ class SegmentWidget(ImagePanel, QWidget):
             if LABELS in self.viewer.layers:
                 self.viewer.layers.remove(LABELS)
             self.viewer.add_labels(np.zeros(shape, dtype=np.uint16), name=LABELS, **keep)
+        self.viewer.layers[LABELS].events.paint.connect(self.session.on_paint)  # a hand stroke: recorded
         if BOXES not in self.viewer.layers or self.viewer.layers[BOXES].ndim != len(shape):
             if BOXES in self.viewer.layers:
                 self.viewer.layers.remove(BOXES)
@@ -176,6 +183,14 @@ class SegmentWidget(ImagePanel, QWidget):
             clicks.events.data.connect(self._on_click_event)
         self.viewer.layers.selection.active = self.viewer.layers[BOXES]
         self.viewer.layers[BOXES].mode = "add_rectangle"
+
+    def labels_layer(self):
+        """The fmscope labels layer, or None."""
+        return self.viewer.layers[LABELS] if LABELS in self.viewer.layers else None
+
+    def labels_data(self) -> np.ndarray:
+        """The fmscope labels (the layer's array itself)."""
+        return self.viewer.layers[LABELS].data
 
     # -- engine access ---------------------------------------------------------------------
     def _engine_settings(self) -> tuple:
@@ -292,19 +307,27 @@ class SegmentWidget(ImagePanel, QWidget):
         image = self._slice_array(current.z)
         settings = self._engine_settings()
         box, points, polarities = current.box.copy(), list(current.points), list(current.polarities)
+        wall_started = time.time() - (time.perf_counter() - started)
 
         def predict(job: Job):
             segmenter, intensity = self._engine(settings)
             segmenter.set_image(image, window=intensity)
             job.check()
-            return segmenter.predict(box=box, points=points or None, labels=polarities or None)
+            result = segmenter.predict(box=box, points=points or None, labels=polarities or None)
+            kind = "refine" if points else "box"
+            plane = () if current.z is None else (current.z,)
+            return result, Action.of_prompt(
+                kind, current.label, segmenter, result, box, points, polarities, plane, wall_started
+            )
 
-        def paint(result) -> None:
+        def paint(outcome) -> None:
+            result, action = outcome
             if self.state.current is not current or LABELS not in self.viewer.layers:
                 return
             layer = self.viewer.layers[LABELS]
             if self.state.paint(layer.data, current.z, current.label, result.mask):
                 layer.refresh()
+            self.session.record(action)
             self.last_latency_ms = (time.perf_counter() - started) * 1000
             self._say(f"Object {current.label}: {int(result.mask.sum())} px, score {result.score:.2f}.")
             if result.crop is not None:
@@ -339,6 +362,7 @@ class SegmentWidget(ImagePanel, QWidget):
         """Restore the labels exactly as before the last model result, clear or propagation."""
         if LABELS in self.viewer.layers and self.state.undo(self.viewer.layers[LABELS].data):
             self.viewer.layers[LABELS].refresh()
+            self.session.record(Action("undo", 0))
             self._say("Undone.")
         else:
             self._say("Nothing to undo.")
@@ -350,6 +374,7 @@ class SegmentWidget(ImagePanel, QWidget):
             return
         if self.state.erase(self.viewer.layers[LABELS].data, current.label):
             self.viewer.layers[LABELS].refresh()
+            self.session.record(Action("erase", current.label, plane=() if current.z is None else (current.z,)))
         self.accept()
 
     def toggle_polarity(self) -> None:
@@ -383,7 +408,8 @@ class SegmentWidget(ImagePanel, QWidget):
             from fmscope.imaging.volume import segment_volume
 
             segmenter, intensity = self._engine(settings)
-            return segment_volume(
+            started = time.time()
+            result = segment_volume(
                 volume,
                 current.z,
                 {current.label: box},
@@ -393,14 +419,31 @@ class SegmentWidget(ImagePanel, QWidget):
                 progress=job.progress,
                 key_masks=kept,
             )
+            action = Action(  # what fmscope replay re-runs (fmscope.session_record.propagate)
+                "propagate",
+                current.label,
+                box=tuple(float(v) for v in box),
+                plane=(current.z,),
+                window=None if intensity is None else (float(intensity.low), float(intensity.high), intensity.name),
+                model=segmenter.model.name,
+                weights_sha256=segmenter.model.weights_sha256,
+                backend=segmenter.backend,
+                precision=segmenter.precision,
+                params={"range": [first, last], "direction": "both"},
+                time=started,
+                duration_s=time.time() - started,
+            )
+            return result, action
 
-        def paint(result: np.ndarray) -> None:
+        def paint(outcome) -> None:
+            result, action = outcome
             if LABELS not in self.viewer.layers:
                 return
             layer = self.viewer.layers[LABELS]
             masks = {z: result[z] == current.label for z in range(first, last + 1) if not (kept and z == current.z)}
             if self.state.paint_slices(layer.data, current.label, masks):
                 layer.refresh()
+            self.session.record(action)
             found = [z for z in range(first, last + 1) if (layer.data[z] == current.label).any()]
             self._say(f"Object {current.label} on slices {found[0]}..{found[-1]}." if found else "Nothing found.")
 
@@ -414,4 +457,5 @@ class SegmentWidget(ImagePanel, QWidget):
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.worker.shutdown()
+        self.session.shutdown()
         super().closeEvent(event)

@@ -1,0 +1,93 @@
+"""Finding a session to resume: the session folders at and beside a base folder, read without changing them.
+
+A front end proposes a base folder for an image (:func:`fmscope.session_record.recorder.default_folder`, or one the
+user chose); the sessions of that image live in it or in its numbered siblings (``<base>-2``, ``<base>-3``, ...),
+made when the base already held a session the user did not resume. :func:`find_sessions` reads them all and says
+which one to offer, which ones belong to other images or weights (to name them, never load them) and which folder
+a new session goes to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fmscope.errors import FmscopeError
+from fmscope.session_record.identity import ImageIdentity, ModelIdentity
+from fmscope.session_record.journal import JOURNAL_FILE, Journal
+
+MAX_SIBLINGS = 50  # <base>, <base>-2 ... <base>-50
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A session folder as read: its image and model identities, ``actions`` (count), ``objects`` (distinct
+    object ids acted on) and ``last`` (Unix seconds of its last action; its creation when it has none)."""
+
+    folder: Path
+    image: ImageIdentity
+    model: ModelIdentity
+    actions: int
+    objects: int
+    last: float
+
+
+@dataclass
+class Found:
+    """``resumable``: the newest session of this image and weights (None: none); ``other_image`` /
+    ``other_weights``: sessions in the candidates that are not this one's (named, not loaded); ``free``: the
+    first candidate folder holding no session (a new session goes there; None when all are taken);
+    ``unreadable``: {folder: why} for damaged journals."""
+
+    resumable: SessionInfo | None = None
+    other_image: list[SessionInfo] = field(default_factory=list)
+    other_weights: list[SessionInfo] = field(default_factory=list)
+    free: Path | None = None
+    unreadable: dict[Path, str] = field(default_factory=dict)
+
+
+def candidates(base: str | Path) -> list[Path]:
+    """``base`` and its numbered siblings ``<base>-2`` ... ``<base>-<MAX_SIBLINGS>``, in that order."""
+    base = Path(base)
+    return [base] + [base.with_name(f"{base.name}-{n}") for n in range(2, MAX_SIBLINGS + 1)]
+
+
+def read_info(folder: Path) -> SessionInfo:
+    """The :class:`SessionInfo` of the session in ``folder``; raises FmscopeError when it is not one or damaged."""
+    journal = Journal(folder)
+    try:
+        actions = [action for _, action, _ in journal.actions()]
+        return SessionInfo(
+            folder,
+            ImageIdentity.from_json(journal.meta("image")),
+            ModelIdentity.from_json(journal.meta("model")),
+            len(actions),
+            len({a.object_id for a in actions if a.object_id}),
+            max((a.time + a.duration_s for a in actions), default=float(journal.meta("created") or 0.0)),
+        )
+    finally:
+        journal.close()
+
+
+def find_sessions(base: str | Path, image: ImageIdentity, model: ModelIdentity) -> Found:
+    """Read the sessions in :func:`candidates` of ``base`` for ``image`` annotated with ``model`` (see
+    :class:`Found`). Only reads; stops at the first candidate that does not exist after the free one."""
+    found = Found()
+    for folder in candidates(base):
+        if not (folder / JOURNAL_FILE).is_file():
+            found.free = found.free or folder
+            if not folder.exists():
+                break
+            continue
+        try:
+            info = read_info(folder)
+        except (FmscopeError, KeyError, TypeError, ValueError) as error:
+            found.unreadable[folder] = str(error)
+            continue
+        if info.image.sha256 != image.sha256:
+            found.other_image.append(info)
+        elif (info.model.name, info.model.weights_sha256) != (model.name, model.weights_sha256):
+            found.other_weights.append(info)
+        elif found.resumable is None or info.last > found.resumable.last:
+            found.resumable = info
+    return found
