@@ -14,12 +14,12 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/python -m pip install --quiet --disable-pip-version-check \
+	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/python -m pip install --quiet --no-compile --disable-pip-version-check \
 		-c constraints.txt -e ".[$(EXTRAS)]"
 	# sam2 (MedSAM2 tracking) builds against the installed torch: no build isolation, no CUDA extension.
-	SAM2_BUILD_CUDA=0 PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/python -m pip install --quiet \
+	SAM2_BUILD_CUDA=0 PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/python -m pip install --quiet --no-compile \
 		--disable-pip-version-check -c constraints.txt setuptools
-	SAM2_BUILD_CUDA=0 PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/python -m pip install --quiet \
+	SAM2_BUILD_CUDA=0 PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/python -m pip install --quiet --no-compile \
 		--disable-pip-version-check --no-build-isolation -c constraints.txt sam2==1.1.0
 	touch $(STAMP)
 
@@ -35,10 +35,12 @@ system-deps:
 			--no-install-recommends $$missing; fi
 
 # Two pytest workers share the 2 cores (one test file per worker, so module fixtures load once); the few tests
-# marked `serial` compare timings a neighbouring worker would skew, so they run alone afterwards.
+# marked `serial` compare timings a neighbouring worker would skew, so they run alone afterwards, collected from
+# the files that mark them (collecting every test module again cost ~80 s of imports).
+SERIAL_FILES = $(shell grep -rl --include='*.py' 'mark\.serial' tests)
 test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not serial"
-	$(BIN)/python -m pytest -m serial
+	$(BIN)/python -m pytest -m serial $(SERIAL_FILES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
