@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from fmscope.cli.progress import tqdm_progress
 from fmscope.errors import FmscopeError, UsageError
 from fmscope.imaging.lazy_image import LazyImage
 from fmscope.outputs import FOLDER, LABEL_IMAGE_SUFFIXES, OVERLAY_SUFFIXES, VOLUME_SUFFIXES, Output, check_outputs
+
+if TYPE_CHECKING:
+    from fmscope.imaging.predictor import MaskResult, Segmenter
 
 
 def _roi_zoom(text: str) -> bool | str:
@@ -119,11 +123,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     _warn_if_foreign(segmenter, image.array, args.window)
     segmenter.set_image(image.array, window=args.window)
     started = time.perf_counter()
-    if args.point:
-        results = [segmenter.predict(box=args.box[0] if args.box else None, points=args.point, labels=args.label)]
-    else:
-        with tqdm_progress("crop") as progress:
-            results = segmenter.predict_many(args.box, progress=progress)
+    results = _run_prompts(args, segmenter)
     labels = np.zeros(segmenter.image_shape, dtype=_labels_dtype(len(results)))
     for label, result in enumerate(results, start=1):
         labels[result.mask & (labels == 0)] = label
@@ -142,6 +142,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
             "input's geometry"
         )
     return 0
+
+
+def _run_prompts(args: argparse.Namespace, segmenter: Segmenter) -> list[MaskResult]:
+    """The masks of ``fmscope segment``'s prompts on the segmenter's image: one object from ``--point`` clicks
+    (with at most one ``--box``), else one object per ``--box`` (a progress bar per crop)."""
+    if args.point:
+        return [segmenter.predict(box=args.box[0] if args.box else None, points=args.point, labels=args.label)]
+    with tqdm_progress("crop") as progress:
+        return segmenter.predict_many(args.box, progress=progress)
 
 
 def _segment_lazy(args: argparse.Namespace, image: LazyImage) -> int:
@@ -165,11 +174,7 @@ def _segment_lazy(args: argparse.Namespace, image: LazyImage) -> int:
     segmenter = _segmenter(args)
     segmenter.set_image(image, window=args.window)
     started = time.perf_counter()
-    if args.point:
-        results = [segmenter.predict(box=args.box[0] if args.box else None, points=args.point, labels=args.label)]
-    else:
-        with tqdm_progress("crop") as progress:
-            results = segmenter.predict_many(args.box, progress=progress)
+    results = _run_prompts(args, segmenter)
     dtype = _labels_dtype(len(results))
     pieces = [(r.crop[0], r.crop[1], r.mask.astype(dtype) * dtype(label)) for label, r in enumerate(results, 1)]
     pixels = write_tiled_labels(args.output, (height, width), dtype, pieces)
