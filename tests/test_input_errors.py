@@ -74,7 +74,7 @@ def test_no_image_set_is_explained():
     from fmscope.imaging.predictor import Segmenter
 
     fresh = Segmenter.__new__(Segmenter)
-    fresh._rgb = None
+    fresh._rgb, fresh._lazy = None, None  # as __init__ leaves them before set_image
     with pytest.raises(FmscopeError, match="set_image"):
         fresh.image_shape
 

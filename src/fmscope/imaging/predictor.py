@@ -64,8 +64,6 @@ class Segmenter:
     or auto (:mod:`fmscope.backends`).
     """
 
-    _lazy: LazyImage | None = None  # a huge image read crop by crop (set_image); None: the image is in _rgb
-
     def __init__(
         self,
         model: str = DEFAULT_SEGMENTER,
@@ -110,6 +108,7 @@ class Segmenter:
         # by one there, which also keeps work prepared ahead cancellable per crop; a GPU takes batches.
         self.encode_batch = 1 if self.model.device.type == "cpu" else 8
         self._rgb: np.ndarray | None = None
+        self._lazy: LazyImage | None = None  # a huge image read crop by crop (set_image); None: the image is in _rgb
         self._image_hash = ""
         self.intensity: Intensity | None = None
         # Zoom crops prepared ahead on the current image (prepare()), oldest first: predict() may use one
