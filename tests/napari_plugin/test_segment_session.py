@@ -44,8 +44,9 @@ def cells_png(nuclei, tmp_path_factory):
 
 def wait_recorded(qtbot, widget, count: int) -> None:
     """Wait until the panel's session holds ``count`` actions and their autosave has run."""
+    qtbot.waitUntil(lambda: widget.worker.drained, timeout=300_000)  # the model job (a propagation: many seconds)
     qtbot.waitUntil(lambda: widget.session.recorder is not None and widget.session.recorder.seq == count, timeout=5000)
-    qtbot.waitUntil(lambda: widget.worker.drained, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.worker.drained, timeout=60_000)  # and the autosave it started
 
 
 def open_segment(make_napari_viewer, open_widget, qtbot, path):

@@ -419,21 +419,9 @@ class SegmentWidget(ImagePanel, QWidget):
                 progress=job.progress,
                 key_masks=kept,
             )
-            action = Action(  # what fmscope replay re-runs (fmscope.session_record.propagate)
-                "propagate",
-                current.label,
-                box=tuple(float(v) for v in box),
-                plane=(current.z,),
-                window=None if intensity is None else (float(intensity.low), float(intensity.high), intensity.name),
-                model=segmenter.model.name,
-                weights_sha256=segmenter.model.weights_sha256,
-                backend=segmenter.backend,
-                precision=segmenter.precision,
-                params={"range": [first, last], "direction": "both"},
-                time=started,
-                duration_s=time.time() - started,
+            return result, Action.of_propagation(
+                current.label, segmenter, intensity, box, current.z, (first, last), started
             )
-            return result, action
 
         def paint(outcome) -> None:
             result, action = outcome

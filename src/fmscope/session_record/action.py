@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from fmscope.errors import FmscopeError
 
 if TYPE_CHECKING:
+    from fmscope.imaging.intensity import Intensity
     from fmscope.imaging.predictor import MaskResult, Segmenter
 
 # Model prompts on one 2D plane: fmscope replay re-runs them with the Segmenter.
@@ -99,6 +100,36 @@ class Action:
             precision=segmenter.precision,
             time=started or now,
             duration_s=now - started if started else 0.0,
+        )
+
+    @classmethod
+    def of_propagation(
+        cls,
+        object_id: int,
+        segmenter: Segmenter,
+        intensity: Intensity | None,
+        box: Sequence[float],
+        key_slice: int,
+        slice_range: tuple[int, int],
+        started: float,
+    ) -> Action:
+        """The action of a volume propagation of ``object_id`` from ``box`` (x0, y0, x1, y1) on ``key_slice`` over
+        the inclusive ``slice_range`` in both directions, with the volume's ``intensity``, started at ``started``
+        (Unix seconds): what :mod:`fmscope.session_record.propagate` re-runs."""
+        now = _time.time()
+        return cls(
+            "propagate",
+            int(object_id),
+            box=tuple(float(v) for v in box),
+            plane=(int(key_slice),),
+            window=None if intensity is None else (float(intensity.low), float(intensity.high), intensity.name),
+            model=segmenter.model.name,
+            weights_sha256=segmenter.model.weights_sha256,
+            backend=segmenter.backend,
+            precision=segmenter.precision,
+            params={"range": [int(slice_range[0]), int(slice_range[1])], "direction": "both"},
+            time=started,
+            duration_s=now - started,
         )
 
     @property
