@@ -11,6 +11,7 @@ import pytest
 from cli_runner import run_cli
 
 from fmscope import samples
+from fmscope.demo import DEMO_CASES, run_demo
 from fmscope.errors import Cancelled
 from fmscope.imaging import io
 from fmscope.imaging.volume import segment_volume
@@ -110,3 +111,20 @@ def test_cli_volume_draws_a_tqdm_bar(tmp_path):
     assert "propagating:" in result.stderr and "slice" in result.stderr  # tqdm's bar: "propagating:  50%|#####..."
     assert re.search(r"propagating: 100%\|#+\| (\d+)/\1 ", result.stderr), result.stderr  # it reached the total
     assert out.is_file()
+
+
+@pytest.mark.parametrize("case", DEMO_CASES)
+def test_every_demo_case_reports_progress_before_its_long_work(case, tmp_path):
+    """`fmscope demo` shows a bar for each case (issue 25): the case's first report arrives before its long work
+    (the cancel at that first report stops the demo there, so this costs a model load and one step per case)."""
+    seen = []
+
+    def stop_at_first_report(done, total, message):
+        seen.append((done, total, message))
+        stopping.cancel()
+
+    stopping = Progress(stop_at_first_report)
+    with pytest.raises(Cancelled):
+        run_demo(tmp_path, cases=(case,), progress=stopping)
+    [(done, total, message)] = seen
+    assert message.startswith(f"{case} ") and done < total, seen  # reported before its first unit finished
