@@ -405,16 +405,15 @@ class TrackPanel(ImagePanel, QWidget):
             return
         self._set_running(False)
         layer = self._labels()
-        if layer is not None:
-            self.state.end(layer.data)
+        edit = self.state.end(layer.data) if layer is not None else None
         if error is not None:
             self.panel.fail(error, "Propagation failed")
             self._after_change(None)
             return
+        if cancelled and edit is not None and (edit.frames or edit.store):
+            self._take_back_last_edit(layer)  # a cancelled job writes nothing (fmscope.jobs), as in Segment
         self._after_change(
-            "Propagation cancelled; the frames painted so far are kept (Undo removes them)."
-            if cancelled
-            else "Propagated."
+            "Propagation cancelled; the labels are as they were before it." if cancelled else "Propagated."
         )
         self.panel.on_progress("", 1, 1)
 
@@ -447,10 +446,17 @@ class TrackPanel(ImagePanel, QWidget):
         if self.propagating:
             self._say("Cancel the propagation before undoing.")
             return
-        edit = self.state.undo(layer.data) if layer is not None else None
+        edit = self._take_back_last_edit(layer) if layer is not None else None
         if edit is None:
             self._say("Nothing to undo.")
             return
+        self._after_change(f"Undone: frames {sorted(edit.frames) or 'none'} restored.")
+
+    def _take_back_last_edit(self, layer):
+        """Undo the last action on ``layer`` and in the engine; the action taken back, None if none."""
+        edit = self.state.undo(layer.data)
+        if edit is None:
+            return None
         layer.refresh()
         if edit.store or edit.created is not None:
             snapshot, created = edit.store, edit.created
@@ -462,7 +468,7 @@ class TrackPanel(ImagePanel, QWidget):
                     self._session[1].store.restore(snapshot)
 
             self.worker.submit(restore, on_error=self._on_error)
-        self._after_change(f"Undone: frames {sorted(edit.frames) or 'none'} restored.")
+        return edit
 
     def _on_error(self, error: BaseException) -> None:
         self.panel.fail(error, "Model failure")
