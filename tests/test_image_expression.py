@@ -151,6 +151,23 @@ def test_patch_features_are_cached_and_scale_invariant(visium, encoder):
     assert colour_statistics(crop, centres, 200).shape == (len(centres), 15)
 
 
+@pytest.mark.slow
+def test_patch_features_on_openvino_equal_torchs(visium, encoder):
+    """The tiles run on OpenVINO by default on CPU (issue 31): fp32 features equal torch's within fp32 rounding,
+    on the real Visium H&E and the real TinyViT weights (the module fixture's encoder is the default one)."""
+    tissue = slide_tissue(visium)
+    crop = TissueImage(tissue.rgb[150:330, 150:330].copy(), tissue.microns_per_pixel)
+    centres = visium.adata.obsm["spatial"] - 150 * tissue.microns_per_pixel
+    centres = centres[np.all((centres > 600) & (centres < 1900), axis=1)][:30]
+    reference = PatchEncoder(8.0, model=encoder.model, backend="torch")
+    converted = PatchEncoder(8.0, model=encoder.model, backend="openvino")
+    assert (reference.backend, converted.backend, encoder.backend) == ("torch", "openvino", "openvino")
+    expected, found = reference.features(crop, centres, 200), converted.features(crop, centres, 200)
+    assert reference.tiles_encoded == converted.tiles_encoded >= 1
+    assert np.allclose(found, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max())
+    assert min(np.corrcoef(a, b)[0, 1] for a, b in zip(expected, found)) > 0.9999
+
+
 def test_tissue_grid_covers_the_spots(visium):
     tissue = slide_tissue(visium)
     grid = tissue_grid(tissue, 100)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fmscope.cli.options import add_backend_option
 from fmscope.cli.progress import tqdm_progress
 from fmscope.errors import FmscopeError
 from fmscope.outputs import FOLDER, HEAD_SUFFIXES, PICTURE_SUFFIXES, SLIDE_SUFFIXES, Output, check_outputs
@@ -19,11 +20,11 @@ from fmscope.outputs import FOLDER, HEAD_SUFFIXES, PICTURE_SUFFIXES, SLIDE_SUFFI
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
-def _encoder(scale: float, cache_dir: str | None):
+def _encoder(scale: float, args: argparse.Namespace):
     from fmscope.imaging.cache import EmbeddingCache
     from fmscope.omics.image_patches import PatchEncoder
 
-    return PatchEncoder(scale, cache=EmbeddingCache(directory=cache_dir))
+    return PatchEncoder(scale, cache=EmbeddingCache(directory=args.cache_dir), backend=args.backend)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -38,7 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     with tqdm_progress() as progress:
         result = train_on_slide(
             slide,
-            _encoder(args.encoder_um_per_px or DEFAULT_ENCODER_UM_PER_PX, args.cache_dir),
+            _encoder(args.encoder_um_per_px or DEFAULT_ENCODER_UM_PER_PX, args),
             genes=args.genes,
             n_genes=args.n_genes,
             holdout_blocks=args.holdout_blocks,
@@ -108,7 +109,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     centres = tissue_grid(tissue, args.grid_um)
     if len(centres) == 0:
         raise FmscopeError("No tissue was found in the image.", "Check the image is the H&E of the tissue.")
-    encoder = _encoder(model.encoder_um_per_px, args.cache_dir)
+    encoder = _encoder(model.encoder_um_per_px, args)
     with tqdm_progress("tile") as progress:
         predicted = predict_on_tissue(model, tissue, centres, encoder, args.genes, progress=progress)
         at_spots = None
@@ -177,6 +178,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="microns per coordinate unit: used when the slide does not state its units, checked when it does",
     )
     train.add_argument("--cache-dir", help="folder caching the encoder's tile embeddings between runs")
+    add_backend_option(train)
     train.set_defaults(run=cmd_train)
 
     predict = actions.add_parser("predict", help="predict genes on a grid over the tissue of a slide or an image")
@@ -198,4 +200,5 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="microns per coordinate unit: used when the slide does not state its units, checked when it does",
     )
     predict.add_argument("--cache-dir", help="folder caching the encoder's tile embeddings between runs")
+    add_backend_option(predict)
     predict.set_defaults(run=cmd_predict)

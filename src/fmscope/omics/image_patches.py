@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 import fmscope
+from fmscope.backends.image_encoder import image_encoder
 from fmscope.errors import FmscopeError
 from fmscope.imaging.cache import CachedEmbedding, EmbeddingCache
 from fmscope.imaging.image_input import to_rgb_uint8, validate_image
@@ -32,6 +33,7 @@ from fmscope.imaging.models import LoadedModel, load_model
 from fmscope.imaging.models.input_transforms import InputGeometry
 from fmscope.models import IMAGE_EXPRESSION_ENCODER
 from fmscope.progress import Progress, as_progress
+from fmscope.threads import ThreadPolicy
 
 TILE = 256  # TinyViT input side (pixels)
 HALO = 48  # margin of each tile not used for patches (pixels); patches up to 2 x HALO wide stay in one tile
@@ -61,15 +63,34 @@ class TissueImage:
 
 
 class PatchEncoder:
-    """Frozen LiteMedSAM image encoder turning patch centres (microns) into (N, 256) features."""
+    """Frozen LiteMedSAM image encoder turning patch centres (microns) into (N, 256) features.
+
+    ``backend``: the encoder's runtime (``torch`` / ``openvino`` / ``auto``; None: ``$FMSCOPE_BACKEND``, else
+    OpenVINO on CPU), always at fp32: the same converted network as the Segmenter's (one disk-cache entry per
+    weights), features equal to torch's within fp32 rounding. ``threads``: None = fmscope's thread policy.
+    """
 
     def __init__(
-        self, encoder_um_per_px: float = 8.0, cache: EmbeddingCache | None = None, model: LoadedModel | None = None
+        self,
+        encoder_um_per_px: float = 8.0,
+        cache: EmbeddingCache | None = None,
+        model: LoadedModel | None = None,
+        backend: str | None = None,
+        threads: int | None = None,
     ) -> None:
         self.encoder_um_per_px = float(encoder_um_per_px)
         self.model = model if model is not None else load_model(ENCODER)
         self.cache = cache if cache is not None else EmbeddingCache(max_items=64)
+        self.encoder = image_encoder(
+            self.model.net.image_encoder, self.model.device, TILE, self.model.weights_sha256, backend=backend
+        )
+        self.thread_policy = ThreadPolicy(threads)
         self.tiles_encoded = 0
+
+    @property
+    def backend(self) -> str:
+        """``torch`` or ``openvino``: what encodes the tiles."""
+        return self.encoder.backend
 
     @property
     def weights_sha256(self) -> str:
@@ -129,6 +150,7 @@ class PatchEncoder:
                     "tile_sha256": hashlib.sha256(tile.tobytes()).hexdigest(),
                     "model": self.model.name,
                     "weights_sha256": self.model.weights_sha256,
+                    "backend": self.encoder.backend,
                     "version": fmscope.__version__,
                 }
             )
@@ -138,8 +160,7 @@ class PatchEncoder:
         for start in range(0, len(missing), BATCH):
             batch_ids = missing[start : start + BATCH]
             batch = torch.from_numpy(np.stack([pixels[i] for i in batch_ids])).permute(0, 3, 1, 2).float() / 255.0
-            with torch.inference_mode():
-                encoded = self.model.net.image_encoder(batch.to(self.model.device)).float().cpu().numpy()
+            encoded = self.encoder(batch, self.thread_policy.apply())
             for i, embedding in zip(batch_ids, encoded):
                 maps[i] = embedding
                 self.cache.put(signatures[i], CachedEmbedding(embedding, InputGeometry((TILE, TILE), (TILE, TILE))))
