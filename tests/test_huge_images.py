@@ -161,3 +161,35 @@ def test_a_huge_16_bit_image_gets_one_window_from_its_fixed_sample(tmp_path):
         window = lazy.intensity()
         assert window == auto_intensity(sample) and window == lazy.intensity()  # documented sample, same every time
         assert window != auto_intensity(image[:512, :512])  # not a crop's own window
+
+
+def test_read_resampled_takes_the_pyramid_level_it_needs_band_by_band(huge, tmp_path, monkeypatch):
+    """A whole-slide view (image-expression's tissue at the encoder's scale) comes from the coarsest level at least
+    as fine as asked, read in bands: each level is made distinct so the level read shows in the pixels."""
+    import cv2
+
+    image = huge[0]
+    marked = np.full((SIDE // 2, SIDE // 2), 200, np.uint8)  # the "half-size level": not image[::2, ::2]
+    pyramid = tmp_path / "pyramid.tif"
+    with tifffile.TiffWriter(pyramid) as writer:
+        writer.write(image, tile=(256, 256), compression="zlib", subifds=1)
+        writer.write(marked, tile=(256, 256), compression="zlib", subfiletype=1)
+    store = tmp_path / "pyramid.ome.zarr"
+    group = zarr.open_group(store, mode="w", zarr_format=2)
+    group.create_array("0", shape=image.shape, chunks=(256, 256), dtype=np.uint8)[:] = image
+    group.create_array("1", shape=marked.shape, chunks=(256, 256), dtype=np.uint8)[:] = marked
+    group.attrs["multiscales"] = [{"axes": ["y", "x"], "datasets": [{"path": "0"}, {"path": "1"}]}]
+    monkeypatch.setattr(lazy_image, "MAX_CHUNK_BYTES", 2**20)  # bands of 256 rows: many bands
+    for path in (pyramid, store):
+        with io.open_image(path) as lazy:
+            assert [level.shape for level in lazy.coarser] == [marked.shape]
+            finer = lazy.read_resampled(1.5)  # the half-size level is too coarse for 1.5x: full resolution
+            expected = cv2.resize(image, (4000, 4000), interpolation=cv2.INTER_AREA)
+            assert finer.shape == (4000, 4000) and np.abs(finer.astype(int) - expected).mean() < 1.0
+            coarse = lazy.read_resampled(4)
+            assert coarse.shape == (1500, 1500) and np.all(coarse == 200)  # 4x: from the half-size level
+    with io.open_image(huge[1]) as lazy:  # no pyramid: full resolution; bands of 256 rows end on output rows,
+        assert not lazy.coarser  # so the result is one whole-image resize exactly
+        assert np.array_equal(lazy.read_resampled(4), cv2.resize(image, (1500, 1500), interpolation=cv2.INTER_AREA))
+        with pytest.raises(FmscopeError, match="at least 1"):
+            lazy.read_resampled(0.5)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 
 from fmscope.cli import main
@@ -166,6 +167,39 @@ def test_patch_features_on_openvino_equal_torchs(visium, encoder):
     assert reference.tiles_encoded == converted.tiles_encoded >= 1
     assert np.allclose(found, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max())
     assert min(np.corrcoef(a, b)[0, 1] for a, b in zip(expected, found)) > 0.9999
+
+
+@pytest.mark.slow
+def test_a_whole_slide_scan_is_read_at_the_encoders_scale_not_whole(visium, encoder, tmp_path):
+    """Issue 27: the Visium H&E enlarged 7x (4,200 px a side at 2 µm per pixel) as a tiled pyramidal OME-TIFF
+    opens lazily; the tissue comes from its 2x level, band by band, at the encoder's 8 µm per pixel, and the patch
+    features equal those of the same scan read whole (within the resampling's rounding)."""
+    import cv2
+
+    from fmscope.imaging.io import open_image
+    from fmscope.imaging.lazy_image import LazyImage
+
+    tissue = slide_tissue(visium)
+    side = 7 * tissue.rgb.shape[0]
+    scan = cv2.resize(tissue.rgb, (side, side), interpolation=cv2.INTER_CUBIC)
+    path = tmp_path / "scan.ome.tif"
+    with tifffile.TiffWriter(path, bigtiff=True, ome=True) as tif:
+        tif.write(scan, subifds=1, tile=(512, 512), photometric="rgb")
+        half = cv2.resize(scan, (side // 2, side // 2), interpolation=cv2.INTER_AREA)
+        tif.write(half, subfiletype=1, tile=(512, 512), photometric="rgb")
+    mpp = tissue.microns_per_pixel / 7
+    lazy = open_image(path)
+    assert isinstance(lazy, LazyImage) and [level.shape for level in lazy.coarser] == [half.shape]
+    with lazy:
+        read = TissueImage.from_lazy(lazy, mpp, encoder.encoder_um_per_px, str(path))
+    whole = TissueImage.from_array(scan, mpp)
+    assert read.rgb.shape == encoder.resampled(whole).shape and read.microns_per_pixel == pytest.approx(8, rel=0.01)
+    centres = visium.adata.obsm["spatial"]
+    centres = centres[np.all((centres > 2600) & (centres < 3600), axis=1)]  # 1 mm of tissue: a few tiles
+    expected, found = encoder.features(whole, centres, 200), encoder.features(read, centres, 200)
+    assert len(centres) >= 10 and min(np.corrcoef(a, b)[0, 1] for a, b in zip(expected, found)) > 0.99
+    with pytest.raises(FmscopeError, match="microns per pixel"):
+        TissueImage.from_lazy(lazy, None, 8.0)
 
 
 def test_tissue_grid_covers_the_spots(visium):

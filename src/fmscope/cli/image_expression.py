@@ -62,14 +62,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _tissue(args: argparse.Namespace, encoder_um_per_px: float):
     """(the tissue image, the slide with its spots / cells, or None for a plain image)."""
-    from fmscope.imaging.io import read_image
+    from fmscope.imaging.io import open_image
+    from fmscope.imaging.lazy_image import LazyImage
     from fmscope.omics.image_expression_slide import slide_tissue
     from fmscope.omics.image_patches import TissueImage
     from fmscope.omics.io import read_slide
 
     path = Path(args.input)
     if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-        return TissueImage.from_array(read_image(path), args.microns_per_pixel, str(path)), None
+        image = open_image(path)
+        if not isinstance(image, LazyImage):
+            return TissueImage.from_array(image.array, args.microns_per_pixel, str(path)), None
+        with image:  # a whole-slide scan: read at the encoder's scale, never whole
+            return TissueImage.from_lazy(image, args.microns_per_pixel, encoder_um_per_px, str(path)), None
     slide = read_slide(path, microns_per_unit=args.microns_per_unit)
     if args.microns_per_pixel is not None:
         slide.image_microns_per_pixel = args.microns_per_pixel

@@ -280,9 +280,10 @@ def _open_lazy_tiff(path: Path) -> LazyImage:
                 "or with 'vips tiffsave in.tif out.tif --tile --compression deflate'.",
             )
         array = zarr.open(series.aszarr(level=0), mode="r")  # a pyramid's full-resolution level
+        coarser = tuple(zarr.open(series.aszarr(level=index), mode="r") for index in range(1, len(series.levels)))
         rows, cols = (page.tilelength, page.tilewidth) if page.is_tiled else (page.rowsperstrip, page.imagewidth)
         rows = min(rows, page.imagelength)
-        return LazyImage(array, axes, str(path), (int(rows), int(cols)), tiff.close)
+        return LazyImage(array, axes, str(path), (int(rows), int(cols)), tiff.close, coarser)
     except BaseException:
         tiff.close()
         raise

@@ -51,6 +51,7 @@ class LazyImage:
     source: str
     chunks: tuple[int, int]  # (rows, columns) of one stored chunk
     closer: Any = None
+    coarser: tuple[Any, ...] = ()  # a pyramid's lower-resolution levels (arrays in ``axes`` order), finest first
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -102,6 +103,45 @@ class LazyImage:
     def read_all(self) -> np.ndarray:
         """The whole image in memory (only for images of at most ``EAGER_MAX_PIXELS``)."""
         return self.read(0, 0, *self.shape[:2])
+
+    def level(self, index: int) -> LazyImage:
+        """Pyramid level ``index`` (0: this image) as a LazyImage of its own (same source, never closes the file)."""
+        if index == 0:
+            return self
+        array = self.coarser[index - 1]
+        sizes = dict(zip(self.axes, array.chunks))
+        return LazyImage(array, self.axes, self.source, (int(sizes["Y"]), int(sizes["X"])))
+
+    def read_resampled(self, factor: float) -> np.ndarray:
+        """The whole image shrunk ``factor`` times (>= 1) per side: (round(H / factor), round(W / factor)[, 3]).
+
+        Read from the coarsest pyramid level at least as fine as asked (none: this level), band by band
+        (``MAX_CHUNK_BYTES`` of decoded pixels at most per band, whole chunk rows), each band area-averaged
+        (``cv2.INTER_AREA``) to its share of the output rows: memory is the output plus one band. Band edges fall
+        on output rows only to the nearest row when ``factor`` is not whole (a sub-pixel difference from resizing
+        the whole image at once). Raises FmscopeError for ``factor`` < 1 (this reads, it does not enlarge).
+        """
+        import cv2
+
+        if not factor >= 1:
+            raise FmscopeError(f"Cannot shrink {self.source} by {factor:g}.", "Ask for a factor of at least 1.")
+        height, width = self.shape[:2]
+        levels = [self.level(index) for index in range(len(self.coarser) + 1)]
+        fine_enough = [lvl for lvl in levels if height / lvl.shape[0] <= factor * 1.001]
+        source = max(fine_enough, key=lambda lvl: height / lvl.shape[0])  # level 0 always qualifies
+        rows, cols = source.shape[:2]
+        out_height, out_width = max(1, round(height / factor)), max(1, round(width / factor))
+        band = max(source.chunks[0], MAX_CHUNK_BYTES // max(1, cols * source.dtype.itemsize * 3))
+        band -= band % source.chunks[0] if band > source.chunks[0] else 0
+        pieces = []
+        for y0 in range(0, rows, band):
+            y1 = min(rows, y0 + band)
+            out0, out1 = round(y0 * out_height / rows), round(y1 * out_height / rows)
+            if out1 > out0:
+                pieces.append(
+                    cv2.resize(source.read(y0, 0, y1, cols), (out_width, out1 - out0), interpolation=cv2.INTER_AREA)
+                )
+        return np.concatenate(pieces)
 
     def sample_regions(self) -> Iterator[np.ndarray]:
         """The fixed sample of the image (see ``SAMPLE_GRID``): its regions, read one by one."""
@@ -170,7 +210,8 @@ def _multiscales(path: Path) -> list:
 
 
 def open_ome_zarr(path: Path) -> LazyImage:
-    """The full-resolution level of an OME-Zarr image's first multiscale as a :class:`LazyImage`.
+    """The full-resolution level of an OME-Zarr image's first multiscale as a :class:`LazyImage` (its other levels
+    in ``coarser``, for :meth:`LazyImage.read_resampled`).
 
     Axes come from the multiscale's ``axes`` (names t, c, z, y, x; version 0.3 lists names only);
     an axis other than y and x must have size 1.
@@ -191,4 +232,5 @@ def open_ome_zarr(path: Path) -> LazyImage:
         raise FmscopeError(f"{path} has no y and x axes ({', '.join(names)}).", "Give a 2D OME-Zarr image.")
     check_axes(axes, tuple(array.shape), path)
     chunks = dict(zip(axes, array.chunks))
-    return LazyImage(array, axes, str(path), (int(chunks["Y"]), int(chunks["X"])))
+    coarser = tuple(zarr.open_array(path / dataset["path"], mode="r") for dataset in multiscale["datasets"][1:])
+    return LazyImage(array, axes, str(path), (int(chunks["Y"]), int(chunks["X"])), coarser=coarser)

@@ -29,6 +29,7 @@ from fmscope.errors import FmscopeError
 from fmscope.imaging.cache import CachedEmbedding, EmbeddingCache
 from fmscope.imaging.image_input import to_rgb_uint8, validate_image
 from fmscope.imaging.intensity import resolve_intensity
+from fmscope.imaging.lazy_image import LazyImage
 from fmscope.imaging.models import LoadedModel, load_model
 from fmscope.imaging.models.input_transforms import InputGeometry
 from fmscope.models import IMAGE_EXPRESSION_ENCODER
@@ -60,6 +61,21 @@ class TissueImage:
             )
         validated = validate_image(np.asarray(image))
         return cls(to_rgb_uint8(validated, resolve_intensity(validated, None)), float(microns_per_pixel))
+
+    @classmethod
+    def from_lazy(
+        cls, image: LazyImage, microns_per_pixel: float | None, encoder_um_per_px: float, source: str = "the image"
+    ) -> TissueImage:
+        """A whole-slide scan (:class:`~fmscope.imaging.lazy_image.LazyImage`, e.g. 40,000 px a side) at the
+        encoder's scale, never whole at its native resolution: read from the pyramid level nearest the encoder's
+        ``encoder_um_per_px`` (finer), band by band (:meth:`LazyImage.read_resampled`); memory is the result
+        (a 20 mm scan at 8 µm per pixel: 2,500 px a side) plus one band. The features are those of the same scan
+        given whole (the encoder sees it at this scale either way). Refuses as :meth:`from_array`."""
+        if microns_per_pixel is None or not np.isfinite(microns_per_pixel) or microns_per_pixel <= 0:
+            return cls.from_array(np.zeros((1, 1), np.uint8), microns_per_pixel, source)  # its refusal
+        factor = max(1.0, encoder_um_per_px / microns_per_pixel)
+        shrunk = image.read_resampled(factor)
+        return cls.from_array(shrunk, microns_per_pixel * image.shape[0] / shrunk.shape[0], source)
 
 
 class PatchEncoder:
