@@ -65,7 +65,7 @@ def recorded(lung, logic, tmp_path_factory):
     segmentation = slicer.vtkMRMLSegmentationNode()
     scene.AddNode(segmentation)
     recorder = FMScopeLogic(device="cpu", _segmenters=logic._segmenters)  # the loaded model, sessions on
-    options = SegmentOptions(window="lung", slice_range=(key - 1, key + 1))
+    options = SegmentOptions(window="lung", slice_range=(key, key + 1))
     tumour = recorder.process(volume_node, segmentation, geometry.SliceBox(2, key, box), options)
 
     segment_file = folder / "segmentation.seg.nrrd"
@@ -82,10 +82,10 @@ def recorded(lung, logic, tmp_path_factory):
     edited[key + 1, :, : int(np.nonzero(edited[key + 1])[1].mean())] = False  # Segment Editor: erase its left half
     mrml_arrays.write_segment(segmentation, tumour, edited, volume_node)
     recorder.repropagate(
-        volume_node, segmentation, tumour, 2, key + 1, SegmentOptions(window="lung", direction="up", slice_range=(0, 5))
+        volume_node, segmentation, tumour, 2, key + 1, SegmentOptions(window="lung", direction="up", slice_range=(0, key + 2))
     )
     x0, y0, x1, y1 = box
-    smaller = geometry.SliceBox(2, key, (x0 + 3, y0 + 3, x1 - 3, y1 - 3), (key, key + 1))
+    smaller = geometry.SliceBox(2, key, (x0 + 3, y0 + 3, x1 - 3, y1 - 3), (key, key))
     recorder.process(volume_node, segmentation, smaller, SegmentOptions(window="lung", segment_id=tumour))
     assert recorder.undo(scene, volume_node)
     other = geometry.SliceBox(2, key, (5, 5, 30, 30), (key, key))
@@ -121,7 +121,7 @@ def test_every_change_is_recorded_with_its_identity(recorded):
     first = actions[0]
     assert first.model == recorded["model"].name and len(first.weights_sha256) == 64 and first.backend
     assert first.window[2] == "lung" and first.plane == (recorded["key"],)
-    assert first.params["range"] == [recorded["key"] - 1, recorded["key"] + 1]
+    assert first.params["range"] == [recorded["key"], recorded["key"] + 1]
     assert actions[3].params["replace"] and not actions[2].params["replace"]
     assert actions[2].params["direction"] == "up" and actions[1].params["by"] == "Segment Editor"
     assert set(actions[-1].params["segments"]) == {"1", "2"}
