@@ -56,7 +56,8 @@ def _segments(segmentation, volume_node) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def recorded(lung, logic, tmp_path_factory):
     """A session driven as a user: box (new segment), a Segment Editor edit then re-propagation upwards, a box that
-    overwrites the segment, its undo, and a second segment; the scene saved after the first action."""
+    overwrites the segment, its undo, and a second segment from a coronal box; the scene saved after the first
+    action."""
     folder = tmp_path_factory.mktemp("slicer_session")
     path = folder / "crop.nrrd"
     key, box = _write_crop(lung, path)
@@ -88,7 +89,7 @@ def recorded(lung, logic, tmp_path_factory):
     smaller = geometry.SliceBox(2, key, (x0 + 3, y0 + 3, x1 - 3, y1 - 3), (key, key))
     recorder.process(volume_node, segmentation, smaller, SegmentOptions(window="lung", segment_id=tumour))
     assert recorder.undo(scene, volume_node)
-    other = geometry.SliceBox(2, key, (5, 5, 30, 30), (key, key))
+    other = geometry.SliceBox(1, 10, (5, 0, 40, 5), (10, 10))  # a coronal box (slices along J): replayed so too
     recorder.process(volume_node, segmentation, other, SegmentOptions(window="lung", segment_name="second"))
     assert recorder.session_note == ""
     last = _segments(segmentation, volume_node)
@@ -125,6 +126,7 @@ def test_every_change_is_recorded_with_its_identity(recorded):
     assert actions[3].params["replace"] and not actions[2].params["replace"]
     assert actions[2].params["direction"] == "up" and actions[1].params["by"] == "Segment Editor"
     assert set(actions[-1].params["segments"]) == {"1", "2"}
+    assert actions[-1].params["axes"] == [1, 0, 2] and actions[0].params["axes"] == [0, 1, 2]
     # the session's labels are the segments as they are, object by object
     for name, mask in recorded["last"].items():
         object_id = 1 if name == "fmscope" else 2

@@ -10,6 +10,7 @@ The session folder is named by the segmentation node's attribute :data:`SESSION_
 ``.mrml`` or ``.mrb``), so a reloaded scene finds it. A new session goes to the folder the user chose, else next to
 the volume's file (``ct.nrrd.fmscope-session``), else next to the saved scene (``<volume name>.fmscope-session``),
 else under ``$FMSCOPE_SESSIONS_DIR`` (default ``~/fmscope_sessions``), or to the first free numbered sibling of it.
+Files in Slicer's temporary folder (a ``.mrb`` unpacked) do not count: a session there would go with them.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import slicer
 import vtk
 
+from fmscope.errors import FmscopeError
 from fmscope.session_record import ImageIdentity, ModelIdentity
 from fmscope.session_record.find import Found, SessionInfo, find_sessions, read_info, sessions_root
 from fmscope.session_record.journal import JOURNAL_FILE
@@ -50,6 +53,13 @@ def image_identity(volume_node) -> ImageIdentity:
     return ImageIdentity.of(mrml_arrays.volume_array(volume_node), volume_file(volume_node))
 
 
+def _temporary(path: Path) -> bool:
+    """Whether ``path`` lies in Slicer's temporary folder (where a ``.mrb`` is unpacked: gone after Slicer closes)."""
+    app = getattr(slicer, "app", None)  # the Slicer application; slicer-core has none
+    folder = getattr(app, "temporaryPath", None)
+    return bool(folder) and Path(folder).absolute() in path.absolute().parents
+
+
 def default_base(volume_node, image: ImageIdentity, chosen: str | None = None) -> Path:
     """The session folder proposed for ``volume_node`` (see the module docstring); ``chosen``: the user's folder (a
     folder of other files gets a session folder inside it: fmscope never writes among files it did not make)."""
@@ -58,11 +68,11 @@ def default_base(volume_node, image: ImageIdentity, chosen: str | None = None) -
         if folder.is_dir() and not (folder / JOURNAL_FILE).exists() and any(folder.iterdir()):
             return folder / f"{_safe(volume_node.GetName())}.fmscope-session"
         return folder
-    if image.path:
+    if image.path and not _temporary(Path(image.path)):
         return default_folder(image.path)
     scene = volume_node.GetScene()
     url = scene.GetURL() if scene is not None else ""
-    if url:
+    if url and not _temporary(Path(url)):
         return Path(url).absolute().parent / f"{_safe(volume_node.GetName())}.fmscope-session"
     return sessions_root() / f"{_safe(volume_node.GetName())}-{image.sha256[:12]}.fmscope-session"
 
@@ -156,7 +166,11 @@ def offer(segmentation_node, base: Path, image: ImageIdentity, model: ModelIdent
         and (Path(named) / JOURNAL_FILE).is_file()
         and not any(Path(named) == info.folder for info in found.other_image + found.other_weights)
     ):
-        info = read_info(Path(named))
+        try:
+            info = read_info(Path(named))
+        except (FmscopeError, KeyError, TypeError, ValueError) as error:
+            result.refused.append(f"{named} cannot be read ({error}); not loaded.")
+            return result
         why = refusal(info, image, model)
         if why is None:
             result.resumable = info
