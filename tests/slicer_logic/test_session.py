@@ -83,7 +83,12 @@ def recorded(lung, logic, tmp_path_factory):
     edited[key + 1, :, : int(np.nonzero(edited[key + 1])[1].mean())] = False  # Segment Editor: erase its left half
     mrml_arrays.write_segment(segmentation, tumour, edited, volume_node)
     recorder.repropagate(
-        volume_node, segmentation, tumour, 2, key + 1, SegmentOptions(window="lung", direction="up", slice_range=(0, key + 2))
+        volume_node,
+        segmentation,
+        tumour,
+        2,
+        key + 1,
+        SegmentOptions(window="lung", direction="up", slice_range=(0, key + 2)),
     )
     x0, y0, x1, y1 = box
     smaller = geometry.SliceBox(2, key, (x0 + 3, y0 + 3, x1 - 3, y1 - 3), (key, key))
