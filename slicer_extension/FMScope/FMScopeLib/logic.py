@@ -37,7 +37,7 @@ from fmscope.imaging.tracking.volume import SAM2_MODELS, track_volume
 from fmscope.imaging.volume import segment_volume
 from fmscope.models import DEFAULT_SEGMENTER
 from fmscope.progress import Progress
-from fmscope.session_record import Action, ModelIdentity, Recorder, resume
+from fmscope.session_record import Action, ImageIdentity, ModelIdentity, Recorder, resume
 from fmscope.session_record.action import PAINT, PROPAGATE, UNDO
 from fmscope.session_record.paint import paint_mask
 from FMScopeLib import geometry, mrml_arrays, session
@@ -159,6 +159,7 @@ class FMScopeLogic:
     _sam2: dict = field(default_factory=dict)
     _undo: list = field(default_factory=list)
     _sessions: dict = field(default_factory=dict)  # (segmentation node id, volume node id) -> _Live
+    _identities: dict = field(default_factory=dict)  # volume node id -> ((voxels MTime, file), ImageIdentity)
 
     def segmenter(self, model: str, checkpoint: str | None) -> Segmenter:
         """The (cached) engine for a model; loading errors surface as FmscopeError."""
@@ -510,7 +511,7 @@ class FMScopeLogic:
             if segment_id is not None and session.object_of(segmentation_node, segment_id) is None:
                 session.tag(segmentation_node, segment_id, self._new_object(segmentation_node, live))
             if live is None:
-                image = session.image_identity(volume_node)
+                image = self._image_identity(volume_node)
                 base = session.default_base(volume_node, image, self.session_folder)
                 found = session.offer(segmentation_node, base, image, model)
                 if found.free is None:
@@ -579,10 +580,21 @@ class FMScopeLogic:
         """The unfinished session to offer for ``volume_node`` and ``segmentation_node`` with ``options.model``
         (see :func:`FMScopeLib.session.offer`); reads only. Hashes the voxels and loads the model: run it off the
         GUI thread."""
-        image = session.image_identity(volume_node)
+        image = self._image_identity(volume_node)
         model = self._model_identity(options)
         base = session.default_base(volume_node, image, self.session_folder)
         return session.offer(segmentation_node, base, image, model)
+
+    def _image_identity(self, volume_node) -> ImageIdentity:
+        """The volume's identity (:func:`FMScopeLib.session.image_identity`), hashed once per version of its voxels:
+        ``find_session`` hashes off the GUI thread, the first recorded action then finds it done."""
+        image_data = volume_node.GetImageData()
+        version = (image_data.GetMTime() if image_data is not None else 0, session.volume_file(volume_node))
+        cached = self._identities.get(volume_node.GetID())
+        if cached is None or cached[0] != version:
+            cached = (version, session.image_identity(volume_node))
+            self._identities[volume_node.GetID()] = cached
+        return cached[1]
 
     def _model_identity(self, options: SegmentOptions) -> ModelIdentity:
         if options.model in SAM2_MODELS:
@@ -606,7 +618,7 @@ class FMScopeLogic:
                 f"{self._sessions[key].recorder.folder}.",
                 "Resume into a new segmentation, or go on with this session.",
             )
-        image = session.image_identity(volume_node)
+        image = self._image_identity(volume_node)
         model = self._model_identity(options)
         if folder is None:
             base = session.default_base(volume_node, image, self.session_folder)
@@ -635,3 +647,4 @@ class FMScopeLogic:
             live.recorder.autosave()
             live.recorder.close()
         self._sessions.clear()
+        self._identities.clear()
