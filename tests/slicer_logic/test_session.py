@@ -145,6 +145,9 @@ def test_replay_gives_the_saved_labels_voxel_for_voxel(recorded, tmp_path, capsy
     replayed = io.read_volume(out).array
     assert np.array_equal(replayed, recorded["labels"])
     assert replayed.max() == 2
+    assert main(["session", "info", str(recorded["session"])]) == 0
+    summary = capsys.readouterr().out
+    assert str(recorded["path"]) in summary and "propagate 4" in summary and "paint 1" in summary, summary
 
 
 def test_saved_scene_finds_and_resumes_the_session(recorded, logic):
