@@ -6,6 +6,7 @@ this file only binds the UI to it and runs the model off the GUI thread (fmscope
 
 from __future__ import annotations
 
+import ctk
 import qt
 import slicer
 import vtk
@@ -36,7 +37,9 @@ class FMScope(ScriptedLoadableModule):
             "Model medsam2 runs MedSAM2's 3D flow (choose MedSAM2_latest.pt once as Checkpoint). "
             "Correct: edit the segment on a slice with Segment Editor, show that slice, press "
             "'Re-propagate from this slice'. Cine: choose a Sequence of 2D frames, draw the ROI on the "
-            "frame shown, press 'Track through frames' to get a Sequence of segmentations."
+            "frame shown, press 'Track through frames' to get a Sequence of segmentations. "
+            "Session: every change is recorded beside the volume's file (or the scene, or the folder chosen); "
+            "choosing the same volume and segmentation again offers 'Resume session' after a crash."
         )
         self.parent.acknowledgementText = "LiteMedSAM and MedSAM: Ma et al., Nature Communications 2024 (bowang-lab)."
 
@@ -84,6 +87,98 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         self._timer.setInterval(100)
         self._timer.timeout.connect(self._poll)
         self._set_running(False)
+        self._setup_session()
+
+    # Session (FMScopeLib.logic: find_session / resume_session / autosave) --------------------------------------
+    def _setup_session(self) -> None:
+        """A 'Session' section: the folder for new sessions, the Resume button and what was found."""
+        section = ctk.ctkCollapsibleButton()
+        section.text = "Session"
+        self.layout.addWidget(section)
+        form = qt.QFormLayout(section)
+        self.sessionFolder = ctk.ctkPathLineEdit()
+        self.sessionFolder.filters = ctk.ctkPathLineEdit.Dirs
+        self.sessionFolder.toolTip = "new sessions go here; empty: beside the volume's file, else the saved scene"
+        self.sessionFolder.currentPathChanged.connect(self.onSessionFolderChanged)
+        form.addRow("Session folder:", self.sessionFolder)
+        self.resumeButton = qt.QPushButton("Resume session")
+        self.resumeButton.visible = False
+        self.resumeButton.clicked.connect(self.onResume)
+        self.sessionLabel = qt.QLabel()
+        self.sessionLabel.wordWrap = True
+        form.addRow(self.resumeButton, self.sessionLabel)
+        self._offer = None
+        self._look_timer = qt.QTimer()
+        self._look_timer.setInterval(200)
+        self._look_timer.timeout.connect(lambda: self._runner is not None and self._runner.deliver())
+        self.ui.volumeSelector.currentNodeChanged.connect(lambda node: self._look_for_session())
+        self.ui.segmentationSelector.currentNodeChanged.connect(lambda node: self._look_for_session())
+        self._scene_closed = slicer.mrmlScene.AddObserver(slicer.mrmlScene.EndCloseEvent, self._on_scene_closed)
+
+    def _look_for_session(self) -> None:
+        """Look (on the model thread: hashing the voxels and loading the model take time) for an unfinished session
+        of the chosen volume and segmentation; show it with the Resume button, or why one was refused."""
+        self._offer = None
+        self.resumeButton.visible = False
+        volume, segmentation = self.ui.volumeSelector.currentNode(), self.ui.segmentationSelector.currentNode()
+        if volume is None or segmentation is None or not _fmscope_installed():
+            self.sessionLabel.text = ""
+            return
+        from fmscope.jobs import JobRunner
+
+        if self._runner is None:
+            self._runner = JobRunner()
+        options = self._options()
+
+        def found(offer):
+            self._look_timer.stop()
+            if (volume, segmentation) != (
+                self.ui.volumeSelector.currentNode(),
+                self.ui.segmentationSelector.currentNode(),
+            ):
+                return
+            self._offer = offer
+            self.resumeButton.visible = offer.resumable is not None
+            self.sessionLabel.text = offer.message()
+
+        def failed(error):
+            self._look_timer.stop()
+            self.sessionLabel.text = f"No session looked for: {error}"
+
+        self._runner.submit(
+            lambda job: self.logic.core.find_session(volume, segmentation, options),
+            key="session-look",
+            on_done=found,
+            on_error=failed,
+            background=True,
+            on_cancelled=self._look_timer.stop,
+        )
+        self.sessionLabel.text = "Looking for a session ..."
+        self._look_timer.start()
+
+    def onSessionFolderChanged(self, path):
+        if _fmscope_installed():
+            self.logic.core.session_folder = path or None
+            self._look_for_session()
+
+    def onResume(self):
+        volume, segmentation = self.ui.volumeSelector.currentNode(), self.ui.segmentationSelector.currentNode()
+        offer = self._offer
+        if offer is None or offer.resumable is None:
+            return
+        with slicer.util.tryWithErrorDisplay("Cannot resume the session."):
+            folder = self.logic.core.resume_session(volume, segmentation, self._options(), str(offer.resumable.folder))
+            self.resumeButton.visible = False
+            self.sessionLabel.text = f"Resumed {folder}; Undo starts from here."
+
+    def _autosave(self) -> None:
+        """A labels snapshot of the sessions, as a background job (a run that comes first goes first)."""
+        self._runner.submit(lambda job: self.logic.core.autosave(), key="autosave", background=True)
+
+    def _on_scene_closed(self, caller, event):
+        """Node ids are reused by the next scene: its sessions end here."""
+        if _fmscope_installed():
+            self.logic.core.close_sessions()
 
     def _set_running(self, running: bool) -> None:
         self.ui.runButton.enabled = not running
@@ -239,6 +334,7 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
             self._save_segment_editor_undo_state()
             with slicer.util.tryWithErrorDisplay("Could not write the result."):
                 self.ui.statusLabel.text = write(result)
+                self._after_change()
 
         def failed(error):
             self._finish("Failed.")
@@ -290,14 +386,37 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
             self._job.cancel()
 
     def cleanup(self):
-        """Module closed (or reloaded): cancel the running job and stop the model thread."""
+        """Module closed (or reloaded): cancel the running job, stop the model thread, close the sessions (a last
+        snapshot each)."""
         self._timer.stop()
+        self._look_timer.stop()
+        slicer.mrmlScene.RemoveObserver(self._scene_closed)
         if self._runner is not None:
             self._runner.shutdown(timeout=0)
+        if _fmscope_installed():
+            self.logic.core.close_sessions()
 
     def onUndo(self):
         if not self.logic.core.undo(slicer.mrmlScene, self.ui.volumeSelector.currentNode()):
             self.ui.statusLabel.text = "Nothing to undo."
+            return
+        self._after_change()
+
+    def _after_change(self) -> None:
+        """After a recorded change: say a session problem, if any, and snapshot in the background."""
+        if self.logic.core.session_note:
+            self.sessionLabel.text = self.logic.core.session_note
+        if self._runner is not None:
+            self._autosave()
+
+
+def _fmscope_installed() -> bool:
+    """Whether fmscope can be imported (the module installs it on the first run; sessions need it)."""
+    try:
+        import fmscope  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class FMScopeLogic(ScriptedLoadableModuleLogic):

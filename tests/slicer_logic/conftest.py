@@ -30,8 +30,16 @@ def scene():
     return slicer.vtkMRMLScene()
 
 
+@pytest.fixture(autouse=True)
+def _sessions_dir(tmp_path, monkeypatch):
+    """Sessions of volumes without a file go under $FMSCOPE_SESSIONS_DIR: a test's own, never the home folder."""
+    monkeypatch.setenv("FMSCOPE_SESSIONS_DIR", str(tmp_path / "fmscope_sessions"))
+
+
 @pytest.fixture(scope="session")
 def logic():
+    """The Logic without session recording (tests/slicer_logic/test_session.py records): a session hashes and
+    snapshots the whole volume, time these tests need not spend."""
     from FMScopeLib.logic import FMScopeLogic
 
-    return FMScopeLogic(device="cpu")
+    return FMScopeLogic(device="cpu", record_sessions=False)

@@ -66,6 +66,11 @@ def permute_to_axis(array_kji: np.ndarray, axis: int) -> np.ndarray:
     return np.transpose(array_kji, _PERMUTATION[axis])
 
 
+def slice_first_axes(axis: int) -> tuple[int, int, int]:
+    """The transpose of a (k, j, i) array that :func:`permute_to_axis` applies for IJK ``axis``."""
+    return _PERMUTATION[axis]
+
+
 def permute_back(array: np.ndarray, axis: int) -> np.ndarray:
     """Inverse of :func:`permute_to_axis`."""
     return np.transpose(array, np.argsort(_PERMUTATION[axis]))

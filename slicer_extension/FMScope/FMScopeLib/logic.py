@@ -14,23 +14,33 @@ Three flows, each as compute (no MRML writes) + write (scene changes):
   that slice's mask is the new prompt, only the slices beyond it in the chosen direction change;
 * a Sequence of 2D frames (cine) tracked from a box on one frame (``compute_sequence``) into a
   Sequence of segmentation nodes (``write_sequence``) with :class:`fmscope.imaging.tracking.TrackingSession`.
+
+Every change of a segment by ``write`` or ``undo`` with a LiteMedSAM-family model is recorded in a session
+(:mod:`fmscope.session_record`, translated by :mod:`FMScopeLib.session`): edits made with Segment Editor since the
+last action first (as a ``paint`` action, from their voxels), then the action itself (``propagate``, re-run by
+``fmscope replay``; ``undo``). ``find_session`` / ``resume_session`` offer and restore an unfinished one.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from fmscope import checkpoints
 from fmscope.errors import FmscopeError
+from fmscope.imaging.intensity import resolve_intensity
 from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.tracking.volume import SAM2_MODELS, track_volume
 from fmscope.imaging.volume import segment_volume
 from fmscope.models import DEFAULT_SEGMENTER
 from fmscope.progress import Progress
-from FMScopeLib import geometry, mrml_arrays
+from fmscope.session_record import Action, ImageIdentity, ModelIdentity, Recorder, resume
+from fmscope.session_record.action import PAINT, PROPAGATE, UNDO
+from fmscope.session_record.paint import paint_mask
+from FMScopeLib import geometry, mrml_arrays, session
 
 
 @dataclass
@@ -57,6 +67,8 @@ class ComputedMask:
     mask_kji: np.ndarray
     slice_box: geometry.SliceBox
     volume_id: str
+    # the session action to record once written (object id 0 until then); None: not recorded (MedSAM2 flows)
+    action: Action | None = None
 
 
 @dataclass
@@ -102,14 +114,52 @@ class _UndoStep:
 
 
 @dataclass
+class _Live:
+    """A session being recorded: its recorder and its labels after the last recorded action ((k, j, i) uint16)."""
+
+    recorder: Recorder
+    labels: np.ndarray
+
+
+def _propagation(
+    segmenter: Segmenter, intensity, axis: int, index: int, box, slice_range: tuple[int, int], direction: str
+) -> Action:
+    """The session action of a propagation from ``box`` (or, when the object has pixels there, its mask) on slice
+    ``index`` normal to IJK ``axis``, over ``slice_range`` in ``direction`` (object id filled in by ``write``)."""
+    return Action(
+        PROPAGATE,
+        0,
+        box=tuple(float(v) for v in box),
+        plane=(int(index),),
+        window=(float(intensity.low), float(intensity.high), intensity.name),
+        model=segmenter.model.name,
+        weights_sha256=segmenter.model.weights_sha256,
+        backend=segmenter.backend,
+        precision=segmenter.precision,
+        params={
+            "range": [int(slice_range[0]), int(slice_range[1])],
+            "direction": direction,
+            "axes": list(geometry.slice_first_axes(axis)),
+        },
+        time=time.time(),
+    )
+
+
+@dataclass
 class FMScopeLogic:
-    """Runs fmscope on MRML volumes; keeps one Segmenter per (model, checkpoint) and an undo stack."""
+    """Runs fmscope on MRML volumes; keeps one Segmenter per (model, checkpoint), an undo stack and the sessions
+    being recorded (one per segmentation node and volume)."""
 
     device: str | None = None
     backend: str | None = None  # image encoder runtime: torch / openvino / auto; None: $FMSCOPE_BACKEND, else auto
+    record_sessions: bool = True  # record every segment change (fmscope.session_record)
+    session_folder: str | None = None  # the user's folder for new sessions; None: beside the volume's file / scene
+    session_note: str = ""  # the last session problem (the segment is written all the same), for the status line
     _segmenters: dict = field(default_factory=dict)
     _sam2: dict = field(default_factory=dict)
     _undo: list = field(default_factory=list)
+    _sessions: dict = field(default_factory=dict)  # (segmentation node id, volume node id) -> _Live
+    _identities: dict = field(default_factory=dict)  # volume node id -> ((voxels MTime, file), ImageIdentity)
 
     def segmenter(self, model: str, checkpoint: str | None) -> Segmenter:
         """The (cached) engine for a model; loading errors surface as FmscopeError."""
@@ -159,18 +209,27 @@ class FMScopeLogic:
                 name=volume_node.GetName(),
                 loaded=self.sam2(options.model, options.checkpoint),
             )
+            action = None
         else:
+            segmenter = self.segmenter(options.model, options.checkpoint)
+            intensity = resolve_intensity(along_axis, options.window)
             labels = segment_volume(
                 along_axis,
                 slice_box.index,
                 {1: list(slice_box.box)},
-                segmenter=self.segmenter(options.model, options.checkpoint),
-                window=options.window,
+                segmenter=segmenter,
+                window=intensity,
                 direction=options.direction,
                 slice_range=slice_range,
                 progress=progress,
             )
-        return ComputedMask(geometry.permute_back(labels > 0, slice_box.axis), slice_box, volume_node.GetID())
+            span = slice_range or (0, along_axis.shape[0] - 1)
+            action = _propagation(
+                segmenter, intensity, slice_box.axis, slice_box.index, slice_box.box, span, options.direction
+            )
+            action.params["from_box"] = True
+        mask = geometry.permute_back(labels > 0, slice_box.axis)
+        return ComputedMask(mask, slice_box, volume_node.GetID(), action)
 
     def compute_repropagation(
         self,
@@ -232,24 +291,28 @@ class FMScopeLogic:
                 name=volume_node.GetName(),
                 loaded=self.sam2(options.model, options.checkpoint),
             )
+            action = None
         else:
+            segmenter = self.segmenter(options.model, options.checkpoint)
+            intensity = resolve_intensity(along_axis, options.window)
             labels = segment_volume(
                 along_axis,
                 index,
                 {1: box},
                 key_masks={1: key_mask},
-                segmenter=self.segmenter(options.model, options.checkpoint),
-                window=options.window,
+                segmenter=segmenter,
+                window=intensity,
                 direction=direction,
                 slice_range=(first, last),
                 progress=progress,
             )
+            action = _propagation(segmenter, intensity, axis, index, box, (first, last), direction)
         result = current.copy()
         sides = {"up": [slice(index + 1, last + 1)], "down": [slice(first, index)]}
         for side in sides["up"] + sides["down"] if direction == "both" else sides[direction]:
             result[side] = labels[side] > 0
         return ComputedMask(
-            geometry.permute_back(result, axis), geometry.SliceBox(axis, index, tuple(box)), volume_node.GetID()
+            geometry.permute_back(result, axis), geometry.SliceBox(axis, index, tuple(box)), volume_node.GetID(), action
         )
 
     def repropagate(
@@ -370,9 +433,10 @@ class FMScopeLogic:
         segmentation = segmentation_node.GetSegmentation()
         if segmentation.GetNumberOfSegments() == 0:
             segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+        if options.segment_id is not None and segmentation.GetSegment(options.segment_id) is None:
+            raise FmscopeError(f"Segment '{options.segment_id}' does not exist.", "Pick an existing segment.")
+        live = self._session_before(segmentation_node, volume_node, computed.action, options.segment_id)
         if options.segment_id is not None:
-            if segmentation.GetSegment(options.segment_id) is None:
-                raise FmscopeError(f"Segment '{options.segment_id}' does not exist.", "Pick an existing segment.")
             previous = mrml_arrays.read_segment(segmentation_node, options.segment_id, volume_node)
             segment_id = options.segment_id
         else:
@@ -385,6 +449,9 @@ class FMScopeLogic:
                 segmentation.RemoveSegment(segment_id)
             raise
         self._undo.append(_UndoStep(segmentation_node.GetID(), segment_id, previous))
+        if live is not None:
+            params = {"replace": bool(computed.action.params.get("from_box") and previous is not None)}
+            self._session_record(live, segmentation_node, segment_id, computed.action, computed.mask_kji, params)
         return segment_id
 
     def process(
@@ -411,8 +478,173 @@ class FMScopeLogic:
         segmentation_node = scene.GetNodeByID(step.segmentation_id)
         if segmentation_node is None:
             return False
+        live = self._sessions.get((step.segmentation_id, volume_node.GetID())) if volume_node is not None else None
+        if live is not None:
+            self._record_hand_edits(live, segmentation_node, volume_node)
+        object_id = session.object_of(segmentation_node, step.segment_id)
         if step.previous is None:
             segmentation_node.GetSegmentation().RemoveSegment(step.segment_id)
         else:
             mrml_arrays.write_segment(segmentation_node, step.segment_id, step.previous, volume_node)
+        if live is not None and object_id is not None:
+            labels = session.project(live.labels, segmentation_node, volume_node)
+            self._commit(live, segmentation_node, Action(UNDO, object_id), labels)
         return True
+
+    # Sessions (fmscope.session_record) ------------------------------------------------------------------
+    def _session_before(self, segmentation_node, volume_node, action: Action | None, segment_id: str | None):
+        """The live session for this segmentation and volume, started if needed (in a new folder when the
+        model's weights changed), with the Segment Editor edits since the last action recorded; None when the
+        action is not recorded. Problems go to ``session_note``: the segment is written all the same."""
+        self.session_note = ""
+        if not self.record_sessions or action is None:
+            return None
+        key = (segmentation_node.GetID(), volume_node.GetID())
+        live = self._sessions.get(key)
+        model = ModelIdentity(action.model, action.weights_sha256, action.backend, action.precision)
+        if live is not None and live.recorder.model.weights_sha256 != model.weights_sha256:
+            live.recorder.autosave()
+            live.recorder.close()
+            del self._sessions[key]
+            live = None
+        try:
+            if segment_id is not None and session.object_of(segmentation_node, segment_id) is None:
+                session.tag(segmentation_node, segment_id, self._new_object(segmentation_node, live))
+            if live is None:
+                image = self._image_identity(volume_node)
+                base = session.default_base(volume_node, image, self.session_folder)
+                found = session.offer(segmentation_node, base, image, model)
+                if found.free is None:
+                    raise FmscopeError(found.message(), "Choose another session folder in the module.")
+                if found.free.parent == session.sessions_root():
+                    found.free.parent.mkdir(parents=True, exist_ok=True)
+                labels = np.zeros(image.shape, np.uint16)
+                labels = session.project(labels, segmentation_node, volume_node)
+                live = _Live(Recorder.start(found.free, image, model, labels), labels)
+                self._sessions[key] = live
+                segmentation_node.SetAttribute(session.SESSION_ATTRIBUTE, str(live.recorder.folder))
+            else:
+                self._record_hand_edits(live, segmentation_node, volume_node)
+        except FmscopeError as error:
+            self.session_note = f"Session not recorded: {error}"
+            return None
+        return live
+
+    def _record_hand_edits(self, live: _Live, segmentation_node, volume_node) -> None:
+        """Record what Segment Editor changed in the session's segments since the last action, as one ``paint``
+        action (replayed from its voxels)."""
+        now = session.project(live.labels, segmentation_node, volume_node)
+        changed = np.unique(np.concatenate([live.labels[now != live.labels], now[now != live.labels]]))
+        changed = changed[changed > 0]
+        if changed.size:
+            edit = Action(PAINT, int(changed[0]) if changed.size == 1 else 0, params={"by": "Segment Editor"})
+            self._commit(live, segmentation_node, edit, now)
+
+    @staticmethod
+    def _new_object(segmentation_node, live: _Live | None) -> int:
+        used = set(session.tagged_segments(segmentation_node))
+        if live is not None:
+            used |= {int(v) for v in np.unique(live.labels)}
+        return max(used, default=0) + 1
+
+    def _session_record(
+        self, live: _Live, segmentation_node, segment_id: str, action: Action, mask_kji: np.ndarray, params: dict
+    ) -> None:
+        """Record ``action`` that wrote ``mask_kji`` into ``segment_id`` (tagged with a new object id if needed)."""
+        object_id = session.object_of(segmentation_node, segment_id)
+        if object_id is None:
+            object_id = self._new_object(segmentation_node, live)
+            session.tag(segmentation_node, segment_id, object_id)
+        labels = live.labels.copy()
+        paint_mask(labels, object_id, mask_kji)
+        params = {key: value for key, value in {**action.params, **params}.items() if key != "from_box"}
+        self._commit(live, segmentation_node, replace(action, object_id=object_id, params=params), labels)
+
+    def _commit(self, live: _Live, segmentation_node, action: Action, labels: np.ndarray) -> None:
+        """Record ``action`` after which the session's labels are ``labels``, with the session's segments as they
+        now are (params ``segments``: {object id: [segment id, name, colour]}: what resuming re-creates)."""
+        action.params["segments"] = session.describe_segments(segmentation_node)
+        try:
+            live.recorder.record(action, labels)
+        except FmscopeError as error:
+            self.session_note = f"Session not recorded: {error}"
+            return
+        live.labels = labels
+
+    def autosave(self) -> int:
+        """Snapshot the labels of every live session that changed (off the GUI thread: a background job);
+        returns how many were saved."""
+        return sum(bool(live.recorder.autosave()) for live in list(self._sessions.values()))
+
+    def find_session(self, volume_node, segmentation_node, options: SegmentOptions) -> session.Offer:
+        """The unfinished session to offer for ``volume_node`` and ``segmentation_node`` with ``options.model``
+        (see :func:`FMScopeLib.session.offer`); reads only. Hashes the voxels and loads the model: run it off the
+        GUI thread."""
+        image = self._image_identity(volume_node)
+        model = self._model_identity(options)
+        base = session.default_base(volume_node, image, self.session_folder)
+        return session.offer(segmentation_node, base, image, model)
+
+    def _image_identity(self, volume_node) -> ImageIdentity:
+        """The volume's identity (:func:`FMScopeLib.session.image_identity`), hashed once per version of its voxels:
+        ``find_session`` hashes off the GUI thread, the first recorded action then finds it done."""
+        image_data = volume_node.GetImageData()
+        version = (image_data.GetMTime() if image_data is not None else 0, session.volume_file(volume_node))
+        cached = self._identities.get(volume_node.GetID())
+        if cached is None or cached[0] != version:
+            cached = (version, session.image_identity(volume_node))
+            self._identities[volume_node.GetID()] = cached
+        return cached[1]
+
+    def _model_identity(self, options: SegmentOptions) -> ModelIdentity:
+        if options.model in SAM2_MODELS:
+            raise FmscopeError(
+                f"Sessions are recorded for the slice-by-slice models, not {options.model}'s 3D flow.",
+                f"Choose {DEFAULT_SEGMENTER} (or the model the session was made with) to resume a session.",
+            )
+        return ModelIdentity.of(self.segmenter(options.model, options.checkpoint))
+
+    def resume_session(self, volume_node, segmentation_node, options: SegmentOptions, folder: str | None = None):
+        """Reopen the session in ``folder`` (None: the one :meth:`find_session` offers) and restore the segments of
+        ``segmentation_node`` as after its last completed action: its segments (ids, names, colours) re-created,
+        the voxels of each written, segments it had removed removed; other segments untouched. Recording goes on
+        in that folder; the undo stack starts empty. Returns the session folder. Raises :class:`FmscopeError` for
+        no session, or one made on another volume or with other weights (naming which); the scene is unchanged."""
+        _require_segmentation(segmentation_node)
+        key = (segmentation_node.GetID(), volume_node.GetID())
+        if key in self._sessions:
+            raise FmscopeError(
+                f"A session is already recorded for '{segmentation_node.GetName()}' in "
+                f"{self._sessions[key].recorder.folder}.",
+                "Resume into a new segmentation, or go on with this session.",
+            )
+        image = self._image_identity(volume_node)
+        model = self._model_identity(options)
+        if folder is None:
+            base = session.default_base(volume_node, image, self.session_folder)
+            found = session.offer(segmentation_node, base, image, model)
+            if found.resumable is None:
+                raise FmscopeError(
+                    f"No unfinished session of this volume and model. {found.message()}",
+                    "Choose the session folder in the module, or start segmenting.",
+                )
+            folder = found.resumable.folder
+        resumed = resume(folder, image, model)
+        last = resumed.actions[-1].params.get("segments", {}) if resumed.actions else {}
+        try:
+            session.restore_segments(segmentation_node, volume_node, resumed.labels, last)
+        except BaseException:
+            resumed.recorder.close()
+            raise
+        self._sessions[key] = _Live(resumed.recorder, resumed.labels)
+        self._undo = [step for step in self._undo if step.segmentation_id != segmentation_node.GetID()]
+        segmentation_node.SetAttribute(session.SESSION_ATTRIBUTE, str(resumed.recorder.folder))
+        return str(resumed.recorder.folder)
+
+    def close_sessions(self) -> None:
+        """A last snapshot and close of every live session (the module closes, or the scene is cleared)."""
+        for live in self._sessions.values():
+            live.recorder.autosave()
+            live.recorder.close()
+        self._sessions.clear()
+        self._identities.clear()

@@ -74,12 +74,14 @@ def write_segment(segmentation_node, segment_id: str, mask_kji: np.ndarray, volu
 
 
 def read_segment(segmentation_node, segment_id: str, volume_node) -> np.ndarray:
-    """The segment as a (k, j, i) bool array on the grid of ``volume_node`` (which it was written on)."""
+    """The segment as a (k, j, i) bool array on the grid of ``volume_node`` (which it was written on).
+
+    Segments share labelmap layers (one label value each): the node's GetBinaryLabelmapRepresentation gives this
+    segment's voxels alone, where the module logic's GetSegmentBinaryLabelmapRepresentation gives the whole
+    shared layer (every segment of it)."""
     ensure_segmentation_converters()
     image = slicer.vtkOrientedImageData()
-    if not slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(
-        segmentation_node, segment_id, image
-    ):
+    if not segmentation_node.GetBinaryLabelmapRepresentation(segment_id, image):
         raise FmscopeError(f"Segment '{segment_id}' has no binary labelmap.", "Choose another segment.")
     i, j, k = volume_node.GetImageData().GetDimensions()
     out = np.zeros((k, j, i), dtype=bool)

@@ -9,6 +9,7 @@ a new session goes to.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,14 @@ from fmscope.session_record.identity import ImageIdentity, ModelIdentity
 from fmscope.session_record.journal import JOURNAL_FILE, Journal
 
 MAX_SIBLINGS = 50  # <base>, <base>-2 ... <base>-50
+SESSIONS_VARIABLE = "FMSCOPE_SESSIONS_DIR"
+
+
+def sessions_root() -> Path:
+    """Where sessions of images without a file go: ``$FMSCOPE_SESSIONS_DIR``, else ``~/fmscope_sessions`` (user
+    data, so not the rebuildable cache of :mod:`fmscope.user_cache`). The napari Segment panel's rule too."""
+    chosen = os.environ.get(SESSIONS_VARIABLE, "").strip()
+    return Path(chosen).expanduser() if chosen else Path.home() / "fmscope_sessions"
 
 
 @dataclass(frozen=True)

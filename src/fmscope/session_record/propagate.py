@@ -3,7 +3,12 @@
 The action (kind ``propagate``) carries ``plane`` = (key slice,), ``object_id``, ``box`` (x0, y0, x1, y1 on the key
 slice, used when the object has no pixels there yet), ``window`` and ``params`` {"range": [first, last] (inclusive
 z), "direction": "both" | "up" | "down"}. As in the panel, the object's mask on the key slice, when it has one, is
-kept and propagated from; every slice of the range is then painted with :func:`paint_mask`.
+kept and propagated from; every slice of the range on the propagated side(s) is then painted with :func:`paint_mask`
+(the key slice too when it was segmented from the box).
+
+Optional params, from the 3D Slicer module (slicer_extension/FMScope): ``"axes"``, the transpose of the labels /
+volume axes that puts the slices first (Slicer propagates along any IJK axis; default: axis 0 is the slice axis);
+``"replace": true``, the object is cleared everywhere and re-segmented from the box (Slicer's *Overwrite segment*).
 """
 
 from __future__ import annotations
@@ -31,22 +36,29 @@ def propagate_action(labels: np.ndarray, volume: np.ndarray, action: Action, seg
             f"The propagate action on plane {action.plane} of a {volume.shape} image lacks its key slice or range.",
             "Record propagations with plane=(key slice,) and params={'range': [first, last]}.",
         )
+    if "axes" in action.params:  # views: painting them paints ``labels``
+        volume, labels = volume.transpose(action.params["axes"]), labels.transpose(action.params["axes"])
     key = action.plane[0]
     first, last = (int(z) for z in action.params["range"])
     obj = action.object_id
+    if action.params.get("replace"):
+        labels[labels == obj] = 0
     key_mask = labels[key] == obj
     kept = {obj: key_mask} if key_mask.any() else {}
     box = box_from_mask(key_mask) if kept else action.box
+    direction = action.params.get("direction", "both")
     result = segment_volume(
         volume,
         key,
         {obj: box},
         segmenter=segmenter,
         window=None if action.window is None else Intensity(*action.window),
-        direction=action.params.get("direction", "both"),
+        direction=direction,
         slice_range=(first, last),
         key_masks=kept,
     )
-    for z in range(first, last + 1):
+    low = first if direction in ("both", "down") else key
+    high = last if direction in ("both", "up") else key
+    for z in range(low, high + 1):
         if not (kept and z == key):
             paint_mask(labels[z], obj, result[z] == obj)
