@@ -246,15 +246,15 @@ def load_image(path: str | os.PathLike) -> Image2D:
         ) from None
 
 
-def _tiff_is_huge(path: Path) -> bool:
-    """Whether a TIFF's first series has more than ``EAGER_MAX_PIXELS`` pixels per plane (its header only; False
+def _tiff_is_huge(path: Path, eager_max_pixels: int) -> bool:
+    """Whether a TIFF's first series has more than ``eager_max_pixels`` pixels per plane (its header only; False
     for a file tifffile cannot read: the eager reader then says why)."""
     try:
         with tifffile.TiffFile(path) as tiff:
             sizes = dict(zip(tiff.series[0].axes, tiff.series[0].shape))
     except Exception:  # not a readable TIFF
         return False
-    return sizes.get("Y", 1) * sizes.get("X", 1) > lazy_image.EAGER_MAX_PIXELS
+    return sizes.get("Y", 1) * sizes.get("X", 1) > eager_max_pixels
 
 
 def _open_lazy_tiff(path: Path) -> LazyImage:
@@ -288,15 +288,17 @@ def _open_lazy_tiff(path: Path) -> LazyImage:
         raise
 
 
-def open_image(path: str | os.PathLike) -> Image2D | LazyImage:
+def open_image(path: str | os.PathLike, eager_max_pixels: int | None = None) -> Image2D | LazyImage:
     """:func:`load_image`, except for huge images: a TIFF / BigTIFF / OME-TIFF or an OME-Zarr folder of more than
-    ``EAGER_MAX_PIXELS`` pixels comes back as a :class:`~fmscope.imaging.lazy_image.LazyImage` (read region by
-    region; close it when done). An OME-Zarr of at most that size is read whole into an :class:`Image2D`.
-    Raises FmscopeError as :func:`load_image` does, and for huge TIFFs that cannot be read in parts."""
+    ``eager_max_pixels`` pixels (default ``lazy_image.EAGER_MAX_PIXELS``) comes back as a
+    :class:`~fmscope.imaging.lazy_image.LazyImage` (read region by region; close it when done). An OME-Zarr of at
+    most that size is read whole into an :class:`Image2D`. Raises FmscopeError as :func:`load_image` does, and for
+    huge TIFFs that cannot be read in parts."""
     path = Path(path)
     _require_file(path)
+    limit = lazy_image.EAGER_MAX_PIXELS if eager_max_pixels is None else eager_max_pixels
     suffix = file_suffix(path)
-    huge_tiff = suffix in TIFF_SUFFIXES and _tiff_is_huge(path)
+    huge_tiff = suffix in TIFF_SUFFIXES and _tiff_is_huge(path, limit)
     if not huge_tiff and not lazy_image.is_ome_zarr(path):
         return load_image(path)
     try:
@@ -308,7 +310,7 @@ def open_image(path: str | os.PathLike) -> Image2D | LazyImage:
             f"Cannot read {path} as an image ({type(error).__name__}: {str(error)[:200]}).",
             "Give a tiled TIFF, an OME-Zarr image folder (OME-NGFF multiscales), or a smaller image.",
         ) from None
-    if lazy.pixels > lazy_image.EAGER_MAX_PIXELS:
+    if lazy.pixels > limit:
         return lazy
     with lazy:
         return Image2D(_grey_or_rgb(lazy.read_all(), path), None)
