@@ -76,3 +76,23 @@ def test_generated_tiffs_read_lazily_equal_tifffiles_full_read(case, data):
                 y1, x1 = data.draw(st.integers(y0 + 1, height)), data.draw(st.integers(x0 + 1, width))
                 assert np.array_equal(lazy.read(y0, x0, y1, x1), expected[y0:y1, x0:x1])
             assert np.array_equal(pixels, expected)  # and the file holds what was written
+
+
+def test_open_image_opens_a_tiff_once(tmp_path, monkeypatch):
+    """One TiffFile per open_image call, lazy or read whole (the header is not read by a second open)."""
+    path = tmp_path / "tiled.tif"
+    tifffile.imwrite(path, np.arange(64 * 80, dtype=np.uint16).reshape(64, 80), tile=(16, 32), compression="zlib")
+    opened = []
+
+    class Counted(tifffile.TiffFile):
+        def __init__(self, *args, **kwargs):
+            opened.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(io.tifffile, "TiffFile", Counted)
+    with io.open_image(path, eager_max_pixels=0) as lazy:
+        assert isinstance(lazy, LazyImage) and lazy.read(0, 0, 64, 80).shape == (64, 80)
+    assert len(opened) == 1
+    whole = io.open_image(path)
+    assert len(opened) == 2
+    assert np.array_equal(whole.array, np.arange(64 * 80, dtype=np.uint16).reshape(64, 80))
