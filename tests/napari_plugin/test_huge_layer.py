@@ -16,7 +16,6 @@ from napari_helpers import wait_idle
 from fmscope.imaging import label_pyramid
 from fmscope.imaging.intensity import auto_intensity
 from fmscope.imaging.label_pyramid import LabelPyramid
-from fmscope.metrics import dice
 from fmscope.napari.segment_widget import BOXES, LABELS
 
 pytestmark = pytest.mark.slow
@@ -24,7 +23,8 @@ pytestmark = pytest.mark.slow
 SIDE = 40_000
 OFFSET = (20_480, 15_360)  # (y, x) of the 512 x 512 nuclei sample in the huge image
 SMALL_OFFSET = (768, 768)  # and in the 2,000 x 2,000 image (offsets on the 64-pixel crop lattice: same crops)
-BOX = np.array([410.0, 443.0, 441.0, 466.0])  # a nucleus of the sample (x0, y0, x1, y1), away from its borders
+# two nuclei of the sample (x0, y0, x1, y1), away from its borders and from each other (their own crops embedded)
+BOXES_XY = (np.array([410.0, 443.0, 441.0, 466.0]), np.array([155.0, 129.0, 179.0, 153.0]))
 
 
 def rectangle(box, offset):
@@ -76,12 +76,11 @@ def test_box_on_a_40k_multiscale_layer_costs_its_crop(make_napari_viewer, open_w
     widget = open_widget(viewer, "Segment")
     widget.prepare_radius = 0  # prepared crops: the own crop alone (the full set takes a minute on CPU)
     wait_idle(qtbot, widget)
-    viewer.layers[BOXES].add_rectangles(rectangle(BOX, SMALL_OFFSET))
-    wait_idle(qtbot, widget)
-    small_ms = widget.last_latency_ms
+    small_ms = _boxes(viewer, widget, qtbot, SMALL_OFFSET)
     small_labels = viewer.layers[LABELS].data
-    expected = small_labels[SMALL_OFFSET[0] : SMALL_OFFSET[0] + 512, SMALL_OFFSET[1] : SMALL_OFFSET[1] + 512] == 1
-    assert expected.sum() > 100 and (small_labels == 1).sum() == expected.sum()
+    expected = small_labels[SMALL_OFFSET[0] : SMALL_OFFSET[0] + 512, SMALL_OFFSET[1] : SMALL_OFFSET[1] + 512].copy()
+    assert (expected == 1).sum() > 100 and (expected == 2).sum() > 100
+    assert np.count_nonzero(small_labels) == np.count_nonzero(expected)
 
     gc.collect()
     process = psutil.Process()
@@ -99,17 +98,15 @@ def test_box_on_a_40k_multiscale_layer_costs_its_crop(make_napari_viewer, open_w
     for y0, x0, y1, x1 in segmenter._prepared:  # around the view's centre only, never the whole image
         assert np.hypot((y0 + y1) / 2 - centre[0], (x0 + x1) / 2 - centre[1]) < 2 * (y1 - y0) < 2000
 
-    viewer.layers[BOXES].add_rectangles(rectangle(BOX, OFFSET))
-    wait_idle(qtbot, widget)
-    huge_ms = widget.last_latency_ms
+    huge_ms = _boxes(viewer, widget, qtbot, OFFSET)
     growth_mb = (process.memory_info().rss - rss_before) / 2**20
     print(
         f"\nbox latency: 2k {small_ms:.0f} ms, 40k {huge_ms:.0f} ms (ratio {huge_ms / small_ms:.2f}); "
         f"RSS +{growth_mb:.0f} MB"
     )
     assert "rror" not in widget.status.text(), widget.status.text()
-    painted = pyramid[OFFSET[0] : OFFSET[0] + 512, OFFSET[1] : OFFSET[1] + 512] == 1
-    assert dice(painted, expected) == 1.0  # the mask of the 2k image, pixel for pixel
+    painted = pyramid[OFFSET[0] : OFFSET[0] + 512, OFFSET[1] : OFFSET[1] + 512]
+    assert np.array_equal(painted, expected)  # the masks of the 2k image, pixel for pixel
     regions = list(pyramid.written_regions())  # only the crop's neighbourhood holds stored chunks
     assert 0 < len(regions) <= 4
     for y0, x0, y1, x1 in regions:
@@ -122,4 +119,19 @@ def test_box_on_a_40k_multiscale_layer_costs_its_crop(make_napari_viewer, open_w
     assert growth_mb < 500
 
     widget.undo()
+    assert np.array_equal(
+        pyramid[OFFSET[0] : OFFSET[0] + 512, OFFSET[1] : OFFSET[1] + 512], np.where(expected == 1, 1, 0)
+    )
+    widget.undo()
     assert not pyramid[OFFSET[0] : OFFSET[0] + 512, OFFSET[1] : OFFSET[1] + 512].any()
+
+
+def _boxes(viewer, widget, qtbot, offset) -> float:
+    """Draw the two boxes one after the other on the image whose sample starts at ``offset``; their summed latency
+    (Shapes event to painted label, ms): two encoder passes, so that one slow moment weighs less."""
+    total = 0.0
+    for box in BOXES_XY:
+        viewer.layers[BOXES].add_rectangles(rectangle(box, offset))
+        wait_idle(qtbot, widget)
+        total += widget.last_latency_ms
+    return total
