@@ -193,3 +193,26 @@ def test_read_resampled_takes_the_pyramid_level_it_needs_band_by_band(huge, tmp_
         assert np.array_equal(lazy.read_resampled(4), cv2.resize(image, (1500, 1500), interpolation=cv2.INTER_AREA))
         with pytest.raises(FmscopeError, match="at least 1"):
             lazy.read_resampled(0.5)
+
+
+def test_arrays_held_elsewhere_are_lazy_images_through_one_adapter(tmp_path):
+    """dask and zarr arrays (napari's layer data) wrap as LazyImage: reads equal numpy's, RGB samples last, stacks
+    refused by name."""
+    import dask.array as da
+
+    rng = np.random.default_rng(1)
+    grey = rng.integers(0, 4000, size=(300, 500), dtype=np.uint16)
+    rgb = rng.integers(0, 255, size=(300, 500, 3), dtype=np.uint8)
+    stored = zarr.create_array(tmp_path / "grey.zarr", shape=grey.shape, chunks=(64, 128), dtype=grey.dtype)
+    stored[...] = grey
+    for array, expected, chunks in (
+        (da.from_array(grey, chunks=(100, 250)), grey, (100, 250)),
+        (stored, grey, (64, 128)),
+        (da.from_array(rgb, chunks=(128, 128, 3)), rgb, (128, 128)),
+    ):
+        lazy = lazy_image.from_array(array, "a test array")
+        assert lazy.shape == expected.shape and lazy.chunks == chunks and lazy.dtype == expected.dtype
+        assert np.array_equal(lazy.read(37, 101, 290, 333), expected[37:290, 101:333])
+        assert np.array_equal(lazy[5:6, 400:], expected[5:6, 400:])
+    with pytest.raises(FmscopeError, match="a lazy image is"):
+        lazy_image.from_array(da.zeros((2, 300, 500)), "a stack")

@@ -16,6 +16,13 @@ def is_blank(plane: np.ndarray) -> bool:
     return finite.size == 0 or bool(finite.min() == finite.max())
 
 
+def require_real(dtype: np.dtype) -> None:
+    """Raise FmscopeError unless ``dtype`` holds real numbers (bool, integers, floats): what every image must hold,
+    checked from the dtype alone (a lazy image's too)."""
+    if np.dtype(dtype).kind not in "biuf":
+        raise FmscopeError(f"Images must hold real numbers, got dtype {dtype}.", "Convert to a numeric array.")
+
+
 def validate_image(image: np.ndarray) -> np.ndarray:
     """Return a read-only view of a 2D grayscale or (H, W, 3|4) colour image, or raise.
 
@@ -25,8 +32,7 @@ def validate_image(image: np.ndarray) -> np.ndarray:
     do instead. The caller's array is never modified.
     """
     array = np.asarray(image)
-    if array.dtype == object or np.iscomplexobj(array):
-        raise FmscopeError(f"Images must hold real numbers, got dtype {array.dtype}.", "Convert to a numeric array.")
+    require_real(array.dtype)
     if array.ndim == 3 and array.shape[-1] in (3, 4):
         array = array[..., :3]
     elif array.ndim == 3 and array.shape[-1] == 2:

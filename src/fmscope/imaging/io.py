@@ -121,11 +121,10 @@ def _grey_or_rgb(array: np.ndarray, path: Path, bgr: bool = False) -> np.ndarray
     )
 
 
-def _read_tiff(path: Path) -> np.ndarray:
-    """A TIFF's first series, with its samples axis (RGB, grey + alpha) last; other axes refused."""
-    with tifffile.TiffFile(path) as tiff:
-        series = tiff.series[0]
-        array, axes = series.asarray(), series.axes
+def _tiff_pixels(tiff: tifffile.TiffFile, path: Path) -> np.ndarray:
+    """An open TIFF's first series, with its samples axis (RGB, grey + alpha) last; other axes refused."""
+    series = tiff.series[0]
+    array, axes = series.asarray(), series.axes
     if "S" in axes:
         array, axes = np.moveaxis(array, axes.index("S"), -1), axes.replace("S", "") + "S"
     extra = [(axis, size) for axis, size in zip(axes, array.shape) if axis not in "YXS" and size > 1]
@@ -232,7 +231,8 @@ def load_image(path: str | os.PathLike) -> Image2D:
     suffix = file_suffix(path)
     try:
         if suffix in TIFF_SUFFIXES:
-            return Image2D(_read_tiff(path), None)
+            with tifffile.TiffFile(path) as tiff:
+                return Image2D(_tiff_pixels(tiff, path), None)
         if suffix in VOLUME_SUFFIXES or suffix == ".dcm" or is_dicom(path):
             return _read_medical(path)
         pixels, note = _read_picture(path)
@@ -240,28 +240,46 @@ def load_image(path: str | os.PathLike) -> Image2D:
     except FmscopeError:
         raise
     except Exception as error:  # the libraries raise many types for unreadable files
-        raise FmscopeError(
-            f"Cannot read {path} as an image ({type(error).__name__}: {str(error)[:200]}).",
-            "Give a TIFF, PNG, JPEG, NIfTI, NRRD or DICOM file.",
-        ) from None
+        raise _unreadable(path, error, EAGER_FIX) from None
 
 
-def _tiff_is_huge(path: Path) -> bool:
-    """Whether a TIFF's first series has more than ``EAGER_MAX_PIXELS`` pixels per plane (its header only; False
-    for a file tifffile cannot read: the eager reader then says why)."""
+EAGER_FIX = "Give a TIFF, PNG, JPEG, NIfTI, NRRD or DICOM file."
+LAZY_FIX = "Give a tiled TIFF, an OME-Zarr image folder (OME-NGFF multiscales), or a smaller image."
+
+
+def _unreadable(path: Path, error: Exception, fix: str) -> FmscopeError:
+    """The error for a file a library failed to read (they raise many types for damaged files)."""
+    return FmscopeError(f"Cannot read {path} as an image ({type(error).__name__}: {str(error)[:200]}).", fix)
+
+
+def _open_tiff(path: Path, eager_max_pixels: int) -> Image2D | LazyImage:
+    """:func:`open_image` for a TIFF, opened once: read whole when its first series has at most
+    ``eager_max_pixels`` pixels per plane, else lazily (:func:`_open_lazy_tiff`)."""
     try:
-        with tifffile.TiffFile(path) as tiff:
-            sizes = dict(zip(tiff.series[0].axes, tiff.series[0].shape))
-    except Exception:  # not a readable TIFF
-        return False
-    return sizes.get("Y", 1) * sizes.get("X", 1) > lazy_image.EAGER_MAX_PIXELS
+        tiff = tifffile.TiffFile(path)
+    except Exception:  # not a TIFF tifffile reads: the eager reader names the problem
+        return load_image(path)
+    huge = False
+    try:
+        sizes = dict(zip(tiff.series[0].axes, tiff.series[0].shape))
+        huge = sizes.get("Y", 1) * sizes.get("X", 1) > eager_max_pixels
+        if huge:
+            return _open_lazy_tiff(tiff, path)
+        with tiff:
+            return Image2D(_tiff_pixels(tiff, path), None)
+    except FmscopeError:
+        tiff.close()
+        raise
+    except Exception as error:
+        tiff.close()
+        raise _unreadable(path, error, LAZY_FIX if huge else EAGER_FIX) from None
 
 
-def _open_lazy_tiff(path: Path) -> LazyImage:
-    """The first series of a TIFF / BigTIFF / OME-TIFF as a :class:`LazyImage` (tifffile's zarr store)."""
+def _open_lazy_tiff(tiff: tifffile.TiffFile, path: Path) -> LazyImage:
+    """The first series of an open TIFF / BigTIFF / OME-TIFF as a :class:`LazyImage` (tifffile's zarr store); the
+    LazyImage closes ``tiff`` (closed here on an error)."""
     import zarr
 
-    tiff = tifffile.TiffFile(path)
     try:
         series = tiff.series[0]
         page = series.pages[0]
@@ -289,27 +307,26 @@ def _open_lazy_tiff(path: Path) -> LazyImage:
         raise
 
 
-def open_image(path: str | os.PathLike) -> Image2D | LazyImage:
+def open_image(path: str | os.PathLike, eager_max_pixels: int | None = None) -> Image2D | LazyImage:
     """:func:`load_image`, except for huge images: a TIFF / BigTIFF / OME-TIFF or an OME-Zarr folder of more than
-    ``EAGER_MAX_PIXELS`` pixels comes back as a :class:`~fmscope.imaging.lazy_image.LazyImage` (read region by
-    region; close it when done). An OME-Zarr of at most that size is read whole into an :class:`Image2D`.
-    Raises FmscopeError as :func:`load_image` does, and for huge TIFFs that cannot be read in parts."""
+    ``eager_max_pixels`` pixels (default ``lazy_image.EAGER_MAX_PIXELS``) comes back as a
+    :class:`~fmscope.imaging.lazy_image.LazyImage` (read region by region; close it when done). An OME-Zarr of at
+    most that size is read whole into an :class:`Image2D`. Raises FmscopeError as :func:`load_image` does, and for
+    huge TIFFs that cannot be read in parts."""
     path = Path(path)
     _require_file(path)
-    suffix = file_suffix(path)
-    huge_tiff = suffix in TIFF_SUFFIXES and _tiff_is_huge(path)
-    if not huge_tiff and not lazy_image.is_ome_zarr(path):
+    limit = lazy_image.EAGER_MAX_PIXELS if eager_max_pixels is None else eager_max_pixels
+    if file_suffix(path) in TIFF_SUFFIXES and path.is_file():
+        return _open_tiff(path, limit)
+    if not lazy_image.is_ome_zarr(path):
         return load_image(path)
     try:
-        lazy = _open_lazy_tiff(path) if huge_tiff else lazy_image.open_ome_zarr(path)
+        lazy = lazy_image.open_ome_zarr(path)
     except FmscopeError:
         raise
-    except Exception as error:  # tifffile and zarr raise many types for damaged files
-        raise FmscopeError(
-            f"Cannot read {path} as an image ({type(error).__name__}: {str(error)[:200]}).",
-            "Give a tiled TIFF, an OME-Zarr image folder (OME-NGFF multiscales), or a smaller image.",
-        ) from None
-    if lazy.pixels > lazy_image.EAGER_MAX_PIXELS:
+    except Exception as error:  # zarr raises many types for damaged stores
+        raise _unreadable(path, error, LAZY_FIX) from None
+    if lazy.pixels > limit:
         return lazy
     with lazy:
         return Image2D(_grey_or_rgb(lazy.read_all(), path), None)

@@ -7,8 +7,9 @@ the tiles (chunks) that region touches. Memory grows with the region, not with t
 Which images are lazy: :func:`fmscope.imaging.io.open_image` (the picture family's reader, which also opens the
 TIFFs: tiled pages tile by tile, striped pages strip by strip, uncompressed ones memory-mapped; a chunk larger
 than ``MAX_CHUNK_BYTES`` decoded is refused) returns one for an image of more than ``EAGER_MAX_PIXELS`` pixels;
-smaller ones are read whole as before. This module opens OME-Zarr images. The segmenter computes no whole-image
-embedding for a lazy image (that view would need every pixel): prompts must zoom (``fmscope.imaging.roi``).
+smaller ones are read whole as before. This module opens OME-Zarr images, and :func:`from_array` wraps an
+array another program holds (a dask or zarr array, e.g. napari's layer data) the same way. The segmenter computes no
+whole-image embedding for a lazy image (that view would need every pixel): prompts must zoom (``fmscope.imaging.roi``).
 docs/formats.md lists the layouts and refusals.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ class LazyImage:
     chunks: tuple[int, int]  # (rows, columns) of one stored chunk
     closer: Any = None
     coarser: tuple[Any, ...] = ()  # a pyramid's lower-resolution levels (arrays in ``axes`` order), finest first
+    _identity: str = field(default="", repr=False, compare=False)  # identity(), once computed
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -161,11 +163,13 @@ class LazyImage:
 
     def identity(self) -> str:
         """A sha256 naming this image's content for the embedding cache: source, shape, dtype and the sample
-        (read region by region, none kept)."""
-        digest = hashlib.sha256(f"{self.source}|{self.shape}|{self.dtype}".encode())
-        for region in self.sample_regions():
-            digest.update(region.tobytes())
-        return digest.hexdigest()
+        (read region by region, none kept; once per LazyImage: the segmenter asks again for every prompt)."""
+        if not self._identity:
+            digest = hashlib.sha256(f"{self.source}|{self.shape}|{self.dtype}".encode())
+            for region in self.sample_regions():
+                digest.update(region.tobytes())
+            self._identity = digest.hexdigest()
+        return self._identity
 
     def close(self) -> None:
         if self.closer is not None:
@@ -234,3 +238,27 @@ def open_ome_zarr(path: Path) -> LazyImage:
     chunks = dict(zip(axes, array.chunks))
     coarser = tuple(zarr.open_array(path / dataset["path"], mode="r") for dataset in multiscale["datasets"][1:])
     return LazyImage(array, axes, str(path), (int(chunks["Y"]), int(chunks["X"])), coarser=coarser)
+
+
+def from_array(array: Any, source: str) -> LazyImage:
+    """A sliceable 2D array held elsewhere, grey (H, W) or colour (H, W, 3|4), as a :class:`LazyImage`.
+
+    ``array``: anything with ``shape``, ``dtype`` and numpy basic slicing, such as a dask array (each read
+    computes only the blocks it touches), a zarr array (reads only its chunks) or a numpy memory map. ``source``
+    names it in messages and in the embedding cache's identity (:meth:`LazyImage.identity`). The one adapter
+    through which front ends (napari's multiscale, dask or zarr layers) hand the engine an image without reading it.
+    Raises FmscopeError for any other shape.
+    """
+    shape = tuple(int(size) for size in array.shape)
+    if len(shape) == 2:
+        axes = "YX"
+    elif len(shape) == 3 and shape[-1] in (3, 4):
+        axes = "YXS"
+    else:
+        raise FmscopeError(
+            f"{source} has shape {shape}; a lazy image is (H, W) or (H, W, 3).",
+            "Select one plane (and channel) of the data first.",
+        )
+    chunks = getattr(array, "chunks", None) or shape
+    rows, cols = (size if isinstance(size, int) else max(size) for size in chunks[:2])  # dask: sizes per block
+    return LazyImage(array, axes, source, (int(rows), int(cols)))

@@ -16,7 +16,7 @@ from fmscope.backends.mask_decoder import mask_decoder
 from fmscope.errors import FmscopeError
 from fmscope.imaging import roi
 from fmscope.imaging.cache import CachedEmbedding, EmbeddingCache
-from fmscope.imaging.image_input import to_rgb_uint8, validate_image
+from fmscope.imaging.image_input import require_real, to_rgb_uint8, validate_image
 from fmscope.imaging.intensity import Intensity, resolve_intensity
 from fmscope.imaging.lazy_image import EAGER_MAX_PIXELS, LazyImage
 from fmscope.imaging.models import LoadedModel, load_model
@@ -157,10 +157,7 @@ class Segmenter:
 
     def _set_lazy(self, image: LazyImage, window: str | tuple[float, float] | Intensity | None) -> None:
         """set_image for a lazy image above ``EAGER_MAX_PIXELS``: checks from its shape and dtype only."""
-        if image.dtype == object or image.dtype.kind not in "biuf":
-            raise FmscopeError(
-                f"Images must hold real numbers, got dtype {image.dtype}.", "Convert to a numeric image."
-            )
+        require_real(image.dtype)
         self.intensity = image.intensity() if window is None else resolve_intensity(np.zeros(1, np.uint8), window)
         image_hash = image.identity()
         if image_hash != self._image_hash:

@@ -4,6 +4,12 @@ The widget only translates between napari layers and engine calls; every model c
 on the :class:`ModelWorker` thread and results are painted on the Qt thread through
 :class:`SegmentState` (exact undo, never overwrites other labels).
 
+Huge images (a plane of more than ``EAGER_MAX_PIXELS`` pixels, typically a multiscale, dask or zarr layer) are
+never read whole: the engine gets a lazy view of the layer's full-resolution data
+(:func:`fmscope.imaging.lazy_image.from_array`), each prompt reads its zoom crop only, the labels layer is a
+:class:`~fmscope.imaging.label_pyramid.LabelPyramid` (multiscale, chunks stored only where labelled) painted in the
+crop only, and prefetch embeds no whole image: it prepares the zoom crops around the view's centre.
+
 Keys (in the viewer): ``n`` new object, ``a`` accept, ``u`` undo, ``c`` clear the current
 object, ``t`` toggle positive / negative clicks, ``p`` propagate the current object.
 """
@@ -28,7 +34,9 @@ from qtpy.QtWidgets import (
 
 from fmscope import models
 from fmscope.backends import BACKENDS  # auto: $FMSCOPE_BACKEND, else OpenVINO on CPU, torch on GPU
+from fmscope.imaging import lazy_image
 from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
+from fmscope.imaging.label_pyramid import LabelPyramid
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.napari.image_panel import ImagePanel
 from fmscope.napari.session_panel import SessionPanel
@@ -60,6 +68,8 @@ class SegmentWidget(ImagePanel, QWidget):
         self.prepare_radius = PREPARE_RADIUS
         self._intensities: dict[tuple, object] = {}
         self._image_layer = None
+        self._lazy_views: dict[tuple[int, int], lazy_image.LazyImage] = {}  # (id(layer), id(data)) -> lazy view
+        self._label_pyramid: LabelPyramid | None = None  # the labels of a huge image (None: a numpy labels layer)
         self._negative = False
         self.last_latency_ms: float | None = None  # Shapes event -> painted label, for benchmarks
         self._build_ui()
@@ -67,6 +77,7 @@ class SegmentWidget(ImagePanel, QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.viewer.dims.events.current_step.connect(self._on_slice_changed)
+        self.viewer.scene.camera.events.center.connect(self._on_view_moved)
         for key, action in (
             ("n", self.new_object),
             ("a", self.accept),
@@ -137,6 +148,7 @@ class SegmentWidget(ImagePanel, QWidget):
 
     def _layer_removed(self, layer) -> None:
         self._intensities = {key: value for key, value in self._intensities.items() if key[0] != id(layer)}
+        self._lazy_views = {key: value for key, value in self._lazy_views.items() if key[0] != id(layer)}
 
     def _image_removed(self) -> None:
         self.worker.cancel_all()
@@ -144,9 +156,28 @@ class SegmentWidget(ImagePanel, QWidget):
         self.session.image_removed()
 
     def _shape_problem(self, shape: tuple[int, ...]) -> str | None:
+        if len(shape) == 3 and shape[1] * shape[2] > lazy_image.EAGER_MAX_PIXELS:
+            return (
+                f"fmscope segments planes of more than {lazy_image.EAGER_MAX_PIXELS} pixels as 2D images only. "
+                "Open one plane of the stack as its own layer."
+            )
         if len(shape) in (2, 3):
             return None
         return "fmscope segments 2D images and (z, y, x) stacks. Split channels / time points first."
+
+    @staticmethod
+    def _full_resolution(layer):
+        """The layer's data at full resolution: level 0 of a multiscale layer, else the data itself (any array)."""
+        return layer.data[0] if layer.multiscale else layer.data
+
+    def is_huge(self, layer=None) -> bool:
+        """Whether ``layer`` (default: the chosen image) is a 2D image above ``EAGER_MAX_PIXELS`` pixels, read
+        crop by crop and labelled in a :class:`LabelPyramid`."""
+        layer = self._image_layer if layer is None else layer
+        if layer is None:
+            return False
+        shape = self._spatial_shape(layer)
+        return len(shape) == 2 and shape[0] * shape[1] > lazy_image.EAGER_MAX_PIXELS
 
     def _image_set(self, layer, shape: tuple[int, ...]) -> None:
         if len(shape) == 3:
@@ -164,10 +195,21 @@ class SegmentWidget(ImagePanel, QWidget):
         image = self._image_layer
         shape = self._spatial_shape(image)
         keep = {"scale": image.scale[-len(shape) :], "translate": image.translate[-len(shape) :]}
-        if LABELS not in self.viewer.layers or self.viewer.layers[LABELS].data.shape != shape:
+        huge = self.is_huge(image)
+        fits = (
+            LABELS in self.viewer.layers
+            and self.viewer.layers[LABELS].data.shape == shape
+            and (not huge or self.viewer.layers[LABELS].multiscale == (self._label_pyramid is not None))
+        )
+        if not fits:
             if LABELS in self.viewer.layers:
                 self.viewer.layers.remove(LABELS)
-            self.viewer.add_labels(np.zeros(shape, dtype=np.uint16), name=LABELS, **keep)
+            if huge:  # never a dense array: a multiscale layer over the pyramid's levels
+                self._label_pyramid = LabelPyramid(shape)
+                self.viewer.add_labels(self._label_pyramid.levels, name=LABELS, multiscale=True, **keep)
+            else:
+                self._label_pyramid = None
+                self.viewer.add_labels(np.zeros(shape, dtype=np.uint16), name=LABELS, **keep)
         self.viewer.layers[LABELS].events.paint.connect(self.session.on_paint)  # a hand stroke: recorded
         if BOXES not in self.viewer.layers or self.viewer.layers[BOXES].ndim != len(shape):
             if BOXES in self.viewer.layers:
@@ -188,8 +230,11 @@ class SegmentWidget(ImagePanel, QWidget):
         """The fmscope labels layer, or None."""
         return self.viewer.layers[LABELS] if LABELS in self.viewer.layers else None
 
-    def labels_data(self) -> np.ndarray:
-        """The fmscope labels (the layer's array itself)."""
+    def labels_data(self) -> np.ndarray | LabelPyramid:
+        """The fmscope labels: the layer's array itself, or for a huge image the :class:`LabelPyramid` behind the
+        layer's levels."""
+        if self._label_pyramid is not None and self.viewer.layers[LABELS].multiscale:
+            return self._label_pyramid
         return self.viewer.layers[LABELS].data
 
     # -- engine access ---------------------------------------------------------------------
@@ -215,11 +260,26 @@ class SegmentWidget(ImagePanel, QWidget):
             )
         key = (id(layer), id(layer.data), window)  # entries of removed layers are dropped in _on_layer_removed
         if key not in self._intensities:  # one mapping per image so all slices are comparable
-            self._intensities[key] = resolve_intensity(np.asarray(layer.data), window)
+            if self.is_huge(layer):  # a fixed sample of its tiles (LazyImage.intensity), or the preset
+                lazy = self._lazy_view(layer)
+                intensity = lazy.intensity() if window is None else resolve_intensity(np.zeros(1, np.uint8), window)
+            else:
+                intensity = resolve_intensity(np.asarray(self._full_resolution(layer)), window)
+            self._intensities[key] = intensity
         return self._segmenters[(model, checkpoint, backend)], self._intensities[key]
 
-    def _slice_array(self, z: int | None) -> np.ndarray:
-        data = self._image_layer.data
+    def _lazy_view(self, layer) -> lazy_image.LazyImage:
+        """The lazy view of a huge layer's full-resolution data (one per layer data: its identity is computed once)."""
+        key = (id(layer), id(layer.data))
+        if key not in self._lazy_views:
+            self._lazy_views[key] = lazy_image.from_array(self._full_resolution(layer), f"napari layer '{layer.name}'")
+        return self._lazy_views[key]
+
+    def _slice_array(self, z: int | None) -> np.ndarray | lazy_image.LazyImage:
+        """The plane to segment: an array, or the lazy view of a huge image (never read whole)."""
+        if self.is_huge():
+            return self._lazy_view(self._image_layer)
+        data = self._full_resolution(self._image_layer)
         return np.asarray(data if z is None else data[z])
 
     def _current_z(self) -> int | None:
@@ -235,13 +295,46 @@ class SegmentWidget(ImagePanel, QWidget):
         if self._image_layer in self.viewer.layers:  # not while it is being removed (dims may be 2D already)
             self._prefetch()
 
+    def _on_view_moved(self, event=None) -> None:
+        """Panning a huge image: prepare the zoom crops around the new view centre (the last job of that key wins)."""
+        if self.is_huge() and self._zoom_hint is not None:
+            self._prepare_zoom_crops(self._slice_array(None), self._engine_settings(), self._view_hint())
+
+    def _view_hint(self) -> np.ndarray | None:
+        """A box of the last small-object box's size centred on the view's centre (image pixels), or None."""
+        if self._zoom_hint is None:
+            return None
+        centre = self._image_layer.world_to_data(self.viewer.scene.camera.center[-2:])[-2:]  # (y, x)
+        height, width = self._spatial_shape(self._image_layer)
+        half = (self._zoom_hint[2:] - self._zoom_hint[:2]) / 2
+        x, y = np.clip(centre[1], half[0], width - 1 - half[0]), np.clip(centre[0], half[1], height - 1 - half[1])
+        return np.array([x - half[0], y - half[1], x + half[0], y + half[1]])
+
     def _prefetch(self) -> None:
-        """Embed the displayed slice ahead of the first prompt; changing slice cancels stale prefetches."""
+        """Embed the displayed slice ahead of the first prompt; changing slice cancels stale prefetches. A huge
+        image gets no whole-image embedding: its window and identity are computed from a sample of tiles, then the
+        zoom crops around the view's centre are prepared (once a small-object box gave their size)."""
         if self._image_layer is None:
             return
         z = self._current_z()
         image = self._slice_array(z)
         settings = self._engine_settings()
+        if isinstance(image, lazy_image.LazyImage):
+            self.worker.progress.emit("Sampling the image's tiles ...", 0, 1)
+
+            def sample(job: Job) -> None:
+                segmenter, intensity = self._engine(settings)
+                segmenter.set_image(image, window=intensity)
+                self.worker.progress.emit(
+                    "Ready: draw a box (huge image: read crop by crop; no session is recorded).", 1, 1
+                )
+
+            def sampled(_result) -> None:  # then the crops around the view (a later foreground job cancels them)
+                if self._image_layer is not None and self._slice_array(None) is image:
+                    self._prepare_zoom_crops(image, settings, self._view_hint())
+
+            self.worker.submit(sample, key="prefetch", on_done=sampled, on_error=self._on_error)
+            return
         self.worker.progress.emit("Computing the image embedding ...", 0, 1)
 
         def embed(job: Job) -> None:
@@ -254,10 +347,11 @@ class SegmentWidget(ImagePanel, QWidget):
         self.worker.submit(embed, key="prefetch", on_error=self._on_error)
         self._prepare_zoom_crops(image, settings)
 
-    def _prepare_zoom_crops(self, image: np.ndarray, settings: tuple) -> None:
-        """In the background, embed the zoom crops around the last small-object box on ``image``
-        (nearest first), so that small boxes nearby are decodes; any other model job cancels it."""
-        hint, radius = self._zoom_hint, self.prepare_radius
+    def _prepare_zoom_crops(self, image, settings: tuple, hint: np.ndarray | None = None) -> None:
+        """In the background, embed the zoom crops around ``hint`` (default: the last small-object box) on
+        ``image`` (nearest first), so that small boxes nearby are decodes; any other model job cancels it."""
+        hint = self._zoom_hint if hint is None else hint
+        radius = self.prepare_radius
         if hint is None:
             return
 
@@ -279,7 +373,7 @@ class SegmentWidget(ImagePanel, QWidget):
         z = None if vertices.shape[1] == 2 else int(round(vertices[0, 0]))
         ys, xs = vertices[:, -2], vertices[:, -1]
         box = np.array([xs.min(), ys.min(), xs.max(), ys.max()])
-        labels = self.viewer.layers[LABELS].data
+        labels = self.labels_data()
         self.accept(clear_prompts=False)
         self.state.current = CurrentObject(self.state.next_label(labels), z, box)
         self._run_prompt(started)
@@ -325,7 +419,8 @@ class SegmentWidget(ImagePanel, QWidget):
             if self.state.current is not current or LABELS not in self.viewer.layers:
                 return
             layer = self.viewer.layers[LABELS]
-            if self.state.paint(layer.data, current.z, current.label, result.mask):
+            region = result.crop if self.is_huge() else None  # a huge image's mask covers its crop only
+            if self.state.paint(self.labels_data(), current.z, current.label, result.mask, region):
                 layer.refresh()
             self.session.record(action)
             self.last_latency_ms = (time.perf_counter() - started) * 1000
@@ -360,7 +455,7 @@ class SegmentWidget(ImagePanel, QWidget):
 
     def undo(self) -> None:
         """Restore the labels exactly as before the last model result, clear or propagation."""
-        if LABELS in self.viewer.layers and self.state.undo(self.viewer.layers[LABELS].data):
+        if LABELS in self.viewer.layers and self.state.undo(self.labels_data()):
             self.viewer.layers[LABELS].refresh()
             self.session.record(Action("undo", 0))
             self._say("Undone.")
@@ -372,7 +467,7 @@ class SegmentWidget(ImagePanel, QWidget):
         current = self.state.current
         if current is None or LABELS not in self.viewer.layers:
             return
-        if self.state.erase(self.viewer.layers[LABELS].data, current.label):
+        if self.state.erase(self.labels_data(), current.label):
             self.viewer.layers[LABELS].refresh()
             self.session.record(Action("erase", current.label, plane=() if current.z is None else (current.z,)))
         self.accept()

@@ -10,8 +10,10 @@ image's file (``cells.tif.fmscope-session``), or, for a layer without a file, un
 
 When the image is chosen, the panel looks (on the worker: hashing the pixels and loading the model take time) for
 a session of the same pixels and weights in that folder or its numbered siblings and offers "Resume session";
-sessions of other images or weights are named in the status line and never loaded. Resuming restores the labels
-and the current object (its last prompt, so clicks go on refining it); the panel's undo history starts empty.
+sessions of other images or weights are named in the status line and never loaded. A huge image (the Segment
+widget's ``is_huge``: read crop by crop, labels in a pyramid) has no session: its labels are never snapshot whole.
+Resuming restores the labels and the current object (its last prompt, so clicks go on refining it); the panel's
+undo history starts empty.
 """
 
 from __future__ import annotations
@@ -113,6 +115,10 @@ class SessionPanel(QWidget):
         """A new image layer was chosen: forget the old session, then (on the worker) hash the pixels, load the
         model and look for a session to resume."""
         self.image_removed()
+        if self.owner.is_huge(layer):  # its labels are never held whole, so never snapshot: no session (issue 27)
+            self._baseline = None
+            self._show_folder("")
+            return
         self._baseline = np.array(self.owner.labels_data(), copy=True)
         path = layer_path(layer)
         self._show_folder(self._chosen or ("" if path is None else str(default_folder(path))))
@@ -205,7 +211,7 @@ class SessionPanel(QWidget):
             self.owner._say(f"This image's session goes on in {self.recorder.folder}; {text} is for the next image.")
             self.folder_edit.setText(self._shown)
             return
-        if self.owner._image_layer is not None:
+        if self.owner._image_layer is not None and not self.owner.is_huge():
             self._look(self.owner._image_layer, layer_path(self.owner._image_layer))
 
     def _choose_folder(self) -> None:

@@ -4,7 +4,9 @@ Painting rule: a model result only changes pixels that are background or already
 the current object, so labels painted by hand or other objects are never overwritten.
 Undo rule: an edit remembers only the pixels it changed (old and new value); undo restores
 those that still hold the edit's value, so painting done after the edit, on the same slice
-or over the edited pixels, survives.
+or over the edited pixels, survives. A result for a huge image covers its crop only: it is painted, and
+undone, in that region of the labels (a numpy array or a :class:`~fmscope.imaging.label_pyramid.LabelPyramid`,
+read and written by rectangles), never reading the whole slice.
 Design after micro-sam's annotator state object (one small object the UI reads and writes).
 """
 
@@ -13,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from fmscope.imaging.label_pyramid import LabelPyramid
 
 
 @dataclass
@@ -28,16 +32,21 @@ class CurrentObject:
 
 @dataclass
 class PixelChange:
-    """The pixels one edit changed on one slice: flat indices, values before and after."""
+    """The pixels one edit changed on one slice: flat indices (into ``region`` of the slice, or into the whole
+    slice when it is None), values before and after."""
 
     index: np.ndarray
     before: np.ndarray
     after: np.ndarray
+    region: Region | None = None
+
+
+Region = tuple[int, int, int, int]  # (y0, x0, y1, x1): rows y0..y1-1, columns x0..x1-1 of a slice
 
 
 @dataclass
 class _Edit:
-    slices: dict[int | None, PixelChange]  # slice key (z, or None for a 2D image) -> what changed there
+    slices: dict[tuple[int | None, Region | None], PixelChange]  # (slice z or None, region or None) -> changes
 
 
 class SegmentState:
@@ -57,31 +66,64 @@ class SegmentState:
     def _plane(labels: np.ndarray, z: int | None) -> np.ndarray:
         return labels if z is None else labels[z]
 
-    def paint(self, labels: np.ndarray, z: int | None, label: int, mask: np.ndarray) -> bool:
+    @staticmethod
+    def _read(plane, region: Region | None) -> np.ndarray:
+        """A copy of ``region`` of ``plane`` (the whole plane when None)."""
+        if region is None:
+            return plane.copy()
+        y0, x0, y1, x1 = region
+        return np.array(plane[y0:y1, x0:x1])
+
+    @staticmethod
+    def _write(plane, region: Region | None, values: np.ndarray) -> None:
+        if region is None:
+            plane[...] = values
+        else:
+            y0, x0, y1, x1 = region
+            plane[y0:y1, x0:x1] = values
+
+    def paint(
+        self, labels: np.ndarray, z: int | None, label: int, mask: np.ndarray, region: Region | None = None
+    ) -> bool:
         """Make ``label`` cover exactly ``mask`` on slice ``z`` without touching other labels; record undo.
-
-        Returns False (and records nothing) when nothing changes.
+        ``region``: the rectangle of the slice ``mask`` covers (a huge image's crop; outside it nothing changes),
+        None for the whole slice. Returns False (and records nothing) when nothing changes.
         """
-        return self.paint_slices(labels, label, {z: mask})
+        return self.paint_slices(labels, label, {z: mask}, region)
 
-    def paint_slices(self, labels: np.ndarray, label: int, masks: dict[int | None, np.ndarray]) -> bool:
+    def paint_slices(
+        self, labels: np.ndarray, label: int, masks: dict[int | None, np.ndarray], region: Region | None = None
+    ) -> bool:
         """:meth:`paint` on several slices (``None`` = the whole 2D image) as one undo step."""
+        return self._paint_regions(labels, label, [(z, region, mask) for z, mask in masks.items()])
+
+    def _paint_regions(self, labels, label: int, parts: list[tuple[int | None, Region | None, np.ndarray]]) -> bool:
         changes = {}
-        for z, mask in masks.items():
+        for z, region, mask in parts:
             plane = self._plane(labels, z)
-            updated = plane.copy()
-            updated[(plane == label) & ~mask] = 0
-            updated[mask & ((plane == 0) | (plane == label))] = label
-            index = np.flatnonzero(updated != plane)
+            before = self._read(plane, region)
+            updated = before.copy()
+            updated[(before == label) & ~mask] = 0
+            updated[mask & ((before == 0) | (before == label))] = label
+            index = np.flatnonzero(updated != before)
             if index.size:
-                changes[z] = PixelChange(index, plane.flat[index], updated.flat[index])
-                plane[...] = updated
+                changes[(z, region)] = PixelChange(index, before.flat[index], updated.flat[index], region)
+                self._write(plane, region, updated)
         if changes:
             self._push(changes)
         return bool(changes)
 
     def erase(self, labels: np.ndarray, label: int) -> bool:
         """Remove ``label`` everywhere (one undo step)."""
+        if isinstance(labels, LabelPyramid):  # only its written chunks can hold the label
+            return self._paint_regions(
+                labels,
+                label,
+                [
+                    (None, (y0, x0, y1, x1), np.zeros((y1 - y0, x1 - x0), bool))
+                    for y0, x0, y1, x1 in labels.written_regions()
+                ],
+            )
         if labels.ndim == 2:
             return self.paint(labels, None, label, np.zeros(labels.shape, bool))
         return self.paint_slices(
@@ -90,7 +132,7 @@ class SegmentState:
             {int(z): np.zeros(labels.shape[1:], bool) for z in np.nonzero((labels == label).any(axis=(1, 2)))[0]},
         )
 
-    def _push(self, slices: dict[int | None, PixelChange]) -> None:
+    def _push(self, slices: dict[tuple[int | None, Region | None], PixelChange]) -> None:
         self._undo.append(_Edit(slices))
         del self._undo[: -self.max_undo]
 
@@ -105,8 +147,14 @@ class SegmentState:
         """
         if not self._undo:
             return False
-        for z, change in self._undo.pop().slices.items():
+        for (z, region), change in self._undo.pop().slices.items():
             plane = self._plane(labels, z)
-            unchanged = plane.flat[change.index] == change.after
-            plane.flat[change.index[unchanged]] = change.before[unchanged]
+            if region is None:
+                unchanged = plane.flat[change.index] == change.after
+                plane.flat[change.index[unchanged]] = change.before[unchanged]
+                continue
+            values = self._read(plane, region)
+            unchanged = values.flat[change.index] == change.after
+            values.flat[change.index[unchanged]] = change.before[unchanged]
+            self._write(plane, region, values)
         return True
