@@ -1,6 +1,6 @@
 """The Track panel's Corrections box (issue 28) in a real viewer, opened from the Plugins menu, with the real
-LiteMedSAM weights on a corner of the HeLa time-lapse: mark / remove a division, split, link, re-propagate; Undo
-puts each edit back exactly (the layer, the engine's lineage and the objects)."""
+LiteMedSAM weights on a corner of the HeLa time-lapse: mark a division (and a refused removal), split, link, remove a
+division, re-propagate; Undo puts each edit back exactly (the layer, the engine's lineage and the objects)."""
 
 from __future__ import annotations
 
@@ -64,18 +64,16 @@ def test_corrections_and_their_undo(make_napari_viewer, open_widget, qtbot):
     assert panel.object_rows() == [(1, "0..2", "0"), (2, "1..2", "1")]
     assert np.array_equal(panel.session.labels(), tracked)
 
-    # mark again, then remove the division: object 3 becomes object 1 again
+    # mark again, then remove the division: refused (daughter 2 was prompted by the user), nothing changes
     select(panel, 1)
     click(qtbot, panel, "Mark division")
     wait_idle(qtbot, panel)
+    marked = layer.data.copy()
     select(panel, 1)
     click(qtbot, panel, "Remove division")
     wait_idle(qtbot, panel)
-    assert panel.session.lineage.parents == {}
-    assert np.array_equal(layer.data, np.where(tracked == 2, 1, tracked))  # both daughters merge into the parent
-
-    click(qtbot, panel, "Undo (Shift-U)")
-    wait_idle(qtbot, panel)
+    assert "was prompted" in panel.status.text() and np.array_equal(layer.data, marked)
+    assert len(panel.session.lineage.parents) == 2
     click(qtbot, panel, "Undo (Shift-U)")
     wait_idle(qtbot, panel)
     assert np.array_equal(layer.data, tracked) and panel.session.lineage.parents == {}
@@ -98,6 +96,29 @@ def test_corrections_and_their_undo(make_napari_viewer, open_widget, qtbot):
     click(qtbot, panel, "Undo (Shift-U)")
     wait_idle(qtbot, panel)
     assert np.array_equal(layer.data, tracked) and np.array_equal(panel.session.labels(), tracked)
+
+    # a division whose daughters nobody prompted: object 2's frame 2 split off (object N), object 1 divides on frame 2
+    # into a new object and N; Remove division gives both daughters' pixels back to object 1; three Undos
+    select(panel, 2)
+    click(qtbot, panel, "Split here")
+    wait_idle(qtbot, panel)
+    split_off = max(r[0] for r in panel.object_rows())
+    select(panel, 1)
+    panel.corrections.other_spin.setValue(split_off)
+    click(qtbot, panel, "Mark division")
+    wait_idle(qtbot, panel)
+    assert sorted(panel.session.lineage.parents.values()) == [1, 1]
+    select(panel, 1)
+    click(qtbot, panel, "Remove division")
+    wait_idle(qtbot, panel)
+    assert panel.session.lineage.parents == {}
+    merged = np.where((tracked == 2) & (np.arange(FRAMES) == 2)[:, None, None], 1, tracked)
+    assert np.array_equal(layer.data, merged) and np.array_equal(panel.session.labels(), merged)
+    for _ in range(3):
+        click(qtbot, panel, "Undo (Shift-U)")
+        wait_idle(qtbot, panel)
+    assert np.array_equal(layer.data, tracked) and np.array_equal(panel.session.labels(), tracked)
+    assert panel.object_rows() == [(1, "0..2", "0"), (2, "1..2", "1")]
 
     # re-propagate from the shown frame: a propagation forward from frame 1
     viewer.dims.set_current_step(0, 1)
