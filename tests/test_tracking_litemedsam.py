@@ -97,8 +97,9 @@ def test_motion_prior_beats_the_naive_tracker_and_follows_a_100_px_drift():
     """Issue 11: on a 256 px corner of the HeLa sample (3 frames, 43 object-frames) the default
     tracker beats the naive one (box from the previous mask) by >= 0.10 mean Dice, and with the
     frames shifted 100 px every other frame it stays within 0.02 of the undrifted run. Run with the
-    bfloat16 encoder (``--fast``) to halve the test's time: measured 0.805 / 0.597 / 0.809 (5 frames,
-    89 object-frames: 0.784 / 0.520 / 0.785, cut to 3 for CI time; fp32 on 5 frames,
+    bfloat16 encoder (``--fast``) to halve the test's time: measured 0.837 / 0.597 / 0.837 (with issue 28's rod
+    prior, which changes elongated nuclei; before it 0.805 / 0.597 / 0.809, and on 5 frames, 89 object-frames:
+    0.784 / 0.520 / 0.785, cut to 3 for CI time; fp32 on 5 frames,
     ``benchmarks/tracking.py --hela-frames 5``: 0.778 / 0.521 / 0.785)."""
     # One cache for the three runs, large enough (about 4 MB an entry) that the naive run takes the lattice crops
     # the motion-prior run already embedded on the same frames instead of the default 64-entry LRU evicting them.

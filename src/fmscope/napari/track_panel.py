@@ -41,6 +41,7 @@ from fmscope.imaging.tracking.export import tracks_data, write_ctc, write_label_
 from fmscope.imaging.tracking.lineage import napari_graph
 from fmscope.napari.image_panel import ImagePanel
 from fmscope.napari.status_panel import StatusPanel
+from fmscope.napari.track_corrections import TrackCorrections, undo_correction
 from fmscope.napari.track_state import TrackState
 from fmscope.napari.video_reader import LazyFrames
 from fmscope.napari.worker import Job, ModelWorker
@@ -147,6 +148,8 @@ class TrackPanel(ImagePanel, QWidget):
         layout.addLayout(form)
         layout.addWidget(self.objects_table)
         layout.addLayout(buttons)
+        self.corrections = TrackCorrections(self)
+        layout.addWidget(self.corrections)
         layout.addLayout(export)
         layout.addWidget(self.panel)
         layout.addStretch()
@@ -458,7 +461,9 @@ class TrackPanel(ImagePanel, QWidget):
         if edit is None:
             return None
         layer.refresh()
-        if edit.store or edit.created is not None:
+        if edit.session_state is not None:
+            undo_correction(self, edit)
+        elif edit.store or edit.created is not None:
             snapshot, created = edit.store, edit.created
 
             def restore(job: Job) -> None:  # the engine follows: the object created is forgotten

@@ -24,6 +24,8 @@ class TrackEdit:
     frames: dict[int, PixelChange] = field(default_factory=dict)
     store: dict = field(default_factory=dict)  # LabelStore.snapshot() taken before the action
     created: int | None = None  # the object this action created (a first prompt): undo forgets it
+    session_state: object | None = None  # a correction's engine state before it (fmscope.napari.track_corrections)
+    objects: dict[int, set[int]] | None = None  # ... and the panel's objects before it
     _before: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> plane before (while open)
 
 
@@ -89,7 +91,7 @@ class TrackState:
             index = np.flatnonzero(plane != before)
             edit.frames[frame] = PixelChange(index, before.flat[index], plane.flat[index])
         edit._before = {}
-        if edit.frames or edit.store:
+        if edit.frames or edit.store or edit.session_state is not None:
             self._undo.append(edit)
             del self._undo[: -self.max_undo]
         return edit

@@ -69,3 +69,39 @@ def drifted(images: np.ndarray, tracks: np.ndarray, drift: int) -> tuple[np.ndar
         wide[index, :, offset : offset + images.shape[2]] = images[index]
         wide_tracks[index, :, offset : offset + images.shape[2]] = tracks[index]
     return wide, wide_tracks
+
+
+def founder(track: int, parents: dict[int, int]) -> int:
+    """The earliest ancestor of ``track`` in a {daughter: parent} lineage (``track`` itself without a parent)."""
+    seen = set()
+    while track in parents and track not in seen:
+        seen.add(track)
+        track = parents[track]
+    return track
+
+
+def lineage_dice(
+    labels: np.ndarray,
+    parents: dict[int, int],
+    tracks: np.ndarray,
+    truth_parents: dict[int, int],
+    starts: dict[int, int],
+) -> tuple[float, int]:
+    """(mean Dice, object-frames) per prompted object and frame after its first, matched through the lineage:
+    on each frame the object's pixels are its own and its descendants' (``parents``: the tracker's
+    {daughter: parent}), the truth's those of the prompted track and its descendants (``truth_parents``), so
+    a cell that divided is scored as the pair of its daughters whether or not the tracker recorded the division.
+    ``labels``, ``tracks``: (T, H, W) label stacks, object ids = the prompted truth tracks' ids."""
+    scores = []
+    for index, (ours, truth) in enumerate(zip(labels, tracks)):
+        truth_ids = [int(k) for k in np.unique(truth[truth > 0])]
+        our_ids = [int(k) for k in np.unique(ours[ours > 0])]
+        for obj, first in starts.items():
+            if index <= first:
+                continue
+            mine = [k for k in truth_ids if founder(k, truth_parents) == obj]
+            if not mine:
+                continue
+            found = [k for k in our_ids if founder(k, parents) == obj]
+            scores.append(dice(np.isin(ours, found), np.isin(truth, mine)))
+    return (float(np.mean(scores)) if scores else float("nan")), len(scores)

