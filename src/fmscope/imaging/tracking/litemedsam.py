@@ -413,11 +413,13 @@ class LiteMedSAMTracker:
         box = box_from_mask(prior, self.stop.box_margin)
         if box is None or box[2] <= box[0] or box[3] <= box[1]:
             return None
-        box = self._lengthened(box, prior, image.shape)
+        growing = self.frames.kind != "volume"  # rods grow between frames; measured on time-lapses only
+        if growing:
+            box = self._lengthened(box, prior, image.shape)
         at_edge = prior[0].any() or prior[-1].any() or prior[:, 0].any() or prior[:, -1].any()
         visible = int(prior.sum()) if at_edge else None  # part of the object in view: the area to compare with
         for search in (box, self._wider(box, image.shape)):
-            predicted = self._grown(search, image.shape)
+            predicted = self._grown(search, image.shape) if growing else self.segmenter.predict(box=search)
             if self._keeps(obj, predicted.mask, predicted.score, image, visible):
                 return ObjectMask(predicted.mask, predicted.score)
         return None
@@ -476,8 +478,9 @@ class LiteMedSAMTracker:
         """(dy, dx) by which ``obj`` (``mask`` on ``last_image``) moved to reach ``image`` (module docstring). A rod
         (:func:`rod_axes`) is matched with the distance weighted on its width's scale, not its length's: rods in a
         colony lie side by side, one width apart, and a length-wide Gaussian let a look-alike neighbour win (on the
-        rods benchmark's crowded frames 13-18 the per-object match scored below the global drift alone)."""
-        axes = rod_axes(mask)
+        rods benchmark's crowded frames 13-18 the per-object match scored below the global drift alone). A volume's
+        slices keep the match weighted on the object's size, as they do the box as it is (unmeasured on volumes)."""
+        axes = rod_axes(mask) if self.frames.kind != "volume" else None
         sigma = None if axes is None else MATCH_SIGMA * axes[1]
         return match_object(last_image, image, mask, drift, occupied, sigma)
 
