@@ -386,8 +386,11 @@ def division_figures(
             f"default tracker ({precision}) {name}, {source}, {len(windows)} windows of {length}x{side}x{side} "
             f"around its {divisions} divisions: TRA {score['TRA']:.3f}, DET {score['DET']:.3f}, "
             f"LNK {score['LNK']:.3f}, division F1 {score['Division F1']:.3f} "
-            f"({score['True Positive Divisions']} found, {score['False Positive Divisions']} false, "
-            f"{score['False Negative Divisions']} missed; one-frame buffer)",
+            f"({score['True Positive Divisions']} of {score['Total GT Divisions']} found, "
+            f"{score['False Positive Divisions']} false, {score['False Negative Divisions']} missed, "
+            f"{score['Wrong Children Divisions']} with wrong daughters, "
+            f"{score['Total Predicted Divisions']} predicted; "
+            "one-frame buffer; F1 from recall = found / truth and precision = found / predicted)",
             flush=True,
         )
 
