@@ -145,6 +145,8 @@ class SessionPanel(QWidget):
 
     def _look(self, layer, path: str | None) -> None:
         settings = self.owner._engine_settings()
+        if settings is None:  # the owner said why (no model or weights chosen): nothing is recorded
+            return
         pixels = layer.data
         typed = self._chosen
 
