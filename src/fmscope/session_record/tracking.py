@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fmscope.errors import FmscopeError
-from fmscope.imaging.tracking.results import paint_frame
 from fmscope.session_record.action import TRACK, UNDO, Action
 from fmscope.session_record.journal import Journal
 from fmscope.session_record.snapshot import START, read_snapshot
@@ -139,6 +138,8 @@ class TrackReplay:
         return store, None
 
     def _paint(self, labels: np.ndarray, frame: int, engine: np.ndarray, before: dict[int, np.ndarray]) -> None:
+        from fmscope.imaging.tracking.results import paint_frame  # the tracking package: when a session tracks
+
         plane = labels[frame].copy()
         if paint_frame(labels, frame, engine, set(self.objects)):
             before.setdefault(frame, plane)
