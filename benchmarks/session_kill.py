@@ -47,7 +47,8 @@ SCRIPT = (
     "propagate",
     "stroke",
 )
-ACTIONS = 60
+ACTIONS = 400  # a killed run: strokes go on until the kill, which lands after one of the first len(SCRIPT) + 3
+MEASURED = len(SCRIPT) + 15  # run 0, not killed: the script, then 15 strokes
 
 
 def stack_and_boxes() -> tuple[np.ndarray, list[list[float]]]:
@@ -74,8 +75,9 @@ def stroke(k: int, shape: tuple[int, ...]) -> tuple:
     return z, slice(y0, min(y0 + h, shape[1])), slice(x0, min(x0 + w, shape[2]))
 
 
-def drive(image: str, out: str, boxes: list[list[float]]) -> None:
-    """The napari process: the Segment panel driven through SCRIPT, then strokes; ``after-N.npy`` + N printed."""
+def drive(image: str, out: str, boxes: list[list[float]], actions: int = ACTIONS) -> None:
+    """The napari process: the Segment panel driven through SCRIPT, then strokes up to ``actions`` in all;
+    ``after-N.npy`` + N printed after each."""
     import napari
     from qtpy.QtWidgets import QApplication
 
@@ -114,7 +116,7 @@ def drive(image: str, out: str, boxes: list[list[float]]) -> None:
     wait(lambda: widget.session.found is not None and widget.worker.idle)
     labels = viewer.layers["fmscope labels"]
     started = time.perf_counter()
-    for n in range(1, ACTIONS + 1):
+    for n in range(1, actions + 1):
         step = SCRIPT[n - 1] if n <= len(SCRIPT) else "stroke"
         if step.startswith("box"):
             x0, y0, x1, y1 = boxes[int(step.split()[1])]
@@ -150,7 +152,8 @@ def one_run(image: Path, pixels: np.ndarray, boxes, rng: np.random.Generator | N
 
     folder = image.parent / f"{image.name}.fmscope-session"
     process = subprocess.Popen(
-        [sys.executable, __file__, "--drive", str(image), str(work), json.dumps(boxes)],
+        [sys.executable, __file__, "--drive", str(image), str(work), json.dumps(boxes)]
+        + ([] if rng is not None else [str(MEASURED)]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -191,10 +194,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--drive", nargs=3, metavar=("IMAGE", "OUT", "BOXES"), help=argparse.SUPPRESS)
+    parser.add_argument("--drive", nargs="+", metavar="IMAGE OUT BOXES [ACTIONS]", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive:
-        drive(args.drive[0], args.drive[1], json.loads(args.drive[2]))
+        drive(args.drive[0], args.drive[1], json.loads(args.drive[2]), *(int(n) for n in args.drive[3:]))
         return
     import tifffile
 
@@ -211,7 +214,7 @@ def main() -> None:
             if run == 0:
                 record_s, autosave_s, total_s = (float(v) for v in outcome.split()[1:])
                 print(
-                    f"run 0 (not killed, {ACTIONS} actions): recording cost {record_s + autosave_s:.3f} s "
+                    f"run 0 (not killed, {MEASURED} actions): recording cost {record_s + autosave_s:.3f} s "
                     f"(record {record_s:.3f} s on the Qt thread, autosave {autosave_s:.3f} s on the worker) of "
                     f"{total_s:.1f} s of interaction: {100 * (record_s + autosave_s) / total_s:.2f} %",
                     flush=True,
