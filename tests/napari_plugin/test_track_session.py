@@ -50,7 +50,7 @@ def recorded(qtbot, widget, count: int) -> None:
     wait_idle(qtbot, widget)
 
 
-@pytest.mark.slow  # 30-55 s: two viewers; LiteMedSAM on 3 frames while annotating, replaying (twice), resuming
+@pytest.mark.slow  # 25-45 s: two viewers; LiteMedSAM on 2 frames while annotating, replaying, resuming
 def test_tracking_session_replays_by_retracking_and_resumes_with_undo(
     make_napari_viewer, open_widget, qtbot, hela_tif, tmp_path
 ):
@@ -100,15 +100,11 @@ def test_tracking_session_replays_by_retracking_and_resumes_with_undo(
     labels = second.layers[LABELS]
     assert np.array_equal(labels.data, saved)
     assert set(resumed.state.objects) == {1}
+    engine = resumed.session  # the engine session the resume re-ran: its prompts (the undone click's too) and store
+    assert {frame for frame in engine.prompts[1]} == {0, 1} and np.array_equal(engine.labels() == 1, saved == 1)
     click(qtbot, resumed, "Undo (Shift-U)")  # undoes the last recorded action still on the stack: the propagation
     recorded(qtbot, resumed, 6)
     expected = saved.copy()
     expected[1:][after_propagation[1:] == 1] = 0
     assert np.array_equal(labels.data, expected)
     assert (labels.data[0] == 1).any() and (labels.data == 9).any()
-    click(qtbot, resumed, "Propagate (Shift-P)")  # the engine goes on from the resumed session's state
-    recorded(qtbot, resumed, 7)
-    resumed.close()
-    # the resumed engine was the replayed one: the whole session, resumed part included, replays pixel for pixel
-    assert main(["replay", str(folder), "-o", str(out)]) == 0
-    assert np.array_equal(tifffile.imread(out), labels.data)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import napari
@@ -280,6 +281,18 @@ class TrackPanel(ImagePanel, QWidget):
         self._after_change(None)
 
     def _record(self, action: Action) -> None:
+        """Record ``action`` (painted); a tracking action carries the engine's model, weights, backend and precision,
+        so that work with other weights is refused by the session rather than recorded as the session's model's."""
+        segmenter = getattr(self._session[1].backend, "segmenter", None) if self._session is not None else None
+        if segmenter is not None and action.kind == TRACK:
+            model = ModelIdentity.of(segmenter)
+            action = replace(
+                action,
+                model=model.name,
+                weights_sha256=model.weights_sha256,
+                backend=model.backend,
+                precision=model.precision,
+            )
         self.session_panel.record(action)
 
     # -- engine access -------------------------------------------------------------------------
