@@ -270,3 +270,33 @@ def test_journal_round_trip_through_snapshots_and_deltas(tmp_path_factory, edits
     assert [a.params["yx"] for a in resumed.actions] == [[y, x] for _, y, x, _, _ in edits]
     assert len(list(folder.glob("labels-*.npy"))) <= 1  # older snapshots removed
     resumed.recorder.close()
+
+
+def test_undo_history_is_rebuilt_from_the_journal(tmp_path):
+    """Model results and clears that changed pixels are on the resumed undo stack, hand strokes and no-ops are not,
+    and each recorded undo pops one; each step names the pixels it changed per slice, before and after."""
+    from fmscope.session_record.history import undo_history
+
+    image = np.zeros((3, 8, 8), np.uint8)
+    model = ModelIdentity("m", "0" * 64, "torch", "fp32")
+    labels = np.zeros((3, 8, 8), np.uint16)
+    recorder = Recorder.start(tmp_path / "s", ImageIdentity.of(image), model, labels)
+    labels[1, 2:4, 2:4] = 1
+    recorder.record(Action("box", 1, box=(2, 2, 4, 4), plane=(1,)), labels)
+    labels[0, 2:4, 2:4] = labels[2, 3, 3] = 1
+    recorder.record(Action("propagate", 1, box=(2, 2, 4, 4), plane=(1,), params={"range": [0, 2]}), labels)
+    labels[2, 0, 0] = 5
+    recorder.record(Action("paint", 5), labels)
+    recorder.record(Action("refine", 1, box=(2, 2, 4, 4), points=((3, 3),), point_labels=(1,), plane=(1,)), labels)
+    labels[1, 6, 6] = 2
+    recorder.record(Action("box", 2, box=(6, 6, 7, 7), plane=(1,)), labels)
+    labels[1, 6, 6] = 0
+    recorder.record(Action("undo", 0), labels)
+    recorder.close()
+
+    steps = undo_history(tmp_path / "s")
+    assert [step.action.kind for step in steps] == ["box", "propagate"]
+    index, before, after = steps[1].planes[0]
+    assert sorted(steps[1].planes) == [0, 2] and list(index) == [18, 19, 26, 27]
+    assert not before.any() and (after == 1).all()
+    assert list(steps[1].planes[2][0]) == [27]

@@ -75,8 +75,10 @@ def test_box_click_and_stroke_are_recorded_and_resumed_in_a_new_viewer(
     layer = viewer.layers[LABELS]
     ys, xs = np.nonzero(layer.data == 1)
     assert len(ys) > 20
+    after_box = layer.data.copy()
     viewer.layers[CLICKS].add([ys.mean(), xs.mean()])  # click refine
     wait_idle(qtbot, widget)
+    refined = not np.array_equal(layer.data, after_box)  # else the refine changed nothing: not on the undo stack
     layer.brush_size = 5
     layer.paint((10, 10), 7)  # a hand stroke
     wait_recorded(qtbot, widget, 3)
@@ -106,6 +108,12 @@ def test_box_click_and_stroke_are_recorded_and_resumed_in_a_new_viewer(
 
     second.layers[LABELS].paint((150, 150), 9)  # recording goes on in the resumed session
     wait_recorded(qtbot, resumed, 4)
+    click(qtbot, resumed, "Undo (u)")  # the undo history was resumed too: the last model result is undone
+    wait_recorded(qtbot, resumed, 5)
+    expected = after_box.copy() if refined else np.zeros_like(after_box)
+    strokes = np.isin(second.layers[LABELS].data, [7, 9])  # hand strokes are not undone
+    expected[strokes] = second.layers[LABELS].data[strokes]
+    assert np.array_equal(second.layers[LABELS].data, expected)
 
 
 def test_session_of_another_image_is_named_not_loaded(make_napari_viewer, open_widget, qtbot, cells_png, tmp_path):

@@ -236,6 +236,7 @@ def test_bad_input_gives_a_message_and_changes_nothing(make_napari_viewer, open_
 
     viewer.add_image(images, name="hela")
     panel.image_combo.setCurrentText("hela")
+    wait_idle(qtbot, panel)  # the session look (fmscope.napari.session_panel) loads the model
     layer = viewer.layers[LABELS]
     panel.model_combo.setCurrentText("medsam2")  # no checkpoint
     viewer.layers[BOXES].add_rectangles(rectangle([10, 10, 40, 40], 0))

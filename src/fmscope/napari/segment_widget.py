@@ -39,12 +39,13 @@ from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
 from fmscope.imaging.label_pyramid import LabelPyramid
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.napari.image_panel import ImagePanel
-from fmscope.napari.session_panel import SessionPanel
-from fmscope.napari.state import CurrentObject, SegmentState
+from fmscope.napari.session_panel import SessionPanel, current_object
+from fmscope.napari.state import CurrentObject, PixelChange, SegmentState
 from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.train_panel import TrainPanel
 from fmscope.napari.worker import Job, ModelWorker
-from fmscope.session_record import Action
+from fmscope.session_record import Action, ModelIdentity
+from fmscope.session_record.history import undo_history
 
 MODELS = models.names(models.SEGMENT)
 BOXES, CLICKS, LABELS = "fmscope boxes", "fmscope clicks", "fmscope labels"
@@ -225,6 +226,24 @@ class SegmentWidget(ImagePanel, QWidget):
             clicks.events.data.connect(self._on_click_event)
         self.viewer.layers.selection.active = self.viewer.layers[BOXES]
         self.viewer.layers[BOXES].mode = "add_rectangle"
+
+    # -- the recorded session (fmscope.napari.session_panel) ------------------------------
+    def session_model(self, settings: tuple) -> ModelIdentity:
+        """Worker thread: the identity of the model ``settings`` name (loaded)."""
+        return ModelIdentity.of(self._engine(settings)[0])
+
+    def session_rebuild(self, resumed, settings: tuple) -> list:
+        """Worker thread: the resumed session's undo history."""
+        return undo_history(resumed.recorder.journal)
+
+    def session_restore(self, resumed, history: list) -> None:
+        """Qt thread, the labels restored: the current object (its last prompt: clicks go on refining it) and the
+        undo history."""
+        self.state = SegmentState()
+        self.state.current = current_object(resumed.actions)
+        self.state.load_history(
+            [{key: PixelChange(*change) for key, change in step.planes.items()} for step in history]
+        )
 
     def labels_layer(self):
         """The fmscope labels layer, or None."""

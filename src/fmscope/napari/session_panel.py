@@ -12,8 +12,14 @@ When the image is chosen, the panel looks (on the worker: hashing the pixels and
 a session of the same pixels and weights in that folder or its numbered siblings and offers "Resume session";
 sessions of other images or weights are named in the status line and never loaded. A huge image (the Segment
 widget's ``is_huge``: read crop by crop, labels in a pyramid) has no session: its labels are never snapshot whole.
-Resuming restores the labels and the current object (its last prompt, so clicks go on refining it); the panel's
-undo history starts empty.
+Resuming restores the labels; the owner restores the rest (Segment: the current object and the undo history;
+Track: the objects, the engine session and the undo history).
+
+The owner (the Segment widget, the Track panel) provides, besides ``worker``, ``panel``, ``_say``, ``_on_error``,
+``_image_layer``, ``labels_layer()`` and ``labels_data()``: ``_engine_settings()`` (read on the Qt thread),
+``session_model(settings)`` (worker: the :class:`ModelIdentity` its model actions are recorded with),
+``session_rebuild(resumed, settings)`` (worker: whatever resuming needs computed, e.g. the undo history) and
+``session_restore(resumed, rebuilt)`` (Qt thread, after the labels are restored).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from fmscope.errors import FmscopeError
-from fmscope.napari.state import CurrentObject, SegmentState
+from fmscope.napari.state import CurrentObject
 from fmscope.napari.worker import Job
 from fmscope.session_record import Action, ImageIdentity, ModelIdentity, Recorder, resume
 from fmscope.session_record.action import ERASE, PAINT, PROMPT_KINDS
@@ -144,13 +150,14 @@ class SessionPanel(QWidget):
 
     def _look(self, layer, path: str | None) -> None:
         settings = self.owner._engine_settings()
+        if settings is None:  # the owner said why (no model or weights chosen): nothing is recorded
+            return
         pixels = layer.data
         typed = self._chosen
 
         def identify(job: Job) -> tuple:
-            segmenter, _ = self.owner._engine(settings)
+            model = self.owner.session_model(settings)
             image = ImageIdentity.of(np.asarray(pixels), path)
-            model = ModelIdentity.of(segmenter)
             if typed:
                 base = self._base(typed, layer)
             else:
@@ -297,10 +304,15 @@ class SessionPanel(QWidget):
         self.owner._say(f"Resuming the session in {info.folder} ...")
 
         def reopen(job: Job):
-            segmenter, _ = self.owner._engine(settings)
-            return resume(info.folder, image, ModelIdentity.of(segmenter))
+            resumed = resume(info.folder, image, self.owner.session_model(settings))
+            try:
+                return resumed, self.owner.session_rebuild(resumed, settings)
+            except BaseException:
+                resumed.recorder.close()
+                raise
 
-        def restore(resumed) -> None:
+        def restore(outcome) -> None:
+            resumed, rebuilt = outcome
             if self.owner._image_layer is not layer or self.owner.labels_layer() is None:
                 resumed.recorder.close()
                 return
@@ -309,10 +321,9 @@ class SessionPanel(QWidget):
             labels_layer.refresh()
             self.recorder = resumed.recorder
             self._show_folder(str(self.recorder.folder))
-            self.owner.state = SegmentState()
-            self.owner.state.current = _current_object(resumed.actions)
+            self.owner.session_restore(resumed, rebuilt)
             self._show_offer(None)
-            self.owner._say(f"Resumed {info.folder}: {describe(info)}. Undo starts from here.")
+            self.owner._say(f"Resumed {info.folder}: {describe(info)}; Undo undoes its last action.")
 
         self.owner.worker.submit(reopen, key="session-resume", on_done=restore, on_error=self.owner._on_error)
 
@@ -330,7 +341,7 @@ class SessionPanel(QWidget):
             recorder.close()
 
 
-def _current_object(actions: list[Action]) -> CurrentObject | None:
+def current_object(actions: list[Action]) -> CurrentObject | None:
     """The object of the last model prompt, with that prompt (so clicks refine it further), or None."""
     for n in range(len(actions) - 1, -1, -1):
         action = actions[n]

@@ -136,6 +136,11 @@ class SegmentState:
         self._undo.append(_Edit(slices))
         del self._undo[: -self.max_undo]
 
+    def load_history(self, edits: list[dict[int | None, PixelChange]]) -> None:
+        """Replace the undo stack with ``edits`` (oldest first; per edit {slice key: what changed}): a resumed
+        session's history (:func:`fmscope.session_record.history.undo_history`)."""
+        self._undo = [_Edit(dict(slices)) for slices in edits][-self.max_undo :]
+
     @property
     def can_undo(self) -> bool:
         return bool(self._undo)

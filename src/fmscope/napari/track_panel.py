@@ -9,11 +9,18 @@ A box (``fmscope track boxes``) or a click (``fmscope track clicks``) on the dis
 new object, or refines the selected one (a correction when that frame was tracked: the next
 Propagate re-runs the object from there only). Keys: ``Shift-N`` new object, ``Shift-P`` propagate,
 ``Shift-U`` undo, ``Shift-C`` cancel the propagation.
+
+The session is recorded as the Segment panel's is (:mod:`fmscope.napari.session_panel`): each prompt, propagation
+(cancelled ones too, with the frames painted), undo and hand stroke once painted, as ``track`` actions that
+``fmscope replay`` re-runs (:mod:`fmscope.session_record.tracking`, LiteMedSAM and model files). Resuming re-runs
+them on the worker to give the engine back its objects, prompts and stores and the panel its undo history.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import napari
@@ -40,12 +47,16 @@ from fmscope.errors import FmscopeError
 from fmscope.imaging.tracking.export import tracks_data, write_ctc, write_label_stack, write_label_volume, write_table
 from fmscope.imaging.tracking.lineage import napari_graph
 from fmscope.napari.image_panel import ImagePanel
+from fmscope.napari.session_panel import SessionPanel
+from fmscope.napari.state import PixelChange
 from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.track_corrections import TrackCorrections, undo_correction
-from fmscope.napari.track_state import TrackState
+from fmscope.napari.track_state import TrackEdit, TrackState
 from fmscope.napari.video_reader import LazyFrames
 from fmscope.napari.worker import Job, ModelWorker
 from fmscope.outputs import FOLDER, Output, check_outputs
+from fmscope.session_record import Action, ModelIdentity
+from fmscope.session_record.action import TRACK, UNDO
 
 MODELS = models.names(models.TRACK)
 AXES = ("time", "z")  # what axis 0 of the image is: time-lapse / video frames, or volume slices
@@ -71,6 +82,9 @@ class TrackPanel(ImagePanel, QWidget):
         self._image_layer = None
         self._job: Job | None = None  # the running propagation
         self._token = 0  # the running propagation (frames of an older one are still painted)
+        self._painted = 0  # frame results the running propagation painted (recorded with it)
+        self._propagation: dict = {}  # the running propagation's recorded params
+        self._engine_token = uuid.uuid4().hex[:12]  # names the engine session in the recorded actions
         self.propagating = False
         self.frame_ready.connect(self._on_frame)
         self._build_ui()
@@ -151,6 +165,8 @@ class TrackPanel(ImagePanel, QWidget):
         self.corrections = TrackCorrections(self)
         layout.addWidget(self.corrections)
         layout.addLayout(export)
+        self.session_panel = SessionPanel(self)
+        layout.addWidget(self.session_panel)
         layout.addWidget(self.panel)
         layout.addStretch()
 
@@ -158,6 +174,7 @@ class TrackPanel(ImagePanel, QWidget):
     def _image_removed(self) -> None:
         self.worker.cancel_all()
         self._forget_session()
+        self.session_panel.image_removed()
 
     def _shape_problem(self, shape: tuple[int, ...]) -> str | None:
         return None if len(shape) == 3 else "tracking needs frames: (T, Y, X[, C]) or (Z, Y, X)."
@@ -172,6 +189,7 @@ class TrackPanel(ImagePanel, QWidget):
         if kind in AXES:
             self.axis_combo.setCurrentText(kind)
         self._ensure_layers()
+        self.session_panel.image_set(layer)
 
     def _grid(self) -> dict:
         image, n = self._image_layer, 3
@@ -197,6 +215,7 @@ class TrackPanel(ImagePanel, QWidget):
                 self.viewer.layers.remove(name)
         if LABELS not in self.viewer.layers:
             self.viewer.add_labels(np.zeros(shape, dtype=np.uint16), name=LABELS, **grid)
+            self.viewer.layers[LABELS].events.paint.connect(self.session_panel.on_paint)  # a hand stroke: recorded
         for name, add, handler in (
             (BOXES, self._add_boxes, self._on_box_event),
             (CLICKS, self._add_clicks, self._on_click_event),
@@ -217,11 +236,74 @@ class TrackPanel(ImagePanel, QWidget):
     def _labels(self):
         return self.viewer.layers[LABELS] if LABELS in self.viewer.layers else None
 
+    # -- the recorded session (fmscope.napari.session_panel) -----------------------------------
+    def labels_layer(self):
+        return self._labels()
+
+    def labels_data(self) -> np.ndarray:
+        return self.viewer.layers[LABELS].data
+
+    def _engine_settings(self) -> tuple | None:
+        return self._settings()
+
+    def session_model(self, settings: tuple | None) -> ModelIdentity:
+        """Worker thread: the identity of the tracker's segmenter (LiteMedSAM or a model file), loaded."""
+        if settings is None:
+            raise FmscopeError("No tracking model is set, so nothing is recorded.", "Choose a model, then the image.")
+        segmenter = getattr(self._session_for(settings).backend, "segmenter", None)
+        if segmenter is None:
+            raise FmscopeError(
+                f"Sessions are recorded for the default tracker and model files; work with {settings[0]} is not.",
+                "Export the labels as you go (Export), or track with the default tracker.",
+            )
+        return ModelIdentity.of(segmenter)
+
+    def session_rebuild(self, resumed, settings: tuple):
+        """Worker thread: re-run the resumed session's tracking actions (the engine's objects, prompts and stores;
+        the undo history); the last engine session becomes this panel's when its axis is the one chosen."""
+        from fmscope.session_record.tracking import litemedsam_sessions, rebuild
+
+        segmenter = self._session_for(settings).backend.segmenter
+        replayed = rebuild(resumed.recorder.journal, litemedsam_sessions(np.asarray(settings[3].data), segmenter))
+        if replayed.session is not None and replayed.axis == settings[2]:
+            self._session = (settings, replayed.session)
+        return replayed
+
+    def session_restore(self, resumed, replayed) -> None:
+        """Qt thread, the labels restored: the objects and the undo history of the replayed session."""
+        self.state.reset()
+        if self._session is not None and self._session[1] is replayed.session:
+            self._engine_token = replayed.engine
+            self.state.load(
+                replayed.objects,
+                [
+                    TrackEdit({f: PixelChange(*change) for f, change in step.frames.items()}, step.store, step.created)
+                    for step in replayed.steps
+                ],
+            )
+        self._after_change(None)
+
+    def _record(self, action: Action) -> None:
+        """Record ``action`` (painted); a tracking action carries the engine's model, weights, backend and precision,
+        so that work with other weights is refused by the session rather than recorded as the session's model's."""
+        segmenter = getattr(self._session[1].backend, "segmenter", None) if self._session is not None else None
+        if segmenter is not None and action.kind == TRACK:
+            model = ModelIdentity.of(segmenter)
+            action = replace(
+                action,
+                model=model.name,
+                weights_sha256=model.weights_sha256,
+                backend=model.backend,
+                precision=model.precision,
+            )
+        self.session_panel.record(action)
+
     # -- engine access -------------------------------------------------------------------------
     def _forget_session(self) -> None:
         """A new image or model: objects become plain labels (never overwritten), undo is cleared."""
         self._session_key = None
         self._generation += 1  # the next prompt makes a fresh engine session
+        self._engine_token = uuid.uuid4().hex[:12]
         self.state.reset()
         self._refresh_objects()
 
@@ -314,6 +396,7 @@ class TrackPanel(ImagePanel, QWidget):
             return
         obj = self.state.selected if self.state.selected is not None else self.state.new_id(layer.data)
         self.state.selected = obj
+        engine = {"engine": self._engine_token, "axis": settings[2]}
 
         def run(job: Job):
             session = self._session_for(settings)
@@ -336,6 +419,17 @@ class TrackPanel(ImagePanel, QWidget):
             self.state.paint(labels_layer.data, frame, result.labels)
             self.state.end(labels_layer.data)
             labels_layer.refresh()
+            self._record(
+                Action(
+                    TRACK,
+                    obj,
+                    box=None if box is None else tuple(float(v) for v in box),
+                    points=() if points is None else tuple(tuple(float(v) for v in p) for p in points),
+                    point_labels=() if labels is None else tuple(int(v) for v in labels),
+                    plane=(frame,),
+                    params={"op": "box" if box is not None else "points", **engine},
+                )
+            )
             self._after_change(
                 f"Object {obj} on frame {frame}: {int((result.labels == obj).sum())} px, "
                 f"score {result.scores.get(obj, 0.0):.2f}. Propagate (Shift-P) to track it."
@@ -366,6 +460,14 @@ class TrackPanel(ImagePanel, QWidget):
         self._token += 1
         token = self._token
         worker = self.worker
+        self._painted = 0
+        self._propagation = {
+            "op": "propagate",
+            "direction": direction,
+            "range": [first, last],
+            "engine": self._engine_token,
+            "axis": settings[2],
+        }
 
         def run(job: Job) -> None:
             from fmscope.imaging.tracking import FrameResult
@@ -400,6 +502,7 @@ class TrackPanel(ImagePanel, QWidget):
         if isinstance(result, dict):  # sent before the first frame: the propagation's undo step opens
             self.state.begin(layer.data, result)
             return
+        self._painted += 1
         if self.state.paint(layer.data, result.frame, result.labels):
             layer.refresh()
 
@@ -409,6 +512,11 @@ class TrackPanel(ImagePanel, QWidget):
         self._set_running(False)
         layer = self._labels()
         edit = self.state.end(layer.data) if layer is not None else None
+        if layer is not None:
+            complete = error is None and not cancelled
+            if complete or self._painted:  # one that painted nothing changed nothing
+                params = {**self._propagation, "frames": self._painted, "complete": complete}
+                self._record(Action(TRACK, 0, params=params))
         if error is not None:
             self.panel.fail(error, "Propagation failed")
             self._after_change(None)
@@ -421,7 +529,7 @@ class TrackPanel(ImagePanel, QWidget):
         self.panel.on_progress("", 1, 1)
 
     def cancel(self) -> None:
-        """Stop the propagation after the frame being tracked; painted frames stay consistent."""
+        """Stop the propagation after the frame being tracked; the frames it painted are taken back (_propagated)."""
         if self.propagating and self._job is not None:
             self._job.cancel()
             self._say("Cancelling after the current frame ...")
@@ -461,6 +569,7 @@ class TrackPanel(ImagePanel, QWidget):
         if edit is None:
             return None
         layer.refresh()
+        self._record(Action(UNDO, 0))
         if edit.session_state is not None:
             undo_correction(self, edit)
         elif edit.store or edit.created is not None:
@@ -597,4 +706,5 @@ class TrackPanel(ImagePanel, QWidget):
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.worker.shutdown()
+        self.session_panel.shutdown()
         super().closeEvent(event)

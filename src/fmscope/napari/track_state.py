@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fmscope.imaging.tracking.results import paint_frame
 from fmscope.napari.state import PixelChange
+
+__all__ = ["TrackEdit", "TrackState", "paint_frame"]
 
 
 @dataclass
@@ -27,17 +30,6 @@ class TrackEdit:
     session_state: object | None = None  # a correction's engine state before it (fmscope.napari.track_corrections)
     objects: dict[int, set[int]] | None = None  # ... and the panel's objects before it
     _before: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> plane before (while open)
-
-
-def paint_frame(labels: np.ndarray, frame: int, engine: np.ndarray, tracked: set[int]) -> bool:
-    """Write ``engine`` (H, W) into ``labels[frame]`` where the layer is background or a tracked id."""
-    plane = labels[frame]
-    writable = (plane == 0) | np.isin(plane, list(tracked))
-    changed = writable & (plane != engine)
-    if not changed.any():
-        return False
-    plane[changed] = engine[changed]
-    return True
 
 
 class TrackState:
@@ -56,6 +48,12 @@ class TrackState:
         self.selected = None
         self._undo.clear()
         self._open = None
+
+    def load(self, objects: dict[int, set[int]], edits: list[TrackEdit]) -> None:
+        """Take a resumed session's objects (id -> prompted frames) and undo history (oldest first)."""
+        self.reset()
+        self.objects.update({obj: set(frames) for obj, frames in objects.items()})
+        self._undo = list(edits)[-self.max_undo :]
 
     @property
     def tracked(self) -> set[int]:

@@ -3,9 +3,10 @@
 Box / point / refine prompts are re-run with :class:`fmscope.imaging.predictor.Segmenter` on their plane, with the
 recorded intensity window and ROI-zoom crop, and painted in with the Segment panel's rule
 (:func:`fmscope.session_record.paint.paint_mask`); volume propagations through
-:func:`fmscope.imaging.volume.segment_volume` (:mod:`fmscope.session_record.propagate`). Every other action
-(time-lapse tracking for now, hand painting, undo, division edits) is applied from the pixels the journal
-recorded for it.
+:func:`fmscope.imaging.volume.segment_volume` (:mod:`fmscope.session_record.propagate`); the Track panel's prompts
+and propagations on a tracking session with the same segmenter (:mod:`fmscope.session_record.tracking`, which also
+undoes the engine's steps). Every other action (hand painting, undo, division edits) is applied from the pixels the
+journal recorded for it.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fmscope.session_record.action import PROMPT_KINDS, PROPAGATE, Action
+from fmscope.session_record.action import PROMPT_KINDS, PROPAGATE, TRACK, Action
 from fmscope.session_record.identity import ImageIdentity, ModelIdentity
 from fmscope.session_record.journal import Journal
 from fmscope.session_record.paint import paint_mask
 from fmscope.session_record.propagate import propagate_action
 from fmscope.session_record.recorder import check_identity, restore
 from fmscope.session_record.snapshot import START, read_snapshot
+from fmscope.session_record.tracking import TrackReplay, litemedsam_sessions
 
 if TYPE_CHECKING:
     from fmscope.imaging.predictor import Segmenter
@@ -65,7 +67,14 @@ def replay(
         labels = np.array(read_snapshot(journal.folder, START, shape, dtype), copy=True)
         rerun = from_record = 0
         current_plane: tuple | None = None
+        tracking: TrackReplay | None = None  # from the first tracking action on
         for _seq, action, delta in journal.actions():
+            if action.kind == TRACK and tracking is None:
+                tracking = TrackReplay(litemedsam_sessions(image, segmenter))
+            if tracking is not None:
+                rerun_now = tracking.apply(labels, action, delta)
+                rerun, from_record = rerun + rerun_now, from_record + (not rerun_now)
+                continue
             if action.kind == PROPAGATE:
                 propagate_action(labels, image, action, segmenter)
                 current_plane = None  # segment_volume set its own slices

@@ -30,6 +30,19 @@ def paint_labels(objects: dict[int, ObjectMask], shape: tuple[int, int]) -> np.n
     return labels
 
 
+def paint_frame(labels: np.ndarray, frame: int, engine: np.ndarray, tracked: set[int]) -> bool:
+    """Write ``engine`` (H, W) into ``labels[frame]`` where ``labels`` holds background or a ``tracked`` id (the
+    Track panel's painting rule: labels painted by hand, any other id, are never overwritten). Returns whether
+    anything changed."""
+    plane = labels[frame]
+    writable = (plane == 0) | np.isin(plane, list(tracked))
+    changed = writable & (plane != engine)
+    if not changed.any():
+        return False
+    plane[changed] = engine[changed]
+    return True
+
+
 class LabelStore:
     """uint16 label frames (compressed) and each object's score per frame."""
 

@@ -1,0 +1,171 @@
+"""A recorded tracking session, re-run: the napari Track panel's prompts, propagations and undos
+(:mod:`fmscope.napari.track_panel`), replayed on a :class:`fmscope.imaging.tracking.TrackingSession`.
+
+The Track panel records its model actions as kind ``track``, ``plane`` = (frame,) for a prompt and ``params``:
+
+- ``op``: ``"box"`` (``box`` x0, y0, x1, y1), ``"points"`` (``points`` (x, y)... with ``point_labels``) or
+  ``"propagate"`` (``direction``, ``range`` [first, last] inclusive, ``frames``: how many frame results were
+  painted, ``complete``: False when the user cancelled it or it stopped on a bad frame);
+- ``engine``: a token naming the engine session (a new image, model or axis starts a new one, whose objects
+  begin afresh; the old ones are plain labels from then on); ``axis``: ``"time"`` or ``"z"``.
+
+:class:`TrackReplay` does what the panel did, in the same order: each prompt or propagation is re-run and its
+frames painted with :func:`fmscope.imaging.tracking.results.paint_frame` (background and tracked objects only), an
+undo gives the engine back its store frames and forgets the object the undone prompt created. The labels then equal
+the recorded ones pixel for pixel on the same backend and precision (LiteMedSAM's tracker is deterministic). It also
+keeps the panel's undo history (:attr:`TrackReplay.steps`), which a resumed panel takes over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fmscope.errors import FmscopeError
+from fmscope.session_record.action import TRACK, UNDO, Action
+from fmscope.session_record.journal import Journal
+from fmscope.session_record.snapshot import START, read_snapshot
+
+if TYPE_CHECKING:
+    from fmscope.imaging.predictor import Segmenter
+    from fmscope.imaging.tracking import TrackingSession
+    from fmscope.session_record.delta import Delta
+
+MAX_UNDO = 50  # as fmscope.napari.track_state.TrackState's default: older steps fall off both stacks alike
+BOX_OP, POINTS_OP, PROPAGATE_OP = "box", "points", "propagate"
+
+
+@dataclass
+class TrackStep:
+    """One undoable tracking action as replayed: ``frames`` {frame: (flat indices, values before, values after)} of
+    the labels it changed, ``store``: the engine store's frames before it (:meth:`LabelStore.snapshot`),
+    ``created``: the object its prompt created (None: it prompted or propagated existing ones)."""
+
+    frames: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    store: dict
+    created: int | None
+
+
+def litemedsam_sessions(image: np.ndarray, segmenter: Segmenter) -> Callable[[str], TrackingSession]:
+    """A factory of engine sessions on ``image`` ((T, H, W[, C]) frames or a (Z, H, W) volume) tracking with
+    ``segmenter`` (the default tracker, LiteMedSAM per frame), given the recorded axis (``time`` / ``z``)."""
+    from fmscope.imaging.tracking import TrackingSession, open_frames
+    from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
+
+    def make(axis: str) -> TrackingSession:
+        frames = open_frames(np.asarray(image), kind="volume" if axis == "z" else "stack")
+        return TrackingSession(
+            frames, model=segmenter.model.name, backend=LiteMedSAMTracker(frames, segmenter=segmenter)
+        )
+
+    return make
+
+
+class TrackReplay:
+    """Replays tracking actions onto labels (T, H, W) with engine sessions from ``make_session(axis)``."""
+
+    def __init__(self, make_session: Callable[[str], TrackingSession]) -> None:
+        self.make_session = make_session
+        self.session: TrackingSession | None = None
+        self.engine: str | None = None  # the recorded engine token of :attr:`session`
+        self.axis: str | None = None  # and its axis ("time" / "z")
+        self.objects: dict[int, set[int]] = {}  # object -> prompted frames (the panel's TrackState.objects)
+        self.steps: list[TrackStep] = []  # the undo history
+
+    def apply(self, labels: np.ndarray, action: Action, delta: Delta) -> bool:
+        """Replay ``action`` on ``labels`` (in place): a ``track`` action is re-run (returns True); an ``undo``
+        applies its recorded pixels and undoes the engine's last step; any other its recorded pixels."""
+        if action.kind == TRACK:
+            self._track(labels, action)
+            return True
+        delta.apply(labels)
+        if action.kind == UNDO and self.steps:
+            self._undo_engine(self.steps.pop())
+        return False
+
+    def _track(self, labels: np.ndarray, action: Action) -> None:
+        params = action.params
+        if params.get("engine") != self.engine or self.session is None:
+            self.axis = params.get("axis", "time")
+            self.session = self.make_session(self.axis)
+            self.engine = params.get("engine")
+            self.objects.clear()
+            self.steps.clear()
+        op = params.get("op")
+        before: dict[int, np.ndarray] = {}
+        if op in (BOX_OP, POINTS_OP):
+            frame, obj = action.plane[0], action.object_id
+            store = self.session.store.snapshot([frame])
+            if op == BOX_OP:
+                result = self.session.add_box(frame, obj, action.box)
+            else:
+                result = self.session.add_points(
+                    frame, obj, [list(p) for p in action.points], list(action.point_labels)
+                )
+            created = obj if obj not in self.objects else None
+            self.objects.setdefault(obj, set()).add(frame)
+            self._paint(labels, frame, result.labels, before)
+        elif op == PROPAGATE_OP:
+            store, created = self._propagate(labels, params, before)
+            if not params.get("frames"):
+                return  # nothing painted: the panel opened no undo step
+        else:
+            raise FmscopeError(
+                f"Unknown tracking action '{op}' in the session.", "Record it with this fmscope version."
+            )
+        self._push(labels, before, store, created)
+
+    def _propagate(self, labels: np.ndarray, params: dict, before: dict) -> tuple[dict, None]:
+        first, last = (int(f) for f in params["range"])
+        store = self.session.store.snapshot(range(first, last + 1))
+        results = self.session.propagate(params.get("direction", "both"), (first, last))
+        count, complete = int(params.get("frames", 0)), bool(params.get("complete", True))
+        if not complete and not count:
+            return store, None
+        try:
+            for done, result in enumerate(results, start=1):
+                self._paint(labels, result.frame, result.labels, before)
+                if not complete and done >= count:
+                    break  # where the user cancelled: the engine stopped after this frame
+        finally:
+            results.close()
+        if complete and self.session.frames.kind == "volume":  # the panel repaints a volume's frames at the end
+            for frame in range(first, last + 1):
+                self._paint(labels, frame, self.session.frame_labels(frame), before)
+        return store, None
+
+    def _paint(self, labels: np.ndarray, frame: int, engine: np.ndarray, before: dict[int, np.ndarray]) -> None:
+        from fmscope.imaging.tracking.results import paint_frame  # the tracking package: when a session tracks
+
+        plane = labels[frame].copy()
+        if paint_frame(labels, frame, engine, set(self.objects)):
+            before.setdefault(frame, plane)
+
+    def _push(self, labels: np.ndarray, before: dict[int, np.ndarray], store: dict, created: int | None) -> None:
+        frames = {}
+        for frame, plane in before.items():
+            index = np.flatnonzero(labels[frame] != plane)
+            frames[frame] = (index, plane.flat[index], labels[frame].flat[index])
+        self.steps.append(TrackStep(frames, store, created))
+        del self.steps[:-MAX_UNDO]
+
+    def _undo_engine(self, step: TrackStep) -> None:
+        """What the panel's undo does to the engine: forget the object created, put the store's frames back."""
+        if step.created is not None:
+            self.session.remove_object(step.created)
+            self.objects.pop(step.created, None)
+        self.session.store.restore(step.store)
+
+
+def rebuild(journal: Journal, make_session: Callable[[str], TrackingSession]) -> TrackReplay:
+    """Replay every action of ``journal`` from the labels the session started with: the :class:`TrackReplay` holds
+    the engine session, objects and undo history after the last one (a resumed Track panel's)."""
+    shape, dtype = journal.meta("labels_shape"), journal.meta("labels_dtype")
+    labels = np.array(read_snapshot(journal.folder, START, shape, dtype), copy=True)
+    replayed = TrackReplay(make_session)
+    for _seq, action, delta in journal.actions():
+        replayed.apply(labels, action, delta)
+    return replayed

@@ -1,0 +1,110 @@
+"""The Track panel's recorded session (issue 29): a box, a propagation, a click correction, an undo and a hand stroke
+on a 2-frame crop of the HeLa time-lapse, opened from its TIFF as a user does; ``fmscope replay`` re-runs the tracker
+and equals the saved labels pixel for pixel; a new viewer resumes it (labels, objects, engine, undo history)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from napari_helpers import click, wait_idle
+
+from fmscope.cli import main
+from fmscope.imaging.prompts import box_from_mask
+from fmscope.napari.track_panel import BOXES, CLICKS, LABELS
+from fmscope.samples import get_case
+from fmscope.session_record.journal import Journal
+
+FRAMES, SIDE = 2, 128
+NUCLEUS = 12  # a ground-truth track in the crop, on every frame
+
+
+@pytest.fixture(scope="module")
+def hela_tif(tmp_path_factory):
+    """(path, frames, ground-truth tracks) of a (2, 128, 128) crop of the HeLa time-lapse, written as a TIFF."""
+    case = get_case("hela_timelapse")
+    images = tifffile.imread(case.image_path)[:FRAMES, :SIDE, :SIDE]
+    tracks = tifffile.imread(case.labels_path)[:FRAMES, :SIDE, :SIDE]
+    path = tmp_path_factory.mktemp("hela") / "hela.tif"
+    tifffile.imwrite(path, images, photometric="minisblack")
+    return path, images, tracks
+
+
+def rectangle(box, frame):
+    x0, y0, x1, y1 = box
+    return np.c_[np.full(4, frame), [[y0, x0], [y0, x1], [y1, x1], [y1, x0]]].astype(float)
+
+
+def open_track(make_napari_viewer, open_widget, qtbot, path):
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari")
+    widget = open_widget(viewer, "Track")
+    qtbot.waitUntil(lambda: widget.session_panel.found is not None, timeout=120_000)
+    return viewer, widget
+
+
+def recorded(qtbot, widget, count: int) -> None:
+    wait_idle(qtbot, widget)
+    panel = widget.session_panel
+    qtbot.waitUntil(lambda: panel.recorder is not None and panel.recorder.seq == count, timeout=5000)
+    wait_idle(qtbot, widget)
+
+
+@pytest.mark.slow  # 25-45 s: two viewers; LiteMedSAM on 2 frames while annotating, replaying, resuming
+def test_tracking_session_replays_by_retracking_and_resumes_with_undo(
+    make_napari_viewer, open_widget, qtbot, hela_tif, tmp_path
+):
+    path, _, tracks = hela_tif
+    folder = path.parent / "hela.tif.fmscope-session"
+    viewer, widget = open_track(make_napari_viewer, open_widget, qtbot, path)
+    assert widget.session_panel.folder_edit.text() == str(folder)
+    widget.session_panel.autosave_interval_s = 0
+    layer = viewer.layers[LABELS]
+
+    viewer.layers[BOXES].add_rectangles(rectangle(box_from_mask(tracks[0] == NUCLEUS), 0))
+    recorded(qtbot, widget, 1)
+    click(qtbot, widget, "Propagate (Shift-P)")
+    recorded(qtbot, widget, 2)
+    assert all((layer.data[f] == 1).any() for f in range(FRAMES))
+    after_propagation = layer.data.copy()
+    ys, xs = np.nonzero(tracks[1] == NUCLEUS)
+    viewer.layers[CLICKS].add([1, ys.mean(), xs.mean()])  # a correction on frame 1
+    recorded(qtbot, widget, 3)
+    click(qtbot, widget, "Undo (Shift-U)")
+    recorded(qtbot, widget, 4)
+    assert np.array_equal(layer.data, after_propagation)
+    layer.paint((1, 5, 5), 9)  # a hand stroke
+    recorded(qtbot, widget, 5)
+    saved = layer.data.copy()
+    journal = Journal(folder)
+    actions = [action for _, action, _ in journal.actions()]
+    journal.close()
+    assert [(a.kind, a.params.get("op")) for a in actions] == [
+        ("track", "box"),
+        ("track", "propagate"),
+        ("track", "points"),
+        ("undo", None),
+        ("paint", None),
+    ]
+
+    # replay re-runs the tracker: 3 tracking actions re-run, 2 applied from their pixels, every pixel equal
+    out = tmp_path / "replayed.tif"
+    assert main(["replay", str(folder), "-o", str(out)]) == 0
+    assert np.array_equal(tifffile.imread(out), saved)
+
+    widget.close()
+    second, resumed = open_track(make_napari_viewer, open_widget, qtbot, path)
+    assert not resumed.session_panel.resume_button.isHidden()
+    click(qtbot, resumed, "Resume session")
+    wait_idle(qtbot, resumed)
+    labels = second.layers[LABELS]
+    assert np.array_equal(labels.data, saved)
+    assert set(resumed.state.objects) == {1}
+    engine = resumed.session  # the engine session the resume re-ran: its prompts (the undone click's too) and store
+    assert {frame for frame in engine.prompts[1]} == {0, 1} and np.array_equal(engine.labels() == 1, saved == 1)
+    click(qtbot, resumed, "Undo (Shift-U)")  # undoes the last recorded action still on the stack: the propagation
+    recorded(qtbot, resumed, 6)
+    expected = saved.copy()
+    expected[1:][after_propagation[1:] == 1] = 0
+    assert np.array_equal(labels.data, expected)
+    assert (labels.data[0] == 1).any() and (labels.data == 9).any()
