@@ -1,6 +1,7 @@
-"""The Track panel's recorded session (issue 29): a box, a propagation, a click correction, an undo and a hand stroke
-on a 2-frame crop of the HeLa time-lapse, opened from its TIFF as a user does; ``fmscope replay`` re-runs the tracker
-and equals the saved labels pixel for pixel; a new viewer resumes it (labels, objects, engine, undo history)."""
+"""The Track panel's recorded session (issue 29): a box, a propagation, a click correction, an undo, a hand stroke and
+a split of the track (Corrections box) on a 2-frame crop of the HeLa time-lapse, opened from its TIFF as a user does;
+``fmscope replay`` re-runs the tracker and equals the saved labels pixel for pixel; a new viewer resumes it (labels,
+objects, engine, undo history)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,12 @@ def test_tracking_session_replays_by_retracking_and_resumes_with_undo(
     assert np.array_equal(layer.data, after_propagation)
     layer.paint((1, 5, 5), 9)  # a hand stroke
     recorded(qtbot, widget, 5)
+    before_split = layer.data.copy()
+    widget.objects_table.selectRow(0)
+    viewer.dims.set_current_step(0, 1)
+    click(qtbot, widget, "Split here")  # a correction (issue 28): frame 1 of object 1 becomes a new object
+    recorded(qtbot, widget, 6)
+    assert len(widget.state.objects) == 2 and not np.array_equal(layer.data, before_split)
     saved = layer.data.copy()
     journal = Journal(folder)
     actions = [action for _, action, _ in journal.actions()]
@@ -85,6 +92,7 @@ def test_tracking_session_replays_by_retracking_and_resumes_with_undo(
         ("track", "points"),
         ("undo", None),
         ("paint", None),
+        ("track", "correct"),
     ]
 
     # replay re-runs the tracker: 3 tracking actions re-run, 2 applied from their pixels, every pixel equal
@@ -99,12 +107,16 @@ def test_tracking_session_replays_by_retracking_and_resumes_with_undo(
     wait_idle(qtbot, resumed)
     labels = second.layers[LABELS]
     assert np.array_equal(labels.data, saved)
-    assert set(resumed.state.objects) == {1}
-    engine = resumed.session  # the engine session the resume re-ran: its prompts (the undone click's too) and store
-    assert {frame for frame in engine.prompts[1]} == {0, 1} and np.array_equal(engine.labels() == 1, saved == 1)
-    click(qtbot, resumed, "Undo (Shift-U)")  # undoes the last recorded action still on the stack: the propagation
-    recorded(qtbot, resumed, 6)
-    expected = saved.copy()
+    assert len(resumed.state.objects) == 2
+    engine = resumed.session  # the engine session the resume re-ran: its objects and store
+    assert np.array_equal(engine.labels() > 0, np.isin(saved, list(resumed.state.objects)))
+    click(qtbot, resumed, "Undo (Shift-U)")  # undoes the last recorded action still on the stack: the split
+    recorded(qtbot, resumed, 7)
+    assert np.array_equal(labels.data, before_split) and set(resumed.state.objects) == {1}
+    assert np.array_equal(engine.labels() == 1, before_split == 1)
+    click(qtbot, resumed, "Undo (Shift-U)")  # then the propagation
+    recorded(qtbot, resumed, 8)
+    expected = before_split.copy()
     expected[1:][after_propagation[1:] == 1] = 0
     assert np.array_equal(labels.data, expected)
     assert (labels.data[0] == 1).any() and (labels.data == 9).any()

@@ -16,7 +16,8 @@ Resuming restores the labels; the owner restores the rest (Segment: the current 
 Track: the objects, the engine session and the undo history).
 
 The owner (the Segment widget, the Track panel) provides, besides ``worker``, ``panel``, ``_say``, ``_on_error``,
-``_image_layer``, ``labels_layer()`` and ``labels_data()``: ``_engine_settings()`` (read on the Qt thread),
+``_image_layer``, ``labels_layer()``, ``labels_data()`` and ``is_huge(layer=None)``: ``_engine_settings()`` (read on
+the Qt thread),
 ``session_model(settings)`` (worker: the :class:`ModelIdentity` its model actions are recorded with),
 ``session_rebuild(resumed, settings)`` (worker: whatever resuming needs computed, e.g. the undo history) and
 ``session_restore(resumed, rebuilt)`` (Qt thread, after the labels are restored).

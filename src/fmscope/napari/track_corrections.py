@@ -17,8 +17,6 @@ merge without touching it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from qtpy.QtWidgets import QGridLayout, QGroupBox, QLabel, QPushButton, QSpinBox
 
 from fmscope.imaging.tracking import corrections
@@ -62,20 +60,23 @@ class TrackCorrections(QGroupBox):
         """Split the selected object on the shown frame."""
         obj, frame = self._selected(), self._frame()
         if obj is not None:
-            self._edit(lambda s: corrections.split_track(s, obj, frame)[1], f"Object {obj} split on frame {frame}.")
+            self._edit("split", obj, frame, 0, f"Object {obj} split on frame {frame}.")
 
     def link(self) -> None:
         """The other object continues the selected one."""
         obj, other = self._selected(), self.other_spin.value()
         if obj is not None:
-            self._edit(lambda s: corrections.link_tracks(s, obj, other), f"Object {other} now continues object {obj}.")
+            self._edit("link", obj, self._frame(), other, f"Object {other} now continues object {obj}.")
 
     def mark_division(self) -> None:
         """The selected object divides on the shown frame into itself and the other object."""
         obj, other, frame = self._selected(), self.other_spin.value(), self._frame()
         if obj is not None:
             self._edit(
-                lambda s: corrections.mark_division(s, obj, frame, other)[1],
+                "mark_division",
+                obj,
+                frame,
+                other,
                 f"Object {obj} divides on frame {frame}; object {other} is a daughter.",
             )
 
@@ -83,7 +84,7 @@ class TrackCorrections(QGroupBox):
         """The selected object's daughters become it again."""
         obj = self._selected()
         if obj is not None:
-            self._edit(lambda s: s.remove_division(obj), f"Division of object {obj} removed.")
+            self._edit("remove_division", obj, self._frame(), 0, f"Division of object {obj} removed.")
 
     def repropagate(self) -> None:
         """Track every object again, forward from the shown frame to the frame range's end."""
@@ -93,9 +94,9 @@ class TrackCorrections(QGroupBox):
         self.panel.direction_combo.setCurrentText("forward")
         self.panel.propagate()
 
-    def _edit(self, change: Callable, message: str) -> None:
-        """Run ``change(session)`` (returns the frames it changed) on the model thread, then repaint those frames
-        as one undo step."""
+    def _edit(self, name: str, obj: int, frame: int, other: int, message: str) -> None:
+        """Run the correction ``name`` (:func:`corrections.apply_correction`) on the model thread, then repaint the
+        frames it changed as one undo step and record it in the session (``fmscope replay`` re-runs it)."""
         panel = self.panel
         if panel.propagating:
             panel._say("Cancel the propagation before correcting.")
@@ -108,7 +109,7 @@ class TrackCorrections(QGroupBox):
         def run(job: Job):
             session = panel._session_for(settings)
             before = corrections.capture(session)
-            frames = change(session)
+            frames = corrections.apply_correction(session, name, obj, frame, other)
             present = {obj for scores in session.store.scores.values() for obj in scores}
             return before, {f: session.frame_labels(f) for f in frames}, present
 
@@ -119,14 +120,15 @@ class TrackCorrections(QGroupBox):
                 return
             edit = panel.state.begin(layer.data)
             edit.session_state, edit.objects = before, {k: set(v) for k, v in panel.state.objects.items()}
-            for obj in present - set(panel.state.objects):
-                panel.state.objects[obj] = set()
+            for added in present - set(panel.state.objects):
+                panel.state.objects[added] = set()
             for frame, labels in frames.items():
                 panel.state.paint(layer.data, frame, labels)
-            for obj in set(panel.state.objects) - present:
-                del panel.state.objects[obj]  # linked into another: no pixels of its own now
+            for gone in set(panel.state.objects) - present:
+                del panel.state.objects[gone]  # linked into another: no pixels of its own now
             panel.state.end(layer.data)
             layer.refresh()
+            panel.record_correction(name, obj, frame, other, settings[2])
             panel._after_change(message)
 
         panel.worker.submit(run, on_done=paint, on_error=lambda error: panel.panel.fail(error))

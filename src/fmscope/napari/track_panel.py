@@ -57,6 +57,7 @@ from fmscope.napari.worker import Job, ModelWorker
 from fmscope.outputs import FOLDER, Output, check_outputs
 from fmscope.session_record import Action, ModelIdentity
 from fmscope.session_record.action import TRACK, UNDO
+from fmscope.session_record.tracking import CORRECT_OP
 
 MODELS = models.names(models.TRACK)
 AXES = ("time", "z")  # what axis 0 of the image is: time-lapse / video frames, or volume slices
@@ -277,11 +278,28 @@ class TrackPanel(ImagePanel, QWidget):
             self.state.load(
                 replayed.objects,
                 [
-                    TrackEdit({f: PixelChange(*change) for f, change in step.frames.items()}, step.store, step.created)
+                    TrackEdit(
+                        {f: PixelChange(*change) for f, change in step.frames.items()},
+                        step.store,
+                        step.created,
+                        step.session_state,
+                        step.objects,
+                    )
                     for step in replayed.steps
                 ],
             )
         self._after_change(None)
+
+    def is_huge(self, layer=None) -> bool:
+        """False: the Track panel takes ordinary arrays only (huge images are the Segment widget's); the session
+        panel asks it of its owner."""
+        return False
+
+    def record_correction(self, name: str, obj: int, frame: int, other: int, axis: str) -> None:
+        """Record a correction of the Corrections box, once painted, as a ``track`` action ``fmscope replay`` re-runs
+        (:mod:`fmscope.session_record.tracking`)."""
+        params = {"op": CORRECT_OP, "correction": name, "other": int(other), "engine": self._engine_token, "axis": axis}
+        self._record(Action(TRACK, int(obj), plane=(int(frame),), params=params))
 
     def _record(self, action: Action) -> None:
         """Record ``action`` (painted); a tracking action carries the engine's model, weights, backend and precision,

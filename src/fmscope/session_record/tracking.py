@@ -6,6 +6,9 @@ The Track panel records its model actions as kind ``track``, ``plane`` = (frame,
 - ``op``: ``"box"`` (``box`` x0, y0, x1, y1), ``"points"`` (``points`` (x, y)... with ``point_labels``) or
   ``"propagate"`` (``direction``, ``range`` [first, last] inclusive, ``frames``: how many frame results were
   painted, ``complete``: False when the user cancelled it or it stopped on a bad frame);
+  or ``"correct"`` (a correction of the panel's Corrections box: ``correction`` one of
+  :data:`fmscope.imaging.tracking.corrections.CORRECTIONS`, the action's object and ``plane`` frame, ``other`` the
+  second object);
 - ``engine``: a token naming the engine session (a new image, model or axis starts a new one, whose objects
   begin afresh; the old ones are plain labels from then on); ``axis``: ``"time"`` or ``"z"``.
 
@@ -35,18 +38,21 @@ if TYPE_CHECKING:
     from fmscope.session_record.delta import Delta
 
 MAX_UNDO = 50  # as fmscope.napari.track_state.TrackState's default: older steps fall off both stacks alike
-BOX_OP, POINTS_OP, PROPAGATE_OP = "box", "points", "propagate"
+BOX_OP, POINTS_OP, PROPAGATE_OP, CORRECT_OP = "box", "points", "propagate", "correct"
 
 
 @dataclass
 class TrackStep:
     """One undoable tracking action as replayed: ``frames`` {frame: (flat indices, values before, values after)} of
     the labels it changed, ``store``: the engine store's frames before it (:meth:`LabelStore.snapshot`),
-    ``created``: the object its prompt created (None: it prompted or propagated existing ones)."""
+    ``created``: the object its prompt created (None: it prompted or propagated existing ones); a correction keeps
+    the whole engine state and the objects before it instead (its undo restores them)."""
 
     frames: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
     store: dict
     created: int | None
+    session_state: object | None = None  # a correction's engine state before it (corrections.capture) ...
+    objects: dict[int, set[int]] | None = None  # ... and the objects before it
 
 
 def litemedsam_sessions(image: np.ndarray, segmenter: Segmenter) -> Callable[[str], TrackingSession]:
@@ -112,6 +118,9 @@ class TrackReplay:
             store, created = self._propagate(labels, params, before)
             if not params.get("frames"):
                 return  # nothing painted: the panel opened no undo step
+        elif op == CORRECT_OP:
+            self._correct(labels, action, before)
+            return
         else:
             raise FmscopeError(
                 f"Unknown tracking action '{op}' in the session.", "Record it with this fmscope version."
@@ -137,6 +146,25 @@ class TrackReplay:
                 self._paint(labels, frame, self.session.frame_labels(frame), before)
         return store, None
 
+    def _correct(self, labels: np.ndarray, action: Action, before: dict) -> None:
+        """A correction, as the panel's Corrections box does it: the engine edit, objects it brought in tracked while
+        its frames are painted, objects it merged away forgotten after."""
+        from fmscope.imaging.tracking import corrections
+
+        state, objects = corrections.capture(self.session), {k: set(v) for k, v in self.objects.items()}
+        frames = corrections.apply_correction(
+            self.session, action.params["correction"], action.object_id, action.plane[0], int(action.params["other"])
+        )
+        present = {obj for scores in self.session.store.scores.values() for obj in scores}
+        for obj in present - set(self.objects):
+            self.objects[obj] = set()
+        for frame in frames:
+            self._paint(labels, frame, self.session.frame_labels(frame), before)
+        for obj in set(self.objects) - present:
+            del self.objects[obj]
+        self._push(labels, before, {}, None)
+        self.steps[-1].session_state, self.steps[-1].objects = state, objects
+
     def _paint(self, labels: np.ndarray, frame: int, engine: np.ndarray, before: dict[int, np.ndarray]) -> None:
         from fmscope.imaging.tracking.results import paint_frame  # the tracking package: when a session tracks
 
@@ -153,7 +181,14 @@ class TrackReplay:
         del self.steps[:-MAX_UNDO]
 
     def _undo_engine(self, step: TrackStep) -> None:
-        """What the panel's undo does to the engine: forget the object created, put the store's frames back."""
+        """What the panel's undo does to the engine: forget the object created, put the store's frames back (a
+        correction: the whole engine state and the objects as they were)."""
+        if step.session_state is not None:
+            from fmscope.imaging.tracking import corrections
+
+            corrections.restore(self.session, step.session_state)
+            self.objects = {k: set(v) for k, v in step.objects.items()}
+            return
         if step.created is not None:
             self.session.remove_object(step.created)
             self.objects.pop(step.created, None)

@@ -166,3 +166,22 @@ def mark_division(session: TrackingSession, parent: int, frame: int, sibling: in
     session.lineage.link(daughter, parent)
     session.lineage.link(sibling, parent)
     return [daughter, sibling], changed
+
+
+CORRECTIONS = ("split", "link", "mark_division", "remove_division")
+
+
+def apply_correction(session: TrackingSession, name: str, obj: int, frame: int, other: int) -> list[int]:
+    """The correction ``name`` (one of :data:`CORRECTIONS`) on ``session``, as the napari Track panel asks it and a
+    recorded session replays it: ``split`` ``obj`` on ``frame``; ``link`` ``other`` onto ``obj``; ``mark_division``
+    of ``obj`` on ``frame`` with ``other`` a daughter; ``remove_division`` of ``obj``'s daughters. Returns the frames
+    changed. Raises FmscopeError for an unknown name and as each correction does."""
+    if name == "split":
+        return split_track(session, obj, frame)[1]
+    if name == "link":
+        return link_tracks(session, obj, other)
+    if name == "mark_division":
+        return mark_division(session, obj, frame, other)[1]
+    if name == "remove_division":
+        return session.remove_division(obj)
+    raise FmscopeError(f"Unknown track correction '{name}'.", f"Use one of: {', '.join(CORRECTIONS)}.")
