@@ -138,8 +138,9 @@ class SegmentState:
 
     def load_history(self, edits: list[dict[int | None, PixelChange]]) -> None:
         """Replace the undo stack with ``edits`` (oldest first; per edit {slice key: what changed}): a resumed
-        session's history (:func:`fmscope.session_record.history.undo_history`)."""
-        self._undo = [_Edit(dict(slices)) for slices in edits][-self.max_undo :]
+        session's history (:func:`fmscope.session_record.history.undo_history`); whole planes (a huge image, whose
+        edits are regions, has no session)."""
+        self._undo = [_Edit({(z, None): change for z, change in slices.items()}) for slices in edits][-self.max_undo :]
 
     @property
     def can_undo(self) -> bool:

@@ -291,9 +291,12 @@ class TrackPanel(ImagePanel, QWidget):
         self._after_change(None)
 
     def is_huge(self, layer=None) -> bool:
-        """False: the Track panel takes ordinary arrays only (huge images are the Segment widget's); the session
-        panel asks it of its owner."""
-        return False
+        """Whether ``layer`` (default: the chosen image) is read on demand, never whole: a video or cine opened by
+        fmscope's reader (:class:`LazyFrames`). The session panel asks it of its owner: such a layer gets no session
+        (a session hashes every pixel of its image; the engine tracks from the file). Huge 2D images are the
+        Segment widget's only."""
+        layer = self._image_layer if layer is None else layer
+        return layer is not None and isinstance(layer.data, LazyFrames)
 
     def record_correction(self, name: str, obj: int, frame: int, other: int, axis: str) -> None:
         """Record a correction of the Corrections box, once painted, as a ``track`` action ``fmscope replay`` re-runs
