@@ -119,9 +119,16 @@ def lattice_neighbours(extent: np.ndarray, shape: tuple[int, int], radius_factor
     if own is None:
         return []
     side, (cx, cy) = lattice_side(extent), _centre(own)
-    rows = {_lattice_span(c + side / 2, side, shape[0]) for c in range(0, max(shape[0] - side, 0) + side, side // 2)}
-    cols = {_lattice_span(c + side / 2, side, shape[1]) for c in range(0, max(shape[1] - side, 0) + side, side // 2)}
-    crops = [(y0, x0, y1, x1) for y0, y1 in rows for x0, x1 in cols]
+    stride, reach = side // 2, 2 * radius_factor * side + side  # lattice positions farther hold no crop in range
+
+    def spans(centre: float, length: int) -> set[tuple[int, int]]:
+        """The lattice spans along an axis of ``length`` near ``centre`` (never the whole axis: a 40k image has
+        1,250 positions a side, and all of them squared took seconds)."""
+        first = max(0, int((centre - reach) // stride) * stride)
+        end = min(max(length - side, 0) + side, int(centre + reach) + stride)
+        return {_lattice_span(c + side / 2, side, length) for c in range(first, end, stride)}
+
+    crops = [(y0, x0, y1, x1) for y0, y1 in spans(cy, shape[0]) for x0, x1 in spans(cx, shape[1])]
     distance = {c: float(np.hypot(_centre(c)[0] - cx, _centre(c)[1] - cy)) for c in crops}
     kept = [c for c in crops if distance[c] <= 2 * radius_factor * side]
     return sorted(kept, key=lambda c: (distance[c], c))
