@@ -25,7 +25,6 @@ the Qt thread),
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -39,21 +38,13 @@ from fmscope.napari.state import CurrentObject
 from fmscope.napari.worker import Job
 from fmscope.session_record import Action, ImageIdentity, ModelIdentity, Recorder, resume
 from fmscope.session_record.action import ERASE, PAINT, PROMPT_KINDS
-from fmscope.session_record.find import Found, SessionInfo, find_sessions
+from fmscope.session_record.find import Found, SessionInfo, find_sessions, sessions_root
 from fmscope.session_record.journal import JOURNAL_FILE
 from fmscope.session_record.recorder import default_folder
 
-SESSIONS_VARIABLE = "FMSCOPE_SESSIONS_DIR"
 # Labels snapshots at most this often: a snapshot writes the whole labels (a volume's can be 50 MB) on the model
 # thread, while the journal already holds every action; a snapshot only makes resuming shorter.
 AUTOSAVE_INTERVAL_S = 5.0
-
-
-def sessions_root() -> Path:
-    """Where sessions of images without a file go: ``$FMSCOPE_SESSIONS_DIR``, else ``~/fmscope_sessions``
-    (user data, so not the rebuildable cache of :mod:`fmscope.user_cache`)."""
-    chosen = os.environ.get(SESSIONS_VARIABLE, "").strip()
-    return Path(chosen).expanduser() if chosen else Path.home() / "fmscope_sessions"
 
 
 def layer_path(layer) -> str | None:
