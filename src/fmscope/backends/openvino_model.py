@@ -9,7 +9,8 @@ own model cache (``CACHE_DIR``), which keys them by this CPU and the compile set
 precision hint (OpenVINO 2026.4: a bf16 network read from an f32 blob crashes the process), hence one
 folder per precision. A second process reads the compiled network instead of compiling it. The IR
 folder is written under a temporary name and renamed into place; OpenVINO writes its blobs itself,
-and an unreadable IR or blob is rebuilt. Everything here can be deleted at any time.
+and an unreadable IR or blob is rebuilt. Everything here can be deleted at any time; the folder is kept within
+a size bound, least recently used entries first (:mod:`fmscope.backends.openvino_cache`).
 
 Inputs and outputs are float32 numpy arrays. A network of one static input (an image encoder) has a batch
 of one, so a batch is run item by item (fmscope's CPU encoder batch is one anyway); a network of several
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 
 import fmscope
+from fmscope.backends import openvino_cache
 from fmscope.backends.telemetry import disable_openvino_telemetry
 from fmscope.errors import FmscopeError
 from fmscope.user_cache import cache_root
@@ -188,6 +190,8 @@ class OpenVINOModule:
                     self._ensure_converted()
                     compiled = core().compile_model(str(self.network_path), "CPU", config)
                 _COMPILED[entry_key] = (compiled, threading.Lock())
+                openvino_cache.prune(self.folder.parent, keep=self.folder)
+            openvino_cache.mark_used(self.folder)  # every run: a long-lived process keeps its entries recent
             return _COMPILED[entry_key]
 
     def _ensure_converted(self) -> None:
