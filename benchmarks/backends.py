@@ -238,7 +238,8 @@ def demo_nuclei(segmenters: dict, count: int | None, repeats: int) -> None:
 
 
 def medsam2_speed(n_frames: int, repeats: int) -> None:
-    """MedSAM2 ms per frame with its image encoder on torch / OpenVINO exact / fast, rounds interleaved."""
+    """MedSAM2 ms per frame with its image encoder and memory attention on torch / OpenVINO exact / fast, rounds
+    interleaved."""
     import tempfile
     from pathlib import Path
 

@@ -83,7 +83,7 @@ class LoadedSam2:
     image_size: int
     weights_sha256: str
     path: str
-    backend: str = "torch"  # the image encoder's runtime; the other parts run on torch
+    backend: str = "torch"  # the image encoder's, memory attention's and memory encoder's runtime
 
 
 def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
@@ -120,9 +120,9 @@ def load_sam2(
     :func:`fmscope.checkpoints.unwrap_state_dict`); weights in the first SAM 2 layout of the same
     Hiera size are built from sam2's SAM 2 config; a file of another architecture is refused with
     what it looks like. Building the model does not touch the global random state.
-    ``backend``: the image encoder's runtime (``torch`` / ``openvino`` / ``auto``; None: ``$FMSCOPE_BACKEND`` or
-    auto, :mod:`fmscope.backends`) at ``precision`` (``fp32``, or ``fast``: OpenVINO only, bf16 where the CPU
-    has it); memory attention, memory encoder and mask decoder run on torch.
+    ``backend``: the runtime of the image encoder, memory attention and memory encoder (``torch`` / ``openvino`` /
+    ``auto``; None: ``$FMSCOPE_BACKEND`` or auto, :mod:`fmscope.backends`) at ``precision`` (``fp32``, or
+    ``fast``: OpenVINO only, bf16 where the CPU has it); the prompt encoder and mask decoder run on torch.
     """
     from fmscope.backends import resolve_backend
 
@@ -158,9 +158,18 @@ def load_sam2(
     predictor = predictor.to(target).eval()
     if runtime == "openvino":
         from fmscope.backends.sam2_image_encoder import OpenVINOSam2ImageEncoder
+        from fmscope.backends.sam2_memory_attention import OpenVINOSam2MemoryAttention
+        from fmscope.backends.sam2_memory_encoder import OpenVINOSam2MemoryEncoder
 
         predictor.image_runtime = OpenVINOSam2ImageEncoder(predictor, image_size, digest, precision)
-        predictor.image_runtime.prepare()  # compiled here (from the disk cache), not on the first frame
+        memory_attention = OpenVINOSam2MemoryAttention(predictor, digest, precision)
+        memory_encoder = OpenVINOSam2MemoryEncoder(predictor, digest, precision)
+        for runtime_part in (predictor.image_runtime, memory_attention, memory_encoder):
+            runtime_part.prepare()  # compiled here (from the disk cache), not on the first frame
+        # sam2 calls self.memory_attention(...) / self.memory_encoder(...) from deep inside its frame step: the
+        # modules' own forward is answered by the OpenVINO networks (weights and state-dict keys stay as loaded)
+        predictor.memory_attention.forward = memory_attention
+        predictor.memory_encoder.forward = memory_encoder
     return LoadedSam2(name, predictor, image_size, digest, str(path), runtime)
 
 
