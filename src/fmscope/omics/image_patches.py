@@ -44,6 +44,16 @@ ENCODER = IMAGE_EXPRESSION_ENCODER
 BATCH = 4
 
 
+def require_pixel_size(microns_per_pixel: float | None, source: str) -> float:
+    """``microns_per_pixel`` as a float; FmscopeError naming ``source`` when it is missing, not finite or <= 0."""
+    if microns_per_pixel is None or not np.isfinite(microns_per_pixel) or microns_per_pixel <= 0:
+        raise FmscopeError(
+            f"{source} has no microns per pixel, so patches of a physical size cannot be cut.",
+            "Give the pixel size (--microns-per-pixel), or a slide whose image carries it.",
+        )
+    return float(microns_per_pixel)
+
+
 @dataclass
 class TissueImage:
     """An RGB uint8 tissue image (H, W, 3) and its microns per pixel."""
@@ -54,11 +64,7 @@ class TissueImage:
     @classmethod
     def from_array(cls, image: np.ndarray, microns_per_pixel: float | None, source: str = "the image") -> TissueImage:
         """Validate an H&E (or grayscale) image with its pixel size; refuses an image without one."""
-        if microns_per_pixel is None or not np.isfinite(microns_per_pixel) or microns_per_pixel <= 0:
-            raise FmscopeError(
-                f"{source} has no microns per pixel, so patches of a physical size cannot be cut.",
-                "Give the pixel size (--microns-per-pixel), or a slide whose image carries it.",
-            )
+        require_pixel_size(microns_per_pixel, source)
         validated = validate_image(np.asarray(image))
         return cls(to_rgb_uint8(validated, resolve_intensity(validated, None)), float(microns_per_pixel))
 
@@ -71,8 +77,7 @@ class TissueImage:
         ``encoder_um_per_px`` (finer), band by band (:meth:`LazyImage.read_resampled`); memory is the result
         (a 20 mm scan at 8 µm per pixel: 2,500 px a side) plus one band. The features are those of the same scan
         given whole (the encoder sees it at this scale either way). Refuses as :meth:`from_array`."""
-        if microns_per_pixel is None or not np.isfinite(microns_per_pixel) or microns_per_pixel <= 0:
-            return cls.from_array(np.zeros((1, 1), np.uint8), microns_per_pixel, source)  # its refusal
+        microns_per_pixel = require_pixel_size(microns_per_pixel, source)
         factor = max(1.0, encoder_um_per_px / microns_per_pixel)
         shrunk = image.read_resampled(factor)
         return cls.from_array(shrunk, microns_per_pixel * image.shape[0] / shrunk.shape[0], source)
