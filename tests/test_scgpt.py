@@ -41,6 +41,24 @@ def test_cell_embeddings_match_official(expected):
     assert cosine.min() >= 0.9999, cosine
 
 
+def test_cell_embeddings_on_openvino_equal_torchs(expected):
+    """The transformer on OpenVINO (dynamic batch and length) within fp32 rounding of the official embeddings,
+    for a padded batch and for a batch without padding (the traced masked branch must hold there too)."""
+    from fmscope.backends.scgpt_encoder import OpenVINOCellEmbedding
+
+    model, _, _ = load_scgpt(FIXTURE)
+    runtime = OpenVINOCellEmbedding(model)
+    genes, values = torch.as_tensor(expected["gene_ids"]), torch.as_tensor(expected["values"]).float()
+    padding = torch.as_tensor(expected["padding"])
+    padded = runtime(genes, values, padding).numpy()
+    assert padded.shape == (6, 32) and np.abs(padded - expected["cell_emb"]).max() <= 1e-5
+    unpadded = (~padding[3]).nonzero().flatten()  # cell 3: 6 genes, then padding
+    short = genes[3:4, unpadded], values[3:4, unpadded], torch.zeros(1, len(unpadded), dtype=torch.bool)
+    with torch.no_grad():
+        reference = model.cell_embedding(*short).numpy()
+    assert np.abs(runtime(*short).numpy() - reference).max() <= 1e-5
+
+
 def test_skipped_parts_are_listed_and_explained(tmp_path, expected):
     """Keys of parts fmscope does not build (generation flag, batch encoder, DAB, DSBN) load, and the
     report lists every one of them with why; the cell embeddings do not change."""

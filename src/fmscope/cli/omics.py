@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fmscope.cli.options import add_backend_option
 from fmscope.cli.progress import tqdm_progress
 from fmscope.errors import FmscopeError
 from fmscope.outputs import HEAD_SUFFIXES, PICTURE_SUFFIXES, SLIDE_SUFFIXES, Output, check_outputs
@@ -90,7 +91,12 @@ def _embed(slide, args: argparse.Namespace):
 
     with tqdm_progress("cell") as progress:
         embedding, method = embed_cells(
-            slide.adata, args.checkpoint, batch_size=args.batch_size, device=args.device, progress=progress
+            slide.adata,
+            args.checkpoint,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=progress,
+            backend=args.backend,
         )
     _note(slide.adata.uns["fmscope"].get("skipped_weights", []))
     return embedding, method
@@ -348,6 +354,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         command.add_argument("--checkpoint", help="official scGPT checkpoint folder (default: baseline PCA encoder)")
         command.add_argument("--batch-size", type=int, default=32)
         command.add_argument("--device", help="cpu or cuda (scGPT only)")
+        add_backend_option(command)
         if name == "domains":
             command.add_argument(
                 "--resolution",

@@ -22,7 +22,7 @@ def add_backend_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
-        help="image encoder runtime: openvino (CPU), torch, or auto (default: $FMSCOPE_BACKEND, "
+        help="runtime of the model's heavy networks: openvino (CPU), torch, or auto (default: $FMSCOPE_BACKEND, "
         "else OpenVINO on CPU and torch on GPU)",
     )
 

@@ -212,10 +212,20 @@ def scgpt_embedding(
     progress: Progress | None = None,
     device: str | torch.device | None = None,
     normalise: bool = True,
+    backend: str | None = None,
 ) -> np.ndarray:
     """L2-normalised (``normalise=False``: raw) <cls> embeddings of every cell, streamed in batches (CPU or GPU).
-    ``progress``: told ``(cells done, cells, "embedding cells")`` per batch; raises Cancelled once cancelled."""
+    ``progress``: told ``(cells done, cells, "embedding cells")`` per batch; raises Cancelled once cancelled.
+    ``backend``: the transformer's runtime (``torch`` / ``openvino`` / ``auto``; None: ``$FMSCOPE_BACKEND``, else
+    auto = OpenVINO fp32 on CPU, within fp32 rounding of torch; :mod:`fmscope.backends.scgpt_encoder`)."""
+    from fmscope.backends import resolve_backend
+
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    cell_embedding = model.cell_embedding
+    if resolve_backend(backend, device) == "openvino":
+        from fmscope.backends.scgpt_encoder import OpenVINOCellEmbedding
+
+        cell_embedding = OpenVINOCellEmbedding(model)
     out = np.zeros((adata.n_obs, model.config.d_model), dtype=np.float32)
     progress = as_progress(progress)
     done = 0
@@ -223,7 +233,7 @@ def scgpt_embedding(
     with torch.inference_mode():
         for cells, genes, values, padding in scgpt_inputs(adata, model, vocab, batch_size, max_length, seed):
             out[cells] = (
-                model.cell_embedding(
+                cell_embedding(
                     torch.as_tensor(genes, device=device),
                     torch.as_tensor(values, device=device),
                     torch.as_tensor(padding, device=device),
@@ -246,16 +256,18 @@ def embed_cells(
     batch_size: int = 32,
     device: str | None = None,
     progress: Progress | None = None,
+    backend: str | None = None,
 ) -> tuple[np.ndarray, str]:
     """Embed every cell with scGPT (``checkpoint`` folder) or the baseline; store it in
     ``adata.obsm["X_fmscope"]``, the encoder's name in ``adata.uns["fmscope"]["encoder"]`` and, for
-    checkpoints with parts fmscope skips, why each is skipped in ``adata.uns["fmscope"]["skipped_weights"]``."""
+    checkpoints with parts fmscope skips, why each is skipped in ``adata.uns["fmscope"]["skipped_weights"]``.
+    ``backend``: scGPT's runtime (:func:`scgpt_embedding`)."""
     skipped: list[str] = []
     if checkpoint is not None:
         from fmscope.omics.models.scgpt import load_scgpt
 
         model, vocab, report = load_scgpt(checkpoint, device=device or "cpu")
-        embedding = scgpt_embedding(adata, model, vocab, batch_size=batch_size, progress=progress)
+        embedding = scgpt_embedding(adata, model, vocab, batch_size=batch_size, progress=progress, backend=backend)
         method = f"scgpt ({report.summary()})"
         skipped = report.explanations()
     else:
