@@ -364,11 +364,19 @@ def _image_shape(item: BatchItem) -> tuple[int, ...]:
     from fmscope.imaging import io
 
     if item.job == "segment":
-        return io.read_image(item.input).shape[:2]
+        from fmscope.imaging.lazy_image import LazyImage
+
+        image = io.open_image(item.input)  # a huge image: its header only
+        if isinstance(image, LazyImage):
+            image.close()
+            return image.shape[:2]
+        return image.array.shape[:2]
     if item.job == "track":
         from fmscope.imaging.tracking import open_frames
 
         frames = open_frames(item.input, channel=item.channel)
+        if hasattr(frames, "close"):  # huge frames keep their TIFF open
+            frames.close()
         return (frames.n_frames, *frames.shape)
     if item.input.is_dir():
         return io.read_volume(item.input, series=item.series).array.shape
