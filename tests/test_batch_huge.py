@@ -7,6 +7,7 @@ from __future__ import annotations
 import tracemalloc
 
 import numpy as np
+import pytest
 import tifffile
 
 from fmscope.batch import read_manifest
@@ -15,6 +16,8 @@ from fmscope.batch.records import signature
 from fmscope.batch.runner import run_item
 from fmscope.imaging.intensity import auto_intensity
 from fmscope.models import DEFAULT_SEGMENTER
+
+pytestmark = pytest.mark.slow  # two items, two encoder passes each (~8 s on the shared 2-core CPU)
 
 SIDE, SMALL = 8_000, 2_000
 OFFSET, SMALL_OFFSET = (5_120, 2_560), (768, 768)  # the 512 x 512 sample in each (on the crop lattice: same crops)

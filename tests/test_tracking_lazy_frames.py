@@ -11,7 +11,6 @@ import zarr
 from zarr.storage import MemoryStore, WrapperStore
 
 from fmscope.errors import FmscopeError
-from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.tracking import TrackingSession, open_frames
 from fmscope.imaging.tracking.frames import ArrayFrames, LazyStackFrames, WindowFrames
 from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
@@ -42,11 +41,6 @@ class CountingStore(WrapperStore):
 def hela():
     folder = sample_data_dir() / "hela_timelapse"
     return tifffile.imread(folder / "images.tif")[:FRAMES], tifffile.imread(folder / "tracks.tif")[:FRAMES]
-
-
-@pytest.fixture(scope="module")
-def segmenter() -> Segmenter:
-    return Segmenter("litemedsam", device="cpu")
 
 
 def central_box(tracks: np.ndarray) -> np.ndarray:
