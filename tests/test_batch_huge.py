@@ -10,14 +10,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from fmscope.batch import read_manifest
+from fmscope.batch import read_manifest, validate_items
 from fmscope.batch.models import ModelPool
 from fmscope.batch.records import signature
 from fmscope.batch.runner import run_item
 from fmscope.imaging.intensity import auto_intensity
 from fmscope.models import DEFAULT_SEGMENTER
-
-pytestmark = pytest.mark.slow  # two items, two encoder passes each (~8 s on the shared 2-core CPU)
 
 SIDE, SMALL = 8_000, 2_000
 OFFSET, SMALL_OFFSET = (5_120, 2_560), (768, 768)  # the 512 x 512 sample in each (on the crop lattice: same crops)
@@ -41,6 +39,7 @@ def run(tmp_path, name: str, image: np.ndarray, boxes: list[np.ndarray], offset:
     return tifffile.imread(tmp_path / f"out_{name}" / "items" / item.id / "labels.tif"), row, peak
 
 
+@pytest.mark.slow  # two items, two encoder passes each (~8 s on the shared 2-core CPU)
 def test_batch_segment_on_a_huge_tiff_reads_only_the_boxes_crops(tmp_path, nuclei, nuclei_boxes, segmenter):
     sample = auto_intensity(nuclei[0]).to_uint8(nuclei[0])
     boxes = [np.asarray(nuclei_boxes[label], float) for label in sorted(nuclei_boxes)[:2]]
@@ -62,3 +61,13 @@ def test_batch_segment_on_a_huge_tiff_reads_only_the_boxes_crops(tmp_path, nucle
     assert row["area_px"] == int((part > 0).sum())
     print(f"\ntraced peak: huge {huge_peak / 2**20:.1f} MB, 2k crop {small_peak / 2**20:.1f} MB")
     assert huge_peak <= 1.5 * small_peak and huge_peak < SIDE * SIDE / 4  # the image is never held
+
+
+def test_a_track_row_on_huge_frames_is_refused_by_the_dry_run(tmp_path):
+    """A tiled TIFF stack of 4200 x 4200 frames: the row is refused before anything runs (its output would be a
+    full-size label stack), naming the frames' size and the windowed ways to track them."""
+    stack = np.zeros((2, 4200, 4200), np.uint8)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, tile=(256, 256), compression="zlib", metadata={"axes": "TYX"})
+    (tmp_path / "m.csv").write_text(f"id,job,input,box,slice\nbig,track,{tmp_path / 'stack.tif'},10 10 40 40,0\n")
+    [(_, problem)] = validate_items(read_manifest(tmp_path / "m.csv"))
+    assert problem.startswith("Row 1 (big): ") and "4200 x 4200" in problem and "window" in problem
