@@ -98,14 +98,19 @@ def test_tracking_in_huge_lazy_frames_reads_only_the_window(hela, segmenter):
     assert len(window_chunks) == FRAMES * 9 and 0 < len(reads) <= 3 * len(window_chunks)
 
 
-def test_a_tiled_tiff_stack_of_huge_frames_opens_lazily(tmp_path, hela):
-    """A tiled multi-page TIFF whose frames are above the eager limit: opened as lazy frames (never whole), a window
-    reads the same pixels as the file's full read."""
+@pytest.mark.parametrize("layout", ["one series TYX", "pages appended one by one"])
+def test_a_tiled_tiff_stack_of_huge_frames_opens_lazily(tmp_path, hela, layout):
+    """A tiled multi-page TIFF whose frames are above the eager limit, written in one call or page by page (a live
+    acquisition): opened as lazy frames (never whole), a window reads the same pixels as the file's full read."""
     images, _ = hela
     stack = np.zeros((2, 4200, 4200), np.uint16)
     stack[:, 1000:1512, 2000:2512] = images[:2]
     path = tmp_path / "huge_stack.tif"
-    tifffile.imwrite(path, stack, tile=(256, 256), compression="zlib", metadata={"axes": "TYX"})
+    if layout == "one series TYX":
+        tifffile.imwrite(path, stack, tile=(256, 256), compression="zlib", metadata={"axes": "TYX"})
+    else:
+        for frame in stack:
+            tifffile.imwrite(path, frame, tile=(256, 256), compression="zlib", append=True)
     frames = open_frames(path)
     try:
         assert isinstance(frames, LazyStackFrames) and frames.n_frames == 2 and frames.shape == (4200, 4200)

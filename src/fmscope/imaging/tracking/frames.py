@@ -332,15 +332,16 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
                 raise FmscopeError(
                     f"--channel {channel} was given, but {path} has no channel axis.", "Leave out --channel."
                 )
+            if _plane_pixels(tif.series[0].axes.upper(), tif.series[0].shape) > EAGER_MAX_PIXELS:
+                return _huge_tiff_frames(path, tif, "T" + tif.series[0].axes.upper(), None, appended=True)
             return TiffSeriesFrames(path, tif)
         series = tif.series[0]
         axes = series.axes.upper()
         if series.kind == "shaped" and axes.endswith("SYX"):
             # tifffile.imwrite stores (..., 3 | 4, Y, X) arrays as planar RGB(A) pages: the user's planes, not colour
             axes = axes.replace("S", "Q")
-        sizes = dict(zip(axes, series.shape))
-        if sizes.get("Y", 1) * sizes.get("X", 1) > EAGER_MAX_PIXELS:
-            return _huge_tiff_frames(path, tif, series, axes, channel)
+        if _plane_pixels(axes, series.shape) > EAGER_MAX_PIXELS:
+            return _huge_tiff_frames(path, tif, axes, channel)
         try:
             array = tifffile.memmap(path, mode="r") if series.dataoffset is not None else series.asarray()
         except (ValueError, tifffile.TiffFileError):
@@ -359,17 +360,27 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
     return ArrayFrames(array, kind="volume" if frame_axis == "Z" else "stack", name=str(path))
 
 
-def _huge_tiff_frames(path: Path, tif: tifffile.TiffFile, series, axes: str, channel: int | None) -> LazyStackFrames:
+def _plane_pixels(axes: str, shape: tuple[int, ...]) -> int:
+    """Y x X of a TIFF series of ``axes`` and ``shape``."""
+    sizes = dict(zip(axes, shape))
+    return sizes.get("Y", 1) * sizes.get("X", 1)
+
+
+def _huge_tiff_frames(
+    path: Path, tif: tifffile.TiffFile, axes: str, channel: int | None, appended: bool = False
+) -> LazyStackFrames:
     """A TIFF stack whose frames have more than ``EAGER_MAX_PIXELS`` pixels, read lazily: tifffile's zarr store of the
-    series (full-resolution level) as a dask array, arranged by its axes as :func:`_tiff_axes` does (lazily). Pages
-    stored in chunks (tiles, strips) larger than ``MAX_CHUNK_BYTES`` decoded are refused (every read would decode
-    them whole). The frames keep ``tif`` open (``close()``)."""
+    first series (full-resolution level; ``appended``: of every single-page series, stacked along ``axes``' leading
+    T) as a dask array, arranged by its axes as :func:`_tiff_axes` does (lazily). Pages stored in chunks (tiles,
+    strips) larger than ``MAX_CHUNK_BYTES`` decoded are refused (every read would decode them whole). The frames keep
+    ``tif`` open (``close()``)."""
     import dask.array
     import zarr
 
     from fmscope.imaging.lazy_image import MAX_CHUNK_BYTES
 
     try:
+        series = tif.series[0]
         page = series.pages[0]
         chunk_bytes = int(np.prod(page.chunks)) * np.dtype(series.dtype).itemsize
         if chunk_bytes > MAX_CHUNK_BYTES:
@@ -379,7 +390,9 @@ def _huge_tiff_frames(path: Path, tif: tifffile.TiffFile, series, axes: str, cha
                 "cannot be read in parts, and are too large to read whole.",
                 "Save the stack tiled, e.g. tifffile.imwrite(out, stack, tile=(256, 256), compression='zlib').",
             )
-        array = dask.array.from_zarr(zarr.open(series.aszarr(level=0), mode="r"))
+        stores = tif.series if appended else [series]
+        arrays = [dask.array.from_zarr(zarr.open(item.aszarr(level=0), mode="r")) for item in stores]
+        array = dask.array.stack(arrays) if appended else arrays[0]
         array, frame_axis = _tiff_axes(array, axes, path, channel)
         kind = "volume" if frame_axis == "Z" else "stack"
         return LazyStackFrames(array, kind=kind, name=str(path), closer=tif.close)
