@@ -77,6 +77,10 @@ def test_tracking_in_huge_lazy_frames_reads_only_the_window(hela, segmenter):
     box = central_box(tracks) + np.array([OFFSET[1], OFFSET[0]] * 2)
     window = frames.window_around(box)
     assert isinstance(window, WindowFrames) and window.shape == (1024, 1024)
+    far = box + 1500  # two objects: one window holding both, with the margin of one
+    both = frames.window_around([box, far]).rectangle
+    assert both[2] - both[0] == both[3] - both[1] >= 1500 + 7 * (box[2] - box[0])
+    assert both[1] <= box[0] and far[2] < both[3] and both[0] <= box[1] and far[3] < both[2]
     y0, x0, y1, x1 = window.rectangle
     eager = ArrayFrames(np.asarray(array[:, y0:y1, x0:x1]))
     store.keys.clear()

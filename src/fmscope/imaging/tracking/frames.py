@@ -181,12 +181,17 @@ class LazyStackFrames(FrameSource):
         """The frames' rectangle rows y0..y1-1, columns x0..x1-1 (clipped to the frames) as frames of their own."""
         return WindowFrames(self, (max(0, y0), max(0, x0), min(self.height, y1), min(self.width, x1)))
 
-    def window_around(self, box) -> WindowFrames:
-        """The window tracked for a prompt ``box`` [x0, y0, x1, y1] (frame pixels): a square of ``WINDOW_FACTOR`` x
-        the box's long side (at least ``MIN_WINDOW``) centred on it, moved inside the frames at their borders. It stays
-        fixed while tracking: an object that leaves it ends as one leaving the field of view does."""
-        x0, y0, x1, y1 = (float(value) for value in box)
-        side = max(MIN_WINDOW, int(np.ceil(WINDOW_FACTOR * max(x1 - x0, y1 - y0, 1))))
+    def window_around(self, boxes) -> WindowFrames:
+        """The window tracked for prompt ``boxes`` (one [x0, y0, x1, y1] or (n, 4), frame pixels): a square centred on
+        the boxes' union, ``WINDOW_FACTOR`` x the longest box side (at least ``MIN_WINDOW``), grown to hold the union
+        with that margin, moved inside the frames at their borders. It stays fixed while tracking: an object that
+        leaves it ends as one leaving the field of view does."""
+        boxes = np.atleast_2d(np.asarray(boxes, float))
+        x0, y0 = boxes[:, :2].min(axis=0)
+        x1, y1 = boxes[:, 2:].max(axis=0)
+        longest = max(1.0, float((boxes[:, 2:] - boxes[:, :2]).max()))
+        union = max(x1 - x0, y1 - y0)
+        side = max(MIN_WINDOW, int(np.ceil(max(WINDOW_FACTOR * longest, union + (WINDOW_FACTOR - 1) * longest))))
         top = int(np.clip(round((y0 + y1) / 2 - side / 2), 0, max(0, self.height - side)))
         left = int(np.clip(round((x0 + x1) / 2 - side / 2), 0, max(0, self.width - side)))
         return self.window(top, left, top + side, left + side)
