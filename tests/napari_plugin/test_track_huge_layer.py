@@ -19,7 +19,7 @@ from zarr.storage import MemoryStore, WrapperStore
 from fmscope.imaging.tracking import TrackingSession
 from fmscope.imaging.tracking.frames import ArrayFrames
 from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
-from fmscope.napari.track_panel import BOXES, LABELS
+from fmscope.napari.track_panel import BOXES, LABELS, TRACKS
 from fmscope.samples import sample_data_dir
 
 pytestmark = pytest.mark.slow
@@ -76,7 +76,9 @@ def pyramid(images: np.ndarray, store) -> list:
     return levels
 
 
-def test_track_panel_on_a_20k_multiscale_layer_tracks_in_a_window(make_napari_viewer, open_widget, qtbot, hela):
+def test_track_panel_on_a_20k_multiscale_layer_tracks_in_a_window(
+    make_napari_viewer, open_widget, qtbot, hela, tmp_path
+):
     images, tracks = hela
     ys, xs = np.nonzero(tracks[0] == tracks[0][260, 250] if tracks[0][260, 250] else tracks[0] == tracks[0].max())
     box = np.array([xs.min(), ys.min(), xs.max(), ys.max()], float) + np.array([OFFSET[1], OFFSET[0]] * 2)
@@ -116,6 +118,14 @@ def test_track_panel_on_a_20k_multiscale_layer_tracks_in_a_window(make_napari_vi
     assert (layer.data[1] == 1).sum() > 100
     print(f"\nprocess grew {grown:.0f} MB propagating through {FRAMES} frames of {SIDE} x {SIDE} in a window")
     assert grown < 300  # one whole frame is 800 MB
+
+    assert np.allclose(viewer.layers[TRACKS].translate, layer.translate)  # the tracks drawn on the window too
+    written = panel.export(tmp_path)  # named after the window: its pixels are the window's
+    assert [path.name for path in written[:2]] == [
+        f"huge_window_y{y0}_x{x0}_labels.tif",
+        f"huge_window_y{y0}_x{x0}_objects.csv",
+    ]
+    np.testing.assert_array_equal(tifffile.imread(written[0]), layer.data)
 
     outside = box + 3000  # another object, outside the window: refused, nothing changes
     labels_before = layer.data.copy()
