@@ -15,7 +15,7 @@ The session is recorded as the Segment panel's is (:mod:`fmscope.napari.session_
 ``fmscope replay`` re-runs (:mod:`fmscope.session_record.tracking`, LiteMedSAM and model files). Resuming re-runs
 them on the worker to give the engine back its objects, prompts and stores and the panel its undo history.
 
-Huge frames (a multiscale layer, or frames of more than ``EAGER_MAX_PIXELS`` pixels: a dask / zarr stack from napari's
+Huge frames (of more than ``EAGER_MAX_PIXELS`` pixels: a multiscale layer's level 0, a dask / zarr stack from napari's
 readers) are never read whole: the first box fixes a tracking window around it
 (:meth:`~fmscope.imaging.tracking.frames.LazyStackFrames.window_around`), the labels layer covers that window only
 (placed by its translate), the engine reads only the window's chunks of each frame, and prompts outside it are refused.
@@ -237,17 +237,22 @@ class TrackPanel(ImagePanel, QWidget):
         self.viewer.layers[BOXES].mode = "add_rectangle"
 
     def _windowed(self, layer) -> bool:
-        """Whether ``layer``'s frames are tracked in a window (never read whole): a multiscale layer, or frames of
-        more than ``EAGER_MAX_PIXELS`` pixels (module docstring)."""
+        """Whether ``layer``'s frames are tracked in a window (never read whole): frames (level 0 of a multiscale
+        layer) of more than ``EAGER_MAX_PIXELS`` pixels (module docstring)."""
         if layer is None or isinstance(layer.data, LazyFrames):
             return False
         shape = self._spatial_shape(layer)
-        return layer.multiscale or (len(shape) == 3 and shape[1] * shape[2] > EAGER_MAX_PIXELS)
+        return len(shape) == 3 and shape[1] * shape[2] > EAGER_MAX_PIXELS
+
+    @staticmethod
+    def _full_resolution(layer):
+        """The layer's frames at full resolution: level 0 of a multiscale layer, else its data (any array)."""
+        return layer.data[0] if layer.multiscale else layer.data
 
     def _huge_frames(self, layer, axis: str) -> LazyStackFrames:
         """The full-resolution frames of a windowed layer, read on demand (no pixel is read here)."""
-        data = layer.data[0] if layer.multiscale else layer.data
-        return LazyStackFrames(data, kind="volume" if axis == "z" else "stack", name=f"'{layer.name}'")
+        kind = "volume" if axis == "z" else "stack"
+        return LazyStackFrames(self._full_resolution(layer), kind=kind, name=f"'{layer.name}'")
 
     def _into_window(self, box, points) -> tuple | None:
         """Qt thread, a windowed layer: the prompt in window pixels (the first prompt fixes the window and adds the
@@ -438,7 +443,9 @@ class TrackPanel(ImagePanel, QWidget):
             elif self._window is not None:  # huge frames: the window's chunks only
                 frames = self._huge_frames(layer, axis).window(*self._window)
             else:
-                frames = open_frames(np.asarray(layer.data), kind="volume" if axis == "z" else "stack")
+                frames = open_frames(
+                    np.asarray(self._full_resolution(layer)), kind="volume" if axis == "z" else "stack"
+                )
             self._session = (settings, TrackingSession(frames, model=model, checkpoint=checkpoint or None))
         return self._session[1]
 
