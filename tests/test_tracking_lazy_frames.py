@@ -10,6 +10,7 @@ import tifffile
 import zarr
 from zarr.storage import MemoryStore, WrapperStore
 
+from fmscope.cli import main
 from fmscope.errors import FmscopeError
 from fmscope.imaging.tracking import TrackingSession, open_frames
 from fmscope.imaging.tracking.frames import ArrayFrames, LazyStackFrames, WindowFrames
@@ -124,3 +125,15 @@ def test_a_tiled_tiff_stack_of_huge_frames_opens_lazily(tmp_path, hela, layout):
             frames[1]
     finally:
         frames.close()
+
+
+def test_fmscope_track_refuses_huge_frames_by_name_before_loading_a_model(tmp_path, capsys):
+    """``fmscope track`` would write a full-size label stack: refused naming the frames' size and the windowed ways,
+    exit 1, nothing written."""
+    path = tmp_path / "huge_stack.tif"
+    tifffile.imwrite(path, np.zeros((2, 4200, 4200), np.uint8), tile=(256, 256), compression="zlib")
+    out = tmp_path / "labels.tif"
+    assert main(["track", str(path), "--frame", "0", "--box", "10", "10", "40", "40", "-o", str(out)]) == 1
+    message = capsys.readouterr().err
+    assert "4200 x 4200" in message and "window" in message and "Traceback" not in message
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["huge_stack.tif"]

@@ -169,13 +169,17 @@ class LazyStackFrames(FrameSource):
         y0, y1, x0, x1 = max(0, y0), min(self.height, y1), max(0, x0), min(self.width, x1)
         return _as_frame(np.array(self.array[int(index), y0:y1, x0:x1]), self.name)
 
-    def _read(self, index: int) -> np.ndarray:
-        raise FmscopeError(
+    def too_large(self) -> FmscopeError:
+        """The error for any use of a whole frame (reading one, tracking all of them)."""
+        return FmscopeError(
             f"{self.name} has frames of {self.width} x {self.height} pixels: fmscope does not read a frame of more "
             f"than {EAGER_MAX_PIXELS} pixels whole.",
             "Track inside a window of the frames around the objects (frames.window_around(box) in Python; the napari "
             "Track panel does it from the first box), or crop the frames first.",
         )
+
+    def _read(self, index: int) -> np.ndarray:
+        raise self.too_large()
 
     def window(self, y0: int, x0: int, y1: int, x1: int) -> WindowFrames:
         """The frames' rectangle rows y0..y1-1, columns x0..x1-1 (clipped to the frames) as frames of their own."""
