@@ -140,8 +140,9 @@ class ArrayFrames(FrameSource):
 
 
 # A window tracked in huge frames (LazyStackFrames.window_around): this many times the prompt's long side, at least
-# MIN_WINDOW pixels a side (a nucleus of 30 px moving a few px a frame stays inside for tens of frames; the tracker's
-# template search reaches one object size around the drift).
+# MIN_WINDOW pixels a side, so an object may move 3.5 times its size (and at least 512 px less half its size) from
+# where it was prompted before it reaches the window's edge. Not tuned on data: a larger window costs its pixels on
+# every frame (the tracker's global motion, template search and labels run on the whole window).
 WINDOW_FACTOR = 8
 MIN_WINDOW = 1024
 
@@ -155,13 +156,13 @@ class LazyStackFrames(FrameSource):
     def __init__(self, array, *, kind: str = "stack", name: str = "the array", closer=None) -> None:
         shape = tuple(int(size) for size in array.shape)
         self.name, self.kind, self.array, self._closer = name, kind, array, closer
-        if len(shape) == 4 and shape[-1] not in (3, 4) or len(shape) not in (3, 4) or shape[0] < 1:
+        if len(shape) == 4 and shape[-1] not in (1, 3, 4) or len(shape) not in (3, 4) or shape[0] < 1:
             raise FmscopeError(
                 f"{name} has shape {shape}; a frame sequence is (T, H, W) or (T, H, W, 3).",
                 "Select one z plane or channel per frame first.",
             )
         self.n_frames, self.height, self.width = shape[:3]
-        self.rgb, self.dtype = len(shape) == 4, np.dtype(array.dtype)
+        self.rgb, self.dtype = len(shape) == 4 and shape[-1] != 1, np.dtype(array.dtype)
 
     def region(self, index: int, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
         """Rows y0..y1-1, columns x0..x1-1 of frame ``index`` (clipped to the frame): (h, w) or (h, w, 3), a new
