@@ -8,7 +8,9 @@
 | domains | ``result.zarr`` + ``result.png`` | ``fmscope domains SLIDE -o result.zarr`` |
 | embed | ``result.zarr`` + ``result.png`` | ``fmscope embed SLIDE -o result.zarr`` |
 
-A 2D DICOM / NIfTI / NRRD input writes ``labels.nii.gz`` instead, with the input's geometry.
+A 2D DICOM / NIfTI / NRRD input writes ``labels.nii.gz`` instead, with the input's geometry. A huge image (a TIFF or
+OME-Zarr of more than ``EAGER_MAX_PIXELS`` pixels, :func:`fmscope.imaging.io.open_image`) is read crop by crop and its
+``labels.tif`` written as a tiled TIFF, tile by tile.
 """
 
 from __future__ import annotations
@@ -46,10 +48,14 @@ def _scores(labels: np.ndarray, item: BatchItem, read_truth: Callable, spacing=N
 def segment(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
     from fmscope.imaging import io
     from fmscope.imaging.intensity import parse_window
+    from fmscope.imaging.lazy_image import LazyImage
 
-    image = io.load_image(item.input)
+    image = io.open_image(item.input)
     _, boxes = item_prompts(item)
     segmenter = pool.segmenter(item.model, item.checkpoint)
+    if isinstance(image, LazyImage):
+        with image:
+            return _segment_lazy(image, boxes, segmenter, parse_window(item.window), item, folder)
     segmenter.set_image(image.array, window=parse_window(item.window))
     labels = _labels(segmenter.predict_many(list(boxes.values())), segmenter.image_shape)
     name = "labels.tif" if image.geometry is None else "labels.nii.gz"  # medical images keep their geometry
@@ -60,6 +66,21 @@ def segment(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
         "area_px": int((labels > 0).sum()),
         **_scores(labels, item, _read_truth),
     }
+
+
+def _segment_lazy(image, boxes: dict, segmenter, window, item: BatchItem, folder: Path) -> dict:
+    """``segment`` on a huge image (:class:`~fmscope.imaging.lazy_image.LazyImage`), as ``fmscope segment`` does it:
+    only the boxes' crops are read, and ``labels.tif`` is a tiled TIFF written tile by tile (never whole in memory;
+    objects as in :func:`_labels`). A truth image is not read whole to score it: such an item is not scored."""
+    from fmscope.imaging.tiled_labels import write_tiled_labels
+
+    segmenter.set_image(image, window=window)
+    results = segmenter.predict_many(list(boxes.values()))
+    dtype = np.uint8 if len(results) < 256 else np.uint16
+    pieces = [(r.crop[0], r.crop[1], r.mask.astype(dtype) * dtype(label)) for label, r in enumerate(results, 1)]
+    pixels = write_tiled_labels(folder / "labels.tif", image.shape[:2], dtype, pieces)
+    unscored = {"message": "a huge image's truth is not read whole: not scored"} if item.truth is not None else {}
+    return {"outputs": ["labels.tif"], "objects": len(boxes), "area_px": pixels, **unscored}
 
 
 def volume(item: BatchItem, pool: ModelPool, folder: Path) -> dict:

@@ -364,11 +364,26 @@ def _image_shape(item: BatchItem) -> tuple[int, ...]:
     from fmscope.imaging import io
 
     if item.job == "segment":
-        return io.read_image(item.input).shape[:2]
+        from fmscope.imaging.lazy_image import LazyImage
+
+        image = io.open_image(item.input)  # a huge image: its header only
+        if isinstance(image, LazyImage):
+            image.close()
+            return image.shape[:2]
+        return image.array.shape[:2]
     if item.job == "track":
         from fmscope.imaging.tracking import open_frames
+        from fmscope.imaging.tracking.frames import LazyStackFrames
 
         frames = open_frames(item.input, channel=item.channel)
+        if isinstance(frames, LazyStackFrames):  # huge frames: never read whole, so no full-size label stack
+            frames.close()
+            raise FmscopeError(
+                f"{item.input} has frames of {frames.width} x {frames.height} pixels; a track row writes a full-size "
+                "label stack, which fmscope does not make for frames this large.",
+                "Track it inside a window of the frames (napari's Track panel, or open_frames(path).window_around(box) "
+                "in Python), or crop the frames first.",
+            )
         return (frames.n_frames, *frames.shape)
     if item.input.is_dir():
         return io.read_volume(item.input, series=item.series).array.shape

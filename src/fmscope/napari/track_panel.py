@@ -14,6 +14,12 @@ The session is recorded as the Segment panel's is (:mod:`fmscope.napari.session_
 (cancelled ones too, with the frames painted), undo and hand stroke once painted, as ``track`` actions that
 ``fmscope replay`` re-runs (:mod:`fmscope.session_record.tracking`, LiteMedSAM and model files). Resuming re-runs
 them on the worker to give the engine back its objects, prompts and stores and the panel its undo history.
+
+Huge frames (of more than ``EAGER_MAX_PIXELS`` pixels: a multiscale layer's level 0, a dask / zarr stack from napari's
+readers) are never read whole: the first box fixes a tracking window around it
+(:meth:`~fmscope.imaging.tracking.frames.LazyStackFrames.window_around`), the labels layer covers that window only
+(placed by its translate), the engine reads only the window's chunks of each frame, and prompts outside it are refused.
+Such a layer gets no recorded session, and exports are named after the window (pixels of the window).
 """
 
 from __future__ import annotations
@@ -44,7 +50,9 @@ from qtpy.QtWidgets import (
 
 from fmscope import models
 from fmscope.errors import FmscopeError
+from fmscope.imaging.lazy_image import EAGER_MAX_PIXELS
 from fmscope.imaging.tracking.export import tracks_data, write_ctc, write_label_stack, write_label_volume, write_table
+from fmscope.imaging.tracking.frames import LazyStackFrames
 from fmscope.imaging.tracking.lineage import napari_graph
 from fmscope.napari.image_panel import ImagePanel
 from fmscope.napari.session_panel import SessionPanel
@@ -81,6 +89,7 @@ class TrackPanel(ImagePanel, QWidget):
         self._session_key: tuple | None = None  # what the session was made for (read on the Qt thread)
         self._generation = 0
         self._image_layer = None
+        self._window: tuple[int, int, int, int] | None = None  # (y0, x0, y1, x1) tracked in huge frames (_windowed)
         self._job: Job | None = None  # the running propagation
         self._token = 0  # the running propagation (frames of an older one are still painted)
         self._painted = 0  # frame results the running propagation painted (recorded with it)
@@ -181,6 +190,7 @@ class TrackPanel(ImagePanel, QWidget):
         return None if len(shape) == 3 else "tracking needs frames: (T, Y, X[, C]) or (Z, Y, X)."
 
     def _image_set(self, layer, shape: tuple[int, ...]) -> None:
+        self._window = None
         self._forget_session()
         for spin in (self.first_spin, self.last_spin):
             spin.setRange(0, shape[0] - 1)
@@ -214,7 +224,7 @@ class TrackPanel(ImagePanel, QWidget):
                 or (name == LABELS and self.viewer.layers[name].data.shape != shape)
             ):
                 self.viewer.layers.remove(name)
-        if LABELS not in self.viewer.layers:
+        if LABELS not in self.viewer.layers and not self._windowed(self._image_layer):  # huge: at the first box
             self.viewer.add_labels(np.zeros(shape, dtype=np.uint16), name=LABELS, **grid)
             self.viewer.layers[LABELS].events.paint.connect(self.session_panel.on_paint)  # a hand stroke: recorded
         for name, add, handler in (
@@ -225,6 +235,64 @@ class TrackPanel(ImagePanel, QWidget):
                 add(grid).events.data.connect(handler)
         self.viewer.layers.selection.active = self.viewer.layers[BOXES]
         self.viewer.layers[BOXES].mode = "add_rectangle"
+
+    def _windowed(self, layer) -> bool:
+        """Whether ``layer``'s frames are tracked in a window (never read whole): frames (level 0 of a multiscale
+        layer) of more than ``EAGER_MAX_PIXELS`` pixels (module docstring)."""
+        if layer is None or isinstance(layer.data, LazyFrames):
+            return False
+        shape = self._spatial_shape(layer)
+        return len(shape) == 3 and shape[1] * shape[2] > EAGER_MAX_PIXELS
+
+    @staticmethod
+    def _full_resolution(layer):
+        """The layer's frames at full resolution: level 0 of a multiscale layer, else its data (any array)."""
+        return layer.data[0] if layer.multiscale else layer.data
+
+    def _huge_frames(self, layer, axis: str) -> LazyStackFrames:
+        """The full-resolution frames of a windowed layer, read on demand (no pixel is read here)."""
+        kind = "volume" if axis == "z" else "stack"
+        return LazyStackFrames(self._full_resolution(layer), kind=kind, name=f"'{layer.name}'")
+
+    def _into_window(self, box, points) -> tuple | None:
+        """Qt thread, a windowed layer: the prompt in window pixels (the first prompt fixes the window and adds the
+        labels layer over it), or None with a message when it leaves the window."""
+        xy = np.asarray(points, float) if points is not None else None
+        extent = np.asarray(box, float) if box is not None else np.r_[xy.min(axis=0), xy.max(axis=0)]
+        if self._window is None:
+            frames = self._huge_frames(self._image_layer, self.axis_combo.currentText())
+            self._window = frames.window_around(extent).rectangle
+            self._forget_session()
+            shape, grid = self._spatial_shape(self._image_layer), self._grid()
+            y0, x0, y1, x1 = self._window
+            origin = np.array([0.0, y0, x0]) * np.asarray(grid["scale"])
+            labels = self.viewer.add_labels(
+                np.zeros((shape[0], y1 - y0, x1 - x0), np.uint16),
+                name=LABELS,
+                scale=grid["scale"],
+                translate=np.asarray(grid["translate"]) + origin,
+            )
+            labels.events.paint.connect(self.session_panel.on_paint)
+            self.viewer.layers.selection.active = self.viewer.layers[BOXES]
+        y0, x0, y1, x1 = self._window
+        if not (x0 <= extent[0] and extent[2] < x1 and y0 <= extent[1] and extent[3] < y1):
+            self._say(
+                f"This prompt leaves the tracking window (rows {y0}..{y1 - 1}, columns {x0}..{x1 - 1}): frames this "
+                "large are tracked in one window around the first box, never read whole. Prompt objects inside it, "
+                f"or remove the '{LABELS}' layer to track elsewhere. Nothing was changed.",
+                error=True,
+            )
+            return None
+        offset = np.array([x0, y0], float)
+        return (
+            None if box is None else [float(v) for v in np.asarray(box, float) - np.r_[offset, offset]],
+            None if xy is None else (xy - offset).tolist(),
+        )
+
+    def _layer_removed(self, layer) -> None:
+        if layer.name == LABELS and self._window is not None:  # a windowed image: the next box picks a window
+            self._window = None
+            self._forget_session()
 
     def _add_boxes(self, grid: dict):
         return self.viewer.add_shapes(
@@ -292,11 +360,10 @@ class TrackPanel(ImagePanel, QWidget):
 
     def is_huge(self, layer=None) -> bool:
         """Whether ``layer`` (default: the chosen image) is read on demand, never whole: a video or cine opened by
-        fmscope's reader (:class:`LazyFrames`). The session panel asks it of its owner: such a layer gets no session
-        (a session hashes every pixel of its image; the engine tracks from the file). Huge 2D images are the
-        Segment widget's only."""
+        fmscope's reader (:class:`LazyFrames`), or huge frames tracked in a window (:meth:`_windowed`). The session
+        panel asks it of its owner: such a layer gets no session (a session hashes every pixel of its image)."""
         layer = self._image_layer if layer is None else layer
-        return layer is not None and isinstance(layer.data, LazyFrames)
+        return layer is not None and (isinstance(layer.data, LazyFrames) or self._windowed(layer))
 
     def record_correction(self, name: str, obj: int, frame: int, other: int, axis: str) -> None:
         """Record a correction of the Corrections box, once painted, as a ``track`` action ``fmscope replay`` re-runs
@@ -373,8 +440,12 @@ class TrackPanel(ImagePanel, QWidget):
             path = layer.metadata.get("fmscope_source")
             if path and isinstance(layer.data, LazyFrames):  # a lazy video layer: this thread's own decoder
                 frames = open_frames(path)
+            elif self._window is not None:  # huge frames: the window's chunks only
+                frames = self._huge_frames(layer, axis).window(*self._window)
             else:
-                frames = open_frames(np.asarray(layer.data), kind="volume" if axis == "z" else "stack")
+                frames = open_frames(
+                    np.asarray(self._full_resolution(layer)), kind="volume" if axis == "z" else "stack"
+                )
             self._session = (settings, TrackingSession(frames, model=model, checkpoint=checkpoint or None))
         return self._session[1]
 
@@ -409,6 +480,11 @@ class TrackPanel(ImagePanel, QWidget):
         """A box [x0, y0, x1, y1] or clicks (x, y) on ``frame`` for the selected object (a new one when
         none is selected); the frame is painted when the engine answers."""
         settings = self._settings()
+        if settings is not None and self._windowed(self._image_layer):
+            moved = self._into_window(box, points)
+            if moved is None:
+                return
+            (box, points), settings = moved, self._settings()
         layer = self._labels()
         if settings is None or layer is None:
             return
@@ -664,7 +740,8 @@ class TrackPanel(ImagePanel, QWidget):
             tracks.data = data
             tracks.graph = graph
         else:
-            self.viewer.add_tracks(data, graph=graph, name=TRACKS, tail_length=10, **self._grid())
+            grid = {"scale": layer.scale, "translate": layer.translate}  # a window's labels: placed as they are
+            self.viewer.add_tracks(data, graph=graph, name=TRACKS, tail_length=10, **grid)
             self.viewer.layers.selection.active = self.viewer.layers[BOXES]
 
     # -- export --------------------------------------------------------------------------------
@@ -703,7 +780,8 @@ class TrackPanel(ImagePanel, QWidget):
             return []
         Path(text).expanduser().mkdir(exist_ok=True)
         labels = np.where(np.isin(layer.data, list(self.state.tracked)), layer.data, 0).astype(np.uint16)
-        base = Path(text).expanduser() / self._image_layer.name
+        window = "" if self._window is None else f"_window_y{self._window[0]}_x{self._window[1]}"  # window pixels
+        base = Path(text).expanduser() / (self._image_layer.name + window)
         written = [
             base.with_name(base.name + ("_labels.nii.gz" if nifti else "_labels.tif")),
             base.with_name(base.name + "_objects.csv"),

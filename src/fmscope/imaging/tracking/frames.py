@@ -8,6 +8,8 @@ This module is the one reader of the frames family (docs/formats.md, "Frames"): 
 as players show them (display matrix), TIFF stacks are read by their axes (series written page by
 page, ImageJ hyperstacks, OME axes in any order; a channel axis is chosen or refused, never taken
 for time). What the reader decided is listed in ``FrameSource.notes`` for the front ends to show.
+Frames too large to read whole (a lazy dask / zarr stack, a tiled TIFF stack of huge pages) are
+:class:`LazyStackFrames`, tracked inside a fixed window (:class:`WindowFrames`) that reads only its chunks.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
 from fmscope.imaging.dicom_pixels import check_pixel_data
 from fmscope.imaging.io import TIFF_SUFFIXES, VOLUME_SUFFIXES, Volume, is_dicom, read_image, read_volume
+from fmscope.imaging.lazy_image import EAGER_MAX_PIXELS
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -136,6 +139,109 @@ class ArrayFrames(FrameSource):
         return _as_frame(self.array[index], self.name)
 
 
+# A window tracked in huge frames (LazyStackFrames.window_around): this many times the prompt's long side, at least
+# MIN_WINDOW pixels a side, so an object may move 3.5 times its size (and at least 512 px less half its size) from
+# where it was prompted before it reaches the window's edge. Not tuned on data: a larger window costs its pixels on
+# every frame (the tracker's global motion, template search and labels run on the whole window).
+WINDOW_FACTOR = 8
+MIN_WINDOW = 1024
+
+
+class LazyStackFrames(FrameSource):
+    """Frames too large to read whole (more than ``EAGER_MAX_PIXELS`` each): a lazy (T, H, W) or (T, H, W, 3) array
+    (a dask or zarr array, napari's layer data, tifffile's zarr store of a tiled multi-page TIFF) read region by
+    region. Reading a whole frame (``frames[i]``) is refused; objects are tracked inside a window of the frames
+    (:meth:`window`, :meth:`window_around`), which reads only the chunks that window touches on each frame."""
+
+    def __init__(self, array, *, kind: str = "stack", name: str = "the array", closer=None) -> None:
+        shape = tuple(int(size) for size in array.shape)
+        self.name, self.kind, self.array, self._closer = name, kind, array, closer
+        if len(shape) == 4 and shape[-1] not in (1, 3, 4) or len(shape) not in (3, 4) or shape[0] < 1:
+            raise FmscopeError(
+                f"{name} has shape {shape}; a frame sequence is (T, H, W) or (T, H, W, 3).",
+                "Select one z plane or channel per frame first.",
+            )
+        self.n_frames, self.height, self.width = shape[:3]
+        self.rgb, self.dtype = len(shape) == 4 and shape[-1] != 1, np.dtype(array.dtype)
+
+    def region(self, index: int, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+        """Rows y0..y1-1, columns x0..x1-1 of frame ``index`` (clipped to the frame): (h, w) or (h, w, 3), a new
+        array; only the chunks the rectangle touches are read."""
+        y0, y1, x0, x1 = max(0, y0), min(self.height, y1), max(0, x0), min(self.width, x1)
+        return _as_frame(np.array(self.array[int(index), y0:y1, x0:x1]), self.name)
+
+    def too_large(self) -> FmscopeError:
+        """The error for any use of a whole frame (reading one, tracking all of them)."""
+        return FmscopeError(
+            f"{self.name} has frames of {self.width} x {self.height} pixels: fmscope does not read a frame of more "
+            f"than {EAGER_MAX_PIXELS} pixels whole.",
+            "Track inside a window of the frames around the objects (frames.window_around(box) in Python; the napari "
+            "Track panel does it from the first box), or crop the frames first.",
+        )
+
+    def _read(self, index: int) -> np.ndarray:
+        raise self.too_large()
+
+    def window(self, y0: int, x0: int, y1: int, x1: int) -> WindowFrames:
+        """The frames' rectangle rows y0..y1-1, columns x0..x1-1 (clipped to the frames) as frames of their own."""
+        return WindowFrames(self, (max(0, y0), max(0, x0), min(self.height, y1), min(self.width, x1)))
+
+    def window_around(self, boxes) -> WindowFrames:
+        """The window tracked for prompt ``boxes`` (one [x0, y0, x1, y1] or (n, 4), frame pixels): a square centred on
+        the boxes' union, ``WINDOW_FACTOR`` x the longest box side (at least ``MIN_WINDOW``), grown to hold the union
+        with that margin, moved inside the frames at their borders. It stays fixed while tracking: an object that
+        leaves it ends as one leaving the field of view does."""
+        boxes = np.atleast_2d(np.asarray(boxes, float))
+        x0, y0 = boxes[:, :2].min(axis=0)
+        x1, y1 = boxes[:, 2:].max(axis=0)
+        longest = max(1.0, float((boxes[:, 2:] - boxes[:, :2]).max()))
+        union = max(x1 - x0, y1 - y0)
+        side = max(MIN_WINDOW, int(np.ceil(max(WINDOW_FACTOR * longest, union + (WINDOW_FACTOR - 1) * longest))))
+        top = int(np.clip(round((y0 + y1) / 2 - side / 2), 0, max(0, self.height - side)))
+        left = int(np.clip(round((x0 + x1) / 2 - side / 2), 0, max(0, self.width - side)))
+        return self.window(top, left, top + side, left + side)
+
+    def close(self) -> None:
+        """Close the file the frames are read from (a TIFF), if any."""
+        if self._closer is not None:
+            self._closer()
+
+
+class WindowFrames(FrameSource):
+    """A fixed rectangle of a :class:`LazyStackFrames`' frames, as frames of their own (each read on demand: only
+    the chunks the rectangle touches). ``origin``: (y, x) of the window's first pixel in the full frames, to place
+    masks and labels found here; prompts and results are in window pixels."""
+
+    def __init__(self, parent: LazyStackFrames, rectangle: tuple[int, int, int, int]) -> None:
+        self.parent, self.rectangle = parent, rectangle
+        y0, x0, y1, x1 = rectangle
+        self.origin = (y0, x0)
+        self.n_frames, self.kind, self.fps, self.spacing = parent.n_frames, parent.kind, parent.fps, parent.spacing
+        self.name = f"{parent.name} (window rows {y0}..{y1 - 1}, columns {x0}..{x1 - 1})"
+        self.height, self.width, self.rgb, self.dtype = y1 - y0, x1 - x0, parent.rgb, parent.dtype
+        if self.height < 2 or self.width < 2:
+            raise FmscopeError(f"{self.name} is empty.", "Give a window inside the frames.")
+
+    def _read(self, index: int) -> np.ndarray:
+        return self.parent.region(index, *self.rectangle)
+
+
+def is_lazy_array(source) -> bool:
+    """Whether ``source`` is an array held elsewhere (dask, zarr, ...): shape, dtype and slicing, not a numpy array."""
+    return not isinstance(source, np.ndarray) and all(
+        hasattr(source, name) for name in ("shape", "dtype", "__getitem__")
+    )
+
+
+def frames_of_array(array, kind: str = "stack", name: str = "the array") -> FrameSource:
+    """Frames of a (T, H, W[, 3]) array: a :class:`LazyStackFrames` when it is lazy (:func:`is_lazy_array`) and its
+    frames have more than ``EAGER_MAX_PIXELS`` pixels, else :class:`ArrayFrames` (read into memory)."""
+    shape = tuple(int(size) for size in array.shape)
+    if is_lazy_array(array) and len(shape) >= 3 and shape[1] * shape[2] > EAGER_MAX_PIXELS:
+        return LazyStackFrames(array, kind=kind, name=name)
+    return ArrayFrames(np.asarray(array), kind=kind, name=name)
+
+
 FRAME_AXES = {"T": "time points", "Z": "z slices", "Q": "pages", "I": "pages"}  # tifffile's axis letters
 
 
@@ -236,12 +342,16 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
                 raise FmscopeError(
                     f"--channel {channel} was given, but {path} has no channel axis.", "Leave out --channel."
                 )
+            if _plane_pixels(tif.series[0].axes.upper(), tif.series[0].shape) > EAGER_MAX_PIXELS:
+                return _huge_tiff_frames(path, tif, "T" + tif.series[0].axes.upper(), None, appended=True)
             return TiffSeriesFrames(path, tif)
         series = tif.series[0]
         axes = series.axes.upper()
         if series.kind == "shaped" and axes.endswith("SYX"):
             # tifffile.imwrite stores (..., 3 | 4, Y, X) arrays as planar RGB(A) pages: the user's planes, not colour
             axes = axes.replace("S", "Q")
+        if _plane_pixels(axes, series.shape) > EAGER_MAX_PIXELS:
+            return _huge_tiff_frames(path, tif, axes, channel)
         try:
             array = tifffile.memmap(path, mode="r") if series.dataoffset is not None else series.asarray()
         except (ValueError, tifffile.TiffFileError):
@@ -258,6 +368,47 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
         ) from None
     array, frame_axis = _tiff_axes(array, axes, path, channel)
     return ArrayFrames(array, kind="volume" if frame_axis == "Z" else "stack", name=str(path))
+
+
+def _plane_pixels(axes: str, shape: tuple[int, ...]) -> int:
+    """Y x X of a TIFF series of ``axes`` and ``shape``."""
+    sizes = dict(zip(axes, shape))
+    return sizes.get("Y", 1) * sizes.get("X", 1)
+
+
+def _huge_tiff_frames(
+    path: Path, tif: tifffile.TiffFile, axes: str, channel: int | None, appended: bool = False
+) -> LazyStackFrames:
+    """A TIFF stack whose frames have more than ``EAGER_MAX_PIXELS`` pixels, read lazily: tifffile's zarr store of the
+    first series (full-resolution level; ``appended``: of every single-page series, stacked along ``axes``' leading
+    T) as a dask array, arranged by its axes as :func:`_tiff_axes` does (lazily). Pages stored in chunks (tiles,
+    strips) larger than ``MAX_CHUNK_BYTES`` decoded are refused (every read would decode them whole). The frames keep
+    ``tif`` open (``close()``)."""
+    import dask.array
+    import zarr
+
+    from fmscope.imaging.lazy_image import MAX_CHUNK_BYTES
+
+    try:
+        series = tif.series[0]
+        page = series.pages[0]
+        chunk_bytes = int(np.prod(page.chunks)) * np.dtype(series.dtype).itemsize
+        if chunk_bytes > MAX_CHUNK_BYTES:
+            raise FmscopeError(
+                f"{path} has frames of {page.imagewidth} x {page.imagelength} pixels stored in chunks of "
+                f"{'x'.join(map(str, page.chunks))} pixels ({chunk_bytes / 2**20:.0f} MB decoded each): such frames "
+                "cannot be read in parts, and are too large to read whole.",
+                "Save the stack tiled, e.g. tifffile.imwrite(out, stack, tile=(256, 256), compression='zlib').",
+            )
+        stores = tif.series if appended else [series]
+        arrays = [dask.array.from_zarr(zarr.open(item.aszarr(level=0), mode="r")) for item in stores]
+        array = dask.array.stack(arrays) if appended else arrays[0]
+        array, frame_axis = _tiff_axes(array, axes, path, channel)
+        kind = "volume" if frame_axis == "Z" else "stack"
+        return LazyStackFrames(array, kind=kind, name=str(path), closer=tif.close)
+    except BaseException:
+        tif.close()
+        raise
 
 
 def _natural_key(name: str) -> list:
@@ -489,7 +640,9 @@ def open_frames(
     """A :class:`FrameSource` for an array, a file or a folder.
 
     Arrays: (T, H, W) or (T, H, W, 3), axis 0 is time (``kind="stack"``/``"video"``) or z
-    (``kind="volume"``). Files: mp4 / avi / mov (PyAV, turned as its display matrix says),
+    (``kind="volume"``); a lazy array (dask, zarr) or a TIFF stack whose frames have more than ``EAGER_MAX_PIXELS``
+    pixels gives :class:`LazyStackFrames` (tracked inside a window, never read whole). Files: mp4 / avi / mov (PyAV,
+    turned as its display matrix says),
     multi-frame DICOM (pydicom), TIFF stacks (by their axes; ``channel``: the channel of a TIFF
     with a C axis, which is refused without it), NIfTI / NRRD / MHA volumes and DICOM series
     folders (z = frame axis, geometry kept), and folders of PNG / JPEG / TIFF frames. Raises
@@ -499,6 +652,8 @@ def open_frames(
         return source
     if isinstance(source, np.ndarray):
         return ArrayFrames(source, kind=kind)
+    if is_lazy_array(source):
+        return frames_of_array(source, kind=kind)
     path = Path(source).expanduser()
     if channel is not None and (not path.is_file() or file_suffix(path) not in TIFF_SUFFIXES):
         raise FmscopeError(

@@ -27,7 +27,7 @@ import numpy as np
 
 from fmscope.errors import FmscopeError
 from fmscope.imaging.prompts import validate_box, validate_points
-from fmscope.imaging.tracking.frames import FrameSource, open_frames
+from fmscope.imaging.tracking.frames import FrameSource, LazyStackFrames, open_frames
 from fmscope.imaging.tracking.lineage import Lineage
 from fmscope.imaging.tracking.prompt import Prompt
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask
@@ -135,6 +135,8 @@ class TrackingSession:
         (new ids, the parent recorded in :attr:`lineage`); ``detect_new``: start a track for each new object
         found on a later frame. Both need the default tracker (FmscopeError otherwise)."""
         self.frames = open_frames(frames)
+        if isinstance(self.frames, LazyStackFrames):  # huge frames: refused before a model loads (track a window)
+            raise self.frames.too_large()
         self.model = model
         self.backend = (
             backend
