@@ -216,3 +216,30 @@ def test_arrays_held_elsewhere_are_lazy_images_through_one_adapter(tmp_path):
         assert np.array_equal(lazy[5:6, 400:], expected[5:6, 400:])
     with pytest.raises(FmscopeError, match="a lazy image is"):
         lazy_image.from_array(da.zeros((2, 300, 500)), "a stack")
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.int32, np.float32])
+def test_a_volume_read_in_ranges_gets_the_whole_arrays_window_and_never_a_larger_range(dtype):
+    """VolumeRanges (what the Slicer module hands the engine above its size limit): the automatic window equals
+    auto_intensity of the whole array exactly (integers through a histogram, floats through a third pass over the
+    bins that hold the percentiles), every range read holds at most ``max_bytes``, and the slices are the array's."""
+    from fmscope.imaging.volume_ranges import VolumeRanges
+
+    rng = np.random.default_rng(int(np.dtype(dtype).itemsize))
+    volume = (rng.normal(size=(9, 31, 17)) * 900).astype(dtype)
+    volume[:2] = volume.min()  # padding: the low percentile falls among equal values
+    if volume.dtype.kind == "f":
+        volume[3, :4, :4] = np.nan  # not finite: left out of the window (and refused when that slice is read)
+    slice_bytes = volume[0].nbytes
+    source = VolumeRanges(
+        lambda first, last: volume[first : last + 1].copy(), volume.shape, volume.dtype, 2 * slice_bytes
+    )
+    assert source.intensity(None) == auto_intensity(volume)
+    assert all(last - first + 1 <= 2 for first, last in source.ranges_read)
+    source.ranges_read.clear()
+    for index in (8, 7, 0, 1, 5):
+        assert np.array_equal(source[index], volume[index])
+    assert source.ranges_read == [(8, 8), (6, 7), (0, 1), (4, 5)]  # aligned ranges, each read once in turn
+    if volume.dtype.kind == "f":
+        with pytest.raises(FmscopeError, match="NaN"):
+            source[3]
