@@ -46,9 +46,7 @@ from fmscope.progress import Progress
 from fmscope.session_record import Action, ImageIdentity, ModelIdentity, Recorder, resume
 from fmscope.session_record.action import PAINT, PROPAGATE, UNDO
 from fmscope.session_record.paint import paint_mask
-from FMScopeLib import geometry, mrml_arrays, session
-
-RANGE_LIMIT_MB = 512  # volumes above this many MiB are read slice range by slice range, ranges of at most this size
+from FMScopeLib import RANGE_LIMIT_MB, geometry, mrml_arrays, session
 
 
 @dataclass
