@@ -114,6 +114,44 @@ class LazyImage:
         sizes = dict(zip(self.axes, array.chunks))
         return LazyImage(array, self.axes, self.source, (int(sizes["Y"]), int(sizes["X"])))
 
+    def level_for(self, crop: tuple[int, int, int, int], pixels: int) -> tuple[int, int]:
+        """(level index, factor) of the coarsest pyramid level on which ``crop`` (y0, x0, y1, x1 on this level)
+        still spans at least ``pixels`` pixels along its long side, among the levels whose pixels are whole
+        ``factor`` x ``factor`` blocks of this level's (each side ``factor`` times shorter, rounded either way);
+        (0, 1): this level (no pyramid, or no coarser level keeps that resolution). A box much larger than the
+        model's input (a 5,000 px box on a 40k scan) is then read at the encoder's resolution, not the scan's."""
+        height, width = self.shape[:2]
+        long_side = max(crop[2] - crop[0], crop[3] - crop[1])
+        best = (0, 1)
+        for index in range(1, len(self.coarser) + 1):
+            rows, cols = self.level(index).shape[:2]
+            factor = round(height / rows)
+            whole = all(
+                size in (length // factor, -(-length // factor)) for size, length in ((rows, height), (cols, width))
+            )
+            if factor > best[1] and whole and long_side / factor >= pixels:
+                best = (index, factor)
+        return best
+
+    def snap(self, crop: tuple[int, int, int, int], factor: int) -> tuple[int, int, int, int]:
+        """``crop`` (y0, x0, y1, x1) widened to whole ``factor`` x ``factor`` blocks (within the image)."""
+        height, width = self.shape[:2]
+        y0, x0, y1, x1 = crop
+        return (
+            y0 // factor * factor,
+            x0 // factor * factor,
+            min(height, -(-y1 // factor) * factor),
+            min(width, -(-x1 // factor) * factor),
+        )
+
+    def read_level(self, index: int, factor: int, crop: tuple[int, int, int, int]) -> np.ndarray:
+        """The pixels of ``crop`` (on this level, widened to whole blocks by :meth:`snap`) from pyramid level
+        ``index`` of :meth:`level_for`'s ``factor``: about (y1 - y0) / factor x (x1 - x0) / factor pixels."""
+        level = self.level(index)
+        rows, cols = level.shape[:2]
+        y0, x0, y1, x1 = self.snap(crop, factor)
+        return level.read(y0 // factor, x0 // factor, min(rows, -(-y1 // factor)), min(cols, -(-x1 // factor)))
+
     def read_resampled(self, factor: float) -> np.ndarray:
         """The whole image shrunk ``factor`` times (>= 1) per side: (round(H / factor), round(W / factor)[, 3]).
 
