@@ -108,7 +108,48 @@ def test_segment_on_a_huge_ome_zarr_writes_a_tiled_label_tiff_of_the_crop(segmen
     assert refused.returncode == 1 and "was not written by fmscope" in refused.stderr
     assert tiff.read_bytes() == before
     refused = run_cli("segment", tiff, "--box", *box, "-o", tmp_path / "labels.png")
-    assert refused.returncode == 2 and "tiled TIFF only" in refused.stderr
+    assert refused.returncode == 2 and "a tiled TIFF or an OME-Zarr only" in refused.stderr
+
+
+@pytest.mark.slow
+def test_segment_writes_an_ome_zarr_label_image_chunk_by_chunk(segmenter, sample8, huge, tmp_path):
+    """``-o labels.ome.zarr`` on a huge image: an NGFF 0.4 multiscale label image holding only the chunks the mask
+    touches (every level), readable by fmscope's own reader; replaced when fmscope wrote it, refused (nothing
+    written) when it did not."""
+    import shutil
+
+    image, tiff, store = huge
+    reference, crop = _eager_mask(segmenter, sample8)
+    box = BOX + [OFFSET[1], OFFSET[0], OFFSET[1], OFFSET[0]]
+    output = tmp_path / "labels.ome.zarr"
+    result = run_cli("segment", tiff, "--box", *box, "-o", output)
+    assert result.returncode == 0, result.stderr
+    assert "OME-Zarr label image" in result.stdout
+    group = zarr.open_group(output, mode="r")
+    assert group.attrs["image-label"]["version"] == "0.4" and group.attrs["fmscope_output"]["written_by"] == "fmscope"
+    paths = [dataset["path"] for dataset in group.attrs["multiscales"][0]["datasets"]]
+    assert paths == ["0", "1", "2", "3"]  # 6000, 3000, 1500, 750 px: down to at most 1024 a side
+    labels = group["0"]
+    y0, x0, y1, x1 = crop
+    assert dice(np.asarray(labels[y0:y1, x0:x1]) == 1, reference) >= 0.99
+    stored = [p for p in (output / "0").rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert 1 <= len(stored) <= 4  # the chunks (512 px) the mask touches, not 144
+    rows, cols = zip(*(map(int, p.name.split(".")) for p in stored))
+    assert int(
+        np.count_nonzero(labels[min(rows) * 512 : (max(rows) + 1) * 512, min(cols) * 512 : (max(cols) + 1) * 512])
+    )
+    with io.open_image(output) as lazy:  # the picture family's reader opens it lazily, with its levels
+        assert lazy.shape == (SIDE, SIDE) and len(lazy.coarser) == 3
+        assert np.array_equal(lazy.read(y0, x0, y1, x1), np.asarray(labels[y0:y1, x0:x1]))
+
+    again = run_cli("segment", tiff, "--box", *box, "-o", output)  # fmscope's own store: replaced
+    assert again.returncode == 0, again.stderr
+    foreign = tmp_path / "theirs.ome.zarr"
+    shutil.copytree(store, foreign)
+    before = sorted((p.relative_to(foreign), p.read_bytes()) for p in foreign.rglob("*") if p.is_file())
+    refused = run_cli("segment", tiff, "--box", *box, "-o", foreign)
+    assert refused.returncode == 1 and "was not written by fmscope" in refused.stderr
+    assert sorted((p.relative_to(foreign), p.read_bytes()) for p in foreign.rglob("*") if p.is_file()) == before
 
 
 def test_huge_tiff_layouts_read_in_parts_or_are_refused_by_name(huge, tmp_path, monkeypatch):
