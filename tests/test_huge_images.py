@@ -257,6 +257,13 @@ def test_arrays_held_elsewhere_are_lazy_images_through_one_adapter(tmp_path):
         assert np.array_equal(lazy[5:6, 400:], expected[5:6, 400:])
     with pytest.raises(FmscopeError, match="a lazy image is"):
         lazy_image.from_array(da.zeros((2, 300, 500)), "a stack")
+    # a dask multiscale (napari's data[1:]): its levels serve large crops
+    half = da.from_array(grey[::2, ::2], chunks=(50, 125))
+    multiscale = lazy_image.from_array(da.from_array(grey, chunks=(100, 250)), "a multiscale", coarser=[half])
+    assert multiscale.level(1).chunks == (50, 125) and multiscale.level_for((0, 0, 300, 300), 150) == (1, 2)
+    assert np.array_equal(multiscale.read_level(1, 2, (10, 20, 110, 220)), grey[::2, ::2][5:55, 10:110])
+    with pytest.raises(FmscopeError, match="lower-resolution level"):
+        lazy_image.from_array(grey, "a multiscale", coarser=[rgb])
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.int32, np.float32])
