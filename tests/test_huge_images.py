@@ -298,8 +298,10 @@ def test_a_box_much_larger_than_the_models_input_is_read_from_the_pyramid_level_
     """A ~500 px box (crop 1,491 px; LiteMedSAM's input 256 px) on a 4-level OME-Zarr pyramid is read from the
     2x level (the coarsest where the crop still spans PYRAMID_OVERSAMPLING x 256 = 512 px: 746; 4x would give 373),
     the mask mapped back to the full-resolution crop: Dice >= 0.99 against the same box read at full resolution
-    (measured 0.9966), reading a quarter of its chunks (counted by the store) and none of level 0."""
+    (measured 0.9966), reading a quarter of its chunks (counted by the store) and none of level 0; the same pyramid
+    as a tiled TIFF (levels in SubIFDs, as scanners write them) gives the same crop and encoder input."""
     import cv2
+    import torch
 
     class CountingStore(zarr.storage.LocalStore):
         """The local store, counting the chunks read per pyramid level."""
@@ -317,9 +319,10 @@ def test_a_box_much_larger_than_the_models_input_is_read_from_the_pyramid_level_
     image[1000:5096, 1000:5096] = cv2.resize(sample8[256:, 256:], (4096, 4096), interpolation=cv2.INTER_LINEAR)
     box = (BOX - 256) * 16 + 1000  # the nucleus, 16x larger
     group = zarr.open_group(tmp_path / "pyramid.ome.zarr", mode="w", zarr_format=2)
-    level = image
+    level, pyramid_levels = image, []
     for index in range(4):  # 6000, 3000, 1500, 750 px
         group.create_array(str(index), shape=level.shape, chunks=(128, 128), dtype=np.uint8)[:] = level
+        pyramid_levels.append(level)
         level = cv2.resize(level, (level.shape[1] // 2, level.shape[0] // 2), interpolation=cv2.INTER_AREA)
     store = CountingStore(tmp_path / "pyramid.ome.zarr", read_only=True)
     levels = [zarr.open_array(store, path=str(index), mode="r") for index in range(4)]
@@ -343,3 +346,16 @@ def test_a_box_much_larger_than_the_models_input_is_read_from_the_pyramid_level_
     assert dice(*on_image) >= 0.99, dice(*on_image)
     assert set(chunks[0]) == {"1"} and set(chunks[1]) == {"0"}, chunks
     assert chunks[0]["1"] <= chunks[1]["0"] / 3, chunks  # 128 px chunks: about a quarter
+
+    tiff = tmp_path / "pyramid.tif"
+    with tifffile.TiffWriter(tiff) as writer:
+        writer.write(pyramid_levels[0], tile=(256, 256), subifds=3)
+        for lower in pyramid_levels[1:]:
+            writer.write(lower, tile=(256, 256), subfiletype=1)
+    segmenter.set_image(pyramid_image)
+    expected = segmenter.model_input(pyramid.crop)
+    with io.open_image(tiff) as lazy:
+        segmenter.set_image(lazy)
+        assert segmenter.zoom_crops_near(box, 0) == [pyramid.crop]  # the box's own crop, on the 2x level's blocks
+        tensor, geometry = segmenter.model_input(pyramid.crop)  # the encoder's input: the same pixels
+    assert torch.equal(tensor, expected[0]) and geometry == expected[1]
