@@ -14,11 +14,12 @@ import tifffile
 import zarr
 from cli_runner import run_cli
 
-from fmscope.errors import FmscopeError
+from fmscope.errors import Cancelled, FmscopeError
 from fmscope.imaging import io, lazy_image
 from fmscope.imaging.intensity import auto_intensity
 from fmscope.imaging.lazy_image import LazyImage
 from fmscope.metrics import dice
+from fmscope.progress import Progress
 
 SIDE = 6000  # 36 M pixels: above EAGER_MAX_PIXELS, so read lazily
 OFFSET = (2048, 3072)  # (y, x) where the 512 x 512 sample is pasted (multiples of the lattice step: same crops)
@@ -291,6 +292,13 @@ def test_a_volume_read_in_ranges_gets_the_whole_arrays_window_and_never_a_larger
     if volume.dtype.kind == "f":
         with pytest.raises(FmscopeError, match="NaN"):
             source[3]
+    seen = []  # the window's passes report each range read, and stop once cancelled
+    progress = Progress(lambda done, total, message: seen.append((done, total, message)))
+    assert source.intensity(None, progress) == auto_intensity(volume)
+    assert seen[-1][0] == len(seen) and {message for *_, message in seen} == {"reading the volume"}
+    progress.cancel()
+    with pytest.raises(Cancelled):
+        source.intensity(None, progress)
 
 
 @pytest.mark.slow

@@ -223,8 +223,11 @@ class FMScopeLogic:
         return geometry.permute_to_axis(mrml_arrays.volume_array(volume_node), axis)
 
     @staticmethod
-    def _intensity(source, window):
-        return source.intensity(window) if isinstance(source, VolumeRanges) else resolve_intensity(source, window)
+    def _intensity(source, window, progress: Progress | None = None):
+        """The window for ``source`` (an auto window of a volume read in ranges: read range by range, cancellable)."""
+        if isinstance(source, VolumeRanges):
+            return source.intensity(window, progress)
+        return resolve_intensity(source, window)
 
     def describe_model(self, model: str, checkpoint: str | None) -> str:
         """One line about a model choice for the UI: its name, or what a model file was tuned from and on."""
@@ -261,7 +264,7 @@ class FMScopeLogic:
             action = None
         else:
             segmenter = self.segmenter(options.model, options.checkpoint)
-            intensity = self._intensity(along_axis, options.window)
+            intensity = self._intensity(along_axis, options.window, progress)
             labels = segment_volume(
                 along_axis,
                 slice_box.index,
@@ -344,7 +347,7 @@ class FMScopeLogic:
             action = None
         else:
             segmenter = self.segmenter(options.model, options.checkpoint)
-            intensity = self._intensity(along_axis, options.window)
+            intensity = self._intensity(along_axis, options.window, progress)
             labels = segment_volume(
                 along_axis,
                 index,

@@ -22,6 +22,7 @@ import numpy as np
 from fmscope.errors import FmscopeError
 from fmscope.imaging.intensity import Intensity, resolve_intensity
 from fmscope.imaging.tracking.frames import FrameSource
+from fmscope.progress import Progress, as_progress
 
 PERCENTILES = (0.5, 99.5)  # auto_intensity's
 HISTOGRAM_BINS = 65536  # integer volumes spanning at most this many values need no third pass
@@ -85,14 +86,18 @@ class VolumeRanges(FrameSource):
             raise FmscopeError(f"{self.name} contains NaN or infinite values.", "Replace them (np.nan_to_num) first.")
         return frame
 
-    def intensity(self, window: str | tuple[float, float] | Intensity | None) -> Intensity:
+    def intensity(
+        self, window: str | tuple[float, float] | Intensity | None, progress: Progress | None = None
+    ) -> Intensity:
         """The intensity mapping for ``window`` (preset, (level, width), Intensity) or, for None, exactly what
-        :func:`fmscope.imaging.intensity.auto_intensity` gives for the whole volume (module docstring)."""
+        :func:`fmscope.imaging.intensity.auto_intensity` gives for the whole volume (module docstring), ``progress``
+        told ``(ranges read, ranges to read, "reading the volume")`` (it raises Cancelled once its job is
+        cancelled: nothing is kept)."""
         if window is not None:
             return resolve_intensity(np.zeros(1, self.dtype), window)
         if self.dtype in (np.uint8, np.bool_):
             return resolve_intensity(np.zeros(1, self.dtype), None)
-        low, high = _percentiles(self, PERCENTILES)
+        low, high = _percentiles(self, PERCENTILES, as_progress(progress))
         return Intensity(low, high, "percentile 0.5-99.5")
 
 
@@ -100,12 +105,23 @@ def _finite(block: np.ndarray) -> np.ndarray:
     return block[np.isfinite(block)] if block.dtype.kind == "f" else block.ravel()
 
 
-def _percentiles(volume: VolumeRanges, percentiles: tuple[float, float]) -> tuple[float, float]:
+def _percentiles(volume: VolumeRanges, percentiles: tuple[float, float], progress: Progress) -> tuple[float, float]:
     """``np.percentile`` (linear) of the volume's finite voxels at ``percentiles``, from its ranges; falls back to
     (min, max) when the high one is not above the low one, as ``auto_intensity`` does."""
-    count, least, most = 0, None, None
-    for first, last in volume.ranges():  # pass 1: how many finite values, their range
+    ranges = list(volume.ranges())
+    passes = 2 if volume.dtype.kind in "iu" else 3  # an integer volume of a wide range takes 3: told as it goes
+    done = 0
+
+    def read(first: int, last: int) -> np.ndarray:
+        nonlocal done
         values = _finite(volume.read_range(first, last))
+        done += 1
+        progress.update(done, max(done, passes * len(ranges)), "reading the volume")
+        return values
+
+    count, least, most = 0, None, None
+    for first, last in ranges:  # pass 1: how many finite values, their range
+        values = read(first, last)
         if values.size:
             count += values.size
             least = values.min() if least is None else min(least, values.min())
@@ -127,8 +143,8 @@ def _percentiles(volume: VolumeRanges, percentiles: tuple[float, float]) -> tupl
         return np.clip(scaled.astype(np.intp), 0, bins - 1)
 
     histogram = np.zeros(bins, np.int64)
-    for first, last in volume.ranges():  # pass 2: the histogram
-        histogram += np.bincount(bin_of(_finite(volume.read_range(first, last))), minlength=bins)
+    for first, last in ranges:  # pass 2: the histogram
+        histogram += np.bincount(bin_of(read(first, last)), minlength=bins)
     ends = np.cumsum(histogram)  # ends[b]: values in bins 0..b
     plan = []  # per percentile: (previous rank, next rank, gamma), numpy's linear method
     for percentile in percentiles:
@@ -142,8 +158,8 @@ def _percentiles(volume: VolumeRanges, percentiles: tuple[float, float]) -> tupl
         value = {rank: volume.dtype.type(int(least) + b) for rank, b in wanted.items()}
     else:  # pass 3: the distinct values (and counts) in the bins that hold the ranks
         held: dict[int, dict] = {b: {} for b in set(wanted.values())}
-        for first, last in volume.ranges():
-            values = _finite(volume.read_range(first, last))
+        for first, last in ranges:
+            values = read(first, last)
             where = bin_of(values)
             for b, counts in held.items():
                 distinct, times = np.unique(values[where == b], return_counts=True)
