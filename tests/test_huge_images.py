@@ -367,3 +367,20 @@ def test_a_box_much_larger_than_the_models_input_is_read_from_the_pyramid_level_
         assert segmenter.zoom_crops_near(box, 0) == [pyramid.crop]  # the box's own crop, on the 2x level's blocks
         tensor, geometry = segmenter.model_input(pyramid.crop)  # the encoder's input: the same pixels
     assert torch.equal(tensor, expected[0]) and geometry == expected[1]
+
+
+def test_masks_of_a_pyramid_crop_are_upsampled_in_bands_as_torch_would():
+    """upsampled_masks (a crop read from a pyramid level: its full-resolution mask without full-size logits) thresholds
+    what torch's bilinear resize (align_corners=False) gives, band by band; ties at zero aside (< 1e-5 of pixels)."""
+    import torch
+    import torch.nn.functional as F
+
+    from fmscope.imaging.predictor import upsampled_masks
+
+    rng = np.random.default_rng(0)
+    for h, w, height, width in [(200, 150, 1491, 1117), (37, 90, 500, 333), (10, 10, 10, 10)]:
+        logits = rng.normal(size=(2, h, w)).astype(np.float32)
+        resized = F.interpolate(torch.from_numpy(logits)[:, None], size=(height, width), mode="bilinear")
+        masks = upsampled_masks(logits, (height, width), band=100)
+        assert masks.shape == (2, height, width) and masks.dtype == bool
+        assert np.mean(masks != (resized[:, 0] > 0).numpy()) < 1e-5

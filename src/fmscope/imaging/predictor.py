@@ -41,6 +41,30 @@ PYRAMID_OVERSAMPLING = 2.0
 MAX_PREPARED = 256
 
 
+def _bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first source index, second source index, weight of the second) per output index: bilinear resizing of
+    ``n_in`` samples to ``n_out`` with torch's ``align_corners=False`` convention (pixel centres, clamped)."""
+    source = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, None)
+    first = np.minimum(np.floor(source).astype(np.intp), n_in - 1)
+    return first, np.minimum(first + 1, n_in - 1), (source - first).astype(np.float32)
+
+
+def upsampled_masks(logits: np.ndarray, shape: tuple[int, int], band: int = 512) -> np.ndarray:
+    """(N, H, W) bool masks where ``logits`` (N, h, w) float32, resized bilinearly to ``shape`` (H, W), are
+    positive; computed ``band`` output rows at a time, so a 15,000 px crop read from a pyramid level costs its
+    mask (1 byte a pixel) and a band of logits, not 4 bytes a pixel of logits (900 MB)."""
+    count, (height, width) = len(logits), shape
+    rows0, rows1, row_weight = _bilinear_taps(logits.shape[1], height)
+    cols0, cols1, col_weight = _bilinear_taps(logits.shape[2], width)
+    wide = logits[:, :, cols0] * (1 - col_weight) + logits[:, :, cols1] * col_weight  # (N, h, W)
+    masks = np.empty((count, height, width), bool)
+    for top in range(0, height, band):
+        rows = slice(top, min(height, top + band))
+        weight = row_weight[rows, None]
+        masks[:, rows] = wide[:, rows0[rows]] * (1 - weight) + wide[:, rows1[rows]] * weight > 0
+    return masks
+
+
 @dataclass
 class MaskResult:
     """One object's mask at the image's resolution, the model's IoU estimate, and its logits.
@@ -448,8 +472,11 @@ class Segmenter:
                 best = scores.argmax(dim=1)
                 rows = torch.arange(len(best), device=device)
                 low_res, scores = low_res[rows, best][:, None], scores[rows, best][:, None]
-            local_logits = transform.masks(low_res, geometry)
-        masks = (local_logits > 0).cpu().numpy()
+            if self._pyramid_level(crop) is None:
+                masks = (transform.masks(low_res, geometry) > 0).cpu().numpy()
+            else:  # a crop read from a pyramid level: the model's logits, then full resolution in bands of rows
+                content = transform.masks(low_res, InputGeometry(geometry.resized, geometry.resized))
+                masks = upsampled_masks(content.float().cpu().numpy(), geometry.original)
         return [
             MaskResult(self._paste(mask, crop), float(score), logits[0].float().cpu().numpy(), crop)
             for mask, score, logits in zip(masks, scores[:, 0].tolist(), low_res)
