@@ -187,7 +187,9 @@ def _segment_lazy(args: argparse.Namespace, image: LazyImage) -> int:
     started = time.perf_counter()
     results = _run_prompts(args, segmenter)
     dtype = _labels_dtype(len(results))
-    pieces = [(r.crop[0], r.crop[1], r.mask.astype(dtype) * dtype(label)) for label, r in enumerate(results, 1)]
+    pieces = [
+        (r.crop[0], r.crop[1], np.multiply(r.mask, dtype(label), dtype=dtype)) for label, r in enumerate(results, 1)
+    ]
     write = write_ome_zarr_labels if suffix == ".zarr" else write_tiled_labels
     pixels = write(args.output, (height, width), dtype, pieces)
     scores = ", ".join(f"{r.score:.3f}" for r in results)
