@@ -14,11 +14,12 @@ import tifffile
 import zarr
 from cli_runner import run_cli
 
-from fmscope.errors import FmscopeError
+from fmscope.errors import Cancelled, FmscopeError
 from fmscope.imaging import io, lazy_image
 from fmscope.imaging.intensity import auto_intensity
 from fmscope.imaging.lazy_image import LazyImage
 from fmscope.metrics import dice
+from fmscope.progress import Progress
 
 SIDE = 6000  # 36 M pixels: above EAGER_MAX_PIXELS, so read lazily
 OFFSET = (2048, 3072)  # (y, x) where the 512 x 512 sample is pasted (multiples of the lattice step: same crops)
@@ -108,7 +109,48 @@ def test_segment_on_a_huge_ome_zarr_writes_a_tiled_label_tiff_of_the_crop(segmen
     assert refused.returncode == 1 and "was not written by fmscope" in refused.stderr
     assert tiff.read_bytes() == before
     refused = run_cli("segment", tiff, "--box", *box, "-o", tmp_path / "labels.png")
-    assert refused.returncode == 2 and "tiled TIFF only" in refused.stderr
+    assert refused.returncode == 2 and "a tiled TIFF or an OME-Zarr only" in refused.stderr
+
+
+@pytest.mark.slow
+def test_segment_writes_an_ome_zarr_label_image_chunk_by_chunk(segmenter, sample8, huge, tmp_path):
+    """``-o labels.ome.zarr`` on a huge image: an NGFF 0.4 multiscale label image holding only the chunks the mask
+    touches (every level), readable by fmscope's own reader; replaced when fmscope wrote it, refused (nothing
+    written) when it did not."""
+    import shutil
+
+    image, tiff, store = huge
+    reference, crop = _eager_mask(segmenter, sample8)
+    box = BOX + [OFFSET[1], OFFSET[0], OFFSET[1], OFFSET[0]]
+    output = tmp_path / "labels.ome.zarr"
+    result = run_cli("segment", tiff, "--box", *box, "-o", output)
+    assert result.returncode == 0, result.stderr
+    assert "OME-Zarr label image" in result.stdout
+    group = zarr.open_group(output, mode="r")
+    assert group.attrs["image-label"]["version"] == "0.4" and group.attrs["fmscope_output"]["written_by"] == "fmscope"
+    paths = [dataset["path"] for dataset in group.attrs["multiscales"][0]["datasets"]]
+    assert paths == ["0", "1", "2", "3"]  # 6000, 3000, 1500, 750 px: down to at most 1024 a side
+    labels = group["0"]
+    y0, x0, y1, x1 = crop
+    assert dice(np.asarray(labels[y0:y1, x0:x1]) == 1, reference) >= 0.99
+    stored = [p for p in (output / "0").rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert 1 <= len(stored) <= 4  # the chunks (512 px) the mask touches, not 144
+    rows, cols = zip(*(map(int, p.name.split(".")) for p in stored))
+    assert int(
+        np.count_nonzero(labels[min(rows) * 512 : (max(rows) + 1) * 512, min(cols) * 512 : (max(cols) + 1) * 512])
+    )
+    with io.open_image(output) as lazy:  # the picture family's reader opens it lazily, with its levels
+        assert lazy.shape == (SIDE, SIDE) and len(lazy.coarser) == 3
+        assert np.array_equal(lazy.read(y0, x0, y1, x1), np.asarray(labels[y0:y1, x0:x1]))
+
+    again = run_cli("segment", tiff, "--box", *box, "-o", output)  # fmscope's own store: replaced
+    assert again.returncode == 0, again.stderr
+    foreign = tmp_path / "theirs.ome.zarr"
+    shutil.copytree(store, foreign)
+    before = sorted((p.relative_to(foreign), p.read_bytes()) for p in foreign.rglob("*") if p.is_file())
+    refused = run_cli("segment", tiff, "--box", *box, "-o", foreign)
+    assert refused.returncode == 1 and "was not written by fmscope" in refused.stderr
+    assert sorted((p.relative_to(foreign), p.read_bytes()) for p in foreign.rglob("*") if p.is_file()) == before
 
 
 def test_huge_tiff_layouts_read_in_parts_or_are_refused_by_name(huge, tmp_path, monkeypatch):
@@ -216,3 +258,129 @@ def test_arrays_held_elsewhere_are_lazy_images_through_one_adapter(tmp_path):
         assert np.array_equal(lazy[5:6, 400:], expected[5:6, 400:])
     with pytest.raises(FmscopeError, match="a lazy image is"):
         lazy_image.from_array(da.zeros((2, 300, 500)), "a stack")
+    # a dask multiscale (napari's data[1:]): its levels serve large crops
+    half = da.from_array(grey[::2, ::2], chunks=(50, 125))
+    multiscale = lazy_image.from_array(da.from_array(grey, chunks=(100, 250)), "a multiscale", coarser=[half])
+    assert multiscale.level(1).chunks == (50, 125) and multiscale.level_for((0, 0, 300, 300), 150) == (1, 2)
+    assert np.array_equal(multiscale.read_level(1, 2, (10, 20, 110, 220)), grey[::2, ::2][5:55, 10:110])
+    with pytest.raises(FmscopeError, match="lower-resolution level"):
+        lazy_image.from_array(grey, "a multiscale", coarser=[rgb])
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.int32, np.float32])
+def test_a_volume_read_in_ranges_gets_the_whole_arrays_window_and_never_a_larger_range(dtype):
+    """VolumeRanges (what the Slicer module hands the engine above its size limit): the automatic window equals
+    auto_intensity of the whole array exactly (integers through a histogram, floats through a third pass over the
+    bins that hold the percentiles), every range read holds at most ``max_bytes``, and the slices are the array's."""
+    from fmscope.imaging.volume_ranges import VolumeRanges
+
+    rng = np.random.default_rng(int(np.dtype(dtype).itemsize))
+    volume = (rng.normal(size=(9, 31, 17)) * 900).astype(dtype)
+    volume[:2] = volume.min()  # padding: the low percentile falls among equal values
+    if volume.dtype.kind == "f":
+        volume[3, :4, :4] = np.nan  # not finite: left out of the window (and refused when that slice is read)
+    slice_bytes = volume[0].nbytes
+    source = VolumeRanges(
+        lambda first, last: volume[first : last + 1].copy(), volume.shape, volume.dtype, 2 * slice_bytes
+    )
+    assert source.intensity(None) == auto_intensity(volume)
+    assert all(last - first + 1 <= 2 for first, last in source.ranges_read)
+    source.ranges_read.clear()
+    for index in (8, 7, 0, 1, 5):
+        assert np.array_equal(source[index], volume[index])
+    assert source.ranges_read == [(8, 8), (6, 7), (0, 1), (4, 5)]  # aligned ranges, each read once in turn
+    if volume.dtype.kind == "f":
+        with pytest.raises(FmscopeError, match="NaN"):
+            source[3]
+    seen = []  # the window's passes report each range read, and stop once cancelled
+    progress = Progress(lambda done, total, message: seen.append((done, total, message)))
+    assert source.intensity(None, progress) == auto_intensity(volume)
+    assert seen[-1][0] == len(seen) and {message for *_, message in seen} == {"reading the volume"}
+    progress.cancel()
+    with pytest.raises(Cancelled):
+        source.intensity(None, progress)
+
+
+@pytest.mark.slow
+def test_a_box_much_larger_than_the_models_input_is_read_from_the_pyramid_level_it_needs(segmenter, sample8, tmp_path):
+    """A ~500 px box (crop 1,491 px; LiteMedSAM's input 256 px) on a 4-level OME-Zarr pyramid is read from the
+    2x level (the coarsest where the crop still spans PYRAMID_OVERSAMPLING x 256 = 512 px: 746; 4x would give 373),
+    the mask mapped back to the full-resolution crop: Dice >= 0.99 against the same box read at full resolution
+    (measured 0.9966), reading a quarter of its chunks (counted by the store) and none of level 0; the same pyramid
+    as a tiled TIFF (levels in SubIFDs, as scanners write them) gives the same crop and encoder input."""
+    import cv2
+    import torch
+
+    class CountingStore(zarr.storage.LocalStore):
+        """The local store, counting the chunks read per pyramid level."""
+
+        chunks: dict[str, int] = {}
+
+        async def get(self, key, prototype, byte_range=None):
+            value = await super().get(key, prototype, byte_range)
+            level, _, name = key.partition("/")
+            if value is not None and name[:1].isdigit():
+                self.chunks[level] = self.chunks.get(level, 0) + 1
+            return value
+
+    image = np.zeros((SIDE, SIDE), np.uint8)
+    image[1000:5096, 1000:5096] = cv2.resize(sample8[256:, 256:], (4096, 4096), interpolation=cv2.INTER_LINEAR)
+    box = (BOX - 256) * 16 + 1000  # the nucleus, 16x larger
+    group = zarr.open_group(tmp_path / "pyramid.ome.zarr", mode="w", zarr_format=2)
+    level, pyramid_levels = image, []
+    for index in range(4):  # 6000, 3000, 1500, 750 px
+        group.create_array(str(index), shape=level.shape, chunks=(128, 128), dtype=np.uint8)[:] = level
+        pyramid_levels.append(level)
+        level = cv2.resize(level, (level.shape[1] // 2, level.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    store = CountingStore(tmp_path / "pyramid.ome.zarr", read_only=True)
+    levels = [zarr.open_array(store, path=str(index), mode="r") for index in range(4)]
+    pyramid_image = LazyImage(levels[0], "YX", "pyramid", (128, 128), coarser=tuple(levels[1:]))
+    full_image = LazyImage(levels[0], "YX", "full resolution", (128, 128))  # the same store without its pyramid
+    results, chunks = [], []
+    for lazy in (pyramid_image, full_image):
+        segmenter.set_image(lazy)  # reads its fixed sample of level 0 (the cache identity)
+        store.chunks.clear()
+        results.append(segmenter.predict(box=box))
+        chunks.append(dict(store.chunks))
+    pyramid, reference = results
+    assert pyramid_image.level_for(reference.crop, 512) == (1, 2)  # the 2x level
+    assert pyramid.crop == pyramid_image.snap(reference.crop, 2)  # widened by < 2 px to that level's blocks
+    assert all(abs(a - b) < 2 for a, b in zip(pyramid.crop, reference.crop))
+    assert pyramid.mask.shape == (pyramid.crop[2] - pyramid.crop[0], pyramid.crop[3] - pyramid.crop[1])
+    on_image = [np.zeros(image.shape, bool) for _ in results]
+    for canvas, result in zip(on_image, results):
+        y0, x0, y1, x1 = result.crop
+        canvas[y0:y1, x0:x1] = result.mask
+    assert dice(*on_image) >= 0.99, dice(*on_image)
+    assert set(chunks[0]) == {"1"} and set(chunks[1]) == {"0"}, chunks
+    assert chunks[0]["1"] <= chunks[1]["0"] / 3, chunks  # 128 px chunks: about a quarter
+
+    tiff = tmp_path / "pyramid.tif"
+    with tifffile.TiffWriter(tiff) as writer:
+        writer.write(pyramid_levels[0], tile=(256, 256), subifds=3)
+        for lower in pyramid_levels[1:]:
+            writer.write(lower, tile=(256, 256), subfiletype=1)
+    segmenter.set_image(pyramid_image)
+    expected = segmenter.model_input(pyramid.crop)
+    with io.open_image(tiff) as lazy:
+        segmenter.set_image(lazy)
+        assert segmenter.zoom_crops_near(box, 0) == [pyramid.crop]  # the box's own crop, on the 2x level's blocks
+        tensor, geometry = segmenter.model_input(pyramid.crop)  # the encoder's input: the same pixels
+    assert torch.equal(tensor, expected[0]) and geometry == expected[1]
+
+
+def test_masks_of_a_pyramid_crop_are_upsampled_in_bands_as_torch_would():
+    """upsampled_masks (a crop read from a pyramid level: its full-resolution mask without full-size logits) thresholds
+    what torch's bilinear resize (align_corners=False) gives, band by band; ties at zero aside (< 1e-5 of pixels)."""
+    import torch
+    import torch.nn.functional as F
+
+    from fmscope.imaging.predictor import upsampled_masks
+
+    rng = np.random.default_rng(0)
+    for h, w, height, width in [(200, 150, 1491, 1117), (37, 90, 500, 333), (10, 10, 10, 10)]:
+        logits = rng.normal(size=(2, h, w)).astype(np.float32)
+        resized = F.interpolate(torch.from_numpy(logits)[:, None], size=(height, width), mode="bilinear")
+        masks = upsampled_masks(logits, (height, width), band=100)
+        assert masks.shape == (2, height, width) and masks.dtype == bool
+        assert np.mean(masks != (resized[:, 0] > 0).numpy()) < 1e-5

@@ -10,6 +10,7 @@ import ctk
 import qt
 import slicer
 import vtk
+from FMScopeLib import RANGE_LIMIT_MB
 from FMScopeLib.install import ensure_fmscope
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -22,6 +23,7 @@ WINDOWS = ["auto", "abdomen", "soft_tissue", "lung", "bone", "brain", "liver"]
 SLICE_VIEWS = ["Red", "Yellow", "Green"]
 CHECKPOINT_SETTING = "FMScope/checkpoint/{model}"  # the weights file chosen once per model, remembered
 BACKEND_SETTING = "FMScope/backend"  # image encoder runtime (fmscope.backends): auto, openvino or torch
+RANGE_LIMIT_SETTING = "FMScope/sliceRangeLimitMB"  # larger volumes are read slice range by slice range
 
 
 class FMScope(ScriptedLoadableModule):
@@ -39,7 +41,9 @@ class FMScope(ScriptedLoadableModule):
             "'Re-propagate from this slice'. Cine: choose a Sequence of 2D frames, draw the ROI on the "
             "frame shown, press 'Track through frames' to get a Sequence of segmentations. "
             "Session: every change is recorded beside the volume's file (or the scene, or the folder chosen); "
-            "choosing the same volume and segmentation again offers 'Resume session' after a crash."
+            "choosing the same volume and segmentation again offers 'Resume session' after a crash. "
+            f"Large volumes: a volume above 'Slice range limit' ({RANGE_LIMIT_MB} MiB unless changed) is read "
+            "slice range by slice range, never copied whole (same result)."
         )
         self.parent.acknowledgementText = "LiteMedSAM and MedSAM: Ma et al., Nature Communications 2024 (bowang-lab)."
 
@@ -88,6 +92,7 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         self._timer.timeout.connect(self._poll)
         self._set_running(False)
         self._setup_session()
+        self._setup_large_volumes()
 
     # Session (FMScopeLib.logic: find_session / resume_session / autosave) --------------------------------------
     def _setup_session(self) -> None:
@@ -114,6 +119,26 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         self.ui.volumeSelector.currentNodeChanged.connect(lambda node: self._look_for_session())
         self.ui.segmentationSelector.currentNodeChanged.connect(lambda node: self._look_for_session())
         self._scene_closed = slicer.mrmlScene.AddObserver(slicer.mrmlScene.EndCloseEvent, self._on_scene_closed)
+
+    def _setup_large_volumes(self) -> None:
+        """A 'Large volumes' section: the size above which a volume is read slice range by slice range (remembered)."""
+        section = ctk.ctkCollapsibleButton()
+        section.text = "Large volumes"
+        section.collapsed = True
+        self.layout.addWidget(section)
+        form = qt.QFormLayout(section)
+        self.rangeLimit = qt.QSpinBox()
+        self.rangeLimit.setRange(16, 1 << 20)
+        self.rangeLimit.suffix = " MiB"
+        self.rangeLimit.value = int(slicer.app.userSettings().value(RANGE_LIMIT_SETTING, RANGE_LIMIT_MB))
+        self.rangeLimit.toolTip = (
+            "Volumes above this size are read by the engine slice range by slice range, ranges of at most this "
+            "size (the same result; MedSAM2's 3D flow reads the volume whole)"
+        )
+        self.rangeLimit.valueChanged.connect(
+            lambda value: slicer.app.userSettings().setValue(RANGE_LIMIT_SETTING, int(value))
+        )
+        form.addRow("Slice range limit:", self.rangeLimit)
 
     def _look_for_session(self) -> None:
         """Look (on the model thread: hashing the voxels and loading the model take time) for an unfinished session
@@ -192,6 +217,7 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
 
         window = self.ui.windowComboBox.currentText
         segment_id = self.ui.segmentSelector.currentSegmentID() if self.ui.overwriteCheckBox.checked else None
+        self.logic.core.range_limit_bytes = int(self.rangeLimit.value) * 2**20
         return SegmentOptions(
             model=self.ui.modelFilePathLineEdit.currentPath or self.ui.modelComboBox.currentText,
             checkpoint=self.ui.checkpointPathLineEdit.currentPath or None,
@@ -238,7 +264,10 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
         self._start(
             f"Segmenting from slice {box.index} ...",
             lambda progress: self.logic.core.compute(volume, box, options, progress),
-            lambda result: f"Done: segment '{self.logic.core.write(segmentation, volume, result, options)}'.",
+            lambda result: (
+                f"Done: segment '{self.logic.core.write(segmentation, volume, result, options)}'."
+                + _ranges_note(result)
+            ),
         )
 
     def onRepropagate(self):
@@ -277,7 +306,7 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
             ),
             lambda result: (
                 f"Done: segment '{self.logic.core.write(segmentation, volume, result, options)}' "
-                f"re-propagated from slice {index}."
+                f"re-propagated from slice {index}." + _ranges_note(result)
             ),
         )
 
@@ -408,6 +437,12 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
             self.sessionLabel.text = self.logic.core.session_note
         if self._runner is not None:
             self._autosave()
+
+
+def _ranges_note(result) -> str:
+    """For the status line: how many slice ranges the engine read (a volume above the Slice range limit)."""
+    count = len(result.ranges_read)
+    return f" The volume was read in {count} slice ranges (Large volumes)." if count else ""
 
 
 def _fmscope_installed() -> bool:

@@ -19,6 +19,11 @@ Every change of a segment by ``write`` or ``undo`` with a LiteMedSAM-family mode
 (:mod:`fmscope.session_record`, translated by :mod:`FMScopeLib.session`): edits made with Segment Editor since the
 last action first (as a ``paint`` action, from their voxels), then the action itself (``propagate``, re-run by
 ``fmscope replay``; ``undo``). ``find_session`` / ``resume_session`` offer and restore an unfinished one.
+
+Volumes larger than ``FMScopeLogic.range_limit_bytes`` (default :data:`RANGE_LIMIT_MB`, the module's setting
+*Slice range limit*) are never copied whole for the slice-by-slice models: the engine reads them slice range by
+slice range along the slice axis (:class:`fmscope.imaging.volume_ranges.VolumeRanges`, at most that many bytes
+at a time, the automatic window computed exactly from the ranges) and gives the same mask, voxel for voxel.
 """
 
 from __future__ import annotations
@@ -35,12 +40,13 @@ from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.prompts import box_from_mask
 from fmscope.imaging.tracking.volume import SAM2_MODELS, track_volume
 from fmscope.imaging.volume import segment_volume
+from fmscope.imaging.volume_ranges import VolumeRanges
 from fmscope.models import DEFAULT_SEGMENTER
 from fmscope.progress import Progress
 from fmscope.session_record import Action, ImageIdentity, ModelIdentity, Recorder, resume
 from fmscope.session_record.action import PAINT, PROPAGATE, UNDO
 from fmscope.session_record.paint import paint_mask
-from FMScopeLib import geometry, mrml_arrays, session
+from FMScopeLib import RANGE_LIMIT_MB, geometry, mrml_arrays, session
 
 
 @dataclass
@@ -69,6 +75,8 @@ class ComputedMask:
     volume_id: str
     # the session action to record once written (object id 0 until then); None: not recorded (MedSAM2 flows)
     action: Action | None = None
+    # (first, last) slices along the slice axis of each range the engine read; empty: the volume was read whole
+    ranges_read: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
@@ -155,6 +163,7 @@ class FMScopeLogic:
     record_sessions: bool = True  # record every segment change (fmscope.session_record)
     session_folder: str | None = None  # the user's folder for new sessions; None: beside the volume's file / scene
     session_note: str = ""  # the last session problem (the segment is written all the same), for the status line
+    range_limit_bytes: int = RANGE_LIMIT_MB * 2**20  # larger volumes: read slice range by slice range
     _segmenters: dict = field(default_factory=dict)
     _sam2: dict = field(default_factory=dict)
     _undo: list = field(default_factory=list)
@@ -177,6 +186,49 @@ class FMScopeLogic:
             self._sam2[key] = load_sam2(model, checkpoint, self.device)
         return self._sam2[key]
 
+    def engine_volume(self, volume_node, axis: int) -> np.ndarray | VolumeRanges:
+        """The voxels as the engine reads them, the slice axis (IJK ``axis``) first: a copy of the whole volume, or,
+        above :attr:`range_limit_bytes`, a :class:`VolumeRanges` copying ranges of at most that many bytes of the
+        volume node's own voxels (which must not change while it runs: :meth:`_unchanged` checks)."""
+        voxels = mrml_arrays.volume_view(volume_node)
+        if voxels.nbytes <= self.range_limit_bytes:
+            return geometry.permute_to_axis(voxels.copy(), axis)
+        along_axis = geometry.permute_to_axis(voxels, axis)
+        return VolumeRanges(
+            lambda first, last: np.array(along_axis[first : last + 1]),
+            along_axis.shape,
+            along_axis.dtype,
+            self.range_limit_bytes,
+            name=f"'{volume_node.GetName()}'",
+        )
+
+    @staticmethod
+    def _unchanged(volume_node, source, version: int) -> tuple[tuple[int, int], ...]:
+        """The ranges ``source`` read; raises FmscopeError when a volume read range by range changed meanwhile (its
+        image data's modification time is no longer ``version``): its ranges may mix two versions."""
+        if not isinstance(source, VolumeRanges):
+            return ()
+        if volume_node.GetImageData().GetMTime() != version:
+            raise FmscopeError(
+                f"The volume '{volume_node.GetName()}' changed while it was segmented range by range.",
+                "Run again without changing the volume meanwhile.",
+            )
+        return tuple(source.ranges_read)
+
+    @staticmethod
+    def _whole(source, volume_node, axis: int) -> np.ndarray:
+        """The whole volume, slice axis first (MedSAM2's 3D flow reads it whole)."""
+        if isinstance(source, np.ndarray):
+            return source
+        return geometry.permute_to_axis(mrml_arrays.volume_array(volume_node), axis)
+
+    @staticmethod
+    def _intensity(source, window, progress: Progress | None = None):
+        """The window for ``source`` (an auto window of a volume read in ranges: read range by range, cancellable)."""
+        if isinstance(source, VolumeRanges):
+            return source.intensity(window, progress)
+        return resolve_intensity(source, window)
+
     def describe_model(self, model: str, checkpoint: str | None) -> str:
         """One line about a model choice for the UI: its name, or what a model file was tuned from and on."""
         loaded = self.segmenter(model, checkpoint).model
@@ -191,12 +243,12 @@ class FMScopeLogic:
     ) -> ComputedMask:
         """Segment through the volume from ``slice_box``; touches nothing in the scene."""
         require_checkpoint(options.model, options.checkpoint)
-        voxels = mrml_arrays.volume_array(volume_node)
-        along_axis = geometry.permute_to_axis(voxels, slice_box.axis)
+        along_axis = self.engine_volume(volume_node, slice_box.axis)
+        version = volume_node.GetImageData().GetMTime()
         slice_range = options.slice_range or slice_box.slice_range
         if options.model in SAM2_MODELS:  # MedSAM2's 3D flow, as fmscope volume --model medsam2
             labels = track_volume(
-                along_axis,
+                self._whole(along_axis, volume_node, slice_box.axis),
                 slice_box.index,
                 {1: list(slice_box.box)},
                 model=options.model,
@@ -212,7 +264,7 @@ class FMScopeLogic:
             action = None
         else:
             segmenter = self.segmenter(options.model, options.checkpoint)
-            intensity = resolve_intensity(along_axis, options.window)
+            intensity = self._intensity(along_axis, options.window, progress)
             labels = segment_volume(
                 along_axis,
                 slice_box.index,
@@ -223,13 +275,14 @@ class FMScopeLogic:
                 slice_range=slice_range,
                 progress=progress,
             )
-            span = slice_range or (0, along_axis.shape[0] - 1)
+            span = slice_range or (0, len(labels) - 1)
             action = _propagation(
                 segmenter, intensity, slice_box.axis, slice_box.index, slice_box.box, span, options.direction
             )
             action.params["from_box"] = True
+        ranges = self._unchanged(volume_node, along_axis, version)
         mask = geometry.permute_back(labels > 0, slice_box.axis)
-        return ComputedMask(mask, slice_box, volume_node.GetID(), action)
+        return ComputedMask(mask, slice_box, volume_node.GetID(), action, ranges)
 
     def compute_repropagation(
         self,
@@ -252,10 +305,10 @@ class FMScopeLogic:
             raise FmscopeError(f"Segment '{segment_id}' does not exist.", "Pick the segment you corrected.")
         if axis not in (0, 1, 2):
             raise FmscopeError(f"Slice axis {axis} is not 0 (I), 1 (J) or 2 (K).", "Give the axis of the slice view.")
-        voxels = mrml_arrays.volume_array(volume_node)
+        along_axis = self.engine_volume(volume_node, axis)
+        version = volume_node.GetImageData().GetMTime()
         current = geometry.permute_to_axis(mrml_arrays.read_segment(segmentation_node, segment_id, volume_node), axis)
-        along_axis = geometry.permute_to_axis(voxels, axis)
-        depth = along_axis.shape[0]
+        depth = len(current)
         if not 0 <= index < depth:
             raise FmscopeError(
                 f"Slice {index} is outside the volume (0..{depth - 1}).", "Show the corrected slice in the slice view."
@@ -278,7 +331,7 @@ class FMScopeLogic:
             )
         if options.model in SAM2_MODELS:
             labels = track_volume(
-                along_axis,
+                self._whole(along_axis, volume_node, axis),
                 index,
                 key_masks={1: key_mask},
                 model=options.model,
@@ -294,7 +347,7 @@ class FMScopeLogic:
             action = None
         else:
             segmenter = self.segmenter(options.model, options.checkpoint)
-            intensity = resolve_intensity(along_axis, options.window)
+            intensity = self._intensity(along_axis, options.window, progress)
             labels = segment_volume(
                 along_axis,
                 index,
@@ -312,7 +365,11 @@ class FMScopeLogic:
         for side in sides["up"] + sides["down"] if direction == "both" else sides[direction]:
             result[side] = labels[side] > 0
         return ComputedMask(
-            geometry.permute_back(result, axis), geometry.SliceBox(axis, index, tuple(box)), volume_node.GetID(), action
+            geometry.permute_back(result, axis),
+            geometry.SliceBox(axis, index, tuple(box)),
+            volume_node.GetID(),
+            action,
+            self._unchanged(volume_node, along_axis, version),
         )
 
     def repropagate(

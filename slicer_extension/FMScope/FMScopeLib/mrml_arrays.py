@@ -28,6 +28,12 @@ def ensure_segmentation_converters() -> None:
 
 def volume_array(volume_node) -> np.ndarray:
     """A copy of the voxels of a scalar volume node, shape (k, j, i)."""
+    return volume_view(volume_node).copy()
+
+
+def volume_view(volume_node) -> np.ndarray:
+    """The voxels of a scalar volume node, shape (k, j, i), without a copy: a numpy view of its vtkImageData's
+    scalars (kept alive by the view), read range by range for volumes too large to copy whole."""
     if volume_node is None:
         raise FmscopeError("No volume is selected.", "Choose the input volume.")
     image = volume_node.GetImageData()
@@ -45,7 +51,7 @@ def volume_array(volume_node) -> np.ndarray:
             "Select a volume with several slices.",
         )
     scalars = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
-    return scalars.reshape(k, j, i).copy()
+    return scalars.reshape(k, j, i)
 
 
 def _oriented_image(mask_kji: np.ndarray, volume_node) -> slicer.vtkOrientedImageData:

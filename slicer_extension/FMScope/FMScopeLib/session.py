@@ -50,7 +50,7 @@ def volume_file(volume_node) -> str | None:
 def image_identity(volume_node) -> ImageIdentity:
     """The volume's identity: the sha256 of its (k, j, i) voxels, with its file's path when it has one (what
     ``fmscope replay`` reads: the same (k, j, i) array as :func:`fmscope.imaging.io.read_volume`)."""
-    return ImageIdentity.of(mrml_arrays.volume_array(volume_node), volume_file(volume_node))
+    return ImageIdentity.of(mrml_arrays.volume_view(volume_node), volume_file(volume_node))  # hashed in place
 
 
 def _temporary(path: Path) -> bool:

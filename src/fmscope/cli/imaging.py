@@ -98,7 +98,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     check_outputs(
         [
-            Output("-o", args.output, LABEL_IMAGE_SUFFIXES),
+            Output("-o", args.output, LABEL_IMAGE_SUFFIXES + (".zarr",)),  # .ome.zarr: OME-Zarr labels
             Output("--overlay", args.overlay, OVERLAY_SUFFIXES),
             Output("--cache-dir", args.cache_dir, FOLDER),
         ],
@@ -127,7 +127,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
     labels = np.zeros(segmenter.image_shape, dtype=_labels_dtype(len(results)))
     for label, result in enumerate(results, start=1):
         labels[result.mask & (labels == 0)] = label
-    io.write_image(labels, args.output, geometry=image.geometry)
+    if file_suffix(Path(args.output)) == ".zarr":
+        from fmscope.imaging.ome_zarr_labels import write_ome_zarr_labels
+
+        write_ome_zarr_labels(args.output, labels.shape, labels.dtype, [(0, 0, labels)])
+    else:
+        io.write_image(labels, args.output, geometry=image.geometry)
     if args.overlay:
         boxes = [np.asarray(b, float) for b in args.box or []]
         io.write_image(draw_overlay(segmenter.mapped_image, labels, boxes), args.overlay)
@@ -155,29 +160,38 @@ def _run_prompts(args: argparse.Namespace, segmenter: Segmenter) -> list[MaskRes
 
 def _segment_lazy(args: argparse.Namespace, image: LazyImage) -> int:
     """``fmscope segment`` on a huge image: only the prompts' crops are read, and the labels are written as a
-    tiled compressed TIFF, tile by tile (:mod:`fmscope.imaging.tiled_labels`), never whole in memory."""
+    tiled compressed TIFF, tile by tile (:mod:`fmscope.imaging.tiled_labels`), or as an OME-Zarr label image, chunk
+    by chunk (``-o labels.ome.zarr``, :mod:`fmscope.imaging.ome_zarr_labels`), never whole in memory."""
+    from fmscope.imaging.ome_zarr_labels import write_ome_zarr_labels
     from fmscope.imaging.tiled_labels import check_replaceable, write_tiled_labels
 
     height, width = image.shape[:2]
-    if file_suffix(Path(args.output)) not in (".tif", ".tiff"):
+    suffix = file_suffix(Path(args.output))
+    if suffix not in (".tif", ".tiff", ".zarr"):
         raise UsageError(
-            f"{args.image} is a huge image ({height} x {width}); its labels are written as a tiled TIFF only.",
-            "Give -o a name ending in .tif.",
+            f"{args.image} is a huge image ({height} x {width}); its labels are written as a tiled TIFF "
+            "or an OME-Zarr only.",
+            "Give -o a name ending in .tif or .ome.zarr.",
         )
     if args.overlay:
         raise UsageError(
             f"{args.image} is a huge image ({height} x {width}); fmscope writes no overlay picture of it.",
             "Leave out --overlay (open the image and the label TIFF in a viewer such as napari or QuPath).",
         )
-    check_replaceable(args.output)
-    print(f"note: {args.image} is {height} x {width}: read crop by crop, labels written as a tiled TIFF")
+    if suffix != ".zarr":
+        check_replaceable(args.output)  # a store: check_outputs checked its fmscope stamp
+    kind = "an OME-Zarr label image" if suffix == ".zarr" else "a tiled TIFF"
+    print(f"note: {args.image} is {height} x {width}: read crop by crop, labels written as {kind}")
     segmenter = _segmenter(args)
     segmenter.set_image(image, window=args.window)
     started = time.perf_counter()
     results = _run_prompts(args, segmenter)
     dtype = _labels_dtype(len(results))
-    pieces = [(r.crop[0], r.crop[1], r.mask.astype(dtype) * dtype(label)) for label, r in enumerate(results, 1)]
-    pixels = write_tiled_labels(args.output, (height, width), dtype, pieces)
+    pieces = [
+        (r.crop[0], r.crop[1], np.multiply(r.mask, dtype(label), dtype=dtype)) for label, r in enumerate(results, 1)
+    ]
+    write = write_ome_zarr_labels if suffix == ".zarr" else write_tiled_labels
+    pixels = write(args.output, (height, width), dtype, pieces)
     scores = ", ".join(f"{r.score:.3f}" for r in results)
     print(
         f"wrote {args.output}: {len(results)} object(s), {pixels} pixels, "
@@ -281,7 +295,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "-o",
         "--output",
         required=True,
-        help="label image to write (.tif, .png, or .nii.gz / .nrrd / .mha with the input's geometry)",
+        help="label image to write (.tif, .png, or .nii.gz / .nrrd / .mha with the input's geometry; "
+        ".ome.zarr: an OME-Zarr label image, chunk by chunk)",
     )
     segment.add_argument("--overlay", help="also write an overlay picture (.png)")
     _add_model_options(segment, models.SEGMENT)

@@ -16,7 +16,7 @@ docs/formats.md lists the layouts and refusals.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,8 +111,45 @@ class LazyImage:
         if index == 0:
             return self
         array = self.coarser[index - 1]
-        sizes = dict(zip(self.axes, array.chunks))
-        return LazyImage(array, self.axes, self.source, (int(sizes["Y"]), int(sizes["X"])))
+        return LazyImage(array, self.axes, self.source, _chunk_sides(array, self.axes))
+
+    def level_for(self, crop: tuple[int, int, int, int], pixels: int) -> tuple[int, int]:
+        """(level index, factor) of the coarsest pyramid level on which ``crop`` (y0, x0, y1, x1 on this level)
+        still spans at least ``pixels`` pixels along its long side, among the levels whose pixels are whole
+        ``factor`` x ``factor`` blocks of this level's (each side ``factor`` times shorter, rounded either way);
+        (0, 1): this level (no pyramid, or no coarser level keeps that resolution). A box much larger than the
+        model's input (a 5,000 px box on a 40k scan) is then read at the encoder's resolution, not the scan's."""
+        height, width = self.shape[:2]
+        long_side = max(crop[2] - crop[0], crop[3] - crop[1])
+        best = (0, 1)
+        for index in range(1, len(self.coarser) + 1):
+            rows, cols = self.level(index).shape[:2]
+            factor = round(height / rows)
+            whole = all(
+                size in (length // factor, -(-length // factor)) for size, length in ((rows, height), (cols, width))
+            )
+            if factor > best[1] and whole and long_side / factor >= pixels:
+                best = (index, factor)
+        return best
+
+    def snap(self, crop: tuple[int, int, int, int], factor: int) -> tuple[int, int, int, int]:
+        """``crop`` (y0, x0, y1, x1) widened to whole ``factor`` x ``factor`` blocks (within the image)."""
+        height, width = self.shape[:2]
+        y0, x0, y1, x1 = crop
+        return (
+            y0 // factor * factor,
+            x0 // factor * factor,
+            min(height, -(-y1 // factor) * factor),
+            min(width, -(-x1 // factor) * factor),
+        )
+
+    def read_level(self, index: int, factor: int, crop: tuple[int, int, int, int]) -> np.ndarray:
+        """The pixels of ``crop`` (on this level, widened to whole blocks by :meth:`snap`) from pyramid level
+        ``index`` of :meth:`level_for`'s ``factor``: about (y1 - y0) / factor x (x1 - x0) / factor pixels."""
+        level = self.level(index)
+        rows, cols = level.shape[:2]
+        y0, x0, y1, x1 = self.snap(crop, factor)
+        return level.read(y0 // factor, x0 // factor, min(rows, -(-y1 // factor)), min(cols, -(-x1 // factor)))
 
     def read_resampled(self, factor: float) -> np.ndarray:
         """The whole image shrunk ``factor`` times (>= 1) per side: (round(H / factor), round(W / factor)[, 3]).
@@ -240,14 +277,24 @@ def open_ome_zarr(path: Path) -> LazyImage:
     return LazyImage(array, axes, str(path), (int(chunks["Y"]), int(chunks["X"])), coarser=coarser)
 
 
-def from_array(array: Any, source: str) -> LazyImage:
+def _chunk_sides(array: Any, axes: str) -> tuple[int, int]:
+    """(rows, columns) of one chunk of ``array`` (zarr: its chunks; dask: its largest block; else its shape)."""
+    chunks = getattr(array, "chunks", None) or tuple(array.shape)
+    sizes = dict(zip(axes, chunks))
+    rows, cols = (size if isinstance(size, int) else max(size) for size in (sizes["Y"], sizes["X"]))
+    return int(rows), int(cols)
+
+
+def from_array(array: Any, source: str, coarser: Sequence[Any] = ()) -> LazyImage:
     """A sliceable 2D array held elsewhere, grey (H, W) or colour (H, W, 3|4), as a :class:`LazyImage`.
 
     ``array``: anything with ``shape``, ``dtype`` and numpy basic slicing, such as a dask array (each read
     computes only the blocks it touches), a zarr array (reads only its chunks) or a numpy memory map. ``source``
     names it in messages and in the embedding cache's identity (:meth:`LazyImage.identity`). The one adapter
     through which front ends (napari's multiscale, dask or zarr layers) hand the engine an image without reading it.
-    Raises FmscopeError for any other shape.
+    ``coarser``: a multiscale's lower-resolution levels, finest first (napari: a multiscale layer's ``data[1:]``),
+    each of ``array``'s layout; they serve large prompts' crops (:meth:`LazyImage.level_for`). Raises FmscopeError
+    for any other shape.
     """
     shape = tuple(int(size) for size in array.shape)
     if len(shape) == 2:
@@ -259,6 +306,10 @@ def from_array(array: Any, source: str) -> LazyImage:
             f"{source} has shape {shape}; a lazy image is (H, W) or (H, W, 3).",
             "Select one plane (and channel) of the data first.",
         )
-    chunks = getattr(array, "chunks", None) or shape
-    rows, cols = (size if isinstance(size, int) else max(size) for size in chunks[:2])  # dask: sizes per block
-    return LazyImage(array, axes, source, (int(rows), int(cols)))
+    for level in coarser:
+        if len(level.shape) != len(shape) or tuple(level.shape[2:]) != shape[2:]:
+            raise FmscopeError(
+                f"A lower-resolution level of {source} has shape {tuple(level.shape)}, the image {shape}.",
+                "Give the levels of one multiscale image, finest first.",
+            )
+    return LazyImage(array, axes, source, _chunk_sides(array, axes), coarser=tuple(coarser))

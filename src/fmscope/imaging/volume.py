@@ -27,6 +27,7 @@ from fmscope.imaging.stop_rule import StopRule
 from fmscope.imaging.tracking.frames import ArrayFrames
 from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 from fmscope.imaging.tracking.session import TrackingSession
+from fmscope.imaging.volume_ranges import VolumeRanges
 from fmscope.progress import Progress, as_progress
 
 DIRECTIONS = ("both", "up", "down")
@@ -52,7 +53,7 @@ def _validate_volume(volume: np.ndarray) -> np.ndarray:
 
 
 def segment_volume(
-    volume: np.ndarray,
+    volume: np.ndarray | VolumeRanges,
     key_slice: int,
     boxes: Sequence[float] | Mapping[int, Sequence[float]],
     segmenter: Segmenter | None = None,
@@ -65,6 +66,9 @@ def segment_volume(
 ) -> np.ndarray:
     """Label volume (uint16, same shape as ``volume``) grown from boxes on ``key_slice``.
 
+    ``volume``: a (z, y, x) array, or a :class:`~fmscope.imaging.volume_ranges.VolumeRanges` (a volume read slice
+    range by slice range, never whole: the same labels, voxel for voxel, with the window it computes the same way).
+
     ``boxes``: one [x0, y0, x1, y1] box (label 1) or ``{label: box}`` for several objects.
     ``direction``: ``"both"``, ``"up"`` (increasing z) or ``"down"``. ``slice_range``:
     inclusive (first, last) z limits. The intensity mapping (``window`` or the volume's
@@ -76,8 +80,12 @@ def segment_volume(
     are kept as they are on the key slice and propagated from, instead of re-segmented from
     their box (each needs an entry in ``boxes`` too).
     """
-    array = _validate_volume(volume)
-    depth = array.shape[0]
+    if isinstance(volume, VolumeRanges):
+        frames, shape3 = volume, (volume.n_frames, volume.height, volume.width)
+    else:
+        array = _validate_volume(volume)
+        frames, shape3 = ArrayFrames(array, kind="volume", name="the volume"), array.shape
+    depth = shape3[0]
     if not 0 <= key_slice < depth:
         raise FmscopeError(
             f"Key slice {key_slice} is outside the volume's 0..{depth - 1}.", f"Give --slice between 0 and {depth - 1}."
@@ -93,7 +101,7 @@ def segment_volume(
     prompts = dict(boxes) if isinstance(boxes, Mapping) else {1: boxes}
     if not prompts or any(int(label) < 1 for label in prompts):
         raise FmscopeError("Give at least one box, with labels >= 1.", "Example: {1: [x0, y0, x1, y1]}.")
-    shape = array.shape[1:]
+    shape = shape3[1:]
     prompts = {int(label): validate_box(box, shape) for label, box in prompts.items()}
     given = {int(label): np.asarray(mask, dtype=bool) for label, mask in (key_masks or {}).items()}
     if any(label not in prompts or mask.shape != shape for label, mask in given.items()):
@@ -104,8 +112,8 @@ def segment_volume(
 
     progress = as_progress(progress)
     segmenter = segmenter if segmenter is not None else Segmenter()
-    intensity = resolve_intensity(array, window)  # once for the whole volume: slices stay comparable
-    frames = ArrayFrames(array, kind="volume", name="the volume")
+    # once for the whole volume: slices stay comparable
+    intensity = volume.intensity(window) if isinstance(volume, VolumeRanges) else resolve_intensity(array, window)
     tracker = LiteMedSAMTracker(frames, window=intensity, stop=stop, segmenter=segmenter)
     session = TrackingSession(frames, backend=tracker)
     for label, box in prompts.items():
@@ -115,7 +123,7 @@ def segment_volume(
         else:
             session.add_box(key_slice, label, box)
     if not session.prompts:  # only empty key masks: nothing to follow
-        return np.zeros(array.shape, dtype=np.uint16)
+        return np.zeros(shape3, dtype=np.uint16)
     progress.update(1, 2, "propagating")
     for result in session.propagate(_SESSION_DIRECTIONS[direction], (first, last)):
         progress.update(result.done + 1, result.total + 1, "propagating")

@@ -288,10 +288,14 @@ class SegmentWidget(ImagePanel, QWidget):
         return self._segmenters[(model, checkpoint, backend)], self._intensities[key]
 
     def _lazy_view(self, layer) -> lazy_image.LazyImage:
-        """The lazy view of a huge layer's full-resolution data (one per layer data: its identity is computed once)."""
+        """The lazy view of a huge layer's full-resolution data (one per layer data: its identity is computed once),
+        with a multiscale layer's other levels for large prompts (read from the coarsest level they need)."""
         key = (id(layer), id(layer.data))
         if key not in self._lazy_views:
-            self._lazy_views[key] = lazy_image.from_array(self._full_resolution(layer), f"napari layer '{layer.name}'")
+            coarser = tuple(layer.data[1:]) if layer.multiscale else ()
+            self._lazy_views[key] = lazy_image.from_array(
+                self._full_resolution(layer), f"napari layer '{layer.name}'", coarser=coarser
+            )
         return self._lazy_views[key]
 
     def _slice_array(self, z: int | None) -> np.ndarray | lazy_image.LazyImage:

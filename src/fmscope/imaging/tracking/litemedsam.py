@@ -211,7 +211,9 @@ class LiteMedSAMTracker:
             if segmenter is not None
             else Segmenter(model, checkpoint, device, precision=precision, backend=inference_backend)
         )
-        self.intensity: Intensity = resolve_intensity(self._intensity_sample(), window)
+        # an Intensity given (segment_volume's, one window for the whole volume) needs no sample of the frames
+        given = isinstance(window, Intensity)
+        self.intensity: Intensity = window if given else resolve_intensity(self._intensity_sample(), window)
         self.anchors: dict[int, dict[int, ObjectMask]] = {}  # object -> frame -> prompted mask
         self.reference: dict[int, tuple[int, float]] = {}  # object -> (prompted area, mean mapped intensity)
         self.prompts: dict[tuple[int, int], Prompt] = {}  # (object, frame) -> the prompt given there
