@@ -13,6 +13,7 @@ import torch
 from fmscope.cli import main
 from fmscope.errors import FmscopeError
 from fmscope.imaging.cache import EmbeddingCache
+from fmscope.imaging.lazy_image import EAGER_MAX_PIXELS
 from fmscope.omics.image_expression import (
     MIN_SPOTS,
     check_spot_count,
@@ -23,7 +24,7 @@ from fmscope.omics.image_expression import (
 from fmscope.omics.image_expression_eval import blocked_folds, pearson_per_gene
 from fmscope.omics.image_expression_slide import check_encoder, slide_tissue, train_on_slide
 from fmscope.omics.image_patches import PatchEncoder, TissueImage, colour_statistics, tissue_grid
-from fmscope.omics.io import read_slide
+from fmscope.omics.io import Slide, read_slide
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 VISIUM = SAMPLE / "visium_mouse_brain"
@@ -170,7 +171,7 @@ def test_patch_features_on_openvino_equal_torchs(visium, encoder):
 
 
 @pytest.mark.slow
-def test_a_whole_slide_scan_is_read_at_the_encoders_scale_not_whole(visium, encoder, tmp_path):
+def test_a_whole_slide_scan_is_read_at_the_encoders_scale_not_whole(visium, encoder, tmp_path, monkeypatch):
     """Issue 27: the Visium H&E enlarged 7x (4,200 px a side at 2 µm per pixel) as a tiled pyramidal OME-TIFF
     opens lazily; the tissue comes from its 2x level, band by band, at the encoder's 8 µm per pixel, and the patch
     features equal those of the same scan read whole (within the resampling's rounding)."""
@@ -200,6 +201,21 @@ def test_a_whole_slide_scan_is_read_at_the_encoders_scale_not_whole(visium, enco
     assert len(centres) >= 10 and min(np.corrcoef(a, b)[0, 1] for a, b in zip(expected, found)) > 0.99
     with pytest.raises(FmscopeError, match="microns per pixel"):
         TissueImage.from_lazy(lazy, None, 8.0)
+    # the same scan as a slide's only level, lazy (as a SpatialData image the napari panel holds): read band by band
+    # (bands of 4 MiB here, 64 MiB by default: this scan would be one band)
+    import tracemalloc
+
+    import dask.array as da
+
+    assert scan.shape[0] * scan.shape[1] > EAGER_MAX_PIXELS
+    monkeypatch.setattr("fmscope.imaging.lazy_image.MAX_CHUNK_BYTES", 4 * 2**20)
+    one_level = Slide(visium.adata, image=da.from_array(scan, chunks=(512, 512, 3)), image_microns_per_pixel=mpp)
+    tracemalloc.start()
+    from_slide = slide_tissue(one_level)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert from_slide.rgb.shape == read.rgb.shape and peak < scan.nbytes / 2, (peak, scan.nbytes)
+    assert np.corrcoef(from_slide.rgb.ravel(), encoder.resampled(whole).ravel())[0, 1] > 0.99
 
 
 def test_tissue_grid_covers_the_spots(visium):

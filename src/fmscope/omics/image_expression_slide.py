@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from fmscope.errors import FmscopeError
+from fmscope.imaging import lazy_image
+from fmscope.imaging.lazy_image import EAGER_MAX_PIXELS
 from fmscope.omics.image_expression import ImageExpressionModel, check_spot_count, train_model
 from fmscope.omics.image_expression_eval import (
     INTERPOLATION_K,
@@ -39,7 +41,10 @@ DEFAULT_ENCODER_UM_PER_PX = 8.0
 
 def slide_tissue(slide: Slide, encoder_um_per_px: float = DEFAULT_ENCODER_UM_PER_PX) -> TissueImage:
     """The slide's tissue image as RGB with microns per pixel: the coarsest pyramid level still finer
-    than the encoder's scale. Refuses a slide without an image or without its pixel size."""
+    than the encoder's scale; when that level has more than ``EAGER_MAX_PIXELS`` pixels (a whole-slide scan
+    without a coarser level, as the napari panel's slide may hold), it is read band by band and shrunk to the
+    encoder's scale (:meth:`TissueImage.from_lazy`), never whole. Refuses a slide without an image or without
+    its pixel size."""
     if slide.image is None:
         raise FmscopeError(
             f"{slide.source or 'The slide'} has no tissue image.",
@@ -54,7 +59,10 @@ def slide_tissue(slide: Slide, encoder_um_per_px: float = DEFAULT_ENCODER_UM_PER
         mpp = base * levels[0].shape[0] / level.shape[0]
         if mpp <= encoder_um_per_px:
             chosen, chosen_mpp = level, mpp
-    return TissueImage.from_array(np.asarray(chosen), chosen_mpp, slide.source or "the slide's image")
+    source = slide.source or "the slide's image"
+    if int(chosen.shape[0]) * int(chosen.shape[1]) > EAGER_MAX_PIXELS:  # a scan without a level near 8 µm/px
+        return TissueImage.from_lazy(lazy_image.from_array(chosen, source), chosen_mpp, encoder_um_per_px, source)
+    return TissueImage.from_array(np.asarray(chosen), chosen_mpp, source)
 
 
 def slide_expression(slide: Slide, genes: list[str] | None, n_genes: int) -> tuple[np.ndarray, list[str]]:
