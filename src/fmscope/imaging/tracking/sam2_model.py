@@ -84,6 +84,7 @@ class LoadedSam2:
     weights_sha256: str
     path: str
     backend: str = "torch"  # the image encoder's runtime; the other parts run on torch
+    precision: str = "fp32"  # the image encoder's precision ("fast": OpenVINO bf16 where the CPU has it)
 
 
 def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
@@ -161,7 +162,7 @@ def load_sam2(
 
         predictor.image_runtime = OpenVINOSam2ImageEncoder(predictor, image_size, digest, precision)
         predictor.image_runtime.prepare()  # compiled here (from the disk cache), not on the first frame
-    return LoadedSam2(name, predictor, image_size, digest, str(path), runtime)
+    return LoadedSam2(name, predictor, image_size, digest, str(path), runtime, precision)
 
 
 def _default_device() -> torch.device:
