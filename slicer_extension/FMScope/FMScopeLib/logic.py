@@ -15,10 +15,12 @@ Three flows, each as compute (no MRML writes) + write (scene changes):
 * a Sequence of 2D frames (cine) tracked from a box on one frame (``compute_sequence``) into a
   Sequence of segmentation nodes (``write_sequence``) with :class:`fmscope.imaging.tracking.TrackingSession`.
 
-Every change of a segment by ``write`` or ``undo`` with a LiteMedSAM-family model is recorded in a session
-(:mod:`fmscope.session_record`, translated by :mod:`FMScopeLib.session`): edits made with Segment Editor since the
-last action first (as a ``paint`` action, from their voxels), then the action itself (``propagate``, re-run by
-``fmscope replay``; ``undo``). ``find_session`` / ``resume_session`` offer and restore an unfinished one.
+Every change of a segment by ``write`` or ``undo`` is recorded in a session (:mod:`fmscope.session_record`,
+translated by :mod:`FMScopeLib.session`): edits made with Segment Editor since the last action first (as a
+``paint`` action, from their voxels), then the action itself (``propagate`` with the model, weights, backend,
+precision and intensity window, re-run by ``fmscope replay`` slice by slice or with MedSAM2's 3D flow; ``undo``).
+``find_session`` / ``resume_session`` offer and restore an unfinished one. A cine Sequence run writes a new Sequence
+of segmentations, outside any session: it is not recorded, and ``session_note`` says so.
 """
 
 from __future__ import annotations
@@ -39,8 +41,15 @@ from fmscope.models import DEFAULT_SEGMENTER
 from fmscope.progress import Progress
 from fmscope.session_record import Action, ImageIdentity, ModelIdentity, Recorder, resume
 from fmscope.session_record.action import PAINT, PROPAGATE, UNDO
+from fmscope.session_record.engine import engine_identity, sam2_volume_window, window_mapping
 from fmscope.session_record.paint import paint_mask
 from FMScopeLib import geometry, mrml_arrays, session
+
+# A cine run makes a new Sequence of segmentations, never changes a session's segments: said, not silently skipped.
+SEQUENCE_NOT_RECORDED = (
+    "Session not recorded: 'Track through frames' writes a new Sequence of segmentations, which no session "
+    "records (sessions record the segments of a segmentation on a volume). Save the Sequence with the scene to keep it."
+)
 
 
 @dataclass
@@ -67,7 +76,7 @@ class ComputedMask:
     mask_kji: np.ndarray
     slice_box: geometry.SliceBox
     volume_id: str
-    # the session action to record once written (object id 0 until then); None: not recorded (MedSAM2 flows)
+    # the session action to record once written (object id 0 until then); None: not recorded
     action: Action | None = None
 
 
@@ -122,20 +131,21 @@ class _Live:
 
 
 def _propagation(
-    segmenter: Segmenter, intensity, axis: int, index: int, box, slice_range: tuple[int, int], direction: str
+    model: ModelIdentity, window: tuple, axis: int, index: int, box, slice_range: tuple[int, int], direction: str
 ) -> Action:
-    """The session action of a propagation from ``box`` (or, when the object has pixels there, its mask) on slice
+    """The session action of a propagation by ``model`` (a slice-by-slice model, or MedSAM2's 3D flow) with the
+    intensity ``window`` (low, high, name) from ``box`` (or, when the object has pixels there, its mask) on slice
     ``index`` normal to IJK ``axis``, over ``slice_range`` in ``direction`` (object id filled in by ``write``)."""
     return Action(
         PROPAGATE,
         0,
         box=tuple(float(v) for v in box),
         plane=(int(index),),
-        window=(float(intensity.low), float(intensity.high), intensity.name),
-        model=segmenter.model.name,
-        weights_sha256=segmenter.model.weights_sha256,
-        backend=segmenter.backend,
-        precision=segmenter.precision,
+        window=window,
+        model=model.name,
+        weights_sha256=model.weights_sha256,
+        backend=model.backend,
+        precision=model.precision,
         params={
             "range": [int(slice_range[0]), int(slice_range[1])],
             "direction": direction,
@@ -195,6 +205,8 @@ class FMScopeLogic:
         along_axis = geometry.permute_to_axis(voxels, slice_box.axis)
         slice_range = options.slice_range or slice_box.slice_range
         if options.model in SAM2_MODELS:  # MedSAM2's 3D flow, as fmscope volume --model medsam2
+            loaded = self.sam2(options.model, options.checkpoint)
+            model, window = engine_identity(loaded), sam2_volume_window(along_axis, options.window)
             labels = track_volume(
                 along_axis,
                 slice_box.index,
@@ -207,12 +219,13 @@ class FMScopeLogic:
                 slice_range=slice_range,
                 progress=progress,
                 name=volume_node.GetName(),
-                loaded=self.sam2(options.model, options.checkpoint),
+                loaded=loaded,
+                intensity=window_mapping(window),  # the one recorded (what options.window gives)
             )
-            action = None
         else:
             segmenter = self.segmenter(options.model, options.checkpoint)
             intensity = resolve_intensity(along_axis, options.window)
+            model, window = ModelIdentity.of(segmenter), (float(intensity.low), float(intensity.high), intensity.name)
             labels = segment_volume(
                 along_axis,
                 slice_box.index,
@@ -223,11 +236,9 @@ class FMScopeLogic:
                 slice_range=slice_range,
                 progress=progress,
             )
-            span = slice_range or (0, along_axis.shape[0] - 1)
-            action = _propagation(
-                segmenter, intensity, slice_box.axis, slice_box.index, slice_box.box, span, options.direction
-            )
-            action.params["from_box"] = True
+        span = slice_range or (0, along_axis.shape[0] - 1)
+        action = _propagation(model, window, slice_box.axis, slice_box.index, slice_box.box, span, options.direction)
+        action.params["from_box"] = True
         mask = geometry.permute_back(labels > 0, slice_box.axis)
         return ComputedMask(mask, slice_box, volume_node.GetID(), action)
 
@@ -277,6 +288,8 @@ class FMScopeLogic:
                 "Adjust the range.",
             )
         if options.model in SAM2_MODELS:
+            loaded = self.sam2(options.model, options.checkpoint)
+            model, window = engine_identity(loaded), sam2_volume_window(along_axis, options.window)
             labels = track_volume(
                 along_axis,
                 index,
@@ -289,12 +302,13 @@ class FMScopeLogic:
                 slice_range=(first, last),
                 progress=progress,
                 name=volume_node.GetName(),
-                loaded=self.sam2(options.model, options.checkpoint),
+                loaded=loaded,
+                intensity=window_mapping(window),
             )
-            action = None
         else:
             segmenter = self.segmenter(options.model, options.checkpoint)
             intensity = resolve_intensity(along_axis, options.window)
+            model, window = ModelIdentity.of(segmenter), (float(intensity.low), float(intensity.high), intensity.name)
             labels = segment_volume(
                 along_axis,
                 index,
@@ -306,7 +320,7 @@ class FMScopeLogic:
                 slice_range=(first, last),
                 progress=progress,
             )
-            action = _propagation(segmenter, intensity, axis, index, box, (first, last), direction)
+        action = _propagation(model, window, axis, index, box, (first, last), direction)
         result = current.copy()
         sides = {"up": [slice(index + 1, last + 1)], "down": [slice(first, index)]}
         for side in sides["up"] + sides["down"] if direction == "both" else sides[direction]:
@@ -407,6 +421,7 @@ class FMScopeLogic:
                 scene.RemoveNode(output)
             raise
         mrml_arrays.add_to_browsers(scene, sequence_node, output)
+        self.session_note = SEQUENCE_NOT_RECORDED
         return output
 
     def process_sequence(
@@ -598,10 +613,8 @@ class FMScopeLogic:
 
     def _model_identity(self, options: SegmentOptions) -> ModelIdentity:
         if options.model in SAM2_MODELS:
-            raise FmscopeError(
-                f"Sessions are recorded for the slice-by-slice models, not {options.model}'s 3D flow.",
-                f"Choose {DEFAULT_SEGMENTER} (or the model the session was made with) to resume a session.",
-            )
+            require_checkpoint(options.model, options.checkpoint)
+            return engine_identity(self.sam2(options.model, options.checkpoint))
         return ModelIdentity.of(self.segmenter(options.model, options.checkpoint))
 
     def resume_session(self, volume_node, segmentation_node, options: SegmentOptions, folder: str | None = None):

@@ -137,3 +137,15 @@ def uses_sam2(model: str | None) -> bool:
     from fmscope.models import names
 
     return model in names(family="sam2")
+
+
+def sam2_volume_window(volume: np.ndarray, window: str | tuple[float, float] | None) -> tuple[float, float, str]:
+    """The window MedSAM2's 3D flow maps ``volume`` (Z, H, W) with, given the user's ``window`` (a preset, (level,
+    width) or None), as recorded (:func:`mapping_window`); :func:`window_mapping` of it is the flow's mapping."""
+    from fmscope.imaging.io import Volume
+    from fmscope.imaging.tracking.frames import volume_frames
+    from fmscope.imaging.tracking.preprocess import intensity_for
+    from fmscope.imaging.tracking.volume import IDENTITY
+
+    frames = volume_frames(Volume(np.asarray(volume), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), IDENTITY))
+    return mapping_window(intensity_for(frames, window))
