@@ -1,7 +1,8 @@
 """The Track panel's recorded session (issue 29): a box, a propagation, a click correction, an undo, a hand stroke and
 a split of the track (Corrections box) on a 2-frame crop of the HeLa time-lapse, opened from its TIFF as a user does;
 ``fmscope replay`` re-runs the tracker and equals the saved labels pixel for pixel; a new viewer resumes it (labels,
-objects, engine, undo history)."""
+objects, engine, undo history). The same with MedSAM2 (a random-weight checkpoint in its official layout), and a
+video read on demand, whose session identifies it by its file."""
 
 from __future__ import annotations
 
@@ -129,8 +130,8 @@ def medsam2_checkpoint(tmp_path_factory) -> str:
     return write_random_medsam2_checkpoint(tmp_path_factory.mktemp("medsam2") / "MedSAM2_latest.pt")
 
 
-@pytest.mark.slow  # ~25 s: the checkpoint is built (5 s), MedSAM2 at 512 px on 2 small frames, then replayed
-def test_medsam2_tracking_session_is_recorded_and_replays_to_the_saved_labels(
+@pytest.mark.slow  # ~30 s: the checkpoint is built (5 s), MedSAM2 at 512 px on 2 small frames, replayed, resumed
+def test_medsam2_tracking_session_is_recorded_replayed_and_resumed(
     make_napari_viewer, open_widget, qtbot, medsam2_checkpoint, tmp_path
 ):
     frames = np.full((2, 64, 64), 40, np.uint8)
@@ -138,16 +139,22 @@ def test_medsam2_tracking_session_is_recorded_and_replays_to_the_saved_labels(
     frames[1, 20:40, 22:42] = 190
     path = tmp_path / "discs.tif"
     tifffile.imwrite(path, frames, photometric="minisblack")
-    viewer = make_napari_viewer()
-    widget = open_widget(viewer, "Track")
-    widget.model_combo.setCurrentText("medsam2")
-    widget.checkpoint_edit.setText(medsam2_checkpoint)
-    viewer.open(str(path), plugin="napari")
-    qtbot.waitUntil(lambda: widget.session_panel.found is not None, timeout=120_000)
-    assert "Model failure" not in widget.status.text()
+
+    def open_medsam2():
+        viewer = make_napari_viewer()
+        widget = open_widget(viewer, "Track")
+        widget.model_combo.setCurrentText("medsam2")
+        widget.checkpoint_edit.setText(medsam2_checkpoint)
+        viewer.open(str(path), plugin="napari")
+        qtbot.waitUntil(lambda: widget.session_panel.found is not None, timeout=120_000)
+        assert "Model failure" not in widget.status.text() and "not recorded" not in widget.status.text()
+        return viewer, widget
+
+    viewer, widget = open_medsam2()
     widget.session_panel.autosave_interval_s = 0
     viewer.layers[BOXES].add_rectangles(rectangle((16, 18, 40, 42), 0))
     recorded(qtbot, widget, 1)
+    after_box = viewer.layers[LABELS].data.copy()
     click(qtbot, widget, "Propagate (Shift-P)")
     recorded(qtbot, widget, 2)
     saved = viewer.layers[LABELS].data.copy()
@@ -165,6 +172,16 @@ def test_medsam2_tracking_session_is_recorded_and_replays_to_the_saved_labels(
     out = tmp_path / "replayed.tif"
     assert main(["replay", str(folder), "-o", str(out), "--checkpoint", medsam2_checkpoint]) == 0
     assert np.array_equal(tifffile.imread(out), saved)
+
+    widget.close()  # resumed in a new viewer: the MedSAM2 engine re-runs the box and the propagation
+    second, resumed = open_medsam2()
+    assert not resumed.session_panel.resume_button.isHidden()
+    click(qtbot, resumed, "Resume session")
+    wait_idle(qtbot, resumed)
+    assert np.array_equal(second.layers[LABELS].data, saved) and set(resumed.state.objects) == {1}
+    click(qtbot, resumed, "Undo (Shift-U)")  # the propagation, undone after the resume
+    recorded(qtbot, resumed, 3)
+    assert np.array_equal(second.layers[LABELS].data, after_box)
 
 
 @pytest.mark.slow  # ~10 s: LiteMedSAM on 2 frames of a small video, then replayed from the file
