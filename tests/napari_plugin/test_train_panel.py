@@ -11,6 +11,8 @@ from fmscope import samples
 from fmscope.cli import main
 from fmscope.imaging.model_file import read_model_file
 from fmscope.napari.segment_widget import BOXES, LABELS
+from fmscope.session_record import ModelIdentity
+from fmscope.session_record.find import find_sessions
 from fmscope.training.segmenter import checkpoint_path
 
 pytestmark = pytest.mark.slow
@@ -81,6 +83,9 @@ def test_train_switches_the_widget_to_the_tuned_model(hela_viewer, qtbot, tmp_pa
     out = tmp_path / "replayed.tif"
     assert main(["replay", str(folder), "--image", str(image), "-o", str(out)]) == 0
     assert np.array_equal(tifffile.imread(out), saved)  # the box re-run with the recorded model file
+    # with the tuned model chosen, the session is still this image's to resume (its training run wrote the weights)
+    found = find_sessions(folder, widget.session.image_identity, ModelIdentity.of(tuned))
+    assert found.resumable is not None and found.resumable.folder == folder and not found.other_weights
     (tmp_path / "tuned.pt").rename(tmp_path / "moved.pt")  # replay never re-trains: refused, naming the file
     assert main(["replay", str(folder), "--image", str(image), "-o", str(tmp_path / "again.tif")]) == 1
     assert "tuned.pt" in capsys.readouterr().err and not (tmp_path / "again.tif").exists()

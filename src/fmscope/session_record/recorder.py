@@ -204,7 +204,8 @@ def restore(journal: Journal) -> tuple[np.ndarray, list[Action], int]:
 
 
 def check_identity(journal: Journal, image: ImageIdentity, model: ModelIdentity | None) -> None:
-    """Refuse a session made on another image, or with other weights than ``model``'s (None: not checked)."""
+    """Refuse a session made on another image, or with other weights than ``model``'s (None: not checked); a model
+    file one of the session's training runs wrote is the session's too."""
     recorded = ImageIdentity.from_json(journal.meta("image"))
     if recorded.sha256 != image.sha256:
         raise FmscopeError(
@@ -216,7 +217,10 @@ def check_identity(journal: Journal, image: ImageIdentity, model: ModelIdentity 
     if model is None:
         return
     made_with = ModelIdentity.from_json(journal.meta("model"))
-    if (made_with.name, made_with.weights_sha256) != (model.name, model.weights_sha256):
+    trained = {a.params["output"]["weights_sha256"] for _, a, _ in journal.actions() if a.kind == TRAIN}
+    if (made_with.name, made_with.weights_sha256) != (model.name, model.weights_sha256) and (
+        model.weights_sha256 not in trained
+    ):
         raise FmscopeError(
             f"The session {journal.folder} was made with {made_with.name} (weights sha256 "
             f"{made_with.weights_sha256[:12]}), not {model.name} (weights sha256 {model.weights_sha256[:12]}).",
