@@ -184,7 +184,7 @@ def test_medsam2_tracking_session_is_recorded_replayed_and_resumed(
     assert np.array_equal(second.layers[LABELS].data, after_box)
 
 
-@pytest.mark.slow  # ~10 s: LiteMedSAM on 2 frames of a small video, then replayed from the file
+@pytest.mark.slow  # ~30 s: LiteMedSAM on 2 frames of a small video, replayed from the file, resumed
 def test_a_video_read_on_demand_gets_a_session_identified_by_its_file(make_napari_viewer, open_widget, qtbot, tmp_path):
     from test_video_reader import count_reads, write_video
 
@@ -216,3 +216,12 @@ def test_a_video_read_on_demand_gets_a_session_identified_by_its_file(make_napar
     out = tmp_path / "replayed.tif"
     assert main(["replay", str(path.parent / "clip.mp4.fmscope-session"), "-o", str(out)]) == 0
     assert np.array_equal(tifffile.imread(out), saved)
+
+    widget.close()  # resumed in a new viewer: the tracker re-runs from the file, frame by frame
+    second = make_napari_viewer()
+    second.open(str(path), plugin="fmscope")
+    resumed = open_widget(second, "Track")
+    qtbot.waitUntil(lambda: resumed.session_panel.found is not None, timeout=120_000)
+    click(qtbot, resumed, "Resume session")
+    wait_idle(qtbot, resumed)
+    assert np.array_equal(second.layers[LABELS].data, saved) and set(resumed.state.objects) == {1}
