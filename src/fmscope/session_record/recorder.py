@@ -217,9 +217,9 @@ def check_identity(journal: Journal, image: ImageIdentity, model: ModelIdentity 
     if model is None:
         return
     made_with = ModelIdentity.from_json(journal.meta("model"))
-    trained = {a.params["output"]["weights_sha256"] for _, a, _ in journal.actions() if a.kind == TRAIN}
-    if (made_with.name, made_with.weights_sha256) != (model.name, model.weights_sha256) and (
-        model.weights_sha256 not in trained
+    if (made_with.name, made_with.weights_sha256) != (model.name, model.weights_sha256) and not any(
+        a.kind == TRAIN and a.params["output"]["weights_sha256"] == model.weights_sha256
+        for _, a, _ in journal.actions()
     ):
         raise FmscopeError(
             f"The session {journal.folder} was made with {made_with.name} (weights sha256 "
