@@ -29,6 +29,7 @@ from fmscope.imaging.model_file import TunedModel, read_model_file, trained_stat
 from fmscope.imaging.predictor import Segmenter
 from fmscope.metrics import dice
 from fmscope.progress import Progress
+from fmscope.session_record.identity import file_sha256
 from fmscope.training.segmenter import (
     TRAINED_PARTS,
     LabelledImage,
@@ -207,6 +208,8 @@ def test_cli_trains_refuses_bad_input_and_segments_with_the_file(crops, tmp_path
         result = run("train-segmenter", tmp_path / "image0.tif", "--labels", tmp_path / labels, "-o", output)
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
     assert output.read_bytes() == b"the user's file"
+    journaled = tmp_path / "model.pt.fmscope-session"  # the run's journal, beside the model file (issue 29)
+    assert not journaled.exists()
 
     result = run_cli(
         "train-segmenter",
@@ -224,6 +227,12 @@ def test_cli_trains_refuses_bad_input_and_segments_with_the_file(crops, tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert "held-out Dice" in result.stdout and "base" in result.stdout and "tuned" in result.stdout
+    assert f"journaled the training run in {journaled}" in result.stdout
+    info = run_cli("session", "info", journaled)
+    assert info.returncode == 0 and "training run: litemedsam" in info.stdout, info.stderr
+    assert f"wrote {output} (file sha256 {file_sha256(output)})" in info.stdout and "image0.tif" in info.stdout
+    refused = run_cli("replay", journaled, "-o", tmp_path / "nothing.tif")
+    assert refused.returncode == 1 and "does not re-train" in refused.stderr and "Traceback" not in refused.stderr
     tuned = read_model_file(output)
     assert tuned.trained_parts == [*TRAINED_PARTS, "image_encoder.layers.3", "image_encoder.neck"]
     # The encoder's last stage was trained: the checkpoint holds the epoch's weights. The file holds the best

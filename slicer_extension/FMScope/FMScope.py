@@ -336,6 +336,7 @@ class FMScopeWidget(ScriptedLoadableModuleWidget):
 
         def write(result):
             output = self.logic.core.write_sequence(slicer.mrmlScene, sequence, result, options)
+            self.sessionLabel.text = self.logic.core.session_note  # cine runs are not recorded: said so
             return f"Done: '{output.GetName()}', {output.GetNumberOfDataNodes()} frames."
 
         self._start(

@@ -87,7 +87,7 @@ def test_track_panel_on_a_20k_multiscale_layer_tracks_in_a_window(
     viewer = make_napari_viewer()
     viewer.add_image(levels, multiscale=True, name="huge", contrast_limits=(int(images.min()), int(images.max())))
     panel = open_widget(viewer, "Track")
-    assert panel.is_huge() and LABELS not in viewer.layers  # no dense (2, 20k, 20k) labels
+    assert panel.reads_on_demand() and LABELS not in viewer.layers  # no dense (2, 20k, 20k) labels
     store.keys.clear()
 
     viewer.layers[BOXES].add_rectangles(rectangle(box, 0))

@@ -1,7 +1,8 @@
 """The Track panel's recorded session (issue 29): a box, a propagation, a click correction, an undo, a hand stroke and
 a split of the track (Corrections box) on a 2-frame crop of the HeLa time-lapse, opened from its TIFF as a user does;
 ``fmscope replay`` re-runs the tracker and equals the saved labels pixel for pixel; a new viewer resumes it (labels,
-objects, engine, undo history)."""
+objects, engine, undo history). The same with MedSAM2 (a random-weight checkpoint in its official layout), and a
+video read on demand, whose session identifies it by its file."""
 
 from __future__ import annotations
 
@@ -120,3 +121,107 @@ def test_tracking_session_replays_by_retracking_and_resumes_with_undo(
     expected[1:][after_propagation[1:] == 1] = 0
     assert np.array_equal(labels.data, expected)
     assert (labels.data[0] == 1).any() and (labels.data == 9).any()
+
+
+@pytest.fixture(scope="module")
+def medsam2_checkpoint(tmp_path_factory) -> str:
+    from sam2_checkpoint import write_random_medsam2_checkpoint  # MedSAM2's official layout, random weights
+
+    return write_random_medsam2_checkpoint(tmp_path_factory.mktemp("medsam2") / "MedSAM2_latest.pt")
+
+
+@pytest.mark.slow  # ~30 s: the checkpoint is built (5 s), MedSAM2 at 512 px on 2 small frames, replayed, resumed
+def test_medsam2_tracking_session_is_recorded_replayed_and_resumed(
+    make_napari_viewer, open_widget, qtbot, medsam2_checkpoint, tmp_path
+):
+    frames = np.full((2, 64, 64), 40, np.uint8)
+    frames[0, 20:40, 18:38] = 190
+    frames[1, 20:40, 22:42] = 190
+    path = tmp_path / "discs.tif"
+    tifffile.imwrite(path, frames, photometric="minisblack")
+
+    def open_medsam2():
+        viewer = make_napari_viewer()
+        widget = open_widget(viewer, "Track")
+        widget.model_combo.setCurrentText("medsam2")
+        widget.checkpoint_edit.setText(medsam2_checkpoint)
+        viewer.open(str(path), plugin="napari")
+        qtbot.waitUntil(lambda: widget.session_panel.found is not None, timeout=120_000)
+        assert "Model failure" not in widget.status.text() and "not recorded" not in widget.status.text()
+        return viewer, widget
+
+    viewer, widget = open_medsam2()
+    widget.session_panel.autosave_interval_s = 0
+    viewer.layers[BOXES].add_rectangles(rectangle((16, 18, 40, 42), 0))
+    recorded(qtbot, widget, 1)
+    after_box = viewer.layers[LABELS].data.copy()
+    click(qtbot, widget, "Propagate (Shift-P)")
+    recorded(qtbot, widget, 2)
+    saved = viewer.layers[LABELS].data.copy()
+    assert all((saved[f] == 1).any() for f in range(2))
+    folder = path.parent / "discs.tif.fmscope-session"
+    journal = Journal(folder)
+    actions = [action for _, action, _ in journal.actions()]
+    journal.close()
+    assert [(a.kind, a.params["op"], a.model) for a in actions] == [
+        ("track", "box", "medsam2"),
+        ("track", "propagate", "medsam2"),
+    ]
+    assert all(a.weights_sha256 and a.backend and a.precision and a.window == (0.0, 255.0, "uint8") for a in actions)
+
+    out = tmp_path / "replayed.tif"
+    assert main(["replay", str(folder), "-o", str(out), "--checkpoint", medsam2_checkpoint]) == 0
+    assert np.array_equal(tifffile.imread(out), saved)
+
+    widget.close()  # resumed in a new viewer: the MedSAM2 engine re-runs the box and the propagation
+    second, resumed = open_medsam2()
+    assert not resumed.session_panel.resume_button.isHidden()
+    click(qtbot, resumed, "Resume session")
+    wait_idle(qtbot, resumed)
+    assert np.array_equal(second.layers[LABELS].data, saved) and set(resumed.state.objects) == {1}
+    click(qtbot, resumed, "Undo (Shift-U)")  # the propagation, undone after the resume
+    recorded(qtbot, resumed, 3)
+    assert np.array_equal(second.layers[LABELS].data, after_box)
+
+
+@pytest.mark.slow  # ~30 s: LiteMedSAM on 2 frames of a small video, replayed from the file, resumed
+def test_a_video_read_on_demand_gets_a_session_identified_by_its_file(make_napari_viewer, open_widget, qtbot, tmp_path):
+    from test_video_reader import count_reads, write_video
+
+    from fmscope.session_record.identity import file_sha256
+
+    path = tmp_path / "clip.mp4"
+    write_video(path, 6)
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(path), plugin="fmscope")
+    reads = count_reads(layer.data)
+    widget = open_widget(viewer, "Track")
+    qtbot.waitUntil(lambda: widget.session_panel.found is not None, timeout=120_000)
+    assert widget.reads_on_demand(layer)
+    image = widget.session_panel.image_identity
+    assert image.by_file and image.sha256 == file_sha256(path) and image.size == path.stat().st_size
+    widget.session_panel.autosave_interval_s = 0
+    viewer.layers[BOXES].add_rectangles(rectangle((10, 10, 40, 40), 0))
+    recorded(qtbot, widget, 1)
+    widget.last_spin.setValue(1)
+    widget.direction_combo.setCurrentText("forward")
+    click(qtbot, widget, "Propagate (Shift-P)")
+    recorded(qtbot, widget, 2)
+    assert len(reads) <= 3  # the layer decoded what was shown; the session hashed the file's bytes instead
+    saved = viewer.layers[LABELS].data.copy()
+    journal = Journal(path.parent / "clip.mp4.fmscope-session")
+    action = next(a for _, a, _ in journal.actions())
+    journal.close()
+    assert action.window is not None  # the default tracker's intensity window, recorded (issue 29 item 4)
+    out = tmp_path / "replayed.tif"
+    assert main(["replay", str(path.parent / "clip.mp4.fmscope-session"), "-o", str(out)]) == 0
+    assert np.array_equal(tifffile.imread(out), saved)
+
+    widget.close()  # resumed in a new viewer: the tracker re-runs from the file, frame by frame
+    second = make_napari_viewer()
+    second.open(str(path), plugin="fmscope")
+    resumed = open_widget(second, "Track")
+    qtbot.waitUntil(lambda: resumed.session_panel.found is not None, timeout=120_000)
+    click(qtbot, resumed, "Resume session")
+    wait_idle(qtbot, resumed)
+    assert np.array_equal(second.layers[LABELS].data, saved) and set(resumed.state.objects) == {1}

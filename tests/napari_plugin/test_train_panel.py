@@ -8,8 +8,11 @@ import tifffile
 from napari_helpers import click, wait_idle
 
 from fmscope import samples
+from fmscope.cli import main
 from fmscope.imaging.model_file import read_model_file
 from fmscope.napari.segment_widget import BOXES, LABELS
+from fmscope.session_record import ModelIdentity
+from fmscope.session_record.find import find_sessions
 from fmscope.training.segmenter import checkpoint_path
 
 pytestmark = pytest.mark.slow
@@ -37,7 +40,7 @@ def hela_viewer(make_napari_viewer, open_widget, qtbot):
     return viewer, widget
 
 
-def test_train_switches_the_widget_to_the_tuned_model(hela_viewer, qtbot, tmp_path):
+def test_train_switches_the_widget_to_the_tuned_model(hela_viewer, qtbot, tmp_path, capsys):
     viewer, widget = hela_viewer
     panel = widget.train_panel
     assert [panel.labels_combo.itemText(i) for i in range(panel.labels_combo.count())] == [LABELS, "my nuclei"]
@@ -60,6 +63,32 @@ def test_train_switches_the_widget_to_the_tuned_model(hela_viewer, qtbot, tmp_pa
     base = widget._segmenters[("litemedsam", "", None)]
     assert tuned.model.tuned is not None and tuned.model.weights_sha256 != base.model.weights_sha256
     assert tuned.encoder_calls >= 1 and viewer.layers[LABELS].data[0].any()
+
+    # The run is journaled in the image's session, and the box made with the tuned model after it too (issue 29).
+    recorder = widget.session.recorder
+    qtbot.waitUntil(lambda: recorder.seq == 2, timeout=5000)
+    folder = recorder.folder
+    actions = [action for _, action, _ in recorder.journal.actions()]
+    assert [a.kind for a in actions] == ["train", "box"]
+    output = actions[0].params["output"]
+    assert output["path"] == str(tmp_path / "tuned.pt") and actions[0].weights_sha256 == base.model.weights_sha256
+    assert actions[1].weights_sha256 == tuned.model.weights_sha256 == output["weights_sha256"]
+    assert actions[0].params["dataset"]["images"] == ["hela"] and actions[0].params["settings"]["epochs"] == 1
+    saved = viewer.layers[LABELS].data.copy()
+    wait_idle(qtbot, widget)
+    assert main(["session", "info", str(folder)]) == 0
+    assert "training run: litemedsam" in capsys.readouterr().out
+    image = tmp_path / "hela.tif"
+    tifffile.imwrite(image, viewer.layers["hela"].data, photometric="minisblack")
+    out = tmp_path / "replayed.tif"
+    assert main(["replay", str(folder), "--image", str(image), "-o", str(out)]) == 0
+    assert np.array_equal(tifffile.imread(out), saved)  # the box re-run with the recorded model file
+    # with the tuned model chosen, the session is still this image's to resume (its training run wrote the weights)
+    found = find_sessions(folder, widget.session.image_identity, ModelIdentity.of(tuned))
+    assert found.resumable is not None and found.resumable.folder == folder and not found.other_weights
+    (tmp_path / "tuned.pt").rename(tmp_path / "moved.pt")  # replay never re-trains: refused, naming the file
+    assert main(["replay", str(folder), "--image", str(image), "-o", str(tmp_path / "again.tif")]) == 1
+    assert "tuned.pt" in capsys.readouterr().err and not (tmp_path / "again.tif").exists()
 
 
 def test_cancel_stops_training_and_writes_no_model(hela_viewer, qtbot, tmp_path):

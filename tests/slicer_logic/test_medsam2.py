@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import slicer
 from FMScopeLib import geometry, mrml_arrays
-from FMScopeLib.logic import SegmentOptions
+from FMScopeLib.logic import FMScopeLogic, SegmentOptions
 from mrml_helpers import add_frame_sequence, add_volume, ijk_to_ras_from_volume, labelmap_ijk_to_ras
 
 from fmscope import samples
@@ -181,3 +181,38 @@ def test_medsam2_cine_sequence_equals_tracking_session(scene, logic, checkpoint)
     for index in range(3):
         mask = mrml_arrays.read_segment(output.GetNthDataNode(index), "chamber", sequence.GetNthDataNode(index))
         assert np.array_equal(mask[0], expected[index] == 1), index
+
+
+@pytest.mark.slow  # ~30 s: MedSAM2 at 512 px on a few slices of a 6-slice crop, then replayed
+def test_medsam2_runs_are_recorded_and_replay_to_the_saved_labels(lung, checkpoint, tmp_path):
+    from test_session import _load, _write_crop
+
+    from fmscope.session_record.journal import Journal
+
+    path = tmp_path / "crop.nrrd"
+    key, box = _write_crop(lung, path)
+    scene = slicer.vtkMRMLScene()
+    volume_node = _load(scene, path)
+    segmentation = slicer.vtkMRMLSegmentationNode()
+    scene.AddNode(segmentation)
+    logic = FMScopeLogic(device="cpu")
+    options = SegmentOptions(model="medsam2", checkpoint=checkpoint, window="lung", slice_range=(key, key + 1))
+    tumour = logic.process(volume_node, segmentation, geometry.SliceBox(2, key, box), options)
+    edited = mrml_arrays.read_segment(segmentation, tumour, volume_node)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    edited[key + 1, y0:y1, x0:x1] = True  # Segment Editor: the box painted on the next slice (random weights)
+    mrml_arrays.write_segment(segmentation, tumour, edited, volume_node)
+    again = SegmentOptions(model="medsam2", checkpoint=checkpoint, window="lung", direction="up", slice_range=(0, 4))
+    logic.repropagate(volume_node, segmentation, tumour, 2, key + 1, again)
+    assert logic.session_note == ""
+    live = next(iter(logic._sessions.values()))
+    folder, saved = live.recorder.folder, live.labels.copy()
+    logic.close_sessions()
+    journal = Journal(folder)
+    actions = [action for _, action, _ in journal.actions()]
+    journal.close()
+    assert [(a.kind, a.model) for a in actions] == [("propagate", "medsam2"), ("paint", None), ("propagate", "medsam2")]
+    assert actions[0].window[2] == "lung" and actions[0].weights_sha256 and actions[0].backend
+    out = tmp_path / "replayed.nii.gz"
+    assert main(["replay", str(folder), "-o", str(out), "--checkpoint", checkpoint, "--device", "cpu"]) == 0
+    assert np.array_equal(io.read_volume(out).array, saved) and saved.any()

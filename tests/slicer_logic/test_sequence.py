@@ -44,6 +44,7 @@ def test_sequence_of_frames_gives_a_segmentation_sequence_with_the_engines_masks
     output = logic.process_sequence(scene, sequence, KEY, BOX, SegmentOptions(segment_name="chamber"))
     assert scene.GetNumberOfNodes() == nodes_before + 1 and output.GetScene() is scene
     assert browser.IsSynchronizedSequenceNodeID(output.GetID())  # plays along with the frames
+    assert logic.session_note.startswith("Session not recorded")  # no session records a cine run: said so
     assert output.GetNumberOfDataNodes() == N_FRAMES
     assert output.GetDataNodeClassName() == "vtkMRMLSegmentationNode"
     assert [output.GetNthIndexValue(i) for i in range(N_FRAMES)] == [

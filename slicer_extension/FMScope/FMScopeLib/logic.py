@@ -15,10 +15,12 @@ Three flows, each as compute (no MRML writes) + write (scene changes):
 * a Sequence of 2D frames (cine) tracked from a box on one frame (``compute_sequence``) into a
   Sequence of segmentation nodes (``write_sequence``) with :class:`fmscope.imaging.tracking.TrackingSession`.
 
-Every change of a segment by ``write`` or ``undo`` with a LiteMedSAM-family model is recorded in a session
-(:mod:`fmscope.session_record`, translated by :mod:`FMScopeLib.session`): edits made with Segment Editor since the
-last action first (as a ``paint`` action, from their voxels), then the action itself (``propagate``, re-run by
-``fmscope replay``; ``undo``). ``find_session`` / ``resume_session`` offer and restore an unfinished one.
+Every change of a segment by ``write`` or ``undo`` is recorded in a session (:mod:`fmscope.session_record`,
+translated by :mod:`FMScopeLib.session`): edits made with Segment Editor since the last action first (as a
+``paint`` action, from their voxels), then the action itself (``propagate`` with the model, weights, backend,
+precision and intensity window, re-run by ``fmscope replay`` slice by slice or with MedSAM2's 3D flow; ``undo``).
+``find_session`` / ``resume_session`` offer and restore an unfinished one. A cine Sequence run writes a new Sequence
+of segmentations, outside any session: it is not recorded, and ``session_note`` says so.
 
 Volumes larger than ``FMScopeLogic.range_limit_bytes`` (default :data:`RANGE_LIMIT_MB`, the module's setting
 *Slice range limit*) are never copied whole for the slice-by-slice models: the engine reads them slice range by
@@ -45,8 +47,15 @@ from fmscope.models import DEFAULT_SEGMENTER
 from fmscope.progress import Progress
 from fmscope.session_record import Action, ImageIdentity, ModelIdentity, Recorder, resume
 from fmscope.session_record.action import PAINT, PROPAGATE, UNDO
+from fmscope.session_record.engine import engine_identity, sam2_volume_window, window_mapping
 from fmscope.session_record.paint import paint_mask
 from FMScopeLib import RANGE_LIMIT_MB, geometry, mrml_arrays, session
+
+# A cine run makes a new Sequence of segmentations, never changes a session's segments: said, not silently skipped.
+SEQUENCE_NOT_RECORDED = (
+    "Session not recorded: 'Track through frames' writes a new Sequence of segmentations, which no session "
+    "records (sessions record the segments of a segmentation on a volume). Save the Sequence with the scene to keep it."
+)
 
 
 @dataclass
@@ -73,7 +82,7 @@ class ComputedMask:
     mask_kji: np.ndarray
     slice_box: geometry.SliceBox
     volume_id: str
-    # the session action to record once written (object id 0 until then); None: not recorded (MedSAM2 flows)
+    # the session action to record once written (object id 0 until then); None: not recorded
     action: Action | None = None
     # (first, last) slices along the slice axis of each range the engine read; empty: the volume was read whole
     ranges_read: tuple[tuple[int, int], ...] = ()
@@ -130,20 +139,21 @@ class _Live:
 
 
 def _propagation(
-    segmenter: Segmenter, intensity, axis: int, index: int, box, slice_range: tuple[int, int], direction: str
+    model: ModelIdentity, window: tuple, axis: int, index: int, box, slice_range: tuple[int, int], direction: str
 ) -> Action:
-    """The session action of a propagation from ``box`` (or, when the object has pixels there, its mask) on slice
+    """The session action of a propagation by ``model`` (a slice-by-slice model, or MedSAM2's 3D flow) with the
+    intensity ``window`` (low, high, name) from ``box`` (or, when the object has pixels there, its mask) on slice
     ``index`` normal to IJK ``axis``, over ``slice_range`` in ``direction`` (object id filled in by ``write``)."""
     return Action(
         PROPAGATE,
         0,
         box=tuple(float(v) for v in box),
         plane=(int(index),),
-        window=(float(intensity.low), float(intensity.high), intensity.name),
-        model=segmenter.model.name,
-        weights_sha256=segmenter.model.weights_sha256,
-        backend=segmenter.backend,
-        precision=segmenter.precision,
+        window=window,
+        model=model.name,
+        weights_sha256=model.weights_sha256,
+        backend=model.backend,
+        precision=model.precision,
         params={
             "range": [int(slice_range[0]), int(slice_range[1])],
             "direction": direction,
@@ -247,8 +257,11 @@ class FMScopeLogic:
         version = volume_node.GetImageData().GetMTime()
         slice_range = options.slice_range or slice_box.slice_range
         if options.model in SAM2_MODELS:  # MedSAM2's 3D flow, as fmscope volume --model medsam2
+            loaded = self.sam2(options.model, options.checkpoint)
+            whole = self._whole(along_axis, volume_node, slice_box.axis)
+            model, window = engine_identity(loaded), sam2_volume_window(whole, options.window)
             labels = track_volume(
-                self._whole(along_axis, volume_node, slice_box.axis),
+                whole,
                 slice_box.index,
                 {1: list(slice_box.box)},
                 model=options.model,
@@ -259,12 +272,13 @@ class FMScopeLogic:
                 slice_range=slice_range,
                 progress=progress,
                 name=volume_node.GetName(),
-                loaded=self.sam2(options.model, options.checkpoint),
+                loaded=loaded,
+                intensity=window_mapping(window),  # the one recorded (what options.window gives)
             )
-            action = None
         else:
             segmenter = self.segmenter(options.model, options.checkpoint)
             intensity = self._intensity(along_axis, options.window, progress)
+            model, window = ModelIdentity.of(segmenter), (float(intensity.low), float(intensity.high), intensity.name)
             labels = segment_volume(
                 along_axis,
                 slice_box.index,
@@ -275,11 +289,9 @@ class FMScopeLogic:
                 slice_range=slice_range,
                 progress=progress,
             )
-            span = slice_range or (0, len(labels) - 1)
-            action = _propagation(
-                segmenter, intensity, slice_box.axis, slice_box.index, slice_box.box, span, options.direction
-            )
-            action.params["from_box"] = True
+        span = slice_range or (0, len(labels) - 1)
+        action = _propagation(model, window, slice_box.axis, slice_box.index, slice_box.box, span, options.direction)
+        action.params["from_box"] = True
         ranges = self._unchanged(volume_node, along_axis, version)
         mask = geometry.permute_back(labels > 0, slice_box.axis)
         return ComputedMask(mask, slice_box, volume_node.GetID(), action, ranges)
@@ -330,8 +342,11 @@ class FMScopeLogic:
                 "Adjust the range.",
             )
         if options.model in SAM2_MODELS:
+            loaded = self.sam2(options.model, options.checkpoint)
+            whole = self._whole(along_axis, volume_node, axis)
+            model, window = engine_identity(loaded), sam2_volume_window(whole, options.window)
             labels = track_volume(
-                self._whole(along_axis, volume_node, axis),
+                whole,
                 index,
                 key_masks={1: key_mask},
                 model=options.model,
@@ -342,12 +357,13 @@ class FMScopeLogic:
                 slice_range=(first, last),
                 progress=progress,
                 name=volume_node.GetName(),
-                loaded=self.sam2(options.model, options.checkpoint),
+                loaded=loaded,
+                intensity=window_mapping(window),
             )
-            action = None
         else:
             segmenter = self.segmenter(options.model, options.checkpoint)
             intensity = self._intensity(along_axis, options.window, progress)
+            model, window = ModelIdentity.of(segmenter), (float(intensity.low), float(intensity.high), intensity.name)
             labels = segment_volume(
                 along_axis,
                 index,
@@ -359,7 +375,7 @@ class FMScopeLogic:
                 slice_range=(first, last),
                 progress=progress,
             )
-            action = _propagation(segmenter, intensity, axis, index, box, (first, last), direction)
+        action = _propagation(model, window, axis, index, box, (first, last), direction)
         result = current.copy()
         sides = {"up": [slice(index + 1, last + 1)], "down": [slice(first, index)]}
         for side in sides["up"] + sides["down"] if direction == "both" else sides[direction]:
@@ -464,6 +480,7 @@ class FMScopeLogic:
                 scene.RemoveNode(output)
             raise
         mrml_arrays.add_to_browsers(scene, sequence_node, output)
+        self.session_note = SEQUENCE_NOT_RECORDED
         return output
 
     def process_sequence(
@@ -655,10 +672,8 @@ class FMScopeLogic:
 
     def _model_identity(self, options: SegmentOptions) -> ModelIdentity:
         if options.model in SAM2_MODELS:
-            raise FmscopeError(
-                f"Sessions are recorded for the slice-by-slice models, not {options.model}'s 3D flow.",
-                f"Choose {DEFAULT_SEGMENTER} (or the model the session was made with) to resume a session.",
-            )
+            require_checkpoint(options.model, options.checkpoint)
+            return engine_identity(self.sam2(options.model, options.checkpoint))
         return ModelIdentity.of(self.segmenter(options.model, options.checkpoint))
 
     def resume_session(self, volume_node, segmentation_node, options: SegmentOptions, folder: str | None = None):

@@ -145,7 +145,7 @@ def refusal(info: SessionInfo, image: ImageIdentity, model: ModelIdentity) -> st
             f"{' x '.join(map(str, info.image.shape))}, pixels sha256 {info.image.sha256[:12]}), not this one "
             f"({image.path or 'no file'}, sha256 {image.sha256[:12]}); not loaded."
         )
-    if (info.model.name, info.model.weights_sha256) != (model.name, model.weights_sha256):
+    if not info.made_with(model):
         return (
             f"{info.folder} is a session made with {info.model.name} (weights sha256 {info.model.weights_sha256[:12]}),"
             f" not {model.name} (weights sha256 {model.weights_sha256[:12]}); not loaded: choose that model to resume."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from fmscope.errors import FmscopeError
 
 
 def _session_image(journal_image, given: str | None):
-    """(pixels, geometry or Volume, path) of the session's image: ``--image`` or the path the session recorded."""
+    """(pixels, geometry or Volume, path) of the session's image: ``--image`` or the path the session recorded. An
+    image the session identified by its file (a video or cine read on demand) is given as its path, no geometry."""
     from fmscope.imaging import io
 
     path = given or journal_image.path
@@ -21,6 +23,8 @@ def _session_image(journal_image, given: str | None):
             f"The session's image {path or '(no path recorded)'} is not there.",
             "Give the image the session was made on with --image PATH.",
         )
+    if journal_image.by_file:
+        return path, None, path
     shape = journal_image.shape
     if len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4)):
         image = io.load_image(path)
@@ -31,10 +35,12 @@ def _session_image(journal_image, given: str | None):
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from fmscope.imaging import io
-    from fmscope.imaging.predictor import Segmenter
     from fmscope.outputs import LABEL_IMAGE_SUFFIXES, Output, check_outputs
     from fmscope.session_record import ImageIdentity, ModelIdentity, replay
+    from fmscope.session_record.engine import engine_identity, load_engine
+    from fmscope.session_record.identity import DATASET
     from fmscope.session_record.journal import Journal
+    from fmscope.session_record.training import check_trained_weights
 
     journal = Journal(args.session)
     try:
@@ -43,21 +49,26 @@ def cmd_replay(args: argparse.Namespace) -> int:
     finally:
         journal.close()
     check_outputs([Output("-o", args.output, LABEL_IMAGE_SUFFIXES)], [args.session, args.image, recorded_image.path])
+    if recorded_image.hashed == DATASET:
+        raise FmscopeError(
+            f"{args.session} journals training runs only; replay does not re-train, so it has nothing to re-run.",
+            f"See what it holds with: fmscope session info {args.session}",
+        )
+    needed = check_trained_weights(args.session)
     pixels, geometry, path = _session_image(recorded_image, args.image)
-    segmenter = Segmenter(
-        model.name,
-        checkpoint=args.checkpoint,
-        device=args.device,
-        precision=args.precision or model.precision,
-        backend=args.backend or model.backend,
-    )
-    result = replay(args.session, pixels, segmenter, path)
+    engine = load_engine(model, args.checkpoint, args.device, args.backend, args.precision)
+    trained = {
+        sha: load_engine(replace(model, name=file), args.checkpoint, args.device, args.backend, args.precision)
+        for sha, file in needed.items()
+    }
+    used = engine_identity(engine)
+    result = replay(args.session, pixels, engine, path, trained)
     if isinstance(geometry, io.Volume):
         io.write_volume(result.labels, geometry, args.output)
     else:
         io.write_image(result.labels, args.output, geometry=geometry)
     print(
-        f"re-ran {result.rerun} model actions with {model.name} ({segmenter.backend}, {segmenter.precision}); "
+        f"re-ran {result.rerun} model actions with {model.name} ({used.backend}, {used.precision}); "
         f"{result.from_record} other actions applied from the recorded pixels; wrote {args.output}"
     )
     if result.identical:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from fmscope import models
@@ -35,6 +36,17 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
         ],
         [*args.images, *args.labels, args.checkpoint],
     )
+    session = Path(args.session).expanduser() if args.session else None
+    if (
+        session is not None
+        and session.is_dir()
+        and not (session / "journal.sqlite").exists()
+        and any(session.iterdir())
+    ):
+        raise FmscopeError(
+            f"--session {session} is a folder of other files, not a session folder.",
+            "Give an fmscope session folder, or a new folder's path.",
+        )
     items = []
     for image_path, labels_path in zip(args.images, args.labels):
         labels = read_label_image(labels_path)
@@ -49,6 +61,7 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
         patience=args.patience,
         train_encoder=args.train_encoder,
     )
+    started = time.time()
     with tqdm_progress() as progress:
         report = train_segmenter(
             items,
@@ -66,7 +79,24 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.output} (use it with --model {args.output}); resumable checkpoint {checkpoint_path(args.output)}"
     )
+    _journal(args, report, started)
     return 0
+
+
+def _journal(args: argparse.Namespace, report, started: float) -> None:
+    """Append the ``train`` action to the session folder (``--session``, default beside the model file)."""
+    from fmscope.session_record.training import default_training_folder, journal_training, train_action
+
+    folder = args.session or default_training_folder(args.output)
+    try:
+        journal_training(folder, train_action(report, [Path(p).name for p in args.images], started))
+    except FmscopeError as error:
+        print(
+            f"fmscope train-segmenter: note: the model file is written; the run was not journaled: {error}",
+            file=sys.stderr,
+        )
+        return
+    print(f"journaled the training run in {folder} (fmscope session info {folder})")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -116,4 +146,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--resume", action="store_true", help="continue from MODEL.training.pt beside -o")
     train.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
     train.add_argument("--cache-dir", help="keep image embeddings on disk here (zarr) for reuse")
+    train.add_argument(
+        "--session",
+        help="session folder to journal the run in (an annotation session's, or a new one; default: "
+        "OUTPUT.fmscope-session beside the model file)",
+    )
     train.set_defaults(run=cmd_train_segmenter)

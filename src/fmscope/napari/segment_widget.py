@@ -180,6 +180,14 @@ class SegmentWidget(ImagePanel, QWidget):
         shape = self._spatial_shape(layer)
         return len(shape) == 2 and shape[0] * shape[1] > lazy_image.EAGER_MAX_PIXELS
 
+    def reads_on_demand(self, layer=None) -> bool:
+        """The session panel's question: a huge image is read crop by crop, never whole (:meth:`is_huge`)."""
+        return self.is_huge(layer)
+
+    def session_file(self, layer) -> None:
+        """A huge image gets no session (its labels are a pyramid, never snapshot whole): no file identifies it."""
+        return None
+
     def _image_set(self, layer, shape: tuple[int, ...]) -> None:
         if len(shape) == 3:
             for spin in (self.first_spin, self.last_spin):

@@ -10,14 +10,16 @@ image's file (``cells.tif.fmscope-session``), or, for a layer without a file, un
 
 When the image is chosen, the panel looks (on the worker: hashing the pixels and loading the model take time) for
 a session of the same pixels and weights in that folder or its numbered siblings and offers "Resume session";
-sessions of other images or weights are named in the status line and never loaded. A huge image (the Segment
-widget's ``is_huge``: read crop by crop, labels in a pyramid) has no session: its labels are never snapshot whole.
+sessions of other images or weights are named in the status line and never loaded. An image read on demand (the
+owner's ``reads_on_demand(layer)``) is identified by its file (``session_file(layer)``: path, size and sha256 of its
+bytes, never its decoded pixels: the Track panel's lazily read videos); one without such a file (the Segment
+widget's huge images, read crop by crop with labels in a pyramid never snapshot whole) has no session.
 Resuming restores the labels; the owner restores the rest (Segment: the current object and the undo history;
 Track: the objects, the engine session and the undo history).
 
-The owner (the Segment widget, the Track panel) provides, besides ``worker``, ``panel``, ``_say``, ``_on_error``,
-``_image_layer``, ``labels_layer()``, ``labels_data()`` and ``is_huge(layer=None)``: ``_engine_settings()`` (read on
-the Qt thread),
+The owner (the Segment widget, the Track panel) provides, besides ``worker``, ``panel``, ``_say``,
+``_image_layer``, ``labels_layer()``, ``labels_data()``, ``reads_on_demand(layer=None)`` and ``session_file(layer)``:
+``_engine_settings()`` (read on the Qt thread),
 ``session_model(settings)`` (worker: the :class:`ModelIdentity` its model actions are recorded with),
 ``session_rebuild(resumed, settings)`` (worker: whatever resuming needs computed, e.g. the undo history) and
 ``session_restore(resumed, rebuilt)`` (Qt thread, after the labels are restored).
@@ -113,14 +115,22 @@ class SessionPanel(QWidget):
         """A new image layer was chosen: forget the old session, then (on the worker) hash the pixels, load the
         model and look for a session to resume."""
         self.image_removed()
-        if self.owner.is_huge(layer):  # its labels are never held whole, so never snapshot: no session (issue 27)
+        source = self._source(layer)
+        if source is None:  # read on demand with no file to identify it by (issue 27's huge images): no session
             self._baseline = None
             self._show_folder("")
             return
         self._baseline = np.array(self.owner.labels_data(), copy=True)
-        path = layer_path(layer)
+        path, _ = source
         self._show_folder(self._chosen or ("" if path is None else str(default_folder(path))))
-        self._look(layer, path)
+        self._look(layer, *source)
+
+    def _source(self, layer) -> tuple[str | None, bool] | None:
+        """(the layer's file or None, whether the session identifies the image by that file); None: no session."""
+        if not self.owner.reads_on_demand(layer):
+            return layer_path(layer), False
+        path = self.owner.session_file(layer)
+        return None if path is None else (path, True)
 
     def image_removed(self) -> None:
         self._close()
@@ -140,7 +150,7 @@ class SessionPanel(QWidget):
             return chosen / f"{_safe(layer.name)}.fmscope-session"
         return chosen
 
-    def _look(self, layer, path: str | None) -> None:
+    def _look(self, layer, path: str | None, by_file: bool) -> None:
         settings = self.owner._engine_settings()
         if settings is None:  # the owner said why (no model or weights chosen): nothing is recorded
             return
@@ -149,7 +159,10 @@ class SessionPanel(QWidget):
 
         def identify(job: Job) -> tuple:
             model = self.owner.session_model(settings)
-            image = ImageIdentity.of(np.asarray(pixels), path)
+            if by_file:  # hashing the pixels would decode every frame
+                image = ImageIdentity.of_file(path, pixels.shape, pixels.dtype)
+            else:
+                image = ImageIdentity.of(np.asarray(pixels), path)
             if typed:
                 base = self._base(typed, layer)
             else:
@@ -164,7 +177,11 @@ class SessionPanel(QWidget):
             where = "chosen" if typed else "next to the image file" if path else "the layer has no file"
             self._report(base, where)
 
-        self.owner.worker.submit(identify, key="session-look", on_done=found, on_error=self.owner._on_error)
+        self.owner.worker.submit(identify, key="session-look", on_done=found, on_error=self._not_recorded)
+
+    def _not_recorded(self, error: BaseException) -> None:
+        """The image or model could not be identified (weights missing, file unreadable ...): nothing is recorded."""
+        self.owner.panel.fail(error, "Session not recorded")
 
     def _report(self, base: Path, where: str) -> None:
         found = self.found
@@ -210,8 +227,9 @@ class SessionPanel(QWidget):
             self.owner._say(f"This image's session goes on in {self.recorder.folder}; {text} is for the next image.")
             self.folder_edit.setText(self._shown)
             return
-        if self.owner._image_layer is not None and not self.owner.is_huge():
-            self._look(self.owner._image_layer, layer_path(self.owner._image_layer))
+        source = None if self.owner._image_layer is None else self._source(self.owner._image_layer)
+        if source is not None:
+            self._look(self.owner._image_layer, *source)
 
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Session folder", self.folder_edit.text())
@@ -256,7 +274,7 @@ class SessionPanel(QWidget):
             return
         self._saved_at = time.monotonic()
         self.owner.worker.submit(
-            lambda job: recorder.autosave(), key="autosave", background=True, on_error=self.owner._on_error
+            lambda job: recorder.autosave(), key="autosave", background=True, on_error=self._not_recorded
         )
 
     def on_paint(self, event) -> None:
@@ -317,7 +335,12 @@ class SessionPanel(QWidget):
             self._show_offer(None)
             self.owner._say(f"Resumed {info.folder}: {describe(info)}; Undo undoes its last action.")
 
-        self.owner.worker.submit(reopen, key="session-resume", on_done=restore, on_error=self.owner._on_error)
+        self.owner.worker.submit(
+            reopen,
+            key="session-resume",
+            on_done=restore,
+            on_error=lambda error: self.owner.panel.fail(error, "Session not resumed"),
+        )
 
     def _close(self) -> None:
         self._autosave_timer.stop()

@@ -12,14 +12,16 @@ Propagate re-runs the object from there only). Keys: ``Shift-N`` new object, ``S
 
 The session is recorded as the Segment panel's is (:mod:`fmscope.napari.session_panel`): each prompt, propagation
 (cancelled ones too, with the frames painted), undo and hand stroke once painted, as ``track`` actions that
-``fmscope replay`` re-runs (:mod:`fmscope.session_record.tracking`, LiteMedSAM and model files). Resuming re-runs
-them on the worker to give the engine back its objects, prompts and stores and the panel its undo history.
+``fmscope replay`` re-runs (:mod:`fmscope.session_record.tracking`: LiteMedSAM, model files, MedSAM2 / SAM2.1), each
+with the model, weights, backend, precision and intensity window. Resuming re-runs them on the worker to give the
+engine back its objects, prompts and stores and the panel its undo history. A video or cine read on demand is
+identified by its file (path, size, sha256 of its bytes), never by decoding every frame.
 
 Huge frames (of more than ``EAGER_MAX_PIXELS`` pixels: a multiscale layer's level 0, a dask / zarr stack from napari's
 readers) are never read whole: the first box fixes a tracking window around it
 (:meth:`~fmscope.imaging.tracking.frames.LazyStackFrames.window_around`), the labels layer covers that window only
 (placed by its translate), the engine reads only the window's chunks of each frame, and prompts outside it are refused.
-Such a layer gets no recorded session, and exports are named after the window (pixels of the window).
+Such a layer gets no recorded session (it has no file to identify it by), and exports are named after the window.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from fmscope.napari.worker import Job, ModelWorker
 from fmscope.outputs import FOLDER, Output, check_outputs
 from fmscope.session_record import Action, ModelIdentity
 from fmscope.session_record.action import TRACK, UNDO
+from fmscope.session_record.engine import engine_identity, tracker_engine, tracker_window, tracking_sessions
 from fmscope.session_record.tracking import CORRECT_OP
 
 MODELS = models.names(models.TRACK)
@@ -316,24 +319,21 @@ class TrackPanel(ImagePanel, QWidget):
         return self._settings()
 
     def session_model(self, settings: tuple | None) -> ModelIdentity:
-        """Worker thread: the identity of the tracker's segmenter (LiteMedSAM or a model file), loaded."""
+        """Worker thread: the identity of the tracker's model (LiteMedSAM, a model file, MedSAM2 / SAM2.1), loaded."""
         if settings is None:
             raise FmscopeError("No tracking model is set, so nothing is recorded.", "Choose a model, then the image.")
-        segmenter = getattr(self._session_for(settings).backend, "segmenter", None)
-        if segmenter is None:
-            raise FmscopeError(
-                f"Sessions are recorded for the default tracker and model files; work with {settings[0]} is not.",
-                "Export the labels as you go (Export), or track with the default tracker.",
-            )
-        return ModelIdentity.of(segmenter)
+        return engine_identity(tracker_engine(self._session_for(settings).backend))
 
     def session_rebuild(self, resumed, settings: tuple):
         """Worker thread: re-run the resumed session's tracking actions (the engine's objects, prompts and stores;
         the undo history); the last engine session becomes this panel's when its axis is the one chosen."""
-        from fmscope.session_record.tracking import litemedsam_sessions, rebuild
+        from fmscope.session_record.tracking import rebuild
 
-        segmenter = self._session_for(settings).backend.segmenter
-        replayed = rebuild(resumed.recorder.journal, litemedsam_sessions(np.asarray(settings[3].data), segmenter))
+        engine = tracker_engine(self._session_for(settings).backend)
+        layer = settings[3]
+        path = layer.metadata.get("fmscope_source")
+        image = path if path and self.reads_on_demand(layer) else np.asarray(layer.data)
+        replayed = rebuild(resumed.recorder.journal, tracking_sessions(image, engine))
         if replayed.session is not None and replayed.axis == settings[2]:
             self._session = (settings, replayed.session)
         return replayed
@@ -358,12 +358,18 @@ class TrackPanel(ImagePanel, QWidget):
             )
         self._after_change(None)
 
-    def is_huge(self, layer=None) -> bool:
+    def reads_on_demand(self, layer=None) -> bool:
         """Whether ``layer`` (default: the chosen image) is read on demand, never whole: a video or cine opened by
         fmscope's reader (:class:`LazyFrames`), or huge frames tracked in a window (:meth:`_windowed`). The session
-        panel asks it of its owner: such a layer gets no session (a session hashes every pixel of its image)."""
+        panel asks it of its owner: such a layer's session identifies it by its file (:meth:`session_file`), not by
+        hashing every decoded frame; a layer without a file (a windowed dask / zarr stack) gets no session."""
         layer = self._image_layer if layer is None else layer
         return layer is not None and (isinstance(layer.data, LazyFrames) or self._windowed(layer))
+
+    def session_file(self, layer) -> str | None:
+        """The file a layer read on demand comes from (the session hashes its bytes), or None."""
+        path = layer.metadata.get("fmscope_source")
+        return str(path) if path and Path(str(path)).is_file() else None
 
     def record_correction(self, name: str, obj: int, frame: int, other: int, axis: str) -> None:
         """Record a correction of the Corrections box, once painted, as a ``track`` action ``fmscope replay`` re-runs
@@ -372,17 +378,19 @@ class TrackPanel(ImagePanel, QWidget):
         self._record(Action(TRACK, int(obj), plane=(int(frame),), params=params))
 
     def _record(self, action: Action) -> None:
-        """Record ``action`` (painted); a tracking action carries the engine's model, weights, backend and precision,
-        so that work with other weights is refused by the session rather than recorded as the session's model's."""
-        segmenter = getattr(self._session[1].backend, "segmenter", None) if self._session is not None else None
-        if segmenter is not None and action.kind == TRACK:
-            model = ModelIdentity.of(segmenter)
+        """Record ``action`` (painted); a tracking action carries the engine's model, weights, backend, precision
+        and intensity window, so that work with other weights is refused by the session rather than recorded as
+        the session's model's, and replay maps the frames as they were."""
+        if self._session is not None and action.kind == TRACK:
+            backend = self._session[1].backend
+            model = engine_identity(tracker_engine(backend))
             action = replace(
                 action,
                 model=model.name,
                 weights_sha256=model.weights_sha256,
                 backend=model.backend,
                 precision=model.precision,
+                window=tracker_window(backend),
             )
         self.session_panel.record(action)
 

@@ -1,13 +1,15 @@
 """'Train on my objects': fine-tune the Segment widget's model on the objects labelled so far.
 
 Training runs on the widget's :class:`ModelWorker` thread with progress and Cancel; when it
-ends, the widget's model becomes the new fmscope model file (its embeddings are keyed by the
-new weights' hash, so nothing computed with the old weights is reused) and the status line
-shows the held-out Dice before and after.
+ends, the run is journaled in the image's session (:mod:`fmscope.session_record.training`), the
+widget's model becomes the new fmscope model file (its embeddings are keyed by the new weights'
+hash, so nothing computed with the old weights is reused) and the status line shows the held-out
+Dice before and after.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import napari
@@ -78,12 +80,14 @@ class TrainPanel(QWidget):
         worker = owner.worker
 
         def run(job: Job):
+            from fmscope.session_record.training import train_action
             from fmscope.training.segmenter import labelled_images, train_segmenter
 
+            started = time.time()
             items = labelled_images(image, labels, name)
             # One intensity mapping for the whole stack, as the widget segments with.
             intensity = resolve_intensity(image, window)
-            return train_segmenter(
+            report = train_segmenter(
                 items,
                 output,
                 model=model,
@@ -92,6 +96,7 @@ class TrainPanel(QWidget):
                 settings=settings,
                 progress=job.progress,
             )
+            return report, train_action(report, [name], started)
 
         self._set_running(True)
         worker.progress.emit("Training: embedding the labelled images ...", 0, 1)
@@ -122,13 +127,17 @@ class TrainPanel(QWidget):
         self._set_running(False)
         self.owner.panel.fail(error, "Training failed")
 
-    def _on_trained(self, report) -> None:
+    def _on_trained(self, outcome) -> None:
+        """The run is journaled in the image's session (a ``train`` action: later prompts with the new model file
+        are recorded in the same session), then the widget's model becomes the new file."""
+        report, action = outcome
         self._job = None
         self._set_running(False)
         owner = self.owner
         path = str(report.output)
         if owner.model_combo.findText(path) < 0:
             owner.model_combo.addItem(path)
+        owner.session.record(action)
         owner.model_combo.setCurrentText(path)
         self.last_report = report
         owner.panel.on_progress(f"Now using {Path(path).name}: {report.summary()}", 1, 1)

@@ -8,7 +8,9 @@ gives back the labels after the last completed action and the prompts per object
 journal with the engine (``fmscope replay``); :func:`methods_summary` is ``fmscope session info``.
 
 A session folder holds ``journal.sqlite`` (:mod:`.journal`: the actions, each with the pixels it changed) and
-``labels-<seq>.npy`` (:mod:`.snapshot`: the labels after action ``seq``). Qt-free: the engine's side only.
+``labels-<seq>.npy`` (:mod:`.snapshot`: the labels after action ``seq``). The model actions run on a Segmenter or,
+for MedSAM2 / SAM2.1, a loaded sam2 model (:mod:`.engine`); training runs are journaled too (:mod:`.training`).
+Qt-free: the engine's side only.
 """
 
 from __future__ import annotations

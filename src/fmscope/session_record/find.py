@@ -16,6 +16,7 @@ from pathlib import Path
 from fmscope.errors import FmscopeError
 from fmscope.session_record.identity import ImageIdentity, ModelIdentity
 from fmscope.session_record.journal import JOURNAL_FILE, Journal
+from fmscope.session_record.training import trained_weights
 
 MAX_SIBLINGS = 50  # <base>, <base>-2 ... <base>-50
 SESSIONS_VARIABLE = "FMSCOPE_SESSIONS_DIR"
@@ -31,7 +32,8 @@ def sessions_root() -> Path:
 @dataclass(frozen=True)
 class SessionInfo:
     """A session folder as read: its image and model identities, ``actions`` (count), ``objects`` (distinct
-    object ids acted on) and ``last`` (Unix seconds of its last action; its creation when it has none)."""
+    object ids acted on), ``last`` (Unix seconds of its last action; its creation when it has none) and ``trained``
+    (the weights_sha256 of the model files its training runs wrote: resuming with one of them is resuming it)."""
 
     folder: Path
     image: ImageIdentity
@@ -39,6 +41,12 @@ class SessionInfo:
     actions: int
     objects: int
     last: float
+    trained: frozenset[str] = frozenset()
+
+    def made_with(self, model: ModelIdentity) -> bool:
+        """Whether ``model`` is this session's model, or a model file one of its training runs wrote."""
+        same = (self.model.name, self.model.weights_sha256) == (model.name, model.weights_sha256)
+        return same or model.weights_sha256 in self.trained
 
 
 @dataclass
@@ -73,6 +81,7 @@ def read_info(folder: Path) -> SessionInfo:
             len(actions),
             len({a.object_id for a in actions if a.object_id}),
             max((a.time + a.duration_s for a in actions), default=float(journal.meta("created") or 0.0)),
+            frozenset(trained_weights(actions)),
         )
     finally:
         journal.close()
@@ -95,7 +104,7 @@ def find_sessions(base: str | Path, image: ImageIdentity, model: ModelIdentity) 
             continue
         if info.image.sha256 != image.sha256:
             found.other_image.append(info)
-        elif (info.model.name, info.model.weights_sha256) != (model.name, model.weights_sha256):
+        elif not info.made_with(model):
             found.other_weights.append(info)
         elif found.resumable is None or info.last > found.resumable.last:
             found.resumable = info

@@ -6,6 +6,10 @@ z), "direction": "both" | "up" | "down"}. As in the panel, the object's mask on 
 kept and propagated from; every slice of the range on the propagated side(s) is then painted with :func:`paint_mask`
 (the key slice too when it was segmented from the box).
 
+A propagation made with MedSAM2 / SAM2.1 (the action's ``model``; the 3D Slicer module's MedSAM2 choice) is re-run
+with MedSAM2's 3D flow (:func:`fmscope.imaging.tracking.volume.track_volume`: a box, or the key slice's mask, on the
+key slice), its frames mapped with the recorded ``window`` (:func:`fmscope.session_record.engine.window_mapping`).
+
 Optional params, from the 3D Slicer module (slicer_extension/FMScope): ``"axes"``, the transpose of the labels /
 volume axes that puts the slices first (Slicer propagates along any IJK axis; default: axis 0 is the slice axis);
 ``"replace": true``, the object is cleared everywhere and re-segmented from the box (Slicer's *Overwrite segment*).
@@ -19,14 +23,16 @@ import numpy as np
 
 from fmscope.errors import FmscopeError
 from fmscope.session_record.action import Action
+from fmscope.session_record.engine import is_sam2, window_mapping
 from fmscope.session_record.paint import paint_mask
 
 if TYPE_CHECKING:
-    from fmscope.imaging.predictor import Segmenter
+    from fmscope.session_record.engine import Engine
 
 
-def propagate_action(labels: np.ndarray, volume: np.ndarray, action: Action, segmenter: Segmenter) -> None:
-    """Re-run the propagation ``action`` on ``volume`` (Z, H, W) into ``labels`` (Z, H, W, in place)."""
+def propagate_action(labels: np.ndarray, volume: np.ndarray, action: Action, segmenter: Engine) -> None:
+    """Re-run the propagation ``action`` on ``volume`` (Z, H, W) into ``labels`` (Z, H, W, in place) with
+    ``segmenter`` (a Segmenter, or a LoadedSam2 for a MedSAM2 / SAM2.1 action)."""
     from fmscope.imaging.intensity import Intensity
     from fmscope.imaging.prompts import box_from_mask
     from fmscope.imaging.volume import segment_volume
@@ -47,16 +53,31 @@ def propagate_action(labels: np.ndarray, volume: np.ndarray, action: Action, seg
     kept = {obj: key_mask} if key_mask.any() else {}
     box = box_from_mask(key_mask) if kept else action.box
     direction = action.params.get("direction", "both")
-    result = segment_volume(
-        volume,
-        key,
-        {obj: box},
-        segmenter=segmenter,
-        window=None if action.window is None else Intensity(*action.window),
-        direction=direction,
-        slice_range=(first, last),
-        key_masks=kept,
-    )
+    if is_sam2(segmenter):
+        from fmscope.imaging.tracking.volume import track_volume
+
+        result = track_volume(
+            volume,
+            key,
+            {} if kept else {obj: box},
+            model=segmenter.name,
+            direction=direction,
+            slice_range=(first, last),
+            key_masks=kept,
+            loaded=segmenter,
+            intensity=None if action.window is None else window_mapping(action.window),
+        )
+    else:
+        result = segment_volume(
+            volume,
+            key,
+            {obj: box},
+            segmenter=segmenter,
+            window=None if action.window is None else Intensity(*action.window),
+            direction=direction,
+            slice_range=(first, last),
+            key_masks=kept,
+        )
     low = first if direction in ("both", "down") else key
     high = last if direction in ("both", "up") else key
     for z in range(low, high + 1):

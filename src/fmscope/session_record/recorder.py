@@ -17,7 +17,7 @@ import numpy as np
 
 import fmscope
 from fmscope.errors import FmscopeError
-from fmscope.session_record.action import Action
+from fmscope.session_record.action import TRAIN, Action
 from fmscope.session_record.delta import difference
 from fmscope.session_record.identity import ImageIdentity, ModelIdentity
 from fmscope.session_record.journal import FORMAT, JOURNAL_FILE, Journal
@@ -44,6 +44,10 @@ class Recorder:
         self._snapshot_seq = snapshot_seq
         self._lock = threading.Lock()  # guards _labels / _seq between record() and autosave()
         self._autosave_lock = threading.Lock()  # one autosave at a time
+        # weights_sha256 of the model files this session's training runs wrote: later actions may use them
+        self._trained = {
+            action.params["output"]["weights_sha256"] for _, action, _ in journal.actions() if action.kind == TRAIN
+        }
 
     @classmethod
     def start(
@@ -92,6 +96,11 @@ class Recorder:
         journal.add_snapshot(0, write_snapshot(folder, 0, labels))
         return recorder
 
+    def labels(self) -> np.ndarray:
+        """A copy of the labels after the last recorded action."""
+        with self._lock:
+            return self._labels.copy()
+
     @property
     def seq(self) -> int:
         """The number of actions recorded so far."""
@@ -120,10 +129,15 @@ class Recorder:
         filled = {}
         if not action.time:
             filled["time"] = time.time() - action.duration_s
-        if action.is_model:
+        if action.kind == TRAIN:
+            self._trained.add(action.params["output"]["weights_sha256"])
+        elif action.is_model and action.weights_sha256 in self._trained:
+            pass  # made with a model file a training run of this session wrote: recorded as it is
+        elif action.is_model:
             if action.weights_sha256 not in (None, self.model.weights_sha256):
                 raise FmscopeError(
-                    f"This session records {self.model.name} (weights sha256 {self.model.weights_sha256[:12]}); the "
+                    f"This session records {self.model.name} (weights sha256 {self.model.weights_sha256[:12]}) and the "
+                    "model files its training runs wrote; the "
                     f"action was made with {action.model or 'a model'} (weights sha256 {action.weights_sha256[:12]}).",
                     "Start a new session for the other model or weights.",
                 )
@@ -190,7 +204,8 @@ def restore(journal: Journal) -> tuple[np.ndarray, list[Action], int]:
 
 
 def check_identity(journal: Journal, image: ImageIdentity, model: ModelIdentity | None) -> None:
-    """Refuse a session made on another image, or with other weights than ``model``'s (None: not checked)."""
+    """Refuse a session made on another image, or with other weights than ``model``'s (None: not checked); a model
+    file one of the session's training runs wrote is the session's too."""
     recorded = ImageIdentity.from_json(journal.meta("image"))
     if recorded.sha256 != image.sha256:
         raise FmscopeError(
@@ -202,7 +217,10 @@ def check_identity(journal: Journal, image: ImageIdentity, model: ModelIdentity 
     if model is None:
         return
     made_with = ModelIdentity.from_json(journal.meta("model"))
-    if (made_with.name, made_with.weights_sha256) != (model.name, model.weights_sha256):
+    if (made_with.name, made_with.weights_sha256) != (model.name, model.weights_sha256) and not any(
+        a.kind == TRAIN and a.params["output"]["weights_sha256"] == model.weights_sha256
+        for _, a, _ in journal.actions()
+    ):
         raise FmscopeError(
             f"The session {journal.folder} was made with {made_with.name} (weights sha256 "
             f"{made_with.weights_sha256[:12]}), not {model.name} (weights sha256 {model.weights_sha256[:12]}).",

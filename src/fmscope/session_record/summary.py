@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
-from fmscope.session_record.action import Action
+from fmscope.session_record.action import TRAIN, Action
 from fmscope.session_record.identity import ImageIdentity, ModelIdentity
 from fmscope.session_record.journal import Journal
 
@@ -43,8 +41,7 @@ def methods_summary(folder: str | Path) -> str:
     minutes = active_seconds(actions) / 60
     lines = [
         f"session: {Path(folder)}",
-        f"image: {image.path or '(no path)'} ({np.dtype(image.dtype).name} {' x '.join(map(str, image.shape))}, "
-        f"pixels sha256 {image.sha256})",
+        f"image: {image.path or '(no path)'} {image.describe()}",
         f"model: {model.name}, weights sha256 {model.weights_sha256}",
         f"backend: {', '.join(backends)}; precision: {', '.join(precisions)}",
         f"intensity window: {', '.join(windows) or 'none recorded'}",
@@ -53,4 +50,21 @@ def methods_summary(folder: str | Path) -> str:
         + (", ".join(f"{obj}: {n}" for obj, n in sorted(prompts.items())) or "none"),
         f"time spent: {minutes:.1f} min (pauses over {BREAK_S / 60:.0f} min left out)",
     ]
+    lines += [training_line(a) for a in actions if a.kind == TRAIN]
     return "\n".join(lines)
+
+
+def training_line(action: Action) -> str:
+    """One training run (:mod:`fmscope.session_record.training`) for the methods summary."""
+    params = action.params
+    data, out, settings = params["dataset"], params["output"], params.get("settings", {})
+    dice = ["n/a" if v is None else f"{v:.3f}" for v in params.get("held_out_dice", [None, None])]
+    chosen = ", ".join(f"{k} {settings[k]}" for k in ("epochs", "lr", "seed", "train_encoder") if k in settings)
+    return (
+        f"training run: {action.model} (weights sha256 {action.weights_sha256}) fine-tuned on {len(data['images'])} "
+        f"image(s) ({', '.join(data['images'])}; images and labels sha256 {data['sha256']}; "
+        f"{data['objects_trained']} objects trained, {data['objects_held_out']} held out), {chosen}; "
+        f"{params.get('epochs_run')} epochs in {action.duration_s / 60:.1f} min, held-out Dice {dice[0]} -> {dice[1]}; "
+        f"wrote {out['path']} (file sha256 {out['file_sha256']}). Replay does not re-train: actions made with it "
+        "re-run with that file, refused when it is not there with that sha256."
+    )

@@ -12,10 +12,14 @@ The Track panel records its model actions as kind ``track``, ``plane`` = (frame,
 - ``engine``: a token naming the engine session (a new image, model or axis starts a new one, whose objects
   begin afresh; the old ones are plain labels from then on); ``axis``: ``"time"`` or ``"z"``.
 
+Each action carries the tracker's model, weights sha256, backend, precision and intensity ``window``
+(:mod:`fmscope.session_record.engine`: the default tracker's LiteMedSAM, or MedSAM2 / SAM2.1); a new engine session
+is replayed with the window of its first action.
+
 :class:`TrackReplay` does what the panel did, in the same order: each prompt or propagation is re-run and its
 frames painted with :func:`fmscope.imaging.tracking.results.paint_frame` (background and tracked objects only), an
 undo gives the engine back its store frames and forgets the object the undone prompt created. The labels then equal
-the recorded ones pixel for pixel on the same backend and precision (LiteMedSAM's tracker is deterministic). It also
+the recorded ones pixel for pixel on the same backend and precision (both trackers are deterministic). It also
 keeps the panel's undo history (:attr:`TrackReplay.steps`), which a resumed panel takes over.
 """
 
@@ -33,7 +37,6 @@ from fmscope.session_record.journal import Journal
 from fmscope.session_record.snapshot import START, read_snapshot
 
 if TYPE_CHECKING:
-    from fmscope.imaging.predictor import Segmenter
     from fmscope.imaging.tracking import TrackingSession
     from fmscope.session_record.delta import Delta
 
@@ -55,25 +58,11 @@ class TrackStep:
     objects: dict[int, set[int]] | None = None  # ... and the objects before it
 
 
-def litemedsam_sessions(image: np.ndarray, segmenter: Segmenter) -> Callable[[str], TrackingSession]:
-    """A factory of engine sessions on ``image`` ((T, H, W[, C]) frames or a (Z, H, W) volume) tracking with
-    ``segmenter`` (the default tracker, LiteMedSAM per frame), given the recorded axis (``time`` / ``z``)."""
-    from fmscope.imaging.tracking import TrackingSession, open_frames
-    from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
-
-    def make(axis: str) -> TrackingSession:
-        frames = open_frames(np.asarray(image), kind="volume" if axis == "z" else "stack")
-        return TrackingSession(
-            frames, model=segmenter.model.name, backend=LiteMedSAMTracker(frames, segmenter=segmenter)
-        )
-
-    return make
-
-
 class TrackReplay:
-    """Replays tracking actions onto labels (T, H, W) with engine sessions from ``make_session(axis)``."""
+    """Replays tracking actions onto labels (T, H, W) with engine sessions from ``make_session(axis, window)``
+    (:func:`fmscope.session_record.engine.tracking_sessions`)."""
 
-    def __init__(self, make_session: Callable[[str], TrackingSession]) -> None:
+    def __init__(self, make_session: Callable[[str, tuple | None], TrackingSession]) -> None:
         self.make_session = make_session
         self.session: TrackingSession | None = None
         self.engine: str | None = None  # the recorded engine token of :attr:`session`
@@ -96,7 +85,7 @@ class TrackReplay:
         params = action.params
         if params.get("engine") != self.engine or self.session is None:
             self.axis = params.get("axis", "time")
-            self.session = self.make_session(self.axis)
+            self.session = self.make_session(self.axis, action.window)
             self.engine = params.get("engine")
             self.objects.clear()
             self.steps.clear()
@@ -195,7 +184,7 @@ class TrackReplay:
         self.session.store.restore(step.store)
 
 
-def rebuild(journal: Journal, make_session: Callable[[str], TrackingSession]) -> TrackReplay:
+def rebuild(journal: Journal, make_session: Callable[[str, tuple | None], TrackingSession]) -> TrackReplay:
     """Replay every action of ``journal`` from the labels the session started with: the :class:`TrackReplay` holds
     the engine session, objects and undo history after the last one (a resumed Track panel's)."""
     shape, dtype = journal.meta("labels_shape"), journal.meta("labels_dtype")

@@ -141,6 +141,10 @@ class TrainingReport:
     n_val_objects: int
     embedding_seconds: float
     epoch_seconds: list[float] = field(default_factory=list)
+    base_name: str = ""  # the model trained from (catalogue name) ...
+    base_sha256: str = ""  # ... and the sha256 of its weights
+    dataset_sha256: str = ""  # of the images and labels trained and scored on (their pixels, in order)
+    settings: dict = field(default_factory=dict)  # the TrainSettings used, as a dict
 
     def summary(self) -> str:
         per_epoch = f"{np.mean(self.epoch_seconds):.1f} s/epoch" if self.epoch_seconds else "no epoch run now"
@@ -522,6 +526,10 @@ def train_segmenter(
         sum(len(v.objects) for v in val_views if not v.zoom),
         embedding_seconds,
         epoch_seconds,
+        base_name,
+        base_sha,
+        data_key,
+        asdict(settings),
     )
 
 

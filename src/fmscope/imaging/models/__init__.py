@@ -103,6 +103,11 @@ def load_model(
     return LoadedModel(spec.name, spec.architecture, net, make_transform(net), digest, target)
 
 
+def tuned_sha256(base_sha256: str, file_sha256: str) -> str:
+    """The ``weights_sha256`` of a tuned model: its base weights' sha256 combined with its model file's."""
+    return hashlib.sha256(f"{base_sha256}+{file_sha256}".encode()).hexdigest()
+
+
 def _load_tuned(path: Path, checkpoint: str | os.PathLike | None, device: str | torch.device | None) -> LoadedModel:
     if not path.is_file():
         raise FmscopeError(
@@ -120,5 +125,5 @@ def _load_tuned(path: Path, checkpoint: str | os.PathLike | None, device: str | 
     check_base(tuned, path, base.name, base.weights_sha256)
     apply_tuned(base.net, tuned, path)
     base.net.eval()
-    combined = hashlib.sha256(f"{base.weights_sha256}+{checkpoints.file_sha256(path)}".encode()).hexdigest()
+    combined = tuned_sha256(base.weights_sha256, checkpoints.file_sha256(path))
     return LoadedModel(base.name, base.architecture, base.net, base.transform, combined, base.device, tuned)

@@ -26,7 +26,7 @@ from skimage import measure
 
 from fmscope.imaging.image_input import is_blank
 from fmscope.imaging.tracking.frames import FrameSource
-from fmscope.imaging.tracking.preprocess import ModelFrames, intensity_for
+from fmscope.imaging.tracking.preprocess import MinMaxTo8Bit, ModelFrames, intensity_for
 from fmscope.imaging.tracking.prompt import Prompt
 from fmscope.imaging.tracking.results import LabelStore, ObjectMask
 from fmscope.imaging.tracking.sam2_model import LoadedSam2, load_sam2
@@ -84,13 +84,16 @@ class Sam2Tracker:
         loaded: LoadedSam2 | None = None,
         backend: str | None = None,
         precision: str = "fp32",
+        intensity: MinMaxTo8Bit | None = None,
     ) -> None:
-        """``backend`` / ``precision``: the image encoder's runtime and precision (:func:`load_sam2`)."""
+        """``backend`` / ``precision``: the image encoder's runtime and precision (:func:`load_sam2`).
+        ``intensity``: the exact mapping to uint8 (a replayed session's), instead of the one ``window`` gives."""
         self.loaded = loaded if loaded is not None else load_sam2(model, checkpoint, device, backend, precision)
         self.predictor = self.loaded.predictor
         self.frames, self.bounded = frames, bounded
         self.volume_flow = frames.kind == "volume"
-        images = ModelFrames(frames, intensity_for(frames, window), self.loaded.image_size, float64=self.volume_flow)
+        self.intensity = intensity if intensity is not None else intensity_for(frames, window)
+        images = ModelFrames(frames, self.intensity, self.loaded.image_size, float64=self.volume_flow)
         count = 2 if self.volume_flow else 1
         self.states = [new_inference_state(self.predictor, images, frames.height, frames.width) for _ in range(count)]
         p = self.predictor

@@ -25,10 +25,12 @@ SAMPLE_FRAMES = 16  # frames read to estimate percentiles of a streamed (non-vol
 
 @dataclass(frozen=True)
 class MinMaxTo8Bit:
-    """clip(x, low, high), then (x - low) / (high - low) * 255 truncated to uint8; ``None``: uint8 as is."""
+    """clip(x, low, high), then (x - low) / (high - low) * 255 truncated to uint8; ``None``: uint8 as is.
+    ``name``: where the limits came from (a window preset, ``L<level>/W<width>``, ``percentiles``, ``uint8``)."""
 
     low: float | None
     high: float | None
+    name: str = ""
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         if self.low is None:
@@ -44,7 +46,7 @@ def intensity_for(frames: FrameSource, window: str | tuple[float, float] | None)
     streamed sequence the clip limits are the min and max (percentiles from up to 16 frames).
     """
     if window is None and frames.dtype == np.uint8:
-        return MinMaxTo8Bit(None, None)
+        return MinMaxTo8Bit(None, None, "uint8")
     if frames.volume is not None:
         data = frames.volume.array
     else:
@@ -52,12 +54,13 @@ def intensity_for(frames: FrameSource, window: str | tuple[float, float] | None)
         data = np.stack([frames[int(i)] for i in picks])
     if window is not None:
         preset = window_preset(window)
-        low, high = preset.low, preset.high
+        low, high, name = preset.low, preset.high, preset.name
     else:
         nonzero = data[data != 0]
         if nonzero.size == 0:
             raise FmscopeError(f"{frames.name} is all zeros.", "Give frames with some signal.")
         low, high = (float(v) for v in np.percentile(nonzero, [0.5, 99.5]))
+        name = "percentiles"
     if frames.volume is not None:  # min-max of the clipped volume
         low, high = max(low, float(data.min())), min(high, float(data.max()))
     if not high > low:
@@ -65,7 +68,7 @@ def intensity_for(frames: FrameSource, window: str | tuple[float, float] | None)
             f"{frames.name} is constant within the intensity window ({low:g}..{high:g}).",
             "Give another --window (LEVEL,WIDTH or a preset), or frames with contrast.",
         )
-    return MinMaxTo8Bit(low, high)
+    return MinMaxTo8Bit(low, high, name)
 
 
 def model_input(frame: np.ndarray, image_size: int, float64: bool) -> torch.Tensor:

@@ -84,6 +84,7 @@ class LoadedSam2:
     weights_sha256: str
     path: str
     backend: str = "torch"  # the image encoder's, memory attention's and memory encoder's runtime
+    precision: str = "fp32"  # the image encoder's precision ("fast": OpenVINO bf16 where the CPU has it)
 
 
 def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
@@ -173,7 +174,7 @@ def load_sam2(
         # modules' own forward is answered by the OpenVINO networks (weights and state-dict keys stay as loaded)
         predictor.memory_attention.forward = memory_attention
         predictor.memory_encoder.forward = memory_encoder
-    return LoadedSam2(name, predictor, image_size, digest, str(path), runtime)
+    return LoadedSam2(name, predictor, image_size, digest, str(path), runtime, precision)
 
 
 def _default_device() -> torch.device:

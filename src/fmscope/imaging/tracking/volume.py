@@ -43,6 +43,7 @@ def track_volume(
     loaded=None,
     backend: str | None = None,
     precision: str = "fp32",
+    intensity=None,
 ) -> np.ndarray:
     """uint16 (z, y, x) labels tracked from prompts on ``key_slice`` with a MedSAM2 / SAM2.1 model.
 
@@ -55,6 +56,8 @@ def track_volume(
     unit spacing (the geometry does not change the masks). ``loaded``: a model already loaded with
     :func:`fmscope.imaging.tracking.sam2_model.load_sam2` (a front end keeps one between runs);
     else ``checkpoint`` is loaded, its image encoder on ``backend`` at ``precision`` (:func:`load_sam2`).
+    ``intensity``: with ``loaded``, the exact :class:`~fmscope.imaging.tracking.preprocess.MinMaxTo8Bit` mapping to
+    use instead of the one ``window`` gives (a replayed session's, :mod:`fmscope.session_record.engine`).
     """
     if model not in SAM2_MODELS:
         raise FmscopeError(f"'{model}' has no 3D tracking flow.", f"Use one of: {', '.join(SAM2_MODELS)}.")
@@ -72,7 +75,7 @@ def track_volume(
     if loaded is not None:
         from fmscope.imaging.tracking.medsam2 import Sam2Tracker
 
-        backend = Sam2Tracker(frames, model=model, window=window, device=device, loaded=loaded)
+        backend = Sam2Tracker(frames, model=model, window=window, device=device, loaded=loaded, intensity=intensity)
     session = TrackingSession(
         frames,
         model=model,
