@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from zarr.storage import MemoryStore, WrapperStore
+from counting_store import CountingStore
+from zarr.storage import MemoryStore
 
 from fmscope.cli import main
 from fmscope.errors import FmscopeError
@@ -19,23 +20,6 @@ from fmscope.samples import sample_data_dir
 
 FRAMES, SIDE, CHUNK = 3, 20_000, 512
 OFFSET = (10_100, 7_300)  # (y, x) of the 512 x 512 HeLa frames in the huge ones (not on the chunk grid)
-
-
-class CountingStore(WrapperStore):
-    """A zarr store that records the key of every chunk read."""
-
-    def __init__(self, store) -> None:
-        super().__init__(store)
-        self.keys: list[str] = []
-
-    def _with_store(self, store):  # a read-only view of the store counts into the same list
-        view = super()._with_store(store)
-        view.keys = self.keys
-        return view
-
-    async def get(self, key, prototype, byte_range=None):
-        self.keys.append(key)
-        return await super().get(key, prototype, byte_range)
 
 
 @pytest.fixture(scope="module")

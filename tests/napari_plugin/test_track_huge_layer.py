@@ -13,8 +13,9 @@ import psutil
 import pytest
 import tifffile
 import zarr
+from counting_store import CountingStore
 from napari_helpers import wait_idle
-from zarr.storage import MemoryStore, WrapperStore
+from zarr.storage import MemoryStore
 
 from fmscope.imaging.tracking import TrackingSession
 from fmscope.imaging.tracking.frames import ArrayFrames
@@ -26,23 +27,6 @@ pytestmark = pytest.mark.slow
 
 FRAMES, SIDE, CHUNK = 2, 20_000, 512
 OFFSET = (10_100, 7_300)  # (y, x) of the 512 x 512 HeLa frames in the huge ones
-
-
-class CountingStore(WrapperStore):
-    """A zarr store that records the key of every chunk read (its read-only views count into the same list)."""
-
-    def __init__(self, store) -> None:
-        super().__init__(store)
-        self.keys: list[str] = []
-
-    def _with_store(self, store):
-        view = super()._with_store(store)
-        view.keys = self.keys
-        return view
-
-    async def get(self, key, prototype, byte_range=None):
-        self.keys.append(key)
-        return await super().get(key, prototype, byte_range)
 
 
 def rectangle(box, frame):
