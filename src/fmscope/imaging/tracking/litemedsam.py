@@ -57,6 +57,7 @@ from fmscope.imaging.stop_rule import StopRule
 from fmscope.imaging.tracking.divisions import (
     SHRINK,
     Division,
+    daughter_regions,
     pair_parts,
     sibling_of,
     split_parts,
@@ -290,6 +291,7 @@ class LiteMedSAMTracker:
             image = self._set_frame(index, pixels)
             found: dict[int, ObjectMask] = {}
             before = dict(previous)
+            drift = (0, 0)
             if previous and last_image is not None:
                 drift = global_shift(last_image, image) if self.motion_prior else (0, 0)
                 expected = {obj: shift_mask(mask, *drift) for obj, mask in previous.items()}
@@ -315,9 +317,57 @@ class LiteMedSAMTracker:
                     found[obj] = anchors[index]
                     previous[obj], missing[obj] = anchors[index].mask, 0
             if not reverse and (self.divisions_on or self.detect_new) and last_image is not None:
+                if self.divisions_on:
+                    lost = [obj for obj in before if obj not in found and missing.get(obj) == 1]
+                    self._lost_divisions(index, lost, last_image, image, drift, found, before, previous)
                 self._lineage_step(index, image, found, before, previous, splits)
             last_image = image
             yield index, found
+
+    def _lost_divisions(
+        self,
+        index: int,
+        lost: list[int],
+        last_image: np.ndarray,
+        image: np.ndarray,
+        drift: tuple[int, int],
+        found: dict[int, ObjectMask],
+        before: dict[int, np.ndarray],
+        previous: dict[int, np.ndarray],
+    ) -> None:
+        """Objects lost on frame ``index`` (found on the frame before) that divided: two daughters where the object
+        was expected (:func:`~fmscope.imaging.tracking.divisions.daughter_regions`, searched in the wider box around
+        its prior), each confirmed by the model (its region's box; score at least :data:`NEW_MIN_SCORE`, the mask on
+        its region). The parent ends on ``index - 1``; updates ``found`` and ``previous`` in place."""
+        for obj in lost:
+            mask = before[obj]
+            expected = shift_mask(mask, *self._object_move(obj, mask, last_image, image, drift, None))
+            box = box_from_mask(expected, self.stop.box_margin)
+            if box is None or box[2] <= box[0] or box[3] <= box[1]:
+                continue
+            x0, y0, x1, y1 = (int(round(v)) for v in self._wider(box, image.shape))
+            covered = np.zeros(image.shape, bool)
+            for result in found.values():
+                covered |= result.mask
+            bright = self.reference[obj][1] >= float(np.median(image))
+            regions = daughter_regions(image, expected, (y0, x0, y1 + 1, x1 + 1), covered, bright)
+            if regions is None:
+                continue
+            daughters: list[ObjectMask] = []
+            for region in regions:
+                predicted = self.segmenter.predict(box=box_from_mask(region, self.stop.box_margin))
+                mask_now = predicted.mask & ~covered
+                if predicted.score < NEW_MIN_SCORE or (mask_now & region).sum() < 0.5 * region.sum():
+                    break
+                daughters.append(ObjectMask(mask_now, predicted.score))
+                covered = covered | mask_now
+            if len(daughters) != 2:
+                continue
+            ids = [self.new_id(), self.new_id()]
+            self.divisions.append(Division(obj, index, {i: d.mask for i, d in zip(ids, daughters)}))
+            previous.pop(obj, None)
+            for daughter, result in zip(ids, daughters):
+                self._start(daughter, result, image, found, previous)
 
     def _lineage_step(
         self,
