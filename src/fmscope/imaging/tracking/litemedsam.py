@@ -321,6 +321,15 @@ class LiteMedSAMTracker:
                     lost = [obj for obj in before if obj not in found and missing.get(obj) == 1]
                     self._lost_divisions(index, lost, last_image, image, drift, found, before, previous)
                 self._lineage_step(index, image, found, before, previous, splits)
+                if self.divisions_on:  # shrunk, and no sibling found beside it: two daughters where it was?
+                    shrunk = [
+                        obj
+                        for obj, result in found.items()
+                        if obj in before
+                        and index not in self.anchors.get(obj, {})
+                        and result.mask.sum() < SHRINK * before[obj].sum()
+                    ]
+                    self._lost_divisions(index, shrunk, last_image, image, drift, found, before, previous)
             last_image = image
             yield index, found
 
@@ -347,8 +356,9 @@ class LiteMedSAMTracker:
                 continue
             x0, y0, x1, y1 = (int(round(v)) for v in self._wider(box, image.shape))
             covered = np.zeros(image.shape, bool)
-            for result in found.values():
-                covered |= result.mask
+            for other, result in found.items():
+                if other != obj:
+                    covered |= result.mask
             bright = self.reference[obj][1] >= float(np.median(image))
             regions = daughter_regions(image, expected, (y0, x0, y1 + 1, x1 + 1), covered, bright)
             if regions is None:
@@ -366,6 +376,7 @@ class LiteMedSAMTracker:
             ids = [self.new_id(), self.new_id()]
             self.divisions.append(Division(obj, index, {i: d.mask for i, d in zip(ids, daughters)}))
             previous.pop(obj, None)
+            found.pop(obj, None)
             for daughter, result in zip(ids, daughters):
                 self._start(daughter, result, image, found, previous)
 
@@ -471,6 +482,8 @@ class LiteMedSAMTracker:
         for search in (box, self._wider(box, image.shape)):
             predicted = self._grown(search, image.shape) if growing else self.segmenter.predict(box=search)
             if self._keeps(obj, predicted.mask, predicted.score, image, visible):
+                if growing:  # a time-lapse: the intensity compared with follows the object (module docstring)
+                    self.reference[obj] = (self.reference[obj][0], float(image[predicted.mask].mean()))
                 return ObjectMask(predicted.mask, predicted.score)
         return None
 
