@@ -1,7 +1,7 @@
 """The geometry of divisions and of new objects, on bool masks (no model): what the default tracker
 (:mod:`fmscope.imaging.tracking.litemedsam`) uses to end a parent and start two daughters.
 
-Two signs of a division, both from the masks the tracker finds (pixels, (H, W) bool):
+Three signs of a division, from the masks the tracker finds (pixels, (H, W) bool):
 
 * **Split**: the object's mask falls into two connected parts, each a plausible daughter (at least
   :data:`MIN_PART_FRACTION` of the object's mask on the frame before, and :data:`MIN_PART_PIXELS`),
@@ -17,7 +17,9 @@ Two signs of a division, both from the masks the tracker finds (pixels, (H, W) b
   (on its side of the box's Otsu threshold, the side the object's mean is on), of comparable size
   (:data:`MIN_DAUGHTER_RATIO`) and together about the parent's area (:data:`UNION_AREA_RANGE`) with their
   common centroid within :data:`UNION_REACH` of its size of where it was expected (:func:`daughter_regions`);
-  the tracker then asks the model for each (its box) and keeps the division when both masks are confident.
+  the tracker then asks the model for each (its box) and keeps the division when both masks are confident
+  (:data:`~fmscope.imaging.tracking.litemedsam.NEW_MIN_SCORE`) and each covers at least half its region. The
+  same is asked of a followed object whose mask shrank and beside which no sibling was found.
   On the HeLa division windows this was the failure seen most (4 of 9 divisions: the parent lost on the
   division frame, the daughters picked up a frame late, or never).
 

@@ -14,11 +14,13 @@ and the masks prompted on this frame), so an object does not jump onto a neighbo
 frame, so an object at the edge is still matched after a jump. On the HeLa sample this puts the box
 within 5 px of the nucleus's true move for 97 % of object-frames (74 % for "no move").
 A mask is kept while the :class:`~fmscope.imaging.stop_rule.StopRule` holds (area against
-the prompted area, the model's score, mean intensity); otherwise a box twice as wide around the
-prior tries to re-find the object, and an object not found for ``lost_frames`` frames stops: 3 frames
-of a time-lapse (a cell missed on one frame is found again), 1 slice of a volume (an organ or lesion
-does not leave a slice and come back; the tail slices past its end cost two encoder passes each: on
-ct_lung_volume 7 passes instead of 15, the same Dice 0.8227 and slices 8-10).
+the prompted area, the model's score, mean intensity: on a time-lapse against the object's last kept mask, since a
+nucleus brightens before it divides and dims after, and on the HeLa division windows masks of a nucleus that had
+dimmed by a quarter of the range since its prompt were refused; on a volume against the prompted slice);
+otherwise a box twice as wide around the prior tries to re-find the object, and an object not found for
+``lost_frames`` frames stops: 3 frames of a time-lapse (a cell missed on one frame is found again), 1 slice of a
+volume (an organ or lesion does not leave a slice and come back; the tail slices past its end cost two encoder
+passes each: on ct_lung_volume 7 passes instead of 15, the same Dice 0.8227 and slices 8-10).
 A user prompt on a frame is an anchor: the object restarts from it. Objects on a frame share
 its embeddings (the ROI-zoom grid crops are cached).
 No point is added to the box: LiteMedSAM was trained on boxes, and a positive click at the
@@ -31,8 +33,9 @@ with the part of the object the prior puts inside it (an object half out is kept
 lies wholly outside, the object ends on its last frame in view.
 
 Lineages (forward propagation only, when the session enables them, :meth:`LiteMedSAMTracker.enable_lineage`):
-a division (:mod:`fmscope.imaging.tracking.divisions`: a split lasting two frames, or a followed
-daughter with a confident sibling beside it) ends the parent and starts two daughters with new
+a division (:mod:`fmscope.imaging.tracking.divisions`: a split lasting two frames, a followed
+daughter with a confident sibling beside it, or an object lost (or shrunk, with no sibling) with two daughters
+where it was expected, each confirmed by the model) ends the parent and starts two daughters with new
 ids, reported in :attr:`LiteMedSAMTracker.divisions`; with ``detect_new`` a confident region no
 track covers starts a track of its own (its box prompts LiteMedSAM; kept when the score is at least
 :data:`NEW_MIN_SCORE` and its size within a factor :data:`NEW_SIZE_RANGE` of the tracked objects' median).
