@@ -172,7 +172,7 @@ def test_a_dividing_object_ends_and_its_daughters_begin_and_the_division_can_be_
     assert alone.lineage.parents == {} and set(np.unique(alone.labels())) == {0, 1}
 
 
-@pytest.mark.slow  # LiteMedSAM on every frame: about 10 s on this 2-core machine
+@pytest.mark.slow  # LiteMedSAM on every frame: 4-6 s on this 2-core machine
 def test_a_parent_lost_between_its_daughters_divides_on_that_frame(segmenter):
     """APART: the tracker loses the parent on frame 2 (the box from its mask holds the gap between the daughters);
     the two daughters where it was expected, each confirmed by the model, start there with it as parent, and each
