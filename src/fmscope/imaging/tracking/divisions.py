@@ -1,7 +1,7 @@
 """The geometry of divisions and of new objects, on bool masks (no model): what the default tracker
 (:mod:`fmscope.imaging.tracking.litemedsam`) uses to end a parent and start two daughters.
 
-Two signs of a division, both from the masks the tracker finds (pixels, (H, W) bool):
+Three signs of a division, from the masks the tracker finds (pixels, (H, W) bool):
 
 * **Split**: the object's mask falls into two connected parts, each a plausible daughter (at least
   :data:`MIN_PART_FRACTION` of the object's mask on the frame before, and :data:`MIN_PART_PIXELS`),
@@ -11,6 +11,17 @@ Two signs of a division, both from the masks the tracker finds (pixels, (H, W) b
   object's mask of the frame before grown by :data:`SIBLING_REACH` of its size
   (:func:`sibling_of`). LiteMedSAM, given a box around a dividing HeLa nucleus, segments one daughter
   (measured on the sample), so this is the sign seen most.
+* **Daughters where the parent was**: the tracker loses the object (no mask passes the stop rule: on the frame a
+  HeLa nucleus divides, its box holds two small, much brighter daughters and a dark gap between them) while two
+  regions no track covers lie in the search box around where the object was expected, each like the object
+  (on its side of the box's Otsu threshold, the side the object's mean is on), of comparable size
+  (:data:`MIN_DAUGHTER_RATIO`) and together about the parent's area (:data:`UNION_AREA_RANGE`) with their
+  common centroid within :data:`UNION_REACH` of its size of where it was expected (:func:`daughter_regions`);
+  the tracker then asks the model for each (its box) and keeps the division when both masks are confident
+  (:data:`~fmscope.imaging.tracking.litemedsam.NEW_MIN_SCORE`) and each covers at least half its region. The
+  same is asked of a followed object whose mask shrank and beside which no sibling was found.
+  On the HeLa division windows this was the failure seen most (4 of 9 divisions: the parent lost on the
+  division frame, the daughters picked up a frame late, or never).
 
 :func:`uncovered_regions` proposes the regions for new objects (``--detect-new``) and siblings:
 bright connected regions (Otsu's threshold of the frame's grey values) that tracked masks do not cover.
@@ -29,6 +40,9 @@ MIN_PART_PIXELS = 12
 SHRINK = 0.75  # a followed daughter: its area below this fraction of the frame before
 SIBLING_REACH = 0.5  # the sibling touches the previous mask grown by this fraction of its equivalent diameter
 MAX_COVERED = 0.2  # a region for a new object: at most this fraction of it under tracked masks
+MIN_DAUGHTER_RATIO = 0.4  # two daughters where the parent was: the smaller at least this fraction of the larger
+UNION_AREA_RANGE = (0.35, 1.5)  # ... together this range of the parent's area on the frame before
+UNION_REACH = 0.5  # ... their common centroid within this fraction of the parent's equivalent diameter
 
 
 @dataclass
@@ -112,3 +126,40 @@ def uncovered_regions(grey: np.ndarray, covered: np.ndarray, min_area: int) -> l
     under = np.bincount(parts[covered].ravel(), minlength=count + 1)[1:]
     keep = [k for k in np.argsort(-sizes) if sizes[k] >= min_area and under[k] <= MAX_COVERED * sizes[k]]
     return [parts == k + 1 for k in keep]
+
+
+def daughter_regions(
+    grey: np.ndarray, expected: np.ndarray, search: tuple[int, int, int, int], covered: np.ndarray, bright: bool
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Two daughters where one object was expected (module docstring): ``grey`` (H, W) the frame, ``expected``
+    (bool (H, W)) the object's mask of the frame before moved to where it is expected now, ``search`` (y0, x0,
+    y1, x1) the box to look in, ``covered`` (bool (H, W)) what tracked objects hold now, ``bright``: the object
+    is brighter than its surroundings. Returns the two regions (bool masks, larger first) or None."""
+    y0, x0, y1, x1 = search
+    window = grey[y0:y1, x0:x1]
+    parent_area = int(expected.sum())
+    if parent_area == 0 or window.size == 0 or window.max() == window.min():
+        return None
+    threshold = threshold_otsu(window)
+    like = (window > threshold) if bright else (window < threshold)
+    parts, count = ndimage.label(like & ~covered[y0:y1, x0:x1])
+    if count < 2:
+        return None
+    sizes = np.bincount(parts.ravel())[1:]
+    first, second = (np.argsort(-sizes, kind="stable")[:2] + 1).tolist()
+    small, large = sizes[second - 1], sizes[first - 1]
+    low, high = UNION_AREA_RANGE
+    if small < max(MIN_PART_PIXELS, MIN_PART_FRACTION * parent_area) or small < MIN_DAUGHTER_RATIO * large:
+        return None
+    if not low * parent_area <= small + large <= high * parent_area:
+        return None
+    regions = []
+    for label in (first, second):
+        mask = np.zeros(grey.shape, bool)
+        mask[y0:y1, x0:x1] = parts == label
+        regions.append(mask)
+    union_centre = _centroid(regions[0] | regions[1])
+    reach = UNION_REACH * 2 * np.sqrt(parent_area / np.pi)
+    if np.hypot(*(union_centre - _centroid(expected))) > reach:
+        return None
+    return regions[0], regions[1]

@@ -14,11 +14,13 @@ and the masks prompted on this frame), so an object does not jump onto a neighbo
 frame, so an object at the edge is still matched after a jump. On the HeLa sample this puts the box
 within 5 px of the nucleus's true move for 97 % of object-frames (74 % for "no move").
 A mask is kept while the :class:`~fmscope.imaging.stop_rule.StopRule` holds (area against
-the prompted area, the model's score, mean intensity); otherwise a box twice as wide around the
-prior tries to re-find the object, and an object not found for ``lost_frames`` frames stops: 3 frames
-of a time-lapse (a cell missed on one frame is found again), 1 slice of a volume (an organ or lesion
-does not leave a slice and come back; the tail slices past its end cost two encoder passes each: on
-ct_lung_volume 7 passes instead of 15, the same Dice 0.8227 and slices 8-10).
+the prompted area, the model's score, mean intensity: on a time-lapse against the object's last kept mask, since a
+nucleus brightens before it divides and dims after, and on the HeLa division windows masks of a nucleus that had
+dimmed by a quarter of the range since its prompt were refused; on a volume against the prompted slice);
+otherwise a box twice as wide around the prior tries to re-find the object, and an object not found for
+``lost_frames`` frames stops: 3 frames of a time-lapse (a cell missed on one frame is found again), 1 slice of a
+volume (an organ or lesion does not leave a slice and come back; the tail slices past its end cost two encoder
+passes each: on ct_lung_volume 7 passes instead of 15, the same Dice 0.8227 and slices 8-10).
 A user prompt on a frame is an anchor: the object restarts from it. Objects on a frame share
 its embeddings (the ROI-zoom grid crops are cached).
 No point is added to the box: LiteMedSAM was trained on boxes, and a positive click at the
@@ -31,8 +33,9 @@ with the part of the object the prior puts inside it (an object half out is kept
 lies wholly outside, the object ends on its last frame in view.
 
 Lineages (forward propagation only, when the session enables them, :meth:`LiteMedSAMTracker.enable_lineage`):
-a division (:mod:`fmscope.imaging.tracking.divisions`: a split lasting two frames, or a followed
-daughter with a confident sibling beside it) ends the parent and starts two daughters with new
+a division (:mod:`fmscope.imaging.tracking.divisions`: a split lasting two frames, a followed
+daughter with a confident sibling beside it, or an object lost (or shrunk, with no sibling) with two daughters
+where it was expected, each confirmed by the model) ends the parent and starts two daughters with new
 ids, reported in :attr:`LiteMedSAMTracker.divisions`; with ``detect_new`` a confident region no
 track covers starts a track of its own (its box prompts LiteMedSAM; kept when the score is at least
 :data:`NEW_MIN_SCORE` and its size within a factor :data:`NEW_SIZE_RANGE` of the tracked objects' median).
@@ -57,6 +60,7 @@ from fmscope.imaging.stop_rule import StopRule
 from fmscope.imaging.tracking.divisions import (
     SHRINK,
     Division,
+    daughter_regions,
     pair_parts,
     sibling_of,
     split_parts,
@@ -292,6 +296,7 @@ class LiteMedSAMTracker:
             image = self._set_frame(index, pixels)
             found: dict[int, ObjectMask] = {}
             before = dict(previous)
+            drift = (0, 0)
             if previous and last_image is not None:
                 drift = global_shift(last_image, image) if self.motion_prior else (0, 0)
                 expected = {obj: shift_mask(mask, *drift) for obj, mask in previous.items()}
@@ -317,9 +322,68 @@ class LiteMedSAMTracker:
                     found[obj] = anchors[index]
                     previous[obj], missing[obj] = anchors[index].mask, 0
             if not reverse and (self.divisions_on or self.detect_new) and last_image is not None:
+                if self.divisions_on:
+                    lost = [obj for obj in before if obj not in found and missing.get(obj) == 1]
+                    self._lost_divisions(index, lost, last_image, image, drift, found, before, previous)
                 self._lineage_step(index, image, found, before, previous, splits)
+                if self.divisions_on:  # shrunk, and no sibling found beside it: two daughters where it was?
+                    shrunk = [
+                        obj
+                        for obj, result in found.items()
+                        if obj in before
+                        and index not in self.anchors.get(obj, {})
+                        and result.mask.sum() < SHRINK * before[obj].sum()
+                    ]
+                    self._lost_divisions(index, shrunk, last_image, image, drift, found, before, previous)
             last_image = image
             yield index, found
+
+    def _lost_divisions(
+        self,
+        index: int,
+        lost: list[int],
+        last_image: np.ndarray,
+        image: np.ndarray,
+        drift: tuple[int, int],
+        found: dict[int, ObjectMask],
+        before: dict[int, np.ndarray],
+        previous: dict[int, np.ndarray],
+    ) -> None:
+        """Objects lost on frame ``index`` (found on the frame before) that divided: two daughters where the object
+        was expected (:func:`~fmscope.imaging.tracking.divisions.daughter_regions`, searched in the wider box around
+        its prior), each confirmed by the model (its region's box; score at least :data:`NEW_MIN_SCORE`, the mask on
+        its region). The parent ends on ``index - 1``; updates ``found`` and ``previous`` in place."""
+        for obj in lost:
+            mask = before[obj]
+            expected = shift_mask(mask, *self._object_move(obj, mask, last_image, image, drift, None))
+            box = box_from_mask(expected, self.stop.box_margin)
+            if box is None or box[2] <= box[0] or box[3] <= box[1]:
+                continue
+            x0, y0, x1, y1 = (int(round(v)) for v in self._wider(box, image.shape))
+            covered = np.zeros(image.shape, bool)
+            for other, result in found.items():
+                if other != obj:
+                    covered |= result.mask
+            bright = self.reference[obj][1] >= float(np.median(image))
+            regions = daughter_regions(image, expected, (y0, x0, y1 + 1, x1 + 1), covered, bright)
+            if regions is None:
+                continue
+            daughters: list[ObjectMask] = []
+            for region in regions:
+                predicted = self.segmenter.predict(box=box_from_mask(region, self.stop.box_margin))
+                mask_now = predicted.mask & ~covered
+                if predicted.score < NEW_MIN_SCORE or (mask_now & region).sum() < 0.5 * region.sum():
+                    break
+                daughters.append(ObjectMask(mask_now, predicted.score))
+                covered = covered | mask_now
+            if len(daughters) != 2:
+                continue
+            ids = [self.new_id(), self.new_id()]
+            self.divisions.append(Division(obj, index, {i: d.mask for i, d in zip(ids, daughters)}))
+            previous.pop(obj, None)
+            found.pop(obj, None)
+            for daughter, result in zip(ids, daughters):
+                self._start(daughter, result, image, found, previous)
 
     def _lineage_step(
         self,
@@ -423,6 +487,8 @@ class LiteMedSAMTracker:
         for search in (box, self._wider(box, image.shape)):
             predicted = self._grown(search, image.shape) if growing else self.segmenter.predict(box=search)
             if self._keeps(obj, predicted.mask, predicted.score, image, visible):
+                if growing:  # a time-lapse: the intensity compared with follows the object (module docstring)
+                    self.reference[obj] = (self.reference[obj][0], float(image[predicted.mask].mean()))
                 return ObjectMask(predicted.mask, predicted.score)
         return None
 
