@@ -57,6 +57,16 @@ def test_cell_embeddings_on_openvino_equal_torchs(expected):
     with torch.no_grad():
         reference = model.cell_embedding(*short).numpy()
     assert np.abs(runtime(*short).numpy() - reference).max() <= 1e-5
+    fast = OpenVINOCellEmbedding(model, "fast")(genes, values, padding).numpy()  # bf16 on this CPU
+    assert _cosine(fast, expected["cell_emb"]).min() >= 0.999
+
+
+def test_fast_scgpt_on_torch_is_refused_by_name():
+    from fmscope.omics.embed import scgpt_embedding
+
+    model, vocab, _ = load_scgpt(FIXTURE)
+    with pytest.raises(FmscopeError, match="Precision 'fast' for scGPT is OpenVINO's"):
+        scgpt_embedding(None, model, vocab, backend="torch", precision="fast")
 
 
 def test_skipped_parts_are_listed_and_explained(tmp_path, expected):

@@ -97,6 +97,7 @@ def _embed(slide, args: argparse.Namespace):
             device=args.device,
             progress=progress,
             backend=args.backend,
+            precision="fast" if args.fast else "fp32",
         )
     _note(slide.adata.uns["fmscope"].get("skipped_weights", []))
     return embedding, method
@@ -355,6 +356,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         command.add_argument("--batch-size", type=int, default=32)
         command.add_argument("--device", help="cpu or cuda (scGPT only)")
         add_backend_option(command)
+        command.add_argument(
+            "--fast", action="store_true", help="scGPT in bfloat16 on OpenVINO (~3.5x faster on CPU, not bit-exact)"
+        )
         if name == "domains":
             command.add_argument(
                 "--resolution",

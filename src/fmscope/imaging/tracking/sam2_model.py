@@ -83,7 +83,7 @@ class LoadedSam2:
     image_size: int
     weights_sha256: str
     path: str
-    backend: str = "torch"  # the image encoder's, memory attention's and memory encoder's runtime
+    backend: str = "torch"  # the image encoder's runtime; the other parts run on torch
     precision: str = "fp32"  # the image encoder's precision ("fast": OpenVINO bf16 where the CPU has it)
 
 
@@ -121,10 +121,10 @@ def load_sam2(
     :func:`fmscope.checkpoints.unwrap_state_dict`); weights in the first SAM 2 layout of the same
     Hiera size are built from sam2's SAM 2 config; a file of another architecture is refused with
     what it looks like. Building the model does not touch the global random state.
-    ``backend``: the runtime of the image encoder, memory attention and memory encoder (``torch`` / ``openvino`` /
-    ``auto``; None: ``$FMSCOPE_BACKEND`` or auto, :mod:`fmscope.backends`) at ``precision`` (``fp32``, or
-    ``fast``: OpenVINO only, bf16 where the CPU has it, in the image encoder only: the memory parts stay fp32);
-    the prompt encoder and mask decoder run on torch.
+    ``backend``: the image encoder's runtime (``torch`` / ``openvino`` / ``auto``; None: ``$FMSCOPE_BACKEND`` or
+    auto, :mod:`fmscope.backends`) at ``precision`` (``fp32``, or ``fast``: OpenVINO only, bf16 where the CPU
+    has it); memory attention, memory encoder and mask decoder run on torch (on OpenVINO they were no faster on
+    this CPU: docs/backends.md).
     """
     from fmscope.backends import resolve_backend
 
@@ -160,20 +160,9 @@ def load_sam2(
     predictor = predictor.to(target).eval()
     if runtime == "openvino":
         from fmscope.backends.sam2_image_encoder import OpenVINOSam2ImageEncoder
-        from fmscope.backends.sam2_memory_attention import OpenVINOSam2MemoryAttention
-        from fmscope.backends.sam2_memory_encoder import OpenVINOSam2MemoryEncoder
 
         predictor.image_runtime = OpenVINOSam2ImageEncoder(predictor, image_size, digest, precision)
-        # the memory parts stay fp32 under --fast: bf16 there compounds over frames (random-weight MedSAM2, 10
-        # frames: masks Dice 0.28 / 0.62 against torch fp32, where a bf16 image encoder alone keeps 0.9996)
-        memory_attention = OpenVINOSam2MemoryAttention(predictor, digest, "fp32")
-        memory_encoder = OpenVINOSam2MemoryEncoder(predictor, digest, "fp32")
-        for runtime_part in (predictor.image_runtime, memory_attention, memory_encoder):
-            runtime_part.prepare()  # compiled here (from the disk cache), not on the first frame
-        # sam2 calls self.memory_attention(...) / self.memory_encoder(...) from deep inside its frame step: the
-        # modules' own forward is answered by the OpenVINO networks (weights and state-dict keys stay as loaded)
-        predictor.memory_attention.forward = memory_attention
-        predictor.memory_encoder.forward = memory_encoder
+        predictor.image_runtime.prepare()  # compiled here (from the disk cache), not on the first frame
     return LoadedSam2(name, predictor, image_size, digest, str(path), runtime, precision)
 
 
