@@ -147,12 +147,18 @@ def session_for(frames, segmenter, **options) -> TrackingSession:
     return TrackingSession(source, backend=LiteMedSAMTracker(source, segmenter=segmenter), **options)
 
 
+def tracked(frames, segmenter, box, **options) -> TrackingSession:
+    """A session that tracked object 1 from ``box`` on frame 0 forward through ``frames``."""
+    session = session_for(frames, segmenter, **options)
+    session.add_box(0, 1, box)
+    list(session.propagate("forward"))
+    return session
+
+
 @pytest.mark.slow  # LiteMedSAM on every frame: 30-40 s on this 2-core machine under load
 def test_a_dividing_object_ends_and_its_daughters_begin_and_the_division_can_be_undone(segmenter):
     frames = movie(DIVIDING)
-    session = session_for(frames, segmenter, divisions=True)
-    session.add_box(0, 1, [20, 22, 40, 42])
-    list(session.propagate("forward"))
+    session = tracked(frames, segmenter, [20, 22, 40, 42], divisions=True)
     assert session.lineage.parents == {2: 1, 3: 1}
     assert sorted(session.object_frames(1)) == [0, 1]
     labels = session.labels()
@@ -166,9 +172,7 @@ def test_a_dividing_object_ends_and_its_daughters_begin_and_the_division_can_be_
     assert np.array_equal(session.labels() > 0, labels > 0)  # undone: the same pixels, one object
     with pytest.raises(FmscopeError, match="no recorded division"):
         session.remove_division(1)
-    alone = session_for(frames, segmenter)  # without divisions: one object throughout
-    alone.add_box(0, 1, [20, 22, 40, 42])
-    list(alone.propagate("forward"))
+    alone = tracked(frames, segmenter, [20, 22, 40, 42])  # without divisions: one object throughout
     assert alone.lineage.parents == {} and set(np.unique(alone.labels())) == {0, 1}
 
 
@@ -179,9 +183,7 @@ def test_a_parent_lost_between_its_daughters_divides_on_that_frame(segmenter):
     keeps its own disc on frames 2-4 (measured coverage 0.67-0.98: 0.67 for the left daughter on frame 2, whose
     model box comes from a region the search box cut). Without divisions the object is not split."""
     frames = movie(APART)
-    session = session_for(frames, segmenter, divisions=True)
-    session.add_box(0, 1, [20, 20, 44, 44])
-    list(session.propagate("forward"))
+    session = tracked(frames, segmenter, [20, 20, 44, 44], divisions=True)
     assert session.lineage.parents == {2: 1, 3: 1}
     assert sorted(session.object_frames(1)) == [0, 1]
     labels = session.labels()
@@ -195,9 +197,7 @@ def test_a_parent_lost_between_its_daughters_divides_on_that_frame(segmenter):
     cover = [(labels[t] == d)[disc(shape, 32, x, 6)].mean() for t in (2, 3, 4) for d, x in ((left, 20), (5 - left, 44))]
     print(f"\ndaughters' discs covered on frames 2-4: {np.round(cover, 2).tolist()}")
     assert min(cover) > 0.6, cover
-    alone = session_for(frames, segmenter)
-    alone.add_box(0, 1, [20, 20, 44, 44])
-    list(alone.propagate("forward"))
+    alone = tracked(frames, segmenter, [20, 20, 44, 44])
     assert alone.lineage.parents == {} and set(np.unique(alone.labels())) <= {0, 1}
 
 
