@@ -24,12 +24,12 @@ from cli_runner import run_cli, run_process
 
 from fmscope import checkpoints, samples
 from fmscope.checkpoint_files import read_checkpoint
-from fmscope.checkpoints import file_sha256
 from fmscope.errors import Cancelled, FmscopeError
 from fmscope.imaging.model_file import TunedModel, read_model_file, trained_state, write_model_file
 from fmscope.imaging.predictor import Segmenter
 from fmscope.metrics import dice
 from fmscope.progress import Progress
+from fmscope.session_record.identity import file_sha256
 from fmscope.training.segmenter import (
     TRAINED_PARTS,
     LabelledImage,

@@ -188,7 +188,7 @@ def test_medsam2_tracking_session_is_recorded_replayed_and_resumed(
 def test_a_video_read_on_demand_gets_a_session_identified_by_its_file(make_napari_viewer, open_widget, qtbot, tmp_path):
     from test_video_reader import count_reads, write_video
 
-    from fmscope.checkpoints import file_sha256
+    from fmscope.session_record.identity import file_sha256
 
     path = tmp_path / "clip.mp4"
     write_video(path, 6)

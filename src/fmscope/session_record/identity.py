@@ -10,14 +10,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fmscope import checkpoints
-
 if TYPE_CHECKING:
     from fmscope.imaging.predictor import Segmenter
 
 
 # what an ImageIdentity's sha256 is of: the pixels, the file's bytes, or a training data set (session_record.training)
 PIXELS, FILE, DATASET = "pixels", "file", "dataset"
+CHUNK = 1 << 20  # bytes read at a time when hashing a file
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in chunks of :data:`CHUNK` (never the whole file in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def pixel_sha256(array: np.ndarray) -> str:
@@ -53,10 +61,11 @@ class ImageIdentity:
     @classmethod
     def of_file(cls, path: str | Path, shape: tuple[int, ...], dtype) -> ImageIdentity:
         """The identity of the image in file ``path`` (its pixels of ``shape`` and ``dtype`` read on demand) by the
-        file's path, size and bytes (:func:`fmscope.checkpoints.file_sha256`); raises OSError when it cannot be read."""
+        file's path, size and bytes (:func:`file_sha256`); raises OSError when it cannot be read."""
         path = Path(path).absolute()
-        digest, shape = checkpoints.file_sha256(path), tuple(int(n) for n in shape)
-        return cls(str(path), digest, shape, np.dtype(dtype).str, FILE, path.stat().st_size)
+        return cls(
+            str(path), file_sha256(path), tuple(int(n) for n in shape), np.dtype(dtype).str, FILE, path.stat().st_size
+        )
 
     @property
     def by_file(self) -> bool:

@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fmscope.checkpoints import file_sha256
 from fmscope.errors import FmscopeError
 from fmscope.session_record.action import TRAIN, Action
-from fmscope.session_record.identity import DATASET, ImageIdentity, ModelIdentity
+from fmscope.session_record.identity import DATASET, ImageIdentity, ModelIdentity, file_sha256
 from fmscope.session_record.journal import JOURNAL_FILE, Journal
 
 if TYPE_CHECKING:
