@@ -7,16 +7,15 @@ user gives (``checkpoint=`` / ``--checkpoint``) or from ``$FMSCOPE_CHECKPOINT_DI
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import pickle
-from functools import lru_cache
 from pathlib import Path
 
 import torch
 
 from fmscope.errors import FmscopeError
+from fmscope.file_hash import file_sha256
 from fmscope.models import CATALOGUE, ModelEntry
 
 CHECKPOINT_DIR_ENV = "FMSCOPE_CHECKPOINT_DIR"
@@ -73,21 +72,6 @@ def resolve(name: str, checkpoint: str | os.PathLike | None = None) -> Path:
         f"Pass --checkpoint /path/to/{spec.filename}, or put {spec.filename} in a folder "
         f"and set {CHECKPOINT_DIR_ENV} to it.",
     )
-
-
-@lru_cache(maxsize=32)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) so repeated loads are free."""
-    stat = Path(path).stat()
-    return _sha256_cached(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 # Keys under which training scripts nest the weights: sam2's trainer and MedSAM / LiteMedSAM scripts ("model"),

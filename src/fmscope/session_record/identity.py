@@ -10,22 +10,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fmscope.file_hash import file_sha256
+
 if TYPE_CHECKING:
     from fmscope.imaging.predictor import Segmenter
 
 
 # what an ImageIdentity's sha256 is of: the pixels, the file's bytes, or a training data set (session_record.training)
 PIXELS, FILE, DATASET = "pixels", "file", "dataset"
-CHUNK = 1 << 20  # bytes read at a time when hashing a file
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in chunks of :data:`CHUNK` (never the whole file in memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pixel_sha256(array: np.ndarray) -> str:

@@ -13,6 +13,7 @@ from torch import nn
 
 from fmscope import checkpoints, models
 from fmscope.errors import FmscopeError
+from fmscope.file_hash import file_sha256
 from fmscope.imaging.model_file import (
     TunedModel,
     apply_tuned,
@@ -125,5 +126,5 @@ def _load_tuned(path: Path, checkpoint: str | os.PathLike | None, device: str | 
     check_base(tuned, path, base.name, base.weights_sha256)
     apply_tuned(base.net, tuned, path)
     base.net.eval()
-    combined = tuned_sha256(base.weights_sha256, checkpoints.file_sha256(path))
+    combined = tuned_sha256(base.weights_sha256, file_sha256(path))
     return LoadedModel(base.name, base.architecture, base.net, base.transform, combined, base.device, tuned)

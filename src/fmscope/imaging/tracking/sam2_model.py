@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from fmscope import checkpoints
 from fmscope.errors import FmscopeError
+from fmscope.file_hash import file_sha256
 from fmscope.models import BY_NAME, DEFAULT_SEGMENTER, DEFAULT_VOLUME_TRACKER, names
 
 # catalogue name -> (sam2 config, image size, Hiera trunk (embed dim, block count))
@@ -156,7 +157,7 @@ def load_sam2(
         )
     predictor = _build(config, image_size)
     checkpoints.load_into(predictor, state, name, path)
-    digest = checkpoints.file_sha256(path)
+    digest = file_sha256(path)
     predictor = predictor.to(target).eval()
     if runtime == "openvino":
         from fmscope.backends.sam2_image_encoder import OpenVINOSam2ImageEncoder
