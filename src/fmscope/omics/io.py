@@ -672,7 +672,7 @@ def read_slide(path: str | os.PathLike, microns_per_unit: float | None = None, l
 def _to_microns(slide: Slide, units: Units) -> None:
     """Coordinates, spot size and image placement from the file's units into microns (in place)."""
     slide.units = units
-    if not np.allclose(units.to_microns, np.eye(3)):
+    if not np.array_equal(units.to_microns, np.eye(3)):  # exactly: 0.99999 um per unit is not 1 (allclose's 1e-5)
         slide.file_spatial = np.asarray(slide.adata.obsm["spatial"]).copy()
         slide.adata.obsm["spatial"] = unit_rules.apply(units, slide.file_spatial)
     if slide.spot_diameter_um is not None and not slide.diameter_in_microns:
