@@ -21,7 +21,7 @@ def test_written_file_gets_usual_permissions(tmp_path):
 
 def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
     target = tmp_path / "out.tif"
-    target.write_bytes(b"old")
+    atomic_write(target, lambda temporary: temporary.write_bytes(b"old"))  # fmscope's own earlier output
 
     def broken(temporary):
         temporary.write_bytes(b"half")
@@ -36,7 +36,7 @@ def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
 def test_a_writer_bug_propagates_unchanged_and_leaves_nothing(tmp_path):
     """Only OS errors are 'cannot write'; a TypeError / ValueError of a builder reads as itself."""
     target = tmp_path / "out.tif"
-    target.write_bytes(b"old")
+    atomic_write(target, lambda temporary: temporary.write_bytes(b"old"))
     for error in (TypeError("unsupported operand"), ValueError("bad label dtype"), KeyError("gene")):
 
         def broken(temporary, error=error):
@@ -52,8 +52,12 @@ def test_a_writer_bug_propagates_unchanged_and_leaves_nothing(tmp_path):
 
 def test_a_folder_writer_bug_keeps_the_earlier_folder(tmp_path):
     store = tmp_path / "result.zarr"
-    store.mkdir()
-    (store / "zarr.json").write_text("{}")
+
+    def earlier(temporary):
+        temporary.mkdir()
+        (temporary / "zarr.json").write_text("{}")
+
+    atomic_write(store, earlier)
 
     def broken(temporary):
         temporary.mkdir()

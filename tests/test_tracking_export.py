@@ -60,8 +60,7 @@ def test_ctc_folder_round_trip_and_gaps(tracks, tmp_path):
     obj = int(np.unique(labels[0])[1])
     labels[2][labels[2] == obj] = 0  # a gap on frame 2
     folder = tmp_path / "ctc"
-    folder.mkdir()
-    (folder / "stale.txt").write_text("replaced as a whole")
+    write_ctc(np.concatenate([labels, labels[:2]]), folder)  # an earlier run's 8 frames: its folder is replaced whole
     count = write_ctc(labels, folder)
     assert sorted(p.name for p in folder.iterdir()) == [f"mask{i:03d}.tif" for i in range(6)] + ["res_track.txt"]
     rows = [tuple(int(v) for v in line.split()) for line in (folder / "res_track.txt").read_text().splitlines()]

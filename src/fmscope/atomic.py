@@ -1,4 +1,5 @@
-"""Atomic file writes: write beside the target, then rename, so a failure never leaves a partial file."""
+"""Atomic file writes: write beside the target, then rename, so a failure never leaves a partial file; an existing
+target is replaced only when fmscope wrote it (:mod:`fmscope.output_owner`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from fmscope import output_owner
 from fmscope.errors import FmscopeError
+
+# ``owner`` of atomic_write: who decides whether an existing target may be replaced
+RECORDED = "recorded"  # fmscope's record of what it wrote (output_owner): the default for every output
+STAMPED = "stamped"  # the caller has checked the stamp inside the store (omics.output_stamp); recorded too
+INTERNAL = "internal"  # a folder only fmscope writes (a session's snapshots): no check, no record
 
 
 def file_suffix(path: Path) -> str:
@@ -17,8 +24,12 @@ def file_suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], owner: str = RECORDED) -> None:
     """Call ``write(temporary_path)`` (same folder and extension as ``path``), then rename it to ``path``.
+
+    An existing ``path`` fmscope did not write (or that changed since) is refused before anything is
+    written (:func:`fmscope.output_owner.require_replaceable`; ``owner``: :data:`RECORDED`, :data:`STAMPED`
+    or :data:`INTERNAL`), and what was written is recorded as fmscope's.
 
     The writer may create a file or a folder (a zarr store). An existing folder at ``path`` is
     moved aside first and deleted only after the new one is in place. The folder holding ``path``
@@ -33,6 +44,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
             f"Cannot write {path}: the folder {path.parent} does not exist.",
             f"Create it first (mkdir -p {path.parent}) or give a path in an existing folder.",
         )
+    if owner == RECORDED:
+        output_owner.require_replaceable(path)
     # A fresh name the writer creates itself, so the file gets the user's usual permissions.
     temporary = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}{file_suffix(path)}"
     try:
@@ -57,6 +70,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     except BaseException:
         _remove(temporary)
         raise
+    if owner != INTERNAL:
+        output_owner.record(path)
 
 
 def _remove(path: Path) -> None:

@@ -6,8 +6,9 @@ command (imaging and omics alike) and refuses, with one message naming the probl
 fix: an output that is an input (or inside one, or holding one), an output suffix the command
 cannot write, two outputs with the same path, an output whose folder does not exist (fmscope
 never creates the user's folders: a typo would silently start a new tree) or cannot be written
-to, an output path taken by a folder (or a file where a ``.zarr`` folder goes), and an existing
-store or ``.h5ad`` fmscope did not write (:mod:`fmscope.omics.output_stamp`). A folder
+to, an output path taken by a folder (or a file where a ``.zarr`` folder goes), an existing
+store or ``.h5ad`` fmscope did not write (:mod:`fmscope.omics.output_stamp`), and any other existing file or
+folder fmscope did not write or that changed since (:mod:`fmscope.output_owner`). A folder
 output (``FOLDER``, a ``.zarr``) may be new; the folder holding it must exist.
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fmscope import output_owner
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
 
@@ -38,6 +40,7 @@ class Output:
     option: str
     path: str | os.PathLike | None
     suffixes: Sequence[str]
+    fills: bool = False  # a folder fmscope writes files into (batch -o, demo -o, a cache): never replaced whole
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -96,7 +99,10 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[str | os.PathLike 
             if suffix in SLIDE_SUFFIXES:  # a store or .h5ad: replaced only when fmscope wrote it (its stamp)
                 from fmscope.omics.output_stamp import replaceable
 
-                replaceable(path, output.option)
+                if not output_owner.wrote(path):
+                    replaceable(path, output.option)
+            elif not output.fills:  # any other file or folder: only when fmscope wrote it, unchanged since
+                output_owner.require_replaceable(path, output.option)
         folder = path.parent
         if not folder.exists():
             raise FmscopeError(

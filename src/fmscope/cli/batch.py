@@ -20,7 +20,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.output is None:
         raise FmscopeError("No output folder.", "Add -o OUTDIR.")
     items = read_manifest(args.manifest)
-    check_outputs([Output("-o", args.output, FOLDER)], [args.manifest, *(item.input for item in items)])
+    check_outputs([Output("-o", args.output, FOLDER, fills=True)], [args.manifest, *(item.input for item in items)])
     if args.dry_run:
         problems = [problem for _, problem in validate_items(items) if problem]
         for problem in problems:

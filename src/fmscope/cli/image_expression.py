@@ -32,7 +32,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fmscope.omics.io import read_slide
 
     check_outputs(
-        [Output("-o", args.output, HEAD_SUFFIXES), Output("--cache-dir", args.cache_dir, FOLDER)], [args.input]
+        [Output("-o", args.output, HEAD_SUFFIXES), Output("--cache-dir", args.cache_dir, FOLDER, fills=True)],
+        [args.input],
     )
     slide = read_slide(args.input, microns_per_unit=args.microns_per_unit)
     options = {"patch_um": args.patch_um} if args.patch_um is not None else {}
@@ -102,7 +103,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             Output("-o", args.output, SLIDE_SUFFIXES),
             Output("--png", png, PICTURE_SUFFIXES),
             Output("--spots-csv", spots_csv, (".csv",)),
-            Output("--cache-dir", args.cache_dir, FOLDER),
+            Output("--cache-dir", args.cache_dir, FOLDER, fills=True),
         ],
         [args.input, args.model],
     )

@@ -100,7 +100,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         [
             Output("-o", args.output, LABEL_IMAGE_SUFFIXES + (".zarr",)),  # .ome.zarr: OME-Zarr labels
             Output("--overlay", args.overlay, OVERLAY_SUFFIXES),
-            Output("--cache-dir", args.cache_dir, FOLDER),
+            Output("--cache-dir", args.cache_dir, FOLDER, fills=True),
         ],
         [args.image],
     )
@@ -205,7 +205,8 @@ def cmd_volume(args: argparse.Namespace) -> int:
     from fmscope.imaging.volume import segment_volume
 
     check_outputs(
-        [Output("-o", args.output, VOLUME_SUFFIXES), Output("--cache-dir", args.cache_dir, FOLDER)], [args.volume]
+        [Output("-o", args.output, VOLUME_SUFFIXES), Output("--cache-dir", args.cache_dir, FOLDER, fills=True)],
+        [args.volume],
     )
     volume = io.read_volume(args.volume, series=args.series)
     if volume.source:
@@ -276,7 +277,7 @@ def _describe(grid) -> str:
 def cmd_demo(args: argparse.Namespace) -> int:
     from fmscope.demo import run_demo
 
-    check_outputs([Output("-o", args.output, FOLDER)])
+    check_outputs([Output("-o", args.output, FOLDER, fills=True)])
     with tqdm_progress() as progress:
         run_demo(Path(args.output), fast=args.fast, cases=tuple(args.cases), backend=args.backend, progress=progress)
     return 0

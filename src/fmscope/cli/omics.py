@@ -64,6 +64,7 @@ def _write(slide, args: argparse.Namespace, draw=None) -> str:
     import os
     import uuid
 
+    from fmscope import output_owner
     from fmscope.omics.store import write_result
 
     if draw is None:
@@ -74,7 +75,8 @@ def _write(slide, args: argparse.Namespace, draw=None) -> str:
     try:
         draw(drawn)
         write_result(slide, args.output)
-        os.replace(drawn, png)
+        os.replace(drawn, png)  # check_outputs refused a PNG fmscope did not write
+        output_owner.record(png)
     finally:
         drawn.unlink(missing_ok=True)
     return f"{args.output} and {png}"

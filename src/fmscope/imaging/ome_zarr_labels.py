@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmscope.atomic import atomic_write
+from fmscope.atomic import STAMPED, atomic_write
 from fmscope.imaging.label_pyramid import LabelPyramid
 from fmscope.imaging.tiled_labels import Piece
 from fmscope.omics.output_stamp import STAMP, replaceable, stamp
@@ -89,5 +89,5 @@ def write_ome_zarr_labels(
         group.attrs["image-label"] = {"version": "0.4"}
         group.attrs[STAMP] = stamp()
 
-    atomic_write(path, write)
+    atomic_write(path, write, owner=STAMPED)
     return pixels

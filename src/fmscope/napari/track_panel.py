@@ -782,7 +782,7 @@ class TrackPanel(ImagePanel, QWidget):
             )
             return []
         try:  # the export folder may be new; the folder holding it must exist
-            check_outputs([Output("The export folder", text, FOLDER)])
+            check_outputs([Output("The export folder", text, FOLDER, fills=True)])
         except FmscopeError as error:
             self.panel.fail(error)
             return []

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fmscope.atomic import atomic_write
+from fmscope.atomic import STAMPED, atomic_write
 from fmscope.omics.io import Slide
 from fmscope.omics.output_stamp import STAMP, stamp, stamp_h5ad, store_elements
 from fmscope.outputs import SLIDE_SUFFIXES, Output, check_outputs
@@ -154,12 +154,12 @@ def write_result(slide: Slide, path: str | os.PathLike) -> None:
             table.write_h5ad(temporary)
             stamp_h5ad(temporary)
 
-        atomic_write(path, write_stamped)
+        atomic_write(path, write_stamped, owner=STAMPED)
         return
     sdata = to_spatialdata(slide)
     _make_writable(sdata)
     sdata.attrs[STAMP] = stamp(store_elements(sdata))
-    atomic_write(path, lambda temporary: sdata.write(temporary))
+    atomic_write(path, lambda temporary: sdata.write(temporary), owner=STAMPED)
 
 
 def _make_writable(sdata) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmscope.atomic import atomic_write
+from fmscope.atomic import INTERNAL, atomic_write
 from fmscope.errors import FmscopeError
 
 PREFIX = "labels-"
@@ -33,7 +33,7 @@ def write_snapshot(folder: Path, seq: int, labels: np.ndarray) -> str:
             stream.flush()
             os.fsync(stream.fileno())
 
-    atomic_write(folder / name, write)
+    atomic_write(folder / name, write, owner=INTERNAL)  # the session folder is fmscope's own
     return name
 
 
