@@ -163,7 +163,7 @@ def _segment_lazy(args: argparse.Namespace, image: LazyImage) -> int:
     tiled compressed TIFF, tile by tile (:mod:`fmscope.imaging.tiled_labels`), or as an OME-Zarr label image, chunk
     by chunk (``-o labels.ome.zarr``, :mod:`fmscope.imaging.ome_zarr_labels`), never whole in memory."""
     from fmscope.imaging.ome_zarr_labels import write_ome_zarr_labels
-    from fmscope.imaging.tiled_labels import check_replaceable, write_tiled_labels
+    from fmscope.imaging.tiled_labels import write_tiled_labels
 
     height, width = image.shape[:2]
     suffix = file_suffix(Path(args.output))
@@ -178,8 +178,6 @@ def _segment_lazy(args: argparse.Namespace, image: LazyImage) -> int:
             f"{args.image} is a huge image ({height} x {width}); fmscope writes no overlay picture of it.",
             "Leave out --overlay (open the image and the label TIFF in a viewer such as napari or QuPath).",
         )
-    if suffix != ".zarr":
-        check_replaceable(args.output)  # a store: check_outputs checked its fmscope stamp
     kind = "an OME-Zarr label image" if suffix == ".zarr" else "a tiled TIFF"
     print(f"note: {args.image} is {height} x {width}: read crop by crop, labels written as {kind}")
     segmenter = _segmenter(args)

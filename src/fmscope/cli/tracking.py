@@ -24,7 +24,6 @@ LABEL_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz", ".nrrd", ".mha")
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Refuse unusable or clashing output names before any work (:func:`fmscope.outputs.check_outputs`)."""
-    from fmscope.imaging.tracking.export import ctc_replaceable, geff_replaceable
     from fmscope.outputs import FOLDER, Output, check_outputs
 
     check_outputs(
@@ -37,10 +36,6 @@ def _check_outputs(args: argparse.Namespace) -> None:
         ],
         [args.input, args.checkpoint, args.model],
     )
-    if args.ctc:
-        ctc_replaceable(args.ctc)
-    if args.geff:
-        geff_replaceable(args.geff)
 
 
 def _point_prompts(args: argparse.Namespace) -> dict[int, tuple[list, list]]:

@@ -396,15 +396,6 @@ def read_grid(path: str | os.PathLike) -> tuple[np.ndarray, Geometry | None]:
     return image.array, image.geometry
 
 
-def tiff_software(path: str | os.PathLike) -> str:
-    """The Software tag of a TIFF's first page ("" when it has none or the file is no readable TIFF): who wrote it."""
-    try:
-        with tifffile.TiffFile(path) as tiff:
-            return str(tiff.pages[0].software or "")
-    except Exception:  # not a TIFF at all, or damaged
-        return ""
-
-
 def write_sitk(image: sitk.Image, target: Path) -> None:
     """``sitk.WriteImage`` (compressed), its file errors (a RuntimeError in SimpleITK) raised as :class:`OSError`."""
     try:

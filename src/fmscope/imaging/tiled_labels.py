@@ -2,8 +2,8 @@
 
 The image is mostly background: every tile no crop touches is the same compressed zero tile (encoded once),
 so writing a 40,000 x 40,000 label image holds one tile in memory at a time and takes about a second.
-The file carries fmscope's stamp (TIFF Software tag ``fmscope``); :func:`check_replaceable` refuses to replace
-an existing file without it (it may be the user's). Writes are atomic (:func:`fmscope.atomic.atomic_write`).
+The file names fmscope in its TIFF Software tag (provenance). Writes are atomic (:func:`fmscope.atomic.atomic_write`),
+and an existing file is replaced only when fmscope wrote it (:mod:`fmscope.output_owner`).
 """
 
 from __future__ import annotations
@@ -16,27 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from fmscope.atomic import atomic_write
-from fmscope.errors import FmscopeError
 
 TILE = 256
 SOFTWARE = "fmscope"
 Piece = tuple[int, int, np.ndarray]  # (y0, x0, labels (h, w)): labels placed with their top-left pixel at y0, x0
-
-
-def check_replaceable(path: str | os.PathLike, option: str = "-o") -> None:
-    """Raise FmscopeError when ``path`` exists and is not a TIFF fmscope wrote (Software tag ``fmscope``)."""
-    from fmscope.imaging.io import tiff_software
-
-    path = Path(path)
-    if not path.exists():
-        return
-    software = tiff_software(path)
-    if not software.startswith(SOFTWARE):
-        raise FmscopeError(
-            f"{option} {path} exists and was not written by fmscope (a label image of a huge image replaces only "
-            "fmscope's own files).",
-            f"Give {option} a new name, or move the file away first.",
-        )
 
 
 def _tiles(shape: tuple[int, int], dtype: np.dtype, pieces: Sequence[Piece], counted: list[int]) -> Iterator[bytes]:

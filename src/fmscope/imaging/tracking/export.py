@@ -169,7 +169,7 @@ def ctc_tracks(labels: np.ndarray, parents: dict[int, int] | None = None) -> lis
 def write_ctc(labels: np.ndarray, folder: str | os.PathLike, parents: dict[int, int] | None = None) -> int:
     """A Cell Tracking Challenge result folder: ``res_track.txt`` and ``mask000.tif`` ... (uint16,
     3 digits, 4 from 1,000 frames), as traccuracy and the CTC's measures read it; the folder is
-    replaced as a whole (check it with :func:`ctc_replaceable` first). Returns the number of tracks."""
+    replaced as a whole when fmscope wrote it (:mod:`fmscope.output_owner`). Returns the number of tracks."""
     masks, rows = ctc_lineage(_stack(labels), parents or {})
     digits = max(3, len(str(len(masks) - 1)))
 
@@ -183,27 +183,11 @@ def write_ctc(labels: np.ndarray, folder: str | os.PathLike, parents: dict[int, 
     return len(rows)
 
 
-def ctc_replaceable(folder: str | os.PathLike, option: str = "--ctc") -> None:
-    """Refuse (FmscopeError) an existing ``folder`` holding anything but a CTC folder's files
-    (``*_track.txt``, ``mask*.tif``): fmscope replaces only such a folder as a whole."""
-    folder = Path(folder).expanduser()
-    if not folder.exists():
-        return
-    if not folder.is_dir():
-        raise FmscopeError(f"{option} {folder} is an existing file.", f"Give {option} a folder name.")
-    other = [p.name for p in folder.iterdir() if not (p.name.endswith("_track.txt") or p.name.startswith("mask"))]
-    if other:
-        raise FmscopeError(
-            f"{option} {folder} holds files that are not a tracking result ({', '.join(sorted(other)[:3])}); "
-            "fmscope replaces only a Cell Tracking Challenge folder as a whole.",
-            f"Give {option} a new folder name.",
-        )
-
-
 def write_geff(labels: np.ndarray, path: str | os.PathLike, parents: dict[int, int] | None = None) -> int:
     """The lineage graph (:func:`fmscope.imaging.tracking.lineage.lineage_graph`: one node per object
     and frame with ``t``, ``y``, ``x``, ``seg_id``, ``area``) as a GEFF zarr store (PyPI ``geff``),
-    axes t (frames), y, x (pixels); an existing store at ``path`` is replaced. Returns the node count."""
+    axes t (frames), y, x (pixels); an existing store at ``path`` is replaced when fmscope wrote it
+    (:mod:`fmscope.output_owner`). Returns the node count."""
     import geff
 
     graph = lineage_graph(_stack(labels), parents or {})
@@ -219,21 +203,6 @@ def write_geff(labels: np.ndarray, path: str | os.PathLike, parents: dict[int, i
 
     atomic_write(Path(path), write)
     return graph.number_of_nodes()
-
-
-def geff_replaceable(path: str | os.PathLike, option: str = "--geff") -> None:
-    """Refuse (FmscopeError) an existing ``path`` that is not a GEFF store (fmscope replaces only those)."""
-    path = Path(path).expanduser()
-    if path.exists() and not (path.is_dir() and ((path / ".zattrs").exists() or (path / "zarr.json").exists())):
-        raise FmscopeError(
-            f"{option} {path} exists and is not a GEFF store.", f"Give {option} a new name (a folder is written)."
-        )
-    if path.exists():
-        attributes = (path / ".zattrs") if (path / ".zattrs").exists() else (path / "zarr.json")
-        if "geff" not in attributes.read_text(errors="replace"):
-            raise FmscopeError(
-                f"{option} {path} is a zarr store that is not a GEFF graph.", f"Give {option} a new name."
-            )
 
 
 def write_session_labels(session, path: str | os.PathLike) -> str | None:
