@@ -14,6 +14,7 @@ from fmscope.errors import FmscopeError
 from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.tracking import TrackingSession, open_frames
 from fmscope.imaging.tracking.divisions import (
+    dark_level,
     daughter_regions,
     pair_parts,
     sibling_of,
@@ -76,6 +77,12 @@ def test_sibling_is_next_to_an_object_that_shrank():
     assert sibling_of(sibling, now, before) == 1
     assert sibling_of(disc(shape, 55, 5, 3), now, before) is None  # far from every object
     assert sibling_of(sibling, {1: before[1]}, before) is None  # object 1 did not shrink
+    neighbours = disc(shape, 30, 44, 12)  # untracked neighbours touching it: twice the kept daughter and more
+    crumb = disc(shape, 30, 37, 3)  # not a daughter's size
+    assert sibling_of(neighbours, now, before) == sibling_of(crumb, now, before) == 1
+    halves = {1: True, 2: False}.get  # object 1 divides into two halves (a rod): its sibling must be the other one
+    assert sibling_of(sibling, now, before, halves) == 1
+    assert sibling_of(neighbours, now, before, halves) is sibling_of(crumb, now, before, halves) is None
 
 
 def test_daughter_regions_are_two_comparable_parts_where_the_object_was():
@@ -104,6 +111,25 @@ def test_uncovered_regions_are_bright_and_untracked():
     covered = disc(frame.shape, 20, 20, 8)
     regions = uncovered_regions(frame, covered, min_area=20)
     assert len(regions) == 1 and (regions[0] == disc(frame.shape, 40, 44, 7)).mean() > 0.99
+
+
+def test_uncovered_regions_of_dark_touching_cells():
+    """Phase contrast: dark rods (40) on a bright background (200) with bright halos (250) around the colony, two
+    rods side by side, one tracked. Otsu's threshold splits the halos from the background, so the level is
+    :func:`dark_level`; the rods touch, so the tracked one (grown by ``apart``) is cut out before the untracked one
+    stands alone."""
+    rng = np.random.default_rng(0)
+    frame = 200 + rng.integers(-8, 8, (80, 80)).astype(float)
+    frame[10:70, 10:50] = 250  # halo
+    frame[20:60, 20:30] = frame[20:60, 30:40] = 40  # two rods, side by side
+    tracked_rod = np.zeros(frame.shape, bool)
+    tracked_rod[20:60, 20:30] = True
+    assert dark_level(200.0, 200.0) is None and dark_level(40.0, 200.0) == 120.0
+    halo = uncovered_regions(frame, tracked_rod, min_area=100)  # as for bright objects: the halo, not the rod
+    assert len(halo) == 1 and halo[0][15, 15] and not halo[0][20:60, 30:40].any()
+    assert uncovered_regions(frame, tracked_rod, 100, bright=False, level=120.0) == []  # one region, half covered
+    regions = uncovered_regions(frame, tracked_rod, 100, bright=False, level=120.0, apart=2)
+    assert len(regions) == 1 and regions[0][22:58, 33:39].all() and not regions[0][:, :30].any()
 
 
 def test_ground_truth_lineage_from_unlinked_instance_masks():
