@@ -5,7 +5,9 @@ Three signs of a division, from the masks the tracker finds (pixels, (H, W) bool
 
 * **Split**: the object's mask falls into two connected parts, each a plausible daughter (at least
   :data:`MIN_PART_FRACTION` of the object's mask on the frame before, and :data:`MIN_PART_PIXELS`),
-  on two frames in a row (:func:`split_parts`, :func:`pair_parts`). The daughters begin on the first.
+  on two frames in a row (:func:`split_parts`, :func:`pair_parts`). The daughters begin on the first. A rod's
+  mask is first cut at its septum (:func:`septum_cut`): a rod's halves touch end to end and the model outlines
+  both as one rod.
 * **Sibling**: the tracker follows one daughter (its mask shrinks below :data:`SHRINK` of the
   frame before) while a region no track covers, which the model segments confidently, touches the
   object's mask of the frame before grown by :data:`SIBLING_REACH` of its size (for a rod, the two must be its
@@ -46,6 +48,9 @@ MAX_COVERED = 0.2  # a region for a new object: at most this fraction of it unde
 MIN_DAUGHTER_RATIO = 0.4  # two daughters where the parent was: the smaller at least this fraction of the larger
 UNION_AREA_RANGE = (0.35, 1.5)  # ... together this range of the parent's area on the frame before
 UNION_REACH = 0.5  # ... their common centroid within this fraction of the parent's equivalent diameter
+SEPTUM_BINS = 20  # a rod's grey profile along its axis: this many bins (septum_cut)
+SEPTUM_MIDDLE = (0.3, 0.7)  # ... the septum lies in this part of the length
+SEPTUM_CONTRAST = 0.5  # ... and at least this far from the rod's level towards the background's
 
 
 @dataclass
@@ -57,10 +62,13 @@ class Division:
     daughters: dict[int, np.ndarray]
 
 
-def split_parts(mask: np.ndarray, before_area: int) -> tuple[np.ndarray, np.ndarray] | None:
+def split_parts(
+    mask: np.ndarray, before_area: int, whole: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """The two daughter parts (bool masks) of ``mask`` when its two largest connected parts (8-connected)
     each hold at least :data:`MIN_PART_FRACTION` of ``before_area`` and :data:`MIN_PART_PIXELS`, else None.
-    Smaller fragments join the nearer part, so no pixel of the mask is lost."""
+    Smaller fragments (and the pixels of ``whole``, the mask before a :func:`septum_cut`, that ``mask`` lacks)
+    join the nearer part, so no pixel of the mask is lost."""
     parts, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count < 2:
         return None
@@ -69,11 +77,43 @@ def split_parts(mask: np.ndarray, before_area: int) -> tuple[np.ndarray, np.ndar
     if sizes[second - 1] < max(MIN_PART_PIXELS, MIN_PART_FRACTION * before_area):
         return None
     a, b = parts == first, parts == second
-    rest = mask & ~a & ~b
+    rest = (mask if whole is None else mask | whole) & ~a & ~b
     if rest.any():
         nearer_a = ndimage.distance_transform_edt(~a) <= ndimage.distance_transform_edt(~b)
         a, b = a | (rest & nearer_a), b | (rest & ~nearer_a)
     return a, b
+
+
+def septum_cut(mask: np.ndarray, grey: np.ndarray, background: float) -> np.ndarray:
+    """``mask`` (bool (H, W), a rod's) less its septum: the grey values (``grey``, (H, W)) of the mask averaged in
+    :data:`SEPTUM_BINS` bins along its long axis; when a bin of the middle (:data:`SEPTUM_MIDDLE` of the length) is
+    at least halfway from the rod's median bin towards ``background`` (the frame's median), the pixels of the bin
+    furthest towards it are removed, so :func:`split_parts` sees the two halves. A rod divides across its length and
+    its halves touch end to end (on the rods benchmark 1-7 px apart), so LiteMedSAM outlines both as one rod: on the
+    daughters' first frame 8 of its 13 divisions were one mask over both; the septum between them is lighter
+    (phase contrast) than the cells. Returns ``mask`` itself when there is no such bin."""
+    ys, xs = np.nonzero(mask)
+    if ys.size < 2 * SEPTUM_BINS:
+        return mask
+    _, vectors = np.linalg.eigh(np.cov(np.stack([xs, ys]).astype(float)))
+    along = (xs - xs.mean()) * vectors[0, 1] + (ys - ys.mean()) * vectors[1, 1]
+    edges = np.linspace(along.min(), along.max(), SEPTUM_BINS + 1)
+    bins = np.clip(np.digitize(along, edges) - 1, 0, SEPTUM_BINS - 1)
+    counts = np.bincount(bins, minlength=SEPTUM_BINS)
+    sums = np.bincount(bins, weights=grey[ys, xs].astype(float), minlength=SEPTUM_BINS)
+    profile = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    level = float(np.nanmedian(profile))
+    if background == level:
+        return mask
+    towards = (profile - level) / (background - level)  # 0 at the rod's level, 1 at the background's
+    low, high = (int(round(f * SEPTUM_BINS)) for f in SEPTUM_MIDDLE)
+    middle = towards[low:high]
+    if not np.isfinite(middle).any() or np.nanmax(middle) < SEPTUM_CONTRAST:
+        return mask
+    septum = low + int(np.nanargmax(middle))
+    cut = mask.copy()
+    cut[ys[bins == septum], xs[bins == septum]] = False
+    return cut
 
 
 def _centroid(mask: np.ndarray) -> np.ndarray:

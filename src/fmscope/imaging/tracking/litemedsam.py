@@ -33,9 +33,9 @@ with the part of the object the prior puts inside it (an object half out is kept
 lies wholly outside, the object ends on its last frame in view.
 
 Lineages (forward propagation only, when the session enables them, :meth:`LiteMedSAMTracker.enable_lineage`):
-a division (:mod:`fmscope.imaging.tracking.divisions`: a split lasting two frames, a followed
-daughter with a confident sibling beside it, or an object lost (or shrunk, with no sibling) with two daughters
-where it was expected, each confirmed by the model) ends the parent and starts two daughters with new
+a division (:mod:`fmscope.imaging.tracking.divisions`: a split lasting two frames (a rod's mask cut at its septum
+first), a followed daughter with a confident sibling beside it, or an object lost (or shrunk, with no sibling)
+with two daughters where it was expected, each confirmed by the model) ends the parent and starts two daughters with new
 ids, reported in :attr:`LiteMedSAMTracker.divisions`; with ``detect_new`` a confident region no
 track covers starts a track of its own (its box prompts LiteMedSAM; kept when the score is at least
 :data:`NEW_MIN_SCORE` and its size within a factor :data:`NEW_SIZE_RANGE` of the tracked objects' median).
@@ -68,6 +68,7 @@ from fmscope.imaging.tracking.divisions import (
     dark_level,
     daughter_regions,
     pair_parts,
+    septum_cut,
     sibling_of,
     split_parts,
     uncovered_regions,
@@ -405,8 +406,11 @@ class LiteMedSAMTracker:
         ``previous`` in place (a parent's mask becomes its daughters')."""
         followed = [obj for obj in found if obj in before and index not in self.anchors.get(obj, {})]
         if self.divisions_on:
+            background = float(np.median(image))
             for obj in followed:
-                parts = split_parts(found[obj].mask, int(before[obj].sum()))
+                mask = found[obj].mask
+                cut = septum_cut(mask, image, background) if rod_axes(mask) is not None else mask
+                parts = split_parts(cut, int(before[obj].sum()), mask)
                 earlier = splits.pop(obj, None)
                 if parts is None:
                     continue
