@@ -17,6 +17,7 @@ from fmscope.imaging.tracking.divisions import (
     dark_level,
     daughter_regions,
     pair_parts,
+    septum_cut,
     sibling_of,
     split_parts,
     uncovered_regions,
@@ -130,6 +131,26 @@ def test_uncovered_regions_of_dark_touching_cells():
     assert uncovered_regions(frame, tracked_rod, 100, bright=False, level=120.0) == []  # one region, half covered
     regions = uncovered_regions(frame, tracked_rod, 100, bright=False, level=120.0, apart=2)
     assert len(regions) == 1 and regions[0][22:58, 33:39].all() and not regions[0][:, :30].any()
+
+
+def test_septum_cut_parts_a_rod_at_a_light_middle_only():
+    """A dark rod (40 x 10 px, grey 40 on 200) as one mask: with a band of grey 150 (4 px) across its middle (at least
+    halfway towards the background) it falls into its two halves, every pixel kept; a band of 100, a light end or
+    no band leave it whole."""
+    frame = np.full((30, 60), 200.0)
+    rod = np.zeros(frame.shape, bool)
+    rod[10:20, 10:50] = True
+    frame[rod] = 40
+
+    def cut_with(band: float, columns: slice = slice(28, 32)) -> tuple | None:
+        grey = frame.copy()
+        grey[10:20, columns] = band
+        return split_parts(septum_cut(rod, grey, 200.0), int(rod.sum()), rod)
+
+    halves = cut_with(150.0)
+    assert halves is not None and halves[0].sum() + halves[1].sum() == rod.sum()
+    assert min(int(h.sum()) for h in halves) >= 180  # 400 px, the cut near the middle
+    assert cut_with(100.0) is None and cut_with(150.0, slice(10, 14)) is None and cut_with(40.0) is None
 
 
 def test_ground_truth_lineage_from_unlinked_instance_masks():
