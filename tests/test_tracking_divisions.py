@@ -14,8 +14,10 @@ from fmscope.errors import FmscopeError
 from fmscope.imaging.predictor import Segmenter
 from fmscope.imaging.tracking import TrackingSession, open_frames
 from fmscope.imaging.tracking.divisions import (
+    dark_level,
     daughter_regions,
     pair_parts,
+    septum_cut,
     sibling_of,
     split_parts,
     uncovered_regions,
@@ -76,6 +78,12 @@ def test_sibling_is_next_to_an_object_that_shrank():
     assert sibling_of(sibling, now, before) == 1
     assert sibling_of(disc(shape, 55, 5, 3), now, before) is None  # far from every object
     assert sibling_of(sibling, {1: before[1]}, before) is None  # object 1 did not shrink
+    neighbours = disc(shape, 30, 44, 12)  # untracked neighbours touching it: twice the kept daughter and more
+    crumb = disc(shape, 30, 37, 3)  # not a daughter's size
+    assert sibling_of(neighbours, now, before) == sibling_of(crumb, now, before) == 1
+    halves = {1: True, 2: False}.get  # object 1 divides into two halves (a rod): its sibling must be the other one
+    assert sibling_of(sibling, now, before, halves) == 1
+    assert sibling_of(neighbours, now, before, halves) is sibling_of(crumb, now, before, halves) is None
 
 
 def test_daughter_regions_are_two_comparable_parts_where_the_object_was():
@@ -104,6 +112,45 @@ def test_uncovered_regions_are_bright_and_untracked():
     covered = disc(frame.shape, 20, 20, 8)
     regions = uncovered_regions(frame, covered, min_area=20)
     assert len(regions) == 1 and (regions[0] == disc(frame.shape, 40, 44, 7)).mean() > 0.99
+
+
+def test_uncovered_regions_of_dark_touching_cells():
+    """Phase contrast: dark rods (40) on a bright background (200) with bright halos (250) around the colony, two
+    rods side by side, one tracked. Otsu's threshold splits the halos from the background, so the level is
+    :func:`dark_level`; the rods touch, so the tracked one (grown by ``apart``) is cut out before the untracked one
+    stands alone."""
+    rng = np.random.default_rng(0)
+    frame = 200 + rng.integers(-8, 8, (80, 80)).astype(float)
+    frame[10:70, 10:50] = 250  # halo
+    frame[20:60, 20:30] = frame[20:60, 30:40] = 40  # two rods, side by side
+    tracked_rod = np.zeros(frame.shape, bool)
+    tracked_rod[20:60, 20:30] = True
+    assert dark_level(200.0, 200.0) is None and dark_level(40.0, 200.0) == 120.0
+    halo = uncovered_regions(frame, tracked_rod, min_area=100)  # as for bright objects: the halo, not the rod
+    assert len(halo) == 1 and halo[0][15, 15] and not halo[0][20:60, 30:40].any()
+    assert uncovered_regions(frame, tracked_rod, 100, bright=False, level=120.0) == []  # one region, half covered
+    regions = uncovered_regions(frame, tracked_rod, 100, bright=False, level=120.0, apart=2)
+    assert len(regions) == 1 and regions[0][22:58, 33:39].all() and not regions[0][:, :30].any()
+
+
+def test_septum_cut_parts_a_rod_at_a_light_middle_only():
+    """A dark rod (40 x 10 px, grey 40 on 200) as one mask: with a band of grey 150 (4 px) across its middle (at least
+    halfway towards the background) it falls into its two halves, every pixel kept; a band of 100, a light end or
+    no band leave it whole."""
+    frame = np.full((30, 60), 200.0)
+    rod = np.zeros(frame.shape, bool)
+    rod[10:20, 10:50] = True
+    frame[rod] = 40
+
+    def cut_with(band: float, columns: slice = slice(28, 32)) -> tuple | None:
+        grey = frame.copy()
+        grey[10:20, columns] = band
+        return split_parts(septum_cut(rod, grey, 200.0), int(rod.sum()), rod)
+
+    halves = cut_with(150.0)
+    assert halves is not None and halves[0].sum() + halves[1].sum() == rod.sum()
+    assert min(int(h.sum()) for h in halves) >= 180  # 400 px, the cut near the middle
+    assert cut_with(100.0) is None and cut_with(150.0, slice(10, 14)) is None and cut_with(40.0) is None
 
 
 def test_ground_truth_lineage_from_unlinked_instance_masks():

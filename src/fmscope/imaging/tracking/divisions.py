@@ -5,12 +5,14 @@ Three signs of a division, from the masks the tracker finds (pixels, (H, W) bool
 
 * **Split**: the object's mask falls into two connected parts, each a plausible daughter (at least
   :data:`MIN_PART_FRACTION` of the object's mask on the frame before, and :data:`MIN_PART_PIXELS`),
-  on two frames in a row (:func:`split_parts`, :func:`pair_parts`). The daughters begin on the first.
+  on two frames in a row (:func:`split_parts`, :func:`pair_parts`). The daughters begin on the first. A rod's
+  mask is first cut at its septum (:func:`septum_cut`): a rod's halves touch end to end and the model outlines
+  both as one rod.
 * **Sibling**: the tracker follows one daughter (its mask shrinks below :data:`SHRINK` of the
   frame before) while a region no track covers, which the model segments confidently, touches the
-  object's mask of the frame before grown by :data:`SIBLING_REACH` of its size
-  (:func:`sibling_of`). LiteMedSAM, given a box around a dividing HeLa nucleus, segments one daughter
-  (measured on the sample), so this is the sign seen most.
+  object's mask of the frame before grown by :data:`SIBLING_REACH` of its size (for a rod, the two must be its
+  halves: comparable, together about its area) (:func:`sibling_of`). LiteMedSAM, given a box around a dividing
+  HeLa nucleus, segments one daughter (measured on the sample), so this is the sign seen most.
 * **Daughters where the parent was**: the tracker loses the object (no mask passes the stop rule: on the frame a
   HeLa nucleus divides, its box holds two small, much brighter daughters and a dark gap between them) while two
   regions no track covers lie in the search box around where the object was expected, each like the object
@@ -23,17 +25,20 @@ Three signs of a division, from the masks the tracker finds (pixels, (H, W) bool
   On the HeLa division windows this was the failure seen most (4 of 9 divisions: the parent lost on the
   division frame, the daughters picked up a frame late, or never).
 
-:func:`uncovered_regions` proposes the regions for new objects (``--detect-new``) and siblings:
-bright connected regions (Otsu's threshold of the frame's grey values) that tracked masks do not cover.
+:func:`uncovered_regions` proposes the regions for new objects (``--detect-new``) and siblings: connected
+regions on the tracked objects' side of a threshold (bright objects: Otsu's threshold of the frame's grey values;
+dark ones, such as cells in phase contrast: :func:`dark_level`) that tracked masks do not cover.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
+from skimage.morphology import disk
 
 MIN_PART_FRACTION = 0.2  # each daughter part: at least this fraction of the object's area on the frame before
 MIN_PART_PIXELS = 12
@@ -43,6 +48,9 @@ MAX_COVERED = 0.2  # a region for a new object: at most this fraction of it unde
 MIN_DAUGHTER_RATIO = 0.4  # two daughters where the parent was: the smaller at least this fraction of the larger
 UNION_AREA_RANGE = (0.35, 1.5)  # ... together this range of the parent's area on the frame before
 UNION_REACH = 0.5  # ... their common centroid within this fraction of the parent's equivalent diameter
+SEPTUM_BINS = 20  # a rod's grey profile along its axis: this many bins (septum_cut)
+SEPTUM_MIDDLE = (0.3, 0.7)  # ... the septum lies in this part of the length
+SEPTUM_CONTRAST = 0.5  # ... and at least this far from the rod's level towards the background's
 
 
 @dataclass
@@ -54,10 +62,13 @@ class Division:
     daughters: dict[int, np.ndarray]
 
 
-def split_parts(mask: np.ndarray, before_area: int) -> tuple[np.ndarray, np.ndarray] | None:
+def split_parts(
+    mask: np.ndarray, before_area: int, whole: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """The two daughter parts (bool masks) of ``mask`` when its two largest connected parts (8-connected)
     each hold at least :data:`MIN_PART_FRACTION` of ``before_area`` and :data:`MIN_PART_PIXELS`, else None.
-    Smaller fragments join the nearer part, so no pixel of the mask is lost."""
+    Smaller fragments (and the pixels of ``whole``, the mask before a :func:`septum_cut`, that ``mask`` lacks)
+    join the nearer part, so no pixel of the mask is lost."""
     parts, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count < 2:
         return None
@@ -66,11 +77,43 @@ def split_parts(mask: np.ndarray, before_area: int) -> tuple[np.ndarray, np.ndar
     if sizes[second - 1] < max(MIN_PART_PIXELS, MIN_PART_FRACTION * before_area):
         return None
     a, b = parts == first, parts == second
-    rest = mask & ~a & ~b
+    rest = (mask if whole is None else mask | whole) & ~a & ~b
     if rest.any():
         nearer_a = ndimage.distance_transform_edt(~a) <= ndimage.distance_transform_edt(~b)
         a, b = a | (rest & nearer_a), b | (rest & ~nearer_a)
     return a, b
+
+
+def septum_cut(mask: np.ndarray, grey: np.ndarray, background: float) -> np.ndarray:
+    """``mask`` (bool (H, W), a rod's) less its septum: the grey values (``grey``, (H, W)) of the mask averaged in
+    :data:`SEPTUM_BINS` bins along its long axis; when a bin of the middle (:data:`SEPTUM_MIDDLE` of the length) is
+    at least halfway from the rod's median bin towards ``background`` (the frame's median), the pixels of the bin
+    furthest towards it are removed, so :func:`split_parts` sees the two halves. A rod divides across its length and
+    its halves touch end to end (on the rods benchmark 1-7 px apart), so LiteMedSAM outlines both as one rod: on the
+    daughters' first frame 8 of its 13 divisions were one mask over both; the septum between them is lighter
+    (phase contrast) than the cells. Returns ``mask`` itself when there is no such bin."""
+    ys, xs = np.nonzero(mask)
+    if ys.size < 2 * SEPTUM_BINS:
+        return mask
+    _, vectors = np.linalg.eigh(np.cov(np.stack([xs, ys]).astype(float)))
+    along = (xs - xs.mean()) * vectors[0, 1] + (ys - ys.mean()) * vectors[1, 1]
+    edges = np.linspace(along.min(), along.max(), SEPTUM_BINS + 1)
+    bins = np.clip(np.digitize(along, edges) - 1, 0, SEPTUM_BINS - 1)
+    counts = np.bincount(bins, minlength=SEPTUM_BINS)
+    sums = np.bincount(bins, weights=grey[ys, xs].astype(float), minlength=SEPTUM_BINS)
+    profile = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    level = float(np.nanmedian(profile))
+    if background == level:
+        return mask
+    towards = (profile - level) / (background - level)  # 0 at the rod's level, 1 at the background's
+    low, high = (int(round(f * SEPTUM_BINS)) for f in SEPTUM_MIDDLE)
+    middle = towards[low:high]
+    if not np.isfinite(middle).any() or np.nanmax(middle) < SEPTUM_CONTRAST:
+        return mask
+    septum = low + int(np.nanargmax(middle))
+    cut = mask.copy()
+    cut[ys[bins == septum], xs[bins == septum]] = False
+    return cut
 
 
 def _centroid(mask: np.ndarray) -> np.ndarray:
@@ -91,17 +134,34 @@ def pair_parts(
     return after if straight >= crossed else (after[1], after[0])
 
 
-def sibling_of(region: np.ndarray, now: dict[int, np.ndarray], before: dict[int, np.ndarray]) -> int | None:
+def sibling_of(
+    region: np.ndarray,
+    now: dict[int, np.ndarray],
+    before: dict[int, np.ndarray],
+    halves: Callable[[int], bool] | None = None,
+) -> int | None:
     """The object whose sibling ``region`` (a new object's mask on this frame) is: one found now
     (``now``: {id: mask}) whose mask shrank below :data:`SHRINK` of its mask on the frame before
     (``before``) and whose mask before, grown by :data:`SIBLING_REACH` of its equivalent diameter,
-    ``region`` touches; the nearest such object by centroid, or None."""
+    ``region`` touches; the nearest such object by centroid, or None. ``halves(obj)``: whether ``obj`` divides
+    into two halves (a rod: binary fission across its length), whose sibling must then be one, as in the third
+    sign: of comparable size (the smaller at least :data:`MIN_DAUGHTER_RATIO` of the larger) and with the kept
+    daughter :data:`UNION_AREA_RANGE` of the object's area before (in a colony of touching rods a shrunk rod's
+    untracked neighbours touch it too: 3 false divisions on the rods benchmark, 0 true, before this)."""
     best, best_distance = None, np.inf
     centre = _centroid(region)
+    size = int(region.sum())
+    low, high = UNION_AREA_RANGE
     for obj, mask in now.items():
         earlier = before.get(obj)
         if earlier is None or not mask.any() or mask.sum() >= SHRINK * earlier.sum():
             continue
+        kept = int(mask.sum())
+        if halves is not None and halves(obj):
+            if min(kept, size) < MIN_DAUGHTER_RATIO * max(kept, size):
+                continue
+            if not low * earlier.sum() <= kept + size <= high * earlier.sum():
+                continue
         reach = max(1, int(round(SIBLING_REACH * 2 * np.sqrt(earlier.sum() / np.pi))))
         grown = ndimage.binary_dilation(earlier, iterations=reach)
         if not (grown & region).any():
@@ -112,14 +172,28 @@ def sibling_of(region: np.ndarray, now: dict[int, np.ndarray], before: dict[int,
     return best
 
 
-def uncovered_regions(grey: np.ndarray, covered: np.ndarray, min_area: int) -> list[np.ndarray]:
-    """Bright connected regions of ``grey`` (H, W; above Otsu's threshold) of at least ``min_area``
-    pixels with at most :data:`MAX_COVERED` of them under ``covered`` (bool, the tracked masks),
-    largest first, as bool masks."""
+def uncovered_regions(
+    grey: np.ndarray,
+    covered: np.ndarray,
+    min_area: int,
+    bright: bool = True,
+    level: float | None = None,
+    apart: int = 0,
+) -> list[np.ndarray]:
+    """Connected regions of ``grey`` (H, W) on the objects' side of ``level`` (above it for ``bright`` objects,
+    below it for dark ones; default Otsu's threshold of ``grey``, see :func:`dark_level` for dark objects) of at
+    least ``min_area`` pixels with at most :data:`MAX_COVERED` of them under ``covered`` (bool, the tracked
+    masks), largest first, as bool masks. ``apart`` (px): first cut out ``covered`` grown by ``apart`` and open
+    what is left with a disc of that radius, for cells that touch (a colony: the untracked cells would otherwise
+    be one region with the tracked ones, too much of it covered)."""
     if grey.max() == grey.min():
         return []
-    bright = grey > threshold_otsu(grey)
-    parts, count = ndimage.label(bright)
+    level = threshold_otsu(grey) if level is None else level
+    like = grey > level if bright else grey < level
+    if apart:
+        like &= ~ndimage.binary_dilation(covered, iterations=apart)
+        like = ndimage.binary_opening(like, structure=disk(apart))
+    parts, count = ndimage.label(like)
     if not count:
         return []
     sizes = np.bincount(parts.ravel())[1:]
@@ -128,19 +202,35 @@ def uncovered_regions(grey: np.ndarray, covered: np.ndarray, min_area: int) -> l
     return [parts == k + 1 for k in keep]
 
 
+def dark_level(object_mean: float, background: float) -> float | None:
+    """The grey level below which a pixel is like a dark object (phase contrast: cells darker than the background
+    ``background``, e.g. the frame's median): halfway between the object's mean ``object_mean`` and the background;
+    None (Otsu's threshold) for a bright object. Otsu's threshold does not do for dark cells: a phase-contrast frame's
+    brightest pixels are the cells' halos, and Otsu separates them from the background (on the rods benchmark's
+    frame 16, 94 % of the pixels fell below it), so no cell stood out."""
+    return None if object_mean >= background else (object_mean + background) / 2
+
+
 def daughter_regions(
-    grey: np.ndarray, expected: np.ndarray, search: tuple[int, int, int, int], covered: np.ndarray, bright: bool
+    grey: np.ndarray,
+    expected: np.ndarray,
+    search: tuple[int, int, int, int],
+    covered: np.ndarray,
+    bright: bool,
+    level: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Two daughters where one object was expected (module docstring): ``grey`` (H, W) the frame, ``expected``
     (bool (H, W)) the object's mask of the frame before moved to where it is expected now, ``search`` (y0, x0,
     y1, x1) the box to look in, ``covered`` (bool (H, W)) what tracked objects hold now, ``bright``: the object
-    is brighter than its surroundings. Returns the two regions (bool masks, larger first) or None."""
+    is brighter than its surroundings, ``level``: the grey level that separates it from them (default Otsu's
+    threshold of the search box; :func:`dark_level` for a dark object). Returns the two regions (bool masks, larger
+    first) or None."""
     y0, x0, y1, x1 = search
     window = grey[y0:y1, x0:x1]
     parent_area = int(expected.sum())
     if parent_area == 0 or window.size == 0 or window.max() == window.min():
         return None
-    threshold = threshold_otsu(window)
+    threshold = threshold_otsu(window) if level is None else level
     like = (window > threshold) if bright else (window < threshold)
     parts, count = ndimage.label(like & ~covered[y0:y1, x0:x1])
     if count < 2:
