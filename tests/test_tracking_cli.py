@@ -130,7 +130,7 @@ def test_bad_input_exits_1_and_writes_nothing(hela_crop, tmp_path, capsys):
         assert not out.exists() and not (tmp_path / "labels.png").exists(), name
 
 
-def test_usage_mistakes_exit_2(hela_crop, tmp_path):
+def test_usage_mistakes_exit_2(hela_crop, tmp_path, capsys):
     path, _, _ = hela_crop
     with pytest.raises(SystemExit) as exit_info:
         main(["track", str(path), "--box", "1", "2", "3", "4", "-o", str(tmp_path / "x.tif")])  # no --frame
@@ -138,6 +138,9 @@ def test_usage_mistakes_exit_2(hela_crop, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["track", str(path), "--frame", "0", "--box", "1", "2", "3", "-o", str(tmp_path / "x.tif")])
     assert exit_info.value.code == 2
+    backward = ["--divisions", "--direction", "backward", "-o", str(tmp_path / "x.tif")]
+    assert main(["track", str(path), "--frame", "4", "--box", "10", "10", "40", "40", *backward]) == 2
+    assert "work forward in time" in capsys.readouterr().err and not (tmp_path / "x.tif").exists()
 
 
 def test_an_object_found_on_no_frame_is_warned_about(hela_crop, tmp_path, capsys):

@@ -299,7 +299,8 @@ def test_cli_writes_the_lineage_to_ctc_table_and_geff(tmp_path, capsys):
     argv = ["track", str(path), "--frame", "0", "--box", "20", "22", "40", "42", "--divisions", "--fast"]
     argv += ["--direction", "forward", "-o", str(tmp_path / "labels.tif"), "--ctc", str(ctc), "--table", str(table)]
     assert main([*argv, "--geff", str(graph), "--device", "cpu"]) == 0
-    assert "divisions: 1 (parents 1)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "divisions: 1 (parents 1)" in out and "3 object(s) through 5 frames (1: 2 frames, 2: 3 frames, 3: 3" in out
     rows = [tuple(map(int, line.split())) for line in (ctc / "res_track.txt").read_text().splitlines()]
     assert rows == [(1, 0, 1, 0), (2, 2, 4, 1), (3, 2, 4, 1)]
     with open(table, newline="") as handle:

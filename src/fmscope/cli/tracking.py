@@ -17,7 +17,7 @@ from fmscope import models
 from fmscope.atomic import atomic_write
 from fmscope.cli.options import add_backend_option, add_prompt_options, window_option
 from fmscope.cli.progress import tqdm_progress
-from fmscope.errors import FmscopeError
+from fmscope.errors import FmscopeError, UsageError
 
 LABEL_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz", ".nrrd", ".mha")
 
@@ -153,9 +153,22 @@ def cmd_track(args: argparse.Namespace) -> int:
     _check_outputs(args)
     if not args.box and not args.point:
         raise FmscopeError("No prompt given.", "Add --box X0 Y0 X1 Y1 (object k = the k-th box) and/or --point X Y.")
+    lineage = [flag for flag, on in (("--divisions", args.divisions), ("--detect-new", args.detect_new)) if on]
+    if lineage and args.direction == "backward":
+        raise UsageError(
+            f"{' and '.join(lineage)} work forward in time (a division seen backward is two cells merging); "
+            "--direction backward would find none.",
+            f"Prompt an earlier frame and use --direction forward, or leave out {' and '.join(lineage)}.",
+        )
     frames = open_frames(args.input, channel=args.channel)
     for note in frames.notes:
         print(f"fmscope track: note: {note}", file=sys.stderr)
+    if lineage and args.direction == "both" and args.frame > 0:
+        print(
+            f"fmscope track: note: {' and '.join(lineage)} apply to frames {args.frame} onwards (forward in time); "
+            f"frames before {args.frame} are tracked back without them",
+            file=sys.stderr,
+        )
     session = _session(args, frames)
     for obj, box in enumerate(args.box or [], start=1):
         session.add_box(args.frame, obj, box)
@@ -183,10 +196,11 @@ def cmd_track(args: argparse.Namespace) -> int:
     if session.lineage.parents:
         parents = sorted(set(session.lineage.parents.values()))
         print(f"divisions: {len(parents)} (parents {', '.join(map(str, parents))})")
-    found_on = {obj: len(session.object_frames(obj)) for obj in sorted(session.prompts)}
+    # prompted objects, and the daughters and new objects the tracker started
+    found_on = {obj: len(session.object_frames(obj)) for obj in sorted(set(session.prompts) | set(session.tracked))}
     spans = ", ".join(f"{obj}: {count} frames" for obj, count in found_on.items())
     for obj, count in found_on.items():
-        if not count:
+        if not count and obj in session.prompts:
             print(
                 f"fmscope track: warning: object {obj} was found on no frame (its prompt gave an empty mask, or "
                 "an earlier object took its pixels); check its box or point",
