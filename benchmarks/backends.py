@@ -27,8 +27,9 @@ sample, one 256 px pass, unless said otherwise):
 8. ``fresh``: the first prompt in a fresh process (encoder and decoder compiled from the disk cache when the
    Segmenter is made) against a warm prompt in that process, and the Segmenter's construction time;
 9. ``forms`` (not in the default set): OpenVINO exact passes of TinyViT as written at git revision
-   ``--old-revision`` (default: the 4-D permutes before the 3-D token layout) against this tree's, interleaved,
-   1 and 2 threads (medians and minima), with each one's embedding difference to torch fp32 and their masks' Dice.
+   ``--old-revision`` (default: the 4-D permutes before the 3-D token layout) against this tree's, each with
+   OpenVINO's threads pinned to cores (its default) and not (fmscope's setting), interleaved, 1 and 2 threads
+   (medians and minima), with each form's embedding difference to torch fp32 and the masks' Dice.
 On a shared machine absolute times vary with the other programs' load (printed with each section);
 the ratios are what to compare.
 """
@@ -369,16 +370,11 @@ def many_nuclei(wheel: str, n_objects: int, n_frames: int) -> None:
 
 def profile(segmenters: dict, batch: torch.Tensor, threads: int = 1) -> None:
     """OpenVINO's per-layer performance counters of one encoder pass, summed by layer type."""
-    from fmscope.backends.openvino_model import core
+    from fmscope.backends.openvino_model import core, runtime_config
 
     for key in (("openvino", "fp32"), ("openvino", "fast")):
         network = segmenters[key].encoder.network
-        config = {
-            "INFERENCE_PRECISION_HINT": network.hint,
-            "INFERENCE_NUM_THREADS": threads,
-            "PERFORMANCE_HINT": "LATENCY",
-            "PERF_COUNT": True,
-        }
+        config = {**runtime_config(network.hint, threads), "PERF_COUNT": True}
         request = core().compile_model(str(network.xml_path), "CPU", config).create_infer_request()
         item = batch[:1].numpy()
         request.infer(item)  # warm-up
@@ -440,26 +436,34 @@ def old_encoder_segmenter(revision: str) -> Segmenter:
 
 
 def forms(segmenters: dict, image: np.ndarray, boxes: list, batch: torch.Tensor, repeats: int, revision: str) -> None:
-    """OpenVINO exact: TinyViT at git ``revision`` against this tree's, interleaved; parity with torch fp32."""
+    """OpenVINO exact: TinyViT at git ``revision`` against this tree's, each with threads pinned to cores (OpenVINO's
+    default) and not (fmscope's setting), rounds interleaved (order reversed every other round); parity with torch."""
+    from fmscope.backends.openvino_model import core, runtime_config
+
     variants = {f"tiny_vit.py at {revision}": old_encoder_segmenter(revision), "this tree's": segmenters[VARIANTS[2]]}
     for name, segmenter in variants.items():
         print(f"{name}: OpenVINO cache folder {segmenter.encoder.network.folder.name}")
     print(f"== OpenVINO fp32 encoder pass, TinyViT forms, {repeats} interleaved rounds ({load()})", flush=True)
+    item = batch[:1].numpy()
     for threads in (1, 2):
-        for segmenter in variants.values():
-            segmenter.encoder.prepare(threads)
-            segmenter.encoder(batch, threads)  # warm-up
-        times: dict = {name: [] for name in variants}
-        for _ in range(repeats):
-            for name, segmenter in variants.items():
+        runs = {}
+        for name, segmenter in variants.items():
+            for pinned in (True, False):
+                config = {**runtime_config("f32", threads), "ENABLE_CPU_PINNING": pinned}
+                runs[(name, pinned)] = core().compile_model(str(segmenter.encoder.network.xml_path), "CPU", config)
+                runs[(name, pinned)](item)  # warm-up
+        times: dict = {key: [] for key in runs}
+        for round_ in range(repeats):
+            for key in list(runs)[:: 1 if round_ % 2 == 0 else -1]:
                 started = time.perf_counter()
-                segmenter.encoder(batch, threads)
-                times[name].append(time.perf_counter() - started)
-        baseline = float(np.median(times[next(iter(variants))]))
-        for name, values in times.items():
+                runs[key](item)
+                times[key].append(time.perf_counter() - started)
+        baseline = float(np.median(times[next(iter(runs))]))
+        for (name, pinned), values in times.items():
             print(
-                f"{threads} thread(s) {name:<28} median {np.median(values) * 1000:6.0f} ms "
-                f"(min {min(values) * 1000:4.0f}) = {baseline / np.median(values):.2f}x the old form ({load()})",
+                f"{threads} thread(s) {name:<24} {'pinned' if pinned else 'unpinned':<9} median "
+                f"{np.median(values) * 1000:6.0f} ms (min {min(values) * 1000:5.0f}) = "
+                f"{baseline / np.median(values):.2f}x the first row ({load()})",
                 flush=True,
             )
     reference = segmenters[VARIANTS[0]]
