@@ -82,9 +82,9 @@ def runtime_config(hint: str, threads: int) -> dict[str, Any]:
     """The CPU plugin's settings for a network run at ``hint`` precision on ``threads`` threads.
 
     Threads are not pinned to cores (``ENABLE_CPU_PINNING`` off; OpenVINO pins them by default on Linux): on a
-    CPU shared with other programs a pinned thread waits on its busy core while another core is idle. One
-    LiteMedSAM encoder pass with the other of 2 cores busy: 1 thread 1,595 -> 776 ms, 2 threads 1,439 -> 805 ms
-    (docs/backends.md; Intel's note 000058227 reports the same for two processes pinned to one core).
+    CPU shared with other programs a pinned thread waits on its busy core while another core is idle: with the
+    other of 2 cores busy a LiteMedSAM encoder pass took ~2x as long pinned (docs/backends.md, "Threads pinned to
+    cores"; Intel's support note 000058227 reports the same for two processes pinned to one core).
     """
     return {
         "INFERENCE_PRECISION_HINT": hint,
