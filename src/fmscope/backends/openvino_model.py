@@ -78,6 +78,22 @@ def inference_precision(precision: str) -> str:
     return "bf16" if "BF16" in capabilities else "f16" if "FP16" in capabilities else "f32"
 
 
+def runtime_config(hint: str, threads: int) -> dict[str, Any]:
+    """The CPU plugin's settings for a network run at ``hint`` precision on ``threads`` threads.
+
+    Threads are not pinned to cores (``ENABLE_CPU_PINNING`` off; OpenVINO pins them by default on Linux): on a
+    CPU shared with other programs a pinned thread waits on its busy core while another core is idle: with the
+    other of 2 cores busy a LiteMedSAM encoder pass took ~2x as long pinned (docs/backends.md, "Threads pinned to
+    cores"; Intel's support note 000058227 reports the same for two processes pinned to one core).
+    """
+    return {
+        "INFERENCE_PRECISION_HINT": hint,
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",
+        "ENABLE_CPU_PINNING": False,
+    }
+
+
 def weight_format(precision: str, hint: str) -> str:
     """``int8`` where the weights are compressed to 8 bits (NNCF's ``compress_weights``, per-channel asymmetric),
     else ``f32``: for precision ``int8`` (asked for), and for ``fast`` on a CPU without bf16 / fp16 (``hint``
@@ -178,9 +194,7 @@ class OpenVINOModule:
                 self._ensure_converted()
                 suffix = "" if self.weights == "f32" else f"-{self.weights}"
                 config = {
-                    "INFERENCE_PRECISION_HINT": self.hint,
-                    "INFERENCE_NUM_THREADS": threads,
-                    "PERFORMANCE_HINT": "LATENCY",
+                    **runtime_config(self.hint, threads),
                     "CACHE_DIR": str(self.folder / f"compiled-{self.hint}{suffix}"),
                 }
                 try:

@@ -7,6 +7,13 @@ strict key matching. LiteMedSAM's variant keeps full resolution in the patch emb
 input gives a 256 x 64 x 64 embedding, the grid SAM's prompt encoder and decoder expect.
 
 Stage layout for LiteMedSAM (channels, grid): (64, 256) -> (128, 128) -> (160, 64) -> (320, 64).
+
+Layout changes between (B, H, W, C) and (B, C, H, W) go through 3-D token tensors (:func:`channels_first`,
+:func:`channels_last`) and the MLP runs on (B, H*W, C) tokens: the same values as 4-D permutes in torch (bit for
+bit, and as fast), but OpenVINO's CPU plugin gives a 4-D (B, H, W, C) tensor next to a convolution the
+channels-last layout of its dimension 1 (memory order B, W, C, H), so each 4-D permute ran as a strided copy
+(15 ms for one 128 x 128 x 128 tensor at 1 thread, a sixth of an fp32 pass) plus reorders before every
+fully-connected layer; through 3-D tensors the pass is ~1.2x faster (docs/backends.md, profile section).
 """
 
 from __future__ import annotations
@@ -126,6 +133,18 @@ class Mlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(self.norm(x))))
 
 
+def channels_first(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, C) -> (B, C, H, W), through (B, H*W, C) (see the module's docstring)."""
+    b, h, w, c = x.shape
+    return x.reshape(b, h * w, c).transpose(1, 2).reshape(b, c, h, w)
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H, W, C), through (B, C, H*W) (see the module's docstring)."""
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h * w).transpose(1, 2).reshape(b, h, w, c)
+
+
 def _to_windows(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """(B, H, W, C) -> (B * nH * nW, window * window, C), padding bottom/right as needed."""
     b, h, w, c = x.shape
@@ -158,11 +177,11 @@ class TinyViTBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, h, w, _ = x.shape
+        b, h, w, c = x.shape
         windows, padded = _to_windows(x, self.window)
         x = x + _from_windows(self.attn(windows), self.window, b, padded, (h, w))
-        x = self.local_conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return x + self.mlp(x)
+        tokens = self.local_conv(channels_first(x)).reshape(b, c, h * w).transpose(1, 2)  # (B, H*W, C)
+        return (tokens + self.mlp(tokens)).reshape(b, h, w, c)
 
 
 class ConvStage(nn.Module):
@@ -176,7 +195,7 @@ class ConvStage(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             x = block(x)
-        return self.downsample(x).permute(0, 2, 3, 1)
+        return channels_last(self.downsample(x))
 
 
 class AttentionStage(nn.Module):
@@ -193,7 +212,7 @@ class AttentionStage(nn.Module):
         for block in self.blocks:
             x = block(x)
         if self.downsample is not None:
-            x = self.downsample(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            x = channels_last(self.downsample(channels_first(x)))
         return x
 
 
@@ -233,4 +252,4 @@ class TinyViT(nn.Module):
         x = self.patch_embed(x)
         for stage in self.layers:
             x = stage(x)
-        return self.neck(x.permute(0, 3, 1, 2))
+        return self.neck(channels_first(x))
