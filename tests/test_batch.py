@@ -89,6 +89,11 @@ def test_dry_run_names_each_bad_row_and_runs_nothing(tmp_path, capsys):
     assert "Row 5 (noframe): a track item needs its key 'slice'" in printed and "frame (t, 0-based)" in printed
     assert "1 of 5 rows ready" in printed
     assert not (tmp_path / "out").exists()
+    (tmp_path / "out").mkdir()  # an existing OUTDIR holding the user's own results table: refused before any work
+    (tmp_path / "out" / "results.csv").write_text("the user's table")
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "out"), "--dry-run"]) == 1
+    assert "results.csv is an existing file that fmscope did not write" in capsys.readouterr().err
+    assert (tmp_path / "out" / "results.csv").read_text() == "the user's table"
 
 
 @pytest.mark.parametrize(

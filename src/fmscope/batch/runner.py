@@ -27,6 +27,7 @@ from fmscope.progress import Progress, as_progress
 # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also turns off glibc's adaptive mmap
 # threshold: every torch buffer over 128 KiB is then mapped and unmapped anew (page faults), which
 # made each volume item ~50 % slower than the same call in one process (benchmarks/batch.py).
+RESULT_TABLES = (("results.csv", ".csv"), ("results.parquet", ".parquet"))  # OUTDIR's tables, written last
 WORKER_MALLOC_SETTING = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 TABLE_COLUMNS = (
     "id",
@@ -216,5 +217,6 @@ def run_batch(
 
 def write_table(table: pd.DataFrame, outdir: Path) -> None:
     """``results.csv`` and ``results.parquet`` under ``outdir``, each written atomically."""
-    atomic_write(outdir / "results.csv", lambda path: table.to_csv(path, index=False))
-    atomic_write(outdir / "results.parquet", lambda path: table.to_parquet(path, index=False))
+    (csv, _), (parquet, _) = RESULT_TABLES
+    atomic_write(outdir / csv, lambda path: table.to_csv(path, index=False))
+    atomic_write(outdir / parquet, lambda path: table.to_parquet(path, index=False))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from fmscope.cli.progress import tqdm_progress
 from fmscope.errors import FmscopeError
@@ -10,6 +11,7 @@ from fmscope.errors import FmscopeError
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from fmscope.batch import read_manifest, run_batch, validate_items, write_template
+    from fmscope.batch.runner import RESULT_TABLES
     from fmscope.outputs import FOLDER, Output, check_outputs
 
     if args.template:
@@ -20,7 +22,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.output is None:
         raise FmscopeError("No output folder.", "Add -o OUTDIR.")
     items = read_manifest(args.manifest)
-    check_outputs([Output("-o", args.output, FOLDER, fills=True)], [args.manifest, *(item.input for item in items)])
+    tables = [Output("-o", Path(args.output) / name, (suffix,)) for name, suffix in RESULT_TABLES]  # written last
+    check_outputs(
+        [Output("-o", args.output, FOLDER, fills=True), *(tables if Path(args.output).is_dir() else [])],
+        [args.manifest, *(item.input for item in items)],
+    )
     if args.dry_run:
         problems = [problem for _, problem in validate_items(items) if problem]
         for problem in problems:
