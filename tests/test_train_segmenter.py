@@ -202,12 +202,14 @@ def test_cli_trains_refuses_bad_input_and_segments_with_the_file(crops, tmp_path
     write_pairs(crops, tmp_path)
     tifffile.imwrite(tmp_path / "wrong.tif", crops[0].labels[:64])
     tifffile.imwrite(tmp_path / "empty.tif", np.zeros_like(crops[0].labels))
-    output = tmp_path / "model.pt"
-    output.write_bytes(b"the user's file")
-    for labels, message, run in (("wrong.tif", "shape", run_process), ("empty.tif", "hold no objects", run_cli)):
-        result = run("train-segmenter", tmp_path / "image0.tif", "--labels", tmp_path / labels, "-o", output)
+    output, users = tmp_path / "model.pt", tmp_path / "users.pt"
+    users.write_bytes(b"the user's file")
+    runs = (("wrong.tif", "shape", run_process, output), ("empty.tif", "hold no objects", run_cli, output))
+    runs += (("labels0.tif", "that fmscope did not write", run_cli, users),)  # a file fmscope did not write
+    for labels, message, run, path in runs:
+        result = run("train-segmenter", tmp_path / "image0.tif", "--labels", tmp_path / labels, "-o", path)
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
-    assert output.read_bytes() == b"the user's file"
+    assert users.read_bytes() == b"the user's file" and not output.exists()
     journaled = tmp_path / "model.pt.fmscope-session"  # the run's journal, beside the model file (issue 29)
     assert not journaled.exists()
 
