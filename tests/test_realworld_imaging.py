@@ -644,3 +644,36 @@ def test_segment_on_a_sideways_phone_jpeg_masks_the_object_as_shown(tmp_path):
     assert result.returncode == 0 and "EXIF orientation 6" in result.stdout, result.stderr
     mask = io.read_image(tmp_path / "mask.tif") > 0
     assert mask.shape == (height, width) and dice(mask, disc) > 0.9
+
+
+def test_tiff_photometric_kinds_read_in_the_colours_viewers_show_or_are_refused(tmp_path):
+    """NU15: a CMYK TIFF (Photoshop / print export, 8 and 16 bits), a palette TIFF and a MINISWHITE (inverted grey)
+    TIFF read as Pillow shows them, with a note; CIELAB, uncompressed YCbCr and a two-ink separation are refused
+    naming the interpretation; a huge CMYK TIFF read in parts and a CMYK label image are refused too."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    grey = rng.integers(0, 256, (24, 32), dtype=np.uint8)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.tif")
+    Image.fromarray(rgb).quantize(16).save(tmp_path / "palette.tif")
+    tifffile.imwrite(tmp_path / "white.tif", grey, photometric="miniswhite")
+    for name, what in (("cmyk.tif", "CMYK"), ("palette.tif", "palette"), ("white.tif", "MINISWHITE")):
+        read = io.load_image(tmp_path / name)
+        shown = np.asarray(Image.open(tmp_path / name).convert("RGB" if name != "white.tif" else "L"))
+        assert read.array.dtype == np.uint8 and np.abs(read.array.astype(int) - shown).max() <= 1, name
+        assert what in read.note
+    cmyk16 = np.asarray(Image.open(tmp_path / "cmyk.tif")).astype(np.uint16) * 257
+    tifffile.imwrite(tmp_path / "cmyk16.tif", cmyk16, photometric="separated")
+    read16 = io.load_image(tmp_path / "cmyk16.tif").array
+    assert read16.dtype == np.uint16 and np.abs(read16 / 257 - io.load_image(tmp_path / "cmyk.tif").array).max() <= 1
+    Image.fromarray(rgb).convert("LAB").save(tmp_path / "lab.tif")
+    tifffile.imwrite(tmp_path / "ycbcr.tif", rgb, photometric="ycbcr", subsampling=(1, 1))
+    tifffile.imwrite(tmp_path / "inks.tif", cmyk16, photometric="separated", extratags=[(332, 3, 1, 2, True)])
+    for name, kind in (("lab.tif", "CIELAB"), ("ycbcr.tif", "YCBCR"), ("inks.tif", "SEPARATED .* .InkSet 2")):
+        with pytest.raises(FmscopeError, match=f"stores its pixels as {kind}"):
+            io.load_image(tmp_path / name)
+    with pytest.raises(FmscopeError, match="SEPARATED .* in a huge image"):
+        io.open_image(tmp_path / "cmyk.tif", eager_max_pixels=0)
+    from fmscope.imaging.labels import read_label_image
+
+    with pytest.raises(FmscopeError, match="a colour picture, not a label image"):
+        read_label_image(tmp_path / "cmyk.tif")

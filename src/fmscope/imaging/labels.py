@@ -30,6 +30,7 @@ from scipy import ndimage
 
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
+from fmscope.imaging import tiff_colour
 from fmscope.imaging.lossy_labels import binary_mask_from_lossy, lossy_compression
 
 FIX_COLOUR = (
@@ -77,6 +78,9 @@ def _tiff_ids(path: Path) -> tuple[np.ndarray, bool]:
         series = tif.series[0]
         array, axes = series.asarray(), series.axes.upper()
         photometric = tif.pages[0].photometric
+        if photometric not in (tifffile.PHOTOMETRIC.PALETTE, tifffile.PHOTOMETRIC.MINISWHITE):
+            if tiff_colour.needs_conversion(tif.pages[0]):  # CMYK, CIELAB, raw YCbCr ...: colours, not ids
+                raise tiff_colour.refuse(tif.pages[0], path, " (a colour picture, not a label image)")
     # tifffile.imwrite stores (..., 3 | 4, Y, X) arrays as planar RGB(A) pages: the user's planes, not colour
     planes = series.kind == "shaped" and axes.endswith("SYX")
     colour = "S" in axes and photometric == tifffile.PHOTOMETRIC.RGB and not planes

@@ -25,6 +25,7 @@ import tifffile
 
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
+from fmscope.imaging import dicom_objects
 from fmscope.imaging.dicom_pixels import check_pixel_data
 from fmscope.imaging.io import TIFF_SUFFIXES, VOLUME_SUFFIXES, Volume, is_dicom, read_image, read_volume
 from fmscope.imaging.lazy_image import EAGER_MAX_PIXELS
@@ -612,7 +613,11 @@ def _dicom_dataset(path: Path):
     """The pydicom dataset (header only) when ``path`` is a DICOM file, else None; a DICOM file whose
     header or pixel data is cut short is refused as truncated (never taken for a single frame)."""
     try:
-        return check_pixel_data(path)  # one header read: the dataset, its pixel data checked
+        dataset = check_pixel_data(path)  # one header read: the dataset, its pixel data checked
+        kind = dicom_objects.kind_of(str(getattr(dataset, "SOPClassUID", "") or ""))
+        if kind is not None:  # a SEG's frames are segments x slices, not time points
+            raise dicom_objects.refusal(path, kind)
+        return dataset
     except FmscopeError:
         raise
     except Exception as error:  # not DICOM, or a DICOM cut short inside an element
