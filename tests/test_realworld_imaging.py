@@ -677,3 +677,62 @@ def test_tiff_photometric_kinds_read_in_the_colours_viewers_show_or_are_refused(
 
     with pytest.raises(FmscopeError, match="a colour picture, not a label image"):
         read_label_image(tmp_path / "cmyk.tif")
+
+
+def write_non_image(path: Path, sop_class: str, frames: np.ndarray | None = None) -> None:
+    """A DICOM object of ``sop_class`` (pydicom): with ``frames`` (n, rows, cols) of 0 / 1 a BINARY SEG's pixel data
+    (1 bit, frames = segment x slice as dcmqi / highdicom write them), else no pixel data (RTSTRUCT, SR ...)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.pixels import pack_bits
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality, ds.SeriesNumber = STUDY, generate_uid(), "SEG", 100
+    if frames is not None:
+        ds.Rows, ds.Columns, ds.NumberOfFrames = frames.shape[1], frames.shape[2], len(frames)
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 1, 0, 0
+        ds.ImageOrientationPatient, ds.ImagePositionPatient, ds.PixelSpacing = [1, 0, 0, 0, 1, 0], [0, 0, 0], [1, 1]
+        ds.PixelData = pack_bits(frames.astype(np.uint8))
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_dicom_seg_and_rtstruct_are_refused_wherever_an_image_is_read(tmp_path):
+    """NU14: a DICOM SEG (frames = segment x slice, empty frames left out) read as a volume of its frames would be a
+    wrong truth: refused naming the SEG and dcmqi / highdicom, as a file or a folder, by the label reader, the image
+    and volume readers and the frames reader; an RTSTRUCT (no pixels) likewise; beside a CT series the CT is read."""
+    from fmscope.imaging.labels import read_label_image
+    from fmscope.imaging.tracking.frames import open_frames
+
+    seg, rtstruct = "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.481.3"
+    frames = np.zeros((3, 16, 16), np.uint8)
+    frames[:, 4:9, 5:11] = 1
+    (tmp_path / "seg").mkdir()
+    write_non_image(tmp_path / "seg" / "seg.dcm", seg, frames)
+    (tmp_path / "rt").mkdir()
+    write_non_image(tmp_path / "rt" / "rtstruct.dcm", rtstruct)
+    readers = (
+        lambda p: read_label_image(p, instances=False),
+        io.load_image,
+        io.read_volume,
+        io.read_grid,
+        open_frames,
+    )
+    for path, kind in (
+        (tmp_path / "seg" / "seg.dcm", "a DICOM SEG"),
+        (tmp_path / "seg", "a DICOM SEG"),
+        (tmp_path / "rt", "a DICOM RTSTRUCT"),
+    ):
+        for read in readers:
+            if path.is_dir() and read is io.load_image:
+                continue  # a folder is not one picture (refused as such)
+            with pytest.raises(FmscopeError, match=f"is {kind}.*not an image") as error:
+                read(path)
+            assert "segimage2itkimage" in error.value.fix and "highdicom" in error.value.fix
+    write_series(tmp_path / "seg", CT_UID, 2, "axial 3mm", axial(range(0, 12, 3)))
+    assert io.read_volume(tmp_path / "seg").array.shape == (4, SIZE, SIZE)  # the SEG beside it is no stack
