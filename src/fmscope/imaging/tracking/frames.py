@@ -244,6 +244,19 @@ def frames_of_array(array, kind: str = "stack", name: str = "the array") -> Fram
 
 
 FRAME_AXES = {"T": "time points", "Z": "z slices", "Q": "pages", "I": "pages"}  # tifffile's axis letters
+# tifffile's other stack axes (TIFF.AXES_NAMES): Micro-Manager positions are read as R (cgohlke/tifffile#198)
+OTHER_AXES = {
+    "R": "positions / tiles (R)",
+    "M": "mosaic tiles (M)",
+    "A": "angles (A)",
+    "P": "phases (P)",
+    "H": "lifetimes (H)",
+    "E": "wavelengths (E)",
+    "L": "exposures (L)",
+    "V": "events (V)",
+    "J": "columns (J)",
+    "K": "rows (K)",
+}
 
 
 class TiffSeriesFrames(FrameSource):
@@ -315,11 +328,22 @@ def _tiff_axes(array: np.ndarray, axes: str, path: Path, channel: int | None) ->
             "Use 'fmscope segment' for one image; a time-lapse is a multi-page TIFF (T, Y, X).",
         )
     if len(stacked) > 1:
-        what = " and ".join(f"{array.shape[axes.index(a)]} {FRAME_AXES.get(a, f'{a!r} planes')}" for a in stacked)
+        names = {**FRAME_AXES, **OTHER_AXES}
+        what = " and ".join(f"{array.shape[axes.index(a)]} {names.get(a, f'{a!r} planes')}" for a in stacked)
         if {"T", "Z"} <= set(stacked):
             raise FmscopeError(
                 f"{path} is a {''.join(stacked)} stack of {what} ({described}): time and z together.",
                 "Save one z plane (or a projection) per time point, then track that.",
+            )
+        if "T" in stacked:  # a time-lapse of several positions, tiles, angles ...: one sequence is tracked
+            extra = next(axis for axis in stacked if axis != "T")
+            index = ", ".join("0" if axis == extra else ":" for axis in original[: original.index(extra) + 1])
+            raise FmscopeError(
+                f"{path} is a time-lapse of {what} ({described}): besides time (T) it has a second stack axis, "
+                f"{names.get(extra, repr(extra))}; fmscope tracks one (T, Y, X) sequence and does not pick one.",
+                f"Save the sequence to track as its own file, e.g. tifffile.imwrite('one.tif', "
+                f"tifffile.imread('{path.name}')[{index}]) for the first of the {array.shape[axes.index(extra)]}, "
+                "or in Fiji 'Image > Duplicate' it.",
             )
         raise FmscopeError(
             f"{path} is a stack of {what} ({described}) without a named time axis.",
@@ -331,6 +355,32 @@ def _tiff_axes(array: np.ndarray, axes: str, path: Path, channel: int | None) ->
     if axes.replace(frame_axis, "").replace("S", "") != "YX":
         array = np.swapaxes(array, 1, 2)  # X before Y in the file
     return array, frame_axis
+
+
+def _refuse_several_positions(tif: tifffile.TiffFile, path: Path) -> None:
+    """Raise FmscopeError when the TIFF holds several series whose planes are as large as the first's: the
+    positions / scenes of a multi-position acquisition (Micro-Manager, NIS-Elements, ZEN; cgohlke/tifffile#54),
+    of which tifffile's first series is only one. Thumbnails, labels and pyramid levels (smaller) pass."""
+
+    def plane(series) -> tuple[int, int]:
+        sizes = dict(zip(series.axes.upper(), series.shape))
+        return sizes.get("Y", 0), sizes.get("X", 0)
+
+    first = tif.series[0]
+    alike = [index for index, series in enumerate(tif.series) if index and plane(series) == plane(first)]
+    if alike:
+        names = ", ".join(
+            f"{index}: {tif.series[index].name or 'unnamed'} ({tif.series[index].axes} "
+            f"{tuple(tif.series[index].shape)})"
+            for index in [0, *alike][:6]
+        )
+        raise FmscopeError(
+            f"{path} holds {len(alike) + 1} series of the same image size (positions / scenes of a multi-position "
+            f"acquisition: {names}{', ...' if len(alike) > 5 else ''}); fmscope tracks one and does not pick the "
+            "first for you.",
+            f"Save the series to track as its own file, e.g. tifffile.imwrite('pos1.tif', tifffile.imread("
+            f"'{path.name}', series=1)), or open it in Fiji (Bio-Formats asks which series) and save that.",
+        )
 
 
 def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
@@ -346,6 +396,7 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
             if _plane_pixels(tif.series[0].axes.upper(), tif.series[0].shape) > EAGER_MAX_PIXELS:
                 return _huge_tiff_frames(path, tif, "T" + tif.series[0].axes.upper(), None, appended=True)
             return TiffSeriesFrames(path, tif)
+        _refuse_several_positions(tif, path)
         series = tif.series[0]
         axes = series.axes.upper()
         if series.kind == "shaped" and axes.endswith("SYX"):
