@@ -220,3 +220,17 @@ def test_lossy_label_images_that_are_not_binary_masks_are_refused_naming_jpeg(tm
         assert "PNG or TIFF" in error.value.fix
         Image.fromarray(picture).save(tmp_path / name.replace(".jpg", ".png"))
     assert same_partition(read_label_image(tmp_path / "ids.png").array, ids)
+
+
+def test_a_tiff_of_several_label_images_is_refused_naming_its_series(tmp_path):
+    """Label slices saved one page at a time (``append=True``: one series each) were read as the first slice:
+    refused naming the series; a thumbnail (a smaller series) beside one label image does not count."""
+    _, labels = nuclei()
+    for _ in range(3):
+        tifffile.imwrite(tmp_path / "slices.tif", labels, append=True)
+    with pytest.raises(FmscopeError, match=r"holds 3 series of the same image size .*reads one label image"):
+        read_label_image(tmp_path / "slices.tif")
+    with tifffile.TiffWriter(tmp_path / "thumbnail.tif") as writer:
+        writer.write(labels)
+        writer.write(labels[::4, ::4])
+    assert np.array_equal(read_label_image(tmp_path / "thumbnail.tif", instances=False).array, labels)

@@ -736,3 +736,19 @@ def test_dicom_seg_and_rtstruct_are_refused_wherever_an_image_is_read(tmp_path):
             assert "segimage2itkimage" in error.value.fix and "highdicom" in error.value.fix
     write_series(tmp_path / "seg", CT_UID, 2, "axial 3mm", axial(range(0, 12, 3)))
     assert io.read_volume(tmp_path / "seg").array.shape == (4, SIZE, SIZE)  # the SEG beside it is no stack
+
+
+def test_a_tiff_of_several_same_size_images_is_refused_naming_its_series(tmp_path):
+    """A multi-position OME-TIFF (series Pos0, Pos1) given to `fmscope segment` was segmented on Pos0 without a word:
+    refused naming the series and how to save one; a slide's smaller thumbnail series does not count."""
+    picture = np.random.default_rng(0).integers(0, 255, (32, 40), dtype=np.uint8)
+    with tifffile.TiffWriter(tmp_path / "positions.ome.tif", ome=True) as writer:
+        writer.write(picture, metadata={"axes": "YX", "Name": "Pos0"})
+        writer.write(picture[::-1], metadata={"axes": "YX", "Name": "Pos1"})
+    with pytest.raises(FmscopeError, match=r"holds 2 series .*0: Pos0 .*1: Pos1.*segments one image") as error:
+        io.load_image(tmp_path / "positions.ome.tif")
+    assert "series=1" in error.value.fix
+    with tifffile.TiffWriter(tmp_path / "thumbnail.tif") as writer:
+        writer.write(picture)
+        writer.write(picture[::4, ::4])
+    assert np.array_equal(io.load_image(tmp_path / "thumbnail.tif").array, picture)

@@ -65,10 +65,7 @@ def refusal(path: Path, kind: str) -> FmscopeError:
 
 def require_image(path: Path) -> None:
     """Raise FmscopeError when ``path`` is a DICOM file of a non-image object (SEG, RTSTRUCT ...); anything else
-    passes (non-DICOM files and DICOM images)."""
-    from fmscope.imaging.io import is_dicom
-
-    if path.is_file() and is_dicom(path):
-        kind = kind_of(sop_class(path))
-        if kind is not None:
-            raise refusal(path, kind)
+    passes (non-DICOM files, which pydicom refuses at their first bytes, and DICOM images)."""
+    kind = kind_of(sop_class(path)) if path.is_file() else None
+    if kind is not None:
+        raise refusal(path, kind)

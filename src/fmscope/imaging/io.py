@@ -121,9 +121,37 @@ def _grey_or_rgb(array: np.ndarray, path: Path, bgr: bool = False) -> np.ndarray
     )
 
 
+def refuse_several_series(tiff: tifffile.TiffFile, path: Path, purpose: str) -> None:
+    """Raise FmscopeError when the TIFF holds several series whose planes are as large as the first's: the
+    positions / scenes of a multi-position acquisition (Micro-Manager, NIS-Elements, ZEN; cgohlke/tifffile#54) or
+    images saved one after another, of which tifffile's first series is only one. Thumbnails, slide labels and
+    reduced levels (smaller planes) pass. ``purpose``: what fmscope does with one ("tracks one")."""
+
+    def plane(series) -> tuple[int, int]:
+        sizes = dict(zip(series.axes.upper(), series.shape))
+        return sizes.get("Y", 0), sizes.get("X", 0)
+
+    first = tiff.series[0]
+    alike = [index for index, series in enumerate(tiff.series) if index and plane(series) == plane(first)]
+    if alike:
+        names = ", ".join(
+            f"{index}: {tiff.series[index].name or 'unnamed'} ({tiff.series[index].axes} "
+            f"{tuple(tiff.series[index].shape)})"
+            for index in [0, *alike][:6]
+        )
+        raise FmscopeError(
+            f"{path} holds {len(alike) + 1} series of the same image size (positions / scenes of a multi-position "
+            f"acquisition, or images saved one after another: {names}{', ...' if len(alike) > 5 else ''}); "
+            f"fmscope {purpose} and does not pick the first for you.",
+            f"Save the series you mean as its own file, e.g. tifffile.imwrite('pos1.tif', tifffile.imread("
+            f"'{path.name}', series=1)), or open it in Fiji (Bio-Formats asks which series) and save that.",
+        )
+
+
 def _tiff_pixels(tiff: tifffile.TiffFile, path: Path) -> tuple[np.ndarray, str]:
     """An open TIFF's first series, with its samples axis (RGB, grey + alpha) last, in the colours viewers show
     (:mod:`fmscope.imaging.tiff_colour`: CMYK, palette, MINISWHITE converted, with a note); other axes refused."""
+    refuse_several_series(tiff, path, "segments one image")
     series = tiff.series[0]
     array, axes = series.asarray(), series.axes
     if "S" in axes:

@@ -74,7 +74,10 @@ def _tiff_ids(path: Path) -> tuple[np.ndarray, bool]:
     """(array, colour) of a TIFF's first series; palette TIFFs give their indices (tifffile's default)."""
     import tifffile
 
+    from fmscope.imaging import io
+
     with tifffile.TiffFile(path) as tif:
+        io.refuse_several_series(tif, path, "reads one label image")
         series = tif.series[0]
         array, axes = series.asarray(), series.axes.upper()
         photometric = tif.pages[0].photometric

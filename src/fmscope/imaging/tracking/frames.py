@@ -27,7 +27,15 @@ from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
 from fmscope.imaging import dicom_objects
 from fmscope.imaging.dicom_pixels import check_pixel_data
-from fmscope.imaging.io import TIFF_SUFFIXES, VOLUME_SUFFIXES, Volume, is_dicom, read_image, read_volume
+from fmscope.imaging.io import (
+    TIFF_SUFFIXES,
+    VOLUME_SUFFIXES,
+    Volume,
+    is_dicom,
+    read_image,
+    read_volume,
+    refuse_several_series,
+)
 from fmscope.imaging.lazy_image import EAGER_MAX_PIXELS
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -357,32 +365,6 @@ def _tiff_axes(array: np.ndarray, axes: str, path: Path, channel: int | None) ->
     return array, frame_axis
 
 
-def _refuse_several_positions(tif: tifffile.TiffFile, path: Path) -> None:
-    """Raise FmscopeError when the TIFF holds several series whose planes are as large as the first's: the
-    positions / scenes of a multi-position acquisition (Micro-Manager, NIS-Elements, ZEN; cgohlke/tifffile#54),
-    of which tifffile's first series is only one. Thumbnails, labels and pyramid levels (smaller) pass."""
-
-    def plane(series) -> tuple[int, int]:
-        sizes = dict(zip(series.axes.upper(), series.shape))
-        return sizes.get("Y", 0), sizes.get("X", 0)
-
-    first = tif.series[0]
-    alike = [index for index, series in enumerate(tif.series) if index and plane(series) == plane(first)]
-    if alike:
-        names = ", ".join(
-            f"{index}: {tif.series[index].name or 'unnamed'} ({tif.series[index].axes} "
-            f"{tuple(tif.series[index].shape)})"
-            for index in [0, *alike][:6]
-        )
-        raise FmscopeError(
-            f"{path} holds {len(alike) + 1} series of the same image size (positions / scenes of a multi-position "
-            f"acquisition: {names}{', ...' if len(alike) > 5 else ''}); fmscope tracks one and does not pick the "
-            "first for you.",
-            f"Save the series to track as its own file, e.g. tifffile.imwrite('pos1.tif', tifffile.imread("
-            f"'{path.name}', series=1)), or open it in Fiji (Bio-Formats asks which series) and save that.",
-        )
-
-
 def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
     """A TIFF stack: one series read by its axes (memory-mapped when stored uncompressed), or
     single-page series written one after another (one frame each)."""
@@ -396,7 +378,7 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
             if _plane_pixels(tif.series[0].axes.upper(), tif.series[0].shape) > EAGER_MAX_PIXELS:
                 return _huge_tiff_frames(path, tif, "T" + tif.series[0].axes.upper(), None, appended=True)
             return TiffSeriesFrames(path, tif)
-        _refuse_several_positions(tif, path)
+        refuse_several_series(tif, path, "tracks one")
         series = tif.series[0]
         axes = series.axes.upper()
         if series.kind == "shaped" and axes.endswith("SYX"):
