@@ -187,7 +187,7 @@ def test_a_time_lapse_with_a_second_stack_axis_names_it_and_the_sequence_to_save
     sizes = {"T": 3, extra: count, "Y": 8, "X": 6}
     array = np.arange(np.prod([sizes[a] for a in axes]), dtype=np.uint16).reshape([sizes[a] for a in axes])
     path = tmp_path_factory.mktemp("extra") / "positions.tif"
-    tifffile.imwrite(path, array, metadata={"axes": axes})
+    tifffile.imwrite(path, array, photometric="minisblack", metadata={"axes": axes})
     with pytest.raises(FmscopeError, match=rf"besides time \(T\) it has a second stack axis, .*\({extra}\)") as error:
         open_frames(path)
     assert "without a named time axis" not in str(error.value)
@@ -201,13 +201,13 @@ def test_a_multi_position_ome_tiff_is_refused_naming_its_series(tmp_path):
     one (never tracked on the first without a word); a thumbnail series of another size does not count."""
     stack = np.arange(3 * 16 * 12, dtype=np.uint16).reshape(3, 16, 12)
     with tifffile.TiffWriter(tmp_path / "positions.ome.tif", ome=True) as writer:
-        writer.write(stack, metadata={"axes": "TYX", "Name": "Pos0"})
-        writer.write(stack + 1, metadata={"axes": "TYX", "Name": "Pos1"})
+        writer.write(stack, photometric="minisblack", metadata={"axes": "TYX", "Name": "Pos0"})
+        writer.write(stack + 1, photometric="minisblack", metadata={"axes": "TYX", "Name": "Pos1"})
     with pytest.raises(FmscopeError, match=r"holds 2 series .*0: Pos0 .*1: Pos1") as error:
         open_frames(tmp_path / "positions.ome.tif")
     assert "series=1" in error.value.fix
     with tifffile.TiffWriter(tmp_path / "thumbnail.tif") as writer:
-        writer.write(stack, metadata={"axes": "TYX"})
+        writer.write(stack, photometric="minisblack", metadata={"axes": "TYX"})
         writer.write(stack[0, ::4, ::4])
     assert np.array_equal(np.stack(list(open_frames(tmp_path / "thumbnail.tif"))), stack)
 
