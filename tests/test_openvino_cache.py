@@ -82,3 +82,25 @@ def test_compiling_a_new_network_evicts_the_least_recently_used_one(tmp_path, mo
     rebuilt = OpenVINOModule(modules[0], (1, 3, 8, 8), networks[0].identity)
     np.testing.assert_array_equal(rebuilt(batch, 2), first)  # 2 threads: not the process's compiled copy
     assert rebuilt.folder.is_dir()
+
+
+def test_an_unwritable_cache_is_named_with_its_fixes_never_a_bug(tmp_path, monkeypatch):
+    """NU9 (read-only home in a container): a cache folder that cannot be made (here: below a file, as a read-only
+    file system refuses it, even to root) stops the OpenVINO conversion before it starts, naming the folder and
+    the fixes (FMSCOPE_CACHE_DIR, --backend torch); the embedding cache's --cache-dir likewise."""
+    from fmscope.backends.openvino_model import OpenVINOModule, module_identity
+    from fmscope.imaging.cache import CachedEmbedding, EmbeddingCache
+    from fmscope.imaging.models.input_transforms import InputGeometry
+
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("FMSCOPE_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    module = torch.nn.Conv2d(3, 4, 1).eval()
+    network = OpenVINOModule(module, (1, 3, 8, 8), module_identity(module, "weights", (1, 3, 8, 8)))
+    with pytest.raises(FmscopeError, match="cannot write the model converted for OpenVINO in .*file/cache") as error:
+        network(np.ones((1, 3, 8, 8), np.float32), 1)
+    assert "FMSCOPE_CACHE_DIR" in error.value.fix and "--backend torch" in error.value.fix
+    cache = EmbeddingCache(directory=tmp_path / "file" / "embeddings")
+    entry = CachedEmbedding(np.zeros((1, 2, 2), np.float32), InputGeometry((2, 2), (2, 2)))
+    with pytest.raises(FmscopeError, match="cannot write image embeddings in .*file/embeddings") as error:
+        cache.put({"k": "a"}, entry)
+    assert "--cache-dir" in error.value.fix

@@ -17,10 +17,17 @@ SLICER = SOURCE.parents[1] / "slicer_extension"
 ALLOWED = {
     r"torch\.load\(": {"checkpoints.py", "checkpoint_files.py"},
     r"av\.open\((?!.*[\"']w[\"'])": {"imaging/tracking/frames.py"},  # reading; the overlay writer opens "w"
-    r"tifffile\.(imread|TiffFile\(|memmap)": {"imaging/io.py", "imaging/labels.py", "imaging/tracking/frames.py"},
-    r"(cv2\.imread|iio\.imread|Image\.open)\(": {"imaging/io.py", "imaging/labels.py"},
+    # imaging/lossy_labels.py: the label reader's part that tells a JPEG / lossy WebP / JPEG-in-TIFF by its header
+    r"tifffile\.(imread|TiffFile\(|memmap)": {
+        "imaging/io.py",
+        "imaging/labels.py",
+        "imaging/lossy_labels.py",
+        "imaging/tracking/frames.py",
+    },
+    r"(cv2\.imread|iio\.imread|Image\.open)\(": {"imaging/io.py", "imaging/labels.py", "imaging/lossy_labels.py"},
     r"(sitk\.ReadImage|ImageFileReader)\(": {"imaging/io.py", "imaging/dicom_series.py", "batch/manifest.py"},
-    r"(pydicom\.dcmread|dcmread)\(": {"imaging/dicom_pixels.py", "imaging/dicom_series.py"},
+    # imaging/dicom_objects.py: the SOP Class (SEG, RTSTRUCT ...) every DICOM reader checks first
+    r"(pydicom\.dcmread|dcmread)\(": {"imaging/dicom_pixels.py", "imaging/dicom_series.py", "imaging/dicom_objects.py"},
     r"pixel_array\(": {"imaging/tracking/frames.py", "imaging/dicom_series.py"},
     r"csv\.(reader|DictReader)\(": {"batch/csv_table.py"},
 }

@@ -177,6 +177,41 @@ def test_imagej_hyperstack_and_time_with_z_refused(tmp_path):
     assert np.array_equal(np.stack(list(open_frames(tmp_path / "tyx.tif"))), stack[0])
 
 
+@QUICK
+@given(extra=st.sampled_from("RMAPHELVJK"), order=st.sampled_from(["TEYX", "ETYX", "TYXE"]), count=st.integers(2, 3))
+def test_a_time_lapse_with_a_second_stack_axis_names_it_and_the_sequence_to_save(tmp_path_factory, extra, order, count):
+    """NU10 (b): T with positions (R, as tifffile reads Micro-Manager MMStack scenes), tiles, angles, phases ...
+    in any order: refused naming that axis (never "without a named time axis"); the fix's index gives the first
+    position's (T, Y, X) sequence."""
+    axes = order.replace("E", extra)
+    sizes = {"T": 3, extra: count, "Y": 8, "X": 6}
+    array = np.arange(np.prod([sizes[a] for a in axes]), dtype=np.uint16).reshape([sizes[a] for a in axes])
+    path = tmp_path_factory.mktemp("extra") / "positions.tif"
+    tifffile.imwrite(path, array, photometric="minisblack", metadata={"axes": axes})
+    with pytest.raises(FmscopeError, match=rf"besides time \(T\) it has a second stack axis, .*\({extra}\)") as error:
+        open_frames(path)
+    assert "without a named time axis" not in str(error.value)
+    index = error.value.fix.split("imread('positions.tif')[")[1].split("]")[0]
+    first = eval(f"tifffile.imread(path)[{index}]")  # noqa: S307 - the index the message tells the user to type
+    assert np.array_equal(first, np.take(array, 0, axis=axes.index(extra)))  # (T, Y, X): the first position
+
+
+def test_a_multi_position_ome_tiff_is_refused_naming_its_series(tmp_path):
+    """NU10 (a): an OME-TIFF of two positions (series Pos0, Pos1, each TYX) is refused naming both and how to save
+    one (never tracked on the first without a word); a thumbnail series of another size does not count."""
+    stack = np.arange(3 * 16 * 12, dtype=np.uint16).reshape(3, 16, 12)
+    with tifffile.TiffWriter(tmp_path / "positions.ome.tif", ome=True) as writer:
+        writer.write(stack, photometric="minisblack", metadata={"axes": "TYX", "Name": "Pos0"})
+        writer.write(stack + 1, photometric="minisblack", metadata={"axes": "TYX", "Name": "Pos1"})
+    with pytest.raises(FmscopeError, match=r"holds 2 series .*0: Pos0 .*1: Pos1") as error:
+        open_frames(tmp_path / "positions.ome.tif")
+    assert "series=1" in error.value.fix
+    with tifffile.TiffWriter(tmp_path / "thumbnail.tif") as writer:
+        writer.write(stack, photometric="minisblack", metadata={"axes": "TYX"})
+        writer.write(stack[0, ::4, ::4])
+    assert np.array_equal(np.stack(list(open_frames(tmp_path / "thumbnail.tif"))), stack)
+
+
 def test_blank_frame_midway_is_tracked_through(tmp_path, segmenter):
     """case_T6: frame 2 of 5 all zeros; the run goes on, nothing is labelled on the blank frame."""
     stack, truth = moving_ellipse(5, step=(6, 0))

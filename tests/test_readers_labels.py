@@ -11,6 +11,7 @@ import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from scipy import ndimage
 
 from fmscope.errors import FmscopeError
 from fmscope.imaging.labels import instance_labels, read_label_image
@@ -155,3 +156,81 @@ def test_label_layouts_read_the_same_objects(tmp_path_factory, layout, dtype, fm
     assert read.dtype in (np.uint16, np.uint32) and read.shape == truth.shape
     assert same_partition(read, truth)
     assert sorted(np.unique(read[read > 0]).tolist()) == list(range(1, int(truth.max()) + 1))
+
+
+def discs(count: int, seed: int, size: int = 96) -> np.ndarray:
+    """A (size, size) uint8 0 / 255 mask of ``count`` separate discs (radius 6-10) on a grid (never touching)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    mask = np.zeros((size, size), np.uint8)
+    for cell in rng.choice(9, size=count, replace=False):
+        cy, cx = divmod(int(cell), 3)
+        radius = rng.integers(6, 11)
+        mask[(yy - 16 - 32 * cy) ** 2 + (xx - 16 - 32 * cx) ** 2 < radius**2] = 255
+    return mask
+
+
+@QUICK
+@given(
+    quality=st.integers(20, 100),
+    mode=st.sampled_from(["L", "RGB"]),
+    container=st.sampled_from(["jpg", "webp", "tif"]),
+    count=st.integers(1, 6),
+    seed=st.integers(0, 99),
+)
+def test_lossy_binary_masks_are_read_as_the_mask_they_hold(tmp_path_factory, quality, mode, container, count, seed):
+    """NU8 (Kvasir-SEG style): a 0 / 255 mask saved as JPEG (grey or colour, any quality), lossy WebP or a
+    JPEG-compressed TIFF has grey levels along every edge; read for evaluation it is the mask (thresholded at
+    128, a note naming the compression), for training one object per disc."""
+    mask = discs(count, seed)
+    path = tmp_path_factory.mktemp("lossy") / f"mask.{container}"
+    picture = mask if mode == "L" else np.repeat(mask[..., None], 3, axis=-1)
+    if container == "tif":
+        kind = "minisblack" if mode == "L" else "rgb"
+        tifffile.imwrite(path, picture, compression="jpeg", compressionargs={"level": quality}, photometric=kind)
+    else:
+        Image.fromarray(picture).save(path, quality=quality)
+    read = read_label_image(path, instances=False)
+    assert set(np.unique(read.array)) <= {0, 255}
+    edges = ndimage.binary_dilation(mask > 0) & ~ndimage.binary_erosion(mask > 0)
+    assert not ((read.array != mask) & ~edges).any()  # low qualities move an edge by a pixel at most
+    levels = len(np.unique(np.asarray(Image.open(path)) if container != "tif" else tifffile.imread(path)))
+    assert bool(read.notes) == (levels > 2)
+    if read.notes:
+        assert "lossy" in read.notes[0] and "thresholded at 128" in read.notes[0]
+    assert len(np.unique(read_label_image(path).array)) == count + 1
+
+
+def test_lossy_label_images_that_are_not_binary_masks_are_refused_naming_jpeg(tmp_path):
+    """Ids 1..5 (grey levels), colour-coded labels and a three-level mask saved as JPEG cannot be read back:
+    refused naming JPEG's lossy compression and the fix (PNG / TIFF); the same masks as PNG read as before."""
+    _, ids = nuclei()
+    three = discs(3, 1)
+    three[:20, 40:60] = 128
+    colour = np.zeros((96, 96, 3), np.uint8)
+    colour[10:40, 10:40], colour[50:80, 50:80] = (255, 0, 0), (0, 0, 255)
+    for name, picture, why in (
+        ("ids.jpg", ids.astype(np.uint8) * 3, "no values near 255"),
+        ("three.jpg", three, "away from the edges"),
+        ("colour.jpg", colour, "colour-coded"),
+    ):
+        Image.fromarray(picture).save(tmp_path / name, quality=95)
+        with pytest.raises(FmscopeError, match=f"stored as JPEG, whose lossy compression.*{why}") as error:
+            read_label_image(tmp_path / name)
+        assert "PNG or TIFF" in error.value.fix
+        Image.fromarray(picture).save(tmp_path / name.replace(".jpg", ".png"))
+    assert same_partition(read_label_image(tmp_path / "ids.png").array, ids)
+
+
+def test_a_tiff_of_several_label_images_is_refused_naming_its_series(tmp_path):
+    """Label slices saved one page at a time (``append=True``: one series each) were read as the first slice:
+    refused naming the series; a thumbnail (a smaller series) beside one label image does not count."""
+    _, labels = nuclei()
+    for _ in range(3):
+        tifffile.imwrite(tmp_path / "slices.tif", labels, append=True)
+    with pytest.raises(FmscopeError, match=r"holds 3 series of the same image size .*reads one label image"):
+        read_label_image(tmp_path / "slices.tif")
+    with tifffile.TiffWriter(tmp_path / "thumbnail.tif") as writer:
+        writer.write(labels)
+        writer.write(labels[::4, ::4])
+    assert np.array_equal(read_label_image(tmp_path / "thumbnail.tif", instances=False).array, labels)

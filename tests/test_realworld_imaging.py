@@ -644,3 +644,111 @@ def test_segment_on_a_sideways_phone_jpeg_masks_the_object_as_shown(tmp_path):
     assert result.returncode == 0 and "EXIF orientation 6" in result.stdout, result.stderr
     mask = io.read_image(tmp_path / "mask.tif") > 0
     assert mask.shape == (height, width) and dice(mask, disc) > 0.9
+
+
+def test_tiff_photometric_kinds_read_in_the_colours_viewers_show_or_are_refused(tmp_path):
+    """NU15: a CMYK TIFF (Photoshop / print export, 8 and 16 bits), a palette TIFF and a MINISWHITE (inverted grey)
+    TIFF read as Pillow shows them, with a note; CIELAB, uncompressed YCbCr and a two-ink separation are refused
+    naming the interpretation; a huge CMYK TIFF read in parts and a CMYK label image are refused too."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    grey = rng.integers(0, 256, (24, 32), dtype=np.uint8)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.tif")
+    Image.fromarray(rgb).quantize(16).save(tmp_path / "palette.tif")
+    tifffile.imwrite(tmp_path / "white.tif", grey, photometric="miniswhite")
+    for name, what in (("cmyk.tif", "CMYK"), ("palette.tif", "palette"), ("white.tif", "MINISWHITE")):
+        read = io.load_image(tmp_path / name)
+        shown = np.asarray(Image.open(tmp_path / name).convert("RGB" if name != "white.tif" else "L"))
+        assert read.array.dtype == np.uint8 and np.abs(read.array.astype(int) - shown).max() <= 1, name
+        assert what in read.note
+    cmyk16 = np.asarray(Image.open(tmp_path / "cmyk.tif")).astype(np.uint16) * 257
+    tifffile.imwrite(tmp_path / "cmyk16.tif", cmyk16, photometric="separated")
+    read16 = io.load_image(tmp_path / "cmyk16.tif").array
+    assert read16.dtype == np.uint16 and np.abs(read16 / 257 - io.load_image(tmp_path / "cmyk.tif").array).max() <= 1
+    Image.fromarray(rgb).convert("LAB").save(tmp_path / "lab.tif")
+    tifffile.imwrite(tmp_path / "ycbcr.tif", rgb, photometric="ycbcr", subsampling=(1, 1))
+    tifffile.imwrite(tmp_path / "inks.tif", cmyk16, photometric="separated", extratags=[(332, 3, 1, 2, True)])
+    for name, kind in (("lab.tif", "CIELAB"), ("ycbcr.tif", "YCBCR"), ("inks.tif", "SEPARATED .* .InkSet 2")):
+        with pytest.raises(FmscopeError, match=f"stores its pixels as {kind}"):
+            io.load_image(tmp_path / name)
+    with pytest.raises(FmscopeError, match="SEPARATED .* in a huge image"):
+        io.open_image(tmp_path / "cmyk.tif", eager_max_pixels=0)
+    from fmscope.imaging.labels import read_label_image
+
+    with pytest.raises(FmscopeError, match="a colour picture, not a label image"):
+        read_label_image(tmp_path / "cmyk.tif")
+
+
+def write_non_image(path: Path, sop_class: str, frames: np.ndarray | None = None) -> None:
+    """A DICOM object of ``sop_class`` (pydicom): with ``frames`` (n, rows, cols) of 0 / 1 a BINARY SEG's pixel data
+    (1 bit, frames = segment x slice as dcmqi / highdicom write them), else no pixel data (RTSTRUCT, SR ...)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.pixels import pack_bits
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality, ds.SeriesNumber = STUDY, generate_uid(), "SEG", 100
+    if frames is not None:
+        ds.Rows, ds.Columns, ds.NumberOfFrames = frames.shape[1], frames.shape[2], len(frames)
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 1, 0, 0
+        ds.ImageOrientationPatient, ds.ImagePositionPatient, ds.PixelSpacing = [1, 0, 0, 0, 1, 0], [0, 0, 0], [1, 1]
+        ds.PixelData = pack_bits(frames.astype(np.uint8))
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_dicom_seg_and_rtstruct_are_refused_wherever_an_image_is_read(tmp_path):
+    """NU14: a DICOM SEG (frames = segment x slice, empty frames left out) read as a volume of its frames would be a
+    wrong truth: refused naming the SEG and dcmqi / highdicom, as a file or a folder, by the label reader, the image
+    and volume readers and the frames reader; an RTSTRUCT (no pixels) likewise; beside a CT series the CT is read."""
+    from fmscope.imaging.labels import read_label_image
+    from fmscope.imaging.tracking.frames import open_frames
+
+    seg, rtstruct = "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.481.3"
+    frames = np.zeros((3, 16, 16), np.uint8)
+    frames[:, 4:9, 5:11] = 1
+    (tmp_path / "seg").mkdir()
+    write_non_image(tmp_path / "seg" / "seg.dcm", seg, frames)
+    (tmp_path / "rt").mkdir()
+    write_non_image(tmp_path / "rt" / "rtstruct.dcm", rtstruct)
+    readers = (
+        lambda p: read_label_image(p, instances=False),
+        io.load_image,
+        io.read_volume,
+        io.read_grid,
+        open_frames,
+    )
+    for path, kind in (
+        (tmp_path / "seg" / "seg.dcm", "a DICOM SEG"),
+        (tmp_path / "seg", "a DICOM SEG"),
+        (tmp_path / "rt", "a DICOM RTSTRUCT"),
+    ):
+        for read in readers:
+            if path.is_dir() and read is io.load_image:
+                continue  # a folder is not one picture (refused as such)
+            with pytest.raises(FmscopeError, match=f"is {kind}.*not an image") as error:
+                read(path)
+            assert "segimage2itkimage" in error.value.fix and "highdicom" in error.value.fix
+    write_series(tmp_path / "seg", CT_UID, 2, "axial 3mm", axial(range(0, 12, 3)))
+    assert io.read_volume(tmp_path / "seg").array.shape == (4, SIZE, SIZE)  # the SEG beside it is no stack
+
+
+def test_a_tiff_of_several_same_size_images_is_refused_naming_its_series(tmp_path):
+    """A multi-position OME-TIFF (series Pos0, Pos1) given to `fmscope segment` was segmented on Pos0 without a word:
+    refused naming the series and how to save one; a slide's smaller thumbnail series does not count."""
+    picture = np.random.default_rng(0).integers(0, 255, (32, 40), dtype=np.uint8)
+    with tifffile.TiffWriter(tmp_path / "positions.ome.tif", ome=True) as writer:
+        writer.write(picture, metadata={"axes": "YX", "Name": "Pos0"})
+        writer.write(picture[::-1], metadata={"axes": "YX", "Name": "Pos1"})
+    with pytest.raises(FmscopeError, match=r"holds 2 series .*0: Pos0 .*1: Pos1.*segments one image") as error:
+        io.load_image(tmp_path / "positions.ome.tif")
+    assert "series=1" in error.value.fix
+    with tifffile.TiffWriter(tmp_path / "thumbnail.tif") as writer:
+        writer.write(picture)
+        writer.write(picture[::4, ::4])
+    assert np.array_equal(io.load_image(tmp_path / "thumbnail.tif").array, picture)

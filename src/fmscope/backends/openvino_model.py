@@ -41,7 +41,7 @@ import fmscope
 from fmscope.backends import openvino_cache
 from fmscope.backends.telemetry import disable_openvino_telemetry
 from fmscope.errors import FmscopeError
-from fmscope.user_cache import cache_root
+from fmscope.user_cache import cache_fix, cache_root, unwritable
 
 PRECISIONS = ("fp32", "fast")
 INT8_WEIGHTS = "int8"  # OpenVINOModule's third precision: f32 activations, int8 weights (fast without bf16 / fp16)
@@ -191,7 +191,11 @@ class OpenVINOModule:
         entry_key = (str(self.network_path), self.hint, threads)
         with _REGISTRY_LOCK:
             if entry_key not in _COMPILED:
-                self._ensure_converted()
+                try:
+                    self._ensure_converted()
+                except OSError as error:  # a read-only or full cache (containers without a writable home)
+                    root = self.folder.parent.parent
+                    raise unwritable(root, error, "the model converted for OpenVINO", cache_fix()) from None
                 suffix = "" if self.weights == "f32" else f"-{self.weights}"
                 config = {
                     **runtime_config(self.hint, threads),

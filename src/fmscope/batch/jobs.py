@@ -36,12 +36,14 @@ def _labels(results, shape: tuple[int, int]) -> np.ndarray:
 def _scores(labels: np.ndarray, item: BatchItem, read_truth: Callable, spacing=None) -> dict:
     if item.truth is None:
         return {}
-    truth = read_truth(item.truth)
+    read = read_truth(item.truth)
+    truth, notes = read.array, "; ".join(read.notes)  # e.g. a JPEG mask thresholded: said in the row
     if truth.shape != labels.shape:
         return {"message": f"truth shape {truth.shape} differs from the output's {labels.shape}: not scored"}
     return {
         "dice": metrics.dice(labels > 0, truth > 0),
         "nsd": metrics.nsd(labels > 0, truth > 0, tolerance=1.0, spacing=spacing),
+        **({"message": f"truth: {notes}"} if notes else {}),
     }
 
 
@@ -145,11 +147,12 @@ def track(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
     }
 
 
-def _read_truth(path: Path) -> np.ndarray:
-    """A truth label image, (T|Z, H, W) stack or volume, through the label-image reader (ids as stored)."""
+def _read_truth(path: Path):
+    """A truth label image (a :class:`fmscope.imaging.labels.LabelImage`: (T|Z, H, W) stack or volume, and the
+    reader's notes), through the label-image reader (ids as stored)."""
     from fmscope.imaging.labels import read_label_image
 
-    return read_label_image(path, instances=False).array
+    return read_label_image(path, instances=False)
 
 
 def _slide_job(item: BatchItem, folder: Path, domains: bool) -> dict:

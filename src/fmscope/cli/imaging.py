@@ -242,6 +242,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     # label images as stored (ids kept, so --label N is the file's N; palette indices, not colours)
     predicted, true = read_label_image(args.prediction, instances=False), read_label_image(args.truth, instances=False)
     prediction, predicted_grid, truth, true_grid = predicted.array, predicted.geometry, true.array, true.geometry
+    for note in predicted.notes + true.notes:
+        print(f"fmscope eval: note: {note}", file=sys.stderr)
     if prediction.shape != truth.shape:
         raise FmscopeError(
             f"Shapes differ: prediction {prediction.shape}, truth {truth.shape}.", "Compare masks on the same grid."

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fmscope.imaging.models.input_transforms import InputGeometry
+from fmscope.user_cache import unwritable
 
 
 @dataclass
@@ -110,9 +111,17 @@ class EmbeddingCache:
         return CachedEmbedding(embedding, geometry)
 
     def _write_disk(self, key: str, signature: dict, entry: CachedEmbedding) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._write_entry(key, signature, entry)
+        except OSError as error:  # a read-only, another user's or a full folder
+            raise unwritable(
+                self.directory, error, "image embeddings", "Give --cache-dir a folder you can write, or leave it out."
+            ) from None
+
+    def _write_entry(self, key: str, signature: dict, entry: CachedEmbedding) -> None:
         import zarr
 
-        self.directory.mkdir(parents=True, exist_ok=True)
         temporary = self.directory / f".tmp-{uuid.uuid4().hex}.zarr"
         try:
             group = zarr.open_group(str(temporary), mode="w")

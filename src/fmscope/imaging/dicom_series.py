@@ -19,6 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from fmscope.errors import FmscopeError
+from fmscope.imaging import dicom_objects
 
 # Slices are evenly spaced when every gap is within this fraction of the median gap.
 SPACING_TOLERANCE = 0.01
@@ -31,6 +32,7 @@ _TAGS = {
     "position": "0020|0032",
     "orientation": "0020|0037",
     "pixel": "0028|0030",
+    "sop_class": "0008|0016",
 }
 
 
@@ -156,14 +158,21 @@ def _numbers(text: str) -> list[float] | None:
 def list_stacks(folder: Path) -> list[Stack]:
     """Every stack of DICOM images directly in ``folder`` (not its subfolders), numbered from 1."""
     groups: dict[tuple, list[tuple[str, dict[str, str]]]] = {}
+    not_images: list[tuple[Path, str]] = []  # DICOM SEG, RTSTRUCT ... (dicom_objects): never a stack
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         header = _header(path)
-        if header is None:
+        uid = header["sop_class"] if header is not None else dicom_objects.sop_class(path)  # RTSTRUCT: no pixels
+        kind = dicom_objects.kind_of(uid)
+        if kind is not None:
+            not_images.append((path, kind))
+        if header is None or kind is not None:
             continue
         orientation = _numbers(header["orientation"])
         key_orientation = tuple(np.round(orientation, 3)) if orientation and len(orientation) == 6 else None
         key = (header["uid"], key_orientation, header["rows"], header["columns"])
         groups.setdefault(key, []).append((str(path), header))
+    if not groups and not_images:
+        raise dicom_objects.refusal(not_images[0][0], not_images[0][1])
     stacks = []
     for (uid, orientation, _, _), members in groups.items():
         first = members[0][1]

@@ -23,7 +23,7 @@ import tifffile
 
 from fmscope.atomic import atomic_write, file_suffix
 from fmscope.errors import FmscopeError
-from fmscope.imaging import lazy_image
+from fmscope.imaging import dicom_objects, lazy_image, tiff_colour
 from fmscope.imaging.lazy_image import LazyImage
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -121,8 +121,37 @@ def _grey_or_rgb(array: np.ndarray, path: Path, bgr: bool = False) -> np.ndarray
     )
 
 
-def _tiff_pixels(tiff: tifffile.TiffFile, path: Path) -> np.ndarray:
-    """An open TIFF's first series, with its samples axis (RGB, grey + alpha) last; other axes refused."""
+def refuse_several_series(tiff: tifffile.TiffFile, path: Path, purpose: str) -> None:
+    """Raise FmscopeError when the TIFF holds several series whose planes are as large as the first's: the
+    positions / scenes of a multi-position acquisition (Micro-Manager, NIS-Elements, ZEN; cgohlke/tifffile#54) or
+    images saved one after another, of which tifffile's first series is only one. Thumbnails, slide labels and
+    reduced levels (smaller planes) pass. ``purpose``: what fmscope does with one ("tracks one")."""
+
+    def plane(series) -> tuple[int, int]:
+        sizes = dict(zip(series.axes.upper(), series.shape))
+        return sizes.get("Y", 0), sizes.get("X", 0)
+
+    first = tiff.series[0]
+    alike = [index for index, series in enumerate(tiff.series) if index and plane(series) == plane(first)]
+    if alike:
+        names = ", ".join(
+            f"{index}: {tiff.series[index].name or 'unnamed'} ({tiff.series[index].axes} "
+            f"{tuple(tiff.series[index].shape)})"
+            for index in [0, *alike][:6]
+        )
+        raise FmscopeError(
+            f"{path} holds {len(alike) + 1} series of the same image size (positions / scenes of a multi-position "
+            f"acquisition, or images saved one after another: {names}{', ...' if len(alike) > 5 else ''}); "
+            f"fmscope {purpose} and does not pick the first for you.",
+            f"Save the series you mean as its own file, e.g. tifffile.imwrite('pos1.tif', tifffile.imread("
+            f"'{path.name}', series=1)), or open it in Fiji (Bio-Formats asks which series) and save that.",
+        )
+
+
+def _tiff_pixels(tiff: tifffile.TiffFile, path: Path) -> tuple[np.ndarray, str]:
+    """An open TIFF's first series, with its samples axis (RGB, grey + alpha) last, in the colours viewers show
+    (:mod:`fmscope.imaging.tiff_colour`: CMYK, palette, MINISWHITE converted, with a note); other axes refused."""
+    refuse_several_series(tiff, path, "segments one image")
     series = tiff.series[0]
     array, axes = series.asarray(), series.axes
     if "S" in axes:
@@ -135,7 +164,9 @@ def _tiff_pixels(tiff: tifffile.TiffFile, path: Path) -> np.ndarray:
             "Save the plane or channel to segment as its own file; for a z-stack with voxel "
             "sizes use 'fmscope volume' on a NIfTI / NRRD.",
         )
-    return _grey_or_rgb(array.reshape([size for axis, size in zip(axes, array.shape) if axis in "YXS"]), path)
+    plane = array.reshape([size for axis, size in zip(axes, array.shape) if axis in "YXS"])
+    plane, note = tiff_colour.as_picture(plane, series.keyframe, path)
+    return _grey_or_rgb(plane, path), note
 
 
 # EXIF Orientation tag (0x0112) -> how the stored pixels become the picture viewers show (as Pillow's
@@ -196,7 +227,9 @@ def is_dicom(path: Path) -> bool:
 
 
 def _read_medical(path: Path) -> Image2D:
-    """A 2D NIfTI / NRRD / MHA, a one-slice volume, or one DICOM file, with its geometry."""
+    """A 2D NIfTI / NRRD / MHA, a one-slice volume, or one DICOM file, with its geometry (a DICOM SEG,
+    RTSTRUCT ... refused: :mod:`fmscope.imaging.dicom_objects`)."""
+    dicom_objects.require_image(path)
     image = sitk.ReadImage(str(path))
     array = sitk.GetArrayFromImage(image)
     components = image.GetNumberOfComponentsPerPixel()
@@ -232,7 +265,8 @@ def load_image(path: str | os.PathLike) -> Image2D:
     try:
         if suffix in TIFF_SUFFIXES:
             with tifffile.TiffFile(path) as tiff:
-                return Image2D(_tiff_pixels(tiff, path), None)
+                pixels, note = _tiff_pixels(tiff, path)
+            return Image2D(pixels, None, note)
         if suffix in VOLUME_SUFFIXES or suffix == ".dcm" or is_dicom(path):
             return _read_medical(path)
         pixels, note = _read_picture(path)
@@ -266,7 +300,8 @@ def _open_tiff(path: Path, eager_max_pixels: int) -> Image2D | LazyImage:
         if huge:
             return _open_lazy_tiff(tiff, path)
         with tiff:
-            return Image2D(_tiff_pixels(tiff, path), None)
+            pixels, note = _tiff_pixels(tiff, path)
+            return Image2D(pixels, None, note)
     except FmscopeError:
         tiff.close()
         raise
@@ -285,6 +320,8 @@ def _open_lazy_tiff(tiff: tifffile.TiffFile, path: Path) -> LazyImage:
         page = series.pages[0]
         axes, shape = series.axes, tuple(series.shape)
         lazy_image.check_axes(axes, shape, path)
+        if tiff_colour.needs_conversion(page):
+            raise tiff_colour.refuse(page, path, " in a huge image read in parts")
         chunk_bytes = int(np.prod(page.chunks)) * np.dtype(series.dtype).itemsize
         if page.is_memmappable and not page.is_tiled and page.compression == 1 and len(series.pages) == 1:
             return LazyImage(
@@ -358,6 +395,7 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
                 f"--series picks a series in a DICOM folder, but {path} is a file.",
                 "Leave out --series, or give the folder.",
             )
+        dicom_objects.require_image(path)
         try:
             image = sitk.ReadImage(str(path))
         except Exception as error:

@@ -10,6 +10,8 @@ A label image holds one integer id per pixel, 0 = background. People bring them 
 - huge or sparse ids (stitched tiles, hashed ids, up to 2**32 - 1): for instances, relabelled 1..N
   in the order of the ids (ids are names; memory does not grow with the largest id);
 - float images whose values are whole numbers: read as ids;
+- lossy pictures (JPEG, lossy WebP, JPEG-compressed TIFF): a binary mask with compression noise is
+  thresholded at the midpoint, with a note; anything else refused (:mod:`fmscope.imaging.lossy_labels`);
 - refused: RGB colour-coded labels (unless grey, R = G = B), negative ids, fractional values,
   NaN / infinite values.
 
@@ -28,6 +30,8 @@ from scipy import ndimage
 
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
+from fmscope.imaging import tiff_colour
+from fmscope.imaging.lossy_labels import binary_mask_from_lossy, lossy_compression
 
 FIX_COLOUR = (
     "Export the labels as one id per pixel (a grey 8/16/32-bit or an indexed PNG / TIFF: Fiji 'Image > "
@@ -70,10 +74,16 @@ def _tiff_ids(path: Path) -> tuple[np.ndarray, bool]:
     """(array, colour) of a TIFF's first series; palette TIFFs give their indices (tifffile's default)."""
     import tifffile
 
+    from fmscope.imaging import io
+
     with tifffile.TiffFile(path) as tif:
+        io.refuse_several_series(tif, path, "reads one label image")
         series = tif.series[0]
         array, axes = series.asarray(), series.axes.upper()
         photometric = tif.pages[0].photometric
+        if photometric not in (tifffile.PHOTOMETRIC.PALETTE, tifffile.PHOTOMETRIC.MINISWHITE):
+            if tiff_colour.needs_conversion(tif.pages[0]):  # CMYK, CIELAB, raw YCbCr ...: colours, not ids
+                raise tiff_colour.refuse(tif.pages[0], path, " (a colour picture, not a label image)")
     # tifffile.imwrite stores (..., 3 | 4, Y, X) arrays as planar RGB(A) pages: the user's planes, not colour
     planes = series.kind == "shaped" and axes.endswith("SYX")
     colour = "S" in axes and photometric == tifffile.PHOTOMETRIC.RGB and not planes
@@ -99,6 +109,7 @@ def read_label_image(path: str | os.PathLike, instances: bool = True) -> LabelIm
         raise FmscopeError(f"No such file: {path}", "Check the path.")
     suffix = file_suffix(path)
     geometry = None
+    notes: tuple[str, ...] = ()
     try:
         if suffix in io.TIFF_SUFFIXES:
             array, colour = _tiff_ids(path)
@@ -109,6 +120,7 @@ def read_label_image(path: str | os.PathLike, instances: bool = True) -> LabelIm
             read = _pil_indices(path)
             array, colour = read if read is not None else (io.read_image(path), False)
             colour = colour or array.ndim == 3
+        compression = None if path.is_dir() or suffix in io.VOLUME_SUFFIXES else lossy_compression(path)
     except FmscopeError:
         raise
     except Exception as error:  # the libraries raise many types for unreadable files
@@ -116,12 +128,15 @@ def read_label_image(path: str | os.PathLike, instances: bool = True) -> LabelIm
             f"Cannot read {path} as a label image ({type(error).__name__}: {str(error)[:200]}).",
             "Give a PNG, TIFF, NIfTI, NRRD or DICOM label image.",
         ) from None
+    if compression is not None:
+        array, note = binary_mask_from_lossy(array, path.name, compression)
+        notes, colour = ((note,) if note else ()), False
     if colour:
         array = _grey_from_colour(array, path.name)
     if instances:
         labels = instance_labels(array, path.name)
-        return LabelImage(labels.array, geometry, labels.notes)
-    return LabelImage(_ids(array, path.name), geometry)
+        return LabelImage(labels.array, geometry, notes + labels.notes)
+    return LabelImage(_ids(array, path.name), geometry, notes)
 
 
 def _grey_from_colour(array: np.ndarray, name: str) -> np.ndarray:

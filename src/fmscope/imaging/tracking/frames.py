@@ -25,8 +25,17 @@ import tifffile
 
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
+from fmscope.imaging import dicom_objects
 from fmscope.imaging.dicom_pixels import check_pixel_data
-from fmscope.imaging.io import TIFF_SUFFIXES, VOLUME_SUFFIXES, Volume, is_dicom, read_image, read_volume
+from fmscope.imaging.io import (
+    TIFF_SUFFIXES,
+    VOLUME_SUFFIXES,
+    Volume,
+    is_dicom,
+    read_image,
+    read_volume,
+    refuse_several_series,
+)
 from fmscope.imaging.lazy_image import EAGER_MAX_PIXELS
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -243,6 +252,19 @@ def frames_of_array(array, kind: str = "stack", name: str = "the array") -> Fram
 
 
 FRAME_AXES = {"T": "time points", "Z": "z slices", "Q": "pages", "I": "pages"}  # tifffile's axis letters
+# tifffile's other stack axes (TIFF.AXES_NAMES): Micro-Manager positions are read as R (cgohlke/tifffile#198)
+OTHER_AXES = {
+    "R": "positions / tiles (R)",
+    "M": "mosaic tiles (M)",
+    "A": "angles (A)",
+    "P": "phases (P)",
+    "H": "lifetimes (H)",
+    "E": "wavelengths (E)",
+    "L": "exposures (L)",
+    "V": "events (V)",
+    "J": "columns (J)",
+    "K": "rows (K)",
+}
 
 
 class TiffSeriesFrames(FrameSource):
@@ -314,11 +336,22 @@ def _tiff_axes(array: np.ndarray, axes: str, path: Path, channel: int | None) ->
             "Use 'fmscope segment' for one image; a time-lapse is a multi-page TIFF (T, Y, X).",
         )
     if len(stacked) > 1:
-        what = " and ".join(f"{array.shape[axes.index(a)]} {FRAME_AXES.get(a, f'{a!r} planes')}" for a in stacked)
+        names = {**FRAME_AXES, **OTHER_AXES}
+        what = " and ".join(f"{array.shape[axes.index(a)]} {names.get(a, f'{a!r} planes')}" for a in stacked)
         if {"T", "Z"} <= set(stacked):
             raise FmscopeError(
                 f"{path} is a {''.join(stacked)} stack of {what} ({described}): time and z together.",
                 "Save one z plane (or a projection) per time point, then track that.",
+            )
+        if "T" in stacked:  # a time-lapse of several positions, tiles, angles ...: one sequence is tracked
+            extra = next(axis for axis in stacked if axis != "T")
+            index = ", ".join("0" if axis == extra else ":" for axis in original[: original.index(extra) + 1])
+            raise FmscopeError(
+                f"{path} is a time-lapse of {what} ({described}): besides time (T) it has a second stack axis, "
+                f"{names.get(extra, repr(extra))}; fmscope tracks one (T, Y, X) sequence and does not pick one.",
+                f"Save the sequence to track as its own file, e.g. tifffile.imwrite('one.tif', "
+                f"tifffile.imread('{path.name}')[{index}]) for the first of the {array.shape[axes.index(extra)]}, "
+                "or in Fiji 'Image > Duplicate' it.",
             )
         raise FmscopeError(
             f"{path} is a stack of {what} ({described}) without a named time axis.",
@@ -345,6 +378,7 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
             if _plane_pixels(tif.series[0].axes.upper(), tif.series[0].shape) > EAGER_MAX_PIXELS:
                 return _huge_tiff_frames(path, tif, "T" + tif.series[0].axes.upper(), None, appended=True)
             return TiffSeriesFrames(path, tif)
+        refuse_several_series(tif, path, "tracks one")
         series = tif.series[0]
         axes = series.axes.upper()
         if series.kind == "shaped" and axes.endswith("SYX"):
@@ -612,7 +646,11 @@ def _dicom_dataset(path: Path):
     """The pydicom dataset (header only) when ``path`` is a DICOM file, else None; a DICOM file whose
     header or pixel data is cut short is refused as truncated (never taken for a single frame)."""
     try:
-        return check_pixel_data(path)  # one header read: the dataset, its pixel data checked
+        dataset = check_pixel_data(path)  # one header read: the dataset, its pixel data checked
+        kind = dicom_objects.kind_of(str(getattr(dataset, "SOPClassUID", "") or ""))
+        if kind is not None:  # a SEG's frames are segments x slices, not time points
+            raise dicom_objects.refusal(path, kind)
+        return dataset
     except FmscopeError:
         raise
     except Exception as error:  # not DICOM, or a DICOM cut short inside an element
