@@ -109,6 +109,100 @@ def test_visium_positions_any_name_header_and_column_order_read_the_same(visium,
     assert np.abs(slide.adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max() < 1e-6
 
 
+def _write_mex(folder: Path, prefix: str, gz: bool, v2: bool) -> None:
+    """The sample's counts as Matrix Market files, as Space Ranger (v3: features.tsv, 3 columns, gzipped) or
+    Cell Ranger 2 / GEO (v2: genes.tsv, 2 columns) write them."""
+    import gzip
+
+    import scanpy as sc
+    import scipy.io
+
+    counts = sc.read_10x_h5(VISIUM / "filtered_feature_bc_matrix.h5")
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    opener = gzip.open if gz else open
+    genes = [
+        f"{i}\t{n}" + ("" if v2 else "\tGene Expression") for i, n in zip(counts.var["gene_ids"], counts.var_names)
+    ]
+    with opener(folder / f"{prefix}matrix.mtx{ext}", "wb") as handle:
+        scipy.io.mmwrite(handle, counts.X.T.tocoo().astype(np.int64))
+    with opener(folder / f"{prefix}barcodes.tsv{ext}", "wt") as handle:
+        handle.write("\n".join(counts.obs_names) + "\n")
+    with opener(folder / f"{prefix}{'genes' if v2 else 'features'}.tsv{ext}", "wt") as handle:
+        handle.write("\n".join(genes) + "\n")
+
+
+@FEW
+@given(
+    kind=st.sampled_from(["h5", "prefixed h5", "mex folder", "prefixed mex folder", "flat prefixed mex"]),
+    gz=st.booleans(),
+    v2=st.booleans(),
+    raw_beside=st.booleans(),
+    packed_beside=st.booleans(),
+)
+@example(kind="mex folder", gz=True, v2=False, raw_beside=False, packed_beside=False)  # NU12: GEO's MEX folder
+@example(kind="prefixed h5", gz=True, v2=False, raw_beside=False, packed_beside=True)  # NU12: 10x's downloads
+def test_visium_counts_as_downloaded_read_the_same_spots(visium, tmp_path, kind, gz, v2, raw_beside, packed_beside):
+    """NU12 (squidpy#802, seurat#7157, spatialdata-io#43): the counts as Space Ranger's .h5, 10x's sample-prefixed
+    download, a MEX folder (Space Ranger's or GEO's, gzipped or not, features.tsv or genes.tsv) or GEO's flat
+    prefixed MEX files, beside a raw matrix or the spatial tarball: the same spots, genes, counts and positions."""
+    folder = tmp_path / uuid.uuid4().hex
+    shutil.copytree(VISIUM / "spatial", folder / "spatial")
+    sample = "V1_Adult_Mouse_Brain_"
+    if kind.endswith("h5"):
+        name = ("" if kind == "h5" else sample) + "filtered_feature_bc_matrix.h5"
+        shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", folder / name)
+    elif kind == "flat prefixed mex":
+        _write_mex(folder, "GSM4565826_", gz, v2)
+    else:
+        _write_mex(folder / (("" if kind == "mex folder" else sample) + "filtered_feature_bc_matrix"), "", gz, v2)
+    if raw_beside:
+        shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", folder / "raw_feature_bc_matrix.h5")
+    if packed_beside:
+        shutil.make_archive(str(folder / f"{sample}spatial"), "gztar", folder, "spatial")
+    before = snapshot(folder)
+    slide = io.read_slide(folder)
+    assert list(slide.adata.obs_names) == list(visium.adata.obs_names)
+    assert list(slide.adata.var_names) == list(visium.adata.var_names)
+    assert (slide.adata.X != visium.adata.X).nnz == 0
+    assert np.abs(slide.adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max() < 1e-9
+    assert (kind == "h5") != any("Counts read from" in n for n in slide.notices)
+    assert snapshot(folder) == before
+
+
+def test_a_visium_folder_without_one_counts_matrix_is_refused_naming_what_is_looked_for(tmp_path):
+    """No matrix, two samples' matrices, a MEX folder missing a file, spatial/ still packed: each refused by
+    name, through the CLI (exit 1), nothing written."""
+    import tarfile
+
+    cases = {}
+    for case in ("none", "two", "incomplete", "packed"):
+        cases[case] = tmp_path / case
+        shutil.copytree(VISIUM / "spatial", cases[case] / "spatial")
+    shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", cases["none"] / "raw_feature_bc_matrix.h5")
+    for sample in ("A1", "B1"):
+        shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", cases["two"] / f"{sample}_filtered_feature_bc_matrix.h5")
+    _write_mex(cases["incomplete"] / "filtered_feature_bc_matrix", "", True, False)
+    (cases["incomplete"] / "filtered_feature_bc_matrix" / "barcodes.tsv.gz").unlink()
+    with tarfile.open(cases["packed"] / "V1_spatial.tar.gz", "w:gz") as tar:
+        tar.add(cases["packed"] / "spatial", "spatial")
+    shutil.rmtree(cases["packed"] / "spatial")
+    shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", cases["packed"] / "V1_filtered_feature_bc_matrix.h5")
+    expected = {
+        "none": r"no Visium counts matrix: fmscope looks for filtered_feature_bc_matrix\.h5 .* holds "
+        r"raw_feature_bc_matrix\.h5, spatial/",
+        "two": r"2 counts matrices \(A1_filtered_feature_bc_matrix\.h5, B1_filtered_feature_bc_matrix\.h5\)",
+        "incomplete": r"without barcodes\.tsv\(\.gz\)",
+        "packed": r"still packed in V1_spatial\.tar\.gz",
+    }
+    for case, pattern in expected.items():
+        before = snapshot(cases[case])
+        with pytest.raises(FmscopeError, match=pattern):
+            io.read_slide(cases[case])
+        assert main(["domains", str(cases[case]), "-o", str(tmp_path / f"{case}.h5ad")]) == 1
+        assert snapshot(cases[case]) == before and not (tmp_path / f"{case}.h5ad").exists()
+
+
 # --- coordinate units -----------------------------------------------------------------------------------
 
 
