@@ -323,6 +323,99 @@ def test_store_units_from_its_transformations_and_scale_factors(tmp_path, how, s
             io.read_slide(path, microns_per_unit=scale * 1.5)
 
 
+def _store_annotating(
+    path: Path, element: str, scale: float, offset: tuple[float, float], ids_as_text: bool, seed: int
+):
+    """A store of 30 cells (20 um apart) whose table, with no obsm['spatial'], annotates circles, outlines
+    (diamonds) or a label image (5 x 5 pixel squares) in file units (a 'microns' system: ``scale`` um per unit,
+    ``offset``), its rows in another order than the element's; returns the cells' true (x, y) in microns, in the
+    table's row order."""
+    import geopandas as gpd
+    import shapely
+    import spatialdata
+    from spatialdata.models import Labels2DModel, ShapesModel, TableModel
+    from spatialdata.transformations import Affine
+
+    rng = np.random.default_rng(seed)
+    file_xy = np.c_[np.arange(30) % 6, np.arange(30) // 6] * 12.0 + 10.0  # integer pixels, for the label image
+    ids = np.arange(1, 31)
+    to_microns = Affine(
+        np.array([[scale, 0, offset[0]], [0, scale, offset[1]], [0, 0, 1]]),
+        input_axes=("x", "y"),
+        output_axes=("x", "y"),
+    )
+    if element == "labels":
+        raster = np.zeros((90, 90), np.int32)
+        for k, (x, y) in zip(ids, file_xy.astype(int)):
+            raster[y - 2 : y + 3, x - 2 : x + 3] = k
+        elements = {
+            "labels": {"cells": Labels2DModel.parse(raster, dims=("y", "x"), transformations={"microns": to_microns})}
+        }
+    else:
+        geometry = (
+            shapely.points(file_xy)
+            if element == "circles"
+            else [shapely.Polygon([(x - 3, y), (x, y - 3), (x + 3, y), (x, y + 3)]) for x, y in file_xy]
+        )
+        frame = gpd.GeoDataFrame({"geometry": geometry}, index=pd.Index(ids, name="cell_id"))
+        if element == "circles":
+            frame["radius"] = 2.5
+        elements = {"shapes": {"cells": ShapesModel.parse(frame, transformations={"microns": to_microns})}}
+    order = rng.permutation(30)
+    table = ad.AnnData(
+        X=sp.csr_matrix(rng.poisson(2.0, (30, 12)).astype(np.float32)),
+        obs=pd.DataFrame(
+            {
+                "region": pd.Categorical(["cells"] * 30),
+                "cell_id": ids[order].astype(str) if ids_as_text else ids[order],
+            },
+            index=[f"row{i}" for i in range(30)],
+        ),
+    )
+    table = TableModel.parse(table, region="cells", region_key="region", instance_key="cell_id")
+    spatialdata.SpatialData(**elements, tables={"table": table}).write(path)
+    centres = file_xy + (0.5 if element == "labels" else 0.0)  # a label pixel [i, i + 1) is centred at i + 0.5
+    return centres[order] * scale + np.asarray(offset)
+
+
+@FEW
+@given(
+    element=st.sampled_from(["circles", "outlines", "labels"]),
+    scale=st.floats(0.25, 4.0),
+    offset=st.tuples(st.floats(-300, 300), st.floats(-300, 300)),
+    ids_as_text=st.booleans(),
+    seed=st.integers(0, 9),
+)
+@example(element="circles", scale=0.5, offset=(0.0, 0.0), ids_as_text=False, seed=0)  # NU17
+@example(element="outlines", scale=2.0, offset=(-40.0, 15.0), ids_as_text=True, seed=1)
+@example(element="labels", scale=0.7, offset=(12.0, -3.0), ids_as_text=False, seed=2)
+def test_a_table_without_obsm_spatial_takes_its_cells_from_the_element_it_annotates(
+    tmp_path, element, scale, offset, ids_as_text, seed
+):
+    """NU17 (spatialdata#387, #1150): a table with no obsm['spatial'] annotating circles, outlines or labels is
+    read at the circle centres / centroids of its cells, matched by the instance key (rows in any order, ids as
+    numbers or text), mapped to microns by the element's transformation."""
+    path = tmp_path / f"s{uuid.uuid4().hex}.zarr"
+    truth = _store_annotating(path, element, scale, offset, ids_as_text, seed)
+    slide = io.read_slide(path)
+    assert np.abs(slide.adata.obsm["spatial"] - truth).max() < 1e-6 * max(1.0, abs(max(offset, key=abs)))
+    assert any("no obsm['spatial']" in n and "'cells'" in n for n in slide.notices)
+    if element == "circles":
+        assert abs(slide.spot_diameter_um - 5.0 * scale) < 1e-6
+
+
+def test_a_table_whose_cells_are_not_in_the_element_it_annotates_is_refused_naming_it(tmp_path):
+    import spatialdata
+
+    _store_annotating(tmp_path / "s.zarr", "circles", 1.0, (0.0, 0.0), False, 0)
+    sdata = spatialdata.read_zarr(tmp_path / "s.zarr")
+    table = sdata.tables["table"]
+    table.obs["cell_id"] = table.obs["cell_id"].to_numpy() + 100  # ids of another segmentation
+    sdata.write(tmp_path / "other.zarr")
+    with pytest.raises(FmscopeError, match=r"30 of the table's 30 cells .* not in 'cells'"):
+        io.read_slide(tmp_path / "other.zarr")
+
+
 def test_a_cropped_store_keeps_the_image_under_its_cells(tmp_path):
     """A bounding-box crop of a spatialdata-io Visium store (images get an offset): the image stays placed."""
     import spatialdata

@@ -37,6 +37,7 @@ import scipy.sparse as sp
 from fmscope.errors import FmscopeError
 from fmscope.omics import units as unit_rules
 from fmscope.omics import visium_counts
+from fmscope.omics.element_coordinates import annotated_element, element_coordinates
 from fmscope.omics.expression import counts_view
 from fmscope.omics.raster import CellGrid
 from fmscope.omics.tissue_image import tissue_image
@@ -566,11 +567,15 @@ def _from_spatialdata(sdata, path: Path, technology: str | None = None) -> Slide
         if "spatial" not in adata.obsm and {"x", "y"} <= set(adata.obs.columns):
             adata.obsm["spatial"] = adata.obs[["x", "y"]].to_numpy(float)
         shapes = _annotated_shapes(sdata, adata)
+        if "spatial" not in adata.obsm and (found := element_coordinates(sdata, adata)) is not None:
+            adata.obsm["spatial"], taken = found  # in the element's intrinsic units, as obsm['spatial'] would be
+            notices.append(f"The table has no obsm['spatial']: its cells are at the {taken}.")
+            shapes = shapes if shapes is not None else annotated_element(sdata, adata)[1]  # labels: units, image
     else:
         adata = _aggregate_transcripts(sdata, path)
         shapes = sdata.shapes[adata.uns["fmscope"]["built_from"].split(" counted in ")[-1]]
     levels, affine = _spatialdata_image(sdata, shapes)
-    size, shape = _cell_size(shapes)
+    size, shape = _cell_size(shapes) if shapes is None or hasattr(shapes, "geometry") else (None, "circle")
     slide = Slide(
         adata,
         levels[0] if levels else None,
