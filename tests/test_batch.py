@@ -503,3 +503,34 @@ def test_local_workers_keep_this_process_malloc_settings_and_one_torch_thread():
         client.close()
         cluster.close()
     assert settings == [(os.environ.get("MALLOC_TRIM_THRESHOLD_"), 1, "1")]
+
+
+def test_a_model_file_or_checkpoint_rewritten_in_place_redoes_the_item(tmp_path, monkeypatch):
+    """NU13: `train-segmenter -o tuned.pt` run again rewrites the file a manifest's `model` names; the item's
+    signature holds the contents of its model file and checkpoint (file or folder), not only their paths."""
+    from fmscope.batch.records import finished_row, item_folder, signature, write_record
+
+    monkeypatch.chdir(tmp_path)  # a model file is read relative to the working folder, as the single commands
+    tifffile.imwrite(tmp_path / "img.tif", np.zeros((8, 8), np.uint8))
+    (tmp_path / "tuned.pt").write_bytes(b"weights 1")
+    (tmp_path / "scgpt").mkdir()
+    (tmp_path / "scgpt" / "best_model.pt").write_bytes(b"scgpt 1")
+    rows = [
+        {"id": "tuned", "job": "segment", "input": "img.tif", "box": "1 1 5 5", "model": "tuned.pt"},
+        {"id": "ckpt", "job": "embed", "input": "img.tif", "checkpoint": "scgpt"},
+        {"id": "plain", "job": "segment", "input": "img.tif", "box": "1 1 5 5"},
+    ]
+    items = read_manifest(write_manifest(tmp_path / "m.csv", rows))
+    before = {item.id: signature(item) for item in items}
+    for item in items:
+        item_folder(tmp_path / "out", item).mkdir(parents=True)
+        write_record(item_folder(tmp_path / "out", item), before[item.id], {"status": "done"})
+    os.utime(tmp_path / "tuned.pt")  # touched, the same bytes: still finished
+    assert {item.id: signature(item) for item in items} == before
+    (tmp_path / "tuned.pt").write_bytes(b"weights 2")  # re-trained in place
+    (tmp_path / "scgpt" / "best_model.pt").write_bytes(b"scgpt 2")
+    after = {item.id: signature(item) for item in items}
+    assert after["tuned"] != before["tuned"] and after["ckpt"] != before["ckpt"]
+    assert after["plain"] == before["plain"]  # a catalogue model: the signature of earlier runs
+    redo = {item.id: finished_row(tmp_path / "out", item, after[item.id]) for item in items}
+    assert redo == {"tuned": None, "ckpt": None, "plain": {"status": "done"}}

@@ -70,6 +70,14 @@ def test_head_applies_to_another_slide(tissue, tmp_path):
 SCGPT_TINY = Path(__file__).parent / "fixtures" / "scgpt_tiny"
 
 
+def _in_tiny_vocabulary(adata: ad.AnnData) -> ad.AnnData:
+    """The tiny checkpoint's vocabulary is GENE0..GENE39 (+ 4 symbols): the first 40 genes take those names (fewer
+    matched genes are refused as too low a vocabulary coverage, fmscope.omics.vocab.require_coverage)."""
+    out = adata.copy()
+    out.var_names = [f"GENE{i}" if i < 40 else str(name) for i, name in enumerate(out.var_names)]
+    return out
+
+
 def test_scgpt_last_layer_tuning_is_saved_resumed_and_applied(tissue, tmp_path):
     """Tuning scGPT's last layer changes that layer only; the head file carries it, so applying the
     head (here and on another slide) uses the tuned model; resuming does not tune again."""
@@ -77,6 +85,7 @@ def test_scgpt_last_layer_tuning_is_saved_resumed_and_applied(tissue, tmp_path):
 
     from fmscope.omics.models.scgpt import load_scgpt
 
+    tissue = _in_tiny_vocabulary(tissue)
     labels = annotate_blocks(tissue)
     result = finetune_head(
         tissue,
@@ -99,7 +108,7 @@ def test_scgpt_last_layer_tuning_is_saved_resumed_and_applied(tissue, tmp_path):
     )
     classes, probabilities = apply_head(tmp_path / "head.pt", tissue)
     assert classes == result.classes and np.allclose(probabilities, result.probabilities, atol=1e-5)
-    other = semi_synthetic_tissue(purity=0.6, seed=7)
+    other = _in_tiny_vocabulary(semi_synthetic_tissue(purity=0.6, seed=7))
     assert apply_head(tmp_path / "head.pt", other)[1].shape == (other.n_obs, 4)
     resumed = finetune_head(
         tissue,
@@ -170,9 +179,10 @@ def test_finetune_and_classify_cli(tissue, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "fmscope_uncertainty" in ad.read_h5ad(tmp_path / "classified.h5ad").obs
+    _in_tiny_vocabulary(slide).write_h5ad(tmp_path / "tissue_tiny.h5ad")
     result = run(
         "finetune",
-        tmp_path / "tissue.h5ad",
+        tmp_path / "tissue_tiny.h5ad",
         "--annotations",
         "annotation",
         "--head",

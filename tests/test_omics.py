@@ -4,10 +4,12 @@ import os
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 from cli_runner import run_cli
 
 from fmscope import samples
+from fmscope.cli import main
 from fmscope.errors import FmscopeError
 from fmscope.metrics import ari, nmi
 from fmscope.omics import io
@@ -269,3 +271,30 @@ def test_domains_on_a_slide_of_20000_cells():
     score = ari(slide.obs["true_domain"], slide.obs["fmscope_domain"])
     print(f"\n20,000-cell ring slide: ARI {score:.3f}")
     assert score > 0.8
+
+
+def _slide_of_genes(path, names: list[str]) -> None:
+    rng = np.random.default_rng(0)
+    slide = ad.AnnData(X=rng.poisson(2.0, (60, len(names))).astype(np.float32), var=pd.DataFrame(index=names))
+    slide.obsm["spatial"] = np.c_[np.arange(60) % 10, np.arange(60) // 10] * 20.0
+    slide.uns["fmscope"] = {"microns_per_unit": 1.0}
+    slide.write_h5ad(path)
+
+
+def test_low_vocabulary_coverage_is_refused_or_said_on_its_own_line_before_the_bar(tmp_path, capsys):
+    """NU16 (scGPT#117, #90): 3 of 44 genes in the vocabulary is refused naming the coverage, nothing written;
+    30 of 44 (68 %) is embedded, the coverage said as an fmscope note before the progress bar starts."""
+    _slide_of_genes(tmp_path / "few.h5ad", [f"GENE{i}" if i < 3 else f"X{i}" for i in range(44)])
+    _slide_of_genes(tmp_path / "most.h5ad", [f"GENE{i}" if i < 30 else f"X{i}" for i in range(44)])
+    assert (
+        main(["embed", str(tmp_path / "few.h5ad"), "--checkpoint", SCGPT_FIXTURE, "-o", str(tmp_path / "f.h5ad")]) == 1
+    )
+    err = capsys.readouterr().err
+    assert "vocabulary coverage 7%" in err and "3/44 panel genes" in err and not (tmp_path / "f.h5ad").exists()
+    assert (
+        main(["embed", str(tmp_path / "most.h5ad"), "--checkpoint", SCGPT_FIXTURE, "-o", str(tmp_path / "m.h5ad")]) == 0
+    )
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    said = [k for k, line in enumerate(lines) if line.startswith("fmscope: note: Vocabulary coverage 68%: 30/44")]
+    bar = [k for k, line in enumerate(lines) if "embedding cells" in line]
+    assert said and (not bar or said[0] < bar[0]), lines

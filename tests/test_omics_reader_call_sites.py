@@ -13,11 +13,11 @@ ALLOWED = {
         "omics/synthetic.py",
     },  # synthetic.py: the packaged PBMC sample it builds tissues from
     r"\bread_zarr\(": {"omics/io.py"},
-    r"\bsc\.read_\w+\(|\bread_10x_\w+\(": {"omics/io.py"},
+    r"\bsc\.read_\w+\(|\bread_10x_\w+\(": {"omics/io.py", "omics/visium_counts.py"},  # the slide reader's Visium counts
     r"\bspatialdata_io\.\w+\(": {"omics/io.py"},
-    # CSV tables of the omics families: Visium positions (slides), scGPT-spatial gene means (its checkpoint
-    # folder), annotation tables (finetune's reader)
-    r"\bpd\.read_csv\(": {"omics/io.py", "omics/models/scgpt.py", "omics/finetune.py"},
+    # CSV tables of the omics families: Visium positions and MEX counts (slides), scGPT-spatial gene means (its
+    # checkpoint folder), annotation tables (finetune's reader)
+    r"\bpd\.read_csv\(": {"omics/io.py", "omics/visium_counts.py", "omics/models/scgpt.py", "omics/finetune.py"},
 }
 
 

@@ -109,6 +109,100 @@ def test_visium_positions_any_name_header_and_column_order_read_the_same(visium,
     assert np.abs(slide.adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max() < 1e-6
 
 
+def _write_mex(folder: Path, prefix: str, gz: bool, v2: bool) -> None:
+    """The sample's counts as Matrix Market files, as Space Ranger (v3: features.tsv, 3 columns, gzipped) or
+    Cell Ranger 2 / GEO (v2: genes.tsv, 2 columns) write them."""
+    import gzip
+
+    import scanpy as sc
+    import scipy.io
+
+    counts = sc.read_10x_h5(VISIUM / "filtered_feature_bc_matrix.h5")
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    opener = gzip.open if gz else open
+    genes = [
+        f"{i}\t{n}" + ("" if v2 else "\tGene Expression") for i, n in zip(counts.var["gene_ids"], counts.var_names)
+    ]
+    with opener(folder / f"{prefix}matrix.mtx{ext}", "wb") as handle:
+        scipy.io.mmwrite(handle, counts.X.T.tocoo().astype(np.int64))
+    with opener(folder / f"{prefix}barcodes.tsv{ext}", "wt") as handle:
+        handle.write("\n".join(counts.obs_names) + "\n")
+    with opener(folder / f"{prefix}{'genes' if v2 else 'features'}.tsv{ext}", "wt") as handle:
+        handle.write("\n".join(genes) + "\n")
+
+
+@FEW
+@given(
+    kind=st.sampled_from(["h5", "prefixed h5", "mex folder", "prefixed mex folder", "flat prefixed mex"]),
+    gz=st.booleans(),
+    v2=st.booleans(),
+    raw_beside=st.booleans(),
+    packed_beside=st.booleans(),
+)
+@example(kind="mex folder", gz=True, v2=False, raw_beside=False, packed_beside=False)  # NU12: GEO's MEX folder
+@example(kind="prefixed h5", gz=True, v2=False, raw_beside=False, packed_beside=True)  # NU12: 10x's downloads
+def test_visium_counts_as_downloaded_read_the_same_spots(visium, tmp_path, kind, gz, v2, raw_beside, packed_beside):
+    """NU12 (squidpy#802, seurat#7157, spatialdata-io#43): the counts as Space Ranger's .h5, 10x's sample-prefixed
+    download, a MEX folder (Space Ranger's or GEO's, gzipped or not, features.tsv or genes.tsv) or GEO's flat
+    prefixed MEX files, beside a raw matrix or the spatial tarball: the same spots, genes, counts and positions."""
+    folder = tmp_path / uuid.uuid4().hex
+    shutil.copytree(VISIUM / "spatial", folder / "spatial")
+    sample = "V1_Adult_Mouse_Brain_"
+    if kind.endswith("h5"):
+        name = ("" if kind == "h5" else sample) + "filtered_feature_bc_matrix.h5"
+        shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", folder / name)
+    elif kind == "flat prefixed mex":
+        _write_mex(folder, "GSM4565826_", gz, v2)
+    else:
+        _write_mex(folder / (("" if kind == "mex folder" else sample) + "filtered_feature_bc_matrix"), "", gz, v2)
+    if raw_beside:
+        shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", folder / "raw_feature_bc_matrix.h5")
+    if packed_beside:
+        shutil.make_archive(str(folder / f"{sample}spatial"), "gztar", folder, "spatial")
+    before = snapshot(folder)
+    slide = io.read_slide(folder)
+    assert list(slide.adata.obs_names) == list(visium.adata.obs_names)
+    assert list(slide.adata.var_names) == list(visium.adata.var_names)
+    assert (slide.adata.X != visium.adata.X).nnz == 0
+    assert np.abs(slide.adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max() < 1e-9
+    assert (kind == "h5") != any("Counts read from" in n for n in slide.notices)
+    assert snapshot(folder) == before
+
+
+def test_a_visium_folder_without_one_counts_matrix_is_refused_naming_what_is_looked_for(tmp_path):
+    """No matrix, two samples' matrices, a MEX folder missing a file, spatial/ still packed: each refused by
+    name, through the CLI (exit 1), nothing written."""
+    import tarfile
+
+    cases = {}
+    for case in ("none", "two", "incomplete", "packed"):
+        cases[case] = tmp_path / case
+        shutil.copytree(VISIUM / "spatial", cases[case] / "spatial")
+    shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", cases["none"] / "raw_feature_bc_matrix.h5")
+    for sample in ("A1", "B1"):
+        shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", cases["two"] / f"{sample}_filtered_feature_bc_matrix.h5")
+    _write_mex(cases["incomplete"] / "filtered_feature_bc_matrix", "", True, False)
+    (cases["incomplete"] / "filtered_feature_bc_matrix" / "barcodes.tsv.gz").unlink()
+    with tarfile.open(cases["packed"] / "V1_spatial.tar.gz", "w:gz") as tar:
+        tar.add(cases["packed"] / "spatial", "spatial")
+    shutil.rmtree(cases["packed"] / "spatial")
+    shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", cases["packed"] / "V1_filtered_feature_bc_matrix.h5")
+    expected = {
+        "none": r"no Visium counts matrix: fmscope looks for filtered_feature_bc_matrix\.h5 .* holds "
+        r"raw_feature_bc_matrix\.h5, spatial/",
+        "two": r"2 counts matrices \(A1_filtered_feature_bc_matrix\.h5, B1_filtered_feature_bc_matrix\.h5\)",
+        "incomplete": r"without barcodes\.tsv\(\.gz\)",
+        "packed": r"still packed in V1_spatial\.tar\.gz",
+    }
+    for case, pattern in expected.items():
+        before = snapshot(cases[case])
+        with pytest.raises(FmscopeError, match=pattern):
+            io.read_slide(cases[case])
+        assert main(["domains", str(cases[case]), "-o", str(tmp_path / f"{case}.h5ad")]) == 1
+        assert snapshot(cases[case]) == before and not (tmp_path / f"{case}.h5ad").exists()
+
+
 # --- coordinate units -----------------------------------------------------------------------------------
 
 
@@ -227,6 +321,99 @@ def test_store_units_from_its_transformations_and_scale_factors(tmp_path, how, s
     if how != "nothing":
         with pytest.raises(FmscopeError, match="disagrees"):
             io.read_slide(path, microns_per_unit=scale * 1.5)
+
+
+def _store_annotating(
+    path: Path, element: str, scale: float, offset: tuple[float, float], ids_as_text: bool, seed: int
+):
+    """A store of 30 cells (20 um apart) whose table, with no obsm['spatial'], annotates circles, outlines
+    (diamonds) or a label image (5 x 5 pixel squares) in file units (a 'microns' system: ``scale`` um per unit,
+    ``offset``), its rows in another order than the element's; returns the cells' true (x, y) in microns, in the
+    table's row order."""
+    import geopandas as gpd
+    import shapely
+    import spatialdata
+    from spatialdata.models import Labels2DModel, ShapesModel, TableModel
+    from spatialdata.transformations import Affine
+
+    rng = np.random.default_rng(seed)
+    file_xy = np.c_[np.arange(30) % 6, np.arange(30) // 6] * 12.0 + 10.0  # integer pixels, for the label image
+    ids = np.arange(1, 31)
+    to_microns = Affine(
+        np.array([[scale, 0, offset[0]], [0, scale, offset[1]], [0, 0, 1]]),
+        input_axes=("x", "y"),
+        output_axes=("x", "y"),
+    )
+    if element == "labels":
+        raster = np.zeros((90, 90), np.int32)
+        for k, (x, y) in zip(ids, file_xy.astype(int)):
+            raster[y - 2 : y + 3, x - 2 : x + 3] = k
+        elements = {
+            "labels": {"cells": Labels2DModel.parse(raster, dims=("y", "x"), transformations={"microns": to_microns})}
+        }
+    else:
+        geometry = (
+            shapely.points(file_xy)
+            if element == "circles"
+            else [shapely.Polygon([(x - 3, y), (x, y - 3), (x + 3, y), (x, y + 3)]) for x, y in file_xy]
+        )
+        frame = gpd.GeoDataFrame({"geometry": geometry}, index=pd.Index(ids, name="cell_id"))
+        if element == "circles":
+            frame["radius"] = 2.5
+        elements = {"shapes": {"cells": ShapesModel.parse(frame, transformations={"microns": to_microns})}}
+    order = rng.permutation(30)
+    table = ad.AnnData(
+        X=sp.csr_matrix(rng.poisson(2.0, (30, 12)).astype(np.float32)),
+        obs=pd.DataFrame(
+            {
+                "region": pd.Categorical(["cells"] * 30),
+                "cell_id": ids[order].astype(str) if ids_as_text else ids[order],
+            },
+            index=[f"row{i}" for i in range(30)],
+        ),
+    )
+    table = TableModel.parse(table, region="cells", region_key="region", instance_key="cell_id")
+    spatialdata.SpatialData(**elements, tables={"table": table}).write(path)
+    centres = file_xy + (0.5 if element == "labels" else 0.0)  # a label pixel [i, i + 1) is centred at i + 0.5
+    return centres[order] * scale + np.asarray(offset)
+
+
+@FEW
+@given(
+    element=st.sampled_from(["circles", "outlines", "labels"]),
+    scale=st.floats(0.25, 4.0),
+    offset=st.tuples(st.floats(-300, 300), st.floats(-300, 300)),
+    ids_as_text=st.booleans(),
+    seed=st.integers(0, 9),
+)
+@example(element="circles", scale=0.5, offset=(0.0, 0.0), ids_as_text=False, seed=0)  # NU17
+@example(element="outlines", scale=2.0, offset=(-40.0, 15.0), ids_as_text=True, seed=1)
+@example(element="labels", scale=0.7, offset=(12.0, -3.0), ids_as_text=False, seed=2)
+def test_a_table_without_obsm_spatial_takes_its_cells_from_the_element_it_annotates(
+    tmp_path, element, scale, offset, ids_as_text, seed
+):
+    """NU17 (spatialdata#387, #1150): a table with no obsm['spatial'] annotating circles, outlines or labels is
+    read at the circle centres / centroids of its cells, matched by the instance key (rows in any order, ids as
+    numbers or text), mapped to microns by the element's transformation."""
+    path = tmp_path / f"s{uuid.uuid4().hex}.zarr"
+    truth = _store_annotating(path, element, scale, offset, ids_as_text, seed)
+    slide = io.read_slide(path)
+    assert np.abs(slide.adata.obsm["spatial"] - truth).max() < 1e-6 * max(1.0, abs(max(offset, key=abs)))
+    assert any("no obsm['spatial']" in n and "'cells'" in n for n in slide.notices)
+    if element == "circles":
+        assert abs(slide.spot_diameter_um - 5.0 * scale) < 1e-6
+
+
+def test_a_table_whose_cells_are_not_in_the_element_it_annotates_is_refused_naming_it(tmp_path):
+    import spatialdata
+
+    _store_annotating(tmp_path / "s.zarr", "circles", 1.0, (0.0, 0.0), False, 0)
+    sdata = spatialdata.read_zarr(tmp_path / "s.zarr")
+    table = sdata.tables["table"]
+    table.obs["cell_id"] = table.obs["cell_id"].to_numpy() + 100  # ids of another segmentation
+    sdata.write(tmp_path / "other.zarr")
+    with pytest.raises(FmscopeError, match=r"30 of the table's 30 cells .* not in 'cells'"):
+        io.read_slide(tmp_path / "other.zarr")
 
 
 def test_a_cropped_store_keeps_the_image_under_its_cells(tmp_path):

@@ -15,7 +15,9 @@ import shutil
 from pathlib import Path
 
 import fmscope
+from fmscope import models
 from fmscope.batch.manifest import BatchItem
+from fmscope.file_hash import file_sha256
 
 RECORD = "record.json"
 CHUNK = 1 << 20
@@ -30,8 +32,24 @@ def _hash_path(digest: "hashlib._Hash", path: Path) -> None:
                 digest.update(chunk)
 
 
+def _model_files(item: BatchItem) -> list[tuple[str, Path]]:
+    """(name, file) of the item's model files that are not part of fmscope: a model file (``model`` as a path,
+    read relative to the working folder as the single commands read it) and the ``checkpoint`` file or each
+    file of a checkpoint folder (named relative to it)."""
+    paths = [Path(item.model)] if models.is_model_file(item.model) else []
+    paths += [Path(item.checkpoint)] if item.checkpoint else []
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files += [(str(p.relative_to(path)), p) for p in sorted(path.rglob("*")) if p.is_file()]
+        elif path.is_file():
+            files.append((path.name, path))
+    return files
+
+
 def signature(item: BatchItem) -> str:
-    """sha256 of the item's input, prompt and truth files' contents, its settings and fmscope's version."""
+    """sha256 of the item's input, prompt and truth files' contents, its settings, fmscope's version and the
+    contents of its model file and checkpoint (re-trained in place under the same name: the item is redone)."""
     digest = hashlib.sha256(
         json.dumps({**item.options_record(), "version": fmscope.__version__}, sort_keys=True).encode()
     )
@@ -39,6 +57,8 @@ def signature(item: BatchItem) -> str:
         digest.update(b"|")
         if path is not None and path.exists():
             _hash_path(digest, path)
+    for name, file in _model_files(item):  # none for a catalogue model: older signatures unchanged
+        digest.update(f"|model {name} {file_sha256(file)}".encode())
     return digest.hexdigest()
 
 

@@ -100,6 +100,7 @@ def _embed(slide, args: argparse.Namespace):
             progress=progress,
             backend=args.backend,
             precision="fast" if args.fast else "fp32",
+            note=lambda line: _note([line]),  # before the bar starts: a line of its own
         )
     _note(slide.adata.uns["fmscope"].get("skipped_weights", []))
     return embedding, method

@@ -11,7 +11,8 @@ official-style random subsample. Cells are streamed in batches so memory stays b
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import anndata as ad
@@ -22,7 +23,7 @@ import torch
 from fmscope.errors import FmscopeError
 from fmscope.omics.binning import bin_values
 from fmscope.omics.models.scgpt import ScGPT
-from fmscope.omics.vocab import match_genes
+from fmscope.omics.vocab import coverage_note, match_genes, require_coverage
 from fmscope.progress import Progress, as_progress
 
 EMBEDDING_KEY = "X_fmscope"
@@ -167,12 +168,8 @@ def scgpt_inputs(
     ``cells``), streamed; cells of similar length share a batch (less padding, same results)."""
     config = model.config
     ensembl = adata.var["gene_ids"].tolist() if "gene_ids" in adata.var else None
-    match = match_genes(list(adata.var_names), vocab, ensembl)
-    if match.n_matched == 0:
-        raise FmscopeError(
-            f"No gene of the slide is in the model's vocabulary ({match.report(show=5)}).",
-            "Check the gene names (symbols expected) or use the baseline encoder.",
-        )
+    match = match_genes(list(adata.var_names), vocab, ensembl, warn=False)
+    require_coverage(match)
     keep = match.ids >= 0
     counts = adata.X[:, keep]
     gene_ids = match.ids[keep]
@@ -267,16 +264,25 @@ def embed_cells(
     progress: Progress | None = None,
     backend: str | None = None,
     precision: str = "fp32",
+    note: Callable[[str], None] | None = None,
 ) -> tuple[np.ndarray, str]:
     """Embed every cell with scGPT (``checkpoint`` folder) or the baseline; store it in
     ``adata.obsm["X_fmscope"]``, the encoder's name in ``adata.uns["fmscope"]["encoder"]`` and, for
     checkpoints with parts fmscope skips, why each is skipped in ``adata.uns["fmscope"]["skipped_weights"]``.
-    ``backend`` / ``precision``: scGPT's runtime and precision (:func:`scgpt_embedding`)."""
+    ``backend`` / ``precision``: scGPT's runtime and precision (:func:`scgpt_embedding`). The vocabulary coverage
+    is checked before any cell is embedded (:func:`fmscope.omics.vocab.require_coverage`: too low is refused,
+    FmscopeError); a low one is told to ``note`` (the CLI prints it on its own line before the progress bar;
+    None: a UserWarning)."""
     skipped: list[str] = []
     if checkpoint is not None:
         from fmscope.omics.models.scgpt import load_scgpt
 
         model, vocab, report = load_scgpt(checkpoint, device=device or "cpu")
+        ensembl = adata.var["gene_ids"].tolist() if "gene_ids" in adata.var else None
+        match = match_genes(list(adata.var_names), vocab, ensembl, warn=False)
+        require_coverage(match)
+        if (line := coverage_note(match)) is not None:
+            note(line) if note is not None else warnings.warn(line, stacklevel=2)
         embedding = scgpt_embedding(
             adata, model, vocab, batch_size=batch_size, progress=progress, backend=backend, precision=precision
         )

@@ -4,7 +4,8 @@ A :class:`Slide` is an AnnData of counts (cells, spots or bins x genes) with coo
 microns in ``obsm["spatial"]``, plus the tissue image and its pixel size when present.
 Readers: AnnData ``.h5ad`` with ``obsm["spatial"]`` and its units (``uns["fmscope"]
 ["microns_per_unit"]``, or ``microns_per_unit=`` / ``--microns-per-unit``), 10x Visium output
-folders (read directly: ``filtered_feature_bc_matrix.h5`` + ``spatial/``), Visium HD binned
+folders (read directly: ``filtered_feature_bc_matrix.h5``, a sample-prefixed one or the MEX folder
+(:mod:`fmscope.omics.visium_counts`), + ``spatial/``), Visium HD binned
 outputs (``binned_outputs/square_NNNum``: parquet positions, microns per pixel and bin size
 from the scale factors; bins are squares), Xenium (XOA 1.x to 3.x) and MERSCOPE output folders
 (through spatialdata-io), and SpatialData zarr (its table, fmscope's own first, with the image
@@ -35,6 +36,8 @@ import scipy.sparse as sp
 
 from fmscope.errors import FmscopeError
 from fmscope.omics import units as unit_rules
+from fmscope.omics import visium_counts
+from fmscope.omics.element_coordinates import annotated_element, element_coordinates
 from fmscope.omics.expression import counts_view
 from fmscope.omics.raster import CellGrid
 from fmscope.omics.tissue_image import tissue_image
@@ -187,18 +190,19 @@ def _tissue_image(spatial: Path, scale: dict) -> tuple[np.ndarray | None, np.nda
     return None, None
 
 
-def _visium_counts(folder: Path, positions: pd.DataFrame) -> ad.AnnData:
-    """Counts of the barcodes that have a position, in that order, with array row / column in obs."""
-    import scanpy as sc
-
-    adata = sc.read_10x_h5(folder / "filtered_feature_bc_matrix.h5")
+def _visium_counts(folder: Path, positions: pd.DataFrame) -> tuple[ad.AnnData, list[str]]:
+    """Counts of the barcodes that have a position, in that order, with array row / column in obs, from the
+    folder's one counts matrix (:mod:`fmscope.omics.visium_counts`: .h5, sample-prefixed .h5 or MEX); notices."""
+    counts = visium_counts.find_counts(folder)
+    adata = visium_counts.read_counts(counts)
     positions = positions.loc[positions.index.intersection(adata.obs_names)]
     adata = adata[positions.index].copy()
     adata.obs[["array_row", "array_col"]] = positions[["array_row", "array_col"]].to_numpy()
-    return adata
+    return adata, visium_counts.notice(counts, folder)
 
 
 def _read_visium(folder: Path) -> Slide:
+    visium_counts.check_spatial(folder)
     spatial = folder / "spatial"
     positions_file = next(
         (
@@ -213,7 +217,8 @@ def _read_visium(folder: Path) -> Slide:
             f"{folder} has no spatial/tissue_positions(_list).csv.", "Give the Space Ranger output folder."
         )
     positions, notices = _visium_positions(positions_file)
-    adata = _visium_counts(folder, positions)
+    adata, counts_notices = _visium_counts(folder, positions)
+    notices += counts_notices
     positions = positions.loc[adata.obs_names]
     scale = json.loads((spatial / "scalefactors_json.json").read_text())
     xy = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float)
@@ -284,7 +289,7 @@ def _read_visium_hd(folder: Path) -> Slide:
             "Give the square_NNNum folder as Space Ranger wrote it.",
         )
     positions = positions.set_index("barcode")
-    adata = _visium_counts(folder, positions)
+    adata, counts_notices = _visium_counts(folder, positions)
     positions = positions.loc[adata.obs_names]
     adata.obsm["spatial"] = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float)
     image, placement = _tissue_image(spatial, scale)
@@ -298,9 +303,9 @@ def _read_visium_hd(folder: Path) -> Slide:
         image_affine_um=placement,
         units=Units.scaled(microns_per_px, "the Visium HD scale factors"),
     )
-    slide.notices.append(
+    slide.notices += counts_notices + [
         f"Visium HD bins of {bin_um:g} um, {microns_per_px:.4g} um per full-resolution pixel (from the scale factors)."
-    )
+    ]
     return slide
 
 
@@ -562,11 +567,15 @@ def _from_spatialdata(sdata, path: Path, technology: str | None = None) -> Slide
         if "spatial" not in adata.obsm and {"x", "y"} <= set(adata.obs.columns):
             adata.obsm["spatial"] = adata.obs[["x", "y"]].to_numpy(float)
         shapes = _annotated_shapes(sdata, adata)
+        if "spatial" not in adata.obsm and (found := element_coordinates(sdata, adata)) is not None:
+            adata.obsm["spatial"], taken = found  # in the element's intrinsic units, as obsm['spatial'] would be
+            notices.append(f"The table has no obsm['spatial']: its cells are at the {taken}.")
+            shapes = shapes if shapes is not None else annotated_element(sdata, adata)[1]  # labels: units, image
     else:
         adata = _aggregate_transcripts(sdata, path)
         shapes = sdata.shapes[adata.uns["fmscope"]["built_from"].split(" counted in ")[-1]]
     levels, affine = _spatialdata_image(sdata, shapes)
-    size, shape = _cell_size(shapes)
+    size, shape = _cell_size(shapes) if shapes is None or hasattr(shapes, "geometry") else (None, "circle")
     slide = Slide(
         adata,
         levels[0] if levels else None,
@@ -629,8 +638,11 @@ def _read_any(path: Path) -> Slide:
         return _read_spatialdata(path)
     if path.suffix == ".h5ad":
         return _read_h5ad(path)
+    if visium_counts.is_visium_folder(path):  # downloaded layouts: prefixed .h5, MEX folder, packed spatial/
+        return _read_visium_hd(path) if _is_visium_hd(path) else _read_visium(path)
+    held = f" (it holds {visium_counts.contents(path)})" if path.is_dir() else ""
     raise FmscopeError(
-        f"{path} is not a slide fmscope can read.",
+        f"{path} is not a slide fmscope can read{held}.",
         "Give an .h5ad with obsm['spatial'], a Visium / Visium HD (square_NNNum), Xenium or "
         "MERSCOPE output folder, or a SpatialData .zarr.",
     )

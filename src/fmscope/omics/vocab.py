@@ -19,6 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 
 LOW_COVERAGE = 0.5
+# A model run on a panel of which less than LOW_COVERAGE matched and fewer than MIN_MATCHED_GENES genes: refused
+# (:func:`require_coverage`): the names most likely do not follow the vocabulary (Ensembl ids, another species'
+# symbols; scGPT#117), the few matches are accidental and the embedding would describe a handful of genes. scGPT's
+# own corpus builder refuses a table below 90 % ("are not in vocab. Please check if using the correct vocab and
+# token_col", scgpt/scbank/databank.py); its tutorials drop the unmatched genes and go on (scGPT#90): below
+# NOTE_COVERAGE the coverage is said, on a line of its own.
+MIN_MATCHED_GENES = 20
+NOTE_COVERAGE = 0.9
 RENAMED_FAMILIES = (("SEPT", "SEPTIN"), ("MARCH", "MARCHF"))  # HGNC 2020: old prefix + number <-> new
 
 
@@ -61,6 +69,33 @@ class VocabMatch:
             f"unmatched: {', '.join(unmatched[:show]) or 'none'}"
             + (f" (+{len(unmatched) - show} more)" if len(unmatched) > show else "")
         )
+
+
+def require_coverage(match: VocabMatch) -> None:
+    """Refuse (FmscopeError) a match no model run should rest on: no gene, or below ``LOW_COVERAGE`` of the panel
+    with fewer than ``MIN_MATCHED_GENES`` genes (see the constants)."""
+    from fmscope.errors import FmscopeError
+
+    if match.n_matched == 0 or (match.coverage < LOW_COVERAGE and match.n_matched < MIN_MATCHED_GENES):
+        raise FmscopeError(
+            (
+                "No gene of the slide is in the model's vocabulary"
+                if match.n_matched == 0
+                else "Too few of the slide's "
+                f"genes are in the model's vocabulary for a meaningful embedding (vocabulary coverage "
+                f"{match.coverage:.0%}, under {LOW_COVERAGE:.0%} with fewer than {MIN_MATCHED_GENES} genes)"
+            )
+            + f": {match.report(show=10)}.",
+            "Name the genes as the vocabulary does (symbols; Ensembl ids in var['gene_ids'] are matched too), use "
+            "the model of the slide's species, or leave out --checkpoint for the baseline encoder.",
+        )
+
+
+def coverage_note(match: VocabMatch) -> str | None:
+    """A line saying the coverage when it is below ``NOTE_COVERAGE``, else None."""
+    if match.coverage >= NOTE_COVERAGE:
+        return None
+    return f"Vocabulary coverage {match.coverage:.0%}: {match.report(show=10)}; unmatched genes are left out."
 
 
 def match_genes(

@@ -1,0 +1,193 @@
+"""The counts matrix of a Visium folder as people have it, and what is missing when there is none.
+
+Space Ranger writes ``outs/filtered_feature_bc_matrix.h5`` and the same counts as a Matrix Market (MEX)
+folder ``outs/filtered_feature_bc_matrix/`` (``matrix.mtx.gz``, ``barcodes.tsv.gz``, ``features.tsv.gz``;
+Space Ranger 1.0 / Cell Ranger 2: ``genes.tsv``, uncompressed). 10x's dataset pages name their downloads
+after the sample (``V1_Adult_Mouse_Brain_filtered_feature_bc_matrix.h5``, ``..._spatial.tar.gz`` that
+unpacks to ``spatial/``; spatialdata-io#43, whose reader takes ``counts_file=`` for that reason), and GEO
+series often ship only the MEX files, in their folder or flat with a sample prefix
+(``GSM123_matrix.mtx.gz``; squidpy#802, seurat#7157, scanpy's ``read_10x_mtx(prefix=)``).
+
+:func:`find_counts` takes the first of these kinds that the folder holds exactly once, in this order: the
+Space Ranger ``.h5``, one sample-prefixed ``.h5``, one MEX folder (plain or prefixed), one set of flat MEX
+files. Several candidates of the first kind found (two samples' files in one folder) are refused, listing
+them; no candidate is refused naming what fmscope looked for and what the folder holds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from fmscope.errors import FmscopeError
+
+H5 = "filtered_feature_bc_matrix.h5"
+MEX = "filtered_feature_bc_matrix"
+MEX_FILES = ("matrix.mtx", "barcodes.tsv", "features.tsv")  # each also .gz; features.tsv also genes.tsv (MEX v2)
+FLAT_MATRIX = re.compile(r"^(.*?)matrix\.mtx(\.gz)?$")
+LOOKED_FOR = (
+    f"{H5} (also with a sample prefix, e.g. V1_Adult_Mouse_Brain_{H5}) or a {MEX}/ folder of matrix.mtx.gz, "
+    "barcodes.tsv.gz and features.tsv.gz (or those three files with a common prefix, as GEO ships them)"
+)
+
+
+@dataclass(frozen=True)
+class CountsFile:
+    """Where a Visium folder's counts are: an ``.h5`` file, or MEX files in ``path`` (a folder) named
+    ``prefix + matrix.mtx[.gz]`` etc."""
+
+    path: Path
+    kind: str  # "h5" or "mex"
+    prefix: str = ""
+
+    def describe(self, folder: Path) -> str:
+        """The matrix file's path relative to ``folder``."""
+        matrix = self.path if self.kind == "h5" else _mex_part(self.path, self.prefix, "matrix.mtx")
+        return str(matrix.relative_to(folder))
+
+
+def _mex_part(folder: Path, prefix: str, name: str) -> Path | None:
+    stems = ("features.tsv", "genes.tsv") if name == "features.tsv" else (name,)
+    return next(
+        (folder / f"{prefix}{s}{gz}" for s in stems for gz in (".gz", "") if (folder / f"{prefix}{s}{gz}").is_file()),
+        None,
+    )
+
+
+def _mex_folder(folder: Path, prefix: str = "") -> CountsFile:
+    """The MEX files in ``folder`` (with ``prefix``); refuses naming the ones missing."""
+    missing = [n for n in MEX_FILES if _mex_part(folder, prefix, n) is None]
+    if missing:
+        raise FmscopeError(
+            f"{folder} holds a Matrix Market counts matrix without {', '.join(prefix + m + '(.gz)' for m in missing)}.",
+            "Give the three files of the matrix together (matrix.mtx.gz, barcodes.tsv.gz, features.tsv.gz), "
+            "as Space Ranger wrote them.",
+        )
+    return CountsFile(folder, "mex", prefix)
+
+
+def _candidates(folder: Path) -> list[list[CountsFile]]:
+    """The counts candidates in ``folder``, by kind, in the order they are preferred."""
+    h5 = [CountsFile(folder / H5, "h5")] if (folder / H5).is_file() else []
+    prefixed_h5 = [CountsFile(p, "h5") for p in sorted(folder.glob(f"*{H5}")) if p.name != H5 and p.is_file()]
+    mex_folders = [p for p in sorted(folder.glob(f"*{MEX}")) if p.is_dir()]
+    flat = []
+    for path in sorted(folder.iterdir()):
+        match = FLAT_MATRIX.match(path.name)
+        if path.is_file() and match and not path.name.startswith("raw"):
+            flat.append(match.group(1))
+    return [
+        h5,
+        prefixed_h5,
+        [_mex_folder(p) for p in mex_folders],
+        [_mex_folder(folder, prefix) for prefix in dict.fromkeys(flat)],
+    ]
+
+
+def contents(folder: Path, limit: int = 12) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    shown = ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+    return shown or "nothing"
+
+
+def find_counts(folder: Path) -> CountsFile:
+    """The one counts matrix of a Visium folder (see the module docstring); FmscopeError when there are several
+    of the preferred kind, or none (naming the files looked for and what ``folder`` holds)."""
+    for found in _candidates(folder):
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            listed = ", ".join(c.describe(folder) for c in found)
+            raise FmscopeError(
+                f"{folder} holds {len(found)} counts matrices ({listed}); fmscope will not guess which sample "
+                "is the slide.",
+                "Give a folder holding one sample's counts matrix and its spatial/ folder.",
+            )
+    raw = [p.name for p in folder.glob("*raw_feature_bc_matrix*")]
+    raise FmscopeError(
+        f"{folder} has no Visium counts matrix: fmscope looks for {LOOKED_FOR}; the folder holds {contents(folder)}."
+        + (
+            f" ({', '.join(raw)}: every spot of the capture area, in tissue or not, not the slide's spots.)"
+            if raw
+            else ""
+        ),
+        f"Put the filtered counts Space Ranger wrote ({H5}, or 10x's 'Feature / barcode matrix (filtered)' "
+        "download) beside spatial/.",
+    )
+
+
+def read_counts(counts: CountsFile) -> ad.AnnData:
+    """Spots x genes counts (float32 CSR; gene symbols as names, Ensembl ids in ``var['gene_ids']``; names left
+    as they are: duplicates are summed later, by the counts reader) of a :class:`CountsFile`; of a MEX matrix
+    the Gene Expression features only, as ``scanpy.read_10x_h5`` reads the .h5."""
+    import scanpy as sc
+
+    if counts.kind == "h5":
+        return sc.read_10x_h5(counts.path)
+    return _read_mex(counts.path, counts.prefix)
+
+
+def _read_mex(folder: Path, prefix: str) -> ad.AnnData:
+    """MEX files read by their contents, gzipped or not (scanpy's ``read_10x_mtx`` expects features.tsv.gz or
+    plain genes.tsv, and GEO series mix both): matrix genes x barcodes; features: id, name[, type]."""
+    import scipy.io
+    import scipy.sparse as sp
+
+    def table(name: str) -> pd.DataFrame:
+        return pd.read_csv(_mex_part(folder, prefix, name), sep="\t", header=None, dtype=str, compression="infer")
+
+    matrix = sp.csr_matrix(scipy.io.mmread(_mex_part(folder, prefix, "matrix.mtx")).T, dtype=np.float32)
+    barcodes, features = table("barcodes.tsv"), table("features.tsv")
+    if matrix.shape != (len(barcodes), len(features)):
+        raise FmscopeError(
+            f"{folder}: the matrix is {matrix.shape[1]} genes x {matrix.shape[0]} barcodes, but the folder lists "
+            f"{len(features)} features and {len(barcodes)} barcodes.",
+            "Give the three files of one matrix, as Space Ranger wrote them.",
+        )
+    var = pd.DataFrame({"gene_ids": features[0].to_numpy()}, index=features[1 if features.shape[1] > 1 else 0])
+    var.index.name = None
+    if features.shape[1] > 2:
+        var["feature_types"] = features[2].to_numpy()
+    adata = ad.AnnData(X=matrix, obs=pd.DataFrame(index=barcodes[0].to_numpy()), var=var)
+    if "feature_types" in var:
+        adata = adata[:, var["feature_types"].to_numpy() == "Gene Expression"].copy()
+    return adata
+
+
+def notice(counts: CountsFile, folder: Path) -> list[str]:
+    """A line saying where the counts were read from, when it is not Space Ranger's own ``.h5``."""
+    if counts.kind == "h5" and counts.path.name == H5:
+        return []
+    return [f"Counts read from {counts.describe(folder)} (no {H5} in {folder.name})."]
+
+
+def check_spatial(folder: Path) -> None:
+    """Refuse a Visium folder without ``spatial/``, naming a packed ``*spatial.tar.gz`` when there is one."""
+    if (folder / "spatial").is_dir():
+        return
+    packed = sorted(p.name for p in folder.glob("*spatial.tar.gz"))
+    if packed:
+        raise FmscopeError(
+            f"{folder}: the spot positions are still packed in {packed[0]} (no spatial/ folder).",
+            f"Unpack it where it is (tar -xzf {packed[0]}): it makes spatial/ with tissue_positions and the "
+            "scale factors.",
+        )
+    raise FmscopeError(
+        f"{folder} has no spatial/ folder (tissue_positions(_list).csv, scalefactors_json.json, tissue images); "
+        f"it holds {contents(folder)}.",
+        "Give the Space Ranger output folder (outs/), or put the sample's spatial/ folder beside its counts.",
+    )
+
+
+def is_visium_folder(folder: Path) -> bool:
+    """Whether ``folder`` looks like a Visium sample (a spatial/ folder, a packed one, or a counts matrix)."""
+    if not folder.is_dir():
+        return False
+    if (folder / "spatial").is_dir() or any(folder.glob("*spatial.tar.gz")):
+        return True
+    return any(folder.glob(f"*{H5}")) or any(p.is_dir() for p in folder.glob(f"*{MEX}"))
