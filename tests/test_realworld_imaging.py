@@ -15,10 +15,13 @@ import sys
 from pathlib import Path
 
 import cv2
+import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import tifffile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from fmscope.cli import main
@@ -644,3 +647,112 @@ def test_segment_on_a_sideways_phone_jpeg_masks_the_object_as_shown(tmp_path):
     assert result.returncode == 0 and "EXIF orientation 6" in result.stdout, result.stderr
     mask = io.read_image(tmp_path / "mask.tif") > 0
     assert mask.shape == (height, width) and dice(mask, disc) > 0.9
+
+
+# -- kind 5: NIfTI headers (qform / sform as SPM, FSL, nibabel write them; NIfTI-2; time) ----------------------
+
+
+def _rotation(angle_deg: float) -> np.ndarray:
+    a = np.radians(angle_deg)
+    return np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+
+
+def _nifti(path: Path, qform: np.ndarray, qcode: int, sform: np.ndarray, scode: int, version: int = 1) -> np.ndarray:
+    """A 24 x 20 x 4 int16 NIfTI (nibabel) with the given transforms and codes; returns its data as (z, y, x)."""
+    data = np.random.default_rng(0).integers(-50, 50, (24, 20, 4)).astype(np.int16)
+    image = (nib.Nifti2Image if version == 2 else nib.Nifti1Image)(data, None)
+    image.set_qform(qform, qcode)
+    image.set_sform(sform, scode)
+    image.to_filename(str(path))
+    return data.transpose(2, 1, 0)
+
+
+def _affine(zooms, angle: float, offset) -> np.ndarray:
+    affine = np.eye(4)
+    affine[:3, :3] = _rotation(angle) @ np.diag(zooms)
+    affine[:3, 3] = offset
+    return affine
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    qcode=st.sampled_from([0, 1, 2]),
+    scode=st.sampled_from([0, 1, 2, 4]),
+    angle=st.sampled_from([0.0, 12.5, 90.0]),
+    moved=st.sampled_from([(0.0, 0.0, 0.0), (55.0, 65.0, -50.0)]),
+    version=st.sampled_from([1, 2]),
+    suffix=st.sampled_from([".nii", ".nii.gz"]),
+)
+def test_nifti_labels_carry_the_inputs_qform_sform_and_codes(tmp_path, qcode, scode, angle, moved, version, suffix):
+    """NU5 and its kind: whatever qform / sform / codes a NIfTI-1 or NIfTI-2 holds (SPM's coregistration: a new
+    sform beside the old qform; neither code set), fmscope's label volume carries them as they are, so nibabel /
+    FSL (sform first) and ITK (qform first) each put the labels where they put the image; the voxels are those
+    nibabel reads."""
+    zooms = (0.8, 0.9, 3.0)
+    qform = _affine(zooms, 0.0, (-25.0, -25.0, -10.0))
+    sform = _affine(zooms, angle, np.add((-25.0, -25.0, -10.0), moved))
+    path = tmp_path / f"in_v{version}_{qcode}_{scode}{suffix}"
+    data = _nifti(path, qform, qcode, sform, scode, version)
+    volume = io.read_volume(path)
+    assert np.array_equal(volume.array, data)
+    labels = (volume.array > 0).astype(np.uint16)
+    out = tmp_path / f"labels_{version}_{qcode}_{scode}{suffix}"
+    out.unlink(missing_ok=True)
+    io.write_volume(labels, volume, out)
+    given_, written = nib.load(str(path)), nib.load(str(out))
+    assert type(written.header) is type(given_.header)
+    for field in ("qform_code", "sform_code"):
+        assert int(written.header[field]) == int(given_.header[field])
+    assert np.allclose(written.header.get_qform(), given_.header.get_qform(), atol=1e-4)
+    assert np.allclose(written.header.get_sform(), given_.header.get_sform(), atol=1e-4)
+    assert np.allclose(written.affine, given_.affine, atol=1e-4)
+    assert np.array_equal(np.asanyarray(written.dataobj).transpose(2, 1, 0), labels)
+    if version == 1:  # ITK reads both: the same grid
+        a, b = sitk.ReadImage(str(path)), sitk.ReadImage(str(out))
+        assert np.allclose(a.GetOrigin(), b.GetOrigin()) and np.allclose(a.GetDirection(), b.GetDirection())
+
+
+def test_a_one_slice_nifti_mask_carries_the_inputs_sform(tmp_path):
+    """The 2D path (fmscope segment on a one-slice NIfTI) writes its mask with the input's qform and sform."""
+    path, out = tmp_path / "slice.nii.gz", tmp_path / "mask.nii.gz"
+    image = nib.Nifti1Image(np.ones((16, 12, 1), np.int16), None)
+    image.set_qform(_affine((0.7, 0.7, 5.0), 0, (1, 2, 3)), 1)
+    image.set_sform(_affine((0.7, 0.7, 5.0), 30, (40, 50, 60)), 2)
+    image.to_filename(str(path))
+    loaded = io.load_image(path)
+    io.write_image(np.ones(loaded.array.shape, np.uint8), out, geometry=loaded.geometry)
+    written = nib.load(str(out))
+    assert written.shape == (16, 12, 1) and int(written.header["sform_code"]) == 2
+    assert np.allclose(written.header.get_sform(), image.header.get_sform(), atol=1e-4)
+    assert np.allclose(written.header.get_qform(), image.header.get_qform(), atol=1e-4)
+
+
+def test_nifti_transforms_fmscope_cannot_choose_between_are_refused_by_name(tmp_path):
+    """A sform of other voxel sizes than the qform, a sheared sform (NU19 b), and a NIfTI whose two transforms
+    differ written to a format of one transform (NRRD): refused naming both transforms and a fix that applies."""
+    zooms = (0.8, 0.9, 3.0)
+    qform = _affine(zooms, 0, (0, 0, 0))
+    _nifti(tmp_path / "zooms.nii", qform, 1, _affine((1.0, 0.9, 3.0), 0, (0, 0, 0)), 2)
+    with pytest.raises(FmscopeError, match="other voxel sizes") as refused:
+        io.read_volume(tmp_path / "zooms.nii")
+    assert "copysform2qform" in refused.value.fix and "0.8 x 0.9 x 3 mm" in str(refused.value)
+    sheared = qform.copy()
+    sheared[0, 1] = 0.1
+    _nifti(tmp_path / "shear.nii", qform, 0, sheared, 2)
+    with pytest.raises(FmscopeError, match="sheared") as refused:
+        io.read_volume(tmp_path / "shear.nii")
+    assert "Resample" in refused.value.fix and "Give a NIfTI" not in refused.value.fix
+    _nifti(tmp_path / "spm.nii", qform, 1, _affine(zooms, 0, (30, 40, -60)), 2)
+    volume = io.read_volume(tmp_path / "spm.nii")
+    with pytest.raises(FmscopeError, match="qform and sform place its voxels differently") as refused:
+        io.write_volume(np.zeros(volume.array.shape, np.uint16), volume, tmp_path / "labels.nrrd")
+    assert ".nii.gz" in refused.value.fix and not (tmp_path / "labels.nrrd").exists()
+
+
+def test_a_4d_nifti_is_refused_as_time_not_channels(tmp_path):
+    """A cine MR NIfTI (x, y, 1, t) given as a volume: refused naming its time axis (NU11's file, for 'volume')."""
+    image = sitk.JoinSeries([sitk.GetImageFromArray(np.zeros((1, 8, 8), np.int16)) for _ in range(3)])
+    sitk.WriteImage(image, str(tmp_path / "cine.nii.gz"))
+    with pytest.raises(FmscopeError, match="fourth axis is time \\(3 time points") as refused:
+        io.read_volume(tmp_path / "cine.nii.gz")
+    assert "multi-channel" not in str(refused.value) + refused.value.fix
