@@ -393,6 +393,77 @@ def test_one_multi_frame_file_is_a_volume(tmp_path):
     assert np.array_equal(volume.array, sitk.GetArrayFromImage(image))
 
 
+def _enhanced_ct(path: Path, positions: list[float], per_frame_measures: bool, order: list[int]) -> np.ndarray:
+    """An Enhanced CT Image Storage file (pydicom, as NU7): 24 x 20 int16 frames, frame k's value k, 0.7 x 0.6 mm
+    pixels (shared or per-frame PixelMeasuresSequence), frame i at z = positions[order[i]]; returns the frames as
+    stored (frames, rows, columns)."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    enhanced_ct = "1.2.840.10008.5.1.4.1.1.2.1"
+    frames = np.stack([np.full((24, 20), order[i], np.int16) for i in range(len(order))])
+    frames[:, 0, :3] = 100  # a marker: row 0, columns 0-2
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = enhanced_ct, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = enhanced_ct, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = STUDY, CT_UID, generate_uid()
+    ds.Modality, ds.SeriesNumber, ds.InstanceNumber, ds.PatientName, ds.PatientID = "CT", 1, 1, "Test", "1"
+    ds.Rows, ds.Columns, ds.NumberOfFrames, ds.SamplesPerPixel = 24, 20, len(order), 1
+    ds.PhotometricInterpretation, ds.ImageType = "MONOCHROME2", ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    measures, orientation = Dataset(), Dataset()
+    measures.PixelSpacing, measures.SliceThickness = [0.7, 0.6], 2.5
+    orientation.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    shared = Dataset()
+    shared.PlaneOrientationSequence = Sequence([orientation])
+    if not per_frame_measures:
+        shared.PixelMeasuresSequence = Sequence([measures])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    items = []
+    for index in order:
+        item, plane = Dataset(), Dataset()
+        plane.ImagePositionPatient = [-20.0, -10.0, positions[index]]
+        item.PlanePositionSequence = Sequence([plane])
+        if per_frame_measures:
+            item.PixelMeasuresSequence = Sequence([measures])
+        items.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(items)
+    ds.PixelData = frames.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    assert isinstance(pydicom.dcmread(path), Dataset)
+    return frames
+
+
+@pytest.mark.parametrize("per_frame_measures", [False, True])
+@pytest.mark.parametrize("order", [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 1, 3]])
+def test_an_enhanced_multi_frame_file_is_read_on_its_functional_groups_grid(tmp_path, per_frame_measures, order):
+    """NU7's kind, evenly spaced: pixel spacing from the shared or per-frame PixelMeasuresSequence (not GDCM's
+    1 x 1 x 1 mm), frames sorted by their PlanePositionSequence whatever their order in the file, origin at the
+    lowest frame."""
+    _enhanced_ct(tmp_path / "ct" / "enhanced.dcm", [0.0, 2.5, 5.0, 7.5, 10.0], per_frame_measures, order)
+    volume = io.read_volume(tmp_path / "ct")
+    assert np.allclose(volume.spacing, (0.6, 0.7, 2.5)) and np.allclose(volume.origin, (-20.0, -10.0, 0.0))
+    assert np.allclose(volume.direction, np.eye(3).ravel())
+    assert [int(volume.array[k, 5, 5]) for k in range(5)] == [0, 1, 2, 3, 4]  # slice k is the frame at z = 2.5 k
+    assert (volume.array[:, 0, :3] == 100).all()
+
+
+def test_an_enhanced_multi_frame_file_with_a_missing_frame_is_refused_cli(tmp_path, capsys):
+    """NU7: frames at 0, 5, 10, 20, 25, 30 mm (the one at 15 lost): exit 1 naming the gap, nothing written."""
+    _enhanced_ct(tmp_path / "ct" / "enhanced.dcm", [0.0, 5.0, 10.0, 20.0, 25.0, 30.0], False, [0, 1, 2, 3, 4, 5])
+    before = md5s(tmp_path)
+    code, _, err = cli(capsys, "volume", tmp_path / "ct", "--slice", 2, "--box", 2, 2, 12, 12, "-o", tmp_path / "l.nii")
+    assert code == 1 and "Traceback" not in err
+    assert "unevenly spaced" in err and "10 mm between slices at 10 and 20 mm (1 frame missing?)" in err
+    assert md5s(tmp_path) == before
+
+
 def test_folder_without_images_names_its_subfolders(tmp_path):
     write_series(tmp_path / "DICOM" / "S0001", CT_UID, 2, "axial", axial([0, 3, 6]))
     with pytest.raises(FmscopeError, match="(?s)No DICOM images.*subfolders \\(DICOM\\)"):

@@ -354,7 +354,7 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
 
     path = Path(path)
     _require_file(path)
-    source = ""
+    source, nifti = "", None
     if path.is_dir():
         stack = dicom_series.choose(dicom_series.list_stacks(path), series, path)
         image, source = dicom_series.read_stack(stack), stack.summary()
