@@ -592,6 +592,38 @@ def test_eval_refuses_masks_on_different_grids(tmp_path, capsys):
     assert code == 1 and "different grids" in err and "origin (0.0, 0.0)" in err
 
 
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    flips=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    order=st.permutations([0, 1, 2]),
+    direction=st.sampled_from(
+        [(1, 0, 0, 0, 1, 0, 0, 0, 1), (-1, 0, 0, 0, -1, 0, 0, 0, 1), (0, 1, 0, 1, 0, 0, 0, 0, -1)]
+    ),
+)
+def test_eval_compares_the_same_voxels_stored_in_another_axis_order(tmp_path, capsys, flips, order, direction):
+    """NU20 and its kind: a truth holding the prediction's voxel centres with axes flipped and / or swapped
+    (RAS vs LPS storage, MONAI Orientationd, nibabel as_closest_canonical) is compared voxel by voxel (Dice 1.0
+    for the same mask, a note says so); the same truth moved by one voxel is still refused as another grid."""
+    mask = np.zeros((4, 7, 9), np.uint8)
+    mask[1:3, 2:5, 3:8] = 1
+    mask[0, 0, 0] = 1  # a corner: any wrong reordering loses it
+    pred = sitk.GetImageFromArray(mask)
+    pred.SetSpacing((0.7, 0.8, 2.5))
+    pred.SetOrigin((-20.0, 10.0, 3.0))
+    pred.SetDirection(direction)
+    truth = sitk.PermuteAxes(sitk.Flip(pred, list(flips)), list(order))
+    sitk.WriteImage(pred, str(tmp_path / "pred.nii.gz"))
+    sitk.WriteImage(truth, str(tmp_path / "truth.nii.gz"))
+    code, out, err = cli(capsys, "eval", tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz")
+    assert code == 0, err
+    assert "dice 1.0000" in out and ("another axis order" in out) == (any(flips) or list(order) != [0, 1, 2])
+    moved = sitk.Image(truth)
+    moved.SetOrigin(tuple(np.add(truth.GetOrigin(), np.reshape(truth.GetDirection(), (3, 3))[:, 0] * 0.7)))
+    sitk.WriteImage(moved, str(tmp_path / "moved.nii.gz"))
+    code, _, err = cli(capsys, "eval", tmp_path / "pred.nii.gz", tmp_path / "moved.nii.gz")
+    assert code == 1 and ("different grids" in err or "Shapes differ" in err)
+
+
 def test_tiff_output_of_a_medical_slice_says_geometry_is_lost(tmp_path, capsys):
     hu, lesion = _hu_slice()
     sitk.WriteImage(_with_geometry(hu, False), str(tmp_path / "slice.nii.gz"))

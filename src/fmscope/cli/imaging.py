@@ -244,6 +244,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     # label images as stored (ids kept, so --label N is the file's N; palette indices, not colours)
     predicted, true = read_label_image(args.prediction, instances=False), read_label_image(args.truth, instances=False)
     prediction, predicted_grid, truth, true_grid = predicted.array, predicted.geometry, true.array, true.geometry
+    if (
+        predicted_grid is not None
+        and true_grid is not None
+        and (prediction.shape != truth.shape or not predicted_grid.matches(true_grid))
+    ):
+        from fmscope.imaging.same_voxels import onto_grid
+
+        reordered = onto_grid(truth, true_grid, prediction.shape, predicted_grid)
+        if reordered is not None:  # the same voxel centres stored in another axis order (flipped / swapped axes)
+            print(
+                "note: the truth holds the prediction's voxels in another axis order (flipped or swapped axes); "
+                "compared voxel by voxel in patient space"
+            )
+            truth, true_grid = reordered, predicted_grid
     if prediction.shape != truth.shape:
         raise FmscopeError(
             f"Shapes differ: prediction {prediction.shape}, truth {truth.shape}.", "Compare masks on the same grid."
