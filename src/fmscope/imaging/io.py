@@ -395,7 +395,14 @@ def read_medical_image(path: Path) -> tuple[sitk.Image, bytes | None]:
         return sitk.ReadImage(str(path)), nifti
     except Exception as error:
         if nifti is not None and nifti_header.version(nifti) == 2:
-            array = nifti_header.read_pixels(path)
+            try:
+                array = nifti_header.read_pixels(path)
+            except Exception as damaged:  # nibabel raises many types for files cut short
+                raise FmscopeError(
+                    f"Cannot read the voxels of the NIfTI-2 file {path} ({type(damaged).__name__}: "
+                    f"{str(damaged)[:200]}).",
+                    "Copy the file again from its source; fmscope reads only complete files.",
+                ) from None
             image = sitk.GetImageFromArray(array)
             ndim = image.GetDimension()
             spacing, origin, direction = nifti_header.lps_geometry(nifti, min(ndim, 3))

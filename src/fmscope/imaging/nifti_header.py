@@ -85,8 +85,9 @@ def raw_header(path: str | os.PathLike) -> bytes:
     return bytes(nib.load(str(path)).header.binaryblock)
 
 
-def read_header(path: str | os.PathLike) -> bytes:
-    """The raw header (348 bytes NIfTI-1, 540 NIfTI-2, native byte order) of the NIfTI file at ``path``.
+def read_header(path: str | os.PathLike) -> bytes | None:
+    """The raw header (348 bytes NIfTI-1, 540 NIfTI-2) of the NIfTI file at ``path``; None when nibabel does not
+    read it as NIfTI (damaged, or a plain .nii named .nii.gz: left to SimpleITK, which reads or names it).
 
     Raises :class:`FmscopeError` when the transform viewers use is sheared (its voxel axes not at right angles:
     an affine registration's sform), or when the qform and the sform (both set) give other voxel sizes, so that
@@ -96,15 +97,11 @@ def read_header(path: str | os.PathLike) -> bytes:
 
     path = Path(path)
     try:
-        image = nib.load(str(path))
-    except Exception as error:  # nibabel raises many types for damaged files
-        raise FmscopeError(
-            f"Cannot read {path} as a NIfTI file ({type(error).__name__}: {str(error)[:200]}).",
-            "Check the file is complete (copy it again from its source); a .nii.gz must be gzip-compressed.",
-        ) from None
-    header = image.header
-    if not isinstance(header, nib.Nifti1Header):  # Nifti2Header is a subclass
-        raise FmscopeError(f"{path} is not a NIfTI file.", "Give a NIfTI-1 or NIfTI-2 file (.nii / .nii.gz).")
+        header = nib.load(str(path)).header
+    except Exception:  # nibabel raises many types for damaged or misnamed files: SimpleITK's reader names those
+        return None
+    if not isinstance(header, nib.Nifti1Header):  # an Analyze file named .nii (Nifti2Header is a subclass)
+        return None
     qcode, scode = int(header["qform_code"]), int(header["sform_code"])
     sform = header.get_sform()
     if scode > 0 and _shear(sform) > ORTHONORMAL_TOLERANCE:
