@@ -830,9 +830,10 @@ def test_a_one_slice_nifti_mask_carries_the_inputs_sform(tmp_path):
     assert np.allclose(written.header.get_qform(), image.header.get_qform(), atol=1e-4)
 
 
-def test_nifti_transforms_fmscope_cannot_choose_between_are_refused_by_name(tmp_path):
+def test_nifti_transforms_fmscope_cannot_choose_between_are_refused_by_name(tmp_path, capsys):
     """A sform of other voxel sizes than the qform, a sheared sform (NU19 b), and a NIfTI whose two transforms
-    differ written to a format of one transform (NRRD): refused naming both transforms and a fix that applies."""
+    differ written to a format of one transform (NRRD; `fmscope volume -o .mha` before any work): refused naming
+    both transforms and a fix that applies."""
     zooms = (0.8, 0.9, 3.0)
     qform = _affine(zooms, 0, (0, 0, 0))
     _nifti(tmp_path / "zooms.nii", qform, 1, _affine((1.0, 0.9, 3.0), 0, (0, 0, 0)), 2)
@@ -850,6 +851,9 @@ def test_nifti_transforms_fmscope_cannot_choose_between_are_refused_by_name(tmp_
     with pytest.raises(FmscopeError, match="qform and sform place its voxels differently") as refused:
         io.write_volume(np.zeros(volume.array.shape, np.uint16), volume, tmp_path / "labels.nrrd")
     assert ".nii.gz" in refused.value.fix and not (tmp_path / "labels.nrrd").exists()
+    mha = tmp_path / "labels.mha"
+    code, _, err = cli(capsys, "volume", tmp_path / "spm.nii", "--slice", 1, "--box", 2, 2, 9, 9, "-o", mha)
+    assert code == 1 and "qform and sform place its voxels differently" in err and not mha.exists()
 
 
 def test_a_4d_nifti_is_refused_as_time_not_channels(tmp_path):

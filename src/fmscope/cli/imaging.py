@@ -209,6 +209,7 @@ def cmd_volume(args: argparse.Namespace) -> int:
         [args.volume],
     )
     volume = io.read_volume(args.volume, series=args.series)
+    io.check_geometry_output(volume.geometry, Path(args.output))  # before any work: can -o hold its placement?
     if volume.source:
         print(f"DICOM series read: {volume.source}")
     boxes = {label: box for label, box in enumerate(args.box, start=1)}
