@@ -461,6 +461,7 @@ def test_an_enhanced_multi_frame_file_with_a_missing_frame_is_refused_cli(tmp_pa
     code, _, err = cli(capsys, "volume", tmp_path / "ct", "--slice", 2, "--box", 2, 2, 12, 12, "-o", tmp_path / "l.nii")
     assert code == 1 and "Traceback" not in err
     assert "unevenly spaced" in err and "10 mm between slices at 10 and 20 mm (1 frame missing?)" in err
+    assert "6 slices 24 x 20, 0.7 x 0.6 mm pixels, axial" in err  # the listing from the functional groups
     assert md5s(tmp_path) == before
 
 

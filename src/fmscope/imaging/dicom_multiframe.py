@@ -33,6 +33,25 @@ def _group_value(frame: pydicom.Dataset | None, shared: pydicom.Dataset | None, 
     return None
 
 
+def plane(path: str) -> tuple[list[float] | None, tuple[float, float, float] | None]:
+    """(pixel spacing [row, column] in mm, slice normal) of a multi-frame file from its shared functional groups,
+    else its first frame's (None each when absent or unreadable): for the series listing."""
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # not readable by pydicom: the listing shows what GDCM gave
+        return None, None
+    shared_items = getattr(header, "SharedFunctionalGroupsSequence", None)
+    per_frame = getattr(header, "PerFrameFunctionalGroupsSequence", None)
+    shared, first = (shared_items[0] if shared_items else None), (per_frame[0] if per_frame else None)
+    pixel = _group_value(first, shared, "PixelMeasuresSequence", "PixelSpacing")
+    cosines = _group_value(first, shared, "PlaneOrientationSequence", "ImageOrientationPatient")
+    normal = None
+    if cosines is not None and len(cosines) == 6:
+        cross = np.cross(np.asarray(cosines[:3], float), np.asarray(cosines[3:], float))
+        normal = tuple(float(v) for v in cross / max(float(np.linalg.norm(cross)), 1e-12))
+    return ([float(v) for v in pixel] if pixel is not None else None), normal
+
+
 def read(path: str, summary: str) -> sitk.Image:
     """The multi-frame file at ``path`` as a 3D image, frames sorted along the slice normal, spacing and placement
     from its functional groups (``summary``: the series' listing line, for messages). Raises :class:`FmscopeError`

@@ -162,6 +162,9 @@ def list_stacks(folder: Path) -> list[Stack]:
         placed = sorted(members, key=along)
         frames = int(first["frames"]) if len(members) == 1 else 1
         pixel = _numbers(first["pixel"])
+        if frames > 1 and (normal is None or not pixel):  # an Enhanced file keeps them in its functional groups
+            grouped_pixel, grouped_normal = dicom_multiframe.plane(placed[0][0])
+            pixel, normal = pixel or grouped_pixel, normal or grouped_normal
         stacks.append(
             Stack(
                 0,
