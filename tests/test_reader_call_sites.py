@@ -19,8 +19,17 @@ ALLOWED = {
     r"av\.open\((?!.*[\"']w[\"'])": {"imaging/tracking/frames.py"},  # reading; the overlay writer opens "w"
     r"tifffile\.(imread|TiffFile\(|memmap)": {"imaging/io.py", "imaging/labels.py", "imaging/tracking/frames.py"},
     r"(cv2\.imread|iio\.imread|Image\.open)\(": {"imaging/io.py", "imaging/labels.py"},
-    r"(sitk\.ReadImage|ImageFileReader)\(": {"imaging/io.py", "imaging/dicom_series.py", "batch/manifest.py"},
-    r"(pydicom\.dcmread|dcmread)\(": {"imaging/dicom_pixels.py", "imaging/dicom_series.py"},
+    r"(sitk\.ReadImage|ImageFileReader)\(": {
+        "imaging/io.py",
+        "imaging/dicom_series.py",
+        "imaging/dicom_multiframe.py",
+        "batch/manifest.py",
+    },
+    r"(pydicom\.dcmread|dcmread)\(": {
+        "imaging/dicom_pixels.py",
+        "imaging/dicom_series.py",
+        "imaging/dicom_multiframe.py",
+    },
     r"pixel_array\(": {"imaging/tracking/frames.py", "imaging/dicom_series.py"},
     r"csv\.(reader|DictReader)\(": {"batch/csv_table.py"},
 }

@@ -417,6 +417,18 @@ def read_medical_image(path: Path) -> tuple[sitk.Image, bytes | None]:
         ) from None
 
 
+def file_dimension(path: str | os.PathLike) -> int:
+    """Axes of a single-component NIfTI / NRRD / MHA file from its header (2, 3, 4), 0 when SimpleITK cannot read
+    its header or it holds several components per voxel."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return 0
+    return reader.GetDimension() if reader.GetNumberOfComponents() == 1 else 0
+
+
 def _slice_count(path: Path) -> int:
     """Slices of a 3D medical file from its header (1 for 2D files, 0 when unreadable)."""
     if nifti_header.is_nifti(path):  # NIfTI-2 too, which SimpleITK does not read

@@ -30,6 +30,7 @@ from fmscope.imaging.io import (
     TIFF_SUFFIXES,
     VOLUME_SUFFIXES,
     Volume,
+    file_dimension,
     is_dicom,
     read_image,
     read_medical_image,
@@ -705,14 +706,7 @@ def _volume_file_frames(path: Path) -> ArrayFrames:
     through time is refused by name (which slice to follow?)."""
     import SimpleITK as sitk
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-        four_d = reader.GetDimension() == 4 and reader.GetNumberOfComponents() == 1
-    except RuntimeError:  # a file SimpleITK does not read (NIfTI-2): the volume reader reads or names it
-        four_d = False
-    if not four_d:
+    if file_dimension(path) != 4:  # 0 when SimpleITK cannot read it (NIfTI-2): the volume reader reads or names it
         return volume_frames(read_volume(path), name=str(path))
     image, _ = read_medical_image(path)
     columns, rows, slices, times = image.GetSize()
