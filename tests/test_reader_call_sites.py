@@ -25,9 +25,19 @@ ALLOWED = {
         "imaging/tracking/frames.py",
     },
     r"(cv2\.imread|iio\.imread|Image\.open)\(": {"imaging/io.py", "imaging/labels.py", "imaging/lossy_labels.py"},
-    r"(sitk\.ReadImage|ImageFileReader)\(": {"imaging/io.py", "imaging/dicom_series.py", "batch/manifest.py"},
+    r"(sitk\.ReadImage|ImageFileReader)\(": {
+        "imaging/io.py",
+        "imaging/dicom_series.py",
+        "imaging/dicom_multiframe.py",
+        "batch/manifest.py",
+    },
     # imaging/dicom_objects.py: the SOP Class (SEG, RTSTRUCT ...) every DICOM reader checks first
-    r"(pydicom\.dcmread|dcmread)\(": {"imaging/dicom_pixels.py", "imaging/dicom_series.py", "imaging/dicom_objects.py"},
+    r"(pydicom\.dcmread|dcmread)\(": {
+        "imaging/dicom_pixels.py",
+        "imaging/dicom_series.py",
+        "imaging/dicom_objects.py",
+        "imaging/dicom_multiframe.py",
+    },
     r"pixel_array\(": {"imaging/tracking/frames.py", "imaging/dicom_series.py"},
     r"csv\.(reader|DictReader)\(": {"batch/csv_table.py"},
 }

@@ -291,3 +291,23 @@ def test_label_stack_writer_refuses_a_picture_format(tmp_path):
     with pytest.raises(FmscopeError, match="cannot be written as '.png'"):
         write_label_stack(np.zeros((3, 4, 4), np.uint16), tmp_path / "labels.png")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
+def test_a_4d_image_of_one_slice_is_read_as_time_points_and_of_several_refused(tmp_path, suffix):
+    """NU11: cine MR as ACDC / M&Ms store it (x, y, 1, t; the NIfTI fourth axis is time): its t time points are the
+    frames, with pixel size and frame rate; x, y, 2, t (time and z together) is refused naming both."""
+    cine = np.random.default_rng(0).integers(0, 500, (5, 1, 16, 12)).astype(np.int16)  # (t, z, y, x)
+    image = sitk.JoinSeries([sitk.GetImageFromArray(cine[t]) for t in range(5)])
+    image.SetSpacing((1.4, 1.2, 8.0, 0.04))
+    sitk.WriteImage(image, str(tmp_path / f"cine{suffix}"))
+    frames = open_frames(tmp_path / f"cine{suffix}")
+    assert frames.n_frames == 5 and frames.kind == "stack" and frames.spacing == pytest.approx((1.2, 1.4))
+    assert all(np.array_equal(frames[t], cine[t, 0]) for t in range(5))
+    assert "fourth axis, time" in " ".join(frames.notes)
+    if suffix == ".nii.gz":
+        assert frames.fps == pytest.approx(25.0)
+    stacked = sitk.JoinSeries([sitk.GetImageFromArray(np.zeros((2, 16, 12), np.int16)) for _ in range(3)])
+    sitk.WriteImage(stacked, str(tmp_path / f"slices{suffix}"))
+    with pytest.raises(FmscopeError, match="2 slices through 3 time points, time and z together"):
+        open_frames(tmp_path / f"slices{suffix}")

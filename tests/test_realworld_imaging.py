@@ -15,10 +15,13 @@ import sys
 from pathlib import Path
 
 import cv2
+import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import tifffile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from fmscope.cli import main
@@ -390,6 +393,78 @@ def test_one_multi_frame_file_is_a_volume(tmp_path):
     assert np.array_equal(volume.array, sitk.GetArrayFromImage(image))
 
 
+def _enhanced_ct(path: Path, positions: list[float], per_frame_measures: bool, order: list[int]) -> np.ndarray:
+    """An Enhanced CT Image Storage file (pydicom, as NU7): 24 x 20 int16 frames, frame k's value k, 0.7 x 0.6 mm
+    pixels (shared or per-frame PixelMeasuresSequence), frame i at z = positions[order[i]]; returns the frames as
+    stored (frames, rows, columns)."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    enhanced_ct = "1.2.840.10008.5.1.4.1.1.2.1"
+    frames = np.stack([np.full((24, 20), order[i], np.int16) for i in range(len(order))])
+    frames[:, 0, :3] = 100  # a marker: row 0, columns 0-2
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = enhanced_ct, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = enhanced_ct, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = STUDY, CT_UID, generate_uid()
+    ds.Modality, ds.SeriesNumber, ds.InstanceNumber, ds.PatientName, ds.PatientID = "CT", 1, 1, "Test", "1"
+    ds.Rows, ds.Columns, ds.NumberOfFrames, ds.SamplesPerPixel = 24, 20, len(order), 1
+    ds.PhotometricInterpretation, ds.ImageType = "MONOCHROME2", ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    measures, orientation = Dataset(), Dataset()
+    measures.PixelSpacing, measures.SliceThickness = [0.7, 0.6], 2.5
+    orientation.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    shared = Dataset()
+    shared.PlaneOrientationSequence = Sequence([orientation])
+    if not per_frame_measures:
+        shared.PixelMeasuresSequence = Sequence([measures])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    items = []
+    for index in order:
+        item, plane = Dataset(), Dataset()
+        plane.ImagePositionPatient = [-20.0, -10.0, positions[index]]
+        item.PlanePositionSequence = Sequence([plane])
+        if per_frame_measures:
+            item.PixelMeasuresSequence = Sequence([measures])
+        items.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(items)
+    ds.PixelData = frames.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    assert isinstance(pydicom.dcmread(path), Dataset)
+    return frames
+
+
+@pytest.mark.parametrize("per_frame_measures", [False, True])
+@pytest.mark.parametrize("order", [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 1, 3]])
+def test_an_enhanced_multi_frame_file_is_read_on_its_functional_groups_grid(tmp_path, per_frame_measures, order):
+    """NU7's kind, evenly spaced: pixel spacing from the shared or per-frame PixelMeasuresSequence (not GDCM's
+    1 x 1 x 1 mm), frames sorted by their PlanePositionSequence whatever their order in the file, origin at the
+    lowest frame."""
+    _enhanced_ct(tmp_path / "ct" / "enhanced.dcm", [0.0, 2.5, 5.0, 7.5, 10.0], per_frame_measures, order)
+    volume = io.read_volume(tmp_path / "ct")
+    assert np.allclose(volume.spacing, (0.6, 0.7, 2.5)) and np.allclose(volume.origin, (-20.0, -10.0, 0.0))
+    assert np.allclose(volume.direction, np.eye(3).ravel())
+    assert [int(volume.array[k, 5, 5]) for k in range(5)] == [0, 1, 2, 3, 4]  # slice k is the frame at z = 2.5 k
+    assert (volume.array[:, 0, :3] == 100).all()
+
+
+def test_an_enhanced_multi_frame_file_with_a_missing_frame_is_refused_cli(tmp_path, capsys):
+    """NU7: frames at 0, 5, 10, 20, 25, 30 mm (the one at 15 lost): exit 1 naming the gap, nothing written."""
+    _enhanced_ct(tmp_path / "ct" / "enhanced.dcm", [0.0, 5.0, 10.0, 20.0, 25.0, 30.0], False, [0, 1, 2, 3, 4, 5])
+    before = md5s(tmp_path)
+    code, _, err = cli(capsys, "volume", tmp_path / "ct", "--slice", 2, "--box", 2, 2, 12, 12, "-o", tmp_path / "l.nii")
+    assert code == 1 and "Traceback" not in err
+    assert "unevenly spaced" in err and "10 mm between slices at 10 and 20 mm (1 frame missing?)" in err
+    assert "6 slices 24 x 20, 0.7 x 0.6 mm pixels, axial" in err  # the listing from the functional groups
+    assert md5s(tmp_path) == before
+
+
 def test_folder_without_images_names_its_subfolders(tmp_path):
     write_series(tmp_path / "DICOM" / "S0001", CT_UID, 2, "axial", axial([0, 3, 6]))
     with pytest.raises(FmscopeError, match="(?s)No DICOM images.*subfolders \\(DICOM\\)"):
@@ -516,6 +591,38 @@ def test_eval_refuses_masks_on_different_grids(tmp_path, capsys):
         sitk.WriteImage(image, str(tmp_path / name))
     code, _, err = cli(capsys, "eval", tmp_path / "a.nii.gz", tmp_path / "b.nii.gz")
     assert code == 1 and "different grids" in err and "origin (0.0, 0.0)" in err
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    flips=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    order=st.permutations([0, 1, 2]),
+    direction=st.sampled_from(
+        [(1, 0, 0, 0, 1, 0, 0, 0, 1), (-1, 0, 0, 0, -1, 0, 0, 0, 1), (0, 1, 0, 1, 0, 0, 0, 0, -1)]
+    ),
+)
+def test_eval_compares_the_same_voxels_stored_in_another_axis_order(tmp_path, capsys, flips, order, direction):
+    """NU20 and its kind: a truth holding the prediction's voxel centres with axes flipped and / or swapped
+    (RAS vs LPS storage, MONAI Orientationd, nibabel as_closest_canonical) is compared voxel by voxel (Dice 1.0
+    for the same mask, a note says so); the same truth moved by one voxel is still refused as another grid."""
+    mask = np.zeros((4, 7, 9), np.uint8)
+    mask[1:3, 2:5, 3:8] = 1
+    mask[0, 0, 0] = 1  # a corner: any wrong reordering loses it
+    pred = sitk.GetImageFromArray(mask)
+    pred.SetSpacing((0.7, 0.8, 2.5))
+    pred.SetOrigin((-20.0, 10.0, 3.0))
+    pred.SetDirection(direction)
+    truth = sitk.PermuteAxes(sitk.Flip(pred, list(flips)), list(order))
+    sitk.WriteImage(pred, str(tmp_path / "pred.nii.gz"))
+    sitk.WriteImage(truth, str(tmp_path / "truth.nii.gz"))
+    code, out, err = cli(capsys, "eval", tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz")
+    assert code == 0, err
+    assert "dice 1.0000" in out and ("another axis order" in out) == (any(flips) or list(order) != [0, 1, 2])
+    moved = sitk.Image(truth)
+    moved.SetOrigin(tuple(np.add(truth.GetOrigin(), np.reshape(truth.GetDirection(), (3, 3))[:, 0] * 0.7)))
+    sitk.WriteImage(moved, str(tmp_path / "moved.nii.gz"))
+    code, _, err = cli(capsys, "eval", tmp_path / "pred.nii.gz", tmp_path / "moved.nii.gz")
+    assert code == 1 and ("different grids" in err or "Shapes differ" in err)
 
 
 def test_tiff_output_of_a_medical_slice_says_geometry_is_lost(tmp_path, capsys):
@@ -752,3 +859,116 @@ def test_a_tiff_of_several_same_size_images_is_refused_naming_its_series(tmp_pat
         writer.write(picture)
         writer.write(picture[::4, ::4])
     assert np.array_equal(io.load_image(tmp_path / "thumbnail.tif").array, picture)
+
+
+# -- kind 5: NIfTI headers (qform / sform as SPM, FSL, nibabel write them; NIfTI-2; time) ----------------------
+
+
+def _rotation(angle_deg: float) -> np.ndarray:
+    a = np.radians(angle_deg)
+    return np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+
+
+def _nifti(path: Path, qform: np.ndarray, qcode: int, sform: np.ndarray, scode: int, version: int = 1) -> np.ndarray:
+    """A 24 x 20 x 4 int16 NIfTI (nibabel) with the given transforms and codes; returns its data as (z, y, x)."""
+    data = np.random.default_rng(0).integers(-50, 50, (24, 20, 4)).astype(np.int16)
+    image = (nib.Nifti2Image if version == 2 else nib.Nifti1Image)(data, None)
+    image.set_qform(qform, qcode)
+    image.set_sform(sform, scode)
+    image.to_filename(str(path))
+    return data.transpose(2, 1, 0)
+
+
+def _affine(zooms, angle: float, offset) -> np.ndarray:
+    affine = np.eye(4)
+    affine[:3, :3] = _rotation(angle) @ np.diag(zooms)
+    affine[:3, 3] = offset
+    return affine
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    qcode=st.sampled_from([0, 1, 2]),
+    scode=st.sampled_from([0, 1, 2, 4]),
+    angle=st.sampled_from([0.0, 12.5, 90.0]),
+    moved=st.sampled_from([(0.0, 0.0, 0.0), (55.0, 65.0, -50.0)]),
+    version=st.sampled_from([1, 2]),
+    suffix=st.sampled_from([".nii", ".nii.gz"]),
+)
+def test_nifti_labels_carry_the_inputs_qform_sform_and_codes(tmp_path, qcode, scode, angle, moved, version, suffix):
+    """NU5 and its kind: whatever qform / sform / codes a NIfTI-1 or NIfTI-2 holds (SPM's coregistration: a new
+    sform beside the old qform; neither code set), fmscope's label volume carries them as they are, so nibabel /
+    FSL (sform first) and ITK (qform first) each put the labels where they put the image; the voxels are those
+    nibabel reads."""
+    zooms = (0.8, 0.9, 3.0)
+    qform = _affine(zooms, 0.0, (-25.0, -25.0, -10.0))
+    sform = _affine(zooms, angle, np.add((-25.0, -25.0, -10.0), moved))
+    path = tmp_path / f"in_v{version}_{qcode}_{scode}{suffix}"
+    data = _nifti(path, qform, qcode, sform, scode, version)
+    volume = io.read_volume(path)
+    assert np.array_equal(volume.array, data)
+    labels = (volume.array > 0).astype(np.uint16)
+    out = tmp_path / f"labels_{version}_{qcode}_{scode}{suffix}"
+    out.unlink(missing_ok=True)
+    io.write_volume(labels, volume, out)
+    given_, written = nib.load(str(path)), nib.load(str(out))
+    assert type(written.header) is type(given_.header)
+    for field in ("qform_code", "sform_code"):
+        assert int(written.header[field]) == int(given_.header[field])
+    assert np.allclose(written.header.get_qform(), given_.header.get_qform(), atol=1e-4)
+    assert np.allclose(written.header.get_sform(), given_.header.get_sform(), atol=1e-4)
+    assert np.allclose(written.affine, given_.affine, atol=1e-4)
+    assert np.array_equal(np.asanyarray(written.dataobj).transpose(2, 1, 0), labels)
+    if version == 1:  # ITK reads both: the same grid
+        a, b = sitk.ReadImage(str(path)), sitk.ReadImage(str(out))
+        assert np.allclose(a.GetOrigin(), b.GetOrigin()) and np.allclose(a.GetDirection(), b.GetDirection())
+
+
+def test_a_one_slice_nifti_mask_carries_the_inputs_sform(tmp_path):
+    """The 2D path (fmscope segment on a one-slice NIfTI) writes its mask with the input's qform and sform."""
+    path, out = tmp_path / "slice.nii.gz", tmp_path / "mask.nii.gz"
+    image = nib.Nifti1Image(np.ones((16, 12, 1), np.int16), None)
+    image.set_qform(_affine((0.7, 0.7, 5.0), 0, (1, 2, 3)), 1)
+    image.set_sform(_affine((0.7, 0.7, 5.0), 30, (40, 50, 60)), 2)
+    image.to_filename(str(path))
+    loaded = io.load_image(path)
+    io.write_image(np.ones(loaded.array.shape, np.uint8), out, geometry=loaded.geometry)
+    written = nib.load(str(out))
+    assert written.shape == (16, 12, 1) and int(written.header["sform_code"]) == 2
+    assert np.allclose(written.header.get_sform(), image.header.get_sform(), atol=1e-4)
+    assert np.allclose(written.header.get_qform(), image.header.get_qform(), atol=1e-4)
+
+
+def test_nifti_transforms_fmscope_cannot_choose_between_are_refused_by_name(tmp_path, capsys):
+    """A sform of other voxel sizes than the qform, a sheared sform (NU19 b), and a NIfTI whose two transforms
+    differ written to a format of one transform (NRRD; `fmscope volume -o .mha` before any work): refused naming
+    both transforms and a fix that applies."""
+    zooms = (0.8, 0.9, 3.0)
+    qform = _affine(zooms, 0, (0, 0, 0))
+    _nifti(tmp_path / "zooms.nii", qform, 1, _affine((1.0, 0.9, 3.0), 0, (0, 0, 0)), 2)
+    with pytest.raises(FmscopeError, match="other voxel sizes") as refused:
+        io.read_volume(tmp_path / "zooms.nii")
+    assert "copysform2qform" in refused.value.fix and "0.8 x 0.9 x 3 mm" in str(refused.value)
+    sheared = qform.copy()
+    sheared[0, 1] = 0.1
+    _nifti(tmp_path / "shear.nii", qform, 0, sheared, 2)
+    with pytest.raises(FmscopeError, match="sheared") as refused:
+        io.read_volume(tmp_path / "shear.nii")
+    assert "Resample" in refused.value.fix and "Give a NIfTI" not in refused.value.fix
+    _nifti(tmp_path / "spm.nii", qform, 1, _affine(zooms, 0, (30, 40, -60)), 2)
+    volume = io.read_volume(tmp_path / "spm.nii")
+    with pytest.raises(FmscopeError, match="qform and sform place its voxels differently") as refused:
+        io.write_volume(np.zeros(volume.array.shape, np.uint16), volume, tmp_path / "labels.nrrd")
+    assert ".nii.gz" in refused.value.fix and not (tmp_path / "labels.nrrd").exists()
+    mha = tmp_path / "labels.mha"
+    code, _, err = cli(capsys, "volume", tmp_path / "spm.nii", "--slice", 1, "--box", 2, 2, 9, 9, "-o", mha)
+    assert code == 1 and "qform and sform place its voxels differently" in err and not mha.exists()
+
+
+def test_a_4d_nifti_is_refused_as_time_not_channels(tmp_path):
+    """A cine MR NIfTI (x, y, 1, t) given as a volume: refused naming its time axis (NU11's file, for 'volume')."""
+    image = sitk.JoinSeries([sitk.GetImageFromArray(np.zeros((1, 8, 8), np.int16)) for _ in range(3)])
+    sitk.WriteImage(image, str(tmp_path / "cine.nii.gz"))
+    with pytest.raises(FmscopeError, match="fourth axis is time \\(3 time points") as refused:
+        io.read_volume(tmp_path / "cine.nii.gz")
+    assert "multi-channel" not in str(refused.value) + refused.value.fix

@@ -207,6 +207,7 @@ def cmd_volume(args: argparse.Namespace) -> int:
         [args.volume],
     )
     volume = io.read_volume(args.volume, series=args.series)
+    io.check_geometry_output(volume.geometry, Path(args.output))  # before any work: can -o hold its placement?
     if volume.source:
         print(f"DICOM series read: {volume.source}")
     boxes = {label: box for label, box in enumerate(args.box, start=1)}
@@ -244,6 +245,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     prediction, predicted_grid, truth, true_grid = predicted.array, predicted.geometry, true.array, true.geometry
     for note in predicted.notes + true.notes:
         print(f"fmscope eval: note: {note}", file=sys.stderr)
+    if (
+        predicted_grid is not None
+        and true_grid is not None
+        and (prediction.shape != truth.shape or not predicted_grid.matches(true_grid))
+    ):
+        from fmscope.imaging.same_voxels import onto_grid
+
+        reordered = onto_grid(truth, true_grid, prediction.shape, predicted_grid)
+        if reordered is not None:  # the same voxel centres stored in another axis order (flipped / swapped axes)
+            print(
+                "note: the truth holds the prediction's voxels in another axis order (flipped or swapped axes); "
+                "compared voxel by voxel in patient space"
+            )
+            truth, true_grid = reordered, predicted_grid
     if prediction.shape != truth.shape:
         raise FmscopeError(
             f"Shapes differ: prediction {prediction.shape}, truth {truth.shape}.", "Compare masks on the same grid."

@@ -19,10 +19,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from fmscope.errors import FmscopeError
-from fmscope.imaging import dicom_objects
+from fmscope.imaging import dicom_multiframe, dicom_objects
+from fmscope.imaging.slice_positions import SPACING_TOLERANCE, uneven_positions
 
-# Slices are evenly spaced when every gap is within this fraction of the median gap.
-SPACING_TOLERANCE = 0.01
 _TAGS = {
     "uid": "0020|000e",
     "number": "0020|0011",
@@ -103,32 +102,7 @@ class Stack:
             return None
         if self.normal is None or any(p is None for p in self.positions):
             return "its files carry no slice position or orientation (0020,0032 / 0020,0037)"
-        steps = self.steps()
-        median = float(np.median(steps))
-        if steps.min() < 1e-3:
-            distinct = len(np.unique(np.round(self.positions, 3)))
-            return (
-                f"its {len(self.files)} files share {distinct} slice positions: the series holds several "
-                "images per position (echoes, phases or time points)"
-            )
-        uneven = np.nonzero(np.abs(steps - median) > SPACING_TOLERANCE * median)[0]
-        if not len(uneven):
-            return None
-        gaps = []
-        for i in uneven[:3]:
-            gap = f"{steps[i]:.4g} mm between slices at {self.positions[i]:.4g} and {self.positions[i + 1]:.4g} mm"
-            missing = round(steps[i] / median) - 1
-            if missing >= 1 and abs(steps[i] - (missing + 1) * median) <= SPACING_TOLERANCE * median:
-                gap += f" ({missing} file{'s' if missing > 1 else ''} missing?)"
-            gaps.append(gap)
-        more = f" and {len(uneven) - 3} more" if len(uneven) > 3 else ""
-        return (
-            f"its slices are unevenly spaced: {median:.4g} mm apart except "
-            + "; ".join(gaps)
-            + more
-            + f". Read as a regular grid they would be spread {float(np.mean(steps)):.4g} mm apart, "
-            "away from where they were scanned"
-        )
+        return uneven_positions([float(p) for p in self.positions if p is not None], "file")
 
 
 def _header(path: Path) -> dict[str, str] | None:
@@ -196,6 +170,9 @@ def list_stacks(folder: Path) -> list[Stack]:
         placed = sorted(members, key=along)
         frames = int(first["frames"]) if len(members) == 1 else 1
         pixel = _numbers(first["pixel"])
+        if frames > 1 and (normal is None or not pixel):  # an Enhanced file keeps them in its functional groups
+            grouped_pixel, grouped_normal = dicom_multiframe.plane(placed[0][0])
+            pixel, normal = pixel or grouped_pixel, normal or grouped_normal
         stacks.append(
             Stack(
                 0,
@@ -288,7 +265,7 @@ def read_stack(stack: Stack) -> sitk.Image:
             )
     try:
         if len(stack.files) == 1:
-            return sitk.ReadImage(stack.files[0])
+            return dicom_multiframe.read(stack.files[0], stack.summary())
         reader = sitk.ImageSeriesReader()
         reader.SetFileNames(list(stack.files))
         return reader.Execute()

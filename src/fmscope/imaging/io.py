@@ -12,7 +12,7 @@ failed or interrupted write never leaves a half-written file under the user's na
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -23,7 +23,7 @@ import tifffile
 
 from fmscope.atomic import atomic_write, file_suffix
 from fmscope.errors import FmscopeError
-from fmscope.imaging import dicom_objects, lazy_image, tiff_colour
+from fmscope.imaging import dicom_objects, lazy_image, nifti_header, tiff_colour
 from fmscope.imaging.lazy_image import LazyImage
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -37,11 +37,14 @@ class Geometry:
 
     ``spacing`` and ``origin`` have one number per axis of the file (2 or 3), ``direction``
     the square of that, row-major. A one-slice volume or a DICOM slice keeps all three axes.
+    ``nifti``: a NIfTI input's raw header (:mod:`fmscope.imaging.nifti_header`), whose qform, sform and codes
+    NIfTI outputs carry as they are (None for other files); not part of the comparison.
     """
 
     spacing: tuple[float, ...]
     origin: tuple[float, ...]
     direction: tuple[float, ...]
+    nifti: bytes | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, image: sitk.Image) -> Geometry:
@@ -78,6 +81,7 @@ class Volume:
     origin: tuple[float, float, float]
     direction: tuple[float, ...]  # 9 numbers, row-major
     source: str = ""  # what was read, when a folder held a choice (a DICOM series)
+    nifti: bytes | None = field(default=None, repr=False)  # a NIfTI input's raw header (see Geometry)
 
     @property
     def spacing_zyx(self) -> tuple[float, float, float]:
@@ -85,7 +89,7 @@ class Volume:
 
     @property
     def geometry(self) -> Geometry:
-        return Geometry(tuple(self.spacing), tuple(self.origin), tuple(self.direction))
+        return Geometry(tuple(self.spacing), tuple(self.origin), tuple(self.direction), self.nifti)
 
 
 @dataclass(frozen=True)
@@ -230,7 +234,9 @@ def _read_medical(path: Path) -> Image2D:
     """A 2D NIfTI / NRRD / MHA, a one-slice volume, or one DICOM file, with its geometry (a DICOM SEG,
     RTSTRUCT ... refused: :mod:`fmscope.imaging.dicom_objects`)."""
     dicom_objects.require_image(path)
-    image = sitk.ReadImage(str(path))
+    image, nifti = (
+        read_medical_image(path) if file_suffix(path) in VOLUME_SUFFIXES else (sitk.ReadImage(str(path)), None)
+    )
     array = sitk.GetArrayFromImage(image)
     components = image.GetNumberOfComponentsPerPixel()
     if image.GetDimension() == 3:
@@ -247,7 +253,7 @@ def _read_medical(path: Path) -> Image2D:
         )
     if components > 1:
         array = _grey_or_rgb(array, path)
-    return Image2D(array, Geometry.of(image))
+    return Image2D(array, replace(Geometry.of(image), nifti=nifti))
 
 
 def load_image(path: str | os.PathLike) -> Image2D:
@@ -385,7 +391,7 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
 
     path = Path(path)
     _require_file(path)
-    source = ""
+    source, nifti = "", None
     if path.is_dir():
         stack = dicom_series.choose(dicom_series.list_stacks(path), series, path)
         image, source = dicom_series.read_stack(stack), stack.summary()
@@ -396,24 +402,79 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
                 "Leave out --series, or give the folder.",
             )
         dicom_objects.require_image(path)
-        try:
-            image = sitk.ReadImage(str(path))
-        except Exception as error:
-            raise FmscopeError(
-                f"Cannot read {path} as a volume ({type(error).__name__}: {str(error)[:200]}).",
-                "Give a NIfTI (.nii/.nii.gz), NRRD, MHA file or a DICOM series folder.",
-            ) from None
+        image, nifti = read_medical_image(path)
+    if image.GetDimension() == 4 and image.GetNumberOfComponentsPerPixel() == 1:
+        size = image.GetSize()
+        raise FmscopeError(
+            f"{path} is a 4D image of {size[0]} x {size[1]} x {size[2]} x {size[3]} voxels (x, y, z, t): its fourth "
+            f"axis is time ({size[3]} time points, as cine MR and fMRI store it), not one volume.",
+            "For one slice through time (z = 1) use 'fmscope track' on the file; else save the time point to "
+            "segment as its own 3D file (e.g. 'fslroi in.nii.gz t0.nii.gz 0 1').",
+        )
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise FmscopeError(
             f"{path} is not a single-channel 3D volume (dimension {image.GetDimension()}, "
             f"{image.GetNumberOfComponentsPerPixel()} components).",
             "Use 'fmscope segment' for 2D images; split multi-channel volumes first.",
         )
-    return Volume(sitk.GetArrayFromImage(image), image.GetSpacing(), image.GetOrigin(), image.GetDirection(), source)
+    return Volume(
+        sitk.GetArrayFromImage(image), image.GetSpacing(), image.GetOrigin(), image.GetDirection(), source, nifti
+    )
+
+
+def read_medical_image(path: Path) -> tuple[sitk.Image, bytes | None]:
+    """A NIfTI / NRRD / MHA file as SimpleITK reads it, with a NIfTI's raw header (None for other formats).
+
+    A NIfTI's header is checked first (:func:`fmscope.imaging.nifti_header.read_header`: a sheared sform, or a qform
+    and sform of other voxel sizes, are refused by name); a NIfTI that SimpleITK does not read (NIfTI-2) is read by
+    nibabel, placed by the transform nibabel uses. Raises :class:`FmscopeError` for unreadable files."""
+    nifti = nifti_header.read_header(path) if nifti_header.is_nifti(path) else None
+    try:
+        return sitk.ReadImage(str(path)), nifti
+    except Exception as error:
+        if nifti is not None and nifti_header.version(nifti) == 2:
+            try:
+                array = nifti_header.read_pixels(path)
+            except Exception as damaged:  # nibabel raises many types for files cut short
+                raise FmscopeError(
+                    f"Cannot read the voxels of the NIfTI-2 file {path} ({type(damaged).__name__}: "
+                    f"{str(damaged)[:200]}).",
+                    "Copy the file again from its source; fmscope reads only complete files.",
+                ) from None
+            image = sitk.GetImageFromArray(array)
+            ndim = image.GetDimension()
+            spacing, origin, direction = nifti_header.lps_geometry(nifti, min(ndim, 3))
+            if ndim <= 3:
+                image.SetSpacing(spacing[:ndim])
+                image.SetOrigin(origin[:ndim])
+                image.SetDirection(np.asarray(direction).reshape(3, 3)[:ndim, :ndim].ravel().tolist())
+            return image, nifti
+        raise FmscopeError(
+            f"Cannot read {path} as a volume ({type(error).__name__}: {str(error)[:200]}).",
+            "Give a NIfTI (.nii/.nii.gz), NRRD, MHA file or a DICOM series folder.",
+        ) from None
+
+
+def file_dimension(path: str | os.PathLike) -> int:
+    """Axes of a single-component NIfTI / NRRD / MHA file from its header (2, 3, 4), 0 when SimpleITK cannot read
+    its header or it holds several components per voxel."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return 0
+    return reader.GetDimension() if reader.GetNumberOfComponents() == 1 else 0
 
 
 def _slice_count(path: Path) -> int:
     """Slices of a 3D medical file from its header (1 for 2D files, 0 when unreadable)."""
+    if nifti_header.is_nifti(path):  # NIfTI-2 too, which SimpleITK does not read
+        try:
+            shape = nifti_header.header_of(nifti_header.raw_header(path)).get_data_shape()
+        except Exception:  # damaged: the reader names the problem
+            return 0
+        return shape[2] if len(shape) >= 3 else 1
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -446,11 +507,31 @@ def write_volume(labels: np.ndarray, like: Volume, path: str | os.PathLike) -> N
     """Write a (z, y, x) label volume on the grid and geometry of ``like`` (atomic)."""
     if labels.shape != like.array.shape:
         raise FmscopeError(f"Label shape {labels.shape} differs from the volume's {like.array.shape}.")
+    geometry = like.geometry
+    check_geometry_output(geometry, Path(path))
 
     def write(target: Path) -> None:
-        write_sitk(like.geometry.apply_to(sitk.GetImageFromArray(labels)), target)
+        if geometry.nifti is not None and nifti_header.is_nifti(target):
+            nifti_header.write_labels(labels, geometry.nifti, target)
+        else:
+            write_sitk(geometry.apply_to(sitk.GetImageFromArray(labels)), target)
 
     atomic_write(Path(path), write)
+
+
+def check_geometry_output(geometry: Geometry | None, path: Path) -> None:
+    """Refuse an output that cannot lie where viewers put its input: a NIfTI input whose qform and sform place
+    the voxels differently (each read by other tools) written to another format, which holds one transform."""
+    if geometry is None or geometry.nifti is None or nifti_header.is_nifti(path):
+        return
+    if file_suffix(path) in VOLUME_SUFFIXES and nifti_header.transforms_differ(geometry.nifti):
+        raise FmscopeError(
+            "The input's qform and sform place its voxels differently "
+            f"({nifti_header.describe_transforms(geometry.nifti)}): ITK-based tools use one, nibabel / FSL the "
+            f"other, and {path.name} can hold only one of them.",
+            "Write the labels as .nii.gz (they then carry both transforms, as the input), or make the input's "
+            "two agree first (e.g. 'fslorient -copysform2qform FILE').",
+        )
 
 
 def write_image(array: np.ndarray, path: str | os.PathLike, geometry: Geometry | None = None) -> None:
@@ -462,6 +543,7 @@ def write_image(array: np.ndarray, path: str | os.PathLike, geometry: Geometry |
     """
     path = Path(path)
     suffix = file_suffix(path)
+    check_geometry_output(geometry, path)
 
     def write(target: Path) -> None:
         if suffix in TIFF_SUFFIXES:
@@ -469,6 +551,9 @@ def write_image(array: np.ndarray, path: str | os.PathLike, geometry: Geometry |
         elif suffix in VOLUME_SUFFIXES:
             three_d = geometry is not None and len(geometry.spacing) == 3
             rgb = array.ndim == 3 and array.shape[-1] in (3, 4)  # a picture's samples; else a third axis
+            if geometry is not None and geometry.nifti is not None and nifti_header.is_nifti(target) and not rgb:
+                nifti_header.write_labels(array[None] if three_d else array, geometry.nifti, target)
+                return
             image = sitk.GetImageFromArray(array[None] if three_d else array, isVector=rgb)
             write_sitk(image if geometry is None else geometry.apply_to(image), target)
         else:

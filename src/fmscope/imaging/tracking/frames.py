@@ -31,8 +31,10 @@ from fmscope.imaging.io import (
     TIFF_SUFFIXES,
     VOLUME_SUFFIXES,
     Volume,
+    file_dimension,
     is_dicom,
     read_image,
+    read_medical_image,
     read_volume,
     refuse_several_series,
 )
@@ -710,7 +712,7 @@ def open_frames(
     if suffix in TIFF_SUFFIXES:
         return _tiff_frames(path, channel)
     if suffix in VOLUME_SUFFIXES:
-        return volume_frames(read_volume(path), name=str(path))
+        return _volume_file_frames(path)
     if path.stat().st_size == 0:
         raise FmscopeError(f"{path} is empty.", "Give a video, DICOM, TIFF stack or volume file.")
     dataset = _dicom_dataset(path)
@@ -726,6 +728,40 @@ def open_frames(
         "Give a video (mp4 / avi / mov), multi-frame DICOM, TIFF stack, NIfTI / NRRD volume, "
         "a DICOM series folder or a folder of frames.",
     )
+
+
+def _volume_file_frames(path: Path) -> ArrayFrames:
+    """A NIfTI / NRRD / MHA file's frames: a 3D volume's z slices (:func:`volume_frames`), or the time points of
+    a 4D image of one slice (x, y, 1, t: cine MR as ACDC / M&Ms store it, 2D+t ultrasound from dcm2niix; the NIfTI
+    standard's fourth axis is time), with pixel size and frame rate from the header. A 4D image of several slices
+    through time is refused by name (which slice to follow?)."""
+    import SimpleITK as sitk
+
+    if file_dimension(path) != 4:  # 0 when SimpleITK cannot read it (NIfTI-2): the volume reader reads or names it
+        return volume_frames(read_volume(path), name=str(path))
+    image, _ = read_medical_image(path)
+    columns, rows, slices, times = image.GetSize()
+    if slices != 1:
+        raise FmscopeError(
+            f"{path} is a 4D image of {columns} x {rows} x {slices} x {times} voxels (x, y, z, t): {slices} slices "
+            f"through {times} time points, time and z together.",
+            "Save the slice to track through time as its own file (x, y, 1, t), or one time point as a 3D volume "
+            "to track through z (e.g. 'fslroi in.nii.gz t0.nii.gz 0 1').",
+        )
+    spacing = image.GetSpacing()
+    seconds = float(spacing[3])
+    frames = ArrayFrames(
+        sitk.GetArrayFromImage(image)[:, 0],  # (t, z = 1, y, x) -> (t, y, x)
+        kind="stack",
+        fps=1.0 / seconds if 0 < seconds < 60 else None,
+        spacing=(float(spacing[1]), float(spacing[0])),
+        name=str(path),
+    )
+    frames.notes = (
+        f"{path.name} is a 4D image of one slice ({columns} x {rows} x 1 x {times}): its fourth axis, time, read "
+        f"as {times} frames",
+    )
+    return frames
 
 
 def volume_frames(volume: Volume, name: str = "the volume") -> ArrayFrames:
