@@ -177,7 +177,7 @@ def _command_problem(span: str) -> str | None | bool:
     if program == "fmscope":
         return None
     if program == "make":
-        targets = re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), flags=re.M)
+        targets = re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(encoding="utf-8"), flags=re.M)
         return None if target in targets else f"'make {target}': no such Makefile target"
     if target == "-m" and words[2:3] == ["pytest"]:
         tests = [word for word in words[3:] if not word.startswith("-")]

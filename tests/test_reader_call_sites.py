@@ -48,7 +48,7 @@ def _calls() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {pattern: set() for pattern in ALLOWED}
     files = list(SOURCE.rglob("*.py")) + (list(SLICER.rglob("*.py")) if SLICER.is_dir() else [])
     for path in files:
-        text = "\n".join(line.split("#")[0] for line in path.read_text().splitlines())
+        text = "\n".join(line.split("#")[0] for line in path.read_text(encoding="utf-8").splitlines())
         name = path.relative_to(SOURCE).as_posix() if SOURCE in path.parents else f"slicer:{path.name}"
         for pattern in ALLOWED:
             if re.search(pattern, text):
