@@ -455,16 +455,22 @@ def read_medical_image(path: Path) -> tuple[sitk.Image, bytes | None]:
         ) from None
 
 
-def file_dimension(path: str | os.PathLike) -> int:
-    """Axes of a single-component NIfTI / NRRD / MHA file from its header (2, 3, 4), 0 when SimpleITK cannot read
-    its header or it holds several components per voxel."""
+def _header(path: str | os.PathLike) -> sitk.ImageFileReader | None:
+    """SimpleITK's reader of a medical file with its header read (no voxels), None when it cannot read it."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError:
-        return 0
-    return reader.GetDimension() if reader.GetNumberOfComponents() == 1 else 0
+        return None
+    return reader
+
+
+def file_dimension(path: str | os.PathLike) -> int:
+    """Axes of a single-component NIfTI / NRRD / MHA file from its header (2, 3, 4), 0 when SimpleITK cannot read
+    its header or it holds several components per voxel."""
+    reader = _header(path)
+    return reader.GetDimension() if reader is not None and reader.GetNumberOfComponents() == 1 else 0
 
 
 def _slice_count(path: Path) -> int:
@@ -475,11 +481,8 @@ def _slice_count(path: Path) -> int:
         except Exception:  # damaged: the reader names the problem
             return 0
         return shape[2] if len(shape) >= 3 else 1
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
+    reader = _header(path)
+    if reader is None:
         return 0
     return reader.GetSize()[2] if reader.GetDimension() == 3 else 1
 
