@@ -20,31 +20,21 @@ from fmscope.batch.manifest import BatchItem
 from fmscope.file_hash import file_sha256
 
 RECORD = "record.json"
-CHUNK = 1 << 20
 
 
 def _hash_path(digest: "hashlib._Hash", path: Path) -> None:
+    """Add a file's name and sha256 (memoised: :func:`fmscope.file_hash.file_sha256`), or those of each file of a
+    folder (named relative to it), to ``digest``."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        with open(file, "rb") as handle:
-            while chunk := handle.read(CHUNK):
-                digest.update(chunk)
+        digest.update(f"{file.relative_to(path) if path.is_dir() else file.name} {file_sha256(file)}".encode())
 
 
-def _model_files(item: BatchItem) -> list[tuple[str, Path]]:
-    """(name, file) of the item's model files that are not part of fmscope: a model file (``model`` as a path,
-    read relative to the working folder as the single commands read it) and the ``checkpoint`` file or each
-    file of a checkpoint folder (named relative to it)."""
+def _model_paths(item: BatchItem) -> list[Path]:
+    """The item's model files that are not part of fmscope: a model file (``model`` as a path, read relative to
+    the working folder as the single commands read it) and the ``checkpoint`` (a file or a folder)."""
     paths = [Path(item.model)] if models.is_model_file(item.model) else []
-    paths += [Path(item.checkpoint)] if item.checkpoint else []
-    files = []
-    for path in paths:
-        if path.is_dir():
-            files += [(str(p.relative_to(path)), p) for p in sorted(path.rglob("*")) if p.is_file()]
-        elif path.is_file():
-            files.append((path.name, path))
-    return files
+    return paths + ([Path(item.checkpoint)] if item.checkpoint else [])
 
 
 def signature(item: BatchItem) -> str:
@@ -57,8 +47,10 @@ def signature(item: BatchItem) -> str:
         digest.update(b"|")
         if path is not None and path.exists():
             _hash_path(digest, path)
-    for name, file in _model_files(item):  # none for a catalogue model: older signatures unchanged
-        digest.update(f"|model {name} {file_sha256(file)}".encode())
+    for path in _model_paths(item):  # none for a catalogue model
+        if path.exists():
+            digest.update(b"|model ")
+            _hash_path(digest, path)
     return digest.hexdigest()
 
 
