@@ -19,6 +19,7 @@ from scipy import ndimage
 from fmscope import checkpoints
 from fmscope.errors import FmscopeError
 from fmscope.file_hash import file_sha256
+from fmscope.imaging.tracking.memory_attention_forms import use_cpu_memory_attention
 from fmscope.models import BY_NAME, DEFAULT_SEGMENTER, DEFAULT_VOLUME_TRACKER, names
 
 # catalogue name -> (sam2 config, image size, Hiera trunk (embed dim, block count))
@@ -125,7 +126,8 @@ def load_sam2(
     ``backend``: the image encoder's runtime (``torch`` / ``openvino`` / ``auto``; None: ``$FMSCOPE_BACKEND`` or
     auto, :mod:`fmscope.backends`) at ``precision`` (``fp32``, or ``fast``: OpenVINO only, bf16 where the CPU
     has it); memory attention, memory encoder and mask decoder run on torch (on OpenVINO they were no faster on
-    this CPU: docs/backends.md).
+    this CPU: docs/backends.md), the memory attention in the cheaper equal forms of
+    :mod:`fmscope.imaging.tracking.memory_attention_forms` on the CPU.
     """
     from fmscope.backends import resolve_backend
 
@@ -159,6 +161,7 @@ def load_sam2(
     checkpoints.load_into(predictor, state, name, path)
     digest = file_sha256(path)
     predictor = predictor.to(target).eval()
+    use_cpu_memory_attention(predictor)  # the same memory attention in fewer operations on the CPU
     if runtime == "openvino":
         from fmscope.backends.sam2_image_encoder import OpenVINOSam2ImageEncoder
 
