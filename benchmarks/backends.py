@@ -16,8 +16,9 @@ sample, one 256 px pass, unless said otherwise):
 4. ``demo``: the demo's nuclei case (every ground-truth box, ``--demo-boxes`` limits it) end to end per variant
    (fresh embedding cache each time): seconds, ratio to torch fp32, mean Dice against the ground truth;
 5. ``medsam2``: ms per frame of MedSAM2 tracking (random weights in MedSAM2's layout, the 512 px synthetic
-   video of benchmarks/tracking.py, 2 objects) with its image encoder on torch / OpenVINO exact / fast, rounds
-   interleaved, and the masks' Dice against torch's;
+   video of benchmarks/tracking.py, 2 objects): sam2 as shipped (torch fp32, sam2's own memory attention) next
+   to fmscope's memory attention forms with the image encoder on torch / OpenVINO exact / fast, rounds
+   interleaved, and the masks' Dice against sam2 as shipped;
    ``scgpt``: scGPT's cell embedding (whole-human layout, random weights) torch vs OpenVINO exact / fast, ms per
    batch and the embeddings' largest difference and lowest cosine against torch's;
 6. ``many`` (only with ``--wheel``): the default tracker on OBJECTS HeLa nuclei x FRAMES frames (as
@@ -247,7 +248,8 @@ def demo_nuclei(segmenters: dict, count: int | None, repeats: int) -> None:
 
 
 def medsam2_speed(n_frames: int, repeats: int) -> None:
-    """MedSAM2 ms per frame with its image encoder on torch / OpenVINO exact / fast, rounds interleaved."""
+    """MedSAM2 ms per frame, sam2 as shipped vs fmscope's forms with the image encoder on torch / OpenVINO exact /
+    fast, rounds interleaved."""
     import tempfile
     from pathlib import Path
 
