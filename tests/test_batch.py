@@ -505,12 +505,11 @@ def test_local_workers_keep_this_process_malloc_settings_and_one_torch_thread():
     assert settings == [(os.environ.get("MALLOC_TRIM_THRESHOLD_"), 1, "1")]
 
 
-def test_a_model_file_or_checkpoint_rewritten_in_place_redoes_the_item(tmp_path, monkeypatch):
+def test_a_model_file_or_checkpoint_rewritten_in_place_redoes_the_item(tmp_path):
     """NU13: `train-segmenter -o tuned.pt` run again rewrites the file a manifest's `model` names; the item's
     signature holds the contents of its model file and checkpoint (file or folder), not only their paths."""
     from fmscope.batch.records import finished_row, item_folder, signature, write_record
 
-    monkeypatch.chdir(tmp_path)  # a model file is read relative to the working folder, as the single commands
     tifffile.imwrite(tmp_path / "img.tif", np.zeros((8, 8), np.uint8))
     (tmp_path / "tuned.pt").write_bytes(b"weights 1")
     (tmp_path / "scgpt").mkdir()
@@ -534,3 +533,20 @@ def test_a_model_file_or_checkpoint_rewritten_in_place_redoes_the_item(tmp_path,
     assert after["plain"] == before["plain"]  # a catalogue model: the signature of earlier runs
     redo = {item.id: finished_row(tmp_path / "out", item, after[item.id]) for item in items}
     assert redo == {"tuned": None, "ckpt": None, "plain": {"status": "done"}}
+
+
+def test_a_model_file_is_found_from_the_manifests_folder_not_the_working_folder(tmp_path, monkeypatch):
+    """A relative `model` file resolves as `input` and `checkpoint` do; another tuned.pt in the working folder
+    (or none, on a Dask worker) is not the one used."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir(), elsewhere.mkdir()
+    (project / "tuned.pt").write_bytes(b"the project's weights")
+    (elsewhere / "tuned.pt").write_bytes(b"another model")
+    monkeypatch.chdir(elsewhere)
+    rows = [
+        {"id": "tuned", "job": "segment", "input": "img.tif", "box": "1 1 5 5", "model": "tuned.pt"},
+        {"id": "named", "job": "segment", "input": "img.tif", "box": "1 1 5 5", "model": "litemedsam"},
+    ]
+    tuned, named = read_manifest(write_manifest(project / "m.csv", rows))
+    assert Path(tuned.model) == project / "tuned.pt"
+    assert named.model == "litemedsam"

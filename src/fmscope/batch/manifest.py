@@ -15,7 +15,9 @@ Columns (header names; only ``job`` and ``input`` are required):
   where the labels cover most voxels when ``slice`` is empty; for ``track`` a 2D label image of the
   frame or a (T, H, W) label stack, boxes on its first frame holding objects when ``slice`` is empty)
   or a CSV with columns x0, y0, x1, y1.
-- ``model``, ``checkpoint``, ``window``: as the single commands' options (default ``litemedsam``).
+- ``model``, ``checkpoint``, ``window``: as the single commands' options (default ``litemedsam``); a
+  ``model`` that is not a catalogue name is an fmscope model file, and relative paths of model files and
+  checkpoints are relative to the manifest's folder (a Dask worker's working folder is not the user's).
 - ``resolution``: Leiden resolutions for ``domains``, separated by spaces (default 0.2 0.4 0.6 1.0).
 - ``truth``: a label file on the input's grid: Dice and NSD are added to the results table.
 """
@@ -170,6 +172,8 @@ def _item(values: dict[str, str], row: int, base: Path) -> BatchItem:
     if not item_id.replace("-", "").replace("_", "").replace(".", "").isalnum() or item_id.startswith("."):
         raise FmscopeError(f"Row {row}: id '{item_id}' cannot name a folder.", "Use letters, digits, '-', '_', '.'.")
     model = get["model"] or models.DEFAULT_SEGMENTER
+    if model not in models.BY_NAME:  # a model file, found as the input and the checkpoint are
+        model = str(_path(model, base))
     capability = IMAGING_CAPABILITIES.get(get["job"])
     if capability is not None and not models.can(model, capability):
         raise FmscopeError(
