@@ -142,3 +142,34 @@ def test_a_video_damaged_mid_stream_names_each_bad_frame_never_blank(tmp_path):
     assert bad == list(range(bad[0], bad[-1] + 1))  # only the damaged stretch
     video = open_frames(path)
     assert np.abs(video[23].astype(int).mean(axis=-1) - frames[23]).mean() < 10  # a jump past the damage
+
+
+@pytest.mark.parametrize("written", ["stack", "page by page"])
+def test_cmyk_palette_and_white_is_zero_time_lapses_read_as_their_pictures(tmp_path, written):
+    """A time-lapse stored as CMYK, palette or MINISWHITE TIFF (the kinds the picture reader converts) gives each
+    frame as `fmscope segment` reads that frame alone (as viewers show it), with the note; not raw ink / index /
+    inverted values."""
+    from fmscope.imaging import io
+
+    rng = np.random.default_rng(1)
+    grey = rng.integers(0, 256, (3, 20, 24), dtype=np.uint8)
+    colormap = (np.stack([np.arange(256) * 257, np.arange(256)[::-1] * 257, np.full(256, 40 * 257)])).astype(np.uint16)
+    cmyk = rng.integers(0, 256, (3, 20, 24, 4), dtype=np.uint8)
+    kinds = {
+        "palette.tif": (grey, {"photometric": "palette", "colormap": colormap}, "palette"),
+        "white.tif": (grey, {"photometric": "miniswhite"}, "MINISWHITE"),
+        "cmyk.tif": (cmyk, {"photometric": "separated"}, "CMYK"),
+    }
+    for name, (stack, options, what) in kinds.items():
+        path = tmp_path / name
+        if written == "stack":
+            tifffile.imwrite(path, stack, metadata={"axes": "TYXS" if stack.ndim == 4 else "TYX"}, **options)
+        else:
+            for frame in stack:
+                tifffile.imwrite(path, frame, append=True, metadata=None, **options)
+        frames = open_frames(path)
+        assert len(frames) == 3 and any(what in note for note in frames.notes), (name, frames.notes)
+        for index, frame in enumerate(stack):
+            tifffile.imwrite(tmp_path / "alone.tif", frame, **options)
+            assert np.array_equal(frames[index], io.load_image(tmp_path / "alone.tif").array), (name, index)
+        assert not np.array_equal(frames[1], stack[1])  # not the stored ink / index / inverted values

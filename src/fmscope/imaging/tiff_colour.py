@@ -49,7 +49,8 @@ def refuse(page: tifffile.TiffPage, path: Path, why: str = "") -> FmscopeError:
 
 
 def as_picture(array: np.ndarray, page: tifffile.TiffPage, path: Path) -> tuple[np.ndarray, str]:
-    """The first series of a TIFF (samples last, as ``(H, W)`` or ``(H, W, S)``) as grey / RGB(A) samples viewers
+    """The first series of a TIFF (samples last, as ``(..., H, W)`` or ``(..., H, W, S)``: a picture, or a stack of
+    frames or slices) as grey / RGB(A) samples viewers
     show, and a note when converted. CMYK (InkSet CMYK, 4 inks (+ alpha), 8 or 16 bits) -> RGB as Pillow's
     ``convert('RGB')`` (R = (max - C)(max - K) / max); palette -> its colours (8-bit; a 16-bit colormap's high
     bytes, as Pillow; one of values below 256 as they are, as libtiff's tiff2rgba); MINISWHITE integers -> inverted
@@ -69,7 +70,7 @@ def as_picture(array: np.ndarray, page: tifffile.TiffPage, path: Path) -> tuple[
         return rgb, f"{path.name} is a palette image: read in its colours"
     if photometric == PHOTOMETRIC.SEPARATED:
         inkset, inks = page.tags.valueof(332, 1), page.tags.valueof(334, 4)  # InkSet (1: CMYK), NumberOfInks
-        if inkset != 1 or inks != 4 or array.ndim != 3 or array.shape[-1] < 4 or kind != "u":
+        if inkset != 1 or inks != 4 or array.ndim < 3 or array.shape[-1] < 4 or kind != "u":
             raise refuse(page, path, f" (InkSet {inkset}, {inks} inks, {array.dtype}: not CMYK of 8 or 16 bits)")
         top = float(np.iinfo(array.dtype).max)
         white = (top - array[..., :4].astype(np.float64)) / top  # 1 - ink, per ink

@@ -25,7 +25,7 @@ import tifffile
 
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
-from fmscope.imaging import dicom_objects
+from fmscope.imaging import dicom_objects, tiff_colour
 from fmscope.imaging.dicom_pixels import check_pixel_data
 from fmscope.imaging.io import (
     TIFF_SUFFIXES,
@@ -275,15 +275,23 @@ class TiffSeriesFrames(FrameSource):
 
     def __init__(self, path: Path, tif: tifffile.TiffFile) -> None:
         self.name, self._tif, self.kind = str(path), tif, "stack"
-        self.n_frames = len(tif.series)
+        self.n_frames, self.path = len(tif.series), path
         self.notes = (
             f"{path.name}: {self.n_frames} TIFF series of one page each (written page by page) "
             f"read as {self.n_frames} frames",
         )
-        self._set_geometry(self._read(0))
+        first, colour_note = self._pixels(0)
+        self.notes += (colour_note,) if colour_note else ()
+        self._set_geometry(first)
+
+    def _pixels(self, index: int) -> tuple[np.ndarray, str]:
+        """Frame ``index`` in the colours viewers show (CMYK, palette, MINISWHITE converted) and the note saying so."""
+        series = self._tif.series[index]
+        pixels, note = tiff_colour.as_picture(np.asarray(series.asarray()), series.keyframe, self.path)
+        return _as_frame(pixels, self.name), note
 
     def _read(self, index: int) -> np.ndarray:
-        return _as_frame(np.asarray(self._tif.series[index].asarray()), self.name)
+        return self._pixels(index)[0]
 
 
 def _appended_pages(tif: tifffile.TiffFile) -> bool:
@@ -394,6 +402,8 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
             array = series.asarray()
         if array.shape != tuple(series.shape):  # a memory map of the pages, with the axes of length 1
             array = array.reshape(series.shape)
+        array, colour_note = tiff_colour.as_picture(array, series.keyframe, path)  # CMYK, palette, MINISWHITE
+        axes += "S" * (array.ndim - len(axes))  # a palette's colours: a samples axis
         tif.close()
     except FmscopeError:
         raise
@@ -403,7 +413,9 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
             "Give a multi-page TIFF of frames (T, Y, X) or (T, Y, X, S).",
         ) from None
     array, frame_axis = _tiff_axes(array, axes, path, channel)
-    return ArrayFrames(array, kind="volume" if frame_axis == "Z" else "stack", name=str(path))
+    frames = ArrayFrames(array, kind="volume" if frame_axis == "Z" else "stack", name=str(path))
+    frames.notes = (colour_note,) if colour_note else ()
+    return frames
 
 
 def _plane_pixels(axes: str, shape: tuple[int, ...]) -> int:
@@ -428,6 +440,8 @@ def _huge_tiff_frames(
     try:
         series = tif.series[0]
         page = series.pages[0]
+        if tiff_colour.needs_conversion(page):
+            raise tiff_colour.refuse(page, path, " in frames too large to read whole")
         chunk_bytes = int(np.prod(page.chunks)) * np.dtype(series.dtype).itemsize
         if chunk_bytes > MAX_CHUNK_BYTES:
             raise FmscopeError(
