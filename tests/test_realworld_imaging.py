@@ -972,3 +972,24 @@ def test_a_4d_nifti_is_refused_as_time_not_channels(tmp_path):
     with pytest.raises(FmscopeError, match="fourth axis is time \\(3 time points") as refused:
         io.read_volume(tmp_path / "cine.nii.gz")
     assert "multi-channel" not in str(refused.value) + refused.value.fix
+
+
+@pytest.mark.parametrize("mode", ["L", "P"])
+def test_a_label_png_with_an_exif_orientation_turns_with_its_picture(tmp_path, mode):
+    """A mask saved with the phone picture's EXIF orientation (grey or indexed PNG) is read turned as viewers show
+    it, as the picture is: `eval` compares the same pixels, and the note says so."""
+    from fmscope.imaging.labels import read_label_image
+
+    shown = np.zeros((40, 60), np.uint8)
+    shown[5:15, 30:50] = 1  # an object in the upper right of the picture as shown
+    stored = Image.fromarray(np.rot90(shown, 1).copy(), mode="L")  # orientation 6: stored turned left
+    stored = stored.convert("P") if mode == "P" else stored
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "mask.png", exif=exif)
+    picture = Image.fromarray(np.rot90(np.where(shown > 0, 200, 30).astype(np.uint8), 1).copy())
+    picture.save(tmp_path / "photo.png", exif=exif)
+    labels = read_label_image(tmp_path / "mask.png", instances=False)
+    assert labels.array.shape == io.load_image(tmp_path / "photo.png").array.shape[:2] == (40, 60)
+    assert np.array_equal(labels.array > 0, shown > 0)
+    assert any("EXIF orientation 6" in note for note in labels.notes)

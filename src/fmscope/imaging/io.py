@@ -209,6 +209,12 @@ def _read_picture(path: Path) -> tuple[np.ndarray, str]:
         if array is not None
         else _grey_or_rgb(np.asarray(iio.imread(path, index=0)), path)
     )
+    return as_shown(array, path)
+
+
+def as_shown(array: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
+    """Pixels (H, W[, S]) read from the picture file ``path`` turned as its EXIF Orientation says (as viewers show
+    it); a label image drawn on a picture turns with it. Returns (pixels, a note when turned, else "")."""
     orientation = _exif_orientation(path)
     if orientation == 1:
         return array, ""

@@ -118,7 +118,12 @@ def read_label_image(path: str | os.PathLike, instances: bool = True) -> LabelIm
             colour = False
         else:
             read = _pil_indices(path)
-            array, colour = read if read is not None else (io.read_image(path), False)
+            if read is None:
+                array, colour = io.read_image(path), False  # turned by its EXIF orientation there
+            else:
+                array, colour = read
+                array, turned = io.as_shown(array, path)  # on the picture as viewers show it, as the image is
+                notes += (turned,) if turned else ()
             colour = colour or array.ndim == 3
         compression = None if path.is_dir() or suffix in io.VOLUME_SUFFIXES else lossy_compression(path)
     except FmscopeError:
@@ -130,7 +135,7 @@ def read_label_image(path: str | os.PathLike, instances: bool = True) -> LabelIm
         ) from None
     if compression is not None:
         array, note = binary_mask_from_lossy(array, path.name, compression)
-        notes, colour = ((note,) if note else ()), False
+        notes, colour = notes + ((note,) if note else ()), False
     if colour:
         array = _grey_from_colour(array, path.name)
     if instances:
