@@ -255,8 +255,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         reordered = onto_grid(truth, true_grid, prediction.shape, predicted_grid)
         if reordered is not None:  # the same voxel centres stored in another axis order (flipped / swapped axes)
             print(
-                "note: the truth holds the prediction's voxels in another axis order (flipped or swapped axes); "
-                "compared voxel by voxel in patient space"
+                "fmscope eval: note: the truth holds the prediction's voxels in another axis order (flipped or "
+                "swapped axes); compared voxel by voxel in patient space",
+                file=sys.stderr,
             )
             truth, true_grid = reordered, predicted_grid
     if prediction.shape != truth.shape:
