@@ -12,7 +12,8 @@ the memories and an MLP, for a batch of B objects. On the CPU it is about half o
    weighted sum runs on 64 channels instead of 256: a quarter of the second matrix product. sam2's CPU path
    calls torch's fused attention kernel, which needs values as wide as keys, so the weights are computed here
    in blocks of query rows (a block of 256 x 7,232 fp32 scores is 7 MB). The keys are rotated by RoPE with
-   the frame's frequencies broadcast over the memory frames (sam2 first copies them once per memory frame).
+   the frame's frequencies broadcast over the memory frames, in place (sam2 copies the frequencies once per
+   memory frame and the keys once more).
 2. **The first layer's self-attention once per frame**: its input is the current frame's features, the same
    for every object, and sam2 (1.1.0) runs each object through the memory attention on its own; the layer
    remembers its last input and output and answers an equal input (compared value by value) with that output.
@@ -58,12 +59,14 @@ def _sam2s_path(module: torch.nn.Module, q: torch.Tensor) -> bool:
     return module.training or q.device.type != "cpu" or torch.is_autocast_enabled("cpu")
 
 
-def _rotate(tokens: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
-    """RoPE: tokens (B, r * T, C) float32, as C / 2 (real, imaginary) pairs, times frequencies (T, C / 2)
-    complex, repeated over the r groups of T tokens; returns (B, r * T, C) float32."""
-    batch, count, channels = tokens.shape
-    pairs = torch.view_as_complex(tokens.reshape(batch, count // frequencies.shape[0], frequencies.shape[0], -1, 2))
-    return torch.view_as_real(pairs * frequencies).reshape(batch, count, channels)
+def _rotate_(tokens: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
+    """RoPE in place: tokens (B, r * T, C) float32 (a view whose last two axes are contiguous), as C / 2 (real,
+    imaginary) pairs, times frequencies (T, C / 2) complex, repeated over the r groups of T tokens. Returns
+    ``tokens``."""
+    batch, count, _ = tokens.shape
+    pairs = torch.view_as_complex(tokens.view(batch, count // frequencies.shape[0], frequencies.shape[0], -1, 2))
+    pairs.mul_(frequencies)
+    return tokens
 
 
 def _form_classes() -> tuple[type, type]:
@@ -85,10 +88,9 @@ def _form_classes() -> tuple[type, type]:
                 if self.freqs_cis.shape[0] != q.shape[1]:
                     side = q.shape[1] ** 0.5
                     self.freqs_cis = self.compute_cis(end_x=side, end_y=side)
-                queries = _rotate(self.q_proj(q), self.freqs_cis) * (self.internal_dim**-0.5)  # torch's scale
+                queries = _rotate_(self.q_proj(q), self.freqs_cis).mul_(self.internal_dim**-0.5)  # torch's scale
                 keys = self.k_proj(k)
-                rotated = keys.shape[1] - num_k_exclude_rope
-                keys[:, :rotated] = _rotate(keys[:, :rotated], self.freqs_cis)
+                _rotate_(keys[:, : keys.shape[1] - num_k_exclude_rope], self.freqs_cis)
                 keys_t = keys.transpose(1, 2)  # B x C x N_k
                 weighted = q.new_empty(q.shape[0], q.shape[1], v.shape[-1])  # B x N_q x kv_in_dim
                 for item in range(q.shape[0]):
