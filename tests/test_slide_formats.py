@@ -170,6 +170,43 @@ def test_visium_counts_as_downloaded_read_the_same_spots(visium, tmp_path, kind,
     assert snapshot(folder) == before
 
 
+@pytest.mark.parametrize("kind", ["raw h5", "prefixed raw mex folder"])
+def test_a_visium_folder_with_only_the_raw_matrix_reads_the_spots_in_tissue(visium, tmp_path, kind):
+    """GEO series that deposit only Space Ranger's raw matrix (every spot of the capture area, in tissue or not): the
+    spots the positions mark in tissue are kept, the ones the filtered matrix holds; off-tissue spots with counts
+    are not taken for the slide's."""
+    import gzip
+
+    import scanpy as sc
+    import scipy.io
+    import scipy.sparse as sp
+
+    folder = tmp_path / kind.replace(" ", "_")
+    shutil.copytree(VISIUM / "spatial", folder / "spatial")
+    if kind == "raw h5":
+        shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", folder / "raw_feature_bc_matrix.h5")
+    else:
+        counts = sc.read_10x_h5(VISIUM / "filtered_feature_bc_matrix.h5")
+        positions = pd.read_csv(VISIUM / "spatial" / "tissue_positions_list.csv", header=None, index_col=0)
+        outside = positions.index[positions[1] == 0][:300]  # off-tissue spots with counts, as a raw matrix has
+        extra = sp.random(len(outside), counts.n_vars, density=0.05, random_state=0, format="csr")
+        extra.data = np.ceil(extra.data * 5)
+        matrix = sp.vstack([counts.X, extra]).tocsr()
+        mex = folder / "V1_Adult_Mouse_Brain_raw_feature_bc_matrix"
+        mex.mkdir()
+        with gzip.open(mex / "matrix.mtx.gz", "wb") as handle:
+            scipy.io.mmwrite(handle, matrix.T.tocoo().astype(np.int64))
+        with gzip.open(mex / "barcodes.tsv.gz", "wt") as handle:
+            handle.write("\n".join([*counts.obs_names, *outside]) + "\n")
+        with gzip.open(mex / "features.tsv.gz", "wt") as handle:
+            rows = [f"{i}\t{n}\tGene Expression" for i, n in zip(counts.var["gene_ids"], counts.var_names)]
+            handle.write("\n".join(rows) + "\n")
+    slide = io.read_slide(folder)
+    assert list(slide.adata.obs_names) == list(visium.adata.obs_names)
+    assert (slide.adata.X != visium.adata.X).nnz == 0
+    assert any("raw matrix" in n and "in_tissue = 1" in n for n in slide.notices)
+
+
 def test_a_visium_folder_without_one_counts_matrix_is_refused_naming_what_is_looked_for(tmp_path):
     """No matrix, two samples' matrices, a MEX folder missing a file, spatial/ still packed: each refused by
     name, through the CLI (exit 1), nothing written."""
@@ -179,7 +216,7 @@ def test_a_visium_folder_without_one_counts_matrix_is_refused_naming_what_is_loo
     for case in ("none", "two", "incomplete", "packed"):
         cases[case] = tmp_path / case
         shutil.copytree(VISIUM / "spatial", cases[case] / "spatial")
-    shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", cases["none"] / "raw_feature_bc_matrix.h5")
+    (cases["none"] / "web_summary.html").write_text("<html></html>")
     for sample in ("A1", "B1"):
         shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", cases["two"] / f"{sample}_filtered_feature_bc_matrix.h5")
     _write_mex(cases["incomplete"] / "filtered_feature_bc_matrix", "", True, False)
@@ -189,8 +226,8 @@ def test_a_visium_folder_without_one_counts_matrix_is_refused_naming_what_is_loo
     shutil.rmtree(cases["packed"] / "spatial")
     shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", cases["packed"] / "V1_filtered_feature_bc_matrix.h5")
     expected = {
-        "none": r"no Visium counts matrix: fmscope looks for filtered_feature_bc_matrix\.h5 .* holds "
-        r"raw_feature_bc_matrix\.h5, spatial/",
+        "none": r"no Visium counts matrix: fmscope looks for filtered_feature_bc_matrix\.h5 .* raw matrix "
+        r"\(raw_feature_bc_matrix\.h5 .* holds spatial/, web_summary\.html",
         "two": r"2 counts matrices \(A1_filtered_feature_bc_matrix\.h5, B1_filtered_feature_bc_matrix\.h5\)",
         "incomplete": r"without barcodes\.tsv\(\.gz\)",
         "packed": r"still packed in V1_spatial\.tar\.gz",

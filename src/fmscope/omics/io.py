@@ -195,6 +195,8 @@ def _visium_counts(folder: Path, positions: pd.DataFrame) -> tuple[ad.AnnData, l
     folder's one counts matrix (:mod:`fmscope.omics.visium_counts`: .h5, sample-prefixed .h5 or MEX); notices."""
     counts = visium_counts.find_counts(folder)
     adata = visium_counts.read_counts(counts)
+    if counts.raw:  # every spot of the capture area: the slide is the spots under tissue, as the filtered matrix
+        positions = positions[positions["in_tissue"] == 1]
     positions = positions.loc[positions.index.intersection(adata.obs_names)]
     adata = adata[positions.index].copy()
     adata.obs[["array_row", "array_col"]] = positions[["array_row", "array_col"]].to_numpy()

@@ -10,14 +10,18 @@ series often ship only the MEX files, in their folder or flat with a sample pref
 
 :func:`find_counts` takes the first of these kinds that the folder holds exactly once, in this order: the
 Space Ranger ``.h5``, one sample-prefixed ``.h5``, one MEX folder (plain or prefixed), one set of flat MEX
-files. Several candidates of the first kind found (two samples' files in one folder) are refused, listing
-them; no candidate is refused naming what fmscope looked for and what the folder holds.
+files; then, where there are no filtered counts (GEO series that deposit only the raw matrix), the raw
+matrix (``raw_feature_bc_matrix.h5`` or its MEX folder, plain or prefixed): every spot of the capture area,
+of which the slide reader keeps the spots the positions file marks in tissue (``in_tissue`` = 1), the spots
+Space Ranger's filtered matrix holds. Several candidates of the first kind found (two samples' files in one
+folder) are refused, listing them; no candidate is refused naming what fmscope looked for and what the folder
+holds.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anndata as ad
@@ -28,6 +32,7 @@ from fmscope.errors import FmscopeError
 
 H5 = "filtered_feature_bc_matrix.h5"
 MEX = "filtered_feature_bc_matrix"
+RAW_H5, RAW_MEX = "raw_feature_bc_matrix.h5", "raw_feature_bc_matrix"
 MEX_FILES = ("matrix.mtx", "barcodes.tsv", "features.tsv")  # each also .gz; features.tsv also genes.tsv (MEX v2)
 FLAT_MATRIX = re.compile(r"^(.*?)matrix\.mtx(\.gz)?$")
 LOOKED_FOR = (
@@ -44,6 +49,7 @@ class CountsFile:
     path: Path
     kind: str  # "h5" or "mex"
     prefix: str = ""
+    raw: bool = False  # every spot of the capture area (raw_feature_bc_matrix), in tissue or not
 
     def describe(self, folder: Path) -> str:
         """The matrix file's path relative to ``folder``."""
@@ -73,20 +79,28 @@ def _mex_folder(folder: Path, prefix: str = "") -> CountsFile:
 
 def _candidates(folder: Path) -> list[list[CountsFile]]:
     """The counts candidates in ``folder``, by kind, in the order they are preferred."""
-    h5 = [CountsFile(folder / H5, "h5")] if (folder / H5).is_file() else []
-    prefixed_h5 = [CountsFile(p, "h5") for p in sorted(folder.glob(f"*{H5}")) if p.name != H5 and p.is_file()]
-    mex_folders = [p for p in sorted(folder.glob(f"*{MEX}")) if p.is_dir()]
     flat = []
     for path in sorted(folder.iterdir()):
         match = FLAT_MATRIX.match(path.name)
         if path.is_file() and match and not path.name.startswith("raw"):
             flat.append(match.group(1))
+    filtered = _named(folder, H5, MEX, raw=False)
     return [
-        h5,
-        prefixed_h5,
-        [_mex_folder(p) for p in mex_folders],
+        *filtered[:3],
         [_mex_folder(folder, prefix) for prefix in dict.fromkeys(flat)],
+        *_named(folder, RAW_H5, RAW_MEX, raw=True),
     ]
+
+
+def _named(folder: Path, h5_name: str, mex_name: str, raw: bool) -> list[list[CountsFile]]:
+    """Space Ranger's ``.h5`` named ``h5_name``, the same with a sample prefix, MEX folders named ``mex_name``
+    (plain or prefixed): three kinds of candidates, in the order they are preferred."""
+    plain = [CountsFile(folder / h5_name, "h5", raw=raw)] if (folder / h5_name).is_file() else []
+    prefixed = [
+        CountsFile(p, "h5", raw=raw) for p in sorted(folder.glob(f"*{h5_name}")) if p.name != h5_name and p.is_file()
+    ]
+    mex = [replace(_mex_folder(p), raw=raw) for p in sorted(folder.glob(f"*{mex_name}")) if p.is_dir()]
+    return [plain, prefixed, mex]
 
 
 def contents(folder: Path, limit: int = 12) -> str:
@@ -108,14 +122,9 @@ def find_counts(folder: Path) -> CountsFile:
                 "is the slide.",
                 "Give a folder holding one sample's counts matrix and its spatial/ folder.",
             )
-    raw = [p.name for p in folder.glob("*raw_feature_bc_matrix*")]
     raise FmscopeError(
-        f"{folder} has no Visium counts matrix: fmscope looks for {LOOKED_FOR}; the folder holds {contents(folder)}."
-        + (
-            f" ({', '.join(raw)}: every spot of the capture area, in tissue or not, not the slide's spots.)"
-            if raw
-            else ""
-        ),
+        f"{folder} has no Visium counts matrix: fmscope looks for {LOOKED_FOR}, else the raw matrix ({RAW_H5} or "
+        f"its MEX folder); the folder holds {contents(folder)}.",
         f"Put the filtered counts Space Ranger wrote ({H5}, or 10x's 'Feature / barcode matrix (filtered)' "
         "download) beside spatial/.",
     )
@@ -163,6 +172,12 @@ def notice(counts: CountsFile, folder: Path) -> list[str]:
     """A line saying where the counts were read from, when it is not Space Ranger's own ``.h5``."""
     if counts.kind == "h5" and counts.path.name == H5:
         return []
+    if counts.raw:
+        return [
+            f"Counts read from {counts.describe(folder)} (no filtered matrix in {folder.name}): the raw matrix holds "
+            "every spot of the capture area; only the spots the positions mark in tissue (in_tissue = 1) are kept, "
+            "the spots Space Ranger's filtered matrix holds."
+        ]
     return [f"Counts read from {counts.describe(folder)} (no {H5} in {folder.name})."]
 
 
