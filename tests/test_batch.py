@@ -550,3 +550,22 @@ def test_a_model_file_is_found_from_the_manifests_folder_not_the_working_folder(
     tuned, named = read_manifest(write_manifest(project / "m.csv", rows))
     assert Path(tuned.model) == project / "tuned.pt"
     assert named.model == "litemedsam"
+
+
+def test_only_fmscopes_own_leftovers_are_cleaned_from_the_items_folder(tmp_path):
+    """A killed worker's half-built item folder and a folder moved aside are removed; a user's hidden entries in
+    OUTDIR/items (a .git, notebook checkpoints, a .DS_Store) stay."""
+    from fmscope.batch.records import remove_partial_folders
+
+    items = tmp_path / "items"
+    (items / ".0001_img.tif.0123456789ab").mkdir(parents=True)  # atomic_write's temporary of an item folder
+    (items / ".0001_img.tif.0123456789ab" / "labels.tif").write_bytes(b"half")
+    (items / ".0002_a.fedcba987654.old").mkdir()  # an earlier item folder moved aside
+    for user_entry in (".git", ".ipynb_checkpoints"):
+        (items / user_entry).mkdir()
+        (items / user_entry / "keep").write_text("the user's")
+    (items / ".DS_Store").write_bytes(b"finder")
+    removed = remove_partial_folders(tmp_path)
+    assert sorted(p.name for p in removed) == [".0001_img.tif.0123456789ab", ".0002_a.fedcba987654.old"]
+    assert sorted(p.name for p in items.iterdir()) == [".DS_Store", ".git", ".ipynb_checkpoints"]
+    assert (items / ".git" / "keep").read_text() == "the user's"

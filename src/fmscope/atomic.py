@@ -4,6 +4,7 @@ target is replaced only when fmscope wrote it (:mod:`fmscope.output_owner`)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -22,6 +23,17 @@ def file_suffix(path: Path) -> str:
     """Lower-case extension, with .nii.gz kept whole."""
     name = path.name.lower()
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+# What atomic_write leaves beside ``path`` while it runs: ``.<name>.<12 hex><suffix>`` (the temporary) and
+# ``.<name>.<12 hex>.old`` (a folder moved aside); a killed process leaves them behind.
+LEFTOVER = re.compile(r"^\..+\.[0-9a-f]{12}(\..*)?$")
+
+
+def is_leftover(path: Path) -> bool:
+    """Whether ``path`` is named as a temporary or an aside of :func:`atomic_write` (a user's ``.git`` or
+    ``.ipynb_checkpoints`` is not)."""
+    return bool(LEFTOVER.match(path.name))
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], owner: str = RECORDED) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import fmscope
 from fmscope import models
+from fmscope.atomic import is_leftover
 from fmscope.batch.manifest import BatchItem
 from fmscope.file_hash import file_sha256
 
@@ -73,9 +74,10 @@ def write_record(folder: Path, item_signature: str, row: dict) -> None:
 
 
 def remove_partial_folders(outdir: Path) -> list[Path]:
-    """Delete the hidden half-built item folders a killed worker left; returns them."""
+    """Delete the half-built item folders a killed worker left (named as :func:`fmscope.atomic.atomic_write`'s
+    temporaries; other hidden entries, a user's ``.git``, stay); returns them."""
     items = outdir / "items"
-    stale = [p for p in items.glob(".*")] if items.is_dir() else []
+    stale = [p for p in items.glob(".*") if is_leftover(p)] if items.is_dir() else []
     for path in stale:
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     return stale
