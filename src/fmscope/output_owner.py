@@ -87,12 +87,13 @@ def wrote(path: str | os.PathLike) -> bool:
     return entry == json.loads(json.dumps(current))  # the record went through JSON (tuples -> lists)
 
 
-def write_protected(path: Path) -> Path | None:
-    """The first write-protected path at ``path`` (itself, or for a folder anything inside it), or None.
+def write_protected(path: Path, inside: bool = True) -> Path | None:
+    """The first write-protected path at ``path`` (itself, or with ``inside`` for a folder anything in it), or None.
 
     Write-protected: no write permission bit set (``chmod a-w``), or not writable by this user. The mode
     bits are checked as well as :func:`os.access`, since root may write anything."""
-    for item in [path, *(sorted(path.rglob("*")) if path.is_dir() and not path.is_symlink() else [])]:
+    within = inside and path.is_dir() and not path.is_symlink()
+    for item in [path, *(sorted(path.rglob("*")) if within else [])]:
         try:
             if not stat.S_IMODE(item.lstat().st_mode) & 0o222 and not item.is_symlink():
                 return item

@@ -102,7 +102,7 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[str | os.PathLike 
 
                 require_stamp(path, output.option)
             if output.fills:  # a folder fmscope writes files into: it must not be write-protected
-                if output_owner.write_protected(path) == path:
+                if output_owner.write_protected(path, inside=False):
                     raise FmscopeError(
                         f"{name} is a write-protected folder; fmscope never writes into what the user protected.",
                         f"Give {output.option} another folder, or make it writable yourself (chmod u+w {path}).",
@@ -115,8 +115,9 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[str | os.PathLike 
                 f"{name}: the folder {folder} does not exist.",
                 f"Create it first (mkdir -p {folder}) or give {output.option} a path in an existing folder.",
             )
-        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK) or output_owner.write_protected(folder):
+        protected = folder.is_dir() and output_owner.write_protected(folder, inside=False)  # chmod a-w: even root
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK) or protected:
             raise FmscopeError(
-                f"{name}: cannot write in {folder} (not a folder, or no permission).",
+                f"{name}: cannot write in {folder} (not a folder, no permission, or write-protected).",
                 f"Give {output.option} a path in a folder you can write to.",
             )
