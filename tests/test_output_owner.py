@@ -196,3 +196,22 @@ def test_write_protected_names_the_protected_path(tmp_path):
     assert output_owner.write_protected(folder) == folder / "b.tif"
     with pytest.raises(FmscopeError, match=r"b.tif in it is read-only"):
         output_owner.require_replaceable(folder, "--ctc")
+
+
+def test_a_file_the_user_saves_while_fmscope_writes_is_kept(tmp_path):
+    """The check is made again just before the rename: a user who saves over fmscope's output (or at a new output
+    path) while the writer runs keeps their file; fmscope's result is dropped with the usual refusal."""
+    for existing in (True, False):
+        out = tmp_path / f"labels_{existing}.tif"
+        if existing:
+            _write(out, b"fmscope's first run")
+
+        def slow_writer(temporary, out=out):
+            temporary.write_bytes(b"fmscope's second run")
+            out.write_bytes(b"saved by the user meanwhile")  # e.g. napari's Save while fmscope was writing
+            _later(out)
+
+        with pytest.raises(FmscopeError, match="did not write"):
+            atomic_write(out, slow_writer)
+        assert out.read_bytes() == b"saved by the user meanwhile"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels_False.tif", "labels_True.tif"]  # no temporary
