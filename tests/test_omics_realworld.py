@@ -18,6 +18,7 @@ import pytest
 import scanpy as sc
 
 from fmscope import samples
+from fmscope.atomic import atomic_write
 from fmscope.cli import main
 from fmscope.errors import FmscopeError
 from fmscope.omics import io
@@ -455,7 +456,14 @@ def test_check_outputs_allows_a_new_store_and_an_earlier_result(tmp_path):
     (tmp_path / "earlier.zarr" / "zarr.json").write_text("{}")
     with pytest.raises(FmscopeError, match="not written by fmscope"):  # a store without fmscope's stamp
         check_outputs([Output("-o", tmp_path / "earlier.zarr", SLIDE_SUFFIXES)])
-    (tmp_path / "earlier.zarr" / "zarr.json").write_text(
-        '{"attributes": {"fmscope_output": {"written_by": "fmscope"}}}'
-    )
-    check_outputs([Output("-o", tmp_path / "earlier.zarr", SLIDE_SUFFIXES), Output("-o", tmp_path / "demo", FOLDER)])
+    stamped = '{"attributes": {"fmscope_output": {"written_by": "fmscope"}}}'
+    (tmp_path / "earlier.zarr" / "zarr.json").write_text(stamped)
+    with pytest.raises(FmscopeError, match="holds no record of writing it"):  # the stamp alone never permits
+        check_outputs([Output("-o", tmp_path / "earlier.zarr", SLIDE_SUFFIXES)])
+
+    def store(temporary):
+        temporary.mkdir()
+        (temporary / "zarr.json").write_text(stamped)
+
+    atomic_write(tmp_path / "ours.zarr", store)  # fmscope's own earlier result (recorded): replaceable
+    check_outputs([Output("-o", tmp_path / "ours.zarr", SLIDE_SUFFIXES), Output("-o", tmp_path / "demo", FOLDER)])

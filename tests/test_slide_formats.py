@@ -729,6 +729,52 @@ def test_case_s4_output_over_a_users_store_is_refused_and_the_store_kept(sdio_st
     assert snapshot(tmp_path) == before
 
 
+def test_fmscopes_store_and_h5ad_edited_in_place_keeping_their_structure_are_refused(tmp_path):
+    """NUB1 / NUB2: the user's in-place edits keep every element name, HDF5 object and shape (and fmscope's stamp):
+    a table annotated with spatialdata's delete_element_from_disk + write_element, domain names or values
+    corrected with h5py. fmscope's record of what it wrote (sizes + modification times) tells them apart: the
+    re-run is refused naming the path and what changed, and the user's edit is kept."""
+    import h5py
+    import spatialdata
+
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(X=sp.csr_matrix(rng.poisson(2, (40, 12)).astype(np.float32)))
+    adata.obs_names, adata.var_names = [f"c{i}" for i in range(40)], [f"G{j}" for j in range(12)]
+    adata.obsm["spatial"] = rng.uniform(0, 100, (40, 2))
+    adata.obs["domain"] = pd.Categorical(np.where(adata.obsm["spatial"][:, 0] > 50, "0", "1"))
+    adata.uns["fmscope"] = {"microns_per_unit": 1.0}
+    adata.write_h5ad(tmp_path / "slide.h5ad")
+    slide = io.read_slide(tmp_path / "slide.h5ad")
+    store, table = tmp_path / "result.zarr", tmp_path / "result.h5ad"
+    for path in (store, table):
+        write_result(slide, path)
+        write_result(slide, path)  # its own, unchanged: replaced
+    sdata = spatialdata.read_zarr(store)
+    name = next(iter(sdata.tables))
+    sdata.tables[name].obs["pathologist_region"] = "tumour"
+    sdata.delete_element_from_disk(name)
+    sdata.write_element(name)
+    edits = {
+        "categories renamed": lambda handle: handle["obs/domain/categories"].__setitem__(..., ["tumour", "stroma"]),
+        "values corrected": lambda handle: handle["X/data"].__setitem__(0, 99.0),
+    }
+    for what, edit in [("table annotated", None), *edits.items()]:
+        path = store if edit is None else table
+        if edit is not None:
+            with h5py.File(table, "r+") as handle:
+                edit(handle)
+        before = snapshot(tmp_path)
+        with pytest.raises(FmscopeError, match="changed since fmscope wrote it") as refused:
+            write_result(slide, path)
+        assert str(path) in str(refused.value) and "new name" in str(refused.value), what
+        assert snapshot(tmp_path) == before, what
+        assert read_stamp(path)["written_by"] == "fmscope"  # the stamp stayed: it never makes a file replaceable
+    assert "pathologist_region" in spatialdata.read_zarr(store).tables[name].obs
+    with h5py.File(table, "r") as handle:
+        assert [v.decode() for v in handle["obs/domain/categories"][...]] == ["tumour", "stroma"]
+        assert handle["X/data"][0] == 99.0
+
+
 def test_fmscope_replaces_its_own_outputs_only(tmp_path, capsys):
     import spatialdata
     from spatialdata.models import ShapesModel
@@ -750,7 +796,7 @@ def test_fmscope_replaces_its_own_outputs_only(tmp_path, capsys):
         handle.create_group("uns/my_curated_notes").create_dataset("n", data=[1, 2, 3])
     before = snapshot(tmp_path)
     assert main(["embed", str(XENIUM_OUTS), "-o", str(table)]) == 1
-    assert "uns/my_curated_notes" in capsys.readouterr().err and snapshot(tmp_path) == before
+    assert "changed since fmscope wrote it" in capsys.readouterr().err and snapshot(tmp_path) == before
     ad.read_h5ad(table).write_h5ad(table)  # rewritten by the user with anndata: the stamp is gone
     before = snapshot(tmp_path)
     assert main(["embed", str(XENIUM_OUTS), "-o", str(table)]) == 1

@@ -14,8 +14,7 @@ from fmscope import output_owner
 from fmscope.errors import FmscopeError
 
 # ``owner`` of atomic_write: who decides whether an existing target may be replaced
-RECORDED = "recorded"  # fmscope's record of what it wrote (output_owner): the default for every output
-STAMPED = "stamped"  # the caller has checked the stamp inside the store (omics.output_stamp); recorded too
+RECORDED = "recorded"  # fmscope's record of what it wrote (output_owner): every output, stores and .h5ad too
 INTERNAL = "internal"  # a folder only fmscope writes (a session's snapshots): no check, no record
 
 
@@ -40,8 +39,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], owner: 
     """Call ``write(temporary_path)`` (same folder and extension as ``path``), then rename it to ``path``.
 
     An existing ``path`` fmscope did not write (or that changed since) is refused before anything is
-    written (:func:`fmscope.output_owner.require_replaceable`; ``owner``: :data:`RECORDED`, :data:`STAMPED`
-    or :data:`INTERNAL`), and what was written is recorded as fmscope's.
+    written (:func:`fmscope.output_owner.require_replaceable`; ``owner``: :data:`RECORDED` or
+    :data:`INTERNAL`), and again just before the rename (a file the user saved there while the writer ran is
+    kept, the new one dropped); what was written is recorded as fmscope's.
 
     The writer may create a file or a folder (a zarr store). An existing folder at ``path`` is
     moved aside first and deleted only after the new one is in place. The folder holding ``path``
@@ -62,6 +62,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], owner: 
     temporary = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}{file_suffix(path)}"
     try:
         write(temporary)
+        if owner == RECORDED:  # again: the user may have saved at ``path`` while the writer ran (minutes for a store)
+            output_owner.require_replaceable(path)
         if temporary.is_dir() and path.exists():
             aside = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.old"
             os.replace(path, aside)

@@ -6,10 +6,11 @@ command (imaging and omics alike) and refuses, with one message naming the probl
 fix: an output that is an input (or inside one, or holding one), an output suffix the command
 cannot write, two outputs with the same path, an output whose folder does not exist (fmscope
 never creates the user's folders: a typo would silently start a new tree) or cannot be written
-to, an output path taken by a folder (or a file where a ``.zarr`` folder goes), an existing
-store or ``.h5ad`` fmscope did not write (:mod:`fmscope.omics.output_stamp`), and any other existing file or
-folder fmscope did not write or that changed since (:mod:`fmscope.output_owner`). A folder
-output (``FOLDER``, a ``.zarr``) may be new; the folder holding it must exist.
+to (or is write-protected), an output path taken by a folder (or a file where a ``.zarr`` folder goes), and
+any existing file, folder, store or ``.h5ad`` fmscope did not write, that changed since, or that is
+write-protected (:mod:`fmscope.output_owner`; a store or ``.h5ad`` without fmscope's stamp is named as such,
+:mod:`fmscope.omics.output_stamp`). A folder output (``FOLDER``, a ``.zarr``) may be new; the folder holding it
+must exist.
 """
 
 from __future__ import annotations
@@ -96,12 +97,17 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[str | os.PathLike 
                     f"{name} is an existing folder that is not a zarr store.",
                     f"Give {output.option} a new name (fmscope replaces only its own stores).",
                 )
-            if suffix in SLIDE_SUFFIXES:  # a store or .h5ad: replaced only when fmscope wrote it (its stamp)
-                from fmscope.omics.output_stamp import replaceable
+            if suffix in SLIDE_SUFFIXES and not output_owner.wrote(path):  # a store / .h5ad without the stamp:
+                from fmscope.omics.output_stamp import require_stamp  # said so (its stamp never permits)
 
-                if not output_owner.wrote(path):
-                    replaceable(path, output.option)
-            elif not output.fills:  # any other file or folder: only when fmscope wrote it, unchanged since
+                require_stamp(path, output.option)
+            if output.fills:  # a folder fmscope writes files into: it must not be write-protected
+                if output_owner.write_protected(path, inside=False):
+                    raise FmscopeError(
+                        f"{name} is a write-protected folder; fmscope never writes into what the user protected.",
+                        f"Give {output.option} another folder, or make it writable yourself (chmod u+w {path}).",
+                    )
+            else:  # any file or folder: only when fmscope wrote it, unchanged since, and not write-protected
                 output_owner.require_replaceable(path, output.option)
         folder = path.parent
         if not folder.exists():
@@ -109,8 +115,9 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[str | os.PathLike 
                 f"{name}: the folder {folder} does not exist.",
                 f"Create it first (mkdir -p {folder}) or give {output.option} a path in an existing folder.",
             )
-        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        protected = folder.is_dir() and output_owner.write_protected(folder, inside=False)  # chmod a-w: even root
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK) or protected:
             raise FmscopeError(
-                f"{name}: cannot write in {folder} (not a folder, or no permission).",
+                f"{name}: cannot write in {folder} (not a folder, no permission, or write-protected).",
                 f"Give {output.option} a path in a folder you can write to.",
             )

@@ -7,7 +7,7 @@ open it as labels at the zoom they need. Only chunks that hold a label are store
 fill value 0 out): a 40,000 x 40,000 label image with one object is a few small files. The labels are built from the
 crops that hold them (never the whole image in memory) and the store is written atomically
 (:func:`fmscope.atomic.atomic_write`). It carries fmscope's stamp (:mod:`fmscope.omics.output_stamp`), and an existing
-store is replaced only when it has that stamp (:func:`fmscope.outputs.check_outputs` refuses any other first).
+store is replaced only when fmscope wrote it, unchanged since (:mod:`fmscope.output_owner`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fmscope.atomic import STAMPED, atomic_write
+from fmscope import output_owner
+from fmscope.atomic import atomic_write
 from fmscope.imaging.label_pyramid import LabelPyramid
 from fmscope.imaging.tiled_labels import Piece
-from fmscope.omics.output_stamp import STAMP, replaceable, stamp
+from fmscope.omics.output_stamp import STAMP, stamp
 
 
 def _pyramid(shape: tuple[int, int], dtype: np.dtype, pieces: Sequence[Piece]) -> tuple[LabelPyramid, int]:
@@ -49,13 +50,12 @@ def write_ome_zarr_labels(
 ) -> int:
     """Write an (H, W) ``shape`` label image of ``dtype`` (zero except ``pieces``, as
     :func:`fmscope.imaging.tiled_labels.write_tiled_labels` takes them) as an OME-Zarr label image at ``path``
-    (see module docstring), atomically. Raises FmscopeError when ``path`` exists and is not a store fmscope wrote.
-    Returns the number of labelled pixels written."""
+    (see module docstring), atomically. Raises FmscopeError when ``path`` exists and is not a store fmscope wrote,
+    unchanged since. Returns the number of labelled pixels written."""
     import zarr
 
     path = Path(path)
-    if path.exists():
-        replaceable(path, "-o")
+    output_owner.require_replaceable(path, "-o")
     dtype = np.dtype(dtype)
     pyramid, pixels = _pyramid((int(shape[0]), int(shape[1])), dtype, pieces)
     regions = list(pyramid.written_regions())
@@ -89,5 +89,5 @@ def write_ome_zarr_labels(
         group.attrs["image-label"] = {"version": "0.4"}
         group.attrs[STAMP] = stamp()
 
-    atomic_write(path, write, owner=STAMPED)
+    atomic_write(path, write)
     return pixels

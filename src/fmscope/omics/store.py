@@ -9,9 +9,9 @@ annotating them. The table written is the user's (its X, genes and layers) with 
 columns, even when fmscope computed on counts taken from a layer. The store is written beside the
 target and renamed into place (:func:`fmscope.atomic.atomic_write`) with fmscope's stamp
 (:mod:`fmscope.omics.output_stamp`); writing over the input, or over a store or .h5ad fmscope did not
-write, is refused. A store read in other units than microns (a spatialdata-io Visium store: pixels)
-gets its table's coordinates back in those units, as its elements are, with the units in
-``uns["fmscope"]["microns_per_unit"]``.
+write or that changed since (:mod:`fmscope.output_owner`), is refused. A store read in other units than
+microns (a spatialdata-io Visium store: pixels) gets its table's coordinates back in those units, as its
+elements are, with the units in ``uns["fmscope"]["microns_per_unit"]``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fmscope.atomic import STAMPED, atomic_write
+from fmscope.atomic import atomic_write
 from fmscope.omics.io import Slide
 from fmscope.omics.output_stamp import STAMP, stamp, stamp_h5ad, store_elements
 from fmscope.outputs import SLIDE_SUFFIXES, Output, check_outputs
@@ -154,12 +154,12 @@ def write_result(slide: Slide, path: str | os.PathLike) -> None:
             table.write_h5ad(temporary)
             stamp_h5ad(temporary)
 
-        atomic_write(path, write_stamped, owner=STAMPED)
+        atomic_write(path, write_stamped)
         return
     sdata = to_spatialdata(slide)
     _make_writable(sdata)
     sdata.attrs[STAMP] = stamp(store_elements(sdata))
-    atomic_write(path, lambda temporary: sdata.write(temporary), owner=STAMPED)
+    atomic_write(path, lambda temporary: sdata.write(temporary))
 
 
 def _make_writable(sdata) -> None:
