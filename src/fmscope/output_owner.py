@@ -124,19 +124,20 @@ def _changes(entry: dict, current: dict) -> str:
     return "; ".join(parts)
 
 
-def require_replaceable(path: str | os.PathLike, option: str = "The output") -> None:
+def require_replaceable(path: str | os.PathLike, option: str = "the output") -> None:
     """Raise :class:`FmscopeError` when ``path`` exists and fmscope may not replace it: it is write-protected, or
     fmscope did not write it (no record), or it changed since fmscope wrote it. The message names the path, why,
-    and the fix."""
+    and the fix. ``option``: what names the path in the message (``-o``, ``--table``; default "the output")."""
     path = Path(path)
     if not (path.exists() or path.is_symlink()):
         return
     kind = "folder" if path.is_dir() else "file"
+    named = option[:1].upper() + option[1:]  # the sentence's first word
     protected = write_protected(path)
     if protected is not None:
         inside = "" if protected == path else f" ({protected.relative_to(path)} in it is read-only)"
         raise FmscopeError(
-            f"{option} {path} is a write-protected {kind}{inside}; fmscope never replaces what the user protected.",
+            f"{named} {path} is a write-protected {kind}{inside}; fmscope never replaces what the user protected.",
             f"Give {option} a new name, or make it writable yourself (chmod -R u+w {path}) if it may go.",
         )
     if wrote(path):
@@ -154,6 +155,6 @@ def require_replaceable(path: str | os.PathLike, option: str = "The output") -> 
         changes = _changes(entry, state(path))
         why = f"an existing {kind} that fmscope did not write: it changed since fmscope wrote it ({changes})"
     raise FmscopeError(
-        f"{option} {path} is {why}; fmscope never replaces the user's files.",
+        f"{named} {path} is {why}; fmscope never replaces the user's files.",
         f"Give {option} a new name, or move {path} away (or delete it) yourself first if it may go.",
     )
