@@ -23,7 +23,7 @@ import tifffile
 
 from fmscope.atomic import atomic_write, file_suffix
 from fmscope.errors import FmscopeError
-from fmscope.imaging import dicom_objects, lazy_image, nifti_header, tiff_colour
+from fmscope.imaging import complete_files, dicom_objects, lazy_image, nifti_header, tiff_colour
 from fmscope.imaging.lazy_image import LazyImage
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -202,7 +202,9 @@ def _exif_orientation(path: Path) -> int:
 def _read_picture(path: Path) -> tuple[np.ndarray, str]:
     """PNG, JPEG, BMP... via OpenCV (keeps 16-bit colour), else imageio (GIF and the rest); turned as its EXIF
     Orientation says (phone and camera JPEGs store pixels sideways), so prompts and masks are on the picture as
-    viewers show it. Returns (pixels (H, W) or (H, W, 3), a note when turned)."""
+    viewers show it. Returns (pixels (H, W) or (H, W, 3), a note when turned). A PNG / JPEG cut short is refused
+    (:func:`fmscope.imaging.complete_files.require_complete_picture`), never read with its missing rows grey."""
+    complete_files.require_complete_picture(path)
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # UNCHANGED: OpenCV leaves the orientation to us
     array = (
         _grey_or_rgb(array, path, bgr=True)
@@ -277,7 +279,12 @@ def load_image(path: str | os.PathLike) -> Image2D:
     try:
         if suffix in TIFF_SUFFIXES:
             with tifffile.TiffFile(path) as tiff:
-                pixels, note = _tiff_pixels(tiff, path)
+                try:
+                    pixels, note = _tiff_pixels(tiff, path)
+                except FmscopeError:
+                    raise
+                except Exception as error:
+                    raise complete_files.tiff_cut_short(tiff, path) or _unreadable(path, error, EAGER_FIX) from None
             return Image2D(pixels, None, note)
         if suffix in VOLUME_SUFFIXES or suffix == ".dcm" or is_dicom(path):
             return _read_medical(path)
@@ -318,8 +325,9 @@ def _open_tiff(path: Path, eager_max_pixels: int) -> Image2D | LazyImage:
         tiff.close()
         raise
     except Exception as error:
+        short = complete_files.tiff_cut_short(tiff, path)
         tiff.close()
-        raise _unreadable(path, error, LAZY_FIX if huge else EAGER_FIX) from None
+        raise short or _unreadable(path, error, LAZY_FIX if huge else EAGER_FIX) from None
 
 
 def _open_lazy_tiff(tiff: tifffile.TiffFile, path: Path) -> LazyImage:
@@ -433,11 +441,19 @@ def read_medical_image(path: Path) -> tuple[sitk.Image, bytes | None]:
 
     A NIfTI's header is checked first (:func:`fmscope.imaging.nifti_header.read_header`: a sheared sform, or a qform
     and sform of other voxel sizes, are refused by name); a NIfTI that SimpleITK does not read (NIfTI-2) is read by
-    nibabel, placed by the transform nibabel uses. Raises :class:`FmscopeError` for unreadable files."""
+    nibabel, placed by the transform nibabel uses. Raises :class:`FmscopeError` for unreadable files and for files
+    cut short (:mod:`fmscope.imaging.complete_files`: a NIfTI / MetaImage / NRRD whose voxels stop early)."""
     nifti = nifti_header.read_header(path) if nifti_header.is_nifti(path) else None
+    if nifti is not None:
+        complete_files.require_complete_nifti(path, nifti)  # ITK reads missing voxels as 0
+    elif file_suffix(path) in (".mha", ".mhd"):
+        complete_files.require_complete_metaimage(path)  # ITK calls a short one "No such file or directory"
     try:
         return sitk.ReadImage(str(path)), nifti
     except Exception as error:
+        short = complete_files.itk_short_read(path, error)
+        if short is not None:
+            raise short from None
         if nifti is not None and nifti_header.version(nifti) == 2:
             try:
                 array = nifti_header.read_pixels(path)
