@@ -53,6 +53,7 @@ class LazyImage:
     chunks: tuple[int, int]  # (rows, columns) of one stored chunk
     closer: Any = None
     coarser: tuple[Any, ...] = ()  # a pyramid's lower-resolution levels (arrays in ``axes`` order), finest first
+    geometry: Any = None  # the pixel size and position (fmscope.imaging.io.Geometry) when the file states them
     _identity: str = field(default="", repr=False, compare=False)  # identity(), once computed
 
     @property
@@ -248,6 +249,11 @@ def _multiscales(path: Path) -> list:
         if attributes.get("multiscales"):
             return attributes["multiscales"]
     return []
+
+
+def first_multiscale(path: Path) -> dict:
+    """The first OME-NGFF multiscale (its attributes: axes, datasets, transformations) of an OME-Zarr image."""
+    return _multiscales(path)[0]
 
 
 def open_ome_zarr(path: Path) -> LazyImage:
