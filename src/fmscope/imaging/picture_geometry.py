@@ -185,10 +185,10 @@ def output_note(geometry: Geometry | None, output: Path, volume_suffixes: tuple[
         if ngff_placement(geometry) is None:
             return f"{output.name} keeps no pixel size or position: the input's pixels are not along its y and x axes"
         return ""
-    if geometry.unit is not None:  # a calibrated picture
-        return f"{output.name} keeps no pixel size or position; write .ome.zarr (or .tif) to keep them"
     if suffix in (".tif", ".tiff") and tiff_calibration(geometry, (1, 1)):
         if any(geometry.origin[:2]):
             return f"{output.name} keeps the pixel size, not the position; write .ome.zarr to keep both"
         return ""
+    if geometry.unit is not None:  # a calibrated picture
+        return f"{output.name} keeps no pixel size or position; write .ome.zarr (or .tif) to keep them"
     return f"{output.name} keeps no pixel size or position; write .nii.gz to keep the input's geometry"
