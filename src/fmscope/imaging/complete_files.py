@@ -93,11 +93,14 @@ def _gzip_size_field(path: Path) -> int:
 def require_complete_nifti(path: Path, block: bytes) -> None:
     """Raise :func:`cut_short`'s error when the NIfTI file ``path`` (.nii or .nii.gz) holds fewer bytes than its
     header ``block`` (:func:`fmscope.imaging.nifti_header.read_header`) promises for its voxels."""
+    import nibabel as nib
+
     from fmscope.imaging.nifti_header import header_of
 
     header = header_of(block)
     shape, dtype = header.get_data_shape(), header.get_data_dtype()
-    needed = int(header["vox_offset"]) + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    offset = int(nib.load(str(path)).dataobj.offset)  # the file's vox_offset (``block``'s is reset to 0 by nibabel)
+    needed = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     promised = f"its header promises {' x '.join(map(str, shape))} voxels of {dtype.name} ({needed:,} bytes)"
     if not path.name.lower().endswith(".gz"):
         have = path.stat().st_size
