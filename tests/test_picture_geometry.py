@@ -141,3 +141,26 @@ def test_segment_writes_labels_on_the_inputs_micrometres(tmp_path, capsys):
     note = output_note(geometry, tmp_path / "labels.png", io.VOLUME_SUFFIXES)
     assert "labels.png keeps no pixel size or position" in note
     assert output_note(geometry, tmp_path / "labels.tif", io.VOLUME_SUFFIXES).startswith("labels.tif keeps the pixel")
+
+
+def test_a_calibrated_tiff_timelapse_keeps_its_pixel_size_in_the_label_stack(tmp_path):
+    """An OME-TIFF time-lapse (T, Y, X) with PhysicalSizeX / Y 0.5 µm: the frames' spacing is 0.0005 mm (y, x), and
+    the label stack written as TIFF carries it as resolution tags (20,000 pixels per cm), as NIfTI as its spacing."""
+    from fmscope.imaging.tracking.export import write_label_stack
+    from fmscope.imaging.tracking.frames import open_frames
+
+    stack = np.zeros((3, 32, 40), np.uint16)
+    tifffile.imwrite(
+        tmp_path / "movie.ome.tif",
+        stack,
+        ome=True,
+        metadata={"axes": "TYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5},
+    )
+    frames = open_frames(tmp_path / "movie.ome.tif")
+    assert frames.spacing == pytest.approx((0.0005, 0.0005))
+    write_label_stack(stack, tmp_path / "labels.tif", frames.spacing)
+    with tifffile.TiffFile(tmp_path / "labels.tif") as tiff:
+        numerator, denominator = tiff.pages[0].tags["XResolution"].value
+        assert numerator / denominator == pytest.approx(20000) and tiff.pages[0].tags["ResolutionUnit"].value == 3
+    write_label_stack(stack, tmp_path / "labels.nii.gz", frames.spacing)
+    assert io.read_volume(tmp_path / "labels.nii.gz").spacing[:2] == pytest.approx((0.0005, 0.0005))

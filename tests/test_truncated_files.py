@@ -101,3 +101,17 @@ def test_metaimage_nrrd_tiff_png_and_jpeg_cut_short_are_refused_as_truncated(tmp
     jpeg = (tmp_path / "i.jpg").read_bytes()
     (tmp_path / "trailing.jpg").write_bytes(jpeg + b"\x00MOTION-PHOTO-DATA" * 40)
     assert io.load_image(tmp_path / "trailing.jpg").array.shape == (96, 128, 3)
+
+
+def test_a_tiff_timelapse_cut_short_is_refused_as_truncated(tmp_path):
+    """The frames reader (``fmscope track``) and the label reader refuse a TIFF stack cut short as truncated
+    (uncompressed: its data run past the end; zlib: its chain of pages points past the end, where tifffile read
+    the pages before the cut as 'a single 2D image')."""
+    from fmscope.imaging.tracking.frames import open_frames
+
+    stack = np.random.default_rng(2).integers(0, 255, (6, 48, 64), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "plain.tif", stack)
+    tifffile.imwrite(tmp_path / "zlib.tif", stack, compression="zlib")
+    for name in ("plain.tif", "zlib.tif"):
+        _refused_as_truncated(open_frames, _cut(tmp_path / name, 0.6))
+    _refused_as_truncated(read_label_image, tmp_path / "cut_zlib.tif")  # a label stack: not its first slices

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import zlib
 from pathlib import Path
 
@@ -203,12 +204,35 @@ def tiff_cut_short(tiff, path: Path) -> FmscopeError | None:
     tifffile.TiffFile) lies past the file's end, else None (for messages after a failed decode)."""
     size = path.stat().st_size
     try:
-        for page in tiff.series[0].pages:
-            if page is None:
-                continue
-            ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts) if n]
+        series = tiff.series[0]
+        if series.dataoffset is not None and series.dataoffset + series.nbytes > size:  # one contiguous block
+            return cut_short(path, f"its pixel data run to byte {series.dataoffset + series.nbytes:,}, the file "
+                             f"holds {size:,} bytes")  # fmt: skip
+        for index in range(len(series.pages)):
+            page = series.pages[index]
+            ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts) if n] if page is not None else []
             if ends and max(ends) > size:
                 return cut_short(path, f"its pixel data run to byte {max(ends):,}, the file holds {size:,} bytes")
-    except Exception:  # an IFD itself unreadable: the decoder's own message stands
+    except Exception:  # an IFD itself unreadable (cut off): the pages before it were whole
         return None
     return None
+
+
+def require_whole_ifd_chain(tiff, path: Path) -> None:
+    """Raise :func:`cut_short`'s error when the open TIFF's chain of pages (IFDs) points past the file's end: a
+    stack cut short, of which tifffile would read the pages before the cut as the whole stack (a time-lapse with
+    frames missing, or a 'single 2D image')."""
+    size = path.stat().st_size
+    try:
+        last = tiff.pages[len(tiff.pages) - 1]
+        form = tiff.tiff
+        with open(path, "rb") as file:
+            file.seek(last.offset)
+            count = struct.unpack(form.tagnoformat, file.read(form.tagnosize))[0]
+            file.seek(last.offset + form.tagnosize + count * form.tagsize)
+            following = struct.unpack(form.offsetformat, file.read(form.offsetsize))[0]
+    except Exception:  # unreadable headers are the decoders' to name
+        return
+    if following >= size:
+        raise cut_short(path, f"its page {len(tiff.pages)} points to a next page at byte {following:,}, the file "
+                        f"holds {size:,} bytes")  # fmt: skip

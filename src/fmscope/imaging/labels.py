@@ -77,6 +77,7 @@ def _tiff_ids(path: Path) -> tuple[np.ndarray, bool]:
     from fmscope.imaging import io
 
     with tifffile.TiffFile(path) as tif:
+        complete_files.require_whole_ifd_chain(tif, path)  # a label stack cut short: not its first slices alone
         io.refuse_several_series(tif, path, "reads one label image")
         series = tif.series[0]
         try:
