@@ -115,3 +115,22 @@ def test_a_tiff_timelapse_cut_short_is_refused_as_truncated(tmp_path):
     for name in ("plain.tif", "zlib.tif"):
         _refused_as_truncated(open_frames, _cut(tmp_path / name, 0.6))
     _refused_as_truncated(read_label_image, tmp_path / "cut_zlib.tif")  # a label stack: not its first slices
+
+
+def test_an_ome_zarr_with_chunks_not_stored_is_read_with_a_note(tmp_path):
+    """An OME-Zarr image whose level 0 lacks a chunk file (an interrupted copy, or zarr leaving out a chunk equal to
+    the fill value: indistinguishable): read, the missing chunk as the fill value, with a note counting them; a
+    complete store has no note."""
+    import zarr
+
+    group = zarr.open_group(str(tmp_path / "img.ome.zarr"), mode="w", zarr_format=2)
+    group.create_array("0", data=np.full((128, 128), 7, np.uint16), chunks=(64, 64))
+    group.attrs["multiscales"] = [
+        {"version": "0.4", "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+         "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1]}]}]}
+    ]  # fmt: skip
+    assert io.open_image(tmp_path / "img.ome.zarr").note == ""
+    (tmp_path / "img.ome.zarr" / "0" / "1.1").unlink()
+    image = io.open_image(tmp_path / "img.ome.zarr")
+    assert "1 of 4 chunks" in image.note and "fill value 0" in image.note
+    assert int((image.array == 0).sum()) == 64 * 64

@@ -187,6 +187,8 @@ def _segment_lazy(args: argparse.Namespace, image: LazyImage) -> int:
         )
     kind = "an OME-Zarr label image" if suffix == ".zarr" else "a tiled TIFF"
     print(f"note: {args.image} is {height} x {width}: read crop by crop, labels written as {kind}")
+    if image.note:
+        print(f"note: {image.note}")
     segmenter = _segmenter(args)
     segmenter.set_image(image, window=args.window)
     started = time.perf_counter()

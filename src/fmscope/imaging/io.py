@@ -407,7 +407,7 @@ def open_image(path: str | os.PathLike, eager_max_pixels: int | None = None) -> 
     if lazy.pixels > limit:
         return lazy
     with lazy:
-        return Image2D(_grey_or_rgb(lazy.read_all(), path), lazy.geometry)
+        return Image2D(_grey_or_rgb(lazy.read_all(), path), lazy.geometry, lazy.note)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
