@@ -60,7 +60,8 @@ def segment(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
             return _segment_lazy(image, boxes, segmenter, parse_window(item.window), item, folder)
     segmenter.set_image(image.array, window=parse_window(item.window))
     labels = _labels(segmenter.predict_many(list(boxes.values())), segmenter.image_shape)
-    name = "labels.tif" if image.geometry is None else "labels.nii.gz"  # medical images keep their geometry
+    medical = image.geometry is not None and image.geometry.unit is None
+    name = "labels.nii.gz" if medical else "labels.tif"  # medical images keep their geometry; a TIFF a pixel size
     io.write_image(labels, folder / name, geometry=image.geometry)
     return {
         "outputs": [name],
@@ -80,7 +81,7 @@ def _segment_lazy(image, boxes: dict, segmenter, window, item: BatchItem, folder
     results = segmenter.predict_many(list(boxes.values()))
     dtype = np.uint8 if len(results) < 256 else np.uint16
     pieces = [(r.crop[0], r.crop[1], r.mask.astype(dtype) * dtype(label)) for label, r in enumerate(results, 1)]
-    pixels = write_tiled_labels(folder / "labels.tif", image.shape[:2], dtype, pieces)
+    pixels = write_tiled_labels(folder / "labels.tif", image.shape[:2], dtype, pieces, geometry=image.geometry)
     unscored = {"message": "a huge image's truth is not read whole: not scored"} if item.truth is not None else {}
     return {"outputs": ["labels.tif"], "objects": len(boxes), "area_px": pixels, **unscored}
 

@@ -130,7 +130,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if file_suffix(Path(args.output)) == ".zarr":
         from fmscope.imaging.ome_zarr_labels import write_ome_zarr_labels
 
-        write_ome_zarr_labels(args.output, labels.shape, labels.dtype, [(0, 0, labels)])
+        write_ome_zarr_labels(args.output, labels.shape, labels.dtype, [(0, 0, labels)], geometry=image.geometry)
     else:
         io.write_image(labels, args.output, geometry=image.geometry)
     if args.overlay:
@@ -141,12 +141,19 @@ def cmd_segment(args: argparse.Namespace) -> int:
         f"wrote {args.output}: {len(results)} object(s), {int((labels > 0).sum())} pixels, "
         f"model score {scores} ({time.perf_counter() - started:.2f} s)"
     )
-    if image.geometry is not None and file_suffix(Path(args.output)) not in io.VOLUME_SUFFIXES:
-        print(
-            f"note: {Path(args.output).suffix} keeps no pixel size or position; write .nii.gz to keep the "
-            "input's geometry"
-        )
+    _geometry_note(image.geometry, args.output)
     return 0
+
+
+def _geometry_note(geometry, output: str) -> None:
+    """Say what the labels ``output`` leaves out of the input's pixel size and position (nothing when it keeps
+    them: NIfTI / NRRD, OME-Zarr, a calibrated picture's TIFF)."""
+    from fmscope.imaging import io
+    from fmscope.imaging.picture_geometry import output_note
+
+    note = output_note(geometry, Path(output), io.VOLUME_SUFFIXES)
+    if note:
+        print(f"note: {note}")
 
 
 def _run_prompts(args: argparse.Namespace, segmenter: Segmenter) -> list[MaskResult]:
@@ -180,6 +187,8 @@ def _segment_lazy(args: argparse.Namespace, image: LazyImage) -> int:
         )
     kind = "an OME-Zarr label image" if suffix == ".zarr" else "a tiled TIFF"
     print(f"note: {args.image} is {height} x {width}: read crop by crop, labels written as {kind}")
+    if image.note:
+        print(f"note: {image.note}")
     segmenter = _segmenter(args)
     segmenter.set_image(image, window=args.window)
     started = time.perf_counter()
@@ -189,12 +198,13 @@ def _segment_lazy(args: argparse.Namespace, image: LazyImage) -> int:
         (r.crop[0], r.crop[1], np.multiply(r.mask, dtype(label), dtype=dtype)) for label, r in enumerate(results, 1)
     ]
     write = write_ome_zarr_labels if suffix == ".zarr" else write_tiled_labels
-    pixels = write(args.output, (height, width), dtype, pieces)
+    pixels = write(args.output, (height, width), dtype, pieces, geometry=image.geometry)
     scores = ", ".join(f"{r.score:.3f}" for r in results)
     print(
         f"wrote {args.output}: {len(results)} object(s), {pixels} pixels, "
         f"model score {scores} ({time.perf_counter() - started:.2f} s)"
     )
+    _geometry_note(image.geometry, args.output)
     return 0
 
 

@@ -23,7 +23,7 @@ import tifffile
 
 from fmscope.atomic import atomic_write, file_suffix
 from fmscope.errors import FmscopeError
-from fmscope.imaging import dicom_objects, lazy_image, nifti_header, tiff_colour
+from fmscope.imaging import complete_files, dicom_objects, lazy_image, nifti_header, picture_geometry, tiff_colour
 from fmscope.imaging.lazy_image import LazyImage
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -39,12 +39,25 @@ class Geometry:
     the square of that, row-major. A one-slice volume or a DICOM slice keeps all three axes.
     ``nifti``: a NIfTI input's raw header (:mod:`fmscope.imaging.nifti_header`), whose qform, sform and codes
     NIfTI outputs carry as they are (None for other files); not part of the comparison.
+    ``unit``: None for medical files (mm); for a microscopy picture's pixel size and position (OME-TIFF, ImageJ
+    TIFF, OME-Zarr: :mod:`fmscope.imaging.picture_geometry`) the OME-NGFF name of the unit the file stated them in
+    (numbers still in mm; "" when the file named no unit: numbers as stored), which its OME-Zarr / TIFF outputs use.
     """
 
     spacing: tuple[float, ...]
     origin: tuple[float, ...]
     direction: tuple[float, ...]
     nifti: bytes | None = field(default=None, compare=False, repr=False)
+    unit: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def of_picture(cls, calibration: picture_geometry.Calibration | None) -> Geometry | None:
+        """A picture's pixel size and position ((spacing x, y), (origin x, y), unit), rows and columns along y and
+        x; None for a picture that states none."""
+        if calibration is None:
+            return None
+        spacing, origin, unit = calibration
+        return cls(tuple(spacing), tuple(origin), (1.0, 0.0, 0.0, 1.0), unit=unit)
 
     @classmethod
     def of(cls, image: sitk.Image) -> Geometry:
@@ -97,7 +110,8 @@ class Image2D:
     """One 2D image as fmscope segments it: grey (H, W) or RGB (H, W, 3), in the file's dtype.
 
     ``geometry`` is the file's own (2D, or 3D for a one-slice volume or DICOM slice) for
-    medical formats, None for pictures (TIFF, PNG, JPEG...), which carry none.
+    medical formats; for pictures the pixel size and position an OME-TIFF, ImageJ TIFF or OME-Zarr states
+    (``Geometry.unit`` set), else None (PNG, JPEG, plain TIFF...).
     """
 
     array: np.ndarray
@@ -202,7 +216,9 @@ def _exif_orientation(path: Path) -> int:
 def _read_picture(path: Path) -> tuple[np.ndarray, str]:
     """PNG, JPEG, BMP... via OpenCV (keeps 16-bit colour), else imageio (GIF and the rest); turned as its EXIF
     Orientation says (phone and camera JPEGs store pixels sideways), so prompts and masks are on the picture as
-    viewers show it. Returns (pixels (H, W) or (H, W, 3), a note when turned)."""
+    viewers show it. Returns (pixels (H, W) or (H, W, 3), a note when turned). A PNG / JPEG cut short is refused
+    (:func:`fmscope.imaging.complete_files.require_complete_picture`), never read with its missing rows grey."""
+    complete_files.require_complete_picture(path)
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # UNCHANGED: OpenCV leaves the orientation to us
     array = (
         _grey_or_rgb(array, path, bgr=True)
@@ -277,8 +293,13 @@ def load_image(path: str | os.PathLike) -> Image2D:
     try:
         if suffix in TIFF_SUFFIXES:
             with tifffile.TiffFile(path) as tiff:
-                pixels, note = _tiff_pixels(tiff, path)
-            return Image2D(pixels, None, note)
+                try:
+                    pixels, note = _tiff_pixels(tiff, path)
+                except FmscopeError:
+                    raise
+                except Exception as error:
+                    raise complete_files.tiff_cut_short(tiff, path) or _unreadable(path, error, EAGER_FIX) from None
+                return Image2D(pixels, Geometry.of_picture(picture_geometry.from_tiff(tiff)), note)
         if suffix in VOLUME_SUFFIXES or suffix == ".dcm" or is_dicom(path):
             return _read_medical(path)
         pixels, note = _read_picture(path)
@@ -313,13 +334,14 @@ def _open_tiff(path: Path, eager_max_pixels: int) -> Image2D | LazyImage:
             return _open_lazy_tiff(tiff, path)
         with tiff:
             pixels, note = _tiff_pixels(tiff, path)
-            return Image2D(pixels, None, note)
+            return Image2D(pixels, Geometry.of_picture(picture_geometry.from_tiff(tiff)), note)
     except FmscopeError:
         tiff.close()
         raise
     except Exception as error:
+        short = complete_files.tiff_cut_short(tiff, path)
         tiff.close()
-        raise _unreadable(path, error, LAZY_FIX if huge else EAGER_FIX) from None
+        raise short or _unreadable(path, error, LAZY_FIX if huge else EAGER_FIX) from None
 
 
 def _open_lazy_tiff(tiff: tifffile.TiffFile, path: Path) -> LazyImage:
@@ -335,9 +357,15 @@ def _open_lazy_tiff(tiff: tifffile.TiffFile, path: Path) -> LazyImage:
         if tiff_colour.needs_conversion(page):
             raise tiff_colour.refuse(page, path, " in a huge image read in parts")
         chunk_bytes = int(np.prod(page.chunks)) * np.dtype(series.dtype).itemsize
+        geometry = Geometry.of_picture(picture_geometry.from_tiff(tiff))
         if page.is_memmappable and not page.is_tiled and page.compression == 1 and len(series.pages) == 1:
             return LazyImage(
-                tiff.asarray(out="memmap"), axes, str(path), (page.imagelength, page.imagewidth), tiff.close
+                tiff.asarray(out="memmap"),
+                axes,
+                str(path),
+                (page.imagelength, page.imagewidth),
+                tiff.close,
+                geometry=geometry,
             )
         if chunk_bytes > lazy_image.MAX_CHUNK_BYTES:
             raise FmscopeError(
@@ -350,7 +378,7 @@ def _open_lazy_tiff(tiff: tifffile.TiffFile, path: Path) -> LazyImage:
         coarser = tuple(zarr.open(series.aszarr(level=index), mode="r") for index in range(1, len(series.levels)))
         rows, cols = (page.tilelength, page.tilewidth) if page.is_tiled else (page.rowsperstrip, page.imagewidth)
         rows = min(rows, page.imagelength)
-        return LazyImage(array, axes, str(path), (int(rows), int(cols)), tiff.close, coarser)
+        return LazyImage(array, axes, str(path), (int(rows), int(cols)), tiff.close, coarser, geometry)
     except BaseException:
         tiff.close()
         raise
@@ -371,6 +399,7 @@ def open_image(path: str | os.PathLike, eager_max_pixels: int | None = None) -> 
         return load_image(path)
     try:
         lazy = lazy_image.open_ome_zarr(path)
+        lazy.geometry = Geometry.of_picture(picture_geometry.from_ngff(lazy_image.first_multiscale(path)))
     except FmscopeError:
         raise
     except Exception as error:  # zarr raises many types for damaged stores
@@ -378,7 +407,7 @@ def open_image(path: str | os.PathLike, eager_max_pixels: int | None = None) -> 
     if lazy.pixels > limit:
         return lazy
     with lazy:
-        return Image2D(_grey_or_rgb(lazy.read_all(), path), None)
+        return Image2D(_grey_or_rgb(lazy.read_all(), path), lazy.geometry, lazy.note)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -433,11 +462,19 @@ def read_medical_image(path: Path) -> tuple[sitk.Image, bytes | None]:
 
     A NIfTI's header is checked first (:func:`fmscope.imaging.nifti_header.read_header`: a sheared sform, or a qform
     and sform of other voxel sizes, are refused by name); a NIfTI that SimpleITK does not read (NIfTI-2) is read by
-    nibabel, placed by the transform nibabel uses. Raises :class:`FmscopeError` for unreadable files."""
+    nibabel, placed by the transform nibabel uses. Raises :class:`FmscopeError` for unreadable files and for files
+    cut short (:mod:`fmscope.imaging.complete_files`: a NIfTI / MetaImage / NRRD whose voxels stop early)."""
     nifti = nifti_header.read_header(path) if nifti_header.is_nifti(path) else None
+    if nifti is not None:
+        complete_files.require_complete_nifti(path, nifti)  # ITK reads missing voxels as 0
+    elif file_suffix(path) in (".mha", ".mhd"):
+        complete_files.require_complete_metaimage(path)  # ITK calls a short one "No such file or directory"
     try:
         return sitk.ReadImage(str(path)), nifti
     except Exception as error:
+        short = complete_files.itk_short_read(path, error)
+        if short is not None:
+            raise short from None
         if nifti is not None and nifti_header.version(nifti) == 2:
             try:
                 array = nifti_header.read_pixels(path)
@@ -547,8 +584,9 @@ def write_image(array: np.ndarray, path: str | os.PathLike, geometry: Geometry |
     """Write a 2D mask / label image or an RGB picture (TIFF, PNG, NIfTI/NRRD...), atomically.
 
     NIfTI / NRRD / MHA outputs take ``geometry`` (the input's, from :func:`load_image`): same
-    dimension (a one-slice volume stays 3D), pixel size, origin and direction. Pictures
-    cannot hold geometry and ignore it.
+    dimension (a one-slice volume stays 3D), pixel size, origin and direction. A TIFF takes a calibrated
+    picture's pixel size (:func:`fmscope.imaging.picture_geometry.tiff_calibration`); PNG / JPEG cannot hold
+    geometry and ignore it.
     """
     path = Path(path)
     suffix = file_suffix(path)
@@ -556,7 +594,9 @@ def write_image(array: np.ndarray, path: str | os.PathLike, geometry: Geometry |
 
     def write(target: Path) -> None:
         if suffix in TIFF_SUFFIXES:
-            tifffile.imwrite(target, array, compression="zlib")
+            tifffile.imwrite(
+                target, array, compression="zlib", **picture_geometry.tiff_calibration(geometry, array.shape)
+            )
         elif suffix in VOLUME_SUFFIXES:
             three_d = geometry is not None and len(geometry.spacing) == 3
             rgb = array.ndim == 3 and array.shape[-1] in (3, 4)  # a picture's samples; else a third axis

@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
-from fmscope.imaging import tiff_colour
+from fmscope.imaging import complete_files, tiff_colour
 from fmscope.imaging.lossy_labels import binary_mask_from_lossy, lossy_compression
 
 FIX_COLOUR = (
@@ -77,9 +77,16 @@ def _tiff_ids(path: Path) -> tuple[np.ndarray, bool]:
     from fmscope.imaging import io
 
     with tifffile.TiffFile(path) as tif:
+        complete_files.require_whole_ifd_chain(tif, path)  # a label stack cut short: not its first slices alone
         io.refuse_several_series(tif, path, "reads one label image")
         series = tif.series[0]
-        array, axes = series.asarray(), series.axes.upper()
+        try:
+            array, axes = series.asarray(), series.axes.upper()
+        except Exception:  # a file cut short is named as such; else the reader's own message
+            short = complete_files.tiff_cut_short(tif, path)
+            if short is None:
+                raise
+            raise short from None
         photometric = tif.pages[0].photometric
         if photometric not in (tifffile.PHOTOMETRIC.PALETTE, tifffile.PHOTOMETRIC.MINISWHITE):
             if tiff_colour.needs_conversion(tif.pages[0]):  # CMYK, CIELAB, raw YCbCr ...: colours, not ids

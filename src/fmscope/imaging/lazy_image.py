@@ -53,6 +53,8 @@ class LazyImage:
     chunks: tuple[int, int]  # (rows, columns) of one stored chunk
     closer: Any = None
     coarser: tuple[Any, ...] = ()  # a pyramid's lower-resolution levels (arrays in ``axes`` order), finest first
+    geometry: Any = None  # the pixel size and position (fmscope.imaging.io.Geometry) when the file states them
+    note: str = ""  # what the reader found that the user should know (an OME-Zarr's chunks not stored)
     _identity: str = field(default="", repr=False, compare=False)  # identity(), once computed
 
     @property
@@ -250,6 +252,11 @@ def _multiscales(path: Path) -> list:
     return []
 
 
+def first_multiscale(path: Path) -> dict:
+    """The first OME-NGFF multiscale (its attributes: axes, datasets, transformations) of an OME-Zarr image."""
+    return _multiscales(path)[0]
+
+
 def open_ome_zarr(path: Path) -> LazyImage:
     """The full-resolution level of an OME-Zarr image's first multiscale as a :class:`LazyImage` (its other levels
     in ``coarser``, for :meth:`LazyImage.read_resampled`).
@@ -274,7 +281,26 @@ def open_ome_zarr(path: Path) -> LazyImage:
     check_axes(axes, tuple(array.shape), path)
     chunks = dict(zip(axes, array.chunks))
     coarser = tuple(zarr.open_array(path / dataset["path"], mode="r") for dataset in multiscale["datasets"][1:])
-    return LazyImage(array, axes, str(path), (int(chunks["Y"]), int(chunks["X"])), coarser=coarser)
+    return LazyImage(
+        array, axes, str(path), (int(chunks["Y"]), int(chunks["X"])), coarser=coarser, note=_absent_chunks(array, path)
+    )
+
+
+def _absent_chunks(array: Any, path: Path) -> str:
+    """A note when chunks of the full-resolution level are not stored (zarr reads them as the fill value, without a
+    word): zarr leaves out chunks equal to the fill value, an interrupted copy leaves out others, and the two cannot
+    be told apart, so fmscope reads the image and says so. "" when every chunk is stored."""
+    try:
+        stored, total = int(array.nchunks_initialized), int(array.nchunks)
+    except Exception:  # a store that cannot list its keys: nothing to say
+        return ""
+    if stored >= total:
+        return ""
+    return (
+        f"{path.name}: {total - stored} of {total} chunks of its full-resolution level are not stored and read as "
+        f"the fill value {array.fill_value} (zarr leaves out chunks equal to it; an interrupted copy leaves out "
+        "others): if the store was copied, compare it with the original"
+    )
 
 
 def _chunk_sides(array: Any, axes: str) -> tuple[int, int]:

@@ -16,11 +16,13 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fmscope import output_owner
 from fmscope.atomic import atomic_write
+from fmscope.imaging import picture_geometry
 from fmscope.imaging.label_pyramid import LabelPyramid
 from fmscope.imaging.tiled_labels import Piece
 from fmscope.omics.output_stamp import STAMP, stamp
@@ -45,13 +47,29 @@ def _pyramid(shape: tuple[int, int], dtype: np.dtype, pieces: Sequence[Piece]) -
     return pyramid, pixels
 
 
+def _transforms(scale: list[float], translation: list[float], factor: float) -> list[dict]:
+    """A level's NGFF coordinateTransformations: its pixels (every ``factor``-th of level 0, from pixel 0) at
+    ``scale`` x ``factor``, then the origin (a translation only where there is one)."""
+    transforms: list[dict] = [{"type": "scale", "scale": [value * factor for value in scale]}]
+    if any(translation):
+        transforms.append({"type": "translation", "translation": list(translation)})
+    return transforms
+
+
 def write_ome_zarr_labels(
-    path: str | os.PathLike, shape: tuple[int, int], dtype: type, pieces: Sequence[Piece], name: str = "labels"
+    path: str | os.PathLike,
+    shape: tuple[int, int],
+    dtype: type,
+    pieces: Sequence[Piece],
+    name: str = "labels",
+    geometry: Any = None,
 ) -> int:
     """Write an (H, W) ``shape`` label image of ``dtype`` (zero except ``pieces``, as
     :func:`fmscope.imaging.tiled_labels.write_tiled_labels` takes them) as an OME-Zarr label image at ``path``
-    (see module docstring), atomically. Raises FmscopeError when ``path`` exists and is not a store fmscope wrote,
-    unchanged since. Returns the number of labelled pixels written."""
+    (see module docstring), atomically. ``geometry``: the image's (:class:`fmscope.imaging.io.Geometry`, None: in
+    pixels): level k maps its pixels to the image's space, scale = pixel size x 2**k and translation = origin in
+    the input's unit (:func:`fmscope.imaging.picture_geometry.ngff_placement`). Raises FmscopeError when ``path``
+    exists and is not a store fmscope wrote, unchanged since. Returns the number of labelled pixels written."""
     import zarr
 
     path = Path(path)
@@ -59,6 +77,11 @@ def write_ome_zarr_labels(
     dtype = np.dtype(dtype)
     pyramid, pixels = _pyramid((int(shape[0]), int(shape[1])), dtype, pieces)
     regions = list(pyramid.written_regions())
+    axes, scale, translation = picture_geometry.ngff_placement(geometry) or (
+        [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+        [1.0, 1.0],
+        [0.0, 0.0],
+    )
 
     def write(target: Path) -> None:
         group = zarr.open_group(target, mode="w", zarr_format=2)
@@ -79,9 +102,9 @@ def write_ome_zarr_labels(
             {
                 "version": "0.4",
                 "name": name,
-                "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+                "axes": axes,
                 "datasets": [
-                    {"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": [2.0**k, 2.0**k]}]}
+                    {"path": str(k), "coordinateTransformations": _transforms(scale, translation, 2.0**k)}
                     for k in range(len(pyramid.levels))
                 ],
             }

@@ -12,10 +12,12 @@ import os
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fmscope.atomic import atomic_write
+from fmscope.imaging import picture_geometry
 
 TILE = 256
 SOFTWARE = "fmscope"
@@ -46,11 +48,17 @@ def _tiles(shape: tuple[int, int], dtype: np.dtype, pieces: Sequence[Piece], cou
                 yield zlib.compress(tile.tobytes())
 
 
-def write_tiled_labels(path: str | os.PathLike, shape: tuple[int, int], dtype: type, pieces: Sequence[Piece]) -> int:
+def write_tiled_labels(
+    path: str | os.PathLike, shape: tuple[int, int], dtype: type, pieces: Sequence[Piece], geometry: Any = None
+) -> int:
     """Write an (H, W) ``shape`` label image of ``dtype``, zero except ``pieces`` (their nonzero pixels; where
     pieces overlap the earlier one keeps the pixel), as a tiled (``TILE``) zlib TIFF, atomically. Pieces are
-    clipped to the image. Returns the number of labelled pixels written."""
+    clipped to the image. ``geometry``: the image's (:class:`fmscope.imaging.io.Geometry`), whose pixel size a
+    calibrated picture's labels carry (:func:`fmscope.imaging.picture_geometry.tiff_calibration`). Returns the
+    number of labelled pixels written."""
     import tifffile
+
+    calibration = picture_geometry.tiff_calibration(geometry, shape) or {"metadata": None}
 
     dtype = np.dtype(dtype)
     counted = [0]
@@ -67,7 +75,7 @@ def write_tiled_labels(path: str | os.PathLike, shape: tuple[int, int], dtype: t
             software=SOFTWARE,
             bigtiff=shape[0] * shape[1] * dtype.itemsize > 2**31,
             photometric="minisblack",
-            metadata=None,
+            **calibration,
         )
 
     atomic_write(path, write)

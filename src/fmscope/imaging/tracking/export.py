@@ -100,7 +100,8 @@ def write_label_stack(
     labels: np.ndarray, path: str | os.PathLike, spacing_yx: tuple[float, float] | None = None
 ) -> str | None:
     """The (T, H, W) labels of a time-lapse or video as one uint16 file, by the suffix of ``path``: a
-    TIFF, or a NIfTI / NRRD / MHA 3D image (x, y, t) whose third axis is time (slice k = frame k,
+    TIFF (the pixel size ``spacing_yx``, mm, as resolution tags when known), or a NIfTI / NRRD / MHA
+    3D image (x, y, t) whose third axis is time (slice k = frame k,
     spacing 1; in-plane spacing ``spacing_yx`` (row, column) when known, else 1), with a note saying
     so in the file (NIfTI ``descrip``, NRRD / MHA key). Returns that note for the user for a 3D
     image, None for a TIFF; any other suffix is refused (FmscopeError), nothing written."""
@@ -108,7 +109,10 @@ def write_label_stack(
     path = Path(path)
     suffix = file_suffix(path)
     if suffix in TIFF_SUFFIXES:
-        atomic_write(path, lambda target: tifffile.imwrite(target, labels, compression="zlib"))
+        # the pixel size, when known, as resolution tags in pixels per centimetre (spacing_yx is in mm)
+        known = {} if spacing_yx is None else {"resolution": (10 / spacing_yx[1], 10 / spacing_yx[0])}
+        resolution = {**known, "resolutionunit": "CENTIMETER"} if known else {}
+        atomic_write(path, lambda target: tifffile.imwrite(target, labels, compression="zlib", **resolution))
         return None
     if suffix not in VOLUME_SUFFIXES:
         raise FmscopeError(

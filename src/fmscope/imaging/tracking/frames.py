@@ -25,7 +25,7 @@ import tifffile
 
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
-from fmscope.imaging import dicom_objects, tiff_colour
+from fmscope.imaging import complete_files, dicom_objects, picture_geometry, tiff_colour
 from fmscope.imaging.dicom_pixels import check_pixel_data
 from fmscope.imaging.io import (
     TIFF_SUFFIXES,
@@ -377,9 +377,12 @@ def _tiff_axes(array: np.ndarray, axes: str, path: Path, channel: int | None) ->
 
 def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
     """A TIFF stack: one series read by its axes (memory-mapped when stored uncompressed), or
-    single-page series written one after another (one frame each)."""
+    single-page series written one after another (one frame each). A TIFF cut short is refused as truncated; an
+    OME / ImageJ TIFF's pixel size becomes the frames' ``spacing`` (mm)."""
+    tif = None
     try:
         tif = tifffile.TiffFile(path)
+        complete_files.require_whole_ifd_chain(tif, path)  # else the pages before a cut read as the whole stack
         if _appended_pages(tif):
             if channel is not None:
                 raise FmscopeError(
@@ -404,16 +407,21 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
             array = array.reshape(series.shape)
         array, colour_note = tiff_colour.as_picture(array, series.keyframe, path)  # CMYK, palette, MINISWHITE
         axes += "S" * (array.ndim - len(axes))  # a palette's colours: a samples axis
+        calibration = picture_geometry.from_tiff(tif)  # an OME / ImageJ TIFF's pixel size, kept in the labels
         tif.close()
     except FmscopeError:
         raise
     except Exception as error:
+        short = complete_files.tiff_cut_short(tif, path) if tif is not None else None
+        if short is not None:
+            raise short from None
         raise FmscopeError(
             f"Cannot read {path} as a TIFF stack ({type(error).__name__}: {str(error)[:200]}).",
             "Give a multi-page TIFF of frames (T, Y, X) or (T, Y, X, S).",
         ) from None
     array, frame_axis = _tiff_axes(array, axes, path, channel)
-    frames = ArrayFrames(array, kind="volume" if frame_axis == "Z" else "stack", name=str(path))
+    spacing = None if calibration is None else (calibration[0][1], calibration[0][0])  # (y, x) mm
+    frames = ArrayFrames(array, kind="volume" if frame_axis == "Z" else "stack", spacing=spacing, name=str(path))
     frames.notes = (colour_note,) if colour_note else ()
     return frames
 
