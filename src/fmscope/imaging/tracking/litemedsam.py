@@ -67,6 +67,7 @@ from fmscope.imaging.tracking.divisions import (
     Division,
     dark_level,
     daughter_regions,
+    other_half,
     pair_parts,
     septum_cut,
     sibling_of,
@@ -86,12 +87,14 @@ MATCH_RADIUS = 1.0  # search this many object sizes (at least MIN_MATCH_RADIUS p
 MIN_MATCH_RADIUS = 16
 MATCH_SIGMA = 0.8  # Gaussian weight on the match's distance from the drifted box, in object sizes
 NEW_MIN_SCORE = 0.8  # a new object or a sibling: LiteMedSAM's score on its region's box at least this
+ROD_HALF_SCORE = 0.7  # ... a rod's other half, seen on two frames in a row (divisions.other_half): at least this
 NEW_SIZE_RANGE = 4.0  # ... and its area within this factor of the tracked objects' median reference area
 MIN_NEW_PIXELS = 12
 DARK_APART = 3  # dark objects (phase contrast): px between tracked and untracked cells (divisions.uncovered_regions)
 ROD_ASPECT = 2.0  # a box this elongated holds a rod ...
 ROD_GROWTH = 0.15  # ... whose box is lengthened by this fraction of its length at both ends
 ROD_WIDEN = 0.2  # ... and widened by this fraction of its width at both sides
+ROD_MAX_GROWTH = 1.5  # ... and whose mask is at most this many times its last one (neighbours taken in otherwise)
 CUT_FRACTION = 0.3  # a box side the mask runs along for this fraction of its length has cut the object
 CUT_MIN_PX = 4
 GROW_STEP = 0.25  # ... and moves out by this fraction of the box's length along it
@@ -295,6 +298,7 @@ class LiteMedSAMTracker:
         previous: dict[int, np.ndarray] = {}  # object -> last mask found
         missing: dict[int, int] = {}  # object -> frames since last found
         splits: dict[int, tuple[int, tuple[np.ndarray, np.ndarray]]] = {}  # object -> (frame, parts) of a split
+        halved: dict[int, tuple[int, np.ndarray]] = {}  # rod -> (frame, its other half) seen in halves there
         last_image: np.ndarray | None = None
         for index in range(start, stop + step, step):
             pixels = self.frames[index]
@@ -333,7 +337,7 @@ class LiteMedSAMTracker:
                 if self.divisions_on:
                     lost = [obj for obj in before if obj not in found and missing.get(obj) == 1]
                     self._lost_divisions(index, lost, last_image, image, drift, found, before, previous)
-                self._lineage_step(index, image, found, before, previous, splits)
+                self._lineage_step(index, image, found, before, previous, splits, halved)
                 if self.divisions_on:  # shrunk, and no sibling found beside it: two daughters where it was?
                     shrunk = [
                         obj
@@ -401,9 +405,12 @@ class LiteMedSAMTracker:
         before: dict[int, np.ndarray],
         previous: dict[int, np.ndarray],
         splits: dict[int, tuple[int, tuple[np.ndarray, np.ndarray]]],
+        halved: dict[int, tuple[int, np.ndarray]],
     ) -> None:
         """Divisions and new objects on frame ``index`` (see module docstring); updates ``found`` and
-        ``previous`` in place (a parent's mask becomes its daughters')."""
+        ``previous`` in place (a parent's mask becomes its daughters'). ``halved``: {rod: (frame, its other half's
+        mask)} of the rods seen in halves (:func:`~fmscope.imaging.tracking.divisions.other_half`), replaced in
+        place by this frame's."""
         followed = [obj for obj in found if obj in before and index not in self.anchors.get(obj, {})]
         if self.divisions_on:
             background = float(np.median(image))
@@ -427,8 +434,12 @@ class LiteMedSAMTracker:
         if not found:
             return
         now = {obj: found[obj].mask for obj in followed if obj in found}
-        if not self.detect_new and not any(mask.sum() < SHRINK * before[obj].sum() for obj, mask in now.items()):
-            return  # no followed object shrank: no sibling to look for
+        pending = {obj: mask for obj, (frame, mask) in halved.items() if frame == index - 1 and obj in now}
+        halved.clear()
+        rods = [obj for obj, mask in now.items() if self.divisions_on and rod_axes(mask) is not None]
+        shrunk = any(mask.sum() < SHRINK * before[obj].sum() for obj, mask in now.items())
+        if not self.detect_new and not shrunk and not rods:
+            return  # no followed object shrank and none is a rod: no sibling to look for
         areas = [self.reference[obj][0] for obj in found if obj in self.reference]
         median = float(np.median(areas)) if areas else 0.0
         covered = np.zeros(image.shape, bool)
@@ -445,24 +456,41 @@ class LiteMedSAMTracker:
         for region in uncovered_regions(image, covered, least, level is None, level, apart):
             if (covered & region).sum() > 0.2 * region.sum():  # taken by a region accepted before
                 continue
-            if not self.detect_new and sibling_of(region, now, before, halves) is None:
+            beside = [obj for obj in rods if obj in now and other_half(region, now[obj])]
+            if not self.detect_new and not beside and sibling_of(region, now, before, halves) is None:
                 continue  # only siblings are looked for: skip the model for regions beside no shrunk object
             predicted = self.segmenter.predict(box=box_from_mask(region, self.stop.box_margin))
             mask = predicted.mask & ~covered
             area = int(mask.sum())
-            if predicted.score < NEW_MIN_SCORE or not median / NEW_SIZE_RANGE <= area <= median * NEW_SIZE_RANGE:
+            if not median / NEW_SIZE_RANGE <= area <= median * NEW_SIZE_RANGE:
                 continue
-            parent = sibling_of(mask, now, before, halves) if self.divisions_on else None
+            parent, last = None, None
+            if self.divisions_on and predicted.score >= ROD_HALF_SCORE:
+                beside = [obj for obj in rods if obj in now and other_half(mask, now[obj])]
+                centre = np.argwhere(mask).mean(axis=0)
+                distance = {obj: np.hypot(*(np.argwhere(now[obj]).mean(axis=0) - centre)) for obj in beside}
+                nearest = min(beside, key=distance.get, default=None)
+                if nearest in pending:  # a rod seen in halves on the frame before and now: it divides here
+                    parent, last = nearest, before[nearest] | pending.pop(nearest)
+                else:
+                    parent = sibling_of(mask, now, before, halves) if nearest is None else nearest
+                    if parent is not None and (parent == nearest or halves(parent)):  # a rod's first frame in
+                        if parent not in halved:  # halves: wait for the next (regions come largest first)
+                            halved[parent] = (index, mask)
+                            covered |= mask
+                        continue
+                    if predicted.score < NEW_MIN_SCORE:
+                        parent = None
             if parent is not None:
                 daughters = [self.new_id(), self.new_id()]
                 kept = found.pop(parent)
                 del now[parent]
                 del previous[parent]
                 splits.pop(parent, None)
-                self.divisions.append(Division(parent, index, {daughters[0]: kept.mask, daughters[1]: mask}))
+                self.divisions.append(Division(parent, index, {daughters[0]: kept.mask, daughters[1]: mask}, last))
                 self._start(daughters[0], kept, image, found, previous)
                 self._start(daughters[1], ObjectMask(mask, predicted.score), image, found, previous)
-            elif self.detect_new:
+            elif self.detect_new and predicted.score >= NEW_MIN_SCORE:
                 obj = self.new_id()
                 self.births.append((obj, index))
                 self._start(obj, ObjectMask(mask, predicted.score), image, found, previous)
@@ -499,12 +527,19 @@ class LiteMedSAMTracker:
         if box is None or box[2] <= box[0] or box[3] <= box[1]:
             return None
         growing = self.frames.kind != "volume"  # rods grow between frames; measured on time-lapses only
+        own = box
+        most = None  # a rod on a time-lapse: the largest area its mask may have (ROD_MAX_GROWTH)
         if growing:
             box = self._lengthened(box, prior, image.shape)
+            if rod_axes(prior) is not None:
+                most = ROD_MAX_GROWTH * int(mask.sum())
         at_edge = prior[0].any() or prior[-1].any() or prior[:, 0].any() or prior[:, -1].any()
         visible = int(prior.sum()) if at_edge else None  # part of the object in view: the area to compare with
-        for search in (box, self._wider(box, image.shape)):
-            predicted = self._grown(search, image.shape) if growing else self.segmenter.predict(box=search)
+        searches = [box, self._wider(box, image.shape)] + ([own] if most is not None else [])
+        for search in searches:
+            predicted = self._grown(search, image.shape, most) if growing else self.segmenter.predict(box=search)
+            if most is not None and predicted.mask.sum() > most:
+                continue  # neighbours taken in: the next box
             if self._keeps(obj, predicted.mask, predicted.score, image, visible):
                 if growing:  # a time-lapse: the intensity compared with follows the object (module docstring)
                     self.reference[obj] = (self.reference[obj][0], float(image[predicted.mask].mean()))
@@ -529,11 +564,12 @@ class LiteMedSAMTracker:
             [max(0.0, x0 - grow[0]), max(0.0, y0 - grow[1]), min(w - 1.0, x1 + grow[0]), min(h - 1.0, y1 + grow[1])]
         )
 
-    def _grown(self, box: np.ndarray, shape: tuple[int, int]):
+    def _grown(self, box: np.ndarray, shape: tuple[int, int], most: float | None = None):
         """LiteMedSAM's mask from ``box``, the box grown where the mask runs into it: a side that the mask
         touches along at least :data:`CUT_FRACTION` of its length has cut the object (a rod that grew longer
         than last frame's mask, the box is taken from), so that side moves out by :data:`GROW_STEP` of the
-        box's length along it and the model is asked again, at most :data:`GROW_TRIES` times."""
+        box's length along it and the model is asked again, at most :data:`GROW_TRIES` times. ``most``: a grown
+        box whose mask exceeds this area (px) has taken in neighbours; the mask before it is returned."""
         predicted = self.segmenter.predict(box=box)
         h, w = shape
         for _ in range(GROW_TRIES):
@@ -550,7 +586,10 @@ class LiteMedSAMTracker:
             bigger = np.clip(bigger, 0, limit[[2, 3, 2, 3]])
             if not any(cut) or np.array_equal(bigger, np.asarray(box, float)):
                 return predicted
-            box, predicted = bigger, self.segmenter.predict(box=bigger)
+            grown = self.segmenter.predict(box=bigger)
+            if most is not None and grown.mask.sum() > most and predicted.mask.sum() <= most:
+                return predicted
+            box, predicted = bigger, grown
         return predicted
 
     def _object_move(
