@@ -436,10 +436,9 @@ class LiteMedSAMTracker:
         now = {obj: found[obj].mask for obj in followed if obj in found}
         pending = {obj: mask for obj, (frame, mask) in halved.items() if frame == index - 1 and obj in now}
         halved.clear()
-        rods = [obj for obj, mask in now.items() if self.divisions_on and rod_axes(mask) is not None]
         shrunk = any(mask.sum() < SHRINK * before[obj].sum() for obj, mask in now.items())
-        if not self.detect_new and not shrunk and not rods:
-            return  # no followed object shrank and none is a rod: no sibling to look for
+        if not self.detect_new and not shrunk and not (self.divisions_on and pending):
+            return  # no followed object shrank and no rod was seen in halves: no sibling to look for
         areas = [self.reference[obj][0] for obj in found if obj in self.reference]
         median = float(np.median(areas)) if areas else 0.0
         covered = np.zeros(image.shape, bool)
@@ -456,7 +455,7 @@ class LiteMedSAMTracker:
         for region in uncovered_regions(image, covered, least, level is None, level, apart):
             if (covered & region).sum() > 0.2 * region.sum():  # taken by a region accepted before
                 continue
-            beside = [obj for obj in rods if obj in now and other_half(region, now[obj])]
+            beside = [obj for obj in pending if obj in now and other_half(region, now[obj])]
             if not self.detect_new and not beside and sibling_of(region, now, before, halves) is None:
                 continue  # only siblings are looked for: skip the model for regions beside no shrunk object
             predicted = self.segmenter.predict(box=box_from_mask(region, self.stop.box_margin))
@@ -466,16 +465,16 @@ class LiteMedSAMTracker:
                 continue
             parent, last = None, None
             if self.divisions_on and predicted.score >= ROD_HALF_SCORE:
-                beside = [obj for obj in rods if obj in now and other_half(mask, now[obj])]
+                beside = [obj for obj in pending if obj in now and other_half(mask, now[obj])]
                 centre = np.argwhere(mask).mean(axis=0)
                 distance = {obj: np.hypot(*(np.argwhere(now[obj]).mean(axis=0) - centre)) for obj in beside}
-                nearest = min(beside, key=distance.get, default=None)
-                if nearest in pending:  # a rod seen in halves on the frame before and now: it divides here
-                    parent, last = nearest, before[nearest] | pending.pop(nearest)
+                if beside:  # a rod seen in halves on the frame before and now: it divides here
+                    parent = min(beside, key=distance.get)
+                    last = before[parent] | pending.pop(parent)
                 else:
-                    parent = sibling_of(mask, now, before, halves) if nearest is None else nearest
-                    if parent is not None and (parent == nearest or halves(parent)):  # a rod's first frame in
-                        if parent not in halved:  # halves: wait for the next (regions come largest first)
+                    parent = sibling_of(mask, now, before, halves)
+                    if parent is not None and halves(parent):  # a rod's first frame in halves: wait for the next
+                        if parent not in halved:  # regions come largest first
                             halved[parent] = (index, mask)
                             covered |= mask
                         continue
