@@ -24,7 +24,9 @@ Three signs of a division, from the masks the tracker finds (pixels, (H, W) bool
   same is asked of a followed object whose mask shrank and beside which no sibling was found.
   On the HeLa division windows this was the failure seen most (4 of 9 divisions: the parent lost on the
   division frame, the daughters picked up a frame late, or never).
-* **A rod seen in halves**: a rod's sibling (the second sign) counts only when it is seen again on the next frame,
+* **A rod seen in halves**: a dark rod's sibling (the second sign; phase contrast, the object darker than the frame's
+  median: fluorescent nuclei, elongated when they divide, keep the second sign as it is) counts only when it is seen
+  again on the next frame,
   beside the followed half (:func:`other_half`: a region of comparable size in line with it, end to end); the
   division is on the second frame, and the parent's mask on the first becomes both halves (:attr:`Division.last`).
   In phase contrast a rod's constriction shows before its daughters part: LiteMedSAM outlined one half of a rod one

@@ -21,9 +21,10 @@ otherwise a box twice as wide around the prior tries to re-find the object, and 
 ``lost_frames`` frames stops: 3 frames of a time-lapse (a cell missed on one frame is found again), 1 slice of a
 volume (an organ or lesion does not leave a slice and come back; the tail slices past its end cost two encoder
 passes each: on ct_lung_volume 7 passes instead of 15, the same Dice 0.8227 and slices 8-10).
-A rod's mask (on a time-lapse) is kept only up to :data:`ROD_MAX_GROWTH` times its last one: in a colony of
-touching rods LiteMedSAM, from a lengthened box, outlined neighbours too (on the rods benchmark one rod's mask grew to
-the whole colony, 8 cells, in two frames, while its cells grow 14 % a frame, 25 % at the 95th percentile).
+A dark rod's mask (phase contrast, on a time-lapse) is kept only up to :data:`ROD_MAX_GROWTH` times its last one: in
+a colony of touching rods LiteMedSAM, from a lengthened box, outlined neighbours too (on the rods benchmark one rod's
+mask grew to the whole colony, 8 cells, in two frames, while its cells grow 14 % a frame, 25 % at the 95th
+percentile).
 A user prompt on a frame is an anchor: the object restarts from it. Objects on a frame share
 its embeddings (the ROI-zoom grid crops are cached).
 No point is added to the box: LiteMedSAM was trained on boxes, and a positive click at the
@@ -451,6 +452,9 @@ class LiteMedSAMTracker:
         def halves(obj: int) -> bool:  # a rod divides into two halves (divisions.sibling_of)
             return rod_axes(before[obj]) is not None
 
+        def constricts(obj: int) -> bool:  # a dark rod (phase contrast) shows its halves before they part
+            return halves(obj) and self.reference[obj][1] < float(np.median(image))
+
         means = [self.reference[obj][1] for obj in found if obj in self.reference]
         level = dark_level(float(np.mean(means)), float(np.median(image))) if means else None
         least = max(MIN_NEW_PIXELS, int(median / NEW_SIZE_RANGE))
@@ -476,7 +480,7 @@ class LiteMedSAMTracker:
                     last = before[parent] | pending.pop(parent)
                 else:
                     parent = sibling_of(mask, now, before, halves)
-                    if parent is not None and halves(parent):  # a rod's first frame in halves: wait for the next
+                    if parent is not None and constricts(parent):  # a rod's first frame in halves: wait for the next
                         if parent not in halved:  # regions come largest first
                             halved[parent] = (index, mask)
                             covered |= mask
@@ -533,7 +537,7 @@ class LiteMedSAMTracker:
         most = None  # a rod on a time-lapse: the largest area its mask may have (ROD_MAX_GROWTH)
         if growing:
             box = self._lengthened(box, prior, image.shape)
-            if rod_axes(prior) is not None:
+            if rod_axes(prior) is not None and self.reference[obj][1] < float(np.median(image)):  # a dark rod
                 most = ROD_MAX_GROWTH * int(mask.sum())
         at_edge = prior[0].any() or prior[-1].any() or prior[:, 0].any() or prior[:, -1].any()
         visible = int(prior.sum()) if at_edge else None  # part of the object in view: the area to compare with
