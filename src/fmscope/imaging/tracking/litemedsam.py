@@ -21,10 +21,6 @@ otherwise a box twice as wide around the prior tries to re-find the object, and 
 ``lost_frames`` frames stops: 3 frames of a time-lapse (a cell missed on one frame is found again), 1 slice of a
 volume (an organ or lesion does not leave a slice and come back; the tail slices past its end cost two encoder
 passes each: on ct_lung_volume 7 passes instead of 15, the same Dice 0.8227 and slices 8-10).
-A dark rod's mask (phase contrast, on a time-lapse) is kept only up to :data:`ROD_MAX_GROWTH` times its last one: in
-a colony of touching rods LiteMedSAM, from a lengthened box, outlined neighbours too (on the rods benchmark one rod's
-mask grew to the whole colony, 8 cells, in two frames, while its cells grow 14 % a frame, 25 % at the 95th
-percentile).
 A user prompt on a frame is an anchor: the object restarts from it. Objects on a frame share
 its embeddings (the ROI-zoom grid crops are cached).
 No point is added to the box: LiteMedSAM was trained on boxes, and a positive click at the
@@ -98,7 +94,6 @@ DARK_APART = 3  # dark objects (phase contrast): px between tracked and untracke
 ROD_ASPECT = 2.0  # a box this elongated holds a rod ...
 ROD_GROWTH = 0.15  # ... whose box is lengthened by this fraction of its length at both ends
 ROD_WIDEN = 0.2  # ... and widened by this fraction of its width at both sides
-ROD_MAX_GROWTH = 1.5  # ... and whose mask is at most this many times its last one (neighbours taken in otherwise)
 CUT_FRACTION = 0.3  # a box side the mask runs along for this fraction of its length has cut the object
 CUT_MIN_PX = 4
 GROW_STEP = 0.25  # ... and moves out by this fraction of the box's length along it
@@ -533,19 +528,12 @@ class LiteMedSAMTracker:
         if box is None or box[2] <= box[0] or box[3] <= box[1]:
             return None
         growing = self.frames.kind != "volume"  # rods grow between frames; measured on time-lapses only
-        own = box
-        most = None  # a rod on a time-lapse: the largest area its mask may have (ROD_MAX_GROWTH)
         if growing:
             box = self._lengthened(box, prior, image.shape)
-            if rod_axes(prior) is not None and self.reference[obj][1] < float(np.median(image)):  # a dark rod
-                most = ROD_MAX_GROWTH * int(mask.sum())
         at_edge = prior[0].any() or prior[-1].any() or prior[:, 0].any() or prior[:, -1].any()
         visible = int(prior.sum()) if at_edge else None  # part of the object in view: the area to compare with
-        searches = [box, self._wider(box, image.shape)] + ([own] if most is not None else [])
-        for search in searches:
-            predicted = self._grown(search, image.shape, most) if growing else self.segmenter.predict(box=search)
-            if most is not None and predicted.mask.sum() > most:
-                continue  # neighbours taken in: the next box
+        for search in (box, self._wider(box, image.shape)):
+            predicted = self._grown(search, image.shape) if growing else self.segmenter.predict(box=search)
             if self._keeps(obj, predicted.mask, predicted.score, image, visible):
                 if growing:  # a time-lapse: the intensity compared with follows the object (module docstring)
                     self.reference[obj] = (self.reference[obj][0], float(image[predicted.mask].mean()))
@@ -570,12 +558,11 @@ class LiteMedSAMTracker:
             [max(0.0, x0 - grow[0]), max(0.0, y0 - grow[1]), min(w - 1.0, x1 + grow[0]), min(h - 1.0, y1 + grow[1])]
         )
 
-    def _grown(self, box: np.ndarray, shape: tuple[int, int], most: float | None = None):
+    def _grown(self, box: np.ndarray, shape: tuple[int, int]):
         """LiteMedSAM's mask from ``box``, the box grown where the mask runs into it: a side that the mask
         touches along at least :data:`CUT_FRACTION` of its length has cut the object (a rod that grew longer
         than last frame's mask, the box is taken from), so that side moves out by :data:`GROW_STEP` of the
-        box's length along it and the model is asked again, at most :data:`GROW_TRIES` times. ``most``: a grown
-        box whose mask exceeds this area (px) has taken in neighbours; the mask before it is returned."""
+        box's length along it and the model is asked again, at most :data:`GROW_TRIES` times."""
         predicted = self.segmenter.predict(box=box)
         h, w = shape
         for _ in range(GROW_TRIES):
@@ -592,10 +579,7 @@ class LiteMedSAMTracker:
             bigger = np.clip(bigger, 0, limit[[2, 3, 2, 3]])
             if not any(cut) or np.array_equal(bigger, np.asarray(box, float)):
                 return predicted
-            grown = self.segmenter.predict(box=bigger)
-            if most is not None and grown.mask.sum() > most and predicted.mask.sum() <= most:
-                return predicted
-            box, predicted = bigger, grown
+            box, predicted = bigger, self.segmenter.predict(box=bigger)
         return predicted
 
     def _object_move(
