@@ -16,6 +16,7 @@ from fmscope.imaging.tracking import TrackingSession, open_frames
 from fmscope.imaging.tracking.divisions import (
     dark_level,
     daughter_regions,
+    other_half,
     pair_parts,
     septum_cut,
     sibling_of,
@@ -84,6 +85,23 @@ def test_sibling_is_next_to_an_object_that_shrank():
     halves = {1: True, 2: False}.get  # object 1 divides into two halves (a rod): its sibling must be the other one
     assert sibling_of(sibling, now, before, halves) == 1
     assert sibling_of(neighbours, now, before, halves) is sibling_of(crumb, now, before, halves) is None
+
+
+def test_other_half_of_a_rod_lies_end_to_end_in_line_with_it():
+    """A followed half of a rod (30 x 10 px, horizontal): a region of comparable size 4 px beyond its end, in line,
+    is its other half; the same region side by side (a neighbour in the colony, 3 px below), one a quarter its size,
+    or one 20 px beyond its end is not."""
+
+    def bar(y0: int, x0: int, height: int, width: int) -> np.ndarray:
+        mask = np.zeros((60, 100), bool)
+        mask[y0 : y0 + height, x0 : x0 + width] = True
+        return mask
+
+    kept = bar(20, 10, 10, 30)
+    assert other_half(bar(20, 44, 10, 26), kept)
+    assert not other_half(bar(33, 10, 10, 30), kept)  # side by side
+    assert not other_half(bar(22, 44, 5, 15), kept)  # 75 px: not a half's size
+    assert not other_half(bar(20, 60, 10, 26), kept)  # too far
 
 
 def test_daughter_regions_are_two_comparable_parts_where_the_object_was():

@@ -67,6 +67,7 @@ from fmscope.imaging.tracking.divisions import (
     Division,
     dark_level,
     daughter_regions,
+    other_half,
     pair_parts,
     septum_cut,
     sibling_of,
@@ -86,6 +87,7 @@ MATCH_RADIUS = 1.0  # search this many object sizes (at least MIN_MATCH_RADIUS p
 MIN_MATCH_RADIUS = 16
 MATCH_SIGMA = 0.8  # Gaussian weight on the match's distance from the drifted box, in object sizes
 NEW_MIN_SCORE = 0.8  # a new object or a sibling: LiteMedSAM's score on its region's box at least this
+ROD_HALF_SCORE = 0.7  # ... a rod's other half, seen on two frames in a row (divisions.other_half): at least this
 NEW_SIZE_RANGE = 4.0  # ... and its area within this factor of the tracked objects' median reference area
 MIN_NEW_PIXELS = 12
 DARK_APART = 3  # dark objects (phase contrast): px between tracked and untracked cells (divisions.uncovered_regions)
@@ -295,6 +297,7 @@ class LiteMedSAMTracker:
         previous: dict[int, np.ndarray] = {}  # object -> last mask found
         missing: dict[int, int] = {}  # object -> frames since last found
         splits: dict[int, tuple[int, tuple[np.ndarray, np.ndarray]]] = {}  # object -> (frame, parts) of a split
+        halved: dict[int, tuple[int, np.ndarray]] = {}  # rod -> (frame, its other half) seen in halves there
         last_image: np.ndarray | None = None
         for index in range(start, stop + step, step):
             pixels = self.frames[index]
@@ -333,7 +336,7 @@ class LiteMedSAMTracker:
                 if self.divisions_on:
                     lost = [obj for obj in before if obj not in found and missing.get(obj) == 1]
                     self._lost_divisions(index, lost, last_image, image, drift, found, before, previous)
-                self._lineage_step(index, image, found, before, previous, splits)
+                self._lineage_step(index, image, found, before, previous, splits, halved)
                 if self.divisions_on:  # shrunk, and no sibling found beside it: two daughters where it was?
                     shrunk = [
                         obj
@@ -401,9 +404,12 @@ class LiteMedSAMTracker:
         before: dict[int, np.ndarray],
         previous: dict[int, np.ndarray],
         splits: dict[int, tuple[int, tuple[np.ndarray, np.ndarray]]],
+        halved: dict[int, tuple[int, np.ndarray]],
     ) -> None:
         """Divisions and new objects on frame ``index`` (see module docstring); updates ``found`` and
-        ``previous`` in place (a parent's mask becomes its daughters')."""
+        ``previous`` in place (a parent's mask becomes its daughters'). ``halved``: {rod: (frame, its other half's
+        mask)} of the rods seen in halves (:func:`~fmscope.imaging.tracking.divisions.other_half`), replaced in
+        place by this frame's."""
         followed = [obj for obj in found if obj in before and index not in self.anchors.get(obj, {})]
         if self.divisions_on:
             background = float(np.median(image))
@@ -427,8 +433,11 @@ class LiteMedSAMTracker:
         if not found:
             return
         now = {obj: found[obj].mask for obj in followed if obj in found}
-        if not self.detect_new and not any(mask.sum() < SHRINK * before[obj].sum() for obj, mask in now.items()):
-            return  # no followed object shrank: no sibling to look for
+        pending = {obj: mask for obj, (frame, mask) in halved.items() if frame == index - 1 and obj in now}
+        halved.clear()
+        shrunk = any(mask.sum() < SHRINK * before[obj].sum() for obj, mask in now.items())
+        if not self.detect_new and not shrunk and not (self.divisions_on and pending):
+            return  # no followed object shrank and no rod was seen in halves: no sibling to look for
         areas = [self.reference[obj][0] for obj in found if obj in self.reference]
         median = float(np.median(areas)) if areas else 0.0
         covered = np.zeros(image.shape, bool)
@@ -438,6 +447,9 @@ class LiteMedSAMTracker:
         def halves(obj: int) -> bool:  # a rod divides into two halves (divisions.sibling_of)
             return rod_axes(before[obj]) is not None
 
+        def constricts(obj: int) -> bool:  # a dark rod (phase contrast) shows its halves before they part
+            return halves(obj) and self.reference[obj][1] < float(np.median(image))
+
         means = [self.reference[obj][1] for obj in found if obj in self.reference]
         level = dark_level(float(np.mean(means)), float(np.median(image))) if means else None
         least = max(MIN_NEW_PIXELS, int(median / NEW_SIZE_RANGE))
@@ -445,24 +457,41 @@ class LiteMedSAMTracker:
         for region in uncovered_regions(image, covered, least, level is None, level, apart):
             if (covered & region).sum() > 0.2 * region.sum():  # taken by a region accepted before
                 continue
-            if not self.detect_new and sibling_of(region, now, before, halves) is None:
+            beside = [obj for obj in pending if obj in now and other_half(region, now[obj])]
+            if not self.detect_new and not beside and sibling_of(region, now, before, halves) is None:
                 continue  # only siblings are looked for: skip the model for regions beside no shrunk object
             predicted = self.segmenter.predict(box=box_from_mask(region, self.stop.box_margin))
             mask = predicted.mask & ~covered
             area = int(mask.sum())
-            if predicted.score < NEW_MIN_SCORE or not median / NEW_SIZE_RANGE <= area <= median * NEW_SIZE_RANGE:
+            if not median / NEW_SIZE_RANGE <= area <= median * NEW_SIZE_RANGE:
                 continue
-            parent = sibling_of(mask, now, before, halves) if self.divisions_on else None
+            parent, last = None, None
+            if self.divisions_on and predicted.score >= ROD_HALF_SCORE:
+                beside = [obj for obj in pending if obj in now and other_half(mask, now[obj])]
+                centre = np.argwhere(mask).mean(axis=0)
+                distance = {obj: np.hypot(*(np.argwhere(now[obj]).mean(axis=0) - centre)) for obj in beside}
+                if beside:  # a rod seen in halves on the frame before and now: it divides here
+                    parent = min(beside, key=distance.get)
+                    last = before[parent] | pending.pop(parent)
+                else:
+                    parent = sibling_of(mask, now, before, halves)
+                    if parent is not None and constricts(parent):  # a rod's first frame in halves: wait for the next
+                        if parent not in halved:  # regions come largest first
+                            halved[parent] = (index, mask)
+                            covered |= mask
+                        continue
+                    if predicted.score < NEW_MIN_SCORE:
+                        parent = None
             if parent is not None:
                 daughters = [self.new_id(), self.new_id()]
                 kept = found.pop(parent)
                 del now[parent]
                 del previous[parent]
                 splits.pop(parent, None)
-                self.divisions.append(Division(parent, index, {daughters[0]: kept.mask, daughters[1]: mask}))
+                self.divisions.append(Division(parent, index, {daughters[0]: kept.mask, daughters[1]: mask}, last))
                 self._start(daughters[0], kept, image, found, previous)
                 self._start(daughters[1], ObjectMask(mask, predicted.score), image, found, previous)
-            elif self.detect_new:
+            elif self.detect_new and predicted.score >= NEW_MIN_SCORE:
                 obj = self.new_id()
                 self.births.append((obj, index))
                 self._start(obj, ObjectMask(mask, predicted.score), image, found, previous)

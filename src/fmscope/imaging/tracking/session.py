@@ -304,8 +304,9 @@ class TrackingSession:
 
     def _take_divisions(self, frame: int) -> list[int]:
         """Record the divisions the backend found (parents in :attr:`lineage`); a division that began on a
-        frame before ``frame`` relabels that frame (the parent's pixels there become its daughters').
-        Returns the frames so revised."""
+        frame before ``frame`` relabels that frame (the parent's pixels there become its daughters'), and one
+        with the parent's mask on its last frame (:attr:`~fmscope.imaging.tracking.divisions.Division.last`)
+        relabels that frame. Returns the frames so revised."""
         found = getattr(self.backend, "divisions", None)
         revised = []
         while found:
@@ -313,6 +314,10 @@ class TrackingSession:
             for daughter, mask in division.daughters.items():
                 self.lineage.link(daughter, division.parent)
                 self.tracked.setdefault(daughter, {})[division.frame] = False
+            if division.last is not None:  # the parent's mask on its last frame changes (a rod seen in halves)
+                score = self.store.scores.get(division.frame - 1, {}).get(division.parent, 1.0)
+                self.store.update(division.frame - 1, {division.parent: ObjectMask(division.last, score)})
+                revised.append(division.frame - 1)
             if division.frame != frame:
                 score = self.store.scores.get(division.frame, {}).get(division.parent, 1.0)
                 parts = {division.parent: ObjectMask(np.zeros(self.frames.shape, bool), 0.0)}
