@@ -241,3 +241,52 @@ def test_visium_counts_barcodes_without_a_position_are_said(tmp_path):
     slide = io.read_slide(folder)
     assert slide.adata.n_obs == full.adata.n_obs - 1
     assert any("1 of the" in line and "have no position" in line for line in slide.notices)
+
+
+def _store(path, xy: np.ndarray, obs_xyz: np.ndarray | None = None, repeat_ids: bool = False) -> None:
+    """A SpatialData store: circles at ``xy`` (microns system) and a table annotating them by 'instance'; the table
+    has no obsm['spatial'] (its cells come from the circles), or, with ``obs_xyz``, obs columns x, y, z."""
+    import geopandas as gpd
+    import spatialdata
+    from shapely.geometry import Point
+    from spatialdata.models import ShapesModel, TableModel
+    from spatialdata.transformations import Identity
+
+    ids = np.arange(len(xy)) // (2 if repeat_ids else 1)
+    frame = gpd.GeoDataFrame({"radius": np.full(len(xy), 5.0)}, geometry=[Point(p) for p in xy], index=ids)
+    shapes = ShapesModel.parse(frame, transformations={"microns": Identity()})
+    obs = pd.DataFrame(
+        {"region": pd.Categorical(["cells"] * len(xy)), "instance": np.arange(len(xy))},
+        index=[f"c{i}" for i in range(len(xy))],
+    )
+    if obs_xyz is not None:
+        obs[["x", "y", "z"]] = obs_xyz
+    table = ad.AnnData(
+        X=sp.csr_matrix(np.random.default_rng(0).poisson(2.0, (len(xy), 12)).astype(np.float32)), obs=obs
+    )
+    table = TableModel.parse(table, region="cells", region_key="region", instance_key="instance")
+    spatialdata.SpatialData(shapes={"cells": shapes}, tables={"table": table}).write(path)
+
+
+def test_a_store_table_with_a_varying_z_column_or_repeated_element_ids_is_refused(tmp_path):
+    """The same rules in the store reader: obs x, y, z with z varying is refused as 3D; a table matched by instance
+    id to an element whose ids repeat is refused naming them (an id would name two cells)."""
+    xy = np.random.default_rng(1).uniform(0, 500, (20, 2))
+    _store(tmp_path / "z.zarr", xy, obs_xyz=np.c_[xy, np.repeat([0.0, 50.0], 10)])
+    with pytest.raises(FmscopeError, match=r"z \(column 3\) varies"):
+        io.read_slide(tmp_path / "z.zarr")
+    _store(tmp_path / "repeated.zarr", xy, repeat_ids=True)
+    with pytest.raises(FmscopeError, match="repeats 10 instance id"):
+        io.read_slide(tmp_path / "repeated.zarr")
+
+
+def test_visium_positions_naming_a_barcode_twice_are_refused(tmp_path):
+    """A positions file listing a barcode twice (two samples' files merged): which position is the spot's cannot be
+    told; refused naming the barcode."""
+    folder = tmp_path / "vis"
+    shutil.copytree(VISIUM, folder)
+    positions = folder / "spatial" / "tissue_positions_list.csv"
+    lines = positions.read_text().splitlines()
+    positions.write_text("\n".join([*lines, lines[0]]) + "\n")
+    with pytest.raises(FmscopeError, match=f"more than once \\(e.g. {lines[0].split(',')[0]}\\)"):
+        io.read_slide(folder)

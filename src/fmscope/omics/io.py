@@ -577,8 +577,8 @@ def _from_spatialdata(sdata, path: Path, technology: str | None = None) -> Slide
         notice = _link_table(sdata, adata)
         if notice:
             notices.append(notice)
-        if "spatial" not in adata.obsm and {"x", "y"} <= set(adata.obs.columns):
-            adata.obsm["spatial"] = adata.obs[["x", "y"]].to_numpy(float)
+        if "spatial" not in adata.obsm and {"x", "y"} <= set(adata.obs.columns):  # z too: judged by _validate
+            adata.obsm["spatial"] = adata.obs[["x", "y", "z"] if "z" in adata.obs else ["x", "y"]].to_numpy(float)
         shapes = _annotated_shapes(sdata, adata)
         if "spatial" not in adata.obsm and (found := element_coordinates(sdata, adata)) is not None:
             adata.obsm["spatial"], taken = found  # in the element's intrinsic units, as obsm['spatial'] would be

@@ -225,6 +225,14 @@ def barcodes_with_position(
     """
     counts_barcodes = pd.Index(counts_barcodes.astype(str))
     positions_barcodes = pd.Index(positions_barcodes.astype(str))
+    for barcodes, name in ((positions_barcodes, positions_name), (counts_barcodes, counts_name)):
+        if not barcodes.is_unique:  # a barcode would join several spots: which position is whose?
+            repeated = sorted(set(barcodes[barcodes.duplicated()]))
+            raise FmscopeError(
+                f"{name} names {len(repeated)} barcode(s) more than once (e.g. {repeated[0]}): each spot's "
+                "position cannot be told.",
+                "Give one sample's files as Space Ranger wrote them (one line per barcode).",
+            )
     shared = positions_barcodes[positions_barcodes.isin(counts_barcodes)]
     if len(shared) == 0:
         same_without = {_suffix_free(b) for b in counts_barcodes} & {_suffix_free(b) for b in positions_barcodes}
