@@ -155,6 +155,8 @@ def test_a_human_reference_on_a_mouse_slide_is_refused_by_every_analysis():
     ):
         with pytest.raises(FmscopeError, match="only when case is ignored"):
             run()
+    with pytest.raises(FmscopeError, match=r"share no gene \(the slide names genes by Ensembl id"):
+        shared_genes([f"ENSMUSG{i:011d}" for i in range(5)], HUMAN)
     with pytest.raises(FmscopeError, match="'Gfap' is written 'GFAP' there"):
         require_genes(["Gfap"], HUMAN, "The reference lacks", "Ask for genes the reference has.")
     note = coverage_note(match_genes(list(mouse.var_names), {g: i for i, g in enumerate(HUMAN)}, warn=False))

@@ -14,11 +14,14 @@ human ortholog by case, as scGPT's own users map them, and the count of such mat
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from fmscope.errors import FmscopeError
+
+ENSEMBL_ID = re.compile(r"^ENS[A-Z]*G\d{6,}")
 
 
 def case_only_matches(a: Sequence[str], b: Sequence[str]) -> list[tuple[str, str]]:
@@ -56,11 +59,24 @@ def shared_genes(
     """:func:`exact_shared`, refused (FmscopeError) when no gene is shared."""
     shared = exact_shared(a, b, name_a, name_b)
     if not shared:
+        ids_a, ids_b = _ensembl_share(a), _ensembl_share(b)
+        naming = (
+            f" ({name_a} names genes by {'Ensembl id' if ids_a > 0.5 else 'symbol'} (e.g. {a[0]}), {name_b} by "
+            f"{'Ensembl id' if ids_b > 0.5 else 'symbol'} (e.g. {b[0]}))"
+            if (ids_a > 0.5) != (ids_b > 0.5) and a and b
+            else ""
+        )
         raise FmscopeError(
-            f"{name_a[0].upper() + name_a[1:]} and {name_b} share no gene.",
-            "Use a reference of the same species, with gene symbols as names.",
+            f"{name_a[0].upper() + name_a[1:]} and {name_b} share no gene{naming}.",
+            "Use a reference of the same species, with gene symbols as names (a file of Ensembl ids gets its "
+            "symbols from a var column such as 'gene_symbols' or 'feature_name').",
         )
     return shared
+
+
+def _ensembl_share(names: Sequence[str]) -> float:
+    """Fraction of ``names`` that are Ensembl gene ids (ENSG..., ENSMUSG...)."""
+    return sum(bool(ENSEMBL_ID.match(str(n))) for n in names) / max(len(names), 1)
 
 
 def columns(names: Sequence[str], wanted: Sequence[str]) -> np.ndarray:
