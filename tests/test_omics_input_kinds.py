@@ -25,6 +25,7 @@ from fmscope.omics.finetune import annotation_from_column, annotation_from_csv
 from fmscope.omics.gene_match import require_genes, shared_genes
 from fmscope.omics.impute import impute_knn
 from fmscope.omics.missing_labels import MISSING_LABELS
+from fmscope.omics.multislide import joint_table
 from fmscope.omics.vocab import coverage_note, match_genes
 
 VISIUM = samples.sample_data_dir() / "visium_mouse_brain"
@@ -144,8 +145,8 @@ def test_genes_that_match_only_by_case_are_never_matched_silently(convention, co
 
 
 def test_a_human_reference_on_a_mouse_slide_is_refused_by_every_analysis():
-    """NUB5: deconvolution (both methods), imputation and the genes asked for refuse the case-only match, naming it;
-    scGPT's vocabulary (human) says how many mouse symbols it took as their human orthologs'."""
+    """NUB5: deconvolution (both methods), imputation, joint domains and the genes asked for refuse the case-only
+    match, naming it; scGPT's vocabulary (human) says how many mouse symbols it took as their human orthologs'."""
     reference = _reference(3, HUMAN)
     mouse = _slide(genes=[g[0] + g[1:].lower() for g in HUMAN])
     for run in (
@@ -155,6 +156,8 @@ def test_a_human_reference_on_a_mouse_slide_is_refused_by_every_analysis():
     ):
         with pytest.raises(FmscopeError, match="only when case is ignored"):
             run()
+    with pytest.raises(FmscopeError, match="only when case is ignored"):  # joint domains of a human and a mouse slide
+        joint_table([_slide(genes=HUMAN), mouse], ["human.h5ad", "mouse.h5ad"])
     with pytest.raises(FmscopeError, match=r"share no gene \(the slide names genes by Ensembl id"):
         shared_genes([f"ENSMUSG{i:011d}" for i in range(5)], HUMAN)
     with pytest.raises(FmscopeError, match="'Gfap' is written 'GFAP' there"):
