@@ -295,3 +295,15 @@ def test_visium_positions_naming_a_barcode_twice_are_refused(tmp_path):
     positions.write_text("\n".join([*lines, lines[0]]) + "\n")
     with pytest.raises(FmscopeError, match=f"more than once \\(e.g. {lines[0].split(',')[0]}\\)"):
         io.read_slide(folder)
+
+
+def test_a_head_trained_on_labels_with_unassigned_cells_has_only_the_annotated_classes(tmp_path):
+    """The engine applies the same rule to labels given directly (Python API, napari): 'Unassigned' / NaN cells are
+    not a class of the head."""
+    from fmscope.omics.finetune import finetune_head, slide_encoder
+
+    slide = _slide(80)
+    x = slide.obsm["spatial"][:, 0]
+    labels = np.where(x < 300, "left", np.where(x > 700, "right", np.where(x < 500, "Unassigned", None)))
+    result = finetune_head(slide, labels, tmp_path / "head.pt", slide_encoder(slide), epochs=5)
+    assert result.classes == ["left", "right"]

@@ -331,7 +331,8 @@ def finetune_head(
     tune_layers: int = 0,
     tune_epochs: int = 10,
 ) -> FinetuneResult:
-    """Train a head on the annotated cells of ``adata`` (``labels[i] == ''``: not annotated).
+    """Train a head on the annotated cells of ``adata`` (``labels[i]`` '', NaN, 'Unassigned', 'unknown' ...: not
+    annotated, :mod:`fmscope.omics.missing_labels`, whoever made the labels).
 
     ``tune_layers`` > 0 (scGPT encoders) first fine-tunes that many last transformer layers on
     the training cells for ``tune_epochs`` (:mod:`fmscope.omics.layer_tuning`); the head is then
@@ -341,7 +342,7 @@ def finetune_head(
     from it (without tuning again).
     """
     progress = as_progress(progress)
-    labels = np.asarray(labels, dtype=str)
+    labels, _ = as_labels(np.asarray(labels, dtype=object))
     if len(labels) != adata.n_obs:
         raise FmscopeError(f"{len(labels)} annotations for {adata.n_obs} cells.", "Annotate the cells of this slide.")
     train, held = holdout_split(labels, holdout, seed)
