@@ -324,7 +324,8 @@ def test_predict_at_the_slides_spots_scores_as_the_training_command_printed(tmp_
     blocks the kept fold's model never saw, it gives the figure `train` printed for that fold (within 0.01)."""
     import pandas as pd
 
-    from fmscope.omics.reference import columns, expression
+    from fmscope.omics.gene_match import columns
+    from fmscope.omics.reference import expression
 
     model_path, cache = tmp_path / "fold.pt", tile_cache
     train = ["image-expression", "train", str(VISIUM), "-o", str(model_path), "--keep-fold", "2"]

@@ -88,6 +88,21 @@ def _domains_png(slide, column: str, title: str):
     return lambda png: save_domain_png(slide, column, png, title=title)
 
 
+def _vocabulary_note(slide, checkpoint, genes=None) -> None:
+    """Print how the slide's genes (and ``genes`` asked for) meet the vocabulary of the scGPT ``checkpoint`` folder:
+    low coverage, genes matched only by case (another species), for the steps that embed without :func:`_embed`."""
+    if checkpoint is None:
+        return
+    from fmscope.omics.models.scgpt import read_vocab
+    from fmscope.omics.vocab import coverage_note, match_genes, slide_note
+
+    vocab = read_vocab(checkpoint)
+    lines = [slide_note(slide.adata, vocab)]
+    if genes:
+        lines.append(coverage_note(match_genes(list(genes), vocab, warn=False)))
+    _note([line for line in lines if line])
+
+
 def _embed(slide, args: argparse.Namespace):
     from fmscope.omics.embed import embed_cells
 
@@ -173,6 +188,7 @@ def cmd_impute(args: argparse.Namespace) -> int:
 
         model, vocab, report = load_scgpt(args.checkpoint, device=args.device or "cpu")
         _note(report.explanations())
+        _vocabulary_note(slide, args.checkpoint, args.genes)
         with tqdm_progress("cell") as progress:
             imputed = impute_scgpt_spatial(slide.adata, model, vocab, args.genes or [], k=args.k, progress=progress)
         key = SPATIAL_IMPUTED_KEY
@@ -208,6 +224,7 @@ def cmd_deconvolve(args: argparse.Namespace) -> int:
     else:
         from fmscope.omics.deconvolve_embedding import deconvolve_embedding
 
+        _vocabulary_note(slide, args.checkpoint)
         proportions = deconvolve_embedding(slide.adata, reference, args.label_key, scgpt_folder=args.checkpoint)
         title = f"pseudo-spots in {'scGPT' if args.checkpoint else 'baseline'} embedding space"
     slide.adata.obsm[PROPORTIONS_KEY] = proportions
@@ -235,6 +252,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         encoder = ScGPTEncoder(args.checkpoint, args.tune_layers, args.tune_epochs, args.batch_size, args.device)
         _note(encoder.report.explanations())
+        _vocabulary_note(slide, args.checkpoint)
     else:
         encoder = BaselinePCA()
     result = annotate(
@@ -262,9 +280,13 @@ def _annotation(slide, spec: str):
     """Annotation per cell from an obs column name or a CSV of (cell id, domain)."""
     from fmscope.omics.finetune import annotation_from_column, annotation_from_csv
 
+    notices: list[str] = []
     if spec.lower().endswith(".csv"):
-        return annotation_from_csv(slide.adata, spec)
-    return annotation_from_column(slide.adata, spec)
+        labels = annotation_from_csv(slide.adata, spec, notices)
+    else:
+        labels = annotation_from_column(slide.adata, spec, notices)
+    _note(notices)
+    return labels
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -273,6 +295,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     slide = _read(args)
     labels = _annotation(slide, args.annotations)
+    _vocabulary_note(slide, args.checkpoint)
     domains = slide.adata.obs[DOMAIN_KEY].astype(str).to_numpy() if DOMAIN_KEY in slide.adata.obs else None
     with tqdm_progress("epoch") as progress:
         result = finetune_head(
@@ -298,6 +321,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from fmscope.omics.finetune import PREDICTED_KEY, apply_head, store_predictions
 
     slide = _read(args)
+    _vocabulary_note(slide, args.checkpoint)
     classes, probabilities = apply_head(args.head, slide.adata, args.checkpoint)
     store_predictions(slide.adata, classes, probabilities)
     written = _write(slide, args, _domains_png(slide, PREDICTED_KEY, f"domains from the head {Path(args.head).name}"))

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from fmscope.errors import FmscopeError
-from fmscope.omics.reference import columns, shared_genes
+from fmscope.omics.gene_match import columns, exact_shared
 
 CELL_TYPE_KEY = "fmscope_cell_type"
 CONFIDENCE_KEY = "fmscope_cell_type_confidence"
@@ -135,10 +135,7 @@ def shared_panel(slide: ad.AnnData, reference: ad.AnnData) -> tuple[ad.AnnData, 
     Refused, naming the fix, when fewer than :data:`MIN_SHARED_GENES` are shared."""
     reference_names = list(map(str, reference.var_names))
     slide_names = list(map(str, slide.var_names))
-    try:
-        genes = shared_genes(reference_names, slide_names)
-    except FmscopeError:
-        genes = []
+    genes = exact_shared(reference_names, slide_names, "the reference", "the slide")
     if len(genes) < MIN_SHARED_GENES:
         raise FmscopeError(
             f"The slide ({len(slide_names)} genes, e.g. {', '.join(slide_names[:3])}) and the reference "

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
-from fmscope.omics.reference import columns, expression, labelled, shared_genes
+from fmscope.omics.gene_match import columns, shared_genes
+from fmscope.omics.reference import expression, labelled
 
 PROPORTIONS_KEY = "fmscope_proportions"
 
@@ -35,7 +36,7 @@ def deconvolve_nnls(spots: ad.AnnData, reference: ad.AnnData, label_key: str, n_
     """(spots x types) proportions summing to 1 (0 for spots with no marker signal)."""
     profiles, markers = marker_profiles(reference, label_key, n_markers)
     spot_matrix, spot_names = expression(spots, use_raw=False)
-    genes = shared_genes(markers, spot_names)
+    genes = shared_genes(markers, spot_names, "the reference", "the slide")
     design = profiles[[g for g in profiles.columns if g in set(genes)]].to_numpy().T  # genes x types
     observed = np.expm1(spot_matrix[:, columns(spot_names, genes)])
     proportions = np.zeros((spots.n_obs, len(profiles)))

@@ -1,7 +1,8 @@
 """Cell-type proportions per spot by regression in an encoder's embedding space (pseudo-spots).
 
 Pseudo-spots are made from the labelled reference (5-15 cells each: half drawn at random, half
-from 1-4 cell types with Dirichlet weights), so their proportions are known. Pseudo-spots and
+from 1-4 cell types with Dirichlet weights, at most as many as the reference has: two or three types
+work), so their proportions are known. Pseudo-spots and
 real spots are embedded by the same encoder (the baseline PCA fitted on the pseudo-spots, or an
 scGPT checkpoint), and each real spot takes the distance-weighted mean proportions of its
 nearest pseudo-spots. Design after pseudo-spot training in Scaden / CellDART, with a
@@ -19,7 +20,8 @@ import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
 from fmscope.errors import FmscopeError
-from fmscope.omics.reference import columns, expression, labelled, shared_genes
+from fmscope.omics.gene_match import columns, shared_genes
+from fmscope.omics.reference import expression, labelled
 
 MIN_SHARED_GENES = 10
 
@@ -40,7 +42,7 @@ def pseudo_spots(
         if i % 2 == 0:
             chosen = rng.choice(len(labels), size=size)
         else:
-            present = rng.choice(len(types), size=int(rng.integers(1, 5)), replace=False)
+            present = rng.choice(len(types), size=int(rng.integers(1, min(5, len(types) + 1))), replace=False)
             weights = rng.dirichlet(np.ones(len(present)))
             picks = rng.choice(present, size=size, p=weights)
             chosen = np.array([rng.choice(members[t]) for t in picks])
@@ -63,7 +65,7 @@ def deconvolve_embedding(
     """(spots x types) proportions summing to 1, from the nearest pseudo-spots in embedding space."""
     pseudo, truth, types = pseudo_spots(reference, label_key, n_pseudo, seed)
     spot_matrix, spot_names = expression(spots, use_raw=False)
-    genes = shared_genes(list(pseudo.var_names), spot_names)
+    genes = shared_genes(list(pseudo.var_names), spot_names, "the reference", "the slide")
     if len(genes) < MIN_SHARED_GENES:
         raise FmscopeError(
             f"The slide and the reference share only {len(genes)} gene(s) "

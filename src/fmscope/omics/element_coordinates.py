@@ -33,8 +33,19 @@ def annotated_element(sdata, table: ad.AnnData) -> tuple[str | None, object | No
 
 
 def _rows(ids: pd.Series, index: pd.Index, name: str, key: str) -> np.ndarray:
-    """Positions in ``index`` of each of the table's ``ids`` (compared as text); refuses ids not there."""
-    found = pd.Index(index.astype(str)).get_indexer(ids.astype(str))
+    """Positions in ``index`` of each of the table's ``ids`` (compared as text); refuses ids not there, and an
+    element whose ids repeat (an id would name several cells: :mod:`fmscope.omics.cell_ids`)."""
+    index = pd.Index(index.astype(str))
+    if not index.is_unique:
+        repeated = sorted(set(index[index.duplicated()]))
+        raise FmscopeError(
+            f"'{name}', the element the table annotates, repeats {len(repeated)} instance id(s) "
+            f"({', '.join(repeated[:3])}), so the table's obs['{key}'] cannot tell which of its cells is meant, and "
+            "the table has no coordinates of its own (obsm['spatial']).",
+            f"Give the element unique ids (its index) and the table the matching '{key}', or give the table's "
+            "cells their x, y in obsm['spatial'].",
+        )
+    found = index.get_indexer(ids.astype(str))
     if (found < 0).any():
         absent = ids[found < 0].astype(str)
         raise FmscopeError(

@@ -30,8 +30,10 @@ from torch import nn
 
 from fmscope.checkpoint_files import read_checkpoint, write_checkpoint
 from fmscope.errors import FmscopeError
+from fmscope.omics.cell_ids import require_unique
 from fmscope.omics.domains import smooth_embedding
 from fmscope.omics.embed import BaselineEncoder, scgpt_embedding
+from fmscope.omics.missing_labels import as_labels
 from fmscope.omics.sections import require_sections
 from fmscope.progress import Progress, as_progress
 
@@ -194,21 +196,26 @@ class FinetuneResult:
         return text
 
 
-def annotation_from_column(adata: ad.AnnData, column: str) -> np.ndarray:
-    """Per-cell annotation strings from ``obs[column]`` ('' where not annotated)."""
+def annotation_from_column(adata: ad.AnnData, column: str, notices: list[str] | None = None) -> np.ndarray:
+    """Per-cell annotation strings from ``obs[column]`` ('' where not annotated: NaN, blank, 'Unassigned',
+    'unknown' ..., :mod:`fmscope.omics.missing_labels`; a sentence saying so is appended to ``notices``)."""
     if column not in adata.obs:
         raise FmscopeError(
             f"The slide has no obs['{column}'] to take annotations from.",
             f"Name an obs column; the slide has: {', '.join(map(str, adata.obs.columns[:12]))}.",
         )
-    values = adata.obs[column]
-    return np.where(values.isna(), "", values.astype(str)).astype(str)
+    labels, notice = as_labels(adata.obs[column])
+    if notice and notices is not None:
+        notices.append(f"obs['{column}']: {notice}")
+    return labels
 
 
-def annotation_from_csv(adata: ad.AnnData, path: str | os.PathLike) -> np.ndarray:
+def annotation_from_csv(adata: ad.AnnData, path: str | os.PathLike, notices: list[str] | None = None) -> np.ndarray:
     """Per-cell annotation strings ('' where not annotated) from a CSV of (cell id, domain): the first two columns,
     any header names; the separator (comma, semicolon, tab) is told from the file, a UTF-8 byte-order mark dropped.
-    Raises FmscopeError for a missing file, fewer than two columns, or no cell of the slide."""
+    A blank domain (read by pandas as NaN), 'Unassigned', 'unknown' ... is no annotation
+    (:mod:`fmscope.omics.missing_labels`; said in ``notices``). Raises FmscopeError for a missing file, fewer than
+    two columns, no cell of the slide, or ids the slide repeats (:func:`fmscope.omics.cell_ids.require_unique`)."""
     import pandas as pd
 
     path = Path(path)
@@ -223,7 +230,11 @@ def annotation_from_csv(adata: ad.AnnData, path: str | os.PathLike) -> np.ndarra
         ) from None
     if table.shape[1] < 2:
         raise FmscopeError(f"{path} needs two columns (cell id, domain).", "Write one annotated cell per line.")
-    named = dict(zip(table.iloc[:, 0], table.iloc[:, 1]))
+    domains, notice = as_labels(table.iloc[:, 1])
+    if notice and notices is not None:
+        notices.append(f"{path.name}: {notice}")
+    named = dict(zip(table.iloc[:, 0], domains))
+    require_unique(adata, (cell for cell, domain in named.items() if domain), path.name)
     on_slide = set(adata.obs_names)
     unknown = [cell for cell in named if cell not in on_slide]
     if len(unknown) == len(named):
@@ -320,7 +331,8 @@ def finetune_head(
     tune_layers: int = 0,
     tune_epochs: int = 10,
 ) -> FinetuneResult:
-    """Train a head on the annotated cells of ``adata`` (``labels[i] == ''``: not annotated).
+    """Train a head on the annotated cells of ``adata`` (``labels[i]`` '', NaN, 'Unassigned', 'unknown' ...: not
+    annotated, :mod:`fmscope.omics.missing_labels`, whoever made the labels).
 
     ``tune_layers`` > 0 (scGPT encoders) first fine-tunes that many last transformer layers on
     the training cells for ``tune_epochs`` (:mod:`fmscope.omics.layer_tuning`); the head is then
@@ -330,7 +342,7 @@ def finetune_head(
     from it (without tuning again).
     """
     progress = as_progress(progress)
-    labels = np.asarray(labels, dtype=str)
+    labels, _ = as_labels(np.asarray(labels, dtype=object))
     if len(labels) != adata.n_obs:
         raise FmscopeError(f"{len(labels)} annotations for {adata.n_obs} cells.", "Annotate the cells of this slide.")
     train, held = holdout_split(labels, holdout, seed)

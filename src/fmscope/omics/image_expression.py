@@ -30,6 +30,7 @@ import fmscope
 from fmscope.checkpoint_files import read_checkpoint, write_checkpoint
 from fmscope.errors import FmscopeError
 from fmscope.models import IMAGE_EXPRESSION_ENCODER
+from fmscope.omics.gene_match import columns, require_genes
 
 MIN_SPOTS = 100  # fewer reference spots cannot train the heads nor be a useful reference
 EMBEDDING_DIM = 128
@@ -121,15 +122,14 @@ class ImageExpressionModel:
         """Column indices of ``genes`` (all when None); refuses genes the model was not trained on."""
         if genes is None:
             return np.arange(len(self.genes))
-        index = {g.lower(): i for i, g in enumerate(self.genes)}
-        unknown = [g for g in genes if g.lower() not in index]
-        if unknown:
-            raise FmscopeError(
-                f"The model was not trained on {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}.",
-                f"Choose among its {len(self.genes)} genes (e.g. {', '.join(self.genes[:3])}), "
-                "or train a model with --genes including them.",
-            )
-        return np.array([index[g.lower()] for g in genes])
+        require_genes(
+            genes,
+            self.genes,
+            "The model was not trained on",
+            f"Choose among its {len(self.genes)} genes (e.g. {', '.join(self.genes[:3])}), "
+            "or train a model with --genes including them.",
+        )
+        return columns(self.genes, genes)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model file atomically."""

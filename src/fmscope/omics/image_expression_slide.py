@@ -20,6 +20,8 @@ import pandas as pd
 from fmscope.errors import FmscopeError
 from fmscope.imaging import lazy_image
 from fmscope.imaging.lazy_image import EAGER_MAX_PIXELS
+from fmscope.omics.cell_ids import require_unique
+from fmscope.omics.gene_match import columns, require_genes
 from fmscope.omics.image_expression import ImageExpressionModel, check_spot_count, train_model
 from fmscope.omics.image_expression_eval import (
     INTERPOLATION_K,
@@ -31,7 +33,7 @@ from fmscope.omics.image_expression_eval import (
 )
 from fmscope.omics.image_patches import PatchEncoder, TissueImage, colour_statistics
 from fmscope.omics.io import Slide
-from fmscope.omics.reference import columns, expression
+from fmscope.omics.reference import expression
 from fmscope.progress import Progress, as_progress
 
 PREDICTED_KEY = "fmscope_image_expression"  # obsm DataFrame of predicted genes on a slide's own spots
@@ -70,13 +72,9 @@ def slide_expression(slide: Slide, genes: list[str] | None, n_genes: int) -> tup
     most variable ones; columns ordered by decreasing variance."""
     values, names = expression(slide.adata, use_raw=False)
     if genes:
-        lower = {g.lower() for g in names}
-        unknown = [g for g in genes if g.lower() not in lower]
-        if unknown:
-            raise FmscopeError(
-                f"The slide has no gene {', '.join(unknown[:5])}.",
-                f"Choose among its {len(names)} genes (e.g. {', '.join(names[:3])}).",
-            )
+        require_genes(
+            genes, names, "The slide has no gene", f"Choose among its {len(names)} genes (e.g. {', '.join(names[:3])})."
+        )
         values = values[:, columns(names, genes)]
         names = [names[i] for i in columns(names, genes)]
     order = np.argsort(-values.var(axis=0), kind="stable")[: (len(names) if genes else n_genes)]
@@ -123,6 +121,8 @@ def train_on_slide(
             f"There is no held-out fold {keep_fold}: the slide is cut into {len(folds)} folds.",
             f"Give --keep-fold 1 to {len(folds)}.",
         )
+    if keep_fold is not None:  # the kept fold's spots are named by id: each id must name one spot
+        require_unique(slide.adata, slide.adata.obs_names, "the held-out spot ids --keep-fold keeps")
     for fold in folds:
         check_spot_count(int(fold.train.sum()), "After holding out blocks, the training set")
     encoder = encoder if encoder is not None else PatchEncoder(DEFAULT_ENCODER_UM_PER_PX)
@@ -224,6 +224,7 @@ def spot_predictions(
     xy = np.asarray(slide.adata.obsm["spatial"], dtype=float)[:, :2]
     predicted = predict_on_tissue(model, tissue, xy, encoder, genes, progress)
     ids = list(map(str, slide.adata.obs_names))
+    require_unique(slide.adata, model.held_out_spots, "the model's held-out spot ids")
     held_out = set(model.held_out_spots)
     frame = pd.DataFrame({"x_um": xy[:, 0], "y_um": xy[:, 1], "held_out": [i in held_out for i in ids]}, index=ids)
     table = pd.concat([frame, predicted.set_axis(ids)], axis=1)

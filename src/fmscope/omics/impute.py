@@ -19,7 +19,8 @@ from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
 from fmscope.errors import FmscopeError
-from fmscope.omics.reference import columns, expression, shared_genes
+from fmscope.omics.gene_match import columns, require_genes, shared_genes
+from fmscope.omics.reference import expression
 from fmscope.omics.sections import require_sections, within_sections
 from fmscope.progress import Progress
 
@@ -39,12 +40,9 @@ def impute_knn(
     reference_matrix, reference_names = expression(reference)
     slide_matrix, slide_names = expression(slide, use_raw=False)
     shared = shared_genes(slide_names, reference_names)
-    measured = {g.lower() for g in slide_names}
-    wanted = list(genes) if genes is not None else [g for g in reference_names if g.lower() not in measured]
-    available = {n.lower() for n in reference_names}
-    unknown = [g for g in wanted if g.lower() not in available]
-    if unknown:
-        raise FmscopeError(f"The reference lacks {', '.join(unknown[:5])}.", "Ask only for genes the reference has.")
+    measured = set(slide_names)
+    wanted = list(genes) if genes is not None else [g for g in reference_names if g not in measured]
+    require_genes(wanted, reference_names, "The reference lacks", "Ask only for genes the reference has.")
     if not wanted:
         raise FmscopeError("Nothing to impute: the slide measures every reference gene.", "Name genes with --genes.")
     pca = PCA(n_components=min(n_comps, len(shared) - 1, reference.n_obs - 1), random_state=seed)

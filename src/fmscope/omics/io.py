@@ -39,6 +39,7 @@ from fmscope.omics import units as unit_rules
 from fmscope.omics import visium_counts
 from fmscope.omics.element_coordinates import annotated_element, element_coordinates
 from fmscope.omics.expression import counts_view
+from fmscope.omics.plane import plane_coordinates
 from fmscope.omics.raster import CellGrid
 from fmscope.omics.tissue_image import tissue_image
 from fmscope.omics.units import Units, resolve, visium_units
@@ -118,7 +119,9 @@ class Slide:
         return self._cell_grid
 
 
-def _validate(adata: ad.AnnData, source: str) -> ad.AnnData:
+def _validate(adata: ad.AnnData, source: str, notices: list[str]) -> ad.AnnData:
+    """``adata`` checked (coordinates, finite counts, not empty), its coordinates made x, y
+    (:func:`plane_coordinates`, said in ``notices``); FmscopeError naming what is wrong."""
     if "spatial" not in adata.obsm:
         raise FmscopeError(
             f"{source} has no coordinates (obsm['spatial']).",
@@ -127,6 +130,9 @@ def _validate(adata: ad.AnnData, source: str) -> ad.AnnData:
     coords = np.asarray(adata.obsm["spatial"], dtype=float)
     if coords.ndim != 2 or coords.shape[1] < 2 or not np.all(np.isfinite(coords[:, :2])):
         raise FmscopeError(f"{source}: obsm['spatial'] must hold finite x, y per cell.", "Fix or drop those cells.")
+    if coords.shape[1] > 2:
+        adata.obsm["spatial"], notice = plane_coordinates(coords, source)
+        notices.append(notice)
     values = adata.X.data if sp.issparse(adata.X) else np.asarray(adata.X)
     if not np.all(np.isfinite(values)):
         raise FmscopeError(
@@ -190,17 +196,22 @@ def _tissue_image(spatial: Path, scale: dict) -> tuple[np.ndarray | None, np.nda
     return None, None
 
 
-def _visium_counts(folder: Path, positions: pd.DataFrame) -> tuple[ad.AnnData, list[str]]:
+def _visium_counts(folder: Path, positions: pd.DataFrame, positions_name: str) -> tuple[ad.AnnData, list[str]]:
     """Counts of the barcodes that have a position, in that order, with array row / column in obs, from the
-    folder's one counts matrix (:mod:`fmscope.omics.visium_counts`: .h5, sample-prefixed .h5 or MEX); notices."""
+    folder's one counts matrix (:mod:`fmscope.omics.visium_counts`: .h5, sample-prefixed .h5 or MEX); notices.
+    Barcodes that differ between the two files are refused, naming both (``positions_name``: the positions file)."""
     counts = visium_counts.find_counts(folder)
     adata = visium_counts.read_counts(counts)
     if counts.raw:  # every spot of the capture area: the slide is the spots under tissue, as the filtered matrix
         positions = positions[positions["in_tissue"] == 1]
-    positions = positions.loc[positions.index.intersection(adata.obs_names)]
+    positions.index = positions.index.astype(str)
+    kept, notices = visium_counts.barcodes_with_position(
+        adata.obs_names, positions.index, counts.describe(folder), positions_name, counts.raw
+    )
+    positions = positions.loc[kept]
     adata = adata[positions.index].copy()
     adata.obs[["array_row", "array_col"]] = positions[["array_row", "array_col"]].to_numpy()
-    return adata, visium_counts.notice(counts, folder)
+    return adata, visium_counts.notice(counts, folder) + notices
 
 
 def _read_visium(folder: Path) -> Slide:
@@ -219,7 +230,7 @@ def _read_visium(folder: Path) -> Slide:
             f"{folder} has no spatial/tissue_positions(_list).csv.", "Give the Space Ranger output folder."
         )
     positions, notices = _visium_positions(positions_file)
-    adata, counts_notices = _visium_counts(folder, positions)
+    adata, counts_notices = _visium_counts(folder, positions, f"spatial/{positions_file.name}")
     notices += counts_notices
     positions = positions.loc[adata.obs_names]
     scale = json.loads((spatial / "scalefactors_json.json").read_text())
@@ -291,7 +302,7 @@ def _read_visium_hd(folder: Path) -> Slide:
             "Give the square_NNNum folder as Space Ranger wrote it.",
         )
     positions = positions.set_index("barcode")
-    adata, counts_notices = _visium_counts(folder, positions)
+    adata, counts_notices = _visium_counts(folder, positions, f"spatial/{(parquet if parquet.is_file() else csv).name}")
     positions = positions.loc[adata.obs_names]
     adata.obsm["spatial"] = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float)
     image, placement = _tissue_image(spatial, scale)
@@ -566,8 +577,8 @@ def _from_spatialdata(sdata, path: Path, technology: str | None = None) -> Slide
         notice = _link_table(sdata, adata)
         if notice:
             notices.append(notice)
-        if "spatial" not in adata.obsm and {"x", "y"} <= set(adata.obs.columns):
-            adata.obsm["spatial"] = adata.obs[["x", "y"]].to_numpy(float)
+        if "spatial" not in adata.obsm and {"x", "y"} <= set(adata.obs.columns):  # z too: judged by _validate
+            adata.obsm["spatial"] = adata.obs[["x", "y", "z"] if "z" in adata.obs else ["x", "y"]].to_numpy(float)
         shapes = _annotated_shapes(sdata, adata)
         if "spatial" not in adata.obsm and (found := element_coordinates(sdata, adata)) is not None:
             adata.obsm["spatial"], taken = found  # in the element's intrinsic units, as obsm['spatial'] would be
@@ -676,7 +687,7 @@ def read_slide(path: str | os.PathLike, microns_per_unit: float | None = None, l
     if view.changed:
         slide.user_table, slide.adata = slide.adata, view.adata
     slide.notices += view.notices
-    slide.adata = _validate(slide.adata, str(path))
+    slide.adata = _validate(slide.adata, str(path), slide.notices)
     units, notices = resolve(slide.units, microns_per_unit, str(path), slide.units_unknown)
     slide.notices += notices
     _to_microns(slide, units)

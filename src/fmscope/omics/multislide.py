@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from fmscope.errors import FmscopeError
 from fmscope.omics.domains import DOMAIN_KEY, cluster, leiden_labels, neighbour_graph, smooth_embedding, spatial_domains
 from fmscope.omics.embed import EMBEDDING_KEY
+from fmscope.omics.gene_match import exact_shared
 from fmscope.omics.integrate import check_correction, harmony, scgpt_batch_note, section_centred_pca
 from fmscope.omics.integration_metrics import integration_figures
 from fmscope.omics.sections import require_sections
@@ -73,7 +74,8 @@ def joint_table(
     ``"<name>/<section>"`` labels. Fewer than ``MIN_SHARED_GENES`` shared genes are refused.
     """
     shared = pd.Index(tables[0].var_names.astype(str))
-    for table in tables[1:]:
+    for name, table in zip(names[1:], tables[1:]):
+        exact_shared(list(shared), list(table.var_names.astype(str)), names[0], name)  # refuses case-only matches
         shared = shared.intersection(pd.Index(table.var_names.astype(str)), sort=False)
     if len(shared) < MIN_SHARED_GENES:
         sizes = ", ".join(f"{name} {table.n_vars}" for name, table in zip(names, tables))

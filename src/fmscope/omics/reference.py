@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from fmscope.errors import FmscopeError
 from fmscope.omics.expression import counts_view
+from fmscope.omics.missing_labels import missing_mask
 
 
 def expression(adata: ad.AnnData, use_raw: bool = True) -> tuple[np.ndarray, list[str]]:
@@ -40,29 +41,6 @@ def expression(adata: ad.AnnData, use_raw: bool = True) -> tuple[np.ndarray, lis
     return matrix, names
 
 
-def shared_genes(a: list[str], b: list[str]) -> list[str]:
-    """Genes present in both lists (case-insensitive), in the order of ``a``; raises when none."""
-    lower_b = {g.lower() for g in b}
-    shared = [g for g in a if g.lower() in lower_b]
-    if not shared:
-        raise FmscopeError(
-            "The slide and the reference share no gene.",
-            "Use a reference of the same species, with gene symbols as names.",
-        )
-    return shared
-
-
-def columns(names: list[str], wanted: list[str]) -> np.ndarray:
-    """Column indices of ``wanted`` genes in ``names`` (case-insensitive)."""
-    index = {g.lower(): i for i, g in enumerate(names)}
-    return np.array([index[g.lower()] for g in wanted])
-
-
-MISSING_LABELS = frozenset(
-    {"", "nan", "none", "na", "n/a", "null", "unknown", "unassigned", "unlabeled", "unlabelled", "?"}
-)
-
-
 @dataclass
 class Reference:
     """A reference as fmscope computes on it: counts-like X (one column per gene, no ``.raw``) and what was
@@ -85,7 +63,7 @@ def labelled(reference: ad.AnnData, label_key: str) -> tuple[ad.AnnData, np.ndar
         )
     values = reference.obs[label_key]
     text = values.astype(str).str.strip()
-    missing = (values.isna() | text.str.lower().isin(MISSING_LABELS)).to_numpy()
+    missing = missing_mask(values)
     types = sorted(set(text[~missing]))
     if len(types) < 2:
         raise FmscopeError(

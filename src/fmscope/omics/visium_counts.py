@@ -206,3 +206,54 @@ def is_visium_folder(folder: Path) -> bool:
     if (folder / "spatial").is_dir() or any(folder.glob("*spatial.tar.gz")):
         return True
     return any(folder.glob(f"*{H5}")) or any(p.is_dir() for p in folder.glob(f"*{MEX}"))
+
+
+def _suffix_free(barcode: str) -> str:
+    """A barcode without Space Ranger's '-1' (GEM well) suffix and any sample prefix ('S1_', 'sample:')."""
+    return re.split(r"[_:]", re.sub(r"-\d+$", "", barcode))[-1]
+
+
+def barcodes_with_position(
+    counts_barcodes: pd.Index, positions_barcodes: pd.Index, counts_name: str, positions_name: str, raw: bool = False
+) -> tuple[pd.Index, list[str]]:
+    """(the positions' barcodes that the counts matrix holds, in the positions' order; notices).
+
+    Refuses (FmscopeError) when none is shared, naming both files, an example barcode of each and, when the
+    barcodes agree once a '-1' suffix or a sample prefix is set aside (GEO / Seurat re-exports: zijianni/SpotClean#19,
+    madhavmantri/chicken_heart#7), that difference. Filtered counts' barcodes without a position are left out,
+    said in a notice (``raw``: the raw matrix holds every spot of the capture area; only spots in tissue are kept).
+    """
+    counts_barcodes = pd.Index(counts_barcodes.astype(str))
+    positions_barcodes = pd.Index(positions_barcodes.astype(str))
+    for barcodes, name in ((positions_barcodes, positions_name), (counts_barcodes, counts_name)):
+        if not barcodes.is_unique:  # a barcode would join several spots: which position is whose?
+            repeated = sorted(set(barcodes[barcodes.duplicated()]))
+            raise FmscopeError(
+                f"{name} names {len(repeated)} barcode(s) more than once (e.g. {repeated[0]}): each spot's "
+                "position cannot be told.",
+                "Give one sample's files as Space Ranger wrote them (one line per barcode).",
+            )
+    shared = positions_barcodes[positions_barcodes.isin(counts_barcodes)]
+    if len(shared) == 0:
+        same_without = {_suffix_free(b) for b in counts_barcodes} & {_suffix_free(b) for b in positions_barcodes}
+        why = (
+            " (they are the same spots once a '-1' suffix or a sample prefix is set aside: written differently)"
+            if same_without
+            else " (no spot in common: the two files are of different samples?)"
+        )
+        first_position = positions_barcodes[0] if len(positions_barcodes) else "none"
+        first_count = counts_barcodes[0] if len(counts_barcodes) else "none"
+        raise FmscopeError(
+            f"No barcode of {positions_name} is in {counts_name}{why}: e.g. {first_position} in the positions vs "
+            f"{first_count} in the counts.",
+            "Write the barcodes of both files the same way, as Space Ranger does (e.g. AAACAAGTATCTCCCA-1), "
+            "or give the sample's own positions file.",
+        )
+    notices = []
+    without = int((~counts_barcodes.isin(positions_barcodes)).sum())
+    if without and not raw:
+        notices.append(
+            f"{without} of the {len(counts_barcodes)} barcodes of {counts_name} have no position in {positions_name} "
+            f"(e.g. {counts_barcodes[~counts_barcodes.isin(positions_barcodes)][0]}): left out."
+        )
+    return shared, notices

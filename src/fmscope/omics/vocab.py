@@ -92,10 +92,20 @@ def require_coverage(match: VocabMatch) -> None:
 
 
 def coverage_note(match: VocabMatch) -> str | None:
-    """A line saying the coverage when it is below ``NOTE_COVERAGE``, else None."""
+    """A line saying the coverage when it is below ``NOTE_COVERAGE`` or when genes matched only by case (another
+    species' symbols taken as their orthologs': never silently, :mod:`fmscope.omics.gene_match`), else None."""
+    by_case = [g for g, kind in zip(match.genes, match.how) if kind == "case-insensitive"]
+    case_line = (
+        f"{len(by_case)} of {len(match.genes)} genes matched the vocabulary only by case (e.g. "
+        f"{', '.join(by_case[:3])}): another species' symbols (mouse Cd3e) are taken as the human ortholog's "
+        "(CD3E) where the symbol is kept; other genes of that species are not in the vocabulary."
+        if by_case
+        else ""
+    )
     if match.coverage >= NOTE_COVERAGE:
-        return None
-    return f"Vocabulary coverage {match.coverage:.0%}: {match.report(show=10)}; unmatched genes are left out."
+        return case_line or None
+    line = f"Vocabulary coverage {match.coverage:.0%}: {match.report(show=10)}; unmatched genes are left out."
+    return f"{line} {case_line}".strip()
 
 
 def match_genes(
@@ -125,3 +135,10 @@ def match_genes(
     if warn and match.coverage < LOW_COVERAGE:
         warnings.warn(f"Low vocabulary coverage: {match.report(show=10)}", stacklevel=2)
     return match
+
+
+def slide_note(adata, vocab: dict[str, int]) -> str | None:
+    """:func:`coverage_note` for the genes of ``adata`` (var names, Ensembl ids in ``var['gene_ids']``) against an
+    scGPT ``vocab``: what every step that runs scGPT on a slide says before it starts."""
+    ensembl = adata.var["gene_ids"].tolist() if "gene_ids" in adata.var else None
+    return coverage_note(match_genes(list(adata.var_names), vocab, ensembl, warn=False))

@@ -419,6 +419,23 @@ def load_state(model: ScGPT, state: dict[str, torch.Tensor], source: Path) -> Lo
     return report
 
 
+def read_vocab(folder: str | Path) -> dict[str, int]:
+    """The gene vocabulary (token -> id) of an scGPT checkpoint folder's ``vocab.json``; FmscopeError when absent
+    or unreadable."""
+    path = Path(folder).expanduser() / "vocab.json"
+    if not path.is_file():
+        raise FmscopeError(
+            f"{path.parent} lacks vocab.json.",
+            "Point to the official checkpoint folder (args.json, vocab.json, best_model.pt).",
+        )
+    try:
+        return {str(k): int(v) for k, v in json.loads(path.read_text()).items()}
+    except (ValueError, TypeError, AttributeError) as error:
+        raise FmscopeError(
+            f"Cannot read the JSON files in {path.parent} ({error}).", "Restore the official files."
+        ) from None
+
+
 def load_scgpt(folder: str | Path, device: str | torch.device = "cpu") -> tuple[ScGPT, dict[str, int], LoadReport]:
     """Load an official scGPT checkpoint folder -> (model in eval mode, gene vocabulary, load report)."""
     folder = Path(folder).expanduser()
@@ -431,11 +448,11 @@ def load_scgpt(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
         )
     try:
         args = json.loads(files["args.json"].read_text())
-        vocab = {str(k): int(v) for k, v in json.loads(files["vocab.json"].read_text()).items()}
     except (ValueError, TypeError) as error:
         raise FmscopeError(
             f"Cannot read the JSON files in {folder} ({error}).", "Restore the official files."
         ) from None
+    vocab = read_vocab(folder)
     if args.get("pad_token", "<pad>") not in vocab or "<cls>" not in vocab:
         raise FmscopeError(
             f"{files['vocab.json']} lacks the <pad> or <cls> token.", "Use the vocab.json of the release."
