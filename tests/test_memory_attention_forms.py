@@ -6,12 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from sam2.modeling.sam.transformer import RoPEAttention  # installed by `make install` (sam2==1.1.0)
 
-pytest.importorskip("sam2")
-
-from sam2.modeling.sam.transformer import RoPEAttention  # noqa: E402
-
-from fmscope.imaging.tracking.memory_attention_forms import _form_classes, use_cpu_memory_attention  # noqa: E402
+from fmscope.imaging.tracking.memory_attention_forms import _form_classes, use_cpu_memory_attention
 
 TOKENS = 32 * 32  # MedSAM2 at 512 px: a 32 x 32 feature grid
 
