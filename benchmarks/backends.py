@@ -275,6 +275,7 @@ def medsam2_speed(n_frames: int, repeats: int) -> None:
 
     for layer in loaded[baseline].predictor.memory_attention.layers:  # undo fmscope's memory attention forms
         layer.cross_attn_image.__class__ = layer.self_attn.__class__ = RoPEAttention
+    loaded[baseline].predictor.objects_side_by_side = False  # and sam2's own loop over objects
     print(
         f"== MedSAM2 (random weights, 512 px synthetic video, {len(BOXES)} objects, {n_frames} frames), ms per frame, "
         f"medians of {repeats} interleaved rounds ({load()})",

@@ -16,7 +16,8 @@ the memories and an MLP, for a batch of B objects. On the CPU it is about half o
    memory frame and the keys once more).
 2. **The first layer's self-attention once per frame**: its input is the current frame's features, the same
    for every object, and sam2 (1.1.0) runs each object through the memory attention on its own; the layer
-   remembers its last input and output and answers an equal input (compared value by value) with that output.
+   remembers its last input and output and answers an equal input (compared value by value) with that output
+   (under a lock: objects tracked side by side on several threads share the remembered pair).
 
 Both fall back to sam2's own ``forward`` wherever they are not the same computation or not a gain: in
 training (dropout), off the CPU (the fused GPU kernel is kept), under autocast, with several heads (the
@@ -26,6 +27,8 @@ against sam2 as shipped.
 """
 
 from __future__ import annotations
+
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +88,10 @@ def _form_classes() -> tuple[type, type]:
                 then ``num_k_exclude_rope`` object pointers, not rotated). Returns B x N_q x 256."""
                 if _sam2s_path(self, q) or q.dtype != torch.float32:
                     return super().forward(q, k, v, num_k_exclude_rope)
+                # sam2's video predictor keeps memories in bfloat16; object pointers (float32) concatenated to them
+                # promote them, but a backwards pass from the video's last frame has no pointer and sam2's own layer
+                # fails there on the mixed dtypes: promoted here as the concatenation does
+                k, v = k.to(q.dtype), v.to(q.dtype)
                 if self.freqs_cis.shape[0] != q.shape[1]:
                     side = q.shape[1] ** 0.5
                     self.freqs_cis = self.compute_cis(end_x=side, end_y=side)
@@ -112,14 +119,17 @@ def _form_classes() -> tuple[type, type]:
                 """q = k = v: B x N x C tokens (sam2 passes one tensor thrice); returns B x N x C."""
                 if _sam2s_path(self, q) or not (q is k is v):
                     return super().forward(q, k, v, num_k_exclude_rope)
-                if self.last is not None and self.last[0].shape == q.shape and torch.equal(self.last[0], q):
-                    return self.last[1].clone()
-                out = super().forward(q, k, v, num_k_exclude_rope)
-                self.last = (q.detach().clone(), out.detach().clone())
-                return out
+                with _REMEMBERING_LOCK:  # objects tracked side by side: the second waits for the first's output
+                    last = self.last
+                    if last is not None and last[0].shape == q.shape and torch.equal(last[0], q):
+                        return last[1].clone()
+                    out = super().forward(q, k, v, num_k_exclude_rope)
+                    self.last = (q.detach().clone(), out.detach().clone())
+                    return out
 
         _CLASSES = (ValueAfterRoPEAttention, RememberingRoPEAttention)
     return _CLASSES
 
 
 _CLASSES: tuple[type, type] | None = None
+_REMEMBERING_LOCK = threading.Lock()

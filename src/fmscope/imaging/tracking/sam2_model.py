@@ -20,6 +20,7 @@ from fmscope import checkpoints
 from fmscope.errors import FmscopeError
 from fmscope.file_hash import file_sha256
 from fmscope.imaging.tracking.memory_attention_forms import use_cpu_memory_attention
+from fmscope.imaging.tracking.objects_side_by_side import propagate_side_by_side, side_by_side_workers
 from fmscope.models import BY_NAME, DEFAULT_SEGMENTER, DEFAULT_VOLUME_TRACKER, names
 
 # catalogue name -> (sam2 config, image size, Hiera trunk (embed dim, block count))
@@ -54,17 +55,29 @@ def _predictor_class():
     from sam2.sam2_video_predictor import SAM2VideoPredictor
 
     class Sam2Predictor(SAM2VideoPredictor):
-        """sam2's video predictor, with its hole filling done on the CPU (same rule, same place)."""
+        """sam2's video predictor, with its hole filling done on the CPU (same rule, same place) and a frame's
+        objects tracked side by side on the CPU's cores (:mod:`fmscope.imaging.tracking.objects_side_by_side`)."""
 
         def __init__(self, fill_hole_area: int = 0, **kwargs) -> None:
             super().__init__(fill_hole_area=0, **kwargs)
             self.cpu_fill_hole_area = fill_hole_area
             self.image_runtime = None  # set by load_sam2: the image encoder on OpenVINO
+            self.objects_side_by_side = True  # False: sam2's own loop, one object after another
 
         def forward_image(self, img_batch: torch.Tensor) -> dict:
             if self.image_runtime is not None:
                 return self.image_runtime(img_batch)
             return super().forward_image(img_batch)
+
+        @torch.inference_mode()
+        def propagate_in_video(self, inference_state, start_frame_idx=None, max_frame_num_to_track=None, reverse=False):
+            workers = side_by_side_workers(inference_state) if self.objects_side_by_side else 1
+            if workers == 1:
+                yield from super().propagate_in_video(inference_state, start_frame_idx, max_frame_num_to_track, reverse)
+                return
+            yield from propagate_side_by_side(
+                self, inference_state, start_frame_idx, max_frame_num_to_track, reverse, workers
+            )
 
         def _run_single_frame_inference(self, *args, **kwargs):
             compact, masks = super()._run_single_frame_inference(*args, **kwargs)
