@@ -248,8 +248,9 @@ def demo_nuclei(segmenters: dict, count: int | None, repeats: int) -> None:
 
 
 def medsam2_speed(n_frames: int, repeats: int) -> None:
-    """MedSAM2 ms per frame, sam2 as shipped vs fmscope's forms with the image encoder on torch / OpenVINO exact /
-    fast, rounds interleaved."""
+    """MedSAM2 ms per frame with one and with two objects: sam2 as shipped (its memory attention, its loop over a
+    frame's objects one after another) vs fmscope's (memory attention forms, objects side by side) with the image
+    encoder on torch / OpenVINO exact / fast, rounds interleaved."""
     import tempfile
     from pathlib import Path
 
@@ -276,33 +277,35 @@ def medsam2_speed(n_frames: int, repeats: int) -> None:
     for layer in loaded[baseline].predictor.memory_attention.layers:  # undo fmscope's memory attention forms
         layer.cross_attn_image.__class__ = layer.self_attn.__class__ = RoPEAttention
     loaded[baseline].predictor.objects_side_by_side = False  # and sam2's own loop over objects
-    print(
-        f"== MedSAM2 (random weights, 512 px synthetic video, {len(BOXES)} objects, {n_frames} frames), ms per frame, "
-        f"medians of {repeats} interleaved rounds ({load()})",
-        flush=True,
-    )
-    times: dict = {name: [] for name in variants}
-    labels: dict = {}
-    for _ in range(repeats):
-        for name in variants:
-            frames = SyntheticVideo(n_frames)
-            session = TrackingSession(frames, backend=Sam2Tracker(frames, loaded=loaded[name]))
-            started = time.perf_counter()
-            for obj, box in BOXES.items():
-                session.add_box(0, obj, box)
-            for _ in session.propagate("forward"):
-                pass
-            times[name].append((time.perf_counter() - started) / n_frames)
-            labels[name] = session.labels()
-    reference = float(np.median(times[baseline]))
-    for name in variants:
-        median = float(np.median(times[name]))
-        scores = [dice(labels[name] == obj, labels[baseline] == obj) for obj in BOXES]
+    threads = f"torch threads {torch.get_num_threads()} (objects side by side with several)"
+    for objects in (dict(list(BOXES.items())[:1]), BOXES):
         print(
-            f"{name:<16} {median * 1000:6.0f} ms per frame = {median / reference:.2f}x {baseline}; masks vs it: "
-            f"Dice {' / '.join(f'{score:.4f}' for score in scores)}",
+            f"== MedSAM2 (random weights, 512 px synthetic video, {len(objects)} object(s), {n_frames} frames), "
+            f"ms per frame, medians of {repeats} interleaved rounds ({load()}; {threads})",
             flush=True,
         )
+        times: dict = {name: [] for name in variants}
+        labels: dict = {}
+        for _ in range(repeats):
+            for name in variants:
+                frames = SyntheticVideo(n_frames)
+                session = TrackingSession(frames, backend=Sam2Tracker(frames, loaded=loaded[name]))
+                started = time.perf_counter()
+                for obj, box in objects.items():
+                    session.add_box(0, obj, box)
+                for _ in session.propagate("forward"):
+                    pass
+                times[name].append((time.perf_counter() - started) / n_frames)
+                labels[name] = session.labels()
+        reference = float(np.median(times[baseline]))
+        for name in variants:
+            median = float(np.median(times[name]))
+            scores = [dice(labels[name] == obj, labels[baseline] == obj) for obj in objects]
+            print(
+                f"{name:<16} {median * 1000:6.0f} ms per frame = {median / reference:.2f}x {baseline}; masks vs it: "
+                f"Dice {' / '.join(f'{score:.4f}' for score in scores)}",
+                flush=True,
+            )
     print(f"({load()})")
 
 

@@ -14,17 +14,17 @@ from sam2_checkpoint import write_random_medsam2_checkpoint
 from fmscope.imaging.tracking.objects_side_by_side import frames_in_order, propagate_side_by_side
 from fmscope.imaging.tracking.sam2_model import load_sam2
 
-BOXES = {1: [6, 6, 30, 30], 2: [20, 40, 50, 70]}
+BOXES = {1: [6, 6, 30, 30], 2: [36, 8, 62, 34], 3: [20, 40, 50, 70]}  # 3 objects on 2 threads: 2 + 1
 
 
 def disc_frames(folder, n_frames: int = 3) -> str:
-    """JPEG frames 72 x 96 of two bright discs drifting right by 3 px a frame (sam2's folder input)."""
+    """JPEG frames 72 x 96 of three bright discs drifting right by 3 px a frame (sam2's folder input)."""
     rng = np.random.default_rng(1)
     yy, xx = np.mgrid[:72, :96]
     folder.mkdir()
     for t in range(n_frames):
         frame = np.full((72, 96), 40.0)
-        for cy, cx, r in ((18, 18, 10), (55, 35, 12)):
+        for cy, cx, r in ((18, 18, 10), (22, 49, 11), (55, 35, 12)):
             frame[(yy - cy) ** 2 + (xx - cx - 3 * t) ** 2 < r * r] = 190
         frame = np.clip(frame + rng.integers(0, 25, frame.shape), 0, 255).astype(np.uint8)
         Image.fromarray(np.repeat(frame[..., None], 3, axis=-1)).save(folder / f"{t:05d}.jpg", quality=95)
@@ -32,7 +32,7 @@ def disc_frames(folder, n_frames: int = 3) -> str:
 
 
 def propagations(predictor, folder: str, side_by_side: bool) -> list[tuple[int, list, torch.Tensor]]:
-    """What propagation yields from two boxes on frame 0: forwards through the video, then backwards from
+    """What propagation yields from three boxes on frame 0: forwards through the video, then backwards from
     frame 2 for one frame."""
     predictor.objects_side_by_side = side_by_side
     state = predictor.init_state(folder)
@@ -67,11 +67,12 @@ def test_objects_side_by_side_give_sam2s_loop_masks(tmp_path):
     finally:
         torch.set_num_threads(before)
     assert len({name for name in threads_seen if name.startswith("fmscope-sam2-object")}) == 2  # two at once
+    assert threading.current_thread().name in threads_seen  # and the third after them, on all threads
 
     assert [(frame, ids) for frame, ids, _ in ours] == [(frame, ids) for frame, ids, _ in expected]
     assert [frame for frame, _, _ in ours] == [0, 1, 2, 2, 1]
     for (_, _, mine), (_, _, theirs) in zip(ours, expected, strict=True):
-        assert mine.shape == theirs.shape == (2, 1, 72, 96)
+        assert mine.shape == theirs.shape == (3, 1, 72, 96)
         assert 0.01 < float((theirs > 0).float().mean()) < 0.9  # neither empty nor everything
         assert torch.equal(mine > 0, theirs > 0)
         assert float((mine - theirs).abs().max()) <= 1e-3 * float(theirs.abs().max())

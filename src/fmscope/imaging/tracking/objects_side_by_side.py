@@ -56,20 +56,27 @@ def propagate_side_by_side(
     """``predictor.propagate_in_video`` with ``workers`` objects at a time, each on one intra-op thread.
 
     Yields what sam2 yields: (frame index, object ids, masks (objects, 1, H, W) float logits at the video's
-    resolution). torch's thread count is 1 while a frame's objects run and is restored after each frame (the
-    image encoder and the resizing keep theirs).
+    resolution). Objects run ``workers`` at a time while torch has one thread; objects left over (3 objects on
+    2 cores: the third) run after them on this thread with torch's own thread count, as do the image encoder
+    and the resizing.
     """
     predictor.propagate_in_video_preflight(state)
-    objects = range(predictor._get_obj_num(state))
+    objects = list(range(predictor._get_obj_num(state)))
+    side_by_side = len(objects) - len(objects) % workers  # the rest run after them, on all threads
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fmscope-sam2-object") as pool:
         for frame in frames_in_order(state, start_frame_idx, max_frame_num_to_track, reverse):
+
+            def track(obj: int, frame: int = frame) -> torch.Tensor:
+                return _track_object(predictor, state, obj, frame, reverse)
+
             predictor._get_image_feature(state, frame, 1)  # computed and cached once, before the threads read it
             threads = torch.get_num_threads()
-            torch.set_num_threads(1)
+            torch.set_num_threads(1)  # the pool's threads are made now and keep one intra-op thread each
             try:
-                masks = list(pool.map(lambda obj: _track_object(predictor, state, obj, frame, reverse), objects))
+                masks = list(pool.map(track, objects[:side_by_side]))
             finally:
                 torch.set_num_threads(threads)
+            masks += [track(obj) for obj in objects[side_by_side:]]
             for obj in objects:
                 state["frames_tracked_per_obj"][obj][frame] = {"reverse": reverse}
             _, video_masks = predictor._get_orig_video_res_output(state, torch.cat(masks, dim=0))
