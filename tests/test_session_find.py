@@ -43,3 +43,13 @@ def test_nothing_there_is_a_free_base(tmp_path):
         tmp_path / "s", ImageIdentity.of(np.zeros((4, 4), np.uint8)), ModelIdentity(entry.name, entry.sha256, "t", "p")
     )
     assert found.resumable is None and found.free == tmp_path / "s" and not found.other_image
+
+
+def test_sessions_of_fmscope_samples_go_to_the_sessions_folder_not_beside_them(tmp_path, monkeypatch):
+    from fmscope.samples import sample_data_dir
+    from fmscope.session_record.recorder import default_folder
+
+    monkeypatch.setenv("FMSCOPE_SESSIONS_DIR", str(tmp_path / "sessions"))
+    sample = sample_data_dir() / "echo_a4c_cine.dcm"  # napari's File > Open Sample: the package's folder
+    assert default_folder(sample) == tmp_path / "sessions" / "echo_a4c_cine.dcm.fmscope-session"
+    assert default_folder(tmp_path / "cells.tif") == tmp_path / "cells.tif.fmscope-session"  # the user's own

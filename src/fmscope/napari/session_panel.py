@@ -174,7 +174,9 @@ class SessionPanel(QWidget):
                 return
             self.image_identity, self.model_identity, base, self.found = outcome
             self._show_folder(str(base))
-            where = "chosen" if typed else "next to the image file" if path else "the layer has no file"
+            beside = path is not None and Path(base).parent == Path(path).parent
+            where = "the sessions folder: a sample or a folder you cannot write" if path else "the layer has no file"
+            where = "chosen" if typed else "next to the image file" if beside else where
             self._report(base, where)
 
         self.owner.worker.submit(identify, key="session-look", on_done=found, on_error=self._not_recorded)
