@@ -790,6 +790,8 @@ def volume_frames(volume: Volume, name: str = "the volume") -> ArrayFrames:
     """Frames of a 3D volume: z is the frame axis; the geometry stays on ``.volume``."""
     if volume.array.ndim != 3:
         raise FmscopeError(f"{name} is not a 3D volume (shape {volume.array.shape}).", "Give a 3D volume.")
-    return ArrayFrames(
+    frames = ArrayFrames(
         volume.array, kind="volume", spacing=(volume.spacing[1], volume.spacing[0]), volume=volume, name=name
     )
+    frames.notes = volume.notes  # what the volume reader mended (a DICOM series' copies read once ...)
+    return frames
