@@ -144,9 +144,10 @@ def _numbers(text: str) -> list[float] | None:
 def _same_pixels(first: str, second: str) -> bool:
     """Whether two DICOM files hold the same pixels (as read, rescale applied)."""
     try:
-        return bool(np.array_equal(sitk.GetArrayViewFromImage(sitk.ReadImage(first)), sitk.ReadImage(second)))
+        pixels = [sitk.GetArrayFromImage(sitk.ReadImage(path)) for path in (first, second)]
     except RuntimeError:
         return False
+    return bool(np.array_equal(*pixels))
 
 
 def _without_copies(placed: list[tuple[str, dict[str, str]]], where) -> tuple[list, list[str]]:
@@ -220,10 +221,14 @@ def list_stacks(folder: Path) -> list[Stack]:
         placed, notes = _without_copies(sorted(members, key=along), point)
         rescales = tuple(_rescale(h) for _, h in placed)
         if len(set(rescales)) > 1:
-            slopes, intercepts = [r[0] for r in rescales], [r[1] for r in rescales]
+            ranges = [
+                f"{name} ({min(values):.6g} to {max(values):.6g})"
+                for name, values in (("slope", [r[0] for r in rescales]), ("intercept", [r[1] for r in rescales]))
+                if len(set(values)) > 1
+            ]
             notes.append(
-                f"its slices carry their own rescale slope ({min(slopes):.6g} to {max(slopes):.6g}) and intercept "
-                f"({min(intercepts):.6g} to {max(intercepts):.6g}): each slice rescaled by its own, in float32"
+                f"its slices carry their own rescale {' and '.join(ranges)}: each slice rescaled by its own, in "
+                "float32 (not cast to the first slice's pixel type)"
             )
         precision = 0.0 if normal is None else written_precision((h["position"] for _, h in placed), normal)
         frames = int(first["frames"]) if len(members) == 1 else 1
