@@ -18,6 +18,7 @@ one's pixel type (an integer slope 1 there: 70,000 Bq/ml read as 4,464; SimpleIT
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -141,13 +142,13 @@ def _numbers(text: str) -> list[float] | None:
         return None
 
 
-def _same_pixels(first: str, second: str) -> bool:
-    """Whether two DICOM files hold the same pixels (as read, rescale applied)."""
+def _pixel_digest(path: str) -> str:
+    """A digest of a DICOM file's pixels as read (rescale applied, with their shape and type); "" when unreadable."""
     try:
-        pixels = [sitk.GetArrayFromImage(sitk.ReadImage(path)) for path in (first, second)]
+        pixels = sitk.GetArrayFromImage(sitk.ReadImage(path))
     except RuntimeError:
-        return False
-    return bool(np.array_equal(*pixels))
+        return ""
+    return hashlib.sha256(f"{pixels.shape}{pixels.dtype}".encode() + pixels.tobytes()).hexdigest()
 
 
 def _without_copies(placed: list[tuple[str, dict[str, str]]], where) -> tuple[list, list[str]]:
@@ -157,20 +158,30 @@ def _without_copies(placed: list[tuple[str, dict[str, str]]], where) -> tuple[li
     pixels (``where(header)``: its position). Of a file and its copies the shortest name is read ("IM0007.dcm",
     not "IM0007 - Copy.dcm"); files at one position with other pixels (echoes, phases) are all kept."""
     kept: list[tuple[int, tuple[str, dict[str, str]]]] = []
+    at: dict[tuple[float, ...], list[tuple[str, dict[str, str]]]] = {}  # kept files by position (0.001 mm)
     notes: list[str] = []
+    digests: dict[str, str] = {}  # each file's pixels read at most once (a 4D series shares every position)
+
+    def same_pixels(first: str, second: str) -> bool:
+        for path in (first, second):
+            if path not in digests:
+                digests[path] = _pixel_digest(path)
+        return digests[first] != "" and digests[first] == digests[second]
+
     for index, item in sorted(enumerate(placed), key=lambda pair: (len(Path(pair[1][0]).name), pair[1][0])):
         point = where(item[1])
-        for _, (other, header) in kept:
-            if point is None or where(header) is None or np.abs(np.subtract(point, where(header))).max() > 1e-3:
-                continue
-            uid = item[1]["sop_uid"]
-            if (uid and uid == header["sop_uid"]) or _same_pixels(item[0], other):
+        key = tuple(np.round(point, 3)) if point is not None else None
+        uid = item[1]["sop_uid"]
+        for other, header in at.get(key, []) if key is not None else []:
+            if (uid and uid == header["sop_uid"]) or same_pixels(item[0], other):
                 why = f"the same SOP instance, UID {uid}" if uid and uid == header["sop_uid"] else "the same pixels"
                 notes.append(f"{Path(item[0]).name} is a copy of {Path(other).name} ({why}, at the same position): "
                              "read once")  # fmt: skip
                 break
         else:
             kept.append((index, item))
+            if key is not None:
+                at.setdefault(key, []).append(item)
     return [item for _, item in sorted(kept, key=lambda pair: pair[0])], notes
 
 
