@@ -324,11 +324,11 @@ def read_stack(stack: Stack) -> sitk.Image:
     form a regular grid (uneven or repeated positions, shear)."""
     problem = stack.spacing_problem()
     if problem is not None:
+        restore = "Restore the missing files from the source, c" if "missing?" in problem else "C"
         raise FmscopeError(
             f"Series {stack.summary()}: {problem}.",
-            "Restore the missing files from the source, choose another series with --series, or "
-            "resample the series to an even grid in a tool that does so (e.g. 3D Slicer) and give "
-            "the NIfTI it writes.",
+            f"{restore}hoose another series with --series, or resample the series to an even grid in a tool that "
+            "does so (e.g. 3D Slicer) and give the NIfTI it writes.",
         )
     if len(stack.files) > 1:
         travel = np.subtract(stack.points[-1], stack.points[0])
