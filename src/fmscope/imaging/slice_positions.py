@@ -80,7 +80,8 @@ def uneven_positions(positions: list[float], item: str, precision: float = 0.0) 
         return (
             f"its slices drift from an even grid: the {item} at {positions[worst]:.6g} mm lies "
             f"{abs(offsets[worst]):.3g} mm from its place {step:.6g} mm apart (gaps {steps.min():.6g} to "
-            f"{steps.max():.6g} mm, more than the {tolerance:.3g} mm the positions' rounding explains)"
+            f"{steps.max():.6g} mm; more than the {tolerance:.2g} mm the tolerance and the positions' written "
+            "precision allow)"
         )
     gaps = []
     for i in uneven[:3]:
