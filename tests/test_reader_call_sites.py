@@ -25,10 +25,12 @@ ALLOWED = {
         "imaging/tracking/frames.py",
     },
     r"(cv2\.imread|iio\.imread|Image\.open)\(": {"imaging/io.py", "imaging/labels.py", "imaging/lossy_labels.py"},
+    # imaging/dicom_codecs.py: the cine reader's (frames.DicomFrames) GDCM decode of what pydicom cannot decode
     r"(sitk\.ReadImage|ImageFileReader)\(": {
         "imaging/io.py",
         "imaging/dicom_series.py",
         "imaging/dicom_multiframe.py",
+        "imaging/dicom_codecs.py",
         "batch/manifest.py",
     },
     # imaging/dicom_objects.py: the SOP Class (SEG, RTSTRUCT ...) every DICOM reader checks first

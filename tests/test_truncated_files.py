@@ -102,6 +102,32 @@ def test_metaimage_nrrd_tiff_png_and_jpeg_cut_short_are_refused_as_truncated(tmp
     assert io.load_image(tmp_path / "trailing.jpg").array.shape == (96, 128, 3)
 
 
+def test_a_metaimage_whose_detached_data_file_is_short_or_missing_names_that_file(tmp_path, capsys):
+    """NUC5: a .mhd + .raw pair (LUNA16's layout) whose .raw is cut to 60 % is refused as truncated naming scan.raw
+    and the bytes the header promises; without its .raw the message names the missing data file and the fix (keep
+    it beside the .mhd); through ``fmscope volume`` exit 1, nothing written. The pair whole, and a .raw with a
+    ``HeaderSize`` of bytes before the voxels, read as saved."""
+    volume = np.random.default_rng(2).integers(-500, 900, (6, 24, 24)).astype(np.int16)
+    sitk.WriteImage(sitk.GetImageFromArray(volume), str(tmp_path / "scan.mhd"))
+    assert np.array_equal(io.read_volume(tmp_path / "scan.mhd").array, volume)
+    raw = (tmp_path / "scan.raw").read_bytes()
+    (tmp_path / "skip.raw").write_bytes(b"\xff" * 64 + raw)
+    header = (tmp_path / "scan.mhd").read_text().replace("ElementDataFile = scan.raw", "HeaderSize = 64\n"
+                                                         "ElementDataFile = skip.raw")  # fmt: skip
+    (tmp_path / "skip.mhd").write_text(header)
+    assert np.array_equal(io.read_volume(tmp_path / "skip.mhd").array, volume)
+    (tmp_path / "scan.raw").write_bytes(raw[: int(len(raw) * 0.6)])
+    with pytest.raises(FmscopeError, match=f"promises 24 x 24 x 6 voxels of MET_SHORT \\({len(raw):,} bytes") as cut:
+        io.read_volume(tmp_path / "scan.mhd")
+    assert str(cut.value).startswith(f"{tmp_path / 'scan.raw'} is truncated") and "Copy or download" in str(cut.value)
+    (tmp_path / "scan.raw").unlink()
+    out = tmp_path / "labels.nii.gz"
+    code = main(["volume", str(tmp_path / "scan.mhd"), "--slice", "2", "--box", "4", "4", "20", "20", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "scan.raw, which is missing" in err and "Put scan.raw beside scan.mhd" in err
+    assert "Traceback" not in err and not out.exists()
+
+
 def test_a_tiff_timelapse_cut_short_is_refused_as_truncated(tmp_path):
     """The frames reader (``fmscope track``) and the label reader refuse a TIFF stack cut short as truncated
     (uncompressed: its data run past the end; zlib: its chain of pages points past the end, where tifffile read

@@ -115,11 +115,14 @@ def volume(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
         )
     io.write_volume(labels, source, folder / "labels.nii.gz")
     voxel_ml = float(np.prod(source.spacing)) / 1000.0
+    scores = _scores(labels, item, _read_truth, spacing=source.spacing_zyx)
+    said = "; ".join([*source.notes, *([scores.pop("message")] if "message" in scores else [])])  # copies read once
     return {
         "outputs": ["labels.nii.gz"],
         "objects": len(boxes),
         "volume_ml": float((labels > 0).sum()) * voxel_ml,
-        **_scores(labels, item, _read_truth, spacing=source.spacing_zyx),
+        **scores,
+        **({"message": said} if said else {}),
     }
 
 

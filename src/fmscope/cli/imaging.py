@@ -220,6 +220,8 @@ def cmd_volume(args: argparse.Namespace) -> int:
     io.check_geometry_output(volume.geometry, Path(args.output))  # before any work: can -o hold its placement?
     if volume.source:
         print(f"DICOM series read: {volume.source}")
+    for note in volume.notes:
+        print(f"fmscope volume: note: {note}", file=sys.stderr)
     boxes = {label: box for label, box in enumerate(args.box, start=1)}
     if models.volume_flow(args.model) == "tracking":  # MedSAM2's 3D flow (fmscope.cli.tracking)
         from fmscope.cli.tracking import volume_labels_by_tracking

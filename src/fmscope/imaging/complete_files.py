@@ -133,13 +133,15 @@ def _meta_header(path: Path) -> tuple[dict[str, str], int]:
 
 
 def require_complete_metaimage(path: Path) -> None:
-    """Raise :func:`cut_short`'s error when a MetaImage file with its data in the same file (``ElementDataFile =
-    LOCAL``, .mha, sometimes .mhd) holds fewer bytes after its header than the header promises. Headers it cannot
-    parse are left to ITK's reader."""
+    """Raise :func:`cut_short`'s error when a MetaImage file holds fewer bytes of voxels than its header promises:
+    with the data in the same file (``ElementDataFile = LOCAL``, .mha, sometimes .mhd) the bytes after the header;
+    with a detached data file (``ElementDataFile = scan.raw``: the .mhd + .raw pairs of LUNA16 and most challenges)
+    that file, named, its ``HeaderSize`` bytes skipped. A detached data file that is not there raises
+    :func:`missing_data_file`'s error. Headers it cannot parse, and data split over several files (``LIST``, a
+    file-name pattern), are left to ITK's reader (which says "File cannot be read: scan.mhd" for both cases)."""
     try:
         fields, offset = _meta_header(path)
-        if fields.get("ElementDataFile", "").upper() != "LOCAL":
-            return
+        data_file = fields.get("ElementDataFile", "")
         if fields.get("CompressedData", "").lower() == "true":
             if "CompressedDataSize" not in fields:
                 return
@@ -149,12 +151,35 @@ def require_complete_metaimage(path: Path) -> None:
             sizes = [int(v) for v in fields["DimSize"].split()]
             channels = int(fields.get("ElementNumberOfChannels", "1"))
             needed = int(np.prod(sizes, dtype=np.int64)) * channels * META_TYPES[fields["ElementType"]]
-            what = f"{' x '.join(map(str, sizes))} voxels ({needed:,} bytes)"
+            what = f"{' x '.join(map(str, sizes))} voxels of {fields['ElementType']} ({needed:,} bytes)"
+        if data_file.upper() != "LOCAL":
+            skip = int(fields.get("HeaderSize", "0"))
+            if not data_file or data_file.upper() == "LIST" or " " in data_file or "%" in data_file:
+                return
+            data = (path.parent / data_file) if not Path(data_file).is_absolute() else Path(data_file)
+            if not data.is_file():
+                raise missing_data_file(path, data, what)
+            size = data.stat().st_size
+            if size - max(skip, 0) < needed:
+                header_bytes = f" ({skip:,} of them a header)" if skip > 0 else ""
+                raise cut_short(data, f"{path.name} (its header) promises {what} in it, it holds {size:,} bytes"
+                                f"{header_bytes}")  # fmt: skip
+            return
     except (KeyError, ValueError, OSError):
         return
     have = path.stat().st_size - offset
     if have < needed:
         raise cut_short(path, f"its header promises {what}, the file holds {max(have, 0):,} bytes after the header")
+
+
+def missing_data_file(header: Path, data: Path, what: str) -> FmscopeError:
+    """The error for a MetaImage header (.mhd) whose detached data file (``ElementDataFile``) is not there."""
+    return FmscopeError(
+        f"{header} is a MetaImage header whose voxels ({what}) are in a separate data file, {data.name}, which is "
+        f"missing (not found at {data}). A .mhd holds only the header.",
+        f"Put {data.name} beside {header.name} (copy or download it again, or extract it from the same archive); "
+        "keep the two files together when moving them.",
+    )
 
 
 def itk_short_read(path: Path, error: Exception) -> FmscopeError | None:

@@ -16,7 +16,7 @@ import pydicom
 import SimpleITK as sitk
 
 from fmscope.errors import FmscopeError
-from fmscope.imaging.slice_positions import SPACING_TOLERANCE, uneven_positions
+from fmscope.imaging.slice_positions import SPACING_TOLERANCE, grid_step, uneven_positions, written_precision
 
 FIX = (
     "Export the series again from its source (PACS, scanner) with every frame, or resample it to an even grid in "
@@ -86,7 +86,8 @@ def read(path: str, summary: str) -> sitk.Image:
     normal /= max(np.linalg.norm(normal), 1e-12)
     along = points @ normal
     order = np.argsort(along, kind="stable")
-    problem = uneven_positions([float(v) for v in along[order]], "frame")
+    precision = written_precision(("\\".join(str(v) for v in p) for p in position), normal)
+    problem = uneven_positions([float(v) for v in along[order]], "frame", precision)
     if problem is not None:
         raise FmscopeError(f"Series {summary}: {problem}.", FIX)
     travel = points[order[-1]] - points[order[0]]
@@ -105,7 +106,7 @@ def read(path: str, summary: str) -> sitk.Image:
             "Copy or export the file again from its source; fmscope reads only complete files.",
         )
     volume = sitk.GetImageFromArray(np.ascontiguousarray(array[order]))
-    step = float(np.median(np.diff(along[order]))) if len(frames) > 1 else float(image.GetSpacing()[2])
+    step = grid_step([float(v) for v in along[order]]) if len(frames) > 1 else float(image.GetSpacing()[2])
     volume.SetSpacing((float(pixel_mm[0, 1]), float(pixel_mm[0, 0]), step))  # x = column spacing, y = row spacing
     volume.SetOrigin(tuple(float(v) for v in points[order[0]]))
     volume.SetDirection(tuple(float(v) for v in np.column_stack([row, column, normal]).ravel()))

@@ -8,10 +8,17 @@ several, the user picks one (``--series``, by its number in the list or its Seri
 UID). A stack whose slices are not evenly spaced (a missing file, uneven reconstruction
 gaps), that repeats positions (echoes, phases) or is sheared (gantry tilt) is refused with
 what is wrong: reading it as a regular grid would place slices where they were not scanned.
+
+Two things a folder holds are mended, with a note (``Stack.notes``): files copied twice ("IM0007 - Copy.dcm",
+"IM0003 (1).dcm": the same SOP Instance UID, or the same position and pixels) are read once, as dcm2niix does
+(rordenlab/dcm2niix#287); slices that carry their own Rescale Slope / Intercept (PET scales each slice to fill
+int16) are rescaled each by its own in float32, where SimpleITK's series reader would cast every slice to the first
+one's pixel type (an integer slope 1 there: 70,000 Bq/ml read as 4,464; SimpleITK#1636).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,7 +27,7 @@ import SimpleITK as sitk
 
 from fmscope.errors import FmscopeError
 from fmscope.imaging import dicom_multiframe, dicom_objects
-from fmscope.imaging.slice_positions import SPACING_TOLERANCE, uneven_positions
+from fmscope.imaging.slice_positions import SPACING_TOLERANCE, grid_step, uneven_positions, written_precision
 
 _TAGS = {
     "uid": "0020|000e",
@@ -32,6 +39,9 @@ _TAGS = {
     "orientation": "0020|0037",
     "pixel": "0028|0030",
     "sop_class": "0008|0016",
+    "sop_uid": "0008|0018",
+    "intercept": "0028|1052",
+    "slope": "0028|1053",
 }
 
 
@@ -51,6 +61,9 @@ class Stack:
     files: tuple[str, ...]
     points: tuple[tuple[float, float, float] | None, ...]  # each file's position (mm, LPS); None when absent
     frames: int  # frames of a single multi-frame file, else 1
+    precision: float = 0.0  # how far the positions' written rounding can move a gap, mm (slice_positions)
+    rescales: tuple[tuple[float, float], ...] = ()  # each file's (Rescale Slope, Rescale Intercept)
+    notes: tuple[str, ...] = ()  # what was mended on reading (copies read once, per-slice rescale)
 
     @property
     def positions(self) -> tuple[float | None, ...]:
@@ -102,7 +115,7 @@ class Stack:
             return None
         if self.normal is None or any(p is None for p in self.positions):
             return "its files carry no slice position or orientation (0020,0032 / 0020,0037)"
-        return uneven_positions([float(p) for p in self.positions if p is not None], "file")
+        return uneven_positions([float(p) for p in self.positions if p is not None], "file", self.precision)
 
 
 def _header(path: Path) -> dict[str, str] | None:
@@ -127,6 +140,55 @@ def _numbers(text: str) -> list[float] | None:
         return [float(v) for v in text.split("\\")] if text else None
     except ValueError:
         return None
+
+
+def _pixel_digest(path: str) -> str:
+    """A digest of a DICOM file's pixels as read (rescale applied, with their shape and type); "" when unreadable."""
+    try:
+        pixels = sitk.GetArrayFromImage(sitk.ReadImage(path))
+    except RuntimeError:
+        return ""
+    return hashlib.sha256(f"{pixels.shape}{pixels.dtype}".encode() + pixels.tobytes()).hexdigest()
+
+
+def _without_copies(placed: list[tuple[str, dict[str, str]]], where) -> tuple[list, list[str]]:
+    """``placed`` (path, header) without the files copied twice, and a note for each copy left out.
+
+    A copy is the same SOP Instance UID at the same position, or another file at the same position with the same
+    pixels (``where(header)``: its position). Of a file and its copies the shortest name is read ("IM0007.dcm",
+    not "IM0007 - Copy.dcm"); files at one position with other pixels (echoes, phases) are all kept."""
+    kept: list[tuple[int, tuple[str, dict[str, str]]]] = []
+    at: dict[tuple[float, ...], list[tuple[str, dict[str, str]]]] = {}  # kept files by position (0.001 mm)
+    notes: list[str] = []
+    digests: dict[str, str] = {}  # each file's pixels read at most once (a 4D series shares every position)
+
+    def same_pixels(first: str, second: str) -> bool:
+        for path in (first, second):
+            if path not in digests:
+                digests[path] = _pixel_digest(path)
+        return digests[first] != "" and digests[first] == digests[second]
+
+    for index, item in sorted(enumerate(placed), key=lambda pair: (len(Path(pair[1][0]).name), pair[1][0])):
+        point = where(item[1])
+        key = tuple(np.round(point, 3)) if point is not None else None
+        uid = item[1]["sop_uid"]
+        for other, header in at.get(key, []) if key is not None else []:
+            if (uid and uid == header["sop_uid"]) or same_pixels(item[0], other):
+                why = f"the same SOP instance, UID {uid}" if uid and uid == header["sop_uid"] else "the same pixels"
+                notes.append(f"{Path(item[0]).name} is a copy of {Path(other).name} ({why}, at the same position): "
+                             "read once")  # fmt: skip
+                break
+        else:
+            kept.append((index, item))
+            if key is not None:
+                at.setdefault(key, []).append(item)
+    return [item for _, item in sorted(kept, key=lambda pair: pair[0])], notes
+
+
+def _rescale(header: dict[str, str]) -> tuple[float, float]:
+    """A file's (Rescale Slope, Rescale Intercept); (1, 0) where absent."""
+    slope, intercept = _numbers(header["slope"]), _numbers(header["intercept"])
+    return (slope[0] if slope else 1.0), (intercept[0] if intercept else 0.0)
 
 
 def list_stacks(folder: Path) -> list[Stack]:
@@ -167,7 +229,19 @@ def list_stacks(folder: Path) -> list[Stack]:
                 item[0],
             )
 
-        placed = sorted(members, key=along)
+        placed, notes = _without_copies(sorted(members, key=along), point)
+        rescales = tuple(_rescale(h) for _, h in placed)
+        if len(set(rescales)) > 1:
+            ranges = [
+                f"{name} ({min(values):.6g} to {max(values):.6g})"
+                for name, values in (("slope", [r[0] for r in rescales]), ("intercept", [r[1] for r in rescales]))
+                if len(set(values)) > 1
+            ]
+            notes.append(
+                f"its slices carry their own rescale {' and '.join(ranges)}: each slice rescaled by its own, in "
+                "float32 (not cast to the first slice's pixel type)"
+            )
+        precision = 0.0 if normal is None else written_precision((h["position"] for _, h in placed), normal)
         frames = int(first["frames"]) if len(members) == 1 else 1
         pixel = _numbers(first["pixel"])
         if frames > 1 and (normal is None or not pixel):  # an Enhanced file keeps them in its functional groups
@@ -187,6 +261,9 @@ def list_stacks(folder: Path) -> list[Stack]:
                 tuple(f for f, _ in placed),
                 tuple(point(h) for _, h in placed),
                 frames,
+                precision,
+                rescales,
+                tuple(notes),
             )
         )
 
@@ -247,11 +324,11 @@ def read_stack(stack: Stack) -> sitk.Image:
     form a regular grid (uneven or repeated positions, shear)."""
     problem = stack.spacing_problem()
     if problem is not None:
+        restore = "Restore the missing files from the source, c" if "missing?" in problem else "C"
         raise FmscopeError(
             f"Series {stack.summary()}: {problem}.",
-            "Restore the missing files from the source, choose another series with --series, or "
-            "resample the series to an even grid in a tool that does so (e.g. 3D Slicer) and give "
-            "the NIfTI it writes.",
+            f"{restore}hoose another series with --series, or resample the series to an even grid in a tool that "
+            "does so (e.g. 3D Slicer) and give the NIfTI it writes.",
         )
     if len(stack.files) > 1:
         travel = np.subtract(stack.points[-1], stack.points[0])
@@ -266,11 +343,32 @@ def read_stack(stack: Stack) -> sitk.Image:
     try:
         if len(stack.files) == 1:
             return dicom_multiframe.read(stack.files[0], stack.summary())
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(list(stack.files))
-        return reader.Execute()
+        if len(set(stack.rescales)) > 1:
+            image = _read_rescaled_slices(stack.files)
+        else:
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(list(stack.files))
+            image = reader.Execute()
     except RuntimeError as error:
         raise FmscopeError(
             f"Cannot read series {stack.summary()} ({str(error).strip()[:200]}).",
             "Check the files are complete DICOM images.",
         ) from None
+    spacing = list(image.GetSpacing())
+    spacing[2] = abs(grid_step([float(p) for p in stack.positions if p is not None]))  # not the first gap alone
+    image.SetSpacing(spacing)
+    return image
+
+
+def _read_rescaled_slices(files: tuple[str, ...]) -> sitk.Image:
+    """Files of one slice each (sorted along the normal), each rescaled by its own slope and intercept, as one
+    float32 volume placed at the first file (its spacing along the normal set by the caller)."""
+    slices = [sitk.ReadImage(f) for f in files]  # GDCM applies each file's own rescale
+    array = np.stack([sitk.GetArrayViewFromImage(s).astype(np.float32).reshape(s.GetHeight(), s.GetWidth())
+                      for s in slices])  # fmt: skip
+    image = sitk.GetImageFromArray(array)
+    first = slices[0]
+    image.SetOrigin(first.GetOrigin())
+    image.SetSpacing(first.GetSpacing()[:2] + (1.0,))
+    image.SetDirection(first.GetDirection())
+    return image

@@ -95,6 +95,7 @@ class Volume:
     direction: tuple[float, ...]  # 9 numbers, row-major
     source: str = ""  # what was read, when a folder held a choice (a DICOM series)
     nifti: bytes | None = field(default=None, repr=False)  # a NIfTI input's raw header (see Geometry)
+    notes: tuple[str, ...] = ()  # what the reader mended, for the front ends to show (dicom_series.Stack.notes)
 
     @property
     def spacing_zyx(self) -> tuple[float, float, float]:
@@ -426,10 +427,10 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
 
     path = Path(path)
     _require_file(path)
-    source, nifti = "", None
+    source, nifti, notes = "", None, ()
     if path.is_dir():
         stack = dicom_series.choose(dicom_series.list_stacks(path), series, path)
-        image, source = dicom_series.read_stack(stack), stack.summary()
+        image, source, notes = dicom_series.read_stack(stack), stack.summary(), stack.notes
     else:
         if series is not None:
             raise FmscopeError(
@@ -453,7 +454,7 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
             "Use 'fmscope segment' for 2D images; split multi-channel volumes first.",
         )
     return Volume(
-        sitk.GetArrayFromImage(image), image.GetSpacing(), image.GetOrigin(), image.GetDirection(), source, nifti
+        sitk.GetArrayFromImage(image), image.GetSpacing(), image.GetOrigin(), image.GetDirection(), source, nifti, notes
     )
 
 

@@ -26,6 +26,7 @@ import tifffile
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
 from fmscope.imaging import complete_files, dicom_objects, picture_geometry, tiff_colour
+from fmscope.imaging.dicom_codecs import decode_all_frames
 from fmscope.imaging.dicom_pixels import check_pixel_data
 from fmscope.imaging.io import (
     TIFF_SUFFIXES,
@@ -641,10 +642,16 @@ class VideoFrames(FrameSource):
 
 
 class DicomFrames(FrameSource):
-    """A multi-frame DICOM (cine MR, ultrasound, angiography), read one frame at a time with pydicom."""
+    """A multi-frame DICOM (cine MR, ultrasound, angiography), read one frame at a time with pydicom; a compressed
+    one pydicom has no decoder for (JPEG Lossless, JPEG-LS, JPEG 2000 without plugins) is decoded whole by GDCM
+    (:mod:`fmscope.imaging.dicom_codecs`), with a note."""
 
     def __init__(self, path: Path, dataset) -> None:
         self.name, self.path, self.kind = str(path), path, "video"
+        syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+        self._syntax = syntax.name if syntax else "an unknown transfer syntax"
+        self._compressed = bool(syntax and syntax.is_compressed)
+        self._decoded: np.ndarray | None = None  # every frame, when GDCM decoded them
         self.n_frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
         frame_time = getattr(dataset, "FrameTime", None)  # ms between frames
         rate = getattr(dataset, "CineRate", None) or getattr(dataset, "RecommendedDisplayFrameRate", None)
@@ -656,13 +663,19 @@ class DicomFrames(FrameSource):
     def _read(self, index: int) -> np.ndarray:
         from pydicom.pixels import pixel_array
 
+        if self._decoded is not None:
+            return _as_frame(self._decoded[index], self.name)
         try:
             frame = pixel_array(str(self.path), index=index)
         except Exception as error:  # pydicom / codec errors come in many types
-            raise FmscopeError(
-                f"Cannot decode frame {index} of {self.path} ({type(error).__name__}: {str(error)[:200]}).",
-                "Check the file is a complete DICOM with pixel data.",
-            ) from None
+            if not self._compressed:
+                raise FmscopeError(
+                    f"Cannot decode frame {index} of {self.path} ({type(error).__name__}: {str(error)[:200]}).",
+                    "Check the file is a complete DICOM with pixel data.",
+                ) from None
+            self._decoded = decode_all_frames(self.path, self.n_frames, self._syntax, error)
+            self.notes = (*self.notes, f"{self.path.name} ({self._syntax}) decoded by GDCM (SimpleITK), all frames")
+            return _as_frame(self._decoded[index], self.name)
         return _as_frame(np.asarray(frame), self.name)
 
 
@@ -790,6 +803,8 @@ def volume_frames(volume: Volume, name: str = "the volume") -> ArrayFrames:
     """Frames of a 3D volume: z is the frame axis; the geometry stays on ``.volume``."""
     if volume.array.ndim != 3:
         raise FmscopeError(f"{name} is not a 3D volume (shape {volume.array.shape}).", "Give a 3D volume.")
-    return ArrayFrames(
+    frames = ArrayFrames(
         volume.array, kind="volume", spacing=(volume.spacing[1], volume.spacing[0]), volume=volume, name=name
     )
+    frames.notes = volume.notes  # what the volume reader mended (a DICOM series' copies read once ...)
+    return frames
