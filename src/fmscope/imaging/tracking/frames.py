@@ -18,6 +18,7 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from fmscope.imaging.dicom_pixels import check_pixel_data
 from fmscope.imaging.io import (
     TIFF_SUFFIXES,
     VOLUME_SUFFIXES,
+    Geometry,
     Volume,
     file_dimension,
     is_dicom,
@@ -50,7 +52,9 @@ class FrameSource:
     Attributes: ``n_frames``; ``height``, ``width`` (pixels); ``rgb`` (frames are (H, W, 3));
     ``dtype``; ``fps`` (frames per second, None when unknown); ``spacing`` ((y, x) pixel size,
     None when unknown); ``kind`` (``"video"``, ``"volume"`` or ``"stack"``); ``volume`` (the
-    :class:`Volume` a volume source came from, else None); ``name`` (for messages).
+    :class:`Volume` a volume source came from, else None); ``geometry`` (a 4D image of one slice's own geometry,
+    its four axes x, y, z = 1, t as SimpleITK gives them, with a NIfTI's raw header: where the slice lies in
+    patient space, which time-lapse labels keep; None for other sources); ``name`` (for messages).
     """
 
     n_frames: int
@@ -62,6 +66,7 @@ class FrameSource:
     spacing: tuple[float, float] | None = None
     kind: str = "stack"
     volume: Volume | None = None
+    geometry: Geometry | None = None
     name: str = "frames"
     notes: tuple[str, ...] = ()
 
@@ -755,13 +760,14 @@ def open_frames(
 def _volume_file_frames(path: Path) -> ArrayFrames:
     """A NIfTI / NRRD / MHA file's frames: a 3D volume's z slices (:func:`volume_frames`), or the time points of
     a 4D image of one slice (x, y, 1, t: cine MR as ACDC / M&Ms store it, 2D+t ultrasound from dcm2niix; the NIfTI
-    standard's fourth axis is time), with pixel size and frame rate from the header. A 4D image of several slices
-    through time is refused by name (which slice to follow?)."""
+    standard's fourth axis is time), with pixel size and frame rate from the header and the file's own geometry
+    (``geometry``: the slice's position and orientation, for the labels). A 4D image of several slices through time
+    is refused by name (which slice to follow?)."""
     import SimpleITK as sitk
 
     if file_dimension(path) != 4:  # 0 when SimpleITK cannot read it (NIfTI-2): the volume reader reads or names it
         return volume_frames(read_volume(path), name=str(path))
-    image, _ = read_medical_image(path)
+    image, nifti = read_medical_image(path)
     columns, rows, slices, times = image.GetSize()
     if slices != 1:
         raise FmscopeError(
@@ -779,6 +785,7 @@ def _volume_file_frames(path: Path) -> ArrayFrames:
         spacing=(float(spacing[1]), float(spacing[0])),
         name=str(path),
     )
+    frames.geometry = replace(Geometry.of(image), nifti=nifti)  # the slice's place, kept by the labels
     frames.notes = (
         f"{path.name} is a 4D image of one slice ({columns} x {rows} x 1 x {times}): its fourth axis, time, read "
         f"as {times} frames",
