@@ -380,6 +380,25 @@ def _tiff_axes(array: np.ndarray, axes: str, path: Path, channel: int | None) ->
     return array, frame_axis
 
 
+def tiff_holds_frames(path: str | os.PathLike) -> bool:
+    """Whether the TIFF at ``path`` is a stack this reader reads as frames: single pages written one after another,
+    or a first series with a stack axis (z, time, pages: any axis but Y, X, samples and channels) longer than 1,
+    planar RGB pages of ``tifffile.imwrite`` counted as pages (as :func:`_tiff_frames` reads them). False for one
+    2D image (a channel axis alone included: one picture's channels) and for a file tifffile cannot open (the
+    picture reader names what is wrong with it)."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if _appended_pages(tif):
+                return True
+            series = tif.series[0]
+            axes = series.axes.upper()
+            if series.kind == "shaped" and axes.endswith("SYX"):
+                axes = axes.replace("S", "Q")
+            return any(size > 1 and axis not in "YXSC" for axis, size in zip(axes, series.shape))
+    except Exception:  # tifffile raises many types for damaged files
+        return False
+
+
 def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
     """A TIFF stack: one series read by its axes (memory-mapped when stored uncompressed), or
     single-page series written one after another (one frame each). A TIFF cut short is refused as truncated; an
