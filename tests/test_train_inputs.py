@@ -15,7 +15,7 @@ from PIL import Image
 
 from fmscope.errors import FmscopeError
 from fmscope.imaging.labels import read_label_image
-from fmscope.imaging.slices import read_slices
+from fmscope.imaging.slices import labels_on_image_grid, read_slices
 from fmscope.training.segmenter import labelled_images
 
 
@@ -62,18 +62,47 @@ def test_volumes_and_tiff_stacks_are_read_as_their_slices(tmp_path):
         ("pages.tif", "stack_labels.tif", volume),
     ]
     for image_name, labels_name, expected in pairs:
-        slices = read_slices(tmp_path / image_name)
+        slices, _ = read_slices(tmp_path / image_name)
         assert np.array_equal(slices, expected), image_name
         items = labelled_images(slices, read_label_image(tmp_path / labels_name).array, image_name)
         assert [item.name for item in items] == [f"{image_name}[{z}]" for z in range(len(expected))]
         assert all(set(np.unique(item.labels)) == {0, 1, 2} for item in items)
     Image.fromarray((volume[0] // 8 + 128).astype(np.uint8)).save(tmp_path / "slice.png")
-    assert read_slices(tmp_path / "slice.png").shape == (64, 64)
+    assert read_slices(tmp_path / "slice.png")[0].shape == (64, 64)
     hyperstack = np.stack([volume, volume], axis=1)  # (z, c, y, x), as Fiji saves a two-channel z-stack
     tifffile.imwrite(tmp_path / "zc.tif", hyperstack, imagej=True, metadata={"axes": "ZCYX"})
     with pytest.raises(FmscopeError, match="2 channels") as refused:
         read_slices(tmp_path / "zc.tif")
     assert "--channel" not in str(refused.value)  # train-segmenter has none: the fix names what to save
+
+
+def test_label_volumes_are_put_on_their_images_grid_or_refused(tmp_path):
+    """A label volume holding the image's voxels in another axis order (MONAI Orientationd / nibabel
+    as_closest_canonical: axes flipped, the direction changed to match) is trained on in the image's order, with a
+    note; one moved by a voxel lies on another grid: `train-segmenter` refuses it before loading a model."""
+    volume, labels = discs(3, side=32)
+    labels[0, 0, 0] = 3  # a corner: a wrong reordering loses it
+    image = sitk.GetImageFromArray(volume)
+    image.SetSpacing((0.8, 0.8, 2.5))
+    image.SetOrigin((-10.0, 20.0, 5.0))
+    sitk.WriteImage(image, str(tmp_path / "ct.nii.gz"))
+    mask = sitk.GetImageFromArray(labels)
+    mask.CopyInformation(image)
+    sitk.WriteImage(sitk.Flip(mask, [True, True, False]), str(tmp_path / "flipped.nii.gz"))  # RAS storage of LPS
+    moved = sitk.Image(mask)
+    moved.SetOrigin((-9.2, 20.0, 5.0))
+    sitk.WriteImage(moved, str(tmp_path / "moved.nii.gz"))
+    slices, grid = read_slices(tmp_path / "ct.nii.gz")
+    flipped = read_label_image(tmp_path / "flipped.nii.gz", instances=False)
+    assert not np.array_equal(flipped.array, labels)
+    on_grid, note = labels_on_image_grid(flipped.array, flipped.geometry, slices.shape, grid, "ct.nii.gz")
+    assert np.array_equal(on_grid, labels) and "another axis order" in note
+    shifted = read_label_image(tmp_path / "moved.nii.gz", instances=False)
+    with pytest.raises(FmscopeError, match="lie on another grid than the image"):
+        labels_on_image_grid(shifted.array, shifted.geometry, slices.shape, grid, "ct.nii.gz")
+    args = ("--labels", tmp_path / "moved.nii.gz", "-o", tmp_path / "tuned.pt")
+    result = run_cli("train-segmenter", tmp_path / "ct.nii.gz", *args)
+    assert result.returncode == 1 and "another grid" in result.stderr and not (tmp_path / "tuned.pt").exists()
 
 
 @pytest.mark.slow
