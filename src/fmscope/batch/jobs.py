@@ -8,9 +8,10 @@
 | domains | ``result.zarr`` + ``result.png`` | ``fmscope domains SLIDE -o result.zarr`` |
 | embed | ``result.zarr`` + ``result.png`` | ``fmscope embed SLIDE -o result.zarr`` |
 
-A 2D DICOM / NIfTI / NRRD input writes ``labels.nii.gz`` instead, with the input's geometry. A huge image (a TIFF or
-OME-Zarr of more than ``EAGER_MAX_PIXELS`` pixels, :func:`fmscope.imaging.io.open_image`) is read crop by crop and its
-``labels.tif`` written as a tiled TIFF, tile by tile.
+A 2D DICOM / NIfTI / NRRD input writes ``labels.nii.gz`` instead, with the input's geometry; so does a track of a
+volume, or of a 4D image of one slice through time (cine MR: a 4D (x, y, 1, t) label image on its grid). A huge
+image (a TIFF or OME-Zarr of more than ``EAGER_MAX_PIXELS`` pixels, :func:`fmscope.imaging.io.open_image`) is read
+crop by crop and its ``labels.tif`` written as a tiled TIFF, tile by tile.
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ def track(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
         session.add_box(key, obj, box)
     for _ in session.propagate("both"):
         pass
-    name = "labels.tif" if frames.volume is None else "labels.nii.gz"
+    placed = frames.volume is not None or frames.geometry is not None  # a volume, or one slice through time (cine)
+    name = "labels.nii.gz" if placed else "labels.tif"  # placed frames' labels keep where the input lies
     write_session_labels(session, folder / name)
     write_session_table(session, folder / "tracks.csv")
     labels = session.labels()
