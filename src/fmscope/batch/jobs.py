@@ -34,13 +34,25 @@ def _labels(results, shape: tuple[int, int]) -> np.ndarray:
     return labels
 
 
-def _scores(labels: np.ndarray, item: BatchItem, read_truth: Callable, spacing=None) -> dict:
+def _scores(labels: np.ndarray, item: BatchItem, read_truth: Callable, spacing=None, grid=None) -> dict:
+    """Dice and NSD of the output ``labels`` against the item's truth (foreground against foreground), on the
+    output's ``grid`` (the input's geometry, None when unknown): a truth holding its voxels in another axis order is
+    put on it, as `fmscope eval` does (:func:`fmscope.imaging.same_voxels.on_grid`); one on another grid, or of
+    another shape, is not scored (said in the row's message)."""
+    from fmscope.imaging.same_voxels import on_grid
+
     if item.truth is None:
         return {}
     read = read_truth(item.truth)
-    truth, notes = read.array, "; ".join(read.notes)  # e.g. a JPEG mask thresholded: said in the row
+    notes = list(read.notes)  # e.g. a JPEG mask thresholded: said in the row
+    truth, reordered = on_grid(read.array, read.geometry, labels.shape, grid)
+    if truth is None:
+        return {"message": "the truth lies on another grid than the input in patient space: not scored"}
+    if reordered:
+        notes.append("the truth holds the input's voxels in another axis order: compared voxel by voxel")
     if truth.shape != labels.shape:
         return {"message": f"truth shape {truth.shape} differs from the output's {labels.shape}: not scored"}
+    notes = "; ".join(notes)
     return {
         "dice": metrics.dice(labels > 0, truth > 0),
         "nsd": metrics.nsd(labels > 0, truth > 0, tolerance=1.0, spacing=spacing),
@@ -68,7 +80,7 @@ def segment(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
         "outputs": [name],
         "objects": len(boxes),
         "area_px": int((labels > 0).sum()),
-        **_scores(labels, item, _read_truth),
+        **_scores(labels, item, _read_truth, grid=image.geometry),
     }
 
 
@@ -120,7 +132,7 @@ def volume(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
         "outputs": ["labels.nii.gz"],
         "objects": len(boxes),
         "volume_ml": float((labels > 0).sum()) * voxel_ml,
-        **_scores(labels, item, _read_truth, spacing=source.spacing_zyx),
+        **_scores(labels, item, _read_truth, spacing=source.spacing_zyx, grid=source.geometry),
     }
 
 
@@ -146,7 +158,7 @@ def track(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
         "outputs": [name, "tracks.csv"],
         "objects": len(boxes),
         "area_px": int((labels > 0).sum()),
-        **_scores(labels, item, _read_truth),
+        **_scores(labels, item, _read_truth, grid=frames.volume.geometry if frames.volume is not None else None),
     }
 
 

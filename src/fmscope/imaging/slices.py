@@ -62,20 +62,17 @@ def labels_on_image_grid(
     ``as_closest_canonical``; :func:`fmscope.imaging.same_voxels.onto_grid`, as ``fmscope eval`` does). Raises
     :class:`FmscopeError` for labels on another grid in patient space, which would teach the model masks that miss
     their objects."""
-    from fmscope.imaging.same_voxels import onto_grid
+    from fmscope.imaging.same_voxels import on_grid
 
-    if labels_grid is None or image_grid is None:
-        return labels, None
     if len(image_shape) == labels.ndim + 1:  # an RGB image's samples
         image_shape = image_shape[:-1]
-    if labels.shape == tuple(image_shape) and image_grid.matches(labels_grid):
-        return labels, None
-    reordered = onto_grid(labels, labels_grid, tuple(image_shape), image_grid)
-    if reordered is not None:
-        return reordered, (
+    placed, reordered = on_grid(labels, labels_grid, tuple(image_shape), image_grid)
+    if placed is not None:
+        note = (
             f"the labels of {name} hold its voxels in another axis order (flipped or swapped axes): put on the "
             "image's grid voxel by voxel"
         )
+        return placed, note if reordered else None
 
     def described(grid: io.Geometry, shape) -> str:
         numbers = (grid.spacing, grid.origin)
