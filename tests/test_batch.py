@@ -600,10 +600,11 @@ def test_a_track_row_on_a_cine_nifti_writes_its_labels_on_the_cines_grid(tmp_pat
 
 
 @pytest.mark.slow
-def test_a_truth_in_another_axis_order_is_scored_on_the_inputs_grid_and_one_elsewhere_is_not(tmp_path):
+def test_a_truth_in_another_axis_order_is_scored_on_the_inputs_grid_and_one_elsewhere_is_not(tmp_path, capsys):
     """The `truth` column read as `fmscope eval` reads it: a truth NIfTI holding the slice's pixels in another axis
     order (flipped: RAS vs LPS storage) scores as the same mask stored alike, with a note; one moved by a pixel lies
-    on another grid and is not scored, said in the row (was: scored pixel by pixel on the wrong pixels)."""
+    on another grid and is not scored, said in the row (was: scored pixel by pixel on the wrong pixels); the scores
+    are `fmscope eval`'s, NSD in mm (was: in pixels)."""
     import SimpleITK as sitk
 
     from fmscope.batch.records import signature
@@ -638,3 +639,6 @@ def test_a_truth_in_another_axis_order_is_scored_on_the_inputs_grid_and_one_else
     assert done["truth"]["dice"] > 0.8 and done["flipped"]["dice"] == done["truth"]["dice"]
     assert "another axis order" in done["flipped"]["message"]
     assert done["moved"].get("dice") is None and "another grid" in done["moved"]["message"]
+    out = tmp_path / "out/items/truth/labels.nii.gz"  # the row's scores are `fmscope eval`'s (NSD in mm)
+    assert main(["eval", str(out), str(tmp_path / "flipped.nii.gz")]) == 0
+    assert f"dice {done['truth']['dice']:.4f}  nsd@1mm {done['truth']['nsd']:.4f}" in capsys.readouterr().out

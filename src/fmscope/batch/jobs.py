@@ -80,7 +80,9 @@ def segment(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
         "outputs": [name],
         "objects": len(boxes),
         "area_px": int((labels > 0).sum()),
-        **_scores(labels, item, _read_truth, grid=image.geometry),
+        **_scores(
+            labels, item, _read_truth, spacing=image.geometry.spacing_yx if medical else None, grid=image.geometry
+        ),
     }
 
 
