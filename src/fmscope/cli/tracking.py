@@ -290,7 +290,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "-o",
         "--output",
         required=True,
-        help="label stack to write (.tif, or .nii.gz / .nrrd / .mha: time as the third axis for a time-lapse)",
+        help="label stack to write (.tif, or .nii.gz / .nrrd / .mha: time as the third axis for a time-lapse; "
+        "a cine (x, y, 1, t) keeps its 4D grid)",
     )
     track.add_argument("--overlay", help="also write an overlay video (.mp4)")
     track.add_argument(
