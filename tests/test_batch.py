@@ -569,3 +569,76 @@ def test_only_fmscopes_own_leftovers_are_cleaned_from_the_items_folder(tmp_path)
     assert sorted(p.name for p in removed) == [".0001_img.tif.0123456789ab", ".0002_a.fedcba987654.old"]
     assert sorted(p.name for p in items.iterdir()) == [".DS_Store", ".git", ".ipynb_checkpoints"]
     assert (items / ".git" / "keep").read_text() == "the user's"
+
+
+@pytest.mark.slow
+def test_a_track_row_on_a_cine_nifti_writes_its_labels_on_the_cines_grid(tmp_path):
+    """NUC6's kind in batch: a track row on a 4D image of one oblique slice through time writes `labels.nii.gz`, a
+    4D label image carrying the cine's qform and sform, as `fmscope track -o labels.nii.gz` (was: `labels.tif`, the
+    slice's position and orientation lost)."""
+    import nibabel as nib
+
+    from fmscope.batch.records import signature
+    from fmscope.batch.runner import run_item
+
+    ii, jj = np.mgrid[:64, :64]
+    cine = np.random.default_rng(0).normal(100, 10, (64, 64, 1, 3))
+    for t in range(3):
+        cine[(ii - 20 - 4 * t) ** 2 + (jj - 30) ** 2 < 64, 0, t] += 400
+    affine = np.array([[1.2, -0.7, 0, -40], [0.7, 1.2, 0, 25], [0, 0, 8, 60], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(cine.astype(np.int16), affine), tmp_path / "cine.nii.gz")
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [{"id": "cine", "job": "track", "input": tmp_path / "cine.nii.gz", "slice": 0, "box": "12 22 28 38"}],
+    )
+    item = read_manifest(manifest)[0]
+    row = run_item(item, signature(item), str(tmp_path / "out"), pool=ModelPool())
+    assert row["status"] == "done", row
+    labels = nib.load(tmp_path / "out/items/cine/labels.nii.gz")
+    assert labels.shape == (64, 64, 1, 3) and np.allclose(labels.affine, affine, atol=1e-4)
+    assert np.asanyarray(labels.dataobj)[..., 0, 2][(ii - 28) ** 2 + (jj - 30) ** 2 < 30].all()
+
+
+@pytest.mark.slow
+def test_a_truth_in_another_axis_order_is_scored_on_the_inputs_grid_and_one_elsewhere_is_not(tmp_path, capsys):
+    """The `truth` column read as `fmscope eval` reads it: a truth NIfTI holding the slice's pixels in another axis
+    order (flipped: RAS vs LPS storage) scores as the same mask stored alike, with a note; one moved by a pixel lies
+    on another grid and is not scored, said in the row (was: scored pixel by pixel on the wrong pixels); the scores
+    are `fmscope eval`'s, NSD in mm (was: in pixels)."""
+    import SimpleITK as sitk
+
+    from fmscope.batch.records import signature
+    from fmscope.batch.runner import run_item
+
+    yy, xx = np.mgrid[:64, :64]
+    disc = (xx - 24) ** 2 + (yy - 30) ** 2 < 100
+    image = sitk.GetImageFromArray((np.random.default_rng(0).normal(0, 20, (64, 64)) + 400 * disc).astype(np.int16))
+    image.SetSpacing((0.7, 0.7))
+    image.SetOrigin((-20.0, 15.0))
+    sitk.WriteImage(image, str(tmp_path / "slice.nii.gz"))
+    truth = sitk.GetImageFromArray(disc.astype(np.uint8))
+    truth.CopyInformation(image)
+    sitk.WriteImage(truth, str(tmp_path / "truth.nii.gz"))
+    sitk.WriteImage(sitk.Flip(truth, [True, False]), str(tmp_path / "flipped.nii.gz"))
+    moved = sitk.Image(truth)
+    moved.SetOrigin((-19.3, 15.0))
+    sitk.WriteImage(moved, str(tmp_path / "moved.nii.gz"))
+    rows = [
+        {
+            "id": name,
+            "job": "segment",
+            "input": tmp_path / "slice.nii.gz",
+            "box": "12 18 36 42",
+            "truth": tmp_path / f"{name}.nii.gz",
+        }
+        for name in ("truth", "flipped", "moved")
+    ]
+    pool, done = ModelPool(), {}
+    for item in read_manifest(write_manifest(tmp_path / "m.csv", rows)):
+        done[item.id] = run_item(item, signature(item), str(tmp_path / "out"), pool=pool)
+    assert done["truth"]["dice"] > 0.8 and done["flipped"]["dice"] == done["truth"]["dice"]
+    assert "another axis order" in done["flipped"]["message"]
+    assert done["moved"].get("dice") is None and "another grid" in done["moved"]["message"]
+    out = tmp_path / "out/items/truth/labels.nii.gz"  # the row's scores are `fmscope eval`'s (NSD in mm)
+    assert main(["eval", str(out), str(tmp_path / "flipped.nii.gz")]) == 0
+    assert f"dice {done['truth']['dice']:.4f}  nsd@1mm {done['truth']['nsd']:.4f}" in capsys.readouterr().out

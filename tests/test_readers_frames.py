@@ -311,3 +311,87 @@ def test_a_4d_image_of_one_slice_is_read_as_time_points_and_of_several_refused(t
     sitk.WriteImage(stacked, str(tmp_path / f"slices{suffix}"))
     with pytest.raises(FmscopeError, match="2 slices through 3 time points, time and z together"):
         open_frames(tmp_path / f"slices{suffix}")
+
+
+def oblique_cine(tmp_path, name: str = "cine.nii.gz", sform_shift=(0.0, 0.0, 0.0), times: int = 6):
+    """An ACDC-like cine NIfTI (nibabel): 64 x 64 x 1 x ``times`` int16, one short-axis slice turned 30 degrees about z,
+    1.4 x 1.4 x 8 mm, 0.03 s a frame, at (-40, 25, 60) mm (qform code 1); the sform (code 2) moved by ``sform_shift``
+    mm. A disc moves 4 px a frame along i. Returns (path, qform, sform, truth (t, y, x))."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    cine = rng.normal(100, 10, (64, 64, 1, times))
+    ii, jj = np.mgrid[:64, :64]
+    truth = np.zeros((times, 64, 64), bool)  # (t, y = j, x = i)
+    for t in range(times):
+        disc = (ii - 20 - 4 * t) ** 2 + (jj - 30) ** 2 < 64
+        truth[t] = disc.T
+        cine[disc, 0, t] += 400
+    turn = np.deg2rad(30)
+    qform = np.eye(4)
+    qform[:3, :3] = [[np.cos(turn), -np.sin(turn), 0], [np.sin(turn), np.cos(turn), 0], [0, 0, 1]]
+    qform[:3, :3] = qform[:3, :3] @ np.diag([1.4, 1.4, 8.0])
+    qform[:3, 3] = [-40, 25, 60]
+    sform = qform.copy()
+    sform[:3, 3] += sform_shift
+    image = nib.Nifti1Image(cine.astype(np.int16), None)
+    image.set_qform(qform, 1)
+    image.set_sform(sform, 2)
+    image.header.set_xyzt_units("mm", "sec")
+    image.header["pixdim"][4] = 0.03
+    nib.save(image, tmp_path / name)
+    return tmp_path / name, qform, sform, truth
+
+
+@pytest.mark.slow
+def test_cine_labels_keep_the_slices_position_and_orientation(tmp_path, segmenter):
+    """NUC6 (ACDC / M&Ms cine, MONAILabel#211, SynthSeg#111): `track cine.nii.gz -o labels.nii.gz` on an oblique
+    slice through time writes a 4D (x, y, 1, t) label image carrying the cine's qform, sform, both codes and pixdim
+    (time step included), so viewers of either rule (ITK: qform, nibabel / FSL: sform) overlay it on the slice (was:
+    a 3D (x, y, t) image at the origin, axes along -x / -y)."""
+    import nibabel as nib
+
+    path, qform, sform, truth = oblique_cine(tmp_path, sform_shift=(0.0, 0.0, 2.0), times=3)
+    assert tracked(path, tmp_path / "labels.nii.gz", segmenter, box=(12, 22, 28, 38)) is None
+    labels, cine = nib.load(tmp_path / "labels.nii.gz"), nib.load(path)
+    assert labels.shape == (64, 64, 1, 3)
+    assert np.allclose(labels.get_qform(), qform, atol=1e-4) and np.allclose(labels.get_sform(), sform, atol=1e-4)
+    assert [int(labels.header[k]) for k in ("qform_code", "sform_code")] == [1, 2]
+    assert np.allclose(labels.header.get_zooms(), cine.header.get_zooms())  # 1.4, 1.4, 8 mm, 0.03 s
+    itk_labels, itk_cine = sitk.ReadImage(str(tmp_path / "labels.nii.gz")), sitk.ReadImage(str(path))
+    assert np.allclose(itk_labels.GetOrigin(), itk_cine.GetOrigin()) and np.allclose(
+        itk_labels.GetDirection(), itk_cine.GetDirection()
+    )
+    data = np.asanyarray(labels.dataobj)[:, :, 0].transpose(2, 1, 0)  # (x, y, t) -> (t, y, x)
+    assert min(dice(data[t] > 0, truth[t]) for t in range(3)) >= 0.8
+
+
+@pytest.mark.parametrize("source, output", [(".nrrd", ".nrrd"), (".mha", ".nii.gz"), (".nii", ".mha")])
+def test_cine_labels_in_every_volume_format_lie_on_the_inputs_grid(tmp_path, source, output):
+    """A 4D image of one oblique slice through time (x, y, 1, t) written by SimpleITK as NRRD / MHA / NIfTI: the
+    time-lapse labels, in any volume format, are a 4D image with the input's spacing, origin and direction; a NIfTI
+    whose qform and sform differ cannot be written as NRRD (one transform): refused (by `fmscope track` before any
+    work), nothing written."""
+    cine = np.random.default_rng(1).integers(0, 500, (5, 1, 16, 12)).astype(np.int16)  # (t, z, y, x)
+    image = sitk.JoinSeries([sitk.GetImageFromArray(cine[t]) for t in range(5)])
+    image.SetSpacing((1.4, 1.2, 8.0, 0.04))
+    image.SetOrigin((-40.0, 25.0, 60.0, 0.0))
+    turn = np.deg2rad(30)
+    direction = np.eye(4)
+    direction[:2, :2] = [[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]]
+    image.SetDirection(direction.ravel().tolist())
+    sitk.WriteImage(image, str(tmp_path / f"cine{source}"))
+    frames = open_frames(tmp_path / f"cine{source}")
+    labels = (np.stack([frames[t] for t in range(5)]) > 250).astype(np.uint16)
+    assert write_label_stack(labels, tmp_path / f"labels{output}", frames.spacing, frames.geometry) is None
+    written, read = sitk.ReadImage(str(tmp_path / f"labels{output}")), sitk.ReadImage(str(tmp_path / f"cine{source}"))
+    assert written.GetSize() == (12, 16, 1, 5)
+    assert np.array_equal(sitk.GetArrayFromImage(written)[:, 0], labels)
+    for get in ("GetSpacing", "GetOrigin", "GetDirection"):
+        assert np.allclose(getattr(written, get)(), getattr(read, get)(), atol=1e-4), get
+    path, *_ = oblique_cine(tmp_path, "moved.nii.gz", sform_shift=(5.0, 0.0, 0.0), times=2)
+    frames = open_frames(path)
+    with pytest.raises(FmscopeError, match="qform and sform place its voxels differently"):
+        write_label_stack(np.zeros((2, 64, 64), np.uint16), tmp_path / "moved.nrrd", frames.spacing, frames.geometry)
+    assert track(path, tmp_path / "moved.nrrd") == 1  # `fmscope track` refuses it before loading a model
+    assert not (tmp_path / "moved.nrrd").exists()

@@ -8,9 +8,10 @@
 | domains | ``result.zarr`` + ``result.png`` | ``fmscope domains SLIDE -o result.zarr`` |
 | embed | ``result.zarr`` + ``result.png`` | ``fmscope embed SLIDE -o result.zarr`` |
 
-A 2D DICOM / NIfTI / NRRD input writes ``labels.nii.gz`` instead, with the input's geometry. A huge image (a TIFF or
-OME-Zarr of more than ``EAGER_MAX_PIXELS`` pixels, :func:`fmscope.imaging.io.open_image`) is read crop by crop and its
-``labels.tif`` written as a tiled TIFF, tile by tile.
+A 2D DICOM / NIfTI / NRRD input writes ``labels.nii.gz`` instead, with the input's geometry; so does a track of a
+volume, or of a 4D image of one slice through time (cine MR: a 4D (x, y, 1, t) label image on its grid). A huge
+image (a TIFF or OME-Zarr of more than ``EAGER_MAX_PIXELS`` pixels, :func:`fmscope.imaging.io.open_image`) is read
+crop by crop and its ``labels.tif`` written as a tiled TIFF, tile by tile.
 """
 
 from __future__ import annotations
@@ -33,13 +34,25 @@ def _labels(results, shape: tuple[int, int]) -> np.ndarray:
     return labels
 
 
-def _scores(labels: np.ndarray, item: BatchItem, read_truth: Callable, spacing=None) -> dict:
+def _scores(labels: np.ndarray, item: BatchItem, read_truth: Callable, spacing=None, grid=None) -> dict:
+    """Dice and NSD of the output ``labels`` against the item's truth (foreground against foreground), on the
+    output's ``grid`` (the input's geometry, None when unknown): a truth holding its voxels in another axis order is
+    put on it, as `fmscope eval` does (:func:`fmscope.imaging.same_voxels.on_grid`); one on another grid, or of
+    another shape, is not scored (said in the row's message)."""
+    from fmscope.imaging.same_voxels import on_grid
+
     if item.truth is None:
         return {}
     read = read_truth(item.truth)
-    truth, notes = read.array, "; ".join(read.notes)  # e.g. a JPEG mask thresholded: said in the row
+    notes = list(read.notes)  # e.g. a JPEG mask thresholded: said in the row
+    truth, reordered = on_grid(read.array, read.geometry, labels.shape, grid)
+    if truth is None:
+        return {"message": "the truth lies on another grid than the input in patient space: not scored"}
+    if reordered:
+        notes.append("the truth holds the input's voxels in another axis order: compared voxel by voxel")
     if truth.shape != labels.shape:
         return {"message": f"truth shape {truth.shape} differs from the output's {labels.shape}: not scored"}
+    notes = "; ".join(notes)
     return {
         "dice": metrics.dice(labels > 0, truth > 0),
         "nsd": metrics.nsd(labels > 0, truth > 0, tolerance=1.0, spacing=spacing),
@@ -67,7 +80,9 @@ def segment(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
         "outputs": [name],
         "objects": len(boxes),
         "area_px": int((labels > 0).sum()),
-        **_scores(labels, item, _read_truth),
+        **_scores(
+            labels, item, _read_truth, spacing=image.geometry.spacing_yx if medical else None, grid=image.geometry
+        ),
     }
 
 
@@ -115,7 +130,7 @@ def volume(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
         )
     io.write_volume(labels, source, folder / "labels.nii.gz")
     voxel_ml = float(np.prod(source.spacing)) / 1000.0
-    scores = _scores(labels, item, _read_truth, spacing=source.spacing_zyx)
+    scores = _scores(labels, item, _read_truth, spacing=source.spacing_zyx, grid=source.geometry)
     said = "; ".join([*source.notes, *([scores.pop("message")] if "message" in scores else [])])  # copies read once
     return {
         "outputs": ["labels.nii.gz"],
@@ -139,7 +154,8 @@ def track(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
         session.add_box(key, obj, box)
     for _ in session.propagate("both"):
         pass
-    name = "labels.tif" if frames.volume is None else "labels.nii.gz"
+    placed = frames.volume is not None or frames.geometry is not None  # a volume, or one slice through time (cine)
+    name = "labels.nii.gz" if placed else "labels.tif"  # placed frames' labels keep where the input lies
     write_session_labels(session, folder / name)
     write_session_table(session, folder / "tracks.csv")
     labels = session.labels()
@@ -147,7 +163,7 @@ def track(item: BatchItem, pool: ModelPool, folder: Path) -> dict:
         "outputs": [name, "tracks.csv"],
         "objects": len(boxes),
         "area_px": int((labels > 0).sum()),
-        **_scores(labels, item, _read_truth),
+        **_scores(labels, item, _read_truth, grid=frames.volume.geometry if frames.volume is not None else None),
     }
 
 

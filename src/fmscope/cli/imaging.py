@@ -286,11 +286,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     spacing = None
     if grid is not None:
         spacing = tuple(reversed(grid.spacing)) if prediction.ndim == 3 else grid.spacing_yx
-    pred_mask = prediction > 0 if args.label is None else prediction == args.label
-    true_mask = truth > 0 if args.label is None else truth == args.label
+    pred_mask, true_mask = metrics.label_masks(prediction, truth, args.label)  # a --label in neither: refused
+    unit = "mm" if spacing is not None else "px"
+    if not pred_mask.any() and not true_mask.any():  # nothing labelled in either file: 0 / 0
+        print(
+            "fmscope eval: note: both masks are empty (no nonzero label in either file): Dice and NSD are 0 / 0, "
+            "undefined, printed as nan (as nnU-Net reports them)",
+            file=sys.stderr,
+        )
+        print(f"dice nan  nsd@{args.tolerance:g}{unit} nan")
+        return 0
     score_dice = metrics.dice(pred_mask, true_mask)
     score_nsd = metrics.nsd(pred_mask, true_mask, tolerance=args.tolerance, spacing=spacing)
-    unit = "mm" if spacing is not None else "px"
     print(f"dice {score_dice:.4f}  nsd@{args.tolerance:g}{unit} {score_nsd:.4f}")
     return 0
 

@@ -141,6 +141,7 @@ def _session(args: argparse.Namespace, frames):
 
 
 def cmd_track(args: argparse.Namespace) -> int:
+    from fmscope.imaging.io import check_geometry_output
     from fmscope.imaging.tracking import open_frames
     from fmscope.imaging.tracking.export import (
         write_session_ctc,
@@ -163,6 +164,8 @@ def cmd_track(args: argparse.Namespace) -> int:
     frames = open_frames(args.input, channel=args.channel)
     for note in frames.notes:
         print(f"fmscope track: note: {note}", file=sys.stderr)
+    placed = frames.geometry or (frames.volume.geometry if frames.volume is not None else None)
+    check_geometry_output(placed, Path(args.output))  # before any work: can -o hold where the input lies?
     if lineage and args.direction == "both" and args.frame > 0:
         print(
             f"fmscope track: note: {' and '.join(lineage)} apply to frames {args.frame} onwards (forward in time); "
@@ -287,7 +290,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "-o",
         "--output",
         required=True,
-        help="label stack to write (.tif, or .nii.gz / .nrrd / .mha: time as the third axis for a time-lapse)",
+        help="label stack to write (.tif, or .nii.gz / .nrrd / .mha: time as the third axis for a time-lapse; "
+        "a cine (x, y, 1, t) keeps its 4D grid)",
     )
     track.add_argument("--overlay", help="also write an overlay video (.mp4)")
     track.add_argument(

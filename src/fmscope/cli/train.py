@@ -12,14 +12,9 @@ from fmscope.cli.progress import tqdm_progress
 from fmscope.errors import FmscopeError
 
 
-def _read(path: str):
-    from fmscope.imaging import io
-
-    return io.read_volume(path).array if Path(path).is_dir() else io.read_image(path)
-
-
 def cmd_train_segmenter(args: argparse.Namespace) -> int:
     from fmscope.imaging.labels import read_label_image
+    from fmscope.imaging.slices import labels_on_image_grid, read_slices
     from fmscope.outputs import HEAD_SUFFIXES, Output, check_outputs
     from fmscope.training.segmenter import checkpoint_path, labelled_images, train_segmenter
     from fmscope.training.settings import TrainSettings
@@ -52,7 +47,11 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
         labels = read_label_image(labels_path)
         for note in labels.notes:
             print(f"fmscope train-segmenter: note: {note}", file=sys.stderr)
-        items += labelled_images(_read(image_path), labels.array, Path(image_path).name)
+        image, grid = read_slices(image_path)
+        array, moved = labels_on_image_grid(labels.array, labels.geometry, image.shape, grid, Path(image_path).name)
+        if moved:
+            print(f"fmscope train-segmenter: note: {moved}", file=sys.stderr)
+        items += labelled_images(image, array, Path(image_path).name)
     settings = TrainSettings(
         epochs=args.epochs,
         holdout=args.holdout,

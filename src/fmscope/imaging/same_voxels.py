@@ -64,3 +64,18 @@ def onto_grid(
     reference = _image(np.zeros(tuple(int(v) for v in reversed(target_size)), array.dtype), target)
     moved = sitk.Resample(source, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, source.GetPixelID())
     return sitk.GetArrayFromImage(moved).reshape(target_shape)
+
+
+def on_grid(
+    array: np.ndarray, geometry: Geometry | None, target_shape: tuple[int, ...], target: Geometry | None
+) -> tuple[np.ndarray | None, bool]:
+    """(``array`` on the ``target`` grid, whether it was reordered): as it is when either geometry is unknown (None:
+    pictures, TIFF stacks; their shapes are the caller's to compare) or the grids match; stored in the target's axis
+    order when both hold the same voxel centres (:func:`onto_grid`); (None, False) when they lie on different grids
+    in patient space. ``target_shape`` is the target's grid (an RGB image's samples left out)."""
+    if geometry is None or target is None:
+        return array, False
+    if array.shape == tuple(target_shape) and target.matches(geometry):
+        return array, False
+    reordered = onto_grid(array, geometry, tuple(target_shape), target)
+    return reordered, reordered is not None

@@ -22,7 +22,8 @@ from scipy import ndimage
 
 from fmscope.atomic import atomic_write, file_suffix
 from fmscope.errors import FmscopeError
-from fmscope.imaging.io import TIFF_SUFFIXES, Volume, write_sitk, write_volume
+from fmscope.imaging import nifti_header
+from fmscope.imaging.io import TIFF_SUFFIXES, Geometry, Volume, check_geometry_output, write_sitk, write_volume
 from fmscope.imaging.tracking.lineage import ctc_lineage, lineage_graph
 from fmscope.outputs import VOLUME_SUFFIXES  # one-file 3D formats (.mhd / .nhdr write two)
 
@@ -97,14 +98,22 @@ TIME_AXIS_NOTE = "fmscope: time-lapse labels; the third axis is time (slice k = 
 
 
 def write_label_stack(
-    labels: np.ndarray, path: str | os.PathLike, spacing_yx: tuple[float, float] | None = None
+    labels: np.ndarray,
+    path: str | os.PathLike,
+    spacing_yx: tuple[float, float] | None = None,
+    geometry: Geometry | None = None,
 ) -> str | None:
     """The (T, H, W) labels of a time-lapse or video as one uint16 file, by the suffix of ``path``: a
-    TIFF (the pixel size ``spacing_yx``, mm, as resolution tags when known), or a NIfTI / NRRD / MHA
-    3D image (x, y, t) whose third axis is time (slice k = frame k,
-    spacing 1; in-plane spacing ``spacing_yx`` (row, column) when known, else 1), with a note saying
-    so in the file (NIfTI ``descrip``, NRRD / MHA key). Returns that note for the user for a 3D
-    image, None for a TIFF; any other suffix is refused (FmscopeError), nothing written."""
+    TIFF (the pixel size ``spacing_yx``, mm, as resolution tags when known), or a NIfTI / NRRD / MHA image.
+
+    With ``geometry`` (:attr:`FrameSource.geometry`: a 4D image of one slice through time, x, y, 1, t) the
+    labels are a 4D (x, y, 1, t) image on the input's grid: its spacing, origin and direction (a NIfTI input's
+    qform, sform, codes, pixdim and units as they are, :func:`fmscope.imaging.nifti_header.write_labels`), so
+    viewers overlay them on the slice; a NIfTI whose qform and sform differ asked as NRRD / MHA is refused
+    (:func:`fmscope.imaging.io.check_geometry_output`). Without it, a 3D image (x, y, t) whose third axis is
+    time (slice k = frame k, spacing 1; in-plane spacing ``spacing_yx`` (row, column) when known, else 1), with
+    a note saying so in the file (NIfTI ``descrip``, NRRD / MHA key). Returns the note for the user for a 3D
+    image, None otherwise; any other suffix is refused (FmscopeError), nothing written."""
     labels = _stack(labels)
     path = Path(path)
     suffix = file_suffix(path)
@@ -119,6 +128,9 @@ def write_label_stack(
             f"{path}: a label stack (T, H, W) cannot be written as '{suffix or 'no suffix'}'.",
             "Use .tif, or .nii.gz / .nrrd / .mha (time as the third axis).",
         )
+    if geometry is not None and len(geometry.spacing) == 4:
+        _write_one_slice_through_time(labels, geometry, path)
+        return None
     row, column = spacing_yx if spacing_yx is not None else (1.0, 1.0)
 
     def write(target: Path) -> None:
@@ -130,6 +142,20 @@ def write_label_stack(
 
     atomic_write(path, write)
     return f"{path.name} is a 3D image whose third axis is time (slice k = frame k), as no volume geometry exists"
+
+
+def _write_one_slice_through_time(labels: np.ndarray, geometry: Geometry, path: Path) -> None:
+    """(T, H, W) labels as a 4D (x, y, 1, t) image with the 4D input's ``geometry`` (see :func:`write_label_stack`)."""
+    check_geometry_output(geometry, path)
+    stack = labels[:, None]  # (t, z = 1, y, x): SimpleITK's order of a 4D image
+
+    def write(target: Path) -> None:
+        if geometry.nifti is not None and nifti_header.is_nifti(target):
+            nifti_header.write_labels(stack, geometry.nifti, target)
+        else:
+            write_sitk(geometry.apply_to(sitk.GetImageFromArray(stack, isVector=False)), target)
+
+    atomic_write(path, write)
 
 
 def write_label_volume(labels: np.ndarray, volume: Volume, path: str | os.PathLike) -> None:
@@ -211,13 +237,14 @@ def write_geff(labels: np.ndarray, path: str | os.PathLike, parents: dict[int, i
 
 def write_session_labels(session, path: str | os.PathLike) -> str | None:
     """A TrackingSession's uint16 (T, H, W) labels at ``path`` (format by its suffix): labels tracked on
-    a volume keep its geometry; a time-lapse or video goes through :func:`write_label_stack` (a 3D
-    image has time as its third axis). Returns the note to show the user, if any."""
+    a volume keep its geometry; a time-lapse or video goes through :func:`write_label_stack` (a 4D image of one
+    slice through time keeps its geometry; else a 3D image has time as its third axis). Returns the note to show
+    the user, if any."""
     labels = session.labels()
     if session.frames.volume is not None:
         write_label_volume(labels, session.frames.volume, path)
         return None
-    return write_label_stack(labels, path, session.frames.spacing)
+    return write_label_stack(labels, path, session.frames.spacing, session.frames.geometry)
 
 
 def write_session_ctc(session, folder: str | os.PathLike) -> int:

@@ -18,6 +18,7 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from fmscope.imaging.dicom_pixels import check_pixel_data
 from fmscope.imaging.io import (
     TIFF_SUFFIXES,
     VOLUME_SUFFIXES,
+    Geometry,
     Volume,
     file_dimension,
     is_dicom,
@@ -51,7 +53,9 @@ class FrameSource:
     Attributes: ``n_frames``; ``height``, ``width`` (pixels); ``rgb`` (frames are (H, W, 3));
     ``dtype``; ``fps`` (frames per second, None when unknown); ``spacing`` ((y, x) pixel size,
     None when unknown); ``kind`` (``"video"``, ``"volume"`` or ``"stack"``); ``volume`` (the
-    :class:`Volume` a volume source came from, else None); ``name`` (for messages).
+    :class:`Volume` a volume source came from, else None); ``geometry`` (a 4D image of one slice's own geometry,
+    its four axes x, y, z = 1, t as SimpleITK gives them, with a NIfTI's raw header: where the slice lies in
+    patient space, which time-lapse labels keep; None for other sources); ``name`` (for messages).
     """
 
     n_frames: int
@@ -63,6 +67,7 @@ class FrameSource:
     spacing: tuple[float, float] | None = None
     kind: str = "stack"
     volume: Volume | None = None
+    geometry: Geometry | None = None
     name: str = "frames"
     notes: tuple[str, ...] = ()
 
@@ -374,6 +379,25 @@ def _tiff_axes(array: np.ndarray, axes: str, path: Path, channel: int | None) ->
     if axes.replace(frame_axis, "").replace("S", "") != "YX":
         array = np.swapaxes(array, 1, 2)  # X before Y in the file
     return array, frame_axis
+
+
+def tiff_holds_frames(path: str | os.PathLike) -> bool:
+    """Whether the TIFF at ``path`` is a stack this reader reads as frames: single pages written one after another,
+    or a first series with a stack axis (z, time, pages: any axis but Y, X, samples and channels) longer than 1,
+    planar RGB pages of ``tifffile.imwrite`` counted as pages (as :func:`_tiff_frames` reads them). False for one
+    2D image (a channel axis alone included: one picture's channels) and for a file tifffile cannot open (the
+    picture reader names what is wrong with it)."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if _appended_pages(tif):
+                return True
+            series = tif.series[0]
+            axes = series.axes.upper()
+            if series.kind == "shaped" and axes.endswith("SYX"):
+                axes = axes.replace("S", "Q")
+            return any(size > 1 and axis not in "YXSC" for axis, size in zip(axes, series.shape))
+    except Exception:  # tifffile raises many types for damaged files
+        return False
 
 
 def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
@@ -768,13 +792,14 @@ def open_frames(
 def _volume_file_frames(path: Path) -> ArrayFrames:
     """A NIfTI / NRRD / MHA file's frames: a 3D volume's z slices (:func:`volume_frames`), or the time points of
     a 4D image of one slice (x, y, 1, t: cine MR as ACDC / M&Ms store it, 2D+t ultrasound from dcm2niix; the NIfTI
-    standard's fourth axis is time), with pixel size and frame rate from the header. A 4D image of several slices
-    through time is refused by name (which slice to follow?)."""
+    standard's fourth axis is time), with pixel size and frame rate from the header and the file's own geometry
+    (``geometry``: the slice's position and orientation, for the labels). A 4D image of several slices through time
+    is refused by name (which slice to follow?)."""
     import SimpleITK as sitk
 
     if file_dimension(path) != 4:  # 0 when SimpleITK cannot read it (NIfTI-2): the volume reader reads or names it
         return volume_frames(read_volume(path), name=str(path))
-    image, _ = read_medical_image(path)
+    image, nifti = read_medical_image(path)
     columns, rows, slices, times = image.GetSize()
     if slices != 1:
         raise FmscopeError(
@@ -792,6 +817,7 @@ def _volume_file_frames(path: Path) -> ArrayFrames:
         spacing=(float(spacing[1]), float(spacing[0])),
         name=str(path),
     )
+    frames.geometry = replace(Geometry.of(image), nifti=nifti)  # the slice's place, kept by the labels
     frames.notes = (
         f"{path.name} is a 4D image of one slice ({columns} x {rows} x 1 x {times}): its fourth axis, time, read "
         f"as {times} frames",
