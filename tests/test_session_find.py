@@ -6,7 +6,7 @@ import numpy as np
 
 from fmscope import models
 from fmscope.session_record import Action, ImageIdentity, ModelIdentity, Recorder
-from fmscope.session_record.find import find_sessions
+from fmscope.session_record.find import default_folder, find_sessions
 
 
 def _session(folder, image: np.ndarray, model: ModelIdentity, strokes: int) -> None:
@@ -47,7 +47,6 @@ def test_nothing_there_is_a_free_base(tmp_path):
 
 def test_sessions_of_fmscope_samples_go_to_the_sessions_folder_not_beside_them(tmp_path, monkeypatch):
     from fmscope.samples import sample_data_dir
-    from fmscope.session_record.recorder import default_folder
 
     monkeypatch.setenv("FMSCOPE_SESSIONS_DIR", str(tmp_path / "sessions"))
     sample = sample_data_dir() / "echo_a4c_cine.dcm"  # napari's File > Open Sample: the package's folder

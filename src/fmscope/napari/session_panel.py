@@ -40,9 +40,8 @@ from fmscope.napari.state import CurrentObject
 from fmscope.napari.worker import Job
 from fmscope.session_record import Action, ImageIdentity, ModelIdentity, Recorder, resume
 from fmscope.session_record.action import ERASE, PAINT, PROMPT_KINDS
-from fmscope.session_record.find import Found, SessionInfo, find_sessions, sessions_root
+from fmscope.session_record.find import Found, SessionInfo, default_folder, find_sessions, sessions_root
 from fmscope.session_record.journal import JOURNAL_FILE
-from fmscope.session_record.recorder import default_folder
 
 # Labels snapshots at most this often: a snapshot writes the whole labels (a volume's can be 50 MB) on the model
 # thread, while the journal already holds every action; a snapshot only makes resuming shorter.

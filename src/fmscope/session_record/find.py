@@ -1,6 +1,6 @@
 """Finding a session to resume: the session folders at and beside a base folder, read without changing them.
 
-A front end proposes a base folder for an image (:func:`fmscope.session_record.recorder.default_folder`, or one the
+A front end proposes a base folder for an image (:func:`default_folder`, or one the
 user chose); the sessions of that image live in it or in its numbered siblings (``<base>-2``, ``<base>-3``, ...),
 made when the base already held a session the user did not resume. :func:`find_sessions` reads them all and says
 which one to offer, which ones belong to other images or weights (to name them, never load them) and which folder
@@ -27,6 +27,26 @@ def sessions_root() -> Path:
     data, so not the rebuildable cache of :mod:`fmscope.user_cache`). The napari Segment panel's rule too."""
     chosen = os.environ.get(SESSIONS_VARIABLE, "").strip()
     return Path(chosen).expanduser() if chosen else Path.home() / "fmscope_sessions"
+
+
+def default_folder(image_path: str | Path) -> Path:
+    """The session folder next to the user's image: ``cells.tif`` -> ``cells.tif.fmscope-session``.
+
+    fmscope's own sample files (napari's File > Open Sample: the checkout's or the installed package's
+    ``sample_data``) are not the user's folder to write in, nor is a folder the user cannot write: their sessions
+    go to :func:`sessions_root` under the same name."""
+    from fmscope.samples import sample_data_dir
+
+    image_path = Path(image_path)
+    name = f"{image_path.name}.fmscope-session"
+    try:
+        samples = sample_data_dir().resolve()
+    except FmscopeError:  # no sample data here
+        samples = None
+    folder = image_path.parent
+    if (samples is not None and folder.resolve().is_relative_to(samples)) or not os.access(folder, os.W_OK):
+        return sessions_root() / name
+    return folder / name
 
 
 @dataclass(frozen=True)

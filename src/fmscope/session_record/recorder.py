@@ -8,7 +8,6 @@ A crash loses at most the action in progress: resuming applies the journal after
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -25,27 +24,6 @@ from fmscope.session_record.journal import FORMAT, JOURNAL_FILE, Journal
 from fmscope.session_record.snapshot import read_snapshot, remove_older, write_snapshot
 
 LABEL_DTYPES = ("uint8", "uint16", "uint32", "int32", "int64")
-
-
-def default_folder(image_path: str | Path) -> Path:
-    """The session folder next to the user's image: ``cells.tif`` -> ``cells.tif.fmscope-session``.
-
-    fmscope's own sample files (napari's File > Open Sample: the checkout's or the installed package's
-    ``sample_data``) are not the user's folder to write in, nor is a folder the user cannot write: their sessions
-    go to :func:`fmscope.session_record.find.sessions_root` under the same name."""
-    from fmscope.samples import sample_data_dir
-    from fmscope.session_record.find import sessions_root
-
-    image_path = Path(image_path)
-    name = f"{image_path.name}.fmscope-session"
-    try:
-        samples = sample_data_dir().resolve()
-    except FmscopeError:  # no sample data here
-        samples = None
-    folder = image_path.parent
-    if (samples is not None and folder.resolve().is_relative_to(samples)) or not os.access(folder, os.W_OK):
-        return sessions_root() / name
-    return folder / name
 
 
 class Recorder:
