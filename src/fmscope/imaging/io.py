@@ -485,13 +485,19 @@ def read_medical_image(path: Path) -> tuple[sitk.Image, bytes | None]:
                     f"{str(damaged)[:200]}).",
                     "Copy the file again from its source; fmscope reads only complete files.",
                 ) from None
-            image = sitk.GetImageFromArray(array)
+            image = sitk.GetImageFromArray(array, isVector=False)  # a 4D (t, z, y, x) stays 4D, as ITK reads NIfTI-1
             ndim = image.GetDimension()
             spacing, origin, direction = nifti_header.lps_geometry(nifti, min(ndim, 3))
             if ndim <= 3:
                 image.SetSpacing(spacing[:ndim])
                 image.SetOrigin(origin[:ndim])
                 image.SetDirection(np.asarray(direction).reshape(3, 3)[:ndim, :ndim].ravel().tolist())
+            elif ndim == 4:  # time: pixdim[4] spacing, origin 0, no rotation with space (ITK's NIfTI-1 4D geometry)
+                rotation = np.eye(4)
+                rotation[:3, :3] = np.asarray(direction).reshape(3, 3)
+                image.SetSpacing((*spacing, nifti_header.time_step(nifti)))
+                image.SetOrigin((*origin, 0.0))
+                image.SetDirection(rotation.ravel().tolist())
             return image, nifti
         raise FmscopeError(
             f"Cannot read {path} as a volume ({type(error).__name__}: {str(error)[:200]}).",
@@ -514,6 +520,11 @@ def file_dimension(path: str | os.PathLike) -> int:
     """Axes of a single-component NIfTI / NRRD / MHA file from its header (2, 3, 4), 0 when SimpleITK cannot read
     its header or it holds several components per voxel."""
     reader = _header(path)
+    if reader is None and nifti_header.is_nifti(path):  # NIfTI-2, which SimpleITK does not read: read as 1 component
+        try:
+            return len(nifti_header.header_of(nifti_header.raw_header(path)).get_data_shape())
+        except Exception:  # damaged: the reader names the problem
+            return 0
     return reader.GetDimension() if reader is not None and reader.GetNumberOfComponents() == 1 else 0
 
 
