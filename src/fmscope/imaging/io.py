@@ -23,7 +23,15 @@ import tifffile
 
 from fmscope.atomic import atomic_write, file_suffix
 from fmscope.errors import FmscopeError
-from fmscope.imaging import complete_files, dicom_objects, lazy_image, nifti_header, picture_geometry, tiff_colour
+from fmscope.imaging import (
+    complete_files,
+    dicom_objects,
+    lazy_image,
+    nifti_header,
+    picture_geometry,
+    tiff_axes,
+    tiff_colour,
+)
 from fmscope.imaging.lazy_image import LazyImage
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -417,11 +425,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
-    """Read a 3D volume (NIfTI, NRRD, MHA, or a DICOM folder) with its geometry.
+    """Read a 3D volume (NIfTI, NRRD, MHA, a TIFF z-stack, or a DICOM folder) with its geometry.
 
     For a DICOM folder, ``series`` picks one of the series it lists (see
     :mod:`fmscope.imaging.dicom_series`); without it the one volumetric series is read, and
     a folder with several, or a series with unevenly spaced slices, is refused with a list.
+    A TIFF is read by its axes (:func:`_read_tiff_volume`); a 4D file (x, y, z, t) is refused.
     """
     from fmscope.imaging import dicom_series
 
@@ -437,6 +446,8 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
                 f"--series picks a series in a DICOM folder, but {path} is a file.",
                 "Leave out --series, or give the folder.",
             )
+        if file_suffix(path) in TIFF_SUFFIXES:
+            return _read_tiff_volume(path)
         dicom_objects.require_image(path)
         image, nifti = read_medical_image(path)
     if image.GetDimension() == 4 and image.GetNumberOfComponentsPerPixel() == 1:
@@ -456,6 +467,88 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
     return Volume(
         sitk.GetArrayFromImage(image), image.GetSpacing(), image.GetOrigin(), image.GetDirection(), source, nifti, notes
     )
+
+
+def _read_tiff_volume(path: Path) -> Volume:
+    """A TIFF z-stack read by its first series' axes (:mod:`fmscope.imaging.tiff_axes`, as the time-lapse reader reads
+    them; pages written one at a time are stacked): Z (or unnamed pages, Q / I) x Y x X -> (z, y, x). Pixel size from
+    OME / ImageJ metadata (:func:`picture_geometry.from_tiff`), z step from OME ``PhysicalSizeZ`` / ImageJ ``spacing``
+    (one unit of the pixel size's when only that is stated), else 1; origin 0, no rotation. A channel (C, samples S)
+    or time (T) axis, or two stack axes, are refused by name, never read as more slices (SimpleITK reads an ImageJ
+    ZCYX hyperstack as 2 x Z interleaved slices). Raises FmscopeError for damaged or cut-short files."""
+    tif = None
+    try:
+        tif = tifffile.TiffFile(path)
+        complete_files.require_whole_ifd_chain(tif, path)
+        if tiff_axes.appended_pages(tif):  # a z-stack written page by page: one series per slice
+            array = np.stack([series.asarray() for series in tif.series])
+            axes = "Q" + tif.series[0].axes.upper()
+        else:
+            refuse_several_series(tif, path, "reads one volume")
+            array, axes = tif.series[0].asarray(), tiff_axes.series_axes(tif.series[0])
+        array, colour_note = tiff_colour.as_picture(array, tif.series[0].keyframe, path)  # palette, MINISWHITE
+        axes += "S" * (array.ndim - len(axes))
+        calibration, z_step = picture_geometry.from_tiff(tif), picture_geometry.tiff_z_spacing(tif)
+    except FmscopeError:
+        raise
+    except Exception as error:
+        short = complete_files.tiff_cut_short(tif, path) if tif is not None else None
+        if short is not None:
+            raise short from None
+        raise _unreadable(path, error, "Give a multi-page TIFF z-stack (Z, Y, X).") from None
+    finally:
+        if tif is not None:
+            tif.close()
+    _refuse_tiff_non_z(array.shape, axes, path)
+    array, _ = tiff_axes.arrange_axes(array, axes, path, None)  # (z, y, x)
+    (x, y), unit = (calibration[0], calibration[2]) if calibration else ((1.0, 1.0), "")
+    notes = (colour_note,) if colour_note else ()
+    if z_step is None and calibration:
+        z_step = picture_geometry.MM_PER_UNIT.get(unit, 1.0)
+        notes += (
+            f"{path.name} states its pixel size but no z step: slices taken as 1 {unit} apart (ImageJ's default)",
+        )
+    return Volume(
+        np.ascontiguousarray(array), (x, y, z_step or 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1), notes=notes
+    )
+
+
+def _refuse_tiff_non_z(shape: tuple[int, ...], axes: str, path: Path) -> None:
+    """Raise FmscopeError when a TIFF series of ``axes`` (tifffile's letters) and ``shape`` holds more than one z-stack
+    of one channel: a channel (C, or samples S other than grey + alpha), time (T) or a second stack axis."""
+    sizes = {axis: size for axis, size in zip(axes, shape) if size > 1 and axis not in "YX"}
+    described = f"axes {axes}, shape {tuple(shape)}"
+    index = ", ".join("0" if axis in "CT" else ":" for axis in axes.rstrip("YXS"))
+    example = (
+        f"tifffile.imwrite('one.tif', tifffile.imread('{path.name}')[{index}], imagej=True, metadata={{'axes': 'ZYX'}})"
+    )
+    if "C" in sizes or sizes.get("S", 2) != 2:
+        count = sizes.get("C", sizes.get("S"))
+        raise FmscopeError(
+            f"{path} has {count} channels ({described}); a volume is one channel, and fmscope never reads channels "
+            "as z slices.",
+            "Save the channel to segment as its own z-stack: in Fiji 'Image > Color > Split Channels' and save one, "
+            + (f"or {example}." if "C" in sizes else "or convert it to grey ('Image > Type > 8-bit')."),
+        )
+    if "T" in sizes:
+        raise FmscopeError(
+            f"{path} has a time axis: {sizes['T']} time points (T) ({described}); a volume is one time point, and "
+            "fmscope never reads time points as z slices.",
+            "Use 'fmscope track' for a time-lapse (T, Y, X)"
+            + (
+                f"; for one time point's z-stack save it on its own (Fiji 'Image > Duplicate'), or {example}."
+                if len(sizes) > 1
+                else "."
+            ),
+        )
+    stacked = [axis for axis in sizes if axis != "S"]
+    if len(stacked) > 1:
+        names = {**tiff_axes.FRAME_AXES, **tiff_axes.OTHER_AXES}
+        what = " and ".join(f"{sizes[axis]} {names.get(axis, f'{axis!r} planes')}" for axis in stacked)
+        raise FmscopeError(
+            f"{path} is a stack of {what} ({described}); a volume has one stack axis, z.",
+            "Save the z-stack to segment as its own file (Fiji 'Image > Duplicate').",
+        )
 
 
 def read_medical_image(path: Path) -> tuple[sitk.Image, bytes | None]:
@@ -485,13 +578,19 @@ def read_medical_image(path: Path) -> tuple[sitk.Image, bytes | None]:
                     f"{str(damaged)[:200]}).",
                     "Copy the file again from its source; fmscope reads only complete files.",
                 ) from None
-            image = sitk.GetImageFromArray(array)
+            image = sitk.GetImageFromArray(array, isVector=False)  # a 4D (t, z, y, x) stays 4D, as ITK reads NIfTI-1
             ndim = image.GetDimension()
             spacing, origin, direction = nifti_header.lps_geometry(nifti, min(ndim, 3))
             if ndim <= 3:
                 image.SetSpacing(spacing[:ndim])
                 image.SetOrigin(origin[:ndim])
                 image.SetDirection(np.asarray(direction).reshape(3, 3)[:ndim, :ndim].ravel().tolist())
+            elif ndim == 4:  # time: pixdim[4] spacing, origin 0, no rotation with space (ITK's NIfTI-1 4D geometry)
+                rotation = np.eye(4)
+                rotation[:3, :3] = np.asarray(direction).reshape(3, 3)
+                image.SetSpacing((*spacing, nifti_header.time_step(nifti)))
+                image.SetOrigin((*origin, 0.0))
+                image.SetDirection(rotation.ravel().tolist())
             return image, nifti
         raise FmscopeError(
             f"Cannot read {path} as a volume ({type(error).__name__}: {str(error)[:200]}).",
@@ -514,6 +613,11 @@ def file_dimension(path: str | os.PathLike) -> int:
     """Axes of a single-component NIfTI / NRRD / MHA file from its header (2, 3, 4), 0 when SimpleITK cannot read
     its header or it holds several components per voxel."""
     reader = _header(path)
+    if reader is None and nifti_header.is_nifti(path):  # NIfTI-2, which SimpleITK does not read: read as 1 component
+        try:
+            return len(nifti_header.header_of(nifti_header.raw_header(path)).get_data_shape())
+        except Exception:  # damaged: the reader names the problem
+            return 0
     return reader.GetDimension() if reader is not None and reader.GetNumberOfComponents() == 1 else 0
 
 

@@ -157,6 +157,14 @@ def read_pixels(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(data.transpose(tuple(reversed(range(data.ndim)))))
 
 
+def time_step(block: bytes) -> float:
+    """Seconds between time points of a 4D NIfTI (pixdim[4] in the header's time unit; ms and us converted, as ITK's
+    NIfTI reader does); pixdim[4] as stored when the unit is unknown."""
+    header = header_of(block)
+    scale = {"msec": 1e-3, "usec": 1e-6}.get(header.get_xyzt_units()[1], 1.0)
+    return float(header["pixdim"][4]) * scale
+
+
 def lps_geometry(block: bytes, ndim: int) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
     """(spacing, origin, direction) in SimpleITK's conventions (LPS, mm, x first) of the transform nibabel uses
     (the sform when its code is set, else the qform, else pixdim scaling), for the first ``ndim`` (2 or 3) axes."""

@@ -92,6 +92,23 @@ def from_tiff(tiff: Any) -> Calibration | None:
     return (MM_PER_UNIT[unit] / per_unit[0], MM_PER_UNIT[unit] / per_unit[1]), (0.0, 0.0), unit
 
 
+def tiff_z_spacing(tiff: Any) -> float | None:
+    """The z step (mm) of an open TIFF z-stack (tifffile.TiffFile): an OME-TIFF's ``PhysicalSizeZ`` (µm unless
+    named), an ImageJ TIFF's ``spacing`` in its ``unit``; None when the file states none (or in no length unit)."""
+    if tiff.is_ome:
+        try:
+            pixels = ElementTree.fromstring(tiff.ome_metadata).find(".//{*}Image/{*}Pixels")
+        except ElementTree.ParseError:
+            return None
+        if pixels is None or not pixels.get("PhysicalSizeZ"):
+            return None
+        unit, step = unit_name(pixels.get("PhysicalSizeZUnit", "µm")), float(pixels.get("PhysicalSizeZ"))
+    else:
+        metadata = tiff.imagej_metadata or {}
+        unit, step = unit_name(str(metadata.get("unit", ""))), float(metadata.get("spacing", 0) or 0)
+    return step * MM_PER_UNIT[unit] if unit is not None and step > 0 else None
+
+
 def from_ngff(multiscale: dict) -> Calibration | None:
     """The level-0 pixel size and origin of an OME-NGFF multiscale, None when it holds no scale or translation on y
     and x. Axes without a unit keep their numbers as stored (unit "")."""

@@ -42,6 +42,7 @@ from fmscope.imaging.io import (
     refuse_several_series,
 )
 from fmscope.imaging.lazy_image import EAGER_MAX_PIXELS
+from fmscope.imaging.tiff_axes import appended_pages, arrange_axes, series_axes
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -259,22 +260,6 @@ def frames_of_array(array, kind: str = "stack", name: str = "the array") -> Fram
     return ArrayFrames(np.asarray(array), kind=kind, name=name)
 
 
-FRAME_AXES = {"T": "time points", "Z": "z slices", "Q": "pages", "I": "pages"}  # tifffile's axis letters
-# tifffile's other stack axes (TIFF.AXES_NAMES): Micro-Manager positions are read as R (cgohlke/tifffile#198)
-OTHER_AXES = {
-    "R": "positions / tiles (R)",
-    "M": "mosaic tiles (M)",
-    "A": "angles (A)",
-    "P": "phases (P)",
-    "H": "lifetimes (H)",
-    "E": "wavelengths (E)",
-    "L": "exposures (L)",
-    "V": "events (V)",
-    "J": "columns (J)",
-    "K": "rows (K)",
-}
-
-
 class TiffSeriesFrames(FrameSource):
     """A time-lapse written one page at a time (``tifffile.imwrite(..., append=True)``, live-acquisition
     scripts): every TIFF series is one (H, W) or (H, W, 3) frame, read when asked for."""
@@ -300,87 +285,6 @@ class TiffSeriesFrames(FrameSource):
         return self._pixels(index)[0]
 
 
-def _appended_pages(tif: tifffile.TiffFile) -> bool:
-    """Whether a TIFF's series are single pages of one shape and dtype (a stack written page by page)."""
-    first = tif.series[0]
-    return (
-        len(tif.series) > 1
-        and first.axes.upper() in ("YX", "YXS")
-        and all(s.shape == first.shape and s.dtype == first.dtype and s.axes == first.axes for s in tif.series)
-    )
-
-
-def _tiff_axes(array: np.ndarray, axes: str, path: Path, channel: int | None) -> tuple[np.ndarray, str]:
-    """The array as (frames, Y, X[, S]) and the frame axis letter, from the series axes (any order).
-
-    Axes of length 1 are dropped; samples (S) of 3 / 4 are colour, of 2 grey + alpha; a channel axis
-    (C, or S of another length) is indexed by ``channel`` or refused; one frame axis (T, Z, Q, I)
-    is allowed: time and z together are refused. Views only: a memory map stays one."""
-    shape, original = array.shape, axes
-    described = f"axes {axes}, shape {tuple(shape)}"
-    keep = [i for i, (axis, size) in enumerate(zip(axes, shape)) if size > 1 or axis in "YX"]
-    array, axes = array.reshape([shape[i] for i in keep]), "".join(axes[i] for i in keep)
-    if "S" in axes and array.shape[axes.index("S")] == 2:  # grey + alpha
-        array, axes = np.take(array, 0, axis=axes.index("S")), axes.replace("S", "")
-    if "S" in axes and array.shape[axes.index("S")] not in (3, 4):
-        axes = axes.replace("S", "C")  # several samples per pixel that are not colour: channels
-    if "C" in axes:
-        count = array.shape[axes.index("C")]
-        if channel is None:
-            raise FmscopeError(
-                f"{path} has a channel axis: {count} channels (C) ({described}); fmscope tracks "
-                "one channel, and never takes channels for time points.",
-                f"Choose the channel to track (--channel 0..{count - 1}; batch: the 'channel' column), "
-                "or save it on its own.",
-            )
-        if not 0 <= channel < count:
-            raise FmscopeError(
-                f"{path} has {count} channels ({described}); there is no channel {channel}.",
-                f"Give --channel between 0 and {count - 1}.",
-            )
-        array, axes = np.take(array, channel, axis=axes.index("C")), axes.replace("C", "")
-    elif channel is not None:
-        raise FmscopeError(
-            f"--channel {channel} was given, but {path} has no channel axis ({described}).", "Leave out --channel."
-        )
-    if "S" in axes:
-        array, axes = np.moveaxis(array, axes.index("S"), -1), axes.replace("S", "") + "S"
-    stacked = [axis for axis in axes if axis not in "YXS"]
-    if not stacked:
-        raise FmscopeError(
-            f"{path} holds a single 2D image {tuple(shape)} (axes {original}).",
-            "Use 'fmscope segment' for one image; a time-lapse is a multi-page TIFF (T, Y, X).",
-        )
-    if len(stacked) > 1:
-        names = {**FRAME_AXES, **OTHER_AXES}
-        what = " and ".join(f"{array.shape[axes.index(a)]} {names.get(a, f'{a!r} planes')}" for a in stacked)
-        if {"T", "Z"} <= set(stacked):
-            raise FmscopeError(
-                f"{path} is a {''.join(stacked)} stack of {what} ({described}): time and z together.",
-                "Save one z plane (or a projection) per time point, then track that.",
-            )
-        if "T" in stacked:  # a time-lapse of several positions, tiles, angles ...: one sequence is tracked
-            extra = next(axis for axis in stacked if axis != "T")
-            index = ", ".join("0" if axis == extra else ":" for axis in original[: original.index(extra) + 1])
-            raise FmscopeError(
-                f"{path} is a time-lapse of {what} ({described}): besides time (T) it has a second stack axis, "
-                f"{names.get(extra, repr(extra))}; fmscope tracks one (T, Y, X) sequence and does not pick one.",
-                f"Save the sequence to track as its own file, e.g. tifffile.imwrite('one.tif', "
-                f"tifffile.imread('{path.name}')[{index}]) for the first of the {array.shape[axes.index(extra)]}, "
-                "or in Fiji 'Image > Duplicate' it.",
-            )
-        raise FmscopeError(
-            f"{path} is a stack of {what} ({described}) without a named time axis.",
-            "Save one (T, Y, X) sequence, or name the axes (TIFF 'axes' metadata such as TYX, TZYX, "
-            "TCYX) so fmscope can tell time from z and channels.",
-        )
-    frame_axis = stacked[0]
-    array = np.moveaxis(array, axes.index(frame_axis), 0)
-    if axes.replace(frame_axis, "").replace("S", "") != "YX":
-        array = np.swapaxes(array, 1, 2)  # X before Y in the file
-    return array, frame_axis
-
-
 def tiff_holds_frames(path: str | os.PathLike) -> bool:
     """Whether the TIFF at ``path`` is a stack this reader reads as frames: single pages written one after another,
     or a first series with a stack axis (z, time, pages: any axis but Y, X, samples and channels) longer than 1,
@@ -389,12 +293,10 @@ def tiff_holds_frames(path: str | os.PathLike) -> bool:
     picture reader names what is wrong with it)."""
     try:
         with tifffile.TiffFile(path) as tif:
-            if _appended_pages(tif):
+            if appended_pages(tif):
                 return True
             series = tif.series[0]
-            axes = series.axes.upper()
-            if series.kind == "shaped" and axes.endswith("SYX"):
-                axes = axes.replace("S", "Q")
+            axes = series_axes(series)
             return any(size > 1 and axis not in "YXSC" for axis, size in zip(axes, series.shape))
     except Exception:  # tifffile raises many types for damaged files
         return False
@@ -408,7 +310,7 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
     try:
         tif = tifffile.TiffFile(path)
         complete_files.require_whole_ifd_chain(tif, path)  # else the pages before a cut read as the whole stack
-        if _appended_pages(tif):
+        if appended_pages(tif):
             if channel is not None:
                 raise FmscopeError(
                     f"--channel {channel} was given, but {path} has no channel axis.", "Leave out --channel."
@@ -418,10 +320,7 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
             return TiffSeriesFrames(path, tif)
         refuse_several_series(tif, path, "tracks one")
         series = tif.series[0]
-        axes = series.axes.upper()
-        if series.kind == "shaped" and axes.endswith("SYX"):
-            # tifffile.imwrite stores (..., 3 | 4, Y, X) arrays as planar RGB(A) pages: the user's planes, not colour
-            axes = axes.replace("S", "Q")
+        axes = series_axes(series)
         if _plane_pixels(axes, series.shape) > EAGER_MAX_PIXELS:
             return _huge_tiff_frames(path, tif, axes, channel)
         try:
@@ -444,7 +343,7 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
             f"Cannot read {path} as a TIFF stack ({type(error).__name__}: {str(error)[:200]}).",
             "Give a multi-page TIFF of frames (T, Y, X) or (T, Y, X, S).",
         ) from None
-    array, frame_axis = _tiff_axes(array, axes, path, channel)
+    array, frame_axis = arrange_axes(array, axes, path, channel)
     spacing = None if calibration is None else (calibration[0][1], calibration[0][0])  # (y, x) mm
     frames = ArrayFrames(array, kind="volume" if frame_axis == "Z" else "stack", spacing=spacing, name=str(path))
     frames.notes = (colour_note,) if colour_note else ()
@@ -462,7 +361,7 @@ def _huge_tiff_frames(
 ) -> LazyStackFrames:
     """A TIFF stack whose frames have more than ``EAGER_MAX_PIXELS`` pixels, read lazily: tifffile's zarr store of the
     first series (full-resolution level; ``appended``: of every single-page series, stacked along ``axes``' leading
-    T) as a dask array, arranged by its axes as :func:`_tiff_axes` does (lazily). Pages stored in chunks (tiles,
+    T) as a dask array, arranged by its axes as :func:`arrange_axes` does (lazily). Pages stored in chunks (tiles,
     strips) larger than ``MAX_CHUNK_BYTES`` decoded are refused (every read would decode them whole). The frames keep
     ``tif`` open (``close()``)."""
     import dask.array
@@ -486,7 +385,7 @@ def _huge_tiff_frames(
         stores = tif.series if appended else [series]
         arrays = [dask.array.from_zarr(zarr.open(item.aszarr(level=0), mode="r")) for item in stores]
         array = dask.array.stack(arrays) if appended else arrays[0]
-        array, frame_axis = _tiff_axes(array, axes, path, channel)
+        array, frame_axis = arrange_axes(array, axes, path, channel)
         kind = "volume" if frame_axis == "Z" else "stack"
         return LazyStackFrames(array, kind=kind, name=str(path), closer=tif.close)
     except BaseException:
