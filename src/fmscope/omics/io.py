@@ -41,6 +41,7 @@ from fmscope.omics.element_coordinates import annotated_element, element_coordin
 from fmscope.omics.expression import counts_view
 from fmscope.omics.plane import plane_coordinates
 from fmscope.omics.raster import CellGrid
+from fmscope.omics.reserved_columns import make_writable
 from fmscope.omics.tissue_image import tissue_image
 from fmscope.omics.units import Units, resolve, visium_units
 
@@ -669,7 +670,8 @@ def read_slide(path: str | os.PathLike, microns_per_unit: float | None = None, l
     input, by the rule of :mod:`fmscope.omics.units`: used where the file does not state them, checked
     against them where it does (a disagreement is refused); coordinates without units are refused. ``layer``
     names where the counts are (a layer, ``"raw"`` or ``"X"``); by default they are found
-    (:func:`fmscope.omics.expression.counts_view`); what was assumed is in ``slide.notices``.
+    (:func:`fmscope.omics.expression.counts_view`); what was assumed is in ``slide.notices``. Columns anndata
+    reads but will not write (``_index``: :mod:`fmscope.omics.reserved_columns`) are dropped or renamed, said.
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -683,6 +685,10 @@ def read_slide(path: str | os.PathLike, microns_per_unit: float | None = None, l
             f"Cannot read {path} ({type(error).__name__}: {str(error)[:200]}).",
             "Check the file is complete and of a supported kind.",
         ) from None
+    slide.notices += make_writable(slide.adata, path.name)  # SeuratDisk's '_index' columns: written back below
+    for name, table in dict(getattr(slide.sdata, "tables", None) or {}).items():
+        if name != slide.table_name:
+            slide.notices += make_writable(table, f"{path.name}'s table '{name}'")
     view = counts_view(slide.adata, layer, str(path))
     if view.changed:
         slide.user_table, slide.adata = slide.adata, view.adata

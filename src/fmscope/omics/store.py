@@ -9,9 +9,11 @@ annotating them. The table written is the user's (its X, genes and layers) with 
 columns, even when fmscope computed on counts taken from a layer. The store is written beside the
 target and renamed into place (:func:`fmscope.atomic.atomic_write`) with fmscope's stamp
 (:mod:`fmscope.omics.output_stamp`); writing over the input, or over a store or .h5ad fmscope did not
-write or that changed since (:mod:`fmscope.output_owner`), is refused. A store read in other units than
-microns (a spatialdata-io Visium store: pixels) gets its table's coordinates back in those units, as its
-elements are, with the units in ``uns["fmscope"]["microns_per_unit"]``.
+write or that changed since (:mod:`fmscope.output_owner`), is refused. A table read in other units than
+microns (a spatialdata-io Visium store, a scanpy / squidpy Visium .h5ad: full-resolution pixels) gets its
+coordinates back in those units, as its elements and the ``uns["spatial"]`` scale factors it carries are
+(scanpy's ``sc.pl.spatial`` multiplies one by the other), with the units in ``uns["fmscope"]["microns_per_unit"]``;
+the same for an .h5ad written from any slide.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def write_result(slide: Slide, path: str | os.PathLike) -> None:
     path = Path(path)
     check_outputs([Output("output", path, SLIDE_SUFFIXES)], [slide.source or None])
     if path.suffix == ".h5ad":
-        table = slide.result_table()
+        table = _in_file_units(slide, slide.result_table())
 
         def write_stamped(temporary: Path) -> None:
             table.write_h5ad(temporary)
