@@ -19,6 +19,7 @@ asked) and the smoothing settings, so the head applies to another slide.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -409,13 +410,27 @@ def finetune_head(
 
 
 def apply_head(
-    head_path: str | os.PathLike, adata: ad.AnnData, scgpt_folder: str | os.PathLike | None = None
+    head_path: str | os.PathLike,
+    adata: ad.AnnData,
+    scgpt_folder: str | os.PathLike | None = None,
+    notices: list[str] | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """(classes, probabilities (cells, classes)) of a trained head on any slide."""
+    """(classes, probabilities (cells, classes)) of a trained head on any slide. A baseline head's genes the
+    slide lacks are said in ``notices`` (None: a UserWarning), or refused when too many
+    (:func:`fmscope.omics.head_genes.judge`, FmscopeError)."""
+    from fmscope.omics.head_genes import judge
+
     saved = read_head(head_path)
     encoder = SlideEncoder.from_state(saved["encoder"])
     if scgpt_folder is not None:
         encoder.scgpt_folder = str(scgpt_folder)
+    if encoder.baseline is not None:
+        base = encoder.baseline
+        note = judge(
+            base.genes, base.present(adata), base.components, saved["feature_std"].numpy(), Path(head_path).name
+        )
+        if note:
+            notices.append(note) if notices is not None else warnings.warn(note, stacklevel=2)
     features = encoder.features(adata)
     head = DomainHead(features.shape[1], len(saved["classes"]), int(saved["hidden"]))
     try:
