@@ -213,7 +213,9 @@ def annotation_from_column(adata: ad.AnnData, column: str, notices: list[str] | 
 
 def annotation_from_csv(adata: ad.AnnData, path: str | os.PathLike, notices: list[str] | None = None) -> np.ndarray:
     """Per-cell annotation strings ('' where not annotated) from a CSV of (cell id, domain): the first two columns,
-    any header names; the separator (comma, semicolon, tab) is told from the file, a UTF-8 byte-order mark dropped.
+    any header names, or no header (R's ``write.table(col.names = FALSE)``, pandas' ``header=False``: a first
+    line whose id is a cell of the slide is a cell, said in ``notices``); the separator (comma, semicolon, tab)
+    is told from the file, a UTF-8 byte-order mark dropped.
     A blank domain (read by pandas as NaN), 'Unassigned', 'unknown' ... is no annotation
     (:mod:`fmscope.omics.missing_labels`; said in ``notices``). Raises FmscopeError for a missing file, fewer than
     two columns, no cell of the slide, or ids the slide repeats (:func:`fmscope.omics.cell_ids.require_unique`)."""
@@ -223,7 +225,7 @@ def annotation_from_csv(adata: ad.AnnData, path: str | os.PathLike, notices: lis
     if not path.is_file():
         raise FmscopeError(f"No such annotation file: {path}", "Give a CSV with columns cell, domain.")
     try:
-        table = pd.read_csv(path, dtype=str, sep=None, engine="python", encoding="utf-8-sig")
+        table = pd.read_csv(path, dtype=str, sep=None, engine="python", encoding="utf-8-sig", header=None)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
         raise FmscopeError(
             f"Cannot read {path} as a CSV ({str(error)[:120]}).",
@@ -231,6 +233,11 @@ def annotation_from_csv(adata: ad.AnnData, path: str | os.PathLike, notices: lis
         ) from None
     if table.shape[1] < 2:
         raise FmscopeError(f"{path} needs two columns (cell id, domain).", "Write one annotated cell per line.")
+    if len(table) and str(table.iloc[0, 0]) in set(map(str, adata.obs_names)):  # no header: the first line is a cell
+        if notices is not None:
+            notices.append(f"{path.name} has no header row: its first line ({table.iloc[0, 0]}) is an annotated cell.")
+    else:
+        table = table.iloc[1:]
     domains, notice = as_labels(table.iloc[:, 1])
     if notice and notices is not None:
         notices.append(f"{path.name}: {notice}")

@@ -36,7 +36,7 @@ import scipy.sparse as sp
 
 from fmscope.errors import FmscopeError
 from fmscope.omics import units as unit_rules
-from fmscope.omics import visium_counts
+from fmscope.omics import visium_counts, xenium_files
 from fmscope.omics.element_coordinates import annotated_element, element_coordinates
 from fmscope.omics.expression import counts_view
 from fmscope.omics.plane import plane_coordinates
@@ -611,9 +611,12 @@ def _from_spatialdata(sdata, path: Path, technology: str | None = None) -> Slide
 def _read_with_spatialdata_io(path: Path, technology: str) -> Slide:
     import spatialdata_io
 
+    notices = []
     if technology == "xenium":
         # Segmentation rasters are not needed (boundaries are read as polygons); the morphology
-        # image is read when the folder has it (XOA 1.x: one OME-TIFF, 2.0+: a folder of them).
+        # image is read when the folder has it (XOA 1.x: one OME-TIFF, 2.0+: a folder of them); the
+        # transcripts and outlines when the folder has them (shared copies leave them out: xenium_files).
+        options, notices = xenium_files.reader_options(path)
         focus = (path / "morphology_focus.ome.tif").is_file() or (path / "morphology_focus").is_dir()
         sdata = spatialdata_io.xenium(
             path,
@@ -622,11 +625,14 @@ def _read_with_spatialdata_io(path: Path, technology: str) -> Slide:
             morphology_mip=False,
             morphology_focus=focus,
             aligned_images=False,
-            cells_as_circles=False,
+            cells_as_circles=not options["cells_boundaries"],
+            **options,
         )
     else:
         sdata = spatialdata_io.merscope(path)
-    return _from_spatialdata(sdata, path, technology)
+    slide = _from_spatialdata(sdata, path, technology)
+    slide.notices += notices
+    return slide
 
 
 def _read_h5ad(path: Path) -> Slide:
