@@ -282,6 +282,7 @@ def test_a_scanpy_layout_visium_h5ad_in_pixels_is_read_in_microns(visium, tmp_pa
     assert np.abs(slide.adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max() < 1e-6
 
 
+@pytest.mark.slow  # ~5-7 s: a 2,695-spot store written and read
 def test_an_h5ad_is_written_back_in_its_own_units_beside_its_scale_factors(visium, tmp_path):
     """NUD1: the scanpy / squidpy Visium layout keeps obsm['spatial'] in full-resolution pixels and
     uns['spatial'][lib]['scalefactors'] mapping them onto its images (sc.pl.spatial multiplies one by the other).
@@ -292,7 +293,7 @@ def test_an_h5ad_is_written_back_in_its_own_units_beside_its_scale_factors(visiu
 
     factors = json.loads((VISIUM / "spatial" / "scalefactors_json.json").read_text())
     table = visium.adata.copy()
-    table.obsm["spatial"] = np.rint(visium.file_spatial).astype(np.int64)  # as scanpy.read_visium keeps it
+    table.obsm["spatial"] = xy = np.rint(visium.file_spatial).astype(np.int64)  # as scanpy.read_visium keeps it
     table.uns = {"spatial": {"brain": {"images": {"lowres": np.zeros((8, 8, 3), np.uint8)}, "scalefactors": factors}}}
     path = tmp_path / "scanpy_visium.h5ad"
     table.write_h5ad(path)
@@ -300,11 +301,18 @@ def test_an_h5ad_is_written_back_in_its_own_units_beside_its_scale_factors(visiu
     slide.adata.obs["fmscope_domain"] = "d0"
     write_result(slide, tmp_path / "out.h5ad")
     out = ad.read_h5ad(tmp_path / "out.h5ad")
-    assert np.array_equal(out.obsm["spatial"], table.obsm["spatial"])
+    assert np.array_equal(out.obsm["spatial"], xy)
     assert out.uns["spatial"]["brain"]["scalefactors"]["tissue_lowres_scalef"] == factors["tissue_lowres_scalef"]
     assert out.uns["fmscope"]["microns_per_unit"] == pytest.approx(visium.units.scale)
     again = io.read_slide(tmp_path / "out.h5ad")
     assert np.abs(again.adata.obsm["spatial"] - slide.adata.obsm["spatial"]).max() < 1e-9
+    write_result(slide, tmp_path / "out.zarr")  # a store: its table and circles in pixels, mapped to microns
+    import spatialdata
+
+    assert np.array_equal(spatialdata.read_zarr(tmp_path / "out.zarr").tables["fmscope_table"].obsm["spatial"], xy)
+    stored = io.read_slide(tmp_path / "out.zarr")
+    assert np.abs(stored.adata.obsm["spatial"] - slide.adata.obsm["spatial"]).max() < 1e-6
+    assert stored.spot_diameter_um == pytest.approx(slide.cell_diameter_um)
     write_result(visium, tmp_path / "folder.h5ad")
     assert np.array_equal(ad.read_h5ad(tmp_path / "folder.h5ad").obsm["spatial"], visium.file_spatial)
     assert (

@@ -13,7 +13,8 @@ write or that changed since (:mod:`fmscope.output_owner`), is refused. A table r
 microns (a spatialdata-io Visium store, a scanpy / squidpy Visium .h5ad: full-resolution pixels) gets its
 coordinates back in those units, as its elements and the ``uns["spatial"]`` scale factors it carries are
 (scanpy's ``sc.pl.spatial`` multiplies one by the other), with the units in ``uns["fmscope"]["microns_per_unit"]``;
-the same for an .h5ad written from any slide.
+the same for an .h5ad written from any slide, and in a built store for a table carrying such scale factors
+(its circles then in those units too, with their transformation to ``microns``).
 """
 
 from __future__ import annotations
@@ -69,10 +70,15 @@ def _built_spatialdata(slide: Slide):
     """A new SpatialData for a slide that did not come from one."""
     import spatialdata
     from spatialdata.models import Image2DModel
-    from spatialdata.transformations import Identity, Scale
+    from spatialdata.transformations import Affine, Identity, Scale
 
     adata = slide.result_table().copy()
-    shapes = _spot_shapes(slide, {MICRONS: Identity()})
+    to_microns, xy = Identity(), None
+    if slide.file_spatial is not None and slide.units is not None and _has_scale_factors(adata):
+        adata = _in_file_units(slide, adata)  # coordinates beside the scale factors that map them onto images
+        xy = adata.obsm["spatial"]
+        to_microns = Affine(slide.units.to_microns, input_axes=("x", "y"), output_axes=("x", "y"))
+    shapes = _spot_shapes(slide, {MICRONS: to_microns}, xy)
     table = _annotate_spots(adata)
     images = {}
     if slide.image is not None and slide.image_microns_per_pixel:
@@ -84,6 +90,15 @@ def _built_spatialdata(slide: Slide):
             cyx, dims=("c", "y", "x"), scale_factors=pyramid, transformations={MICRONS: scale}
         )
     return spatialdata.SpatialData(images=images, shapes={SPOTS: shapes}, tables={TABLE: table})
+
+
+def _has_scale_factors(table) -> bool:
+    """Whether ``table`` carries Space Ranger scale factors (scanpy / squidpy ``uns["spatial"][lib]["scalefactors"]``),
+    which scanpy multiplies with ``obsm["spatial"]``: then its coordinates stay in the units those factors assume."""
+    libraries = table.uns.get("spatial")
+    return isinstance(libraries, dict) and any(
+        isinstance(lib, dict) and isinstance(lib.get("scalefactors"), dict) for lib in libraries.values()
+    )
 
 
 def _updated_spatialdata(slide: Slide):
