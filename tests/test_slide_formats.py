@@ -282,7 +282,6 @@ def test_a_scanpy_layout_visium_h5ad_in_pixels_is_read_in_microns(visium, tmp_pa
     assert np.abs(slide.adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max() < 1e-6
 
 
-@pytest.mark.slow  # ~5-7 s: a 2,695-spot store written and read
 def test_an_h5ad_is_written_back_in_its_own_units_beside_its_scale_factors(visium, tmp_path):
     """NUD1: the scanpy / squidpy Visium layout keeps obsm['spatial'] in full-resolution pixels and
     uns['spatial'][lib]['scalefactors'] mapping them onto its images (sc.pl.spatial multiplies one by the other).
