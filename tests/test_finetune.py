@@ -159,6 +159,9 @@ def test_scgpt_last_layer_tuning_is_saved_resumed_and_applied(tissue, tmp_path):
     assert classes == result.classes and np.allclose(probabilities, result.probabilities, atol=1e-5)
     other = _in_tiny_vocabulary(semi_synthetic_tissue(purity=0.6, seed=7))
     assert apply_head(tmp_path / "head.pt", other)[1].shape == (other.n_obs, 4)
+    notices: list[str] = []  # the head keeps its training genes: those the slide lacks are said
+    apply_head(tmp_path / "head.pt", other[:, 5:].copy(), notices=notices)
+    assert len(notices) == 1 and f"lacks 5 of the {tissue.n_vars} genes" in notices[0]
     resumed = finetune_head(
         tissue,
         labels,

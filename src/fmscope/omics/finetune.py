@@ -69,6 +69,7 @@ class SlideEncoder:
     hops: int = 2
     output_hops: int = 8  # class probabilities are smoothed over the same spatial graph
     tuned_layers: dict[str, torch.Tensor] | None = None  # scGPT's last layers, fine-tuned on the annotation
+    genes: list[str] | None = None  # scGPT: the training slide's genes (the baseline keeps its own list)
     _loaded: tuple | None = field(default=None, init=False, repr=False, compare=False)  # (model, vocab)
 
     def scgpt_model(self) -> tuple:
@@ -140,6 +141,8 @@ class SlideEncoder:
             state["baseline"] = self.baseline.state()
         if self.tuned_layers:
             state["tuned_layers"] = dict(self.tuned_layers)
+        if self.genes:
+            state["genes"] = list(self.genes)
         return state
 
     @classmethod
@@ -153,6 +156,7 @@ class SlideEncoder:
             int(state["hops"]),
             int(state["output_hops"]),
             state.get("tuned_layers"),
+            genes=list(state["genes"]) if state.get("genes") else None,
         )
 
 
@@ -161,7 +165,13 @@ def slide_encoder(
 ) -> SlideEncoder:
     """The encoder for ``adata``: scGPT when a folder is given, else a baseline fitted on this slide."""
     if scgpt_folder is not None:
-        return SlideEncoder("scgpt", scgpt_folder=str(Path(scgpt_folder).resolve()), smoothing=smoothing, hops=hops)
+        return SlideEncoder(
+            "scgpt",
+            scgpt_folder=str(Path(scgpt_folder).resolve()),
+            smoothing=smoothing,
+            hops=hops,
+            genes=list(map(str, adata.var_names)),
+        )
     return SlideEncoder("baseline", baseline=BaselineEncoder.fit(adata), smoothing=smoothing, hops=hops)
 
 
@@ -422,12 +432,14 @@ def apply_head(
     scgpt_folder: str | os.PathLike | None = None,
     notices: list[str] | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """(classes, probabilities (cells, classes)) of a trained head on any slide. A baseline head's genes the
-    slide lacks are said in ``notices`` (None: a UserWarning), or refused when too many
-    (:func:`fmscope.omics.head_genes.judge`, FmscopeError)."""
-    from fmscope.omics.head_genes import judge
+    """(classes, probabilities (cells, classes)) of a trained head on any slide. The head's genes the slide lacks
+    are said in ``notices`` (None: a UserWarning), or refused when too many (FmscopeError;
+    :func:`fmscope.omics.head_genes.judge` for a baseline head, :func:`~fmscope.omics.head_genes.scgpt_judge` for
+    an scGPT head that keeps its training genes)."""
+    from fmscope.omics.head_genes import judge, scgpt_judge
 
     saved = read_head(head_path)
+    note = ""
     encoder = SlideEncoder.from_state(saved["encoder"])
     if scgpt_folder is not None:
         encoder.scgpt_folder = str(scgpt_folder)
@@ -436,8 +448,10 @@ def apply_head(
         note = judge(
             base.genes, base.present(adata), base.components, saved["feature_std"].numpy(), Path(head_path).name
         )
-        if note:
-            notices.append(note) if notices is not None else warnings.warn(note, stacklevel=2)
+    elif encoder.genes:  # scGPT embeds from the genes present: absent ones count as not expressed
+        note = scgpt_judge(encoder.genes, adata, Path(head_path).name)
+    if note:
+        notices.append(note) if notices is not None else warnings.warn(note, stacklevel=2)
     features = encoder.features(adata)
     head = DomainHead(features.shape[1], len(saved["classes"]), int(saved["hidden"]))
     try:

@@ -13,6 +13,9 @@ The bound: the share of the head's feature variance the present genes carry, eac
 (the head's ``feature_std`` squared, measured on the training slide) times the part of its squared loadings
 on the present genes. Below ``MIN_CARRIED`` the head's inputs are mostly guessed and the slide is refused
 naming the genes (the fix: the head's genes, or a head trained on this slide's genes).
+
+An scGPT head (which keeps its training slide's genes) embeds each cell from the genes present, the absent ones
+taken as not expressed: said the same way (:func:`scgpt_judge`), refused below half of them.
 """
 
 from __future__ import annotations
@@ -63,3 +66,20 @@ def judge(genes: list[str], present: np.ndarray, components: np.ndarray, feature
         f"{said}: not taken as 0; the cells' embedding is fitted from the {int(present.sum())} genes present, "
         f"which carry {share:.0%} of the head's feature variance."
     )
+
+
+def scgpt_judge(genes: list[str], adata, head: str) -> str:
+    """The note naming the genes of an scGPT head's training slide that ``adata`` lacks ('' when none);
+    FmscopeError when it holds fewer than half of them."""
+    names = set(map(str, adata.var_names))
+    missing = [g for g in genes if g not in names]
+    if not missing:
+        return ""
+    named = ", ".join(missing[:NAMED]) + (", ..." if len(missing) > NAMED else "")
+    said = f"The slide lacks {len(missing)} of the {len(genes)} genes the head {head} was trained on ({named})"
+    if 2 * len(missing) > len(genes):
+        raise FmscopeError(
+            f"{said}: fewer than half of them are left, so its domains would be guesses.",
+            "Give the slide with the head's genes (the same panel, unfiltered), or train a head on this slide's genes.",
+        )
+    return f"{said}: scGPT embeds its cells from the genes present, the absent ones counting as not expressed."
