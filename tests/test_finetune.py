@@ -67,6 +67,55 @@ def test_head_applies_to_another_slide(tissue, tmp_path):
     assert accuracy > 0.85
 
 
+def _two_halves(n: int = 300, genes: int = 60, seed: int = 0) -> ad.AnnData:
+    """A slide (counts, microns) whose right half expresses GENE0-19 and left half GENE20-39 (two known regions)."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 1000, (n, 2))
+    right = xy[:, 0] > 500
+    lam = np.full((n, genes), 2.0)
+    lam[right, :20] += 8
+    lam[~right, 20:40] += 8
+    adata = ad.AnnData(X=sp.csr_matrix(rng.poisson(lam).astype(np.float32)))
+    adata.obs_names = [f"cell{i:04d}" for i in range(n)]
+    adata.var_names = [f"GENE{j}" for j in range(genes)]
+    adata.obsm["spatial"] = xy
+    adata.obs["truth"] = np.where(right, "right", "left")
+    return adata
+
+
+@pytest.mark.slow  # ~7 s: the head trained 100 epochs (fewer leave it too fragile to judge the fit)
+def test_a_head_on_a_slide_lacking_some_of_its_genes_fits_them_says_so_or_refuses(tmp_path):
+    """NUD2: a baseline head applied to a slide of the same panel lacking 10 of its 60 genes (5 right markers of
+    20) no longer takes them as 0 (which labels every cell 'left': the zero-filled control below), but fits the
+    embedding from the genes present, naming the absent ones; lacking 20 (all right markers) is refused."""
+    import scipy.sparse as sp
+
+    from fmscope.omics.head_genes import MIN_CARRIED
+
+    train = _two_halves()
+    x = train.obsm["spatial"][:, 0]
+    labels = np.where(x < 300, "left", np.where(x > 700, "right", ""))
+    finetune_head(train, labels, tmp_path / "head.pt", slide_encoder(train), epochs=100)
+    other = _two_halves(seed=5)
+
+    def accuracy(adata: ad.AnnData, notices: list[str]) -> float:
+        classes, probabilities = apply_head(tmp_path / "head.pt", adata, notices=notices)
+        return float(np.mean(np.asarray(classes)[probabilities.argmax(axis=1)] == other.obs["truth"].to_numpy()))
+
+    notices: list[str] = []
+    lacking = accuracy(other[:, 10:].copy(), notices)
+    zero_filled = other.copy()
+    zero_filled.X = sp.csr_matrix(zero_filled.X.multiply(np.r_[np.zeros(10), np.ones(50)][None, :]))
+    print(f"\nall genes {accuracy(other, [])}, 10 absent {lacking}, zero-filled {accuracy(zero_filled, [])}")
+    assert lacking > 0.85 > accuracy(zero_filled, []) + 0.2
+    assert len(notices) == 1 and "lacks 10 of the 60 genes" in notices[0] and "GENE0" in notices[0]
+    with pytest.raises(FmscopeError, match=rf"lacks 20 of the 60 genes.*at least {MIN_CARRIED:.0%}"):
+        apply_head(tmp_path / "head.pt", other[:, 20:].copy())
+
+
+SCGPT_TINY = Path(__file__).parent / "fixtures" / "scgpt_tiny"
 SCGPT_TINY = Path(__file__).parent / "fixtures" / "scgpt_tiny"
 
 
@@ -110,6 +159,9 @@ def test_scgpt_last_layer_tuning_is_saved_resumed_and_applied(tissue, tmp_path):
     assert classes == result.classes and np.allclose(probabilities, result.probabilities, atol=1e-5)
     other = _in_tiny_vocabulary(semi_synthetic_tissue(purity=0.6, seed=7))
     assert apply_head(tmp_path / "head.pt", other)[1].shape == (other.n_obs, 4)
+    notices: list[str] = []  # the head keeps its training genes: those the slide lacks are said
+    apply_head(tmp_path / "head.pt", other[:, 5:].copy(), notices=notices)
+    assert len(notices) == 1 and f"lacks 5 of the {tissue.n_vars} genes" in notices[0]
     resumed = finetune_head(
         tissue,
         labels,
@@ -216,6 +268,10 @@ def test_annotation_csv_dialects_read_the_same(tmp_path, separator, bom):
     path = tmp_path / "annotation.csv"
     path.write_bytes(("\ufeff" if bom else "").encode() + text.encode())
     assert list(annotation_from_csv(adata, path)) == ["cortex", "", "white matter", ""]
+    notices: list[str] = []  # NUD5: without a header row (write.table col.names = FALSE) the first line is a cell
+    path.write_bytes(("\ufeff" if bom else "").encode() + text.split("\n", 1)[1].encode())
+    assert list(annotation_from_csv(adata, path, notices)) == ["cortex", "", "white matter", ""]
+    assert any("no header row" in line for line in notices)
     (tmp_path / "none.csv").write_text("cell,domain\nz1,a\nz2,b\n")
     with pytest.raises(FmscopeError, match="None of the cells"):
         annotation_from_csv(adata, tmp_path / "none.csv")

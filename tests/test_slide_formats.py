@@ -282,6 +282,44 @@ def test_a_scanpy_layout_visium_h5ad_in_pixels_is_read_in_microns(visium, tmp_pa
     assert np.abs(slide.adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max() < 1e-6
 
 
+def test_an_h5ad_is_written_back_in_its_own_units_beside_its_scale_factors(visium, tmp_path):
+    """NUD1: the scanpy / squidpy Visium layout keeps obsm['spatial'] in full-resolution pixels and
+    uns['spatial'][lib]['scalefactors'] mapping them onto its images (sc.pl.spatial multiplies one by the other).
+    fmscope's .h5ad keeps both as the input gave them (was: obsm in microns beside the pixel scale factors, every
+    spot drawn ~150 lowres px off), states the units, and reads back to the same microns. A Visium folder
+    written as .h5ad is in its pixels too, with its units."""
+    import json
+
+    factors = json.loads((VISIUM / "spatial" / "scalefactors_json.json").read_text())
+    table = visium.adata.copy()
+    table.obsm["spatial"] = xy = np.rint(visium.file_spatial).astype(np.int64)  # as scanpy.read_visium keeps it
+    table.uns = {"spatial": {"brain": {"images": {"lowres": np.zeros((8, 8, 3), np.uint8)}, "scalefactors": factors}}}
+    path = tmp_path / "scanpy_visium.h5ad"
+    table.write_h5ad(path)
+    slide = io.read_slide(path)
+    slide.adata.obs["fmscope_domain"] = "d0"
+    write_result(slide, tmp_path / "out.h5ad")
+    out = ad.read_h5ad(tmp_path / "out.h5ad")
+    assert np.array_equal(out.obsm["spatial"], xy)
+    assert out.uns["spatial"]["brain"]["scalefactors"]["tissue_lowres_scalef"] == factors["tissue_lowres_scalef"]
+    assert out.uns["fmscope"]["microns_per_unit"] == pytest.approx(visium.units.scale)
+    again = io.read_slide(tmp_path / "out.h5ad")
+    assert np.abs(again.adata.obsm["spatial"] - slide.adata.obsm["spatial"]).max() < 1e-9
+    write_result(slide, tmp_path / "out.zarr")  # a store: its table and circles in pixels, mapped to microns
+    import spatialdata
+
+    assert np.array_equal(spatialdata.read_zarr(tmp_path / "out.zarr").tables["fmscope_table"].obsm["spatial"], xy)
+    stored = io.read_slide(tmp_path / "out.zarr")
+    assert np.abs(stored.adata.obsm["spatial"] - slide.adata.obsm["spatial"]).max() < 1e-6
+    assert stored.spot_diameter_um == pytest.approx(slide.cell_diameter_um)
+    write_result(visium, tmp_path / "folder.h5ad")
+    assert np.array_equal(ad.read_h5ad(tmp_path / "folder.h5ad").obsm["spatial"], visium.file_spatial)
+    assert (
+        np.abs(io.read_slide(tmp_path / "folder.h5ad").adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max()
+        < 1e-9
+    )
+
+
 @pytest.mark.parametrize("kind", ["visium folder", "xenium folder", "fmscope h5ad"])
 def test_microns_per_unit_is_checked_for_every_kind(kind, visium, tmp_path):
     """A value agreeing with the file's own units is used; one that disagrees is refused, never ignored."""
@@ -488,6 +526,28 @@ def test_a_store_of_several_tables_is_refused_naming_them(sdio_store, tmp_path):
     sdata.write(tmp_path / "two_tables.zarr")
     with pytest.raises(FmscopeError, match=r"2 tables \((table, square_008um|square_008um, table)\)"):
         io.read_slide(tmp_path / "two_tables.zarr")
+
+
+def test_a_xenium_folder_as_shared_is_read_without_what_it_lacks_or_refused_naming_the_file(tmp_path):
+    """NUD4: Xenium outs shared without transcripts.parquet or the outlines are read from the counts and cell table,
+    each file left out said; a folder whose cell table is cells.csv.gz (no cells.parquet) is refused naming
+    cells.parquet and the conversion (was: pandas' / dask's FileNotFoundError under 'Check the file is complete')."""
+    trimmed = tmp_path / "trimmed"
+    shutil.copytree(XENIUM_OUTS, trimmed)
+    for name in ("transcripts.parquet", "cell_boundaries.parquet", "nucleus_boundaries.parquet"):
+        (trimmed / name).unlink()
+    slide = io.read_slide(trimmed)
+    control = io.read_slide(XENIUM_OUTS)
+    assert np.allclose(slide.adata.obsm["spatial"], control.adata.obsm["spatial"])
+    assert sum("read without" in line for line in slide.notices) == 3
+    csv = tmp_path / "csv"
+    shutil.copytree(XENIUM_OUTS, csv)
+    pd.read_parquet(csv / "cells.parquet").to_csv(csv / "cells.csv.gz", index=False)
+    (csv / "cells.parquet").unlink()
+    before = snapshot(csv)
+    with pytest.raises(FmscopeError, match=r"without cells\.parquet.*holds .*cells\.csv\.gz") as refused:
+        io.read_slide(csv)
+    assert "to_parquet" in refused.value.fix and snapshot(csv) == before
 
 
 # --- sections -------------------------------------------------------------------------------------------
@@ -717,6 +777,45 @@ def test_x_and_layers_layouts_give_the_counts_or_a_refusal_naming_them(layout, l
 
 
 # --- writers ----------------------------------------------------------------------------------------------
+
+
+def _seuratdisk_like(path: Path) -> None:
+    """A slide .h5ad as SeuratDisk's Convert(dest = "h5ad") leaves it: raw/var's column-order lists '_index'."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(X=sp.csr_matrix(rng.poisson(3.0, (60, 20)).astype(np.float32)))
+    adata.obs_names = [f"c{i}" for i in range(60)]
+    adata.var_names = [f"G{j}" for j in range(20)]
+    adata.obsm["spatial"] = rng.uniform(0, 500, (60, 2))
+    adata.uns["fmscope"] = {"microns_per_unit": 1.0}
+    adata.raw = adata.copy()
+    adata.write_h5ad(path)
+    with h5py.File(path, "r+") as handle:
+        handle["raw/var"].attrs["column-order"] = np.array(["_index"], dtype=object)
+
+
+def test_a_seuratdisk_h5ad_with_an_index_column_is_read_so_its_results_write(tmp_path):
+    """NUD3: anndata reads raw.var's '_index' column (SeuratDisk) but refuses to write it ('_index' is a reserved
+    name): fmscope drops it (it repeats the index) when reading, with a note, and writes .h5ad and .zarr; the input
+    is untouched. Another '_index' column (values of its own) is renamed, not lost."""
+    from fmscope.omics.reserved_columns import make_writable
+
+    path = tmp_path / "converted.h5ad"
+    _seuratdisk_like(path)
+    assert "_index" in ad.read_h5ad(path).raw.var.columns
+    before = hashlib.md5(path.read_bytes()).hexdigest()
+    slide = io.read_slide(path)
+    assert any("raw.var has a column '_index'" in line and "dropped" in line for line in slide.notices)
+    for name in ("out.h5ad", "out.zarr"):
+        write_result(slide, tmp_path / name)
+    assert list(ad.read_h5ad(tmp_path / "out.h5ad").raw.var_names) == [f"G{j}" for j in range(20)]
+    assert hashlib.md5(path.read_bytes()).hexdigest() == before
+    table = ad.AnnData(
+        np.zeros((2, 1)), obs=pd.DataFrame({"_index": ["x", "y"], "index": ["a", "b"]}, index=["0", "1"])
+    )
+    assert "renamed 'index_1'" in make_writable(table, "t")[0]
+    assert list(table.obs["index_1"]) == ["x", "y"] and list(table.obs["index"]) == ["a", "b"]
 
 
 def test_case_s4_output_over_a_users_store_is_refused_and_the_store_kept(sdio_store, tmp_path, capsys):

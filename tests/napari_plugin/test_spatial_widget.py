@@ -112,6 +112,9 @@ def test_annotate_finetune_save_and_reopen(viewer_widget, qtbot, tmp_path):
     assert result.holdout_accuracy > result.domains_holdout_accuracy and whole > 0.9
     assert PREDICTED in viewer.layers and UNCERTAINTY in viewer.layers
     assert "held-out accuracy" in widget.result_label.text()
+    click(qtbot, widget, "Apply head")  # the slide holds every gene of the head: no note beside the status
+    wait_idle(qtbot, widget)
+    assert widget.status.text() == "Applied head.pt."
 
     widget.save_edit.setText(str(tmp_path / "tissue.zarr"))
     click(qtbot, widget, "Save")

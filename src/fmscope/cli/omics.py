@@ -322,7 +322,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     slide = _read(args)
     _vocabulary_note(slide, args.checkpoint)
-    classes, probabilities = apply_head(args.head, slide.adata, args.checkpoint)
+    notices: list[str] = []
+    classes, probabilities = apply_head(args.head, slide.adata, args.checkpoint, notices)
+    _note(notices)
     store_predictions(slide.adata, classes, probabilities)
     written = _write(slide, args, _domains_png(slide, PREDICTED_KEY, f"domains from the head {Path(args.head).name}"))
     counts = slide.adata.obs[PREDICTED_KEY].value_counts()

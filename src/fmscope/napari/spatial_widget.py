@@ -620,14 +620,16 @@ class SpatialWidget(QWidget):
         light, head_path = light_table(slide.adata), self.head_edit.text().strip()
         checkpoint = self.checkpoint_edit.text().strip() or None
 
+        notices: list[str] = []
+
         def compute(job: Job):
             from fmscope.omics.finetune import apply_head
 
-            return apply_head(head_path, light, checkpoint)
+            return apply_head(head_path, light, checkpoint, notices)
 
         def show(result) -> None:
             self._show_predictions(slide, *result)
-            self.status.setText(f"Applied {Path(head_path).name}.")
+            self.status.setText(" ".join([f"Applied {Path(head_path).name}.", *notices]))
 
         self._run("Applying the head ...", compute, show, key="apply")
 

@@ -36,8 +36,9 @@ TRANSFORM_CHUNK = 10_000  # cells normalised and projected at a time
 class BaselineEncoder:
     """Normalise (total counts 1e4), log1p, project on fitted principal components.
 
-    Fitted on one slide, it embeds another slide in the same space (genes matched by name,
-    absent genes count as zero), which is what lets a fine-tuned head move between slides.
+    Fitted on one slide, it embeds another slide in the same space (genes matched by name; absent genes
+    estimated from the present ones, :mod:`fmscope.omics.head_genes`), which lets a fine-tuned head move
+    between slides.
     """
 
     genes: list[str]
@@ -62,23 +63,32 @@ class BaselineEncoder:
             np.asarray(work.varm["PCs"], dtype=np.float64),
         )
 
+    def present(self, adata: ad.AnnData) -> np.ndarray:
+        """(genes,) bool: which of this encoder's genes ``adata`` holds (matched by name)."""
+        names = set(map(str, adata.var_names))
+        return np.array([g in names for g in self.genes], dtype=bool)
+
     def transform(self, adata: ad.AnnData) -> np.ndarray:
-        """(cells, dims) embedding of ``adata`` in this encoder's space."""
+        """(cells, dims) embedding of ``adata`` in this encoder's space. Genes of the encoder that ``adata``
+        lacks are not taken as 0: the embedding is fitted from the genes present
+        (:func:`fmscope.omics.head_genes.projection`; :func:`fmscope.omics.head_genes.judge` says and bounds it
+        for a head). Fewer than half the encoder's genes: FmscopeError naming how many."""
+        from fmscope.omics.head_genes import projection
+
         index = {name: i for i, name in enumerate(map(str, adata.var_names))}
-        present = [g for g in self.genes if g in index]
-        if len(present) < max(2, len(self.genes) // 2):
+        present = self.present(adata)
+        if present.sum() < max(2, len(self.genes) // 2):
             raise FmscopeError(
-                f"The slide has {len(present)} of the encoder's {len(self.genes)} genes.",
+                f"The slide has {int(present.sum())} of the encoder's {len(self.genes)} genes.",
                 "Apply the head to a slide measured with the same gene panel.",
             )
-        columns = [index[g] for g in present]
-        rows = [i for i, g in enumerate(self.genes) if g in index]
+        columns = [index[g] for g, here in zip(self.genes, present) if here]
+        basis = projection(self.components, present)
+        mean = self.mean[present]
         out = np.empty((adata.n_obs, self.components.shape[1]), dtype=np.float32)
         for start in range(0, adata.n_obs, TRANSFORM_CHUNK):  # per-cell normalisation: chunks give the same result
             normalised = _normalised(adata.X[start : start + TRANSFORM_CHUNK])
-            aligned = np.zeros((len(normalised), len(self.genes)), dtype=np.float64)
-            aligned[:, rows] = normalised[:, columns]
-            out[start : start + len(aligned)] = (aligned - self.mean) @ self.components
+            out[start : start + len(normalised)] = (normalised[:, columns] - mean) @ basis
         return out
 
     def state(self) -> dict:

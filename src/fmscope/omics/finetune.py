@@ -19,6 +19,7 @@ asked) and the smoothing settings, so the head applies to another slide.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,7 @@ class SlideEncoder:
     hops: int = 2
     output_hops: int = 8  # class probabilities are smoothed over the same spatial graph
     tuned_layers: dict[str, torch.Tensor] | None = None  # scGPT's last layers, fine-tuned on the annotation
+    genes: list[str] | None = None  # scGPT: the training slide's genes (the baseline keeps its own list)
     _loaded: tuple | None = field(default=None, init=False, repr=False, compare=False)  # (model, vocab)
 
     def scgpt_model(self) -> tuple:
@@ -139,6 +141,8 @@ class SlideEncoder:
             state["baseline"] = self.baseline.state()
         if self.tuned_layers:
             state["tuned_layers"] = dict(self.tuned_layers)
+        if self.genes:
+            state["genes"] = list(self.genes)
         return state
 
     @classmethod
@@ -152,6 +156,7 @@ class SlideEncoder:
             int(state["hops"]),
             int(state["output_hops"]),
             state.get("tuned_layers"),
+            genes=list(state["genes"]) if state.get("genes") else None,
         )
 
 
@@ -160,7 +165,13 @@ def slide_encoder(
 ) -> SlideEncoder:
     """The encoder for ``adata``: scGPT when a folder is given, else a baseline fitted on this slide."""
     if scgpt_folder is not None:
-        return SlideEncoder("scgpt", scgpt_folder=str(Path(scgpt_folder).resolve()), smoothing=smoothing, hops=hops)
+        return SlideEncoder(
+            "scgpt",
+            scgpt_folder=str(Path(scgpt_folder).resolve()),
+            smoothing=smoothing,
+            hops=hops,
+            genes=list(map(str, adata.var_names)),
+        )
     return SlideEncoder("baseline", baseline=BaselineEncoder.fit(adata), smoothing=smoothing, hops=hops)
 
 
@@ -212,7 +223,9 @@ def annotation_from_column(adata: ad.AnnData, column: str, notices: list[str] | 
 
 def annotation_from_csv(adata: ad.AnnData, path: str | os.PathLike, notices: list[str] | None = None) -> np.ndarray:
     """Per-cell annotation strings ('' where not annotated) from a CSV of (cell id, domain): the first two columns,
-    any header names; the separator (comma, semicolon, tab) is told from the file, a UTF-8 byte-order mark dropped.
+    any header names, or no header (R's ``write.table(col.names = FALSE)``, pandas' ``header=False``: a first
+    line whose id is a cell of the slide is a cell, said in ``notices``); the separator (comma, semicolon, tab)
+    is told from the file, a UTF-8 byte-order mark dropped.
     A blank domain (read by pandas as NaN), 'Unassigned', 'unknown' ... is no annotation
     (:mod:`fmscope.omics.missing_labels`; said in ``notices``). Raises FmscopeError for a missing file, fewer than
     two columns, no cell of the slide, or ids the slide repeats (:func:`fmscope.omics.cell_ids.require_unique`)."""
@@ -222,7 +235,7 @@ def annotation_from_csv(adata: ad.AnnData, path: str | os.PathLike, notices: lis
     if not path.is_file():
         raise FmscopeError(f"No such annotation file: {path}", "Give a CSV with columns cell, domain.")
     try:
-        table = pd.read_csv(path, dtype=str, sep=None, engine="python", encoding="utf-8-sig")
+        table = pd.read_csv(path, dtype=str, sep=None, engine="python", encoding="utf-8-sig", header=None)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
         raise FmscopeError(
             f"Cannot read {path} as a CSV ({str(error)[:120]}).",
@@ -230,6 +243,11 @@ def annotation_from_csv(adata: ad.AnnData, path: str | os.PathLike, notices: lis
         ) from None
     if table.shape[1] < 2:
         raise FmscopeError(f"{path} needs two columns (cell id, domain).", "Write one annotated cell per line.")
+    if len(table) and str(table.iloc[0, 0]) in set(map(str, adata.obs_names)):  # no header: the first line is a cell
+        if notices is not None:
+            notices.append(f"{path.name} has no header row: its first line ({table.iloc[0, 0]}) is an annotated cell.")
+    else:
+        table = table.iloc[1:]
     domains, notice = as_labels(table.iloc[:, 1])
     if notice and notices is not None:
         notices.append(f"{path.name}: {notice}")
@@ -409,13 +427,31 @@ def finetune_head(
 
 
 def apply_head(
-    head_path: str | os.PathLike, adata: ad.AnnData, scgpt_folder: str | os.PathLike | None = None
+    head_path: str | os.PathLike,
+    adata: ad.AnnData,
+    scgpt_folder: str | os.PathLike | None = None,
+    notices: list[str] | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """(classes, probabilities (cells, classes)) of a trained head on any slide."""
+    """(classes, probabilities (cells, classes)) of a trained head on any slide. The head's genes the slide lacks
+    are said in ``notices`` (None: a UserWarning), or refused when too many (FmscopeError;
+    :func:`fmscope.omics.head_genes.judge` for a baseline head, :func:`~fmscope.omics.head_genes.scgpt_judge` for
+    an scGPT head that keeps its training genes)."""
+    from fmscope.omics.head_genes import judge, scgpt_judge
+
     saved = read_head(head_path)
+    note = ""
     encoder = SlideEncoder.from_state(saved["encoder"])
     if scgpt_folder is not None:
         encoder.scgpt_folder = str(scgpt_folder)
+    if encoder.baseline is not None:
+        base = encoder.baseline
+        note = judge(
+            base.genes, base.present(adata), base.components, saved["feature_std"].numpy(), Path(head_path).name
+        )
+    elif encoder.genes:  # scGPT embeds from the genes present: absent ones count as not expressed
+        note = scgpt_judge(encoder.genes, adata, Path(head_path).name)
+    if note:
+        notices.append(note) if notices is not None else warnings.warn(note, stacklevel=2)
     features = encoder.features(adata)
     head = DomainHead(features.shape[1], len(saved["classes"]), int(saved["hidden"]))
     try:

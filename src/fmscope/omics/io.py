@@ -36,11 +36,12 @@ import scipy.sparse as sp
 
 from fmscope.errors import FmscopeError
 from fmscope.omics import units as unit_rules
-from fmscope.omics import visium_counts
+from fmscope.omics import visium_counts, xenium_files
 from fmscope.omics.element_coordinates import annotated_element, element_coordinates
 from fmscope.omics.expression import counts_view
 from fmscope.omics.plane import plane_coordinates
 from fmscope.omics.raster import CellGrid
+from fmscope.omics.reserved_columns import make_writable
 from fmscope.omics.tissue_image import tissue_image
 from fmscope.omics.units import Units, resolve, visium_units
 
@@ -610,9 +611,12 @@ def _from_spatialdata(sdata, path: Path, technology: str | None = None) -> Slide
 def _read_with_spatialdata_io(path: Path, technology: str) -> Slide:
     import spatialdata_io
 
+    notices = []
     if technology == "xenium":
         # Segmentation rasters are not needed (boundaries are read as polygons); the morphology
-        # image is read when the folder has it (XOA 1.x: one OME-TIFF, 2.0+: a folder of them).
+        # image is read when the folder has it (XOA 1.x: one OME-TIFF, 2.0+: a folder of them); the
+        # transcripts and outlines when the folder has them (shared copies leave them out: xenium_files).
+        options, notices = xenium_files.reader_options(path)
         focus = (path / "morphology_focus.ome.tif").is_file() or (path / "morphology_focus").is_dir()
         sdata = spatialdata_io.xenium(
             path,
@@ -621,11 +625,14 @@ def _read_with_spatialdata_io(path: Path, technology: str) -> Slide:
             morphology_mip=False,
             morphology_focus=focus,
             aligned_images=False,
-            cells_as_circles=False,
+            cells_as_circles=not options["cells_boundaries"],
+            **options,
         )
     else:
         sdata = spatialdata_io.merscope(path)
-    return _from_spatialdata(sdata, path, technology)
+    slide = _from_spatialdata(sdata, path, technology)
+    slide.notices += notices
+    return slide
 
 
 def _read_h5ad(path: Path) -> Slide:
@@ -669,7 +676,8 @@ def read_slide(path: str | os.PathLike, microns_per_unit: float | None = None, l
     input, by the rule of :mod:`fmscope.omics.units`: used where the file does not state them, checked
     against them where it does (a disagreement is refused); coordinates without units are refused. ``layer``
     names where the counts are (a layer, ``"raw"`` or ``"X"``); by default they are found
-    (:func:`fmscope.omics.expression.counts_view`); what was assumed is in ``slide.notices``.
+    (:func:`fmscope.omics.expression.counts_view`); what was assumed is in ``slide.notices``. Columns anndata
+    reads but will not write (``_index``: :mod:`fmscope.omics.reserved_columns`) are dropped or renamed, said.
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -683,6 +691,10 @@ def read_slide(path: str | os.PathLike, microns_per_unit: float | None = None, l
             f"Cannot read {path} ({type(error).__name__}: {str(error)[:200]}).",
             "Check the file is complete and of a supported kind.",
         ) from None
+    slide.notices += make_writable(slide.adata, path.name)  # SeuratDisk's '_index' columns: written back below
+    for name, table in dict(getattr(slide.sdata, "tables", None) or {}).items():
+        if name != slide.table_name:
+            slide.notices += make_writable(table, f"{path.name}'s table '{name}'")
     view = counts_view(slide.adata, layer, str(path))
     if view.changed:
         slide.user_table, slide.adata = slide.adata, view.adata

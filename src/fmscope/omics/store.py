@@ -9,9 +9,12 @@ annotating them. The table written is the user's (its X, genes and layers) with 
 columns, even when fmscope computed on counts taken from a layer. The store is written beside the
 target and renamed into place (:func:`fmscope.atomic.atomic_write`) with fmscope's stamp
 (:mod:`fmscope.omics.output_stamp`); writing over the input, or over a store or .h5ad fmscope did not
-write or that changed since (:mod:`fmscope.output_owner`), is refused. A store read in other units than
-microns (a spatialdata-io Visium store: pixels) gets its table's coordinates back in those units, as its
-elements are, with the units in ``uns["fmscope"]["microns_per_unit"]``.
+write or that changed since (:mod:`fmscope.output_owner`), is refused. A table read in other units than
+microns (a spatialdata-io Visium store, a scanpy / squidpy Visium .h5ad: full-resolution pixels) gets its
+coordinates back in those units, as its elements and the ``uns["spatial"]`` scale factors it carries are
+(scanpy's ``sc.pl.spatial`` multiplies one by the other), with the units in ``uns["fmscope"]["microns_per_unit"]``;
+the same for an .h5ad written from any slide, and in a built store for a table carrying such scale factors
+(its circles then in those units too, with their transformation to ``microns``).
 """
 
 from __future__ import annotations
@@ -67,10 +70,15 @@ def _built_spatialdata(slide: Slide):
     """A new SpatialData for a slide that did not come from one."""
     import spatialdata
     from spatialdata.models import Image2DModel
-    from spatialdata.transformations import Identity, Scale
+    from spatialdata.transformations import Affine, Identity, Scale
 
     adata = slide.result_table().copy()
-    shapes = _spot_shapes(slide, {MICRONS: Identity()})
+    to_microns, xy = Identity(), None
+    if slide.file_spatial is not None and slide.units is not None and _has_scale_factors(adata):
+        adata = _in_file_units(slide, adata)  # coordinates beside the scale factors that map them onto images
+        xy = adata.obsm["spatial"]
+        to_microns = Affine(slide.units.to_microns, input_axes=("x", "y"), output_axes=("x", "y"))
+    shapes = _spot_shapes(slide, {MICRONS: to_microns}, xy)
     table = _annotate_spots(adata)
     images = {}
     if slide.image is not None and slide.image_microns_per_pixel:
@@ -82,6 +90,15 @@ def _built_spatialdata(slide: Slide):
             cyx, dims=("c", "y", "x"), scale_factors=pyramid, transformations={MICRONS: scale}
         )
     return spatialdata.SpatialData(images=images, shapes={SPOTS: shapes}, tables={TABLE: table})
+
+
+def _has_scale_factors(table) -> bool:
+    """Whether ``table`` carries Space Ranger scale factors (scanpy / squidpy ``uns["spatial"][lib]["scalefactors"]``),
+    which scanpy multiplies with ``obsm["spatial"]``: then its coordinates stay in the units those factors assume."""
+    libraries = table.uns.get("spatial")
+    return isinstance(libraries, dict) and any(
+        isinstance(lib, dict) and isinstance(lib.get("scalefactors"), dict) for lib in libraries.values()
+    )
 
 
 def _updated_spatialdata(slide: Slide):
@@ -148,7 +165,7 @@ def write_result(slide: Slide, path: str | os.PathLike) -> None:
     path = Path(path)
     check_outputs([Output("output", path, SLIDE_SUFFIXES)], [slide.source or None])
     if path.suffix == ".h5ad":
-        table = slide.result_table()
+        table = _in_file_units(slide, slide.result_table())
 
         def write_stamped(temporary: Path) -> None:
             table.write_h5ad(temporary)
