@@ -25,10 +25,9 @@ import vtk
 
 from fmscope.errors import FmscopeError
 from fmscope.session_record import ImageIdentity, ModelIdentity
-from fmscope.session_record.find import Found, SessionInfo, find_sessions, read_info, sessions_root
+from fmscope.session_record.find import Found, SessionInfo, default_folder, find_sessions, read_info, sessions_root
 from fmscope.session_record.journal import JOURNAL_FILE
 from fmscope.session_record.paint import paint_mask
-from fmscope.session_record.recorder import default_folder
 from FMScopeLib import mrml_arrays
 
 SESSION_ATTRIBUTE = "fmscope.session"  # on the segmentation node: the session folder (absolute path)

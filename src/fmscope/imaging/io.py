@@ -500,6 +500,11 @@ def _read_tiff_volume(path: Path) -> Volume:
         if tif is not None:
             tif.close()
     _refuse_tiff_non_z(array.shape, axes, path)
+    if all(axis in "YXS" for axis, size in zip(axes, array.shape) if size > 1):
+        raise FmscopeError(
+            f"{path} is a single 2D image {array.shape} (axes {axes}), not a single-channel 3D volume.",
+            "Use 'fmscope segment' for 2D images; a volume is a multi-page TIFF z-stack (Z, Y, X).",
+        )
     array, _ = tiff_axes.arrange_axes(array, axes, path, None)  # (z, y, x)
     (x, y), unit = (calibration[0], calibration[2]) if calibration else ((1.0, 1.0), "")
     notes = (colour_note,) if colour_note else ()
