@@ -493,9 +493,7 @@ def _read_tiff_volume(path: Path) -> Volume:
         raise
     except Exception as error:
         short = complete_files.tiff_cut_short(tif, path) if tif is not None else None
-        if short is not None:
-            raise short from None
-        raise _unreadable(path, error, "Give a multi-page TIFF z-stack (Z, Y, X).") from None
+        raise short or _unreadable(path, error, "Give a multi-page TIFF z-stack (Z, Y, X).") from None
     finally:
         if tif is not None:
             tif.close()

@@ -337,9 +337,7 @@ def _tiff_frames(path: Path, channel: int | None = None) -> FrameSource:
         raise
     except Exception as error:
         short = complete_files.tiff_cut_short(tif, path) if tif is not None else None
-        if short is not None:
-            raise short from None
-        raise FmscopeError(
+        raise short or FmscopeError(
             f"Cannot read {path} as a TIFF stack ({type(error).__name__}: {str(error)[:200]}).",
             "Give a multi-page TIFF of frames (T, Y, X) or (T, Y, X, S).",
         ) from None
