@@ -144,7 +144,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_domains(args: argparse.Namespace) -> int:
     from fmscope.cli.omics_joint import check_joint_outputs, cmd_joint_domains
-    from fmscope.omics.domains import DOMAIN_KEY, spatial_domains
+    from fmscope.omics.domains import DOMAIN_KEY, count_note, spatial_domains
     from fmscope.omics.sections import sections
 
     def write(slide, output, png, draw):
@@ -161,6 +161,7 @@ def cmd_domains(args: argparse.Namespace) -> int:
         return cmd_joint_domains(joint, [slide], [(args.output, _png_path(args))], _note, write)
     embedding, method = _embed(slide, args)
     resolution = spatial_domains(slide.adata, embedding, resolutions=args.resolution, n_domains=args.n_domains)
+    _note(count_note(args.n_domains, slide.adata.obs[DOMAIN_KEY].nunique(), resolution))
     if args.label_key:
         from fmscope.omics.multislide import label_agreement
 
@@ -396,7 +397,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                 default=[0.2, 0.4, 0.6, 1.0],
                 help="Leiden resolutions to compute (labels for each are kept)",
             )
-            command.add_argument("--n-domains", type=int, help="choose the resolution giving about this many domains")
+            command.add_argument(
+                "--n-domains",
+                type=int,
+                help="this many domains (the resolution refined towards it; a note when Leiden gives no such count)",
+            )
             _joint_arguments(command)
         command.set_defaults(run=run)
 

@@ -65,7 +65,7 @@ def _labels(tables, key: str | None, names: list[str]):
 def cmd_joint_domains(args: argparse.Namespace, slides: list, pairs: list[tuple[str, Path]], note, write) -> int:
     """The joint path of ``fmscope domains`` on the slides read (outputs checked by :func:`check_joint_outputs`);
     ``note(lines)`` and ``write(slide, output, png, draw)`` are the one-slide command's note printer and writer."""
-    from fmscope.omics.domains import DOMAIN_KEY
+    from fmscope.omics.domains import DOMAIN_KEY, count_note
     from fmscope.omics.integration_metrics import figures_table
     from fmscope.omics.multislide import joint_domains, joint_table, section_labels, spread
     from fmscope.omics.plot import save_domain_png
@@ -110,6 +110,7 @@ def cmd_joint_domains(args: argparse.Namespace, slides: list, pairs: list[tuple[
         )
         print(f"wrote {written}: {slide.adata.obs[DOMAIN_KEY].nunique()} domains over {slide.adata.n_obs} cells")
     total = joint.obs[DOMAIN_KEY].nunique()
+    note(count_note(args.n_domains, total, result.resolution))
     print(f"{total} domains across {n_sections} sections at resolution {result.resolution:g} ({result.method})")
     sys.stdout.flush()
     return 0

@@ -19,6 +19,8 @@ import scipy.sparse as sp
 from fmscope.errors import FmscopeError
 from fmscope.omics.sections import require_sections, within_sections
 
+REFINE_STEPS = 12  # Leiden runs at most, bisecting the resolution towards exactly n_domains
+
 DOMAIN_KEY = "fmscope_domain"
 # Exact (brute-force) neighbours cost ~cells^2; NN-descent costs ~cells plus a fixed ~30 s of numba
 # compilation per process. On this project's 2-core machine they break even near 130,000 cells.
@@ -162,6 +164,36 @@ def cluster(
     return leiden_labels(neighbour_graph(embedding, n_neighbors, seed), resolutions, seed)
 
 
+def exact_resolution(
+    smoothed: np.ndarray, n_domains: int, tried: dict[float, int], seed: int = 0
+) -> tuple[float, np.ndarray] | None:
+    """(resolution, labels) giving exactly ``n_domains`` Leiden domains of ``smoothed`` (cells, dims), found by
+    bisecting between the ``tried`` resolutions ({resolution: domain count}) that bracket it; None when
+    ``REFINE_STEPS`` runs do not find it (domain counts are not strictly monotone in the resolution)."""
+    graph = neighbour_graph(smoothed, seed=seed)
+    below = max((r for r, n in tried.items() if n < n_domains), default=0.0)
+    above = min((r for r, n in tried.items() if n > n_domains and r > below), default=None)
+    for _ in range(REFINE_STEPS):
+        resolution = round(below * 2 if above is None and below else (below + (above or 1.0)) / 2, 4)
+        labels = leiden_labels(graph, [resolution], seed)[resolution]
+        count = len(np.unique(labels))
+        if count == n_domains:
+            return resolution, labels
+        below, above = (resolution, above) if count < n_domains else (below, resolution)
+    return None
+
+
+def count_note(n_domains: int | None, found: int, resolution: float) -> list[str]:
+    """The note for a user who asked for ``n_domains`` domains when ``found`` were found (at ``resolution``), else
+    none."""
+    if n_domains is None or found == n_domains:
+        return []
+    return [
+        f"asked for {n_domains} domains: Leiden gives {found} at the nearest resolution ({resolution:g}) and no "
+        "resolution between those tried gives exactly that many; try another --n-domains or --resolution"
+    ]
+
+
 def spatial_domains(
     adata: ad.AnnData,
     embedding: np.ndarray,
@@ -174,11 +206,13 @@ def spatial_domains(
     """Write domain labels into ``adata.obs``; returns the resolution chosen for ``obs["fmscope_domain"]``.
 
     With ``n_domains`` the resolution whose domain count is closest to it is chosen (ties: the lower
-    resolution); otherwise the first resolution. Several sections in one table (``obs["library_id"]``,
-    ``sample``, a SpatialData region column ...: :mod:`fmscope.omics.sections`) are smoothed each over its
-    own neighbours and clustered together (domains shared across sections); overlapping sections that
-    cannot be told apart are refused. ``sections`` ((cells,) labels) gives the sections instead (several slides
-    in one joint table: :mod:`fmscope.omics.multislide`).
+    resolution) and, when its count is not ``n_domains``, the resolution is refined towards exactly that many
+    (:func:`exact_resolution`; the refined labels get a column of their own); the count can still differ where
+    Leiden gives no such partition (callers say so). Without it, the first resolution. Several sections in one
+    table (``obs["library_id"]``, ``sample``, a SpatialData region column ...: :mod:`fmscope.omics.sections`) are
+    smoothed each over its own neighbours and clustered together (domains shared across sections); overlapping
+    sections that cannot be told apart are refused. ``sections`` ((cells,) labels) gives the sections instead
+    (several slides in one joint table: :mod:`fmscope.omics.multislide`).
     """
     if len(embedding) != adata.n_obs:
         raise FmscopeError(f"{len(embedding)} embeddings for {adata.n_obs} cells.", "Embed the same cells.")
@@ -189,10 +223,13 @@ def spatial_domains(
         sections = require_sections(adata, "the slide")
     smoothed = smooth_embedding(coords, embedding, weight=smoothing, sections=sections)
     labels = cluster(smoothed, resolutions, seed=seed)
+    chosen = resolutions[0]
     if n_domains is not None:
-        chosen = min(resolutions, key=lambda r: (abs(len(np.unique(labels[r])) - n_domains), r))
-    else:
-        chosen = resolutions[0]
+        tried = {r: len(np.unique(labels[r])) for r in resolutions}
+        chosen = min(resolutions, key=lambda r: (abs(tried[r] - n_domains), r))
+        found = exact_resolution(smoothed, n_domains, tried, seed) if tried[chosen] != n_domains else None
+        if found is not None:
+            chosen, labels[found[0]] = found
     for resolution, values in labels.items():
         adata.obs[f"{DOMAIN_KEY}_r{resolution:g}"] = values.astype(str)
     adata.obs[DOMAIN_KEY] = labels[chosen].astype(str)

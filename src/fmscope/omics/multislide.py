@@ -20,7 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fmscope.errors import FmscopeError
-from fmscope.omics.domains import DOMAIN_KEY, cluster, leiden_labels, neighbour_graph, smooth_embedding, spatial_domains
+from fmscope.omics.domains import DOMAIN_KEY, cluster, exact_resolution, smooth_embedding, spatial_domains
 from fmscope.omics.embed import EMBEDDING_KEY
 from fmscope.omics.gene_match import exact_shared
 from fmscope.omics.integrate import check_correction, harmony, scgpt_batch_note, section_centred_pca
@@ -29,7 +29,6 @@ from fmscope.omics.sections import require_sections
 from fmscope.progress import Progress
 
 MIN_SHARED_GENES = 10
-REFINE_STEPS = 12  # Leiden runs at most, bisecting the resolution towards exactly n_domains
 FMSCOPE_ROW, PCA_ROW, HARMONY_ROW = "fmscope", "PCA, no correction", "Harmony on PCA"
 SMOOTHED_KEY = "X_fmscope_smoothed"
 
@@ -112,25 +111,6 @@ def _embedding(adata, sections, checkpoint, correction, batch_size, device, prog
     return harmony(centred, sections, seed), plain, "baseline (genes centred per section -> PCA) + Harmony", []
 
 
-def exact_resolution(
-    smoothed: np.ndarray, n_domains: int, tried: dict[float, int], seed: int = 0
-) -> tuple[float, np.ndarray] | None:
-    """(resolution, labels) giving exactly ``n_domains`` Leiden domains of ``smoothed`` (cells, dims), found by
-    bisecting between the ``tried`` resolutions ({resolution: domain count}) that bracket it; None when
-    ``REFINE_STEPS`` runs do not find it (domain counts are not strictly monotone in the resolution)."""
-    graph = neighbour_graph(smoothed, seed=seed)
-    below = max((r for r, n in tried.items() if n < n_domains), default=0.0)
-    above = min((r for r, n in tried.items() if n > n_domains and r > below), default=None)
-    for _ in range(REFINE_STEPS):
-        resolution = round(below * 2 if above is None and below else (below + (above or 1.0)) / 2, 4)
-        labels = leiden_labels(graph, [resolution], seed)[resolution]
-        count = len(np.unique(labels))
-        if count == n_domains:
-            return resolution, labels
-        below, above = (resolution, above) if count < n_domains else (below, resolution)
-    return None
-
-
 def _domains_of(adata, embedding, sections, resolutions, n_domains, seed) -> tuple[np.ndarray, np.ndarray]:
     """(smoothed embedding, domains) of a comparison embedding, chosen as for fmscope's own."""
     coords = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
@@ -177,12 +157,6 @@ def joint_domains(
     adata.uns["fmscope"] = {**(adata.uns.get("fmscope") or {}), "encoder": method}
     resolutions = tuple(resolutions)
     chosen = spatial_domains(adata, embedding, resolutions, n_domains=n_domains, seed=seed, sections=sections)
-    tried = {r: adata.obs[f"{DOMAIN_KEY}_r{r:g}"].nunique() for r in resolutions}
-    if n_domains is not None and tried[chosen] != n_domains:
-        found = exact_resolution(adata.obsm[SMOOTHED_KEY], n_domains, tried, seed)
-        if found is not None:
-            chosen, exact = found
-            adata.obs[f"{DOMAIN_KEY}_r{chosen:g}"] = adata.obs[DOMAIN_KEY] = exact.astype(str)
     domains = adata.obs[DOMAIN_KEY].to_numpy()
     figures = {FMSCOPE_ROW: integration_figures(adata.obsm[SMOOTHED_KEY], sections, domains, labels, seed)}
     if compare:
