@@ -222,12 +222,37 @@ def _exif_orientation(path: Path) -> int:
     return value if value in ORIENTATIONS else 1
 
 
+ANIMATED_FORMATS = {"GIF": "animated GIF", "PNG": "APNG", "WEBP": "animated WebP"}  # Pillow format -> name
+
+
+def picture_animation(path: Path) -> tuple[int, str]:
+    """(frames, kind) of an animated GIF, APNG or animated WebP as Pillow counts them (``n_frames``), e.g.
+    (4, "animated GIF"); (1, "") for a still picture, another format (an MPO JPEG's second picture is a preview,
+    not a frame) or a file Pillow cannot open."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as picture:
+            frames = int(getattr(picture, "n_frames", 1))
+            kind = ANIMATED_FORMATS.get(picture.format or "")
+    except Exception:  # not a format Pillow reads: no animation
+        return 1, ""
+    return (frames, kind) if kind and frames > 1 else (1, "")
+
+
 def _read_picture(path: Path) -> tuple[np.ndarray, str]:
     """PNG, JPEG, BMP... via OpenCV (keeps 16-bit colour), else imageio (GIF and the rest); turned as its EXIF
     Orientation says (phone and camera JPEGs store pixels sideways), so prompts and masks are on the picture as
     viewers show it. Returns (pixels (H, W) or (H, W, 3), a note when turned). A PNG / JPEG cut short is refused
     (:func:`fmscope.imaging.complete_files.require_complete_picture`), never read with its missing rows grey."""
     complete_files.require_complete_picture(path)
+    frames, kind = picture_animation(path)
+    if frames > 1:
+        raise FmscopeError(
+            f"{path} is an {kind} of {frames} frames, not one 2D image.",
+            f"Track its frames with 'fmscope track {path.name}', or save the frame to segment as a picture of "
+            "its own (Pillow: im = Image.open(path); im.seek(k); im.save('frame.png')).",
+        )
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # UNCHANGED: OpenCV leaves the orientation to us
     array = (
         _grey_or_rgb(array, path, bgr=True)

@@ -36,6 +36,7 @@ from fmscope.imaging.io import (
     Volume,
     file_dimension,
     is_dicom,
+    picture_animation,
     read_image,
     read_medical_image,
     read_volume,
@@ -423,6 +424,49 @@ class ImageFolderFrames(FrameSource):
         return frame
 
 
+class AnimatedPictureFrames(FrameSource):
+    """The frames of an animated GIF, APNG or animated WebP (several frames, as Pillow's ``ImageSequence`` reads
+    them: each frame composed over the previous ones as viewers play it), one frame decoded per read.
+
+    Frames are grey (H, W) when the first frame is grey (Pillow mode 1 / L / LA / I;16), else RGB (H, W, 3)
+    (palette frames in their colours, alpha dropped); ``fps`` from the first frame's duration (milliseconds).
+    """
+
+    def __init__(self, path: Path) -> None:
+        from PIL import Image
+
+        self.name, self.path, self.kind = str(path), path, "stack"
+        self.n_frames, what = picture_animation(path)
+        with Image.open(path) as picture:
+            self._mode = {"1": "L", "L": "L", "LA": "L", "I;16": "I;16"}.get(picture.mode, "RGB")
+            picture.load()  # WebP sets the first frame's duration when it decodes it
+            duration = float(picture.info.get("duration") or 0)
+        self.fps = 1000.0 / duration if duration > 0 else None
+        self.notes = (f"{path.name}: an {what} of {self.n_frames} frames, read as time frames in their order",)
+        self._set_geometry(self._read(0))
+
+    def _read(self, index: int) -> np.ndarray:
+        from PIL import Image
+
+        try:
+            with Image.open(self.path) as picture:
+                picture.seek(index)
+                frame = np.asarray(picture.convert(self._mode))
+        except (OSError, EOFError, ValueError) as error:
+            raise FmscopeError(
+                f"Cannot read frame {index} of {self.path} ({type(error).__name__}: {str(error)[:200]}).",
+                "Save the animation again (or its frames to a folder) and track that.",
+            ) from None
+        frame = _as_frame(frame, self.name)
+        if index and frame.shape[:2] != self.shape:
+            raise FmscopeError(
+                f"Frame {index} of {self.path} is {frame.shape[1]}x{frame.shape[0]}, the first "
+                f"{self.width}x{self.height}.",
+                "Give frames of one size.",
+            )
+        return frame
+
+
 REENCODE = "Re-encode the video (ffmpeg -i in.mp4 out.mp4) or track the frames before the damage."
 
 # Codecs ffmpeg uses to read a still picture as a one-frame "video" (a TIFF or PNG renamed .mp4).
@@ -639,7 +683,7 @@ def open_frames(
     (``kind="volume"``); a lazy array (dask, zarr) or a TIFF stack whose frames have more than ``EAGER_MAX_PIXELS``
     pixels gives :class:`LazyStackFrames` (tracked inside a window, never read whole). Files: mp4 / avi / mov (PyAV,
     turned as its display matrix says),
-    multi-frame DICOM (pydicom), TIFF stacks (by their axes; ``channel``: the channel of a TIFF
+    multi-frame DICOM (pydicom), animated GIF / APNG / WebP (Pillow), TIFF stacks (by their axes; ``channel``: the channel of a TIFF
     with a C axis, which is refused without it), NIfTI / NRRD / MHA volumes and DICOM series
     folders (z = frame axis, geometry kept), and folders of PNG / JPEG / TIFF frames. Raises
     :class:`FmscopeError` for anything else.
@@ -678,6 +722,14 @@ def open_frames(
         raise FmscopeError(
             f"{path} is a single-frame DICOM.",
             "Give the folder of its series (a volume) or a multi-frame (cine) DICOM.",
+        )
+    if picture_animation(path)[0] > 1:
+        return AnimatedPictureFrames(path)
+    if suffix in IMAGE_SUFFIXES + (".gif", ".webp"):
+        raise FmscopeError(
+            f"{path} holds a single 2D image, not frames.",
+            "Use 'fmscope segment' for one picture; give a video, an animated GIF / PNG, a TIFF stack or a "
+            "folder of frames to track.",
         )
     raise FmscopeError(
         f"Cannot tell what {path} holds (extension '{suffix}').",
