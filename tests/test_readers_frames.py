@@ -449,3 +449,34 @@ def test_an_animated_gif_apng_or_webp_is_frames_for_track_and_refused_by_segment
     frames[0].save(still)
     with pytest.raises(FmscopeError, match="(?s)holds a single 2D image, not frames.*fmscope segment"):
         open_frames(still)
+
+
+@pytest.mark.parametrize("sar", ["64/45", "16/15", "8/9", "32/27", "1/1"])
+def test_a_video_of_non_square_pixels_is_read_as_stored_with_a_note_naming_its_sar(tmp_path, capsys, sar):
+    """NUE5: SD capture video stores non-square pixels (sample aspect ratio, written here by PyAV as ffmpeg's
+    `setsar` does) that players stretch: the frames are read as stored (never resampled) and a note names the
+    SAR and that boxes, labels and areas are in stored pixels (was: no word); square pixels: no note."""
+    import fractions
+
+    ratio = fractions.Fraction(sar)
+    path = tmp_path / "capture.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 120, 96, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = ratio
+        for t in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((96, 120, 3), 40 * t, np.uint8), format="rgb24")
+            frame.pts = t
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with av.open(str(path)) as check:
+        assert ratio == 1 or check.streams.video[0].sample_aspect_ratio == ratio  # the file holds it
+    frames = open_frames(path)
+    assert (frames.n_frames, frames.shape) == (3, (96, 120))
+    notes = [note for note in frames.notes if "not square" in note]
+    if ratio == 1:
+        assert not notes
+        return
+    assert len(notes) == 1
+    assert f"SAR {ratio.numerator}:{ratio.denominator}" in notes[0] and "stored pixels" in notes[0]
+    assert f"shown as {round(120 * ratio)}" in notes[0]

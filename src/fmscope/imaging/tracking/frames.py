@@ -504,6 +504,7 @@ class VideoFrames(FrameSource):
         self._stream = stream
         self._turns = 0
         self._turns = self._display_turns()
+        self.notes = self.notes + self._pixel_aspect_note()
         self.n_frames = len(self._pts)
         self.fps = float(stream.average_rate) if stream.average_rate else None
         self._index_of_pts = {pts: i for i, pts in enumerate(self._pts)}
@@ -512,6 +513,22 @@ class VideoFrames(FrameSource):
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_frames = cache_frames
         self._set_geometry(self._read(0))
+
+    def _pixel_aspect_note(self) -> tuple[str, ...]:
+        """A note when the stream's sample aspect ratio (SAR: a pixel's width over its height, as PyAV / ffmpeg
+        give it) is not 1:1 (SD capture video: PAL 16:15 / 64:45, NTSC 8:9 / 32:27), else (). The frames are not
+        resampled: boxes, labels, centroids and areas are in stored pixels, which players stretch."""
+        sar = self._stream.codec_context.sample_aspect_ratio or self._stream.sample_aspect_ratio
+        if not sar or sar.numerator <= 0 or sar.denominator <= 0 or sar == 1:
+            return ()
+        stretch = float(sar)
+        width = self._stream.codec_context.width
+        return (
+            f"{self.path.name}: its pixels are not square (sample aspect ratio, SAR {sar.numerator}:"
+            f"{sar.denominator}): players show each pixel {stretch:.3g}x as wide as tall "
+            f"({width} stored pixels wide shown as {round(width * stretch)}); fmscope does not resample the frames: "
+            "boxes, labels, centroids and areas (area_px) are in stored pixels",
+        )
 
     def _display_turns(self) -> int:
         """Quarter turns (counter-clockwise, as ``np.rot90``) that show the stored frames as players do,
@@ -682,10 +699,10 @@ def open_frames(
     Arrays: (T, H, W) or (T, H, W, 3), axis 0 is time (``kind="stack"``/``"video"``) or z
     (``kind="volume"``); a lazy array (dask, zarr) or a TIFF stack whose frames have more than ``EAGER_MAX_PIXELS``
     pixels gives :class:`LazyStackFrames` (tracked inside a window, never read whole). Files: mp4 / avi / mov (PyAV,
-    turned as its display matrix says),
-    multi-frame DICOM (pydicom), animated GIF / APNG / WebP (Pillow), TIFF stacks (by their axes; ``channel``: the channel of a TIFF
-    with a C axis, which is refused without it), NIfTI / NRRD / MHA volumes and DICOM series
-    folders (z = frame axis, geometry kept), and folders of PNG / JPEG / TIFF frames. Raises
+    turned as its display matrix says), multi-frame DICOM (pydicom), animated GIF / APNG / WebP (Pillow),
+    TIFF stacks (by their axes; ``channel``: the channel of a TIFF with a C axis, which is refused without it),
+    NIfTI / NRRD / MHA volumes and DICOM series folders (z = frame axis, geometry kept), and folders of
+    PNG / JPEG / TIFF frames. Raises
     :class:`FmscopeError` for anything else.
     """
     if isinstance(source, FrameSource):
