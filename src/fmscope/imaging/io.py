@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import imageio.v3 as iio
@@ -33,6 +34,9 @@ from fmscope.imaging import (
     tiff_colour,
 )
 from fmscope.imaging.lazy_image import LazyImage
+
+if TYPE_CHECKING:
+    from fmscope.imaging.dicom_series import Stack
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -461,20 +465,31 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
 
     path = Path(path)
     _require_file(path)
-    source, nifti, notes = "", None, ()
     if path.is_dir():
-        stack = dicom_series.choose(dicom_series.list_stacks(path), series, path)
-        image, source, notes = dicom_series.read_stack(stack), stack.summary(), stack.notes
-    else:
-        if series is not None:
-            raise FmscopeError(
-                f"--series picks a series in a DICOM folder, but {path} is a file.",
-                "Leave out --series, or give the folder.",
-            )
-        if file_suffix(path) in TIFF_SUFFIXES:
-            return _read_tiff_volume(path)
-        dicom_objects.require_image(path)
-        image, nifti = read_medical_image(path)
+        return volume_of_stack(dicom_series.choose(dicom_series.list_stacks(path), series, path), path)
+    if series is not None:
+        raise FmscopeError(
+            f"--series picks a series in a DICOM folder, but {path} is a file.",
+            "Leave out --series, or give the folder.",
+        )
+    if file_suffix(path) in TIFF_SUFFIXES:
+        return _read_tiff_volume(path)
+    dicom_objects.require_image(path)
+    image, nifti = read_medical_image(path)
+    return _volume(image, path, "", nifti, ())
+
+
+def volume_of_stack(stack: Stack, folder: Path) -> Volume:
+    """The :class:`Volume` of a DICOM folder's stack (a :class:`fmscope.imaging.dicom_series.Stack` chosen from the
+    folder's listing); raises FmscopeError as :func:`fmscope.imaging.dicom_series.read_stack` does."""
+    from fmscope.imaging import dicom_series
+
+    return _volume(dicom_series.read_stack(stack), folder, stack.summary(), None, stack.notes)
+
+
+def _volume(image: sitk.Image, path: Path, source: str, nifti: bytes | None, notes: tuple[str, ...]) -> Volume:
+    """A single-channel 3D SimpleITK image as a :class:`Volume` (z, y, x); a 4D image (x, y, z, t) or another
+    dimension / several components refused by name."""
     if image.GetDimension() == 4 and image.GetNumberOfComponentsPerPixel() == 1:
         size = image.GetSize()
         raise FmscopeError(

@@ -26,7 +26,7 @@ import tifffile
 
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
-from fmscope.imaging import complete_files, dicom_objects, picture_geometry, tiff_colour
+from fmscope.imaging import complete_files, dicom_objects, dicom_series, picture_geometry, tiff_colour
 from fmscope.imaging.dicom_codecs import decode_all_frames
 from fmscope.imaging.dicom_pixels import check_pixel_data
 from fmscope.imaging.io import (
@@ -41,6 +41,7 @@ from fmscope.imaging.io import (
     read_medical_image,
     read_volume,
     refuse_several_series,
+    volume_of_stack,
 )
 from fmscope.imaging.lazy_image import EAGER_MAX_PIXELS
 from fmscope.imaging.tiff_axes import appended_pages, arrange_axes, series_axes
@@ -661,6 +662,40 @@ class DicomFrames(FrameSource):
         return _as_frame(np.asarray(frame), self.name)
 
 
+class DicomFolderFrames(FrameSource):
+    """A folder of single-frame DICOM images that carry no position or orientation (the Ultrasound, Secondary
+    Capture and VL endoscopic image IODs have no Image Plane module: a cine loop exported one file per frame, files
+    named by their UID), read as time frames in Instance Number order (:meth:`dicom_series.Stack.instance_order`),
+    one file per read with pydicom, with a note saying so. ``stack``: the folder's series from
+    :func:`fmscope.imaging.dicom_series.list_stacks`."""
+
+    def __init__(self, folder: Path, stack: dicom_series.Stack) -> None:
+        self.name, self.kind = str(folder), "video"
+        self.files, how = stack.instance_order()
+        self.n_frames = len(self.files)
+        pixel = [float(v) for v in stack.pixel_mm.split(" x ")] if stack.pixel_mm else []
+        self.spacing = (pixel[0], pixel[1]) if len(pixel) == 2 else None
+        self.notes = (
+            *stack.notes,
+            f"{folder.name}: {self.n_frames} single-frame {stack.modality or 'DICOM'} images without slice "
+            f"positions (series {stack.series_number or '?'}), read as time frames in {how}",
+        )
+        self._set_geometry(self._read(0))
+
+    def _read(self, index: int) -> np.ndarray:
+        from pydicom.pixels import pixel_array
+
+        try:
+            frame = np.asarray(pixel_array(self.files[index]))
+        except Exception as error:  # pydicom / codec errors come in many types
+            raise FmscopeError(
+                f"Cannot decode {self.files[index]} (frame {index} of {self.name}) "
+                f"({type(error).__name__}: {str(error)[:200]}).",
+                "Check the file is a complete DICOM image with pixel data; remove it to track the others.",
+            ) from None
+        return _as_frame(frame, self.files[index])  # one size: a stack's files share rows and columns
+
+
 def _dicom_dataset(path: Path):
     """The pydicom dataset (header only) when ``path`` is a DICOM file, else None; a DICOM file whose
     header or pixel data is cut short is refused as truncated (never taken for a single frame)."""
@@ -723,7 +758,10 @@ def open_frames(
     if path.is_dir():
         if any(file_suffix(p) in IMAGE_SUFFIXES for p in path.iterdir()):
             return ImageFolderFrames(path)
-        return volume_frames(read_volume(path), name=str(path))
+        stack = dicom_series.choose(dicom_series.list_stacks(path), None, path)
+        if stack.unplaced:  # single-frame US / SC / endoscopy files: 2D frames in time, not slices
+            return DicomFolderFrames(path, stack)
+        return volume_frames(volume_of_stack(stack, path), name=str(path))
     if suffix in VIDEO_SUFFIXES:
         return VideoFrames(path)
     if suffix in TIFF_SUFFIXES:
