@@ -600,7 +600,16 @@ def read_medical_image(path: Path) -> tuple[sitk.Image, bytes | None]:
     A NIfTI's header is checked first (:func:`fmscope.imaging.nifti_header.read_header`: a sheared sform, or a qform
     and sform of other voxel sizes, are refused by name); a NIfTI that SimpleITK does not read (NIfTI-2) is read by
     nibabel, placed by the transform nibabel uses. Raises :class:`FmscopeError` for unreadable files and for files
-    cut short (:mod:`fmscope.imaging.complete_files`: a NIfTI / MetaImage / NRRD whose voxels stop early)."""
+    cut short (:mod:`fmscope.imaging.complete_files`: a NIfTI / MetaImage / NRRD whose voxels stop early) and for a
+    gzip-compressed NIfTI named ``.nii``."""
+    if path.name.lower().endswith(".nii"):
+        with open(path, "rb") as file:
+            if file.read(2) == b"\x1f\x8b":  # the gzip magic: a .nii.gz saved under a .nii name
+                raise FmscopeError(
+                    f"{path} is gzip-compressed (a .nii.gz file) but named .nii, so NIfTI readers (ITK, nibabel) "
+                    "take it for an uncompressed NIfTI and cannot read it.",
+                    f"Rename it to {path.name}.gz (or decompress it: gunzip -c {path.name} > plain.nii).",
+                )
     nifti = nifti_header.read_header(path) if nifti_header.is_nifti(path) else None
     if nifti is not None:
         complete_files.require_complete_nifti(path, nifti)  # ITK reads missing voxels as 0
