@@ -138,3 +138,15 @@ def test_a_web_page_saved_as_weights_is_named_as_such(tmp_path):
     with pytest.raises(FmscopeError, match="web page") as caught:
         checkpoints.read_state_dict(page)
     assert "weights_only" not in str(caught.value)
+
+
+def test_a_pickled_object_torch_will_not_load_is_named_without_terminal_codes(tmp_path):
+    """torch's weights_only refusal carries ANSI bold codes and advice to load with weights_only=False: the message
+    names the object that is not a tensor, in plain text, and never that advice."""
+    import fractions
+
+    torch.save({"image_encoder.weight": torch.zeros(2), "step": fractions.Fraction(1, 3)}, tmp_path / "tuned.pth")
+    with pytest.raises(FmscopeError, match="not a PyTorch weights file") as refused:
+        checkpoints.read_state_dict(tmp_path / "tuned.pth")
+    text = str(refused.value)
+    assert "\x1b" not in text and "fractions.Fraction" in text and "weights_only` set to `False" not in text

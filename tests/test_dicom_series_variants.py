@@ -17,6 +17,8 @@ import imagecodecs
 import numpy as np
 import pydicom
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLosslessSV1, generate_uid
@@ -161,3 +163,55 @@ def test_a_jpeg_lossless_cine_is_decoded_by_gdcm_with_a_note(tmp_path):
     assert cine.n_frames == 4 and all(np.array_equal(cine[i], frames[i]) for i in range(4))
     assert cine.notes == ("xa.dcm (JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection "
                           "Value 1])) decoded by GDCM (SimpleITK), all frames",)  # fmt: skip
+
+
+def _write_unplaced_frames(folder: Path, order: list[int], sop_class: str, instance: bool = True) -> list[np.ndarray]:
+    """Single-frame files of one series without Image Position / Orientation (the US, Secondary Capture IODs have
+    no Image Plane module), named by their UID (file order random); the file of frame t carries Instance Number
+    ``order[t] + 1`` (and Content Time in the same order). Returns each frame's pixels by Instance Number."""
+    study, series = generate_uid(), generate_uid()
+    pixels = [np.full((24, 32), 10 * (k + 1), np.uint8) for k in range(len(order))]
+    for k in order:
+        pixels[k][4:8, k : k + 4] = 250
+        uid = generate_uid()
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, uid
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = sop_class, uid, study, series
+        ds.Modality, ds.SeriesNumber = "US" if sop_class.endswith(".6.1") else "OT", 3
+        if instance:
+            ds.InstanceNumber = k + 1
+        ds.ContentDate, ds.ContentTime = "20260101", f"1200{k:02d}.000"
+        ds.Rows, ds.Columns = 24, 32
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PixelData = pixels[k].tobytes()
+        ds.save_as(folder / f"{uid}.dcm", enforce_file_format=True)
+    return pixels
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    order=st.permutations(list(range(5))),
+    sop_class=st.sampled_from(["1.2.840.10008.5.1.4.1.1.6.1", "1.2.840.10008.5.1.4.1.1.7"]),  # US, SC
+    instance=st.booleans(),
+)
+def test_single_frame_images_without_positions_are_frames_in_instance_number_order(
+    tmp_path_factory, order, sop_class, instance
+):
+    """NUE3: a folder of single-frame Ultrasound / Secondary Capture files (no Image Position / Orientation by their
+    IOD; files named by UID, written in any order): the frames reader reads them as time frames in Instance Number
+    order (Content Time when there is none), with a note (was: refused as a volume, fix "resample to an even
+    grid"); the volume reader refuses them as 2D images naming `fmscope track`, never resampling."""
+    folder = tmp_path_factory.mktemp("us_cine")
+    pixels = _write_unplaced_frames(folder, order, sop_class, instance)
+    frames = open_frames(folder)
+    assert (frames.n_frames, frames.shape, frames.kind) == (5, (24, 32), "video")
+    assert all(np.array_equal(frames[t], pixels[t]) for t in range(5))
+    how = "Instance Number order (1 to 5)" if instance else "Content Time order"
+    assert any("without slice positions" in note and how in note for note in frames.notes), frames.notes
+    with pytest.raises(FmscopeError, match="(?s)2D images without a place in space.*fmscope track") as refused:
+        read_volume(folder)
+    assert "resample" not in str(refused.value).lower()

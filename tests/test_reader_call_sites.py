@@ -25,7 +25,13 @@ ALLOWED = {
         "imaging/tracking/frames.py",
         "imaging/tiff_axes.py",  # the TIFF axes of the frames and volume readers (its refusal quotes a fix)
     },
-    r"(cv2\.imread|iio\.imread|Image\.open)\(": {"imaging/io.py", "imaging/labels.py", "imaging/lossy_labels.py"},
+    # imaging/tracking/frames.py: the frames of an animated GIF / APNG / WebP (AnimatedPictureFrames)
+    r"(cv2\.imread|iio\.imread|Image\.open)\(": {
+        "imaging/io.py",
+        "imaging/labels.py",
+        "imaging/lossy_labels.py",
+        "imaging/tracking/frames.py",
+    },
     # imaging/dicom_codecs.py: the cine reader's (frames.DicomFrames) GDCM decode of what pydicom cannot decode
     r"(sitk\.ReadImage|ImageFileReader)\(": {
         "imaging/io.py",

@@ -395,3 +395,88 @@ def test_cine_labels_in_every_volume_format_lie_on_the_inputs_grid(tmp_path, sou
         write_label_stack(np.zeros((2, 64, 64), np.uint16), tmp_path / "moved.nrrd", frames.spacing, frames.geometry)
     assert track(path, tmp_path / "moved.nrrd") == 1  # `fmscope track` refuses it before loading a model
     assert not (tmp_path / "moved.nrrd").exists()
+
+
+def disc_animation(frames: int = 4) -> list[Image.Image]:
+    """96 x 96 RGB frames of a bright disc (r 10) moving right: centre x = 12 + 15 t, y = 48."""
+    out = []
+    yy, xx = np.mgrid[:96, :96]
+    for t in range(frames):
+        array = np.full((96, 96, 3), 20, np.uint8)
+        array[(yy - 48) ** 2 + (xx - (12 + 15 * t)) ** 2 <= 10**2] = 200
+        out.append(Image.fromarray(array))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("clip.gif", "animated GIF"), ("clip.png", "APNG"), ("clip.webp", "animated WebP")]
+)
+def test_an_animated_gif_apng_or_webp_is_frames_for_track_and_refused_by_segment(tmp_path, capsys, name, kind):
+    """NUE2: an animation saved by Pillow (`save_all`, as Fiji "Animated Gif" and imageio write them) is refused
+    by the picture reader naming its frames and `fmscope track` (was: frame 1 segmented without a word); the
+    frames reader reads its frames in order (was: "Cannot tell what clip.gif holds"), and `fmscope track`
+    follows the disc through them. A still GIF / PNG given to track is named a single 2D image."""
+    from fmscope.imaging.io import load_image
+
+    frames = disc_animation()
+    path = tmp_path / name
+    frames[0].save(
+        path,
+        save_all=True,
+        append_images=frames[1:],
+        duration=100,
+        loop=0,
+        **({"lossless": True} if name.endswith("webp") else {}),
+    )
+    with pytest.raises(FmscopeError, match=rf"(?s)is an {kind} of 4 frames, not one 2D image.*fmscope track {name}"):
+        load_image(path)
+    assert main(["segment", str(path), "--box", "30", "36", "54", "60", "-o", str(tmp_path / "m.tif")]) == 1
+    assert not (tmp_path / "m.tif").exists()
+    source = open_frames(path)
+    assert (source.n_frames, source.shape, source.rgb, source.fps) == (4, (96, 96), True, 10.0)
+    assert any(f"{kind} of 4 frames" in note for note in source.notes)
+    for t, frame in enumerate(source):
+        assert np.abs(frame.astype(int) - np.asarray(frames[t]).astype(int)).max() <= (0 if name.endswith("png") else 8)
+    out = tmp_path / "labels.tif"
+    capsys.readouterr()
+    assert track(path, out, (1, 37, 23, 59), "--fast", "--table", str(tmp_path / "t.csv")) == 0
+    labels = tifffile.imread(out)
+    assert labels.shape == (4, 96, 96)
+    for t in range(4):
+        xs = np.nonzero(labels[t])[1]
+        assert abs(xs.mean() - (12 + 15 * t)) < 2
+    still = tmp_path / ("still" + path.suffix)
+    frames[0].save(still)
+    with pytest.raises(FmscopeError, match="(?s)holds a single 2D image, not frames.*fmscope segment"):
+        open_frames(still)
+
+
+@pytest.mark.parametrize("sar", ["64/45", "16/15", "8/9", "32/27", "1/1"])
+def test_a_video_of_non_square_pixels_is_read_as_stored_with_a_note_naming_its_sar(tmp_path, capsys, sar):
+    """NUE5: SD capture video stores non-square pixels (sample aspect ratio, written here by PyAV as ffmpeg's
+    `setsar` does) that players stretch: the frames are read as stored (never resampled) and a note names the
+    SAR and that boxes, labels and areas are in stored pixels (was: no word); square pixels: no note."""
+    import fractions
+
+    ratio = fractions.Fraction(sar)
+    path = tmp_path / "capture.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 120, 96, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = ratio
+        for t in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((96, 120, 3), 40 * t, np.uint8), format="rgb24")
+            frame.pts = t
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with av.open(str(path)) as check:
+        assert ratio == 1 or check.streams.video[0].sample_aspect_ratio == ratio  # the file holds it
+    frames = open_frames(path)
+    assert (frames.n_frames, frames.shape) == (3, (96, 120))
+    notes = [note for note in frames.notes if "not square" in note]
+    if ratio == 1:
+        assert not notes
+        return
+    assert len(notes) == 1
+    assert f"SAR {ratio.numerator}:{ratio.denominator}" in notes[0] and "stored pixels" in notes[0]
+    assert f"shown as {round(120 * ratio)}" in notes[0]

@@ -131,3 +131,45 @@ def test_ids_differing_only_in_case_are_refused(tmp_path):
     (tmp_path / "m.csv").write_text("id,job,input\nA1,segment,a.tif\na1,segment,b.tif\n")
     with pytest.raises(FmscopeError, match="same id 'a1'.*upper and lower case"):
         read_manifest(tmp_path / "m.csv")
+
+
+@QUICK
+@given(
+    values=st.lists(
+        st.tuples(st.none() | st.integers(0, 400), st.none() | st.integers(0, 3)), min_size=1, max_size=5
+    ).filter(lambda rows: any(s is None for s, _ in rows) or any(c is None for _, c in rows)),
+    float_format=st.sampled_from([None, "%.1f", "%.2f", "%g", "%.3e"]),
+    separator=st.sampled_from([",", ";", "\t"]),
+)
+def test_integer_columns_pandas_writes_as_floats_are_read_as_their_integers(
+    tmp_path_factory, values, float_format, separator
+):
+    """NUE4: pandas keeps an integer column with an empty cell as float64 and `to_csv` writes `10.0` (or
+    `10.00`, `1.000e+01` with a float_format): a whole number written as a float is that integer."""
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("floats")
+    frame = pd.DataFrame(
+        {
+            "job": ["track"] * len(values),
+            "input": [f"clip{k}.tif" for k in range(len(values))],
+            "box": ["1 2 3 4"] * len(values),
+            "slice": [np.nan if s is None else s for s, _ in values],
+            "channel": [np.nan if c is None else c for _, c in values],
+        }
+    )
+    path = folder / "m.csv"
+    frame.to_csv(path, index=False, float_format=float_format, sep=separator)
+    items = read_manifest(path)
+    assert [(i.slice, i.channel) for i in items] == list(values)
+    assert all(type(i.slice) in (int, type(None)) and type(i.channel) in (int, type(None)) for i in items)
+
+
+def test_a_fractional_or_non_numeric_slice_is_refused_naming_its_column(tmp_path):
+    (tmp_path / "half.csv").write_text("job,input,box,slice,channel\nvolume,ct.nii.gz,1 2 3 4,10.5,\n")
+    with pytest.raises(FmscopeError, match=r"Row 1: slice '10.5' is not a whole number") as caught:
+        read_manifest(tmp_path / "half.csv")
+    assert "Int64" in caught.value.fix and "channel" not in str(caught.value)
+    (tmp_path / "word.csv").write_text("job,input,box,channel\ntrack,a.tif,1 2 3 4,green\n")
+    with pytest.raises(FmscopeError, match=r"Row 1: channel 'green' is not a number"):
+        read_manifest(tmp_path / "word.csv")

@@ -159,3 +159,18 @@ def test_an_ome_zarr_with_chunks_not_stored_is_read_with_a_note(tmp_path):
     image = io.open_image(tmp_path / "img.ome.zarr")
     assert "1 of 4 chunks" in image.note and "fill value 0" in image.note
     assert int((image.array == 0).sum()) == 64 * 64
+
+
+def test_a_gzipped_nifti_named_nii_is_refused_naming_the_rename(tmp_path, capsys):
+    """A .nii.gz saved (or downloaded) under a .nii name: every reader (volume, picture, labels, frames) and the CLI
+    refuse it naming the gzip compression and the rename (was: SimpleITK's "Unable to determine ImageIO reader")."""
+    from fmscope.imaging.tracking import open_frames
+
+    nib.save(nib.Nifti1Image(np.zeros((16, 12, 3), np.int16), np.eye(4)), tmp_path / "ct.nii.gz")
+    (tmp_path / "ct.nii").write_bytes((tmp_path / "ct.nii.gz").read_bytes())
+    for read in (io.read_volume, io.load_image, read_label_image, open_frames):
+        with pytest.raises(FmscopeError, match=r"(?s)is gzip-compressed \(a .nii.gz file\) but named .nii.*ct.nii.gz"):
+            read(tmp_path / "ct.nii")
+    out = str(tmp_path / "l.nii")
+    assert main(["volume", str(tmp_path / "ct.nii"), "--slice", "1", "--box", "1", "1", "8", "8", "-o", out]) == 1
+    assert "gzip-compressed" in capsys.readouterr().err and not (tmp_path / "l.nii").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -160,6 +161,20 @@ def check_pytorch_file(path: Path) -> None:
     )
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # terminal styling torch puts in its messages
+
+
+def _load_error_cause(error: Exception) -> str:
+    """The cause in ``torch.load``'s error, as plain text for a message: the WeightsUnpickler line naming the object
+    that is not a tensor ("Unsupported global: GLOBAL fractions.Fraction ...", without torch's advice to load with
+    ``weights_only=False`` around it), else the first line; ANSI escape codes (torch's bold) removed; at most 200
+    characters."""
+    lines = [ANSI_ESCAPE.sub("", line).strip() for line in str(error).strip().splitlines()]
+    cause = next((line for line in lines if line.startswith("WeightsUnpickler error:")), lines[0] if lines else "")
+    cause = cause.split(" Please use `torch.serialization")[0].removeprefix("WeightsUnpickler error: ")
+    return cause[:200] or type(error).__name__
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a checkpoint with ``weights_only=True``: the model's weights, unwrapped by :func:`unwrap_state_dict`."""
     path = Path(path)
@@ -167,9 +182,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, OSError, KeyError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise FmscopeError(
-            f"{path} is not a PyTorch weights file that can be loaded safely ({first_line}).",
+            f"{path} is not a PyTorch weights file that can be loaded safely ({_load_error_cause(error)}).",
             "Point to the official .pth checkpoint; fmscope only loads tensors (weights_only=True), "
             "never arbitrary pickled objects.",
         ) from None

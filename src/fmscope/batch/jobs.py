@@ -36,20 +36,20 @@ def _labels(results, shape: tuple[int, int]) -> np.ndarray:
 
 def _scores(labels: np.ndarray, item: BatchItem, read_truth: Callable, spacing=None, grid=None) -> dict:
     """Dice and NSD of the output ``labels`` against the item's truth (foreground against foreground), on the
-    output's ``grid`` (the input's geometry, None when unknown): a truth holding its voxels in another axis order is
-    put on it, as `fmscope eval` does (:func:`fmscope.imaging.same_voxels.on_grid`); one on another grid, or of
-    another shape, is not scored (said in the row's message)."""
+    output's ``grid`` (the input's geometry, None when unknown): a truth holding its voxels in another axis order, or a
+    sub-block of its grid (cropped), is put on it, as `fmscope eval` does (:func:`fmscope.imaging.same_voxels.on_grid`);
+    one on another grid, or of another shape, is not scored (said in the row's message)."""
     from fmscope.imaging.same_voxels import on_grid
 
     if item.truth is None:
         return {}
     read = read_truth(item.truth)
     notes = list(read.notes)  # e.g. a JPEG mask thresholded: said in the row
-    truth, reordered = on_grid(read.array, read.geometry, labels.shape, grid)
+    truth, how = on_grid(read.array, read.geometry, labels.shape, grid)
     if truth is None:
         return {"message": "the truth lies on another grid than the input in patient space: not scored"}
-    if reordered:
-        notes.append("the truth holds the input's voxels in another axis order: compared voxel by voxel")
+    if how:
+        notes.append(f"the truth {how}: compared on the input's grid voxel by voxel")
     if truth.shape != labels.shape:
         return {"message": f"truth shape {truth.shape} differs from the output's {labels.shape}: not scored"}
     notes = "; ".join(notes)

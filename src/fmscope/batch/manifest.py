@@ -152,21 +152,48 @@ def _folder_safe(name: str) -> str:
     return safe or "input"
 
 
+def _whole_number(text: str, column: str, row: int) -> int | None:
+    """The integer in an integer column's cell (None when empty).
+
+    A whole number written as a float (``10.0``, ``1e1``: pandas writes an integer column with an empty cell
+    as float64, and spreadsheets format numbers with decimals) is that integer. Raises FmscopeError naming
+    the column for text that is not a number or a number with a fraction (``10.5``).
+    """
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise FmscopeError(
+            f"Row {row}: {column} '{text}' is not a number.", f"Give the {column} as a whole number (0-based)."
+        ) from None
+    if not value.is_integer():
+        raise FmscopeError(
+            f"Row {row}: {column} '{text}' is not a whole number.",
+            f"Give the {column} as a whole number (0-based), e.g. {int(value)}; in pandas write the column as "
+            f"integers: df['{column}'] = df['{column}'].astype('Int64').",
+        )
+    return int(value)
+
+
 def _item(values: dict[str, str], row: int, base: Path) -> BatchItem:
     get = {k: (values.get(k) or "").strip() for k in COLUMNS}
     if get["job"] not in JOBS:
         raise FmscopeError(f"Row {row}: unknown job '{get['job']}'.", f"Use one of: {', '.join(JOBS)}.")
     if not get["input"]:
         raise FmscopeError(f"Row {row}: no input.", "Give the input file or folder in the 'input' column.")
+    key = _whole_number(get["slice"], "slice", row)
+    channel = _whole_number(get["channel"], "channel", row)
     try:
-        key = int(get["slice"]) if get["slice"] else None
-        channel = int(get["channel"]) if get["channel"] else None
         resolutions = tuple(float(v) for v in get["resolution"].split()) or BatchItem.resolutions
     except ValueError:
         raise FmscopeError(
-            f"Row {row}: slice '{get['slice']}', channel '{get['channel']}' or resolution "
-            f"'{get['resolution']}' is not a number.",
-            "Give the key slice and the channel as integers and resolutions as numbers separated by spaces.",
+            f"Row {row}: resolution '{get['resolution']}' is not a number.",
+            "Give resolutions as numbers separated by spaces.",
         ) from None
     item_id = get["id"] or f"{row:04d}_{_folder_safe(display_name(get['input'].replace(chr(92), '/')))}"
     if not item_id.replace("-", "").replace("_", "").replace(".", "").isalnum() or item_id.startswith("."):

@@ -251,36 +251,28 @@ def cmd_volume(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from fmscope import metrics
     from fmscope.imaging.labels import read_label_image
+    from fmscope.imaging.same_voxels import on_grid
 
     # label images as stored (ids kept, so --label N is the file's N; palette indices, not colours)
     predicted, true = read_label_image(args.prediction, instances=False), read_label_image(args.truth, instances=False)
     prediction, predicted_grid, truth, true_grid = predicted.array, predicted.geometry, true.array, true.geometry
     for note in predicted.notes + true.notes:
         print(f"fmscope eval: note: {note}", file=sys.stderr)
-    if (
-        predicted_grid is not None
-        and true_grid is not None
-        and (prediction.shape != truth.shape or not predicted_grid.matches(true_grid))
-    ):
-        from fmscope.imaging.same_voxels import onto_grid
-
-        reordered = onto_grid(truth, true_grid, prediction.shape, predicted_grid)
-        if reordered is not None:  # the same voxel centres stored in another axis order (flipped / swapped axes)
-            print(
-                "fmscope eval: note: the truth holds the prediction's voxels in another axis order (flipped or "
-                "swapped axes); compared voxel by voxel in patient space",
-                file=sys.stderr,
-            )
-            truth, true_grid = reordered, predicted_grid
+    placed, how = on_grid(truth, true_grid, prediction.shape, predicted_grid)
+    if placed is None:  # both grids known, and the truth's voxels are not the prediction's
+        raise FmscopeError(
+            f"The prediction and the truth lie on different grids in patient space (prediction: shape "
+            f"{prediction.shape}, {_describe(predicted_grid)}; truth: shape {truth.shape}, {_describe(true_grid)}).",
+            "Compare masks written on the same image's grid (fmscope writes masks on its input's), or resample the "
+            "truth onto the prediction's grid with nearest neighbour (3D Slicer's Resample Scalar Volume, SimpleITK "
+            "Resample with sitkNearestNeighbor).",
+        )
+    if how:  # flipped / swapped axes, or a block of the grid (a 3D Slicer segmentation cropped to its extent)
+        print(f"fmscope eval: note: the truth {how}; compared on the prediction's grid voxel by voxel", file=sys.stderr)
+        truth, true_grid = placed, predicted_grid
     if prediction.shape != truth.shape:
         raise FmscopeError(
             f"Shapes differ: prediction {prediction.shape}, truth {truth.shape}.", "Compare masks on the same grid."
-        )
-    if predicted_grid is not None and true_grid is not None and not predicted_grid.matches(true_grid):
-        raise FmscopeError(
-            f"The prediction and the truth lie on different grids in patient space (prediction: "
-            f"{_describe(predicted_grid)}; truth: {_describe(true_grid)}).",
-            "Compare masks written on the same image's grid (fmscope writes masks on its input's).",
         )
     grid = predicted_grid or true_grid
     spacing = None

@@ -42,6 +42,8 @@ _TAGS = {
     "sop_uid": "0008|0018",
     "intercept": "0028|1052",
     "slope": "0028|1053",
+    "instance": "0020|0013",
+    "content_time": "0008|0033",
 }
 
 
@@ -64,6 +66,8 @@ class Stack:
     precision: float = 0.0  # how far the positions' written rounding can move a gap, mm (slice_positions)
     rescales: tuple[tuple[float, float], ...] = ()  # each file's (Rescale Slope, Rescale Intercept)
     notes: tuple[str, ...] = ()  # what was mended on reading (copies read once, per-slice rescale)
+    instances: tuple[int | None, ...] = ()  # each file's Instance Number (0020,0013); None when absent
+    content_times: tuple[str, ...] = ()  # each file's Content Time (0008,0033) as written; "" when absent
 
     @property
     def positions(self) -> tuple[float | None, ...]:
@@ -108,6 +112,29 @@ class Stack:
         if len(self.files) < 2 or any(p is None for p in self.positions):
             return np.zeros(0)
         return np.diff(np.asarray(self.positions, dtype=np.float64))
+
+    @property
+    def unplaced(self) -> bool:
+        """Several single-frame files none of which carries a position or orientation: 2D images (the Ultrasound,
+        Secondary Capture and VL image IODs have no Image Plane module), not the slices of a volume."""
+        return len(self.files) > 1 and self.normal is None and all(p is None for p in self.points)
+
+    def instance_order(self) -> tuple[tuple[str, ...], str]:
+        """The files in Instance Number order (0020,0013; ties and files without one by Content Time, then file
+        name), and how they were ordered, for a note: the order of an unplaced series' frames in time."""
+        numbers = self.instances or (None,) * len(self.files)
+        times = self.content_times or ("",) * len(self.files)
+        order = sorted(
+            range(len(self.files)),
+            key=lambda k: (numbers[k] is None, numbers[k] or 0, times[k] == "", times[k], self.files[k]),
+        )
+        if all(n is not None for n in numbers):
+            how = f"Instance Number order ({numbers[order[0]]} to {numbers[order[-1]]})"
+        elif all(times):
+            how = "Content Time order (no Instance Number in some files)"
+        else:
+            how = "Instance Number / Content Time order where the files give them, else by file name"
+        return tuple(self.files[k] for k in order), how
 
     def spacing_problem(self) -> str | None:
         """Why these slices do not form a regular grid, or None when they do."""
@@ -183,6 +210,14 @@ def _without_copies(placed: list[tuple[str, dict[str, str]]], where) -> tuple[li
             if key is not None:
                 at.setdefault(key, []).append(item)
     return [item for _, item in sorted(kept, key=lambda pair: pair[0])], notes
+
+
+def _whole(text: str) -> int | None:
+    """An integer string tag (IS) as an int; None when absent or not a whole number."""
+    try:
+        return int(float(text)) if text and float(text).is_integer() else None
+    except ValueError:
+        return None
 
 
 def _rescale(header: dict[str, str]) -> tuple[float, float]:
@@ -264,6 +299,8 @@ def list_stacks(folder: Path) -> list[Stack]:
                 precision,
                 rescales,
                 tuple(notes),
+                tuple(_whole(h["instance"]) for _, h in placed),
+                tuple(h["content_time"] for _, h in placed),
             )
         )
 
@@ -323,6 +360,15 @@ def read_stack(stack: Stack) -> sitk.Image:
     """The stack as one 3D image on its true grid; raises FmscopeError when its slices do not
     form a regular grid (uneven or repeated positions, shear)."""
     problem = stack.spacing_problem()
+    if stack.unplaced:
+        raise FmscopeError(
+            f"Series {stack.summary()}: {problem}: they are 2D images without a place in space (the "
+            f"{stack.modality or 'DICOM'} images of Ultrasound, Secondary Capture or endoscopy storage carry none), "
+            "not the slices of a volume.",
+            "If they are frames in time (a cine loop saved one file per frame), track them with 'fmscope track' "
+            "on the folder, which reads them in Instance Number order; for a volume, export the series again with "
+            "its slice positions (Image Position / Orientation Patient), e.g. from the scanner or PACS.",
+        )
     if problem is not None:
         restore = "Restore the missing files from the source, c" if "missing?" in problem else "C"
         raise FmscopeError(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import imageio.v3 as iio
@@ -33,6 +34,9 @@ from fmscope.imaging import (
     tiff_colour,
 )
 from fmscope.imaging.lazy_image import LazyImage
+
+if TYPE_CHECKING:
+    from fmscope.imaging.dicom_series import Stack
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -222,12 +226,37 @@ def _exif_orientation(path: Path) -> int:
     return value if value in ORIENTATIONS else 1
 
 
+ANIMATED_FORMATS = {"GIF": "animated GIF", "PNG": "APNG", "WEBP": "animated WebP"}  # Pillow format -> name
+
+
+def picture_animation(path: Path) -> tuple[int, str]:
+    """(frames, kind) of an animated GIF, APNG or animated WebP as Pillow counts them (``n_frames``), e.g.
+    (4, "animated GIF"); (1, "") for a still picture, another format (an MPO JPEG's second picture is a preview,
+    not a frame) or a file Pillow cannot open."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as picture:
+            frames = int(getattr(picture, "n_frames", 1))
+            kind = ANIMATED_FORMATS.get(picture.format or "")
+    except Exception:  # not a format Pillow reads: no animation
+        return 1, ""
+    return (frames, kind) if kind and frames > 1 else (1, "")
+
+
 def _read_picture(path: Path) -> tuple[np.ndarray, str]:
     """PNG, JPEG, BMP... via OpenCV (keeps 16-bit colour), else imageio (GIF and the rest); turned as its EXIF
     Orientation says (phone and camera JPEGs store pixels sideways), so prompts and masks are on the picture as
     viewers show it. Returns (pixels (H, W) or (H, W, 3), a note when turned). A PNG / JPEG cut short is refused
     (:func:`fmscope.imaging.complete_files.require_complete_picture`), never read with its missing rows grey."""
     complete_files.require_complete_picture(path)
+    frames, kind = picture_animation(path)
+    if frames > 1:
+        raise FmscopeError(
+            f"{path} is an {kind} of {frames} frames, not one 2D image.",
+            f"Track its frames with 'fmscope track {path.name}', or save the frame to segment as a picture of "
+            "its own (Pillow: im = Image.open(path); im.seek(k); im.save('frame.png')).",
+        )
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # UNCHANGED: OpenCV leaves the orientation to us
     array = (
         _grey_or_rgb(array, path, bgr=True)
@@ -436,20 +465,31 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
 
     path = Path(path)
     _require_file(path)
-    source, nifti, notes = "", None, ()
     if path.is_dir():
-        stack = dicom_series.choose(dicom_series.list_stacks(path), series, path)
-        image, source, notes = dicom_series.read_stack(stack), stack.summary(), stack.notes
-    else:
-        if series is not None:
-            raise FmscopeError(
-                f"--series picks a series in a DICOM folder, but {path} is a file.",
-                "Leave out --series, or give the folder.",
-            )
-        if file_suffix(path) in TIFF_SUFFIXES:
-            return _read_tiff_volume(path)
-        dicom_objects.require_image(path)
-        image, nifti = read_medical_image(path)
+        return volume_of_stack(dicom_series.choose(dicom_series.list_stacks(path), series, path), path)
+    if series is not None:
+        raise FmscopeError(
+            f"--series picks a series in a DICOM folder, but {path} is a file.",
+            "Leave out --series, or give the folder.",
+        )
+    if file_suffix(path) in TIFF_SUFFIXES:
+        return _read_tiff_volume(path)
+    dicom_objects.require_image(path)
+    image, nifti = read_medical_image(path)
+    return _volume(image, path, "", nifti, ())
+
+
+def volume_of_stack(stack: Stack, folder: Path) -> Volume:
+    """The :class:`Volume` of a DICOM folder's stack (a :class:`fmscope.imaging.dicom_series.Stack` chosen from the
+    folder's listing); raises FmscopeError as :func:`fmscope.imaging.dicom_series.read_stack` does."""
+    from fmscope.imaging import dicom_series
+
+    return _volume(dicom_series.read_stack(stack), folder, stack.summary(), None, stack.notes)
+
+
+def _volume(image: sitk.Image, path: Path, source: str, nifti: bytes | None, notes: tuple[str, ...]) -> Volume:
+    """A single-channel 3D SimpleITK image as a :class:`Volume` (z, y, x); a 4D image (x, y, z, t) or another
+    dimension / several components refused by name."""
     if image.GetDimension() == 4 and image.GetNumberOfComponentsPerPixel() == 1:
         size = image.GetSize()
         raise FmscopeError(
@@ -560,7 +600,16 @@ def read_medical_image(path: Path) -> tuple[sitk.Image, bytes | None]:
     A NIfTI's header is checked first (:func:`fmscope.imaging.nifti_header.read_header`: a sheared sform, or a qform
     and sform of other voxel sizes, are refused by name); a NIfTI that SimpleITK does not read (NIfTI-2) is read by
     nibabel, placed by the transform nibabel uses. Raises :class:`FmscopeError` for unreadable files and for files
-    cut short (:mod:`fmscope.imaging.complete_files`: a NIfTI / MetaImage / NRRD whose voxels stop early)."""
+    cut short (:mod:`fmscope.imaging.complete_files`: a NIfTI / MetaImage / NRRD whose voxels stop early) and for a
+    gzip-compressed NIfTI named ``.nii``."""
+    if path.name.lower().endswith(".nii"):
+        with open(path, "rb") as file:
+            if file.read(2) == b"\x1f\x8b":  # the gzip magic: a .nii.gz saved under a .nii name
+                raise FmscopeError(
+                    f"{path} is gzip-compressed (a .nii.gz file) but named .nii, so NIfTI readers (ITK, nibabel) "
+                    "take it for an uncompressed NIfTI and cannot read it.",
+                    f"Rename it to {path.name}.gz (or decompress it: gunzip -c {path.name} > plain.nii).",
+                )
     nifti = nifti_header.read_header(path) if nifti_header.is_nifti(path) else None
     if nifti is not None:
         complete_files.require_complete_nifti(path, nifti)  # ITK reads missing voxels as 0

@@ -1,16 +1,16 @@
-"""Two grids holding the same voxel centres in another storage order (an axis flipped, axes swapped).
+"""Two grids holding the same voxel centres in another storage order (an axis flipped, axes swapped), or one grid
+a sub-block of the other (cropped).
 
 MONAI's ``Orientationd(axcodes="RAS")``, nibabel's ``as_closest_canonical`` or ITK's ``Flip`` store a mask in
 another axis order than the image it was made on (MONAI#1333, MONAI#6465): the same voxels in patient space, with
-the direction and origin changed to match. :func:`onto_grid` tells such a pair apart from masks on different grids
-and puts one onto the other's storage order by nearest-neighbour resampling, which on the same voxel centres moves
-each voxel's value to where the other grid stores it (no value is interpolated).
+the direction and origin changed to match. 3D Slicer saves a segmentation cropped to its minimum extent (Slicer#5323,
+#5093): a sub-block of the image's lattice, placed by its origin. :func:`onto_grid` tells such pairs apart from masks
+on different grids and moves each voxel's value to where the other grid stores it (no value is interpolated).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import SimpleITK as sitk
 
 from fmscope.imaging.io import Geometry
 
@@ -24,58 +24,76 @@ def _steps(geometry: Geometry) -> np.ndarray:
     return np.asarray(geometry.direction, dtype=np.float64).reshape(n, n) * np.asarray(geometry.spacing)
 
 
-def _image(array: np.ndarray, geometry: Geometry) -> sitk.Image:
-    n = len(geometry.spacing)
-    held = array.reshape((1,) * (n - array.ndim) + array.shape) if array.ndim < n else array
-    return geometry.apply_to(sitk.GetImageFromArray(np.ascontiguousarray(held)))
-
-
 def onto_grid(
     array: np.ndarray, geometry: Geometry, target_shape: tuple[int, ...], target: Geometry
-) -> np.ndarray | None:
-    """``array`` (numpy order, on ``geometry``) stored on the ``target`` grid of ``target_shape`` when both grids hold
-    the same voxel centres in patient space, else None (they are different grids)."""
+) -> tuple[np.ndarray, str] | None:
+    """``array`` (numpy order, on ``geometry``) stored on the ``target`` grid of ``target_shape`` when every one of its
+    voxel centres is one of the target's, else None (a different grid).
+
+    That holds when each of its axes steps one target axis by one voxel, forwards or backwards (the same spacing, the
+    axes flipped or swapped: a signed permutation), its first voxel lies on a target voxel (the origins differ by
+    whole voxels) and all of it lies inside the target's extent. The whole grid in another axis order is reordered; a
+    sub-block (a 3D Slicer segmentation saved cropped to its minimum extent, Slicer#5323) is put in its place, the
+    target's voxels outside it background (0). Values are moved, never interpolated. Returns (the array in
+    ``target_shape``, "" when the grids match as stored, else what was done, for a note)."""
     n = len(geometry.spacing)
-    if len(target.spacing) != n or int(np.prod(array.shape)) != int(np.prod(target_shape)):
+    held = array.reshape((1,) * (n - array.ndim) + array.shape) if array.ndim < n else array
+    target_held = (1,) * (n - len(target_shape)) + tuple(target_shape)
+    if len(target.spacing) != n or held.ndim != n or len(target_held) != n:
         return None
     steps, target_steps = _steps(geometry), _steps(target)
-    if abs(np.linalg.det(steps)) < 1e-12:
+    if abs(np.linalg.det(target_steps)) < 1e-12:
         return None
-    # each target axis must be one source axis, forwards or backwards: a signed permutation of whole voxels
-    mapping = np.linalg.solve(steps, target_steps)
-    if np.abs(mapping - np.round(mapping)).max() > CENTRE_TOLERANCE or not np.allclose(
-        np.abs(np.round(mapping)).sum(axis=0), 1
+    mapping = np.linalg.solve(target_steps, steps)  # column j: one step along axis j in target voxels
+    rounded = np.round(mapping)
+    if np.abs(mapping - rounded).max() > CENTRE_TOLERANCE:
+        return None
+    if not (
+        np.array_equal(np.abs(rounded).sum(axis=0), np.ones(n))
+        and np.array_equal(np.abs(rounded).sum(axis=1), np.ones(n))
     ):
         return None
-    if not np.allclose(np.abs(np.round(mapping)).sum(axis=1), 1):
+    start = np.linalg.solve(target_steps, np.subtract(geometry.origin, target.origin))  # voxel 0 in target voxels
+    if np.abs(start - np.round(start)).max() > CENTRE_TOLERANCE:
         return None
-    source = _image(array, geometry)
-    size = np.asarray(source.GetSize())
-    target_size = np.asarray(tuple(reversed(target_shape)) + (1,) * (n - len(target_shape)))[:n]
-    start = np.linalg.solve(steps, np.subtract(target.origin, geometry.origin))  # target voxel 0 in source indices
-    end = start + np.round(mapping) @ (target_size - 1)
-    corners = np.stack([start, end])
-    if np.abs(corners - np.round(corners)).max() > CENTRE_TOLERANCE:
+    size, target_size = np.asarray(held.shape[::-1]), np.asarray(target_held[::-1])  # (x, y[, z]) as SimpleITK
+    end = np.round(start) + rounded @ (size - 1)
+    low, high = np.minimum(np.round(start), end).astype(int), np.maximum(np.round(start), end).astype(int)
+    if (low < 0).any() or (high > target_size - 1).any():
         return None
-    if (np.round(corners) < 0).any() or (np.round(corners) > size - 1).any():
-        return None
-    if not np.array_equal(np.abs(np.round(mapping)).astype(int) @ target_size, size):
-        return None
-    reference = _image(np.zeros(tuple(int(v) for v in reversed(target_size)), array.dtype), target)
-    moved = sitk.Resample(source, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, source.GetPixelID())
-    return sitk.GetArrayFromImage(moved).reshape(target_shape)
+    source_axis = np.abs(rounded).argmax(axis=1)  # target axis t holds source axis source_axis[t] (x, y[, z] order)
+    block = held.transpose(tuple(n - 1 - k for k in range(n)))  # (x, y[, z])
+    block = block.transpose(tuple(source_axis))
+    block = block[tuple(slice(None, None, -1) if rounded[t, source_axis[t]] < 0 else slice(None) for t in range(n))]
+    placed = np.zeros(tuple(target_size), array.dtype)
+    placed[tuple(slice(lo, hi + 1) for lo, hi in zip(low, high))] = block
+    placed = placed.transpose(tuple(n - 1 - k for k in range(n))).reshape(target_shape)
+    reordered = not np.array_equal(rounded, np.eye(n))
+    cropped = not np.array_equal(size[source_axis], target_size)
+    what = []
+    if reordered:
+        what.append("holds its voxels in another axis order (flipped or swapped axes)")
+    if cropped:
+        shape = " x ".join(str(v) for v in held.shape)
+        corner = tuple(int(v) for v in low[::-1])  # numpy order, as the shapes
+        what.append(
+            f"is a {shape} block of the grid (cropped, as 3D Slicer saves a segmentation cropped to its minimum "
+            f"extent) at voxel {corner}: the voxels outside it are background"
+        )
+    return placed, " and ".join(what)
 
 
 def on_grid(
     array: np.ndarray, geometry: Geometry | None, target_shape: tuple[int, ...], target: Geometry | None
-) -> tuple[np.ndarray | None, bool]:
-    """(``array`` on the ``target`` grid, whether it was reordered): as it is when either geometry is unknown (None:
-    pictures, TIFF stacks; their shapes are the caller's to compare) or the grids match; stored in the target's axis
-    order when both hold the same voxel centres (:func:`onto_grid`); (None, False) when they lie on different grids
-    in patient space. ``target_shape`` is the target's grid (an RGB image's samples left out)."""
+) -> tuple[np.ndarray | None, str]:
+    """(``array`` on the ``target`` grid, what was done to put it there: "" when nothing): as it is when either
+    geometry is unknown (None: pictures, TIFF stacks; their shapes are the caller's to compare) or the grids match;
+    reordered and / or put in its place when its voxel centres are the target's in another axis order or a sub-block
+    of them (:func:`onto_grid`); (None, "") when they lie on different grids in patient space. ``target_shape`` is the
+    target's grid (an RGB image's samples left out)."""
     if geometry is None or target is None:
-        return array, False
+        return array, ""
     if array.shape == tuple(target_shape) and target.matches(geometry):
-        return array, False
-    reordered = onto_grid(array, geometry, tuple(target_shape), target)
-    return reordered, reordered is not None
+        return array, ""
+    placed = onto_grid(array, geometry, tuple(target_shape), target)
+    return (None, "") if placed is None else placed

@@ -59,20 +59,17 @@ def labels_on_image_grid(
     As they are when either grid is unknown (pictures, TIFF stacks: their shapes are compared by
     :func:`fmscope.training.segmenter.labelled_images`) or the two match; stored in the image's axis order when they
     hold the same voxel centres in another (an axis flipped or swapped: MONAI ``Orientationd``, nibabel
-    ``as_closest_canonical``; :func:`fmscope.imaging.same_voxels.onto_grid`, as ``fmscope eval`` does). Raises
+    ``as_closest_canonical``), put in place when they are a sub-block of its grid (a 3D Slicer segmentation cropped
+    to its minimum extent; :func:`fmscope.imaging.same_voxels.onto_grid`, as ``fmscope eval`` does). Raises
     :class:`FmscopeError` for labels on another grid in patient space, which would teach the model masks that miss
     their objects."""
     from fmscope.imaging.same_voxels import on_grid
 
     if len(image_shape) == labels.ndim + 1:  # an RGB image's samples
         image_shape = image_shape[:-1]
-    placed, reordered = on_grid(labels, labels_grid, tuple(image_shape), image_grid)
+    placed, how = on_grid(labels, labels_grid, tuple(image_shape), image_grid)
     if placed is not None:
-        note = (
-            f"the labels of {name} hold its voxels in another axis order (flipped or swapped axes): put on the "
-            "image's grid voxel by voxel"
-        )
-        return placed, note if reordered else None
+        return placed, f"the label volume of {name} {how}: put on the image's grid voxel by voxel" if how else None
 
     def described(grid: io.Geometry, shape) -> str:
         numbers = (grid.spacing, grid.origin)

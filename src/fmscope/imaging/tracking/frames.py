@@ -26,7 +26,7 @@ import tifffile
 
 from fmscope.atomic import file_suffix
 from fmscope.errors import FmscopeError
-from fmscope.imaging import complete_files, dicom_objects, picture_geometry, tiff_colour
+from fmscope.imaging import complete_files, dicom_objects, dicom_series, picture_geometry, tiff_colour
 from fmscope.imaging.dicom_codecs import decode_all_frames
 from fmscope.imaging.dicom_pixels import check_pixel_data
 from fmscope.imaging.io import (
@@ -36,10 +36,12 @@ from fmscope.imaging.io import (
     Volume,
     file_dimension,
     is_dicom,
+    picture_animation,
     read_image,
     read_medical_image,
     read_volume,
     refuse_several_series,
+    volume_of_stack,
 )
 from fmscope.imaging.lazy_image import EAGER_MAX_PIXELS
 from fmscope.imaging.tiff_axes import appended_pages, arrange_axes, series_axes
@@ -423,6 +425,49 @@ class ImageFolderFrames(FrameSource):
         return frame
 
 
+class AnimatedPictureFrames(FrameSource):
+    """The frames of an animated GIF, APNG or animated WebP (several frames, as Pillow's ``ImageSequence`` reads
+    them: each frame composed over the previous ones as viewers play it), one frame decoded per read.
+
+    Frames are grey (H, W) when the first frame is grey (Pillow mode 1 / L / LA / I;16), else RGB (H, W, 3)
+    (palette frames in their colours, alpha dropped); ``fps`` from the first frame's duration (milliseconds).
+    """
+
+    def __init__(self, path: Path) -> None:
+        from PIL import Image
+
+        self.name, self.path, self.kind = str(path), path, "stack"
+        self.n_frames, what = picture_animation(path)
+        with Image.open(path) as picture:
+            self._mode = {"1": "L", "L": "L", "LA": "L", "I;16": "I;16"}.get(picture.mode, "RGB")
+            picture.load()  # WebP sets the first frame's duration when it decodes it
+            duration = float(picture.info.get("duration") or 0)
+        self.fps = 1000.0 / duration if duration > 0 else None
+        self.notes = (f"{path.name}: an {what} of {self.n_frames} frames, read as time frames in their order",)
+        self._set_geometry(self._read(0))
+
+    def _read(self, index: int) -> np.ndarray:
+        from PIL import Image
+
+        try:
+            with Image.open(self.path) as picture:
+                picture.seek(index)
+                frame = np.asarray(picture.convert(self._mode))
+        except (OSError, EOFError, ValueError) as error:
+            raise FmscopeError(
+                f"Cannot read frame {index} of {self.path} ({type(error).__name__}: {str(error)[:200]}).",
+                "Save the animation again (or its frames to a folder) and track that.",
+            ) from None
+        frame = _as_frame(frame, self.name)
+        if index and frame.shape[:2] != self.shape:
+            raise FmscopeError(
+                f"Frame {index} of {self.path} is {frame.shape[1]}x{frame.shape[0]}, the first "
+                f"{self.width}x{self.height}.",
+                "Give frames of one size.",
+            )
+        return frame
+
+
 REENCODE = "Re-encode the video (ffmpeg -i in.mp4 out.mp4) or track the frames before the damage."
 
 # Codecs ffmpeg uses to read a still picture as a one-frame "video" (a TIFF or PNG renamed .mp4).
@@ -460,6 +505,7 @@ class VideoFrames(FrameSource):
         self._stream = stream
         self._turns = 0
         self._turns = self._display_turns()
+        self.notes = self.notes + self._pixel_aspect_note()
         self.n_frames = len(self._pts)
         self.fps = float(stream.average_rate) if stream.average_rate else None
         self._index_of_pts = {pts: i for i, pts in enumerate(self._pts)}
@@ -468,6 +514,22 @@ class VideoFrames(FrameSource):
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_frames = cache_frames
         self._set_geometry(self._read(0))
+
+    def _pixel_aspect_note(self) -> tuple[str, ...]:
+        """A note when the stream's sample aspect ratio (SAR: a pixel's width over its height, as PyAV / ffmpeg
+        give it) is not 1:1 (SD capture video: PAL 16:15 / 64:45, NTSC 8:9 / 32:27), else (). The frames are not
+        resampled: boxes, labels, centroids and areas are in stored pixels, which players stretch."""
+        sar = self._stream.codec_context.sample_aspect_ratio or self._stream.sample_aspect_ratio
+        if not sar or sar.numerator <= 0 or sar.denominator <= 0 or sar == 1:
+            return ()
+        stretch = float(sar)
+        width = self._stream.codec_context.width
+        return (
+            f"{self.path.name}: its pixels are not square (sample aspect ratio, SAR {sar.numerator}:"
+            f"{sar.denominator}): players show each pixel {stretch:.3g}x as wide as tall "
+            f"({width} stored pixels wide shown as {round(width * stretch)}); fmscope does not resample the frames: "
+            "boxes, labels, centroids and areas (area_px) are in stored pixels",
+        )
 
     def _display_turns(self) -> int:
         """Quarter turns (counter-clockwise, as ``np.rot90``) that show the stored frames as players do,
@@ -600,6 +662,40 @@ class DicomFrames(FrameSource):
         return _as_frame(np.asarray(frame), self.name)
 
 
+class DicomFolderFrames(FrameSource):
+    """A folder of single-frame DICOM images that carry no position or orientation (the Ultrasound, Secondary
+    Capture and VL endoscopic image IODs have no Image Plane module: a cine loop exported one file per frame, files
+    named by their UID), read as time frames in Instance Number order (:meth:`dicom_series.Stack.instance_order`),
+    one file per read with pydicom, with a note saying so. ``stack``: the folder's series from
+    :func:`fmscope.imaging.dicom_series.list_stacks`."""
+
+    def __init__(self, folder: Path, stack: dicom_series.Stack) -> None:
+        self.name, self.kind = str(folder), "video"
+        self.files, how = stack.instance_order()
+        self.n_frames = len(self.files)
+        pixel = [float(v) for v in stack.pixel_mm.split(" x ")] if stack.pixel_mm else []
+        self.spacing = (pixel[0], pixel[1]) if len(pixel) == 2 else None
+        self.notes = (
+            *stack.notes,
+            f"{folder.name}: {self.n_frames} single-frame {stack.modality or 'DICOM'} images without slice "
+            f"positions (series {stack.series_number or '?'}), read as time frames in {how}",
+        )
+        self._set_geometry(self._read(0))
+
+    def _read(self, index: int) -> np.ndarray:
+        from pydicom.pixels import pixel_array
+
+        try:
+            frame = np.asarray(pixel_array(self.files[index]))
+        except Exception as error:  # pydicom / codec errors come in many types
+            raise FmscopeError(
+                f"Cannot decode {self.files[index]} (frame {index} of {self.name}) "
+                f"({type(error).__name__}: {str(error)[:200]}).",
+                "Check the file is a complete DICOM image with pixel data; remove it to track the others.",
+            ) from None
+        return _as_frame(frame, self.files[index])  # one size: a stack's files share rows and columns
+
+
 def _dicom_dataset(path: Path):
     """The pydicom dataset (header only) when ``path`` is a DICOM file, else None; a DICOM file whose
     header or pixel data is cut short is refused as truncated (never taken for a single frame)."""
@@ -638,10 +734,10 @@ def open_frames(
     Arrays: (T, H, W) or (T, H, W, 3), axis 0 is time (``kind="stack"``/``"video"``) or z
     (``kind="volume"``); a lazy array (dask, zarr) or a TIFF stack whose frames have more than ``EAGER_MAX_PIXELS``
     pixels gives :class:`LazyStackFrames` (tracked inside a window, never read whole). Files: mp4 / avi / mov (PyAV,
-    turned as its display matrix says),
-    multi-frame DICOM (pydicom), TIFF stacks (by their axes; ``channel``: the channel of a TIFF
-    with a C axis, which is refused without it), NIfTI / NRRD / MHA volumes and DICOM series
-    folders (z = frame axis, geometry kept), and folders of PNG / JPEG / TIFF frames. Raises
+    turned as its display matrix says), multi-frame DICOM (pydicom), animated GIF / APNG / WebP (Pillow),
+    TIFF stacks (by their axes; ``channel``: the channel of a TIFF with a C axis, which is refused without it),
+    NIfTI / NRRD / MHA volumes and DICOM series folders (z = frame axis, geometry kept), and folders of
+    PNG / JPEG / TIFF frames. Raises
     :class:`FmscopeError` for anything else.
     """
     if isinstance(source, FrameSource):
@@ -662,7 +758,10 @@ def open_frames(
     if path.is_dir():
         if any(file_suffix(p) in IMAGE_SUFFIXES for p in path.iterdir()):
             return ImageFolderFrames(path)
-        return volume_frames(read_volume(path), name=str(path))
+        stack = dicom_series.choose(dicom_series.list_stacks(path), None, path)
+        if stack.unplaced:  # single-frame US / SC / endoscopy files: 2D frames in time, not slices
+            return DicomFolderFrames(path, stack)
+        return volume_frames(volume_of_stack(stack, path), name=str(path))
     if suffix in VIDEO_SUFFIXES:
         return VideoFrames(path)
     if suffix in TIFF_SUFFIXES:
@@ -678,6 +777,14 @@ def open_frames(
         raise FmscopeError(
             f"{path} is a single-frame DICOM.",
             "Give the folder of its series (a volume) or a multi-frame (cine) DICOM.",
+        )
+    if picture_animation(path)[0] > 1:
+        return AnimatedPictureFrames(path)
+    if suffix in IMAGE_SUFFIXES + (".gif", ".webp"):
+        raise FmscopeError(
+            f"{path} holds a single 2D image, not frames.",
+            "Use 'fmscope segment' for one picture; give a video, an animated GIF / PNG, a TIFF stack or a "
+            "folder of frames to track.",
         )
     raise FmscopeError(
         f"Cannot tell what {path} holds (extension '{suffix}').",
