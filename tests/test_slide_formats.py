@@ -91,10 +91,21 @@ def test_case_s1_positions_list_with_the_space_ranger_2_header_reads_as_the_cont
     name=st.sampled_from(["tissue_positions.csv", "tissue_positions_list.csv"]),
     order=st.permutations(SR2_HEADER.split(",")[1:]),
     bom=st.booleans(),
+    gz=st.booleans(),
+    scale_gz=st.booleans(),
 )
-def test_visium_positions_any_name_header_and_column_order_read_the_same(visium, tmp_path, header, name, order, bom):
-    """Invariant: whatever the file's name, header, column order (with a header) and BOM, the same spots."""
-    folder = tmp_path / f"v{header}{name}{bom}{''.join(c[0] for c in order)}"
+@example(
+    header=False, name="tissue_positions_list.csv", order=SR2_HEADER.split(",")[1:], bom=False, gz=True, scale_gz=False
+)  # NUF2: GEO's spatial/tissue_positions_list.csv.gz
+def test_visium_positions_any_name_header_and_column_order_read_the_same(
+    visium, tmp_path, header, name, order, bom, gz, scale_gz
+):
+    """Invariant: whatever the file's name, header, column order (with a header), BOM and gzip (GEO ships
+    the positions and the scale factors gzipped; written by Python's gzip, as the gzip tool does), the same
+    spots at the same places, with the same image."""
+    import gzip
+
+    folder = tmp_path / f"v{header}{name}{bom}{gz}{scale_gz}{''.join(c[0] for c in order)}"
     shutil.copytree(VISIUM, folder, dirs_exist_ok=True)
     (folder / "spatial" / "tissue_positions_list.csv").unlink()
     table = pd.read_csv(VISIUM / "spatial" / "tissue_positions_list.csv", header=None, index_col=0)
@@ -102,11 +113,21 @@ def test_visium_positions_any_name_header_and_column_order_read_the_same(visium,
     table.index.name = "barcode"
     if header:
         table = table[list(order)]
-    text = table.to_csv(header=header)
-    (folder / "spatial" / name).write_text(("\ufeff" if bom else "") + text, encoding="utf-8")
+    data = (("\ufeff" if bom else "") + table.to_csv(header=header)).encode("utf-8")
+    if gz:
+        with gzip.open(folder / "spatial" / f"{name}.gz", "wb") as handle:
+            handle.write(data)
+    else:
+        (folder / "spatial" / name).write_bytes(data)
+    if scale_gz:
+        scale = folder / "spatial" / "scalefactors_json.json"
+        with gzip.open(f"{scale}.gz", "wb") as handle:
+            handle.write(scale.read_bytes())
+        scale.unlink()
     slide = io.read_slide(folder)
     assert list(slide.adata.obs_names) == list(visium.adata.obs_names)
     assert np.abs(slide.adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max() < 1e-6
+    assert slide.image_microns_per_pixel == pytest.approx(visium.image_microns_per_pixel)
 
 
 def _write_mex(folder: Path, prefix: str, gz: bool, v2: bool) -> None:
