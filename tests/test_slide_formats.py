@@ -921,3 +921,36 @@ def test_fmscope_replaces_its_own_outputs_only(tmp_path, capsys):
     before = snapshot(tmp_path)
     assert main(["embed", str(XENIUM_OUTS), "-o", str(table)]) == 1
     assert "not written by fmscope" in capsys.readouterr().err and snapshot(tmp_path) == before
+
+
+@FEW
+@given(zarr_format=st.sampled_from([2, 3]), sparse=st.booleans(), microns=st.sampled_from([0.5, 1.0, 0.7246]))
+@example(zarr_format=2, sparse=True, microns=0.7246)  # NUF3: adata.write_zarr with anndata's default format
+def test_an_anndata_zarr_is_read_as_its_h5ad_twin(visium, tmp_path, zarr_format, sparse, microns):
+    """NUF3: an AnnData written by ``adata.write_zarr`` (zarr v2 or v3, as anndata writes them) is one AnnData, not a
+    SpatialData store: read as the .h5ad of the same table (the same cells, counts and coordinates in microns), by
+    the slide reader and the reference reader; the written store's results reopen; the input untouched."""
+    from fmscope.omics.reference import obs_columns, read_reference
+
+    table = visium.adata[:300].copy()
+    table.X = sp.csr_matrix(table.X) if sparse else np.asarray(table.X.todense() if sp.issparse(table.X) else table.X)
+    table.obsm["spatial"] = np.asarray(table.obsm["spatial"]) / microns
+    table.uns = {"fmscope": {"microns_per_unit": microns}}
+    table.obs["cell_type"] = np.where(np.arange(300) % 2, "L2/3 IT", "Astro")
+    folder = tmp_path / f"z{zarr_format}{sparse}{microns}"
+    folder.mkdir()
+    table.write_h5ad(folder / "slide.h5ad")
+    with ad.settings.override(zarr_write_format=zarr_format):
+        table.write_zarr(folder / "slide.zarr")
+    assert io.is_anndata_zarr(folder / "slide.zarr") and not io.is_anndata_zarr(VISIUM)
+    before = snapshot(folder / "slide.zarr")
+    twin, slide = io.read_slide(folder / "slide.h5ad"), io.read_slide(folder / "slide.zarr")
+    assert list(slide.adata.obs_names) == list(twin.adata.obs_names)
+    assert np.allclose(slide.adata.obsm["spatial"], twin.adata.obsm["spatial"])
+    assert np.allclose(slide.adata.obsm["spatial"], visium.adata.obsm["spatial"][:300], atol=1e-3)
+    assert (slide.adata.X != twin.adata.X).sum() == 0 if sparse else np.array_equal(slide.adata.X, twin.adata.X)
+    reference = read_reference(folder / "slide.zarr", label_key="cell_type")
+    assert reference.adata.n_obs == 300 and "cell_type" in obs_columns(folder / "slide.zarr")
+    write_result(slide, folder / "out.zarr")
+    assert io.read_slide(folder / "out.zarr").adata.n_obs == 300
+    assert snapshot(folder / "slide.zarr") == before

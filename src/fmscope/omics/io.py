@@ -657,8 +657,29 @@ def _read_with_spatialdata_io(path: Path, technology: str) -> Slide:
     return slide
 
 
+def is_anndata_zarr(path: Path) -> bool:
+    """Whether ``path`` is an AnnData written by ``adata.write_zarr`` (zarr v2 ``.zattrs`` or v3 ``zarr.json``
+    root attributes with ``encoding-type: anndata``), not a SpatialData store (whose root names
+    ``spatialdata_attrs`` and holds ``tables/``, ``images/`` ...)."""
+    for name, key in (("zarr.json", "attributes"), (".zattrs", None)):
+        if (path / name).is_file():
+            try:
+                metadata = json.loads((path / name).read_text())
+            except (OSError, ValueError):
+                return False
+            attributes = metadata.get(key, {}) if key else metadata
+            return isinstance(attributes, dict) and attributes.get("encoding-type") == "anndata"
+    return False
+
+
+def read_anndata(path: Path) -> ad.AnnData:
+    """An AnnData file: ``.h5ad`` (``anndata.read_h5ad``) or an AnnData zarr folder (``anndata.read_zarr``)."""
+    return ad.read_zarr(path) if path.is_dir() and is_anndata_zarr(path) else ad.read_h5ad(path)
+
+
 def _read_h5ad(path: Path) -> Slide:
-    adata = ad.read_h5ad(path)
+    """A slide held in one AnnData, ``.h5ad`` or AnnData zarr (read the same way: :func:`read_anndata`)."""
+    adata = read_anndata(path)
     return Slide(
         adata,
         source=str(path),
@@ -676,6 +697,8 @@ def _read_any(path: Path) -> Slide:
         return _read_with_spatialdata_io(path, "xenium")
     if path.is_dir() and (path / "cell_by_gene.csv").is_file():
         return _read_with_spatialdata_io(path, "merscope")
+    if path.is_dir() and is_anndata_zarr(path):  # adata.write_zarr: one AnnData, read as its .h5ad twin
+        return _read_h5ad(path)
     if path.suffix == ".zarr" or (path / ".zgroup").exists() or (path / "zarr.json").exists():
         return _read_spatialdata(path)
     if path.suffix == ".h5ad":
