@@ -954,3 +954,69 @@ def test_an_anndata_zarr_is_read_as_its_h5ad_twin(visium, tmp_path, zarr_format,
     write_result(slide, folder / "out.zarr")
     assert io.read_slide(folder / "out.zarr").adata.n_obs == 300
     assert snapshot(folder / "slide.zarr") == before
+
+
+MERSCOPE = samples.sample_data_dir() / "merfish_u2os_merscope"
+
+
+@pytest.fixture(scope="module")
+def merscope_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sample's counts and centres, as the MERSCOPE files hold them (ids as text)."""
+    counts = pd.read_csv(MERSCOPE / "cell_by_gene.csv", dtype={"cell": str}).set_index("cell", drop=False)
+    metadata = pd.read_csv(MERSCOPE / "cell_metadata.csv", dtype={"EntityID": str}).set_index("EntityID", drop=False)
+    return counts, metadata
+
+
+@FEW
+@given(seed=st.integers(0, 2**16), shuffle=st.booleans(), drop_counts=st.integers(0, 5), drop_centres=st.integers(0, 5))
+@example(seed=1, shuffle=True, drop_counts=0, drop_centres=0)  # NUF5: the same cells in another order
+def test_merscope_counts_and_centres_are_joined_by_cell_id(
+    merscope_tables, tmp_path, seed, shuffle, drop_counts, drop_centres
+):
+    """NUF5: cell_metadata.csv in another row order than cell_by_gene.csv (VPT outputs: spatialdata#385), or
+    either file lacking some cells: each cell read has its own counts and its own centre (joined by EntityID), the
+    cells of one file only left out with a note naming how many; the user's files untouched."""
+    counts, metadata = merscope_tables
+    rng = np.random.default_rng(seed)
+    folder = tmp_path / uuid.uuid4().hex
+    shutil.copytree(MERSCOPE, folder)
+    order = rng.permutation(len(metadata)) if shuffle else np.arange(len(metadata))
+    kept = counts.index[rng.permutation(len(counts))[drop_counts:]]
+    written_counts = counts[counts.index.isin(kept)]  # in the file's order
+    written_metadata = metadata.iloc[order[drop_centres:]]
+    written_counts.to_csv(folder / "cell_by_gene.csv", index=False)
+    written_metadata.to_csv(folder / "cell_metadata.csv", index=False)
+    before = snapshot(folder)
+    slide = io.read_slide(folder)
+    both = written_counts.index[written_counts.index.isin(written_metadata.index)]
+    ids = pd.Index(slide.adata.obs["EntityID"].astype(str))
+    assert list(ids) == list(both)
+    centres = written_metadata.loc[ids, ["center_x", "center_y"]].to_numpy(float)
+    assert np.abs(np.asarray(slide.adata.obsm["spatial"], float) - centres).max() < 1e-6
+    gene = str(slide.adata.var_names[0])
+    column = slide.adata[:, gene].X
+    column = np.asarray(column.todense() if sp.issparse(column) else column).ravel()
+    assert np.array_equal(column, written_counts.loc[ids, gene].to_numpy(float))
+    if shuffle or drop_counts or drop_centres:
+        assert any("joined by cell id" in notice for notice in slide.notices)
+    without_centre = (~written_counts.index.isin(written_metadata.index)).sum()
+    without_counts = (~written_metadata.index.isin(written_counts.index)).sum()
+    said = " ".join(slide.notices)
+    assert (f"{without_centre} cell(s) of cell_by_gene.csv have no centre" in said) == bool(without_centre)
+    assert (f"{without_counts} cell(s) of cell_metadata.csv have no counts" in said) == bool(without_counts)
+    assert snapshot(folder) == before
+
+
+def test_merscope_tables_of_no_common_cell_or_a_repeated_id_are_refused_naming_both(merscope_tables, tmp_path):
+    counts, metadata = merscope_tables
+    folder = tmp_path / "other_run"
+    shutil.copytree(MERSCOPE, folder)
+    other = metadata.copy()
+    other["EntityID"] = "9" + other["EntityID"] + "00"
+    other.to_csv(folder / "cell_metadata.csv", index=False)
+    with pytest.raises(FmscopeError, match="share no cell id") as refused:
+        io.read_slide(folder)
+    assert "cell_by_gene.csv" in str(refused.value) and "cell_metadata.csv" in str(refused.value)
+    pd.concat([metadata, metadata.iloc[:2]]).to_csv(folder / "cell_metadata.csv", index=False)
+    with pytest.raises(FmscopeError, match="more than once"):
+        io.read_slide(folder)

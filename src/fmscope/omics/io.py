@@ -36,8 +36,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fmscope.errors import FmscopeError
+from fmscope.omics import merscope_files, visium_counts, xenium_files
 from fmscope.omics import units as unit_rules
-from fmscope.omics import visium_counts, xenium_files
 from fmscope.omics.element_coordinates import annotated_element, element_coordinates
 from fmscope.omics.expression import counts_view
 from fmscope.omics.plane import plane_coordinates
@@ -650,8 +650,13 @@ def _read_with_spatialdata_io(path: Path, technology: str) -> Slide:
             cells_as_circles=not options["cells_boundaries"],
             **options,
         )
-    else:
-        sdata = spatialdata_io.merscope(path)
+    else:  # the counts and centres joined by cell id (merscope_files): spatialdata-io pairs them by row
+        joined = merscope_files.joined_tables(path)
+        try:
+            sdata = spatialdata_io.merscope(path, vpt_outputs=joined.vpt_outputs)
+        finally:
+            joined.close()
+        notices = joined.notices
     slide = _from_spatialdata(sdata, path, technology)
     slide.notices += notices
     return slide
