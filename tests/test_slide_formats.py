@@ -1020,3 +1020,81 @@ def test_merscope_tables_of_no_common_cell_or_a_repeated_id_are_refused_naming_b
     pd.concat([metadata, metadata.iloc[:2]]).to_csv(folder / "cell_metadata.csv", index=False)
     with pytest.raises(FmscopeError, match="more than once"):
         io.read_slide(folder)
+
+
+def _visium_h5ad(
+    path: Path, turns: int, flip: bool, swap: bool, pxl_columns: bool, image: bool, mpp: float, left: bool
+):
+    """A scanpy-layout Visium .h5ad (written by anndata) of Visium's hex grid (array_col 0-127, array_row 0-77),
+    its image scanned turned by ``turns`` x 90 degrees and mirrored (``flip``), the spots under a tissue ellipse
+    off the image's diagonal; ``obsm['spatial']`` (y, x) when ``swap``. Returns the true (x, y) pixels."""
+    rows, cols = np.meshgrid(np.arange(78), np.arange(128), indexing="ij")
+    keep = (rows % 2) == (cols % 2)
+    rows, cols = rows[keep], cols[keep]
+    um = np.column_stack([cols * 50.0 - 3175.0, rows * 50.0 * np.sqrt(3) - 3300.0])
+    if flip:
+        um[:, 0] = -um[:, 0]
+    for _ in range(turns):
+        um = np.column_stack([-um[:, 1], um[:, 0]])
+    full = 8000.0 / mpp  # the full-resolution image's side, pixels
+    xy = (um + 4000.0) / mpp
+    side = 400
+    scale = side / full
+    centre = np.array([0.27, 0.7] if left else [0.7, 0.27]) * side
+    inside = (((xy * scale - centre) / np.array([0.22, 0.13]) / side) ** 2).sum(axis=1) < 1
+    xy, rows, cols = xy[inside], rows[inside], cols[inside]
+    rng = np.random.default_rng(turns * 8 + flip)
+    table = ad.AnnData(
+        sp.csr_matrix(rng.poisson(2.0, (len(xy), 20)).astype(np.float32)),
+        obs=pd.DataFrame(
+            {"in_tissue": 1, "array_row": rows, "array_col": cols}, index=[f"s{i}-1" for i in range(len(xy))]
+        ),
+        var=pd.DataFrame(index=[f"G{j}" for j in range(20)]),
+    )
+    if pxl_columns:
+        table.obs["pxl_row_in_fullres"], table.obs["pxl_col_in_fullres"] = xy[:, 1], xy[:, 0]
+    table.obsm["spatial"] = xy[:, ::-1].copy() if swap else xy.copy()
+    factors = {"tissue_hires_scalef": scale, "spot_diameter_fullres": 55.0 / mpp, "fiducial_diameter_fullres": 1.0}
+    library = {"scalefactors": factors}
+    if image:
+        yy, xx = np.mgrid[0:side, 0:side]
+        tissue = (((np.stack([xx, yy], -1) - centre) / np.array([0.22, 0.13]) / side) ** 2).sum(-1) < 1.05
+        pixels = np.where(tissue[..., None], [180, 110, 160], [235, 232, 236]) + rng.normal(0, 8, (side, side, 3))
+        library["images"] = {"hires": np.clip(pixels, 0, 255).astype(np.uint8)}
+    table.uns["spatial"] = {"slice1": library}
+    table.write_h5ad(path)
+    return xy
+
+
+@settings(max_examples=24, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    turns=st.integers(0, 3),
+    flip=st.booleans(),
+    swap=st.booleans(),
+    pxl_columns=st.booleans(),
+    image=st.booleans(),
+    mpp=st.sampled_from([0.7, 1.6, 2.5]),
+    left=st.booleans(),
+)
+@example(turns=0, flip=False, swap=True, pxl_columns=False, image=True, mpp=1.6, left=True)  # NUF4: Seurat's (y, x)
+@example(turns=1, flip=False, swap=False, pxl_columns=False, image=True, mpp=1.6, left=True)  # turned: kept
+def test_a_visium_h5ad_written_y_x_is_swapped_back_only_on_unambiguous_evidence(
+    tmp_path, turns, flip, swap, pxl_columns, image, mpp, left
+):
+    """NUF4: ``obsm['spatial']`` as (y, x) is swapped back, with a note, when Space Ranger's pxl columns say so, or
+    when the grid puts array_col along y and the tissue image shows the spots transposed; a table in Space
+    Ranger's layout (any of the 8 image orientations) is never changed; a swap that looks like Space Ranger's
+    layout (a turned image, no pxl columns) is left as it is (nothing tells it); the ambiguous case is said."""
+    path = tmp_path / f"{uuid.uuid4().hex}.h5ad"
+    truth = _visium_h5ad(path, turns, flip, swap, pxl_columns, image, mpp, left)
+    given = truth[:, ::-1] if swap else truth
+    slide = io.read_slide(path)
+    read = slide.file_spatial if slide.file_spatial is not None else np.asarray(slide.adata.obsm["spatial"])
+    said = " ".join(slide.notices)
+    detectable = pxl_columns or (image and turns % 2 == 0)
+    expected = truth if (not swap or detectable) else given
+    assert np.allclose(read, expected), (said, turns, flip)
+    assert ("swapped back" in said) == (swap and detectable)
+    ambiguous = not pxl_columns and not image and (turns % 2 == 1) != swap
+    assert ("read as given" in said) == ambiguous
+    assert slide.units.scale == pytest.approx(mpp, rel=0.01)

@@ -36,7 +36,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fmscope.errors import FmscopeError
-from fmscope.omics import merscope_files, visium_counts, xenium_files
+from fmscope.omics import merscope_files, visium_axes, visium_counts, xenium_files
 from fmscope.omics import units as unit_rules
 from fmscope.omics.element_coordinates import annotated_element, element_coordinates
 from fmscope.omics.expression import counts_view
@@ -685,9 +685,11 @@ def read_anndata(path: Path) -> ad.AnnData:
 def _read_h5ad(path: Path) -> Slide:
     """A slide held in one AnnData, ``.h5ad`` or AnnData zarr (read the same way: :func:`read_anndata`)."""
     adata = read_anndata(path)
+    notices = visium_axes.check_axes(adata, path.name)  # obsm['spatial'] written (y, x): swapped back, said
     return Slide(
         adata,
         source=str(path),
+        notices=notices,
         units=_table_units(adata, path.name),
         units_unknown="no uns['fmscope']['microns_per_unit'] and no Space Ranger scale factors",
     )
