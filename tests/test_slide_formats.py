@@ -1098,3 +1098,66 @@ def test_a_visium_h5ad_written_y_x_is_swapped_back_only_on_unambiguous_evidence(
     ambiguous = not pxl_columns and not image and (turns % 2 == 1) != swap
     assert ("read as given" in said) == ambiguous
     assert slide.units.scale == pytest.approx(mpp, rel=0.01)
+
+
+SLASHED = st.sampled_from(["L2/3 IT", "L5/6 NP", "CD4+/CD45RA+/CD25- Naive T", "KRT6A/B/C", "a//b", "/x", "y/"])
+
+
+@FEW
+@given(
+    names=st.lists(SLASHED, min_size=1, max_size=3, unique=True),
+    taken=st.booleans(),
+    suffix=st.sampled_from([".zarr", ".h5ad"]),
+)
+@example(names=["L2/3 IT", "L5/6 NP"], taken=False, suffix=".zarr")  # NUF1: Allen cell types, deconvolve -o .zarr
+def test_names_with_a_slash_are_written_as_legal_keys_and_kept(visium, tmp_path, names, taken, suffix):
+    """NUF1: names with '/' (cell types, CosMx genes) as obs columns, obsm DataFrame columns, obsm / layers names and
+    uns keys: spatialdata refuses table keys of other characters than letters, digits, '_-.' (the space too), zarr
+    '/' in any key, and HDF5 nests uns['a/b'] as uns['a']['b']. The writer writes them with '_' (a number added
+    when taken), keeps the originals in uns['fmscope']['renamed_keys'] and says so; the file reopens (spatialdata /
+    anndata) with every value where the names say; the slide in memory is unchanged."""
+    slide = io.read_slide(visium.source)
+    n = slide.adata.n_obs
+    rng = np.random.default_rng(0)
+    values = {name: rng.random(n) for name in names}
+    slide.adata.obsm["fmscope_proportions"] = pd.DataFrame(values, index=slide.adata.obs_names)
+    for name in names:
+        slide.adata.obs[f"fmscope_{name}"] = values[name]
+    slide.adata.obsm[f"by/{names[0]}"] = np.column_stack([values[names[0]]])
+    slide.adata.layers[names[0]] = slide.adata.X.copy()
+    slide.adata.uns["types"] = {name: name for name in names}
+    if taken:  # the legal name already used: another is chosen
+        slide.adata.obs[f"fmscope_{names[0]}".replace("/", "_")] = -1.0
+    path = tmp_path / f"{uuid.uuid4().hex}{suffix}"
+    notes = write_result(slide, path)
+    assert len(notes) == 1 and "uns['fmscope']['renamed_keys']" in notes[0] and names[0] in notes[0]
+    assert list(slide.adata.obsm["fmscope_proportions"].columns) == names  # the slide in memory untouched
+    if suffix == ".zarr":
+        import spatialdata
+
+        table = next(iter(spatialdata.read_zarr(path).tables.values()))
+    else:
+        table = ad.read_h5ad(path)
+    renamed = table.uns["fmscope"]["renamed_keys"]
+    original = {
+        (where, str(name)): str(key) for where, key, name in zip(renamed["where"], renamed["key"], renamed["name"])
+    }
+    for name in names:
+        key = original.get(("uns['types']", name), name)
+        assert table.uns["types"][key] == name
+        layer = original.get(("layers", names[0]), names[0])
+        assert layer in table.layers
+        if suffix == ".zarr":
+            column = original[("obs columns", f"fmscope_{name}")]
+            assert "/" not in column and np.allclose(table.obs[column], values[name])
+            column = original[("obsm['fmscope_proportions'] columns", name)]
+            assert np.allclose(table.obsm["fmscope_proportions"][column], values[name])
+        else:  # HDF5 holds '/' in columns: kept as they are
+            assert np.allclose(table.obs[f"fmscope_{name}"], values[name])
+            assert np.allclose(table.obsm["fmscope_proportions"][name], values[name])
+    assert np.allclose(np.asarray(table.obsm[original[("obsm", f"by/{names[0]}")]]).ravel(), values[names[0]])
+    if taken:
+        other = f"fmscope_{names[0]}".replace("/", "_")
+        kept = original.get(("obs columns", other), other)
+        assert (table.obs[kept] == -1.0).all()
+        assert kept != original.get(("obs columns", f"fmscope_{names[0]}"), f"fmscope_{names[0]}")
