@@ -8,8 +8,8 @@ and spaces. Where such a name becomes a key of the written file, the write fails
   columns or obsm / obsp / varm / varp / layers / top-level uns keys hold anything but letters, digits, '_', '-'
   and '.', start with '__', or repeat another ignoring case; zarr refuses '/' in any other key ("Forward
   slashes are not allowed in keys": the columns of an obsm DataFrame, uns keys below the top);
-- an .h5ad: HDF5 takes '/' for a path (uns['a/b'] is written as uns['a']['b']; obsm / layers names fail);
-  obs / var columns and obsm DataFrame columns holding '/' are written and read back as they are.
+- an .h5ad: HDF5 takes '/' in any key for a path (uns['a/b'] is written as uns['a']['b']; obsm / layers names
+  fail; a column '/x' is written at the file's root, and the file no longer reads).
 
 Values (categories, var_names, lists of names) may hold '/' in both.
 
@@ -78,19 +78,18 @@ def _uns(mapping: dict, where: str, strict: bool, renamed: list) -> dict:
 
 def _rename(table: ad.AnnData, store: bool, renamed: list) -> None:
     """Rename the keys of ``table`` in place (``store``: a SpatialData store; else an .h5ad), recording them."""
-    if store:
-        for axis in ("obs", "var"):
-            frame = getattr(table, axis)
-            mapping = _mapping(frame.columns, f"{axis} columns", True, renamed)
-            if mapping:
-                setattr(table, axis, frame.rename(columns=mapping))
-        for axis in ("obsm", "varm"):
-            arrays = getattr(table, axis)
-            for key in list(arrays.keys()):
-                if isinstance(arrays[key], pd.DataFrame):
-                    mapping = _mapping(arrays[key].columns, f"{axis}['{key}'] columns", False, renamed)
-                    if mapping:
-                        arrays[key] = arrays[key].rename(columns=mapping)
+    for axis in ("obs", "var"):
+        frame = getattr(table, axis)
+        mapping = _mapping(frame.columns, f"{axis} columns", store, renamed)
+        if mapping:
+            setattr(table, axis, frame.rename(columns=mapping))
+    for axis in ("obsm", "varm"):
+        arrays = getattr(table, axis)
+        for key in list(arrays.keys()):
+            if isinstance(arrays[key], pd.DataFrame):
+                mapping = _mapping(arrays[key].columns, f"{axis}['{key}'] columns", False, renamed)
+                if mapping:
+                    arrays[key] = arrays[key].rename(columns=mapping)
     for axis in ("obsm", "varm", "layers", "obsp", "varp"):
         container = getattr(table, axis)
         for old, new in _mapping(list(container.keys()), axis, store, renamed).items():
