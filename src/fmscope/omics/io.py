@@ -18,7 +18,9 @@ format's variants (docs/formats.md) are read here: Visium positions told by thei
 in the units the file states (:mod:`fmscope.omics.units`: a micron coordinate system, Space Ranger scale
 factors or spot grid, ``uns["fmscope"]``; spatialdata-io Visium stores are in pixels), tissue images in
 any channel layout (:mod:`fmscope.omics.tissue_image`); sections are told apart where neighbours are used
-(:mod:`fmscope.omics.sections`).
+(:mod:`fmscope.omics.sections`); Visium ``spatial/`` files gzipped or not; an AnnData zarr read as its .h5ad twin
+(:func:`read_anndata`); a Visium table's ``obsm['spatial']`` written (y, x) swapped back on unambiguous evidence
+(:mod:`fmscope.omics.visium_axes`); MERSCOPE counts and centres joined by cell id (:mod:`fmscope.omics.merscope_files`).
 """
 
 from __future__ import annotations
