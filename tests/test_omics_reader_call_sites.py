@@ -18,12 +18,14 @@ ALLOWED = {
     # CSV tables of the omics families: Visium positions and MEX counts (slides), scGPT-spatial gene means (its
     # checkpoint folder), annotation tables (finetune's reader)
     # omics/xenium_files.py: the slide reader's Xenium file check (its refusal quotes a pandas fix)
+    # omics/merscope_files.py: the slide reader's MERSCOPE counts and centres joined by cell id
     r"\bpd\.read_csv\(": {
         "omics/io.py",
         "omics/visium_counts.py",
         "omics/models/scgpt.py",
         "omics/finetune.py",
         "omics/xenium_files.py",
+        "omics/merscope_files.py",
     },
 }
 

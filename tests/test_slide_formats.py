@@ -91,10 +91,21 @@ def test_case_s1_positions_list_with_the_space_ranger_2_header_reads_as_the_cont
     name=st.sampled_from(["tissue_positions.csv", "tissue_positions_list.csv"]),
     order=st.permutations(SR2_HEADER.split(",")[1:]),
     bom=st.booleans(),
+    gz=st.booleans(),
+    scale_gz=st.booleans(),
 )
-def test_visium_positions_any_name_header_and_column_order_read_the_same(visium, tmp_path, header, name, order, bom):
-    """Invariant: whatever the file's name, header, column order (with a header) and BOM, the same spots."""
-    folder = tmp_path / f"v{header}{name}{bom}{''.join(c[0] for c in order)}"
+@example(
+    header=False, name="tissue_positions_list.csv", order=SR2_HEADER.split(",")[1:], bom=False, gz=True, scale_gz=False
+)  # NUF2: GEO's spatial/tissue_positions_list.csv.gz
+def test_visium_positions_any_name_header_and_column_order_read_the_same(
+    visium, tmp_path, header, name, order, bom, gz, scale_gz
+):
+    """Invariant: whatever the file's name, header, column order (with a header), BOM and gzip (GEO ships
+    the positions and the scale factors gzipped; written by Python's gzip, as the gzip tool does), the same
+    spots at the same places, with the same image."""
+    import gzip
+
+    folder = tmp_path / f"v{header}{name}{bom}{gz}{scale_gz}{''.join(c[0] for c in order)}"
     shutil.copytree(VISIUM, folder, dirs_exist_ok=True)
     (folder / "spatial" / "tissue_positions_list.csv").unlink()
     table = pd.read_csv(VISIUM / "spatial" / "tissue_positions_list.csv", header=None, index_col=0)
@@ -102,11 +113,21 @@ def test_visium_positions_any_name_header_and_column_order_read_the_same(visium,
     table.index.name = "barcode"
     if header:
         table = table[list(order)]
-    text = table.to_csv(header=header)
-    (folder / "spatial" / name).write_text(("\ufeff" if bom else "") + text, encoding="utf-8")
+    data = (("\ufeff" if bom else "") + table.to_csv(header=header)).encode("utf-8")
+    if gz:
+        with gzip.open(folder / "spatial" / f"{name}.gz", "wb") as handle:
+            handle.write(data)
+    else:
+        (folder / "spatial" / name).write_bytes(data)
+    if scale_gz:
+        scale = folder / "spatial" / "scalefactors_json.json"
+        with gzip.open(f"{scale}.gz", "wb") as handle:
+            handle.write(scale.read_bytes())
+        scale.unlink()
     slide = io.read_slide(folder)
     assert list(slide.adata.obs_names) == list(visium.adata.obs_names)
     assert np.abs(slide.adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max() < 1e-6
+    assert slide.image_microns_per_pixel == pytest.approx(visium.image_microns_per_pixel)
 
 
 def _write_mex(folder: Path, prefix: str, gz: bool, v2: bool) -> None:
@@ -900,3 +921,241 @@ def test_fmscope_replaces_its_own_outputs_only(tmp_path, capsys):
     before = snapshot(tmp_path)
     assert main(["embed", str(XENIUM_OUTS), "-o", str(table)]) == 1
     assert "not written by fmscope" in capsys.readouterr().err and snapshot(tmp_path) == before
+
+
+@FEW
+@given(zarr_format=st.sampled_from([2, 3]), sparse=st.booleans(), microns=st.sampled_from([0.5, 1.0, 0.7246]))
+@example(zarr_format=2, sparse=True, microns=0.7246)  # NUF3: adata.write_zarr with anndata's default format
+def test_an_anndata_zarr_is_read_as_its_h5ad_twin(visium, tmp_path, zarr_format, sparse, microns):
+    """NUF3: an AnnData written by ``adata.write_zarr`` (zarr v2 or v3, as anndata writes them) is one AnnData, not a
+    SpatialData store: read as the .h5ad of the same table (the same cells, counts and coordinates in microns), by
+    the slide reader and the reference reader; the written store's results reopen; the input untouched."""
+    from fmscope.omics.reference import obs_columns, read_reference
+
+    table = visium.adata[:300].copy()
+    table.X = sp.csr_matrix(table.X) if sparse else np.asarray(table.X.todense() if sp.issparse(table.X) else table.X)
+    table.obsm["spatial"] = np.asarray(table.obsm["spatial"]) / microns
+    table.uns = {"fmscope": {"microns_per_unit": microns}}
+    table.obs["cell_type"] = np.where(np.arange(300) % 2, "L2/3 IT", "Astro")
+    folder = tmp_path / uuid.uuid4().hex
+    folder.mkdir()
+    table.write_h5ad(folder / "slide.h5ad")
+    with ad.settings.override(zarr_write_format=zarr_format):
+        table.write_zarr(folder / "slide.zarr")
+    assert io.is_anndata_zarr(folder / "slide.zarr") and not io.is_anndata_zarr(VISIUM)
+    before = snapshot(folder / "slide.zarr")
+    twin, slide = io.read_slide(folder / "slide.h5ad"), io.read_slide(folder / "slide.zarr")
+    assert list(slide.adata.obs_names) == list(twin.adata.obs_names)
+    assert np.allclose(slide.adata.obsm["spatial"], twin.adata.obsm["spatial"])
+    assert np.allclose(slide.adata.obsm["spatial"], visium.adata.obsm["spatial"][:300], atol=1e-3)
+    assert (slide.adata.X != twin.adata.X).sum() == 0 if sparse else np.array_equal(slide.adata.X, twin.adata.X)
+    reference = read_reference(folder / "slide.zarr", label_key="cell_type")
+    assert reference.adata.n_obs == 300 and "cell_type" in obs_columns(folder / "slide.zarr")
+    write_result(slide, folder / "out.zarr")
+    assert io.read_slide(folder / "out.zarr").adata.n_obs == 300
+    assert snapshot(folder / "slide.zarr") == before
+
+
+MERSCOPE = samples.sample_data_dir() / "merfish_u2os_merscope"
+
+
+@pytest.fixture(scope="module")
+def merscope_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sample's counts and centres, as the MERSCOPE files hold them (ids as text)."""
+    counts = pd.read_csv(MERSCOPE / "cell_by_gene.csv", dtype={"cell": str}).set_index("cell", drop=False)
+    metadata = pd.read_csv(MERSCOPE / "cell_metadata.csv", dtype={"EntityID": str}).set_index("EntityID", drop=False)
+    return counts, metadata
+
+
+@FEW
+@given(seed=st.integers(0, 2**16), shuffle=st.booleans(), drop_counts=st.integers(0, 5), drop_centres=st.integers(0, 5))
+@example(seed=1, shuffle=True, drop_counts=0, drop_centres=0)  # NUF5: the same cells in another order
+def test_merscope_counts_and_centres_are_joined_by_cell_id(
+    merscope_tables, tmp_path, seed, shuffle, drop_counts, drop_centres
+):
+    """NUF5: cell_metadata.csv in another row order than cell_by_gene.csv (VPT outputs: spatialdata#385), or
+    either file lacking some cells: each cell read has its own counts and its own centre (joined by EntityID), the
+    cells of one file only left out with a note naming how many; the user's files untouched."""
+    counts, metadata = merscope_tables
+    rng = np.random.default_rng(seed)
+    folder = tmp_path / uuid.uuid4().hex
+    shutil.copytree(MERSCOPE, folder)
+    order = rng.permutation(len(metadata)) if shuffle else np.arange(len(metadata))
+    kept = counts.index[rng.permutation(len(counts))[drop_counts:]]
+    written_counts = counts[counts.index.isin(kept)]  # in the file's order
+    written_metadata = metadata.iloc[order[drop_centres:]]
+    written_counts.to_csv(folder / "cell_by_gene.csv", index=False)
+    written_metadata.to_csv(folder / "cell_metadata.csv", index=False)
+    before = snapshot(folder)
+    slide = io.read_slide(folder)
+    both = written_counts.index[written_counts.index.isin(written_metadata.index)]
+    ids = pd.Index(slide.adata.obs["EntityID"].astype(str))
+    assert list(ids) == list(both)
+    centres = written_metadata.loc[ids, ["center_x", "center_y"]].to_numpy(float)
+    assert np.abs(np.asarray(slide.adata.obsm["spatial"], float) - centres).max() < 1e-6
+    gene = str(slide.adata.var_names[0])
+    column = slide.adata[:, gene].X
+    column = np.asarray(column.todense() if sp.issparse(column) else column).ravel()
+    assert np.array_equal(column, written_counts.loc[ids, gene].to_numpy(float))
+    if shuffle or drop_counts or drop_centres:
+        assert any("joined by cell id" in notice for notice in slide.notices)
+    without_centre = (~written_counts.index.isin(written_metadata.index)).sum()
+    without_counts = (~written_metadata.index.isin(written_counts.index)).sum()
+    said = " ".join(slide.notices)
+    assert (f"{without_centre} cell(s) of cell_by_gene.csv have no centre" in said) == bool(without_centre)
+    assert (f"{without_counts} cell(s) of cell_metadata.csv have no counts" in said) == bool(without_counts)
+    assert snapshot(folder) == before
+
+
+def test_merscope_tables_of_no_common_cell_or_a_repeated_id_are_refused_naming_both(merscope_tables, tmp_path):
+    counts, metadata = merscope_tables
+    folder = tmp_path / "other_run"
+    shutil.copytree(MERSCOPE, folder)
+    other = metadata.copy()
+    other["EntityID"] = "9" + other["EntityID"] + "00"
+    other.to_csv(folder / "cell_metadata.csv", index=False)
+    with pytest.raises(FmscopeError, match="share no cell id") as refused:
+        io.read_slide(folder)
+    assert "cell_by_gene.csv" in str(refused.value) and "cell_metadata.csv" in str(refused.value)
+    pd.concat([metadata, metadata.iloc[:2]]).to_csv(folder / "cell_metadata.csv", index=False)
+    with pytest.raises(FmscopeError, match="more than once"):
+        io.read_slide(folder)
+
+
+def _visium_h5ad(
+    path: Path, turns: int, flip: bool, swap: bool, pxl_columns: bool, image: bool, mpp: float, left: bool
+):
+    """A scanpy-layout Visium .h5ad (written by anndata) of Visium's hex grid (array_col 0-127, array_row 0-77),
+    its image scanned turned by ``turns`` x 90 degrees and mirrored (``flip``), the spots under a tissue ellipse
+    off the image's diagonal; ``obsm['spatial']`` (y, x) when ``swap``. Returns the true (x, y) pixels."""
+    rows, cols = np.meshgrid(np.arange(78), np.arange(128), indexing="ij")
+    keep = (rows % 2) == (cols % 2)
+    rows, cols = rows[keep], cols[keep]
+    um = np.column_stack([cols * 50.0 - 3175.0, rows * 50.0 * np.sqrt(3) - 3300.0])
+    if flip:
+        um[:, 0] = -um[:, 0]
+    for _ in range(turns):
+        um = np.column_stack([-um[:, 1], um[:, 0]])
+    full = 8000.0 / mpp  # the full-resolution image's side, pixels
+    xy = (um + 4000.0) / mpp
+    side = 400
+    scale = side / full
+    centre = np.array([0.27, 0.7] if left else [0.7, 0.27]) * side
+    inside = (((xy * scale - centre) / np.array([0.22, 0.13]) / side) ** 2).sum(axis=1) < 1
+    xy, rows, cols = xy[inside], rows[inside], cols[inside]
+    rng = np.random.default_rng(turns * 8 + flip)
+    table = ad.AnnData(
+        sp.csr_matrix(rng.poisson(2.0, (len(xy), 20)).astype(np.float32)),
+        obs=pd.DataFrame(
+            {"in_tissue": 1, "array_row": rows, "array_col": cols}, index=[f"s{i}-1" for i in range(len(xy))]
+        ),
+        var=pd.DataFrame(index=[f"G{j}" for j in range(20)]),
+    )
+    if pxl_columns:
+        table.obs["pxl_row_in_fullres"], table.obs["pxl_col_in_fullres"] = xy[:, 1], xy[:, 0]
+    table.obsm["spatial"] = xy[:, ::-1].copy() if swap else xy.copy()
+    factors = {"tissue_hires_scalef": scale, "spot_diameter_fullres": 55.0 / mpp, "fiducial_diameter_fullres": 1.0}
+    library = {"scalefactors": factors}
+    if image:
+        yy, xx = np.mgrid[0:side, 0:side]
+        tissue = (((np.stack([xx, yy], -1) - centre) / np.array([0.22, 0.13]) / side) ** 2).sum(-1) < 1.05
+        pixels = np.where(tissue[..., None], [180, 110, 160], [235, 232, 236]) + rng.normal(0, 8, (side, side, 3))
+        library["images"] = {"hires": np.clip(pixels, 0, 255).astype(np.uint8)}
+    table.uns["spatial"] = {"slice1": library}
+    table.write_h5ad(path)
+    return xy
+
+
+@settings(max_examples=24, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    turns=st.integers(0, 3),
+    flip=st.booleans(),
+    swap=st.booleans(),
+    pxl_columns=st.booleans(),
+    image=st.booleans(),
+    mpp=st.sampled_from([0.7, 1.6, 2.5]),
+    left=st.booleans(),
+)
+@example(turns=0, flip=False, swap=True, pxl_columns=False, image=True, mpp=1.6, left=True)  # NUF4: Seurat's (y, x)
+@example(turns=1, flip=False, swap=False, pxl_columns=False, image=True, mpp=1.6, left=True)  # turned: kept
+def test_a_visium_h5ad_written_y_x_is_swapped_back_only_on_unambiguous_evidence(
+    tmp_path, turns, flip, swap, pxl_columns, image, mpp, left
+):
+    """NUF4: ``obsm['spatial']`` as (y, x) is swapped back, with a note, when Space Ranger's pxl columns say so, or
+    when the grid puts array_col along y and the tissue image shows the spots transposed; a table in Space
+    Ranger's layout (any of the 8 image orientations) is never changed; a swap that looks like Space Ranger's
+    layout (a turned image, no pxl columns) is left as it is (nothing tells it); the ambiguous case is said."""
+    path = tmp_path / f"{uuid.uuid4().hex}.h5ad"
+    truth = _visium_h5ad(path, turns, flip, swap, pxl_columns, image, mpp, left)
+    given = truth[:, ::-1] if swap else truth
+    slide = io.read_slide(path)
+    read = slide.file_spatial if slide.file_spatial is not None else np.asarray(slide.adata.obsm["spatial"])
+    said = " ".join(slide.notices)
+    detectable = pxl_columns or (image and turns % 2 == 0)
+    expected = truth if (not swap or detectable) else given
+    assert np.allclose(read, expected), (said, turns, flip)
+    assert ("swapped back" in said) == (swap and detectable)
+    ambiguous = not pxl_columns and not image and (turns % 2 == 1) != swap
+    assert ("read as given" in said) == ambiguous
+    assert slide.units.scale == pytest.approx(mpp, rel=0.01)
+
+
+SLASHED = st.sampled_from(["L2/3 IT", "L5/6 NP", "CD4+/CD45RA+/CD25- Naive T", "KRT6A/B/C", "a//b", "/x", "y/"])
+
+
+@FEW
+@given(
+    names=st.lists(SLASHED, min_size=1, max_size=3, unique=True),
+    taken=st.booleans(),
+    suffix=st.sampled_from([".zarr", ".h5ad"]),
+)
+@example(names=["L2/3 IT", "L5/6 NP"], taken=False, suffix=".zarr")  # NUF1: Allen cell types, deconvolve -o .zarr
+@example(names=["L2/3 IT", "/x"], taken=True, suffix=".h5ad")  # HDF5: a column '/x' would be written at the root
+def test_names_with_a_slash_are_written_as_legal_keys_and_kept(visium, tmp_path, names, taken, suffix):
+    """NUF1: names with '/' (cell types, CosMx genes) as obs columns, obsm DataFrame columns, obsm / layers names and
+    uns keys: spatialdata refuses table keys of other characters than letters, digits, '_-.' (the space too), zarr
+    '/' in any key, and HDF5 nests uns['a/b'] as uns['a']['b']. The writer writes them with '_' (a number added
+    when taken), keeps the originals in uns['fmscope']['renamed_keys'] and says so; the file reopens (spatialdata /
+    anndata) with every value where the names say; the slide in memory is unchanged."""
+    slide = io.read_slide(visium.source)
+    n = slide.adata.n_obs
+    rng = np.random.default_rng(0)
+    values = {name: rng.random(n) for name in names}
+    slide.adata.obsm["fmscope_proportions"] = pd.DataFrame(values, index=slide.adata.obs_names)
+    for name in names:
+        slide.adata.obs[f"fmscope_{name}"] = values[name]
+    slide.adata.obsm[f"by/{names[0]}"] = np.column_stack([values[names[0]]])
+    slide.adata.layers[names[0]] = slide.adata.X.copy()
+    slide.adata.uns["types"] = {name: name for name in names}
+    if taken:  # the legal name already used: another is chosen
+        slide.adata.obs[f"fmscope_{names[0]}".replace("/", "_")] = -1.0
+    path = tmp_path / f"{uuid.uuid4().hex}{suffix}"
+    notes = write_result(slide, path)
+    assert len(notes) == 1 and "uns['fmscope']['renamed_keys']" in notes[0] and names[0] in notes[0]
+    assert list(slide.adata.obsm["fmscope_proportions"].columns) == names  # the slide in memory untouched
+    if suffix == ".zarr":
+        import spatialdata
+
+        table = next(iter(spatialdata.read_zarr(path).tables.values()))
+    else:
+        table = ad.read_h5ad(path)
+    renamed = table.uns["fmscope"]["renamed_keys"]
+    original = {
+        (where, str(name)): str(key) for where, key, name in zip(renamed["where"], renamed["key"], renamed["name"])
+    }
+    for name in names:
+        key = original.get(("uns['types']", name), name)
+        assert table.uns["types"][key] == name
+        layer = original.get(("layers", names[0]), names[0])
+        assert layer in table.layers
+        column = original[("obs columns", f"fmscope_{name}")]
+        assert "/" not in column and np.allclose(table.obs[column], values[name])
+        assert (" " in column) == (suffix == ".h5ad" and " " in name)  # a store refuses spaces too
+        column = original[("obsm['fmscope_proportions'] columns", name)]
+        assert np.allclose(table.obsm["fmscope_proportions"][column], values[name])
+    assert np.allclose(np.asarray(table.obsm[original[("obsm", f"by/{names[0]}")]]).ravel(), values[names[0]])
+    if taken:
+        other = f"fmscope_{names[0]}".replace("/", "_")
+        kept = original.get(("obs columns", other), other)
+        assert (table.obs[kept] == -1.0).all()
+        assert kept != original.get(("obs columns", f"fmscope_{names[0]}"), f"fmscope_{names[0]}")

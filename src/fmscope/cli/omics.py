@@ -68,13 +68,13 @@ def _write(slide, args: argparse.Namespace, draw=None) -> str:
     from fmscope.omics.store import write_result
 
     if draw is None:
-        write_result(slide, args.output)
+        _note(write_result(slide, args.output))
         return str(args.output)
     png = _png_path(args)
     drawn = png.parent / f".{png.name}.{uuid.uuid4().hex[:12]}.png"
     try:
         draw(drawn)
-        write_result(slide, args.output)
+        _note(write_result(slide, args.output))
         os.replace(drawn, png)  # check_outputs refused a PNG fmscope did not write
         output_owner.record(png)
     finally:

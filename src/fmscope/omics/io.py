@@ -18,11 +18,14 @@ format's variants (docs/formats.md) are read here: Visium positions told by thei
 in the units the file states (:mod:`fmscope.omics.units`: a micron coordinate system, Space Ranger scale
 factors or spot grid, ``uns["fmscope"]``; spatialdata-io Visium stores are in pixels), tissue images in
 any channel layout (:mod:`fmscope.omics.tissue_image`); sections are told apart where neighbours are used
-(:mod:`fmscope.omics.sections`).
+(:mod:`fmscope.omics.sections`); Visium ``spatial/`` files gzipped or not; an AnnData zarr read as its .h5ad twin
+(:func:`read_anndata`); a Visium table's ``obsm['spatial']`` written (y, x) swapped back on unambiguous evidence
+(:mod:`fmscope.omics.visium_axes`); MERSCOPE counts and centres joined by cell id (:mod:`fmscope.omics.merscope_files`).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -35,8 +38,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fmscope.errors import FmscopeError
+from fmscope.omics import merscope_files, visium_axes, visium_counts, xenium_files
 from fmscope.omics import units as unit_rules
-from fmscope.omics import visium_counts, xenium_files
 from fmscope.omics.element_coordinates import annotated_element, element_coordinates
 from fmscope.omics.expression import counts_view
 from fmscope.omics.plane import plane_coordinates
@@ -144,6 +147,30 @@ def _validate(adata: ad.AnnData, source: str, notices: list[str]) -> ad.AnnData:
     return adata
 
 
+def _spatial_file(spatial: Path, name: str) -> Path | None:
+    """``spatial/name``, or its gzipped ``name.gz`` (GEO ships Space Ranger's text files gzipped), or None."""
+    return next((p for p in (spatial / name, spatial / f"{name}.gz") if p.is_file()), None)
+
+
+def _read_text(path: Path) -> str:
+    """A text file's contents (UTF-8, a BOM dropped), gunzipped when it is named ``.gz``."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8-sig") as handle:
+        return handle.read()
+
+
+def _scale_factors(spatial: Path) -> dict:
+    """``spatial/scalefactors_json.json`` (or ``.json.gz``) as a dict; FmscopeError naming it when absent."""
+    found = _spatial_file(spatial, "scalefactors_json.json")
+    if found is None:
+        raise FmscopeError(
+            f"{spatial} has no scalefactors_json.json (gzipped or not): the tissue image's scale and the spot "
+            "size come from it.",
+            "Copy spatial/scalefactors_json.json from the Space Ranger output folder beside the positions.",
+        )
+    return json.loads(_read_text(found))
+
+
 POSITION_COLUMNS = ["in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
 
 
@@ -152,7 +179,8 @@ def _visium_positions(path: Path) -> tuple[pd.DataFrame, list[str]]:
     line, not its name: SR 1.x ``tissue_positions_list.csv`` (no header) or SR >= 2 ``tissue_positions.csv``
     (header ``barcode,in_tissue,...``; columns taken by name). A header under the old name (users rename the
     new file back) is read as a header, with a notice."""
-    with open(path, encoding="utf-8-sig") as handle:
+    opener = gzip.open if path.suffix == ".gz" else open  # GEO ships tissue_positions_list.csv.gz
+    with opener(path, "rt", encoding="utf-8-sig") as handle:
         first = handle.readline().strip().split(",")
     has_header = len(first) > 1 and not first[1].strip().lstrip("-").isdigit()
     positions = pd.read_csv(path, header=0 if has_header else None, index_col=0, encoding="utf-8-sig")
@@ -167,7 +195,7 @@ def _visium_positions(path: Path) -> tuple[pd.DataFrame, list[str]]:
                 "Give the tissue positions file Space Ranger wrote.",
             )
         positions = positions[POSITION_COLUMNS]
-        if path.name == "tissue_positions_list.csv":
+        if path.name.removesuffix(".gz") == "tissue_positions_list.csv":
             notices.append(
                 f"{path.name} has a header row (the Space Ranger 2 format under the Space Ranger 1 "
                 "name); read by its column names."
@@ -218,23 +246,19 @@ def _visium_counts(folder: Path, positions: pd.DataFrame, positions_name: str) -
 def _read_visium(folder: Path) -> Slide:
     visium_counts.check_spatial(folder)
     spatial = folder / "spatial"
-    positions_file = next(
-        (
-            spatial / name
-            for name in ("tissue_positions.csv", "tissue_positions_list.csv")
-            if (spatial / name).is_file()
-        ),
-        None,
+    positions_file = _spatial_file(spatial, "tissue_positions.csv") or _spatial_file(
+        spatial, "tissue_positions_list.csv"
     )
     if positions_file is None:
         raise FmscopeError(
-            f"{folder} has no spatial/tissue_positions(_list).csv.", "Give the Space Ranger output folder."
+            f"{folder} has no spatial/tissue_positions(_list).csv (gzipped or not).",
+            "Give the Space Ranger output folder.",
         )
     positions, notices = _visium_positions(positions_file)
     adata, counts_notices = _visium_counts(folder, positions, f"spatial/{positions_file.name}")
     notices += counts_notices
     positions = positions.loc[adata.obs_names]
-    scale = json.loads((spatial / "scalefactors_json.json").read_text())
+    scale = _scale_factors(spatial)
     xy = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float)
     adata.obsm["spatial"] = xy
     units = visium_units(
@@ -265,23 +289,23 @@ def _is_visium_hd(folder: Path) -> bool:
     spatial = folder / "spatial"
     if HD_BINS.match(folder.name) or (spatial / "tissue_positions.parquet").is_file():
         return True
-    scale_file = spatial / "scalefactors_json.json"
-    if scale_file.is_file() and "bin_size_um" in json.loads(scale_file.read_text()):
+    scale_file = _spatial_file(spatial, "scalefactors_json.json")
+    if scale_file is not None and "bin_size_um" in json.loads(_read_text(scale_file)):
         return True
-    csv = spatial / "tissue_positions.csv"
-    return csv.is_file() and bool(HD_BARCODE.match(str(pd.read_csv(csv, nrows=1).iloc[0, 0])))
+    csv = _spatial_file(spatial, "tissue_positions.csv")
+    return csv is not None and bool(HD_BARCODE.match(str(pd.read_csv(csv, nrows=1).iloc[0, 0])))
 
 
 def _read_visium_hd(folder: Path) -> Slide:
     """One Visium HD bin level (``binned_outputs/square_NNNum``): bins as squares of their true size, in microns."""
     spatial = folder / "spatial"
-    scale_file = spatial / "scalefactors_json.json"
-    if not scale_file.is_file():
+    scale_file = _spatial_file(spatial, "scalefactors_json.json")
+    if scale_file is None:
         raise FmscopeError(
             f"{folder} is a Visium HD bin folder without spatial/scalefactors_json.json.",
             "Give the square_NNNum folder as Space Ranger wrote it.",
         )
-    scale = json.loads(scale_file.read_text())
+    scale = json.loads(_read_text(scale_file))
     named = HD_BINS.match(folder.name)
     bin_um = float(scale.get("bin_size_um") or (named and named.group(1)) or 0)
     microns_per_px = float(scale.get("microns_per_pixel") or 0) or (
@@ -292,10 +316,10 @@ def _read_visium_hd(folder: Path) -> Slide:
             f"{scale_file} gives neither the Visium HD bin size (bin_size_um) nor microns_per_pixel.",
             "Use the scalefactors_json.json Space Ranger wrote into the bin folder.",
         )
-    parquet, csv = spatial / "tissue_positions.parquet", spatial / "tissue_positions.csv"
+    parquet, csv = spatial / "tissue_positions.parquet", _spatial_file(spatial, "tissue_positions.csv")
     if parquet.is_file():
         positions = pd.read_parquet(parquet)
-    elif csv.is_file():
+    elif csv is not None:
         positions = pd.read_csv(csv)
     else:
         raise FmscopeError(
@@ -628,18 +652,46 @@ def _read_with_spatialdata_io(path: Path, technology: str) -> Slide:
             cells_as_circles=not options["cells_boundaries"],
             **options,
         )
-    else:
-        sdata = spatialdata_io.merscope(path)
+    else:  # the counts and centres joined by cell id (merscope_files): spatialdata-io pairs them by row
+        joined = merscope_files.joined_tables(path)
+        try:
+            sdata = spatialdata_io.merscope(path, vpt_outputs=joined.vpt_outputs)
+        finally:
+            joined.close()
+        notices = joined.notices
     slide = _from_spatialdata(sdata, path, technology)
     slide.notices += notices
     return slide
 
 
+def is_anndata_zarr(path: Path) -> bool:
+    """Whether ``path`` is an AnnData written by ``adata.write_zarr`` (zarr v2 ``.zattrs`` or v3 ``zarr.json``
+    root attributes with ``encoding-type: anndata``), not a SpatialData store (whose root names
+    ``spatialdata_attrs`` and holds ``tables/``, ``images/`` ...)."""
+    for name, key in (("zarr.json", "attributes"), (".zattrs", None)):
+        if (path / name).is_file():
+            try:
+                metadata = json.loads((path / name).read_text())
+            except (OSError, ValueError):
+                return False
+            attributes = metadata.get(key, {}) if key else metadata
+            return isinstance(attributes, dict) and attributes.get("encoding-type") == "anndata"
+    return False
+
+
+def read_anndata(path: Path) -> ad.AnnData:
+    """An AnnData file: ``.h5ad`` (``anndata.read_h5ad``) or an AnnData zarr folder (``anndata.read_zarr``)."""
+    return ad.read_zarr(path) if path.is_dir() and is_anndata_zarr(path) else ad.read_h5ad(path)
+
+
 def _read_h5ad(path: Path) -> Slide:
-    adata = ad.read_h5ad(path)
+    """A slide held in one AnnData, ``.h5ad`` or AnnData zarr (read the same way: :func:`read_anndata`)."""
+    adata = read_anndata(path)
+    notices = visium_axes.check_axes(adata, path.name)  # obsm['spatial'] written (y, x): swapped back, said
     return Slide(
         adata,
         source=str(path),
+        notices=notices,
         units=_table_units(adata, path.name),
         units_unknown="no uns['fmscope']['microns_per_unit'] and no Space Ranger scale factors",
     )
@@ -654,6 +706,8 @@ def _read_any(path: Path) -> Slide:
         return _read_with_spatialdata_io(path, "xenium")
     if path.is_dir() and (path / "cell_by_gene.csv").is_file():
         return _read_with_spatialdata_io(path, "merscope")
+    if path.is_dir() and is_anndata_zarr(path):  # adata.write_zarr: one AnnData, read as its .h5ad twin
+        return _read_h5ad(path)
     if path.suffix == ".zarr" or (path / ".zgroup").exists() or (path / "zarr.json").exists():
         return _read_spatialdata(path)
     if path.suffix == ".h5ad":

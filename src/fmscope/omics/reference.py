@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from fmscope.errors import FmscopeError
 from fmscope.omics.expression import counts_view
+from fmscope.omics.io import is_anndata_zarr, read_anndata
 from fmscope.omics.missing_labels import missing_mask
 
 
@@ -84,11 +85,12 @@ def read_reference(path: str | os.PathLike, label_key: str | None = None, layer:
     """Read a single-cell reference .h5ad: its counts found wherever the file keeps them (X, a layer such as
     ``layers['counts']`` beside a scaled X, or ``.raw``; :func:`fmscope.omics.expression.counts_view`, the rule
     slides follow; ``layer`` names one) and, with ``label_key``, cells without a cell type left out. A file
-    with only scaled values, or without cell types, is refused by name."""
-    if not Path(path).is_file():
+    with only scaled values, or without cell types, is refused by name. An AnnData zarr (``adata.write_zarr``)
+    is read as its .h5ad twin."""
+    if not _is_reference(Path(path)):
         raise FmscopeError(f"No such reference file: {path}", "Give a labelled single-cell .h5ad.")
     try:
-        adata = ad.read_h5ad(path)
+        adata = read_anndata(Path(path))
     except Exception as error:
         raise FmscopeError(
             f"Cannot read the reference {path} ({type(error).__name__}).", "Give a single-cell .h5ad."
@@ -104,11 +106,19 @@ def read_reference(path: str | os.PathLike, label_key: str | None = None, layer:
     return Reference(adata, notices)
 
 
+def _is_reference(path: Path) -> bool:
+    """Whether ``path`` is a file (an .h5ad) or an AnnData zarr folder."""
+    return path.is_file() or (path.is_dir() and is_anndata_zarr(path))
+
+
 def obs_columns(path: str | os.PathLike) -> list[str]:
-    """The obs column names of a reference .h5ad (read without its matrices), to choose the cell-type column."""
-    if not Path(path).is_file():
+    """The obs column names of a reference .h5ad (read without its matrices) or AnnData zarr, to choose the
+    cell-type column."""
+    if not _is_reference(Path(path)):
         raise FmscopeError(f"No such reference file: {path}", "Give a labelled single-cell .h5ad.")
     try:
+        if Path(path).is_dir():
+            return [str(name) for name in read_anndata(Path(path)).obs.columns]
         backed = ad.read_h5ad(path, backed="r")
         try:
             return [str(name) for name in backed.obs.columns]

@@ -27,6 +27,7 @@ import pandas as pd
 
 from fmscope.atomic import atomic_write
 from fmscope.omics.io import Slide
+from fmscope.omics.legal_keys import legal_keys
 from fmscope.omics.output_stamp import STAMP, stamp, stamp_h5ad, store_elements
 from fmscope.outputs import SLIDE_SUFFIXES, Output, check_outputs
 
@@ -66,13 +67,13 @@ def _annotate_spots(adata, region: str = SPOTS):
     return TableModel.parse(adata, region=region, region_key="fmscope_region", instance_key="fmscope_instance")
 
 
-def _built_spatialdata(slide: Slide):
-    """A new SpatialData for a slide that did not come from one."""
+def _built_spatialdata(slide: Slide, result):
+    """A new SpatialData for a slide that did not come from one, ``result`` its table."""
     import spatialdata
     from spatialdata.models import Image2DModel
     from spatialdata.transformations import Affine, Identity, Scale
 
-    adata = slide.result_table().copy()
+    adata = result.copy()
     to_microns, xy = Identity(), None
     if slide.file_spatial is not None and slide.units is not None and _has_scale_factors(adata):
         adata = _in_file_units(slide, adata)  # coordinates beside the scale factors that map them onto images
@@ -101,15 +102,16 @@ def _has_scale_factors(table) -> bool:
     )
 
 
-def _updated_spatialdata(slide: Slide):
-    """The slide's own SpatialData with its table replaced by the annotated one (or fmscope's table added)."""
+def _updated_spatialdata(slide: Slide, result):
+    """The slide's own SpatialData with its table replaced by the annotated one ``result`` (or fmscope's table
+    added)."""
     import spatialdata
     from spatialdata.models import TableModel
 
     source = slide.sdata
     tables, shapes = dict(source.tables), dict(source.shapes)
     if slide.table_name is not None:
-        table = _in_file_units(slide, slide.result_table())
+        table = _in_file_units(slide, result)
         region = table.uns.get("spatialdata_attrs", {}).get("region")
         regions = [region] if isinstance(region, str) else list(region or [])
         present = set(source.shapes) | set(source.labels) | set(source.points)
@@ -118,7 +120,7 @@ def _updated_spatialdata(slide: Slide):
             table = _annotate_spots(table.copy())
         tables[slide.table_name] = table
     else:  # built from transcripts in cell shapes: annotate those shapes
-        adata = _in_file_units(slide, slide.result_table())
+        adata = _in_file_units(slide, result)
         region = adata.uns["fmscope"]["built_from"].split(" counted in ")[-1]
         index = source.shapes[region].index
         adata.obs["fmscope_region"] = pd.Categorical([region] * adata.n_obs)
@@ -156,35 +158,50 @@ def _transformations_of(sdata) -> dict:
 
 
 def to_spatialdata(slide: Slide):
-    """The SpatialData object fmscope writes for ``slide`` (its elements + the annotated table)."""
-    return _updated_spatialdata(slide) if slide.sdata is not None else _built_spatialdata(slide)
+    """The SpatialData object fmscope writes for ``slide`` (its elements + the annotated table, whose keys
+    spatialdata refuses renamed: :func:`legal_keys`), and the notes saying what was renamed."""
+    result, notes = legal_keys(slide.result_table(), store=True)
+    build = _updated_spatialdata if slide.sdata is not None else _built_spatialdata
+    return build(slide, result), notes
 
 
-def write_result(slide: Slide, path: str | os.PathLike) -> None:
-    """Write the slide with its results: a SpatialData ``.zarr`` store, or an ``.h5ad`` of the table."""
+def write_result(slide: Slide, path: str | os.PathLike) -> list[str]:
+    """Write the slide with its results: a SpatialData ``.zarr`` store, or an ``.h5ad`` of the table. Names
+    holding '/' (cell types, genes) where the file cannot hold them as keys are written with '_', the originals
+    kept in the table (:mod:`fmscope.omics.legal_keys`); returns the notes saying so (empty when none)."""
     path = Path(path)
     check_outputs([Output("output", path, SLIDE_SUFFIXES)], [slide.source or None])
     if path.suffix == ".h5ad":
-        table = _in_file_units(slide, slide.result_table())
+        table, notes = legal_keys(_in_file_units(slide, slide.result_table()), store=False)
 
         def write_stamped(temporary: Path) -> None:
             table.write_h5ad(temporary)
             stamp_h5ad(temporary)
 
         atomic_write(path, write_stamped)
-        return
-    sdata = to_spatialdata(slide)
-    _make_writable(sdata)
+        return notes
+    sdata, notes = to_spatialdata(slide)
+    notes += _make_writable(sdata)
     sdata.attrs[STAMP] = stamp(store_elements(sdata))
     atomic_write(path, lambda temporary: sdata.write(temporary))
+    return notes
 
 
-def _make_writable(sdata) -> None:
+def _make_writable(sdata) -> list[str]:
     """anndata cannot write object columns mixing types; make such obs columns strings. An obs index
-    named like a column (MERSCOPE's EntityID) is unnamed, or spatialdata's joins (get_values) fail."""
+    named like a column (MERSCOPE's EntityID) is unnamed, or spatialdata's joins (get_values) fail. Keys
+    spatialdata or zarr refuse ('/', spaces ...) are renamed on a copy of the table (:func:`legal_keys`);
+    returns the notes."""
+    notes = []
+    for name in list(sdata.tables):
+        table, renamed = legal_keys(sdata.tables[name], store=True)
+        if renamed:
+            sdata.tables[name] = table
+            notes += [f"table '{name}': {line}" if len(sdata.tables) > 1 else line for line in renamed]
     for table in sdata.tables.values():
         if table.obs.index.name in table.obs.columns:
             table.obs.index.name = None
         for column in table.obs.columns:
             if table.obs[column].dtype == object:
                 table.obs[column] = table.obs[column].astype(str)
+    return notes
