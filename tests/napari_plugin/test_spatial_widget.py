@@ -116,10 +116,14 @@ def test_annotate_finetune_save_and_reopen(viewer_widget, qtbot, tmp_path):
     wait_idle(qtbot, widget)
     assert widget.status.text() == "Applied head.pt."
 
+    slide.adata.obs["L2/3 IT"] = 0.5  # a name a store cannot hold as a key (a cell type, as deconvolve writes)
     widget.save_edit.setText(str(tmp_path / "tissue.zarr"))
     click(qtbot, widget, "Save")
     wait_idle(qtbot, widget)
+    assert widget.status.text().startswith(f"Saved {tmp_path / 'tissue.zarr'}.")
+    assert "'L2/3 IT' -> 'L2_3_IT'" in widget.status.text()  # the renaming is said, as the CLI says it
     reopened = read_slide(tmp_path / "tissue.zarr")
+    assert "L2_3_IT" in reopened.adata.obs
     assert np.array_equal(
         reopened.adata.obs["fmscope_predicted_domain"].to_numpy(),
         slide.adata.obs["fmscope_predicted_domain"].to_numpy(),

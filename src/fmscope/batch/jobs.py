@@ -195,8 +195,8 @@ def _slide_job(item: BatchItem, folder: Path, domains: bool) -> dict:
         save_values_png(
             slide, embedding_colours(embedding), folder / "result.png", title="embedding: first 3 components as RGB"
         )
-    write_result(slide, folder / "result.zarr")
-    return row
+    said = write_result(slide, folder / "result.zarr")  # names written as legal keys (legal_keys)
+    return {**row, **({"message": "; ".join(said)} if said else {})}
 
 
 JOBS: dict[str, Callable[[BatchItem, ModelPool, Path], dict]] = {

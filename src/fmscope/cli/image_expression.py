@@ -10,6 +10,7 @@ cells, a CSV of the predictions at those spots keyed by their ids (``--spots-csv
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from fmscope.cli.options import add_backend_option
@@ -129,7 +130,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         title=f"{png_gene} predicted from the image ({Path(args.model).name})",
     )
     try:
-        write_result(result, args.output)
+        for note in write_result(result, args.output):  # names written as legal keys (omics.legal_keys)
+            print(f"fmscope: note: {note}", file=sys.stderr)
         if at_spots is not None:
             atomic_write(spots_csv, lambda temporary: at_spots.to_csv(temporary))
     except BaseException:

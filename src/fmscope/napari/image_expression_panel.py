@@ -221,9 +221,12 @@ class ImageExpressionPanel(QGroupBox):
         def write(job) -> None:
             from fmscope.omics.store import write_result
 
-            write_result(grid, path)
+            return write_result(grid, path)
 
-        self.owner._run(f"Saving {Path(path).name} ...", write, lambda _r: self.owner.status.setText(f"Saved {path}."))
+        def saved(notes: list[str]) -> None:  # names written as legal keys are said (fmscope.omics.legal_keys)
+            self.owner.status.setText(" ".join([f"Saved {path}.", *notes]))
+
+        self.owner._run(f"Saving {Path(path).name} ...", write, saved)
 
 
 def _spin(low: float, high: float, value: float) -> QDoubleSpinBox:

@@ -657,9 +657,12 @@ class SpatialWidget(QWidget):
         def write(job: Job) -> None:
             from fmscope.omics.store import write_result
 
-            write_result(snapshot, path)
+            return write_result(snapshot, path)
 
-        self._run(f"Saving {Path(path).name} ...", write, lambda _result: self.status.setText(f"Saved {path}."))
+        def saved(notes: list[str]) -> None:  # names written as legal keys are said (fmscope.omics.legal_keys)
+            self.status.setText(" ".join([f"Saved {path}.", *notes]))
+
+        self._run(f"Saving {Path(path).name} ...", write, saved)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.worker.shutdown()
