@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fmscope import checkpoints
 from fmscope.errors import FmscopeError
@@ -150,3 +152,67 @@ def test_a_pickled_object_torch_will_not_load_is_named_without_terminal_codes(tm
         checkpoints.read_state_dict(tmp_path / "tuned.pth")
     text = str(refused.value)
     assert "\x1b" not in text and "fractions.Fraction" in text and "weights_only` set to `False" not in text
+
+
+def _transformers_sam_state(width: int) -> dict[str, torch.Tensor]:
+    """A few tensors of transformers' SamModel (facebook/sam-vit-*, wanglab/medsam-vit-base) under its own key
+    names, the patch embedding at the ViT's width: what its model.safetensors / pytorch_model.bin hold."""
+    return {
+        "shared_image_embedding.positional_embedding": torch.zeros(2, 128),
+        "vision_encoder.patch_embed.projection.weight": torch.zeros(width, 3, 16, 16),
+        "vision_encoder.layers.0.attn.qkv.weight": torch.zeros(6, 4),
+        "prompt_encoder.shared_embedding.positional_embedding": torch.zeros(2, 128),
+        "mask_decoder.iou_token.weight": torch.zeros(1, 256),
+    }
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    size=st.sampled_from(["b", "l", "h"]),
+    storage=st.sampled_from(["safetensors", "PyTorch"]),
+    model=st.sampled_from(["medsam_vit_b", "sam_vit_b", "sam_vit_h"]),
+)
+def test_a_hugging_face_transformers_sam_checkpoint_is_named_with_the_release_files_to_use(
+    tmp_path_factory, size, storage, model
+):
+    """NUG2: MedSAM / SAM from the Hugging Face Hub (transformers SamModel keys vision_encoder.* ...), as
+    model.safetensors (written by the safetensors library, timm's dependency) or pytorch_model.bin: one error that
+    says what the file is, in which format, and names the original release files of its ViT size (docs/weights.md),
+    whichever --model is asked (was: the safetensors file called 'not a PyTorch weights file', to download again;
+    the .bin: a key mismatch)."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("hub")
+    state = _transformers_sam_state({"b": 768, "l": 1024, "h": 1280}[size])
+    if storage == "safetensors":
+        path = folder / "model.safetensors"
+        save_file(state, str(path), metadata={"format": "pt"})
+    else:
+        path = folder / "pytorch_model.bin"
+        torch.save(state, path)
+    with pytest.raises(FmscopeError) as refused:
+        load_model(model, checkpoint=path, device="cpu")
+    text = str(refused.value)
+    assert f"is a Hugging Face transformers SAM checkpoint (SamModel, ViT-{size.upper()}) in {storage} format" in text
+    releases = {
+        "b": ["medsam_vit_b.pth", "sam_vit_b_01ec64.pth"],
+        "l": ["sam_vit_l_0b3195.pth"],
+        "h": ["sam_vit_h_4b8939.pth"],
+    }
+    assert all(name in text.split("Fix: ")[1] for name in releases[size]) and "docs/weights.md" in text
+    assert "again" not in text and "missing keys" not in text
+
+
+def test_other_safetensors_files_are_named_as_safetensors_not_as_broken(tmp_path):
+    """Any other safetensors file (a timm / transformers model's weights) is named as the format it is, with the
+    keys it holds, and never called a broken download; a header that does not fit the file is not taken as one."""
+    from safetensors.torch import save_file
+
+    save_file({"blocks.0.attn.qkv.weight": torch.zeros(6, 4)}, str(tmp_path / "vit.safetensors"))
+    with pytest.raises(FmscopeError, match=r"is a safetensors file .* keys blocks\.0\.attn\.qkv\.weight") as refused:
+        checkpoints.read_state_dict(tmp_path / "vit.safetensors")
+    assert "again" not in str(refused.value) and ".pth" in str(refused.value)
+    cut = (tmp_path / "vit.safetensors").read_bytes()[:20]  # the header's length says more than the file holds
+    (tmp_path / "cut.safetensors").write_bytes(cut)
+    with pytest.raises(FmscopeError, match="is not a PyTorch weights file"):
+        checkpoints.read_state_dict(tmp_path / "cut.safetensors")

@@ -211,3 +211,144 @@ def test_a_foreign_key_is_still_refused_naming_it(tmp_path):
     state["transformer_encoder.layers.0.self_attn._impl.rotary.freq"] = torch.ones(2)
     with pytest.raises(FmscopeError, match="rotary.freq"):
         load_scgpt(_folder(tmp_path, state, "foreign"))
+
+
+ARCHITECTURE_KEYS = ("embsize", "nheads", "d_hid", "nlayers")  # read_args's order
+OFFICIAL_ALIASES = {"embsize": "layer_size", "nheads": "nhead"}  # the fine-tuning configs' names (d_hid: canonical)
+
+
+def _args_folder(tmp_path: Path, args: object, name: str) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    for file in ("vocab.json", "best_model.pt"):
+        shutil.copy(FIXTURE / file, folder)
+    (folder / "args.json").write_text(json.dumps(args))
+    return folder
+
+
+@FEW
+@given(
+    actions=st.fixed_dictionaries(
+        {
+            key: st.sampled_from(["keep", "drop", "text", "decimal"] + (["alias"] if key in OFFICIAL_ALIASES else []))
+            for key in ARCHITECTURE_KEYS
+        }
+    )
+)
+def test_args_json_keys_renamed_dropped_or_retyped_load_the_same_model_or_are_refused_naming_the_key(
+    tmp_path_factory, actions
+):
+    """NUG1, an scGPT folder whose args.json has the architecture keys under the official fine-tuning configs'
+    names (nhead, layer_size), lacks some, or gives them as text ("4") or decimals (4.0): each key is read
+    under its alias or, for embsize / d_hid / nlayers, from the weights' shapes, said in a note, and the model
+    loaded is the official one; a retyped key, or no head count at all, is refused naming args.json, the key
+    and the fix (was: KeyError 'nheads' / TypeError as fmscope bugs)."""
+    official = json.loads((FIXTURE / "args.json").read_text())
+    args = {key: value for key, value in official.items() if key not in ARCHITECTURE_KEYS}
+    for key, action in actions.items():
+        value = official[key]
+        if action == "keep":
+            args[key] = value
+        elif action == "alias":
+            args[OFFICIAL_ALIASES[key]] = value
+        elif action == "text":
+            args[key] = str(value)
+        elif action == "decimal":
+            args[key] = float(value)
+    folder = _args_folder(tmp_path_factory.mktemp("args"), args, "scGPT_finetuned")
+    refused = [
+        key
+        for key in ARCHITECTURE_KEYS
+        if actions[key] in ("text", "decimal")
+        or (key, actions[key]) == ("nheads", "drop")
+        # layer_size is also d_hid in those configs: the fixture's d_hid (64) differs from its embsize (32)
+        or (key == "d_hid" and actions["d_hid"] == "drop" and actions["embsize"] == "alias")
+    ]
+    if refused:
+        with pytest.raises(FmscopeError) as raised:
+            load_scgpt(folder)
+        message = str(raised.value)
+        assert str(folder / "args.json") in message and f"'{refused[0]}'" in message and "Fix: " in message
+        if actions[refused[0]] == "text":
+            assert f'"{refused[0]}": {official[refused[0]]}.' in message  # the exact fix: the number unquoted
+        return
+    control, _, _ = load_scgpt(FIXTURE)
+    model, _, report = load_scgpt(folder)
+    assert _same_weights(model, control) and model.config == control.config
+    changed = [key for key, action in actions.items() if action != "keep"]
+    assert len(report.args_notes) == len(changed)
+    assert all(any(f"no '{key}'" in note for note in report.args_notes) for key in changed)
+
+
+def test_an_args_json_that_contradicts_its_weights_or_itself_is_refused_naming_the_keys(tmp_path):
+    """The shapes judge embsize / d_hid / nlayers, whatever name gave them; a head count given twice differently, or
+    not dividing embsize, is refused; a fine-tuning config that loaded a pre-trained model (load_model) has a
+    layer_size / nhead / nlayers its script ignored (examples/finetune_integration.py): not read, so without
+    nheads it is refused, pointing to the loaded model's args.json."""
+    official = json.loads((FIXTURE / "args.json").read_text())
+    cases = {
+        "layer_size": (
+            {**{k: v for k, v in official.items() if k != "embsize"}, "layer_size": 64},
+            r'embedding size .\'embsize\'. as "layer_size": 64, but the weights have 32',
+        ),
+        "nlayers": (
+            {**official, "nlayers": 3},
+            r'"nlayers": 3, but the weights have 2 .transformer_encoder.layers.0 \.\.\. 1',
+        ),
+        "twice": (
+            {**official, "nhead": 8},
+            r'number of attention heads twice, differently: "nheads": 4 and "nhead": 8',
+        ),
+        "indivisible": ({**official, "nheads": 3}, "embsize 32 is not divisible by nheads 3"),
+        "list": ([official], "holds a JSON list, not an object of settings"),
+        "pad_value": ({**official, "pad_value": "-2"}, r"'pad_value' is \"-2\", not a number"),
+        "n_bins": ({**official, "n_bins": "51"}, r'Fix: Write it as a JSON number, without quotes: "n_bins": 51\.'),
+        "tutorial config": (
+            {
+                **{k: v for k, v in official.items() if k != "nheads"},
+                "nhead": 4,
+                "layer_size": 128,
+                "load_model": "../save/scGPT_human",
+            },
+            r"no usable 'nheads' or 'nhead' .* loaded \.\./save/scGPT_human.*\n"
+            r"Fix: .*\.\./save/scGPT_human/args\.json has it",
+        ),
+    }
+    for name, (args, message) in cases.items():
+        with pytest.raises(FmscopeError, match=message):
+            load_scgpt(_args_folder(tmp_path, args, name.replace(" ", "_")))
+    # examples/pretrain.py given --load-model saves the loaded model's values beside load_model: read as they are
+    model, _, report = load_scgpt(_args_folder(tmp_path, {**official, "load_model": "../save/scGPT_human"}, "pretrain"))
+    assert model.config.n_heads == 4 and not report.args_notes
+
+
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_an_ill_typed_head_count_is_one_clear_error_on_either_backend(tmp_path, capsys, backend):
+    """`fmscope embed --backend torch|openvino` on a folder with "nheads": "4": exit 1, the message names args.json,
+    the key and the fix, nothing written (was: TypeError on torch, accepted on OpenVINO); with "nhead" it embeds the
+    same cells as the official folder, the alias said in a note."""
+    from fmscope.cli import main
+
+    official = json.loads((FIXTURE / "args.json").read_text())
+    genes = [gene for gene in json.loads((FIXTURE / "vocab.json").read_text()) if not gene.startswith("<")]
+    rng = np.random.default_rng(0)
+    cells = ad.AnnData(rng.poisson(2, (12, len(genes))).astype(np.float32), var=pd.DataFrame(index=genes))
+    cells.obsm["spatial"] = rng.uniform(0, 100, (12, 2))
+    cells.write_h5ad(tmp_path / "cells.h5ad")
+    text = _args_folder(tmp_path, {**official, "nheads": "4"}, "text")
+    alias = _args_folder(tmp_path, {**{k: v for k, v in official.items() if k != "nheads"}, "nhead": 4}, "alias")
+
+    def embed(folder: Path, output: str) -> tuple[int, str]:
+        options = ["--microns-per-unit", "1", "--device", "cpu", "--backend", backend, "-o", str(tmp_path / output)]
+        code = main(["embed", str(tmp_path / "cells.h5ad"), "--checkpoint", str(folder), *options])
+        return code, capsys.readouterr().err
+
+    code, err = embed(text, "text.h5ad")
+    assert code == 1 and not (tmp_path / "text.h5ad").exists() and "Traceback" not in err
+    assert f"{text / 'args.json'}: 'nheads' is \"4\" (text), not a positive whole number." in err
+    assert 'Fix: Write it as a JSON number, without quotes: "nheads": 4.' in err
+    code, err = embed(alias, "alias.h5ad")
+    assert code == 0 and "note: args.json has no 'nheads': read the number of attention heads from 'nhead' (4)" in err
+    assert embed(FIXTURE, "official.h5ad")[0] == 0
+    embedded = ad.read_h5ad(tmp_path / "alias.h5ad").obsm["X_fmscope"]
+    assert np.array_equal(embedded, ad.read_h5ad(tmp_path / "official.h5ad").obsm["X_fmscope"])

@@ -11,12 +11,14 @@ import pytest
 import SimpleITK as sitk
 import tifffile
 from cli_runner import run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from fmscope.errors import FmscopeError
 from fmscope.imaging.labels import read_label_image
 from fmscope.imaging.slices import labels_on_image_grid, read_slices
-from fmscope.training.segmenter import labelled_images
+from fmscope.training.segmenter import LabelledImage, copies_note, labelled_images, split_holdout
 
 
 def discs(slices: int, side: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -120,3 +122,81 @@ def test_cli_trains_on_a_nifti_volume_as_slices(tmp_path):
     result = run_cli("train-segmenter", tmp_path / "ct.nii.gz", *args)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "tuned.pt").exists()
+
+
+def _picture(seed: int, side: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """A (side, side) uint8 picture with three bright discs on noise, and their ids 1..3."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 30, (side, side)).astype(np.uint8)
+    labels = np.zeros((side, side), np.uint16)
+    yy, xx = np.mgrid[:side, :side]
+    for obj, (cy, cx) in enumerate(rng.integers(8, side - 8, (3, 2)), start=1):
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < 25
+        image[disc], labels[disc] = 200, obj
+    return image, labels
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    copies=st.lists(st.integers(1, 3), min_size=1, max_size=4),
+    fraction=st.sampled_from([0.2, 0.34, 0.5, 0.8]),
+    seed=st.integers(0, 3),
+    order=st.randoms(use_true_random=False),
+)
+def test_copies_of_an_image_stay_on_one_side_of_the_held_out_split(copies, fraction, seed, order):
+    """NUG3: the same picture given more than once (a browser's "a (1).tif" picked up by a glob), among others, in
+    any order: the copies are all trained on or all held out (grouped by their pixels' sha256), a note names them,
+    and the held-out set is never empty; when every image is a copy of one, the held-out check is refused naming
+    them (was: one copy trained on, the other scored as held-out, silently)."""
+    items = []
+    for picture, count in enumerate(copies):
+        image, labels = _picture(picture)
+        items += [LabelledImage(image.copy(), labels.copy(), f"p{picture}{' (1)' * k}.tif") for k in range(count)]
+    order.shuffle(items)
+    if len(copies) == 1 and len(items) > 1:
+        with pytest.raises(FmscopeError, match="have the same pixels: every image is a copy of p0") as refused:
+            split_holdout(items, fraction, seed)
+        assert "--holdout 0" in str(refused.value)
+        return
+    train, val = split_holdout(items, fraction, seed)
+    assert val
+    if len(items) > 1:  # whole images (one image is split by region, left and right)
+        assert len(train) + len(val) == len(items)
+        trained = {item.image.tobytes() for item in train}
+        assert not any(item.image.tobytes() in trained for item in val)
+    note = copies_note(items, [], split=True)
+    if max(copies) > 1:
+        assert "the same pixels and labels as" in note and "kept on one side of the held-out split" in note
+        assert all(f"p{picture} (1).tif" in note for picture, count in enumerate(copies) if count > 1)
+    else:
+        assert note is None
+
+
+@pytest.mark.slow
+def test_an_image_given_twice_is_named_and_kept_on_one_side_by_train_segmenter(tmp_path):
+    """`train-segmenter a.tif "a (1).tif" b.tif --holdout 0.5`: trains, the note names the copy before training
+    and both copies are held out together (the image trained on differs); `a.tif "a (1).tif"`
+    alone with --holdout: refused naming both, nothing written."""
+    for name, seed in (("a", 0), ("a (1)", 0), ("b", 1)):
+        image, labels = _picture(seed, side=96)
+        tifffile.imwrite(tmp_path / f"{name}.tif", image)
+        tifffile.imwrite(tmp_path / f"{name}_labels.tif", labels)
+    names = ("a", "a (1)", "b")
+    options = ("-o", tmp_path / "tuned.pt", "--epochs", 1, "--holdout", 0.5, "--device", "cpu")
+    refused = run_cli(
+        "train-segmenter", *(tmp_path / f"{n}.tif" for n in names[:2]), "--labels",
+        *(tmp_path / f"{n}_labels.tif" for n in names[:2]), *options,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "a.tif, a (1).tif have the same pixels" in refused.stderr
+    assert not (tmp_path / "tuned.pt").exists()
+    result = run_cli(
+        "train-segmenter", *(tmp_path / f"{n}.tif" for n in names), "--labels",
+        *(tmp_path / f"{n}_labels.tif" for n in names), *options,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (
+        "fmscope train-segmenter: note: duplicate images: a (1).tif has the same pixels and labels as a.tif; "
+        "copies are kept on one side of the held-out split." in result.stderr
+    )
+    # seed 0 holds out the group of a.tif: both copies (3 + 3 discs), b.tif trained on
+    assert "held-out Dice (same prompts, 6 objects)" in result.stdout

@@ -8,6 +8,7 @@ user gives (``checkpoint=`` / ``--checkpoint``) or from ``$FMSCOPE_CHECKPOINT_DI
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import pickle
 import re
@@ -136,11 +137,66 @@ def unwrap_state_dict(payload, path: str | os.PathLike) -> dict[str, torch.Tenso
 
 
 PYTORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip archive; the legacy pickle format (protocol >= 2)
+SAFETENSORS_HEADER_LIMIT = 100_000_000  # the safetensors library's own limit on the JSON header, in bytes
+# Hugging Face transformers' SamModel (facebook/sam-vit-*, wanglab/medsam-vit-base) names its parts
+# vision_encoder / prompt_encoder / mask_decoder; the original segment-anything and MedSAM releases, which fmscope
+# builds, image_encoder / prompt_encoder / mask_decoder. Its ViT width -> the size (segment-anything's build_sam:
+# encoder_embed_dim 768 / 1024 / 1280).
+TRANSFORMERS_SAM_WIDTHS = {768: "b", 1024: "l", 1280: "h"}
+TRANSFORMERS_SAM_PATCH = "vision_encoder.patch_embed.projection.weight"
+
+
+def safetensors_shapes(path: Path, head: bytes) -> dict[str, tuple[int, ...]] | None:
+    """Tensor name -> shape of a safetensors file (an 8-byte little-endian header length, then that many bytes of
+    JSON: {name: {dtype, shape, data_offsets}, "__metadata__": {...}}), read from its header only; None when the
+    file (whose first bytes are ``head``) is not one."""
+    if len(head) < 9 or head[8:9] != b"{":
+        return None
+    length = int.from_bytes(head[:8], "little")
+    if length > min(SAFETENSORS_HEADER_LIMIT, path.stat().st_size - 8):
+        return None
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(8)
+            header = json.loads(handle.read(length))
+        return {name: tuple(entry["shape"]) for name, entry in header.items() if name != "__metadata__"}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def transformers_sam_refusal(path: Path, shapes: dict[str, tuple[int, ...]], storage: str) -> FmscopeError | None:
+    """The error for a Hugging Face transformers SAM-family checkpoint (``shapes``: its tensor names -> shapes;
+    ``storage``: the file format, for the message): a SAM ViT of known width names the original release files of
+    its size to use instead (docs/weights.md); None for other layouts."""
+    if not any(name.startswith("vision_encoder.") for name in shapes) or not any(
+        name.startswith("mask_decoder.") for name in shapes
+    ):
+        return None
+    size = TRANSFORMERS_SAM_WIDTHS.get(shapes.get(TRANSFORMERS_SAM_PATCH, (0,))[0])
+    layout = (
+        f"a Hugging Face transformers SAM checkpoint (SamModel, ViT-{size.upper()}) in {storage} format, as the "
+        "Hub's facebook/sam-vit-* and wanglab/medsam-vit-base hold"
+        if size is not None
+        else f"a Hugging Face transformers checkpoint in {storage} format"
+    )
+    releases = [spec for spec in CHECKPOINTS.values() if spec.architecture == f"sam_vit_{size}"]
+    use = (
+        "the original PyTorch release of the same weights: "
+        + " or ".join(f"{spec.filename} (--model {spec.name})" for spec in releases)
+        if releases
+        else "the model's original PyTorch release file"
+    )
+    return FmscopeError(
+        f"{path} is {layout} (keys vision_encoder.*, mask_decoder.*), which fmscope does not read: it builds the "
+        "original segment-anything / MedSAM / SAM 2 layouts (image_encoder.*).",
+        f"Point --checkpoint to {use}, as docs/weights.md lists.",
+    )
 
 
 def check_pytorch_file(path: Path) -> None:
     """Refuse a file that is not a PyTorch checkpoint at all, by its first bytes (an HTML page saved by a failed
-    download, a text file, an empty file), before torch's own message about pickles can mislead."""
+    download, a text file, an empty file, a safetensors file, named as a transformers SAM checkpoint when it is one),
+    before torch's own message about pickles can mislead."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(64)
@@ -148,6 +204,13 @@ def check_pytorch_file(path: Path) -> None:
         raise FmscopeError(f"Cannot read {path} ({error.strerror}).", "Check the path and its permissions.") from None
     if head.startswith(PYTORCH_MAGIC):
         return
+    shapes = safetensors_shapes(path, head)
+    if shapes is not None:
+        raise transformers_sam_refusal(path, shapes, "safetensors") or FmscopeError(
+            f"{path} is a safetensors file (the Hugging Face tensor format; keys {first_keys(sorted(shapes))}), "
+            "not a PyTorch checkpoint; fmscope reads the PyTorch files of the models' own releases.",
+            "Point --checkpoint to the model's original PyTorch release (.pth / .pt), as docs/weights.md lists.",
+        )
     text = head.lstrip().lower()
     if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<")):
         what = "it is a web page (HTML): the download saved the site's page instead of the file"
@@ -176,7 +239,10 @@ def _load_error_cause(error: Exception) -> str:
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint with ``weights_only=True``: the model's weights, unwrapped by :func:`unwrap_state_dict`."""
+    """Read a checkpoint with ``weights_only=True``: the model's weights, unwrapped by :func:`unwrap_state_dict`.
+    Refused (FmscopeError) by name: not a PyTorch file (:func:`check_pytorch_file`: a web page, an empty file, a
+    safetensors file), pickled objects beyond tensors, and a Hugging Face transformers SAM layout in either format
+    (:func:`transformers_sam_refusal`)."""
     path = Path(path)
     check_pytorch_file(path)
     try:
@@ -187,7 +253,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             "Point to the official .pth checkpoint; fmscope only loads tensors (weights_only=True), "
             "never arbitrary pickled objects.",
         ) from None
-    return unwrap_state_dict(state, path)
+    state = unwrap_state_dict(state, path)
+    refusal = transformers_sam_refusal(path, {k: tuple(v.shape) for k, v in state.items()}, "PyTorch")
+    if refusal is not None:
+        raise refusal
+    return state
 
 
 def first_keys(keys: list[str], shown: int = 3) -> str:

@@ -73,6 +73,7 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
             device=args.device,
             cache_dir=args.cache_dir,
             progress=progress,
+            note=lambda line: print(f"fmscope train-segmenter: note: {line}", file=sys.stderr),
         )
     print(report.summary())
     print(

@@ -282,7 +282,7 @@ def embed_cells(
     ``backend`` / ``precision``: scGPT's runtime and precision (:func:`scgpt_embedding`). The vocabulary coverage
     is checked before any cell is embedded (:func:`fmscope.omics.vocab.require_coverage`: too low is refused,
     FmscopeError); a low one is told to ``note`` (the CLI prints it on its own line before the progress bar;
-    None: a UserWarning)."""
+    None: a UserWarning), as are the args.json keys read under another name or from the weights."""
     skipped: list[str] = []
     if checkpoint is not None:
         from fmscope.omics.models.scgpt import load_scgpt
@@ -297,7 +297,9 @@ def embed_cells(
             adata, model, vocab, batch_size=batch_size, progress=progress, backend=backend, precision=precision
         )
         method = f"scgpt ({report.summary()})"
-        skipped = report.explanations()
+        for line in report.args_notes:
+            note(line) if note is not None else warnings.warn(line, stacklevel=2)
+        skipped = report.skipped_explanations()
     else:
         embedding = baseline_embedding(adata)
         method = "baseline (normalised expression -> PCA)"

@@ -25,7 +25,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -302,13 +303,75 @@ def _batches(
     return [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
 
 
+def _image_sha256(image: np.ndarray) -> str:
+    """sha256 of an image's pixels: dtype, shape and bytes (C order)."""
+    digest = hashlib.sha256(f"{image.dtype.str}:{image.shape}:".encode())
+    digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()
+
+
+def image_copies(items: Sequence[LabelledImage]) -> list[list[int]]:
+    """The indices of ``items`` grouped by identical pixels (:func:`_image_sha256`: the same image given twice,
+    e.g. a browser's "a (1).tif" copy picked up by a glob), groups in first-seen order."""
+    groups: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        groups.setdefault(_image_sha256(item.image), []).append(index)
+    return list(groups.values())
+
+
+def copies_note(train: Sequence[LabelledImage], val: Sequence[LabelledImage], split: bool) -> str | None:
+    """A line naming the images of ``train`` + ``val`` with the same pixels (and whether their labels are the same
+    too), and what that means for the held-out score; None when every image differs. ``train`` / ``val``: the
+    images as given (``val``: the held-out images given apart, else empty); ``split``: a held-out set is to be
+    taken from ``train`` by :func:`split_holdout`, which keeps copies together."""
+    items = [*train, *val]
+    said = []
+    for group in image_copies(items):
+        if len(group) < 2:
+            continue
+        first, others = items[group[0]], [items[i] for i in group[1:]]
+        same_labels = all(np.array_equal(other.labels, first.labels) for other in others)
+        sides = {index >= len(train) for index in group}
+        said.append(
+            f"{', '.join(other.name for other in others)} {'has' if len(others) == 1 else 'have'} the same pixels "
+            f"{'and labels ' if same_labels else ''}as {first.name}"
+            + (
+                " and is both trained on and held out: its held-out Dice is a score on training data"
+                if len(sides) > 1
+                else ""
+            )
+        )
+    if not said:
+        return None
+    if any("both trained on" in line for line in said) or val:
+        outcome = ""
+    elif split:
+        outcome = "; copies are kept on one side of the held-out split"
+    else:
+        outcome = "; each copy is trained on, so that image counts as many times"
+    return "duplicate images: " + "; ".join(said) + outcome + "."
+
+
 def split_holdout(items: list[LabelledImage], fraction: float, seed: int) -> tuple[list, list]:
-    """(train, validation): whole images when there are several, else the right-hand objects of one."""
+    """(train, validation): whole images when there are several, else the right-hand objects of one.
+
+    Images with the same pixels (:func:`image_copies`) stay on one side together, so no held-out image is one
+    trained on; the fraction counts distinct images. Raises FmscopeError when every image is a copy of one (no
+    held-out image could differ from the training ones), and when one image has fewer than two objects."""
     if fraction <= 0:
         return items, []
-    if len(items) > 1:
-        n_val = min(len(items) - 1, max(1, round(fraction * len(items))))
-        held = set(np.random.default_rng(seed).permutation(len(items))[:n_val].tolist())
+    groups = image_copies(items)
+    if len(items) > 1 and len(groups) == 1:
+        raise FmscopeError(
+            f"{', '.join(item.name for item in items)} have the same pixels: every image is a copy of "
+            f"{items[0].name}, so no held-out image would differ from the ones trained on.",
+            "Add another annotated image, give the image once (one image is split by region: its right-hand "
+            "objects are held out), or train without a check (--holdout 0).",
+        )
+    if len(groups) > 1:
+        n_val = min(len(groups) - 1, max(1, round(fraction * len(groups))))
+        held_groups = np.random.default_rng(seed).permutation(len(groups))[:n_val].tolist()
+        held = {index for group in held_groups for index in groups[group]}
         return (
             [item for i, item in enumerate(items) if i not in held],
             [item for i, item in enumerate(items) if i in held],
@@ -381,6 +444,7 @@ def train_segmenter(
     device: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> TrainingReport:
     """Fine-tune ``model`` on ``items`` and write the fmscope model file ``output``.
 
@@ -388,9 +452,10 @@ def train_segmenter(
     :func:`split_holdout`). ``window``: the intensity mapping, as for :meth:`Segmenter.set_image`.
     ``progress`` is told ``(done, total, "Embedding: ...")`` per image and ``(epoch, epochs, "Training:
     ...")`` after every epoch; once cancelled it raises :class:`Cancelled` there: the last checkpoint
-    stays and ``resume=True`` continues from it.
-    Raises FmscopeError for no objects, or a checkpoint of another base model or other data;
-    nothing is written before the inputs are checked.
+    stays and ``resume=True`` continues from it. Images given more than once (the same pixels) are named to
+    ``note`` before any work (None: a UserWarning; :func:`copies_note`).
+    Raises FmscopeError for no objects, a held-out check over copies of one image only (:func:`split_holdout`),
+    or a checkpoint of another base model or other data; nothing is written before the inputs are checked.
     """
     settings = settings or TrainSettings()
     output = Path(output)
@@ -402,6 +467,8 @@ def train_segmenter(
         raise FmscopeError(f"Unknown encoder training '{settings.train_encoder}'.", f"Use one of {ENCODER_MODES}.")
     progress = as_progress(progress)
     train, val = (items, val_items) if val_items is not None else split_holdout(items, settings.holdout, settings.seed)
+    if (line := copies_note(items, val_items or [], val_items is None and settings.holdout > 0)) is not None:
+        note(line) if note is not None else warnings.warn(line, stacklevel=2)
     segmenter = Segmenter(
         model,
         checkpoint=checkpoint,

@@ -97,8 +97,9 @@ def load_model(
         )
     path = checkpoints.resolve(spec.name, checkpoint)
     digest = checkpoints.verify_sha256(spec, path, embedded=checkpoint is None and spec.package is not None)
+    state = checkpoints.read_state_dict(path)  # a file of another kind is refused before the network is built
     net, make_transform = ARCHITECTURES[spec.architecture](spec.name)
-    checkpoints.load_into(net, checkpoints.read_state_dict(path), spec.architecture, path)
+    checkpoints.load_into(net, state, spec.architecture, path)
     target = torch.device(device) if device is not None else default_device()
     net = net.to(target).eval()
     return LoadedModel(spec.name, spec.architecture, net, make_transform(net), digest, target)

@@ -86,6 +86,7 @@ class ScGPTConfig:
 
     @classmethod
     def from_args(cls, args: dict, n_tokens: int) -> "ScGPTConfig":
+        """The configuration of ``args`` as :func:`read_args` returns it (canonical keys, checked types)."""
         style = args.get("input_emb_style", "continuous")
         if style != "continuous":
             raise FmscopeError(
@@ -104,7 +105,7 @@ class ScGPTConfig:
             n_bins=args.get("n_bins", 51),
             max_seq_len=args.get("max_seq_len", 1200),
             fast_transformer=bool(args.get("fast_transformer", True)),
-            imputation_k=int(args.get("impute_MVC_knn_k") or 6),
+            imputation_k=args.get("impute_MVC_knn_k") or 6,
         )
 
     def with_heads_of(self, state: dict[str, torch.Tensor]) -> "ScGPTConfig":
@@ -119,6 +120,150 @@ class ScGPTConfig:
             mvc_head=any(k.startswith("mvc_decoder.") for k in keys),
             imputation_head=any(k.startswith("impute_mvc_decoder.") for k in keys),
         )
+
+
+# args.json: the names the official pre-training script writes (bowang-lab/scGPT examples/pretrain.py, 2023:
+# ``json.dump(vars(args))`` of --embsize, --nheads, --d-hid, --nlayers), then the names of the official fine-tuning
+# configs (examples/finetune_integration.py, tutorials/Tutorial_Integration.ipynb and Tutorial_Multiomics.ipynb:
+# ``layer_size``, ``nhead``, ``nlayers``, from which they set ``embsize = d_hid = layer_size``), which a fine-tuned
+# folder's args.json holds when it is that run's config.
+ARGS_ALIASES = {"embsize": ("layer_size",), "nheads": ("nhead",), "d_hid": ("layer_size",), "nlayers": ()}
+# The names those fine-tuning configs write and ignore when they load a pre-trained model (``load_model``:
+# "if load model, batch_size, layer_size, nlayers, nhead will be ignored"; examples/pretrain.py, given
+# --load-model, instead copies the loaded args.json's values into the args.json it saves).
+FINE_TUNING_CONFIG_NAMES = ("layer_size", "nhead", "nlayers")
+ARGS_MEANING = {
+    "embsize": "the embedding size",
+    "nheads": "the number of attention heads",
+    "d_hid": "the feed-forward size",
+    "nlayers": "the number of transformer layers",
+}
+# Optional keys read as whole numbers (their defaults: the released models' values).
+ARGS_OPTIONAL_INTEGERS = ("n_layers_cls", "n_bins", "max_seq_len", "impute_MVC_knn_k")
+
+
+def _from_weights(key: str, state: dict[str, torch.Tensor]) -> tuple[int, str] | None:
+    """``key``'s exact value read from the weights' shapes, with the tensor it comes from; None when the weights do
+    not hold it (the head count never: it does not change a shape)."""
+    if key == "embsize" and "encoder.embedding.weight" in state:
+        return state["encoder.embedding.weight"].shape[1], "encoder.embedding.weight (vocabulary, embsize)"
+    if key == "d_hid" and "transformer_encoder.layers.0.linear1.weight" in state:
+        return (
+            state["transformer_encoder.layers.0.linear1.weight"].shape[0],
+            "transformer_encoder.layers.0.linear1.weight (d_hid, embsize)",
+        )
+    layers = {k.split(".")[2] for k in state if k.startswith("transformer_encoder.layers.")}
+    if key == "nlayers" and layers and all(index.isdigit() for index in layers):
+        if sorted(int(index) for index in layers) == list(range(len(layers))):
+            return len(layers), f"transformer_encoder.layers.0 ... {len(layers) - 1}"
+    return None
+
+
+def _whole_number(path: Path, key: str, value: object, allow_null: bool = False) -> int | None:
+    """``value`` of ``key`` as a positive int; FmscopeError naming ``path``, the key and the fix otherwise (a
+    string "4", a decimal number, true / false, zero or less)."""
+    if value is None and allow_null:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
+        fix = f'Write it as a JSON number, without quotes: "{key}": {int(value)}.'
+    else:
+        fix = f'Write it as a positive whole number (JSON, without quotes): "{key}": N.'
+    kind = {str: "text", bool: "true/false", float: "a decimal number", int: "not above 0"}.get(type(value), "JSON")
+    raise FmscopeError(f"{path}: '{key}' is {json.dumps(value)} ({kind}), not a positive whole number.", fix)
+
+
+def read_args(path: Path, args: object, state: dict[str, torch.Tensor]) -> tuple[dict, list[str]]:
+    """The architecture keys of an scGPT folder's ``args.json`` (``args``, parsed from ``path``), checked, under
+    the official pre-training names (``ARGS_ALIASES``) -> (args with those keys, notes for the user).
+
+    A key missing under its own name is taken from the official fine-tuning configs' name (``nhead``,
+    ``layer_size``), else, for ``embsize`` / ``d_hid`` / ``nlayers``, read exactly from the weights' shapes
+    (``state``, after unwrapping); each is said in a note. A fine-tuning config that names the model it loaded
+    (``load_model``, beside ``layer_size`` / ``nhead``) has ``layer_size`` / ``nhead`` / ``nlayers`` that those
+    scripts ignore: they are not read.
+    Refused (FmscopeError naming ``path``, the key and the fix): not a JSON object; ``nheads`` absent (no shape
+    holds it); ``nheads`` and ``nhead`` with different values; an ``embsize`` / ``d_hid`` / ``nlayers`` the weights
+    contradict; a whole-number key given as text, a decimal number, true / false or <= 0; ``embsize`` not divisible
+    by ``nheads``; ``pad_value`` not a number; ``pad_token`` / ``input_emb_style`` not text."""
+    if not isinstance(args, dict):
+        raise FmscopeError(
+            f"{path} holds a JSON {type(args).__name__}, not an object of settings.",
+            "Use the args.json saved with the checkpoint (a JSON object: embsize, nheads, d_hid, nlayers ...).",
+        )
+    read, notes = dict(args), []
+    # A fine-tuning config (its own names) that loaded a pre-trained folder, whose args.json then ruled; pretrain.py
+    # also saves load_model, but with the loaded model's embsize / nheads / d_hid / nlayers copied in.
+    loaded_from = args.get("load_model") if {"layer_size", "nhead"} & set(args) else None
+    for key, aliases in ARGS_ALIASES.items():
+        named = [name for name in (key, *aliases) if name in args]
+        unused = [name for name in named if loaded_from and name in FINE_TUNING_CONFIG_NAMES]
+        values = {name: _whole_number(path, name, args[name]) for name in named if name not in unused}
+        found = _from_weights(key, state)
+        if found is None and len(set(values.values())) > 1:  # else the shapes judge the value used
+            shown = " and ".join(f'"{name}": {value}' for name, value in values.items())
+            raise FmscopeError(
+                f"{path} gives {ARGS_MEANING[key]} twice, differently: {shown}.",
+                f'Keep the value the model was trained with, as "{key}", and remove the other.',
+            )
+        if values:
+            name, read[key] = (key, values[key]) if key in values else next(iter(values.items()))
+            if found is not None and found[0] != read[key]:
+                raise FmscopeError(
+                    f"{path} gives {ARGS_MEANING[key]} ('{key}') as \"{name}\": {read[key]}, but the weights "
+                    f"have {found[0]} ({found[1]}): this args.json is not the one of these weights.",
+                    f'Use the args.json saved with this best_model.pt, or set "{key}": {found[0]}.',
+                )
+            if name != key:
+                notes.append(
+                    f"args.json has no '{key}': read {ARGS_MEANING[key]} from '{name}' ({read[key]}), the name "
+                    "the official scGPT fine-tuning configs use."
+                )
+            continue
+        because = (
+            f" (its {', '.join(repr(name) for name in unused)} is not used: this is the config of a fine-tuning "
+            f"run that loaded {loaded_from}, and the official scripts then ignore layer_size, nlayers and nhead)"
+            if unused
+            else ""
+        )
+        if found is not None:
+            read[key] = found[0]
+            notes.append(
+                f"args.json has no {'usable ' if unused else ''}'{key}'{because}: read {ARGS_MEANING[key]} "
+                f"({found[0]}) from the weights' shape, {found[1]}."
+            )
+            continue
+        source = f"{loaded_from}/args.json" if unused else "the args.json of the model it was fine-tuned from"
+        raise FmscopeError(
+            f"{path} has no {'usable ' if unused else ''}{' or '.join(repr(name) for name in (key, *aliases))} "
+            f"({ARGS_MEANING[key]}){because}, "
+            "and the weights' shapes do not hold it"
+            + (" (any head count gives the same shapes)." if key == "nheads" else "."),
+            f'Add "{key}": N to args.json, N the value the model was trained with ({source} has it).',
+        )
+    for key in ARGS_OPTIONAL_INTEGERS:
+        if key in args:
+            read[key] = _whole_number(path, key, args[key], allow_null=key == "impute_MVC_knn_k")
+    pad_value = args.get("pad_value", -2)
+    if isinstance(pad_value, bool) or not isinstance(pad_value, (int, float)):
+        raise FmscopeError(
+            f"{path}: 'pad_value' is {json.dumps(pad_value)}, not a number.",
+            'Write it as a JSON number, without quotes: "pad_value": -2 (the released models\' value).',
+        )
+    for key in ("pad_token", "input_emb_style"):
+        if key in args and not isinstance(args[key], str):
+            raise FmscopeError(
+                f"{path}: '{key}' is {json.dumps(args[key])}, not text.",
+                f'Write it as a JSON string: "{key}": "{"<pad>" if key == "pad_token" else "continuous"}".',
+            )
+    if read["embsize"] % read["nheads"]:
+        raise FmscopeError(
+            f"{path}: embsize {read['embsize']} is not divisible by nheads {read['nheads']}; attention splits the "
+            "embedding evenly over the heads.",
+            'Set "nheads" to the head count the model was trained with.',
+        )
+    return read, notes
 
 
 class GeneEncoder(nn.Module):
@@ -345,6 +490,7 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # known optional heads fmscope does not build
     mismatched: list[str] = field(default_factory=list)
+    args_notes: list[str] = field(default_factory=list)  # args.json keys read under another name or from shapes
 
     def summary(self) -> str:
         skipped = ", ".join(f"{prefix}* ({len(keys)})" for prefix, keys in self.skipped_parts().items())
@@ -362,12 +508,16 @@ class LoadReport:
             parts.setdefault(next(p for p in SKIPPED_PARTS if key.startswith(p)), []).append(key)
         return parts
 
-    def explanations(self) -> list[str]:
+    def skipped_explanations(self) -> list[str]:
         """One line per skipped part: its keys (the first few) and why fmscope does not need it."""
         return [
             f"skipped {len(keys)} key(s) {prefix}* ({first_keys(keys)}): {SKIPPED_PARTS[prefix]}."
             for prefix, keys in self.skipped_parts().items()
         ]
+
+    def explanations(self) -> list[str]:
+        """The lines to tell the user: how args.json was read (``args_notes``), then the skipped parts."""
+        return self.args_notes + self.skipped_explanations()
 
 
 def _rename_flash(key: str) -> str:
@@ -453,13 +603,15 @@ def load_scgpt(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
             f"Cannot read the JSON files in {folder} ({error}).", "Restore the official files."
         ) from None
     vocab = read_vocab(folder)
+    state = unwrapped(read_state_dict(files["best_model.pt"]))
+    args, notes = read_args(files["args.json"], args, state)
     if args.get("pad_token", "<pad>") not in vocab or "<cls>" not in vocab:
         raise FmscopeError(
             f"{files['vocab.json']} lacks the <pad> or <cls> token.", "Use the vocab.json of the release."
         )
-    state = unwrapped(read_state_dict(files["best_model.pt"]))
     model = ScGPT(ScGPTConfig.from_args(args, n_tokens=max(vocab.values()) + 1).with_heads_of(state))
     report = load_state(model, state, files["best_model.pt"])
+    report.args_notes = notes
     if (folder / GENE_MEANS_FILE).is_file():
         model.gene_means = read_gene_means(folder / GENE_MEANS_FILE)
     return model.to(device).eval(), vocab, report
