@@ -480,3 +480,13 @@ def test_a_video_of_non_square_pixels_is_read_as_stored_with_a_note_naming_its_s
     assert len(notes) == 1
     assert f"SAR {ratio.numerator}:{ratio.denominator}" in notes[0] and "stored pixels" in notes[0]
     assert f"shown as {round(120 * ratio)}" in notes[0]
+
+
+def test_a_frame_folder_with_a_frame_of_another_size_names_it(tmp_path):
+    """Frames of a folder share the first frame's size; another size is refused naming the file and both sizes."""
+    for name, shape in (("f01.png", (40, 50)), ("f02.png", (40, 50)), ("f03.png", (41, 50))):
+        Image.fromarray(np.full(shape, 100, np.uint8)).save(tmp_path / name)
+    frames = open_frames(tmp_path)
+    assert frames[1].shape == (40, 50)
+    with pytest.raises(FmscopeError, match=r"f03\.png is 50x41, the first frame 50x40"):
+        frames[2]

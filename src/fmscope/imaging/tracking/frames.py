@@ -107,6 +107,16 @@ class FrameSource:
                 f"{self.name} has frames of {self.width}x{self.height} pixels.", "Give frames of at least 2x2 pixels."
             )
 
+    def _of_first_size(self, frame: np.ndarray, what: str) -> np.ndarray:
+        """``frame`` when it has the first frame's height and width, else a refusal naming ``what`` (its file, or
+        its index in the file)."""
+        if frame.shape[:2] != self.shape:
+            raise FmscopeError(
+                f"{what} is {frame.shape[1]}x{frame.shape[0]}, the first frame {self.width}x{self.height}.",
+                "Give frames of one size.",
+            )
+        return frame
+
 
 def _as_frame(array: np.ndarray, name: str) -> np.ndarray:
     """A (H, W) or (H, W, 3) frame: alpha dropped, single-channel squeezed."""
@@ -416,13 +426,7 @@ class ImageFolderFrames(FrameSource):
 
     def _read(self, index: int) -> np.ndarray:
         frame = _as_frame(read_image(self.files[index]), str(self.files[index]))
-        if index and frame.shape[:2] != self.shape:
-            raise FmscopeError(
-                f"{self.files[index]} is {frame.shape[1]}x{frame.shape[0]}, the first frame "
-                f"{self.width}x{self.height}.",
-                "Give frames of one size.",
-            )
-        return frame
+        return self._of_first_size(frame, str(self.files[index])) if index else frame
 
 
 class AnimatedPictureFrames(FrameSource):
@@ -459,13 +463,7 @@ class AnimatedPictureFrames(FrameSource):
                 "Save the animation again (or its frames to a folder) and track that.",
             ) from None
         frame = _as_frame(frame, self.name)
-        if index and frame.shape[:2] != self.shape:
-            raise FmscopeError(
-                f"Frame {index} of {self.path} is {frame.shape[1]}x{frame.shape[0]}, the first "
-                f"{self.width}x{self.height}.",
-                "Give frames of one size.",
-            )
-        return frame
+        return self._of_first_size(frame, f"Frame {index} of {self.path}") if index else frame
 
 
 REENCODE = "Re-encode the video (ffmpeg -i in.mp4 out.mp4) or track the frames before the damage."
