@@ -12,6 +12,7 @@ import torch
 
 from fmscope import samples
 from fmscope.backends import resolve_backend
+from fmscope.backends.openvino_model import inference_precision
 from fmscope.errors import FmscopeError
 from fmscope.imaging.predictor import Segmenter
 from fmscope.metrics import dice
@@ -77,16 +78,19 @@ def test_exact_openvino_equals_torch(case, segmenter, torch_segmenter, nuclei, c
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["nuclei", "ct_lung_slice"])
 def test_fast_openvino_close_to_torch(case, fast_segmenter, torch_segmenter, nuclei, ct_slice):
-    """bf16 OpenVINO (where the CPU has bf16; else f16 or fp32): mean Dice >= 0.99 against torch fp32, with the
-    default ROI zoom (small nuclei get their crop). Measured on 20 nuclei: 0.994 mean, 0.968 min (torch's own
-    bf16 path: 0.997 / 0.989); without zoom, on all 125 nuclei at 256 px: 0.990 (torch bf16 0.992)."""
+    """bf16 OpenVINO (where the CPU has bf16; else f16, or f32 with 8-bit weights): mean Dice >= 0.99 against torch
+    fp32 at bf16 / f16, >= 0.98 with 8-bit weights, with the default ROI zoom (small nuclei get their crop).
+    Measured on 20 nuclei with bf16: 0.994 mean, 0.968 min (torch's own bf16 path: 0.997 / 0.989); without zoom,
+    on all 125 nuclei at 256 px: 0.990 (torch bf16 0.992). On an AVX2-only CPU (8-bit weights, 2026-12-07):
+    nuclei 0.986 mean / 0.971 min, ct_lung_slice 0.989."""
     image, window, boxes = _case(case, nuclei, ct_slice, 10)
     masks = []
     for each in (fast_segmenter, torch_segmenter):
         each.set_image(image, window=window)
         masks.append(each.predict_many(boxes))
     scores = [dice(a.mask, b.mask) for a, b in zip(*masks)]
-    assert np.mean(scores) >= 0.99 and min(scores) >= 0.95, (np.mean(scores), min(scores))
+    least = 0.98 if inference_precision("fast") == "f32" else 0.99  # f32 = 8-bit weights (no bf16 / fp16 here)
+    assert np.mean(scores) >= least and min(scores) >= 0.95, (np.mean(scores), min(scores))
 
 
 def _prompts(net, crop_side: int = 256) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:

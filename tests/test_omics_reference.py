@@ -109,7 +109,13 @@ def test_deconvolve_cli_writes_proportions_and_png(tmp_path, halves):
     )
     assert result.returncode == 0, result.stderr
     adata = ad.read_h5ad(out)
-    assert list(adata.obsm["fmscope_proportions"].columns) == types
+    written = [name.replace("/", "_") for name in types]  # 'CD4+/CD25 T Reg': '/' is an HDF5 path (legal_keys)
+    assert list(adata.obsm["fmscope_proportions"].columns) == written
+    renamed = adata.uns["fmscope"]["renamed_keys"]
+    assert {key: name for key, name in zip(renamed["key"], renamed["name"])} == {
+        key: name for key, name in zip(written, types) if key != name
+    }
+    assert "cannot hold as keys" in result.stderr
     assert (tmp_path / "props.png").stat().st_size > 5_000
 
 
