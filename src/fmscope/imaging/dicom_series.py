@@ -58,7 +58,7 @@ class Stack:
     modality: str
     image_type: str
     size: tuple[int, int]  # rows, columns
-    pixel_mm: str  # "row x column" as the files give it, "" when absent
+    pixel_mm: tuple[float, ...] | None  # (row, column) spacing in mm as the files give it, None when absent
     normal: tuple[float, float, float] | None  # None when the files carry no orientation
     files: tuple[str, ...]
     points: tuple[tuple[float, float, float] | None, ...]  # each file's position (mm, LPS); None when absent
@@ -100,7 +100,7 @@ class Stack:
             f"{slices} slice{'s' if slices != 1 else ''} {self.size[0]} x {self.size[1]}"
         )
         if self.pixel_mm:
-            text += f", {self.pixel_mm} mm pixels"
+            text += f", {' x '.join(f'{v:.4g}' for v in self.pixel_mm)} mm pixels"
         steps = self.steps()
         if len(steps):
             median = float(np.median(steps))
@@ -291,7 +291,7 @@ def list_stacks(folder: Path) -> list[Stack]:
                 first["modality"],
                 first["image_type"],
                 (int(first["rows"]), int(first["columns"])),
-                " x ".join(f"{v:.4g}" for v in pixel) if pixel else "",
+                tuple(pixel) if pixel else None,
                 normal,
                 tuple(f for f, _ in placed),
                 tuple(point(h) for _, h in placed),

@@ -435,6 +435,8 @@ class AnimatedPictureFrames(FrameSource):
 
     Frames are grey (H, W) when the first frame is grey (Pillow mode 1 / L / LA / I;16), else RGB (H, W, 3)
     (palette frames in their colours, alpha dropped); ``fps`` from the first frame's duration (milliseconds).
+    The file stays open while the source lives (as a video's container does): Pillow decodes a GIF's frames in
+    order, so reading frame k after frame k - 1 decodes one frame, where opening the file again would decode k.
     """
 
     def __init__(self, path: Path) -> None:
@@ -442,21 +444,18 @@ class AnimatedPictureFrames(FrameSource):
 
         self.name, self.path, self.kind = str(path), path, "stack"
         self.n_frames, what = picture_animation(path)
-        with Image.open(path) as picture:
-            self._mode = {"1": "L", "L": "L", "LA": "L", "I;16": "I;16"}.get(picture.mode, "RGB")
-            picture.load()  # WebP sets the first frame's duration when it decodes it
-            duration = float(picture.info.get("duration") or 0)
+        self._picture = Image.open(path)
+        self._mode = {"1": "L", "L": "L", "LA": "L", "I;16": "I;16"}.get(self._picture.mode, "RGB")
+        self._picture.load()  # WebP sets the first frame's duration when it decodes it
+        duration = float(self._picture.info.get("duration") or 0)
         self.fps = 1000.0 / duration if duration > 0 else None
         self.notes = (f"{path.name}: an {what} of {self.n_frames} frames, read as time frames in their order",)
         self._set_geometry(self._read(0))
 
     def _read(self, index: int) -> np.ndarray:
-        from PIL import Image
-
         try:
-            with Image.open(self.path) as picture:
-                picture.seek(index)
-                frame = np.asarray(picture.convert(self._mode))
+            self._picture.seek(index)
+            frame = np.asarray(self._picture.convert(self._mode))
         except (OSError, EOFError, ValueError) as error:
             raise FmscopeError(
                 f"Cannot read frame {index} of {self.path} ({type(error).__name__}: {str(error)[:200]}).",
@@ -671,7 +670,7 @@ class DicomFolderFrames(FrameSource):
         self.name, self.kind = str(folder), "video"
         self.files, how = stack.instance_order()
         self.n_frames = len(self.files)
-        pixel = [float(v) for v in stack.pixel_mm.split(" x ")] if stack.pixel_mm else []
+        pixel = stack.pixel_mm or ()
         self.spacing = (pixel[0], pixel[1]) if len(pixel) == 2 else None
         self.notes = (
             *stack.notes,
