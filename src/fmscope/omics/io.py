@@ -152,10 +152,15 @@ def _spatial_file(spatial: Path, name: str) -> Path | None:
     return next((p for p in (spatial / name, spatial / f"{name}.gz") if p.is_file()), None)
 
 
+def _open_text(path: Path):
+    """A text file opened for reading (UTF-8, a BOM dropped), gunzipped when it is named ``.gz`` (GEO ships Space
+    Ranger's text files gzipped)."""
+    return (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8-sig")
+
+
 def _read_text(path: Path) -> str:
-    """A text file's contents (UTF-8, a BOM dropped), gunzipped when it is named ``.gz``."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8-sig") as handle:
+    """A text file's contents (:func:`_open_text`)."""
+    with _open_text(path) as handle:
         return handle.read()
 
 
@@ -179,8 +184,7 @@ def _visium_positions(path: Path) -> tuple[pd.DataFrame, list[str]]:
     line, not its name: SR 1.x ``tissue_positions_list.csv`` (no header) or SR >= 2 ``tissue_positions.csv``
     (header ``barcode,in_tissue,...``; columns taken by name). A header under the old name (users rename the
     new file back) is read as a header, with a notice."""
-    opener = gzip.open if path.suffix == ".gz" else open  # GEO ships tissue_positions_list.csv.gz
-    with opener(path, "rt", encoding="utf-8-sig") as handle:
+    with _open_text(path) as handle:
         first = handle.readline().strip().split(",")
     has_header = len(first) > 1 and not first[1].strip().lstrip("-").isdigit()
     positions = pd.read_csv(path, header=0 if has_header else None, index_col=0, encoding="utf-8-sig")

@@ -65,8 +65,9 @@ class Joined:
 def joined_tables(folder: Path) -> Joined:
     """The counts and centres of ``folder`` (a MERSCOPE output) joined by cell id.
 
-    Same ids in the same order: nothing to do (``vpt_outputs`` None). Otherwise copies of the two CSVs, rows
-    restricted to the ids both hold, in ``cell_by_gene.csv``'s order, written to a temporary folder (the user's
+    Same ids in the same order: nothing to do (``vpt_outputs`` None). Otherwise copies of the CSVs, rows
+    restricted to the ids both hold, in ``cell_by_gene.csv``'s order (the counts copied only when they hold cells
+    the centres lack), written to a temporary folder (the user's
     files untouched), with a notice. Raises FmscopeError when the files share no cell or repeat an id."""
     counts_path, metadata_path = folder / COUNTS, folder / METADATA
     if not metadata_path.is_file():
@@ -109,8 +110,10 @@ def joined_tables(folder: Path) -> Joined:
             "own centre)."
         )
     temporary = tempfile.TemporaryDirectory(prefix="fmscope_merscope_")
-    paths = {}
+    paths = {COUNTS: counts_path}  # holding only cells of both, in its own order: read as it is (no copy)
     for name, path in ((COUNTS, counts_path), (METADATA, metadata_path)):
+        if name == COUNTS and counts_only.empty:
+            continue
         table = pd.read_csv(path, dtype=str, keep_default_na=False)  # the file's text, cell for cell
         key = table.columns[0]
         table = table.set_index(table[key].str.strip(), drop=False).loc[common]
