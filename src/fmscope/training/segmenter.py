@@ -325,13 +325,14 @@ def copies_note(train: Sequence[LabelledImage], val: Sequence[LabelledImage], sp
     images as given (``val``: the held-out images given apart, else empty); ``split``: a held-out set is to be
     taken from ``train`` by :func:`split_holdout`, which keeps copies together."""
     items = [*train, *val]
-    said = []
+    said, on_both_sides = [], False
     for group in image_copies(items):
         if len(group) < 2:
             continue
         first, others = items[group[0]], [items[i] for i in group[1:]]
         same_labels = all(np.array_equal(other.labels, first.labels) for other in others)
         sides = {index >= len(train) for index in group}
+        on_both_sides |= len(sides) > 1
         said.append(
             f"{', '.join(other.name for other in others)} {'has' if len(others) == 1 else 'have'} the same pixels "
             f"{'and labels ' if same_labels else ''}as {first.name}"
@@ -343,7 +344,7 @@ def copies_note(train: Sequence[LabelledImage], val: Sequence[LabelledImage], sp
         )
     if not said:
         return None
-    if any("both trained on" in line for line in said) or val:
+    if on_both_sides or val:
         outcome = ""
     elif split:
         outcome = "; copies are kept on one side of the held-out split"
