@@ -117,8 +117,11 @@ def obs_columns(path: str | os.PathLike) -> list[str]:
     if not _is_reference(Path(path)):
         raise FmscopeError(f"No such reference file: {path}", "Give a labelled single-cell .h5ad.")
     try:
-        if Path(path).is_dir():
-            return [str(name) for name in read_anndata(Path(path)).obs.columns]
+        if Path(path).is_dir():  # an AnnData zarr: its obs alone (the matrices are not read)
+            import zarr
+            from anndata.io import read_elem
+
+            return [str(name) for name in read_elem(zarr.open_group(str(path), mode="r")["obs"]).columns]
         backed = ad.read_h5ad(path, backed="r")
         try:
             return [str(name) for name in backed.obs.columns]
