@@ -157,20 +157,11 @@ def leiden_labels(graph: sp.spmatrix, resolutions: Sequence[float], seed: int = 
     return labels
 
 
-def cluster(
-    embedding: np.ndarray, resolutions: Sequence[float], n_neighbors: int = 15, seed: int = 0
-) -> dict[float, np.ndarray]:
-    """Leiden labels of ``embedding`` (cells, dims) at each resolution, on one kNN graph."""
-    return leiden_labels(neighbour_graph(embedding, n_neighbors, seed), resolutions, seed)
-
-
-def exact_resolution(
-    smoothed: np.ndarray, n_domains: int, tried: dict[float, int], seed: int = 0
-) -> tuple[float, np.ndarray] | None:
-    """(resolution, labels) giving exactly ``n_domains`` Leiden domains of ``smoothed`` (cells, dims), found by
-    bisecting between the ``tried`` resolutions ({resolution: domain count}) that bracket it; None when
-    ``REFINE_STEPS`` runs do not find it (domain counts are not strictly monotone in the resolution)."""
-    graph = neighbour_graph(smoothed, seed=seed)
+def exact_resolution(graph, n_domains: int, tried: dict[float, int], seed: int = 0) -> tuple[float, np.ndarray] | None:
+    """(resolution, labels) giving exactly ``n_domains`` Leiden domains on ``graph`` (the cells' kNN graph,
+    :func:`neighbour_graph`, the one the ``tried`` resolutions were clustered on), found by bisecting between the
+    ``tried`` resolutions ({resolution: domain count}) that bracket it; None when ``REFINE_STEPS`` runs do not find
+    it (domain counts are not strictly monotone in the resolution)."""
     below = max((r for r, n in tried.items() if n < n_domains), default=0.0)
     above = min((r for r, n in tried.items() if n > n_domains and r > below), default=None)
     for _ in range(REFINE_STEPS):
@@ -181,6 +172,25 @@ def exact_resolution(
             return resolution, labels
         below, above = (resolution, above) if count < n_domains else (below, resolution)
     return None
+
+
+def chosen_domains(
+    smoothed: np.ndarray, resolutions: Sequence[float], n_domains: int | None, seed: int = 0
+) -> tuple[dict[float, np.ndarray], float]:
+    """Leiden labels of ``smoothed`` (cells, dims) at each of ``resolutions`` on one kNN graph, and the resolution
+    chosen: the first, or with ``n_domains`` the one whose domain count is nearest (ties: the lower), refined
+    towards exactly ``n_domains`` on the same graph when none gives it (:func:`exact_resolution`; the refined
+    labels are added under their resolution)."""
+    graph = neighbour_graph(smoothed, seed=seed)
+    labels = leiden_labels(graph, resolutions, seed)
+    if n_domains is None:
+        return labels, resolutions[0]
+    tried = {r: len(np.unique(labels[r])) for r in resolutions}
+    chosen = min(resolutions, key=lambda r: (abs(tried[r] - n_domains), r))
+    found = exact_resolution(graph, n_domains, tried, seed) if tried[chosen] != n_domains else None
+    if found is not None:
+        chosen, labels[found[0]] = found
+    return labels, chosen
 
 
 def count_note(n_domains: int | None, found: int, resolution: float) -> list[str]:
@@ -222,14 +232,7 @@ def spatial_domains(
     if sections is None:
         sections = require_sections(adata, "the slide")
     smoothed = smooth_embedding(coords, embedding, weight=smoothing, sections=sections)
-    labels = cluster(smoothed, resolutions, seed=seed)
-    chosen = resolutions[0]
-    if n_domains is not None:
-        tried = {r: len(np.unique(labels[r])) for r in resolutions}
-        chosen = min(resolutions, key=lambda r: (abs(tried[r] - n_domains), r))
-        found = exact_resolution(smoothed, n_domains, tried, seed) if tried[chosen] != n_domains else None
-        if found is not None:
-            chosen, labels[found[0]] = found
+    labels, chosen = chosen_domains(smoothed, resolutions, n_domains, seed)
     for resolution, values in labels.items():
         adata.obs[f"{DOMAIN_KEY}_r{resolution:g}"] = values.astype(str)
     adata.obs[DOMAIN_KEY] = labels[chosen].astype(str)

@@ -20,7 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fmscope.errors import FmscopeError
-from fmscope.omics.domains import DOMAIN_KEY, cluster, exact_resolution, smooth_embedding, spatial_domains
+from fmscope.omics.domains import DOMAIN_KEY, chosen_domains, smooth_embedding, spatial_domains
 from fmscope.omics.embed import EMBEDDING_KEY
 from fmscope.omics.gene_match import exact_shared
 from fmscope.omics.integrate import check_correction, harmony, scgpt_batch_note, section_centred_pca
@@ -115,13 +115,8 @@ def _domains_of(adata, embedding, sections, resolutions, n_domains, seed) -> tup
     """(smoothed embedding, domains) of a comparison embedding, chosen as for fmscope's own."""
     coords = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
     smoothed = smooth_embedding(coords, embedding, sections=sections)
-    labels = cluster(smoothed, resolutions, seed=seed)
-    if n_domains is None:
-        return smoothed, labels[resolutions[0]]
-    tried = {r: len(np.unique(labels[r])) for r in resolutions}
-    chosen = min(resolutions, key=lambda r: (abs(tried[r] - n_domains), r))
-    found = exact_resolution(smoothed, n_domains, tried, seed) if tried[chosen] != n_domains else None
-    return smoothed, labels[chosen] if found is None else found[1]
+    labels, chosen = chosen_domains(smoothed, resolutions, n_domains, seed)
+    return smoothed, labels[chosen]
 
 
 def joint_domains(
