@@ -58,7 +58,7 @@ from fmscope.imaging.predictor import Segmenter
 from fmscope.metrics import dice
 
 VARIANTS = (("torch", "fp32"), ("torch", "fast"), ("openvino", "fp32"), ("openvino", "fast"))
-INT8 = ("openvino", "int8")  # the encoder only (speed and parity): what `fast` is on a CPU without bf16 / fp16
+INT8 = ("openvino", "int8")  # the encoder only (speed and parity): what `fast` was on a CPU without bf16 / fp16
 NAMES = {
     ("torch", "fp32"): "torch fp32",
     ("torch", "fast"): "torch fast (bf16 autocast)",
@@ -66,7 +66,15 @@ NAMES = {
     ("openvino", "fast"): "OpenVINO fast",
     INT8: "OpenVINO int8 weights (f32)",
 }
-GEMM_OF = {"fp32": "fp32", "int8": "fp32", "fast": "fast"}
+
+
+def reduced(segmenter: Segmenter) -> bool:
+    """Whether the segmenter's encoder runs a reduced precision (bf16 / f16) here: ``fast`` on a CPU without one
+    runs fp32 on both backends, and is compared with the fp32 GEMM rate."""
+    encoder = segmenter.encoder
+    if encoder.backend == "torch":
+        return encoder.bfloat16
+    return encoder.network.hint in ("bf16", "f16")
 
 
 def load() -> str:
@@ -123,12 +131,13 @@ def speed(segmenters: dict, batch: torch.Tensor, repeats: int) -> dict:
         median = {key: float(np.median(value)) for key, value in times.items()}
         gemm = {"fp32": 2 * 2048**3 / median["gemm fp32"] / 1e9, "fast": 2 * 2048**3 / median["gemm bf16"] / 1e9}
         print(f"-- {threads} thread(s): GEMM {gemm['fp32']:.0f} GFLOP/s fp32, {gemm['fast']:.0f} GFLOP/s bf16")
-        for key in segmenters:
+        for key, segmenter in segmenters.items():
             rate = flops / median[key] / 1e9
             ratio = median[VARIANTS[0]] / median[key]
+            gemm_key = "fast" if reduced(segmenter) else "fp32"
             print(
                 f"{NAMES[key]:<28} {median[key] * 1000:7.0f} ms  {ratio:4.1f}x torch fp32  {rate:5.0f} GFLOP/s "
-                f"= {100 * rate / gemm[GEMM_OF[key[1]]]:4.0f} % of GEMM ({'bf16' if key[1] == 'fast' else 'fp32'})",
+                f"= {100 * rate / gemm[gemm_key]:4.0f} % of GEMM ({'bf16' if gemm_key == 'fast' else 'fp32'})",
                 flush=True,
             )
             results[(key, threads)] = (median[key], ratio)
@@ -203,12 +212,14 @@ def decoder_speed(segmenters: dict, image: np.ndarray, boxes: list, repeats: int
         expected = torch.cat(outputs[VARIANTS[0]])
         for key in decoders:
             rate = flops / median[key] / 1e9
+            gemm_key = "fast" if reduced(segmenters[key]) else "fp32"
             logits = torch.cat(outputs[key])
             scores = [dice((a > 0).numpy(), (b > 0).numpy()) for a, b in zip(logits, expected)]
             print(
                 f"{NAMES[key].replace('(bf16 autocast)', ''):<28} {median[key] * 1000:6.1f} ms  "
                 f"{median[VARIANTS[0]] / median[key]:4.1f}x torch  {rate:5.0f} GFLOP/s = "
-                f"{100 * rate / gemm[key[1]]:3.0f} % of GEMM; logits max |diff| {(logits - expected).abs().max():.1e}, "
+                f"{100 * rate / gemm[gemm_key]:3.0f} % of GEMM; "
+                f"logits max |diff| {(logits - expected).abs().max():.1e}, "
                 f"masks Dice mean {np.mean(scores):.4f} min {np.min(scores):.4f}",
                 flush=True,
             )
@@ -571,7 +582,8 @@ def main() -> None:
     segmenters = {
         key: Segmenter("litemedsam", device="cpu", backend=key[0], precision=key[1], threads=2) for key in VARIANTS
     }
-    print(f"OpenVINO fast = {getattr(segmenters[VARIANTS[3]].encoder.network, 'hint', '?')} on this CPU")
+    fast = segmenters[VARIANTS[3]].encoder.network
+    print(f"OpenVINO fast = {fast.hint} arithmetic, {fast.weights} weights on this CPU")
     if args.int8:
         segmenters[INT8] = int8_segmenter()
     segmenters[VARIANTS[0]].set_image(image)

@@ -16,14 +16,23 @@ from torch import nn
 from fmscope.backends import resolve_backend
 
 
+def torch_runs_bfloat16(device: torch.device) -> bool:
+    """Whether torch's ``fast`` (bfloat16 autocast) is a reduced precision on ``device``: on a GPU, and on a CPU
+    whose oneDNN has bfloat16 kernels (AVX-512 / AMX). On an AVX2 CPU torch emulates bfloat16: LiteMedSAM's encoder
+    ran 0.2x fp32 there (``benchmarks/backends.py --sections speed``, 2026-12-07), so ``fast`` is fp32 on it."""
+    return device.type != "cpu" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 class TorchImageEncoder:
-    """The torch module itself; ``fast``: bfloat16 autocast and channels-last (the reference path)."""
+    """The torch module itself; ``fast``: bfloat16 autocast and channels-last (the reference path) where
+    :func:`torch_runs_bfloat16`, else fp32 (``precision`` is then what was asked for, ``bfloat16`` False)."""
 
     backend = "torch"
 
     def __init__(self, module: nn.Module, device: torch.device, precision: str) -> None:
         self.module, self.device, self.precision = module, device, precision
-        if precision == "fast":
+        self.bfloat16 = precision == "fast" and torch_runs_bfloat16(device)
+        if self.bfloat16:
             module.to(memory_format=torch.channels_last)
 
     def prepare(self, threads: int) -> None:
@@ -33,11 +42,11 @@ class TorchImageEncoder:
         """``threads`` is torch's (set by the caller's thread policy)."""
         autocast = (
             torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-            if self.precision == "fast"
+            if self.bfloat16
             else contextlib.nullcontext()
         )
         with torch.inference_mode(), autocast:
-            if self.precision == "fast":
+            if self.bfloat16:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             return self.module(batch.to(self.device)).float().cpu().numpy()
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -44,7 +43,7 @@ from fmscope.errors import FmscopeError
 from fmscope.user_cache import cache_fix, cache_root, unwritable
 
 PRECISIONS = ("fp32", "fast")
-INT8_WEIGHTS = "int8"  # OpenVINOModule's third precision: f32 activations, int8 weights (fast without bf16 / fp16)
+INT8_WEIGHTS = "int8"  # OpenVINOModule's third precision, asked for to measure it: f32 activations, int8 weights
 _COMPILED: dict[tuple[str, str, int], tuple[Any, threading.Lock]] = {}
 _REGISTRY_LOCK = threading.Lock()
 
@@ -94,15 +93,16 @@ def runtime_config(hint: str, threads: int) -> dict[str, Any]:
     }
 
 
-def weight_format(precision: str, hint: str) -> str:
-    """``int8`` where the weights are compressed to 8 bits (NNCF's ``compress_weights``, per-channel asymmetric),
-    else ``f32``: for precision ``int8`` (asked for), and for ``fast`` on a CPU without bf16 / fp16 (``hint``
-    ``f32``, e.g. an AVX2 laptop) when the ``nncf`` package is installed."""
-    if precision == INT8_WEIGHTS:
-        return "int8"
-    if precision == "fast" and hint == "f32" and importlib.util.find_spec("nncf") is not None:
-        return "int8"
-    return "f32"
+def weight_format(precision: str) -> str:
+    """``int8`` where the weights are compressed to 8 bits (NNCF's ``compress_weights``, per-channel asymmetric:
+    only for precision ``int8``, asked for to measure it), else ``f32``.
+
+    ``fast`` keeps f32 weights on every CPU: on one without bf16 / fp16 (an AVX2 CPU, hint ``f32``) 8-bit weights
+    were no faster than f32 ones (LiteMedSAM's encoder 0.94-0.96x, 1 and 2 threads, and less exact: mean mask Dice
+    0.986 against torch; ``benchmarks/backends.py --int8 --sections speed``, docs/backends.md), so ``fast`` there
+    is the exact network, the fastest this CPU has.
+    """
+    return "int8" if precision == INT8_WEIGHTS else "f32"
 
 
 def _source_sha256(module: torch.nn.Module) -> str:
@@ -140,8 +140,8 @@ class OpenVINOModule:
     order) where -1 marks a dynamic dimension; then ``example`` (one tensor per input) is what conversion
     traces with (default: zeros of ``input_shape``). ``identity``: :func:`module_identity` (the disk cache
     key). Conversion happens on the first call that needs it, not here. ``precision``: ``fp32`` or ``fast``
-    (:func:`inference_precision`, :func:`weight_format`), or ``int8`` (f32 activations, int8 weights: what ``fast``
-    is on a CPU without bf16 / fp16, asked for here to measure it on any CPU).
+    (:func:`inference_precision`), or ``int8`` (f32 activations, int8 weights, :func:`weight_format`: asked for to
+    measure it; needs ``nncf``, a development dependency).
     """
 
     def __init__(
@@ -157,7 +157,7 @@ class OpenVINOModule:
         self.example = example
         self.identity = identity
         self.hint = inference_precision("fp32" if precision == INT8_WEIGHTS else precision)
-        self.weights = weight_format(precision, self.hint)
+        self.weights = weight_format(precision)
         self.precision = precision
         key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
         self.folder = cache_root() / "openvino" / key

@@ -55,7 +55,11 @@ def _add_model_options(parser: argparse.ArgumentParser, capability: str) -> None
         type=_threads,
         help="torch threads (default: $FMSCOPE_THREADS, else the cores other programs leave free)",
     )
-    parser.add_argument("--fast", action="store_true", help="bfloat16 encoder (faster, not bit-exact)")
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="bfloat16 / fp16 encoder where the CPU has it (faster, not bit-exact; elsewhere the exact one)",
+    )
     add_backend_option(parser)
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--cache-dir", help="keep image embeddings on disk here (zarr) for reuse")
@@ -369,7 +373,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     demo = commands.add_parser("demo", help="run the default model on every sample case")
     demo.add_argument("-o", "--output", default="demo_output", help="folder for masks and overlays")
-    demo.add_argument("--fast", action="store_true", help="bfloat16 encoder")
+    demo.add_argument("--fast", action="store_true", help="bfloat16 / fp16 encoder where the CPU has it")
     demo_cases = [case.name for case in samples.CASES + samples.TIMELAPSES]
     demo.add_argument(
         "--cases",

@@ -387,7 +387,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         command.add_argument("--device", help="cpu or cuda (scGPT only)")
         add_backend_option(command)
         command.add_argument(
-            "--fast", action="store_true", help="scGPT in bfloat16 on OpenVINO (~3.5x faster on CPU, not bit-exact)"
+            "--fast",
+            action="store_true",
+            help="scGPT in bfloat16 / fp16 on OpenVINO where the CPU has it (~3.5x faster, not bit-exact)",
         )
         if name == "domains":
             command.add_argument(

@@ -271,7 +271,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     track.add_argument("--checkpoint", help="weights file or folder (else $FMSCOPE_CHECKPOINT_DIR)")
     track.add_argument(
-        "--fast", action="store_true", help="bfloat16 image encoder (faster, not bit-exact; sam2 models: on OpenVINO)"
+        "--fast",
+        action="store_true",
+        help="bfloat16 / fp16 image encoder where the CPU has it (faster, not bit-exact; sam2 models: on OpenVINO)",
     )
     add_backend_option(track)
     track.add_argument("--direction", choices=("both", "forward", "backward"), default="both")
