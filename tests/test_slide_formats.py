@@ -191,6 +191,63 @@ def test_visium_counts_as_downloaded_read_the_same_spots(visium, tmp_path, kind,
     assert snapshot(folder) == before
 
 
+@FEW
+@given(
+    counts=st.sampled_from(["prefixed h5", "flat prefixed mex"]),
+    positions_gz=st.booleans(),
+    scale_gz=st.booleans(),
+    image_gz=st.booleans(),
+    sr2=st.booleans(),
+)
+@example(counts="prefixed h5", positions_gz=True, scale_gz=True, image_gz=True, sr2=False)  # GEO's supplementary files
+def test_geo_flat_prefixed_visium_files_read_as_the_space_ranger_folder(
+    visium, tmp_path, counts, positions_gz, scale_gz, image_gz, sr2
+):
+    """GEO's flat layout (squidpy#802, seurat#7157): no spatial/ folder, the sample's files beside its counts with
+    its accession in front (GSM..._tissue_positions_list.csv.gz, GSM..._scalefactors_json.json.gz,
+    GSM..._tissue_lowres_image.png.gz), each gzipped or not: the same spots, places and image as Space Ranger's
+    folder, with a note; the files untouched."""
+    import gzip
+
+    folder, prefix = tmp_path / uuid.uuid4().hex, "GSM4565826_Visium_brain_"
+    folder.mkdir()
+    if counts == "prefixed h5":
+        shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", folder / f"{prefix}filtered_feature_bc_matrix.h5")
+    else:
+        _write_mex(folder, prefix, True, False)
+    positions = (VISIUM / "spatial" / "tissue_positions_list.csv").read_bytes()
+    if sr2:
+        positions = (SR2_HEADER + "\n").encode() + positions
+    files = {
+        "tissue_positions.csv" if sr2 else "tissue_positions_list.csv": (positions, positions_gz),
+        "scalefactors_json.json": ((VISIUM / "spatial" / "scalefactors_json.json").read_bytes(), scale_gz),
+        "tissue_lowres_image.png": ((VISIUM / "spatial" / "tissue_lowres_image.png").read_bytes(), image_gz),
+    }
+    for name, (data, gz) in files.items():
+        (folder / f"{prefix}{name}{'.gz' if gz else ''}").write_bytes(gzip.compress(data) if gz else data)
+    before = snapshot(folder)
+    slide = io.read_slide(folder)
+    assert list(slide.adata.obs_names) == list(visium.adata.obs_names)
+    assert (slide.adata.X != visium.adata.X).nnz == 0
+    assert np.abs(slide.adata.obsm["spatial"] - visium.adata.obsm["spatial"]).max() < 1e-9
+    assert slide.image is not None and np.array_equal(slide.image, visium.image)
+    assert slide.image_microns_per_pixel == pytest.approx(visium.image_microns_per_pixel)
+    assert any("No spatial/ folder" in n and f"'{prefix}'" in n for n in slide.notices), slide.notices
+    assert snapshot(folder) == before
+
+
+def test_flat_spatial_files_of_two_samples_are_refused_naming_both(tmp_path):
+    """Two GEO samples' flat files in one folder: which positions belong to the counts is not guessed."""
+    for sample in ("GSM1_", "GSM2_"):
+        shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", tmp_path / f"{sample}filtered_feature_bc_matrix.h5")
+        shutil.copy(VISIUM / "spatial" / "tissue_positions_list.csv", tmp_path / f"{sample}tissue_positions_list.csv")
+    before = snapshot(tmp_path)
+    with pytest.raises(FmscopeError, match=r"spot positions of 2 samples \(files starting 'GSM1_', 'GSM2_'\)"):
+        io.read_slide(tmp_path)
+    assert main(["domains", str(tmp_path), "-o", str(tmp_path / "out.h5ad")]) == 1
+    assert snapshot(tmp_path) == before
+
+
 @pytest.mark.parametrize("kind", ["raw h5", "prefixed raw mex folder"])
 def test_a_visium_folder_with_only_the_raw_matrix_reads_the_spots_in_tissue(visium, tmp_path, kind):
     """GEO series that deposit only Space Ranger's raw matrix (every spot of the capture area, in tissue or not): the

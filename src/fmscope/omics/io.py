@@ -5,7 +5,8 @@ microns in ``obsm["spatial"]``, plus the tissue image and its pixel size when pr
 Readers: AnnData ``.h5ad`` with ``obsm["spatial"]`` and its units (``uns["fmscope"]
 ["microns_per_unit"]``, or ``microns_per_unit=`` / ``--microns-per-unit``), 10x Visium output
 folders (read directly: ``filtered_feature_bc_matrix.h5``, a sample-prefixed one or the MEX folder
-(:mod:`fmscope.omics.visium_counts`), + ``spatial/``), Visium HD binned
+(:mod:`fmscope.omics.visium_counts`), + ``spatial/`` or GEO's flat prefixed copies of its files:
+:mod:`fmscope.omics.visium_spatial`), Visium HD binned
 outputs (``binned_outputs/square_NNNum``: parquet positions, microns per pixel and bin size
 from the scale factors; bins are squares), Xenium (XOA 1.x to 3.x) and MERSCOPE output folders
 (through spatialdata-io), and SpatialData zarr (its table, fmscope's own first, with the image
@@ -38,7 +39,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fmscope.errors import FmscopeError
-from fmscope.omics import merscope_files, visium_axes, visium_counts, xenium_files
+from fmscope.omics import merscope_files, visium_axes, visium_counts, visium_spatial, xenium_files
 from fmscope.omics import units as unit_rules
 from fmscope.omics.element_coordinates import annotated_element, element_coordinates
 from fmscope.omics.expression import counts_view
@@ -47,6 +48,7 @@ from fmscope.omics.raster import CellGrid
 from fmscope.omics.reserved_columns import make_writable
 from fmscope.omics.tissue_image import tissue_image
 from fmscope.omics.units import Units, resolve, visium_units
+from fmscope.omics.visium_spatial import SpatialFiles
 
 VISIUM_SPOT_DIAMETER_UM = 55.0
 DEFAULT_CELL_DIAMETER_UM = 10.0  # drawn size of cells when the slide does not give one
@@ -147,11 +149,6 @@ def _validate(adata: ad.AnnData, source: str, notices: list[str]) -> ad.AnnData:
     return adata
 
 
-def _spatial_file(spatial: Path, name: str) -> Path | None:
-    """``spatial/name``, or its gzipped ``name.gz`` (GEO ships Space Ranger's text files gzipped), or None."""
-    return next((p for p in (spatial / name, spatial / f"{name}.gz") if p.is_file()), None)
-
-
 def _open_text(path: Path):
     """A text file opened for reading (UTF-8, a BOM dropped), gunzipped when it is named ``.gz`` (GEO ships Space
     Ranger's text files gzipped)."""
@@ -164,13 +161,14 @@ def _read_text(path: Path) -> str:
         return handle.read()
 
 
-def _scale_factors(spatial: Path) -> dict:
-    """``spatial/scalefactors_json.json`` (or ``.json.gz``) as a dict; FmscopeError naming it when absent."""
-    found = _spatial_file(spatial, "scalefactors_json.json")
+def _scale_factors(files: SpatialFiles) -> dict:
+    """``scalefactors_json.json`` (or ``.json.gz``) of a sample's spatial files as a dict; FmscopeError naming it
+    when absent."""
+    found = files.file("scalefactors_json.json")
     if found is None:
         raise FmscopeError(
-            f"{spatial} has no scalefactors_json.json (gzipped or not): the tissue image's scale and the spot "
-            "size come from it.",
+            f"{files.folder} has no {files.shown('scalefactors_json.json')} (gzipped or not): the tissue image's "
+            "scale and the spot size come from it.",
             "Copy spatial/scalefactors_json.json from the Space Ranger output folder beside the positions.",
         )
     return json.loads(_read_text(found))
@@ -199,7 +197,7 @@ def _visium_positions(path: Path) -> tuple[pd.DataFrame, list[str]]:
                 "Give the tissue positions file Space Ranger wrote.",
             )
         positions = positions[POSITION_COLUMNS]
-        if path.name.removesuffix(".gz") == "tissue_positions_list.csv":
+        if path.name.removesuffix(".gz").endswith("tissue_positions_list.csv"):
             notices.append(
                 f"{path.name} has a header row (the Space Ranger 2 format under the Space Ranger 1 "
                 "name); read by its column names."
@@ -215,16 +213,19 @@ def _visium_positions(path: Path) -> tuple[pd.DataFrame, list[str]]:
     return positions, notices
 
 
-def _tissue_image(spatial: Path, scale: dict) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The hires (else lowres) tissue image and its (y, x) placement in full-resolution pixels."""
+def _tissue_image(files: SpatialFiles, scale: dict) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The hires (else lowres) tissue image (PNG, or gzipped as GEO ships it) and its (y, x) placement in
+    full-resolution pixels."""
     from imageio.v3 import imread
 
     for name, key in (
         ("tissue_hires_image.png", "tissue_hires_scalef"),
         ("tissue_lowres_image.png", "tissue_lowres_scalef"),
     ):
-        if (spatial / name).is_file() and scale.get(key):
-            image = tissue_image(imread(spatial / name), str(spatial / name))
+        found = files.file(name)
+        if found is not None and scale.get(key):
+            pixels = imread(gzip.decompress(found.read_bytes()), extension=".png") if found.suffix == ".gz" else None
+            image = tissue_image(imread(found) if pixels is None else pixels, str(found))
             return image, np.diag([1 / float(scale[key]), 1 / float(scale[key]), 1.0])
     return None, None
 
@@ -248,27 +249,30 @@ def _visium_counts(folder: Path, positions: pd.DataFrame, positions_name: str) -
 
 
 def _read_visium(folder: Path) -> Slide:
-    visium_counts.check_spatial(folder)
-    spatial = folder / "spatial"
-    positions_file = _spatial_file(spatial, "tissue_positions.csv") or _spatial_file(
-        spatial, "tissue_positions_list.csv"
-    )
+    files = visium_spatial.find_spatial(folder)
+    positions_file = files.file("tissue_positions.csv") or files.file("tissue_positions_list.csv")
     if positions_file is None:
         raise FmscopeError(
-            f"{folder} has no spatial/tissue_positions(_list).csv (gzipped or not).",
+            f"{folder} has no {files.shown('tissue_positions(_list).csv')} (gzipped or not).",
             "Give the Space Ranger output folder.",
         )
     positions, notices = _visium_positions(positions_file)
-    adata, counts_notices = _visium_counts(folder, positions, f"spatial/{positions_file.name}")
+    if files.flat:
+        notices.append(
+            f"No spatial/ folder in {folder.name}: spot positions read from {positions_file.name} and the sample's "
+            f"other files starting '{files.prefix}' beside the counts (GEO's layout)."
+        )
+    positions_name = positions_file.name if files.flat else f"spatial/{positions_file.name}"
+    adata, counts_notices = _visium_counts(folder, positions, positions_name)
     notices += counts_notices
     positions = positions.loc[adata.obs_names]
-    scale = _scale_factors(spatial)
+    scale = _scale_factors(files)
     xy = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float)
     adata.obsm["spatial"] = xy
     units = visium_units(
         scale, positions["array_row"].to_numpy(), positions["array_col"].to_numpy(), xy, where="Space Ranger "
     )
-    image, placement = _tissue_image(spatial, scale)
+    image, placement = _tissue_image(files, scale)
     return Slide(
         adata,
         image,
@@ -290,20 +294,20 @@ HD_BARCODE = re.compile(r"^s_(\d{3})um_\d+_\d+")
 def _is_visium_hd(folder: Path) -> bool:
     """A Visium HD bin folder: named square_NNNum, parquet positions, a bin size in its scale
     factors, or HD barcodes (s_016um_...) in a positions csv written from the parquet."""
-    spatial = folder / "spatial"
-    if HD_BINS.match(folder.name) or (spatial / "tissue_positions.parquet").is_file():
+    files = SpatialFiles(folder / "spatial")
+    if HD_BINS.match(folder.name) or (files.folder / "tissue_positions.parquet").is_file():
         return True
-    scale_file = _spatial_file(spatial, "scalefactors_json.json")
+    scale_file = files.file("scalefactors_json.json")
     if scale_file is not None and "bin_size_um" in json.loads(_read_text(scale_file)):
         return True
-    csv = _spatial_file(spatial, "tissue_positions.csv")
+    csv = files.file("tissue_positions.csv")
     return csv is not None and bool(HD_BARCODE.match(str(pd.read_csv(csv, nrows=1).iloc[0, 0])))
 
 
 def _read_visium_hd(folder: Path) -> Slide:
     """One Visium HD bin level (``binned_outputs/square_NNNum``): bins as squares of their true size, in microns."""
-    spatial = folder / "spatial"
-    scale_file = _spatial_file(spatial, "scalefactors_json.json")
+    files = SpatialFiles(folder / "spatial")
+    scale_file = files.file("scalefactors_json.json")
     if scale_file is None:
         raise FmscopeError(
             f"{folder} is a Visium HD bin folder without spatial/scalefactors_json.json.",
@@ -320,7 +324,7 @@ def _read_visium_hd(folder: Path) -> Slide:
             f"{scale_file} gives neither the Visium HD bin size (bin_size_um) nor microns_per_pixel.",
             "Use the scalefactors_json.json Space Ranger wrote into the bin folder.",
         )
-    parquet, csv = spatial / "tissue_positions.parquet", _spatial_file(spatial, "tissue_positions.csv")
+    parquet, csv = files.folder / "tissue_positions.parquet", files.file("tissue_positions.csv")
     if parquet.is_file():
         positions = pd.read_parquet(parquet)
     elif csv is not None:
@@ -334,7 +338,7 @@ def _read_visium_hd(folder: Path) -> Slide:
     adata, counts_notices = _visium_counts(folder, positions, f"spatial/{(parquet if parquet.is_file() else csv).name}")
     positions = positions.loc[adata.obs_names]
     adata.obsm["spatial"] = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float)
-    image, placement = _tissue_image(spatial, scale)
+    image, placement = _tissue_image(files, scale)
     slide = Slide(
         adata,
         image,
@@ -716,7 +720,7 @@ def _read_any(path: Path) -> Slide:
         return _read_spatialdata(path)
     if path.suffix == ".h5ad":
         return _read_h5ad(path)
-    if visium_counts.is_visium_folder(path):  # downloaded layouts: prefixed .h5, MEX folder, packed spatial/
+    if visium_spatial.is_visium_folder(path):  # downloaded layouts: prefixed .h5, MEX, packed or flat spatial
         return _read_visium_hd(path) if _is_visium_hd(path) else _read_visium(path)
     held = f" (it holds {visium_counts.contents(path)})" if path.is_dir() else ""
     raise FmscopeError(

@@ -181,33 +181,6 @@ def notice(counts: CountsFile, folder: Path) -> list[str]:
     return [f"Counts read from {counts.describe(folder)} (no {H5} in {folder.name})."]
 
 
-def check_spatial(folder: Path) -> None:
-    """Refuse a Visium folder without ``spatial/``, naming a packed ``*spatial.tar.gz`` when there is one."""
-    if (folder / "spatial").is_dir():
-        return
-    packed = sorted(p.name for p in folder.glob("*spatial.tar.gz"))
-    if packed:
-        raise FmscopeError(
-            f"{folder}: the spot positions are still packed in {packed[0]} (no spatial/ folder).",
-            f"Unpack it where it is (tar -xzf {packed[0]}): it makes spatial/ with tissue_positions and the "
-            "scale factors.",
-        )
-    raise FmscopeError(
-        f"{folder} has no spatial/ folder (tissue_positions(_list).csv, scalefactors_json.json, tissue images); "
-        f"it holds {contents(folder)}.",
-        "Give the Space Ranger output folder (outs/), or put the sample's spatial/ folder beside its counts.",
-    )
-
-
-def is_visium_folder(folder: Path) -> bool:
-    """Whether ``folder`` looks like a Visium sample (a spatial/ folder, a packed one, or a counts matrix)."""
-    if not folder.is_dir():
-        return False
-    if (folder / "spatial").is_dir() or any(folder.glob("*spatial.tar.gz")):
-        return True
-    return any(folder.glob(f"*{H5}")) or any(p.is_dir() for p in folder.glob(f"*{MEX}"))
-
-
 def _suffix_free(barcode: str) -> str:
     """A barcode without Space Ranger's '-1' (GEM well) suffix and any sample prefix ('S1_', 'sample:')."""
     return re.split(r"[_:]", re.sub(r"-\d+$", "", barcode))[-1]
