@@ -77,6 +77,27 @@ def test_track_writes_labels_table_and_overlay(hela_crop, tmp_path, capsys):
     assert "2 object(s) through 4 frames" in capsys.readouterr().out
 
 
+def test_overlay_of_odd_sized_frames_keeps_every_pixel(hela_crop, tmp_path):
+    """H.264 needs even sizes: 75 x 97 frames give a 76 x 98 video whose first 75 x 97 pixels are the frame's
+    (was 74 x 96: the last row and column cut off)."""
+    path, images, tracks = hela_crop
+    odd = tmp_path / "odd.tif"
+    tifffile.imwrite(odd, images[:2, :75, :97], metadata={"axes": "TYX"})
+    box = box_from_mask(tracks[0, :75, :97] == largest_tracks(tracks[:2, :75, :97], 1)[0])
+    overlay = tmp_path / "odd.mp4"
+    argv = ["track", str(odd), "--frame", "0", "--box", *map(str, box), "-o", str(tmp_path / "odd_labels.tif")]
+    assert main([*argv, "--overlay", str(overlay), "--direction", "forward", "--device", "cpu"]) == 0
+    with av.open(str(overlay)) as video:
+        first = next(video.decode(video=0)).to_ndarray(format="rgb24")
+    assert first.shape == (76, 98, 3)
+    grey = first.mean(axis=-1)
+    unlabelled = tifffile.imread(tmp_path / "odd_labels.tif")[0] == 0
+    scale = images[0, :75, :97].astype(float)
+    # the video's grey where no label is drawn follows the frame's, to its last row and column (lossy codec)
+    assert np.corrcoef(grey[:75, :97][unlabelled], scale[unlabelled])[0, 1] > 0.9
+    assert np.corrcoef(grey[74, :97], scale[74])[0, 1] > 0.8 and np.corrcoef(grey[:75, 96], scale[:, 96])[0, 1] > 0.8
+
+
 def test_bad_input_exits_1_and_writes_nothing(hela_crop, tmp_path, capsys):
     path, _, _ = hela_crop
     out = tmp_path / "labels.tif"

@@ -97,7 +97,9 @@ def keep_partial(session, output: str | Path, stopped) -> FmscopeError:
 
 
 def write_overlay_video(session, path: str, window) -> None:
-    """An mp4 of the frames (mapped to 8 bits) with the labels in stable colours per object."""
+    """An mp4 of the frames (mapped to 8 bits) with the labels in stable colours per object. H.264 in yuv420p (what
+    players take) needs an even width and height: an odd one gets one more column / row, a copy of the last (the
+    frame whole, its pixels where they were; was: the last column / row cut off)."""
     import av
 
     from fmscope.imaging.overlay import draw_overlay
@@ -110,12 +112,13 @@ def write_overlay_video(session, path: str, window) -> None:
     def write(target: Path) -> None:
         with av.open(str(target), "w") as container:
             stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=rate)
-            stream.width, stream.height = frames.width // 2 * 2, frames.height // 2 * 2
+            stream.width, stream.height = -(-frames.width // 2) * 2, -(-frames.height // 2) * 2
+            pad = ((0, stream.height - frames.height), (0, stream.width - frames.width), (0, 0))
             stream.pix_fmt = "yuv420p"
             for index in range(frames.n_frames):
                 image = to_uint8(frames[index])
                 rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1)
-                picture = draw_overlay(rgb, session.frame_labels(index), by_id=True)[: stream.height, : stream.width]
+                picture = np.pad(draw_overlay(rgb, session.frame_labels(index), by_id=True), pad, mode="edge")
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")):
                     container.mux(packet)
             for packet in stream.encode():
