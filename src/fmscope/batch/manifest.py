@@ -89,6 +89,7 @@ TEMPLATE_ROWS = (
     {"id": "visium", "job": "domains", "input": "sample_data/visium_mouse_brain", "resolution": "0.4 0.8"},
     {"id": "xenium", "job": "embed", "input": "sample_data/xenium_breast_outs"},
 )
+PATH_COLUMNS = ("input", "prompt_file", "truth")  # the template's paths, written from the manifest's folder
 
 
 @dataclass(frozen=True)
@@ -253,19 +254,38 @@ def read_manifest(path: str | os.PathLike) -> list[BatchItem]:
     return items
 
 
+def _template_rows(folder: Path) -> list[dict[str, str]]:
+    """:data:`TEMPLATE_ROWS` with their ``sample_data/`` paths pointing at this installation's sample data
+    (:func:`fmscope.samples.sample_data_dir`), relative to ``folder`` (the manifest's, from which batch reads them)
+    where they can be (another Windows drive: absolute), with '/' separators."""
+    from fmscope import samples
+
+    data = samples.sample_data_dir().resolve()
+    try:
+        base = Path(os.path.relpath(data, folder.resolve())).as_posix()
+    except ValueError:  # Windows: the sample data on another drive
+        base = data.as_posix()
+    return [
+        {key: value.replace("sample_data", base, 1) if key in PATH_COLUMNS else value for key, value in row.items()}
+        for row in TEMPLATE_ROWS
+    ]
+
+
 def write_template(path: str | os.PathLike) -> None:
-    """Write an example manifest (the sample cases, paths relative to the checkout) to ``path``."""
+    """Write an example manifest (the sample cases) to ``path``; its paths resolve from the manifest's folder
+    wherever it is written (:func:`_template_rows`). Refuses (FmscopeError) to replace an existing file."""
     from fmscope.atomic import atomic_write
 
     path = Path(path)
     if path.exists():
         raise FmscopeError(f"{path} exists; the template never replaces a file.", "Give a new file name.")
+    rows = _template_rows(path.absolute().parent)
 
     def write(target: Path) -> None:
         with open(target, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=COLUMNS)
             writer.writeheader()
-            writer.writerows(TEMPLATE_ROWS)
+            writer.writerows(rows)
 
     atomic_write(path, write)
 
