@@ -351,7 +351,7 @@ def _read_medical(path: Path) -> Image2D:
         slice_axis = _slice_axis(size)
         if slice_axis is None:
             raise FmscopeError(
-                f"{path} is a volume of {size[0]} x {size[1]} x {size[2]} voxels ({size[2]} slices, none of its "
+                f"{path} is a volume of {size[2]} slices ({size[0]} x {size[1]} x {size[2]} voxels, none of its "
                 "axes one voxel thick), not one 2D image.",
                 "Use 'fmscope volume' for volumes, or save the slice to segment on its own.",
             )
