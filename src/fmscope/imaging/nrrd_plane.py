@@ -114,12 +114,17 @@ def read_header(path: Path) -> Header | None:
             return None
     magic, lines = lines[0], tuple(lines[1:])
     header = Header(magic, lines, offset, 0, 0)
-    dimension = int(header.field("dimension") or 0)
+    dimension = _count(header.field("dimension"))
     kinds = (header.field("kinds") or "").split()
     domain = sum(kind.lower() in DOMAIN_KINDS for kind in kinds) if len(kinds) == dimension else dimension
     space = header.field("space")
-    space_dimension = SPACE_DIMENSIONS.get(space.lower(), 0) if space else int(header.field("space dimension") or 0)
+    space_dimension = SPACE_DIMENSIONS.get(space.lower(), 0) if space else _count(header.field("space dimension"))
     return Header(magic, lines, offset, domain, space_dimension)
+
+
+def _count(value: str | None) -> int:
+    """A whole number field's value; 0 when absent or not a number (ITK then names the problem)."""
+    return int(value) if value is not None and value.isdigit() else 0
 
 
 def refuse_other_layouts(path: Path, header: Header) -> None:
