@@ -38,6 +38,7 @@ ALLOWED = {
         "imaging/dicom_series.py",
         "imaging/dicom_multiframe.py",
         "imaging/dicom_codecs.py",
+        "imaging/nrrd_plane.py",  # a 2D NRRD placed in 3D space, read as the one-slice 3D NRRD it equals
         "batch/manifest.py",
     },
     # imaging/dicom_objects.py: the SOP Class (SEG, RTSTRUCT ...) every DICOM reader checks first

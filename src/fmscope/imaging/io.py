@@ -29,6 +29,7 @@ from fmscope.imaging import (
     dicom_objects,
     lazy_image,
     nifti_header,
+    nrrd_plane,
     picture_geometry,
     tiff_axes,
     tiff_colour,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from fmscope.imaging.dicom_series import Stack
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+NRRD_SUFFIXES = (".nrrd", ".nhdr")
 TIFF_SUFFIXES = (".tif", ".tiff")
 TIFF_AXES = {"Z": "z slices", "T": "time points", "C": "channels", "I": "pages", "Q": "planes", "R": "tiles"}
 
@@ -54,6 +56,12 @@ class Geometry:
     ``unit``: None for medical files (mm); for a microscopy picture's pixel size and position (OME-TIFF, ImageJ
     TIFF, OME-Zarr: :mod:`fmscope.imaging.picture_geometry`) the OME-NGFF name of the unit the file stated them in
     (numbers still in mm; "" when the file named no unit: numbers as stored), which its OME-Zarr / TIFF outputs use.
+    ``file_axes``: for a one-slice 3D file whose one slice lies along its first or second axis (a sagittal slice of
+    shape (1, 512, 512) as nibabel stores it), the file's axis (x, y, z order) that each of this geometry's three
+    axes is: (columns, rows, the slice), as :meth:`one_slice` orders them; None when they are the file's own order.
+    Writers put a 2D mask back in the file's axis order (:meth:`as_stored`).
+    ``plane_in_space``: the file is a 2D NRRD placed in 3D space (:mod:`fmscope.imaging.nrrd_plane`), read as the
+    one-slice 3D image it equals; ``.nrrd`` outputs keep its layout (2D, 3-vector space directions).
     """
 
     spacing: tuple[float, ...]
@@ -61,6 +69,8 @@ class Geometry:
     direction: tuple[float, ...]
     nifti: bytes | None = field(default=None, compare=False, repr=False)
     unit: str | None = field(default=None, compare=False)
+    file_axes: tuple[int, ...] | None = field(default=None, compare=False)
+    plane_in_space: bool = field(default=False, compare=False)
 
     @classmethod
     def of_picture(cls, calibration: picture_geometry.Calibration | None) -> Geometry | None:
@@ -85,6 +95,26 @@ class Geometry:
         image.SetOrigin(self.origin)
         image.SetDirection(self.direction)
         return image
+
+    def one_slice(self, slice_axis: int) -> Geometry:
+        """This 3D geometry with its axes ordered (columns, rows, slice) for a one-slice file whose one slice lies
+        along ``slice_axis`` (0, 1, 2: x, y, z as SimpleITK orders them): the other two keep their order, columns the
+        faster. The voxels stay where they are in space; ``file_axes`` records the order for the writers."""
+        if slice_axis == 2:
+            return self
+        order = tuple(axis for axis in range(3) if axis != slice_axis) + (slice_axis,)
+        direction = np.asarray(self.direction, dtype=float).reshape(3, 3)[:, order]
+        spacing = tuple(self.spacing[axis] for axis in order)
+        return replace(self, spacing=spacing, direction=tuple(direction.ravel().tolist()), file_axes=order)
+
+    def as_stored(self, array: np.ndarray, rgb: bool = False) -> sitk.Image:
+        """A 2D mask or picture (H, W[, 3]) on this geometry as a SimpleITK image of the file's own dimension and
+        axis order: 2D; a one-slice 3D file's (1, H, W), or (H, 1, W) / (H, W, 1) (numpy order) when its slice lies
+        along its second / first axis (``file_axes``)."""
+        image = self.apply_to(sitk.GetImageFromArray(array[None] if len(self.spacing) == 3 else array, isVector=rgb))
+        if self.file_axes is None:
+            return image
+        return sitk.PermuteAxes(image, [int(axis) for axis in np.argsort(self.file_axes)])
 
     def matches(self, other: Geometry, tolerance_mm: float = 1e-3) -> bool:
         """Same grid in patient space (a 2D geometry is compared with a 3D one's first two axes)."""
@@ -290,22 +320,43 @@ def is_dicom(path: Path) -> bool:
         return False
 
 
+def _slice_axis(size: tuple[int, ...]) -> int | None:
+    """The axis (0, 1, 2: x, y, z as SimpleITK orders them) along which a 3D image of ``size`` voxels is one slice
+    thick: z first (an axial slice), then y (coronal), then x (sagittal: nibabel's ``img.slicer[i:i+1]``,
+    ``fslroi x 100 1``); None when every axis holds several voxels (a volume)."""
+    return next((axis for axis in (2, 1, 0) if size[axis] == 1), None)
+
+
+def _nrrd_plane_in_space(path: Path) -> bool:
+    """Whether ``path`` is a 2D NRRD placed in 3D space (:mod:`fmscope.imaging.nrrd_plane`)."""
+    if file_suffix(path) not in NRRD_SUFFIXES:
+        return False
+    header = nrrd_plane.read_header(path)
+    return header is not None and header.is_plane_in_space
+
+
 def _read_medical(path: Path) -> Image2D:
-    """A 2D NIfTI / NRRD / MHA, a one-slice volume, or one DICOM file, with its geometry (a DICOM SEG,
-    RTSTRUCT ... refused: :mod:`fmscope.imaging.dicom_objects`)."""
+    """A 2D NIfTI / NRRD / MHA, a one-slice volume (its one slice along any of its three axes: (H, W) are the other
+    two, the faster one the columns), or one DICOM file, with its geometry (a DICOM SEG, RTSTRUCT ... refused:
+    :mod:`fmscope.imaging.dicom_objects`)."""
     dicom_objects.require_image(path)
     image, nifti = (
         read_medical_image(path) if file_suffix(path) in VOLUME_SUFFIXES else (sitk.ReadImage(str(path)), None)
     )
     array = sitk.GetArrayFromImage(image)
     components = image.GetNumberOfComponentsPerPixel()
+    geometry = replace(Geometry.of(image), nifti=nifti, plane_in_space=_nrrd_plane_in_space(path))
     if image.GetDimension() == 3:
-        if image.GetSize()[2] != 1:
+        size = image.GetSize()
+        slice_axis = _slice_axis(size)
+        if slice_axis is None:
             raise FmscopeError(
-                f"{path} is a volume of {image.GetSize()[2]} slices, not one 2D image.",
+                f"{path} is a volume of {size[2]} slices ({size[0]} x {size[1]} x {size[2]} voxels, none of its "
+                "axes one voxel thick), not one 2D image.",
                 "Use 'fmscope volume' for volumes, or save the slice to segment on its own.",
             )
-        array = array[0]
+        array = np.take(array, 0, axis=2 - slice_axis)  # numpy order is (z, y, x)
+        geometry = geometry.one_slice(slice_axis)
     if image.GetDimension() not in (2, 3) or (components > 1 and array.ndim != 3):
         raise FmscopeError(
             f"{path} is a {image.GetDimension()}D image with {components} components per pixel.",
@@ -313,7 +364,7 @@ def _read_medical(path: Path) -> Image2D:
         )
     if components > 1:
         array = _grey_or_rgb(array, path)
-    return Image2D(array, replace(Geometry.of(image), nifti=nifti))
+    return Image2D(array, geometry)
 
 
 def load_image(path: str | os.PathLike) -> Image2D:
@@ -599,9 +650,10 @@ def read_medical_image(path: Path) -> tuple[sitk.Image, bytes | None]:
 
     A NIfTI's header is checked first (:func:`fmscope.imaging.nifti_header.read_header`: a sheared sform, or a qform
     and sform of other voxel sizes, are refused by name); a NIfTI that SimpleITK does not read (NIfTI-2) is read by
-    nibabel, placed by the transform nibabel uses. Raises :class:`FmscopeError` for unreadable files and for files
-    cut short (:mod:`fmscope.imaging.complete_files`: a NIfTI / MetaImage / NRRD whose voxels stop early) and for a
-    gzip-compressed NIfTI named ``.nii``."""
+    nibabel, placed by the transform nibabel uses. A 2D NRRD placed in 3D space (which ITK refuses) is read as the
+    one-slice 3D image it equals (:mod:`fmscope.imaging.nrrd_plane`). Raises :class:`FmscopeError` for unreadable files,
+    for files cut short (:mod:`fmscope.imaging.complete_files`: a NIfTI / MetaImage / NRRD whose voxels stop early),
+    for a gzip-compressed NIfTI named ``.nii`` and for other NRRD layouts of fewer or more axes than their space."""
     if path.name.lower().endswith(".nii"):
         with open(path, "rb") as file:
             if file.read(2) == b"\x1f\x8b":  # the gzip magic: a .nii.gz saved under a .nii name
@@ -615,6 +667,10 @@ def read_medical_image(path: Path) -> tuple[sitk.Image, bytes | None]:
         complete_files.require_complete_nifti(path, nifti)  # ITK reads missing voxels as 0
     elif file_suffix(path) in (".mha", ".mhd"):
         complete_files.require_complete_metaimage(path)  # ITK calls a short one "No such file or directory"
+    elif file_suffix(path) in NRRD_SUFFIXES and (header := nrrd_plane.read_header(path)) is not None:
+        if header.is_plane_in_space:  # ITK refuses a 2D image placed in 3D space: read as the one-slice 3D it equals
+            return nrrd_plane.read_plane(path, header), None
+        nrrd_plane.refuse_other_layouts(path, header)
     try:
         return sitk.ReadImage(str(path)), nifti
     except Exception as error:
@@ -674,17 +730,20 @@ def file_dimension(path: str | os.PathLike) -> int:
 
 
 def _slice_count(path: Path) -> int:
-    """Slices of a 3D medical file from its header (1 for 2D files, 0 when unreadable)."""
+    """Slices of a 3D medical file from its header (1 for 2D files and for 3D files one voxel thick along any axis,
+    which :func:`load_image` reads as one 2D image; 0 when unreadable)."""
     if nifti_header.is_nifti(path):  # NIfTI-2 too, which SimpleITK does not read
         try:
             shape = nifti_header.header_of(nifti_header.raw_header(path)).get_data_shape()
         except Exception:  # damaged: the reader names the problem
             return 0
+        if len(shape) == 3 and _slice_axis(shape) is not None:
+            return 1
         return shape[2] if len(shape) >= 3 else 1
     reader = _header(path)
     if reader is None:
         return 0
-    return reader.GetSize()[2] if reader.GetDimension() == 3 else 1
+    return reader.GetSize()[2] if reader.GetDimension() == 3 and _slice_axis(reader.GetSize()) is None else 1
 
 
 def read_grid(path: str | os.PathLike) -> tuple[np.ndarray, Geometry | None]:
@@ -755,13 +814,18 @@ def write_image(array: np.ndarray, path: str | os.PathLike, geometry: Geometry |
                 target, array, compression="zlib", **picture_geometry.tiff_calibration(geometry, array.shape)
             )
         elif suffix in VOLUME_SUFFIXES:
-            three_d = geometry is not None and len(geometry.spacing) == 3
             rgb = array.ndim == 3 and array.shape[-1] in (3, 4)  # a picture's samples; else a third axis
-            if geometry is not None and geometry.nifti is not None and nifti_header.is_nifti(target) and not rgb:
-                nifti_header.write_labels(array[None] if three_d else array, geometry.nifti, target)
+            if geometry is None:
+                write_sitk(sitk.GetImageFromArray(array, isVector=rgb), target)
                 return
-            image = sitk.GetImageFromArray(array[None] if three_d else array, isVector=rgb)
-            write_sitk(image if geometry is None else geometry.apply_to(image), target)
+            if geometry.plane_in_space and suffix == ".nrrd" and array.ndim == 2:  # the input's 2D-in-3D layout
+                nrrd_plane.write_plane(array, geometry.spacing, geometry.origin, geometry.direction, target)
+                return
+            image = geometry.as_stored(array, rgb)  # the input's dimension and axis order
+            if geometry.nifti is not None and nifti_header.is_nifti(target) and not rgb:
+                nifti_header.write_labels(sitk.GetArrayFromImage(image), geometry.nifti, target)
+                return
+            write_sitk(image, target)
         else:
             iio.imwrite(target, array, extension=suffix)
 

@@ -43,7 +43,8 @@ class LazyImage:
     """One 2D image, grey (H, W) or RGB (H, W, 3), read on demand.
 
     ``array``: a zarr array (or anything sliceable the same way) in the file's axis order ``axes``
-    (letters ``Y``, ``X``, ``S`` for colour samples, any other letter an axis of size 1); ``source``: what
+    (letters ``Y``, ``X``, ``S`` for samples: grey + alpha (2, read as grey), RGB or RGBA (3, 4, read as RGB);
+    any other letter an axis of size 1); ``source``: what
     was opened (messages, cache identity); ``closer``: called by :meth:`close` (the open TIFF file).
     """
 
@@ -88,10 +89,9 @@ class LazyImage:
         )
         region = np.array(self.array[index])  # a copy also of a memory-mapped file
         kept = [axis for axis in self.axes if axis in "YXS"]
-        if "S" in kept:
-            region = np.moveaxis(region, kept.index("S"), -1)[..., :3]
-            if region.shape[-1] == 1:
-                region = region[..., 0]
+        if "S" in kept:  # samples last; alpha dropped: grey + alpha -> grey, RGBA -> RGB (as the eager reader)
+            region = np.moveaxis(region, kept.index("S"), -1)
+            region = region[..., :3] if region.shape[-1] in (3, 4) else region[..., 0]
         if region.dtype == bool:
             region = region.astype(np.uint8) * 255
         return region
@@ -222,10 +222,10 @@ class LazyImage:
 
 
 def check_axes(axes: str, shape: tuple[int, ...], path: Path) -> None:
-    """Refuse stacks: every axis other than Y, X and colour samples (3 or 4) must have size 1."""
+    """Refuse stacks: every axis other than Y, X and samples (grey + alpha: 2; RGB, RGBA: 3, 4) must have size 1."""
     extra = [(axis, size) for axis, size in zip(axes, shape) if axis not in "YXS" and size > 1]
     samples = dict(zip(axes, shape)).get("S", 1)
-    if extra or samples not in (1, 3, 4):
+    if extra or samples not in (1, 2, 3, 4):
         raise FmscopeError(
             f"{path} holds a stack (axes {axes}, shape {shape}), not one 2D image.",
             "Save the plane or channel to segment as its own file (one 2D image per file).",

@@ -27,7 +27,7 @@ from fmscope.imaging.stop_rule import StopRule
 from fmscope.imaging.tracking.frames import ArrayFrames
 from fmscope.imaging.tracking.litemedsam import LiteMedSAMTracker
 from fmscope.imaging.tracking.session import TrackingSession
-from fmscope.imaging.volume_ranges import VolumeRanges
+from fmscope.imaging.volume_ranges import VolumeRanges, require_slices
 from fmscope.progress import Progress, as_progress
 
 DIRECTIONS = ("both", "up", "down")
@@ -43,8 +43,7 @@ def _validate_volume(volume: np.ndarray) -> np.ndarray:
             f"segment_volume needs a 3D (z, y, x) array, got shape {array.shape}.",
             "Use Segmenter for 2D images; select one channel / time point of 4D data.",
         )
-    if array.shape[0] < 1 or min(array.shape[1:]) < 2:
-        raise FmscopeError(f"The volume is empty (shape {array.shape}).", "Pass a non-empty volume.")
+    require_slices(array.shape)
     if array.dtype.kind == "f" and not np.isfinite(array).any():
         raise FmscopeError(
             "The volume holds no finite values (all NaN or infinite).", "Check that the right volume was loaded."

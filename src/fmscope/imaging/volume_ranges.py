@@ -28,6 +28,25 @@ PERCENTILES = (0.5, 99.5)  # auto_intensity's
 HISTOGRAM_BINS = 65536  # integer volumes spanning at most this many values need no third pass
 
 
+def require_slices(shape: tuple[int, ...]) -> None:
+    """Raise FmscopeError unless a (z, y, x) volume of ``shape`` has slices to segment: at least one slice, each at
+    least 2 x 2 pixels. A volume one voxel thick along y or x (a coronal or sagittal slice saved as a volume,
+    (512, 1, 512) / (512, 512, 1)) is named as such: one 2D image, which ``fmscope segment`` reads."""
+    depth, height, width = shape
+    if depth < 1 or height < 1 or width < 1:
+        raise FmscopeError(f"The volume is empty (shape {tuple(shape)}).", "Pass a non-empty volume.")
+    if min(height, width) < 2:
+        axis = "y" if height < 2 else "x"
+        raise FmscopeError(
+            f"The volume (shape {tuple(shape)}, z, y, x) is one voxel thick along {axis}: its z slices are "
+            f"{height} x {width} pixel lines, nothing to segment slice by slice. It is one 2D image of "
+            f"{depth} x {width if axis == 'y' else height} pixels (a slice cut along another axis than z, e.g. "
+            "with nibabel's img.slicer or fslroi, saved as a volume).",
+            "Segment it as one 2D image: 'fmscope segment FILE --box ...' reads a file one voxel thick along any "
+            "axis as a picture and writes the mask in the file's shape and placement.",
+        )
+
+
 class VolumeRanges(FrameSource):
     """The (H, W) slices of a (depth, H, W) volume, read ``max_bytes`` at most at a time (see module docstring).
 
@@ -44,8 +63,7 @@ class VolumeRanges(FrameSource):
         name: str = "the volume",
     ) -> None:
         depth, height, width = (int(v) for v in shape)
-        if depth < 1 or min(height, width) < 2:
-            raise FmscopeError(f"The volume is empty (shape {tuple(shape)}).", "Pass a non-empty volume.")
+        require_slices((depth, height, width))
         self._reader, self.name, self.kind = read, name, "volume"
         self.n_frames, self.height, self.width = depth, height, width
         self.rgb, self.dtype = False, np.dtype(dtype)
