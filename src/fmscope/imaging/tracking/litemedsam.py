@@ -102,6 +102,7 @@ MIN_MATCH_RADIUS = 16
 MATCH_SIGMA = 0.8  # Gaussian weight on the match's distance from the drifted box, in object sizes
 NEW_MIN_SCORE = 0.8  # a new object or a sibling: LiteMedSAM's score on its region's box at least this
 ROD_HALF_SCORE = 0.7  # ... a rod's other half, seen on two frames in a row (divisions.other_half): at least this
+SNAPPED_SCORE = 0.7  # the score of a dark object's mask from the colony's partition where the model gave none
 NEW_SIZE_RANGE = 4.0  # ... and its area within this factor of the tracked objects' median reference area
 MIN_NEW_PIXELS = 12
 DARK_APART = 3  # dark objects (phase contrast): px between tracked and untracked cells (divisions.uncovered_regions)
@@ -549,7 +550,10 @@ class LiteMedSAMTracker:
         dark = [
             obj
             for obj in priors
-            if obj in self.reference and self.reference[obj][1] < background and index not in self.anchors.get(obj, {})
+            if obj in previous  # not ended on this frame (lost too long, or left the field)
+            and obj in self.reference
+            and self.reference[obj][1] < background
+            and index not in self.anchors.get(obj, {})
         ]
         if not dark:
             return []
@@ -574,7 +578,7 @@ class LiteMedSAMTracker:
             if len(parts) > 1:
                 pair = self._halves(parts, before.get(obj)) if len(parts) == 2 else None
                 if lineage and self.divisions_on and pair is not None and held.get(obj, 1) == 1:
-                    score = found[obj].score if obj in found else ROD_HALF_SCORE
+                    score = found[obj].score if obj in found else SNAPPED_SCORE
                     daughters = [self.new_id(), self.new_id()]
                     self.divisions.append(Division(obj, index, dict(zip(daughters, pair))))
                     found.pop(obj, None)
@@ -593,7 +597,7 @@ class LiteMedSAMTracker:
             mask = np.logical_or.reduce(parts)
             if obj not in found:
                 back.append(obj)
-            found[obj] = ObjectMask(mask, found[obj].score if obj in found else ROD_HALF_SCORE)
+            found[obj] = ObjectMask(mask, found[obj].score if obj in found else SNAPPED_SCORE)
             previous[obj] = mask
             held[obj] = len(parts)
         if lineage and self.detect_new:
@@ -612,7 +616,7 @@ class LiteMedSAMTracker:
                     continue
                 obj = self.new_id()
                 self.births.append((obj, index))
-                self._start(obj, ObjectMask(labels == segment, ROD_HALF_SCORE), image, found, previous)
+                self._start(obj, ObjectMask(labels == segment, SNAPPED_SCORE), image, found, previous)
                 held[obj] = 1
         return back
 
