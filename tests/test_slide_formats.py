@@ -415,6 +415,33 @@ def test_microns_per_unit_is_checked_for_every_kind(kind, visium, tmp_path):
         io.read_slide(path, microns_per_unit=3.0)
 
 
+@pytest.mark.parametrize("value", [-5.0, 0.0, float("nan"), float("inf"), "unknown", np.array([-2.0])])
+def test_a_stated_microns_per_unit_that_is_not_a_positive_number_is_refused_naming_the_key(value, tmp_path):
+    """uns['fmscope']['microns_per_unit'] held to --microns-per-unit's rule (was: -5 mirrored the slide, 0 put every
+    cell at (0, 0) and was refused as stacked sections), given or not; fmscope's own outputs
+    (which state it) read back."""
+    counts, xy = _cells()
+    table = ad.AnnData(X=counts, obs=pd.DataFrame(index=[f"c{i}" for i in range(counts.shape[0])]))
+    table.obsm["spatial"] = xy
+    table.uns["fmscope"] = {"microns_per_unit": value}
+    table.write_h5ad(tmp_path / "s.h5ad")
+    shown = "'unknown'" if isinstance(value, str) else f"{float(np.asarray(value).ravel()[0]):g}"
+    refusal = rf"uns\['fmscope'\]\['microns_per_unit'\] is {shown}, not a positive number"
+    with pytest.raises(FmscopeError, match=refusal) as refused:
+        io.read_slide(tmp_path / "s.h5ad")
+    assert "--microns-per-unit" in refused.value.fix
+    with pytest.raises(FmscopeError, match=refusal):
+        io.read_slide(tmp_path / "s.h5ad", microns_per_unit=1.0)
+    table.uns["fmscope"] = {"microns_per_unit": 2.5}
+    table.write_h5ad(tmp_path / "good.h5ad")
+    slide = io.read_slide(tmp_path / "good.h5ad")
+    assert np.allclose(slide.adata.obsm["spatial"], xy * 2.5)
+    for output in ("out.h5ad", "out.zarr"):  # fmscope's own outputs state the key and read back the same
+        write_result(slide, tmp_path / output)
+        again = io.read_slide(tmp_path / output)
+        assert np.allclose(again.adata.obsm["spatial"], xy * 2.5)
+
+
 def _store_with_units(path: Path, xy_um: np.ndarray, how: str, scale: float, offset: tuple[float, float]):
     """A SpatialData store of the cells at ``xy_um`` whose table and circles hold file units stated by ``how``."""
     import spatialdata

@@ -47,7 +47,7 @@ from fmscope.omics.plane import plane_coordinates
 from fmscope.omics.raster import CellGrid
 from fmscope.omics.reserved_columns import make_writable
 from fmscope.omics.tissue_image import tissue_image
-from fmscope.omics.units import Units, resolve, visium_units
+from fmscope.omics.units import Units, resolve, stated_microns_per_unit, visium_units
 from fmscope.omics.visium_spatial import SpatialFiles
 
 VISIUM_SPOT_DIAMETER_UM = 55.0
@@ -446,7 +446,7 @@ def _table_units(adata: ad.AnnData, where: str) -> Units | None:
     ``uns["spatial"]`` (scanpy / squidpy / spatialdata-io Visium layout: full-resolution pixels)."""
     stated = (adata.uns.get("fmscope") or {}).get("microns_per_unit")
     if stated is not None:
-        return Units.scaled(float(stated), f"uns['fmscope']['microns_per_unit'] in {where}")
+        return Units.scaled(stated_microns_per_unit(stated, where), f"uns['fmscope']['microns_per_unit'] in {where}")
     libraries = adata.uns.get("spatial")
     factors = (
         [
