@@ -1243,3 +1243,82 @@ def test_names_with_a_slash_are_written_as_legal_keys_and_kept(visium, tmp_path,
         kept = original.get(("obs columns", other), other)
         assert (table.obs[kept] == -1.0).all()
         assert kept != original.get(("obs columns", f"fmscope_{names[0]}"), f"fmscope_{names[0]}")
+
+
+# --- obsm['spatial'] as a DataFrame (NUH2) ------------------------------------------------------------------
+
+NAMED_XY = [
+    ("x", "y"),
+    ("X", "Y"),
+    ("imagecol", "imagerow"),  # Seurat's GetTissueCoordinates (imagerow first)
+    ("x_centroid", "y_centroid"),  # Xenium cells table
+    ("pxl_col_in_fullres", "pxl_row_in_fullres"),
+    ("centroidX", "centroidY"),
+    ("Centroid.X", "Centroid.Y"),
+    ("global_x", "global_y"),  # MERSCOPE
+]
+
+
+@FEW
+@given(
+    names=st.sampled_from(NAMED_XY),
+    y_first=st.booleans(),
+    id_column=st.booleans(),
+    store=st.booleans(),
+)
+@example(names=("x", "y"), y_first=True, id_column=False, store=False)
+@example(names=("imagecol", "imagerow"), y_first=True, id_column=True, store=False)
+def test_an_obsm_spatial_dataframe_is_read_by_its_column_names(tmp_path, names, y_first, id_column, store):
+    """A DataFrame obsm['spatial'] (anndata allows it) is read by its column names, whatever their order, in an
+    .h5ad or a store's table (was: positionally, a (y, x) frame transposed every cell without a word); a column
+    naming no axis (a cell id) is left out; the reading is said."""
+    counts, xy = _cells()
+    xy = xy * np.array([1.0, 3.0]) + np.array([7.0, 0.0])  # x and y told apart
+    cells = [f"c{i}" for i in range(counts.shape[0])]
+    columns = {names[0]: xy[:, 0], names[1]: xy[:, 1]}
+    if y_first:
+        columns = dict(reversed(list(columns.items())))
+    if id_column:
+        columns = {"cell": cells, **columns}
+    table = ad.AnnData(X=counts, obs=pd.DataFrame(index=cells))
+    table.obsm["spatial"] = pd.DataFrame(columns, index=cells)
+    table.uns["fmscope"] = {"microns_per_unit": 1.0}
+    path = tmp_path / f"{uuid.uuid4().hex}.h5ad"
+    table.write_h5ad(path)
+    if store:
+        import spatialdata
+        from spatialdata.models import TableModel
+
+        path = path.with_suffix(".zarr")
+        spatialdata.SpatialData(tables={"table": TableModel.parse(table)}).write(path)
+    slide = io.read_slide(path)
+    assert np.allclose(slide.adata.obsm["spatial"], xy)
+    assert any(f"x = {names[0]!r}, y = {names[1]!r}" in note for note in slide.notices)
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [("spatial_1", "spatial_2"), ("x", "x_centroid"), ("a", "b"), ("x", "cell"), ("xy", "yx")],
+)
+def test_an_obsm_spatial_dataframe_whose_names_do_not_say_x_and_y_is_refused_naming_them(tmp_path, columns):
+    counts, xy = _cells()
+    cells = [f"c{i}" for i in range(counts.shape[0])]
+    table = ad.AnnData(X=counts, obs=pd.DataFrame(index=cells))
+    table.obsm["spatial"] = pd.DataFrame(dict(zip(columns, xy.T)), index=cells)
+    table.uns["fmscope"] = {"microns_per_unit": 1.0}
+    table.write_h5ad(tmp_path / "cells.h5ad")
+    with pytest.raises(FmscopeError, match=rf"column names \('{columns[0]}', '{columns[1]}'\) do not say"):
+        io.read_slide(tmp_path / "cells.h5ad")
+
+
+def test_an_obsm_spatial_array_or_numbered_frame_stays_x_y(tmp_path):
+    """A plain array is (x, y) by the format's convention; a frame of numbered columns 0, 1 says only that order."""
+    counts, xy = _cells()
+    xy = xy * np.array([1.0, 3.0])
+    cells = [f"c{i}" for i in range(counts.shape[0])]
+    for name, spatial in (("array", xy), ("numbered", pd.DataFrame(xy, index=cells, columns=["0", "1"]))):
+        table = ad.AnnData(X=counts, obs=pd.DataFrame(index=cells))
+        table.obsm["spatial"] = spatial
+        table.uns["fmscope"] = {"microns_per_unit": 1.0}
+        table.write_h5ad(tmp_path / f"{name}.h5ad")
+        assert np.allclose(io.read_slide(tmp_path / f"{name}.h5ad").adata.obsm["spatial"], xy)

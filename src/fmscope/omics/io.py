@@ -46,6 +46,7 @@ from fmscope.omics.expression import counts_view
 from fmscope.omics.plane import plane_coordinates
 from fmscope.omics.raster import CellGrid
 from fmscope.omics.reserved_columns import make_writable
+from fmscope.omics.spatial_columns import read_named_columns
 from fmscope.omics.tissue_image import tissue_image
 from fmscope.omics.units import Units, resolve, stated_microns_per_unit, visium_units
 from fmscope.omics.visium_spatial import SpatialFiles
@@ -607,6 +608,7 @@ def _from_spatialdata(sdata, path: Path, technology: str | None = None) -> Slide
             )
         table_name = "fmscope_table" if "fmscope_table" in sdata.tables else next(iter(sdata.tables))
         adata = sdata.tables[table_name].copy()
+        notices += read_named_columns(adata, f"{path.name}'s table '{table_name}'")
         notice = _link_table(sdata, adata)
         if notice:
             notices.append(notice)
@@ -695,7 +697,8 @@ def read_anndata(path: Path) -> ad.AnnData:
 def _read_h5ad(path: Path) -> Slide:
     """A slide held in one AnnData, ``.h5ad`` or AnnData zarr (read the same way: :func:`read_anndata`)."""
     adata = read_anndata(path)
-    notices = visium_axes.check_axes(adata, path.name)  # obsm['spatial'] written (y, x): swapped back, said
+    notices = read_named_columns(adata, path.name)  # a DataFrame obsm['spatial'] read by its column names
+    notices += visium_axes.check_axes(adata, path.name)  # obsm['spatial'] written (y, x): swapped back, said
     return Slide(
         adata,
         source=str(path),
