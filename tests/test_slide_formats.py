@@ -799,6 +799,59 @@ def test_visium_folder_png_modes_are_read_whole(tmp_path, mode):
         assert np.array_equal(slide.image, rgb)
 
 
+def _visium_copy(folder: Path, hires_size: tuple[int, int] | None, drop: dict) -> None:
+    """The Visium sample at ``folder``, with a hires image of (width, height) made from the lowres one when asked,
+    and scale factors changed by ``drop`` (key -> None: removed; else the value written)."""
+    import json
+
+    from PIL import Image
+
+    shutil.copytree(VISIUM, folder)
+    if hires_size is not None:
+        lowres = Image.open(folder / "spatial" / "tissue_lowres_image.png")
+        lowres.resize(hires_size).save(folder / "spatial" / "tissue_hires_image.png")
+    path = folder / "spatial" / "scalefactors_json.json"
+    factors = json.loads(path.read_text())
+    for key, value in drop.items():
+        factors.pop(key) if value is None else factors.__setitem__(key, value)
+    path.write_text(json.dumps(factors))
+
+
+@pytest.mark.parametrize("written", [None, 0, "n/a"])
+def test_a_visium_image_without_its_scale_factor_is_placed_from_the_other_or_left_out_naming_the_key(
+    tmp_path, visium, written
+):
+    """A tissue image whose scale factor is missing from scalefactors_json.json (was: left out without a word):
+    placed from the other image's factor and the two images' sizes when both agree (Space Ranger's hires and
+    lowres are downscales of one image), said; else left out with a note naming the image and the key."""
+    lowres_factor = 0.051635113
+    # lowres alone, its factor missing (the hires factor says nothing about the lowres image's size): left out
+    _visium_copy(tmp_path / "lowres", None, {"tissue_lowres_scalef": written})
+    slide = io.read_slide(tmp_path / "lowres")
+    assert slide.image is None
+    assert any("tissue_lowres_image.png left out" in n and "has no tissue_lowres_scalef" in n for n in slide.notices)
+    assert np.allclose(slide.adata.obsm["spatial"], visium.adata.obsm["spatial"])
+    # hires (2000 x 1997 px: lowres 600 x 599 x 0.17211704 / 0.051635113) without its factor: placed from lowres's
+    _visium_copy(tmp_path / "both", (2000, 1997), {"tissue_hires_scalef": written})
+    slide = io.read_slide(tmp_path / "both")
+    assert slide.image.shape[:2] == (1997, 2000)
+    truth = visium.image_affine_um[0, 0] * lowres_factor / 0.17211704  # microns per hires pixel
+    assert slide.image_affine_um[0, 0] == pytest.approx(truth, rel=1e-3)
+    assert any("has no tissue_hires_scalef" in n and "tissue_hires_image.png placed with" in n for n in slide.notices)
+    # a hires image that is not a downscale of the same picture (cropped): left out, the lowres one shown, said
+    _visium_copy(tmp_path / "cropped", (2000, 1500), {"tissue_hires_scalef": written})
+    slide = io.read_slide(tmp_path / "cropped")
+    assert slide.image.shape[:2] == visium.image.shape[:2]
+    assert np.allclose(slide.image_affine_um, visium.image_affine_um)
+    assert any("tissue_hires_image.png left out" in n for n in slide.notices)
+    # the lowres factor missing beside a placed hires image: the hires image used, nothing to say
+    _visium_copy(tmp_path / "hires", (2000, 1997), {"tissue_lowres_scalef": None})
+    slide = io.read_slide(tmp_path / "hires")
+    assert slide.image.shape[:2] == (1997, 2000)
+    assert slide.image_affine_um[0, 0] == pytest.approx(truth, rel=1e-6)
+    assert not any("scalef" in n for n in slide.notices)
+
+
 # --- AnnData without X, counts in layers --------------------------------------------------------------------
 
 
