@@ -934,6 +934,84 @@ def test_x_and_layers_layouts_give_the_counts_or_a_refusal_naming_them(layout, l
     assert np.allclose(matrix, truth, rtol=1e-3, atol=1e-3)
 
 
+@pytest.fixture(scope="module")
+def visium_counts(visium) -> np.ndarray:
+    """The Visium sample's counts (spots with any count), dense float64: the truth the log tests recover."""
+    counts = visium.adata.X.toarray() if sp.issparse(visium.adata.X) else np.asarray(visium.adata.X)
+    return counts[counts.sum(1) > 0].astype(np.float64)
+
+
+@FEW
+@given(
+    base=st.sampled_from([np.e, 2.0, 10.0]),
+    total=st.sampled_from([None, 1e4, 1e6]),  # raw counts, CP10k, CPM
+    decimals=st.sampled_from([None, 3]),  # as computed, or as a text export rounds them
+    subset=st.booleans(),  # genes dropped after normalising (the totals then differ: pbmc68k_reduced's .raw)
+    sparse=st.booleans(),
+    where=st.sampled_from(["X", "layer"]),
+)
+@example(base=2.0, total=1e6, decimals=None, subset=False, sparse=False, where="X")  # R's log2(cpm(x) + 1)
+@example(base=10.0, total=None, decimals=3, subset=True, sparse=True, where="layer")
+def test_log_normalised_values_are_undone_in_their_own_base(
+    visium_counts, tmp_path, base, total, decimals, subset, sparse, where
+):
+    """X = log_b(counts (or CPM / CP10k) + 1) without scanpy's uns['log1p'] record (R, GEO, np.log2 exports) is
+    undone in base b, told from the values (was: always exp(X) - 1, log2 values became (c + 1)^1.44 - 1); the
+    recovered expression equals the truth, and the note names the base."""
+    truth = visium_counts if total is None else visium_counts / visium_counts.sum(1, keepdims=True) * total
+    if subset:
+        truth = truth[:, : int(truth.shape[1] * 0.7)]
+    logged = (np.log1p(truth) / np.log(base)).astype(np.float32)
+    if decimals is not None:
+        logged = np.round(logged, decimals)
+    matrix = sp.csr_matrix(logged) if sparse else logged
+    genes = pd.DataFrame(index=[f"G{i}" for i in range(truth.shape[1])])
+    table = (
+        ad.AnnData(X=matrix, var=genes) if where == "X" else ad.AnnData(X=None, layers={"lognorm": matrix}, var=genes)
+    )
+    view = counts_view(table)
+    got = view.adata.X.toarray() if sp.issparse(view.adata.X) else np.asarray(view.adata.X)
+    assert np.allclose(got, truth, rtol=2e-6 if decimals is None else 5e-3, atol=1e-6 if decimals is None else 5e-3)
+    shown = "exp(x) - 1" if base == np.e else f"{base:g}^x - 1"
+    assert any(f"undone as {shown}: no uns['log1p'] record" in note for note in view.notices)
+
+
+@pytest.mark.parametrize("base", [None, 2, 10])
+def test_scanpy_log1p_record_gives_the_base(visium_counts, base):
+    """scanpy's uns['log1p']['base'] (None: natural log) is used as recorded, also read back from an .h5ad."""
+    import scanpy as sc
+
+    table = ad.AnnData(X=sp.csr_matrix(visium_counts.astype(np.float32)))
+    sc.pp.normalize_total(table, target_sum=1e4)
+    truth = table.X.toarray()
+    sc.pp.log1p(table, base=base)
+    view = counts_view(table)
+    assert np.allclose(view.adata.X.toarray(), truth, rtol=1e-4, atol=1e-4)
+    assert any("the log base scanpy recorded in uns['log1p']" in note for note in view.notices)
+
+
+@pytest.mark.parametrize("values", ["corrected counts", "log1p of corrected counts", "log2 rounded to 1 decimal"])
+def test_log_normalised_values_of_no_clear_base_are_refused_naming_it(visium_counts, tmp_path, values):
+    """Values below 20 that are not log1p of counts or of normalised counts in base e, 2 or 10: the base is not
+    guessed; refused naming it and the fixes, nothing written."""
+    rng = np.random.default_rng(0)
+    corrected = np.clip(visium_counts - rng.uniform(0, 0.9, visium_counts.shape), 0, None) / 8  # ambient removed
+    matrix = {
+        "corrected counts": corrected,
+        "log1p of corrected counts": np.log1p(corrected),
+        "log2 rounded to 1 decimal": np.round(np.log2(visium_counts + 1), 1),
+    }[values].astype(np.float32)
+    table = ad.AnnData(X=matrix, obs=pd.DataFrame(index=[f"s{i}" for i in range(len(matrix))]))
+    table.obsm["spatial"] = np.c_[np.arange(len(matrix)) % 50, np.arange(len(matrix)) // 50].astype(float) * 100
+    table.uns["fmscope"] = {"microns_per_unit": 1.0}
+    table.write_h5ad(tmp_path / "s.h5ad")
+    with pytest.raises(FmscopeError, match="cannot tell their log base") as refused:
+        io.read_slide(tmp_path / "s.h5ad")
+    assert "uns['log1p']" in refused.value.fix and "raw counts" in refused.value.fix
+    assert main(["embed", str(tmp_path / "s.h5ad"), "-o", str(tmp_path / "e.h5ad")]) == 1
+    assert not (tmp_path / "e.h5ad").exists()
+
+
 # --- writers ----------------------------------------------------------------------------------------------
 
 
