@@ -47,7 +47,6 @@ from fmscope.omics.plane import plane_coordinates
 from fmscope.omics.raster import CellGrid
 from fmscope.omics.reserved_columns import make_writable
 from fmscope.omics.spatial_columns import read_named_columns
-from fmscope.omics.tissue_image import tissue_image
 from fmscope.omics.units import Units, resolve, stated_microns_per_unit, visium_units
 from fmscope.omics.visium_spatial import SpatialFiles
 
@@ -214,87 +213,6 @@ def _visium_positions(path: Path) -> tuple[pd.DataFrame, list[str]]:
     return positions, notices
 
 
-TISSUE_IMAGES = (("tissue_hires_image.png", "tissue_hires_scalef"), ("tissue_lowres_image.png", "tissue_lowres_scalef"))
-SIZE_AGREEMENT_PX = 1.0  # Space Ranger rounds each downscaled image's sides to whole pixels
-
-
-def _png(found: Path) -> bytes | Path:
-    """A tissue PNG as imageio / PIL open it: the path, or the decompressed bytes of a gzipped copy (GEO)."""
-    return gzip.decompress(found.read_bytes()) if found.suffix == ".gz" else found
-
-
-def _png_size(found: Path) -> tuple[int, int]:
-    """(width, height) of a tissue PNG from its header."""
-    from io import BytesIO
-
-    from PIL import Image
-
-    source = _png(found)
-    with Image.open(BytesIO(source) if isinstance(source, bytes) else source) as image:
-        return image.size
-
-
-def _scalef(scale: dict, key: str) -> float | None:
-    """A positive finite scale factor ``scale[key]``, else None (absent, 0, negative, NaN or not a number)."""
-    try:
-        value = float(scale.get(key))
-    except (TypeError, ValueError):
-        return None
-    return value if np.isfinite(value) and value > 0 else None
-
-
-def _recovered_scalef(files: SpatialFiles, scale: dict, name: str) -> tuple[float, str] | None:
-    """The scale factor of image ``name`` from the other image's factor and the two images' sizes (both are
-    downscales of the one full-resolution image: factor = other factor x size / other size), with how; None when
-    the other image or its factor is absent, or the two images' widths and heights do not scale alike (within
-    Space Ranger's rounding to whole pixels: then one is not the other's downscale)."""
-    (other, other_key) = next((n, k) for n, k in TISSUE_IMAGES if n != name)
-    other_file, other_factor = files.file(other), _scalef(scale, other_key)
-    if other_file is None or other_factor is None:
-        return None
-    (width, height), (other_width, other_height) = _png_size(files.file(name)), _png_size(other_file)
-    ratio = (width + height) / (other_width + other_height)
-    if max(abs(other_width * ratio - width), abs(other_height * ratio - height)) > SIZE_AGREEMENT_PX:
-        return None
-    return other_factor * ratio, (
-        f"{other_key} {other_factor:g} x the images' sizes ({width} x {height} px vs {other_width} x {other_height})"
-    )
-
-
-def _tissue_image(files: SpatialFiles, scale: dict) -> tuple[np.ndarray | None, np.ndarray | None, list[str]]:
-    """The hires (else lowres) tissue image (PNG, or gzipped as GEO ships it), its (y, x) placement in
-    full-resolution pixels, and notices. An image whose scale factor (``tissue_hires_scalef`` /
-    ``tissue_lowres_scalef``) is missing or not a positive number is placed from the other image's factor
-    and the two images' sizes when both are there and agree (said), else left out, naming the image and the
-    key (never placed by a guess: the spots would land on the wrong tissue)."""
-    from imageio.v3 import imread
-
-    notices = []
-    for name, key in TISSUE_IMAGES:
-        found = files.file(name)
-        if found is None:
-            continue
-        factor = _scalef(scale, key)
-        if factor is None:
-            written = "" if scale.get(key) is None else f" ({key} is {scale.get(key)!r}, not a positive number)"
-            recovered = _recovered_scalef(files, scale, name)
-            if recovered is None:
-                notices.append(
-                    f"{found.name} left out: {files.shown('scalefactors_json.json')} has no {key}{written}, the "
-                    "image's scale to the spot positions, so fmscope cannot place it. To see it under the spots, "
-                    "copy scalefactors_json.json from the Space Ranger output folder."
-                )
-                continue
-            factor, how = recovered
-            notices.append(
-                f"{files.shown('scalefactors_json.json')} has no {key}{written}: {found.name} placed with "
-                f"{factor:.6g} ({how})."
-            )
-        image = tissue_image(imread(_png(found), extension=".png"), str(found))
-        return image, np.diag([1 / factor, 1 / factor, 1.0]), notices
-    return None, None, notices
-
-
 def _visium_counts(folder: Path, positions: pd.DataFrame, positions_name: str) -> tuple[ad.AnnData, list[str]]:
     """Counts of the barcodes that have a position, in that order, with array row / column in obs, from the
     folder's one counts matrix (:mod:`fmscope.omics.visium_counts`: .h5, sample-prefixed .h5 or MEX); notices.
@@ -337,7 +255,7 @@ def _read_visium(folder: Path) -> Slide:
     units = visium_units(
         scale, positions["array_row"].to_numpy(), positions["array_col"].to_numpy(), xy, where="Space Ranger "
     )
-    image, placement, image_notices = _tissue_image(files, scale)
+    image, placement, image_notices = visium_spatial.read_tissue_image(files, scale)
     return Slide(
         adata,
         image,
@@ -403,7 +321,7 @@ def _read_visium_hd(folder: Path) -> Slide:
     adata, counts_notices = _visium_counts(folder, positions, f"spatial/{(parquet if parquet.is_file() else csv).name}")
     positions = positions.loc[adata.obs_names]
     adata.obsm["spatial"] = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float)
-    image, placement, image_notices = _tissue_image(files, scale)
+    image, placement, image_notices = visium_spatial.read_tissue_image(files, scale)
     slide = Slide(
         adata,
         image,

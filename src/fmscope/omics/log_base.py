@@ -50,7 +50,7 @@ def _whole(values: np.ndarray) -> tuple[float, int]:
 
 def _evidence(rows: sp.csr_matrix, base: float) -> dict[str, float | bool]:
     """The three tests of the module for one base on (cells, genes) log values ``rows``."""
-    values = np.expm1(rows.data.astype(np.float64) * math.log(base))
+    values = np.expm1(rows.data * math.log(base))
     cell = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
     totals = np.bincount(cell, weights=values, minlength=rows.shape[0])
     totals = totals[np.diff(rows.indptr) > 0]
@@ -98,7 +98,8 @@ def detect_base(matrix, label: str, name: str) -> tuple[float, str]:
     """(base, how it was told) of a log-normalised (cells, genes) ``matrix`` (dense or sparse) without a record,
     by the module's tests. ``label`` names the matrix (``X``, ``layers['lognorm']``), ``name`` the file. Raises
     :class:`FmscopeError` when no test tells one base."""
-    rows = sp.csr_matrix(matrix[:SAMPLE_CELLS], dtype=np.float64)
+    rows = sp.csr_matrix(matrix[:SAMPLE_CELLS])  # the file's dtype: a dense block is not copied to float64
+    rows.data = rows.data.astype(np.float64)
     rows.data[~np.isfinite(rows.data)] = 0  # NaN counts are refused by the slide reader itself
     rows.eliminate_zeros()
     found = {key: _evidence(rows, base) for key, base in BASES.items()}

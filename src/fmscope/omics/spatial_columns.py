@@ -47,7 +47,7 @@ def read_named_columns(adata: ad.AnnData, where: str) -> list[str]:
     column name (module rule), in place; notices saying what was read. An array, or no ``obsm['spatial']``:
     unchanged, no notice. Raises :class:`FmscopeError` naming the columns when the names do not say which
     column is x and which is y, or when the x / y columns are not numbers."""
-    frame = adata.obsm.get("spatial") if "spatial" in adata.obsm else None
+    frame = adata.obsm.get("spatial")
     if not isinstance(frame, pd.DataFrame):
         return []
     names = [str(c) for c in frame.columns]

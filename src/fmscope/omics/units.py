@@ -96,7 +96,7 @@ def stated_microns_per_unit(value: object, where: str) -> float:
     mirror the slide; a text or NaN placeholder says nothing)."""
     array = np.asarray(value)
     number = None
-    if array.size == 1 and array.dtype.kind in "biuf":
+    if array.size == 1 and array.dtype.kind in "iuf":
         number = float(array.reshape(-1)[0])
     if number is None or not np.isfinite(number) or number <= 0:
         shown = f"{number:g}" if number is not None else repr(value.decode() if isinstance(value, bytes) else value)
