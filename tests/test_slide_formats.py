@@ -415,6 +415,33 @@ def test_microns_per_unit_is_checked_for_every_kind(kind, visium, tmp_path):
         io.read_slide(path, microns_per_unit=3.0)
 
 
+@pytest.mark.parametrize("value", [-5.0, 0.0, float("nan"), float("inf"), "unknown", np.array([-2.0])])
+def test_a_stated_microns_per_unit_that_is_not_a_positive_number_is_refused_naming_the_key(value, tmp_path):
+    """uns['fmscope']['microns_per_unit'] held to --microns-per-unit's rule (was: -5 mirrored the slide, 0 put every
+    cell at (0, 0) and was refused as stacked sections), given or not; fmscope's own outputs
+    (which state it) read back."""
+    counts, xy = _cells()
+    table = ad.AnnData(X=counts, obs=pd.DataFrame(index=[f"c{i}" for i in range(counts.shape[0])]))
+    table.obsm["spatial"] = xy
+    table.uns["fmscope"] = {"microns_per_unit": value}
+    table.write_h5ad(tmp_path / "s.h5ad")
+    shown = "'unknown'" if isinstance(value, str) else f"{float(np.asarray(value).ravel()[0]):g}"
+    refusal = rf"uns\['fmscope'\]\['microns_per_unit'\] is {shown}, not a positive number"
+    with pytest.raises(FmscopeError, match=refusal) as refused:
+        io.read_slide(tmp_path / "s.h5ad")
+    assert "--microns-per-unit" in refused.value.fix
+    with pytest.raises(FmscopeError, match=refusal):
+        io.read_slide(tmp_path / "s.h5ad", microns_per_unit=1.0)
+    table.uns["fmscope"] = {"microns_per_unit": 2.5}
+    table.write_h5ad(tmp_path / "good.h5ad")
+    slide = io.read_slide(tmp_path / "good.h5ad")
+    assert np.allclose(slide.adata.obsm["spatial"], xy * 2.5)
+    for output in ("out.h5ad", "out.zarr"):  # fmscope's own outputs state the key and read back the same
+        write_result(slide, tmp_path / output)
+        again = io.read_slide(tmp_path / output)
+        assert np.allclose(again.adata.obsm["spatial"], xy * 2.5)
+
+
 def _store_with_units(path: Path, xy_um: np.ndarray, how: str, scale: float, offset: tuple[float, float]):
     """A SpatialData store of the cells at ``xy_um`` whose table and circles hold file units stated by ``how``."""
     import spatialdata
@@ -772,6 +799,59 @@ def test_visium_folder_png_modes_are_read_whole(tmp_path, mode):
         assert np.array_equal(slide.image, rgb)
 
 
+def _visium_copy(folder: Path, hires_size: tuple[int, int] | None, drop: dict) -> None:
+    """The Visium sample at ``folder``, with a hires image of (width, height) made from the lowres one when asked,
+    and scale factors changed by ``drop`` (key -> None: removed; else the value written)."""
+    import json
+
+    from PIL import Image
+
+    shutil.copytree(VISIUM, folder)
+    if hires_size is not None:
+        lowres = Image.open(folder / "spatial" / "tissue_lowres_image.png")
+        lowres.resize(hires_size).save(folder / "spatial" / "tissue_hires_image.png")
+    path = folder / "spatial" / "scalefactors_json.json"
+    factors = json.loads(path.read_text())
+    for key, value in drop.items():
+        factors.pop(key) if value is None else factors.__setitem__(key, value)
+    path.write_text(json.dumps(factors))
+
+
+@pytest.mark.parametrize("written", [None, 0, "n/a"])
+def test_a_visium_image_without_its_scale_factor_is_placed_from_the_other_or_left_out_naming_the_key(
+    tmp_path, visium, written
+):
+    """A tissue image whose scale factor is missing from scalefactors_json.json (was: left out without a word):
+    placed from the other image's factor and the two images' sizes when both agree (Space Ranger's hires and
+    lowres are downscales of one image), said; else left out with a note naming the image and the key."""
+    lowres_factor = 0.051635113
+    # lowres alone, its factor missing (the hires factor says nothing about the lowres image's size): left out
+    _visium_copy(tmp_path / "lowres", None, {"tissue_lowres_scalef": written})
+    slide = io.read_slide(tmp_path / "lowres")
+    assert slide.image is None
+    assert any("tissue_lowres_image.png left out" in n and "has no tissue_lowres_scalef" in n for n in slide.notices)
+    assert np.allclose(slide.adata.obsm["spatial"], visium.adata.obsm["spatial"])
+    # hires (2000 x 1997 px: lowres 600 x 599 x 0.17211704 / 0.051635113) without its factor: placed from lowres's
+    _visium_copy(tmp_path / "both", (2000, 1997), {"tissue_hires_scalef": written})
+    slide = io.read_slide(tmp_path / "both")
+    assert slide.image.shape[:2] == (1997, 2000)
+    truth = visium.image_affine_um[0, 0] * lowres_factor / 0.17211704  # microns per hires pixel
+    assert slide.image_affine_um[0, 0] == pytest.approx(truth, rel=1e-3)
+    assert any("has no tissue_hires_scalef" in n and "tissue_hires_image.png placed with" in n for n in slide.notices)
+    # a hires image that is not a downscale of the same picture (cropped): left out, the lowres one shown, said
+    _visium_copy(tmp_path / "cropped", (2000, 1500), {"tissue_hires_scalef": written})
+    slide = io.read_slide(tmp_path / "cropped")
+    assert slide.image.shape[:2] == visium.image.shape[:2]
+    assert np.allclose(slide.image_affine_um, visium.image_affine_um)
+    assert any("tissue_hires_image.png left out" in n for n in slide.notices)
+    # the lowres factor missing beside a placed hires image: the hires image used, nothing to say
+    _visium_copy(tmp_path / "hires", (2000, 1997), {"tissue_lowres_scalef": None})
+    slide = io.read_slide(tmp_path / "hires")
+    assert slide.image.shape[:2] == (1997, 2000)
+    assert slide.image_affine_um[0, 0] == pytest.approx(truth, rel=1e-6)
+    assert not any("scalef" in n for n in slide.notices)
+
+
 # --- AnnData without X, counts in layers --------------------------------------------------------------------
 
 
@@ -852,6 +932,84 @@ def test_x_and_layers_layouts_give_the_counts_or_a_refusal_naming_them(layout, l
     if layout == "no X, lognorm layer":  # counts per 10,000: proportional to the counts, cell by cell
         truth = truth / truth.sum(1, keepdims=True) * 1e4
     assert np.allclose(matrix, truth, rtol=1e-3, atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def visium_counts(visium) -> np.ndarray:
+    """The Visium sample's counts (spots with any count), dense float64: the truth the log tests recover."""
+    counts = visium.adata.X.toarray() if sp.issparse(visium.adata.X) else np.asarray(visium.adata.X)
+    return counts[counts.sum(1) > 0].astype(np.float64)
+
+
+@FEW
+@given(
+    base=st.sampled_from([np.e, 2.0, 10.0]),
+    total=st.sampled_from([None, 1e4, 1e6]),  # raw counts, CP10k, CPM
+    decimals=st.sampled_from([None, 3]),  # as computed, or as a text export rounds them
+    subset=st.booleans(),  # genes dropped after normalising (the totals then differ: pbmc68k_reduced's .raw)
+    sparse=st.booleans(),
+    where=st.sampled_from(["X", "layer"]),
+)
+@example(base=2.0, total=1e6, decimals=None, subset=False, sparse=False, where="X")  # R's log2(cpm(x) + 1)
+@example(base=10.0, total=None, decimals=3, subset=True, sparse=True, where="layer")
+def test_log_normalised_values_are_undone_in_their_own_base(
+    visium_counts, tmp_path, base, total, decimals, subset, sparse, where
+):
+    """X = log_b(counts (or CPM / CP10k) + 1) without scanpy's uns['log1p'] record (R, GEO, np.log2 exports) is
+    undone in base b, told from the values (was: always exp(X) - 1, log2 values became (c + 1)^1.44 - 1); the
+    recovered expression equals the truth, and the note names the base."""
+    truth = visium_counts if total is None else visium_counts / visium_counts.sum(1, keepdims=True) * total
+    if subset:
+        truth = truth[:, : int(truth.shape[1] * 0.7)]
+    logged = (np.log1p(truth) / np.log(base)).astype(np.float32)
+    if decimals is not None:
+        logged = np.round(logged, decimals)
+    matrix = sp.csr_matrix(logged) if sparse else logged
+    genes = pd.DataFrame(index=[f"G{i}" for i in range(truth.shape[1])])
+    table = (
+        ad.AnnData(X=matrix, var=genes) if where == "X" else ad.AnnData(X=None, layers={"lognorm": matrix}, var=genes)
+    )
+    view = counts_view(table)
+    got = view.adata.X.toarray() if sp.issparse(view.adata.X) else np.asarray(view.adata.X)
+    assert np.allclose(got, truth, rtol=2e-6 if decimals is None else 5e-3, atol=1e-6 if decimals is None else 5e-3)
+    shown = "exp(x) - 1" if base == np.e else f"{base:g}^x - 1"
+    assert any(f"undone as {shown}: no uns['log1p'] record" in note for note in view.notices)
+
+
+@pytest.mark.parametrize("base", [None, 2, 10])
+def test_scanpy_log1p_record_gives_the_base(visium_counts, base):
+    """scanpy's uns['log1p']['base'] (None: natural log) is used as recorded, also read back from an .h5ad."""
+    import scanpy as sc
+
+    table = ad.AnnData(X=sp.csr_matrix(visium_counts.astype(np.float32)))
+    sc.pp.normalize_total(table, target_sum=1e4)
+    truth = table.X.toarray()
+    sc.pp.log1p(table, base=base)
+    view = counts_view(table)
+    assert np.allclose(view.adata.X.toarray(), truth, rtol=1e-4, atol=1e-4)
+    assert any("the log base scanpy recorded in uns['log1p']" in note for note in view.notices)
+
+
+@pytest.mark.parametrize("values", ["corrected counts", "log1p of corrected counts", "log2 rounded to 1 decimal"])
+def test_log_normalised_values_of_no_clear_base_are_refused_naming_it(visium_counts, tmp_path, values):
+    """Values below 20 that are not log1p of counts or of normalised counts in base e, 2 or 10: the base is not
+    guessed; refused naming it and the fixes, nothing written."""
+    rng = np.random.default_rng(0)
+    corrected = np.clip(visium_counts - rng.uniform(0, 0.9, visium_counts.shape), 0, None) / 8  # ambient removed
+    matrix = {
+        "corrected counts": corrected,
+        "log1p of corrected counts": np.log1p(corrected),
+        "log2 rounded to 1 decimal": np.round(np.log2(visium_counts + 1), 1),
+    }[values].astype(np.float32)
+    table = ad.AnnData(X=matrix, obs=pd.DataFrame(index=[f"s{i}" for i in range(len(matrix))]))
+    table.obsm["spatial"] = np.c_[np.arange(len(matrix)) % 50, np.arange(len(matrix)) // 50].astype(float) * 100
+    table.uns["fmscope"] = {"microns_per_unit": 1.0}
+    table.write_h5ad(tmp_path / "s.h5ad")
+    with pytest.raises(FmscopeError, match="cannot tell their log base") as refused:
+        io.read_slide(tmp_path / "s.h5ad")
+    assert "uns['log1p']" in refused.value.fix and "raw counts" in refused.value.fix
+    assert main(["embed", str(tmp_path / "s.h5ad"), "-o", str(tmp_path / "e.h5ad")]) == 1
+    assert not (tmp_path / "e.h5ad").exists()
 
 
 # --- writers ----------------------------------------------------------------------------------------------
@@ -1216,3 +1374,82 @@ def test_names_with_a_slash_are_written_as_legal_keys_and_kept(visium, tmp_path,
         kept = original.get(("obs columns", other), other)
         assert (table.obs[kept] == -1.0).all()
         assert kept != original.get(("obs columns", f"fmscope_{names[0]}"), f"fmscope_{names[0]}")
+
+
+# --- obsm['spatial'] as a DataFrame (NUH2) ------------------------------------------------------------------
+
+NAMED_XY = [
+    ("x", "y"),
+    ("X", "Y"),
+    ("imagecol", "imagerow"),  # Seurat's GetTissueCoordinates (imagerow first)
+    ("x_centroid", "y_centroid"),  # Xenium cells table
+    ("pxl_col_in_fullres", "pxl_row_in_fullres"),
+    ("centroidX", "centroidY"),
+    ("Centroid.X", "Centroid.Y"),
+    ("global_x", "global_y"),  # MERSCOPE
+]
+
+
+@FEW
+@given(
+    names=st.sampled_from(NAMED_XY),
+    y_first=st.booleans(),
+    id_column=st.booleans(),
+    store=st.booleans(),
+)
+@example(names=("x", "y"), y_first=True, id_column=False, store=False)
+@example(names=("imagecol", "imagerow"), y_first=True, id_column=True, store=False)
+def test_an_obsm_spatial_dataframe_is_read_by_its_column_names(tmp_path, names, y_first, id_column, store):
+    """A DataFrame obsm['spatial'] (anndata allows it) is read by its column names, whatever their order, in an
+    .h5ad or a store's table (was: positionally, a (y, x) frame transposed every cell without a word); a column
+    naming no axis (a cell id) is left out; the reading is said."""
+    counts, xy = _cells()
+    xy = xy * np.array([1.0, 3.0]) + np.array([7.0, 0.0])  # x and y told apart
+    cells = [f"c{i}" for i in range(counts.shape[0])]
+    columns = {names[0]: xy[:, 0], names[1]: xy[:, 1]}
+    if y_first:
+        columns = dict(reversed(list(columns.items())))
+    if id_column:
+        columns = {"cell": cells, **columns}
+    table = ad.AnnData(X=counts, obs=pd.DataFrame(index=cells))
+    table.obsm["spatial"] = pd.DataFrame(columns, index=cells)
+    table.uns["fmscope"] = {"microns_per_unit": 1.0}
+    path = tmp_path / f"{uuid.uuid4().hex}.h5ad"
+    table.write_h5ad(path)
+    if store:
+        import spatialdata
+        from spatialdata.models import TableModel
+
+        path = path.with_suffix(".zarr")
+        spatialdata.SpatialData(tables={"table": TableModel.parse(table)}).write(path)
+    slide = io.read_slide(path)
+    assert np.allclose(slide.adata.obsm["spatial"], xy)
+    assert any(f"x = {names[0]!r}, y = {names[1]!r}" in note for note in slide.notices)
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [("spatial_1", "spatial_2"), ("x", "x_centroid"), ("a", "b"), ("x", "cell"), ("xy", "yx")],
+)
+def test_an_obsm_spatial_dataframe_whose_names_do_not_say_x_and_y_is_refused_naming_them(tmp_path, columns):
+    counts, xy = _cells()
+    cells = [f"c{i}" for i in range(counts.shape[0])]
+    table = ad.AnnData(X=counts, obs=pd.DataFrame(index=cells))
+    table.obsm["spatial"] = pd.DataFrame(dict(zip(columns, xy.T)), index=cells)
+    table.uns["fmscope"] = {"microns_per_unit": 1.0}
+    table.write_h5ad(tmp_path / "cells.h5ad")
+    with pytest.raises(FmscopeError, match=rf"column names \('{columns[0]}', '{columns[1]}'\) do not say"):
+        io.read_slide(tmp_path / "cells.h5ad")
+
+
+def test_an_obsm_spatial_array_or_numbered_frame_stays_x_y(tmp_path):
+    """A plain array is (x, y) by the format's convention; a frame of numbered columns 0, 1 says only that order."""
+    counts, xy = _cells()
+    xy = xy * np.array([1.0, 3.0])
+    cells = [f"c{i}" for i in range(counts.shape[0])]
+    for name, spatial in (("array", xy), ("numbered", pd.DataFrame(xy, index=cells, columns=["0", "1"]))):
+        table = ad.AnnData(X=counts, obs=pd.DataFrame(index=cells))
+        table.obsm["spatial"] = spatial
+        table.uns["fmscope"] = {"microns_per_unit": 1.0}
+        table.write_h5ad(tmp_path / f"{name}.h5ad")
+        assert np.allclose(io.read_slide(tmp_path / f"{name}.h5ad").adata.obsm["spatial"], xy)

@@ -4,9 +4,11 @@ Files arrive as users have them: raw counts (integers, often stored as floats), 
 values (``sc.pp.normalize_total`` + ``sc.pp.log1p``), scaled values (``sc.pp.scale``: negative
 numbers), counts kept aside in ``layers`` or ``.raw``, Ensembl ids with version suffixes as
 gene names, and gene names that occur twice. :func:`counts_view` finds the counts (or takes
-the ``layer`` the user names), never normalises twice (log-normalised values become
-``exp(x) - 1``, i.e. counts per cell total, which fmscope's normalisation leaves unchanged up
-to scale), and refuses what cannot be counts with a message that says where counts may be.
+the ``layer`` the user names), never normalises twice (log-normalised values become ``b^x - 1`` in
+their log base b: scanpy's ``uns['log1p']`` record, else told from the values by
+:mod:`fmscope.omics.log_base`, refused when they do not tell it; i.e. counts per cell total, which
+fmscope's normalisation leaves unchanged up to scale), and refuses what cannot be counts with a message
+that says where counts may be.
 Gene names become one name per gene: Ensembl version suffixes are dropped, symbols are used
 when a symbol column exists, and columns sharing a name are summed.
 """
@@ -22,6 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fmscope.errors import FmscopeError
+from fmscope.omics import log_base
 
 COUNTS = "raw counts"
 LOG_NORMALISED = "log-normalised values"
@@ -94,11 +97,23 @@ def _where_counts_may_be(adata: ad.AnnData) -> str:
     )
 
 
+def _log_base(adata: ad.AnnData, where: str, name: str) -> tuple[float, str]:
+    """(log base, notice) of the log-normalised matrix at ``where``: scanpy's ``uns['log1p']`` record for X and
+    .raw (the matrices it describes), else told from the values (:mod:`fmscope.omics.log_base`: refused when
+    they do not tell one base)."""
+    label = _label(where)
+    base = log_base.recorded_base(adata.uns.get("log1p")) if where in ("X", RAW) else None
+    if base is not None:
+        return base, f"{label} undone as {log_base.undo(base)} (the log base scanpy recorded in uns['log1p'])."
+    base, how = log_base.detect_base(_matrix(adata, where), label, name)
+    return base, f"{label} undone as {log_base.undo(base)}: no uns['log1p'] record of its log base, and {how}."
+
+
 def _counts_like(matrix, kind: str, base: float | None):
-    """Counts per cell total from log-normalised values (exp(x) - 1 in the file's log base); else the matrix."""
+    """Counts per cell total from log-normalised values (b^x - 1 in the file's log base b); else the matrix."""
     if kind != LOG_NORMALISED:
         return matrix
-    factor = 1.0 if base is None else float(np.log(base))
+    factor = float(np.log(base))
     if sp.issparse(matrix):
         out = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
         out.data = np.expm1(out.data * factor).astype(np.float32)
@@ -131,7 +146,7 @@ def _choose(adata: ad.AnnData, layer: str | None, name: str) -> tuple[str, str, 
             if kind == COUNTS
             else [
                 f"{_label(layer)} holds {kind}, not raw counts: used as they are"
-                + (" (exp(x) - 1; not normalised again)." if kind == LOG_NORMALISED else ".")
+                + (" (undone, not normalised again)." if kind == LOG_NORMALISED else ".")
             ],
         )
     candidates = sorted(adata.layers.keys(), key=lambda n: ("count" not in n.lower(), n))
@@ -146,7 +161,7 @@ def _choose(adata: ad.AnnData, layer: str | None, name: str) -> tuple[str, str, 
         if _kind_of(adata, where) == COUNTS:
             return where, COUNTS, [f"X holds {kind}, not raw counts; fmscope uses the raw counts in {_label(where)}."]
     if kind in (LOG_NORMALISED, NORMALISED):
-        how = "as exp(X) - 1, without normalising them again" if kind == LOG_NORMALISED else "as they are"
+        how = "undone, without normalising them again" if kind == LOG_NORMALISED else "as they are"
         return (
             "X",
             kind,
@@ -162,7 +177,7 @@ def _choose(adata: ad.AnnData, layer: str | None, name: str) -> tuple[str, str, 
             raw_kind,
             [
                 f"X holds scaled values and no raw counts were found; fmscope uses the {raw_kind} "
-                "in .raw" + (" (exp(x) - 1; not normalised again)." if raw_kind == LOG_NORMALISED else ".")
+                "in .raw" + (" (undone, not normalised again)." if raw_kind == LOG_NORMALISED else ".")
             ],
         )
     low = float(_values(adata.X).min())
@@ -182,7 +197,7 @@ def _without_x(adata: ad.AnnData, candidates: list[str], name: str) -> tuple[str
             if kind == wanted:
                 how = {
                     COUNTS: ".",
-                    LOG_NORMALISED: " (not raw counts: exp(x) - 1, not normalised again).",
+                    LOG_NORMALISED: " (not raw counts: undone, not normalised again).",
                     NORMALISED: " (not raw counts: used as they are).",
                 }[kind]
                 return where, kind, [f"{name} has no X; fmscope uses the {kind} in {_label(where)}{how}"]
@@ -246,7 +261,10 @@ def counts_view(adata: ad.AnnData, layer: str | None = None, name: str = "the sl
     names, ids, name_notices = _gene_names(var)
     notices += name_notices
     same = where == "X" and kind != LOG_NORMALISED and not name_notices
-    base = (adata.uns.get("log1p") or {}).get("base") if where in ("X", RAW) else None
+    base = None
+    if kind == LOG_NORMALISED:
+        base, base_notice = _log_base(adata, where, name)
+        notices.append(base_notice)
     matrix = _counts_like(matrix, kind, base)
     matrix, names, ids, duplicate_notice = _merge_duplicates(matrix, names, ids)
     if duplicate_notice:

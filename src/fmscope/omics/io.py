@@ -46,8 +46,8 @@ from fmscope.omics.expression import counts_view
 from fmscope.omics.plane import plane_coordinates
 from fmscope.omics.raster import CellGrid
 from fmscope.omics.reserved_columns import make_writable
-from fmscope.omics.tissue_image import tissue_image
-from fmscope.omics.units import Units, resolve, visium_units
+from fmscope.omics.spatial_columns import read_named_columns
+from fmscope.omics.units import Units, resolve, stated_microns_per_unit, visium_units
 from fmscope.omics.visium_spatial import SpatialFiles
 
 VISIUM_SPOT_DIAMETER_UM = 55.0
@@ -213,23 +213,6 @@ def _visium_positions(path: Path) -> tuple[pd.DataFrame, list[str]]:
     return positions, notices
 
 
-def _tissue_image(files: SpatialFiles, scale: dict) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The hires (else lowres) tissue image (PNG, or gzipped as GEO ships it) and its (y, x) placement in
-    full-resolution pixels."""
-    from imageio.v3 import imread
-
-    for name, key in (
-        ("tissue_hires_image.png", "tissue_hires_scalef"),
-        ("tissue_lowres_image.png", "tissue_lowres_scalef"),
-    ):
-        found = files.file(name)
-        if found is not None and scale.get(key):
-            pixels = imread(gzip.decompress(found.read_bytes()), extension=".png") if found.suffix == ".gz" else None
-            image = tissue_image(imread(found) if pixels is None else pixels, str(found))
-            return image, np.diag([1 / float(scale[key]), 1 / float(scale[key]), 1.0])
-    return None, None
-
-
 def _visium_counts(folder: Path, positions: pd.DataFrame, positions_name: str) -> tuple[ad.AnnData, list[str]]:
     """Counts of the barcodes that have a position, in that order, with array row / column in obs, from the
     folder's one counts matrix (:mod:`fmscope.omics.visium_counts`: .h5, sample-prefixed .h5 or MEX); notices.
@@ -272,14 +255,14 @@ def _read_visium(folder: Path) -> Slide:
     units = visium_units(
         scale, positions["array_row"].to_numpy(), positions["array_col"].to_numpy(), xy, where="Space Ranger "
     )
-    image, placement = _tissue_image(files, scale)
+    image, placement, image_notices = visium_spatial.read_tissue_image(files, scale)
     return Slide(
         adata,
         image,
         None,
         VISIUM_SPOT_DIAMETER_UM,
         str(folder),
-        notices=notices,
+        notices=notices + image_notices,
         image_affine_um=placement,
         units=units,
         units_unknown="Visium full-resolution pixels without scale factors",
@@ -338,7 +321,7 @@ def _read_visium_hd(folder: Path) -> Slide:
     adata, counts_notices = _visium_counts(folder, positions, f"spatial/{(parquet if parquet.is_file() else csv).name}")
     positions = positions.loc[adata.obs_names]
     adata.obsm["spatial"] = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float)
-    image, placement = _tissue_image(files, scale)
+    image, placement, image_notices = visium_spatial.read_tissue_image(files, scale)
     slide = Slide(
         adata,
         image,
@@ -352,6 +335,7 @@ def _read_visium_hd(folder: Path) -> Slide:
     slide.notices += counts_notices + [
         f"Visium HD bins of {bin_um:g} um, {microns_per_px:.4g} um per full-resolution pixel (from the scale factors)."
     ]
+    slide.notices += image_notices
     return slide
 
 
@@ -446,7 +430,7 @@ def _table_units(adata: ad.AnnData, where: str) -> Units | None:
     ``uns["spatial"]`` (scanpy / squidpy / spatialdata-io Visium layout: full-resolution pixels)."""
     stated = (adata.uns.get("fmscope") or {}).get("microns_per_unit")
     if stated is not None:
-        return Units.scaled(float(stated), f"uns['fmscope']['microns_per_unit'] in {where}")
+        return Units.scaled(stated_microns_per_unit(stated, where), f"uns['fmscope']['microns_per_unit'] in {where}")
     libraries = adata.uns.get("spatial")
     factors = (
         [
@@ -607,6 +591,7 @@ def _from_spatialdata(sdata, path: Path, technology: str | None = None) -> Slide
             )
         table_name = "fmscope_table" if "fmscope_table" in sdata.tables else next(iter(sdata.tables))
         adata = sdata.tables[table_name].copy()
+        notices += read_named_columns(adata, f"{path.name}'s table '{table_name}'")
         notice = _link_table(sdata, adata)
         if notice:
             notices.append(notice)
@@ -695,7 +680,8 @@ def read_anndata(path: Path) -> ad.AnnData:
 def _read_h5ad(path: Path) -> Slide:
     """A slide held in one AnnData, ``.h5ad`` or AnnData zarr (read the same way: :func:`read_anndata`)."""
     adata = read_anndata(path)
-    notices = visium_axes.check_axes(adata, path.name)  # obsm['spatial'] written (y, x): swapped back, said
+    notices = read_named_columns(adata, path.name)  # a DataFrame obsm['spatial'] read by its column names
+    notices += visium_axes.check_axes(adata, path.name)  # obsm['spatial'] written (y, x): swapped back, said
     return Slide(
         adata,
         source=str(path),

@@ -89,6 +89,25 @@ def resolve(units: Units | None, given: float | None, name: str, unknown: str = 
     return units, notices
 
 
+def stated_microns_per_unit(value: object, where: str) -> float:
+    """``uns['fmscope']['microns_per_unit']`` of ``where`` as a float, held to the rule ``--microns-per-unit`` is:
+    a finite positive number (a one-element array as h5py may return it is its element). Raises
+    :class:`FmscopeError` naming the key and its value otherwise (0 or a negative value would collapse or
+    mirror the slide; a text or NaN placeholder says nothing)."""
+    array = np.asarray(value)
+    number = None
+    if array.size == 1 and array.dtype.kind in "iuf":
+        number = float(array.reshape(-1)[0])
+    if number is None or not np.isfinite(number) or number <= 0:
+        shown = f"{number:g}" if number is not None else repr(value.decode() if isinstance(value, bytes) else value)
+        raise FmscopeError(
+            f"{where}: uns['fmscope']['microns_per_unit'] is {shown}, not a positive number.",
+            "Set uns['fmscope']['microns_per_unit'] to how many microns one coordinate unit is (1 if the "
+            "coordinates are microns), or delete the key and give --microns-per-unit.",
+        )
+    return number
+
+
 def apply(units: Units, xy: np.ndarray) -> np.ndarray:
     """(cells, 2) coordinates in file units -> microns."""
     xy = np.asarray(xy, dtype=float)[:, :2]
