@@ -38,7 +38,7 @@ from fmscope.imaging import lazy_image
 from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
 from fmscope.imaging.label_pyramid import LabelPyramid
 from fmscope.imaging.prompts import box_from_mask
-from fmscope.napari.image_panel import ImagePanel
+from fmscope.napari.image_panel import ImagePanel, grid_of
 from fmscope.napari.session_panel import SessionPanel, current_object
 from fmscope.napari.state import CurrentObject, PixelChange, SegmentState
 from fmscope.napari.status_panel import StatusPanel
@@ -203,7 +203,7 @@ class SegmentWidget(ImagePanel, QWidget):
     def _ensure_prompt_layers(self) -> None:
         image = self._image_layer
         shape = self._spatial_shape(image)
-        keep = {"scale": image.scale[-len(shape) :], "translate": image.translate[-len(shape) :]}
+        keep = grid_of(image, len(shape))
         huge = self.is_huge(image)
         fits = (
             LABELS in self.viewer.layers
