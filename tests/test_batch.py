@@ -31,15 +31,17 @@ def write_manifest(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def test_template_lists_the_sample_cases_and_validates(tmp_path, capsys):
+def test_template_lists_the_sample_cases_and_validates(tmp_path, capsys, monkeypatch):
+    """Written in a project folder of the user's (not the source tree), as docs/batch.md's first line runs it, the
+    template's rows are ready as written: the sample files by their absolute paths."""
     from fmscope.batch.manifest import JOBS, item_prompts
 
     template = tmp_path / "manifest.csv"
-    assert main(["batch", str(template), "--template"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["batch", "manifest.csv", "--template"]) == 0
     with pytest.raises(FmscopeError, match="never replaces"):
         write_template(template)
-    text = template.read_text().replace("sample_data/", f"{samples.sample_data_dir()}/")
-    template.write_text(text)
+    assert f",{samples.sample_data_dir().absolute().as_posix()}/nuclei_image.tif," in template.read_text()
     items = read_manifest(template)
     assert [i.job for i in items] == ["segment", "segment", "volume", "track", "domains", "embed"]
     assert set(JOBS) == {i.job for i in items}  # every job kind has an example row
@@ -57,6 +59,16 @@ def test_template_lists_the_sample_cases_and_validates(tmp_path, capsys):
     truth = tifffile.imread(samples.get_case("hela_timelapse").labels_path)
     assert set(np.unique(truth[0, 309:338, 263:295])) == {0, 40}  # the box holds one nucleus (track 40)
     assert (truth == 40).any(axis=(1, 2)).all()  # which is on all 20 frames
+
+
+def test_a_template_beside_the_sample_data_names_it_relative_to_its_folder(tmp_path, monkeypatch):
+    """At a checkout's root (the sample data in the manifest's folder) the rows stay relative: `sample_data/...`,
+    read from the manifest's folder as docs/batch.md says, so the folder can be moved whole."""
+    (tmp_path / "sample_data").symlink_to(samples.sample_data_dir(), target_is_directory=True)
+    monkeypatch.setenv("FMSCOPE_SAMPLE_DATA", str(tmp_path / "sample_data"))
+    write_template(tmp_path / "manifest.csv")
+    assert ",sample_data/ct_lung_volume.nrrd," in (tmp_path / "manifest.csv").read_text()
+    assert [problem for _, problem in validate_items(read_manifest(tmp_path / "manifest.csv"))] == [None] * 6
 
 
 def test_dry_run_names_each_bad_row_and_runs_nothing(tmp_path, capsys):

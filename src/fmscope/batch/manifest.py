@@ -54,40 +54,41 @@ COLUMNS = (
     "truth",
     "channel",
 )
-TEMPLATE_ROWS = (
+TEMPLATE_PATHS = ("input", "prompt_file", "truth")  # the template columns naming sample files
+TEMPLATE_ROWS = (  # paths in the sample data folder (fmscope.samples.sample_data_dir)
     {
         "id": "nuclei",
         "job": "segment",
-        "input": "sample_data/nuclei_image.tif",
-        "prompt_file": "sample_data/nuclei_labels.tif",
-        "truth": "sample_data/nuclei_labels.tif",
+        "input": "nuclei_image.tif",
+        "prompt_file": "nuclei_labels.tif",
+        "truth": "nuclei_labels.tif",
     },
     {
         "id": "ct_slice",
         "job": "segment",
-        "input": "sample_data/ct_lung_slice.tif",
+        "input": "ct_lung_slice.tif",
         "box": "204 345 231 370",
         "window": "lung",
-        "truth": "sample_data/ct_lung_slice_labels.tif",
+        "truth": "ct_lung_slice_labels.tif",
     },
     {
         "id": "ct_volume",
         "job": "volume",
-        "input": "sample_data/ct_lung_volume.nrrd",
+        "input": "ct_lung_volume.nrrd",
         "box": "82 81 109 106",
         "slice": "9",
         "window": "lung",
-        "truth": "sample_data/ct_lung_volume_labels.nrrd",
+        "truth": "ct_lung_volume_labels.nrrd",
     },
     {
         "id": "hela_nucleus",
         "job": "track",
-        "input": "sample_data/hela_timelapse/images.tif",
+        "input": "hela_timelapse/images.tif",
         "box": "263 309 295 338",
         "slice": "0",
     },  # one nucleus on frame 0, followed through the 20 frames
-    {"id": "visium", "job": "domains", "input": "sample_data/visium_mouse_brain", "resolution": "0.4 0.8"},
-    {"id": "xenium", "job": "embed", "input": "sample_data/xenium_breast_outs"},
+    {"id": "visium", "job": "domains", "input": "visium_mouse_brain", "resolution": "0.4 0.8"},
+    {"id": "xenium", "job": "embed", "input": "xenium_breast_outs"},
 )
 
 
@@ -254,18 +255,25 @@ def read_manifest(path: str | os.PathLike) -> list[BatchItem]:
 
 
 def write_template(path: str | os.PathLike) -> None:
-    """Write an example manifest (the sample cases, paths relative to the checkout) to ``path``."""
+    """Write an example manifest of the sample cases to ``path``, its rows ready wherever it is written: each
+    sample file named as manifests are read (docs/batch.md), relative to the manifest's folder when the sample
+    data lies inside it (a source checkout's root: ``sample_data/...``), else by its absolute path (the installed
+    package's copy, or ``$FMSCOPE_SAMPLE_DATA``). Refuses an existing file (FmscopeError)."""
+    from fmscope import samples
     from fmscope.atomic import atomic_write
 
     path = Path(path)
     if path.exists():
         raise FmscopeError(f"{path} exists; the template never replaces a file.", "Give a new file name.")
+    folder, data = path.absolute().parent, samples.sample_data_dir().absolute()
+    where = Path(os.path.relpath(data, folder)) if data.is_relative_to(folder) else data
+    rows = [{k: (where / v).as_posix() if k in TEMPLATE_PATHS else v for k, v in row.items()} for row in TEMPLATE_ROWS]
 
     def write(target: Path) -> None:
         with open(target, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=COLUMNS)
             writer.writeheader()
-            writer.writerows(TEMPLATE_ROWS)
+            writer.writerows(rows)
 
     atomic_write(path, write)
 
