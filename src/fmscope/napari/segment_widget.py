@@ -38,11 +38,13 @@ from fmscope.imaging import lazy_image
 from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
 from fmscope.imaging.label_pyramid import LabelPyramid
 from fmscope.imaging.prompts import box_from_mask
+from fmscope.imaging.tracking.preprocess import SAMPLE_FRAMES
 from fmscope.napari.image_panel import ImagePanel, grid_of
 from fmscope.napari.session_panel import SessionPanel, current_object
 from fmscope.napari.state import CurrentObject, PixelChange, SegmentState
 from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.train_panel import TrainPanel
+from fmscope.napari.video_reader import LazyFrames
 from fmscope.napari.worker import Job, ModelWorker
 from fmscope.session_record import Action, ModelIdentity
 from fmscope.session_record.history import undo_history
@@ -181,11 +183,15 @@ class SegmentWidget(ImagePanel, QWidget):
         return len(shape) == 2 and shape[0] * shape[1] > lazy_image.EAGER_MAX_PIXELS
 
     def reads_on_demand(self, layer=None) -> bool:
-        """The session panel's question: a huge image is read crop by crop, never whole (:meth:`is_huge`)."""
-        return self.is_huge(layer)
+        """The session panel's question: a huge image is read crop by crop (:meth:`is_huge`), a video or cine
+        layer (fmscope's lazy reader) frame by frame; neither is ever read whole, so neither is hashed for a
+        session (:meth:`session_file`: none is recorded)."""
+        layer = self._image_layer if layer is None else layer
+        return self.is_huge(layer) or (layer is not None and isinstance(layer.data, LazyFrames))
 
     def session_file(self, layer) -> None:
-        """A huge image gets no session (its labels are a pyramid, never snapshot whole): no file identifies it."""
+        """A huge image or a video layer gets no session (a huge image's labels are a pyramid, never snapshot whole;
+        the Segment panel's replay reads pictures, not video frames): no file identifies it."""
         return None
 
     def _image_set(self, layer, shape: tuple[int, ...]) -> None:
@@ -291,9 +297,23 @@ class SegmentWidget(ImagePanel, QWidget):
                 lazy = self._lazy_view(layer)
                 intensity = lazy.intensity() if window is None else resolve_intensity(np.zeros(1, np.uint8), window)
             else:
-                intensity = resolve_intensity(np.asarray(self._full_resolution(layer)), window)
+                intensity = resolve_intensity(self._intensity_sample(layer, window), window)
             self._intensities[key] = intensity
         return self._segmenters[(model, checkpoint, backend)], self._intensities[key]
+
+    @staticmethod
+    def _intensity_sample(layer, window) -> np.ndarray:
+        """The pixels the automatic window is computed from: the whole image or stack, except for a video or cine
+        layer (fmscope's lazy reader), whose frames are never all decoded: none for uint8 frames or a preset window
+        (neither needs pixels), else up to ``SAMPLE_FRAMES`` evenly spaced frames, as the tracker samples the same
+        file (:mod:`fmscope.imaging.tracking.preprocess`)."""
+        data = layer.data[0] if layer.multiscale else layer.data
+        if not isinstance(data, LazyFrames):
+            return np.asarray(data)
+        if window is not None or data.dtype == np.uint8:
+            return np.zeros(1, data.dtype)
+        picks = np.unique(np.linspace(0, len(data) - 1, min(SAMPLE_FRAMES, len(data))).astype(int))
+        return np.stack([data.frame(int(index)) for index in picks])
 
     def _lazy_view(self, layer) -> lazy_image.LazyImage:
         """The lazy view of a huge layer's full-resolution data (one per layer data: its identity is computed once),
