@@ -51,6 +51,7 @@ from fmscope.session_record.history import undo_history
 
 MODELS = models.names(models.SEGMENT)
 BOXES, CLICKS, LABELS = "fmscope boxes", "fmscope clicks", "fmscope labels"
+LABELS_OF = "fmscope_labels_of"  # the labels layer's metadata key: the name of the image layer they label
 # After a small-object prompt, zoom crops within this many crop sides of it are embedded in the
 # background (on every slice shown), nearest first: for objects from 40 px long, centred crops on a grid
 # of step side/4 at five sides (50-65 crops); for nuclei, the lattice crops within twice this (about 11),
@@ -66,6 +67,7 @@ class SegmentWidget(ImagePanel, QWidget):
         self.viewer = napari_viewer
         self.worker = ModelWorker()
         self.state = SegmentState()
+        self._kept_states: dict[str, SegmentState] = {}  # image name -> its undo state, while another is chosen
         self._segmenters: dict[tuple[str, str, str], object] = {}  # (model, checkpoint, backend) -> Segmenter
         self._zoom_hint: np.ndarray | None = None  # the last small-object box: its crops are prepared
         self.prepare_radius = PREPARE_RADIUS
@@ -206,8 +208,26 @@ class SegmentWidget(ImagePanel, QWidget):
         self._prefetch()
         self.session.image_set(layer)
 
+    def _labels_for(self, image) -> None:
+        """Give ``image`` its own labels: the labels layer of the image chosen before is kept in the viewer, renamed
+        ``fmscope labels (<its image>)`` with its undo state, never removed nor re-used for another image; the
+        chosen image's own kept layer (if any) becomes ``fmscope labels`` again, with its state."""
+        layers = self.viewer.layers
+        current = layers[LABELS] if LABELS in layers else None
+        owner = None if current is None else current.metadata.get(LABELS_OF)
+        if current is not None and owner is not None and owner != image.name:
+            current.events.paint.disconnect(self.session.on_paint)  # its strokes are not this image's session's
+            current.name = f"{LABELS} ({owner})"
+            self._kept_states[owner] = self.state
+            self.state = SegmentState()
+        kept = f"{LABELS} ({image.name})"
+        if LABELS not in layers and kept in layers and layers[kept].metadata.get(LABELS_OF) == image.name:
+            layers[kept].name = LABELS
+            self.state = self._kept_states.pop(image.name, SegmentState())
+
     def _ensure_prompt_layers(self) -> None:
         image = self._image_layer
+        self._labels_for(image)
         shape = self._spatial_shape(image)
         keep = grid_of(image, len(shape))
         huge = self.is_huge(image)
@@ -225,6 +245,7 @@ class SegmentWidget(ImagePanel, QWidget):
             else:
                 self._label_pyramid = None
                 self.viewer.add_labels(np.zeros(shape, dtype=np.uint16), name=LABELS, **keep)
+            self.viewer.layers[LABELS].metadata[LABELS_OF] = image.name
         self.viewer.layers[LABELS].events.paint.connect(self.session.on_paint)  # a hand stroke: recorded
         if BOXES not in self.viewer.layers or self.viewer.layers[BOXES].ndim != len(shape):
             if BOXES in self.viewer.layers:
@@ -569,9 +590,11 @@ class SegmentWidget(ImagePanel, QWidget):
                 current.label, segmenter, intensity, box, current.z, (first, last), started
             )
 
+        state = self.state
+
         def paint(outcome) -> None:
             result, action = outcome
-            if LABELS not in self.viewer.layers:
+            if self.state is not state or LABELS not in self.viewer.layers:  # another image chosen meanwhile
                 return
             layer = self.viewer.layers[LABELS]
             masks = {z: result[z] == current.label for z in range(first, last + 1) if not (kept and z == current.z)}
