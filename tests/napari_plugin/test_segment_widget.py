@@ -335,3 +335,20 @@ def test_each_image_keeps_its_own_labels_when_the_chosen_image_changes(
     widget.image_combo.setCurrentText("day2")  # ... while the user moves on
     wait_idle(qtbot, widget)
     assert not np.asarray(viewer.layers[LABELS].data).any()
+
+
+def test_a_box_drawn_in_a_coronal_view_is_refused_for_its_real_reason(make_napari_viewer, open_widget, qtbot):
+    """The CT opened with fmscope's reader, the view turned coronal (napari's transpose), a box drawn there: the
+    panel says the box is not on a z slice and how to get back to one (was: "has zero area", a false reason)."""
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(samples.sample_data_dir() / "ct_lung_volume.nrrd"), plugin="fmscope")
+    widget = open_widget(viewer, "Segment")
+    wait_idle(qtbot, widget)
+    viewer.dims.order = (1, 0, 2)  # coronal: the slider on y, the canvas z and x
+    boxes = viewer.layers[BOXES]
+    corners = [[5, 95, 82], [5, 95, 109], [12, 95, 109], [12, 95, 82]]
+    boxes.add_rectangles(np.array([boxes.world_to_data(image.data_to_world(c)) for c in corners]))
+    wait_idle(qtbot, widget)
+    status = widget.status.text()
+    assert "not an axial (z) slice" in status and "zero area" not in status, status
+    assert not viewer.layers[LABELS].data.any()

@@ -443,6 +443,15 @@ class SegmentWidget(ImagePanel, QWidget):
         started = time.perf_counter()
         vertices = np.asarray(layer.data[-1])
         z = None if vertices.shape[1] == 2 else int(round(vertices[0, 0]))
+        if z is not None and np.ptp(np.round(vertices[:, 0])) > 0:  # drawn in a coronal / sagittal view
+            self._say(
+                f"This box spans slices {int(round(vertices[:, 0].min()))}..{int(round(vertices[:, 0].max()))}: it "
+                "was drawn in a view that is not an axial (z) slice, and the panel reads boxes on z slices only. "
+                "Nothing was changed. Fix: show z on the slider again (napari's transpose / roll dimension buttons, "
+                "the canvas showing y and x), then draw the box.",
+                error=True,
+            )
+            return
         ys, xs = vertices[:, -2], vertices[:, -1]
         box = np.array([xs.min(), ys.min(), xs.max(), ys.max()])
         labels = self.labels_data()
