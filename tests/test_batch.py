@@ -32,19 +32,17 @@ def write_manifest(path: Path, rows: list[dict]) -> Path:
 
 
 def test_template_lists_the_sample_cases_and_validates(tmp_path, capsys, monkeypatch):
-    """The template written anywhere (a folder of the user's, the working directory elsewhere: NUI1) lists the
-    sample cases by paths that resolve from its folder, as batch reads them."""
+    """Written in a project folder of the user's (not the source tree), as docs/batch.md's first line runs it, the
+    template's rows are ready as written: the sample files by their absolute paths."""
     from fmscope.batch.manifest import JOBS, item_prompts
 
-    (tmp_path / "project").mkdir()
-    monkeypatch.chdir(tmp_path / "project")
-    template = tmp_path / "project" / "manifest.csv"
+    template = tmp_path / "manifest.csv"
+    monkeypatch.chdir(tmp_path)
     assert main(["batch", "manifest.csv", "--template"]) == 0
     with pytest.raises(FmscopeError, match="never replaces"):
         write_template(template)
-    assert "sample_data" in template.read_text()
+    assert f",{samples.sample_data_dir().absolute().as_posix()}/nuclei_image.tif," in template.read_text()
     items = read_manifest(template)
-    assert [i.input.resolve() for i in items[:1]] == [samples.get_case("nuclei").image_path.resolve()]
     assert [i.job for i in items] == ["segment", "segment", "volume", "track", "domains", "embed"]
     assert set(JOBS) == {i.job for i in items}  # every job kind has an example row
     assert [problem for _, problem in validate_items(items)] == [None] * 6
@@ -61,6 +59,16 @@ def test_template_lists_the_sample_cases_and_validates(tmp_path, capsys, monkeyp
     truth = tifffile.imread(samples.get_case("hela_timelapse").labels_path)
     assert set(np.unique(truth[0, 309:338, 263:295])) == {0, 40}  # the box holds one nucleus (track 40)
     assert (truth == 40).any(axis=(1, 2)).all()  # which is on all 20 frames
+
+
+def test_a_template_beside_the_sample_data_names_it_relative_to_its_folder(tmp_path, monkeypatch):
+    """At a checkout's root (the sample data in the manifest's folder) the rows stay relative: `sample_data/...`,
+    read from the manifest's folder as docs/batch.md says, so the folder can be moved whole."""
+    (tmp_path / "sample_data").symlink_to(samples.sample_data_dir(), target_is_directory=True)
+    monkeypatch.setenv("FMSCOPE_SAMPLE_DATA", str(tmp_path / "sample_data"))
+    write_template(tmp_path / "manifest.csv")
+    assert ",sample_data/ct_lung_volume.nrrd," in (tmp_path / "manifest.csv").read_text()
+    assert [problem for _, problem in validate_items(read_manifest(tmp_path / "manifest.csv"))] == [None] * 6
 
 
 def test_dry_run_names_each_bad_row_and_runs_nothing(tmp_path, capsys):

@@ -301,3 +301,54 @@ def test_plugin_is_discovered_and_manifest_valid():
         [sys.executable, "-m", "npe2", "validate", "fmscope"], capture_output=True, encoding="utf-8", errors="replace"
     )
     assert result.returncode == 0 and "valid" in result.stdout, result.stdout + result.stderr
+
+
+def test_each_image_keeps_its_own_labels_when_the_chosen_image_changes(
+    make_napari_viewer, open_widget, qtbot, nuclei, nuclei_boxes, tmp_path, monkeypatch
+):
+    """day1 painted by hand, then day2 (same shape) and wide (another shape) chosen in the image box: day1's labels
+    stay in a layer of their own (never shown as day2's, never removed) and come back when day1 is chosen again; a
+    box's result computed on day1 but delivered after day2 is chosen paints nothing on day2."""
+    monkeypatch.setenv("FMSCOPE_SESSIONS_DIR", str(tmp_path / "sessions"))
+    image = nuclei[0]
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="day1")
+    viewer.add_image(image[::-1].copy(), name="day2")
+    viewer.add_image(image[:, :300].copy(), name="wide")
+    widget = open_widget(viewer, "Segment")
+    widget.image_combo.setCurrentText("day1")
+    wait_idle(qtbot, widget)
+    labels = viewer.layers[LABELS]
+    labels.selected_label, labels.brush_size = 1, 10
+    labels.paint((100, 100), 1)
+    painted = np.asarray(labels.data).copy()
+    assert painted.any()
+    for other in ("day2", "wide"):
+        widget.image_combo.setCurrentText(other)
+        wait_idle(qtbot, widget)
+        assert not np.asarray(viewer.layers[LABELS].data).any(), other
+        assert np.array_equal(viewer.layers[f"{LABELS} (day1)"].data, painted)
+    widget.image_combo.setCurrentText("day1")
+    wait_idle(qtbot, widget)
+    assert np.array_equal(viewer.layers[LABELS].data, painted) and f"{LABELS} (day1)" not in viewer.layers
+    viewer.layers[BOXES].add_rectangles(rectangle(nuclei_boxes[1]))  # computed on day1 ...
+    widget.image_combo.setCurrentText("day2")  # ... while the user moves on
+    wait_idle(qtbot, widget)
+    assert not np.asarray(viewer.layers[LABELS].data).any()
+
+
+def test_a_box_drawn_in_a_coronal_view_is_refused_for_its_real_reason(make_napari_viewer, open_widget, qtbot):
+    """The CT opened with fmscope's reader, the view turned coronal (napari's transpose), a box drawn there: the
+    panel says the box is not on a z slice and how to get back to one (was: "has zero area", a false reason)."""
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(samples.sample_data_dir() / "ct_lung_volume.nrrd"), plugin="fmscope")
+    widget = open_widget(viewer, "Segment")
+    wait_idle(qtbot, widget)
+    viewer.dims.order = (1, 0, 2)  # coronal: the slider on y, the canvas z and x
+    boxes = viewer.layers[BOXES]
+    corners = [[5, 95, 82], [5, 95, 109], [12, 95, 109], [12, 95, 82]]
+    boxes.add_rectangles(np.array([boxes.world_to_data(image.data_to_world(c)) for c in corners]))
+    wait_idle(qtbot, widget)
+    status = widget.status.text()
+    assert "not an axial (z) slice" in status and "zero area" not in status, status
+    assert not viewer.layers[LABELS].data.any()

@@ -262,3 +262,18 @@ def test_deconvolution_proportions_layer(viewer_widget, qtbot):
     agreement = np.mean(proportions.idxmax(axis=1).to_numpy() == widget.slide.adata.obs["cell_type"].to_numpy())
     print(f"\ndominant type = the cell's own type for {agreement:.0%} of cells")
     assert agreement > 0.5
+
+
+def test_a_visium_folder_as_10x_ships_it_opens_as_the_engine_reads_it(make_napari_viewer, tmp_path):
+    """10x's download names the counts `<sample>_filtered_feature_bc_matrix.h5`: `fmscope domains` reads it, and a
+    drag onto napari (fmscope's reader) opens it the same way (the reader asks the engine's `slide_kind`)."""
+    import shutil
+
+    folder = tmp_path / "V1_Adult_Mouse_Brain"
+    folder.mkdir()
+    shutil.copy(VISIUM / "filtered_feature_bc_matrix.h5", folder / "V1_Adult_Mouse_Brain_filtered_feature_bc_matrix.h5")
+    shutil.copytree(VISIUM / "spatial", folder / "spatial")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(folder), plugin="fmscope")
+    spots = next(layer for layer in layers if layer.name.endswith("spots"))
+    assert len(spots.data) == read_slide(folder).adata.n_obs == 2695

@@ -243,3 +243,26 @@ def test_nifti_export_keeps_the_volume_geometry(make_napari_viewer, open_widget,
     viewer.layers[LABELS].data[0, 5:9, 5:9] = 1
     assert panel.export(tmp_path / "plain") == [] and "NIfTI export needs" in panel.status.text()
     assert not (tmp_path / "plain").exists()
+
+
+def test_the_segment_panel_segments_a_video_frame_without_decoding_the_video(
+    make_napari_viewer, open_widget, qtbot, tmp_path
+):
+    """Plugins > fmscope > Segment on a 300-frame video: its window needs no frame (uint8), no session hashes every
+    frame; a box on the shown frame reads that frame (was: all 300 decoded as the panel opened)."""
+    from fmscope.napari.segment_widget import BOXES as SEGMENT_BOXES
+    from fmscope.napari.segment_widget import LABELS as SEGMENT_LABELS
+
+    path = tmp_path / "clip.mp4"
+    write_video(path, 300)
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(path), plugin="fmscope")
+    reads = count_reads(layer.data)
+    widget = open_widget(viewer, "Segment")
+    wait_idle(qtbot, widget)
+    show(viewer, qtbot, 7)
+    wait_idle(qtbot, widget)
+    viewer.layers[SEGMENT_BOXES].add_rectangles(np.array([[7, 10, 10], [7, 10, 40], [7, 40, 40], [7, 40, 10]], float))
+    wait_idle(qtbot, widget)
+    assert (viewer.layers[SEGMENT_LABELS].data[7] > 0).any()
+    assert len(set(reads)) <= 4 and set(reads) <= {0, 7, 149}, sorted(set(reads))  # shown frames only

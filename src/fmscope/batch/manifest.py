@@ -54,42 +54,42 @@ COLUMNS = (
     "truth",
     "channel",
 )
-TEMPLATE_ROWS = (
+TEMPLATE_PATHS = ("input", "prompt_file", "truth")  # the template columns naming sample files
+TEMPLATE_ROWS = (  # paths in the sample data folder (fmscope.samples.sample_data_dir)
     {
         "id": "nuclei",
         "job": "segment",
-        "input": "sample_data/nuclei_image.tif",
-        "prompt_file": "sample_data/nuclei_labels.tif",
-        "truth": "sample_data/nuclei_labels.tif",
+        "input": "nuclei_image.tif",
+        "prompt_file": "nuclei_labels.tif",
+        "truth": "nuclei_labels.tif",
     },
     {
         "id": "ct_slice",
         "job": "segment",
-        "input": "sample_data/ct_lung_slice.tif",
+        "input": "ct_lung_slice.tif",
         "box": "204 345 231 370",
         "window": "lung",
-        "truth": "sample_data/ct_lung_slice_labels.tif",
+        "truth": "ct_lung_slice_labels.tif",
     },
     {
         "id": "ct_volume",
         "job": "volume",
-        "input": "sample_data/ct_lung_volume.nrrd",
+        "input": "ct_lung_volume.nrrd",
         "box": "82 81 109 106",
         "slice": "9",
         "window": "lung",
-        "truth": "sample_data/ct_lung_volume_labels.nrrd",
+        "truth": "ct_lung_volume_labels.nrrd",
     },
     {
         "id": "hela_nucleus",
         "job": "track",
-        "input": "sample_data/hela_timelapse/images.tif",
+        "input": "hela_timelapse/images.tif",
         "box": "263 309 295 338",
         "slice": "0",
     },  # one nucleus on frame 0, followed through the 20 frames
-    {"id": "visium", "job": "domains", "input": "sample_data/visium_mouse_brain", "resolution": "0.4 0.8"},
-    {"id": "xenium", "job": "embed", "input": "sample_data/xenium_breast_outs"},
+    {"id": "visium", "job": "domains", "input": "visium_mouse_brain", "resolution": "0.4 0.8"},
+    {"id": "xenium", "job": "embed", "input": "xenium_breast_outs"},
 )
-PATH_COLUMNS = ("input", "prompt_file", "truth")  # the template's paths, written from the manifest's folder
 
 
 @dataclass(frozen=True)
@@ -254,32 +254,20 @@ def read_manifest(path: str | os.PathLike) -> list[BatchItem]:
     return items
 
 
-def _template_rows(folder: Path) -> list[dict[str, str]]:
-    """:data:`TEMPLATE_ROWS` with their ``sample_data/`` paths pointing at this installation's sample data
-    (:func:`fmscope.samples.sample_data_dir`), relative to ``folder`` (the manifest's, from which batch reads them)
-    where they can be (another Windows drive: absolute), with '/' separators."""
-    from fmscope import samples
-
-    data = samples.sample_data_dir().resolve()
-    try:
-        base = Path(os.path.relpath(data, folder.resolve())).as_posix()
-    except ValueError:  # Windows: the sample data on another drive
-        base = data.as_posix()
-    return [
-        {key: value.replace("sample_data", base, 1) if key in PATH_COLUMNS else value for key, value in row.items()}
-        for row in TEMPLATE_ROWS
-    ]
-
-
 def write_template(path: str | os.PathLike) -> None:
-    """Write an example manifest (the sample cases) to ``path``; its paths resolve from the manifest's folder
-    wherever it is written (:func:`_template_rows`). Refuses (FmscopeError) to replace an existing file."""
+    """Write an example manifest of the sample cases to ``path``, its rows ready wherever it is written: each
+    sample file named as manifests are read (docs/batch.md), relative to the manifest's folder when the sample
+    data lies inside it (a source checkout's root: ``sample_data/...``), else by its absolute path (the installed
+    package's copy, or ``$FMSCOPE_SAMPLE_DATA``). Refuses an existing file (FmscopeError)."""
+    from fmscope import samples
     from fmscope.atomic import atomic_write
 
     path = Path(path)
     if path.exists():
         raise FmscopeError(f"{path} exists; the template never replaces a file.", "Give a new file name.")
-    rows = _template_rows(path.absolute().parent)
+    folder, data = path.absolute().parent, samples.sample_data_dir().absolute()
+    where = Path(os.path.relpath(data, folder)) if data.is_relative_to(folder) else data
+    rows = [{k: (where / v).as_posix() if k in TEMPLATE_PATHS else v for k, v in row.items()} for row in TEMPLATE_ROWS]
 
     def write(target: Path) -> None:
         with open(target, "w", newline="", encoding="utf-8") as handle:

@@ -14,6 +14,20 @@ import numpy as np
 from fmscope.napari.layer_choice import layer_named, own, refill, user_image_layers
 
 
+def grid_of(layer, dims: int) -> dict:
+    """The placement of ``layer``'s last ``dims`` axes in napari's world: ``scale``, ``translate`` and ``affine``
+    ((dims + 1, dims + 1): a volume's direction, :func:`fmscope.napari.reader.volume_placement`), as keywords
+    for the layers a panel adds over it."""
+    affine = np.asarray(layer.affine.affine_matrix, float)[-dims - 1 :, -dims - 1 :]
+    return {"scale": tuple(layer.scale[-dims:]), "translate": tuple(layer.translate[-dims:]), "affine": affine}
+
+
+def same_grid(layer, grid: dict, dims: int) -> bool:
+    """Whether ``layer``'s last ``dims`` axes are placed as ``grid`` (:func:`grid_of`) places them."""
+    mine = grid_of(layer, dims)
+    return all(np.allclose(mine[key], grid[key]) for key in ("scale", "translate", "affine"))
+
+
 class ImagePanel:
     """The image layer choice and its life cycle (layers added, chosen, removed)."""
 
@@ -31,15 +45,13 @@ class ImagePanel:
         return tuple(layer.data.shape[:-1]) if layer.rgb else tuple(layer.data.shape)
 
     def _on_image_grid(self, layer) -> bool:
-        """Whether a prompt layer's pixel grid is the image's (same scale and offset); says why not."""
+        """Whether a prompt layer's pixel grid is the image's (same scale, offset and affine); says why not."""
         dims = len(self._spatial_shape(self._image_layer))
         image = self._image_layer
-        same = np.allclose(layer.scale[-dims:], image.scale[-dims:]) and np.allclose(
-            layer.translate[-dims:], image.translate[-dims:]
-        )
+        same = same_grid(layer, grid_of(image, dims), dims)
         if not same:
             self._say(
-                f"'{layer.name}' is not on the grid of '{image.name}' (scale or translate differ); its prompt "
+                f"'{layer.name}' is not on the grid of '{image.name}' (scale, translate or affine differ); its prompt "
                 "was ignored and nothing changed. Use the layers fmscope created for this image.",
                 error=True,
             )

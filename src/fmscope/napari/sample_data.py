@@ -9,6 +9,7 @@ from fmscope.imaging import io
 from fmscope.imaging.intensity import WINDOW_PRESETS
 from fmscope.imaging.labels import read_label_image
 from fmscope.imaging.tracking.frames import open_frames
+from fmscope.napari.reader import volume_placement
 
 
 def _ids(path) -> np.ndarray:
@@ -25,7 +26,7 @@ def _case(name: str) -> list[tuple]:
         scale = {}
     elif case.kind == "volume":
         volume, truth = io.read_volume(case.image_path), io.read_volume(case.labels_path)
-        scale = {"scale": volume.spacing_zyx}
+        scale = volume_placement(volume)  # as the volume reader places the file (File > Open)
         image, labels = volume.array, truth.array
         meta["metadata"]["fmscope_volume"] = volume  # geometry, for the Track panel's NIfTI export
     else:

@@ -38,17 +38,20 @@ from fmscope.imaging import lazy_image
 from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
 from fmscope.imaging.label_pyramid import LabelPyramid
 from fmscope.imaging.prompts import box_from_mask
-from fmscope.napari.image_panel import ImagePanel
+from fmscope.imaging.tracking.preprocess import SAMPLE_FRAMES
+from fmscope.napari.image_panel import ImagePanel, grid_of
 from fmscope.napari.session_panel import SessionPanel, current_object
 from fmscope.napari.state import CurrentObject, PixelChange, SegmentState
 from fmscope.napari.status_panel import StatusPanel
 from fmscope.napari.train_panel import TrainPanel
+from fmscope.napari.video_reader import LazyFrames
 from fmscope.napari.worker import Job, ModelWorker
 from fmscope.session_record import Action, ModelIdentity
 from fmscope.session_record.history import undo_history
 
 MODELS = models.names(models.SEGMENT)
 BOXES, CLICKS, LABELS = "fmscope boxes", "fmscope clicks", "fmscope labels"
+LABELS_OF = "fmscope_labels_of"  # the labels layer's metadata key: the name of the image layer they label
 # After a small-object prompt, zoom crops within this many crop sides of it are embedded in the
 # background (on every slice shown), nearest first: for objects from 40 px long, centred crops on a grid
 # of step side/4 at five sides (50-65 crops); for nuclei, the lattice crops within twice this (about 11),
@@ -64,6 +67,7 @@ class SegmentWidget(ImagePanel, QWidget):
         self.viewer = napari_viewer
         self.worker = ModelWorker()
         self.state = SegmentState()
+        self._kept_states: dict[str, SegmentState] = {}  # image name -> its undo state, while another is chosen
         self._segmenters: dict[tuple[str, str, str], object] = {}  # (model, checkpoint, backend) -> Segmenter
         self._zoom_hint: np.ndarray | None = None  # the last small-object box: its crops are prepared
         self.prepare_radius = PREPARE_RADIUS
@@ -181,11 +185,15 @@ class SegmentWidget(ImagePanel, QWidget):
         return len(shape) == 2 and shape[0] * shape[1] > lazy_image.EAGER_MAX_PIXELS
 
     def reads_on_demand(self, layer=None) -> bool:
-        """The session panel's question: a huge image is read crop by crop, never whole (:meth:`is_huge`)."""
-        return self.is_huge(layer)
+        """The session panel's question: a huge image is read crop by crop (:meth:`is_huge`), a video or cine
+        layer (fmscope's lazy reader) frame by frame; neither is ever read whole, so neither is hashed for a
+        session (:meth:`session_file`: none is recorded)."""
+        layer = self._image_layer if layer is None else layer
+        return self.is_huge(layer) or (layer is not None and isinstance(layer.data, LazyFrames))
 
     def session_file(self, layer) -> None:
-        """A huge image gets no session (its labels are a pyramid, never snapshot whole): no file identifies it."""
+        """A huge image or a video layer gets no session (a huge image's labels are a pyramid, never snapshot whole;
+        the Segment panel's replay reads pictures, not video frames): no file identifies it."""
         return None
 
     def _image_set(self, layer, shape: tuple[int, ...]) -> None:
@@ -200,10 +208,28 @@ class SegmentWidget(ImagePanel, QWidget):
         self._prefetch()
         self.session.image_set(layer)
 
+    def _labels_for(self, image) -> None:
+        """Give ``image`` its own labels: the labels layer of the image chosen before is kept in the viewer, renamed
+        ``fmscope labels (<its image>)`` with its undo state, never removed nor re-used for another image; the
+        chosen image's own kept layer (if any) becomes ``fmscope labels`` again, with its state."""
+        layers = self.viewer.layers
+        current = layers[LABELS] if LABELS in layers else None
+        owner = None if current is None else current.metadata.get(LABELS_OF)
+        if current is not None and owner is not None and owner != image.name:
+            current.events.paint.disconnect(self.session.on_paint)  # its strokes are not this image's session's
+            current.name = f"{LABELS} ({owner})"
+            self._kept_states[owner] = self.state
+            self.state = SegmentState()
+        kept = f"{LABELS} ({image.name})"
+        if LABELS not in layers and kept in layers and layers[kept].metadata.get(LABELS_OF) == image.name:
+            layers[kept].name = LABELS
+            self.state = self._kept_states.pop(image.name, SegmentState())
+
     def _ensure_prompt_layers(self) -> None:
         image = self._image_layer
+        self._labels_for(image)
         shape = self._spatial_shape(image)
-        keep = {"scale": image.scale[-len(shape) :], "translate": image.translate[-len(shape) :]}
+        keep = grid_of(image, len(shape))
         huge = self.is_huge(image)
         fits = (
             LABELS in self.viewer.layers
@@ -219,6 +245,7 @@ class SegmentWidget(ImagePanel, QWidget):
             else:
                 self._label_pyramid = None
                 self.viewer.add_labels(np.zeros(shape, dtype=np.uint16), name=LABELS, **keep)
+            self.viewer.layers[LABELS].metadata[LABELS_OF] = image.name
         self.viewer.layers[LABELS].events.paint.connect(self.session.on_paint)  # a hand stroke: recorded
         if BOXES not in self.viewer.layers or self.viewer.layers[BOXES].ndim != len(shape):
             if BOXES in self.viewer.layers:
@@ -291,9 +318,23 @@ class SegmentWidget(ImagePanel, QWidget):
                 lazy = self._lazy_view(layer)
                 intensity = lazy.intensity() if window is None else resolve_intensity(np.zeros(1, np.uint8), window)
             else:
-                intensity = resolve_intensity(np.asarray(self._full_resolution(layer)), window)
+                intensity = resolve_intensity(self._intensity_sample(layer, window), window)
             self._intensities[key] = intensity
         return self._segmenters[(model, checkpoint, backend)], self._intensities[key]
+
+    @staticmethod
+    def _intensity_sample(layer, window) -> np.ndarray:
+        """The pixels the automatic window is computed from: the whole image or stack, except for a video or cine
+        layer (fmscope's lazy reader), whose frames are never all decoded: none for uint8 frames or a preset window
+        (neither needs pixels), else up to ``SAMPLE_FRAMES`` evenly spaced frames, as the tracker samples the same
+        file (:mod:`fmscope.imaging.tracking.preprocess`)."""
+        data = layer.data[0] if layer.multiscale else layer.data
+        if not isinstance(data, LazyFrames):
+            return np.asarray(data)
+        if window is not None or data.dtype == np.uint8:
+            return np.zeros(1, data.dtype)
+        picks = np.unique(np.linspace(0, len(data) - 1, min(SAMPLE_FRAMES, len(data))).astype(int))
+        return np.stack([data.frame(int(index)) for index in picks])
 
     def _lazy_view(self, layer) -> lazy_image.LazyImage:
         """The lazy view of a huge layer's full-resolution data (one per layer data: its identity is computed once),
@@ -402,6 +443,15 @@ class SegmentWidget(ImagePanel, QWidget):
         started = time.perf_counter()
         vertices = np.asarray(layer.data[-1])
         z = None if vertices.shape[1] == 2 else int(round(vertices[0, 0]))
+        if z is not None and np.ptp(np.round(vertices[:, 0])) > 0:  # drawn in a coronal / sagittal view
+            self._say(
+                f"This box spans slices {int(round(vertices[:, 0].min()))}..{int(round(vertices[:, 0].max()))}: it "
+                "was drawn in a view that is not an axial (z) slice, and the panel reads boxes on z slices only. "
+                "Nothing was changed. Fix: show z on the slider again (napari's transpose / roll dimension buttons, "
+                "the canvas showing y and x), then draw the box.",
+                error=True,
+            )
+            return
         ys, xs = vertices[:, -2], vertices[:, -1]
         box = np.array([xs.min(), ys.min(), xs.max(), ys.max()])
         labels = self.labels_data()
@@ -549,9 +599,11 @@ class SegmentWidget(ImagePanel, QWidget):
                 current.label, segmenter, intensity, box, current.z, (first, last), started
             )
 
+        state = self.state
+
         def paint(outcome) -> None:
             result, action = outcome
-            if LABELS not in self.viewer.layers:
+            if self.state is not state or LABELS not in self.viewer.layers:  # another image chosen meanwhile
                 return
             layer = self.viewer.layers[LABELS]
             masks = {z: result[z] == current.label for z in range(first, last + 1) if not (kept and z == current.z)}

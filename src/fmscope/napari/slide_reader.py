@@ -7,17 +7,13 @@ from pathlib import Path
 
 from fmscope.errors import FmscopeError
 from fmscope.napari.slide_layers import slide_layers
-from fmscope.omics.io import read_slide
-
-SLIDE_MARKERS = ("filtered_feature_bc_matrix.h5", "experiment.xenium", "cell_by_gene.csv")
+from fmscope.omics.io import read_slide, slide_kind
 
 
 def is_slide_path(path: str | Path) -> bool:
-    """True for paths fmscope reads as slides (by name and folder contents, without reading them)."""
-    path = Path(path)
-    if path.suffix in (".zarr", ".h5ad"):
-        return True
-    return path.is_dir() and any((path / marker).is_file() for marker in SLIDE_MARKERS)
+    """True for paths fmscope reads as slides: the engine's own test (:func:`fmscope.omics.io.slide_kind`, by
+    name and folder contents, without reading them), so napari opens every layout ``fmscope domains`` reads."""
+    return slide_kind(path) is not None
 
 
 def get_slide_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | None:

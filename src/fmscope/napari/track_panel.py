@@ -56,7 +56,7 @@ from fmscope.imaging.lazy_image import EAGER_MAX_PIXELS
 from fmscope.imaging.tracking.export import tracks_data, write_ctc, write_label_stack, write_label_volume, write_table
 from fmscope.imaging.tracking.frames import LazyStackFrames
 from fmscope.imaging.tracking.lineage import napari_graph
-from fmscope.napari.image_panel import ImagePanel
+from fmscope.napari.image_panel import ImagePanel, grid_of, same_grid
 from fmscope.napari.session_panel import SessionPanel
 from fmscope.napari.state import PixelChange
 from fmscope.napari.status_panel import StatusPanel
@@ -206,17 +206,12 @@ class TrackPanel(ImagePanel, QWidget):
         self.session_panel.image_set(layer)
 
     def _grid(self) -> dict:
-        image, n = self._image_layer, 3
-        return {"scale": image.scale[-n:], "translate": image.translate[-n:]}
+        return grid_of(self._image_layer, 3)
 
     def _fits(self, layer) -> bool:
         """Whether one of the panel's layers has the image's grid (ndim, scale and offset)."""
         grid = self._grid()
-        return (
-            layer.ndim == 3
-            and np.allclose(layer.scale, grid["scale"])
-            and np.allclose(layer.translate, grid["translate"])
-        )
+        return layer.ndim == 3 and same_grid(layer, grid, 3)
 
     def _ensure_layers(self) -> None:
         """The panel's labels, boxes and clicks layers on the image's grid (replaced when they are not)."""
@@ -274,6 +269,7 @@ class TrackPanel(ImagePanel, QWidget):
                 name=LABELS,
                 scale=grid["scale"],
                 translate=np.asarray(grid["translate"]) + origin,
+                affine=grid["affine"],
             )
             labels.events.paint.connect(self.session_panel.on_paint)
             self.viewer.layers.selection.active = self.viewer.layers[BOXES]
@@ -748,7 +744,7 @@ class TrackPanel(ImagePanel, QWidget):
             tracks.data = data
             tracks.graph = graph
         else:
-            grid = {"scale": layer.scale, "translate": layer.translate}  # a window's labels: placed as they are
+            grid = grid_of(layer, 3)  # a window's labels: placed as they are
             self.viewer.add_tracks(data, graph=graph, name=TRACKS, tail_length=10, **grid)
             self.viewer.layers.selection.active = self.viewer.layers[BOXES]
 

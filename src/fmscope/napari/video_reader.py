@@ -103,8 +103,10 @@ def is_video_path(path: str | Path) -> bool:
 
 
 def video_layer_data(path: str | Path, name: str | None = None) -> list[tuple]:
-    """[(LazyFrames (T, H, W[, 3]), {name, rgb, contrast_limits, metadata}, 'image')] for a video or
-    cine DICOM; raises :class:`FmscopeError` when it cannot be read. Only frame 0 is decoded here."""
+    """[(LazyFrames (T, H, W[, 3]), {name, rgb, contrast_limits[, scale], metadata}, 'image')] for a video or
+    cine DICOM; ``scale`` is (1 frame, y mm, x mm) when the frame source knows the pixel size (a cine's
+    PixelSpacing), so the layer has the file's aspect. Raises :class:`FmscopeError` when it cannot be read.
+    Only frame 0 is decoded here."""
     path = Path(path)
     source = open_frames(path)
     if source.kind != "video":
@@ -118,6 +120,8 @@ def video_layer_data(path: str | Path, name: str | None = None) -> list[tuple]:
         limits = (low, high if high > low else low + 1)
     metadata = {"fmscope_source": str(path), "fmscope_axis": "time", "fmscope_fps": source.fps}
     kwargs = {"name": name or display_name(path), "rgb": source.rgb, "contrast_limits": limits, "metadata": metadata}
+    if source.spacing is not None:  # a cine's PixelSpacing (y, x) mm, as open_frames reads it for `fmscope track`
+        kwargs["scale"] = (1.0, *source.spacing)
     return [(data, kwargs, "image")]
 
 

@@ -691,23 +691,44 @@ def _read_h5ad(path: Path) -> Slide:
     )
 
 
-def _read_any(path: Path) -> Slide:
-    if path.is_dir() and (path / "binned_outputs").is_dir():
-        return _read_visium_hd(_visium_hd_level(path))
-    if path.is_dir() and (path / "filtered_feature_bc_matrix.h5").is_file():
-        return _read_visium_hd(path) if _is_visium_hd(path) else _read_visium(path)
-    if path.is_dir() and (path / "experiment.xenium").is_file():
-        return _read_with_spatialdata_io(path, "xenium")
-    if path.is_dir() and (path / "cell_by_gene.csv").is_file():
-        return _read_with_spatialdata_io(path, "merscope")
-    if path.is_dir() and is_anndata_zarr(path):  # adata.write_zarr: one AnnData, read as its .h5ad twin
-        return _read_h5ad(path)
+def slide_kind(path: str | os.PathLike) -> str | None:
+    """What :func:`read_slide` reads ``path`` as, from its name and its folder's file names (nothing is read):
+    ``"visium_hd_outs"``, ``"visium"`` (every Visium layout: Space Ranger's, 10x's sample-prefixed .h5, MEX,
+    GEO's flat files), ``"xenium"``, ``"merscope"``, ``"anndata_zarr"``, ``"spatialdata"``, ``"h5ad"``; None
+    when it is not a slide. The one test every front end uses (the napari slide reader too)."""
+    path = Path(path)
+    folder = path.is_dir()
+    if folder and (path / "binned_outputs").is_dir():
+        return "visium_hd_outs"
+    if folder and (path / "filtered_feature_bc_matrix.h5").is_file():
+        return "visium"
+    if folder and (path / "experiment.xenium").is_file():
+        return "xenium"
+    if folder and (path / "cell_by_gene.csv").is_file():
+        return "merscope"
+    if folder and is_anndata_zarr(path):  # adata.write_zarr: one AnnData, read as its .h5ad twin
+        return "anndata_zarr"
     if path.suffix == ".zarr" or (path / ".zgroup").exists() or (path / "zarr.json").exists():
-        return _read_spatialdata(path)
+        return "spatialdata"
     if path.suffix == ".h5ad":
-        return _read_h5ad(path)
+        return "h5ad"
     if visium_spatial.is_visium_folder(path):  # downloaded layouts: prefixed .h5, MEX, packed or flat spatial
+        return "visium"
+    return None
+
+
+def _read_any(path: Path) -> Slide:
+    kind = slide_kind(path)
+    if kind == "visium_hd_outs":
+        return _read_visium_hd(_visium_hd_level(path))
+    if kind == "visium":
         return _read_visium_hd(path) if _is_visium_hd(path) else _read_visium(path)
+    if kind in ("xenium", "merscope"):
+        return _read_with_spatialdata_io(path, kind)
+    if kind in ("anndata_zarr", "h5ad"):
+        return _read_h5ad(path)
+    if kind == "spatialdata":
+        return _read_spatialdata(path)
     held = f" (it holds {visium_counts.contents(path)})" if path.is_dir() else ""
     raise FmscopeError(
         f"{path} is not a slide fmscope can read{held}.",
