@@ -31,6 +31,7 @@ ALLOWED = {
         "imaging/labels.py",
         "imaging/lossy_labels.py",
         "imaging/tracking/frames.py",
+        "omics/visium_spatial.py",  # the slide reader's Visium tissue images (PNG, gzipped or not)
     },
     # imaging/dicom_codecs.py: the cine reader's (frames.DicomFrames) GDCM decode of what pydicom cannot decode
     r"(sitk\.ReadImage|ImageFileReader)\(": {

@@ -25,7 +25,7 @@ def test_every_manifest_widget_opens_from_the_plugins_menu(make_napari_viewer, o
 
 def test_every_manifest_widget_has_a_user_path_test():
     """A widget added to the manifest fails here until a test opens it through ``open_widget`` and drives it."""
-    sources = "\n".join(path.read_text() for path in Path(__file__).parent.glob("*.py"))
+    sources = "\n".join(path.read_text(encoding="utf-8") for path in Path(__file__).parent.glob("*.py"))
     opened = set(re.findall(r'open_widget\(viewer, "([^"]+)"\)', sources))
     assert set(WIDGETS) <= opened, f"no user-path test opens {sorted(set(WIDGETS) - opened)}"
 

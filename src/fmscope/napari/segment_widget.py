@@ -38,7 +38,6 @@ from fmscope.imaging import lazy_image
 from fmscope.imaging.intensity import WINDOW_PRESETS, resolve_intensity
 from fmscope.imaging.label_pyramid import LabelPyramid
 from fmscope.imaging.prompts import box_from_mask
-from fmscope.imaging.tracking.preprocess import SAMPLE_FRAMES
 from fmscope.napari.image_panel import ImagePanel, grid_of
 from fmscope.napari.session_panel import SessionPanel, current_object
 from fmscope.napari.state import CurrentObject, PixelChange, SegmentState
@@ -333,6 +332,8 @@ class SegmentWidget(ImagePanel, QWidget):
             return np.asarray(data)
         if window is not None or data.dtype == np.uint8:
             return np.zeros(1, data.dtype)
+        from fmscope.imaging.tracking.preprocess import SAMPLE_FRAMES  # the tracking package imports torch
+
         picks = np.unique(np.linspace(0, len(data) - 1, min(SAMPLE_FRAMES, len(data))).astype(int))
         return np.stack([data.frame(int(index)) for index in picks])
 

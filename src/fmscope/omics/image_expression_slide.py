@@ -248,6 +248,7 @@ def prediction_slide(
         obs=pd.DataFrame(index=[f"p{i}" for i in range(len(predicted))]),
     )
     table.obsm["spatial"] = np.asarray(centres_um, dtype=float)[:, :2]
+    table.uns["log1p"] = {"base": float(np.e)}  # scanpy's record: read back, the values are undone as exp(x) - 1
     table.uns["fmscope"] = {
         "values": "expression predicted from the image, log1p(counts per 10,000)",
         "image_expression_model": str(model_path),
