@@ -9,6 +9,7 @@ axes are the layer's (z, y, x): a voxel lands at its physical point written (z, 
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from fmscope.imaging import io
 from fmscope.names import display_name
 
 LayerData = list[tuple]
+DICOM_LOOK = 200  # entries of a folder looked at for a DICOM file
 
 
 def volume_placement(volume: io.Volume) -> dict:
@@ -54,11 +56,13 @@ def volume_layer_data(path: str) -> LayerData:
 
 
 def is_dicom_folder(path: str | Path) -> bool:
-    """A folder holding a DICOM file (Part 10 marker) at its top level: a series as scanners and PACS export it."""
+    """A folder holding a DICOM file (Part 10 marker) among its first :data:`DICOM_LOOK` entries: a series as
+    scanners and PACS export it. Asked by napari for every folder opened (on the UI thread), so a huge folder is
+    neither listed whole nor sorted."""
     path = Path(path)
     if not path.is_dir():
         return False
-    return any(entry.is_file() and io.is_dicom(entry) for entry in sorted(path.iterdir())[:200])
+    return any(entry.is_file() and io.is_dicom(entry) for entry in islice(path.iterdir(), DICOM_LOOK))
 
 
 def _show(message: str, error: bool = True) -> None:

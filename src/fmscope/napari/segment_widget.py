@@ -325,17 +325,16 @@ class SegmentWidget(ImagePanel, QWidget):
     def _intensity_sample(layer, window) -> np.ndarray:
         """The pixels the automatic window is computed from: the whole image or stack, except for a video or cine
         layer (fmscope's lazy reader), whose frames are never all decoded: none for uint8 frames or a preset window
-        (neither needs pixels), else up to ``SAMPLE_FRAMES`` evenly spaced frames, as the tracker samples the same
-        file (:mod:`fmscope.imaging.tracking.preprocess`)."""
+        (neither needs pixels), else the evenly spaced frames the tracker samples of the same file
+        (:func:`fmscope.imaging.tracking.preprocess.sampled_frames`)."""
         data = layer.data[0] if layer.multiscale else layer.data
         if not isinstance(data, LazyFrames):
             return np.asarray(data)
         if window is not None or data.dtype == np.uint8:
             return np.zeros(1, data.dtype)
-        from fmscope.imaging.tracking.preprocess import SAMPLE_FRAMES  # the tracking package imports torch
+        from fmscope.imaging.tracking.preprocess import sampled_frames  # the tracking package imports torch
 
-        picks = np.unique(np.linspace(0, len(data) - 1, min(SAMPLE_FRAMES, len(data))).astype(int))
-        return np.stack([data.frame(int(index)) for index in picks])
+        return np.stack([data.frame(int(index)) for index in sampled_frames(len(data))])
 
     def _lazy_view(self, layer) -> lazy_image.LazyImage:
         """The lazy view of a huge layer's full-resolution data (one per layer data: its identity is computed once),

@@ -410,12 +410,7 @@ class LiteMedSAMTracker:
                 covered = covered | mask_now
             if len(daughters) != 2:
                 continue
-            ids = [self.new_id(), self.new_id()]
-            self.divisions.append(Division(obj, index, {i: d.mask for i, d in zip(ids, daughters)}))
-            previous.pop(obj, None)
-            found.pop(obj, None)
-            for daughter, result in zip(ids, daughters):
-                self._start(daughter, result, image, found, previous)
+            self._divide(obj, index, daughters, image, found, previous)
 
     def _lineage_step(
         self,
@@ -445,12 +440,9 @@ class LiteMedSAMTracker:
                     splits[obj] = (index, parts)
                     continue
                 now = pair_parts(earlier[1], parts)  # a split lasting two frames: a division on the first
-                daughters = [self.new_id(), self.new_id()]
-                self.divisions.append(Division(obj, index - 1, dict(zip(daughters, earlier[1]))))
-                score = found.pop(obj).score
-                del previous[obj]
-                for daughter, mask in zip(daughters, now):
-                    self._start(daughter, ObjectMask(mask, score), image, found, previous)
+                score = found[obj].score
+                daughters = [ObjectMask(mask, score) for mask in now]
+                self._divide(obj, index - 1, daughters, image, found, previous, recorded=earlier[1])
         if not found:
             return
         now = {obj: found[obj].mask for obj in followed if obj in found}
@@ -504,14 +496,10 @@ class LiteMedSAMTracker:
                     if predicted.score < NEW_MIN_SCORE:
                         parent = None
             if parent is not None:
-                daughters = [self.new_id(), self.new_id()]
-                kept = found.pop(parent)
                 del now[parent]
-                del previous[parent]
                 splits.pop(parent, None)
-                self.divisions.append(Division(parent, index, {daughters[0]: kept.mask, daughters[1]: mask}, last))
-                self._start(daughters[0], kept, image, found, previous)
-                self._start(daughters[1], ObjectMask(mask, predicted.score), image, found, previous)
+                daughters = [found[parent], ObjectMask(mask, predicted.score)]
+                self._divide(parent, index, daughters, image, found, previous, last=last)
             elif self.detect_new and predicted.score >= NEW_MIN_SCORE:
                 obj = self.new_id()
                 self.births.append((obj, index))
@@ -579,13 +567,9 @@ class LiteMedSAMTracker:
                 pair = self._halves(parts, before.get(obj)) if len(parts) == 2 else None
                 if lineage and self.divisions_on and pair is not None and held.get(obj, 1) == 1:
                     score = found[obj].score if obj in found else SNAPPED_SCORE
-                    daughters = [self.new_id(), self.new_id()]
-                    self.divisions.append(Division(obj, index, dict(zip(daughters, pair))))
-                    found.pop(obj, None)
-                    del previous[obj]
                     held.pop(obj, None)
-                    for daughter, part in zip(daughters, pair):
-                        self._start(daughter, ObjectMask(part, score), image, found, previous)
+                    daughters = [ObjectMask(part, score) for part in pair]
+                    for daughter in self._divide(obj, index, daughters, image, found, previous):
                         held[daughter] = 1
                     continue
                 if pair is None:  # not the halves of a rod: the part its prior overlaps most
@@ -633,6 +617,31 @@ class LiteMedSAMTracker:
         if earlier is not None and small < MIN_PART_FRACTION * int(earlier.sum()):
             return None
         return (first, second) if other_half(second, first) else None
+
+    def _divide(
+        self,
+        parent: int,
+        frame: int,
+        daughters: list[ObjectMask],
+        image: np.ndarray,
+        found: dict[int, ObjectMask],
+        previous: dict,
+        recorded: tuple[np.ndarray, ...] | None = None,
+        last: np.ndarray | None = None,
+    ) -> list[int]:
+        """Record ``parent``'s division into ``daughters`` (their masks on the current frame ``image``), the
+        daughters beginning on ``frame`` with the masks ``recorded`` there (default: the daughters' own; a split
+        confirmed a frame later records the first frame's), ``last`` as :class:`Division`'s; the parent leaves
+        ``found`` and ``previous`` and the daughters, with new ids, are followed from here (:meth:`_start`).
+        Returns the daughters' ids."""
+        ids = [self.new_id() for _ in daughters]
+        masks = recorded if recorded is not None else [daughter.mask for daughter in daughters]
+        self.divisions.append(Division(parent, frame, dict(zip(ids, masks)), last))
+        found.pop(parent, None)
+        previous.pop(parent, None)
+        for daughter, result in zip(ids, daughters):
+            self._start(daughter, result, image, found, previous)
+        return ids
 
     def _start(
         self, obj: int, result: ObjectMask, image: np.ndarray, found: dict[int, ObjectMask], previous: dict

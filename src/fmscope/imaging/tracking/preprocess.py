@@ -39,6 +39,12 @@ class MinMaxTo8Bit:
         return ((clipped - self.low) / (self.high - self.low) * 255.0).astype(np.uint8)
 
 
+def sampled_frames(n_frames: int) -> np.ndarray:
+    """Indices (int, ascending, unique) of up to :data:`SAMPLE_FRAMES` evenly spaced frames of ``n_frames``: the
+    frames a streamed source's intensity percentiles are estimated from (the tracker's and the Segment panel's)."""
+    return np.unique(np.linspace(0, n_frames - 1, min(SAMPLE_FRAMES, n_frames)).astype(int))
+
+
 def intensity_for(frames: FrameSource, window: str | tuple[float, float] | None) -> MinMaxTo8Bit:
     """MedSAM2's mapping for this source: uint8 as is; a CT window; else non-zero 0.5-99.5 percentiles.
 
@@ -50,8 +56,7 @@ def intensity_for(frames: FrameSource, window: str | tuple[float, float] | None)
     if frames.volume is not None:
         data = frames.volume.array
     else:
-        picks = np.unique(np.linspace(0, frames.n_frames - 1, min(SAMPLE_FRAMES, frames.n_frames)).astype(int))
-        data = np.stack([frames[int(i)] for i in picks])
+        data = np.stack([frames[int(i)] for i in sampled_frames(frames.n_frames)])
     if window is not None:
         preset = window_preset(window)
         low, high, name = preset.low, preset.high, preset.name
